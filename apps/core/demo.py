@@ -1,0 +1,51 @@
+"""Demo data for the embedded default: a verified user to log in with.
+
+Later issues add a team, the machine catalogue and the local host here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.db import transaction
+
+from apps.accounts.models import User
+
+DEMO_EMAIL = "demo@example.com"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    email: str
+    password: str
+
+
+def _password_file() -> Path:
+    return Path(settings.VAR_DIR) / "demo_password"
+
+
+@transaction.atomic
+def demo_data_ensure() -> DemoLogin:
+    """Create the demo user (verified email) if missing; keep its password in var/."""
+    path = _password_file()
+    user = User.objects.filter(email__iexact=DEMO_EMAIL).first()
+    if user is None or not path.exists():
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            user = User.objects.create_user(DEMO_EMAIL, password, name="Demo User")
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(password)
+        path.chmod(0o600)
+    EmailAddress.objects.update_or_create(
+        user=user,
+        email=DEMO_EMAIL,
+        defaults={"verified": True, "primary": True},
+    )
+    return DemoLogin(email=DEMO_EMAIL, password=path.read_text().strip())

@@ -1,0 +1,65 @@
+"""`manage.py dev`: everything the embedded default needs, in one process.
+
+Migrates, makes the demo data, starts the background worker as a thread (see
+apps.core.worker), then serves HTTP and websockets with Daphne. Ctrl-C stops
+all of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from apps.core.demo import demo_data_ensure
+from apps.core.engine import docker_engine
+from apps.core.worker import embedded_worker
+
+
+class Command(BaseCommand):
+    help = "Run Lattice on the embedded default: web server and background worker together."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="Do not start the in-process worker (run `celery -A config worker` instead).",
+        )
+
+    def handle(self, *args: Any, addrport: str, no_worker: bool, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        login = demo_data_ensure()
+        engine = docker_engine()
+        database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        broker = "redis" if settings.REDIS_URL else "in-process memory"
+        runtime = (
+            f"Docker {engine.version}" if engine else "local processes (no Docker daemon answered)"
+        )
+        host, _, port = addrport.rpartition(":")
+        url = f"http://{'localhost' if host in ('127.0.0.1', '', '0.0.0.0') else host}:{port}/"  # noqa: S104
+
+        banner = [
+            "",
+            "  Lattice is starting (embedded default)",
+            f"  URL:       {url}",
+            f"  Log in as: {login.email}",
+            f"  Password:  {login.password}",
+            f"  Database:  {database}   Broker: {broker}   Runtime: {runtime}",
+            "  Emails are printed here. Press Ctrl-C to stop.",
+            "",
+        ]
+        self.stdout.write("\n".join(banner))
+
+        if no_worker or not settings.LATTICE_EMBEDDED_WORKER:
+            self._serve(addrport)
+            return
+        with embedded_worker():
+            self._serve(addrport)
+
+    def _serve(self, addrport: str) -> None:
+        # Daphne's runserver: ASGI, so websockets work too. No autoreload: the
+        # worker thread lives in this process.
+        call_command("runserver", addrport, use_reloader=False, skip_checks=False)

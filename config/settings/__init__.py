@@ -1,0 +1,1 @@
+"""Settings split by where Lattice runs: base, local (embedded default), test, production."""

@@ -1,0 +1,32 @@
+"""The embedded default (`make dev`): one machine, SQLite under var/, local storage.
+
+No PostgreSQL or Redis is needed; when DATABASE_URL or REDIS_URL are set they
+are used. Background work runs in a Celery worker thread inside the web process
+(`manage.py dev`), over Celery's in-memory transport when there is no Redis.
+DEBUG stays off unless DJANGO_DEBUG=true: this is how the product runs on one
+box, not a debugging mode, so users see Lattice's own error pages.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .base import *  # noqa: F403
+from .base import ALLOWED_HOSTS, VAR_DIR, env
+
+
+def _local_secret_key() -> str:
+    """A random key made once per checkout and kept in var/, never a shared default."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key()
+
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "localhost", "127.0.0.1", "[::1]"]
+
+LATTICE_EMBEDDED_WORKER = True

@@ -1,0 +1,76 @@
+"""Production: PostgreSQL, Redis, S3-compatible storage, SMTP, HTTPS only.
+
+Refuses to start without a real SECRET_KEY, a database and a broker, so a
+half-configured deployment fails at boot rather than at the first request.
+`manage.py check --deploy` is clean under these settings
+(tests/test_production_settings.py).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import DATABASES, REDIS_URL, env
+
+DEBUG = False
+
+# Values that appear in this repository, in docs or that Django generates for
+# development; a key that starts with one of them is not a secret.
+_KNOWN_PLACEHOLDERS = ("change-me", "changeme", "django-insecure", "secret", "test-only")
+
+
+def _secret_key() -> str:
+    key = env.str("DJANGO_SECRET_KEY", default="").strip()
+    if not key:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+        )
+    if key.lower().startswith(_KNOWN_PLACEHOLDERS) or len(key) < 50 or len(set(key)) < 5:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is a placeholder or too weak (at least 50 random characters). "
+            "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+        )
+    return key
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
+if not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_URL must be set in production (cache, broker, channels).")
+
+# HTTPS everywhere; the proxy in front terminates TLS and says so.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+# Container health checks speak plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+MFA_TRUST_COOKIE_SECURE = True
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
+
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = False
+
+# Delivery over SMTP, e.g. EMAIL_URL=smtp+tls://user:password@smtp.example.com:587
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+LATTICE_EMAIL_DELIVERY_BACKEND = env.str(
+    "LATTICE_EMAIL_DELIVERY_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend",
+)

@@ -1,0 +1,31 @@
+"""Settings for the test suite (pytest-django).
+
+The database follows DATABASE_URL (PostgreSQL in CI, SQLite otherwise). Cache,
+broker and channel layer stay in-process so tests are isolated from each other;
+the tests that exercise Redis itself build their own clients from REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from .base import *  # noqa: F403
+
+SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdefghij"  # noqa: S105
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = "memory://localhost/"
+# Unit tests run tasks inline; tests of background behaviour switch this off
+# and start a real worker thread (tests/test_background.py).
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+
+LATTICE_EMAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+MEDIA_ROOT = tempfile.mkdtemp(prefix="lattice-test-media-")

@@ -1,0 +1,11 @@
+"""WSGI entry point, for servers that speak only WSGI. Lattice runs on ASGI (config.asgi)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+
+application = get_wsgi_application()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install and start the real services the test suite uses: PostgreSQL, Redis,
+# a Docker engine and Chromium. Debian 12, as root. Idempotent: safe to run
+# again on a machine where some or all of them already run.
+#
+# Prints the environment to export for `make test` on its last lines.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+packages=(postgresql redis-server docker.io chromium fonts-dejavu-core busybox-static make)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "services: installing ${missing[*]}" >&2
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# PostgreSQL: the Debian cluster, a role and a database for the tests.
+pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h | grep -q online; then
+  pg_ctlcluster "$pg_version" main start >&2
+fi
+for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='lattice'\"" | grep -q 1 \
+  || su postgres -c "psql -qc \"CREATE ROLE lattice LOGIN PASSWORD 'lattice' CREATEDB\"" >&2
+su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='lattice'\"" | grep -q 1 \
+  || su postgres -c "createdb -O lattice lattice" >&2
+
+# Redis on loopback.
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes >&2
+fi
+for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
+
+# Docker engine.
+if ! docker info >/dev/null 2>&1; then
+  mkdir -p /var/log/lattice
+  nohup dockerd >/var/log/lattice/dockerd.log 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+fi
+docker info >/dev/null
+
+cat <<'ENV'
+export DATABASE_URL=postgres://lattice:lattice@127.0.0.1:5432/lattice
+export REDIS_URL=redis://127.0.0.1:6379/0
+export LATTICE_CHROMIUM=/usr/bin/chromium
+ENV
