@@ -46,5 +46,7 @@ class QueuedEmailBackend(BaseEmailBackend):
 
         payloads = [message_to_payload(m) for m in email_messages]
         for payload in payloads:
-            transaction.on_commit(partial(deliver_email.delay, payload))
+            # robust: if the broker is down the data is already committed; a
+            # 500 now would mislead the person. The failure is logged instead.
+            transaction.on_commit(partial(deliver_email.delay, payload), robust=True)
         return len(payloads)

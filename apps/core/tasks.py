@@ -14,6 +14,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
     autoretry_for=(OSError, smtplib.SMTPException),
     retry_backoff=True,
     max_retries=8,
+    soft_time_limit=50,
     time_limit=60,
 )
 def deliver_email(payload: dict[str, Any]) -> None:

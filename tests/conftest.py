@@ -1,0 +1,161 @@
+"""Shared fixtures: the people in every story, and the real services tests use.
+
+alice and bob will share a team (the teams issue adds it); charlie is a
+stranger. Tests that need PostgreSQL, Redis, a Docker engine or Chromium ask
+for the fixture below and are skipped, with the reason, when the service is
+not reachable; with LATTICE_REQUIRE_SERVICES=1 (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.db import connection
+
+from tests.factories import PASSWORD, UserFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from apps.accounts.models import User
+
+REQUIRE_SERVICES = os.environ.get("LATTICE_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+
+
+def service_missing(reason: str) -> None:
+    """Skip the test, or fail it when CI requires every service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (LATTICE_REQUIRE_SERVICES=1 makes this fatal)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_is_postgres_when_required(django_db_setup: Any, django_db_blocker: Any) -> None:
+    if REQUIRE_SERVICES and connection.vendor != "postgresql":
+        pytest.fail(
+            "LATTICE_REQUIRE_SERVICES=1 but the tests run on "
+            f"{connection.vendor}: set DATABASE_URL=postgres://...",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate limits and used TOTP codes live in the cache: no test inherits another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _queued_email(settings: Any) -> None:
+    """Send mail the way Lattice does (queued, then delivered to locmem).
+
+    Django's test set-up swaps EMAIL_BACKEND for locmem; put ours back so tests
+    go through apps.core.mail like production does.
+    """
+    settings.EMAIL_BACKEND = "apps.core.mail.QueuedEmailBackend"
+
+
+@pytest.fixture
+def postgres(db: None) -> None:
+    if connection.vendor != "postgresql":
+        service_missing("needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"needs Redis at {url}: {exc}")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+    except (DockerException, OSError) as exc:
+        service_missing(f"needs a Docker engine that answers: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("LATTICE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        service_missing(f"needs Chromium at {path} (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls
+    # tests make between page actions are still ordinary blocking calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A page in a fresh browser context (its own cookies), aimed at the live server."""
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return UserFactory(email="alice@example.com", name="Alice Smith")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return UserFactory(email="bob@example.com", name="Bob Jones")
+
+
+@pytest.fixture
+def charlie(db: None) -> User:
+    return UserFactory(email="charlie@example.org", name="Charlie Outsider")
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD

@@ -1,0 +1,32 @@
+"""Small helpers tests share: reading links out of sent mail, computing TOTP codes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import struct
+import time
+
+from django.core import mail
+
+_LINK = re.compile(r"https?://\S+")
+
+
+def last_mail_link(containing: str) -> str:
+    """The first link containing ``containing`` in the newest message sent."""
+    assert mail.outbox, "no email was sent"
+    links = [link for link in _LINK.findall(mail.outbox[-1].body) if containing in link]
+    assert links, f"no link with {containing!r} in: {mail.outbox[-1].body}"
+    return links[0]
+
+
+def totp(secret: str, at: float | None = None, period: int = 30, digits: int = 6) -> str:
+    """RFC 6238 TOTP (HMAC-SHA1), written out here so tests check allauth against the RFC."""
+    counter = int((time.time() if at is None else at) // period)
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 10**digits:0{digits}d}"

@@ -1,0 +1,65 @@
+"""Background work really runs in the background: a request queues it and returns.
+
+This is the embedded default's arrangement (apps.core.worker): Celery's
+in-memory transport and a worker thread in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from apps.core.worker import embedded_worker
+from config.celery import app as celery_app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def real_queue(monkeypatch):
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
+
+
+def wait_for(condition, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_signup_returns_before_its_email_is_sent_and_the_worker_sends_it(client, real_queue):
+    response = client.post(
+        reverse("account_signup"),
+        {"email": "dana@example.com", "password1": "a much longer passphrase 42"},
+    )
+
+    assert response.status_code == 302
+    assert mail.outbox == [], "the request must not send mail itself"
+
+    with embedded_worker(concurrency=2):
+        assert wait_for(lambda: len(mail.outbox) == 1), "the worker never sent the email"
+
+    assert mail.outbox[0].to == ["dana@example.com"]
+    assert "/accounts/confirm-email/" in mail.outbox[0].body
+
+
+def test_nothing_is_queued_when_the_transaction_rolls_back(real_queue, monkeypatch):
+    from django.core.mail import send_mail
+    from django.db import transaction
+
+    queued = []
+    monkeypatch.setattr("apps.core.tasks.deliver_email.delay", queued.append)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        send_mail("Hello", "body", None, ["x@example.com"])
+        raise RuntimeError("rollback")
+
+    assert queued == []
+    send_mail("Hello", "body", None, ["x@example.com"])
+    assert len(queued) == 1
+    assert queued[0]["to"] == ["x@example.com"]

@@ -1,0 +1,92 @@
+"""Malformed, oversized and forged requests get a page a person can act on, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_oversized_form_gets_413_with_a_message(client, settings):
+    response = client.post(
+        reverse("account_login"),
+        {"login": "a@example.com", "password": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)},
+    )
+
+    assert response.status_code == 413
+    assert "too much to send at once" in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+
+
+def test_a_form_with_thousands_of_fields_gets_400_with_a_message(client, settings):
+    fields = {f"f{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+
+    response = client.post(reverse("account_login"), fields)
+
+    assert response.status_code == 400
+    assert "too many fields" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=\"a b\x01\"", "multipart/form-data; boundary="],
+    ids=["no-boundary", "invalid-boundary", "empty-boundary"],
+)
+def test_a_malformed_multipart_post_gets_400_not_500(client, content_type):
+    response = client.generic(
+        "POST",
+        reverse("account_login"),
+        data=b"--a b\r\nContent-Disposition: form-data; name=login\r\n\r\nx\r\n",
+        content_type=content_type,
+    )
+
+    assert response.status_code == 400
+    assert "could not be understood" in response.content.decode()
+
+
+def test_a_missing_csrf_token_explains_itself(alice):
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(reverse("account_login"), {"login": "a@example.com", "password": "x"})
+
+    assert response.status_code == 403
+    assert "This form has expired" in response.content.decode()
+
+
+def test_an_invalid_email_and_absurd_lengths_get_field_messages(client):
+    response = client.post(
+        reverse("account_signup"),
+        {"email": "not-an-email" + "x" * 400, "name": "n" * 500, "password1": "p" * 5000},
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "valid email address" in body
+    assert "at most 150 characters" in body
+
+
+def test_non_utf8_form_bytes_do_not_break_login(client):
+    response = client.generic(
+        "POST",
+        reverse("account_login"),
+        data=b"login=%FF%FE&password=%C3%28",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_unknown_page_gets_our_404(client):
+    response = client.get("/no/such/page/")
+
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+
+
+def test_get_on_readyz_only(client):
+    response = client.post("/readyz")
+
+    assert response.status_code == 405
