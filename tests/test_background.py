@@ -63,3 +63,14 @@ def test_nothing_is_queued_when_the_transaction_rolls_back(real_queue, monkeypat
     send_mail("Hello", "body", None, ["x@example.com"])
     assert len(queued) == 1
     assert queued[0]["to"] == ["x@example.com"]
+
+
+def test_a_running_worker_delivers_what_requests_queue_later(real_queue):
+    from django.core.mail import send_mail
+
+    with embedded_worker(concurrency=2):
+        for n in range(3):
+            send_mail(f"Message {n}", "body", None, ["x@example.com"])
+        assert wait_for(lambda: len(mail.outbox) == 3)
+
+    assert sorted(m.subject for m in mail.outbox) == ["Message 0", "Message 1", "Message 2"]
