@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -84,7 +85,9 @@ TEMPLATES = [
 # --- Data -------------------------------------------------------------------------
 
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'lattice.sqlite3'}"),
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'lattice.sqlite3'}",
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default writes from web threads and the in-process worker at
@@ -125,13 +128,14 @@ else:
 
 # --- Storage ----------------------------------------------------------------------
 
-MEDIA_ROOT = env.path("LATTICE_MEDIA_ROOT", default=VAR_DIR / "media")
+# An empty value counts as unset, as it does for every optional variable here.
+MEDIA_ROOT = Path(env.str("LATTICE_MEDIA_ROOT", default="") or VAR_DIR / "media")
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
-STATIC_ROOT = env.path("LATTICE_STATIC_ROOT", default=VAR_DIR / "staticfiles")
+STATIC_ROOT = Path(env.str("LATTICE_STATIC_ROOT", default="") or VAR_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # WhiteNoise expects the folder even when it serves from the finders.
-Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 STORAGE_BACKEND = env.str("LATTICE_STORAGE", default="local")
 if STORAGE_BACKEND == "s3":
@@ -139,10 +143,10 @@ if STORAGE_BACKEND == "s3":
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
-            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
-            "region_name": env("AWS_S3_REGION_NAME", default=None),
-            "access_key": env("AWS_ACCESS_KEY_ID", default=None),
-            "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,

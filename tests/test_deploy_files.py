@@ -1,0 +1,147 @@
+"""The production Dockerfile, docker-compose.yml and .env.example hold together.
+
+No image registry is reachable where these tests run, so the images cannot be
+built here; these tests check what can be checked without building them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import get_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+# The environment the tests run in is the one the image installs (pyproject).
+BIN = Path(sys.executable).parent
+APP_SERVICES = {"migrate", "web", "worker", "beat"}
+LONG_RUNNING = {"postgres", "redis", "minio", "web", "worker", "beat"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env_example_names() -> set[str]:
+    # Documented variables, set (NAME=...) or shown commented out (# NAME=...).
+    pattern = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=", re.MULTILINE)
+    return set(pattern.findall((ROOT / ".env.example").read_text()))
+
+
+def settings_env_names() -> set[str]:
+    """Every variable the settings read through django-environ."""
+    pattern = re.compile(r"env(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]+)\"")
+    names: set[str] = set()
+    for path in (ROOT / "config" / "settings").glob("*.py"):
+        names |= set(pattern.findall(path.read_text()))
+    return names
+
+
+def test_every_long_running_service_has_a_healthcheck(compose):
+    services = compose["services"]
+
+    assert LONG_RUNNING <= set(services)
+    for name in LONG_RUNNING:
+        check = services[name].get("healthcheck", {})
+        assert check.get("test"), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+
+
+def test_one_shot_services_are_waited_for(compose):
+    services = compose["services"]
+    for name in ("web", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_every_app_service_command_exists(compose):
+    installed_commands = get_commands()
+    for name in APP_SERVICES:
+        command = compose["services"][name]["command"]
+        program = command[0]
+        if program == "python":
+            assert command[1] == "manage.py"
+            assert command[2] in installed_commands, f"{name}: no manage.py {command[2]}"
+        elif program == "celery":
+            assert command[1:3] == ["-A", "config"]
+            assert (BIN / "celery").exists(), "celery is not installed"
+            import config.celery
+
+            assert config.celery.app.main == "lattice"
+        elif program == "daphne":
+            assert (BIN / "daphne").exists(), "daphne is not installed"
+            app_path = command[-1]
+            module, _, attribute = app_path.partition(":")
+            assert module == "config.asgi"
+            assert attribute == "application"
+        else:
+            pytest.fail(f"{name}: unexpected program {program}")
+
+
+def test_beat_uses_the_database_scheduler(compose):
+    command = compose["services"]["beat"]["command"]
+
+    scheduler = command[command.index("--scheduler") + 1]
+    module, _, attribute = scheduler.partition(":")
+    imported = __import__(module, fromlist=[attribute])
+    assert hasattr(imported, attribute)
+
+
+def test_every_variable_compose_uses_is_in_env_example(compose, env_example_names):
+    text = (ROOT / "docker-compose.yml").read_text()
+    # ${NAME} and ${NAME:-default}; $${NAME} is the container's own shell variable.
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]+)(?::-[^}]*)?\}", text))
+
+    assert used, "compose references no variables: the pattern is wrong"
+    assert used - env_example_names == set()
+
+
+def test_every_variable_the_settings_read_is_in_env_example(env_example_names):
+    read = settings_env_names()
+
+    assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= read
+    assert read - env_example_names == set()
+
+
+def test_env_example_holds_no_secret(env_example_names):
+    text = (ROOT / ".env.example").read_text()
+
+    assert re.search(r"^DJANGO_SECRET_KEY=$", text, re.MULTILINE)
+    assert re.search(r"^POSTGRES_PASSWORD=$", text, re.MULTILINE)
+    assert re.search(r"^MINIO_ROOT_PASSWORD=$", text, re.MULTILINE)
+
+
+def test_the_dockerfile_builds_in_stages_and_runs_as_a_user():
+    lines = [
+        line.strip()
+        for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    stages = [line for line in lines if line.startswith("FROM ")]
+    final = lines[lines.index(stages[-1]) :]
+
+    assert len(stages) >= 2
+    assert all("slim" in line or "${PYTHON_IMAGE}" in line for line in stages)
+    assert any(line.startswith("ARG PYTHON_IMAGE=python:3.11-slim") for line in lines)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users, "the final stage must switch to a non-root user"
+    assert users[-1] not in {"root", "0"}
+    assert any(line.startswith("HEALTHCHECK") for line in final)
+    assert any(line.startswith("COPY --from=build") for line in final)
+    cmd = next(line for line in final if line.startswith("CMD "))
+    assert shlex.split(cmd[4:].replace('"', "").strip("[]").replace(",", " "))[0] == "daphne"
+
+
+def test_the_image_and_compose_serve_the_same_asgi_application(compose):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+
+    assert "config.asgi:application" in dockerfile
+    assert compose["services"]["web"]["command"][-1] == "config.asgi:application"
