@@ -106,12 +106,15 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """Chromium, per test module: Playwright's sync API holds an event loop in this
+    thread while it runs, which later async tests (Channels) must not inherit."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls
     # tests make between page actions are still ordinary blocking calls.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -129,6 +132,10 @@ def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         yield browser
         browser.close()
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -143,17 +150,17 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def alice(db: None) -> User:
-    return UserFactory(email="alice@example.com", name="Alice Smith")
+    return UserFactory.create(email="alice@example.com", name="Alice Smith")
 
 
 @pytest.fixture
 def bob(db: None) -> User:
-    return UserFactory(email="bob@example.com", name="Bob Jones")
+    return UserFactory.create(email="bob@example.com", name="Bob Jones")
 
 
 @pytest.fixture
 def charlie(db: None) -> User:
-    return UserFactory(email="charlie@example.org", name="Charlie Outsider")
+    return UserFactory.create(email="charlie@example.org", name="Charlie Outsider")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ _LINK = re.compile(r"https?://\S+")
 def last_mail_link(containing: str) -> str:
     """The first link containing ``containing`` in the newest message sent."""
     assert mail.outbox, "no email was sent"
-    links = [link for link in _LINK.findall(mail.outbox[-1].body) if containing in link]
+    links = [link for link in _LINK.findall(str(mail.outbox[-1].body)) if containing in link]
     assert links, f"no link with {containing!r} in: {mail.outbox[-1].body}"
     return links[0]
 

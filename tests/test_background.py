@@ -52,12 +52,16 @@ def test_nothing_is_queued_when_the_transaction_rolls_back(real_queue, monkeypat
     from django.core.mail import send_mail
     from django.db import transaction
 
-    queued = []
+    queued: list[dict] = []
     monkeypatch.setattr("apps.core.tasks.deliver_email.delay", queued.append)
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        send_mail("Hello", "body", None, ["x@example.com"])
-        raise RuntimeError("rollback")
+    def send_then_fail():
+        with transaction.atomic():
+            send_mail("Hello", "body", None, ["x@example.com"])
+            raise RuntimeError("rollback")
+
+    with pytest.raises(RuntimeError):
+        send_then_fail()
 
     assert queued == []
     send_mail("Hello", "body", None, ["x@example.com"])

@@ -99,5 +99,11 @@ def test_security_headers_and_cookies_in_production():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "False", "True", "True", "True", "True", "DENY", "[\"'self'\"]",
+        "False",
+        "True",
+        "True",
+        "True",
+        "True",
+        "DENY",
+        "[\"'self'\"]",
     ]

@@ -21,7 +21,10 @@ from config.celery import app as celery_app
 @pytest.fixture
 def redis_settings(settings, redis_url, monkeypatch):
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+        },
     }
     settings.CHANNEL_LAYERS = {
         "default": {
@@ -44,8 +47,8 @@ def _reset_celery_connections():
 
     The pools themselves are kombu's, shared and keyed by URL: leave them open.
     """
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
 
 @pytest.mark.django_db

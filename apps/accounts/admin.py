@@ -8,13 +8,13 @@ from apps.accounts.models import User
 
 
 class UserCreationForm(AdminUserCreationForm):
-    class Meta(AdminUserCreationForm.Meta):
+    class Meta(AdminUserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("email",)
 
 
 class UserEditForm(UserChangeForm):
-    class Meta(UserChangeForm.Meta):
+    class Meta(UserChangeForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = "__all__"
 
@@ -36,7 +36,10 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (
             None,
-            {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")},
+            {
+                "classes": ("wide",),
+                "fields": ("email", "usable_password", "password1", "password2"),
+            },
         ),
     )
     readonly_fields = ("last_login", "date_joined")

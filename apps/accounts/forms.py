@@ -27,7 +27,7 @@ class SignupForm(forms.Form):
         user.save(update_fields=["name"])
 
 
-class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
+class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["name"]

@@ -11,12 +11,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm
-from apps.accounts.models import User
 from apps.accounts.services import user_update_profile
 from apps.core.htmx import is_htmx
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
+
+    from apps.accounts.models import User
 
 
 @login_required

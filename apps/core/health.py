@@ -75,7 +75,7 @@ def run_checks() -> dict[str, str]:
     for name, check in CHECKS.items():
         try:
             check()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        except Exception as exc:
             logger.warning("readiness check %s failed: %r", name, exc)
             results[name] = f"failed ({type(exc).__name__})"
         else:

@@ -35,7 +35,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: database, cache, broker and storage all answer (503 naming any that don't)."""
+    """Ready to serve: database, cache, broker and storage answer (503 names any that don't)."""
     checks = run_checks()
     failing = sorted(name for name, result in checks.items() if result != "ok")
     if failing:
@@ -93,7 +93,10 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         request,
         status=403,
         title="You can't do that here",
-        message="Your account does not have access to this page. Ask an admin of the team if you need it.",
+        message=(
+            "Your account does not have access to this page. "
+            "Ask an admin of the team if you need it."
+        ),
     )
 
 

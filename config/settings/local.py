@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import ALLOWED_HOSTS, VAR_DIR, env
 
 

@@ -8,8 +8,9 @@ the tests that exercise Redis itself build their own clients from REDIS_URL.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
-from .base import *  # noqa: F403
+from .base import *
 
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdefghij"  # noqa: S105
 DEBUG = False
@@ -28,4 +29,4 @@ CELERY_TASK_EAGER_PROPAGATES = True
 
 LATTICE_EMAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-MEDIA_ROOT = tempfile.mkdtemp(prefix="lattice-test-media-")
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="lattice-test-media-"))
