@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core_views
+
+# The admin signs in through allauth, so two-factor and rate limits apply there too.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", include("apps.core.urls")),
@@ -20,3 +24,5 @@ handler400 = "apps.core.views.bad_request"
 handler403 = "apps.core.views.permission_denied"
 handler404 = "apps.core.views.page_not_found"
 handler500 = "apps.core.views.server_error"
+# Read by django-allauth when a rate limit is hit.
+handler429 = "apps.core.views.too_many_requests"

@@ -94,3 +94,30 @@ def test_get_on_readyz_only(client):
     response = client.post("/readyz")
 
     assert response.status_code == 405
+
+
+def test_too_many_signups_from_one_address_get_429_with_a_message(client):
+    statuses = [
+        client.post(
+            reverse("account_signup"),
+            {"email": f"user{n}@example.com", "password1": "short"},
+        ).status_code
+        for n in range(21)
+    ]
+
+    # allauth's signup limit: 20 a minute from one address.
+    assert statuses[:20] == [200] * 20
+    assert statuses[20] == 429
+    last = client.post(reverse("account_signup"), {"email": "x@example.com", "password1": "p"})
+    assert "Too many attempts" in last.content.decode()
+
+
+def test_the_500_page_shows_no_traceback(rf):
+    from apps.core.views import server_error
+
+    response = server_error(rf.get("/"))
+
+    body = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in body
+    assert "Traceback" not in body

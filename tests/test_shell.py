@@ -69,3 +69,13 @@ def test_signing_out_needs_a_post(client, alice):
 
     client.post(reverse("account_logout"))
     assert "_auth_user_id" not in client.session
+
+
+def test_the_admin_signs_in_through_allauth_so_two_factor_applies(client, alice):
+    response = client.get("/admin/login/?next=/admin/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+
+    client.force_login(alice)  # not staff
+    assert client.get("/admin/login/").status_code == 403

@@ -109,6 +109,16 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     )
 
 
+def too_many_requests(request: HttpRequest) -> HttpResponse:
+    """allauth's rate limits (signup, reset, ...) answer with this (config.urls.handler429)."""
+    return _error_page(
+        request,
+        status=429,
+        title="Too many attempts",
+        message="You have tried this too often in a short time. Wait a few minutes and try again.",
+    )
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # Rendered without the request context: whatever broke may break it again.
     return render(request, "errors/500.html", status=500)
