@@ -15,11 +15,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "services: installing ${missing[*]}" >&2
   apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # With recommends: docker.io's (cgroup tools, iptables helpers) are what was tested.
+  apt-get install -y -q "${missing[@]}" >&2
 fi
 
 # PostgreSQL: the Debian cluster, a role and a database for the tests.
 pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h | grep -q .; then
+  pg_createcluster "$pg_version" main >&2
+fi
 if ! pg_lsclusters -h | grep -q online; then
   pg_ctlcluster "$pg_version" main start >&2
 fi
