@@ -26,7 +26,7 @@ def test_the_dashboard_greets_the_member_and_shows_setup_steps(client, alice):
 
     assert "Welcome, Alice Smith" in body
     assert "Set up authenticator" in body
-    assert "No notebooks yet" in body
+    assert "Your teams" in body
     assert 'id="team-switcher"' in body
 
 

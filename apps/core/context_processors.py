@@ -17,4 +17,11 @@ def site(request: HttpRequest) -> dict[str, Any]:
         nav_section = "dashboard"
     elif request.path.startswith(_SETTINGS_PREFIXES):
         nav_section = "settings"
-    return {"site_name": settings.LATTICE_SITE_NAME, "nav_section": nav_section}
+    context: dict[str, Any] = {"site_name": settings.LATTICE_SITE_NAME, "nav_section": nav_section}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        from apps.teams.selectors import memberships_of
+
+        # Lazy: evaluated only by pages that draw the team switcher.
+        context["my_memberships"] = memberships_of(user).order_by("team__name")
+    return context

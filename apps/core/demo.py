@@ -1,6 +1,7 @@
 """Demo data for the embedded default: a verified user to log in with.
 
-Later issues add a team, the machine catalogue and the local host here.
+The demo user has a personal team. Later issues add the machine catalogue and
+the local host here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.accounts.models import User
+from apps.teams.selectors import memberships_of
+from apps.teams.services import team_create_personal
 
 DEMO_EMAIL = "demo@example.com"
 
@@ -48,4 +51,6 @@ def demo_data_ensure() -> DemoLogin:
         email=DEMO_EMAIL,
         defaults={"verified": True, "primary": True},
     )
+    if not memberships_of(user).filter(team__personal=True).exists():
+        team_create_personal(user=user)
     return DemoLogin(email=DEMO_EMAIL, password=path.read_text().strip())

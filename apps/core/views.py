@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, cast
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -120,8 +121,8 @@ def too_many_requests(request: HttpRequest) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    # Rendered without the request context: whatever broke may break it again.
-    return render(request, "errors/500.html", status=500)
+    # Rendered without the request or context processors: whatever broke may break them too.
+    return HttpResponseServerError(render_to_string("errors/500.html"))
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

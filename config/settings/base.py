@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "apps.core",
     "apps.accounts",
+    "apps.teams",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,52 @@
+"""Who may do what in a team: the permission matrix, in one place.
+
+| permission            | owner | admin | member | viewer |
+| --------------------- | :---: | :---: | :----: | :----: |
+| team.view             |   x   |   x   |   x    |   x    |
+| members.view          |   x   |   x   |   x    |   x    |
+| machines.view         |   x   |   x   |   x    |   x    |
+| machines.start        |   x   |   x   |   x    |        |
+| members.invite        |   x   |   x   |        |        |
+| members.change_role   |   x   |   x   |        |        |
+| members.remove        |   x   |   x   |        |        |
+| team.rename           |   x   |   x   |        |        |
+| audit.view            |   x   |   x   |        |        |
+| billing.view          |   x   |   x   |        |        |
+| billing.manage        |   x   |       |        |        |
+| team.transfer         |   x   |       |        |        |
+| team.delete           |   x   |       |        |        |
+
+Admins manage members, but only an owner may make someone an owner, or change
+or remove an owner (apps.teams.services enforces those rules). docs/permissions.md
+shows the same table; tests/test_teams.py checks every cell.
+"""
+
+from __future__ import annotations
+
+from apps.teams.models import Role
+
+_EVERYONE = frozenset(Role)
+_MEMBERS = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
+_ADMINS = frozenset({Role.OWNER, Role.ADMIN})
+_OWNERS = frozenset({Role.OWNER})
+
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "team.view": _EVERYONE,
+    "members.view": _EVERYONE,
+    "machines.view": _EVERYONE,
+    "machines.start": _MEMBERS,
+    "members.invite": _ADMINS,
+    "members.change_role": _ADMINS,
+    "members.remove": _ADMINS,
+    "team.rename": _ADMINS,
+    "audit.view": _ADMINS,
+    "billing.view": _ADMINS,
+    "billing.manage": _OWNERS,
+    "team.transfer": _OWNERS,
+    "team.delete": _OWNERS,
+}
+
+
+def role_allows(role: str, permission: str) -> bool:
+    """True when ``role`` grants ``permission``. An unknown permission is a bug: it raises."""
+    return Role(role) in PERMISSIONS[permission]

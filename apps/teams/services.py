@@ -1,0 +1,173 @@
+"""Writes to teams and memberships. Each is one transaction with an audit entry.
+
+Rules beyond the permission matrix (apps.teams.permissions):
+- a team always keeps at least one owner;
+- only an owner may make someone an owner, or change or remove an owner;
+- a personal team cannot be left, deleted, or given more owners' seats away.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from apps.core.audit import audit_record
+from apps.teams.models import Membership, Role, Team
+from apps.teams.permissions import role_allows
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+
+
+class TeamError(Exception):
+    """A change the rules refuse. The message is shown to the person as it is."""
+
+
+class TeamPermissionError(TeamError):
+    """The actor's role does not allow this."""
+
+
+def _membership(team: Team, user: User) -> Membership | None:
+    return Membership.objects.for_team(team).filter(user=user).first()
+
+
+def _require(team: Team, actor: User, permission: str) -> Membership:
+    membership = _membership(team, actor)
+    if membership is None or not role_allows(membership.role, permission):
+        raise TeamPermissionError("Your role in this team does not allow that.")
+    return membership
+
+
+def _owner_count(team: Team) -> int:
+    return Membership.objects.for_team(team).filter(role=Role.OWNER).count()
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50].strip("-") or "team"
+    slug, n = base, 1
+    while Team.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def team_create(*, actor: User, name: str, personal: bool = False) -> Team:
+    """Make a team with ``actor`` as its owner; audit it."""
+    name = name.strip()
+    if not name:
+        raise TeamError("A team needs a name.")
+    team = Team.objects.create(
+        name=name,
+        slug=_unique_slug(name),
+        personal=personal,
+        created_by=actor,
+    )
+    Membership.objects.for_team(team).create(team=team, user=actor, role=Role.OWNER)
+    audit_record(team=team, actor=actor, action="team.created", target=team.name)
+    return team
+
+
+def team_create_personal(*, user: User) -> Team:
+    """The team every new user gets at sign-up."""
+    return team_create(actor=user, name=f"{user.display_name}'s team", personal=True)
+
+
+@transaction.atomic
+def team_rename(*, team: Team, actor: User, name: str) -> Team:
+    """Rename the team (its slug, and so its URLs, stay); audit it."""
+    _require(team, actor, "team.rename")
+    name = name.strip()
+    if not name:
+        raise TeamError("A team needs a name.")
+    old = team.name
+    team.name = name
+    team.save(update_fields=["name"])
+    audit_record(team=team, actor=actor, action="team.renamed", target=name, old=old)
+    return team
+
+
+@transaction.atomic
+def member_change_role(*, team: Team, actor: User, member: Membership, role: str) -> Membership:
+    """Give ``member`` a new role; audit it."""
+    actor_membership = _require(team, actor, "members.change_role")
+    new_role = Role(role)
+    # Lock the team's memberships so two demotions cannot both pass the owner count.
+    list(Membership.objects.for_team(team).select_for_update())
+    member.refresh_from_db()
+    if member.team_id != team.pk:
+        raise TeamError("That person is not in this team.")
+    touches_owner = Role.OWNER in {member.role, new_role}
+    if touches_owner and actor_membership.role != Role.OWNER:
+        raise TeamPermissionError("Only an owner can make someone an owner or change an owner.")
+    if member.role == Role.OWNER and new_role != Role.OWNER and _owner_count(team) == 1:
+        raise TeamError("A team needs an owner. Make someone else an owner first.")
+    old = member.role
+    member.role = new_role
+    member.save(update_fields=["role"])
+    audit_record(
+        team=team,
+        actor=actor,
+        action="member.role_changed",
+        target=member.user.email,
+        old=old,
+        new=new_role.value,
+    )
+    return member
+
+
+@transaction.atomic
+def member_remove(*, team: Team, actor: User, member: Membership) -> None:
+    """Take ``member`` out of the team (or leave, when it is the actor); audit it."""
+    leaving = member.user_id == actor.pk
+    actor_membership = _membership(team, actor)
+    if actor_membership is None:
+        raise TeamPermissionError("You are not in this team.")
+    if not leaving:
+        _require(team, actor, "members.remove")
+        if member.role == Role.OWNER and actor_membership.role != Role.OWNER:
+            raise TeamPermissionError("Only an owner can remove an owner.")
+    if team.personal and member.role == Role.OWNER:
+        raise TeamError("This is a personal team: its owner cannot leave it.")
+    list(Membership.objects.for_team(team).select_for_update())
+    if member.role == Role.OWNER and _owner_count(team) == 1:
+        raise TeamError("A team needs an owner. Make someone else an owner first.")
+    email = member.user.email
+    member.delete()
+    audit_record(
+        team=team,
+        actor=actor,
+        action="member.left" if leaving else "member.removed",
+        target=email,
+    )
+
+
+@transaction.atomic
+def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> None:
+    """Make ``member`` the owner and the actor an admin; audit it."""
+    actor_membership = _require(team, actor, "team.transfer")
+    if member.team_id != team.pk or member.pk == actor_membership.pk:
+        raise TeamError("Choose another member of this team.")
+    member.role = Role.OWNER
+    member.save(update_fields=["role"])
+    actor_membership.role = Role.ADMIN
+    actor_membership.save(update_fields=["role"])
+    audit_record(
+        team=team,
+        actor=actor,
+        action="team.ownership_transferred",
+        target=member.user.email,
+    )
+
+
+@transaction.atomic
+def team_delete(*, team: Team, actor: User, confirmation: str) -> None:
+    """Delete the team and everything it owns. ``confirmation`` must be its slug."""
+    _require(team, actor, "team.delete")
+    if team.personal:
+        raise TeamError("A personal team cannot be deleted.")
+    if confirmation.strip() != team.slug:
+        raise TeamError(f"Type the team's short name, {team.slug}, to confirm.")
+    team.delete()

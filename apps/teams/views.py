@@ -1,0 +1,206 @@
+"""Team pages under /t/<team_slug>/, and creating a team."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views import View
+
+from apps.core.models import AuditEntry
+from apps.core.tenancy import TeamViewMixin
+from apps.teams import services
+from apps.teams.forms import DeleteTeamForm, MemberChoiceForm, RoleForm, TeamNameForm
+from apps.teams.models import Membership, Role
+from apps.teams.permissions import PERMISSIONS, role_allows
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+    from apps.accounts.models import User
+
+
+def _user(request: HttpRequest) -> User:
+    return cast("User", request.user)
+
+
+class TeamPage(TeamViewMixin, View):
+    template_name = ""
+
+    def page(self, request: HttpRequest, **context: Any) -> HttpResponse:
+        # Templates read can.members_invite for "members.invite".
+        allowed = {p.replace(".", "_"): role_allows(self.membership.role, p) for p in PERMISSIONS}
+        return render(
+            request,
+            self.template_name,
+            {"team": self.team, "membership": self.membership, "can": allowed, **context},
+        )
+
+
+class TeamCreateView(LoginRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "teams/create.html", {"form": TeamNameForm()})
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = TeamNameForm(request.POST)
+        if not form.is_valid():
+            return render(request, "teams/create.html", {"form": form}, status=400)
+        team = services.team_create(actor=_user(request), name=form.cleaned_data["name"])
+        messages.success(request, f"{team.name} is ready. Invite your teammates from Members.")
+        return redirect("teams:home", team_slug=team.slug)
+
+
+class TeamHomeView(TeamPage):
+    template_name = "teams/home.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        member_count = Membership.objects.count()
+        return self.page(request, member_count=member_count, section="home")
+
+
+class MembersView(TeamPage):
+    template_name = "teams/members.html"
+    permission = "members.view"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        members = Membership.objects.select_related("user").order_by("user__email")
+        return self.page(request, members=members, roles=Role.choices, section="members")
+
+
+class MemberRoleView(TeamPage):
+    permission = "members.change_role"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str, member_id: int) -> HttpResponse:
+        member = get_object_or_404(Membership, pk=member_id)
+        form = RoleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose one of the roles offered.")
+            return redirect("teams:members", team_slug=self.team.slug)
+        try:
+            services.member_change_role(
+                team=self.team,
+                actor=_user(request),
+                member=member,
+                role=form.cleaned_data["role"],
+            )
+        except services.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{member.user.email} is now {member.get_role_display()}.")
+        return redirect("teams:members", team_slug=self.team.slug)
+
+
+class MemberRemoveView(TeamPage):
+    permission = "members.remove"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str, member_id: int) -> HttpResponse:
+        member = get_object_or_404(Membership, pk=member_id)
+        try:
+            services.member_remove(team=self.team, actor=_user(request), member=member)
+        except services.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{member.user.email} is no longer in {self.team.name}.")
+        return redirect("teams:members", team_slug=self.team.slug)
+
+
+class TeamSettingsView(TeamPage):
+    template_name = "teams/settings.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        return self._render(request, TeamNameForm(initial={"name": self.team.name}))
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        form = TeamNameForm(request.POST)
+        if form.is_valid():
+            try:
+                services.team_rename(
+                    team=self.team,
+                    actor=_user(request),
+                    name=form.cleaned_data["name"],
+                )
+            except services.TeamError as exc:
+                messages.error(request, str(exc))
+                return self._render(request, form, status=403)
+            messages.success(request, "The team's name is saved.")
+            return redirect("teams:settings", team_slug=self.team.slug)
+        return self._render(request, form, status=400)
+
+    def _render(self, request: HttpRequest, form: TeamNameForm, status: int = 200) -> HttpResponse:
+        others = (
+            Membership.objects.exclude(pk=self.membership.pk)
+            .select_related("user")
+            .order_by("user__email")
+        )
+        response = self.page(
+            request,
+            form=form,
+            others=others,
+            delete_form=DeleteTeamForm(),
+            section="settings",
+        )
+        response.status_code = status
+        return response
+
+
+class TeamLeaveView(TeamPage):
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        try:
+            services.member_remove(team=self.team, actor=_user(request), member=self.membership)
+        except services.TeamError as exc:
+            messages.error(request, str(exc))
+            return redirect("teams:settings", team_slug=self.team.slug)
+        messages.success(request, f"You left {self.team.name}.")
+        return redirect("core:dashboard")
+
+
+class TeamTransferView(TeamPage):
+    permission = "team.transfer"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        form = MemberChoiceForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose a member of this team.")
+            return redirect("teams:settings", team_slug=self.team.slug)
+        member = get_object_or_404(Membership, pk=form.cleaned_data["member_id"])
+        try:
+            services.team_transfer_ownership(team=self.team, actor=_user(request), member=member)
+        except services.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{member.user.email} now owns {self.team.name}.")
+        return redirect("teams:settings", team_slug=self.team.slug)
+
+
+class TeamDeleteView(TeamPage):
+    permission = "team.delete"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        try:
+            services.team_delete(
+                team=self.team,
+                actor=_user(request),
+                confirmation=request.POST.get("confirmation", ""),
+            )
+        except services.TeamError as exc:
+            messages.error(request, str(exc))
+            return redirect("teams:settings", team_slug=self.team.slug)
+        messages.success(request, f"{self.team.name} was deleted.")
+        return redirect("core:dashboard")
+
+
+class AuditLogView(TeamPage):
+    template_name = "teams/audit.html"
+    permission = "audit.view"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        entries = AuditEntry.objects.all()[:200]
+        return self.page(request, entries=entries, section="audit")
