@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.db import connection
 
-from tests.factories import PASSWORD, UserFactory
+from apps.teams.models import Role, Team
+from tests.factories import PASSWORD, TeamFactory, UserFactory, add_member
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -150,17 +151,35 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def alice(db: None) -> User:
+    """Owner of Acme."""
     return UserFactory.create(email="alice@example.com", name="Alice Smith")
 
 
 @pytest.fixture
 def bob(db: None) -> User:
+    """A member of Acme."""
     return UserFactory.create(email="bob@example.com", name="Bob Jones")
 
 
 @pytest.fixture
 def charlie(db: None) -> User:
+    """A stranger: owner of Globex, in no team of alice's."""
     return UserFactory.create(email="charlie@example.org", name="Charlie Outsider")
+
+
+@pytest.fixture
+def acme(alice: User, bob: User) -> Team:
+    team = TeamFactory.create(name="Acme", slug="acme")
+    add_member(team, alice, Role.OWNER)
+    add_member(team, bob, Role.MEMBER)
+    return team
+
+
+@pytest.fixture
+def globex(charlie: User) -> Team:
+    team = TeamFactory.create(name="Globex", slug="globex")
+    add_member(team, charlie, Role.OWNER)
+    return team
 
 
 @pytest.fixture

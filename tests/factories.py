@@ -8,6 +8,7 @@ import factory
 from allauth.account.models import EmailAddress
 
 from apps.accounts.models import User
+from apps.teams.models import Membership, Team
 
 PASSWORD = "correct horse battery staple"
 
@@ -37,3 +38,16 @@ class UserFactory(factory.django.DjangoModelFactory):
                 primary=True,
                 verified=extracted is not False,
             )
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+    slug = factory.Sequence(lambda n: f"team-{n}")
+
+
+def add_member(team: Team, user: User, role: str) -> Membership:
+    """Put ``user`` in ``team`` with ``role`` (fixtures only; the app goes through services)."""
+    return Membership.objects.for_team(team).create(team=team, user=user, role=role)
