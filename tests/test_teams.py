@@ -103,11 +103,17 @@ class TestServices:
         admin = team_of_four["admin"]
         with pytest.raises(services.TeamPermissionError):
             services.member_change_role(
-                team=acme, actor=admin, member=membership(acme, team_of_four["member"]), role="owner"
+                team=acme,
+                actor=admin,
+                member=membership(acme, team_of_four["member"]),
+                role="owner",
             )
         with pytest.raises(services.TeamPermissionError):
             services.member_change_role(
-                team=acme, actor=admin, member=membership(acme, team_of_four["owner"]), role="member"
+                team=acme,
+                actor=admin,
+                member=membership(acme, team_of_four["owner"]),
+                role="member",
             )
         with pytest.raises(services.TeamPermissionError):
             services.member_remove(
@@ -176,11 +182,15 @@ class TestPages:
 
         assert client.get(reverse(url_name, args=[acme.slug])).status_code == status
 
-    @pytest.mark.parametrize(("role", "allowed"), [("owner", True), ("admin", True),
-                                                   ("member", False), ("viewer", False)])
+    @pytest.mark.parametrize(
+        ("role", "allowed"),
+        [("owner", True), ("admin", True), ("member", False), ("viewer", False)],
+    )
     def test_changing_a_role_over_http(self, client, acme, team_of_four, role, allowed):
         client.force_login(team_of_four[role])
-        target = membership(acme, team_of_four["viewer"] if role != "viewer" else team_of_four["member"])
+        target = membership(
+            acme, team_of_four["viewer"] if role != "viewer" else team_of_four["member"]
+        )
 
         response = client.post(
             reverse("teams:member_role", args=[acme.slug, target.pk]), {"role": "member"}
@@ -237,7 +247,11 @@ class TestPages:
     def test_sign_up_makes_a_personal_team(self, client):
         client.post(
             reverse("account_signup"),
-            {"email": "dana@example.com", "name": "Dana", "password1": "a much longer passphrase 42"},
+            {
+                "email": "dana@example.com",
+                "name": "Dana",
+                "password1": "a much longer passphrase 42",
+            },
         )
 
         team = Team.objects.get(personal=True)

@@ -1,0 +1,198 @@
+"""The outsider sweep: every route of the project, tried by charlie and by a visitor.
+
+Every URL pattern (HTML and, later, API) and every websocket route must be
+classified below. A route nobody classified fails the sweep, so each new
+route is covered from the day it is added:
+
+- TEAM: inside a team (/t/<slug>/...). Charlie, a member of another team,
+  gets 404 (not 403: ids and slugs cannot be probed) for GET and POST;
+  a visitor is sent to log in.
+- ACCOUNT: the signed-in person's own account. A visitor is sent to log in;
+  charlie sees only his own account (no team's data is on these pages).
+- PUBLIC: the ways in (login, signup, reset, confirmation) and health probes.
+  Nothing there may fail with a 5xx for a visitor.
+- ADMIN: Django's admin, staff only: never 200 for charlie or a visitor.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from apps.teams.models import Membership
+from config.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db
+
+TEAM = {
+    "teams:home",
+    "teams:members",
+    "teams:member_role",
+    "teams:member_remove",
+    "teams:settings",
+    "teams:leave",
+    "teams:transfer",
+    "teams:delete",
+    "teams:audit",
+}
+ACCOUNT = {
+    "core:dashboard",
+    "teams:create",
+    "accounts:profile",
+    "account_email",
+    "account_change_password",
+    "account_set_password",
+    "account_reauthenticate",
+    "account_request_reauthentication_code",
+    "account_confirm_reauthentication_code",
+    "mfa_index",
+    "mfa_reauthenticate",
+    "mfa_activate_totp",
+    "mfa_deactivate_totp",
+    "mfa_view_recovery_codes",
+    "mfa_generate_recovery_codes",
+    "mfa_download_recovery_codes",
+    "usersessions_list",
+}
+PUBLIC = {
+    "healthz",
+    "readyz",
+    "account_login",
+    "account_logout",
+    "account_inactive",
+    "account_signup",
+    "account_email_verification_sent",
+    "account_confirm_email",
+    "account_confirm_login_code",
+    "account_reset_password",
+    "account_reset_password_done",
+    "account_reset_password_from_key",
+    "account_reset_password_from_key_done",
+    "mfa_authenticate",
+}
+ADMIN_NAMESPACE = "admin"
+WEBSOCKET: dict[str, str] = {}  # route pattern -> "team"; the notebooks issue adds the first
+
+
+def all_routes() -> list[tuple[str, str]]:
+    """(name, concrete path pattern) for every URL pattern, admin's included."""
+    found: list[tuple[str, str]] = []
+
+    def walk(patterns, prefix: str, namespace: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                ns = ":".join(filter(None, [namespace, p.namespace or ""]))
+                walk(p.url_patterns, prefix + str(p.pattern), ns)
+            elif isinstance(p, URLPattern):
+                name = ":".join(filter(None, [namespace, p.name or "<unnamed>"]))
+                found.append((name, prefix + str(p.pattern)))
+
+    walk(get_resolver().url_patterns, "/", "")
+    return found
+
+
+def concrete(path: str, samples: dict[str, str]) -> str:
+    """Fill a route's parameters (path converters or regex groups) with sample values."""
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: samples.get(m.group(1), "1"), path)
+    path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: samples.get(m.group(1), "1"), path)
+    return path.replace("^", "").replace("$", "").replace("\\", "")
+
+
+@pytest.fixture
+def samples(acme, bob):
+    bob_membership = Membership.objects.for_team(acme).get(user=bob)
+    return {
+        "team_slug": acme.slug,
+        "member_id": str(bob_membership.pk),
+        "key": "not-a-real-key",
+        "uidb36": "1",
+        "app_label": "accounts",
+        "object_id": "1",
+        "content_type_id": "1",
+        "url": "anything",
+    }
+
+
+def test_every_route_is_classified():
+    names = {name for name, _ in all_routes()}
+    classified = TEAM | ACCOUNT | PUBLIC
+    unclassified = {n for n in names - classified if not n.startswith(f"{ADMIN_NAMESPACE}:")}
+
+    assert unclassified == set(), f"classify these routes in {__file__}"
+    assert classified - names == set(), "classified routes that no longer exist"
+    ws_routes = {str(p.pattern) for p in websocket_urlpatterns}
+    assert ws_routes == set(WEBSOCKET), "classify every websocket route"
+
+
+def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in TEAM]
+    assert len(routes) == len(TEAM)
+    # The same addresses work for alice, so charlie's 404s are not just bad URLs.
+    client.force_login(alice)
+    for name, path in routes:
+        assert client.get(path).status_code in {200, 405}, f"alice: GET {path} ({name})"
+
+    client.force_login(charlie)
+    for name, path in routes:
+        assert client.get(path).status_code == 404, f"GET {path} ({name})"
+        assert client.post(path, {"role": "owner", "name": "x"}).status_code == 404, path
+
+
+def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
+    client, charlie, globex, samples
+):
+    client.force_login(charlie)
+    bob_membership = samples["member_id"]
+
+    for url in (
+        f"/t/globex/members/{bob_membership}/role/",
+        f"/t/globex/members/{bob_membership}/remove/",
+    ):
+        assert client.post(url, {"role": "viewer"}).status_code == 404, url
+    assert client.post("/t/globex/transfer/", {"member_id": bob_membership}).status_code == 404
+
+
+def test_a_visitor_is_sent_to_log_in_from_team_and_account_routes(client, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in TEAM | ACCOUNT]
+
+    for name, path in routes:
+        response = client.get(path)
+        if response.status_code == 404:
+            # allauth answers 404 for flows that are switched off (login by code).
+            assert name.startswith("account_") and "code" in name, f"{path} ({name})"
+            continue
+        assert response.status_code == 302, f"GET {path} ({name})"
+        assert response["Location"].startswith("/accounts/login/"), f"{path} ({name})"
+
+
+def test_charlie_sees_only_his_own_account_pages(client, charlie, globex, acme, samples):
+    client.force_login(charlie)
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in ACCOUNT]
+
+    for name, path in routes:
+        response = client.get(path)
+        assert response.status_code < 500, f"GET {path} ({name})"
+        body = response.content.decode() if response.status_code == 200 else ""
+        assert "Acme" not in body, f"{path} shows another team"
+        assert "alice@example.com" not in body, f"{path} shows another team's member"
+
+
+def test_public_routes_never_fail_for_a_visitor(client, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in PUBLIC]
+
+    assert len(routes) == len(PUBLIC)
+    for name, path in routes:
+        assert client.get(path).status_code < 500, f"GET {path} ({name})"
+
+
+def test_the_admin_is_closed_to_charlie_and_visitors(client, charlie, samples):
+    routes = [concrete(p, samples) for n, p in all_routes() if n.startswith(f"{ADMIN_NAMESPACE}:")]
+    assert routes
+
+    for path in routes:
+        assert client.get(path).status_code != 200, f"visitor: GET {path}"
+    client.force_login(charlie)
+    for path in routes:
+        assert client.get(path).status_code != 200, f"charlie: GET {path}"
