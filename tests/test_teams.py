@@ -13,23 +13,23 @@ from tests.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
-O, A, M, V = Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER
+OWN, ADM, MEM, VIE = Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER
 # The documented matrix (docs/permissions.md), written out again on purpose:
 # a change to apps/teams/permissions.py must be made here too, knowingly.
 MATRIX = {
-    "team.view": {O, A, M, V},
-    "members.view": {O, A, M, V},
-    "machines.view": {O, A, M, V},
-    "machines.start": {O, A, M},
-    "members.invite": {O, A},
-    "members.change_role": {O, A},
-    "members.remove": {O, A},
-    "team.rename": {O, A},
-    "audit.view": {O, A},
-    "billing.view": {O, A},
-    "billing.manage": {O},
-    "team.transfer": {O},
-    "team.delete": {O},
+    "team.view": {OWN, ADM, MEM, VIE},
+    "members.view": {OWN, ADM, MEM, VIE},
+    "machines.view": {OWN, ADM, MEM, VIE},
+    "machines.start": {OWN, ADM, MEM},
+    "members.invite": {OWN, ADM},
+    "members.change_role": {OWN, ADM},
+    "members.remove": {OWN, ADM},
+    "team.rename": {OWN, ADM},
+    "audit.view": {OWN, ADM},
+    "billing.view": {OWN, ADM},
+    "billing.manage": {OWN},
+    "team.transfer": {OWN},
+    "team.delete": {OWN},
 }
 CELLS = [(perm, role) for perm in MATRIX for role in Role]
 
