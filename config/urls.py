@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core_views
+from apps.teams.invitation_views import InvitationLinkView
 
 # The admin signs in through allauth, so two-factor and rate limits apply there too.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
@@ -14,6 +15,7 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 urlpatterns = [
     path("", include("apps.core.urls")),
     path("", include("apps.teams.urls")),
+    path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("accounts/", include("allauth.urls")),

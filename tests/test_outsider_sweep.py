@@ -9,7 +9,8 @@ route is covered from the day it is added:
   a visitor is sent to log in.
 - ACCOUNT: the signed-in person's own account. A visitor is sent to log in;
   charlie sees only his own account (no team's data is on these pages).
-- PUBLIC: the ways in (login, signup, reset, confirmation) and health probes.
+- PUBLIC: the ways in (login, signup, reset, confirmation, invitation links)
+  and health probes.
   Nothing there may fail with a 5xx for a visitor.
 - ADMIN: Django's admin, staff only: never 200 for charlie or a visitor.
 """
@@ -36,6 +37,9 @@ TEAM = {
     "teams:transfer",
     "teams:delete",
     "teams:audit",
+    "teams:invitation_create",
+    "teams:invitation_revoke",
+    "teams:invitation_resend",
 }
 ACCOUNT = {
     "core:dashboard",
@@ -71,6 +75,8 @@ PUBLIC = {
     "account_reset_password_from_key",
     "account_reset_password_from_key_done",
     "mfa_authenticate",
+    # The mailed link: the signed token is the key, there is no team in the URL.
+    "invitation",
 }
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {}  # route pattern -> "team"; the notebooks issue adds the first
@@ -112,6 +118,8 @@ def samples(acme, bob):
         "object_id": "1",
         "content_type_id": "1",
         "url": "anything",
+        "token": "not-a-signed-token",
+        "invitation_id": "1",
     }
 
 

@@ -25,3 +25,8 @@ class DeleteTeamForm(forms.Form):
 
 class MemberChoiceForm(forms.Form):
     member_id = forms.IntegerField(min_value=1)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)

@@ -7,9 +7,34 @@ from typing import Any
 from allauth.account.signals import user_signed_up
 from django.dispatch import receiver
 
+from django.contrib import messages
+from django.urls import reverse
+
+from apps.teams.invitations import InvitationError, invitation_accept, invitation_from_token
 from apps.teams.services import team_create_personal
+
+# apps.accounts.adapter sends a new user here after sign-up when set.
+AFTER_SIGNUP_KEY = "lattice.after_signup"
 
 
 @receiver(user_signed_up, dispatch_uid="teams.personal_team_on_signup")
 def _personal_team_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     team_create_personal(user=user)
+
+
+@receiver(user_signed_up, dispatch_uid="teams.accept_invitation_on_signup")
+def _accept_invitation_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """A person who signed up from an invitation link lands in that team."""
+    from apps.teams.invitation_views import SESSION_KEY
+
+    token = request.session.pop(SESSION_KEY, None) if request is not None else None
+    if not token:
+        return
+    try:
+        invitation = invitation_from_token(token)
+        membership = invitation_accept(invitation=invitation, user=user)
+    except InvitationError as exc:
+        messages.warning(request, str(exc))
+        return
+    request.session[AFTER_SIGNUP_KEY] = reverse("teams:home", args=[membership.team.slug])
+    messages.success(request, f"Welcome to {membership.team.name}.")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.teams import views
+from apps.teams import invitation_views, views
 
 app_name = "teams"
 
@@ -25,4 +25,19 @@ urlpatterns = [
     path("t/<slug:team_slug>/transfer/", views.TeamTransferView.as_view(), name="transfer"),
     path("t/<slug:team_slug>/delete/", views.TeamDeleteView.as_view(), name="delete"),
     path("t/<slug:team_slug>/audit/", views.AuditLogView.as_view(), name="audit"),
+    path(
+        "t/<slug:team_slug>/invitations/",
+        invitation_views.InvitationCreateView.as_view(),
+        name="invitation_create",
+    ),
+    path(
+        "t/<slug:team_slug>/invitations/<int:invitation_id>/revoke/",
+        invitation_views.InvitationRevokeView.as_view(),
+        name="invitation_revoke",
+    ),
+    path(
+        "t/<slug:team_slug>/invitations/<int:invitation_id>/resend/",
+        invitation_views.InvitationResendView.as_view(),
+        name="invitation_resend",
+    ),
 ]

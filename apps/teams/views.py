@@ -12,8 +12,14 @@ from django.views import View
 from apps.core.models import AuditEntry
 from apps.core.tenancy import TeamViewMixin
 from apps.teams import services
-from apps.teams.forms import DeleteTeamForm, MemberChoiceForm, RoleForm, TeamNameForm
-from apps.teams.models import Membership, Role
+from apps.teams.forms import (
+    DeleteTeamForm,
+    InviteForm,
+    MemberChoiceForm,
+    RoleForm,
+    TeamNameForm,
+)
+from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 
 if TYPE_CHECKING:
@@ -66,7 +72,17 @@ class MembersView(TeamPage):
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         members = Membership.objects.select_related("user").order_by("user__email")
-        return self.page(request, members=members, roles=Role.choices, section="members")
+        pending = Invitation.objects.filter(status=Invitation.Status.PENDING).select_related(
+            "invited_by",
+        )
+        return self.page(
+            request,
+            members=members,
+            pending=pending,
+            roles=Role.choices,
+            invite_form=InviteForm(),
+            section="members",
+        )
 
 
 class MemberRoleView(TeamPage):

@@ -196,6 +196,7 @@ ACCOUNT_USER_MODEL_EMAIL_FIELD = "email"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_SIGNUP_FORM_CLASS = "apps.accounts.forms.SignupForm"
+ACCOUNT_ADAPTER = "apps.accounts.adapter.AccountAdapter"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
@@ -225,6 +226,9 @@ MFA_TOTP_ISSUER = LATTICE_SITE_NAME
 MFA_RECOVERY_CODE_COUNT = 10
 
 USERSESSIONS_TRACK_ACTIVITY = True
+
+# Seats a team may still fill: (team) -> int | None. The billing issue supplies plans.
+LATTICE_SEAT_POLICY = "apps.teams.seats.unlimited"
 
 # --- Email ------------------------------------------------------------------------
 # Every message goes through the queued backend: a request never waits for SMTP.

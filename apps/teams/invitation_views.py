@@ -1,0 +1,147 @@
+"""Invitation pages: sending and managing them (team admins), and the link itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from allauth.account.adapter import get_adapter
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views import View
+
+from apps.teams import invitations
+from apps.teams.forms import InviteForm
+from apps.teams.models import Invitation
+from apps.teams.views import TeamPage
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+    from apps.accounts.models import User
+
+# The signup receiver reads this to accept the invitation the person came from.
+SESSION_KEY = "lattice.invitation"
+
+_STATUS_FOR = {"invalid": 404, "expired": 410, "revoked": 410, "used": 410, "wrong_account": 403}
+
+
+def link_base(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+class InvitationCreateView(TeamPage):
+    permission = "members.invite"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        form = InviteForm(request.POST)
+        if not form.is_valid():
+            for errors in form.errors.values():
+                messages.error(request, " ".join(errors))
+            return redirect("teams:members", team_slug=self.team.slug)
+        try:
+            invitation = invitations.invitation_create(
+                team=self.team,
+                actor=cast("User", request.user),
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                link_base=link_base(request),
+            )
+        except invitations.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email}.")
+        return redirect("teams:members", team_slug=self.team.slug)
+
+
+class InvitationRevokeView(TeamPage):
+    permission = "members.invite"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str, invitation_id: int) -> HttpResponse:
+        invitation = get_object_or_404(Invitation, pk=invitation_id)
+        try:
+            invitations.invitation_revoke(
+                team=self.team,
+                actor=cast("User", request.user),
+                invitation=invitation,
+            )
+        except invitations.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
+        return redirect("teams:members", team_slug=self.team.slug)
+
+
+class InvitationResendView(TeamPage):
+    permission = "members.invite"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, team_slug: str, invitation_id: int) -> HttpResponse:
+        invitation = get_object_or_404(Invitation, pk=invitation_id)
+        try:
+            invitations.invitation_resend(
+                team=self.team,
+                actor=cast("User", request.user),
+                invitation=invitation,
+                link_base=link_base(request),
+            )
+        except invitations.TeamError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email} again.")
+        return redirect("teams:members", team_slug=self.team.slug)
+
+
+class InvitationLinkView(View):
+    """/invitations/<token>/: what the mailed link opens. Anyone holding the link may look."""
+
+    template_name = "teams/invitation.html"
+
+    def _problem(self, request: HttpRequest, exc: invitations.InvitationError) -> HttpResponse:
+        return render(
+            request,
+            self.template_name,
+            {"problem": str(exc), "code": exc.code},
+            status=_STATUS_FOR.get(exc.code, 400),
+        )
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            invitation = invitations.invitation_from_token(token)
+        except invitations.InvitationError as exc:
+            return self._problem(request, exc)
+        return render(request, self.template_name, {"invitation": invitation, "token": token})
+
+    def post(self, request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            invitation = invitations.invitation_from_token(token)
+        except invitations.InvitationError as exc:
+            return self._problem(request, exc)
+        action = request.POST.get("action", "")
+        if action == "decline":
+            user = request.user if request.user.is_authenticated else None
+            invitations.invitation_decline(invitation=invitation, user=cast("User | None", user))
+            messages.info(request, f"You declined the invitation to {invitation.team.name}.")
+            return redirect("core:dashboard" if user else "account_login")
+        if action == "signup":
+            # The link proves the address: allauth treats it as verified at sign-up.
+            get_adapter(request).stash_verified_email(request, invitation.email)
+            request.session[SESSION_KEY] = token
+            return redirect("account_signup")
+        if action == "accept":
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.path)
+            try:
+                invitations.invitation_accept(
+                    invitation=invitation,
+                    user=cast("User", request.user),
+                )
+            except invitations.InvitationError as exc:
+                return self._problem(request, exc)
+            messages.success(request, f"Welcome to {invitation.team.name}.")
+            return redirect("teams:home", team_slug=invitation.team.slug)
+        messages.error(request, "Choose to accept or decline the invitation.")
+        return redirect(reverse("invitation", args=[token]))
