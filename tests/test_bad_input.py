@@ -90,10 +90,10 @@ def test_an_unknown_page_gets_our_404(client):
     assert "Page not found" in response.content.decode()
 
 
-def test_get_on_readyz_only(client):
-    response = client.post("/readyz")
-
-    assert response.status_code == 405
+def test_probes_answer_get_and_head_only(client):
+    assert client.post("/readyz").status_code == 405
+    assert client.head("/readyz").status_code == 200
+    assert client.head("/healthz").status_code == 200
 
 
 def test_too_many_signups_from_one_address_get_429_with_a_message(client):
@@ -120,4 +120,17 @@ def test_the_500_page_shows_no_traceback(rf):
     body = response.content.decode()
     assert response.status_code == 500
     assert "Something went wrong on our side" in body
+    assert "Traceback" not in body
+
+
+@pytest.mark.urls("tests.urls_failing")
+def test_a_view_that_raises_gets_the_500_page_without_a_traceback(client):
+    client.raise_request_exception = False
+
+    response = client.get("/fails/")
+
+    body = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in body
+    assert "a bug in a view" not in body
     assert "Traceback" not in body

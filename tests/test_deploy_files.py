@@ -86,6 +86,15 @@ def test_every_app_service_command_exists(compose):
             pytest.fail(f"{name}: unexpected program {program}")
 
 
+def test_healthchecks_that_run_manage_py_name_real_commands(compose):
+    installed_commands = get_commands()
+    for name in APP_SERVICES:
+        test = compose["services"][name].get("healthcheck", {}).get("test", [])
+        if "manage.py" in test:
+            command = test[test.index("manage.py") + 1]
+            assert command in installed_commands, f"{name}: no manage.py {command}"
+
+
 def test_beat_uses_the_database_scheduler(compose):
     command = compose["services"]["beat"]["command"]
 

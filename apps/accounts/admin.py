@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -43,3 +45,9 @@ class UserAdmin(DjangoUserAdmin):
         ),
     )
     readonly_fields = ("last_login", "date_joined")
+
+    def get_readonly_fields(self, request: Any, obj: User | None = None) -> Any:
+        # The address is allauth's (EmailAddress, verified): people change it in
+        # their settings, where the new one is verified first.
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "email") if obj is not None else fields

@@ -17,6 +17,7 @@ from django.db import transaction
 from apps.accounts.models import User
 from apps.teams.selectors import memberships_of
 from apps.teams.services import team_create_personal
+from config.files import write_private
 
 DEMO_EMAIL = "demo@example.com"
 
@@ -43,9 +44,8 @@ def demo_data_ensure() -> DemoLogin:
         else:
             user.set_password(password)
             user.save(update_fields=["password"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(password)
-        path.chmod(0o600)
+        path.unlink(missing_ok=True)
+        write_private(path, password)
     EmailAddress.objects.update_or_create(
         user=user,
         email=DEMO_EMAIL,

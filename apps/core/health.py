@@ -52,8 +52,12 @@ def check_storage() -> None:
         if not os.access(location, os.W_OK):
             raise PermissionError(f"{location} is not writable")
         return
-    # A HEAD on a key that need not exist: proves the bucket answers and the
-    # credentials are accepted, without writing anything.
+    bucket = getattr(storage, "bucket", None)
+    if bucket is not None:
+        # S3: HEAD the bucket itself. exists() on a key would call a missing
+        # bucket "no such key" and pass.
+        bucket.meta.client.head_bucket(Bucket=bucket.name)
+        return
     storage.exists("lattice-readyz-probe")
 
 
@@ -66,7 +70,7 @@ CHECKS: dict[str, Callable[[], None]] = {
 
 
 def run_checks() -> dict[str, str]:
-    """Run every check; map each part to "ok" or "failed (<error type>)".
+    """Run every check; map each part to "ok" or "failed".
 
     The full error goes to the log only: the probe is reachable from outside
     and its answer should not describe the internal network.
@@ -77,7 +81,7 @@ def run_checks() -> dict[str, str]:
             check()
         except Exception as exc:
             logger.warning("readiness check %s failed: %r", name, exc)
-            results[name] = f"failed ({type(exc).__name__})"
+            results[name] = "failed"
         else:
             results[name] = "ok"
     return results

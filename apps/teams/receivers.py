@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.signals import user_signed_up
-from django.dispatch import receiver
-
 from django.contrib import messages
+from django.dispatch import receiver
 from django.urls import reverse
 
 from apps.teams.invitations import InvitationError, invitation_accept, invitation_from_token

@@ -1,7 +1,7 @@
 """Settings shared by every place Lattice runs.
 
 Everything that differs between machines is read from the environment with
-django-environ (a ``.env`` file at the project root is read too, if present).
+django-environ. Production also reads a ``.env`` file (config/settings/production.py).
 ``.env.example`` lists every variable; ``tests/test_deploy_files.py`` keeps the
 two in step.
 """
@@ -18,7 +18,10 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if env.str("DJANGO_SETTINGS_MODULE", default="") == "config.settings.production":
+    # Only production reads .env: a copy of .env.example in a developer's checkout
+    # must not switch `make dev` or the tests to S3 and SMTP.
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=[])
@@ -239,6 +242,14 @@ LATTICE_EMAIL_DELIVERY_BACKEND = env.str(
     "LATTICE_EMAIL_DELIVERY_BACKEND",
     default="django.core.mail.backends.console.EmailBackend",
 )
+# The SMTP server, when delivery is SMTP: smtp+tls://USER:PASSWORD@smtp.example.com:587
+_email = env.email_url_config(env.str("EMAIL_URL", default="") or "smtp://localhost:25")
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lattice <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -255,6 +266,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    # Read by `manage.py beat_health`, beat's container health check.
+    "beat-heartbeat": {"task": "apps.core.tasks.beat_heartbeat", "schedule": 30.0},
+}
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.
 LATTICE_EMBEDDED_WORKER = False

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import secrets
 
+from config.files import private_dir, write_private
+
 from .base import *
 from .base import ALLOWED_HOSTS, VAR_DIR, env
+
+# var/ holds the database (sessions, TOTP secrets) and keys: this user's only.
+private_dir(VAR_DIR)
 
 
 def _local_secret_key() -> str:
     """A random key made once per checkout and kept in var/, never a shared default."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

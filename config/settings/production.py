@@ -51,6 +51,9 @@ SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+# The client address for per-IP rate limits comes from X-Forwarded-For, counting
+# this many proxies back from Lattice; entries a client wrote itself are ignored.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("LATTICE_TRUSTED_PROXY_COUNT", default=1)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 MFA_TRUST_COOKIE_SECURE = True
@@ -62,14 +65,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = False
 
-# Delivery over SMTP, e.g. EMAIL_URL=smtp+tls://user:password@smtp.example.com:587
-_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
-EMAIL_HOST = _email["EMAIL_HOST"]
-EMAIL_PORT = _email["EMAIL_PORT"]
-EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
-EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
-EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+# Delivery over SMTP, to the server EMAIL_URL names (config/settings/base.py).
 LATTICE_EMAIL_DELIVERY_BACKEND = env.str(
     "LATTICE_EMAIL_DELIVERY_BACKEND",
     default="django.core.mail.backends.smtp.EmailBackend",
