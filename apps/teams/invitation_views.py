@@ -39,7 +39,7 @@ class InvitationCreateView(TeamPage):
         form = InviteForm(request.POST)
         if not form.is_valid():
             for errors in form.errors.values():
-                messages.error(request, " ".join(errors))
+                messages.error(request, " ".join(str(e) for e in errors))
             return redirect("teams:members", team_slug=self.team.slug)
         try:
             invitation = invitations.invitation_create(
@@ -118,30 +118,33 @@ class InvitationLinkView(View):
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         try:
             invitation = invitations.invitation_from_token(token)
+            handler = {
+                "accept": self._accept,
+                "decline": self._decline,
+                "signup": self._signup,
+            }.get(request.POST.get("action", ""))
+            if handler is None:
+                messages.error(request, "Choose to accept or decline the invitation.")
+                return redirect(reverse("invitation", args=[token]))
+            return handler(request, invitation, token)
         except invitations.InvitationError as exc:
             return self._problem(request, exc)
-        action = request.POST.get("action", "")
-        if action == "decline":
-            user = request.user if request.user.is_authenticated else None
-            invitations.invitation_decline(invitation=invitation, user=cast("User | None", user))
-            messages.info(request, f"You declined the invitation to {invitation.team.name}.")
-            return redirect("core:dashboard" if user else "account_login")
-        if action == "signup":
-            # The link proves the address: allauth treats it as verified at sign-up.
-            get_adapter(request).stash_verified_email(request, invitation.email)
-            request.session[SESSION_KEY] = token
-            return redirect("account_signup")
-        if action == "accept":
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.path)
-            try:
-                invitations.invitation_accept(
-                    invitation=invitation,
-                    user=cast("User", request.user),
-                )
-            except invitations.InvitationError as exc:
-                return self._problem(request, exc)
-            messages.success(request, f"Welcome to {invitation.team.name}.")
-            return redirect("teams:home", team_slug=invitation.team.slug)
-        messages.error(request, "Choose to accept or decline the invitation.")
-        return redirect(reverse("invitation", args=[token]))
+
+    def _accept(self, request: HttpRequest, invitation: Invitation, token: str) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.path)
+        invitations.invitation_accept(invitation=invitation, user=cast("User", request.user))
+        messages.success(request, f"Welcome to {invitation.team.name}.")
+        return redirect("teams:home", team_slug=invitation.team.slug)
+
+    def _decline(self, request: HttpRequest, invitation: Invitation, token: str) -> HttpResponse:
+        user = request.user if request.user.is_authenticated else None
+        invitations.invitation_decline(invitation=invitation, user=cast("User | None", user))
+        messages.info(request, f"You declined the invitation to {invitation.team.name}.")
+        return redirect("core:dashboard" if user else "account_login")
+
+    def _signup(self, request: HttpRequest, invitation: Invitation, token: str) -> HttpResponse:
+        # The link proves the address: allauth treats it as verified at sign-up.
+        get_adapter(request).stash_verified_email(request, invitation.email)
+        request.session[SESSION_KEY] = token
+        return redirect("account_signup")
