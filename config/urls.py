@@ -18,6 +18,7 @@ urlpatterns = [
     path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    path("api/v1/", include("config.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("settings/", include("apps.accounts.urls")),
     path("admin/", admin.site.urls),

@@ -13,6 +13,10 @@ route is covered from the day it is added:
   and health probes.
   Nothing there may fail with a 5xx for a visitor.
 - ADMIN: Django's admin, staff only: never 200 for charlie or a visitor.
+- API_TEAM: /api/v1/teams/<slug>/...: charlie gets 404 for every method,
+  with his session or his token; a visitor gets 401.
+- API_ACCOUNT: the caller's own things (/me, tokens, the team list): a
+  visitor gets 401; charlie never sees alice's.
 """
 
 from __future__ import annotations
@@ -78,6 +82,17 @@ PUBLIC = {
     # The mailed link: the signed token is the key, there is no team in the URL.
     "invitation",
 }
+API_TEAM = {
+    "api:team",
+    "api:members",
+    "api:member",
+    "api:invitations",
+    "api:invitation",
+    "api:invitation_resend",
+    "api:audit",
+}
+API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams"}
+PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {}  # route pattern -> "team"; the notebooks issue adds the first
 
@@ -120,12 +135,13 @@ def samples(acme, bob):
         "url": "anything",
         "token": "not-a-signed-token",
         "invitation_id": "1",
+        "token_id": "1",
     }
 
 
 def test_every_route_is_classified():
     names = {name for name, _ in all_routes()}
-    classified = TEAM | ACCOUNT | PUBLIC
+    classified = TEAM | ACCOUNT | PUBLIC | API_TEAM | API_ACCOUNT
     unclassified = {n for n in names - classified if not n.startswith(f"{ADMIN_NAMESPACE}:")}
 
     assert unclassified == set(), f"classify these routes in {__file__}"
@@ -205,3 +221,59 @@ def test_the_admin_is_closed_to_charlie_and_visitors(client, charlie, samples):
     client.force_login(charlie)
     for path in routes:
         assert client.get(path).status_code != 200, f"charlie: GET {path}"
+
+
+def test_charlie_gets_404_on_every_team_api_route_by_session_and_by_token(
+    client, alice, charlie, globex, samples
+):
+    from rest_framework.test import APIClient
+
+    from apps.accounts.models import TOKEN_SCOPES
+    from apps.accounts.tokens import token_create
+
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in API_TEAM]
+    assert len(routes) == len(API_TEAM)
+    client.force_login(alice)
+    for name, path in routes:
+        assert client.get(path).status_code in {200, 404, 405}, f"alice: GET {path} ({name})"
+    # The team-level routes themselves answer alice (404 above is only for sample ids).
+    assert client.get(f"/api/v1/teams/{samples['team_slug']}/").status_code == 200
+
+    _, plaintext = token_create(user=charlie, name="sweep", scopes=list(TOKEN_SCOPES))
+    by_token = APIClient()
+    by_token.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    by_session = APIClient()
+    by_session.force_login(charlie)
+    for api in (by_token, by_session):
+        for name, path in routes:
+            for method in ("get", "post", "patch", "delete"):
+                response = getattr(api, method)(path, {"role": "owner"}, format="json")
+                assert response.status_code == 404, f"charlie: {method.upper()} {path} ({name})"
+
+
+def test_a_visitor_gets_401_from_every_api_route_but_the_description(samples):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in API_TEAM | API_ACCOUNT]
+
+    for name, path in routes:
+        for method in ("get", "post"):
+            response = getattr(api, method)(path)
+            assert response.status_code == 401, f"visitor: {method.upper()} {path} ({name})"
+
+
+def test_charlie_cannot_read_or_revoke_alices_token(alice, charlie):
+    from rest_framework.test import APIClient
+
+    from apps.accounts.tokens import token_create
+
+    token, _ = token_create(user=alice, name="alice's", scopes=["teams:read"])
+    api = APIClient()
+    api.force_login(charlie)
+
+    assert api.get(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    assert api.delete(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    assert api.get("/api/v1/tokens/").json()["results"] == []
+    token.refresh_from_db()
+    assert token.revoked_at is None

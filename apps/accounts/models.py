@@ -36,7 +36,7 @@ class UserManager(BaseUserManager["User"]):
         return self.get(email__iexact=username)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     email = models.EmailField("email address", max_length=254, unique=True)
     name = models.CharField("full name", max_length=150, blank=True)
     is_staff = models.BooleanField(
@@ -87,3 +87,62 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.display_name
+
+
+TOKEN_PREFIX = "lat_"
+TOKEN_AREAS = ("teams", "notebooks", "datasets", "billing", "deployments")
+TOKEN_SCOPES = tuple(f"{area}:{level}" for area in TOKEN_AREAS for level in ("read", "write"))
+
+
+class PersonalAccessToken(models.Model):
+    """An API token a person makes for scripts and the CLI. Only its hash is stored.
+
+    It acts as its user, narrowed by ``scopes`` (read or write per area) and,
+    when ``team`` is set, to that one team. It never does more than the user's
+    role in a team allows at the moment of each request.
+    """
+
+    user = models.ForeignKey(
+        "accounts.User",
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+    )
+    name = models.CharField(max_length=100)
+    # SHA-256 of the whole token: tokens carry 238 bits of randomness, so a fast
+    # hash is enough, and it lets each request find its token by index.
+    token_hash = models.CharField(max_length=64, unique=True)
+    # The first characters, shown so a person can tell their tokens apart.
+    display_prefix = models.CharField(max_length=16)
+    scopes = models.JSONField(default=list)
+    team = models.ForeignKey(
+        "teams.Team",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    def allows(self, area: str, *, write: bool) -> bool:
+        """True when the scopes cover ``area`` (write implies read)."""
+        if f"{area}:write" in self.scopes:
+            return True
+        return not write and f"{area}:read" in self.scopes

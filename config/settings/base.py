@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "allauth.usersessions",
     "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.core",
     "apps.accounts",
     "apps.teams",
@@ -232,6 +235,50 @@ USERSESSIONS_TRACK_ACTIVITY = True
 
 # Seats a team may still fill: (team) -> int | None. The billing issue supplies plans.
 LATTICE_SEAT_POLICY = "apps.teams.seats.unlimited"
+
+# --- API (Django REST framework) ---------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.core.api.authentication.PersonalAccessTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.core.api.permissions.TokenScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.core.api.throttling.PerTokenThrottle",
+        "apps.core.api.throttling.PerUserThrottle",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.Cursor",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Requests per period: per token, and per signed-in user (browser) or address.
+LATTICE_API_RATES = {
+    "token": env.str("LATTICE_API_TOKEN_RATE", default="1200/hour"),
+    "user": env.str("LATTICE_API_USER_RATE", default="3600/hour"),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lattice API",
+    "DESCRIPTION": (
+        "Teams, members, invitations, tokens and the audit log. Authenticate with a "
+        "personal access token: `Authorization: Bearer lat_...`. Errors have one shape: "
+        '`{"error": {"code", "message", "fields"?}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Served from drf-spectacular-sidecar, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Email ------------------------------------------------------------------------
 # Every message goes through the queued backend: a request never waits for SMTP.

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken, User
+from apps.accounts.tokens import EXPIRY_CHOICES_DAYS
+
+
+class MeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "name", "date_joined"]
+        read_only_fields = ["id", "email", "date_joined"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    team: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+    )
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = PersonalAccessToken
+        fields = [
+            "id",
+            "name",
+            "display_prefix",
+            "scopes",
+            "team",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+            "active",
+        ]
+        read_only_fields = fields
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=TOKEN_SCOPES),
+        min_length=1,
+        max_length=len(TOKEN_SCOPES),
+    )
+    team = serializers.SlugField(
+        max_length=60,
+        required=False,
+        allow_null=True,
+        help_text="Restrict the token to this team (its slug).",
+    )
+    expires_in_days = serializers.ChoiceField(
+        choices=EXPIRY_CHOICES_DAYS,
+        required=False,
+        allow_null=True,
+        default=30,
+        help_text="null: never expires.",
+    )
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown this once; store it now.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields

@@ -1,0 +1,112 @@
+"""API v1: the signed-in person, and their personal access tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics, mixins, status
+from rest_framework.response import Response
+
+from apps.accounts.api import serializers as s
+from apps.accounts.models import PersonalAccessToken
+from apps.accounts.services import user_update_profile
+from apps.accounts.tokens import TokenError, token_create, token_revoke
+from apps.core.api.pagination import Cursor
+from apps.teams.selectors import membership_in
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+
+    from apps.accounts.models import User
+
+
+def _user(request: Request) -> User:
+    return cast("User", request.user)
+
+
+class MeView(generics.GenericAPIView):
+    """Who this request acts as. Any valid token may read it; changing it needs teams:write."""
+
+    token_area = "teams"
+    serializer_class = s.MeSerializer
+
+    def get(self, request: Request) -> Response:
+        return Response(self.get_serializer(request.user).data)
+
+    def patch(self, request: Request) -> Response:
+        data = self.get_serializer(request.user, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        user = user_update_profile(
+            user=_user(request),
+            name=data.validated_data.get("name", _user(request).name).strip(),
+        )
+        return Response(self.get_serializer(user).data)
+
+
+class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
+    """Your API tokens; make one (signed in only: a token cannot make tokens)."""
+
+    token_area = "teams"
+    serializer_class = s.TokenSerializer
+    pagination_class = Cursor
+
+    def get_queryset(self) -> QuerySet[PersonalAccessToken]:
+        return PersonalAccessToken.objects.filter(user=_user(self.request)).select_related("team")
+
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(request=s.TokenCreateSerializer, responses={201: s.TokenCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, PersonalAccessToken):
+            raise exceptions.PermissionDenied("Tokens are made while signed in, not with a token.")
+        data = s.TokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = None
+        if data.validated_data.get("team"):
+            membership = membership_in(_user(request), data.validated_data["team"])
+            if membership is None:
+                raise exceptions.ValidationError(
+                    {"team": ["You are not in a team with that slug."]}
+                )
+            team = membership.team
+        try:
+            token, plaintext = token_create(
+                user=_user(request),
+                name=data.validated_data["name"],
+                scopes=data.validated_data["scopes"],
+                team=team,
+                expires_in_days=data.validated_data.get("expires_in_days"),
+            )
+        except TokenError as exc:
+            raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from exc
+        body = s.TokenCreatedSerializer(token).data
+        body["token"] = plaintext
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailView(generics.GenericAPIView):
+    """One of your tokens; revoke it (a token may revoke itself, e.g. on CLI logout)."""
+
+    token_area = "teams"
+    serializer_class = s.TokenSerializer
+
+    def _token(self, token_id: int) -> PersonalAccessToken:
+        token = (
+            PersonalAccessToken.objects.filter(user=_user(self.request), pk=token_id)
+            .select_related("team")
+            .first()
+        )
+        if token is None:
+            raise exceptions.NotFound("No such token.")
+        return token
+
+    def get(self, request: Request, token_id: int) -> Response:
+        return Response(self.get_serializer(self._token(token_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, token_id: int) -> Response:
+        token_revoke(user=_user(request), token=self._token(token_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,69 @@
+"""One error format for the whole API:
+
+    {"error": {"code": "permission_denied", "message": "...", "fields": {...}}}
+
+``fields`` appears for validation errors only, mapping each field to its messages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.teams.invitations import InvitationError
+from apps.teams.services import TeamError, TeamPermissionError
+
+if TYPE_CHECKING:
+    from rest_framework.response import Response
+
+_INVITATION_STATUS = {
+    "invalid": status.HTTP_404_NOT_FOUND,
+    "expired": status.HTTP_410_GONE,
+    "revoked": status.HTTP_410_GONE,
+    "used": status.HTTP_410_GONE,
+    "wrong_account": status.HTTP_403_FORBIDDEN,
+    "seats": status.HTTP_402_PAYMENT_REQUIRED,
+}
+
+
+def _domain_error(exc: Exception) -> exceptions.APIException | None:
+    """Turn a service's refusal into an API error with the service's own message."""
+    if isinstance(exc, TeamPermissionError):
+        return exceptions.PermissionDenied(str(exc))
+    if isinstance(exc, InvitationError):
+        error = exceptions.APIException(str(exc), code=exc.code)
+        error.status_code = _INVITATION_STATUS.get(exc.code, status.HTTP_409_CONFLICT)
+        return error
+    if isinstance(exc, TeamError):
+        error = exceptions.APIException(str(exc), code="conflict")
+        error.status_code = status.HTTP_409_CONFLICT
+        return error
+    return None
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    exc = _domain_error(exc) or exc
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    assert isinstance(exc, exceptions.APIException)  # noqa: S101 - DRF answered, so it is one
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        message = "Some fields are not valid."
+        if set(fields) == {"non_field_errors"}:
+            message = " ".join(str(m) for m in fields["non_field_errors"])
+        body: dict[str, Any] = {"code": "invalid", "message": message, "fields": fields}
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        body = {"code": code, "message": str(exc.detail)}
+    response.data = {"error": body}
+    return response

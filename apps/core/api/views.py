@@ -1,0 +1,82 @@
+"""Base classes for API views. Team views resolve the team from the URL.
+
+``TeamAPIView`` does for the API what ``apps.core.tenancy.TeamViewMixin``
+does for pages: the team comes from ``/api/v1/teams/<team_slug>/``, through
+the requesting user's membership; an outsider, or a token restricted to
+another team, gets 404; a member whose role lacks the permission for the
+method gets 403; the view then runs inside the team's scope. Subclasses set
+``team_permissions`` and implement ``get_team_queryset``; they may not
+override ``initial``, ``get_queryset`` or ``finalize_response``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework import exceptions, generics
+
+from apps.accounts.models import PersonalAccessToken
+from apps.core.tenancy import team_scope
+from apps.teams.permissions import role_allows
+from apps.teams.selectors import membership_in
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+
+    from apps.teams.models import Membership, Team
+
+
+class TeamAPIView(generics.GenericAPIView):
+    token_area: str | None = "teams"
+    # HTTP method -> permission (apps.teams.permissions); unlisted methods need team.view.
+    team_permissions: dict[str, str] = {}
+    team: Team
+    membership: Membership
+
+    _SEALED = ("initial", "get_queryset", "finalize_response", "dispatch")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in cls._SEALED if name in cls.__dict__]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: team API views must not. "
+                "Implement get_team_queryset and read self.team instead.",
+            )
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, token scope, throttles
+        membership = membership_in(request.user, kwargs["team_slug"])  # type: ignore[arg-type]
+        token = request.auth if isinstance(request.auth, PersonalAccessToken) else None
+        if membership is None or (token and token.team_id not in (None, membership.team_id)):
+            raise exceptions.NotFound("No such team.")
+        permission = self.team_permissions.get(request.method or "GET", "team.view")
+        if not role_allows(membership.role, permission):
+            raise exceptions.PermissionDenied(
+                f"Your role in this team ({membership.role}) does not allow this.",
+            )
+        self.team = membership.team
+        self.membership = membership
+        self._scope: Any = team_scope(self.team)
+        self._scope.__enter__()
+
+    def finalize_response(
+        self,
+        request: Request,
+        response: Response,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Response:
+        scope = getattr(self, "_scope", None)
+        if scope is not None:
+            self._scope = None
+            scope.__exit__(None, None, None)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.get_team_queryset()
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError

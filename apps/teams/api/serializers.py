@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.core.models import AuditEntry
+from apps.teams.models import Invitation, Membership, Role, Team
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role in this team.")
+
+    class Meta:
+        model = Team
+        fields = ["slug", "name", "personal", "created_at", "role"]
+        read_only_fields = ["slug", "personal", "created_at", "role"]
+
+    def get_role(self, team: Team) -> str | None:
+        roles: dict[int, str] = self.context.get("roles", {})
+        return roles.get(team.pk)
+
+
+class TeamCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+
+
+class TeamDeleteSerializer(serializers.Serializer):
+    confirmation = serializers.CharField(max_length=60, help_text="The team's slug.")
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    name = serializers.CharField(source="user.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "created_at"]
+        read_only_fields = ["id", "email", "name", "created_at"]
+
+
+class RoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    invited_by = serializers.EmailField(source="invited_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "send_count",
+        ]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.EmailField(source="actor_email", read_only=True)
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "created_at", "actor", "action", "target", "data"]
+        read_only_fields = fields

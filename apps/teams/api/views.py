@@ -1,0 +1,249 @@
+"""API v1: teams, members, invitations and the audit log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics, mixins, status
+from rest_framework.response import Response
+
+from apps.accounts.models import PersonalAccessToken
+from apps.core.api.pagination import Cursor
+from apps.core.api.views import TeamAPIView
+from apps.core.models import AuditEntry
+from apps.teams import invitations, services
+from apps.teams.api import serializers as s
+from apps.teams.models import Invitation, Membership, Team
+from apps.teams.selectors import memberships_of
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+
+    from apps.accounts.models import User
+
+
+def _user(request: Request) -> User:
+    return cast("User", request.user)
+
+
+def _link_base(request: Request) -> str:
+    return request.build_absolute_uri("/")
+
+
+class TeamListView(mixins.ListModelMixin, generics.GenericAPIView):
+    """Your teams; create a team (you become its owner)."""
+
+    token_area = "teams"
+    serializer_class = s.TeamSerializer
+    pagination_class = Cursor
+
+    def get_queryset(self) -> QuerySet[Team]:
+        memberships = memberships_of(_user(self.request))
+        token = self.request.auth
+        if isinstance(token, PersonalAccessToken) and token.team_id:
+            memberships = memberships.filter(team_id=token.team_id)
+        return Team.objects.filter(pk__in=memberships.values("team_id"))
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        roles = dict(memberships_of(_user(self.request)).values_list("team_id", "role"))
+        return {**super().get_serializer_context(), "roles": roles}
+
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
+    def post(self, request: Request) -> Response:
+        token = request.auth
+        if isinstance(token, PersonalAccessToken) and token.team_id:
+            raise exceptions.PermissionDenied("A token restricted to one team cannot make teams.")
+        data = s.TeamCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = services.team_create(actor=_user(request), name=data.validated_data["name"])
+        body = s.TeamSerializer(team, context={"roles": {team.pk: "owner"}}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TeamDetailView(TeamAPIView):
+    """One team: read it, rename it (owner, admin), delete it (owner, with its slug)."""
+
+    team_permissions = {"PATCH": "team.rename", "DELETE": "team.delete"}
+    serializer_class = s.TeamSerializer
+
+    def get_team_queryset(self) -> QuerySet[Team]:
+        return Team.objects.filter(pk=self.team.pk)
+
+    def _body(self) -> Any:
+        return s.TeamSerializer(
+            self.team, context={"roles": {self.team.pk: self.membership.role}}
+        ).data
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return Response(self._body())
+
+    @extend_schema(request=s.TeamCreateSerializer)
+    def patch(self, request: Request, team_slug: str) -> Response:
+        data = s.TeamCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.team_rename(team=self.team, actor=_user(request), name=data.validated_data["name"])
+        return Response(self._body())
+
+    @extend_schema(request=s.TeamDeleteSerializer, responses={204: None})
+    def delete(self, request: Request, team_slug: str) -> Response:
+        data = s.TeamDeleteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.team_delete(
+            team=self.team,
+            actor=_user(request),
+            confirmation=data.validated_data["confirmation"],
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberListView(mixins.ListModelMixin, TeamAPIView):
+    """The team's members."""
+
+    serializer_class = s.MemberSerializer
+    pagination_class = Cursor
+
+    def get_team_queryset(self) -> QuerySet[Membership]:
+        return Membership.objects.select_related("user")
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return self.list(request)
+
+
+class MemberDetailView(TeamAPIView):
+    """One member: change their role (owner, admin); remove them, or leave (yourself)."""
+
+    team_permissions = {"PATCH": "members.change_role"}
+    serializer_class = s.MemberSerializer
+
+    def get_team_queryset(self) -> QuerySet[Membership]:
+        return Membership.objects.select_related("user")
+
+    def get(self, request: Request, team_slug: str, member_id: int) -> Response:
+        member = self.get_queryset().filter(pk=member_id).first()
+        if member is None:
+            raise exceptions.NotFound("No such member in this team.")
+        return Response(self.get_serializer(member).data)
+
+    @extend_schema(request=s.RoleSerializer)
+    def patch(self, request: Request, team_slug: str, member_id: int) -> Response:
+        member = self.get_queryset().filter(pk=member_id).first()
+        if member is None:
+            raise exceptions.NotFound("No such member in this team.")
+        data = s.RoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.member_change_role(
+            team=self.team,
+            actor=_user(request),
+            member=member,
+            role=data.validated_data["role"],
+        )
+        return Response(self.get_serializer(member).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, team_slug: str, member_id: int) -> Response:
+        member = self.get_queryset().filter(pk=member_id).first()
+        if member is None:
+            raise exceptions.NotFound("No such member in this team.")
+        services.member_remove(team=self.team, actor=_user(request), member=member)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationListView(mixins.ListModelMixin, TeamAPIView):
+    """Pending and past invitations (owner, admin); invite an email address."""
+
+    team_permissions = {"GET": "members.invite", "POST": "members.invite"}
+    serializer_class = s.InvitationSerializer
+    pagination_class = Cursor
+
+    def get_team_queryset(self) -> QuerySet[Invitation]:
+        queryset = Invitation.objects.select_related("invited_by")
+        wanted = self.request.query_params.get("status")
+        if wanted:
+            if wanted not in Invitation.Status.values:
+                raise exceptions.ValidationError(
+                    {"status": [f"Use one of: {', '.join(Invitation.Status.values)}."]},
+                )
+            queryset = queryset.filter(status=wanted)
+        return queryset
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return self.list(request)
+
+    @extend_schema(request=s.InvitationCreateSerializer, responses={201: s.InvitationSerializer})
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.InvitationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation = invitations.invitation_create(
+            team=self.team,
+            actor=_user(request),
+            email=data.validated_data["email"],
+            role=data.validated_data["role"],
+            link_base=_link_base(request),
+        )
+        return Response(self.get_serializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class _OneInvitation(TeamAPIView):
+    serializer_class = s.InvitationSerializer
+
+    def get_team_queryset(self) -> QuerySet[Invitation]:
+        return Invitation.objects.select_related("invited_by")
+
+    def _invitation(self, invitation_id: int) -> Invitation:
+        invitation = self.get_queryset().filter(pk=invitation_id).first()
+        if invitation is None:
+            raise exceptions.NotFound("No such invitation in this team.")
+        return invitation
+
+
+class InvitationDetailView(_OneInvitation):
+    """One invitation; withdraw it while pending (owner, admin)."""
+
+    team_permissions = {"GET": "members.invite", "DELETE": "members.invite"}
+
+    def get(self, request: Request, team_slug: str, invitation_id: int) -> Response:
+        return Response(self.get_serializer(self._invitation(invitation_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, team_slug: str, invitation_id: int) -> Response:
+        invitations.invitation_revoke(
+            team=self.team,
+            actor=_user(request),
+            invitation=self._invitation(invitation_id),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationResendView(_OneInvitation):
+    """Mail the invitation again (at most every 5 minutes, 5 times in all)."""
+
+    team_permissions = {"POST": "members.invite"}
+
+    @extend_schema(request=None, responses={200: s.InvitationSerializer})
+    def post(self, request: Request, team_slug: str, invitation_id: int) -> Response:
+        invitation = invitations.invitation_resend(
+            team=self.team,
+            actor=_user(request),
+            invitation=self._invitation(invitation_id),
+            link_base=_link_base(request),
+        )
+        return Response(self.get_serializer(invitation).data)
+
+
+class AuditLogView(mixins.ListModelMixin, TeamAPIView):
+    """What changed in the team, newest first (owner, admin)."""
+
+    team_permissions = {"GET": "audit.view"}
+    serializer_class = s.AuditEntrySerializer
+    pagination_class = Cursor
+
+    def get_team_queryset(self) -> QuerySet[AuditEntry]:
+        return AuditEntry.objects.all()
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return self.list(request)

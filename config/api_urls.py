@@ -1,0 +1,43 @@
+"""API v1 routes, under /api/v1/."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from apps.accounts.api import views as accounts
+from apps.teams.api import views as teams
+
+app_name = "api"
+
+urlpatterns = [
+    path("me", accounts.MeView.as_view(), name="me"),
+    path("tokens/", accounts.TokenListView.as_view(), name="tokens"),
+    path("tokens/<int:token_id>/", accounts.TokenDetailView.as_view(), name="token"),
+    path("teams/", teams.TeamListView.as_view(), name="teams"),
+    path("teams/<slug:team_slug>/", teams.TeamDetailView.as_view(), name="team"),
+    path("teams/<slug:team_slug>/members/", teams.MemberListView.as_view(), name="members"),
+    path(
+        "teams/<slug:team_slug>/members/<int:member_id>/",
+        teams.MemberDetailView.as_view(),
+        name="member",
+    ),
+    path(
+        "teams/<slug:team_slug>/invitations/",
+        teams.InvitationListView.as_view(),
+        name="invitations",
+    ),
+    path(
+        "teams/<slug:team_slug>/invitations/<int:invitation_id>/",
+        teams.InvitationDetailView.as_view(),
+        name="invitation",
+    ),
+    path(
+        "teams/<slug:team_slug>/invitations/<int:invitation_id>/resend/",
+        teams.InvitationResendView.as_view(),
+        name="invitation_resend",
+    ),
+    path("teams/<slug:team_slug>/audit/", teams.AuditLogView.as_view(), name="audit"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+]
