@@ -385,3 +385,53 @@ def assert_nowhere_in_database(secret: str) -> None:
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
             for row in cursor.fetchall():
                 assert secret not in repr(row), f"{table} holds the token"
+
+
+class TestTokenPage:
+    def test_make_a_token_see_it_once_then_revoke_it(self, client, alice, acme):
+        client.force_login(alice)
+
+        created = client.post(
+            "/settings/tokens/",
+            {
+                "name": "laptop CLI",
+                "scope_teams": "write",
+                "scope_datasets": "read",
+                "team": "acme",
+                "expires_in_days": "90",
+            },
+        )
+
+        body = created.content.decode()
+        assert created.status_code == 200
+        assert created["Cache-Control"] == "no-store"
+        token = PersonalAccessToken.objects.get(user=alice)
+        assert token.scopes == ["datasets:read", "teams:write"]
+        assert token.team == acme
+        plaintext = body.split('id="new-token" class="token-value" type="text" readonly value="')[
+            1
+        ][:44]
+        assert client_for(plaintext).get("/api/v1/teams/acme/members/").status_code == 200
+        assert plaintext not in client.get("/settings/tokens/").content.decode()
+
+        client.post(f"/settings/tokens/{token.pk}/revoke/")
+        assert client_for(plaintext).get("/api/v1/me").status_code == 401
+
+    def test_a_token_needs_some_access(self, client, alice):
+        client.force_login(alice)
+
+        response = client.post("/settings/tokens/", {"name": "nothing", "expires_in_days": "7"})
+
+        assert response.status_code == 400
+        assert "at least one area" in response.content.decode()
+        assert not PersonalAccessToken.objects.exists()
+
+    def test_a_forged_team_choice_is_refused(self, client, alice, globex):
+        client.force_login(alice)
+
+        response = client.post(
+            "/settings/tokens/", {"name": "x", "scope_teams": "read", "team": "globex"}
+        )
+
+        assert response.status_code == 400
+        assert not PersonalAccessToken.objects.exists()

@@ -49,6 +49,8 @@ ACCOUNT = {
     "core:dashboard",
     "teams:create",
     "accounts:profile",
+    "accounts:tokens",
+    "accounts:token_revoke",
     "account_email",
     "account_change_password",
     "account_set_password",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 
-from apps.accounts.models import User
+from apps.accounts.models import TOKEN_AREAS, User
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -35,3 +35,53 @@ class ProfileForm(forms.ModelForm):
 
     def clean_name(self) -> str:
         return self.cleaned_data["name"].strip()
+
+
+class TokenForm(forms.Form):
+    """Make a personal access token: a name, a level per area, a team, an expiry."""
+
+    LEVELS = [("", "No access"), ("read", "Read"), ("write", "Read and write")]
+    EXPIRY = [
+        ("7", "7 days"),
+        ("30", "30 days"),
+        ("90", "90 days"),
+        ("365", "1 year"),
+        ("", "Never"),
+    ]
+
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        help_text="What uses it, e.g. “laptop CLI” or “CI pipeline”.",
+    )
+    team = forms.ChoiceField(label="Limit to one team", required=False)
+    expires_in_days = forms.ChoiceField(
+        label="Expires", choices=EXPIRY, initial="30", required=False
+    )
+
+    def __init__(self, *args: Any, teams: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = [("", "All my teams"), *teams]
+        for area in TOKEN_AREAS:
+            self.fields[f"scope_{area}"] = forms.ChoiceField(
+                label=area.capitalize(),
+                choices=self.LEVELS,
+                required=False,
+            )
+
+    def scope_fields(self) -> list[forms.BoundField]:
+        return [self[f"scope_{area}"] for area in TOKEN_AREAS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        scopes = [
+            f"{area}:{cleaned[f'scope_{area}']}"
+            for area in TOKEN_AREAS
+            if cleaned.get(f"scope_{area}")
+        ]
+        if not scopes:
+            raise forms.ValidationError("Give the token access to at least one area.")
+        cleaned["scopes"] = scopes
+        expiry = cleaned.get("expires_in_days")
+        cleaned["expires_in_days"] = int(expiry) if expiry else None
+        return cleaned

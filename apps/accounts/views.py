@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from apps.accounts.forms import ProfileForm
+from apps.accounts.forms import ProfileForm, TokenForm
+from apps.accounts.models import PersonalAccessToken
 from apps.accounts.services import user_update_profile
+from apps.accounts.tokens import TokenError, token_create, token_revoke
 from apps.core.htmx import is_htmx
+from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -34,3 +37,59 @@ def profile(request: HttpRequest) -> HttpResponse:
         saved = True
     template = "accounts/_profile_form.html" if is_htmx(request) else "accounts/profile.html"
     return render(request, template, {"form": form, "saved": saved})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    """List, make and revoke personal access tokens. A new token is shown on this response only."""
+    user = cast("User", request.user)
+    memberships = list(memberships_of(user).order_by("team__name"))
+    form = TokenForm(
+        request.POST or None,
+        teams=[(m.team.slug, m.team.name) for m in memberships],
+    )
+    created = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            team = next(
+                (m.team for m in memberships if m.team.slug == form.cleaned_data["team"]),
+                None,
+            )
+            try:
+                token, plaintext = token_create(
+                    user=user,
+                    name=form.cleaned_data["name"],
+                    scopes=form.cleaned_data["scopes"],
+                    team=team,
+                    expires_in_days=form.cleaned_data["expires_in_days"],
+                )
+            except TokenError as exc:
+                form.add_error(None, str(exc))
+                status = 400
+            else:
+                created = {"token": token, "plaintext": plaintext}
+                form = TokenForm(teams=[(m.team.slug, m.team.name) for m in memberships])
+        else:
+            status = 400
+    listed = PersonalAccessToken.objects.filter(user=user).select_related("team")
+    response = render(
+        request,
+        "accounts/tokens.html",
+        {"form": form, "tokens": listed, "created": created},
+        status=status,
+    )
+    # The page may hold a token in plain text: keep it out of every cache.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_http_methods(["POST"])
+def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    user = cast("User", request.user)
+    token = get_object_or_404(PersonalAccessToken, pk=token_id, user=user)
+    token_revoke(user=user, token=token)
+    messages.success(request, f"“{token.name}” is revoked: it stops working at once.")
+    return redirect("accounts:tokens")

@@ -17,10 +17,16 @@ SIGNED_IN = [
     "/accounts/password/change/",
     "/accounts/2fa/",
     "/accounts/sessions/",
+    "/settings/tokens/",
+    "/teams/new/",
+    "/t/acme/",
+    "/t/acme/members/",
+    "/t/acme/settings/",
+    "/t/acme/audit/",
 ]
 
 
-def test_pages_load_without_errors_or_foreign_requests(page, live_server, alice, password):
+def test_pages_load_without_errors_or_foreign_requests(page, live_server, acme, alice, password):
     problems: list[str] = []
     requested: list[str] = []
 
@@ -73,7 +79,7 @@ def test_saving_the_profile_swaps_the_form_in_place(page, live_server, alice, pa
     assert alice.name == "Alice Liddell"
 
 
-def test_the_layout_fits_a_phone(page, live_server, alice, password):
+def test_the_layout_fits_a_phone(page, live_server, acme, alice, password):
     page.set_viewport_size({"width": 375, "height": 740})
     page.goto("/accounts/login/")
     page.get_by_label("Email").fill(alice.email)
@@ -87,3 +93,26 @@ def test_the_layout_fits_a_phone(page, live_server, alice, password):
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+
+
+def test_the_api_reference_renders_offline_without_errors(page, live_server, alice, password):
+    problems: list[str] = []
+    requested: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type in {"error", "warning"}:
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(alice.email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto("/api/v1/docs/")
+    page.get_by_text("/api/v1/teams/{team_slug}/members/").first.wait_for()
+
+    assert problems == []
+    assert [u for u in requested if not u.startswith(live_server.url)] == []
