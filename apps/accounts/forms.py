@@ -61,7 +61,9 @@ class TokenForm(forms.Form):
 
     def __init__(self, *args: Any, teams: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = [("", "All my teams"), *teams]
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - declared above
+        team_field.choices = [("", "All my teams"), *teams]
         for area in TOKEN_AREAS:
             self.fields[f"scope_{area}"] = forms.ChoiceField(
                 label=area.capitalize(),
