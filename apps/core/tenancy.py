@@ -3,8 +3,9 @@
 Tenant-owned models use ``TeamScopedManager()`` as their default manager
 (django-scopes underneath). A query made while no team scope is active raises
 ``ScopeError`` instead of returning every team's rows. The scope is entered in
-one place per interface: ``TeamViewMixin`` (HTML views) here; the API, consumer
-and task equivalents follow the same pattern.
+one place per interface: ``TeamViewMixin`` (HTML views) and ``team_task``
+(Celery) here, ``apps.core.api.views.TeamAPIView`` (DRF) and
+``apps.core.consumers.TeamConsumer`` (Channels).
 
 Escape hatches have names that stand out in review:
 ``Model.objects.for_team(team)``: one team's rows, with no scope active;
@@ -14,6 +15,7 @@ Escape hatches have names that stand out in review:
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,11 +23,18 @@ from django.db import models
 from django_scopes import ScopedManager, scope, scopes_disabled
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from apps.teams.models import Team
 
-__all__ = ["TeamManager", "TeamScopedManager", "TeamViewMixin", "team_scope", "unscoped"]
+__all__ = [
+    "TeamManager",
+    "TeamScopedManager",
+    "TeamViewMixin",
+    "team_scope",
+    "team_task",
+    "unscoped",
+]
 
 
 class TeamManager(models.Manager[Any]):
@@ -50,6 +59,25 @@ def team_scope(team: Team | int) -> Iterator[None]:
     """Scoped managers answer for ``team`` inside this block."""
     with scope(team=team):
         yield
+
+
+def team_task(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a Celery task body run in one team's scope.
+
+    The task is queued with ``team_id=`` (ids, not rows, travel through the
+    broker); the body receives ``team=`` and runs inside that team's scope.
+    Put it under the Celery decorator: ``@shared_task`` then ``@team_task``.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, team_id: int, **kwargs: Any) -> Any:
+        from apps.teams.models import Team
+
+        team = Team.objects.get(pk=team_id)  # the tenant itself is not tenant-owned
+        with team_scope(team):
+            return function(*args, team=team, **kwargs)
+
+    return wrapper
 
 
 @contextmanager
