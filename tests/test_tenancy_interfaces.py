@@ -99,8 +99,8 @@ def count_members(*, team):
 
 
 def test_a_team_task_runs_in_its_teams_scope(acme, globex):
-    assert count_members.apply(kwargs={"team_id": globex.pk}).get() == ("globex", 1)
-    assert count_members.apply(kwargs={"team_id": acme.pk}).get() == ("acme", 2)
+    assert count_members.apply(kwargs={"team_id": globex.pk}).result == ("globex", 1)
+    assert count_members.apply(kwargs={"team_id": acme.pk}).result == ("acme", 2)
 
 
 def test_a_team_task_needs_its_team_id(acme):

@@ -25,6 +25,7 @@ def audit_record(
         actor=actor,
         actor_email=actor.email if actor else "",
         action=action,
-        target=target,
+        # Targets are names and addresses; the column bounds them, not the caller.
+        target=target[: AuditEntry._meta.get_field("target").max_length or 255],
         data=data,
     )

@@ -23,7 +23,7 @@ class AuditEntry(models.Model):
     # Kept as text too: the entry must still read right after the actor is deleted.
     actor_email = models.EmailField(blank=True)
     action = models.CharField(max_length=64)
-    target = models.CharField(max_length=200, blank=True)
+    target = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -6,7 +6,7 @@ the requesting user's membership; an outsider, or a token restricted to
 another team, gets 404; a member whose role lacks the permission for the
 method gets 403; the view then runs inside the team's scope. Subclasses set
 ``team_permissions`` and implement ``get_team_queryset``; they may not
-override ``initial``, ``get_queryset`` or ``finalize_response``.
+override ``initial``, ``get_queryset`` or ``dispatch``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from apps.teams.selectors import membership_in
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from rest_framework.request import Request
-    from rest_framework.response import Response
 
     from apps.teams.models import Membership, Team
 
@@ -35,7 +34,7 @@ class TeamAPIView(generics.GenericAPIView):
     team: Team
     membership: Membership
 
-    _SEALED = ("initial", "get_queryset", "finalize_response", "dispatch")
+    _SEALED = ("initial", "get_queryset", "dispatch")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -62,18 +61,16 @@ class TeamAPIView(generics.GenericAPIView):
         self._scope: Any = team_scope(self.team)
         self._scope.__enter__()
 
-    def finalize_response(
-        self,
-        request: Request,
-        response: Response,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Response:
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            self._scope = None
-            scope.__exit__(None, None, None)
-        return super().finalize_response(request, response, *args, **kwargs)
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # The scope is entered in initial(), once the user is known; leave it
+        # here, whatever happened, so it never outlives the request.
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            scope = getattr(self, "_scope", None)
+            if scope is not None:
+                self._scope = None
+                scope.__exit__(None, None, None)
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.get_team_queryset()
