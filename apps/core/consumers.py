@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from apps.core.tenancy import team_scope
+from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in
 
@@ -26,21 +26,13 @@ from apps.teams.selectors import membership_in
 CLOSE_NOT_A_MEMBER = 4404
 
 
-class TeamConsumer(AsyncJsonWebsocketConsumer):
+class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     permission = "team.view"
     team: Any
     membership: Any
 
     _SEALED = ("connect", "receive_json", "websocket_connect")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        overridden = [name for name in cls._SEALED if name in cls.__dict__]
-        if overridden:
-            raise TypeError(
-                f"{cls.__name__} overrides {', '.join(overridden)}: team consumers must not. "
-                "Implement team_connected and team_receive_json instead.",
-            )
+    _SEALED_HINT = "Implement team_connected and team_receive_json instead."
 
     async def _current_membership(self) -> Any:
         user = self.scope.get("user")

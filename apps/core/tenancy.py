@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 __all__ = [
+    "Sealed",
     "TeamManager",
     "TeamScopedManager",
     "TeamViewMixin",
@@ -87,7 +88,29 @@ def unscoped() -> Iterator[None]:
         yield
 
 
-class TeamViewMixin:
+class Sealed:
+    """Refuses subclasses that override the methods named in ``_SEALED``.
+
+    The team base classes resolve the team and enter its scope in those
+    methods; a subclass that replaced one could skip the check by accident.
+    """
+
+    _SEALED: tuple[str, ...] = ()
+    _SEALED_HINT = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if Sealed in cls.__bases__:
+            return  # the base class itself defines them
+        overridden = [name for name in cls._SEALED if name in cls.__dict__]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}, which team classes "
+                f"must not. {cls._SEALED_HINT}",
+            )
+
+
+class TeamViewMixin(Sealed):
     """Base for every HTML view under ``/t/<team_slug>/``.
 
     Resolves the team from the URL through the requesting user's membership,
@@ -106,15 +129,7 @@ class TeamViewMixin:
     membership: Any
 
     _SEALED = ("dispatch", "get_queryset", "get_object")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        overridden = [name for name in cls._SEALED if name in cls.__dict__]
-        if overridden:
-            raise TypeError(
-                f"{cls.__name__} overrides {', '.join(overridden)}: team views must not. "
-                "Read self.team and rely on the scoped managers instead.",
-            )
+    _SEALED_HINT = "Read self.team and rely on the scoped managers instead."
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         from django.contrib.auth.views import redirect_to_login

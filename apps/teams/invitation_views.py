@@ -14,7 +14,7 @@ from django.views import View
 from apps.teams import invitations
 from apps.teams.forms import InviteForm
 from apps.teams.models import Invitation
-from apps.teams.views import TeamPage
+from apps.teams.views import TeamAction
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -31,17 +31,16 @@ def link_base(request: HttpRequest) -> str:
     return request.build_absolute_uri("/")
 
 
-class InvitationCreateView(TeamPage):
+class InvitationCreateView(TeamAction):
     permission = "members.invite"
-    http_method_names = ["post"]
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = InviteForm(request.POST)
         if not form.is_valid():
-            for errors in form.errors.values():
-                messages.error(request, " ".join(str(e) for e in errors))
-            return redirect("teams:members", team_slug=self.team.slug)
-        try:
+            errors = " ".join(str(e) for field in form.errors.values() for e in field)
+            return self.back(request, error=errors)
+
+        def send() -> str:
             invitation = invitations.invitation_create(
                 team=self.team,
                 actor=cast("User", request.user),
@@ -49,50 +48,44 @@ class InvitationCreateView(TeamPage):
                 role=form.cleaned_data["role"],
                 link_base=link_base(request),
             )
-        except invitations.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Invitation sent to {invitation.email}.")
-        return redirect("teams:members", team_slug=self.team.slug)
+            return f"Invitation sent to {invitation.email}."
+
+        return self.attempt(request, send)
 
 
-class InvitationRevokeView(TeamPage):
+class InvitationRevokeView(TeamAction):
     permission = "members.invite"
-    http_method_names = ["post"]
 
     def post(self, request: HttpRequest, team_slug: str, invitation_id: int) -> HttpResponse:
         invitation = get_object_or_404(Invitation, pk=invitation_id)
-        try:
+
+        def revoke() -> str:
             invitations.invitation_revoke(
                 team=self.team,
                 actor=cast("User", request.user),
                 invitation=invitation,
             )
-        except invitations.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
-        return redirect("teams:members", team_slug=self.team.slug)
+            return f"The invitation to {invitation.email} was withdrawn."
+
+        return self.attempt(request, revoke)
 
 
-class InvitationResendView(TeamPage):
+class InvitationResendView(TeamAction):
     permission = "members.invite"
-    http_method_names = ["post"]
 
     def post(self, request: HttpRequest, team_slug: str, invitation_id: int) -> HttpResponse:
         invitation = get_object_or_404(Invitation, pk=invitation_id)
-        try:
+
+        def resend() -> str:
             invitations.invitation_resend(
                 team=self.team,
                 actor=cast("User", request.user),
                 invitation=invitation,
                 link_base=link_base(request),
             )
-        except invitations.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Invitation sent to {invitation.email} again.")
-        return redirect("teams:members", team_slug=self.team.slug)
+            return f"Invitation sent to {invitation.email} again."
+
+        return self.attempt(request, resend)
 
 
 class InvitationLinkView(View):

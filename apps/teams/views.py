@@ -23,6 +23,8 @@ from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.http import HttpRequest, HttpResponse
 
     from apps.accounts.models import User
@@ -43,6 +45,27 @@ class TeamPage(TeamViewMixin, View):
             self.template_name,
             {"team": self.team, "membership": self.membership, "can": allowed, **context},
         )
+
+
+class TeamAction(TeamPage):
+    """A POST that calls one service, then returns to a team page saying what happened."""
+
+    http_method_names = ["post"]
+    back_to = "teams:members"
+
+    def back(self, request: HttpRequest, *, error: str = "") -> HttpResponse:
+        if error:
+            messages.error(request, error)
+        return redirect(self.back_to, team_slug=self.team.slug)
+
+    def attempt(self, request: HttpRequest, action: Callable[[], str]) -> HttpResponse:
+        """Run ``action`` (a service call returning the success message); report its refusal."""
+        try:
+            message = action()
+        except services.TeamError as exc:
+            return self.back(request, error=str(exc))
+        messages.success(request, message)
+        return self.back(request)
 
 
 class TeamCreateView(LoginRequiredMixin, View):
@@ -85,43 +108,38 @@ class MembersView(TeamPage):
         )
 
 
-class MemberRoleView(TeamPage):
+class MemberRoleView(TeamAction):
     permission = "members.change_role"
-    http_method_names = ["post"]
 
     def post(self, request: HttpRequest, team_slug: str, member_id: int) -> HttpResponse:
         member = get_object_or_404(Membership, pk=member_id)
         form = RoleForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "Choose one of the roles offered.")
-            return redirect("teams:members", team_slug=self.team.slug)
-        try:
+            return self.back(request, error="Choose one of the roles offered.")
+
+        def change() -> str:
             services.member_change_role(
                 team=self.team,
                 actor=_user(request),
                 member=member,
                 role=form.cleaned_data["role"],
             )
-        except services.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"{member.user.email} is now {member.get_role_display()}.")
-        return redirect("teams:members", team_slug=self.team.slug)
+            return f"{member.user.email} is now {member.get_role_display()}."
+
+        return self.attempt(request, change)
 
 
-class MemberRemoveView(TeamPage):
+class MemberRemoveView(TeamAction):
     permission = "members.remove"
-    http_method_names = ["post"]
 
     def post(self, request: HttpRequest, team_slug: str, member_id: int) -> HttpResponse:
         member = get_object_or_404(Membership, pk=member_id)
-        try:
+
+        def remove() -> str:
             services.member_remove(team=self.team, actor=_user(request), member=member)
-        except services.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"{member.user.email} is no longer in {self.team.name}.")
-        return redirect("teams:members", team_slug=self.team.slug)
+            return f"{member.user.email} is no longer in {self.team.name}."
+
+        return self.attempt(request, remove)
 
 
 class TeamSettingsView(TeamPage):
@@ -176,23 +194,21 @@ class TeamLeaveView(TeamPage):
         return redirect("core:dashboard")
 
 
-class TeamTransferView(TeamPage):
+class TeamTransferView(TeamAction):
     permission = "team.transfer"
-    http_method_names = ["post"]
+    back_to = "teams:settings"
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = MemberChoiceForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "Choose a member of this team.")
-            return redirect("teams:settings", team_slug=self.team.slug)
+            return self.back(request, error="Choose a member of this team.")
         member = get_object_or_404(Membership, pk=form.cleaned_data["member_id"])
-        try:
+
+        def transfer() -> str:
             services.team_transfer_ownership(team=self.team, actor=_user(request), member=member)
-        except services.TeamError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"{member.user.email} now owns {self.team.name}.")
-        return redirect("teams:settings", team_slug=self.team.slug)
+            return f"{member.user.email} now owns {self.team.name}."
+
+        return self.attempt(request, transfer)
 
 
 class TeamDeleteView(TeamPage):

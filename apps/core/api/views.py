@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rest_framework import exceptions, generics
 
 from apps.accounts.models import PersonalAccessToken
-from apps.core.tenancy import team_scope
+from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from apps.teams.models import Membership, Team
 
 
-class TeamAPIView(generics.GenericAPIView):
+class TeamAPIView(Sealed, generics.GenericAPIView):
     token_area: str | None = "teams"
     # HTTP method -> permission (apps.teams.permissions); unlisted methods need team.view.
     team_permissions: dict[str, str] = {}
@@ -35,15 +35,7 @@ class TeamAPIView(generics.GenericAPIView):
     membership: Membership
 
     _SEALED = ("initial", "get_queryset", "dispatch")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        overridden = [name for name in cls._SEALED if name in cls.__dict__]
-        if overridden:
-            raise TypeError(
-                f"{cls.__name__} overrides {', '.join(overridden)}: team API views must not. "
-                "Implement get_team_queryset and read self.team instead.",
-            )
+    _SEALED_HINT = "Implement get_team_queryset and read self.team instead."
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, token scope, throttles
