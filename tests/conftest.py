@@ -150,6 +150,18 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def catalogue(db: None) -> dict[str, Any]:
+    """The seeded machine types. A data migration loads them, but tests that
+    commit (transaction=True) flush every table afterwards, so load them again."""
+    from apps.machines.catalogue import catalogue_rows
+    from apps.machines.models import MachineType
+
+    for row in catalogue_rows():
+        MachineType.objects.update_or_create(slug=row["slug"], defaults=row["defaults"])
+    return {m.slug: m for m in MachineType.objects.all()}
+
+
+@pytest.fixture
 def alice(db: None) -> User:
     """Owner of Acme."""
     return UserFactory.create(email="alice@example.com", name="Alice Smith")

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.teams",
+    "apps.machines",
 ]
 
 MIDDLEWARE = [
@@ -320,6 +321,8 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.
 LATTICE_EMBEDDED_WORKER = False
+# The name the embedded default registers this machine under.
+LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 
 # --- Requests and security ---------------------------------------------------
 

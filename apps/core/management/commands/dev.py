@@ -16,6 +16,8 @@ from django.core.management.base import BaseCommand
 from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
 from apps.core.worker import embedded_worker
+from apps.machines.inventory import collect
+from apps.machines.services import host_ensure_local
 
 
 class Command(BaseCommand):
@@ -33,6 +35,12 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         login = demo_data_ensure()
         engine = docker_engine()
+        inventory = collect()
+        local = host_ensure_local(
+            name=settings.LATTICE_LOCAL_HOST_NAME,
+            inventory=inventory,
+            runtime="docker" if engine else "process",
+        )
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "redis" if settings.REDIS_URL else "in-process memory"
         runtime = (
@@ -48,6 +56,10 @@ class Command(BaseCommand):
             f"  Log in as: {login.email}",
             f"  Password:  {login.password}",
             f"  Database:  {database}   Broker: {broker}   Runtime: {runtime}",
+            (
+                f"  Host:      {local.name}: {inventory['cpu_count']} CPUs, "
+                f"{inventory['memory_bytes'] // 1024**3} GiB, {len(inventory['gpus'])} GPUs"
+            ),
             "  Emails are printed here. Press Ctrl-C to stop.",
             "",
         ]

@@ -1,0 +1,172 @@
+"""Machine types (the catalogue), hosts, their GPUs, and the allocation ledger.
+
+These are platform resources, shared by every team: a placement names the
+team it serves, but hosts and GPUs belong to whoever runs this Lattice.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class MachineType(models.Model):
+    """What a person picks when starting a notebook: a size, and a GPU model and count."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    vcpus = models.PositiveSmallIntegerField()
+    memory_gib = models.PositiveIntegerField()
+    disk_gib = models.PositiveIntegerField()
+    gpu_model = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text='As NVML names it, e.g. "NVIDIA H100 80GB HBM3". Blank for CPU machines.',
+    )
+    gpu_count = models.PositiveSmallIntegerField(default=0)
+    hourly_price = models.DecimalField(max_digits=8, decimal_places=4, help_text="USD per hour")
+    active = models.BooleanField(default=True, help_text="Offered to people when starting.")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "hourly_price"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(gpu_count=0, gpu_model="")
+                    | models.Q(gpu_count__gt=0) & ~models.Q(gpu_model="")
+                ),
+                name="machines_type_gpu_model_iff_gpus",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpu_count > 0
+
+
+class Host(models.Model):
+    """A machine that runs containers, served by one agent on queue ``host.<name>``."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        DRAINING = "draining", "Draining"
+        OFFLINE = "offline", "Offline"
+
+    name = models.SlugField(max_length=63, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cpu_count = models.PositiveIntegerField(default=0)
+    memory_bytes = models.PositiveBigIntegerField(default=0)
+    disk_bytes = models.PositiveBigIntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    driver_version = models.CharField(max_length=40, blank=True)
+    runtime = models.CharField(max_length=20, blank=True, help_text="docker or process")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        return f"host.{self.name}"
+
+
+class GPUDevice(models.Model):
+    """One GPU, or one MIG instance of a GPU, on a host. Allocated by UUID, never "any GPU"."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="gpus")
+    uuid = models.CharField(max_length=80, unique=True)
+    index = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=80)
+    memory_bytes = models.PositiveBigIntegerField()
+    # Set for a MIG instance: the UUID of the physical GPU it is carved from.
+    parent_uuid = models.CharField(max_length=80, blank=True)
+    present = models.BooleanField(
+        default=True,
+        help_text="False once the latest inventory no longer lists it.",
+    )
+
+    class Meta:
+        ordering = ["host", "index", "uuid"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.index} {self.name}"
+
+
+class HostJoinToken(models.Model):
+    """Lets one new host register itself. Only the hash is kept."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    note = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return self.note or f"join token {self.pk}"
+
+
+class Placement(models.Model):
+    """A workload placed on a host: its CPU and memory, and (through GPUAllocation) its GPUs."""
+
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="placements")
+    machine_type = models.ForeignKey(MachineType, on_delete=models.PROTECT, related_name="+")
+    team = models.ForeignKey(
+        "teams.Team",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # What it serves, e.g. "notebook-session:42"; the notebooks issue links its sessions.
+    workload = models.CharField(max_length=100)
+    vcpus = models.PositiveSmallIntegerField()
+    memory_gib = models.PositiveIntegerField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["host", "active"])]
+
+    def __str__(self) -> str:
+        return f"{self.workload} on {self.host}"
+
+
+class GPUAllocation(models.Model):
+    """One GPU held by one placement. The constraint is the ledger's guarantee."""
+
+    placement = models.ForeignKey(
+        Placement, on_delete=models.CASCADE, related_name="gpu_allocations"
+    )
+    gpu = models.ForeignKey(GPUDevice, on_delete=models.PROTECT, related_name="allocations")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gpu"],
+                condition=models.Q(active=True),
+                name="machines_one_active_allocation_per_gpu",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpu.uuid} for {self.placement}"

@@ -1,0 +1,180 @@
+"""Placing workloads on hosts: the GPU ledger.
+
+``placement_create`` picks a ready host whose free GPUs of the right model,
+CPU and memory fit the machine type, takes the host's row lock (skipping
+hosts another placement holds, so concurrent placements spread out instead
+of queueing; when every host with room is locked, it waits for one rather
+than refuse), re-checks under the lock and records the placement and one
+allocation row per GPU, by UUID. Every placement on a host goes through that
+host's lock, and the conditional unique constraint on active allocations is
+the backstop: a GPU cannot be held twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from apps.teams.models import Team
+
+_GIB = 1024**3
+# How many candidate hosts one placement tries before it gives up.
+_ATTEMPTS = 8
+
+
+class NoCapacityError(Exception):
+    """No ready host can take this machine type now."""
+
+
+def _free_gpus(model: str) -> QuerySet[GPUDevice]:
+    return GPUDevice.objects.filter(name=model, present=True).exclude(
+        allocations__active=True,
+    )
+
+
+def _candidates(machine_type: MachineType) -> QuerySet[Host]:
+    active = Placement.objects.filter(host=OuterRef("pk"), active=True).values("host")
+    used_cpu = Coalesce(
+        Subquery(active.annotate(total=Sum("vcpus")).values("total"), output_field=IntegerField()),
+        Value(0),
+    )
+    used_memory = Coalesce(
+        Subquery(
+            active.annotate(total=Sum("memory_gib")).values("total"),
+            output_field=IntegerField(),
+        ),
+        Value(0),
+    )
+    hosts = Host.objects.filter(status=Host.Status.READY).annotate(
+        used_cpu=used_cpu,
+        used_memory=used_memory,
+    )
+    hosts = hosts.filter(
+        cpu_count__gte=machine_type.vcpus + used_cpu,
+        memory_bytes__gte=(machine_type.memory_gib + used_memory) * _GIB,
+    )
+    if machine_type.is_gpu:
+        free = (
+            _free_gpus(machine_type.gpu_model)
+            .filter(host=OuterRef("pk"))
+            .values("host")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        hosts = hosts.annotate(
+            free_gpus=Coalesce(Subquery(free, output_field=IntegerField()), Value(0)),
+        ).filter(free_gpus__gte=machine_type.gpu_count)
+        # Fill hosts that already have work first, so whole machines stay free for big jobs.
+        return hosts.order_by("free_gpus", "name")
+    return hosts.order_by("-used_cpu", "name")
+
+
+def _fits(host: Host, machine_type: MachineType) -> list[GPUDevice] | None:
+    """Under the host's lock: the GPUs to take, or None if it no longer fits."""
+    used = Placement.objects.filter(host=host, active=True).aggregate(
+        cpu=Coalesce(Sum("vcpus"), 0),
+        memory=Coalesce(Sum("memory_gib"), 0),
+    )
+    if host.cpu_count < used["cpu"] + machine_type.vcpus:
+        return None
+    if host.memory_bytes < (used["memory"] + machine_type.memory_gib) * _GIB:
+        return None
+    if not machine_type.is_gpu:
+        return []
+    gpus = list(
+        _free_gpus(machine_type.gpu_model)
+        .filter(host=host)
+        .order_by("index", "uuid")[: machine_type.gpu_count],
+    )
+    return gpus if len(gpus) == machine_type.gpu_count else None
+
+
+def placement_create(
+    *,
+    machine_type: MachineType,
+    workload: str,
+    team: Team | None = None,
+) -> Placement:
+    """Place ``workload`` on a host with room; raise NoCapacityError when none has it."""
+    tried: set[int] = set()
+    for _ in range(_ATTEMPTS):
+        with transaction.atomic():
+            candidates = _candidates(machine_type).exclude(pk__in=tried)
+            host = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+            if host is None:
+                # Every host with room may be locked by placements in flight:
+                # wait for one rather than refuse while capacity may remain.
+                host = candidates.select_for_update(of=("self",)).first()
+            if host is None:
+                break
+            tried.add(host.pk)
+            gpus = _fits(host, machine_type)
+            if gpus is None:
+                continue
+            placement = Placement.objects.create(
+                host=host,
+                machine_type=machine_type,
+                team=team,
+                workload=workload,
+                vcpus=machine_type.vcpus,
+                memory_gib=machine_type.memory_gib,
+            )
+            GPUAllocation.objects.bulk_create(
+                [GPUAllocation(placement=placement, gpu=gpu) for gpu in gpus],
+            )
+            return placement
+    raise NoCapacityError(f"No ready host has room for {machine_type.name} right now.")
+
+
+@transaction.atomic
+def placement_release(*, placement: Placement) -> None:
+    """Free the placement's CPU, memory and GPUs. Releasing twice does nothing."""
+    if not placement.active:
+        return
+    now = timezone.now()
+    Placement.objects.filter(pk=placement.pk, active=True).update(active=False, released_at=now)
+    GPUAllocation.objects.filter(placement=placement, active=True).update(active=False)
+    placement.active = False
+    placement.released_at = now
+
+
+def placement_gpu_uuids(placement: Placement) -> list[str]:
+    """The UUIDs a container for this placement gets, and no others."""
+    return list(
+        placement.gpu_allocations.filter(active=True)
+        .order_by("gpu__index", "gpu__uuid")
+        .values_list("gpu__uuid", flat=True),
+    )
+
+
+def double_allocations() -> int:
+    """GPUs held by more than one active allocation. The ledger's invariant says 0."""
+    return (
+        GPUAllocation.objects.filter(active=True)
+        .values("gpu")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .count()
+    )
+
+
+def overcommitted_hosts() -> int:
+    """Hosts whose active placements ask more CPU or memory than they have. Should be 0."""
+    active = Q(placements__active=True)
+    return (
+        Host.objects.annotate(
+            cpu=Coalesce(Sum("placements__vcpus", filter=active), 0),
+            memory=Coalesce(Sum("placements__memory_gib", filter=active), 0),
+        )
+        .filter(Q(cpu__gt=F("cpu_count")) | Q(memory_bytes__lt=F("memory") * _GIB))
+        .count()
+    )

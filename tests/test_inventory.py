@@ -1,0 +1,81 @@
+"""Host inventory: parsed from a real H100 host's captures, and read from this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from apps.machines.inventory import collect, gpus_from_nvidia_smi_xml, gpus_from_nvml_json
+from apps.machines.models import GPUDevice, Host
+from apps.machines.services import host_apply_inventory
+
+H100 = Path(__file__).parent / "fixtures" / "gpu" / "h100-80gb"
+UUID = "GPU-760f8a75-6c8e-6441-bcc9-a8cf94fe74a1"
+
+
+def test_the_nvml_capture_of_an_h100():
+    driver, gpus = gpus_from_nvml_json(json.loads((H100 / "nvml.json").read_text()))
+
+    assert driver == "580.159.04"
+    assert gpus == [
+        {
+            "index": 0,
+            "uuid": UUID,
+            "name": "NVIDIA H100 80GB HBM3",
+            "memory_total": 85_520_809_984,
+            "mig_mode": [0, 0],
+        },
+    ]
+
+
+def test_nvidia_smi_xml_says_the_same_as_nvml():
+    driver, gpus = gpus_from_nvidia_smi_xml((H100 / "nvidia-smi-q.xml").read_text())
+    _, from_nvml = gpus_from_nvml_json(json.loads((H100 / "nvml.json").read_text()))
+
+    assert driver == "580.159.04"
+    assert gpus == from_nvml
+
+
+def test_the_h100_name_matches_the_catalogue(catalogue):
+    _, gpus = gpus_from_nvml_json(json.loads((H100 / "nvml.json").read_text()))
+
+    assert catalogue["h100-80gb"].gpu_model == gpus[0]["name"]
+
+
+def test_collect_reads_this_machine():
+    inventory = collect()
+
+    assert inventory["cpu_count"] >= 1
+    assert inventory["memory_bytes"] > 256 * 1024**2
+    assert inventory["disk_bytes"] > 0
+    # No NVIDIA driver in CI: NVML answers nothing rather than failing.
+    assert isinstance(inventory["gpus"], list)
+
+
+@pytest.mark.django_db
+def test_applying_inventory_records_gpus_and_marks_vanished_ones():
+    host = Host.objects.create(name="gpu-1")
+    inventory = {
+        "cpu_count": 20,
+        "memory_bytes": 240 * 1024**3,
+        "disk_bytes": 10**12,
+        "driver_version": "580.159.04",
+        "gpus": gpus_from_nvml_json(json.loads((H100 / "nvml.json").read_text()))[1],
+    }
+
+    host_apply_inventory(host=host, inventory=inventory)
+    gpu = GPUDevice.objects.get(uuid=UUID)
+    assert (gpu.host, gpu.name, gpu.memory_bytes, gpu.present) == (
+        host,
+        "NVIDIA H100 80GB HBM3",
+        85_520_809_984,
+        True,
+    )
+
+    host_apply_inventory(host=host, inventory={**inventory, "gpus": []})
+    gpu.refresh_from_db()
+    assert not gpu.present
+    host.refresh_from_db()
+    assert (host.cpu_count, host.status) == (20, Host.Status.READY)

@@ -1,0 +1,219 @@
+"""The GPU ledger: placing workloads on hosts, by UUID, never twice."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.machines.models import GPUAllocation, GPUDevice, Host, HostJoinToken, MachineType
+from apps.machines.scheduler import (
+    NoCapacityError,
+    double_allocations,
+    overcommitted_hosts,
+    placement_create,
+    placement_gpu_uuids,
+    placement_release,
+)
+from apps.machines.services import HostError, host_register, join_token_create
+
+GIB = 1024**3
+H100 = "NVIDIA H100 80GB HBM3"
+A100 = "NVIDIA A100-SXM4-80GB"
+
+
+def make_host(name, *, cpus=64, memory_gib=512, gpus=(), status=Host.Status.READY):
+    host = Host.objects.create(
+        name=name, status=status, cpu_count=cpus, memory_bytes=memory_gib * GIB
+    )
+    index = 0
+    for model, count in gpus:
+        for _ in range(count):
+            GPUDevice.objects.create(
+                host=host,
+                uuid=f"GPU-{name}-{index}",
+                index=index,
+                name=model,
+                memory_bytes=80 * GIB,
+            )
+            index += 1
+    return host
+
+
+@pytest.fixture(autouse=True)
+def _catalogue(catalogue):
+    return catalogue
+
+
+def machine(slug):
+    return MachineType.objects.get(slug=slug)
+
+
+@pytest.mark.django_db
+class TestPlacing:
+    def test_a_gpu_machine_gets_gpus_of_its_model_by_uuid(self):
+        make_host("a100s", gpus=[(A100, 2)])
+        make_host("h100s", gpus=[(H100, 2)])
+
+        placement = placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+        assert placement.host.name == "h100s"
+        assert placement_gpu_uuids(placement) == ["GPU-h100s-0"]
+
+    def test_nothing_fits_when_no_host_has_the_model(self):
+        make_host("a100s", gpus=[(A100, 2)])
+
+        with pytest.raises(NoCapacityError, match="H100 80 GB"):
+            placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+    def test_draining_and_offline_hosts_take_nothing_new(self):
+        make_host("draining", gpus=[(H100, 1)], status=Host.Status.DRAINING)
+        make_host("offline", gpus=[(H100, 1)], status=Host.Status.OFFLINE)
+
+        with pytest.raises(NoCapacityError):
+            placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+    def test_gpus_run_out_and_come_back_on_release(self):
+        make_host("h100s", gpus=[(H100, 2)])
+        first = placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+        second = placement_create(machine_type=machine("h100-80gb"), workload="nb:2")
+        assert {*placement_gpu_uuids(first), *placement_gpu_uuids(second)} == {
+            "GPU-h100s-0",
+            "GPU-h100s-1",
+        }
+        with pytest.raises(NoCapacityError):
+            placement_create(machine_type=machine("h100-80gb"), workload="nb:3")
+
+        placement_release(placement=first)
+        placement_release(placement=first)  # twice is harmless
+
+        third = placement_create(machine_type=machine("h100-80gb"), workload="nb:3")
+        assert placement_gpu_uuids(third) == ["GPU-h100s-0"]
+
+    def test_eight_gpus_come_from_one_host(self):
+        make_host("four-a", gpus=[(A100, 4)])
+        make_host("four-b", gpus=[(A100, 4)])
+        make_host("eight", cpus=128, memory_gib=1024, gpus=[(A100, 8)])
+
+        placement = placement_create(machine_type=machine("a100-80gb-x8"), workload="train:1")
+
+        assert placement.host.name == "eight"
+        assert len(placement_gpu_uuids(placement)) == 8
+
+    def test_cpu_and_memory_are_capacity_too(self):
+        make_host("small", cpus=10, memory_gib=64)
+        cpu_large = machine("cpu-large")  # 8 vCPU, 32 GiB
+
+        placement_create(machine_type=cpu_large, workload="nb:1")
+        with pytest.raises(NoCapacityError):
+            placement_create(machine_type=cpu_large, workload="nb:2")
+        placement_create(machine_type=machine("cpu-small"), workload="nb:3")  # 2 vCPU fits
+
+        assert overcommitted_hosts() == 0
+
+    def test_a_gpu_that_left_the_inventory_is_not_placed(self):
+        make_host("h100s", gpus=[(H100, 1)])
+        GPUDevice.objects.update(present=False)
+
+        with pytest.raises(NoCapacityError):
+            placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+    def test_the_database_refuses_a_second_active_allocation(self):
+        make_host("h100s", gpus=[(H100, 1)])
+        placement = placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+        with pytest.raises(IntegrityError), transaction.atomic():
+            GPUAllocation.objects.create(
+                placement=placement, gpu=GPUDevice.objects.get(uuid="GPU-h100s-0")
+            )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_threads_placing_at_once_never_share_a_gpu(postgres):
+    for name in ("g1", "g2", "g3"):
+        make_host(name, cpus=40, memory_gib=1024, gpus=[(H100, 4)])
+    h100 = machine("h100-80gb")  # 20 vCPU: CPU allows 2 per host, GPUs allow 4
+    start = threading.Barrier(50)
+    placed, refused, errors = [], [], []
+
+    def place(n):
+        try:
+            start.wait()
+            placed.append(placement_create(machine_type=h100, workload=f"nb:{n}"))
+        except NoCapacityError:
+            refused.append(n)
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=place, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    assert len(placed) == 6  # CPU is the limit: 2 per host
+    assert len(refused) == 44
+    uuids = [u for p in placed for u in placement_gpu_uuids(p)]
+    assert len(uuids) == len(set(uuids)) == 6
+    assert double_allocations() == 0
+    assert overcommitted_hosts() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_threads_on_few_gpus(postgres):
+    for name in ("g1", "g2", "g3"):
+        make_host(name, cpus=1000, memory_gib=10_000, gpus=[(H100, 4)])
+    h100 = machine("h100-80gb")
+    start = threading.Barrier(50)
+    placed, errors = [], []
+
+    def place(n):
+        try:
+            start.wait()
+            placed.append(placement_create(machine_type=h100, workload=f"nb:{n}"))
+        except NoCapacityError:
+            pass
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=place, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    assert len(placed) == 12  # every GPU used once, none twice
+    assert double_allocations() == 0
+
+
+@pytest.mark.django_db
+class TestJoining:
+    def test_a_host_joins_once_with_a_token(self):
+        token = join_token_create(actor=None, note="gpu-7")
+        inventory = {"cpu_count": 16, "memory_bytes": 64 * GIB, "disk_bytes": 10**12, "gpus": []}
+
+        host = host_register(name="gpu-7", join_token=token, inventory=inventory)
+
+        assert (host.status, host.cpu_count) == (Host.Status.READY, 16)
+        assert token not in str(list(HostJoinToken.objects.values()))
+        with pytest.raises(HostError, match="not valid"):
+            host_register(name="gpu-8", join_token=token, inventory=inventory)
+
+    def test_an_expired_or_wrong_token_is_refused(self):
+        token = join_token_create(actor=None)
+        HostJoinToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+        with pytest.raises(HostError):
+            host_register(name="gpu-9", join_token=token, inventory={})
+        with pytest.raises(HostError):
+            host_register(name="gpu-9", join_token="latjoin_guess", inventory={})
+        assert not Host.objects.filter(name="gpu-9").exists()
