@@ -41,8 +41,10 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## Benchmarks. bench/scheduler needs PostgreSQL (DATABASE_URL).
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/dev_startup.py
+	$(BIN)/python bench/scheduler.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,12 @@ pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h | grep -q .; then
   pg_createcluster "$pg_version" main >&2
 fi
+# Room for the concurrency tests and bench/scheduler (100 placements at once).
+conf="/etc/postgresql/$pg_version/main/postgresql.conf"
+if ! grep -q "^max_connections = 300" "$conf"; then
+  sed -i 's/^#\?max_connections = .*/max_connections = 300/' "$conf"
+  pg_lsclusters -h | grep -q online && pg_ctlcluster "$pg_version" main restart >&2
+fi
 if ! pg_lsclusters -h | grep -q online; then
   pg_ctlcluster "$pg_version" main start >&2
 fi

@@ -95,6 +95,8 @@ class GPUDevice(models.Model):
 
     class Meta:
         ordering = ["host", "index", "uuid"]
+        # The scheduler reads free GPUs of one model host by host, in host order.
+        indexes = [models.Index(fields=["name", "host"], name="machines_gpu_model_host")]
 
     def __str__(self) -> str:
         return f"{self.host}:{self.index} {self.name}"

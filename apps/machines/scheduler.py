@@ -12,10 +12,11 @@ the backstop: a GPU cannot be held twice.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 _GIB = 1024**3
-# How many candidate hosts one placement tries before it gives up.
+# How many hosts one placement locks and checks before it gives up, and how
+# many candidates each attempt considers for a lock nobody else holds.
 _ATTEMPTS = 8
+_BATCH = 32
 
 
 class NoCapacityError(Exception):
@@ -36,12 +39,29 @@ class NoCapacityError(Exception):
 
 
 def _free_gpus(model: str) -> QuerySet[GPUDevice]:
-    return GPUDevice.objects.filter(name=model, present=True).exclude(
-        allocations__active=True,
-    )
+    held = GPUAllocation.objects.filter(gpu=OuterRef("pk"), active=True)
+    return GPUDevice.objects.filter(name=model, present=True).exclude(Exists(held))
 
 
-def _candidates(machine_type: MachineType) -> QuerySet[Host]:
+def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> list[int]:
+    """Ids of ready hosts that looked as if they had room when the query ran.
+
+    First fit in host order: the query can stop at the first ``limit`` hosts
+    with room instead of weighing the whole fleet, and low-numbered hosts fill
+    up first, which keeps whole machines free for big jobs.
+    """
+    if machine_type.is_gpu:
+        rows = (
+            _free_gpus(machine_type.gpu_model)
+            .filter(host__status=Host.Status.READY)
+            .exclude(host_id__in=skip)
+            .values("host_id")
+            .annotate(free=Count("pk"))
+            .filter(free__gte=machine_type.gpu_count)
+            .order_by("host_id")
+            .values_list("host_id", flat=True)
+        )
+        return list(rows[:limit])
     active = Placement.objects.filter(host=OuterRef("pk"), active=True).values("host")
     used_cpu = Coalesce(
         Subquery(active.annotate(total=Sum("vcpus")).values("total"), output_field=IntegerField()),
@@ -54,28 +74,39 @@ def _candidates(machine_type: MachineType) -> QuerySet[Host]:
         ),
         Value(0),
     )
-    hosts = Host.objects.filter(status=Host.Status.READY).annotate(
-        used_cpu=used_cpu,
-        used_memory=used_memory,
-    )
-    hosts = hosts.filter(
-        cpu_count__gte=machine_type.vcpus + used_cpu,
-        memory_bytes__gte=(machine_type.memory_gib + used_memory) * _GIB,
-    )
-    if machine_type.is_gpu:
-        free = (
-            _free_gpus(machine_type.gpu_model)
-            .filter(host=OuterRef("pk"))
-            .values("host")
-            .annotate(n=Count("pk"))
-            .values("n")
+    hosts = (
+        Host.objects.filter(status=Host.Status.READY)
+        .exclude(pk__in=skip)
+        .annotate(used_cpu=used_cpu, used_memory=used_memory)
+        .filter(
+            cpu_count__gte=machine_type.vcpus + F("used_cpu"),
+            memory_bytes__gte=(machine_type.memory_gib + F("used_memory")) * _GIB,
         )
-        hosts = hosts.annotate(
-            free_gpus=Coalesce(Subquery(free, output_field=IntegerField()), Value(0)),
-        ).filter(free_gpus__gte=machine_type.gpu_count)
-        # Fill hosts that already have work first, so whole machines stay free for big jobs.
-        return hosts.order_by("free_gpus", "name")
-    return hosts.order_by("-used_cpu", "name")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return list(hosts[:limit])
+
+
+def _lock_one(ids: list[int]) -> Host | None:
+    """Lock one of ``ids`` nobody else holds; if all are held, wait for one.
+
+    The candidates are taken in random order, so placements that arrive
+    together spread over them instead of forming a queue behind the first.
+    """
+    random.shuffle(ids)
+    hosts = Host.objects.filter(status=Host.Status.READY)
+    for start in range(0, len(ids), 4):
+        host = (
+            hosts.filter(pk__in=ids[start : start + 4]).select_for_update(skip_locked=True).first()
+        )
+        if host is not None:
+            return host
+    if ids:
+        # Every candidate is locked by placements in flight: wait rather than
+        # refuse while capacity may remain.
+        return hosts.filter(pk=ids[0]).select_for_update().first()
+    return None
 
 
 def _fits(host: Host, machine_type: MachineType) -> list[GPUDevice] | None:
@@ -108,12 +139,7 @@ def placement_create(
     tried: set[int] = set()
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
-            candidates = _candidates(machine_type).exclude(pk__in=tried)
-            host = candidates.select_for_update(skip_locked=True, of=("self",)).first()
-            if host is None:
-                # Every host with room may be locked by placements in flight:
-                # wait for one rather than refuse while capacity may remain.
-                host = candidates.select_for_update(of=("self",)).first()
+            host = _lock_one(_candidates(machine_type, skip=tried, limit=_BATCH))
             if host is None:
                 break
             tried.add(host.pk)
