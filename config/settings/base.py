@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.teams",
     "apps.machines",
+    "apps.runtimes",
 ]
 
 MIDDLEWARE = [
@@ -321,6 +322,8 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.
 LATTICE_EMBEDDED_WORKER = False
+# Where the local-process runtime keeps its workloads' state, logs and volumes.
+LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 

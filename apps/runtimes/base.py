@@ -1,0 +1,109 @@
+"""The runtime contract, after JupyterHub's Spawner.
+
+A runtime runs one workload (a notebook server, a model server) from a
+``Spec`` and describes it with a JSON-able ``state`` that the caller stores
+(on the session) and hands back, so the control plane survives restarts:
+
+- ``start(spec) -> state``: idempotent: starting a workload that already
+  runs returns its state and starts nothing new;
+- ``stop(state)``: idempotent; the workload's persistent volumes stay;
+- ``poll(state) -> None | int``: None while running, else the exit status
+  (0 if unknown), as JupyterHub's ``Spawner.poll``;
+- ``progress(state) -> list[Progress]``: phases for the start page;
+- ``logs(state, since, follow) -> Iterator[str]``: output lines;
+- ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
+- ``list_managed() -> list[Managed]``: everything this runtime runs for
+  Lattice on this host, found by its labels, for the reconciler.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+LABEL_PREFIX = "lattice."
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to run. ``name`` is stable for the workload (e.g. "nb-42-s7") and unique per host."""
+
+    name: str
+    image: str
+    command: list[str]
+    port: int = 8888
+    env: dict[str, str] = field(default_factory=dict)
+    vcpus: float = 1.0
+    memory_bytes: int = 1024**3
+    pids_limit: int = 1024
+    gpu_uuids: list[str] = field(default_factory=list)
+    # Named persistent volumes: volume name -> mount path inside the workload.
+    volumes: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    user: str = "1000:1000"
+
+    def all_labels(self) -> dict[str, str]:
+        """Our labels, always under ``lattice.``: how list_managed finds what is ours."""
+        labels = {f"{LABEL_PREFIX}{k}": v for k, v in self.labels.items()}
+        labels[f"{LABEL_PREFIX}managed"] = "true"
+        labels[f"{LABEL_PREFIX}name"] = self.name
+        return labels
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # pulling, starting, ready, failed
+    message: str
+    percent: int | None = None
+
+
+@dataclass(frozen=True)
+class Managed:
+    """One workload found on the host by its labels."""
+
+    name: str
+    running: bool
+    labels: dict[str, str]
+    state: dict[str, Any]
+    started_at: datetime | None = None
+
+
+class WorkloadError(Exception):
+    """A workload could not be started or reached; the message says why, in plain words."""
+
+
+class Runtime(abc.ABC):
+    kind: str = ""
+    isolates_users = True
+
+    @abc.abstractmethod
+    def start(self, spec: Spec) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None: ...
+
+    @abc.abstractmethod
+    def poll(self, state: dict[str, Any]) -> int | None: ...
+
+    @abc.abstractmethod
+    def progress(self, state: dict[str, Any]) -> list[Progress]: ...
+
+    @abc.abstractmethod
+    def logs(
+        self,
+        state: dict[str, Any],
+        *,
+        since: float | None = None,
+        follow: bool = False,
+    ) -> Iterator[str]: ...
+
+    @abc.abstractmethod
+    def endpoint(self, state: dict[str, Any]) -> str | None: ...
+
+    @abc.abstractmethod
+    def list_managed(self) -> list[Managed]: ...

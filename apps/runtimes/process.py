@@ -1,0 +1,200 @@
+"""Workloads as local processes: for the embedded default and hosts without Docker.
+
+NOT AN ISOLATION BOUNDARY. Every workload runs as the agent's own user, sees
+the host's files and network, and can read other workloads' data. Use it on a
+machine you trust everyone on, or for development; use Docker otherwise.
+
+Each workload gets a folder under LATTICE_RUNTIME_DIR holding its state and
+its log; "volumes" are folders under ``volumes/``. The process runs in its own
+process group; stopping sends SIGINT, then SIGTERM, then SIGKILL to the group.
+``{port}`` in the command is replaced by a free loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from django.conf import settings
+
+from apps.runtimes.base import Managed, Progress, Runtime, Spec, WorkloadError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class LocalProcessRuntime(Runtime):
+    kind = "process"
+    isolates_users = False
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root or settings.LATTICE_RUNTIME_DIR)
+
+    def _dir(self, name: str) -> Path:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise WorkloadError(f"{name!r} is not a workload name")
+        return self.root / "workloads" / name
+
+    def _process(self, state: dict[str, Any]) -> psutil.Process | None:
+        """The workload's process, if it still runs (and is the one we started, not a reused pid)."""
+        try:
+            process = psutil.Process(state["pid"])
+            if abs(process.create_time() - state["created"]) > 1:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except (psutil.NoSuchProcess, KeyError):
+            return None
+        return process
+
+    def start(self, spec: Spec) -> dict[str, Any]:
+        folder = self._dir(spec.name)
+        state_file = folder / "state.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            if self._process(state) is not None:
+                return state
+        folder.mkdir(parents=True, exist_ok=True)
+        mounts = {}
+        for volume, mount in spec.volumes.items():
+            path = self.root / "volumes" / volume
+            path.mkdir(parents=True, exist_ok=True)
+            mounts[mount] = str(path)
+        port = _free_port()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(folder),
+            "LANG": "C.UTF-8",
+            **spec.env,
+            "LATTICE_MOUNTS": json.dumps(mounts),
+            # Only the allocated GPUs, by UUID, whatever the environment says.
+            "CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids),
+            "NVIDIA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids) or "void",
+        }
+        command = [part.replace("{port}", str(port)) for part in spec.command]
+        log_path = folder / "output.log"
+        with log_path.open("ab") as log:
+            try:
+                process = subprocess.Popen(  # noqa: S603 - the command comes from the template, not a person
+                    command,
+                    cwd=mounts.get("/notebooks", str(folder)),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise WorkloadError(f"Could not start {command[0]}: {exc.strerror}") from exc
+        state = {
+            "name": spec.name,
+            "pid": process.pid,
+            "created": psutil.Process(process.pid).create_time(),
+            "port": port,
+            "log": str(log_path),
+            "labels": spec.all_labels(),
+            "started_at": time.time(),
+        }
+        state_file.write_text(json.dumps(state))
+        return state
+
+    def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None:
+        process = self._process(state)
+        if process is None:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=timeout / 3)
+            except psutil.TimeoutExpired:
+                continue
+            except psutil.NoSuchProcess:
+                pass
+            break
+
+    def poll(self, state: dict[str, Any]) -> int | None:
+        process = self._process(state)
+        if process is not None:
+            return None
+        try:
+            # Our own child: its real exit status. After a restart it is not, and 0 means unknown.
+            _, status = os.waitpid(state["pid"], os.WNOHANG)
+            return os.waitstatus_to_exitcode(status) if status else 0
+        except ChildProcessError:
+            return 0
+
+    def progress(self, state: dict[str, Any]) -> list[Progress]:
+        if self.poll(state) is not None:
+            return [Progress("failed", "The process exited. Its log says why.")]
+        if _answers(state["port"]):
+            return [Progress("ready", "Ready.", 100)]
+        return [Progress("starting", "Starting the server.")]
+
+    def logs(
+        self,
+        state: dict[str, Any],
+        *,
+        since: float | None = None,
+        follow: bool = False,
+    ) -> Iterator[str]:
+        """The output, line by line. Process output carries no times, so ``since`` is ignored."""
+        path = Path(state["log"])
+        if not path.exists():
+            return
+        with path.open(errors="replace") as handle:
+            while True:
+                line = handle.readline()
+                if line:
+                    yield line.rstrip("\n")
+                    continue
+                if not follow or self.poll(state) is not None:
+                    return
+                time.sleep(0.2)
+
+    def endpoint(self, state: dict[str, Any]) -> str | None:
+        if self.poll(state) is None and _answers(state["port"]):
+            return f"http://127.0.0.1:{state['port']}"
+        return None
+
+    def list_managed(self) -> list[Managed]:
+        found = []
+        for state_file in sorted((self.root / "workloads").glob("*/state.json")):
+            state = json.loads(state_file.read_text())
+            found.append(
+                Managed(
+                    name=state["name"],
+                    running=self._process(state) is not None,
+                    labels=state.get("labels", {}),
+                    state=state,
+                ),
+            )
+        return found
+
+    def forget(self, name: str) -> None:
+        """Remove a stopped workload's folder (its volumes stay)."""
+        folder = self._dir(name)
+        for child in folder.glob("*"):
+            child.unlink()
+        with contextlib.suppress(FileNotFoundError, OSError):
+            folder.rmdir()

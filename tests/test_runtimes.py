@@ -1,0 +1,159 @@
+"""The runtime contract: the fake (for unit tests) and local processes (the embedded default)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from apps.runtimes.base import Spec
+from apps.runtimes.fake import FakeRuntime
+from apps.runtimes.process import LocalProcessRuntime
+
+
+def wait_for(condition, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class TestFake:
+    @pytest.fixture(autouse=True)
+    def _reset(self):
+        FakeRuntime.reset()
+        yield
+        FakeRuntime.reset()
+
+    def spec(self, name="nb-1"):
+        return Spec(name=name, image="lattice/notebook", command=["jupyter", "server"])
+
+    def test_ok_is_ready_at_once_and_start_is_idempotent(self):
+        runtime = FakeRuntime("ok")
+        state = runtime.start(self.spec())
+
+        assert runtime.start(self.spec()) == state
+        assert runtime.poll(state) is None
+        assert runtime.endpoint(state) == f"http://127.0.0.1:{state['port']}"
+        assert len(runtime.list_managed()) == 1
+
+    def test_slow_becomes_ready_after_some_polls(self):
+        runtime = FakeRuntime("slow", ready_after=3)
+        state = runtime.start(self.spec())
+
+        assert runtime.endpoint(state) is None
+        runtime.poll(state)
+        runtime.poll(state)
+        runtime.poll(state)
+        assert runtime.progress(state)[-1].phase == "ready"
+
+    def test_never_ready_runs_but_never_answers(self):
+        runtime = FakeRuntime("never-ready")
+        state = runtime.start(self.spec())
+        for _ in range(10):
+            assert runtime.poll(state) is None
+
+        assert runtime.endpoint(state) is None
+
+    def test_crashes_exits_with_status_1(self):
+        runtime = FakeRuntime("crashes")
+        state = runtime.start(self.spec())
+
+        assert runtime.poll(state) == 1
+        assert runtime.progress(state)[-1].phase == "failed"
+
+    def test_stop_is_idempotent(self):
+        runtime = FakeRuntime("ok")
+        state = runtime.start(self.spec())
+
+        runtime.stop(state)
+        runtime.stop(state)
+
+        assert runtime.poll(state) == 0
+
+
+class TestLocalProcess:
+    def server_spec(self, name="nb-1", **kwargs):
+        # A real HTTP server, as a notebook server would be, on the port we are given.
+        return Spec(
+            name=name,
+            image="",
+            command=[sys.executable, "-u", "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+            volumes={"vol-abc": "/notebooks"},
+            **kwargs,
+        )
+
+    def test_start_ready_logs_stop(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        state = runtime.start(self.server_spec(gpu_uuids=["GPU-1", "GPU-2"]))
+
+        assert wait_for(lambda: runtime.endpoint(state) is not None)
+        assert runtime.start(self.server_spec(gpu_uuids=["GPU-1", "GPU-2"])) == state
+        with urllib.request.urlopen(runtime.endpoint(state), timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+        assert wait_for(lambda: any('"GET / HTTP' in line for line in runtime.logs(state)))
+        assert runtime.list_managed()[0].running
+
+        runtime.stop(state, timeout=6)
+
+        assert runtime.poll(state) is not None
+        assert runtime.endpoint(state) is None
+        assert not runtime.list_managed()[0].running
+        assert (tmp_path / "volumes" / "vol-abc").is_dir()
+
+    def test_only_the_allocated_gpus_are_visible(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        spec = Spec(
+            name="env-1",
+            image="",
+            command=[
+                sys.executable,
+                "-c",
+                "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['NVIDIA_VISIBLE_DEVICES'])",
+            ],
+            gpu_uuids=["GPU-aaa", "GPU-bbb"],
+            env={"CUDA_VISIBLE_DEVICES": "all"},
+        )
+
+        state = runtime.start(spec)
+
+        assert wait_for(lambda: runtime.poll(state) is not None)
+        assert list(runtime.logs(state)) == ["GPU-aaa,GPU-bbb GPU-aaa,GPU-bbb"]
+
+    def test_a_process_ignoring_sigint_and_sigterm_is_killed(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        stubborn = (
+            "import signal, time\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        state = runtime.start(
+            Spec(name="stubborn", image="", command=[sys.executable, "-c", stubborn])
+        )
+        assert wait_for(lambda: list(runtime.logs(state)) == ["up"])
+
+        started = time.monotonic()
+        runtime.stop(state, timeout=1.5)
+
+        assert runtime.poll(state) is not None
+        assert time.monotonic() - started < 5
+
+    def test_a_command_that_does_not_exist_says_so(self, tmp_path):
+        from apps.runtimes.base import WorkloadError
+
+        runtime = LocalProcessRuntime(tmp_path)
+
+        with pytest.raises(WorkloadError, match="no-such-program"):
+            runtime.start(Spec(name="bad", image="", command=["no-such-program"]))
+
+    def test_a_workload_name_cannot_escape_its_folder(self, tmp_path):
+        from apps.runtimes.base import WorkloadError
+
+        with pytest.raises(WorkloadError):
+            LocalProcessRuntime(tmp_path).start(Spec(name="../etc", image="", command=["true"]))
