@@ -93,7 +93,7 @@ class TestLocalProcess:
 
         assert wait_for(lambda: runtime.endpoint(state) is not None)
         assert runtime.start(self.server_spec(gpu_uuids=["GPU-1", "GPU-2"])) == state
-        with urllib.request.urlopen(runtime.endpoint(state), timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(str(runtime.endpoint(state)), timeout=5) as response:  # noqa: S310
             assert response.status == 200
         assert wait_for(lambda: any('"GET / HTTP' in line for line in runtime.logs(state)))
         assert runtime.list_managed()[0].running
@@ -113,7 +113,10 @@ class TestLocalProcess:
             command=[
                 sys.executable,
                 "-c",
-                "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['NVIDIA_VISIBLE_DEVICES'])",
+                (
+                    "import os; e = os.environ; "
+                    "print(e['CUDA_VISIBLE_DEVICES'], e['NVIDIA_VISIBLE_DEVICES'])"
+                ),
             ],
             gpu_uuids=["GPU-aaa", "GPU-bbb"],
             env={"CUDA_VISIBLE_DEVICES": "all"},

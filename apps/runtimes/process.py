@@ -56,7 +56,7 @@ class LocalProcessRuntime(Runtime):
         return self.root / "workloads" / name
 
     def _process(self, state: dict[str, Any]) -> psutil.Process | None:
-        """The workload's process, if it still runs (and is the one we started, not a reused pid)."""
+        """The workload's process if it still runs, and is ours (not a reused pid)."""
         try:
             process = psutil.Process(state["pid"])
             if abs(process.create_time() - state["created"]) > 1:

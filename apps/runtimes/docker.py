@@ -1,0 +1,241 @@
+"""Workloads as Docker containers: the real backend.
+
+Everything this creates carries ``lattice.*`` labels. Containers get the
+machine type's CPU, memory and pids limits, run as a non-root user with
+``no-new-privileges`` and every capability dropped, publish their port on
+loopback only, and see exactly the GPUs allocated to them: a device request
+for those UUIDs, and NVIDIA_VISIBLE_DEVICES set by us ("void" for none) over
+whatever the image says. Persistent storage is named volumes, which outlive
+containers. ``block_metadata_address`` keeps containers away from a cloud
+provider's instance-metadata service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from apps.runtimes.base import LABEL_PREFIX, Managed, Progress, Runtime, Spec, WorkloadError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from docker.models.containers import Container
+
+METADATA_ADDRESS = "169.254.169.254"
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DockerRuntime(Runtime):
+    kind = "docker"
+    # Image pulls in flight, by workload name: what progress() reports meanwhile.
+    _pulls: ClassVar[dict[str, Progress]] = {}
+
+    def __init__(self, client: Any = None) -> None:
+        self.client = client or docker.from_env()
+
+    @staticmethod
+    def container_name(name: str) -> str:
+        return f"lattice-{name}"
+
+    def _container(self, state: dict[str, Any]) -> Container | None:
+        try:
+            return self.client.containers.get(
+                state.get("container_id") or self.container_name(state["name"])
+            )
+        except NotFound:
+            return None
+
+    def _ensure_image(self, spec: Spec) -> None:
+        with contextlib.suppress(ImageNotFound):
+            self.client.images.get(spec.image)
+            return
+        layers: dict[str, tuple[int, int]] = {}
+        try:
+            for event in self.client.api.pull(spec.image, stream=True, decode=True):
+                detail = event.get("progressDetail") or {}
+                if event.get("id") and detail.get("total"):
+                    layers[event["id"]] = (detail.get("current", 0), detail["total"])
+                done = sum(c for c, _ in layers.values())
+                total = sum(t for _, t in layers.values()) or 1
+                self._pulls[spec.name] = Progress(
+                    "pulling",
+                    f"Downloading {spec.image}",
+                    min(99, done * 100 // total),
+                )
+        except APIError as exc:
+            raise WorkloadError(
+                f"The image {spec.image} is not on this host and could not be downloaded: "
+                f"{exc.explanation or exc}",
+            ) from exc
+        finally:
+            self._pulls.pop(spec.name, None)
+
+    def _volumes(self, spec: Spec) -> dict[str, dict[str, str]]:
+        mounts = {}
+        for volume, path in spec.volumes.items():
+            try:
+                self.client.volumes.get(volume)
+            except NotFound:
+                self.client.volumes.create(volume, labels={f"{LABEL_PREFIX}managed": "true"})
+            mounts[volume] = {"bind": path, "mode": "rw"}
+        return mounts
+
+    def create(self, spec: Spec) -> Container:
+        """Create (not start) the container for ``spec``, with every limit and label."""
+        visible = ",".join(spec.gpu_uuids) or "void"
+        return self.client.containers.create(
+            spec.image,
+            [part.replace("{port}", str(spec.port)) for part in spec.command],
+            name=self.container_name(spec.name),
+            labels=spec.all_labels(),
+            environment={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible},
+            user=spec.user,
+            nano_cpus=int(spec.vcpus * 1_000_000_000),
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,
+            pids_limit=spec.pids_limit,
+            security_opt=["no-new-privileges:true"],
+            cap_drop=["ALL"],
+            privileged=False,
+            init=True,
+            ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
+            volumes=self._volumes(spec),
+            device_requests=(
+                [DeviceRequest(device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]
+                if spec.gpu_uuids
+                else []
+            ),
+        )
+
+    def start(self, spec: Spec) -> dict[str, Any]:
+        existing = self._container({"name": spec.name})
+        if existing is not None and existing.status == "running":
+            return self._state(existing, spec.name)
+        if existing is not None:
+            existing.remove(force=True)
+        self._ensure_image(spec)
+        container = self.create(spec)
+        try:
+            container.start()
+        except APIError as exc:
+            container.remove(force=True)
+            raise WorkloadError(f"The container could not start: {exc.explanation or exc}") from exc
+        container.reload()
+        return self._state(container, spec.name)
+
+    def _state(self, container: Container, name: str) -> dict[str, Any]:
+        ports = container.attrs["NetworkSettings"]["Ports"] or {}
+        binding: dict[str, str] = next((b for b in ports.values() if b), [{}])[0]
+        return {
+            "name": name,
+            "container_id": container.id,
+            "port": int(binding["HostPort"]) if binding.get("HostPort") else None,
+        }
+
+    def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None:
+        container = self._container(state)
+        if container is None:
+            return
+        with contextlib.suppress(NotFound):
+            container.stop(timeout=int(timeout))
+            container.remove()
+
+    def poll(self, state: dict[str, Any]) -> int | None:
+        container = self._container(state)
+        if container is None:
+            return 0
+        if container.status in ("created", "running", "restarting"):
+            return None
+        return int(container.attrs["State"].get("ExitCode", 0))
+
+    def progress(self, state: dict[str, Any]) -> list[Progress]:
+        pulling = self._pulls.get(state["name"])
+        if pulling is not None:
+            return [pulling]
+        exit_code = self.poll(state)
+        if exit_code is not None:
+            return [Progress("failed", f"The container exited with status {exit_code}.")]
+        if state.get("port") and _answers(state["port"]):
+            return [Progress("ready", "Ready.", 100)]
+        return [Progress("starting", "The container is starting.")]
+
+    def logs(
+        self,
+        state: dict[str, Any],
+        *,
+        since: float | None = None,
+        follow: bool = False,
+    ) -> Iterator[str]:
+        container = self._container(state)
+        if container is None:
+            return
+        kwargs: dict[str, Any] = {"stream": True, "follow": follow}
+        if since is not None:
+            kwargs["since"] = datetime.fromtimestamp(since)  # noqa: DTZ006 - docker wants local time
+        buffer = b""
+        for chunk in container.logs(**kwargs):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                yield line.decode(errors="replace")
+        if buffer:
+            yield buffer.decode(errors="replace")
+
+    def endpoint(self, state: dict[str, Any]) -> str | None:
+        if self.poll(state) is None and state.get("port") and _answers(state["port"]):
+            return f"http://127.0.0.1:{state['port']}"
+        return None
+
+    def list_managed(self) -> list[Managed]:
+        found = []
+        for container in self.client.containers.list(
+            all=True,
+            filters={"label": f"{LABEL_PREFIX}managed=true"},
+        ):
+            name = container.labels.get(f"{LABEL_PREFIX}name", container.name)
+            found.append(
+                Managed(
+                    name=name,
+                    running=container.status == "running",
+                    labels=dict(container.labels),
+                    state={"name": name, "container_id": container.id},
+                ),
+            )
+        return found
+
+    def remove_orphan(self, managed: Managed) -> None:
+        """Remove a container the control plane does not know (the reconciler's cleanup)."""
+        container = self._container(managed.state)
+        if container is not None:
+            container.remove(force=True)
+
+
+def block_metadata_address() -> bool:
+    """Refuse container traffic to the cloud metadata address (iptables, DOCKER-USER chain).
+
+    Returns False when iptables is missing or not permitted, so the agent can
+    say so at start; True once the rule is in place.
+    """
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return False
+    rule = ["DOCKER-USER", "-d", f"{METADATA_ADDRESS}/32", "-j", "REJECT"]
+    present = subprocess.run([iptables, "-C", *rule], capture_output=True, check=False)  # noqa: S603
+    if present.returncode == 0:
+        return True
+    added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
+    return added.returncode == 0

@@ -1,0 +1,195 @@
+"""The Docker backend against the real engine.
+
+The test image is built here from Debian's static busybox (no registry is
+reachable): its httpd stands in for a notebook server, so the test sees a
+real container start, answer HTTP on a loopback port, log, and stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from docker.errors import NotFound
+
+from apps.runtimes.base import Spec
+from apps.runtimes.docker import DockerRuntime, block_metadata_address
+from tests.conftest import service_missing
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def _tar_image() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for folder, owner in (("www", 1000), ("data", 1000), ("tmp", 0)):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.uid, info.gid = (
+                tarfile.DIRTYPE,
+                0o1777 if folder == "tmp" else 0o755,
+                owner,
+                owner,
+            )
+            tar.addfile(info)
+        page = b"lattice test server\n"
+        info = tarfile.TarInfo("www/index.html")
+        info.size, info.uid, info.gid = len(page), 1000, 1000
+        tar.addfile(info, io.BytesIO(page))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client):
+    if not BUSYBOX.exists():
+        service_missing(
+            "needs Debian's busybox-static at /bin/busybox (apt-get install busybox-static)"
+        )
+    data = _tar_image()
+    tag = hashlib.sha256(data).hexdigest()[:12]
+    name = f"lattice-test/busybox:{tag}"
+    try:
+        docker_client.images.get(name)
+    except Exception:
+        docker_client.api.import_image_from_data(data, repository="lattice-test/busybox", tag=tag)
+    return name
+
+
+@pytest.fixture
+def runtime(docker_client):
+    runtime = DockerRuntime(docker_client)
+    made: list[str] = []
+    yield runtime, made
+    for name in made:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+
+
+def web_spec(image, name, **kwargs):
+    return Spec(
+        name=name,
+        image=image,
+        command=["/bin/busybox", "httpd", "-f", "-v", "-p", "{port}", "-h", "/www"],
+        port=8888,
+        vcpus=0.5,
+        memory_bytes=64 * 1024**2,
+        pids_limit=64,
+        labels={"team": "acme", "session": "7"},
+        **kwargs,
+    )
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_client):
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    volume = f"lattice-test-{name}"
+    spec = web_spec(busybox_image, name, volumes={volume: "/data"})
+
+    state = runtime.start(spec)
+    assert runtime.start(spec) == state  # idempotent: one container
+
+    assert wait_for(lambda: runtime.endpoint(state) is not None)
+    with urllib.request.urlopen(str(runtime.endpoint(state)), timeout=5) as response:  # noqa: S310
+        assert response.read() == b"lattice test server\n"
+    assert wait_for(lambda: any("response:200" in line for line in runtime.logs(state)))
+    assert runtime.progress(state)[-1].phase == "ready"
+
+    attrs = docker_client.api.inspect_container(state["container_id"])
+    host = attrs["HostConfig"]
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == 64 * 1024**2
+    assert host["PidsLimit"] == 64
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Privileged"] is False
+    assert host["PortBindings"]["8888/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert attrs["Config"]["User"] == "1000:1000"
+    assert attrs["Config"]["Labels"]["lattice.managed"] == "true"
+    assert attrs["Config"]["Labels"]["lattice.team"] == "acme"
+    assert "NVIDIA_VISIBLE_DEVICES=void" in attrs["Config"]["Env"]
+    assert [m["Name"] for m in attrs["Mounts"]] == [volume]
+    assert name in {m.name for m in runtime.list_managed()}
+
+    runtime.stop(state, timeout=5)
+
+    assert runtime.poll(state) == 0
+    assert runtime.endpoint(state) is None
+    # The volume outlives the container.
+    assert docker_client.volumes.get(volume).name == volume
+    docker_client.volumes.get(volume).remove()
+
+
+def test_the_gpu_request_names_exactly_the_allocated_uuids(runtime, busybox_image, docker_client):
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    uuids = ["GPU-760f8a75-6c8e-6441-bcc9-a8cf94fe74a1", "GPU-11111111-2222-3333-4444-555555555555"]
+    spec = web_spec(busybox_image, name, gpu_uuids=uuids, env={"NVIDIA_VISIBLE_DEVICES": "all"})
+
+    # No NVIDIA runtime here: create without starting, and read what was asked for.
+    container = runtime.create(spec)
+
+    attrs = docker_client.api.inspect_container(container.id)
+    requests = attrs["HostConfig"]["DeviceRequests"]
+    assert len(requests) == 1
+    assert requests[0]["DeviceIDs"] == uuids
+    assert requests[0]["Capabilities"] == [["gpu"]]
+    assert f"NVIDIA_VISIBLE_DEVICES={','.join(uuids)}" in attrs["Config"]["Env"]
+    assert "NVIDIA_VISIBLE_DEVICES=all" not in attrs["Config"]["Env"]
+
+
+def test_a_missing_image_that_cannot_be_pulled_says_so(runtime):
+    from apps.runtimes.base import WorkloadError
+
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    spec = web_spec("lattice-test/not-built-anywhere:1", name)
+
+    with pytest.raises(WorkloadError, match="not on this host and could not be downloaded"):
+        runtime.start(spec)
+
+
+def test_a_container_that_exits_reports_its_status(runtime, busybox_image):
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    spec = Spec(
+        name=name, image=busybox_image, command=["/bin/busybox", "sh", "-c", "echo bye; exit 3"]
+    )
+
+    state = runtime.start(spec)
+
+    assert wait_for(lambda: runtime.poll(state) is not None)
+    assert runtime.poll(state) == 3
+    assert list(runtime.logs(state)) == ["bye"]
+    assert runtime.progress(state)[-1].phase == "failed"
+
+
+def test_the_metadata_address_is_blocked(docker_client):
+    assert block_metadata_address()
+
+    check = subprocess.run(
+        ["iptables", "-C", "DOCKER-USER", "-d", "169.254.169.254/32", "-j", "REJECT"],
+        capture_output=True,
+        check=False,
+    )
+    assert check.returncode == 0
