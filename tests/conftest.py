@@ -197,3 +197,50 @@ def globex(charlie: User) -> Team:
 @pytest.fixture
 def password() -> str:
     return PASSWORD
+
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def _busybox_image_tar() -> bytes:
+    """A root filesystem with Debian's static busybox, a web root and a data folder."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for folder, owner, mode in (
+            ("www", 1000, 0o755),
+            ("data", 1000, 0o755),
+            ("tmp", 0, 0o1777),
+        ):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, owner, owner
+            tar.addfile(info)
+        page = b"lattice test server\n"
+        info = tarfile.TarInfo("www/index.html")
+        info.size, info.uid, info.gid = len(page), 1000, 1000
+        tar.addfile(info, io.BytesIO(page))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: Any) -> str:
+    """A tiny image built here (no registry is reachable); its httpd stands in for a server."""
+    import hashlib
+
+    from docker.errors import ImageNotFound
+
+    if not BUSYBOX.exists():
+        service_missing(
+            "needs Debian's busybox-static at /bin/busybox (apt-get install busybox-static)"
+        )
+    data = _busybox_image_tar()
+    tag = hashlib.sha256(data).hexdigest()[:12]
+    name = f"lattice-test/busybox:{tag}"
+    try:
+        docker_client.images.get(name)
+    except ImageNotFound:
+        docker_client.api.import_image_from_data(data, repository="lattice-test/busybox", tag=tag)
+    return name

@@ -8,59 +8,16 @@ real container start, answer HTTP on a loopback port, log, and stop.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import subprocess
-import tarfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from docker.errors import NotFound
 
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime, block_metadata_address
-from tests.conftest import service_missing
-
-BUSYBOX = Path("/bin/busybox")
-
-
-def _tar_image() -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for folder, owner in (("www", 1000), ("data", 1000), ("tmp", 0)):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode, info.uid, info.gid = (
-                tarfile.DIRTYPE,
-                0o1777 if folder == "tmp" else 0o755,
-                owner,
-                owner,
-            )
-            tar.addfile(info)
-        page = b"lattice test server\n"
-        info = tarfile.TarInfo("www/index.html")
-        info.size, info.uid, info.gid = len(page), 1000, 1000
-        tar.addfile(info, io.BytesIO(page))
-    return out.getvalue()
-
-
-@pytest.fixture(scope="session")
-def busybox_image(docker_client):
-    if not BUSYBOX.exists():
-        service_missing(
-            "needs Debian's busybox-static at /bin/busybox (apt-get install busybox-static)"
-        )
-    data = _tar_image()
-    tag = hashlib.sha256(data).hexdigest()[:12]
-    name = f"lattice-test/busybox:{tag}"
-    try:
-        docker_client.images.get(name)
-    except Exception:
-        docker_client.api.import_image_from_data(data, repository="lattice-test/busybox", tag=tag)
-    return name
 
 
 @pytest.fixture

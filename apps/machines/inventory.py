@@ -32,7 +32,7 @@ def gpus_from_nvml() -> tuple[str, list[dict[str, Any]]]:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
-        logger.info("no NVIDIA driver answers: %s", exc)
+        logger.debug("no NVIDIA driver answers: %s", exc)
         return "", []
     try:
         driver = _decode(pynvml.nvmlSystemGetDriverVersion())

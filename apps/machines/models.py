@@ -65,6 +65,9 @@ class Host(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     driver_version = models.CharField(max_length=40, blank=True)
     runtime = models.CharField(max_length=20, blank=True, help_text="docker or process")
+    # What the agent last reported running, by workload name, and when.
+    reported_workloads = models.JSONField(default=list, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -144,6 +147,9 @@ class Placement(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
+    # Why it ended: "released" (stopped normally), "lost" (the container vanished
+    # or the host went silent; released_at is then the last time it was seen).
+    end_reason = models.CharField(max_length=16, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["host", "active"])]

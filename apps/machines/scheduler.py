@@ -23,6 +23,8 @@ from django.utils import timezone
 from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from django.db.models import QuerySet
 
     from apps.teams.models import Team
@@ -162,15 +164,29 @@ def placement_create(
 
 
 @transaction.atomic
-def placement_release(*, placement: Placement) -> None:
-    """Free the placement's CPU, memory and GPUs. Releasing twice does nothing."""
-    if not placement.active:
+def placement_release(
+    *,
+    placement: Placement,
+    reason: str = "released",
+    at: datetime | None = None,
+) -> None:
+    """Free the placement's CPU, memory and GPUs. Releasing twice does nothing.
+
+    ``reason`` "lost" with ``at`` = the last time it was seen alive, when the
+    workload vanished: billing reads released_at and stops there.
+    """
+    ended = at or timezone.now()
+    updated = Placement.objects.filter(pk=placement.pk, active=True).update(
+        active=False,
+        released_at=ended,
+        end_reason=reason,
+    )
+    if not updated:
         return
-    now = timezone.now()
-    Placement.objects.filter(pk=placement.pk, active=True).update(active=False, released_at=now)
     GPUAllocation.objects.filter(placement=placement, active=True).update(active=False)
     placement.active = False
-    placement.released_at = now
+    placement.released_at = ended
+    placement.end_reason = reason
 
 
 def placement_gpu_uuids(placement: Placement) -> list[str]:

@@ -318,10 +318,23 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Read by `manage.py beat_health`, beat's container health check.
     "beat-heartbeat": {"task": "apps.core.tasks.beat_heartbeat", "schedule": 30.0},
+    "reconcile": {
+        "task": "control.reconcile",
+        "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.
 LATTICE_EMBEDDED_WORKER = False
+# Which runtime a host uses: auto (Docker when a daemon answers, else processes),
+# docker, process, or fake (tests only).
+LATTICE_RUNTIME = env.str("LATTICE_RUNTIME", default="auto")
+# The reconciler: a host silent this long (seconds) goes offline; a placement
+# younger than the grace period is not judged by a report taken before it.
+LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
+LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
+# How often (seconds) an agent reports inventory and workloads.
+LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
 # Where the local-process runtime keeps its workloads' state, logs and volumes.
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.

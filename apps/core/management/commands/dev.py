@@ -16,7 +16,9 @@ from django.core.management.base import BaseCommand
 from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
 from apps.core.worker import embedded_worker
+from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
+from apps.machines.reporter import Reporter
 from apps.machines.services import host_ensure_local
 
 
@@ -68,8 +70,16 @@ class Command(BaseCommand):
         if no_worker or not settings.LATTICE_EMBEDDED_WORKER:
             self._serve(addrport)
             return
-        with embedded_worker():
-            self._serve(addrport)
+        # One worker for the control queue and this host's agent queue; the
+        # reporter keeps the local host's heartbeat and workloads current.
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue(local.name)]
+        reporter = Reporter(local.name)
+        with embedded_worker(queues=queues):
+            reporter.start()
+            try:
+                self._serve(addrport)
+            finally:
+                reporter.stop()
 
     def _serve(self, addrport: str) -> None:
         # Daphne's runserver: ASGI, so websockets work too. No autoreload: the
