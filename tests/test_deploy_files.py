@@ -18,8 +18,8 @@ from django.core.management import get_commands
 ROOT = Path(__file__).resolve().parents[1]
 # The environment the tests run in is the one the image installs (pyproject).
 BIN = Path(sys.executable).parent
-APP_SERVICES = {"migrate", "web", "worker", "beat"}
-LONG_RUNNING = {"postgres", "redis", "minio", "web", "worker", "beat"}
+APP_SERVICES = {"migrate", "web", "worker", "beat", "agent"}
+LONG_RUNNING = {"postgres", "redis", "minio", "web", "worker", "beat", "agent"}
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,14 @@ def test_the_image_and_compose_serve_the_same_asgi_application(compose):
 
     assert "config.asgi:application" in dockerfile
     assert compose["services"]["web"]["command"][-1] == "config.asgi:application"
+
+
+def test_the_agent_gets_the_broker_and_the_docker_socket_but_no_database(compose):
+    agent = compose["services"]["agent"]
+    environment = agent["environment"]
+
+    assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.agent"
+    assert "REDIS_URL" in environment
+    assert "DATABASE_URL" not in environment
+    assert "env_file" not in agent
+    assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
