@@ -11,7 +11,7 @@ import secrets
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import REDIS_URL, env
 
 DEBUG = False
