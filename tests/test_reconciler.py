@@ -72,7 +72,7 @@ def test_a_container_removed_behind_our_back_is_lost_and_its_gpu_freed(
     )
     report(host)
     assert placement.workload in {w["name"] for w in host.reported_workloads if w["running"]}
-    assert reconcile() == {"offline": 0, "lost": 0, "orphans": 0}
+    assert reconcile() == {"offline": 0, "lost": 0, "orphans": 0, "placed": 0}
 
     docker_client.containers.get(DockerRuntime.container_name(placement.workload)).remove(
         force=True

@@ -217,3 +217,58 @@ class TestJoining:
         with pytest.raises(HostError):
             host_register(name="gpu-9", join_token="latjoin_guess", inventory={})
         assert not Host.objects.filter(name="gpu-9").exists()
+
+
+@pytest.mark.django_db
+class TestWaitingLine:
+    def test_requests_wait_in_order_and_move_up_as_room_frees(self):
+        from apps.machines.models import PlacementRequest
+        from apps.machines.queue import placement_request, queue_advance, queue_position
+
+        make_host("h100s", gpus=[(H100, 1)])
+        h100 = machine("h100-80gb")
+        first = placement_request(machine_type=h100, workload="nb:1")
+        second = placement_request(machine_type=h100, workload="nb:2")
+        third = placement_request(machine_type=h100, workload="nb:3")
+
+        assert first.status == PlacementRequest.Status.PLACED
+        assert (queue_position(second), queue_position(third)) == (1, 2)
+
+        placement_release(placement=first.placement)
+        assert queue_advance(machine_type=h100) == 1
+
+        second.refresh_from_db()
+        third.refresh_from_db()
+        assert second.status == PlacementRequest.Status.PLACED
+        assert placement_gpu_uuids(second.placement) == ["GPU-h100s-0"]
+        assert queue_position(third) == 1
+
+    def test_a_newcomer_does_not_overtake_the_line(self):
+        from apps.machines.queue import placement_request, queue_position
+
+        make_host("h100s", gpus=[(H100, 1)])
+        h100 = machine("h100-80gb")
+        holder = placement_request(machine_type=h100, workload="nb:1")
+        waiting = placement_request(machine_type=h100, workload="nb:2")
+        placement_release(placement=holder.placement)
+
+        # Room is free, but nb:2 was first in line: it gets the room, nb:3 waits.
+        newcomer = placement_request(machine_type=h100, workload="nb:3")
+
+        waiting.refresh_from_db()
+        assert waiting.placement is not None
+        assert queue_position(newcomer) == 1
+
+    def test_asking_twice_for_the_same_workload_is_one_request(self):
+        from apps.machines.models import PlacementRequest
+        from apps.machines.queue import placement_request
+
+        make_host("h100s", gpus=[(H100, 1)])
+        h100 = machine("h100-80gb")
+
+        first = placement_request(machine_type=h100, workload="nb:1")
+        again = placement_request(machine_type=h100, workload="nb:1")
+
+        assert first.pk == again.pk
+        assert PlacementRequest.objects.count() == 1
+        assert double_allocations() == 0

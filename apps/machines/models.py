@@ -178,3 +178,37 @@ class GPUAllocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gpu.uuid} for {self.placement}"
+
+
+class PlacementRequest(models.Model):
+    """A workload waiting for room, first come first served per machine type."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        PLACED = "placed", "Placed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    machine_type = models.ForeignKey(MachineType, on_delete=models.PROTECT, related_name="+")
+    team = models.ForeignKey(
+        "teams.Team",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    workload = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    placement = models.OneToOneField(
+        Placement,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="request",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.workload} waiting for {self.machine_type}"

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.machines.models import Host, Placement
+from apps.machines.queue import queue_advance_all
 from apps.machines.scheduler import placement_release
 from apps.machines.services import HostError, host_apply_inventory, host_register
 
@@ -67,7 +68,7 @@ def reconcile() -> dict[str, int]:
     from apps.machines.agent import agent_remove_orphan, host_queue
 
     now = timezone.now()
-    counts = {"offline": 0, "lost": 0, "orphans": 0}
+    counts = {"offline": 0, "lost": 0, "orphans": 0, "placed": 0}
     silent_since = now - timedelta(seconds=settings.LATTICE_HOST_OFFLINE_AFTER)
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(
         last_heartbeat_at__lt=silent_since,
@@ -93,6 +94,8 @@ def reconcile() -> dict[str, int]:
         for name in sorted(reported - known):
             agent_remove_orphan.apply_async(args=(host.name, name), queue=host_queue(host.name))
             counts["orphans"] += 1
+    # Freed capacity goes to whoever waits longest.
+    counts["placed"] = queue_advance_all()
     if any(counts.values()):
         logger.info("reconciler: %s", counts)
     return counts

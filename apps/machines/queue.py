@@ -1,0 +1,88 @@
+"""Waiting for room: a FIFO queue per machine type, with a visible position.
+
+``placement_request`` places at once when it can; otherwise the request waits
+behind earlier ones of the same machine type. ``queue_advance`` (called when
+capacity frees up, and by the reconciler) places waiting requests oldest
+first and stops at the first that still does not fit, so nobody overtakes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+
+from apps.machines.models import MachineType, PlacementRequest
+from apps.machines.scheduler import NoCapacityError, placement_create
+
+if TYPE_CHECKING:
+    from apps.teams.models import Team
+
+
+def queue_position(request: PlacementRequest) -> int | None:
+    """1 for the next in line; None once it is no longer waiting."""
+    if request.status != PlacementRequest.Status.WAITING:
+        return None
+    ahead = PlacementRequest.objects.filter(
+        machine_type=request.machine_type,
+        status=PlacementRequest.Status.WAITING,
+        created_at__lt=request.created_at,
+    ).count()
+    return ahead + 1
+
+
+def placement_request(
+    *,
+    machine_type: MachineType,
+    workload: str,
+    team: Team | None = None,
+) -> PlacementRequest:
+    """Place now if nobody of this machine type waits and there is room; else wait in line."""
+    request, _ = PlacementRequest.objects.get_or_create(
+        workload=workload,
+        defaults={"machine_type": machine_type, "team": team},
+    )
+    if request.status == PlacementRequest.Status.WAITING:
+        queue_advance(machine_type=machine_type)
+        request.refresh_from_db()
+    return request
+
+
+def queue_advance(*, machine_type: MachineType) -> int:
+    """Place waiting requests of ``machine_type`` in order while they fit; how many were placed."""
+    placed = 0
+    while True:
+        with transaction.atomic():
+            head = (
+                PlacementRequest.objects.select_for_update(skip_locked=True)
+                .filter(machine_type=machine_type, status=PlacementRequest.Status.WAITING)
+                .order_by("created_at", "pk")
+                .first()
+            )
+            if head is None:
+                return placed
+            try:
+                placement = placement_create(
+                    machine_type=machine_type,
+                    workload=head.workload,
+                    team=head.team,
+                )
+            except NoCapacityError:
+                return placed
+            head.status = PlacementRequest.Status.PLACED
+            head.placement = placement
+            head.save(update_fields=["status", "placement"])
+            placed += 1
+
+
+def queue_advance_all() -> int:
+    """Advance every machine type's line (the reconciler calls this each pass)."""
+    waiting = (
+        PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING)
+        .values_list("machine_type", flat=True)
+        .distinct()
+    )
+    return sum(
+        queue_advance(machine_type=machine_type)
+        for machine_type in MachineType.objects.filter(pk__in=list(waiting))
+    )
