@@ -234,12 +234,14 @@ class TestWaitingLine:
         assert first.status == PlacementRequest.Status.PLACED
         assert (queue_position(second), queue_position(third)) == (1, 2)
 
+        assert first.placement is not None
         placement_release(placement=first.placement)
         assert queue_advance(machine_type=h100) == 1
 
         second.refresh_from_db()
         third.refresh_from_db()
         assert second.status == PlacementRequest.Status.PLACED
+        assert second.placement is not None
         assert placement_gpu_uuids(second.placement) == ["GPU-h100s-0"]
         assert queue_position(third) == 1
 
@@ -250,6 +252,7 @@ class TestWaitingLine:
         h100 = machine("h100-80gb")
         holder = placement_request(machine_type=h100, workload="nb:1")
         waiting = placement_request(machine_type=h100, workload="nb:2")
+        assert holder.placement is not None
         placement_release(placement=holder.placement)
 
         # Room is free, but nb:2 was first in line: it gets the room, nb:3 waits.
