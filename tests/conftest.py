@@ -244,3 +244,18 @@ def busybox_image(docker_client: Any) -> str:
     except ImageNotFound:
         docker_client.api.import_image_from_data(data, repository="lattice-test/busybox", tag=tag)
     return name
+
+
+@pytest.fixture(scope="session")
+def notebook_image(docker_client: Any) -> str:
+    """The notebook image, built here without a registry by images/notebook/build-local.sh
+    (about a minute the first time; then found by the hash of its inputs)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "images" / "notebook" / "build-local.sh"
+    if os.geteuid() != 0:
+        service_missing(f"building the notebook image needs root (debootstrap): run {script}")
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        service_missing(f"could not build the notebook image: {result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build a working notebook image where no container registry is reachable:
+# debootstrap a Debian 12 root, pip-install requirements.txt into a venv,
+# `docker import` it. Prints the image's name on its last line.
+#
+# The tag is the hash of this script and requirements.txt, so the image is
+# built once per change of its inputs; with LATTICE_IMAGE_CACHE set, the built
+# image is also saved there and loaded from there on a machine that lacks it.
+# Needs root (debootstrap, chroot), Docker, and Debian's mirror and PyPI.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+hash="$(cat "$here/build-local.sh" "$here/requirements.txt" | sha256sum | cut -c1-16)"
+image="lattice/notebook-local:$hash"
+mirror="${LATTICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+cache="${LATTICE_IMAGE_CACHE:-}"
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
+if [ -n "$cache" ] && [ -f "$cache/notebook-$hash.tar" ]; then
+  docker load -q -i "$cache/notebook-$hash.tar" >&2
+  echo "$image"
+  exit 0
+fi
+
+command -v debootstrap >/dev/null || { apt-get update -q >&2; apt-get install -y -q debootstrap >&2; }
+root="$(mktemp -d /tmp/lattice-notebook-root.XXXXXX)"
+trap 'umount -l "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
+
+echo "building $image (debootstrap, then pip)..." >&2
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini \
+  bookworm "$root" "$mirror" >&2
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp "$here/requirements.txt" "$root/tmp/requirements.txt"
+mount -t proc proc "$root/proc"
+# A clean environment: the host's pip settings (indexes, constraints) stay outside.
+in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$root" "$@"; }
+in_root /usr/bin/python3 -m venv /opt/venv
+in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+  -r /tmp/requirements.txt >&2
+in_root /usr/sbin/useradd --uid 1000 --create-home --shell /bin/bash jovyan
+mkdir -p "$root/notebooks" "$root/storage" "$root/datasets"
+chown 1000:1000 "$root/notebooks" "$root/storage"
+umount -l "$root/proc"
+rm -rf "$root/tmp/requirements.txt" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+: > "$root/etc/resolv.conf"
+
+tar -C "$root" -c . | docker import \
+  --change 'USER 1000:1000' \
+  --change 'WORKDIR /notebooks' \
+  --change 'ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 HOME=/home/jovyan' \
+  --change 'EXPOSE 8888' \
+  --change 'ENTRYPOINT ["/usr/bin/tini", "--"]' \
+  --change 'CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/notebooks"]' \
+  - "$image" >&2
+
+if [ -n "$cache" ]; then
+  mkdir -p "$cache"
+  docker save -o "$cache/notebook-$hash.tar" "$image"
+fi
+echo "$image"
