@@ -41,10 +41,11 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Benchmarks. bench/scheduler needs PostgreSQL (DATABASE_URL).
+## Benchmarks. bench/scheduler needs PostgreSQL (DATABASE_URL); bench/start_latency root and Docker.
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/dev_startup.py
 	$(BIN)/python bench/scheduler.py
+	$(BIN)/python bench/start_latency.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -129,11 +129,9 @@ def main() -> None:
         plain.append(plain_docker_run(client, image))
     b, p = statistics.median(backend), statistics.median(plain)
     print(f"image: {image}, {args.runs} runs each, alternating")
+    print(f"plain docker run + ready:   median {p:.2f} s  ({min(plain):.2f} to {max(plain):.2f})")
     print(
-        f"plain docker run + ready:   median {p:.2f} s  (min {min(plain):.2f}, max {max(plain):.2f})"
-    )
-    print(
-        f"Docker backend + ready:     median {b:.2f} s  (min {min(backend):.2f}, max {max(backend):.2f})"
+        f"Docker backend + ready:     median {b:.2f} s  ({min(backend):.2f} to {max(backend):.2f})"
     )
     print(f"ratio backend / plain: {b / p:.3f}  (goal <= 1.15)")
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(postgresql redis-server docker.io chromium fonts-dejavu-core busybox-static make)
+packages=(postgresql redis-server docker.io chromium fonts-dejavu-core busybox-static debootstrap make)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

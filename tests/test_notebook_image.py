@@ -43,7 +43,7 @@ def test_jupyter_starts_answers_logs_and_stops(docker_client, notebook_image):
         endpoint = runtime.endpoint(state)
         assert endpoint is not None, list(runtime.logs(state))
 
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - a loopback http URL we made
             f"{endpoint}/api/status", headers={"Authorization": f"token {token}"}
         )
         status = {}
@@ -58,7 +58,7 @@ def test_jupyter_starts_answers_logs_and_stops(docker_client, notebook_image):
         assert any("Jupyter Server" in line for line in runtime.logs(state))
 
         # The notebook folder is the named volume, writable by the server's user.
-        contents = urllib.request.Request(
+        contents = urllib.request.Request(  # noqa: S310 - a loopback http URL we made
             f"{endpoint}/api/contents/hello.txt",
             data=json.dumps({"type": "file", "format": "text", "content": "hi"}).encode(),
             method="PUT",
