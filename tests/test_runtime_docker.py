@@ -150,3 +150,25 @@ def test_the_metadata_address_is_blocked(docker_client):
         check=False,
     )
     assert check.returncode == 0
+
+
+def test_the_local_image_tag_matches_the_build_script(notebook_image):
+    from apps.runtimes.images import local_notebook_image
+
+    assert notebook_image == local_notebook_image()
+
+
+def test_a_restarted_agent_finds_its_workloads_by_label_and_stops_them(
+    busybox_image, docker_client
+):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    DockerRuntime(docker_client).start(web_spec(busybox_image, name))
+
+    # A new runtime, as after an agent restart: it knows nothing but the labels.
+    fresh = DockerRuntime(docker_client)
+    found = {m.name: m for m in fresh.list_managed()}
+
+    assert found[name].running
+    assert found[name].labels["lattice.team"] == "acme"
+    fresh.stop(found[name].state, timeout=5)
+    assert name not in {m.name for m in fresh.list_managed()}

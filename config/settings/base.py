@@ -335,6 +335,9 @@ LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
 # How often (seconds) an agent reports inventory and workloads.
 LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
+# The notebook image hosts run. Empty: the image built locally by
+# images/notebook/build-local.sh (no registry needed).
+LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
 # Where the local-process runtime keeps its workloads' state, logs and volumes.
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.

@@ -7,6 +7,8 @@ all of it.
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +22,12 @@ from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
 from apps.machines.reporter import Reporter
 from apps.machines.services import host_ensure_local
+from apps.runtimes.images import (
+    build_local_notebook_image,
+    can_build_locally,
+    docker_image_exists,
+    notebook_image,
+)
 
 
 class Command(BaseCommand):
@@ -66,6 +74,8 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(banner))
+        if engine:
+            self._notebook_image_in_background()
 
         if no_worker or not settings.LATTICE_EMBEDDED_WORKER:
             self._serve(addrport)
@@ -80,6 +90,29 @@ class Command(BaseCommand):
                 self._serve(addrport)
             finally:
                 reporter.stop()
+
+    def _notebook_image_in_background(self) -> None:
+        """With Docker, make sure the notebook image exists; build it beside the server if not."""
+        image = notebook_image()
+        if docker_image_exists(image):
+            self.stdout.write(f"  Notebook image: {image}")
+            return
+        if settings.LATTICE_NOTEBOOK_IMAGE or not can_build_locally():
+            self.stdout.write(
+                f"  Notebook image {image} is missing: build it with "
+                "sudo images/notebook/build-local.sh, or set LATTICE_NOTEBOOK_IMAGE.",
+            )
+            return
+        log = Path(settings.VAR_DIR) / "log" / "notebook-image.log"
+        self.stdout.write(f"  Building the notebook image in the background (log: {log})")
+
+        def build() -> None:
+            built = build_local_notebook_image(log)
+            self.stdout.write(
+                f"  Notebook image {'ready: ' + built if built else 'failed: see ' + str(log)}"
+            )
+
+        threading.Thread(target=build, name="notebook-image", daemon=True).start()
 
     def _serve(self, addrport: str) -> None:
         # Daphne's runserver: ASGI, so websockets work too. No autoreload: the
