@@ -275,3 +275,22 @@ class TestWaitingLine:
         assert first.pk == again.pk
         assert PlacementRequest.objects.count() == 1
         assert double_allocations() == 0
+
+
+@pytest.mark.django_db
+def test_draining_from_the_admin_stops_new_placements(client):
+    from apps.accounts.models import User
+
+    admin = User.objects.create_superuser("root@example.com", "x" * 12)
+    client.force_login(admin)
+    host = make_host("h100s", gpus=[(H100, 2)])
+
+    client.post(
+        "/admin/machines/host/",
+        {"action": "drain", "_selected_action": [host.pk]},
+    )
+
+    host.refresh_from_db()
+    assert host.status == Host.Status.DRAINING
+    with pytest.raises(NoCapacityError):
+        placement_create(machine_type=machine("h100-80gb"), workload="nb:1")

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin, messages
 
 from apps.machines.models import GPUDevice, Host, HostJoinToken, MachineType, Placement
-from apps.machines.services import join_token_create
+from apps.machines.services import host_set_draining, join_token_create
 
 
 @admin.register(MachineType)
@@ -45,6 +45,17 @@ class HostAdmin(admin.ModelAdmin):
         "driver_version",
     )
     inlines = [GPUDeviceInline]
+    actions = ["drain", "undrain"]
+
+    @admin.action(description="Drain: no new placements (running work stays)")
+    def drain(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            host_set_draining(host=host, draining=True)
+
+    @admin.action(description="Make ready: accept new placements again")
+    def undrain(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            host_set_draining(host=host, draining=False)
 
 
 @admin.register(HostJoinToken)
