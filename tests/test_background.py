@@ -78,3 +78,20 @@ def test_a_running_worker_delivers_what_requests_queue_later(real_queue):
         assert wait_for(lambda: len(mail.outbox) == 3)
 
     assert sorted(m.subject for m in mail.outbox) == ["Message 0", "Message 1", "Message 2"]
+
+
+def test_the_embedded_beat_sends_periodic_tasks_to_the_worker(real_queue, monkeypatch):
+    from django.core.cache import cache
+
+    from apps.core.tasks import BEAT_HEARTBEAT_KEY
+    from apps.core.worker import embedded_beat
+
+    monkeypatch.setitem(
+        celery_app.conf,
+        "beat_schedule",
+        {"beat-heartbeat": {"task": "apps.core.tasks.beat_heartbeat", "schedule": 1.0}},
+    )
+    cache.delete(BEAT_HEARTBEAT_KEY)
+
+    with embedded_worker(concurrency=1), embedded_beat():
+        assert wait_for(lambda: cache.get(BEAT_HEARTBEAT_KEY) is not None, timeout=20)

@@ -81,3 +81,17 @@ def embedded_worker(
         thread.join(timeout=10)
         task_prerun.disconnect(_close_connections)
         task_postrun.disconnect(_close_connections)
+
+
+@contextmanager
+def embedded_beat(app: Celery = celery_app) -> Iterator[None]:
+    """Run Celery beat (the periodic tasks: reconciler, heartbeat) as a thread for the block."""
+    from celery.beat import EmbeddedService
+
+    service = EmbeddedService(app, thread=True)
+    service.start()
+    logger.info("embedded beat started (%s)", app.conf.beat_scheduler)
+    try:
+        yield
+    finally:
+        service.stop()

@@ -1,6 +1,7 @@
 """`manage.py dev`: everything the embedded default needs, in one process.
 
-Migrates, makes the demo data, starts the background worker as a thread (see
+Migrates, makes the demo data, registers this machine as host "local", starts
+the background worker and beat (the reconciler's clock) as threads (see
 apps.core.worker), then serves HTTP and websockets with Daphne. Ctrl-C stops
 all of it.
 """
@@ -17,7 +18,7 @@ from django.core.management.base import BaseCommand
 
 from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
-from apps.core.worker import embedded_worker
+from apps.core.worker import embedded_beat, embedded_worker
 from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
 from apps.machines.reporter import Reporter
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         # reporter keeps the local host's heartbeat and workloads current.
         queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue(local.name)]
         reporter = Reporter(local.name)
-        with embedded_worker(queues=queues):
+        with embedded_worker(queues=queues), embedded_beat():
             reporter.start()
             try:
                 self._serve(addrport)
