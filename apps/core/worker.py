@@ -88,7 +88,7 @@ def embedded_beat(app: Celery = celery_app) -> Iterator[None]:
     """Run Celery beat (the periodic tasks: reconciler, heartbeat) as a thread for the block."""
     from celery.beat import EmbeddedService
 
-    service = EmbeddedService(app, thread=True)
+    service: Any = EmbeddedService(app, thread=True)  # a thread, given thread=True
     service.start()
     logger.info("embedded beat started (%s)", app.conf.beat_scheduler)
     try:
