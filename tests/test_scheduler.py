@@ -131,18 +131,15 @@ class TestPlacing:
             )
 
 
-@pytest.mark.django_db(transaction=True)
-def test_fifty_threads_placing_at_once_never_share_a_gpu(postgres):
-    for name in ("g1", "g2", "g3"):
-        make_host(name, cpus=40, memory_gib=1024, gpus=[(H100, 4)])
-    h100 = machine("h100-80gb")  # 20 vCPU: CPU allows 2 per host, GPUs allow 4
-    start = threading.Barrier(50)
+def place_at_once(machine_type, count):
+    """``count`` threads place ``machine_type`` at the same moment: (placed, refused, errors)."""
+    start = threading.Barrier(count)
     placed, refused, errors = [], [], []
 
     def place(n):
         try:
             start.wait()
-            placed.append(placement_create(machine_type=h100, workload=f"nb:{n}"))
+            placed.append(placement_create(machine_type=machine_type, workload=f"nb:{n}"))
         except NoCapacityError:
             refused.append(n)
         except Exception as exc:
@@ -150,14 +147,24 @@ def test_fifty_threads_placing_at_once_never_share_a_gpu(postgres):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=place, args=(n,)) for n in range(50)]
+    threads = [threading.Thread(target=place, args=(n,)) for n in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    return placed, refused, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_threads_placing_at_once_never_share_a_gpu(postgres):
+    for name in ("g1", "g2", "g3"):
+        make_host(name, cpus=40, memory_gib=1024, gpus=[(H100, 4)])
+
+    # 20 vCPU each: CPU allows 2 per host, GPUs would allow 4.
+    placed, refused, errors = place_at_once(machine("h100-80gb"), 50)
 
     assert errors == []
-    assert len(placed) == 6  # CPU is the limit: 2 per host
+    assert len(placed) == 6
     assert len(refused) == 44
     uuids = [u for p in placed for u in placement_gpu_uuids(p)]
     assert len(uuids) == len(set(uuids)) == 6
@@ -169,29 +176,12 @@ def test_fifty_threads_placing_at_once_never_share_a_gpu(postgres):
 def test_fifty_threads_on_few_gpus(postgres):
     for name in ("g1", "g2", "g3"):
         make_host(name, cpus=1000, memory_gib=10_000, gpus=[(H100, 4)])
-    h100 = machine("h100-80gb")
-    start = threading.Barrier(50)
-    placed, errors = [], []
 
-    def place(n):
-        try:
-            start.wait()
-            placed.append(placement_create(machine_type=h100, workload=f"nb:{n}"))
-        except NoCapacityError:
-            pass
-        except Exception as exc:
-            errors.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=place, args=(n,)) for n in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    placed, refused, errors = place_at_once(machine("h100-80gb"), 50)
 
     assert errors == []
     assert len(placed) == 12  # every GPU used once, none twice
+    assert len(refused) == 38
     assert double_allocations() == 0
 
 

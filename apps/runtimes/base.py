@@ -19,6 +19,7 @@ A runtime runs one workload (a notebook server, a model server) from a
 from __future__ import annotations
 
 import abc
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 LABEL_PREFIX = "lattice."
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass(frozen=True)

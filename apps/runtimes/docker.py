@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,7 +22,15 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-from apps.runtimes.base import LABEL_PREFIX, Managed, Progress, Runtime, Spec, WorkloadError
+from apps.runtimes.base import (
+    LABEL_PREFIX,
+    Managed,
+    Progress,
+    Runtime,
+    Spec,
+    WorkloadError,
+    port_answers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,12 +38,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 METADATA_ADDRESS = "169.254.169.254"
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class DockerRuntime(Runtime):
@@ -169,7 +170,7 @@ class DockerRuntime(Runtime):
         exit_code = self.poll(state)
         if exit_code is not None:
             return [Progress("failed", f"The container exited with status {exit_code}.")]
-        if state.get("port") and _answers(state["port"]):
+        if state.get("port") and port_answers(state["port"]):
             return [Progress("ready", "Ready.", 100)]
         return [Progress("starting", "The container is starting.")]
 
@@ -196,7 +197,7 @@ class DockerRuntime(Runtime):
             yield buffer.decode(errors="replace")
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
-        if self.poll(state) is None and state.get("port") and _answers(state["port"]):
+        if self.poll(state) is None and state.get("port") and port_answers(state["port"]):
             return f"http://127.0.0.1:{state['port']}"
         return None
 

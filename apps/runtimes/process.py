@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from django.conf import settings
 
-from apps.runtimes.base import Managed, Progress, Runtime, Spec, WorkloadError
+from apps.runtimes.base import Managed, Progress, Runtime, Spec, WorkloadError, port_answers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,12 +35,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class LocalProcessRuntime(Runtime):
@@ -147,7 +141,7 @@ class LocalProcessRuntime(Runtime):
     def progress(self, state: dict[str, Any]) -> list[Progress]:
         if self.poll(state) is not None:
             return [Progress("failed", "The process exited. Its log says why.")]
-        if _answers(state["port"]):
+        if port_answers(state["port"]):
             return [Progress("ready", "Ready.", 100)]
         return [Progress("starting", "Starting the server.")]
 
@@ -173,7 +167,7 @@ class LocalProcessRuntime(Runtime):
                 time.sleep(0.2)
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
-        if self.poll(state) is None and _answers(state["port"]):
+        if self.poll(state) is None and port_answers(state["port"]):
             return f"http://127.0.0.1:{state['port']}"
         return None
 
