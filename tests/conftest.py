@@ -31,7 +31,7 @@ def service_missing(reason: str) -> None:
     """Skip the test, or fail it when CI requires every service."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (LATTICE_REQUIRE_SERVICES=1 makes this fatal)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason)  # a service is missing and not required
 
 
 @pytest.fixture(scope="session", autouse=True)
