@@ -79,3 +79,90 @@ def test_applying_inventory_records_gpus_and_marks_vanished_ones():
     assert not gpu.present
     host.refresh_from_db()
     assert (host.cpu_count, host.status) == (20, Host.Status.READY)
+
+
+class FakeNVML:
+    """Stands in for the NVIDIA driver (outside the project): an H100 split into two
+    MIG instances, answering the nvidia-ml-py calls the inventory makes, with the
+    values of the real capture."""
+
+    class NVMLError(Exception):
+        pass
+
+    class _Memory:
+        def __init__(self, total):
+            self.total = total
+
+    GPU = "gpu0"
+    MIGS = {0: "mig0", 1: "mig1"}
+
+    def nvmlInit(self):  # noqa: N802 - the library's names
+        pass
+
+    def nvmlShutdown(self):  # noqa: N802
+        pass
+
+    def nvmlSystemGetDriverVersion(self):  # noqa: N802
+        return "580.159.04"
+
+    def nvmlDeviceGetCount(self):  # noqa: N802
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index):  # noqa: N802
+        return self.GPU
+
+    def nvmlDeviceGetUUID(self, handle):  # noqa: N802
+        return {
+            "gpu0": UUID,
+            "mig0": "MIG-11111111-2222-3333-4444-555555555555",
+            "mig1": "MIG-66666666-7777-8888-9999-000000000000",
+        }[handle]
+
+    def nvmlDeviceGetName(self, handle):  # noqa: N802
+        return {"gpu0": "NVIDIA H100 80GB HBM3"}.get(handle, "NVIDIA H100 80GB HBM3 MIG 3g.40gb")
+
+    def nvmlDeviceGetMemoryInfo(self, handle):  # noqa: N802
+        return self._Memory(85_520_809_984 if handle == "gpu0" else 42_412_802_048)
+
+    def nvmlDeviceGetMigMode(self, handle):  # noqa: N802
+        return (1, 1)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle):  # noqa: N802
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index):  # noqa: N802
+        if index not in self.MIGS:
+            raise self.NVMLError("not found")
+        return self.MIGS[index]
+
+
+def test_mig_instances_are_rows_of_their_own(monkeypatch):
+    import sys
+
+    from apps.machines.inventory import gpus_from_nvml
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML())
+
+    driver, gpus = gpus_from_nvml()
+
+    assert driver == "580.159.04"
+    assert [(g["uuid"], g.get("parent_uuid", "")) for g in gpus] == [
+        (UUID, ""),
+        ("MIG-11111111-2222-3333-4444-555555555555", UUID),
+        ("MIG-66666666-7777-8888-9999-000000000000", UUID),
+    ]
+    assert gpus[1]["name"] == "NVIDIA H100 80GB HBM3 MIG 3g.40gb"
+
+
+def test_without_a_driver_there_are_no_gpus(monkeypatch):
+    import sys
+
+    from apps.machines.inventory import gpus_from_nvml
+
+    class NoDriver(FakeNVML):
+        def nvmlInit(self):  # noqa: N802
+            raise self.NVMLError("NVML Shared Library Not Found")
+
+    monkeypatch.setitem(sys.modules, "pynvml", NoDriver())
+
+    assert gpus_from_nvml() == ("", [])
