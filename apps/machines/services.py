@@ -98,13 +98,6 @@ def host_apply_inventory(*, host: Host, inventory: dict[str, Any]) -> Host:
     return host
 
 
-def host_heartbeat(*, name: str) -> None:
-    """Note that the agent of ``name`` is alive; an offline host comes back ready."""
-    now = timezone.now()
-    Host.objects.filter(name=name).update(last_heartbeat_at=now)
-    Host.objects.filter(name=name, status=Host.Status.OFFLINE).update(status=Host.Status.READY)
-
-
 def host_set_draining(*, host: Host, draining: bool) -> Host:
     """Stop (or resume) new placements on ``host``; what runs there keeps running."""
     host.status = Host.Status.DRAINING if draining else Host.Status.READY

@@ -184,11 +184,3 @@ class LocalProcessRuntime(Runtime):
                 ),
             )
         return found
-
-    def forget(self, name: str) -> None:
-        """Remove a stopped workload's folder (its volumes stay)."""
-        folder = self._dir(name)
-        for child in folder.glob("*"):
-            child.unlink()
-        with contextlib.suppress(FileNotFoundError, OSError):
-            folder.rmdir()
