@@ -75,7 +75,7 @@ def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_c
     assert host["Memory"] == 64 * 1024**2
     assert host["PidsLimit"] == 64
     assert host["CapDrop"] == ["ALL"]
-    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert "no-new-privileges=true" in host["SecurityOpt"]
     assert host["Privileged"] is False
     assert host["PortBindings"]["8888/tcp"][0]["HostIp"] == "127.0.0.1"
     assert attrs["Config"]["User"] == "1000:1000"
@@ -84,6 +84,16 @@ def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_c
     assert "NVIDIA_VISIBLE_DEVICES=void" in attrs["Config"]["Env"]
     assert [m["Name"] for m in attrs["Mounts"]] == [volume]
     assert name in {m.name for m in runtime.list_managed()}
+    # And the kernel agrees: no new privileges, no capabilities, not root.
+    status = docker_client.containers.get(state["container_id"]).exec_run(
+        ["/bin/busybox", "cat", "/proc/self/status"],
+    )
+    fields = dict(
+        line.split(":\t", 1) for line in status.output.decode().splitlines() if ":\t" in line
+    )
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == 0
+    assert fields["Uid"].split()[0] == "1000"
 
     runtime.stop(state, timeout=5)
 

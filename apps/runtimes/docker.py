@@ -109,7 +109,7 @@ class DockerRuntime(Runtime):
             mem_limit=spec.memory_bytes,
             memswap_limit=spec.memory_bytes,
             pids_limit=spec.pids_limit,
-            security_opt=["no-new-privileges:true"],
+            security_opt=["no-new-privileges=true"],
             cap_drop=["ALL"],
             privileged=False,
             init=True,
