@@ -284,3 +284,38 @@ def test_draining_from_the_admin_stops_new_placements(client):
     assert host.status == Host.Status.DRAINING
     with pytest.raises(NoCapacityError):
         placement_create(machine_type=machine("h100-80gb"), workload="nb:1")
+
+
+@pytest.mark.django_db
+def test_a_mig_enabled_gpu_is_handed_out_only_as_its_instances():
+    from apps.machines.services import host_apply_inventory
+
+    host = make_host("mig", cpus=256, memory_gib=2048)
+    host_apply_inventory(
+        host=host,
+        inventory={
+            "cpu_count": 256,
+            "memory_bytes": 2048 * GIB,
+            "gpus": [
+                {
+                    "index": 0,
+                    "uuid": "GPU-parent",
+                    "name": A100,
+                    "memory_total": 80 * GIB,
+                    "mig_mode": [1, 1],
+                },
+                {
+                    "index": 0,
+                    "uuid": "MIG-a",
+                    "name": A100,
+                    "memory_total": 40 * GIB,
+                    "parent_uuid": "GPU-parent",
+                },
+            ],
+        },
+    )
+
+    placement = placement_create(machine_type=machine("a100-80gb"), workload="nb:1")
+    assert placement_gpu_uuids(placement) == ["MIG-a"]
+    with pytest.raises(NoCapacityError):
+        placement_create(machine_type=machine("a100-80gb"), workload="nb:2")

@@ -48,3 +48,14 @@ def test_a_team_view_may_not_replace_dispatch_or_get_queryset():
         class Sneakier(TeamViewMixin, View):
             def dispatch(self, request, *args, **kwargs):
                 return super().dispatch(request, *args, **kwargs)
+
+
+def test_a_mixin_cannot_slip_a_get_queryset_past_the_seal():
+    class Leaky:
+        def get_queryset(self):
+            return Membership.objects.unscoped().all()
+
+    with pytest.raises(TypeError, match="get_queryset"):
+
+        class Sneaky(Leaky, TeamViewMixin, View):
+            pass

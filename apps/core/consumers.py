@@ -31,7 +31,7 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     team: Any
     membership: Any
 
-    _SEALED = ("connect", "receive_json", "websocket_connect")
+    _SEALED = ("connect", "receive", "receive_json", "websocket_connect", "websocket_receive")
     _SEALED_HINT = "Implement team_connected and team_receive_json instead."
 
     async def _current_membership(self) -> Any:

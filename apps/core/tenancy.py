@@ -101,8 +101,13 @@ class Sealed:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if Sealed in cls.__bases__:
-            return  # the base class itself defines them
-        overridden = [name for name in cls._SEALED if name in cls.__dict__]
+            return  # a sealing base class itself: it defines them
+        # Whatever the subclass inherits ahead of the sealing base (its own body,
+        # or a mixin listed before it) must not define the sealed methods.
+        mro = cls.__mro__
+        base = next(c for c in mro if Sealed in c.__bases__)
+        ahead = mro[: mro.index(base)]
+        overridden = [name for name in cls._SEALED if any(name in c.__dict__ for c in ahead)]
         if overridden:
             raise TypeError(
                 f"{cls.__name__} overrides {', '.join(overridden)}, which team classes "

@@ -91,6 +91,8 @@ class GPUDevice(models.Model):
     memory_bytes = models.PositiveBigIntegerField()
     # Set for a MIG instance: the UUID of the physical GPU it is carved from.
     parent_uuid = models.CharField(max_length=80, blank=True)
+    # A GPU split into MIG instances is handed out only as those instances.
+    mig_enabled = models.BooleanField(default=False)
     present = models.BooleanField(
         default=True,
         help_text="False once the latest inventory no longer lists it.",

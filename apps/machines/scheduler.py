@@ -42,7 +42,10 @@ class NoCapacityError(Exception):
 
 def _free_gpus(model: str) -> QuerySet[GPUDevice]:
     held = GPUAllocation.objects.filter(gpu=OuterRef("pk"), active=True)
-    return GPUDevice.objects.filter(name=model, present=True).exclude(Exists(held))
+    # A MIG-enabled GPU is allocatable only as its instances, never whole as well.
+    return GPUDevice.objects.filter(name=model, present=True, mig_enabled=False).exclude(
+        Exists(held),
+    )
 
 
 def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> list[int]:

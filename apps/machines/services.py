@@ -91,6 +91,7 @@ def host_apply_inventory(*, host: Host, inventory: dict[str, Any]) -> Host:
                 "name": gpu["name"],
                 "memory_bytes": int(gpu["memory_total"]),
                 "parent_uuid": gpu.get("parent_uuid", ""),
+                "mig_enabled": bool(gpu.get("mig_mode", [0])[0]),
                 "present": True,
             },
         )

@@ -73,10 +73,18 @@ def reconcile() -> dict[str, int]:
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(
         last_heartbeat_at__lt=silent_since,
     ):
-        Host.objects.filter(pk=host.pk).update(status=Host.Status.OFFLINE)
+        # Only if it is still silent now: a report may have arrived since the query.
+        went_offline = (
+            Host.objects.filter(pk=host.pk, last_heartbeat_at__lt=silent_since)
+            .exclude(status=Host.Status.OFFLINE)
+            .update(status=Host.Status.OFFLINE)
+        )
+        if not went_offline:
+            continue
         counts["offline"] += 1
         for placement in Placement.objects.filter(host=host, active=True):
-            placement_release(placement=placement, reason="lost", at=host.last_heartbeat_at)
+            seen = max(host.last_heartbeat_at or now, placement.created_at)
+            placement_release(placement=placement, reason="lost", at=seen)
             counts["lost"] += 1
 
     grace = timedelta(seconds=settings.LATTICE_RECONCILE_GRACE)

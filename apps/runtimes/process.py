@@ -44,10 +44,15 @@ class LocalProcessRuntime(Runtime):
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or settings.LATTICE_RUNTIME_DIR)
 
+    @staticmethod
+    def _safe(name: str) -> str:
+        """A workload or volume name, which becomes one folder name: nothing else."""
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise WorkloadError(f"{name!r} is not a valid name (letters, digits, - and _ only)")
+        return name
+
     def _dir(self, name: str) -> Path:
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise WorkloadError(f"{name!r} is not a workload name")
-        return self.root / "workloads" / name
+        return self.root / "workloads" / self._safe(name)
 
     def _process(self, state: dict[str, Any]) -> psutil.Process | None:
         """The workload's process if it still runs, and is ours (not a reused pid)."""
@@ -71,7 +76,7 @@ class LocalProcessRuntime(Runtime):
         folder.mkdir(parents=True, exist_ok=True)
         mounts = {}
         for volume, mount in spec.volumes.items():
-            path = self.root / "volumes" / volume
+            path = self.root / "volumes" / self._safe(volume)
             path.mkdir(parents=True, exist_ok=True)
             mounts[mount] = str(path)
         port = _free_port()

@@ -43,7 +43,9 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
         token = request.auth if isinstance(request.auth, PersonalAccessToken) else None
         if membership is None or (token and token.team_id not in (None, membership.team_id)):
             raise exceptions.NotFound("No such team.")
-        permission = self.team_permissions.get(request.method or "GET", "team.view")
+        # HEAD runs the GET handler, so it needs GET's permission.
+        method = "GET" if request.method in (None, "HEAD") else request.method
+        permission = self.team_permissions.get(method, "team.view")
         if not role_allows(membership.role, permission):
             raise exceptions.PermissionDenied(
                 f"Your role in this team ({membership.role}) does not allow this.",
