@@ -182,3 +182,23 @@ def test_a_restarted_agent_finds_its_workloads_by_label_and_stops_them(
     assert found[name].labels["lattice.team"] == "acme"
     fresh.stop(found[name].state, timeout=5)
     assert name not in {m.name for m in fresh.list_managed()}
+
+
+def test_a_changed_spec_replaces_the_running_container(runtime, busybox_image, docker_client):
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    first = runtime.start(web_spec(busybox_image, name))
+
+    smaller = Spec(
+        name=name,
+        image=busybox_image,
+        command=["/bin/busybox", "httpd", "-f", "-p", "{port}", "-h", "/www"],
+        memory_bytes=32 * 1024**2,
+    )
+
+    second = runtime.start(smaller)
+
+    assert second["container_id"] != first["container_id"]
+    attrs = docker_client.api.inspect_container(second["container_id"])
+    assert attrs["HostConfig"]["Memory"] == 32 * 1024**2

@@ -6,6 +6,7 @@ import sys
 import time
 import urllib.request
 
+import psutil
 import pytest
 
 from apps.runtimes.base import Spec
@@ -160,3 +161,65 @@ class TestLocalProcess:
 
         with pytest.raises(WorkloadError):
             LocalProcessRuntime(tmp_path).start(Spec(name="../etc", image="", command=["true"]))
+
+
+class TestLocalProcessStopping:
+    def test_stop_takes_the_whole_process_group(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        # The leader leaves a background child that ignores SIGINT and SIGTERM.
+        stubborn_child = (
+            "import signal, time; "
+            "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('child', flush=True); time.sleep(60)"
+        )
+        script = (
+            "import subprocess, sys, time\n"
+            f"child = subprocess.Popen([sys.executable, '-c', {stubborn_child!r}])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        state = runtime.start(Spec(name="group", image="", command=[sys.executable, "-c", script]))
+        assert wait_for(lambda: len(list(runtime.logs(state))) >= 2)
+        child_pid = int(next(line for line in runtime.logs(state) if line.isdigit()))
+
+        runtime.stop({"name": "group"}, timeout=1.5)  # by name only, as the agent may
+
+        assert runtime.poll(state) is not None
+        assert wait_for(
+            lambda: (
+                not psutil.pid_exists(child_pid)
+                or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            timeout=5,
+        )
+
+    def test_a_changed_spec_replaces_the_running_workload(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        first = runtime.start(Spec(name="w", image="", command=sleeper, gpu_uuids=["GPU-a"]))
+
+        second = runtime.start(Spec(name="w", image="", command=sleeper, gpu_uuids=["GPU-b"]))
+
+        assert second["pid"] != first["pid"]
+        assert runtime.poll(first) is not None
+        runtime.stop(second, timeout=1.5)
+
+    def test_an_orphan_is_stopped_and_forgotten(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        runtime.start(
+            Spec(name="o", image="", command=[sys.executable, "-c", "import time; time.sleep(60)"])
+        )
+
+        runtime.remove_orphan(runtime.list_managed()[0])
+
+        assert runtime.list_managed() == []
+
+    def test_a_volume_name_cannot_escape_its_folder(self, tmp_path):
+        from apps.runtimes.base import WorkloadError
+
+        with pytest.raises(WorkloadError):
+            LocalProcessRuntime(tmp_path / "root").start(
+                Spec(name="v", image="", command=["true"], volumes={"../../outside": "/notebooks"})
+            )
+        assert not (tmp_path / "outside").exists()

@@ -19,8 +19,10 @@ A runtime runs one workload (a notebook server, a model server) from a
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,7 +62,12 @@ class Spec:
         labels = {f"{LABEL_PREFIX}{k}": v for k, v in self.labels.items()}
         labels[f"{LABEL_PREFIX}managed"] = "true"
         labels[f"{LABEL_PREFIX}name"] = self.name
+        labels[f"{LABEL_PREFIX}spec"] = self.fingerprint()
         return labels
+
+    def fingerprint(self) -> str:
+        """A hash of the whole spec: a running workload from another spec is not this one."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,14 @@ class DockerRuntime(Runtime):
 
     def start(self, spec: Spec) -> dict[str, Any]:
         existing = self._container({"name": spec.name})
-        if existing is not None and existing.status == "running":
+        fingerprint = existing.labels.get(f"{LABEL_PREFIX}spec") if existing is not None else None
+        if (
+            existing is not None
+            and existing.status == "running"
+            and fingerprint == spec.fingerprint()
+        ):
             return self._state(existing, spec.name)
+        # Stopped, or made from another spec (other GPUs, other limits): replace it.
         if existing is not None:
             existing.remove(force=True)
         self._ensure_image(spec)

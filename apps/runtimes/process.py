@@ -72,7 +72,9 @@ class LocalProcessRuntime(Runtime):
         if state_file.exists():
             state = json.loads(state_file.read_text())
             if self._process(state) is not None:
-                return state
+                if state.get("labels", {}).get("lattice.spec") == spec.fingerprint():
+                    return state
+                self.stop(state)  # running from another spec: replace it
         folder.mkdir(parents=True, exist_ok=True)
         mounts = {}
         for volume, mount in spec.volumes.items():
@@ -117,20 +119,34 @@ class LocalProcessRuntime(Runtime):
         state_file.write_text(json.dumps(state))
         return state
 
+    def _load(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The full state: callers that know only the name get it from the workload's folder."""
+        if "pid" in state:
+            return state
+        state_file = self._dir(state["name"]) / "state.json"
+        return json.loads(state_file.read_text()) if state_file.exists() else state
+
     def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None:
-        process = self._process(state)
+        state = self._load(state)
+        process = self._process(state) if "pid" in state else None
         if process is None:
             return
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, sig)
             try:
                 process.wait(timeout=timeout / 3)
+                break
             except psutil.TimeoutExpired:
                 continue
             except psutil.NoSuchProcess:
-                pass
-            break
+                break
+        # Whatever is left of the group (background jobs, children that ignored
+        # the polite signals) goes too: its GPUs are about to be handed out again.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            process.wait(timeout=2)
 
     def poll(self, state: dict[str, Any]) -> int | None:
         process = self._process(state)
@@ -189,3 +205,12 @@ class LocalProcessRuntime(Runtime):
                 ),
             )
         return found
+
+    def remove_orphan(self, managed: Managed) -> None:
+        """Stop a workload the control plane does not know and forget it (its volumes stay)."""
+        self.stop(managed.state, timeout=5)
+        folder = self._dir(managed.name)
+        for child in folder.glob("*"):
+            child.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()

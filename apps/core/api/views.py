@@ -44,7 +44,7 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
         if membership is None or (token and token.team_id not in (None, membership.team_id)):
             raise exceptions.NotFound("No such team.")
         # HEAD runs the GET handler, so it needs GET's permission.
-        method = "GET" if request.method in (None, "HEAD") else request.method
+        method = "GET" if request.method in (None, "HEAD") else str(request.method)
         permission = self.team_permissions.get(method, "team.view")
         if not role_allows(membership.role, permission):
             raise exceptions.PermissionDenied(
