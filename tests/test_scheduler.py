@@ -319,3 +319,70 @@ def test_a_mig_enabled_gpu_is_handed_out_only_as_its_instances():
     assert placement_gpu_uuids(placement) == ["MIG-a"]
     with pytest.raises(NoCapacityError):
         placement_create(machine_type=machine("a100-80gb"), workload="nb:2")
+
+
+@pytest.mark.django_db
+def test_gpu_hosts_filled_with_cpu_work_do_not_hide_the_free_ones():
+    # Twelve GPU hosts whose CPUs are taken by CPU machines, then one with room.
+    for n in range(12):
+        make_host(f"busy{n:02d}", cpus=2, memory_gib=8, gpus=[(H100, 1)])
+        placement_create(machine_type=machine("cpu-small"), workload=f"cpu:{n}")
+    make_host("zfree", cpus=64, memory_gib=512, gpus=[(H100, 1)])
+
+    placement = placement_create(machine_type=machine("h100-80gb"), workload="gpu:1")
+
+    assert placement.host.name == "zfree"
+
+
+@pytest.mark.django_db
+def test_a_workload_asking_again_after_release_gets_a_new_place():
+    from apps.machines.models import PlacementRequest
+    from apps.machines.queue import placement_request
+
+    make_host("h100s", gpus=[(H100, 1)])
+    h100 = machine("h100-80gb")
+    first = placement_request(machine_type=h100, workload="nb:1")
+    assert first.placement is not None
+    placement_release(placement=first.placement)
+
+    again = placement_request(machine_type=h100, workload="nb:1")
+
+    assert again.status == PlacementRequest.Status.PLACED
+    assert again.placement is not None
+    assert again.placement.active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_lines_advancing_at_once_keep_order_and_never_deadlock(postgres):
+    from apps.machines.models import PlacementRequest
+    from apps.machines.queue import placement_request, queue_advance
+
+    for name in ("g1", "g2"):
+        make_host(name, gpus=[(H100, 2)])
+    h100 = machine("h100-80gb")
+    holders = [placement_request(machine_type=h100, workload=f"hold:{n}") for n in range(4)]
+    waiting = [placement_request(machine_type=h100, workload=f"wait:{n}") for n in range(3)]
+    assert all(w.status == PlacementRequest.Status.WAITING for w in waiting)
+    for holder in holders[:2]:
+        assert holder.placement is not None
+        placement_release(placement=holder.placement)
+
+    errors: list[str] = []
+
+    def advance():
+        try:
+            queue_advance(machine_type=h100)
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=advance) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert errors == []
+    states = [PlacementRequest.objects.get(workload=f"wait:{n}").status for n in range(3)]
+    assert states == ["placed", "placed", "waiting"]

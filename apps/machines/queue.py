@@ -38,10 +38,22 @@ def placement_request(
     team: Team | None = None,
 ) -> PlacementRequest:
     """Place now if nobody of this machine type waits and there is room; else wait in line."""
-    request, _ = PlacementRequest.objects.get_or_create(
+    request, created = PlacementRequest.objects.get_or_create(
         workload=workload,
         defaults={"machine_type": machine_type, "team": team},
     )
+    finished = request.status == PlacementRequest.Status.CANCELLED or (
+        request.status == PlacementRequest.Status.PLACED
+        and (request.placement is None or not request.placement.active)
+    )
+    if not created and finished:
+        # The same workload asks again after its last placement ended: back in line.
+        request.delete()
+        request = PlacementRequest.objects.create(
+            workload=workload,
+            machine_type=machine_type,
+            team=team,
+        )
     if request.status == PlacementRequest.Status.WAITING:
         queue_advance(machine_type=machine_type)
         request.refresh_from_db()
@@ -53,9 +65,14 @@ def queue_advance(*, machine_type: MachineType) -> int:
     placed = 0
     while True:
         with transaction.atomic():
+            # One caller at a time advances a machine type's line, so the head
+            # is never skipped for the one behind it.
+            MachineType.objects.select_for_update().filter(pk=machine_type.pk).first()
             head = (
-                PlacementRequest.objects.select_for_update(skip_locked=True)
-                .filter(machine_type=machine_type, status=PlacementRequest.Status.WAITING)
+                PlacementRequest.objects.filter(
+                    machine_type=machine_type,
+                    status=PlacementRequest.Status.WAITING,
+                )
                 .order_by("created_at", "pk")
                 .first()
             )

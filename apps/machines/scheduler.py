@@ -55,8 +55,9 @@ def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> lis
     with room instead of weighing the whole fleet, and low-numbered hosts fill
     up first, which keeps whole machines free for big jobs.
     """
+    hosts = Host.objects.filter(status=Host.Status.READY).exclude(pk__in=skip)
     if machine_type.is_gpu:
-        rows = (
+        with_gpus = (
             _free_gpus(machine_type.gpu_model)
             .filter(host__status=Host.Status.READY)
             .exclude(host_id__in=skip)
@@ -66,7 +67,14 @@ def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> lis
             .order_by("host_id")
             .values_list("host_id", flat=True)
         )
-        return list(rows[:limit])
+        # Of the first hosts with the GPUs, those with the CPU and memory too:
+        # a GPU host filled up by CPU work must not hide the hosts after it.
+        hosts = hosts.filter(pk__in=list(with_gpus[: limit * 4]))
+    return list(_with_room(hosts, machine_type).values_list("pk", flat=True)[:limit])
+
+
+def _with_room(hosts: QuerySet[Host], machine_type: MachineType) -> QuerySet[Host]:
+    """``hosts`` whose CPU and memory, less what active placements hold, fit the type."""
     active = Placement.objects.filter(host=OuterRef("pk"), active=True).values("host")
     used_cpu = Coalesce(
         Subquery(active.annotate(total=Sum("vcpus")).values("total"), output_field=IntegerField()),
@@ -79,22 +87,18 @@ def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> lis
         ),
         Value(0),
     )
-    hosts = (
-        Host.objects.filter(status=Host.Status.READY)
-        .exclude(pk__in=skip)
-        .annotate(used_cpu=used_cpu, used_memory=used_memory)
+    return (
+        hosts.annotate(used_cpu=used_cpu, used_memory=used_memory)
         .filter(
             cpu_count__gte=machine_type.vcpus + F("used_cpu"),
             memory_bytes__gte=(machine_type.memory_gib + F("used_memory")) * _GIB,
         )
         .order_by("pk")
-        .values_list("pk", flat=True)
     )
-    return list(hosts[:limit])
 
 
-def _lock_one(ids: list[int]) -> Host | None:
-    """Lock one of ``ids`` nobody else holds; if all are held, wait for one.
+def _lock_one(ids: list[int], *, wait: bool) -> Host | None:
+    """Lock one of ``ids`` nobody else holds; if all are held and ``wait``, wait for one.
 
     The candidates are taken in random order, so placements that arrive
     together spread over them instead of forming a queue behind the first.
@@ -107,9 +111,10 @@ def _lock_one(ids: list[int]) -> Host | None:
         )
         if host is not None:
             return host
-    if ids:
+    if ids and wait:
         # Every candidate is locked by placements in flight: wait rather than
-        # refuse while capacity may remain.
+        # refuse while capacity may remain. Only while holding no other host's
+        # lock, or two placements could wait on each other for ever.
         return hosts.filter(pk=ids[0]).select_for_update().first()
     return None
 
@@ -142,9 +147,15 @@ def placement_create(
 ) -> Placement:
     """Place ``workload`` on a host with room; raise NoCapacityError when none has it."""
     tried: set[int] = set()
+    # Inside a caller's transaction, host locks from earlier attempts are held
+    # until it commits: never block then (see _lock_one).
+    inside_outer_transaction = transaction.get_connection().in_atomic_block
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
-            host = _lock_one(_candidates(machine_type, skip=tried, limit=_BATCH))
+            host = _lock_one(
+                _candidates(machine_type, skip=tried, limit=_BATCH),
+                wait=not tried and not inside_outer_transaction,
+            )
             if host is None:
                 break
             tried.add(host.pk)
