@@ -111,6 +111,9 @@ def test_a_workload_placed_after_the_report_is_not_judged_by_it(host, catalogue)
 
 def test_a_silent_host_goes_offline_and_its_work_is_lost_as_of_its_last_heartbeat(host, catalogue):
     placement = placement_create(machine_type=catalogue["h100-80gb"], workload="w")
+    Placement.objects.filter(pk=placement.pk).update(
+        created_at=timezone.now() - timedelta(minutes=20),
+    )
     last_seen = timezone.now() - timedelta(minutes=10)
     Host.objects.filter(pk=host.pk).update(last_heartbeat_at=last_seen)
 
