@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,8 @@ def test_a_report_makes_no_query_and_goes_out_on_the_control_queue(
         message = conn.SimpleQueue("control").get(timeout=2)
         message.ack()
     assert message.headers["task"] == "control.host_reported"
-    name, inventory, workloads = message.decode()[0]
+    name, inventory, workloads, collected_at = message.decode()[0]
     assert name == "gpu-1"
     assert inventory["cpu_count"] >= 1
     assert isinstance(workloads, list)
+    assert abs(collected_at - time.time()) < 60

@@ -7,6 +7,7 @@ it learns goes back as tasks on the control queue (apps.machines.tasks).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -35,7 +36,8 @@ def agent_report(host_name: str) -> None:
     """Send inventory and the workloads running here to the control plane."""
     from apps.machines.tasks import host_reported
 
-    host_reported.delay(host_name, collect(), managed_report())
+    collected_at = time.time()
+    host_reported.delay(host_name, collect(), managed_report(), collected_at)
 
 
 @shared_task(name="agent.start", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT)

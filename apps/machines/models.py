@@ -152,6 +152,10 @@ class Placement(models.Model):
     # Why it ended: "released" (stopped normally), "lost" (the container vanished
     # or the host went silent; released_at is then the last time it was seen).
     end_reason = models.CharField(max_length=16, blank=True)
+    # Reports in a row that did not show the workload running, and the last of them:
+    # it is lost only after two, so one late or partial report does not kill it.
+    missed_reports = models.PositiveSmallIntegerField(default=0)
+    last_missed_report_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["host", "active"])]

@@ -69,7 +69,11 @@ def host_ensure_local(*, name: str, inventory: dict[str, Any], runtime: str) -> 
 
 
 @transaction.atomic
-def host_apply_inventory(*, host: Host, inventory: dict[str, Any]) -> Host:
+def host_apply_inventory(
+    *,
+    host: Host,
+    inventory: dict[str, Any],
+) -> Host:
     """Record capacity and GPUs as the agent reports them; a GPU no longer listed is not present."""
     host = Host.objects.select_for_update().get(pk=host.pk)
     host.cpu_count = int(inventory.get("cpu_count", 0))

@@ -10,7 +10,7 @@ goes offline and its placements are lost as of its last heartbeat.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -26,6 +26,9 @@ from apps.machines.services import HostError, host_apply_inventory, host_registe
 logger = logging.getLogger(__name__)
 
 
+_MISSES_BEFORE_LOST = 2
+
+
 @shared_task(name="control.host_join", soft_time_limit=30, time_limit=60)
 def host_join(name: str, join_token: str, inventory: dict[str, Any]) -> None:
     try:
@@ -35,17 +38,39 @@ def host_join(name: str, join_token: str, inventory: dict[str, Any]) -> None:
 
 
 @shared_task(name="control.host_reported", soft_time_limit=30, time_limit=60)
-def host_reported(name: str, inventory: dict[str, Any], workloads: list[dict[str, Any]]) -> None:
-    """An agent's report: inventory, heartbeat, and the workloads it runs."""
+def host_reported(
+    name: str,
+    inventory: dict[str, Any],
+    workloads: list[dict[str, Any]],
+    collected_at: float | None = None,
+) -> None:
+    """An agent's report: inventory, heartbeat, and the workloads it runs.
+
+    Dated when the agent took it, not when this task ran: a report that waited
+    in a backed-up queue must not judge placements made after it was taken.
+    """
     host = Host.objects.filter(name=name).first()
     if host is None:
         logger.warning("report from unknown host %s ignored", name)
         return
+    now = timezone.now()
+    taken = now
+    if collected_at is not None:
+        # Trust the agent's clock only within reason (and never into the future).
+        taken = min(now, max(now - timedelta(minutes=10), _from_epoch(collected_at)))
     with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        if host.reported_at is not None and taken <= host.reported_at:
+            return  # an older report than the one already applied
+        # Alive as of now (we just heard from it); its workloads as of when it looked.
         host = host_apply_inventory(host=host, inventory=inventory)
         host.reported_workloads = workloads
-        host.reported_at = timezone.now()
+        host.reported_at = taken
         host.save(update_fields=["reported_workloads", "reported_at"])
+
+
+def _from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 @shared_task(name="control.workload_started", soft_time_limit=30, time_limit=60)
@@ -65,10 +90,20 @@ def workload_failed(host_name: str, name: str, message: str) -> None:
 @shared_task(name="control.reconcile", soft_time_limit=120, time_limit=180)
 def reconcile() -> dict[str, int]:
     """One pass of the reconciler. Idempotent; beat runs it every LATTICE_RECONCILE_EVERY."""
-    from apps.machines.agent import agent_remove_orphan, host_queue
-
-    now = timezone.now()
     counts = {"offline": 0, "lost": 0, "orphans": 0, "placed": 0}
+    _take_silent_hosts_offline(counts)
+    for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(reported_at__isnull=False):
+        _judge_placements(host, counts)
+        _remove_orphans(host, counts)
+    # Freed capacity goes to whoever waits longest.
+    counts["placed"] = queue_advance_all()
+    if any(counts.values()):
+        logger.info("reconciler: %s", counts)
+    return counts
+
+
+def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
+    now = timezone.now()
     silent_since = now - timedelta(seconds=settings.LATTICE_HOST_OFFLINE_AFTER)
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(
         last_heartbeat_at__lt=silent_since,
@@ -87,23 +122,45 @@ def reconcile() -> dict[str, int]:
             placement_release(placement=placement, reason="lost", at=seen)
             counts["lost"] += 1
 
+
+def _judge_placements(host: Host, counts: dict[str, int]) -> None:
+    """Placed well before the report was taken, yet not running in it: a miss.
+
+    Two reports in a row that miss a workload, and it is lost.
+    """
+    assert host.reported_at is not None  # noqa: S101 - the caller filtered
+    running = {w["name"] for w in host.reported_workloads if w.get("running")}
     grace = timedelta(seconds=settings.LATTICE_RECONCILE_GRACE)
-    for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(reported_at__isnull=False):
-        assert host.reported_at is not None  # noqa: S101 - filtered above
-        running = {w["name"] for w in host.reported_workloads if w.get("running")}
-        reported = {w["name"] for w in host.reported_workloads}
-        active = Placement.objects.filter(host=host, active=True)
-        # Placed before the report was taken, yet not running: it vanished.
-        for placement in active.filter(created_at__lt=host.reported_at - grace):
-            if placement.workload not in running:
-                placement_release(placement=placement, reason="lost", at=host.reported_at)
-                counts["lost"] += 1
-        known = set(active.values_list("workload", flat=True))
-        for name in sorted(reported - known):
-            agent_remove_orphan.apply_async(args=(host.name, name), queue=host_queue(host.name))
-            counts["orphans"] += 1
-    # Freed capacity goes to whoever waits longest.
-    counts["placed"] = queue_advance_all()
-    if any(counts.values()):
-        logger.info("reconciler: %s", counts)
-    return counts
+    judged = Placement.objects.filter(
+        host=host,
+        active=True,
+        created_at__lt=host.reported_at - grace,
+    )
+    for placement in judged:
+        if placement.workload in running:
+            if placement.missed_reports:
+                Placement.objects.filter(pk=placement.pk).update(missed_reports=0)
+            continue
+        if placement.last_missed_report_at == host.reported_at:
+            continue  # this report already counted
+        misses = placement.missed_reports + 1
+        Placement.objects.filter(pk=placement.pk).update(
+            missed_reports=misses,
+            last_missed_report_at=host.reported_at,
+        )
+        if misses >= _MISSES_BEFORE_LOST:
+            placement_release(placement=placement, reason="lost", at=host.reported_at)
+            counts["lost"] += 1
+
+
+def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
+    """A workload the host runs that no active placement knows: the agent removes it."""
+    from apps.machines.agent import agent_remove_orphan, host_queue
+
+    reported = {w["name"] for w in host.reported_workloads}
+    known = set(
+        Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),
+    )
+    for name in sorted(reported - known):
+        agent_remove_orphan.apply_async(args=(host.name, name), queue=host_queue(host.name))
+        counts["orphans"] += 1
