@@ -17,7 +17,7 @@ import pytest
 from docker.errors import NotFound
 
 from apps.runtimes.base import Spec
-from apps.runtimes.docker import DockerRuntime, block_metadata_address
+from apps.runtimes.docker import DockerRuntime, isolate_workloads
 
 
 @pytest.fixture
@@ -151,15 +151,41 @@ def test_a_container_that_exits_reports_its_status(runtime, busybox_image):
     assert runtime.progress(state)[-1].phase == "failed"
 
 
-def test_the_metadata_address_is_blocked(docker_client):
-    assert block_metadata_address()
+def test_workloads_cannot_reach_each_other_or_private_addresses(
+    runtime, busybox_image, docker_client
+):
+    runtime, made = runtime
+    assert isolate_workloads(runtime)
+    network = docker_client.networks.get("lattice-workloads")
+    assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+    for destination in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
+        rule = ["DOCKER-USER", "-s", subnet, "-d", destination, "-j", "REJECT"]
+        assert (
+            subprocess.run(["iptables", "-C", *rule], capture_output=True, check=False).returncode
+            == 0
+        )
 
-    check = subprocess.run(
-        ["iptables", "-C", "DOCKER-USER", "-d", "169.254.169.254/32", "-j", "REJECT"],
-        capture_output=True,
-        check=False,
-    )
-    assert check.returncode == 0
+    names = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    made.extend(names)
+    server, client = (runtime.start(web_spec(busybox_image, name)) for name in names)
+    server_ip = docker_client.api.inspect_container(server["container_id"])["NetworkSettings"][
+        "Networks"
+    ]["lattice-workloads"]["IPAddress"]
+
+    assert wait_for(lambda: runtime.endpoint(server) is not None)  # the server is up
+    # From one workload to the other's server: no way through (both are this test's own).
+    fetch = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {server_ip} 8888",
+    ]
+    probe = docker_client.containers.get(client["container_id"]).exec_run(fetch)
+    assert b"lattice test server" not in probe.output
+    # The server itself reaches its own address: the refusal is the network's doing.
+    own = docker_client.containers.get(server["container_id"]).exec_run(fetch)
+    assert b"lattice test server" in own.output
 
 
 def test_the_local_image_tag_matches_the_build_script(notebook_image):

@@ -6,8 +6,9 @@ machine type's CPU, memory and pids limits, run as a non-root user with
 loopback only, and see exactly the GPUs allocated to them: a device request
 for those UUIDs, and NVIDIA_VISIBLE_DEVICES set by us ("void" for none) over
 whatever the image says. Persistent storage is named volumes, which outlive
-containers. ``block_metadata_address`` keeps containers away from a cloud
-provider's instance-metadata service.
+containers. Workloads share a bridge network on which they cannot reach each
+other, and ``isolate_workloads`` keeps them from private and link-local
+addresses: the control plane, the broker, other hosts, cloud metadata.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 METADATA_ADDRESS = "169.254.169.254"
+# Workloads join this bridge, where containers cannot reach each other (no ICC).
+NETWORK = "lattice-workloads"
+# Where workloads may not go: other hosts on private networks (the broker, the
+# control plane, other GPU hosts), link-local (cloud metadata).
+BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
 
 
 class DockerRuntime(Runtime):
@@ -95,6 +101,18 @@ class DockerRuntime(Runtime):
             mounts[volume] = {"bind": path, "mode": "rw"}
         return mounts
 
+    def network(self) -> Any:
+        """The workloads' bridge network, made on first use."""
+        try:
+            return self.client.networks.get(NETWORK)
+        except NotFound:
+            return self.client.networks.create(
+                NETWORK,
+                driver="bridge",
+                options={"com.docker.network.bridge.enable_icc": "false"},
+                labels={f"{LABEL_PREFIX}managed": "true"},
+            )
+
     def create(self, spec: Spec) -> Container:
         """Create (not start) the container for ``spec``, with every limit and label."""
         visible = ",".join(spec.gpu_uuids) or "void"
@@ -113,6 +131,7 @@ class DockerRuntime(Runtime):
             cap_drop=["ALL"],
             privileged=False,
             init=True,
+            network=self.network().name,
             ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
             volumes=self._volumes(spec),
             device_requests=(
@@ -231,18 +250,26 @@ class DockerRuntime(Runtime):
             container.remove(force=True)
 
 
-def block_metadata_address() -> bool:
-    """Refuse container traffic to the cloud metadata address (iptables, DOCKER-USER chain).
+def isolate_workloads(runtime: DockerRuntime) -> bool:
+    """Refuse traffic from the workloads' network to private and link-local addresses.
 
-    Returns False when iptables is missing or not permitted, so the agent can
-    say so at start; True once the rule is in place.
+    iptables rules in Docker's DOCKER-USER chain, for the workloads' subnet: a
+    notebook can reach the internet (pip, datasets), but not the control
+    plane, the broker, other hosts or the cloud metadata service. Returns False
+    when iptables is missing or not permitted, so the agent can say so.
     """
     iptables = shutil.which("iptables")
     if iptables is None:
         return False
-    rule = ["DOCKER-USER", "-d", f"{METADATA_ADDRESS}/32", "-j", "REJECT"]
-    present = subprocess.run([iptables, "-C", *rule], capture_output=True, check=False)  # noqa: S603
-    if present.returncode == 0:
-        return True
-    added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
-    return added.returncode == 0
+    network = runtime.network()
+    network.reload()
+    subnets = [c["Subnet"] for c in network.attrs["IPAM"]["Config"] if "Subnet" in c]
+    for subnet in subnets:
+        for destination in BLOCKED_DESTINATIONS:
+            rule = ["DOCKER-USER", "-s", subnet, "-d", destination, "-j", "REJECT"]
+            present = subprocess.run([iptables, "-C", *rule], capture_output=True, check=False)  # noqa: S603
+            if present.returncode != 0:
+                added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
+                if added.returncode != 0:
+                    return False
+    return bool(subnets)

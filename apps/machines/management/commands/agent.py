@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
 from apps.machines.reporter import Reporter
-from apps.runtimes.docker import block_metadata_address
+from apps.runtimes.docker import DockerRuntime, isolate_workloads
 from apps.runtimes.select import host_runtime
 from config.celery import app as celery_app
 
@@ -38,8 +38,11 @@ class Command(BaseCommand):
         self.stdout.write(f"agent {host}: runtime {runtime.kind}, queue {host_queue(host)}")
         if runtime.kind == "process":
             self.stdout.write("  local processes do NOT isolate users: use Docker on shared hosts")
-        if runtime.kind == "docker" and not block_metadata_address():
-            self.stdout.write("  warning: could not block the cloud metadata address (iptables)")
+        if isinstance(runtime, DockerRuntime) and not isolate_workloads(runtime):
+            self.stdout.write(
+                "  warning: could not add the iptables rules that keep containers away from "
+                "private networks and the cloud metadata address",
+            )
         if join_token:
             from apps.machines.tasks import host_join
 
