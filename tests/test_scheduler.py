@@ -386,3 +386,19 @@ def test_two_lines_advancing_at_once_keep_order_and_never_deadlock(postgres):
     assert errors == []
     states = [PlacementRequest.objects.get(workload=f"wait:{n}").status for n in range(3)]
     assert states == ["placed", "placed", "waiting"]
+
+
+@pytest.mark.django_db
+def test_a_draining_host_that_goes_offline_comes_back_draining():
+    from apps.machines.services import host_apply_inventory, host_set_draining
+
+    host = make_host("h100s", gpus=[(H100, 1)])
+    host_set_draining(host=host, draining=True)
+    Host.objects.filter(pk=host.pk).update(status=Host.Status.OFFLINE)
+
+    host = host_apply_inventory(host=host, inventory={"cpu_count": 64, "memory_bytes": 512 * GIB})
+
+    assert host.status == Host.Status.DRAINING
+    host_set_draining(host=host, draining=False)
+    host.refresh_from_db()
+    assert host.status == Host.Status.READY

@@ -58,6 +58,9 @@ class Host(models.Model):
 
     name = models.SlugField(max_length=63, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    # An admin's wish, kept apart from status: a draining host that goes offline
+    # and comes back is still draining.
+    drain_requested = models.BooleanField(default=False)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     cpu_count = models.PositiveIntegerField(default=0)
     memory_bytes = models.PositiveBigIntegerField(default=0)

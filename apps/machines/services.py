@@ -82,7 +82,7 @@ def host_apply_inventory(
     host.driver_version = str(inventory.get("driver_version", ""))
     host.last_heartbeat_at = timezone.now()
     if host.status == Host.Status.OFFLINE:
-        host.status = Host.Status.READY
+        host.status = Host.Status.DRAINING if host.drain_requested else Host.Status.READY
     host.save()
     seen = []
     for gpu in inventory.get("gpus", []):
@@ -105,6 +105,8 @@ def host_apply_inventory(
 
 def host_set_draining(*, host: Host, draining: bool) -> Host:
     """Stop (or resume) new placements on ``host``; what runs there keeps running."""
-    host.status = Host.Status.DRAINING if draining else Host.Status.READY
-    host.save(update_fields=["status"])
+    host.drain_requested = draining
+    if host.status != Host.Status.OFFLINE:
+        host.status = Host.Status.DRAINING if draining else Host.Status.READY
+    host.save(update_fields=["drain_requested", "status"])
     return host
