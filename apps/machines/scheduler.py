@@ -33,7 +33,7 @@ _GIB = 1024**3
 # How many hosts one placement locks and checks before it gives up, and how
 # many candidates each attempt considers for a lock nobody else holds.
 _ATTEMPTS = 8
-_BATCH = 32
+_BATCH = 16
 
 
 class NoCapacityError(Exception):
@@ -69,8 +69,36 @@ def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> lis
         )
         # Of the first hosts with the GPUs, those with the CPU and memory too:
         # a GPU host filled up by CPU work must not hide the hosts after it.
-        hosts = hosts.filter(pk__in=list(with_gpus[: limit * 4]))
+        return _room_among(list(with_gpus[: limit * 2]), machine_type)[:limit]
     return list(_with_room(hosts, machine_type).values_list("pk", flat=True)[:limit])
+
+
+def _room_among(ids: list[int], machine_type: MachineType) -> list[int]:
+    """Those of ``ids`` (in order) whose free CPU and memory fit: two indexed reads."""
+    used = {
+        row["host_id"]: row
+        for row in Placement.objects.filter(host_id__in=ids, active=True)
+        .values("host_id")
+        .annotate(cpu=Sum("vcpus"), memory=Sum("memory_gib"))
+    }
+    capacity = {
+        pk: (cpus, memory)
+        for pk, cpus, memory in Host.objects.filter(pk__in=ids).values_list(
+            "pk",
+            "cpu_count",
+            "memory_bytes",
+        )
+    }
+    fits = []
+    for host_id in ids:
+        cpus, memory = capacity.get(host_id, (0, 0))
+        row = used.get(host_id, {"cpu": 0, "memory": 0})
+        if (
+            cpus >= row["cpu"] + machine_type.vcpus
+            and memory >= (row["memory"] + machine_type.memory_gib) * _GIB
+        ):
+            fits.append(host_id)
+    return fits
 
 
 def _with_room(hosts: QuerySet[Host], machine_type: MachineType) -> QuerySet[Host]:
