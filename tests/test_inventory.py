@@ -166,3 +166,20 @@ def test_without_a_driver_there_are_no_gpus(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", NoDriver())
 
     assert gpus_from_nvml() == ("", [])
+
+
+@pytest.mark.django_db
+def test_an_unchanged_report_writes_no_gpu_rows(django_assert_num_queries):
+    host = Host.objects.create(name="gpu-2")
+    gpus = [
+        {"index": i, "uuid": f"GPU-{i}", "name": "NVIDIA H100 80GB HBM3", "memory_total": 1}
+        for i in range(8)
+    ]
+    inventory = {"cpu_count": 20, "memory_bytes": 1, "gpus": gpus}
+    host_apply_inventory(host=host, inventory=inventory)
+
+    # A savepoint, lock and save the host, read its GPUs, mark none missing, release:
+    # the same six queries for eight GPUs as for one, not an upsert per GPU.
+    with django_assert_num_queries(6):
+        host_apply_inventory(host=host, inventory=inventory)
+    assert GPUDevice.objects.filter(host=host, present=True).count() == 8

@@ -84,22 +84,39 @@ def host_apply_inventory(
     if host.status == Host.Status.OFFLINE:
         host.status = Host.Status.DRAINING if host.drain_requested else Host.Status.READY
     host.save()
-    seen = []
-    for gpu in inventory.get("gpus", []):
-        seen.append(gpu["uuid"])
-        GPUDevice.objects.update_or_create(
-            uuid=gpu["uuid"],
-            defaults={
-                "host": host,
-                "index": int(gpu["index"]),
-                "name": gpu["name"],
-                "memory_bytes": int(gpu["memory_total"]),
-                "parent_uuid": gpu.get("parent_uuid", ""),
-                "mig_enabled": bool(gpu.get("mig_mode", [0])[0]),
-                "present": True,
-            },
-        )
-    GPUDevice.objects.filter(host=host).exclude(uuid__in=seen).update(present=False)
+    # Agents report every few seconds and GPUs rarely change: read the rows
+    # once and write only what differs, not one upsert per GPU per report.
+    reported = {
+        gpu["uuid"]: {
+            "host_id": host.pk,
+            "index": int(gpu["index"]),
+            "name": gpu["name"],
+            "memory_bytes": int(gpu["memory_total"]),
+            "parent_uuid": gpu.get("parent_uuid", ""),
+            "mig_enabled": bool(gpu.get("mig_mode", [0])[0]),
+            "present": True,
+        }
+        for gpu in inventory.get("gpus", [])
+    }
+    known = {d.uuid: d for d in GPUDevice.objects.filter(uuid__in=reported)}
+    fields = ["host_id", "index", "name", "memory_bytes", "parent_uuid", "mig_enabled", "present"]
+    changed = []
+    for uuid, values in reported.items():
+        device = known.get(uuid)
+        if device is None:
+            continue
+        if any(getattr(device, f) != v for f, v in values.items()):
+            for f, v in values.items():
+                setattr(device, f, v)
+            changed.append(device)
+    if changed:
+        GPUDevice.objects.bulk_update(changed, fields)
+    new = [GPUDevice(uuid=u, **v) for u, v in reported.items() if u not in known]
+    if new:
+        GPUDevice.objects.bulk_create(new)
+    GPUDevice.objects.filter(host=host, present=True).exclude(uuid__in=reported).update(
+        present=False,
+    )
     return host
 
 

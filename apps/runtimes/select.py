@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -13,7 +14,16 @@ if TYPE_CHECKING:
 
 
 def host_runtime() -> Runtime:
-    choice = settings.LATTICE_RUNTIME
+    """This host's runtime, decided once per process (and per LATTICE_RUNTIME value).
+
+    The agent asks for it on every report and task; probing the Docker engine
+    and opening a client each time would be wasted work.
+    """
+    return _runtime(settings.LATTICE_RUNTIME)
+
+
+@functools.cache
+def _runtime(choice: str) -> Runtime:
     if choice == "fake":
         from apps.runtimes.fake import FakeRuntime
 

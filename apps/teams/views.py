@@ -58,14 +58,23 @@ class TeamAction(TeamPage):
             messages.error(request, error)
         return redirect(self.back_to, team_slug=self.team.slug)
 
-    def attempt(self, request: HttpRequest, action: Callable[[], str]) -> HttpResponse:
-        """Run ``action`` (a service call returning the success message); report its refusal."""
+    def attempt(
+        self,
+        request: HttpRequest,
+        action: Callable[[], str],
+        *,
+        then: str = "",
+    ) -> HttpResponse:
+        """Run ``action`` (a service call returning the success message); report its refusal.
+
+        On success go to ``then`` (a URL name without arguments) if given, else back.
+        """
         try:
             message = action()
         except services.TeamError as exc:
             return self.back(request, error=str(exc))
         messages.success(request, message)
-        return self.back(request)
+        return redirect(then) if then else self.back(request)
 
 
 class TeamCreateView(LoginRequiredMixin, View):
@@ -181,17 +190,15 @@ class TeamSettingsView(TeamPage):
         return response
 
 
-class TeamLeaveView(TeamPage):
-    http_method_names = ["post"]
+class TeamLeaveView(TeamAction):
+    back_to = "teams:settings"
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        try:
+        def leave() -> str:
             services.member_remove(team=self.team, actor=_user(request), member=self.membership)
-        except services.TeamError as exc:
-            messages.error(request, str(exc))
-            return redirect("teams:settings", team_slug=self.team.slug)
-        messages.success(request, f"You left {self.team.name}.")
-        return redirect("core:dashboard")
+            return f"You left {self.team.name}."
+
+        return self.attempt(request, leave, then="core:dashboard")
 
 
 class TeamTransferView(TeamAction):
@@ -211,22 +218,20 @@ class TeamTransferView(TeamAction):
         return self.attempt(request, transfer)
 
 
-class TeamDeleteView(TeamPage):
+class TeamDeleteView(TeamAction):
     permission = "team.delete"
-    http_method_names = ["post"]
+    back_to = "teams:settings"
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        try:
+        def delete() -> str:
             services.team_delete(
                 team=self.team,
                 actor=_user(request),
                 confirmation=request.POST.get("confirmation", ""),
             )
-        except services.TeamError as exc:
-            messages.error(request, str(exc))
-            return redirect("teams:settings", team_slug=self.team.slug)
-        messages.success(request, f"{self.team.name} was deleted.")
-        return redirect("core:dashboard")
+            return f"{self.team.name} was deleted."
+
+        return self.attempt(request, delete, then="core:dashboard")
 
 
 class AuditLogView(TeamPage):
