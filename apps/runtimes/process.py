@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from django.conf import settings
 
-from apps.runtimes.base import Managed, Progress, Runtime, Spec, WorkloadError, port_answers
+from apps.runtimes.base import (
+    LABEL_PREFIX,
+    Managed,
+    Progress,
+    Runtime,
+    Spec,
+    WorkloadError,
+    port_answers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +80,7 @@ class LocalProcessRuntime(Runtime):
         if state_file.exists():
             state = json.loads(state_file.read_text())
             if self._process(state) is not None:
-                if state.get("labels", {}).get("lattice.spec") == spec.fingerprint():
+                if state.get("labels", {}).get(f"{LABEL_PREFIX}spec") == spec.fingerprint():
                     return state
                 self.stop(state)  # running from another spec: replace it
         folder.mkdir(parents=True, exist_ok=True)
