@@ -1,8 +1,9 @@
-"""ASGI entry point: Django for HTTP, Channels consumers for websockets."""
+"""ASGI entry point: Django for HTTP, the notebook proxy for /nb/, Channels for websockets."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -15,11 +16,23 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.notebooks.proxy import NotebookHTTPProxy  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+notebook_proxy = AuthMiddlewareStack(NotebookHTTPProxy())
+
+
+async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """JupyterLab's pages and API under /nb/ go to the proxy; everything else to Django."""
+    if scope["path"].startswith("/nb/") or scope["path"] == "/nb":
+        await notebook_proxy(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
         ),

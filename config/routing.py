@@ -1,7 +1,18 @@
-"""Websocket routes, all under ``/ws/``. Each app adds its consumers here."""
+"""Websocket routes: live streams under ``/ws/``, and JupyterLab's own under ``/nb/<id>/``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import re_path
+
+from apps.notebooks.consumers import NotebookStreamConsumer
+from apps.notebooks.proxy import NotebookWebsocketProxy
+
+websocket_urlpatterns: list[Any] = [
+    re_path(
+        r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$",
+        NotebookStreamConsumer.as_asgi(),
+    ),
+    re_path(r"^nb/(?P<notebook_id>[0-9]+)/", NotebookWebsocketProxy.as_asgi()),
+]

@@ -19,6 +19,8 @@ from django.db import connection
 from apps.teams.models import Role, Team
 from tests.factories import PASSWORD, TeamFactory, UserFactory, add_member
 
+pytest_plugins = ["tests.notebook_fixtures"]
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 

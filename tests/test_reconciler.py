@@ -73,6 +73,7 @@ def test_a_container_removed_behind_our_back_is_lost_and_its_gpu_freed(
     report(host)
     assert placement.workload in {w["name"] for w in host.reported_workloads if w["running"]}
     assert reconcile() == {"offline": 0, "lost": 0, "orphans": 0, "placed": 0}
+    last_seen = host.reported_at
 
     docker_client.containers.get(DockerRuntime.container_name(placement.workload)).remove(
         force=True
@@ -85,7 +86,9 @@ def test_a_container_removed_behind_our_back_is_lost_and_its_gpu_freed(
     placement.refresh_from_db()
     assert counts["lost"] == 1
     assert (placement.active, placement.end_reason) == (False, "lost")
-    assert placement.released_at == host.reported_at
+    # Billed up to the last report that saw it running, not the one that gave up on it.
+    assert placement.released_at == last_seen
+    assert placement.released_at < host.reported_at
     assert not GPUAllocation.objects.filter(placement=placement, active=True).exists()
 
 

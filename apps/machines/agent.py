@@ -2,22 +2,41 @@
 
 The agent holds no database credentials: a GPU host runs strangers' code.
 It touches only the local runtime (Docker or processes) and the broker; what
-it learns goes back as tasks on the control queue (apps.machines.tasks).
+it learns goes back as tasks on the control queue (apps.machines.tasks):
+``workload_event(host, name, event, data)`` with event "progress", "started",
+"ready" or "failed". It ships workloads' output to their live streams itself
+(apps.machines.logship).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from celery import shared_task
 
 from apps.machines.inventory import collect
-from apps.runtimes.base import Spec
+from apps.machines.logship import ship_logs
+from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from apps.runtimes.base import Runtime
+
+logger = logging.getLogger(__name__)
+
 AGENT_TIME_LIMIT = 600
+# Workloads this agent is starting right now: reported as running, so the
+# reconciler does not judge a long image pull as a vanished workload.
+_starting: set[str] = set()
+_starting_lock = threading.Lock()
 
 
 def host_queue(name: str) -> str:
@@ -25,10 +44,19 @@ def host_queue(name: str) -> str:
 
 
 def managed_report() -> list[dict[str, Any]]:
-    return [
-        {"name": m.name, "running": m.running, "labels": m.labels}
-        for m in host_runtime().list_managed()
-    ]
+    runtime = host_runtime()
+    found = runtime.list_managed()
+    report = [{"name": m.name, "running": m.running, "labels": m.labels} for m in found]
+    with _starting_lock:
+        starting = _starting - {m.name for m in found}
+    report += [{"name": name, "running": True, "starting": True, "labels": {}} for name in starting]
+    # Output of running workloads goes on being shipped after an agent restart,
+    # from now on (what was printed while no agent ran is in the runtime's log).
+    for managed in found:
+        stream = managed.labels.get(f"{LABEL_PREFIX}stream")
+        if managed.running and stream:
+            ship_logs(runtime, managed.state, stream, since=time.time())
+    return report
 
 
 @shared_task(name="agent.report", soft_time_limit=60, time_limit=90)
@@ -40,25 +68,146 @@ def agent_report(host_name: str) -> None:
     host_reported.delay(host_name, collect(), managed_report(), collected_at)
 
 
-@shared_task(name="agent.start", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT)
-def agent_start(host_name: str, spec: dict[str, Any]) -> None:
-    """Start a workload (idempotent) and say how it went."""
-    from apps.machines.tasks import workload_failed, workload_started
-    from apps.runtimes.base import WorkloadError
+def _send(host_name: str, name: str, event: str, **data: Any) -> None:
+    from apps.machines.tasks import workload_event
 
-    runtime = host_runtime()
+    workload_event.delay(host_name, name, event, data)
+
+
+@contextlib.contextmanager
+def _starting_workload(name: str) -> Iterator[None]:
+    with _starting_lock:
+        _starting.add(name)
     try:
-        state = runtime.start(Spec(**spec))
-    except WorkloadError as exc:
-        workload_failed.delay(host_name, spec["name"], str(exc))
-        return
-    workload_started.delay(host_name, spec["name"], state)
+        yield
+    finally:
+        with _starting_lock:
+            _starting.discard(name)
+
+
+@contextlib.contextmanager
+def _watch_pull(runtime: Runtime, name: str, send: Callable[..., None]) -> Iterator[None]:
+    """While ``start`` runs, pass image download progress on (at most every half second)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while not stop.wait(0.5):
+            with contextlib.suppress(Exception):
+                for progress in runtime.progress({"name": name}):
+                    if progress.phase == "pulling" and progress.percent != last:
+                        last = progress.percent
+                        send(
+                            "progress",
+                            phase="pulling",
+                            message=progress.message,
+                            percent=progress.percent,
+                        )
+
+    watcher = threading.Thread(target=watch, name=f"pull-{name}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _answers(url: str, headers: dict[str, str]) -> bool:
+    try:
+        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200  # noqa: PLR2004
+    except httpx.HTTPError:
+        return False
+
+
+@shared_task(name="agent.start", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT)
+def agent_start(
+    host_name: str, spec: dict[str, Any], options: dict[str, Any] | None = None
+) -> None:
+    """Start a workload (idempotent), ship its output, wait until it answers; say how it went.
+
+    ``options``: ``stream`` (where its output goes), ``ready_path`` (an HTTP path that
+    answers 200 once it is ready; without it, an open port is enough),
+    ``ready_token_env`` (the spec's env variable holding a token for that request),
+    ``ready_timeout`` (seconds).
+    """
+    options = options or {}
+    workload = Spec(**spec)
+    runtime = host_runtime()
+
+    def send(event: str, **data: Any) -> None:
+        _send(host_name, workload.name, event, **data)
+
+    with _starting_workload(workload.name):
+        try:
+            with _watch_pull(runtime, workload.name, send):
+                state = runtime.start(workload)
+        except WorkloadError as exc:
+            send("failed", message=str(exc))
+            return
+        send("started", state=state)
+        if options.get("stream"):
+            ship_logs(runtime, state, options["stream"])
+        _wait_ready(runtime, workload, state, options, send)
+
+
+def _wait_ready(
+    runtime: Runtime,
+    workload: Spec,
+    state: dict[str, Any],
+    options: dict[str, Any],
+    send: Callable[..., None],
+) -> None:
+    path = options.get("ready_path", "")
+    token = workload.env.get(options.get("ready_token_env", ""), "")
+    headers = {"Authorization": f"token {token}"} if token else {}
+    deadline = time.monotonic() + float(options.get("ready_timeout", 300))
+    told = False
+    while time.monotonic() < deadline:
+        exit_code = runtime.poll(state)
+        if exit_code is not None:
+            send(
+                "failed",
+                message=f"The server exited during start (status {exit_code}).",
+                exit_code=exit_code,
+            )
+            return
+        endpoint = runtime.endpoint(state)
+        if endpoint is not None:
+            if not path or _answers(endpoint + path, headers):
+                send("ready", state=state, endpoint=endpoint)
+                return
+            if not told:
+                told = True
+                send("progress", phase="waiting", message="Waiting for Jupyter to answer.")
+        time.sleep(0.05)
+    send(
+        "failed",
+        message=f"The server did not answer within {int(options.get('ready_timeout', 300))} s.",
+        timeout=True,
+    )
 
 
 @shared_task(name="agent.stop", soft_time_limit=90, time_limit=120)
-def agent_stop(host_name: str, name: str, state: dict[str, Any] | None = None) -> None:
-    """Stop a workload (idempotent); its volumes stay."""
-    host_runtime().stop(state or {"name": name})
+def agent_stop(
+    host_name: str,
+    name: str,
+    state: dict[str, Any] | None = None,
+    remove_volumes: list[str] | None = None,
+) -> None:
+    """Stop a workload (idempotent), say so; its volumes stay unless named to go."""
+    runtime = host_runtime()
+    runtime.stop(state or {"name": name})
+    for volume in remove_volumes or []:
+        runtime.remove_volume(volume)
+    _send(host_name, name, "stopped")
+
+
+@shared_task(name="agent.remove_volumes", soft_time_limit=90, time_limit=120)
+def agent_remove_volumes(host_name: str, volumes: list[str]) -> None:
+    """Remove persistent volumes (a deleted notebook's storage); missing ones are fine."""
+    runtime = host_runtime()
+    for volume in volumes:
+        runtime.remove_volume(volume)
 
 
 @shared_task(name="agent.remove_orphan", soft_time_limit=60, time_limit=90)

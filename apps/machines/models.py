@@ -159,6 +159,8 @@ class Placement(models.Model):
     # it is lost only after two, so one late or partial report does not kill it.
     missed_reports = models.PositiveSmallIntegerField(default=0)
     last_missed_report_at = models.DateTimeField(null=True, blank=True)
+    # The last report that showed it running: a lost workload ends here, not later.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["host", "active"])]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 from typing import Any
 
 from celery import shared_task
@@ -73,9 +74,26 @@ def _from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+# Who handles a workload's events, by the prefix of its name ("nb-12-s34").
+WORKLOAD_HANDLERS = {"nb": "apps.notebooks.lifecycle.on_workload_event"}
+
+
+@shared_task(name="control.workload_event", soft_time_limit=30, time_limit=60)
+def workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> None:
+    """What an agent says of a workload: progress, started, ready, failed, stopped."""
+    handler = WORKLOAD_HANDLERS.get(name.split("-", 1)[0])
+    if handler is not None:
+        module, _, function = handler.rpartition(".")
+        getattr(import_module(module), function)(host_name, name, event, data)
+        return
+    if event == "failed":
+        workload_failed(host_name, name, data.get("message", ""))
+    else:
+        logger.info("workload %s on %s: %s", name, host_name, event)
+
+
 @shared_task(name="control.workload_started", soft_time_limit=30, time_limit=60)
 def workload_started(host_name: str, name: str, state: dict[str, Any]) -> None:
-    # The notebooks issue stores the state on its session; until then, note it.
     logger.info("workload %s started on %s", name, host_name)
 
 
@@ -136,10 +154,12 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
         active=True,
         created_at__lt=host.reported_at - grace,
     )
+    # Seen running in this report: alive as of when it was taken.
+    Placement.objects.filter(host=host, active=True, workload__in=running).exclude(
+        last_seen_at__gte=host.reported_at,
+    ).update(last_seen_at=host.reported_at, missed_reports=0)
     for placement in judged:
         if placement.workload in running:
-            if placement.missed_reports:
-                Placement.objects.filter(pk=placement.pk).update(missed_reports=0)
             continue
         if placement.last_missed_report_at == host.reported_at:
             continue  # this report already counted
@@ -149,7 +169,9 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
             last_missed_report_at=host.reported_at,
         )
         if misses >= _MISSES_BEFORE_LOST:
-            placement_release(placement=placement, reason="lost", at=host.reported_at)
+            # Billed up to the last report that saw it, or its start if none did.
+            seen = placement.last_seen_at or placement.created_at
+            placement_release(placement=placement, reason="lost", at=seen)
             counts["lost"] += 1
 
 

@@ -13,7 +13,12 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``logs(state, since, follow) -> Iterator[str]``: output lines;
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
-  Lattice on this host, found by its labels, for the reconciler.
+  Lattice on this host, found by its labels, for the reconciler;
+- ``remove_volume(name)``: delete a persistent volume (idempotent).
+
+In ``command``, ``{port}`` becomes the port the workload listens on and
+``{ip}`` the address it should bind: all interfaces inside a container,
+loopback for a local process.
 """
 
 from __future__ import annotations
@@ -122,3 +127,6 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def list_managed(self) -> list[Managed]: ...
+
+    @abc.abstractmethod
+    def remove_volume(self, name: str) -> None: ...

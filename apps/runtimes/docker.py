@@ -118,7 +118,10 @@ class DockerRuntime(Runtime):
         visible = ",".join(spec.gpu_uuids) or "void"
         return self.client.containers.create(
             spec.image,
-            [part.replace("{port}", str(spec.port)) for part in spec.command],
+            [
+                part.replace("{port}", str(spec.port)).replace("{ip}", "0.0.0.0")  # noqa: S104 - inside the container
+                for part in spec.command
+            ],
             name=self.container_name(spec.name),
             labels=spec.all_labels(),
             environment={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible},
@@ -242,6 +245,12 @@ class DockerRuntime(Runtime):
                 ),
             )
         return found
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            return
 
     def remove_orphan(self, managed: Managed) -> None:
         """Remove a container the control plane does not know (the reconciler's cleanup)."""

@@ -3,11 +3,20 @@
 Modes: ``ok`` (ready at once), ``slow`` (ready after ``ready_after`` polls),
 ``never-ready`` (runs, never answers), ``crashes`` (exits with status 1 at once).
 It keeps its workloads in memory, shared by every instance in the process.
+
+A workload that is ready answers HTTP on its port like a Jupyter Server would
+for the calls Lattice makes: ``.../api/status`` and ``.../api/kernels`` (JSON),
+and anything else with a page naming the path, so readiness checks, the
+proxy and idle shutdown can be tested without Docker.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from apps.runtimes.base import Managed, Progress, Runtime, Spec
@@ -18,11 +27,39 @@ if TYPE_CHECKING:
 MODES = ("ok", "slow", "never-ready", "crashes")
 
 
+class _FakeJupyter(BaseHTTPRequestHandler):
+    started = datetime.now(UTC).isoformat()
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0].endswith("/api/status"):
+            body = json.dumps(
+                {"started": self.started, "last_activity": self.started, "kernels": 0},
+            ).encode()
+        elif self.path.split("?")[0].endswith("/api/kernels"):
+            body = b"[]"
+        else:
+            auth = "yes" if self.headers.get("Authorization") else "no"
+            body = f"fake jupyter: {self.path} token={auth}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        return
+
+
+def _serve() -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeJupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
 class FakeRuntime(Runtime):
     kind = "fake"
     isolates_users = False
     _running: ClassVar[dict[str, dict[str, Any]]] = {}
-    _ports = itertools.count(20000)
+    removed_volumes: ClassVar[list[str]] = []
 
     def __init__(self, mode: str = "ok", *, ready_after: int = 3) -> None:
         if mode not in MODES:
@@ -32,14 +69,19 @@ class FakeRuntime(Runtime):
 
     @classmethod
     def reset(cls) -> None:
+        for entry in cls._running.values():
+            cls._shutdown(entry)
         cls._running.clear()
+        cls.removed_volumes.clear()
 
     def start(self, spec: Spec) -> dict[str, Any]:
         existing = self._running.get(spec.name)
         if existing is not None and existing["exit"] is None:
             return dict(existing["state"])
-        state = {"name": spec.name, "port": next(self._ports), "mode": self.mode}
+        server, port = _serve()
+        state = {"name": spec.name, "port": port, "mode": self.mode}
         self._running[spec.name] = {
+            "server": server,
             "state": state,
             "labels": spec.all_labels(),
             "polls": 0,
@@ -53,6 +95,15 @@ class FakeRuntime(Runtime):
         if entry is not None and entry["exit"] is None:
             entry["exit"] = 0
             entry["log"].append("stopped")
+            self._shutdown(entry)
+
+    @staticmethod
+    def _shutdown(entry: dict[str, Any]) -> None:
+        server = entry.pop("server", None)
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.shutdown()
+                server.server_close()
 
     def poll(self, state: dict[str, Any]) -> int | None:
         entry = self._running.get(state["name"])
@@ -89,6 +140,9 @@ class FakeRuntime(Runtime):
         if entry is None or not self._ready(entry):
             return None
         return f"http://127.0.0.1:{state['port']}"
+
+    def remove_volume(self, name: str) -> None:
+        self.removed_volumes.append(name)
 
     def list_managed(self) -> list[Managed]:
         return [

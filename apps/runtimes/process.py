@@ -7,7 +7,9 @@ machine you trust everyone on, or for development; use Docker otherwise.
 Each workload gets a folder under LATTICE_RUNTIME_DIR holding its state and
 its log; "volumes" are folders under ``volumes/``. The process runs in its own
 process group; stopping sends SIGINT, then SIGTERM, then SIGKILL to the group.
-``{port}`` in the command is replaced by a free loopback port.
+``{port}`` in the command is replaced by a free loopback port and ``{ip}`` by
+127.0.0.1. A bare program name is looked for beside this Python first (the
+virtual environment's ``jupyter``), then on PATH.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +104,12 @@ class LocalProcessRuntime(Runtime):
             "CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids),
             "NVIDIA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids) or "void",
         }
-        command = [part.replace("{port}", str(port)) for part in spec.command]
+        command = [
+            part.replace("{port}", str(port)).replace("{ip}", "127.0.0.1") for part in spec.command
+        ]
+        beside = Path(sys.executable).parent / command[0]
+        if "/" not in command[0] and beside.exists():
+            command[0] = str(beside)
         log_path = folder / "output.log"
         with log_path.open("ab") as log:
             try:
@@ -181,11 +190,17 @@ class LocalProcessRuntime(Runtime):
         since: float | None = None,
         follow: bool = False,
     ) -> Iterator[str]:
-        """The output, line by line. Process output carries no times, so ``since`` is ignored."""
+        """The output, line by line. Process output carries no times: any ``since``
+        means "from now on" (what is already in the log is skipped)."""
+        state = self._load(state)
+        if "log" not in state:
+            return
         path = Path(state["log"])
         if not path.exists():
             return
         with path.open(errors="replace") as handle:
+            if since is not None:
+                handle.seek(0, os.SEEK_END)
             while True:
                 line = handle.readline()
                 if line:
@@ -213,6 +228,9 @@ class LocalProcessRuntime(Runtime):
                 ),
             )
         return found
+
+    def remove_volume(self, name: str) -> None:
+        shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
 
     def remove_orphan(self, managed: Managed) -> None:
         """Stop a workload the control plane does not know and forget it (its volumes stay)."""

@@ -1,4 +1,4 @@
-"""Which runtime this host uses: LATTICE_RUNTIME = auto | docker | process | fake."""
+"""Which runtime this host uses: LATTICE_RUNTIME = auto | docker | process | fake[:mode]."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ def host_runtime() -> Runtime:
 
 @functools.cache
 def _runtime(choice: str) -> Runtime:
-    if choice == "fake":
+    if choice.startswith("fake"):
         from apps.runtimes.fake import FakeRuntime
 
-        return FakeRuntime()
+        return FakeRuntime(choice.partition(":")[2] or "ok")
     if choice == "docker" or (choice == "auto" and docker_engine() is not None):
         from apps.runtimes.docker import DockerRuntime
 

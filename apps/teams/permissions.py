@@ -6,6 +6,10 @@
 | members.view          |   x   |   x   |   x    |   x    |
 | machines.view         |   x   |   x   |   x    |   x    |
 | machines.start        |   x   |   x   |   x    |        |
+| notebooks.view        |   x   |   x   |   x    |   x    |
+| notebooks.manage      |   x   |   x   |   x    |        |
+| notebooks.open        |   x   |   x   |   x    |        |
+| notebooks.settings    |   x   |   x   |        |        |
 | members.invite        |   x   |   x   |        |        |
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
@@ -35,6 +39,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "members.view": _EVERYONE,
     "machines.view": _EVERYONE,
     "machines.start": _MEMBERS,
+    "notebooks.view": _EVERYONE,
+    "notebooks.manage": _MEMBERS,
+    "notebooks.open": _MEMBERS,
+    "notebooks.settings": _ADMINS,
     "members.invite": _ADMINS,
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,

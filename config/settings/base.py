@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.teams",
     "apps.machines",
     "apps.runtimes",
+    "apps.notebooks",
 ]
 
 MIDDLEWARE = [
@@ -322,6 +323,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "control.reconcile",
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
+    "notebooks-reconcile": {
+        "task": "notebooks.reconcile",
+        "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
+    },
+    "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.
@@ -342,6 +348,30 @@ LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
+
+# Notebooks. Production image per template; with LATTICE_LOCAL_IMAGES every
+# template runs the locally built notebook image (no registry needed).
+LATTICE_LOCAL_IMAGES = env.bool("LATTICE_LOCAL_IMAGES", default=True)
+LATTICE_TEMPLATE_IMAGES = {
+    "pytorch": env.str("LATTICE_IMAGE_PYTORCH", default="ghcr.io/lattice-ml/notebook-pytorch:2.5"),
+    "tensorflow": env.str(
+        "LATTICE_IMAGE_TENSORFLOW",
+        default="ghcr.io/lattice-ml/notebook-tensorflow:2.18",
+    ),
+    "scipy": env.str("LATTICE_IMAGE_SCIPY", default="ghcr.io/lattice-ml/notebook-scipy:2026.1"),
+    "r": env.str("LATTICE_IMAGE_R", default="ghcr.io/lattice-ml/notebook-r:4.4"),
+}
+# Registries custom images may come from (e.g. "ghcr.io,registry.example.com"); empty = any.
+LATTICE_CUSTOM_IMAGE_REGISTRIES: list[str] = env.list("LATTICE_CUSTOM_IMAGE_REGISTRIES", default=[])
+LATTICE_NOTEBOOK_START_TIMEOUT = env.int("LATTICE_NOTEBOOK_START_TIMEOUT", default=300)
+LATTICE_NOTEBOOK_START_ATTEMPTS = 3
+LATTICE_NOTEBOOK_REDISPATCH_AFTER = env.int("LATTICE_NOTEBOOK_REDISPATCH_AFTER", default=60)
+LATTICE_DEFAULT_IDLE_MINUTES = 60
+LATTICE_IDLE_WARN_MINUTES = 10
+# Live streams: messages kept for late viewers, and how agents batch log lines.
+LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
+LATTICE_LOG_BATCH_LINES = 1000
+LATTICE_LOG_BATCH_SECONDS = 0.05
 
 # --- Requests and security ---------------------------------------------------
 

@@ -70,3 +70,6 @@ LATTICE_EMAIL_DELIVERY_BACKEND = env.str(
     "LATTICE_EMAIL_DELIVERY_BACKEND",
     default="django.core.mail.backends.smtp.EmailBackend",
 )
+
+# Production runs each template's own image (LATTICE_IMAGE_*), pulled from a registry.
+LATTICE_LOCAL_IMAGES = env.bool("LATTICE_LOCAL_IMAGES", default=False)

@@ -1,0 +1,179 @@
+"""Live streams (a notebook's status and logs): sequence numbers, a bounded backlog, fan-out.
+
+``stream_publish(name, message)`` gives the message the stream's next sequence
+number and appends it to a bounded recent buffer in one atomic step, then
+sends it to the channel-layer group of the stream. A consumer joins the group
+first, then reads the buffer after the last sequence number its client saw,
+then forwards live messages, dropping those it already sent and filling any
+hole (a message the channel layer dropped, or one still in flight from
+another publisher) from the buffer. So a client that connects late or
+reconnects gets the backlog, then live messages, with no gap and no duplicate
+while the buffer still holds what it missed; past that it is told of the gap.
+
+The channel layer is never the only copy: the buffer is (Redis, or this
+process's memory on the embedded default), and so are the durable rows
+(notebook events) and the workload's own log.
+
+Backends follow the channel layer: Redis (channels-redis) with a Redis
+buffer, or, on the embedded default, the in-memory layer with an in-process
+buffer. The in-memory layer lives on the web server's event loop, so
+publishers on other threads (the embedded worker, the agent) hand their sends
+to that loop instead of calling it from their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return seq
+"""
+_AFTER = """
+local first = redis.call('LINDEX', KEYS[1], 0)
+if not first then return {} end
+local start = tonumber(ARGV[1]) + 1 - tonumber(string.match(first, '^(%d+)'))
+if start < 0 then start = 0 end
+return redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)
+"""
+# Streams nobody writes to for this long are forgotten (seconds).
+_KEEP_FOR = 7 * 24 * 3600
+
+
+def group_name(stream: str) -> str:
+    return f"stream.{stream}"
+
+
+class _RedisBuffer:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self._publish = self.client.register_script(_PUBLISH)
+        self._after = self.client.register_script(_AFTER)
+
+    def append(self, stream: str, body: str, keep: int) -> int:
+        keys = [f"lattice:stream:{stream}:seq", f"lattice:stream:{stream}:buf"]
+        return int(self._publish(keys=keys, args=[body, keep, _KEEP_FOR]))
+
+    def after(self, stream: str, seq: int, limit: int) -> list[tuple[int, str]]:
+        rows = self._after(keys=[f"lattice:stream:{stream}:buf"], args=[seq, limit])
+        out = []
+        for row in rows:
+            number, _, body = row.decode().partition(" ")
+            out.append((int(number), body))
+        return out
+
+    def last(self, stream: str) -> int:
+        value = self.client.get(f"lattice:stream:{stream}:seq")
+        return int(value) if value else 0
+
+
+class _MemoryBuffer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seq: dict[str, int] = {}
+        self.buffers: dict[str, deque[tuple[int, str]]] = {}
+
+    def append(self, stream: str, body: str, keep: int) -> int:
+        with self.lock:
+            seq = self.seq.get(stream, 0) + 1
+            self.seq[stream] = seq
+            buffer = self.buffers.get(stream)
+            if buffer is None or buffer.maxlen != keep:
+                buffer = self.buffers[stream] = deque(buffer or (), maxlen=keep)
+            buffer.append((seq, body))
+            return seq
+
+    def after(self, stream: str, seq: int, limit: int) -> list[tuple[int, str]]:
+        with self.lock:
+            return [row for row in self.buffers.get(stream, ()) if row[0] > seq][:limit]
+
+    def last(self, stream: str) -> int:
+        with self.lock:
+            return self.seq.get(stream, 0)
+
+
+_buffer: _RedisBuffer | _MemoryBuffer | None = None
+_buffer_lock = threading.Lock()
+_server_loop: asyncio.AbstractEventLoop | None = None
+_thread = threading.local()
+
+
+def _the_buffer() -> _RedisBuffer | _MemoryBuffer:
+    global _buffer  # noqa: PLW0603 - one buffer per process, made on first use
+    with _buffer_lock:
+        if _buffer is None:
+            layer = get_channel_layer()
+            _buffer = (
+                _MemoryBuffer()
+                if isinstance(layer, InMemoryChannelLayer) or not settings.REDIS_URL
+                else _RedisBuffer(settings.REDIS_URL)
+            )
+        return _buffer
+
+
+def reset_for_tests() -> None:
+    """Forget the buffer and the server loop (tests swap channel layers and loops)."""
+    global _buffer, _server_loop  # noqa: PLW0603
+    _buffer = None
+    _server_loop = None
+
+
+def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Consumers call this: the loop the in-memory layer's queues belong to."""
+    global _server_loop  # noqa: PLW0603
+    _server_loop = loop
+
+
+def stream_publish(stream: str, message: dict[str, Any]) -> int:
+    """Number ``message``, keep it in the backlog, send it to the stream's viewers; its number."""
+    body = json.dumps(message, separators=(",", ":"))
+    seq = _the_buffer().append(stream, body, settings.LATTICE_STREAM_BACKLOG)
+    _fan_out(group_name(stream), {"type": "stream.message", "seq": seq, "body": body})
+    return seq
+
+
+def stream_after(stream: str, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """Buffered messages numbered after ``seq``, oldest first, each with its "seq"."""
+    return [{"seq": n, **json.loads(body)} for n, body in _the_buffer().after(stream, seq, limit)]
+
+
+def stream_last(stream: str) -> int:
+    """The number of the stream's latest message (0 before the first)."""
+    return _the_buffer().last(stream)
+
+
+def _fan_out(group: str, payload: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        loop = _server_loop
+        if loop is None or loop.is_closed():
+            return  # nobody has ever connected to this process: nobody to tell
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(layer.group_send(group, payload))
+        else:
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, payload), loop)
+        return
+    # One event loop per publishing thread, kept: channels-redis pools connections per loop.
+    loop = getattr(_thread, "loop", None)
+    if loop is None:
+        loop = _thread.loop = asyncio.new_event_loop()
+    loop.run_until_complete(layer.group_send(group, payload))

@@ -1,0 +1,128 @@
+"""The agent ships each workload's output to its live stream, in batches.
+
+One reader thread follows the runtime's log and puts lines on a queue; one
+shipper thread takes them off and publishes a frame when it holds
+LATTICE_LOG_BATCH_LINES lines or the oldest has waited LATTICE_LOG_BATCH_SECONDS,
+whichever comes first. A frame is one stream message:
+``{"type": "logs", "lines": [...]}``. Shipping ends when the log ends (the
+workload stopped); ``ship_logs`` starts it at most once per workload.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from apps.core.stream import stream_publish
+
+if TYPE_CHECKING:
+    from apps.runtimes.base import Runtime
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+_shippers: dict[str, LogShipper] = {}
+_lock = threading.Lock()
+
+
+class LogShipper:
+    def __init__(
+        self,
+        runtime: Runtime,
+        state: dict[str, Any],
+        stream: str,
+        *,
+        since: float | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.state = state
+        self.stream = stream
+        self.since = since
+        self.lines: queue.Queue[Any] = queue.Queue(maxsize=200_000)
+        self.done = threading.Event()
+        self.shipped = 0
+        name = state["name"]
+        self.reader = threading.Thread(target=self._read, name=f"logs-{name}", daemon=True)
+        self.shipper = threading.Thread(target=self._ship, name=f"ship-{name}", daemon=True)
+
+    def start(self) -> None:
+        self.reader.start()
+        self.shipper.start()
+
+    def alive(self) -> bool:
+        return not self.done.is_set()
+
+    def _read(self) -> None:
+        try:
+            for line in self.runtime.logs(self.state, since=self.since, follow=True):
+                self.lines.put(line)
+        except Exception:
+            logger.exception("following the log of %s failed", self.state["name"])
+        finally:
+            self.lines.put(_END)
+
+    def _ship(self) -> None:
+        limit = settings.LATTICE_LOG_BATCH_LINES
+        wait = settings.LATTICE_LOG_BATCH_SECONDS
+        try:
+            while True:
+                first = self.lines.get()
+                if first is _END:
+                    return
+                batch = [first]
+                deadline = time.monotonic() + wait
+                ended = False
+                while len(batch) < limit:
+                    remaining = deadline - time.monotonic()
+                    try:
+                        line = (
+                            self.lines.get(timeout=max(remaining, 0))
+                            if remaining > 0
+                            else (self.lines.get_nowait())
+                        )
+                    except queue.Empty:
+                        break
+                    if line is _END:
+                        ended = True
+                        break
+                    batch.append(line)
+                self._publish(batch)
+                if ended:
+                    return
+        finally:
+            self.done.set()
+
+    def _publish(self, batch: list[str]) -> None:
+        try:
+            stream_publish(self.stream, {"type": "logs", "lines": batch})
+            self.shipped += len(batch)
+        except Exception:
+            logger.exception("could not publish %d log lines of %s", len(batch), self.stream)
+
+
+def ship_logs(
+    runtime: Runtime,
+    state: dict[str, Any],
+    stream: str,
+    *,
+    since: float | None = None,
+) -> LogShipper:
+    """Ship ``state``'s workload output to ``stream``, unless a shipper already does."""
+    with _lock:
+        current = _shippers.get(state["name"])
+        if current is not None and current.alive():
+            return current
+        shipper = _shippers[state["name"]] = LogShipper(runtime, state, stream, since=since)
+        shipper.start()
+        return shipper
+
+
+def shipping(name: str) -> bool:
+    with _lock:
+        current = _shippers.get(name)
+        return current is not None and current.alive()

@@ -1,0 +1,344 @@
+"""What people do to notebooks. Each is one transaction with an audit entry; work is
+queued on commit (apps.notebooks.tasks) and carried out by apps.notebooks.lifecycle.
+
+Every step is idempotent: starting a notebook that is already starting or
+running returns its open session (one container, however many clicks);
+stopping a stopped notebook does nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.notebooks import lifecycle
+from apps.notebooks.models import (
+    ACTIVE_STATUSES,
+    Notebook,
+    NotebookSession,
+    Status,
+    TeamNotebookSettings,
+)
+from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
+from apps.teams.models import Membership
+from apps.teams.permissions import role_allows
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.machines.models import MachineType
+    from apps.teams.models import Team
+
+MAX_IDLE_MINUTES = 7 * 24 * 60
+
+
+class NotebookError(Exception):
+    """A request the rules refuse. The message is shown to the person as it is."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotebookConflictError(NotebookError):
+    """Not possible in the notebook's current state (e.g. changing the machine while it runs)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class NotebookPermissionError(NotebookError):
+    status_code = 403
+    code = "permission_denied"
+
+
+def _require(team: Team, actor: User, permission: str) -> None:
+    membership = Membership.objects.for_team(team).filter(user=actor).first()
+    if membership is None or not role_allows(membership.role, permission):
+        raise NotebookPermissionError("Your role in this team does not allow that.")
+
+
+def _locked(team: Team, notebook: Notebook) -> Notebook:
+    locked = Notebook.objects.for_team(team).select_for_update().filter(pk=notebook.pk).first()
+    if locked is None or locked.deleted_at is not None:
+        raise NotebookError("This notebook no longer exists.")
+    return locked
+
+
+def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise NotebookError("Give the notebook a name.", field="name")
+    if len(name) > Notebook._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise NotebookError("A name is at most 80 characters.", field="name")
+    taken = Notebook.objects.for_team(team).filter(name=name, deleted_at__isnull=True)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
+    if taken.exists():
+        raise NotebookError(f"This team already has a notebook called {name}.", field="name")
+    return name
+
+
+def _clean_idle(minutes: int | None) -> int | None:
+    if minutes is None:
+        return None
+    if not 0 <= minutes <= MAX_IDLE_MINUTES:
+        raise NotebookError(
+            f"Idle shutdown is 0 (never) to {MAX_IDLE_MINUTES} minutes.",
+            field="idle_timeout_minutes",
+        )
+    return minutes
+
+
+def _machine(machine_type: MachineType | None) -> MachineType:
+    if machine_type is None or not machine_type.active:
+        raise NotebookError("Choose a machine type that is offered.", field="machine_type")
+    return machine_type
+
+
+def team_notebook_settings(team: Team) -> TeamNotebookSettings:
+    """The team's notebook settings, made with the defaults on first use."""
+    settings_row, _ = TeamNotebookSettings.objects.for_team(team).get_or_create(team=team)
+    return settings_row
+
+
+@transaction.atomic
+def notebook_create(
+    *,
+    team: Team,
+    actor: User,
+    name: str,
+    template: str,
+    machine_type: MachineType | None,
+    custom_image: str = "",
+    idle_timeout_minutes: int | None = None,
+) -> Notebook:
+    """Make a stopped notebook (its storage is made on first start); audit it."""
+    _require(team, actor, "notebooks.manage")
+    name = _clean_name(team, name)
+    if template not in TEMPLATES:
+        raise NotebookError("Choose one of the templates offered.", field="template")
+    try:
+        custom_image = image_for(template, custom_image) if template == CUSTOM else ""
+    except TemplateError as exc:
+        raise NotebookError(str(exc), field="custom_image") from exc
+    notebook = Notebook.objects.for_team(team).create(
+        team=team,
+        name=name,
+        template=template,
+        custom_image=custom_image,
+        machine_type=_machine(machine_type),
+        idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
+        created_by=actor,
+    )
+    team_notebook_settings(team)
+    audit_record(team=team, actor=actor, action="notebook.created", target=name)
+    return notebook
+
+
+@transaction.atomic
+def notebook_update(
+    *,
+    team: Team,
+    actor: User,
+    notebook: Notebook,
+    name: str | None = None,
+    machine_type: MachineType | None = None,
+    idle_timeout_minutes: int | None = None,
+    clear_idle_timeout: bool = False,
+) -> Notebook:
+    """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
+    _require(team, actor, "notebooks.manage")
+    notebook = _locked(team, notebook)
+    changed = []
+    if name is not None and name != notebook.name:
+        notebook.name = _clean_name(team, name, exclude=notebook.pk)
+        changed.append("name")
+    if machine_type is not None and machine_type.pk != notebook.machine_type_id:
+        if lifecycle.open_session(notebook) is not None:
+            raise NotebookConflictError(
+                "Stop the notebook before changing its machine; its files stay.",
+                field="machine_type",
+            )
+        notebook.machine_type = _machine(machine_type)
+        changed.append("machine_type")
+    if clear_idle_timeout or idle_timeout_minutes is not None:
+        notebook.idle_timeout_minutes = (
+            None if clear_idle_timeout else _clean_idle(idle_timeout_minutes)
+        )
+        changed.append("idle_timeout_minutes")
+    if changed:
+        notebook.save(update_fields=[*changed, "updated_at"])
+        audit_record(
+            team=team,
+            actor=actor,
+            action="notebook.updated",
+            target=notebook.name,
+            fields=changed,
+        )
+    return notebook
+
+
+@transaction.atomic
+def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
+    """Want it running: open a session and queue its placement, unless one is open already."""
+    _require(team, actor, "notebooks.manage")
+    notebook = _locked(team, notebook)
+    notebook.desired_state = Notebook.Desired.RUNNING
+    notebook.save(update_fields=["desired_state", "updated_at"])
+    session = lifecycle.open_session(notebook)
+    if session is not None:
+        # Already on its way (or stopping for a restart: it comes back, as desired).
+        return session
+    session = NotebookSession.objects.for_team(team).create(
+        team=team,
+        notebook=notebook,
+        machine_type=notebook.machine_type,
+        template=notebook.template,
+        image=image_for(notebook.template, notebook.custom_image),
+        started_by=actor,
+        jupyter_token=secrets.token_hex(24),
+    )
+    lifecycle.session_set_status(session, Status.QUEUED, "Waiting for a machine.", phase="queued")
+    audit_record(team=team, actor=actor, action="notebook.started", target=notebook.name)
+    lifecycle.on_commit_place(session)
+    return session
+
+
+@transaction.atomic
+def notebook_stop(
+    *,
+    team: Team,
+    actor: User | None,
+    notebook: Notebook,
+    reason: str = NotebookSession.ExitReason.STOPPED,
+) -> NotebookSession | None:
+    """Want it stopped: stop its container gracefully (storage kept). Nothing to stop is fine."""
+    if actor is not None:
+        _require(team, actor, "notebooks.manage")
+    notebook = _locked(team, notebook)
+    notebook.desired_state = Notebook.Desired.STOPPED
+    notebook.save(update_fields=["desired_state", "updated_at"])
+    session = lifecycle.open_session(notebook)
+    if session is None:
+        return None
+    lifecycle.session_stop(session, reason=reason)
+    audit_record(
+        team=team,
+        actor=actor,
+        action="notebook.stopped",
+        target=notebook.name,
+        reason=reason,
+    )
+    return session
+
+
+@transaction.atomic
+def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
+    """Stop the running session and start a new one once it has stopped (storage kept)."""
+    _require(team, actor, "notebooks.manage")
+    notebook = _locked(team, notebook)
+    session = lifecycle.open_session(notebook)
+    if session is None:
+        notebook_start(team=team, actor=actor, notebook=notebook)
+        return
+    notebook.desired_state = Notebook.Desired.RUNNING
+    notebook.save(update_fields=["desired_state", "updated_at"])
+    if session.status != Status.STOPPING:
+        lifecycle.session_stop(session, reason=NotebookSession.ExitReason.RESTARTED)
+    audit_record(team=team, actor=actor, action="notebook.restarted", target=notebook.name)
+
+
+@transaction.atomic
+def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str) -> Notebook:
+    """A new stopped notebook with the same template, machine and idle policy.
+
+    Its files start empty: copying a volume that may be in use is not safe
+    from here, and people who want the files can copy them through /storage.
+    """
+    _require(team, actor, "notebooks.manage")
+    source = _locked(team, notebook)
+    copy = Notebook.objects.for_team(team).create(
+        team=team,
+        name=_clean_name(team, name),
+        template=source.template,
+        custom_image=source.custom_image,
+        machine_type=source.machine_type,
+        idle_timeout_minutes=source.idle_timeout_minutes,
+        created_by=actor,
+    )
+    audit_record(
+        team=team,
+        actor=actor,
+        action="notebook.duplicated",
+        target=copy.name,
+        source=source.name,
+    )
+    return copy
+
+
+@transaction.atomic
+def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
+    """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
+    _require(team, actor, "notebooks.manage")
+    notebook = _locked(team, notebook)
+    if confirmation.strip() != notebook.name:
+        raise NotebookError(
+            f"Type the notebook's name, {notebook.name}, to delete it.",
+            field="confirmation",
+        )
+    notebook.deleted_at = timezone.now()
+    notebook.desired_state = Notebook.Desired.STOPPED
+    notebook.save(update_fields=["deleted_at", "desired_state", "updated_at"])
+    session = lifecycle.open_session(notebook)
+    if session is not None:
+        lifecycle.session_stop(session, reason=NotebookSession.ExitReason.DELETED)
+    else:
+        lifecycle.on_commit_remove_storage(notebook)
+    audit_record(team=team, actor=actor, action="notebook.deleted", target=notebook.name)
+
+
+@transaction.atomic
+def notebook_extend(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession | None:
+    """Count now as activity: the idle countdown starts again and its warning goes away."""
+    _require(team, actor, "notebooks.manage")
+    session = lifecycle.open_session(_locked(team, notebook))
+    if session is None or session.status != Status.RUNNING:
+        return None
+    session.activity_at = timezone.now()
+    session.idle_warned_at = None
+    session.save(update_fields=["activity_at", "idle_warned_at"])
+    lifecycle.publish_status(session.notebook, session)
+    return session
+
+
+@transaction.atomic
+def team_notebook_settings_update(
+    *,
+    team: Team,
+    actor: User,
+    idle_timeout_minutes: int,
+) -> TeamNotebookSettings:
+    """Change the team's default idle shutdown; audit it."""
+    _require(team, actor, "notebooks.settings")
+    row = team_notebook_settings(team)
+    row.idle_timeout_minutes = _clean_idle(idle_timeout_minutes) or 0
+    row.save(update_fields=["idle_timeout_minutes"])
+    audit_record(
+        team=team,
+        actor=actor,
+        action="notebook.settings_changed",
+        target=team.name,
+        idle_timeout_minutes=row.idle_timeout_minutes,
+    )
+    return row
+
+
+def is_active(status: str) -> bool:
+    return status in ACTIVE_STATUSES

@@ -1,0 +1,96 @@
+"""Notebook templates: what a person picks, and the image each one runs.
+
+Production image names come from settings (LATTICE_TEMPLATE_IMAGES, one
+environment variable per template). Where LATTICE_LOCAL_IMAGES is on (the
+embedded default, tests, CI: no registry is reachable) every template runs
+the locally built notebook image instead (apps.runtimes.images).
+
+The "custom" template runs an image reference the person gives; it is
+checked against Docker's reference grammar and, if
+LATTICE_CUSTOM_IMAGE_REGISTRIES is set, limited to those registries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from apps.runtimes.images import notebook_image
+
+CUSTOM = "custom"
+_MAX_REFERENCE = 255
+
+
+@dataclass(frozen=True)
+class Template:
+    slug: str
+    name: str
+    description: str
+
+
+TEMPLATES: dict[str, Template] = {
+    t.slug: t
+    for t in (
+        Template("pytorch", "PyTorch", "PyTorch with CUDA, torchvision and the usual data stack."),
+        Template("tensorflow", "TensorFlow", "TensorFlow with CUDA and Keras."),
+        Template(
+            "scipy",
+            "Scientific Python",
+            "NumPy, pandas, SciPy, scikit-learn and matplotlib.",
+        ),
+        Template("r", "R", "R with the IRkernel, tidyverse and data.table."),
+        Template(CUSTOM, "Custom image", "Any image that starts a Jupyter Server on port 8888."),
+    )
+}
+
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@sha256:digest].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)"
+_REFERENCE = re.compile(
+    rf"^(?P<registry>{_REGISTRY})?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$",
+)
+
+
+class TemplateError(ValueError):
+    """A template or image the person must change; the message says how."""
+
+
+def template_choices() -> list[tuple[str, str]]:
+    return [(t.slug, t.name) for t in TEMPLATES.values()]
+
+
+def validate_custom_image(reference: str) -> str:
+    """The reference, stripped, if it is a valid image reference from an allowed registry."""
+    reference = reference.strip()
+    if not reference:
+        raise TemplateError("Give the image to run, e.g. ghcr.io/you/notebook:1.0.")
+    if len(reference) > _MAX_REFERENCE:
+        raise TemplateError("An image reference is at most 255 characters.")
+    match = _REFERENCE.match(reference)
+    if match is None:
+        raise TemplateError(
+            f"{reference!r} is not an image reference: use lowercase names like "
+            "registry.example.com/team/image:tag.",
+        )
+    allowed = settings.LATTICE_CUSTOM_IMAGE_REGISTRIES
+    if allowed:
+        registry = (match.group("registry") or "docker.io/").rstrip("/")
+        if registry not in allowed:
+            raise TemplateError(
+                f"Images from {registry} are not allowed here; use one of: {', '.join(allowed)}.",
+            )
+    return reference
+
+
+def image_for(template: str, custom_image: str = "") -> str:
+    """The image a notebook of ``template`` runs on this installation."""
+    if template == CUSTOM:
+        return validate_custom_image(custom_image)
+    if template not in TEMPLATES:
+        raise TemplateError(f"There is no template {template!r}.")
+    if settings.LATTICE_LOCAL_IMAGES:
+        return notebook_image()
+    return str(settings.LATTICE_TEMPLATE_IMAGES[template])

@@ -1,0 +1,233 @@
+"""Periodic upkeep of notebook sessions (beat): the reconciler and idle shutdown.
+
+``reconcile_sessions`` brings every open session to a true state whatever a
+dead worker or a lost message left behind: a session whose placement the
+machines reconciler released (the container vanished, the host went silent)
+ends as lost at the time it was last seen; a start that made no progress is
+sent to its host again (the agent's start is idempotent) and, after
+LATTICE_NOTEBOOK_START_ATTEMPTS tries, fails; a stop nobody confirmed is sent
+again, or taken as done once the host no longer reports the workload.
+
+``idle_sweep`` reads activity from Jupyter's own API (``/api/status``'s
+last_activity covers browser, kernel and terminal activity; a busy kernel in
+``/api/kernels`` counts as activity now), warns viewers before stopping
+(they can Extend), and stops notebooks idle past their timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.tenancy import team_scope
+from apps.machines.agent import agent_stop
+from apps.notebooks import lifecycle
+from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
+
+logger = logging.getLogger(__name__)
+
+
+def _open_sessions(**filters: Any) -> list[tuple[int, int]]:
+    # Every team's sessions: the reconciler's work spans tenants, each handled in its scope.
+    return list(
+        NotebookSession.objects.unscoped()
+        .filter(ended_at__isnull=True, **filters)
+        .order_by("pk")
+        .values_list("pk", "team_id"),
+    )
+
+
+def _reported(session: NotebookSession) -> dict[str, Any] | None:
+    """The host's latest report of this session's workload, if it listed it."""
+    if session.host is None:
+        return None
+    for workload in session.host.reported_workloads:
+        if workload.get("name") == session.workload:
+            return dict(workload)
+    return None
+
+
+def reconcile_sessions() -> dict[str, int]:
+    counts = {"ended": 0, "placed": 0, "redispatched": 0, "failed": 0, "stops": 0}
+    for session_id, team_id in _open_sessions():
+        with team_scope(team_id), transaction.atomic():
+            session = (
+                NotebookSession.objects.select_for_update()
+                .select_related("notebook", "placement", "host", "machine_type")
+                .filter(pk=session_id, ended_at__isnull=True)
+                .first()
+            )
+            if session is not None:
+                _reconcile(session, counts)
+    return counts
+
+
+def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER)
+    placement = session.placement
+    if placement is not None and not placement.active:
+        # The machines reconciler gave up on it: lost as of when it was last seen.
+        reason = (
+            NotebookSession.ExitReason.LOST
+            if placement.end_reason == "lost"
+            else session.exit_reason or NotebookSession.ExitReason.FAILED
+        )
+        lifecycle.session_end(session, reason=reason, at=placement.released_at)
+        counts["ended"] += 1
+        return
+    if session.status == Status.QUEUED:
+        from apps.notebooks.tasks import session_place_task
+
+        session_id, team_id = session.pk, session.team_id
+        transaction.on_commit(lambda: session_place_task.delay(session_id, team_id=team_id))
+        counts["placed"] += 1
+        return
+    if session.progressed_at > stale:
+        return
+    if session.status in STARTING_STATUSES:
+        _reconcile_start(session, counts)
+    elif session.status == Status.STOPPING:
+        _reconcile_stop(session, counts)
+
+
+def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
+    """A start that made no progress for a while: still pulling, sent again, or failed."""
+    now = timezone.now()
+    reported = _reported(session)
+    limit = timedelta(seconds=settings.LATTICE_NOTEBOOK_START_TIMEOUT + 60)
+    if reported and reported.get("starting") and now - session.requested_at < limit:
+        return  # the agent is still at it (a long image download)
+    if session.start_attempts >= settings.LATTICE_NOTEBOOK_START_ATTEMPTS:
+        lifecycle.session_end(
+            session,
+            reason=NotebookSession.ExitReason.FAILED,
+            message=(
+                f"The notebook did not start after {session.start_attempts} tries. "
+                "Start it again; if it keeps failing, tell your administrator."
+            ),
+        )
+        lifecycle.stop_on_host(session)
+        counts["failed"] += 1
+        return
+    transaction.on_commit(lambda: lifecycle.session_dispatch(session))
+    counts["redispatched"] += 1
+
+
+def _reconcile_stop(session: NotebookSession, counts: dict[str, int]) -> None:
+    """A stop nobody confirmed: done if the host no longer reports it, else sent again."""
+    now = timezone.now()
+    reported = _reported(session)
+    host = session.host
+    if (
+        reported is None
+        and host is not None
+        and host.reported_at
+        and (host.reported_at > session.progressed_at)
+    ):
+        lifecycle.session_end(
+            session,
+            reason=session.exit_reason or NotebookSession.ExitReason.STOPPED,
+            at=session.progressed_at,
+        )
+        counts["ended"] += 1
+        return
+    if host is not None:
+        args = (host.name, session.workload, session.runtime_state or None, None)
+        transaction.on_commit(lambda: agent_stop.apply_async(args=args, queue=host.queue))
+        NotebookSession.objects.filter(pk=session.pk).update(progressed_at=now)
+        counts["stops"] += 1
+
+
+# --- idle shutdown ------------------------------------------------------------------------
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def jupyter_activity(session: NotebookSession) -> datetime | None:
+    """When Jupyter last saw activity (now, if a kernel is busy); None if it did not answer."""
+    if not session.endpoint:
+        return None
+    base = f"{session.endpoint}{session.base_path}api"
+    headers = {"Authorization": f"token {session.jupyter_token}"}
+    try:
+        with httpx.Client(headers=headers, timeout=3.0) as client:
+            status = client.get(f"{base}/status")
+            # no_track_activity: our own look must not count as activity.
+            kernels = client.get(f"{base}/kernels", params={"no_track_activity": "1"})
+    except httpx.HTTPError:
+        return None
+    if status.status_code != 200:  # noqa: PLR2004
+        return None
+    if kernels.status_code == 200 and any(  # noqa: PLR2004
+        k.get("execution_state") == "busy" for k in kernels.json()
+    ):
+        return timezone.now()
+    return _parse(status.json().get("last_activity"))
+
+
+def idle_sweep() -> dict[str, int]:
+    counts = {"warned": 0, "stopped": 0}
+    for session_id, team_id in _open_sessions(status=Status.RUNNING):
+        with team_scope(team_id):
+            session = (
+                NotebookSession.objects.select_related("notebook")
+                .filter(pk=session_id, ended_at__isnull=True)
+                .first()
+            )
+            if session is not None:
+                _judge_idle(session, jupyter_activity(session), counts)
+    return counts
+
+
+def _judge_idle(session: NotebookSession, seen: datetime | None, counts: dict[str, int]) -> None:
+    from apps.notebooks.services import notebook_stop
+
+    notebook = session.notebook
+    minutes = lifecycle.idle_timeout(notebook)
+    if minutes <= 0:
+        return
+    now = timezone.now()
+    last = max(t for t in (session.activity_at, session.ready_at, seen) if t is not None)
+    timeout = timedelta(minutes=minutes)
+    warn_before = min(timedelta(minutes=settings.LATTICE_IDLE_WARN_MINUTES), timeout / 4)
+    idle_for = now - last
+    if idle_for >= timeout:
+        notebook_stop(
+            team=notebook.team,
+            actor=None,
+            notebook=notebook,
+            reason=NotebookSession.ExitReason.IDLE,
+        )
+        counts["stopped"] += 1
+        return
+    with transaction.atomic():
+        fields = []
+        if session.activity_at != last:
+            session.activity_at = last
+            fields.append("activity_at")
+        warn = idle_for >= timeout - warn_before
+        if warn and session.idle_warned_at is None:
+            session.idle_warned_at = now
+            fields.append("idle_warned_at")
+            counts["warned"] += 1
+        elif not warn and session.idle_warned_at is not None:
+            session.idle_warned_at = None  # active again: the warning goes away
+            fields.append("idle_warned_at")
+        if fields:
+            session.save(update_fields=fields)
+        if "idle_warned_at" in fields:
+            lifecycle.publish_status(notebook, session)
