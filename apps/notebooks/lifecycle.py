@@ -284,7 +284,7 @@ def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any
         return
     with team_scope(found["team_id"]), transaction.atomic():
         session = (
-            NotebookSession.objects.select_for_update()
+            NotebookSession.objects.select_for_update(of=("self",))
             .select_related("notebook", "machine_type", "host")
             .get(pk=session_id)
         )

@@ -58,7 +58,7 @@ def reconcile_sessions() -> dict[str, int]:
     for session_id, team_id in _open_sessions():
         with team_scope(team_id), transaction.atomic():
             session = (
-                NotebookSession.objects.select_for_update()
+                NotebookSession.objects.select_for_update(of=("self",))
                 .select_related("notebook", "placement", "host", "machine_type")
                 .filter(pk=session_id, ended_at__isnull=True)
                 .first()

@@ -16,9 +16,10 @@ A runtime runs one workload (a notebook server, a model server) from a
   Lattice on this host, found by its labels, for the reconciler;
 - ``remove_volume(name)``: delete a persistent volume (idempotent).
 
-In ``command``, ``{port}`` becomes the port the workload listens on and
-``{ip}`` the address it should bind: all interfaces inside a container,
-loopback for a local process.
+In ``command``, ``{port}`` becomes the port the workload listens on,
+``{ip}`` the address it should bind (all interfaces inside a container,
+loopback for a local process) and ``{mount:/path}`` where the volume mounted
+at /path is seen by the workload (/path itself in a container).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import re
 import socket
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,18 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 LABEL_PREFIX = "lattice."
+
+
+_MOUNT = re.compile(r"\{mount:([^}]+)\}")
+
+
+def expand_command(command: list[str], *, port: int, ip: str, mounts: dict[str, str]) -> list[str]:
+    """``command`` with {port}, {ip} and {mount:/path} filled in (see the module docstring)."""
+    out = []
+    for part in command:
+        part = part.replace("{port}", str(port)).replace("{ip}", ip)  # noqa: PLW2901
+        out.append(_MOUNT.sub(lambda m: mounts.get(m.group(1), m.group(1)), part))
+    return out
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:

@@ -30,6 +30,7 @@ from apps.runtimes.base import (
     Runtime,
     Spec,
     WorkloadError,
+    expand_command,
     port_answers,
 )
 
@@ -118,10 +119,12 @@ class DockerRuntime(Runtime):
         visible = ",".join(spec.gpu_uuids) or "void"
         return self.client.containers.create(
             spec.image,
-            [
-                part.replace("{port}", str(spec.port)).replace("{ip}", "0.0.0.0")  # noqa: S104 - inside the container
-                for part in spec.command
-            ],
+            expand_command(
+                spec.command,
+                port=spec.port,
+                ip="0.0.0.0",  # noqa: S104 - inside the container
+                mounts={path: path for path in spec.volumes.values()},
+            ),
             name=self.container_name(spec.name),
             labels=spec.all_labels(),
             environment={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible},

@@ -36,6 +36,7 @@ from apps.runtimes.base import (
     Runtime,
     Spec,
     WorkloadError,
+    expand_command,
     port_answers,
 )
 
@@ -104,9 +105,7 @@ class LocalProcessRuntime(Runtime):
             "CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids),
             "NVIDIA_VISIBLE_DEVICES": ",".join(spec.gpu_uuids) or "void",
         }
-        command = [
-            part.replace("{port}", str(port)).replace("{ip}", "127.0.0.1") for part in spec.command
-        ]
+        command = expand_command(spec.command, port=port, ip="127.0.0.1", mounts=mounts)
         beside = Path(sys.executable).parent / command[0]
         if "/" not in command[0] and beside.exists():
             command[0] = str(beside)

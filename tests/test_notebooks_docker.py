@@ -1,0 +1,183 @@
+"""Notebooks on the real Docker runtime with the real Jupyter image, through the proxy.
+
+Celery runs eagerly: a start returns once Jupyter answered /api/status with
+the session's token. Files are written and read through Lattice's proxy
+(/nb/<id>/api/contents), as JupyterLab does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import Client
+from django.utils import timezone
+
+from apps.core import stream
+from apps.machines.agent import agent_report
+from apps.machines.inventory import collect
+from apps.machines.models import Placement
+from apps.machines.services import host_ensure_local
+from apps.machines.tasks import reconcile
+from apps.notebooks import services, upkeep
+from apps.notebooks.models import NotebookSession, Status
+from apps.runtimes import select
+from apps.runtimes.docker import DockerRuntime
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
+
+
+@pytest.fixture
+def docker_host(settings, docker_client, notebook_image, catalogue):
+    settings.LATTICE_RUNTIME = "docker"
+    select._runtime.cache_clear()
+    stream.reset_for_tests()
+    host = host_ensure_local(name="local", inventory=collect(), runtime="docker")
+    yield host
+    for container in docker_client.containers.list(
+        all=True, filters={"label": "lattice.kind=notebook"}
+    ):
+        container.remove(force=True)
+    select._runtime.cache_clear()
+
+
+@pytest.fixture
+def docker_notebook(acme, alice, docker_host, docker_client, catalogue):
+    notebook = services.notebook_create(
+        team=acme,
+        actor=alice,
+        name="On Docker",
+        template="scipy",
+        machine_type=catalogue["cpu-small"],
+    )
+    yield notebook
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"lattice.notebook={notebook.pk}"}
+    ):
+        container.remove(force=True)
+    DockerRuntime(docker_client).remove_volume(notebook.volume)
+
+
+def proxy(user: Any, method: str, path: str, body: Any = None) -> httpx.Response:
+    """A request to the notebook proxy as ``user``, through the ASGI application."""
+    from config.asgi import application
+
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies["sessionid"].value
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies={"sessionid": cookie}
+        ) as http:
+            response = await http.request(method, path, json=body)
+            await response.aread()
+            return response
+
+    return async_to_sync(go)()
+
+
+def test_a_notebook_keeps_its_files_across_stop_and_start(
+    acme, alice, docker_notebook, docker_client
+):
+    session = services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    session = NotebookSession.objects.for_team(acme).get(pk=session.pk)
+    assert session.status == Status.RUNNING, docker_notebook.status_message
+
+    container = docker_client.containers.get(session.runtime_state["container_id"])
+    assert container.labels["lattice.notebook"] == str(docker_notebook.pk)
+    mounts = {m["Destination"]: m["Name"] for m in container.attrs["Mounts"]}
+    assert mounts["/notebooks"] == docker_notebook.volume
+    assert mounts["/storage"].startswith("lattice-team-")
+
+    base = f"/nb/{docker_notebook.pk}/api/contents"
+    saved = proxy(
+        alice,
+        "PUT",
+        f"{base}/kept.txt",
+        {"type": "file", "format": "text", "content": "still here"},
+    )
+    assert saved.status_code in (200, 201), saved.text
+    assert session.jupyter_token not in saved.text
+
+    services.notebook_stop(team=acme, actor=alice, notebook=docker_notebook)
+    assert proxy(alice, "GET", f"{base}/kept.txt").status_code == 503
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+
+    read = proxy(alice, "GET", f"{base}/kept.txt")
+    assert read.status_code == 200, read.text
+    assert json.loads(read.text)["content"] == "still here"
+    assert NotebookSession.objects.for_team(acme).count() == 2
+
+
+def test_jupyter_reports_activity_and_the_idle_sweep_reads_it(acme, alice, docker_notebook):
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    session = NotebookSession.objects.for_team(acme).get(notebook=docker_notebook)
+
+    seen = upkeep.jupyter_activity(session)
+
+    assert seen is not None
+    assert abs(seen - timezone.now()) < timedelta(minutes=5)
+
+
+def test_a_container_killed_behind_lattices_back_is_lost_as_of_when_it_was_last_seen(
+    acme, alice, docker_notebook, docker_host, docker_client
+):
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    session = NotebookSession.objects.for_team(acme).get(notebook=docker_notebook)
+    assert session.placement_id is not None
+    Placement.objects.filter(pk=session.placement_id).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    agent_report(docker_host.name)
+    reconcile()
+    seen = Placement.objects.get(pk=session.placement_id).last_seen_at
+
+    docker_client.containers.get(session.runtime_state["container_id"]).kill()
+    for _ in range(2):
+        agent_report(docker_host.name)
+        reconcile()
+    upkeep.reconcile_sessions()
+
+    session.refresh_from_db()
+    docker_notebook.refresh_from_db()
+    assert (session.status, session.exit_reason) == (Status.LOST, "lost")
+    assert session.ended_at == seen
+    assert docker_notebook.status == Status.LOST
+
+
+def test_an_agent_that_died_after_starting_the_container_is_picked_up_again(
+    acme, alice, docker_notebook, docker_client, settings
+):
+    from apps.core.tenancy import team_scope
+    from apps.notebooks import lifecycle
+    from config.celery import app as celery_app
+
+    # The control worker placed it and the agent started the container, then
+    # died before saying so: no "started", no "ready".
+    celery_app.conf.task_always_eager = False
+    try:
+        session = services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+        with team_scope(acme):
+            lifecycle.session_place(NotebookSession.objects.get(pk=session.pk))
+            session = NotebookSession.objects.get(pk=session.pk)
+            DockerRuntime().start(lifecycle.session_spec(session))
+    finally:
+        celery_app.conf.task_always_eager = True
+    NotebookSession.objects.for_team(acme).filter(pk=session.pk).update(
+        progressed_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    upkeep.reconcile_sessions()
+
+    session.refresh_from_db()
+    assert session.status == Status.RUNNING
+    containers = docker_client.containers.list(
+        filters={"label": f"lattice.notebook={docker_notebook.pk}"}
+    )
+    assert len(containers) == 1  # the same container, adopted, not a second one

@@ -1,0 +1,190 @@
+"""The live stream of a notebook: backlog, then live messages, no gap and no duplicate.
+
+Each test runs the consumer in one event loop (as Daphne would) with the
+in-memory channel layer; publishers call stream_publish like the agent and
+the control worker do. The Redis buffer is tested the same way against a
+real Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from apps.core import stream
+from apps.core.stream import stream_after, stream_last, stream_publish
+from config.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stream():
+    stream.reset_for_tests()
+    yield
+    stream.reset_for_tests()
+
+
+def path(notebook: Any, after: int | None = None) -> str:
+    query = f"?after={after}" if after is not None else ""
+    return f"/ws/teams/{notebook.team.slug}/notebooks/{notebook.pk}/{query}"
+
+
+async def receive_all(communicator: WebsocketCommunicator, timeout: float = 0.5) -> list[dict]:
+    """Every message until none arrives for ``timeout`` seconds."""
+    out = []
+    # receive_nothing, unlike a receive that times out, leaves the consumer running.
+    while not await communicator.receive_nothing(timeout=timeout):
+        out.append(await communicator.receive_json_from())
+    return out
+
+
+def log_numbers(messages: list[dict]) -> list[int]:
+    return [int(line) for m in messages if m.get("type") == "logs" for line in m["lines"]]
+
+
+def publish_lines(notebook: Any, first: int, count: int, per_frame: int = 10) -> None:
+    for start in range(first, first + count, per_frame):
+        lines = [str(n) for n in range(start, min(start + per_frame, first + count))]
+        stream_publish(notebook.stream, {"type": "logs", "lines": lines})
+
+
+def test_a_late_viewer_gets_the_backlog_then_live_lines(alice, notebook):
+    publish_lines(notebook, 0, 100)
+
+    async def run():
+        communicator = WebsocketCommunicator(application, path(notebook))
+        communicator.scope["user"] = alice
+        assert (await communicator.connect())[0]
+        hello = await communicator.receive_json_from()
+        backlog = await receive_all(communicator)
+        await sync_to_async(publish_lines)(notebook, 100, 50)
+        live = await receive_all(communicator)
+        await communicator.disconnect()
+        return hello, backlog, live
+
+    hello, backlog, live = async_to_sync(run)()
+
+    assert hello["type"] == "hello"
+    assert hello["last"] == 10
+    assert log_numbers(backlog) == list(range(100))
+    assert log_numbers(live) == list(range(100, 150))
+    seqs = [m["seq"] for m in backlog + live]
+    assert seqs == list(range(1, 16))
+
+
+def test_a_reconnect_mid_stream_loses_nothing_and_repeats_nothing(alice, notebook):
+    publish_lines(notebook, 0, 50)
+
+    async def run():
+        first = WebsocketCommunicator(application, path(notebook))
+        first.scope["user"] = alice
+        assert (await first.connect())[0]
+        await first.receive_json_from()  # hello
+        seen = await receive_all(first)
+        await first.disconnect()
+        # While disconnected, more output arrives.
+        await sync_to_async(publish_lines)(notebook, 50, 70)
+        second = WebsocketCommunicator(application, path(notebook, after=seen[-1]["seq"]))
+        second.scope["user"] = alice
+        assert (await second.connect())[0]
+        await second.receive_json_from()  # hello
+        caught_up = await receive_all(second)
+        await sync_to_async(publish_lines)(notebook, 120, 30)
+        live = await receive_all(second)
+        await second.disconnect()
+        return seen, caught_up, live
+
+    seen, caught_up, live = async_to_sync(run)()
+
+    assert log_numbers(seen + caught_up + live) == list(range(150))
+
+
+def test_a_message_the_channel_layer_dropped_is_filled_from_the_buffer(alice, notebook):
+    async def run():
+        communicator = WebsocketCommunicator(application, path(notebook))
+        communicator.scope["user"] = alice
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()  # hello
+
+        def publish_with_one_lost() -> None:
+            stream_publish(notebook.stream, {"type": "logs", "lines": ["0"]})
+            # Numbered and buffered, but never fanned out (a full channel drops it).
+            buffer = stream._the_buffer()
+            buffer.append(notebook.stream, '{"type":"logs","lines":["1"]}', 100)
+            stream_publish(notebook.stream, {"type": "logs", "lines": ["2"]})
+
+        await sync_to_async(publish_with_one_lost)()
+        got = await receive_all(communicator)
+        await communicator.disconnect()
+        return got
+
+    got = async_to_sync(run)()
+
+    assert log_numbers(got) == [0, 1, 2]
+    assert [m["seq"] for m in got] == [1, 2, 3]
+
+
+def test_a_viewer_further_behind_than_the_backlog_is_told_of_the_gap(alice, notebook, settings):
+    settings.LATTICE_STREAM_BACKLOG = 5
+    publish_lines(notebook, 0, 100)  # 10 frames, only the last 5 kept
+
+    async def run():
+        communicator = WebsocketCommunicator(application, path(notebook, after=2))
+        communicator.scope["user"] = alice
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        got = await receive_all(communicator)
+        await communicator.disconnect()
+        return got
+
+    got = async_to_sync(run)()
+
+    assert got[0] == {"type": "gap", "from": 3, "to": 5}
+    assert [m["seq"] for m in got[1:]] == [6, 7, 8, 9, 10]
+
+
+def test_an_outsider_or_a_visitor_is_refused(charlie, globex, notebook):
+    from django.contrib.auth.models import AnonymousUser
+
+    async def run(user):
+        communicator = WebsocketCommunicator(application, path(notebook))
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(run)(charlie) is False
+    assert async_to_sync(run)(AnonymousUser()) is False
+
+
+def test_the_redis_buffer_numbers_atomically_and_pages_after_a_number(redis_url, settings):
+    import redis
+
+    settings.REDIS_URL = redis_url
+    buffer = stream._RedisBuffer(redis_url)
+    name = "test-redis-buffer"
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"lattice:stream:{name}:seq", f"lattice:stream:{name}:buf")
+
+    numbers = [buffer.append(name, f'{{"n":{i}}}', 5) for i in range(8)]
+
+    assert numbers == list(range(1, 9))
+    assert buffer.last(name) == 8
+    assert [n for n, _ in buffer.after(name, 0, 100)] == [4, 5, 6, 7, 8]  # trimmed to 5
+    assert [n for n, _ in buffer.after(name, 6, 100)] == [7, 8]
+    assert [n for n, _ in buffer.after(name, 4, 2)] == [5, 6]
+    client.delete(f"lattice:stream:{name}:seq", f"lattice:stream:{name}:buf")
+
+
+def test_stream_helpers_on_the_embedded_default(notebook):
+    assert stream_last(notebook.stream) == 0
+    stream_publish(notebook.stream, {"type": "status", "status": "queued"})
+    assert stream_last(notebook.stream) == 1
+    assert stream_after(notebook.stream, 0) == [{"seq": 1, "type": "status", "status": "queued"}]
