@@ -218,6 +218,9 @@ def _command(session: NotebookSession) -> list[str]:
         # The proxy is the only way in; it sends the token, the browser never sees it.
         "--ServerApp.allow_remote_access=True",
         "--ServerApp.terminals_enabled=True",
+        # Containers run as uid 1000; a local process runs as the agent's user, root on a
+        # single-machine install (the process runtime is not an isolation boundary anyway).
+        "--ServerApp.allow_root=True",
     ]
 
 
