@@ -181,3 +181,23 @@ def test_an_agent_that_died_after_starting_the_container_is_picked_up_again(
         filters={"label": f"lattice.notebook={docker_notebook.pk}"}
     )
     assert len(containers) == 1  # the same container, adopted, not a second one
+
+
+def test_a_duplicate_gets_a_copy_of_the_files(acme, alice, docker_notebook):
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    base = f"/nb/{docker_notebook.pk}/api/contents"
+    body = {"type": "file", "format": "text", "content": "copied"}
+    assert proxy(alice, "PUT", f"{base}/data.txt", body).status_code in (200, 201)
+    services.notebook_stop(team=acme, actor=alice, notebook=docker_notebook)
+
+    copy = services.notebook_duplicate(
+        team=acme, actor=alice, notebook=docker_notebook, name="On Docker (copy)"
+    )
+    try:
+        services.notebook_start(team=acme, actor=alice, notebook=copy)
+        read = proxy(alice, "GET", f"/nb/{copy.pk}/api/contents/data.txt")
+        assert read.status_code == 200, read.text
+        assert json.loads(read.text)["content"] == "copied"
+    finally:
+        services.notebook_stop(team=acme, actor=alice, notebook=copy)
+        DockerRuntime().remove_volume(copy.volume)

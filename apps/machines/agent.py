@@ -210,6 +210,14 @@ def agent_remove_volumes(host_name: str, volumes: list[str]) -> None:
         runtime.remove_volume(volume)
 
 
+@shared_task(
+    name="agent.copy_volume", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT
+)
+def agent_copy_volume(host_name: str, source: str, target: str, image: str) -> None:
+    """Copy a volume's files into another (a duplicated notebook's folder)."""
+    host_runtime().copy_volume(source, target, image=image)
+
+
 @shared_task(name="agent.remove_orphan", soft_time_limit=60, time_limit=90)
 def agent_remove_orphan(host_name: str, name: str) -> None:
     """Remove a workload the control plane does not know, found by its labels."""

@@ -32,7 +32,13 @@ from django.utils import timezone
 
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
-from apps.machines.agent import agent_remove_volumes, agent_start, agent_stop, spec_to_task
+from apps.machines.agent import (
+    agent_copy_volume,
+    agent_remove_volumes,
+    agent_start,
+    agent_stop,
+    spec_to_task,
+)
 from apps.machines.models import Host, PlacementRequest
 from apps.machines.queue import placement_request, queue_advance, queue_position
 from apps.machines.scheduler import placement_gpu_uuids, placement_release
@@ -508,6 +514,22 @@ def _restart(notebook: Notebook) -> None:
         notebook_start(team=notebook.team, actor=actor, notebook=notebook)
     except NotebookError as exc:
         logger.info("restart of notebook %s refused: %s", notebook.pk, exc)
+
+
+def on_commit_copy_storage(source: Notebook, target: Notebook) -> None:
+    """Copy ``source``'s files into ``target``'s volume, on the host where they last were."""
+    last = (
+        NotebookSession.objects.for_team(source.team_id)
+        .filter(notebook=source, host__isnull=False)
+        .select_related("host")
+        .order_by("-pk")
+        .first()
+    )
+    if last is None or last.host is None:
+        return  # never ran: there are no files yet
+    host = last.host
+    args = (host.name, source.volume, target.volume, last.image)
+    transaction.on_commit(lambda: agent_copy_volume.apply_async(args=args, queue=host.queue))
 
 
 def on_commit_remove_storage(notebook: Notebook) -> None:

@@ -196,12 +196,21 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     if session is not None:
         # Already on its way (or stopping for a restart: it comes back, as desired).
         return session
+    if not notebook.machine_type.active:
+        raise NotebookError(
+            f"{notebook.machine_type.name} is no longer offered: choose another machine.",
+            field="machine_type",
+        )
+    try:
+        image = image_for(notebook.template, notebook.custom_image)
+    except TemplateError as exc:
+        raise NotebookError(str(exc), field="custom_image") from exc
     session = NotebookSession.objects.for_team(team).create(
         team=team,
         notebook=notebook,
         machine_type=notebook.machine_type,
         template=notebook.template,
-        image=image_for(notebook.template, notebook.custom_image),
+        image=image,
         started_by=actor,
         jupyter_token=secrets.token_hex(24),
     )
@@ -257,11 +266,9 @@ def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
 
 @transaction.atomic
 def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str) -> Notebook:
-    """A new stopped notebook with the same template, machine and idle policy.
-
-    Its files start empty: copying a volume that may be in use is not safe
-    from here, and people who want the files can copy them through /storage.
-    """
+    """A new stopped notebook with the same template, machine and idle policy, and a copy
+    of its files (made on the host where they are; a file being written meanwhile may be
+    copied half-written, as with any copy of a live folder)."""
     _require(team, actor, "notebooks.manage")
     source = _locked(team, notebook)
     copy = Notebook.objects.for_team(team).create(
@@ -273,6 +280,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
         idle_timeout_minutes=source.idle_timeout_minutes,
         created_by=actor,
     )
+    lifecycle.on_commit_copy_storage(source, copy)
     audit_record(
         team=team,
         actor=actor,

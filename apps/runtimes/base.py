@@ -14,7 +14,9 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
   Lattice on this host, found by its labels, for the reconciler;
-- ``remove_volume(name)``: delete a persistent volume (idempotent).
+- ``remove_volume(name)``: delete a persistent volume (idempotent);
+- ``copy_volume(source, target, image)``: copy one volume's files into
+  another (made if missing), with ``image`` where a helper container is needed.
 
 In ``command``, ``{port}`` becomes the port the workload listens on,
 ``{ip}`` the address it should bind (all interfaces inside a container,
@@ -144,3 +146,6 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def remove_volume(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def copy_volume(self, source: str, target: str, *, image: str) -> None: ...

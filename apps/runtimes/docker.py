@@ -182,9 +182,14 @@ class DockerRuntime(Runtime):
         container = self._container(state)
         if container is None:
             return
-        with contextlib.suppress(NotFound):
+        try:
             container.stop(timeout=int(timeout))
             container.remove()
+        except NotFound:
+            return
+        except APIError as exc:
+            if exc.status_code != 409:  # noqa: PLR2004 - "removal already in progress" is fine
+                raise
 
     def poll(self, state: dict[str, Any]) -> int | None:
         container = self._container(state)
@@ -248,6 +253,39 @@ class DockerRuntime(Runtime):
                 ),
             )
         return found
+
+    def copy_volume(self, source: str, target: str, *, image: str) -> None:
+        """Copy with a throwaway container of ``image`` (a notebook image: ``cp`` and a
+        /notebooks folder), as uid 1000, without network."""
+        try:
+            self.client.volumes.get(source)
+        except NotFound:
+            return  # never started: nothing to copy
+        self._volumes(Spec(name="copy", image=image, command=[], volumes={target: "/notebooks"}))
+        # The target is mounted where the image has a folder owned by uid 1000, so a new
+        # volume takes that owner (Docker copies it on first mount).
+        helper = self.client.containers.create(
+            image,
+            ["cp", "-a", "/source/.", "/notebooks/"],
+            entrypoint=[],
+            user="1000:1000",
+            volumes={
+                source: {"bind": "/source", "mode": "ro"},
+                target: {"bind": "/notebooks", "mode": "rw"},
+            },
+            network_disabled=True,
+            security_opt=["no-new-privileges=true"],
+            cap_drop=["ALL"],
+            labels={f"{LABEL_PREFIX}helper": "copy-volume"},
+        )
+        try:
+            helper.start()
+            result = helper.wait(timeout=3600)
+            if result.get("StatusCode", 1) != 0:
+                output = helper.logs().decode(errors="replace")[-500:]
+                raise WorkloadError(f"Copying the files failed: {output}")
+        finally:
+            helper.remove(force=True)
 
     def remove_volume(self, name: str) -> None:
         try:

@@ -60,6 +60,7 @@ class FakeRuntime(Runtime):
     isolates_users = False
     _running: ClassVar[dict[str, dict[str, Any]]] = {}
     removed_volumes: ClassVar[list[str]] = []
+    copied_volumes: ClassVar[list[tuple[str, str]]] = []
 
     def __init__(self, mode: str = "ok", *, ready_after: int = 3) -> None:
         if mode not in MODES:
@@ -73,6 +74,7 @@ class FakeRuntime(Runtime):
             cls._shutdown(entry)
         cls._running.clear()
         cls.removed_volumes.clear()
+        cls.copied_volumes.clear()
 
     def start(self, spec: Spec) -> dict[str, Any]:
         existing = self._running.get(spec.name)
@@ -140,6 +142,9 @@ class FakeRuntime(Runtime):
         if entry is None or not self._ready(entry):
             return None
         return f"http://127.0.0.1:{state['port']}"
+
+    def copy_volume(self, source: str, target: str, *, image: str) -> None:
+        self.copied_volumes.append((source, target))
 
     def remove_volume(self, name: str) -> None:
         self.removed_volumes.append(name)

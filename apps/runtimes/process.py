@@ -228,6 +228,11 @@ class LocalProcessRuntime(Runtime):
             )
         return found
 
+    def copy_volume(self, source: str, target: str, *, image: str) -> None:
+        origin = self.root / "volumes" / self._safe(source)
+        if origin.is_dir():
+            shutil.copytree(origin, self.root / "volumes" / self._safe(target), dirs_exist_ok=True)
+
     def remove_volume(self, name: str) -> None:
         shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
 
