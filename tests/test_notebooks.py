@@ -343,3 +343,22 @@ def test_notebooks_of_another_team_are_out_of_reach(acme, globex, charlie, noteb
     assert not Notebook.objects.for_team(globex).filter(pk=notebook.pk).exists()
     with pytest.raises(services.NotebookError):
         services.notebook_start(team=globex, actor=charlie, notebook=notebook)
+
+
+def test_an_image_download_is_shown_with_its_percent(
+    acme, alice, settings, notebook, fake_runtime, catalogue
+):
+    settings.LATTICE_RUNTIME = "fake:pulls"
+    make_host()
+
+    session = start(acme, alice, notebook)
+
+    pulling = list(
+        NotebookEvent.objects.for_team(acme)
+        .filter(session=session, phase="pulling")
+        .values_list("percent", flat=True)
+    )
+    assert session.status == Status.RUNNING
+    assert pulling, "no pulling phase was recorded"
+    assert pulling == sorted(pulling)
+    assert all(0 <= p < 100 for p in pulling)

@@ -1,7 +1,9 @@
 """A runtime that runs nothing, for unit tests only (JupyterHub's MockSpawner family).
 
 Modes: ``ok`` (ready at once), ``slow`` (ready after ``ready_after`` polls),
-``never-ready`` (runs, never answers), ``crashes`` (exits with status 1 at once).
+``never-ready`` (runs, never answers), ``crashes`` (exits with status 1 at once),
+``pulls`` (downloads its image first: start takes about 1.5 s, during which
+progress reports "pulling" with a rising percent, as Docker's pull does).
 It keeps its workloads in memory, shared by every instance in the process.
 
 A workload that is ready answers HTTP on its port like a Jupyter Server would
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,7 +27,7 @@ from apps.runtimes.base import Managed, Progress, Runtime, Spec
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-MODES = ("ok", "slow", "never-ready", "crashes")
+MODES = ("ok", "slow", "never-ready", "crashes", "pulls")
 
 
 class _FakeJupyter(BaseHTTPRequestHandler):
@@ -76,10 +79,17 @@ class FakeRuntime(Runtime):
         cls.removed_volumes.clear()
         cls.copied_volumes.clear()
 
+    _pulls: ClassVar[dict[str, int]] = {}
+
     def start(self, spec: Spec) -> dict[str, Any]:
         existing = self._running.get(spec.name)
         if existing is not None and existing["exit"] is None:
             return dict(existing["state"])
+        if self.mode == "pulls":
+            for percent in range(0, 100, 20):
+                self._pulls[spec.name] = percent
+                time.sleep(0.3)
+            self._pulls.pop(spec.name, None)
         server, port = _serve()
         state = {"name": spec.name, "port": port, "mode": self.mode}
         self._running[spec.name] = {
@@ -117,9 +127,11 @@ class FakeRuntime(Runtime):
     def _ready(self, entry: dict[str, Any]) -> bool:
         if entry["exit"] is not None or self.mode == "never-ready":
             return False
-        return self.mode == "ok" or entry["polls"] >= self.ready_after
+        return self.mode in ("ok", "pulls") or entry["polls"] >= self.ready_after
 
     def progress(self, state: dict[str, Any]) -> list[Progress]:
+        if state["name"] in self._pulls:
+            return [Progress("pulling", "Downloading the image", self._pulls[state["name"]])]
         entry = self._running.get(state["name"])
         if entry is None or entry["exit"] not in (None, 0):
             return [Progress("failed", "The workload exited during start.")]
