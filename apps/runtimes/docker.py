@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import docker
+from django.conf import settings
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
@@ -52,8 +53,10 @@ class DockerRuntime(Runtime):
     # Image pulls in flight, by workload name: what progress() reports meanwhile.
     _pulls: ClassVar[dict[str, Progress]] = {}
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, *, address: str | None = None) -> None:
         self.client = client or docker.from_env()
+        # Where workloads' ports are published, and so where the web tier reaches them.
+        self.address = address or settings.LATTICE_WORKLOAD_ADDRESS
 
     @staticmethod
     def container_name(name: str) -> str:
@@ -138,7 +141,7 @@ class DockerRuntime(Runtime):
             privileged=False,
             init=True,
             network=self.network().name,
-            ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
+            ports={f"{spec.port}/tcp": (self.address, None)},
             volumes=self._volumes(spec),
             device_requests=(
                 [DeviceRequest(device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]
@@ -206,7 +209,7 @@ class DockerRuntime(Runtime):
         exit_code = self.poll(state)
         if exit_code is not None:
             return [Progress("failed", f"The container exited with status {exit_code}.")]
-        if state.get("port") and port_answers(state["port"]):
+        if state.get("port") and port_answers(state["port"], self.address):
             return [Progress("ready", "Ready.", 100)]
         return [Progress("starting", "The container is starting.")]
 
@@ -233,8 +236,9 @@ class DockerRuntime(Runtime):
             yield buffer.decode(errors="replace")
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
-        if self.poll(state) is None and state.get("port") and port_answers(state["port"]):
-            return f"http://127.0.0.1:{state['port']}"
+        port = state.get("port")
+        if self.poll(state) is None and port and port_answers(port, self.address):
+            return f"http://{self.address}:{port}"
         return None
 
     def list_managed(self) -> list[Managed]:

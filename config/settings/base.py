@@ -269,7 +269,9 @@ LATTICE_API_RATES = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lattice API",
     "DESCRIPTION": (
-        "Teams, members, invitations, tokens and the audit log. Authenticate with a "
+        "Teams, members, invitations, tokens, the audit log, and notebooks: make, start, "
+        "stop, restart, duplicate and delete them, read their events, and read or follow "
+        "their live log (NDJSON). Authenticate with a "
         "personal access token: `Authorization: Bearer lat_...`. Errors have one shape: "
         '`{"error": {"code", "message", "fields"?}}`.'
     ),
@@ -277,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Invitations and notebooks both have a "status": name the notebooks' one.
+    "ENUM_NAME_OVERRIDES": {"NotebookStatusEnum": "apps.notebooks.models.Status"},
     # Served from drf-spectacular-sidecar, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -348,6 +352,9 @@ LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
+# Where an agent publishes workloads' ports: loopback when the web tier runs on
+# the same machine; this host's private address when web and agents are apart.
+LATTICE_WORKLOAD_ADDRESS = env.str("LATTICE_WORKLOAD_ADDRESS", default="127.0.0.1")
 
 # Notebooks. Production image per template; with LATTICE_LOCAL_IMAGES every
 # template runs the locally built notebook image (no registry needed).
