@@ -8,6 +8,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.accounts.api import views as accounts
+from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
 
 app_name = "api"
@@ -40,6 +41,51 @@ urlpatterns = [
         name="invitation_resend",
     ),
     path("teams/<slug:team_slug>/audit/", teams.AuditLogView.as_view(), name="audit"),
+    path(
+        "teams/<slug:team_slug>/notebooks/",
+        notebooks.NotebookListView.as_view(),
+        name="notebooks",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/",
+        notebooks.NotebookDetailView.as_view(),
+        name="notebook",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/start/",
+        notebooks.NotebookStartView.as_view(),
+        name="notebook_start",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/stop/",
+        notebooks.NotebookStopView.as_view(),
+        name="notebook_stop",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/restart/",
+        notebooks.NotebookRestartView.as_view(),
+        name="notebook_restart",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/duplicate/",
+        notebooks.NotebookDuplicateView.as_view(),
+        name="notebook_duplicate",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/extend/",
+        notebooks.NotebookExtendView.as_view(),
+        name="notebook_extend",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/events/",
+        notebooks.NotebookEventListView.as_view(),
+        name="notebook_events",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/logs/",
+        notebooks.NotebookLogsView.as_view(),
+        name="notebook_logs",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "docs/",

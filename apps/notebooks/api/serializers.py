@@ -1,0 +1,199 @@
+"""API v1 shapes of notebooks, their sessions and events, and what the notebook calls accept.
+
+Serializers only validate and render; every rule (names, images, idle limits,
+who may do what) is apps.notebooks.services', whose refusals the views turn
+into the API's error format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.machines.models import MachineType
+from apps.notebooks import lifecycle
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
+from apps.notebooks.services import MAX_IDLE_MINUTES
+from apps.notebooks.templates import template_choices
+
+MAX_LOG_PAGE = 1000
+MAX_FOLLOW_SECONDS = 600
+
+
+class NotebookSessionSerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="host.name", read_only=True, default=None)
+
+    class Meta:
+        model = NotebookSession
+        fields = [
+            "id",
+            "status",
+            "requested_at",
+            "started_at",
+            "ready_at",
+            "ended_at",
+            "exit_reason",
+            "host",
+        ]
+        read_only_fields = fields
+
+
+class NotebookSerializer(serializers.ModelSerializer):
+    """A notebook as a person sees it. Context (optional, saves queries in lists):
+    ``sessions`` maps notebook id -> its latest session; ``team_idle_minutes`` is the
+    team's default idle shutdown."""
+
+    machine_type: serializers.SlugRelatedField[MachineType] = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+    )
+    effective_idle_timeout_minutes = serializers.SerializerMethodField(
+        help_text="Minutes of idleness before it is stopped (its own, or the team's); 0 = never.",
+    )
+    open_url = serializers.SerializerMethodField(
+        help_text="Where JupyterLab opens while the notebook runs; null otherwise.",
+    )
+    session = serializers.SerializerMethodField(help_text="The latest session, if it ever ran.")
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Notebook
+        fields = [
+            "id",
+            "name",
+            "template",
+            "custom_image",
+            "machine_type",
+            "status",
+            "status_message",
+            "desired_state",
+            "idle_timeout_minutes",
+            "effective_idle_timeout_minutes",
+            "open_url",
+            "session",
+            "created_at",
+            "created_by",
+        ]
+        read_only_fields = fields
+
+    def get_effective_idle_timeout_minutes(self, notebook: Notebook) -> int:
+        if notebook.idle_timeout_minutes is None and "team_idle_minutes" in self.context:
+            return int(self.context["team_idle_minutes"])
+        return lifecycle.idle_timeout(notebook)
+
+    def get_open_url(self, notebook: Notebook) -> str | None:
+        return f"/nb/{notebook.pk}/" if notebook.status == Status.RUNNING else None
+
+    @extend_schema_field(NotebookSessionSerializer(allow_null=True))
+    def get_session(self, notebook: Notebook) -> dict[str, Any] | None:
+        sessions: dict[int, NotebookSession] | None = self.context.get("sessions")
+        if sessions is not None:
+            session = sessions.get(notebook.pk)
+        else:
+            session = (
+                NotebookSession.objects.for_team(notebook.team_id)
+                .select_related("host")
+                .filter(notebook=notebook)
+                .order_by("-pk")
+                .first()
+            )
+        return NotebookSessionSerializer(session).data if session is not None else None
+
+
+class NotebookCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    template = serializers.ChoiceField(choices=template_choices())
+    machine_type = serializers.CharField(max_length=40, help_text="A machine type's slug.")
+    custom_image = serializers.CharField(
+        max_length=255,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text='For the "custom" template: the image to run.',
+    )
+    idle_timeout_minutes = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_IDLE_MINUTES,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Null: the team's default; 0: never stop for idleness.",
+    )
+
+    def validate_machine_type(self, slug: str) -> MachineType:
+        return machine_type_from_slug(slug)
+
+
+class NotebookUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80, required=False)
+    machine_type = serializers.CharField(
+        max_length=40,
+        required=False,
+        help_text="A machine type's slug (only while the notebook is stopped).",
+    )
+    idle_timeout_minutes = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_IDLE_MINUTES,
+        required=False,
+        allow_null=True,
+        help_text="Null: the team's default; 0: never stop for idleness.",
+    )
+
+    def validate_machine_type(self, slug: str) -> MachineType:
+        return machine_type_from_slug(slug)
+
+
+def machine_type_from_slug(slug: str) -> MachineType:
+    machine_type = MachineType.objects.filter(slug=slug, active=True).first()
+    if machine_type is None:
+        raise serializers.ValidationError(f"No machine type {slug!r} is offered.")
+    return machine_type
+
+
+class NotebookDeleteSerializer(serializers.Serializer):
+    confirmation = serializers.CharField(max_length=200, help_text="The notebook's name.")
+
+
+class NotebookDuplicateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=80, help_text="The copy's name.")
+
+
+class NotebookEventSerializer(serializers.ModelSerializer):
+    session: serializers.PrimaryKeyRelatedField[NotebookSession] = (
+        serializers.PrimaryKeyRelatedField(read_only=True)
+    )
+
+    class Meta:
+        model = NotebookEvent
+        fields = ["id", "created_at", "status", "phase", "message", "percent", "session"]
+        read_only_fields = fields
+
+
+class LogsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0,
+        default=0,
+        help_text="Only messages numbered after this (the last seq you saw).",
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LOG_PAGE, default=200)
+    follow = serializers.BooleanField(
+        default=False,
+        help_text="Stream new messages as NDJSON until the notebook stops or the timeout.",
+    )
+    timeout = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_FOLLOW_SECONDS,
+        default=60,
+        help_text="With follow: end the stream after this many seconds.",
+    )
+
+
+class LogsSerializer(serializers.Serializer):
+    last = serializers.IntegerField(help_text="The number of the stream's latest message.")
+    messages = serializers.ListField(
+        child=serializers.DictField(),
+        help_text='Oldest first, each with its "seq": {"type": "logs", "lines": [...]} '
+        'or {"type": "status", ...}.',
+    )
