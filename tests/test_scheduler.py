@@ -402,3 +402,35 @@ def test_a_draining_host_that_goes_offline_comes_back_draining():
     host_set_draining(host=host, draining=False)
     host.refresh_from_db()
     assert host.status == Host.Status.READY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_host_row_held_by_a_report_delays_the_line_but_does_not_stop_it(postgres):
+    # The agent's report holds the host's row for a moment; a request arriving
+    # then must wait for it, not stay queued until something else frees room.
+    from apps.machines.models import PlacementRequest
+    from apps.machines.queue import placement_request
+
+    host = make_host("busy")
+    locked, release = threading.Event(), threading.Event()
+
+    def report():
+        try:
+            with transaction.atomic():
+                Host.objects.select_for_update().get(pk=host.pk)
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    reporter = threading.Thread(target=report)
+    reporter.start()
+    assert locked.wait(5)
+    threading.Timer(0.5, release.set).start()
+
+    request = placement_request(machine_type=machine("cpu-small"), workload="nb-1-s1")
+
+    reporter.join(5)
+    assert request.status == PlacementRequest.Status.PLACED
+    assert request.placement is not None
+    assert request.placement.host == host

@@ -83,6 +83,9 @@ def queue_advance(*, machine_type: MachineType) -> int:
                     machine_type=machine_type,
                     workload=head.workload,
                     team=head.team,
+                    # This transaction holds only the machine type's lock (taken
+                    # before any host's, everywhere): waiting for a host is safe.
+                    may_wait=True,
                 )
             except NoCapacityError:
                 return placed

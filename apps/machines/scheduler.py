@@ -172,12 +172,20 @@ def placement_create(
     machine_type: MachineType,
     workload: str,
     team: Team | None = None,
+    may_wait: bool = False,
 ) -> Placement:
-    """Place ``workload`` on a host with room; raise NoCapacityError when none has it."""
+    """Place ``workload`` on a host with room; raise NoCapacityError when none has it.
+
+    ``may_wait``: the caller's transaction holds no host lock, so waiting for
+    one is safe even inside it (the machine queue's advance, which holds only
+    its machine type's lock).
+    """
     tried: set[int] = set()
     # Inside a caller's transaction, host locks from earlier attempts are held
-    # until it commits: never block then (see _lock_one).
-    inside_outer_transaction = transaction.get_connection().in_atomic_block
+    # until it commits: never block then (see _lock_one), unless the caller says
+    # it holds none. Refusing instead would leave a request waiting although a
+    # host has room, only because an agent's report held that host's row.
+    inside_outer_transaction = transaction.get_connection().in_atomic_block and not may_wait
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
             host = _lock_one(
