@@ -93,16 +93,15 @@ def _watch_pull(runtime: Runtime, name: str, send: Callable[..., None]) -> Itera
     def watch() -> None:
         last = None
         while not stop.wait(0.5):
-            with contextlib.suppress(Exception):
-                for progress in runtime.progress({"name": name}):
-                    if progress.phase == "pulling" and progress.percent != last:
-                        last = progress.percent
-                        send(
-                            "progress",
-                            phase="pulling",
-                            message=progress.message,
-                            percent=progress.percent,
-                        )
+            progress = runtime.pulling(name)
+            if progress is not None and progress.percent != last:
+                last = progress.percent
+                send(
+                    "progress",
+                    phase="pulling",
+                    message=progress.message,
+                    percent=progress.percent,
+                )
 
     watcher = threading.Thread(target=watch, name=f"pull-{name}", daemon=True)
     watcher.start()
@@ -161,23 +160,28 @@ def _wait_ready(
     token = workload.env.get(options.get("ready_token_env", ""), "")
     headers = {"Authorization": f"token {token}"} if token else {}
     deadline = time.monotonic() + float(options.get("ready_timeout", 300))
-    told = False
+    endpoint: str | None = None
+    checked = 0.0
     while time.monotonic() < deadline:
-        exit_code = runtime.poll(state)
-        if exit_code is not None:
-            send(
-                "failed",
-                message=f"The server exited during start (status {exit_code}).",
-                exit_code=exit_code,
-            )
-            return
-        endpoint = runtime.endpoint(state)
+        # Whether it still runs costs the runtime a call: twice a second is enough.
+        if time.monotonic() - checked >= 0.5:  # noqa: PLR2004
+            checked = time.monotonic()
+            exit_code = runtime.poll(state)
+            if exit_code is not None:
+                send(
+                    "failed",
+                    message=f"The server exited during start (status {exit_code}).",
+                    exit_code=exit_code,
+                )
+                return
+        told = endpoint is not None
+        if endpoint is None:
+            endpoint = runtime.endpoint(state)
         if endpoint is not None:
             if not path or _answers(endpoint + path, headers):
                 send("ready", state=state, endpoint=endpoint)
                 return
-            if not told:
-                told = True
+            if not told:  # the port is open, the server not ready yet: say so once
                 send("progress", phase="waiting", message="Waiting for Jupyter to answer.")
         time.sleep(0.05)
     send(

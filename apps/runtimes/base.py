@@ -147,5 +147,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove_volume(self, name: str) -> None: ...
 
+    def pulling(self, name: str) -> Progress | None:
+        """The image download in flight for workload ``name``, if any (cheap: the agent
+        asks twice a second while a start runs)."""
+        return None
+
     @abc.abstractmethod
     def copy_volume(self, source: str, target: str, *, image: str) -> None: ...

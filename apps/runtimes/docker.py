@@ -130,7 +130,9 @@ class DockerRuntime(Runtime):
             ),
             name=self.container_name(spec.name),
             labels=spec.all_labels(),
-            environment={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible},
+            # TINI_SUBREAPER: images that start with their own tini (ours do) run under
+            # Docker's init; this keeps tini from warning about it in every log.
+            environment={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible, "TINI_SUBREAPER": "1"},
             user=spec.user,
             nano_cpus=int(spec.vcpus * 1_000_000_000),
             mem_limit=spec.memory_bytes,
@@ -201,6 +203,9 @@ class DockerRuntime(Runtime):
         if container.status in ("created", "running", "restarting"):
             return None
         return int(container.attrs["State"].get("ExitCode", 0))
+
+    def pulling(self, name: str) -> Progress | None:
+        return self._pulls.get(name)
 
     def progress(self, state: dict[str, Any]) -> list[Progress]:
         pulling = self._pulls.get(state["name"])

@@ -129,6 +129,11 @@ class FakeRuntime(Runtime):
             return False
         return self.mode in ("ok", "pulls") or entry["polls"] >= self.ready_after
 
+    def pulling(self, name: str) -> Progress | None:
+        if name in self._pulls:
+            return Progress("pulling", "Downloading the image", self._pulls[name])
+        return None
+
     def progress(self, state: dict[str, Any]) -> list[Progress]:
         if state["name"] in self._pulls:
             return [Progress("pulling", "Downloading the image", self._pulls[state["name"]])]
