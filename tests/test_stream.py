@@ -164,6 +164,53 @@ def test_an_outsider_or_a_visitor_is_refused(charlie, globex, notebook):
     assert async_to_sync(run)(AnonymousUser()) is False
 
 
+def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
+    alice, notebook, settings, redis_url
+):
+    # As in production: the agent publishes from its own thread and loop, the
+    # web process's consumer receives through Redis pub/sub, the buffer is Redis.
+    import threading
+    import uuid
+
+    settings.REDIS_URL = redis_url
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
+        },
+    }
+    stream.reset_for_tests()
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf")
+
+    async def run():
+        communicator = WebsocketCommunicator(application, path(notebook))
+        communicator.scope["user"] = alice
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()  # hello
+        agent = threading.Thread(target=publish_lines, args=(notebook, 0, 2000, 100))
+        agent.start()
+        got = []
+        while sum(len(m.get("lines", ())) for m in got) < 2000:
+            got.append(await communicator.receive_json_from(timeout=5))
+        agent.join()
+        await communicator.disconnect()
+        return got
+
+    try:
+        got = async_to_sync(run)()
+    finally:
+        client.delete(
+            f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"
+        )
+        stream.reset_for_tests()
+
+    assert log_numbers(got) == list(range(2000))
+    assert [m["seq"] for m in got] == list(range(1, 21))
+
+
 def test_the_redis_buffer_numbers_atomically_and_pages_after_a_number(redis_url, settings):
     import redis
 

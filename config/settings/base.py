@@ -129,9 +129,12 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
         },
     }
+    # Pub/sub: a message to a group crosses Redis once per web process, not once
+    # per viewer. Delivery is at most once; live streams fill holes from their
+    # own buffer (apps.core.stream), so nothing they carry depends on it.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         },
     }
