@@ -15,6 +15,7 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 urlpatterns = [
     path("", include("apps.core.urls")),
     path("", include("apps.teams.urls")),
+    path("", include("apps.notebooks.urls")),
     path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),

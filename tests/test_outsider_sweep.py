@@ -6,7 +6,8 @@ route is covered from the day it is added:
 
 - TEAM: inside a team (/t/<slug>/...). Charlie, a member of another team,
   gets 404 (not 403: ids and slugs cannot be probed) for GET and POST;
-  a visitor is sent to log in.
+  a visitor is sent to log in. Every route of a namespace in TEAM_NAMESPACES
+  is a team route, whatever its name.
 - ACCOUNT: the signed-in person's own account. A visitor is sent to log in;
   charlie sees only his own account (no team's data is on these pages).
 - PUBLIC: the ways in (login, signup, reset, confirmation, invitation links)
@@ -17,6 +18,8 @@ route is covered from the day it is added:
   with his session or his token; a visitor gets 401.
 - API_ACCOUNT: the caller's own things (/me, tokens, the team list): a
   visitor gets 401; charlie never sees alice's.
+- WEBSOCKET: every websocket route ("team": charlie and a visitor are refused
+  at the handshake).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.teams.models import Membership
@@ -45,6 +51,8 @@ TEAM = {
     "teams:invitation_revoke",
     "teams:invitation_resend",
 }
+# Namespaces whose every route is a team route (the notebook pages).
+TEAM_NAMESPACES = {"notebooks"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -92,11 +100,27 @@ API_TEAM = {
     "api:invitation",
     "api:invitation_resend",
     "api:audit",
+    "api:notebooks",
+    "api:notebook",
+    "api:notebook_start",
+    "api:notebook_stop",
+    "api:notebook_restart",
+    "api:notebook_duplicate",
+    "api:notebook_extend",
+    "api:notebook_events",
+    "api:notebook_logs",
 }
 API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams"}
 PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
-WEBSOCKET: dict[str, str] = {}  # route pattern -> "team"; the notebooks issue adds the first
+WEBSOCKET: dict[str, str] = {  # route pattern -> kind
+    r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
+    r"^nb/(?P<notebook_id>[0-9]+)/": "team",
+}
+
+
+def is_team(name: str) -> bool:
+    return name in TEAM or name.split(":", 1)[0] in TEAM_NAMESPACES
 
 
 def all_routes() -> list[tuple[str, str]]:
@@ -124,9 +148,19 @@ def concrete(path: str, samples: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def samples(acme, bob):
+def samples(acme, alice, bob, catalogue):
+    from apps.notebooks.services import notebook_create
+
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
+    notebook = notebook_create(
+        team=acme,
+        actor=alice,
+        name="Sweep",
+        template="scipy",
+        machine_type=catalogue["cpu-small"],
+    )
     return {
+        "notebook_id": str(notebook.pk),
         "team_slug": acme.slug,
         "member_id": str(bob_membership.pk),
         "key": "not-a-real-key",
@@ -144,7 +178,9 @@ def samples(acme, bob):
 def test_every_route_is_classified():
     names = {name for name, _ in all_routes()}
     classified = TEAM | ACCOUNT | PUBLIC | API_TEAM | API_ACCOUNT
-    unclassified = {n for n in names - classified if not n.startswith(f"{ADMIN_NAMESPACE}:")}
+    unclassified = {
+        n for n in names - classified if not n.startswith(f"{ADMIN_NAMESPACE}:") and not is_team(n)
+    }
 
     assert unclassified == set(), f"classify these routes in {__file__}"
     assert classified - names == set(), "classified routes that no longer exist"
@@ -153,8 +189,9 @@ def test_every_route_is_classified():
 
 
 def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, samples):
-    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in TEAM]
-    assert len(routes) == len(TEAM)
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if is_team(n)]
+    assert {n for n, _ in routes} >= TEAM
+    assert any(n.startswith("notebooks:") for n, _ in routes)
     # The same addresses work for alice, so charlie's 404s are not just bad URLs.
     client.force_login(alice)
     for name, path in routes:
@@ -181,7 +218,7 @@ def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
 
 
 def test_a_visitor_is_sent_to_log_in_from_team_and_account_routes(client, samples):
-    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in TEAM | ACCOUNT]
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if is_team(n) or n in ACCOUNT]
 
     for name, path in routes:
         response = client.get(path)
@@ -279,3 +316,68 @@ def test_charlie_cannot_read_or_revoke_alices_token(alice, charlie):
     assert api.get("/api/v1/tokens/").json()["results"] == []
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+# --- websockets -------------------------------------------------------------------------
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def ws_connect(path: str, cookie: str | None = None) -> tuple[bool, object]:
+    """Open ``path`` on the real ASGI application (origin check, session auth, routing);
+    whether the handshake was accepted, and the first message if it was."""
+    from config.asgi import application
+
+    headers = [(b"origin", b"http://testserver")]
+    if cookie:
+        headers.append((b"cookie", f"sessionid={cookie}".encode()))
+
+    async def run() -> tuple[bool, object]:
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect()
+        if not connected:
+            return False, None
+        first = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return True, first
+
+    return async_to_sync(run)()
+
+
+def ws_paths(samples) -> list[str]:
+    notebook_id = samples["notebook_id"]
+    paths = [
+        f"/ws/teams/{samples['team_slug']}/notebooks/{notebook_id}/",
+        f"/nb/{notebook_id}/api/kernels/x/channels",
+    ]
+    # One sample path per route, so a new route cannot slip past the sweep.
+    assert len(paths) == len(WEBSOCKET)
+    return paths
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("who", ["charlie", "visitor"])
+def test_charlie_and_a_visitor_are_refused_at_every_websocket_handshake(
+    who, charlie, globex, samples
+):
+    cookie = session_cookie(charlie) if who == "charlie" else None
+
+    for path in ws_paths(samples):
+        connected, _ = ws_connect(path, cookie)
+        assert not connected, f"{who}: {path}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alice_is_let_in_to_her_notebooks_stream(alice, samples):
+    path = ws_paths(samples)[0]
+
+    connected, hello = ws_connect(path, session_cookie(alice))
+
+    assert connected
+    assert isinstance(hello, dict)
+    assert hello["type"] == "hello"
+    assert hello["status"]["notebook"] == int(samples["notebook_id"])

@@ -192,8 +192,8 @@ def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
         await communicator.receive_json_from()  # hello
         agent = threading.Thread(target=publish_lines, args=(notebook, 0, 2000, 100))
         agent.start()
-        got = []
-        while sum(len(m.get("lines", ())) for m in got) < 2000:
+        got: list[dict] = []
+        while len(log_numbers(got)) < 2000:
             got.append(await communicator.receive_json_from(timeout=5))
         agent.join()
         await communicator.disconnect()

@@ -1,0 +1,83 @@
+"""Forms of the notebook pages. They only parse what was sent; the rules (names, idle limits,
+which machine may change when) live in apps.notebooks.services, whose refusals are shown
+next to the field they name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from apps.machines.models import MachineType
+from apps.notebooks.services import MAX_IDLE_MINUTES
+from apps.notebooks.templates import template_choices
+
+
+def _machine_types() -> Any:
+    return MachineType.objects.filter(active=True)
+
+
+class _MachineTypeField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        machine = obj
+        gpu = f", {machine.gpu_count}x GPU" if machine.gpu_count else ""
+        return (
+            f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gib} GiB{gpu}, "
+            f"${machine.hourly_price:.2f}/h)"
+        )
+
+
+def _idle_field(help_text: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label="Idle shutdown (minutes)",
+        required=False,
+        min_value=0,
+        max_value=MAX_IDLE_MINUTES,
+        help_text=help_text,
+    )
+
+
+class NotebookCreateForm(forms.Form):
+    # Not required here: the service says what is wrong with a name, in its own words.
+    name = forms.CharField(label="Name", required=False, strip=False)
+    template = forms.ChoiceField(label="Template", choices=template_choices, initial="scipy")
+    custom_image = forms.CharField(
+        label="Image (custom template only)",
+        required=False,
+        help_text="Any image that starts a Jupyter Server on port 8888.",
+    )
+    machine_type = _MachineTypeField(
+        label="Machine type",
+        queryset=_machine_types(),
+        empty_label=None,
+    )
+    idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+
+
+class NotebookUpdateForm(forms.Form):
+    name = forms.CharField(label="Name", required=False, strip=False)
+    machine_type = _MachineTypeField(
+        label="Machine type",
+        queryset=_machine_types(),
+        empty_label=None,
+        required=False,
+        help_text="Only while stopped; the notebook's files stay.",
+    )
+    idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+
+
+class NotebookDuplicateForm(forms.Form):
+    name = forms.CharField(label="Name of the copy", required=False, strip=False)
+
+
+class NotebookDeleteForm(forms.Form):
+    confirmation = forms.CharField(label="Type the notebook's name to confirm", required=False)
+
+
+class TeamNotebookSettingsForm(forms.Form):
+    idle_timeout_minutes = forms.IntegerField(
+        label="Default idle shutdown (minutes)",
+        min_value=0,
+        max_value=MAX_IDLE_MINUTES,
+        help_text="Notebooks without their own setting stop after this long idle. 0: never.",
+    )

@@ -1,0 +1,254 @@
+/* A notebook's page, live: status badge, start phases, buttons and log lines from the
+ * notebook's websocket stream (apps/notebooks/consumers.py). Configured by data- attributes
+ * on #notebook; no inline script (the site's CSP forbids it).
+ *
+ * The stream numbers its messages ("seq"). We keep the last number seen and reconnect with
+ * ?after=<seq>, so a dropped connection misses nothing and repeats nothing; a "gap" message
+ * says the server no longer had some of it. */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("notebook");
+  if (!root || !window.WebSocket) { return; }
+
+  var LABELS = {
+    queued: "Queued", scheduled: "Scheduled", pulling: "Pulling image", starting: "Starting",
+    running: "Running", stopping: "Stopping", stopped: "Stopped", failed: "Failed", lost: "Lost"
+  };
+  var STEPS = ["queued", "placed", "pulling", "starting", "waiting", "ready"];
+  var STEP_OF_STATUS = {
+    queued: "queued", scheduled: "placed", pulling: "pulling", starting: "starting", running: "ready"
+  };
+  var OPEN_STATUSES = ["queued", "scheduled", "pulling", "starting", "running", "stopping"];
+
+  var badge = document.getElementById("status-badge");
+  var phases = document.getElementById("nb-phases");
+  var pull = document.getElementById("nb-pull");
+  var message = document.getElementById("nb-message");
+  var eta = document.getElementById("nb-eta");
+  var idle = document.getElementById("nb-idle");
+  var idleAt = document.getElementById("nb-idle-at");
+  var connection = document.getElementById("nb-connection");
+  var panel = document.getElementById("log-panel");
+  var pauseButton = document.getElementById("nb-log-pause");
+  var followButton = document.getElementById("nb-log-follow");
+  var buffered = document.getElementById("nb-log-buffered");
+  var maxLines = parseInt(panel && panel.getAttribute("data-max-lines"), 10) || 5000;
+
+  var lastSeq = 0;
+  var socket = null;
+  var retryDelay = 1000;
+  var retryTimer = null;
+  var pingTimer = null;
+  var stopped = false;
+  var following = true;
+  var held = [];  // lines that arrived while paused
+
+  // --- status ---------------------------------------------------------------------------
+
+  function stepOf(status) {
+    var step = status.phase === "waiting" ? "waiting" : STEP_OF_STATUS[status.status] || "";
+    if (step === "starting" && /^Waiting for JupyterLab/.test(status.message || "")) {
+      step = "waiting";
+    }
+    if (OPEN_STATUSES.indexOf(status.status) < 0 || status.status === "stopping") { return ""; }
+    return step;
+  }
+
+  function percentOf(status) {
+    if (typeof status.percent === "number") { return status.percent; }
+    var match = /(\d+)%/.exec(status.message || "");
+    return match ? parseInt(match[1], 10) : 0;
+  }
+
+  function drawPhases(status) {
+    if (!phases) { return; }
+    var step = stepOf(status);
+    phases.hidden = !step;
+    phases.setAttribute("data-step", step);
+    var current = STEPS.indexOf(step);
+    var items = phases.querySelectorAll("[data-phase]");
+    for (var i = 0; i < items.length; i++) {
+      var index = STEPS.indexOf(items[i].getAttribute("data-phase"));
+      var done = current >= 0 && (index < current || step === "ready");
+      items[i].classList.toggle("nb-phase-done", done);
+      items[i].classList.toggle("nb-phase-current", !done && index === current);
+      if (!done && index === current) {
+        items[i].setAttribute("aria-current", "step");
+      } else {
+        items[i].removeAttribute("aria-current");
+      }
+    }
+    if (pull) {
+      pull.hidden = step !== "pulling";
+      pull.value = percentOf(status);
+      pull.textContent = pull.value + "%";
+    }
+  }
+
+  function drawButtons(status) {
+    var shown = document.querySelectorAll("[data-show-when]");
+    for (var i = 0; i < shown.length; i++) {
+      var when = shown[i].getAttribute("data-show-when").split(" ");
+      shown[i].hidden = when.indexOf(status.status) < 0;
+    }
+  }
+
+  function drawStatus(status) {
+    if (!status || !status.status) { return; }
+    root.setAttribute("data-status", status.status);
+    if (badge) {
+      badge.textContent = LABELS[status.status] || status.status;
+      badge.className = "badge nb-badge nb-badge-" + status.status;
+    }
+    if (message) { message.textContent = status.message || LABELS[status.status] || ""; }
+    if (eta) {
+      var seconds = status.eta_seconds;
+      eta.hidden = !seconds;
+      eta.textContent = seconds ? "Usually ready in ~" + seconds + " s." : "";
+    }
+    if (idle) {
+      idle.hidden = !status.idle_stop_at;
+      if (status.idle_stop_at && idleAt) {
+        var at = new Date(status.idle_stop_at);
+        idleAt.setAttribute("datetime", status.idle_stop_at);
+        idleAt.textContent = isNaN(at.getTime()) ? status.idle_stop_at : at.toLocaleTimeString();
+      }
+    }
+    drawPhases(status);
+    drawButtons(status);
+  }
+
+  // --- logs -----------------------------------------------------------------------------
+
+  function trim() {
+    var extra = panel.childNodes.length - maxLines;
+    while (extra-- > 0) { panel.removeChild(panel.firstChild); }
+  }
+
+  function append(lines) {
+    if (!panel || !lines || !lines.length) { return; }
+    if (!following) {
+      Array.prototype.push.apply(held, lines);
+      if (held.length > maxLines) { held.splice(0, held.length - maxLines); }
+      buffered.hidden = false;
+      buffered.textContent = held.length + " new line" + (held.length === 1 ? "" : "s");
+      return;
+    }
+    var fragment = document.createDocumentFragment();
+    for (var i = 0; i < lines.length; i++) {
+      var line = document.createElement("span");
+      line.className = "nb-log-line";
+      line.textContent = String(lines[i]).replace(/\n$/, "") + "\n";
+      fragment.appendChild(line);
+    }
+    panel.appendChild(fragment);
+    trim();
+    panel.scrollTop = panel.scrollHeight;
+  }
+
+  function note(text) {
+    append(["[" + text + "]"]);
+  }
+
+  function pause() {
+    following = false;
+    pauseButton.hidden = true;
+    followButton.hidden = false;
+  }
+
+  function follow() {
+    following = true;
+    pauseButton.hidden = false;
+    followButton.hidden = true;
+    buffered.hidden = true;
+    var lines = held;
+    held = [];
+    append(lines);
+  }
+
+  if (pauseButton && followButton) {
+    pauseButton.addEventListener("click", pause);
+    followButton.addEventListener("click", follow);
+  }
+
+  // --- the connection -------------------------------------------------------------------
+
+  function say(text) {
+    if (connection) { connection.textContent = text; }
+  }
+
+  function url() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var path = root.getAttribute("data-ws-path");
+    return scheme + window.location.host + path + (lastSeq ? "?after=" + lastSeq : "");
+  }
+
+  function onMessage(event) {
+    var data;
+    try { data = JSON.parse(event.data); } catch (e) { return; }
+    if (typeof data.seq === "number") {
+      if (data.seq <= lastSeq) { return; }  // already seen
+      lastSeq = data.seq;
+    }
+    if (data.type === "hello") {
+      retryDelay = 1000;
+      say("");
+      drawStatus(data.status);
+    } else if (data.type === "status") {
+      drawStatus(data);
+    } else if (data.type === "logs") {
+      append(data.lines);
+    } else if (data.type === "gap") {
+      note("some log lines were missed while disconnected");
+    }
+  }
+
+  function connect() {
+    retryTimer = null;
+    try {
+      socket = new WebSocket(url());
+    } catch (e) {
+      retry();
+      return;
+    }
+    socket.addEventListener("message", onMessage);
+    socket.addEventListener("open", function () {
+      pingTimer = window.setInterval(function () {
+        if (socket && socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: "ping" }));
+        }
+      }, 25000);
+    });
+    socket.addEventListener("close", function (event) {
+      window.clearInterval(pingTimer);
+      socket = null;
+      if (stopped) { return; }
+      if (event.code === 4404 || event.code === 4403 || event.code === 4401) {
+        say("You no longer have access to this notebook's live status.");
+        return;
+      }
+      retry();
+    });
+  }
+
+  function retry() {
+    if (retryTimer || stopped) { return; }
+    say("Reconnecting…");
+    retryTimer = window.setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000);
+  }
+
+  window.addEventListener("pagehide", function () {
+    stopped = true;
+    if (socket) { socket.close(); }
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && stopped) {  // back from the back/forward cache
+      stopped = false;
+      connect();
+    }
+  });
+
+  connect();
+}());

@@ -1,0 +1,97 @@
+"""Fixtures that run Lattice the way it is deployed: the ASGI app (pages, websockets and the
+notebook proxy) under uvicorn, and a real Celery worker thread instead of eager tasks.
+
+pytest-django's ``live_server`` is WSGI only: no websockets, no ``/nb/`` proxy. The
+server here runs ``config.asgi.application`` in a background thread, so it reads what the
+test commits: it needs PostgreSQL (an in-memory SQLite database is private to the thread
+that opened it).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.db import connection
+
+from tests.conftest import service_missing
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_START_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
+    """The base URL (``http://127.0.0.1:<port>``) of uvicorn serving config.asgi for this test."""
+    if connection.vendor != "postgresql":
+        service_missing(
+            "needs PostgreSQL: the ASGI server's threads must see what the test commits "
+            "(set DATABASE_URL=postgres://...)",
+        )
+    import uvicorn
+
+    from apps.core import stream
+    from config.asgi import application
+
+    stream.reset_for_tests()
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "localhost"]
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        application,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        ws="websockets-sansio",
+        log_level="warning",
+        # Let a test end while a browser still holds a websocket open.
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run,
+        kwargs={"sockets": [listener]},
+        name="lattice-asgi",
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port}", pytrace=False)
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+        stream.reset_for_tests()
+
+
+@pytest.fixture
+def embedded_celery(transactional_db: None, settings: Any) -> Iterator[Any]:
+    """A real worker thread on the control queue and the local host's queue; tasks are queued
+    (not run inline), as in production."""
+    from apps.core import stream
+    from apps.core.worker import embedded_worker
+    from config.celery import app as celery_app
+
+    stream.reset_for_tests()
+    was_eager = celery_app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    celery_app.conf.task_always_eager = False
+    try:
+        with embedded_worker(queues=["control", "host.local"]) as worker:
+            yield worker
+    finally:
+        celery_app.conf.task_always_eager = was_eager

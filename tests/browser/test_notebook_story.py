@@ -1,0 +1,237 @@
+"""The notebook story end to end, in Chromium, on the real Docker runtime.
+
+Alice makes a notebook, starts it and watches it come up live (no reload), opens
+JupyterLab through Lattice's proxy, runs a cell, stops the notebook, starts it again,
+and finds her file still there. Everything real: uvicorn serving the ASGI app (pages,
+websocket stream, /nb/ proxy), a Celery worker thread as the control plane and the local
+host's agent, Docker running the locally built notebook image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from playwright.sync_api import expect
+
+from apps.core.tenancy import team_scope
+from apps.machines.inventory import collect
+from apps.machines.services import host_ensure_local
+from apps.notebooks.models import Notebook
+from apps.runtimes import select
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = [pytest.mark.browser, pytest.mark.docker]
+
+# Generous: JupyterLab takes ~10 s to start on 2 cores, a kernel a few more.
+READY_MS = 180_000
+STOPPED_MS = 90_000
+JUPYTER_MS = 120_000
+
+
+@pytest.fixture
+def docker_runtime(settings: Any, docker_client: Any, notebook_image: str) -> Iterator[str]:
+    settings.LATTICE_RUNTIME = "docker"
+    select._runtime.cache_clear()
+    yield notebook_image
+    select._runtime.cache_clear()
+
+
+@pytest.fixture
+def local_host(docker_runtime: str, catalogue: dict[str, Any], embedded_celery: Any) -> Any:
+    return host_ensure_local(name="local", inventory=collect(), runtime="docker")
+
+
+@pytest.fixture
+def unique_ids(transactional_db: None) -> None:
+    """Number this test's notebooks and sessions far from other test runs': the containers
+    are named after them (nb-<notebook>-s<session>) on a Docker engine others may share."""
+    from django.db import connection
+
+    base = 700_000_000 + secrets.randbelow(100_000) * 1_000
+    with connection.cursor() as cursor:
+        for table in ("notebooks_notebook", "notebooks_notebooksession"):
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                [table, base],
+            )
+
+
+@pytest.fixture
+def asgi_page(browser: Any, asgi_live_server: str) -> Iterator[Any]:
+    context = browser.new_context(base_url=asgi_live_server)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _remove_notebook_containers(docker_client: Any, notebook_ids: list[int]) -> None:
+    for notebook_id in notebook_ids:
+        for container in docker_client.containers.list(
+            all=True,
+            filters={"label": f"lattice.notebook={notebook_id}"},
+        ):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+
+def _remove_volumes(docker_client: Any, names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            docker_client.volumes.get(name).remove(force=True)
+
+
+def _wait_for_status(page: Any, status: str, timeout: int) -> None:
+    """Wait for the badge to read ``status``; say what the page said if it never does."""
+    try:
+        expect(page.get_by_test_id("status-badge")).to_have_text(status, timeout=timeout)
+    except AssertionError as exc:
+        said = page.get_by_test_id("status-message").text_content()
+        log = (page.get_by_test_id("log-panel").text_content() or "")[-3000:]
+        raise AssertionError(f"not {status}: {said!r}\nlog:\n{log}") from exc
+
+
+def _watch_badge(page: Any) -> None:
+    """Record every text the status badge shows (to see the phases go by)."""
+    page.evaluate(
+        """() => {
+          window.__lattice_marker = "same document";
+          window.__statuses = [document.querySelector('[data-testid=status-badge]').textContent];
+          const badge = document.querySelector('[data-testid=status-badge]');
+          new MutationObserver(() => window.__statuses.push(badge.textContent))
+            .observe(badge, {childList: true, characterData: true, subtree: true});
+        }""",
+    )
+
+
+def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 - one story
+    asgi_page: Any,
+    asgi_live_server: str,
+    local_host: Any,
+    unique_ids: None,
+    docker_client: Any,
+    acme: Any,
+    alice: Any,
+    password: str,
+    catalogue: dict[str, Any],
+) -> None:
+    page = asgi_page
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"{page.url}: {e}"))
+    page.on(
+        "console",
+        lambda m: problems.append(f"{page.url}: {m.text}") if m.type == "error" else None,
+    )
+    created: list[Notebook] = []
+    try:
+        # Log in.
+        page.goto("/accounts/login/")
+        page.get_by_label("Email").fill(alice.email)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign In").click()
+        page.wait_for_url(f"{asgi_live_server}/")
+
+        # Make a notebook from the Scientific Python template on CPU small.
+        page.goto("/t/acme/")
+        page.get_by_role("navigation", name="Team").get_by_role("link", name="Notebooks").click()
+        page.wait_for_url(f"{asgi_live_server}/t/acme/notebooks/")
+        form = page.get_by_test_id("create-form")
+        form.get_by_label("Name", exact=True).fill("Story")
+        form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
+        form.get_by_label("Machine type", exact=True).select_option(
+            value=str(catalogue["cpu-small"].pk)
+        )
+        form.get_by_role("button", name="Create notebook").click()
+        page.wait_for_url("**/t/acme/notebooks/*/")
+        with team_scope(acme):
+            notebook = Notebook.objects.get(name="Story")
+        created.append(notebook)
+        badge = page.get_by_test_id("status-badge")
+        assert badge.text_content() == "Stopped"
+
+        # Start it, and watch it come up without reloading the page.
+        page.get_by_test_id("start").click()
+        page.wait_for_load_state()
+        _watch_badge(page)
+        page.get_by_test_id("stop").wait_for(state="visible")
+        _wait_for_status(page, "Running", READY_MS)
+        assert page.evaluate("window.__lattice_marker") == "same document"
+        seen = page.evaluate("window.__statuses")
+        assert seen[-1] == "Running"
+        assert len(set(seen)) >= 2, seen  # at least one phase went by before Running
+        assert page.get_by_test_id("phase").get_attribute("data-step") == "ready"
+        assert page.get_by_test_id("status-message").text_content() == "Ready."
+        assert page.get_by_test_id("start").is_hidden()
+        expect(page.get_by_test_id("log-panel")).to_contain_text(
+            re.compile(r"jupyter|ServerApp|LabApp", re.IGNORECASE),
+            timeout=JUPYTER_MS,
+        )
+        assert page.get_by_test_id("log-panel").text_content().strip()
+        # Pause holds new lines back (and stops scrolling); Follow shows them again.
+        page.get_by_test_id("log-pause").click()
+        expect(page.get_by_test_id("log-follow")).to_be_visible()
+        page.get_by_test_id("log-follow").click()
+        expect(page.get_by_test_id("log-pause")).to_be_visible()
+
+        # Open JupyterLab in a new tab; make a notebook there and run a cell.
+        with page.context.expect_page() as opened:
+            page.get_by_test_id("open-jupyter").click()
+        lab = opened.value
+        lab.set_default_timeout(JUPYTER_MS)
+        lab.wait_for_load_state()
+        assert lab.url.startswith(f"{asgi_live_server}/nb/{notebook.pk}/")
+        lab.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+        editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.wait_for()
+        editor.click()
+        lab.keyboard.type("print(6*7)")
+        lab.keyboard.press("Shift+Enter")
+        lab.locator(".jp-OutputArea-output", has_text="42").first.wait_for()
+        lab.keyboard.press("Control+s")
+        contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
+        notebooks_made = [f["name"] for f in contents["content"] if f["name"].endswith(".ipynb")]
+        assert notebooks_made, contents
+        lab.close()
+
+        # Stop it, then start it again: the file is still there.
+        page.bring_to_front()
+        page.get_by_test_id("stop").click()
+        _wait_for_status(page, "Stopped", STOPPED_MS)
+        assert page.get_by_test_id("open-jupyter").is_hidden()
+        assert (
+            docker_client.containers.list(
+                filters={"label": f"lattice.notebook={notebook.pk}", "status": "running"},
+            )
+            == []
+        )
+
+        page.get_by_test_id("start").click()
+        page.wait_for_load_state()
+        _wait_for_status(page, "Running", READY_MS)
+        with page.context.expect_page() as reopened:
+            page.get_by_test_id("open-jupyter").click()
+        lab = reopened.value
+        lab.set_default_timeout(JUPYTER_MS)
+        lab.wait_for_load_state()
+        for name in notebooks_made:
+            lab.locator(".jp-DirListing-item", has_text=name).first.wait_for()
+        contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
+        assert set(notebooks_made) <= {f["name"] for f in contents["content"]}
+        lab.close()
+
+        assert problems == []
+    finally:
+        ids = [n.pk for n in created]
+        _remove_notebook_containers(docker_client, ids)
+        volumes = [n.volume for n in created]
+        with team_scope(acme):
+            from apps.notebooks.models import TeamNotebookSettings
+
+            volumes += [s.storage_volume for s in TeamNotebookSettings.objects.all()]
+        _remove_volumes(docker_client, volumes)
