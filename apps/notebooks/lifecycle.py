@@ -106,12 +106,33 @@ def idle_timeout(notebook: Notebook) -> int:
     return row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
 
 
-def status_message(notebook: Notebook, session: NotebookSession | None) -> dict[str, Any]:
-    """What a viewer needs to draw the status badge, the phase bar and the idle warning."""
+def status_message(
+    notebook: Notebook,
+    session: NotebookSession | None,
+    *,
+    phase: str = "",
+    percent: int | None = None,
+) -> dict[str, Any]:
+    """What a viewer needs to draw the status badge, the phase bar and the idle warning.
+
+    ``phase`` is the start step within the status (e.g. "waiting" for Jupyter while
+    "starting"); without it, the latest event's.
+    """
+    if not phase:
+        latest = (
+            NotebookEvent.objects.for_team(notebook.team_id)
+            .filter(notebook=notebook)
+            .order_by("-pk")
+            .values_list("phase", "percent")
+            .first()
+        )
+        phase, percent = latest if latest else (notebook.status, None)
     message: dict[str, Any] = {
         "type": "status",
         "notebook": notebook.pk,
         "status": notebook.status,
+        "phase": phase,
+        "percent": percent,
         "desired": notebook.desired_state,
         "message": notebook.status_message,
         "session": session.pk if session else None,
@@ -127,9 +148,15 @@ def status_message(notebook: Notebook, session: NotebookSession | None) -> dict[
     return message
 
 
-def publish_status(notebook: Notebook, session: NotebookSession | None) -> None:
+def publish_status(
+    notebook: Notebook,
+    session: NotebookSession | None,
+    *,
+    phase: str = "",
+    percent: int | None = None,
+) -> None:
     """Send the notebook's status to its viewers once the transaction commits."""
-    body = status_message(notebook, session)
+    body = status_message(notebook, session, phase=phase, percent=percent)
     transaction.on_commit(lambda: stream_publish(notebook.stream, body))
 
 
@@ -158,7 +185,7 @@ def session_set_status(
         message=message,
         percent=percent,
     )
-    publish_status(notebook, session)
+    publish_status(notebook, session, phase=phase or status, percent=percent)
 
 
 # --- placing and starting ---------------------------------------------------------------
@@ -476,7 +503,7 @@ def session_end(
         phase=reason,
         message=message,
     )
-    publish_status(notebook, session)
+    publish_status(notebook, session, phase=reason)
     machine_type = session.machine_type
     transaction.on_commit(lambda: _after_end(notebook.pk, session.team_id, machine_type.pk))
 
