@@ -66,8 +66,10 @@ def queue_advance(*, machine_type: MachineType) -> int:
     while True:
         with transaction.atomic():
             # One caller at a time advances a machine type's line, so the head
-            # is never skipped for the one behind it.
-            MachineType.objects.select_for_update().filter(pk=machine_type.pk).first()
+            # is never skipped for the one behind it. FOR NO KEY UPDATE: inserts
+            # that point at the machine type (requests, sessions) check that
+            # foreign key at commit with FOR KEY SHARE, which must not wait here.
+            MachineType.objects.select_for_update(no_key=True).filter(pk=machine_type.pk).first()
             head = (
                 PlacementRequest.objects.filter(
                     machine_type=machine_type,

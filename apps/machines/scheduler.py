@@ -135,7 +135,9 @@ def _lock_one(ids: list[int], *, wait: bool) -> Host | None:
     hosts = Host.objects.filter(status=Host.Status.READY)
     for start in range(0, len(ids), 4):
         host = (
-            hosts.filter(pk__in=ids[start : start + 4]).select_for_update(skip_locked=True).first()
+            hosts.filter(pk__in=ids[start : start + 4])
+            .select_for_update(skip_locked=True, no_key=True)
+            .first()
         )
         if host is not None:
             return host
@@ -143,7 +145,7 @@ def _lock_one(ids: list[int], *, wait: bool) -> Host | None:
         # Every candidate is locked by placements in flight: wait rather than
         # refuse while capacity may remain. Only while holding no other host's
         # lock, or two placements could wait on each other for ever.
-        return hosts.filter(pk=ids[0]).select_for_update().first()
+        return hosts.filter(pk=ids[0]).select_for_update(no_key=True).first()
     return None
 
 

@@ -75,7 +75,7 @@ def host_apply_inventory(
     inventory: dict[str, Any],
 ) -> Host:
     """Record capacity and GPUs as the agent reports them; a GPU no longer listed is not present."""
-    host = Host.objects.select_for_update().get(pk=host.pk)
+    host = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
     host.cpu_count = int(inventory.get("cpu_count", 0))
     host.memory_bytes = int(inventory.get("memory_bytes", 0))
     host.disk_bytes = int(inventory.get("disk_bytes", 0))

@@ -60,7 +60,7 @@ def host_reported(
         # Trust the agent's clock only within reason (and never into the future).
         taken = min(now, max(now - timedelta(minutes=10), _from_epoch(collected_at)))
     with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
+        host = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
         if host.reported_at is not None and taken <= host.reported_at:
             return  # an older report than the one already applied
         # Alive as of now (we just heard from it); its workloads as of when it looked.

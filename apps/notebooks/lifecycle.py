@@ -74,6 +74,28 @@ _END_STATUS = {
 }
 
 
+def lock_session(session_id: int, *related: str) -> NotebookSession | None:
+    """The session, locked, after its notebook (inside a transaction and a team scope).
+
+    Every writer takes the notebook's row first, then the session's (the
+    services lock the notebook, then change its session): one order, no
+    deadlock. FOR NO KEY UPDATE, so inserts that point at these rows (events)
+    never wait on the lock.
+    """
+    notebook_id = (
+        NotebookSession.objects.filter(pk=session_id).values_list("notebook_id", flat=True).first()
+    )
+    if notebook_id is None:
+        return None
+    Notebook.objects.select_for_update(no_key=True).filter(pk=notebook_id).first()
+    return (
+        NotebookSession.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("notebook", *related)
+        .filter(pk=session_id)
+        .first()
+    )
+
+
 def open_session(notebook: Notebook) -> NotebookSession | None:
     return (
         NotebookSession.objects.for_team(notebook.team_id)
@@ -208,7 +230,10 @@ def session_place(session: NotebookSession) -> None:
         team=session.team,
     )
     with transaction.atomic():
-        session = NotebookSession.objects.select_for_update().get(pk=session.pk)
+        locked = lock_session(session.pk, "machine_type")
+        if locked is None:
+            return
+        session = locked
         placed = request.status == PlacementRequest.Status.PLACED and request.placement
         if session.ended_at is not None or session.status != Status.QUEUED:
             # Stopped while we looked for room: give the room back.
@@ -319,12 +344,9 @@ def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any
         logger.info("event %s for session %s, which no longer exists", event, session_id)
         return
     with team_scope(found["team_id"]), transaction.atomic():
-        session = (
-            NotebookSession.objects.select_for_update(of=("self",))
-            .select_related("notebook", "machine_type", "host")
-            .get(pk=session_id)
-        )
-        _apply_event(session, event, data)
+        session = lock_session(session_id, "machine_type", "host")
+        if session is not None:
+            _apply_event(session, event, data)
 
 
 def _advance(session: NotebookSession, status: str) -> bool:

@@ -65,7 +65,12 @@ def _require(team: Team, actor: User, permission: str) -> None:
 
 
 def _locked(team: Team, notebook: Notebook) -> Notebook:
-    locked = Notebook.objects.for_team(team).select_for_update().filter(pk=notebook.pk).first()
+    locked = (
+        Notebook.objects.for_team(team)
+        .select_for_update(no_key=True)
+        .filter(pk=notebook.pk)
+        .first()
+    )
     if locked is None or locked.deleted_at is not None:
         raise NotebookError("This notebook no longer exists.")
     return locked

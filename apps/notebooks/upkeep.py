@@ -57,13 +57,8 @@ def reconcile_sessions() -> dict[str, int]:
     counts = {"ended": 0, "placed": 0, "redispatched": 0, "failed": 0, "stops": 0}
     for session_id, team_id in _open_sessions():
         with team_scope(team_id), transaction.atomic():
-            session = (
-                NotebookSession.objects.select_for_update(of=("self",))
-                .select_related("notebook", "placement", "host", "machine_type")
-                .filter(pk=session_id, ended_at__isnull=True)
-                .first()
-            )
-            if session is not None:
+            session = lifecycle.lock_session(session_id, "placement", "host", "machine_type")
+            if session is not None and session.ended_at is None:
                 _reconcile(session, counts)
     return counts
 
