@@ -111,9 +111,14 @@ def _watch_pull(runtime: Runtime, name: str, send: Callable[..., None]) -> Itera
         stop.set()
 
 
+# One client for every readiness check: making one per request (as httpx.get does)
+# builds a TLS context each time, which twenty starts polling at once cannot afford.
+_http = httpx.Client(timeout=2.0)
+
+
 def _answers(url: str, headers: dict[str, str]) -> bool:
     try:
-        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200  # noqa: PLR2004
+        return _http.get(url, headers=headers).status_code == 200  # noqa: PLR2004
     except httpx.HTTPError:
         return False
 

@@ -152,6 +152,10 @@ def _parse(value: str | None) -> datetime | None:
         return None
 
 
+# Shared: a client per request would build a TLS context each time.
+_http = httpx.Client(timeout=3.0)
+
+
 def jupyter_activity(session: NotebookSession) -> datetime | None:
     """When Jupyter last saw activity (now, if a kernel is busy); None if it did not answer."""
     if not session.endpoint:
@@ -159,10 +163,9 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
     base = f"{session.endpoint}{session.base_path}api"
     headers = {"Authorization": f"token {session.jupyter_token}"}
     try:
-        with httpx.Client(headers=headers, timeout=3.0) as client:
-            status = client.get(f"{base}/status")
-            # no_track_activity: our own look must not count as activity.
-            kernels = client.get(f"{base}/kernels", params={"no_track_activity": "1"})
+        status = _http.get(f"{base}/status", headers=headers)
+        # no_track_activity: our own look must not count as activity.
+        kernels = _http.get(f"{base}/kernels", params={"no_track_activity": "1"}, headers=headers)
     except httpx.HTTPError:
         return None
     if status.status_code != 200:  # noqa: PLR2004
