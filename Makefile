@@ -41,11 +41,16 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Benchmarks. bench/scheduler needs PostgreSQL (DATABASE_URL); bench/start_latency root and Docker.
+## Benchmarks (bench/README.md). bench/scheduler needs PostgreSQL (DATABASE_URL); start_latency and
+## log_stream need PostgreSQL, Redis (REDIS_URL), Docker and the notebook image: skipped without them.
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/dev_startup.py
 	$(BIN)/python bench/scheduler.py
-	$(BIN)/python bench/start_latency.py
+	@if [ -z "$$DATABASE_URL" ] || [ -z "$$REDIS_URL" ] || ! docker info >/dev/null 2>&1; then \
+		echo "bench: skipping start_latency and log_stream: they need DATABASE_URL (PostgreSQL), REDIS_URL and Docker"; \
+	else \
+		$(BIN)/python bench/start_latency.py && $(BIN)/python bench/log_stream.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,139 +1,771 @@
-"""bench/start_latency (first half): start-to-ready of a notebook container.
+"""bench/start_latency: click-to-ready of a notebook through Lattice, against plain `docker run`.
 
-The Docker backend (apps.runtimes.docker: labels, limits, volume, security
-options) against plain `docker run` of the same image and command, in the
-same run, alternating, each timed from the call until Jupyter Server answers
-/api/status with 200. Reports the medians and their ratio (goal: <= 1.15).
-Needs root and Docker; builds the image with images/notebook/build-local.sh.
+A real setup in one process run: PostgreSQL (DATABASE_URL, required; a
+throw-away database ``lattice_bench_start`` is made and dropped), Redis
+(REDIS_URL, required; its database 13 is used and flushed) as Celery broker,
+cache and channel layer, an embedded Celery worker thread consuming "control"
+and "host.local" (apps.core.worker.embedded_worker), and host "local"
+registered with the Docker runtime (inventory from collect(), CPU and memory
+raised so that 20 cpu-small notebooks fit). Settings: config.settings.local.
 
-    python bench/start_latency.py [--runs 7]
+Measured per start, all in the same run, alternating (order rotated each round):
+
+- Lattice: t0 just before the start (an HTTP POST to
+  /api/v1/teams/<slug>/notebooks/<id>/start/ through Daphne when that route
+  exists, else apps.notebooks.services.notebook_start, which is what the view
+  calls), t1 when the session's status is "running" AND Jupyter answers
+  /nb/<id>/api/status with the session's token (DB and HTTP polled every 10 ms).
+  The agent's runtime is wrapped to note when runtime.start was called and when
+  Jupyter first answered (same 10 ms poll): the container's own start-to-ready.
+  Lattice's overhead = click-to-ready - that, per start.
+- Docker runtime direct (the first version of this bench): DockerRuntime.start
+  of the same command, limits and a volume, until Jupyter answers.
+- Plain: docker SDK containers.run of the same image and the same Jupyter
+  command line (base_url and all) with a volume at /notebooks, until Jupyter answers.
+
+Goals: ratio of medians Lattice / plain <= 1.15; Lattice's own overhead p50 <= 150 ms.
+Then N (20) notebooks started at once on the one host, and N plain containers
+at once: all running? p50 / p95 click-to-ready. Everything made here is
+stopped and removed at the end (containers, volumes, the database).
+
+    eval "$(bash scripts/services.sh 2>/dev/null)"
+    .venv/bin/python bench/start_latency.py [--runs 7] [--concurrent 20] [--worker-concurrency 24]
+
+Prints a table, then one line of JSON (the figures) at the end of stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
+import random
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 
-import django  # noqa: E402
 
-django.setup()
+def _require_services() -> None:
+    missing = [v for v in ("DATABASE_URL", "REDIS_URL") if not os.environ.get(v)]
+    if missing or not os.environ["DATABASE_URL"].startswith("postgres"):
+        sys.exit(
+            f"bench needs PostgreSQL and Redis: set {', '.join(missing) or 'DATABASE_URL'} "
+            '(eval "$(bash scripts/services.sh 2>/dev/null)")'
+        )
+
+
+def redis_db_url(url: str, db: int) -> str:
+    """``url`` with its database number replaced: the bench's keys stay apart from others'."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def configure(redis_db: int) -> None:
+    """Environment for this process and its Daphne, before Django reads its settings."""
+    _require_services()
+    os.environ["REDIS_URL"] = redis_db_url(os.environ["REDIS_URL"], redis_db)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    os.environ.setdefault("LATTICE_LOG_LEVEL", "WARNING")
+    os.environ["LATTICE_RUNTIME"] = "docker"
+    import django
+
+    django.setup()
+
+
+if __name__ == "__main__":
+    configure(13)
 
 import docker  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
 
-from apps.runtimes.base import Spec  # noqa: E402
-from apps.runtimes.docker import DockerRuntime  # noqa: E402
-
-COMMAND = ["jupyter", "server", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+GIB = 1024**3
 
 
-def wait_ready(port: int, token: str, timeout: float = 120.0) -> None:
+# --- the setup both benchmarks share --------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_database(name: str) -> str:
+    """A fresh, migrated database ``name`` on DATABASE_URL's server; this process now uses it."""
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = name
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    from apps.notebooks.models import Notebook, NotebookSession
+
+    # Workload names are nb-<notebook>-s<session>; start far from ids a test run may use.
+    base = random.randint(1, 900) * 1_000_000  # noqa: S311 - not a secret
+    with connection.cursor() as cursor:
+        for model in (Notebook, NotebookSession):
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                [model._meta.db_table, base],
+            )
+    return name
+
+
+def drop_database(name: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    try:
+        connection.creation.destroy_test_db(
+            os.environ["DATABASE_URL"].rsplit("/", 1)[-1], verbosity=0
+        )
+    except Exception as exc:
+        print(f"(could not drop database {name}: {exc})", file=sys.stderr)
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def make_people(count: int = 1) -> tuple[Any, Any, Any]:
+    """A user, a team they own, and the cpu-small machine type."""
+    from apps.accounts.models import User
+    from apps.machines.models import MachineType
+    from apps.teams.services import team_create
+
+    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}@example.com", "x" * 16)
+    team = team_create(actor=user, name=f"Bench {uuid.uuid4().hex[:6]}")
+    return user, team, MachineType.objects.get(slug="cpu-small")
+
+
+def session_cookie(user: Any) -> str:
+    """A logged-in session for ``user`` in the database, as login() leaves it; its key."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return store.session_key or ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Daphne:
+    """config.asgi:application in a Daphne subprocess on the bench database and Redis."""
+
+    def __init__(self, database: str) -> None:
+        self.port = free_port()
+        # Kept after the run (its path is printed): what the web server said, errors included.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="lattice-bench-daphne-", suffix=".log", delete=False
+        )
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DATABASE_URL": database_url(database),
+            "REDIS_URL": settings.REDIS_URL,
+        }
+        self.process = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited: {Path(self.log.name).read_text()[-3000:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("daphne did not listen within 60 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        print(f"web server log: {self.log.name}", file=sys.stderr)
+
+
+# --- readiness and the wrapped runtime ------------------------------------------------------
+
+
+def jupyter_answers(port: int, base_path: str, token: str) -> bool:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/status",
+        f"http://127.0.0.1:{port}{base_path}api/status",
         headers={"Authorization": f"token {token}"},
     )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except (OSError, http.client.HTTPException):
+        # Under load Docker's port forwarder sometimes answers before Jupyter does, oddly.
+        return False
+
+
+def wait_jupyter(port: int, base_path: str, token: str, timeout: float = 180.0) -> float:
+    """Poll every 10 ms until Jupyter answers; the time it did (perf_counter)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    json.load(response)
-                    return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError("Jupyter Server did not answer in time")
+        if jupyter_answers(port, base_path, token):
+            return time.perf_counter()
+        time.sleep(0.01)
+    raise TimeoutError("Jupyter did not answer in time")
 
 
-def through_backend(client: docker.DockerClient, image: str) -> float:
-    runtime = DockerRuntime(client)
-    token = secrets.token_hex(16)
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    spec = Spec(
-        name=name,
-        image=image,
-        command=COMMAND,
-        env={"JUPYTER_TOKEN": token},
-        vcpus=2,
-        memory_bytes=2 * 1024**3,
-        volumes={f"lattice-bench-{name}": "/notebooks"},
+def concrete(command: list[str]) -> list[str]:
+    """The notebook command as the container sees it. ``{mount:/notebooks}`` is replaced
+    here because no runtime replaces it (see the report: Jupyter exits without this)."""
+    return [
+        p.replace("{ip}", "0.0.0.0")  # noqa: S104 - inside the container
+        .replace("{port}", "8888")
+        .replace("{mount:/notebooks}", "/notebooks")
+        for p in command
+    ]
+
+
+def _make_timed_runtime() -> Any:
+    from apps.runtimes.docker import DockerRuntime
+
+    class TimedDockerRuntime(DockerRuntime):
+        """The Docker runtime, noting when start was called and when Jupyter first answered."""
+
+        def __init__(self) -> None:
+            super().__init__(docker.from_env(max_pool_size=64))
+            self.timings: dict[str, dict[str, float]] = {}
+            self.lock = threading.Lock()
+
+        def start(self, spec: Any) -> dict[str, Any]:
+            called = time.perf_counter()
+            if any("{mount:" in p for p in spec.command):
+                spec = replace(
+                    spec,
+                    command=[p.replace("{mount:/notebooks}", "/notebooks") for p in spec.command],
+                )
+            state = super().start(spec)
+            record = {"runtime_start": called, "runtime_started": time.perf_counter()}
+            with self.lock:
+                self.timings[spec.name] = record
+            base = next(
+                p.split("=", 1)[1] for p in spec.command if p.startswith("--ServerApp.base_url=")
+            )
+            token = spec.env["JUPYTER_TOKEN"]
+
+            def watch() -> None:
+                with contextlib.suppress(TimeoutError):
+                    record["own_ready"] = wait_jupyter(state["port"], base, token)
+
+            threading.Thread(target=watch, daemon=True).start()
+            return state
+
+    return TimedDockerRuntime()
+
+
+def own_timing(runtime: Any, workload: str) -> dict[str, float]:
+    """The wrapped runtime's times for ``workload`` (its watcher may lag the agent a little)."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        timing = runtime.timings.get(workload, {})
+        if "own_ready" in timing:
+            return timing
+        time.sleep(0.005)
+    return runtime.timings.get(workload, {})
+
+
+# --- the three ways to start ----------------------------------------------------------------
+
+
+class Lattice:
+    """Notebooks started through Lattice: worker, agent, runtime, all real."""
+
+    def __init__(self, user: Any, team: Any, machine: Any, api: Daphne | None) -> None:
+        from apps.notebooks.services import notebook_create
+
+        self.user, self.team, self.machine, self.api = user, team, machine, api
+        self.create = notebook_create
+        self.token = ""
+        if api is not None:
+            from apps.accounts.models import TOKEN_SCOPES
+            from apps.accounts.tokens import token_create
+
+            _, self.token = token_create(
+                user=user, name="bench", scopes=list(TOKEN_SCOPES), expires_in_days=None
+            )
+
+    def notebook(self, name: str) -> Any:
+        return self.create(
+            team=self.team,
+            actor=self.user,
+            name=name,
+            template="scipy",
+            machine_type=self.machine,
+        )
+
+    def click(self, notebook: Any) -> None:
+        """What the Start button does: the API's start endpoint, or the service it calls."""
+        if self.api is None:
+            from apps.notebooks.services import notebook_start
+
+            notebook_start(team=self.team, actor=self.user, notebook=notebook)
+            return
+        request = urllib.request.Request(  # noqa: S310 - our own server on loopback
+            f"{self.api.url}/api/v1/teams/{self.team.slug}/notebooks/{notebook.pk}/start/",
+            method="POST",
+            data=b"{}",
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            response.read()
+
+    def stop(self, notebook: Any) -> None:
+        from apps.notebooks.services import notebook_stop
+
+        notebook_stop(team=self.team, actor=self.user, notebook=notebook)
+
+
+FAILURES: list[str] = []  # why starts did not reach running, for the report
+
+
+def last_session_id() -> int:
+    from apps.notebooks.models import NotebookSession
+
+    return (
+        NotebookSession.objects.unscoped().order_by("-pk").values_list("pk", flat=True).first() or 0
     )
-    started = time.perf_counter()
-    state = runtime.start(spec)
-    wait_ready(state["port"], token)
-    elapsed = time.perf_counter() - started
-    runtime.stop(state, timeout=5)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.volumes.get(f"lattice-bench-{name}").remove(force=True)
-    return elapsed
 
 
-def plain_docker_run(client: docker.DockerClient, image: str) -> float:
-    token = secrets.token_hex(16)
-    name = f"lattice-bench-plain-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-e",
-            f"JUPYTER_TOKEN={token}",
-            "-p",
-            "127.0.0.1::8888",
-            image,
-            *COMMAND,
-        ],
-        check=True,
-        capture_output=True,
+def wait_running(
+    notebooks: list[Any], clicked: dict[int, float], after: int, timeout: float = 300.0
+) -> dict[int, tuple[float, dict[str, Any]]]:
+    """Poll the database every 10 ms (one query for all) and each running one's Jupyter through
+    its own port; per notebook id, the time both said ready and the session row."""
+    from apps.notebooks.models import Notebook, NotebookSession, Status
+
+    ids = [n.pk for n in notebooks]
+    base = {n.pk: f"/nb/{n.pk}/" for n in notebooks}
+    done: dict[int, tuple[float, dict[str, Any]]] = {}
+    failed: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) + len(failed) < len(ids) and time.monotonic() < deadline:
+        if time.monotonic() > deadline - 1:
+            FAILURES.append(
+                f"{len(ids) - len(done) - len(failed)} not running within {timeout:.0f} s"
+            )
+        rows = NotebookSession.objects.unscoped().filter(
+            pk__gt=after,
+            notebook_id__in=[i for i in ids if i not in done and i not in failed and i in clicked],
+        )
+        for row in rows.values(
+            "id", "notebook_id", "status", "runtime_state", "jupyter_token", "ended_at"
+        ):
+            nb = row["notebook_id"]
+            if row["ended_at"] is not None:
+                if nb in clicked and row["status"] in (Status.FAILED, Status.LOST):
+                    failed[nb] = Notebook.objects.unscoped().get(pk=nb).status_message
+                    FAILURES.append(f"{row['status']}: {failed[nb]}")
+                continue
+            port = (row["runtime_state"] or {}).get("port")
+            if (
+                row["status"] == Status.RUNNING
+                and port
+                and jupyter_answers(port, base[nb], row["jupyter_token"])
+            ):
+                done[nb] = (time.perf_counter(), row)
+        time.sleep(0.01)
+    return done
+
+
+def wait_ended(notebooks: list[Any], timeout: float = 120.0) -> None:
+    from apps.notebooks.models import NotebookSession
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (
+            not NotebookSession.objects.unscoped()
+            .filter(notebook__in=notebooks, ended_at__isnull=True)
+            .exists()
+        ):
+            return
+        time.sleep(0.05)
+    raise TimeoutError("sessions did not end in time")
+
+
+class Plain:
+    """`docker run` of the same image and command, through the Docker SDK."""
+
+    def __init__(self, client: docker.DockerClient, image: str, command: list[str]) -> None:
+        self.client, self.image, self.command = client, image, command
+        self.volume = f"lattice-bench-plain-{uuid.uuid4().hex[:8]}"
+        client.volumes.create(self.volume, labels={"lattice.bench": "start_latency"})
+        self.names: list[str] = []
+
+    def run(self) -> tuple[float, Any]:
+        """One start until ready: (seconds, the container); remove the container after."""
+        token = secrets.token_hex(24)
+        name = f"lattice-bench-plain-{uuid.uuid4().hex[:8]}"
+        self.names.append(name)
+        started = time.perf_counter()
+        container = self.client.containers.run(
+            self.image,
+            self.command,
+            detach=True,
+            name=name,
+            environment={"JUPYTER_TOKEN": token},
+            ports={"8888/tcp": ("127.0.0.1", None)},
+            volumes={self.volume: {"bind": "/notebooks", "mode": "rw"}},
+            labels={"lattice.bench": "start_latency"},
+        )
+        container.reload()
+        port = int(container.ports["8888/tcp"][0]["HostPort"])
+        ready = wait_jupyter(port, self.base_path, token)
+        return ready - started, container
+
+    @property
+    def base_path(self) -> str:
+        return next(p.split("=", 1)[1] for p in self.command if "base_url=" in p)
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.containers.get(name).remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(self.volume).remove(force=True)
+
+
+class Direct:
+    """The Docker runtime called directly (the first version of this bench)."""
+
+    def __init__(self, image: str, command: list[str]) -> None:
+        from apps.runtimes.docker import DockerRuntime
+
+        self.runtime = DockerRuntime()
+        self.image, self.command = image, command
+        self.volume = f"lattice-bench-direct-{uuid.uuid4().hex[:8]}"
+
+    def run(self) -> float:
+        from apps.runtimes.base import Spec
+
+        token = secrets.token_hex(24)
+        spec = Spec(
+            name=f"bench-direct-{uuid.uuid4().hex[:8]}",
+            image=self.image,
+            command=self.command,
+            env={"JUPYTER_TOKEN": token},
+            vcpus=2,
+            memory_bytes=8 * GIB,
+            volumes={self.volume: "/notebooks"},
+        )
+        base = next(p.split("=", 1)[1] for p in self.command if "base_url=" in p)
+        started = time.perf_counter()
+        state = self.runtime.start(spec)
+        ready = wait_jupyter(state["port"], base, token)
+        self.runtime.stop(state, timeout=5)
+        return ready - started
+
+    def cleanup(self) -> None:
+        self.runtime.remove_volume(self.volume)
+
+
+def api_available() -> bool:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve("/api/v1/teams/t/notebooks/1/start/")
+    except Resolver404:
+        return False
+    return True
+
+
+# --- the benchmark --------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"p50 {ms(statistics.median(values)):7.0f} ms  p95 {ms(percentile(values, 0.95)):7.0f} ms"
+        f"  min {ms(min(values)):6.0f}  max {ms(max(values)):6.0f}"
     )
-    port = int(client.containers.get(name).ports["8888/tcp"][0]["HostPort"])
-    wait_ready(port, token)
-    elapsed = time.perf_counter() - started
-    subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
-    return elapsed
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one straight story
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--worker-concurrency", type=int, default=24)
+    parser.add_argument(
+        "--via",
+        choices=("auto", "api", "service"),
+        default="auto",
+        help="how to click Start: the HTTP API through Daphne, or the service (auto: the API)",
+    )
     args = parser.parse_args()
-    build = subprocess.run(
-        ["bash", str(ROOT / "images" / "notebook" / "build-local.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    image = build.stdout.strip().splitlines()[-1]
-    client = docker.from_env()
-    # One of each first, unmeasured: page cache and Python's bytecode warm up.
-    through_backend(client, image)
-    plain_docker_run(client, image)
-    backend, plain = [], []
-    for _ in range(args.runs):
-        backend.append(through_backend(client, image))
-        plain.append(plain_docker_run(client, image))
-    b, p = statistics.median(backend), statistics.median(plain)
-    print(f"image: {image}, {args.runs} runs each, alternating")
-    print(f"plain docker run + ready:   median {p:.2f} s  ({min(plain):.2f} to {max(plain):.2f})")
+
+    from apps.core.worker import embedded_worker
+    from apps.machines import agent
+    from apps.machines.inventory import collect
+    from apps.machines.services import host_ensure_local
+    from apps.notebooks import lifecycle
+    from apps.runtimes.images import docker_image_exists, notebook_image
+
+    image = notebook_image()
+    if not docker_image_exists(image):
+        sys.exit(f"the notebook image {image} is missing: bash images/notebook/build-local.sh")
+    client = docker.from_env(max_pool_size=64)
+    database = bench_database("lattice_bench_start")
+    runtime = _make_timed_runtime()
+    agent.host_runtime = lambda: runtime  # the agent's tasks run this process's wrapped runtime
+    via = "api" if args.via == "api" or (args.via == "auto" and api_available()) else "service"
+    daphne = Daphne(database) if via == "api" else None
+    made: list[Any] = []
+    plain = direct = None
+    results: dict[str, Any] = {"image": image, "via": via, "runs": args.runs}
+    try:
+        inventory = {
+            **collect(),
+            "cpu_count": 2 * args.concurrent + 8,
+            "memory_bytes": (8 * args.concurrent + 16) * GIB,
+            "gpus": [],
+        }
+        host_ensure_local(name="local", inventory=inventory, runtime="docker")
+        user, team, machine = make_people()
+        lattice = Lattice(user, team, machine, daphne)
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, agent.host_queue("local")]
+        with embedded_worker(queues=queues, concurrency=args.worker_concurrency):
+            notebook = lattice.notebook("Bench sequential")
+            made.append(notebook)
+
+            class _S:  # lifecycle._command needs only the notebook id
+                notebook_id = notebook.pk
+                base_path = f"/nb/{notebook.pk}/"
+
+            command = concrete(lifecycle._command(_S()))  # type: ignore[arg-type]
+            plain = Plain(client, image, command)
+            direct = Direct(image, command)
+
+            def lattice_once() -> dict[str, float]:
+                after = last_session_id()
+                clicked = time.perf_counter()
+                lattice.click(notebook)
+                ready, row = wait_running([notebook], {notebook.pk: clicked}, after)[notebook.pk]
+                timing = own_timing(runtime, f"nb-{notebook.pk}-s{row['id']}")
+                lattice.stop(notebook)
+                wait_ended([notebook])
+                own = timing["own_ready"] - timing["runtime_start"]
+                return {
+                    "total": ready - clicked,
+                    "own": own,
+                    "overhead": (ready - clicked) - own,
+                    "to_runtime": timing["runtime_start"] - clicked,
+                    "after_ready": ready - timing["own_ready"],
+                }
+
+            def plain_once() -> float:
+                seconds, container = plain.run()
+                container.remove(force=True)
+                return seconds
+
+            # One of each first, unmeasured: page cache and bytecode warm up, volumes exist.
+            lattice_once()
+            direct.run()
+            plain_once()
+            arms: dict[str, Any] = {"lattice": [], "direct": [], "plain": []}
+            steps = [
+                ("lattice", lattice_once),
+                ("direct", direct.run),
+                ("plain", plain_once),
+            ]
+            for round_ in range(args.runs):
+                for name, step in steps[round_ % 3 :] + steps[: round_ % 3]:
+                    arms[name].append(step())
+            total = [r["total"] for r in arms["lattice"]]
+            overhead = [r["overhead"] for r in arms["lattice"]]
+            p_med = statistics.median(arms["plain"])
+            results["sequential"] = {
+                "plain_s": arms["plain"],
+                "direct_s": arms["direct"],
+                "lattice": arms["lattice"],
+                "ratio_lattice_plain": statistics.median(total) / p_med,
+                "ratio_direct_plain": statistics.median(arms["direct"]) / p_med,
+                "overhead_p50_ms": ms(statistics.median(overhead)),
+                "overhead_p95_ms": ms(percentile(overhead, 0.95)),
+            }
+
+            # N at once, all on the one host.
+            many = [lattice.notebook(f"Bench concurrent {i}") for i in range(args.concurrent)]
+            made.extend(many)
+            clicked: dict[int, float] = {}
+            barrier = threading.Barrier(len(many))
+            errors: list[str] = []
+
+            def click(nb: Any) -> None:
+                from django.db import connections
+
+                try:
+                    barrier.wait()
+                    clicked[nb.pk] = time.perf_counter()
+                    lattice.click(nb)
+                except Exception as exc:
+                    errors.append(repr(exc))
+                finally:
+                    connections.close_all()
+
+            threads = [threading.Thread(target=click, args=(nb,)) for nb in many]
+            after = last_session_id()
+            for thread in threads:
+                thread.start()
+            ready_at = wait_running(many, clicked, after)
+            for thread in threads:
+                thread.join()
+            c_total = [ready_at[nb][0] - clicked[nb] for nb in ready_at]
+            c_over = []
+            for nb, (ready, row) in ready_at.items():
+                timing = own_timing(runtime, f"nb-{nb}-s{row['id']}")
+                if "own_ready" in timing:
+                    c_over.append(
+                        (ready - clicked[nb]) - (timing["own_ready"] - timing["runtime_start"])
+                    )
+            for nb in many:
+                lattice.stop(nb)
+
+            # N plain containers at once.
+            p_results: list[float] = []
+            p_containers: list[Any] = []
+            p_barrier = threading.Barrier(args.concurrent)
+
+            def plain_at_once() -> None:
+                p_barrier.wait()
+                try:
+                    seconds, container = plain.run()
+                    p_results.append(seconds)
+                    p_containers.append(container)
+                except Exception as exc:
+                    errors.append(repr(exc))
+
+            wait_ended(many, timeout=180)
+            p_threads = [threading.Thread(target=plain_at_once) for _ in range(args.concurrent)]
+            for thread in p_threads:
+                thread.start()
+            for thread in p_threads:
+                thread.join()
+            for container in p_containers:
+                container.remove(force=True)
+            results["concurrent"] = {
+                "n": args.concurrent,
+                "lattice_running": len(ready_at),
+                "lattice_s": c_total,
+                "lattice_overhead_s": c_over,
+                "plain_ready": len(p_results),
+                "plain_s": p_results,
+                "errors": errors + FAILURES,
+            }
+    finally:
+        cleanup(client, runtime, made, plain, direct)
+        if daphne is not None:
+            daphne.close()
+        drop_database(database)
+    report(results)
+
+
+def cleanup(client: Any, runtime: Any, notebooks: list[Any], plain: Any, direct: Any) -> None:
+    """Remove what this run made: its workloads' containers, its volumes."""
+    names = {f"lattice-{n}" for n in runtime.timings}
+    for container in client.containers.list(all=True, filters={"label": "lattice.managed=true"}):
+        if container.name in names or container.name.startswith("lattice-bench-direct-"):
+            container.remove(force=True)
+    volumes = {n.volume for n in notebooks}
+    with contextlib.suppress(Exception):
+        from apps.notebooks.models import TeamNotebookSettings
+
+        volumes |= {
+            s.storage_volume
+            for s in TeamNotebookSettings.objects.unscoped().filter(
+                team_id__in={n.team_id for n in notebooks}
+            )
+        }
+    for volume in volumes:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            client.volumes.get(volume).remove(force=True)
+    if plain is not None:
+        plain.cleanup()
+    if direct is not None:
+        direct.cleanup()
+
+
+def report(results: dict[str, Any]) -> None:
+    seq = results["sequential"]
+    lattice = seq["lattice"]
     print(
-        f"Docker backend + ready:     median {b:.2f} s  ({min(backend):.2f} to {max(backend):.2f})"
+        f"image {results['image']}, start via {results['via']}, {results['runs']} runs each, "
+        "alternating, one host, Docker"
     )
-    print(f"ratio backend / plain: {b / p:.3f}  (goal <= 1.15)")
+    print(f"plain docker run + ready:     {summary(seq['plain_s'])}")
+    print(f"Docker runtime direct:        {summary(seq['direct_s'])}")
+    print(f"Lattice click-to-ready:       {summary([r['total'] for r in lattice])}")
+    print(f"  of which container's own:   {summary([r['own'] for r in lattice])}")
+    print(
+        f"  Lattice overhead:           {summary([r['overhead'] for r in lattice])}"
+        "   (goal p50 <= 150 ms)"
+    )
+    print(f"    click -> runtime.start:   {summary([r['to_runtime'] for r in lattice])}")
+    print(f"    Jupyter up -> running:    {summary([r['after_ready'] for r in lattice])}")
+    print(f"ratio of medians Lattice / plain: {seq['ratio_lattice_plain']:.3f}  (goal <= 1.15)")
+    print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}")
+    con = results["concurrent"]
+    print(
+        f"{con['n']} at once on one host: Lattice {con['lattice_running']}/{con['n']} running, "
+        f"plain {con['plain_ready']}/{con['n']} ready"
+    )
+    if con["lattice_s"]:
+        print(f"  Lattice click-to-ready:     {summary(con['lattice_s'])}")
+    if con["lattice_overhead_s"]:
+        print(f"  Lattice overhead:           {summary(con['lattice_overhead_s'])}")
+    if con["plain_s"]:
+        print(f"  plain docker run + ready:   {summary(con['plain_s'])}")
+    if con["errors"]:
+        print(f"  errors: {con['errors'][:3]}")
+    print(json.dumps(results, default=str))
 
 
 if __name__ == "__main__":

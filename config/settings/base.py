@@ -380,8 +380,8 @@ LATTICE_DEFAULT_IDLE_MINUTES = 60
 LATTICE_IDLE_WARN_MINUTES = 10
 # Live streams: messages kept for late viewers, and how agents batch log lines.
 LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
-LATTICE_LOG_BATCH_LINES = 1000
-LATTICE_LOG_BATCH_SECONDS = 0.05
+LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=1000)
+LATTICE_LOG_BATCH_SECONDS = env.float("LATTICE_LOG_BATCH_SECONDS", default=0.05)
 
 # --- Requests and security ---------------------------------------------------
 

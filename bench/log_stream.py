@@ -1,0 +1,403 @@
+"""bench/log_stream: a notebook's output, live, to many viewers: latency, loss, web server cost.
+
+The real log path, end to end: a container (the notebook image's python)
+prints RATE numbered lines a second for SECONDS, each line "<n> <time.time()>";
+the agent's LogShipper (apps.machines.logship.ship_logs, as agent_start calls
+it) follows the Docker log and publishes frames with stream_publish (Redis
+buffer + channels_redis group); a Daphne subprocess serving
+config.asgi:application (settings config.settings.local, Redis channel layer)
+runs NotebookStreamConsumer for each viewer; 100, then 500, websocket viewers
+(the websockets client, in a few processes of their own) log in with a session
+cookie. Each viewer counts missing and duplicate line numbers and the delivery
+latency (receive time - the line's timestamp; every 50th line sampled). The web
+process's CPU % and peak RSS come from psutil on the Daphne pid.
+
+Goals: p95 latency <= 100 ms, 0 lines lost, 0 duplicates.
+
+Needs PostgreSQL (DATABASE_URL; a throw-away database lattice_bench_logs),
+Redis (REDIS_URL; its database 14 is used and flushed), Docker and the
+notebook image (bash images/notebook/build-local.sh).
+
+    eval "$(bash scripts/services.sh 2>/dev/null)"
+    .venv/bin/python bench/log_stream.py [--rate 20000] [--seconds 10] [--viewers 100 500]
+
+Prints a table, then one line of JSON (the figures) at the end of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SAMPLE_EVERY = 50
+HISTOGRAM_MS = 60_000  # latencies are counted in 1 ms buckets up to a minute
+
+PRODUCER = """
+import sys, time
+rate, seconds = int(sys.argv[1]), float(sys.argv[2])
+time.sleep(1.5)  # the shipper follows the log by then
+total, n, write, start = int(rate * seconds), 0, sys.stdout.write, time.time()
+while n < total:
+    now = time.time()
+    due = min(total, int((now - start) * rate) + 1)
+    if due > n:
+        write("".join(f"{i} {now:.6f}\\n" for i in range(n + 1, due + 1)))
+        sys.stdout.flush()
+        n = due
+    else:
+        time.sleep(0.0005)
+"""
+
+
+# --- the viewers (in processes of their own; no Django here) --------------------------------
+
+
+class Viewer:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.seen = bytearray(total + 2)
+        self.count = 0
+        self.duplicates = 0
+        self.out_of_range = 0
+        self.frames = 0
+        self.gaps = 0
+        self.other = 0
+        self.histogram = [0] * (HISTOGRAM_MS + 1)
+        self.error = ""
+
+    def frame(self, lines: list[str], received: float) -> None:
+        self.frames += 1
+        numbered = [line for line in lines if line[:1].isdigit()]
+        self.other += len(lines) - len(numbered)  # e.g. tini's warning on stderr
+        if not numbered:
+            return
+        for line in numbered[::SAMPLE_EVERY]:
+            latency = round((received - float(line.partition(" ")[2])) * 1000)
+            self.histogram[min(max(latency, 0), HISTOGRAM_MS)] += 1
+        first = int(numbered[0].partition(" ")[0])
+        last = int(numbered[-1].partition(" ")[0])
+        if (
+            first >= 1
+            and last <= self.total
+            and last - first + 1 == len(numbered)
+            and self.seen.find(1, first, last + 1) == -1
+        ):
+            self.seen[first : last + 1] = b"\x01" * len(numbered)  # the usual case, in one go
+            self.count += len(numbered)
+            return
+        for line in numbered:
+            n = int(line.partition(" ")[0])
+            if not 1 <= n <= self.total:
+                self.out_of_range += 1
+            elif self.seen[n]:
+                self.duplicates += 1
+            else:
+                self.seen[n] = 1
+                self.count += 1
+
+
+async def _view(
+    url: str,
+    headers: dict[str, str],
+    origin: str,
+    viewer: Viewer,
+    connected: asyncio.Event,
+    gate: asyncio.Semaphore,
+    go: asyncio.Event,
+    deadline: float,
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.typing import Origin
+
+    try:
+        async with gate:
+            ws = await connect(
+                url,
+                additional_headers=headers,
+                origin=Origin(origin),
+                max_size=None,
+                ping_interval=None,
+                open_timeout=120,
+            )
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "hello", hello  # noqa: S101
+        connected.set()
+        async with ws:
+            idle = None
+            while viewer.count < viewer.total:
+                timeout = max(0.1, deadline - time.time())
+                if idle is not None:
+                    timeout = min(timeout, idle)
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout)
+                except TimeoutError:
+                    break
+                received = time.time()
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "logs":
+                    viewer.frame(message["lines"], received)
+                    idle = 10.0  # once lines flow, 10 s of silence means the end
+                elif kind == "gap":
+                    viewer.gaps += 1
+    except Exception as exc:
+        viewer.error = repr(exc)[:300]
+        connected.set()
+
+
+def viewers_process(
+    url: str,
+    cookie: str,
+    origin: str,
+    count: int,
+    total: int,
+    hard_seconds: float,
+    ready: Any,
+    start: Any,
+    results: Any,
+) -> None:
+    """``count`` viewers; says when all are connected, waits for the go, then reports totals."""
+
+    async def run() -> dict[str, Any]:
+        viewers = [Viewer(total) for _ in range(count)]
+        events = [asyncio.Event() for _ in viewers]
+        gate = asyncio.Semaphore(20)
+        go = asyncio.Event()
+        deadline = time.time() + hard_seconds
+        tasks = [
+            asyncio.create_task(
+                _view(url, {"Cookie": f"sessionid={cookie}"}, origin, v, e, gate, go, deadline)
+            )
+            for v, e in zip(viewers, events, strict=True)
+        ]
+        for event in events:
+            await event.wait()
+        ready.put(sum(1 for v in viewers if not v.error))
+        await asyncio.gather(*tasks)
+        histogram = [0] * (HISTOGRAM_MS + 1)
+        for v in viewers:
+            for i, c in enumerate(v.histogram):
+                if c:
+                    histogram[i] += c
+        return {
+            "viewers": count,
+            "complete": sum(1 for v in viewers if v.count == total),
+            "received": sum(v.count for v in viewers),
+            "missing": sum(total - v.count for v in viewers),
+            "duplicates": sum(v.duplicates for v in viewers),
+            "out_of_range": sum(v.out_of_range for v in viewers),
+            "frames": sum(v.frames for v in viewers),
+            "gap_messages": sum(v.gaps for v in viewers),
+            "errors": [v.error for v in viewers if v.error][:5],
+            "error_count": sum(1 for v in viewers if v.error),
+            "histogram": {i: c for i, c in enumerate(histogram) if c},
+        }
+
+    results.put(asyncio.run(run()))
+
+
+# --- the bench ------------------------------------------------------------------------------
+
+
+def histogram_percentile(histogram: dict[int, int], q: float) -> float:
+    total = sum(histogram.values())
+    if not total:
+        return math.nan
+    rank, seen = q * (total - 1), 0
+    for ms, count in sorted(histogram.items()):
+        seen += count
+        if seen > rank:
+            return float(ms)
+    return float(max(histogram))
+
+
+def one_run(
+    daphne: Any,
+    people: tuple[Any, Any, Any],
+    cookie: str,
+    viewers: int,
+    rate: int,
+    seconds: float,
+    image: str,
+) -> dict[str, Any]:
+    import psutil
+
+    from apps.machines.logship import ship_logs
+    from apps.notebooks.services import notebook_create
+    from apps.runtimes.base import Spec
+    from apps.runtimes.docker import DockerRuntime
+
+    user, team, machine = people
+    notebook = notebook_create(
+        team=team,
+        actor=user,
+        name=f"Logs {viewers} {uuid.uuid4().hex[:4]}",
+        template="scipy",
+        machine_type=machine,
+    )
+    total = int(rate * seconds)
+    url = f"ws://127.0.0.1:{daphne.port}/ws/teams/{team.slug}/notebooks/{notebook.pk}/"
+    origin = f"http://127.0.0.1:{daphne.port}"
+    processes = min(4, max(1, math.ceil(viewers / 125)))
+    context = multiprocessing.get_context("spawn")
+    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    shares = [
+        viewers // processes + (1 if i < viewers % processes else 0) for i in range(processes)
+    ]
+    workers = [
+        context.Process(
+            target=viewers_process,
+            args=(url, cookie, origin, share, total, seconds + 180, ready, start, results),
+            daemon=True,
+        )
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    connected = sum(ready.get(timeout=300) for _ in workers)
+
+    web = psutil.Process(daphne.process.pid)
+    runtime = DockerRuntime()
+    spec = Spec(
+        name=f"bench-logs-{uuid.uuid4().hex[:8]}",
+        image=image,
+        command=["python3", "-c", PRODUCER, str(rate), str(seconds)],
+        vcpus=1.0,
+        memory_bytes=1024**3,
+        labels={"kind": "bench", "stream": notebook.stream},
+    )
+    cpu_before, wall_before = web.cpu_times(), time.monotonic()
+    peak_rss = web.memory_info().rss
+    state = runtime.start(spec)
+    shipper = ship_logs(runtime, state, notebook.stream)
+    stop = threading.Event()
+    samples: list[float] = []
+
+    def sample() -> None:
+        nonlocal peak_rss
+        web.cpu_percent(None)
+        while not stop.wait(0.5):
+            with contextlib.suppress(psutil.Error):
+                samples.append(web.cpu_percent(None))
+                peak_rss = max(peak_rss, web.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    outcome = [results.get(timeout=seconds + 240) for _ in workers]
+    stop.set()
+    sampler.join()
+    cpu_after, wall_after = web.cpu_times(), time.monotonic()
+    runtime.stop(state, timeout=2)
+    shipper.done.wait(10)
+    for worker in workers:
+        worker.join(10)
+    histogram: dict[int, int] = {}
+    for part in outcome:
+        for ms, count in part["histogram"].items():
+            histogram[ms] = histogram.get(ms, 0) + count
+    busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    summed = {
+        k: sum(p[k] for p in outcome)
+        for k in (
+            "complete",
+            "received",
+            "missing",
+            "duplicates",
+            "out_of_range",
+            "frames",
+            "gap_messages",
+            "error_count",
+        )
+    }
+    return {
+        "viewers": viewers,
+        "connected": connected,
+        "lines_per_viewer": total,
+        "published_lines": shipper.shipped,
+        **summed,
+        "errors": [e for p in outcome for e in p["errors"]][:5],
+        "latency_ms": {
+            "p50": histogram_percentile(histogram, 0.50),
+            "p95": histogram_percentile(histogram, 0.95),
+            "p99": histogram_percentile(histogram, 0.99),
+            "max": float(max(histogram)) if histogram else math.nan,
+            "samples": sum(histogram.values()),
+        },
+        "web_cpu_percent_avg": round(100 * busy / (wall_after - wall_before), 1),
+        "web_cpu_percent_peak": max(samples, default=0.0),
+        "web_peak_rss_mib": round(peak_rss / 1024**2, 1),
+        "window_s": round(wall_after - wall_before, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=20_000, help="lines a second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--viewers", type=int, nargs="+", default=[100, 500])
+    args = parser.parse_args()
+
+    import start_latency as common
+
+    from apps.runtimes.images import docker_image_exists, notebook_image
+
+    image = notebook_image()
+    if not docker_image_exists(image):
+        sys.exit(f"the notebook image {image} is missing: bash images/notebook/build-local.sh")
+    database = common.bench_database("lattice_bench_logs")
+    daphne = None
+    runs = []
+    try:
+        people = common.make_people()
+        cookie = common.session_cookie(people[0])
+        daphne = common.Daphne(database)
+        runs = [
+            one_run(daphne, people, cookie, viewers, args.rate, args.seconds, image)
+            for viewers in args.viewers
+        ]
+    finally:
+        if daphne is not None:
+            daphne.close()
+        common.drop_database(database)
+    print(
+        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> Redis "
+        f"-> Daphne -> websocket viewers (latency: every {SAMPLE_EVERY}th line)"
+    )
+    print(
+        f"{'viewers':>7} {'connected':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'lost':>9} {'dups':>5} {'gaps':>5} {'web CPU%':>8} {'peak':>6} {'RSS MiB':>7}"
+    )
+    for r in runs:
+        lat = r["latency_ms"]
+        print(
+            f"{r['viewers']:>7} {r['connected']:>9} {lat['p50']:>7.0f} {lat['p95']:>7.0f} "
+            f"{lat['p99']:>7.0f} {lat['max']:>7.0f} {r['missing']:>9} {r['duplicates']:>5} "
+            f"{r['gap_messages']:>5} {r['web_cpu_percent_avg']:>8} {r['web_cpu_percent_peak']:>6} "
+            f"{r['web_peak_rss_mib']:>7}"
+        )
+        if r["errors"]:
+            print(f"        errors ({r['error_count']}): {r['errors'][:2]}")
+        print(
+            f"        published {r['published_lines']} of {r['lines_per_viewer']} lines; "
+            f"{r['complete']}/{r['viewers']} viewers got every line; window {r['window_s']} s"
+        )
+    print(json.dumps({"rate": args.rate, "seconds": args.seconds, "runs": runs}))
+
+
+if __name__ == "__main__":
+    import start_latency
+
+    start_latency.configure(14)
+    main()
