@@ -46,13 +46,15 @@ def cleanup(docker_client):
             docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
 
 
-def web_spec(image, name):
+def web_spec(image, name, installation=None):
+    from django.conf import settings
+
     return Spec(
         name=name,
         image=image,
         command=["/bin/busybox", "httpd", "-f", "-p", "{port}", "-h", "/www"],
         memory_bytes=64 * 1024**2,
-        labels={"host": "test"},
+        labels={"host": "test", "installation": installation or settings.LATTICE_INSTALLATION},
     )
 
 
@@ -103,6 +105,23 @@ def test_a_labelled_orphan_is_removed(host, busybox_image, docker_client, cleanu
     assert counts["orphans"] == 1
     with pytest.raises(NotFound):
         docker_client.containers.get(DockerRuntime.container_name(orphan))
+
+
+def test_another_lattices_workload_on_the_same_engine_is_left_alone(
+    host, busybox_image, docker_client, cleanup
+):
+    # A dev server and a test run, or two Lattices, sharing one Docker engine.
+    neighbour = f"neighbour-{host.name}"
+    cleanup.append(neighbour)
+    DockerRuntime(docker_client).start(web_spec(busybox_image, neighbour, "another-lattice"))
+    report(host)
+
+    counts = reconcile()
+
+    assert counts["orphans"] == 0
+    assert docker_client.containers.get(DockerRuntime.container_name(neighbour)).status == (
+        "running"
+    )
 
 
 def test_a_workload_placed_after_the_report_is_not_judged_by_it(host, catalogue):

@@ -47,10 +47,19 @@ def host_queue(name: str) -> str:
 def managed_report() -> list[dict[str, Any]]:
     runtime = host_runtime()
     found = runtime.list_managed()
-    report = [{"name": m.name, "running": m.running, "labels": m.labels} for m in found]
     with _starting_lock:
-        starting = _starting - {m.name for m in found}
-    report += [{"name": name, "running": True, "starting": True, "labels": {}} for name in starting]
+        starting = set(_starting)
+    # A container that is up while its start still waits for the server to answer is
+    # starting too: the control plane must not take the slow answer for a lost start.
+    report = [
+        {"name": m.name, "running": m.running, "labels": m.labels}
+        | ({"starting": True} if m.name in starting else {})
+        for m in found
+    ]
+    report += [
+        {"name": name, "running": True, "starting": True, "labels": {}}
+        for name in starting - {m.name for m in found}
+    ]
     # Output of running workloads goes on being shipped after an agent restart,
     # from now on (what was printed while no agent ran is in the runtime's log).
     for managed in found:

@@ -23,6 +23,7 @@ from apps.machines.models import Host, Placement
 from apps.machines.queue import queue_advance_all
 from apps.machines.scheduler import placement_release
 from apps.machines.services import HostError, host_apply_inventory, host_register
+from apps.runtimes.base import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
     Two reports in a row that miss a workload, and it is lost.
     """
     assert host.reported_at is not None  # noqa: S101 - the caller filtered
-    running = {w["name"] for w in host.reported_workloads if w.get("running")}
+    running = {w["name"] for w in host.reported_workloads if w.get("running") and _ours(w)}
     grace = timedelta(seconds=settings.LATTICE_RECONCILE_GRACE)
     judged = Placement.objects.filter(
         host=host,
@@ -175,11 +176,19 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
             counts["lost"] += 1
 
 
+def _ours(workload: dict[str, Any]) -> bool:
+    """Started by this Lattice (or being started by its agent right now)."""
+    if workload.get("starting"):
+        return True
+    label = workload.get("labels", {}).get(f"{LABEL_PREFIX}installation")
+    return label == settings.LATTICE_INSTALLATION
+
+
 def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
     """A workload the host runs that no active placement knows: the agent removes it."""
     from apps.machines.agent import agent_remove_orphan, host_queue
 
-    reported = {w["name"] for w in host.reported_workloads}
+    reported = {w["name"] for w in host.reported_workloads if _ours(w) and not w.get("starting")}
     known = set(
         Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),
     )

@@ -299,6 +299,7 @@ def session_spec(session: NotebookSession) -> Spec:
         gpu_uuids=placement_gpu_uuids(session.placement),
         volumes={notebook.volume: "/notebooks", team_settings.storage_volume: "/storage"},
         labels={
+            "installation": settings.LATTICE_INSTALLATION,
             "kind": "notebook",
             "team": str(session.team_id),
             "notebook": str(notebook.pk),
@@ -345,8 +346,13 @@ def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any
         return
     with team_scope(found["team_id"]), transaction.atomic():
         session = lock_session(session_id, "machine_type", "host")
-        if session is not None:
-            _apply_event(session, event, data)
+        if session is None:
+            return
+        if session.host is None or session.host.name != host_name:
+            # Only the host it was sent to speaks for a session (hosts run strangers' code).
+            logger.warning("event %s for %s from %s, not its host: ignored", event, name, host_name)
+            return
+        _apply_event(session, event, data)
 
 
 def _advance(session: NotebookSession, status: str) -> bool:
@@ -553,9 +559,11 @@ def _after_end(notebook_id: int, team_id: int, machine_type_id: int) -> None:
 def _restart(notebook: Notebook) -> None:
     from apps.notebooks.services import notebook_start
 
+    # Still wanted running once its session ended as stopped: a Restart, or a Start (or
+    # Restart) clicked while a stop was in flight. Failures and losses set desired to stopped.
     last = NotebookSession.objects.filter(notebook=notebook).order_by("-pk").first()
     actor = last.started_by if last else notebook.created_by
-    if actor is None or last is None or last.exit_reason != NotebookSession.ExitReason.RESTARTED:
+    if actor is None or last is None:
         return
     from apps.notebooks.services import NotebookError
 

@@ -221,7 +221,10 @@ class NotebookHTTPProxy:
 
 def _upstream_url(endpoint: str, scope: dict[str, Any]) -> str:
     query = scope.get("query_string", b"").decode("latin-1")
-    path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~%")
+    # The path as the browser sent it: "path" is decoded once already, and quoting it
+    # again leaves "%" as it is, so "%2541" would reach Jupyter as "%41" ("A").
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
     return endpoint + path + (f"?{query}" if query else "")
 
 

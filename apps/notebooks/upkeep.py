@@ -170,11 +170,19 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
         return None
     if status.status_code != 200:  # noqa: PLR2004
         return None
-    if kernels.status_code == 200 and any(  # noqa: PLR2004
-        k.get("execution_state") == "busy" for k in kernels.json()
-    ):
+    # The server runs its team's code and may answer anything: never let that stop the
+    # sweep of every other team's notebooks.
+    try:
+        busy = kernels.status_code == 200 and any(  # noqa: PLR2004
+            isinstance(k, dict) and k.get("execution_state") == "busy" for k in kernels.json()
+        )
+        last_activity = status.json().get("last_activity")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if busy:
         return timezone.now()
-    return _parse(status.json().get("last_activity"))
+    seen = _parse(last_activity if isinstance(last_activity, str) else None)
+    return seen if seen is not None and seen.tzinfo is not None else None
 
 
 def idle_sweep() -> dict[str, int]:

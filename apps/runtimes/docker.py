@@ -161,6 +161,14 @@ class DockerRuntime(Runtime):
             and fingerprint == spec.fingerprint()
         ):
             return self._state(existing, spec.name)
+        if existing is not None:
+            theirs = existing.labels.get(f"{LABEL_PREFIX}installation")
+            ours = spec.labels.get("installation")
+            if theirs and ours and theirs != ours:
+                raise WorkloadError(
+                    f"The container {existing.name} belongs to another Lattice on this Docker "
+                    f"engine ({theirs}); give each Lattice its own engine.",
+                )
         # Stopped, or made from another spec (other GPUs, other limits): replace it.
         if existing is not None:
             existing.remove(force=True)

@@ -8,6 +8,7 @@ two in step.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +356,16 @@ LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
+# Which Lattice the workloads belong to: every workload carries it as a label, and the
+# reconciler removes only its own orphans, so two Lattices (or a dev server and a test
+# run) sharing one Docker engine never remove each other's containers. By default,
+# derived from the database this Lattice uses.
+LATTICE_INSTALLATION = (
+    env.str("LATTICE_INSTALLATION", default="")
+    or hashlib.sha256(
+        repr([DATABASES["default"].get(k) for k in ("ENGINE", "HOST", "PORT", "NAME")]).encode(),
+    ).hexdigest()[:12]
+)
 # Where an agent publishes workloads' ports: loopback when the web tier runs on
 # the same machine; this host's private address when web and agents are apart.
 LATTICE_WORKLOAD_ADDRESS = env.str("LATTICE_WORKLOAD_ADDRESS", default="127.0.0.1")

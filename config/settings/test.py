@@ -8,6 +8,7 @@ the tests that exercise Redis itself build their own clients from REDIS_URL.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from pathlib import Path
 
 from .base import *
@@ -30,3 +31,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 LATTICE_EMAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="lattice-test-media-"))
+
+# Each test run is its own Lattice: its reconciler never touches another run's containers.
+LATTICE_INSTALLATION = f"test-{uuid.uuid4().hex[:12]}"
