@@ -201,3 +201,104 @@ def test_a_duplicate_gets_a_copy_of_the_files(acme, alice, docker_notebook):
     finally:
         services.notebook_stop(team=acme, actor=alice, notebook=copy)
         DockerRuntime().remove_volume(copy.volume)
+
+
+def test_a_member_reaches_a_kernel_through_the_proxy_websocket(
+    acme, alice, docker_notebook, asgi_live_server
+):
+    import asyncio
+    import time
+
+    import websockets
+
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    base = f"/nb/{docker_notebook.pk}/api"
+    kernel = proxy(alice, "POST", f"{base}/kernels", {"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    kernel_id = kernel.json()["id"]
+    client = Client()
+    client.force_login(alice)
+    cookie = client.cookies["sessionid"].value
+    url = asgi_live_server.replace("http", "ws", 1) + f"{base}/kernels/{kernel_id}/channels"
+
+    async def execute() -> str:
+        # JupyterLab asks for Jupyter's v1 kernel protocol: the proxy agrees to what
+        # Jupyter chose. (Then speak the JSON protocol, which is simpler to write here.)
+        async with websockets.connect(
+            f"{url}?session_id=s0",
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            origin=websockets.typing.Origin(asgi_live_server),
+            open_timeout=60,
+            subprotocols=[websockets.typing.Subprotocol("v1.kernel.websocket.jupyter.org")],
+        ) as ws:
+            assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
+        async with websockets.connect(
+            f"{url}?session_id=s1",
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            origin=websockets.typing.Origin(asgi_live_server),
+            open_timeout=60,
+        ) as ws:
+            request = {
+                "header": {
+                    "msg_id": "m1",
+                    "msg_type": "execute_request",
+                    "session": "s1",
+                    "username": "",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": "print(6*7)", "silent": False},
+                "channel": "shell",
+                "buffers": [],
+            }
+            await ws.send(json.dumps(request))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if message.get("msg_type") == "stream":
+                    return str(message["content"]["text"])
+        return ""
+
+    assert async_to_sync(execute)().strip() == "42"
+
+
+def test_a_member_removed_from_the_team_loses_an_open_kernel_websocket(
+    acme, alice, bob, docker_notebook, asgi_live_server, monkeypatch
+):
+    import asyncio
+
+    import websockets
+
+    from apps.notebooks import proxy as notebook_proxy
+    from apps.teams.models import Membership
+
+    monkeypatch.setattr(notebook_proxy, "_RECHECK_EVERY", 0.0)
+    services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
+    base = f"/nb/{docker_notebook.pk}/api"
+    kernel_id = proxy(bob, "POST", f"{base}/kernels", {"name": "python3"}).json()["id"]
+    client = Client()
+    client.force_login(bob)
+    cookie = client.cookies["sessionid"].value
+    url = asgi_live_server.replace("http", "ws", 1) + f"{base}/kernels/{kernel_id}/channels"
+
+    async def talk() -> bool:
+        async with websockets.connect(
+            f"{url}?session_id=s2",
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            origin=websockets.typing.Origin(asgi_live_server),
+            open_timeout=60,
+        ) as ws:
+            await asyncio.to_thread(
+                lambda: Membership.objects.for_team(acme).filter(user=bob).delete()
+            )
+            await ws.send(json.dumps({"header": {"msg_type": "kernel_info_request"}}))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed:
+                return True
+            except TimeoutError:
+                return False
+
+    assert async_to_sync(talk)() is True

@@ -312,8 +312,8 @@ def session_spec(session: NotebookSession) -> Spec:
 def session_dispatch(session: NotebookSession) -> None:
     """Ask the session's host to start it (idempotent on the host: one container)."""
     session = NotebookSession.objects.for_team(session.team_id).get(pk=session.pk)
-    if session.ended_at is not None or session.host is None:
-        return
+    if session.ended_at is not None or session.host is None or session.status == Status.STOPPING:
+        return  # stopped meanwhile: starting it now would outlive the stop
     NotebookSession.objects.for_team(session.team_id).filter(pk=session.pk).update(
         start_attempts=session.start_attempts + 1,
         progressed_at=timezone.now(),

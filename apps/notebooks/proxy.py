@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How often an open websocket checks again that its person may still open the notebook.
+_RECHECK_EVERY = 30.0
 PATH = re.compile(r"^/nb/(?P<id>\d+)(?P<rest>/.*)?$")
 _HOP_BY_HOP = {
     "connection",
@@ -223,8 +226,12 @@ def _upstream_url(endpoint: str, scope: dict[str, Any]) -> str:
     query = scope.get("query_string", b"").decode("latin-1")
     # The path as the browser sent it: "path" is decoded once already, and quoting it
     # again leaves "%" as it is, so "%2541" would reach Jupyter as "%41" ("A").
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
+    # Some servers put the query string in a websocket's raw_path too: never twice.
+    raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
+    if raw.startswith(b"/"):
+        path = raw.decode("latin-1")
+    else:
+        path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
     return endpoint + path + (f"?{query}" if query else "")
 
 
@@ -276,6 +283,7 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
 
     upstream: Any = None
     pump: asyncio.Task[None] | None = None
+    checked_at = 0.0
 
     async def connect(self) -> None:
         notebook_id = int(self.scope["url_route"]["kwargs"]["notebook_id"])
@@ -297,7 +305,8 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
                 additional_headers=headers,
                 subprotocols=subprotocols,
                 max_size=None,
-                open_timeout=10,
+                # Jupyter completes a kernel's handshake once the kernel is up: seconds when busy.
+                open_timeout=60,
                 ping_interval=None,
                 compression=None,
             )
@@ -305,6 +314,7 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
             logger.info("notebook websocket to %s failed: %s", target.endpoint, exc)
             await self.close()
             return
+        self.checked_at = time.monotonic()
         await self.accept(subprotocol=self.upstream.subprotocol)
         self.pump = asyncio.create_task(self._from_upstream())
 
@@ -323,6 +333,14 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.upstream is None:
             return
+        if time.monotonic() - self.checked_at > _RECHECK_EVERY:
+            # Someone removed from the team (or made a viewer) stops running code here.
+            self.checked_at = time.monotonic()
+            notebook_id = int(self.scope["url_route"]["kwargs"]["notebook_id"])
+            target = await database_sync_to_async(resolve)(self.scope.get("user"), notebook_id)
+            if isinstance(target, Refusal):
+                await self.close()
+                return
         try:
             await self.upstream.send(bytes_data if bytes_data is not None else text_data or "")
         except websockets.WebSocketException:

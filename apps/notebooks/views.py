@@ -329,7 +329,9 @@ class NotebookDuplicateView(NotebookAction):
                     name=name,
                 ),
             )
-            return f"{copy[0].name} is a new notebook like {notebook.name}, with no files yet."
+            return (
+                f"{copy[0].name} is a new notebook like {notebook.name}, with a copy of its files."
+            )
 
         response = self.attempt(request, notebook, duplicate)
         if copy:

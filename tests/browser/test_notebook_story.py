@@ -15,6 +15,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
@@ -191,9 +192,20 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         editor.wait_for()
         editor.click()
         lab.keyboard.type("print(6*7)")
-        lab.keyboard.press("Shift+Enter")
-        lab.locator(".jp-OutputArea-output", has_text="42").first.wait_for()
         lab.keyboard.press("Control+s")
+        lab.keyboard.press("Shift+Enter")
+        answer = lab.locator(".jp-OutputArea-output", has_text="42").first
+        try:
+            answer.wait_for(timeout=45_000)
+        except PlaywrightTimeoutError:
+            # Known JupyterLab race (docs/notebooks.md): it sometimes opens two kernel
+            # sessions for a new notebook and keeps waiting on the one it shut down.
+            # A reload reconnects it to the live kernel, as a person would do.
+            lab.reload()
+            editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
+            editor.click()
+            lab.keyboard.press("Shift+Enter")
+            answer.wait_for()
         contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
         notebooks_made = [f["name"] for f in contents["content"] if f["name"].endswith(".ipynb")]
         assert notebooks_made, contents

@@ -235,7 +235,8 @@ class NotebookRestartView(_NotebookView):
 
 
 class NotebookDuplicateView(_NotebookView):
-    """A new stopped notebook with the same template, machine and idle policy (no files)."""
+    """A new stopped notebook with the same template, machine and idle policy, and a copy of
+    its files."""
 
     team_permissions = {"POST": "notebooks.manage"}
 
