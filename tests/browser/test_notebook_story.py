@@ -187,7 +187,32 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         lab.set_default_timeout(JUPYTER_MS)
         lab.wait_for_load_state()
         assert lab.url.startswith(f"{asgi_live_server}/nb/{notebook.pk}/")
-        lab.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+        # The notebook file and its kernel session are made through Jupyter's API (via
+        # the proxy, as JupyterLab's own requests go), then the notebook is opened by
+        # its address and its cell run in the page. Clicking the launcher's card made
+        # JupyterLab open two sessions at once here and wait on the kernel of the one
+        # it shut down (docs/notebooks.md, known issues).
+        cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": []}
+        empty = {
+            "type": "notebook",
+            "content": {
+                "cells": [{**cell, "execution_count": None}],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            },
+        }
+        made = lab.request.put(f"/nb/{notebook.pk}/api/contents/Story.ipynb", data=empty)
+        assert made.status in (200, 201), made.text()
+        new_session = {
+            "path": "Story.ipynb",
+            "type": "notebook",
+            "name": "",
+            "kernel": {"name": "python3"},
+        }
+        session = lab.request.post(f"/nb/{notebook.pk}/api/sessions", data=new_session)
+        assert session.status == 201, session.text()
+        lab.goto(f"/nb/{notebook.pk}/lab/tree/Story.ipynb")
         editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
         editor.wait_for()
         editor.click()
@@ -195,17 +220,21 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         lab.keyboard.press("Control+s")
         lab.keyboard.press("Shift+Enter")
         answer = lab.locator(".jp-OutputArea-output", has_text="42").first
-        try:
-            answer.wait_for(timeout=45_000)
-        except PlaywrightTimeoutError:
-            # Known JupyterLab race (docs/notebooks.md): it sometimes opens two kernel
-            # sessions for a new notebook and keeps waiting on the one it shut down.
-            # A reload reconnects it to the live kernel, as a person would do.
+        for attempt in range(3):
+            try:
+                answer.wait_for(timeout=45_000)
+                break
+            except PlaywrightTimeoutError:
+                if attempt == 2:
+                    raise
+            # Known JupyterLab race (docs/notebooks.md): it can keep waiting on a kernel
+            # it shut down. A fresh kernel session and a reload, as a person would do.
+            for old in lab.request.get(f"/nb/{notebook.pk}/api/sessions").json():
+                lab.request.delete(f"/nb/{notebook.pk}/api/sessions/{old['id']}")
+            lab.request.post(f"/nb/{notebook.pk}/api/sessions", data=new_session)
             lab.reload()
-            editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
-            editor.click()
+            lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
             lab.keyboard.press("Shift+Enter")
-            answer.wait_for()
         contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
         notebooks_made = [f["name"] for f in contents["content"] if f["name"].endswith(".ipynb")]
         assert notebooks_made, contents
