@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import statistics
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -74,6 +75,14 @@ _END_STATUS = {
 }
 
 
+_END_MESSAGES: dict[str, str] = {
+    NotebookSession.ExitReason.IDLE: "Stopped after being idle. Your files are kept.",
+    Status.LOST: "The notebook stopped unexpectedly (its machine lost it). Start it again; "
+    "your files are kept.",
+    Status.STOPPED: "Stopped. Your files are kept.",
+}
+
+
 def lock_session(session_id: int, *related: str) -> NotebookSession | None:
     """The session, locked, after its notebook (inside a transaction and a team scope).
 
@@ -108,16 +117,24 @@ def open_session(notebook: Notebook) -> NotebookSession | None:
 
 
 def start_eta(template: str) -> int | None:
-    """Seconds from start to ready, the median of this template's last 20 starts."""
-    # Timings only, across teams: no team's data is shown to another.
-    recent = (
-        NotebookSession.objects.unscoped()
-        .filter(template=template, ready_at__isnull=False)
-        .order_by("-ready_at")
-        .values_list("requested_at", "ready_at")[:20]
-    )
-    seconds = [(ready - requested).total_seconds() for requested, ready in recent]
-    return round(statistics.median(seconds)) if seconds else None
+    """Seconds from start to ready, the median of this template's last 20 starts.
+
+    Every status message of a starting notebook carries it (download percent
+    included, twice a second): computed at most once a minute per template.
+    """
+
+    def compute() -> int | None:
+        # Timings only, across teams: no team's data is shown to another.
+        recent = (
+            NotebookSession.objects.unscoped()
+            .filter(template=template, ready_at__isnull=False)
+            .order_by("-ready_at")
+            .values_list("requested_at", "ready_at")[:20]
+        )
+        seconds = [(ready - requested).total_seconds() for requested, ready in recent]
+        return round(statistics.median(seconds)) if seconds else None
+
+    return cast("int | None", cache.get_or_set(f"notebooks:eta:{template}", compute, 60))
 
 
 def idle_timeout(notebook: Notebook) -> int:
@@ -508,30 +525,13 @@ def session_end(
         placement_release(placement=session.placement, reason="released", at=session.ended_at)
     status = _END_STATUS.get(NotebookSession.ExitReason(reason), Status.STOPPED)
     if not message:
-        message = {
-            Status.LOST: "The notebook stopped unexpectedly (its machine lost it). Start it "
-            "again; your files are kept.",
-            Status.STOPPED: "Stopped. Your files are kept.",
-        }.get(status, "")
-    if reason == NotebookSession.ExitReason.IDLE:
-        message = "Stopped after being idle. Your files are kept."
+        message = _END_MESSAGES.get(reason) or _END_MESSAGES.get(status, "")
     notebook = session.notebook
-    session.status = status
-    session.save(update_fields=["status"])
-    notebook.status = status
-    notebook.status_message = message
-    if status != Status.STOPPED:
+    if status != Status.STOPPED and notebook.desired_state != Notebook.Desired.STOPPED:
+        # Failed or lost: it does not come back by itself.
         notebook.desired_state = Notebook.Desired.STOPPED
-    notebook.save(update_fields=["status", "status_message", "desired_state", "updated_at"])
-    NotebookEvent.objects.for_team(session.team_id).create(
-        team_id=session.team_id,
-        notebook=notebook,
-        session=session,
-        status=status,
-        phase=reason,
-        message=message,
-    )
-    publish_status(notebook, session, phase=reason)
+        notebook.save(update_fields=["desired_state", "updated_at"])
+    session_set_status(session, status, message, phase=reason)
     machine_type = session.machine_type
     transaction.on_commit(lambda: _after_end(notebook.pk, session.team_id, machine_type.pk))
 
