@@ -545,6 +545,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     from apps.core.worker import embedded_worker
     from apps.machines import agent
     from apps.machines.inventory import collect
+    from apps.machines.models import host_queue
     from apps.machines.services import host_ensure_local
     from apps.notebooks import lifecycle
     from apps.runtimes.images import docker_image_exists, notebook_image
@@ -571,7 +572,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         host_ensure_local(name="local", inventory=inventory, runtime="docker")
         user, team, machine = make_people()
         lattice = Lattice(user, team, machine, daphne)
-        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, agent.host_queue("local")]
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue("local")]
         with embedded_worker(queues=queues, concurrency=args.worker_concurrency):
             notebook = lattice.notebook("Bench sequential")
             made.append(notebook)

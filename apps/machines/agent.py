@@ -40,10 +40,6 @@ _starting: set[str] = set()
 _starting_lock = threading.Lock()
 
 
-def host_queue(name: str) -> str:
-    return f"host.{name}"
-
-
 def managed_report() -> list[dict[str, Any]]:
     runtime = host_runtime()
     found = runtime.list_managed()

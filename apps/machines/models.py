@@ -48,6 +48,11 @@ class MachineType(models.Model):
         return self.gpu_count > 0
 
 
+def host_queue(name: str) -> str:
+    """The Celery queue the agent of host ``name`` consumes."""
+    return f"host.{name}"
+
+
 class Host(models.Model):
     """A machine that runs containers, served by one agent on queue ``host.<name>``."""
 
@@ -81,7 +86,7 @@ class Host(models.Model):
 
     @property
     def queue(self) -> str:
-        return f"host.{self.name}"
+        return host_queue(self.name)
 
 
 class GPUDevice(models.Model):

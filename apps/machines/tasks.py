@@ -93,11 +93,6 @@ def workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) 
         logger.info("workload %s on %s: %s", name, host_name, event)
 
 
-@shared_task(name="control.workload_started", soft_time_limit=30, time_limit=60)
-def workload_started(host_name: str, name: str, state: dict[str, Any]) -> None:
-    logger.info("workload %s started on %s", name, host_name)
-
-
 @shared_task(name="control.workload_failed", soft_time_limit=30, time_limit=60)
 def workload_failed(host_name: str, name: str, message: str) -> None:
     placement = Placement.objects.filter(host__name=host_name, workload=name, active=True).first()
@@ -186,12 +181,12 @@ def _ours(workload: dict[str, Any]) -> bool:
 
 def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
     """A workload the host runs that no active placement knows: the agent removes it."""
-    from apps.machines.agent import agent_remove_orphan, host_queue
+    from apps.machines.agent import agent_remove_orphan
 
     reported = {w["name"] for w in host.reported_workloads if _ours(w) and not w.get("starting")}
     known = set(
         Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),
     )
     for name in sorted(reported - known):
-        agent_remove_orphan.apply_async(args=(host.name, name), queue=host_queue(host.name))
+        agent_remove_orphan.apply_async(args=(host.name, name), queue=host.queue)
         counts["orphans"] += 1

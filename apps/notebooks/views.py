@@ -26,7 +26,6 @@ from apps.notebooks.forms import (
 from apps.notebooks.lifecycle import idle_timeout, open_session, status_message
 from apps.notebooks.models import (
     Notebook,
-    NotebookEvent,
     NotebookSession,
     Status,
 )
@@ -175,11 +174,9 @@ class NotebookDetailView(NotebookPage):
         notebook = self.notebook(notebook_id)
         session = open_session(notebook)
         status = status_message(notebook, session)
-        last_event = (
-            NotebookEvent.objects.filter(session=session).first() if session is not None else None
-        )
+        # status_message already read the latest event: its phase and percent.
         step = _STEP_OF_STATUS.get(Status(notebook.status), "") if session is not None else ""
-        if step == "starting" and last_event is not None and last_event.phase == "waiting":
+        if step == "starting" and status["phase"] == "waiting":
             step = "waiting"
         step_names = [name for name, _ in PHASES]
         current = step_names.index(step) if step else -1
@@ -205,7 +202,7 @@ class NotebookDetailView(NotebookPage):
             status=status,
             phases=phases,
             step=step,
-            percent=last_event.percent if last_event and last_event.phase == "pulling" else None,
+            percent=status["percent"] if status["phase"] == "pulling" else None,
             template=TEMPLATES.get(notebook.template),
             idle_minutes=idle_timeout(notebook),
             history=history,

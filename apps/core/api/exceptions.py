@@ -42,6 +42,15 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:
         error = exceptions.APIException(str(exc), code="conflict")
         error.status_code = status.HTTP_409_CONFLICT
         return error
+    from apps.notebooks.services import NotebookError
+
+    if isinstance(exc, NotebookError):
+        # Its status and code come with it; a 400 names the field to fix.
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
+        error = exceptions.APIException(str(exc), code=exc.code)
+        error.status_code = exc.status_code
+        return error
     return None
 
 

@@ -56,15 +56,6 @@ def _user(request: Request) -> User:
     return cast("User", request.user)
 
 
-def _api_error(exc: services.NotebookError) -> exceptions.APIException:
-    """The service's refusal, with its status and code; a 400 names its field."""
-    if exc.status_code == status.HTTP_400_BAD_REQUEST:
-        return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
-    error = exceptions.APIException(str(exc), code=exc.code)
-    error.status_code = exc.status_code
-    return error
-
-
 @extend_schema(tags=["notebooks"])
 class _NotebookView(TeamAPIView):
     token_area = "notebooks"
@@ -75,11 +66,6 @@ class _NotebookView(TeamAPIView):
             "machine_type",
             "created_by",
         )
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, services.NotebookError):
-            exc = _api_error(exc)
-        return super().handle_exception(exc)
 
     def _notebook(self, notebook_id: int) -> Notebook:
         notebook = self._notebooks().filter(pk=notebook_id).first()

@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand
 from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
 from apps.core.worker import embedded_beat, embedded_worker
-from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
+from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
 from apps.machines.services import host_ensure_local
 from apps.runtimes.images import (

@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.machines.agent import host_queue
 from apps.machines.inventory import collect
+from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
 from apps.runtimes.docker import DockerRuntime, isolate_workloads
 from apps.runtimes.select import host_runtime
