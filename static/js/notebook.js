@@ -48,17 +48,12 @@
 
   function stepOf(status) {
     var step = status.phase === "waiting" ? "waiting" : STEP_OF_STATUS[status.status] || "";
-    if (step === "starting" && /^Waiting for JupyterLab/.test(status.message || "")) {
-      step = "waiting";
-    }
     if (OPEN_STATUSES.indexOf(status.status) < 0 || status.status === "stopping") { return ""; }
     return step;
   }
 
   function percentOf(status) {
-    if (typeof status.percent === "number") { return status.percent; }
-    var match = /(\d+)%/.exec(status.message || "");
-    return match ? parseInt(match[1], 10) : 0;
+    return typeof status.percent === "number" ? status.percent : 0;
   }
 
   function drawPhases(status) {
