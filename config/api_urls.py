@@ -8,6 +8,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.accounts.api import views as accounts
+from apps.billing.api import views as billing
 from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
 
@@ -85,6 +86,23 @@ urlpatterns = [
         "teams/<slug:team_slug>/notebooks/<int:notebook_id>/logs/",
         notebooks.NotebookLogsView.as_view(),
         name="notebook_logs",
+    ),
+    path("plans/", billing.PlanListView.as_view(), name="plans"),
+    path("teams/<slug:team_slug>/billing/", billing.BillingView.as_view(), name="billing"),
+    path(
+        "teams/<slug:team_slug>/billing/usage/",
+        billing.UsageView.as_view(),
+        name="billing_usage",
+    ),
+    path(
+        "teams/<slug:team_slug>/billing/checkout/",
+        billing.CheckoutView.as_view(),
+        name="billing_checkout",
+    ),
+    path(
+        "teams/<slug:team_slug>/billing/portal/",
+        billing.PortalView.as_view(),
+        name="billing_portal",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

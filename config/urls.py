@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("apps.core.urls")),
     path("", include("apps.teams.urls")),
     path("", include("apps.notebooks.urls")),
+    path("", include("apps.billing.urls")),
     path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),

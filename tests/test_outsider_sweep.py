@@ -50,6 +50,11 @@ TEAM = {
     "teams:invitation_create",
     "teams:invitation_revoke",
     "teams:invitation_resend",
+    "billing:overview",
+    "billing:checkout",
+    "billing:portal",
+    "billing:cap",
+    "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook pages).
 TEAM_NAMESPACES = {"notebooks"}
@@ -91,6 +96,8 @@ PUBLIC = {
     "mfa_authenticate",
     # The mailed link: the signed token is the key, there is no team in the URL.
     "invitation",
+    # Stripe's deliveries: the signature is the key (tests/test_billing_webhooks.py).
+    "billing:stripe_webhook",
 }
 API_TEAM = {
     "api:team",
@@ -109,8 +116,13 @@ API_TEAM = {
     "api:notebook_extend",
     "api:notebook_events",
     "api:notebook_logs",
+    "api:billing",
+    "api:billing_usage",
+    "api:billing_checkout",
+    "api:billing_portal",
 }
-API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams"}
+# api:plans is the same for everyone signed in: no team's data.
+API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams", "api:plans"}
 PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind

@@ -31,7 +31,7 @@ MATRIX = {
     "team.rename": {OWN, ADM},
     "audit.view": {OWN, ADM},
     "billing.view": {OWN, ADM},
-    "billing.manage": {OWN},
+    "billing.manage": {OWN, ADM},
     "team.transfer": {OWN},
     "team.delete": {OWN},
 }

@@ -20,9 +20,21 @@ class MachineTypeAdmin(admin.ModelAdmin):
         "hourly_price",
         "active",
     )
-    list_editable = ("hourly_price", "active")
+    list_editable = ("active",)
     list_filter = ("active",)
     prepopulated_fields = {"slug": ("name",)}
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        # A price change is dated, so usage before it keeps the old price: Billing >
+        # Machine prices records it. A new type gets its first price here.
+        return ("hourly_price",) if obj is not None else ()
+
+    def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            from apps.billing.services import machine_price_set
+
+            machine_price_set(machine_type=obj, hourly_price=obj.hourly_price)
 
 
 class GPUDeviceInline(admin.TabularInline):

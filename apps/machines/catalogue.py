@@ -2,7 +2,7 @@
 
 GPU model names are what NVML reports for each card, so a host's inventory
 matches them exactly. Prices are in USD per hour, in the range hosted
-notebook platforms charge.
+notebook platforms charge; apps.billing keeps their history.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from typing import Any
 
 # (slug, name, vcpus, memory GiB, disk GiB, NVML GPU model, GPU count, USD per hour)
 CATALOGUE: list[tuple[str, str, int, int, int, str, int, Decimal]] = [
+    # The free tier: what the Free plan allows (apps.billing), at no charge.
+    ("free-cpu", "Free CPU", 2, 8, 50, "", 0, Decimal("0.00")),
+    ("free-gpu", "Free GPU (M4000)", 8, 30, 50, "Quadro M4000", 1, Decimal("0.00")),
     ("cpu-small", "CPU small", 2, 8, 50, "", 0, Decimal("0.04")),
     ("cpu-large", "CPU large", 8, 32, 100, "", 0, Decimal("0.16")),
     ("m4000", "Quadro M4000", 8, 30, 100, "Quadro M4000", 1, Decimal("0.45")),

@@ -138,11 +138,18 @@ def start_eta(template: str) -> int | None:
 
 
 def idle_timeout(notebook: Notebook) -> int:
-    """Minutes of idleness before the notebook is stopped; 0 = never."""
+    """Minutes of idleness before the notebook is stopped; 0 = never. The plan may cap it."""
+    from apps.billing.entitlements import idle_limit
+
     if notebook.idle_timeout_minutes is not None:
-        return notebook.idle_timeout_minutes
-    row = TeamNotebookSettings.objects.for_team(notebook.team_id).first()
-    return row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
+        minutes = notebook.idle_timeout_minutes
+    else:
+        row = TeamNotebookSettings.objects.for_team(notebook.team_id).first()
+        minutes = row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
+    limit = idle_limit(notebook.team)
+    if limit is not None and (minutes == 0 or minutes > limit):
+        return limit
+    return minutes
 
 
 def status_message(

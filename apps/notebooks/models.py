@@ -141,6 +141,8 @@ class NotebookSession(models.Model):  # type: ignore[django-manager-missing]
         LOST = "lost", "Lost"
         CANCELLED = "cancelled", "Cancelled while queued"
         DELETED = "deleted", "Notebook deleted"
+        PLAN_LIMIT = "plan_limit", "Stopped by the plan's limits"
+        SPEND_CAP = "spend_cap", "Stopped at the spend cap"
 
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
     notebook = models.ForeignKey(Notebook, on_delete=models.CASCADE, related_name="sessions")

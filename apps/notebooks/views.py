@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
+from apps.billing.entitlements import PlanLimitError
 from apps.notebooks import services
 from apps.notebooks.forms import (
     NotebookCreateForm,
@@ -109,6 +110,10 @@ class NotebookAction(NotebookPage):
             message = action()
         except services.NotebookError as exc:
             messages.error(request, str(exc))
+            return self.back(notebook)
+        except PlanLimitError as exc:
+            # The message template adds the link to the billing page.
+            messages.error(request, str(exc), extra_tags="upgrade")
             return self.back(notebook)
         messages.success(request, message)
         return redirect(then) if then else self.back(notebook)

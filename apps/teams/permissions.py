@@ -16,11 +16,11 @@
 | team.rename           |   x   |   x   |        |        |
 | audit.view            |   x   |   x   |        |        |
 | billing.view          |   x   |   x   |        |        |
-| billing.manage        |   x   |       |        |        |
+| billing.manage        |   x   |   x   |        |        |
 | team.transfer         |   x   |       |        |        |
 | team.delete           |   x   |       |        |        |
 
-Admins manage members, but only an owner may make someone an owner, or change
+Admins are the team's billing admins too. Admins manage members, but only an owner may make someone an owner, or change
 or remove an owner (apps.teams.services enforces those rules). docs/permissions.md
 shows the same table; tests/test_teams.py checks every cell.
 """
@@ -49,7 +49,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "team.rename": _ADMINS,
     "audit.view": _ADMINS,
     "billing.view": _ADMINS,
-    "billing.manage": _OWNERS,
+    "billing.manage": _ADMINS,
     "team.transfer": _OWNERS,
     "team.delete": _OWNERS,
 }

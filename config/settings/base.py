@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.machines",
     "apps.runtimes",
     "apps.notebooks",
+    "apps.billing",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.site",
+                "apps.billing.context_processors.billing_notice",
             ],
         },
     },
@@ -240,8 +242,24 @@ MFA_RECOVERY_CODE_COUNT = 10
 
 USERSESSIONS_TRACK_ACTIVITY = True
 
-# Seats a team may still fill: (team) -> int | None. The billing issue supplies plans.
-LATTICE_SEAT_POLICY = "apps.teams.seats.unlimited"
+# Seats a team may still fill: (team) -> int | None. Plans set it when billing is on.
+LATTICE_SEAT_POLICY = "apps.billing.entitlements.seats_free"
+
+# --- Billing (apps.billing, docs/billing.md) ----------------------------------------
+
+# Off: a self-hosted Lattice where plans, limits and Stripe do not apply. On: teams
+# are on the default (Free) plan until they subscribe through Stripe.
+LATTICE_BILLING = env.bool("LATTICE_BILLING", default=False)
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Another address for Stripe's API: the local test double (apps.billing.stripe_double).
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# The metered price that bills usage, in cents, and the meter behind it (docs/billing.md).
+STRIPE_USAGE_PRICE = env.str("STRIPE_USAGE_PRICE", default="")
+STRIPE_USAGE_METER = env.str("STRIPE_USAGE_METER", default="")
+STRIPE_USAGE_EVENT_NAME = env.str("STRIPE_USAGE_EVENT_NAME", default="lattice_usage_cents")
+# After a failed payment, the paid plan holds this long before the team is on Free.
+LATTICE_BILLING_GRACE_DAYS = env.int("LATTICE_BILLING_GRACE_DAYS", default=7)
 
 # --- API (Django REST framework) ---------------------------------------------------
 
@@ -336,6 +354,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
     "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
+    # Usage to Stripe, spend caps, grace periods: every team with billing to look after.
+    "billing-sweep": {
+        "task": "billing.sweep",
+        "schedule": env.float("LATTICE_BILLING_SWEEP_EVERY", default=300.0),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # When true, `manage.py dev` runs a worker thread inside the web process.

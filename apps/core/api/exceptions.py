@@ -30,7 +30,17 @@ _INVITATION_STATUS = {
 }
 
 
-def _domain_error(exc: Exception) -> exceptions.APIException | None:
+class PlanLimit(exceptions.APIException):
+    """402: the team's plan or spend cap refuses; the body adds where to upgrade."""
+
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+
+    def __init__(self, detail: str, *, code: str, upgrade_url: str) -> None:
+        super().__init__(detail, code=code)
+        self.upgrade_url = upgrade_url
+
+
+def _domain_error(exc: Exception) -> exceptions.APIException | None:  # noqa: PLR0911 - a branch per kind
     """Turn a service's refusal into an API error with the service's own message."""
     if isinstance(exc, TeamPermissionError):
         return exceptions.PermissionDenied(str(exc))
@@ -42,9 +52,13 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:
         error = exceptions.APIException(str(exc), code="conflict")
         error.status_code = status.HTTP_409_CONFLICT
         return error
+    from apps.billing.entitlements import PlanLimitError
+    from apps.billing.services import BillingError
     from apps.notebooks.services import NotebookError
 
-    if isinstance(exc, NotebookError):
+    if isinstance(exc, PlanLimitError):
+        return PlanLimit(str(exc), code=exc.code, upgrade_url=exc.upgrade_url)
+    if isinstance(exc, NotebookError | BillingError):
         # Its status and code come with it; a 400 names the field to fix.
         if exc.status_code == status.HTTP_400_BAD_REQUEST:
             return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
@@ -74,5 +88,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
         body = {"code": code, "message": str(exc.detail)}
+        if isinstance(exc, PlanLimit):
+            body["upgrade_url"] = context["request"].build_absolute_uri(exc.upgrade_url)
     response.data = {"error": body}
     return response

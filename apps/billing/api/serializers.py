@@ -1,0 +1,90 @@
+"""Shapes of the billing API. No logic here: services and selectors compute."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.billing.models import Plan, Subscription
+
+
+class PlanSerializer(serializers.ModelSerializer[Plan]):
+    machine_types = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+
+    class Meta:
+        model = Plan
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "monthly_price",
+            "machine_types",
+            "max_running_notebooks",
+            "storage_gib",
+            "seats",
+            "max_idle_minutes",
+            "max_session_hours",
+            "private_datasets",
+            "is_default",
+        ]
+        read_only_fields = fields
+
+
+class SubscriptionSerializer(serializers.ModelSerializer[Subscription]):
+    plan = serializers.SlugRelatedField(read_only=True, slug_field="slug")
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "stripe_id",
+            "plan",
+            "status",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at_period_end",
+            "past_due_since",
+        ]
+        read_only_fields = fields
+
+
+class BillingSerializer(serializers.Serializer[dict[str, object]]):
+    enabled = serializers.BooleanField(read_only=True)
+    plan = PlanSerializer(read_only=True, allow_null=True)
+    subscription = SubscriptionSerializer(read_only=True, allow_null=True)
+    grace_ends = serializers.DateTimeField(read_only=True, allow_null=True)
+    period_start = serializers.DateTimeField(read_only=True)
+    period_end = serializers.DateTimeField(read_only=True)
+    period_cost = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    spend_cap = serializers.DecimalField(
+        max_digits=10, decimal_places=2, allow_null=True, required=False
+    )
+    stop_at_cap = serializers.BooleanField(required=False)
+
+
+class UsageTotalSerializer(serializers.Serializer[dict[str, object]]):
+    name = serializers.CharField()
+    seconds = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=12, decimal_places=4)
+
+
+class UsageSerializer(serializers.Serializer[dict[str, object]]):
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    seconds = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=12, decimal_places=4)
+    by_machine_type = UsageTotalSerializer(many=True)
+    by_member = UsageTotalSerializer(many=True)
+    by_day = UsageTotalSerializer(many=True)
+
+
+class CheckoutSerializer(serializers.Serializer[dict[str, object]]):
+    plan = serializers.SlugField(help_text="The plan's slug, from GET /api/v1/plans/.")
+    success_url = serializers.URLField(required=False)
+    cancel_url = serializers.URLField(required=False)
+
+
+class PortalSerializer(serializers.Serializer[dict[str, object]]):
+    return_url = serializers.URLField(required=False)
+
+
+class RedirectSerializer(serializers.Serializer[dict[str, object]]):
+    url = serializers.URLField(help_text="Send the person here (Stripe's hosted page).")

@@ -1,0 +1,169 @@
+"""The billing API: the team's plan, usage, spend cap, and Stripe's hosted pages.
+
+Reading needs billing.view (owners, admins), changing needs billing.manage; a
+token needs the "billing" area. A refusal by the plan elsewhere in the API is a
+402 with a code from apps.billing.entitlements.LIMIT_CODES and ``upgrade_url``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics
+from rest_framework.response import Response
+
+from apps.billing import services
+from apps.billing.api import serializers as s
+from apps.billing.entitlements import (
+    billing_enabled,
+    current_plan,
+    current_subscription,
+    grace_ends,
+)
+from apps.billing.models import Plan
+from apps.billing.usage import current_period, daily_costs, totals_by, usage_pieces
+from apps.core.api.views import TeamAPIView
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+
+    from apps.accounts.models import User
+
+
+def _user(request: Request) -> User:
+    return cast("User", request.user)
+
+
+@extend_schema(tags=["billing"])
+class PlanListView(generics.ListAPIView):  # type: ignore[type-arg]
+    """The plans offered, with what each allows."""
+
+    token_area = "billing"
+    serializer_class = s.PlanSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Plan]:
+        return Plan.objects.filter(active=True).prefetch_related("machine_types")
+
+
+@extend_schema(tags=["billing"])
+class _BillingView(TeamAPIView):
+    token_area = "billing"
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        return Plan.objects.none()
+
+    def billing_url(self, request: Request, **query: str) -> str:
+        url = request.build_absolute_uri(reverse("billing:overview", args=[self.team.slug]))
+        return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+
+
+class BillingView(_BillingView):
+    """The team's plan, subscription, this period's cost and spend cap; PATCH the cap."""
+
+    team_permissions = {"GET": "billing.view", "PATCH": "billing.manage"}
+    serializer_class = s.BillingSerializer
+
+    def _body(self) -> dict[str, Any]:
+        subscription = current_subscription(self.team)
+        start, end = current_period(self.team)
+        account = services.account_for(self.team) if billing_enabled() else None
+        return {
+            "enabled": billing_enabled(),
+            "plan": current_plan(self.team),
+            "subscription": subscription,
+            "grace_ends": grace_ends(subscription) if subscription else None,
+            "period_start": start,
+            "period_end": end,
+            "period_cost": sum(
+                (p.cost for p in usage_pieces(self.team, start, end)), start=Decimal(0)
+            ).quantize(Decimal("0.01")),
+            "spend_cap": account.spend_cap if account else None,
+            "stop_at_cap": account.stop_at_cap if account else False,
+        }
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return Response(s.BillingSerializer(self._body()).data)
+
+    def patch(self, request: Request, team_slug: str) -> Response:
+        data = s.BillingSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        current = self._body()
+        services.spend_cap_set(
+            team=self.team,
+            actor=_user(request),
+            spend_cap=data.validated_data.get("spend_cap", current["spend_cap"]),
+            stop_at_cap=data.validated_data.get("stop_at_cap", current["stop_at_cap"]),
+        )
+        return Response(s.BillingSerializer(self._body()).data)
+
+
+class UsageView(_BillingView):
+    """This period's usage: seconds and cost by machine type, by member and by day."""
+
+    team_permissions = {"GET": "billing.view"}
+    serializer_class = s.UsageSerializer
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        start, end = current_period(self.team)
+        pieces = usage_pieces(self.team, start, end)
+        return Response(
+            s.UsageSerializer(
+                {
+                    "period_start": start,
+                    "period_end": end,
+                    "seconds": sum(p.seconds for p in pieces),
+                    "cost": sum((p.cost for p in pieces), start=Decimal(0)),
+                    "by_machine_type": totals_by(pieces, "machine_type"),
+                    "by_member": totals_by(pieces, "member"),
+                    "by_day": daily_costs(pieces, start, end),
+                }
+            ).data
+        )
+
+
+class CheckoutView(_BillingView):
+    """Start a Stripe Checkout for a plan; send the person to the ``url`` returned."""
+
+    team_permissions = {"POST": "billing.manage"}
+    serializer_class = s.CheckoutSerializer
+
+    @extend_schema(request=s.CheckoutSerializer, responses={201: s.RedirectSerializer})
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.CheckoutSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        plan = Plan.objects.filter(slug=data.validated_data["plan"], active=True).first()
+        if plan is None:
+            raise exceptions.ValidationError({"plan": ["No such plan: see GET /api/v1/plans/."]})
+        url = services.checkout_start(
+            team=self.team,
+            actor=_user(request),
+            plan=plan,
+            success_url=data.validated_data.get("success_url")
+            or self.billing_url(request, checkout="success") + "&session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=data.validated_data.get("cancel_url")
+            or self.billing_url(request, checkout="cancelled"),
+        )
+        return Response({"url": url}, status=201)
+
+
+class PortalView(_BillingView):
+    """Open Stripe's Customer Portal (payment method, plan change, cancellation)."""
+
+    team_permissions = {"POST": "billing.manage"}
+    serializer_class = s.PortalSerializer
+
+    @extend_schema(request=s.PortalSerializer, responses={201: s.RedirectSerializer})
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.PortalSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        url = services.portal_open(
+            team=self.team,
+            actor=_user(request),
+            return_url=data.validated_data.get("return_url") or self.billing_url(request),
+        )
+        return Response({"url": url}, status=201)

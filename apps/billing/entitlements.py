@@ -1,0 +1,204 @@
+"""What a team's plan allows, checked where the work is done (services), not in the UI.
+
+With ``LATTICE_BILLING`` off every check passes: a private Lattice has no plans.
+With it on, a team's plan is its subscription's while the subscription is active
+or trialing, or past due within the grace period; otherwise the default (Free)
+plan. Nothing stores "downgraded": the plan is derived each time it is asked for.
+
+A refusal is a ``PlanLimitError``: HTTP 402 in the API, with a code from
+``LIMIT_CODES`` and the billing page's address to upgrade from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.billing.models import BillingAccount, Plan, Subscription
+
+if TYPE_CHECKING:
+    from apps.machines.models import MachineType
+    from apps.teams.models import Team
+
+LIVE_STATUSES = frozenset({Subscription.Status.ACTIVE, Subscription.Status.TRIALING})
+GRACE_STATUSES = frozenset({Subscription.Status.PAST_DUE, Subscription.Status.UNPAID})
+ENDED_STATUSES = frozenset(
+    {Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED},
+)
+
+LIMIT_CODES = {
+    "plan_machine_type": "The plan does not include this machine type.",
+    "plan_concurrency": "The plan's number of notebooks running at once is reached.",
+    "plan_storage": "The upload would pass the plan's storage quota.",
+    "spend_cap": "The team's spend cap for this billing period is reached.",
+}
+
+
+class PlanLimitError(Exception):
+    """The team's plan (or spend cap) does not allow this. The message says what to do."""
+
+    status_code = 402
+
+    def __init__(self, message: str, *, code: str, team: Team) -> None:
+        super().__init__(message)
+        assert code in LIMIT_CODES  # noqa: S101 - a new code must be documented above
+        self.code = code
+        self.upgrade_url = reverse("billing:overview", kwargs={"team_slug": team.slug})
+
+
+def billing_enabled() -> bool:
+    return bool(settings.LATTICE_BILLING)
+
+
+def default_plan() -> Plan | None:
+    return Plan.objects.filter(is_default=True).first()
+
+
+def current_subscription(team: Team) -> Subscription | None:
+    """The team's newest subscription that has not ended, if any."""
+    return (
+        Subscription.objects.for_team(team)
+        .exclude(status__in=ENDED_STATUSES)
+        .select_related("plan")
+        .first()
+    )
+
+
+def grace_ends(subscription: Subscription) -> datetime | None:
+    if subscription.past_due_since is None:
+        return None
+    return subscription.past_due_since + timedelta(days=settings.LATTICE_BILLING_GRACE_DAYS)
+
+
+def plan_of(subscription: Subscription | None, *, now: datetime | None = None) -> Plan | None:
+    """The plan a subscription gives, or the default plan when it gives none (any more)."""
+    now = now or timezone.now()
+    if subscription is not None and subscription.plan is not None:
+        if subscription.status in LIVE_STATUSES:
+            return subscription.plan
+        ends = grace_ends(subscription)
+        if subscription.status in GRACE_STATUSES and ends is not None and now < ends:
+            return subscription.plan
+    return default_plan()
+
+
+def current_plan(team: Team, *, now: datetime | None = None) -> Plan | None:
+    """The plan in force for ``team``; None when billing is off or no plan is defined."""
+    if not billing_enabled():
+        return None
+    return plan_of(current_subscription(team), now=now)
+
+
+def account_locked(team: Team) -> BillingAccount:
+    """The team's billing row, made on first use, locked until the transaction ends.
+
+    Starts lock it so two starts of one team cannot both take the last free slot.
+    """
+    BillingAccount.objects.for_team(team).get_or_create(team=team)
+    return BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+
+
+def plans_with(machine_type: MachineType) -> list[Plan]:
+    return list(Plan.objects.filter(active=True, machine_types=machine_type))
+
+
+def allows_machine(plan: Plan | None, machine_type: MachineType) -> bool:
+    return plan is None or plan.machine_types.filter(pk=machine_type.pk).exists()
+
+
+def check_start(team: Team, machine_type: MachineType) -> None:
+    """Refuse a start the plan or the spend cap does not allow. Call it inside the start's
+    transaction, before its session is made: it counts the team's open sessions under a
+    lock, so two starts cannot both take the last slot."""
+    if not billing_enabled():
+        return
+    account = account_locked(team)
+    plan = current_plan(team)
+    if plan is None:
+        return
+    if not allows_machine(plan, machine_type):
+        upgrades = [p.name for p in plans_with(machine_type)]
+        hint = f" Upgrade to {' or '.join(upgrades)} to use it." if upgrades else ""
+        raise PlanLimitError(
+            f"{machine_type.name} is not included in the {plan.name} plan.{hint}",
+            code="plan_machine_type",
+            team=team,
+        )
+    limit = plan.max_running_notebooks
+    if limit is not None and _open_sessions(team) >= limit:
+        raise PlanLimitError(
+            f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at once, "
+            "and that many are running. Stop one, or upgrade for more.",
+            code="plan_concurrency",
+            team=team,
+        )
+    if account.spend_cap is not None:
+        from apps.billing.usage import current_period, usage_cost
+
+        start, end = current_period(team)
+        spent = usage_cost(team, start, end)
+        if spent >= account.spend_cap:
+            raise PlanLimitError(
+                f"This team has used ${spent:.2f} of its ${account.spend_cap:.2f} spend cap "
+                "this billing period, so nothing new can start. An owner or admin can raise "
+                "the cap on the billing page.",
+                code="spend_cap",
+                team=team,
+            )
+
+
+def _open_sessions(team: Team) -> int:
+    from apps.notebooks.models import NotebookSession
+
+    return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()
+
+
+def check_storage(team: Team, *, used_bytes: int, adding_bytes: int) -> None:
+    """Refuse, up front, a write that would take the team past its plan's storage quota."""
+    plan = current_plan(team)
+    if plan is None or plan.storage_gib is None:
+        return
+    quota = plan.storage_gib * 1024**3
+    if used_bytes + adding_bytes > quota:
+        room = max(quota - used_bytes, 0)
+        raise PlanLimitError(
+            f"The {plan.name} plan holds {plan.storage_gib} GiB and this team has "
+            f"{_gib(room)} GiB free; this needs {_gib(adding_bytes)} GiB. Delete something "
+            "or upgrade for more room.",
+            code="plan_storage",
+            team=team,
+        )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.2f}"
+
+
+def seats_free(team: Team) -> int | None:
+    """LATTICE_SEAT_POLICY: seats the plan has beyond the members, or None for no limit.
+
+    Invitations count pending ones against this when they are sent (apps.teams.invitations).
+    """
+    plan = current_plan(team)
+    if plan is None or plan.seats is None:
+        return None
+    from apps.teams.models import Membership
+
+    return max(plan.seats - Membership.objects.for_team(team).count(), 0)
+
+
+def idle_limit(team: Team) -> int | None:
+    """The longest idle shutdown the plan allows, in minutes (None: any, including never)."""
+    plan = current_plan(team)
+    return None if plan is None else plan.max_idle_minutes
+
+
+def session_limit(team: Team) -> timedelta | None:
+    plan = current_plan(team)
+    if plan is None or plan.max_session_hours is None:
+        return None
+    return timedelta(hours=plan.max_session_hours)

@@ -1,0 +1,252 @@
+"""The billing sweep's work for one team: usage to Stripe, the spend cap, the plan's limits.
+
+Usage goes to Stripe as Billing Meter events whose value is cents. Each report
+is a ``UsageReport`` row committed *before* it is sent, with an identifier that
+is also the request's idempotency key: a send interrupted after Stripe took it
+is sent again with the same identifier, and Stripe counts it once. What is sent
+is always "derived total so far minus what was already reported", in whole
+cents, so nothing is counted twice and fractions carry over.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from apps.billing import services
+from apps.billing.entitlements import (
+    billing_enabled,
+    current_plan,
+    current_subscription,
+    session_limit,
+)
+from apps.billing.models import BillingAccount, UsageReport
+from apps.billing.notify import billing_mail
+from apps.billing.usage import cents, current_period, usage_cost
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apps.notebooks.models import NotebookSession
+    from apps.teams.models import Team
+
+logger = logging.getLogger(__name__)
+
+CAP_ALERTS = (50, 80, 100)
+FULL = 100
+
+
+def _sent(team: Team, period_start: datetime) -> int:
+    total = (
+        UsageReport.objects.for_team(team)
+        .filter(period_start=period_start)
+        .aggregate(total=Sum("cents"))["total"]
+    )
+    return int(total or 0)
+
+
+def _report(team: Team, *, customer: str, period_start: datetime, until: datetime) -> None:
+    """Write (not send) a report of the usage in [period_start, until) not reported yet."""
+    with transaction.atomic():
+        BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+        delta = cents(usage_cost(team, period_start, until, now=until)) - _sent(team, period_start)
+        if delta <= 0:
+            return
+        number = UsageReport.objects.for_team(team).filter(period_start=period_start).count() + 1
+        UsageReport.objects.for_team(team).create(
+            team=team,
+            identifier=(
+                f"lattice-{settings.LATTICE_INSTALLATION}-t{team.pk}-"
+                f"{int(period_start.timestamp())}-{number}"
+            ),
+            stripe_customer_id=customer,
+            period_start=period_start,
+            covers_until=until,
+            cents=delta,
+        )
+
+
+def _send(report: UsageReport) -> None:
+    try:
+        services._stripe().v1.billing.meter_events.create(
+            params={
+                "event_name": settings.STRIPE_USAGE_EVENT_NAME,
+                "identifier": report.identifier,
+                "timestamp": int(report.covers_until.timestamp()),
+                "payload": {
+                    "stripe_customer_id": report.stripe_customer_id,
+                    "value": str(report.cents),
+                },
+            },
+            options={"idempotency_key": report.identifier},
+        )
+    except stripe.InvalidRequestError as exc:
+        # Stripe refuses an identifier it already has: that report was counted before.
+        if "identifier" not in str(exc.user_message or exc).lower():
+            raise
+    UsageReport.objects.for_team(report.team_id).filter(pk=report.pk, sent_at=None).update(
+        sent_at=timezone.now(),
+    )
+
+
+def usage_sync(team: Team, *, now: datetime | None = None) -> int:
+    """Send Stripe the team's usage not sent yet; return the cents sent this time."""
+    if not billing_enabled() or not settings.STRIPE_USAGE_PRICE:
+        return 0
+    now = now or timezone.now()
+    account = services.account_for(team)
+    subscription = current_subscription(team)
+    if not account.stripe_customer_id or subscription is None:
+        return 0
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if start is None or end is None:
+        return 0
+    # A period that ended since the last sweep is closed out first, up to its end.
+    previous = (
+        UsageReport.objects.for_team(team)
+        .filter(period_start__lt=start)
+        .order_by("-period_start")
+        .first()
+    )
+    if previous is not None:
+        _report(
+            team,
+            customer=account.stripe_customer_id,
+            period_start=previous.period_start,
+            until=start,
+        )
+    _report(team, customer=account.stripe_customer_id, period_start=start, until=min(now, end))
+    sent = 0
+    for report in UsageReport.objects.for_team(team).filter(sent_at=None).order_by("pk"):
+        _send(report)
+        sent += report.cents
+    return sent
+
+
+def usage_reconcile(team: Team, *, now: datetime | None = None) -> tuple[int, int] | None:
+    """Compare what Lattice sent this period with what Stripe's meter holds; record both.
+
+    Returns (sent, held by Stripe), or None when there is nothing to compare. A
+    difference is logged, not corrected: Stripe aggregates meter events a few
+    minutes late, so a short gap is normal.
+    """
+    if not billing_enabled() or not settings.STRIPE_USAGE_METER:
+        return None
+    now = now or timezone.now()
+    account = services.account_for(team)
+    subscription = current_subscription(team)
+    if not account.stripe_customer_id or subscription is None:
+        return None
+    start = subscription.current_period_start
+    if start is None:
+        return None
+    # Stripe wants minute boundaries.
+    begin = start.replace(second=0, microsecond=0)
+    finish = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    summaries = services._stripe().v1.billing.meters.event_summaries.list(
+        settings.STRIPE_USAGE_METER,
+        params={
+            "customer": account.stripe_customer_id,
+            "start_time": int(begin.timestamp()),
+            "end_time": int(finish.timestamp()),
+        },
+    )
+    held = int(sum(float(s["aggregated_value"]) for s in summaries.data))
+    sent = int(
+        UsageReport.objects.for_team(team)
+        .filter(period_start=start, sent_at__isnull=False)
+        .aggregate(total=Sum("cents"))["total"]
+        or 0
+    )
+    BillingAccount.objects.for_team(team).filter(pk=account.pk).update(
+        usage_checked_at=now, usage_sent_cents=sent, usage_stripe_cents=held
+    )
+    if held != sent:
+        logger.warning(
+            "Stripe's meter holds %s cents for team %s; Lattice sent %s", held, team, sent
+        )
+    return sent, held
+
+
+def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
+    """Alert at 50, 80 and 100 % of the cap (once each a period); at 100 %, if the team
+    chose so, stop its running notebooks. Returns the percentage reached."""
+    if not billing_enabled():
+        return 0
+    now = now or timezone.now()
+    start, end = current_period(team, now=now)
+    with transaction.atomic():
+        account = (
+            BillingAccount.objects.for_team(team).select_for_update().filter(team=team).first()
+        )
+        if account is None or account.spend_cap is None:
+            return 0
+        spent = usage_cost(team, start, end, now=now)
+        cap = account.spend_cap
+        reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
+        if account.cap_alert_period != start:
+            account.cap_alert_period, account.cap_alert_percent = start, 0
+        if reached > account.cap_alert_percent:
+            account.cap_alert_percent = reached
+            stopping = reached >= FULL and account.stop_at_cap
+            billing_mail(
+                team,
+                subject=f"{team.name} has used {reached}% of its spend cap",
+                body=(
+                    f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
+                    f"period ({start:%d %b} to {end:%d %b})."
+                    + (
+                        "\n\nNothing new can start until the cap is raised or the period ends."
+                        + (" Running notebooks are being stopped." if stopping else "")
+                        if reached >= FULL
+                        else ""
+                    )
+                ),
+            )
+        account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
+        stop = reached >= FULL and account.stop_at_cap
+    if stop:
+        _stop_running(team, reason="spend_cap", keep=lambda _session: False)
+    return reached
+
+
+def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
+    """Stop running notebooks the plan no longer allows (a machine type after a downgrade,
+    or a session past the plan's session cap). Returns how many were stopped."""
+    plan = current_plan(team, now=now)
+    if plan is None:
+        return 0
+    now = now or timezone.now()
+    cap = session_limit(team)
+    allowed = {m.pk for m in plan.machine_types.all()}
+
+    def keep(session: NotebookSession) -> bool:
+        if session.machine_type_id not in allowed:
+            return False
+        started = session.started_at
+        return cap is None or started is None or now - started < cap
+
+    return _stop_running(team, reason="plan_limit", keep=keep)
+
+
+def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], bool]) -> int:
+    from apps.notebooks.models import NotebookSession as Session
+    from apps.notebooks.services import notebook_stop
+
+    stopped = 0
+    sessions = (
+        Session.objects.for_team(team).filter(ended_at__isnull=True).select_related("notebook")
+    )
+    for session in list(sessions):
+        if keep(session):
+            continue
+        notebook_stop(team=team, actor=None, notebook=session.notebook, reason=reason)
+        stopped += 1
+    return stopped

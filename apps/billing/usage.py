@@ -1,0 +1,179 @@
+"""Usage, derived from notebook sessions and machine prices: never accumulated.
+
+A session is billed from ``started_at`` (its container was up) to ``ended_at``
+(or now, while it runs; a lost session ends when it was last seen), whole
+seconds, at the machine type's price in force at each second: a price change
+splits the time at the change. Pieces are also split at midnight UTC so the
+usage page can chart days.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.billing.models import MachinePrice
+from apps.notebooks.models import NotebookSession
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from apps.teams.models import Team
+
+_HOUR = Decimal(3600)
+
+
+@dataclass(frozen=True)
+class UsagePiece:
+    """Part of one session, within one day and at one price."""
+
+    session_id: int
+    notebook_name: str
+    machine_type: str
+    member: str
+    day: date
+    seconds: int
+    hourly_price: Decimal
+
+    @property
+    def cost(self) -> Decimal:
+        return self.hourly_price * self.seconds / _HOUR
+
+
+@dataclass
+class UsageTotal:
+    name: str
+    seconds: int = 0
+    cost: Decimal = Decimal(0)
+
+    @property
+    def hours(self) -> Decimal:
+        return Decimal(self.seconds) / _HOUR
+
+
+def current_period(team: Team, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The team's billing period: its subscription's, else the calendar month (UTC)."""
+    from apps.billing.entitlements import LIVE_STATUSES, current_subscription
+
+    now = now or timezone.now()
+    subscription = current_subscription(team)
+    if (
+        subscription is not None
+        and subscription.status in LIVE_STATUSES
+        and subscription.current_period_start
+        and subscription.current_period_end
+        and subscription.current_period_start <= now < subscription.current_period_end
+    ):
+        return subscription.current_period_start, subscription.current_period_end
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def _price_table(
+    machine_type_ids: Iterable[int],
+) -> dict[int, tuple[list[datetime], list[Decimal]]]:
+    table: dict[int, tuple[list[datetime], list[Decimal]]] = defaultdict(lambda: ([], []))
+    rows = MachinePrice.objects.filter(machine_type_id__in=set(machine_type_ids)).order_by(
+        "machine_type_id", "effective_from"
+    )
+    for row in rows:
+        instants, prices = table[row.machine_type_id]
+        instants.append(row.effective_from)
+        prices.append(row.hourly_price)
+    return table
+
+
+def _second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def usage_pieces(
+    team: Team,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime | None = None,
+) -> list[UsagePiece]:
+    """Every billed piece of the team's sessions between ``start`` and ``end``."""
+    now = now or timezone.now()
+    sessions = list(
+        NotebookSession.objects.for_team(team)
+        .filter(started_at__isnull=False, started_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .select_related("machine_type", "started_by", "notebook")
+        .order_by("started_at", "pk")
+    )
+    prices = _price_table(s.machine_type_id for s in sessions)
+    pieces: list[UsagePiece] = []
+    for session in sessions:
+        assert session.started_at is not None  # noqa: S101 - filtered above
+        begin = _second(max(session.started_at, start))
+        finish = _second(min(session.ended_at or now, end, now))
+        if finish <= begin:
+            continue
+        instants, values = prices.get(session.machine_type_id, ([], []))
+        cuts = {i for i in instants if begin < i < finish}
+        day = begin.astimezone(UTC).replace(hour=0, minute=0, second=0) + timedelta(days=1)
+        while day < finish:
+            cuts.add(day)
+            day += timedelta(days=1)
+        edges = [begin, *sorted(cuts), finish]
+        for a, b in itertools.pairwise(edges):
+            at = bisect.bisect_right(instants, a) - 1
+            # Before the first recorded price, the first price applies.
+            price = values[max(at, 0)] if values else session.machine_type.hourly_price
+            pieces.append(
+                UsagePiece(
+                    session_id=session.pk,
+                    notebook_name=session.notebook.name,
+                    machine_type=session.machine_type.name,
+                    member=session.started_by.email if session.started_by else "(removed)",
+                    day=a.astimezone(UTC).date(),
+                    seconds=int((b - a).total_seconds()),
+                    hourly_price=price,
+                )
+            )
+    return pieces
+
+
+def usage_cost(
+    team: Team, start: datetime, end: datetime, *, now: datetime | None = None
+) -> Decimal:
+    return sum((p.cost for p in usage_pieces(team, start, end, now=now)), Decimal(0))
+
+
+def cents(amount: Decimal) -> int:
+    """Whole cents, rounded down: a fraction of a cent is billed once it is a whole one."""
+    return int((amount * 100).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def totals_by(pieces: Iterable[UsagePiece], key: str) -> list[UsageTotal]:
+    """Seconds and cost per ``key`` (machine_type, member or day), largest cost first."""
+    totals: dict[str, UsageTotal] = {}
+    for piece in pieces:
+        name = str(getattr(piece, key))
+        total = totals.setdefault(name, UsageTotal(name))
+        total.seconds += piece.seconds
+        total.cost += piece.cost
+    return sorted(totals.values(), key=lambda t: (-t.cost, -t.seconds, t.name))
+
+
+def daily_costs(pieces: Iterable[UsagePiece], start: datetime, end: datetime) -> list[UsageTotal]:
+    """One total per day of the period, in order, days without usage included."""
+    by_day = {t.name: t for t in totals_by(pieces, "day")}
+    days = []
+    day = start.astimezone(UTC).date()
+    last = (end - timedelta(seconds=1)).astimezone(UTC).date()
+    while day <= last:
+        days.append(by_day.get(str(day), UsageTotal(str(day))))
+        day += timedelta(days=1)
+    return days

@@ -1,0 +1,198 @@
+"""Billing pages under /t/<team_slug>/billing/, and Stripe's webhook endpoint.
+
+Owners and admins see billing (billing.view) and change it (billing.manage);
+members and viewers get 403, outsiders 404 (apps.core.tenancy).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
+
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from apps.billing import events, services
+from apps.billing.entitlements import (
+    billing_enabled,
+    current_plan,
+    current_subscription,
+    grace_ends,
+)
+from apps.billing.models import Plan
+from apps.billing.usage import current_period, daily_costs, totals_by, usage_pieces
+from apps.teams.views import TeamPage
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from apps.accounts.models import User
+
+
+def _user(request: HttpRequest) -> User:
+    return cast("User", request.user)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's deliveries: 400 for a bad or stale signature (nothing stored), else 200."""
+    try:
+        events.event_receive(request.body, request.headers.get("Stripe-Signature", ""))
+    except events.WebhookRejectedError as exc:
+        return JsonResponse({"error": {"code": "bad_signature", "message": str(exc)}}, status=400)
+    return JsonResponse({"received": True})
+
+
+class BillingPage(TeamPage):
+    permission = "billing.view"
+
+    def back(self) -> HttpResponse:
+        return redirect("billing:overview", team_slug=self.team.slug)
+
+    def here(self, request: HttpRequest, **query: str) -> str:
+        url = request.build_absolute_uri(reverse("billing:overview", args=[self.team.slug]))
+        return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+
+
+class BillingOverviewView(BillingPage):
+    template_name = "billing/overview.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        checkout = request.GET.get("checkout", "")
+        if checkout == "success":
+            # Apply the new subscription now; the webhook does the same, whichever is first.
+            services.checkout_sync(team=self.team, session_id=request.GET.get("session_id", ""))
+        subscription = current_subscription(self.team)
+        plan = current_plan(self.team)
+        account = services.account_for(self.team) if billing_enabled() else None
+        start, end = current_period(self.team)
+        pieces = usage_pieces(self.team, start, end)
+        spent = sum((p.cost for p in pieces), start=Decimal(0))
+        plans = list(
+            Plan.objects.filter(active=True)
+            .prefetch_related("machine_types")
+            .order_by("sort_order", "monthly_price")
+        )
+        return self.page(
+            request,
+            section="billing",
+            billing_enabled=billing_enabled(),
+            checkout=checkout,
+            subscription=subscription,
+            plan=plan,
+            plans=plans,
+            account=account,
+            grace_ends=grace_ends(subscription) if subscription else None,
+            period_start=start,
+            period_end=end,
+            spent=spent,
+            cap_percent=(
+                min(int(spent * 100 / account.spend_cap), 100)
+                if account and account.spend_cap
+                else None
+            ),
+            now=timezone.now(),
+        )
+
+
+class BillingAction(BillingPage):
+    http_method_names = ["post"]
+    permission = "billing.manage"
+
+    def attempt(self, request: HttpRequest, action: Any) -> HttpResponse:
+        try:
+            return cast("HttpResponse", action())
+        except services.BillingError as exc:
+            messages.error(request, str(exc))
+            return self.back()
+
+
+class CheckoutView(BillingAction):
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        plan = Plan.objects.filter(slug=request.POST.get("plan", ""), active=True).first()
+        if plan is None:
+            messages.error(request, "Choose one of the plans offered.")
+            return self.back()
+
+        def go() -> HttpResponse:
+            url = services.checkout_start(
+                team=self.team,
+                actor=_user(request),
+                plan=plan,
+                success_url=self.here(request, checkout="success")
+                + "&session_id={CHECKOUT_SESSION_ID}",
+                cancel_url=self.here(request, checkout="cancelled"),
+            )
+            return HttpResponseRedirect(url, status=303)
+
+        return self.attempt(request, go)
+
+
+class PortalView(BillingAction):
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        def go() -> HttpResponse:
+            url = services.portal_open(
+                team=self.team, actor=_user(request), return_url=self.here(request)
+            )
+            return HttpResponseRedirect(url, status=303)
+
+        return self.attempt(request, go)
+
+
+class SpendCapView(BillingAction):
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        def go() -> HttpResponse:
+            account = services.spend_cap_set(
+                team=self.team,
+                actor=_user(request),
+                spend_cap=request.POST.get("spend_cap", "").strip().lstrip("$") or None,
+                stop_at_cap=request.POST.get("stop_at_cap") == "on",
+            )
+            messages.success(
+                request,
+                f"Spend cap set to ${account.spend_cap:,.2f} a period."
+                if account.spend_cap is not None
+                else "Spend cap removed.",
+            )
+            return self.back()
+
+        return self.attempt(request, go)
+
+
+class UsageView(BillingPage):
+    template_name = "billing/usage.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        start, end = current_period(self.team)
+        pieces = usage_pieces(self.team, start, end)
+        days = daily_costs(pieces, start, end)
+        top = max((d.cost for d in days), default=Decimal(0))
+        return self.page(
+            request,
+            section="billing",
+            period_start=start,
+            period_end=end,
+            total_cost=sum((p.cost for p in pieces), start=Decimal(0)),
+            total_seconds=sum(p.seconds for p in pieces),
+            by_machine=totals_by(pieces, "machine_type"),
+            by_member=totals_by(pieces, "member"),
+            chart_width=len(days) * 10,
+            days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],
+        )
+
+
+def _bar(index: int, day: str, cost: Decimal, top: Decimal) -> dict[str, Any]:
+    height = float(cost / top) * 100 if top else 0.0
+    return {
+        "day": day,
+        "cost": cost,
+        "x": index * 10 + 1,
+        "y": f"{100 - height:.2f}",
+        "height": f"{height:.2f}",
+    }
