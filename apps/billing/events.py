@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import stripe
@@ -39,6 +40,9 @@ HANDLED = frozenset(
     },
 )
 MAX_ATTEMPTS = 5
+TOLERANCE_SECONDS = 300  # Stripe's own default
+# A failed event is tried again by the sweep, not at once: Stripe may be down a moment.
+RETRY_AFTER_SECONDS = 60
 
 
 class WebhookRejectedError(Exception):
@@ -51,8 +55,10 @@ def event_receive(payload: bytes, signature: str) -> StripeEvent | None:
     if not secret:
         raise WebhookRejectedError("No webhook signing secret is configured.")
     try:
-        # Checks the signature over the raw bytes, and the timestamp (5 minutes' tolerance).
-        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret)
+        # The signature over the raw bytes, and its timestamp: a replay after 5 minutes fails.
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature, secret, tolerance=TOLERANCE_SECONDS
+        )
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
         raise WebhookRejectedError(str(exc)) from exc
@@ -111,7 +117,7 @@ def events_retry() -> int:
     pending = StripeEvent.objects.filter(
         outcome__in=[StripeEvent.Outcome.PENDING, StripeEvent.Outcome.FAILED],
         attempts__lt=MAX_ATTEMPTS,
-        received_at__lt=timezone.now() - timezone.timedelta(seconds=60),
+        received_at__lt=timezone.now() - timedelta(seconds=RETRY_AFTER_SECONDS),
     ).values_list("pk", flat=True)
     count = 0
     for pk in list(pending):

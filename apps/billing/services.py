@@ -136,19 +136,19 @@ def checkout_start(
     line_items: list[dict[str, Any]] = [{"price": plan.stripe_price_id, "quantity": 1}]
     if settings.STRIPE_USAGE_PRICE:
         line_items.append({"price": settings.STRIPE_USAGE_PRICE})
+    # Typed as Any: stripe's TypedDicts do not take a list built up like line_items.
+    params: Any = {
+        "mode": "subscription",
+        "customer": customer,
+        "line_items": line_items,
+        "client_reference_id": str(team.pk),
+        "metadata": {"lattice_team": str(team.pk), "lattice_plan": plan.slug},
+        "subscription_data": {"metadata": {"lattice_team": str(team.pk)}},
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
     try:
-        session = _stripe().v1.checkout.sessions.create(
-            params={
-                "mode": "subscription",
-                "customer": customer,
-                "line_items": line_items,
-                "client_reference_id": str(team.pk),
-                "metadata": {"lattice_team": str(team.pk), "lattice_plan": plan.slug},
-                "subscription_data": {"metadata": {"lattice_team": str(team.pk)}},
-                "success_url": success_url,
-                "cancel_url": cancel_url,
-            },
-        )
+        session = _stripe().v1.checkout.sessions.create(params=params)
     except stripe.StripeError as exc:
         raise BillingUnavailableError(f"Stripe did not answer: {exc.user_message or exc}") from exc
     audit_record(team=team, actor=actor, action="billing.checkout_started", target=plan.name)

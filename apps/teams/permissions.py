@@ -20,9 +20,10 @@
 | team.transfer         |   x   |       |        |        |
 | team.delete           |   x   |       |        |        |
 
-Admins are the team's billing admins too. Admins manage members, but only an owner may make someone an owner, or change
-or remove an owner (apps.teams.services enforces those rules). docs/permissions.md
-shows the same table; tests/test_teams.py checks every cell.
+Admins are the team's billing admins too. Admins manage members, but only an
+owner may make someone an owner, or change or remove an owner (apps.teams.services
+enforces those rules). docs/permissions.md shows the same table; tests/test_teams.py
+checks every cell.
 """
 
 from __future__ import annotations

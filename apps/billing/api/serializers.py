@@ -8,7 +8,9 @@ from apps.billing.models import Plan, Subscription
 
 
 class PlanSerializer(serializers.ModelSerializer[Plan]):
-    machine_types = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+    machine_types: serializers.ManyRelatedField = serializers.SlugRelatedField(  # type: ignore[assignment]
+        many=True, read_only=True, slug_field="slug"
+    )
 
     class Meta:
         model = Plan
@@ -30,7 +32,9 @@ class PlanSerializer(serializers.ModelSerializer[Plan]):
 
 
 class SubscriptionSerializer(serializers.ModelSerializer[Subscription]):
-    plan = serializers.SlugRelatedField(read_only=True, slug_field="slug")
+    plan: serializers.SlugRelatedField[Plan] = serializers.SlugRelatedField(
+        read_only=True, slug_field="slug"
+    )
 
     class Meta:
         model = Subscription

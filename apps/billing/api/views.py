@@ -39,7 +39,7 @@ def _user(request: Request) -> User:
 
 
 @extend_schema(tags=["billing"])
-class PlanListView(generics.ListAPIView):  # type: ignore[type-arg]
+class PlanListView(generics.ListAPIView[Plan]):
     """The plans offered, with what each allows."""
 
     token_area = "billing"
