@@ -32,7 +32,18 @@ def post_webhook(payload: bytes, signature: str) -> int:
 
 
 @pytest.fixture
-def stripe_double(settings: Any, db: None) -> Iterator[StripeDouble]:
+def billing_plans(catalogue: dict[str, Any]) -> None:
+    """The seeded plans. A data migration loads them, but tests that commit
+    (transaction=True) flush every table afterwards, so load them again."""
+    from apps.billing.models import MachinePrice, Plan
+    from apps.billing.plans import load_plans
+    from apps.machines.models import MachineType
+
+    load_plans(Plan, MachineType, MachinePrice)
+
+
+@pytest.fixture
+def stripe_double(settings: Any, billing_plans: None) -> Iterator[StripeDouble]:
     statuses: list[int] = []
 
     def deliver(payload: bytes, signature: str) -> None:

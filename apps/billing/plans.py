@@ -9,8 +9,12 @@ stripe_double); a deployer on real Stripe replaces them in the admin, or runs
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+# Prices before billing existed: the price history starts here.
+PRICES_SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 
 FREE_MACHINES = ["free-cpu", "free-gpu"]
 PRO_MACHINES = [*FREE_MACHINES, "cpu-small", "cpu-large", "m4000", "p5000", "rtx4000", "rtx5000"]
@@ -70,3 +74,21 @@ PLANS: list[dict[str, Any]] = [
 # The metered price that bills usage: one unit is one cent (docs/billing.md).
 USAGE_PRICE_ID = "price_lattice_usage_cents"
 USAGE_METER_ID = "mtr_lattice_usage"
+
+
+def load_plans(plan_model: Any, machine_type_model: Any, machine_price_model: Any) -> None:
+    """Create the plans above that are missing, and a first price for every machine type.
+
+    Takes the models as arguments so the data migration can pass its historical ones.
+    """
+    for row in PLANS:
+        fields = {k: v for k, v in row.items() if k not in {"slug", "machines"}}
+        plan, created = plan_model.objects.get_or_create(slug=row["slug"], defaults=fields)
+        if created:
+            plan.machine_types.set(machine_type_model.objects.filter(slug__in=row["machines"]))
+    for machine in machine_type_model.objects.all():
+        machine_price_model.objects.get_or_create(
+            machine_type=machine,
+            effective_from=PRICES_SINCE,
+            defaults={"hourly_price": machine.hourly_price},
+        )

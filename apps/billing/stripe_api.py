@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 from django.conf import settings
@@ -30,6 +31,16 @@ def client() -> stripe.StripeClient:
             "Stripe is not configured on this Lattice (STRIPE_SECRET_KEY is empty)."
         )
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+
+
+def hosted_page_origins() -> list[str]:
+    """Where the billing page's forms may send the browser: Stripe's Checkout and portal,
+    or the test double's stand-ins (they live at its API address)."""
+    origins = ["https://checkout.stripe.com", "https://billing.stripe.com"]
+    if settings.STRIPE_API_BASE:
+        parts = urlsplit(settings.STRIPE_API_BASE)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return origins
 
 
 def moment(timestamp: int | None) -> datetime | None:

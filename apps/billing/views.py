@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.billing import events, services
+from apps.billing import events, services, stripe_api
 from apps.billing.entitlements import (
     billing_enabled,
     current_plan,
@@ -79,7 +79,7 @@ class BillingOverviewView(BillingPage):
             .prefetch_related("machine_types")
             .order_by("sort_order", "monthly_price")
         )
-        return self.page(
+        response = self.page(
             request,
             section="billing",
             billing_enabled=billing_enabled(),
@@ -99,6 +99,10 @@ class BillingOverviewView(BillingPage):
             ),
             now=timezone.now(),
         )
+        # Its Upgrade and Manage forms answer with a redirect to Stripe's hosted pages,
+        # which the CSP's form-action must allow.
+        response._csp_update = {"form-action": ["'self'", *stripe_api.hosted_page_origins()]}  # type: ignore[attr-defined]
+        return response
 
 
 class BillingAction(BillingPage):

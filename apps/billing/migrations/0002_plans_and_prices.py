@@ -1,27 +1,14 @@
-from datetime import UTC, datetime
-
 from django.db import migrations
-
-# Prices before billing existed: the history starts here.
-SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def load(apps, schema_editor):
-    from apps.billing.plans import PLANS
+    from apps.billing.plans import load_plans
 
-    Plan = apps.get_model("billing", "Plan")
-    MachineType = apps.get_model("machines", "MachineType")
-    MachinePrice = apps.get_model("billing", "MachinePrice")
-    for row in PLANS:
-        fields = {k: v for k, v in row.items() if k not in {"slug", "machines"}}
-        plan, _ = Plan.objects.get_or_create(slug=row["slug"], defaults=fields)
-        plan.machine_types.set(MachineType.objects.filter(slug__in=row["machines"]))
-    for machine in MachineType.objects.all():
-        MachinePrice.objects.get_or_create(
-            machine_type=machine,
-            effective_from=SINCE,
-            defaults={"hourly_price": machine.hourly_price},
-        )
+    load_plans(
+        apps.get_model("billing", "Plan"),
+        apps.get_model("machines", "MachineType"),
+        apps.get_model("billing", "MachinePrice"),
+    )
 
 
 class Migration(migrations.Migration):

@@ -59,6 +59,7 @@ class Command(BaseCommand):
         )
         host, _, port = addrport.rpartition(":")
         url = f"http://{'localhost' if host in ('127.0.0.1', '', '0.0.0.0') else host}:{port}/"  # noqa: S104
+        billing = self._billing(f"http://127.0.0.1:{port}")
 
         banner = [
             "",
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                 f"  Host:      {local.name}: {inventory['cpu_count']} CPUs, "
                 f"{inventory['memory_bytes'] // 1024**3} GiB, {len(inventory['gpus'])} GPUs"
             ),
+            f"  Billing:   {billing}",
             "  Emails are printed here. Press Ctrl-C to stop.",
             "",
         ]
@@ -91,6 +93,20 @@ class Command(BaseCommand):
                 self._serve(addrport)
             finally:
                 reporter.stop()
+
+    def _billing(self, server: str) -> str:
+        """With LATTICE_BILLING on and no Stripe key, serve the Stripe test double beside
+        Lattice (its Checkout and portal pages, and webhooks to this server)."""
+        if not settings.LATTICE_BILLING:
+            return "off (LATTICE_BILLING=true make dev turns plans and the Stripe double on)"
+        if settings.STRIPE_SECRET_KEY:
+            return f"Stripe, key {settings.STRIPE_SECRET_KEY[:8]}..."
+        from apps.billing.offline import settings_for, start_double
+
+        double = start_double(webhook_url=f"{server}/billing/stripe/webhook/")
+        for name, value in settings_for(double).items():
+            setattr(settings, name, value)
+        return f"the local Stripe test double at {double.url} (nothing leaves this machine)"
 
     def _notebook_image_in_background(self) -> None:
         """With Docker, make sure the notebook image exists; build it beside the server if not."""

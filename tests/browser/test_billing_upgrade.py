@@ -1,0 +1,79 @@
+"""Upgrading in a real browser: a Free team's owner is refused a GPU, follows the upgrade
+link, pays on the Checkout stand-in, and Stripe's webhook puts the team on Pro.
+
+The Stripe test double serves the API and the hosted Checkout page, and posts its
+signed webhooks to the live server, as Stripe would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from playwright.sync_api import expect
+
+from apps.billing.models import StripeEvent
+from apps.billing.offline import settings_for, start_double
+from apps.notebooks.services import notebook_create
+from tests.billing_fixtures import WEBHOOK_PATH, plan_slug
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from apps.billing.stripe_double import StripeDouble
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def live_double(live_server: Any, settings: Any, billing_plans: None) -> Iterator[StripeDouble]:
+    double = start_double(webhook_url=f"{live_server.url}{WEBHOOK_PATH}")
+    for name, value in settings_for(double).items():
+        setattr(settings, name, value)
+    yield double
+    double.stop()
+
+
+def log_in(page: Any, email: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url("**/")
+
+
+def test_free_owner_upgrades_to_start_a_gpu(
+    page, live_server, live_double, acme, alice, password, catalogue
+):
+    notebook = notebook_create(
+        team=acme, actor=alice, name="GPU work", template="pytorch", machine_type=catalogue["p5000"]
+    )
+    log_in(page, alice.email, password)
+
+    # Free does not include the P5000: refused, with a way to upgrade.
+    page.goto(f"/t/{acme.slug}/notebooks/{notebook.pk}/")
+    page.get_by_role("button", name="Start", exact=True).click()
+    refusal = page.get_by_text("Quadro P5000 is not included in the Free plan.")
+    expect(refusal).to_be_visible()
+    page.get_by_role("link", name="See plans and upgrade").click()
+    expect(page.get_by_test_id("current-plan")).to_have_text("Free")
+
+    # Checkout on the stand-in; Stripe sends its webhooks, then returns the browser.
+    page.get_by_test_id("upgrade-pro").click()
+    page.wait_for_url(f"{live_double.url}/checkout/**")
+    expect(page.get_by_text("Lattice Pro")).to_be_visible()
+    page.locator("#pay").click()
+    page.wait_for_url(f"{live_server.url}/t/{acme.slug}/billing/?checkout=success*")
+    expect(page.get_by_test_id("current-plan")).to_have_text("Pro")
+    expect(page.locator("#checkout-result")).to_contain_text("is now on Pro")
+
+    # The webhooks arrived, verified, and each was applied once.
+    assert [status for _, status in live_double.deliveries] == [200, 200, 200]
+    assert set(StripeEvent.objects.values_list("outcome", flat=True)) == {"processed"}
+    assert plan_slug(acme) == "pro"
+
+    # Now the GPU machine type is allowed: the start is accepted and queued.
+    page.goto(f"/t/{acme.slug}/notebooks/{notebook.pk}/")
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.get_by_text("Starting GPU work.")).to_be_visible()
+    expect(page.get_by_text("is not included in")).to_have_count(0)
