@@ -189,7 +189,19 @@ class NotebookStartView(_NotebookView):
 
     team_permissions = {"POST": "notebooks.manage"}
 
-    @extend_schema(request=None, responses={202: s.NotebookSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            202: s.NotebookSerializer,
+            402: OpenApiResponse(
+                description=(
+                    "The team's plan or spend cap refuses: error.code is plan_machine_type, "
+                    "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade "
+                    "(docs/billing.md)."
+                ),
+            ),
+        },
+    )
     def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
         notebook = self._notebook(notebook_id)
         services.notebook_start(team=self.team, actor=_user(request), notebook=notebook)
