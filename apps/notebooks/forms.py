@@ -21,10 +21,8 @@ class _MachineTypeField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         machine = obj
         gpu = f", {machine.gpu_count}x GPU" if machine.gpu_count else ""
-        return (
-            f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gib} GiB{gpu}, "
-            f"${machine.hourly_price:.2f}/h)"
-        )
+        price = f"${machine.hourly_price:.2f}/h" if machine.hourly_price else "free"
+        return f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gib} GiB{gpu}, {price})"
 
 
 def _idle_field(help_text: str) -> forms.IntegerField:
