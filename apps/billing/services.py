@@ -239,6 +239,10 @@ def subscription_sync(stripe_id: str) -> Subscription | None:
 
 
 def _subscription_store(team: Team, fetched: Any) -> Subscription:
+    # One writer per team at a time: two webhooks about a new subscription would
+    # otherwise both insert it.
+    account_for(team)
+    BillingAccount.objects.for_team(team).select_for_update().get(team=team)
     prices = stripe_api.subscription_price_ids(fetched)
     plan = Plan.objects.filter(stripe_price_id__in=prices).exclude(stripe_price_id="").first()
     start, end = stripe_api.subscription_period(fetched)
