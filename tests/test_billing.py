@@ -229,6 +229,61 @@ class TestUsageToStripe:
             assert metering.usage_sync(acme) == 0
         assert stripe_double.meter_events == []
 
+    def test_a_period_start_moving_back_bills_nothing_twice(
+        self, stripe_double, acme, alice, priced, subscribed
+    ):
+        notebook = _notebook(acme, alice, priced)
+        _session(acme, notebook, alice, subscribed - timedelta(hours=2), subscribed)
+        with team_scope(acme):
+            assert metering.usage_sync(acme, now=subscribed) == 7200
+            # A plan change restarts the period an hour back, over time already reported.
+            Subscription.objects.update(current_period_start=subscribed - timedelta(hours=1))
+
+            assert metering.usage_sync(acme, now=subscribed + timedelta(minutes=5)) == 0
+
+        assert self._held_by_stripe(stripe_double) == 7200
+
+    def test_a_new_period_closes_the_old_one_dated_inside_it(
+        self, stripe_double, acme, alice, priced, subscribed
+    ):
+        notebook = _notebook(acme, alice, priced)
+        minutes = lambda n: subscribed + timedelta(minutes=n)  # noqa: E731
+        _session(acme, notebook, alice, minutes(-90), minutes(-20))
+        with team_scope(acme):
+            assert metering.usage_sync(acme, now=minutes(-60)) == 1800
+            # The period renews 30 minutes ago; the sweep runs ten minutes after that.
+            Subscription.objects.update(
+                current_period_start=minutes(-30), current_period_end=minutes(-30 + 30 * 24 * 60)
+            )
+            assert metering.usage_sync(acme, now=minutes(-20)) == 2400
+
+        dated = [(e["timestamp"], int(e["payload"]["value"])) for e in stripe_double.meter_events]
+        assert dated == [
+            (int(minutes(-60).timestamp()) - 1, 1800),
+            (int(minutes(-30).timestamp()) - 1, 1800),  # the old period's last half hour
+            (int(minutes(-20).timestamp()) - 1, 600),  # the new one's first ten minutes
+        ]
+
+    def test_the_usage_up_to_a_cancellation_is_still_sent(
+        self, stripe_double, acme, alice, priced, subscribed
+    ):
+        notebook = _notebook(acme, alice, priced)
+        _session(acme, notebook, alice, subscribed - timedelta(hours=1), subscribed)
+        with team_scope(acme):
+            subscription = Subscription.objects.get()
+        stripe_double.cancel_subscription(subscription.stripe_id)
+
+        with team_scope(acme):
+            cancelled = Subscription.objects.get()
+            assert cancelled.status == "canceled"
+            assert cancelled.ended_at is not None
+            # (Stripe's period starts at checkout, a moment ago; the test's, 3 hours ago.)
+            Subscription.objects.update(current_period_start=subscribed - timedelta(hours=3))
+            assert metering.usage_sync(acme) == 3600
+            assert metering.usage_sync(acme) == 0
+
+        assert self._held_by_stripe(stripe_double) == 3600
+
 
 class TestPlanLimits:
     def test_a_free_team_cannot_start_a_gpu_the_plan_lacks(
@@ -404,6 +459,50 @@ class TestSpendCap:
         assert "Running notebooks are being stopped." in mail.outbox[-1].body
         running.refresh_from_db()
         assert running.exit_reason == "spend_cap"
+
+    def test_a_zero_cap_still_lets_free_machines_run(
+        self, stripe_double, acme, alice, catalogue, django_capture_on_commit_callbacks
+    ):
+        free = _notebook(acme, alice, catalogue["free-cpu"])
+        with team_scope(acme):
+            spend_cap_set(team=acme, actor=alice, spend_cap="0", stop_at_cap=True)
+            session = notebook_start(team=acme, actor=alice, notebook=free)
+            assert session.status == "queued"
+            NotebookSession.objects.filter(pk=session.pk).update(
+                status="running", started_at=timezone.now() - timedelta(minutes=5)
+            )
+            with django_capture_on_commit_callbacks(execute=True):
+                assert metering.spend_cap_enforce(acme) == 0
+            session.refresh_from_db()
+        assert session.ended_at is None
+        assert session.status == "running"
+        assert mail.outbox == []
+
+    def test_a_restart_refused_by_the_cap_leaves_the_notebook_stopped(
+        self, stripe_double, acme, alice, priced, django_capture_on_commit_callbacks
+    ):
+        from apps.notebooks.lifecycle import session_end
+        from apps.notebooks.models import NotebookEvent
+
+        notebook = _notebook(acme, alice, priced)
+        now = timezone.now()
+        subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+        with team_scope(acme):
+            Subscription.objects.update(current_period_start=now - timedelta(hours=1))
+            session = _session(acme, notebook, alice, now - timedelta(minutes=20), status="running")
+            Notebook.objects.filter(pk=notebook.pk).update(desired_state="running")
+            spend_cap_set(team=acme, actor=alice, spend_cap="5", stop_at_cap=False)
+
+            # The restart's old session ends; starting it again is refused at the cap.
+            with django_capture_on_commit_callbacks(execute=True):
+                session_end(session, reason="restarted")
+
+            notebook.refresh_from_db()
+            assert notebook.desired_state == Notebook.Desired.STOPPED
+            assert NotebookSession.objects.filter(ended_at__isnull=True).count() == 0
+            event = NotebookEvent.objects.filter(notebook=notebook).first()
+            assert event is not None
+            assert event.message.startswith("Not started again: This team has used $")
 
     def test_a_bad_cap_is_refused_with_a_reason(self, stripe_double, acme, alice, client):
         client.force_login(alice)

@@ -13,10 +13,20 @@ from django.utils import timezone
 
 from apps.billing.entitlements import PlanLimitError
 from apps.billing.events import events_retry
-from apps.billing.models import StripeEvent, Subscription
+from apps.billing.models import Plan, StripeEvent, Subscription
+from apps.billing.services import checkout_start
 from apps.core.tenancy import team_scope
 from apps.notebooks.services import notebook_create, notebook_start
 from tests.billing_fixtures import plan_slug, post_webhook, subscribe
+
+
+def stripe_client(settings):
+    import stripe
+
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+
 
 pytestmark = pytest.mark.django_db
 
@@ -218,3 +228,78 @@ def test_an_event_stripe_cannot_answer_for_is_retried_later(stripe_double, acme,
     assert row.outcome == "processed"
     with team_scope(acme):
         assert Subscription.objects.get(stripe_id=subscription_id).status == "active"
+
+
+def test_a_subscription_of_a_customer_we_do_not_know_is_not_attached(stripe_double, acme, settings):
+    # Another installation's customer, whose subscription's metadata names a team id of ours.
+    stripe_double.hold_webhooks = True
+    stripe = stripe_client(settings)
+    stranger = stripe.v1.customers.create(params={"email": "x@elsewhere.example"})
+    session = stripe.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": stranger.id,
+            "line_items": [{"price": "price_lattice_growth_monthly", "quantity": 1}],
+            "success_url": "http://elsewhere.example/",
+            "cancel_url": "http://elsewhere.example/",
+            "subscription_data": {"metadata": {"lattice_team": str(acme.pk)}},
+        }
+    )
+    stripe_double.complete_checkout(session.id)
+
+    statuses = [_deliver(stripe_double, event)[0] for event in stripe_double.events]
+
+    assert statuses == [200, 200, 200]
+    with team_scope(acme):
+        assert Subscription.objects.count() == 0
+        assert plan_slug(acme) == "free"
+
+
+def test_a_failed_event_delivered_again_is_applied(stripe_double, acme, alice, settings):
+    stripe_double.hold_webhooks = True
+    subscription_id = subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+    created = next(e for e in stripe_double.events if e["type"] == "customer.subscription.created")
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable for a moment
+    assert _deliver(stripe_double, created) == [200]
+    assert StripeEvent.objects.get(stripe_id=created["id"]).outcome == "failed"
+    settings.STRIPE_API_BASE = stripe_double.url
+
+    assert _deliver(stripe_double, created) == [200]  # Stripe's own retry
+
+    assert StripeEvent.objects.get(stripe_id=created["id"]).outcome == "processed"
+    with team_scope(acme):
+        assert Subscription.objects.get(stripe_id=subscription_id).status == "active"
+
+
+def test_the_return_page_ignores_another_teams_checkout(
+    stripe_double, acme, alice, globex, charlie, client
+):
+    stripe_double.hold_webhooks = True
+    url = checkout_start(
+        team=globex,
+        actor=charlie,
+        plan=Plan.objects.get(slug="growth"),
+        success_url="http://testserver/x",
+        cancel_url="http://testserver/y",
+    )
+    session_id = url.rsplit("/", 1)[-1]
+    stripe_double.complete_checkout(session_id)
+    client.force_login(alice)
+
+    page = client.get(f"/t/{acme.slug}/billing/?checkout=success&session_id={session_id}")
+
+    assert page.status_code == 200
+    with team_scope(acme):
+        assert plan_slug(acme) == "free"
+    with team_scope(globex):
+        assert Subscription.objects.count() == 0  # the webhook applies it, not this page
+
+
+def test_the_return_page_without_stripe_is_not_an_error(stripe_double, acme, alice, client):
+    stripe_double.stop()
+    client.force_login(alice)
+
+    page = client.get(f"/t/{acme.slug}/billing/?checkout=success&session_id=cs_test_123")
+
+    assert page.status_code == 200
+    assert "Your plan changes as soon as Stripe confirms it" in page.content.decode()

@@ -61,6 +61,10 @@ class _ReadOnly(admin.ModelAdmin):
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # What Stripe was told, or told us: deleting it would make Lattice tell it again.
+        return False
+
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(admin.ModelAdmin):

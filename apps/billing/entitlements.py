@@ -136,7 +136,8 @@ def check_start(team: Team, machine_type: MachineType) -> None:
             code="plan_concurrency",
             team=team,
         )
-    if account.spend_cap is not None:
+    # A free machine costs nothing, so no cap stops it.
+    if account.spend_cap is not None and machine_type.hourly_price > 0:
         from apps.billing.usage import current_period, usage_cost
 
         start, end = current_period(team)

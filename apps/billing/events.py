@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
@@ -39,7 +39,8 @@ HANDLED = frozenset(
         "invoice.payment_failed",
     },
 )
-MAX_ATTEMPTS = 5
+# Tries over about three days (see events_retry), then it waits for a person.
+MAX_ATTEMPTS = 12
 TOLERANCE_SECONDS = 300  # Stripe's own default
 # A failed event is tried again by the sweep, not at once: Stripe may be down a moment.
 RETRY_AFTER_SECONDS = 60
@@ -77,7 +78,12 @@ def event_receive(payload: bytes, signature: str) -> StripeEvent | None:
                 outcome=outcome,
             )
     except IntegrityError:
-        return None  # delivered before: stored and queued then
+        # Delivered before. If applying it failed then, Stripe's redelivery is a good
+        # moment to try again; otherwise there is nothing to do.
+        known = StripeEvent.objects.filter(stripe_id=event["id"]).first()
+        if known is not None and known.outcome == StripeEvent.Outcome.FAILED:
+            transaction.on_commit(lambda: _queue(known.pk))
+        return None
     if outcome == StripeEvent.Outcome.PENDING:
         transaction.on_commit(lambda: _queue(row.pk))
     return row
@@ -112,15 +118,20 @@ def event_process(event_pk: int) -> None:
         row.save(update_fields=["outcome", "error", "attempts", "processed_at"])
 
 
-def events_retry() -> int:
-    """Apply again the events that failed (Stripe down a moment, say); return how many."""
-    pending = StripeEvent.objects.filter(
+def events_retry(*, now: datetime | None = None) -> int:
+    """Apply again the events that failed, or were never applied (Stripe down a while,
+    say), backing off: the n-th try waits until 2**n minutes after the event arrived.
+    Returns how many were tried."""
+    now = now or timezone.now()
+    waiting = StripeEvent.objects.filter(
         outcome__in=[StripeEvent.Outcome.PENDING, StripeEvent.Outcome.FAILED],
         attempts__lt=MAX_ATTEMPTS,
-        received_at__lt=timezone.now() - timedelta(seconds=RETRY_AFTER_SECONDS),
-    ).values_list("pk", flat=True)
+        received_at__lt=now - timedelta(seconds=RETRY_AFTER_SECONDS),
+    ).values_list("pk", "attempts", "received_at")
     count = 0
-    for pk in list(pending):
+    for pk, attempts, received_at in list(waiting):
+        if now - received_at < timedelta(seconds=RETRY_AFTER_SECONDS * 2**attempts):
+            continue
         event_process(pk)
         count += 1
     return count

@@ -17,17 +17,18 @@ from typing import TYPE_CHECKING
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from apps.billing import services
 from apps.billing.entitlements import (
+    ENDED_STATUSES,
     billing_enabled,
     current_plan,
     current_subscription,
     session_limit,
 )
-from apps.billing.models import BillingAccount, UsageReport
+from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, current_period, usage_cost
 
@@ -43,43 +44,57 @@ CAP_ALERTS = (50, 80, 100)
 FULL = 100
 
 
-def _sent(team: Team, period_start: datetime) -> int:
-    total = (
-        UsageReport.objects.for_team(team)
-        .filter(period_start=period_start)
-        .aggregate(total=Sum("cents"))["total"]
+def _reported(team: Team) -> tuple[int, datetime | None]:
+    """Cents reported so far (sent or about to be) and the instant they cover up to."""
+    totals = UsageReport.objects.for_team(team).aggregate(
+        cents=Sum("cents"), until=Max("covers_until")
     )
-    return int(total or 0)
+    return int(totals["cents"] or 0), totals["until"]
 
 
-def _report(team: Team, *, customer: str, period_start: datetime, until: datetime) -> None:
-    """Write (not send) a report of the usage in [period_start, until) not reported yet."""
-    with transaction.atomic():
-        BillingAccount.objects.for_team(team).select_for_update().get(team=team)
-        delta = cents(usage_cost(team, period_start, until, now=until)) - _sent(team, period_start)
-        if delta <= 0:
-            return
-        number = UsageReport.objects.for_team(team).filter(period_start=period_start).count() + 1
-        UsageReport.objects.for_team(team).create(
-            team=team,
-            identifier=(
-                f"lattice-{settings.LATTICE_INSTALLATION}-t{team.pk}-"
-                f"{int(period_start.timestamp())}-{number}"
-            ),
-            stripe_customer_id=customer,
-            period_start=period_start,
-            covers_until=until,
-            cents=delta,
-        )
+def _report(
+    team: Team,
+    account: BillingAccount,
+    *,
+    customer: str,
+    period: tuple[datetime, datetime],
+    until: datetime,
+) -> None:
+    """Write (not send) a report of the usage up to ``until`` not reported yet, dated in
+    ``period``. Called with the team's billing row locked.
+
+    Cumulative: all usage since billing began, rounded down to cents, minus every
+    report so far. However the periods move (a plan change may restart one), no second
+    of usage is reported twice, and fractions of a cent carry over.
+    """
+    assert account.usage_since is not None  # noqa: S101 - set by usage_sync
+    reported, covered = _reported(team)
+    if covered is not None and until <= covered:
+        return
+    delta = cents(usage_cost(team, account.usage_since, until, now=until)) - reported
+    if delta <= 0:
+        return
+    UsageReport.objects.for_team(team).create(
+        team=team,
+        # Unique per team and instant; the same report keeps it when it is sent again.
+        identifier=f"lattice-{settings.LATTICE_INSTALLATION}-t{team.pk}-{until:%Y%m%dT%H%M%S%f}",
+        stripe_customer_id=customer,
+        period_start=period[0],
+        covers_until=until,
+        cents=delta,
+    )
 
 
 def _send(report: UsageReport) -> None:
+    # Stripe bills an event in the period its timestamp falls in: one second before the
+    # end of what it covers is inside that period even when it covers a period's end.
+    timestamp = int(report.covers_until.timestamp()) - 1
     try:
         services._stripe().v1.billing.meter_events.create(
             params={
                 "event_name": settings.STRIPE_USAGE_EVENT_NAME,
                 "identifier": report.identifier,
-                "timestamp": int(report.covers_until.timestamp()),
+                "timestamp": timestamp,
                 "payload": {
                     "stripe_customer_id": report.stripe_customer_id,
                     "value": str(report.cents),
@@ -88,8 +103,9 @@ def _send(report: UsageReport) -> None:
             options={"idempotency_key": report.identifier},
         )
     except stripe.InvalidRequestError as exc:
-        # Stripe refuses an identifier it already has: that report was counted before.
-        if "identifier" not in str(exc.user_message or exc).lower():
+        # Past the idempotency key's 24 hours, Stripe refuses an identifier it already has
+        # ("An event already exists with identifier ..."): that report was counted then.
+        if "already exists with identifier" not in str(exc.user_message or exc):
             raise
     UsageReport.objects.for_team(report.team_id).filter(pk=report.pk, sent_at=None).update(
         sent_at=timezone.now(),
@@ -97,32 +113,34 @@ def _send(report: UsageReport) -> None:
 
 
 def usage_sync(team: Team, *, now: datetime | None = None) -> int:
-    """Send Stripe the team's usage not sent yet; return the cents sent this time."""
+    """Send Stripe the team's usage not sent yet; return the cents sent this time.
+
+    The newest subscription counts even once cancelled, so the usage up to its end is
+    still sent; a period that ended since the last sweep is closed first, dated inside it.
+    """
     if not billing_enabled() or not settings.STRIPE_USAGE_PRICE:
         return 0
     now = now or timezone.now()
-    account = services.account_for(team)
-    subscription = current_subscription(team)
-    if not account.stripe_customer_id or subscription is None:
+    subscription = Subscription.objects.for_team(team).order_by("-created_at", "-pk").first()
+    if subscription is None:
         return 0
     start, end = subscription.current_period_start, subscription.current_period_end
-    if start is None or end is None:
-        return 0
-    # A period that ended since the last sweep is closed out first, up to its end.
-    previous = (
-        UsageReport.objects.for_team(team)
-        .filter(period_start__lt=start)
-        .order_by("-period_start")
-        .first()
-    )
-    if previous is not None:
-        _report(
-            team,
-            customer=account.stripe_customer_id,
-            period_start=previous.period_start,
-            until=start,
-        )
-    _report(team, customer=account.stripe_customer_id, period_start=start, until=min(now, end))
+    with transaction.atomic():
+        services.account_for(team)
+        account = BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+        customer = account.stripe_customer_id or subscription.stripe_customer_id
+        if customer and start is not None and end is not None:
+            if account.usage_since is None:
+                account.usage_since = start
+                account.save(update_fields=["usage_since"])
+            last = UsageReport.objects.for_team(team).order_by("-covers_until").first()
+            if last is not None and last.covers_until < start <= now:
+                period = (last.period_start, start)
+                _report(team, account, customer=customer, period=period, until=start)
+            until = min(now, end)
+            if subscription.status in ENDED_STATUSES and subscription.ended_at is not None:
+                until = min(until, subscription.ended_at)
+            _report(team, account, customer=customer, period=(start, end), until=until)
     sent = 0
     for report in UsageReport.objects.for_team(team).filter(sent_at=None).order_by("pk"):
         _send(report)
@@ -159,11 +177,12 @@ def usage_reconcile(team: Team, *, now: datetime | None = None) -> tuple[int, in
         },
     )
     held = int(sum(float(s["aggregated_value"]) for s in summaries.data))
-    sent = int(
-        UsageReport.objects.for_team(team)
-        .filter(period_start=start, sent_at__isnull=False)
-        .aggregate(total=Sum("cents"))["total"]
-        or 0
+    # The events Stripe counts in this window: each is dated a second before its end.
+    sent = sum(
+        report.cents
+        for report in UsageReport.objects.for_team(team).filter(
+            sent_at__isnull=False, covers_until__gt=begin, covers_until__lte=finish
+        )
     )
     BillingAccount.objects.for_team(team).filter(pk=account.pk).update(
         usage_checked_at=now, usage_sent_cents=sent, usage_stripe_cents=held
@@ -190,7 +209,10 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
             return 0
         spent = usage_cost(team, start, end, now=now)
         cap = account.spend_cap
-        reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
+        if cap > 0:
+            reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
+        else:  # a cap of $0: only free machines, and any spend is all of it
+            reached = FULL if spent > 0 else 0
         if account.cap_alert_period != start:
             account.cap_alert_period, account.cap_alert_percent = start, 0
         if reached > account.cap_alert_percent:
@@ -213,7 +235,10 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
         account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
         stop = reached >= FULL and account.stop_at_cap
     if stop:
-        _stop_running(team, reason="spend_cap", keep=lambda _session: False)
+        # Free machines cost nothing: the cap leaves them running.
+        _stop_running(
+            team, reason="spend_cap", keep=lambda session: session.machine_type.hourly_price == 0
+        )
     return reached
 
 
@@ -242,7 +267,9 @@ def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], 
 
     stopped = 0
     sessions = (
-        Session.objects.for_team(team).filter(ended_at__isnull=True).select_related("notebook")
+        Session.objects.for_team(team)
+        .filter(ended_at__isnull=True)
+        .select_related("notebook", "machine_type")
     )
     for session in list(sessions):
         if keep(session):

@@ -114,6 +114,8 @@ class BillingAccount(models.Model):
     # The cap alerts already sent: the period they belong to and the highest percentage.
     cap_alert_period = models.DateTimeField(null=True, blank=True)
     cap_alert_percent = models.PositiveSmallIntegerField(default=0)
+    # Usage is reported to Stripe from here on (the first subscription's period start).
+    usage_since = models.DateTimeField(null=True, blank=True)
     # The last comparison of what we sent Stripe with what Stripe's meter holds.
     usage_checked_at = models.DateTimeField(null=True, blank=True)
     usage_sent_cents = models.PositiveBigIntegerField(default=0)
@@ -163,6 +165,7 @@ class Subscription(models.Model):
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
     # When Lattice first saw it past due: the grace period counts from here.
     past_due_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -205,11 +208,16 @@ class StripeEvent(models.Model):
 
 class UsageReport(models.Model):
     """Usage told to Stripe as one meter event, in cents. Written before it is sent, so an
-    interrupted send is retried with the same identifier and Stripe counts it once."""
+    interrupted send is retried with the same identifier and Stripe counts it once.
+
+    The reports of a team cover consecutive spans of time, each ending at
+    ``covers_until``; the event is dated a second before that, inside its period.
+    """
 
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
     identifier = models.CharField(max_length=120, unique=True)
     stripe_customer_id = models.CharField(max_length=120)
+    # The start of the billing period the event is dated in (for people reading it).
     period_start = models.DateTimeField()
     # The usage up to this instant is covered by this report and those before it.
     covers_until = models.DateTimeField()

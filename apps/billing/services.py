@@ -213,15 +213,16 @@ def spend_cap_set(
 
 
 def _team_for(subscription: Any) -> Team | None:
-    """The team a Stripe subscription belongs to: by its customer, else by its metadata."""
+    """The team a Stripe subscription belongs to: the one whose customer it is, or none.
+
+    Never its metadata: another installation sharing the Stripe account (or anyone who
+    can write metadata) could name a team of ours there.
+    """
     customer = stripe_api.object_id(subscription.get("customer"))
+    if not customer:
+        return None
     account = BillingAccount.objects.unscoped().filter(stripe_customer_id=customer).first()
-    if account is not None:
-        return account.team
-    team_id = (subscription.get("metadata") or {}).get("lattice_team")
-    if team_id and str(team_id).isdigit():
-        return Team.objects.filter(pk=int(team_id)).first()
-    return None
+    return account.team if account is not None else None
 
 
 def subscription_sync(stripe_id: str) -> Subscription | None:
@@ -261,15 +262,12 @@ def _subscription_store(team: Team, fetched: Any) -> Subscription:
     row.current_period_start = start
     row.current_period_end = end
     row.cancel_at_period_end = bool(fetched.get("cancel_at_period_end"))
+    row.ended_at = stripe_api.moment(fetched.get("ended_at"))
     if row.status in GRACE_STATUSES:
         row.past_due_since = row.past_due_since or timezone.now()
     else:
         row.past_due_since = None
     row.save()
-    account = account_for(team)
-    if not account.stripe_customer_id and row.stripe_customer_id:
-        account.stripe_customer_id = row.stripe_customer_id
-        account.save(update_fields=["stripe_customer_id"])
     if before != (row.status, row.plan_id):
         audit_record(
             team=team,
@@ -290,14 +288,12 @@ def checkout_sync(*, team: Team, session_id: str) -> Subscription | None:
         return None
     try:
         session = _stripe().v1.checkout.sessions.retrieve(session_id)
-    except stripe.StripeError:
-        return None  # the webhook will do it
-    if session.get("client_reference_id") != str(team.pk):
-        return None
-    subscription = stripe_api.object_id(session.get("subscription"))
-    if not subscription:
-        return None
-    return subscription_sync(subscription)
+        if session.get("client_reference_id") != str(team.pk):
+            return None
+        subscription = stripe_api.object_id(session.get("subscription"))
+        return subscription_sync(subscription) if subscription else None
+    except (stripe.StripeError, BillingError):
+        return None  # the webhook does it when Stripe answers again
 
 
 def is_live(subscription: Subscription | None) -> bool:
@@ -315,7 +311,8 @@ def machine_price_set(
     before keeps its old price. Called from the admin."""
     if hourly_price < 0:
         raise BillingError("A price is not negative.", field="hourly_price")
-    effective_from = effective_from or timezone.now()
+    # Whole seconds: usage is billed by the second.
+    effective_from = (effective_from or timezone.now()).replace(microsecond=0)
     row, _ = MachinePrice.objects.update_or_create(
         machine_type=machine_type,
         effective_from=effective_from,

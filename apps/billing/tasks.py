@@ -42,12 +42,25 @@ def sweep() -> dict[str, int]:
                 team_sweep(team)
         except Exception:
             counts["failed"] += 1
-            logger.exception("Billing sweep failed for team %s", team.slug)
     return counts
 
 
+STEPS = (
+    metering.plan_enforce,
+    metering.spend_cap_enforce,
+    metering.usage_sync,
+    metering.usage_reconcile,
+)
+
+
 def team_sweep(team: Team) -> None:
-    metering.plan_enforce(team)
-    metering.spend_cap_enforce(team)
-    metering.usage_sync(team)
-    metering.usage_reconcile(team)
+    """Every step, each on its own: mail being down must not keep usage from Stripe."""
+    failed = []
+    for step in STEPS:
+        try:
+            step(team)
+        except Exception:
+            logger.exception("Billing %s failed for team %s", step.__name__, team.slug)
+            failed.append(step.__name__)
+    if failed:
+        raise RuntimeError(f"billing steps failed: {', '.join(failed)}")

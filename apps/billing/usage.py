@@ -60,14 +60,15 @@ class UsageTotal:
 
 
 def current_period(team: Team, *, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The team's billing period: its subscription's, else the calendar month (UTC)."""
-    from apps.billing.entitlements import LIVE_STATUSES, current_subscription
+    """The team's billing period: its subscription's (past due included), else the
+    calendar month (UTC)."""
+    from apps.billing.entitlements import GRACE_STATUSES, LIVE_STATUSES, current_subscription
 
     now = now or timezone.now()
     subscription = current_subscription(team)
     if (
         subscription is not None
-        and subscription.status in LIVE_STATUSES
+        and subscription.status in LIVE_STATUSES | GRACE_STATUSES
         and subscription.current_period_start
         and subscription.current_period_end
         and subscription.current_period_start <= now < subscription.current_period_end

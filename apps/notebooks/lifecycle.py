@@ -572,12 +572,25 @@ def _restart(notebook: Notebook) -> None:
     actor = last.started_by if last else notebook.created_by
     if actor is None or last is None:
         return
+    from apps.billing.entitlements import PlanLimitError
     from apps.notebooks.services import NotebookError
 
     try:
         notebook_start(team=notebook.team, actor=actor, notebook=notebook)
-    except NotebookError as exc:
+    except (NotebookError, PlanLimitError) as exc:
+        # Refused now (the plan, the cap, the machine withdrawn): it stays stopped, and
+        # its history says why, rather than wanting to run with nothing on the way.
         logger.info("restart of notebook %s refused: %s", notebook.pk, exc)
+        Notebook.objects.for_team(notebook.team_id).filter(pk=notebook.pk).update(
+            desired_state=Notebook.Desired.STOPPED
+        )
+        NotebookEvent.objects.for_team(notebook.team_id).create(
+            team_id=notebook.team_id,
+            notebook=notebook,
+            status=Status.STOPPED,
+            phase="refused",
+            message=f"Not started again: {exc}"[:500],
+        )
 
 
 def on_commit_copy_storage(source: Notebook, target: Notebook) -> None:
