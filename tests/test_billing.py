@@ -366,6 +366,43 @@ class TestPlanLimits:
                 )
         assert refused.value.code == "seats"
 
+    def test_seats_refused_in_the_api_and_pages_say_where_to_upgrade(
+        self, stripe_double, acme, alice, client
+    ):
+        client.force_login(alice)
+        api = f"/api/v1/teams/{acme.slug}/invitations/"
+        first = client.post(
+            api, {"email": "c@example.com", "role": "member"}, content_type="application/json"
+        )
+        assert first.status_code == 201
+
+        refused = client.post(
+            api, {"email": "d@example.com", "role": "member"}, content_type="application/json"
+        )
+
+        assert refused.status_code == 402
+        error = refused.json()["error"]
+        assert error["code"] == "seats"
+        assert error["upgrade_url"] == f"http://testserver/t/{acme.slug}/billing/"
+        page = client.post(
+            f"/t/{acme.slug}/invitations/",
+            {"email": "e@example.com", "role": "member"},
+            follow=True,
+        ).content.decode()
+        assert "has no seats left on its plan" in page
+        assert 'class="upgrade-link"' in page
+
+    def test_the_machine_picker_says_which_plan_a_machine_needs(
+        self, stripe_double, acme, alice, client, catalogue
+    ):
+        client.force_login(alice)
+
+        page = client.get(f"/t/{acme.slug}/notebooks/").content.decode()
+
+        assert "Free GPU (M4000) (8 vCPU, 30 GiB, 1x GPU, free)<" in page
+        assert "Quadro P5000 (8 vCPU, 30 GiB, 1x GPU, $0.78/h) · needs Pro<" in page
+        assert "H100 80 GB (20 vCPU, 240 GiB, 1x GPU, $5.95/h) · needs Growth<" in page
+
     def test_storage_is_refused_up_front_with_the_room_left(self, stripe_double, acme):
         gib = 1024**3
         with team_scope(acme):

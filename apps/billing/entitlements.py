@@ -106,6 +106,20 @@ def plans_with(machine_type: MachineType) -> list[Plan]:
     return list(Plan.objects.filter(active=True, machine_types=machine_type))
 
 
+def machine_notes(team: Team) -> dict[int, str]:
+    """For the machine picker: "needs Pro" beside each machine type the plan lacks."""
+    plan = current_plan(team)
+    if plan is None:
+        return {}
+    allowed = set(plan.machine_types.values_list("pk", flat=True))
+    notes: dict[int, str] = {}
+    for other in Plan.objects.filter(active=True).prefetch_related("machine_types"):
+        for machine in other.machine_types.all():
+            if machine.pk not in allowed:
+                notes.setdefault(machine.pk, f"needs {other.name}")
+    return notes
+
+
 def allows_machine(plan: Plan | None, machine_type: MachineType) -> bool:
     return plan is None or plan.machine_types.filter(pk=machine_type.pk).exists()
 

@@ -186,6 +186,7 @@ class UsageView(BillingPage):
             total_seconds=sum(p.seconds for p in pieces),
             by_machine=totals_by(pieces, "machine_type"),
             by_member=totals_by(pieces, "member"),
+            account=services.account_for(self.team) if billing_enabled() else None,
             chart_width=len(days) * 10,
             days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],
         )

@@ -18,11 +18,24 @@ def _machine_types() -> Any:
 
 
 class _MachineTypeField(forms.ModelChoiceField):
+    # Set per request (with_plan_notes): what the team's plan says of a machine type.
+    notes: dict[int, str]
+
     def label_from_instance(self, obj: Any) -> str:
         machine = obj
         gpu = f", {machine.gpu_count}x GPU" if machine.gpu_count else ""
         price = f"${machine.hourly_price:.2f}/h" if machine.hourly_price else "free"
-        return f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gib} GiB{gpu}, {price})"
+        note = getattr(self, "notes", {}).get(machine.pk)
+        label = f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gib} GiB{gpu}, {price})"
+        return f"{label} · {note}" if note else label
+
+
+def with_plan_notes(form: forms.Form, notes: dict[int, str]) -> forms.Form:
+    """Mark the machine types the team's plan does not include ("needs Pro")."""
+    field = form.fields["machine_type"]
+    assert isinstance(field, _MachineTypeField)  # noqa: S101
+    field.notes = notes
+    return form
 
 
 def _idle_field(help_text: str) -> forms.IntegerField:

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import PlanLimitError
+from apps.billing.entitlements import PlanLimitError, machine_notes
 from apps.notebooks import services
 from apps.notebooks.forms import (
     NotebookCreateForm,
@@ -23,6 +23,7 @@ from apps.notebooks.forms import (
     NotebookDuplicateForm,
     NotebookUpdateForm,
     TeamNotebookSettingsForm,
+    with_plan_notes,
 )
 from apps.notebooks.lifecycle import idle_timeout, open_session, status_message
 from apps.notebooks.models import (
@@ -138,7 +139,7 @@ class NotebookListView(NotebookPage):
         response = self.page(
             request,
             notebooks=notebooks,
-            form=form,
+            form=with_plan_notes(form, machine_notes(self.team)),
             section="notebooks",
         )
         response.status_code = status
@@ -216,13 +217,16 @@ class NotebookDetailView(NotebookPage):
             show_start=SHOW_START,
             show_stop=SHOW_STOP,
             show_running=SHOW_RUNNING,
-            update_form=NotebookUpdateForm(
-                initial={
-                    "name": notebook.name,
-                    "machine_type": notebook.machine_type_id,
-                    "idle_timeout_minutes": notebook.idle_timeout_minutes,
-                },
-                auto_id="update_%s",
+            update_form=with_plan_notes(
+                NotebookUpdateForm(
+                    initial={
+                        "name": notebook.name,
+                        "machine_type": notebook.machine_type_id,
+                        "idle_timeout_minutes": notebook.idle_timeout_minutes,
+                    },
+                    auto_id="update_%s",
+                ),
+                machine_notes(self.team),
             ),
             duplicate_form=NotebookDuplicateForm(
                 initial={"name": f"{notebook.name} (copy)"},

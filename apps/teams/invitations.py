@@ -97,7 +97,7 @@ def _check_seats(team: Team, *, adding: int) -> None:
     if free is not None and free < adding:
         raise InvitationError(
             "seats",
-            f"{team.name} has no seats left on its plan. An owner can upgrade the plan.",
+            f"{team.name} has no seats left on its plan. An owner or admin can upgrade the plan.",
         )
 
 

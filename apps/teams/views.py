@@ -53,9 +53,10 @@ class TeamAction(TeamPage):
     http_method_names = ["post"]
     back_to = "teams:members"
 
-    def back(self, request: HttpRequest, *, error: str = "") -> HttpResponse:
+    def back(self, request: HttpRequest, *, error: str = "", upgrade: bool = False) -> HttpResponse:
         if error:
-            messages.error(request, error)
+            # "upgrade": the message template links the billing page.
+            messages.error(request, error, extra_tags="upgrade" if upgrade else "")
         return redirect(self.back_to, team_slug=self.team.slug)
 
     def attempt(
@@ -72,7 +73,8 @@ class TeamAction(TeamPage):
         try:
             message = action()
         except services.TeamError as exc:
-            return self.back(request, error=str(exc))
+            # Seats are the plan's: say where to get more.
+            return self.back(request, error=str(exc), upgrade=getattr(exc, "code", "") == "seats")
         messages.success(request, message)
         return redirect(then) if then else self.back(request)
 

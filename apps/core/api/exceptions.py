@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.urls import reverse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -69,6 +70,14 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:  # noqa: PL
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    team_slug = (context.get("kwargs") or {}).get("team_slug")
+    if isinstance(exc, InvitationError) and exc.code == "seats" and team_slug:
+        # The plan's seats: a 402 that says where to upgrade, like the plan's other limits.
+        exc = PlanLimit(
+            str(exc),
+            code="seats",
+            upgrade_url=reverse("billing:overview", kwargs={"team_slug": team_slug}),
+        )
     exc = _domain_error(exc) or exc
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
