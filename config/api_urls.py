@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
+from apps.datasets.api import views as datasets
 from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
 
@@ -103,6 +104,47 @@ urlpatterns = [
         "teams/<slug:team_slug>/billing/portal/",
         billing.PortalView.as_view(),
         name="billing_portal",
+    ),
+    path("teams/<slug:team_slug>/datasets/", datasets.DatasetListView.as_view(), name="datasets"),
+    path(
+        "teams/<slug:team_slug>/datasets/<slug:slug>/",
+        datasets.DatasetDetailView.as_view(),
+        name="dataset",
+    ),
+    path(
+        "teams/<slug:team_slug>/datasets/<slug:slug>/versions/<int:number>/files/",
+        datasets.VersionFilesView.as_view(),
+        name="dataset_files",
+    ),
+    path(
+        "teams/<slug:team_slug>/datasets/<slug:slug>/versions/<int:number>/files/<path:path>",
+        datasets.FileDownloadView.as_view(),
+        name="dataset_file",
+    ),
+    path(
+        "teams/<slug:team_slug>/datasets/<slug:slug>/versions/<int:number>/archive/",
+        datasets.ArchiveView.as_view(),
+        name="dataset_archive",
+    ),
+    path(
+        "teams/<slug:team_slug>/datasets/<slug:slug>/uploads/",
+        datasets.UploadStartView.as_view(),
+        name="dataset_uploads",
+    ),
+    path(
+        "teams/<slug:team_slug>/uploads/<int:upload_id>/",
+        datasets.UploadDetailView.as_view(),
+        name="upload",
+    ),
+    path(
+        "teams/<slug:team_slug>/uploads/<int:upload_id>/blobs/<str:sha256>/chunks/<int:index>/",
+        datasets.ChunkView.as_view(),
+        name="upload_chunk",
+    ),
+    path(
+        "teams/<slug:team_slug>/uploads/<int:upload_id>/complete/",
+        datasets.UploadCompleteView.as_view(),
+        name="upload_complete",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

@@ -120,6 +120,15 @@ API_TEAM = {
     "api:billing_usage",
     "api:billing_checkout",
     "api:billing_portal",
+    "api:datasets",
+    "api:dataset",
+    "api:dataset_files",
+    "api:dataset_file",
+    "api:dataset_archive",
+    "api:dataset_uploads",
+    "api:upload",
+    "api:upload_chunk",
+    "api:upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams", "api:plans"}

@@ -25,6 +25,8 @@ MATRIX = {
     "notebooks.manage": {OWN, ADM, MEM},
     "notebooks.open": {OWN, ADM, MEM},
     "notebooks.settings": {OWN, ADM},
+    "datasets.view": {OWN, ADM, MEM, VIE},
+    "datasets.manage": {OWN, ADM, MEM},
     "members.invite": {OWN, ADM},
     "members.change_role": {OWN, ADM},
     "members.remove": {OWN, ADM},

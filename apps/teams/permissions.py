@@ -10,6 +10,8 @@
 | notebooks.manage      |   x   |   x   |   x    |        |
 | notebooks.open        |   x   |   x   |   x    |        |
 | notebooks.settings    |   x   |   x   |        |        |
+| datasets.view         |   x   |   x   |   x    |   x    |
+| datasets.manage       |   x   |   x   |   x    |        |
 | members.invite        |   x   |   x   |        |        |
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
@@ -44,6 +46,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "notebooks.manage": _MEMBERS,
     "notebooks.open": _MEMBERS,
     "notebooks.settings": _ADMINS,
+    "datasets.view": _EVERYONE,
+    "datasets.manage": _MEMBERS,
     "members.invite": _ADMINS,
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "apps.runtimes",
     "apps.notebooks",
     "apps.billing",
+    "apps.datasets",
 ]
 
 MIDDLEWARE = [
@@ -244,6 +245,11 @@ USERSESSIONS_TRACK_ACTIVITY = True
 
 # Seats a team may still fill: (team) -> int | None. Plans set it when billing is on.
 LATTICE_SEAT_POLICY = "apps.billing.entitlements.seats_free"
+
+# --- Datasets (apps.datasets, docs/datasets.md) -------------------------------------
+
+# Upload chunk size: S3 needs at least 5 MiB for every part but the last.
+LATTICE_UPLOAD_CHUNK_BYTES = env.int("LATTICE_UPLOAD_CHUNK_BYTES", default=8 * 1024 * 1024)
 
 # --- Billing (apps.billing, docs/billing.md) ----------------------------------------
 

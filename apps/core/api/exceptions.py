@@ -55,11 +55,12 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:  # noqa: PL
         return error
     from apps.billing.entitlements import PlanLimitError
     from apps.billing.services import BillingError
+    from apps.datasets.services import DatasetError
     from apps.notebooks.services import NotebookError
 
     if isinstance(exc, PlanLimitError):
         return PlanLimit(str(exc), code=exc.code, upgrade_url=exc.upgrade_url)
-    if isinstance(exc, NotebookError | BillingError):
+    if isinstance(exc, NotebookError | BillingError | DatasetError):
         # Its status and code come with it; a 400 names the field to fix.
         if exc.status_code == status.HTTP_400_BAD_REQUEST:
             return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])

@@ -1,0 +1,85 @@
+"""Shapes of the datasets API; the rules live in apps.datasets.services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+
+
+class VersionSerializer(serializers.ModelSerializer[DatasetVersion]):
+    author = serializers.CharField(source="author.email", default=None, read_only=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "number",
+            "message",
+            "author",
+            "status",
+            "file_count",
+            "total_size",
+            "created_at",
+            "ready_at",
+        ]
+        read_only_fields = fields
+
+
+class DatasetSerializer(serializers.ModelSerializer[Dataset]):
+    team = serializers.CharField(source="team.slug", read_only=True)
+    versions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "team",
+            "name",
+            "slug",
+            "description",
+            "licence",
+            "visibility",
+            "created_at",
+            "versions",
+        ]
+        read_only_fields = ["team", "slug", "created_at", "versions"]
+
+    def get_versions(self, dataset: Dataset) -> list[dict[str, object]]:
+        ready = [v for v in dataset.versions.all() if v.status == DatasetVersion.Status.READY]
+        return VersionSerializer(ready, many=True).data  # type: ignore[return-value]
+
+
+class FileSerializer(serializers.ModelSerializer[VersionFile]):
+    sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+
+    class Meta:
+        model = VersionFile
+        fields = ["path", "size", "sha256"]
+        read_only_fields = fields
+
+
+class ManifestEntrySerializer(serializers.Serializer[dict[str, object]]):
+    path = serializers.CharField(help_text="Relative, with / between folders.")
+    size = serializers.IntegerField(min_value=0)
+    sha256 = serializers.CharField(help_text="64 lowercase hex digits.")
+
+
+class UploadStartSerializer(serializers.Serializer[dict[str, object]]):
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    files = serializers.JSONField(help_text="[{path, size, sha256}, ...]: the whole version.")
+
+
+class UploadBlobSerializer(serializers.Serializer[dict[str, object]]):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    chunk_count = serializers.IntegerField()
+    missing = serializers.ListField(child=serializers.IntegerField())
+
+
+class UploadSerializer(serializers.Serializer[dict[str, object]]):
+    id = serializers.IntegerField()
+    dataset = serializers.CharField()
+    status = serializers.CharField()
+    chunk_size = serializers.IntegerField()
+    new_bytes = serializers.IntegerField()
+    version = serializers.IntegerField(allow_null=True)
+    blobs = UploadBlobSerializer(many=True, help_text="Only the files whose bytes are new.")

@@ -1,0 +1,258 @@
+"""The datasets API: datasets and versions, resumable uploads, downloads.
+
+Uploads: POST the version's manifest to ``.../datasets/<slug>/uploads/``; the
+answer lists only the blobs to send, with the chunk indexes missing. PUT each
+chunk's bytes to ``.../uploads/<id>/blobs/<sha256>/chunks/<n>/`` with its SHA-256
+in ``X-Chunk-SHA256``, in any order, again if it failed. GET the upload to see
+what is still missing (after a crash, say); POST ``.../complete/`` to make the
+version. docs/datasets.md has a worked example.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from typing import TYPE_CHECKING, Any, cast
+
+from django.http import FileResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, status
+from rest_framework.response import Response
+
+from apps.core.api.pagination import Cursor
+from apps.core.api.views import TeamAPIView
+from apps.datasets import services, storage
+from apps.datasets.api import serializers as s
+from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+
+    from apps.accounts.models import User
+
+
+def _user(request: Request) -> User:
+    return cast("User", request.user)
+
+
+@extend_schema(tags=["datasets"])
+class _DatasetView(TeamAPIView):
+    token_area = "datasets"
+    team_permissions = {
+        "GET": "datasets.view",
+        "POST": "datasets.manage",
+        "PUT": "datasets.manage",
+        "PATCH": "datasets.manage",
+        "DELETE": "datasets.manage",
+    }
+    serializer_class = s.DatasetSerializer
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        return Dataset.objects.prefetch_related("versions__author")
+
+    def dataset(self, slug: str) -> Dataset:
+        dataset = Dataset.objects.filter(slug=slug).first()
+        if dataset is None:
+            raise exceptions.NotFound("No such dataset in this team.")
+        return dataset
+
+    def version(self, slug: str, number: int) -> DatasetVersion:
+        version = (
+            DatasetVersion.objects.filter(
+                dataset=self.dataset(slug), number=number, status=DatasetVersion.Status.READY
+            )
+            .select_related("dataset")
+            .first()
+        )
+        if version is None:
+            raise exceptions.NotFound("No such version of this dataset.")
+        return version
+
+    def upload(self, upload_id: int) -> Upload:
+        upload = Upload.objects.filter(pk=upload_id).select_related("dataset", "version").first()
+        if upload is None:
+            raise exceptions.NotFound("No such upload in this team.")
+        return upload
+
+    def upload_body(self, upload: Upload) -> dict[str, Any]:
+        missing = services.upload_missing(upload)
+        blobs = upload.blobs.all()
+        return {
+            "id": upload.pk,
+            "dataset": upload.dataset.slug,
+            "status": upload.status,
+            "chunk_size": upload.chunk_size,
+            "new_bytes": upload.new_bytes,
+            "version": upload.version.number,
+            "blobs": [
+                {
+                    "sha256": b.sha256,
+                    "size": b.size,
+                    "chunk_count": b.chunk_count,
+                    "missing": missing.get(b.sha256, []),
+                }
+                for b in blobs
+            ],
+        }
+
+
+class DatasetListView(mixins.ListModelMixin, _DatasetView):
+    """The team's datasets; make one (its first upload makes version 1)."""
+
+    pagination_class = Cursor
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return self.list(request)
+
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.DatasetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_create(
+            team=self.team,
+            actor=_user(request),
+            name=data.validated_data["name"],
+            description=data.validated_data.get("description", ""),
+            licence=data.validated_data.get("licence", ""),
+            visibility=data.validated_data.get("visibility", Dataset.Visibility.PRIVATE),
+        )
+        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailView(_DatasetView):
+    """One dataset, with its ready versions."""
+
+    def get(self, request: Request, team_slug: str, slug: str) -> Response:
+        return Response(s.DatasetSerializer(self.dataset(slug)).data)
+
+
+class _ByPath(Cursor):
+    ordering = "path"
+    max_page_size = 1000
+
+
+class VersionFilesView(mixins.ListModelMixin, _DatasetView):
+    """The files of one version, by path."""
+
+    serializer_class = s.FileSerializer  # type: ignore[assignment]
+    pagination_class = _ByPath
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        version = self.version(self.kwargs["slug"], self.kwargs["number"])
+        return VersionFile.objects.filter(version=version).select_related("blob")
+
+    def get(self, request: Request, team_slug: str, slug: str, number: int) -> Response:
+        return self.list(request)
+
+
+class UploadStartView(_DatasetView):
+    """Start an upload of a new version: the answer lists only the blobs to send."""
+
+    serializer_class = s.UploadStartSerializer  # type: ignore[assignment]
+
+    @extend_schema(request=s.UploadStartSerializer, responses={201: s.UploadSerializer})
+    def post(self, request: Request, team_slug: str, slug: str) -> Response:
+        data = s.UploadStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = services.upload_start(
+            team=self.team,
+            actor=_user(request),
+            dataset=self.dataset(slug),
+            files=data.validated_data["files"],
+            message=data.validated_data.get("message", ""),
+        )
+        return Response(self.upload_body(upload), status=status.HTTP_201_CREATED)
+
+
+class UploadDetailView(_DatasetView):
+    """An upload and the chunks still missing: how a client resumes."""
+
+    serializer_class = s.UploadSerializer  # type: ignore[assignment]
+
+    def get(self, request: Request, team_slug: str, upload_id: int) -> Response:
+        return Response(self.upload_body(self.upload(upload_id)))
+
+
+class ChunkView(_DatasetView):
+    """PUT one chunk's bytes (application/octet-stream), its SHA-256 in X-Chunk-SHA256."""
+
+    @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY}, responses={204: None})
+    def put(
+        self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
+    ) -> Response:
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if not length.isdigit():
+            raise exceptions.ValidationError(["Send the chunk with a Content-Length."])
+        services.chunk_receive(
+            team=self.team,
+            actor=_user(request),
+            upload=self.upload(upload_id),
+            sha256=sha256,
+            index=index,
+            # The raw body, a piece at a time: never parsed, never whole in memory.
+            pieces=storage.read_pieces(request._request, int(length)),
+            checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UploadCompleteView(_DatasetView):
+    """Check everything and make the version ready."""
+
+    serializer_class = s.VersionSerializer  # type: ignore[assignment]
+
+    @extend_schema(request=None, responses={201: s.VersionSerializer})
+    def post(self, request: Request, team_slug: str, upload_id: int) -> Response:
+        version = services.upload_complete(
+            team=self.team, actor=_user(request), upload=self.upload(upload_id)
+        )
+        return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class FileDownloadView(_DatasetView):
+    """One file of a version, streamed."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(
+        self, request: Request, team_slug: str, slug: str, number: int, path: str
+    ) -> FileResponse:
+        version = self.version(slug, number)
+        row = get_object_or_404(
+            VersionFile.objects.select_related("blob"), version=version, path=path
+        )
+        return FileResponse(
+            storage.default_storage.open(row.blob.storage_key, "rb"),
+            as_attachment=True,
+            filename=path.rsplit("/", 1)[-1],
+        )
+
+
+class ArchiveView(_DatasetView):
+    """A whole version as a tar stream, made as it is sent."""
+
+    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
+    def get(
+        self, request: Request, team_slug: str, slug: str, number: int
+    ) -> StreamingHttpResponse:
+        version = self.version(slug, number)
+        files = list(VersionFile.objects.filter(version=version).select_related("blob"))
+        name = f"{version.dataset.slug}-v{version.number}"
+        response = StreamingHttpResponse(_tar(name, files), content_type="application/x-tar")
+        response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
+        return response
+
+
+def _tar(folder: str, files: list[VersionFile]) -> Iterator[bytes]:
+    for row in files:
+        info = tarfile.TarInfo(f"{folder}/{row.path}")
+        info.size = row.size
+        info.mode = 0o644
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        yield from storage.open_pieces(row.blob.storage_key)
+        padding = (-row.size) % tarfile.BLOCKSIZE
+        if padding:
+            yield b"\0" * padding
+    yield b"\0" * (tarfile.BLOCKSIZE * 2)

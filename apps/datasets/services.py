@@ -1,0 +1,416 @@
+"""Writes to datasets: making and changing them, and the upload of a version.
+
+An upload is started with the manifest of the whole new version; the answer says
+which files need bytes (only blobs no one has stored). Chunks of those arrive in
+any order and may be sent again; ``upload_complete`` assembles and checks each
+new blob and makes the version ready, numbered, in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.billing.entitlements import check_storage
+from apps.core.audit import audit_record
+from apps.datasets import storage
+from apps.datasets.models import (
+    Blob,
+    Dataset,
+    DatasetVersion,
+    Upload,
+    UploadBlob,
+    UploadChunk,
+    VersionFile,
+    blob_key,
+)
+from apps.datasets.paths import PathError, clean_path, conflicts
+from apps.teams.models import Membership
+from apps.teams.permissions import role_allows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from apps.accounts.models import User
+    from apps.teams.models import Team
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILES = 100_000
+
+
+class DatasetError(Exception):
+    """A request refused; the message is shown as it is."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DatasetConflictError(DatasetError):
+    status_code = 409
+    code = "conflict"
+
+
+class DatasetPermissionError(DatasetError):
+    status_code = 403
+    code = "permission_denied"
+
+
+def _require(team: Team, actor: User, permission: str = "datasets.manage") -> None:
+    membership = Membership.objects.for_team(team).filter(user=actor).first()
+    if membership is None or not role_allows(membership.role, permission):
+        raise DatasetPermissionError("Your role in this team does not allow that.")
+
+
+def chunk_size() -> int:
+    return int(settings.LATTICE_UPLOAD_CHUNK_BYTES)
+
+
+def chunk_key(upload_id: int, sha256: str, index: int) -> str:
+    return f"datasets/uploads/{upload_id}/{sha256}/{index}"
+
+
+# --- datasets -------------------------------------------------------------------------
+
+
+def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
+    name = " ".join(str(name).split())
+    if not name:
+        raise DatasetError("Give the dataset a name.", field="name")
+    if len(name) > Dataset._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise DatasetError("A name is at most 80 characters.", field="name")
+    slug = slugify(name)[:80]
+    if not slug:
+        raise DatasetError("A name needs a letter or a digit.", field="name")
+    taken = Dataset.objects.for_team(team).filter(slug=slug)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
+    if taken.exists():
+        raise DatasetConflictError(f"This team already has a dataset called {name}.", field="name")
+    return name, slug
+
+
+def _clean_visibility(visibility: str) -> str:
+    if visibility not in Dataset.Visibility.values:
+        raise DatasetError("Visibility is private or public.", field="visibility")
+    return visibility
+
+
+@transaction.atomic
+def dataset_create(
+    *,
+    team: Team,
+    actor: User,
+    name: str,
+    description: str = "",
+    licence: str = "",
+    visibility: str = Dataset.Visibility.PRIVATE,
+) -> Dataset:
+    """Make an empty dataset (its first upload makes version 1); audit it."""
+    _require(team, actor)
+    name, slug = _clean_name(team, name)
+    dataset = Dataset.objects.for_team(team).create(
+        team=team,
+        name=name,
+        slug=slug,
+        description=description[:5000],
+        licence=licence[:80],
+        visibility=_clean_visibility(visibility),
+        created_by=actor,
+    )
+    audit_record(team=team, actor=actor, action="dataset.created", target=name)
+    return dataset
+
+
+# --- uploads --------------------------------------------------------------------------
+
+
+def team_storage_bytes(team: Team, *, exclude_upload: int | None = None) -> int:
+    """What the team stores: each blob once, across its versions and open uploads."""
+    held = set(
+        VersionFile.objects.for_team(team).values_list("blob__sha256", "blob__size").distinct()
+    )
+    pending = UploadBlob.objects.for_team(team).filter(upload__status=Upload.Status.OPEN)
+    if exclude_upload is not None:
+        pending = pending.exclude(upload_id=exclude_upload)
+    held |= set(pending.values_list("sha256", "size"))
+    return sum(size for _, size in held)
+
+
+def _clean_manifest(files: object) -> list[dict[str, Any]]:  # noqa: C901 - a check per rule
+    if not isinstance(files, list) or not files:
+        raise DatasetError(
+            "List the version's files: path, size and sha256 of each.", field="files"
+        )
+    if len(files) > MAX_FILES:
+        raise DatasetError(f"A version holds at most {MAX_FILES:,} files.", field="files")
+    cleaned: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    sizes: dict[str, int] = {}
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise DatasetError("Each file is {path, size, sha256}.", field="files")
+        try:
+            path = clean_path(entry.get("path"))
+        except PathError as exc:
+            raise DatasetError(str(exc), field="files") from exc
+        size, sha = entry.get("size"), entry.get("sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DatasetError(f"{path}: size is a whole number of bytes.", field="files")
+        if not isinstance(sha, str) or not SHA256.match(sha):
+            raise DatasetError(f"{path}: sha256 is 64 lowercase hex digits.", field="files")
+        if path in seen:
+            raise DatasetError(f"{path} is listed twice.", field="files")
+        if sizes.setdefault(sha, size) != size:
+            raise DatasetError(f"{path}: the same sha256 with two sizes.", field="files")
+        seen.add(path)
+        cleaned.append({"path": path, "size": size, "sha256": sha})
+    clashing = conflicts([f["path"] for f in cleaned])
+    if clashing:
+        raise DatasetError(f"{clashing[0]} is both a file and a folder.", field="files")
+    return cleaned
+
+
+@transaction.atomic
+def upload_start(
+    *,
+    team: Team,
+    actor: User,
+    dataset: Dataset,
+    files: object,
+    message: str = "",
+) -> Upload:
+    """Open an upload of a new version with this manifest. Blobs already stored are
+    taken as they are; the quota is checked up front for the bytes new to the team."""
+    _require(team, actor)
+    manifest = _clean_manifest(files)
+    sizes = {f["sha256"]: f["size"] for f in manifest}
+    stored = set(Blob.objects.filter(sha256__in=sizes).values_list("sha256", flat=True))
+    held = set(
+        VersionFile.objects.for_team(team)
+        .filter(blob__sha256__in=sizes)
+        .values_list("blob__sha256", flat=True)
+    )
+    check_storage(
+        team,
+        used_bytes=team_storage_bytes(team),
+        adding_bytes=sum(size for sha, size in sizes.items() if sha not in held),
+    )
+    version = DatasetVersion.objects.for_team(team).create(
+        team=team, dataset=dataset, message=message[:500], author=actor
+    )
+    size = chunk_size()
+    upload = Upload.objects.for_team(team).create(
+        team=team,
+        dataset=dataset,
+        version=version,
+        created_by=actor,
+        chunk_size=size,
+        new_bytes=sum(s for sha, s in sizes.items() if sha not in stored),
+    )
+    UploadBlob.objects.for_team(team).bulk_create(
+        UploadBlob(
+            team=team,
+            upload=upload,
+            sha256=sha,
+            size=blob_size,
+            chunk_count=math.ceil(blob_size / size),
+        )
+        for sha, blob_size in sizes.items()
+        if sha not in stored
+    )
+    # The manifest waits in storage until complete: it may be 100,000 lines.
+    _manifest_store(upload, manifest)
+    audit_record(
+        team=team,
+        actor=actor,
+        action="dataset.upload_started",
+        target=dataset.name,
+        files=len(manifest),
+        new_bytes=upload.new_bytes,
+    )
+    return upload
+
+
+def _manifest_store(upload: Upload, manifest: list[dict[str, Any]]) -> None:
+    storage.write_stream(
+        f"datasets/uploads/{upload.pk}/manifest.jsonl",
+        (_json_line(f) for f in manifest),
+        expected_size=sum(len(_json_line(f)) for f in manifest),
+    )
+
+
+def _json_line(entry: dict[str, Any]) -> bytes:
+    import json
+
+    return (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+
+
+def upload_manifest(upload: Upload) -> list[dict[str, Any]]:
+    import json
+
+    lines = b"".join(storage.open_pieces(f"datasets/uploads/{upload.pk}/manifest.jsonl"))
+    return [json.loads(line) for line in lines.splitlines() if line]
+
+
+def upload_missing(upload: Upload) -> dict[str, list[int]]:
+    """For each blob still to send: the chunk indexes not received yet."""
+    received: dict[int, set[int]] = {}
+    for blob_id, index in (
+        UploadChunk.objects.for_team(upload.team_id)
+        .filter(blob__upload=upload)
+        .values_list("blob_id", "index")
+    ):
+        received.setdefault(blob_id, set()).add(index)
+    return {
+        blob.sha256: [i for i in range(blob.chunk_count) if i not in received.get(blob.pk, set())]
+        for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload)
+    }
+
+
+def chunk_receive(
+    *,
+    team: Team,
+    actor: User,
+    upload: Upload,
+    sha256: str,
+    index: int,
+    pieces: Iterable[bytes],
+    checksum: str,
+) -> UploadChunk:
+    """Store chunk ``index`` of blob ``sha256`` after checking its SHA-256 (``checksum``).
+    Sending a chunk again replaces it; a wrong one stores nothing."""
+    _require(team, actor)
+    if upload.status != Upload.Status.OPEN:
+        raise DatasetConflictError("This upload is finished: start a new one.")
+    blob = UploadBlob.objects.for_team(team).filter(upload=upload, sha256=sha256).first()
+    if blob is None:
+        raise DatasetError(f"This upload does not need the blob {sha256[:12]}...: nothing to send.")
+    if not 0 <= index < blob.chunk_count:
+        raise DatasetError(f"Chunks of this file are numbered 0 to {blob.chunk_count - 1}.")
+    if not SHA256.match(checksum or ""):
+        raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")
+    _, length = blob.chunk_range(index, upload.chunk_size)
+    key = chunk_key(upload.pk, sha256, index)
+    with transaction.atomic():
+        # One writer per blob at a time: the same chunk sent twice at once stays one file.
+        UploadBlob.objects.for_team(team).select_for_update().get(pk=blob.pk)
+        try:
+            digest = storage.write_stream(key, pieces, expected_size=length)
+        except storage.SizeError as exc:
+            raise DatasetError(
+                f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
+            ) from exc
+        if digest != checksum:
+            storage.delete(key)
+            raise DatasetError(
+                f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again."
+            )
+        chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
+            blob=blob, index=index, defaults={"team": team, "sha256": digest}
+        )
+    return chunk
+
+
+def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersion:
+    """Check every new blob whole against its SHA-256, store it, and make the version
+    ready with the next number. Nothing is made if anything is missing or wrong."""
+    _require(team, actor)
+    with transaction.atomic():
+        locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
+        if locked.status != Upload.Status.OPEN:
+            raise DatasetConflictError(
+                "This upload is already complete."
+                if locked.status == Upload.Status.COMPLETE
+                else "This upload was abandoned: start a new one."
+            )
+        missing = {sha: idx for sha, idx in upload_missing(locked).items() if idx}
+        stored = set(Blob.objects.filter(sha256__in=list(missing)).values_list("sha256", flat=True))
+        missing = {sha: idx for sha, idx in missing.items() if sha not in stored}
+        if missing:
+            count = sum(len(i) for i in missing.values())
+            raise DatasetError(
+                f"{count} chunk{'s' if count != 1 else ''} of {len(missing)} "
+                f"file{'s' if len(missing) != 1 else ''} still to send (GET the upload for "
+                "which); nothing was made."
+            )
+        manifest = upload_manifest(locked)
+        for blob in UploadBlob.objects.for_team(team).filter(upload=locked):
+            _blob_assemble(locked, blob)
+        blobs = {
+            b.sha256: b for b in Blob.objects.filter(sha256__in={f["sha256"] for f in manifest})
+        }
+        version = (
+            DatasetVersion.objects.for_team(team).select_for_update().get(pk=locked.version_id)
+        )
+        VersionFile.objects.for_team(team).bulk_create(
+            VersionFile(
+                team=team, version=version, path=f["path"], blob=blobs[f["sha256"]], size=f["size"]
+            )
+            for f in manifest
+        )
+        # Numbers in completion order, under the dataset's lock.
+        Dataset.objects.for_team(team).select_for_update().get(pk=locked.dataset_id)
+        last = (
+            DatasetVersion.objects.for_team(team)
+            .filter(dataset_id=locked.dataset_id)
+            .aggregate(n=Max("number"))["n"]
+        )
+        version.number = (last or 0) + 1
+        version.status = DatasetVersion.Status.READY
+        version.file_count = len(manifest)
+        version.total_size = sum(f["size"] for f in manifest)
+        version.ready_at = timezone.now()
+        version.save()
+        locked.status = Upload.Status.COMPLETE
+        locked.completed_at = timezone.now()
+        locked.save(update_fields=["status", "completed_at"])
+        audit_record(
+            team=team,
+            actor=actor,
+            action="dataset.version_created",
+            target=f"{locked.dataset.name} v{version.number}",
+        )
+        transaction.on_commit(lambda: _discard_chunks(locked))
+    return version
+
+
+def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
+    if Blob.objects.filter(sha256=blob.sha256).exists():
+        return  # another upload stored the same bytes meanwhile
+    pieces = (
+        piece
+        for index in range(blob.chunk_count)
+        for piece in storage.open_pieces(chunk_key(upload.pk, blob.sha256, index))
+    )
+    try:
+        digest = storage.write_stream(blob_key(blob.sha256), pieces, expected_size=blob.size)
+    except storage.SizeError as exc:
+        raise DatasetError(f"A file of {blob.size} bytes arrived as {exc}.") from exc
+    if digest != blob.sha256:
+        storage.delete(blob_key(blob.sha256))
+        raise DatasetError(
+            f"The file with sha256 {blob.sha256[:12]}... arrived whole but its bytes hash to "
+            f"{digest[:12]}...: check the manifest's hash and start again."
+        )
+    try:
+        with transaction.atomic():
+            Blob.objects.create(sha256=blob.sha256, size=blob.size)
+    except IntegrityError:
+        pass  # stored by another upload at the same moment: the same bytes
+
+
+def _discard_chunks(upload: Upload) -> None:
+    for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload):
+        for index in range(blob.chunk_count):
+            storage.delete(chunk_key(upload.pk, blob.sha256, index))

@@ -1,0 +1,94 @@
+"""Bytes in and out of the storage (django-storages: a local folder or S3), in bounded
+pieces: memory stays flat whatever the size of a file or a chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+PIECE = 1024 * 1024
+
+
+class SizeError(ValueError):
+    pass
+
+
+class _Spooled(File):
+    """A finished temporary file. FileSystemStorage moves it into place instead of copying."""
+
+    def temporary_file_path(self) -> str:
+        return str(getattr(self.file, "name", ""))
+
+
+def _temporary() -> IO[bytes]:
+    folder = settings.FILE_UPLOAD_TEMP_DIR or None
+    return tempfile.NamedTemporaryFile(prefix="lattice-", dir=folder, delete=False)
+
+
+def write_stream(key: str, pieces: Iterable[bytes], *, expected_size: int) -> str:
+    """Store ``pieces`` at ``key`` (replacing it); return their SHA-256.
+
+    Raises SizeError, storing nothing, when they do not add up to ``expected_size``.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    spool = _temporary()
+    try:
+        for piece in pieces:
+            size += len(piece)
+            if size > expected_size:
+                raise SizeError(f"more than the {expected_size} bytes expected")
+            digest.update(piece)
+            spool.write(piece)
+        spool.flush()
+        if size != expected_size:
+            raise SizeError(f"{size} bytes instead of {expected_size}")
+        spool.seek(0)
+        if default_storage.exists(key):
+            default_storage.delete(key)
+        saved = default_storage.save(key, _Spooled(spool, name=Path(key).name))
+        if saved != key:  # another writer won the same name: ours is a duplicate
+            default_storage.delete(saved)
+    finally:
+        spool.close()
+        Path(spool.name).unlink(missing_ok=True)
+    return digest.hexdigest()
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_pieces(stream: Readable, length: int) -> Iterator[bytes]:
+    """Up to ``length`` bytes of ``stream``, a piece at a time."""
+    left = length
+    while left > 0:
+        piece = stream.read(min(PIECE, left))
+        if not piece:
+            return
+        left -= len(piece)
+        yield piece
+    # One byte more than declared is a lie about the length: read it so it is noticed.
+    extra = stream.read(1)
+    if extra:
+        yield extra
+
+
+def open_pieces(key: str) -> Iterator[bytes]:
+    with default_storage.open(key, "rb") as stored:
+        while piece := stored.read(PIECE):
+            yield piece
+
+
+def delete(key: str) -> None:
+    if default_storage.exists(key):
+        default_storage.delete(key)

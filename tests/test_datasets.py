@@ -1,0 +1,330 @@
+"""Datasets: versions over content-addressed blobs, resumable chunked uploads, downloads,
+and bad input refused with a clear 4xx that writes nothing outside its place."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from typing import TYPE_CHECKING
+
+import pytest
+
+from apps.core.tenancy import team_scope
+from apps.datasets.models import Blob, DatasetVersion, Upload
+from apps.datasets.services import dataset_create
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.django_db
+
+CHUNK = 4  # bytes: small files make several chunks
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def media(settings, tmp_path) -> Path:
+    root = tmp_path / "media"
+    settings.MEDIA_ROOT = root
+    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
+    return root
+
+
+@pytest.fixture
+def cats(acme, alice, media):
+    with team_scope(acme):
+        return dataset_create(team=acme, actor=alice, name="Cats")
+
+
+@pytest.fixture
+def api(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def base(team) -> str:
+    return f"/api/v1/teams/{team.slug}"
+
+
+def start(api, team, slug, files: dict[str, bytes], message="") -> dict:
+    manifest = [{"path": p, "size": len(b), "sha256": sha(b)} for p, b in files.items()]
+    response = api.post(
+        f"{base(team)}/datasets/{slug}/uploads/",
+        {"message": message, "files": manifest},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def put_chunk(api, team, upload_id, data: bytes, index: int, *, checksum: str | None = None):
+    piece = data[index * CHUNK : (index + 1) * CHUNK]
+    return api.put(
+        f"{base(team)}/uploads/{upload_id}/blobs/{sha(data)}/chunks/{index}/",
+        data=piece,
+        content_type="application/octet-stream",
+        HTTP_X_CHUNK_SHA256=checksum or sha(piece),
+    )
+
+
+def send_all(api, team, upload: dict, files: dict[str, bytes]) -> int:
+    by_sha = {sha(b): b for b in files.values()}
+    sent = 0
+    for blob in upload["blobs"]:
+        for index in blob["missing"]:
+            assert (
+                put_chunk(api, team, upload["id"], by_sha[blob["sha256"]], index).status_code == 204
+            )
+            sent += 1
+    return sent
+
+
+def complete(api, team, upload_id):
+    return api.post(f"{base(team)}/uploads/{upload_id}/complete/", content_type="application/json")
+
+
+def blob_files(media: Path) -> list[Path]:
+    return sorted(p for p in (media / "datasets" / "blobs").rglob("*") if p.is_file())
+
+
+class TestVersions:
+    def test_version_2_uploads_only_the_changed_file(
+        self, api, acme, cats, media, django_capture_on_commit_callbacks
+    ):
+        v1 = {"a.txt": b"alpha alpha", "b/c.txt": b"bravo charlie", "d.bin": b"\x00\x01" * 9}
+        upload = start(api, acme, "cats", v1, "first")
+        assert send_all(api, acme, upload, v1) == 3 + 4 + 5
+        assert complete(api, acme, upload["id"]).json()["number"] == 1
+
+        v2 = {**v1, "b/c.txt": b"bravo CHANGED"}
+        upload = start(api, acme, "cats", v2, "second")
+
+        assert [b["sha256"] for b in upload["blobs"]] == [sha(b"bravo CHANGED")]
+        assert upload["new_bytes"] == len(b"bravo CHANGED")
+        assert send_all(api, acme, upload, v2) == 4
+        with django_capture_on_commit_callbacks(execute=True):
+            version = complete(api, acme, upload["id"]).json()
+        assert version["number"] == 2
+        assert version["file_count"] == 3
+        assert Blob.objects.count() == 4  # each distinct content once
+        assert len(blob_files(media)) == 4
+        assert not list((media / "datasets" / "uploads" / str(upload["id"])).rglob("*/[0-9]*"))
+
+    def test_the_same_bytes_in_two_files_are_stored_once(self, api, acme, cats, media):
+        files = {"x/one.txt": b"same bytes!", "y/two.txt": b"same bytes!"}
+        upload = start(api, acme, "cats", files)
+        assert len(upload["blobs"]) == 1
+        send_all(api, acme, upload, files)
+        assert complete(api, acme, upload["id"]).status_code == 201
+        assert len(blob_files(media)) == 1
+
+    def test_an_interrupted_upload_resumes_with_only_the_missing_chunks(
+        self, api, acme, cats, media
+    ):
+        data = b"0123456789abcdef!"  # 5 chunks of 4 bytes
+        upload = start(api, acme, "cats", {"big.bin": data})
+        for index in (0, 3):  # then the connection drops
+            assert put_chunk(api, acme, upload["id"], data, index).status_code == 204
+
+        resumed = api.get(f"{base(acme)}/uploads/{upload['id']}/").json()
+
+        assert resumed["blobs"][0]["missing"] == [1, 2, 4]
+        for index in resumed["blobs"][0]["missing"]:
+            assert put_chunk(api, acme, upload["id"], data, index).status_code == 204
+        assert complete(api, acme, upload["id"]).status_code == 201
+        assert (blob_files(media)[0]).read_bytes() == data
+
+    def test_a_chunk_sent_twice_is_kept_once(self, api, acme, cats, media):
+        data = b"abcdefgh"
+        upload = start(api, acme, "cats", {"f": data})
+        assert put_chunk(api, acme, upload["id"], data, 0).status_code == 204
+        assert put_chunk(api, acme, upload["id"], data, 0).status_code == 204
+        assert put_chunk(api, acme, upload["id"], data, 1).status_code == 204
+        assert complete(api, acme, upload["id"]).status_code == 201
+        assert blob_files(media)[0].read_bytes() == data
+
+    def test_an_empty_file_needs_no_chunks(self, api, acme, cats, media):
+        upload = start(api, acme, "cats", {"empty": b""})
+        assert upload["blobs"][0]["missing"] == []
+        assert complete(api, acme, upload["id"]).status_code == 201
+
+
+class TestDownloads:
+    @pytest.fixture
+    def version(self, api, acme, cats):
+        files = {"a.txt": b"alpha alpha", "b/c.txt": b"bravo charlie"}
+        upload = start(api, acme, "cats", files)
+        send_all(api, acme, upload, files)
+        complete(api, acme, upload["id"])
+        return files
+
+    def test_a_single_file(self, api, acme, version):
+        response = api.get(f"{base(acme)}/datasets/cats/versions/1/files/b/c.txt")
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == b"bravo charlie"
+
+    def test_the_files_of_a_version(self, api, acme, version):
+        body = api.get(f"{base(acme)}/datasets/cats/versions/1/files/").json()
+        assert [(f["path"], f["size"]) for f in body["results"]] == [("a.txt", 11), ("b/c.txt", 13)]
+
+    def test_a_whole_version_as_a_tar_stream(self, api, acme, version):
+        response = api.get(f"{base(acme)}/datasets/cats/versions/1/archive/")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content))) as archive:
+            members = {m.name: archive.extractfile(m) for m in archive.getmembers()}
+            contents = {name: f.read() for name, f in members.items() if f is not None}
+        assert contents == {
+            "cats-v1/a.txt": b"alpha alpha",
+            "cats-v1/b/c.txt": b"bravo charlie",
+        }
+
+    def test_another_team_gets_404(self, client, charlie, acme, version):
+        client.force_login(charlie)
+        assert client.get(f"{base(acme)}/datasets/cats/versions/1/archive/").status_code == 404
+        assert client.get(f"{base(acme)}/datasets/cats/versions/1/files/a.txt").status_code == 404
+
+
+BAD_PATHS = {
+    "../escape.txt": "'.' and '..' parts",
+    "a/../../escape.txt": "'.' and '..' parts",
+    "/etc/passwd": "remove the leading /",
+    "a\\b.txt": "not backslashes",
+    "nul\x00.txt": "NUL",
+    "x" * 256: "at most 255 bytes",
+    "/".join(["d" * 200] * 6): "at most 1024 bytes",
+    "bad\ud800name": "not valid UTF-8",
+    "a//b": "'.' and '..' parts",
+    "tab\tname": "control characters",
+}
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(("path", "reason"), list(BAD_PATHS.items()))
+    def test_a_bad_path_is_refused_and_writes_nothing(self, api, acme, cats, media, path, reason):
+        body = json.dumps({"files": [{"path": path, "size": 1, "sha256": sha(b"x")}]})
+        response = api.post(
+            f"{base(acme)}/datasets/cats/uploads/", data=body, content_type="application/json"
+        )
+        assert response.status_code == 400
+        assert reason in json.dumps(response.json()["error"]["fields"]["files"], ensure_ascii=False)
+        assert Upload.objects.for_team(acme).count() == 0
+        assert not (media.parent / "escape.txt").exists()
+
+    def test_a_body_that_is_not_utf8_is_refused(self, api, acme, cats):
+        response = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            data=b'{"files": [{"path": "caf\xe9", "size": 1, "sha256": "00"}]}',
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert Upload.objects.for_team(acme).count() == 0
+
+    def test_duplicate_paths(self, api, acme, cats):
+        entry = {"path": "a.txt", "size": 1, "sha256": sha(b"x")}
+        response = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": [entry, entry]},
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert "a.txt is listed twice." in response.json()["error"]["fields"]["files"]
+
+    def test_a_path_both_file_and_folder(self, api, acme, cats):
+        files = [
+            {"path": "a", "size": 1, "sha256": sha(b"x")},
+            {"path": "a/b", "size": 1, "sha256": sha(b"y")},
+        ]
+        response = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": files},
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert "a is both a file and a folder." in response.json()["error"]["fields"]["files"]
+
+    def test_a_damaged_chunk_is_refused_and_not_kept(self, api, acme, cats, media):
+        data = b"abcdefgh"
+        upload = start(api, acme, "cats", {"f": data})
+
+        response = put_chunk(api, acme, upload["id"], data, 0, checksum=sha(b"other"))
+
+        assert response.status_code == 400
+        assert "arrived damaged" in response.json()["error"]["message"]
+        assert api.get(f"{base(acme)}/uploads/{upload['id']}/").json()["blobs"][0]["missing"] == [
+            0,
+            1,
+        ]
+        assert not list((media / "datasets" / "uploads").rglob(f"{sha(data)}/0"))
+
+    def test_a_chunk_of_the_wrong_length_is_refused(self, api, acme, cats):
+        data = b"abcdefgh"
+        upload = start(api, acme, "cats", {"f": data})
+        response = api.put(
+            f"{base(acme)}/uploads/{upload['id']}/blobs/{sha(data)}/chunks/0/",
+            data=b"abcdefg",
+            content_type="application/octet-stream",
+            HTTP_X_CHUNK_SHA256=sha(b"abcdefg"),
+        )
+        assert response.status_code == 400
+        assert "Chunk 0 is 4 bytes" in response.json()["error"]["message"]
+
+    def test_complete_with_chunks_missing_makes_nothing(self, api, acme, cats):
+        data = b"abcdefgh"
+        upload = start(api, acme, "cats", {"f": data})
+        put_chunk(api, acme, upload["id"], data, 0)
+
+        response = complete(api, acme, upload["id"])
+
+        assert response.status_code == 400
+        assert "1 chunk of 1 file still to send" in response.json()["error"]["message"]
+        assert Blob.objects.count() == 0
+        assert DatasetVersion.objects.for_team(acme).filter(status="ready").count() == 0
+
+    def test_a_second_complete_is_a_conflict(self, api, acme, cats):
+        data = b"abcd"
+        upload = start(api, acme, "cats", {"f": data})
+        send_all(api, acme, upload, {"f": data})
+        assert complete(api, acme, upload["id"]).status_code == 201
+
+        again = complete(api, acme, upload["id"])
+
+        assert again.status_code == 409
+        assert DatasetVersion.objects.for_team(acme).filter(status="ready").count() == 1
+
+    def test_an_upload_past_the_quota_is_refused_up_front(self, api, acme, cats, stripe_double):
+        files = [{"path": "huge.bin", "size": 6 * 1024**3, "sha256": sha(b"huge")}]
+
+        response = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": files},
+            content_type="application/json",
+        )
+
+        assert response.status_code == 402
+        error = response.json()["error"]
+        assert error["code"] == "plan_storage"
+        assert "has 5.00 GiB free; this needs 6.00 GiB" in error["message"]
+        assert Upload.objects.for_team(acme).count() == 0
+
+    def test_a_viewer_cannot_upload(self, client, acme, cats, erin_viewer):
+        client.force_login(erin_viewer)
+        response = client.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": [{"path": "a", "size": 1, "sha256": sha(b"a")}]},
+            content_type="application/json",
+        )
+        assert response.status_code == 403
+
+
+@pytest.fixture
+def erin_viewer(acme):
+    from apps.teams.models import Role
+    from tests.factories import UserFactory, add_member
+
+    erin = UserFactory.create(email="erin@example.com")
+    add_member(acme, erin, Role.VIEWER)
+    return erin
