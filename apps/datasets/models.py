@@ -167,6 +167,8 @@ class UploadBlob(models.Model):  # type: ignore[django-manager-missing]
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
     chunk_count = models.PositiveIntegerField()
+    # On S3: the multipart upload its chunks go to, straight from the client.
+    multipart_id = models.CharField(max_length=200, blank=True)
 
     objects: ClassVar[TeamManager] = TeamScopedManager()
 
