@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
+from apps.datasets.api import catalogue as dataset_catalogue
 from apps.datasets.api import views as datasets
 from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
@@ -142,9 +143,36 @@ urlpatterns = [
         name="upload_chunk",
     ),
     path(
+        "teams/<slug:team_slug>/uploads/<int:upload_id>/blobs/<str:sha256>/chunks/<int:index>/target/",
+        datasets.ChunkTargetView.as_view(),
+        name="upload_chunk_target",
+    ),
+    path(
         "teams/<slug:team_slug>/uploads/<int:upload_id>/complete/",
         datasets.UploadCompleteView.as_view(),
         name="upload_complete",
+    ),
+    # The public dataset catalogue: every team's public datasets, to anyone signed in.
+    path("datasets/", dataset_catalogue.CatalogueListView.as_view(), name="catalogue"),
+    path(
+        "datasets/<slug:team_slug>/<slug:slug>/",
+        dataset_catalogue.CatalogueDatasetView.as_view(),
+        name="catalogue_dataset",
+    ),
+    path(
+        "datasets/<slug:team_slug>/<slug:slug>/versions/<int:number>/files/",
+        dataset_catalogue.CatalogueFilesView.as_view(),
+        name="catalogue_files",
+    ),
+    path(
+        "datasets/<slug:team_slug>/<slug:slug>/versions/<int:number>/files/<path:path>",
+        dataset_catalogue.CatalogueFileView.as_view(),
+        name="catalogue_file",
+    ),
+    path(
+        "datasets/<slug:team_slug>/<slug:slug>/versions/<int:number>/archive/",
+        dataset_catalogue.CatalogueArchiveView.as_view(),
+        name="catalogue_archive",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

@@ -20,7 +20,7 @@ from django.utils.text import slugify
 
 from apps.billing.entitlements import check_storage
 from apps.core.audit import audit_record
-from apps.datasets import storage
+from apps.datasets import s3, storage
 from apps.datasets.models import (
     Blob,
     Dataset,
@@ -78,6 +78,11 @@ def chunk_size() -> int:
 
 def chunk_key(upload_id: int, sha256: str, index: int) -> str:
     return f"datasets/uploads/{upload_id}/{sha256}/{index}"
+
+
+def staging_key(upload_id: int, sha256: str) -> str:
+    """On S3: where a blob's multipart upload assembles before it is checked."""
+    return f"datasets/uploads/{upload_id}/{sha256}"
 
 
 # --- datasets -------------------------------------------------------------------------
@@ -229,6 +234,11 @@ def upload_start(
         for sha, blob_size in sizes.items()
         if sha not in stored
     )
+    if s3.enabled():
+        # The client sends the parts straight to S3, each to a URL Lattice presigns.
+        for blob in UploadBlob.objects.for_team(team).filter(upload=upload, size__gt=0):
+            blob.multipart_id = s3.multipart_start(staging_key(upload.pk, blob.sha256))
+            blob.save(update_fields=["multipart_id"])
     # The manifest waits in storage until complete: it may be 100,000 lines.
     _manifest_store(upload, manifest)
     audit_record(
@@ -265,6 +275,11 @@ def upload_manifest(upload: Upload) -> list[dict[str, Any]]:
 
 def upload_missing(upload: Upload) -> dict[str, list[int]]:
     """For each blob still to send: the chunk indexes not received yet."""
+    if s3.enabled():
+        return {
+            blob.sha256: _parts_missing(upload, blob)
+            for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload)
+        }
     received: dict[int, set[int]] = {}
     for blob_id, index in (
         UploadChunk.objects.for_team(upload.team_id)
@@ -275,6 +290,53 @@ def upload_missing(upload: Upload) -> dict[str, list[int]]:
     return {
         blob.sha256: [i for i in range(blob.chunk_count) if i not in received.get(blob.pk, set())]
         for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload)
+    }
+
+
+def _parts_missing(upload: Upload, blob: UploadBlob) -> list[int]:
+    if not blob.multipart_id:
+        return []  # an empty file: nothing to send
+    held = s3.parts(staging_key(upload.pk, blob.sha256), blob.multipart_id)
+    return [
+        i
+        for i in range(blob.chunk_count)
+        if i not in held or held[i]["Size"] != blob.chunk_range(i, upload.chunk_size)[1]
+    ]
+
+
+def _sendable(team: Team, upload: Upload, sha256: str, index: int) -> UploadBlob:
+    if upload.status != Upload.Status.OPEN:
+        raise DatasetConflictError("This upload is finished: start a new one.")
+    blob = UploadBlob.objects.for_team(team).filter(upload=upload, sha256=sha256).first()
+    if blob is None:
+        raise DatasetError(f"This upload does not need the blob {sha256[:12]}...: nothing to send.")
+    if not 0 <= index < blob.chunk_count:
+        raise DatasetError(f"Chunks of this file are numbered 0 to {blob.chunk_count - 1}.")
+    return blob
+
+
+def chunk_target(
+    *, team: Team, actor: User, upload: Upload, sha256: str, index: int, checksum: str
+) -> dict[str, Any]:
+    """Where the client sends chunk ``index`` (whose SHA-256 is ``checksum``): a presigned
+    S3 URL when storage is S3, else Lattice's own chunk address."""
+    _require(team, actor)
+    blob = _sendable(team, upload, sha256, index)
+    if not SHA256.match(checksum or ""):
+        raise DatasetError("Give the chunk's SHA-256 (64 lowercase hex digits).", field="sha256")
+    _, length = blob.chunk_range(index, upload.chunk_size)
+    if blob.multipart_id:
+        return s3.part_target(
+            staging_key(upload.pk, sha256),
+            blob.multipart_id,
+            index,
+            sha256=checksum,
+            length=length,
+        )
+    return {
+        "method": "PUT",
+        "url": f"/api/v1/teams/{team.slug}/uploads/{upload.pk}/blobs/{sha256}/chunks/{index}/",
+        "headers": {"X-Chunk-SHA256": checksum},
     }
 
 
@@ -291,13 +353,7 @@ def chunk_receive(
     """Store chunk ``index`` of blob ``sha256`` after checking its SHA-256 (``checksum``).
     Sending a chunk again replaces it; a wrong one stores nothing."""
     _require(team, actor)
-    if upload.status != Upload.Status.OPEN:
-        raise DatasetConflictError("This upload is finished: start a new one.")
-    blob = UploadBlob.objects.for_team(team).filter(upload=upload, sha256=sha256).first()
-    if blob is None:
-        raise DatasetError(f"This upload does not need the blob {sha256[:12]}...: nothing to send.")
-    if not 0 <= index < blob.chunk_count:
-        raise DatasetError(f"Chunks of this file are numbered 0 to {blob.chunk_count - 1}.")
+    blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")
     _, length = blob.chunk_range(index, upload.chunk_size)
@@ -306,7 +362,12 @@ def chunk_receive(
         # One writer per blob at a time: the same chunk sent twice at once stays one file.
         UploadBlob.objects.for_team(team).select_for_update().get(pk=blob.pk)
         try:
-            digest = storage.write_stream(key, pieces, expected_size=length)
+            if blob.multipart_id:
+                digest = _part_receive(
+                    upload, blob, index, pieces, checksum=checksum, length=length
+                )
+            else:
+                digest = storage.write_stream(key, pieces, expected_size=length)
         except storage.SizeError as exc:
             raise DatasetError(
                 f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
@@ -322,10 +383,44 @@ def chunk_receive(
     return chunk
 
 
+def _part_receive(
+    upload: Upload,
+    blob: UploadBlob,
+    index: int,
+    pieces: Iterable[bytes],
+    *,
+    checksum: str,
+    length: int,
+) -> str:
+    """A chunk that came through Lattice on S3: checked here, then sent on as its part."""
+    with storage.spooled(pieces, expected_size=length) as (spool, digest):
+        if digest == checksum:
+            s3.part_put(
+                staging_key(upload.pk, blob.sha256),
+                blob.multipart_id,
+                index,
+                spool,
+                sha256=digest,
+            )
+    return digest
+
+
 def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersion:
     """Check every new blob whole against its SHA-256, store it, and make the version
     ready with the next number. Nothing is made if anything is missing or wrong."""
     _require(team, actor)
+    try:
+        return _complete(team, actor, upload)
+    except _DamagedBlobError as damaged:
+        # After the transaction: the new multipart upload must outlive the refusal.
+        _restart_blob(upload, damaged.blob)
+        raise DatasetError(
+            f"The file with sha256 {damaged.blob.sha256[:12]}... arrived whole but does not "
+            "hash to it: send all of its chunks again."
+        ) from damaged
+
+
+def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
     with transaction.atomic():
         locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
         if locked.status != Upload.Status.OPEN:
@@ -388,6 +483,47 @@ def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersio
 def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
     if Blob.objects.filter(sha256=blob.sha256).exists():
         return  # another upload stored the same bytes meanwhile
+    if blob.multipart_id:
+        _multipart_assemble(upload, blob)
+    else:
+        _chunks_assemble(upload, blob)
+    try:
+        with transaction.atomic():
+            Blob.objects.create(sha256=blob.sha256, size=blob.size)
+    except IntegrityError:
+        pass  # stored by another upload at the same moment: the same bytes
+
+
+class _DamagedBlobError(Exception):
+    """A multipart upload completed into bytes that do not hash to its blob."""
+
+    def __init__(self, blob: UploadBlob) -> None:
+        super().__init__(blob.sha256)
+        self.blob = blob
+
+
+def _restart_blob(upload: Upload, blob: UploadBlob) -> None:
+    """Start this file again from nothing: its parts went into the bad object."""
+    blob.multipart_id = s3.multipart_start(staging_key(upload.pk, blob.sha256))
+    blob.save(update_fields=["multipart_id"])
+    UploadChunk.objects.for_team(blob.team_id).filter(blob=blob).delete()
+
+
+def _multipart_assemble(upload: Upload, blob: UploadBlob) -> None:
+    staged = staging_key(upload.pk, blob.sha256)
+    s3.multipart_complete(staged, blob.multipart_id, s3.parts(staged, blob.multipart_id))
+    try:
+        digest = storage.hash_stored(staged, expected_size=blob.size)
+    except storage.SizeError as exc:
+        digest = f"a size of {exc}"
+    if digest != blob.sha256:
+        storage.delete(staged)
+        raise _DamagedBlobError(blob)
+    s3.copy(staged, blob_key(blob.sha256))
+    storage.delete(staged)
+
+
+def _chunks_assemble(upload: Upload, blob: UploadBlob) -> None:
     pieces = (
         piece
         for index in range(blob.chunk_count)
@@ -403,14 +539,11 @@ def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
             f"The file with sha256 {blob.sha256[:12]}... arrived whole but its bytes hash to "
             f"{digest[:12]}...: check the manifest's hash and start again."
         )
-    try:
-        with transaction.atomic():
-            Blob.objects.create(sha256=blob.sha256, size=blob.size)
-    except IntegrityError:
-        pass  # stored by another upload at the same moment: the same bytes
 
 
 def _discard_chunks(upload: Upload) -> None:
     for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload):
+        if blob.multipart_id:
+            continue  # its parts became the staged object, already removed
         for index in range(blob.chunk_count):
             storage.delete(chunk_key(upload.pk, blob.sha256, index))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -34,11 +35,10 @@ def _temporary() -> IO[bytes]:
     return tempfile.NamedTemporaryFile(prefix="lattice-", dir=folder, delete=False)
 
 
-def write_stream(key: str, pieces: Iterable[bytes], *, expected_size: int) -> str:
-    """Store ``pieces`` at ``key`` (replacing it); return their SHA-256.
-
-    Raises SizeError, storing nothing, when they do not add up to ``expected_size``.
-    """
+@contextmanager
+def spooled(pieces: Iterable[bytes], *, expected_size: int) -> Iterator[tuple[IO[bytes], str]]:
+    """``pieces`` written to a temporary file, rewound; with their SHA-256. The file is
+    gone after the block. Raises SizeError when they do not add up to ``expected_size``."""
     digest = hashlib.sha256()
     size = 0
     spool = _temporary()
@@ -53,14 +53,35 @@ def write_stream(key: str, pieces: Iterable[bytes], *, expected_size: int) -> st
         if size != expected_size:
             raise SizeError(f"{size} bytes instead of {expected_size}")
         spool.seek(0)
+        yield spool, digest.hexdigest()
+    finally:
+        spool.close()
+        Path(spool.name).unlink(missing_ok=True)
+
+
+def write_stream(key: str, pieces: Iterable[bytes], *, expected_size: int) -> str:
+    """Store ``pieces`` at ``key`` (replacing it); return their SHA-256.
+
+    Raises SizeError, storing nothing, when they do not add up to ``expected_size``.
+    """
+    with spooled(pieces, expected_size=expected_size) as (spool, digest):
         if default_storage.exists(key):
             default_storage.delete(key)
         saved = default_storage.save(key, _Spooled(spool, name=Path(key).name))
         if saved != key:  # another writer won the same name: ours is a duplicate
             default_storage.delete(saved)
-    finally:
-        spool.close()
-        Path(spool.name).unlink(missing_ok=True)
+    return digest
+
+
+def hash_stored(key: str, *, expected_size: int) -> str:
+    """The SHA-256 of what is stored at ``key``, read once; SizeError if the size differs."""
+    digest = hashlib.sha256()
+    size = 0
+    for piece in open_pieces(key):
+        size += len(piece)
+        digest.update(piece)
+    if size != expected_size:
+        raise SizeError(f"{size} bytes instead of {expected_size}")
     return digest.hexdigest()
 
 

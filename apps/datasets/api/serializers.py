@@ -75,6 +75,16 @@ class UploadBlobSerializer(serializers.Serializer[dict[str, object]]):
     missing = serializers.ListField(child=serializers.IntegerField())
 
 
+class ChunkTargetRequestSerializer(serializers.Serializer[dict[str, object]]):
+    sha256 = serializers.CharField(help_text="The chunk's SHA-256, 64 hex digits.")
+
+
+class ChunkTargetSerializer(serializers.Serializer[dict[str, object]]):
+    method = serializers.CharField()
+    url = serializers.URLField()
+    headers = serializers.DictField(child=serializers.CharField())
+
+
 class UploadSerializer(serializers.Serializer[dict[str, object]]):
     id = serializers.IntegerField()
     dataset = serializers.CharField()
@@ -82,4 +92,5 @@ class UploadSerializer(serializers.Serializer[dict[str, object]]):
     chunk_size = serializers.IntegerField()
     new_bytes = serializers.IntegerField()
     version = serializers.IntegerField(allow_null=True)
+    direct = serializers.BooleanField(help_text="Chunks go straight to storage (ask targets).")
     blobs = UploadBlobSerializer(many=True, help_text="Only the files whose bytes are new.")

@@ -88,6 +88,8 @@ class _DatasetView(TeamAPIView):
             "chunk_size": upload.chunk_size,
             "new_bytes": upload.new_bytes,
             "version": upload.version.number,
+            # True: ask each chunk's target and PUT it straight to storage (S3).
+            "direct": any(b.multipart_id for b in blobs),
             "blobs": [
                 {
                     "sha256": b.sha256,
@@ -197,6 +199,30 @@ class ChunkView(_DatasetView):
             checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChunkTargetView(_DatasetView):
+    """Where to PUT a chunk: a presigned S3 URL (with the header to send), or Lattice."""
+
+    serializer_class = s.ChunkTargetRequestSerializer  # type: ignore[assignment]
+
+    @extend_schema(request=s.ChunkTargetRequestSerializer, responses={200: s.ChunkTargetSerializer})
+    def post(
+        self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
+    ) -> Response:
+        data = s.ChunkTargetRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        target = services.chunk_target(
+            team=self.team,
+            actor=_user(request),
+            upload=self.upload(upload_id),
+            sha256=sha256,
+            index=index,
+            checksum=data.validated_data["sha256"].lower(),
+        )
+        if target["url"].startswith("/"):
+            target["url"] = request.build_absolute_uri(target["url"])
+        return Response(target)
 
 
 class UploadCompleteView(_DatasetView):
