@@ -7,12 +7,15 @@ import hashlib
 import io
 import json
 import tarfile
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from django.utils import timezone
 
 from apps.core.tenancy import team_scope
-from apps.datasets.models import Blob, DatasetVersion, Upload
+from apps.datasets import upkeep
+from apps.datasets.models import Blob, DatasetVersion, Upload, blob_key
 from apps.datasets.services import dataset_create
 
 if TYPE_CHECKING:
@@ -328,3 +331,83 @@ def erin_viewer(acme):
     erin = UserFactory.create(email="erin@example.com")
     add_member(acme, erin, Role.VIEWER)
     return erin
+
+
+class TestHousekeeping:
+    def test_blobs_nothing_holds_are_deleted_shared_ones_kept(self, api, acme, alice, cats, media):
+        with team_scope(acme):
+            dogs = dataset_create(team=acme, actor=alice, name="Dogs")
+        shared, own = b"shared bytes", b"only in cats"
+        for slug, files in (("cats", {"s": shared, "o": own}), (dogs.slug, {"s": shared})):
+            upload = start(api, acme, slug, files)
+            send_all(api, acme, upload, files)
+            assert complete(api, acme, upload["id"]).status_code == 201
+
+        refused = api.delete(f"{base(acme)}/datasets/cats/?confirm=Dogs")
+        assert refused.status_code == 400
+        assert api.delete(f"{base(acme)}/datasets/cats/?confirm=Cats").status_code == 204
+        assert upkeep.blobs_collect() == 0  # an hour's grace for blobs just made
+        later = timezone.now() + timedelta(hours=2)
+
+        assert upkeep.blobs_collect(now=later) == 1
+
+        assert set(Blob.objects.values_list("sha256", flat=True)) == {sha(shared)}
+        assert blob_files(media) == [media / blob_key(sha(shared))]
+
+    def test_a_blob_an_open_upload_relies_on_is_kept(self, api, acme, alice, cats, media):
+        with team_scope(acme):
+            dogs = dataset_create(team=acme, actor=alice, name="Dogs")
+        files = {"a": b"kept for the other dataset"}
+        upload = start(api, acme, "cats", files)
+        send_all(api, acme, upload, files)
+        complete(api, acme, upload["id"])
+        relying = start(api, acme, dogs.slug, files)  # nothing to send: the blob is there
+        assert relying["blobs"] == []
+        api.delete(f"{base(acme)}/datasets/cats/?confirm=Cats")
+
+        assert upkeep.blobs_collect(now=timezone.now() + timedelta(hours=2)) == 0
+        assert complete(api, acme, relying["id"]).status_code == 201
+
+    def test_an_upload_left_a_week_is_abandoned_and_its_chunks_go(self, api, acme, cats, media):
+        data = b"abcdefgh"
+        upload = start(api, acme, "cats", {"f": data})
+        put_chunk(api, acme, upload["id"], data, 0)
+        chunks = media / "datasets" / "uploads" / str(upload["id"])
+        assert list(chunks.rglob(f"{sha(data)}/0"))
+
+        assert upkeep.uploads_abandon(now=timezone.now() + timedelta(days=3)) == 0
+        assert upkeep.uploads_abandon(now=timezone.now() + timedelta(days=8)) == 1
+
+        assert not list(chunks.rglob("*/0"))
+        assert Upload.objects.for_team(acme).get().status == "abandoned"
+        assert complete(api, acme, upload["id"]).status_code == 409
+
+
+def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
+    api, acme, cats, media, globex, charlie, catalogue
+):
+    from apps.datasets.models import NotebookMount
+    from apps.datasets.mounts import mount_add
+    from apps.notebooks.services import notebook_create
+
+    files = {"a.txt": b"public bytes"}
+    upload = start(api, acme, "cats", files)
+    send_all(api, acme, upload, files)
+    complete(api, acme, upload["id"])
+    with team_scope(acme):
+        cats.visibility = "public"
+        cats.save()
+        version = DatasetVersion.objects.get(dataset=cats, number=1)
+    with team_scope(globex):
+        notebook = notebook_create(
+            team=globex,
+            actor=charlie,
+            name="Theirs",
+            template="scipy",
+            machine_type=catalogue["cpu-small"],
+        )
+        mount_add(team=globex, actor=charlie, notebook=notebook, version=version)
+
+    assert api.delete(f"{base(acme)}/datasets/cats/?confirm=Cats").status_code == 204
+
+    assert NotebookMount.objects.for_team(globex).count() == 0

@@ -56,8 +56,8 @@ TEAM = {
     "billing:cap",
     "billing:usage",
 }
-# Namespaces whose every route is a team route (the notebook pages).
-TEAM_NAMESPACES = {"notebooks"}
+# Namespaces whose every route is a team route (the notebook and dataset pages).
+TEAM_NAMESPACES = {"notebooks", "datasets"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -78,6 +78,10 @@ ACCOUNT = {
     "mfa_generate_recovery_codes",
     "mfa_download_recovery_codes",
     "usersessions_list",
+    # The public dataset catalogue: signed in only, in no team, and it shows no team's
+    # private data (a private dataset is 404 there; tests/test_catalogue.py).
+    "catalogue:index",
+    "catalogue:detail",
 }
 PUBLIC = {
     "healthz",
@@ -128,10 +132,20 @@ API_TEAM = {
     "api:dataset_uploads",
     "api:upload",
     "api:upload_chunk",
+    "api:upload_chunk_target",
     "api:upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams", "api:plans"}
+# The public dataset catalogue: every team's public datasets to anyone signed in, never a
+# private one (404, like a missing one: tests/test_catalogue.py).
+API_ACCOUNT |= {
+    "api:catalogue",
+    "api:catalogue_dataset",
+    "api:catalogue_files",
+    "api:catalogue_file",
+    "api:catalogue_archive",
+}
 PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind
@@ -170,6 +184,7 @@ def concrete(path: str, samples: dict[str, str]) -> str:
 
 @pytest.fixture
 def samples(acme, alice, bob, catalogue):
+    from apps.datasets.services import dataset_create
     from apps.notebooks.services import notebook_create
 
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
@@ -180,8 +195,10 @@ def samples(acme, alice, bob, catalogue):
         template="scipy",
         machine_type=catalogue["cpu-small"],
     )
+    dataset = dataset_create(team=acme, actor=alice, name="Sweep")
     return {
         "notebook_id": str(notebook.pk),
+        "slug": dataset.slug,
         "team_slug": acme.slug,
         "member_id": str(bob_membership.pk),
         "key": "not-a-real-key",

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 
 from apps.billing.entitlements import check_storage
 from apps.core.audit import audit_record
+from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
 from apps.datasets.models import (
     Blob,
@@ -135,6 +136,23 @@ def dataset_create(
     )
     audit_record(team=team, actor=actor, action="dataset.created", target=name)
     return dataset
+
+
+@transaction.atomic
+def dataset_delete(*, team: Team, actor: User, dataset: Dataset, confirmation: str) -> None:
+    """Delete a dataset and its versions after its name is typed; blobs nothing else holds
+    are removed by the hourly housekeeping (apps.datasets.upkeep)."""
+    _require(team, actor)
+    if confirmation.strip() != dataset.name:
+        raise DatasetError(
+            f"Type the dataset's name, {dataset.name}, to delete it.", field="confirmation"
+        )
+    locked = Dataset.objects.for_team(team).select_for_update().get(pk=dataset.pk)
+    # Notebooks mounting it (any team's, if it was public) lose the folder from their
+    # next start; the mounts go with it.
+    with unscoped():
+        locked.delete()
+    audit_record(team=team, actor=actor, action="dataset.deleted", target=dataset.name)
 
 
 # --- uploads --------------------------------------------------------------------------

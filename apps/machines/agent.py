@@ -5,7 +5,9 @@ It touches only the local runtime (Docker or processes) and the broker; what
 it learns goes back as tasks on the control queue (apps.machines.tasks):
 ``workload_event(host, name, event, data)`` with event "progress", "started",
 "ready" or "failed". It ships workloads' output to their live streams itself
-(apps.machines.logship).
+(apps.machines.logship). Dataset versions a workload mounts it copies from the
+object storage (read through Django's storage) into a folder per content,
+before the workload starts (apps.datasets.materialise).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from celery import shared_task
+from django.conf import settings
 
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
@@ -149,6 +153,7 @@ def agent_start(
 
     with _starting_workload(workload.name):
         try:
+            workload = with_datasets(workload)
             with _watch_pull(runtime, workload.name, send):
                 state = runtime.start(workload)
         except WorkloadError as exc:
@@ -158,6 +163,39 @@ def agent_start(
         if options.get("stream"):
             ship_logs(runtime, state, options["stream"])
         _wait_ready(runtime, workload, state, options, send)
+
+
+def with_datasets(spec: Spec, cache_root: Path | None = None) -> Spec:
+    """``spec`` with each dataset's folder built on this host (once per content; then
+    reused) and named as its ``source``, as the runtimes want it (apps.runtimes.base)."""
+    if not spec.datasets:
+        return spec
+    from apps.datasets.materialise import MaterialiseError, materialise
+
+    root = Path(cache_root or settings.LATTICE_DATASET_CACHE)
+    built = []
+    for dataset in spec.datasets:
+        try:
+            folder = materialise(dataset, root)
+        except Exception as exc:
+            # Storage backends raise their own kinds (S3's, the file system's): whatever it
+            # is, the start fails with a reason rather than the task dying without a word.
+            # Their details (paths, buckets) go to the host's log, not to the person.
+            logger.exception("dataset %s for %s", dataset.get("name"), spec.name)
+            why = str(exc) if isinstance(exc, MaterialiseError) else "its files could not be read."
+            raise WorkloadError(
+                f"The dataset for /datasets/{dataset.get('name')} could not be copied to this "
+                f"host: {why}"
+            ) from exc
+        built.append(
+            {
+                "name": dataset.get("name"),
+                "version_id": dataset.get("version_id"),
+                "key": dataset.get("key"),
+                "source": str(folder),
+            }
+        )
+    return replace(spec, datasets=built)
 
 
 def _wait_ready(

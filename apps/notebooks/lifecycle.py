@@ -307,6 +307,10 @@ def _command(session: NotebookSession) -> list[str]:
 
 
 def session_spec(session: NotebookSession) -> Spec:
+    # Here, not at the top: apps.datasets.mounts imports the notebook services, which
+    # import this module.
+    from apps.datasets.mounts import mounts_for_spec
+
     notebook = session.notebook
     team_settings = TeamNotebookSettings.objects.for_team(session.team_id).get_or_create(
         team_id=session.team_id,
@@ -322,6 +326,7 @@ def session_spec(session: NotebookSession) -> Spec:
         memory_bytes=machine.memory_gib * _GIB,
         gpu_uuids=placement_gpu_uuids(session.placement),
         volumes={notebook.volume: "/notebooks", team_settings.storage_volume: "/storage"},
+        datasets=mounts_for_spec(session),
         labels={
             "installation": settings.LATTICE_INSTALLATION,
             "kind": "notebook",

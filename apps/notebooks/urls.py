@@ -26,4 +26,10 @@ urlpatterns = [
     path(f"{_ONE}update/", views.NotebookUpdateView.as_view(), name="update"),
     path(f"{_ONE}duplicate/", views.NotebookDuplicateView.as_view(), name="duplicate"),
     path(f"{_ONE}delete/", views.NotebookDeleteView.as_view(), name="delete"),
+    path(f"{_ONE}datasets/", views.NotebookDatasetAttachView.as_view(), name="dataset_attach"),
+    path(
+        f"{_ONE}datasets/<int:mount_id>/remove/",
+        views.NotebookDatasetDetachView.as_view(),
+        name="dataset_detach",
+    ),
 ]

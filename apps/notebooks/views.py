@@ -16,6 +16,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
 from apps.billing.entitlements import PlanLimitError, machine_notes
+from apps.datasets import mounts
+from apps.datasets.models import DatasetVersion, NotebookMount
 from apps.notebooks import services
 from apps.notebooks.forms import (
     NotebookCreateForm,
@@ -62,6 +64,8 @@ _STEP_OF_STATUS = {
 SHOW_START = "stopped failed lost"
 SHOW_STOP = "queued scheduled pulling starting running"
 SHOW_RUNNING = "running"
+# How many of the team's dataset versions the attach form offers.
+MOUNT_CHOICES = 200
 
 
 def _user(request: HttpRequest) -> User:
@@ -201,6 +205,12 @@ class NotebookDetailView(NotebookPage):
             for i, (name, label) in enumerate(PHASES)
         ]
         history = NotebookSession.objects.filter(notebook=notebook).order_by("-pk")[:10]
+        # The team's ready versions, latest first, to attach (public ones come from the catalogue).
+        versions = (
+            DatasetVersion.objects.filter(status=DatasetVersion.Status.READY)
+            .select_related("dataset")
+            .order_by("-ready_at", "-pk")[:MOUNT_CHOICES]
+        )
         return self.page(
             request,
             notebook=notebook,
@@ -233,6 +243,11 @@ class NotebookDetailView(NotebookPage):
                 auto_id="duplicate_%s",
             ),
             delete_form=NotebookDeleteForm(auto_id="delete_%s"),
+            mounts=[
+                {"mount": m, "available": mounts.mount_available(m)}
+                for m in mounts.notebook_mounts(notebook)
+            ],
+            mount_versions=versions,
             section="notebooks",
         )
 
@@ -370,6 +385,52 @@ class NotebookDeleteView(NotebookAction):
             delete,
             then=reverse("notebooks:list", kwargs={"team_slug": self.team.slug}),
         )
+
+
+class NotebookDatasetAttachView(NotebookAction):
+    """Mount a dataset version (the team's, or a public one: the service decides)."""
+
+    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
+        notebook = self.notebook(notebook_id)
+
+        def attach() -> str:
+            version = mounts.mountable_version(
+                team=self.team, version_id=request.POST.get("version", "")
+            )
+            mount = mounts.mount_add(
+                team=self.team,
+                actor=_user(request),
+                notebook=notebook,
+                version=version,
+                name=request.POST.get("name", ""),
+            )
+            when = (
+                "after a restart" if open_session(notebook) is not None else "from its next start"
+            )
+            return (
+                f"{version.dataset.name} v{version.number} is at /datasets/{mount.name} "
+                f"in {notebook.name} {when}, read-only."
+            )
+
+        return self.attempt(request, notebook, attach)
+
+
+class NotebookDatasetDetachView(NotebookAction):
+    def post(
+        self, request: HttpRequest, team_slug: str, notebook_id: int, mount_id: int
+    ) -> HttpResponse:
+        notebook = self.notebook(notebook_id)
+        mount = get_object_or_404(NotebookMount.objects.filter(notebook=notebook), pk=mount_id)
+
+        def detach() -> str:
+            mounts.mount_remove(
+                team=self.team, actor=_user(request), notebook=notebook, mount=mount
+            )
+            if open_session(notebook) is not None:
+                return f"/datasets/{mount.name} goes at the next restart."
+            return f"/datasets/{mount.name} was removed."
+
+        return self.attempt(request, notebook, detach)
 
 
 class TeamNotebookSettingsView(NotebookPage):

@@ -18,6 +18,9 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``copy_volume(source, target, image)``: copy one volume's files into
   another (made if missing), with ``image`` where a helper container is needed.
 
+A spec's ``datasets`` are folders the agent has built on the host
+(apps.datasets.materialise): each is seen read-only at ``/datasets/<name>``.
+
 In ``command``, ``{port}`` becomes the port the workload listens on,
 ``{ip}`` the address it should bind (all interfaces inside a container,
 loopback for a local process) and ``{mount:/path}`` where the volume mounted
@@ -32,6 +35,7 @@ import json
 import re
 import socket
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,6 +81,10 @@ class Spec:
     volumes: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     user: str = "1000:1000"
+    # Dataset versions mounted read-only at /datasets/<name>: as sent, {"name", "version_id",
+    # "key", "files"} (apps.datasets.mounts); once the agent has built their folders on
+    # this host, {"name", "version_id", "key", "source"} (see dataset_mounts).
+    datasets: list[dict[str, Any]] = field(default_factory=list)
 
     def all_labels(self) -> dict[str, str]:
         """Our labels, always under ``lattice.``: how list_managed finds what is ours."""
@@ -111,6 +119,28 @@ class Managed:
 
 class WorkloadError(Exception):
     """A workload could not be started or reached; the message says why, in plain words."""
+
+
+DATASETS_PATH = "/datasets"
+_DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+def dataset_mounts(spec: Spec) -> list[tuple[str, str]]:
+    """(folder on this host, path in the workload) for each of ``spec``'s datasets.
+
+    Raises WorkloadError for a dataset the agent has not built here (no ``source``)
+    or a name that is not one folder name.
+    """
+    mounts = []
+    for dataset in spec.datasets:
+        name = str(dataset.get("name", ""))
+        if not _DATASET_NAME.fullmatch(name):
+            raise WorkloadError(f"{name[:80]!r} is not a valid dataset folder name.")
+        source = dataset.get("source")
+        if not source or not Path(source).is_absolute() or not Path(source).is_dir():
+            raise WorkloadError(f"The dataset for {DATASETS_PATH}/{name} is not on this host.")
+        mounts.append((str(source), f"{DATASETS_PATH}/{name}"))
+    return mounts
 
 
 class Runtime(abc.ABC):

@@ -6,9 +6,10 @@ machine type's CPU, memory and pids limits, run as a non-root user with
 loopback only, and see exactly the GPUs allocated to them: a device request
 for those UUIDs, and NVIDIA_VISIBLE_DEVICES set by us ("void" for none) over
 whatever the image says. Persistent storage is named volumes, which outlive
-containers. Workloads share a bridge network on which they cannot reach each
-other, and ``isolate_workloads`` keeps them from private and link-local
-addresses: the control plane, the broker, other hosts, cloud metadata.
+containers; dataset versions are folders the agent built on the host,
+bind-mounted read-only. Workloads share a bridge network on which they cannot
+reach each other, and ``isolate_workloads`` keeps them from private and
+link-local addresses: the control plane, the broker, other hosts, cloud metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import docker
 from django.conf import settings
 from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
 from apps.runtimes.base import (
     LABEL_PREFIX,
@@ -31,6 +32,7 @@ from apps.runtimes.base import (
     Runtime,
     Spec,
     WorkloadError,
+    dataset_mounts,
     expand_command,
     port_answers,
 )
@@ -120,13 +122,15 @@ class DockerRuntime(Runtime):
     def create(self, spec: Spec) -> Container:
         """Create (not start) the container for ``spec``, with every limit and label."""
         visible = ",".join(spec.gpu_uuids) or "void"
+        datasets = dataset_mounts(spec)
+        paths = [*spec.volumes.values(), *(target for _, target in datasets)]
         return self.client.containers.create(
             spec.image,
             expand_command(
                 spec.command,
                 port=spec.port,
                 ip="0.0.0.0",  # noqa: S104 - inside the container
-                mounts={path: path for path in spec.volumes.values()},
+                mounts={path: path for path in paths},
             ),
             name=self.container_name(spec.name),
             labels=spec.all_labels(),
@@ -145,6 +149,11 @@ class DockerRuntime(Runtime):
             network=self.network().name,
             ports={f"{spec.port}/tcp": (self.address, None)},
             volumes=self._volumes(spec),
+            # Dataset folders the agent built on this host, read-only (as bind mounts: two
+            # names may share one folder, which a volumes dict keyed by source cannot say).
+            mounts=[
+                Mount(target, source, type="bind", read_only=True) for source, target in datasets
+            ],
             device_requests=(
                 [DeviceRequest(device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])]
                 if spec.gpu_uuids
@@ -153,6 +162,7 @@ class DockerRuntime(Runtime):
         )
 
     def start(self, spec: Spec) -> dict[str, Any]:
+        dataset_mounts(spec)  # every dataset folder is here, before anything is replaced
         existing = self._container({"name": spec.name})
         fingerprint = existing.labels.get(f"{LABEL_PREFIX}spec") if existing is not None else None
         if (

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from apps.runtimes.base import Managed, Progress, Runtime, Spec
+from apps.runtimes.base import Managed, Progress, Runtime, Spec, dataset_mounts
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -82,6 +82,7 @@ class FakeRuntime(Runtime):
     _pulls: ClassVar[dict[str, int]] = {}
 
     def start(self, spec: Spec) -> dict[str, Any]:
+        dataset_mounts(spec)  # as the real runtimes: each dataset's folder is on this host
         existing = self._running.get(spec.name)
         if existing is not None and existing["exit"] is None:
             return dict(existing["state"])
@@ -96,6 +97,8 @@ class FakeRuntime(Runtime):
             "server": server,
             "state": state,
             "labels": spec.all_labels(),
+            # What it was given to mount at /datasets/<name>, for tests to check.
+            "datasets": [dict(d) for d in spec.datasets],
             "polls": 0,
             "exit": 1 if self.mode == "crashes" else None,
             "log": [f"starting {spec.image} {' '.join(spec.command)}"],

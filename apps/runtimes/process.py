@@ -5,7 +5,9 @@ the host's files and network, and can read other workloads' data. Use it on a
 machine you trust everyone on, or for development; use Docker otherwise.
 
 Each workload gets a folder under LATTICE_RUNTIME_DIR holding its state and
-its log; "volumes" are folders under ``volumes/``. The process runs in its own
+its log; "volumes" are folders under ``volumes/``; a mounted dataset is a link
+``datasets/<name>`` in the working folder to the folder the agent built (the
+process cannot see a path /datasets/<name>). The process runs in its own
 process group; stopping sends SIGINT, then SIGTERM, then SIGKILL to the group.
 ``{port}`` in the command is replaced by a free loopback port and ``{ip}`` by
 127.0.0.1. A bare program name is looked for beside this Python first (the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,12 +39,17 @@ from apps.runtimes.base import (
     Runtime,
     Spec,
     WorkloadError,
+    dataset_mounts,
     expand_command,
     port_answers,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+# A dataset's folder on the host is named by its content key (apps.datasets.materialise).
+_CONTENT_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def _free_port() -> int:
@@ -94,6 +102,8 @@ class LocalProcessRuntime(Runtime):
             path = self.root / "volumes" / self._safe(volume)
             path.mkdir(parents=True, exist_ok=True)
             mounts[mount] = str(path)
+        work = Path(mounts.get("/notebooks", str(folder)))
+        mounts.update(self._link_datasets(work, dataset_mounts(spec)))
         port = _free_port()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -114,7 +124,7 @@ class LocalProcessRuntime(Runtime):
             try:
                 process = subprocess.Popen(  # noqa: S603 - the command comes from the template, not a person
                     command,
-                    cwd=mounts.get("/notebooks", str(folder)),
+                    cwd=str(work),
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -134,6 +144,45 @@ class LocalProcessRuntime(Runtime):
         }
         state_file.write_text(json.dumps(state))
         return state
+
+    @staticmethod
+    def _link_datasets(work: Path, datasets: list[tuple[str, str]]) -> dict[str, str]:
+        """Make ``datasets/<name>`` in the working folder a link to each dataset's folder
+        (read-only: the agent built it so); links left by earlier starts go. Returns
+        {"/datasets/<name>": link} for ``{mount:...}`` in the command."""
+        links = work / "datasets"
+        wanted = {target.rsplit("/", 1)[1]: source for source, target in datasets}
+        if links.is_dir() and not links.is_symlink():
+            for old in links.iterdir():
+                # Only links to a dataset folder (named by its content key) are ours to remove.
+                if (
+                    old.is_symlink()
+                    and old.name not in wanted
+                    and _CONTENT_KEY.fullmatch(old.readlink().name)
+                ):
+                    old.unlink()
+        if not wanted:
+            return {}
+        try:
+            links.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WorkloadError(
+                "The notebook's folder has a file called datasets: rename it so datasets "
+                "can be mounted there."
+            ) from exc
+        found = {}
+        for name, source in wanted.items():
+            link = links / name
+            if link.is_symlink():
+                link.unlink()
+            elif link.exists():
+                raise WorkloadError(
+                    f"datasets/{name} in the notebook's folder is not a dataset: rename it "
+                    "so the dataset can be mounted there."
+                )
+            link.symlink_to(source, target_is_directory=True)
+            found[f"/datasets/{name}"] = str(link)
+        return found
 
     def _load(self, state: dict[str, Any]) -> dict[str, Any]:
         """The full state: callers that know only the name get it from the workload's folder."""

@@ -250,6 +250,8 @@ LATTICE_SEAT_POLICY = "apps.billing.entitlements.seats_free"
 
 # Upload chunk size: S3 needs at least 5 MiB for every part but the last.
 LATTICE_UPLOAD_CHUNK_BYTES = env.int("LATTICE_UPLOAD_CHUNK_BYTES", default=8 * 1024 * 1024)
+# An upload with no chunk for this long is abandoned (its chunks are deleted).
+LATTICE_UPLOAD_ABANDON_DAYS = env.int("LATTICE_UPLOAD_ABANDON_DAYS", default=7)
 
 # --- Billing (apps.billing, docs/billing.md) ----------------------------------------
 
@@ -293,6 +295,8 @@ REST_FRAMEWORK = {
 LATTICE_API_RATES = {
     "token": env.str("LATTICE_API_TOKEN_RATE", default="1200/hour"),
     "user": env.str("LATTICE_API_USER_RATE", default="3600/hour"),
+    # Upload chunks and their targets (apps.datasets): 40,000 an hour is 312 GiB of 8 MiB.
+    "upload": env.str("LATTICE_API_UPLOAD_RATE", default="40000/hour"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lattice API",
@@ -360,6 +364,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
     "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
+    # Abandoned uploads and blobs nothing refers to.
+    "datasets-upkeep": {"task": "datasets.upkeep", "schedule": 3600.0},
     # Usage to Stripe, spend caps, grace periods: every team with billing to look after.
     "billing-sweep": {
         "task": "billing.sweep",
@@ -383,6 +389,10 @@ LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.
 LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
 # Where the local-process runtime keeps its workloads' state, logs and volumes.
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
+# Where an agent keeps the dataset versions notebooks mount (one read-only folder per content).
+LATTICE_DATASET_CACHE = Path(
+    env.str("LATTICE_DATASET_CACHE", default="") or VAR_DIR / "dataset-cache"
+)
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 # Which Lattice the workloads belong to: every workload carries it as a label, and the

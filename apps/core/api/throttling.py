@@ -38,3 +38,20 @@ class PerUserThrottle(SimpleRateThrottle):
         if request.user and request.user.is_authenticated:
             return f"throttle:user:{request.user.pk}"
         return f"throttle:anon:{self.get_ident(request)}"
+
+
+class UploadChunkThrottle(SimpleRateThrottle):
+    """Chunks of uploads, counted apart: a 50 GiB upload is 6,400 chunks of 8 MiB, which
+    the general limits would cut off; the storage quota bounds what they can cost."""
+
+    scope = "upload"
+
+    def get_rate(self) -> str:
+        return str(settings.LATTICE_API_RATES["upload"])
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if isinstance(request.auth, PersonalAccessToken):
+            return f"throttle:upload:token:{request.auth.pk}"
+        if request.user and request.user.is_authenticated:
+            return f"throttle:upload:user:{request.user.pk}"
+        return f"throttle:upload:anon:{self.get_ident(request)}"

@@ -21,6 +21,7 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
+from apps.core.api.throttling import UploadChunkThrottle
 from apps.core.api.views import TeamAPIView
 from apps.datasets import services, storage
 from apps.datasets.api import serializers as s
@@ -125,10 +126,19 @@ class DatasetListView(mixins.ListModelMixin, _DatasetView):
 
 
 class DatasetDetailView(_DatasetView):
-    """One dataset, with its ready versions."""
+    """One dataset, with its ready versions; DELETE it (with ?confirm=<its name>)."""
 
     def get(self, request: Request, team_slug: str, slug: str) -> Response:
         return Response(s.DatasetSerializer(self.dataset(slug)).data)
+
+    def delete(self, request: Request, team_slug: str, slug: str) -> Response:
+        services.dataset_delete(
+            team=self.team,
+            actor=_user(request),
+            dataset=self.dataset(slug),
+            confirmation=request.query_params.get("confirm", ""),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class _ByPath(Cursor):
@@ -181,6 +191,8 @@ class UploadDetailView(_DatasetView):
 class ChunkView(_DatasetView):
     """PUT one chunk's bytes (application/octet-stream), its SHA-256 in X-Chunk-SHA256."""
 
+    throttle_classes = [UploadChunkThrottle]
+
     @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY}, responses={204: None})
     def put(
         self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
@@ -203,6 +215,8 @@ class ChunkView(_DatasetView):
 
 class ChunkTargetView(_DatasetView):
     """Where to PUT a chunk: a presigned S3 URL (with the header to send), or Lattice."""
+
+    throttle_classes = [UploadChunkThrottle]
 
     serializer_class = s.ChunkTargetRequestSerializer  # type: ignore[assignment]
 

@@ -1,0 +1,243 @@
+"""Dataset versions mounted into notebooks, read-only at ``/datasets/<name>``.
+
+A mount is a row: attaching or removing one changes nothing in a running
+notebook; it takes effect at the notebook's next start (or restart). At
+start, ``mounts_for_spec`` lists what the host's agent needs to build each
+version's folder (apps.datasets.materialise) before the workload starts.
+
+Refusals raise ``apps.notebooks.services.NotebookError`` (and its kinds), so the
+notebook pages and API show them as they show every other notebook refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import transaction
+
+from apps.core.audit import audit_record
+from apps.datasets.models import Dataset, DatasetVersion, NotebookMount, VersionFile, blob_key
+from apps.notebooks.models import Notebook
+from apps.notebooks.services import (
+    NotebookConflictError,
+    NotebookError,
+    NotebookPermissionError,
+)
+from apps.teams.models import Membership
+from apps.teams.permissions import role_allows
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.notebooks.models import NotebookSession
+    from apps.teams.models import Team
+
+logger = logging.getLogger(__name__)
+
+NAME_MAX = 80
+
+
+class MountNotFoundError(NotebookError):
+    """What was named is not there, or not this team's to use: the same answer for both."""
+
+    status_code = 404
+    code = "not_found"
+
+
+def _require(team: Team, actor: User) -> None:
+    membership = Membership.objects.for_team(team).filter(user=actor).first()
+    if membership is None or not role_allows(membership.role, "notebooks.manage"):
+        raise NotebookPermissionError("Your role in this team does not allow that.")
+
+
+def _locked(team: Team, notebook: Notebook) -> Notebook:
+    # The notebook's row first, as every notebook service does: one order, no deadlock,
+    # and two attaches to one notebook cannot both pass the checks below.
+    locked = (
+        Notebook.objects.for_team(team)
+        .select_for_update(no_key=True)
+        .filter(pk=notebook.pk, deleted_at__isnull=True)
+        .first()
+    )
+    if locked is None:
+        raise NotebookError("This notebook no longer exists.")
+    return locked
+
+
+def mount_available(mount: NotebookMount) -> bool:
+    """False once the version's dataset, another team's, is no longer public: such a
+    mount stays listed (so it can be removed) but is left out at start."""
+    version = mount.version
+    return (
+        version.team_id == mount.team_id or version.dataset.visibility == Dataset.Visibility.PUBLIC
+    )
+
+
+def mountable_version(*, team: Team, version_id: object) -> DatasetVersion:
+    """The version ``version_id`` names, if ``team`` may mount it: ready, and its own or public.
+
+    Raises MountNotFoundError (404) for anything else, whether it exists or not.
+    """
+    try:
+        pk = int(str(version_id))
+    except ValueError:
+        raise MountNotFoundError("Choose a dataset version to attach.", field="version") from None
+    version = DatasetVersion.objects.for_team(team).select_related("dataset").filter(pk=pk).first()
+    if version is None:
+        # Across teams on purpose: a public dataset's versions are anyone's to mount. The
+        # filter admits public datasets only, so no other team's private version is read.
+        version = (
+            DatasetVersion.objects.unscoped()
+            .select_related("dataset")
+            .filter(pk=pk, dataset__visibility=Dataset.Visibility.PUBLIC)
+            .first()
+        )
+    if version is None:
+        raise MountNotFoundError(
+            "That dataset version does not exist, or your team cannot use it.", field="version"
+        )
+    if version.status != DatasetVersion.Status.READY:
+        raise NotebookError(
+            "That version is still uploading: attach it once it is ready.", field="version"
+        )
+    return version
+
+
+def _clean_name(name: str | None, version: DatasetVersion) -> str:
+    name = (name or "").strip() or version.dataset.slug
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise NotebookError(
+            "A folder name is letters, digits, hyphens and underscores, such as churn-data.",
+            field="name",
+        ) from None
+    if len(name) > NAME_MAX:
+        raise NotebookError(f"A folder name is at most {NAME_MAX} characters.", field="name")
+    return name
+
+
+@transaction.atomic
+def mount_add(
+    *,
+    team: Team,
+    actor: User,
+    notebook: Notebook,
+    version: DatasetVersion,
+    name: str | None = None,
+) -> NotebookMount:
+    """Mount ``version`` at /datasets/<name> (default: the dataset's slug) from the
+    notebook's next start; a running notebook sees it after a restart. Audited."""
+    _require(team, actor)
+    notebook = _locked(team, notebook)
+    # Checked again from the database: the caller's row may be stale or another team's.
+    version = mountable_version(team=team, version_id=version.pk)
+    name = _clean_name(name, version)
+    mounts = NotebookMount.objects.for_team(team).filter(notebook=notebook)
+    if mounts.filter(name=name).exists():
+        raise NotebookConflictError(
+            f"This notebook already has a dataset at /datasets/{name}: choose another folder name.",
+            field="name",
+        )
+    same = mounts.filter(version__dataset_id=version.dataset_id).first()
+    if same is not None:
+        raise NotebookConflictError(
+            f"{version.dataset.name} is mounted at /datasets/{same.name} already: remove it "
+            "first to mount another version.",
+            field="version",
+        )
+    mount = NotebookMount.objects.for_team(team).create(
+        team=team,
+        notebook=notebook,
+        version=version,
+        name=name,
+        created_by=actor,
+    )
+    audit_record(
+        team=team,
+        actor=actor,
+        action="notebook.dataset_mounted",
+        target=notebook.name,
+        dataset=version.dataset.name,
+        dataset_team=version.team_id,
+        version=version.number,
+        path=f"/datasets/{name}",
+    )
+    return mount
+
+
+@transaction.atomic
+def mount_remove(*, team: Team, actor: User, notebook: Notebook, mount: NotebookMount) -> None:
+    """Remove a mount; a running notebook keeps seeing it until it stops. Audited."""
+    _require(team, actor)
+    notebook = _locked(team, notebook)
+    row = (
+        NotebookMount.objects.for_team(team)
+        .select_related("version__dataset")
+        .filter(pk=mount.pk, notebook=notebook)
+        .first()
+    )
+    if row is None:
+        raise MountNotFoundError("That dataset is not mounted in this notebook.")
+    row.delete()
+    audit_record(
+        team=team,
+        actor=actor,
+        action="notebook.dataset_unmounted",
+        target=notebook.name,
+        dataset=row.version.dataset.name,
+        version=row.version.number,
+        path=f"/datasets/{row.name}",
+    )
+
+
+def notebook_mounts(notebook: Notebook) -> list[NotebookMount]:
+    """The notebook's mounts, by name, with their versions and datasets."""
+    return list(
+        NotebookMount.objects.for_team(notebook.team_id)
+        .filter(notebook=notebook)
+        .select_related("version__dataset")
+    )
+
+
+def content_key(files: list[tuple[str, str, int]]) -> str:
+    """The SHA-256 of a version's sorted manifest lines "path<TAB>sha256<TAB>size": the same
+    files make the same key, whichever version or team holds them."""
+    lines = sorted(f"{path}\t{sha256}\t{size}" for path, sha256, size in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
+    """What the host's agent needs for each of the notebook's mounts: its name, its
+    version, the content key of its folder, and [path, storage key, size] per file."""
+    out = []
+    for mount in notebook_mounts(session.notebook):
+        if not mount_available(mount):
+            logger.warning(
+                "notebook %s: version %s is no longer public; not mounted at /datasets/%s",
+                session.notebook_id,
+                mount.version_id,
+                mount.name,
+            )
+            continue
+        # Across teams: a public dataset's files carry its own team. The mount row, read
+        # in this team's scope and just checked, is what gives this notebook access.
+        rows = (
+            VersionFile.objects.unscoped()
+            .filter(version_id=mount.version_id)
+            .order_by("path")
+            .values_list("path", "blob__sha256", "size")
+        )
+        files = [(path, sha256, size) for path, sha256, size in rows]
+        out.append(
+            {
+                "name": mount.name,
+                "version_id": mount.version_id,
+                "key": content_key(files),
+                "files": [[path, blob_key(sha256), size] for path, sha256, size in files],
+            }
+        )
+    return out

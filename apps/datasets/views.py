@@ -1,0 +1,169 @@
+"""Dataset pages under /t/<team_slug>/datasets/: the team's datasets and the form that makes
+one, a dataset's versions and files, and the page that uploads a new version.
+
+The pages only read and make datasets. Files go up from the browser
+(static/js/dataset-upload.js) through the datasets API with the session, the same resumable
+protocol a script uses (apps/datasets/api/views.py), and come down through the API's file and
+archive URLs. A refusal of ``dataset_create`` (``DatasetError``) is shown next to the form,
+in the service's words, with its status (400, 403 or 409).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+
+from apps.datasets import services
+from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+from apps.teams.permissions import role_allows
+from apps.teams.views import TeamPage
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+    from apps.accounts.models import User
+
+FILES_PER_PAGE = 200
+
+
+def _user(request: HttpRequest) -> User:
+    return cast("User", request.user)
+
+
+def _ready() -> Any:
+    """The team's ready versions, newest first (the scope limits them to the team)."""
+    return DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).order_by("-number")
+
+
+class DatasetCreateForm(forms.Form):
+    """Only parses what was sent: apps.datasets.services says what is wrong with a name."""
+
+    name = forms.CharField(label="Name", required=False, strip=False)
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    licence = forms.CharField(
+        label="Licence",
+        required=False,
+        max_length=80,
+        help_text="Such as CC-BY-4.0, or the terms it may be used under.",
+    )
+    visibility = forms.ChoiceField(
+        label="Visibility",
+        choices=Dataset.Visibility.choices,
+        initial=Dataset.Visibility.PRIVATE,
+    )
+
+
+class DatasetPage(TeamPage):
+    permission = "datasets.view"
+
+    def dataset(self, slug: str) -> Dataset:
+        return cast("Dataset", get_object_or_404(Dataset.objects.all(), slug=slug))
+
+
+class DatasetListView(DatasetPage):
+    """The team's datasets with their latest version; POST makes one (datasets.manage)."""
+
+    template_name = "datasets/list.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        return self.render_list(request, DatasetCreateForm())
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        # The page is datasets.view; making a dataset needs more. The service checks too.
+        if not role_allows(self.membership.role, "datasets.manage"):
+            raise PermissionDenied
+        form = DatasetCreateForm(request.POST)
+        if not form.is_valid():
+            return self.render_list(request, form, status=400)
+        data = form.cleaned_data
+        try:
+            dataset = services.dataset_create(
+                team=self.team,
+                actor=_user(request),
+                name=data["name"],
+                description=data["description"],
+                licence=data["licence"],
+                visibility=data["visibility"],
+            )
+        except services.DatasetError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            return self.render_list(request, form, status=exc.status_code)
+        messages.success(request, f"{dataset.name} is ready: upload its first version.")
+        return redirect("datasets:upload", team_slug=self.team.slug, slug=dataset.slug)
+
+    def render_list(
+        self, request: HttpRequest, form: DatasetCreateForm, status: int = 200
+    ) -> HttpResponse:
+        datasets = list(
+            Dataset.objects.prefetch_related(
+                Prefetch("versions", queryset=_ready(), to_attr="ready_versions")
+            )
+        )
+        for dataset in datasets:
+            ready = dataset.ready_versions
+            dataset.latest = ready[0] if ready else None
+        response = self.page(request, datasets=datasets, form=form, section="datasets")
+        response.status_code = status
+        return response
+
+
+class DatasetDetailView(DatasetPage):
+    """One dataset: its versions, and the files of the latest (or ``?version=N``)."""
+
+    template_name = "datasets/detail.html"
+
+    def get(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
+        dataset = self.dataset(slug)
+        versions = list(_ready().filter(dataset=dataset).select_related("author"))
+        shown = versions[0] if versions else None
+        wanted = request.GET.get("version")
+        if wanted is not None:
+            shown = next((v for v in versions if str(v.number) == wanted), None)
+            if shown is None:
+                raise Http404("No such version of this dataset.")
+        files = None
+        if shown is not None:
+            files = Paginator(
+                VersionFile.objects.filter(version=shown).select_related("blob").order_by("path"),
+                FILES_PER_PAGE,
+            ).get_page(request.GET.get("page"))
+        return self.page(
+            request,
+            dataset=dataset,
+            versions=versions,
+            shown=shown,
+            files=files,
+            section="datasets",
+        )
+
+
+class DatasetUploadView(DatasetPage):
+    """The page that uploads a new version (static/js/dataset-upload.js does the work)."""
+
+    template_name = "datasets/upload.html"
+    permission = "datasets.manage"
+
+    def get(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
+        dataset = self.dataset(slug)
+        team = self.team.slug
+        return self.page(
+            request,
+            dataset=dataset,
+            latest=_ready().filter(dataset=dataset).first(),
+            uploads_url=reverse("api:dataset_uploads", kwargs={"team_slug": team, "slug": slug}),
+            api_team_url=reverse("api:team", kwargs={"team_slug": team}),
+            section="datasets",
+        )

@@ -1,0 +1,605 @@
+/* Upload a new version of a dataset from the browser: chosen files or a whole folder, hashed
+ * here, sent in checked chunks, and resumable after a pause, a dropped connection or a reload.
+ * Configured by data- attributes on #dataset-upload (templates/datasets/upload.html); no
+ * inline script (the site's CSP forbids it).
+ *
+ * The protocol is the datasets API's (apps/datasets/api/views.py), with the session and the
+ * CSRF header: POST the manifest (path, size and SHA-256 of every file) and get back the
+ * blobs Lattice still needs with their missing chunk indexes; PUT each chunk with its SHA-256
+ * in X-Chunk-SHA256; GET the upload to learn what is still missing; POST complete. When the
+ * upload says "direct" (S3), each chunk goes to a URL Lattice presigns instead.
+ *
+ * A file's SHA-256 is computed a piece at a time with js-sha256 (static/vendor/js-sha256/,
+ * MIT, from the npm registry; see static/vendor/README.md): SubtleCrypto only hashes a whole
+ * buffer, and a file may not fit in memory. A chunk's SHA-256 uses SubtleCrypto, or js-sha256
+ * where the page is not a secure context (plain http to a host other than localhost).
+ *
+ * Resuming: the open upload's id and the digest of its manifest are kept in localStorage, per
+ * team and dataset. Choosing the same files again gives the same digest, so the page GETs
+ * that upload and sends only the chunks still missing. */
+(() => {
+  "use strict";
+
+  const root = document.getElementById("dataset-upload");
+  if (!root || !window.fetch) { return; }
+
+  const IN_FLIGHT = 3;                 // chunks on their way at once
+  const TRIES = 3;                     // per chunk; then the person decides (Resume)
+  const BACKOFF_MS = 1000;             // before the second try; doubled before the third
+  const HASH_PIECE = 4 * 1024 * 1024;  // read this much of a file at a time to hash it
+  const MAX_ROWS = 500;                // files listed with a progress bar of their own
+
+  const byId = (id) => document.getElementById(id);
+  const ui = {
+    form: byId("ds-form"),
+    folder: byId("ds-folder"),
+    files: byId("ds-files"),
+    message: byId("ds-message"),
+    selection: byId("ds-selection"),
+    start: byId("ds-start"),
+    pause: byId("ds-pause"),
+    resume: byId("ds-resume"),
+    pending: byId("ds-pending"),
+    progress: byId("ds-progress"),
+    status: byId("ds-status"),
+    error: byId("ds-error"),
+    done: byId("ds-done"),
+    hashBar: byId("ds-hash-progress"),
+    hashText: byId("ds-hash-text"),
+    totalBar: byId("ds-total-progress"),
+    totalText: byId("ds-total-text"),
+    rows: byId("ds-file-rows"),
+    more: byId("ds-more-files"),
+  };
+  const config = {
+    csrf: root.dataset.csrf,
+    uploadsUrl: root.dataset.uploadsUrl,
+    apiTeamUrl: root.dataset.apiTeamUrl,
+    datasetUrl: root.dataset.datasetUrl,
+    storageKey: `lattice:dataset-upload:${root.dataset.team}/${root.dataset.dataset}`,
+  };
+
+  let chosen = [];            // [{file, path}], sorted by path
+  let state = "idle";
+  let manifest = [];          // [{path, size, sha256}], in the order of chosen
+  let upload = null;          // the API's answer: {id, chunk_size, direct, blobs: [...]}
+  let fileOf = new Map();     // sha256 -> a File holding those bytes
+  let pathOf = new Map();     // sha256 -> the path of that file, for messages
+  let queue = [];             // [{sha, index}]: chunks still to send
+  let inFlight = 0;
+  let firstError = null;      // what stopped the upload, shown as it is
+  let direct = true;          // false once the storage turned the browser away
+  // "path\nsize\nmodified" -> sha256: a second Start, or Start after a refusal, does not
+  // read the files again.
+  const hashCache = new Map();
+  // Progress in bytes. A blob may be the bytes of several files (copies): each counts.
+  let missingOf = new Map();  // sha256 -> bytes still to send
+  let copiesOf = new Map();   // sha256 -> how many files of the manifest hold it
+  let barsOf = new Map();     // sha256 -> [{bar, size}] of the files listed
+  let totalBytes = 0;
+  let doneBytes = 0;
+
+  // --- little things --------------------------------------------------------------------
+
+  const UNITS = ["KB", "MB", "GB", "TB"];
+  const formatSize = (bytes) => {
+    if (bytes < 1024) { return `${bytes} byte${bytes === 1 ? "" : "s"}`; }
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < UNITS.length - 1) { value /= 1024; unit += 1; }
+    return `${value.toFixed(1)} ${UNITS[unit]}`;
+  };
+  const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+  const sleep = (ms) => new Promise((resolve) => { window.setTimeout(resolve, ms); });
+  const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+  const chunkDigest = async (buffer) => (
+    window.crypto && window.crypto.subtle
+      ? hex(await window.crypto.subtle.digest("SHA-256", buffer))
+      : window.sha256(buffer)
+  );
+
+  const remembered = () => {
+    try { return JSON.parse(window.localStorage.getItem(config.storageKey) || "null"); } catch (e) { return null; }
+  };
+  const remember = (value) => {
+    // Without storage (a private window) everything works but resuming after a reload.
+    try { window.localStorage.setItem(config.storageKey, JSON.stringify(value)); } catch (e) { /* see above */ }
+  };
+  const forget = () => {
+    try { window.localStorage.removeItem(config.storageKey); } catch (e) { /* nothing kept */ }
+  };
+
+  // --- the API ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;  // 0: no answer
+    }
+  }
+
+  // Worth another try: no answer, a server error, a rate limit, or a chunk that arrived
+  // damaged or short (400: "Send it again"). Not a refusal (403, 404, 409).
+  const retryable = (error) => error instanceof ApiError && (
+    error.status === 0 || error.status === 400 || error.status === 408
+    || error.status === 429 || error.status >= 500
+  );
+
+  const api = async (method, url, { json, body, headers = {} } = {}) => {
+    const options = {
+      method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": config.csrf, ...headers },
+    };
+    if (json !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(json);
+    } else if (body !== undefined) {
+      options.body = body;
+    }
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (e) {
+      throw new ApiError("The connection to Lattice was lost.", 0);
+    }
+    if (response.status === 204) { return null; }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = data && data.error && data.error.message;
+      throw new ApiError(message || `Lattice answered ${response.status} ${response.statusText}`.trim() + ".", response.status);
+    }
+    if (data === null) { throw new ApiError("Lattice's answer was cut short.", 0); }
+    return data;
+  };
+
+  const uploadUrl = (id) => `${config.apiTeamUrl}uploads/${id}/`;
+  const chunkUrl = (sha, index) => `${uploadUrl(upload.id)}blobs/${sha}/chunks/${index}/`;
+
+  const putToStorage = async (target, buffer) => {
+    let response;
+    try {
+      response = await fetch(target.url, {
+        method: target.method || "PUT", headers: target.headers || {}, body: buffer, credentials: "omit",
+      });
+    } catch (e) {
+      throw new ApiError("The storage could not be reached from this browser.", 0);
+    }
+    if (!response.ok) {
+      const text = await response.text().catch(() => "");
+      const found = /<Message>([^<]*)<\/Message>/.exec(text);
+      throw new ApiError(`The storage refused a chunk: ${found ? found[1] : response.status}.`, response.status);
+    }
+  };
+
+  // --- sending chunks --------------------------------------------------------------------
+
+  const sendOnce = async ({ sha, index }) => {
+    const file = fileOf.get(sha);
+    const start = index * upload.chunk_size;
+    const end = Math.min(start + upload.chunk_size, file.size);
+    let buffer;
+    try {
+      buffer = await file.slice(start, end).arrayBuffer();
+    } catch (e) {
+      throw new Error(`${pathOf.get(sha)} could not be read (was it changed or moved?): choose the files again and press Start.`);
+    }
+    const checksum = await chunkDigest(buffer);
+    if (upload.direct && direct) {
+      const target = await api("POST", `${chunkUrl(sha, index)}target/`, { json: { sha256: checksum } });
+      if (new URL(target.url, window.location.href).origin !== window.location.origin) {
+        try {
+          await putToStorage(target, buffer);
+          return end - start;
+        } catch (error) {
+          if (error.status !== 0) { throw error; }
+          // Turned away before it left (the bucket's CORS, or this site's CSP): from now on
+          // every chunk goes through Lattice, which sends it on.
+          direct = false;
+        }
+      }
+    }
+    await api("PUT", chunkUrl(sha, index), {
+      body: buffer,
+      headers: { "Content-Type": "application/octet-stream", "X-Chunk-SHA256": checksum },
+    });
+    return end - start;
+  };
+
+  const sendChunk = async (job) => {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await sendOnce(job);
+      } catch (error) {
+        if (attempt >= TRIES || !retryable(error)) { throw error; }
+        await sleep(BACKOFF_MS * 2 ** (attempt - 1));
+      }
+    }
+  };
+
+  const received = (sha, bytes) => {
+    missingOf.set(sha, Math.max(0, (missingOf.get(sha) || 0) - bytes));
+    doneBytes += bytes * (copiesOf.get(sha) || 1);
+    drawFile(sha);
+    drawTotal();
+  };
+
+  // Issue chunks while sending; when nothing is on its way any more, settle the state.
+  const pump = () => {
+    while (state === "sending" && inFlight < IN_FLIGHT && queue.length) {
+      const job = queue.shift();
+      inFlight += 1;
+      sendChunk(job)
+        .then((bytes) => received(job.sha, bytes))
+        .catch((error) => {
+          queue.unshift(job);  // only this chunk is sent again, on Resume
+          if (!firstError) { firstError = error; }
+          if (state === "sending" || state === "pausing") { setState("failing"); }
+        })
+        .finally(() => {
+          inFlight -= 1;
+          pump();
+        });
+    }
+    if (inFlight > 0) {
+      drawStatus();
+    } else if (state === "sending" && !queue.length) {
+      complete();
+    } else if (state === "pausing") {
+      setState("paused");
+    } else if (state === "failing") {
+      failed(firstError);
+    }
+  };
+
+  // --- the steps -------------------------------------------------------------------------
+
+  const hashAll = async () => {
+    const total = chosen.reduce((sum, c) => sum + c.file.size, 0);
+    let hashed = 0;
+    const draw = (current) => {
+      ui.hashBar.max = Math.max(total, 1);
+      ui.hashBar.value = total ? hashed : 1;
+      ui.hashText.textContent = current
+        ? `${formatSize(hashed)} of ${formatSize(total)} · ${current}`
+        : `${plural(chosen.length, "file")}, ${formatSize(total)}`;
+    };
+    draw("");
+    const entries = [];
+    for (const { file, path } of chosen) {
+      const key = `${path}\n${file.size}\n${file.lastModified}`;
+      let sha = hashCache.get(key);
+      if (sha) {
+        hashed += file.size;
+      } else {
+        const hash = window.sha256.create();
+        for (let offset = 0; offset < file.size; offset += HASH_PIECE) {
+          let buffer;
+          try {
+            buffer = await file.slice(offset, offset + HASH_PIECE).arrayBuffer();
+          } catch (e) {
+            throw new Error(`${path} could not be read (was it changed or moved?): choose the files again.`);
+          }
+          hash.update(buffer);
+          hashed += buffer.byteLength;
+          draw(path);
+        }
+        sha = hash.hex();
+        hashCache.set(key, sha);
+      }
+      entries.push({ path, size: file.size, sha256: sha });
+    }
+    draw("");
+    return entries;
+  };
+
+  // What the upload still needs, as a queue of chunks and as bytes per blob. Blobs take
+  // turns, so chunks of different files are on their way together.
+  const plan = (body) => {
+    upload = body;
+    missingOf = new Map();
+    const lists = [];
+    for (const blob of body.blobs) {
+      let bytes = 0;
+      for (const index of blob.missing) {
+        bytes += Math.min(body.chunk_size, blob.size - index * body.chunk_size);
+      }
+      missingOf.set(blob.sha256, bytes);
+      lists.push(blob.missing.map((index) => ({ sha: blob.sha256, index })));
+    }
+    queue = [];
+    for (let i = 0; lists.some((list) => i < list.length); i += 1) {
+      for (const list of lists) { if (i < list.length) { queue.push(list[i]); } }
+    }
+    copiesOf = new Map();
+    totalBytes = 0;
+    let missing = 0;
+    for (const entry of manifest) {
+      copiesOf.set(entry.sha256, (copiesOf.get(entry.sha256) || 0) + 1);
+      totalBytes += entry.size;
+      missing += missingOf.get(entry.sha256) || 0;
+    }
+    doneBytes = totalBytes - missing;  // files already stored count as done
+    drawRows();
+    drawTotal();
+  };
+
+  const openUpload = async (id) => {
+    try {
+      const body = await api("GET", uploadUrl(id));
+      return body.status === "abandoned" ? null : body;
+    } catch (error) {
+      if (error.status === 404) { return null; }  // gone: start afresh
+      throw error;
+    }
+  };
+
+  const start = async () => {
+    if (!chosen.length || !["idle", "done"].includes(state)) { return; }
+    if (!window.sha256) {
+      stopped(new Error("The page did not load completely: reload it and try again."));
+      return;
+    }
+    clearMessages();
+    ui.progress.hidden = false;
+    firstError = null;
+    setState("hashing");
+    try {
+      manifest = await hashAll();
+    } catch (error) {
+      stopped(error);
+      return;
+    }
+    fileOf = new Map();
+    pathOf = new Map();
+    manifest.forEach((entry, i) => {
+      if (!fileOf.has(entry.sha256)) {
+        fileOf.set(entry.sha256, chosen[i].file);
+        pathOf.set(entry.sha256, entry.path);
+      }
+    });
+    const digest = window.sha256(JSON.stringify(manifest.map((f) => [f.path, f.size, f.sha256])));
+    setState("syncing");
+    let body = null;
+    try {
+      const saved = remembered();
+      if (saved && saved.digest === digest) {
+        body = await openUpload(saved.upload);
+        if (body && body.status === "complete") {
+          forget();
+          finished(body.version);
+          return;
+        }
+      }
+      if (!body) {
+        body = await api("POST", config.uploadsUrl, { json: { message: ui.message.value, files: manifest } });
+        remember({
+          upload: body.id,
+          dataset: body.dataset,
+          digest,
+          files: manifest.length,
+          bytes: manifest.reduce((sum, f) => sum + f.size, 0),
+          at: new Date().toISOString(),
+        });
+      }
+    } catch (error) {
+      stopped(error);
+      return;
+    }
+    ui.pending.hidden = true;
+    plan(body);
+    setState("sending");
+    pump();
+  };
+
+  const pause = () => {
+    if (state !== "sending") { return; }
+    setState(inFlight ? "pausing" : "paused");
+  };
+
+  // After a pause or a failure: ask Lattice what is still missing, and send that.
+  const resume = async () => {
+    if (!upload || !["paused", "failed"].includes(state)) { return; }
+    clearMessages();
+    firstError = null;
+    setState("syncing");
+    let body;
+    try {
+      body = await api("GET", uploadUrl(upload.id));
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    if (body.status === "complete") {
+      forget();
+      finished(body.version);
+      return;
+    }
+    if (body.status !== "open") {
+      forget();
+      upload = null;
+      stopped(new Error("This upload was abandoned: press Start to begin again."));
+      return;
+    }
+    plan(body);
+    setState("sending");
+    pump();
+  };
+
+  const complete = async () => {
+    setState("completing");
+    try {
+      const version = await api("POST", `${uploadUrl(upload.id)}complete/`);
+      forget();
+      finished(version.number);
+    } catch (error) {
+      // Nothing was made. Resume asks what is missing, sends it, and completes again.
+      failed(error);
+    }
+  };
+
+  const finished = (number) => {
+    upload = null;
+    totalBytes = manifest.reduce((sum, f) => sum + f.size, 0);
+    doneBytes = totalBytes;
+    for (const sha of barsOf.keys()) { missingOf.set(sha, 0); drawFile(sha); }
+    drawTotal();
+    setState("done");
+    const link = document.createElement("a");
+    link.href = `${config.datasetUrl}?version=${number}`;
+    link.textContent = "See its files";
+    ui.done.replaceChildren(document.createTextNode(`Version ${number} is ready. `), link);
+    ui.done.hidden = false;
+  };
+
+  // A failure while sending: the upload stays open, Resume goes on.
+  const failed = (error) => {
+    setState("failed");
+    showError(error);
+  };
+
+  // A failure before anything was sent: Start again.
+  const stopped = (error) => {
+    setState("idle");
+    showError(error);
+  };
+
+  // --- drawing ---------------------------------------------------------------------------
+
+  const STATUS = {
+    idle: "",
+    hashing: "Checking the files…",
+    syncing: "Asking Lattice what it still needs…",
+    sending: "Uploading…",
+    pausing: "Pausing: the chunks already on their way finish first…",
+    paused: "Paused. Press Resume to go on.",
+    failing: "A chunk failed: waiting for the others on their way…",
+    failed: "Stopped. Press Resume to send what is still missing.",
+    completing: "Making the version…",
+    done: "",
+  };
+  const WORKING = ["hashing", "syncing", "sending", "pausing", "failing", "completing"];
+  const UNDER_WAY = ["sending", "pausing", "paused", "failing", "failed"];
+
+  const drawStatus = () => {
+    let text = STATUS[state] || "";
+    if (state === "sending") {
+      text = `Uploading: ${plural(inFlight, "chunk")} on the way, ${queue.length.toLocaleString()} to go.`;
+    }
+    ui.status.textContent = text;
+    root.dataset.state = state;
+  };
+
+  const setState = (next) => {
+    state = next;
+    const working = WORKING.includes(next);
+    ui.start.hidden = UNDER_WAY.includes(next);
+    ui.start.disabled = working || !chosen.length;
+    ui.pause.hidden = !["sending", "pausing", "failing"].includes(next);
+    ui.pause.disabled = next !== "sending";
+    ui.resume.hidden = !["paused", "failed"].includes(next);
+    ui.folder.disabled = working;
+    ui.files.disabled = working;
+    ui.message.disabled = working || UNDER_WAY.includes(next);
+    drawStatus();
+  };
+
+  const showError = (error) => {
+    ui.error.textContent = (error && error.message) || String(error);
+    ui.error.hidden = false;
+  };
+
+  const clearMessages = () => {
+    ui.error.hidden = true;
+    ui.error.textContent = "";
+    ui.done.hidden = true;
+  };
+
+  const drawTotal = () => {
+    ui.totalBar.max = Math.max(totalBytes, 1);
+    ui.totalBar.value = totalBytes ? doneBytes : 1;
+    const percent = totalBytes ? Math.floor((doneBytes / totalBytes) * 100) : 100;
+    ui.totalText.textContent = `${formatSize(doneBytes)} of ${formatSize(totalBytes)} (${percent}%)`;
+  };
+
+  const drawFile = (sha) => {
+    const missing = missingOf.get(sha) || 0;
+    for (const { bar, size } of barsOf.get(sha) || []) {
+      bar.value = size ? size - missing : 1;
+      bar.textContent = `${size ? Math.floor(((size - missing) / size) * 100) : 100}%`;
+    }
+  };
+
+  const drawRows = () => {
+    barsOf = new Map();
+    const rows = manifest.slice(0, MAX_ROWS).map((entry) => {
+      const row = document.createElement("tr");
+      const path = document.createElement("td");
+      path.textContent = entry.path;
+      const size = document.createElement("td");
+      size.textContent = formatSize(entry.size);
+      const cell = document.createElement("td");
+      const bar = document.createElement("progress");
+      bar.max = Math.max(entry.size, 1);
+      bar.setAttribute("aria-label", `${entry.path} uploaded`);
+      cell.appendChild(bar);
+      row.append(path, size, cell);
+      if (!barsOf.has(entry.sha256)) { barsOf.set(entry.sha256, []); }
+      barsOf.get(entry.sha256).push({ bar, size: entry.size });
+      return row;
+    });
+    ui.rows.replaceChildren(...rows);
+    ui.more.hidden = manifest.length <= MAX_ROWS;
+    ui.more.textContent = `And ${plural(manifest.length - MAX_ROWS, "more file")}, counted in the total.`;
+    for (const sha of barsOf.keys()) { drawFile(sha); }
+  };
+
+  // --- choosing files --------------------------------------------------------------------
+
+  // A folder's files come as "folder/sub/file": the dataset holds what is inside the folder.
+  const insideFolder = (file) => {
+    const parts = (file.webkitRelativePath || file.name).split("/");
+    return parts.length > 1 ? parts.slice(1).join("/") : parts[0];
+  };
+
+  const choose = (input, other, fromFolder) => {
+    other.value = "";
+    chosen = Array.from(input.files, (file) => ({ file, path: fromFolder ? insideFolder(file) : file.name }));
+    chosen.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const total = chosen.reduce((sum, c) => sum + c.file.size, 0);
+    ui.selection.textContent = chosen.length
+      ? `${plural(chosen.length, "file")}, ${formatSize(total)}, chosen.`
+      : (fromFolder ? "This folder holds no files." : "");
+    // A new choice is a new start; an upload left paused stays open, and choosing the same
+    // files again resumes it.
+    upload = null;
+    queue = [];
+    clearMessages();
+    setState("idle");
+  };
+
+  ui.folder.addEventListener("change", () => choose(ui.folder, ui.files, true));
+  ui.files.addEventListener("change", () => choose(ui.files, ui.folder, false));
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    start();
+  });
+  ui.pause.addEventListener("click", pause);
+  ui.resume.addEventListener("click", resume);
+  window.addEventListener("beforeunload", (event) => {
+    if (WORKING.includes(state)) {
+      event.preventDefault();
+      event.returnValue = "";  // the upload can be resumed, but say it is under way
+    }
+  });
+
+  const saved = remembered();
+  if (saved && saved.upload) {
+    const when = new Date(saved.at);
+    ui.pending.textContent = `An upload of ${plural(saved.files || 0, "file")} (${formatSize(saved.bytes || 0)}) `
+      + `started ${isNaN(when.getTime()) ? "earlier" : when.toLocaleString()} did not finish. `
+      + "Choose the same files or folder and press Start: only what is still missing is sent.";
+    ui.pending.hidden = false;
+  }
+  setState("idle");
+})();
