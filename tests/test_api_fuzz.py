@@ -53,7 +53,11 @@ def _keep_the_test_connection():
     derandomize=True,
 )
 def test_no_operation_answers_with_a_server_error(case, alice_token, settings):
-    settings.LATTICE_API_RATES = {"token": "100000/hour", "user": "100000/hour"}
+    settings.LATTICE_API_RATES = {
+        "token": "100000/hour",
+        "user": "100000/hour",
+        "upload": "100000/hour",
+    }
     # Aim most requests at a team that exists, so they reach the real code
     # rather than stopping at "no such team".
     if case.path_parameters and "team_slug" in case.path_parameters:

@@ -47,7 +47,7 @@ class UploadChunkThrottle(SimpleRateThrottle):
     scope = "upload"
 
     def get_rate(self) -> str:
-        return str(settings.LATTICE_API_RATES["upload"])
+        return str(settings.LATTICE_API_RATES.get("upload", "40000/hour"))
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if isinstance(request.auth, PersonalAccessToken):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
@@ -43,6 +44,7 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
         ]
         read_only_fields = ["team", "slug", "created_at", "versions"]
 
+    @extend_schema_field(VersionSerializer(many=True))
     def get_versions(self, dataset: Dataset) -> list[dict[str, object]]:
         ready = [v for v in dataset.versions.all() if v.status == DatasetVersion.Status.READY]
         return VersionSerializer(ready, many=True).data  # type: ignore[return-value]

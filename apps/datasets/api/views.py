@@ -192,6 +192,8 @@ class ChunkView(_DatasetView):
     """PUT one chunk's bytes (application/octet-stream), its SHA-256 in X-Chunk-SHA256."""
 
     throttle_classes = [UploadChunkThrottle]
+    # DRF's OPTIONS describes a PUT by looking the object up: there is none to look up.
+    metadata_class = None
 
     @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY}, responses={204: None})
     def put(
