@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
 from apps.datasets.api import catalogue as dataset_catalogue
+from apps.datasets.api import mounts as dataset_mounts
 from apps.datasets.api import views as datasets
 from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
@@ -78,6 +79,16 @@ urlpatterns = [
         "teams/<slug:team_slug>/notebooks/<int:notebook_id>/extend/",
         notebooks.NotebookExtendView.as_view(),
         name="notebook_extend",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/datasets/",
+        dataset_mounts.MountListView.as_view(),
+        name="notebook_datasets",
+    ),
+    path(
+        "teams/<slug:team_slug>/notebooks/<int:notebook_id>/datasets/<int:mount_id>/",
+        dataset_mounts.MountDetailView.as_view(),
+        name="notebook_dataset",
     ),
     path(
         "teams/<slug:team_slug>/notebooks/<int:notebook_id>/events/",

@@ -411,3 +411,35 @@ def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
     assert api.delete(f"{base(acme)}/datasets/cats/?confirm=Cats").status_code == 204
 
     assert NotebookMount.objects.for_team(globex).count() == 0
+
+
+def test_a_notebooks_datasets_through_the_api(api, acme, alice, cats, media, catalogue):
+    from apps.notebooks.services import notebook_create
+
+    files = {"a.txt": b"mounted bytes"}
+    upload = start(api, acme, "cats", files)
+    send_all(api, acme, upload, files)
+    complete(api, acme, upload["id"])
+    with team_scope(acme):
+        version = DatasetVersion.objects.get(dataset=cats, number=1)
+        notebook = notebook_create(
+            team=acme,
+            actor=alice,
+            name="Uses cats",
+            template="scipy",
+            machine_type=catalogue["cpu-small"],
+        )
+    url = f"{base(acme)}/notebooks/{notebook.pk}/datasets/"
+
+    made = api.post(url, {"version": version.pk}, content_type="application/json")
+
+    assert made.status_code == 201
+    assert made.json()["path"] == "/datasets/cats"
+    assert made.json()["dataset"] == "acme/cats"
+    assert [m["name"] for m in api.get(url).json()] == ["cats"]
+    unknown = api.post(url, {"version": 999999}, content_type="application/json")
+    assert unknown.status_code == 404
+    again = api.post(url, {"version": version.pk}, content_type="application/json")
+    assert again.status_code == 409
+    assert api.delete(f"{url}{made.json()['id']}/").status_code == 204
+    assert api.get(url).json() == []

@@ -133,6 +133,8 @@ API_TEAM = {
     "api:upload",
     "api:upload_chunk",
     "api:upload_chunk_target",
+    "api:notebook_datasets",
+    "api:notebook_dataset",
     "api:upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.

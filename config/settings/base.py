@@ -179,6 +179,17 @@ else:
 
     raise ImproperlyConfigured(f"LATTICE_STORAGE must be 'local' or 's3', not {STORAGE_BACKEND!r}")
 
+# Where a browser sends dataset chunks itself: the S3 endpoint's origin.
+_S3_ORIGINS: list[str] = []
+if STORAGE_BACKEND == "s3":
+    _endpoint = _default_storage["OPTIONS"]["endpoint_url"]
+    _bucket = _default_storage["OPTIONS"]["bucket_name"]
+    if _endpoint:
+        _S3_ORIGINS.append("/".join(_endpoint.split("/")[:3]))
+    else:
+        _S3_ORIGINS.append(f"https://{_bucket}.s3.amazonaws.com")
+        _S3_ORIGINS.append("https://*.amazonaws.com")
+
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -456,7 +467,8 @@ CONTENT_SECURITY_POLICY = {
         # allauth's TOTP page draws its QR code as a data: URI.
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
-        "connect-src": [SELF],
+        # Browser uploads PUT chunks straight to S3 when storage is S3 (apps.datasets.s3).
+        "connect-src": [SELF, *_S3_ORIGINS],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
         "base-uri": [SELF],

@@ -9,93 +9,25 @@ host's agent, Docker running the locally built notebook image.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
-from apps.machines.inventory import collect
-from apps.machines.services import host_ensure_local
 from apps.notebooks.models import Notebook
-from apps.runtimes import select
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.browser.conftest import (
+    JUPYTER_MS,
+    READY_MS,
+    STOPPED_MS,
+    _remove_notebook_containers,
+    _remove_volumes,
+    _wait_for_status,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
-
-# Generous: JupyterLab takes ~10 s to start on 2 cores, a kernel a few more.
-READY_MS = 180_000
-STOPPED_MS = 90_000
-JUPYTER_MS = 120_000
-
-
-@pytest.fixture
-def docker_runtime(settings: Any, docker_client: Any, notebook_image: str) -> Iterator[str]:
-    settings.LATTICE_RUNTIME = "docker"
-    select._runtime.cache_clear()
-    yield notebook_image
-    select._runtime.cache_clear()
-
-
-@pytest.fixture
-def local_host(docker_runtime: str, catalogue: dict[str, Any], embedded_celery: Any) -> Any:
-    return host_ensure_local(name="local", inventory=collect(), runtime="docker")
-
-
-@pytest.fixture
-def unique_ids(transactional_db: None) -> None:
-    """Number this test's notebooks and sessions far from other test runs': the containers
-    are named after them (nb-<notebook>-s<session>) on a Docker engine others may share."""
-    from django.db import connection
-
-    base = 700_000_000 + secrets.randbelow(100_000) * 1_000
-    with connection.cursor() as cursor:
-        for table in ("notebooks_notebook", "notebooks_notebooksession"):
-            cursor.execute(
-                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
-                [table, base],
-            )
-
-
-@pytest.fixture
-def asgi_page(browser: Any, asgi_live_server: str) -> Iterator[Any]:
-    context = browser.new_context(base_url=asgi_live_server)
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def _remove_notebook_containers(docker_client: Any, notebook_ids: list[int]) -> None:
-    for notebook_id in notebook_ids:
-        for container in docker_client.containers.list(
-            all=True,
-            filters={"label": f"lattice.notebook={notebook_id}"},
-        ):
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
-
-
-def _remove_volumes(docker_client: Any, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(Exception):
-            docker_client.volumes.get(name).remove(force=True)
-
-
-def _wait_for_status(page: Any, status: str, timeout: int) -> None:
-    """Wait for the badge to read ``status``; say what the page said if it never does."""
-    try:
-        expect(page.get_by_test_id("status-badge")).to_have_text(status, timeout=timeout)
-    except AssertionError as exc:
-        said = page.get_by_test_id("status-message").text_content()
-        log = (page.get_by_test_id("log-panel").text_content() or "")[-3000:]
-        raise AssertionError(f"not {status}: {said!r}\nlog:\n{log}") from exc
 
 
 def _watch_badge(page: Any) -> None:
