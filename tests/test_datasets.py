@@ -443,3 +443,19 @@ def test_a_notebooks_datasets_through_the_api(api, acme, alice, cats, media, cat
     assert again.status_code == 409
     assert api.delete(f"{url}{made.json()['id']}/").status_code == 204
     assert api.get(url).json() == []
+
+
+def test_a_free_team_makes_public_datasets_only(api, acme, stripe_double, media):
+    private = api.post(
+        f"{base(acme)}/datasets/", {"name": "Secret"}, content_type="application/json"
+    )
+    assert private.status_code == 402
+    assert private.json()["error"]["code"] == "plan_private_datasets"
+    assert "Upgrade to Pro or Growth for private ones." in private.json()["error"]["message"]
+
+    public = api.post(
+        f"{base(acme)}/datasets/",
+        {"name": "Open", "visibility": "public"},
+        content_type="application/json",
+    )
+    assert public.status_code == 201

@@ -35,6 +35,7 @@ LIMIT_CODES = {
     "plan_concurrency": "The plan's number of notebooks running at once is reached.",
     "plan_storage": "The upload would pass the plan's storage quota.",
     "spend_cap": "The team's spend cap for this billing period is reached.",
+    "plan_private_datasets": "The plan keeps datasets public.",
 }
 
 
@@ -185,6 +186,19 @@ def check_storage(team: Team, *, used_bytes: int, adding_bytes: int) -> None:
             f"{_gib(room)} GiB free; this needs {_gib(adding_bytes)} GiB. Delete something "
             "or upgrade for more room.",
             code="plan_storage",
+            team=team,
+        )
+
+
+def check_private_dataset(team: Team) -> None:
+    """Refuse a private dataset on a plan whose datasets are public (Free)."""
+    plan = current_plan(team)
+    if plan is not None and not plan.private_datasets:
+        upgrades = [p.name for p in Plan.objects.filter(active=True, private_datasets=True)]
+        hint = f" Upgrade to {' or '.join(upgrades)} for private ones." if upgrades else ""
+        raise PlanLimitError(
+            f"On the {plan.name} plan datasets are public.{hint}",
+            code="plan_private_datasets",
             team=team,
         )
 

@@ -18,7 +18,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.billing.entitlements import check_storage
+from apps.billing.entitlements import check_private_dataset, check_storage
 from apps.core.audit import audit_record
 from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
@@ -125,6 +125,8 @@ def dataset_create(
     """Make an empty dataset (its first upload makes version 1); audit it."""
     _require(team, actor)
     name, slug = _clean_name(team, name)
+    if _clean_visibility(visibility) == Dataset.Visibility.PRIVATE:
+        check_private_dataset(team)  # a 402 on a plan whose datasets are public
     dataset = Dataset.objects.for_team(team).create(
         team=team,
         name=name,
