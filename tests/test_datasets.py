@@ -459,3 +459,14 @@ def test_a_free_team_makes_public_datasets_only(api, acme, stripe_double, media)
         content_type="application/json",
     )
     assert public.status_code == 201
+
+
+def test_the_page_says_a_free_team_keeps_datasets_public(client, alice, acme, stripe_double, media):
+    client.force_login(alice)
+
+    response = client.post(f"/t/{acme.slug}/datasets/", {"name": "Secret", "visibility": "private"})
+
+    assert response.status_code == 402
+    page = response.content.decode()
+    assert "On the Free plan datasets are public." in page
+    assert 'class="upgrade-link"' in page

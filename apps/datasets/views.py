@@ -21,6 +21,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
+from apps.billing.entitlements import PlanLimitError
 from apps.datasets import services
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
 from apps.teams.permissions import role_allows
@@ -100,6 +101,11 @@ class DatasetListView(DatasetPage):
             )
         except services.DatasetError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            return self.render_list(request, form, status=exc.status_code)
+        except PlanLimitError as exc:
+            # The plan's, not the form's: the message template links the plans.
+            messages.error(request, str(exc), extra_tags="upgrade")
+            form.add_error("visibility", str(exc))
             return self.render_list(request, form, status=exc.status_code)
         messages.success(request, f"{dataset.name} is ready: upload its first version.")
         return redirect("datasets:upload", team_slug=self.team.slug, slug=dataset.slug)
