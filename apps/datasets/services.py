@@ -38,6 +38,7 @@ from apps.teams.permissions import role_allows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from apps.accounts.models import User
     from apps.teams.models import Team
@@ -79,6 +80,11 @@ def chunk_size() -> int:
 
 def chunk_key(upload_id: int, sha256: str, index: int) -> str:
     return f"datasets/uploads/{upload_id}/{sha256}/{index}"
+
+
+def part_key(upload_id: int, sha256: str) -> str:
+    """On a local folder: the file a blob's chunks are written into, each at its offset."""
+    return f"datasets/uploads/{upload_id}/{sha256}.part"
 
 
 def staging_key(upload_id: int, sha256: str) -> str:
@@ -376,7 +382,10 @@ def chunk_receive(
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")
-    _, length = blob.chunk_range(index, upload.chunk_size)
+    offset, length = blob.chunk_range(index, upload.chunk_size)
+    part = storage.local_path(part_key(upload.pk, sha256))
+    if part is not None and not blob.multipart_id:
+        return _chunk_write(team, blob, index, pieces, part, offset, checksum, length)
     key = chunk_key(upload.pk, sha256, index)
     with transaction.atomic():
         # One writer per blob at a time: the same chunk sent twice at once stays one file.
@@ -400,6 +409,37 @@ def chunk_receive(
         chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
             blob=blob, index=index, defaults={"team": team, "sha256": digest}
         )
+    return chunk
+
+
+def _chunk_write(  # noqa: PLR0917 - the chunk's every coordinate
+    team: Team,
+    blob: UploadBlob,
+    index: int,
+    pieces: Iterable[bytes],
+    part: Path,
+    offset: int,
+    checksum: str,
+    length: int,
+) -> UploadChunk:
+    """On a local folder: the chunk goes straight into its place in the blob's one part
+    file, hashed on the way. Chunks of a file need no lock: each has its own bytes."""
+    try:
+        digest = storage.pwrite_pieces(part, offset, pieces, expected_size=length)
+    except storage.SizeError as exc:
+        UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
+        raise DatasetError(
+            f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
+        ) from exc
+    if digest != checksum:
+        # Its bytes are in place now: whatever was received for it before is gone.
+        UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
+        raise DatasetError(
+            f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again."
+        )
+    chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
+        blob=blob, index=index, defaults={"team": team, "sha256": digest}
+    )
     return chunk
 
 
@@ -432,11 +472,11 @@ def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersio
     try:
         return _complete(team, actor, upload)
     except _DamagedBlobError as damaged:
-        # After the transaction: the new multipart upload must outlive the refusal.
-        _restart_blob(upload, damaged.blob)
+        # After the transaction: what is forgotten must stay forgotten after the refusal.
+        resend = _restart_blob(upload, damaged)
         raise DatasetError(
             f"The file with sha256 {damaged.blob.sha256[:12]}... arrived whole but does not "
-            "hash to it: send all of its chunks again."
+            f"hash to it: send {resend} again."
         ) from damaged
 
 
@@ -503,8 +543,11 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
 def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
     if Blob.objects.filter(sha256=blob.sha256).exists():
         return  # another upload stored the same bytes meanwhile
+    part = storage.local_path(part_key(upload.pk, blob.sha256))
     if blob.multipart_id:
         _multipart_assemble(upload, blob)
+    elif part is not None:
+        _part_assemble(upload, blob, part)
     else:
         _chunks_assemble(upload, blob)
     try:
@@ -515,18 +558,28 @@ def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
 
 
 class _DamagedBlobError(Exception):
-    """A multipart upload completed into bytes that do not hash to its blob."""
+    """A blob's bytes arrived whole but do not hash to it. ``bad_chunks``: the chunks to
+    send again, when known; None: all of them."""
 
-    def __init__(self, blob: UploadBlob) -> None:
+    def __init__(self, blob: UploadBlob, *, bad_chunks: list[int] | None = None) -> None:
         super().__init__(blob.sha256)
         self.blob = blob
+        self.bad_chunks = bad_chunks
 
 
-def _restart_blob(upload: Upload, blob: UploadBlob) -> None:
-    """Start this file again from nothing: its parts went into the bad object."""
-    blob.multipart_id = s3.multipart_start(staging_key(upload.pk, blob.sha256))
-    blob.save(update_fields=["multipart_id"])
-    UploadChunk.objects.for_team(blob.team_id).filter(blob=blob).delete()
+def _restart_blob(upload: Upload, damaged: _DamagedBlobError) -> str:
+    """Forget what must be sent again; return what to tell the person."""
+    blob = damaged.blob
+    chunks = UploadChunk.objects.for_team(blob.team_id).filter(blob=blob)
+    if damaged.bad_chunks:
+        chunks.filter(index__in=damaged.bad_chunks).delete()
+        listed = ", ".join(str(i) for i in damaged.bad_chunks[:10])
+        return f"chunk{'s' if len(damaged.bad_chunks) != 1 else ''} {listed} of it"
+    if blob.multipart_id:  # its parts went into the bad object: start it again
+        blob.multipart_id = s3.multipart_start(staging_key(upload.pk, blob.sha256))
+        blob.save(update_fields=["multipart_id"])
+    chunks.delete()
+    return "all of its chunks"
 
 
 def _multipart_assemble(upload: Upload, blob: UploadBlob) -> None:
@@ -541,6 +594,36 @@ def _multipart_assemble(upload: Upload, blob: UploadBlob) -> None:
         raise _DamagedBlobError(blob)
     s3.copy(staged, blob_key(blob.sha256))
     storage.delete(staged)
+
+
+def _part_assemble(upload: Upload, blob: UploadBlob, part: Path) -> None:
+    """On a local folder: the part file, checked whole, becomes the blob (a rename)."""
+    if blob.size == 0:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.touch()
+    if part.stat().st_size != blob.size or storage.hash_file(part) != blob.sha256:
+        # Say which chunks are wrong (two sends of one chunk at once can mix them).
+        recorded = dict(
+            UploadChunk.objects.for_team(blob.team_id)
+            .filter(blob=blob)
+            .values_list("index", "sha256")
+        )
+        bad = [
+            index
+            for index in range(blob.chunk_count)
+            if storage.hash_file(
+                part,
+                offset=index * upload.chunk_size,
+                length=blob.chunk_range(index, upload.chunk_size)[1],
+            )
+            != recorded.get(index)
+        ]
+        raise _DamagedBlobError(blob, bad_chunks=bad)
+    target = storage.local_path(blob_key(blob.sha256))
+    assert target is not None  # noqa: S101 - the part is local, so is the blob
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part.replace(target)
+    target.chmod(0o644)
 
 
 def _chunks_assemble(upload: Upload, blob: UploadBlob) -> None:
@@ -565,5 +648,9 @@ def _discard_chunks(upload: Upload) -> None:
     for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload):
         if blob.multipart_id:
             continue  # its parts became the staged object, already removed
+        part = storage.local_path(part_key(upload.pk, blob.sha256))
+        if part is not None:
+            part.unlink(missing_ok=True)  # renamed into place, or a blob someone else sent
+            continue
         for index in range(blob.chunk_count):
             storage.delete(chunk_key(upload.pk, blob.sha256, index))

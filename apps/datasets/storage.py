@@ -4,6 +4,7 @@ pieces: memory stays flat whatever the size of a file or a chunk."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,3 +114,48 @@ def open_pieces(key: str) -> Iterator[bytes]:
 def delete(key: str) -> None:
     if default_storage.exists(key):
         default_storage.delete(key)
+
+
+def local_path(key: str) -> Path | None:
+    """The file behind ``key`` when storage is a local folder, else None."""
+    try:
+        return Path(default_storage.path(key))
+    except NotImplementedError:  # S3 and other remote storages
+        return None
+
+
+def pwrite_pieces(path: Path, offset: int, pieces: Iterable[bytes], *, expected_size: int) -> str:
+    """Write ``pieces`` into ``path`` at ``offset`` (the file is made if needed), hashing them
+    on the way: one pass, no copy. Returns their SHA-256; SizeError if they do not add up."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for piece in pieces:
+            if size + len(piece) > expected_size:
+                raise SizeError(f"more than the {expected_size} bytes expected")
+            digest.update(piece)
+            os.pwrite(fd, piece, offset + size)
+            size += len(piece)
+    finally:
+        os.close(fd)
+    if size != expected_size:
+        raise SizeError(f"{size} bytes instead of {expected_size}")
+    return digest.hexdigest()
+
+
+def hash_file(path: Path, *, offset: int = 0, length: int | None = None) -> str:
+    """The SHA-256 of ``length`` bytes of ``path`` from ``offset`` (all of it by default)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        stream.seek(offset)
+        left = length
+        while left is None or left > 0:
+            piece = stream.read(PIECE if left is None else min(PIECE, left))
+            if not piece:
+                break
+            digest.update(piece)
+            if left is not None:
+                left -= len(piece)
+    return digest.hexdigest()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.datasets import s3, storage
 from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob, VersionFile
-from apps.datasets.services import chunk_key, staging_key, upload_manifest
+from apps.datasets.services import chunk_key, part_key, staging_key, upload_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
                         s3.multipart_abort(staging_key(locked.pk, blob.sha256), blob.multipart_id)
                     except Exception:  # already gone: nothing to abort
                         logger.info("multipart of upload %s already gone", locked.pk)
+                elif storage.local_path(part_key(locked.pk, blob.sha256)) is not None:
+                    storage.delete(part_key(locked.pk, blob.sha256))
                 else:
                     for index in range(blob.chunk_count):
                         storage.delete(chunk_key(locked.pk, blob.sha256, index))
