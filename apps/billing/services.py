@@ -26,28 +26,22 @@ from apps.billing.entitlements import (
 )
 from apps.billing.models import BillingAccount, MachinePrice, Plan, Subscription
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.core.tenancy import team_scope
-from apps.teams.models import Membership, Team
-from apps.teams.permissions import role_allows
+from apps.teams.permissions import member_may
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from apps.accounts.models import User
     from apps.machines.models import MachineType
+    from apps.teams.models import Team
 
 MAX_SPEND_CAP = Decimal("1000000")
 
 
-class BillingError(Exception):
+class BillingError(ServiceError):
     """A billing request refused; the message is shown as it is."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class BillingConflictError(BillingError):
@@ -68,8 +62,7 @@ class BillingUnavailableError(BillingError):
 
 
 def _require(team: Team, actor: User, permission: str = "billing.manage") -> None:
-    membership = Membership.objects.for_team(team).filter(user=actor).first()
-    if membership is None or not role_allows(membership.role, permission):
+    if not member_may(team, actor, permission):
         raise BillingPermissionError("Only the team's owners and admins manage its billing.")
     if not billing_enabled():
         raise BillingConflictError("Billing is not enabled on this Lattice.")

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 
 from apps.billing.entitlements import check_private_dataset, check_storage
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
 from apps.datasets.models import (
@@ -33,8 +34,7 @@ from apps.datasets.models import (
     blob_key,
 )
 from apps.datasets.paths import PathError, clean_path, conflicts
-from apps.teams.models import Membership
-from apps.teams.permissions import role_allows
+from apps.teams.permissions import member_may
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,15 +47,8 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILES = 100_000
 
 
-class DatasetError(Exception):
+class DatasetError(ServiceError):
     """A request refused; the message is shown as it is."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class DatasetConflictError(DatasetError):
@@ -69,8 +62,7 @@ class DatasetPermissionError(DatasetError):
 
 
 def _require(team: Team, actor: User, permission: str = "datasets.manage") -> None:
-    membership = Membership.objects.for_team(team).filter(user=actor).first()
-    if membership is None or not role_allows(membership.role, permission):
+    if not member_may(team, actor, permission):
         raise DatasetPermissionError("Your role in this team does not allow that.")
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps.billing.entitlements import check_start
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.models import (
     ACTIVE_STATUSES,
@@ -25,8 +26,7 @@ from apps.notebooks.models import (
     TeamNotebookSettings,
 )
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
-from apps.teams.models import Membership
-from apps.teams.permissions import role_allows
+from apps.teams.permissions import member_may
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -36,15 +36,8 @@ if TYPE_CHECKING:
 MAX_IDLE_MINUTES = 7 * 24 * 60
 
 
-class NotebookError(Exception):
+class NotebookError(ServiceError):
     """A request the rules refuse. The message is shown to the person as it is."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class NotebookConflictError(NotebookError):
@@ -60,8 +53,7 @@ class NotebookPermissionError(NotebookError):
 
 
 def _require(team: Team, actor: User, permission: str) -> None:
-    membership = Membership.objects.for_team(team).filter(user=actor).first()
-    if membership is None or not role_allows(membership.role, permission):
+    if not member_may(team, actor, permission):
         raise NotebookPermissionError("Your role in this team does not allow that.")
 
 

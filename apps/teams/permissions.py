@@ -30,7 +30,13 @@ checks every cell.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from apps.teams.models import Role
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.teams.models import Team
 
 _EVERYONE = frozenset(Role)
 _MEMBERS = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
@@ -63,3 +69,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 def role_allows(role: str, permission: str) -> bool:
     """True when ``role`` grants ``permission``. An unknown permission is a bug: it raises."""
     return Role(role) in PERMISSIONS[permission]
+
+
+def member_may(team: Team, user: User, permission: str) -> bool:
+    """True when ``user`` is in ``team`` with a role that grants ``permission``."""
+    from apps.teams.models import Membership
+
+    membership = Membership.objects.for_team(team).filter(user=user).first()
+    return membership is not None and role_allows(membership.role, permission)

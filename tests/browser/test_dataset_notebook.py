@@ -9,7 +9,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
@@ -21,6 +20,7 @@ from tests.browser.conftest import (
     _remove_notebook_containers,
     _remove_volumes,
     _wait_for_status,
+    run_in_new_notebook,
 )
 from tests.browser.test_dataset_upload import write_folder
 
@@ -102,50 +102,7 @@ def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(  # noqa: P
         lab.wait_for_load_state()
         base = f"/nb/{notebook.pk}"
         code = f"!ls -R /datasets/cats\n!touch /datasets/cats/new-{secrets.token_hex(2)}.txt"
-        cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": []}
-        empty = {
-            "type": "notebook",
-            "content": {
-                "cells": [{**cell, "execution_count": None}],
-                "metadata": {},
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            },
-        }
-        made = lab.request.put(f"{base}/api/contents/Cats.ipynb", data=empty)
-        assert made.status in (200, 201), made.text()
-        new_session = {
-            "path": "Cats.ipynb",
-            "type": "notebook",
-            "name": "",
-            "kernel": {"name": "python3"},
-        }
-        assert lab.request.post(f"{base}/api/sessions", data=new_session).status == 201
-        lab.goto(f"{base}/lab/tree/Cats.ipynb")
-        editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
-        editor.wait_for()
-        editor.click()
-        lab.keyboard.type(code)
-        lab.keyboard.press("Shift+Enter")
-        refused = lab.locator(".jp-OutputArea-output", has_text="Read-only file system").first
-        select_kernel = lab.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-        for attempt in range(3):
-            try:
-                refused.or_(select_kernel).first.wait_for(timeout=45_000)
-                if select_kernel.is_visible():
-                    select_kernel.click()
-                refused.wait_for(timeout=45_000)
-                break
-            except PlaywrightTimeoutError:
-                if attempt == 2:
-                    raise
-            # The kernel-attach hiccup the notebook story knows (docs/notebooks.md).
-            for old in lab.request.get(f"{base}/api/sessions").json():
-                lab.request.delete(f"{base}/api/sessions/{old['id']}")
-            lab.request.post(f"{base}/api/sessions", data=new_session)
-            lab.reload()
-            lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            lab.keyboard.press("Shift+Enter")
+        run_in_new_notebook(lab, base, "Cats.ipynb", code, shows="Read-only file system")
         output = lab.locator(".jp-OutputArea").first.inner_text()
         for name in ("readme.txt", "images", "cat-1.bin", "cat-2.bin"):
             assert name in output, output

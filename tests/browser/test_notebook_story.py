@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
@@ -25,6 +24,7 @@ from tests.browser.conftest import (
     _remove_notebook_containers,
     _remove_volumes,
     _wait_for_status,
+    run_in_new_notebook,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -119,61 +119,7 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         lab.set_default_timeout(JUPYTER_MS)
         lab.wait_for_load_state()
         assert lab.url.startswith(f"{asgi_live_server}/nb/{notebook.pk}/")
-        # The notebook file and its kernel session are made through Jupyter's API (via
-        # the proxy, as JupyterLab's own requests go), then the notebook is opened by
-        # its address and its cell run in the page. Clicking the launcher's card made
-        # JupyterLab open two sessions at once here and wait on the kernel of the one
-        # it shut down (docs/notebooks.md, known issues).
-        cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": []}
-        empty = {
-            "type": "notebook",
-            "content": {
-                "cells": [{**cell, "execution_count": None}],
-                "metadata": {},
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            },
-        }
-        made = lab.request.put(f"/nb/{notebook.pk}/api/contents/Story.ipynb", data=empty)
-        assert made.status in (200, 201), made.text()
-        new_session = {
-            "path": "Story.ipynb",
-            "type": "notebook",
-            "name": "",
-            "kernel": {"name": "python3"},
-        }
-        session = lab.request.post(f"/nb/{notebook.pk}/api/sessions", data=new_session)
-        assert session.status == 201, session.text()
-        lab.goto(f"/nb/{notebook.pk}/lab/tree/Story.ipynb")
-        editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
-        editor.wait_for()
-        editor.click()
-        lab.keyboard.type("print(6*7)")
-        lab.keyboard.press("Control+s")
-        lab.keyboard.press("Shift+Enter")
-        answer = lab.locator(".jp-OutputArea-output", has_text="42").first
-        # JupyterLab may ask which kernel to run the cell with (its "Select Kernel"
-        # dialog) when it has not attached the session's kernel yet: answer as a
-        # person would, with the preselected Python 3.
-        select_kernel = lab.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-        for attempt in range(3):
-            try:
-                answer.or_(select_kernel).first.wait_for(timeout=45_000)
-                if select_kernel.is_visible():
-                    select_kernel.click()
-                answer.wait_for(timeout=45_000)
-                break
-            except PlaywrightTimeoutError:
-                if attempt == 2:
-                    raise
-            # It can also keep waiting on a kernel it shut down (docs/notebooks.md,
-            # known issues): a fresh kernel session and a reload, as a person would do.
-            for old in lab.request.get(f"/nb/{notebook.pk}/api/sessions").json():
-                lab.request.delete(f"/nb/{notebook.pk}/api/sessions/{old['id']}")
-            lab.request.post(f"/nb/{notebook.pk}/api/sessions", data=new_session)
-            lab.reload()
-            lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            lab.keyboard.press("Shift+Enter")
+        run_in_new_notebook(lab, f"/nb/{notebook.pk}", "Story.ipynb", "print(6*7)", shows="42")
         contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
         notebooks_made = [f["name"] for f in contents["content"] if f["name"].endswith(".ipynb")]
         assert notebooks_made, contents

@@ -15,6 +15,7 @@ from django.urls import reverse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.errors import ServiceError
 from apps.teams.invitations import InvitationError
 from apps.teams.services import TeamError, TeamPermissionError
 
@@ -54,13 +55,10 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:  # noqa: PL
         error.status_code = status.HTTP_409_CONFLICT
         return error
     from apps.billing.entitlements import PlanLimitError
-    from apps.billing.services import BillingError
-    from apps.datasets.services import DatasetError
-    from apps.notebooks.services import NotebookError
 
     if isinstance(exc, PlanLimitError):
         return PlanLimit(str(exc), code=exc.code, upgrade_url=exc.upgrade_url)
-    if isinstance(exc, NotebookError | BillingError | DatasetError):
+    if isinstance(exc, ServiceError):
         # Its status and code come with it; a 400 names the field to fix.
         if exc.status_code == status.HTTP_400_BAD_REQUEST:
             return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
