@@ -580,6 +580,13 @@
 
   ui.folder.addEventListener("change", () => choose(ui.folder, ui.files, true));
   ui.files.addEventListener("change", () => choose(ui.files, ui.folder, false));
+  // Files chosen before this script ran (it is deferred; a quick hand, or the browser
+  // restoring the form) count too.
+  if (ui.folder.files && ui.folder.files.length) {
+    choose(ui.folder, ui.files, true);
+  } else if (ui.files.files && ui.files.files.length) {
+    choose(ui.files, ui.folder, false);
+  }
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     start();

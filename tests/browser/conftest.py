@@ -129,9 +129,10 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
             if select_kernel.is_visible():
                 select_kernel.click()
             answer.wait_for(timeout=45_000)
-        except PlaywrightTimeoutError:
+        except PlaywrightTimeoutError as exc:
             if attempt == 2:
-                raise
+                said = lab.locator(".jp-Notebook").first.inner_text(timeout=5_000)
+                raise AssertionError(f"no output showing {shows!r}; the notebook:\n{said}") from exc
         else:
             return
         for old in lab.request.get(f"{base}/api/sessions").json():
