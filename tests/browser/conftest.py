@@ -141,3 +141,28 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
         lab.reload()
         lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
         lab.keyboard.press("Shift+Enter")
+
+
+def log_in(page: Any, email: str, password: str) -> None:
+    """Sign in through the login page and wait until it has let the person in."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def create_notebook(page: Any, team: Any, name: str, machine_type: Any) -> Any:
+    """Make a Scientific Python notebook on ``machine_type`` with the notebooks page's form;
+    the page ends on the notebook's own page. Returns the Notebook row."""
+    from apps.core.tenancy import team_scope
+    from apps.notebooks.models import Notebook
+
+    form = page.get_by_test_id("create-form")
+    form.get_by_label("Name", exact=True).fill(name)
+    form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
+    form.get_by_label("Machine type", exact=True).select_option(value=str(machine_type.pk))
+    form.get_by_role("button", name="Create notebook").click()
+    page.wait_for_url(f"**/t/{team.slug}/notebooks/*/")
+    with team_scope(team):
+        return Notebook.objects.get(name=name)

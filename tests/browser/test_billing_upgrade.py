@@ -16,6 +16,7 @@ from apps.billing.models import StripeEvent
 from apps.billing.offline import settings_for, start_double
 from apps.notebooks.services import notebook_create
 from tests.billing_fixtures import WEBHOOK_PATH, plan_slug
+from tests.browser.conftest import log_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,14 +33,6 @@ def live_double(live_server: Any, settings: Any, billing_plans: None) -> Iterato
         setattr(settings, name, value)
     yield double
     double.stop()
-
-
-def log_in(page: Any, email: str, password: str) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url("**/")
 
 
 def test_free_owner_upgrades_to_start_a_gpu(

@@ -13,23 +13,26 @@ from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
 from apps.datasets.models import DatasetVersion
-from apps.notebooks.models import Notebook
 from tests.browser.conftest import (
     JUPYTER_MS,
     READY_MS,
     _remove_notebook_containers,
     _remove_volumes,
     _wait_for_status,
+    create_notebook,
+    log_in,
 )
 from tests.browser.test_dataset_upload import write_folder
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from apps.notebooks.models import Notebook
+
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 
-def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(  # noqa: PLR0915 - a story
+def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(
     asgi_page: Any,
     asgi_live_server: str,
     local_host: Any,
@@ -54,11 +57,7 @@ def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(  # noqa: P
     page = asgi_page
     created: list[Notebook] = []
     try:
-        page.goto("/accounts/login/")
-        page.get_by_label("Email").fill(alice.email)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign In").click()
-        page.wait_for_url(f"{asgi_live_server}/")
+        log_in(page, alice.email, password)
 
         # Upload the folder as version 1 of a new dataset.
         page.goto("/t/acme/datasets/")
@@ -73,16 +72,7 @@ def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(  # noqa: P
 
         # A notebook, with version 1 attached at /datasets/cats.
         page.goto("/t/acme/notebooks/")
-        form = page.get_by_test_id("create-form")
-        form.get_by_label("Name", exact=True).fill("Reads cats")
-        form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
-        form.get_by_label("Machine type", exact=True).select_option(
-            value=str(catalogue["cpu-small"].pk)
-        )
-        form.get_by_role("button", name="Create notebook").click()
-        page.wait_for_url("**/t/acme/notebooks/*/")
-        with team_scope(acme):
-            notebook = Notebook.objects.get(name="Reads cats")
+        notebook = create_notebook(page, acme, "Reads cats", catalogue["cpu-small"])
         created.append(notebook)
         datasets = page.get_by_test_id("datasets")
         datasets.get_by_label("Dataset version").select_option(value=str(version.pk))

@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from apps.datasets import services
 from apps.datasets.models import DatasetVersion, Upload, UploadChunk
+from tests.browser.conftest import log_in
 
 if TYPE_CHECKING:
     from apps.datasets.models import Dataset
@@ -31,14 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHUNK = 64 * 1024
 CHUNK_URL = re.compile(r"/blobs/(?P<sha>[0-9a-f]{64})/chunks/(?P<index>\d+)/$")
-
-
-def log_in(page: Any, email: str, password: str) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def write_folder(root: Path, files: dict[str, bytes]) -> Path:

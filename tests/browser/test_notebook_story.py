@@ -10,13 +10,12 @@ host's agent, Docker running the locally built notebook image.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import expect
 
 from apps.core.tenancy import team_scope
-from apps.notebooks.models import Notebook
 from tests.browser.conftest import (
     JUPYTER_MS,
     READY_MS,
@@ -24,8 +23,13 @@ from tests.browser.conftest import (
     _remove_notebook_containers,
     _remove_volumes,
     _wait_for_status,
+    create_notebook,
+    log_in,
     run_in_new_notebook,
 )
+
+if TYPE_CHECKING:
+    from apps.notebooks.models import Notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
@@ -63,27 +67,13 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
     )
     created: list[Notebook] = []
     try:
-        # Log in.
-        page.goto("/accounts/login/")
-        page.get_by_label("Email").fill(alice.email)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign In").click()
-        page.wait_for_url(f"{asgi_live_server}/")
+        log_in(page, alice.email, password)
 
         # Make a notebook from the Scientific Python template on CPU small.
         page.goto("/t/acme/")
         page.get_by_role("navigation", name="Team").get_by_role("link", name="Notebooks").click()
         page.wait_for_url(f"{asgi_live_server}/t/acme/notebooks/")
-        form = page.get_by_test_id("create-form")
-        form.get_by_label("Name", exact=True).fill("Story")
-        form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
-        form.get_by_label("Machine type", exact=True).select_option(
-            value=str(catalogue["cpu-small"].pk)
-        )
-        form.get_by_role("button", name="Create notebook").click()
-        page.wait_for_url("**/t/acme/notebooks/*/")
-        with team_scope(acme):
-            notebook = Notebook.objects.get(name="Story")
+        notebook = create_notebook(page, acme, "Story", catalogue["cpu-small"])
         created.append(notebook)
         badge = page.get_by_test_id("status-badge")
         assert badge.text_content() == "Stopped"
