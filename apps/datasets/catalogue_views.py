@@ -15,7 +15,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views import View
 
 from apps.datasets import catalogue
@@ -32,12 +32,7 @@ FILES_SHOWN = 500
 
 def _attach_url(team_slug: str, notebook_id: int) -> str:
     """Where a notebook takes a dataset version (the notebooks app's attach form)."""
-    try:
-        return reverse("notebooks:dataset_attach", args=[team_slug, notebook_id])
-    except NoReverseMatch:
-        # The notebooks side of attaching may not be deployed with this page yet:
-        # the address it is specified to have.
-        return f"/t/{team_slug}/notebooks/{notebook_id}/datasets/"
+    return reverse("notebooks:dataset_attach", args=[team_slug, notebook_id])
 
 
 class CatalogueView(LoginRequiredMixin, View):

@@ -21,18 +21,16 @@ from django.db import transaction
 
 from apps.core.audit import audit_record
 from apps.datasets.models import Dataset, DatasetVersion, NotebookMount, VersionFile, blob_key
-from apps.notebooks.models import Notebook
 from apps.notebooks.services import (
     NotebookConflictError,
     NotebookError,
-    NotebookPermissionError,
+    notebook_locked,
+    require_role,
 )
-from apps.teams.models import Membership
-from apps.teams.permissions import role_allows
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.notebooks.models import NotebookSession
+    from apps.notebooks.models import Notebook, NotebookSession
     from apps.teams.models import Team
 
 logger = logging.getLogger(__name__)
@@ -45,26 +43,6 @@ class MountNotFoundError(NotebookError):
 
     status_code = 404
     code = "not_found"
-
-
-def _require(team: Team, actor: User) -> None:
-    membership = Membership.objects.for_team(team).filter(user=actor).first()
-    if membership is None or not role_allows(membership.role, "notebooks.manage"):
-        raise NotebookPermissionError("Your role in this team does not allow that.")
-
-
-def _locked(team: Team, notebook: Notebook) -> Notebook:
-    # The notebook's row first, as every notebook service does: one order, no deadlock,
-    # and two attaches to one notebook cannot both pass the checks below.
-    locked = (
-        Notebook.objects.for_team(team)
-        .select_for_update(no_key=True)
-        .filter(pk=notebook.pk, deleted_at__isnull=True)
-        .first()
-    )
-    if locked is None:
-        raise NotebookError("This notebook no longer exists.")
-    return locked
 
 
 def mount_available(mount: NotebookMount) -> bool:
@@ -131,8 +109,8 @@ def mount_add(
 ) -> NotebookMount:
     """Mount ``version`` at /datasets/<name> (default: the dataset's slug) from the
     notebook's next start; a running notebook sees it after a restart. Audited."""
-    _require(team, actor)
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     # Checked again from the database: the caller's row may be stale or another team's.
     version = mountable_version(team=team, version_id=version.pk)
     name = _clean_name(name, version)
@@ -172,8 +150,8 @@ def mount_add(
 @transaction.atomic
 def mount_remove(*, team: Team, actor: User, notebook: Notebook, mount: NotebookMount) -> None:
     """Remove a mount; a running notebook keeps seeing it until it stops. Audited."""
-    _require(team, actor)
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     row = (
         NotebookMount.objects.for_team(team)
         .select_related("version__dataset")
@@ -199,7 +177,7 @@ def notebook_mounts(notebook: Notebook) -> list[NotebookMount]:
     return list(
         NotebookMount.objects.for_team(notebook.team_id)
         .filter(notebook=notebook)
-        .select_related("version__dataset")
+        .select_related("version__dataset__team")
     )
 
 

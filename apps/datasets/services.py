@@ -158,14 +158,12 @@ def dataset_delete(*, team: Team, actor: User, dataset: Dataset, confirmation: s
 # --- uploads --------------------------------------------------------------------------
 
 
-def team_storage_bytes(team: Team, *, exclude_upload: int | None = None) -> int:
+def team_storage_bytes(team: Team) -> int:
     """What the team stores: each blob once, across its versions and open uploads."""
     held = set(
         VersionFile.objects.for_team(team).values_list("blob__sha256", "blob__size").distinct()
     )
     pending = UploadBlob.objects.for_team(team).filter(upload__status=Upload.Status.OPEN)
-    if exclude_upload is not None:
-        pending = pending.exclude(upload_id=exclude_upload)
     held |= set(pending.values_list("sha256", "size"))
     return sum(size for _, size in held)
 
@@ -241,6 +239,9 @@ def upload_start(
         chunk_size=size,
         new_bytes=sum(s for sha, s in sizes.items() if sha not in stored),
     )
+    # On S3 the client sends each new blob's parts straight to its multipart upload, to
+    # URLs Lattice presigns; an empty file has no parts.
+    direct = s3.enabled()
     UploadBlob.objects.for_team(team).bulk_create(
         UploadBlob(
             team=team,
@@ -248,15 +249,13 @@ def upload_start(
             sha256=sha,
             size=blob_size,
             chunk_count=math.ceil(blob_size / size),
+            multipart_id=(
+                s3.multipart_start(staging_key(upload.pk, sha)) if direct and blob_size else ""
+            ),
         )
         for sha, blob_size in sizes.items()
         if sha not in stored
     )
-    if s3.enabled():
-        # The client sends the parts straight to S3, each to a URL Lattice presigns.
-        for blob in UploadBlob.objects.for_team(team).filter(upload=upload, size__gt=0):
-            blob.multipart_id = s3.multipart_start(staging_key(upload.pk, blob.sha256))
-            blob.save(update_fields=["multipart_id"])
     # The manifest waits in storage until complete: it may be 100,000 lines.
     _manifest_store(upload, manifest)
     audit_record(

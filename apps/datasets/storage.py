@@ -112,8 +112,8 @@ def open_pieces(key: str) -> Iterator[bytes]:
 
 
 def delete(key: str) -> None:
-    if default_storage.exists(key):
-        default_storage.delete(key)
+    """Remove ``key``; a key that is not there is fine (both backends say nothing)."""
+    default_storage.delete(key)
 
 
 def local_path(key: str) -> Path | None:

@@ -52,12 +52,15 @@ class NotebookPermissionError(NotebookError):
     code = "permission_denied"
 
 
-def _require(team: Team, actor: User, permission: str) -> None:
+def require_role(team: Team, actor: User, permission: str) -> None:
+    """Refuse (403) an actor whose role in ``team`` lacks ``permission``."""
     if not member_may(team, actor, permission):
         raise NotebookPermissionError("Your role in this team does not allow that.")
 
 
-def _locked(team: Team, notebook: Notebook) -> Notebook:
+def notebook_locked(team: Team, notebook: Notebook) -> Notebook:
+    """The notebook's row, locked: every write to a notebook (or its session, or its
+    mounts) takes it first, so there is one lock order and no deadlock."""
     locked = (
         Notebook.objects.for_team(team)
         .select_for_update(no_key=True)
@@ -118,7 +121,7 @@ def notebook_create(
     idle_timeout_minutes: int | None = None,
 ) -> Notebook:
     """Make a stopped notebook (its storage is made on first start); audit it."""
-    _require(team, actor, "notebooks.manage")
+    require_role(team, actor, "notebooks.manage")
     name = _clean_name(team, name)
     if template not in TEMPLATES:
         raise NotebookError("Choose one of the templates offered.", field="template")
@@ -152,8 +155,8 @@ def notebook_update(
     clear_idle_timeout: bool = False,
 ) -> Notebook:
     """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
-    _require(team, actor, "notebooks.manage")
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     changed = []
     if name is not None and name != notebook.name:
         notebook.name = _clean_name(team, name, exclude=notebook.pk)
@@ -186,8 +189,8 @@ def notebook_update(
 @transaction.atomic
 def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
     """Want it running: open a session and queue its placement, unless one is open already."""
-    _require(team, actor, "notebooks.manage")
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     notebook.desired_state = Notebook.Desired.RUNNING
     notebook.save(update_fields=["desired_state", "updated_at"])
     session = lifecycle.open_session(notebook)
@@ -230,8 +233,8 @@ def notebook_stop(
 ) -> NotebookSession | None:
     """Want it stopped: stop its container gracefully (storage kept). Nothing to stop is fine."""
     if actor is not None:
-        _require(team, actor, "notebooks.manage")
-    notebook = _locked(team, notebook)
+        require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["desired_state", "updated_at"])
     session = lifecycle.open_session(notebook)
@@ -251,8 +254,8 @@ def notebook_stop(
 @transaction.atomic
 def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
     """Stop the running session and start a new one once it has stopped (storage kept)."""
-    _require(team, actor, "notebooks.manage")
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     session = lifecycle.open_session(notebook)
     if session is None:
         notebook_start(team=team, actor=actor, notebook=notebook)
@@ -269,8 +272,8 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
     """A new stopped notebook with the same template, machine and idle policy, and a copy
     of its files (made on the host where they are; a file being written meanwhile may be
     copied half-written, as with any copy of a live folder)."""
-    _require(team, actor, "notebooks.manage")
-    source = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    source = notebook_locked(team, notebook)
     copy = Notebook.objects.for_team(team).create(
         team=team,
         name=_clean_name(team, name),
@@ -294,8 +297,8 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
     """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
-    _require(team, actor, "notebooks.manage")
-    notebook = _locked(team, notebook)
+    require_role(team, actor, "notebooks.manage")
+    notebook = notebook_locked(team, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
             f"Type the notebook's name, {notebook.name}, to delete it.",
@@ -315,8 +318,8 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
 @transaction.atomic
 def notebook_extend(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession | None:
     """Count now as activity: the idle countdown starts again and its warning goes away."""
-    _require(team, actor, "notebooks.manage")
-    session = lifecycle.open_session(_locked(team, notebook))
+    require_role(team, actor, "notebooks.manage")
+    session = lifecycle.open_session(notebook_locked(team, notebook))
     if session is None or session.status != Status.RUNNING:
         return None
     session.activity_at = timezone.now()
@@ -334,7 +337,7 @@ def team_notebook_settings_update(
     idle_timeout_minutes: int,
 ) -> TeamNotebookSettings:
     """Change the team's default idle shutdown; audit it."""
-    _require(team, actor, "notebooks.settings")
+    require_role(team, actor, "notebooks.settings")
     row = team_notebook_settings(team)
     row.idle_timeout_minutes = _clean_idle(idle_timeout_minutes) or 0
     row.save(update_fields=["idle_timeout_minutes"])

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, mixins, serializers
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
-from apps.datasets import catalogue, storage
+from apps.datasets import catalogue
 from apps.datasets.api import serializers as s
-from apps.datasets.api.views import _ByPath, _tar
+from apps.datasets.api.views import _ByPath, archive_response, file_response
 from apps.datasets.models import Dataset, DatasetVersion
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
+    from django.http import FileResponse, StreamingHttpResponse
     from rest_framework.request import Request
 
 
@@ -159,11 +159,7 @@ class CatalogueFileView(_CatalogueView):
         row = catalogue.version_files(self.version()).filter(path=path).first()
         if row is None:
             raise exceptions.NotFound("No such file in this version.")
-        return FileResponse(
-            storage.default_storage.open(row.blob.storage_key, "rb"),
-            as_attachment=True,
-            filename=path.rsplit("/", 1)[-1],
-        )
+        return file_response(row)
 
 
 @extend_schema(tags=["catalogue"])
@@ -175,8 +171,4 @@ class CatalogueArchiveView(_CatalogueView):
         self, request: Request, team_slug: str, slug: str, number: int
     ) -> StreamingHttpResponse:
         version = self.version()
-        files = list(catalogue.version_files(version))
-        name = f"{version.dataset.slug}-v{version.number}"
-        response = StreamingHttpResponse(_tar(name, files), content_type="application/x-tar")
-        response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
-        return response
+        return archive_response(version, catalogue.version_files(version))

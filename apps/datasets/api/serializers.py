@@ -59,12 +59,6 @@ class FileSerializer(serializers.ModelSerializer[VersionFile]):
         read_only_fields = fields
 
 
-class ManifestEntrySerializer(serializers.Serializer[dict[str, object]]):
-    path = serializers.CharField(help_text="Relative, with / between folders.")
-    size = serializers.IntegerField(min_value=0)
-    sha256 = serializers.CharField(help_text="64 lowercase hex digits.")
-
-
 class UploadStartSerializer(serializers.Serializer[dict[str, object]]):
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
     files = serializers.JSONField(help_text="[{path, size, sha256}, ...]: the whole version.")

@@ -28,7 +28,7 @@ from apps.datasets.api import serializers as s
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from django.db.models import QuerySet
     from rest_framework.request import Request
@@ -53,7 +53,7 @@ class _DatasetView(TeamAPIView):
     serializer_class = s.DatasetSerializer
 
     def get_team_queryset(self) -> QuerySet[Any]:
-        return Dataset.objects.prefetch_related("versions__author")
+        return Dataset.objects.select_related("team").prefetch_related("versions__author")
 
     def dataset(self, slug: str) -> Dataset:
         dataset = Dataset.objects.filter(slug=slug).first()
@@ -265,11 +265,7 @@ class FileDownloadView(_DatasetView):
         row = get_object_or_404(
             VersionFile.objects.select_related("blob"), version=version, path=path
         )
-        return FileResponse(
-            storage.default_storage.open(row.blob.storage_key, "rb"),
-            as_attachment=True,
-            filename=path.rsplit("/", 1)[-1],
-        )
+        return file_response(row)
 
 
 class ArchiveView(_DatasetView):
@@ -280,11 +276,28 @@ class ArchiveView(_DatasetView):
         self, request: Request, team_slug: str, slug: str, number: int
     ) -> StreamingHttpResponse:
         version = self.version(slug, number)
-        files = list(VersionFile.objects.filter(version=version).select_related("blob"))
-        name = f"{version.dataset.slug}-v{version.number}"
-        response = StreamingHttpResponse(_tar(name, files), content_type="application/x-tar")
-        response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
-        return response
+        return archive_response(
+            version, VersionFile.objects.filter(version=version).select_related("blob")
+        )
+
+
+def file_response(row: VersionFile) -> FileResponse:
+    """One file of a version, streamed from storage as a download."""
+    return FileResponse(
+        storage.default_storage.open(row.blob.storage_key, "rb"),
+        as_attachment=True,
+        filename=row.path.rsplit("/", 1)[-1],
+    )
+
+
+def archive_response(
+    version: DatasetVersion, files: Iterable[VersionFile]
+) -> StreamingHttpResponse:
+    """A whole version as a tar, made as it is sent: memory stays flat."""
+    name = f"{version.dataset.slug}-v{version.number}"
+    response = StreamingHttpResponse(_tar(name, list(files)), content_type="application/x-tar")
+    response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
+    return response
 
 
 def _tar(folder: str, files: list[VersionFile]) -> Iterator[bytes]:
