@@ -420,6 +420,20 @@ class TestPlanLimits:
         with team_scope(acme):
             assert lifecycle.idle_timeout(notebook) == 60
 
+    def test_the_notebook_list_shows_the_plans_cap_too(
+        self, stripe_double, acme, alice, catalogue, client
+    ):
+        from apps.notebooks.services import team_notebook_settings_update
+
+        _notebook(acme, alice, catalogue["free-cpu"])  # the team's default applies
+        with team_scope(acme):
+            team_notebook_settings_update(team=acme, actor=alice, idle_timeout_minutes=0)
+        client.force_login(alice)
+
+        body = client.get(f"/api/v1/teams/{acme.slug}/notebooks/").json()
+
+        assert [n["effective_idle_timeout_minutes"] for n in body["results"]] == [60]
+
     def test_a_session_past_the_plans_cap_is_stopped(self, stripe_double, acme, alice, catalogue):
         long = _notebook(acme, alice, catalogue["free-cpu"], name="Long")
         short = _notebook(acme, alice, catalogue["free-gpu"], name="Short")

@@ -6,8 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from apps.billing.entitlements import GRACE_STATUSES, billing_enabled, grace_ends
-from apps.billing.models import Subscription
+from apps.billing.entitlements import (
+    GRACE_STATUSES,
+    billing_enabled,
+    current_subscription,
+    grace_ends,
+)
 from apps.core.tenancy import team_scope
 
 if TYPE_CHECKING:
@@ -19,12 +23,8 @@ def billing_notice(request: HttpRequest) -> dict[str, Any]:
     if team is None or not billing_enabled():
         return {}
     with team_scope(team):
-        subscription = (
-            Subscription.objects.filter(team=team, status__in=GRACE_STATUSES)
-            .select_related("plan")
-            .first()
-        )
-    if subscription is None:
+        subscription = current_subscription(team)
+    if subscription is None or subscription.status not in GRACE_STATUSES:
         return {}
     ends = grace_ends(subscription)
     return {

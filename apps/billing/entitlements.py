@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.urls import reverse
@@ -21,6 +22,8 @@ from django.utils import timezone
 from apps.billing.models import BillingAccount, Plan, Subscription
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from apps.machines.models import MachineType
     from apps.teams.models import Team
 
@@ -48,7 +51,16 @@ class PlanLimitError(Exception):
         super().__init__(message)
         assert code in LIMIT_CODES  # noqa: S101 - a new code must be documented above
         self.code = code
-        self.upgrade_url = reverse("billing:overview", kwargs={"team_slug": team.slug})
+        self.upgrade_url = billing_url(team.slug)
+
+
+def billing_url(team_slug: str, request: HttpRequest | None = None, **query: str) -> str:
+    """The team's billing page (where to upgrade), absolute when ``request`` is given. Braces
+    stay as they are: Stripe fills in ``{CHECKOUT_SESSION_ID}`` itself."""
+    url = reverse("billing:overview", kwargs={"team_slug": team_slug})
+    if query:
+        url += "?" + urlencode(query, safe="{}")
+    return request.build_absolute_uri(url) if request is not None else url
 
 
 def billing_enabled() -> bool:
@@ -59,7 +71,7 @@ def default_plan() -> Plan | None:
     return Plan.objects.filter(is_default=True).first()
 
 
-def current_subscription(team: Team) -> Subscription | None:
+def current_subscription(team: Team | int) -> Subscription | None:
     """The team's newest subscription that has not ended, if any."""
     return (
         Subscription.objects.for_team(team)
@@ -87,7 +99,7 @@ def plan_of(subscription: Subscription | None, *, now: datetime | None = None) -
     return default_plan()
 
 
-def current_plan(team: Team, *, now: datetime | None = None) -> Plan | None:
+def current_plan(team: Team | int, *, now: datetime | None = None) -> Plan | None:
     """The plan in force for ``team``; None when billing is off or no plan is defined."""
     if not billing_enabled():
         return None
@@ -220,7 +232,7 @@ def seats_free(team: Team) -> int | None:
     return max(plan.seats - Membership.objects.for_team(team).count(), 0)
 
 
-def idle_limit(team: Team) -> int | None:
+def idle_limit(team: Team | int) -> int | None:
     """The longest idle shutdown the plan allows, in minutes (None: any, including never)."""
     plan = current_plan(team)
     return None if plan is None else plan.max_idle_minutes

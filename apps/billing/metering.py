@@ -23,6 +23,7 @@ from django.utils import timezone
 from apps.billing import services
 from apps.billing.entitlements import (
     ENDED_STATUSES,
+    account_locked,
     billing_enabled,
     current_plan,
     current_subscription,
@@ -126,8 +127,7 @@ def usage_sync(team: Team, *, now: datetime | None = None) -> int:
         return 0
     start, end = subscription.current_period_start, subscription.current_period_end
     with transaction.atomic():
-        services.account_for(team)
-        account = BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+        account = account_locked(team)
         customer = account.stripe_customer_id or subscription.stripe_customer_id
         if customer and start is not None and end is not None:
             if account.usage_since is None:

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.urls import reverse
 
+from apps.billing.entitlements import billing_url
 from apps.teams.models import Membership, Role
 from apps.teams.permissions import PERMISSIONS
 
@@ -19,7 +19,7 @@ def billing_link(team: Team) -> str:
     """The billing page's address, for mail sent where no request gives the host."""
     hosts = [h for h in settings.ALLOWED_HOSTS if h and h != "*" and not h.startswith(".")]
     host = hosts[0] if hosts else "localhost"
-    path = reverse("billing:overview", kwargs={"team_slug": team.slug})
+    path = billing_url(team.slug)
     return f"{settings.ACCOUNT_DEFAULT_HTTP_PROTOCOL}://{host}{path}"
 
 

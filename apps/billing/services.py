@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.billing import stripe_api
 from apps.billing.entitlements import (
     GRACE_STATUSES,
-    LIVE_STATUSES,
+    account_locked,
     billing_enabled,
     current_subscription,
 )
@@ -185,8 +185,7 @@ def spend_cap_set(
             raise BillingError(
                 f"The cap is between $0 and ${MAX_SPEND_CAP:,.0f}.", field="spend_cap"
             )
-    account_for(team)
-    account = BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+    account = account_locked(team)
     account.spend_cap = cap
     account.stop_at_cap = bool(stop_at_cap)
     account.cap_alert_percent = 0
@@ -235,8 +234,7 @@ def subscription_sync(stripe_id: str) -> Subscription | None:
 def _subscription_store(team: Team, fetched: Any) -> Subscription:
     # One writer per team at a time: two webhooks about a new subscription would
     # otherwise both insert it.
-    account_for(team)
-    BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+    account_locked(team)
     prices = stripe_api.subscription_price_ids(fetched)
     plan = Plan.objects.filter(stripe_price_id__in=prices).exclude(stripe_price_id="").first()
     start, end = stripe_api.subscription_period(fetched)
@@ -287,10 +285,6 @@ def checkout_sync(*, team: Team, session_id: str) -> Subscription | None:
         return subscription_sync(subscription) if subscription else None
     except (stripe.StripeError, BillingError):
         return None  # the webhook does it when Stripe answers again
-
-
-def is_live(subscription: Subscription | None) -> bool:
-    return subscription is not None and subscription.status in LIVE_STATUSES
 
 
 @transaction.atomic

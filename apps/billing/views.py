@@ -12,20 +12,25 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
-from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.billing import events, services, stripe_api
 from apps.billing.entitlements import (
     billing_enabled,
+    billing_url,
     current_plan,
     current_subscription,
     grace_ends,
 )
 from apps.billing.models import Plan
-from apps.billing.usage import current_period, daily_costs, totals_by, usage_pieces
+from apps.billing.usage import (
+    current_period,
+    daily_costs,
+    totals_by,
+    usage_cost,
+    usage_pieces,
+)
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
@@ -55,10 +60,6 @@ class BillingPage(TeamPage):
     def back(self) -> HttpResponse:
         return redirect("billing:overview", team_slug=self.team.slug)
 
-    def here(self, request: HttpRequest, **query: str) -> str:
-        url = request.build_absolute_uri(reverse("billing:overview", args=[self.team.slug]))
-        return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
-
 
 class BillingOverviewView(BillingPage):
     template_name = "billing/overview.html"
@@ -72,8 +73,7 @@ class BillingOverviewView(BillingPage):
         plan = current_plan(self.team)
         account = services.account_for(self.team) if billing_enabled() else None
         start, end = current_period(self.team)
-        pieces = usage_pieces(self.team, start, end)
-        spent = sum((p.cost for p in pieces), start=Decimal(0))
+        spent = usage_cost(self.team, start, end)
         plans = list(
             Plan.objects.filter(active=True)
             .prefetch_related("machine_types")
@@ -97,7 +97,6 @@ class BillingOverviewView(BillingPage):
                 if account and account.spend_cap
                 else None
             ),
-            now=timezone.now(),
         )
         # Its Upgrade and Manage forms answer with a redirect to Stripe's hosted pages,
         # which the CSP's form-action must allow.
@@ -129,9 +128,10 @@ class CheckoutView(BillingAction):
                 team=self.team,
                 actor=_user(request),
                 plan=plan,
-                success_url=self.here(request, checkout="success")
-                + "&session_id={CHECKOUT_SESSION_ID}",
-                cancel_url=self.here(request, checkout="cancelled"),
+                success_url=billing_url(
+                    self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
+                ),
+                cancel_url=billing_url(self.team.slug, request, checkout="cancelled"),
             )
             return HttpResponseRedirect(url, status=303)
 
@@ -142,7 +142,9 @@ class PortalView(BillingAction):
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         def go() -> HttpResponse:
             url = services.portal_open(
-                team=self.team, actor=_user(request), return_url=self.here(request)
+                team=self.team,
+                actor=_user(request),
+                return_url=billing_url(self.team.slug, request),
             )
             return HttpResponseRedirect(url, status=303)
 

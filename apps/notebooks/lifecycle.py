@@ -146,7 +146,11 @@ def idle_timeout(notebook: Notebook) -> int:
     else:
         row = TeamNotebookSettings.objects.for_team(notebook.team_id).first()
         minutes = row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
-    limit = idle_limit(notebook.team)
+    return idle_capped(minutes, idle_limit(notebook.team_id))
+
+
+def idle_capped(minutes: int, limit: int | None) -> int:
+    """``minutes`` of idle shutdown (0: never) within the plan's ``limit`` (None: any)."""
     if limit is not None and (minutes == 0 or minutes > limit):
         return limit
     return minutes

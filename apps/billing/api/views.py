@@ -10,7 +10,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics
 from rest_framework.response import Response
@@ -19,12 +18,19 @@ from apps.billing import services
 from apps.billing.api import serializers as s
 from apps.billing.entitlements import (
     billing_enabled,
+    billing_url,
     current_plan,
     current_subscription,
     grace_ends,
 )
 from apps.billing.models import Plan
-from apps.billing.usage import current_period, daily_costs, totals_by, usage_pieces
+from apps.billing.usage import (
+    current_period,
+    daily_costs,
+    totals_by,
+    usage_cost,
+    usage_pieces,
+)
 from apps.core.api.views import TeamAPIView
 
 if TYPE_CHECKING:
@@ -57,10 +63,6 @@ class _BillingView(TeamAPIView):
     def get_team_queryset(self) -> QuerySet[Any]:
         return Plan.objects.none()
 
-    def billing_url(self, request: Request, **query: str) -> str:
-        url = request.build_absolute_uri(reverse("billing:overview", args=[self.team.slug]))
-        return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
-
 
 class BillingView(_BillingView):
     """The team's plan, subscription, this period's cost and spend cap; PATCH the cap."""
@@ -79,9 +81,7 @@ class BillingView(_BillingView):
             "grace_ends": grace_ends(subscription) if subscription else None,
             "period_start": start,
             "period_end": end,
-            "period_cost": sum(
-                (p.cost for p in usage_pieces(self.team, start, end)), start=Decimal(0)
-            ).quantize(Decimal("0.01")),
+            "period_cost": usage_cost(self.team, start, end).quantize(Decimal("0.01")),
             "spend_cap": account.spend_cap if account else None,
             "stop_at_cap": account.stop_at_cap if account else False,
         }
@@ -144,9 +144,11 @@ class CheckoutView(_BillingView):
             actor=_user(request),
             plan=plan,
             success_url=data.validated_data.get("success_url")
-            or self.billing_url(request, checkout="success") + "&session_id={CHECKOUT_SESSION_ID}",
+            or billing_url(
+                self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
+            ),
             cancel_url=data.validated_data.get("cancel_url")
-            or self.billing_url(request, checkout="cancelled"),
+            or billing_url(self.team.slug, request, checkout="cancelled"),
         )
         return Response({"url": url}, status=201)
 
@@ -164,6 +166,7 @@ class PortalView(_BillingView):
         url = services.portal_open(
             team=self.team,
             actor=_user(request),
-            return_url=data.validated_data.get("return_url") or self.billing_url(request),
+            return_url=data.validated_data.get("return_url")
+            or billing_url(self.team.slug, request),
         )
         return Response({"url": url}, status=201)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from django.urls import reverse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.billing.entitlements import billing_url
 from apps.core.errors import ServiceError
 from apps.teams.invitations import InvitationError
 from apps.teams.services import TeamError, TeamPermissionError
@@ -75,7 +75,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = PlanLimit(
             str(exc),
             code="seats",
-            upgrade_url=reverse("billing:overview", kwargs={"team_slug": team_slug}),
+            upgrade_url=billing_url(team_slug),
         )
     exc = _domain_error(exc) or exc
     if isinstance(exc, Http404):

@@ -43,7 +43,7 @@ class NotebookSessionSerializer(serializers.ModelSerializer):
 class NotebookSerializer(serializers.ModelSerializer):
     """A notebook as a person sees it. Context (optional, saves queries in lists):
     ``sessions`` maps notebook id -> its latest session; ``team_idle_minutes`` is the
-    team's default idle shutdown."""
+    team's default idle shutdown and ``idle_limit`` the plan's cap on it."""
 
     machine_type: serializers.SlugRelatedField[MachineType] = serializers.SlugRelatedField(
         slug_field="slug",
@@ -79,9 +79,13 @@ class NotebookSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_effective_idle_timeout_minutes(self, notebook: Notebook) -> int:
-        if notebook.idle_timeout_minutes is None and "team_idle_minutes" in self.context:
-            return int(self.context["team_idle_minutes"])
-        return lifecycle.idle_timeout(notebook)
+        if "team_idle_minutes" not in self.context:
+            return lifecycle.idle_timeout(notebook)
+        # A page of notebooks: the team's default and the plan's cap, read once for all.
+        minutes = notebook.idle_timeout_minutes
+        if minutes is None:
+            minutes = int(self.context["team_idle_minutes"])
+        return lifecycle.idle_capped(minutes, self.context["idle_limit"])
 
     def get_open_url(self, notebook: Notebook) -> str | None:
         return f"/nb/{notebook.pk}/" if notebook.status == Status.RUNNING else None

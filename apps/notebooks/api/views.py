@@ -23,6 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
+from apps.billing.entitlements import idle_limit
 from apps.core.api.pagination import Cursor
 from apps.core.api.views import TeamAPIView
 from apps.core.stream import stream_after, stream_last
@@ -109,6 +110,7 @@ class NotebookListView(mixins.ListModelMixin, _NotebookView):
             "team_idle_minutes": team_settings.idle_timeout_minutes
             if team_settings
             else settings.LATTICE_DEFAULT_IDLE_MINUTES,
+            "idle_limit": idle_limit(self.team),
         }
         body = s.NotebookSerializer(page, many=True, context=context).data
         return self.get_paginated_response(body)
