@@ -174,9 +174,10 @@ def free_port() -> int:
 
 
 class Daphne:
-    """config.asgi:application in a Daphne subprocess on the bench database and Redis."""
+    """config.asgi:application in a Daphne subprocess on the bench database and Redis;
+    ``extra_env`` adds to (or overrides) its environment (bench/upload.py's storage)."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         # Kept after the run (its path is printed): what the web server said, errors included.
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
@@ -187,6 +188,7 @@ class Daphne:
             "DJANGO_SETTINGS_MODULE": "config.settings.local",
             "DATABASE_URL": database_url(database),
             "REDIS_URL": settings.REDIS_URL,
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen(
             [

@@ -54,9 +54,7 @@ import multiprocessing
 import os
 import queue
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,9 +63,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+# Its web server and database helpers (this folder is on sys.path when run as a script).
+import start_latency as common
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -283,11 +283,6 @@ def killable_upload(
 # --- the server and its database --------------------------------------------------------------
 
 
-def database_url(name: str) -> str:
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
 def configure(work: Path, chunk_mib: int | None) -> dict[str, str]:
     """Environment for this process and the web server, before Django reads its settings."""
     url = os.environ.get("DATABASE_URL", "")
@@ -322,73 +317,6 @@ def bench_database() -> None:
 
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = DATABASE
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-
-
-def drop_database() -> None:
-    from django.db import connection, connections
-
-    connections.close_all()
-    try:
-        connection.creation.destroy_test_db(
-            os.environ["DATABASE_URL"].rsplit("/", 1)[-1], verbosity=0
-        )
-    except Exception as exc:  # say so and go on: the figures are printed
-        print(f"(could not drop database {DATABASE}: {exc})", file=sys.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Daphne:
-    """config.asgi:application in a Daphne subprocess (how Lattice is served) on the bench
-    database, with this bench's MEDIA_ROOT and TMPDIR."""
-
-    def __init__(self, extra_env: dict[str, str]) -> None:
-        self.port = free_port()
-        # Kept after the run (its path is printed): what the web server said, errors included.
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix="lattice-bench-upload-daphne-", suffix=".log", delete=False
-        )
-        env = {**os.environ, "DATABASE_URL": database_url(DATABASE), **extra_env}
-        self.process = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "config.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"daphne exited: {Path(self.log.name).read_text()[-3000:]}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise BenchError("daphne did not listen within 60 s")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        print(f"web server log: {self.log.name}", file=sys.stderr)
 
 
 class Sampler:
@@ -454,7 +382,7 @@ class Setup:
     work: Path
     workers: int
     server_env: dict[str, str]
-    server: Daphne = field(init=False)  # a fresh one for each size
+    server: common.Daphne = field(init=False)  # a fresh one for each size
 
     @property
     def media(self) -> Path:
@@ -477,7 +405,7 @@ def make_setup(work: Path, workers: int, server_env: dict[str, str]) -> Setup:
 def start_server(setup: Setup) -> None:
     """A fresh web server, warmed up by one API request (its lazy imports are not the
     upload's memory)."""
-    setup.server = Daphne(setup.server_env)
+    setup.server = common.Daphne(DATABASE, setup.server_env)
     with api_client(setup.server.url, setup.token) as client:
         check(client.get(f"/api/v1/teams/{setup.team.slug}/datasets/"), 200)
 
@@ -794,7 +722,7 @@ def main() -> None:
         setup = make_setup(work, args.workers, server_env)
         results = [one_size(setup, gib, args.files, args.runs, args.keep) for gib in args.size_gib]
     finally:
-        drop_database()
+        common.drop_database(DATABASE)
         if args.keep:
             print(f"kept: {work}", file=sys.stderr)
         else:
