@@ -5,6 +5,7 @@ clean-up of their containers and volumes."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -89,18 +90,21 @@ def _wait_for_status(page: Any, status: str, timeout: int) -> None:
 
 
 def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str) -> None:
-    """Make ``name`` (a .ipynb) and its kernel session through Jupyter's API, via the proxy
-    as JupyterLab's own requests go; open it, type ``code`` in its cell, save, run it, and
-    wait for an output that shows ``shows``.
+    """Make ``name`` (a .ipynb) holding ``code`` and its kernel session through Jupyter's
+    API, via the proxy as JupyterLab's own requests go; open it, wait until its kernel is
+    connected and idle, run the cell from the toolbar, and wait for an output that shows
+    ``shows``.
 
     Clicking the launcher's card made JupyterLab open two sessions at once and wait on the
-    kernel of the one it shut down; and it may ask which kernel to use (its "Select
-    Kernel" dialog) before it has attached the session's. Both are answered as a person
-    would: the preselected kernel, or a fresh session and a reload (docs/notebooks.md,
-    known issues).
+    kernel of the one it shut down; a Shift+Enter pressed while JupyterLab was still
+    connecting the kernel did nothing (the cell stayed "[ ]"); and it may ask which kernel
+    to use (its "Select Kernel" dialog) before it has attached the session's. So the kernel
+    status is waited for, the run is the toolbar's button, and the dialog is answered as a
+    person would: the preselected kernel, or a fresh session and a reload
+    (docs/notebooks.md, known issues).
     """
-    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": []}
-    empty = {
+    cell = {"cell_type": "code", "source": code, "metadata": {}, "outputs": []}
+    notebook = {
         "type": "notebook",
         "content": {
             "cells": [{**cell, "execution_count": None}],
@@ -109,38 +113,71 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
             "nbformat_minor": 5,
         },
     }
-    made = lab.request.put(f"{base}/api/contents/{name}", data=empty)
+    made = lab.request.put(f"{base}/api/contents/{name}", data=notebook)
     assert made.status in (200, 201), made.text()
     new_session = {"path": name, "type": "notebook", "name": "", "kernel": {"name": "python3"}}
     session = lab.request.post(f"{base}/api/sessions", data=new_session)
     assert session.status == 201, session.text()
+    seen = _watch_kernel_traffic(lab)
     lab.goto(f"{base}/lab/tree/{name}")
-    editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.wait_for()
-    editor.click()
-    lab.keyboard.type(code)
-    lab.keyboard.press("Control+s")
-    lab.keyboard.press("Shift+Enter")
     answer = lab.locator(".jp-OutputArea-output", has_text=shows).first
+    idle = lab.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first
     select_kernel = lab.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    run = lab.locator(
+        '.jp-NotebookPanel-toolbar [data-command="notebook:run-cell-and-select-next"]'
+    ).first
     for attempt in range(3):
         try:
-            answer.or_(select_kernel).first.wait_for(timeout=45_000)
+            idle.or_(select_kernel).first.wait_for(timeout=90_000)
             if select_kernel.is_visible():
                 select_kernel.click()
+                idle.wait_for(timeout=90_000)
+            lab.locator(".jp-Notebook .jp-Cell").first.click(timeout=10_000)
+            run.click(timeout=10_000)
             answer.wait_for(timeout=45_000)
         except PlaywrightTimeoutError as exc:
             if attempt == 2:
                 said = lab.locator(".jp-Notebook").first.inner_text(timeout=5_000)
-                raise AssertionError(f"no output showing {shows!r}; the notebook:\n{said}") from exc
+                status = lab.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute(
+                    "data-status", timeout=5_000
+                )
+                raise AssertionError(
+                    f"no output showing {shows!r}; kernel status {status!r}; last wait: "
+                    f"{str(exc).splitlines()[0]}; the notebook:\n{said}\n"
+                    "what the page said and its websockets carried, last first:\n"
+                    + "\n".join(reversed(seen[-60:]))
+                ) from exc
         else:
             return
         for old in lab.request.get(f"{base}/api/sessions").json():
             lab.request.delete(f"{base}/api/sessions/{old['id']}")
         lab.request.post(f"{base}/api/sessions", data=new_session)
         lab.reload()
-        lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-        lab.keyboard.press("Shift+Enter")
+
+
+def _watch_kernel_traffic(lab: Any) -> list[str]:
+    """A running record of ``lab``'s console errors and its websockets: opened, closed and
+    each frame's Jupyter message type (for the failure message of a cell that never ran)."""
+    seen: list[str] = []
+    msg_type = re.compile(r'"msg_type":\s*"(\w+)"')
+
+    def frame(way: str, url: str) -> Any:
+        def note(payload: str | bytes) -> None:
+            text = payload.decode("latin-1") if isinstance(payload, bytes) else payload
+            kind = msg_type.search(text)
+            seen.append(f"{way} {kind[1] if kind else len(text)} ({url.rsplit('/', 2)[-2]})")
+
+        return note
+
+    def websocket(ws: Any) -> None:
+        seen.append(f"opened {ws.url}")
+        ws.on("framesent", frame("sent", ws.url))
+        ws.on("framereceived", frame("received", ws.url))
+        ws.on("close", lambda _: seen.append(f"closed {ws.url}"))
+
+    lab.on("websocket", websocket)
+    lab.on("console", lambda m: seen.append(f"console {m.type}: {m.text[:300]}"))
+    return seen
 
 
 def log_in(page: Any, email: str, password: str) -> None:
