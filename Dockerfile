@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Lattice's production image: web (Daphne), control worker and beat all run it.
+# Lattice's production image: web (uvicorn), control worker and beat all run it.
 # Build: docker build -t lattice .      Run: docker compose up (docker-compose.yml)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -49,4 +49,4 @@ USER lattice
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "config.asgi:application"]
+CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log", "config.asgi:application"]

@@ -4,13 +4,13 @@ The real log path, end to end: a container (the notebook image's python)
 prints RATE numbered lines a second for SECONDS, each line "<n> <time.time()>";
 the agent's LogShipper (apps.machines.logship.ship_logs, as agent_start calls
 it) follows the Docker log and publishes frames with stream_publish (Redis
-buffer + channels_redis group); a Daphne subprocess serving
+buffer + channels_redis group); a web server subprocess (uvicorn, as in production) serving
 config.asgi:application (settings config.settings.local, Redis channel layer)
 runs NotebookStreamConsumer for each viewer; 100, then 500, websocket viewers
 (the websockets client, in a few processes of their own) log in with a session
 cookie. Each viewer counts missing and duplicate line numbers and the delivery
 latency (receive time - the line's timestamp; every 50th line sampled). The web
-process's CPU % and peak RSS come from psutil on the Daphne pid.
+process's CPU % and peak RSS come from psutil on the web server pid.
 
 Goals: p95 latency <= 100 ms, 0 lines lost, 0 duplicates.
 
@@ -224,7 +224,7 @@ def histogram_percentile(histogram: dict[int, int], q: float) -> float:
 
 
 def one_run(
-    daphne: Any,
+    web: Any,
     people: tuple[Any, Any, Any],
     cookie: str,
     viewers: int,
@@ -248,8 +248,8 @@ def one_run(
         machine_type=machine,
     )
     total = int(rate * seconds)
-    url = f"ws://127.0.0.1:{daphne.port}/ws/teams/{team.slug}/notebooks/{notebook.pk}/"
-    origin = f"http://127.0.0.1:{daphne.port}"
+    url = f"ws://127.0.0.1:{web.port}/ws/teams/{team.slug}/notebooks/{notebook.pk}/"
+    origin = f"http://127.0.0.1:{web.port}"
     processes = min(4, max(1, math.ceil(viewers / 125)))
     context = multiprocessing.get_context("spawn")
     ready, results, start = context.Queue(), context.Queue(), context.Event()
@@ -268,7 +268,7 @@ def one_run(
         worker.start()
     connected = sum(ready.get(timeout=300) for _ in workers)
 
-    web = psutil.Process(daphne.process.pid)
+    web = psutil.Process(web.process.pid)
     runtime = DockerRuntime()
     spec = Spec(
         name=f"bench-logs-{uuid.uuid4().hex[:8]}",
@@ -357,23 +357,23 @@ def main() -> None:
     if not docker_image_exists(image):
         sys.exit(f"the notebook image {image} is missing: bash images/notebook/build-local.sh")
     database = common.bench_database("lattice_bench_logs")
-    daphne = None
+    web = None
     runs = []
     try:
         people = common.make_people()
         cookie = common.session_cookie(people[0])
-        daphne = common.Daphne(database)
+        web = common.WebServer(database)
         runs = [
-            one_run(daphne, people, cookie, viewers, args.rate, args.seconds, image)
+            one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
             for viewers in args.viewers
         ]
     finally:
-        if daphne is not None:
-            daphne.close()
+        if web is not None:
+            web.close()
         common.drop_database(database)
     print(
         f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> Redis "
-        f"-> Daphne -> websocket viewers (latency: every {SAMPLE_EVERY}th line)"
+        f"-> the web server -> websocket viewers (latency: every {SAMPLE_EVERY}th line)"
     )
     print(
         f"{'viewers':>7} {'connected':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} "

@@ -11,7 +11,7 @@ raised so that 20 cpu-small notebooks fit). Settings: config.settings.local.
 Measured per start, all in the same run, alternating (order rotated each round):
 
 - Lattice: t0 just before the start (an HTTP POST to
-  /api/v1/teams/<slug>/notebooks/<id>/start/ through Daphne when that route
+  /api/v1/teams/<slug>/notebooks/<id>/start/ through the web server when that route
   exists, else apps.notebooks.services.notebook_start, which is what the view
   calls), t1 when the session's status is "running" AND Jupyter answers
   /nb/<id>/api/status with the session's token (DB and HTTP polled every 10 ms).
@@ -77,7 +77,7 @@ def redis_db_url(url: str, db: int) -> str:
 
 
 def configure(redis_db: int) -> None:
-    """Environment for this process and its Daphne, before Django reads its settings."""
+    """Environment for this process and its web server, before Django reads its settings."""
     _require_services()
     os.environ["REDIS_URL"] = redis_db_url(os.environ["REDIS_URL"], redis_db)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
@@ -173,15 +173,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Daphne:
-    """config.asgi:application in a Daphne subprocess on the bench database and Redis;
-    ``extra_env`` adds to (or overrides) its environment (bench/upload.py's storage)."""
+# The production web server's command line (Dockerfile CMD, docker-compose's web), less
+# the address it binds: uvicorn with the websockets library's sans-I/O protocol.
+WEB_COMMAND = ["uvicorn", "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log"]
+
+
+class WebServer:
+    """config.asgi:application served as in production (WEB_COMMAND) in a subprocess, on the
+    bench database and Redis; ``extra_env`` adds to (or overrides) its environment
+    (bench/upload.py's storage)."""
 
     def __init__(self, database: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         # Kept after the run (its path is printed): what the web server said, errors included.
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix="lattice-bench-daphne-", suffix=".log", delete=False
+            prefix="lattice-bench-web-", suffix=".log", delete=False
         )
         env = {
             **os.environ,
@@ -192,10 +198,11 @@ class Daphne:
         }
         self.process = subprocess.Popen(
             [
-                str(ROOT / ".venv" / "bin" / "daphne"),
-                "-b",
+                str(ROOT / ".venv" / "bin" / WEB_COMMAND[0]),
+                *WEB_COMMAND[1:],
+                "--host",
                 "127.0.0.1",
-                "-p",
+                "--port",
                 str(self.port),
                 "config.asgi:application",
             ],
@@ -207,12 +214,13 @@ class Daphne:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {Path(self.log.name).read_text()[-3000:]}")
+                log = Path(self.log.name).read_text()[-3000:]
+                raise RuntimeError(f"the web server exited: {log}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise RuntimeError("daphne did not listen within 60 s")
+        raise RuntimeError("the web server did not listen within 60 s")
 
     @property
     def url(self) -> str:
@@ -319,7 +327,7 @@ def own_timing(runtime: Any, workload: str) -> dict[str, float]:
 class Lattice:
     """Notebooks started through Lattice: worker, agent, runtime, all real."""
 
-    def __init__(self, user: Any, team: Any, machine: Any, api: Daphne | None) -> None:
+    def __init__(self, user: Any, team: Any, machine: Any, api: WebServer | None) -> None:
         from apps.notebooks.services import notebook_create
 
         self.user, self.team, self.machine, self.api = user, team, machine, api
@@ -540,7 +548,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         "--via",
         choices=("auto", "api", "service"),
         default="auto",
-        help="how to click Start: the HTTP API through Daphne, or the service (auto: the API)",
+        help="how to click Start: the HTTP API through the web server, or the service "
+        "(auto: the API)",
     )
     args = parser.parse_args()
 
@@ -560,7 +569,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     runtime = _make_timed_runtime()
     agent.host_runtime = lambda: runtime  # the agent's tasks run this process's wrapped runtime
     via = "api" if args.via == "api" or (args.via == "auto" and api_available()) else "service"
-    daphne = Daphne(database) if via == "api" else None
+    web = WebServer(database) if via == "api" else None
     made: list[Any] = []
     plain = direct = None
     results: dict[str, Any] = {"image": image, "via": via, "runs": args.runs}
@@ -573,7 +582,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         }
         host_ensure_local(name="local", inventory=inventory, runtime="docker")
         user, team, machine = make_people()
-        lattice = Lattice(user, team, machine, daphne)
+        lattice = Lattice(user, team, machine, web)
         queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue("local")]
         with embedded_worker(queues=queues, concurrency=args.worker_concurrency):
             notebook = lattice.notebook("Bench sequential")
@@ -705,8 +714,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
             }
     finally:
         cleanup(client, runtime, made, plain, direct)
-        if daphne is not None:
-            daphne.close()
+        if web is not None:
+            web.close()
         drop_database(database)
     report(results)
 

@@ -1,6 +1,7 @@
 """bench/upload: a dataset through the upload API, against a plain copy of the same bytes.
 
-The real upload path, end to end: a Daphne subprocess serving
+The real upload path, end to end: a web server subprocess (uvicorn, as in
+production: bench/start_latency.py WEB_COMMAND) serving
 config.asgi:application (settings config.settings.local, PostgreSQL from
 DATABASE_URL; a throw-away database ``lattice_bench_upload`` is made and
 dropped; no Redis: the cache is in memory) with local storage in a fresh
@@ -356,15 +357,27 @@ class Sampler:
         self.cpus[name] = -now
 
     def __enter__(self) -> Sampler:
+        import psutil
+
         self.phase("start")
+        self.system = -self.process.cpu_times().system
+        self.machine = psutil.cpu_times()
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import psutil
+
         self.stop.set()
         self.thread.join()
         self.phase("")
         del self.cpus[""]
+        self.system += self.process.cpu_times().system
+        # How busy the machine's CPUs were meanwhile (client, server, database, kernel).
+        before, after = self.machine, psutil.cpu_times()
+        total = sum(after) - sum(before)
+        idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+        self.machine_busy = 1 - idle / total if total else 0.0
 
     @property
     def cpu(self) -> float:
@@ -382,7 +395,7 @@ class Setup:
     work: Path
     workers: int
     server_env: dict[str, str]
-    server: common.Daphne = field(init=False)  # a fresh one for each size
+    server: common.WebServer = field(init=False)  # a fresh one for each size
 
     @property
     def media(self) -> Path:
@@ -405,7 +418,7 @@ def make_setup(work: Path, workers: int, server_env: dict[str, str]) -> Setup:
 def start_server(setup: Setup) -> None:
     """A fresh web server, warmed up by one API request (its lazy imports are not the
     upload's memory)."""
-    setup.server = common.Daphne(DATABASE, setup.server_env)
+    setup.server = common.WebServer(DATABASE, setup.server_env)
     with api_client(setup.server.url, setup.token) as client:
         check(client.get(f"/api/v1/teams/{setup.team.slug}/datasets/"), 200)
 
@@ -495,7 +508,9 @@ def lattice(
         "rss_peak": sampler.peak,
         "rss_peak_phase": sampler.peaks,
         "server_cpu_s": sampler.cpu,
+        "server_cpu_system_s": sampler.system,
         "server_cpu_phase_s": sampler.cpus,
+        "machine_busy": sampler.machine_busy,
         "client_cpu_s": time.process_time() - client_cpu,
     }
 
@@ -626,7 +641,9 @@ def one_size(setup: Setup, gib: float, files: int, runs: int, keep: bool) -> dic
             k: round(v / MIB, 1) for k, v in ours[0]["rss_peak_phase"].items()
         },
         "server_cpu_s": median("server_cpu_s"),
+        "server_cpu_system_s": median("server_cpu_system_s"),
         "server_cpu_phase_s": phases("server_cpu_phase_s"),
+        "machine_cpu_busy": round(median("machine_busy"), 2),
         "client_cpu_s": median("client_cpu_s"),
         "retries": sum(r["retries"] for r in ours),
         "resume": resumed,
@@ -658,7 +675,7 @@ def alternate(
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
-        f"upload through Lattice (Daphne, local storage, {args.workers} workers) vs "
+        f"upload through Lattice (uvicorn, local storage, {args.workers} workers) vs "
         f"shutil.copyfile into the same folder; medians of {args.runs} alternating runs; "
         "page cache warm for both (it cannot be dropped here)"
     )
@@ -684,7 +701,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print(
             "       Lattice by phase (wall s / web CPU s / web peak RSS MiB in the first upload): "
             + ", ".join(f"{k} {phases[k]:.2f}/{cpu[k]:.1f}/{rss[k]:.0f}" for k in phases)
-            + f"; client CPU {r['client_cpu_s']:.1f} s; retries {r['retries']}"
+            + f"; web CPU in the kernel {r['server_cpu_system_s']:.1f} s; client CPU "
+            f"{r['client_cpu_s']:.1f} s; all {os.cpu_count()} CPUs "
+            f"{r['machine_cpu_busy']:.0%} busy; retries {r['retries']}"
         )
         print(
             f"       resume: killed at {res['acked_at_kill']}/{res['chunks']} chunks answered "

@@ -76,12 +76,9 @@ def test_every_app_service_command_exists(compose):
             import config.celery
 
             assert config.celery.app.main == "lattice"
-        elif program == "daphne":
-            assert (BIN / "daphne").exists(), "daphne is not installed"
-            app_path = command[-1]
-            module, _, attribute = app_path.partition(":")
-            assert module == "config.asgi"
-            assert attribute == "application"
+        elif program == "uvicorn":
+            assert (BIN / "uvicorn").exists(), "uvicorn is not installed"
+            assert_uvicorn_takes(command)
         else:
             pytest.fail(f"{name}: unexpected program {program}")
 
@@ -146,7 +143,23 @@ def test_the_dockerfile_builds_in_stages_and_runs_as_a_user():
     assert any(line.startswith("HEALTHCHECK") for line in final)
     assert any(line.startswith("COPY --from=build") for line in final)
     cmd = next(line for line in final if line.startswith("CMD "))
-    assert shlex.split(cmd[4:].replace('"', "").strip("[]").replace(",", " "))[0] == "daphne"
+    command = shlex.split(cmd[4:].replace('"', "").strip("[]").replace(",", " "))
+    assert command[0] == "uvicorn"
+    assert_uvicorn_takes(command)
+
+
+def assert_uvicorn_takes(command: list[str]) -> None:
+    """uvicorn's own command line parser accepts ``command``'s options, and it serves
+    config.asgi:application with the websocket protocol the tests use (tests/asgi_server.py)."""
+    import importlib
+
+    # The click command, from the module (the package's ``uvicorn.main`` is a function).
+    cli = importlib.import_module("uvicorn.main").main
+    context = cli.make_context("uvicorn", command[1:])
+    assert context.params["app"] == "config.asgi:application"
+    assert context.params["ws"] == "websockets-sansio"
+    assert context.params["lifespan"] == "off"
+    assert context.params["host"] == "0.0.0.0"  # noqa: S104 - inside its container
 
 
 def test_the_image_and_compose_serve_the_same_asgi_application(compose):
