@@ -490,3 +490,51 @@ def test_a_chunk_overwritten_by_a_bad_resend_is_named_at_complete(api, acme, cat
     assert put_chunk(api, acme, upload["id"], data, 1).status_code == 204
     assert complete(api, acme, upload["id"]).status_code == 201
     assert blob_files(media)[0].read_bytes() == data
+
+
+def test_a_file_too_big_for_ten_thousand_chunks_gets_larger_chunks(api, acme, cats, settings):
+    """S3 takes at most 10,000 parts in a multipart upload: a 400 GiB file cannot go in
+    32 MiB chunks (12,800), so its upload's chunks are the next whole MiB that fits."""
+    settings.LATTICE_UPLOAD_CHUNK_BYTES = 32 * 1024 * 1024
+    big = 400 * 1024**3
+    manifest = [{"path": "huge.bin", "size": big, "sha256": "b" * 64}]
+    response = api.post(
+        f"{base(acme)}/datasets/{cats.slug}/uploads/",
+        {"message": "", "files": manifest},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    upload = response.json()
+    assert upload["chunk_size"] == 41 * 1024 * 1024
+    assert upload["blobs"][0]["chunk_count"] == 9_991
+    small = [{"path": "small.bin", "size": 1000, "sha256": "c" * 64}]
+    response = api.post(
+        f"{base(acme)}/datasets/{cats.slug}/uploads/",
+        {"message": "", "files": small},
+        content_type="application/json",
+    )
+    assert response.json()["chunk_size"] == 32 * 1024 * 1024
+
+
+def test_a_damaged_file_among_good_ones_moves_none_and_the_resend_completes(api, acme, cats, media):
+    """Every file is checked before any is stored: the good files' bytes stay where a
+    second complete finds them, and nothing is half made in between."""
+    files = {"a": b"abcdefghijkl", "b": b"mnopqrstuvwx", "c": b"0123456789"}
+    upload = start(api, acme, "cats", files)
+    send_all(api, acme, upload, files)
+    part = media / "datasets" / "uploads" / str(upload["id"]) / f"{sha(files['b'])}.part"
+    with part.open("r+b") as f:
+        f.seek(4)
+        f.write(b"XXXX")
+
+    response = complete(api, acme, upload["id"])
+
+    assert response.status_code == 400
+    assert "send chunk 1 of it again" in response.json()["error"]["message"]
+    assert blob_files(media) == []
+    with team_scope(acme):
+        assert not Blob.objects.exists()
+        assert not DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).exists()
+    assert put_chunk(api, acme, upload["id"], files["b"], 1).status_code == 204
+    assert complete(api, acme, upload["id"]).status_code == 201
+    assert sorted(p.read_bytes() for p in blob_files(media)) == sorted(files.values())

@@ -9,7 +9,9 @@ new blob and makes the version ready, numbered, in one transaction.
 from __future__ import annotations
 
 import math
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -66,8 +68,18 @@ def _require(team: Team, actor: User, permission: str = "datasets.manage") -> No
         raise DatasetPermissionError("Your role in this team does not allow that.")
 
 
-def chunk_size() -> int:
-    return int(settings.LATTICE_UPLOAD_CHUNK_BYTES)
+# S3 takes at most this many parts in one multipart upload: a file never needs more chunks.
+MAX_CHUNKS = 10_000
+
+
+def chunk_size(largest_file: int = 0) -> int:
+    """The chunk size for an upload whose largest file is ``largest_file`` bytes: the
+    setting's, or a whole number of MiB large enough for MAX_CHUNKS chunks."""
+    configured = int(settings.LATTICE_UPLOAD_CHUNK_BYTES)
+    if largest_file <= configured * MAX_CHUNKS:
+        return configured
+    mib = 1024 * 1024
+    return -(-largest_file // (MAX_CHUNKS * mib)) * mib
 
 
 def chunk_key(upload_id: int, sha256: str, index: int) -> str:
@@ -230,7 +242,7 @@ def upload_start(
     version = DatasetVersion.objects.for_team(team).create(
         team=team, dataset=dataset, message=message[:500], author=actor
     )
-    size = chunk_size()
+    size = chunk_size(max(sizes.values(), default=0))
     upload = Upload.objects.for_team(team).create(
         team=team,
         dataset=dataset,
@@ -491,7 +503,11 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
                 "which); nothing was made."
             )
         manifest = upload_manifest(locked)
-        for blob in UploadBlob.objects.for_team(team).filter(upload=locked):
+        new_blobs = list(UploadBlob.objects.for_team(team).filter(upload=locked))
+        # Every local part is checked before any is moved: a refusal leaves them all.
+        for blob, part, digest in _hash_parts(locked, new_blobs):
+            _part_check(locked, blob, part, digest)
+        for blob in new_blobs:
             _blob_assemble(locked, blob)
         blobs = {
             b.sha256: b for b in Blob.objects.filter(sha256__in={f["sha256"] for f in manifest})
@@ -531,14 +547,69 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
     return version
 
 
+def _hash_parts(
+    upload: Upload, blobs: list[UploadBlob]
+) -> list[tuple[UploadBlob, Path, str | None]]:
+    """On a local folder: each blob's part file with its SHA-256 (None: no part file, or
+    not the blob's size), several files at once (hashing and reading let threads run)."""
+    parts = []
+    for blob in blobs:
+        part = storage.local_path(part_key(upload.pk, blob.sha256))
+        if part is not None and not blob.multipart_id:
+            parts.append((blob, part))
+
+    def digest(item: tuple[UploadBlob, Path]) -> str | None:
+        blob, part = item
+        if not blob.size or not part.exists() or part.stat().st_size != blob.size:
+            return None
+        return storage.hash_file(part)
+
+    workers = min(len(parts), os.cpu_count() or 1, 4)
+    if workers < 2:  # noqa: PLR2004 - one file gains nothing from threads
+        return [(blob, part, digest((blob, part))) for blob, part in parts]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [
+            (blob, part, sha)
+            for (blob, part), sha in zip(parts, pool.map(digest, parts), strict=True)
+        ]
+
+
+def _part_check(upload: Upload, blob: UploadBlob, part: Path, digest: str | None) -> None:
+    """A local part file whose SHA-256 is ``digest``: _DamagedBlobError, naming the chunks
+    that are wrong, unless it is whole and right (or already moved into place)."""
+    if blob.size == 0 or digest == blob.sha256:
+        return
+    if not part.exists():
+        target = storage.local_path(blob_key(blob.sha256))
+        if target is not None and target.exists():
+            return  # moved by a complete whose transaction then failed: the same bytes
+        raise _DamagedBlobError(blob)
+    # Say which chunks are wrong (two sends of one chunk at once can mix them).
+    recorded = dict(
+        UploadChunk.objects.for_team(blob.team_id).filter(blob=blob).values_list("index", "sha256")
+    )
+    bad = [
+        index
+        for index in range(blob.chunk_count)
+        if storage.hash_file(
+            part,
+            offset=index * upload.chunk_size,
+            length=blob.chunk_range(index, upload.chunk_size)[1],
+        )
+        != recorded.get(index)
+    ]
+    raise _DamagedBlobError(blob, bad_chunks=bad or None)
+
+
 def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
+    """Store ``blob`` from what was received (a local part file is checked already)."""
     if Blob.objects.filter(sha256=blob.sha256).exists():
         return  # another upload stored the same bytes meanwhile
     part = storage.local_path(part_key(upload.pk, blob.sha256))
     if blob.multipart_id:
         _multipart_assemble(upload, blob)
     elif part is not None:
-        _part_assemble(upload, blob, part)
+        _part_assemble(blob, part)
     else:
         _chunks_assemble(upload, blob)
     try:
@@ -587,33 +658,17 @@ def _multipart_assemble(upload: Upload, blob: UploadBlob) -> None:
     storage.delete(staged)
 
 
-def _part_assemble(upload: Upload, blob: UploadBlob, part: Path) -> None:
-    """On a local folder: the part file, checked whole, becomes the blob (a rename)."""
-    if blob.size == 0:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        part.touch()
-    if part.stat().st_size != blob.size or storage.hash_file(part) != blob.sha256:
-        # Say which chunks are wrong (two sends of one chunk at once can mix them).
-        recorded = dict(
-            UploadChunk.objects.for_team(blob.team_id)
-            .filter(blob=blob)
-            .values_list("index", "sha256")
-        )
-        bad = [
-            index
-            for index in range(blob.chunk_count)
-            if storage.hash_file(
-                part,
-                offset=index * upload.chunk_size,
-                length=blob.chunk_range(index, upload.chunk_size)[1],
-            )
-            != recorded.get(index)
-        ]
-        raise _DamagedBlobError(blob, bad_chunks=bad)
+def _part_assemble(blob: UploadBlob, part: Path) -> None:
+    """On a local folder: the part file, checked whole (_part_check), becomes the blob (a
+    rename)."""
     target = storage.local_path(blob_key(blob.sha256))
     assert target is not None  # noqa: S101 - the part is local, so is the blob
     target.parent.mkdir(parents=True, exist_ok=True)
-    part.replace(target)
+    if blob.size == 0:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.touch()
+    if part.exists():
+        part.replace(target)
     target.chmod(0o644)
 
 

@@ -41,7 +41,7 @@ class PerUserThrottle(SimpleRateThrottle):
 
 
 class UploadChunkThrottle(SimpleRateThrottle):
-    """Chunks of uploads, counted apart: a 50 GiB upload is 6,400 chunks of 8 MiB, which
+    """Chunks of uploads, counted apart: a 200 GiB upload is 6,400 chunks of 32 MiB, which
     the general limits would cut off; the storage quota bounds what they can cost."""
 
     scope = "upload"
