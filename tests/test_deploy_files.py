@@ -178,3 +178,29 @@ def test_the_agent_gets_the_broker_and_the_docker_socket_but_no_database(compose
     assert "DATABASE_URL" not in environment
     assert "env_file" not in agent
     assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
+
+
+def test_the_agent_reads_datasets_from_storage_into_a_cache_docker_can_bind(compose):
+    """The agent copies mounted versions from the object storage into its cache, and Docker
+    bind-mounts them by their host path: the cache is the same path on both sides."""
+    agent = compose["services"]["agent"]
+    env = agent["environment"]
+    assert env["LATTICE_STORAGE"] == "s3"
+    for name in ("AWS_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name], name
+    assert "DATABASE_URL" not in env
+    assert "env_file" not in agent  # .env holds the database's password
+    cache = env["LATTICE_DATASET_CACHE"]
+    binds = [_split_bind(v) for v in agent["volumes"]]
+    assert [cache, cache] in binds
+
+
+def _split_bind(volume: str) -> list[str]:
+    """``${A:-/x}:${A:-/x}`` split at the colon between them, not the ones inside."""
+    depth = 0
+    for i, char in enumerate(volume):
+        depth += char == "{"
+        depth -= char == "}"
+        if char == ":" and depth == 0:
+            return [volume[:i], volume[i + 1 :]]
+    return [volume]
