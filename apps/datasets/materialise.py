@@ -9,24 +9,44 @@ renamed into place when complete, so a half-built folder is never used.
 The host trusts nothing it is sent: the key must be a SHA-256, every path
 must land inside the folder, and every file's bytes must have the size and
 the SHA-256 its storage key names.
+
+The cache has a size budget: each use of a folder sets its modification time
+to now, so ``evict`` can remove the least recently used folders that no
+workload on the host mounts. Deciding what to remove and marking a folder used
+happen under one lock on the cache folder (flock, so across threads and
+processes), so a folder just handed to a start is never removed under it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import logging
 import os
 import re
 import secrets
 import shutil
+import stat
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apps.datasets import storage
 
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+logger = logging.getLogger(__name__)
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Folders this module is writing (``.partial-``) or removing (``.evicted-``).
+_TEMPORARY = re.compile(r"[0-9a-f]{64}\.(?:partial|evicted)-[0-9a-f]{16}")
 FILE_MODE = 0o444
 FOLDER_MODE = 0o555
+# A temporary folder this old is left over from a start or an eviction that died: a start
+# gives up after minutes (apps.machines.agent.AGENT_TIME_LIMIT).
+STALE_SECONDS = 24 * 3600
 
 
 class MaterialiseError(Exception):
@@ -35,14 +55,16 @@ class MaterialiseError(Exception):
 
 def materialise(mount: dict[str, Any], cache_root: Path) -> Path:
     """The folder holding ``mount``'s files (see apps.datasets.mounts.mounts_for_spec),
-    built if this host has not built it yet."""
+    built if this host has not built it yet, and marked used now either way (see evict)."""
     key = str(mount.get("key", ""))
     if not _SHA256.fullmatch(key):
         raise MaterialiseError(f"{key[:80]!r} is not a content key.")
     cache_root.mkdir(parents=True, exist_ok=True)
     final = cache_root / key
-    if final.is_dir():
-        return final
+    with _locked(cache_root):
+        if final.is_dir():
+            _touch(final)
+            return final
     partial = cache_root / f"{key}.partial-{secrets.token_hex(8)}"
     partial.mkdir(mode=0o700)
     try:
@@ -52,17 +74,132 @@ def materialise(mount: dict[str, Any], cache_root: Path) -> Path:
             target.chmod(FILE_MODE)
         for folder in sorted(_folders(partial), key=lambda p: len(p.parts), reverse=True):
             folder.chmod(FOLDER_MODE)
-        try:
-            partial.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            # Another start built the same folder meanwhile: theirs is as good as ours.
-            _remove(partial)
+        with _locked(cache_root):
+            _touch(partial)
+            try:
+                partial.rename(final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                _touch(final)
     except BaseException:
         _remove(partial)
         raise
+    # Still there only when another start built the same folder meanwhile: theirs is as
+    # good as ours.
+    _remove(partial)
     return final
+
+
+def evict(
+    cache_root: Path,
+    *,
+    budget_bytes: int,
+    in_use: Collection[str],
+    used_within: float = 0.0,
+) -> list[str]:
+    """Remove the least recently used folders until the cache holds at most ``budget_bytes``
+    (the sum of its files' sizes); returns the keys removed, oldest first.
+
+    Kept whatever the budget: the folders named in ``in_use`` (content keys: what the
+    host's workloads mount) and those used within the last ``used_within`` seconds (a start
+    in flight holds a folder before its workload runs). Anything in ``cache_root`` that is
+    not a key's folder is left alone, but for this module's temporary folders left over for
+    ``STALE_SECONDS``. Symbolic links are never followed.
+    """
+    now = time.time()
+    folders = _measured(cache_root, now)
+    total = sum(size for _, _, size in folders)
+    keep_since_ns = int((now - used_within) * 1e9)
+    evicted: dict[str, Path] = {}
+    if total > budget_bytes:
+        with _locked(cache_root):
+            for mtime_ns, key, size in sorted(folders):
+                if total <= budget_bytes:
+                    break
+                if key in in_use or mtime_ns >= keep_since_ns:
+                    continue
+                trash = _set_aside(cache_root, key, mtime_ns)
+                if trash is not None:
+                    total -= size
+                    evicted[key] = trash
+    # The slow part, deleting, without holding up starts: no start is handed these now.
+    for trash in evicted.values():
+        _remove(trash)
+    return list(evicted)
+
+
+def _measured(cache_root: Path, now: float) -> list[tuple[int, str, int]]:
+    """(last used in ns, key, size) for each key's folder in the cache; temporary folders
+    left over for STALE_SECONDS are removed on the way, anything else is left alone."""
+    if not cache_root.is_dir():
+        return []
+    folders = []
+    with os.scandir(cache_root) as entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
+            if _SHA256.fullmatch(entry.name):
+                folders.append((mtime_ns, entry.name, _size(Path(entry.path))))
+            elif _TEMPORARY.fullmatch(entry.name) and now - mtime_ns / 1e9 > STALE_SECONDS:
+                logger.info("removing %s, left over in the dataset cache", entry.name)
+                _remove(Path(entry.path))
+    return folders
+
+
+def _set_aside(cache_root: Path, key: str, mtime_ns: int) -> Path | None:
+    """Rename ``key``'s folder to a temporary name, unless it was used since ``mtime_ns``
+    (it is no longer the least recently used). Call it holding the lock."""
+    folder = cache_root / key
+    trash = cache_root / f"{key}.evicted-{secrets.token_hex(8)}"
+    try:
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_mtime_ns != mtime_ns:
+            return None
+        folder.rename(trash)
+    except OSError:
+        return None
+    return trash
+
+
+@contextlib.contextmanager
+def _locked(cache_root: Path) -> Iterator[None]:
+    """Hold the cache's lock, taken on the cache folder itself (no file of its own in the
+    cache): other threads and processes that use the cache wait meanwhile."""
+    fd = os.open(cache_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
+def _touch(folder: Path) -> None:
+    """Mark ``folder`` used now: its modification time (files are never added to it)."""
+    try:
+        os.utime(folder, follow_symlinks=False)
+    except PermissionError:
+        # Made by another user: it is still good to use; this agent can't remove it anyway.
+        logger.warning("cannot mark %s used: this agent does not own it", folder)
+
+
+def _size(folder: Path) -> int:
+    """The sum of the sizes of the files under ``folder``, without following links."""
+    total = 0
+    pending = [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        pending.append(Path(entry.path))
+                    elif stat.S_ISREG(info.st_mode):
+                        total += info.st_size
+        except OSError:
+            continue
+    return total
 
 
 def _planned(root: Path, files: list[Any]) -> list[tuple[Path, str, int]]:

@@ -7,7 +7,8 @@ it learns goes back as tasks on the control queue (apps.machines.tasks):
 "ready" or "failed". It ships workloads' output to their live streams itself
 (apps.machines.logship). Dataset versions a workload mounts it copies from the
 object storage (read through Django's storage) into a folder per content,
-before the workload starts (apps.datasets.materialise).
+before the workload starts, and keeps that cache within its size budget
+(apps.datasets.materialise; see with_datasets).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def agent_start(
 
     with _starting_workload(workload.name):
         try:
-            workload = with_datasets(workload)
+            workload = with_datasets(workload, runtime=runtime)
             with _watch_pull(runtime, workload.name, send):
                 state = runtime.start(workload)
         except WorkloadError as exc:
@@ -165,17 +166,28 @@ def agent_start(
         _wait_ready(runtime, workload, state, options, send)
 
 
-def with_datasets(spec: Spec, cache_root: Path | None = None) -> Spec:
+def with_datasets(
+    spec: Spec, cache_root: Path | None = None, *, runtime: Runtime | None = None
+) -> Spec:
     """``spec`` with each dataset's folder built on this host (once per content; then
-    reused) and named as its ``source``, as the runtimes want it (apps.runtimes.base)."""
+    reused) and named as its ``source``, as the runtimes want it (apps.runtimes.base).
+
+    When it built a folder, it then evicts the least recently used folders the cache holds
+    beyond LATTICE_DATASET_CACHE_MAX_GIB: right here, because only a build makes the cache
+    grow, and the host's workloads are at hand to say what is in use. Kept: the folders
+    ``spec`` and the workloads ``runtime`` (this host's by default) runs mount, and those used
+    by a start still in flight (within AGENT_TIME_LIMIT) whose workload does not run yet.
+    """
     if not spec.datasets:
         return spec
     from apps.datasets.materialise import MaterialiseError, materialise
 
     root = Path(cache_root or settings.LATTICE_DATASET_CACHE)
     built = []
+    grew = False
     for dataset in spec.datasets:
         try:
+            grew |= not (root / str(dataset.get("key", ""))).is_dir()
             folder = materialise(dataset, root)
         except Exception as exc:
             # Storage backends raise their own kinds (S3's, the file system's): whatever it
@@ -195,7 +207,33 @@ def with_datasets(spec: Spec, cache_root: Path | None = None) -> Spec:
                 "source": str(folder),
             }
         )
+    if grew:
+        _evict_datasets(root, {str(d["key"]) for d in built}, runtime or host_runtime())
     return replace(spec, datasets=built)
+
+
+def _evict_datasets(root: Path, keys: set[str], runtime: Runtime) -> None:
+    """Keep the dataset cache within its budget; a failure is logged, never fails a start."""
+    from apps.datasets.materialise import evict
+
+    try:
+        in_use = keys | {
+            Path(folder).name
+            for managed in runtime.list_managed()
+            if managed.running
+            for folder in managed.datasets
+        }
+        evicted = evict(
+            root,
+            budget_bytes=int(settings.LATTICE_DATASET_CACHE_MAX_GIB * 1024**3),
+            in_use=in_use,
+            used_within=AGENT_TIME_LIMIT,
+        )
+    except Exception:
+        logger.exception("evicting from the dataset cache %s", root)
+        return
+    if evicted:
+        logger.info("evicted %d dataset folders from %s: %s", len(evicted), root, evicted)
 
 
 def _wait_ready(

@@ -13,7 +13,8 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``logs(state, since, follow) -> Iterator[str]``: output lines;
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
-  Lattice on this host, found by its labels, for the reconciler;
+  Lattice on this host, found by its labels, for the reconciler (and, with the
+  dataset folders each mounts, for the agent's dataset cache);
 - ``remove_volume(name)``: delete a persistent volume (idempotent);
 - ``copy_volume(source, target, image)``: copy one volume's files into
   another (made if missing), with ``image`` where a helper container is needed.
@@ -115,6 +116,9 @@ class Managed:
     labels: dict[str, str]
     state: dict[str, Any]
     started_at: datetime | None = None
+    # The folders on this host it mounts as datasets (each a ``source`` of dataset_mounts):
+    # the agent's dataset cache keeps them while it runs.
+    datasets: tuple[str, ...] = ()
 
 
 class WorkloadError(Exception):

@@ -26,6 +26,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from apps.runtimes.base import (
+    DATASETS_PATH,
     LABEL_PREFIX,
     Managed,
     Progress,
@@ -277,6 +278,7 @@ class DockerRuntime(Runtime):
                     running=container.status == "running",
                     labels=dict(container.labels),
                     state={"name": name, "container_id": container.id},
+                    datasets=_dataset_sources(container),
                 ),
             )
         return found
@@ -325,6 +327,17 @@ class DockerRuntime(Runtime):
         container = self._container(managed.state)
         if container is not None:
             container.remove(force=True)
+
+
+def _dataset_sources(container: Container) -> tuple[str, ...]:
+    """The host folders bound at /datasets/<name>: what Docker says it mounted, not labels."""
+    return tuple(
+        str(mount["Source"])
+        for mount in container.attrs.get("Mounts") or []
+        if mount.get("Type") == "bind"
+        and str(mount.get("Destination", "")).startswith(f"{DATASETS_PATH}/")
+        and mount.get("Source")
+    )
 
 
 def isolate_workloads(runtime: DockerRuntime) -> bool:

@@ -176,6 +176,7 @@ class FakeRuntime(Runtime):
                 running=entry["exit"] is None,
                 labels=entry["labels"],
                 state=dict(entry["state"]),
+                datasets=tuple(d["source"] for d in entry["datasets"]),
             )
             for name, entry in self._running.items()
         ]

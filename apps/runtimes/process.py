@@ -103,7 +103,8 @@ class LocalProcessRuntime(Runtime):
             path.mkdir(parents=True, exist_ok=True)
             mounts[mount] = str(path)
         work = Path(mounts.get("/notebooks", str(folder)))
-        mounts.update(self._link_datasets(work, dataset_mounts(spec)))
+        datasets = dataset_mounts(spec)
+        mounts.update(self._link_datasets(work, datasets))
         port = _free_port()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -141,6 +142,7 @@ class LocalProcessRuntime(Runtime):
             "log": str(log_path),
             "labels": spec.all_labels(),
             "started_at": time.time(),
+            "datasets": [source for source, _ in datasets],
         }
         state_file.write_text(json.dumps(state))
         return state
@@ -273,6 +275,7 @@ class LocalProcessRuntime(Runtime):
                     running=self._process(state) is not None,
                     labels=state.get("labels", {}),
                     state=state,
+                    datasets=tuple(state.get("datasets", [])),
                 ),
             )
         return found

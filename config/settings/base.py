@@ -406,6 +406,9 @@ LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR
 LATTICE_DATASET_CACHE = Path(
     env.str("LATTICE_DATASET_CACHE", default="") or VAR_DIR / "dataset-cache"
 )
+# How much the dataset cache may hold (GiB, the files' sizes): beyond it, an agent removes
+# the least recently used folders that no workload on its host mounts.
+LATTICE_DATASET_CACHE_MAX_GIB = env.float("LATTICE_DATASET_CACHE_MAX_GIB", default=200.0)
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 # Which Lattice the workloads belong to: every workload carries it as a label, and the
