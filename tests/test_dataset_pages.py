@@ -209,7 +209,9 @@ def test_the_detail_page_shows_an_older_version_when_asked(client, alice, cats):
 
     assert "Files of version 1" in body
     assert "/versions/1/files/a.txt" in body
-    assert "d e" not in body
+    assert "d e#?.txt" not in body  # a file of version 2 only
+    assert "d%20e" not in body
+    assert "d e#?.txt" in text(client.get(url("detail", cats.team, cats)))
 
 
 @pytest.mark.parametrize("version", ["3", "0", "x", ""])

@@ -46,8 +46,9 @@ class MountNotFoundError(NotebookError):
 
 
 def mount_available(mount: NotebookMount) -> bool:
-    """False once the version's dataset, another team's, is no longer public: such a
-    mount stays listed (so it can be removed) but is left out at start."""
+    """False once the version's dataset, another team's, is no longer public. Making a
+    dataset private removes other teams' mounts of it (services.dataset_update); one added
+    while that edit was committing is left out at start, listed so it can be removed."""
     version = mount.version
     return (
         version.team_id == mount.team_id or version.dataset.visibility == Dataset.Visibility.PUBLIC

@@ -29,6 +29,7 @@ from apps.datasets.models import (
     Blob,
     Dataset,
     DatasetVersion,
+    NotebookMount,
     Upload,
     UploadBlob,
     UploadChunk,
@@ -148,6 +149,90 @@ def dataset_create(
     )
     audit_record(team=team, actor=actor, action="dataset.created", target=name)
     return dataset
+
+
+@transaction.atomic
+def dataset_update(
+    *,
+    team: Team,
+    actor: User,
+    dataset: Dataset,
+    name: str | None = None,
+    description: str | None = None,
+    licence: str | None = None,
+    visibility: str | None = None,
+) -> Dataset:
+    """Change what is given of the name (the slug follows), description, licence and
+    visibility; going private removes other teams' mounts of it. Audited."""
+    _require(team, actor)
+    locked = Dataset.objects.for_team(team).select_for_update().get(pk=dataset.pk)
+    previous_name, previous_visibility = locked.name, locked.visibility
+    changed = _changes_apply(
+        team, locked, name=name, description=description, licence=licence, visibility=visibility
+    )
+    if not changed:
+        return locked
+    slug = ["slug"] if "name" in changed else []
+    try:
+        locked.save(update_fields=[*changed, *slug, "updated_at"])
+    except IntegrityError:
+        # _clean_name found the slug free, then another rename took it first.
+        raise DatasetConflictError(
+            f"This team already has a dataset called {locked.name}.", field="name"
+        ) from None
+    details: dict[str, Any] = {"fields": changed}
+    if "name" in changed:
+        details["previous_name"] = previous_name
+    if "visibility" in changed:
+        details["visibility"] = f"{previous_visibility} -> {locked.visibility}"
+        if locked.visibility == Dataset.Visibility.PRIVATE:
+            details["mounts_removed"] = _others_mounts_remove(team, locked)
+    audit_record(team=team, actor=actor, action="dataset.updated", target=locked.name, **details)
+    return locked
+
+
+def _changes_apply(
+    team: Team,
+    dataset: Dataset,
+    *,
+    name: str | None,
+    description: str | None,
+    licence: str | None,
+    visibility: str | None,
+) -> list[str]:
+    """Check what is given as dataset_create does and set what differs on ``dataset``
+    (unsaved); the fields that changed."""
+    changed: list[str] = []
+    if name is not None:
+        name, slug = _clean_name(team, name, exclude=dataset.pk)
+        if name != dataset.name:
+            dataset.name, dataset.slug = name, slug
+            changed.append("name")
+    if description is not None and description[:5000] != dataset.description:
+        dataset.description = description[:5000]
+        changed.append("description")
+    if licence is not None and licence[:80] != dataset.licence:
+        dataset.licence = licence[:80]
+        changed.append("licence")
+    if visibility is not None and _clean_visibility(visibility) != dataset.visibility:
+        if visibility == Dataset.Visibility.PRIVATE:
+            check_private_dataset(team)  # a 402 on a plan whose datasets are public
+        dataset.visibility = visibility
+        changed.append("visibility")
+    return changed
+
+
+def _others_mounts_remove(team: Team, dataset: Dataset) -> int:
+    """Remove other teams' mounts of ``dataset`` (made from the catalogue while it was
+    public); the team's own stay. How many went."""
+    # Across teams on purpose: those mounts are rows of the teams that made them, which can no
+    # longer see the dataset. The filter names this team's own dataset, so nothing else of
+    # theirs is read or removed.
+    others = (
+        NotebookMount.objects.unscoped().filter(version__dataset_id=dataset.pk).exclude(team=team)
+    )
+    removed, _ = others.delete()
+    return int(removed)
 
 
 @transaction.atomic

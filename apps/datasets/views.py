@@ -1,11 +1,12 @@
 """Dataset pages under /t/<team_slug>/datasets/: the team's datasets and the form that makes
-one, a dataset's versions and files, and the page that uploads a new version.
+one, a dataset's versions and files with the form that edits it, and the page that uploads a
+new version.
 
-The pages only read and make datasets. Files go up from the browser
+The pages read, make and edit datasets. Files go up from the browser
 (static/js/dataset-upload.js) through the datasets API with the session, the same resumable
 protocol a script uses (apps/datasets/api/views.py), and come down through the API's file and
-archive URLs. A refusal of ``dataset_create`` (``DatasetError``) is shown next to the form,
-in the service's words, with its status (400, 403 or 409).
+archive URLs. A refusal of ``dataset_create`` or ``dataset_update`` (``DatasetError``) is
+shown next to the form, in the service's words, with its status (400, 403 or 409).
 """
 
 from __future__ import annotations
@@ -65,6 +66,22 @@ class DatasetCreateForm(forms.Form):
         choices=Dataset.Visibility.choices,
         initial=Dataset.Visibility.PRIVATE,
     )
+
+
+class DatasetUpdateForm(DatasetCreateForm):
+    """The same fields, filled in with the dataset's: only what differs changes."""
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DatasetUpdateForm:
+        return cls(
+            initial={
+                "name": dataset.name,
+                "description": dataset.description,
+                "licence": dataset.licence,
+                "visibility": dataset.visibility,
+            },
+            auto_id="edit_%s",
+        )
 
 
 class DatasetPage(TeamPage):
@@ -127,12 +144,23 @@ class DatasetListView(DatasetPage):
 
 
 class DatasetDetailView(DatasetPage):
-    """One dataset: its versions, and the files of the latest (or ``?version=N``)."""
+    """One dataset: its versions, the files of the latest (or ``?version=N``), and the edit
+    form for those who may manage datasets."""
 
     template_name = "datasets/detail.html"
 
     def get(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
         dataset = self.dataset(slug)
+        return self.render_detail(request, dataset, DatasetUpdateForm.of(dataset))
+
+    def render_detail(
+        self,
+        request: HttpRequest,
+        dataset: Dataset,
+        form: DatasetUpdateForm,
+        status: int = 200,
+        delete_error: str = "",
+    ) -> HttpResponse:
         versions = list(_ready().filter(dataset=dataset).select_related("author"))
         shown = versions[0] if versions else None
         wanted = request.GET.get("version")
@@ -146,14 +174,81 @@ class DatasetDetailView(DatasetPage):
                 VersionFile.objects.filter(version=shown).select_related("blob").order_by("path"),
                 FILES_PER_PAGE,
             ).get_page(request.GET.get("page"))
-        return self.page(
+        response = self.page(
             request,
             dataset=dataset,
             versions=versions,
             shown=shown,
             files=files,
+            edit_form=form,
+            delete_error=delete_error,
             section="datasets",
         )
+        response.status_code = status
+        return response
+
+
+class DatasetUpdateView(DatasetDetailView):
+    """POST the edit form: the service changes what differs; then the page at its (maybe new)
+    slug. A refusal shows the page again with the form and the service's words."""
+
+    http_method_names = ["post"]
+    permission = "datasets.manage"
+
+    def post(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
+        dataset = self.dataset(slug)
+        form = DatasetUpdateForm(request.POST, auto_id="edit_%s")
+        if not form.is_valid():
+            return self.render_detail(request, dataset, form, status=400)
+        data = form.cleaned_data
+        try:
+            updated = services.dataset_update(
+                team=self.team,
+                actor=_user(request),
+                dataset=dataset,
+                name=data["name"],
+                description=data["description"],
+                licence=data["licence"],
+                visibility=data["visibility"],
+            )
+        except services.DatasetError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            return self.render_detail(request, dataset, form, status=exc.status_code)
+        except PlanLimitError as exc:
+            # The plan's, not the form's: the message template links the plans.
+            messages.error(request, str(exc), extra_tags="upgrade")
+            form.add_error("visibility", str(exc))
+            return self.render_detail(request, dataset, form, status=exc.status_code)
+        messages.success(request, f"{updated.name} is saved.")
+        return redirect("datasets:detail", team_slug=self.team.slug, slug=updated.slug)
+
+
+class DatasetDeleteView(DatasetDetailView):
+    """POST the delete form: the dataset goes once its name is typed; then the team's list.
+    A wrong name shows the page again with what to type."""
+
+    http_method_names = ["post"]
+    permission = "datasets.manage"
+
+    def post(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
+        dataset = self.dataset(slug)
+        try:
+            services.dataset_delete(
+                team=self.team,
+                actor=_user(request),
+                dataset=dataset,
+                confirmation=request.POST.get("confirmation", ""),
+            )
+        except services.DatasetError as exc:
+            return self.render_detail(
+                request,
+                dataset,
+                DatasetUpdateForm.of(dataset),
+                status=exc.status_code,
+                delete_error=str(exc),
+            )
+        messages.success(request, f"{dataset.name} is deleted.")
+        return redirect("datasets:list", team_slug=self.team.slug)
 
 
 class DatasetUploadView(DatasetPage):

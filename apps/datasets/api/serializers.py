@@ -50,6 +50,21 @@ class DatasetSerializer(serializers.ModelSerializer[Dataset]):
         return VersionSerializer(ready, many=True).data  # type: ignore[return-value]
 
 
+class DatasetUpdateSerializer(serializers.Serializer[dict[str, object]]):
+    """PATCH a dataset: only the fields sent change."""
+
+    name = serializers.CharField(
+        required=False, max_length=80, help_text="Its slug, and so its addresses, follow."
+    )
+    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    licence = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    visibility = serializers.ChoiceField(
+        choices=Dataset.Visibility.choices,
+        required=False,
+        help_text="Going private removes other teams' notebook mounts of it.",
+    )
+
+
 class FileSerializer(serializers.ModelSerializer[VersionFile]):
     sha256 = serializers.CharField(source="blob.sha256", read_only=True)
 

@@ -127,10 +127,29 @@ class DatasetListView(mixins.ListModelMixin, _DatasetView):
 
 
 class DatasetDetailView(_DatasetView):
-    """One dataset, with its ready versions; DELETE it (with ?confirm=<its name>)."""
+    """One dataset, with its ready versions; PATCH its name, description, licence or
+    visibility; DELETE it (with ?confirm=<its name>)."""
 
     def get(self, request: Request, team_slug: str, slug: str) -> Response:
         return Response(s.DatasetSerializer(self.dataset(slug)).data)
+
+    @extend_schema(request=s.DatasetUpdateSerializer, responses={200: s.DatasetSerializer})
+    def patch(self, request: Request, team_slug: str, slug: str) -> Response:
+        dataset = self.dataset(slug)
+        data = s.DatasetUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        wanted = data.validated_data
+        dataset = services.dataset_update(
+            team=self.team,
+            actor=_user(request),
+            dataset=dataset,
+            name=wanted.get("name"),
+            description=wanted.get("description"),
+            licence=wanted.get("licence"),
+            visibility=wanted.get("visibility"),
+        )
+        # Answered as GET answers it, at its slug now (a new name gives a new one).
+        return Response(s.DatasetSerializer(self.dataset(dataset.slug)).data)
 
     def delete(self, request: Request, team_slug: str, slug: str) -> Response:
         services.dataset_delete(
