@@ -51,6 +51,7 @@ def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
         port=port,
         lifespan="off",
         ws="websockets-sansio",
+        ws_per_message_deflate=False,  # as in production (Dockerfile)
         log_level="warning",
         # Let a test end while a browser still holds a websocket open.
         timeout_graceful_shutdown=3,

@@ -158,6 +158,8 @@ def assert_uvicorn_takes(command: list[str]) -> None:
     context = cli.make_context("uvicorn", command[1:])
     assert context.params["app"] == "config.asgi:application"
     assert context.params["ws"] == "websockets-sansio"
+    # Deflating every log frame for every viewer cost 10x the latency (bench/log_stream).
+    assert context.params["ws_per_message_deflate"] is False
     assert context.params["lifespan"] == "off"
     assert context.params["host"] == "0.0.0.0"  # noqa: S104 - inside its container
 
