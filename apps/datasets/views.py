@@ -45,6 +45,19 @@ def _ready() -> Any:
     return DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).order_by("-number")
 
 
+def _refusal(
+    request: HttpRequest, form: forms.Form, exc: services.DatasetError | PlanLimitError
+) -> int:
+    """Put a service's refusal on ``form`` (a plan's also as a message, whose template links
+    the plans; it is about visibility, the one field a plan limits); its status code."""
+    if isinstance(exc, PlanLimitError):
+        messages.error(request, str(exc), extra_tags="upgrade")
+        form.add_error("visibility", str(exc))
+    else:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+    return exc.status_code
+
+
 class DatasetCreateForm(forms.Form):
     """Only parses what was sent: apps.datasets.services says what is wrong with a name."""
 
@@ -106,24 +119,12 @@ class DatasetListView(DatasetPage):
         form = DatasetCreateForm(request.POST)
         if not form.is_valid():
             return self.render_list(request, form, status=400)
-        data = form.cleaned_data
         try:
             dataset = services.dataset_create(
-                team=self.team,
-                actor=_user(request),
-                name=data["name"],
-                description=data["description"],
-                licence=data["licence"],
-                visibility=data["visibility"],
+                team=self.team, actor=_user(request), **form.cleaned_data
             )
-        except services.DatasetError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-            return self.render_list(request, form, status=exc.status_code)
-        except PlanLimitError as exc:
-            # The plan's, not the form's: the message template links the plans.
-            messages.error(request, str(exc), extra_tags="upgrade")
-            form.add_error("visibility", str(exc))
-            return self.render_list(request, form, status=exc.status_code)
+        except (services.DatasetError, PlanLimitError) as exc:
+            return self.render_list(request, form, status=_refusal(request, form, exc))
         messages.success(request, f"{dataset.name} is ready: upload its first version.")
         return redirect("datasets:upload", team_slug=self.team.slug, slug=dataset.slug)
 
@@ -200,25 +201,12 @@ class DatasetUpdateView(DatasetDetailView):
         form = DatasetUpdateForm(request.POST, auto_id="edit_%s")
         if not form.is_valid():
             return self.render_detail(request, dataset, form, status=400)
-        data = form.cleaned_data
         try:
             updated = services.dataset_update(
-                team=self.team,
-                actor=_user(request),
-                dataset=dataset,
-                name=data["name"],
-                description=data["description"],
-                licence=data["licence"],
-                visibility=data["visibility"],
+                team=self.team, actor=_user(request), dataset=dataset, **form.cleaned_data
             )
-        except services.DatasetError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-            return self.render_detail(request, dataset, form, status=exc.status_code)
-        except PlanLimitError as exc:
-            # The plan's, not the form's: the message template links the plans.
-            messages.error(request, str(exc), extra_tags="upgrade")
-            form.add_error("visibility", str(exc))
-            return self.render_detail(request, dataset, form, status=exc.status_code)
+        except (services.DatasetError, PlanLimitError) as exc:
+            return self.render_detail(request, dataset, form, status=_refusal(request, form, exc))
         messages.success(request, f"{updated.name} is saved.")
         return redirect("datasets:detail", team_slug=self.team.slug, slug=updated.slug)
 
