@@ -108,6 +108,11 @@ urlpatterns = [
         name="billing_usage",
     ),
     path(
+        "teams/<slug:team_slug>/billing/invoices/",
+        billing.InvoiceListView.as_view(),
+        name="billing_invoices",
+    ),
+    path(
         "teams/<slug:team_slug>/billing/checkout/",
         billing.CheckoutView.as_view(),
         name="billing_checkout",

@@ -122,6 +122,7 @@ API_TEAM = {
     "api:notebook_logs",
     "api:billing",
     "api:billing_usage",
+    "api:billing_invoices",
     "api:billing_checkout",
     "api:billing_portal",
     "api:datasets",

@@ -16,12 +16,20 @@ class StripeNotConfiguredError(Exception):
     pass
 
 
+# Connect and read timeouts (s): Stripe's calls are made while a person waits on a page (the
+# billing page reads the invoices), so a Stripe that hangs must not hold it for long.
+TIMEOUT = (5.0, 20.0)
+
+
 @functools.cache
 def _client(key: str, base: str) -> stripe.StripeClient:
     # Network errors are retried by stripe-python with the same idempotency key.
+    http_client = stripe.new_default_http_client(timeout=TIMEOUT)
     if base:
-        return stripe.StripeClient(key, base_addresses={"api": base}, max_network_retries=2)
-    return stripe.StripeClient(key, max_network_retries=2)
+        return stripe.StripeClient(
+            key, base_addresses={"api": base}, max_network_retries=2, http_client=http_client
+        )
+    return stripe.StripeClient(key, max_network_retries=2, http_client=http_client)
 
 
 def client() -> stripe.StripeClient:

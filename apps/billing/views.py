@@ -23,6 +23,7 @@ from apps.billing.entitlements import (
     current_subscription,
     grace_ends,
 )
+from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
 from apps.billing.usage import (
     current_period,
@@ -74,6 +75,7 @@ class BillingOverviewView(BillingPage):
         account = services.account_for(self.team) if billing_enabled() else None
         start, end = current_period(self.team)
         spent = usage_cost(self.team, start, end)
+        invoices = self._invoices(request) if billing_enabled() else None
         plans = list(
             Plan.objects.filter(active=True)
             .prefetch_related("machine_types")
@@ -92,6 +94,8 @@ class BillingOverviewView(BillingPage):
             period_start=start,
             period_end=end,
             spent=spent,
+            invoices=invoices,
+            invoices_unavailable=UNAVAILABLE if billing_enabled() and invoices is None else "",
             cap_percent=(
                 min(int(spent * 100 / account.spend_cap), 100)
                 if account and account.spend_cap
@@ -102,6 +106,14 @@ class BillingOverviewView(BillingPage):
         # which the CSP's form-action must allow.
         response._csp_update = {"form-action": ["'self'", *stripe_api.hosted_page_origins()]}  # type: ignore[attr-defined]
         return response
+
+    def _invoices(self, request: HttpRequest) -> InvoicePage | None:
+        """The team's recent invoices, or None when Stripe cannot give them now: the page
+        says so and shows everything else (invoice_list has logged why)."""
+        try:
+            return invoice_list(team=self.team, actor=_user(request))
+        except services.BillingUnavailableError:
+            return None
 
 
 class BillingAction(BillingPage):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.billing.invoices import STATUSES
 from apps.billing.models import Plan, Subscription
 
 
@@ -92,3 +93,31 @@ class PortalSerializer(serializers.Serializer[dict[str, object]]):
 
 class RedirectSerializer(serializers.Serializer[dict[str, object]]):
     url = serializers.URLField(help_text="Send the person here (Stripe's hosted page).")
+
+
+class InvoiceSerializer(serializers.Serializer[dict[str, object]]):
+    """One invoice at Stripe. Amounts are integers in the currency's smallest unit
+    (cents; the unit itself for zero-decimal currencies such as JPY)."""
+
+    id = serializers.CharField(help_text="Stripe's invoice id (in_...).")
+    number = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=STATUSES)
+    created = serializers.DateTimeField()
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    currency = serializers.CharField(help_text="ISO 4217, lower case (usd).")
+    total = serializers.IntegerField()
+    amount_due = serializers.IntegerField()
+    amount_paid = serializers.IntegerField()
+    amount_remaining = serializers.IntegerField()
+    hosted_invoice_url = serializers.URLField(
+        allow_null=True, help_text="Stripe's page to see and pay it."
+    )
+    invoice_pdf = serializers.URLField(allow_null=True, help_text="Stripe's PDF of it.")
+
+
+class InvoiceListSerializer(serializers.Serializer[dict[str, object]]):
+    invoices = InvoiceSerializer(many=True, help_text="Newest first; drafts are left out.")
+    has_more = serializers.BooleanField(
+        help_text="Stripe holds older invoices (see them in the Customer Portal)."
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics
 from rest_framework.response import Response
 
@@ -23,6 +23,7 @@ from apps.billing.entitlements import (
     current_subscription,
     grace_ends,
 )
+from apps.billing.invoices import invoice_list
 from apps.billing.models import Plan
 from apps.billing.usage import (
     current_period,
@@ -122,6 +123,30 @@ class UsageView(_BillingView):
                     "by_member": totals_by(pieces, "member"),
                     "by_day": daily_costs(pieces, start, end),
                 }
+            ).data
+        )
+
+
+class InvoiceListView(_BillingView):
+    """The team's most recent invoices at Stripe, newest first (at most 24, no drafts).
+    Empty while the team has no Stripe customer, and with billing off."""
+
+    team_permissions = {"GET": "billing.view"}
+    serializer_class = s.InvoiceListSerializer
+
+    @extend_schema(
+        responses={
+            200: s.InvoiceListSerializer,
+            503: OpenApiResponse(
+                description="Stripe did not answer (error.code billing_unavailable); try later."
+            ),
+        },
+    )
+    def get(self, request: Request, team_slug: str) -> Response:
+        found = invoice_list(team=self.team, actor=_user(request))
+        return Response(
+            s.InvoiceListSerializer(
+                {"invoices": found.invoices, "has_more": found.has_more},
             ).data
         )
 

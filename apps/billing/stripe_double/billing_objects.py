@@ -10,7 +10,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .objects import DAY, JSON, PERIOD, fixture, is_metered, line_amount, list_object, money, new_id
+from .objects import (
+    DAY,
+    HOUR,
+    JSON,
+    PERIOD,
+    fixture,
+    is_metered,
+    line_amount,
+    list_object,
+    money,
+    new_id,
+)
 
 
 def plan(price: JSON) -> JSON:
@@ -170,11 +181,16 @@ def invoice(
     subscription: JSON,
     product_names: dict[str, str],
     billing_reason: str,
-    paid: bool,
+    status: str,
     hosted_url: str,
+    pdf_url: str,
     created: int,
 ) -> JSON:
-    """A finalized subscription invoice, paid or open after one failed attempt."""
+    """A subscription invoice: ``paid``, ``open`` after one failed attempt, or a ``draft``
+    that Stripe finalizes about an hour later (no number, page or PDF until then)."""
+    if status not in {"draft", "open", "paid"}:
+        raise ValueError(f"No invoice is made {status}.")
+    paid, draft = status == "paid", status == "draft"
     obj = fixture("invoice")
     invoice_id = new_id("in", 24)
     currency = subscription["currency"]
@@ -189,8 +205,11 @@ def invoice(
         for item in subscription["items"]["data"]
     ]
     total = sum(line["amount"] for line in lines)
-    sequence = customer["next_invoice_sequence"]
-    customer["next_invoice_sequence"] = sequence + 1
+    number = None
+    if not draft:  # Stripe numbers an invoice when it finalizes it
+        sequence = customer["next_invoice_sequence"]
+        customer["next_invoice_sequence"] = sequence + 1
+        number = f"{customer['invoice_prefix']}-{sequence:04d}"
     obj.update(
         id=invoice_id,
         account_name=None,
@@ -198,9 +217,10 @@ def invoice(
         amount_overpaid=0,
         amount_paid=total if paid else 0,
         amount_remaining=0 if paid else total,
-        attempt_count=1,
-        attempted=True,
+        attempt_count=0 if draft else 1,
+        attempted=not draft,
         auto_advance=not paid,
+        automatically_finalizes_at=created + HOUR if draft else None,
         automatic_tax={
             "enabled": False,
             "liability": None,
@@ -218,17 +238,17 @@ def invoice(
         customer_phone=customer["phone"],
         customer_shipping=None,
         due_date=None,
-        effective_at=created,
-        ending_balance=0,
+        effective_at=None if draft else created,
+        ending_balance=None if draft else 0,
         from_invoice=None,
-        hosted_invoice_url=hosted_url.format(id=invoice_id),
-        invoice_pdf=None,
+        hosted_invoice_url=None if draft else hosted_url.format(id=invoice_id),
+        invoice_pdf=None if draft else pdf_url.format(id=invoice_id),
         last_finalization_error=None,
         lines=list_object(lines, f"/v1/invoices/{invoice_id}/lines"),
         livemode=False,
         metadata={},
-        next_payment_attempt=None if paid else created + 3 * DAY,
-        number=f"{customer['invoice_prefix']}-{sequence:04d}",
+        next_payment_attempt=None if paid else created + (HOUR if draft else 3 * DAY),
+        number=number,
         parent={
             "type": "subscription_details",
             "quote_details": None,
@@ -246,9 +266,9 @@ def invoice(
         period_start=created,
         shipping_cost=None,
         shipping_details=None,
-        status="paid" if paid else "open",
+        status=status,
         status_transitions={
-            "finalized_at": created,
+            "finalized_at": None if draft else created,
             "marked_uncollectible_at": None,
             "paid_at": created if paid else None,
             "voided_at": None,
@@ -260,7 +280,7 @@ def invoice(
         total_excluding_tax=total,
         total_pretax_credit_amounts=[],
         total_taxes=[],
-        webhooks_delivered_at=created,
+        webhooks_delivered_at=None if draft else created,
     )
     return obj
 

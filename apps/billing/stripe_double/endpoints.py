@@ -317,11 +317,19 @@ def invoice_retrieve(state: StripeState, params: Params, invoice_id: str) -> JSO
     return state.find(state.invoices, "invoice", invoice_id)
 
 
+_INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+
 @route("GET", "/v1/invoices")
 def invoice_list(state: StripeState, params: Params) -> JSON:
     customer, subscription, status = (
         text(params, n) for n in ("customer", "subscription", "status")
     )
+    if status is not None and status not in _INVOICE_STATUSES:
+        raise invalid(
+            "Invalid status: must be one of draft, open, paid, uncollectible, or void",
+            param="status",
+        )
 
     def wanted(invoice: JSON) -> bool:
         owner = invoice["parent"]["subscription_details"]["subscription"]

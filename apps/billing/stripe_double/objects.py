@@ -21,6 +21,7 @@ JSON = dict[str, Any]
 
 #: The API version the installed stripe-python (14.4.2) pins; events carry it.
 API_VERSION = "2026-02-25.clover"
+HOUR = 3_600
 DAY = 86_400
 PERIOD = 30 * DAY
 _ALPHABET = string.ascii_letters + string.digits

@@ -1,4 +1,5 @@
-"""Stand-ins for Stripe's hosted pages: Checkout, the customer portal and the invoice page.
+"""Stand-ins for Stripe's hosted pages: Checkout, the customer portal, the invoice page
+and its PDF.
 
 Plain HTML forms, so a test (httpx, a browser) or a person developing offline can click
 through them. Each action goes through a scenario step, which changes the state and
@@ -25,6 +26,7 @@ class Page:
     status: int
     html: str = ""
     location: str | None = None
+    content_type: str = "text/html; charset=utf-8"
 
 
 _VIEW = re.compile(r"/(checkout|portal|invoice)/([^/]+)")
@@ -45,6 +47,8 @@ def handle(state: StripeState, method: str, path: str, form: dict[str, str]) -> 
     try:
         if method == "GET" and view is not None:
             return views[view[1]](state, view[2])
+        if method == "GET" and action is not None and (action[1], action[3]) == ("invoice", "pdf"):
+            return _invoice_pdf(state, action[2])
         if method == "POST" and action is not None and (action[1], action[3]) in actions:
             return actions[action[1], action[3]](state, action[2], form)
     except StripeDoubleError as exc:
@@ -274,6 +278,10 @@ def _invoice(state: StripeState, invoice_id: str) -> Page:
             f"<p class='status'>Status: {_e(invoice['status'])}</p>\n<ul>\n{rows}</ul>\n"
             f"<p class='total'>Amount due: {_e(money(invoice['amount_due'], currency))}</p>\n"
         )
+        if invoice["invoice_pdf"]:
+            body += (
+                f"<a id='download-pdf' href='/invoice/{_e(invoice_id)}/pdf'>Download invoice</a>\n"
+            )
         if invoice["status"] == "open":
             label = f"Pay {money(invoice['amount_remaining'], currency)}"
             body += _post_button(f"/invoice/{invoice_id}/pay", "pay-invoice", label, {})
@@ -283,3 +291,52 @@ def _invoice(state: StripeState, invoice_id: str) -> Page:
 def _invoice_pay(state: StripeState, invoice_id: str, form: dict[str, str]) -> Page:
     state.pay_invoice(invoice_id)
     return Page(303, location=f"/invoice/{invoice_id}")
+
+
+def _invoice_pdf(state: StripeState, invoice_id: str) -> Page:
+    with state.lock:
+        invoice = state.invoices.get(invoice_id)
+        if invoice is None or invoice["invoice_pdf"] is None:
+            return _not_found()
+        currency = invoice["currency"]
+        lines = [
+            f"Invoice {invoice['number']} (Stripe test double)",
+            f"Date: {_day(invoice['created'])}",
+            f"Status: {invoice['status']}",
+            *(
+                f"{line['description']}: {money(line['amount'], currency)}"
+                for line in invoice["lines"]["data"]
+            ),
+            f"Total: {money(invoice['total'], currency)}",
+        ]
+    return Page(200, _pdf(lines), content_type="application/pdf")
+
+
+def _pdf_text(line: str) -> str:
+    ascii_only = line.encode("ascii", "replace").decode()
+    return ascii_only.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def _pdf(lines: list[str]) -> str:
+    """A one-page PDF that shows ``lines``: enough for a browser or a test to open."""
+    shown = "".join(f"({_pdf_text(line)}) Tj T* " for line in lines)
+    stream = f"BT /F1 12 Tf 16 TL 72 720 Td {shown}ET"
+    bodies = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        (
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+    ]
+    document, offsets = "%PDF-1.4\n", []
+    for number, body in enumerate(bodies, start=1):
+        offsets.append(len(document))  # every character is ASCII: one byte each
+        document += f"{number} 0 obj\n{body}\nendobj\n"
+    xref = len(document)
+    document += f"xref\n0 {len(bodies) + 1}\n0000000000 65535 f \n"
+    document += "".join(f"{offset:010d} 00000 n \n" for offset in offsets)
+    document += f"trailer\n<< /Size {len(bodies) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return document

@@ -283,4 +283,4 @@ class _Handler(BaseHTTPRequestHandler):
 def _page(page: pages.Page) -> Answer:
     if page.location is not None:
         return page.status, {"Location": page.location}, b""
-    return page.status, {"Content-Type": "text/html; charset=utf-8"}, page.html.encode()
+    return page.status, {"Content-Type": page.content_type}, page.html.encode()

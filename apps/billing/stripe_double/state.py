@@ -218,7 +218,9 @@ class StripeState(EventLog):
                 created=now(),
             )
             self.subscriptions[subscription["id"]] = subscription
-            invoice = self._invoice(subscription, billing_reason="subscription_create", paid=True)
+            invoice = self._invoice(
+                subscription, billing_reason="subscription_create", status="paid"
+            )
             customer["currency"] = subscription["currency"]
             session.update(subscription=subscription["id"], invoice=invoice["id"])
             self.emit("customer.subscription.created", subscription)
@@ -246,10 +248,21 @@ class StripeState(EventLog):
             subscription = self.live_subscription(subscription_id)
             with self.updating(subscription):
                 invoice = self._invoice(
-                    subscription, billing_reason="subscription_cycle", paid=False
+                    subscription, billing_reason="subscription_cycle", status="open"
                 )
                 self.emit("invoice.payment_failed", invoice)
                 subscription["status"] = "past_due"
+            return str(invoice["id"])
+
+    def draft_invoice(self, subscription_id: str) -> str:
+        """The renewal's invoice as Stripe first makes it: a draft, finalized about an hour
+        later (the double leaves it a draft). Event: invoice.created. Returns its id."""
+        with self.mutation():
+            subscription = self.live_subscription(subscription_id)
+            invoice = self._invoice(
+                subscription, billing_reason="subscription_cycle", status="draft"
+            )
+            self.emit("invoice.created", invoice)
             return str(invoice["id"])
 
     def pay_invoice(self, invoice_id: str) -> None:
@@ -315,14 +328,15 @@ class StripeState(EventLog):
             )
         return subscription
 
-    def _invoice(self, subscription: JSON, *, billing_reason: str, paid: bool) -> JSON:
+    def _invoice(self, subscription: JSON, *, billing_reason: str, status: str) -> JSON:
         made = billing_objects.invoice(
             customer=self.customers[subscription["customer"]],
             subscription=subscription,
             product_names={pid: p["name"] for pid, p in self.products.items()},
             billing_reason=billing_reason,
-            paid=paid,
+            status=status,
             hosted_url=f"{self.public_url}/invoice/{{id}}",
+            pdf_url=f"{self.public_url}/invoice/{{id}}/pdf",
             created=now(),
         )
         self.invoices[made["id"]] = made
