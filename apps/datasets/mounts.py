@@ -15,6 +15,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
@@ -180,6 +181,21 @@ def notebook_mounts(notebook: Notebook) -> list[NotebookMount]:
         .filter(notebook=notebook)
         .select_related("version__dataset__team")
     )
+
+
+def copy_allowance(total_bytes: int) -> int:
+    """Seconds a start may take beyond the usual to copy ``total_bytes`` of datasets to its
+    host, at LATTICE_DATASET_COPY_MIN_RATE (bytes a second): the agent's time limit and the
+    reconciler's patience both grow by it, so a big dataset's first start is not cut off and
+    sent again half way through its copy."""
+    if total_bytes <= 0:
+        return 0
+    return -(-total_bytes // max(1, int(settings.LATTICE_DATASET_COPY_MIN_RATE)))
+
+
+def mounted_bytes(notebook: Notebook) -> int:
+    """The size of the versions a start of ``notebook`` mounts (what its host may copy)."""
+    return sum(m.version.total_size for m in notebook_mounts(notebook) if mount_available(m))
 
 
 def content_key(files: list[tuple[str, str, int]]) -> str:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
 from apps.machines.agent import (
+    AGENT_TIME_LIMIT,
     agent_copy_volume,
     agent_remove_volumes,
     agent_start,
@@ -357,9 +358,15 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
+    from apps.datasets.mounts import copy_allowance, mounted_bytes
+
+    # Copying its datasets to the host first may take a while: the task's limits grow by it.
+    extra = copy_allowance(mounted_bytes(session.notebook))
     agent_start.apply_async(
         args=(session.host.name, spec_to_task(session_spec(session)), options),
         queue=session.host.queue,
+        soft_time_limit=AGENT_TIME_LIMIT - 30 + extra,
+        time_limit=AGENT_TIME_LIMIT + extra,
     )
 
 
