@@ -138,15 +138,8 @@ class DatasetDetailView(_DatasetView):
         dataset = self.dataset(slug)
         data = s.DatasetUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wanted = data.validated_data
         dataset = services.dataset_update(
-            team=self.team,
-            actor=_user(request),
-            dataset=dataset,
-            name=wanted.get("name"),
-            description=wanted.get("description"),
-            licence=wanted.get("licence"),
-            visibility=wanted.get("visibility"),
+            team=self.team, actor=_user(request), dataset=dataset, **data.validated_data
         )
         # Answered as GET answers it, at its slug now (a new name gives a new one).
         return Response(s.DatasetSerializer(self.dataset(dataset.slug)).data)
