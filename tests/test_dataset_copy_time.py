@@ -113,3 +113,81 @@ def test_the_agents_task_limits_grow_with_the_bytes_mounted(acme, alice, host, n
 
     extra = 2048
     assert limits == [[AGENT_TIME_LIMIT + extra, AGENT_TIME_LIMIT - 30 + extra]]
+
+
+# --- how far the copy has come ----------------------------------------------------------------
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Any) -> Any:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def stored_dataset(files: dict[str, bytes]) -> dict[str, Any]:
+    """A dataset as the agent gets it in a spec, its blobs in the storage."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from apps.datasets.models import blob_key
+    from apps.datasets.mounts import content_key
+
+    listed = []
+    for path, data in files.items():
+        sha = hashlib.sha256(data).hexdigest()
+        if not default_storage.exists(blob_key(sha)):
+            default_storage.save(blob_key(sha), ContentFile(data))
+        listed.append((path, sha, len(data)))
+    return {
+        "name": "big",
+        "version_id": 1,
+        "key": content_key(listed),
+        "files": [[p, blob_key(s), n] for p, s, n in listed],
+    }
+
+
+def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
+    media: Any, tmp_path: Any, monkeypatch: Any, fake_runtime: None
+) -> None:
+    from apps.machines import agent
+    from apps.runtimes.base import Spec
+
+    monkeypatch.setattr(agent, "COPY_REPORT_EVERY", 0.0)
+    monkeypatch.setattr("apps.datasets.storage.PIECE", 64 * 1024)
+    files = {f"part-{i}.bin": bytes([i]) * (300 * 1024) for i in range(4)}  # 1.2 MB
+    spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[stored_dataset(files)])
+    said: list[tuple[str, dict[str, Any]]] = []
+
+    def send(event: str, **data: Any) -> None:
+        said.append((event, data))
+
+    agent.with_datasets(spec, tmp_path / "cache", send=send)
+    percents = [data["percent"] for event, data in said]
+    assert {event for event, _ in said} == {"progress"}
+    assert {data["phase"] for _, data in said} == {"copying"}
+    assert percents == sorted(percents)
+    assert len(percents) > 3
+    assert percents[-1] == 100
+
+    said.clear()
+    agent.with_datasets(spec, tmp_path / "cache", send=send)  # built already: nothing to copy
+    assert said == []
+
+
+def test_the_notebook_page_hears_of_the_copy_and_the_start_counts_as_moving(
+    acme, alice, host, notebook
+):
+    session = placed_not_started(acme, alice, notebook)
+
+    lifecycle.on_workload_event(
+        host.name, session.workload, "progress", {"phase": "copying", "percent": 42}
+    )
+
+    session.refresh_from_db()
+    notebook.refresh_from_db()
+    assert notebook.status_message == "Copying its datasets to the machine: 42%."
+    assert session.status == Status.SCHEDULED
+    assert timezone.now() - session.progressed_at < timedelta(seconds=30)
+    assert upkeep.reconcile_sessions()["redispatched"] == 0

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from apps.datasets import storage
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Callable, Collection, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,12 @@ class MaterialiseError(Exception):
     """The folder could not be built; the message says why."""
 
 
-def materialise(mount: dict[str, Any], cache_root: Path) -> Path:
+def materialise(
+    mount: dict[str, Any], cache_root: Path, copied: Callable[[int], None] | None = None
+) -> Path:
     """The folder holding ``mount``'s files (see apps.datasets.mounts.mounts_for_spec),
-    built if this host has not built it yet, and marked used now either way (see evict)."""
+    built if this host has not built it yet, and marked used now either way (see evict).
+    ``copied(n)`` hears of each piece of n bytes copied while it builds."""
     key = str(mount.get("key", ""))
     if not _SHA256.fullmatch(key):
         raise MaterialiseError(f"{key[:80]!r} is not a content key.")
@@ -70,7 +73,7 @@ def materialise(mount: dict[str, Any], cache_root: Path) -> Path:
     try:
         for target, storage_key, size in _planned(partial, mount.get("files") or []):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy(storage_key, target, size)
+            _copy(storage_key, target, size, copied)
             target.chmod(FILE_MODE)
         for folder in sorted(_folders(partial), key=lambda p: len(p.parts), reverse=True):
             folder.chmod(FOLDER_MODE)
@@ -220,7 +223,9 @@ def _planned(root: Path, files: list[Any]) -> list[tuple[Path, str, int]]:
     return planned
 
 
-def _copy(storage_key: str, target: Path, size: int) -> None:
+def _copy(
+    storage_key: str, target: Path, size: int, copied: Callable[[int], None] | None = None
+) -> None:
     """Copy one blob, a piece at a time, checking its size and the hash its key names."""
     expected = storage_key.rsplit("/", 1)[-1]
     if not _SHA256.fullmatch(expected):
@@ -234,6 +239,8 @@ def _copy(storage_key: str, target: Path, size: int) -> None:
                 break
             digest.update(piece)
             out.write(piece)
+            if copied is not None:
+                copied(len(piece))
     if written != size or digest.hexdigest() != expected:
         raise MaterialiseError(
             f"The stored bytes of {target.name!r} are not what the dataset says they are."

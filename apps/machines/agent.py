@@ -154,7 +154,7 @@ def agent_start(
 
     with _starting_workload(workload.name):
         try:
-            workload = with_datasets(workload, runtime=runtime)
+            workload = with_datasets(workload, runtime=runtime, send=send)
             with _watch_pull(runtime, workload.name, send):
                 state = runtime.start(workload)
         except WorkloadError as exc:
@@ -167,10 +167,16 @@ def agent_start(
 
 
 def with_datasets(
-    spec: Spec, cache_root: Path | None = None, *, runtime: Runtime | None = None
+    spec: Spec,
+    cache_root: Path | None = None,
+    *,
+    runtime: Runtime | None = None,
+    send: Callable[..., None] | None = None,
 ) -> Spec:
     """``spec`` with each dataset's folder built on this host (once per content; then
     reused) and named as its ``source``, as the runtimes want it (apps.runtimes.base).
+    While it copies, ``send`` hears "progress" (phase "copying") with the percent copied of
+    what this host did not hold yet, at most every COPY_REPORT_EVERY seconds.
 
     When it built a folder, it then evicts the least recently used folders the cache holds
     beyond LATTICE_DATASET_CACHE_MAX_GIB: right here, because only a build makes the cache
@@ -185,10 +191,12 @@ def with_datasets(
     root = Path(cache_root or settings.LATTICE_DATASET_CACHE)
     built = []
     grew = False
+    missing = [d for d in spec.datasets if not (root / str(d.get("key", ""))).is_dir()]
+    copied = _CopyProgress(sum(int(f[2]) for d in missing for f in d.get("files") or []), send)
     for dataset in spec.datasets:
         try:
-            grew |= not (root / str(dataset.get("key", ""))).is_dir()
-            folder = materialise(dataset, root)
+            grew |= dataset in missing
+            folder = materialise(dataset, root, copied)
         except Exception as exc:
             # Storage backends raise their own kinds (S3's, the file system's): whatever it
             # is, the start fails with a reason rather than the task dying without a word.
@@ -210,6 +218,31 @@ def with_datasets(
     if grew:
         _evict_datasets(root, {str(d["key"]) for d in built}, runtime or host_runtime())
     return replace(spec, datasets=built)
+
+
+# How often, at most, a start says how far its datasets' copy has come (seconds).
+COPY_REPORT_EVERY = 2.0
+
+
+class _CopyProgress:
+    """Counts the bytes copied of ``total`` and sends the whole percent when it moved, at
+    most every COPY_REPORT_EVERY seconds (the control plane keeps each as an event)."""
+
+    def __init__(self, total: int, send: Callable[..., None] | None) -> None:
+        self.total, self.send = total, send
+        self.done = 0
+        self.said = -1
+        self.said_at = 0.0
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.send is None or self.total <= 0:
+            return
+        percent = min(100, self.done * 100 // self.total)
+        now = time.monotonic()
+        if percent != self.said and now - self.said_at >= COPY_REPORT_EVERY:
+            self.said, self.said_at = percent, now
+            self.send("progress", phase="copying", percent=percent)
 
 
 def _evict_datasets(root: Path, keys: set[str], runtime: Runtime) -> None:

@@ -419,6 +419,19 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
             phase="pulling",
             percent=percent,
         )
+    elif phase == "copying" and session.ended_at is None and session.status == Status.SCHEDULED:
+        # The host copies the notebook's datasets before it starts it (a while, for big ones).
+        try:
+            percent = max(0, min(100, int(data.get("percent") or 0)))
+        except (TypeError, ValueError):
+            percent = 0
+        session_set_status(
+            session,
+            Status.SCHEDULED,
+            f"Copying its datasets to the machine: {percent}%.",
+            phase="copying",
+            percent=percent,
+        )
     elif phase == "waiting" and session.ended_at is None and session.status in STARTING_STATUSES:
         session_set_status(
             session,
