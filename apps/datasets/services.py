@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -387,13 +388,13 @@ def upload_manifest(upload: Upload) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines.splitlines() if line]
 
 
-def upload_missing(upload: Upload) -> dict[str, list[int]]:
-    """For each blob still to send: the chunk indexes not received yet."""
+def upload_missing(upload: Upload, blobs: list[UploadBlob] | None = None) -> dict[str, list[int]]:
+    """For each blob still to send (``blobs``: the upload's, when already read): the chunk
+    indexes not received yet."""
+    if blobs is None:
+        blobs = list(UploadBlob.objects.for_team(upload.team_id).filter(upload=upload))
     if s3.enabled():
-        return {
-            blob.sha256: _parts_missing(upload, blob)
-            for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload)
-        }
+        return {blob.sha256: _parts_missing(upload, blob) for blob in blobs}
     received: dict[int, set[int]] = {}
     for blob_id, index in (
         UploadChunk.objects.for_team(upload.team_id)
@@ -403,7 +404,7 @@ def upload_missing(upload: Upload) -> dict[str, list[int]]:
         received.setdefault(blob_id, set()).add(index)
     return {
         blob.sha256: [i for i in range(blob.chunk_count) if i not in received.get(blob.pk, set())]
-        for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload)
+        for blob in blobs
     }
 
 
@@ -447,9 +448,10 @@ def chunk_target(
             sha256=checksum,
             length=length,
         )
+    address = {"team_slug": team.slug, "upload_id": upload.pk, "sha256": sha256, "index": index}
     return {
         "method": "PUT",
-        "url": f"/api/v1/teams/{team.slug}/uploads/{upload.pk}/blobs/{sha256}/chunks/{index}/",
+        "url": reverse("api:upload_chunk", kwargs=address),
         "headers": {"X-Chunk-SHA256": checksum},
     }
 
@@ -472,59 +474,26 @@ def chunk_receive(
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")
     offset, length = blob.chunk_range(index, upload.chunk_size)
     part = storage.local_path(part_key(upload.pk, sha256))
-    if part is not None and not blob.multipart_id:
-        return _chunk_write(team, blob, index, pieces, part, offset, checksum, length)
-    key = chunk_key(upload.pk, sha256, index)
-    with transaction.atomic():
-        # One writer per blob at a time: the same chunk sent twice at once stays one file.
-        UploadBlob.objects.for_team(team).select_for_update().get(pk=blob.pk)
-        try:
-            if blob.multipart_id:
-                digest = _part_receive(
-                    upload, blob, index, pieces, checksum=checksum, length=length
-                )
-            else:
-                digest = storage.write_stream(key, pieces, expected_size=length)
-        except storage.SizeError as exc:
-            raise DatasetError(
-                f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
-            ) from exc
-        if digest != checksum:
-            storage.delete(key)
-            raise DatasetError(
-                f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again."
-            )
-        chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
-            blob=blob, index=index, defaults={"team": team, "sha256": digest}
-        )
-    return chunk
 
+    def refused(message: str) -> DatasetError:
+        if part is not None and not blob.multipart_id:
+            # Written in place: what was received for this chunk before is overwritten. (On
+            # S3 a wrong chunk is not sent on, and the part received before stays.)
+            UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
+        return DatasetError(message)
 
-def _chunk_write(  # noqa: PLR0917 - the chunk's every coordinate
-    team: Team,
-    blob: UploadBlob,
-    index: int,
-    pieces: Iterable[bytes],
-    part: Path,
-    offset: int,
-    checksum: str,
-    length: int,
-) -> UploadChunk:
-    """On a local folder: the chunk goes straight into its place in the blob's one part
-    file, hashed on the way. Chunks of a file need no lock: each has its own bytes."""
     try:
-        digest = storage.pwrite_pieces(part, offset, pieces, expected_size=length)
+        if part is not None and not blob.multipart_id:
+            digest = storage.pwrite_pieces(part, offset, pieces, expected_size=length)
+        else:
+            # A part sent again replaces the last one: no lock is needed here either.
+            digest = _part_receive(upload, blob, index, pieces, checksum=checksum, length=length)
     except storage.SizeError as exc:
-        UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
-        raise DatasetError(
+        raise refused(
             f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
         ) from exc
     if digest != checksum:
-        # Its bytes are in place now: whatever was received for it before is gone.
-        UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
-        raise DatasetError(
-            f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again."
-        )
+        raise refused(f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again.")
     chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
         blob=blob, index=index, defaults={"team": team, "sha256": digest}
     )
@@ -577,7 +546,8 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
                 if locked.status == Upload.Status.COMPLETE
                 else "This upload was abandoned: start a new one."
             )
-        missing = {sha: idx for sha, idx in upload_missing(locked).items() if idx}
+        new_blobs = list(UploadBlob.objects.for_team(team).filter(upload=locked))
+        missing = {sha: idx for sha, idx in upload_missing(locked, new_blobs).items() if idx}
         stored = set(Blob.objects.filter(sha256__in=list(missing)).values_list("sha256", flat=True))
         missing = {sha: idx for sha, idx in missing.items() if sha not in stored}
         if missing:
@@ -588,7 +558,6 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
                 "which); nothing was made."
             )
         manifest = upload_manifest(locked)
-        new_blobs = list(UploadBlob.objects.for_team(team).filter(upload=locked))
         # Every local part is checked before any is moved: a refusal leaves them all.
         for blob, part, digest in _hash_parts(locked, new_blobs):
             _part_check(locked, blob, part, digest)
@@ -607,7 +576,7 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
             for f in manifest
         )
         # Numbers in completion order, under the dataset's lock.
-        Dataset.objects.for_team(team).select_for_update().get(pk=locked.dataset_id)
+        dataset = Dataset.objects.for_team(team).select_for_update().get(pk=locked.dataset_id)
         last = (
             DatasetVersion.objects.for_team(team)
             .filter(dataset_id=locked.dataset_id)
@@ -626,7 +595,7 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
             team=team,
             actor=actor,
             action="dataset.version_created",
-            target=f"{locked.dataset.name} v{version.number}",
+            target=f"{dataset.name} v{version.number}",
         )
         transaction.on_commit(lambda: _discard_chunks(locked))
     return version

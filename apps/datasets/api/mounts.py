@@ -12,16 +12,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
-from apps.core.api.views import TeamAPIView
 from apps.datasets import mounts
 from apps.datasets.models import NotebookMount
-from apps.notebooks.models import Notebook
+from apps.notebooks.api.views import _NotebookView
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from rest_framework.request import Request
 
     from apps.accounts.models import User
+    from apps.notebooks.models import Notebook
 
 
 class MountSerializer(serializers.Serializer[dict[str, Any]]):
@@ -48,23 +48,19 @@ def _body(mount: NotebookMount) -> dict[str, Any]:
 
 
 @extend_schema(tags=["datasets"])
-class _MountView(TeamAPIView):
-    token_area = "notebooks"
+class _MountView(_NotebookView):
     team_permissions = {
         "GET": "notebooks.view",
         "POST": "notebooks.manage",
         "DELETE": "notebooks.manage",
     }
-    serializer_class = MountSerializer
+    serializer_class = MountSerializer  # type: ignore[assignment]
 
     def get_team_queryset(self) -> QuerySet[Any]:
         return NotebookMount.objects.all()
 
     def notebook(self, notebook_id: int) -> Notebook:
-        notebook = Notebook.objects.filter(pk=notebook_id, deleted_at__isnull=True).first()
-        if notebook is None:
-            raise exceptions.NotFound("No such notebook in this team.")
-        return notebook
+        return self._notebook(notebook_id)
 
 
 class MountListView(_MountView):

@@ -57,7 +57,7 @@ class _DatasetView(TeamAPIView):
         return Dataset.objects.select_related("team").prefetch_related("versions__author")
 
     def dataset(self, slug: str) -> Dataset:
-        dataset = Dataset.objects.filter(slug=slug).first()
+        dataset = _DatasetView.get_team_queryset(self).filter(slug=slug).first()
         if dataset is None:
             raise exceptions.NotFound("No such dataset in this team.")
         return dataset
@@ -65,12 +65,13 @@ class _DatasetView(TeamAPIView):
     def version(self, slug: str, number: int) -> DatasetVersion:
         version = (
             DatasetVersion.objects.filter(
-                dataset=self.dataset(slug), number=number, status=DatasetVersion.Status.READY
+                dataset__slug=slug, number=number, status=DatasetVersion.Status.READY
             )
             .select_related("dataset")
             .first()
         )
         if version is None:
+            self.dataset(slug)  # says which of the two is missing
             raise exceptions.NotFound("No such version of this dataset.")
         return version
 
