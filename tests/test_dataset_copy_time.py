@@ -13,7 +13,7 @@ from celery.signals import before_task_publish
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
-from apps.datasets.models import DatasetVersion
+from apps.datasets.models import Blob, DatasetVersion, VersionFile
 from apps.datasets.mounts import copy_allowance, mount_add
 from apps.datasets.services import dataset_create
 from apps.machines.agent import AGENT_TIME_LIMIT
@@ -35,7 +35,8 @@ def test_the_allowance_is_the_bytes_at_the_slowest_rate_allowed(settings: Any) -
 
 
 def mount_big(team: Any, actor: Any, notebook: Any, size: int) -> None:
-    """A ready version of ``size`` bytes (its files play no part here), mounted."""
+    """A ready version of one file of ``size`` bytes (listed; its bytes are not stored:
+    nothing here copies them), mounted."""
     dataset = dataset_create(team=team, actor=actor, name="Big", visibility="public")
     version = DatasetVersion.objects.for_team(team).create(
         team=team,
@@ -43,7 +44,12 @@ def mount_big(team: Any, actor: Any, notebook: Any, size: int) -> None:
         number=1,
         status=DatasetVersion.Status.READY,
         ready_at=timezone.now(),
+        file_count=1,
         total_size=size,
+    )
+    blob = Blob.objects.create(sha256="b" * 64, size=size)
+    VersionFile.objects.for_team(team).create(
+        team=team, version=version, path="big.bin", blob=blob, size=size
     )
     with team_scope(team):
         mount_add(team=team, actor=actor, notebook=notebook, version=version)

@@ -358,12 +358,13 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
-    from apps.datasets.mounts import copy_allowance, mounted_bytes
+    from apps.datasets.mounts import copy_allowance
 
+    spec = session_spec(session)
     # Copying its datasets to the host first may take a while: the task's limits grow by it.
-    extra = copy_allowance(mounted_bytes(session.notebook))
+    extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))
     agent_start.apply_async(
-        args=(session.host.name, spec_to_task(session_spec(session)), options),
+        args=(session.host.name, spec_to_task(spec), options),
         queue=session.host.queue,
         soft_time_limit=AGENT_TIME_LIMIT - 30 + extra,
         time_limit=AGENT_TIME_LIMIT + extra,

@@ -98,13 +98,11 @@ def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
     from apps.datasets.mounts import copy_allowance, mounted_bytes
 
     reported = _reported(session)
-    limit = timedelta(
-        seconds=settings.LATTICE_NOTEBOOK_START_TIMEOUT
-        + 60
-        + copy_allowance(mounted_bytes(session.notebook))
-    )
-    if reported and reported.get("starting") and now - session.requested_at < limit:
-        return  # the agent is still at it (a long image download, a big dataset's copy)
+    if reported and reported.get("starting"):
+        copying = copy_allowance(mounted_bytes(session.notebook))
+        limit = timedelta(seconds=settings.LATTICE_NOTEBOOK_START_TIMEOUT + 60 + copying)
+        if now - session.requested_at < limit:
+            return  # the agent is still at it (a long image download, a big dataset's copy)
     if session.start_attempts >= settings.LATTICE_NOTEBOOK_START_ATTEMPTS:
         lifecycle.session_end(
             session,
