@@ -60,13 +60,14 @@ def placed_not_started(team: Any, actor: Any, notebook: Any) -> NotebookSession:
     agent busy copying) for 20 minutes now."""
     from config.celery import app as celery_app
 
+    was_eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False
     try:
         session = services.notebook_start(team=team, actor=actor, notebook=notebook)
         with team_scope(team):
             lifecycle.session_place(NotebookSession.objects.get(pk=session.pk))
     finally:
-        celery_app.conf.task_always_eager = True
+        celery_app.conf.task_always_eager = was_eager
     long_ago = timezone.now() - timedelta(minutes=20)
     NotebookSession.objects.for_team(team).filter(pk=session.pk).update(
         requested_at=long_ago, progressed_at=long_ago
