@@ -111,8 +111,7 @@ def account_locked(team: Team) -> BillingAccount:
 
     Starts lock it so two starts of one team cannot both take the last free slot.
     """
-    BillingAccount.objects.for_team(team).get_or_create(team=team)
-    return BillingAccount.objects.for_team(team).select_for_update().get(team=team)
+    return BillingAccount.objects.for_team(team).select_for_update().get_or_create(team=team)[0]
 
 
 def plans_with(machine_type: MachineType) -> list[Plan]:

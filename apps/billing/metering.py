@@ -200,40 +200,37 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
     if not billing_enabled():
         return 0
     now = now or timezone.now()
+    if not BillingAccount.objects.for_team(team).filter(spend_cap__isnull=False).exists():
+        return 0
     start, end = current_period(team, now=now)
+    # Priced before the lock: starts of this team take it too, and wait for nothing.
+    spent = usage_cost(team, start, end, now=now)
     with transaction.atomic():
-        account = (
-            BillingAccount.objects.for_team(team).select_for_update().filter(team=team).first()
-        )
-        if account is None or account.spend_cap is None:
+        account = account_locked(team)
+        if account.spend_cap is None:
             return 0
-        spent = usage_cost(team, start, end, now=now)
         cap = account.spend_cap
         if cap > 0:
             reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
         else:  # a cap of $0: only free machines, and any spend is all of it
             reached = FULL if spent > 0 else 0
+        stop = reached >= FULL and account.stop_at_cap
         if account.cap_alert_period != start:
             account.cap_alert_period, account.cap_alert_percent = start, 0
         if reached > account.cap_alert_percent:
             account.cap_alert_percent = reached
-            stopping = reached >= FULL and account.stop_at_cap
+            body = (
+                f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
+                f"period ({start:%d %b} to {end:%d %b})."
+            )
+            if reached >= FULL:
+                body += "\n\nNothing new can start until the cap is raised or the period ends."
+            if stop:
+                body += " Running notebooks are being stopped."
             billing_mail(
-                team,
-                subject=f"{team.name} has used {reached}% of its spend cap",
-                body=(
-                    f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
-                    f"period ({start:%d %b} to {end:%d %b})."
-                    + (
-                        "\n\nNothing new can start until the cap is raised or the period ends."
-                        + (" Running notebooks are being stopped." if stopping else "")
-                        if reached >= FULL
-                        else ""
-                    )
-                ),
+                team, subject=f"{team.name} has used {reached}% of its spend cap", body=body
             )
         account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
-        stop = reached >= FULL and account.stop_at_cap
     if stop:
         # Free machines cost nothing: the cap leaves them running.
         _stop_running(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import statistics
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -138,8 +138,9 @@ def start_eta(template: str) -> int | None:
     return cast("int | None", cache.get_or_set(f"notebooks:eta:{template}", compute, 60))
 
 
-def idle_timeout(notebook: Notebook) -> int:
-    """Minutes of idleness before the notebook is stopped; 0 = never. The plan may cap it."""
+def idle_timeout(notebook: Notebook, *, limit: int | Literal["plan"] | None = "plan") -> int:
+    """Minutes of idleness before the notebook is stopped; 0 = never. The plan caps it at
+    ``limit`` (its idle_limit, read here unless the caller has it)."""
     from apps.billing.entitlements import idle_limit
 
     if notebook.idle_timeout_minutes is not None:
@@ -147,7 +148,7 @@ def idle_timeout(notebook: Notebook) -> int:
     else:
         row = TeamNotebookSettings.objects.for_team(notebook.team_id).first()
         minutes = row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
-    return idle_capped(minutes, idle_limit(notebook.team_id))
+    return idle_capped(minutes, idle_limit(notebook.team_id) if limit == "plan" else limit)
 
 
 def idle_capped(minutes: int, limit: int | None) -> int:

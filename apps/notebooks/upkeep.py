@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from django.conf import settings
@@ -190,7 +190,10 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
 
 
 def idle_sweep() -> dict[str, int]:
+    from apps.billing.entitlements import idle_limit
+
     counts = {"warned": 0, "stopped": 0}
+    limits: dict[int, int | None] = {}  # each team's plan, read once a sweep
     for session_id, team_id in _open_sessions(status=Status.RUNNING):
         with team_scope(team_id):
             session = (
@@ -199,15 +202,22 @@ def idle_sweep() -> dict[str, int]:
                 .first()
             )
             if session is not None:
-                _judge_idle(session, jupyter_activity(session), counts)
+                if team_id not in limits:
+                    limits[team_id] = idle_limit(team_id)
+                _judge_idle(session, jupyter_activity(session), counts, limits[team_id])
     return counts
 
 
-def _judge_idle(session: NotebookSession, seen: datetime | None, counts: dict[str, int]) -> None:
+def _judge_idle(
+    session: NotebookSession,
+    seen: datetime | None,
+    counts: dict[str, int],
+    limit: int | Literal["plan"] | None = "plan",
+) -> None:
     from apps.notebooks.services import notebook_stop
 
     notebook = session.notebook
-    minutes = lifecycle.idle_timeout(notebook)
+    minutes = lifecycle.idle_timeout(notebook, limit=limit)
     if minutes <= 0:
         return
     now = timezone.now()
