@@ -61,8 +61,8 @@ class BillingUnavailableError(BillingError):
     code = "billing_unavailable"
 
 
-def _require(team: Team, actor: User, permission: str = "billing.manage") -> None:
-    if not member_may(team, actor, permission):
+def _require(team: Team, actor: User) -> None:
+    if not member_may(team, actor, "billing.manage"):
         raise BillingPermissionError("Only the team's owners and admins manage its billing.")
     if not billing_enabled():
         raise BillingConflictError("Billing is not enabled on this Lattice.")
@@ -118,9 +118,7 @@ def checkout_start(
     if not plan.active or not plan.stripe_price_id:
         raise BillingError(f"The {plan.name} plan cannot be bought here.", field="plan")
     subscription = current_subscription(team)
-    if subscription is not None and subscription.status not in {
-        Subscription.Status.INCOMPLETE,
-    }:
+    if subscription is not None and subscription.status != Subscription.Status.INCOMPLETE:
         raise BillingConflictError(
             "This team already has a subscription: change plans from Manage billing.",
             field="plan",
