@@ -313,6 +313,24 @@ class TestBadInput:
         assert "has 5.00 GiB free; this needs 6.00 GiB" in error["message"]
         assert Upload.objects.for_team(acme).count() == 0
 
+    def test_bytes_another_open_upload_holds_count_once(self, api, acme, cats, stripe_double):
+        """Free has 5 GiB: 3 GiB waiting in one open upload, and the same file in a second
+        upload, fit (the team holds it once); the quota message counts it once too."""
+        files = [{"path": "big.bin", "size": 3 * 1024**3, "sha256": sha(b"big")}]
+        first = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": files},
+            content_type="application/json",
+        )
+        again = api.post(
+            f"{base(acme)}/datasets/cats/uploads/",
+            {"files": files},
+            content_type="application/json",
+        )
+
+        assert first.status_code == 201
+        assert again.status_code == 201, again.content
+
     def test_a_viewer_cannot_upload(self, client, acme, cats, erin_viewer):
         client.force_login(erin_viewer)
         response = client.post(

@@ -256,14 +256,19 @@ def dataset_delete(*, team: Team, actor: User, dataset: Dataset, confirmation: s
 # --- uploads --------------------------------------------------------------------------
 
 
-def team_storage_bytes(team: Team) -> int:
-    """What the team stores: each blob once, across its versions and open uploads."""
-    held = set(
+def _team_blobs(team: Team) -> dict[str, int]:
+    """The blobs the team holds, across its versions and open uploads: sha256 -> size."""
+    held = dict(
         VersionFile.objects.for_team(team).values_list("blob__sha256", "blob__size").distinct()
     )
     pending = UploadBlob.objects.for_team(team).filter(upload__status=Upload.Status.OPEN)
-    held |= set(pending.values_list("sha256", "size"))
-    return sum(size for _, size in held)
+    held.update(pending.values_list("sha256", "size"))
+    return held
+
+
+def team_storage_bytes(team: Team) -> int:
+    """What the team stores: each blob once, across its versions and open uploads."""
+    return sum(_team_blobs(team).values())
 
 
 def _clean_manifest(files: object) -> list[dict[str, Any]]:  # noqa: C901 - a check per rule
@@ -315,14 +320,10 @@ def upload_start(
     manifest = _clean_manifest(files)
     sizes = {f["sha256"]: f["size"] for f in manifest}
     stored = set(Blob.objects.filter(sha256__in=sizes).values_list("sha256", flat=True))
-    held = set(
-        VersionFile.objects.for_team(team)
-        .filter(blob__sha256__in=sizes)
-        .values_list("blob__sha256", flat=True)
-    )
+    held = _team_blobs(team)  # what it holds already counts once, in use or on its way
     check_storage(
         team,
-        used_bytes=team_storage_bytes(team),
+        used_bytes=sum(held.values()),
         adding_bytes=sum(size for sha, size in sizes.items() if sha not in held),
     )
     version = DatasetVersion.objects.for_team(team).create(
