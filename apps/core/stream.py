@@ -155,6 +155,11 @@ def stream_last(stream: str) -> int:
     return _the_buffer().last(stream)
 
 
+def group_send(group: str, payload: dict[str, Any]) -> None:
+    """Send ``payload`` to a channel-layer group from any thread (sync code included)."""
+    _fan_out(group, payload)
+
+
 def _fan_out(group: str, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
