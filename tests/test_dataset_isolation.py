@@ -18,15 +18,19 @@ import pytest
 from django.test import Client
 
 from apps.core.tenancy import team_scope
+from apps.datasets import mounts
 from apps.datasets.models import (
     Blob,
     Dataset,
     DatasetVersion,
+    NotebookMount,
     Upload,
     VersionFile,
     blob_key,
 )
 from apps.datasets.services import dataset_create
+from apps.notebooks.models import NotebookSession
+from apps.notebooks.services import notebook_create
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -528,3 +532,78 @@ class TestSizes:
 
         assert response.status_code == 400
         assert f"e: an empty file's sha256 is {sha(b'')}." in error(response)
+
+
+# --- 5. the rest: mounts and the hosts' dataset cache -----------------------------------
+
+
+@pytest.fixture
+def notebooks(acme, alice, globex, charlie, catalogue) -> dict:
+    made = {}
+    for team, actor in ((acme, alice), (globex, charlie)):
+        with team_scope(team):
+            made[team.slug] = notebook_create(
+                team=team,
+                actor=actor,
+                name="Work",
+                template="scipy",
+                machine_type=catalogue["cpu-small"],
+            )
+    return made
+
+
+def test_another_teams_unfinished_version_reads_as_missing(
+    charlie_api, alice_api, acme, alice, globex, notebooks, media
+):
+    """A public dataset's version still uploading is Acme's business: attaching it answers
+    exactly as attaching a version that does not exist."""
+    slug = dataset(acme, alice, "Open", visibility="public")
+    started = start(alice_api, acme, slug, listed({"a.txt": b"not yet"})).json()
+    unfinished = Upload.objects.for_team(acme).get(pk=started["id"]).version_id
+    url = f"{base(globex)}/notebooks/{notebooks['globex'].pk}/datasets/"
+
+    answers = [
+        charlie_api.post(url, {"version": pk}, content_type="application/json")
+        for pk in (unfinished, unfinished + 1000)
+    ]
+
+    assert [a.status_code for a in answers] == [404, 404]
+    assert answers[0].json() == answers[1].json()
+    with team_scope(globex):
+        assert not NotebookMount.objects.exists()
+
+
+def test_two_teams_with_the_same_files_get_two_folders_on_a_host(
+    charlie_api, alice_api, acme, alice, globex, charlie, notebooks, media
+):
+    """How fast a notebook's datasets are ready must not tell a team that another team on
+    that host holds the same files: each team's versions have their own content key, and
+    a public version is built under its owner's key whoever mounts it."""
+    files = {"data/train.csv": b"a,b\n1,2\n"}
+    ours = dataset(acme, alice, "Ours", visibility="public")
+    upload(alice_api, acme, ours, files)
+    theirs = dataset(globex, charlie, "Theirs")
+    upload(charlie_api, globex, theirs, files)
+    with team_scope(acme):
+        acme_version = DatasetVersion.objects.get(dataset__slug=ours)
+        mounts.mount_add(team=acme, actor=alice, notebook=notebooks["acme"], version=acme_version)
+    with team_scope(globex):
+        globex_version = DatasetVersion.objects.get(dataset__slug=theirs)
+        mounts.mount_add(
+            team=globex, actor=charlie, notebook=notebooks["globex"], version=globex_version
+        )
+        mounts.mount_add(
+            team=globex,
+            actor=charlie,
+            notebook=notebooks["globex"],
+            version=acme_version,
+            name="open",
+        )
+
+    keys = {}
+    for team in ("acme", "globex"):
+        session = NotebookSession(notebook=notebooks[team], team=notebooks[team].team)
+        keys[team] = {m["name"]: m["key"] for m in mounts.mounts_for_spec(session)}
+
+    assert keys["acme"][ours] != keys["globex"][theirs]
+    assert keys["globex"]["open"] == keys["acme"][ours]
