@@ -300,7 +300,7 @@ def _held(team: Team, shas: Iterable[str]) -> dict[str, int]:
     checked, or naming a hash would be enough to read a file and would say it is stored.
     """
     mine = VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))
-    held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine))
+    held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine)).order_by()
     return dict(held.values_list("sha256", "size"))
 
 
