@@ -215,3 +215,71 @@ def test_downloads_from_s3(api, acme, cats, s3):
     response = api.get(f"{base(acme)}/datasets/cats/versions/1/files/d/f.bin")
 
     assert b"".join(response.streaming_content) == data
+
+
+def test_another_teams_file_is_not_had_by_naming_its_hash(api, acme, cats, s3, charlie, globex):
+    """Charlie (Globex) names the hash of Acme's stored file: he is asked for its bytes like
+    anyone, sends others straight to S3, and the whole-file check refuses them; Acme's
+    object is untouched."""
+    from django.test import Client
+
+    from apps.datasets.models import VersionFile
+
+    secret = os.urandom(CHUNK + 100)
+    upload = start(api, acme, {"secret.bin": secret})
+    for index in upload["blobs"][0]["missing"]:
+        send(api, acme, upload["id"], secret, index)
+    assert complete(api, acme, upload["id"]).status_code == 201
+    attacker = Client()
+    attacker.force_login(charlie)
+    with team_scope(globex):
+        dataset_create(team=globex, actor=charlie, name="Cats")
+
+    response = attacker.post(
+        f"{base(globex)}/datasets/cats/uploads/",
+        {"files": [{"path": "loot.bin", "size": len(secret), "sha256": sha(secret)}]},
+        content_type="application/json",
+    )
+
+    body = response.json()
+    assert response.status_code == 201
+    assert body["direct"] is True
+    assert [(b["sha256"], b["missing"]) for b in body["blobs"]] == [(sha(secret), [0, 1])]
+    forged = os.urandom(len(secret))
+    for index in (0, 1):
+        piece = forged[index * CHUNK : (index + 1) * CHUNK]
+        target = attacker.post(
+            f"{base(globex)}/uploads/{body['id']}/blobs/{sha(secret)}/chunks/{index}/target/",
+            {"sha256": sha(piece)},
+            content_type="application/json",
+        ).json()
+        assert httpx.put(target["url"], content=piece, headers=target["headers"]).status_code == 200
+    refused = complete(attacker, globex, body["id"])
+    assert refused.status_code == 400
+    assert "send all of its chunks again" in refused.json()["error"]["message"]
+    assert not VersionFile.objects.for_team(globex).exists()
+    assert Blob.objects.get().sha256 == sha(secret)
+    assert s3.get_object(Bucket=s3.bucket, Key=blob_key(sha(secret)))["Body"].read() == secret
+
+
+def test_a_file_another_upload_of_the_team_stored_meanwhile_is_not_needed(
+    api, acme, cats, s3, django_capture_on_commit_callbacks
+):
+    """Two uploads of one file: the second completes first; the first then completes without
+    the parts it still lacked, and its multipart upload on S3 is given up."""
+    data = os.urandom(CHUNK + 100)
+    first = start(api, acme, {"a.bin": data})
+    assert send(api, acme, first["id"], data, 0) == 200
+    second = start(api, acme, {"b.bin": data})
+    for index in second["blobs"][0]["missing"]:
+        assert send(api, acme, second["id"], data, index) == 200
+    assert complete(api, acme, second["id"]).status_code == 201
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = complete(api, acme, first["id"])
+
+    assert response.status_code == 201, response.content
+    assert response.json()["number"] == 2
+    open_parts = s3.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    assert open_parts == []
+    assert s3.get_object(Bucket=s3.bucket, Key=blob_key(sha(data)))["Body"].read() == data

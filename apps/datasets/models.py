@@ -3,10 +3,12 @@
 A **blob** is a file's bytes, stored once under its SHA-256 whatever dataset,
 version or team holds them. A **version** is a manifest (path -> blob) that never
 changes once ready. An **upload** makes one version: it names every file of the
-new version with its size and hash; the files whose blob exists already are
-never sent again, and the rest arrive in numbered chunks, in any order, retried
-as often as needed, until ``upload_complete`` checks every file and makes the
-version ready in one transaction.
+new version with its size and hash; the files whose blob the team already holds
+(a version of its own lists it) are never sent again, and the rest arrive in
+numbered chunks, in any order, retried as often as needed, until
+``upload_complete`` checks every file and makes the version ready in one
+transaction. A blob stored by other teams only is sent again and checked: a team
+reads another's bytes only through a public dataset, never by naming a hash.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Dataset(models.Model):  # type: ignore[django-manager-missing]
 
 class Blob(models.Model):
     """Bytes stored once by their SHA-256. Shared by every team that holds them, so it
-    is not tenant-owned: a team reaches one only through its own versions or uploads."""
+    is not tenant-owned: a team reaches one only through its own versions (or a public
+    dataset's), and holds one only once it has sent its bytes (services._held)."""
 
     sha256 = models.CharField(max_length=64, unique=True)
     size = models.PositiveBigIntegerField()
@@ -124,6 +127,9 @@ class VersionFile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "path"], name="datasets_path_once"),
         ]
+        # Whether a team holds a blob (services._held): one index probe per blob, however
+        # many other teams' files hold it.
+        indexes = [models.Index(fields=["team", "blob"], name="datasets_file_team_blob")]
 
     def __str__(self) -> str:
         return self.path
@@ -145,7 +151,7 @@ class Upload(models.Model):  # type: ignore[django-manager-missing]
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
     chunk_size = models.PositiveIntegerField()
-    # The new bytes this upload brings (blobs nobody had), counted against the quota.
+    # The bytes this upload sends: the blobs the team did not hold when it started.
     new_bytes = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -59,7 +59,8 @@ def mount_available(mount: NotebookMount) -> bool:
 def mountable_version(*, team: Team, version_id: object) -> DatasetVersion:
     """The version ``version_id`` names, if ``team`` may mount it: ready, and its own or public.
 
-    Raises MountNotFoundError (404) for anything else, whether it exists or not.
+    Raises MountNotFoundError (404) for anything else, whether it exists or not: another
+    team's version still uploading reads as missing too (its upload is that team's business).
     """
     try:
         pk = int(str(version_id))
@@ -67,12 +68,17 @@ def mountable_version(*, team: Team, version_id: object) -> DatasetVersion:
         raise MountNotFoundError("Choose a dataset version to attach.", field="version") from None
     version = DatasetVersion.objects.for_team(team).select_related("dataset").filter(pk=pk).first()
     if version is None:
-        # Across teams on purpose: a public dataset's versions are anyone's to mount. The
-        # filter admits public datasets only, so no other team's private version is read.
+        # Across teams on purpose: a public dataset's ready versions are anyone's to mount.
+        # The filter admits those only, so no other team's private or unfinished version is
+        # read.
         version = (
             DatasetVersion.objects.unscoped()
             .select_related("dataset")
-            .filter(pk=pk, dataset__visibility=Dataset.Visibility.PUBLIC)
+            .filter(
+                pk=pk,
+                dataset__visibility=Dataset.Visibility.PUBLIC,
+                status=DatasetVersion.Status.READY,
+            )
             .first()
         )
     if version is None:
@@ -198,10 +204,18 @@ def mounted_bytes(notebook: Notebook) -> int:
     return sum(m.version.total_size for m in notebook_mounts(notebook) if mount_available(m))
 
 
-def content_key(files: list[tuple[str, str, int]]) -> str:
-    """The SHA-256 of a version's sorted manifest lines "path<TAB>sha256<TAB>size": the same
-    files make the same key, whichever version or team holds them."""
+def content_key(files: list[tuple[str, str, int]], *, owner: int | None = None) -> str:
+    """The SHA-256 of a version's sorted manifest lines "path<TAB>sha256<TAB>size", after a
+    line naming the ``owner`` team when given: the same files of one team make the same key,
+    whichever of its versions holds them.
+
+    mounts_for_spec gives the team that owns the version, so two teams that hold the same
+    files get two folders on a host: how fast a notebook's folder is ready must not tell a
+    team that another on that host holds what it holds. Other teams mounting a public
+    version share its owner's folder (anyone may read it)."""
     lines = sorted(f"{path}\t{sha256}\t{size}" for path, sha256, size in files)
+    if owner is not None:
+        lines.insert(0, f"team\t{owner}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -231,7 +245,7 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
             {
                 "name": mount.name,
                 "version_id": mount.version_id,
-                "key": content_key(files),
+                "key": content_key(files, owner=mount.version.team_id),
                 "files": [[path, blob_key(sha256), size] for path, sha256, size in files],
             }
         )

@@ -1,22 +1,27 @@
 """Writes to datasets: making and changing them, and the upload of a version.
 
 An upload is started with the manifest of the whole new version; the answer says
-which files need bytes (only blobs no one has stored). Chunks of those arrive in
-any order and may be sent again; ``upload_complete`` assembles and checks each
-new blob and makes the version ready, numbered, in one transaction.
+which files need bytes: every blob the team does not already hold (``_held``), whoever
+else has stored it, so that no team reads another's file by naming its hash and no answer
+says whether a hash is stored elsewhere. Chunks of those arrive in any order and may be
+sent again; ``upload_complete`` assembles and checks each new blob and makes the version
+ready, numbered, in one transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import os
 import re
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -37,7 +42,14 @@ from apps.datasets.models import (
     VersionFile,
     blob_key,
 )
-from apps.datasets.paths import PathError, clean_path, conflicts
+from apps.datasets.paths import (
+    PathError,
+    clean_path,
+    conflicts,
+    duplicates,
+    hidden_character,
+    shown,
+)
 from apps.teams.permissions import member_may
 
 if TYPE_CHECKING:
@@ -48,7 +60,12 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_FILES = 100_000
+# S3's largest object: a file bigger than that could never be stored.
+MAX_FILE_BYTES = 5 * 1024**4
+# A version's files together, far past any plan's quota (a plan may have none).
+MAX_VERSION_BYTES = 1024**5
 
 
 class DatasetError(ServiceError):
@@ -102,9 +119,17 @@ def staging_key(upload_id: int, sha256: str) -> str:
 
 
 def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
-    name = " ".join(str(name).split())
+    name = unicodedata.normalize("NFC", " ".join(str(name).split()))
     if not name:
         raise DatasetError("Give the dataset a name.", field="name")
+    hidden = hidden_character(name)
+    if hidden:
+        # Shown in the catalogue to every team: a bidi control would make it read as another.
+        raise DatasetError(
+            f"{shown(name)}: a name cannot contain invisible or text-direction characters "
+            f"({hidden}).",
+            field="name",
+        )
     if len(name) > Dataset._meta.get_field("name").max_length:  # type: ignore[operator]
         raise DatasetError("A name is at most 80 characters.", field="name")
     slug = slugify(name)[:80]
@@ -266,12 +291,25 @@ def _team_blobs(team: Team) -> dict[str, int]:
     return held
 
 
+def _held(team: Team, shas: Iterable[str]) -> dict[str, int]:
+    """Of ``shas``, the blobs ``team`` holds (sha256 -> size): those a ready version of its
+    own lists. It sent their bytes (or held them already when it listed them), so it may
+    list them again without sending them. One query, whatever other teams store.
+
+    Only these: a blob another team stored, even in a public dataset, is sent again and
+    checked, or naming a hash would be enough to read a file and would say it is stored.
+    """
+    mine = VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))
+    held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine)).order_by()
+    return dict(held.values_list("sha256", "size"))
+
+
 def team_storage_bytes(team: Team) -> int:
     """What the team stores: each blob once, across its versions and open uploads."""
     return sum(_team_blobs(team).values())
 
 
-def _clean_manifest(files: object) -> list[dict[str, Any]]:  # noqa: C901 - a check per rule
+def _clean_manifest(files: object) -> list[dict[str, Any]]:
     if not isinstance(files, list) or not files:
         raise DatasetError(
             "List the version's files: path, size and sha256 of each.", field="files"
@@ -279,30 +317,66 @@ def _clean_manifest(files: object) -> list[dict[str, Any]]:  # noqa: C901 - a ch
     if len(files) > MAX_FILES:
         raise DatasetError(f"A version holds at most {MAX_FILES:,} files.", field="files")
     cleaned: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # path in NFC -> as it was sent
     sizes: dict[str, int] = {}
     for entry in files:
-        if not isinstance(entry, dict):
-            raise DatasetError("Each file is {path, size, sha256}.", field="files")
-        try:
-            path = clean_path(entry.get("path"))
-        except PathError as exc:
-            raise DatasetError(str(exc), field="files") from exc
-        size, sha = entry.get("size"), entry.get("sha256")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DatasetError(f"{path}: size is a whole number of bytes.", field="files")
-        if not isinstance(sha, str) or not SHA256.match(sha):
-            raise DatasetError(f"{path}: sha256 is 64 lowercase hex digits.", field="files")
+        file = _clean_entry(entry)
+        path, size, sha = file["path"], file["size"], file["sha256"]
         if path in seen:
-            raise DatasetError(f"{path} is listed twice.", field="files")
+            if seen[path] == entry["path"]:
+                raise DatasetError(f"{path} is listed twice.", field="files")
+            _one_name(seen[path], entry["path"])
         if sizes.setdefault(sha, size) != size:
             raise DatasetError(f"{path}: the same sha256 with two sizes.", field="files")
-        seen.add(path)
-        cleaned.append({"path": path, "size": size, "sha256": sha})
-    clashing = conflicts([f["path"] for f in cleaned])
+        seen[path] = entry["path"]
+        cleaned.append(file)
+    paths = [f["path"] for f in cleaned]
+    same = duplicates(paths)
+    if same:
+        _one_name(*same)
+    clashing = conflicts(paths)
     if clashing:
         raise DatasetError(f"{clashing[0]} is both a file and a folder.", field="files")
+    total = sum(f["size"] for f in cleaned)
+    if total > MAX_VERSION_BYTES:
+        raise DatasetError(
+            f"The files add up to {total:,} bytes; a version holds at most 1 PiB "
+            f"({MAX_VERSION_BYTES:,} bytes).",
+            field="files",
+        )
     return cleaned
+
+
+def _one_name(first: str, second: str) -> NoReturn:
+    raise DatasetError(
+        f"{shown(first)} and {shown(second)} are one name where case or the Unicode form of "
+        "letters is ignored (macOS, Windows): rename one.",
+        field="files",
+    )
+
+
+def _clean_entry(entry: object) -> dict[str, Any]:
+    """One file of a manifest, {path (in NFC), size, sha256}, checked on its own."""
+    if not isinstance(entry, dict):
+        raise DatasetError("Each file is {path, size, sha256}.", field="files")
+    try:
+        path = clean_path(entry.get("path"))
+    except PathError as exc:
+        raise DatasetError(str(exc), field="files") from exc
+    size, sha = entry.get("size"), entry.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise DatasetError(f"{path}: size is a whole number of bytes.", field="files")
+    if size > MAX_FILE_BYTES:
+        raise DatasetError(
+            f"{path}: a file is at most 5 TiB (the largest object storage keeps); this "
+            f"one is listed as {size:,} bytes.",
+            field="files",
+        )
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        raise DatasetError(f"{path}: sha256 is 64 lowercase hex digits.", field="files")
+    if size == 0 and sha != EMPTY_SHA256:
+        raise DatasetError(f"{path}: an empty file's sha256 is {EMPTY_SHA256}.", field="files")
+    return {"path": path, "size": size, "sha256": sha}
 
 
 @transaction.atomic
@@ -314,17 +388,25 @@ def upload_start(
     files: object,
     message: str = "",
 ) -> Upload:
-    """Open an upload of a new version with this manifest. Blobs already stored are
-    taken as they are; the quota is checked up front for the bytes new to the team."""
+    """Open an upload of a new version with this manifest. Blobs the team holds are taken
+    as they are, every other one is sent (_held); the quota is checked up front for the
+    bytes new to the team."""
     _require(team, actor)
     manifest = _clean_manifest(files)
     sizes = {f["sha256"]: f["size"] for f in manifest}
-    stored = set(Blob.objects.filter(sha256__in=sizes).values_list("sha256", flat=True))
-    held = _team_blobs(team)  # what it holds already counts once, in use or on its way
+    held = _held(team, sizes)
+    for entry in manifest:
+        if held.get(entry["sha256"], entry["size"]) != entry["size"]:
+            raise DatasetError(
+                f"{entry['path']}: listed as {entry['size']:,} bytes, but this team's file "
+                f"with that sha256 is {held[entry['sha256']]:,} bytes.",
+                field="files",
+            )
+    using = _team_blobs(team)  # what it holds already counts once, in use or on its way
     check_storage(
         team,
-        used_bytes=sum(held.values()),
-        adding_bytes=sum(size for sha, size in sizes.items() if sha not in held),
+        used_bytes=sum(using.values()),
+        adding_bytes=sum(size for sha, size in sizes.items() if sha not in using),
     )
     version = DatasetVersion.objects.for_team(team).create(
         team=team, dataset=dataset, message=message[:500], author=actor
@@ -336,7 +418,7 @@ def upload_start(
         version=version,
         created_by=actor,
         chunk_size=size,
-        new_bytes=sum(s for sha, s in sizes.items() if sha not in stored),
+        new_bytes=sum(s for sha, s in sizes.items() if sha not in held),
     )
     # On S3 the client sends each new blob's parts straight to its multipart upload, to
     # URLs Lattice presigns; an empty file has no parts.
@@ -353,7 +435,7 @@ def upload_start(
             ),
         )
         for sha, blob_size in sizes.items()
-        if sha not in stored
+        if sha not in held
     )
     # The manifest waits in storage until complete: it may be 100,000 lines.
     _manifest_store(upload, manifest)
@@ -549,8 +631,10 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
             )
         new_blobs = list(UploadBlob.objects.for_team(team).filter(upload=locked))
         missing = {sha: idx for sha, idx in upload_missing(locked, new_blobs).items() if idx}
-        stored = set(Blob.objects.filter(sha256__in=list(missing)).values_list("sha256", flat=True))
-        missing = {sha: idx for sha, idx in missing.items() if sha not in stored}
+        # Another upload of this team may have stored one of them since: then it holds it.
+        # A blob stored only by other teams is no excuse (_held).
+        forgiven = set(_held(team, missing)) if missing else set()
+        missing = {sha: idx for sha, idx in missing.items() if sha not in forgiven}
         if missing:
             count = sum(len(i) for i in missing.values())
             raise DatasetError(
@@ -558,15 +642,14 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
                 f"file{'s' if len(missing) != 1 else ''} still to send (GET the upload for "
                 "which); nothing was made."
             )
+        new_blobs = [blob for blob in new_blobs if blob.sha256 not in forgiven]
         manifest = upload_manifest(locked)
         # Every local part is checked before any is moved: a refusal leaves them all.
         for blob, part, digest in _hash_parts(locked, new_blobs):
             _part_check(locked, blob, part, digest)
         for blob in new_blobs:
             _blob_assemble(locked, blob)
-        blobs = {
-            b.sha256: b for b in Blob.objects.filter(sha256__in={f["sha256"] for f in manifest})
-        }
+        blobs = _stored_as_listed(manifest)
         version = (
             DatasetVersion.objects.for_team(team).select_for_update().get(pk=locked.version_id)
         )
@@ -598,8 +681,28 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
             action="dataset.version_created",
             target=f"{dataset.name} v{version.number}",
         )
-        transaction.on_commit(lambda: _discard_chunks(locked))
+        transaction.on_commit(lambda: _discard_chunks(locked, unused=forgiven))
     return version
+
+
+def _stored_as_listed(manifest: list[dict[str, Any]]) -> dict[str, Blob]:
+    """The blobs ``manifest`` lists, by sha256, once each is known to be stored with the
+    size listed (the size a version's files and archives are told): else a DatasetError
+    naming the file. Every blob it lists is the team's by now: held, or sent and checked."""
+    blobs = {b.sha256: b for b in Blob.objects.filter(sha256__in={f["sha256"] for f in manifest})}
+    for entry in manifest:
+        blob = blobs.get(entry["sha256"])
+        if blob is None:
+            raise DatasetError(
+                f"{entry['path']}: its file is no longer stored; start a new upload, which "
+                "will ask for its bytes."
+            )
+        if blob.size != entry["size"]:
+            raise DatasetError(
+                f"{entry['path']}: listed as {entry['size']:,} bytes, but the file with its "
+                f"sha256 is {blob.size:,} bytes; nothing was made."
+            )
+    return blobs
 
 
 def _hash_parts(
@@ -657,9 +760,10 @@ def _part_check(upload: Upload, blob: UploadBlob, part: Path, digest: str | None
 
 
 def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
-    """Store ``blob`` from what was received (a local part file is checked already)."""
-    if Blob.objects.filter(sha256=blob.sha256).exists():
-        return  # another upload stored the same bytes meanwhile
+    """Store ``blob`` from what was received, checked whole against its SHA-256 first (a
+    local part file is checked already). Whether or not the same bytes are stored already
+    (another team's, say), they are checked and put in place again: the same bytes, so
+    nothing changes for anyone reading them, and complete takes as long either way."""
     part = storage.local_path(part_key(upload.pk, blob.sha256))
     if blob.multipart_id:
         _multipart_assemble(upload, blob)
@@ -667,11 +771,7 @@ def _blob_assemble(upload: Upload, blob: UploadBlob) -> None:
         _part_assemble(blob, part)
     else:
         _chunks_assemble(upload, blob)
-    try:
-        with transaction.atomic():
-            Blob.objects.create(sha256=blob.sha256, size=blob.size)
-    except IntegrityError:
-        pass  # stored by another upload at the same moment: the same bytes
+    Blob.objects.get_or_create(sha256=blob.sha256, defaults={"size": blob.size})
 
 
 class _DamagedBlobError(Exception):
@@ -728,27 +828,35 @@ def _part_assemble(blob: UploadBlob, part: Path) -> None:
 
 
 def _chunks_assemble(upload: Upload, blob: UploadBlob) -> None:
+    """Chunks stored one by one (a remote storage without multipart uploads): checked whole
+    before anything is written where the blob lives, which may hold another team's bytes."""
     pieces = (
         piece
         for index in range(blob.chunk_count)
         for piece in storage.open_pieces(chunk_key(upload.pk, blob.sha256, index))
     )
     try:
-        digest = storage.write_stream(blob_key(blob.sha256), pieces, expected_size=blob.size)
+        storage.write_stream(
+            blob_key(blob.sha256), pieces, expected_size=blob.size, sha256=blob.sha256
+        )
     except storage.SizeError as exc:
         raise DatasetError(f"A file of {blob.size} bytes arrived as {exc}.") from exc
-    if digest != blob.sha256:
-        storage.delete(blob_key(blob.sha256))
+    except storage.HashError as exc:
         raise DatasetError(
             f"The file with sha256 {blob.sha256[:12]}... arrived whole but its bytes hash to "
-            f"{digest[:12]}...: check the manifest's hash and start again."
-        )
+            f"{str(exc)[:12]}...: check the manifest's hash and start again."
+        ) from exc
 
 
-def _discard_chunks(upload: Upload) -> None:
+def _discard_chunks(upload: Upload, *, unused: set[str]) -> None:
+    """After complete: what was received is gone (moved into place, or not needed: the
+    blobs in ``unused`` were stored by another upload of the team meanwhile)."""
     for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload):
         if blob.multipart_id:
-            continue  # its parts became the staged object, already removed
+            if blob.sha256 in unused:
+                with contextlib.suppress(Exception):  # already gone: nothing to abort
+                    s3.multipart_abort(staging_key(upload.pk, blob.sha256), blob.multipart_id)
+            continue  # else its parts became the staged object, already removed
         part = storage.local_path(part_key(upload.pk, blob.sha256))
         if part is not None:
             part.unlink(missing_ok=True)  # renamed into place, or a blob someone else sent

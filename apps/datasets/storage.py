@@ -24,6 +24,10 @@ class SizeError(ValueError):
     pass
 
 
+class HashError(ValueError):
+    """Bytes that do not hash to what was expected; the message is their SHA-256."""
+
+
 class _Spooled(File):
     """A finished temporary file. FileSystemStorage moves it into place instead of copying."""
 
@@ -60,13 +64,21 @@ def spooled(pieces: Iterable[bytes], *, expected_size: int) -> Iterator[tuple[IO
         Path(spool.name).unlink(missing_ok=True)
 
 
-def write_stream(key: str, pieces: Iterable[bytes], *, expected_size: int) -> str:
+def write_stream(
+    key: str, pieces: Iterable[bytes], *, expected_size: int, sha256: str | None = None
+) -> str:
     """Store ``pieces`` at ``key`` (replacing it); return their SHA-256.
 
-    Raises SizeError, storing nothing, when they do not add up to ``expected_size``.
+    Raises SizeError, storing nothing, when they do not add up to ``expected_size``, and
+    HashError, storing nothing, when ``sha256`` is given and they do not hash to it. With
+    ``sha256`` the key is content-addressed: bytes already there are those, and stay.
     """
     with spooled(pieces, expected_size=expected_size) as (spool, digest):
+        if sha256 is not None and digest != sha256:
+            raise HashError(digest)
         if default_storage.exists(key):
+            if sha256 is not None:
+                return digest
             default_storage.delete(key)
         saved = default_storage.save(key, _Spooled(spool, name=Path(key).name))
         if saved != key:  # another writer won the same name: ours is a duplicate

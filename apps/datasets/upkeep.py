@@ -60,7 +60,7 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
 def blobs_collect(*, now: datetime | None = None) -> int:
     """Delete blobs no version holds and no open upload names. Returns how many."""
     now = now or timezone.now()
-    # An open upload may rely on a blob it did not send (someone had it): keep those.
+    # An open upload may rely on a blob it did not send (its team held it): keep those.
     wanted: set[str] = set(
         UploadBlob.objects.unscoped()
         .filter(upload__status=Upload.Status.OPEN)

@@ -67,6 +67,8 @@ class DatasetUpdateSerializer(serializers.Serializer[dict[str, object]]):
 
 class FileSerializer(serializers.ModelSerializer[VersionFile]):
     sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+    # The stored bytes', as downloads and archives send them.
+    size = serializers.IntegerField(source="blob.size", read_only=True)
 
     class Meta:
         model = VersionFile

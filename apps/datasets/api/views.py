@@ -10,6 +10,7 @@ version. docs/datasets.md has a worked example.
 
 from __future__ import annotations
 
+import logging
 import tarfile
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,7 +25,7 @@ from apps.core.api.pagination import Cursor
 from apps.core.api.throttling import UploadChunkThrottle
 from apps.core.api.views import TeamAPIView
 from apps.core.streamed_body import SCOPE_KEY
-from apps.datasets import services, storage
+from apps.datasets import paths, services, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
     from apps.accounts.models import User
+
+
+logger = logging.getLogger(__name__)
 
 
 def _user(request: Request) -> User:
@@ -324,13 +328,35 @@ def archive_response(
 
 
 def _tar(folder: str, files: list[VersionFile]) -> Iterator[bytes]:
+    """Each file as a regular file under ``folder``. Its header takes the stored blob's size,
+    never the manifest's: one that said less would make the rest of the file's bytes read as
+    entries of the archive (anyone's, named anything, links included)."""
     for row in files:
+        if not paths.stays_inside(row.path):
+            # No upload can list such a path (paths.clean_path): a row written some other way.
+            logger.warning("version %s: %r left out of its archive", row.version_id, row.path)
+            continue
         info = tarfile.TarInfo(f"{folder}/{row.path}")
-        info.size = row.size
+        info.type = tarfile.REGTYPE
+        info.size = row.blob.size
         info.mode = 0o644
         yield info.tobuf(format=tarfile.PAX_FORMAT)
-        yield from storage.open_pieces(row.blob.storage_key)
-        padding = (-row.size) % tarfile.BLOCKSIZE
+        yield from _exactly(row.blob.storage_key, info.size)
+        padding = (-info.size) % tarfile.BLOCKSIZE
         if padding:
             yield b"\0" * padding
     yield b"\0" * (tarfile.BLOCKSIZE * 2)
+
+
+def _exactly(key: str, size: int) -> Iterator[bytes]:
+    """The stored bytes at ``key``, which must be ``size`` of them: if storage holds more or
+    fewer, the archive stops there (the download fails) rather than go on misaligned."""
+    sent = 0
+    for piece in storage.open_pieces(key):
+        sent += len(piece)
+        if sent > size:
+            break
+        yield piece
+    if sent != size:
+        logger.error("%s holds %s bytes, not %s: archive cut short", key, sent, size)
+        raise storage.SizeError(f"{key} is not {size} bytes")
