@@ -34,6 +34,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.teams.models import Membership
 from config.routing import websocket_urlpatterns
+from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
 
@@ -248,6 +249,8 @@ def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
     client, charlie, globex, samples
 ):
     client.force_login(charlie)
+    # Transferring asks charlie for his password again; he has it.
+    reauthenticate(client)
     bob_membership = samples["member_id"]
 
     for url in (

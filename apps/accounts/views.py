@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm, TokenForm
 from apps.accounts.models import PersonalAccessToken
+from apps.accounts.reauthentication import reauthentication_required
 from apps.accounts.services import user_update_profile
 from apps.accounts.tokens import TokenError, token_create, token_revoke
 from apps.core.htmx import is_htmx
@@ -41,8 +42,12 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@reauthentication_required(allow_get=True)
 def tokens(request: HttpRequest) -> HttpResponse:
-    """List, make and revoke personal access tokens. A new token is shown on this response only."""
+    """List and make personal access tokens. A new token is shown on this response only.
+
+    Making one asks for the password again (allauth replays the POST after it).
+    """
     user = cast("User", request.user)
     memberships = list(memberships_of(user).order_by("team__name"))
     form = TokenForm(

@@ -9,6 +9,7 @@ from rest_framework import exceptions, generics, mixins, status
 from rest_framework.response import Response
 
 from apps.accounts.api import serializers as s
+from apps.accounts.api.reauthentication import require_reauthentication
 from apps.accounts.models import PersonalAccessToken
 from apps.accounts.services import user_update_profile
 from apps.accounts.tokens import TokenError, token_create, token_revoke
@@ -46,7 +47,8 @@ class MeView(generics.GenericAPIView):
 
 
 class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
-    """Your API tokens; make one (signed in only: a token cannot make tokens)."""
+    """Your API tokens; make one: signed in only (a token cannot make tokens), with your
+    password or a two-factor code unless you confirmed it in the last few minutes."""
 
     token_area = "teams"
     serializer_class = s.TokenSerializer
@@ -64,6 +66,7 @@ class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
             raise exceptions.PermissionDenied("Tokens are made while signed in, not with a token.")
         data = s.TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        require_reauthentication(request, data.validated_data)
         team = None
         if data.validated_data.get("team"):
             membership = membership_in(_user(request), data.validated_data["team"])
