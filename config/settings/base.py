@@ -240,6 +240,10 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("LATTICE_HTTP_PROTOCOL", default="http")
 # address (for an account without a password); the API takes the first two.
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# The primary address hears of password changes and resets, and of addresses added
+# (apps.accounts.receivers) or removed. Password resets go to verified addresses only.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_FORMS = {"reset_password": "apps.accounts.allauth_forms.ResetPasswordForm"}
 # allauth's defaults, spelled out so they are visible and reviewed: failed
 # logins are limited per address and per account, and so are resets and signups.
 ACCOUNT_RATE_LIMITS = {
