@@ -65,6 +65,7 @@ ACCOUNT = {
     "accounts:profile",
     "accounts:tokens",
     "accounts:token_revoke",
+    "accounts:tokens_revoke_all",
     "account_email",
     "account_change_password",
     "account_set_password",
@@ -140,7 +141,14 @@ API_TEAM = {
     "api:upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.
-API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams", "api:plans"}
+API_ACCOUNT = {
+    "api:me",
+    "api:tokens",
+    "api:token",
+    "api:tokens_revoke_all",
+    "api:teams",
+    "api:plans",
+}
 # The public dataset catalogue: every team's public datasets to anyone signed in, never a
 # private one (404, like a missing one: tests/test_catalogue.py).
 API_ACCOUNT |= {
