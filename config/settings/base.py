@@ -237,7 +237,8 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("LATTICE_HTTP_PROTOCOL", default="http")
 # Sensitive account actions ask again (apps/accounts/reauthentication.py): allauth's email
 # pages here, and Lattice's tokens, roles, ownership and team deletion with allauth's
 # decorator. Pages take the password, a two-factor code, or a code mailed to a verified
-# address (for an account without a password); the API takes the first two.
+# address (allauth's defaults; the last serves an account without a password); the API
+# takes the first two.
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 # The primary address hears of password changes and resets, and of addresses added
