@@ -21,6 +21,7 @@ urlpatterns = [
     path("me", accounts.MeView.as_view(), name="me"),
     path("tokens/", accounts.TokenListView.as_view(), name="tokens"),
     path("tokens/<int:token_id>/", accounts.TokenDetailView.as_view(), name="token"),
+    path("tokens/revoke-all/", accounts.TokenRevokeAllView.as_view(), name="tokens_revoke_all"),
     path("teams/", teams.TeamListView.as_view(), name="teams"),
     path("teams/<slug:team_slug>/", teams.TeamDetailView.as_view(), name="team"),
     path("teams/<slug:team_slug>/members/", teams.MemberListView.as_view(), name="members"),

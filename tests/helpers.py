@@ -1,4 +1,5 @@
-"""Small helpers tests share: reading links out of sent mail, computing TOTP codes."""
+"""Small helpers tests share: reading links out of sent mail, computing TOTP codes,
+confirming the password again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import struct
 import time
 
 from django.core import mail
+from django.urls import reverse
+
+from tests.factories import PASSWORD
 
 _LINK = re.compile(r"https?://\S+")
 
@@ -38,3 +42,9 @@ def totp(secret: str, at: float | None = None, period: int = 30, digits: int = 6
     offset = digest[-1] & 0x0F
     value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
     return f"{value % 10**digits:0{digits}d}"
+
+
+def reauthenticate(client, password: str | None = None) -> None:
+    """Confirm the password on allauth's page, as a person asked again would."""
+    response = client.post(reverse("account_reauthenticate"), {"password": password or PASSWORD})
+    assert response.status_code == 302, "reauthentication was refused"

@@ -14,6 +14,8 @@ from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken
 from apps.accounts.tokens import token_create, token_revoke
 from apps.core.models import AuditEntry
 from apps.teams.models import Invitation, Membership, Role
+from tests.factories import PASSWORD
+from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,13 +134,15 @@ class TestTeams:
         assert created.json()["role"] == "owner"
         renamed = api.patch("/api/v1/teams/hooli/", {"name": "Hooli XYZ"}, format="json")
         assert renamed.json()["name"] == "Hooli XYZ"
-        refused = api.delete("/api/v1/teams/hooli/", {"confirmation": "nope"}, format="json")
+        refused = api.delete(
+            "/api/v1/teams/hooli/", {"confirmation": "nope", "password": PASSWORD}, format="json"
+        )
         assert refused.status_code == 409
         assert "hooli" in refused.json()["error"]["message"]
-        assert (
-            api.delete("/api/v1/teams/hooli/", {"confirmation": "hooli"}, format="json").status_code
-            == 204
+        deleted = api.delete(
+            "/api/v1/teams/hooli/", {"confirmation": "hooli", "password": PASSWORD}, format="json"
         )
+        assert deleted.status_code == 204
         assert api.get("/api/v1/teams/hooli/").status_code == 404
 
     def test_an_outsider_gets_404_everywhere_in_a_team(self, acme, globex, charlie, bob):
@@ -200,7 +204,7 @@ class TestMembersInvitationsAudit:
 
         response = client_for(plaintext).patch(
             f"/api/v1/teams/acme/members/{membership(acme, alice).pk}/",
-            {"role": "admin"},
+            {"role": "admin", "password": PASSWORD},
             format="json",
         )
 
@@ -243,7 +247,13 @@ class TestTokens:
 
         created = api.post(
             "/api/v1/tokens/",
-            {"name": "laptop", "scopes": ["teams:read"], "team": "acme", "expires_in_days": 7},
+            {
+                "name": "laptop",
+                "scopes": ["teams:read"],
+                "team": "acme",
+                "expires_in_days": 7,
+                "password": PASSWORD,
+            },
             format="json",
         )
 
@@ -390,6 +400,7 @@ def assert_nowhere_in_database(secret: str) -> None:
 class TestTokenPage:
     def test_make_a_token_see_it_once_then_revoke_it(self, client, alice, acme):
         client.force_login(alice)
+        reauthenticate(client)
 
         created = client.post(
             "/settings/tokens/",
@@ -419,6 +430,7 @@ class TestTokenPage:
 
     def test_a_token_needs_some_access(self, client, alice):
         client.force_login(alice)
+        reauthenticate(client)
 
         response = client.post("/settings/tokens/", {"name": "nothing", "expires_in_days": "7"})
 
@@ -428,6 +440,7 @@ class TestTokenPage:
 
     def test_a_forged_team_choice_is_refused(self, client, alice, globex):
         client.force_login(alice)
+        reauthenticate(client)
 
         response = client.post(
             "/settings/tokens/", {"name": "x", "scope_teams": "read", "team": "globex"}

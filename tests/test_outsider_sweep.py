@@ -34,6 +34,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.teams.models import Membership
 from config.routing import websocket_urlpatterns
+from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
 
@@ -64,6 +65,7 @@ ACCOUNT = {
     "accounts:profile",
     "accounts:tokens",
     "accounts:token_revoke",
+    "accounts:tokens_revoke_all",
     "account_email",
     "account_change_password",
     "account_set_password",
@@ -139,7 +141,14 @@ API_TEAM = {
     "api:upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.
-API_ACCOUNT = {"api:me", "api:tokens", "api:token", "api:teams", "api:plans"}
+API_ACCOUNT = {
+    "api:me",
+    "api:tokens",
+    "api:token",
+    "api:tokens_revoke_all",
+    "api:teams",
+    "api:plans",
+}
 # The public dataset catalogue: every team's public datasets to anyone signed in, never a
 # private one (404, like a missing one: tests/test_catalogue.py).
 API_ACCOUNT |= {
@@ -248,6 +257,8 @@ def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
     client, charlie, globex, samples
 ):
     client.force_login(charlie)
+    # Transferring asks charlie for his password again; he has it.
+    reauthenticate(client)
     bob_membership = samples["member_id"]
 
     for url in (

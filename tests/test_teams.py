@@ -10,6 +10,7 @@ from apps.teams import services
 from apps.teams.models import Membership, Role, Team
 from apps.teams.permissions import PERMISSIONS, role_allows
 from tests.factories import UserFactory, add_member
+from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
 
@@ -218,6 +219,7 @@ class TestPages:
 
     def test_a_bad_transfer_target_gets_a_message(self, client, acme, alice):
         client.force_login(alice)
+        reauthenticate(client)
 
         response = client.post(
             reverse("teams:transfer", args=[acme.slug]), {"member_id": "abc"}, follow=True

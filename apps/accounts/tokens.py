@@ -83,6 +83,30 @@ def token_revoke(*, user: User, token: PersonalAccessToken) -> None:
             audit_record(team=token.team, actor=user, action="token.revoked", target=token.name)
 
 
+@transaction.atomic
+def token_revoke_all(*, user: User) -> int:
+    """Stop every token of ``user`` working at once; return how many.
+
+    Audited once in each team the tokens could act in: a team-limited token in its
+    team, an unrestricted one in every team the user is in.
+    """
+    tokens = list(PersonalAccessToken.objects.filter(user=user, revoked_at=None))
+    PersonalAccessToken.objects.filter(pk__in=[t.pk for t in tokens]).update(
+        revoked_at=timezone.now()
+    )
+    for membership in memberships_of(user):
+        names = sorted(t.name for t in tokens if t.team_id in (None, membership.team_id))
+        if names:
+            audit_record(
+                team=membership.team,
+                actor=user,
+                action="token.revoked_all",
+                target=", ".join(names),
+                tokens=names,
+            )
+    return len(tokens)
+
+
 def token_authenticate(plaintext: str, *, ip: str | None) -> PersonalAccessToken | None:
     """The active token ``plaintext`` names, with its last use noted; None otherwise."""
     if not plaintext.startswith(TOKEN_PREFIX):

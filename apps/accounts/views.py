@@ -12,8 +12,9 @@ from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm, TokenForm
 from apps.accounts.models import PersonalAccessToken
+from apps.accounts.reauthentication import reauthentication_required
 from apps.accounts.services import user_update_profile
-from apps.accounts.tokens import TokenError, token_create, token_revoke
+from apps.accounts.tokens import TokenError, token_create, token_revoke, token_revoke_all
 from apps.core.htmx import is_htmx
 from apps.teams.selectors import memberships_of
 
@@ -41,8 +42,12 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@reauthentication_required(allow_get=True)
 def tokens(request: HttpRequest) -> HttpResponse:
-    """List, make and revoke personal access tokens. A new token is shown on this response only."""
+    """List and make personal access tokens. A new token is shown on this response only.
+
+    Making one asks for the password again (allauth replays the POST after it).
+    """
     user = cast("User", request.user)
     memberships = list(memberships_of(user).order_by("team__name"))
     form = TokenForm(
@@ -73,11 +78,16 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 form = TokenForm(teams=[(m.team.slug, m.team.name) for m in memberships])
         else:
             status = 400
-    listed = PersonalAccessToken.objects.filter(user=user).select_related("team")
+    listed = list(PersonalAccessToken.objects.filter(user=user).select_related("team"))
     response = render(
         request,
         "accounts/tokens.html",
-        {"form": form, "tokens": listed, "created": created},
+        {
+            "form": form,
+            "tokens": listed,
+            "created": created,
+            "any_unrevoked": any(t.revoked_at is None for t in listed),
+        },
         status=status,
     )
     # The page may hold a token in plain text: keep it out of every cache.
@@ -92,4 +102,16 @@ def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(PersonalAccessToken, pk=token_id, user=user)
     token_revoke(user=user, token=token)
     messages.success(request, f"“{token.name}” is revoked: it stops working at once.")
+    return redirect("accounts:tokens")
+
+
+@login_required
+@require_http_methods(["POST"])
+def tokens_revoke_all(request: HttpRequest) -> HttpResponse:
+    """Revoke every token at once: for a lost laptop or a leak, so it asks nothing again."""
+    count = token_revoke_all(user=cast("User", request.user))
+    if count:
+        messages.success(request, f"All your tokens are revoked ({count}): none works any more.")
+    else:
+        messages.info(request, "You had no tokens to revoke.")
     return redirect("accounts:tokens")

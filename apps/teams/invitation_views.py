@@ -14,7 +14,7 @@ from django.views import View
 from apps.teams import invitations
 from apps.teams.forms import InviteForm
 from apps.teams.models import Invitation
-from apps.teams.views import TeamAction
+from apps.teams.views import TeamAction, asks_again_for_sensitive_roles
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -34,6 +34,7 @@ def link_base(request: HttpRequest) -> str:
 class InvitationCreateView(TeamAction):
     permission = "members.invite"
 
+    @asks_again_for_sensitive_roles
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = InviteForm(request.POST)
         if not form.is_valid():

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
 from django.views import View
 
+from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
 from apps.core.models import AuditEntry
 from apps.core.tenancy import TeamViewMixin
 from apps.teams import services
@@ -32,6 +34,19 @@ if TYPE_CHECKING:
 
 def _user(request: HttpRequest) -> User:
     return cast("User", request.user)
+
+
+def grants_sensitive_role(request: HttpRequest) -> bool:
+    """The POST would make someone an admin or owner: that asks for the password again."""
+    return request.POST.get("role") in SENSITIVE_ROLES
+
+
+# allauth's: unless the session confirmed it within ACCOUNT_REAUTHENTICATION_TIMEOUT, the
+# person is sent to confirm their password (or a two-factor code), then the POST is replayed.
+asks_again = method_decorator(reauthentication_required)
+asks_again_for_sensitive_roles = method_decorator(
+    reauthentication_required(enabled=grants_sensitive_role)
+)
 
 
 class TeamPage(TeamViewMixin, View):
@@ -122,6 +137,7 @@ class MembersView(TeamPage):
 class MemberRoleView(TeamAction):
     permission = "members.change_role"
 
+    @asks_again_for_sensitive_roles
     def post(self, request: HttpRequest, team_slug: str, member_id: int) -> HttpResponse:
         member = get_object_or_404(Membership, pk=member_id)
         form = RoleForm(request.POST)
@@ -207,6 +223,7 @@ class TeamTransferView(TeamAction):
     permission = "team.transfer"
     back_to = "teams:settings"
 
+    @asks_again
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = MemberChoiceForm(request.POST)
         if not form.is_valid():
@@ -224,6 +241,7 @@ class TeamDeleteView(TeamAction):
     permission = "team.delete"
     back_to = "teams:settings"
 
+    @asks_again
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         def delete() -> str:
             services.team_delete(

@@ -234,6 +234,17 @@ ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Lattice] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("LATTICE_HTTP_PROTOCOL", default="http")
+# Sensitive account actions ask again (apps/accounts/reauthentication.py): allauth's email
+# pages here, and Lattice's tokens, roles, ownership and team deletion with allauth's
+# decorator. Pages take the password, a two-factor code, or a code mailed to a verified
+# address (allauth's defaults; the last serves an account without a password); the API
+# takes the first two.
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# The primary address hears of password changes and resets, and of addresses added
+# (apps.accounts.receivers) or removed. Password resets go to verified addresses only.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_FORMS = {"reset_password": "apps.accounts.allauth_forms.ResetPasswordForm"}
 # allauth's defaults, spelled out so they are visible and reviewed: failed
 # logins are limited per address and per account, and so are resets and signups.
 ACCOUNT_RATE_LIMITS = {

@@ -27,6 +27,11 @@ def test_invite_sign_up_demote_remove(browser, live_server, acme, alice, passwor
     alice_page.get_by_label("Email address").fill("robert@example.com")
     alice_page.get_by_label("Role", exact=True).select_option("admin")
     alice_page.get_by_role("button", name="Send invitation").click()
+    # Making an admin asks for her password again, then the invitation goes out.
+    alice_page.get_by_role("heading", name="Confirm Access").wait_for()
+    assert mail.outbox == []
+    alice_page.locator("input[name=password]").fill(password)
+    alice_page.get_by_role("button", name="Confirm").click()
     alice_page.get_by_text("Invitation sent to robert@example.com").wait_for()
     assert mail.outbox[-1].to == ["robert@example.com"]
 

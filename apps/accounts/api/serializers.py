@@ -40,7 +40,29 @@ class TokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TokenCreateSerializer(serializers.Serializer):
+# Proof that the person is there, for a change that asks again
+# (apps.accounts.reauthentication). Not a docstring: serializers that inherit
+# these fields would show it in the API reference as their own description.
+class ReauthenticationSerializer(serializers.Serializer):
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=4096,
+        help_text="Your password, where the change asks for it again (or send code). "
+        "A browser session that confirmed it in the last 5 minutes may leave both out; "
+        "a token never may.",
+    )
+    code = serializers.CharField(
+        required=False,
+        write_only=True,
+        max_length=64,
+        help_text="Instead of password, with two-factor authentication on: a code from "
+        "your authenticator app (each is good once) or a recovery code.",
+    )
+
+
+class TokenCreateSerializer(ReauthenticationSerializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=TOKEN_SCOPES),
@@ -68,3 +90,7 @@ class TokenCreatedSerializer(TokenSerializer):
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
+
+
+class TokensRevokedSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField(read_only=True, help_text="How many tokens stopped working.")

@@ -9,9 +9,10 @@ from rest_framework import exceptions, generics, mixins, status
 from rest_framework.response import Response
 
 from apps.accounts.api import serializers as s
+from apps.accounts.api.reauthentication import require_reauthentication
 from apps.accounts.models import PersonalAccessToken
 from apps.accounts.services import user_update_profile
-from apps.accounts.tokens import TokenError, token_create, token_revoke
+from apps.accounts.tokens import TokenError, token_create, token_revoke, token_revoke_all
 from apps.core.api.pagination import Cursor
 from apps.teams.selectors import membership_in
 
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 
 def _user(request: Request) -> User:
     return cast("User", request.user)
+
+
+def _own_tokens(request: Request) -> QuerySet[PersonalAccessToken]:
+    """The tokens this request may see and revoke: all the user's, or, for a token
+    limited to one team, only itself (docs/permissions.md)."""
+    tokens = PersonalAccessToken.objects.filter(user=_user(request)).select_related("team")
+    token = request.auth
+    if isinstance(token, PersonalAccessToken) and token.team_id:
+        tokens = tokens.filter(pk=token.pk)
+    return tokens
 
 
 class MeView(generics.GenericAPIView):
@@ -46,14 +57,16 @@ class MeView(generics.GenericAPIView):
 
 
 class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
-    """Your API tokens; make one (signed in only: a token cannot make tokens)."""
+    """Your API tokens (a token limited to one team sees only itself); make one: signed in
+    only (a token cannot make tokens), with your password or a two-factor code unless
+    you confirmed it in the last few minutes."""
 
     token_area = "teams"
     serializer_class = s.TokenSerializer
     pagination_class = Cursor
 
     def get_queryset(self) -> QuerySet[PersonalAccessToken]:
-        return PersonalAccessToken.objects.filter(user=_user(self.request)).select_related("team")
+        return _own_tokens(self.request)
 
     def get(self, request: Request) -> Response:
         return self.list(request)
@@ -64,6 +77,7 @@ class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
             raise exceptions.PermissionDenied("Tokens are made while signed in, not with a token.")
         data = s.TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        require_reauthentication(request, data.validated_data)
         team = None
         if data.validated_data.get("team"):
             membership = membership_in(_user(request), data.validated_data["team"])
@@ -84,7 +98,8 @@ class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from exc
         body = s.TokenCreatedSerializer(token).data
         body["token"] = plaintext
-        return Response(body, status=status.HTTP_201_CREATED)
+        # The body holds the token in plain text: keep it out of every cache.
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
 
 class TokenDetailView(generics.GenericAPIView):
@@ -94,11 +109,7 @@ class TokenDetailView(generics.GenericAPIView):
     serializer_class = s.TokenSerializer
 
     def _token(self, token_id: int) -> PersonalAccessToken:
-        token = (
-            PersonalAccessToken.objects.filter(user=_user(self.request), pk=token_id)
-            .select_related("team")
-            .first()
-        )
+        token = _own_tokens(self.request).filter(pk=token_id).first()
         if token is None:
             raise exceptions.NotFound("No such token.")
         return token
@@ -110,3 +121,19 @@ class TokenDetailView(generics.GenericAPIView):
     def delete(self, request: Request, token_id: int) -> Response:
         token_revoke(user=_user(request), token=self._token(token_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenRevokeAllView(generics.GenericAPIView):
+    """Revoke all your tokens at once, this one too (not with a token limited to one team)."""
+
+    token_area = "teams"
+    serializer_class = s.TokensRevokedSerializer
+
+    @extend_schema(request=None, responses={200: s.TokensRevokedSerializer})
+    def post(self, request: Request) -> Response:
+        token = request.auth
+        if isinstance(token, PersonalAccessToken) and token.team_id:
+            raise exceptions.PermissionDenied(
+                "A token limited to one team can revoke only itself; sign in to revoke all."
+            )
+        return Response({"revoked": token_revoke_all(user=_user(request))})

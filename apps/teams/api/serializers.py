@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.accounts.api.serializers import ReauthenticationSerializer
 from apps.core.models import AuditEntry
 from apps.teams.models import Invitation, Membership, Role, Team
 
@@ -23,7 +24,7 @@ class TeamCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80)
 
 
-class TeamDeleteSerializer(serializers.Serializer):
+class TeamDeleteSerializer(ReauthenticationSerializer):
     confirmation = serializers.CharField(max_length=60, help_text="The team's slug.")
 
 
@@ -37,8 +38,11 @@ class MemberSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "email", "name", "created_at"]
 
 
-class RoleSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+class RoleSerializer(ReauthenticationSerializer):
+    role = serializers.ChoiceField(
+        choices=Role.choices,
+        help_text="Making someone an admin or owner needs password or code.",
+    )
 
 
 class InvitationSerializer(serializers.ModelSerializer):
@@ -59,9 +63,13 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationCreateSerializer(serializers.Serializer):
+class InvitationCreateSerializer(ReauthenticationSerializer):
     email = serializers.EmailField(max_length=254)
-    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    role = serializers.ChoiceField(
+        choices=Role.choices,
+        default=Role.MEMBER,
+        help_text="Inviting an admin or owner needs password or code.",
+    )
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):

@@ -8,7 +8,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status
 from rest_framework.response import Response
 
+from apps.accounts.api.reauthentication import require_reauthentication
 from apps.accounts.models import PersonalAccessToken
+from apps.accounts.reauthentication import SENSITIVE_ROLES
 from apps.core.api.pagination import Cursor
 from apps.core.api.views import TeamAPIView
 from apps.core.models import AuditEntry
@@ -66,7 +68,8 @@ class TeamListView(mixins.ListModelMixin, generics.GenericAPIView):
 
 
 class TeamDetailView(TeamAPIView):
-    """One team: read it, rename it (owner, admin), delete it (owner, with its slug)."""
+    """One team: read it, rename it (owner, admin), delete it (owner, with its slug, and
+    your password or a two-factor code)."""
 
     team_permissions = {"PATCH": "team.rename", "DELETE": "team.delete"}
     serializer_class = s.TeamSerializer
@@ -89,10 +92,21 @@ class TeamDetailView(TeamAPIView):
         services.team_rename(team=self.team, actor=_user(request), name=data.validated_data["name"])
         return Response(self._body())
 
-    @extend_schema(request=s.TeamDeleteSerializer, responses={204: None})
+    @extend_schema(
+        request=s.TeamDeleteSerializer,
+        responses={204: None},
+        # drf-spectacular leaves DELETE bodies out of the schema; this one has fields.
+        description=(
+            "Delete the team (owner). JSON body: `confirmation` (the team's slug) and "
+            "`password`, or `code` (a two-factor code) with two-factor authentication on; "
+            "a browser session that confirmed it in the last 5 minutes may leave both out. "
+            "Without them: 403 `reauthentication_required`."
+        ),
+    )
     def delete(self, request: Request, team_slug: str) -> Response:
         data = s.TeamDeleteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        require_reauthentication(request, data.validated_data)
         services.team_delete(
             team=self.team,
             actor=_user(request),
@@ -115,7 +129,8 @@ class MemberListView(mixins.ListModelMixin, TeamAPIView):
 
 
 class MemberDetailView(TeamAPIView):
-    """One member: change their role (owner, admin); remove them, or leave (yourself)."""
+    """One member: change their role (owner, admin; making an admin or owner needs your
+    password or a two-factor code); remove them, or leave (yourself)."""
 
     team_permissions = {"PATCH": "members.change_role"}
     serializer_class = s.MemberSerializer
@@ -136,6 +151,8 @@ class MemberDetailView(TeamAPIView):
             raise exceptions.NotFound("No such member in this team.")
         data = s.RoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["role"] in SENSITIVE_ROLES:
+            require_reauthentication(request, data.validated_data)
         services.member_change_role(
             team=self.team,
             actor=_user(request),
@@ -154,7 +171,8 @@ class MemberDetailView(TeamAPIView):
 
 
 class InvitationListView(mixins.ListModelMixin, TeamAPIView):
-    """Pending and past invitations (owner, admin); invite an email address."""
+    """Pending and past invitations (owner, admin); invite an email address (as an admin
+    or owner: with your password or a two-factor code)."""
 
     team_permissions = {"GET": "members.invite", "POST": "members.invite"}
     serializer_class = s.InvitationSerializer
@@ -178,6 +196,8 @@ class InvitationListView(mixins.ListModelMixin, TeamAPIView):
     def post(self, request: Request, team_slug: str) -> Response:
         data = s.InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["role"] in SENSITIVE_ROLES:
+            require_reauthentication(request, data.validated_data)
         invitation = invitations.invitation_create(
             team=self.team,
             actor=_user(request),
