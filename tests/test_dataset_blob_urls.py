@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 CATS = {"README.md": b"cats\n", "big.bin": os.urandom(2 * MIB + 17), "same.txt": b"cats\n"}
 SECRET = {"passwords.csv": b"alice,hunter2\n"}
@@ -342,3 +345,74 @@ def test_a_tampered_blob_served_at_its_link_fails_the_start_cleanly(
     assert "are not what the dataset says they are" in notebook.status_message
     assert session.workload not in FakeRuntime._running
     assert list(cache.iterdir()) == []  # nothing built, nothing half built
+
+
+# --- what the agent holds -------------------------------------------------------------
+
+
+def agent_settings(env: dict[str, str], script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run under the agent's settings with ``env`` added to a clean environment."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "LATTICE_", "DJANGO_", "DATABASE_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup()\n{script}"],
+        cwd=ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings.agent",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_agent_refuses_to_start_with_storage_credentials():
+    result = agent_settings(
+        {
+            "LATTICE_STORAGE": "s3",
+            "AWS_STORAGE_BUCKET_NAME": "lattice",
+            "AWS_S3_ENDPOINT_URL": "http://minio:9000",
+            "AWS_ACCESS_KEY_ID": "lattice",
+            "AWS_SECRET_ACCESS_KEY": "minio-root-password-0123456789",
+        },
+        "print('started')",
+    )
+
+    assert result.returncode != 0
+    assert "started" not in result.stdout
+    assert "must not hold object storage credentials" in result.stderr
+    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in result.stderr
+
+
+def test_the_agent_settings_hold_no_storage_and_not_the_web_tiers_key():
+    web_key = "the-web-tiers-own-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+    script = (
+        "from django.conf import settings\n"
+        "from django.core.files.storage import default_storage\n"
+        "values = repr({k: getattr(settings, k) for k in dir(settings) if k.isupper()})\n"
+        "print(sorted(settings.STORAGES))\n"
+        f"print({web_key!r} in values)\n"
+        "try:\n"
+        "    default_storage.open('datasets/blobs/x')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+
+    result = agent_settings(
+        {
+            "DJANGO_SECRET_KEY": web_key,
+            "LATTICE_STORAGE": "s3",
+            "AWS_STORAGE_BUCKET_NAME": "lattice",
+            "AWS_S3_ENDPOINT_URL": "http://minio:9000",
+        },
+        script,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["['staticfiles']", "False", "InvalidStorageError"]
