@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core_views
+from apps.datasets.blob_urls import blob_read
 from apps.teams.invitation_views import InvitationLinkView
 
 # The admin signs in through allauth, so two-factor and rate limits apply there too.
@@ -20,6 +21,8 @@ urlpatterns = [
     path("", include("apps.billing.urls")),
     path("", include("apps.datasets.catalogue_urls")),
     path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
+    # Hosts read the blobs a start mounts here, with a signed link (local-folder storage).
+    path("hosts/blobs/<str:sha256>", blob_read, name="blob_read"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", include("config.api_urls")),

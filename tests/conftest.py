@@ -19,7 +19,12 @@ from django.db import connection
 from apps.teams.models import Role, Team
 from tests.factories import PASSWORD, TeamFactory, UserFactory, add_member
 
-pytest_plugins = ["tests.notebook_fixtures", "tests.asgi_server", "tests.billing_fixtures"]
+pytest_plugins = [
+    "tests.notebook_fixtures",
+    "tests.asgi_server",
+    "tests.billing_fixtures",
+    "tests.blob_fixtures",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -21,6 +21,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from docker.errors import NotFound
 
+from apps.datasets.blob_urls import with_read_urls
 from apps.datasets.materialise import STALE_SECONDS, evict, materialise
 from apps.datasets.models import blob_key
 from apps.datasets.mounts import content_key
@@ -69,7 +70,8 @@ def names(cache: Path) -> set[str]:
 
 
 @pytest.fixture
-def media(settings, tmp_path) -> Path:
+def media(settings, tmp_path, blob_links) -> Path:
+    """Blobs in a local folder, which hosts read through the web tier's blob view."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
@@ -105,7 +107,9 @@ def test_a_folder_used_again_moves_to_the_back_of_the_line(cache, media):
     data = b"cats\n"
     default_storage.save(blob_key(sha(data)), ContentFile(data))
     files = [("README.md", sha(data), len(data))]
-    mount = {"key": content_key(files), "files": [[p, blob_key(s), n] for p, s, n in files]}
+    (mount,) = with_read_urls(
+        [{"key": content_key(files), "files": [list(f) for f in files]}], seconds=600
+    )
     cats = materialise(mount, cache)
     other = build(cache, "other", size=5, seconds_ago=2 * HOUR)
     used(cats, 3 * HOUR)
@@ -202,18 +206,19 @@ def fake() -> Iterator[FakeRuntime]:
 
 
 def dataset(name: str, files: dict[str, bytes]) -> dict[str, Any]:
-    """A dataset as the agent gets it in a spec, its blobs in the storage."""
+    """A dataset as the agent gets it in a spec (with read links), its blobs in the storage."""
     listed = []
     for path, data in files.items():
         if not default_storage.exists(blob_key(sha(data))):
             default_storage.save(blob_key(sha(data)), ContentFile(data))
         listed.append((path, sha(data), len(data)))
-    return {
+    mount = {
         "name": name,
         "version_id": 1,
         "key": content_key(listed),
-        "files": [[p, blob_key(s), n] for p, s, n in listed],
+        "files": [list(f) for f in listed],
     }
+    return with_read_urls([mount], seconds=600)[0]
 
 
 def spec(name: str, *datasets: dict[str, Any], command: list[str] | None = None) -> Spec:

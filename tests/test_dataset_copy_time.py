@@ -5,8 +5,10 @@ half way through its copy."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from celery.signals import before_task_publish
@@ -103,14 +105,22 @@ def test_without_datasets_a_start_that_long_is_sent_again(acme, alice, host, not
 
 
 def test_the_agents_task_limits_grow_with_the_bytes_mounted(acme, alice, host, notebook, settings):
-    """What Celery is told: the start message's own time limits (its ``timelimit`` header)."""
+    """What Celery is told: the start message's own time limits (its ``timelimit`` header);
+    and the links the host reads the blobs through work that long, and no longer."""
     settings.LATTICE_DATASET_COPY_MIN_RATE = 25 * 1024 * 1024
     mount_big(acme, alice, notebook, 50 * GIB)
     limits: list[Any] = []
+    links: list[str] = []
 
-    def seen(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    def seen(
+        sender: str | None = None,
+        headers: dict[str, Any] | None = None,
+        body: Any = None,
+        **_: Any,
+    ) -> None:
         if sender == "agent.start" and headers is not None:
             limits.append(list(headers.get("timelimit") or ()))
+            links.extend(url for d in body[0][1]["datasets"] for url in d["urls"].values())
 
     before_task_publish.connect(seen)
     try:
@@ -120,24 +130,29 @@ def test_the_agents_task_limits_grow_with_the_bytes_mounted(acme, alice, host, n
 
     extra = 2048
     assert limits == [[AGENT_TIME_LIMIT + extra, AGENT_TIME_LIMIT - 30 + extra]]
+    (link,) = links
+    expires = int(dict(parse_qsl(urlsplit(link).query))["expires"])
+    assert abs(expires - (time.time() + AGENT_TIME_LIMIT + extra)) < 30
 
 
 # --- how far the copy has come ----------------------------------------------------------------
 
 
 @pytest.fixture
-def media(settings: Any, tmp_path: Any) -> Any:
+def media(settings: Any, tmp_path: Any, blob_links: str) -> Any:
+    """Blobs in a local folder, which hosts read through the web tier's blob view."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
 
 def stored_dataset(files: dict[str, bytes]) -> dict[str, Any]:
-    """A dataset as the agent gets it in a spec, its blobs in the storage."""
+    """A dataset as the agent gets it in a spec (with read links), its blobs in the storage."""
     import hashlib
 
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
+    from apps.datasets.blob_urls import with_read_urls
     from apps.datasets.models import blob_key
     from apps.datasets.mounts import content_key
 
@@ -147,12 +162,13 @@ def stored_dataset(files: dict[str, bytes]) -> dict[str, Any]:
         if not default_storage.exists(blob_key(sha)):
             default_storage.save(blob_key(sha), ContentFile(data))
         listed.append((path, sha, len(data)))
-    return {
+    mount = {
         "name": "big",
         "version_id": 1,
         "key": content_key(listed),
-        "files": [[p, blob_key(s), n] for p, s, n in listed],
+        "files": [list(f) for f in listed],
     }
+    return with_read_urls([mount], seconds=600)[0]
 
 
 def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
@@ -162,7 +178,7 @@ def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
     from apps.runtimes.base import Spec
 
     monkeypatch.setattr(agent, "COPY_REPORT_EVERY", 0.0)
-    monkeypatch.setattr("apps.datasets.storage.PIECE", 64 * 1024)
+    monkeypatch.setattr("apps.datasets.materialise.PIECE", 64 * 1024)
     files = {f"part-{i}.bin": bytes([i]) * (300 * 1024) for i in range(4)}  # 1.2 MB
     spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[stored_dataset(files)])
     said: list[tuple[str, dict[str, Any]]] = []

@@ -23,6 +23,7 @@ from docker.errors import NotFound
 
 from apps.core.models import AuditEntry
 from apps.datasets import mounts
+from apps.datasets.blob_urls import with_read_urls
 from apps.datasets.materialise import MaterialiseError, materialise
 from apps.datasets.models import (
     Blob,
@@ -52,7 +53,8 @@ CATS = {"README.md": b"cats\n", "images/a/1.jpg": b"\xff\xd8one", "images/b/2.jp
 
 
 @pytest.fixture
-def media(settings, tmp_path) -> Path:
+def media(settings, tmp_path, blob_links) -> Path:
+    """Blobs in a local folder, which hosts read through the web tier's blob view."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
@@ -233,16 +235,18 @@ def test_removing_a_mount_and_only_from_its_notebook(
 
 
 def spec_mount(version: DatasetVersion, name: str = "cats") -> dict[str, Any]:
+    """A mount as the host gets it: its manifest, and a read link per blob."""
     files = [
         (f.path, f.blob.sha256, f.size)
         for f in VersionFile.objects.unscoped().filter(version=version).select_related("blob")
     ]
-    return {
+    mount = {
         "name": name,
         "version_id": version.pk,
         "key": mounts.content_key(files),
-        "files": [[p, blob_key(s), n] for p, s, n in files],
+        "files": [[p, s, n] for p, s, n in files],
     }
+    return with_read_urls([mount], seconds=600)[0]
 
 
 def test_a_version_is_built_once_read_only_and_then_reused(cats, cache):

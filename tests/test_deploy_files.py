@@ -182,15 +182,30 @@ def test_the_agent_gets_the_broker_and_the_docker_socket_but_no_database(compose
     assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
 
 
-def test_the_agent_reads_datasets_from_storage_into_a_cache_docker_can_bind(compose):
-    """The agent copies mounted versions from the object storage into its cache, and Docker
-    bind-mounts them by their host path: the cache is the same path on both sides."""
+def test_the_agent_holds_no_storage_credentials(compose):
+    """A host reads the dataset blobs a start mounts through presigned URLs that start brings
+    (docs/hosts.md): its agent gets no storage settings or credentials, nor the web tier's
+    secret key, by name or inside another variable's value."""
     agent = compose["services"]["agent"]
-    env = agent["environment"]
-    assert env["LATTICE_STORAGE"] == "s3"
-    for name in ("AWS_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert name in env
-    cache = env["LATTICE_DATASET_CACHE"]
+    environment = agent["environment"]
+
+    assert "env_file" not in agent
+    given = {
+        name
+        for name in environment
+        if name.startswith(("AWS_", "MINIO_", "LATTICE_AGENT_S3_", "LATTICE_STORAGE"))
+        or name == "DJANGO_SECRET_KEY"
+    }
+    assert given == set()
+    values = " ".join(str(value) for value in environment.values())
+    assert not re.search(r"AWS_|MINIO_|SECRET", values), values
+
+
+def test_the_agent_keeps_its_dataset_cache_where_docker_can_bind_it(compose):
+    """Docker bind-mounts the folders the agent builds by their host path: the cache is the
+    same path on both sides."""
+    agent = compose["services"]["agent"]
+    cache = agent["environment"]["LATTICE_DATASET_CACHE"]
     binds = [_split_bind(v) for v in agent["volumes"]]
     assert [cache, cache] in binds
 

@@ -104,6 +104,9 @@ PUBLIC = {
     "invitation",
     # Stripe's deliveries: the signature is the key (tests/test_billing_webhooks.py).
     "billing:stripe_webhook",
+    # Hosts reading a mounted blob: the signed link is the key, 403 without it
+    # (tests/test_dataset_blob_urls.py).
+    "blob_read",
 }
 API_TEAM = {
     "api:team",
@@ -222,6 +225,7 @@ def samples(acme, alice, bob, catalogue):
         "token": "not-a-signed-token",
         "invitation_id": "1",
         "token_id": "1",
+        "sha256": "0" * 64,
     }
 
 

@@ -6,9 +6,12 @@ key, so versions and teams with the same content share one folder, and a
 folder once built never changes. It is written under a temporary name and
 renamed into place when complete, so a half-built folder is never used.
 
-The host trusts nothing it is sent: the key must be a SHA-256, every path
-must land inside the folder, and every file's bytes must have the size and
-the SHA-256 its storage key names.
+The host holds no storage credentials (ARCHITECTURE decision 9): it downloads
+each blob from the read link its start brought (``urls``, by SHA-256; see
+apps.datasets.blob_urls), a piece at a time, and a blob repeated in the version
+is downloaded once. It trusts nothing it is sent: the key must be a SHA-256,
+every path must land inside the folder, and every file's bytes must have the
+size and the SHA-256 the manifest gives, or the folder is not made.
 
 The cache has a size budget: each use of a folder sets its modification time
 to now, so ``evict`` can remove the least recently used folders that no
@@ -29,10 +32,11 @@ import secrets
 import shutil
 import stat
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apps.datasets import storage
+import httpx
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator
@@ -47,6 +51,13 @@ FOLDER_MODE = 0o555
 # A temporary folder this old is left over from a start or an eviction that died: a start
 # gives up after minutes (apps.machines.agent.AGENT_TIME_LIMIT).
 STALE_SECONDS = 24 * 3600
+# Bytes read from a download at a time: memory stays flat whatever a blob's size.
+PIECE = 1024 * 1024
+# One client for every download: connections to the store are kept and reused. A read
+# that waits this long for its next bytes gives up (the start fails with the reason).
+_http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False)
+# The bytes as stored, never re-encoded on the way: they are hashed as they arrive.
+_IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class MaterialiseError(Exception):
@@ -56,9 +67,10 @@ class MaterialiseError(Exception):
 def materialise(
     mount: dict[str, Any], cache_root: Path, copied: Callable[[int], None] | None = None
 ) -> Path:
-    """The folder holding ``mount``'s files (see apps.datasets.mounts.mounts_for_spec),
-    built if this host has not built it yet, and marked used now either way (see evict).
-    ``copied(n)`` hears of each piece of n bytes copied while it builds."""
+    """The folder holding ``mount``'s files (see apps.datasets.mounts.mounts_for_spec; its
+    ``urls`` from apps.datasets.blob_urls.with_read_urls), built if this host has not built
+    it yet, and marked used now either way (see evict). ``copied(n)`` hears of each piece
+    of n bytes copied while it builds."""
     key = str(mount.get("key", ""))
     if not _SHA256.fullmatch(key):
         raise MaterialiseError(f"{key[:80]!r} is not a content key.")
@@ -68,12 +80,18 @@ def materialise(
         if final.is_dir():
             _touch(final)
             return final
+    urls = mount.get("urls") or {}
     partial = cache_root / f"{key}.partial-{secrets.token_hex(8)}"
     partial.mkdir(mode=0o700)
     try:
-        for target, storage_key, size in _planned(partial, mount.get("files") or []):
+        fetched: dict[str, Path] = {}
+        for target, sha256, size in _planned(partial, mount.get("files") or []):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy(storage_key, target, size, copied)
+            if sha256 in fetched:
+                _copy_local(fetched[sha256], target, size, copied)
+            else:
+                _download(_url(urls, sha256, target), target, sha256, size, copied)
+                fetched[sha256] = target
             target.chmod(FILE_MODE)
         for folder in sorted(_folders(partial), key=lambda p: len(p.parts), reverse=True):
             folder.chmod(FOLDER_MODE)
@@ -206,45 +224,87 @@ def _size(folder: Path) -> int:
 
 
 def _planned(root: Path, files: list[Any]) -> list[tuple[Path, str, int]]:
-    """Each file's place under ``root``, all checked before any byte is written."""
+    """Each file's place under ``root``, its SHA-256 and size: all checked before any byte
+    is written."""
     inside = root.resolve()
     planned = []
     for entry in files:
-        path, storage_key, size = str(entry[0]), str(entry[1]), int(entry[2])
+        path, sha256, size = str(entry[0]), str(entry[1]), int(entry[2])
         if not path or "\x00" in path:
             raise MaterialiseError(f"{path[:200]!r} is not a file's path.")
         target = (inside / path).resolve()
         # Resolved, so "..", absolute paths and anything else that leaves the folder show.
         if target == inside or not target.is_relative_to(inside):
             raise MaterialiseError(f"{path[:200]!r} would be outside the dataset's folder.")
+        if not _SHA256.fullmatch(sha256):
+            raise MaterialiseError(f"{path[:200]!r} has no SHA-256.")
         if size < 0:
             raise MaterialiseError(f"{path[:200]!r} has a negative size.")
-        planned.append((target, storage_key, size))
+        planned.append((target, sha256, size))
     return planned
 
 
-def _copy(
-    storage_key: str, target: Path, size: int, copied: Callable[[int], None] | None = None
+def _url(urls: dict[str, Any], sha256: str, target: Path) -> str:
+    url = str(urls.get(sha256) or "")
+    if not url.startswith(("https://", "http://")):
+        raise MaterialiseError(f"no link to read {target.name!r} from came with the start.")
+    return url
+
+
+def _download(
+    url: str,
+    target: Path,
+    sha256: str,
+    size: int,
+    copied: Callable[[int], None] | None = None,
 ) -> None:
-    """Copy one blob, a piece at a time, checking its size and the hash its key names."""
-    expected = storage_key.rsplit("/", 1)[-1]
-    if not _SHA256.fullmatch(expected):
-        raise MaterialiseError(f"{storage_key[:200]!r} is not a blob's storage key.")
+    """Download one blob into ``target``, a piece at a time, refusing it unless its size
+    and SHA-256 are the manifest's. (``target`` goes with its folder when this raises.)"""
     digest = hashlib.sha256()
     written = 0
-    with target.open("xb") as out:
-        for piece in storage.open_pieces(storage_key):
-            written += len(piece)
-            if written > size:
-                break
-            digest.update(piece)
-            out.write(piece)
-            if copied is not None:
-                copied(len(piece))
-    if written != size or digest.hexdigest() != expected:
+    try:
+        with _http.stream("GET", url, headers=_IDENTITY) as response, target.open("xb") as out:
+            if response.status_code != HTTPStatus.OK:
+                raise MaterialiseError(_refused(target.name, response.status_code))
+            for piece in response.iter_bytes(PIECE):
+                written += len(piece)
+                if written > size:
+                    break
+                digest.update(piece)
+                out.write(piece)
+                if copied is not None:
+                    copied(len(piece))
+    except httpx.HTTPError as exc:
+        # The URL holds the link's signature: the log gets the kind of failure, not it.
         raise MaterialiseError(
-            f"The stored bytes of {target.name!r} are not what the dataset says they are."
+            f"{target.name!r} could not be downloaded ({type(exc).__name__})."
+        ) from None
+    if written != size or digest.hexdigest() != sha256:
+        raise MaterialiseError(
+            f"The downloaded bytes of {target.name!r} are not what the dataset says they are."
         )
+
+
+def _refused(name: str, status: int) -> str:
+    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+        return (
+            f"the storage refused to send {name!r} (HTTP {status}): its link may have expired."
+            " Start the notebook again."
+        )
+    if status == HTTPStatus.NOT_FOUND:
+        return f"{name!r} is missing from the storage (HTTP 404)."
+    return f"the storage could not send {name!r} (HTTP {status})."
+
+
+def _copy_local(
+    source: Path, target: Path, size: int, copied: Callable[[int], None] | None
+) -> None:
+    """A second file with the same content, from the one downloaded and checked already."""
+    if source.stat().st_size != size:
+        raise MaterialiseError(f"{target.name!r} has the SHA-256 of a file of another size.")
+    shutil.copyfile(source, target)
+    if copied is not None:
+        copied(size)
 
 
 def _folders(root: Path) -> list[Path]:

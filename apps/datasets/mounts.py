@@ -21,7 +21,7 @@ from django.core.validators import validate_slug
 from django.db import transaction
 
 from apps.core.audit import audit_record
-from apps.datasets.models import Dataset, DatasetVersion, NotebookMount, VersionFile, blob_key
+from apps.datasets.models import Dataset, DatasetVersion, NotebookMount, VersionFile
 from apps.notebooks.services import (
     NotebookConflictError,
     NotebookError,
@@ -221,7 +221,9 @@ def content_key(files: list[tuple[str, str, int]], *, owner: int | None = None) 
 
 def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
     """What the host's agent needs for each of the notebook's mounts: its name, its
-    version, the content key of its folder, and [path, storage key, size] per file."""
+    version, the content key of its folder, and [path, sha256, size] per file. The links
+    it reads the blobs through are added when the start is sent
+    (apps.datasets.blob_urls.with_read_urls)."""
     out = []
     for mount in notebook_mounts(session.notebook):
         if not mount_available(mount):
@@ -246,7 +248,7 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
                 "name": mount.name,
                 "version_id": mount.version_id,
                 "key": content_key(files, owner=mount.version.team_id),
-                "files": [[path, blob_key(sha256), size] for path, sha256, size in files],
+                "files": [[path, sha256, size] for path, sha256, size in files],
             }
         )
     return out

@@ -1,5 +1,6 @@
 """Uploads straight to S3: one multipart upload per new blob, parts sent by the client
-to URLs Lattice presigns. Used when the default storage is django-storages' S3Storage.
+to URLs Lattice presigns; and presigned reads of one blob each for hosts. Used when the
+default storage is django-storages' S3Storage.
 
 Each part is presigned with its SHA-256 (``x-amz-checksum-sha256``), so S3 (and
 MinIO) refuse a damaged part when it arrives; Lattice checks the whole file's
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 # How long a presigned part URL works.
 URL_SECONDS = 3600
+# The longest a presigned URL may work: S3's limit for Signature Version 4.
+URL_SECONDS_MAX = 7 * 24 * 3600
 
 
 def enabled() -> bool:
@@ -62,6 +65,16 @@ def part_target(
         ExpiresIn=URL_SECONDS,
     )
     return {"method": "PUT", "url": url, "headers": {"x-amz-checksum-sha256": b64(sha256)}}
+
+
+def read_url(key: str, *, seconds: int) -> str:
+    """A URL that GETs ``key``, and nothing else, for ``seconds`` (at most URL_SECONDS_MAX):
+    what a host reads a blob through (apps.datasets.blob_urls)."""
+    return str(
+        _client().generate_presigned_url(
+            "get_object", Params=_where(key), ExpiresIn=max(1, min(seconds, URL_SECONDS_MAX))
+        )
+    )
 
 
 def part_put(key: str, upload_id: str, index: int, body: IO[bytes], *, sha256: str) -> None:

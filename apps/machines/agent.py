@@ -5,10 +5,10 @@ It touches only the local runtime (Docker or processes) and the broker; what
 it learns goes back as tasks on the control queue (apps.machines.tasks):
 ``workload_event(host, name, event, data)`` with event "progress", "started",
 "ready" or "failed". It ships workloads' output to their live streams itself
-(apps.machines.logship). Dataset versions a workload mounts it copies from the
-object storage (read through Django's storage) into a folder per content,
-before the workload starts, and keeps that cache within its size budget
-(apps.datasets.materialise; see with_datasets).
+(apps.machines.logship). Dataset versions a workload mounts it downloads, before
+the workload starts, through the per-object read links its start brings (it
+holds no storage credentials), into a folder per content, and keeps that cache
+within its size budget (apps.datasets.materialise; see with_datasets).
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def with_datasets(
     send: Callable[..., None] | None = None,
 ) -> Spec:
     """``spec`` with each dataset's folder built on this host (once per content; then
-    reused) and named as its ``source``, as the runtimes want it (apps.runtimes.base).
+    reused), from the read links the spec brings for its blobs, checked against its
+    manifest, and named as its ``source``, as the runtimes want it (apps.runtimes.base).
     While it copies, ``send`` hears "progress" (phase "copying") with the percent copied of
     what this host did not hold yet, at most every COPY_REPORT_EVERY seconds.
 
@@ -198,9 +199,8 @@ def with_datasets(
             grew |= dataset in missing
             folder = materialise(dataset, root, copied)
         except Exception as exc:
-            # Storage backends raise their own kinds (S3's, the file system's): whatever it
-            # is, the start fails with a reason rather than the task dying without a word.
-            # Their details (paths, buckets) go to the host's log, not to the person.
+            # Whatever it is (the file system's, say), the start fails with a reason rather
+            # than the task dying without a word. Details go to the host's log.
             logger.exception("dataset %s for %s", dataset.get("name"), spec.name)
             why = str(exc) if isinstance(exc, MaterialiseError) else "its files could not be read."
             raise WorkloadError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -359,16 +360,20 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
+    from apps.datasets.blob_urls import with_read_urls
     from apps.datasets.mounts import copy_allowance
 
     spec = session_spec(session)
-    # Copying its datasets to the host first may take a while: the task's limits grow by it.
+    # Copying its datasets to the host first may take a while: the task's limits grow by it,
+    # and the host reads their blobs through links that work as long as the task may run.
     extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))
+    time_limit = AGENT_TIME_LIMIT + extra
+    spec = replace(spec, datasets=with_read_urls(spec.datasets, seconds=time_limit))
     agent_start.apply_async(
         args=(session.host.name, spec_to_task(spec), options),
         queue=session.host.queue,
-        soft_time_limit=AGENT_TIME_LIMIT - 30 + extra,
-        time_limit=AGENT_TIME_LIMIT + extra,
+        soft_time_limit=time_limit - 30,
+        time_limit=time_limit,
     )
 
 

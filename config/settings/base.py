@@ -423,6 +423,10 @@ LATTICE_DATASET_COPY_MIN_RATE = env.int("LATTICE_DATASET_COPY_MIN_RATE", default
 # How much the dataset cache may hold (GiB, the files' sizes): beyond it, an agent removes
 # the least recently used folders that no workload on its host mounts.
 LATTICE_DATASET_CACHE_MAX_GIB = env.float("LATTICE_DATASET_CACHE_MAX_GIB", default=200.0)
+# The address hosts reach this web tier at, for the signed links they read dataset blobs
+# through when storage is a local folder (apps.datasets.blob_urls; with S3 they read the
+# store itself through presigned URLs). `manage.py dev` uses its own address.
+LATTICE_INTERNAL_URL = env.str("LATTICE_INTERNAL_URL", default="") or "http://127.0.0.1:8000"
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 # Which Lattice the workloads belong to: every workload carries it as a label, and the

@@ -1,6 +1,7 @@
 """The datasets story end to end: upload a folder in the browser, attach version 1 to a
-notebook, start it on the real Docker runtime, open JupyterLab, and in a JupyterLab
-terminal list /datasets/<name> and fail to write there (the mount is read-only)."""
+notebook, start it on the real Docker runtime (the agent downloading the blobs through
+signed links), open JupyterLab, and in a JupyterLab terminal list /datasets/<name> and
+fail to write there (the mount is read-only)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,20 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 
+@pytest.fixture
+def storage(settings: Any, tmp_path: Path, asgi_live_server: str) -> None:
+    """Blobs in a local folder, sent in small chunks; the host's agent downloads them
+    through this server's signed links, as any host does (no storage credentials)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
+    settings.LATTICE_INTERNAL_URL = asgi_live_server
+    settings.LATTICE_UPLOAD_CHUNK_BYTES = 64 * 1024
+
+
 def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(
     asgi_page: Any,
     asgi_live_server: str,
+    storage: None,
     local_host: Any,
     unique_ids: None,
     docker_client: Any,
@@ -42,12 +54,8 @@ def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(
     alice: Any,
     password: str,
     catalogue: dict[str, Any],
-    settings: Any,
     tmp_path: Path,
 ) -> None:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = 64 * 1024
     files = {
         "readme.txt": b"Cats, mostly asleep.\n",
         "images/cat-1.bin": os.urandom(150_000),

@@ -8,6 +8,7 @@ all of it.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ class Command(BaseCommand):
         )
         host, _, port = addrport.rpartition(":")
         url = f"http://{'localhost' if host in ('127.0.0.1', '', '0.0.0.0') else host}:{port}/"  # noqa: S104
+        if not os.environ.get("LATTICE_INTERNAL_URL"):
+            # This machine's agent reads dataset blobs through this server (docs/hosts.md).
+            address = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host  # noqa: S104
+            settings.LATTICE_INTERNAL_URL = f"http://{address}:{port}"
         billing = self._billing(f"http://127.0.0.1:{port}")
 
         banner = [
