@@ -8,6 +8,7 @@ real Redis.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -346,3 +347,49 @@ def test_another_members_removal_leaves_a_viewer_connected(
 
     assert quiet
     assert log_numbers([still]) == [0]
+
+
+def test_through_the_asgi_server_a_removed_members_socket_closes_within_a_second(
+    acme, alice, bob, notebook, channel_layer, asgi_live_server
+):
+    # As deployed: uvicorn, the session cookie, the origin check; the removal in another thread.
+    import asyncio
+    import time
+
+    import websockets
+    from django.test import Client
+
+    from apps.teams.models import Membership
+    from apps.teams.services import member_remove
+
+    client = Client()
+    client.force_login(bob)
+    cookie = client.cookies["sessionid"].value
+    url = asgi_live_server.replace("http", "ws", 1) + path(notebook)
+
+    def remove_bob() -> None:
+        member_remove(
+            team=acme, actor=alice, member=Membership.objects.for_team(acme).get(user=bob)
+        )
+
+    async def watch() -> tuple[int | None, float]:
+        async with websockets.connect(
+            url,
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            origin=websockets.typing.Origin(asgi_live_server),
+            open_timeout=20,
+        ) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await sync_to_async(remove_bob)()
+            removed_at = time.monotonic()
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 1)
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                return code, time.monotonic() - removed_at
+
+    code, waited = async_to_sync(watch)()
+
+    assert code == 4404
+    assert waited < 1.0
