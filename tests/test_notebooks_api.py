@@ -19,7 +19,7 @@ from apps.accounts.tokens import token_create
 from apps.core.stream import stream_last, stream_publish
 from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status
-from apps.teams.models import Role
+from apps.teams.models import Membership, Role
 from tests.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -360,3 +360,114 @@ class TestEventsAndLogs:
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/x-ndjson"
         assert [json.loads(line)["lines"] for line in response.text.splitlines()] == [["one"]]
+
+
+class TestFollowEndsWithAccess:
+    """A follow checks, as it goes, that its reader may still read (ARCHITECTURE decision 12)."""
+
+    @staticmethod
+    def follow_while(api, notebook, change, *, timeout=20):
+        """Follow in this thread; run ``change`` in another half a second in. The lines got,
+        and how long after ``change`` returned the response ended."""
+        import time
+
+        changed: list[float] = []
+
+        def later():
+            change()
+            changed.append(time.monotonic())
+            connection.close()
+
+        timer = threading.Timer(0.5, later)
+        timer.start()
+        lines = ndjson(api.get(f"{url(notebook, 'logs')}?follow=1&timeout={timeout}"))
+        ended = time.monotonic()
+        timer.join()
+        return lines, ended - changed[0]
+
+    def test_a_removed_members_follow_ends_within_a_second(self, acme, alice, bob, host, notebook):
+        from apps.teams.services import member_remove
+
+        api_for(alice).post(url(notebook, "start"))
+
+        def remove_bob():
+            member = Membership.objects.for_team(acme).get(user=bob)
+            member_remove(team=acme, actor=alice, member=member)
+
+        lines, waited = self.follow_while(api_for(bob), notebook, remove_bob)
+
+        assert waited < 1.0
+        assert lines  # it followed until then
+
+    def test_a_revoked_tokens_follow_ends_within_a_second(self, acme, alice, bob, host, notebook):
+        from apps.accounts.models import PersonalAccessToken
+        from apps.accounts.tokens import token_revoke
+
+        api_for(alice).post(url(notebook, "start"))
+        api = api_for(bob)
+        token = PersonalAccessToken.objects.get(user=bob)
+
+        lines, waited = self.follow_while(
+            api, notebook, lambda: token_revoke(user=bob, token=token)
+        )
+
+        assert waited < 1.0
+        assert lines  # it followed until then
+
+    def test_a_member_who_stays_keeps_following(self, acme, alice, bob, host, notebook):
+        from apps.teams.services import member_remove
+
+        api_for(alice).post(url(notebook, "start"))
+
+        def remove_bob():
+            member = Membership.objects.for_team(acme).get(user=bob)
+            member_remove(team=acme, actor=alice, member=member)
+            stream_publish(notebook.stream, {"type": "logs", "lines": ["after bob left"]})
+
+        lines, waited = self.follow_while(api_for(alice), notebook, remove_bob, timeout=2)
+
+        assert lines[-1]["lines"] == ["after bob left"]
+        assert waited > 1.0  # it ran to its timeout
+
+    def test_under_asgi_a_removed_members_follow_ends_within_a_second(
+        self, acme, alice, bob, host, notebook
+    ):
+        import asyncio
+        import time
+
+        import httpx
+        from asgiref.sync import async_to_sync, sync_to_async
+
+        from apps.teams.services import member_remove
+        from config.asgi import application
+
+        api_for(alice).post(url(notebook, "start"))
+        _, plaintext = token_create(user=bob, name="cli", scopes=["notebooks:read"])
+
+        def remove_bob():
+            member = Membership.objects.for_team(acme).get(user=bob)
+            member_remove(team=acme, actor=alice, member=member)
+
+        async def run() -> tuple[httpx.Response, float]:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application),
+                base_url="http://testserver",
+                headers={"Authorization": f"Bearer {plaintext}"},
+            ) as client:
+
+                async def later() -> float:
+                    await asyncio.sleep(0.5)
+                    await sync_to_async(remove_bob)()
+                    return time.monotonic()
+
+                response, removed_at = await asyncio.gather(
+                    client.get(f"{url(notebook, 'logs')}?follow=1&timeout=20"),
+                    later(),
+                )
+                return response, time.monotonic() - removed_at
+
+        response, waited = async_to_sync(run)()
+
+        assert response.status_code == 200
+        assert response.text  # the backlog came first
+        assert waited < 1.0

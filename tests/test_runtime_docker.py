@@ -17,7 +17,7 @@ import pytest
 from docker.errors import NotFound
 
 from apps.runtimes.base import Spec
-from apps.runtimes.docker import DockerRuntime, isolate_workloads
+from apps.runtimes.docker import DockerRuntime, isolate_workloads, isolation_rules
 
 
 @pytest.fixture
@@ -186,6 +186,108 @@ def test_workloads_cannot_reach_each_other_or_private_addresses(
     # The server itself reaches its own address: the refusal is the network's doing.
     own = docker_client.containers.get(server["container_id"]).exec_run(fetch)
     assert b"lattice test server" in own.output
+
+
+@contextlib.contextmanager
+def host_service():
+    """A TCP server on every address of this machine (the host): its port."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 0))  # noqa: S104 - the point: reachable on every address
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"host service\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        listener.close()
+
+
+def host_addresses(docker_client, network):
+    """The host's own addresses a container might aim at: the workloads' gateway, the
+    default bridge's gateway, and the address the host's default route leaves from."""
+    import socket
+
+    addresses = {c["Gateway"] for c in network.attrs["IPAM"]["Config"] if "Gateway" in c}
+    default_bridge = docker_client.networks.get("bridge").attrs["IPAM"]["Config"]
+    addresses |= {c["Gateway"] for c in default_bridge if "Gateway" in c}
+    # No default route: the gateways will do.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, contextlib.suppress(OSError):
+        probe.connect(("192.0.2.123", 9))  # UDP: sends nothing, picks the source address
+        addresses.add(probe.getsockname()[0])
+    return sorted(addresses)
+
+
+def reaches(container, address, port):
+    command = f"/bin/busybox nc -w 2 {address} {port} </dev/null"
+    return b"host service" in container.exec_run(["/bin/busybox", "sh", "-c", command]).output
+
+
+def test_workloads_cannot_open_connections_to_the_host(runtime, busybox_image, docker_client):
+    runtime, made = runtime
+    assert isolate_workloads(runtime)
+    network = docker_client.networks.get("lattice-workloads")
+    host_rule = next(rule for rule in isolation_rules(runtime) if rule[0] == "INPUT")
+    # The rule names this network's bridge, and only it.
+    assert host_rule[1:3] == ["-i", f"br-{network.id[:12]}"]
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    workload = docker_client.containers.get(
+        runtime.start(web_spec(busybox_image, name))["container_id"]
+    )
+    neighbour = docker_client.containers.run(  # another network's container: Docker's default
+        busybox_image,
+        ["/bin/busybox", "sleep", "60"],
+        detach=True,
+        network="bridge",
+        labels={"lattice.test": "host-isolation"},
+    )
+
+    try:
+        with host_service() as port:
+            addresses = host_addresses(docker_client, network)
+            # Without the INPUT rule (as on main before this rule existed) every address answers.
+            subprocess.run(["iptables", "-D", *host_rule], check=True)
+            try:
+                reachable_before = {a: reaches(workload, a, port) for a in addresses}
+            finally:
+                assert isolate_workloads(runtime)
+            assert isolate_workloads(runtime)  # twice: still one copy
+            reachable_after = {a: reaches(workload, a, port) for a in addresses}
+            neighbour_reaches = {a: reaches(neighbour, a, port) for a in addresses}
+        resolves = workload.exec_run(
+            ["/bin/busybox", "nslookup", runtime.container_name(name), "127.0.0.11"]
+        )
+    finally:
+        neighbour.remove(force=True)
+
+    assert len(addresses) >= 2
+    assert reachable_before == dict.fromkeys(addresses, True)
+    assert reachable_after == dict.fromkeys(addresses, False)
+    # Other networks are not Lattice's to filter; names still resolve on ours.
+    assert neighbour_reaches == dict.fromkeys(addresses, True)
+    assert resolves.exit_code == 0, resolves.output
+    listed = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True)
+    assert listed.stdout.count(f"-i br-{network.id[:12]} ") == 1
 
 
 def test_the_local_image_tag_matches_the_build_script(notebook_image):

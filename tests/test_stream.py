@@ -8,6 +8,7 @@ real Redis.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -235,3 +236,160 @@ def test_stream_helpers_on_the_embedded_default(notebook):
     stream_publish(notebook.stream, {"type": "status", "status": "queued"})
     assert stream_last(notebook.stream) == 1
     assert stream_after(notebook.stream, 0) == [{"seq": 1, "type": "status", "status": "queued"}]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def channel_layer(request, settings, notebook):
+    """The embedded default (in-memory), or Redis pub/sub and a Redis buffer as in production
+    (the notebook's buffer emptied first: numbers restart with each test database)."""
+    if request.param == "memory":
+        yield request.param
+        return
+    import uuid
+
+    import redis
+
+    redis_url = request.getfixturevalue("redis_url")
+    settings.REDIS_URL = redis_url
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
+        },
+    }
+    stream.reset_for_tests()
+    client = redis.Redis.from_url(redis_url)
+    keys = [f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"]
+    client.delete(*keys)
+    yield request.param
+    client.delete(*keys)
+    client.close()
+
+
+async def viewer(user: Any, notebook: Any) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path(notebook))
+    communicator.scope["user"] = user
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from())["type"] == "hello"
+    return communicator
+
+
+def test_a_removed_member_is_cut_off_within_a_second_without_sending_anything(
+    acme, alice, bob, notebook, channel_layer
+):
+    import time
+
+    from apps.teams.models import Membership
+    from apps.teams.services import member_remove
+
+    def remove_bob() -> None:
+        member = Membership.objects.for_team(acme).get(user=bob)
+        member_remove(team=acme, actor=alice, member=member)
+
+    async def run():
+        watching = await viewer(bob, notebook)
+        staying = await viewer(alice, notebook)
+        removed_at = time.monotonic()
+        await sync_to_async(remove_bob)()
+        closed = await watching.receive_output(timeout=1)
+        waited = time.monotonic() - removed_at
+        # What is published afterwards reaches alice, and nothing more reaches bob.
+        await sync_to_async(publish_lines)(notebook, 0, 1)
+        to_alice = await staying.receive_json_from(timeout=2)
+        bob_got_more = not await watching.receive_nothing(timeout=0.3)
+        await watching.disconnect()
+        await staying.disconnect()
+        return closed, waited, to_alice, bob_got_more
+
+    try:
+        closed, waited, to_alice, bob_got_more = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert closed == {"type": "websocket.close", "code": 4404}
+    assert waited < 1.0
+    assert log_numbers([to_alice]) == [0]
+    assert not bob_got_more
+
+
+def test_another_members_removal_leaves_a_viewer_connected(
+    acme, alice, bob, charlie, notebook, channel_layer
+):
+    from apps.teams.models import Membership, Role
+    from apps.teams.services import member_change_role, member_remove
+    from tests.factories import add_member
+
+    add_member(acme, charlie, Role.VIEWER)
+
+    def change_the_others() -> None:
+        member_change_role(
+            team=acme,
+            actor=alice,
+            member=Membership.objects.for_team(acme).get(user=charlie),
+            role=Role.MEMBER,
+        )
+        charlies = Membership.objects.for_team(acme).get(user=charlie)
+        member_remove(team=acme, actor=alice, member=charlies)
+
+    async def run():
+        watching = await viewer(bob, notebook)
+        await sync_to_async(change_the_others)()
+        quiet = await watching.receive_nothing(timeout=1)
+        await sync_to_async(publish_lines)(notebook, 0, 1)
+        still = await watching.receive_json_from(timeout=2)
+        await watching.disconnect()
+        return quiet, still
+
+    try:
+        quiet, still = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert quiet
+    assert log_numbers([still]) == [0]
+
+
+def test_through_the_asgi_server_a_removed_members_socket_closes_within_a_second(
+    acme, alice, bob, notebook, channel_layer, asgi_live_server
+):
+    # As deployed: uvicorn, the session cookie, the origin check; the removal in another thread.
+    import asyncio
+    import time
+
+    import websockets
+    from django.test import Client
+
+    from apps.teams.models import Membership
+    from apps.teams.services import member_remove
+
+    client = Client()
+    client.force_login(bob)
+    cookie = client.cookies["sessionid"].value
+    url = asgi_live_server.replace("http", "ws", 1) + path(notebook)
+
+    def remove_bob() -> None:
+        member_remove(
+            team=acme, actor=alice, member=Membership.objects.for_team(acme).get(user=bob)
+        )
+
+    async def watch() -> tuple[int | None, float]:
+        async with websockets.connect(
+            url,
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            origin=websockets.typing.Origin(asgi_live_server),
+            open_timeout=20,
+        ) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await sync_to_async(remove_bob)()
+            removed_at = time.monotonic()
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 1)
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                return code, time.monotonic() - removed_at
+
+    code, waited = async_to_sync(watch)()
+
+    assert code == 4404
+    assert waited < 1.0

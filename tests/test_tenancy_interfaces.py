@@ -106,3 +106,175 @@ def test_a_team_task_runs_in_its_teams_scope(acme, globex):
 def test_a_team_task_needs_its_team_id(acme):
     with pytest.raises(TypeError, match="team_id"):
         count_members.apply(kwargs={})
+
+
+class OpenProbe(Probe):
+    """Needs notebooks.open, which a viewer's role lacks."""
+
+    permission = "notebooks.open"
+
+
+class DeleteProbe(Probe):
+    """Needs team.delete, which only an owner has."""
+
+    permission = "team.delete"
+
+
+revocable = URLRouter(
+    [
+        path("ws/teams/<slug:team_slug>/open/", OpenProbe.as_asgi()),
+        path("ws/teams/<slug:team_slug>/delete/", DeleteProbe.as_asgi()),
+    ]
+)
+
+
+def _member(team, user):
+    return Membership.objects.for_team(team).get(user=user)
+
+
+def _remove(acme, alice, bob):
+    from apps.teams.services import member_remove
+
+    member_remove(team=acme, actor=alice, member=_member(acme, bob))
+
+
+def _leave(acme, alice, bob):
+    from apps.teams.services import member_remove
+
+    member_remove(team=acme, actor=bob, member=_member(acme, bob))
+
+
+def _lower_to_viewer(acme, alice, bob):
+    from apps.teams.services import member_change_role
+
+    member_change_role(team=acme, actor=alice, member=_member(acme, bob), role="viewer")
+
+
+def _delete_team(acme, alice, bob):
+    from apps.teams.services import team_delete
+
+    team_delete(team=acme, actor=alice, confirmation="acme")
+
+
+def _transfer_away(acme, alice, bob):
+    from apps.teams.services import team_transfer_ownership
+
+    # alice, the owner, hands the team to bob: she is an admin now, without team.delete.
+    team_transfer_ownership(team=acme, actor=alice, member=_member(acme, bob))
+
+
+def _admin_of(user_id):
+    """A superuser's client, and the admin's address for the account ``user_id``."""
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    staff = UserFactory.create(email="root@example.com", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    return client, f"/admin/accounts/user/{user_id}/"
+
+
+def _deactivate(acme, alice, bob):
+    client, url = _admin_of(bob.pk)
+    response = client.post(f"{url}change/", {"name": bob.name, "is_active": ""})
+    assert response.status_code == 302, response.content
+    bob.refresh_from_db()
+    assert not bob.is_active
+
+
+def _delete_account(acme, alice, bob):
+    client, url = _admin_of(bob.pk)
+    response = client.post(f"{url}delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content
+
+
+@pytest.mark.parametrize(
+    ("change", "who", "probe"),
+    [
+        (_remove, "bob", "open"),
+        (_leave, "bob", "open"),
+        (_lower_to_viewer, "bob", "open"),
+        (_delete_team, "bob", "open"),
+        (_transfer_away, "alice", "delete"),
+        (_deactivate, "bob", "open"),
+        (_delete_account, "bob", "open"),
+    ],
+    ids=["removed", "left", "lowered", "team-deleted", "transferred", "deactivated", "deleted"],
+)
+def test_a_change_that_takes_the_permission_closes_the_socket_within_a_second(
+    acme, alice, bob, change, who, probe
+):
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    from apps.core import stream
+
+    user = alice if who == "alice" else bob
+
+    async def run():
+        communicator = WebsocketCommunicator(revocable, f"/ws/teams/acme/{probe}/")
+        communicator.scope["user"] = user
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        # The change commits as it returns (the admin's part, a login and a request, is slow).
+        await sync_to_async(change)(acme, alice, bob)
+        changed_at = time.monotonic()
+        closed = await communicator.receive_output(timeout=1)
+        waited = time.monotonic() - changed_at
+        await communicator.disconnect()
+        return closed, waited
+
+    stream.reset_for_tests()
+    try:
+        closed, waited = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert closed == {"type": "websocket.close", "code": 4404}
+    assert waited < 1.0
+
+
+def test_a_lower_role_that_keeps_the_permission_keeps_the_socket(acme, alice, bob):
+    from asgiref.sync import sync_to_async
+
+    from apps.core import stream
+    from apps.teams.services import member_change_role
+
+    member_change_role(team=acme, actor=alice, member=_member(acme, bob), role="admin")
+
+    async def run():
+        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
+        communicator.scope["user"] = bob
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        member = await database_sync_to_async(_member)(acme, bob)
+        await sync_to_async(member_change_role)(
+            team=acme, actor=alice, member=member, role="member"
+        )
+        quiet = await communicator.receive_nothing(timeout=1)
+        await communicator.send_json_to({"n": 1})
+        reply = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return quiet, reply
+
+    stream.reset_for_tests()
+    try:
+        quiet, reply = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert quiet
+    assert reply == {"echo": {"n": 1}, "members": 2}
+
+
+@pytest.mark.parametrize(
+    "method", ["access_changed", "access_still_held", "dispatch", "websocket_disconnect"]
+)
+def test_a_consumer_may_not_replace_the_revocation_hooks(method):
+    async def skip(self, message):
+        return None
+
+    with pytest.raises(TypeError, match=method):
+        type("Sneaky", (TeamConsumer,), {method: skip})

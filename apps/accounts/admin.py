@@ -1,3 +1,6 @@
+"""The admin's pages for accounts. Deactivating or deleting an account closes the person's
+open websockets and streams at once (apps.core.revocation), as a removal from a team does."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +10,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from apps.accounts.models import User
+from apps.core.revocation import access_changed
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -51,3 +55,19 @@ class UserAdmin(DjangoUserAdmin):
         # their settings, where the new one is verified first.
         fields = super().get_readonly_fields(request, obj)
         return (*fields, "email") if obj is not None else fields
+
+    def save_model(self, request: Any, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            access_changed(user_id=obj.pk, team_id=None)
+
+    def delete_model(self, request: Any, obj: User) -> None:
+        user_id = obj.pk
+        super().delete_model(request, obj)
+        access_changed(user_id=user_id, team_id=None)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        user_ids = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        for user_id in user_ids:
+            access_changed(user_id=user_id, team_id=None)

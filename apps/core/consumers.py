@@ -7,17 +7,29 @@ the team); a member whose role lacks ``permission`` is refused too. The
 consumer then runs in the team's scope, so database calls made through
 ``database_sync_to_async`` are scoped (asgiref carries the context over).
 Subclasses implement ``team_connected`` and ``team_receive_json``; they may
-not override ``connect`` or ``receive_json``. Each message from the client
-re-checks membership, so a removed member's messages are refused at once.
+not override ``connect``, ``receive_json``, ``access_changed``,
+``access_still_held``, ``dispatch`` or ``websocket_disconnect``.
+
+Revocation is immediate (ARCHITECTURE decision 12, apps.core.revocation): the
+consumer joins the user's group before it checks the membership, so a change
+committed meanwhile is heard, not missed. On ``access.changed`` it checks the
+membership and the permission again and closes with ``CLOSE_NOT_A_MEMBER`` when
+they no longer hold, without waiting for the client to send anything; each
+message from the client is checked the same way. Once closed so, nothing more
+is handled but the disconnect: no stream message reaches the client after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
 
+from apps.core.revocation import user_group
+from apps.core.stream import register_server_loop
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in
@@ -31,8 +43,20 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     team: Any
     membership: Any
 
-    _SEALED = ("connect", "receive", "receive_json", "websocket_connect", "websocket_receive")
-    _SEALED_HINT = "Implement team_connected and team_receive_json instead."
+    _SEALED = (
+        "connect",
+        "receive",
+        "receive_json",
+        "websocket_connect",
+        "websocket_receive",
+        "websocket_disconnect",
+        "access_changed",
+        "access_still_held",
+        "dispatch",
+    )
+    _SEALED_HINT = "Implement team_connected, team_receive_json and disconnect instead."
+    _user_group: str | None = None
+    _access_lost = False
 
     async def _current_membership(self) -> Any:
         user = self.scope.get("user")
@@ -45,8 +69,16 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         return membership
 
     async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            if isinstance(self.channel_layer, InMemoryChannelLayer):
+                # Sync publishers (the teams services) hand their sends to this loop.
+                register_server_loop(asyncio.get_running_loop())
+            self._user_group = user_group(user.pk)
+            await self.channel_layer.group_add(self._user_group, self.channel_name)
         membership = await self._current_membership()
         if membership is None:
+            await self._leave_user_group()
             await self.close()
             return
         self.team = membership.team
@@ -59,12 +91,40 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         await self.team_connected()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if await self.access_still_held():
+            await self.team_receive_json(content)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """The teams app says this user's access changed (in this team, or in every team)."""
+        team = getattr(self, "team", None)
+        if team is None or event.get("team") not in (None, team.pk):
+            return
+        await self.access_still_held()
+
+    async def access_still_held(self) -> bool:
+        """Check the membership and the permission again; close the socket if they are gone."""
         membership = await self._current_membership()
         if membership is None or membership.team_id != self.team.pk:
+            self._access_lost = True
+            await self._leave_user_group()
             await self.close(code=CLOSE_NOT_A_MEMBER)
-            return
+            return False
         self.membership = membership
-        await self.team_receive_json(content)
+        return True
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if self._access_lost and message.get("type") != "websocket.disconnect":
+            return  # closed for lost access: nothing more reaches the client
+        await super().dispatch(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self._leave_user_group()
+        await super().websocket_disconnect(message)
+
+    async def _leave_user_group(self) -> None:
+        group, self._user_group = self._user_group, None
+        if group is not None:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         scope = getattr(self, "_team_scope", None)

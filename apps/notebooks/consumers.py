@@ -6,13 +6,15 @@ it), then live messages. Each message carries ``seq``; a client that
 reconnects with the last ``seq`` it saw misses nothing and sees nothing twice
 (see apps.core.stream). If the backlog no longer holds what it missed, it gets
 ``{"type": "gap", "from": a, "to": b}`` first. Outsiders and visitors are
-refused at the handshake; the membership is checked again now and then, so a
-member removed from the team stops receiving.
+refused at the handshake. A member removed from the team, or lowered to a role
+without ``notebooks.view``, is cut off at once: the teams app signals the
+change and TeamConsumer closes the socket (ARCHITECTURE decision 12). The
+membership is also checked again every ``_RECHECK_EVERY`` seconds of traffic,
+in case that signal was lost (a channel layer may drop messages).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -20,10 +22,9 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer
 
 from apps.core.consumers import CLOSE_NOT_A_MEMBER, TeamConsumer
-from apps.core.stream import group_name, register_server_loop, stream_after, stream_last
+from apps.core.stream import group_name, stream_after, stream_last
 from apps.notebooks.lifecycle import open_session, status_message
 from apps.notebooks.models import Notebook
 
@@ -41,8 +42,6 @@ class NotebookStreamConsumer(TeamConsumer):
             await self.close(code=CLOSE_NOT_A_MEMBER)
             return
         self.stream, status = snapshot
-        if isinstance(self.channel_layer, InMemoryChannelLayer):
-            register_server_loop(asyncio.get_running_loop())
         # Join first, read the backlog second: a message published in between
         # arrives both ways and is dropped the second time by its number.
         self.group = group_name(self.stream)
@@ -90,9 +89,7 @@ class NotebookStreamConsumer(TeamConsumer):
     async def stream_message(self, event: dict[str, Any]) -> None:
         if time.monotonic() - self.checked_at > _RECHECK_EVERY:
             self.checked_at = time.monotonic()
-            membership = await self._current_membership()
-            if membership is None or membership.team_id != self.team.pk:
-                await self.close(code=CLOSE_NOT_A_MEMBER)
+            if not await self.access_still_held():
                 return
         seq = event["seq"]
         if seq <= self.last:

@@ -9,7 +9,8 @@ whatever the image says. Persistent storage is named volumes, which outlive
 containers; dataset versions are folders the agent built on the host,
 bind-mounted read-only. Workloads share a bridge network on which they cannot
 reach each other, and ``isolate_workloads`` keeps them from private and
-link-local addresses: the control plane, the broker, other hosts, cloud metadata.
+link-local addresses (the control plane, the broker, other hosts, cloud
+metadata) and from the host itself (its Redis, PostgreSQL, Docker API, SSH).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ NETWORK = "lattice-workloads"
 # Where workloads may not go: other hosts on private networks (the broker, the
 # control plane, other GPU hosts), link-local (cloud metadata).
 BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
+# Marks the INPUT rule in `iptables -S`, so a person can tell what it is for.
+HOST_RULE_COMMENT = "lattice: workloads may not reach the host"
 
 
 class DockerRuntime(Runtime):
@@ -340,26 +343,71 @@ def _dataset_sources(container: Container) -> tuple[str, ...]:
     )
 
 
-def isolate_workloads(runtime: DockerRuntime) -> bool:
-    """Refuse traffic from the workloads' network to private and link-local addresses.
+def _bridge_interface(network: Any) -> str:
+    """The host side of a Docker bridge network: its set name, or br-<first 12 of its id>."""
+    options = network.attrs.get("Options") or {}
+    return str(options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}")
 
-    iptables rules in Docker's DOCKER-USER chain, for the workloads' subnet: a
-    notebook can reach the internet (pip, datasets), but not the control
-    plane, the broker, other hosts or the cloud metadata service. Returns False
-    when iptables is missing or not permitted, so the agent can say so.
+
+def isolation_rules(runtime: DockerRuntime) -> list[list[str]]:
+    """The iptables rules (chain first) that ``isolate_workloads`` keeps in place.
+
+    Forwarded traffic (DOCKER-USER): from the workloads' subnet to each blocked
+    destination, refused. Traffic to the host itself never passes DOCKER-USER: it
+    goes through INPUT. There, packets arriving on the workloads' bridge (this
+    network's interface only, no other bridge on the host) are refused unless they
+    belong to a connection the host opened (the web tier reaching a notebook's
+    published port) or are related to one. Names still resolve: Docker's resolver
+    for the network (127.0.0.11) answers inside the container, not on the host.
+    """
+    network = runtime.network()
+    network.reload()
+    subnets = [c["Subnet"] for c in network.attrs["IPAM"]["Config"] if "Subnet" in c]
+    rules = [
+        ["DOCKER-USER", "-s", subnet, "-d", destination, "-j", "REJECT"]
+        for subnet in subnets
+        for destination in BLOCKED_DESTINATIONS
+    ]
+    if subnets:
+        rules.append(
+            [
+                "INPUT",
+                "-i",
+                _bridge_interface(network),
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-m",
+                "comment",
+                "--comment",
+                HOST_RULE_COMMENT,
+                "-j",
+                "REJECT",
+            ]
+        )
+    return rules
+
+
+def isolate_workloads(runtime: DockerRuntime) -> bool:
+    """Refuse traffic from the workloads' network to private and link-local addresses,
+    and new connections from it to the host itself (``isolation_rules``).
+
+    A notebook can reach the internet (pip, datasets), but not the control plane,
+    the broker, other hosts, the cloud metadata service or the host's own
+    services. Idempotent: a rule already there is not added again; each is an
+    exact rule that ``iptables -D`` with the same arguments removes. Returns
+    False when iptables is missing or not permitted, so the agent can say so.
     """
     iptables = shutil.which("iptables")
     if iptables is None:
         return False
-    network = runtime.network()
-    network.reload()
-    subnets = [c["Subnet"] for c in network.attrs["IPAM"]["Config"] if "Subnet" in c]
-    for subnet in subnets:
-        for destination in BLOCKED_DESTINATIONS:
-            rule = ["DOCKER-USER", "-s", subnet, "-d", destination, "-j", "REJECT"]
-            present = subprocess.run([iptables, "-C", *rule], capture_output=True, check=False)  # noqa: S603
-            if present.returncode != 0:
-                added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
-                if added.returncode != 0:
-                    return False
-    return bool(subnets)
+    rules = isolation_rules(runtime)
+    for rule in rules:
+        present = subprocess.run([iptables, "-C", *rule], capture_output=True, check=False)  # noqa: S603
+        if present.returncode != 0:
+            added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
+            if added.returncode != 0:
+                return False
+    return bool(rules)

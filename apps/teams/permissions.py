@@ -71,6 +71,11 @@ def role_allows(role: str, permission: str) -> bool:
     return Role(role) in PERMISSIONS[permission]
 
 
+def role_narrows(old: str, new: str) -> bool:
+    """True when ``new`` lacks a permission ``old`` grants: what was open may have to close."""
+    return any(Role(old) in roles and Role(new) not in roles for roles in PERMISSIONS.values())
+
+
 def member_may(team: Team, user: User, permission: str) -> bool:
     """True when ``user`` is in ``team`` with a role that grants ``permission``."""
     from apps.teams.models import Membership

@@ -18,5 +18,17 @@ def memberships_of(user: User) -> QuerySet[Membership]:
 
 
 def membership_in(user: User, slug: str) -> Membership | None:
-    """The user's membership in the team with ``slug``, or None (outsider, or no such team)."""
-    return memberships_of(user).filter(team__slug=slug).first()
+    """The user's membership in the team with ``slug``, or None (outsider, no such team, or
+    an account deactivated since ``user`` was loaded: long-lived connections ask again)."""
+    return memberships_of(user).filter(team__slug=slug, user__is_active=True).first()
+
+
+def role_in(*, user_id: int, team_id: int) -> str | None:
+    """The role of an active user in the team, or None: one indexed read, cheap enough for
+    long-lived responses to ask again and again."""
+    return (
+        Membership.objects.for_team(team_id)
+        .filter(user_id=user_id, user__is_active=True)
+        .values_list("role", flat=True)
+        .first()
+    )

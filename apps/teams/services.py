@@ -4,6 +4,11 @@ Rules beyond the permission matrix (apps.teams.permissions):
 - a team always keeps at least one owner;
 - only an owner may make someone an owner, or change or remove an owner;
 - a personal team cannot be left, deleted, or given more owners' seats away.
+
+Whatever narrows someone's access (a removal, a leave, a lower role, a transfer
+away, a deleted team) also calls ``apps.core.revocation.access_changed``: once
+the change commits, that person's open websockets and streams check again and
+close what they no longer allow (ARCHITECTURE decision 12).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from apps.core.audit import audit_record
+from apps.core.revocation import access_changed
 from apps.teams.models import Membership, Role, Team
-from apps.teams.permissions import role_allows
+from apps.teams.permissions import role_allows, role_narrows
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -91,7 +97,7 @@ def team_rename(*, team: Team, actor: User, name: str) -> Team:
 
 @transaction.atomic
 def member_change_role(*, team: Team, actor: User, member: Membership, role: str) -> Membership:
-    """Give ``member`` a new role; audit it."""
+    """Give ``member`` a new role; audit it; a lower role closes what it no longer allows."""
     actor_membership = _require(team, actor, "members.change_role")
     new_role = Role(role)
     # Lock the team's memberships so two demotions cannot both pass the owner count.
@@ -107,6 +113,8 @@ def member_change_role(*, team: Team, actor: User, member: Membership, role: str
     old = member.role
     member.role = new_role
     member.save(update_fields=["role"])
+    if role_narrows(old, new_role):
+        access_changed(user_id=member.user_id, team_id=team.pk)
     audit_record(
         team=team,
         actor=actor,
@@ -120,7 +128,8 @@ def member_change_role(*, team: Team, actor: User, member: Membership, role: str
 
 @transaction.atomic
 def member_remove(*, team: Team, actor: User, member: Membership) -> None:
-    """Take ``member`` out of the team (or leave, when it is the actor); audit it."""
+    """Take ``member`` out of the team (or leave, when it is the actor); audit it; their
+    open connections to the team close."""
     leaving = member.user_id == actor.pk
     actor_membership = _membership(team, actor)
     if actor_membership is None:
@@ -136,6 +145,7 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
         raise TeamError("A team needs an owner. Make someone else an owner first.")
     email = member.user.email
     member.delete()
+    access_changed(user_id=member.user_id, team_id=team.pk)
     audit_record(
         team=team,
         actor=actor,
@@ -146,7 +156,8 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
 
 @transaction.atomic
 def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> None:
-    """Make ``member`` the owner and the actor an admin; audit it."""
+    """Make ``member`` the owner and the actor an admin; audit it; the actor's open
+    connections check their (lower) role again."""
     actor_membership = _require(team, actor, "team.transfer")
     if member.team_id != team.pk or member.pk == actor_membership.pk:
         raise TeamError("Choose another member of this team.")
@@ -154,6 +165,7 @@ def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> N
     member.save(update_fields=["role"])
     actor_membership.role = Role.ADMIN
     actor_membership.save(update_fields=["role"])
+    access_changed(user_id=actor.pk, team_id=team.pk)
     audit_record(
         team=team,
         actor=actor,
@@ -164,10 +176,15 @@ def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> N
 
 @transaction.atomic
 def team_delete(*, team: Team, actor: User, confirmation: str) -> None:
-    """Delete the team and everything it owns. ``confirmation`` must be its slug."""
+    """Delete the team and everything it owns. ``confirmation`` must be its slug. Every
+    member's open connections to it close."""
     _require(team, actor, "team.delete")
     if team.personal:
         raise TeamError("A personal team cannot be deleted.")
     if confirmation.strip() != team.slug:
         raise TeamError(f"Type the team's short name, {team.slug}, to confirm.")
+    members = list(Membership.objects.for_team(team).values_list("user_id", flat=True))
+    team_id = team.pk
     team.delete()
+    for user_id in members:
+        access_changed(user_id=user_id, team_id=team_id)

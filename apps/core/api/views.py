@@ -6,21 +6,26 @@ the requesting user's membership; an outsider, or a token restricted to
 another team, gets 404; a member whose role lacks the permission for the
 method gets 403; the view then runs inside the team's scope. Subclasses set
 ``team_permissions`` and implement ``get_team_queryset``; they may not
-override ``initial``, ``get_queryset`` or ``dispatch``.
+override ``initial``, ``get_queryset`` or ``dispatch``. A response that outlives
+its request (a log follow) asks ``access_check()`` for a check to run as it goes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.db.models import Q
+from django.utils import timezone
 from rest_framework import exceptions, generics
 
 from apps.accounts.models import PersonalAccessToken
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
-from apps.teams.selectors import membership_in
+from apps.teams.selectors import membership_in, role_in
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.db.models import QuerySet
     from rest_framework.request import Request
 
@@ -46,6 +51,7 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
         # HEAD runs the GET handler, so it needs GET's permission.
         method = "GET" if request.method in (None, "HEAD") else str(request.method)
         permission = self.team_permissions.get(method, "team.view")
+        self._permission = permission
         if not role_allows(membership.role, permission):
             raise exceptions.PermissionDenied(
                 f"Your role in this team ({membership.role}) does not allow this.",
@@ -68,6 +74,29 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.get_team_queryset()
+
+    def access_check(self) -> Callable[[], bool]:
+        """A check that what let this request in still holds: the user active and in the
+        team with a role that has the permission, and the token (if one) neither revoked
+        nor expired. For responses that outlive the request; it reads, it never raises."""
+        user_id, team_id = self.membership.user_id, self.membership.team_id
+        permission = self._permission
+        auth = self.request.auth
+        token_id = auth.pk if isinstance(auth, PersonalAccessToken) else None
+
+        def still_held() -> bool:
+            role = role_in(user_id=user_id, team_id=team_id)
+            if role is None or not role_allows(role, permission):
+                return False
+            if token_id is None:
+                return True
+            return (
+                PersonalAccessToken.objects.filter(pk=token_id, revoked_at__isnull=True)
+                .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+                .exists()
+            )
+
+        return still_held
 
     def get_team_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError

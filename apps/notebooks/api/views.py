@@ -39,7 +39,7 @@ from apps.notebooks.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from django.db.models import QuerySet
     from rest_framework.request import Request
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 NDJSON = "application/x-ndjson"
 # How often a follower looks for new messages in the stream's buffer (seconds).
 FOLLOW_POLL = 0.25
+# How often it checks that the reader may still read (seconds): a removed member, a lower
+# role or a revoked token ends the follow within this and one poll (ARCHITECTURE decision 12).
+FOLLOW_RECHECK = 0.5
 _FOLLOW_PAGE = 500
 _ENDED = frozenset({Status.STOPPED, Status.FAILED, Status.LOST})
 
@@ -296,7 +299,8 @@ class NotebookLogsView(_NotebookView):
 
     ``?after=<seq>`` returns only newer messages; ``?follow=1`` keeps the response
     open and sends each new message as one line of NDJSON until the notebook
-    stops or ``?timeout`` seconds pass.
+    stops, ``?timeout`` seconds pass, or the reader loses access (removed from the
+    team, a role without ``notebooks.view``, the token revoked or expired).
     """
 
     team_permissions = {"GET": "notebooks.view"}
@@ -336,6 +340,7 @@ class NotebookLogsView(_NotebookView):
             seconds=seconds,
             stopped=notebook.status not in ACTIVE_STATUSES
             and notebook.desired_state == Notebook.Desired.STOPPED,
+            allowed=self.access_check(),
         )
         # Under ASGI a synchronous iterator would be read to its end before
         # anything is sent; give each server the kind it streams.
@@ -351,15 +356,37 @@ class NotebookLogsView(_NotebookView):
 class Follower:
     """A stream's messages after ``after``, as NDJSON lines, until the notebook stops
     (a status message saying so, newer than the start) or ``seconds`` pass. If it was
-    already stopped, it ends once the backlog is sent."""
+    already stopped, it ends once the backlog is sent. Every ``FOLLOW_RECHECK`` seconds
+    it asks ``allowed()`` (a database read) and ends, sending nothing more, when not.
 
-    def __init__(self, stream: str, *, after: int, seconds: float, stopped: bool) -> None:
+    A poll, not a channel-layer subscription: one indexed read (about a millisecond)
+    twice a second per follow, the same under WSGI and ASGI, and it sees what no
+    signal announces (a token reaching its expiry)."""
+
+    def __init__(
+        self,
+        stream: str,
+        *,
+        after: int,
+        seconds: float,
+        stopped: bool,
+        allowed: Callable[[], bool],
+    ) -> None:
         self.stream = stream
         self.last = after
         self.until = time.monotonic() + seconds
         self.started_at_seq = stream_last(stream)
         self.stopped = stopped
+        self.allowed = allowed
+        self.check_at = time.monotonic() + FOLLOW_RECHECK
         self.done = False
+
+    def _check_due(self) -> bool:
+        now = time.monotonic()
+        if now < self.check_at:
+            return False
+        self.check_at = now + FOLLOW_RECHECK
+        return True
 
     def _ends(self, row: dict[str, Any]) -> bool:
         return (
@@ -386,6 +413,8 @@ class Follower:
 
     def __iter__(self) -> Iterator[bytes]:
         while not self.done:
+            if self._check_due() and not self.allowed():
+                return
             lines = self.step()
             yield from lines
             if not lines and not self.done:
@@ -394,7 +423,12 @@ class Follower:
     async def aiter(self) -> AsyncIterator[bytes]:
         # The buffer is Redis or memory, never the database: any thread may read it.
         step = sync_to_async(self.step, thread_sensitive=False)
+        # The check reads the database: on the request's own thread, whose connection
+        # Django closes when the response ends.
+        allowed = sync_to_async(self.allowed)
         while not self.done:
+            if self._check_due() and not await allowed():
+                return
             lines = await step()
             for line in lines:
                 yield line

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         if isinstance(runtime, DockerRuntime) and not isolate_workloads(runtime):
             self.stdout.write(
                 "  warning: could not add the iptables rules that keep containers away from "
-                "private networks and the cloud metadata address",
+                "private networks, the cloud metadata address and this host's own services",
             )
         if join_token:
             from apps.machines.tasks import host_join
