@@ -414,6 +414,55 @@ class TestFollowEndsWithAccess:
         assert waited < 1.0
         assert lines  # it followed until then
 
+    def test_a_stolen_sessions_follow_ends_when_the_password_changes(
+        self, acme, alice, bob, host, notebook
+    ):
+        # Mallory holds bob's browser session and follows the logs with it. Bob changes his
+        # password, which signs every other session out: the follow must end with it.
+        api_for(alice).post(url(notebook, "start"))
+        mallory = APIClient()
+        mallory.force_login(bob)
+
+        def bob_changes_his_password():
+            bob.set_password("an entirely new passphrase 42")
+            bob.save(update_fields=["password"])
+
+        lines, waited = self.follow_while(mallory, notebook, bob_changes_his_password)
+
+        assert waited < 1.0
+        assert lines  # it followed until then
+        # And the session itself no longer works for anything else.
+        assert mallory.get(url(notebook)).status_code in (401, 403)
+
+    def test_a_follow_ends_when_its_session_is_signed_out(self, acme, alice, bob, host, notebook):
+        from django.contrib.sessions.models import Session
+
+        api_for(alice).post(url(notebook, "start"))
+        mallory = APIClient()
+        mallory.force_login(bob)
+        key = mallory.session.session_key
+
+        # Bob signs the session out from another (allauth's sessions page deletes it).
+        lines, waited = self.follow_while(
+            mallory, notebook, lambda: Session.objects.filter(session_key=key).delete()
+        )
+
+        assert waited < 1.0
+        assert lines
+
+    def test_a_session_that_stays_signed_in_keeps_following(self, acme, alice, host, notebook):
+        api_for(alice).post(url(notebook, "start"))
+        browser = APIClient()
+        browser.force_login(alice)
+
+        def publish():
+            stream_publish(notebook.stream, {"type": "logs", "lines": ["still here"]})
+
+        lines, waited = self.follow_while(browser, notebook, publish, timeout=2)
+
+        assert lines[-1]["lines"] == ["still here"]
+        assert waited > 1.0  # it ran to its timeout
+
     def test_a_member_who_stays_keeps_following(self, acme, alice, bob, host, notebook):
         from apps.teams.services import member_remove
 

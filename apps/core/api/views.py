@@ -12,10 +12,14 @@ its request (a log follow) asks ``access_check()`` for a check to run as it goes
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from rest_framework import exceptions, generics
 
 from apps.accounts.models import PersonalAccessToken
@@ -77,19 +81,24 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
 
     def access_check(self) -> Callable[[], bool]:
         """A check that what let this request in still holds: the user active and in the
-        team with a role that has the permission, and the token (if one) neither revoked
-        nor expired. For responses that outlive the request; it reads, it never raises."""
+        team with a role that has the permission, the token (if one) neither revoked nor
+        expired, and the browser session (if one) neither signed out nor made stale by a
+        new password. For responses that outlive the request; it reads, it never raises."""
         user_id, team_id = self.membership.user_id, self.membership.team_id
         permission = self._permission
         auth = self.request.auth
         token_id = auth.pk if isinstance(auth, PersonalAccessToken) else None
+        session = getattr(self.request._request, "session", None)
+        session_key = session.session_key if token_id is None and session is not None else None
 
         def still_held() -> bool:
             role = role_in(user_id=user_id, team_id=team_id)
             if role is None or not role_allows(role, permission):
                 return False
             if token_id is None:
-                return True
+                # A browser session: it must still be there (not signed out) and still
+                # match the password (a change signs every other session out).
+                return session_key is not None and _session_signed_in(session_key, user_id)
             return (
                 PersonalAccessToken.objects.filter(pk=token_id, revoked_at__isnull=True)
                 .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
@@ -100,3 +109,18 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
 
     def get_team_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError
+
+
+def _session_signed_in(session_key: str, user_id: int) -> bool:
+    """Whether the stored session ``session_key`` still signs ``user_id`` in: not signed out
+    or ended, and made under the user's current password (as django.contrib.auth.get_user
+    checks it, fallback keys included), read without changing it."""
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    if str(data.get(SESSION_KEY)) != str(user_id) or not data.get(HASH_SESSION_KEY):
+        return False
+    user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return False
+    stored = str(data[HASH_SESSION_KEY])
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(stored, expected) for expected in hashes)

@@ -300,7 +300,8 @@ class NotebookLogsView(_NotebookView):
     ``?after=<seq>`` returns only newer messages; ``?follow=1`` keeps the response
     open and sends each new message as one line of NDJSON until the notebook
     stops, ``?timeout`` seconds pass, or the reader loses access (removed from the
-    team, a role without ``notebooks.view``, the token revoked or expired).
+    team, a role without ``notebooks.view``, the token revoked or expired, the
+    browser session signed out or the password changed).
     """
 
     team_permissions = {"GET": "notebooks.view"}
