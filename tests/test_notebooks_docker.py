@@ -41,9 +41,9 @@ def docker_host(settings, docker_client, notebook_image, catalogue):
     stream.reset_for_tests()
     host = host_ensure_local(name="local", inventory=collect(), runtime="docker")
     yield host
-    for container in docker_client.containers.list(
-        all=True, filters={"label": "lattice.kind=notebook"}
-    ):
+    # This run's notebooks only: other test runs share the Docker engine.
+    ours = ["lattice.kind=notebook", f"lattice.installation={settings.LATTICE_INSTALLATION}"]
+    for container in docker_client.containers.list(all=True, filters={"label": ours}):
         container.remove(force=True)
     select._runtime.cache_clear()
 
