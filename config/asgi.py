@@ -1,4 +1,14 @@
-"""ASGI entry point: Django for HTTP, the notebook proxy for /nb/, Channels for websockets.
+"""ASGI entry point. What serves a request depends first on its Host:
+
+- **A notebook's origin** (``nb-<id>.<LATTICE_USER_CONTENT_DOMAIN>``, apps.notebooks.origin):
+  every HTTP request and websocket goes to the notebook proxy and nowhere else. Lattice's
+  pages, API and ``/ws/`` are never served under such a host, whatever ALLOWED_HOSTS says.
+- **Lattice's origin**: ``/nb/<id>/...`` is the launch that hands a member over to the
+  notebook's origin (apps.notebooks.launch); everything else is Django, and websockets
+  under ``/ws/`` are Channels' routes (config/routing.py). A request or websocket sent
+  from a page under the user-content domain (its Origin) is refused here before it
+  reaches either, whatever ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS say: a notebook's
+  page must not act on Lattice as the person who opened it.
 
 Upload chunks (``PUT .../chunks/<n>/``) reach their Django view with the body streamed
 to it rather than spooled first (apps/core/streamed_body.py).
@@ -7,7 +17,9 @@ to it rather than spooled first (apps/core/streamed_body.py).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.asgi import get_asgi_application
 
@@ -18,15 +30,27 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import (  # noqa: E402
+    AllowedHostsOriginValidator,
+    WebsocketDenier,
+)
 from django.urls import Resolver404, resolve  # noqa: E402
 
 from apps.core.streamed_body import streamed  # noqa: E402
-from apps.notebooks.proxy import NotebookHTTPProxy  # noqa: E402
-from config.routing import websocket_urlpatterns  # noqa: E402
+from apps.notebooks.launch import NotebookLaunch  # noqa: E402
+from apps.notebooks.origin import is_user_content_host  # noqa: E402
+from apps.notebooks.proxy import NotebookHTTPProxy, header, plain_response  # noqa: E402
+from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
-notebook_proxy = AuthMiddlewareStack(NotebookHTTPProxy())
+notebook_launch = AuthMiddlewareStack(NotebookLaunch())
+notebook_proxy = NotebookHTTPProxy()
 django_streamed = streamed(django_asgi_app)
+lattice_websockets = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+)
+notebook_websockets = URLRouter(notebook_websocket_urlpatterns)
+refused_websocket = WebsocketDenier.as_asgi()
+NOTEBOOK_WEBSOCKET = re.compile(r"^/nb/[0-9]+/")
 # Routes (view names) whose PUT bodies are streamed to the view: request.scope["lattice.body"].
 STREAMED_PUTS = {"api:upload_chunk"}
 
@@ -40,21 +64,37 @@ def _streams_body(scope: dict[str, Any]) -> bool:
         return False
 
 
+def _on_notebook_origin(scope: dict[str, Any]) -> bool:
+    return is_user_content_host(header(scope, b"host"))
+
+
+def _sent_from_user_content(scope: dict[str, Any]) -> bool:
+    origin = header(scope, b"origin")
+    return bool(origin) and is_user_content_host(urlsplit(origin).netloc)
+
+
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """JupyterLab's pages and API under /nb/ go to the proxy; everything else to Django."""
-    if scope["path"].startswith("/nb/") or scope["path"] == "/nb":
+    if _on_notebook_origin(scope):
         await notebook_proxy(scope, receive, send)
+    elif _sent_from_user_content(scope):
+        await plain_response(send, 403, "Lattice takes no requests from a notebook's page.")
+    elif scope["path"].startswith("/nb/") or scope["path"] == "/nb":
+        await notebook_launch(scope, receive, send)
     elif _streams_body(scope):
         await django_streamed(scope, receive, send)
     else:
         await django_asgi_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-        ),
-    },
-)
+async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    app: Any
+    if _on_notebook_origin(scope):
+        app = notebook_websockets if NOTEBOOK_WEBSOCKET.match(scope["path"]) else refused_websocket
+    elif _sent_from_user_content(scope) or not scope["path"].startswith("/ws/"):
+        app = refused_websocket
+    else:
+        app = lattice_websockets
+    await app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http, "websocket": websocket})

@@ -1,8 +1,9 @@
 """Notebooks on the real Docker runtime with the real Jupyter image, through the proxy.
 
 Celery runs eagerly: a start returns once Jupyter answered /api/status with
-the session's token. Files are written and read through Lattice's proxy
-(/nb/<id>/api/contents), as JupyterLab does.
+the session's token. Files are written and read through Lattice's proxy on the
+notebook's own origin (nb-<id>.localhost/nb/<id>/api/contents), as JupyterLab does,
+let in there by the launch on Lattice's origin and its ticket.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,6 +27,7 @@ from apps.machines.services import host_ensure_local
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.models import NotebookSession, Status
+from apps.notebooks.origin import COOKIE_NAME
 from apps.runtimes import select
 from apps.runtimes.docker import DockerRuntime
 
@@ -38,9 +41,9 @@ def docker_host(settings, docker_client, notebook_image, catalogue):
     stream.reset_for_tests()
     host = host_ensure_local(name="local", inventory=collect(), runtime="docker")
     yield host
-    for container in docker_client.containers.list(
-        all=True, filters={"label": "lattice.kind=notebook"}
-    ):
+    # This run's notebooks only: other test runs share the Docker engine.
+    ours = ["lattice.kind=notebook", f"lattice.installation={settings.LATTICE_INSTALLATION}"]
+    for container in docker_client.containers.list(all=True, filters={"label": ours}):
         container.remove(force=True)
     select._runtime.cache_clear()
 
@@ -62,24 +65,72 @@ def docker_notebook(acme, alice, docker_host, docker_client, catalogue):
     DockerRuntime(docker_client).remove_volume(notebook.volume)
 
 
-def proxy(user: Any, method: str, path: str, body: Any = None) -> httpx.Response:
-    """A request to the notebook proxy as ``user``, through the ASGI application."""
+def _asgi(method: str, url: str, headers: dict[str, str], body: Any = None) -> httpx.Response:
     from config.asgi import application
-
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"].value
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", cookies={"sessionid": cookie}
-        ) as http:
-            response = await http.request(method, path, json=body)
+        async with httpx.AsyncClient(transport=transport) as http:
+            response = await http.request(method, url, headers=headers, json=body)
             await response.aread()
             return response
 
     return async_to_sync(go)()
+
+
+def let_in(user: Any, notebook_id: int) -> httpx.Response:
+    """Open notebook ``notebook_id`` through Lattice's launch as ``user``, as a browser does:
+    the redeemed ticket's response (with the notebook origin's cookie), or the launch's
+    refusal."""
+    client = Client()
+    client.force_login(user)
+    session = client.cookies["sessionid"].value
+    launched = _asgi(
+        "GET", f"http://testserver/nb/{notebook_id}/lab", {"cookie": f"sessionid={session}"}
+    )
+    if launched.status_code != 302:
+        return launched
+    assert launched.headers["location"].startswith(f"http://nb-{notebook_id}.localhost/")
+    return _asgi("GET", launched.headers["location"], {})
+
+
+def notebook_cookie(user: Any, notebook_id: int) -> str:
+    entered = let_in(user, notebook_id)
+    assert entered.status_code == 302, entered.text
+    return entered.cookies[COOKIE_NAME]
+
+
+def proxy(user: Any, method: str, path: str, body: Any = None) -> httpx.Response:
+    """A request to ``path`` (/nb/<id>/...) on the notebook's own origin as ``user``, let in
+    through the launch; the launch's refusal if it refuses."""
+    notebook_id = int(path.split("/")[2])
+    entered = let_in(user, notebook_id)
+    if entered.status_code != 302:
+        return entered
+    host = f"nb-{notebook_id}.localhost"
+    headers = {
+        "cookie": f"{COOKIE_NAME}={entered.cookies[COOKIE_NAME]}",
+        "origin": f"http://{host}",
+    }
+    return _asgi(method, f"http://{host}{path}", headers, body)
+
+
+def notebook_ws(server: str, notebook_id: int, path: str, cookie: str, **kwargs: Any) -> Any:
+    """Open ``path`` on the notebook's origin on the live server, as its own page does.
+    Python does not resolve *.localhost as browsers do: connect to the server's address."""
+    import websockets
+
+    address = urlsplit(server)
+    origin = f"http://nb-{notebook_id}.localhost:{address.port}"
+    return websockets.connect(
+        origin.replace("http", "ws", 1) + path,
+        host=address.hostname,
+        port=address.port,
+        additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+        origin=websockets.typing.Origin(origin),
+        open_timeout=60,
+        **kwargs,
+    )
 
 
 def test_a_notebook_keeps_its_files_across_stop_and_start(
@@ -216,27 +267,22 @@ def test_a_member_reaches_a_kernel_through_the_proxy_websocket(
     kernel = proxy(alice, "POST", f"{base}/kernels", {"name": "python3"})
     assert kernel.status_code == 201, kernel.text
     kernel_id = kernel.json()["id"]
-    client = Client()
-    client.force_login(alice)
-    cookie = client.cookies["sessionid"].value
-    url = asgi_live_server.replace("http", "ws", 1) + f"{base}/kernels/{kernel_id}/channels"
+    cookie = notebook_cookie(alice, docker_notebook.pk)
+    path = f"{base}/kernels/{kernel_id}/channels"
 
     async def execute() -> str:
         # JupyterLab asks for Jupyter's v1 kernel protocol: the proxy agrees to what
         # Jupyter chose. (Then speak the JSON protocol, which is simpler to write here.)
-        async with websockets.connect(
-            f"{url}?session_id=s0",
-            additional_headers={"Cookie": f"sessionid={cookie}"},
-            origin=websockets.typing.Origin(asgi_live_server),
-            open_timeout=60,
+        async with notebook_ws(
+            asgi_live_server,
+            docker_notebook.pk,
+            f"{path}?session_id=s0",
+            cookie,
             subprotocols=[websockets.typing.Subprotocol("v1.kernel.websocket.jupyter.org")],
         ) as ws:
             assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
-        async with websockets.connect(
-            f"{url}?session_id=s1",
-            additional_headers={"Cookie": f"sessionid={cookie}"},
-            origin=websockets.typing.Origin(asgi_live_server),
-            open_timeout=60,
+        async with notebook_ws(
+            asgi_live_server, docker_notebook.pk, f"{path}?session_id=s1", cookie
         ) as ws:
             request = {
                 "header": {
@@ -263,42 +309,53 @@ def test_a_member_reaches_a_kernel_through_the_proxy_websocket(
     assert async_to_sync(execute)().strip() == "42"
 
 
-def test_a_member_removed_from_the_team_loses_an_open_kernel_websocket(
-    acme, alice, bob, docker_notebook, asgi_live_server, monkeypatch
+def test_a_member_removed_from_the_team_loses_an_open_kernel_websocket_at_once(
+    acme, alice, bob, docker_notebook, asgi_live_server
 ):
     import asyncio
+    import time
 
     import websockets
+    from django.db import transaction
 
-    from apps.notebooks import proxy as notebook_proxy
+    from apps.core.revocation import access_changed
     from apps.teams.models import Membership
+    from apps.teams.services import member_remove
 
-    monkeypatch.setattr(notebook_proxy, "_RECHECK_EVERY", 0.0)
     services.notebook_start(team=acme, actor=alice, notebook=docker_notebook)
     base = f"/nb/{docker_notebook.pk}/api"
     kernel_id = proxy(bob, "POST", f"{base}/kernels", {"name": "python3"}).json()["id"]
-    client = Client()
-    client.force_login(bob)
-    cookie = client.cookies["sessionid"].value
-    url = asgi_live_server.replace("http", "ws", 1) + f"{base}/kernels/{kernel_id}/channels"
+    cookie = notebook_cookie(bob, docker_notebook.pk)
 
-    async def talk() -> bool:
-        async with websockets.connect(
-            f"{url}?session_id=s2",
-            additional_headers={"Cookie": f"sessionid={cookie}"},
-            origin=websockets.typing.Origin(asgi_live_server),
-            open_timeout=60,
+    def remove_bob() -> None:
+        # What the teams service signals on removal, said here too so that this test
+        # does not depend on it (apps.core.revocation).
+        with transaction.atomic():
+            member = Membership.objects.for_team(acme).get(user=bob)
+            member_remove(team=acme, actor=alice, member=member)
+            access_changed(user_id=bob.pk, team_id=acme.pk)
+
+    async def talk() -> float | None:
+        async with notebook_ws(
+            asgi_live_server,
+            docker_notebook.pk,
+            f"{base}/kernels/{kernel_id}/channels?session_id=s2",
+            cookie,
         ) as ws:
-            await asyncio.to_thread(
-                lambda: Membership.objects.for_team(acme).filter(user=bob).delete()
-            )
             await ws.send(json.dumps({"header": {"msg_type": "kernel_info_request"}}))
+            await asyncio.to_thread(remove_bob)
+            removed = time.monotonic()
+            # Bob sends nothing more: the proxy hears of the removal and closes.
             try:
                 while True:
-                    await asyncio.wait_for(ws.recv(), 10)
+                    await asyncio.wait_for(ws.recv(), 5)
             except websockets.ConnectionClosed:
-                return True
+                return time.monotonic() - removed
             except TimeoutError:
-                return False
+                return None
 
-    assert async_to_sync(talk)() is True
+    took = async_to_sync(talk)()
+
+    assert took is not None, "the websocket stayed open"
+    assert took < 1.0
+    assert proxy(bob, "GET", f"{base}/kernels").status_code == 404

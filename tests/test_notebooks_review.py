@@ -194,6 +194,7 @@ def test_one_notebooks_odd_jupyter_answer_does_not_stop_idle_shutdown_for_other_
 
 
 def fetch(path: str, user) -> httpx.Response:
+    """GET ``path`` as ``user`` through Lattice's launch, on to the notebook's own origin."""
     from config.asgi import application
 
     client = Client()
@@ -203,7 +204,7 @@ def fetch(path: str, user) -> httpx.Response:
     async def run() -> httpx.Response:
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", cookies=jar
+            transport=transport, base_url="http://testserver", cookies=jar, follow_redirects=True
         ) as http:
             response = await http.get(path)
             await response.aread()
@@ -221,4 +222,5 @@ def test_the_proxy_sends_the_path_to_jupyter_as_the_browser_sent_it(acme, bob, h
     response = fetch(f"/nb/{notebook.pk}/files/100%2541.txt", bob)
 
     assert response.status_code == 200
+    assert response.url.host == f"nb-{notebook.pk}.localhost"
     assert response.text == f"fake jupyter: /nb/{notebook.pk}/files/100%2541.txt token=yes"

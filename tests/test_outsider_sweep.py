@@ -33,7 +33,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.teams.models import Membership
-from config.routing import websocket_urlpatterns
+from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
 from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
@@ -165,6 +165,7 @@ PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
+    # On the notebook's own origin (nb-<id>.localhost), where only its cookie lets one in.
     r"^nb/(?P<notebook_id>[0-9]+)/": "team",
 }
 
@@ -238,7 +239,7 @@ def test_every_route_is_classified():
 
     assert unclassified == set(), f"classify these routes in {__file__}"
     assert classified - names == set(), "classified routes that no longer exist"
-    ws_routes = {str(p.pattern) for p in websocket_urlpatterns}
+    ws_routes = {str(p.pattern) for p in [*websocket_urlpatterns, *notebook_websocket_urlpatterns]}
     assert ws_routes == set(WEBSOCKET), "classify every websocket route"
 
 
@@ -388,7 +389,9 @@ def ws_connect(path: str, cookie: str | None = None) -> tuple[bool, object]:
     whether the handshake was accepted, and the first message if it was."""
     from config.asgi import application
 
-    headers = [(b"origin", b"http://testserver")]
+    notebook = re.match(r"^/nb/(\d+)/", path)
+    host = f"nb-{notebook[1]}.localhost" if notebook else "testserver"
+    headers = [(b"host", host.encode()), (b"origin", f"http://{host}".encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
 

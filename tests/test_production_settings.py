@@ -37,6 +37,7 @@ COMPLETE = {
     "DJANGO_ALLOWED_HOSTS": "lattice.example.com",
     "DATABASE_URL": "postgres://lattice:pw@db.internal:5432/lattice",
     "REDIS_URL": "redis://redis.internal:6379/0",
+    "LATTICE_USER_CONTENT_DOMAIN": "example-usercontent.net",
 }
 
 
@@ -107,3 +108,81 @@ def test_security_headers_and_cookies_in_production():
         "DENY",
         "[\"'self'\"]",
     ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"LATTICE_USER_CONTENT_DOMAIN": None}, "LATTICE_USER_CONTENT_DOMAIN must be set"),
+        ({"LATTICE_USER_CONTENT_DOMAIN": "localhost"}, "LATTICE_USER_CONTENT_DOMAIN must be set"),
+        (
+            {"LATTICE_USER_CONTENT_DOMAIN": "usercontent.example.com"},
+            "shares a site with Lattice's host lattice.example.com",
+        ),
+        ({"LATTICE_USER_CONTENT_DOMAIN": "example.com"}, "shares a site"),
+        (
+            {"DJANGO_ALLOWED_HOSTS": "lattice.example.com,.example-usercontent.net"},
+            "shares a site with Lattice's host .example-usercontent.net",
+        ),
+        (
+            {"DJANGO_CSRF_TRUSTED_ORIGINS": "https://*.example-usercontent.net"},
+            "DJANGO_CSRF_TRUSTED_ORIGINS trusts https://*.example-usercontent.net",
+        ),
+        (
+            {"DJANGO_CSRF_TRUSTED_ORIGINS": "https://nb-1.example-usercontent.net"},
+            "DJANGO_CSRF_TRUSTED_ORIGINS trusts",
+        ),
+    ],
+    ids=[
+        "missing",
+        "localhost",
+        "sibling",
+        "parent",
+        "allowed-host",
+        "csrf-wildcard",
+        "csrf-notebook",
+    ],
+)
+def test_it_refuses_a_user_content_domain_that_is_not_apart_from_lattice(changes, message):
+    env = {**COMPLETE, **{k: v for k, v in changes.items() if v is not None}}
+    for name in [k for k, v in changes.items() if v is None]:
+        del env[name]
+
+    result = load_settings(**env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_lattices_cookies_stay_host_only_in_production():
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings as s\n"
+        "print(s.SESSION_COOKIE_DOMAIN, s.CSRF_COOKIE_DOMAIN, s.LATTICE_USER_CONTENT_DOMAIN)\n"
+    )
+
+    result = run(["-c", script], **COMPLETE)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "None", "example-usercontent.net"]
+
+
+def test_a_cookie_domain_that_covers_the_user_content_domain_is_refused():
+    from config.user_content import user_content_problems
+
+    problems = user_content_problems(
+        domain="example-usercontent.net",
+        allowed_hosts=["lattice.example.com"],
+        cookie_domains={"SESSION_COOKIE_DOMAIN": ".example-usercontent.net"},
+        csrf_trusted_origins=[],
+    )
+    apart = user_content_problems(
+        domain="example-usercontent.net",
+        allowed_hosts=["lattice.example.com", ".lattice.example.com"],
+        cookie_domains={"SESSION_COOKIE_DOMAIN": None, "CSRF_COOKIE_DOMAIN": "lattice.example.com"},
+        csrf_trusted_origins=["https://lattice.example.com", "https://*.lattice.example.com"],
+    )
+
+    assert len(problems) == 1
+    assert "SESSION_COOKIE_DOMAIN (.example-usercontent.net) covers" in problems[0]
+    assert apart == []

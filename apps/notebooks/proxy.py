@@ -1,21 +1,28 @@
-"""The JupyterLab proxy: ``/nb/<id>/...`` over HTTP and websockets, for team members only.
+"""The JupyterLab proxy: every request and websocket on a notebook's own origin.
 
-The browser talks to Lattice; Lattice talks to the notebook's Jupyter Server,
-adding ``Authorization: token <session token>`` to every request. The token
-never reaches the browser (not in a URL, not in a page, not in history), so
-the only way into a notebook is through this proxy, which checks on every
-request and every websocket handshake that the signed-in person is a member
-of the notebook's team whose role may open notebooks (viewers may not:
-docs/permissions.md). Anyone else gets what a missing notebook gets: 404
-(a visitor is sent to log in).
+A notebook's JupyterLab is served on an origin of its own, ``nb-<id>.<user-content
+domain>`` (apps.notebooks.origin), never on Lattice's: a script in a notebook's output
+must not act as the person who opened it. People arrive from the launch on Lattice's
+origin (apps.notebooks.launch) with a single-use ticket; the proxy redeems it into the
+origin's own cookie, and on every request and websocket handshake checks that cookie,
+then ``resolve``: members of the notebook's team whose role may open notebooks (viewers
+may not: docs/permissions.md); anyone else gets what a missing notebook gets, 404. A
+request that changes something must come from the notebook's own page (its Origin
+header), and so must every websocket: another notebook's page is another origin,
+perhaps of the same site.
 
-Lattice's own cookies (session, CSRF, messages) are taken out of what goes to
-the notebook, and a notebook cannot set them: code in a notebook must not
-see or replace a teammate's Lattice session.
+Lattice talks to the notebook's Jupyter Server, adding ``Authorization: token <session
+token>`` to every request. The token never reaches the browser (not in a URL, not in a
+page, not in history). Lattice's cookies and the notebook origin's own are taken out of
+what goes to the notebook, and a notebook cannot set them.
 
-The notebook is found by id without a team in the URL (the route is short on
-purpose: JupyterLab builds its URLs from it); the team comes from the notebook
-row, read through ``unscoped()`` and then checked against the membership.
+An open websocket joins its person's revocation group (apps.core.revocation): when their
+membership ends or their role is lowered it checks again and closes at once. It also
+checks again when the client sends after ``_RECHECK_EVERY`` seconds, as a backstop.
+
+The notebook is found by id without a team in the URL (the route is short on purpose:
+JupyterLab builds its URLs from it); the team comes from the notebook row, read through
+``unscoped()`` and then checked against the membership.
 """
 
 from __future__ import annotations
@@ -27,15 +34,30 @@ import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import websockets
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
+from apps.core.consumers import CLOSE_NOT_A_MEMBER
+from apps.core.revocation import user_group
+from apps.core.stream import register_server_loop
 from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.origin import (
+    COOKIE_NAME,
+    TICKET_PATH,
+    cookie_header,
+    cookie_user,
+    cookie_value,
+    is_secure,
+    notebook_for_host,
+    ticket_redeem,
+)
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in
 
@@ -44,9 +66,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How often an open websocket checks again that its person may still open the notebook.
+# How often an open websocket checks again, when its client sends, that its person may
+# still open the notebook: a backstop to the revocation group, which closes it at once.
 _RECHECK_EVERY = 30.0
 PATH = re.compile(r"^/nb/(?P<id>\d+)(?P<rest>/.*)?$")
+_READS = ("GET", "HEAD", "OPTIONS")
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -62,10 +86,15 @@ _HOP_BY_HOP = {
     "cookie",
     "origin",
 }
+NOT_LET_IN = (
+    "This browser has not been let in to this notebook here, or its pass has ended: "
+    "open the notebook from its page in Lattice."
+)
 
 
 def _lattice_cookies() -> set[str]:
-    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages"}
+    """Cookies the notebook never sees nor sets: Lattice's, and the notebook origin's pass."""
+    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages", COOKIE_NAME}
 
 
 def _forwarded_cookies(header: str) -> str:
@@ -77,6 +106,28 @@ def _forwarded_cookies(header: str) -> str:
         if name and name not in ours:
             kept.append(part.strip())
     return "; ".join(kept)
+
+
+def header(scope: dict[str, Any], wanted: bytes) -> str:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == wanted:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _origin_cookie(scope: dict[str, Any]) -> str | None:
+    """The notebook origin's cookie, as the browser sent it."""
+    return parse_cookie(header(scope, b"cookie")).get(COOKIE_NAME)
+
+
+def _from_own_page(scope: dict[str, Any]) -> bool:
+    """Whether the request's Origin, if it has one, is the host it was sent to.
+    Browsers always send one with a websocket and with a request that changes something;
+    a client that sends none is not a page in a browser."""
+    origin = header(scope, b"origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc.lower() == header(scope, b"host").lower()
 
 
 @dataclass(frozen=True)
@@ -119,8 +170,34 @@ def resolve(user: Any, notebook_id: int) -> Target | Refusal:
     return Target(session.endpoint, session.jupyter_token, session.pk)
 
 
-def _notebook_page(notebook_id: int) -> str:
+def authorise(cookie: str | None, notebook_id: int) -> Target | Refusal:
+    """``resolve`` for the person a notebook origin's cookie names; refused without one."""
+    user = cookie_user(cookie, notebook_id=notebook_id)
+    if user is None:
+        return Refusal(403, NOT_LET_IN)
+    return resolve(user, notebook_id)
+
+
+def notebook_page(notebook_id: int) -> str:
     return f"/nb/{notebook_id}/"
+
+
+def request_path(scope: dict[str, Any]) -> str:
+    """The path and query as the browser sent them."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    # "path" is decoded once already, and quoting it again leaves "%" as it is, so
+    # "%2541" would reach Jupyter as "%41" ("A"). Some servers put the query string
+    # in a websocket's raw_path too: never twice.
+    raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
+    if raw.startswith(b"/"):
+        path = raw.decode("latin-1")
+    else:
+        path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
+    return path + (f"?{query}" if query else "")
+
+
+def _upstream_url(endpoint: str, scope: dict[str, Any]) -> str:
+    return endpoint + request_path(scope)
 
 
 # --- HTTP ---------------------------------------------------------------------------------
@@ -140,12 +217,13 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
-async def _plain(
+async def plain_response(
     send: Callable[[dict[str, Any]], Awaitable[None]],
     status: int,
     text: str,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """A short text/plain answer that no cache keeps."""
     body = text.encode()
     await send(
         {
@@ -163,30 +241,60 @@ async def _plain(
 
 
 class NotebookHTTPProxy:
-    """ASGI app for HTTP under /nb/ (wrapped in Channels' AuthMiddlewareStack for the user)."""
+    """ASGI app for every HTTP request on a notebook's origin (``nb-<id>.<domain>``)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        notebook_id = notebook_for_host(header(scope, b"host"))
+        if notebook_id is None:
+            await plain_response(send, 404, "No such notebook.")
+            return
+        if scope["path"] == TICKET_PATH:
+            await self._enter(scope, send, notebook_id)
+            return
         match = PATH.match(scope["path"])
-        if match is None:
-            await _plain(send, 404, "No such notebook.")
+        if scope["path"] != "/" and (match is None or match["id"] != str(notebook_id)):
+            await plain_response(send, 404, "No such notebook.")
             return
-        notebook_id = int(match["id"])
-        if not match["rest"]:
-            await _plain(send, 308, "", [(b"location", _notebook_page(notebook_id).encode())])
+        if match is None or not match["rest"]:
+            redirect = notebook_page(notebook_id).encode()
+            await plain_response(send, 308, "", [(b"location", redirect)])
             return
-        target = await database_sync_to_async(resolve)(scope.get("user"), notebook_id)
+        if scope["method"] not in _READS and not _from_own_page(scope):
+            await plain_response(send, 403, "Refused: this request came from another page.")
+            return
+        target = await database_sync_to_async(authorise)(_origin_cookie(scope), notebook_id)
         if isinstance(target, Refusal):
-            await self._refuse(scope, send, target)
+            await plain_response(send, target.status, target.message)
             return
         await self._forward(scope, receive, send, target)
 
-    async def _refuse(self, scope: dict[str, Any], send: Any, refusal: Refusal) -> None:
-        if refusal.status == 401 and scope["method"] in ("GET", "HEAD"):  # noqa: PLR2004
-            login = f"/accounts/login/?next={quote(scope['path'])}"
-            await _plain(send, 302, "Log in first.", [(b"location", login.encode())])
+    async def _enter(self, scope: dict[str, Any], send: Any, notebook_id: int) -> None:
+        """Redeem the launch's ticket: set this origin's cookie and go on to the notebook."""
+        if scope["method"] not in ("GET", "HEAD"):
+            await plain_response(send, 405, "", [(b"allow", b"GET, HEAD")])
             return
-        status = 404 if refusal.status == 401 else refusal.status  # noqa: PLR2004
-        await _plain(send, status, refusal.message)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        ticket = query.get("ticket", [""])[0]
+        admission = await database_sync_to_async(ticket_redeem)(ticket, notebook_id=notebook_id)
+        if admission is None:
+            await plain_response(
+                send,
+                403,
+                "This link to the notebook has expired or was used already: "
+                "open the notebook again from its page in Lattice.",
+            )
+            return
+        value = cookie_value(user=admission.user, notebook_id=notebook_id)
+        await plain_response(
+            send,
+            302,
+            "On to the notebook.",
+            [
+                (b"location", admission.path.encode("latin-1")),
+                (b"set-cookie", cookie_header(value, secure=is_secure(scope))),
+                (b"referrer-policy", b"no-referrer"),
+            ],
+        )
 
     async def _forward(
         self, scope: dict[str, Any], receive: Any, send: Any, target: Target
@@ -203,9 +311,13 @@ class NotebookHTTPProxy:
         )
         try:
             response = await _client().send(request, stream=True)
+        except _ClientGone:
+            return  # nobody to answer
         except httpx.HTTPError as exc:
             logger.info("notebook proxy to %s failed: %s", target.endpoint, exc)
-            await _plain(send, 502, "The notebook's server did not answer. Try again in a moment.")
+            await plain_response(
+                send, 502, "The notebook's server did not answer. Try again in a moment."
+            )
             return
         try:
             await send(
@@ -222,17 +334,8 @@ class NotebookHTTPProxy:
             await response.aclose()
 
 
-def _upstream_url(endpoint: str, scope: dict[str, Any]) -> str:
-    query = scope.get("query_string", b"").decode("latin-1")
-    # The path as the browser sent it: "path" is decoded once already, and quoting it
-    # again leaves "%" as it is, so "%2541" would reach Jupyter as "%41" ("A").
-    # Some servers put the query string in a websocket's raw_path too: never twice.
-    raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
-    if raw.startswith(b"/"):
-        path = raw.decode("latin-1")
-    else:
-        path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
-    return endpoint + path + (f"?{query}" if query else "")
+class _ClientGone(Exception):  # noqa: N818 - an event, not an error
+    """The browser went away before it had sent the whole body."""
 
 
 async def _body(receive: Any) -> AsyncIterator[bytes]:
@@ -240,7 +343,8 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            # Ending here would hand Jupyter a short body as if it were whole.
+            raise _ClientGone
         yield message.get("body", b"")
         if not message.get("more_body"):
             return
@@ -279,25 +383,41 @@ def _response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
 
 
 class NotebookWebsocketProxy(AsyncWebsocketConsumer):
-    """Carries a kernel's (or terminal's) websocket to the notebook's Jupyter Server."""
+    """Carries a kernel's (or terminal's) websocket on a notebook's origin to its Jupyter
+    Server, for as long as its person may open the notebook."""
 
     upstream: Any = None
     pump: asyncio.Task[None] | None = None
+    group: str | None = None
     checked_at = 0.0
 
     async def connect(self) -> None:
-        notebook_id = int(self.scope["url_route"]["kwargs"]["notebook_id"])
-        target = await database_sync_to_async(resolve)(self.scope.get("user"), notebook_id)
+        self.notebook_id = int(self.scope["url_route"]["kwargs"]["notebook_id"])
+        self.cookie = _origin_cookie(self.scope)
+        if notebook_for_host(header(self.scope, b"host")) != self.notebook_id or not (
+            _from_own_page(self.scope)
+        ):
+            await self.close()
+            return
+        user = await database_sync_to_async(cookie_user)(self.cookie, notebook_id=self.notebook_id)
+        if user is None:
+            await self.close()
+            return
+        # Join the person's group before checking their membership: a removal committed
+        # after the check below is heard, one committed before it is seen.
+        if isinstance(self.channel_layer, InMemoryChannelLayer):
+            register_server_loop(asyncio.get_running_loop())
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        target = await database_sync_to_async(resolve)(user, self.notebook_id)
         if isinstance(target, Refusal):
             await self.close()
             return
         url = "ws" + _upstream_url(target.endpoint, self.scope)[4:]
         headers = {"Authorization": f"token {target.token}"}
-        for raw_name, raw_value in self.scope["headers"]:
-            if raw_name.lower() == b"cookie":
-                cookies = _forwarded_cookies(raw_value.decode("latin-1"))
-                if cookies:
-                    headers["Cookie"] = cookies
+        cookies = _forwarded_cookies(header(self.scope, b"cookie"))
+        if cookies:
+            headers["Cookie"] = cookies
         subprotocols = self.scope.get("subprotocols") or None
         try:
             self.upstream = await websockets.connect(
@@ -330,23 +450,40 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
         with contextlib.suppress(Exception):
             await self.close()
 
+    async def _may_stay(self) -> bool:
+        self.checked_at = time.monotonic()
+        target = await database_sync_to_async(authorise)(self.cookie, self.notebook_id)
+        return not isinstance(target, Refusal)
+
+    async def _cut_off(self) -> None:
+        """Stop carrying anything either way, then close the browser's end."""
+        if self.pump is not None:
+            self.pump.cancel()
+        if self.upstream is not None:
+            upstream, self.upstream = self.upstream, None
+            with contextlib.suppress(Exception):
+                await upstream.close()
+        await self.close(code=CLOSE_NOT_A_MEMBER)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """The person's membership or role changed (apps.core.revocation): check now."""
+        if self.upstream is not None and not await self._may_stay():
+            await self._cut_off()
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.upstream is None:
             return
-        if time.monotonic() - self.checked_at > _RECHECK_EVERY:
-            # Someone removed from the team (or made a viewer) stops running code here.
-            self.checked_at = time.monotonic()
-            notebook_id = int(self.scope["url_route"]["kwargs"]["notebook_id"])
-            target = await database_sync_to_async(resolve)(self.scope.get("user"), notebook_id)
-            if isinstance(target, Refusal):
-                await self.close()
-                return
+        if time.monotonic() - self.checked_at > _RECHECK_EVERY and not await self._may_stay():
+            await self._cut_off()
+            return
         try:
             await self.upstream.send(bytes_data if bytes_data is not None else text_data or "")
         except websockets.WebSocketException:
             await self.close()
 
     async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.pump is not None:
             self.pump.cancel()
         if self.upstream is not None:

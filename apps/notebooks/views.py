@@ -33,6 +33,7 @@ from apps.notebooks.models import (
     NotebookSession,
     Status,
 )
+from apps.notebooks.origin import launch_path
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
@@ -223,7 +224,7 @@ class NotebookDetailView(NotebookPage):
             idle_minutes=idle_timeout(notebook),
             history=history,
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
-            jupyter_url=f"/nb/{notebook.pk}/",
+            jupyter_url=launch_path(notebook.pk),
             show_start=SHOW_START,
             show_stop=SHOW_STOP,
             show_running=SHOW_RUNNING,

@@ -40,6 +40,9 @@ class _FakeJupyter(BaseHTTPRequestHandler):
             ).encode()
         elif self.path.split("?")[0].endswith("/api/kernels"):
             body = b"[]"
+        elif self.path.split("?")[0].endswith("/fake/cookies"):
+            # What reached the server: the proxy's tests check which cookies it forwards.
+            body = (self.headers.get("Cookie") or "").encode()
         else:
             auth = "yes" if self.headers.get("Authorization") else "no"
             body = f"fake jupyter: {self.path} token={auth}".encode()

@@ -27,6 +27,13 @@ if env.str("DJANGO_SETTINGS_MODULE", default="") == "config.settings.production"
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# User content (JupyterLab) is served on origins of its own, nb-<id>.<this domain>, never
+# on Lattice's (docs/notebooks.md, "Opening JupyterLab"). Browsers resolve *.localhost to
+# this machine, so the embedded default needs no DNS; production needs a registrable
+# domain of its own with wildcard DNS and a wildcard certificate (config/user_content.py).
+LATTICE_USER_CONTENT_DOMAIN = (
+    (env.str("LATTICE_USER_CONTENT_DOMAIN", default="") or "localhost").lower().strip(".")
+)
 
 LATTICE_SITE_NAME = "Lattice"
 
@@ -480,6 +487,9 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+# Host-only: a cookie with a Domain would reach the notebooks' origins below it too.
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
 CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"
 
 CONTENT_SECURITY_POLICY = {

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.user_content import user_content_problems
+
 from .base import *
-from .base import DATABASES, REDIS_URL, env
+from .base import (
+    CSRF_COOKIE_DOMAIN,
+    CSRF_TRUSTED_ORIGINS,
+    DATABASES,
+    REDIS_URL,
+    SESSION_COOKIE_DOMAIN,
+    env,
+)
 
 DEBUG = False
 
@@ -42,6 +51,21 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 if not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production (cache, broker, channels).")
+
+# Notebooks are served on their own registrable domain (docs/notebooks.md): set it, and keep
+# Lattice's hosts, cookies and trusted origins apart from it.
+LATTICE_USER_CONTENT_DOMAIN = env.str("LATTICE_USER_CONTENT_DOMAIN", default="").lower().strip(".")
+_problems = user_content_problems(
+    domain=LATTICE_USER_CONTENT_DOMAIN,
+    allowed_hosts=ALLOWED_HOSTS,
+    cookie_domains={
+        "SESSION_COOKIE_DOMAIN": SESSION_COOKIE_DOMAIN,
+        "CSRF_COOKIE_DOMAIN": CSRF_COOKIE_DOMAIN,
+    },
+    csrf_trusted_origins=CSRF_TRUSTED_ORIGINS,
+)
+if _problems:
+    raise ImproperlyConfigured(" ".join(_problems))
 
 # HTTPS everywhere; the proxy in front terminates TLS and says so.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -8,6 +8,7 @@ import contextlib
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -89,11 +90,40 @@ def _wait_for_status(page: Any, status: str, timeout: int) -> None:
         raise AssertionError(f"not {status}: {said!r}\nlog:\n{log}") from exc
 
 
+def lab_origin(lab: Any) -> str:
+    """The origin JupyterLab is served on: the notebook's own (nb-<id>.localhost:<port>)."""
+    parts = urlsplit(lab.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def jupyter_api(lab: Any, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """Call Jupyter's REST API from JupyterLab's own page, as JupyterLab does: on the
+    notebook's origin, with its cookie. (Playwright's own requests resolve host names
+    outside the browser, which does not know *.localhost the way browsers do.) Returns
+    ``{"status", "text", "json"}``."""
+    result: dict[str, Any] = lab.evaluate(
+        """async ([method, path, body]) => {
+            const init = {method};
+            if (body !== null) {
+                init.headers = {"Content-Type": "application/json"};
+                init.body = JSON.stringify(body);
+            }
+            const response = await fetch(path, init);
+            const text = await response.text();
+            let json = null;
+            try { json = JSON.parse(text); } catch (e) {}
+            return {status: response.status, text, json};
+        }""",
+        [method, path, body],
+    )
+    return result
+
+
 def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str) -> None:
     """Make ``name`` (a .ipynb) holding ``code`` and its kernel session through Jupyter's
-    API, via the proxy as JupyterLab's own requests go; open it, wait until its kernel is
+    API, from JupyterLab's page as its own requests go; open it, wait until its kernel is
     connected and idle, run the cell from the toolbar, and wait for an output that shows
-    ``shows``.
+    ``shows``. ``base`` is Jupyter's base path, /nb/<id>, on the page's origin.
 
     Clicking the launcher's card made JupyterLab open two sessions at once and wait on the
     kernel of the one it shut down; a Shift+Enter pressed while JupyterLab was still
@@ -113,13 +143,13 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
             "nbformat_minor": 5,
         },
     }
-    made = lab.request.put(f"{base}/api/contents/{name}", data=notebook)
-    assert made.status in (200, 201), made.text()
+    made = jupyter_api(lab, "PUT", f"{base}/api/contents/{name}", notebook)
+    assert made["status"] in (200, 201), made["text"]
     new_session = {"path": name, "type": "notebook", "name": "", "kernel": {"name": "python3"}}
-    session = lab.request.post(f"{base}/api/sessions", data=new_session)
-    assert session.status == 201, session.text()
+    session = jupyter_api(lab, "POST", f"{base}/api/sessions", new_session)
+    assert session["status"] == 201, session["text"]
     seen = _watch_kernel_traffic(lab)
-    lab.goto(f"{base}/lab/tree/{name}")
+    lab.goto(f"{lab_origin(lab)}{base}/lab/tree/{name}")
     answer = lab.locator(".jp-OutputArea-output", has_text=shows).first
     idle = lab.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first
     select_kernel = lab.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
@@ -149,9 +179,9 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
                 ) from exc
         else:
             return
-        for old in lab.request.get(f"{base}/api/sessions").json():
-            lab.request.delete(f"{base}/api/sessions/{old['id']}")
-        lab.request.post(f"{base}/api/sessions", data=new_session)
+        for old in jupyter_api(lab, "GET", f"{base}/api/sessions")["json"]:
+            jupyter_api(lab, "DELETE", f"{base}/api/sessions/{old['id']}")
+        jupyter_api(lab, "POST", f"{base}/api/sessions", new_session)
         lab.reload()
 
 

@@ -21,6 +21,8 @@ from tests.browser.conftest import (
     _remove_volumes,
     _wait_for_status,
     create_notebook,
+    jupyter_api,
+    lab_origin,
     log_in,
 )
 from tests.browser.test_dataset_upload import write_folder
@@ -99,12 +101,13 @@ def test_a_folder_uploaded_in_the_browser_is_read_only_in_jupyterlab(
         lab.wait_for_load_state()
         base = f"/nb/{notebook.pk}"
         # A JupyterLab terminal, driven from the page over Jupyter's terminal websocket
-        # through Lattice's proxy (with the page's cookies): no kernel is needed, so none
-        # of the kernel-attach hiccups the notebook story works around.
-        terminal = lab.request.post(f"{base}/api/terminals")
-        assert terminal.status == 200, terminal.text()
-        ws_url = asgi_live_server.replace("http", "ws", 1) + (
-            f"{base}/terminals/websocket/{terminal.json()['name']}"
+        # through Lattice's proxy on the notebook's origin (with the page's cookie): no
+        # kernel is needed, so none of the kernel-attach hiccups the notebook story
+        # works around.
+        terminal = jupyter_api(lab, "POST", f"{base}/api/terminals")
+        assert terminal["status"] == 200, terminal["text"]
+        ws_url = lab_origin(lab).replace("http", "ws", 1) + (
+            f"{base}/terminals/websocket/{terminal['json']['name']}"
         )
         # The shell works the marker out, so the echo of the typed line cannot match it.
         number = secrets.randbelow(1000)

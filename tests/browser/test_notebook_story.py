@@ -1,16 +1,18 @@
 """The notebook story end to end, in Chromium, on the real Docker runtime.
 
 Alice makes a notebook, starts it and watches it come up live (no reload), opens
-JupyterLab through Lattice's proxy, runs a cell, stops the notebook, starts it again,
-and finds her file still there. Everything real: uvicorn serving the ASGI app (pages,
-websocket stream, /nb/ proxy), a Celery worker thread as the control plane and the local
-host's agent, Docker running the locally built notebook image.
+JupyterLab (through Lattice's launch, on the notebook's own origin, nb-<id>.localhost),
+runs a cell, stops the notebook, starts it again, and finds her file still there.
+Everything real: uvicorn serving the ASGI app (pages, websocket stream, the launch and
+the notebook proxy), a Celery worker thread as the control plane and the local host's
+agent, Docker running the locally built notebook image.
 """
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -24,6 +26,7 @@ from tests.browser.conftest import (
     _remove_volumes,
     _wait_for_status,
     create_notebook,
+    jupyter_api,
     log_in,
     run_in_new_notebook,
 )
@@ -108,9 +111,11 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         lab = opened.value
         lab.set_default_timeout(JUPYTER_MS)
         lab.wait_for_load_state()
-        assert lab.url.startswith(f"{asgi_live_server}/nb/{notebook.pk}/")
+        # Not on Lattice's origin: on the notebook's own, on the same port.
+        port = urlsplit(asgi_live_server).port
+        assert lab.url.startswith(f"http://nb-{notebook.pk}.localhost:{port}/nb/{notebook.pk}/")
         run_in_new_notebook(lab, f"/nb/{notebook.pk}", "Story.ipynb", "print(6*7)", shows="42")
-        contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
+        contents = jupyter_api(lab, "GET", f"/nb/{notebook.pk}/api/contents")["json"]
         notebooks_made = [f["name"] for f in contents["content"] if f["name"].endswith(".ipynb")]
         assert notebooks_made, contents
         lab.close()
@@ -137,7 +142,7 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         lab.wait_for_load_state()
         for name in notebooks_made:
             lab.locator(".jp-DirListing-item", has_text=name).first.wait_for()
-        contents = lab.request.get(f"/nb/{notebook.pk}/api/contents").json()
+        contents = jupyter_api(lab, "GET", f"/nb/{notebook.pk}/api/contents")["json"]
         assert set(notebooks_made) <= {f["name"] for f in contents["content"]}
         lab.close()
 

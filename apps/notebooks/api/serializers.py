@@ -15,6 +15,7 @@ from rest_framework import serializers
 from apps.machines.models import MachineType
 from apps.notebooks import lifecycle
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
+from apps.notebooks.origin import launch_path
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import template_choices
 
@@ -53,7 +54,11 @@ class NotebookSerializer(serializers.ModelSerializer):
         help_text="Minutes of idleness before it is stopped (its own, or the team's); 0 = never.",
     )
     open_url = serializers.SerializerMethodField(
-        help_text="Where JupyterLab opens while the notebook runs; null otherwise.",
+        help_text=(
+            "Where JupyterLab opens while the notebook runs (null otherwise): a path on "
+            "Lattice that lets the signed-in person in to the notebook's own origin, "
+            "nb-<id>.<user-content domain>."
+        ),
     )
     session = serializers.SerializerMethodField(help_text="The latest session, if it ever ran.")
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
@@ -88,7 +93,7 @@ class NotebookSerializer(serializers.ModelSerializer):
         return lifecycle.idle_capped(minutes, self.context["idle_limit"])
 
     def get_open_url(self, notebook: Notebook) -> str | None:
-        return f"/nb/{notebook.pk}/" if notebook.status == Status.RUNNING else None
+        return launch_path(notebook.pk) if notebook.status == Status.RUNNING else None
 
     @extend_schema_field(NotebookSessionSerializer(allow_null=True))
     def get_session(self, notebook: Notebook) -> dict[str, Any] | None:
