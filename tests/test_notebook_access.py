@@ -24,7 +24,6 @@ from django.db import transaction
 from django.test import Client
 
 from apps.accounts.models import PersonalAccessToken
-from apps.core.revocation import access_changed
 from apps.notebooks import origin, services
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.proxy import NOT_LET_IN, _forwarded_cookies, _response_headers
@@ -156,13 +155,11 @@ def redeem(notebook, ticket: str) -> httpx.Response:
 
 
 def remove(team, actor, user) -> None:
-    """Take ``user`` out of ``team`` and say so to their open connections (what the teams
-    service signals; said here too so this test does not depend on it)."""
+    """Take ``user`` out of ``team`` (the teams service tells their open connections)."""
     with transaction.atomic():
         member_remove(
             team=team, actor=actor, member=Membership.objects.for_team(team).get(user=user)
         )
-        access_changed(user_id=user.pk, team_id=team.pk)
 
 
 # --- the launch on Lattice's origin -------------------------------------------------------
@@ -376,6 +373,27 @@ def test_a_changed_password_ends_the_notebook_origins_cookie(notebook, running, 
     bob.save()
 
     assert browser.get(nb_url(notebook)).status_code == 403
+
+
+def sign_out(browser: Browser) -> None:
+    """Sign the browser out of Lattice the way a person does (allauth's logout)."""
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = browser.jar[LATTICE][
+        settings.SESSION_COOKIE_NAME
+    ]
+    assert client.post("/accounts/logout/").status_code == 302
+
+
+def test_signing_out_of_lattice_ends_the_notebook_origins_cookie(notebook, running, bob):
+    browser = Browser(bob)
+    assert browser.get(f"/nb/{notebook.pk}/lab").status_code == 200
+    stays = Browser(bob)  # another browser of bob's, signed in on its own
+    assert stays.get(f"/nb/{notebook.pk}/lab").status_code == 200
+
+    sign_out(browser)
+
+    assert browser.get(nb_url(notebook)).status_code == 403
+    assert stays.get(nb_url(notebook)).status_code == 200
 
 
 def test_the_notebook_origin_refuses_changes_sent_from_another_page(
@@ -634,8 +652,6 @@ def test_a_member_made_viewer_loses_the_websocket_but_others_keep_theirs(
         with transaction.atomic():
             member = Membership.objects.for_team(acme).get(user=bob)
             member_change_role(team=acme, actor=alice, member=member, role=Role.VIEWER)
-            access_changed(user_id=bob.pk, team_id=acme.pk)
-            access_changed(user_id=alice.pk, team_id=acme.pk)  # nothing changed for her
 
     path = f"/nb/{notebook.pk}/api/kernels/k/channels"
     bobs, alices = headers_for(bob), headers_for(alice)
@@ -657,6 +673,37 @@ def test_a_member_made_viewer_loses_the_websocket_but_others_keep_theirs(
 
     assert closed["type"] == "websocket.close"
     assert echoed == "still here"
+
+
+def test_signing_out_closes_the_open_websocket_at_once(notebook, running, bob, echo_jupyter):
+    from channels.db import database_sync_to_async
+
+    from config.asgi import application
+
+    browser = Browser(bob)
+    browser.get(f"/nb/{notebook.pk}/lab")
+    headers = [
+        (b"host", nb_host(notebook).encode()),
+        (b"origin", f"http://{nb_host(notebook)}".encode()),
+        (b"cookie", f"{origin.COOKIE_NAME}={browser.notebook_cookie(notebook)}".encode()),
+    ]
+
+    async def run() -> tuple[dict, float]:
+        communicator = WebsocketCommunicator(
+            application, f"/nb/{notebook.pk}/api/kernels/k/channels", headers=headers
+        )
+        assert (await communicator.connect(timeout=10))[0]
+        began = time.monotonic()
+        await database_sync_to_async(sign_out)(browser)
+        closed = await communicator.receive_output(timeout=1)
+        took = time.monotonic() - began
+        await communicator.wait(timeout=1)
+        return closed, took
+
+    closed, took = async_to_sync(run)()
+
+    assert closed["type"] == "websocket.close"
+    assert took < 1.0
 
 
 def test_a_browser_that_leaves_mid_upload_gets_nothing_sent_on(notebook, running, bob):

@@ -278,3 +278,103 @@ def test_a_consumer_may_not_replace_the_revocation_hooks(method):
 
     with pytest.raises(TypeError, match=method):
         type("Sneaky", (TeamConsumer,), {method: skip})
+
+
+def _browser_session(user):
+    """A signed-in browser (Django's test client) and the stored session it holds."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return client, import_module(settings.SESSION_ENGINE).SessionStore(key)
+
+
+def _sign_out(client, other, bob):
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302, response.content
+
+
+def _change_password_elsewhere(client, other, bob):
+    from tests.factories import PASSWORD
+
+    # From another of bob's sessions: that one stays signed in, the socket's goes stale.
+    response = other.post(
+        "/accounts/password/change/",
+        {
+            "oldpassword": PASSWORD,
+            "password1": "a new one for bob 42",
+            "password2": "a new one for bob 42",
+        },
+    )
+    assert response.status_code == 302, response.content
+
+
+@pytest.mark.parametrize(
+    "end", [_sign_out, _change_password_elsewhere], ids=["signed-out", "password-changed"]
+)
+def test_ending_the_browser_session_closes_its_socket_within_a_second(acme, alice, bob, end):
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    from apps.core import stream
+
+    client, session = _browser_session(bob)
+    other, _ = _browser_session(bob)
+
+    async def run():
+        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
+        communicator.scope["user"] = bob
+        communicator.scope["session"] = session
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        await sync_to_async(end)(client, other, bob)
+        ended_at = time.monotonic()
+        closed = await communicator.receive_output(timeout=1)
+        waited = time.monotonic() - ended_at
+        await communicator.disconnect()
+        return closed, waited
+
+    stream.reset_for_tests()
+    try:
+        closed, waited = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert closed == {"type": "websocket.close", "code": 4404}
+    assert waited < 1.0
+
+
+def test_another_of_the_users_sessions_signing_out_keeps_the_socket(acme, alice, bob):
+    from asgiref.sync import sync_to_async
+
+    from apps.core import stream
+
+    _, session = _browser_session(bob)
+    other, _ = _browser_session(bob)
+
+    async def run():
+        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
+        communicator.scope["user"] = bob
+        communicator.scope["session"] = session
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        await sync_to_async(_sign_out)(other, None, bob)
+        quiet = await communicator.receive_nothing(timeout=1)
+        await communicator.send_json_to({"n": 1})
+        reply = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return quiet, reply
+
+    stream.reset_for_tests()
+    try:
+        quiet, reply = async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+    assert quiet
+    assert reply["echo"] == {"n": 1}

@@ -29,6 +29,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
 from apps.core.revocation import user_group
+from apps.core.sessions import session_signs_in
 from apps.core.stream import register_server_loop
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
@@ -56,6 +57,7 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     )
     _SEALED_HINT = "Implement team_connected, team_receive_json and disconnect instead."
     _user_group: str | None = None
+    _session_key: str | None = None
     _access_lost = False
 
     async def _current_membership(self) -> Any:
@@ -76,6 +78,8 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
                 register_server_loop(asyncio.get_running_loop())
             self._user_group = user_group(user.pk)
             await self.channel_layer.group_add(self._user_group, self.channel_name)
+        session = self.scope.get("session")
+        self._session_key = getattr(session, "session_key", None)
         membership = await self._current_membership()
         if membership is None:
             await self._leave_user_group()
@@ -102,15 +106,26 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         await self.access_still_held()
 
     async def access_still_held(self) -> bool:
-        """Check the membership and the permission again; close the socket if they are gone."""
+        """Check the membership, the permission and the browser session that opened the
+        socket again (signed out, or a new password, ends it); close the socket if gone."""
         membership = await self._current_membership()
-        if membership is None or membership.team_id != self.team.pk:
+        if (
+            membership is None
+            or membership.team_id != self.team.pk
+            or not await self._session_still_signed_in()
+        ):
             self._access_lost = True
             await self._leave_user_group()
             await self.close(code=CLOSE_NOT_A_MEMBER)
             return False
         self.membership = membership
         return True
+
+    async def _session_still_signed_in(self) -> bool:
+        if self._session_key is None:
+            return True  # not opened by a browser session (a test's scope): nothing to end
+        user_id = self.scope["user"].pk
+        return bool(await database_sync_to_async(session_signs_in)(self._session_key, user_id))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if self._access_lost and message.get("type") != "websocket.disconnect":

@@ -53,8 +53,12 @@ class NotebookLaunch:
         if isinstance(target, Refusal):
             await self._refuse(scope, send, target)
             return
+        session = scope.get("session")
         ticket = await database_sync_to_async(ticket_issue)(
-            user=user, notebook_id=notebook_id, path=request_path(scope)
+            user=user,
+            notebook_id=notebook_id,
+            path=request_path(scope),
+            session_key=getattr(session, "session_key", None),
         )
         origin = notebook_origin(
             notebook_id, lattice_host=header(scope, b"host"), secure=is_secure(scope)

@@ -32,6 +32,8 @@ from django.core.cache import cache
 from django.http.request import split_domain_port
 from django.utils.crypto import constant_time_compare
 
+from apps.core.sessions import session_signs_in
+
 if TYPE_CHECKING:
     from apps.accounts.models import User
 
@@ -90,21 +92,32 @@ def is_secure(scope: dict[str, Any]) -> bool:
 class Admission:
     user: User
     path: str
+    grant: str
 
 
 def _nonce_key(nonce: str) -> str:
     return f"lattice:notebook-ticket:{nonce}"
 
 
-def ticket_issue(*, user: User, notebook_id: int, path: str) -> str:
-    """A single-use ticket that lets ``user`` into notebook ``notebook_id`` at ``path``."""
-    nonce = secrets.token_urlsafe(18)
+def _grant_key(grant: str) -> str:
+    return f"lattice:notebook-grant:{grant}"
+
+
+def ticket_issue(*, user: User, notebook_id: int, path: str, session_key: str | None) -> str:
+    """A single-use ticket that lets ``user`` into notebook ``notebook_id`` at ``path``, for
+    as long as the Lattice session ``session_key`` that asked stays signed in.
+
+    The cookie it turns into names a grant, not the session: the session's key stays on
+    Lattice's side (the cache maps the grant to it), never in a cookie of another origin."""
+    nonce, grant = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     cache.set(_nonce_key(nonce), user.pk, timeout=TICKET_SECONDS)
+    cache.set(_grant_key(grant), session_key or "", timeout=settings.SESSION_COOKIE_AGE)
     payload = {
         "u": user.pk,
         "n": notebook_id,
         "p": path,
         "x": nonce,
+        "g": grant,
         "h": user.get_session_auth_hash(),
     }
     return signing.dumps(payload, salt=_TICKET_SALT)
@@ -121,18 +134,18 @@ def ticket_redeem(ticket: str, *, notebook_id: int) -> Admission | None:
     path = payload.get("p")
     if not isinstance(path, str) or not path.startswith(f"/nb/{notebook_id}/"):
         return None
-    user = _current_user(payload.get("u"), payload.get("h"))
+    user = _current_user(payload.get("u"), payload.get("h"), payload.get("g"))
     # Last: a ticket for the wrong notebook or person is refused without being spent.
     if user is None or not cache.delete(_nonce_key(str(payload.get("x")))):
         return None
-    return Admission(user=user, path=path)
+    return Admission(user=user, path=path, grant=str(payload["g"]))
 
 
 # --- the cookie on the notebook's origin ----------------------------------------------------
 
 
-def cookie_value(*, user: User, notebook_id: int) -> str:
-    payload = {"u": user.pk, "n": notebook_id, "h": user.get_session_auth_hash()}
+def cookie_value(*, user: User, notebook_id: int, grant: str) -> str:
+    payload = {"u": user.pk, "n": notebook_id, "g": grant, "h": user.get_session_auth_hash()}
     return signing.dumps(payload, salt=f"{_COOKIE_SALT}.{notebook_id}")
 
 
@@ -143,7 +156,8 @@ def cookie_header(value: str, *, secure: bool) -> bytes:
 
 
 def cookie_user(value: str | None, *, notebook_id: int) -> User | None:
-    """The person a notebook origin's cookie names, while their password is unchanged."""
+    """The person a notebook origin's cookie names, while their password is unchanged and
+    the Lattice session that launched the notebook is signed in."""
     if not value:
         return None
     try:
@@ -156,13 +170,18 @@ def cookie_user(value: str | None, *, notebook_id: int) -> User | None:
         return None
     if not isinstance(payload, dict) or payload.get("n") != notebook_id:
         return None
-    return _current_user(payload.get("u"), payload.get("h"))
+    return _current_user(payload.get("u"), payload.get("h"), payload.get("g"))
 
 
-def _current_user(user_id: object, auth_hash: object) -> User | None:
+def _current_user(user_id: object, auth_hash: object, grant: object) -> User | None:
     if not isinstance(user_id, int) or not isinstance(auth_hash, str):
+        return None
+    if not isinstance(grant, str):
         return None
     user: User | None = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if user is None or not constant_time_compare(user.get_session_auth_hash(), auth_hash):
+        return None
+    # Signed out of Lattice (or the session ended from the sessions page): out of here too.
+    if not session_signs_in(cache.get(_grant_key(grant)), user.pk):
         return None
     return user

@@ -284,7 +284,7 @@ class NotebookHTTPProxy:
                 "open the notebook again from its page in Lattice.",
             )
             return
-        value = cookie_value(user=admission.user, notebook_id=notebook_id)
+        value = cookie_value(user=admission.user, notebook_id=notebook_id, grant=admission.grant)
         await plain_response(
             send,
             302,

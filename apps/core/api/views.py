@@ -12,17 +12,14 @@ its request (a log follow) asks ``access_check()`` for a check to run as it goes
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from rest_framework import exceptions, generics
 
 from apps.accounts.models import PersonalAccessToken
+from apps.core.sessions import session_signs_in
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in, role_in
@@ -98,7 +95,7 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
             if token_id is None:
                 # A browser session: it must still be there (not signed out) and still
                 # match the password (a change signs every other session out).
-                return session_key is not None and _session_signed_in(session_key, user_id)
+                return session_key is not None and session_signs_in(session_key, user_id)
             return (
                 PersonalAccessToken.objects.filter(pk=token_id, revoked_at__isnull=True)
                 .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
@@ -109,18 +106,3 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
 
     def get_team_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError
-
-
-def _session_signed_in(session_key: str, user_id: int) -> bool:
-    """Whether the stored session ``session_key`` still signs ``user_id`` in: not signed out
-    or ended, and made under the user's current password (as django.contrib.auth.get_user
-    checks it, fallback keys included), read without changing it."""
-    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
-    if str(data.get(SESSION_KEY)) != str(user_id) or not data.get(HASH_SESSION_KEY):
-        return False
-    user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        return False
-    stored = str(data[HASH_SESSION_KEY])
-    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
-    return any(constant_time_compare(stored, expected) for expected in hashes)
