@@ -1,8 +1,16 @@
-"""The host agent (`manage.py agent`): the broker, never the database.
+"""The host agent (`manage.py agent`): its own broker user and key, nothing of the trusted tier.
 
-A GPU host runs strangers' code, so the agent holds no database credentials:
-its database is Django's dummy backend, which refuses every query. What it
-learns travels to the control plane as tasks on the broker (REDIS_URL).
+A GPU host runs strangers' code, so whatever the agent holds is assumed stolen (docs/hosts.md,
+"Host threat model"). It holds:
+
+- LATTICE_AGENT_BROKER_URL: its host's own Redis user (apps.machines.broker), which reaches
+  its queue and the inbox and nothing else;
+- its signing key, in LATTICE_AGENT_KEY_FILE (made at its first join, mode 0600; see
+  config/settings/base.py).
+
+It holds no database credentials (Django's dummy backend refuses every query), and none of
+the trusted tier's Redis: REDIS_URL is refused here, and the cache, sessions and channel
+layer are this process's own, never Redis (Django's cache pickles what it stores).
 """
 
 from __future__ import annotations
@@ -12,12 +20,33 @@ import secrets
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *
-from .base import REDIS_URL, env
+from .base import env
 
 DEBUG = False
-# The agent signs nothing; a per-process key keeps Django satisfied without a shared secret.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or secrets.token_urlsafe(50)
+# The agent signs nothing with it; a per-process key keeps Django satisfied without a shared
+# secret (its messages are signed with its host's key, LATTICE_AGENT_KEY_FILE).
+SECRET_KEY = secrets.token_urlsafe(50)
 DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+
+if env.str("REDIS_URL", default=""):
+    raise ImproperlyConfigured(
+        "The agent must not have REDIS_URL (the trusted tier's Redis): give it only its "
+        "own broker URL, LATTICE_AGENT_BROKER_URL, from manage.py create_join_token.",
+    )
+REDIS_URL = ""
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-if not REDIS_URL:
-    raise ImproperlyConfigured("The agent needs REDIS_URL: it reaches the control plane there.")
+CHANNEL_LAYERS = {}
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+LATTICE_AGENT_BROKER_URL = env.str("LATTICE_AGENT_BROKER_URL", default="")
+if not LATTICE_AGENT_BROKER_URL:
+    raise ImproperlyConfigured(
+        "The agent needs LATTICE_AGENT_BROKER_URL: its host's broker URL, which "
+        "manage.py create_join_token --host NAME prints on the control plane.",
+    )
+CELERY_BROKER_URL = LATTICE_AGENT_BROKER_URL
+CELERY_BROKER_TRANSPORT = "apps.core.broker:Transport"
+# Its broker user has no pub/sub channels: no remote control, events, gossip or mingle.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
