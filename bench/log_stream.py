@@ -3,8 +3,11 @@
 The real log path, end to end: a container (the notebook image's python)
 prints RATE numbered lines a second for SECONDS, each line "<n> <time.time()>";
 the agent's LogShipper (apps.machines.logship.ship_logs, as agent_start calls
-it) follows the Docker log and publishes frames with stream_publish (Redis
-buffer + channels_redis group); a web server subprocess (uvicorn, as in production) serving
+it, for host "local") follows the Docker log and sends signed frames to the
+inbox (Redis); a control worker in this process (four threads, as compose runs
+it) checks each against the notebook session placed on that host and publishes
+it with stream_publish_frame (Redis buffer + channels_redis group); a web server
+subprocess (uvicorn, as in production) serving
 config.asgi:application (settings config.settings.local, Redis channel layer)
 runs NotebookStreamConsumer for each viewer; 100, then 500, websocket viewers
 (the websockets client, in a few processes of their own) log in with a session
@@ -223,6 +226,31 @@ def histogram_percentile(histogram: dict[int, int], q: float) -> float:
     return float(max(histogram))
 
 
+def placed_session(team: Any, machine: Any, notebook: Any, image: str) -> Any:
+    """A running session of ``notebook`` placed on host "local": the control plane publishes
+    only frames of workloads placed on the host that sends them."""
+    from apps.machines.models import Host, Placement
+    from apps.notebooks.models import NotebookSession, Status
+
+    host = Host.objects.get(name="local")
+    placement = Placement.objects.create(
+        host=host, machine_type=machine, team=team, workload="-", vcpus=1, memory_gib=1
+    )
+    session = NotebookSession.objects.for_team(team).create(
+        team=team,
+        notebook=notebook,
+        machine_type=machine,
+        template="scipy",
+        image=image,
+        host=host,
+        placement=placement,
+        status=Status.RUNNING,
+        jupyter_token=uuid.uuid4().hex,
+    )
+    Placement.objects.filter(pk=placement.pk).update(workload=session.workload)
+    return session
+
+
 def one_run(
     web: Any,
     people: tuple[Any, Any, Any],
@@ -247,6 +275,7 @@ def one_run(
         template="scipy",
         machine_type=machine,
     )
+    session = placed_session(team, machine, notebook, image)
     total = int(rate * seconds)
     url = f"ws://127.0.0.1:{web.port}/ws/teams/{team.slug}/notebooks/{notebook.pk}/"
     origin = f"http://127.0.0.1:{web.port}"
@@ -271,7 +300,7 @@ def one_run(
     web = psutil.Process(web.process.pid)
     runtime = DockerRuntime()
     spec = Spec(
-        name=f"bench-logs-{uuid.uuid4().hex[:8]}",
+        name=session.workload,
         image=image,
         command=["python3", "-c", PRODUCER, str(rate), str(seconds)],
         vcpus=1.0,
@@ -281,7 +310,7 @@ def one_run(
     cpu_before, wall_before = web.cpu_times(), time.monotonic()
     peak_rss = web.memory_info().rss
     state = runtime.start(spec)
-    shipper = ship_logs(runtime, state, notebook.stream)
+    shipper = ship_logs(runtime, state, "local")
     stop = threading.Event()
     samples: list[float] = []
 
@@ -351,6 +380,10 @@ def main() -> None:
 
     import start_latency as common
 
+    from apps.core.broker import INBOX_QUEUE
+    from apps.core.worker import embedded_worker
+    from apps.machines.inventory import collect
+    from apps.machines.services import host_ensure_local
     from apps.runtimes.images import docker_image_exists, notebook_image
 
     image = notebook_image()
@@ -360,20 +393,23 @@ def main() -> None:
     web = None
     runs = []
     try:
+        host_ensure_local(name="local", inventory=collect(), runtime="docker")
         people = common.make_people()
         cookie = common.session_cookie(people[0])
         web = common.WebServer(database)
-        runs = [
-            one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
-            for viewers in args.viewers
-        ]
+        with embedded_worker(queues=[INBOX_QUEUE], concurrency=4):
+            runs = [
+                one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
+                for viewers in args.viewers
+            ]
     finally:
         if web is not None:
             web.close()
         common.drop_database(database)
     print(
-        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> Redis "
-        f"-> the web server -> websocket viewers (latency: every {SAMPLE_EVERY}th line)"
+        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> the "
+        f"inbox -> the control worker -> Redis -> the web server -> websocket viewers "
+        f"(latency: every {SAMPLE_EVERY}th line)"
     )
     print(
         f"{'viewers':>7} {'connected':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} "
