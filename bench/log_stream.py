@@ -4,10 +4,10 @@ The real log path, end to end: a container (the notebook image's python)
 prints RATE numbered lines a second for SECONDS, each line "<n> <time.time()>";
 the agent's LogShipper (apps.machines.logship.ship_logs, as agent_start calls
 it, for host "local") follows the Docker log and sends signed frames to the
-inbox (Redis); a control worker in this process (four threads, as compose runs
-it) checks each against the notebook session placed on that host and publishes
-it with stream_publish_frame (Redis buffer + channels_redis group); a web server
-subprocess (uvicorn, as in production) serving
+inbox (Redis); a control worker subprocess (`celery worker --queues inbox`,
+four threads, as compose runs it) checks each against the notebook session
+placed on that host and publishes it with stream_publish_frame (Redis buffer +
+channels_redis group); a web server subprocess (uvicorn, as in production) serving
 config.asgi:application (settings config.settings.local, Redis channel layer)
 runs NotebookStreamConsumer for each viewer; 100, then 500, websocket viewers
 (the websockets client, in a few processes of their own) log in with a session
@@ -226,6 +226,57 @@ def histogram_percentile(histogram: dict[int, int], q: float) -> float:
     return float(max(histogram))
 
 
+@contextlib.contextmanager
+def control_worker(database: str) -> Any:
+    """The control worker for the inbox, in a process of its own as in production."""
+    import os
+    import subprocess
+    import tempfile
+
+    import start_latency as common
+    from django.conf import settings
+
+    log = tempfile.NamedTemporaryFile(prefix="lattice-bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": common.database_url(database),
+        "REDIS_URL": settings.REDIS_URL,
+        "LATTICE_LOG_LEVEL": "INFO",
+    }
+    command = ["celery", "-A", "config", "worker", "--queues", "inbox", "--pool", "threads"]
+    command += ["--concurrency", "4", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    process = subprocess.Popen(
+        [str(common.ROOT / ".venv" / "bin" / command[0]), *command[1:]],
+        cwd=common.ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in Path(log.name).read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the worker did not start: {Path(log.name).read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        yield
+    finally:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            used = psutil.Process(process.pid).cpu_times()
+            print(f"control worker CPU: {used.user + used.system:.1f} s", file=sys.stderr)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        print(f"control worker log: {log.name}", file=sys.stderr)
+
+
 def placed_session(team: Any, machine: Any, notebook: Any, image: str) -> Any:
     """A running session of ``notebook`` placed on host "local": the control plane publishes
     only frames of workloads placed on the host that sends them."""
@@ -380,8 +431,6 @@ def main() -> None:
 
     import start_latency as common
 
-    from apps.core.broker import INBOX_QUEUE
-    from apps.core.worker import embedded_worker
     from apps.machines.inventory import collect
     from apps.machines.services import host_ensure_local
     from apps.runtimes.images import docker_image_exists, notebook_image
@@ -397,7 +446,7 @@ def main() -> None:
         people = common.make_people()
         cookie = common.session_cookie(people[0])
         web = common.WebServer(database)
-        with embedded_worker(queues=[INBOX_QUEUE], concurrency=4):
+        with control_worker(database):
             runs = [
                 one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
                 for viewers in args.viewers

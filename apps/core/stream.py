@@ -104,6 +104,10 @@ class _RedisBuffer:
         args: list[str | int] = [body, keep, _KEEP_FOR, source, frame, "1" if force else "0"]
         return int(self._publish_frame(keys=keys, args=args))
 
+    def frame_cursor(self, stream: str, source: str) -> int:
+        value = self.client.hget(f"lattice:stream:{stream}:frames", source)
+        return int(value) if value else 0
+
     def after(self, stream: str, seq: int, limit: int) -> list[tuple[int, str]]:
         rows = self._after(keys=[f"lattice:stream:{stream}:buf"], args=[seq, limit])
         out = []
@@ -135,6 +139,10 @@ class _MemoryBuffer:
                 return _OUT_OF_ORDER
             self.frames[stream, source] = frame
             return self.append(stream, body, keep)
+
+    def frame_cursor(self, stream: str, source: str) -> int:
+        with self.lock:
+            return self.frames.get((stream, source), 0)
 
     def append(self, stream: str, body: str, keep: int) -> int:
         with self.lock:
@@ -207,10 +215,12 @@ def stream_publish_frame(
     deadline = time.monotonic() + FRAME_WAIT
     while True:
         force = time.monotonic() >= deadline
-        seq = buffer.append_frame(stream, body, keep, source, frame, force=force)
-        if seq != _OUT_OF_ORDER:
-            break
-        time.sleep(0.005)
+        # Wait on the (small) cursor; the frame itself goes to Redis once, when it is due.
+        if force or buffer.frame_cursor(stream, source) >= frame - 1:
+            seq = buffer.append_frame(stream, body, keep, source, frame, force=force)
+            if seq != _OUT_OF_ORDER:
+                break
+        time.sleep(0.002)
     if seq == 0:
         return None
     _fan_out(group_name(stream), {"type": "stream.message", "seq": seq, "body": body})

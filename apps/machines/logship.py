@@ -3,7 +3,10 @@
 One reader thread follows the runtime's log and puts lines on a queue; one
 shipper thread takes them off and sends a frame when it holds
 LATTICE_LOG_BATCH_LINES lines or the oldest has waited LATTICE_LOG_BATCH_SECONDS,
-whichever comes first. A frame is one signed "logs" message on the inbox
+whichever comes first: what arrived within that time, or, when lines backed up
+while the last frame was being sent, all of them up to that many (a frame's
+cost to the control plane is mostly per frame, so a backlog is caught up in
+fewer, bigger ones). A frame is one signed "logs" message on the inbox
 (apps.machines.identity): the workload's name, this shipper's id, the frame's
 number and its lines. The control plane publishes it to the live stream of
 that workload, if the workload is placed on this host, in the order the
