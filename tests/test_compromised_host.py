@@ -35,7 +35,7 @@ from apps.core import stream
 from apps.core.stream import stream_after, stream_last
 from apps.core.worker import embedded_worker
 from apps.machines.broker import broker_user, host_broker_user_remove
-from apps.machines.identity import new_key, seal
+from apps.machines.identity import new_key, seal, signature
 from apps.machines.models import GPUDevice, Host, Placement
 from apps.machines.services import (
     host_register,
@@ -554,6 +554,23 @@ def test_a_ready_endpoint_off_the_hosts_own_address_is_refused(attacker, own_ses
         Status.RUNNING,
         f"http://{ATTACKER_ADDRESS}:40000",
     )
+
+
+def test_a_stale_message_is_refused_even_when_signed(attacker, own_session):
+    # A message seen on the wire (or kept by the host) two hours ago, replayed now.
+    body = {
+        "workload": own_session.workload,
+        "event": "ready",
+        "data": {"endpoint": f"http://{ATTACKER_ADDRESS}:40000"},
+    }
+    envelope = {"v": 1, "host": attacker.name, "kind": "event", "at": time.time() - 7200}
+    envelope["body"] = body
+    envelope["sig"] = signature(attacker.key, envelope)
+    attacker.push("inbox", raw_task("control.inbox", [envelope]))
+    attacker.settle()
+
+    session = NotebookSession.objects.for_team(own_session.team_id).get(pk=own_session.pk)
+    assert (session.status, session.endpoint) == (Status.STARTING, "")
 
 
 def test_log_lines_reach_only_the_hosts_own_workloads_streams(victim, attacker, own_session):
