@@ -87,13 +87,18 @@ def test_a_registered_name_gets_credentials_only_by_rotation(on_redis):
 
     with pytest.raises(CommandError, match="already registered"):
         printed(name)
-    rotated = printed(name, "--rotate")
+    printed(name, "--rotate")
+    rotated = printed(name, "--rotate")  # again: only this one's token joins
 
     old = redis.Redis.from_url(broker_url_in(first))
     with pytest.raises(redis.exceptions.AuthenticationError):
         old.ping()
     assert redis.Redis.from_url(broker_url_in(rotated)).ping()
     assert Host.objects.get(name=name).signing_key == ""
+    assert HostJoinToken.objects.filter(host_name=name, used_at__isnull=True).count() == 1
+    token = re.search(r"latjoin_\S+", rotated).group(0)  # type: ignore[union-attr]
+    key = new_key()
+    assert host_register(name=name, join_token=token, key=key, inventory={}).signing_key == key
 
 
 def test_on_the_embedded_default_there_is_no_broker_user(monkeypatch):

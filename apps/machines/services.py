@@ -144,6 +144,8 @@ def host_rotate_credentials(*, actor: User | None, host: Host, note: str = "") -
     host = Host.objects.select_for_update().get(pk=host.pk)
     host.signing_key = ""
     host.save(update_fields=["signing_key"])
+    # Only the newest token joins it: one made before (and perhaps leaked) no longer does.
+    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
     plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = HostJoinToken.objects.create(
         token_hash=_hash(plaintext),
