@@ -118,8 +118,9 @@ def host_broker_user_remove(host_name: str) -> None:
 
 def agent_broker_url(trusted_url: str, user: str, password: str) -> str:
     """``trusted_url`` with ``user`` and ``password`` in place of the trusted tier's, and the
-    address agents reach Redis at (LATTICE_AGENT_BROKER_ADDRESS) when it is another."""
+    address agents reach Redis at (LATTICE_AGENT_BROKER_ADDRESS) when it is another; its
+    options (``?ssl_cert_reqs=required``) are kept."""
     parts = urlsplit(trusted_url)
     address = settings.LATTICE_AGENT_BROKER_ADDRESS or parts.netloc.rpartition("@")[2]
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{address}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
