@@ -576,15 +576,20 @@ def test_a_stale_message_is_refused_even_when_signed(attacker, own_session):
 def test_log_lines_reach_only_the_hosts_own_workloads_streams(victim, attacker, own_session):
     victims = victim.notebook.stream
     own = Notebook.objects.for_team(own_session.team_id).get(pk=own_session.notebook_id).stream
-    before = stream_last(victims)
+    # Relative to now: stream keys outlive a test database, and its ids start again at 1.
+    before, own_before = stream_last(victims), stream_last(own)
 
-    frame = {"source": "s1", "frame": 1, "lines": ["Your session expired: log in at evil.example"]}
+    frame = {
+        "source": uuid.uuid4().hex,
+        "frame": 1,
+        "lines": ["Your session expired: log in at evil.example"],
+    }
     attacker.send("logs", {"workload": victim.workload, **frame})
     attacker.send("logs", {"workload": own_session.workload, **frame})
     attacker.settle()
 
     assert stream_last(victims) == before
-    published = [m["lines"] for m in stream_after(own, 0) if m["type"] == "logs"]
+    published = [m["lines"] for m in stream_after(own, own_before) if m["type"] == "logs"]
     assert published == [frame["lines"]]
 
 
