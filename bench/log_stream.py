@@ -3,8 +3,11 @@
 The real log path, end to end: a container (the notebook image's python)
 prints RATE numbered lines a second for SECONDS, each line "<n> <time.time()>";
 the agent's LogShipper (apps.machines.logship.ship_logs, as agent_start calls
-it) follows the Docker log and publishes frames with stream_publish (Redis
-buffer + channels_redis group); a web server subprocess (uvicorn, as in production) serving
+it, for host "local") follows the Docker log and sends signed frames to the
+inbox (Redis); a control worker subprocess (`celery worker --queues inbox`,
+four threads, as compose runs it) checks each against the notebook session
+placed on that host and publishes it with stream_publish_frame (Redis buffer +
+channels_redis group); a web server subprocess (uvicorn, as in production) serving
 config.asgi:application (settings config.settings.local, Redis channel layer)
 runs NotebookStreamConsumer for each viewer; 100, then 500, websocket viewers
 (the websockets client, in a few processes of their own) log in with a session
@@ -223,6 +226,82 @@ def histogram_percentile(histogram: dict[int, int], q: float) -> float:
     return float(max(histogram))
 
 
+@contextlib.contextmanager
+def control_worker(database: str) -> Any:
+    """The control worker for the inbox, in a process of its own as in production."""
+    import os
+    import subprocess
+    import tempfile
+
+    import start_latency as common
+    from django.conf import settings
+
+    log = tempfile.NamedTemporaryFile(prefix="lattice-bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": common.database_url(database),
+        "REDIS_URL": settings.REDIS_URL,
+        "LATTICE_LOG_LEVEL": "INFO",
+    }
+    command = ["celery", "-A", "config", "worker", "--queues", "inbox", "--pool", "threads"]
+    command += ["--concurrency", "4", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    process = subprocess.Popen(
+        [str(common.ROOT / ".venv" / "bin" / command[0]), *command[1:]],
+        cwd=common.ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in Path(log.name).read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the worker did not start: {Path(log.name).read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        yield
+    finally:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            used = psutil.Process(process.pid).cpu_times()
+            print(f"control worker CPU: {used.user + used.system:.1f} s", file=sys.stderr)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        print(f"control worker log: {log.name}", file=sys.stderr)
+
+
+def placed_session(team: Any, machine: Any, notebook: Any, image: str) -> Any:
+    """A running session of ``notebook`` placed on host "local": the control plane publishes
+    only frames of workloads placed on the host that sends them."""
+    from apps.machines.models import Host, Placement
+    from apps.notebooks.models import NotebookSession, Status
+
+    host = Host.objects.get(name="local")
+    placement = Placement.objects.create(
+        host=host, machine_type=machine, team=team, workload="-", vcpus=1, memory_gib=1
+    )
+    session = NotebookSession.objects.for_team(team).create(
+        team=team,
+        notebook=notebook,
+        machine_type=machine,
+        template="scipy",
+        image=image,
+        host=host,
+        placement=placement,
+        status=Status.RUNNING,
+        jupyter_token=uuid.uuid4().hex,
+    )
+    Placement.objects.filter(pk=placement.pk).update(workload=session.workload)
+    return session
+
+
 def one_run(
     web: Any,
     people: tuple[Any, Any, Any],
@@ -247,6 +326,7 @@ def one_run(
         template="scipy",
         machine_type=machine,
     )
+    session = placed_session(team, machine, notebook, image)
     total = int(rate * seconds)
     url = f"ws://127.0.0.1:{web.port}/ws/teams/{team.slug}/notebooks/{notebook.pk}/"
     origin = f"http://127.0.0.1:{web.port}"
@@ -271,7 +351,7 @@ def one_run(
     web = psutil.Process(web.process.pid)
     runtime = DockerRuntime()
     spec = Spec(
-        name=f"bench-logs-{uuid.uuid4().hex[:8]}",
+        name=session.workload,
         image=image,
         command=["python3", "-c", PRODUCER, str(rate), str(seconds)],
         vcpus=1.0,
@@ -281,7 +361,7 @@ def one_run(
     cpu_before, wall_before = web.cpu_times(), time.monotonic()
     peak_rss = web.memory_info().rss
     state = runtime.start(spec)
-    shipper = ship_logs(runtime, state, notebook.stream)
+    shipper = ship_logs(runtime, state, "local")
     stop = threading.Event()
     samples: list[float] = []
 
@@ -351,6 +431,8 @@ def main() -> None:
 
     import start_latency as common
 
+    from apps.machines.inventory import collect
+    from apps.machines.services import host_ensure_local
     from apps.runtimes.images import docker_image_exists, notebook_image
 
     image = notebook_image()
@@ -360,20 +442,23 @@ def main() -> None:
     web = None
     runs = []
     try:
+        host_ensure_local(name="local", inventory=collect(), runtime="docker")
         people = common.make_people()
         cookie = common.session_cookie(people[0])
         web = common.WebServer(database)
-        runs = [
-            one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
-            for viewers in args.viewers
-        ]
+        with control_worker(database):
+            runs = [
+                one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
+                for viewers in args.viewers
+            ]
     finally:
         if web is not None:
             web.close()
         common.drop_database(database)
     print(
-        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> Redis "
-        f"-> the web server -> websocket viewers (latency: every {SAMPLE_EVERY}th line)"
+        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> the "
+        f"inbox -> the control worker -> Redis -> the web server -> websocket viewers "
+        f"(latency: every {SAMPLE_EVERY}th line)"
     )
     print(
         f"{'viewers':>7} {'connected':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} "

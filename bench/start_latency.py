@@ -563,6 +563,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     )
     args = parser.parse_args()
 
+    from apps.core.broker import INBOX_QUEUE
     from apps.core.worker import embedded_worker
     from apps.machines import agent
     from apps.machines.inventory import collect
@@ -593,7 +594,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         host_ensure_local(name="local", inventory=inventory, runtime="docker")
         user, team, machine = make_people()
         lattice = Lattice(user, team, machine, web)
-        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue("local")]
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue("local")]
         with embedded_worker(queues=queues, concurrency=args.worker_concurrency):
             notebook = lattice.notebook("Bench sequential")
             made.append(notebook)

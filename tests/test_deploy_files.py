@@ -171,15 +171,24 @@ def test_the_image_and_compose_serve_the_same_asgi_application(compose):
     assert compose["services"]["web"]["command"][-1] == "config.asgi:application"
 
 
-def test_the_agent_gets_the_broker_and_the_docker_socket_but_no_database(compose):
+def test_the_agent_gets_its_own_broker_user_and_the_docker_socket_but_no_database(compose):
     agent = compose["services"]["agent"]
     environment = agent["environment"]
 
     assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.agent"
-    assert "REDIS_URL" in environment
-    assert "DATABASE_URL" not in environment
+    assert environment["LATTICE_AGENT_BROKER_URL"] == "${LATTICE_AGENT_BROKER_URL}"
+    assert not {"REDIS_URL", "DATABASE_URL", "DJANGO_SECRET_KEY"} & set(environment)
     assert "env_file" not in agent
     assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
+    # Its key outlives the container: a restart does not need a new join.
+    key_folder = environment["LATTICE_AGENT_KEY_FILE"].rpartition("/")[0]
+    assert f"agent-data:{key_folder}" in agent["volumes"]
+
+
+def test_the_control_worker_consumes_what_agents_send(compose):
+    command = compose["services"]["worker"]["command"]
+
+    assert command[command.index("--queues") + 1].split(",") == ["control", "inbox"]
 
 
 def test_the_agent_holds_no_storage_credentials(compose):

@@ -125,7 +125,7 @@ def test_a_start_still_waiting_for_jupyter_is_not_failed_by_the_reconciler(
         progressed_at=timezone.now() - timedelta(seconds=90),
     )
     with agent._starting_workload(session.workload):
-        report = agent.managed_report()
+        report = agent.managed_report(host.name)
         agent_report(host.name)
 
     entry = next(w for w in report if w["name"] == session.workload)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from docker.errors import NotFound
 
 from apps.machines.agent import agent_report, agent_start, spec_to_task
+from apps.machines.identity import identity_set, new_key
 from apps.machines.models import GPUAllocation, GPUDevice, Host, Placement
 from apps.machines.scheduler import placement_create
 from apps.machines.tasks import reconcile
@@ -32,7 +33,9 @@ def host(settings, catalogue, docker_client):
         cpu_count=64,
         memory_bytes=512 * 1024**3,
         last_heartbeat_at=timezone.now(),
+        signing_key=new_key(),
     )
+    identity_set(name, host.signing_key)  # this test process is its agent too
     GPUDevice.objects.create(host=host, uuid=f"GPU-{name}", index=0, name=H100, memory_bytes=1)
     return host
 
@@ -167,9 +170,7 @@ def test_a_report_that_waited_in_the_queue_does_not_judge_newer_placements(host,
     )
 
     for _ in range(3):
-        host_reported(
-            host.name, {"cpu_count": 64, "memory_bytes": 512 * 1024**3}, [], taken.timestamp()
-        )
+        host_reported(host, {"cpu_count": 64, "memory_bytes": 512 * 1024**3}, [], taken.timestamp())
         reconcile()
 
     placement.refresh_from_db()

@@ -9,6 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from apps.machines.identity import new_key
 from apps.machines.models import GPUAllocation, GPUDevice, Host, HostJoinToken, MachineType
 from apps.machines.scheduler import (
     NoCapacityError,
@@ -188,25 +189,46 @@ def test_fifty_threads_on_few_gpus(postgres):
 @pytest.mark.django_db
 class TestJoining:
     def test_a_host_joins_once_with_a_token(self):
-        token = join_token_create(actor=None, note="gpu-7")
+        token = join_token_create(actor=None, host_name="gpu-7", workload_address="10.0.0.7")
         inventory = {"cpu_count": 16, "memory_bytes": 64 * GIB, "disk_bytes": 10**12, "gpus": []}
+        key = new_key()
 
-        host = host_register(name="gpu-7", join_token=token, inventory=inventory)
+        host = host_register(
+            name="gpu-7", join_token=token.join_token, key=key, inventory=inventory
+        )
 
         assert (host.status, host.cpu_count) == (Host.Status.READY, 16)
-        assert token not in str(list(HostJoinToken.objects.values()))
+        assert (host.signing_key, host.workload_address) == (key, "10.0.0.7")
+        assert token.join_token not in str(list(HostJoinToken.objects.values()))
         with pytest.raises(HostError, match="not valid"):
-            host_register(name="gpu-8", join_token=token, inventory=inventory)
+            host_register(name="gpu-7", join_token=token.join_token, key=new_key(), inventory={})
+        host.refresh_from_db()
+        assert host.signing_key == key
 
     def test_an_expired_or_wrong_token_is_refused(self):
-        token = join_token_create(actor=None)
+        token = join_token_create(actor=None, host_name="gpu-9").join_token
         HostJoinToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
         with pytest.raises(HostError):
-            host_register(name="gpu-9", join_token=token, inventory={})
+            host_register(name="gpu-9", join_token=token, key=new_key(), inventory={})
         with pytest.raises(HostError):
-            host_register(name="gpu-9", join_token="latjoin_guess", inventory={})
+            host_register(name="gpu-9", join_token="latjoin_guess", key=new_key(), inventory={})
         assert not Host.objects.filter(name="gpu-9").exists()
+
+    def test_a_token_joins_only_the_name_it_was_made_for(self):
+        token = join_token_create(actor=None, host_name="gpu-10").join_token
+
+        with pytest.raises(HostError, match="not made for a host named gpu-11"):
+            host_register(name="gpu-11", join_token=token, key=new_key(), inventory={})
+        assert not Host.objects.filter(name="gpu-11").exists()
+
+    def test_no_token_is_made_for_a_name_a_host_holds(self):
+        Host.objects.create(name="gpu-12", signing_key=new_key())
+
+        with pytest.raises(HostError, match="already registered"):
+            join_token_create(actor=None, host_name="gpu-12")
+        with pytest.raises(HostError, match="not a host name"):
+            join_token_create(actor=None, host_name="gpu-*")
 
 
 @pytest.mark.django_db

@@ -9,6 +9,8 @@ real Redis.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -393,3 +395,64 @@ def test_through_the_asgi_server_a_removed_members_socket_closes_within_a_second
 
     assert code == 4404
     assert waited < 1.0
+
+
+def test_log_frames_go_out_in_their_shippers_order_whatever_order_they_arrive(notebook):
+    # The control worker handles agents' frames several at once: frame 2 may be handled
+    # before frame 1. It waits for frame 1; a replayed frame 1 is dropped; so is one that
+    # comes after a later frame of its shipper went out.
+    import threading
+
+    from apps.core.stream import stream_publish_frame
+
+    def frame(n: int, source: str = "shipper-a") -> None:
+        stream_publish_frame(
+            notebook.stream, {"type": "logs", "lines": [str(n)]}, source=source, frame=n
+        )
+
+    second = threading.Thread(target=frame, args=(2,))
+    second.start()
+    time.sleep(0.2)  # frame 2 is waiting for frame 1
+    assert stream_last(notebook.stream) == 0
+    frame(1)
+    second.join()
+    frame(1)  # a replay
+    frame(1, source="shipper-b")  # another shipper (an agent restarted) numbers its own
+
+    assert log_numbers(stream_after(notebook.stream, 0)) == [1, 2, 1]
+
+
+def test_a_lost_frame_holds_the_next_one_back_only_a_moment(notebook, monkeypatch):
+    from apps.core.stream import stream_publish_frame
+
+    monkeypatch.setattr(stream, "FRAME_WAIT", 0.3)
+    began = time.monotonic()
+    stream_publish_frame(notebook.stream, {"type": "logs", "lines": ["3"]}, source="s", frame=3)
+    waited = time.monotonic() - began
+    stream_publish_frame(notebook.stream, {"type": "logs", "lines": ["2"]}, source="s", frame=2)
+
+    assert 0.3 <= waited < 2
+    assert log_numbers(stream_after(notebook.stream, 0)) == [3]
+
+
+def test_the_redis_buffer_orders_frames_atomically(redis_url, settings):
+    import redis
+
+    settings.REDIS_URL = redis_url
+    buffer = stream._RedisBuffer(redis_url)
+    name = f"test-frames-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+
+    try:
+        early = buffer.append_frame(name, '{"n":2}', 10, "s", 2, force=False)
+        first = buffer.append_frame(name, '{"n":1}', 10, "s", 1, force=False)
+        second = buffer.append_frame(name, '{"n":2}', 10, "s", 2, force=False)
+        replay = buffer.append_frame(name, '{"n":1}', 10, "s", 1, force=False)
+        skipped = buffer.append_frame(name, '{"n":5}', 10, "s", 5, force=True)
+        late = buffer.append_frame(name, '{"n":4}', 10, "s", 4, force=False)
+    finally:
+        keys = client.keys(f"lattice:stream:{name}:*")
+        assert len(keys) == 3
+        client.delete(*keys)
+
+    assert (early, first, second, replay, skipped, late) == (-1, 1, 2, 0, 3, 0)

@@ -14,6 +14,11 @@ The channel layer is never the only copy: the buffer is (Redis, or this
 process's memory on the embedded default), and so are the durable rows
 (notebook events) and the workload's own log.
 
+Log frames come from agents through the control worker's inbox, which runs
+several at once: ``stream_publish_frame`` publishes frame n of a source (one
+agent's shipper) only after frame n - 1, waiting a moment for it, and drops a
+frame that arrives after a later one of its source went out (a replay).
+
 Backends follow the channel layer: Redis (channels-redis) with a Redis
 buffer, or, on the embedded default, the in-memory layer with an in-process
 buffer. The in-memory layer lives on the web server's event loop, so
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -47,8 +53,27 @@ local start = tonumber(ARGV[1]) + 1 - tonumber(string.match(first, '^(%d+)'))
 if start < 0 then start = 0 end
 return redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)
 """
+# Frame ARGV[5] of source ARGV[4]: 0 when it or a later one already went out, -1 while
+# its predecessor has not (unless ARGV[6] says publish anyway), else its number.
+_PUBLISH_FRAME = """
+local last = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
+local frame = tonumber(ARGV[5])
+if frame <= last then return 0 end
+if frame > last + 1 and ARGV[6] ~= '1' then return -1 end
+redis.call('HSET', KEYS[3], ARGV[4], frame)
+local seq = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return seq
+"""
 # Streams nobody writes to for this long are forgotten (seconds).
 _KEEP_FOR = 7 * 24 * 3600
+# How long a log frame waits for the one before it (seconds): lost, it is not coming.
+FRAME_WAIT = 2.0
+_OUT_OF_ORDER = -1
 
 
 def group_name(stream: str) -> str:
@@ -61,11 +86,27 @@ class _RedisBuffer:
 
         self.client = redis.Redis.from_url(url)
         self._publish = self.client.register_script(_PUBLISH)
+        self._publish_frame = self.client.register_script(_PUBLISH_FRAME)
         self._after = self.client.register_script(_AFTER)
 
     def append(self, stream: str, body: str, keep: int) -> int:
         keys = [f"lattice:stream:{stream}:seq", f"lattice:stream:{stream}:buf"]
         return int(self._publish(keys=keys, args=[body, keep, _KEEP_FOR]))
+
+    def append_frame(
+        self, stream: str, body: str, keep: int, source: str, frame: int, *, force: bool
+    ) -> int:
+        keys = [
+            f"lattice:stream:{stream}:seq",
+            f"lattice:stream:{stream}:buf",
+            f"lattice:stream:{stream}:frames",
+        ]
+        args: list[str | int] = [body, keep, _KEEP_FOR, source, frame, "1" if force else "0"]
+        return int(self._publish_frame(keys=keys, args=args))
+
+    def frame_cursor(self, stream: str, source: str) -> int:
+        value = self.client.hget(f"lattice:stream:{stream}:frames", source)
+        return int(value) if value else 0
 
     def after(self, stream: str, seq: int, limit: int) -> list[tuple[int, str]]:
         rows = self._after(keys=[f"lattice:stream:{stream}:buf"], args=[seq, limit])
@@ -82,9 +123,26 @@ class _RedisBuffer:
 
 class _MemoryBuffer:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.seq: dict[str, int] = {}
         self.buffers: dict[str, deque[tuple[int, str]]] = {}
+        self.frames: dict[tuple[str, str], int] = {}
+
+    def append_frame(
+        self, stream: str, body: str, keep: int, source: str, frame: int, *, force: bool
+    ) -> int:
+        with self.lock:
+            last = self.frames.get((stream, source), 0)
+            if frame <= last:
+                return 0
+            if frame > last + 1 and not force:
+                return _OUT_OF_ORDER
+            self.frames[stream, source] = frame
+            return self.append(stream, body, keep)
+
+    def frame_cursor(self, stream: str, source: str) -> int:
+        with self.lock:
+            return self.frames.get((stream, source), 0)
 
     def append(self, stream: str, body: str, keep: int) -> int:
         with self.lock:
@@ -141,6 +199,30 @@ def stream_publish(stream: str, message: dict[str, Any]) -> int:
     """Number ``message``, keep it in the backlog, send it to the stream's viewers; its number."""
     body = json.dumps(message, separators=(",", ":"))
     seq = _the_buffer().append(stream, body, settings.LATTICE_STREAM_BACKLOG)
+    _fan_out(group_name(stream), {"type": "stream.message", "seq": seq, "body": body})
+    return seq
+
+
+def stream_publish_frame(
+    stream: str, message: dict[str, Any], *, source: str, frame: int
+) -> int | None:
+    """Publish frame ``frame`` (1, 2, ...) of ``source``'s frames to ``stream``, in order:
+    after frame - 1, waiting up to FRAME_WAIT for it; its number, or None when it came too
+    late (that frame or a later one of ``source`` already went out)."""
+    body = json.dumps(message, separators=(",", ":"))
+    buffer = _the_buffer()
+    keep = settings.LATTICE_STREAM_BACKLOG
+    deadline = time.monotonic() + FRAME_WAIT
+    while True:
+        force = time.monotonic() >= deadline
+        # Wait on the (small) cursor; the frame itself goes to Redis once, when it is due.
+        if force or buffer.frame_cursor(stream, source) >= frame - 1:
+            seq = buffer.append_frame(stream, body, keep, source, frame, force=force)
+            if seq != _OUT_OF_ORDER:
+                break
+        time.sleep(0.002)
+    if seq == 0:
+        return None
     _fan_out(group_name(stream), {"type": "stream.message", "seq": seq, "body": body})
     return seq
 

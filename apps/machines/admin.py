@@ -2,10 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 
 from apps.machines.models import GPUDevice, Host, HostJoinToken, MachineType, Placement
-from apps.machines.services import host_set_draining, join_token_create
+from apps.machines.services import (
+    HostCredentials,
+    HostError,
+    host_delete,
+    host_name_check,
+    host_revoke,
+    host_rotate_credentials,
+    host_set_draining,
+    join_token_create,
+)
 
 
 @admin.register(MachineType)
@@ -45,9 +55,23 @@ class GPUDeviceInline(admin.TabularInline):
     can_delete = False
 
 
+def _show_credentials(admin_view: Any, request: Any, credentials: HostCredentials) -> None:
+    from apps.machines.management.commands.create_join_token import credentials_text
+
+    admin_view.message_user(request, credentials_text(credentials), messages.SUCCESS)
+
+
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "last_heartbeat_at", "cpu_count", "runtime", "driver_version")
+    list_display = (
+        "name",
+        "status",
+        "last_heartbeat_at",
+        "cpu_count",
+        "runtime",
+        "workload_address",
+        "driver_version",
+    )
     list_filter = ("status",)
     readonly_fields = (
         "last_heartbeat_at",
@@ -56,8 +80,9 @@ class HostAdmin(admin.ModelAdmin):
         "disk_bytes",
         "driver_version",
     )
+    exclude = ("reported_workloads",)
     inlines = [GPUDeviceInline]
-    actions = ["drain", "undrain"]
+    actions = ["drain", "undrain", "rotate", "revoke"]
 
     @admin.action(description="Drain: no new placements (running work stays)")
     def drain(self, request: Any, queryset: Any) -> None:
@@ -69,27 +94,92 @@ class HostAdmin(admin.ModelAdmin):
         for host in queryset:
             host_set_draining(host=host, draining=False)
 
+    @admin.action(description="Rotate credentials: a new broker password and join token")
+    def rotate(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            _show_credentials(self, request, host_rotate_credentials(actor=request.user, host=host))
+
+    @admin.action(description="Revoke: cut its broker user and key off now, and drain it")
+    def revoke(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            host_revoke(host=host)
+
+    def delete_model(self, request: Any, obj: Host) -> None:
+        host_delete(host=obj)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            host_delete(host=host)
+
+
+class JoinTokenForm(forms.ModelForm):
+    class Meta:
+        model = HostJoinToken
+        fields = ("host_name", "workload_address", "note")
+        help_texts = {
+            "host_name": "The new host's name (letters, digits, - and _): it joins only as this.",
+            "workload_address": "The IP address the host publishes workloads on "
+            "(its LATTICE_WORKLOAD_ADDRESS).",
+        }
+
+    def clean_host_name(self) -> str:
+        name = str(self.cleaned_data["host_name"])
+        try:
+            host_name_check(name)
+        except HostError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if Host.objects.filter(name=name).exists():
+            raise forms.ValidationError(
+                "A host of that name is registered: use its Rotate credentials action."
+            )
+        return name
+
 
 @admin.register(HostJoinToken)
 class HostJoinTokenAdmin(admin.ModelAdmin):
-    """Tokens are made with the "Create a join token" action, which shows it once."""
+    """Adding one makes the host's join token and broker user, shown once."""
 
-    list_display = ("__str__", "created_by", "created_at", "expires_at", "used_at", "host")
-    readonly_fields = ("token_hash", "created_by", "created_at", "expires_at", "used_at", "host")
-    actions = ["make_token"]
+    form = JoinTokenForm
+    list_display = (
+        "__str__",
+        "host_name",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "used_at",
+        "host",
+    )
+    readonly_fields = (
+        "host_name",
+        "workload_address",
+        "note",
+        "token_hash",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "used_at",
+        "host",
+    )
 
-    def has_add_permission(self, request: Any) -> bool:
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_fields(self, request: Any, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else JoinTokenForm.Meta.fields
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Create a join token (select any row, or none)")
-    def make_token(self, request: Any, queryset: Any) -> None:
-        plaintext = join_token_create(actor=request.user, note="made in the admin")
-        self.message_user(
-            request,
-            f"Join token (shown once, valid 24 h): {plaintext}  Start the agent with: "
-            f"manage.py agent --host NAME --join-token {plaintext}",
-            messages.SUCCESS,
+    def save_model(self, request: Any, obj: HostJoinToken, form: Any, change: bool) -> None:
+        credentials = join_token_create(
+            actor=request.user,
+            host_name=obj.host_name,
+            workload_address=obj.workload_address,
+            note=obj.note,
         )
+        obj.pk = credentials.token_id
+        obj.refresh_from_db()
+        _show_credentials(self, request, credentials)
 
 
 @admin.register(Placement)

@@ -1,14 +1,17 @@
 """The host agent: tasks that run on a host, from its own queue ``host.<name>``.
 
 The agent holds no database credentials: a GPU host runs strangers' code.
-It touches only the local runtime (Docker or processes) and the broker; what
-it learns goes back as tasks on the control queue (apps.machines.tasks):
-``workload_event(host, name, event, data)`` with event "progress", "started",
-"ready" or "failed". It ships workloads' output to their live streams itself
-(apps.machines.logship). Dataset versions a workload mounts it downloads, before
-the workload starts, through the per-object read links its start brings (it
-holds no storage credentials), into a folder per content, and keeps that cache
-within its size budget (apps.datasets.materialise; see with_datasets).
+It touches only the local runtime (Docker or processes) and the broker, as its
+host's own broker user (apps.machines.broker); what it learns goes back as
+messages signed with its host's key on the inbox (apps.machines.identity):
+reports, and workload events with event "progress", "started", "ready",
+"failed" or "stopped". Its workloads' output goes the same way, in frames
+(apps.machines.logship); the control plane checks each against what it placed
+on this host (apps.machines.inbox) before it believes or publishes anything.
+Dataset versions a workload mounts it downloads, before the workload starts,
+through the per-object read links its start brings (it holds no storage
+credentials), into a folder per content, and keeps that cache within its size
+budget (apps.datasets.materialise; see with_datasets).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import httpx
 from celery import shared_task
 from django.conf import settings
 
+from apps.machines.identity import send as send_signed
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
@@ -45,7 +49,7 @@ _starting: set[str] = set()
 _starting_lock = threading.Lock()
 
 
-def managed_report() -> list[dict[str, Any]]:
+def managed_report(host_name: str) -> list[dict[str, Any]]:
     runtime = host_runtime()
     found = runtime.list_managed()
     with _starting_lock:
@@ -66,23 +70,24 @@ def managed_report() -> list[dict[str, Any]]:
     for managed in found:
         stream = managed.labels.get(f"{LABEL_PREFIX}stream")
         if managed.running and stream:
-            ship_logs(runtime, managed.state, stream, since=time.time())
+            ship_logs(runtime, managed.state, host_name, since=time.time())
     return report
 
 
 @shared_task(name="agent.report", soft_time_limit=60, time_limit=90)
 def agent_report(host_name: str) -> None:
     """Send inventory and the workloads running here to the control plane."""
-    from apps.machines.tasks import host_reported
-
     collected_at = time.time()
-    host_reported.delay(host_name, collect(), managed_report(), collected_at)
+    body = {
+        "inventory": collect(),
+        "workloads": managed_report(host_name),
+        "collected_at": collected_at,
+    }
+    send_signed(host_name, "report", body)
 
 
 def _send(host_name: str, name: str, event: str, **data: Any) -> None:
-    from apps.machines.tasks import workload_event
-
-    workload_event.delay(host_name, name, event, data)
+    send_signed(host_name, "event", {"workload": name, "event": event, "data": data})
 
 
 @contextlib.contextmanager
@@ -140,7 +145,7 @@ def agent_start(
 ) -> None:
     """Start a workload (idempotent), ship its output, wait until it answers; say how it went.
 
-    ``options``: ``stream`` (where its output goes), ``ready_path`` (an HTTP path that
+    ``options``: ``stream`` (its output is shipped when set), ``ready_path`` (an HTTP path that
     answers 200 once it is ready; without it, an open port is enough),
     ``ready_token_env`` (the spec's env variable holding a token for that request),
     ``ready_timeout`` (seconds).
@@ -162,7 +167,7 @@ def agent_start(
             return
         send("started", state=state)
         if options.get("stream"):
-            ship_logs(runtime, state, options["stream"])
+            ship_logs(runtime, state, host_name)
         _wait_ready(runtime, workload, state, options, send)
 
 

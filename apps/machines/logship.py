@@ -1,24 +1,32 @@
-"""The agent ships each workload's output to its live stream, in batches.
+"""The agent ships each workload's output to the control plane, in batches.
 
 One reader thread follows the runtime's log and puts lines on a queue; one
-shipper thread takes them off and publishes a frame when it holds
+shipper thread takes them off and sends a frame when it holds
 LATTICE_LOG_BATCH_LINES lines or the oldest has waited LATTICE_LOG_BATCH_SECONDS,
-whichever comes first. A frame is one stream message:
-``{"type": "logs", "lines": [...]}``. Shipping ends when the log ends (the
-workload stopped); ``ship_logs`` starts it at most once per workload.
+whichever comes first: what arrived within that time, or, when lines backed up
+while the last frame was being sent, all of them up to that many (a frame's
+cost to the control plane is mostly per frame, so a backlog is caught up in
+fewer, bigger ones). A frame is one signed "logs" message on the inbox
+(apps.machines.identity): the workload's name, this shipper's id, the frame's
+number and its lines. The control plane publishes it to the live stream of
+that workload, if the workload is placed on this host, in the order the
+shipper numbered them (apps.machines.tasks.workload_logs); an agent writes to
+no stream itself. Shipping ends when the log ends (the workload stopped);
+``ship_logs`` starts it at most once per workload.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from apps.core.stream import stream_publish
+from apps.machines.identity import send
 
 if TYPE_CHECKING:
     from apps.runtimes.base import Runtime
@@ -35,14 +43,17 @@ class LogShipper:
         self,
         runtime: Runtime,
         state: dict[str, Any],
-        stream: str,
+        host_name: str,
         *,
         since: float | None = None,
     ) -> None:
         self.runtime = runtime
         self.state = state
-        self.stream = stream
+        self.host_name = host_name
         self.since = since
+        # Frames are numbered per shipper: the control plane keeps each shipper's in order.
+        self.source = secrets.token_hex(8)
+        self.frames = 0
         self.lines: queue.Queue[Any] = queue.Queue(maxsize=200_000)
         self.done = threading.Event()
         self.shipped = 0
@@ -98,26 +109,29 @@ class LogShipper:
             self.done.set()
 
     def _publish(self, batch: list[str]) -> None:
+        self.frames += 1
+        name = self.state["name"]
+        body = {"workload": name, "source": self.source, "frame": self.frames, "lines": batch}
         try:
-            stream_publish(self.stream, {"type": "logs", "lines": batch})
+            send(self.host_name, "logs", body)
             self.shipped += len(batch)
         except Exception:
-            logger.exception("could not publish %d log lines of %s", len(batch), self.stream)
+            logger.exception("could not send %d log lines of %s", len(batch), name)
 
 
 def ship_logs(
     runtime: Runtime,
     state: dict[str, Any],
-    stream: str,
+    host_name: str,
     *,
     since: float | None = None,
 ) -> LogShipper:
-    """Ship ``state``'s workload output to ``stream``, unless a shipper already does."""
+    """Ship ``state``'s workload output, as host ``host_name``, unless a shipper already does."""
     with _lock:
         current = _shippers.get(state["name"])
         if current is not None and current.alive():
             return current
-        shipper = _shippers[state["name"]] = LogShipper(runtime, state, stream, since=since)
+        shipper = _shippers[state["name"]] = LogShipper(runtime, state, host_name, since=since)
         shipper.start()
         return shipper
 

@@ -73,6 +73,12 @@ class Host(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     driver_version = models.CharField(max_length=40, blank=True)
     runtime = models.CharField(max_length=20, blank=True, help_text="docker or process")
+    # The address its agent publishes workloads on (its LATTICE_WORKLOAD_ADDRESS): a reported
+    # endpoint anywhere else is refused. Set by an admin with the join token, never by the host.
+    workload_address = models.GenericIPAddressField(default="127.0.0.1")
+    # The key its agent signs every message with (apps.machines.inbox), set when it joins; empty:
+    # nothing it sends is believed (a new host before its join, or after its key was revoked).
+    signing_key = models.CharField(max_length=64, blank=True, editable=False)
     # What the agent last reported running, by workload name, and when.
     reported_workloads = models.JSONField(default=list, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
@@ -116,10 +122,13 @@ class GPUDevice(models.Model):
 
 
 class HostJoinToken(models.Model):
-    """Lets one new host register itself. Only the hash is kept."""
+    """Lets one new host register itself, under the name it was made for. Only the hash is kept."""
 
     token_hash = models.CharField(max_length=64, unique=True)
     note = models.CharField(max_length=100, blank=True)
+    # The only name the host may join as: its broker user is made for that name with the token.
+    host_name = models.CharField(max_length=63, blank=True)
+    workload_address = models.GenericIPAddressField(default="127.0.0.1")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

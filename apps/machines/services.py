@@ -1,47 +1,118 @@
-"""Writes to hosts: join tokens, registration, inventory, heartbeats, draining."""
+"""Writes to hosts: join tokens and credentials, registration, inventory, heartbeats, draining.
+
+A host's credentials are made here, by an admin, for one host name: a single-use join token
+and the host's own broker user (apps.machines.broker), whose URL is shown once with the
+token. At its first start the agent makes its signing key, and joins with the token and the
+key (apps.machines.inbox); from then on the key is the host's identity. Rotating a host's
+credentials replaces its broker user's password and forgets its key (it joins again with
+a new token); deleting a host removes its broker user.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
 
-from apps.machines.models import GPUDevice, Host, HostJoinToken
+from apps.machines.broker import host_broker_user_remove, host_broker_user_set
+from apps.machines.models import GPUDevice, Host, HostJoinToken, Placement
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
 
+logger = logging.getLogger(__name__)
+
 JOIN_TOKEN_PREFIX = "latjoin_"  # noqa: S105 - a prefix, not a secret
 JOIN_TOKEN_TTL = timedelta(hours=24)
+# A workload's published port: never a privileged one (a host's own services live there).
+_LOWEST_WORKLOAD_PORT = 1024
+_HIGHEST_PORT = 65535
 
 
 class HostError(Exception):
     """A host operation the rules refuse; the message says why."""
 
 
+@dataclass(frozen=True)
+class HostCredentials:
+    """What an admin hands to a new host's agent, shown once."""
+
+    host_name: str
+    join_token: str
+    # The agent's broker URL (its own Redis user); None on the embedded default (no Redis).
+    broker_url: str | None
+    token_id: int
+
+
 def _hash(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def join_token_create(*, actor: User | None, note: str = "") -> str:
-    """A single-use token that lets one host register within JOIN_TOKEN_TTL; the plaintext."""
+def host_name_check(name: str) -> None:
+    try:
+        validate_slug(name)
+    except ValidationError as exc:
+        raise HostError(
+            f"{name!r} is not a host name: use letters, digits, hyphens and underscores."
+        ) from exc
+    if len(name) > Host._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise HostError("A host name has at most 63 characters.")
+
+
+def workload_address_check(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError as exc:
+        raise HostError(
+            f"{address!r} is not an IP address: give the address the host publishes "
+            "workloads on (its LATTICE_WORKLOAD_ADDRESS)."
+        ) from exc
+
+
+@transaction.atomic
+def join_token_create(
+    *,
+    actor: User | None,
+    host_name: str,
+    workload_address: str = "127.0.0.1",
+    note: str = "",
+) -> HostCredentials:
+    """A single-use token that lets host ``host_name`` join within JOIN_TOKEN_TTL, and that
+    host's broker user (made now); for a host already registered, see host_rotate_credentials.
+    """
+    host_name_check(host_name)
+    address = workload_address_check(workload_address)
+    if Host.objects.filter(name=host_name).exists():
+        raise HostError(
+            f"A host named {host_name} is already registered: rotate its credentials instead."
+        )
     plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    HostJoinToken.objects.create(
+    token = HostJoinToken.objects.create(
         token_hash=_hash(plaintext),
+        host_name=host_name,
+        workload_address=address,
         note=note,
         created_by=actor,
         expires_at=timezone.now() + JOIN_TOKEN_TTL,
     )
-    return plaintext
+    return HostCredentials(host_name, plaintext, host_broker_user_set(host_name), token.pk)
 
 
 @transaction.atomic
-def host_register(*, name: str, join_token: str, inventory: dict[str, Any]) -> Host:
-    """Register a new host with a join token, which is used up; apply its inventory."""
+def host_register(*, name: str, join_token: str, key: str, inventory: dict[str, Any]) -> Host:
+    """Register host ``name`` with the join token made for it, which is used up, and the
+    signing key its agent made; apply its inventory. A host whose credentials were rotated
+    joins again so, under its own name; no join takes a name another host holds."""
     token = (
         HostJoinToken.objects.select_for_update()
         .filter(token_hash=_hash(join_token), used_at__isnull=True)
@@ -49,9 +120,16 @@ def host_register(*, name: str, join_token: str, inventory: dict[str, Any]) -> H
     )
     if token is None or token.expires_at <= timezone.now():
         raise HostError("This join token is not valid: it may be mistyped, used or expired.")
-    if Host.objects.filter(name=name).exists():
+    if token.host_name != name:
+        raise HostError(f"This join token was not made for a host named {name}.")
+    host = Host.objects.select_for_update().filter(name=name).first()
+    if host is not None and (host.signing_key or token.host_id != host.pk):
         raise HostError(f"A host named {name} is already registered.")
-    host = Host.objects.create(name=name, status=Host.Status.READY)
+    if host is None:
+        host = Host.objects.create(name=name, status=Host.Status.READY)
+    host.signing_key = key
+    host.workload_address = token.workload_address
+    host.save(update_fields=["signing_key", "workload_address"])
     token.used_at = timezone.now()
     token.host = host
     token.save(update_fields=["used_at", "host"])
@@ -59,13 +137,92 @@ def host_register(*, name: str, join_token: str, inventory: dict[str, Any]) -> H
 
 
 @transaction.atomic
+def host_rotate_credentials(*, actor: User | None, host: Host, note: str = "") -> HostCredentials:
+    """New credentials for a registered host: its broker user gets a new password (open
+    connections with the old one are closed), its signing key is forgotten (nothing signed
+    with it is believed), and a join token made for it lets its agent join again."""
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.signing_key = ""
+    host.save(update_fields=["signing_key"])
+    # Only the newest token joins it: one made before (and perhaps leaked) no longer does.
+    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
+    plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = HostJoinToken.objects.create(
+        token_hash=_hash(plaintext),
+        host_name=host.name,
+        workload_address=host.workload_address,
+        note=note or "rotated",
+        created_by=actor,
+        expires_at=timezone.now() + JOIN_TOKEN_TTL,
+        host=host,
+    )
+    return HostCredentials(host.name, plaintext, host_broker_user_set(host.name), token.pk)
+
+
+@transaction.atomic
+def host_revoke(*, host: Host) -> Host:
+    """Cut a host off at once: its broker user is deleted (Redis closes its connections), its
+    key forgotten, its unused join tokens dropped, and it takes no new placements. What it
+    ran is lost once the reconciler finds it silent; it comes back only by rotation."""
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.signing_key = ""
+    host.save(update_fields=["signing_key"])
+    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
+    host = host_set_draining(host=host, draining=True)
+    host_broker_user_remove(host.name)
+    return host
+
+
+@transaction.atomic
+def host_delete(*, host: Host) -> None:
+    """Delete a host that never ran anything (one with history is revoked instead) and its
+    broker user, at once."""
+    if Placement.objects.filter(host=host).exists():
+        raise HostError(f"{host.name} has run workloads: revoke it instead of deleting it.")
+    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
+    name = host.name
+    host.delete()
+    host_broker_user_remove(name)
+
+
+@transaction.atomic
 def host_ensure_local(*, name: str, inventory: dict[str, Any], runtime: str) -> Host:
-    """The embedded default's own machine: registered without a token, kept ready."""
+    """The embedded default's own machine: registered without a token, kept ready. Its
+    agent runs in this process, which therefore holds its key (apps.machines.identity)."""
+    from apps.machines.identity import identity_set, new_key
+
     host, _ = Host.objects.get_or_create(name=name, defaults={"status": Host.Status.READY})
     host.runtime = runtime
     host.labels = {**host.labels, "local": "true"}
-    host.save(update_fields=["runtime", "labels"])
+    host.workload_address = "127.0.0.1"
+    if not host.signing_key:
+        host.signing_key = new_key()
+    host.save(update_fields=["runtime", "labels", "workload_address", "signing_key"])
+    identity_set(host.name, host.signing_key)
     return host_apply_inventory(host=host, inventory=inventory)
+
+
+def endpoint_on_host(host: Host, endpoint: str) -> bool:
+    """Whether ``endpoint`` (as an agent reports it) is an HTTP server on ``host``'s workload
+    address and an unprivileged port, and nothing more (no path, credentials or query)."""
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "http"
+        and parts.hostname is not None
+        and parts.hostname == str(host.workload_address)
+        and port is not None
+        and _LOWEST_WORKLOAD_PORT <= port <= _HIGHEST_PORT
+        and parts.username is None
+        and parts.password is None
+        and parts.path in {"", "/"}
+        and not parts.query
+        and not parts.fragment
+        and endpoint == f"http://{parts.netloc}{parts.path}"
+    )
 
 
 @transaction.atomic
@@ -99,7 +256,12 @@ def host_apply_inventory(
         for gpu in inventory.get("gpus", [])
     }
     known = {d.uuid: d for d in GPUDevice.objects.filter(uuid__in=reported)}
-    fields = ["host_id", "index", "name", "memory_bytes", "parent_uuid", "mig_enabled", "present"]
+    # A GPU another host holds stays there: a host speaks for its own devices only.
+    foreign = {uuid for uuid, device in known.items() if device.host_id != host.pk}
+    if foreign:
+        logger.warning("%s reported GPUs of other hosts, ignored: %s", host, sorted(foreign))
+        reported = {uuid: values for uuid, values in reported.items() if uuid not in foreign}
+    fields = ["index", "name", "memory_bytes", "parent_uuid", "mig_enabled", "present"]
     changed = []
     for uuid, values in reported.items():
         device = known.get(uuid)

@@ -1,4 +1,8 @@
-"""Control-plane tasks for hosts: what agents report, and the reconciler (beat).
+"""Control-plane work for hosts: what agents report, and the reconciler (beat).
+
+What an agent says arrives through the inbox (apps.machines.inbox), which has
+verified whose key signed it: each function here gets that host, never a name
+from the message, and believes it only about workloads placed on that host.
 
 The reconciler compares what the database believes with what agents report,
 both ways: a labelled workload with no active placement is an orphan and is
@@ -19,10 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.stream import stream_publish_frame
 from apps.machines.models import Host, Placement
 from apps.machines.queue import queue_advance_all
 from apps.machines.scheduler import placement_release
-from apps.machines.services import HostError, host_apply_inventory, host_register
+from apps.machines.services import host_apply_inventory
 from apps.runtimes.base import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -31,30 +36,26 @@ logger = logging.getLogger(__name__)
 _MISSES_BEFORE_LOST = 2
 
 
-@shared_task(name="control.host_join", soft_time_limit=30, time_limit=60)
-def host_join(name: str, join_token: str, inventory: dict[str, Any]) -> None:
-    try:
-        host_register(name=name, join_token=join_token, inventory=inventory)
-    except HostError as exc:
-        logger.warning("host %s could not join: %s", name, exc)
+@shared_task(name="control.inbox", soft_time_limit=30, time_limit=60)
+def inbox(envelope: Any) -> None:
+    """A signed message from an agent: verified, then believed only about its own host."""
+    from apps.machines.inbox import inbox_receive
+
+    inbox_receive(envelope)
 
 
-@shared_task(name="control.host_reported", soft_time_limit=30, time_limit=60)
 def host_reported(
-    name: str,
+    host: Host,
     inventory: dict[str, Any],
     workloads: list[dict[str, Any]],
     collected_at: float | None = None,
 ) -> None:
     """An agent's report: inventory, heartbeat, and the workloads it runs.
 
-    Dated when the agent took it, not when this task ran: a report that waited
+    Dated when the agent took it, not when this ran: a report that waited
     in a backed-up queue must not judge placements made after it was taken.
+    Its workloads judge only this host's placements (the reconciler below).
     """
-    host = Host.objects.filter(name=name).first()
-    if host is None:
-        logger.warning("report from unknown host %s ignored", name)
-        return
     now = timezone.now()
     taken = now
     if collected_at is not None:
@@ -75,30 +76,57 @@ def _from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-# Who handles a workload's events, by the prefix of its name ("nb-12-s34").
+# Who handles a workload's events, and which stream its output goes to, by the prefix of
+# its name ("nb-12-s34"): (host name, workload) -> stream name, or None.
 WORKLOAD_HANDLERS = {"nb": "apps.notebooks.lifecycle.on_workload_event"}
+WORKLOAD_STREAMS = {"nb": "apps.notebooks.lifecycle.workload_stream"}
 
 
-@shared_task(name="control.workload_event", soft_time_limit=30, time_limit=60)
-def workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> None:
-    """What an agent says of a workload: progress, started, ready, failed, stopped."""
-    handler = WORKLOAD_HANDLERS.get(name.split("-", 1)[0])
+def _hook(table: dict[str, str], name: str) -> Any:
+    path = table.get(name.split("-", 1)[0])
+    if path is None:
+        return None
+    module, _, function = path.rpartition(".")
+    return getattr(import_module(module), function)
+
+
+def placed_on(host: Host, name: str) -> bool:
+    """Whether workload ``name`` is placed on ``host`` now: all a host may speak about."""
+    return Placement.objects.filter(host=host, workload=name, active=True).exists()
+
+
+def workload_event(host: Host, name: str, event: str, data: dict[str, Any]) -> None:
+    """What an agent says of a workload placed on it: progress, started, ready, failed,
+    stopped. Of any other workload, nothing it says is believed."""
+    if not placed_on(host, name):
+        logger.warning("event %s for %s from %s, not placed there: ignored", event, name, host)
+        return
+    handler = _hook(WORKLOAD_HANDLERS, name)
     if handler is not None:
-        module, _, function = handler.rpartition(".")
-        getattr(import_module(module), function)(host_name, name, event, data)
+        handler(host.name, name, event, data)
         return
     if event == "failed":
-        workload_failed(host_name, name, data.get("message", ""))
+        workload_failed(host, name, str(data.get("message", "")))
     else:
-        logger.info("workload %s on %s: %s", name, host_name, event)
+        logger.info("workload %s on %s: %s", name, host, event)
 
 
-@shared_task(name="control.workload_failed", soft_time_limit=30, time_limit=60)
-def workload_failed(host_name: str, name: str, message: str) -> None:
-    placement = Placement.objects.filter(host__name=host_name, workload=name, active=True).first()
+def workload_failed(host: Host, name: str, message: str) -> None:
+    placement = Placement.objects.filter(host=host, workload=name, active=True).first()
     if placement is not None:
         placement_release(placement=placement, reason="failed")
-    logger.warning("workload %s failed on %s: %s", name, host_name, message)
+    logger.warning("workload %s failed on %s: %s", name, host, message)
+
+
+def workload_logs(host: Host, name: str, source: str, frame: int, lines: list[str]) -> None:
+    """A frame of a workload's output: published to that workload's stream, in the order its
+    shipper numbered them, if the workload is placed on ``host``; else dropped."""
+    stream_of = _hook(WORKLOAD_STREAMS, name)
+    stream = stream_of(host.name, name) if stream_of is not None else None
+    if stream is None or not placed_on(host, name):
+        logger.warning("log lines for %s from %s, not placed there: ignored", name, host)
+        return
+    stream_publish_frame(stream, {"type": "logs", "lines": lines}, source=source, frame=frame)
 
 
 @shared_task(name="control.reconcile", soft_time_limit=120, time_limit=180)

@@ -45,6 +45,7 @@ from apps.machines.agent import (
 from apps.machines.models import Host, PlacementRequest
 from apps.machines.queue import placement_request, queue_advance, queue_position
 from apps.machines.scheduler import placement_gpu_uuids, placement_release
+from apps.machines.services import endpoint_on_host
 from apps.notebooks.models import (
     STARTING_STATUSES,
     Notebook,
@@ -380,11 +381,32 @@ def session_dispatch(session: NotebookSession) -> None:
 # --- what the agent says ----------------------------------------------------------------
 
 
+def _session_id(name: str) -> int | None:
+    """The session of workload "nb-<notebook>-s<session>", or None for another name."""
+    try:
+        return int(name.rsplit("-s", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def workload_stream(host_name: str, name: str) -> str | None:
+    """The stream workload ``name``'s output goes to, if host ``host_name`` runs it."""
+    session_id = _session_id(name)
+    found = (
+        NotebookSession.objects.unscoped()
+        .filter(pk=session_id, host__name=host_name)
+        .values_list("notebook_id", flat=True)
+        .first()
+        if session_id is not None
+        else None
+    )
+    return Notebook(pk=found).stream if found is not None else None
+
+
 def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> None:
     """An agent's event for workload "nb-<notebook>-s<session>"."""
-    try:
-        session_id = int(name.rsplit("-s", 1)[1])
-    except (IndexError, ValueError):
+    session_id = _session_id(name)
+    if session_id is None:
         logger.warning("event %s for unknown workload %s on %s", event, name, host_name)
         return
     found = NotebookSession.objects.unscoped().filter(pk=session_id).values("team_id").first()
@@ -451,7 +473,8 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
     if session.ended_at is None and session.started_at is None:
         session.started_at = timezone.now()
-        session.runtime_state = data.get("state", {})
+        state = data.get("state")
+        session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
     if _advance(session, Status.STARTING):
         session_set_status(session, Status.STARTING, "Starting JupyterLab.", phase="starting")
@@ -460,9 +483,23 @@ def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
 def _on_ready(session: NotebookSession, data: dict[str, Any]) -> None:
     if not _advance(session, Status.RUNNING):
         return
+    endpoint = data.get("endpoint")
+    assert session.host is not None  # noqa: S101 - on_workload_event checked the host
+    if not isinstance(endpoint, str) or not endpoint_on_host(session.host, endpoint):
+        # The proxy would carry the member's browser, and the Jupyter token, wherever this
+        # points: only the host's own workload address is believed.
+        logger.warning(
+            "ready for %s from %s with endpoint %r, not on its workload address %s: ignored",
+            session.workload,
+            session.host,
+            endpoint,
+            session.host.workload_address,
+        )
+        return
     now = timezone.now()
-    session.runtime_state = data.get("state", session.runtime_state)
-    session.endpoint = data.get("endpoint", "")
+    state = data.get("state")
+    session.runtime_state = state if isinstance(state, dict) else session.runtime_state
+    session.endpoint = endpoint
     session.started_at = session.started_at or now
     session.ready_at = now
     session.activity_at = now

@@ -373,8 +373,16 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # --- Background work (Celery) ---------------------------------------------------
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+# On Redis, kombu's transport with delivery_info stamped by the consumer (apps.core.broker).
+CELERY_BROKER_TRANSPORT = "apps.core.broker:Transport" if REDIS_URL else None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# JSON only: a message is never unpickled, whoever wrote it (hosts write to the inbox).
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
 CELERY_TASK_DEFAULT_QUEUE = "control"
+# What agents send (apps.machines.inbox) arrives on its own queue, the only one hosts may write.
+CELERY_TASK_ROUTES = {"control.inbox": {"queue": "inbox"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -415,6 +423,21 @@ LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
 # How often (seconds) an agent reports inventory and workloads.
 LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
+# A signed message from an agent older than this (seconds, or as far in the future) is
+# refused: the inbox may wait out a control worker's restart, not replay hours later.
+LATTICE_INBOX_MAX_AGE = env.int("LATTICE_INBOX_MAX_AGE", default=900)
+# Each host's agent has a Redis user of its own (apps.machines.broker), named with this
+# prefix; the address agents reach Redis at, when not REDIS_URL's (e.g. redis.internal:6379).
+LATTICE_BROKER_USER_PREFIX = env.str("LATTICE_BROKER_USER_PREFIX", default="lattice-host-")
+LATTICE_AGENT_BROKER_ADDRESS = env.str("LATTICE_AGENT_BROKER_ADDRESS", default="")
+# On a host: where its agent keeps its signing key (made at its first join; keep it across
+# restarts), and the file its reporter touches after each report (its health check).
+LATTICE_AGENT_KEY_FILE = Path(
+    env.str("LATTICE_AGENT_KEY_FILE", default="") or VAR_DIR / "agent" / "host.key"
+)
+LATTICE_AGENT_ALIVE_FILE = Path(
+    env.str("LATTICE_AGENT_ALIVE_FILE", default="") or VAR_DIR / "agent" / "alive"
+)
 # The notebook image hosts run. Empty: the image built locally by
 # images/notebook/build-local.sh (no registry needed).
 LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
@@ -471,7 +494,10 @@ LATTICE_DEFAULT_IDLE_MINUTES = 60
 LATTICE_IDLE_WARN_MINUTES = 10
 # Live streams: messages kept for late viewers, and how agents batch log lines.
 LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
-LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=1000)
+# A frame is what arrived within LATTICE_LOG_BATCH_SECONDS; only lines that backed up while the
+# last frame was being sent make it bigger, up to LATTICE_LOG_BATCH_LINES (each frame costs the
+# control worker a signature check and the placement's; bench/log_stream.py).
+LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=5000)
 LATTICE_LOG_BATCH_SECONDS = env.float("LATTICE_LOG_BATCH_SECONDS", default=0.05)
 
 # --- Requests and security ---------------------------------------------------

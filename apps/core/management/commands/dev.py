@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from apps.core.broker import INBOX_QUEUE
 from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
 from apps.core.worker import embedded_beat, embedded_worker
@@ -88,9 +89,10 @@ class Command(BaseCommand):
         if no_worker or not settings.LATTICE_EMBEDDED_WORKER:
             self._serve(addrport)
             return
-        # One worker for the control queue and this host's agent queue; the
-        # reporter keeps the local host's heartbeat and workloads current.
-        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, host_queue(local.name)]
+        # One worker for the control queue, the inbox (what agents say) and this
+        # host's agent queue; the reporter keeps the local host's heartbeat and
+        # workloads current.
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue(local.name)]
         reporter = Reporter(local.name)
         with embedded_worker(queues=queues), embedded_beat():
             reporter.start()

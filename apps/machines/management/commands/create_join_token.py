@@ -1,19 +1,71 @@
+"""`manage.py create_join_token --host NAME`: credentials for a new host's agent.
+
+Makes the single-use join token for host NAME and that host's own broker user, and prints
+both once: the agent's LATTICE_AGENT_BROKER_URL and its --join-token (docs/hosts.md). With
+--rotate, for a host already registered: a new broker password (the old one stops working
+at once), the host's key is forgotten, and the token lets its agent join again.
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from apps.machines.services import JOIN_TOKEN_TTL, join_token_create
+from apps.machines.models import Host
+from apps.machines.services import (
+    JOIN_TOKEN_TTL,
+    HostCredentials,
+    HostError,
+    host_rotate_credentials,
+    join_token_create,
+)
 
 
 class Command(BaseCommand):
-    help = "Make a single-use token that lets one new host join (valid 24 hours)."
+    help = "Make credentials for one host to join: a join token (24 hours) and its broker URL."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--note", default="", help="What the token is for, e.g. the host.")
+        parser.add_argument("--host", required=True, help="The host's name, e.g. gpu-2.")
+        parser.add_argument(
+            "--address",
+            default="127.0.0.1",
+            help="The IP address the host publishes workloads on (its LATTICE_WORKLOAD_ADDRESS).",
+        )
+        parser.add_argument(
+            "--rotate",
+            action="store_true",
+            help="For a registered host: replace its credentials (the old ones stop working).",
+        )
+        parser.add_argument("--note", default="", help="What the token is for.")
 
-    def handle(self, *args: Any, note: str, **options: Any) -> None:
-        plaintext = join_token_create(actor=None, note=note)
-        hours = int(JOIN_TOKEN_TTL.total_seconds() // 3600)
-        self.stdout.write(f"{plaintext}\n(single use, valid {hours} hours; it is not shown again)")
+    def handle(
+        self, *args: Any, host: str, address: str, rotate: bool, note: str, **options: Any
+    ) -> None:
+        try:
+            if rotate:
+                found = Host.objects.filter(name=host).first()
+                if found is None:
+                    raise CommandError(f"No host is named {host}: leave out --rotate.")
+                credentials = host_rotate_credentials(actor=None, host=found, note=note)
+            else:
+                credentials = join_token_create(
+                    actor=None, host_name=host, workload_address=address, note=note
+                )
+        except HostError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(credentials_text(credentials))
+
+
+def credentials_text(credentials: HostCredentials) -> str:
+    """What an admin passes to the new agent (the command prints it, the admin shows it)."""
+    hours = int(JOIN_TOKEN_TTL.total_seconds() // 3600)
+    lines = [f"join token: {credentials.join_token}"]
+    if credentials.broker_url:
+        lines.append(f"LATTICE_AGENT_BROKER_URL={credentials.broker_url}")
+    lines.append(
+        f"Start the agent on {credentials.host_name} with: manage.py agent --host "
+        f"{credentials.host_name} --join-token {credentials.join_token}"
+    )
+    lines.append(f"(the token is single use and valid {hours} hours; none of this is shown again)")
+    return "\n".join(lines)
