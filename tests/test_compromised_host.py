@@ -349,6 +349,20 @@ def test_the_mail_task_pushed_onto_the_inbox_does_not_run(trusted, victim, attac
     assert mail.outbox[0].subject == "Welcome"
 
 
+def test_the_body_cannot_say_where_a_message_came_from(trusted, victim, attacker, live):
+    """Celery lays the body's third part over the request (celery.app.trace), so a body
+    naming ``delivery_info`` would overrule the queue the transport stamped: the guard must
+    not take the task's word for where it came from."""
+    claim = {"delivery_info": {"exchange": "", "routing_key": "control"}}
+    attacker.push("inbox", raw_task("apps.core.tasks.deliver_email", [MAIL], embed=claim))
+    attacker.push("inbox", raw_task("control.inbox", [], embed=claim))
+    attacker.settle()
+    time.sleep(0.5)
+
+    assert mail.outbox == []
+    assert trusted.redis.llen("control") == 0
+
+
 def test_the_inbox_task_carries_no_callback_to_the_control_worker(trusted, attacker, live):
     envelope = seal(attacker.name, attacker.key, "report", {"workloads": [], "collected_at": 0})
     chained = {"callbacks": [mail_signature()], "errbacks": [mail_signature()]}

@@ -10,7 +10,13 @@ wrote there from running anything but the inbox's own task:
   went to ``control``: the task guard below would believe it, and a worker that restores the
   message (a restart with it unacknowledged) would push it onto ``control`` itself. This
   transport overwrites ``delivery_info`` and the delivery tag with what the consumer knows:
-  the queue it really read the message from.
+  the queue it really read the message from. And a message read from the inbox is written
+  anew before Celery sees it (``inbox_message``): the inbox task with the one argument it
+  was sent, and nothing else of what the host wrote. Celery believes much of a message:
+  its body's third part is laid over the task's request (``delivery_info`` included, so a
+  body could say it came from ``control``), and its headers set time limits, an ETA, an id;
+  errbacks in it would be sent on by the worker's main process when a time limit ends the
+  task, before any task code runs.
 - **GuardedTask**, every task's base class (config/celery.py): a task delivered from the
   inbox other than INBOX_TASK is refused, and whatever comes from the inbox has its
   callbacks, errbacks, chain and chord dropped (they would otherwise be sent on by the
@@ -21,6 +27,8 @@ Celery accepts JSON only (CELERY_ACCEPT_CONTENT), so no pickled message is ever 
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import uuid
 from typing import Any
@@ -44,6 +52,8 @@ class Channel(kombu_redis.Channel):
         callback = callbacks[queue]
 
         def stamped(raw: dict[str, Any]) -> Any:
+            if queue == INBOX_QUEUE:
+                raw = inbox_message(raw)
             # Where it was read from, not where its sender says it went.
             properties = raw.setdefault("properties", {})
             if not isinstance(properties, dict):
@@ -54,6 +64,78 @@ class Channel(kombu_redis.Channel):
 
         callbacks[queue] = stamped
         return tag
+
+
+def _sent_envelope(raw: Any) -> Any:
+    """The one argument of the INBOX_TASK a host wrote as ``raw`` (either Celery protocol,
+    JSON only); None for anything else, which the inbox refuses as no envelope."""
+    if not isinstance(raw, dict) or raw.get("content-type") != "application/json":
+        return None
+    headers = raw.get("headers")
+    properties = raw.get("properties")
+    if not isinstance(headers, dict) or not isinstance(properties, dict):
+        return None
+    if headers.get("compression"):  # never decompressed: a bomb would be ours to unpack
+        return None
+    try:
+        body: Any = raw.get("body")
+        if properties.get("body_encoding") == "base64":
+            body = base64.b64decode(str(body), validate=True)
+        payload = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    task: Any = None
+    args: Any = None
+    kwargs: Any = None
+    if "task" in headers:  # protocol 2: [args, kwargs, embed]
+        task = headers.get("task")
+        if isinstance(payload, list) and len(payload) >= 2:  # noqa: PLR2004
+            args, kwargs = payload[0], payload[1]
+    elif isinstance(payload, dict):  # protocol 1: the whole request in the body
+        task, args, kwargs = payload.get("task"), payload.get("args"), payload.get("kwargs")
+    if task != INBOX_TASK or not isinstance(args, list) or len(args) != 1 or kwargs:
+        return None
+    return args[0]
+
+
+def inbox_message(raw: Any) -> dict[str, Any]:
+    """What a host wrote to the inbox, written anew: the inbox task, a fresh id, the one
+    argument it sent; no callbacks, errbacks, chain, chord or group, no ETA, expiry, time
+    limits or retries of the host's, no other request field."""
+    task_id = str(uuid.uuid4())
+    body = [
+        [_sent_envelope(raw)],
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    ]
+    return {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": INBOX_TASK,
+            "id": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "group": None,
+            "retries": 0,
+            "eta": None,
+            "expires": None,
+            "timelimit": [None, None],
+            "argsrepr": "",
+            "kwargsrepr": "",
+            "origin": "",
+            "ignore_result": True,
+        },
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "priority": 0,
+            "body_encoding": "base64",
+        },
+    }
 
 
 class Transport(kombu_redis.Transport):
