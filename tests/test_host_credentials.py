@@ -43,8 +43,17 @@ def new_name(names: list[str]) -> str:
 
 def printed(name: str, *args: str) -> str:
     out = io.StringIO()
+    if "--rotate" not in args and "--address" not in args:
+        args = (*args, "--address", "127.0.0.1")  # these hosts run here, beside the tests
     call_command("create_join_token", "--host", name, *args, stdout=out)
     return out.getvalue()
+
+
+def test_the_command_asks_where_a_remote_host_publishes_workloads(db):
+    with pytest.raises(CommandError, match="Give --address"):
+        call_command("create_join_token", "--host", "gpu-far", stdout=io.StringIO())
+
+    assert not HostJoinToken.objects.filter(host_name="gpu-far").exists()
 
 
 def broker_url_in(text: str) -> str:

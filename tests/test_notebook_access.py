@@ -222,6 +222,18 @@ def test_the_cookie_is_secure_over_https(notebook, running, bob, settings):
     assert launched.headers["location"].startswith(f"https://{nb_host(notebook)}/")
     entered = redeem(notebook, launch_ticket(notebook, bob))
     assert "; Secure" in entered.headers["set-cookie"]
+    # The __Host- prefix: browsers take it only Secure, host-only and for Path=/, so a page
+    # on another notebook's host cannot plant it for this one.
+    assert entered.headers["set-cookie"].startswith(f"{origin.SECURE_COOKIE_NAME}=")
+    value = SimpleCookie(entered.headers["set-cookie"])[origin.SECURE_COOKIE_NAME].value
+    https = {"x-forwarded-proto": "https"}
+    lab = nb_url(notebook)
+    assert (
+        request(lab, cookies={origin.SECURE_COOKIE_NAME: value}, headers=https).status_code == 200
+    )
+    # The unprefixed name, which any host under the domain could set, is not read over HTTPS.
+    plain = request(lab, cookies={origin.COOKIE_NAME: value}, headers=https)
+    assert plain.status_code == 403
 
 
 def test_a_viewer_gets_403(acme, notebook, running):

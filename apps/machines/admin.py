@@ -119,8 +119,15 @@ class JoinTokenForm(forms.ModelForm):
         help_texts = {
             "host_name": "The new host's name (letters, digits, - and _): it joins only as this.",
             "workload_address": "The IP address the host publishes workloads on "
-            "(its LATTICE_WORKLOAD_ADDRESS).",
+            "(its LATTICE_WORKLOAD_ADDRESS, reachable from the web tier); 127.0.0.1 only for "
+            "an agent on the machine Lattice's web tier runs on.",
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # No default: a remote host left at 127.0.0.1 would have its ready endpoints believed
+        # on the control plane's own loopback.
+        self.fields["workload_address"].initial = None
 
     def clean_host_name(self) -> str:
         name = str(self.cleaned_data["host_name"])

@@ -41,6 +41,17 @@ TICKET_SECONDS = 60
 # On the notebook's origin, outside Jupyter's base URL (/nb/<id>/): Lattice's own.
 TICKET_PATH = "/_lattice/ticket"
 COOKIE_NAME = "lattice_notebook"
+# Over HTTPS the cookie carries the __Host- prefix: browsers then refuse it unless it is Secure,
+# host-only and for Path=/, so a page on another notebook's host under the same domain cannot
+# set it for this one (a Domain= cookie planted from nb-7 would otherwise reach nb-8).
+SECURE_COOKIE_NAME = f"__Host-{COOKIE_NAME}"
+
+
+def cookie_name(*, secure: bool) -> str:
+    """The notebook origin's cookie name for a request over HTTPS or not."""
+    return SECURE_COOKIE_NAME if secure else COOKIE_NAME
+
+
 _TICKET_SALT = "lattice.notebooks.ticket"
 _COOKIE_SALT = "lattice.notebooks.cookie"
 _LABEL = re.compile(r"^nb-(?P<id>[1-9][0-9]{0,17})$")
@@ -152,7 +163,7 @@ def cookie_value(*, user: User, notebook_id: int, grant: str) -> str:
 def cookie_header(value: str, *, secure: bool) -> bytes:
     """The Set-Cookie value: no Domain (host-only), so it reaches this notebook's host alone."""
     flags = "Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
-    return f"{COOKIE_NAME}={value}; {flags}".encode("latin-1")
+    return f"{cookie_name(secure=secure)}={value}; {flags}".encode("latin-1")
 
 
 def cookie_user(value: str | None, *, notebook_id: int) -> User | None:

@@ -50,8 +50,10 @@ from apps.core.stream import register_server_loop
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.origin import (
     COOKIE_NAME,
+    SECURE_COOKIE_NAME,
     TICKET_PATH,
     cookie_header,
+    cookie_name,
     cookie_user,
     cookie_value,
     is_secure,
@@ -94,7 +96,13 @@ NOT_LET_IN = (
 
 def _lattice_cookies() -> set[str]:
     """Cookies the notebook never sees nor sets: Lattice's, and the notebook origin's pass."""
-    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, "messages", COOKIE_NAME}
+    return {
+        settings.SESSION_COOKIE_NAME,
+        settings.CSRF_COOKIE_NAME,
+        "messages",
+        COOKIE_NAME,
+        SECURE_COOKIE_NAME,
+    }
 
 
 def _forwarded_cookies(header: str) -> str:
@@ -117,7 +125,7 @@ def header(scope: dict[str, Any], wanted: bytes) -> str:
 
 def _origin_cookie(scope: dict[str, Any]) -> str | None:
     """The notebook origin's cookie, as the browser sent it."""
-    return parse_cookie(header(scope, b"cookie")).get(COOKIE_NAME)
+    return parse_cookie(header(scope, b"cookie")).get(cookie_name(secure=is_secure(scope)))
 
 
 def _from_own_page(scope: dict[str, Any]) -> bool:

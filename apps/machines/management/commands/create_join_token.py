@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.machines.models import Host
@@ -29,8 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", required=True, help="The host's name, e.g. gpu-2.")
         parser.add_argument(
             "--address",
-            default="127.0.0.1",
-            help="The IP address the host publishes workloads on (its LATTICE_WORKLOAD_ADDRESS).",
+            default="",
+            help="The IP address the host publishes workloads on (its LATTICE_WORKLOAD_ADDRESS); "
+            "may be left out only for the host Lattice itself runs on (127.0.0.1).",
         )
         parser.add_argument(
             "--rotate",
@@ -49,12 +51,28 @@ class Command(BaseCommand):
                     raise CommandError(f"No host is named {host}: leave out --rotate.")
                 credentials = host_rotate_credentials(actor=None, host=found, note=note)
             else:
+                address = address or _default_address(host)
                 credentials = join_token_create(
                     actor=None, host_name=host, workload_address=address, note=note
                 )
         except HostError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(credentials_text(credentials))
+
+
+def _default_address(host: str) -> str:
+    """127.0.0.1 for the host on Lattice's own machine; any other must say where it is.
+
+    A ready endpoint is believed only on the host's address, so a remote host recorded as
+    127.0.0.1 by mistake could send members (and Jupyter's token) to the control plane's
+    own loopback services."""
+    if host == settings.LATTICE_LOCAL_HOST_NAME:
+        return "127.0.0.1"
+    raise CommandError(
+        f"Give --address: the IP address {host} publishes workloads on (its "
+        "LATTICE_WORKLOAD_ADDRESS, reachable from the web tier). 127.0.0.1 is right only for "
+        "an agent on the machine Lattice's web tier runs on."
+    )
 
 
 def credentials_text(credentials: HostCredentials) -> str:
