@@ -81,9 +81,10 @@ def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
 
 @pytest.fixture
 def embedded_celery(transactional_db: None, settings: Any) -> Iterator[Any]:
-    """A real worker thread on the control queue and the local host's queue; tasks are queued
-    (not run inline), as in production."""
+    """A real worker thread on the control queue, the inbox (what agents say) and the local
+    host's queue; tasks are queued (not run inline), as in production."""
     from apps.core import stream
+    from apps.core.broker import INBOX_QUEUE
     from apps.core.worker import embedded_worker
     from config.celery import app as celery_app
 
@@ -92,7 +93,7 @@ def embedded_celery(transactional_db: None, settings: Any) -> Iterator[Any]:
     settings.CELERY_TASK_ALWAYS_EAGER = False
     celery_app.conf.task_always_eager = False
     try:
-        with embedded_worker(queues=["control", "host.local"]) as worker:
+        with embedded_worker(queues=["control", INBOX_QUEUE, "host.local"]) as worker:
             yield worker
     finally:
         celery_app.conf.task_always_eager = was_eager
