@@ -9,6 +9,7 @@ that opened it).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -25,21 +26,11 @@ if TYPE_CHECKING:
 _START_TIMEOUT = 20.0
 
 
-@pytest.fixture
-def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
-    """The base URL (``http://127.0.0.1:<port>``) of uvicorn serving config.asgi for this test."""
-    if connection.vendor != "postgresql":
-        service_missing(
-            "needs PostgreSQL: the ASGI server's threads must see what the test commits "
-            "(set DATABASE_URL=postgres://...)",
-        )
+@contextlib.contextmanager
+def serving(application: Any, *, name: str, **options: Any) -> Iterator[str]:
+    """uvicorn serving ``application`` on a free loopback port in a thread, for the block;
+    its base URL (``http://127.0.0.1:<port>``). ``options`` go to uvicorn.Config."""
     import uvicorn
-
-    from apps.core import stream
-    from config.asgi import application
-
-    stream.reset_for_tests()
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "localhost"]
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,18 +41,12 @@ def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
         lifespan="off",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,  # as in production (Dockerfile)
         log_level="warning",
-        # Let a test end while a browser still holds a websocket open.
-        timeout_graceful_shutdown=3,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run,
-        kwargs={"sockets": [listener]},
-        name="lattice-asgi",
-        daemon=True,
+        target=server.run, kwargs={"sockets": [listener]}, name=name, daemon=True
     )
     thread.start()
     deadline = time.monotonic() + _START_TIMEOUT
@@ -76,6 +61,34 @@ def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         listener.close()
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db: None, settings: Any) -> Iterator[str]:
+    """The base URL (``http://127.0.0.1:<port>``) of uvicorn serving config.asgi for this test."""
+    if connection.vendor != "postgresql":
+        service_missing(
+            "needs PostgreSQL: the ASGI server's threads must see what the test commits "
+            "(set DATABASE_URL=postgres://...)",
+        )
+
+    from apps.core import stream
+    from config.asgi import application
+
+    stream.reset_for_tests()
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "localhost"]
+
+    try:
+        with serving(
+            application,
+            name="lattice-asgi",
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,  # as in production (Dockerfile)
+            # Let a test end while a browser still holds a websocket open.
+            timeout_graceful_shutdown=3,
+        ) as url:
+            yield url
+    finally:
         stream.reset_for_tests()
 
 

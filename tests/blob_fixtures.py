@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,6 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-_START_TIMEOUT = 20.0
 # The fake S3's only credentials: a secret nobody could guess, so a test can look for it.
 S3_ACCESS_KEY = "AKIALATTICETEST0001"
 S3_SECRET_KEY = f"lattice-test-secret-{secrets.token_hex(16)}"
@@ -41,35 +39,11 @@ S3_SECRET_KEY = f"lattice-test-secret-{secrets.token_hex(16)}"
 def blob_server() -> Iterator[str]:
     """The base URL of uvicorn serving config.asgi for the whole run (no database needed:
     the blob view reads none)."""
-    import uvicorn
-
     from config.asgi import application
+    from tests.asgi_server import serving
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name="blob-server", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + _START_TIMEOUT
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port}", pytrace=False)
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
+    with serving(application, name="blob-server") as url:
+        yield url
 
 
 @pytest.fixture

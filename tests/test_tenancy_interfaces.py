@@ -313,6 +313,28 @@ def _change_password_elsewhere(client, other, bob):
     assert response.status_code == 302, response.content
 
 
+def _socket_while(user, stored, then):
+    """Connect ``user``'s socket opened with ``stored``; ``then(communicator)`` while open."""
+    from apps.core import stream
+
+    async def run():
+        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
+        communicator.scope["user"] = user
+        communicator.scope["session"] = stored
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        try:
+            return await then(communicator)
+        finally:
+            await communicator.disconnect()
+
+    stream.reset_for_tests()
+    try:
+        return async_to_sync(run)()
+    finally:
+        stream.reset_for_tests()
+
+
 @pytest.mark.parametrize(
     "end", [_sign_out, _change_password_elsewhere], ids=["signed-out", "password-changed"]
 )
@@ -321,29 +343,16 @@ def test_ending_the_browser_session_closes_its_socket_within_a_second(acme, alic
 
     from asgiref.sync import sync_to_async
 
-    from apps.core import stream
-
-    client, session = _browser_session(bob)
+    client, stored = _browser_session(bob)
     other, _ = _browser_session(bob)
 
-    async def run():
-        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
-        communicator.scope["user"] = bob
-        communicator.scope["session"] = session
-        assert (await communicator.connect())[0]
-        await communicator.receive_json_from()
+    async def end_it(communicator):
         await sync_to_async(end)(client, other, bob)
         ended_at = time.monotonic()
         closed = await communicator.receive_output(timeout=1)
-        waited = time.monotonic() - ended_at
-        await communicator.disconnect()
-        return closed, waited
+        return closed, time.monotonic() - ended_at
 
-    stream.reset_for_tests()
-    try:
-        closed, waited = async_to_sync(run)()
-    finally:
-        stream.reset_for_tests()
+    closed, waited = _socket_while(bob, stored, end_it)
 
     assert closed == {"type": "websocket.close", "code": 4404}
     assert waited < 1.0
@@ -352,29 +361,16 @@ def test_ending_the_browser_session_closes_its_socket_within_a_second(acme, alic
 def test_another_of_the_users_sessions_signing_out_keeps_the_socket(acme, alice, bob):
     from asgiref.sync import sync_to_async
 
-    from apps.core import stream
-
-    _, session = _browser_session(bob)
+    _, stored = _browser_session(bob)
     other, _ = _browser_session(bob)
 
-    async def run():
-        communicator = WebsocketCommunicator(revocable, "/ws/teams/acme/open/")
-        communicator.scope["user"] = bob
-        communicator.scope["session"] = session
-        assert (await communicator.connect())[0]
-        await communicator.receive_json_from()
+    async def sign_out_elsewhere(communicator):
         await sync_to_async(_sign_out)(other, None, bob)
         quiet = await communicator.receive_nothing(timeout=1)
         await communicator.send_json_to({"n": 1})
-        reply = await communicator.receive_json_from()
-        await communicator.disconnect()
-        return quiet, reply
+        return quiet, await communicator.receive_json_from()
 
-    stream.reset_for_tests()
-    try:
-        quiet, reply = async_to_sync(run)()
-    finally:
-        stream.reset_for_tests()
+    quiet, reply = _socket_while(bob, stored, sign_out_elsewhere)
 
     assert quiet
     assert reply["echo"] == {"n": 1}
