@@ -152,3 +152,35 @@ def test_the_key_file_is_made_once_private_and_kept(tmp_path):
     assert not new_again
     assert again == key
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+class _Printing:
+    """A runtime whose workload printed ``lines`` and stopped."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.printed = lines
+
+    def logs(self, state: object, since: object = None, follow: bool = False) -> object:
+        return iter(self.printed)
+
+
+def test_the_agent_keeps_its_log_frames_within_the_inbox_limit(settings, monkeypatch):
+    from apps.machines import logship
+
+    settings.LATTICE_LOG_LINE_MAX_CHARS = 1000
+    settings.LATTICE_LOG_BATCH_BYTES = 10_000
+    settings.LATTICE_LOG_BATCH_SECONDS = 1.0  # everything printed would fit one frame by time
+    frames: list[list[str]] = []
+    monkeypatch.setattr(logship, "send", lambda _host, _kind, body: frames.append(body["lines"]))
+    printed = ["x" * 5000, *[f"line {n} " + "y" * 400 for n in range(60)]]
+
+    runtime = _Printing(printed)  # a stand-in with only what the shipper reads: logs()
+    shipper = logship.LogShipper(runtime, {"name": "nb-1-s1"}, "local")  # type: ignore[arg-type]
+    shipper.start()
+    assert shipper.done.wait(10)
+
+    shipped = [line for frame in frames for line in frame]
+    assert shipped[0] == "x" * 1000 + " [line cut: 5,000 characters]"
+    assert shipped[1:] == printed[1:]  # every other line, in order, whole
+    assert len(frames) > 1
+    assert all(sum(map(len, frame)) <= 10_000 + 1000 for frame in frames)

@@ -607,6 +607,26 @@ def test_log_lines_reach_only_the_hosts_own_workloads_streams(victim, attacker, 
     assert published == [frame["lines"]]
 
 
+def test_a_message_over_the_inbox_limit_is_refused_before_it_is_read(
+    settings, attacker, own_session
+):
+    settings.LATTICE_INBOX_MAX_BYTES = 64 * 1024
+    own = Notebook.objects.for_team(own_session.team_id).get(pk=own_session.notebook_id).stream
+    before = stream_last(own)
+    source = uuid.uuid4().hex
+
+    big = {"workload": own_session.workload, "source": source, "frame": 1, "lines": ["z" * 100_000]}
+    attacker.send("logs", big)
+    small = {"workload": own_session.workload, "source": source, "frame": 2, "lines": ["ok"]}
+    attacker.send("logs", small)
+    attacker.settle()
+
+    # The big frame never reached the stream; the next one, within the limit, did.
+    published = [m["lines"] for m in stream_after(own, before) if m["type"] == "logs"]
+    assert ["z" * 100_000] not in published
+    assert published == [["ok"]]
+
+
 # --- stolen credentials stop working at once ------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
+from django.conf import settings
 from kombu.transport import redis as kombu_redis
 
 logger = logging.getLogger(__name__)
@@ -66,24 +67,43 @@ class Channel(kombu_redis.Channel):
         return tag
 
 
+_NOTHING = object()
+
+
+def _sent_payload(raw: Any) -> Any:
+    """The JSON body a host wrote as ``raw``, decoded; _NOTHING for anything but plain JSON
+    within LATTICE_INBOX_MAX_BYTES."""
+    if not isinstance(raw, dict) or raw.get("content-type") != "application/json":
+        return _NOTHING
+    headers, properties = raw.get("headers"), raw.get("properties")
+    if not isinstance(headers, dict) or not isinstance(properties, dict):
+        return _NOTHING
+    if headers.get("compression"):  # never decompressed: a bomb would be ours to unpack
+        return _NOTHING
+    body: Any = raw.get("body")
+    if not isinstance(body, str | bytes) or len(body) > settings.LATTICE_INBOX_MAX_BYTES:
+        # Refused before it is decoded: a host must not make the control worker parse,
+        # hold or publish as much as it likes.
+        logger.warning(
+            "an inbox message refused: no text body, or one over %d bytes",
+            settings.LATTICE_INBOX_MAX_BYTES,
+        )
+        return _NOTHING
+    try:
+        if properties.get("body_encoding") == "base64":
+            body = base64.b64decode(str(body), validate=True)
+        return json.loads(body)
+    except (TypeError, ValueError):
+        return _NOTHING
+
+
 def _sent_envelope(raw: Any) -> Any:
     """The one argument of the INBOX_TASK a host wrote as ``raw`` (either Celery protocol,
     JSON only); None for anything else, which the inbox refuses as no envelope."""
-    if not isinstance(raw, dict) or raw.get("content-type") != "application/json":
+    payload = _sent_payload(raw)
+    if payload is _NOTHING:
         return None
-    headers = raw.get("headers")
-    properties = raw.get("properties")
-    if not isinstance(headers, dict) or not isinstance(properties, dict):
-        return None
-    if headers.get("compression"):  # never decompressed: a bomb would be ours to unpack
-        return None
-    try:
-        body: Any = raw.get("body")
-        if properties.get("body_encoding") == "base64":
-            body = base64.b64decode(str(body), validate=True)
-        payload = json.loads(body)
-    except (TypeError, ValueError):
-        return None
+    headers = raw["headers"]
     task: Any = None
     args: Any = None
     kwargs: Any = None

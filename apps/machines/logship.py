@@ -70,7 +70,10 @@ class LogShipper:
 
     def _read(self) -> None:
         try:
+            longest = settings.LATTICE_LOG_LINE_MAX_CHARS
             for line in self.runtime.logs(self.state, since=self.since, follow=True):
+                if len(line) > longest:
+                    line = f"{line[:longest]} [line cut: {len(line):,} characters]"  # noqa: PLW2901
                 self.lines.put(line)
         except Exception:
             logger.exception("following the log of %s failed", self.state["name"])
@@ -79,6 +82,7 @@ class LogShipper:
 
     def _ship(self) -> None:
         limit = settings.LATTICE_LOG_BATCH_LINES
+        size_limit = settings.LATTICE_LOG_BATCH_BYTES
         wait = settings.LATTICE_LOG_BATCH_SECONDS
         try:
             while True:
@@ -86,9 +90,11 @@ class LogShipper:
                 if first is _END:
                     return
                 batch = [first]
+                size = len(first)
                 deadline = time.monotonic() + wait
                 ended = False
-                while len(batch) < limit:
+                # Within the inbox's size limit (LATTICE_INBOX_MAX_BYTES) with room to spare.
+                while len(batch) < limit and size < size_limit:
                     remaining = deadline - time.monotonic()
                     try:
                         line = (
@@ -102,6 +108,7 @@ class LogShipper:
                         ended = True
                         break
                     batch.append(line)
+                    size += len(line)
                 self._publish(batch)
                 if ended:
                     return

@@ -426,6 +426,10 @@ LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.
 # A signed message from an agent older than this (seconds, or as far in the future) is
 # refused: the inbox may wait out a control worker's restart, not replay hours later.
 LATTICE_INBOX_MAX_AGE = env.int("LATTICE_INBOX_MAX_AGE", default=900)
+# The largest message a host may put on the inbox (bytes of its body): a bigger one is refused
+# before it is read further. Agents keep under it: a log frame stops at LATTICE_LOG_BATCH_BYTES
+# and a line is cut at LATTICE_LOG_LINE_MAX_CHARS.
+LATTICE_INBOX_MAX_BYTES = env.int("LATTICE_INBOX_MAX_BYTES", default=8 * 1024 * 1024)
 # Each host's agent has a Redis user of its own (apps.machines.broker), named with this
 # prefix; the address agents reach Redis at, when not REDIS_URL's (e.g. redis.internal:6379).
 LATTICE_BROKER_USER_PREFIX = env.str("LATTICE_BROKER_USER_PREFIX", default="lattice-host-")
@@ -499,6 +503,8 @@ LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
 # control worker a signature check and the placement's; bench/log_stream.py).
 LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=5000)
 LATTICE_LOG_BATCH_SECONDS = env.float("LATTICE_LOG_BATCH_SECONDS", default=0.05)
+LATTICE_LOG_BATCH_BYTES = env.int("LATTICE_LOG_BATCH_BYTES", default=1024 * 1024)
+LATTICE_LOG_LINE_MAX_CHARS = env.int("LATTICE_LOG_LINE_MAX_CHARS", default=64 * 1024)
 
 # --- Requests and security ---------------------------------------------------
 
