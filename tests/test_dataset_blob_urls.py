@@ -178,6 +178,16 @@ def test_with_s3_a_host_reads_the_version_it_mounts_and_no_other(
     assert host_builds(message, cache) == CATS
 
 
+def assert_refused_once_expired(url: str, data: bytes, cache: Path) -> None:
+    """Past its expiry the link is refused, and a start that needs it fails cleanly."""
+    time.sleep(4.1)
+    assert fetch(url).status_code == 403
+    spec = dataset_spec({"late.txt": data}, {sha(data): url})
+    with pytest.raises(WorkloadError, match="its link may have expired"):
+        with_datasets(spec, cache, runtime=FakeRuntime())
+    assert list(cache.iterdir()) == []
+
+
 def test_with_s3_a_link_works_for_the_starts_time_and_not_after(
     media, presigned_s3, cache, fake_runtime
 ):
@@ -188,12 +198,7 @@ def test_with_s3_a_link_works_for_the_starts_time_and_not_after(
 
     assert abs(presigned_expiry(url) - (time.time() + 1)) < 2
     assert fetch(url).content == data
-    time.sleep(4.1)
-    assert fetch(url).status_code == 403
-    spec = dataset_spec({"late.txt": data}, {sha(data): url})
-    with pytest.raises(WorkloadError, match="its link may have expired"):
-        with_datasets(spec, cache, runtime=FakeRuntime())
-    assert list(cache.iterdir()) == []
+    assert_refused_once_expired(url, data, cache)
 
 
 # --- a local folder: signed links to the blob view --------------------------------------
@@ -253,12 +258,7 @@ def test_a_signed_link_to_a_blob_not_stored_is_a_404_and_one_past_its_expiry_a_4
     assert served.content == data
     assert served.headers["content-disposition"] == f'attachment; filename="{sha(data)}"'
     assert served.headers["content-type"] == "application/octet-stream"
-    time.sleep(4.1)
-    assert fetch(url).status_code == 403
-    spec = dataset_spec({"late.txt": data}, {sha(data): url})
-    with pytest.raises(WorkloadError, match="its link may have expired"):
-        with_datasets(spec, cache, runtime=FakeRuntime())
-    assert list(cache.iterdir()) == []
+    assert_refused_once_expired(url, data, cache)
 
 
 def test_a_link_signed_under_an_old_key_still_works_once_the_key_is_rotated(

@@ -167,13 +167,14 @@ def test_an_outsider_or_a_visitor_is_refused(charlie, globex, notebook):
     assert async_to_sync(run)(AnonymousUser()) is False
 
 
-def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
-    alice, notebook, settings, redis_url
-):
-    # As in production: the agent publishes from its own thread and loop, the
-    # web process's consumer receives through Redis pub/sub, the buffer is Redis.
-    import threading
-    import uuid
+def _buffer_keys(notebook: Any) -> list[str]:
+    return [f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"]
+
+
+def _on_redis(settings: Any, redis_url: str, notebook: Any) -> Any:
+    """Redis pub/sub and a Redis buffer, as in production, with the notebook's buffer emptied
+    (numbers restart with each test database); the Redis client, to empty it again."""
+    import redis
 
     settings.REDIS_URL = redis_url
     settings.CHANNEL_LAYERS = {
@@ -183,10 +184,19 @@ def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
         },
     }
     stream.reset_for_tests()
-    import redis
-
     client = redis.Redis.from_url(redis_url)
-    client.delete(f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf")
+    client.delete(*_buffer_keys(notebook))
+    return client
+
+
+def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
+    alice, notebook, settings, redis_url
+):
+    # As in production: the agent publishes from its own thread and loop, the
+    # web process's consumer receives through Redis pub/sub, the buffer is Redis.
+    import threading
+
+    client = _on_redis(settings, redis_url, notebook)
 
     async def run():
         communicator = WebsocketCommunicator(application, path(notebook))
@@ -205,9 +215,7 @@ def test_through_redis_a_publisher_thread_reaches_a_viewer_with_nothing_lost(
     try:
         got = async_to_sync(run)()
     finally:
-        client.delete(
-            f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"
-        )
+        client.delete(*_buffer_keys(notebook))
         stream.reset_for_tests()
 
     assert log_numbers(got) == list(range(2000))
@@ -247,24 +255,9 @@ def channel_layer(request, settings, notebook):
     if request.param == "memory":
         yield request.param
         return
-    import uuid
-
-    import redis
-
-    redis_url = request.getfixturevalue("redis_url")
-    settings.REDIS_URL = redis_url
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
-        },
-    }
-    stream.reset_for_tests()
-    client = redis.Redis.from_url(redis_url)
-    keys = [f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"]
-    client.delete(*keys)
+    client = _on_redis(settings, request.getfixturevalue("redis_url"), notebook)
     yield request.param
-    client.delete(*keys)
+    client.delete(*_buffer_keys(notebook))
     client.close()
 
 
