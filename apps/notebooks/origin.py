@@ -193,6 +193,6 @@ def _current_user(user_id: object, auth_hash: object, grant: object) -> User | N
     if user is None or not constant_time_compare(user.get_session_auth_hash(), auth_hash):
         return None
     # Signed out of Lattice (or the session ended from the sessions page): out of here too.
-    if not session_signs_in(cache.get(_grant_key(grant)), user.pk):
+    if not session_signs_in(cache.get(_grant_key(grant)), user.pk, user=user):
         return None
     return user

@@ -61,7 +61,7 @@ from apps.notebooks.origin import (
     ticket_redeem,
 )
 from apps.teams.permissions import role_allows
-from apps.teams.selectors import membership_in
+from apps.teams.selectors import role_in
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -143,6 +143,7 @@ class Target:
     endpoint: str  # http://127.0.0.1:PORT
     token: str
     session_id: int
+    team_id: int
 
 
 @dataclass(frozen=True)
@@ -156,16 +157,11 @@ def resolve(user: Any, notebook_id: int) -> Target | Refusal:
     if user is None or not user.is_authenticated:
         return Refusal(401, "Log in to open notebooks.")
     # The team comes from the row here; the membership check below is the gate.
-    notebook = (
-        Notebook.objects.unscoped()
-        .select_related("team")
-        .filter(pk=notebook_id, deleted_at__isnull=True)
-        .first()
-    )
-    membership = membership_in(user, notebook.team.slug) if notebook else None
-    if notebook is None or membership is None:
+    notebook = Notebook.objects.unscoped().filter(pk=notebook_id, deleted_at__isnull=True).first()
+    role = role_in(user_id=user.pk, team_id=notebook.team_id) if notebook else None
+    if notebook is None or role is None:
         return Refusal(404, "No such notebook.")
-    if not role_allows(membership.role, "notebooks.open"):
+    if not role_allows(role, "notebooks.open"):
         return Refusal(403, "Viewers see a notebook's status and logs but cannot open it.")
     session = (
         NotebookSession.objects.for_team(notebook.team_id)
@@ -175,7 +171,7 @@ def resolve(user: Any, notebook_id: int) -> Target | Refusal:
     )
     if session is None:
         return Refusal(503, "This notebook is not running. Start it from its page in Lattice.")
-    return Target(session.endpoint, session.jupyter_token, session.pk)
+    return Target(session.endpoint, session.jupyter_token, session.pk, notebook.team_id)
 
 
 def authorise(cookie: str | None, notebook_id: int) -> Target | Refusal:
@@ -397,6 +393,7 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
     upstream: Any = None
     pump: asyncio.Task[None] | None = None
     group: str | None = None
+    team_id: int | None = None
     checked_at = 0.0
 
     async def connect(self) -> None:
@@ -421,6 +418,7 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
         if isinstance(target, Refusal):
             await self.close()
             return
+        self.team_id = target.team_id
         url = "ws" + _upstream_url(target.endpoint, self.scope)[4:]
         headers = {"Authorization": f"token {target.token}"}
         cookies = _forwarded_cookies(header(self.scope, b"cookie"))
@@ -474,7 +472,10 @@ class NotebookWebsocketProxy(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_NOT_A_MEMBER)
 
     async def access_changed(self, event: dict[str, Any]) -> None:
-        """The person's membership or role changed (apps.core.revocation): check now."""
+        """The person's membership or role changed (apps.core.revocation), in this notebook's
+        team or in every team (signed out, say): check now."""
+        if event.get("team") not in (None, self.team_id):
+            return
         if self.upstream is not None and not await self._may_stay():
             await self._cut_off()
 
