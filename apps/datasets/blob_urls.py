@@ -29,14 +29,14 @@ from django.core.files.storage import default_storage
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponseForbidden, StreamingHttpResponse
 from django.urls import reverse
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 
 from apps.datasets import s3
 from apps.datasets.models import blob_key
+from apps.datasets.storage import PIECE, open_pieces
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
     from django.http import HttpRequest
     from django.http.response import HttpResponseBase
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXPIRES = re.compile(r"[0-9]{1,12}")  # seconds since 1970
 _SALT = "apps.datasets.blob_urls"
-PIECE = 1024 * 1024
 
 
 def with_read_urls(datasets: list[dict[str, Any]], *, seconds: int) -> list[dict[str, Any]]:
@@ -68,20 +67,20 @@ def read_url(sha256: str, *, seconds: int) -> str:
     return f"{settings.LATTICE_INTERNAL_URL.rstrip('/')}{path}?{query}"
 
 
-def _signature(sha256: str, expires: int, key: str | bytes | None = None) -> str:
-    return signing.Signer(salt=_SALT).signature(f"{sha256}.{expires}", key=key)
+def _signature(sha256: str, expires: int) -> str:
+    return signing.Signer(salt=_SALT).signature(f"{sha256}.{expires}")
 
 
 def _signed(sha256: str, expires: str, signature: str) -> bool:
-    """The link is one this Lattice made (under SECRET_KEY or a fallback key) and has not
-    expired. Every key is tried, in constant time."""
+    """The link is one this Lattice made (under SECRET_KEY or a fallback key: Django's
+    Signer tries each, in constant time) and has not expired."""
     if not _SHA256.fullmatch(sha256) or not _EXPIRES.fullmatch(expires):
         return False
-    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
-    matched = False
-    for key in keys:
-        matched |= constant_time_compare(signature, _signature(sha256, int(expires), key))
-    return matched and time.time() <= int(expires)
+    try:
+        signing.Signer(salt=_SALT).unsign(f"{sha256}.{expires}:{signature}")
+    except signing.BadSignature:
+        return False
+    return time.time() <= int(expires)
 
 
 @require_GET
@@ -96,9 +95,8 @@ def blob_read(request: HttpRequest, sha256: str) -> HttpResponseBase:
     if not default_storage.exists(key):
         raise Http404("No such blob.")
     size = default_storage.size(key)
-    stored = default_storage.open(key, "rb")
     # Under ASGI a sync iterator would be read whole into memory before it is sent.
-    content = _apieces(stored) if isinstance(request, ASGIRequest) else _pieces(stored)
+    content = _apieces(key) if isinstance(request, ASGIRequest) else open_pieces(key)
     response = StreamingHttpResponse(content, content_type="application/octet-stream")
     response["Content-Length"] = str(size)
     # Uploaded bytes on Lattice's origin: never rendered, whatever they hold.
@@ -108,13 +106,9 @@ def blob_read(request: HttpRequest, sha256: str) -> HttpResponseBase:
     return response
 
 
-def _pieces(stored: Any) -> Iterator[bytes]:
-    with stored:
-        while piece := stored.read(PIECE):
-            yield piece
-
-
-async def _apieces(stored: Any) -> AsyncIterator[bytes]:
+async def _apieces(key: str) -> AsyncIterator[bytes]:
+    """storage.open_pieces, each read off the event loop."""
+    stored = await asyncio.to_thread(default_storage.open, key, "rb")
     try:
         while piece := await asyncio.to_thread(stored.read, PIECE):
             yield piece

@@ -74,9 +74,10 @@ def broker_acl_rules(host_name: str, password: str) -> list[str]:
 
 def _trusted_url() -> str | None:
     """The full broker URL of the trusted tier, or None on the in-memory transport."""
-    from config.celery import app
+    # The app config/celery.py made current: no import of config from an app (layers).
+    from celery import current_app
 
-    url = str(app.conf.broker_url or "")
+    url = str(current_app.conf.broker_url or "")
     return url if url.startswith(("redis://", "rediss://")) else None
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q
-from django.utils import timezone
 from rest_framework import exceptions, generics
 
 from apps.accounts.models import PersonalAccessToken
@@ -96,11 +94,8 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
                 # A browser session: it must still be there (not signed out) and still
                 # match the password (a change signs every other session out).
                 return session_key is not None and session_signs_in(session_key, user_id)
-            return (
-                PersonalAccessToken.objects.filter(pk=token_id, revoked_at__isnull=True)
-                .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-                .exists()
-            )
+            token = PersonalAccessToken.objects.filter(pk=token_id).first()
+            return token is not None and token.is_active
 
         return still_held
 
