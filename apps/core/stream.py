@@ -213,14 +213,16 @@ def stream_publish_frame(
     buffer = _the_buffer()
     keep = settings.LATTICE_STREAM_BACKLOG
     deadline = time.monotonic() + FRAME_WAIT
-    while True:
+    # Frames almost always come in order: one round trip. One that came early waits on the
+    # (small) cursor, polled less and less often, and goes to Redis again only when due.
+    seq = buffer.append_frame(stream, body, keep, source, frame, force=False)
+    pause = 0.002
+    while seq == _OUT_OF_ORDER:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
         force = time.monotonic() >= deadline
-        # Wait on the (small) cursor; the frame itself goes to Redis once, when it is due.
         if force or buffer.frame_cursor(stream, source) >= frame - 1:
             seq = buffer.append_frame(stream, body, keep, source, frame, force=force)
-            if seq != _OUT_OF_ORDER:
-                break
-        time.sleep(0.002)
     if seq == 0:
         return None
     _fan_out(group_name(stream), {"type": "stream.message", "seq": seq, "body": body})
