@@ -30,7 +30,7 @@ from typing import Any
 ENVELOPE_VERSION = 1
 KINDS = frozenset({"join", "report", "event", "logs"})
 
-_identities: dict[str, bytes] = {}
+_identities: dict[str, str] = {}
 _lock = threading.Lock()
 
 
@@ -76,7 +76,7 @@ def identity_set(host_name: str, key: str) -> None:
     """This process speaks for ``host_name`` with ``key``."""
     bytes.fromhex(key)  # refuse what is not a key now, not at the first message
     with _lock:
-        _identities[host_name] = key  # type: ignore[assignment]
+        _identities[host_name] = key
 
 
 def identity_forget(host_name: str) -> None:
@@ -89,7 +89,7 @@ def identity_key(host_name: str) -> str:
         key = _identities.get(host_name)
     if key is None:
         raise IdentityError(f"this agent holds no key for host {host_name}")
-    return str(key)
+    return key
 
 
 def identity_load(host_name: str, key_file: Path) -> tuple[str, bool]:
