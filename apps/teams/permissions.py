@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from apps.core.errors import PermissionDeniedError
 from apps.teams.models import Role
 
 if TYPE_CHECKING:
@@ -82,3 +83,17 @@ def member_may(team: Team, user: User, permission: str) -> bool:
 
     membership = Membership.objects.for_team(team).filter(user=user).first()
     return membership is not None and role_allows(membership.role, permission)
+
+
+def require_permission(
+    team: Team,
+    actor: User,
+    permission: str,
+    *,
+    error: type[PermissionDeniedError] = PermissionDeniedError,
+    message: str = "Your role in this team does not allow that.",
+) -> None:
+    """Refuse (403, ``error``) an actor whose role in ``team`` lacks ``permission``: the one
+    role guard every service calls before it writes."""
+    if not member_may(team, actor, permission):
+        raise error(message)
