@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 from docker.errors import NotFound
 
 from apps.datasets.blob_urls import with_read_urls
-from apps.datasets.materialise import STALE_SECONDS, evict, materialise
+from apps.machines.materialise import STALE_SECONDS, evict, materialise
 from apps.datasets.models import blob_key
 from apps.datasets.mounts import content_key
 from apps.machines.agent import with_datasets

@@ -178,7 +178,7 @@ def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
     from apps.runtimes.base import Spec
 
     monkeypatch.setattr(agent, "COPY_REPORT_EVERY", 0.0)
-    monkeypatch.setattr("apps.datasets.materialise.PIECE", 64 * 1024)
+    monkeypatch.setattr("apps.machines.materialise.PIECE", 64 * 1024)
     files = {f"part-{i}.bin": bytes([i]) * (300 * 1024) for i in range(4)}  # 1.2 MB
     spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[stored_dataset(files)])
     said: list[tuple[str, dict[str, Any]]] = []

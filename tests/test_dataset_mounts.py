@@ -24,7 +24,7 @@ from docker.errors import NotFound
 from apps.core.models import AuditEntry
 from apps.datasets import mounts
 from apps.datasets.blob_urls import with_read_urls
-from apps.datasets.materialise import MaterialiseError, materialise
+from apps.machines.materialise import MaterialiseError, materialise
 from apps.datasets.models import (
     Blob,
     Dataset,

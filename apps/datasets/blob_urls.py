@@ -12,7 +12,7 @@ start's own time allowance is over:
 
 A link names one blob by its hash: changing the hash, the key or the expiry breaks the
 signature. The host checks every byte against the manifest anyway
-(apps.datasets.materialise), so a link to the wrong bytes cannot put them in a folder.
+(apps.machines.materialise), so a link to the wrong bytes cannot put them in a folder.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A mount is a row: attaching or removing one changes nothing in a running
 notebook; it takes effect at the notebook's next start (or restart). At
 start, ``mounts_for_spec`` lists what the host's agent needs to build each
-version's folder (apps.datasets.materialise) before the workload starts.
+version's folder (apps.machines.materialise) before the workload starts.
 
 Refusals raise ``apps.notebooks.services.NotebookError`` (and its kinds), so the
 notebook pages and API show them as they show every other notebook refusal.

@@ -20,7 +20,7 @@ A runtime runs one workload (a notebook server, a model server) from a
   another (made if missing), with ``image`` where a helper container is needed.
 
 A spec's ``datasets`` are folders the agent has built on the host
-(apps.datasets.materialise): each is seen read-only at ``/datasets/<name>``.
+(apps.machines.materialise): each is seen read-only at ``/datasets/<name>``.
 
 In ``command``, ``{port}`` becomes the port the workload listens on,
 ``{ip}`` the address it should bind (all interfaces inside a container,
