@@ -24,7 +24,6 @@ from docker.errors import NotFound
 from apps.core.models import AuditEntry
 from apps.datasets import mounts
 from apps.datasets.blob_urls import with_read_urls
-from apps.machines.materialise import MaterialiseError, materialise
 from apps.datasets.models import (
     Blob,
     Dataset,
@@ -34,6 +33,7 @@ from apps.datasets.models import (
     blob_key,
 )
 from apps.machines.agent import spec_to_task, with_datasets
+from apps.machines.materialise import MaterialiseError, materialise
 from apps.notebooks import services
 from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes.base import Spec, WorkloadError
