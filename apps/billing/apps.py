@@ -1,9 +1,35 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from apps.machines.models import MachineType
 
 
 class BillingConfig(AppConfig):
     name = "apps.billing"
     label = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        # The plan's checks, plugged into the apps below billing that call them
+        # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
+        from apps.billing import entitlements, services
+        from apps.datasets import entitlements as datasets
+        from apps.machines.hooks import machine_type_added
+        from apps.notebooks import entitlements as notebooks
+
+        notebooks.check_start.register(entitlements.check_start)
+        notebooks.idle_limit.register(entitlements.idle_limit)
+        notebooks.machine_notes.register(entitlements.machine_notes)
+        datasets.check_storage.register(entitlements.check_storage)
+        datasets.check_private_dataset.register(entitlements.check_private_dataset)
+
+        @machine_type_added.register
+        def first_price(machine_type: MachineType) -> None:
+            # A new machine type's price holds from now on (Billing > Machine prices).
+            services.machine_price_set(
+                machine_type=machine_type, hourly_price=machine_type.hourly_price
+            )

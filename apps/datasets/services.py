@@ -26,11 +26,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.billing.entitlements import check_private_dataset, check_storage
 from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
 from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
+from apps.datasets.entitlements import check_private_dataset, check_storage
 from apps.datasets.models import (
     Blob,
     Dataset,

@@ -6,7 +6,8 @@ The steps, each idempotent and each a small transaction:
    the host's agent is asked to start the workload (``session_dispatch``);
    otherwise it stays queued, with its position.
 2. The agent reports events (apps.machines.tasks.workload_event routes those of
-   workloads named "nb-..." to ``on_workload_event``): pulling (percent),
+   workloads named "nb-..." to ``on_workload_event``, registered as the kind "nb"
+   in apps.notebooks.apps): pulling (percent),
    started (the container is up: billing starts), waiting for Jupyter, ready
    (Jupyter answered /api/status with the session's token), failed, stopped.
 3. ``session_end`` closes the session once, with a reason and a time, frees its
@@ -32,6 +33,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import ServiceError
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
 from apps.machines.agent import (
@@ -42,10 +44,11 @@ from apps.machines.agent import (
     agent_stop,
     spec_to_task,
 )
-from apps.machines.models import Host, PlacementRequest
+from apps.machines.models import Host, MachineType, PlacementRequest
 from apps.machines.queue import placement_request, queue_advance, queue_position
 from apps.machines.scheduler import placement_gpu_uuids, placement_release
 from apps.machines.services import endpoint_on_host
+from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import (
     STARTING_STATUSES,
     Notebook,
@@ -143,8 +146,6 @@ def start_eta(template: str) -> int | None:
 def idle_timeout(notebook: Notebook, *, limit: int | Literal["plan"] | None = "plan") -> int:
     """Minutes of idleness before the notebook is stopped; 0 = never. The plan caps it at
     ``limit`` (its idle_limit, read here unless the caller has it)."""
-    from apps.billing.entitlements import idle_limit
-
     if notebook.idle_timeout_minutes is not None:
         minutes = notebook.idle_timeout_minutes
     else:
@@ -618,7 +619,6 @@ def session_end(
 
 def _after_end(notebook_id: int, team_id: int, machine_type_id: int) -> None:
     """Room freed: let the line move. Then what the notebook wants next."""
-    from apps.machines.models import MachineType
     from apps.notebooks.tasks import session_place_task
 
     queue_advance(machine_type=MachineType.objects.get(pk=machine_type_id))
@@ -645,12 +645,9 @@ def _restart(notebook: Notebook) -> None:
     actor = last.started_by if last else notebook.created_by
     if actor is None or last is None:
         return
-    from apps.billing.entitlements import PlanLimitError
-    from apps.notebooks.services import NotebookError
-
     try:
         notebook_start(team=notebook.team, actor=actor, notebook=notebook)
-    except (NotebookError, PlanLimitError) as exc:
+    except ServiceError as exc:
         # Refused now (the plan, the cap, the machine withdrawn): it stays stopped, and
         # its history says why, rather than wanting to run with nothing on the way.
         logger.info("restart of notebook %s refused: %s", notebook.pk, exc)

@@ -28,6 +28,7 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.machines.agent import agent_stop
 from apps.notebooks import lifecycle
+from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
 
 logger = logging.getLogger(__name__)
@@ -190,8 +191,6 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
 
 
 def idle_sweep() -> dict[str, int]:
-    from apps.billing.entitlements import idle_limit
-
     counts = {"warned": 0, "stopped": 0}
     limits: dict[int, int | None] = {}  # each team's plan, read once a sweep
     for session_id, team_id in _open_sessions(status=Status.RUNNING):

@@ -15,10 +15,11 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import PlanLimitError, machine_notes
+from apps.billing.entitlements import PlanLimitError
 from apps.datasets import mounts
 from apps.datasets.models import DatasetVersion, NotebookMount
 from apps.notebooks import services
+from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.forms import (
     NotebookCreateForm,
     NotebookDeleteForm,
