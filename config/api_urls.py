@@ -10,8 +10,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
 from apps.datasets.api import catalogue as dataset_catalogue
-from apps.datasets.api import mounts as dataset_mounts
 from apps.datasets.api import views as datasets
+from apps.notebooks.api import mounts as dataset_mounts
 from apps.notebooks.api import views as notebooks
 from apps.teams.api import views as teams
 

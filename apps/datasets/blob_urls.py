@@ -47,7 +47,7 @@ _SALT = "apps.datasets.blob_urls"
 
 
 def with_read_urls(datasets: list[dict[str, Any]], *, seconds: int) -> list[dict[str, Any]]:
-    """``datasets`` (apps.datasets.mounts.mounts_for_spec) each with ``urls``: a read link
+    """``datasets`` (apps.notebooks.mounts.mounts_for_spec) each with ``urls``: a read link
     per blob its files hold (by SHA-256), working for ``seconds``."""
     signed = []
     for dataset in datasets:

@@ -36,6 +36,7 @@ from django.utils import timezone
 from apps.core.errors import ServiceError
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
+from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import (
     AGENT_TIME_LIMIT,
     agent_copy_volume,
@@ -316,9 +317,9 @@ def _command(session: NotebookSession) -> list[str]:
 
 
 def session_spec(session: NotebookSession) -> Spec:
-    # Here, not at the top: apps.datasets.mounts imports the notebook services, which
-    # import this module.
-    from apps.datasets.mounts import mounts_for_spec
+    # Here, not at the top: apps.notebooks.mounts imports the notebook services, which
+    # import this module (until the lifecycle is split from what services need of it).
+    from apps.notebooks.mounts import mounts_for_spec
 
     notebook = session.notebook
     team_settings = TeamNotebookSettings.objects.for_team(session.team_id).get_or_create(
@@ -362,8 +363,7 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
-    from apps.datasets.blob_urls import with_read_urls
-    from apps.datasets.mounts import copy_allowance
+    from apps.notebooks.mounts import copy_allowance  # see session_spec
 
     spec = session_spec(session)
     # Copying its datasets to the host first may take a while: the task's limits grow by it,

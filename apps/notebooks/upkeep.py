@@ -96,7 +96,7 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
 def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
     """A start that made no progress for a while: still pulling, sent again, or failed."""
     now = timezone.now()
-    from apps.datasets.mounts import copy_allowance, mounted_bytes
+    from apps.notebooks.mounts import copy_allowance, mounted_bytes  # see lifecycle.session_spec
 
     reported = _reported(session)
     if reported and reported.get("starting"):

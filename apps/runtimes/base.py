@@ -83,7 +83,7 @@ class Spec:
     labels: dict[str, str] = field(default_factory=dict)
     user: str = "1000:1000"
     # Dataset versions mounted read-only at /datasets/<name>: as sent, {"name", "version_id",
-    # "key", "files", "urls"} (apps.datasets.mounts, apps.datasets.blob_urls); once the agent
+    # "key", "files", "urls"} (apps.notebooks.mounts, apps.datasets.blob_urls); once the agent
     # has built their folders on this host, {"name", "version_id", "key", "source"} (see
     # dataset_mounts).
     datasets: list[dict[str, Any]] = field(default_factory=list)
