@@ -47,8 +47,8 @@ _SALT = "apps.datasets.blob_urls"
 
 
 def with_read_urls(datasets: list[dict[str, Any]], *, seconds: int) -> list[dict[str, Any]]:
-    """``datasets`` (apps.notebooks.mounts.mounts_for_spec) each with ``urls``: a read link
-    per blob its files hold (by SHA-256), working for ``seconds``."""
+    """``datasets`` (a start's: apps.runtimes.base.Spec.datasets) each with ``urls``: a read
+    link per blob its files hold (by SHA-256), working for ``seconds``."""
     signed = []
     for dataset in datasets:
         hashes = sorted({str(entry[1]) for entry in dataset.get("files") or []})
