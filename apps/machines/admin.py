@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from apps.machines.hooks import machine_type_added
+from apps.machines.management.commands.create_join_token import credentials_text
 from apps.machines.models import GPUDevice, Host, HostJoinToken, MachineType, Placement
 from apps.machines.services import (
     HostCredentials,
@@ -56,8 +57,6 @@ class GPUDeviceInline(admin.TabularInline):
 
 
 def _show_credentials(admin_view: Any, request: Any, credentials: HostCredentials) -> None:
-    from apps.machines.management.commands.create_join_token import credentials_text
-
     admin_view.message_user(request, credentials_text(credentials), messages.SUCCESS)
 
 

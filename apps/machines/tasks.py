@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.stream import stream_publish_frame
+from apps.machines.agent import agent_remove_orphan
 from apps.machines.hooks import workload_kind
 from apps.machines.models import Host, Placement
 from apps.machines.queue import queue_advance_all
@@ -197,8 +198,6 @@ def _ours(workload: dict[str, Any]) -> bool:
 
 def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
     """A workload the host runs that no active placement knows: the agent removes it."""
-    from apps.machines.agent import agent_remove_orphan
-
     reported = {w["name"] for w in host.reported_workloads if _ours(w) and not w.get("starting")}
     known = set(
         Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),

@@ -30,6 +30,8 @@ from apps.machines.agent import agent_stop
 from apps.notebooks import lifecycle
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
+from apps.notebooks.mounts import copy_allowance, mounted_bytes
+from apps.notebooks.services import notebook_stop
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,6 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
 def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
     """A start that made no progress for a while: still pulling, sent again, or failed."""
     now = timezone.now()
-    from apps.notebooks.mounts import copy_allowance, mounted_bytes  # see lifecycle.session_spec
 
     reported = _reported(session)
     if reported and reported.get("starting"):
@@ -213,8 +214,6 @@ def _judge_idle(
     counts: dict[str, int],
     limit: int | Literal["plan"] | None = "plan",
 ) -> None:
-    from apps.notebooks.services import notebook_stop
-
     notebook = session.notebook
     minutes = lifecycle.idle_timeout(notebook, limit=limit)
     if minutes <= 0:
