@@ -44,9 +44,11 @@ def test_a_machine_type_added_in_the_admin_is_priced_from_now(admin_client):
 
 def test_the_price_is_billings_to_record_not_the_admins(admin_client):
     """With nothing registered on the hook (no billing), the type is added and unpriced."""
-    with machine_type_added.override(lambda machine_type: None):
+    unpriced: list[MachineType] = []
+    with machine_type_added.override(unpriced.append):
         response = admin_client.post(reverse("admin:machines_machinetype_add"), TINY)
     assert response.status_code == 302
     machine = MachineType.objects.get(slug="tiny")
     assert machine.hourly_price == Decimal("0.2500")
     assert not MachinePrice.objects.filter(machine_type=machine).exists()
+    assert unpriced == [machine]  # told once, of the row it added
