@@ -291,7 +291,7 @@ LATTICE_UPLOAD_ABANDON_DAYS = env.int("LATTICE_UPLOAD_ABANDON_DAYS", default=7)
 LATTICE_BILLING = env.bool("LATTICE_BILLING", default=False)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-# Another address for Stripe's API: the local test double (apps.billing.stripe_double).
+# Another address for Stripe's API: the local test double in development (docs/billing.md).
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # The metered price that bills usage, in cents, and the meter behind it (docs/billing.md).
 STRIPE_USAGE_PRICE = env.str("STRIPE_USAGE_PRICE", default="")
