@@ -25,6 +25,7 @@ from apps.notebooks.models import (
     Status,
     TeamNotebookSettings,
 )
+from apps.notebooks.selectors import team_notebook_settings
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import member_may
 
@@ -101,12 +102,6 @@ def _machine(machine_type: MachineType | None) -> MachineType:
     if machine_type is None or not machine_type.active:
         raise NotebookError("Choose a machine type that is offered.", field="machine_type")
     return machine_type
-
-
-def team_notebook_settings(team: Team) -> TeamNotebookSettings:
-    """The team's notebook settings, made with the defaults on first use."""
-    settings_row, _ = TeamNotebookSettings.objects.for_team(team).get_or_create(team=team)
-    return settings_row
 
 
 @transaction.atomic
