@@ -19,7 +19,6 @@ from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.models import (
-    ACTIVE_STATUSES,
     Notebook,
     NotebookSession,
     Status,
@@ -344,7 +343,3 @@ def team_notebook_settings_update(
         idle_timeout_minutes=row.idle_timeout_minutes,
     )
     return row
-
-
-def is_active(status: str) -> bool:
-    return status in ACTIVE_STATUSES
