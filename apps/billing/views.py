@@ -16,20 +16,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.billing import events, services, stripe_api
-from apps.billing.entitlements import (
-    billing_enabled,
-    billing_url,
-    current_plan,
-    current_subscription,
-    grace_ends,
-)
+from apps.billing.entitlements import billing_enabled, billing_url
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
+from apps.billing.selectors import billing_overview
 from apps.billing.usage import (
     current_period,
     daily_costs,
     totals_by,
-    usage_cost,
     usage_pieces,
 )
 from apps.teams.views import TeamPage
@@ -70,12 +64,8 @@ class BillingOverviewView(BillingPage):
         if checkout == "success":
             # Apply the new subscription now; the webhook does the same, whichever is first.
             services.checkout_sync(team=self.team, session_id=request.GET.get("session_id", ""))
-        subscription = current_subscription(self.team)
-        plan = current_plan(self.team)
-        account = services.account_for(self.team) if billing_enabled() else None
-        start, end = current_period(self.team)
-        spent = usage_cost(self.team, start, end)
-        invoices = self._invoices(request) if billing_enabled() else None
+        overview = billing_overview(self.team)
+        invoices = self._invoices(request) if overview.enabled else None
         plans = list(
             Plan.objects.filter(active=True)
             .prefetch_related("machine_types")
@@ -84,23 +74,19 @@ class BillingOverviewView(BillingPage):
         response = self.page(
             request,
             section="billing",
-            billing_enabled=billing_enabled(),
+            billing_enabled=overview.enabled,
             checkout=checkout,
-            subscription=subscription,
-            plan=plan,
+            subscription=overview.subscription,
+            plan=overview.plan,
             plans=plans,
-            account=account,
-            grace_ends=grace_ends(subscription) if subscription else None,
-            period_start=start,
-            period_end=end,
-            spent=spent,
+            account=overview.account,
+            grace_ends=overview.grace_ends,
+            period_start=overview.period_start,
+            period_end=overview.period_end,
+            spent=overview.period_cost,
             invoices=invoices,
-            invoices_unavailable=UNAVAILABLE if billing_enabled() and invoices is None else "",
-            cap_percent=(
-                min(int(spent * 100 / account.spend_cap), 100)
-                if account and account.spend_cap
-                else None
-            ),
+            invoices_unavailable=UNAVAILABLE if overview.enabled and invoices is None else "",
+            cap_percent=overview.cap_percent,
         )
         # Its Upgrade and Manage forms answer with a redirect to Stripe's hosted pages,
         # which the CSP's form-action must allow.

@@ -304,11 +304,6 @@ def _held(team: Team, shas: Iterable[str]) -> dict[str, int]:
     return dict(held.values_list("sha256", "size"))
 
 
-def team_storage_bytes(team: Team) -> int:
-    """What the team stores: each blob once, across its versions and open uploads."""
-    return sum(_team_blobs(team).values())
-
-
 def _clean_manifest(files: object) -> list[dict[str, Any]]:
     if not isinstance(files, list) or not files:
         raise DatasetError(

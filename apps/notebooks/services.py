@@ -19,12 +19,12 @@ from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.models import (
-    ACTIVE_STATUSES,
     Notebook,
     NotebookSession,
     Status,
     TeamNotebookSettings,
 )
+from apps.notebooks.selectors import team_notebook_settings
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import member_may
 
@@ -101,12 +101,6 @@ def _machine(machine_type: MachineType | None) -> MachineType:
     if machine_type is None or not machine_type.active:
         raise NotebookError("Choose a machine type that is offered.", field="machine_type")
     return machine_type
-
-
-def team_notebook_settings(team: Team) -> TeamNotebookSettings:
-    """The team's notebook settings, made with the defaults on first use."""
-    settings_row, _ = TeamNotebookSettings.objects.for_team(team).get_or_create(team=team)
-    return settings_row
 
 
 @transaction.atomic
@@ -349,7 +343,3 @@ def team_notebook_settings_update(
         idle_timeout_minutes=row.idle_timeout_minutes,
     )
     return row
-
-
-def is_active(status: str) -> bool:
-    return status in ACTIVE_STATUSES

@@ -34,6 +34,7 @@ from apps.notebooks.models import (
     Status,
 )
 from apps.notebooks.origin import launch_path
+from apps.notebooks.selectors import team_notebook_settings
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
@@ -441,7 +442,7 @@ class TeamNotebookSettingsView(NotebookPage):
     permission = "notebooks.settings"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        row = services.team_notebook_settings(self.team)
+        row = team_notebook_settings(self.team)
         form = TeamNotebookSettingsForm(initial={"idle_timeout_minutes": row.idle_timeout_minutes})
         return self._render(request, form)
 

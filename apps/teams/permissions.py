@@ -4,8 +4,6 @@
 | --------------------- | :---: | :---: | :----: | :----: |
 | team.view             |   x   |   x   |   x    |   x    |
 | members.view          |   x   |   x   |   x    |   x    |
-| machines.view         |   x   |   x   |   x    |   x    |
-| machines.start        |   x   |   x   |   x    |        |
 | notebooks.view        |   x   |   x   |   x    |   x    |
 | notebooks.manage      |   x   |   x   |   x    |        |
 | notebooks.open        |   x   |   x   |   x    |        |
@@ -47,8 +45,6 @@ _OWNERS = frozenset({Role.OWNER})
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "team.view": _EVERYONE,
     "members.view": _EVERYONE,
-    "machines.view": _EVERYONE,
-    "machines.start": _MEMBERS,
     "notebooks.view": _EVERYONE,
     "notebooks.manage": _MEMBERS,
     "notebooks.open": _MEMBERS,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apps.teams.models import Membership
+from apps.teams.permissions import PERMISSIONS
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
+    from apps.teams.models import Team
 
 
 def memberships_of(user: User) -> QuerySet[Membership]:
@@ -31,4 +33,14 @@ def role_in(*, user_id: int, team_id: int) -> str | None:
         .filter(user_id=user_id, user__is_active=True)
         .values_list("role", flat=True)
         .first()
+    )
+
+
+def member_emails_with(team: Team, permission: str) -> list[str]:
+    """The email addresses of the team's members whose role grants ``permission``, sorted:
+    whom to write to about what that permission looks after (e.g. billing.view)."""
+    return sorted(
+        Membership.objects.for_team(team)
+        .filter(role__in=PERMISSIONS[permission])
+        .values_list("user__email", flat=True)
     )
