@@ -12,7 +12,6 @@ from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
 from apps.core.models import AuditEntry
-from apps.core.tenancy import TeamViewMixin
 from apps.teams import services
 from apps.teams.forms import (
     DeleteTeamForm,
@@ -23,6 +22,7 @@ from apps.teams.forms import (
 )
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
+from apps.teams.scope import TeamViewMixin
 
 if TYPE_CHECKING:
     from collections.abc import Callable

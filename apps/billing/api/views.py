@@ -32,7 +32,7 @@ from apps.billing.usage import (
     usage_cost,
     usage_pieces,
 )
-from apps.core.api.views import TeamAPIView
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
