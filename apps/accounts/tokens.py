@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.accounts.models import TOKEN_PREFIX, TOKEN_SCOPES, PersonalAccessToken
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ _LAST_USED_RESOLUTION = timedelta(minutes=1)
 EXPIRY_CHOICES_DAYS = (7, 30, 90, 365)
 
 
-class TokenError(Exception):
-    """A token request the rules refuse; the message is for the person."""
+class TokenError(ServiceError):
+    """A token request the rules refuse (400); the message is for the person."""
 
 
 def _hash(plaintext: str) -> str:
