@@ -10,11 +10,17 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
+    from apps.teams.models import Team
 
 
 def memberships_of(user: User) -> QuerySet[Membership]:
     """The user's memberships in every team: the one read that crosses teams by design."""
     return Membership.objects.unscoped().filter(user=user).select_related("team")
+
+
+def teams_of(user: User) -> list[Team]:
+    """Every team the user is in, by name (apps.accounts.hooks.user_teams)."""
+    return [m.team for m in memberships_of(user).order_by("team__name")]
 
 
 def membership_in(user: User, slug: str) -> Membership | None:
