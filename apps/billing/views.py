@@ -1,7 +1,7 @@
 """Billing pages under /t/<team_slug>/billing/, and Stripe's webhook endpoint.
 
 Owners and admins see billing (billing.view) and change it (billing.manage);
-members and viewers get 403, outsiders 404 (apps.core.tenancy).
+members and viewers get 403, outsiders 404 (apps.teams.scope).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -26,9 +27,12 @@ from apps.billing.usage import (
     totals_by,
     usage_pieces,
 )
+from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.http import HttpRequest
 
     from apps.accounts.models import User
@@ -52,8 +56,11 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 class BillingPage(TeamPage):
     permission = "billing.view"
 
+    def back_url(self) -> str:
+        return reverse("billing:overview", kwargs={"team_slug": self.team.slug})
+
     def back(self) -> HttpResponse:
-        return redirect("billing:overview", team_slug=self.team.slug)
+        return redirect(self.back_url())
 
 
 class BillingOverviewView(BillingPage):
@@ -106,12 +113,10 @@ class BillingAction(BillingPage):
     http_method_names = ["post"]
     permission = "billing.manage"
 
-    def attempt(self, request: HttpRequest, action: Any) -> HttpResponse:
-        try:
-            return cast("HttpResponse", action())
-        except services.BillingError as exc:
-            messages.error(request, str(exc))
-            return self.back()
+    def attempt(self, request: HttpRequest, action: Callable[[], HttpResponse]) -> HttpResponse:
+        """Run ``action`` (a service call that answers with its own response); show its
+        refusal on the billing page (apps.core.pages.page_action)."""
+        return page_action(request, action, back=self.back_url())
 
 
 class CheckoutView(BillingAction):

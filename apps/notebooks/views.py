@@ -15,7 +15,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import PlanLimitError, machine_notes
+from apps.billing.entitlements import machine_notes
+from apps.core.pages import page_action
 from apps.datasets import mounts
 from apps.datasets.models import DatasetVersion, NotebookMount
 from apps.notebooks import services
@@ -109,24 +110,21 @@ class NotebookAction(NotebookPage):
         *,
         then: str = "",
     ) -> HttpResponse:
-        """Run ``action`` (one service call returning the success message); show its refusal.
+        """Run ``action`` (one service call returning the success message); show its refusal
+        (apps.core.pages.page_action: a plan limit's with the upgrade link).
 
         On success go to ``then`` (a path) if given, else back to the notebook's page.
         """
-        try:
-            message = action()
-        except services.NotebookError as exc:
-            messages.error(request, str(exc))
-            return self.back(notebook)
-        except PlanLimitError as exc:
-            # The message template adds the link to the billing page.
-            messages.error(request, str(exc), extra_tags="upgrade")
-            return self.back(notebook)
-        messages.success(request, message)
-        return redirect(then) if then else self.back(notebook)
+        return page_action(request, action, back=self.back_url(notebook), then=then)
+
+    def back_url(self, notebook: Notebook) -> str:
+        return reverse(
+            "notebooks:detail",
+            kwargs={"team_slug": self.team.slug, "notebook_id": notebook.pk},
+        )
 
     def back(self, notebook: Notebook) -> HttpResponse:
-        return redirect("notebooks:detail", team_slug=self.team.slug, notebook_id=notebook.pk)
+        return redirect(self.back_url(notebook))
 
 
 class NotebookListView(NotebookPage):

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apps.core.errors import PermissionDeniedError
-from apps.teams.models import Role
+from apps.teams.models import Membership, Role
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -75,8 +75,6 @@ def role_narrows(old: str, new: str) -> bool:
 
 def member_may(team: Team, user: User, permission: str) -> bool:
     """True when ``user`` is in ``team`` with a role that grants ``permission``."""
-    from apps.teams.models import Membership
-
     membership = Membership.objects.for_team(team).filter(user=user).first()
     return membership is not None and role_allows(membership.role, permission)
 

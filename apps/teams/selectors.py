@@ -19,6 +19,11 @@ def memberships_of(user: User) -> QuerySet[Membership]:
     return Membership.objects.unscoped().filter(user=user).select_related("team")
 
 
+def teams_of(user: User) -> list[Team]:
+    """Every team the user is in, by name (apps.accounts.hooks.user_teams)."""
+    return [m.team for m in memberships_of(user).order_by("team__name")]
+
+
 def membership_in(user: User, slug: str) -> Membership | None:
     """The user's membership in the team with ``slug``, or None (outsider, no such team, or
     an account deactivated since ``user`` was loaded: long-lived connections ask again)."""

@@ -26,7 +26,7 @@ from apps.billing.usage import (
     totals_by,
     usage_pieces,
 )
-from apps.core.api.views import TeamAPIView
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet

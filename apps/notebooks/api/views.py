@@ -24,7 +24,6 @@ from rest_framework.response import Response
 
 from apps.billing.entitlements import idle_limit
 from apps.core.api.pagination import Cursor
-from apps.core.api.views import TeamAPIView
 from apps.core.stream import stream_after, stream_last
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
@@ -36,6 +35,7 @@ from apps.notebooks.models import (
     Status,
 )
 from apps.notebooks.selectors import team_notebook_settings
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
