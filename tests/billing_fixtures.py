@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.test import Client, TestCase
 
-from apps.billing.offline import settings_for, start_double
 from apps.billing.services import checkout_start
+from apps.devtools.offline_billing import settings_for, start_double
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from apps.billing.stripe_double import StripeDouble
+    from apps.devtools.stripe_double import StripeDouble
 
 WEBHOOK_PATH = "/billing/stripe/webhook/"
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.billing.models import Plan
-from apps.billing.stripe_double import StripeDouble
+from apps.devtools.stripe_double import StripeDouble
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

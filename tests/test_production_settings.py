@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -186,3 +187,52 @@ def test_a_cookie_domain_that_covers_the_user_content_domain_is_refused():
     assert len(problems) == 1
     assert "SESSION_COOKIE_DOMAIN (.example-usercontent.net) covers" in problems[0]
     assert apart == []
+
+
+# What production loads when it starts, and then everything it could load: the URL
+# modules, the ASGI application, Celery, every module of every installed app, and every
+# management command `manage.py` offers. Printed as JSON for the test below.
+PRODUCTION_LOADS_ALL = """
+import importlib, json, pkgutil, sys
+import django
+django.setup()
+from django.apps import apps
+from django.conf import settings
+from django.core.management import get_commands, load_command_class
+from django.urls import get_resolver
+import config.api_urls, config.asgi, config.celery, config.urls
+get_resolver().url_patterns
+for app in apps.get_app_configs():
+    if app.name.startswith("apps."):
+        for found in pkgutil.walk_packages(app.module.__path__, app.name + "."):
+            importlib.import_module(found.name)
+commands = get_commands()
+for name, app_name in commands.items():
+    load_command_class(app_name, name)
+print(json.dumps({
+    "installed": settings.INSTALLED_APPS,
+    "commands": commands,
+    "modules": sorted(sys.modules),
+}))
+"""
+DEV_COMMANDS = {"dev", "seed_demo"}
+
+
+def test_production_imports_none_of_the_dev_tools():
+    from django.core.management import get_commands
+
+    # The test settings install the dev tools, so the names below are theirs.
+    assert {name: get_commands().get(name) for name in DEV_COMMANDS} == dict.fromkeys(
+        DEV_COMMANDS, "apps.devtools"
+    )
+
+    result = run(["-c", PRODUCTION_LOADS_ALL], **COMPLETE)
+
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "apps.devtools" not in loaded["installed"]
+    assert "apps.billing" in loaded["installed"]  # the walk did load the apps
+    assert "apps.billing.services" in loaded["modules"]
+    assert [m for m in loaded["modules"] if m.split(".")[:2] == ["apps", "devtools"]] == []
+    assert DEV_COMMANDS & set(loaded["commands"]) == set()
+    assert "apps.devtools" not in loaded["commands"].values()

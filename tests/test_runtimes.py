@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import sys
 import time
 import urllib.request
@@ -9,7 +11,8 @@ import urllib.request
 import psutil
 import pytest
 
-from apps.runtimes.base import Spec
+from apps.runtimes.base import Runtime, Spec
+from apps.runtimes.docker import DockerRuntime
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime
 
@@ -75,6 +78,58 @@ class TestFake:
         runtime.stop(state)
 
         assert runtime.poll(state) == 0
+
+    def test_an_orphan_is_stopped_and_forgotten(self):
+        runtime = FakeRuntime("ok")
+        state = runtime.start(self.spec("orphan"))
+        runtime.stop(state)
+
+        runtime.remove_orphan(runtime.list_managed()[0])
+
+        assert runtime.list_managed() == []
+        assert runtime.poll(state) == 0
+
+    def test_the_agent_removes_an_orphan_through_the_contract(self, settings):
+        from apps.machines.agent import agent_remove_orphan
+
+        settings.LATTICE_RUNTIME = "fake"
+        runtime = FakeRuntime("ok")
+        runtime.start(self.spec("orphan"))
+        runtime.start(self.spec("kept"))
+
+        agent_remove_orphan("gpu-1", "orphan")
+
+        assert [m.name for m in runtime.list_managed()] == ["kept"]
+
+
+def _runtime_calls(module) -> set[str]:
+    """The methods ``module`` calls on a runtime: ``runtime.x(...)``, ``self.runtime.x(...)``
+    and ``host_runtime().x(...)``."""
+    called = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        if (
+            (isinstance(owner, ast.Name) and owner.id == "runtime")
+            or (isinstance(owner, ast.Attribute) and owner.attr == "runtime")
+            or (isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "host_runtime")
+        ):
+            called.add(node.func.attr)
+    return called
+
+
+def test_every_method_the_agent_calls_is_in_the_contract():
+    from apps.machines import agent, logship
+
+    called = _runtime_calls(agent) | _runtime_calls(logship)
+
+    assert {"start", "stop", "poll", "remove_orphan", "pulling", "logs"} <= called
+    assert called <= Runtime.__abstractmethods__
+    # Called directly: a runtime without the method cannot even be made.
+    assert "getattr(runtime" not in inspect.getsource(agent)
+    for runtime in (FakeRuntime, LocalProcessRuntime, DockerRuntime):
+        assert not runtime.__abstractmethods__
 
 
 class TestLocalProcess:

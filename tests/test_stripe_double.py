@@ -16,8 +16,8 @@ import httpx
 import pytest
 import stripe
 
-from apps.billing.stripe_double import API_VERSION, StripeDouble
-from apps.billing.stripe_double.forms import parse
+from apps.devtools.stripe_double import API_VERSION, StripeDouble
+from apps.devtools.stripe_double.forms import parse
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

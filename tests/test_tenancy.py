@@ -7,8 +7,9 @@ from django.views import View
 from django_scopes import ScopeError
 
 from apps.core.models import AuditEntry
-from apps.core.tenancy import TeamViewMixin, team_scope, unscoped
+from apps.core.tenancy import team_scope, unscoped
 from apps.teams.models import Membership
+from apps.teams.scope import TeamViewMixin
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.urls import path
 
-from apps.core.consumers import TeamConsumer
-from apps.core.tenancy import team_task
+from apps.teams.consumers import TeamConsumer
 from apps.teams.models import Membership
+from apps.teams.scope import team_task
 from config.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)

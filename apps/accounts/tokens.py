@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.hooks import user_teams
 from apps.accounts.models import TOKEN_PREFIX, TOKEN_SCOPES, PersonalAccessToken
 from apps.core.audit import audit_record
-from apps.teams.selectors import memberships_of
+from apps.core.errors import ServiceError
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -26,8 +27,8 @@ _LAST_USED_RESOLUTION = timedelta(minutes=1)
 EXPIRY_CHOICES_DAYS = (7, 30, 90, 365)
 
 
-class TokenError(Exception):
-    """A token request the rules refuse; the message is for the person."""
+class TokenError(ServiceError):
+    """A token request the rules refuse (400); the message is for the person."""
 
 
 def _hash(plaintext: str) -> str:
@@ -52,7 +53,7 @@ def token_create(
         raise TokenError(f"Unknown scopes: {', '.join(unknown)}.")
     if not scopes:
         raise TokenError("Choose at least one scope.")
-    if team is not None and not memberships_of(user).filter(team=team).exists():
+    if team is not None and team not in user_teams(user):
         raise TokenError("You can only restrict a token to a team you are in.")
     if expires_in_days is not None and expires_in_days not in EXPIRY_CHOICES_DAYS:
         raise TokenError(f"Expiry must be one of {EXPIRY_CHOICES_DAYS} days, or never.")
@@ -94,11 +95,11 @@ def token_revoke_all(*, user: User) -> int:
     PersonalAccessToken.objects.filter(pk__in=[t.pk for t in tokens]).update(
         revoked_at=timezone.now()
     )
-    for membership in memberships_of(user):
-        names = sorted(t.name for t in tokens if t.team_id in (None, membership.team_id))
+    for team in user_teams(user):
+        names = sorted(t.name for t in tokens if t.team_id in (None, team.pk))
         if names:
             audit_record(
-                team=membership.team,
+                team=team,
                 actor=user,
                 action="token.revoked_all",
                 target=", ".join(names),

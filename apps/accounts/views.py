@@ -11,12 +11,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm, TokenForm
+from apps.accounts.hooks import user_teams
 from apps.accounts.models import PersonalAccessToken
 from apps.accounts.reauthentication import reauthentication_required
 from apps.accounts.services import user_update_profile
 from apps.accounts.tokens import TokenError, token_create, token_revoke, token_revoke_all
 from apps.core.htmx import is_htmx
-from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -49,19 +49,13 @@ def tokens(request: HttpRequest) -> HttpResponse:
     Making one asks for the password again (allauth replays the POST after it).
     """
     user = cast("User", request.user)
-    memberships = list(memberships_of(user).order_by("team__name"))
-    form = TokenForm(
-        request.POST or None,
-        teams=[(m.team.slug, m.team.name) for m in memberships],
-    )
+    teams = user_teams(user)
+    form = TokenForm(request.POST or None, teams=[(t.slug, t.name) for t in teams])
     created = None
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            team = next(
-                (m.team for m in memberships if m.team.slug == form.cleaned_data["team"]),
-                None,
-            )
+            team = next((t for t in teams if t.slug == form.cleaned_data["team"]), None)
             try:
                 token, plaintext = token_create(
                     user=user,
@@ -75,7 +69,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 status = 400
             else:
                 created = {"token": token, "plaintext": plaintext}
-                form = TokenForm(teams=[(m.team.slug, m.team.name) for m in memberships])
+                form = TokenForm(teams=[(t.slug, t.name) for t in teams])
         else:
             status = 400
     listed = list(PersonalAccessToken.objects.filter(user=user).select_related("team"))

@@ -12,7 +12,7 @@ A refusal is a ``PlanLimitError``: HTTP 402 in the API, with a code from
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing.models import BillingAccount, Plan, Subscription
+from apps.core.errors import PaymentRequiredError
 from apps.notebooks.models import NotebookSession
 from apps.teams.models import Membership
 
@@ -44,16 +45,21 @@ LIMIT_CODES = {
 }
 
 
-class PlanLimitError(Exception):
-    """The team's plan (or spend cap) does not allow this. The message says what to do."""
+class PlanLimitError(PaymentRequiredError):
+    """The team's plan (or spend cap) does not allow this (402). The message says what to do;
+    ``upgrade_url`` is the team's billing page."""
 
-    status_code = 402
+    # The form field a limit is about, where there is one (pages show the refusal there).
+    FIELDS: ClassVar[dict[str, str]] = {"plan_private_datasets": "visibility"}
 
     def __init__(self, message: str, *, code: str, team: Team) -> None:
-        super().__init__(message)
         assert code in LIMIT_CODES  # noqa: S101 - a new code must be documented above
-        self.code = code
-        self.upgrade_url = billing_url(team.slug)
+        super().__init__(
+            message,
+            code=code,
+            field=self.FIELDS.get(code),
+            upgrade_url=billing_url(team.slug),
+        )
 
 
 def billing_url(team_slug: str, request: HttpRequest | None = None, **query: str) -> str:

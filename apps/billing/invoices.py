@@ -18,7 +18,7 @@ import stripe
 from apps.billing import services, stripe_api
 from apps.billing.entitlements import billing_enabled
 from apps.billing.models import BillingAccount
-from apps.teams.permissions import member_may
+from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -161,8 +161,13 @@ def invoice_list(*, team: Team, actor: User) -> InvoicePage:
     none and Stripe is not asked. Raises BillingUnavailableError (503) when Stripe is not
     configured or does not answer.
     """
-    if not member_may(team, actor, "billing.view"):
-        raise services.BillingPermissionError("Only the team's owners and admins see its invoices.")
+    require_permission(
+        team,
+        actor,
+        "billing.view",
+        error=services.BillingPermissionError,
+        message="Only the team's owners and admins see its invoices.",
+    )
     customer = _customer(team) if billing_enabled() else ""
     if not customer:
         return InvoicePage(invoices=[], has_more=False)

@@ -8,8 +8,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 
 from apps.billing.entitlements import billing_url
-from apps.teams.models import Membership, Role
-from apps.teams.permissions import PERMISSIONS
+from apps.teams.selectors import member_emails_with
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
@@ -25,12 +24,7 @@ def billing_link(team: Team) -> str:
 
 def billing_mail(team: Team, *, subject: str, body: str) -> int:
     """Send ``body`` to everyone whose role may see the team's billing; return how many."""
-    roles = [Role(r) for r in PERMISSIONS["billing.view"]]
-    recipients = sorted(
-        Membership.objects.for_team(team)
-        .filter(role__in=roles)
-        .values_list("user__email", flat=True)
-    )
+    recipients = member_emails_with(team, "billing.view")
     if not recipients:
         return 0
     send_mail(

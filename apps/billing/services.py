@@ -26,9 +26,9 @@ from apps.billing.entitlements import (
 )
 from apps.billing.models import BillingAccount, MachinePrice, Plan, Subscription
 from apps.core.audit import audit_record
-from apps.core.errors import ServiceError
+from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.core.tenancy import team_scope
-from apps.teams.permissions import member_may
+from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -44,14 +44,12 @@ class BillingError(ServiceError):
     """A billing request refused; the message is shown as it is."""
 
 
-class BillingConflictError(BillingError):
-    status_code = 409
-    code = "conflict"
+class BillingConflictError(ConflictError, BillingError):
+    """Not possible in the current state (409)."""
 
 
-class BillingPermissionError(BillingError):
-    status_code = 403
-    code = "permission_denied"
+class BillingPermissionError(PermissionDeniedError, BillingError):
+    """The actor's role does not allow this (403)."""
 
 
 class BillingUnavailableError(BillingError):
@@ -61,9 +59,10 @@ class BillingUnavailableError(BillingError):
     code = "billing_unavailable"
 
 
-def _require(team: Team, actor: User) -> None:
-    if not member_may(team, actor, "billing.manage"):
-        raise BillingPermissionError("Only the team's owners and admins manage its billing.")
+_MANAGERS_ONLY = "Only the team's owners and admins manage its billing."
+
+
+def _require_enabled() -> None:
     if not billing_enabled():
         raise BillingConflictError("Billing is not enabled on this Lattice.")
 
@@ -114,7 +113,10 @@ def checkout_start(
     cancel_url: str,
 ) -> str:
     """Open a Stripe Checkout Session for ``plan`` (subscription mode); return its address."""
-    _require(team, actor)
+    require_permission(
+        team, actor, "billing.manage", error=BillingPermissionError, message=_MANAGERS_ONLY
+    )
+    _require_enabled()
     if not plan.active or not plan.stripe_price_id:
         raise BillingError(f"The {plan.name} plan cannot be bought here.", field="plan")
     subscription = current_subscription(team)
@@ -148,7 +150,10 @@ def checkout_start(
 
 def portal_open(*, team: Team, actor: User, return_url: str) -> str:
     """Open a Stripe Customer Portal session (payment method, plan, cancellation)."""
-    _require(team, actor)
+    require_permission(
+        team, actor, "billing.manage", error=BillingPermissionError, message=_MANAGERS_ONLY
+    )
+    _require_enabled()
     account = account_for(team)
     if not account.stripe_customer_id:
         raise BillingConflictError("This team has no Stripe customer yet: choose a plan first.")
@@ -171,7 +176,10 @@ def spend_cap_set(
     stop_at_cap: bool,
 ) -> BillingAccount:
     """Set (or clear, with None) the team's spend cap per period; alerts start again."""
-    _require(team, actor)
+    require_permission(
+        team, actor, "billing.manage", error=BillingPermissionError, message=_MANAGERS_ONLY
+    )
+    _require_enabled()
     if spend_cap in (None, ""):
         cap = None
     else:

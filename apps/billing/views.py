@@ -1,7 +1,7 @@
 """Billing pages under /t/<team_slug>/billing/, and Stripe's webhook endpoint.
 
 Owners and admins see billing (billing.view) and change it (billing.manage);
-members and viewers get 403, outsiders 404 (apps.core.tenancy).
+members and viewers get 403, outsiders 404 (apps.teams.scope).
 """
 
 from __future__ import annotations
@@ -12,29 +12,27 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.billing import events, services, stripe_api
-from apps.billing.entitlements import (
-    billing_enabled,
-    billing_url,
-    current_plan,
-    current_subscription,
-    grace_ends,
-)
+from apps.billing.entitlements import billing_enabled, billing_url
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
+from apps.billing.selectors import billing_overview
 from apps.billing.usage import (
     current_period,
     daily_costs,
     totals_by,
-    usage_cost,
     usage_pieces,
 )
+from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.http import HttpRequest
 
     from apps.accounts.models import User
@@ -58,8 +56,11 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 class BillingPage(TeamPage):
     permission = "billing.view"
 
+    def back_url(self) -> str:
+        return reverse("billing:overview", kwargs={"team_slug": self.team.slug})
+
     def back(self) -> HttpResponse:
-        return redirect("billing:overview", team_slug=self.team.slug)
+        return redirect(self.back_url())
 
 
 class BillingOverviewView(BillingPage):
@@ -70,12 +71,8 @@ class BillingOverviewView(BillingPage):
         if checkout == "success":
             # Apply the new subscription now; the webhook does the same, whichever is first.
             services.checkout_sync(team=self.team, session_id=request.GET.get("session_id", ""))
-        subscription = current_subscription(self.team)
-        plan = current_plan(self.team)
-        account = services.account_for(self.team) if billing_enabled() else None
-        start, end = current_period(self.team)
-        spent = usage_cost(self.team, start, end)
-        invoices = self._invoices(request) if billing_enabled() else None
+        overview = billing_overview(self.team)
+        invoices = self._invoices(request) if overview.enabled else None
         plans = list(
             Plan.objects.filter(active=True)
             .prefetch_related("machine_types")
@@ -84,23 +81,19 @@ class BillingOverviewView(BillingPage):
         response = self.page(
             request,
             section="billing",
-            billing_enabled=billing_enabled(),
+            billing_enabled=overview.enabled,
             checkout=checkout,
-            subscription=subscription,
-            plan=plan,
+            subscription=overview.subscription,
+            plan=overview.plan,
             plans=plans,
-            account=account,
-            grace_ends=grace_ends(subscription) if subscription else None,
-            period_start=start,
-            period_end=end,
-            spent=spent,
+            account=overview.account,
+            grace_ends=overview.grace_ends,
+            period_start=overview.period_start,
+            period_end=overview.period_end,
+            spent=overview.period_cost,
             invoices=invoices,
-            invoices_unavailable=UNAVAILABLE if billing_enabled() and invoices is None else "",
-            cap_percent=(
-                min(int(spent * 100 / account.spend_cap), 100)
-                if account and account.spend_cap
-                else None
-            ),
+            invoices_unavailable=UNAVAILABLE if overview.enabled and invoices is None else "",
+            cap_percent=overview.cap_percent,
         )
         # Its Upgrade and Manage forms answer with a redirect to Stripe's hosted pages,
         # which the CSP's form-action must allow.
@@ -120,12 +113,10 @@ class BillingAction(BillingPage):
     http_method_names = ["post"]
     permission = "billing.manage"
 
-    def attempt(self, request: HttpRequest, action: Any) -> HttpResponse:
-        try:
-            return cast("HttpResponse", action())
-        except services.BillingError as exc:
-            messages.error(request, str(exc))
-            return self.back()
+    def attempt(self, request: HttpRequest, action: Callable[[], HttpResponse]) -> HttpResponse:
+        """Run ``action`` (a service call that answers with its own response); show its
+        refusal on the billing page (apps.core.pages.page_action)."""
+        return page_action(request, action, back=self.back_url())
 
 
 class CheckoutView(BillingAction):

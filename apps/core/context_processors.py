@@ -1,3 +1,6 @@
+"""What every page's template may read about the site (apps.teams.context_processors adds
+the visitor's teams)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,11 +20,4 @@ def site(request: HttpRequest) -> dict[str, Any]:
         nav_section = "dashboard"
     elif request.path.startswith(_SETTINGS_PREFIXES):
         nav_section = "settings"
-    context: dict[str, Any] = {"site_name": settings.LATTICE_SITE_NAME, "nav_section": nav_section}
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        from apps.teams.selectors import memberships_of
-
-        # Lazy: evaluated only by pages that draw the team switcher.
-        context["my_memberships"] = memberships_of(user).order_by("team__name")
-    return context
+    return {"site_name": settings.LATTICE_SITE_NAME, "nav_section": nav_section}

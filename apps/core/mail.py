@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
+from apps.core.tasks import deliver_email
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -42,8 +44,6 @@ def message_to_payload(message: EmailMessage) -> dict[str, Any]:
 
 class QueuedEmailBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        from apps.core.tasks import deliver_email
-
         payloads = [message_to_payload(m) for m in email_messages]
         for payload in payloads:
             # robust: if the broker is down the data is already committed; a

@@ -3,9 +3,11 @@
 Tenant-owned models use ``TeamScopedManager()`` as their default manager
 (django-scopes underneath). A query made while no team scope is active raises
 ``ScopeError`` instead of returning every team's rows. The scope is entered in
-one place per interface: ``TeamViewMixin`` (HTML views) and ``team_task``
-(Celery) here, ``apps.core.api.views.TeamAPIView`` (DRF) and
-``apps.core.consumers.TeamConsumer`` (Channels).
+one place per interface, by the team base classes the teams app owns (they read
+memberships): ``apps.teams.scope.TeamViewMixin`` (HTML views) and
+``apps.teams.scope.team_task`` (Celery), ``apps.teams.api.base.TeamAPIView`` (DRF) and
+``apps.teams.consumers.TeamConsumer`` (Channels). This module is the machinery
+they share; it knows a team only as the value the scope holds.
 
 Escape hatches have names that stand out in review:
 ``Model.objects.for_team(team)``: one team's rows, with no scope active;
@@ -15,7 +17,6 @@ Escape hatches have names that stand out in review:
 
 from __future__ import annotations
 
-import functools
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,7 +24,7 @@ from django.db import models
 from django_scopes import ScopedManager, scope, scopes_disabled
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from apps.teams.models import Team
 
@@ -31,9 +32,7 @@ __all__ = [
     "Sealed",
     "TeamManager",
     "TeamScopedManager",
-    "TeamViewMixin",
     "team_scope",
-    "team_task",
     "unscoped",
 ]
 
@@ -60,25 +59,6 @@ def team_scope(team: Team | int) -> Iterator[None]:
     """Scoped managers answer for ``team`` inside this block."""
     with scope(team=team):
         yield
-
-
-def team_task(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Make a Celery task body run in one team's scope.
-
-    The task is queued with ``team_id=`` (ids, not rows, travel through the
-    broker); the body receives ``team=`` and runs inside that team's scope.
-    Put it under the Celery decorator: ``@shared_task`` then ``@team_task``.
-    """
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, team_id: int, **kwargs: Any) -> Any:
-        from apps.teams.models import Team
-
-        team = Team.objects.get(pk=team_id)  # the tenant itself is not tenant-owned
-        with team_scope(team):
-            return function(*args, team=team, **kwargs)
-
-    return wrapper
 
 
 @contextmanager
@@ -113,51 +93,3 @@ class Sealed:
                 f"{cls.__name__} overrides {', '.join(overridden)}, which team classes "
                 f"must not. {cls._SEALED_HINT}",
             )
-
-
-class TeamViewMixin(Sealed):
-    """Base for every HTML view under ``/t/<team_slug>/``.
-
-    Resolves the team from the URL through the requesting user's membership,
-    then runs the view inside that team's scope. A visitor who is not logged
-    in is sent to log in; a logged-in outsider gets 404, never 403, so team
-    slugs and object ids cannot be probed. A member whose role lacks
-    ``permission`` gets 403.
-
-    Subclasses implement ``get``/``post`` and read ``self.team`` and
-    ``self.membership``. They may not override ``dispatch``, ``get_queryset``
-    or ``get_object``: the class refuses to be defined if they do.
-    """
-
-    permission = "team.view"
-    team: Team
-    membership: Any
-
-    _SEALED = ("dispatch", "get_queryset", "get_object")
-    _SEALED_HINT = "Read self.team and rely on the scoped managers instead."
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        from django.contrib.auth.views import redirect_to_login
-        from django.core.exceptions import PermissionDenied
-        from django.http import Http404
-
-        from apps.teams.permissions import role_allows
-        from apps.teams.selectors import membership_in
-
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        membership = membership_in(request.user, kwargs["team_slug"])
-        if membership is None:
-            raise Http404("No such team")
-        if not role_allows(membership.role, self.permission):
-            raise PermissionDenied
-        self.team = membership.team
-        self.membership = membership
-        request.team = membership.team
-        request.membership = membership
-        with team_scope(self.team):
-            response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-            # Render inside the scope: templates may still evaluate querysets.
-            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response.render()
-        return response

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core.audit import audit_record
-from apps.core.errors import ServiceError
+from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
 from apps.datasets.entitlements import check_private_dataset, check_storage
@@ -50,7 +50,7 @@ from apps.datasets.paths import (
     hidden_character,
     shown,
 )
-from apps.teams.permissions import member_may
+from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -72,19 +72,12 @@ class DatasetError(ServiceError):
     """A request refused; the message is shown as it is."""
 
 
-class DatasetConflictError(DatasetError):
-    status_code = 409
-    code = "conflict"
+class DatasetConflictError(ConflictError, DatasetError):
+    """Not possible in the current state (409)."""
 
 
-class DatasetPermissionError(DatasetError):
-    status_code = 403
-    code = "permission_denied"
-
-
-def _require(team: Team, actor: User, permission: str = "datasets.manage") -> None:
-    if not member_may(team, actor, permission):
-        raise DatasetPermissionError("Your role in this team does not allow that.")
+class DatasetPermissionError(PermissionDeniedError, DatasetError):
+    """The actor's role does not allow this (403)."""
 
 
 # S3 takes at most this many parts in one multipart upload: a file never needs more chunks.
@@ -160,7 +153,7 @@ def dataset_create(
     visibility: str = Dataset.Visibility.PRIVATE,
 ) -> Dataset:
     """Make an empty dataset (its first upload makes version 1); audit it."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     name, slug = _clean_name(team, name)
     if _clean_visibility(visibility) == Dataset.Visibility.PRIVATE:
         check_private_dataset(team)  # a 402 on a plan whose datasets are public
@@ -190,7 +183,7 @@ def dataset_update(
 ) -> Dataset:
     """Change what is given of the name (the slug follows), description, licence and
     visibility; going private removes other teams' mounts of it. Audited."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     locked = Dataset.objects.for_team(team).select_for_update().get(pk=dataset.pk)
     previous_name, previous_visibility = locked.name, locked.visibility
     changed = _changes_apply(
@@ -253,7 +246,7 @@ def _changes_apply(
 def dataset_delete(*, team: Team, actor: User, dataset: Dataset, confirmation: str) -> None:
     """Delete a dataset and its versions after its name is typed; blobs nothing else holds
     are removed by the hourly housekeeping (apps.datasets.upkeep)."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     if confirmation.strip() != dataset.name:
         raise DatasetError(
             f"Type the dataset's name, {dataset.name}, to delete it.", field="confirmation"
@@ -290,11 +283,6 @@ def _held(team: Team, shas: Iterable[str]) -> dict[str, int]:
     mine = VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))
     held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine)).order_by()
     return dict(held.values_list("sha256", "size"))
-
-
-def team_storage_bytes(team: Team) -> int:
-    """What the team stores: each blob once, across its versions and open uploads."""
-    return sum(_team_blobs(team).values())
 
 
 def _clean_manifest(files: object) -> list[dict[str, Any]]:
@@ -379,7 +367,7 @@ def upload_start(
     """Open an upload of a new version with this manifest. Blobs the team holds are taken
     as they are, every other one is sent (_held); the quota is checked up front for the
     bytes new to the team."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     manifest = _clean_manifest(files)
     sizes = {f["sha256"]: f["size"] for f in manifest}
     held = _held(team, sizes)
@@ -506,7 +494,7 @@ def chunk_target(
 ) -> dict[str, Any]:
     """Where the client sends chunk ``index`` (whose SHA-256 is ``checksum``): a presigned
     S3 URL when storage is S3, else Lattice's own chunk address."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Give the chunk's SHA-256 (64 lowercase hex digits).", field="sha256")
@@ -539,7 +527,7 @@ def chunk_receive(
 ) -> UploadChunk:
     """Store chunk ``index`` of blob ``sha256`` after checking its SHA-256 (``checksum``).
     Sending a chunk again replaces it; a wrong one stores nothing."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")
@@ -596,7 +584,7 @@ def _part_receive(
 def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersion:
     """Check every new blob whole against its SHA-256, store it, and make the version
     ready with the next number. Nothing is made if anything is missing or wrong."""
-    _require(team, actor)
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     try:
         return _complete(team, actor, upload)
     except _DamagedBlobError as damaged:

@@ -22,7 +22,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import PlanLimitError
+from apps.core.errors import ServiceError
+from apps.core.pages import refusal_on_form
 from apps.datasets import services
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
 from apps.teams.permissions import role_allows
@@ -43,19 +44,6 @@ def _user(request: HttpRequest) -> User:
 def _ready() -> Any:
     """The team's ready versions, newest first (the scope limits them to the team)."""
     return DatasetVersion.objects.filter(status=DatasetVersion.Status.READY).order_by("-number")
-
-
-def _refusal(
-    request: HttpRequest, form: forms.Form, exc: services.DatasetError | PlanLimitError
-) -> int:
-    """Put a service's refusal on ``form`` (a plan's also as a message, whose template links
-    the plans; it is about visibility, the one field a plan limits); its status code."""
-    if isinstance(exc, PlanLimitError):
-        messages.error(request, str(exc), extra_tags="upgrade")
-        form.add_error("visibility", str(exc))
-    else:
-        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-    return exc.status_code
 
 
 class DatasetCreateForm(forms.Form):
@@ -123,8 +111,8 @@ class DatasetListView(DatasetPage):
             dataset = services.dataset_create(
                 team=self.team, actor=_user(request), **form.cleaned_data
             )
-        except (services.DatasetError, PlanLimitError) as exc:
-            return self.render_list(request, form, status=_refusal(request, form, exc))
+        except ServiceError as exc:
+            return self.render_list(request, form, status=refusal_on_form(request, form, exc))
         messages.success(request, f"{dataset.name} is ready: upload its first version.")
         return redirect("datasets:upload", team_slug=self.team.slug, slug=dataset.slug)
 
@@ -205,8 +193,9 @@ class DatasetUpdateView(DatasetDetailView):
             updated = services.dataset_update(
                 team=self.team, actor=_user(request), dataset=dataset, **form.cleaned_data
             )
-        except (services.DatasetError, PlanLimitError) as exc:
-            return self.render_detail(request, dataset, form, status=_refusal(request, form, exc))
+        except ServiceError as exc:
+            status = refusal_on_form(request, form, exc)
+            return self.render_detail(request, dataset, form, status=status)
         messages.success(request, f"{updated.name} is saved.")
         return redirect("datasets:detail", team_slug=self.team.slug, slug=updated.slug)
 
@@ -227,7 +216,7 @@ class DatasetDeleteView(DatasetDetailView):
                 dataset=dataset,
                 confirmation=request.POST.get("confirmation", ""),
             )
-        except services.DatasetError as exc:
+        except ServiceError as exc:
             return self.render_detail(
                 request,
                 dataset,

@@ -356,9 +356,7 @@ def agent_remove_orphan(host_name: str, name: str) -> None:
     for managed in runtime.list_managed():
         if managed.name == name:
             runtime.stop(managed.state, timeout=10)
-            remove = getattr(runtime, "remove_orphan", None)
-            if remove is not None:
-                remove(managed)
+            runtime.remove_orphan(managed)
 
 
 def spec_to_task(spec: Spec) -> dict[str, Any]:

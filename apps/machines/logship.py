@@ -141,9 +141,3 @@ def ship_logs(
         shipper = _shippers[state["name"]] = LogShipper(runtime, state, host_name, since=since)
         shipper.start()
         return shipper
-
-
-def shipping(name: str) -> bool:
-    with _lock:
-        current = _shippers.get(name)
-        return current is not None and current.alive()

@@ -24,6 +24,7 @@ from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import ServiceError
 from apps.machines.broker import host_broker_user_remove, host_broker_user_set
 from apps.machines.models import GPUDevice, Host, HostJoinToken, Placement
 
@@ -39,8 +40,8 @@ _LOWEST_WORKLOAD_PORT = 1024
 _HIGHEST_PORT = 65535
 
 
-class HostError(Exception):
-    """A host operation the rules refuse; the message says why."""
+class HostError(ServiceError):
+    """A host operation the rules refuse (400); the message says why."""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,9 @@ from typing import Any
 
 from django import forms
 
-from apps.machines.models import MachineType
+from apps.machines.selectors import machine_types_offered
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import template_choices
-
-
-def _machine_types() -> Any:
-    return MachineType.objects.filter(active=True)
 
 
 class _MachineTypeField(forms.ModelChoiceField):
@@ -59,7 +55,7 @@ class NotebookCreateForm(forms.Form):
     )
     machine_type = _MachineTypeField(
         label="Machine type",
-        queryset=_machine_types(),
+        queryset=machine_types_offered(),
         empty_label=None,
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
@@ -69,7 +65,7 @@ class NotebookUpdateForm(forms.Form):
     name = forms.CharField(label="Name", required=False, strip=False)
     machine_type = _MachineTypeField(
         label="Machine type",
-        queryset=_machine_types(),
+        queryset=machine_types_offered(),
         empty_label=None,
         required=False,
         help_text="Only while stopped; the notebook's files stay.",

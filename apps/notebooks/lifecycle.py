@@ -56,8 +56,8 @@ from apps.notebooks.models import (
     NotebookEvent,
     NotebookSession,
     Status,
-    TeamNotebookSettings,
 )
+from apps.notebooks.selectors import team_notebook_settings
 from apps.runtimes.base import Spec
 
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ def idle_timeout(notebook: Notebook, *, limit: int | Literal["plan"] | None = "p
     if notebook.idle_timeout_minutes is not None:
         minutes = notebook.idle_timeout_minutes
     else:
-        row = TeamNotebookSettings.objects.for_team(notebook.team_id).first()
-        minutes = row.idle_timeout_minutes if row else settings.LATTICE_DEFAULT_IDLE_MINUTES
+        minutes = team_notebook_settings(notebook.team_id).idle_timeout_minutes
     return idle_capped(minutes, idle_limit(notebook.team_id) if limit == "plan" else limit)
 
 
@@ -322,9 +321,7 @@ def session_spec(session: NotebookSession) -> Spec:
     from apps.notebooks.mounts import mounts_for_spec
 
     notebook = session.notebook
-    team_settings = TeamNotebookSettings.objects.for_team(session.team_id).get_or_create(
-        team_id=session.team_id,
-    )[0]
+    team_settings = team_notebook_settings(session.team_id)
     machine = session.machine_type
     assert session.placement is not None  # noqa: S101 - dispatched only once placed
     return Spec(

@@ -32,10 +32,10 @@ from apps.notebooks.models import Notebook, NotebookMount
 from apps.notebooks.services import (
     NotebookConflictError,
     NotebookError,
+    NotebookPermissionError,
     notebook_locked,
-    require_role,
 )
-from apps.teams.permissions import role_allows
+from apps.teams.permissions import require_permission, role_allows
 from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def mount_add(
 ) -> NotebookMount:
     """Mount ``version`` at /datasets/<name> (default: the dataset's slug) from the
     notebook's next start; a running notebook sees it after a restart. Audited."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     # Checked again from the database: the caller's row may be stale or another team's.
     version = mountable_version(team=team, version_id=version.pk)
@@ -154,7 +154,7 @@ def mount_add(
 @transaction.atomic
 def mount_remove(*, team: Team, actor: User, notebook: Notebook, mount: NotebookMount) -> None:
     """Remove a mount; a running notebook keeps seeing it until it stops. Audited."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     row = (
         NotebookMount.objects.for_team(team)

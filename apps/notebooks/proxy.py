@@ -44,7 +44,6 @@ from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
-from apps.core.consumers import CLOSE_NOT_A_MEMBER
 from apps.core.revocation import user_group
 from apps.core.stream import register_server_loop
 from apps.notebooks.models import Notebook, NotebookSession, Status
@@ -60,6 +59,7 @@ from apps.notebooks.origin import (
     notebook_for_host,
     ticket_redeem,
 )
+from apps.teams.consumers import CLOSE_NOT_A_MEMBER
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import role_in
 

@@ -15,18 +15,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
-from apps.core.errors import ServiceError
+from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.models import (
-    ACTIVE_STATUSES,
     Notebook,
     NotebookSession,
     Status,
     TeamNotebookSettings,
 )
+from apps.notebooks.selectors import team_notebook_settings
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
-from apps.teams.permissions import member_may
+from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -40,22 +40,12 @@ class NotebookError(ServiceError):
     """A request the rules refuse. The message is shown to the person as it is."""
 
 
-class NotebookConflictError(NotebookError):
+class NotebookConflictError(ConflictError, NotebookError):
     """Not possible in the notebook's current state (e.g. changing the machine while it runs)."""
 
-    status_code = 409
-    code = "conflict"
 
-
-class NotebookPermissionError(NotebookError):
-    status_code = 403
-    code = "permission_denied"
-
-
-def require_role(team: Team, actor: User, permission: str) -> None:
-    """Refuse (403) an actor whose role in ``team`` lacks ``permission``."""
-    if not member_may(team, actor, permission):
-        raise NotebookPermissionError("Your role in this team does not allow that.")
+class NotebookPermissionError(PermissionDeniedError, NotebookError):
+    """The actor's role does not allow this (403)."""
 
 
 def notebook_locked(team: Team, notebook: Notebook) -> Notebook:
@@ -103,12 +93,6 @@ def _machine(machine_type: MachineType | None) -> MachineType:
     return machine_type
 
 
-def team_notebook_settings(team: Team) -> TeamNotebookSettings:
-    """The team's notebook settings, made with the defaults on first use."""
-    settings_row, _ = TeamNotebookSettings.objects.for_team(team).get_or_create(team=team)
-    return settings_row
-
-
 @transaction.atomic
 def notebook_create(
     *,
@@ -121,7 +105,7 @@ def notebook_create(
     idle_timeout_minutes: int | None = None,
 ) -> Notebook:
     """Make a stopped notebook (its storage is made on first start); audit it."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     name = _clean_name(team, name)
     if template not in TEMPLATES:
         raise NotebookError("Choose one of the templates offered.", field="template")
@@ -155,7 +139,7 @@ def notebook_update(
     clear_idle_timeout: bool = False,
 ) -> Notebook:
     """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     changed = []
     if name is not None and name != notebook.name:
@@ -189,7 +173,7 @@ def notebook_update(
 @transaction.atomic
 def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
     """Want it running: open a session and queue its placement, unless one is open already."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     notebook.desired_state = Notebook.Desired.RUNNING
     notebook.save(update_fields=["desired_state", "updated_at"])
@@ -233,7 +217,7 @@ def notebook_stop(
 ) -> NotebookSession | None:
     """Want it stopped: stop its container gracefully (storage kept). Nothing to stop is fine."""
     if actor is not None:
-        require_role(team, actor, "notebooks.manage")
+        require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["desired_state", "updated_at"])
@@ -254,7 +238,7 @@ def notebook_stop(
 @transaction.atomic
 def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
     """Stop the running session and start a new one once it has stopped (storage kept)."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     session = lifecycle.open_session(notebook)
     if session is None:
@@ -272,7 +256,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
     """A new stopped notebook with the same template, machine and idle policy, and a copy
     of its files (made on the host where they are; a file being written meanwhile may be
     copied half-written, as with any copy of a live folder)."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     source = notebook_locked(team, notebook)
     copy = Notebook.objects.for_team(team).create(
         team=team,
@@ -297,7 +281,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
     """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     notebook = notebook_locked(team, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
@@ -318,7 +302,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
 @transaction.atomic
 def notebook_extend(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession | None:
     """Count now as activity: the idle countdown starts again and its warning goes away."""
-    require_role(team, actor, "notebooks.manage")
+    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     session = lifecycle.open_session(notebook_locked(team, notebook))
     if session is None or session.status != Status.RUNNING:
         return None
@@ -337,7 +321,7 @@ def team_notebook_settings_update(
     idle_timeout_minutes: int,
 ) -> TeamNotebookSettings:
     """Change the team's default idle shutdown; audit it."""
-    require_role(team, actor, "notebooks.settings")
+    require_permission(team, actor, "notebooks.settings", error=NotebookPermissionError)
     row = team_notebook_settings(team)
     row.idle_timeout_minutes = _clean_idle(idle_timeout_minutes) or 0
     row.save(update_fields=["idle_timeout_minutes"])
@@ -349,7 +333,3 @@ def team_notebook_settings_update(
         idle_timeout_minutes=row.idle_timeout_minutes,
     )
     return row
-
-
-def is_active(status: str) -> bool:
-    return status in ACTIVE_STATUSES

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from celery import shared_task
 
-from apps.core.tenancy import team_task
 from apps.notebooks import lifecycle, upkeep
 from apps.notebooks.models import NotebookSession
+from apps.teams.scope import team_task
 
 if TYPE_CHECKING:
     from apps.teams.models import Team

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import PlanLimitError
+from apps.core.pages import page_action
 from apps.datasets.models import DatasetVersion
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
@@ -35,6 +35,7 @@ from apps.notebooks.models import (
     Status,
 )
 from apps.notebooks.origin import launch_path
+from apps.notebooks.selectors import team_notebook_settings
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
@@ -109,24 +110,21 @@ class NotebookAction(NotebookPage):
         *,
         then: str = "",
     ) -> HttpResponse:
-        """Run ``action`` (one service call returning the success message); show its refusal.
+        """Run ``action`` (one service call returning the success message); show its refusal
+        (apps.core.pages.page_action: a plan limit's with the upgrade link).
 
         On success go to ``then`` (a path) if given, else back to the notebook's page.
         """
-        try:
-            message = action()
-        except services.NotebookError as exc:
-            messages.error(request, str(exc))
-            return self.back(notebook)
-        except PlanLimitError as exc:
-            # The message template adds the link to the billing page.
-            messages.error(request, str(exc), extra_tags="upgrade")
-            return self.back(notebook)
-        messages.success(request, message)
-        return redirect(then) if then else self.back(notebook)
+        return page_action(request, action, back=self.back_url(notebook), then=then)
+
+    def back_url(self, notebook: Notebook) -> str:
+        return reverse(
+            "notebooks:detail",
+            kwargs={"team_slug": self.team.slug, "notebook_id": notebook.pk},
+        )
 
     def back(self, notebook: Notebook) -> HttpResponse:
-        return redirect("notebooks:detail", team_slug=self.team.slug, notebook_id=notebook.pk)
+        return redirect(self.back_url(notebook))
 
 
 class NotebookListView(NotebookPage):
@@ -442,7 +440,7 @@ class TeamNotebookSettingsView(NotebookPage):
     permission = "notebooks.settings"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        row = services.team_notebook_settings(self.team)
+        row = team_notebook_settings(self.team)
         form = TeamNotebookSettingsForm(initial={"idle_timeout_minutes": row.idle_timeout_minutes})
         return self._render(request, form)
 

@@ -10,11 +10,16 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``poll(state) -> None | int``: None while running, else the exit status
   (0 if unknown), as JupyterHub's ``Spawner.poll``;
 - ``progress(state) -> list[Progress]``: phases for the start page;
+- ``pulling(name) -> Progress | None``: the image download in flight for workload
+  ``name`` while its ``start`` runs, if any (cheap: the agent asks twice a second);
 - ``logs(state, since, follow) -> Iterator[str]``: output lines;
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
   Lattice on this host, found by its labels, for the reconciler (and, with the
   dataset folders each mounts, for the agent's dataset cache);
+- ``remove_orphan(managed)``: forget a workload ``list_managed`` found that the
+  control plane does not know, once the agent has stopped it: ``list_managed``
+  no longer lists it; its persistent volumes stay;
 - ``remove_volume(name)``: delete a persistent volume (idempotent);
 - ``copy_volume(source, target, image)``: copy one volume's files into
   another (made if missing), with ``image`` where a helper container is needed.
@@ -149,8 +154,10 @@ def dataset_mounts(spec: Spec) -> list[tuple[str, str]]:
 
 
 class Runtime(abc.ABC):
+    """The contract above: every method the host agent calls is abstract here, so a runtime
+    that lacks one cannot be made."""
+
     kind: str = ""
-    isolates_users = True
 
     @abc.abstractmethod
     def start(self, spec: Spec) -> dict[str, Any]: ...
@@ -182,10 +189,11 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove_volume(self, name: str) -> None: ...
 
-    def pulling(self, name: str) -> Progress | None:
-        """The image download in flight for workload ``name``, if any (cheap: the agent
-        asks twice a second while a start runs)."""
-        return None
+    @abc.abstractmethod
+    def pulling(self, name: str) -> Progress | None: ...
 
     @abc.abstractmethod
     def copy_volume(self, source: str, target: str, *, image: str) -> None: ...
+
+    @abc.abstractmethod
+    def remove_orphan(self, managed: Managed) -> None: ...

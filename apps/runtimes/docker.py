@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
     from docker.models.containers import Container
 
-METADATA_ADDRESS = "169.254.169.254"
 # Workloads join this bridge, where containers cannot reach each other (no ICC).
 NETWORK = "lattice-workloads"
 # Where workloads may not go: other hosts on private networks (the broker, the

@@ -63,7 +63,6 @@ def _serve() -> tuple[ThreadingHTTPServer, int]:
 
 class FakeRuntime(Runtime):
     kind = "fake"
-    isolates_users = False
     _running: ClassVar[dict[str, dict[str, Any]]] = {}
     removed_volumes: ClassVar[list[str]] = []
     copied_volumes: ClassVar[list[tuple[str, str]]] = []
@@ -171,6 +170,11 @@ class FakeRuntime(Runtime):
 
     def remove_volume(self, name: str) -> None:
         self.removed_volumes.append(name)
+
+    def remove_orphan(self, managed: Managed) -> None:
+        entry = self._running.pop(managed.name, None)
+        if entry is not None:
+            self._shutdown(entry)
 
     def list_managed(self) -> list[Managed]:
         return [

@@ -60,7 +60,6 @@ def _free_port() -> int:
 
 class LocalProcessRuntime(Runtime):
     kind = "process"
-    isolates_users = False
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or settings.LATTICE_RUNTIME_DIR)
@@ -225,6 +224,10 @@ class LocalProcessRuntime(Runtime):
             return os.waitstatus_to_exitcode(status) if status else 0
         except ChildProcessError:
             return 0
+
+    def pulling(self, name: str) -> Progress | None:
+        # A local process has no image to download.
+        return None
 
     def progress(self, state: dict[str, Any]) -> list[Progress]:
         if self.poll(state) is not None:

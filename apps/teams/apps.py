@@ -9,4 +9,8 @@ class TeamsConfig(AppConfig):
     verbose_name = "Teams"
 
     def ready(self) -> None:
+        from apps.accounts.hooks import user_teams
         from apps.teams import receivers  # noqa: F401 - connects signal receivers
+        from apps.teams.selectors import teams_of
+
+        user_teams.register(teams_of)

@@ -24,8 +24,9 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.teams.models import Invitation, Membership, Role
-from apps.teams.seats import seats_free
-from apps.teams.services import TeamError, TeamPermissionError, _require
+from apps.teams.permissions import require_permission
+from apps.teams.seats import seats_free, seats_upgrade_url
+from apps.teams.services import TeamError, TeamPermissionError, acting_membership
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -37,12 +38,28 @@ MAX_SENDS = 5
 _SALT = "lattice.teams.invitation"
 
 
-class InvitationError(TeamError):
-    """Why an invitation cannot be used; ``code`` says which case for the page and the API."""
+# The API's status for each code; any other code is a conflict (409).
+_STATUS_OF_CODE = {
+    "invalid": 404,
+    "expired": 410,
+    "revoked": 410,
+    "used": 410,
+    "wrong_account": 403,
+    "seats": 402,
+}
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+
+class InvitationError(TeamError):
+    """Why an invitation cannot be used; ``code`` says which case for the page and the API,
+    and sets the API's status."""
+
+    def __init__(self, code: str, message: str, *, upgrade_url: str | None = None) -> None:
+        super().__init__(
+            message,
+            code=code,
+            status_code=_STATUS_OF_CODE.get(code, 409),
+            upgrade_url=upgrade_url,
+        )
 
 
 def invitation_token(invitation: Invitation) -> str:
@@ -98,6 +115,7 @@ def _check_seats(team: Team, *, adding: int) -> None:
         raise InvitationError(
             "seats",
             f"{team.name} has no seats left on its plan. An owner or admin can upgrade the plan.",
+            upgrade_url=seats_upgrade_url(team),
         )
 
 
@@ -124,7 +142,7 @@ def invitation_create(
     link_base: str,
 ) -> Invitation:
     """Invite ``email`` with ``role``; mail the link; audit it."""
-    actor_membership = _require(team, actor, "members.invite")
+    actor_membership = acting_membership(team, actor, "members.invite")
     role = Role(role)
     if role == Role.OWNER and actor_membership.role != Role.OWNER:
         raise TeamPermissionError("Only an owner can invite an owner.")
@@ -162,7 +180,7 @@ def invitation_resend(
     link_base: str,
 ) -> Invitation:
     """Mail the link again and extend its expiry; at most every RESEND_INTERVAL, MAX_SENDS times."""
-    _require(team, actor, "members.invite")
+    require_permission(team, actor, "members.invite", error=TeamPermissionError)
     invitation = Invitation.objects.for_team(team).select_for_update().get(pk=invitation.pk)
     if invitation.status != Invitation.Status.PENDING:
         raise InvitationError("used", "Only a pending invitation can be sent again.")
@@ -192,7 +210,7 @@ def invitation_resend(
 @transaction.atomic
 def invitation_revoke(*, team: Team, actor: User, invitation: Invitation) -> None:
     """Withdraw a pending invitation: its link stops working; audit it."""
-    _require(team, actor, "members.invite")
+    require_permission(team, actor, "members.invite", error=TeamPermissionError)
     invitation = Invitation.objects.for_team(team).select_for_update().get(pk=invitation.pk)
     if invitation.status != Invitation.Status.PENDING:
         raise InvitationError("used", "Only a pending invitation can be withdrawn.")

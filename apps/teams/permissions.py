@@ -4,8 +4,6 @@
 | --------------------- | :---: | :---: | :----: | :----: |
 | team.view             |   x   |   x   |   x    |   x    |
 | members.view          |   x   |   x   |   x    |   x    |
-| machines.view         |   x   |   x   |   x    |   x    |
-| machines.start        |   x   |   x   |   x    |        |
 | notebooks.view        |   x   |   x   |   x    |   x    |
 | notebooks.manage      |   x   |   x   |   x    |        |
 | notebooks.open        |   x   |   x   |   x    |        |
@@ -33,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apps.core.errors import PermissionDeniedError
-from apps.teams.models import Role
+from apps.teams.models import Membership, Role
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -47,8 +45,6 @@ _OWNERS = frozenset({Role.OWNER})
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "team.view": _EVERYONE,
     "members.view": _EVERYONE,
-    "machines.view": _EVERYONE,
-    "machines.start": _MEMBERS,
     "notebooks.view": _EVERYONE,
     "notebooks.manage": _MEMBERS,
     "notebooks.open": _MEMBERS,
@@ -79,8 +75,6 @@ def role_narrows(old: str, new: str) -> bool:
 
 def member_may(team: Team, user: User, permission: str) -> bool:
     """True when ``user`` is in ``team`` with a role that grants ``permission``."""
-    from apps.teams.models import Membership
-
     membership = Membership.objects.for_team(team).filter(user=user).first()
     return membership is not None and role_allows(membership.role, permission)
 

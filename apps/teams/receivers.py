@@ -9,11 +9,10 @@ from django.contrib import messages
 from django.dispatch import receiver
 from django.urls import reverse
 
+from apps.accounts.adapter import AFTER_SIGNUP_KEY
+from apps.teams.invitation_views import SESSION_KEY
 from apps.teams.invitations import InvitationError, invitation_accept, invitation_from_token
 from apps.teams.services import team_create_personal
-
-# apps.accounts.adapter sends a new user here after sign-up when set.
-AFTER_SIGNUP_KEY = "lattice.after_signup"
 
 
 @receiver(user_signed_up, dispatch_uid="teams.personal_team_on_signup")
@@ -24,8 +23,6 @@ def _personal_team_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any
 @receiver(user_signed_up, dispatch_uid="teams.accept_invitation_on_signup")
 def _accept_invitation_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """A person who signed up from an invitation link lands in that team."""
-    from apps.teams.invitation_views import SESSION_KEY
-
     token = request.session.pop(SESSION_KEY, None) if request is not None else None
     if not token:
         return

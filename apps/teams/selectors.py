@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apps.teams.models import Membership
+from apps.teams.permissions import PERMISSIONS
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
+    from apps.teams.models import Team
 
 
 def memberships_of(user: User) -> QuerySet[Membership]:
     """The user's memberships in every team: the one read that crosses teams by design."""
     return Membership.objects.unscoped().filter(user=user).select_related("team")
+
+
+def teams_of(user: User) -> list[Team]:
+    """Every team the user is in, by name (apps.accounts.hooks.user_teams)."""
+    return [m.team for m in memberships_of(user).order_by("team__name")]
 
 
 def membership_in(user: User, slug: str) -> Membership | None:
@@ -31,4 +38,14 @@ def role_in(*, user_id: int, team_id: int) -> str | None:
         .filter(user_id=user_id, user__is_active=True)
         .values_list("role", flat=True)
         .first()
+    )
+
+
+def member_emails_with(team: Team, permission: str) -> list[str]:
+    """The email addresses of the team's members whose role grants ``permission``, sorted:
+    whom to write to about what that permission looks after (e.g. billing.view)."""
+    return sorted(
+        Membership.objects.for_team(team)
+        .filter(role__in=PERMISSIONS[permission])
+        .values_list("user__email", flat=True)
     )

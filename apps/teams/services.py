@@ -19,31 +19,32 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from apps.core.audit import audit_record
+from apps.core.errors import ConflictError, PermissionDeniedError
 from apps.core.revocation import access_changed
 from apps.teams.models import Membership, Role, Team
-from apps.teams.permissions import role_allows, role_narrows
+from apps.teams.permissions import require_permission, role_narrows
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
 
 
-class TeamError(Exception):
-    """A change the rules refuse. The message is shown to the person as it is."""
+class TeamError(ConflictError):
+    """A change the rules refuse (409). The message is shown to the person as it is."""
 
 
-class TeamPermissionError(TeamError):
-    """The actor's role does not allow this."""
+class TeamPermissionError(PermissionDeniedError, TeamError):
+    """The actor's role does not allow this (403)."""
 
 
 def _membership(team: Team, user: User) -> Membership | None:
     return Membership.objects.for_team(team).filter(user=user).first()
 
 
-def _require(team: Team, actor: User, permission: str) -> Membership:
-    membership = _membership(team, actor)
-    if membership is None or not role_allows(membership.role, permission):
-        raise TeamPermissionError("Your role in this team does not allow that.")
-    return membership
+def acting_membership(team: Team, actor: User, permission: str) -> Membership:
+    """The actor's membership, for rules that depend on their role, once
+    ``require_permission`` has let them through (TeamPermissionError, 403, if not)."""
+    require_permission(team, actor, permission, error=TeamPermissionError)
+    return Membership.objects.for_team(team).get(user=actor)
 
 
 def _owner_count(team: Team) -> int:
@@ -84,7 +85,7 @@ def team_create_personal(*, user: User) -> Team:
 @transaction.atomic
 def team_rename(*, team: Team, actor: User, name: str) -> Team:
     """Rename the team (its slug, and so its URLs, stay); audit it."""
-    _require(team, actor, "team.rename")
+    require_permission(team, actor, "team.rename", error=TeamPermissionError)
     name = name.strip()
     if not name:
         raise TeamError("A team needs a name.")
@@ -98,7 +99,7 @@ def team_rename(*, team: Team, actor: User, name: str) -> Team:
 @transaction.atomic
 def member_change_role(*, team: Team, actor: User, member: Membership, role: str) -> Membership:
     """Give ``member`` a new role; audit it; a lower role closes what it no longer allows."""
-    actor_membership = _require(team, actor, "members.change_role")
+    actor_membership = acting_membership(team, actor, "members.change_role")
     new_role = Role(role)
     # Lock the team's memberships so two demotions cannot both pass the owner count.
     list(Membership.objects.for_team(team).select_for_update())
@@ -135,7 +136,7 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
     if actor_membership is None:
         raise TeamPermissionError("You are not in this team.")
     if not leaving:
-        _require(team, actor, "members.remove")
+        require_permission(team, actor, "members.remove", error=TeamPermissionError)
         if member.role == Role.OWNER and actor_membership.role != Role.OWNER:
             raise TeamPermissionError("Only an owner can remove an owner.")
     if team.personal and member.role == Role.OWNER:
@@ -158,7 +159,7 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
 def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> None:
     """Make ``member`` the owner and the actor an admin; audit it; the actor's open
     connections check their (lower) role again."""
-    actor_membership = _require(team, actor, "team.transfer")
+    actor_membership = acting_membership(team, actor, "team.transfer")
     if member.team_id != team.pk or member.pk == actor_membership.pk:
         raise TeamError("Choose another member of this team.")
     member.role = Role.OWNER
@@ -178,7 +179,7 @@ def team_transfer_ownership(*, team: Team, actor: User, member: Membership) -> N
 def team_delete(*, team: Team, actor: User, confirmation: str) -> None:
     """Delete the team and everything it owns. ``confirmation`` must be its slug. Every
     member's open connections to it close."""
-    _require(team, actor, "team.delete")
+    require_permission(team, actor, "team.delete", error=TeamPermissionError)
     if team.personal:
         raise TeamError("A personal team cannot be deleted.")
     if confirmation.strip() != team.slug:

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
 from apps.core.models import AuditEntry
-from apps.core.tenancy import TeamViewMixin
+from apps.core.pages import page_action
 from apps.teams import services
 from apps.teams.forms import (
     DeleteTeamForm,
@@ -23,6 +24,7 @@ from apps.teams.forms import (
 )
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
+from apps.teams.scope import TeamViewMixin
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,10 +70,9 @@ class TeamAction(TeamPage):
     http_method_names = ["post"]
     back_to = "teams:members"
 
-    def back(self, request: HttpRequest, *, error: str = "", upgrade: bool = False) -> HttpResponse:
+    def back(self, request: HttpRequest, *, error: str = "") -> HttpResponse:
         if error:
-            # "upgrade": the message template links the billing page.
-            messages.error(request, error, extra_tags="upgrade" if upgrade else "")
+            messages.error(request, error)
         return redirect(self.back_to, team_slug=self.team.slug)
 
     def attempt(
@@ -81,17 +82,11 @@ class TeamAction(TeamPage):
         *,
         then: str = "",
     ) -> HttpResponse:
-        """Run ``action`` (a service call returning the success message); report its refusal.
-
-        On success go to ``then`` (a URL name without arguments) if given, else back.
-        """
-        try:
-            message = action()
-        except services.TeamError as exc:
-            # Seats are the plan's: say where to get more.
-            return self.back(request, error=str(exc), upgrade=getattr(exc, "code", "") == "seats")
-        messages.success(request, message)
-        return redirect(then) if then else self.back(request)
+        """Run ``action`` (a service call returning the success message); report its refusal
+        (apps.core.pages.page_action). On success go to ``then`` (a URL name without
+        arguments) if given, else back."""
+        back = reverse(self.back_to, kwargs={"team_slug": self.team.slug})
+        return page_action(request, action, back=back, then=then)
 
 
 class TeamCreateView(LoginRequiredMixin, View):

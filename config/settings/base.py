@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.site",
+                "apps.teams.context_processors.memberships",
                 "apps.billing.context_processors.billing_notice",
             ],
         },
@@ -291,7 +292,7 @@ LATTICE_UPLOAD_ABANDON_DAYS = env.int("LATTICE_UPLOAD_ABANDON_DAYS", default=7)
 LATTICE_BILLING = env.bool("LATTICE_BILLING", default=False)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-# Another address for Stripe's API: the local test double (apps.billing.stripe_double).
+# Another address for Stripe's API: the local test double in development (docs/billing.md).
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # The metered price that bills usage, in cents, and the meter behind it (docs/billing.md).
 STRIPE_USAGE_PRICE = env.str("STRIPE_USAGE_PRICE", default="")
@@ -304,16 +305,16 @@ LATTICE_BILLING_GRACE_DAYS = env.int("LATTICE_BILLING_GRACE_DAYS", default=7)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "apps.core.api.authentication.PersonalAccessTokenAuthentication",
+        "apps.accounts.api.authentication.PersonalAccessTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "apps.core.api.permissions.TokenScope",
+        "apps.accounts.api.permissions.TokenScope",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "apps.core.api.throttling.PerTokenThrottle",
-        "apps.core.api.throttling.PerUserThrottle",
+        "apps.accounts.api.throttling.PerTokenThrottle",
+        "apps.accounts.api.throttling.PerUserThrottle",
     ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.Cursor",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -14,7 +14,7 @@ import secrets
 from config.files import private_dir, write_private
 
 from .base import *
-from .base import ALLOWED_HOSTS, VAR_DIR, env
+from .base import ALLOWED_HOSTS, INSTALLED_APPS, VAR_DIR, env
 
 # var/ holds the database (sessions, TOTP secrets) and keys: this user's only.
 private_dir(VAR_DIR)
@@ -31,5 +31,8 @@ def _local_secret_key() -> str:
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key()
 
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "localhost", "127.0.0.1", "[::1]"]
+
+# `manage.py dev`, the demo data and the Stripe test double (production does not list it).
+INSTALLED_APPS = [*INSTALLED_APPS, "apps.devtools"]
 
 LATTICE_EMBEDDED_WORKER = True

@@ -12,10 +12,14 @@ import uuid
 from pathlib import Path
 
 from .base import *
+from .base import INSTALLED_APPS
 
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdefghij"  # noqa: S105
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+# The Stripe test double and the demo data the tests use (production does not list it).
+INSTALLED_APPS = [*INSTALLED_APPS, "apps.devtools"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from apps.billing.models import StripeEvent
-from apps.billing.offline import settings_for, start_double
+from apps.devtools.offline_billing import settings_for, start_double
 from apps.notebooks.services import notebook_create
 from tests.billing_fixtures import WEBHOOK_PATH, plan_slug
 from tests.browser.conftest import log_in
@@ -21,7 +21,7 @@ from tests.browser.conftest import log_in
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from apps.billing.stripe_double import StripeDouble
+    from apps.devtools.stripe_double import StripeDouble
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

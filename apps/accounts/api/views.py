@@ -10,11 +10,11 @@ from rest_framework.response import Response
 
 from apps.accounts.api import serializers as s
 from apps.accounts.api.reauthentication import require_reauthentication
+from apps.accounts.hooks import user_teams
 from apps.accounts.models import PersonalAccessToken
 from apps.accounts.services import user_update_profile
-from apps.accounts.tokens import TokenError, token_create, token_revoke, token_revoke_all
+from apps.accounts.tokens import token_create, token_revoke, token_revoke_all
 from apps.core.api.pagination import Cursor
-from apps.teams.selectors import membership_in
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -80,22 +80,20 @@ class TokenListView(mixins.ListModelMixin, generics.GenericAPIView):
         require_reauthentication(request, data.validated_data)
         team = None
         if data.validated_data.get("team"):
-            membership = membership_in(_user(request), data.validated_data["team"])
-            if membership is None:
+            slug = data.validated_data["team"]
+            team = next((t for t in user_teams(_user(request)) if t.slug == slug), None)
+            if team is None:
                 raise exceptions.ValidationError(
                     {"team": ["You are not in a team with that slug."]}
                 )
-            team = membership.team
-        try:
-            token, plaintext = token_create(
-                user=_user(request),
-                name=data.validated_data["name"],
-                scopes=data.validated_data["scopes"],
-                team=team,
-                expires_in_days=data.validated_data.get("expires_in_days"),
-            )
-        except TokenError as exc:
-            raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from exc
+        # A refusal (TokenError) is a 400 whose message is the whole form's.
+        token, plaintext = token_create(
+            user=_user(request),
+            name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"],
+            team=team,
+            expires_in_days=data.validated_data.get("expires_in_days"),
+        )
         body = s.TokenCreatedSerializer(token).data
         body["token"] = plaintext
         # The body holds the token in plain text: keep it out of every cache.

@@ -16,23 +16,17 @@ from rest_framework.response import Response
 
 from apps.billing import services
 from apps.billing.api import serializers as s
-from apps.billing.entitlements import (
-    billing_enabled,
-    billing_url,
-    current_plan,
-    current_subscription,
-    grace_ends,
-)
+from apps.billing.entitlements import billing_url
 from apps.billing.invoices import invoice_list
 from apps.billing.models import Plan
+from apps.billing.selectors import billing_overview
 from apps.billing.usage import (
     current_period,
     daily_costs,
     totals_by,
-    usage_cost,
     usage_pieces,
 )
-from apps.core.api.views import TeamAPIView
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -72,19 +66,17 @@ class BillingView(_BillingView):
     serializer_class = s.BillingSerializer
 
     def _body(self) -> dict[str, Any]:
-        subscription = current_subscription(self.team)
-        start, end = current_period(self.team)
-        account = services.account_for(self.team) if billing_enabled() else None
+        overview = billing_overview(self.team)
         return {
-            "enabled": billing_enabled(),
-            "plan": current_plan(self.team),
-            "subscription": subscription,
-            "grace_ends": grace_ends(subscription) if subscription else None,
-            "period_start": start,
-            "period_end": end,
-            "period_cost": usage_cost(self.team, start, end).quantize(Decimal("0.01")),
-            "spend_cap": account.spend_cap if account else None,
-            "stop_at_cap": account.stop_at_cap if account else False,
+            "enabled": overview.enabled,
+            "plan": overview.plan,
+            "subscription": overview.subscription,
+            "grace_ends": overview.grace_ends,
+            "period_start": overview.period_start,
+            "period_end": overview.period_end,
+            "period_cost": overview.period_cost.quantize(Decimal("0.01")),
+            "spend_cap": overview.spend_cap,
+            "stop_at_cap": overview.stop_at_cap,
         }
 
     def get(self, request: Request, team_slug: str) -> Response:

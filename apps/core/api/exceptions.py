@@ -2,7 +2,12 @@
 
     {"error": {"code": "permission_denied", "message": "...", "fields": {...}}}
 
-``fields`` appears for validation errors only, mapping each field to its messages.
+``fields`` appears for validation errors only, mapping each field to its messages; a
+refusal that says where it can be lifted (a plan limit) adds ``upgrade_url``, absolute.
+
+A service's refusal is a ``ServiceError`` (apps.core.errors) that carries its own status
+and code, so this handler knows no app's error classes: it translates that family, and
+Django's and DRF's own exceptions.
 """
 
 from __future__ import annotations
@@ -14,71 +19,28 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.billing.entitlements import billing_url
 from apps.core.errors import ServiceError
-from apps.teams.invitations import InvitationError
-from apps.teams.services import TeamError, TeamPermissionError
 
 if TYPE_CHECKING:
     from rest_framework.response import Response
 
-_INVITATION_STATUS = {
-    "invalid": status.HTTP_404_NOT_FOUND,
-    "expired": status.HTTP_410_GONE,
-    "revoked": status.HTTP_410_GONE,
-    "used": status.HTTP_410_GONE,
-    "wrong_account": status.HTTP_403_FORBIDDEN,
-    "seats": status.HTTP_402_PAYMENT_REQUIRED,
-}
 
-
-class PlanLimit(exceptions.APIException):
-    """402: the team's plan or spend cap refuses; the body adds where to upgrade."""
-
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-
-    def __init__(self, detail: str, *, code: str, upgrade_url: str) -> None:
-        super().__init__(detail, code=code)
-        self.upgrade_url = upgrade_url
-
-
-def _domain_error(exc: Exception) -> exceptions.APIException | None:  # noqa: PLR0911 - a branch per kind
-    """Turn a service's refusal into an API error with the service's own message."""
-    if isinstance(exc, TeamPermissionError):
-        return exceptions.PermissionDenied(str(exc))
-    if isinstance(exc, InvitationError):
-        error = exceptions.APIException(str(exc), code=exc.code)
-        error.status_code = _INVITATION_STATUS.get(exc.code, status.HTTP_409_CONFLICT)
-        return error
-    if isinstance(exc, TeamError):
-        error = exceptions.APIException(str(exc), code="conflict")
-        error.status_code = status.HTTP_409_CONFLICT
-        return error
-    from apps.billing.entitlements import PlanLimitError
-
-    if isinstance(exc, PlanLimitError):
-        return PlanLimit(str(exc), code=exc.code, upgrade_url=exc.upgrade_url)
-    if isinstance(exc, ServiceError):
-        # Its status and code come with it; a 400 names the field to fix.
-        if exc.status_code == status.HTTP_400_BAD_REQUEST:
-            return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
-        error = exceptions.APIException(str(exc), code=exc.code)
-        error.status_code = exc.status_code
-        return error
-    return None
+def _api_error(exc: ServiceError) -> exceptions.APIException:
+    """A service's refusal as DRF's exception, with the service's own message."""
+    if exc.status_code == status.HTTP_400_BAD_REQUEST:
+        # A 400 names the field to fix.
+        return exceptions.ValidationError({exc.field: [str(exc)]} if exc.field else [str(exc)])
+    error = exceptions.APIException(str(exc), code=exc.code)
+    error.status_code = exc.status_code
+    return error
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    team_slug = (context.get("kwargs") or {}).get("team_slug")
-    if isinstance(exc, InvitationError) and exc.code == "seats" and team_slug:
-        # The plan's seats: a 402 that says where to upgrade, like the plan's other limits.
-        exc = PlanLimit(
-            str(exc),
-            code="seats",
-            upgrade_url=billing_url(team_slug),
-        )
-    exc = _domain_error(exc) or exc
-    if isinstance(exc, Http404):
+    upgrade_url = None
+    if isinstance(exc, ServiceError):
+        upgrade_url = exc.upgrade_url
+        exc = _api_error(exc)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -96,7 +58,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
         body = {"code": code, "message": str(exc.detail)}
-        if isinstance(exc, PlanLimit):
-            body["upgrade_url"] = context["request"].build_absolute_uri(exc.upgrade_url)
+        if upgrade_url:
+            body["upgrade_url"] = context["request"].build_absolute_uri(upgrade_url)
     response.data = {"error": body}
     return response

@@ -21,13 +21,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
+from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
-from apps.core.api.throttling import UploadChunkThrottle
-from apps.core.api.views import TeamAPIView
 from apps.core.streamed_body import SCOPE_KEY
 from apps.datasets import paths, services, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

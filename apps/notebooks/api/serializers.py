@@ -7,17 +7,20 @@ into the API's error format.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.machines.models import MachineType
+from apps.machines.selectors import machine_type_offered
 from apps.notebooks import lifecycle
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.notebooks.origin import launch_path
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import template_choices
+
+if TYPE_CHECKING:
+    from apps.machines.models import MachineType
 
 MAX_LOG_PAGE = 1000
 MAX_FOLLOW_SECONDS = 600
@@ -155,7 +158,7 @@ class NotebookUpdateSerializer(serializers.Serializer):
 
 
 def machine_type_from_slug(slug: str) -> MachineType:
-    machine_type = MachineType.objects.filter(slug=slug, active=True).first()
+    machine_type = machine_type_offered(slug)
     if machine_type is None:
         raise serializers.ValidationError(f"No machine type {slug!r} is offered.")
     return machine_type

@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import OuterRef, Subquery
 from django.http import StreamingHttpResponse
@@ -24,7 +23,6 @@ from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
-from apps.core.api.views import TeamAPIView
 from apps.core.stream import stream_after, stream_last
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
@@ -35,8 +33,9 @@ from apps.notebooks.models import (
     NotebookEvent,
     NotebookSession,
     Status,
-    TeamNotebookSettings,
 )
+from apps.notebooks.selectors import team_notebook_settings
+from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -106,13 +105,10 @@ class NotebookListView(mixins.ListModelMixin, _NotebookView):
             session.notebook_id: session
             for session in NotebookSession.objects.select_related("host").filter(pk__in=wanted)
         }
-        team_settings = TeamNotebookSettings.objects.first()
         context = {
             **self.get_serializer_context(),
             "sessions": sessions,
-            "team_idle_minutes": team_settings.idle_timeout_minutes
-            if team_settings
-            else settings.LATTICE_DEFAULT_IDLE_MINUTES,
+            "team_idle_minutes": team_notebook_settings(self.team).idle_timeout_minutes,
             "idle_limit": idle_limit(self.team),
         }
         body = s.NotebookSerializer(page, many=True, context=context).data

@@ -12,10 +12,10 @@ from apps.accounts.api.reauthentication import require_reauthentication
 from apps.accounts.models import PersonalAccessToken
 from apps.accounts.reauthentication import SENSITIVE_ROLES
 from apps.core.api.pagination import Cursor
-from apps.core.api.views import TeamAPIView
 from apps.core.models import AuditEntry
 from apps.teams import invitations, services
 from apps.teams.api import serializers as s
+from apps.teams.api.base import TeamAPIView
 from apps.teams.models import Invitation, Membership, Team
 from apps.teams.selectors import memberships_of
 

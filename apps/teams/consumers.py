@@ -1,11 +1,11 @@
-"""Base class for websocket consumers that belong to a team (/ws/teams/<team_slug>/...).
+"""The team base class for websocket consumers (/ws/teams/<team_slug>/...).
 
-Like the page and API base classes: the team comes from the URL, through the
-connecting user's membership; a visitor or an outsider is refused at the
-handshake (the client sees the connection rejected, learning nothing about
-the team); a member whose role lacks ``permission`` is refused too. The
-consumer then runs in the team's scope, so database calls made through
-``database_sync_to_async`` are scoped (asgiref carries the context over).
+Like the page and API base classes (apps.teams.scope, apps.teams.api.base): the
+team comes from the URL, through the connecting user's membership; a visitor or an
+outsider is refused at the handshake (the client sees the connection rejected,
+learning nothing about the team); a member whose role lacks ``permission`` is
+refused too. The consumer then runs in the team's scope, so database calls made
+through ``database_sync_to_async`` are scoped (asgiref carries the context over).
 Subclasses implement ``team_connected`` and ``team_receive_json``; they may
 not override ``connect``, ``receive_json``, ``access_changed``,
 ``access_still_held``, ``dispatch`` or ``websocket_disconnect``.

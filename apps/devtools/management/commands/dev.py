@@ -18,9 +18,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from apps.core.broker import INBOX_QUEUE
-from apps.core.demo import demo_data_ensure
 from apps.core.engine import docker_engine
 from apps.core.worker import embedded_beat, embedded_worker
+from apps.devtools.demo import demo_data_ensure
+from apps.devtools.offline_billing import settings_for, start_double
 from apps.machines.inventory import collect
 from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
@@ -108,8 +109,6 @@ class Command(BaseCommand):
             return "off (LATTICE_BILLING=true make dev turns plans and the Stripe double on)"
         if settings.STRIPE_SECRET_KEY:
             return f"Stripe, key {settings.STRIPE_SECRET_KEY[:8]}..."
-        from apps.billing.offline import settings_for, start_double
-
         double = start_double(webhook_url=f"{server}/billing/stripe/webhook/")
         for name, value in settings_for(double).items():
             setattr(settings, name, value)

@@ -1,10 +1,12 @@
+"""`manage.py seed_demo`: the demo data of `manage.py dev` without the server."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apps.core.demo import demo_data_ensure
+from apps.devtools.demo import demo_data_ensure
 
 
 class Command(BaseCommand):

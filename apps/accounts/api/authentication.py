@@ -37,7 +37,7 @@ class PersonalAccessTokenAuthentication(authentication.BaseAuthentication):
 
 
 class PersonalAccessTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "apps.core.api.authentication.PersonalAccessTokenAuthentication"
+    target_class = "apps.accounts.api.authentication.PersonalAccessTokenAuthentication"
     name = "personalAccessToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

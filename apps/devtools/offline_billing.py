@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from apps.billing.plans import PLANS, USAGE_METER_ID, USAGE_PRICE_ID
-from apps.billing.stripe_double import StripeDouble
+from apps.devtools.stripe_double import StripeDouble
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,6 +1,6 @@
-"""Base classes for API views. Team views resolve the team from the URL.
+"""The team base class for API views: the team comes from the URL.
 
-``TeamAPIView`` does for the API what ``apps.core.tenancy.TeamViewMixin``
+``TeamAPIView`` does for the API what ``apps.teams.scope.TeamViewMixin``
 does for pages: the team comes from ``/api/v1/teams/<team_slug>/``, through
 the requesting user's membership; an outsider, or a token restricted to
 another team, gets 404; a member whose role lacks the permission for the

@@ -1,0 +1,23 @@
+"""Reads about notebooks that several places share."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from apps.notebooks.models import TeamNotebookSettings
+
+if TYPE_CHECKING:
+    from apps.teams.models import Team
+
+
+def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
+    """The team's notebook settings (its default idle shutdown, its ``/storage`` volume),
+    made with the installation's defaults on first read: the one way they are read."""
+    team_id = team if isinstance(team, int) else team.pk
+    row, _ = TeamNotebookSettings.objects.for_team(team_id).get_or_create(
+        team_id=team_id,
+        defaults={"idle_timeout_minutes": settings.LATTICE_DEFAULT_IDLE_MINUTES},
+    )
+    return row
