@@ -32,10 +32,10 @@ from kombu import Connection
 from apps.core.tenancy import team_scope
 from apps.datasets import blob_urls
 from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile, blob_key
-from apps.datasets.mounts import mount_add
 from apps.machines.agent import with_datasets
 from apps.notebooks import lifecycle, services
 from apps.notebooks.models import NotebookSession, Status
+from apps.notebooks.mounts import mount_add
 from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.fake import FakeRuntime
 from tests.blob_fixtures import S3_SECRET_KEY, presigned_expiry
@@ -280,7 +280,7 @@ def test_a_link_signed_under_an_old_key_still_works_once_the_key_is_rotated(
 
 
 def dataset_spec(files: dict[str, bytes], urls: dict[str, str]) -> Spec:
-    from apps.datasets.mounts import content_key
+    from apps.notebooks.mounts import content_key
 
     listed = [(path, sha(data), len(data)) for path, data in files.items()]
     dataset = {

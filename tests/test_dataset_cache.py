@@ -22,10 +22,10 @@ from django.core.files.storage import default_storage
 from docker.errors import NotFound
 
 from apps.datasets.blob_urls import with_read_urls
-from apps.datasets.materialise import STALE_SECONDS, evict, materialise
 from apps.datasets.models import blob_key
-from apps.datasets.mounts import content_key
 from apps.machines.agent import with_datasets
+from apps.machines.materialise import STALE_SECONDS, evict, materialise
+from apps.notebooks.mounts import content_key
 from apps.runtimes.base import Spec
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime

@@ -1,5 +1,5 @@
 """A start that mounts big datasets gets time to copy them to its host: the agent's task
-limits and the reconciler's patience grow with the bytes mounted (apps.datasets.mounts
+limits and the reconciler's patience grow with the bytes mounted (apps.notebooks.mounts
 copy_allowance), so the first start of a 50 GiB dataset is not cut off and sent again
 half way through its copy."""
 
@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from apps.core.tenancy import team_scope
 from apps.datasets.models import Blob, DatasetVersion, VersionFile
-from apps.datasets.mounts import copy_allowance, mount_add
 from apps.datasets.services import dataset_create
 from apps.machines.agent import AGENT_TIME_LIMIT
 from apps.machines.models import Host
 from apps.notebooks import lifecycle, services, upkeep
 from apps.notebooks.models import NotebookSession, Status
+from apps.notebooks.mounts import copy_allowance, mount_add
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,7 +154,7 @@ def stored_dataset(files: dict[str, bytes]) -> dict[str, Any]:
 
     from apps.datasets.blob_urls import with_read_urls
     from apps.datasets.models import blob_key
-    from apps.datasets.mounts import content_key
+    from apps.notebooks.mounts import content_key
 
     listed = []
     for path, data in files.items():
@@ -178,7 +178,7 @@ def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
     from apps.runtimes.base import Spec
 
     monkeypatch.setattr(agent, "COPY_REPORT_EVERY", 0.0)
-    monkeypatch.setattr("apps.datasets.materialise.PIECE", 64 * 1024)
+    monkeypatch.setattr("apps.machines.materialise.PIECE", 64 * 1024)
     files = {f"part-{i}.bin": bytes([i]) * (300 * 1024) for i in range(4)}  # 1.2 MB
     spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[stored_dataset(files)])
     said: list[tuple[str, dict[str, Any]]] = []

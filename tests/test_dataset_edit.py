@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from apps.core.models import AuditEntry
 from apps.core.tenancy import team_scope
-from apps.datasets.models import Dataset, DatasetVersion, NotebookMount
-from apps.datasets.mounts import mount_add
+from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.services import dataset_create
+from apps.notebooks.models import NotebookMount
+from apps.notebooks.mounts import mount_add
 from apps.notebooks.services import notebook_create
 from apps.teams.models import Role
 from tests.factories import UserFactory, add_member

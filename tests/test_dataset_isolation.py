@@ -18,18 +18,17 @@ import pytest
 from django.test import Client
 
 from apps.core.tenancy import team_scope
-from apps.datasets import mounts
 from apps.datasets.models import (
     Blob,
     Dataset,
     DatasetVersion,
-    NotebookMount,
     Upload,
     VersionFile,
     blob_key,
 )
 from apps.datasets.services import dataset_create
-from apps.notebooks.models import NotebookSession
+from apps.notebooks import mounts
+from apps.notebooks.models import NotebookMount, NotebookSession
 from apps.notebooks.services import notebook_create
 
 if TYPE_CHECKING:

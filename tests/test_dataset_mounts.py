@@ -22,20 +22,18 @@ from django.core.files.storage import default_storage
 from docker.errors import NotFound
 
 from apps.core.models import AuditEntry
-from apps.datasets import mounts
 from apps.datasets.blob_urls import with_read_urls
-from apps.datasets.materialise import MaterialiseError, materialise
 from apps.datasets.models import (
     Blob,
     Dataset,
     DatasetVersion,
-    NotebookMount,
     VersionFile,
     blob_key,
 )
 from apps.machines.agent import spec_to_task, with_datasets
-from apps.notebooks import services
-from apps.notebooks.models import NotebookSession, Status
+from apps.machines.materialise import MaterialiseError, materialise
+from apps.notebooks import mounts, services
+from apps.notebooks.models import NotebookMount, NotebookSession, Status
 from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime

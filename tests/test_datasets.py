@@ -404,8 +404,8 @@ class TestHousekeeping:
 def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
     api, acme, cats, media, globex, charlie, catalogue
 ):
-    from apps.datasets.models import NotebookMount
-    from apps.datasets.mounts import mount_add
+    from apps.notebooks.models import NotebookMount
+    from apps.notebooks.mounts import mount_add
     from apps.notebooks.services import notebook_create
 
     files = {"a.txt": b"public bytes"}

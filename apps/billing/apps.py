@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from apps.machines.models import MachineType
 
 
 class BillingConfig(AppConfig):
@@ -9,8 +14,27 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        # The plan's checks, plugged into the apps below billing that call them
+        # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
+        from apps.billing import entitlements, services
         from apps.billing.entitlements import billing_url
+        from apps.datasets import entitlements as datasets
+        from apps.machines.hooks import machine_type_added
+        from apps.notebooks import entitlements as notebooks
         from apps.teams.seats import seats_upgrade_url
+
+        notebooks.check_start.register(entitlements.check_start)
+        notebooks.idle_limit.register(entitlements.idle_limit)
+        notebooks.machine_notes.register(entitlements.machine_notes)
+        datasets.check_storage.register(entitlements.check_storage)
+        datasets.check_private_dataset.register(entitlements.check_private_dataset)
 
         # Seats are the plan's: a team out of them is sent to its billing page.
         seats_upgrade_url.register(lambda team: billing_url(team.slug))
+
+        @machine_type_added.register
+        def first_price(machine_type: MachineType) -> None:
+            # A new machine type's price holds from now on (Billing > Machine prices).
+            services.machine_price_set(
+                machine_type=machine_type, hourly_price=machine_type.hourly_price
+            )

@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from apps.billing.models import BillingAccount, Plan, Subscription
 from apps.core.errors import PaymentRequiredError
+from apps.notebooks.models import NotebookSession
+from apps.teams.models import Membership
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -185,8 +187,6 @@ def check_start(team: Team, machine_type: MachineType) -> None:
 
 
 def _open_sessions(team: Team) -> int:
-    from apps.notebooks.models import NotebookSession
-
     return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()
 
 
@@ -232,8 +232,6 @@ def seats_free(team: Team) -> int | None:
     plan = current_plan(team)
     if plan is None or plan.seats is None:
         return None
-    from apps.teams.models import Membership
-
     return max(plan.seats - Membership.objects.for_team(team).count(), 0)
 
 

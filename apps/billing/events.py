@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.billing import services, stripe_api
+from apps.billing.entitlements import grace_ends
 from apps.billing.models import StripeEvent, Subscription
 from apps.billing.notify import billing_mail
 from apps.core.tenancy import team_scope
@@ -157,8 +158,6 @@ def _apply(kind: str, obj: dict[str, Any]) -> None:
 
 
 def _payment_failed_mail(subscription: Subscription, invoice: Any) -> None:
-    from apps.billing.entitlements import grace_ends
-
     team = subscription.team
     ends = grace_ends(subscription)
     when = f" by {ends:%d %B %Y}" if ends else ""

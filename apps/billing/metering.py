@@ -32,11 +32,12 @@ from apps.billing.entitlements import (
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, current_period, usage_cost
+from apps.notebooks.models import NotebookSession
+from apps.notebooks.services import notebook_stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from apps.notebooks.models import NotebookSession
     from apps.teams.models import Team
 
 logger = logging.getLogger(__name__)
@@ -259,12 +260,9 @@ def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
 
 
 def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], bool]) -> int:
-    from apps.notebooks.models import NotebookSession as Session
-    from apps.notebooks.services import notebook_stop
-
     stopped = 0
     sessions = (
-        Session.objects.for_team(team)
+        NotebookSession.objects.for_team(team)
         .filter(ended_at__isnull=True)
         .select_related("notebook", "machine_type")
     )

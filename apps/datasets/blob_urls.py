@@ -12,7 +12,7 @@ start's own time allowance is over:
 
 A link names one blob by its hash: changing the hash, the key or the expiry breaks the
 signature. The host checks every byte against the manifest anyway
-(apps.datasets.materialise), so a link to the wrong bytes cannot put them in a folder.
+(apps.machines.materialise), so a link to the wrong bytes cannot put them in a folder.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ _SALT = "apps.datasets.blob_urls"
 
 
 def with_read_urls(datasets: list[dict[str, Any]], *, seconds: int) -> list[dict[str, Any]]:
-    """``datasets`` (apps.datasets.mounts.mounts_for_spec) each with ``urls``: a read link
-    per blob its files hold (by SHA-256), working for ``seconds``."""
+    """``datasets`` (a start's: apps.runtimes.base.Spec.datasets) each with ``urls``: a read
+    link per blob its files hold (by SHA-256), working for ``seconds``."""
     signed = []
     for dataset in datasets:
         hashes = sorted({str(entry[1]) for entry in dataset.get("files") or []})

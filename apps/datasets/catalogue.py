@@ -15,15 +15,10 @@ from typing import TYPE_CHECKING
 from django.db.models import OuterRef, Q, Subquery
 
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
-from apps.notebooks.models import Notebook
-from apps.teams.permissions import role_allows
-from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from apps.accounts.models import User
-    from apps.teams.models import Team
 
 READY = DatasetVersion.Status.READY
 PUBLIC = Dataset.Visibility.PUBLIC
@@ -93,17 +88,3 @@ def version_files(version: DatasetVersion) -> QuerySet[VersionFile]:
         .select_related("blob")
         .order_by("path")
     )
-
-
-def attachable_notebooks(user: User) -> list[tuple[Team, list[Notebook]]]:
-    """The live notebooks of each team where ``user`` may manage notebooks, by team name."""
-    found: list[tuple[Team, list[Notebook]]] = []
-    # The person's own memberships, in every team: the list crosses teams by design.
-    for membership in memberships_of(user).order_by("team__name"):
-        if not role_allows(membership.role, "notebooks.manage"):
-            continue
-        team = membership.team
-        notebooks = list(Notebook.objects.for_team(team).filter(deleted_at__isnull=True))
-        if notebooks:
-            found.append((team, notebooks))
-    return found

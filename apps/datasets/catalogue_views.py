@@ -3,8 +3,8 @@
 Signed in only, and in no team: the pages show public datasets whatever team
 holds them, and answer 404 for a private one exactly as for one that does not
 exist. Files download through the catalogue API (``api:catalogue_file``); a
-dataset is added to a notebook by the notebook's own attach form
-(``notebooks:dataset_attach``), which the detail page posts to.
+version is added to a notebook by that notebook's own form, which the detail page
+posts to: the app that mounts versions lists them (apps.datasets.hooks.attach_targets).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import reverse
 from django.views import View
 
 from apps.datasets import catalogue
+from apps.datasets.hooks import attach_targets
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 PAGE_SIZE = 25
 # Files listed on the page; the archive holds them all.
 FILES_SHOWN = 500
-
-
-def _attach_url(team_slug: str, notebook_id: int) -> str:
-    """Where a notebook takes a dataset version (the notebooks app's attach form)."""
-    return reverse("notebooks:dataset_attach", args=[team_slug, notebook_id])
 
 
 class CatalogueView(LoginRequiredMixin, View):
@@ -64,10 +59,7 @@ class CatalogueDetailView(LoginRequiredMixin, View):
         if version is None:
             raise Http404("No such version of this dataset.")
         files = list(catalogue.version_files(version)[: FILES_SHOWN + 1])
-        notebooks = [
-            (team, [(notebook, _attach_url(team.slug, notebook.pk)) for notebook in team_notebooks])
-            for team, team_notebooks in catalogue.attachable_notebooks(cast("User", request.user))
-        ]
+        notebooks = attach_targets(cast("User", request.user))
         context: dict[str, Any] = {
             "nav_section": "catalogue",
             "dataset": dataset,

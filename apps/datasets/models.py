@@ -212,36 +212,3 @@ class UploadChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.index} of {self.blob}"
-
-
-class NotebookMount(models.Model):
-    """A dataset version a notebook sees read-only at ``/datasets/<name>`` from its next start.
-
-    The version may belong to another team when its dataset is public (the catalogue):
-    ``team`` is always the notebook's.
-    """
-
-    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
-    notebook = models.ForeignKey(
-        "notebooks.Notebook", on_delete=models.CASCADE, related_name="mounts"
-    )
-    # Deleting a dataset (or its team) takes its mounts with it, other teams' too: a notebook
-    # then starts without that folder. Blocking would let one team stop another deleting.
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="+")
-    # The folder under /datasets/.
-    name = models.SlugField(max_length=80)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    objects: ClassVar[TeamManager] = TeamScopedManager()
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["notebook", "name"], name="datasets_mount_name_once"),
-        ]
-
-    def __str__(self) -> str:
-        return f"/datasets/{self.name}"

@@ -26,16 +26,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.billing.entitlements import check_private_dataset, check_storage
 from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.core.tenancy import unscoped
 from apps.datasets import s3, storage
+from apps.datasets.entitlements import check_private_dataset, check_storage
+from apps.datasets.hooks import dataset_made_private
 from apps.datasets.models import (
     Blob,
     Dataset,
     DatasetVersion,
-    NotebookMount,
     Upload,
     UploadBlob,
     UploadChunk,
@@ -205,7 +205,8 @@ def dataset_update(
     if "visibility" in changed:
         details["visibility"] = f"{previous_visibility} -> {locked.visibility}"
         if locked.visibility == Dataset.Visibility.PRIVATE:
-            details["mounts_removed"] = _others_mounts_remove(team, locked)
+            # Other teams' notebooks lose their mounts of it (apps.datasets.hooks).
+            details["mounts_removed"] = dataset_made_private(team, locked)
     audit_record(team=team, actor=actor, action="dataset.updated", target=locked.name, **details)
     return locked
 
@@ -239,19 +240,6 @@ def _changes_apply(
         dataset.visibility = visibility
         changed.append("visibility")
     return changed
-
-
-def _others_mounts_remove(team: Team, dataset: Dataset) -> int:
-    """Remove other teams' mounts of ``dataset`` (made from the catalogue while it was
-    public); the team's own stay. How many went."""
-    # Across teams on purpose: those mounts are rows of the teams that made them, which can no
-    # longer see the dataset. The filter names this team's own dataset, so nothing else of
-    # theirs is read or removed.
-    others = (
-        NotebookMount.objects.unscoped().filter(version__dataset_id=dataset.pk).exclude(team=team)
-    )
-    removed, _ = others.delete()
-    return int(removed)
 
 
 @transaction.atomic

@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 
+from apps.machines.hooks import machine_type_added
+from apps.machines.management.commands.create_join_token import credentials_text
 from apps.machines.models import GPUDevice, Host, HostJoinToken, MachineType, Placement
 from apps.machines.services import (
     HostCredentials,
@@ -42,9 +44,8 @@ class MachineTypeAdmin(admin.ModelAdmin):
     def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if not change:
-            from apps.billing.services import machine_price_set
-
-            machine_price_set(machine_type=obj, hourly_price=obj.hourly_price)
+            # Billing records its first price (apps.machines.hooks).
+            machine_type_added(obj)
 
 
 class GPUDeviceInline(admin.TabularInline):
@@ -56,8 +57,6 @@ class GPUDeviceInline(admin.TabularInline):
 
 
 def _show_credentials(admin_view: Any, request: Any, credentials: HostCredentials) -> None:
-    from apps.machines.management.commands.create_join_token import credentials_text
-
     admin_view.message_user(request, credentials_text(credentials), messages.SUCCESS)
 
 

@@ -11,7 +11,7 @@ on this host (apps.machines.inbox) before it believes or publishes anything.
 Dataset versions a workload mounts it downloads, before the workload starts,
 through the per-object read links its start brings (it holds no storage
 credentials), into a folder per content, and keeps that cache within its size
-budget (apps.datasets.materialise; see with_datasets).
+budget (apps.machines.materialise; see with_datasets).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from django.conf import settings
 from apps.machines.identity import send as send_signed
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
+from apps.machines.materialise import MaterialiseError, evict, materialise
 from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
@@ -192,8 +193,6 @@ def with_datasets(
     """
     if not spec.datasets:
         return spec
-    from apps.datasets.materialise import MaterialiseError, materialise
-
     root = Path(cache_root or settings.LATTICE_DATASET_CACHE)
     built = []
     grew = False
@@ -252,8 +251,6 @@ class _CopyProgress:
 
 def _evict_datasets(root: Path, keys: set[str], runtime: Runtime) -> None:
     """Keep the dataset cache within its budget; a failure is logged, never fails a start."""
-    from apps.datasets.materialise import evict
-
     try:
         in_use = keys | {
             Path(folder).name

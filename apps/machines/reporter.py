@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from apps.machines.agent import agent_report
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -32,8 +34,6 @@ class Reporter(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        from apps.machines.agent import agent_report
-
         while not self.stopped.is_set():
             try:
                 agent_report.run(self.host_name)

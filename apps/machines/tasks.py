@@ -3,6 +3,8 @@
 What an agent says arrives through the inbox (apps.machines.inbox), which has
 verified whose key signed it: each function here gets that host, never a name
 from the message, and believes it only about workloads placed on that host.
+A workload's events and output go to the app that runs that kind of workload
+(apps.machines.hooks.workload_kinds, by the prefix of its name).
 
 The reconciler compares what the database believes with what agents report,
 both ways: a labelled workload with no active placement is an orphan and is
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from importlib import import_module
 from typing import Any
 
 from celery import shared_task
@@ -24,6 +25,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.stream import stream_publish_frame
+from apps.machines.agent import agent_remove_orphan
+from apps.machines.hooks import workload_kind
 from apps.machines.models import Host, Placement
 from apps.machines.queue import queue_advance_all
 from apps.machines.scheduler import placement_release
@@ -76,20 +79,6 @@ def _from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-# Who handles a workload's events, and which stream its output goes to, by the prefix of
-# its name ("nb-12-s34"): (host name, workload) -> stream name, or None.
-WORKLOAD_HANDLERS = {"nb": "apps.notebooks.lifecycle.on_workload_event"}
-WORKLOAD_STREAMS = {"nb": "apps.notebooks.lifecycle.workload_stream"}
-
-
-def _hook(table: dict[str, str], name: str) -> Any:
-    path = table.get(name.split("-", 1)[0])
-    if path is None:
-        return None
-    module, _, function = path.rpartition(".")
-    return getattr(import_module(module), function)
-
-
 def placed_on(host: Host, name: str) -> bool:
     """Whether workload ``name`` is placed on ``host`` now: all a host may speak about."""
     return Placement.objects.filter(host=host, workload=name, active=True).exists()
@@ -101,9 +90,9 @@ def workload_event(host: Host, name: str, event: str, data: dict[str, Any]) -> N
     if not placed_on(host, name):
         logger.warning("event %s for %s from %s, not placed there: ignored", event, name, host)
         return
-    handler = _hook(WORKLOAD_HANDLERS, name)
-    if handler is not None:
-        handler(host.name, name, event, data)
+    kind = workload_kind(name)
+    if kind is not None:
+        kind.on_event(host.name, name, event, data)
         return
     if event == "failed":
         workload_failed(host, name, str(data.get("message", "")))
@@ -121,8 +110,8 @@ def workload_failed(host: Host, name: str, message: str) -> None:
 def workload_logs(host: Host, name: str, source: str, frame: int, lines: list[str]) -> None:
     """A frame of a workload's output: published to that workload's stream, in the order its
     shipper numbered them, if the workload is placed on ``host``; else dropped."""
-    stream_of = _hook(WORKLOAD_STREAMS, name)
-    stream = stream_of(host.name, name) if stream_of is not None else None
+    kind = workload_kind(name)
+    stream = kind.stream(host.name, name) if kind is not None else None
     if stream is None or not placed_on(host, name):
         logger.warning("log lines for %s from %s, not placed there: ignored", name, host)
         return
@@ -209,8 +198,6 @@ def _ours(workload: dict[str, Any]) -> bool:
 
 def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
     """A workload the host runs that no active placement knows: the agent removes it."""
-    from apps.machines.agent import agent_remove_orphan
-
     reported = {w["name"] for w in host.reported_workloads if _ours(w) and not w.get("starting")}
     known = set(
         Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),

@@ -7,3 +7,19 @@ class NotebooksConfig(AppConfig):
     name = "apps.notebooks"
     label = "notebooks"
     verbose_name = "Notebooks"
+
+    def ready(self) -> None:
+        # What notebooks plug into the apps below them (apps.core.hooks).
+        from apps.datasets import hooks as datasets
+        from apps.machines.hooks import WorkloadKind, workload_kinds
+        from apps.notebooks import lifecycle, mounts
+
+        # A session's workload is "nb-<notebook>-s<session>": its events and its output.
+        workload_kinds.register(
+            "nb",
+            WorkloadKind(on_event=lifecycle.on_workload_event, stream=lifecycle.workload_stream),
+        )
+        # Notebooks mount dataset versions: the catalogue offers them, and a dataset made
+        # private leaves other teams' notebooks.
+        datasets.attach_targets.register(mounts.attach_targets)
+        datasets.dataset_made_private.register(mounts.others_mounts_remove)

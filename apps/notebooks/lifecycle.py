@@ -6,7 +6,8 @@ The steps, each idempotent and each a small transaction:
    the host's agent is asked to start the workload (``session_dispatch``);
    otherwise it stays queued, with its position.
 2. The agent reports events (apps.machines.tasks.workload_event routes those of
-   workloads named "nb-..." to ``on_workload_event``): pulling (percent),
+   workloads named "nb-..." to ``on_workload_event``, registered as the kind "nb"
+   in apps.notebooks.apps): pulling (percent),
    started (the container is up: billing starts), waiting for Jupyter, ready
    (Jupyter answered /api/status with the session's token), failed, stopped.
 3. ``session_end`` closes the session once, with a reason and a time, frees its
@@ -32,8 +33,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import ServiceError
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
+from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import (
     AGENT_TIME_LIMIT,
     agent_copy_volume,
@@ -42,10 +45,11 @@ from apps.machines.agent import (
     agent_stop,
     spec_to_task,
 )
-from apps.machines.models import Host, PlacementRequest
+from apps.machines.models import Host, MachineType, PlacementRequest
 from apps.machines.queue import placement_request, queue_advance, queue_position
 from apps.machines.scheduler import placement_gpu_uuids, placement_release
 from apps.machines.services import endpoint_on_host
+from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import (
     STARTING_STATUSES,
     Notebook,
@@ -143,8 +147,6 @@ def start_eta(template: str) -> int | None:
 def idle_timeout(notebook: Notebook, *, limit: int | Literal["plan"] | None = "plan") -> int:
     """Minutes of idleness before the notebook is stopped; 0 = never. The plan caps it at
     ``limit`` (its idle_limit, read here unless the caller has it)."""
-    from apps.billing.entitlements import idle_limit
-
     if notebook.idle_timeout_minutes is not None:
         minutes = notebook.idle_timeout_minutes
     else:
@@ -314,9 +316,9 @@ def _command(session: NotebookSession) -> list[str]:
 
 
 def session_spec(session: NotebookSession) -> Spec:
-    # Here, not at the top: apps.datasets.mounts imports the notebook services, which
-    # import this module.
-    from apps.datasets.mounts import mounts_for_spec
+    # Here, not at the top: apps.notebooks.mounts imports the notebook services, which
+    # import this module (until the lifecycle is split from what services need of it).
+    from apps.notebooks.mounts import mounts_for_spec
 
     notebook = session.notebook
     team_settings = team_notebook_settings(session.team_id)
@@ -358,8 +360,7 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
-    from apps.datasets.blob_urls import with_read_urls
-    from apps.datasets.mounts import copy_allowance
+    from apps.notebooks.mounts import copy_allowance  # see session_spec
 
     spec = session_spec(session)
     # Copying its datasets to the host first may take a while: the task's limits grow by it,
@@ -615,7 +616,6 @@ def session_end(
 
 def _after_end(notebook_id: int, team_id: int, machine_type_id: int) -> None:
     """Room freed: let the line move. Then what the notebook wants next."""
-    from apps.machines.models import MachineType
     from apps.notebooks.tasks import session_place_task
 
     queue_advance(machine_type=MachineType.objects.get(pk=machine_type_id))
@@ -642,12 +642,9 @@ def _restart(notebook: Notebook) -> None:
     actor = last.started_by if last else notebook.created_by
     if actor is None or last is None:
         return
-    from apps.billing.entitlements import PlanLimitError
-    from apps.notebooks.services import NotebookError
-
     try:
         notebook_start(team=notebook.team, actor=actor, notebook=notebook)
-    except (NotebookError, PlanLimitError) as exc:
+    except ServiceError as exc:
         # Refused now (the plan, the cap, the machine withdrawn): it stays stopped, and
         # its history says why, rather than wanting to run with nothing on the way.
         logger.info("restart of notebook %s refused: %s", notebook.pk, exc)

@@ -5,6 +5,8 @@ last observed (``status``). Each start opens a ``NotebookSession`` that holds
 the placement, the runtime's state and the times billing reads; a session is
 closed exactly once, with the reason it ended. ``NotebookEvent`` rows are the
 durable history of status changes (the live stream carries them too).
+``NotebookMount`` rows are the dataset versions a notebook sees read-only at
+``/datasets/<name>`` (apps.notebooks.mounts).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.core.tenancy import TeamManager, TeamScopedManager
+from apps.datasets.models import DatasetVersion
 
 
 class Status(models.TextChoices):
@@ -244,3 +247,35 @@ class NotebookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.notebook}: {self.status} {self.phase}"
+
+
+class NotebookMount(models.Model):
+    """A dataset version a notebook sees read-only at ``/datasets/<name>`` from its next start.
+
+    The version may belong to another team when its dataset is public (the catalogue):
+    ``team`` is always the notebook's.
+    """
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    notebook = models.ForeignKey(Notebook, on_delete=models.CASCADE, related_name="mounts")
+    # Deleting a dataset (or its team) takes its mounts with it, other teams' too: a notebook
+    # then starts without that folder. Blocking would let one team stop another deleting.
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="+")
+    # The folder under /datasets/.
+    name = models.SlugField(max_length=80)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Named when mounts were rows of the datasets app; the name is the database's.
+            models.UniqueConstraint(fields=["notebook", "name"], name="datasets_mount_name_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"/datasets/{self.name}"

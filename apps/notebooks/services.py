@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from apps.billing.entitlements import check_start
 from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.notebooks import lifecycle
+from apps.notebooks.entitlements import check_start
 from apps.notebooks.models import (
     Notebook,
     NotebookSession,
@@ -190,7 +190,7 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
         image = image_for(notebook.template, notebook.custom_image)
     except TemplateError as exc:
         raise NotebookError(str(exc), field="custom_image") from exc
-    # The plan and spend cap (billing off: no limits). Raises PlanLimitError, a 402.
+    # The plan and spend cap (billing off: no limits): a refusal is a 402.
     check_start(team, notebook.machine_type)
     session = NotebookSession.objects.for_team(team).create(
         team=team,

@@ -28,7 +28,10 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.machines.agent import agent_stop
 from apps.notebooks import lifecycle
+from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
+from apps.notebooks.mounts import copy_allowance, mounted_bytes
+from apps.notebooks.services import notebook_stop
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,6 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
 def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
     """A start that made no progress for a while: still pulling, sent again, or failed."""
     now = timezone.now()
-    from apps.datasets.mounts import copy_allowance, mounted_bytes
 
     reported = _reported(session)
     if reported and reported.get("starting"):
@@ -190,8 +192,6 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
 
 
 def idle_sweep() -> dict[str, int]:
-    from apps.billing.entitlements import idle_limit
-
     counts = {"warned": 0, "stopped": 0}
     limits: dict[int, int | None] = {}  # each team's plan, read once a sweep
     for session_id, team_id in _open_sessions(status=Status.RUNNING):
@@ -214,8 +214,6 @@ def _judge_idle(
     counts: dict[str, int],
     limit: int | Literal["plan"] | None = "plan",
 ) -> None:
-    from apps.notebooks.services import notebook_stop
-
     notebook = session.notebook
     minutes = lifecycle.idle_timeout(notebook, limit=limit)
     if minutes <= 0:

@@ -15,11 +15,10 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.billing.entitlements import machine_notes
 from apps.core.pages import page_action
-from apps.datasets import mounts
-from apps.datasets.models import DatasetVersion, NotebookMount
-from apps.notebooks import services
+from apps.datasets.models import DatasetVersion
+from apps.notebooks import mounts, services
+from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.forms import (
     NotebookCreateForm,
     NotebookDeleteForm,
@@ -31,6 +30,7 @@ from apps.notebooks.forms import (
 from apps.notebooks.lifecycle import idle_timeout, open_session, status_message
 from apps.notebooks.models import (
     Notebook,
+    NotebookMount,
     NotebookSession,
     Status,
 )

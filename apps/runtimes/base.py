@@ -25,7 +25,7 @@ A runtime runs one workload (a notebook server, a model server) from a
   another (made if missing), with ``image`` where a helper container is needed.
 
 A spec's ``datasets`` are folders the agent has built on the host
-(apps.datasets.materialise): each is seen read-only at ``/datasets/<name>``.
+(apps.machines.materialise): each is seen read-only at ``/datasets/<name>``.
 
 In ``command``, ``{port}`` becomes the port the workload listens on,
 ``{ip}`` the address it should bind (all interfaces inside a container,
@@ -88,7 +88,7 @@ class Spec:
     labels: dict[str, str] = field(default_factory=dict)
     user: str = "1000:1000"
     # Dataset versions mounted read-only at /datasets/<name>: as sent, {"name", "version_id",
-    # "key", "files", "urls"} (apps.datasets.mounts, apps.datasets.blob_urls); once the agent
+    # "key", "files", "urls"} (apps.notebooks.mounts, apps.datasets.blob_urls); once the agent
     # has built their folders on this host, {"name", "version_id", "key", "source"} (see
     # dataset_mounts).
     datasets: list[dict[str, Any]] = field(default_factory=list)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-# A dataset's folder on the host is named by its content key (apps.datasets.materialise).
+# A dataset's folder on the host is named by its content key (apps.machines.materialise).
 _CONTENT_KEY = re.compile(r"[0-9a-f]{64}")
 
 

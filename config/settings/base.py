@@ -453,7 +453,7 @@ LATTICE_DATASET_CACHE = Path(
     env.str("LATTICE_DATASET_CACHE", default="") or VAR_DIR / "dataset-cache"
 )
 # The slowest copy from the object storage to a host a start allows for (bytes a second):
-# a start mounting D bytes of datasets may take D / this longer (apps.datasets.mounts).
+# a start mounting D bytes of datasets may take D / this longer (apps.notebooks.mounts).
 LATTICE_DATASET_COPY_MIN_RATE = env.int("LATTICE_DATASET_COPY_MIN_RATE", default=25 * 1024 * 1024)
 # How much the dataset cache may hold (GiB, the files' sizes): beyond it, an agent removes
 # the least recently used folders that no workload on its host mounts.

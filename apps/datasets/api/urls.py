@@ -1,16 +1,16 @@
 """The datasets API's routes.
 
 ``urlpatterns`` is the public catalogue (/api/v1/datasets/..., every team's public
-datasets, to anyone signed in); ``team_urlpatterns`` are a team's own datasets, its
-resumable uploads and a notebook's dataset mounts, relative to the team prefix that
-config.api_urls writes once (/api/v1/teams/<team_slug>/).
+datasets, to anyone signed in); ``team_urlpatterns`` are a team's own datasets and its
+resumable uploads, relative to the team prefix that config.api_urls writes once
+(/api/v1/teams/<team_slug>/). A notebook's dataset mounts are the notebooks app's routes.
 """
 
 from __future__ import annotations
 
 from django.urls import path
 
-from apps.datasets.api import catalogue, mounts, views
+from apps.datasets.api import catalogue, views
 
 _ONE = "datasets/<slug:slug>/"
 _VERSION = f"{_ONE}versions/<int:number>/"
@@ -40,16 +40,6 @@ urlpatterns = [
 ]
 
 team_urlpatterns = [
-    path(
-        "notebooks/<int:notebook_id>/datasets/",
-        mounts.MountListView.as_view(),
-        name="notebook_datasets",
-    ),
-    path(
-        "notebooks/<int:notebook_id>/datasets/<int:mount_id>/",
-        mounts.MountDetailView.as_view(),
-        name="notebook_dataset",
-    ),
     path("datasets/", views.DatasetListView.as_view(), name="datasets"),
     path(_ONE, views.DatasetDetailView.as_view(), name="dataset"),
     path(f"{_VERSION}files/", views.VersionFilesView.as_view(), name="dataset_files"),

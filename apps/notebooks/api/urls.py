@@ -1,14 +1,14 @@
 """The notebooks API's routes, relative to the team prefix (/api/v1/teams/<team_slug>/).
 
-config.api_urls includes ``team_urlpatterns`` once under that prefix. A notebook's dataset
-mounts (notebooks/<id>/datasets/) are the datasets app's routes.
+config.api_urls includes ``team_urlpatterns`` once under that prefix, a notebook's dataset
+mounts (notebooks/<id>/datasets/, apps.notebooks.api.mounts) among them.
 """
 
 from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.api import views
+from apps.notebooks.api import mounts, views
 
 _ONE = "notebooks/<int:notebook_id>/"
 
@@ -20,6 +20,12 @@ team_urlpatterns = [
     path(f"{_ONE}restart/", views.NotebookRestartView.as_view(), name="notebook_restart"),
     path(f"{_ONE}duplicate/", views.NotebookDuplicateView.as_view(), name="notebook_duplicate"),
     path(f"{_ONE}extend/", views.NotebookExtendView.as_view(), name="notebook_extend"),
+    path(f"{_ONE}datasets/", mounts.MountListView.as_view(), name="notebook_datasets"),
+    path(
+        f"{_ONE}datasets/<int:mount_id>/",
+        mounts.MountDetailView.as_view(),
+        name="notebook_dataset",
+    ),
     path(f"{_ONE}events/", views.NotebookEventListView.as_view(), name="notebook_events"),
     path(f"{_ONE}logs/", views.NotebookLogsView.as_view(), name="notebook_logs"),
 ]

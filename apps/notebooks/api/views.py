@@ -22,11 +22,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, renderers, status
 from rest_framework.response import Response
 
-from apps.billing.entitlements import idle_limit
 from apps.core.api.pagination import Cursor
 from apps.core.stream import stream_after, stream_last
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
+from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import (
     ACTIVE_STATUSES,
     Notebook,

@@ -67,10 +67,10 @@ class MaterialiseError(Exception):
 def materialise(
     mount: dict[str, Any], cache_root: Path, copied: Callable[[int], None] | None = None
 ) -> Path:
-    """The folder holding ``mount``'s files (see apps.datasets.mounts.mounts_for_spec; its
-    ``urls`` from apps.datasets.blob_urls.with_read_urls), built if this host has not built
-    it yet, and marked used now either way (see evict). ``copied(n)`` hears of each piece
-    of n bytes copied while it builds."""
+    """The folder holding ``mount``'s files (one of a start's datasets, as sent: see
+    apps.runtimes.base.Spec.datasets), built if this host has not built it yet, and marked
+    used now either way (see evict). ``copied(n)`` hears of each piece of n bytes copied
+    while it builds."""
     key = str(mount.get("key", ""))
     if not _SHA256.fullmatch(key):
         raise MaterialiseError(f"{key[:80]!r} is not a content key.")

@@ -1,6 +1,6 @@
 """A notebook's dataset mounts through the API: list, attach a version, detach.
 
-The rules are apps.datasets.mounts'; a refusal is the notebooks API's error (404 for a
+The rules are apps.notebooks.mounts'; a refusal is the notebooks API's error (404 for a
 version the team cannot use, 409 for a name or dataset already mounted).
 """
 
@@ -12,9 +12,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
-from apps.datasets import mounts
-from apps.datasets.models import NotebookMount
+from apps.notebooks import mounts
 from apps.notebooks.api.views import _NotebookView
+from apps.notebooks.models import NotebookMount
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet

@@ -3,10 +3,14 @@
 A mount is a row: attaching or removing one changes nothing in a running
 notebook; it takes effect at the notebook's next start (or restart). At
 start, ``mounts_for_spec`` lists what the host's agent needs to build each
-version's folder (apps.datasets.materialise) before the workload starts.
+version's folder (apps.machines.materialise) before the workload starts.
 
 Refusals raise ``apps.notebooks.services.NotebookError`` (and its kinds), so the
 notebook pages and API show them as they show every other notebook refusal.
+The mount pages are apps.notebooks.views', the API apps.notebooks.api.mounts.
+Datasets learns of mounts only through hooks registered in apps.notebooks.apps:
+the catalogue's "add to a notebook" list, and other teams' mounts removed when a
+dataset goes private.
 """
 
 from __future__ import annotations
@@ -19,20 +23,24 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
+from django.urls import reverse
 
 from apps.core.audit import audit_record
-from apps.datasets.models import Dataset, DatasetVersion, NotebookMount, VersionFile
+from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.selectors import version_manifest, version_usable_by
+from apps.notebooks.models import Notebook, NotebookMount
 from apps.notebooks.services import (
     NotebookConflictError,
     NotebookError,
     NotebookPermissionError,
     notebook_locked,
 )
-from apps.teams.permissions import require_permission
+from apps.teams.permissions import require_permission, role_allows
+from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.notebooks.models import Notebook, NotebookSession
+    from apps.notebooks.models import NotebookSession
     from apps.teams.models import Team
 
 logger = logging.getLogger(__name__)
@@ -49,7 +57,7 @@ class MountNotFoundError(NotebookError):
 
 def mount_available(mount: NotebookMount) -> bool:
     """False once the version's dataset, another team's, is no longer public. Making a
-    dataset private removes other teams' mounts of it (services.dataset_update); one added
+    dataset private removes other teams' mounts of it (others_mounts_remove); one added
     while that edit was committing is left out at start, listed so it can be removed."""
     version = mount.version
     return (
@@ -67,21 +75,8 @@ def mountable_version(*, team: Team, version_id: object) -> DatasetVersion:
         pk = int(str(version_id))
     except ValueError:
         raise MountNotFoundError("Choose a dataset version to attach.", field="version") from None
-    version = DatasetVersion.objects.for_team(team).select_related("dataset").filter(pk=pk).first()
-    if version is None:
-        # Across teams on purpose: a public dataset's ready versions are anyone's to mount.
-        # The filter admits those only, so no other team's private or unfinished version is
-        # read.
-        version = (
-            DatasetVersion.objects.unscoped()
-            .select_related("dataset")
-            .filter(
-                pk=pk,
-                dataset__visibility=Dataset.Visibility.PUBLIC,
-                status=DatasetVersion.Status.READY,
-            )
-            .first()
-        )
+    # The team's own, or a public dataset's ready one: anyone's to mount.
+    version = version_usable_by(team=team, pk=pk)
     if version is None:
         raise MountNotFoundError(
             "That dataset version does not exist, or your team cannot use it.", field="version"
@@ -235,15 +230,9 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
                 mount.name,
             )
             continue
-        # Across teams: a public dataset's files carry its own team. The mount row, read
-        # in this team's scope and just checked, is what gives this notebook access.
-        rows = (
-            VersionFile.objects.unscoped()
-            .filter(version_id=mount.version_id)
-            .order_by("path")
-            .values_list("path", "blob__sha256", "size")
-        )
-        files = [(path, sha256, size) for path, sha256, size in rows]
+        # The mount row, read in this team's scope and just checked, is what gives this
+        # notebook access to the version's files (another team's, when it is public).
+        files = version_manifest(mount.version_id)
         out.append(
             {
                 "name": mount.name,
@@ -253,3 +242,35 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def others_mounts_remove(team: Team, dataset: Dataset) -> int:
+    """Remove other teams' mounts of ``team``'s ``dataset`` (made from the catalogue while it
+    was public), as it goes private; the team's own stay. How many went."""
+    # Across teams on purpose: those mounts are rows of the teams that made them, which can no
+    # longer see the dataset. The filter names this team's own dataset, so nothing else of
+    # theirs is read or removed.
+    others = (
+        NotebookMount.objects.unscoped().filter(version__dataset_id=dataset.pk).exclude(team=team)
+    )
+    removed, _ = others.delete()
+    return int(removed)
+
+
+def attach_targets(user: User) -> list[tuple[Team, list[tuple[Notebook, str]]]]:
+    """For the catalogue: the live notebooks of each team where ``user`` may manage notebooks,
+    by team name, each with the URL its attach form takes (``notebooks:dataset_attach``)."""
+    found: list[tuple[Team, list[tuple[Notebook, str]]]] = []
+    # The person's own memberships, in every team: the list crosses teams by design.
+    for membership in memberships_of(user).order_by("team__name"):
+        if not role_allows(membership.role, "notebooks.manage"):
+            continue
+        team = membership.team
+        notebooks = Notebook.objects.for_team(team).filter(deleted_at__isnull=True)
+        targets = [
+            (notebook, reverse("notebooks:dataset_attach", args=[team.slug, notebook.pk]))
+            for notebook in notebooks
+        ]
+        if targets:
+            found.append((team, targets))
+    return found

@@ -1,0 +1,51 @@
+"""Reads of datasets that the apps above need (notebooks' mounts), scoped here.
+
+Two of them cross teams, through the named escape hatch ``unscoped()``, each limited in the
+same expression to what the caller may read: a public dataset's ready version, or the files
+of a version the caller has already shown it may use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+
+if TYPE_CHECKING:
+    from apps.teams.models import Team
+
+
+def version_usable_by(*, team: Team, pk: int) -> DatasetVersion | None:
+    """Version ``pk`` with its dataset, if ``team`` may read it: one of its own (in whatever
+    state), or a ready version of another team's public dataset; None for anything else,
+    whether it exists or not."""
+    version = DatasetVersion.objects.for_team(team).select_related("dataset").filter(pk=pk).first()
+    if version is not None:
+        return version
+    # Across teams on purpose: a public dataset's ready versions are anyone's to read. The
+    # filter admits those only, so no other team's private or unfinished version is read.
+    return (
+        DatasetVersion.objects.unscoped()
+        .select_related("dataset")
+        .filter(
+            pk=pk,
+            dataset__visibility=Dataset.Visibility.PUBLIC,
+            status=DatasetVersion.Status.READY,
+        )
+        .first()
+    )
+
+
+def version_manifest(version_id: int) -> list[tuple[str, str, int]]:
+    """The files of version ``version_id`` as (path, sha256, size), by path.
+
+    Across teams: a public dataset's files carry its own team. The caller must have checked
+    that its team may use the version (a mount of it, read in its scope, say).
+    """
+    rows = (
+        VersionFile.objects.unscoped()
+        .filter(version_id=version_id)
+        .order_by("path")
+        .values_list("path", "blob__sha256", "size")
+    )
+    return [(path, sha256, size) for path, sha256, size in rows]

@@ -1,0 +1,47 @@
+"""What the apps above machines plug into it (apps.core.hooks), from their ``AppConfig.ready()``.
+
+- ``workload_kinds``: what the control plane does with the reports of a kind of workload,
+  by the prefix of its name ("nb" for "nb-12-s34"): who handles its events and which stream
+  its output goes to. A workload of a kind nobody registered is handled here (a failure
+  frees its placement) and its output is dropped.
+- ``machine_type_added``: told of each machine type an admin adds (its first price is
+  recorded, say); by default nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from apps.core.hooks import Hook, HookTable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apps.machines.models import MachineType
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """One kind of workload's handlers, both given the reporting host's name and the
+    workload's: ``on_event(host, workload, event, data)`` for what its agent says of it
+    (progress, started, ready, failed, stopped), and ``stream(host, workload)`` for the
+    stream its output goes to, or None when that host does not run it."""
+
+    on_event: Callable[[str, str, str, dict[str, Any]], None]
+    stream: Callable[[str, str], str | None]
+
+
+workload_kinds: HookTable[str, WorkloadKind] = HookTable("workload kinds")
+
+
+def workload_kind(name: str) -> WorkloadKind | None:
+    """The registered kind of workload ``name`` ("<kind>-..."), if any."""
+    return workload_kinds.get(name.split("-", 1)[0])
+
+
+def _nothing(machine_type: MachineType) -> None:
+    return None
+
+
+machine_type_added: Hook[[MachineType], None] = Hook("machine type added", default=_nothing)
