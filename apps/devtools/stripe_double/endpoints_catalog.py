@@ -95,10 +95,7 @@ def product_create(state: StripeState, params: Params) -> JSON:
 # Meters and usage ------------------------------------------------------------------------
 
 resource(
-    "/v1/billing/meters",
-    "billing.meter",
-    lambda state: state.meters,
-    filters={"status": text},
+    "/v1/billing/meters", "billing.meter", lambda state: state.meters, filters={"status": text}
 )
 
 

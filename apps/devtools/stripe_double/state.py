@@ -191,7 +191,7 @@ class StripeState(EventLog):
                 customer = self.create_customer(
                     email=session["customer_email"] or "customer@example.com"
                 )
-            details = objects.fixture("checkout.session")["customer_details"]
+            details = objects.fixture("checkout.session", "customer_details")
             details.update(email=customer["email"], name=customer["name"], tax_ids=[])
             session.update(
                 status="complete",
