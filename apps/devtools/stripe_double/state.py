@@ -84,6 +84,7 @@ class StripeState(EventLog):
         return str(found["name"]) if found else product_id
 
     def _keep(self, store: dict[str, JSON], made: JSON) -> JSON:
+        """Store a new object under its id; return it."""
         with self.mutation():
             store[made["id"]] = made
             return made
