@@ -3,7 +3,8 @@
 Endpoint modules register handlers with :func:`route`. A handler gets the state (whose
 lock the caller holds), the decoded parameters and the ids from the URL, and returns
 the object to send, or raises :class:`StripeDoubleError`. :func:`dispatch` answers with
-a deep copy, expanded as the request's ``expand`` asks.
+a deep copy, expanded as the request's ``expand`` asks. :func:`resource` registers the
+retrieve (and the plainly filtered list) that every kind of object has.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from .errors import StripeDoubleError, invalid, no_such
 from .forms import Params, integer, string_list, text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from .objects import JSON
     from .state import StripeState
 
     Handler = Callable[..., JSON]
+    Store = Callable[[StripeState], dict[str, JSON]]
+    Reader = Callable[[Params, str], Any]
 
 MAX_LIMIT = 100
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -52,6 +55,38 @@ def dispatch(state: StripeState, method: str, path: str, params: Params) -> JSON
         "or we can help at https://support.stripe.com/.",
         status=404,
     )
+
+
+def resource(
+    path: str, object_name: str, store: Store, *, filters: dict[str, Reader] | None = None
+) -> None:
+    """Serve ``GET {path}/{id}`` from ``store``; with ``filters``, also ``GET {path}``.
+
+    The list is the store newest first, keeping the objects whose field equals each
+    filter's parameter (read by its reader, e.g. ``text``) where the request gives one.
+    """
+
+    def retrieve(state: StripeState, params: Params, object_id: str) -> JSON:
+        return state.find(store(state), object_name, object_id)
+
+    route("GET", path + "/{id}")(retrieve)
+    if filters is None:
+        return
+
+    def listing(state: StripeState, params: Params) -> JSON:
+        wanted = {name: read(params, name) for name, read in filters.items()}
+        return page(matching(newest_first(store(state)), **wanted), params, path)
+
+    route("GET", path)(listing)
+
+
+def matching(items: Iterable[JSON], **wanted: Any) -> list[JSON]:
+    """The items whose fields equal every wanted value that is not None."""
+    return [
+        item
+        for item in items
+        if all(value is None or item[name] == value for name, value in wanted.items())
+    ]
 
 
 def page(items: list[JSON], params: Params, url: str) -> JSON:

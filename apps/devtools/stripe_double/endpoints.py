@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import billing_objects, objects
-from .api import newest_first, page, route
+from .api import matching, newest_first, page, resource, route
 from .errors import invalid, missing_param, no_such
-from .forms import Params, boolean, integer, mapping, metadata_update, required_text, text
+from .forms import Params, boolean, integer, mapping, metadata, required_text, text
 from .objects import JSON, is_metered, line_amount, now
 from .state import CheckoutDetails
 
@@ -20,26 +20,17 @@ if TYPE_CHECKING:
     from .state import StripeState
 
 
-def _metadata(params: Params, current: dict[str, str] | None = None) -> dict[str, str]:
-    if "metadata" not in params:
-        return dict(current or {})
-    return metadata_update(current or {}, params["metadata"])
-
-
 # Customers -------------------------------------------------------------------------------
 
 _CUSTOMER_FIELDS = ("email", "name", "description", "phone")
+
+resource("/v1/customers", "customer", lambda state: state.customers, filters={"email": text})
 
 
 @route("POST", "/v1/customers")
 def customer_create(state: StripeState, params: Params) -> JSON:
     fields = {name: text(params, name) for name in _CUSTOMER_FIELDS}
-    return state.create_customer(**fields, metadata=_metadata(params))
-
-
-@route("GET", "/v1/customers/{id}")
-def customer_retrieve(state: StripeState, params: Params, customer_id: str) -> JSON:
-    return state.find(state.customers, "customer", customer_id)
+    return state.create_customer(**fields, metadata=metadata(params))
 
 
 @route("POST", "/v1/customers/{id}")
@@ -48,18 +39,18 @@ def customer_update(state: StripeState, params: Params, customer_id: str) -> JSO
     for name in _CUSTOMER_FIELDS:
         if name in params:
             customer[name] = text(params, name)  # "" unsets, as on Stripe
-    customer["metadata"] = _metadata(params, customer["metadata"])
+    customer["metadata"] = metadata(params, customer["metadata"])
     return customer
 
 
-@route("GET", "/v1/customers")
-def customer_list(state: StripeState, params: Params) -> JSON:
-    email = text(params, "email")
-    found = [c for c in newest_first(state.customers) if email is None or c["email"] == email]
-    return page(found, params, "/v1/customers")
-
-
 # Checkout --------------------------------------------------------------------------------
+
+resource(
+    "/v1/checkout/sessions",
+    "checkout.session",
+    lambda state: state.checkout_sessions,
+    filters={"customer": text, "subscription": text, "status": text},
+)
 
 
 def _line_items(state: StripeState, params: Params) -> list[tuple[JSON, int | None]]:
@@ -137,7 +128,7 @@ def checkout_session_create(state: StripeState, params: Params) -> JSON:
         success_url=text(params, "success_url"),
         cancel_url=text(params, "cancel_url"),
         client_reference_id=text(params, "client_reference_id"),
-        metadata=_metadata(params),
+        metadata=metadata(params),
     )
     state.checkout_sessions[session["id"]] = session
     state.checkout_details[session["id"]] = CheckoutDetails(
@@ -147,14 +138,9 @@ def checkout_session_create(state: StripeState, params: Params) -> JSON:
             )
             for price, quantity in items
         ],
-        subscription_metadata=_metadata(subscription_data),
+        subscription_metadata=metadata(subscription_data),
     )
     return session
-
-
-@route("GET", "/v1/checkout/sessions/{id}")
-def checkout_session_retrieve(state: StripeState, params: Params, session_id: str) -> JSON:
-    return state.find(state.checkout_sessions, "checkout.session", session_id)
 
 
 @route("GET", "/v1/checkout/sessions/{id}/line_items")
@@ -168,17 +154,6 @@ def checkout_session_line_items(state: StripeState, params: Params, session_id: 
 def checkout_session_expire(state: StripeState, params: Params, session_id: str) -> JSON:
     state.cancel_checkout(session_id)
     return state.checkout_sessions[session_id]
-
-
-@route("GET", "/v1/checkout/sessions")
-def checkout_session_list(state: StripeState, params: Params) -> JSON:
-    wanted = {name: text(params, name) for name in ("customer", "subscription", "status")}
-    found = [
-        session
-        for session in newest_first(state.checkout_sessions)
-        if all(value is None or session[name] == value for name, value in wanted.items())
-    ]
-    return page(found, params, "/v1/checkout/sessions")
 
 
 @route("POST", "/v1/billing_portal/sessions")
@@ -198,10 +173,7 @@ def portal_session_create(state: StripeState, params: Params) -> JSON:
 
 # Subscriptions -------------------------------------------------------------------------
 
-
-@route("GET", "/v1/subscriptions/{id}")
-def subscription_retrieve(state: StripeState, params: Params, subscription_id: str) -> JSON:
-    return state.find(state.subscriptions, "subscription", subscription_id)
+resource("/v1/subscriptions", "subscription", lambda state: state.subscriptions)
 
 
 @route("GET", "/v1/subscriptions")
@@ -209,8 +181,6 @@ def subscription_list(state: StripeState, params: Params) -> JSON:
     customer, status, price = (text(params, n) for n in ("customer", "status", "price"))
 
     def wanted(subscription: JSON) -> bool:
-        if customer is not None and subscription["customer"] != customer:
-            return False
         if price is not None and all(
             item["price"]["id"] != price for item in subscription["items"]["data"]
         ):
@@ -219,8 +189,8 @@ def subscription_list(state: StripeState, params: Params) -> JSON:
             return bool(subscription["status"] != "canceled")  # Stripe's default
         return status == "all" or subscription["status"] == status
 
-    found = [s for s in newest_first(state.subscriptions) if wanted(s)]
-    return page(found, params, "/v1/subscriptions")
+    found = matching(newest_first(state.subscriptions), customer=customer)
+    return page([s for s in found if wanted(s)], params, "/v1/subscriptions")
 
 
 def _item_change(state: StripeState, subscription: JSON, index: int, raw: Any) -> JSON:
@@ -275,6 +245,12 @@ def _apply_item_change(subscription: JSON, change: JSON) -> None:
         item["quantity"] = change["quantity"]
 
 
+def _cancellation_note(params: Params) -> dict[str, str | None]:
+    """The comment and feedback that ``cancellation_details`` sets ("" clears one)."""
+    details = mapping(params, "cancellation_details")
+    return {name: details[name] or None for name in ("comment", "feedback") if name in details}
+
+
 @route("POST", "/v1/subscriptions/{id}")
 def subscription_update(state: StripeState, params: Params, subscription_id: str) -> JSON:
     subscription = state.find(state.subscriptions, "subscription", subscription_id)
@@ -285,12 +261,10 @@ def subscription_update(state: StripeState, params: Params, subscription_id: str
     if not isinstance(raw_items, list):
         raise invalid("Invalid array: items must be a list", param="items")
     changes = [_item_change(state, subscription, i, raw) for i, raw in enumerate(raw_items)]
-    details = mapping(params, "cancellation_details")
+    note = _cancellation_note(params)
     with state.updating(subscription):
-        subscription["metadata"] = _metadata(params, subscription["metadata"])
-        for name in ("comment", "feedback"):
-            if name in details:
-                subscription["cancellation_details"][name] = details[name] or None
+        subscription["metadata"] = metadata(params, subscription["metadata"])
+        subscription["cancellation_details"].update(note)
         if cancel is not None and cancel != subscription["cancel_at_period_end"]:
             state.schedule_cancel(subscription, cancel=cancel)
         for change in changes:
@@ -301,21 +275,14 @@ def subscription_update(state: StripeState, params: Params, subscription_id: str
 @route("DELETE", "/v1/subscriptions/{id}")
 def subscription_cancel(state: StripeState, params: Params, subscription_id: str) -> JSON:
     subscription = state.live_subscription(subscription_id)
-    details = mapping(params, "cancellation_details")
-    for name in ("comment", "feedback"):
-        if name in details:
-            subscription["cancellation_details"][name] = details[name] or None
+    subscription["cancellation_details"].update(_cancellation_note(params))
     state.cancel_now(subscription)
     return subscription
 
 
 # Invoices ----------------------------------------------------------------------------
 
-
-@route("GET", "/v1/invoices/{id}")
-def invoice_retrieve(state: StripeState, params: Params, invoice_id: str) -> JSON:
-    return state.find(state.invoices, "invoice", invoice_id)
-
+resource("/v1/invoices", "invoice", lambda state: state.invoices)
 
 _INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 
@@ -331,13 +298,10 @@ def invoice_list(state: StripeState, params: Params) -> JSON:
             param="status",
         )
 
-    def wanted(invoice: JSON) -> bool:
-        owner = invoice["parent"]["subscription_details"]["subscription"]
-        return (
-            (customer is None or invoice["customer"] == customer)
-            and (subscription is None or owner == subscription)
-            and (status is None or invoice["status"] == status)
-        )
-
-    found = [i for i in newest_first(state.invoices) if wanted(i)]
+    found = [
+        invoice
+        for invoice in matching(newest_first(state.invoices), customer=customer, status=status)
+        if subscription is None
+        or invoice["parent"]["subscription_details"]["subscription"] == subscription
+    ]
     return page(found, params, "/v1/invoices")

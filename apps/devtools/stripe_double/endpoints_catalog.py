@@ -6,18 +6,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 from . import objects
-from .api import newest_first, page, route
+from .api import matching, newest_first, page, resource, route
 from .errors import StripeDoubleError, invalid, missing_param
-from .forms import (
-    Params,
-    boolean,
-    integer,
-    mapping,
-    metadata_update,
-    required_text,
-    string_list,
-    text,
-)
+from .forms import Params, boolean, integer, mapping, metadata, required_text, string_list, text
 from .objects import DAY, JSON, now
 
 if TYPE_CHECKING:
@@ -29,6 +20,9 @@ _FUTURE_EVENT_S = 5 * 60
 
 
 # Prices and products -------------------------------------------------------------------
+
+resource("/v1/prices", "price", lambda state: state.prices)
+resource("/v1/products", "product", lambda state: state.products, filters={"active": boolean})
 
 
 @route("POST", "/v1/prices")
@@ -70,27 +64,20 @@ def price_create(state: StripeState, params: Params) -> JSON:
         lookup_key=lookup_key,
         nickname=text(params, "nickname"),
     )
-    made["metadata"] = metadata_update({}, params.get("metadata", {}))
+    made["metadata"] = metadata(params)
     return made
-
-
-@route("GET", "/v1/prices/{id}")
-def price_retrieve(state: StripeState, params: Params, price_id: str) -> JSON:
-    return state.find(state.prices, "price", price_id)
 
 
 @route("GET", "/v1/prices")
 def price_list(state: StripeState, params: Params) -> JSON:
     lookup_keys = string_list(params, "lookup_keys")
-    active, product, kind = boolean(params, "active"), text(params, "product"), text(params, "type")
-    found = [
-        price
-        for price in newest_first(state.prices)
-        if (not lookup_keys or price["lookup_key"] in lookup_keys)
-        and (active is None or price["active"] == active)
-        and (product is None or price["product"] == product)
-        and (kind is None or price["type"] == kind)
-    ]
+    found = matching(
+        newest_first(state.prices),
+        active=boolean(params, "active"),
+        product=text(params, "product"),
+        type=text(params, "type"),
+    )
+    found = [price for price in found if not lookup_keys or price["lookup_key"] in lookup_keys]
     return page(found, params, "/v1/prices")
 
 
@@ -101,23 +88,23 @@ def product_create(state: StripeState, params: Params) -> JSON:
         raise invalid(f"Product already exists: {product_id}", param="id")
     made = state.add_product(product_id, required_text(params, "name"))
     made["description"] = text(params, "description")
-    made["metadata"] = metadata_update({}, params.get("metadata", {}))
+    made["metadata"] = metadata(params)
     return made
 
 
-@route("GET", "/v1/products/{id}")
-def product_retrieve(state: StripeState, params: Params, product_id: str) -> JSON:
-    return state.find(state.products, "product", product_id)
-
-
-@route("GET", "/v1/products")
-def product_list(state: StripeState, params: Params) -> JSON:
-    active = boolean(params, "active")
-    found = [p for p in newest_first(state.products) if active is None or p["active"] == active]
-    return page(found, params, "/v1/products")
-
-
 # Meters and usage ------------------------------------------------------------------------
+
+resource(
+    "/v1/billing/meters", "billing.meter", lambda state: state.meters, filters={"status": text}
+)
+
+
+def _payload_keys(meter: JSON) -> tuple[str, str]:
+    """Where a meter's events carry their customer and their value."""
+    return (
+        meter["customer_mapping"]["event_payload_key"],
+        meter["value_settings"]["event_payload_key"],
+    )
 
 
 @route("POST", "/v1/billing/meters")
@@ -126,8 +113,8 @@ def meter_create(state: StripeState, params: Params) -> JSON:
     formula = text(aggregation, "formula")
     if formula is None:
         raise missing_param("default_aggregation[formula]")
-    return state.create_meter(
-        id=objects.new_id("mtr", 24),
+    return state.add_meter(
+        objects.new_id("mtr", 24),
         display_name=required_text(params, "display_name"),
         event_name=required_text(params, "event_name"),
         formula=formula,
@@ -135,18 +122,6 @@ def meter_create(state: StripeState, params: Params) -> JSON:
         or "stripe_customer_id",
         value_key=text(mapping(params, "value_settings"), "event_payload_key") or "value",
     )
-
-
-@route("GET", "/v1/billing/meters/{id}")
-def meter_retrieve(state: StripeState, params: Params, meter_id: str) -> JSON:
-    return state.find(state.meters, "billing.meter", meter_id)
-
-
-@route("GET", "/v1/billing/meters")
-def meter_list(state: StripeState, params: Params) -> JSON:
-    status = text(params, "status")
-    found = [m for m in newest_first(state.meters) if status is None or m["status"] == status]
-    return page(found, params, "/v1/billing/meters")
 
 
 @route("POST", "/v1/billing/meter_events")
@@ -167,8 +142,7 @@ def meter_event_create(state: StripeState, params: Params) -> JSON:
         raise invalid(
             f"No active meter was found with the event_name {event_name}.", param="event_name"
         )
-    customer_key = meter["customer_mapping"]["event_payload_key"]
-    value_key = meter["value_settings"]["event_payload_key"]
+    customer_key, value_key = _payload_keys(meter)
     customer_id = text(payload, customer_key)
     if customer_id is None:
         raise missing_param(f"payload[{customer_key}]")
@@ -219,8 +193,7 @@ def meter_event_summary_list(state: StripeState, params: Params, meter_id: str) 
             "The Stripe double sums the whole range; it has no value_grouping_window.",
             param="value_grouping_window",
         )
-    customer_key = meter["customer_mapping"]["event_payload_key"]
-    value_key = meter["value_settings"]["event_payload_key"]
+    customer_key, value_key = _payload_keys(meter)
     values = [
         int(event["payload"][value_key])
         for event in state.meter_events
@@ -241,14 +214,9 @@ def meter_event_summary_list(state: StripeState, params: Params, meter_id: str) 
 
 # Events ------------------------------------------------------------------------------------
 
-
-@route("GET", "/v1/events/{id}")
-def event_retrieve(state: StripeState, params: Params, event_id: str) -> JSON:
-    return state.find({e["id"]: e for e in state.events}, "event", event_id)
-
-
-@route("GET", "/v1/events")
-def event_list(state: StripeState, params: Params) -> JSON:
-    kind = text(params, "type")
-    found = [e for e in reversed(state.events) if kind is None or e["type"] == kind]
-    return page(found, params, "/v1/events")
+resource(
+    "/v1/events",
+    "event",
+    lambda state: {event["id"]: event for event in state.events},
+    filters={"type": text},
+)

@@ -119,6 +119,13 @@ def string_list(params: Params, name: str) -> list[str]:
     return value
 
 
+def metadata(params: Params, current: dict[str, str] | None = None) -> dict[str, str]:
+    """The metadata after this request: ``current`` as the ``metadata`` parameter updates it."""
+    if "metadata" not in params:
+        return dict(current or {})
+    return metadata_update(current or {}, params["metadata"])
+
+
 def metadata_update(current: dict[str, str], update: Any) -> dict[str, str]:
     """Stripe's metadata rules: keys merge, an empty value unsets a key, "" unsets all."""
     if update == "":

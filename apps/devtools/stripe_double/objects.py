@@ -1,9 +1,11 @@
 """Stripe objects, each a deep copy of Stripe's own example object with fields overridden.
 
 ``fixtures.json`` holds Stripe's example objects (see its ``_notice``), so every object
-the double serves carries every field real Stripe sends. The builders here set ids,
-links, amounts and times, and null the examples' placeholders (1234567890 timestamps,
-sample discounts, shipping costs) so each object reads like a fresh test-mode one.
+the double serves carries every field real Stripe sends. :func:`build` is the one recipe:
+it nulls the examples' sample values (1234567890 timestamps, sample discounts, shipping
+costs) so each object reads like a fresh test-mode one, then sets the fields a builder
+gives. The builders here make the catalogue, portal, meter and event objects; those of a
+subscription's life are in :mod:`.billing_objects`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,38 @@ DAY = 86_400
 PERIOD = 30 * DAY
 _ALPHABET = string.ascii_letters + string.digits
 
+#: Per object type, the fields (``parent.field`` one level down) whose example values are
+#: samples that a fresh test-mode object does not have: :func:`build` starts them at null.
+_SAMPLES = {
+    "customer": "address currency discount shipping",
+    "product": "default_price description package_dimensions",
+    "price": "transform_quantity",
+    "plan": "tiers_mode transform_usage trial_period_days",
+    "billing_portal.session": "flow",
+    "subscription_item": "billing_thresholds",
+    "subscription": (
+        "automatic_tax.liability billing_cycle_anchor_config billing_thresholds cancel_at"
+        " canceled_at ended_at latest_invoice next_pending_invoice_item_invoice"
+        " pause_collection payment_settings.payment_method_options"
+        " pending_invoice_item_interval pending_setup_intent pending_update transfer_data"
+        " trial_end trial_start"
+    ),
+    "invoice": (
+        "account_name automatic_tax.liability customer_shipping due_date from_invoice"
+        " last_finalization_error payment_settings.payment_method_options shipping_cost"
+        " shipping_details"
+    ),
+    "item": "adjustable_quantity",
+    "checkout.session": (
+        "after_expiration automatic_tax.liability collected_information consent"
+        " consent_collection currency_conversion custom_text.after_submit"
+        " custom_text.shipping_address custom_text.submit"
+        " custom_text.terms_of_service_acceptance customer_details payment_intent"
+        " payment_method_configuration_details permissions shipping_address_collection"
+        " shipping_cost wallet_options"
+    ),
+}
+
 
 @cache
 def _resources() -> dict[str, JSON]:
@@ -34,8 +68,25 @@ def _resources() -> dict[str, JSON]:
     return resources
 
 
-def fixture(name: str) -> JSON:
-    return copy.deepcopy(_resources()[name])
+def fixture(name: str, *path: str | int) -> JSON:
+    """A deep copy of Stripe's example ``name``, or of the part of it at ``path``."""
+    found: Any = _resources()[name]
+    for step in path:
+        found = found[step]
+    return copy.deepcopy(found)
+
+
+def build(name: str, /, *path: str | int, **fields: Any) -> JSON:
+    """Stripe's example ``name`` (or the object at ``path`` in it) as a fresh test-mode
+    object: its sample values null, ``livemode`` false, then ``fields`` set."""
+    obj = fixture(name, *path)
+    for sample in _SAMPLES.get(obj["object"], "").split():
+        holder, _, field = sample.rpartition(".")
+        (obj[holder] if holder else obj)[field] = None
+    if "livemode" in obj:
+        obj["livemode"] = False
+    obj.update(fields)
+    return obj
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -70,36 +121,17 @@ def line_amount(price: JSON, quantity: int | None) -> int:
 
 
 def customer(*, created: int, **fields: Any) -> JSON:
-    obj = fixture("customer")
-    obj.update(
+    return build(
+        "customer",
         id=new_id("cus", 14),
         created=created,
-        address=None,
-        currency=None,
-        discount=None,
-        shipping=None,
         invoice_prefix=secrets.token_hex(4).upper(),
-        livemode=False,
+        **fields,
     )
-    obj.update(fields)
-    return obj
 
 
-def product(*, id: str, name: str, created: int, **fields: Any) -> JSON:  # noqa: A002
-    obj = fixture("product")
-    obj.update(
-        id=id,
-        name=name,
-        created=created,
-        updated=created,
-        default_price=None,
-        description=None,
-        package_dimensions=None,
-        type="service",
-        livemode=False,
-    )
-    obj.update(fields)
-    return obj
+def product(*, id: str, name: str, created: int) -> JSON:  # noqa: A002 - Stripe's field name
+    return build("product", id=id, name=name, created=created, updated=created, type="service")
 
 
 def price(
@@ -115,8 +147,8 @@ def price(
     nickname: str | None,
     created: int,
 ) -> JSON:
-    obj = fixture("price")
-    obj.update(
+    obj = build(
+        "price",
         id=id,
         product=product,
         unit_amount=unit_amount,
@@ -125,19 +157,13 @@ def price(
         lookup_key=lookup_key,
         nickname=nickname,
         created=created,
-        transform_quantity=None,
-        livemode=False,
     )
     if interval is None:
         obj.update(type="one_time", recurring=None)
     else:
         obj["type"] = "recurring"
         obj["recurring"].update(
-            interval=interval,
-            interval_count=1,
-            meter=meter,
-            usage_type=usage_type,
-            trial_period_days=None,
+            interval=interval, interval_count=1, meter=meter, usage_type=usage_type
         )
     return obj
 
@@ -145,19 +171,16 @@ def price(
 def portal_session(
     *, customer: str, return_url: str | None, configuration: str, url_base: str, created: int
 ) -> JSON:
-    obj = fixture("billing_portal.session")
     session_id = new_id("bps", 24)
-    obj.update(
+    return build(
+        "billing_portal.session",
         id=session_id,
         configuration=configuration,
         created=created,
         customer=customer,
-        flow=None,
-        livemode=False,
         return_url=return_url,
         url=f"{url_base}/portal/{session_id}",
     )
-    return obj
 
 
 def meter(
@@ -170,8 +193,8 @@ def meter(
     value_key: str,
     created: int,
 ) -> JSON:
-    obj = fixture("billing.meter")
-    obj.update(
+    return build(
+        "billing.meter",
         id=id,
         created=created,
         updated=created,
@@ -179,36 +202,32 @@ def meter(
         default_aggregation={"formula": formula},
         display_name=display_name,
         event_name=event_name,
-        livemode=False,
         value_settings={"event_payload_key": value_key},
     )
-    return obj
 
 
 def meter_event(
     *, event_name: str, identifier: str, payload: dict[str, str], timestamp: int, created: int
 ) -> JSON:
-    obj = fixture("billing.meter_event")
-    obj.update(
+    return build(
+        "billing.meter_event",
         created=created,
         event_name=event_name,
         identifier=identifier,
         payload=dict(payload),
         timestamp=timestamp,
     )
-    return obj
 
 
 def meter_event_summary(*, meter: str, start: int, end: int, value: int) -> JSON:
-    obj = fixture("billing.meter_event_summary")
-    obj.update(
+    return build(
+        "billing.meter_event_summary",
         id=new_id("mtrusg", 24),
         aggregated_value=value,
         start_time=start,
         end_time=end,
         meter=meter,
     )
-    return obj
 
 
 def event(
@@ -223,15 +242,13 @@ def event(
     data: JSON = {"object": copy.deepcopy(obj)}
     if previous_attributes is not None:
         data["previous_attributes"] = copy.deepcopy(previous_attributes)
-    made = fixture("event")
-    made.update(
+    return build(
+        "event",
         id=new_id("evt", 24),
         api_version=API_VERSION,
         created=created,
         data=data,
-        livemode=False,
         pending_webhooks=pending_webhooks,
         request=dict(request) if request else {"id": None, "idempotency_key": None},
         type=event_type,
     )
-    return made

@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,6 @@ from .objects import API_VERSION, JSON, new_id
 from .state import StripeState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from email.message import Message
 
 logger = logging.getLogger(__name__)
@@ -52,27 +52,17 @@ class StripeDouble(StripeState):
     """A local Stripe for tests and offline development.
 
     ``start()`` it and give stripe-python ``base_addresses={"api": double.url}``; the
-    stores, scenario steps and webhook delivery are :class:`StripeState`'s.
+    stores, scenario steps, webhook delivery and the arguments it is made with are
+    :class:`StripeState`'s.
     """
 
-    def __init__(
-        self,
-        webhook_secret: str = "whsec_test",  # noqa: S107 - a test-mode placeholder
-        webhook_url: str | None = None,
-        deliver: Callable[[bytes, str], None] | None = None,
-        public_url: str | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        super().__init__(
-            webhook_secret=webhook_secret,
-            webhook_url=webhook_url,
-            deliver=deliver,
-            public_url=public_url,
-            api_key=api_key,
-        )
-        self.replays: dict[str, _Replay] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+    _server: _Server | None = None
+    _thread: threading.Thread | None = None
+
+    @cached_property
+    def replays(self) -> dict[str, _Replay]:
+        """The stored answers to idempotent POSTs, by Idempotency-Key."""
+        return {}
 
     def start(self, port: int = 0) -> StripeDouble:
         """Serve on 127.0.0.1 (a free port unless ``port`` is given); returns self."""

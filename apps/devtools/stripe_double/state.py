@@ -34,13 +34,15 @@ class StripeState(EventLog):
 
     def __init__(
         self,
-        *,
         webhook_secret: str = "whsec_test",  # noqa: S107 - a test-mode placeholder
         webhook_url: str | None = None,
         deliver: Callable[[bytes, str], None] | None = None,
         public_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
+        """Events are signed with ``webhook_secret`` and handed to ``deliver`` or POSTed to
+        ``webhook_url``; hosted pages are linked under ``public_url`` (by default where the
+        double serves); with ``api_key`` set, only that secret key is accepted."""
         super().__init__(webhook_secret=webhook_secret, webhook_url=webhook_url, deliver=deliver)
         self.api_key = api_key
         self.customers: dict[str, JSON] = {}
@@ -77,13 +79,20 @@ class StripeState(EventLog):
             raise no_such(object_name, object_id, param=param)
         return found
 
-    # The catalogue -----------------------------------------------------------------
+    def product_name(self, product_id: str) -> str:
+        found = self.products.get(product_id)
+        return str(found["name"]) if found else product_id
+
+    def _keep(self, store: dict[str, JSON], made: JSON) -> JSON:
+        """Store a new object under its id; return it."""
+        with self.mutation():
+            store[made["id"]] = made
+            return made
+
+    # The catalogue and customers ---------------------------------------------------
 
     def add_product(self, id: str, name: str) -> JSON:  # noqa: A002 - Stripe's field name
-        with self.mutation():
-            made = objects.product(id=id, name=name, created=now())
-            self.products[id] = made
-            return made
+        return self._keep(self.products, objects.product(id=id, name=name, created=now()))
 
     def add_price(
         self,
@@ -124,29 +133,22 @@ class StripeState(EventLog):
                 nickname=nickname,
                 created=now(),
             )
-            self.prices[id] = made
-            return made
+            return self._keep(self.prices, made)
 
-    def add_meter(self, id: str, *, event_name: str, display_name: str = "") -> JSON:  # noqa: A002
-        return self.create_meter(
-            id=id,
-            event_name=event_name,
-            display_name=display_name or event_name,
-            formula="sum",
-            customer_key="stripe_customer_id",
-            value_key="value",
-        )
-
-    def create_meter(
+    def add_meter(
         self,
-        *,
         id: str,  # noqa: A002 - Stripe's field name
+        *,
         event_name: str,
-        display_name: str,
-        formula: str,
-        customer_key: str,
-        value_key: str,
+        display_name: str = "",
+        formula: str = "sum",
+        customer_key: str = "stripe_customer_id",
+        value_key: str = "value",
     ) -> JSON:
+        """Add a meter (named for its event unless ``display_name``); Stripe's rules apply.
+
+        Events name their customer under ``customer_key`` and their value under ``value_key``.
+        """
         if formula not in {"sum", "count", "last"}:
             raise invalid(f"Invalid formula: {formula}", param="default_aggregation[formula]")
         with self.mutation():
@@ -157,25 +159,17 @@ class StripeState(EventLog):
                 )
             made = objects.meter(
                 id=id,
-                display_name=display_name,
+                display_name=display_name or event_name,
                 event_name=event_name,
                 formula=formula,
                 customer_key=customer_key,
                 value_key=value_key,
                 created=now(),
             )
-            self.meters[id] = made
-            return made
-
-    def product_name(self, product_id: str) -> str:
-        found = self.products.get(product_id)
-        return str(found["name"]) if found else product_id
+            return self._keep(self.meters, made)
 
     def create_customer(self, **fields: Any) -> JSON:
-        with self.mutation():
-            made = objects.customer(created=now(), **fields)
-            self.customers[made["id"]] = made
-            return made
+        return self._keep(self.customers, objects.customer(created=now(), **fields))
 
     # Scenario steps ------------------------------------------------------------------
 
@@ -198,7 +192,7 @@ class StripeState(EventLog):
                 customer = self.create_customer(
                     email=session["customer_email"] or "customer@example.com"
                 )
-            details = objects.fixture("checkout.session")["customer_details"]
+            details = objects.fixture("checkout.session", "customer_details")
             details.update(email=customer["email"], name=customer["name"], tax_ids=[])
             session.update(
                 status="complete",
