@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from apps.datasets import s3, storage
 from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob, VersionFile
-from apps.datasets.services import chunk_key, part_key, staging_key, upload_manifest
+from apps.datasets.services.keys import chunk_key, manifest_key, part_key, staging_key
+from apps.datasets.services.manifest import upload_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
                 else:
                     for index in range(blob.chunk_count):
                         storage.delete(chunk_key(locked.pk, blob.sha256, index))
-            storage.delete(f"datasets/uploads/{locked.pk}/manifest.jsonl")
+            storage.delete(manifest_key(locked.pk))
             locked.status = Upload.Status.ABANDONED
             locked.save(update_fields=["status"])
             DatasetVersion.objects.unscoped().filter(

@@ -24,9 +24,17 @@ from rest_framework.response import Response
 from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
 from apps.core.streamed_body import SCOPE_KEY
-from apps.datasets import paths, services, storage
+from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
+from apps.datasets.services.completion import upload_complete
+from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
+from apps.datasets.services.uploads import (
+    chunk_receive,
+    chunk_target,
+    upload_missing,
+    upload_start,
+)
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -86,7 +94,7 @@ class _DatasetView(TeamAPIView):
         return upload
 
     def upload_body(self, upload: Upload) -> dict[str, Any]:
-        missing = services.upload_missing(upload)
+        missing = upload_missing(upload)
         blobs = upload.blobs.all()
         return {
             "id": upload.pk,
@@ -120,7 +128,7 @@ class DatasetListView(mixins.ListModelMixin, _DatasetView):
     def post(self, request: Request, team_slug: str) -> Response:
         data = s.DatasetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_create(
+        dataset = dataset_create(
             team=self.team,
             actor=_user(request),
             name=data.validated_data["name"],
@@ -143,14 +151,14 @@ class DatasetDetailView(_DatasetView):
         dataset = self.dataset(slug)
         data = s.DatasetUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_update(
+        dataset = dataset_update(
             team=self.team, actor=_user(request), dataset=dataset, **data.validated_data
         )
         # Answered as GET answers it, at its slug now (a new name gives a new one).
         return Response(s.DatasetSerializer(self.dataset(dataset.slug)).data)
 
     def delete(self, request: Request, team_slug: str, slug: str) -> Response:
-        services.dataset_delete(
+        dataset_delete(
             team=self.team,
             actor=_user(request),
             dataset=self.dataset(slug),
@@ -187,7 +195,7 @@ class UploadStartView(_DatasetView):
     def post(self, request: Request, team_slug: str, slug: str) -> Response:
         data = s.UploadStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        upload = services.upload_start(
+        upload = upload_start(
             team=self.team,
             actor=_user(request),
             dataset=self.dataset(slug),
@@ -220,7 +228,7 @@ class ChunkView(_DatasetView):
         length = request.META.get("CONTENT_LENGTH") or ""
         if not length.isdigit():
             raise exceptions.ValidationError(["Send the chunk with a Content-Length."])
-        services.chunk_receive(
+        chunk_receive(
             team=self.team,
             actor=_user(request),
             upload=self.upload(upload_id),
@@ -255,7 +263,7 @@ class ChunkTargetView(_DatasetView):
     ) -> Response:
         data = s.ChunkTargetRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        target = services.chunk_target(
+        target = chunk_target(
             team=self.team,
             actor=_user(request),
             upload=self.upload(upload_id),
@@ -275,7 +283,7 @@ class UploadCompleteView(_DatasetView):
 
     @extend_schema(request=None, responses={201: s.VersionSerializer})
     def post(self, request: Request, team_slug: str, upload_id: int) -> Response:
-        version = services.upload_complete(
+        version = upload_complete(
             team=self.team, actor=_user(request), upload=self.upload(upload_id)
         )
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
