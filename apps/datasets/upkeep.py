@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from apps.datasets import s3, storage
 from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob, VersionFile
-from apps.datasets.services.keys import chunk_key, manifest_key, part_key, staging_key
 from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.services.received import manifest_key, received_delete, staging_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,8 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
                         s3.multipart_abort(staging_key(locked.pk, blob.sha256), blob.multipart_id)
                     except Exception:  # already gone: nothing to abort
                         logger.info("multipart of upload %s already gone", locked.pk)
-                elif storage.local_path(part_key(locked.pk, blob.sha256)) is not None:
-                    storage.delete(part_key(locked.pk, blob.sha256))
                 else:
-                    for index in range(blob.chunk_count):
-                        storage.delete(chunk_key(locked.pk, blob.sha256, index))
+                    received_delete(locked.pk, blob)
             storage.delete(manifest_key(locked.pk))
             locked.status = Upload.Status.ABANDONED
             locked.save(update_fields=["status"])

@@ -3,10 +3,10 @@
 One module a concern: ``datasets`` (making, changing, deleting a dataset), ``uploads`` (the
 resumable upload of a version: its start, where chunks go, receiving them), ``manifest``
 (a version's list of files, checked and kept while it uploads), ``completion`` (checking
-and storing the new blobs, making the version ready), ``keys`` (where an upload keeps what
-it received) and ``errors`` (the refusals). This package re-exports their public API, so
-``from apps.datasets import services`` serves callers outside the app; inside it, import
-from the module itself.
+and storing the new blobs, making the version ready), ``received`` (where an upload keeps
+what it received, and clearing it) and ``errors`` (the refusals). This package re-exports
+their public API, so ``from apps.datasets import services`` serves callers outside the
+app; inside it, import from the module itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from apps.datasets.services.errors import (
     DatasetError,
     DatasetPermissionError,
 )
-from apps.datasets.services.keys import chunk_key, part_key, staging_key
 from apps.datasets.services.manifest import (
     EMPTY_SHA256,
     MAX_FILE_BYTES,
@@ -27,6 +26,7 @@ from apps.datasets.services.manifest import (
     SHA256,
     upload_manifest,
 )
+from apps.datasets.services.received import chunk_key, part_key, staging_key
 from apps.datasets.services.uploads import (
     MAX_CHUNKS,
     chunk_receive,

@@ -32,8 +32,13 @@ from apps.datasets.services.errors import (
     DatasetError,
     DatasetPermissionError,
 )
-from apps.datasets.services.keys import chunk_key, part_key, staging_key
 from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.services.received import (
+    chunk_key,
+    part_key,
+    received_delete,
+    staging_key,
+)
 from apps.datasets.services.uploads import upload_missing
 from apps.teams.permissions import require_permission
 
@@ -296,9 +301,5 @@ def _discard_chunks(upload: Upload, *, unused: set[str]) -> None:
                 with contextlib.suppress(Exception):  # already gone: nothing to abort
                     s3.multipart_abort(staging_key(upload.pk, blob.sha256), blob.multipart_id)
             continue  # else its parts became the staged object, already removed
-        part = storage.local_path(part_key(upload.pk, blob.sha256))
-        if part is not None:
-            part.unlink(missing_ok=True)  # renamed into place, or a blob someone else sent
-            continue
-        for index in range(blob.chunk_count):
-            storage.delete(chunk_key(upload.pk, blob.sha256, index))
+        # A part file renamed into place is gone already; chunks were copied into the blob.
+        received_delete(upload.pk, blob)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from apps.datasets import storage
 from apps.datasets.paths import PathError, clean_path, conflicts, duplicates, shown
 from apps.datasets.services.errors import DatasetError
-from apps.datasets.services.keys import manifest_key
+from apps.datasets.services.received import manifest_key
 
 if TYPE_CHECKING:
     from apps.datasets.models import Upload

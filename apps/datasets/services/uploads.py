@@ -33,8 +33,8 @@ from apps.datasets.services.errors import (
     DatasetError,
     DatasetPermissionError,
 )
-from apps.datasets.services.keys import part_key, staging_key
 from apps.datasets.services.manifest import SHA256, manifest_clean, manifest_store
+from apps.datasets.services.received import part_key, staging_key
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
