@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from django.db.models import QuerySet
     from rest_framework.request import Request
+    from rest_framework.serializers import Serializer
 
     from apps.accounts.models import User
 
@@ -93,6 +94,13 @@ class _DatasetView(TeamAPIView):
             raise exceptions.NotFound("No such upload in this team.")
         return upload
 
+    @staticmethod
+    def validated(request: Request, serializer: type[Serializer[Any]]) -> dict[str, Any]:
+        """The request's body as ``serializer`` reads it: a 400 naming each field it refuses."""
+        data = serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
     def upload_body(self, upload: Upload) -> dict[str, Any]:
         missing = upload_missing(upload)
         blobs = upload.blobs.all()
@@ -126,15 +134,14 @@ class DatasetListView(mixins.ListModelMixin, _DatasetView):
         return self.list(request)
 
     def post(self, request: Request, team_slug: str) -> Response:
-        data = s.DatasetSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(request, s.DatasetSerializer)
         dataset = dataset_create(
             team=self.team,
             actor=_user(request),
-            name=data.validated_data["name"],
-            description=data.validated_data.get("description", ""),
-            licence=data.validated_data.get("licence", ""),
-            visibility=data.validated_data.get("visibility", Dataset.Visibility.PRIVATE),
+            name=data["name"],
+            description=data.get("description", ""),
+            licence=data.get("licence", ""),
+            visibility=data.get("visibility", Dataset.Visibility.PRIVATE),
         )
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -149,11 +156,8 @@ class DatasetDetailView(_DatasetView):
     @extend_schema(request=s.DatasetUpdateSerializer, responses={200: s.DatasetSerializer})
     def patch(self, request: Request, team_slug: str, slug: str) -> Response:
         dataset = self.dataset(slug)
-        data = s.DatasetUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        dataset = dataset_update(
-            team=self.team, actor=_user(request), dataset=dataset, **data.validated_data
-        )
+        data = self.validated(request, s.DatasetUpdateSerializer)
+        dataset = dataset_update(team=self.team, actor=_user(request), dataset=dataset, **data)
         # Answered as GET answers it, at its slug now (a new name gives a new one).
         return Response(s.DatasetSerializer(self.dataset(dataset.slug)).data)
 
@@ -193,14 +197,13 @@ class UploadStartView(_DatasetView):
 
     @extend_schema(request=s.UploadStartSerializer, responses={201: s.UploadSerializer})
     def post(self, request: Request, team_slug: str, slug: str) -> Response:
-        data = s.UploadStartSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(request, s.UploadStartSerializer)
         upload = upload_start(
             team=self.team,
             actor=_user(request),
             dataset=self.dataset(slug),
-            files=data.validated_data["files"],
-            message=data.validated_data.get("message", ""),
+            files=data["files"],
+            message=data.get("message", ""),
         )
         return Response(self.upload_body(upload), status=status.HTTP_201_CREATED)
 
@@ -261,15 +264,14 @@ class ChunkTargetView(_DatasetView):
     def post(
         self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
     ) -> Response:
-        data = s.ChunkTargetRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(request, s.ChunkTargetRequestSerializer)
         target = chunk_target(
             team=self.team,
             actor=_user(request),
             upload=self.upload(upload_id),
             sha256=sha256,
             index=index,
-            checksum=data.validated_data["sha256"].lower(),
+            checksum=data["sha256"].lower(),
         )
         if target["url"].startswith("/"):
             target["url"] = request.build_absolute_uri(target["url"])
