@@ -55,7 +55,7 @@ class Dataset(models.Model):  # type: ignore[django-manager-missing]
 class Blob(models.Model):
     """Bytes stored once by their SHA-256. Shared by every team that holds them, so it
     is not tenant-owned: a team reaches one only through its own versions (or a public
-    dataset's), and holds one only once it has sent its bytes (services._held)."""
+    dataset's), and holds one only once it has sent its bytes (selectors.blobs_held)."""
 
     sha256 = models.CharField(max_length=64, unique=True)
     size = models.PositiveBigIntegerField()
@@ -127,7 +127,7 @@ class VersionFile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "path"], name="datasets_path_once"),
         ]
-        # Whether a team holds a blob (services._held): one index probe per blob, however
+        # Whether a team holds a blob (selectors.blobs_held): one index probe per blob, however
         # many other teams' files hold it.
         indexes = [models.Index(fields=["team", "blob"], name="datasets_file_team_blob")]
 

@@ -1,4 +1,5 @@
-"""Reads of datasets that the apps above need (notebooks' mounts), scoped here.
+"""Reads of datasets that the apps above need (notebooks' mounts), and that the app's own
+services share, scoped here.
 
 Two of them cross teams, through the named escape hatch ``unscoped()``, each limited in the
 same expression to what the caller may read: a public dataset's ready version, or the files
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+from django.db.models import Exists, OuterRef
+
+from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from apps.teams.models import Team
 
 
@@ -49,3 +54,16 @@ def version_manifest(version_id: int) -> list[tuple[str, str, int]]:
         .values_list("path", "blob__sha256", "size")
     )
     return [(path, sha256, size) for path, sha256, size in rows]
+
+
+def blobs_held(*, team: Team, shas: Iterable[str]) -> dict[str, int]:
+    """Of ``shas``, the blobs ``team`` holds (sha256 -> size): those a ready version of its
+    own lists. It sent their bytes (or held them already when it listed them), so it may
+    list them again without sending them. One query, whatever other teams store.
+
+    Only these: a blob another team stored, even in a public dataset, is sent again and
+    checked, or naming a hash would be enough to read a file and would say it is stored.
+    """
+    mine = VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))
+    held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine)).order_by()
+    return dict(held.values_list("sha256", "size"))

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from apps.datasets import s3, storage
 from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob, VersionFile
-from apps.datasets.services import chunk_key, part_key, staging_key, upload_manifest
+from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.services.received import manifest_key, received_delete, staging_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,9 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
                         s3.multipart_abort(staging_key(locked.pk, blob.sha256), blob.multipart_id)
                     except Exception:  # already gone: nothing to abort
                         logger.info("multipart of upload %s already gone", locked.pk)
-                elif storage.local_path(part_key(locked.pk, blob.sha256)) is not None:
-                    storage.delete(part_key(locked.pk, blob.sha256))
                 else:
-                    for index in range(blob.chunk_count):
-                        storage.delete(chunk_key(locked.pk, blob.sha256, index))
-            storage.delete(f"datasets/uploads/{locked.pk}/manifest.jsonl")
+                    received_delete(locked.pk, blob)
+            storage.delete(manifest_key(locked.pk))
             locked.status = Upload.Status.ABANDONED
             locked.save(update_fields=["status"])
             DatasetVersion.objects.unscoped().filter(

@@ -24,8 +24,8 @@ from django.urls import reverse
 
 from apps.core.errors import ServiceError
 from apps.core.pages import refusal_on_form
-from apps.datasets import services
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
 from apps.teams.permissions import role_allows
 from apps.teams.views import TeamPage
 
@@ -108,9 +108,7 @@ class DatasetListView(DatasetPage):
         if not form.is_valid():
             return self.render_list(request, form, status=400)
         try:
-            dataset = services.dataset_create(
-                team=self.team, actor=_user(request), **form.cleaned_data
-            )
+            dataset = dataset_create(team=self.team, actor=_user(request), **form.cleaned_data)
         except ServiceError as exc:
             return self.render_list(request, form, status=refusal_on_form(request, form, exc))
         messages.success(request, f"{dataset.name} is ready: upload its first version.")
@@ -190,7 +188,7 @@ class DatasetUpdateView(DatasetDetailView):
         if not form.is_valid():
             return self.render_detail(request, dataset, form, status=400)
         try:
-            updated = services.dataset_update(
+            updated = dataset_update(
                 team=self.team, actor=_user(request), dataset=dataset, **form.cleaned_data
             )
         except ServiceError as exc:
@@ -210,7 +208,7 @@ class DatasetDeleteView(DatasetDetailView):
     def post(self, request: HttpRequest, team_slug: str, slug: str) -> HttpResponse:
         dataset = self.dataset(slug)
         try:
-            services.dataset_delete(
+            dataset_delete(
                 team=self.team,
                 actor=_user(request),
                 dataset=dataset,

@@ -24,9 +24,17 @@ from rest_framework.response import Response
 from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
 from apps.core.streamed_body import SCOPE_KEY
-from apps.datasets import paths, services, storage
+from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
+from apps.datasets.services.completion import upload_complete
+from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
+from apps.datasets.services.uploads import (
+    chunk_receive,
+    chunk_target,
+    upload_missing,
+    upload_start,
+)
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 
     from django.db.models import QuerySet
     from rest_framework.request import Request
+    from rest_framework.serializers import Serializer
 
     from apps.accounts.models import User
 
@@ -85,8 +94,15 @@ class _DatasetView(TeamAPIView):
             raise exceptions.NotFound("No such upload in this team.")
         return upload
 
+    @staticmethod
+    def validated(request: Request, serializer: type[Serializer[Any]]) -> dict[str, Any]:
+        """The request's body as ``serializer`` reads it: a 400 naming each field it refuses."""
+        data = serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
     def upload_body(self, upload: Upload) -> dict[str, Any]:
-        missing = services.upload_missing(upload)
+        missing = upload_missing(upload)
         blobs = upload.blobs.all()
         return {
             "id": upload.pk,
@@ -118,15 +134,14 @@ class DatasetListView(mixins.ListModelMixin, _DatasetView):
         return self.list(request)
 
     def post(self, request: Request, team_slug: str) -> Response:
-        data = s.DatasetSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        dataset = services.dataset_create(
+        data = self.validated(request, s.DatasetSerializer)
+        dataset = dataset_create(
             team=self.team,
             actor=_user(request),
-            name=data.validated_data["name"],
-            description=data.validated_data.get("description", ""),
-            licence=data.validated_data.get("licence", ""),
-            visibility=data.validated_data.get("visibility", Dataset.Visibility.PRIVATE),
+            name=data["name"],
+            description=data.get("description", ""),
+            licence=data.get("licence", ""),
+            visibility=data.get("visibility", Dataset.Visibility.PRIVATE),
         )
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -141,16 +156,13 @@ class DatasetDetailView(_DatasetView):
     @extend_schema(request=s.DatasetUpdateSerializer, responses={200: s.DatasetSerializer})
     def patch(self, request: Request, team_slug: str, slug: str) -> Response:
         dataset = self.dataset(slug)
-        data = s.DatasetUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        dataset = services.dataset_update(
-            team=self.team, actor=_user(request), dataset=dataset, **data.validated_data
-        )
+        data = self.validated(request, s.DatasetUpdateSerializer)
+        dataset = dataset_update(team=self.team, actor=_user(request), dataset=dataset, **data)
         # Answered as GET answers it, at its slug now (a new name gives a new one).
         return Response(s.DatasetSerializer(self.dataset(dataset.slug)).data)
 
     def delete(self, request: Request, team_slug: str, slug: str) -> Response:
-        services.dataset_delete(
+        dataset_delete(
             team=self.team,
             actor=_user(request),
             dataset=self.dataset(slug),
@@ -185,14 +197,13 @@ class UploadStartView(_DatasetView):
 
     @extend_schema(request=s.UploadStartSerializer, responses={201: s.UploadSerializer})
     def post(self, request: Request, team_slug: str, slug: str) -> Response:
-        data = s.UploadStartSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        upload = services.upload_start(
+        data = self.validated(request, s.UploadStartSerializer)
+        upload = upload_start(
             team=self.team,
             actor=_user(request),
             dataset=self.dataset(slug),
-            files=data.validated_data["files"],
-            message=data.validated_data.get("message", ""),
+            files=data["files"],
+            message=data.get("message", ""),
         )
         return Response(self.upload_body(upload), status=status.HTTP_201_CREATED)
 
@@ -220,7 +231,7 @@ class ChunkView(_DatasetView):
         length = request.META.get("CONTENT_LENGTH") or ""
         if not length.isdigit():
             raise exceptions.ValidationError(["Send the chunk with a Content-Length."])
-        services.chunk_receive(
+        chunk_receive(
             team=self.team,
             actor=_user(request),
             upload=self.upload(upload_id),
@@ -253,15 +264,14 @@ class ChunkTargetView(_DatasetView):
     def post(
         self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
     ) -> Response:
-        data = s.ChunkTargetRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        target = services.chunk_target(
+        data = self.validated(request, s.ChunkTargetRequestSerializer)
+        target = chunk_target(
             team=self.team,
             actor=_user(request),
             upload=self.upload(upload_id),
             sha256=sha256,
             index=index,
-            checksum=data.validated_data["sha256"].lower(),
+            checksum=data["sha256"].lower(),
         )
         if target["url"].startswith("/"):
             target["url"] = request.build_absolute_uri(target["url"])
@@ -275,7 +285,7 @@ class UploadCompleteView(_DatasetView):
 
     @extend_schema(request=None, responses={201: s.VersionSerializer})
     def post(self, request: Request, team_slug: str, upload_id: int) -> Response:
-        version = services.upload_complete(
+        version = upload_complete(
             team=self.team, actor=_user(request), upload=self.upload(upload_id)
         )
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
