@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k3Jx9vQ2mP7wL0aZ5rT8yU1iO4pS6dF-gH_jK2lX3cV5bN7mQ9wE1rT4yU6iO8pA"
 
 

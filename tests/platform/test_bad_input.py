@@ -123,7 +123,7 @@ def test_the_500_page_shows_no_traceback(rf):
     assert "Traceback" not in body
 
 
-@pytest.mark.urls("tests.urls_failing")
+@pytest.mark.urls("tests.platform.urls_failing")
 def test_a_view_that_raises_gets_the_500_page_without_a_traceback(client):
     client.raise_request_exception = False
 

@@ -13,7 +13,7 @@ from apps.machines.services import host_ensure_local
 from apps.notebooks import services
 from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes import select
-from tests.test_notebooks_docker import proxy
+from tests.notebooks.test_docker import proxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 CATS = {"README.md": b"cats\n", "big.bin": os.urandom(2 * MIB + 17), "same.txt": b"cats\n"}
 SECRET = {"passwords.csv": b"alice,hunter2\n"}

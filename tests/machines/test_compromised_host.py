@@ -50,7 +50,7 @@ from config.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ATTACKER_ADDRESS = "10.1.2.3"
 ROGUE = "http://10.66.66.66:8888"
 MAIL = {

@@ -90,7 +90,7 @@ class TestSending:
         assert not Invitation.objects.for_team(acme).exists()
 
     def test_the_seat_hook_can_refuse(self, acme, alice, settings):
-        settings.LATTICE_SEAT_POLICY = "tests.test_invitations.no_seats"
+        settings.LATTICE_SEAT_POLICY = "tests.teams.test_invitations.no_seats"
 
         with pytest.raises(invitations.InvitationError, match="no seats left"):
             invite(acme, alice)
@@ -272,7 +272,7 @@ class TestTheLink:
     def test_accepting_when_seats_ran_out_meanwhile_says_so(self, client, acme, alice, settings):
         dana = UserFactory.create(email="dana@example.com")
         invite(acme, alice)
-        settings.LATTICE_SEAT_POLICY = "tests.test_invitations.no_seats"
+        settings.LATTICE_SEAT_POLICY = "tests.teams.test_invitations.no_seats"
         client.force_login(dana)
 
         response = client.post(last_mail_link("/invitations/"), {"action": "accept"})

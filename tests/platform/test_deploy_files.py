@@ -15,7 +15,7 @@ import pytest
 import yaml
 from django.core.management import get_commands
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The environment the tests run in is the one the image installs (pyproject).
 BIN = Path(sys.executable).parent
 APP_SERVICES = {"migrate", "web", "worker", "beat", "agent"}

@@ -11,7 +11,7 @@ from apps.machines.inventory import collect, gpus_from_nvidia_smi_xml, gpus_from
 from apps.machines.models import GPUDevice, Host
 from apps.machines.services import host_apply_inventory
 
-H100 = Path(__file__).parent / "fixtures" / "gpu" / "h100-80gb"
+H100 = Path(__file__).parents[1] / "fixtures" / "gpu" / "h100-80gb"
 UUID = "GPU-760f8a75-6c8e-6441-bcc9-a8cf94fe74a1"
 
 

@@ -22,7 +22,7 @@ from apps.machines.identity import (
 )
 from config.celery import app as celery_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_env(**extra: str) -> dict[str, str]:
