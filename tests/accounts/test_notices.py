@@ -1,7 +1,7 @@
 """Resets go only to verified addresses, and the primary address hears of changes.
 
 The takeover from issue 12 had two steps: an old session added an address
-(tests/test_reauthentication.py now refuses that without the password), and a
+(tests/accounts/test_reauthentication.py now refuses that without the password), and a
 reset mailed to that unverified address set the account's password. Here the
 second step is played with an unverified address already on the account.
 """

@@ -1,6 +1,6 @@
 """The dataset pages through Django's test client: the list and its create form, a dataset's
-versions and files, and the upload page. The upload itself is the API's (tests/test_datasets.py)
-and the browser's (tests/browser/test_dataset_upload.py)."""
+versions and files, and the upload page. The upload itself is the API's
+(tests/datasets/test_versions.py) and the browser's (tests/browser/test_dataset_upload.py)."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ ACCOUNT = {
     "mfa_download_recovery_codes",
     "usersessions_list",
     # The public dataset catalogue: signed in only, in no team, and it shows no team's
-    # private data (a private dataset is 404 there; tests/test_catalogue.py).
+    # private data (a private dataset is 404 there; tests/datasets/test_catalogue.py).
     "catalogue:index",
     "catalogue:detail",
 }
@@ -102,10 +102,10 @@ PUBLIC = {
     "mfa_authenticate",
     # The mailed link: the signed token is the key, there is no team in the URL.
     "invitation",
-    # Stripe's deliveries: the signature is the key (tests/test_billing_webhooks.py).
+    # Stripe's deliveries: the signature is the key (tests/billing/test_webhooks.py).
     "billing:stripe_webhook",
     # Hosts reading a mounted blob: the signed link is the key, 403 without it
-    # (tests/test_dataset_blob_urls.py).
+    # (tests/datasets/test_blob_urls.py).
     "blob_read",
 }
 API_TEAM = {
@@ -153,7 +153,7 @@ API_ACCOUNT = {
     "api:plans",
 }
 # The public dataset catalogue: every team's public datasets to anyone signed in, never a
-# private one (404, like a missing one: tests/test_catalogue.py).
+# private one (404, like a missing one: tests/datasets/test_catalogue.py).
 API_ACCOUNT |= {
     "api:catalogue",
     "api:catalogue_dataset",
