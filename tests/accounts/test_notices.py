@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from allauth.account.models import EmailAddress
 from django.core import mail
 from django.db import transaction
 from django.urls import reverse
 
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, EmailAddressFactory, UserFactory
 from tests.helpers import last_mail_link, reauthenticate
 
 # Mail is queued with transaction.on_commit, so these tests commit for real.
@@ -31,7 +30,7 @@ def request_reset(client, email):
 
 class TestResetsOnlyToVerifiedAddresses:
     def test_a_reset_for_an_unverified_address_sends_nothing(self, client, alice):
-        EmailAddress.objects.create(user=alice, email="mallory@evil.example", verified=False)
+        EmailAddressFactory.create(user=alice, email="mallory@evil.example", verified=False)
 
         response = request_reset(client, "mallory@evil.example")
 
@@ -53,7 +52,7 @@ class TestResetsOnlyToVerifiedAddresses:
         assert dana.check_password(PASSWORD)
 
     def test_a_verified_second_address_still_gets_a_working_link(self, client, alice):
-        EmailAddress.objects.create(user=alice, email="alice@work.example", verified=True)
+        EmailAddressFactory.create(user=alice, email="alice@work.example", verified=True)
 
         request_reset(client, "alice@work.example")
         assert mail.outbox[-1].to == ["alice@work.example"]

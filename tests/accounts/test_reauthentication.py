@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken
 from apps.accounts.tokens import token_create
 from apps.teams.models import Invitation, Membership, Role, Team
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, add_member
 from tests.helpers import reauthenticate, totp
 
 # Mail (the added-address notice) is queued on commit, so these tests commit.
@@ -274,7 +274,7 @@ class TestApi:
     def test_a_totp_code_is_proof_once(self, acme, alice, bob, charlie):
         secret = generate_totp_secret()
         TOTP.activate(alice, secret)
-        Membership.objects.for_team(acme).create(team=acme, user=charlie, role=Role.VIEWER)
+        add_member(acme, charlie, Role.VIEWER)
         api = token_client(alice)
         code = totp(secret)
 

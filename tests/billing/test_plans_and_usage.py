@@ -23,7 +23,7 @@ from apps.notebooks.services import notebook_create, notebook_start
 from apps.teams.invitations import InvitationError, invitation_create
 from apps.teams.models import Role
 from tests.billing_fixtures import plan_slug, subscribe
-from tests.factories import UserFactory, add_member
+from tests.factories import NotebookSessionFactory, UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
@@ -37,17 +37,8 @@ def _notebook(team, actor, machine, name="Work") -> Notebook:
 
 
 def _session(team, notebook, user, start, end=None, *, status="stopped") -> NotebookSession:
-    return NotebookSession.objects.for_team(team).create(
-        team=team,
-        notebook=notebook,
-        machine_type=notebook.machine_type,
-        template="scipy",
-        image="lattice/notebook",
-        started_by=user,
-        jupyter_token="t",
-        started_at=start,
-        ended_at=end,
-        status=status,
+    return NotebookSessionFactory.create(
+        notebook=notebook, started_by=user, started_at=start, ended_at=end, status=status
     )
 
 

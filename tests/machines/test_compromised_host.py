@@ -36,7 +36,7 @@ from apps.core.stream import stream_after, stream_last
 from apps.core.worker import embedded_worker
 from apps.machines.broker import broker_user, host_broker_user_remove
 from apps.machines.identity import new_key, seal, signature
-from apps.machines.models import GPUDevice, Host, Placement
+from apps.machines.models import Host, Placement
 from apps.machines.services import (
     host_register,
     host_revoke,
@@ -47,6 +47,7 @@ from apps.machines.services import (
 from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from config.celery import app as celery_app
+from tests.factories import GPUDeviceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -487,9 +488,7 @@ def test_a_signed_event_for_a_workload_placed_elsewhere_changes_nothing(
 
 def test_a_report_judges_and_claims_nothing_of_another_host(trusted, victim, attacker, live):
     local = Host.objects.get(name="local")
-    gpu = GPUDevice.objects.create(
-        host=local, uuid="GPU-victim-0", index=0, name="NVIDIA H100 80GB HBM3", memory_bytes=1
-    )
+    gpu = GPUDeviceFactory.create(host=local, uuid="GPU-victim-0", index=0, memory_bytes=1)
     stolen = {"uuid": gpu.uuid, "index": 0, "name": gpu.name, "memory_total": 1}
 
     claimed = [{"name": victim.workload, "running": True, "labels": {}}]

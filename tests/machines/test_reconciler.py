@@ -12,11 +12,12 @@ from docker.errors import NotFound
 
 from apps.machines.agent import agent_report, agent_start, spec_to_task
 from apps.machines.identity import identity_set, new_key
-from apps.machines.models import GPUAllocation, GPUDevice, Host, Placement
+from apps.machines.models import GPUAllocation, Host, Placement
 from apps.machines.scheduler import placement_create
 from apps.machines.tasks import reconcile
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime
+from tests.factories import GPUDeviceFactory, HostFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,16 +28,9 @@ H100 = "NVIDIA H100 80GB HBM3"
 def host(settings, catalogue, docker_client):
     settings.LATTICE_RUNTIME = "docker"
     name = f"rec-{uuid.uuid4().hex[:6]}"
-    host = Host.objects.create(
-        name=name,
-        status=Host.Status.READY,
-        cpu_count=64,
-        memory_bytes=512 * 1024**3,
-        last_heartbeat_at=timezone.now(),
-        signing_key=new_key(),
-    )
+    host = HostFactory.create(name=name, last_heartbeat_at=timezone.now(), signing_key=new_key())
     identity_set(name, host.signing_key)  # this test process is its agent too
-    GPUDevice.objects.create(host=host, uuid=f"GPU-{name}", index=0, name=H100, memory_bytes=1)
+    GPUDeviceFactory.create(host=host, uuid=f"GPU-{name}", index=0, name=H100, memory_bytes=1)
     return host
 
 

@@ -20,6 +20,7 @@ from apps.machines.scheduler import (
     placement_release,
 )
 from apps.machines.services import HostError, host_register, join_token_create
+from tests.factories import GPUDeviceFactory, HostFactory
 
 GIB = 1024**3
 H100 = "NVIDIA H100 80GB HBM3"
@@ -27,20 +28,12 @@ A100 = "NVIDIA A100-SXM4-80GB"
 
 
 def make_host(name, *, cpus=64, memory_gib=512, gpus=(), status=Host.Status.READY):
-    host = Host.objects.create(
+    host = HostFactory.create(
         name=name, status=status, cpu_count=cpus, memory_bytes=memory_gib * GIB
     )
-    index = 0
-    for model, count in gpus:
-        for _ in range(count):
-            GPUDevice.objects.create(
-                host=host,
-                uuid=f"GPU-{name}-{index}",
-                index=index,
-                name=model,
-                memory_bytes=80 * GIB,
-            )
-            index += 1
+    models = [model for model, count in gpus for _ in range(count)]
+    for index, model in enumerate(models):
+        GPUDeviceFactory.create(host=host, uuid=f"GPU-{name}-{index}", index=index, name=model)
     return host
 
 
@@ -223,7 +216,7 @@ class TestJoining:
         assert not Host.objects.filter(name="gpu-11").exists()
 
     def test_no_token_is_made_for_a_name_a_host_holds(self):
-        Host.objects.create(name="gpu-12", signing_key=new_key())
+        HostFactory.create(name="gpu-12", signing_key=new_key())
 
         with pytest.raises(HostError, match="already registered"):
             join_token_create(actor=None, host_name="gpu-12")

@@ -14,7 +14,7 @@ from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken
 from apps.accounts.tokens import token_create, token_revoke
 from apps.core.models import AuditEntry
 from apps.teams.models import Invitation, Membership, Role
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, add_member
 from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -321,8 +321,7 @@ class TestTokens:
     def test_a_token_for_one_team_sees_no_other(self, acme, globex, alice, charlie):
         from apps.teams.models import Team
 
-        add = Membership.objects.for_team(globex).create
-        add(team=globex, user=alice, role=Role.MEMBER)
+        add_member(globex, alice, Role.MEMBER)
         _, plaintext = make_token(alice, team=Team.objects.get(slug="acme"))
         api = client_for(plaintext)
 
