@@ -660,12 +660,6 @@ class TestWhoSeesBilling:
         add_member(acme, dave, Role.ADMIN)
         return dave
 
-    @pytest.fixture
-    def erin(self, acme):
-        erin = UserFactory.create(email="erin@example.com")
-        add_member(acme, erin, Role.VIEWER)
-        return erin
-
     def test_members_and_viewers_cannot_see_or_change_billing(
         self, stripe_double, acme, bob, erin, client
     ):

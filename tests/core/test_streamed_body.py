@@ -4,7 +4,6 @@ end under uvicorn: the chunk is stored, checked and refused as through Django's 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +17,12 @@ from apps.core.streamed_body import PIECE, StreamedBody, streamed
 from apps.core.tenancy import team_scope
 from apps.datasets.models import UploadChunk
 from apps.datasets.services import dataset_create
+from tests.dataset_fixtures import sha
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 KIB = 1024
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def scripted(messages: list[dict[str, Any]]) -> tuple[Any, list[int]]:
@@ -143,14 +139,6 @@ def test_the_wrapped_app_gets_an_empty_body_and_the_stream_in_its_scope() -> Non
 # --- the chunk route under uvicorn, as deployed -----------------------------------------------
 
 CHUNK = 256 * KIB
-
-
-@pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "media"
-    settings.MEDIA_ROOT = root
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    return root
 
 
 @pytest.fixture

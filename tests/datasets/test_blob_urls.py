@@ -10,7 +10,6 @@ blob or past its expiry is refused, and bytes that are not the manifest's fail t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ from kombu import Connection
 
 from apps.core.tenancy import team_scope
 from apps.datasets import blob_urls
-from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile, blob_key
+from apps.datasets.models import blob_key
 from apps.datasets.mounts import mount_add
 from apps.machines.agent import with_datasets
 from apps.notebooks import lifecycle, services
@@ -39,6 +38,7 @@ from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.fake import FakeRuntime
 from tests.blob_fixtures import S3_SECRET_KEY, presigned_expiry
+from tests.dataset_fixtures import make_version, sha
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,35 +51,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 CATS = {"README.md": b"cats\n", "big.bin": os.urandom(2 * MIB + 17), "same.txt": b"cats\n"}
 SECRET = {"passwords.csv": b"alice,hunter2\n"}
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_version(team: Team, name: str, files: dict[str, bytes], *, s3: Any = None) -> Any:
-    """A ready private version whose blobs are in the default storage (or put in S3)."""
-    dataset = Dataset.objects.for_team(team).create(
-        team=team, name=name, slug=name.lower(), visibility=Dataset.Visibility.PRIVATE
-    )
-    version = DatasetVersion.objects.for_team(team).create(
-        team=team,
-        dataset=dataset,
-        number=1,
-        status=DatasetVersion.Status.READY,
-        file_count=len(files),
-        total_size=sum(len(b) for b in files.values()),
-    )
-    for path, data in files.items():
-        if s3 is not None:
-            s3.put_object(Bucket=s3.bucket, Key=blob_key(sha(data)), Body=data)
-        elif not default_storage.exists(blob_key(sha(data))):
-            default_storage.save(blob_key(sha(data)), ContentFile(data))
-        blob, _ = Blob.objects.get_or_create(sha256=sha(data), defaults={"size": len(data)})
-        VersionFile.objects.for_team(team).create(
-            team=team, version=version, path=path, blob=blob, size=len(data)
-        )
-    return version
 
 
 def sent_to_host(team: Team, actor: Any, notebook: Any) -> dict[str, Any]:
@@ -122,18 +93,6 @@ def with_query(url: str, **changes: str) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query)) | changes
     return parts._replace(query=urlencode(query)).geturl()
-
-
-@pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def cache(settings: Any, tmp_path: Path) -> Path:
-    settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
-    return settings.LATTICE_DATASET_CACHE
 
 
 def host_builds(message: dict[str, Any], cache: Path) -> dict[str, bytes]:

@@ -29,16 +29,13 @@ from apps.machines.agent import with_datasets
 from apps.runtimes.base import Spec
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime
+from tests.dataset_fixtures import sha, spec_dataset
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 HOUR = 3600
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def key_of(name: str) -> str:
@@ -69,25 +66,6 @@ def names(cache: Path) -> set[str]:
     return {p.name for p in cache.iterdir()}
 
 
-@pytest.fixture
-def media(settings, tmp_path, blob_links) -> Path:
-    """Blobs in a local folder, which hosts read through the web tier's blob view."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def cache(tmp_path) -> Iterator[Path]:
-    root = tmp_path / "cache"
-    root.mkdir()
-    yield root
-    # Whatever a test left read-only, pytest can clean up.
-    for top, folders, _ in os.walk(root):
-        for folder in folders:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(top, folder), 0o700)  # noqa: PTH101, PTH118
-
-
 # --- evict ----------------------------------------------------------------------------
 
 
@@ -103,7 +81,7 @@ def test_it_removes_the_least_recently_used_folders_until_the_cache_fits(cache):
     assert names(cache) == set()
 
 
-def test_a_folder_used_again_moves_to_the_back_of_the_line(cache, media):
+def test_a_folder_used_again_moves_to_the_back_of_the_line(cache, served_media):
     data = b"cats\n"
     default_storage.save(blob_key(sha(data)), ContentFile(data))
     files = [("README.md", sha(data), len(data))]
@@ -205,37 +183,25 @@ def fake() -> Iterator[FakeRuntime]:
     FakeRuntime.reset()
 
 
-def dataset(name: str, files: dict[str, bytes]) -> dict[str, Any]:
-    """A dataset as the agent gets it in a spec (with read links), its blobs in the storage."""
-    listed = []
-    for path, data in files.items():
-        if not default_storage.exists(blob_key(sha(data))):
-            default_storage.save(blob_key(sha(data)), ContentFile(data))
-        listed.append((path, sha(data), len(data)))
-    mount = {
-        "name": name,
-        "version_id": 1,
-        "key": content_key(listed),
-        "files": [list(f) for f in listed],
-    }
-    return with_read_urls([mount], seconds=600)[0]
-
-
 def spec(name: str, *datasets: dict[str, Any], command: list[str] | None = None) -> Spec:
     return Spec(name=name, image="i", command=command or ["x"], datasets=list(datasets))
 
 
 def test_a_start_that_builds_evicts_but_keeps_what_runs_and_what_it_mounts(
-    media, cache, settings, fake
+    served_media, cache, settings, fake
 ):
     settings.LATTICE_DATASET_CACHE_MAX_GIB = 1 / 1024**3  # one byte: everything is too much
-    mounted = with_datasets(spec("nb-1", dataset("cats", {"c.txt": b"cats"})), cache, runtime=fake)
+    mounted = with_datasets(
+        spec("nb-1", spec_dataset("cats", {"c.txt": b"cats"})), cache, runtime=fake
+    )
     fake.start(mounted)
     idle = build(cache, "idle", size=100, seconds_ago=2 * HOUR)
     cats_folder = cache / mounted.datasets[0]["key"]
     used(cats_folder, 3 * HOUR)  # least recently used of all, but mounted by nb-1
 
-    started = with_datasets(spec("nb-2", dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=fake)
+    started = with_datasets(
+        spec("nb-2", spec_dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=fake
+    )
 
     dogs_folder = cache / started.datasets[0]["key"]
     assert names(cache) == {cats_folder.name, dogs_folder.name}
@@ -244,9 +210,9 @@ def test_a_start_that_builds_evicts_but_keeps_what_runs_and_what_it_mounts(
     assert (cats_folder / "c.txt").read_bytes() == b"cats"
 
 
-def test_a_start_that_only_reuses_folders_evicts_nothing(media, cache, settings, fake):
+def test_a_start_that_only_reuses_folders_evicts_nothing(served_media, cache, settings, fake):
     settings.LATTICE_DATASET_CACHE_MAX_GIB = 1 / 1024**3
-    cats = dataset("cats", {"c.txt": b"cats"})
+    cats = spec_dataset("cats", {"c.txt": b"cats"})
     with_datasets(spec("nb-1", cats), cache, runtime=fake)
     idle = build(cache, "idle", size=100, seconds_ago=2 * HOUR)
 
@@ -255,26 +221,30 @@ def test_a_start_that_only_reuses_folders_evicts_nothing(media, cache, settings,
     assert idle.exists()
 
 
-def test_a_stopped_workload_no_longer_holds_its_folder(media, cache, settings, fake):
+def test_a_stopped_workload_no_longer_holds_its_folder(served_media, cache, settings, fake):
     settings.LATTICE_DATASET_CACHE_MAX_GIB = 1 / 1024**3
-    first = with_datasets(spec("nb-1", dataset("cats", {"c.txt": b"cats"})), cache, runtime=fake)
+    first = with_datasets(
+        spec("nb-1", spec_dataset("cats", {"c.txt": b"cats"})), cache, runtime=fake
+    )
     state = fake.start(first)
     (cats_folder,) = list(cache.iterdir())
     used(cats_folder, 3 * HOUR)
     assert fake.list_managed()[0].datasets == (str(cats_folder),)
     fake.stop(state)
 
-    with_datasets(spec("nb-2", dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=fake)
+    with_datasets(spec("nb-2", spec_dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=fake)
 
     assert not cats_folder.exists()
 
 
-def test_a_running_local_process_holds_its_folder(media, cache, settings, tmp_path):
+def test_a_running_local_process_holds_its_folder(served_media, cache, settings, tmp_path):
     settings.LATTICE_DATASET_CACHE_MAX_GIB = 1 / 1024**3
     runtime = LocalProcessRuntime(tmp_path / "runtime")
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     first = with_datasets(
-        spec("ds-1", dataset("cats", {"c.txt": b"cats"}), command=sleeper), cache, runtime=runtime
+        spec("ds-1", spec_dataset("cats", {"c.txt": b"cats"}), command=sleeper),
+        cache,
+        runtime=runtime,
     )
     state = runtime.start(first)
     try:
@@ -282,18 +252,24 @@ def test_a_running_local_process_holds_its_folder(media, cache, settings, tmp_pa
         used(cats_folder, 3 * HOUR)
         assert [m.datasets for m in runtime.list_managed()] == [(str(cats_folder),)]
 
-        with_datasets(spec("ds-2", dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=runtime)
+        with_datasets(
+            spec("ds-2", spec_dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=runtime
+        )
         assert cats_folder.is_dir()
 
         runtime.stop(state, timeout=3)
-        with_datasets(spec("ds-3", dataset("owls", {"o.txt": b"owls"})), cache, runtime=runtime)
+        with_datasets(
+            spec("ds-3", spec_dataset("owls", {"o.txt": b"owls"})), cache, runtime=runtime
+        )
         assert not cats_folder.exists()
     finally:
         runtime.stop(state, timeout=3)
 
 
 @pytest.mark.docker
-def test_a_running_container_holds_its_folder(docker_client, busybox_image, media, cache, settings):
+def test_a_running_container_holds_its_folder(
+    docker_client, busybox_image, served_media, cache, settings
+):
     from apps.runtimes.docker import DockerRuntime
 
     settings.LATTICE_DATASET_CACHE_MAX_GIB = 1 / 1024**3
@@ -307,7 +283,7 @@ def test_a_running_container_holds_its_folder(docker_client, busybox_image, medi
         memory_bytes=64 * 1024**2,
         pids_limit=64,
         labels={"team": "acme"},
-        datasets=[dataset("cats", {"c.txt": b"cats"})],
+        datasets=[spec_dataset("cats", {"c.txt": b"cats"})],
     )
     try:
         built = with_datasets(workload, cache, runtime=runtime)
@@ -317,7 +293,9 @@ def test_a_running_container_holds_its_folder(docker_client, busybox_image, medi
         (found,) = [m for m in runtime.list_managed() if m.name == name]
         assert found.datasets == (str(cats_folder),)
 
-        with_datasets(spec("other", dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=runtime)
+        with_datasets(
+            spec("other", spec_dataset("dogs", {"d.txt": b"dogs"})), cache, runtime=runtime
+        )
 
         assert cats_folder.is_dir()
     finally:

@@ -8,28 +8,21 @@ he asks; a visitor is sent to log in.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from typing import TYPE_CHECKING
 
 import pytest
-from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import slugify
 from rest_framework.test import APIClient
 
-from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile, blob_key
-from apps.datasets.storage import default_storage
+from apps.datasets.models import Dataset, DatasetVersion
 from apps.notebooks.models import Notebook
 from apps.notebooks.services import notebook_create
-from apps.teams.models import Role
-from tests.factories import UserFactory, add_member
+from tests.dataset_fixtures import make_version
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from apps.teams.models import Team
 
 pytestmark = pytest.mark.django_db
@@ -49,40 +42,19 @@ def make_dataset(
     ready: bool = True,
 ) -> Dataset:
     """A dataset with ``versions`` made straight in the database (no upload)."""
-    dataset = Dataset.objects.for_team(team).create(
-        team=team,
-        name=name,
-        slug=slugify(name),
-        description=description,
-        licence=licence,
-        visibility=Dataset.Visibility.PUBLIC if public else Dataset.Visibility.PRIVATE,
-    )
+    visibility = Dataset.Visibility.PUBLIC if public else Dataset.Visibility.PRIVATE
     for number, files in enumerate(versions, start=1):
-        version = DatasetVersion.objects.for_team(team).create(
-            team=team,
-            dataset=dataset,
-            number=number if ready else None,
-            status=DatasetVersion.Status.READY if ready else DatasetVersion.Status.UPLOADING,
-            total_size=sum(len(data) for data in files.values()),
-            file_count=len(files),
-            ready_at=timezone.now() if ready else None,
+        version = make_version(
+            team,
+            name,
+            files,
+            visibility=visibility,
+            ready=ready,
+            number=number,
+            description=description,
+            licence=licence,
         )
-        for path, data in files.items():
-            sha = hashlib.sha256(data).hexdigest()
-            if not default_storage.exists(blob_key(sha)):
-                default_storage.save(blob_key(sha), ContentFile(data))
-            blob, _ = Blob.objects.get_or_create(sha256=sha, defaults={"size": len(data)})
-            VersionFile.objects.for_team(team).create(
-                team=team, version=version, path=path, blob=blob, size=len(data)
-            )
-    return dataset
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    root = tmp_path / "media"
-    settings.MEDIA_ROOT = root
-    return root
+    return version.dataset
 
 
 @pytest.fixture
@@ -326,10 +298,7 @@ class TestAddToANotebook:
         assert "Add to Globex lab" in page
         assert "Acme analysis" not in page
 
-    def test_a_viewer_is_offered_no_notebook(self, client, acme, cats, notebooks):
-        erin = UserFactory.create(email="erin@example.com")
-        add_member(acme, erin, Role.VIEWER)
-
+    def test_a_viewer_is_offered_no_notebook(self, client, erin, cats, notebooks):
         page = self.detail_page(client, erin)
 
         assert "Acme analysis" not in page

@@ -15,13 +15,14 @@ from celery.signals import before_task_publish
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
-from apps.datasets.models import Blob, DatasetVersion, VersionFile
 from apps.datasets.mounts import copy_allowance, mount_add
 from apps.datasets.services import dataset_create
 from apps.machines.agent import AGENT_TIME_LIMIT
 from apps.machines.models import Host
 from apps.notebooks import lifecycle, services, upkeep
 from apps.notebooks.models import NotebookSession, Status
+from tests.dataset_fixtures import spec_dataset
+from tests.factories import BlobFactory, DatasetVersionFactory, VersionFileFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,19 +41,9 @@ def mount_big(team: Any, actor: Any, notebook: Any, size: int) -> None:
     """A ready version of one file of ``size`` bytes (listed; its bytes are not stored:
     nothing here copies them), mounted."""
     dataset = dataset_create(team=team, actor=actor, name="Big", visibility="public")
-    version = DatasetVersion.objects.for_team(team).create(
-        team=team,
-        dataset=dataset,
-        number=1,
-        status=DatasetVersion.Status.READY,
-        ready_at=timezone.now(),
-        file_count=1,
-        total_size=size,
-    )
-    blob = Blob.objects.create(sha256="b" * 64, size=size)
-    VersionFile.objects.for_team(team).create(
-        team=team, version=version, path="big.bin", blob=blob, size=size
-    )
+    version = DatasetVersionFactory.create(dataset=dataset, file_count=1, total_size=size)
+    blob = BlobFactory.create(sha256="b" * 64, size=size)
+    VersionFileFactory.create(version=version, path="big.bin", blob=blob)
     with team_scope(team):
         mount_add(team=team, actor=actor, notebook=notebook, version=version)
 
@@ -138,41 +129,8 @@ def test_the_agents_task_limits_grow_with_the_bytes_mounted(acme, alice, host, n
 # --- how far the copy has come ----------------------------------------------------------------
 
 
-@pytest.fixture
-def media(settings: Any, tmp_path: Any, blob_links: str) -> Any:
-    """Blobs in a local folder, which hosts read through the web tier's blob view."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def stored_dataset(files: dict[str, bytes]) -> dict[str, Any]:
-    """A dataset as the agent gets it in a spec (with read links), its blobs in the storage."""
-    import hashlib
-
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
-    from apps.datasets.blob_urls import with_read_urls
-    from apps.datasets.models import blob_key
-    from apps.datasets.mounts import content_key
-
-    listed = []
-    for path, data in files.items():
-        sha = hashlib.sha256(data).hexdigest()
-        if not default_storage.exists(blob_key(sha)):
-            default_storage.save(blob_key(sha), ContentFile(data))
-        listed.append((path, sha, len(data)))
-    mount = {
-        "name": "big",
-        "version_id": 1,
-        "key": content_key(listed),
-        "files": [list(f) for f in listed],
-    }
-    return with_read_urls([mount], seconds=600)[0]
-
-
 def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
-    media: Any, tmp_path: Any, monkeypatch: Any, fake_runtime: None
+    served_media: Any, tmp_path: Any, monkeypatch: Any, fake_runtime: None
 ) -> None:
     from apps.machines import agent
     from apps.runtimes.base import Spec
@@ -180,7 +138,7 @@ def test_a_copy_says_how_far_it_has_come_and_a_cached_one_says_nothing(
     monkeypatch.setattr(agent, "COPY_REPORT_EVERY", 0.0)
     monkeypatch.setattr("apps.datasets.materialise.PIECE", 64 * 1024)
     files = {f"part-{i}.bin": bytes([i]) * (300 * 1024) for i in range(4)}  # 1.2 MB
-    spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[stored_dataset(files)])
+    spec = Spec(name="nb-1-s1", image="i", command=["x"], datasets=[spec_dataset("big", files)])
     said: list[tuple[str, dict[str, Any]]] = []
 
     def send(event: str, **data: Any) -> None:

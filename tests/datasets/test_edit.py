@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from apps.core.models import AuditEntry
 from apps.core.tenancy import team_scope
@@ -17,8 +16,7 @@ from apps.datasets.models import Dataset, DatasetVersion, NotebookMount
 from apps.datasets.mounts import mount_add
 from apps.datasets.services import dataset_create
 from apps.notebooks.services import notebook_create
-from apps.teams.models import Role
-from tests.factories import UserFactory, add_member
+from tests.factories import DatasetVersionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,23 +39,9 @@ def dogs(acme, alice) -> Dataset:
     return dataset_create(team=acme, actor=alice, name="Dogs")
 
 
-@pytest.fixture
-def erin(acme):
-    """A viewer of Acme."""
-    erin = UserFactory.create(email="erin@example.com")
-    add_member(acme, erin, Role.VIEWER)
-    return erin
-
-
 def ready_version(dataset: Dataset) -> DatasetVersion:
     """Version 1, ready, as a completed upload leaves it (its files play no part here)."""
-    return DatasetVersion.objects.for_team(dataset.team_id).create(
-        team_id=dataset.team_id,
-        dataset=dataset,
-        number=1,
-        status=DatasetVersion.Status.READY,
-        ready_at=timezone.now(),
-    )
+    return DatasetVersionFactory.create(dataset=dataset)
 
 
 def mounted(team, actor, catalogue, version: DatasetVersion) -> NotebookMount:

@@ -9,10 +9,9 @@ capped. Each test asserts on the server's state afterwards: rows, stored files, 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -31,25 +30,12 @@ from apps.datasets.models import (
 from apps.datasets.services import dataset_create
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.services import notebook_create
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from tests.dataset_fixtures import sha
 
 pytestmark = pytest.mark.django_db
 
 CHUNK = 64  # bytes: a file of a few hundred bytes makes several chunks
 SECRET = b"acme's private customer list: " + b"x" * 200
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ cannot be written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import stat
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
@@ -39,13 +38,7 @@ from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime
-from apps.teams.models import Role
-from tests.factories import UserFactory, add_member
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from apps.teams.models import Team
+from tests.dataset_fixtures import make_version, sha
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,65 +46,8 @@ CATS = {"README.md": b"cats\n", "images/a/1.jpg": b"\xff\xd8one", "images/b/2.jp
 
 
 @pytest.fixture
-def media(settings, tmp_path, blob_links) -> Path:
-    """Blobs in a local folder, which hosts read through the web tier's blob view."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def cache(settings, tmp_path) -> Path:
-    settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
-    return settings.LATTICE_DATASET_CACHE
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_version(
-    team: Team,
-    name: str,
-    files: dict[str, bytes],
-    *,
-    visibility: str = Dataset.Visibility.PRIVATE,
-    ready: bool = True,
-    number: int = 1,
-) -> DatasetVersion:
-    """A dataset version made as an upload would leave it, without the upload."""
-    dataset = Dataset.objects.for_team(team).filter(name=name).first() or Dataset.objects.for_team(
-        team
-    ).create(team=team, name=name, slug=name.lower().replace(" ", "-"), visibility=visibility)
-    version = DatasetVersion.objects.for_team(team).create(
-        team=team,
-        dataset=dataset,
-        number=number if ready else None,
-        status=DatasetVersion.Status.READY if ready else DatasetVersion.Status.UPLOADING,
-        file_count=len(files),
-        total_size=sum(len(b) for b in files.values()),
-    )
-    for path, data in files.items():
-        key = blob_key(sha(data))
-        if not default_storage.exists(key):
-            default_storage.save(key, ContentFile(data))
-        blob, _ = Blob.objects.get_or_create(sha256=sha(data), defaults={"size": len(data)})
-        VersionFile.objects.for_team(team).create(
-            team=team, version=version, path=path, blob=blob, size=len(data)
-        )
-    return version
-
-
-@pytest.fixture
-def cats(acme, media) -> DatasetVersion:
+def cats(acme, served_media) -> DatasetVersion:
     return make_version(acme, "Cats", CATS)
-
-
-@pytest.fixture
-def dave(acme) -> Any:
-    """A viewer of Acme."""
-    user = UserFactory.create(email="dave@example.com", name="Dave Viewer")
-    add_member(acme, user, Role.VIEWER)
-    return user
 
 
 def attach_url(team, notebook) -> str:
@@ -145,7 +81,7 @@ def test_a_member_attaches_a_ready_version_at_its_slug(client, acme, bob, notebo
 
 
 def test_another_teams_private_version_is_refused_and_nothing_is_written(
-    client, acme, alice, globex, notebook, media
+    client, acme, alice, globex, notebook, served_media
 ):
     secret = make_version(globex, "Secret", {"a.csv": b"1,2\n"})
 
@@ -164,7 +100,7 @@ def test_another_teams_private_version_is_refused_and_nothing_is_written(
 
 
 def test_a_public_version_of_another_team_can_be_attached(
-    client, acme, alice, globex, notebook, media
+    client, acme, alice, globex, notebook, served_media
 ):
     public = make_version(globex, "Open Cats", CATS, visibility=Dataset.Visibility.PUBLIC)
     client.force_login(alice)
@@ -176,7 +112,7 @@ def test_a_public_version_of_another_team_can_be_attached(
     assert "(public)" in client.get(f"/t/acme/notebooks/{notebook.pk}/").content.decode()
 
 
-def test_a_version_still_uploading_is_refused(acme, alice, notebook, media):
+def test_a_version_still_uploading_is_refused(acme, alice, notebook, served_media):
     uploading = make_version(acme, "Dogs", {"d.txt": b"woof"}, ready=False)
 
     with pytest.raises(services.NotebookError, match="still uploading"):
@@ -184,11 +120,11 @@ def test_a_version_still_uploading_is_refused(acme, alice, notebook, media):
     assert not NotebookMount.objects.for_team(acme).exists()
 
 
-def test_a_viewer_cannot_attach_or_remove(client, acme, alice, dave, notebook, cats):
+def test_a_viewer_cannot_attach_or_remove(client, acme, alice, erin, notebook, cats):
     with pytest.raises(services.NotebookPermissionError):
-        mounts.mount_add(team=acme, actor=dave, notebook=notebook, version=cats)
+        mounts.mount_add(team=acme, actor=erin, notebook=notebook, version=cats)
     mount = mounts.mount_add(team=acme, actor=alice, notebook=notebook, version=cats)
-    client.force_login(dave)
+    client.force_login(erin)
 
     assert client.post(attach_url(acme, notebook), {"version": cats.pk}).status_code == 403
     remove = f"{attach_url(acme, notebook)}{mount.pk}/remove/"

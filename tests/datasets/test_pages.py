@@ -14,8 +14,6 @@ from django.urls import reverse
 from apps.core.tenancy import team_scope
 from apps.datasets import services
 from apps.datasets.models import Dataset
-from apps.teams.models import Role
-from tests.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db
 
@@ -57,20 +55,6 @@ def version_of(team: Any, actor: Any, dataset: Dataset, files: dict[str, bytes],
                     checksum=hashlib.sha256(piece).hexdigest(),
                 )
         return services.upload_complete(team=team, actor=actor, upload=upload)
-
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def viewer(acme: Any) -> Any:
-    dave = UserFactory.create(email="dave@example.com", name="Dave Viewer")
-    add_member(acme, dave, Role.VIEWER)
-    return dave
 
 
 @pytest.fixture
@@ -168,8 +152,8 @@ def test_a_bad_visibility_is_a_400_that_makes_nothing(client, acme, alice):
         assert not Dataset.objects.exists()
 
 
-def test_a_viewer_sees_no_create_form_and_may_not_post(client, acme, viewer, cats):
-    client.force_login(viewer)
+def test_a_viewer_sees_no_create_form_and_may_not_post(client, acme, erin, cats):
+    client.force_login(erin)
 
     page = client.get(url("list", acme))
     refused = client.post(url("list", acme), {"name": "Dogs", "visibility": "private"})
@@ -258,8 +242,8 @@ def test_the_upload_page_is_configured_for_the_script(client, alice, cats):
     assert "the latest is version 2" in body
 
 
-def test_a_viewer_may_read_but_not_open_the_upload_page(client, viewer, cats):
-    client.force_login(viewer)
+def test_a_viewer_may_read_but_not_open_the_upload_page(client, erin, cats):
+    client.force_login(erin)
 
     detail = client.get(url("detail", cats.team, cats))
 

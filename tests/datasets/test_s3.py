@@ -3,9 +3,7 @@ presigned URLs, Lattice never holds the bytes, and checks each file whole at the
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 from typing import Any
 
 import httpx
@@ -14,6 +12,8 @@ import pytest
 from apps.core.tenancy import team_scope
 from apps.datasets.models import Blob, blob_key
 from apps.datasets.services import dataset_create
+from tests.blob_fixtures import s3_default_storage
+from tests.dataset_fixtures import sha
 
 pytestmark = pytest.mark.django_db
 
@@ -21,12 +21,10 @@ MIB = 1024 * 1024
 CHUNK = 5 * MIB  # S3's smallest part but the last
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture(scope="session")
 def moto_url() -> Any:
+    """Moto's S3 as it is, taking presigned URLs on trust: the checked fake S3 of
+    tests.blob_fixtures signs only an object's path, so it refuses a part's URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -38,42 +36,8 @@ def moto_url() -> Any:
 
 @pytest.fixture
 def s3(settings, moto_url) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    bucket = f"lattice-{secrets.token_hex(4)}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-        # moto keeps a multipart checksum on the copied object that botocore would take
-        # for the whole object's: the test reads the bytes and compares them itself.
-        config=Config(response_checksum_validation="when_required"),
-    )
-    client.create_bucket(Bucket=bucket)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": moto_url,
-                "region_name": "us-east-1",
-                "access_key": "test",
-                "secret_key": "test",
-                "default_acl": None,
-                "querystring_auth": True,
-                "file_overwrite": True,
-                # As for the test's own client (see below).
-                "client_config": Config(response_checksum_validation="when_required"),
-            },
-        },
-    }
     settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    client.bucket = bucket
-    return client
+    return s3_default_storage(settings, moto_url, access_key="test", secret_key="test")
 
 
 def keys(s3: Any, prefix: str) -> list[str]:

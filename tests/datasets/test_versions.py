@@ -3,7 +3,6 @@ and bad input refused with a clear 4xx that writes nothing outside its place."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -17,6 +16,7 @@ from apps.core.tenancy import team_scope
 from apps.datasets import upkeep
 from apps.datasets.models import Blob, DatasetVersion, Upload, blob_key
 from apps.datasets.services import dataset_create
+from tests.dataset_fixtures import sha
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,18 +24,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.django_db
 
 CHUNK = 4  # bytes: small files make several chunks
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    root = tmp_path / "media"
-    settings.MEDIA_ROOT = root
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    return root
 
 
 @pytest.fixture
@@ -331,24 +319,14 @@ class TestBadInput:
         assert first.status_code == 201
         assert again.status_code == 201, again.content
 
-    def test_a_viewer_cannot_upload(self, client, acme, cats, erin_viewer):
-        client.force_login(erin_viewer)
+    def test_a_viewer_cannot_upload(self, client, acme, cats, erin):
+        client.force_login(erin)
         response = client.post(
             f"{base(acme)}/datasets/cats/uploads/",
             {"files": [{"path": "a", "size": 1, "sha256": sha(b"a")}]},
             content_type="application/json",
         )
         assert response.status_code == 403
-
-
-@pytest.fixture
-def erin_viewer(acme):
-    from apps.teams.models import Role
-    from tests.factories import UserFactory, add_member
-
-    erin = UserFactory.create(email="erin@example.com")
-    add_member(acme, erin, Role.VIEWER)
-    return erin
 
 
 class TestHousekeeping:

@@ -13,8 +13,6 @@ from django.urls import reverse
 
 from apps.core.tenancy import team_scope
 from apps.notebooks.models import Notebook, Status
-from apps.teams.models import Role
-from tests.factories import UserFactory, add_member
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,13 +33,6 @@ def text(response: Any) -> str:
 def fresh(team: Any, notebook: Notebook) -> Notebook:
     with team_scope(team):
         return Notebook.objects.get(pk=notebook.pk)
-
-
-@pytest.fixture
-def viewer(acme: Any) -> Any:
-    dave = UserFactory.create(email="dave@example.com", name="Dave Viewer")
-    add_member(acme, dave, Role.VIEWER)
-    return dave
 
 
 def test_the_list_shows_the_teams_notebooks_and_the_create_form(client, alice, notebook):
@@ -173,8 +164,8 @@ def test_delete_needs_the_name_typed(client, acme, alice, notebook):
     assert "Churn model" not in text(client.get(url("list", acme)))
 
 
-def test_a_viewer_sees_no_buttons_and_may_not_start(client, acme, viewer, host, notebook):
-    client.force_login(viewer)
+def test_a_viewer_sees_no_buttons_and_may_not_start(client, acme, erin, host, notebook):
+    client.force_login(erin)
     body = text(client.get(url("detail", acme, notebook)))
     assert 'data-testid="open-jupyter"' not in body
     assert 'data-testid="start"' not in body
@@ -186,11 +177,11 @@ def test_a_viewer_sees_no_buttons_and_may_not_start(client, acme, viewer, host, 
 
 
 def test_a_running_notebook_offers_no_open_button_to_a_viewer(
-    client, acme, alice, viewer, host, notebook
+    client, acme, alice, erin, host, notebook
 ):
     client.force_login(alice)
     client.post(url("start", acme, notebook))
-    client.force_login(viewer)
+    client.force_login(erin)
     body = text(client.get(url("detail", acme, notebook)))
     assert ">Running<" in body
     assert "Open JupyterLab" not in body
