@@ -15,8 +15,8 @@ from apps.core.tenancy import team_scope
 from apps.datasets.models import Dataset, DatasetVersion, NotebookMount
 from apps.datasets.mounts import mount_add
 from apps.datasets.services import dataset_create
-from apps.notebooks.services import notebook_create
 from tests.factories import DatasetVersionFactory
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
 
@@ -47,13 +47,7 @@ def ready_version(dataset: Dataset) -> DatasetVersion:
 def mounted(team, actor, catalogue, version: DatasetVersion) -> NotebookMount:
     """``version`` mounted in a new notebook of ``team``."""
     with team_scope(team):
-        notebook = notebook_create(
-            team=team,
-            actor=actor,
-            name=f"Uses {version.dataset.slug}",
-            template="scipy",
-            machine_type=catalogue["cpu-small"],
-        )
+        notebook = make_notebook(team, actor, f"Uses {version.dataset.slug}")
         return mount_add(team=team, actor=actor, notebook=notebook, version=version)
 
 

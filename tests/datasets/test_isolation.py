@@ -29,8 +29,8 @@ from apps.datasets.models import (
 )
 from apps.datasets.services import dataset_create
 from apps.notebooks.models import NotebookSession
-from apps.notebooks.services import notebook_create
 from tests.dataset_fixtures import sha
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
 
@@ -528,13 +528,7 @@ def notebooks(acme, alice, globex, charlie, catalogue) -> dict:
     made = {}
     for team, actor in ((acme, alice), (globex, charlie)):
         with team_scope(team):
-            made[team.slug] = notebook_create(
-                team=team,
-                actor=actor,
-                name="Work",
-                template="scipy",
-                machine_type=catalogue["cpu-small"],
-            )
+            made[team.slug] = make_notebook(team, actor, "Work")
     return made
 
 

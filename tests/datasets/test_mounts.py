@@ -39,6 +39,7 @@ from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime
 from tests.dataset_fixtures import make_version, sha
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,13 +150,7 @@ def test_a_folder_name_is_used_once_and_a_dataset_once_per_notebook(acme, alice,
 def test_removing_a_mount_and_only_from_its_notebook(
     client, acme, alice, notebook, cats, catalogue
 ):
-    other = services.notebook_create(
-        team=acme,
-        actor=alice,
-        name="Other",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    other = make_notebook(acme, alice, "Other")
     mount = mounts.mount_add(team=acme, actor=alice, notebook=notebook, version=cats)
     client.force_login(alice)
 

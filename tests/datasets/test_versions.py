@@ -17,6 +17,7 @@ from apps.datasets import upkeep
 from apps.datasets.models import Blob, DatasetVersion, Upload, blob_key
 from apps.datasets.services import dataset_create
 from tests.dataset_fixtures import sha
+from tests.notebook_fixtures import make_notebook
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -384,7 +385,6 @@ def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
 ):
     from apps.datasets.models import NotebookMount
     from apps.datasets.mounts import mount_add
-    from apps.notebooks.services import notebook_create
 
     files = {"a.txt": b"public bytes"}
     upload = start(api, acme, "cats", files)
@@ -395,13 +395,7 @@ def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
         cats.save()
         version = DatasetVersion.objects.get(dataset=cats, number=1)
     with team_scope(globex):
-        notebook = notebook_create(
-            team=globex,
-            actor=charlie,
-            name="Theirs",
-            template="scipy",
-            machine_type=catalogue["cpu-small"],
-        )
+        notebook = make_notebook(globex, charlie, "Theirs")
         mount_add(team=globex, actor=charlie, notebook=notebook, version=version)
 
     assert api.delete(f"{base(acme)}/datasets/cats/?confirm=Cats").status_code == 204
@@ -410,7 +404,6 @@ def test_deleting_a_public_dataset_others_mount_takes_their_mounts(
 
 
 def test_a_notebooks_datasets_through_the_api(api, acme, alice, cats, media, catalogue):
-    from apps.notebooks.services import notebook_create
 
     files = {"a.txt": b"mounted bytes"}
     upload = start(api, acme, "cats", files)
@@ -418,13 +411,7 @@ def test_a_notebooks_datasets_through_the_api(api, acme, alice, cats, media, cat
     complete(api, acme, upload["id"])
     with team_scope(acme):
         version = DatasetVersion.objects.get(dataset=cats, number=1)
-        notebook = notebook_create(
-            team=acme,
-            actor=alice,
-            name="Uses cats",
-            template="scipy",
-            machine_type=catalogue["cpu-small"],
-        )
+        notebook = make_notebook(acme, alice, "Uses cats")
     url = f"{base(acme)}/notebooks/{notebook.pk}/datasets/"
 
     made = api.post(url, {"version": version.pk}, content_type="application/json")

@@ -48,6 +48,7 @@ from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from config.celery import app as celery_app
 from tests.factories import GPUDeviceFactory
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -511,13 +512,7 @@ def test_a_report_judges_and_claims_nothing_of_another_host(trusted, victim, att
 def own_session(victim, attacker, live, acme, alice, catalogue) -> NotebookSession:
     """A notebook of acme's placed on the attacker's host, its start sent to that host."""
     host_set_draining(host=Host.objects.get(name="local"), draining=True)
-    notebook = services.notebook_create(
-        team=acme,
-        actor=alice,
-        name="On the GPU host",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    notebook = make_notebook(acme, alice, "On the GPU host")
     services.notebook_start(team=acme, actor=alice, notebook=notebook)
 
     def scheduled() -> NotebookSession | None:

@@ -30,6 +30,7 @@ from apps.notebooks.proxy import NOT_LET_IN, _forwarded_cookies, _response_heade
 from apps.teams.models import Membership, Role
 from apps.teams.services import member_remove
 from tests.factories import UserFactory, add_member
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,9 +130,7 @@ def running(acme, alice, host, notebook):
 @pytest.fixture
 def other_running(acme, alice, host, catalogue, running):
     """A second running notebook of Acme's."""
-    other = services.notebook_create(
-        team=acme, actor=alice, name="Other", template="scipy", machine_type=catalogue["cpu-small"]
-    )
+    other = make_notebook(acme, alice, "Other")
     start(acme, alice, other)
     return other
 

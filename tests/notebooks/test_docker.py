@@ -30,6 +30,7 @@ from apps.notebooks.models import NotebookSession, Status
 from apps.notebooks.origin import COOKIE_NAME
 from apps.runtimes import select
 from apps.runtimes.docker import DockerRuntime
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -50,13 +51,7 @@ def docker_host(settings, docker_client, notebook_image, catalogue):
 
 @pytest.fixture
 def docker_notebook(acme, alice, docker_host, docker_client, catalogue):
-    notebook = services.notebook_create(
-        team=acme,
-        actor=alice,
-        name="On Docker",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    notebook = make_notebook(acme, alice, "On Docker")
     yield notebook
     for container in docker_client.containers.list(
         all=True, filters={"label": f"lattice.notebook={notebook.pk}"}

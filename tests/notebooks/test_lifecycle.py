@@ -18,7 +18,7 @@ from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
-from tests.notebook_fixtures import make_host
+from tests.notebook_fixtures import make_host, make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -189,12 +189,8 @@ def test_the_second_notebook_waits_in_line_and_starts_when_room_frees(
     acme, alice, fake_runtime, catalogue
 ):
     make_host(cpus=2, memory_gib=8)  # room for one cpu-small
-    first = services.notebook_create(
-        team=acme, actor=alice, name="One", template="scipy", machine_type=catalogue["cpu-small"]
-    )
-    second = services.notebook_create(
-        team=acme, actor=alice, name="Two", template="scipy", machine_type=catalogue["cpu-small"]
-    )
+    first = make_notebook(acme, alice, "One")
+    second = make_notebook(acme, alice, "Two")
     start(acme, alice, first)
 
     waiting = start(acme, alice, second)
@@ -209,12 +205,8 @@ def test_the_second_notebook_waits_in_line_and_starts_when_room_frees(
 
 def test_stopping_a_queued_notebook_cancels_its_place_in_line(acme, alice, fake_runtime, catalogue):
     make_host(cpus=2, memory_gib=8)
-    first = services.notebook_create(
-        team=acme, actor=alice, name="One", template="scipy", machine_type=catalogue["cpu-small"]
-    )
-    second = services.notebook_create(
-        team=acme, actor=alice, name="Two", template="scipy", machine_type=catalogue["cpu-small"]
-    )
+    first = make_notebook(acme, alice, "One")
+    second = make_notebook(acme, alice, "Two")
     start(acme, alice, first)
     waiting = start(acme, alice, second)
 

@@ -13,6 +13,7 @@ from apps.machines.services import host_ensure_local
 from apps.notebooks import services
 from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes import select
+from tests.notebook_fixtures import make_notebook
 from tests.notebooks.test_docker import proxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,9 +38,7 @@ def process_host(settings, tmp_path, catalogue):
 def test_a_local_process_notebook_runs_jupyter_and_keeps_its_files(
     acme, alice, process_host, catalogue
 ):
-    notebook = services.notebook_create(
-        team=acme, actor=alice, name="Local", template="scipy", machine_type=catalogue["cpu-small"]
-    )
+    notebook = make_notebook(acme, alice, "Local")
     session = services.notebook_start(team=acme, actor=alice, notebook=notebook)
     session = NotebookSession.objects.for_team(acme).get(pk=session.pk)
     notebook.refresh_from_db()

@@ -22,6 +22,7 @@ from apps.machines.agent import agent_report
 from apps.notebooks import lifecycle, services, upkeep
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -156,14 +157,7 @@ def test_one_notebooks_odd_jupyter_answer_does_not_stop_idle_shutdown_for_other_
 ):
     # Acme's notebook runs code its members wrote: its server may answer anything.
     odd = start(acme, alice, notebook)
-    theirs = services.notebook_create(
-        team=globex,
-        actor=charlie,
-        name="Forecast",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-        idle_timeout_minutes=60,
-    )
+    theirs = make_notebook(globex, charlie, "Forecast", idle_timeout_minutes=60)
     idle = start(globex, charlie, theirs)
     long_ago = timezone.now() - timedelta(hours=3)
     NotebookSession.objects.for_team(globex).filter(pk=idle.pk).update(

@@ -35,6 +35,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from apps.teams.models import Membership
 from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
 from tests.helpers import reauthenticate
+from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
 
@@ -201,16 +202,9 @@ def concrete(path: str, samples: dict[str, str]) -> str:
 @pytest.fixture
 def samples(acme, alice, bob, catalogue):
     from apps.datasets.services import dataset_create
-    from apps.notebooks.services import notebook_create
 
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
-    notebook = notebook_create(
-        team=acme,
-        actor=alice,
-        name="Sweep",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    notebook = make_notebook(acme, alice, "Sweep")
     dataset = dataset_create(team=acme, actor=alice, name="Sweep")
     return {
         "notebook_id": str(notebook.pk),
