@@ -1,5 +1,5 @@
 """Small helpers tests share: reading links out of sent mail, computing TOTP codes,
-confirming the password again."""
+confirming the password again, waiting for something another thread or process does."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import hmac
 import re
 import struct
 import time
+from typing import TYPE_CHECKING
 
 from django.core import mail
 from django.urls import reverse
 
 from tests.factories import PASSWORD
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _LINK = re.compile(r"https?://\S+")
 
@@ -48,3 +52,13 @@ def reauthenticate(client, password: str | None = None) -> None:
     """Confirm the password on allauth's page, as a person asked again would."""
     response = client.post(reverse("account_reauthenticate"), {"password": password or PASSWORD})
     assert response.status_code == 302, "reauthentication was refused"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds (asked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -6,14 +6,13 @@ in-memory transport and a worker thread in the same process.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.core import mail
 from django.urls import reverse
 
 from apps.core.worker import embedded_worker
 from config.celery import app as celery_app
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def real_queue(monkeypatch):
     monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_signup_returns_before_its_email_is_sent_and_the_worker_sends_it(client, real_queue):

@@ -48,6 +48,7 @@ from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from config.celery import app as celery_app
 from tests.factories import GPUDeviceFactory
+from tests.helpers import wait_for
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,15 +67,6 @@ MAIL = {
     "headers": {},
     "alternatives": [],
 }
-
-
-def wait_for(condition: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Evil:

@@ -29,18 +29,13 @@ from apps.notebooks.models import NotebookSession
 from apps.notebooks.proxy import NOT_LET_IN, _forwarded_cookies, _response_headers
 from apps.teams.models import Membership, Role
 from apps.teams.services import member_remove
+from tests.asgi_server import asgi_request, session_cookie
 from tests.factories import UserFactory, add_member
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LATTICE = "testserver"
-
-
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
 def request(
@@ -52,22 +47,12 @@ def request(
     body: object = None,
 ) -> httpx.Response:
     """One request to the ASGI application; ``url``'s host is the Host header."""
-    from config.asgi import application
-
     if url.startswith("/"):
         url = f"http://{LATTICE}{url}"
     sent = dict(headers or {})
     if cookies:
         sent["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-
-    async def run() -> httpx.Response:
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport) as client:
-            response = await client.request(method, url, headers=sent, json=body)
-            await response.aread()
-            return response
-
-    return async_to_sync(run)()
+    return asgi_request(method, url, sent, body)
 
 
 def fetch(path: str, user=None) -> httpx.Response:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import Client
 from django.utils import timezone
 
 from apps.core import stream
@@ -30,7 +28,11 @@ from apps.notebooks.models import NotebookSession, Status
 from apps.notebooks.origin import COOKIE_NAME
 from apps.runtimes import select
 from apps.runtimes.docker import DockerRuntime
+from tests.asgi_server import asgi_request, session_cookie
 from tests.notebook_fixtures import make_notebook
+
+if TYPE_CHECKING:
+    import httpx
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
@@ -60,33 +62,18 @@ def docker_notebook(acme, alice, docker_host, docker_client, catalogue):
     DockerRuntime(docker_client).remove_volume(notebook.volume)
 
 
-def _asgi(method: str, url: str, headers: dict[str, str], body: Any = None) -> httpx.Response:
-    from config.asgi import application
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport) as http:
-            response = await http.request(method, url, headers=headers, json=body)
-            await response.aread()
-            return response
-
-    return async_to_sync(go)()
-
-
 def let_in(user: Any, notebook_id: int) -> httpx.Response:
     """Open notebook ``notebook_id`` through Lattice's launch as ``user``, as a browser does:
     the redeemed ticket's response (with the notebook origin's cookie), or the launch's
     refusal."""
-    client = Client()
-    client.force_login(user)
-    session = client.cookies["sessionid"].value
-    launched = _asgi(
+    session = session_cookie(user)
+    launched = asgi_request(
         "GET", f"http://testserver/nb/{notebook_id}/lab", {"cookie": f"sessionid={session}"}
     )
     if launched.status_code != 302:
         return launched
     assert launched.headers["location"].startswith(f"http://nb-{notebook_id}.localhost/")
-    return _asgi("GET", launched.headers["location"], {})
+    return asgi_request("GET", launched.headers["location"], {})
 
 
 def notebook_cookie(user: Any, notebook_id: int) -> str:
@@ -107,7 +94,7 @@ def proxy(user: Any, method: str, path: str, body: Any = None) -> httpx.Response
         "cookie": f"{COOKIE_NAME}={entered.cookies[COOKIE_NAME]}",
         "origin": f"http://{host}",
     }
-    return _asgi(method, f"http://{host}{path}", headers, body)
+    return asgi_request(method, f"http://{host}{path}", headers, body)
 
 
 def notebook_ws(server: str, notebook_id: int, path: str, cookie: str, **kwargs: Any) -> Any:

@@ -29,11 +29,11 @@ import re
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.teams.models import Membership
 from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
+from tests.asgi_server import session_cookie
 from tests.helpers import reauthenticate
 from tests.notebook_fixtures import make_notebook
 
@@ -370,12 +370,6 @@ def test_charlie_cannot_read_or_revoke_alices_token(alice, charlie):
 
 
 # --- websockets -------------------------------------------------------------------------
-
-
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
 
 
 def ws_connect(path: str, cookie: str | None = None) -> tuple[bool, object]:

@@ -12,15 +12,7 @@ import pytest
 from apps.runtimes.base import Spec
 from apps.runtimes.fake import FakeRuntime
 from apps.runtimes.process import LocalProcessRuntime
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.helpers import wait_for
 
 
 class TestFake:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 import urllib.request
 import uuid
 
@@ -18,6 +17,7 @@ from docker.errors import NotFound
 
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime, isolate_workloads, isolation_rules
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -44,15 +44,6 @@ def web_spec(image, name, **kwargs):
     )
 
 
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_client):
     runtime, made = runtime
     name = f"t-{uuid.uuid4().hex[:8]}"
@@ -63,10 +54,10 @@ def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_c
     state = runtime.start(spec)
     assert runtime.start(spec) == state  # idempotent: one container
 
-    assert wait_for(lambda: runtime.endpoint(state) is not None)
+    assert wait_for(lambda: runtime.endpoint(state) is not None, timeout=20)
     with urllib.request.urlopen(str(runtime.endpoint(state)), timeout=5) as response:  # noqa: S310
         assert response.read() == b"lattice test server\n"
-    assert wait_for(lambda: any("response:200" in line for line in runtime.logs(state)))
+    assert wait_for(lambda: any("response:200" in line for line in runtime.logs(state)), timeout=20)
     assert runtime.progress(state)[-1].phase == "ready"
 
     attrs = docker_client.api.inspect_container(state["container_id"])
@@ -145,7 +136,7 @@ def test_a_container_that_exits_reports_its_status(runtime, busybox_image):
 
     state = runtime.start(spec)
 
-    assert wait_for(lambda: runtime.poll(state) is not None)
+    assert wait_for(lambda: runtime.poll(state) is not None, timeout=20)
     assert runtime.poll(state) == 3
     assert list(runtime.logs(state)) == ["bye"]
     assert runtime.progress(state)[-1].phase == "failed"
@@ -173,7 +164,7 @@ def test_workloads_cannot_reach_each_other_or_private_addresses(
         "Networks"
     ]["lattice-workloads"]["IPAddress"]
 
-    assert wait_for(lambda: runtime.endpoint(server) is not None)  # the server is up
+    assert wait_for(lambda: runtime.endpoint(server) is not None, timeout=20)  # the server is up
     # From one workload to the other's server: no way through (both are this test's own).
     fetch = [
         "/bin/busybox",
