@@ -231,6 +231,7 @@ class TestApi:
         )
 
         assert response.status_code == 201
+        assert PersonalAccessToken.objects.filter(user=alice, name="x").count() == 1
 
     @pytest.mark.parametrize("role", ["admin", "owner"])
     def test_a_token_cannot_raise_a_role_without_proof(self, acme, alice, bob, role):

@@ -157,6 +157,8 @@ class TestTheTeamsInvoices:
 
         assert allowed.status_code == 200
         assert refused.status_code == 403
+        assert "invoices" in allowed.json()
+        assert set(refused.json()) == {"error"}  # the refusal, and no invoice
 
 
 class TestWhoSeesThem:

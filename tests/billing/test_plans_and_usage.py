@@ -640,6 +640,8 @@ class TestCheckoutAndPortal:
             content_type="application/json",
         )
         assert response.status_code == 400
+        assert stripe_double.checkout_sessions == {}
+        assert plan_slug(acme) == "free"
 
     def test_stripe_down_is_a_503_not_a_traceback(self, stripe_double, acme, alice, client):
         stripe_double.stop()

@@ -169,16 +169,24 @@ class TestDetail:
         assert "author" not in data["versions"][0]
 
     def test_a_private_dataset_is_404_not_403(self, api, client, charlie, payroll):
-        assert api.get("/api/v1/datasets/acme/payroll/").status_code == 404
+        from_api = api.get("/api/v1/datasets/acme/payroll/")
+        assert from_api.status_code == 404
         client.force_login(charlie)
-        assert client.get("/datasets/acme/payroll/").status_code == 404
+        page = client.get("/datasets/acme/payroll/")
+        assert page.status_code == 404
+        for response in (from_api, page):
+            assert "Salaries" not in response.content.decode()  # nothing of its description
 
     def test_a_dataset_without_a_ready_version_is_404(self, api, unfinished):
-        assert api.get("/api/v1/datasets/acme/half-a-cat/").status_code == 404
+        response = api.get("/api/v1/datasets/acme/half-a-cat/")
+        assert response.status_code == 404
+        assert "Still uploading" not in response.content.decode()
 
     def test_an_unknown_dataset_is_404(self, api, cats):
-        assert api.get("/api/v1/datasets/acme/dogs/").status_code == 404
-        assert api.get("/api/v1/datasets/nobody/cat-photos/").status_code == 404
+        for path in ("/api/v1/datasets/acme/dogs/", "/api/v1/datasets/nobody/cat-photos/"):
+            response = api.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "not_found"
 
     def test_the_page_lists_the_latest_versions_files_with_download_links(
         self, client, charlie, cats
@@ -232,9 +240,10 @@ class TestDownloads:
 
     def test_an_unknown_version_or_file_is_404(self, api, cats):
         base = "/api/v1/datasets/acme/cat-photos/versions"
-        assert api.get(f"{base}/3/files/").status_code == 404
-        assert api.get(f"{base}/3/archive/").status_code == 404
-        assert api.get(f"{base}/2/files/cats/dog.txt").status_code == 404
+        for path in (f"{base}/3/files/", f"{base}/3/archive/", f"{base}/2/files/cats/dog.txt"):
+            response = api.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "not_found"
 
     def test_a_token_needs_datasets_read(self, charlie, globex, cats):
         from apps.accounts.tokens import token_create
@@ -244,9 +253,13 @@ class TestDownloads:
         api = APIClient()
 
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {reader}")
-        assert api.get("/api/v1/datasets/acme/cat-photos/").status_code == 200
+        allowed = api.get("/api/v1/datasets/acme/cat-photos/")
+        assert allowed.status_code == 200
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {other}")
-        assert api.get("/api/v1/datasets/acme/cat-photos/").status_code == 403
+        refused = api.get("/api/v1/datasets/acme/cat-photos/")
+        assert refused.status_code == 403
+        assert allowed.json()["name"] == "Cat photos"
+        assert set(refused.json()) == {"error"}  # the refusal, and nothing of the dataset
 
 
 class TestAddToANotebook:

@@ -174,6 +174,8 @@ class TestAPI:
         client.force_login(alice)
 
         assert patch(client, "birds", {"name": "Birds"}).status_code == 404
+        assert not Dataset.objects.for_team(cats.team).filter(name="Birds").exists()
+        assert edits(cats.team) == []
 
 
 # --- visibility -----------------------------------------------------------------------
@@ -345,7 +347,11 @@ class TestPage:
     def test_the_edit_address_only_takes_posts(self, client, alice, cats):
         client.force_login(alice)
 
+        before = as_stored(cats)
+
         assert client.get(page_url("cats") + "edit/").status_code == 405
+        assert as_stored(cats) == before
+        assert edits(cats.team) == []
 
 
 class TestDeleteOnThePage:

@@ -480,6 +480,8 @@ class TestSizes:
         )
 
         assert response.status_code == 201, response.content
+        with team_scope(acme):
+            assert Upload.objects.get().blobs.get().size == 5 * 1024**4
 
     def test_files_adding_up_to_more_than_a_pib_are_refused(self, alice_api, acme, alice, media):
         slug = dataset(acme, alice, "Huge")

@@ -203,7 +203,9 @@ def test_the_detail_page_shows_an_older_version_when_asked(client, alice, cats):
 def test_a_missing_version_is_a_404(client, alice, cats, version):
     client.force_login(alice)
 
-    assert client.get(url("detail", cats.team, cats) + f"?version={version}").status_code == 404
+    response = client.get(url("detail", cats.team, cats) + f"?version={version}")
+    assert response.status_code == 404
+    assert "b/c.txt" not in text(response)  # no version's files
 
 
 def test_a_new_dataset_has_no_versions_and_points_to_the_upload(client, acme, alice, media):
@@ -220,8 +222,10 @@ def test_a_dataset_of_another_team_is_a_404(client, alice, acme, charlie, globex
     theirs = services.dataset_create(team=globex, actor=charlie, name="Theirs")
     client.force_login(alice)
 
-    assert client.get(f"/t/acme/datasets/{theirs.slug}/").status_code == 404
-    assert client.get(f"/t/acme/datasets/{theirs.slug}/upload/").status_code == 404
+    for path in (f"/t/acme/datasets/{theirs.slug}/", f"/t/acme/datasets/{theirs.slug}/upload/"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "Theirs" not in text(response)
 
 
 def test_the_upload_page_is_configured_for_the_script(client, alice, cats):

@@ -176,8 +176,12 @@ class TestDownloads:
 
     def test_another_team_gets_404(self, client, charlie, acme, version):
         client.force_login(charlie)
-        assert client.get(f"{base(acme)}/datasets/cats/versions/1/archive/").status_code == 404
+        archive = client.get(f"{base(acme)}/datasets/cats/versions/1/archive/")
+        file = client.get(f"{base(acme)}/datasets/cats/versions/1/files/b/c.txt")
+        assert archive.status_code == 404
         assert client.get(f"{base(acme)}/datasets/cats/versions/1/files/a.txt").status_code == 404
+        assert file.status_code == 404
+        assert b"bravo charlie" not in archive.content + file.content
 
 
 BAD_PATHS = {
@@ -319,6 +323,8 @@ class TestBadInput:
 
         assert first.status_code == 201
         assert again.status_code == 201, again.content
+        with team_scope(acme):
+            assert Upload.objects.filter(status=Upload.Status.OPEN).count() == 2
 
     def test_a_viewer_cannot_upload(self, client, acme, cats, erin):
         client.force_login(erin)
@@ -328,6 +334,8 @@ class TestBadInput:
             content_type="application/json",
         )
         assert response.status_code == 403
+        with team_scope(acme):
+            assert not Upload.objects.exists()
 
 
 class TestHousekeeping:

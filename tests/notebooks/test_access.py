@@ -247,8 +247,10 @@ def test_a_stopped_notebook_gives_503(acme, alice, bob, notebook, running):
 def test_a_deleted_or_missing_notebook_is_404(acme, alice, bob, notebook, running):
     services.notebook_delete(team=acme, actor=alice, notebook=notebook, confirmation=notebook.name)
 
-    assert fetch(f"/nb/{notebook.pk}/lab", bob).status_code == 404
-    assert fetch("/nb/999999/lab", bob).status_code == 404
+    for path in (f"/nb/{notebook.pk}/lab", "/nb/999999/lab"):
+        response = fetch(path, bob)
+        assert response.status_code == 404
+        assert "fake jupyter" not in response.text
 
 
 def test_the_launch_serves_no_jupyter_to_other_methods(notebook, running, bob):
@@ -308,11 +310,15 @@ def test_a_ticket_is_bound_to_its_person(notebook, running, alice, bob):
     claims["u"] = alice.pk
     forged = signing.b64_encode(json.dumps(claims, separators=(",", ":")).encode()).decode()
 
-    assert redeem(notebook, f"{forged}:{signature}").status_code == 403
+    forged_redeemed = redeem(notebook, f"{forged}:{signature}")
+    assert forged_redeemed.status_code == 403
 
     bob.set_password("a new password for bob")
     bob.save()
-    assert redeem(notebook, ticket).status_code == 403  # his password changed since
+    redeemed = redeem(notebook, ticket)
+    assert redeemed.status_code == 403  # his password changed since
+    for response in (forged_redeemed, redeemed):
+        assert origin.COOKIE_NAME not in response.cookies  # no way in was handed out
 
 
 def test_a_made_up_ticket_is_refused(notebook, running):
@@ -368,7 +374,9 @@ def test_a_changed_password_ends_the_notebook_origins_cookie(notebook, running, 
     bob.set_password("a new password for bob")
     bob.save()
 
-    assert browser.get(nb_url(notebook)).status_code == 403
+    response = browser.get(nb_url(notebook))
+    assert response.status_code == 403
+    assert "fake jupyter" not in response.text
 
 
 def sign_out(browser: Browser) -> None:
@@ -388,8 +396,12 @@ def test_signing_out_of_lattice_ends_the_notebook_origins_cookie(notebook, runni
 
     sign_out(browser)
 
-    assert browser.get(nb_url(notebook)).status_code == 403
-    assert stays.get(nb_url(notebook)).status_code == 200
+    ended = browser.get(nb_url(notebook))
+    kept = stays.get(nb_url(notebook))
+    assert ended.status_code == 403
+    assert kept.status_code == 200
+    assert "fake jupyter" not in ended.text
+    assert kept.text.startswith("fake jupyter")
 
 
 def test_the_notebook_origin_refuses_changes_sent_from_another_page(
@@ -415,6 +427,8 @@ def test_the_notebook_origin_refuses_changes_sent_from_another_page(
 
     assert from_other.status_code == 403
     assert from_itself.status_code == 200
+    assert "fake jupyter" not in from_other.text  # the change never reached Jupyter
+    assert "last_activity" in from_itself.json()  # Jupyter's own answer
 
 
 def test_other_hosts_under_the_domain_serve_nothing(notebook, running, bob):
@@ -422,10 +436,13 @@ def test_other_hosts_under_the_domain_serve_nothing(notebook, running, bob):
     browser.get(f"/nb/{notebook.pk}/lab")
     cookies = {origin.COOKIE_NAME: browser.notebook_cookie(notebook)}
 
-    assert request(f"http://lattice.localhost/nb/{notebook.pk}/lab").status_code == 404
+    elsewhere = request(f"http://lattice.localhost/nb/{notebook.pk}/lab")
+    assert elsewhere.status_code == 404
     # Another notebook's path on this notebook's host.
     wrong = request(f"http://{nb_host(notebook)}/nb/{notebook.pk + 1}/lab", cookies=cookies)
     assert wrong.status_code == 404
+    for response in (elsewhere, wrong):
+        assert "fake jupyter" not in response.text
 
 
 def test_lattices_cookies_never_reach_jupyter(notebook, running, bob):

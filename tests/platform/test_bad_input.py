@@ -91,7 +91,9 @@ def test_an_unknown_page_gets_our_404(client):
 
 
 def test_probes_answer_get_and_head_only(client):
-    assert client.post("/readyz").status_code == 405
+    refused = client.post("/readyz")
+    assert refused.status_code == 405
+    assert {method.strip() for method in refused["Allow"].split(",")} == {"GET", "HEAD"}
     assert client.head("/readyz").status_code == 200
     assert client.head("/healthz").status_code == 200
 

@@ -31,7 +31,8 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from apps.teams.models import Membership
+from apps.core.models import AuditEntry
+from apps.teams.models import Membership, Role, Team
 from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
 from tests.asgi_server import session_cookie
 from tests.helpers import reauthenticate
@@ -253,7 +254,7 @@ def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, sa
 
 
 def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
-    client, charlie, globex, samples
+    client, acme, bob, charlie, globex, samples
 ):
     client.force_login(charlie)
     # Transferring asks charlie for his password again; he has it.
@@ -266,6 +267,11 @@ def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
     ):
         assert client.post(url, {"role": "viewer"}).status_code == 404, url
     assert client.post("/t/globex/transfer/", {"member_id": bob_membership}).status_code == 404
+    # Bob is still a member of acme and nothing of globex's.
+    assert Membership.objects.for_team(acme).get(pk=bob_membership).role == Role.MEMBER
+    assert list(Membership.objects.for_team(globex).values_list("user", "role")) == [
+        (charlie.pk, Role.OWNER)
+    ]
 
 
 def test_a_visitor_is_sent_to_log_in_from_team_and_account_routes(client, samples):
@@ -346,11 +352,14 @@ def test_a_visitor_gets_401_from_every_api_route_but_the_description(samples):
 
     api = APIClient()
     routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in API_TEAM | API_ACCOUNT]
+    before = (Team.objects.count(), AuditEntry.objects.unscoped().count())
 
     for name, path in routes:
         for method in ("get", "post"):
             response = getattr(api, method)(path)
             assert response.status_code == 401, f"visitor: {method.upper()} {path} ({name})"
+    # No team made, nothing done that the audit log would show.
+    assert (Team.objects.count(), AuditEntry.objects.unscoped().count()) == before
 
 
 def test_charlie_cannot_read_or_revoke_alices_token(alice, charlie):

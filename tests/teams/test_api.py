@@ -276,6 +276,9 @@ class TestTokens:
         )
 
         assert response.status_code == 403
+        assert list(
+            PersonalAccessToken.objects.filter(user=alice).values_list("name", flat=True)
+        ) == ["cli"]
 
     def test_unknown_scopes_are_refused(self, alice):
         api = APIClient()
@@ -293,6 +296,7 @@ class TestTokens:
         )
 
         assert client_for(plaintext).get("/api/v1/me").status_code == 401
+        assert PersonalAccessToken.objects.get(pk=token.pk).last_used_at is None
 
     def test_a_revoked_token_is_refused_at_once(self, alice):
         token, plaintext = make_token(alice)
@@ -311,12 +315,14 @@ class TestTokens:
 
         assert api.delete(f"/api/v1/tokens/{token.pk}/").status_code == 204
         assert api.get("/api/v1/me").status_code == 401
+        assert PersonalAccessToken.objects.get(pk=token.pk).revoked_at is not None
 
     def test_a_mistyped_token_is_refused(self, alice):
-        _, plaintext = make_token(alice)
+        token, plaintext = make_token(alice)
 
         assert client_for(plaintext[:-1] + "0").get("/api/v1/me").status_code == 401
         assert client_for("ghp_notours").get("/api/v1/me").status_code == 401
+        assert PersonalAccessToken.objects.get(pk=token.pk).last_used_at is None
 
     def test_a_token_for_one_team_sees_no_other(self, acme, globex, alice, charlie):
         from apps.teams.models import Team
@@ -361,6 +367,8 @@ class TestTokens:
         )
         assert refused.status_code == 403
         assert api.get("/api/v1/teams/acme/invitations/").status_code == 403
+        invited = Invitation.objects.for_team(acme).values_list("email", flat=True)
+        assert list(invited) == ["a@example.com"]
 
     def test_last_use_is_recorded(self, alice):
         token, plaintext = make_token(alice)

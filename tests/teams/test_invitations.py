@@ -259,6 +259,7 @@ class TestTheLink:
         response = client.get(f"/invitations/{token}/")
 
         assert response.status_code == 404
+        assert 'name="action"' not in response.content.decode()  # nothing to accept
 
     def test_a_link_for_another_invitation_id_with_the_wrong_nonce_fails(self, client, acme, alice):
         invitation = invite(acme, alice)

@@ -187,7 +187,12 @@ class TestPages:
     def test_pages_follow_the_matrix(self, client, acme, team_of_four, role, url_name, status):
         client.force_login(team_of_four[role])
 
-        assert client.get(reverse(url_name, args=[acme.slug])).status_code == status
+        response = client.get(reverse(url_name, args=[acme.slug]))
+        assert response.status_code == status
+        # Only the members page shows the team's people; a refusal shows nothing of them.
+        other = team_of_four["member" if role != "member" else "viewer"]
+        shown = other.email in response.content.decode()
+        assert shown == (status == 200 and url_name == "teams:members")
 
     @pytest.mark.parametrize(
         ("role", "allowed"),
@@ -199,11 +204,13 @@ class TestPages:
             acme, team_of_four["viewer"] if role != "viewer" else team_of_four["member"]
         )
 
+        before = target.role
         response = client.post(
             reverse("teams:member_role", args=[acme.slug, target.pk]), {"role": "member"}
         )
 
         assert response.status_code == (302 if allowed else 403)
+        assert membership(acme, target.user).role == (Role.MEMBER if allowed else before)
 
     def test_a_bad_role_value_gets_a_message_not_a_500(self, client, acme, alice, bob):
         client.force_login(alice)
