@@ -16,11 +16,10 @@ from django.core import mail
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken
-from apps.accounts.tokens import token_create
+from apps.accounts.models import PersonalAccessToken
 from apps.teams.models import Invitation, Membership, Role, Team
 from tests.factories import PASSWORD, add_member
-from tests.helpers import reauthenticate, totp
+from tests.helpers import bearer, make_token, reauthenticate, totp
 
 # Mail (the added-address notice) is queued on commit, so these tests commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,10 +36,7 @@ def membership_id(team, user):
 
 
 def token_client(user) -> APIClient:
-    _, plaintext = token_create(user=user, name="cli", scopes=list(TOKEN_SCOPES))
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-    return api
+    return bearer(make_token(user)[1])
 
 
 def session_client(user) -> APIClient:

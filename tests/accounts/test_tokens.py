@@ -11,18 +11,13 @@ from apps.accounts.models import TOKEN_SCOPES, PersonalAccessToken
 from apps.accounts.tokens import token_create, token_revoke
 from apps.core.models import AuditEntry
 from tests.factories import PASSWORD
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 
 
 def make(user, name="cli", team=None):
     return token_create(user=user, name=name, scopes=list(TOKEN_SCOPES), team=team)
-
-
-def bearer(plaintext: str) -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-    return api
 
 
 def works(plaintext: str) -> bool:

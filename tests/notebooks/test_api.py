@@ -14,13 +14,13 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from apps.accounts.models import TOKEN_SCOPES
 from apps.accounts.tokens import token_create
 from apps.core.stream import stream_last, stream_publish
 from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.teams.models import Membership, Role
 from tests.factories import UserFactory, add_member
+from tests.helpers import bearer, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,10 +28,7 @@ BASE = "/api/v1/teams/acme/notebooks/"
 
 
 def api_for(user, scopes=None) -> APIClient:
-    _, plaintext = token_create(user=user, name="cli", scopes=scopes or list(TOKEN_SCOPES))
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-    return api
+    return bearer(make_token(user, scopes)[1])
 
 
 def url(notebook, action=""):
