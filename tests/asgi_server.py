@@ -1,5 +1,7 @@
 """Fixtures that run Lattice the way it is deployed: the ASGI app (pages, websockets and the
-notebook proxy) under uvicorn, and a real Celery worker thread instead of eager tasks.
+notebook proxy) under uvicorn, and a real Celery worker thread instead of eager tasks; and
+requests to the ASGI app in the test's own process (``asgi_request``), signed in with
+``session_cookie``.
 
 pytest-django's ``live_server`` is WSGI only: no websockets, no ``/nb/`` proxy. The
 server here runs ``config.asgi.application`` in a background thread, so it reads what the
@@ -15,7 +17,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 
 from tests.conftest import service_missing
@@ -24,6 +28,33 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 _START_TIMEOUT = 20.0
+
+
+def session_cookie(user: Any) -> str:
+    """The value of a session cookie signed in as ``user``."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def asgi_request(
+    method: str, url: str, headers: dict[str, str] | None = None, body: Any = None
+) -> httpx.Response:
+    """One request to ``config.asgi.application`` through httpx's ASGI transport, in this
+    process; ``url``'s host is the Host header, ``body`` goes as JSON."""
+    from config.asgi import application
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.request(method, url, headers=headers or {}, json=body)
+            await response.aread()
+            return response
+
+    return async_to_sync(run)()
 
 
 @contextlib.contextmanager

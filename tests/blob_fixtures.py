@@ -80,16 +80,28 @@ def s3_server() -> Iterator[str]:
 def presigned_s3(settings: Any, s3_server: str) -> Any:
     """The default storage on a fresh bucket of the fake S3; returns a boto3 client for it
     (its bucket's name as ``client.bucket``)."""
+    return s3_default_storage(
+        settings, s3_server, access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY
+    )
+
+
+def s3_default_storage(
+    settings: Any, endpoint_url: str, *, access_key: str, secret_key: str
+) -> Any:
+    """Point the default storage at a fresh bucket of the S3 at ``endpoint_url``; return a
+    boto3 client for it (its bucket's name as ``client.bucket``)."""
     import boto3
     from botocore.config import Config
 
     bucket = f"lattice-{secrets.token_hex(4)}"
+    # moto keeps a multipart checksum on the copied object that botocore would take for the
+    # whole object's: a test reads the bytes and compares them itself.
     config = Config(response_checksum_validation="when_required")
     client = boto3.client(
         "s3",
-        endpoint_url=s3_server,
-        aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=config,
     )
@@ -100,10 +112,10 @@ def presigned_s3(settings: Any, s3_server: str) -> Any:
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
                 "bucket_name": bucket,
-                "endpoint_url": s3_server,
+                "endpoint_url": endpoint_url,
                 "region_name": "us-east-1",
-                "access_key": S3_ACCESS_KEY,
-                "secret_key": S3_SECRET_KEY,
+                "access_key": access_key,
+                "secret_key": secret_key,
                 "default_acl": None,
                 "querystring_auth": True,
                 "file_overwrite": True,

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.asgi_server",
     "tests.billing_fixtures",
     "tests.blob_fixtures",
+    "tests.dataset_fixtures",
 ]
 
 if TYPE_CHECKING:
@@ -184,6 +185,14 @@ def bob(db: None) -> User:
 def charlie(db: None) -> User:
     """A stranger: owner of Globex, in no team of alice's."""
     return UserFactory.create(email="charlie@example.org", name="Charlie Outsider")
+
+
+@pytest.fixture
+def erin(acme: Team) -> User:
+    """A viewer of Acme: reads what the team has, changes nothing."""
+    user = UserFactory.create(email="erin@example.com", name="Erin Viewer")
+    add_member(acme, user, Role.VIEWER)
+    return user
 
 
 @pytest.fixture

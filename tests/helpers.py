@@ -1,5 +1,6 @@
 """Small helpers tests share: reading links out of sent mail, computing TOTP codes,
-confirming the password again."""
+confirming the password again, waiting for something another thread or process does, API
+tokens and a client that sends one."""
 
 from __future__ import annotations
 
@@ -9,11 +10,21 @@ import hmac
 import re
 import struct
 import time
+from typing import TYPE_CHECKING
 
 from django.core import mail
 from django.urls import reverse
+from rest_framework.test import APIClient
 
+from apps.accounts.models import TOKEN_SCOPES
+from apps.accounts.tokens import token_create
 from tests.factories import PASSWORD
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apps.accounts.models import PersonalAccessToken, User
+    from apps.teams.models import Team
 
 _LINK = re.compile(r"https?://\S+")
 
@@ -48,3 +59,30 @@ def reauthenticate(client, password: str | None = None) -> None:
     """Confirm the password on allauth's page, as a person asked again would."""
     response = client.post(reverse("account_reauthenticate"), {"password": password or PASSWORD})
     assert response.status_code == 302, "reauthentication was refused"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds (asked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def make_token(
+    user: User, scopes: list[str] | None = None, team: Team | None = None, days: int | None = 30
+) -> tuple[PersonalAccessToken, str]:
+    """A token of ``user``'s (every scope unless told) made by the app's token_create, and
+    its plaintext."""
+    return token_create(
+        user=user, name="cli", scopes=scopes or list(TOKEN_SCOPES), team=team, expires_in_days=days
+    )
+
+
+def bearer(plaintext: str) -> APIClient:
+    """An API client that sends ``plaintext`` as its bearer token."""
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return api

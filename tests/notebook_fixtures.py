@@ -1,4 +1,5 @@
-"""Fixtures for notebook tests: a local host with the fake runtime (Jupyter stand-in)."""
+"""Fixtures for notebook tests: a local host with the fake runtime (Jupyter stand-in), and
+notebooks made as a person makes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from apps.core import stream
 from apps.machines.inventory import collect
+from apps.machines.models import Host, MachineType
 from apps.machines.services import host_ensure_local
 from apps.notebooks import services
 from apps.runtimes import select
@@ -16,7 +18,6 @@ from apps.runtimes.fake import FakeRuntime
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from apps.machines.models import Host
     from apps.notebooks.models import Notebook
 
 
@@ -42,12 +43,21 @@ def host(fake_runtime: None, catalogue: dict[str, Any]) -> Host:
     return make_host()
 
 
+def make_notebook(
+    team: Any, actor: Any, name: str, *, machine: str = "cpu-small", **fields: Any
+) -> Notebook:
+    """A notebook of the scipy template on the seeded machine type ``machine`` (the
+    ``catalogue`` fixture loads them), made by the service as a person makes one."""
+    return services.notebook_create(
+        team=team,
+        actor=actor,
+        name=name,
+        template="scipy",
+        machine_type=MachineType.objects.get(slug=machine),
+        **fields,
+    )
+
+
 @pytest.fixture
 def notebook(acme: Any, alice: Any, catalogue: dict[str, Any]) -> Notebook:
-    return services.notebook_create(
-        team=acme,
-        actor=alice,
-        name="Churn model",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    return make_notebook(acme, alice, "Churn model")

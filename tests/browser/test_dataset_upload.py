@@ -72,13 +72,6 @@ def wait_until(page: Any, condition: Any, *, seconds: float = 15) -> None:
 
 
 @pytest.fixture
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.LATTICE_UPLOAD_CHUNK_BYTES = CHUNK
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
 def photos() -> dict[str, bytes]:
     cat = os.urandom(4 * CHUNK + 100)
     return {

@@ -25,7 +25,6 @@ import pytest
 from allauth.account.models import EmailAddress
 
 from apps.accounts.models import PersonalAccessToken
-from apps.notebooks import services
 from apps.teams.models import Membership, Role
 from tests.browser.conftest import (
     JUPYTER_MS,
@@ -37,6 +36,7 @@ from tests.browser.conftest import (
     lab_origin,
     log_in,
 )
+from tests.notebook_fixtures import make_notebook
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -170,13 +170,7 @@ def test_a_script_planted_in_a_notebook_cannot_act_as_the_owner_who_opens_it(  #
     catalogue: dict[str, Any],
 ) -> None:
     alice_context, bob_context = contexts
-    notebook = services.notebook_create(
-        team=acme,
-        actor=alice,
-        name="Shared",
-        template="scipy",
-        machine_type=catalogue["cpu-small"],
-    )
+    notebook = make_notebook(acme, alice, "Shared")
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
     addresses_before = set(EmailAddress.objects.values_list("user_id", "email"))
     try:

@@ -1,0 +1,439 @@
+"""The outsider sweep: every route of the project, tried by charlie and by a visitor.
+
+Every URL pattern (HTML and, later, API) and every websocket route must be
+classified below. A route nobody classified fails the sweep, so each new
+route is covered from the day it is added:
+
+- TEAM: inside a team (/t/<slug>/...). Charlie, a member of another team,
+  gets 404 (not 403: ids and slugs cannot be probed) for GET and POST;
+  a visitor is sent to log in. Every route of a namespace in TEAM_NAMESPACES
+  is a team route, whatever its name.
+- ACCOUNT: the signed-in person's own account. A visitor is sent to log in;
+  charlie sees only his own account (no team's data is on these pages).
+- PUBLIC: the ways in (login, signup, reset, confirmation, invitation links)
+  and health probes.
+  Nothing there may fail with a 5xx for a visitor.
+- ADMIN: Django's admin, staff only: never 200 for charlie or a visitor.
+- API_TEAM: /api/v1/teams/<slug>/...: charlie gets 404 for every method,
+  with his session or his token; a visitor gets 401.
+- API_ACCOUNT: the caller's own things (/me, tokens, the team list): a
+  visitor gets 401; charlie never sees alice's.
+- WEBSOCKET: every websocket route ("team": charlie and a visitor are refused
+  at the handshake).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from apps.core.models import AuditEntry
+from apps.teams.models import Membership, Role, Team
+from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
+from tests.asgi_server import session_cookie
+from tests.helpers import reauthenticate
+from tests.notebook_fixtures import make_notebook
+
+pytestmark = pytest.mark.django_db
+
+TEAM = {
+    "teams:home",
+    "teams:members",
+    "teams:member_role",
+    "teams:member_remove",
+    "teams:settings",
+    "teams:leave",
+    "teams:transfer",
+    "teams:delete",
+    "teams:audit",
+    "teams:invitation_create",
+    "teams:invitation_revoke",
+    "teams:invitation_resend",
+    "billing:overview",
+    "billing:checkout",
+    "billing:portal",
+    "billing:cap",
+    "billing:usage",
+}
+# Namespaces whose every route is a team route (the notebook and dataset pages).
+TEAM_NAMESPACES = {"notebooks", "datasets"}
+ACCOUNT = {
+    "core:dashboard",
+    "teams:create",
+    "accounts:profile",
+    "accounts:tokens",
+    "accounts:token_revoke",
+    "accounts:tokens_revoke_all",
+    "account_email",
+    "account_change_password",
+    "account_set_password",
+    "account_reauthenticate",
+    "account_request_reauthentication_code",
+    "account_confirm_reauthentication_code",
+    "mfa_index",
+    "mfa_reauthenticate",
+    "mfa_activate_totp",
+    "mfa_deactivate_totp",
+    "mfa_view_recovery_codes",
+    "mfa_generate_recovery_codes",
+    "mfa_download_recovery_codes",
+    "usersessions_list",
+    # The public dataset catalogue: signed in only, in no team, and it shows no team's
+    # private data (a private dataset is 404 there; tests/datasets/test_catalogue.py).
+    "catalogue:index",
+    "catalogue:detail",
+}
+PUBLIC = {
+    "healthz",
+    "readyz",
+    "account_login",
+    "account_logout",
+    "account_inactive",
+    "account_signup",
+    "account_email_verification_sent",
+    "account_confirm_email",
+    "account_confirm_login_code",
+    "account_reset_password",
+    "account_reset_password_done",
+    "account_reset_password_from_key",
+    "account_reset_password_from_key_done",
+    "mfa_authenticate",
+    # The mailed link: the signed token is the key, there is no team in the URL.
+    "invitation",
+    # Stripe's deliveries: the signature is the key (tests/billing/test_webhooks.py).
+    "billing:stripe_webhook",
+    # Hosts reading a mounted blob: the signed link is the key, 403 without it
+    # (tests/datasets/test_blob_urls.py).
+    "blob_read",
+}
+API_TEAM = {
+    "api:team",
+    "api:members",
+    "api:member",
+    "api:invitations",
+    "api:invitation",
+    "api:invitation_resend",
+    "api:audit",
+    "api:notebooks",
+    "api:notebook",
+    "api:notebook_start",
+    "api:notebook_stop",
+    "api:notebook_restart",
+    "api:notebook_duplicate",
+    "api:notebook_extend",
+    "api:notebook_events",
+    "api:notebook_logs",
+    "api:billing",
+    "api:billing_usage",
+    "api:billing_invoices",
+    "api:billing_checkout",
+    "api:billing_portal",
+    "api:datasets",
+    "api:dataset",
+    "api:dataset_files",
+    "api:dataset_file",
+    "api:dataset_archive",
+    "api:dataset_uploads",
+    "api:upload",
+    "api:upload_chunk",
+    "api:upload_chunk_target",
+    "api:notebook_datasets",
+    "api:notebook_dataset",
+    "api:upload_complete",
+}
+# api:plans is the same for everyone signed in: no team's data.
+API_ACCOUNT = {
+    "api:me",
+    "api:tokens",
+    "api:token",
+    "api:tokens_revoke_all",
+    "api:teams",
+    "api:plans",
+}
+# The public dataset catalogue: every team's public datasets to anyone signed in, never a
+# private one (404, like a missing one: tests/datasets/test_catalogue.py).
+API_ACCOUNT |= {
+    "api:catalogue",
+    "api:catalogue_dataset",
+    "api:catalogue_files",
+    "api:catalogue_file",
+    "api:catalogue_archive",
+}
+PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
+ADMIN_NAMESPACE = "admin"
+WEBSOCKET: dict[str, str] = {  # route pattern -> kind
+    r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
+    # On the notebook's own origin (nb-<id>.localhost), where only its cookie lets one in.
+    r"^nb/(?P<notebook_id>[0-9]+)/": "team",
+}
+
+
+def is_team(name: str) -> bool:
+    return name in TEAM or name.split(":", 1)[0] in TEAM_NAMESPACES
+
+
+def all_routes() -> list[tuple[str, str]]:
+    """(name, concrete path pattern) for every URL pattern, admin's included."""
+    found: list[tuple[str, str]] = []
+
+    def walk(patterns, prefix: str, namespace: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                ns = ":".join(filter(None, [namespace, p.namespace or ""]))
+                walk(p.url_patterns, prefix + str(p.pattern), ns)
+            elif isinstance(p, URLPattern):
+                name = ":".join(filter(None, [namespace, p.name or "<unnamed>"]))
+                found.append((name, prefix + str(p.pattern)))
+
+    walk(get_resolver().url_patterns, "/", "")
+    return found
+
+
+def concrete(path: str, samples: dict[str, str]) -> str:
+    """Fill a route's parameters (path converters or regex groups) with sample values."""
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: samples.get(m.group(1), "1"), path)
+    path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: samples.get(m.group(1), "1"), path)
+    return path.replace("^", "").replace("$", "").replace("\\", "")
+
+
+@pytest.fixture
+def samples(acme, alice, bob, catalogue):
+    from apps.datasets.services import dataset_create
+
+    bob_membership = Membership.objects.for_team(acme).get(user=bob)
+    notebook = make_notebook(acme, alice, "Sweep")
+    dataset = dataset_create(team=acme, actor=alice, name="Sweep")
+    return {
+        "notebook_id": str(notebook.pk),
+        "slug": dataset.slug,
+        "team_slug": acme.slug,
+        "member_id": str(bob_membership.pk),
+        "key": "not-a-real-key",
+        "uidb36": "1",
+        "app_label": "accounts",
+        "object_id": "1",
+        "content_type_id": "1",
+        "url": "anything",
+        "token": "not-a-signed-token",
+        "invitation_id": "1",
+        "token_id": "1",
+        "sha256": "0" * 64,
+    }
+
+
+def test_every_route_is_classified():
+    names = {name for name, _ in all_routes()}
+    classified = TEAM | ACCOUNT | PUBLIC | API_TEAM | API_ACCOUNT
+    unclassified = {
+        n for n in names - classified if not n.startswith(f"{ADMIN_NAMESPACE}:") and not is_team(n)
+    }
+
+    assert unclassified == set(), f"classify these routes in {__file__}"
+    assert classified - names == set(), "classified routes that no longer exist"
+    ws_routes = {str(p.pattern) for p in [*websocket_urlpatterns, *notebook_websocket_urlpatterns]}
+    assert ws_routes == set(WEBSOCKET), "classify every websocket route"
+
+
+def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if is_team(n)]
+    assert {n for n, _ in routes} >= TEAM
+    assert any(n.startswith("notebooks:") for n, _ in routes)
+    # The same addresses work for alice, so charlie's 404s are not just bad URLs.
+    client.force_login(alice)
+    for name, path in routes:
+        assert client.get(path).status_code in {200, 405}, f"alice: GET {path} ({name})"
+
+    client.force_login(charlie)
+    for name, path in routes:
+        assert client.get(path).status_code == 404, f"GET {path} ({name})"
+        assert client.post(path, {"role": "owner", "name": "x"}).status_code == 404, path
+
+
+def test_charlie_cannot_reach_a_member_of_acme_through_his_own_team(
+    client, acme, bob, charlie, globex, samples
+):
+    client.force_login(charlie)
+    # Transferring asks charlie for his password again; he has it.
+    reauthenticate(client)
+    bob_membership = samples["member_id"]
+
+    for url in (
+        f"/t/globex/members/{bob_membership}/role/",
+        f"/t/globex/members/{bob_membership}/remove/",
+    ):
+        assert client.post(url, {"role": "viewer"}).status_code == 404, url
+    assert client.post("/t/globex/transfer/", {"member_id": bob_membership}).status_code == 404
+    # Bob is still a member of acme and nothing of globex's.
+    assert Membership.objects.for_team(acme).get(pk=bob_membership).role == Role.MEMBER
+    assert list(Membership.objects.for_team(globex).values_list("user", "role")) == [
+        (charlie.pk, Role.OWNER)
+    ]
+
+
+def test_a_visitor_is_sent_to_log_in_from_team_and_account_routes(client, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if is_team(n) or n in ACCOUNT]
+
+    for name, path in routes:
+        response = client.get(path)
+        if response.status_code == 404:
+            # allauth answers 404 for flows that are switched off (login by code).
+            assert name.startswith("account_"), f"{path} ({name})"
+            assert "code" in name, f"{path} ({name})"
+            continue
+        assert response.status_code == 302, f"GET {path} ({name})"
+        assert response["Location"].startswith("/accounts/login/"), f"{path} ({name})"
+
+
+def test_charlie_sees_only_his_own_account_pages(client, charlie, globex, acme, samples):
+    client.force_login(charlie)
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in ACCOUNT]
+
+    for name, path in routes:
+        response = client.get(path)
+        assert response.status_code < 500, f"GET {path} ({name})"
+        body = response.content.decode() if response.status_code == 200 else ""
+        assert "Acme" not in body, f"{path} shows another team"
+        assert "alice@example.com" not in body, f"{path} shows another team's member"
+
+
+def test_public_routes_never_fail_for_a_visitor(client, samples):
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in PUBLIC]
+
+    assert len(routes) == len(PUBLIC)
+    for name, path in routes:
+        assert client.get(path).status_code < 500, f"GET {path} ({name})"
+
+
+def test_the_admin_is_closed_to_charlie_and_visitors(client, charlie, samples):
+    routes = [concrete(p, samples) for n, p in all_routes() if n.startswith(f"{ADMIN_NAMESPACE}:")]
+    assert routes
+
+    for path in routes:
+        assert client.get(path).status_code != 200, f"visitor: GET {path}"
+    client.force_login(charlie)
+    for path in routes:
+        assert client.get(path).status_code != 200, f"charlie: GET {path}"
+
+
+def test_charlie_gets_404_on_every_team_api_route_by_session_and_by_token(
+    client, alice, charlie, globex, samples
+):
+    from rest_framework.test import APIClient
+
+    from apps.accounts.models import TOKEN_SCOPES
+    from apps.accounts.tokens import token_create
+
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in API_TEAM]
+    assert len(routes) == len(API_TEAM)
+    client.force_login(alice)
+    for name, path in routes:
+        assert client.get(path).status_code in {200, 404, 405}, f"alice: GET {path} ({name})"
+    # The team-level routes themselves answer alice (404 above is only for sample ids).
+    assert client.get(f"/api/v1/teams/{samples['team_slug']}/").status_code == 200
+
+    _, plaintext = token_create(user=charlie, name="sweep", scopes=list(TOKEN_SCOPES))
+    by_token = APIClient()
+    by_token.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    by_session = APIClient()
+    by_session.force_login(charlie)
+    for api in (by_token, by_session):
+        for name, path in routes:
+            for method in ("get", "post", "patch", "delete"):
+                response = getattr(api, method)(path, {"role": "owner"}, format="json")
+                assert response.status_code == 404, f"charlie: {method.upper()} {path} ({name})"
+
+
+def test_a_visitor_gets_401_from_every_api_route_but_the_description(samples):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    routes = [(n, concrete(p, samples)) for n, p in all_routes() if n in API_TEAM | API_ACCOUNT]
+    before = (Team.objects.count(), AuditEntry.objects.unscoped().count())
+
+    for name, path in routes:
+        for method in ("get", "post"):
+            response = getattr(api, method)(path)
+            assert response.status_code == 401, f"visitor: {method.upper()} {path} ({name})"
+    # No team made, nothing done that the audit log would show.
+    assert (Team.objects.count(), AuditEntry.objects.unscoped().count()) == before
+
+
+def test_charlie_cannot_read_or_revoke_alices_token(alice, charlie):
+    from rest_framework.test import APIClient
+
+    from apps.accounts.tokens import token_create
+
+    token, _ = token_create(user=alice, name="alice's", scopes=["teams:read"])
+    api = APIClient()
+    api.force_login(charlie)
+
+    assert api.get(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    assert api.delete(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    assert api.get("/api/v1/tokens/").json()["results"] == []
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+# --- websockets -------------------------------------------------------------------------
+
+
+def ws_connect(path: str, cookie: str | None = None) -> tuple[bool, object]:
+    """Open ``path`` on the real ASGI application (origin check, session auth, routing);
+    whether the handshake was accepted, and the first message if it was."""
+    from config.asgi import application
+
+    notebook = re.match(r"^/nb/(\d+)/", path)
+    host = f"nb-{notebook[1]}.localhost" if notebook else "testserver"
+    headers = [(b"host", host.encode()), (b"origin", f"http://{host}".encode())]
+    if cookie:
+        headers.append((b"cookie", f"sessionid={cookie}".encode()))
+
+    async def run() -> tuple[bool, object]:
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect()
+        if not connected:
+            return False, None
+        first = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return True, first
+
+    return async_to_sync(run)()
+
+
+def ws_paths(samples) -> list[str]:
+    notebook_id = samples["notebook_id"]
+    paths = [
+        f"/ws/teams/{samples['team_slug']}/notebooks/{notebook_id}/",
+        f"/nb/{notebook_id}/api/kernels/x/channels",
+    ]
+    # One sample path per route, so a new route cannot slip past the sweep.
+    assert len(paths) == len(WEBSOCKET)
+    return paths
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("who", ["charlie", "visitor"])
+def test_charlie_and_a_visitor_are_refused_at_every_websocket_handshake(
+    who, charlie, globex, samples
+):
+    cookie = session_cookie(charlie) if who == "charlie" else None
+
+    for path in ws_paths(samples):
+        connected, _ = ws_connect(path, cookie)
+        assert not connected, f"{who}: {path}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alice_is_let_in_to_her_notebooks_stream(alice, samples):
+    path = ws_paths(samples)[0]
+
+    connected, hello = ws_connect(path, session_cookie(alice))
+
+    assert connected
+    assert isinstance(hello, dict)
+    assert hello["type"] == "hello"
+    assert hello["status"]["notebook"] == int(samples["notebook_id"])
