@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.machines.broker import host_broker_user_remove, host_broker_user_set
+from apps.machines.identity import identity_set, new_key
 from apps.machines.models import GPUDevice, Host, HostJoinToken, Placement
 
 if TYPE_CHECKING:
@@ -190,8 +191,6 @@ def host_delete(*, host: Host) -> None:
 def host_ensure_local(*, name: str, inventory: dict[str, Any], runtime: str) -> Host:
     """The embedded default's own machine: registered without a token, kept ready. Its
     agent runs in this process, which therefore holds its key (apps.machines.identity)."""
-    from apps.machines.identity import identity_set, new_key
-
     host, _ = Host.objects.get_or_create(name=name, defaults={"status": Host.Status.READY})
     host.runtime = runtime
     host.labels = {**host.labels, "local": "true"}
