@@ -16,17 +16,11 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.billing import events, services, stripe_api
+from apps.billing import services, stripe_api, webhooks
 from apps.billing.entitlements import billing_enabled, billing_url
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview
-from apps.billing.usage import (
-    current_period,
-    daily_costs,
-    totals_by,
-    usage_pieces,
-)
+from apps.billing.selectors import billing_overview, billing_usage
 from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
@@ -47,8 +41,8 @@ def _user(request: HttpRequest) -> User:
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Stripe's deliveries: 400 for a bad or stale signature (nothing stored), else 200."""
     try:
-        events.event_receive(request.body, request.headers.get("Stripe-Signature", ""))
-    except events.WebhookRejectedError as exc:
+        webhooks.event_receive(request.body, request.headers.get("Stripe-Signature", ""))
+    except webhooks.WebhookRejectedError as exc:
         return JsonResponse({"error": {"code": "bad_signature", "message": str(exc)}}, status=400)
     return JsonResponse({"received": True})
 
@@ -178,19 +172,18 @@ class UsageView(BillingPage):
     template_name = "billing/usage.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        start, end = current_period(self.team)
-        pieces = usage_pieces(self.team, start, end)
-        days = daily_costs(pieces, start, end)
+        usage = billing_usage(self.team)
+        days = usage.by_day
         top = max((d.cost for d in days), default=Decimal(0))
         return self.page(
             request,
             section="billing",
-            period_start=start,
-            period_end=end,
-            total_cost=sum((p.cost for p in pieces), start=Decimal(0)),
-            total_seconds=sum(p.seconds for p in pieces),
-            by_machine=totals_by(pieces, "machine_type"),
-            by_member=totals_by(pieces, "member"),
+            period_start=usage.period_start,
+            period_end=usage.period_end,
+            total_cost=usage.cost,
+            total_seconds=usage.seconds,
+            by_machine=usage.by_machine_type,
+            by_member=usage.by_member,
             account=services.account_for(self.team) if billing_enabled() else None,
             chart_width=len(days) * 10,
             days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],

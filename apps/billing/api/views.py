@@ -7,6 +7,7 @@ token needs the "billing" area. A refusal by the plan elsewhere in the API is a
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,13 +20,7 @@ from apps.billing.api import serializers as s
 from apps.billing.entitlements import billing_url
 from apps.billing.invoices import invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview
-from apps.billing.usage import (
-    current_period,
-    daily_costs,
-    totals_by,
-    usage_pieces,
-)
+from apps.billing.selectors import billing_overview, billing_usage
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -102,21 +97,7 @@ class UsageView(_BillingView):
     serializer_class = s.UsageSerializer
 
     def get(self, request: Request, team_slug: str) -> Response:
-        start, end = current_period(self.team)
-        pieces = usage_pieces(self.team, start, end)
-        return Response(
-            s.UsageSerializer(
-                {
-                    "period_start": start,
-                    "period_end": end,
-                    "seconds": sum(p.seconds for p in pieces),
-                    "cost": sum((p.cost for p in pieces), start=Decimal(0)),
-                    "by_machine_type": totals_by(pieces, "machine_type"),
-                    "by_member": totals_by(pieces, "member"),
-                    "by_day": daily_costs(pieces, start, end),
-                }
-            ).data
-        )
+        return Response(s.UsageSerializer(asdict(billing_usage(self.team))).data)
 
 
 class InvoiceListView(_BillingView):
