@@ -72,6 +72,15 @@ def billing_url(team_slug: str, request: HttpRequest | None = None, **query: str
     return request.build_absolute_uri(url) if request is not None else url
 
 
+def checkout_return_urls(team_slug: str, request: HttpRequest) -> tuple[str, str]:
+    """Where Stripe Checkout sends the person back to, absolute: after paying (Stripe fills
+    in the session id), and after cancelling."""
+    return (
+        billing_url(team_slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"),
+        billing_url(team_slug, request, checkout="cancelled"),
+    )
+
+
 def billing_enabled() -> bool:
     return bool(settings.LATTICE_BILLING)
 

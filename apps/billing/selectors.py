@@ -14,12 +14,13 @@ from apps.billing.entitlements import (
     current_subscription,
     grace_ends,
 )
+from apps.billing.models import Plan
 from apps.billing.usage import daily_costs, totals_by, usage_cost, usage_pieces
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from apps.billing.models import BillingAccount, Plan, Subscription
+    from apps.billing.models import BillingAccount, Subscription
     from apps.billing.usage import UsageTotal
     from apps.teams.models import Team
 
@@ -100,3 +101,8 @@ def billing_usage(team: Team) -> BillingUsage:
         by_member=totals_by(pieces, "member"),
         by_day=daily_costs(pieces, start, end),
     )
+
+
+def plan_offered(slug: str) -> Plan | None:
+    """The plan named ``slug``, if it is offered (active): what a checkout may buy."""
+    return Plan.objects.filter(slug=slug, active=True).first()

@@ -17,10 +17,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.billing import services, stripe_api, webhooks
-from apps.billing.entitlements import billing_enabled, billing_url
+from apps.billing.entitlements import billing_enabled, billing_url, checkout_return_urls
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview, billing_usage
+from apps.billing.selectors import billing_overview, billing_usage, plan_offered
 from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
@@ -112,40 +112,41 @@ class BillingAction(BillingPage):
         refusal on the billing page (apps.core.pages.page_action)."""
         return page_action(request, action, back=self.back_url())
 
+    def to_stripe(self, request: HttpRequest, hosted_page: Callable[[], str]) -> HttpResponse:
+        """Send the person (303) to the Stripe page whose address ``hosted_page``, a service
+        call, returns; its refusal is shown on the billing page."""
+        return self.attempt(request, lambda: HttpResponseRedirect(hosted_page(), status=303))
+
 
 class CheckoutView(BillingAction):
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        plan = Plan.objects.filter(slug=request.POST.get("plan", ""), active=True).first()
+        plan = plan_offered(request.POST.get("plan", ""))
         if plan is None:
             messages.error(request, "Choose one of the plans offered.")
             return self.back()
-
-        def go() -> HttpResponse:
-            url = services.checkout_start(
+        success_url, cancel_url = checkout_return_urls(self.team.slug, request)
+        return self.to_stripe(
+            request,
+            lambda: services.checkout_start(
                 team=self.team,
                 actor=_user(request),
                 plan=plan,
-                success_url=billing_url(
-                    self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
-                ),
-                cancel_url=billing_url(self.team.slug, request, checkout="cancelled"),
-            )
-            return HttpResponseRedirect(url, status=303)
-
-        return self.attempt(request, go)
+                success_url=success_url,
+                cancel_url=cancel_url,
+            ),
+        )
 
 
 class PortalView(BillingAction):
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        def go() -> HttpResponse:
-            url = services.portal_open(
+        return self.to_stripe(
+            request,
+            lambda: services.portal_open(
                 team=self.team,
                 actor=_user(request),
                 return_url=billing_url(self.team.slug, request),
-            )
-            return HttpResponseRedirect(url, status=303)
-
-        return self.attempt(request, go)
+            ),
+        )
 
 
 class SpendCapView(BillingAction):

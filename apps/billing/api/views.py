@@ -17,10 +17,10 @@ from rest_framework.response import Response
 
 from apps.billing import services
 from apps.billing.api import serializers as s
-from apps.billing.entitlements import billing_url
+from apps.billing.entitlements import billing_url, checkout_return_urls
 from apps.billing.invoices import invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview, billing_usage
+from apps.billing.selectors import billing_overview, billing_usage, plan_offered
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -134,19 +134,16 @@ class CheckoutView(_BillingView):
     def post(self, request: Request, team_slug: str) -> Response:
         data = s.CheckoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        plan = Plan.objects.filter(slug=data.validated_data["plan"], active=True).first()
+        plan = plan_offered(data.validated_data["plan"])
         if plan is None:
             raise exceptions.ValidationError({"plan": ["No such plan: see GET /api/v1/plans/."]})
+        success_url, cancel_url = checkout_return_urls(self.team.slug, request)
         url = services.checkout_start(
             team=self.team,
             actor=_user(request),
             plan=plan,
-            success_url=data.validated_data.get("success_url")
-            or billing_url(
-                self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
-            ),
-            cancel_url=data.validated_data.get("cancel_url")
-            or billing_url(self.team.slug, request, checkout="cancelled"),
+            success_url=data.validated_data.get("success_url") or success_url,
+            cancel_url=data.validated_data.get("cancel_url") or cancel_url,
         )
         return Response({"url": url}, status=201)
 
