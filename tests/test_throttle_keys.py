@@ -11,7 +11,7 @@ from apps.accounts.api.throttling import PerTokenThrottle, PerUserThrottle, Uplo
 from apps.accounts.models import PersonalAccessToken, User
 
 
-def request_as(user: object, auth: object = None) -> Request:
+def request_as(user: User | AnonymousUser, auth: PersonalAccessToken | None = None) -> Request:
     request = Request(APIRequestFactory().get("/", REMOTE_ADDR="10.1.2.3"))
     request.user = user
     request.auth = auth
