@@ -11,7 +11,7 @@ A refusal is a ``PlanLimitError``: HTTP 402 in the API, with a code from
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlencode
 
@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing.models import BillingAccount, Plan, Subscription
+from apps.billing.usage import usage_cost
 from apps.core.errors import PaymentRequiredError
-from apps.notebooks.models import NotebookSession
-from apps.teams.models import Membership
+from apps.notebooks.selectors import open_session_count
+from apps.teams.selectors import member_count
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -71,6 +72,15 @@ def billing_url(team_slug: str, request: HttpRequest | None = None, **query: str
     return request.build_absolute_uri(url) if request is not None else url
 
 
+def checkout_return_urls(team_slug: str, request: HttpRequest) -> tuple[str, str]:
+    """Where Stripe Checkout sends the person back to, absolute: after paying (Stripe fills
+    in the session id), and after cancelling."""
+    return (
+        billing_url(team_slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"),
+        billing_url(team_slug, request, checkout="cancelled"),
+    )
+
+
 def billing_enabled() -> bool:
     return bool(settings.LATTICE_BILLING)
 
@@ -112,6 +122,24 @@ def current_plan(team: Team | int, *, now: datetime | None = None) -> Plan | Non
     if not billing_enabled():
         return None
     return plan_of(current_subscription(team), now=now)
+
+
+def current_period(team: Team, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The team's billing period: its subscription's (past due included), else the
+    calendar month (UTC)."""
+    now = now or timezone.now()
+    subscription = current_subscription(team)
+    if (
+        subscription is not None
+        and subscription.status in LIVE_STATUSES | GRACE_STATUSES
+        and subscription.current_period_start
+        and subscription.current_period_end
+        and subscription.current_period_start <= now < subscription.current_period_end
+    ):
+        return subscription.current_period_start, subscription.current_period_end
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
 
 
 def account_locked(team: Team) -> BillingAccount:
@@ -163,7 +191,7 @@ def check_start(team: Team, machine_type: MachineType) -> None:
             team=team,
         )
     limit = plan.max_running_notebooks
-    if limit is not None and _open_sessions(team) >= limit:
+    if limit is not None and open_session_count(team) >= limit:
         raise PlanLimitError(
             f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at once, "
             "and that many are running. Stop one, or upgrade for more.",
@@ -172,8 +200,6 @@ def check_start(team: Team, machine_type: MachineType) -> None:
         )
     # A free machine costs nothing, so no cap stops it.
     if account.spend_cap is not None and machine_type.hourly_price > 0:
-        from apps.billing.usage import current_period, usage_cost
-
         start, end = current_period(team)
         spent = usage_cost(team, start, end)
         if spent >= account.spend_cap:
@@ -184,10 +210,6 @@ def check_start(team: Team, machine_type: MachineType) -> None:
                 code="spend_cap",
                 team=team,
             )
-
-
-def _open_sessions(team: Team) -> int:
-    return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()
 
 
 def check_storage(team: Team, *, used_bytes: int, adding_bytes: int) -> None:
@@ -232,7 +254,7 @@ def seats_free(team: Team) -> int | None:
     plan = current_plan(team)
     if plan is None or plan.seats is None:
         return None
-    return max(plan.seats - Membership.objects.for_team(team).count(), 0)
+    return max(plan.seats - member_count(team), 0)
 
 
 def idle_limit(team: Team | int) -> int | None:

@@ -1,23 +1,18 @@
-"""Stripe webhooks: stored once by event id when they arrive, applied later by refetching.
+"""Stored Stripe events, applied by refetching: the worker's half of Stripe's webhooks.
 
-``event_receive`` runs in the web request: it verifies the signature on the raw
-body, stores the event (a repeat of a known id changes nothing) and queues
-``billing.process_event`` on commit. ``event_process`` runs in the worker: it
-reads only the event's type and object id, fetches that object from Stripe and
-stores what Stripe holds now. Duplicates and out-of-order delivery therefore end
-in the same state.
+An event arrives and is stored once by id in the web request (apps.billing.webhooks), which
+queues ``billing.process_event``. ``event_process`` runs in the worker: it reads only the
+event's type and object id, fetches that object from Stripe and stores what Stripe holds
+now. Duplicates and out-of-order delivery therefore end in the same state.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import stripe
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.billing import services, stripe_api
@@ -42,58 +37,8 @@ HANDLED = frozenset(
 )
 # Tries over about three days (see events_retry), then it waits for a person.
 MAX_ATTEMPTS = 12
-TOLERANCE_SECONDS = 300  # Stripe's own default
 # A failed event is tried again by the sweep, not at once: Stripe may be down a moment.
 RETRY_AFTER_SECONDS = 60
-
-
-class WebhookRejectedError(Exception):
-    """The request is not a genuine, current Stripe event. Nothing was stored."""
-
-
-def event_receive(payload: bytes, signature: str) -> StripeEvent | None:
-    """Verify and store one delivery; return the new row, or None if the id was known."""
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
-        raise WebhookRejectedError("No webhook signing secret is configured.")
-    try:
-        # The signature over the raw bytes, and its timestamp: a replay after 5 minutes fails.
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), signature, secret, tolerance=TOLERANCE_SECONDS
-        )
-        event = json.loads(payload)
-    except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
-        raise WebhookRejectedError(str(exc)) from exc
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
-        raise WebhookRejectedError("The payload is not a Stripe event.")
-    outcome = StripeEvent.Outcome.PENDING
-    if event.get("type") not in HANDLED:
-        outcome = StripeEvent.Outcome.IGNORED
-    try:
-        with transaction.atomic():
-            row = StripeEvent.objects.create(
-                stripe_id=event["id"],
-                type=str(event.get("type", ""))[:80],
-                livemode=bool(event.get("livemode")),
-                payload=event,
-                outcome=outcome,
-            )
-    except IntegrityError:
-        # Delivered before. If applying it failed then, Stripe's redelivery is a good
-        # moment to try again; otherwise there is nothing to do.
-        known = StripeEvent.objects.filter(stripe_id=event["id"]).first()
-        if known is not None and known.outcome == StripeEvent.Outcome.FAILED:
-            transaction.on_commit(lambda: _queue(known.pk))
-        return None
-    if outcome == StripeEvent.Outcome.PENDING:
-        transaction.on_commit(lambda: _queue(row.pk))
-    return row
-
-
-def _queue(event_pk: int) -> None:
-    from apps.billing.tasks import process_event
-
-    process_event.delay(event_pk)
 
 
 def event_process(event_pk: int) -> None:

@@ -25,13 +25,14 @@ from apps.billing.entitlements import (
     ENDED_STATUSES,
     account_locked,
     billing_enabled,
+    current_period,
     current_plan,
     current_subscription,
     session_limit,
 )
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
-from apps.billing.usage import cents, current_period, usage_cost
+from apps.billing.usage import cents, usage_cost
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.services import notebook_stop
 

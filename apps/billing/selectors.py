@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from apps.billing import services
 from apps.billing.entitlements import (
     billing_enabled,
+    current_period,
     current_plan,
     current_subscription,
     grace_ends,
 )
-from apps.billing.usage import current_period, usage_cost
+from apps.billing.models import Plan
+from apps.billing.usage import daily_costs, totals_by, usage_cost, usage_pieces
 
 if TYPE_CHECKING:
     from datetime import datetime
-    from decimal import Decimal
 
-    from apps.billing.models import BillingAccount, Plan, Subscription
+    from apps.billing.models import BillingAccount, Subscription
+    from apps.billing.usage import UsageTotal
     from apps.teams.models import Team
 
 
@@ -68,3 +71,38 @@ def billing_overview(team: Team) -> BillingOverview:
         period_end=end,
         period_cost=usage_cost(team, start, end),
     )
+
+
+@dataclass(frozen=True)
+class BillingUsage:
+    """This period's usage, by machine type, by member and by day: what the usage page and
+    ``GET /api/v1/teams/<slug>/billing/usage/`` show."""
+
+    period_start: datetime
+    period_end: datetime
+    seconds: int
+    cost: Decimal
+    by_machine_type: list[UsageTotal]
+    by_member: list[UsageTotal]
+    # Every day of the period, in order, days without usage included.
+    by_day: list[UsageTotal]
+
+
+def billing_usage(team: Team) -> BillingUsage:
+    """The team's usage in its current billing period, read now."""
+    start, end = current_period(team)
+    pieces = usage_pieces(team, start, end)
+    return BillingUsage(
+        period_start=start,
+        period_end=end,
+        seconds=sum(p.seconds for p in pieces),
+        cost=sum((p.cost for p in pieces), start=Decimal(0)),
+        by_machine_type=totals_by(pieces, "machine_type"),
+        by_member=totals_by(pieces, "member"),
+        by_day=daily_costs(pieces, start, end),
+    )
+
+
+def plan_offered(slug: str) -> Plan | None:
+    """The plan named ``slug``, if it is offered (active): what a checkout may buy."""
+    return Plan.objects.filter(slug=slug, active=True).first()

@@ -1,6 +1,6 @@
 """Billing writes: checkout and portal sessions, the spend cap, subscriptions as Stripe
 holds them, price changes. Webhook events and usage to Stripe are in
-apps.billing.events and apps.billing.metering.
+apps.billing.webhooks, apps.billing.events and apps.billing.metering.
 
 Subscriptions are only ever written from an object just fetched from Stripe
 (``subscription_sync``), so however often and in whatever order events arrive,

@@ -59,26 +59,6 @@ class UsageTotal:
         return Decimal(self.seconds) / _HOUR
 
 
-def current_period(team: Team, *, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The team's billing period: its subscription's (past due included), else the
-    calendar month (UTC)."""
-    from apps.billing.entitlements import GRACE_STATUSES, LIVE_STATUSES, current_subscription
-
-    now = now or timezone.now()
-    subscription = current_subscription(team)
-    if (
-        subscription is not None
-        and subscription.status in LIVE_STATUSES | GRACE_STATUSES
-        and subscription.current_period_start
-        and subscription.current_period_end
-        and subscription.current_period_start <= now < subscription.current_period_end
-    ):
-        return subscription.current_period_start, subscription.current_period_end
-    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
-
-
 def _price_table(
     machine_type_ids: Iterable[int],
 ) -> dict[int, tuple[list[datetime], list[Decimal]]]:

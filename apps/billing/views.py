@@ -16,17 +16,11 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.billing import events, services, stripe_api
-from apps.billing.entitlements import billing_enabled, billing_url
+from apps.billing import services, stripe_api, webhooks
+from apps.billing.entitlements import billing_enabled, billing_url, checkout_return_urls
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview
-from apps.billing.usage import (
-    current_period,
-    daily_costs,
-    totals_by,
-    usage_pieces,
-)
+from apps.billing.selectors import billing_overview, billing_usage, plan_offered
 from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
@@ -47,8 +41,8 @@ def _user(request: HttpRequest) -> User:
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Stripe's deliveries: 400 for a bad or stale signature (nothing stored), else 200."""
     try:
-        events.event_receive(request.body, request.headers.get("Stripe-Signature", ""))
-    except events.WebhookRejectedError as exc:
+        webhooks.event_receive(request.body, request.headers.get("Stripe-Signature", ""))
+    except webhooks.WebhookRejectedError as exc:
         return JsonResponse({"error": {"code": "bad_signature", "message": str(exc)}}, status=400)
     return JsonResponse({"received": True})
 
@@ -118,40 +112,41 @@ class BillingAction(BillingPage):
         refusal on the billing page (apps.core.pages.page_action)."""
         return page_action(request, action, back=self.back_url())
 
+    def to_stripe(self, request: HttpRequest, hosted_page: Callable[[], str]) -> HttpResponse:
+        """Send the person (303) to the Stripe page whose address ``hosted_page``, a service
+        call, returns; its refusal is shown on the billing page."""
+        return self.attempt(request, lambda: HttpResponseRedirect(hosted_page(), status=303))
+
 
 class CheckoutView(BillingAction):
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        plan = Plan.objects.filter(slug=request.POST.get("plan", ""), active=True).first()
+        plan = plan_offered(request.POST.get("plan", ""))
         if plan is None:
             messages.error(request, "Choose one of the plans offered.")
             return self.back()
-
-        def go() -> HttpResponse:
-            url = services.checkout_start(
+        success_url, cancel_url = checkout_return_urls(self.team.slug, request)
+        return self.to_stripe(
+            request,
+            lambda: services.checkout_start(
                 team=self.team,
                 actor=_user(request),
                 plan=plan,
-                success_url=billing_url(
-                    self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
-                ),
-                cancel_url=billing_url(self.team.slug, request, checkout="cancelled"),
-            )
-            return HttpResponseRedirect(url, status=303)
-
-        return self.attempt(request, go)
+                success_url=success_url,
+                cancel_url=cancel_url,
+            ),
+        )
 
 
 class PortalView(BillingAction):
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        def go() -> HttpResponse:
-            url = services.portal_open(
+        return self.to_stripe(
+            request,
+            lambda: services.portal_open(
                 team=self.team,
                 actor=_user(request),
                 return_url=billing_url(self.team.slug, request),
-            )
-            return HttpResponseRedirect(url, status=303)
-
-        return self.attempt(request, go)
+            ),
+        )
 
 
 class SpendCapView(BillingAction):
@@ -178,19 +173,18 @@ class UsageView(BillingPage):
     template_name = "billing/usage.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        start, end = current_period(self.team)
-        pieces = usage_pieces(self.team, start, end)
-        days = daily_costs(pieces, start, end)
+        usage = billing_usage(self.team)
+        days = usage.by_day
         top = max((d.cost for d in days), default=Decimal(0))
         return self.page(
             request,
             section="billing",
-            period_start=start,
-            period_end=end,
-            total_cost=sum((p.cost for p in pieces), start=Decimal(0)),
-            total_seconds=sum(p.seconds for p in pieces),
-            by_machine=totals_by(pieces, "machine_type"),
-            by_member=totals_by(pieces, "member"),
+            period_start=usage.period_start,
+            period_end=usage.period_end,
+            total_cost=usage.cost,
+            total_seconds=usage.seconds,
+            by_machine=usage.by_machine_type,
+            by_member=usage.by_member,
             account=services.account_for(self.team) if billing_enabled() else None,
             chart_width=len(days) * 10,
             days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],

@@ -3,7 +3,7 @@
 The agent holds no database credentials: a GPU host runs strangers' code.
 It touches only the local runtime (Docker or processes) and the broker, as its
 host's own broker user (apps.machines.broker); what it learns goes back as
-messages signed with its host's key on the inbox (apps.machines.identity):
+messages signed with its host's key (apps.machines.identity) on the inbox:
 reports, and workload events with event "progress", "started", "ready",
 "failed" or "stopped". Its workloads' output goes the same way, in frames
 (apps.machines.logship); the control plane checks each against what it placed
@@ -28,7 +28,7 @@ import httpx
 from celery import shared_task
 from django.conf import settings
 
-from apps.machines.identity import send as send_signed
+from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise

@@ -33,6 +33,7 @@ import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from celery import current_app
 from django.conf import settings
 from django.core.validators import validate_slug
 
@@ -75,8 +76,6 @@ def broker_acl_rules(host_name: str, password: str) -> list[str]:
 def _trusted_url() -> str | None:
     """The full broker URL of the trusted tier, or None on the in-memory transport."""
     # The app config/celery.py made current: no import of config from an app (layers).
-    from celery import current_app
-
     url = str(current_app.conf.broker_url or "")
     return url if url.startswith(("redis://", "rediss://")) else None
 

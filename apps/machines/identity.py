@@ -12,7 +12,8 @@ name in the body counts for nothing. ``at`` lets it refuse stale messages.
 
 An agent process keeps its identity here: the real agent loads it from its key file
 (``identity_load``), which it makes at its first join; the embedded default, whose only host
-runs in the web process, sets it from the database (``identity_set``).
+runs in the web process, sets it from the database (``identity_set``). Sending a message
+under it is the inbox's (apps.machines.inbox.send): this module needs no other of this app.
 """
 
 from __future__ import annotations
@@ -108,10 +109,3 @@ def identity_load(host_name: str, key_file: Path) -> tuple[str, bool]:
         out.write(key + "\n")
     identity_set(host_name, key)
     return key, True
-
-
-def send(host_name: str, kind: str, body: dict[str, Any]) -> None:
-    """Sign ``body`` as ``host_name`` and put it on the inbox queue."""
-    from apps.machines.tasks import inbox
-
-    inbox.delay(seal(host_name, identity_key(host_name), kind, body))

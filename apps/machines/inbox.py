@@ -1,17 +1,17 @@
 """The control plane's inbox: every message from an agent, verified before it is believed.
 
-Agents put one task on the ``inbox`` queue per message, ``control.inbox(envelope)``
-(apps.machines.tasks.inbox), signed
-with their host's key (apps.machines.identity); it is the only queue a host's broker user may
-write, and the only task that runs from it (apps.core.broker). Here an envelope is checked,
-then handed on with the host whose key signed it:
+Agents put one task on the ``inbox`` queue per message, ``control.inbox(envelope)`` (the task
+``inbox`` here; ``send`` puts it there), signed with their host's key
+(apps.machines.identity); it is the only queue a host's broker user may write, and the only
+task that runs from it (apps.core.broker). Here an envelope is checked, then handed on with
+the host whose key signed it:
 
 - its shape (version, kind, types) and age (LATTICE_INBOX_MAX_AGE either way);
 - "join": the single-use join token made for that host name, and the new key it brings (the
   envelope must be signed with it) -> ``host_register``;
 - anything else: the signature, under the key stored for the host it names; a host without a
   key (not joined, or revoked) is believed in nothing -> ``host_reported``,
-  ``workload_event``, ``workload_logs`` (apps.machines.tasks), which believe a host only
+  ``workload_event``, ``workload_logs`` (apps.machines.reports), which believe a host only
   about workloads placed on it.
 
 Whatever fails is logged and dropped, never retried: a refusal is an answer.
@@ -24,14 +24,27 @@ import logging
 import time
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 
-from apps.machines.identity import ENVELOPE_VERSION, KINDS, signature
+from apps.machines.identity import ENVELOPE_VERSION, KINDS, identity_key, seal, signature
 from apps.machines.models import Host
+from apps.machines.reports import host_reported, workload_event, workload_logs
 from apps.machines.services import HostError, host_register
-from apps.machines.tasks import host_reported, workload_event, workload_logs
 
 logger = logging.getLogger(__name__)
+
+
+@shared_task(name="control.inbox", soft_time_limit=30, time_limit=60)
+def inbox(envelope: Any) -> None:
+    """A signed message from an agent: verified, then believed only about its own host."""
+    inbox_receive(envelope)
+
+
+def send(host_name: str, kind: str, body: dict[str, Any]) -> None:
+    """Sign ``body`` as ``host_name`` (with the key this process holds for it) and put it on
+    the inbox queue: how an agent says anything."""
+    inbox.delay(seal(host_name, identity_key(host_name), kind, body))
 
 
 class RefusedError(Exception):

@@ -7,10 +7,10 @@ whichever comes first: what arrived within that time, or, when lines backed up
 while the last frame was being sent, all of them up to that many (a frame's
 cost to the control plane is mostly per frame, so a backlog is caught up in
 fewer, bigger ones). A frame is one signed "logs" message on the inbox
-(apps.machines.identity): the workload's name, this shipper's id, the frame's
+(apps.machines.inbox): the workload's name, this shipper's id, the frame's
 number and its lines. The control plane publishes it to the live stream of
 that workload, if the workload is placed on this host, in the order the
-shipper numbered them (apps.machines.tasks.workload_logs); an agent writes to
+shipper numbered them (apps.machines.reports.workload_logs); an agent writes to
 no stream itself. Shipping ends when the log ends (the workload stopped);
 ``ship_logs`` starts it at most once per workload.
 """
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from apps.machines.identity import send
+from apps.machines.inbox import send
 
 if TYPE_CHECKING:
     from apps.runtimes.base import Runtime

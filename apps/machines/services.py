@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.machines.broker import host_broker_user_remove, host_broker_user_set
+from apps.machines.identity import identity_set, new_key
 from apps.machines.models import GPUDevice, Host, HostJoinToken, Placement
 
 if TYPE_CHECKING:
@@ -97,16 +98,7 @@ def join_token_create(
         raise HostError(
             f"A host named {host_name} is already registered: rotate its credentials instead."
         )
-    plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = HostJoinToken.objects.create(
-        token_hash=_hash(plaintext),
-        host_name=host_name,
-        workload_address=address,
-        note=note,
-        created_by=actor,
-        expires_at=timezone.now() + JOIN_TOKEN_TTL,
-    )
-    return HostCredentials(host_name, plaintext, host_broker_user_set(host_name), token.pk)
+    return _credentials_make(actor=actor, host_name=host_name, workload_address=address, note=note)
 
 
 @transaction.atomic
@@ -142,22 +134,50 @@ def host_rotate_credentials(*, actor: User | None, host: Host, note: str = "") -
     """New credentials for a registered host: its broker user gets a new password (open
     connections with the old one are closed), its signing key is forgotten (nothing signed
     with it is believed), and a join token made for it lets its agent join again."""
-    host = Host.objects.select_for_update().get(pk=host.pk)
-    host.signing_key = ""
-    host.save(update_fields=["signing_key"])
     # Only the newest token joins it: one made before (and perhaps leaked) no longer does.
-    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
-    plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = HostJoinToken.objects.create(
-        token_hash=_hash(plaintext),
+    host = _key_forget(host)
+    return _credentials_make(
+        actor=actor,
         host_name=host.name,
         workload_address=host.workload_address,
         note=note or "rotated",
+        host=host,
+    )
+
+
+def _key_forget(host: Host) -> Host:
+    """Lock ``host``, forget its signing key and drop its unused join tokens: nothing it
+    signs is believed, and no token made for it before joins it."""
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.signing_key = ""
+    host.save(update_fields=["signing_key"])
+    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
+    return host
+
+
+def _credentials_make(
+    *,
+    actor: User | None,
+    host_name: str,
+    workload_address: str,
+    note: str,
+    host: Host | None = None,
+) -> HostCredentials:
+    """A join token for ``host_name`` and its broker user with a new password."""
+    plaintext = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = HostJoinToken.objects.create(
+        token_hash=_hash(plaintext),
+        host_name=host_name,
+        workload_address=workload_address,
+        note=note,
         created_by=actor,
         expires_at=timezone.now() + JOIN_TOKEN_TTL,
         host=host,
     )
-    return HostCredentials(host.name, plaintext, host_broker_user_set(host.name), token.pk)
+    # The broker user is set last, inside the transaction rather than on commit: whoever is
+    # shown these credentials may use them at once, within a transaction of its own (the
+    # admin's form, a test); only a failed commit can leave Redis ahead of the database.
+    return HostCredentials(host_name, plaintext, host_broker_user_set(host_name), token.pk)
 
 
 @transaction.atomic
@@ -165,11 +185,7 @@ def host_revoke(*, host: Host) -> Host:
     """Cut a host off at once: its broker user is deleted (Redis closes its connections), its
     key forgotten, its unused join tokens dropped, and it takes no new placements. What it
     ran is lost once the reconciler finds it silent; it comes back only by rotation."""
-    host = Host.objects.select_for_update().get(pk=host.pk)
-    host.signing_key = ""
-    host.save(update_fields=["signing_key"])
-    HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
-    host = host_set_draining(host=host, draining=True)
+    host = host_set_draining(host=_key_forget(host), draining=True)
     host_broker_user_remove(host.name)
     return host
 
@@ -190,8 +206,6 @@ def host_delete(*, host: Host) -> None:
 def host_ensure_local(*, name: str, inventory: dict[str, Any], runtime: str) -> Host:
     """The embedded default's own machine: registered without a token, kept ready. Its
     agent runs in this process, which therefore holds its key (apps.machines.identity)."""
-    from apps.machines.identity import identity_set, new_key
-
     host, _ = Host.objects.get_or_create(name=name, defaults={"status": Host.Status.READY})
     host.runtime = runtime
     host.labels = {**host.labels, "local": "true"}

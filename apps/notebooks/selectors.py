@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from apps.notebooks.models import TeamNotebookSettings
+from apps.notebooks.models import NotebookSession, TeamNotebookSettings
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
@@ -21,3 +21,8 @@ def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
         defaults={"idle_timeout_minutes": settings.LATTICE_DEFAULT_IDLE_MINUTES},
     )
     return row
+
+
+def open_session_count(team: Team) -> int:
+    """How many of the team's sessions have not ended: each holds (or waits for) a machine."""
+    return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()

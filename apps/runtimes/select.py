@@ -24,6 +24,8 @@ def host_runtime() -> Runtime:
 
 @functools.cache
 def _runtime(choice: str) -> Runtime:
+    # Each backend is imported only when it is the one chosen: a host without Docker never
+    # loads the Docker SDK, and the fake stays out of every real process.
     if choice.startswith("fake"):
         from apps.runtimes.fake import FakeRuntime
 

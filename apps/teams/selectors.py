@@ -41,6 +41,11 @@ def role_in(*, user_id: int, team_id: int) -> str | None:
     )
 
 
+def member_count(team: Team) -> int:
+    """How many members the team has (what its seats hold)."""
+    return Membership.objects.for_team(team).count()
+
+
 def member_emails_with(team: Team, permission: str) -> list[str]:
     """The email addresses of the team's members whose role grants ``permission``, sorted:
     whom to write to about what that permission looks after (e.g. billing.view)."""

@@ -25,6 +25,7 @@ from apps.teams.forms import (
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
+from apps.teams.selectors import member_count
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,8 +107,7 @@ class TeamHomeView(TeamPage):
     template_name = "teams/home.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        member_count = Membership.objects.count()
-        return self.page(request, member_count=member_count, section="home")
+        return self.page(request, member_count=member_count(self.team), section="home")
 
 
 class MembersView(TeamPage):

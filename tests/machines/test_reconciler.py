@@ -155,7 +155,7 @@ def test_a_silent_host_goes_offline_and_its_work_is_lost_as_of_its_last_heartbea
 
 
 def test_a_report_that_waited_in_the_queue_does_not_judge_newer_placements(host, catalogue):
-    from apps.machines.tasks import host_reported
+    from apps.machines.reports import host_reported
 
     taken = timezone.now() - timedelta(minutes=3)  # the agent took it 3 minutes ago
     placement = placement_create(machine_type=catalogue["cpu-small"], workload="young")

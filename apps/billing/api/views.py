@@ -7,6 +7,7 @@ token needs the "billing" area. A refusal by the plan elsewhere in the API is a
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,16 +17,10 @@ from rest_framework.response import Response
 
 from apps.billing import services
 from apps.billing.api import serializers as s
-from apps.billing.entitlements import billing_url
+from apps.billing.entitlements import billing_url, checkout_return_urls
 from apps.billing.invoices import invoice_list
 from apps.billing.models import Plan
-from apps.billing.selectors import billing_overview
-from apps.billing.usage import (
-    current_period,
-    daily_costs,
-    totals_by,
-    usage_pieces,
-)
+from apps.billing.selectors import billing_overview, billing_usage, plan_offered
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -102,21 +97,7 @@ class UsageView(_BillingView):
     serializer_class = s.UsageSerializer
 
     def get(self, request: Request, team_slug: str) -> Response:
-        start, end = current_period(self.team)
-        pieces = usage_pieces(self.team, start, end)
-        return Response(
-            s.UsageSerializer(
-                {
-                    "period_start": start,
-                    "period_end": end,
-                    "seconds": sum(p.seconds for p in pieces),
-                    "cost": sum((p.cost for p in pieces), start=Decimal(0)),
-                    "by_machine_type": totals_by(pieces, "machine_type"),
-                    "by_member": totals_by(pieces, "member"),
-                    "by_day": daily_costs(pieces, start, end),
-                }
-            ).data
-        )
+        return Response(s.UsageSerializer(asdict(billing_usage(self.team))).data)
 
 
 class InvoiceListView(_BillingView):
@@ -153,19 +134,16 @@ class CheckoutView(_BillingView):
     def post(self, request: Request, team_slug: str) -> Response:
         data = s.CheckoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        plan = Plan.objects.filter(slug=data.validated_data["plan"], active=True).first()
+        plan = plan_offered(data.validated_data["plan"])
         if plan is None:
             raise exceptions.ValidationError({"plan": ["No such plan: see GET /api/v1/plans/."]})
+        success_url, cancel_url = checkout_return_urls(self.team.slug, request)
         url = services.checkout_start(
             team=self.team,
             actor=_user(request),
             plan=plan,
-            success_url=data.validated_data.get("success_url")
-            or billing_url(
-                self.team.slug, request, checkout="success", session_id="{CHECKOUT_SESSION_ID}"
-            ),
-            cancel_url=data.validated_data.get("cancel_url")
-            or billing_url(self.team.slug, request, checkout="cancelled"),
+            success_url=data.validated_data.get("success_url") or success_url,
+            cancel_url=data.validated_data.get("cancel_url") or cancel_url,
         )
         return Response({"url": url}, status=201)
 

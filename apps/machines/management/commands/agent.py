@@ -20,7 +20,8 @@ from kombu import Queue
 
 from apps.core.broker import INBOX_QUEUE
 from apps.machines.broker import AGENT_TRANSPORT_OPTIONS
-from apps.machines.identity import identity_load, seal
+from apps.machines.identity import identity_load
+from apps.machines.inbox import send
 from apps.machines.inventory import collect
 from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
@@ -78,10 +79,9 @@ class Command(BaseCommand):
                 "private networks, the cloud metadata address and this host's own services",
             )
         if new:
-            from apps.machines.tasks import inbox
-
+            # Signed with the new key, which identity_load made this process's for ``host``.
             body = {"token": join_token, "key": key, "inventory": collect()}
-            inbox.delay(seal(host, key, "join", body))
+            send(host, "join", body)
             self.stdout.write(f"  joining with a new key kept in {path}")
         reporter = Reporter(host, alive_file=settings.LATTICE_AGENT_ALIVE_FILE)
         reporter.start()
