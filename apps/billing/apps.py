@@ -21,7 +21,7 @@ class BillingConfig(AppConfig):
         from apps.datasets import entitlements as datasets
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
-        from apps.teams.seats import seats_upgrade_url
+        from apps.teams.seats import seats_free, seats_upgrade_url
 
         notebooks.check_start.register(entitlements.check_start)
         notebooks.idle_limit.register(entitlements.idle_limit)
@@ -30,6 +30,7 @@ class BillingConfig(AppConfig):
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
 
         # Seats are the plan's: a team out of them is sent to its billing page.
+        seats_free.register(entitlements.seats_free)
         seats_upgrade_url.register(lambda team: billing_url(team.slug))
 
         @machine_type_added.register

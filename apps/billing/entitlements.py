@@ -247,7 +247,8 @@ def _gib(size: int) -> str:
 
 
 def seats_free(team: Team) -> int | None:
-    """LATTICE_SEAT_POLICY: seats the plan has beyond the members, or None for no limit.
+    """Seats the plan has beyond the members, or None for no limit (registered as
+    apps.teams.seats.seats_free).
 
     Invitations count pending ones against this when they are sent (apps.teams.invitations).
     """

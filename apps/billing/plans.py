@@ -2,7 +2,7 @@
 free CPU and a small free GPU; paid tiers unlock bigger GPUs, more storage, more
 at once, and no session cap. A data migration loads them; admins edit them.
 
-The Stripe price ids are the ones the local test double serves (apps.billing.
+The Stripe price ids are the ones the local test double serves (apps.devtools.
 stripe_double); a deployer on real Stripe replaces them in the admin, or runs
 ``manage.py billing_stripe_setup`` (docs/billing.md).
 """

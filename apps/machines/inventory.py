@@ -2,7 +2,7 @@
 
 The agent runs ``collect()`` on the host and sends the result, a plain dict,
 to the control queue. The parsers here also read the captures of a real H100
-host in ``shared/fixtures/gpu/h100-80gb/`` (tests/test_inventory.py).
+host in ``shared/fixtures/gpu/h100-80gb/`` (tests/machines/test_inventory.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The steps, each idempotent and each a small transaction:
 1. ``session_place``: ask the machine queue for room; placed -> scheduled, and
    the host's agent is asked to start the workload (``session_dispatch``);
    otherwise it stays queued, with its position.
-2. The agent reports events (apps.machines.tasks.workload_event routes those of
+2. The agent reports events (apps.machines.reports.workload_event routes those of
    workloads named "nb-..." to ``on_workload_event``, registered as the kind "nb"
    in apps.notebooks.apps): pulling (percent),
    started (the container is up: billing starts), waiting for Jupyter, ready

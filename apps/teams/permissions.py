@@ -22,7 +22,7 @@
 
 Admins are the team's billing admins too. Admins manage members, but only an
 owner may make someone an owner, or change or remove an owner (apps.teams.services
-enforces those rules). docs/permissions.md shows the same table; tests/test_teams.py
+enforces those rules). docs/permissions.md shows the same table; tests/teams/test_roles.py
 checks every cell.
 """
 

@@ -2,7 +2,7 @@
 
 Everything that differs between machines is read from the environment with
 django-environ. Production also reads a ``.env`` file (config/settings/production.py).
-``.env.example`` lists every variable; ``tests/test_deploy_files.py`` keeps the
+``.env.example`` lists every variable; ``tests/platform/test_deploy_files.py`` keeps the
 two in step.
 """
 
@@ -272,9 +272,6 @@ MFA_TOTP_ISSUER = LATTICE_SITE_NAME
 MFA_RECOVERY_CODE_COUNT = 10
 
 USERSESSIONS_TRACK_ACTIVITY = True
-
-# Seats a team may still fill: (team) -> int | None. Plans set it when billing is on.
-LATTICE_SEAT_POLICY = "apps.billing.entitlements.seats_free"
 
 # --- Datasets (apps.datasets, docs/datasets.md) -------------------------------------
 

@@ -3,7 +3,7 @@
 Refuses to start without a real SECRET_KEY, a database and a broker, so a
 half-configured deployment fails at boot rather than at the first request.
 `manage.py check --deploy` is clean under these settings
-(tests/test_production_settings.py).
+(tests/platform/test_production_settings.py).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 CELERY_BROKER_URL = "memory://localhost/"
 CELERY_BROKER_TRANSPORT = None
 # Unit tests run tasks inline; tests of background behaviour switch this off
-# and start a real worker thread (tests/test_background.py).
+# and start a real worker thread (tests/core/test_background.py).
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 

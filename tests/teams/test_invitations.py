@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.core.models import AuditEntry
 from apps.teams import invitations
 from apps.teams.models import Invitation, Membership, Role
+from apps.teams.seats import seats_free
 from tests.factories import UserFactory, add_member
 from tests.helpers import last_mail_link
 
@@ -89,10 +90,11 @@ class TestSending:
         assert "Enter a valid email address" in response.content.decode()
         assert not Invitation.objects.for_team(acme).exists()
 
-    def test_the_seat_hook_can_refuse(self, acme, alice, settings):
-        settings.LATTICE_SEAT_POLICY = "tests.teams.test_invitations.no_seats"
-
-        with pytest.raises(invitations.InvitationError, match="no seats left"):
+    def test_the_seat_hook_can_refuse(self, acme, alice):
+        with (
+            seats_free.override(no_seats),
+            pytest.raises(invitations.InvitationError, match="no seats left"),
+        ):
             invite(acme, alice)
 
     def test_resend_is_rate_limited_and_extends_the_expiry(self, acme, alice):
@@ -270,13 +272,13 @@ class TestTheLink:
         assert response.status_code == 404
         assert "no longer exists" in response.content.decode()
 
-    def test_accepting_when_seats_ran_out_meanwhile_says_so(self, client, acme, alice, settings):
+    def test_accepting_when_seats_ran_out_meanwhile_says_so(self, client, acme, alice):
         dana = UserFactory.create(email="dana@example.com")
         invite(acme, alice)
-        settings.LATTICE_SEAT_POLICY = "tests.teams.test_invitations.no_seats"
         client.force_login(dana)
 
-        response = client.post(last_mail_link("/invitations/"), {"action": "accept"})
+        with seats_free.override(no_seats):
+            response = client.post(last_mail_link("/invitations/"), {"action": "accept"})
 
         assert "no seats left" in response.content.decode()
         assert "dana@example.com" not in member_roles(acme)
