@@ -27,7 +27,7 @@ from apps.notebooks.forms import (
     TeamNotebookSettingsForm,
     with_plan_notes,
 )
-from apps.notebooks.lifecycle import idle_timeout, open_session, status_message
+from apps.notebooks.lifecycle import idle_timeout, status_message
 from apps.notebooks.models import (
     Notebook,
     NotebookMount,
@@ -35,7 +35,7 @@ from apps.notebooks.models import (
     Status,
 )
 from apps.notebooks.origin import launch_path
-from apps.notebooks.selectors import team_notebook_settings
+from apps.notebooks.selectors import open_session, team_notebook_settings
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
