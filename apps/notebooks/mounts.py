@@ -7,7 +7,7 @@ version's folder (apps.machines.materialise) before the workload starts.
 
 Refusals raise ``apps.notebooks.errors.NotebookError`` (and its kinds), so the
 notebook pages and API show them as they show every other notebook refusal.
-The mount pages are apps.notebooks.views', the API apps.notebooks.api.mounts.
+The mount pages are apps.notebooks.views.mounts, the API apps.notebooks.api.mounts.
 Datasets learns of mounts only through hooks registered in apps.notebooks.apps:
 the catalogue's "add to a notebook" list, and other teams' mounts removed when a
 dataset goes private.

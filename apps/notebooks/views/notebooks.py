@@ -1,11 +1,5 @@
-"""Notebook pages under /t/<team_slug>/notebooks/: the list, one notebook's live page, and
-the POSTs that start, stop and change notebooks.
-
-Each action validates what was sent, calls one service (apps.notebooks.services) and goes
-back to the notebook's page; a refusal (``NotebookError``) is shown there as an error
-message, in the service's words. Notebooks are read through the team-scoped manager, so a
-notebook of another team, or a deleted one, is a 404 like a missing one.
-"""
+"""The notebook list, one notebook's live page, and the base classes of every notebook page
+and action (apps.notebooks.views)."""
 
 from __future__ import annotations
 
@@ -15,33 +9,26 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from apps.core.pages import page_action
+from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
+from apps.notebooks.errors import NotebookError
 from apps.notebooks.forms import (
     NotebookCreateForm,
     NotebookDeleteForm,
     NotebookDuplicateForm,
     NotebookUpdateForm,
-    TeamNotebookSettingsForm,
     with_plan_notes,
 )
 from apps.notebooks.lifecycle import idle_timeout, status_message
-from apps.notebooks.models import (
-    Notebook,
-    NotebookMount,
-    NotebookSession,
-    Status,
-)
+from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.origin import launch_path
-from apps.notebooks.selectors import open_session, team_notebook_settings
+from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from django.forms import Form
     from django.http import HttpRequest, HttpResponse
 
@@ -71,23 +58,18 @@ SHOW_RUNNING = "running"
 MOUNT_CHOICES = 200
 
 
-def _user(request: HttpRequest) -> User:
-    return cast("User", request.user)
-
-
 def _live_notebooks() -> Any:
     """The team's notebooks that are not deleted (the scope limits them to the team)."""
     return Notebook.objects.filter(deleted_at__isnull=True)
 
 
-def _first_error(form: Form) -> str:
-    for errors in form.errors.values():
-        return str(errors[0])
-    return "Check what you entered."
-
-
 class NotebookPage(TeamPage):
     permission = "notebooks.view"
+
+    @property
+    def actor(self) -> User:
+        """The person asking (TeamViewMixin lets no visitor this far)."""
+        return cast("User", self.request.user)
 
     def notebook(self, notebook_id: int) -> Notebook:
         return cast(
@@ -95,27 +77,42 @@ class NotebookPage(TeamPage):
             get_object_or_404(_live_notebooks().select_related("machine_type"), pk=notebook_id),
         )
 
+    def page_with_status(self, request: HttpRequest, status: int, **context: Any) -> HttpResponse:
+        """The page, answered with ``status`` (400 or the refusal's for a form sent back)."""
+        response = self.page(request, **context)
+        response.status_code = status
+        return response
+
 
 class NotebookAction(NotebookPage):
-    """A POST that calls one service, then returns to the notebook's page saying what happened."""
+    """A POST on one notebook that calls one service, then returns to the notebook's page
+    saying what happened (apps.core.pages.page_action: a refusal in the service's words, a
+    plan limit's with the upgrade link).
+
+    Subclasses implement ``act``: the service call, returning the success message (or a
+    response of its own).
+    """
 
     http_method_names = ["post"]
     permission = "notebooks.manage"
 
-    def attempt(
-        self,
-        request: HttpRequest,
-        notebook: Notebook,
-        action: Callable[[], str],
-        *,
-        then: str = "",
+    def post(
+        self, request: HttpRequest, team_slug: str, notebook_id: int, **route: Any
     ) -> HttpResponse:
-        """Run ``action`` (one service call returning the success message); show its refusal
-        (apps.core.pages.page_action: a plan limit's with the upgrade link).
+        notebook = self.notebook(notebook_id)
+        return page_action(
+            request,
+            lambda: self.act(request, notebook),
+            back=self.back_url(notebook),
+            then=self.then_url(),
+        )
 
-        On success go to ``then`` (a path) if given, else back to the notebook's page.
-        """
-        return page_action(request, action, back=self.back_url(notebook), then=then)
+    def act(self, request: HttpRequest, notebook: Notebook) -> str | HttpResponse:
+        raise NotImplementedError
+
+    def then_url(self) -> str:
+        """Where a success goes ("": back to the notebook's page)."""
+        return ""
 
     def back_url(self, notebook: Notebook) -> str:
         return reverse(
@@ -140,14 +137,13 @@ class NotebookListView(NotebookPage):
         for notebook in notebooks:
             template = TEMPLATES.get(notebook.template)
             notebook.template_label = template.name if template else notebook.template
-        response = self.page(
+        return self.page_with_status(
             request,
+            status,
             notebooks=notebooks,
             form=with_plan_notes(form, machine_notes(self.team)),
             section="notebooks",
         )
-        response.status_code = status
-        return response
 
 
 class NotebookCreateView(NotebookListView):
@@ -161,16 +157,15 @@ class NotebookCreateView(NotebookListView):
         try:
             notebook = services.notebook_create(
                 team=self.team,
-                actor=_user(request),
+                actor=self.actor,
                 name=data["name"],
                 template=data["template"],
                 machine_type=data["machine_type"],
                 custom_image=data["custom_image"],
                 idle_timeout_minutes=data["idle_timeout_minutes"],
             )
-        except services.NotebookError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-            return self.render_list(request, form, status=exc.status_code)
+        except NotebookError as exc:
+            return self.render_list(request, form, status=refusal_on_form(request, form, exc))
         messages.success(request, f"{notebook.name} is ready to start.")
         return redirect("notebooks:detail", team_slug=self.team.slug, notebook_id=notebook.pk)
 
@@ -250,222 +245,3 @@ class NotebookDetailView(NotebookPage):
             mount_versions=versions,
             section="notebooks",
         )
-
-
-class NotebookStartView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-
-        def start() -> str:
-            services.notebook_start(team=self.team, actor=_user(request), notebook=notebook)
-            return f"Starting {notebook.name}."
-
-        return self.attempt(request, notebook, start)
-
-
-class NotebookStopView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-
-        def stop() -> str:
-            session = services.notebook_stop(
-                team=self.team,
-                actor=_user(request),
-                notebook=notebook,
-            )
-            if session is None:
-                return f"{notebook.name} is not running."
-            return f"Stopping {notebook.name}; its files are kept."
-
-        return self.attempt(request, notebook, stop)
-
-
-class NotebookRestartView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-
-        def restart() -> str:
-            services.notebook_restart(team=self.team, actor=_user(request), notebook=notebook)
-            return f"Restarting {notebook.name}; its files are kept."
-
-        return self.attempt(request, notebook, restart)
-
-
-class NotebookExtendView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-
-        def extend() -> str:
-            session = services.notebook_extend(
-                team=self.team,
-                actor=_user(request),
-                notebook=notebook,
-            )
-            if session is None:
-                return f"{notebook.name} is not running."
-            return f"{notebook.name} keeps running; the idle countdown starts again."
-
-        return self.attempt(request, notebook, extend)
-
-
-class NotebookUpdateView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-        form = NotebookUpdateForm(request.POST)
-        if not form.is_valid():
-            messages.error(request, _first_error(form))
-            return self.back(notebook)
-        data = form.cleaned_data
-
-        def update() -> str:
-            idle = data["idle_timeout_minutes"]
-            services.notebook_update(
-                team=self.team,
-                actor=_user(request),
-                notebook=notebook,
-                name=data["name"] if "name" in request.POST else None,
-                machine_type=data["machine_type"],
-                idle_timeout_minutes=idle,
-                clear_idle_timeout="idle_timeout_minutes" in request.POST and idle is None,
-            )
-            return "Saved."
-
-        return self.attempt(request, notebook, update)
-
-
-class NotebookDuplicateView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-        form = NotebookDuplicateForm(request.POST)
-        form.is_valid()
-        name = form.cleaned_data.get("name", "")
-        copy: list[Notebook] = []
-
-        def duplicate() -> str:
-            copy.append(
-                services.notebook_duplicate(
-                    team=self.team,
-                    actor=_user(request),
-                    notebook=notebook,
-                    name=name,
-                ),
-            )
-            return (
-                f"{copy[0].name} is a new notebook like {notebook.name}, with a copy of its files."
-            )
-
-        response = self.attempt(request, notebook, duplicate)
-        if copy:
-            return redirect(
-                "notebooks:detail",
-                team_slug=self.team.slug,
-                notebook_id=copy[0].pk,
-            )
-        return response
-
-
-class NotebookDeleteView(NotebookAction):
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-        form = NotebookDeleteForm(request.POST)
-        form.is_valid()
-
-        def delete() -> str:
-            services.notebook_delete(
-                team=self.team,
-                actor=_user(request),
-                notebook=notebook,
-                confirmation=form.cleaned_data.get("confirmation", ""),
-            )
-            return f"{notebook.name} was deleted, with its files."
-
-        return self.attempt(
-            request,
-            notebook,
-            delete,
-            then=reverse("notebooks:list", kwargs={"team_slug": self.team.slug}),
-        )
-
-
-class NotebookDatasetAttachView(NotebookAction):
-    """Mount a dataset version (the team's, or a public one: the service decides)."""
-
-    def post(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-
-        def attach() -> str:
-            version = mounts.mountable_version(
-                team=self.team, version_id=request.POST.get("version", "")
-            )
-            mount = mounts.mount_add(
-                team=self.team,
-                actor=_user(request),
-                notebook=notebook,
-                version=version,
-                name=request.POST.get("name", ""),
-            )
-            when = (
-                "after a restart" if open_session(notebook) is not None else "from its next start"
-            )
-            return (
-                f"{version.dataset.name} v{version.number} is at /datasets/{mount.name} "
-                f"in {notebook.name} {when}, read-only."
-            )
-
-        return self.attempt(request, notebook, attach)
-
-
-class NotebookDatasetDetachView(NotebookAction):
-    def post(
-        self, request: HttpRequest, team_slug: str, notebook_id: int, mount_id: int
-    ) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
-        mount = get_object_or_404(NotebookMount.objects.filter(notebook=notebook), pk=mount_id)
-
-        def detach() -> str:
-            mounts.mount_remove(
-                team=self.team, actor=_user(request), notebook=notebook, mount=mount
-            )
-            if open_session(notebook) is not None:
-                return f"/datasets/{mount.name} goes at the next restart."
-            return f"/datasets/{mount.name} was removed."
-
-        return self.attempt(request, notebook, detach)
-
-
-class TeamNotebookSettingsView(NotebookPage):
-    """The team's notebook defaults (idle shutdown)."""
-
-    template_name = "notebooks/settings.html"
-    permission = "notebooks.settings"
-
-    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        row = team_notebook_settings(self.team)
-        form = TeamNotebookSettingsForm(initial={"idle_timeout_minutes": row.idle_timeout_minutes})
-        return self._render(request, form)
-
-    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        form = TeamNotebookSettingsForm(request.POST)
-        if not form.is_valid():
-            return self._render(request, form, status=400)
-        try:
-            services.team_notebook_settings_update(
-                team=self.team,
-                actor=_user(request),
-                idle_timeout_minutes=form.cleaned_data["idle_timeout_minutes"],
-            )
-        except services.NotebookError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-            return self._render(request, form, status=exc.status_code)
-        messages.success(request, "Notebook settings saved.")
-        return redirect("notebooks:settings", team_slug=self.team.slug)
-
-    def _render(
-        self,
-        request: HttpRequest,
-        form: TeamNotebookSettingsForm,
-        status: int = 200,
-    ) -> HttpResponse:
-        response = self.page(request, form=form, section="notebooks")
-        response.status_code = status
-        return response
