@@ -13,7 +13,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from apps.notebooks import mounts
-from apps.notebooks.api.views import _NotebookView
+from apps.notebooks.api.views import NotebookAPIView
 from apps.notebooks.models import NotebookMount
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _body(mount: NotebookMount) -> dict[str, Any]:
 
 
 @extend_schema(tags=["datasets"])
-class _MountView(_NotebookView):
+class _MountView(NotebookAPIView):
     team_permissions = {
         "GET": "notebooks.view",
         "POST": "notebooks.manage",
