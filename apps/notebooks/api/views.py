@@ -20,11 +20,7 @@ from apps.core.api.pagination import Cursor
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
 from apps.notebooks.entitlements import idle_limit
-from apps.notebooks.models import (
-    Notebook,
-    NotebookEvent,
-    NotebookSession,
-)
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession
 from apps.notebooks.selectors import team_notebook_settings
 from apps.teams.api.base import TeamAPIView
 
@@ -33,10 +29,6 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
     from apps.accounts.models import User
-
-
-def _user(request: Request) -> User:
-    return cast("User", request.user)
 
 
 @extend_schema(tags=["notebooks"])
@@ -52,6 +44,11 @@ class NotebookAPIView(TeamAPIView):
             "machine_type",
             "created_by",
         )
+
+    @property
+    def actor(self) -> User:
+        """The person the request's session or token speaks for."""
+        return cast("User", self.request.user)
 
     def _notebook(self, notebook_id: int) -> Notebook:
         notebook = self._notebooks().filter(pk=notebook_id).first()
@@ -103,7 +100,7 @@ class NotebookListView(mixins.ListModelMixin, NotebookAPIView):
         data.is_valid(raise_exception=True)
         notebook = services.notebook_create(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             **data.validated_data,
         )
         return Response(self._body(notebook.pk), status=status.HTTP_201_CREATED)
@@ -130,7 +127,7 @@ class NotebookDetailView(NotebookAPIView):
         wanted = data.validated_data
         services.notebook_update(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             name=wanted.get("name"),
             machine_type=wanted.get("machine_type"),
@@ -161,59 +158,63 @@ class NotebookDetailView(NotebookAPIView):
         data.is_valid(raise_exception=True)
         services.notebook_delete(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             confirmation=data.validated_data["confirmation"],
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class NotebookStartView(NotebookAPIView):
+class _NotebookActionView(NotebookAPIView):
+    """A POST that calls one service on the notebook (``act``) and answers with the notebook
+    as it is then: 202, the change under way, unless ``answer`` says otherwise."""
+
+    team_permissions = {"POST": "notebooks.manage"}
+    answer: int = status.HTTP_202_ACCEPTED
+
+    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
+        notebook = self._notebook(notebook_id)
+        self.act(notebook)
+        return Response(self._body(notebook.pk), status=self.answer)
+
+    def act(self, notebook: Notebook) -> None:
+        raise NotImplementedError
+
+
+@extend_schema(
+    request=None,
+    responses={
+        202: s.NotebookSerializer,
+        402: OpenApiResponse(
+            description=(
+                "The team's plan or spend cap refuses: error.code is plan_machine_type, "
+                "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade "
+                "(docs/billing.md)."
+            ),
+        ),
+    },
+)
+class NotebookStartView(_NotebookActionView):
     """Start it (once, however many calls): it is queued for a machine, then runs."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(
-        request=None,
-        responses={
-            202: s.NotebookSerializer,
-            402: OpenApiResponse(
-                description=(
-                    "The team's plan or spend cap refuses: error.code is plan_machine_type, "
-                    "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade "
-                    "(docs/billing.md)."
-                ),
-            ),
-        },
-    )
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_start(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_start(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookStopView(NotebookAPIView):
+@extend_schema(request=None, responses={202: s.NotebookSerializer})
+class NotebookStopView(_NotebookActionView):
     """Stop it; its files are kept. Stopping a stopped notebook does nothing."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(request=None, responses={202: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_stop(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_stop(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookRestartView(NotebookAPIView):
+@extend_schema(request=None, responses={202: s.NotebookSerializer})
+class NotebookRestartView(_NotebookActionView):
     """Stop it and start it again on the same storage (starts it if it was stopped)."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(request=None, responses={202: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_restart(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_restart(team=self.team, actor=self.actor, notebook=notebook)
 
 
 class NotebookDuplicateView(NotebookAPIView):
@@ -229,23 +230,21 @@ class NotebookDuplicateView(NotebookAPIView):
         data.is_valid(raise_exception=True)
         copy = services.notebook_duplicate(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             name=data.validated_data["name"],
         )
         return Response(self._body(copy.pk), status=status.HTTP_201_CREATED)
 
 
-class NotebookExtendView(NotebookAPIView):
+@extend_schema(request=None, responses={200: s.NotebookSerializer})
+class NotebookExtendView(_NotebookActionView):
     """Count now as activity: the idle shutdown countdown starts again."""
 
-    team_permissions = {"POST": "notebooks.manage"}
+    answer = status.HTTP_200_OK
 
-    @extend_schema(request=None, responses={200: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_extend(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk))
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_extend(team=self.team, actor=self.actor, notebook=notebook)
 
 
 class NotebookEventListView(mixins.ListModelMixin, NotebookAPIView):
