@@ -18,10 +18,13 @@ Each status change is saved as a NotebookEvent and published to the notebook's l
 after the transaction commits (status.py). apps.notebooks.upkeep (beat) repairs what a lost
 task or a dead worker left half done, and stops notebooks nobody uses.
 
-The modules import one another in one direction, and nothing in this package imports the
-modules above it: status < spec < start < storage < ending < events. Below the package are
-the models, selectors, locks, errors, entitlements and mounts; above it are the services,
-upkeep, tasks, views, API and consumers, which use the names below.
+The modules import one another one way: status < spec < start < storage < ending < events.
+Below the package are the models, errors, selectors, locks, entitlements, templates and
+mounts; above it, importing it and never imported by it, are the services, upkeep, tasks,
+pages, API and consumers (pyproject.toml's "notebooks-acyclic" contract checks it, imports
+inside functions included). Two things live here rather than above for that reason:
+``notebook_start``, which the end of a session calls for a restart, and the Celery task that
+places a session, which a start, an end and the reconciler all queue (start.py says more).
 """
 
 from __future__ import annotations
@@ -40,14 +43,12 @@ from apps.notebooks.lifecycle.status import (
     idle_capped,
     idle_timeout,
     publish_status,
-    session_set_status,
-    start_eta,
     status_message,
 )
 from apps.notebooks.lifecycle.storage import on_commit_copy_storage, on_commit_remove_storage
 
-# The open session is a read (apps.notebooks.selectors); offered here too, as every caller of
-# these steps asks for it.
+# A read (apps.notebooks.selectors), offered here too: the lifecycle's callers, tests among
+# them, have always found it here.
 from apps.notebooks.selectors import open_session
 
 __all__ = [
@@ -64,10 +65,8 @@ __all__ = [
     "session_end",
     "session_place",
     "session_place_task",
-    "session_set_status",
     "session_spec",
     "session_stop",
-    "start_eta",
     "status_message",
     "stop_on_host",
     "workload_stream",
