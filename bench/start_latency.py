@@ -569,7 +569,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     from apps.machines.inventory import collect
     from apps.machines.models import host_queue
     from apps.machines.services import host_ensure_local
-    from apps.notebooks import lifecycle
+    from apps.notebooks.lifecycle.spec import jupyter_command
     from apps.runtimes.images import docker_image_exists, notebook_image
 
     image = notebook_image()
@@ -599,11 +599,11 @@ def main() -> None:  # noqa: PLR0915 - one straight story
             notebook = lattice.notebook("Bench sequential")
             made.append(notebook)
 
-            class _S:  # lifecycle._command needs only the notebook id
+            class _S:  # jupyter_command needs only the notebook id
                 notebook_id = notebook.pk
                 base_path = f"/nb/{notebook.pk}/"
 
-            command = concrete(lifecycle._command(_S()))  # type: ignore[arg-type]
+            command = concrete(jupyter_command(_S()))  # type: ignore[arg-type]
             plain = Plain(client, image, command)
             direct = Direct(image, command)
 

@@ -24,8 +24,9 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from apps.core.stream import group_name, stream_after, stream_last
-from apps.notebooks.lifecycle import open_session, status_message
+from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook
+from apps.notebooks.selectors import open_session
 from apps.teams.consumers import CLOSE_NOT_A_MEMBER, TeamConsumer
 
 _RECHECK_EVERY = 30.0

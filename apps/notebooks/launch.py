@@ -1,7 +1,7 @@
 """The launch: ``/nb/<id>/<path>`` on Lattice's origin, the way over to a notebook's own.
 
 JupyterLab is never served here (apps.notebooks.origin). Signed in with Lattice's session,
-a person who may open the notebook (``proxy.resolve``: the same rules as every request
+a person who may open the notebook (``proxy.access.resolve``: the same rules as every request
 on the notebook's origin) is redirected to that origin with a single-use ticket for
 ``<path>``; everyone else is refused here as they would be there (a visitor is sent to
 log in, an outsider gets 404, a viewer 403, a stopped notebook 503).
@@ -15,15 +15,8 @@ from urllib.parse import quote, urlencode
 from channels.db import database_sync_to_async
 
 from apps.notebooks.origin import TICKET_PATH, is_secure, notebook_origin, ticket_issue
-from apps.notebooks.proxy import (
-    PATH,
-    Refusal,
-    header,
-    notebook_page,
-    plain_response,
-    request_path,
-    resolve,
-)
+from apps.notebooks.proxy.access import Refusal, resolve
+from apps.notebooks.proxy.asgi import PATH, header, notebook_page, plain_response, request_path
 
 
 class NotebookLaunch:

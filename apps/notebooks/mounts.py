@@ -5,9 +5,9 @@ notebook; it takes effect at the notebook's next start (or restart). At
 start, ``mounts_for_spec`` lists what the host's agent needs to build each
 version's folder (apps.machines.materialise) before the workload starts.
 
-Refusals raise ``apps.notebooks.services.NotebookError`` (and its kinds), so the
+Refusals raise ``apps.notebooks.errors.NotebookError`` (and its kinds), so the
 notebook pages and API show them as they show every other notebook refusal.
-The mount pages are apps.notebooks.views', the API apps.notebooks.api.mounts.
+The mount pages are apps.notebooks.views.mounts, the API apps.notebooks.api.mounts.
 Datasets learns of mounts only through hooks registered in apps.notebooks.apps:
 the catalogue's "add to a notebook" list, and other teams' mounts removed when a
 dataset goes private.
@@ -28,14 +28,10 @@ from django.urls import reverse
 from apps.core.audit import audit_record
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import version_manifest, version_usable_by
+from apps.notebooks.errors import NotebookConflictError, NotebookError
+from apps.notebooks.locks import notebook_to_change
 from apps.notebooks.models import Notebook, NotebookMount
-from apps.notebooks.services import (
-    NotebookConflictError,
-    NotebookError,
-    NotebookPermissionError,
-    notebook_locked,
-)
-from apps.teams.permissions import require_permission, role_allows
+from apps.teams.permissions import role_allows
 from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
@@ -113,8 +109,7 @@ def mount_add(
 ) -> NotebookMount:
     """Mount ``version`` at /datasets/<name> (default: the dataset's slug) from the
     notebook's next start; a running notebook sees it after a restart. Audited."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
+    notebook = notebook_to_change(team, actor, notebook)
     # Checked again from the database: the caller's row may be stale or another team's.
     version = mountable_version(team=team, version_id=version.pk)
     name = _clean_name(name, version)
@@ -154,8 +149,7 @@ def mount_add(
 @transaction.atomic
 def mount_remove(*, team: Team, actor: User, notebook: Notebook, mount: NotebookMount) -> None:
     """Remove a mount; a running notebook keeps seeing it until it stops. Audited."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
+    notebook = notebook_to_change(team, actor, notebook)
     row = (
         NotebookMount.objects.for_team(team)
         .select_related("version__dataset")

@@ -6,10 +6,19 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from apps.notebooks.models import NotebookSession, TeamNotebookSettings
+from apps.notebooks.models import Notebook, NotebookSession, TeamNotebookSettings
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
+
+
+def open_session(notebook: Notebook) -> NotebookSession | None:
+    """The notebook's session that has not ended (queued, starting, running or stopping)."""
+    return (
+        NotebookSession.objects.for_team(notebook.team_id)
+        .filter(notebook=notebook, ended_at__isnull=True)
+        .first()
+    )
 
 
 def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:

@@ -1,30 +1,29 @@
 """What people do to notebooks. Each is one transaction with an audit entry; work is
-queued on commit (apps.notebooks.tasks) and carried out by apps.notebooks.lifecycle.
+queued on commit and carried out by apps.notebooks.lifecycle.
 
 Every step is idempotent: starting a notebook that is already starting or
 running returns its open session (one container, however many clicks);
 stopping a stopped notebook does nothing.
+
+``notebook_start`` is offered here with the others but defined in
+apps.notebooks.lifecycle.start: the end of a session calls it too (a restart), and the
+lifecycle imports nothing from this module. Refusals are apps.notebooks.errors'.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
-from apps.core.errors import ConflictError, PermissionDeniedError, ServiceError
 from apps.notebooks import lifecycle
-from apps.notebooks.entitlements import check_start
-from apps.notebooks.models import (
-    Notebook,
-    NotebookSession,
-    Status,
-    TeamNotebookSettings,
-)
-from apps.notebooks.selectors import team_notebook_settings
+from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
+from apps.notebooks.lifecycle import notebook_start
+from apps.notebooks.locks import notebook_locked, notebook_to_change
+from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.selectors import open_session, team_notebook_settings
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
 
@@ -34,32 +33,6 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 MAX_IDLE_MINUTES = 7 * 24 * 60
-
-
-class NotebookError(ServiceError):
-    """A request the rules refuse. The message is shown to the person as it is."""
-
-
-class NotebookConflictError(ConflictError, NotebookError):
-    """Not possible in the notebook's current state (e.g. changing the machine while it runs)."""
-
-
-class NotebookPermissionError(PermissionDeniedError, NotebookError):
-    """The actor's role does not allow this (403)."""
-
-
-def notebook_locked(team: Team, notebook: Notebook) -> Notebook:
-    """The notebook's row, locked: every write to a notebook (or its session, or its
-    mounts) takes it first, so there is one lock order and no deadlock."""
-    locked = (
-        Notebook.objects.for_team(team)
-        .select_for_update(no_key=True)
-        .filter(pk=notebook.pk)
-        .first()
-    )
-    if locked is None or locked.deleted_at is not None:
-        raise NotebookError("This notebook no longer exists.")
-    return locked
 
 
 def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> str:
@@ -139,14 +112,13 @@ def notebook_update(
     clear_idle_timeout: bool = False,
 ) -> Notebook:
     """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
+    notebook = notebook_to_change(team, actor, notebook)
     changed = []
     if name is not None and name != notebook.name:
         notebook.name = _clean_name(team, name, exclude=notebook.pk)
         changed.append("name")
     if machine_type is not None and machine_type.pk != notebook.machine_type_id:
-        if lifecycle.open_session(notebook) is not None:
+        if open_session(notebook) is not None:
             raise NotebookConflictError(
                 "Stop the notebook before changing its machine; its files stay.",
                 field="machine_type",
@@ -171,43 +143,6 @@ def notebook_update(
 
 
 @transaction.atomic
-def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
-    """Want it running: open a session and queue its placement, unless one is open already."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
-    notebook.desired_state = Notebook.Desired.RUNNING
-    notebook.save(update_fields=["desired_state", "updated_at"])
-    session = lifecycle.open_session(notebook)
-    if session is not None:
-        # Already on its way (or stopping for a restart: it comes back, as desired).
-        return session
-    if not notebook.machine_type.active:
-        raise NotebookError(
-            f"{notebook.machine_type.name} is no longer offered: choose another machine.",
-            field="machine_type",
-        )
-    try:
-        image = image_for(notebook.template, notebook.custom_image)
-    except TemplateError as exc:
-        raise NotebookError(str(exc), field="custom_image") from exc
-    # The plan and spend cap (billing off: no limits): a refusal is a 402.
-    check_start(team, notebook.machine_type)
-    session = NotebookSession.objects.for_team(team).create(
-        team=team,
-        notebook=notebook,
-        machine_type=notebook.machine_type,
-        template=notebook.template,
-        image=image,
-        started_by=actor,
-        jupyter_token=secrets.token_hex(24),
-    )
-    lifecycle.session_set_status(session, Status.QUEUED, "Waiting for a machine.", phase="queued")
-    audit_record(team=team, actor=actor, action="notebook.started", target=notebook.name)
-    lifecycle.on_commit_place(session)
-    return session
-
-
-@transaction.atomic
 def notebook_stop(
     *,
     team: Team,
@@ -221,7 +156,7 @@ def notebook_stop(
     notebook = notebook_locked(team, notebook)
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["desired_state", "updated_at"])
-    session = lifecycle.open_session(notebook)
+    session = open_session(notebook)
     if session is None:
         return None
     lifecycle.session_stop(session, reason=reason)
@@ -238,9 +173,8 @@ def notebook_stop(
 @transaction.atomic
 def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
     """Stop the running session and start a new one once it has stopped (storage kept)."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
-    session = lifecycle.open_session(notebook)
+    notebook = notebook_to_change(team, actor, notebook)
+    session = open_session(notebook)
     if session is None:
         notebook_start(team=team, actor=actor, notebook=notebook)
         return
@@ -256,8 +190,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
     """A new stopped notebook with the same template, machine and idle policy, and a copy
     of its files (made on the host where they are; a file being written meanwhile may be
     copied half-written, as with any copy of a live folder)."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    source = notebook_locked(team, notebook)
+    source = notebook_to_change(team, actor, notebook)
     copy = Notebook.objects.for_team(team).create(
         team=team,
         name=_clean_name(team, name),
@@ -281,8 +214,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
     """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    notebook = notebook_locked(team, notebook)
+    notebook = notebook_to_change(team, actor, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
             f"Type the notebook's name, {notebook.name}, to delete it.",
@@ -291,7 +223,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
     notebook.deleted_at = timezone.now()
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["deleted_at", "desired_state", "updated_at"])
-    session = lifecycle.open_session(notebook)
+    session = open_session(notebook)
     if session is not None:
         lifecycle.session_stop(session, reason=NotebookSession.ExitReason.DELETED)
     else:
@@ -302,8 +234,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
 @transaction.atomic
 def notebook_extend(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession | None:
     """Count now as activity: the idle countdown starts again and its warning goes away."""
-    require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
-    session = lifecycle.open_session(notebook_locked(team, notebook))
+    session = open_session(notebook_to_change(team, actor, notebook))
     if session is None or session.status != Status.RUNNING:
         return None
     session.activity_at = timezone.now()

@@ -1,30 +1,19 @@
-"""Celery tasks for notebooks: thin, idempotent, entering the team scope (team_task)."""
+"""Celery tasks for notebooks that beat runs: thin, idempotent, each calling into upkeep.
+
+Nothing in this app imports this module. The task that places a session
+(``notebooks.session_place``) is queued from the lifecycle itself, so it is defined there,
+beside its step (apps.notebooks.lifecycle.start); it is named here so that the worker, which
+imports every app's ``tasks``, registers it with the others.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from celery import shared_task
 
-from apps.notebooks import lifecycle, upkeep
-from apps.notebooks.models import NotebookSession
-from apps.teams.scope import team_task
+from apps.notebooks import upkeep
+from apps.notebooks.lifecycle import session_place_task
 
-if TYPE_CHECKING:
-    from apps.teams.models import Team
-
-
-@shared_task(name="notebooks.session_place", soft_time_limit=60, time_limit=90)
-@team_task
-def session_place_task(session_id: int, *, team: Team) -> None:
-    """Find room for a queued session and send it to its host."""
-    session = (
-        NotebookSession.objects.select_related("notebook", "machine_type")
-        .filter(pk=session_id)
-        .first()
-    )
-    if session is not None:
-        lifecycle.session_place(session)
+__all__ = ["idle_sweep_task", "reconcile_task", "session_place_task"]
 
 
 @shared_task(name="notebooks.reconcile", soft_time_limit=120, time_limit=180)

@@ -26,9 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
-from apps.machines.agent import agent_stop
 from apps.notebooks import lifecycle
 from apps.notebooks.entitlements import idle_limit
+from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance, mounted_bytes
 from apps.notebooks.services import notebook_stop
@@ -60,7 +60,7 @@ def reconcile_sessions() -> dict[str, int]:
     counts = {"ended": 0, "placed": 0, "redispatched": 0, "failed": 0, "stops": 0}
     for session_id, team_id in _open_sessions():
         with team_scope(team_id), transaction.atomic():
-            session = lifecycle.lock_session(session_id, "placement", "host", "machine_type")
+            session = lock_session(session_id, "placement", "host", "machine_type")
             if session is not None and session.ended_at is None:
                 _reconcile(session, counts)
     return counts
@@ -81,10 +81,7 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
         counts["ended"] += 1
         return
     if session.status == Status.QUEUED:
-        from apps.notebooks.tasks import session_place_task
-
-        session_id, team_id = session.pk, session.team_id
-        transaction.on_commit(lambda: session_place_task.delay(session_id, team_id=team_id))
+        lifecycle.on_commit_place(session)
         counts["placed"] += 1
         return
     if session.progressed_at > stale:
@@ -140,8 +137,7 @@ def _reconcile_stop(session: NotebookSession, counts: dict[str, int]) -> None:
         counts["ended"] += 1
         return
     if host is not None:
-        args = (host.name, session.workload, session.runtime_state or None, None)
-        transaction.on_commit(lambda: agent_stop.apply_async(args=args, queue=host.queue))
+        lifecycle.stop_on_host(session)
         NotebookSession.objects.filter(pk=session.pk).update(progressed_at=now)
         counts["stops"] += 1
 

@@ -26,7 +26,9 @@ from django.test import Client
 from apps.accounts.models import PersonalAccessToken
 from apps.notebooks import origin, services
 from apps.notebooks.models import NotebookSession
-from apps.notebooks.proxy import NOT_LET_IN, _forwarded_cookies, _response_headers
+from apps.notebooks.proxy.access import NOT_LET_IN
+from apps.notebooks.proxy.asgi import forwarded_cookies as _forwarded_cookies
+from apps.notebooks.proxy.http import _response_headers
 from apps.teams.models import Membership, Role
 from apps.teams.services import member_remove
 from tests.asgi_server import asgi_request, session_cookie

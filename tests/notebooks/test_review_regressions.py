@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.machines import agent
 from apps.machines.agent import agent_report
 from apps.notebooks import lifecycle, services, upkeep
+from apps.notebooks.lifecycle import ending
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
 from tests.notebook_fixtures import make_notebook
@@ -45,7 +46,7 @@ class _HeldStops:
 @pytest.fixture
 def held_stops(monkeypatch) -> _HeldStops:
     held = _HeldStops()
-    monkeypatch.setattr(lifecycle, "agent_stop", held)
+    monkeypatch.setattr(ending, "agent_stop", held)
     return held
 
 

@@ -6,21 +6,20 @@ version the team cannot use, 409 for a name or dataset already mounted).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from apps.notebooks import mounts
-from apps.notebooks.api.views import _NotebookView
+from apps.notebooks.api.views import NotebookAPIView
 from apps.notebooks.models import NotebookMount
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from rest_framework.request import Request
 
-    from apps.accounts.models import User
     from apps.notebooks.models import Notebook
 
 
@@ -48,7 +47,7 @@ def _body(mount: NotebookMount) -> dict[str, Any]:
 
 
 @extend_schema(tags=["datasets"])
-class _MountView(_NotebookView):
+class _MountView(NotebookAPIView):
     team_permissions = {
         "GET": "notebooks.view",
         "POST": "notebooks.manage",
@@ -77,7 +76,7 @@ class MountListView(_MountView):
         notebook = self.notebook(notebook_id)
         mount = mounts.mount_add(
             team=self.team,
-            actor=cast("User", request.user),
+            actor=self.actor,
             notebook=notebook,
             version=mounts.mountable_version(
                 team=self.team, version_id=data.validated_data["version"]
@@ -95,7 +94,5 @@ class MountDetailView(_MountView):
         mount = NotebookMount.objects.filter(pk=mount_id, notebook=notebook).first()
         if mount is None:
             raise exceptions.NotFound("This notebook has no such dataset.")
-        mounts.mount_remove(
-            team=self.team, actor=cast("User", request.user), notebook=notebook, mount=mount
-        )
+        mounts.mount_remove(team=self.team, actor=self.actor, notebook=notebook, mount=mount)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -114,7 +114,29 @@ class NotebookSerializer(serializers.ModelSerializer):
         return NotebookSessionSerializer(session).data if session is not None else None
 
 
-class NotebookCreateSerializer(serializers.Serializer):
+def _idle_minutes(**options: Any) -> serializers.IntegerField:
+    """The notebook's own idle shutdown, as the create and update calls take it."""
+    return serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_IDLE_MINUTES,
+        required=False,
+        allow_null=True,
+        help_text="Null: the team's default; 0: never stop for idleness.",
+        **options,
+    )
+
+
+# For a call that names ``machine_type`` by slug: the machine type, if it is offered. (A
+# comment, not a docstring: drf-spectacular would show a docstring in the schema.)
+class _MachineTypeBySlug:
+    def validate_machine_type(self, slug: str) -> MachineType:
+        machine_type = machine_type_offered(slug)
+        if machine_type is None:
+            raise serializers.ValidationError(f"No machine type {slug!r} is offered.")
+        return machine_type
+
+
+class NotebookCreateSerializer(_MachineTypeBySlug, serializers.Serializer):
     name = serializers.CharField(max_length=80)
     template = serializers.ChoiceField(choices=template_choices())
     machine_type = serializers.CharField(max_length=40, help_text="A machine type's slug.")
@@ -125,43 +147,17 @@ class NotebookCreateSerializer(serializers.Serializer):
         allow_blank=True,
         help_text='For the "custom" template: the image to run.',
     )
-    idle_timeout_minutes = serializers.IntegerField(
-        min_value=0,
-        max_value=MAX_IDLE_MINUTES,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="Null: the team's default; 0: never stop for idleness.",
-    )
-
-    def validate_machine_type(self, slug: str) -> MachineType:
-        return machine_type_from_slug(slug)
+    idle_timeout_minutes = _idle_minutes(default=None)
 
 
-class NotebookUpdateSerializer(serializers.Serializer):
+class NotebookUpdateSerializer(_MachineTypeBySlug, serializers.Serializer):
     name = serializers.CharField(max_length=80, required=False)
     machine_type = serializers.CharField(
         max_length=40,
         required=False,
         help_text="A machine type's slug (only while the notebook is stopped).",
     )
-    idle_timeout_minutes = serializers.IntegerField(
-        min_value=0,
-        max_value=MAX_IDLE_MINUTES,
-        required=False,
-        allow_null=True,
-        help_text="Null: the team's default; 0: never stop for idleness.",
-    )
-
-    def validate_machine_type(self, slug: str) -> MachineType:
-        return machine_type_from_slug(slug)
-
-
-def machine_type_from_slug(slug: str) -> MachineType:
-    machine_type = machine_type_offered(slug)
-    if machine_type is None:
-        raise serializers.ValidationError(f"No machine type {slug!r} is offered.")
-    return machine_type
+    idle_timeout_minutes = _idle_minutes()
 
 
 class NotebookDeleteSerializer(serializers.Serializer):

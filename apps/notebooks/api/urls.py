@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.api import mounts, views
+from apps.notebooks.api import logs, mounts, views
 
 _ONE = "notebooks/<int:notebook_id>/"
 
@@ -27,5 +27,5 @@ team_urlpatterns = [
         name="notebook_dataset",
     ),
     path(f"{_ONE}events/", views.NotebookEventListView.as_view(), name="notebook_events"),
-    path(f"{_ONE}logs/", views.NotebookLogsView.as_view(), name="notebook_logs"),
+    path(f"{_ONE}logs/", logs.NotebookLogsView.as_view(), name="notebook_logs"),
 ]

@@ -1,66 +1,41 @@
-"""API v1: a team's notebooks, what people do to them, their events and their live log.
+"""API v1: a team's notebooks, what people do to them, and their events.
 
 Every view resolves the team from the URL (TeamAPIView) and needs a token
 with the notebooks scope. Views validate and call one service; a service's
 refusal (NotebookError) becomes the API's error format with the service's
-status, code and message.
+status, code and message. A notebook's live log is apps.notebooks.api.logs', its
+dataset mounts apps.notebooks.api.mounts'; both build on ``NotebookAPIView``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import TYPE_CHECKING, Any, cast
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
 from django.db.models import OuterRef, Subquery
-from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, mixins, renderers, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
-from apps.core.stream import stream_after, stream_last
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
 from apps.notebooks.entitlements import idle_limit
-from apps.notebooks.models import (
-    ACTIVE_STATUSES,
-    Notebook,
-    NotebookEvent,
-    NotebookSession,
-    Status,
-)
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession
 from apps.notebooks.selectors import team_notebook_settings
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
-
     from django.db.models import QuerySet
     from rest_framework.request import Request
 
     from apps.accounts.models import User
 
-NDJSON = "application/x-ndjson"
-# How often a follower looks for new messages in the stream's buffer (seconds).
-FOLLOW_POLL = 0.25
-# How often it checks that the reader may still read (seconds): a removed member, a lower
-# role or a revoked token ends the follow within this and one poll (ARCHITECTURE decision 12).
-FOLLOW_RECHECK = 0.5
-_FOLLOW_PAGE = 500
-_ENDED = frozenset({Status.STOPPED, Status.FAILED, Status.LOST})
-
-
-def _user(request: Request) -> User:
-    return cast("User", request.user)
-
 
 @extend_schema(tags=["notebooks"])
-class _NotebookView(TeamAPIView):
+class NotebookAPIView(TeamAPIView):
+    """Base of the notebook API's views: the team's live notebooks, a token with the
+    notebooks scope, and ``_notebook(id)`` (404 for one the team does not have)."""
+
     token_area = "notebooks"
     serializer_class = s.NotebookSerializer
 
@@ -70,6 +45,11 @@ class _NotebookView(TeamAPIView):
             "created_by",
         )
 
+    @property
+    def actor(self) -> User:
+        """The person the request's session or token speaks for."""
+        return cast("User", self.request.user)
+
     def _notebook(self, notebook_id: int) -> Notebook:
         notebook = self._notebooks().filter(pk=notebook_id).first()
         if notebook is None:
@@ -77,14 +57,14 @@ class _NotebookView(TeamAPIView):
         return notebook
 
     def _notebooks(self) -> QuerySet[Notebook]:
-        return _NotebookView.get_team_queryset(self)
+        return NotebookAPIView.get_team_queryset(self)
 
     def _body(self, notebook_id: int) -> Any:
         """The notebook as it is now (services change their own copy of the row)."""
         return s.NotebookSerializer(self._notebook(notebook_id)).data
 
 
-class NotebookListView(mixins.ListModelMixin, _NotebookView):
+class NotebookListView(mixins.ListModelMixin, NotebookAPIView):
     """The team's notebooks (everyone); make one, stopped (members and up)."""
 
     team_permissions = {"GET": "notebooks.view", "POST": "notebooks.manage"}
@@ -120,13 +100,13 @@ class NotebookListView(mixins.ListModelMixin, _NotebookView):
         data.is_valid(raise_exception=True)
         notebook = services.notebook_create(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             **data.validated_data,
         )
         return Response(self._body(notebook.pk), status=status.HTTP_201_CREATED)
 
 
-class NotebookDetailView(_NotebookView):
+class NotebookDetailView(NotebookAPIView):
     """One notebook; change its name, machine (while stopped) or idle shutdown; delete it
     (with its name typed, in the body or as ?confirmation=)."""
 
@@ -147,7 +127,7 @@ class NotebookDetailView(_NotebookView):
         wanted = data.validated_data
         services.notebook_update(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             name=wanted.get("name"),
             machine_type=wanted.get("machine_type"),
@@ -178,62 +158,66 @@ class NotebookDetailView(_NotebookView):
         data.is_valid(raise_exception=True)
         services.notebook_delete(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             confirmation=data.validated_data["confirmation"],
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class NotebookStartView(_NotebookView):
+class _NotebookActionView(NotebookAPIView):
+    """A POST that calls one service on the notebook (``act``) and answers with the notebook
+    as it is then: 202, the change under way, unless ``answer`` says otherwise."""
+
+    team_permissions = {"POST": "notebooks.manage"}
+    answer: int = status.HTTP_202_ACCEPTED
+
+    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
+        notebook = self._notebook(notebook_id)
+        self.act(notebook)
+        return Response(self._body(notebook.pk), status=self.answer)
+
+    def act(self, notebook: Notebook) -> None:
+        raise NotImplementedError
+
+
+@extend_schema(
+    request=None,
+    responses={
+        202: s.NotebookSerializer,
+        402: OpenApiResponse(
+            description=(
+                "The team's plan or spend cap refuses: error.code is plan_machine_type, "
+                "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade "
+                "(docs/billing.md)."
+            ),
+        ),
+    },
+)
+class NotebookStartView(_NotebookActionView):
     """Start it (once, however many calls): it is queued for a machine, then runs."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(
-        request=None,
-        responses={
-            202: s.NotebookSerializer,
-            402: OpenApiResponse(
-                description=(
-                    "The team's plan or spend cap refuses: error.code is plan_machine_type, "
-                    "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade "
-                    "(docs/billing.md)."
-                ),
-            ),
-        },
-    )
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_start(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_start(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookStopView(_NotebookView):
+@extend_schema(request=None, responses={202: s.NotebookSerializer})
+class NotebookStopView(_NotebookActionView):
     """Stop it; its files are kept. Stopping a stopped notebook does nothing."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(request=None, responses={202: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_stop(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_stop(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookRestartView(_NotebookView):
+@extend_schema(request=None, responses={202: s.NotebookSerializer})
+class NotebookRestartView(_NotebookActionView):
     """Stop it and start it again on the same storage (starts it if it was stopped)."""
 
-    team_permissions = {"POST": "notebooks.manage"}
-
-    @extend_schema(request=None, responses={202: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_restart(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk), status=status.HTTP_202_ACCEPTED)
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_restart(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookDuplicateView(_NotebookView):
+class NotebookDuplicateView(NotebookAPIView):
     """A new stopped notebook with the same template, machine and idle policy, and a copy of
     its files."""
 
@@ -246,26 +230,24 @@ class NotebookDuplicateView(_NotebookView):
         data.is_valid(raise_exception=True)
         copy = services.notebook_duplicate(
             team=self.team,
-            actor=_user(request),
+            actor=self.actor,
             notebook=notebook,
             name=data.validated_data["name"],
         )
         return Response(self._body(copy.pk), status=status.HTTP_201_CREATED)
 
 
-class NotebookExtendView(_NotebookView):
+@extend_schema(request=None, responses={200: s.NotebookSerializer})
+class NotebookExtendView(_NotebookActionView):
     """Count now as activity: the idle shutdown countdown starts again."""
 
-    team_permissions = {"POST": "notebooks.manage"}
+    answer = status.HTTP_200_OK
 
-    @extend_schema(request=None, responses={200: s.NotebookSerializer})
-    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
-        notebook = self._notebook(notebook_id)
-        services.notebook_extend(team=self.team, actor=_user(request), notebook=notebook)
-        return Response(self._body(notebook.pk))
+    def act(self, notebook: Notebook) -> None:
+        services.notebook_extend(team=self.team, actor=self.actor, notebook=notebook)
 
 
-class NotebookEventListView(mixins.ListModelMixin, _NotebookView):
+class NotebookEventListView(mixins.ListModelMixin, NotebookAPIView):
     """The notebook's status changes and start phases, newest first."""
 
     team_permissions = {"GET": "notebooks.view"}
@@ -278,156 +260,3 @@ class NotebookEventListView(mixins.ListModelMixin, _NotebookView):
     def get(self, request: Request, team_slug: str, notebook_id: int) -> Response:
         self._notebook(notebook_id)
         return self.list(request)
-
-
-class _NDJSONRenderer(renderers.JSONRenderer):
-    """Lets clients ask for NDJSON; errors then come as one JSON line."""
-
-    media_type = NDJSON
-    format = "ndjson"
-
-    def render(self, data: Any, *args: Any, **kwargs: Any) -> bytes:
-        return super().render(data, *args, **kwargs) + b"\n"
-
-
-class NotebookLogsView(_NotebookView):
-    """The notebook's live stream (its log lines and status changes), from its buffer.
-
-    ``?after=<seq>`` returns only newer messages; ``?follow=1`` keeps the response
-    open and sends each new message as one line of NDJSON until the notebook
-    stops, ``?timeout`` seconds pass, or the reader loses access (removed from the
-    team, a role without ``notebooks.view``, the token revoked or expired, the
-    browser session signed out or the password changed).
-    """
-
-    team_permissions = {"GET": "notebooks.view"}
-    renderer_classes = [renderers.JSONRenderer, _NDJSONRenderer]
-
-    @extend_schema(
-        parameters=[s.LogsQuerySerializer],
-        responses={
-            (200, "application/json"): s.LogsSerializer,
-            (200, NDJSON): OpenApiResponse(
-                OpenApiTypes.STR,
-                description="With follow=1: one message (JSON, with its seq) per line.",
-            ),
-        },
-    )
-    def get(self, request: Request, team_slug: str, notebook_id: int) -> Any:
-        notebook = self._notebook(notebook_id)
-        query = s.LogsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        wanted = query.validated_data
-        if wanted["follow"]:
-            return self._follow(request, notebook, wanted["after"], wanted["timeout"])
-        messages = stream_after(notebook.stream, wanted["after"], wanted["limit"])
-        # Read after the messages, so "last" is never behind them.
-        return Response({"last": stream_last(notebook.stream), "messages": messages})
-
-    def _follow(
-        self,
-        request: Request,
-        notebook: Notebook,
-        after: int,
-        seconds: int,
-    ) -> StreamingHttpResponse:
-        follower = Follower(
-            notebook.stream,
-            after=after,
-            seconds=seconds,
-            stopped=notebook.status not in ACTIVE_STATUSES
-            and notebook.desired_state == Notebook.Desired.STOPPED,
-            allowed=self.access_check(),
-        )
-        # Under ASGI a synchronous iterator would be read to its end before
-        # anything is sent; give each server the kind it streams.
-        content: Iterator[bytes] | AsyncIterator[bytes] = (
-            follower.aiter() if isinstance(request._request, ASGIRequest) else iter(follower)
-        )
-        response = StreamingHttpResponse(content, content_type=NDJSON)
-        response["Cache-Control"] = "no-store"
-        response["X-Accel-Buffering"] = "no"  # nginx: pass lines on as they come
-        return response
-
-
-class Follower:
-    """A stream's messages after ``after``, as NDJSON lines, until the notebook stops
-    (a status message saying so, newer than the start) or ``seconds`` pass. If it was
-    already stopped, it ends once the backlog is sent. Every ``FOLLOW_RECHECK`` seconds
-    it asks ``allowed()`` (a database read) and ends, sending nothing more, when not.
-
-    A poll, not a channel-layer subscription: one indexed read (about a millisecond)
-    twice a second per follow, the same under WSGI and ASGI, and it sees what no
-    signal announces (a token reaching its expiry)."""
-
-    def __init__(
-        self,
-        stream: str,
-        *,
-        after: int,
-        seconds: float,
-        stopped: bool,
-        allowed: Callable[[], bool],
-    ) -> None:
-        self.stream = stream
-        self.last = after
-        self.until = time.monotonic() + seconds
-        self.started_at_seq = stream_last(stream)
-        self.stopped = stopped
-        self.allowed = allowed
-        self.check_at = time.monotonic() + FOLLOW_RECHECK
-        self.done = False
-
-    def _check_due(self) -> bool:
-        now = time.monotonic()
-        if now < self.check_at:
-            return False
-        self.check_at = now + FOLLOW_RECHECK
-        return True
-
-    def _ends(self, row: dict[str, Any]) -> bool:
-        return (
-            row["seq"] > self.started_at_seq
-            and row.get("type") == "status"
-            and row.get("status") in _ENDED
-            and row.get("desired") != Notebook.Desired.RUNNING
-        )
-
-    def step(self) -> list[bytes]:
-        """Read the buffer once: the lines to send now (``done`` says when to stop)."""
-        rows = stream_after(self.stream, self.last, _FOLLOW_PAGE)
-        lines = []
-        for row in rows:
-            lines.append(json.dumps(row, separators=(",", ":")).encode() + b"\n")
-            self.last = row["seq"]
-            if self._ends(row):
-                self.done = True
-                return lines
-        caught_up = len(rows) < _FOLLOW_PAGE
-        if (self.stopped and caught_up) or time.monotonic() >= self.until:
-            self.done = True
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while not self.done:
-            if self._check_due() and not self.allowed():
-                return
-            lines = self.step()
-            yield from lines
-            if not lines and not self.done:
-                time.sleep(FOLLOW_POLL)
-
-    async def aiter(self) -> AsyncIterator[bytes]:
-        # The buffer is Redis or memory, never the database: any thread may read it.
-        step = sync_to_async(self.step, thread_sensitive=False)
-        # The check reads the database: on the request's own thread, whose connection
-        # Django closes when the response ends.
-        allowed = sync_to_async(self.allowed)
-        while not self.done:
-            if self._check_due() and not await allowed():
-                return
-            lines = await step()
-            for line in lines:
-                yield line
-            if not lines and not self.done:
-                await asyncio.sleep(FOLLOW_POLL)

@@ -1,0 +1,207 @@
+"""What a session's host says about its workload, and what Lattice makes of it.
+
+The agent reports events for workload "nb-<notebook>-s<session>"
+(apps.machines.tasks.workload_event routes those of kind "nb" here: the hook
+registered in apps.notebooks.apps): progress (pulling the image, with its percent;
+copying the datasets; waiting for Jupyter), started (the container is up: billing
+starts), ready (Jupyter answered /api/status with the session's token), failed,
+stopped. Only the host the session was placed on speaks for it, a late event never
+moves a session back, and a "ready" counts only with an endpoint on that host's own
+workload address.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.tenancy import team_scope
+from apps.machines.services import endpoint_on_host
+from apps.notebooks.lifecycle.ending import session_end, stop_on_host
+from apps.notebooks.lifecycle.status import session_set_status
+from apps.notebooks.locks import lock_session
+from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
+
+logger = logging.getLogger(__name__)
+
+# How far along the way to running each status is: a late event never moves a session back.
+_RANK = {
+    Status.QUEUED: 0,
+    Status.SCHEDULED: 1,
+    Status.PULLING: 2,
+    Status.STARTING: 3,
+    Status.RUNNING: 4,
+    Status.STOPPING: 5,
+}
+
+
+def _session_id(name: str) -> int | None:
+    """The session of workload "nb-<notebook>-s<session>", or None for another name."""
+    try:
+        return int(name.rsplit("-s", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def workload_stream(host_name: str, name: str) -> str | None:
+    """The stream workload ``name``'s output goes to, if host ``host_name`` runs it."""
+    session_id = _session_id(name)
+    found = (
+        NotebookSession.objects.unscoped()
+        .filter(pk=session_id, host__name=host_name)
+        .values_list("notebook_id", flat=True)
+        .first()
+        if session_id is not None
+        else None
+    )
+    return Notebook(pk=found).stream if found is not None else None
+
+
+def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> None:
+    """An agent's event for workload "nb-<notebook>-s<session>"."""
+    session_id = _session_id(name)
+    if session_id is None:
+        logger.warning("event %s for unknown workload %s on %s", event, name, host_name)
+        return
+    found = NotebookSession.objects.unscoped().filter(pk=session_id).values("team_id").first()
+    if found is None:
+        logger.info("event %s for session %s, which no longer exists", event, session_id)
+        return
+    with team_scope(found["team_id"]), transaction.atomic():
+        session = lock_session(session_id, "machine_type", "host")
+        if session is None:
+            return
+        if session.host is None or session.host.name != host_name:
+            # Only the host it was sent to speaks for a session (hosts run strangers' code).
+            logger.warning("event %s for %s from %s, not its host: ignored", event, name, host_name)
+            return
+        _apply_event(session, event, data)
+
+
+def _advance(session: NotebookSession, status: str) -> bool:
+    """True when ``status`` moves the open session forward (late events are dropped)."""
+    if session.ended_at is not None:
+        return False
+    return _RANK.get(Status(status), 0) > _RANK.get(Status(session.status), 0)
+
+
+def _apply_event(session: NotebookSession, event: str, data: dict[str, Any]) -> None:
+    handler = _HANDLERS.get(event)
+    if handler is not None:
+        handler(session, data)
+
+
+def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
+    phase = data.get("phase", "")
+    if phase == "pulling" and _advance(session, Status.PULLING):
+        percent = data.get("percent")
+        session_set_status(
+            session,
+            Status.PULLING,
+            f"Downloading the image: {percent or 0}%.",
+            phase="pulling",
+            percent=percent,
+        )
+    elif phase == "copying" and session.ended_at is None and session.status == Status.SCHEDULED:
+        # The host copies the notebook's datasets before it starts it (a while, for big ones).
+        try:
+            percent = max(0, min(100, int(data.get("percent") or 0)))
+        except (TypeError, ValueError):
+            percent = 0
+        session_set_status(
+            session,
+            Status.SCHEDULED,
+            f"Copying its datasets to the machine: {percent}%.",
+            phase="copying",
+            percent=percent,
+        )
+    elif phase == "waiting" and session.ended_at is None and session.status in STARTING_STATUSES:
+        session_set_status(
+            session,
+            Status.STARTING,
+            "Waiting for JupyterLab to answer.",
+            phase="waiting",
+        )
+
+
+def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
+    if session.ended_at is None and session.started_at is None:
+        session.started_at = timezone.now()
+        state = data.get("state")
+        session.runtime_state = state if isinstance(state, dict) else {}
+        session.save(update_fields=["started_at", "runtime_state"])
+    if _advance(session, Status.STARTING):
+        session_set_status(session, Status.STARTING, "Starting JupyterLab.", phase="starting")
+
+
+def _on_ready(session: NotebookSession, data: dict[str, Any]) -> None:
+    if not _advance(session, Status.RUNNING):
+        return
+    endpoint = data.get("endpoint")
+    assert session.host is not None  # noqa: S101 - on_workload_event checked the host
+    if not isinstance(endpoint, str) or not endpoint_on_host(session.host, endpoint):
+        # The proxy would carry the member's browser, and the Jupyter token, wherever this
+        # points: only the host's own workload address is believed.
+        logger.warning(
+            "ready for %s from %s with endpoint %r, not on its workload address %s: ignored",
+            session.workload,
+            session.host,
+            endpoint,
+            session.host.workload_address,
+        )
+        return
+    now = timezone.now()
+    state = data.get("state")
+    session.runtime_state = state if isinstance(state, dict) else session.runtime_state
+    session.endpoint = endpoint
+    session.started_at = session.started_at or now
+    session.ready_at = now
+    session.activity_at = now
+    session.save(
+        update_fields=["runtime_state", "endpoint", "started_at", "ready_at", "activity_at"],
+    )
+    session_set_status(session, Status.RUNNING, "Ready.", phase="ready", percent=100)
+
+
+def _on_failed(session: NotebookSession, data: dict[str, Any]) -> None:
+    if session.ended_at is not None:
+        return
+    if session.status == Status.STOPPING:
+        session_end(session, reason=session.exit_reason or NotebookSession.ExitReason.STOPPED)
+        return
+    session_end(
+        session,
+        reason=NotebookSession.ExitReason.FAILED,
+        message=_failure_advice(data.get("message", ""), data),
+    )
+    stop_on_host(session)
+
+
+def _on_stopped(session: NotebookSession, data: dict[str, Any]) -> None:
+    if session.ended_at is None and session.status == Status.STOPPING:
+        session_end(session, reason=session.exit_reason or NotebookSession.ExitReason.STOPPED)
+
+
+_HANDLERS = {
+    "progress": _on_progress,
+    "started": _on_started,
+    "ready": _on_ready,
+    "failed": _on_failed,
+    "stopped": _on_stopped,
+}
+
+
+def _failure_advice(message: str, data: dict[str, Any]) -> str:
+    """The agent's message, with what the person can do about it."""
+    if "could not be downloaded" in message or "not on this host" in message:
+        return f"{message} Check the image name, or choose one of the templates."
+    if data.get("timeout"):
+        return (
+            f"{message} The log shows how far it got; start it again, or choose a larger machine."
+        )
+    if "exited" in message:
+        return f"{message} The log above says why; fix it and start again."
+    return f"{message} Start it again; if it keeps failing, tell your administrator."

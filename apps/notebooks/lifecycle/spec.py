@@ -1,0 +1,69 @@
+"""What a session's host is asked to run: its workload's spec (apps.runtimes.base.Spec).
+
+JupyterLab in the session's image, on the machine type's CPUs, memory and the GPUs its
+placement holds (by UUID), with the notebook's volume at /notebooks, the team's at /storage
+and its dataset mounts (apps.notebooks.mounts) at /datasets; labelled so the reconciler can
+tell whose it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from apps.machines.scheduler import placement_gpu_uuids
+from apps.notebooks.mounts import mounts_for_spec
+from apps.notebooks.selectors import team_notebook_settings
+from apps.runtimes.base import Spec
+
+if TYPE_CHECKING:
+    from apps.notebooks.models import NotebookSession
+
+_GIB = 1024**3
+
+
+def jupyter_command(session: NotebookSession) -> list[str]:
+    """JupyterLab's command line for ``session`` (the runtime fills in {ip}, {port} and
+    {mount:...}); it reads only the session's ``base_path``."""
+    return [
+        "jupyter",
+        "lab",
+        "--ip={ip}",
+        "--port={port}",
+        "--no-browser",
+        "--ServerApp.root_dir={mount:/notebooks}",
+        f"--ServerApp.base_url={session.base_path}",
+        # The proxy is the only way in; it sends the token, the browser never sees it.
+        "--ServerApp.allow_remote_access=True",
+        "--ServerApp.terminals_enabled=True",
+        # Containers run as uid 1000; a local process runs as the agent's user, root on a
+        # single-machine install (the process runtime is not an isolation boundary anyway).
+        "--ServerApp.allow_root=True",
+    ]
+
+
+def session_spec(session: NotebookSession) -> Spec:
+    notebook = session.notebook
+    team_settings = team_notebook_settings(session.team_id)
+    machine = session.machine_type
+    assert session.placement is not None  # noqa: S101 - dispatched only once placed
+    return Spec(
+        name=session.workload,
+        image=session.image,
+        command=jupyter_command(session),
+        env={"JUPYTER_TOKEN": session.jupyter_token, "LATTICE_NOTEBOOK": str(notebook.pk)},
+        vcpus=float(machine.vcpus),
+        memory_bytes=machine.memory_gib * _GIB,
+        gpu_uuids=placement_gpu_uuids(session.placement),
+        volumes={notebook.volume: "/notebooks", team_settings.storage_volume: "/storage"},
+        datasets=mounts_for_spec(session),
+        labels={
+            "installation": settings.LATTICE_INSTALLATION,
+            "kind": "notebook",
+            "team": str(session.team_id),
+            "notebook": str(notebook.pk),
+            "session": str(session.pk),
+            "stream": notebook.stream,
+        },
+    )

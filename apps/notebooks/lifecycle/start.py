@@ -1,0 +1,171 @@
+"""Starting a notebook: the start (``notebook_start``), then finding room for its session
+(``session_place``, queued as ``session_place_task``) and asking the host with room to run it
+(``session_dispatch``).
+
+``notebook_start`` is a service like those in apps.notebooks.services (which offers it with
+the others). It is defined here, below the stop and end of a session, because the lifecycle
+calls it too: a session that ends while its notebook is still wanted running starts the next
+one (apps.notebooks.lifecycle.ending). For the same reason the Celery task that places a
+session sits beside its step: the start, the end of a session (the line moves on) and the
+reconciler all queue it, and apps.notebooks.tasks, above them, is imported by none of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.datasets.blob_urls import with_read_urls
+from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
+from apps.machines.models import PlacementRequest
+from apps.machines.queue import placement_request, queue_position
+from apps.machines.scheduler import placement_release
+from apps.notebooks.entitlements import check_start
+from apps.notebooks.errors import NotebookError
+from apps.notebooks.lifecycle.spec import session_spec
+from apps.notebooks.lifecycle.status import session_set_status
+from apps.notebooks.locks import lock_session, notebook_to_change
+from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.mounts import copy_allowance
+from apps.notebooks.selectors import open_session
+from apps.notebooks.templates import TemplateError, image_for
+from apps.teams.scope import team_task
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.teams.models import Team
+
+
+@transaction.atomic
+def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
+    """Want it running: open a session and queue its placement, unless one is open already."""
+    notebook = notebook_to_change(team, actor, notebook)
+    notebook.desired_state = Notebook.Desired.RUNNING
+    notebook.save(update_fields=["desired_state", "updated_at"])
+    session = open_session(notebook)
+    if session is not None:
+        # Already on its way (or stopping for a restart: it comes back, as desired).
+        return session
+    if not notebook.machine_type.active:
+        raise NotebookError(
+            f"{notebook.machine_type.name} is no longer offered: choose another machine.",
+            field="machine_type",
+        )
+    try:
+        image = image_for(notebook.template, notebook.custom_image)
+    except TemplateError as exc:
+        raise NotebookError(str(exc), field="custom_image") from exc
+    # The plan and spend cap (billing off: no limits): a refusal is a 402.
+    check_start(team, notebook.machine_type)
+    session = NotebookSession.objects.for_team(team).create(
+        team=team,
+        notebook=notebook,
+        machine_type=notebook.machine_type,
+        template=notebook.template,
+        image=image,
+        started_by=actor,
+        jupyter_token=secrets.token_hex(24),
+    )
+    session_set_status(session, Status.QUEUED, "Waiting for a machine.", phase="queued")
+    audit_record(team=team, actor=actor, action="notebook.started", target=notebook.name)
+    on_commit_place(session)
+    return session
+
+
+@shared_task(name="notebooks.session_place", soft_time_limit=60, time_limit=90)
+@team_task
+def session_place_task(session_id: int, *, team: Team) -> None:
+    """Find room for a queued session and send it to its host."""
+    session = (
+        NotebookSession.objects.select_related("notebook", "machine_type")
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is not None:
+        session_place(session)
+
+
+def on_commit_place(session: NotebookSession) -> None:
+    """Queue ``session_place`` for the session once the transaction commits."""
+    session_id, team_id = session.pk, session.team_id
+    transaction.on_commit(lambda: session_place_task.delay(session_id, team_id=team_id))
+
+
+def session_place(session: NotebookSession) -> None:
+    """Find room for a queued session; start it there, or leave it queued with its position."""
+    if session.ended_at is not None or session.status != Status.QUEUED:
+        return
+    request = placement_request(
+        machine_type=session.machine_type,
+        workload=session.workload,
+        team=session.team,
+    )
+    with transaction.atomic():
+        locked = lock_session(session.pk, "machine_type")
+        if locked is None:
+            return
+        session = locked
+        placed = request.status == PlacementRequest.Status.PLACED and request.placement
+        if session.ended_at is not None or session.status != Status.QUEUED:
+            # Stopped while we looked for room: give the room back.
+            if placed and request.placement and session.placement_id != request.placement.pk:
+                placement_release(placement=request.placement)
+            return
+        if not placed or request.placement is None:
+            position = queue_position(request) or 1
+            ahead = position - 1
+            session_set_status(
+                session,
+                Status.QUEUED,
+                f"Waiting for a free {session.machine_type.name}: "
+                + (f"{ahead} ahead of you." if ahead else "you are next."),
+                phase="queued",
+            )
+            return
+        placement = request.placement
+        session.placement = placement
+        session.host = placement.host
+        session.save(update_fields=["placement", "host"])
+        session_set_status(
+            session,
+            Status.SCHEDULED,
+            f"Placed on {placement.host.name}.",
+            phase="placed",
+        )
+        transaction.on_commit(lambda: session_dispatch(session))
+
+
+def session_dispatch(session: NotebookSession) -> None:
+    """Ask the session's host to start it (idempotent on the host: one container)."""
+    session = NotebookSession.objects.for_team(session.team_id).get(pk=session.pk)
+    if session.ended_at is not None or session.host is None or session.status == Status.STOPPING:
+        return  # stopped meanwhile: starting it now would outlive the stop
+    NotebookSession.objects.for_team(session.team_id).filter(pk=session.pk).update(
+        start_attempts=session.start_attempts + 1,
+        progressed_at=timezone.now(),
+    )
+    options = {
+        "stream": session.notebook.stream,
+        "ready_path": f"{session.base_path}api/status",
+        "ready_token_env": "JUPYTER_TOKEN",
+        "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
+    }
+    spec = session_spec(session)
+    # Copying its datasets to the host first may take a while: the task's limits grow by it,
+    # and the host reads their blobs through links that work as long as the task may run.
+    extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))
+    time_limit = AGENT_TIME_LIMIT + extra
+    spec = replace(spec, datasets=with_read_urls(spec.datasets, seconds=time_limit))
+    agent_start.apply_async(
+        args=(session.host.name, spec_to_task(spec), options),
+        queue=session.host.queue,
+        soft_time_limit=time_limit - 30,
+        time_limit=time_limit,
+    )
