@@ -2,15 +2,15 @@
 services share, scoped here.
 
 Two of them cross teams, through the named escape hatch ``unscoped()``, each limited in the
-same expression to what the caller may read: a public dataset's ready version, or the files
-of a version the caller has already shown it may use.
+same expression to what the caller may read: its own versions, or a public dataset's ready
+version.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile
 
@@ -41,15 +41,20 @@ def version_usable_by(*, team: Team, pk: int) -> DatasetVersion | None:
     )
 
 
-def version_manifest(version_id: int) -> list[tuple[str, str, int]]:
-    """The files of version ``version_id`` as (path, sha256, size), by path.
+def version_manifest(*, team: Team | int, version_id: int) -> list[tuple[str, str, int]]:
+    """The files of version ``version_id`` as (path, sha256, size), by path, if ``team`` may
+    read it (as ``version_usable_by``); an empty list for anything else.
 
-    Across teams: a public dataset's files carry its own team. The caller must have checked
-    that its team may use the version (a mount of it, read in its scope, say).
+    Across teams only for a public dataset's ready version (its files carry its own team);
+    the filter admits that and the team's own, in the same query.
     """
+    readable = Q(team=team) | Q(
+        version__dataset__visibility=Dataset.Visibility.PUBLIC,
+        version__status=DatasetVersion.Status.READY,
+    )
     rows = (
         VersionFile.objects.unscoped()
-        .filter(version_id=version_id)
+        .filter(readable, version_id=version_id)
         .order_by("path")
         .values_list("path", "blob__sha256", "size")
     )

@@ -224,9 +224,9 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
                 mount.name,
             )
             continue
-        # The mount row, read in this team's scope and just checked, is what gives this
-        # notebook access to the version's files (another team's, when it is public).
-        files = version_manifest(mount.version_id)
+        # The mount row, read in this team's scope and just checked, names the version; the
+        # manifest is read only if this team may read it (its own, or a public one).
+        files = version_manifest(team=session.team_id, version_id=mount.version_id)
         out.append(
             {
                 "name": mount.name,

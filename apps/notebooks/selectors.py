@@ -22,14 +22,14 @@ def open_session(notebook: Notebook) -> NotebookSession | None:
 
 
 def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
-    """The team's notebook settings (its default idle shutdown, its ``/storage`` volume),
-    made with the installation's defaults on first read: the one way they are read."""
+    """The team's notebook settings (its default idle shutdown, its ``/storage`` volume): the
+    one way they are read. A team that has none yet gets the installation's defaults, unsaved
+    (a read writes nothing; ``lifecycle.spec.team_notebook_settings_made`` makes the row)."""
     team_id = team if isinstance(team, int) else team.pk
-    row, _ = TeamNotebookSettings.objects.for_team(team_id).get_or_create(
-        team_id=team_id,
-        defaults={"idle_timeout_minutes": settings.LATTICE_DEFAULT_IDLE_MINUTES},
+    row = TeamNotebookSettings.objects.for_team(team_id).filter(team_id=team_id).first()
+    return row or TeamNotebookSettings(
+        team_id=team_id, idle_timeout_minutes=settings.LATTICE_DEFAULT_IDLE_MINUTES
     )
-    return row
 
 
 def open_session_count(team: Team) -> int:

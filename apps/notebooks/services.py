@@ -21,9 +21,10 @@ from apps.core.audit import audit_record
 from apps.notebooks import lifecycle
 from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
 from apps.notebooks.lifecycle import notebook_start
+from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
-from apps.notebooks.selectors import open_session, team_notebook_settings
+from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
 
@@ -95,7 +96,7 @@ def notebook_create(
         idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
         created_by=actor,
     )
-    team_notebook_settings(team)
+    team_notebook_settings_made(team.pk)
     audit_record(team=team, actor=actor, action="notebook.created", target=name)
     return notebook
 
@@ -253,7 +254,7 @@ def team_notebook_settings_update(
 ) -> TeamNotebookSettings:
     """Change the team's default idle shutdown; audit it."""
     require_permission(team, actor, "notebooks.settings", error=NotebookPermissionError)
-    row = team_notebook_settings(team)
+    row = team_notebook_settings_made(team.pk)
     row.idle_timeout_minutes = _clean_idle(idle_timeout_minutes) or 0
     row.save(update_fields=["idle_timeout_minutes"])
     audit_record(

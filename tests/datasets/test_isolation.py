@@ -25,10 +25,11 @@ from apps.datasets.models import (
     VersionFile,
     blob_key,
 )
+from apps.datasets.selectors import version_manifest
 from apps.datasets.services import dataset_create
 from apps.notebooks import mounts
 from apps.notebooks.models import NotebookMount, NotebookSession
-from tests.dataset_fixtures import sha
+from tests.dataset_fixtures import make_version, sha
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
@@ -588,3 +589,26 @@ def test_two_teams_with_the_same_files_get_two_folders_on_a_host(
 
     assert keys["acme"][ours] != keys["globex"][theirs]
     assert keys["globex"]["open"] == keys["acme"][ours]
+
+
+def test_a_version_manifest_is_read_only_by_a_team_that_may_read_the_version(
+    media: Any, acme: Any, globex: Any
+) -> None:
+    private = make_version(acme, "secret", {"a.csv": b"private bytes"})
+    public = make_version(
+        acme, "open", {"b.csv": b"public bytes"}, visibility=Dataset.Visibility.PUBLIC
+    )
+    unfinished = make_version(
+        acme, "later", {"c.csv": b"not yet"}, visibility=Dataset.Visibility.PUBLIC, ready=False
+    )
+
+    # Acme reads its own, whatever their state; Globex only the public, ready one.
+    assert version_manifest(team=acme, version_id=private.pk) == [
+        ("a.csv", sha(b"private bytes"), 13)
+    ]
+    assert version_manifest(team=acme, version_id=unfinished.pk) == [("c.csv", sha(b"not yet"), 7)]
+    assert version_manifest(team=globex, version_id=public.pk) == [
+        ("b.csv", sha(b"public bytes"), 12)
+    ]
+    assert version_manifest(team=globex, version_id=private.pk) == []
+    assert version_manifest(team=globex.pk, version_id=unfinished.pk) == []

@@ -17,9 +17,9 @@ from rest_framework.test import APIClient
 from apps.accounts.tokens import token_create
 from apps.core.stream import stream_last, stream_publish
 from apps.notebooks import services
-from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
 from apps.teams.models import Membership, Role
-from tests.factories import UserFactory, add_member
+from tests.factories import NotebookFactory, UserFactory, add_member
 from tests.helpers import bearer, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,6 +152,20 @@ class TestCrud:
         assert_error(api.get(f"{url(notebook, 'logs')}?follow=1&timeout=601"), 400, "invalid")
         assert_error(api.get(f"{BASE}999999/"), 404, "not_found")
         assert_error(api.post(f"{BASE}999999/start/"), 404, "not_found")
+
+    def test_listing_writes_nothing(self, acme, settings):
+        # A read (a viewer's, even) shows the installation's default idle shutdown for a team
+        # that never saved its notebook settings, and leaves no settings row behind.
+        settings.LATTICE_DEFAULT_IDLE_MINUTES = 45
+        NotebookFactory.create(team=acme)  # made straight in the database: no settings row
+        viewer = UserFactory.create()
+        add_member(acme, viewer, Role.VIEWER)
+
+        response = api_for(viewer).get(BASE)
+
+        assert response.status_code == 200
+        assert response.json()["results"][0]["effective_idle_timeout_minutes"] == 45
+        assert not TeamNotebookSettings.objects.for_team(acme).exists()
 
     def test_charlie_gets_404(self, acme, globex, charlie, notebook):
         api = api_for(charlie)

@@ -1,7 +1,7 @@
 """What a session's host says about its workload, and what Lattice makes of it.
 
 The agent reports events for workload "nb-<notebook>-s<session>"
-(apps.machines.tasks.workload_event routes those of kind "nb" here: the hook
+(apps.machines.reports.workload_event routes those of kind "nb" here: the hook
 registered in apps.notebooks.apps): progress (pulling the image, with its percent;
 copying the datasets; waiting for Jupyter), started (the container is up: billing
 starts), ready (Jupyter answered /api/status with the session's token), failed,

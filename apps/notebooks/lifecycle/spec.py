@@ -13,14 +13,25 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from apps.machines.scheduler import placement_gpu_uuids
+from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
-from apps.notebooks.selectors import team_notebook_settings
 from apps.runtimes.base import Spec
 
 if TYPE_CHECKING:
     from apps.notebooks.models import NotebookSession
 
 _GIB = 1024**3
+
+
+def team_notebook_settings_made(team_id: int) -> TeamNotebookSettings:
+    """The team's notebook settings row, made with the installation's defaults the first time
+    it is needed: a notebook made, a setting changed, or a session's spec (the ``/storage``
+    volume's id must stay the same from then on)."""
+    row, _ = TeamNotebookSettings.objects.for_team(team_id).get_or_create(
+        team_id=team_id,
+        defaults={"idle_timeout_minutes": settings.LATTICE_DEFAULT_IDLE_MINUTES},
+    )
+    return row
 
 
 def jupyter_command(session: NotebookSession) -> list[str]:
@@ -45,7 +56,7 @@ def jupyter_command(session: NotebookSession) -> list[str]:
 
 def session_spec(session: NotebookSession) -> Spec:
     notebook = session.notebook
-    team_settings = team_notebook_settings(session.team_id)
+    team_settings = team_notebook_settings_made(session.team_id)
     machine = session.machine_type
     assert session.placement is not None  # noqa: S101 - dispatched only once placed
     return Spec(
