@@ -810,7 +810,7 @@ def _pay_on_checkout(double, session_id: str) -> str:
     """Press Subscribe on the double's hosted Checkout page; where Stripe sends the browser."""
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def redirect_request(self, *args, **kwargs):
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
