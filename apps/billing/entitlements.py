@@ -67,9 +67,13 @@ def billing_url(team_slug: str, request: HttpRequest | None = None, **query: str
     """The team's billing page (where to upgrade), absolute when ``request`` is given. Braces
     stay as they are: Stripe fills in ``{CHECKOUT_SESSION_ID}`` itself."""
     url = reverse("billing:overview", kwargs={"team_slug": team_slug})
+    if request is not None:
+        # Only the path goes through build_absolute_uri: it percent-encodes braces, and
+        # Stripe replaces the template variable only where it reads it literally.
+        url = request.build_absolute_uri(url)
     if query:
         url += "?" + urlencode(query, safe="{}")
-    return request.build_absolute_uri(url) if request is not None else url
+    return url
 
 
 def checkout_return_urls(team_slug: str, request: HttpRequest) -> tuple[str, str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 _HOUR = Decimal(3600)
+_MINUTE = 60
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,21 @@ class UsageTotal:
     @property
     def hours(self) -> Decimal:
         return Decimal(self.seconds) / _HOUR
+
+    @property
+    def duration(self) -> str:
+        return duration_text(self.seconds)
+
+
+def duration_text(seconds: int) -> str:
+    """Machine time in the unit that fits: seconds, then minutes, then hours to the
+    hundredth. Fifteen seconds read "15 s", not "0.00" hours."""
+    if seconds < _MINUTE:
+        return f"{seconds} s"
+    if seconds < _HOUR:
+        minutes, rest = divmod(seconds, _MINUTE)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    return f"{Decimal(seconds) / _HOUR:.2f} h"
 
 
 def _price_table(

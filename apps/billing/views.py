@@ -21,6 +21,7 @@ from apps.billing.entitlements import billing_enabled, billing_url, checkout_ret
 from apps.billing.invoices import UNAVAILABLE, InvoicePage, invoice_list
 from apps.billing.models import Plan
 from apps.billing.selectors import billing_overview, billing_usage, plan_offered
+from apps.billing.usage import duration_text
 from apps.core.pages import page_action
 from apps.teams.views import TeamPage
 
@@ -183,10 +184,12 @@ class UsageView(BillingPage):
             period_end=usage.period_end,
             total_cost=usage.cost,
             total_seconds=usage.seconds,
+            total_duration=duration_text(usage.seconds),
             by_machine=usage.by_machine_type,
             by_member=usage.by_member,
             account=services.account_for(self.team) if billing_enabled() else None,
             chart_width=len(days) * 10,
+            chart_top=top,
             days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],
         )
 

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views import View
 
+from apps.accounts.adapter import SIGNUP_JOINING_KEY
 from apps.teams import invitations
 from apps.teams.forms import InviteForm
 from apps.teams.models import Invitation
@@ -98,7 +99,8 @@ class InvitationLinkView(View):
         return render(
             request,
             self.template_name,
-            {"problem": str(exc), "code": exc.code},
+            # An accepted invitation leads on to the team it joined.
+            {"problem": str(exc), "code": exc.code, "joined": exc.joined},
             status=_STATUS_FOR.get(exc.code, 400),
         )
 
@@ -141,4 +143,5 @@ class InvitationLinkView(View):
         # The link proves the address: allauth treats it as verified at sign-up.
         get_adapter(request).stash_verified_email(request, invitation.email)
         request.session[SESSION_KEY] = token
+        request.session[SIGNUP_JOINING_KEY] = invitation.team.name
         return redirect("account_signup")

@@ -53,13 +53,22 @@ class InvitationError(TeamError):
     """Why an invitation cannot be used; ``code`` says which case for the page and the API,
     and sets the API's status."""
 
-    def __init__(self, code: str, message: str, *, upgrade_url: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        upgrade_url: str | None = None,
+        joined: Team | None = None,
+    ) -> None:
         super().__init__(
             message,
             code=code,
             status_code=_STATUS_OF_CODE.get(code, 409),
             upgrade_url=upgrade_url,
         )
+        # An accepted invitation's team: the link's page leads there.
+        self.joined = joined
 
 
 def invitation_token(invitation: Invitation) -> str:
@@ -101,7 +110,12 @@ def _check_usable(invitation: Invitation) -> None:
     if invitation.status == Invitation.Status.REVOKED:
         raise InvitationError("revoked", "This invitation was withdrawn by the team.")
     if invitation.status != Invitation.Status.PENDING:
-        raise InvitationError("used", "This invitation has already been used.")
+        accepted = invitation.status == Invitation.Status.ACCEPTED
+        raise InvitationError(
+            "used",
+            "This invitation has already been used.",
+            joined=invitation.team if accepted else None,
+        )
     if invitation.expires_at <= timezone.now():
         raise InvitationError(
             "expired",

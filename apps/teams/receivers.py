@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.dispatch import receiver
 from django.urls import reverse
 
-from apps.accounts.adapter import AFTER_SIGNUP_KEY
+from apps.accounts.adapter import AFTER_SIGNUP_KEY, SIGNUP_JOINING_KEY
 from apps.teams.invitation_views import SESSION_KEY
 from apps.teams.invitations import InvitationError, invitation_accept, invitation_from_token
 from apps.teams.services import team_create_personal
@@ -23,6 +23,8 @@ def _personal_team_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any
 @receiver(user_signed_up, dispatch_uid="teams.accept_invitation_on_signup")
 def _accept_invitation_on_signup(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """A person who signed up from an invitation link lands in that team."""
+    if request is not None:
+        request.session.pop(SIGNUP_JOINING_KEY, None)
     token = request.session.pop(SESSION_KEY, None) if request is not None else None
     if not token:
         return

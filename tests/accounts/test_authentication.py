@@ -44,6 +44,26 @@ class TestSignup:
         assert mail.outbox[0].to == ["dana@example.com"]
         assert "/accounts/confirm-email/" in mail.outbox[0].body
 
+    def test_the_verification_mail_reads_like_a_person_wrote_it(self, client, settings):
+        settings.LATTICE_SITE_NAME = "Lattice Research"
+
+        sign_up(client)
+
+        (message,) = mail.outbox
+        assert message.subject == "[Lattice] Confirm your email address for Lattice Research"
+        body = message.body
+        assert body.startswith("Hello Dana Scully,")
+        assert "Confirm that dana@example.com is your email address on Lattice Research" in body
+        assert "/accounts/confirm-email/" in body
+        assert "The Lattice Research team" in body
+        # The host and port appear only inside the link, never as the site's name; and the
+        # address is not called a "user".
+        lines_naming_the_host = [line for line in body.splitlines() if "testserver" in line]
+        assert lines_naming_the_host == [last_mail_link("/accounts/confirm-email/")]
+        assert "Hello from" not in body
+        assert "for user" not in body
+        assert "user dana@example.com" not in body
+
     def test_it_refuses_login_until_the_email_is_verified(self, client):
         sign_up(client)
         client.logout()

@@ -4,6 +4,8 @@ and change billing."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +17,7 @@ from apps.billing import metering
 from apps.billing.entitlements import PlanLimitError, check_storage, current_plan
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.services import BillingError, machine_price_set, spend_cap_set
-from apps.billing.usage import usage_cost, usage_pieces
+from apps.billing.usage import duration_text, usage_cost, usage_pieces
 from apps.core.tenancy import team_scope
 from apps.notebooks import lifecycle
 from apps.notebooks.models import Notebook, NotebookSession
@@ -602,6 +604,42 @@ class TestCheckoutAndPortal:
         with team_scope(acme):
             assert plan_slug(acme) == "growth"
 
+    def test_the_upgrade_button_returns_with_the_session_and_shows_the_plan_at_once(
+        self, stripe_double, acme, alice, client
+    ):
+        """Stripe fills ``{CHECKOUT_SESSION_ID}`` into the success URL only when it reads the
+        braces literally; the return page then applies the session before any webhook."""
+        stripe_double.hold_webhooks = True  # the return page applies it, not the webhook
+        client.force_login(alice)
+
+        to_stripe = client.post(f"/t/{acme.slug}/billing/checkout/", {"plan": "pro"})
+
+        assert to_stripe.status_code == 303
+        session_id = to_stripe["Location"].rstrip("/").rsplit("/", 1)[-1]
+        success_url = stripe_double.checkout_sessions[session_id]["success_url"]
+        assert success_url.endswith("session_id={CHECKOUT_SESSION_ID}"), success_url
+        returned = _pay_on_checkout(stripe_double, session_id)
+        assert returned == success_url.replace("{CHECKOUT_SESSION_ID}", session_id)
+
+        page = client.get(returned.removeprefix("http://testserver")).content.decode()
+
+        assert 'data-testid="current-plan">Pro<' in page
+        assert "is now on Pro" in page
+        assert 'data-testid="upgrade-pro"' not in page
+        with team_scope(acme):
+            assert plan_slug(acme) == "pro"
+
+        # The webhooks come late and apply the same subscription again: nothing doubles.
+        stripe_double.hold_webhooks = False
+        for event in list(stripe_double.events):
+            stripe_double.resend(event["id"])
+        client.get(returned.removeprefix("http://testserver"))  # a reload applies it again too
+        assert stripe_double.webhook_statuses
+        assert set(stripe_double.webhook_statuses) == {200}
+        with team_scope(acme):
+            assert Subscription.objects.count() == 1
+            assert plan_slug(acme) == "pro"
+
     def test_a_second_checkout_is_sent_to_the_portal(self, stripe_double, acme, alice, client):
         subscribe(stripe_double, team=acme, actor=alice, plan="pro")
         client.force_login(alice)
@@ -710,3 +748,76 @@ class TestWhoSeesBilling:
         assert Decimal(body["cost"]) == Decimal("6.00")
         assert body["by_machine_type"][0]["name"] == "CPU large"
         assert body["by_member"][0]["name"] == "alice@example.com"
+
+    def test_a_period_without_usage_says_so_instead_of_a_blank_chart(
+        self, stripe_double, acme, alice, client
+    ):
+        client.force_login(alice)
+
+        page = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
+
+        assert 'data-testid="usage-chart-empty"' in page
+        assert "No usage this period yet." in page
+        assert (
+            "<svg"
+            not in page.split('data-testid="usage-chart-empty"', 1)[0].rsplit(
+                '<figure class="usage-chart"', 1
+            )[-1]
+        )
+
+    def test_seconds_of_usage_show_as_seconds_not_zero_hours(
+        self, stripe_double, acme, alice, priced, client
+    ):
+        notebook = _notebook(acme, alice, priced)
+        now = timezone.now()
+        _session(acme, notebook, alice, now - timedelta(minutes=5), now - timedelta(seconds=285))
+        client.force_login(alice)
+
+        page = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
+        body = client.get(f"/api/v1/teams/{acme.slug}/billing/usage/").json()
+
+        rows = [
+            page.split(f'data-testid="{t}"', 1)[1].split("</table>", 1)[0]
+            for t in ("by-machine", "by-member")
+        ]
+        for row in rows:
+            assert "<td>15 s</td>" in row
+            assert "0.00</td>" not in row.replace("$0.15", "")
+        assert "usage-chart-empty" not in page
+        assert "<rect" in page
+        assert body["seconds"] == 15  # the API's numbers stay numbers
+        assert body["by_machine_type"][0]["seconds"] == 15
+
+    @pytest.mark.parametrize(
+        ("seconds", "text"),
+        [
+            (0, "0 s"),
+            (15, "15 s"),
+            (59, "59 s"),
+            (60, "1 min"),
+            (754, "12 min 34 s"),
+            (3599, "59 min 59 s"),
+            (3600, "1.00 h"),
+            (5400, "1.50 h"),
+            (3723, "1.03 h"),
+        ],
+    )
+    def test_durations_read_in_the_unit_that_fits(self, seconds, text):
+        assert duration_text(seconds) == text
+
+
+def _pay_on_checkout(double, session_id: str) -> str:
+    """Press Subscribe on the double's hosted Checkout page; where Stripe sends the browser."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    pay = urllib.request.Request(  # noqa: S310 - the local double, over http
+        f"{double.url}/checkout/{session_id}/pay", data=b"", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(pay)
+    assert answer.value.code == 303
+    return str(answer.value.headers["Location"])

@@ -1,5 +1,6 @@
 """Upgrading in a real browser: a Free team's owner is refused a GPU, follows the upgrade
-link, pays on the Checkout stand-in, and Stripe's webhook puts the team on Pro.
+link, pays on the Checkout stand-in, and is back on the billing page on Pro at once (the
+return page applies the Checkout session); Stripe's later webhooks change nothing.
 
 The Stripe test double serves the API and the hosted Checkout page, and posts its
 signed webhooks to the live server, as Stripe would.
@@ -51,16 +52,26 @@ def test_free_owner_upgrades_to_start_a_gpu(
     page.get_by_role("link", name="See plans and upgrade").click()
     expect(page.get_by_test_id("current-plan")).to_have_text("Free")
 
-    # Checkout on the stand-in; Stripe sends its webhooks, then returns the browser.
+    # Checkout on the stand-in. Its webhooks are held back: the page the browser returns to
+    # shows the new plan at once, from the session id Stripe filled into the return URL.
+    live_double.hold_webhooks = True
     page.get_by_test_id("upgrade-pro").click()
     page.wait_for_url(f"{live_double.url}/checkout/**")
+    session_id = page.url.rstrip("/").rsplit("/", 1)[-1]
     expect(page.get_by_text("Lattice Pro")).to_be_visible()
     page.locator("#pay").click()
-    page.wait_for_url(f"{live_server.url}/t/{acme.slug}/billing/?checkout=success*")
+    page.wait_for_url(
+        f"{live_server.url}/t/{acme.slug}/billing/?checkout=success&session_id={session_id}"
+    )
     expect(page.get_by_test_id("current-plan")).to_have_text("Pro")
     expect(page.locator("#checkout-result")).to_contain_text("is now on Pro")
+    expect(page.get_by_test_id("upgrade-pro")).to_have_count(0)
+    assert live_double.deliveries == []
 
-    # The webhooks arrived, verified, and each was applied once.
+    # Then Stripe's webhooks arrive, verified, and each is applied once, to the same plan.
+    live_double.hold_webhooks = False
+    for event in list(live_double.events):
+        live_double.resend(event["id"])
     assert [status for _, status in live_double.deliveries] == [200, 200, 200]
     assert set(StripeEvent.objects.values_list("outcome", flat=True)) == {"processed"}
     assert plan_slug(acme) == "pro"

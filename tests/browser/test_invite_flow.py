@@ -35,16 +35,26 @@ def test_invite_sign_up_demote_remove(browser, live_server, acme, alice, passwor
     alice_page.get_by_text("Invitation sent to robert@example.com").wait_for()
     assert mail.outbox[-1].to == ["robert@example.com"]
 
-    # Bob follows the link, signs up, and lands in Acme.
-    bob_page.goto(last_mail_link("/invitations/"))
+    # Bob follows the link, signs up (the form names the team he joins), and lands in Acme.
+    invitation_link = last_mail_link("/invitations/")
+    bob_page.goto(invitation_link)
     bob_page.get_by_role("heading", name="Join Acme").wait_for()
     bob_page.get_by_role("button", name="Create an account to join").click()
+    joining = bob_page.get_by_test_id("signup-joining")
+    joining.wait_for()
+    assert joining.inner_text().startswith("Create your account to join Acme.")
     assert bob_page.get_by_label("Email").input_value() == "robert@example.com"
     bob_page.get_by_label("Full name").fill("Robert Paulson")
     bob_page.get_by_label("Password").fill("a much longer passphrase 42")
     bob_page.get_by_role("button", name="Sign Up").click()
     bob_page.get_by_text("Welcome to Acme").wait_for()
     assert bob_page.url == f"{live_server.url}/t/acme/"
+
+    # The used link, opened again, says so and leads to the team.
+    bob_page.goto(invitation_link)
+    bob_page.get_by_text("This invitation has already been used.").wait_for()
+    bob_page.get_by_role("link", name="Go to Acme").click()
+    bob_page.wait_for_url(f"{live_server.url}/t/acme/")
 
     # As an admin he may invite.
     bob_page.goto("/t/acme/members/")

@@ -142,6 +142,25 @@ class TestTheLink:
         again = client.post(link, {"action": "accept"})
         assert again.status_code == 410
         assert "already been used" in again.content.decode()
+        # Opening the used link again leads to the team it joined.
+        revisit = client.get(link).content.decode()
+        assert "already been used" in revisit
+        assert '<a class="btn btn-primary" href="/t/acme/">Go to Acme</a>' in revisit
+
+    def test_a_declined_invitation_links_to_no_team(self, client, acme, alice):
+        invite(acme, alice)
+        link = last_mail_link("/invitations/")
+        client.post(link, {"action": "decline"})
+
+        page = client.get(link).content.decode()
+
+        assert "already been used" in page
+        assert "/t/acme/" not in page
+
+    def test_a_sign_up_page_not_reached_from_an_invitation_names_no_team(self, client, acme):
+        page = client.get(reverse("account_signup")).content.decode()
+
+        assert "Create your account to join" not in page
 
     def test_a_visitor_who_accepts_is_asked_to_log_in(self, client, acme, alice):
         invite(acme, alice)
@@ -160,6 +179,8 @@ class TestTheLink:
         assert to_signup["Location"] == reverse("account_signup")
         form = client.get(to_signup["Location"])
         assert form.context["form"].fields["email"].initial == "dana@example.com"
+        # The sign-up page says which team the new account joins.
+        assert "Create your account to join <strong>Acme</strong>" in form.content.decode()
         signed_up = client.post(
             reverse("account_signup"),
             {
