@@ -12,8 +12,9 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
+from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
-from apps.core.pages import page_action
+from apps.core.pages import page_action, refusal_on_form
 from apps.teams import services
 from apps.teams.forms import (
     DeleteTeamForm,
@@ -98,7 +99,11 @@ class TeamCreateView(LoginRequiredMixin, View):
         form = TeamNameForm(request.POST)
         if not form.is_valid():
             return render(request, "teams/create.html", {"form": form}, status=400)
-        team = services.team_create(actor=_user(request), name=form.cleaned_data["name"])
+        try:
+            team = services.team_create(actor=_user(request), name=form.cleaned_data["name"])
+        except ServiceError as refusal:
+            status = refusal_on_form(request, form, refusal)
+            return render(request, "teams/create.html", {"form": form}, status=status)
         messages.success(request, f"{team.name} is ready. Invite your teammates from Members.")
         return redirect("teams:home", team_slug=team.slug)
 
@@ -179,9 +184,8 @@ class TeamSettingsView(TeamPage):
                     actor=_user(request),
                     name=form.cleaned_data["name"],
                 )
-            except services.TeamError as exc:
-                messages.error(request, str(exc))
-                return self._render(request, form, status=403)
+            except ServiceError as refusal:
+                return self._render(request, form, status=refusal_on_form(request, form, refusal))
             messages.success(request, "The team's name is saved.")
             return redirect("teams:settings", team_slug=self.team.slug)
         return self._render(request, form, status=400)
