@@ -23,6 +23,7 @@ from apps.teams.forms import (
     RoleForm,
     TeamNameForm,
 )
+from apps.teams.hooks import overview_notebooks
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
@@ -112,7 +113,14 @@ class TeamHomeView(TeamPage):
     template_name = "teams/home.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        return self.page(request, member_count=member_count(self.team), section="home")
+        notebooks = overview_notebooks(self.team)
+        return self.page(
+            request,
+            member_count=member_count(self.team),
+            notebooks=notebooks,
+            running_count=sum(1 for nb in notebooks if nb.status == "running"),
+            section="home",
+        )
 
 
 class MembersView(TeamPage):
