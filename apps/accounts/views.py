@@ -3,6 +3,7 @@ password, two-factor and sessions; its pages share this area's layout)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, cast
 
 from django.contrib import messages
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
     from apps.accounts.models import User
+    from apps.teams.models import Team
 
 
 @login_required
@@ -40,6 +42,12 @@ def profile(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"form": form, "saved": saved})
 
 
+def _team_choices(teams: list[Team]) -> list[tuple[str, str]]:
+    """The token form's teams by name, with the slug beside a name two of them share."""
+    names = Counter(t.name for t in teams)
+    return [(t.slug, f"{t.name} ({t.slug})" if names[t.name] > 1 else t.name) for t in teams]
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 @reauthentication_required(allow_get=True)
@@ -50,7 +58,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
     """
     user = cast("User", request.user)
     teams = user_teams(user)
-    form = TokenForm(request.POST or None, teams=[(t.slug, t.name) for t in teams])
+    choices = _team_choices(teams)
+    form = TokenForm(request.POST or None, teams=choices)
     created = None
     status = 200
     if request.method == "POST":
@@ -69,7 +78,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 status = 400
             else:
                 created = {"token": token, "plaintext": plaintext}
-                form = TokenForm(teams=[(t.slug, t.name) for t in teams])
+                form = TokenForm(teams=choices)
         else:
             status = 400
     listed = list(PersonalAccessToken.objects.filter(user=user).select_related("team"))

@@ -4,7 +4,8 @@
 plain dict and queues ``deliver_email`` once the surrounding transaction
 commits, so a rolled-back signup sends nothing. The worker hands the message to
 the real backend named by ``LATTICE_EMAIL_DELIVERY_BACKEND`` (console in the
-embedded default, SMTP in production, locmem in tests).
+embedded default, framed by ``FramedConsoleEmailBackend`` so it stands out in the dev
+server's log; SMTP in production, locmem in tests).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.console import EmailBackend as ConsoleEmailBackend
 from django.db import transaction
 
 from apps.core.tasks import deliver_email
@@ -50,3 +52,17 @@ class QueuedEmailBackend(BaseEmailBackend):
             # 500 now would mislead the person. The failure is logged instead.
             transaction.on_commit(partial(deliver_email.delay, payload), robust=True)
         return len(payloads)
+
+
+class FramedConsoleEmailBackend(ConsoleEmailBackend):
+    """Django's console backend with each message framed by a banner naming its recipients
+    and subject: under ``make dev`` the mails (verification links, invitations) are printed in
+    the server's log and must stand out from it."""
+
+    RULE = "=" * 78
+
+    def write_message(self, message: EmailMessage) -> None:
+        to = ", ".join(message.to) or "(no recipient)"
+        self.stream.write(f"\n{self.RULE}\n  EMAIL to {to}: {message.subject}\n{self.RULE}\n")
+        super().write_message(message)
+        self.stream.write(f"{self.RULE}\n  END OF EMAIL to {to}\n{self.RULE}\n\n")

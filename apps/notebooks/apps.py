@@ -12,7 +12,8 @@ class NotebooksConfig(AppConfig):
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
         from apps.machines.hooks import WorkloadKind, workload_kinds
-        from apps.notebooks import lifecycle, mounts
+        from apps.notebooks import lifecycle, mounts, selectors
+        from apps.teams.hooks import overview_notebooks
 
         # A session's workload is "nb-<notebook>-s<session>": its events and its output.
         workload_kinds.register(
@@ -23,3 +24,5 @@ class NotebooksConfig(AppConfig):
         # private leaves other teams' notebooks.
         datasets.attach_targets.register(mounts.attach_targets)
         datasets.dataset_made_private.register(mounts.others_mounts_remove)
+        # The team's overview page lists its notebooks.
+        overview_notebooks.register(selectors.overview_notebooks)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db.models import Case, When
+from django.urls import reverse
 
-from apps.notebooks.models import Notebook, NotebookSession, TeamNotebookSettings
+from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.teams.hooks import OverviewItem
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
@@ -35,3 +38,25 @@ def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
 def open_session_count(team: Team) -> int:
     """How many of the team's sessions have not ended: each holds (or waits for) a machine."""
     return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()
+
+
+def overview_notebooks(team: Team) -> list[OverviewItem]:
+    """The team's notebooks for its overview page (apps.teams.hooks.overview_notebooks):
+    every one not deleted, running ones first, then the most recently changed."""
+    notebooks = (
+        Notebook.objects.for_team(team)
+        .filter(deleted_at__isnull=True)
+        .order_by(
+            Case(When(status=Status.RUNNING, then=0), default=1),
+            "-updated_at",
+        )
+    )
+    return [
+        OverviewItem(
+            name=nb.name,
+            url=reverse("notebooks:detail", args=[team.slug, nb.pk]),
+            status=nb.status,
+            status_label=nb.get_status_display(),
+        )
+        for nb in notebooks
+    ]

@@ -3,7 +3,10 @@ the dashboard list them)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+from django.utils.functional import SimpleLazyObject
 
 from apps.teams.selectors import memberships_of
 
@@ -12,9 +15,17 @@ if TYPE_CHECKING:
 
 
 def memberships(request: HttpRequest) -> dict[str, Any]:
-    """``my_memberships``: the signed-in person's memberships, by team name."""
+    """``my_memberships``: the signed-in person's memberships, by team name;
+    ``my_clashing_team_names``: the names two or more of their teams share (someone else's
+    team they joined may have the name of one of theirs), shown with the slug beside them."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
     # Lazy: evaluated only by pages that draw the team switcher.
-    return {"my_memberships": memberships_of(user).order_by("team__name")}
+    mine = memberships_of(user).order_by("team__name")
+
+    def clashing() -> set[str]:
+        names = Counter(mine.values_list("team__name", flat=True))
+        return {name for name, n in names.items() if n > 1}
+
+    return {"my_memberships": mine, "my_clashing_team_names": SimpleLazyObject(clashing)}

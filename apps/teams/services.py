@@ -60,12 +60,29 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def _refuse_a_name_i_already_see(actor: User, name: str, *, team: Team | None = None) -> None:
+    """Two of a person's teams may not share a name (case aside): the switcher, the dashboard
+    and the token form would show them alike. Someone else's team may have it."""
+    mine = Membership.objects.unscoped().filter(user=actor, team__name__iexact=name)
+    if team is not None:
+        mine = mine.exclude(team=team)
+    clash = mine.select_related("team").first()
+    if clash is not None:
+        raise TeamError(
+            f'You are already in a team named "{clash.team.name}". '
+            "Choose another name, so you can tell the two apart.",
+            field="name",
+            code="duplicate_team_name",
+        )
+
+
 @transaction.atomic
 def team_create(*, actor: User, name: str, personal: bool = False) -> Team:
     """Make a team with ``actor`` as its owner; audit it."""
     name = name.strip()
     if not name:
         raise TeamError("A team needs a name.")
+    _refuse_a_name_i_already_see(actor, name)
     team = Team.objects.create(
         name=name,
         slug=_unique_slug(name),
@@ -89,6 +106,7 @@ def team_rename(*, team: Team, actor: User, name: str) -> Team:
     name = name.strip()
     if not name:
         raise TeamError("A team needs a name.")
+    _refuse_a_name_i_already_see(actor, name, team=team)
     old = team.name
     team.name = name
     team.save(update_fields=["name"])

@@ -12,8 +12,9 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
+from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
-from apps.core.pages import page_action
+from apps.core.pages import page_action, refusal_on_form
 from apps.teams import services
 from apps.teams.forms import (
     DeleteTeamForm,
@@ -22,6 +23,7 @@ from apps.teams.forms import (
     RoleForm,
     TeamNameForm,
 )
+from apps.teams.hooks import overview_notebooks
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
@@ -98,7 +100,11 @@ class TeamCreateView(LoginRequiredMixin, View):
         form = TeamNameForm(request.POST)
         if not form.is_valid():
             return render(request, "teams/create.html", {"form": form}, status=400)
-        team = services.team_create(actor=_user(request), name=form.cleaned_data["name"])
+        try:
+            team = services.team_create(actor=_user(request), name=form.cleaned_data["name"])
+        except ServiceError as refusal:
+            status = refusal_on_form(request, form, refusal)
+            return render(request, "teams/create.html", {"form": form}, status=status)
         messages.success(request, f"{team.name} is ready. Invite your teammates from Members.")
         return redirect("teams:home", team_slug=team.slug)
 
@@ -107,7 +113,14 @@ class TeamHomeView(TeamPage):
     template_name = "teams/home.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        return self.page(request, member_count=member_count(self.team), section="home")
+        notebooks = overview_notebooks(self.team)
+        return self.page(
+            request,
+            member_count=member_count(self.team),
+            notebooks=notebooks,
+            running_count=sum(1 for nb in notebooks if nb.status == "running"),
+            section="home",
+        )
 
 
 class MembersView(TeamPage):
@@ -179,9 +192,8 @@ class TeamSettingsView(TeamPage):
                     actor=_user(request),
                     name=form.cleaned_data["name"],
                 )
-            except services.TeamError as exc:
-                messages.error(request, str(exc))
-                return self._render(request, form, status=403)
+            except ServiceError as refusal:
+                return self._render(request, form, status=refusal_on_form(request, form, refusal))
             messages.success(request, "The team's name is saved.")
             return redirect("teams:settings", team_slug=self.team.slug)
         return self._render(request, form, status=400)

@@ -10,11 +10,12 @@ box, not a debugging mode, so users see Lattice's own error pages.
 from __future__ import annotations
 
 import secrets
+from typing import Any, cast
 
 from config.files import private_dir, write_private
 
 from .base import *
-from .base import ALLOWED_HOSTS, INSTALLED_APPS, VAR_DIR, env
+from .base import ALLOWED_HOSTS, INSTALLED_APPS, LOGGING, VAR_DIR, env
 
 # var/ holds the database (sessions, TOTP secrets) and keys: this user's only.
 private_dir(VAR_DIR)
@@ -36,3 +37,25 @@ ALLOWED_HOSTS = [*ALLOWED_HOSTS, "localhost", "127.0.0.1", "[::1]"]
 INSTALLED_APPS = [*INSTALLED_APPS, "apps.devtools"]
 
 LATTICE_EMBEDDED_WORKER = True
+
+# `make dev` prints every mail (the verification link, invitations) in the server's log:
+# framed so it stands out there.
+LATTICE_EMAIL_DELIVERY_BACKEND = env.str(
+    "LATTICE_EMAIL_DELIVERY_BACKEND",
+    default="apps.core.mail.FramedConsoleEmailBackend",
+)
+
+# The embedded beat and worker would log every tick and task at INFO (the beat's
+# "Sending due task", each task's "received" and "succeeded": thousands of lines an hour),
+# burying the mails and the warnings. Routine lines stay quiet; warnings and errors show.
+# (tests/core/test_dev_log.py)
+LOGGING = {
+    **LOGGING,
+    "loggers": {
+        **cast("dict[str, Any]", LOGGING["loggers"]),
+        **{
+            name: {"level": "WARNING"}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+    },
+}

@@ -71,3 +71,43 @@ class TestErrorsAndAuth:
         response = api.patch("/api/v1/me", {"name": "A"}, format="json")
         assert response.status_code == 403
         assert "CSRF" in response.json()["error"]["message"]
+
+
+class TestFrameworkErrorsUnderTheAPI:
+    """Errors Django answers before any API view runs keep the API's one JSON shape."""
+
+    @pytest.mark.parametrize(
+        "path", ["/api/v1/no-such-thing", "/api/v1/teams/x/no-such-thing/", "/api/nope"]
+    )
+    def test_an_unknown_api_path_is_a_json_404(self, alice, path):
+        _, plaintext = make_token(alice)
+
+        response = bearer(plaintext).get(path)
+
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("application/json")
+        assert response.json() == {
+            "error": {"code": "not_found", "message": "There is nothing at this address."},
+        }
+
+    def test_an_unknown_api_path_is_json_without_credentials_too(self):
+        response = APIClient().post("/api/v1/no-such-thing", {}, format="json")
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+    def test_a_method_the_route_does_not_take_is_a_json_405(self, alice):
+        _, plaintext = make_token(alice)
+
+        response = bearer(plaintext).put("/api/v1/teams/", {}, format="json")
+
+        assert response.status_code == 405
+        assert response.json()["error"]["code"] == "method_not_allowed"
+
+    def test_a_page_outside_the_api_keeps_its_html_404(self, alice, client):
+        client.force_login(alice)
+
+        response = client.get("/no-such-page/")
+
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/html")

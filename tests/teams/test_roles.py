@@ -88,9 +88,10 @@ class TestServices:
         entry = AuditEntry.objects.for_team(team).get()
         assert (entry.action, entry.actor_email) == ("team.created", "charlie@example.org")
 
-    def test_slugs_stay_unique(self, charlie):
+    def test_slugs_stay_unique(self, alice, charlie):
+        # Two people's teams: one person's two teams may not share a name (test_team_names).
         first = services.team_create(actor=charlie, name="Initech")
-        second = services.team_create(actor=charlie, name="Initech")
+        second = services.team_create(actor=alice, name="Initech")
 
         assert (first.slug, second.slug) == ("initech", "initech-2")
 
