@@ -16,7 +16,7 @@ from apps.runtimes import select
 from apps.runtimes.fake import FakeRuntime
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from apps.notebooks.models import Notebook
 
@@ -61,3 +61,46 @@ def make_notebook(
 @pytest.fixture
 def notebook(acme: Any, alice: Any, catalogue: dict[str, Any]) -> Notebook:
     return make_notebook(acme, alice, "Churn model")
+
+
+def _ours() -> str:
+    from django.conf import settings
+
+    return f"lattice.installation={settings.LATTICE_INSTALLATION}"
+
+
+def remove_installation_workloads(
+    docker_client: Any, *, notebook_ids: Iterable[int] | None = None
+) -> None:
+    """Remove this test run's Docker containers (only those of ``notebook_ids`` when given)
+    and, without ``notebook_ids``, its volumes: everything carrying this installation's label.
+    A dev server or another test run on the same engine labels its own differently, so its
+    notebooks (even one with the same notebook id) and their files stay."""
+    import contextlib
+
+    from docker.errors import APIError
+
+    filters = [[_ours(), f"lattice.notebook={pk}"] for pk in notebook_ids or ()]
+    for labels in filters or [[_ours()]]:
+        for container in docker_client.containers.list(all=True, filters={"label": labels}):
+            with contextlib.suppress(APIError):
+                container.remove(force=True)
+    if notebook_ids is None:
+        for volume in docker_client.volumes.list(filters={"label": _ours()}):
+            with contextlib.suppress(APIError):
+                volume.remove(force=True)
+
+
+def remove_installation_volumes(docker_client: Any, names: Iterable[str]) -> None:
+    """Remove the named volumes that carry this test run's installation label; a volume of
+    the same name that another installation made is not ours to remove."""
+    import contextlib
+
+    from docker.errors import APIError
+
+    ours = _ours().split("=", 1)[1]
+    for name in names:
+        with contextlib.suppress(APIError):
+            volume = docker_client.volumes.get(name)
+            if (volume.attrs.get("Labels") or {}).get("lattice.installation") == ours:
+                volume.remove(force=True)

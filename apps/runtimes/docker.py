@@ -101,12 +101,17 @@ class DockerRuntime(Runtime):
             self._pulls.pop(spec.name, None)
 
     def _volumes(self, spec: Spec) -> dict[str, dict[str, str]]:
+        # A volume carries its workload's installation, as the container does: whoever
+        # cleans up (a test run, a reinstall) can tell its own volumes from a neighbour's.
+        labels = {f"{LABEL_PREFIX}managed": "true"}
+        if spec.labels.get("installation"):
+            labels[f"{LABEL_PREFIX}installation"] = spec.labels["installation"]
         mounts = {}
         for volume, path in spec.volumes.items():
             try:
                 self.client.volumes.get(volume)
             except NotFound:
-                self.client.volumes.create(volume, labels={f"{LABEL_PREFIX}managed": "true"})
+                self.client.volumes.create(volume, labels=labels)
             mounts[volume] = {"bind": path, "mode": "rw"}
         return mounts
 
@@ -289,10 +294,20 @@ class DockerRuntime(Runtime):
         """Copy with a throwaway container of ``image`` (a notebook image: ``cp`` and a
         /notebooks folder), as uid 1000, without network."""
         try:
-            self.client.volumes.get(source)
+            source_labels = self.client.volumes.get(source).attrs.get("Labels") or {}
         except NotFound:
             return  # never started: nothing to copy
-        self._volumes(Spec(name="copy", image=image, command=[], volumes={target: "/notebooks"}))
+        # The copy belongs to the same installation as its source.
+        installation = source_labels.get(f"{LABEL_PREFIX}installation", "")
+        self._volumes(
+            Spec(
+                name="copy",
+                image=image,
+                command=[],
+                volumes={target: "/notebooks"},
+                labels={"installation": installation} if installation else {},
+            )
+        )
         # The target is mounted where the image has a folder owned by uid 1000, so a new
         # volume takes that owner (Docker copies it on first mount).
         helper = self.client.containers.create(

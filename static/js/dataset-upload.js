@@ -35,6 +35,7 @@
     folder: byId("ds-folder"),
     files: byId("ds-files"),
     message: byId("ds-message"),
+    allowIdentical: byId("ds-allow-identical"),
     selection: byId("ds-selection"),
     start: byId("ds-start"),
     pause: byId("ds-pause"),
@@ -429,7 +430,10 @@
   const complete = async () => {
     setState("completing");
     try {
-      const version = await api("POST", `${uploadUrl(upload.id)}complete/`);
+      // Files identical to the latest version make none unless asked (a 409 that says so).
+      const version = await api("POST", `${uploadUrl(upload.id)}complete/`, {
+        json: { allow_identical: ui.allowIdentical.checked },
+      });
       forget();
       finished(version.number);
     } catch (error) {

@@ -28,6 +28,7 @@
   var eta = document.getElementById("nb-eta");
   var idle = document.getElementById("nb-idle");
   var idleAt = document.getElementById("nb-idle-at");
+  var idleRule = document.getElementById("nb-idle-rule");
   var connection = document.getElementById("nb-connection");
   var panel = document.getElementById("log-panel");
   var pauseButton = document.getElementById("nb-log-pause");
@@ -110,8 +111,30 @@
         idleAt.textContent = isNaN(at.getTime()) ? status.idle_stop_at : at.toLocaleTimeString();
       }
     }
+    if (idleRule) {
+      // Only a notebook on its way up or running counts down to an idle stop.
+      idleRule.hidden = OPEN_STATUSES.indexOf(status.status) < 0 || status.status === "stopping";
+    }
     drawPhases(status);
     drawButtons(status);
+    drawEnded(status);
+  }
+
+  // The row of a session that just ended, in the table of recent sessions.
+  function drawEnded(status) {
+    if (!status.ended_at || !status.session) { return; }
+    var row = document.querySelector('tr[data-session="' + status.session + '"]');
+    if (!row) { return; }
+    var ended = row.querySelector('[data-testid="session-ended"]');
+    var reason = row.querySelector('[data-testid="session-reason"]');
+    if (ended) {
+      var time = document.createElement("time");
+      var at = new Date(status.ended_at);
+      time.setAttribute("datetime", status.ended_at);
+      time.textContent = isNaN(at.getTime()) ? status.ended_at : at.toLocaleString();
+      ended.replaceChildren(time);
+    }
+    if (reason) { reason.textContent = status.exit_reason || "—"; }
   }
 
   // --- logs -----------------------------------------------------------------------------

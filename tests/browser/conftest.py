@@ -4,7 +4,6 @@ clean-up of their containers and volumes."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from playwright.sync_api import expect
 from apps.machines.inventory import collect
 from apps.machines.services import host_ensure_local
 from apps.runtimes import select
+from tests.notebook_fixtures import remove_installation_volumes, remove_installation_workloads
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +32,8 @@ def docker_runtime(settings: Any, docker_client: Any, notebook_image: str) -> It
     settings.LATTICE_RUNTIME = "docker"
     select._runtime.cache_clear()
     yield notebook_image
+    # This run's containers and volumes (the team's /storage too), not a neighbour's.
+    remove_installation_workloads(docker_client)
     select._runtime.cache_clear()
 
 
@@ -65,19 +67,11 @@ def asgi_page(browser: Any, asgi_live_server: str) -> Iterator[Any]:
 
 
 def _remove_notebook_containers(docker_client: Any, notebook_ids: list[int]) -> None:
-    for notebook_id in notebook_ids:
-        for container in docker_client.containers.list(
-            all=True,
-            filters={"label": f"lattice.notebook={notebook_id}"},
-        ):
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
+    remove_installation_workloads(docker_client, notebook_ids=notebook_ids)
 
 
 def _remove_volumes(docker_client: Any, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(Exception):
-            docker_client.volumes.get(name).remove(force=True)
+    remove_installation_volumes(docker_client, names)
 
 
 def _wait_for_status(page: Any, status: str, timeout: int) -> None:

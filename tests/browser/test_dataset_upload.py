@@ -273,3 +273,31 @@ def test_a_dropped_connection_is_retried_then_resumed_with_the_button(
         chunks_of(big) - {chunk_of(u) for u in passed}
     )
     assert DatasetVersion.objects.for_team(acme).get().number == 1
+
+
+def test_the_same_folder_again_is_identical_and_makes_a_version_only_when_asked(
+    page, live_server, acme, alice, password, media, photos, tmp_path
+):
+    dataset = services.dataset_create(team=acme, actor=alice, name="Twice")
+    folder = write_folder(tmp_path / "twice", photos)
+    log_in(page, alice.email, password)
+    upload_page(page, dataset)
+    page.get_by_label("Folder").set_input_files(folder)
+    page.get_by_role("button", name="Start upload").click()
+    expect(page.get_by_test_id("done")).to_contain_text("Version 1 is ready", timeout=30_000)
+
+    upload_page(page, dataset)
+    page.get_by_label("Folder").set_input_files(folder)
+    page.get_by_role("button", name="Start upload").click()
+
+    expect(page.get_by_test_id("error")).to_contain_text(
+        "These files are identical to v1", timeout=30_000
+    )
+    expect(page.get_by_test_id("done")).to_be_hidden()
+    ready = DatasetVersion.objects.for_team(acme).filter(status="ready")
+    assert list(ready.values_list("number", flat=True)) == [1]
+    # Asked explicitly, the same upload makes version 2.
+    page.get_by_label("Make a new version even if it is identical to the latest").check()
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_test_id("done")).to_contain_text("Version 2 is ready", timeout=30_000)
+    assert sorted(ready.values_list("number", flat=True)) == [1, 2]

@@ -125,6 +125,12 @@ def test_a_notebook_starts_live_runs_code_and_keeps_its_files(  # noqa: PLR0915 
         page.get_by_test_id("stop").click()
         _wait_for_status(page, "Stopped", STOPPED_MS)
         assert page.get_by_test_id("open-jupyter").is_hidden()
+        # Without a reload: the session's row says it ended and how, and a stopped
+        # notebook shows no idle countdown.
+        ended = page.locator("tr[data-session]").first
+        expect(ended.get_by_test_id("session-ended").locator("time")).to_be_visible()
+        expect(ended.get_by_test_id("session-reason")).to_have_text("Stopped")
+        expect(page.get_by_test_id("idle-rule")).to_be_hidden()
         assert (
             docker_client.containers.list(
                 filters={"label": f"lattice.notebook={notebook.pk}", "status": "running"},

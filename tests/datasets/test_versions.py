@@ -145,6 +145,41 @@ class TestVersions:
         assert upload["blobs"][0]["missing"] == []
         assert complete(api, acme, upload["id"]).status_code == 201
 
+    def test_an_identical_folder_makes_no_new_version_unless_asked(self, api, acme, cats, media):
+        files = {"a.txt": b"same bytes", "sub/b.txt": b"more"}
+        first = start(api, acme, "cats", files)
+        send_all(api, acme, first, files)
+        assert complete(api, acme, first["id"]).status_code == 201
+
+        again = start(api, acme, "cats", files)
+        assert again["new_bytes"] == 0
+        refused = complete(api, acme, again["id"])
+
+        assert refused.status_code == 409
+        error = refused.json()["error"]
+        assert error["code"] == "identical_version"
+        assert error["message"].startswith("These files are identical to v1")
+        ready = DatasetVersion.objects.for_team(acme).filter(status="ready")
+        assert list(ready.values_list("number", flat=True)) == [1]
+        # The upload stays open: asked explicitly, the same upload makes v2.
+        made = api.post(
+            f"{base(acme)}/uploads/{again['id']}/complete/",
+            {"allow_identical": True},
+            content_type="application/json",
+        )
+        assert made.status_code == 201, made.content
+        assert made.json()["number"] == 2
+
+    def test_a_changed_name_is_a_new_version(self, api, acme, cats, media):
+        files = {"a.txt": b"same bytes"}
+        first = start(api, acme, "cats", files)
+        send_all(api, acme, first, files)
+        assert complete(api, acme, first["id"]).status_code == 201
+
+        renamed = start(api, acme, "cats", {"b.txt": b"same bytes"})
+
+        assert complete(api, acme, renamed["id"]).status_code == 201
+
 
 class TestDownloads:
     @pytest.fixture

@@ -29,7 +29,11 @@ from apps.notebooks.origin import COOKIE_NAME
 from apps.runtimes import select
 from apps.runtimes.docker import DockerRuntime
 from tests.asgi_server import asgi_request, session_cookie
-from tests.notebook_fixtures import make_notebook
+from tests.notebook_fixtures import (
+    make_notebook,
+    remove_installation_volumes,
+    remove_installation_workloads,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -44,10 +48,8 @@ def docker_host(settings, docker_client, notebook_image, catalogue):
     stream.reset_for_tests()
     host = host_ensure_local(name="local", inventory=collect(), runtime="docker")
     yield host
-    # This run's notebooks only: other test runs share the Docker engine.
-    ours = ["lattice.kind=notebook", f"lattice.installation={settings.LATTICE_INSTALLATION}"]
-    for container in docker_client.containers.list(all=True, filters={"label": ours}):
-        container.remove(force=True)
+    # This run's containers and volumes only: a dev server or another run shares the engine.
+    remove_installation_workloads(docker_client)
     select._runtime.cache_clear()
 
 
@@ -55,11 +57,8 @@ def docker_host(settings, docker_client, notebook_image, catalogue):
 def docker_notebook(acme, alice, docker_host, docker_client, catalogue):
     notebook = make_notebook(acme, alice, "On Docker")
     yield notebook
-    for container in docker_client.containers.list(
-        all=True, filters={"label": f"lattice.notebook={notebook.pk}"}
-    ):
-        container.remove(force=True)
-    DockerRuntime(docker_client).remove_volume(notebook.volume)
+    remove_installation_workloads(docker_client, notebook_ids=[notebook.pk])
+    remove_installation_volumes(docker_client, [notebook.volume])
 
 
 def let_in(user: Any, notebook_id: int) -> httpx.Response:

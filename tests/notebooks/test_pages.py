@@ -109,6 +109,45 @@ def test_stopping_from_the_page_stops_it(client, acme, alice, host, notebook):
     assert ">Stopped<" in text(response)
 
 
+def test_only_a_notebook_that_runs_shows_its_idle_countdown(client, acme, alice, host, notebook):
+    """A stopped notebook is not counting down to an idle stop: the rule is hidden until it
+    starts (the live page shows it again then)."""
+    client.force_login(alice)
+    stopped = text(client.get(url("detail", acme, notebook)))
+    assert 'data-testid="idle-rule" hidden>Stops after 60 minutes without activity.</p>' in stopped
+
+    client.post(url("start", acme, notebook))
+    running = text(client.get(url("detail", acme, notebook)))
+    assert 'data-testid="idle-rule">Stops after 60 minutes without activity.</p>' in running
+
+
+def test_the_stop_tells_the_live_page_when_and_how_the_session_ended(
+    client, acme, alice, host, notebook
+):
+    """The sessions table's row of the session just ended is redrawn from the stopped
+    status (no reload): the status says when and how it ended, the row is found by id."""
+    from apps.core import stream
+
+    client.force_login(alice)
+    client.post(url("start", acme, notebook))
+    page = text(client.get(url("detail", acme, notebook)))
+    with team_scope(acme):
+        session = notebook.sessions.get()
+    assert f'<tr data-session="{session.pk}">' in page
+    assert '<td data-testid="session-ended">open</td>' in page
+
+    client.post(url("stop", acme, notebook))
+
+    statuses = [m for m in stream.stream_after(notebook.stream, 0) if m["type"] == "status"]
+    last = statuses[-1]
+    assert last["status"] == Status.STOPPED
+    assert last["session"] == session.pk
+    with team_scope(acme):
+        session.refresh_from_db()
+    assert last["ended_at"] == session.ended_at.isoformat()
+    assert last["exit_reason"] == "Stopped"
+
+
 def test_a_refusal_is_shown_on_the_page_not_as_an_error(
     client, acme, alice, host, notebook, catalogue
 ):

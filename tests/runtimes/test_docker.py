@@ -321,3 +321,62 @@ def test_a_changed_spec_replaces_the_running_container(runtime, busybox_image, d
     assert second["container_id"] != first["container_id"]
     attrs = docker_client.api.inspect_container(second["container_id"])
     assert attrs["HostConfig"]["Memory"] == 32 * 1024**2
+
+
+def test_volumes_carry_the_installation_of_their_workload(runtime, busybox_image, docker_client):
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    volume = f"lattice-test-{name}"
+    spec = web_spec(busybox_image, name, volumes={volume: "/data"})
+    spec.labels["installation"] = "test-labelled"
+    try:
+        runtime.start(spec)
+        labels = docker_client.volumes.get(volume).attrs["Labels"]
+        assert labels["lattice.installation"] == "test-labelled"
+    finally:
+        runtime.stop({"name": name})
+        runtime.remove_volume(volume)
+
+
+def test_test_clean_up_leaves_another_installations_workloads(busybox_image, docker_client):
+    """A dev server on the same engine keeps its notebooks while the suite cleans up: the
+    clean-up removes only what carries this test run's installation label."""
+    from django.conf import settings
+
+    from tests.browser.conftest import _remove_notebook_containers, _remove_volumes
+    from tests.notebook_fixtures import remove_installation_workloads
+
+    notebook_id = 424242
+    theirs = {
+        "lattice.kind": "notebook",
+        "lattice.installation": f"dev-{uuid.uuid4().hex[:8]}",
+        "lattice.notebook": str(notebook_id),
+    }
+    ours = {**theirs, "lattice.installation": settings.LATTICE_INSTALLATION}
+    volume_name = f"lattice-nb-test-{uuid.uuid4().hex[:12]}"
+    their_volume = docker_client.volumes.create(volume_name, labels=theirs)
+    our_volume = docker_client.volumes.create(f"{volume_name}-ours", labels=ours)
+    command = ["/bin/busybox", "sleep", "60"]
+    their_container = docker_client.containers.create(busybox_image, command, labels=theirs)
+    our_container = docker_client.containers.create(busybox_image, command, labels=ours)
+    try:
+        _remove_notebook_containers(docker_client, [notebook_id])
+        _remove_volumes(docker_client, [volume_name])
+        remove_installation_workloads(docker_client)
+
+        their_container.reload()  # raises NotFound if it was removed
+        their_volume.reload()
+        with pytest.raises(NotFound):
+            our_container.reload()
+        with pytest.raises(NotFound):
+            our_volume.reload()
+    finally:
+        with contextlib.suppress(NotFound):
+            their_container.remove(force=True)
+        with contextlib.suppress(NotFound):
+            our_container.remove(force=True)
+        with contextlib.suppress(NotFound):
+            their_volume.remove(force=True)
+        with contextlib.suppress(NotFound):
+            our_volume.remove(force=True)

@@ -88,6 +88,18 @@ class UploadBlobSerializer(serializers.Serializer[dict[str, object]]):
     missing = serializers.ListField(child=serializers.IntegerField())
 
 
+class UploadCompleteRequestSerializer(serializers.Serializer[dict[str, object]]):
+    allow_identical = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Make the version even when its files are exactly those of the dataset's latest "
+            "version; without it such an upload is refused (409 identical_version) and stays "
+            "open."
+        ),
+    )
+
+
 class ChunkTargetRequestSerializer(serializers.Serializer[dict[str, object]]):
     sha256 = serializers.CharField(help_text="The chunk's SHA-256, 64 hex digits.")
 

@@ -283,10 +283,14 @@ class UploadCompleteView(_DatasetView):
 
     serializer_class = s.VersionSerializer  # type: ignore[assignment]
 
-    @extend_schema(request=None, responses={201: s.VersionSerializer})
+    @extend_schema(request=s.UploadCompleteRequestSerializer, responses={201: s.VersionSerializer})
     def post(self, request: Request, team_slug: str, upload_id: int) -> Response:
+        data = self.validated(request, s.UploadCompleteRequestSerializer)
         version = upload_complete(
-            team=self.team, actor=_user(request), upload=self.upload(upload_id)
+            team=self.team,
+            actor=_user(request),
+            upload=self.upload(upload_id),
+            allow_identical=data["allow_identical"],
         )
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 

@@ -49,12 +49,16 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
-def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersion:
+def upload_complete(
+    *, team: Team, actor: User, upload: Upload, allow_identical: bool = False
+) -> DatasetVersion:
     """Check every new blob whole against its SHA-256, store it, and make the version
-    ready with the next number. Nothing is made if anything is missing or wrong."""
+    ready with the next number. Nothing is made if anything is missing or wrong, nor when
+    the files are exactly those of the dataset's latest version, unless ``allow_identical``
+    (a 409 "identical_version" that names it; the upload stays open to be completed so)."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     try:
-        return _complete(team, actor, upload)
+        return _complete(team, actor, upload, allow_identical=allow_identical)
     except _DamagedBlobError as damaged:
         # After the transaction: what is forgotten must stay forgotten after the refusal.
         resend = _restart_blob(upload, damaged)
@@ -64,7 +68,7 @@ def upload_complete(*, team: Team, actor: User, upload: Upload) -> DatasetVersio
         ) from damaged
 
 
-def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
+def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool) -> DatasetVersion:
     with transaction.atomic():
         locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
         if locked.status != Upload.Status.OPEN:
@@ -88,6 +92,8 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
             )
         new_blobs = [blob for blob in new_blobs if blob.sha256 not in forgiven]
         manifest = upload_manifest(locked)
+        if not allow_identical:
+            _refuse_identical(team, locked, manifest)
         # Every local part is checked before any is moved: a refusal leaves them all.
         for blob, part, digest in _hash_parts(locked, new_blobs):
             _part_check(locked, blob, part, digest)
@@ -127,6 +133,32 @@ def _complete(team: Team, actor: User, upload: Upload) -> DatasetVersion:
         )
         transaction.on_commit(lambda: _discard_chunks(locked, unused=forgiven))
     return version
+
+
+def _refuse_identical(team: Team, upload: Upload, manifest: list[dict[str, Any]]) -> None:
+    """A DatasetConflictError when ``manifest`` lists exactly the files (paths, contents
+    and sizes) of the dataset's latest ready version: a re-upload of the same folder."""
+    latest = (
+        DatasetVersion.objects.for_team(team)
+        .filter(dataset_id=upload.dataset_id, status=DatasetVersion.Status.READY)
+        .order_by("-number")
+        .first()
+    )
+    if latest is None or latest.file_count != len(manifest):
+        return
+    theirs = set(
+        VersionFile.objects.for_team(team)
+        .filter(version=latest)
+        .values_list("path", "blob__sha256", "size")
+    )
+    if theirs == {(f["path"], f["sha256"], f["size"]) for f in manifest}:
+        raise DatasetConflictError(
+            f"These files are identical to v{latest.number}, the latest version: no new "
+            "version was made. To make one anyway, complete the upload with "
+            "allow_identical (on the upload page: tick “Make a new version even if it "
+            "is identical” and press Resume).",
+            code="identical_version",
+        )
 
 
 def _stored_as_listed(manifest: list[dict[str, Any]]) -> dict[str, Blob]:

@@ -93,6 +93,10 @@ def status_message(
         "session": session.pk if session else None,
         "at": timezone.now().isoformat(),
     }
+    if session is not None and session.ended_at is not None:
+        # The live page redraws the session's row in its table of recent sessions.
+        message["ended_at"] = session.ended_at.isoformat()
+        message["exit_reason"] = session.get_exit_reason_display()
     if session is not None and session.ended_at is None:
         if session.status in STARTING_STATUSES:
             message["eta_seconds"] = start_eta(session.template)

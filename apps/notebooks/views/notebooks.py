@@ -216,6 +216,7 @@ class NotebookDetailView(NotebookPage):
             percent=status["percent"] if status["phase"] == "pulling" else None,
             template=TEMPLATES.get(notebook.template),
             idle_minutes=idle_timeout(notebook),
+            idle_statuses=SHOW_STOP.split(),
             history=history,
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
             jupyter_url=launch_path(notebook.pk),
