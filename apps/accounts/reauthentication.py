@@ -30,6 +30,7 @@ from allauth.mfa.base.forms import ReauthenticateForm as CodeReauthenticateForm
 from allauth.mfa.utils import is_mfa_enabled
 
 from apps.core.errors import ServiceError
+from apps.core.pages import first_error
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -96,7 +97,7 @@ def require_reauthentication(
     if password:
         form = ReauthenticateForm(data={"password": password}, user=user)
         if not form.is_valid():
-            raise ReauthenticationError(_first_error(form.errors), field="password")
+            raise ReauthenticationError(first_error(form.errors), field="password")
         return
     if not is_mfa_enabled(user):
         raise ReauthenticationError(
@@ -105,9 +106,5 @@ def require_reauthentication(
         )
     code_form = CodeReauthenticateForm(data={"code": code}, user=user)
     if not code_form.is_valid():
-        raise ReauthenticationError(_first_error(code_form.errors), field="code")
+        raise ReauthenticationError(first_error(code_form.errors), field="code")
     code_form.authenticator.record_usage()
-
-
-def _first_error(errors: dict[str, list[str]]) -> str:
-    return next((str(message) for messages in errors.values() for message in messages), "")

@@ -80,8 +80,5 @@ class HookTable(Generic[K, V]):
     def get(self, key: K) -> V | None:
         return self._values.get(key)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._values
-
     def __repr__(self) -> str:
         return f"<HookTable {self.name}: {sorted(map(str, self._values))}>"

@@ -19,10 +19,15 @@ from django.shortcuts import redirect
 from apps.core.errors import ServiceError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Mapping
 
     from django import forms
     from django.http import HttpRequest
+
+
+def first_error(errors: Mapping[str, Iterable[object]], default: str = "") -> str:
+    """The first message of a form's ``errors``, for a page that shows one line."""
+    return next((str(message) for messages in errors.values() for message in messages), default)
 
 
 def show_refusal(request: HttpRequest, refusal: ServiceError) -> None:

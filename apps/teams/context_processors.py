@@ -25,7 +25,10 @@ def memberships(request: HttpRequest) -> dict[str, Any]:
     mine = memberships_of(user).order_by("team__name")
 
     def clashing() -> set[str]:
-        names = Counter(mine.values_list("team__name", flat=True))
-        return {name for name, n in names.items() if n > 1}
+        # From the memberships the switcher lists (one query for both), grouped as team names
+        # are refused: ignoring case.
+        names = [membership.team.name for membership in mine]
+        counts = Counter(name.casefold() for name in names)
+        return {name for name in names if counts[name.casefold()] > 1}
 
     return {"my_memberships": mine, "my_clashing_team_names": SimpleLazyObject(clashing)}

@@ -22,7 +22,7 @@ from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, PermissionDeniedError
 from apps.core.revocation import access_changed
 from apps.teams.models import Membership, Role, Team
-from apps.teams.permissions import require_permission, role_narrows
+from apps.teams.permissions import require_permission, role_allows, role_narrows
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -43,8 +43,7 @@ def _membership(team: Team, user: User) -> Membership | None:
 def acting_membership(team: Team, actor: User, permission: str) -> Membership:
     """The actor's membership, for rules that depend on their role, once
     ``require_permission`` has let them through (TeamPermissionError, 403, if not)."""
-    require_permission(team, actor, permission, error=TeamPermissionError)
-    return Membership.objects.for_team(team).get(user=actor)
+    return require_permission(team, actor, permission, error=TeamPermissionError)
 
 
 def _owner_count(team: Team) -> int:
@@ -154,7 +153,8 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
     if actor_membership is None:
         raise TeamPermissionError("You are not in this team.")
     if not leaving:
-        require_permission(team, actor, "members.remove", error=TeamPermissionError)
+        if not role_allows(actor_membership.role, "members.remove"):
+            raise TeamPermissionError("Your role in this team does not allow that.")
         if member.role == Role.OWNER and actor_membership.role != Role.OWNER:
             raise TeamPermissionError("Only an owner can remove an owner.")
     if team.personal and member.role == Role.OWNER:

@@ -22,6 +22,7 @@ from apps.machines.agent import agent_report
 from apps.notebooks import lifecycle, services, upkeep
 from apps.notebooks.lifecycle import ending
 from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.selectors import open_session
 from apps.runtimes.fake import FakeRuntime
 from tests.notebook_fixtures import make_notebook
 
@@ -72,7 +73,7 @@ def test_start_while_a_stop_is_in_flight_brings_the_notebook_back(
     notebook.refresh_from_db()
     assert notebook.desired_state == Notebook.Desired.RUNNING
     # What she wants (running) must happen: a new session, not a stopped notebook.
-    assert lifecycle.open_session(notebook) is not None
+    assert open_session(notebook) is not None
     assert notebook.status == Status.RUNNING
 
 
@@ -86,7 +87,7 @@ def test_restart_while_a_stop_is_in_flight_starts_it_again(
     agent_says_stopped(host, first)
 
     notebook.refresh_from_db()
-    assert lifecycle.open_session(notebook) is not None
+    assert open_session(notebook) is not None
     assert notebook.status == Status.RUNNING
 
 

@@ -105,6 +105,17 @@ class TestSlugShownWhereNamesClash:
         assert f"Research ({mine.slug})" in page
         assert f"Research ({theirs.slug})" in page
 
+    def test_names_that_differ_only_in_capitals_show_each_slug(self, alice, charlie, client):
+        mine = services.team_create(actor=charlie, name="Research")
+        theirs = services.team_create(actor=alice, name="research")
+        add_member(theirs, charlie, Role.MEMBER)
+        client.force_login(charlie)
+
+        page = client.get(reverse("core:dashboard")).content.decode()
+
+        assert page.count(f">{mine.slug}<") >= 2
+        assert page.count(f">{theirs.slug}<") >= 2
+
     def test_names_that_differ_get_no_slug(self, charlie, client):
         team = services.team_create(actor=charlie, name="Research")
         client.force_login(charlie)

@@ -47,10 +47,6 @@ from apps.notebooks.lifecycle.status import (
 )
 from apps.notebooks.lifecycle.storage import on_commit_copy_storage, on_commit_remove_storage
 
-# A read (apps.notebooks.selectors), offered here too: the lifecycle's callers, tests among
-# them, have always found it here.
-from apps.notebooks.selectors import open_session
-
 __all__ = [
     "idle_capped",
     "idle_timeout",
@@ -59,7 +55,6 @@ __all__ = [
     "on_commit_place",
     "on_commit_remove_storage",
     "on_workload_event",
-    "open_session",
     "publish_status",
     "session_dispatch",
     "session_end",

@@ -10,21 +10,15 @@ from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from apps.core.pages import first_error
 from apps.notebooks import services
 from apps.notebooks.forms import NotebookDeleteForm, NotebookDuplicateForm, NotebookUpdateForm
 from apps.notebooks.views.notebooks import NotebookAction
 
 if TYPE_CHECKING:
-    from django.forms import Form
     from django.http import HttpRequest, HttpResponse
 
     from apps.notebooks.models import Notebook
-
-
-def _first_error(form: Form) -> str:
-    for errors in form.errors.values():
-        return str(errors[0])
-    return "Check what you entered."
 
 
 class NotebookStartView(NotebookAction):
@@ -59,7 +53,7 @@ class NotebookUpdateView(NotebookAction):
     def act(self, request: HttpRequest, notebook: Notebook) -> str | HttpResponse:
         form = NotebookUpdateForm(request.POST)
         if not form.is_valid():
-            messages.error(request, _first_error(form))
+            messages.error(request, first_error(form.errors, "Check what you entered."))
             return self.back(notebook)
         data = form.cleaned_data
         idle = data["idle_timeout_minutes"]
