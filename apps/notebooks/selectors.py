@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import Case, When
+from django.db.models import Case, Count, Q, When
 from django.urls import reverse
 
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
-from apps.teams.hooks import OverviewItem
+from apps.teams.hooks import Overview, OverviewItem
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
@@ -40,23 +40,25 @@ def open_session_count(team: Team) -> int:
     return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()
 
 
-def overview_notebooks(team: Team) -> list[OverviewItem]:
-    """The team's notebooks for its overview page (apps.teams.hooks.overview_notebooks):
-    every one not deleted, running ones first, then the most recently changed."""
-    notebooks = (
-        Notebook.objects.for_team(team)
-        .filter(deleted_at__isnull=True)
-        .order_by(
-            Case(When(status=Status.RUNNING, then=0), default=1),
-            "-updated_at",
-        )
+def overview_notebooks(team: Team, *, limit: int) -> Overview:
+    """The team's notebooks for its overview page (apps.teams.hooks.overview_notebooks): the
+    first ``limit`` that are not deleted, running ones first, then the most recently changed,
+    and the counts of all of them (one query each, whatever the team holds)."""
+    notebooks = Notebook.objects.for_team(team).filter(deleted_at__isnull=True)
+    counts = notebooks.aggregate(
+        total=Count("pk"), running=Count("pk", filter=Q(status=Status.RUNNING))
     )
-    return [
+    first = notebooks.order_by(
+        Case(When(status=Status.RUNNING, then=0), default=1),
+        "-updated_at",
+    )[:limit]
+    items = [
         OverviewItem(
             name=nb.name,
             url=reverse("notebooks:detail", args=[team.slug, nb.pk]),
             status=nb.status,
             status_label=nb.get_status_display(),
         )
-        for nb in notebooks
+        for nb in first
     ]
+    return Overview(items=items, total=counts["total"], running=counts["running"])

@@ -1,6 +1,7 @@
 """What the apps above teams plug into it (apps.core.hooks), from their ``AppConfig.ready()``.
 
-- ``overview_notebooks``: the team's notebooks as its overview page lists them. Notebooks
+- ``overview_notebooks``: the team's notebooks as its overview page shows them (a few, and
+  the counts). Notebooks
   sit above teams in the layer order, so the notebooks app registers the answer; with none
   registered the overview says the team has no notebooks.
 """
@@ -27,11 +28,20 @@ class OverviewItem:
     status_label: str
 
 
-def _no_notebooks(team: Team) -> list[OverviewItem]:
-    return []
+@dataclass(frozen=True)
+class Overview:
+    """The team's notebooks on its overview: the first few (running ones first) and how many
+    there are, and of those how many run."""
+
+    items: list[OverviewItem]
+    total: int
+    running: int
 
 
-# Every notebook of ``team`` that is not deleted, the running ones first.
-overview_notebooks: Hook[[Team], list[OverviewItem]] = Hook(
+def _no_notebooks(team: Team, *, limit: int) -> Overview:
+    return Overview(items=[], total=0, running=0)
+
+
+overview_notebooks: Hook[..., Overview] = Hook(
     "the team's notebooks on its overview", default=_no_notebooks
 )

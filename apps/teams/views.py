@@ -113,12 +113,10 @@ class TeamHomeView(TeamPage):
     template_name = "teams/home.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        notebooks = overview_notebooks(self.team)
         return self.page(
             request,
             member_count=member_count(self.team),
-            notebooks=notebooks,
-            running_count=sum(1 for nb in notebooks if nb.status == "running"),
+            notebooks=overview_notebooks(self.team, limit=8),
             section="home",
         )
 

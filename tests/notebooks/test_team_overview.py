@@ -48,3 +48,14 @@ def test_deleted_and_other_teams_notebooks_are_not_counted(acme, globex, bob, cl
     assert "No notebooks yet" in page
     assert "Gone" not in page
     assert "Someone else&#x27;s" not in page
+
+
+def test_a_large_team_shows_eight_and_counts_them_all(acme, bob, client):
+    for n in range(12):
+        NotebookFactory.create(team=acme, name=f"Sweep {n:02}")
+    client.force_login(bob)
+
+    page = overview(client, acme)
+
+    assert "12 notebooks, 0 running." in page
+    assert page.count('class="badge nb-badge') == 8
