@@ -14,7 +14,7 @@ from django.views import View
 from apps.accounts.adapter import SIGNUP_JOINING_KEY
 from apps.teams import invitations
 from apps.teams.forms import InviteForm
-from apps.teams.models import Invitation
+from apps.teams.models import Invitation, Membership
 from apps.teams.views import TeamAction, asks_again_for_sensitive_roles
 
 if TYPE_CHECKING:
@@ -96,11 +96,18 @@ class InvitationLinkView(View):
     template_name = "teams/invitation.html"
 
     def _problem(self, request: HttpRequest, exc: invitations.InvitationError) -> HttpResponse:
+        # An accepted invitation leads on to the team it joined, for its members only:
+        # whoever else holds the link learns nothing of where it led.
+        joined = exc.joined
+        if joined is not None and not (
+            request.user.is_authenticated
+            and Membership.objects.for_team(joined).filter(user=request.user).exists()
+        ):
+            joined = None
         return render(
             request,
             self.template_name,
-            # An accepted invitation leads on to the team it joined.
-            {"problem": str(exc), "code": exc.code, "joined": exc.joined},
+            {"problem": str(exc), "code": exc.code, "joined": joined},
             status=_STATUS_FOR.get(exc.code, 400),
         )
 

@@ -147,6 +147,25 @@ class TestTheLink:
         assert "already been used" in revisit
         assert '<a class="btn btn-primary" href="/t/acme/">Go to Acme</a>' in revisit
 
+    def test_a_used_link_leads_outsiders_nowhere(self, client, acme, alice):
+        dana = UserFactory.create(email="dana@example.com")
+        invite(acme, alice)
+        link = last_mail_link("/invitations/")
+        client.force_login(dana)
+        client.post(link, {"action": "accept"})
+
+        # Whoever else holds the link (signed out, or signed in as another person) is
+        # told it was used, and not which team it led to.
+        client.logout()
+        signed_out = client.get(link).content.decode()
+        client.force_login(UserFactory.create(email="eve@example.com"))
+        outsider = client.get(link).content.decode()
+
+        for page in (signed_out, outsider):
+            assert "already been used" in page
+            assert "/t/acme/" not in page
+            assert "Acme" not in page
+
     def test_a_declined_invitation_links_to_no_team(self, client, acme, alice):
         invite(acme, alice)
         link = last_mail_link("/invitations/")
