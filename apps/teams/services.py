@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -61,7 +62,11 @@ def _unique_slug(name: str) -> str:
 
 def _refuse_a_name_i_already_see(actor: User, name: str, *, team: Team | None = None) -> None:
     """Two of a person's teams may not share a name (case aside): the switcher, the dashboard
-    and the token form would show them alike. Someone else's team may have it."""
+    and the token form would show them alike. Someone else's team may have it.
+
+    Under the caller's transaction, the person's row is locked first: two creates or
+    renames of theirs at once take turns, so the second sees the first's name."""
+    get_user_model().objects.select_for_update().filter(pk=actor.pk).exists()
     mine = Membership.objects.unscoped().filter(user=actor, team__name__iexact=name)
     if team is not None:
         mine = mine.exclude(team=team)

@@ -4,7 +4,11 @@ still share a name (someone else's team they joined), the slug is shown beside i
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 
 from apps.core.errors import ServiceError
@@ -21,6 +25,34 @@ def my_team_names(user) -> list[str]:
 
 
 class TestRefused:
+    def test_two_creates_at_once_cannot_both_take_the_name(self, charlie):
+        # The first create's transaction stays open while the second runs: without a
+        # lock the second cannot see the first's team and makes a twin.
+        first_done, second_started = threading.Event(), threading.Event()
+        outcome: list[object] = []
+
+        def second() -> None:
+            try:
+                second_started.set()
+                services.team_create(actor=charlie, name="research")
+                outcome.append("created")
+            except ServiceError as exc:
+                outcome.append(exc.code)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=second)
+        with transaction.atomic():
+            services.team_create(actor=charlie, name="Research")
+            thread.start()
+            second_started.wait(5)
+            time.sleep(0.5)  # the second reaches its name check while this one is open
+            first_done.set()
+        thread.join(10)
+
+        assert outcome == ["duplicate_team_name"]
+        assert Team.objects.filter(name__iexact="research").count() == 1
+
     def test_a_second_team_of_mine_with_the_same_name_is_refused(self, charlie):
         services.team_create(actor=charlie, name="Research")
 
