@@ -105,7 +105,8 @@ class TestVersions:
         assert version["file_count"] == 3
         assert Blob.objects.count() == 4  # each distinct content once
         assert len(blob_files(media)) == 4
-        assert not list((media / "datasets" / "uploads" / str(upload["id"])).glob("*.part"))
+        # Nothing of the finished upload is left: no part file, no manifest.
+        assert not list((media / "datasets" / "uploads" / str(upload["id"])).glob("*"))
 
     def test_the_same_bytes_in_two_files_are_stored_once(self, api, acme, cats, media):
         files = {"x/one.txt": b"same bytes!", "y/two.txt": b"same bytes!"}

@@ -35,6 +35,7 @@ from apps.datasets.services.errors import (
 from apps.datasets.services.manifest import upload_manifest
 from apps.datasets.services.received import (
     chunk_key,
+    manifest_key,
     part_key,
     received_delete,
     staging_key,
@@ -325,8 +326,8 @@ def _chunks_assemble(upload: Upload, blob: UploadBlob) -> None:
 
 
 def _discard_chunks(upload: Upload, *, unused: set[str]) -> None:
-    """After complete: what was received is gone (moved into place, or not needed: the
-    blobs in ``unused`` were stored by another upload of the team meanwhile)."""
+    """After complete: the manifest and what was received are gone (moved into place, or not
+    needed: the blobs in ``unused`` were stored by another upload of the team meanwhile)."""
     for blob in UploadBlob.objects.for_team(upload.team_id).filter(upload=upload):
         if blob.multipart_id:
             if blob.sha256 in unused:
@@ -335,3 +336,4 @@ def _discard_chunks(upload: Upload, *, unused: set[str]) -> None:
             continue  # else its parts became the staged object, already removed
         # A part file renamed into place is gone already; chunks were copied into the blob.
         received_delete(upload.pk, blob)
+    storage.delete(manifest_key(upload.pk))
