@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,14 +213,14 @@ def scene(acme, alice, bob, settings, catalogue, billing_plans, media) -> Scene:
         team=acme, name=long_name, machine_type=catalogue["cpu-small"]
     )
     for hours in (30, 20, 10):
-        started = now - timezone.timedelta(hours=hours)
+        started = now - timedelta(hours=hours)
         NotebookSessionFactory.create(
             notebook=notebook,
             started_by=alice,
             status=Status.STOPPED,
             started_at=started,
             ready_at=started,
-            ended_at=started + timezone.timedelta(minutes=95),
+            ended_at=started + timedelta(minutes=95),
             exit_reason="stopped",
         )
     for n in range(3):
