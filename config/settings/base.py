@@ -526,6 +526,8 @@ CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
+        # The upload page hashes files in a Web Worker (static/js/hash-worker.js).
+        "worker-src": [SELF],
         "style-src": [SELF],
         # allauth's TOTP page draws its QR code as a data: URI.
         "img-src": [SELF, "data:"],

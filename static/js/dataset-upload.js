@@ -9,10 +9,13 @@
  * in X-Chunk-SHA256; GET the upload to learn what is still missing; POST complete. When the
  * upload says "direct" (S3), each chunk goes to a URL Lattice presigns instead.
  *
- * A file's SHA-256 is computed a piece at a time with js-sha256 (static/vendor/js-sha256/,
- * MIT, from the npm registry; see static/vendor/README.md): SubtleCrypto only hashes a whole
- * buffer, and a file may not fit in memory. A chunk's SHA-256 uses SubtleCrypto, or js-sha256
- * where the page is not a secure context (plain http to a host other than localhost).
+ * Every SHA-256 (a whole file's, a piece at a time; a chunk's) is computed in a Web Worker,
+ * static/js/hash-worker.js, so the page stays responsive while it hashes hundreds of megabytes:
+ * Pause and Cancel answer at once. The worker uses js-sha256 (static/vendor/js-sha256/, MIT,
+ * from the npm registry; see static/vendor/README.md) for a file, since SubtleCrypto only
+ * hashes a whole buffer and a file may not fit in memory; and SubtleCrypto for a chunk where
+ * it has it (a secure context), js-sha256 otherwise. The page itself uses js-sha256 only for
+ * the manifest's short digest.
  *
  * Resuming: the open upload's id and the digest of its manifest are kept in localStorage, per
  * team and dataset. Choosing the same files again gives the same digest, so the page GETs
@@ -26,7 +29,8 @@
   const IN_FLIGHT = 3;                 // chunks on their way at once
   const TRIES = 3;                     // per chunk; then the person decides (Resume)
   const BACKOFF_MS = 1000;             // before the second try; doubled before the third
-  const HASH_PIECE = 4 * 1024 * 1024;  // read this much of a file at a time to hash it
+  const HASH_PIECE = 2 * 1024 * 1024;  // read this much of a file at a time to hash it: Pause
+                                       // waits for the piece in hand (a few tens of ms)
   const MAX_ROWS = 500;                // files listed with a progress bar of their own
 
   const byId = (id) => document.getElementById(id);
@@ -39,6 +43,7 @@
     selection: byId("ds-selection"),
     start: byId("ds-start"),
     pause: byId("ds-pause"),
+    cancel: byId("ds-cancel"),
     resume: byId("ds-resume"),
     pending: byId("ds-pending"),
     progress: byId("ds-progress"),
@@ -57,6 +62,8 @@
     uploadsUrl: root.dataset.uploadsUrl,
     apiTeamUrl: root.dataset.apiTeamUrl,
     datasetUrl: root.dataset.datasetUrl,
+    hashWorkerUrl: root.dataset.hashWorkerUrl,
+    sha256Url: root.dataset.sha256Url,
     storageKey: `lattice:dataset-upload:${root.dataset.team}/${root.dataset.dataset}`,
   };
 
@@ -92,12 +99,57 @@
   };
   const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
   const sleep = (ms) => new Promise((resolve) => { window.setTimeout(resolve, ms); });
-  const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
-  const chunkDigest = async (buffer) => (
-    window.crypto && window.crypto.subtle
-      ? hex(await window.crypto.subtle.digest("SHA-256", buffer))
-      : window.sha256(buffer)
+
+  // --- hashing, in the worker ----------------------------------------------------------
+
+  const CANCELLED = new Error("Cancelled.");
+  let worker = null;
+  let jobs = new Map();       // id -> {resolve, reject, progress}
+  let lastJob = 0;
+
+  const stopWorker = (reason) => {
+    if (worker) { worker.terminate(); }
+    worker = null;
+    for (const job of jobs.values()) { job.reject(reason); }
+    jobs = new Map();
+  };
+
+  const hashWorker = () => {
+    if (worker) { return worker; }
+    worker = new Worker(config.hashWorkerUrl);
+    worker.postMessage({ kind: "init", sha256Url: config.sha256Url });
+    worker.addEventListener("message", (event) => {
+      const { id, kind } = event.data;
+      const job = jobs.get(id);
+      if (!job) { return; }
+      if (kind === "progress") { job.progress(event.data.bytes); return; }
+      jobs.delete(id);
+      if (kind === "done") {
+        job.resolve(event.data);
+      } else {
+        job.reject(kind === "unreadable" ? job.unreadable : new Error(`The files could not be checked: ${event.data.message}`));
+      }
+    });
+    worker.addEventListener("error", (event) => {
+      event.preventDefault();
+      stopWorker(new Error("The page could not check the files (its hashing script did not load): reload it and try again."));
+    });
+    return worker;
+  };
+
+  const ask = (message, { progress = () => {}, unreadable = null, transfer = [] } = {}) => (
+    new Promise((resolve, reject) => {
+      lastJob += 1;
+      jobs.set(lastJob, { resolve, reject, progress, unreadable });
+      hashWorker().postMessage({ ...message, id: lastJob }, transfer);
+    })
   );
+
+  // The buffer goes to the worker and comes back with its digest.
+  const chunkDigest = async (buffer) => {
+    const { sha256, buffer: back } = await ask({ kind: "chunk", buffer }, { transfer: [buffer] });
+    return { checksum: sha256, buffer: back };
+  };
 
   const remembered = () => {
     try { return JSON.parse(window.localStorage.getItem(config.storageKey) || "null"); } catch (e) { return null; }
@@ -179,13 +231,13 @@
     const file = fileOf.get(sha);
     const start = index * upload.chunk_size;
     const end = Math.min(start + upload.chunk_size, file.size);
-    let buffer;
+    let read;
     try {
-      buffer = await file.slice(start, end).arrayBuffer();
+      read = await file.slice(start, end).arrayBuffer();
     } catch (e) {
       throw new Error(`${pathOf.get(sha)} could not be read (was it changed or moved?): choose the files again and press Start.`);
     }
-    const checksum = await chunkDigest(buffer);
+    const { checksum, buffer } = await chunkDigest(read);
     if (upload.direct && direct) {
       const target = await api("POST", `${chunkUrl(sha, index)}target/`, { json: { sha256: checksum } });
       if (new URL(target.url, window.location.href).origin !== window.location.origin) {
@@ -273,19 +325,16 @@
       if (sha) {
         hashed += file.size;
       } else {
-        const hash = window.sha256.create();
-        for (let offset = 0; offset < file.size; offset += HASH_PIECE) {
-          let buffer;
-          try {
-            buffer = await file.slice(offset, offset + HASH_PIECE).arrayBuffer();
-          } catch (e) {
-            throw new Error(`${path} could not be read (was it changed or moved?): choose the files again.`);
-          }
-          hash.update(buffer);
-          hashed += buffer.byteLength;
-          draw(path);
+        const before = hashed;
+        try {
+          ({ sha256: sha } = await ask({ kind: "file", file, piece: HASH_PIECE }, {
+            progress: (bytes) => { hashed += bytes; draw(path); },
+            unreadable: new Error(`${path} could not be read (was it changed or moved?): choose the files again.`),
+          }));
+        } catch (error) {
+          hashed = before;
+          throw error;
         }
-        sha = hash.hex();
         hashCache.set(key, sha);
       }
       entries.push({ path, size: file.size, sha256: sha });
@@ -336,8 +385,8 @@
   };
 
   const start = async () => {
-    if (!chosen.length || !["idle", "done"].includes(state)) { return; }
-    if (!window.sha256) {
+    if (!chosen.length || !["idle", "cancelled", "done"].includes(state)) { return; }
+    if (!window.sha256 || !window.Worker) {
       stopped(new Error("The page did not load completely: reload it and try again."));
       return;
     }
@@ -348,7 +397,11 @@
     try {
       manifest = await hashAll();
     } catch (error) {
-      stopped(error);
+      if (error === CANCELLED) {
+        setState("cancelled");
+      } else {
+        stopped(error);
+      }
       return;
     }
     fileOf = new Map();
@@ -393,13 +446,31 @@
     pump();
   };
 
+  // While hashing, the worker stops before its next piece; while sending, no new chunk goes.
   const pause = () => {
+    if (state === "hashing") {
+      if (worker) { worker.postMessage({ kind: "pause" }); }
+      setState("hash-paused");
+      return;
+    }
     if (state !== "sending") { return; }
     setState(inFlight ? "pausing" : "paused");
   };
 
+  // Cancel the hashing: the worker is stopped where it is. Files hashed to the end are
+  // remembered; Start hashes the rest from their beginning.
+  const cancel = () => {
+    if (!["hashing", "hash-paused"].includes(state)) { return; }
+    stopWorker(CANCELLED);
+  };
+
   // After a pause or a failure: ask Lattice what is still missing, and send that.
   const resume = async () => {
+    if (state === "hash-paused") {
+      if (worker) { worker.postMessage({ kind: "resume" }); }
+      setState("hashing");
+      return;
+    }
     if (!upload || !["paused", "failed"].includes(state)) { return; }
     clearMessages();
     firstError = null;
@@ -473,6 +544,8 @@
   const STATUS = {
     idle: "",
     hashing: "Checking the files…",
+    "hash-paused": "Paused while checking the files. Press Resume to go on.",
+    cancelled: "Cancelled. Nothing was sent: press Start to begin again.",
     syncing: "Asking Lattice what it still needs…",
     sending: "Uploading…",
     pausing: "Pausing: the chunks already on their way finish first…",
@@ -482,7 +555,7 @@
     completing: "Making the version…",
     done: "",
   };
-  const WORKING = ["hashing", "syncing", "sending", "pausing", "failing", "completing"];
+  const WORKING = ["hashing", "hash-paused", "syncing", "sending", "pausing", "failing", "completing"];
   const UNDER_WAY = ["sending", "pausing", "paused", "failing", "failed"];
 
   const drawStatus = () => {
@@ -499,9 +572,10 @@
     const working = WORKING.includes(next);
     ui.start.hidden = UNDER_WAY.includes(next);
     ui.start.disabled = working || !chosen.length;
-    ui.pause.hidden = !["sending", "pausing", "failing"].includes(next);
-    ui.pause.disabled = next !== "sending";
-    ui.resume.hidden = !["paused", "failed"].includes(next);
+    ui.pause.hidden = !["hashing", "sending", "pausing", "failing"].includes(next);
+    ui.pause.disabled = !["hashing", "sending"].includes(next);
+    ui.cancel.hidden = !["hashing", "hash-paused"].includes(next);
+    ui.resume.hidden = !["paused", "failed", "hash-paused"].includes(next);
     ui.folder.disabled = working;
     ui.files.disabled = working;
     ui.message.disabled = working || UNDER_WAY.includes(next);
@@ -596,6 +670,7 @@
     start();
   });
   ui.pause.addEventListener("click", pause);
+  ui.cancel.addEventListener("click", cancel);
   ui.resume.addEventListener("click", resume);
   window.addEventListener("beforeunload", (event) => {
     if (WORKING.includes(state)) {
