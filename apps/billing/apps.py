@@ -16,16 +16,20 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # The plan's checks, plugged into the apps below billing that call them
         # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
-        from apps.billing import entitlements, services
+        from apps.billing import entitlements, selectors, services
         from apps.billing.entitlements import billing_url
         from apps.datasets import entitlements as datasets
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
+        from apps.teams.hooks import period_spend
         from apps.teams.seats import seats_free, seats_upgrade_url
 
         notebooks.check_start.register(entitlements.check_start)
         notebooks.idle_limit.register(entitlements.idle_limit)
         notebooks.machine_notes.register(entitlements.machine_notes)
+        # What running notebooks cost so far, and the team's spend (dashboard, overview).
+        notebooks.session_costs.register(selectors.running_costs)
+        period_spend.register(selectors.period_spend)
         datasets.check_storage.register(entitlements.check_storage)
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
 

@@ -23,7 +23,7 @@ from apps.teams.forms import (
     RoleForm,
     TeamNameForm,
 )
-from apps.teams.hooks import overview_notebooks
+from apps.teams.hooks import overview_notebooks, period_spend
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
@@ -117,6 +117,12 @@ class TeamHomeView(TeamPage):
             request,
             member_count=member_count(self.team),
             notebooks=overview_notebooks(self.team, limit=8),
+            # The bill is for those who may see it (billing.view), as on the billing page.
+            spend=(
+                period_spend(self.team)
+                if role_allows(self.membership.role, "billing.view")
+                else None
+            ),
             section="home",
         )
 

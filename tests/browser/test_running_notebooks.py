@@ -1,0 +1,61 @@
+"""What a Gradient/Kaggle user expects to see of what runs (issue 14): the dashboard lists
+the running notebook with its uptime and cost so far; the notebook list offers Start, Stop
+and Open on each row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from apps.notebooks.models import Status
+from tests.factories import (
+    MachinePriceFactory,
+    MachineTypeFactory,
+    NotebookFactory,
+    NotebookSessionFactory,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sign_in(page, live_server, user, password) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def running_notebook(team, name: str, *, minutes: int):
+    machine = MachineTypeFactory.create(name="CPU small", hourly_price=Decimal("0.60"))
+    started = timezone.now() - timedelta(minutes=minutes)
+    MachinePriceFactory.create(
+        machine_type=machine, hourly_price=Decimal("0.60"), effective_from=started
+    )
+    notebook = NotebookFactory.create(
+        team=team, name=name, machine_type=machine, status=Status.RUNNING
+    )
+    NotebookSessionFactory.create(
+        notebook=notebook, status=Status.RUNNING, started_at=started, ready_at=started
+    )
+    return notebook
+
+
+def test_the_dashboard_shows_the_running_notebook_with_uptime_and_cost(
+    page, live_server, acme, alice, password, settings
+):
+    settings.LATTICE_BILLING = True
+    running_notebook(acme, "Training run", minutes=30)
+    sign_in(page, live_server, alice, password)
+
+    section = page.get_by_role("region", name="Running notebooks")
+    row = section.get_by_role("row").filter(has_text="Training run")
+    assert row.get_by_role("link", name="Acme").is_visible()
+    assert row.get_by_test_id("uptime").inner_text() == "30\xa0minutes"
+    # Thirty minutes at $0.60 an hour.
+    assert row.get_by_test_id("cost").inner_text() == "$0.30"
+    spend = page.get_by_role("region", name="Spend this period")
+    assert spend.get_by_text("$0.30").is_visible()
