@@ -12,6 +12,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
+from apps.core.audit import audit_describe
 from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
 from apps.core.pages import page_action, refusal_on_form
@@ -270,5 +271,7 @@ class AuditLogView(TeamPage):
     permission = "audit.view"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        entries = AuditEntry.objects.all()[:200]
+        entries = list(AuditEntry.objects.select_related("actor")[:200])
+        for entry in entries:
+            entry.description = audit_describe(entry)
         return self.page(request, entries=entries, section="audit")
