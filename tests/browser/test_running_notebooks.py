@@ -52,11 +52,12 @@ def test_the_dashboard_shows_the_running_notebook_with_uptime_and_cost(
     sign_in(page, live_server, alice, password)
 
     section = page.get_by_role("region", name="Running notebooks")
-    row = section.get_by_role("row").filter(has_text="Training run")
+    row = section.get_by_role("listitem").filter(has_text="Training run")
     assert row.get_by_role("link", name="Acme").is_visible()
     assert row.get_by_test_id("uptime").inner_text() == "30\xa0minutes"
     # Thirty minutes at $0.60 an hour.
     assert row.get_by_test_id("cost").inner_text() == "$0.30"
+    assert row.get_by_test_id("cost").is_visible()
     spend = page.get_by_role("region", name="Spend this period")
     assert spend.get_by_text("$0.30").is_visible()
 
