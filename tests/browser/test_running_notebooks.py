@@ -4,52 +4,20 @@ and Open on each row."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-
 import pytest
-from django.utils import timezone
 
-from apps.notebooks.models import Status
-from tests.factories import (
-    MachinePriceFactory,
-    MachineTypeFactory,
-    NotebookFactory,
-    NotebookSessionFactory,
-)
+from tests.browser.conftest import log_in
+from tests.factories import NotebookFactory, running_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_in(page, live_server, user, password) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{live_server.url}/")
-
-
-def running_notebook(team, name: str, *, minutes: int):
-    machine = MachineTypeFactory.create(name="CPU small", hourly_price=Decimal("0.60"))
-    started = timezone.now() - timedelta(minutes=minutes)
-    MachinePriceFactory.create(
-        machine_type=machine, hourly_price=Decimal("0.60"), effective_from=started
-    )
-    notebook = NotebookFactory.create(
-        team=team, name=name, machine_type=machine, status=Status.RUNNING
-    )
-    NotebookSessionFactory.create(
-        notebook=notebook, status=Status.RUNNING, started_at=started, ready_at=started
-    )
-    return notebook
 
 
 def test_the_dashboard_shows_the_running_notebook_with_uptime_and_cost(
     page, live_server, acme, alice, password, settings
 ):
     settings.LATTICE_BILLING = True
-    running_notebook(acme, "Training run", minutes=30)
-    sign_in(page, live_server, alice, password)
+    running_notebook(acme, "Training run", minutes=30, hourly_price="0.60")
+    log_in(page, alice.email, password)
 
     section = page.get_by_role("region", name="Running notebooks")
     row = section.get_by_role("listitem").filter(has_text="Training run")
@@ -66,9 +34,9 @@ def test_the_notebook_list_offers_start_stop_and_open_on_each_row(
     page, live_server, acme, bob, password, settings
 ):
     settings.LATTICE_BILLING = True
-    running = running_notebook(acme, "Training run", minutes=30)
+    running = running_notebook(acme, "Training run", minutes=30, hourly_price="0.60")
     NotebookFactory.create(team=acme, name="Analysis")
-    sign_in(page, live_server, bob, password)
+    log_in(page, bob.email, password)
 
     page.goto("/t/acme/notebooks/")
 

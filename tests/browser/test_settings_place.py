@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 
 from apps.teams import invitations
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_in(page, live_server, user, password) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{live_server.url}/")
 
 
 def test_the_sidebar_leads_to_settings_billing_and_an_audit_log_in_words(
@@ -25,7 +18,7 @@ def test_the_sidebar_leads_to_settings_billing_and_an_audit_log_in_words(
         team=acme, actor=alice, email="dan@example.com", role="member", link_base="http://x"
     )
     invitations.invitation_revoke(team=acme, actor=alice, invitation=invitation)
-    sign_in(page, live_server, alice, password)
+    log_in(page, alice.email, password)
     page.goto("/t/acme/")
     sidebar = page.get_by_role("navigation", name="Main")
 

@@ -4,40 +4,12 @@ expects"). Costs are billing's: with billing off nothing is charged, and no figu
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
-from apps.notebooks.models import Status
-from tests.factories import (
-    MachinePriceFactory,
-    MachineTypeFactory,
-    NotebookFactory,
-    NotebookSessionFactory,
-)
+from tests.factories import NotebookFactory, running_notebook
 
 pytestmark = pytest.mark.django_db
-
-
-def running_notebook(team, name: str, *, hours: int, price: str = "1.50"):
-    """A notebook whose machine came up ``hours`` ago, at ``price`` an hour since before."""
-    machine = MachineTypeFactory.create(hourly_price=Decimal(price))
-    started = timezone.now() - timedelta(hours=hours)
-    MachinePriceFactory.create(
-        machine_type=machine,
-        hourly_price=Decimal(price),
-        effective_from=started - timedelta(days=1),
-    )
-    notebook = NotebookFactory.create(
-        team=team, name=name, machine_type=machine, status=Status.RUNNING
-    )
-    NotebookSessionFactory.create(
-        notebook=notebook, status=Status.RUNNING, started_at=started, ready_at=started
-    )
-    return notebook
 
 
 def dashboard(client) -> str:
@@ -50,7 +22,7 @@ def test_the_dashboard_shows_running_notebooks_with_uptime_cost_and_spend(
     acme, alice, client, settings
 ):
     settings.LATTICE_BILLING = True
-    running_notebook(acme, "Training run", hours=2)
+    running_notebook(acme, "Training run", minutes=120, hourly_price="1.50")
     NotebookFactory.create(team=acme, name="Idle analysis")
     client.force_login(alice)
 
@@ -70,7 +42,7 @@ def test_the_dashboard_shows_running_notebooks_with_uptime_cost_and_spend(
 
 def test_with_billing_off_no_cost_or_spend_is_made_up(acme, alice, client, settings):
     settings.LATTICE_BILLING = False
-    running_notebook(acme, "Training run", hours=2)
+    running_notebook(acme, "Training run", minutes=120, hourly_price="1.50")
     client.force_login(alice)
 
     page = dashboard(client)
@@ -84,7 +56,7 @@ def test_with_billing_off_no_cost_or_spend_is_made_up(acme, alice, client, setti
 
 def test_a_member_sees_the_cost_of_what_runs_but_not_the_teams_bill(acme, bob, client, settings):
     settings.LATTICE_BILLING = True
-    running_notebook(acme, "Training run", hours=2)
+    running_notebook(acme, "Training run", minutes=120, hourly_price="1.50")
     client.force_login(bob)
 
     page = dashboard(client)
@@ -94,7 +66,7 @@ def test_a_member_sees_the_cost_of_what_runs_but_not_the_teams_bill(acme, bob, c
 
 
 def test_an_outsider_sees_nothing_of_another_teams_notebooks(acme, globex, charlie, client):
-    running_notebook(acme, "Acme secret run", hours=1)
+    running_notebook(acme, "Acme secret run", minutes=60, hourly_price="1.50")
     client.force_login(charlie)
 
     page = dashboard(client)
@@ -105,7 +77,7 @@ def test_an_outsider_sees_nothing_of_another_teams_notebooks(acme, globex, charl
 
 def test_the_team_overview_shows_uptime_cost_and_spend(acme, alice, bob, client, settings):
     settings.LATTICE_BILLING = True
-    running_notebook(acme, "Training run", hours=3, price="2.00")
+    running_notebook(acme, "Training run", minutes=180, hourly_price="2.00")
     client.force_login(alice)
 
     page = client.get(reverse("teams:home", args=[acme.slug])).content.decode()

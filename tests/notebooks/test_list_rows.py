@@ -4,39 +4,15 @@ sessions however many rows."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from apps.notebooks.models import Status
-from tests.factories import (
-    MachinePriceFactory,
-    MachineTypeFactory,
-    NotebookFactory,
-    NotebookSessionFactory,
-)
+from tests.factories import NotebookFactory, running_notebook
 
 pytestmark = pytest.mark.django_db
-
-
-def running_notebook(team, name: str, *, hours: int = 2):
-    machine = MachineTypeFactory.create(hourly_price=Decimal("1.25"))
-    started = timezone.now() - timedelta(hours=hours)
-    MachinePriceFactory.create(
-        machine_type=machine, hourly_price=Decimal("1.25"), effective_from=started
-    )
-    notebook = NotebookFactory.create(
-        team=team, name=name, machine_type=machine, status=Status.RUNNING
-    )
-    NotebookSessionFactory.create(
-        notebook=notebook, status=Status.RUNNING, started_at=started, ready_at=started
-    )
-    return notebook
 
 
 def row(page: str, notebook) -> str:
@@ -54,7 +30,7 @@ def test_a_member_sees_status_uptime_cost_and_the_actions_each_row_allows(
     acme, bob, client, settings
 ):
     settings.LATTICE_BILLING = True
-    running = running_notebook(acme, "Training run")
+    running = running_notebook(acme, "Training run", minutes=120, hourly_price="1.25")
     stopped = NotebookFactory.create(team=acme, name="Analysis")
     client.force_login(bob)
 
@@ -78,7 +54,7 @@ def test_a_member_sees_status_uptime_cost_and_the_actions_each_row_allows(
 
 def test_a_viewer_sees_the_rows_but_no_start_stop_or_open(acme, erin, client, settings):
     settings.LATTICE_BILLING = True
-    running = running_notebook(acme, "Training run")
+    running = running_notebook(acme, "Training run", minutes=120, hourly_price="1.25")
     stopped = NotebookFactory.create(team=acme, name="Analysis")
     client.force_login(erin)
 
@@ -94,7 +70,7 @@ def test_a_viewer_sees_the_rows_but_no_start_stop_or_open(acme, erin, client, se
 
 def test_with_billing_off_a_running_row_shows_no_cost(acme, bob, client, settings):
     settings.LATTICE_BILLING = False
-    running = running_notebook(acme, "Training run")
+    running = running_notebook(acme, "Training run", minutes=120, hourly_price="1.25")
     client.force_login(bob)
 
     page = notebook_list(client, acme)
@@ -106,13 +82,13 @@ def test_with_billing_off_a_running_row_shows_no_cost(acme, bob, client, setting
 
 def test_the_rows_cost_the_same_queries_however_many_run(acme, bob, client, settings):
     settings.LATTICE_BILLING = True
-    running_notebook(acme, "Run 0")
+    running_notebook(acme, "Run 0", minutes=120, hourly_price="1.25")
     client.force_login(bob)
     notebook_list(client, acme)  # the sign-in's first request writes its own rows
     with CaptureQueriesContext(connection) as one:
         notebook_list(client, acme)
     for n in range(1, 6):
-        running_notebook(acme, f"Run {n}")
+        running_notebook(acme, f"Run {n}", minutes=120, hourly_price="1.25")
     with CaptureQueriesContext(connection) as six:
         page = notebook_list(client, acme)
 
@@ -121,7 +97,7 @@ def test_the_rows_cost_the_same_queries_however_many_run(acme, bob, client, sett
 
 
 def test_a_running_row_stops_from_the_list(acme, bob, client):
-    running = running_notebook(acme, "Training run")
+    running = running_notebook(acme, "Training run", minutes=120, hourly_price="1.25")
     client.force_login(bob)
 
     response = client.post(reverse("notebooks:stop", args=[acme.slug, running.pk]))
