@@ -23,7 +23,7 @@ from apps.accounts.models import TOKEN_PREFIX, TOKEN_SCOPES, PersonalAccessToken
 from apps.billing.models import BillingAccount, MachinePrice, Plan, Subscription
 from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile
 from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
-from apps.notebooks.models import Notebook, NotebookMount, NotebookSession
+from apps.notebooks.models import Notebook, NotebookMount, NotebookSession, Status
 from apps.teams.models import Invitation, Membership, Role, Team
 
 PASSWORD = "correct horse battery staple"
@@ -298,6 +298,28 @@ class NotebookSessionFactory(TeamOwnedFactory):
     template = factory.SelfAttribute("notebook.template")
     image = "lattice/notebook"
     jupyter_token = factory.LazyFunction(lambda: secrets.token_hex(24))
+
+
+def running_notebook(
+    team: Team, name: str, *, minutes: int, hourly_price: str = "1.00"
+) -> Notebook:
+    """A notebook whose machine came up ``minutes`` ago on a machine type billed at
+    ``hourly_price`` since then (a MachinePrice row): what a page prices as running."""
+    machine = MachineTypeFactory.create(hourly_price=Decimal(hourly_price))
+    started = timezone.now() - timedelta(minutes=minutes)
+    MachinePriceFactory.create(
+        machine_type=machine, hourly_price=Decimal(hourly_price), effective_from=started
+    )
+    notebook: Notebook = NotebookFactory.create(
+        team=team, name=name, machine_type=machine, status=Status.RUNNING
+    )
+    NotebookSessionFactory.create(
+        notebook=notebook,
+        status=Status.RUNNING,
+        started_at=started,
+        ready_at=started,
+    )
+    return notebook
 
 
 # billing

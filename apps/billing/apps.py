@@ -4,6 +4,14 @@ from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
 
+# The audit log's words for what billing records (apps.core.audit.audit_describe).
+AUDIT_PHRASES = {
+    "billing.checkout_started": "{actor} went to checkout for the {target} plan",
+    "billing.portal_opened": "{actor} opened the Stripe billing portal",
+    "billing.spend_cap_changed": "{actor} changed the spend cap",
+    "billing.subscription_changed": "The subscription to {target} is now {status}",
+}
+
 if TYPE_CHECKING:
     from apps.machines.models import MachineType
 
@@ -16,16 +24,21 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # The plan's checks, plugged into the apps below billing that call them
         # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
-        from apps.billing import entitlements, services
+        from apps.billing import entitlements, selectors, services
         from apps.billing.entitlements import billing_url
+        from apps.core.audit import audit_phrases
         from apps.datasets import entitlements as datasets
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
+        from apps.teams.hooks import period_spend
         from apps.teams.seats import seats_free, seats_upgrade_url
 
         notebooks.check_start.register(entitlements.check_start)
         notebooks.idle_limit.register(entitlements.idle_limit)
         notebooks.machine_notes.register(entitlements.machine_notes)
+        # What running notebooks cost so far, and the team's spend (dashboard, overview).
+        notebooks.session_costs.register(selectors.running_costs)
+        period_spend.register(selectors.period_spend)
         datasets.check_storage.register(entitlements.check_storage)
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
 
@@ -39,3 +52,7 @@ class BillingConfig(AppConfig):
             services.machine_price_set(
                 machine_type=machine_type, hourly_price=machine_type.hourly_price
             )
+
+        # The audit log says what this app records in words.
+        for action, phrase in AUDIT_PHRASES.items():
+            audit_phrases.register(action, phrase)

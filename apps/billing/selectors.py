@@ -9,19 +9,23 @@ from typing import TYPE_CHECKING
 from apps.billing import services
 from apps.billing.entitlements import (
     billing_enabled,
+    billing_url,
     current_period,
     current_plan,
     current_subscription,
     grace_ends,
 )
 from apps.billing.models import Plan
-from apps.billing.usage import daily_costs, totals_by, usage_cost, usage_pieces
+from apps.billing.usage import daily_costs, session_costs, totals_by, usage_cost, usage_pieces
+from apps.teams.hooks import Spend
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from apps.billing.models import BillingAccount, Subscription
     from apps.billing.usage import UsageTotal
+    from apps.notebooks.models import NotebookSession
     from apps.teams.models import Team
 
 
@@ -106,3 +110,25 @@ def billing_usage(team: Team) -> BillingUsage:
 def plan_offered(slug: str) -> Plan | None:
     """The plan named ``slug``, if it is offered (active): what a checkout may buy."""
     return Plan.objects.filter(slug=slug, active=True).first()
+
+
+def running_costs(team: Team, sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | None:
+    """What ``sessions`` have cost so far (apps.notebooks.entitlements.session_costs), at
+    the prices the usage page bills; None with billing off, where nothing is charged."""
+    if not billing_enabled():
+        return None
+    return session_costs(sessions)
+
+
+def period_spend(team: Team) -> Spend | None:
+    """The team's spend this period (apps.teams.hooks.period_spend): the billing page's
+    figure; None with billing off, where nothing is charged."""
+    if not billing_enabled():
+        return None
+    start, end = current_period(team)
+    return Spend(
+        amount=usage_cost(team, start, end),
+        period_start=start,
+        period_end=end,
+        url=billing_url(team.slug),
+    )

@@ -109,10 +109,20 @@ def usage_pieces(
         .select_related("machine_type", "started_by", "notebook")
         .order_by("started_at", "pk")
     )
+    return _pieces(sessions, start, end, now=now)
+
+
+def _pieces(
+    sessions: Iterable[NotebookSession], start: datetime, end: datetime, *, now: datetime
+) -> list[UsagePiece]:
+    """The billed pieces of ``sessions`` (with their notebook, machine type and starter
+    read) between ``start`` and ``end``."""
+    sessions = list(sessions)
     prices = _price_table(s.machine_type_id for s in sessions)
     pieces: list[UsagePiece] = []
     for session in sessions:
-        assert session.started_at is not None  # noqa: S101 - filtered above
+        if session.started_at is None:
+            continue
         begin = _second(max(session.started_at, start))
         finish = _second(min(session.ended_at or now, end, now))
         if finish <= begin:
@@ -146,6 +156,21 @@ def usage_cost(
     team: Team, start: datetime, end: datetime, *, now: datetime | None = None
 ) -> Decimal:
     return sum((p.cost for p in usage_pieces(team, start, end, now=now)), Decimal(0))
+
+
+def session_costs(
+    sessions: Iterable[NotebookSession], *, now: datetime | None = None
+) -> dict[int, Decimal]:
+    """What each session has cost from its start until now (or its end), by session id:
+    the usage page's pieces, summed per session. Sessions not started yet cost nothing."""
+    now = now or timezone.now()
+    sessions = [s for s in sessions if s.started_at is not None]
+    costs = {s.pk: Decimal(0) for s in sessions}
+    if sessions:
+        start = min(s.started_at for s in sessions if s.started_at is not None)
+        for piece in _pieces(sessions, start, now, now=now):
+            costs[piece.session_id] += piece.cost
+    return costs
 
 
 def cents(amount: Decimal) -> int:

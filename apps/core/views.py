@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from apps.core.dashboard import dashboard_activity
 from apps.core.health import run_checks
 
 if TYPE_CHECKING:
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = cast("User", request.user)
     has_totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
-    return render(request, "core/dashboard.html", {"has_totp": has_totp})
+    return render(
+        request,
+        "core/dashboard.html",
+        {"has_totp": has_totp, "activity": dashboard_activity(user)},
+    )
 
 
 @never_cache

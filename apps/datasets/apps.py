@@ -2,8 +2,23 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+# The audit log's words for what datasets record (apps.core.audit.audit_describe).
+AUDIT_PHRASES = {
+    "dataset.created": "{actor} created the dataset {target}",
+    "dataset.updated": "{actor} changed the dataset {target}",
+    "dataset.deleted": "{actor} deleted the dataset {target}",
+    "dataset.upload_started": "{actor} began uploading {files} files to {target}",
+    "dataset.version_created": "{actor} uploaded {target}",
+}
+
 
 class DatasetsConfig(AppConfig):
     name = "apps.datasets"
     label = "datasets"
     verbose_name = "Datasets"
+
+    def ready(self) -> None:
+        from apps.core.audit import audit_phrases
+
+        for action, phrase in AUDIT_PHRASES.items():
+            audit_phrases.register(action, phrase)

@@ -2,6 +2,20 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+# The audit log's words for what notebooks record (apps.core.audit.audit_describe).
+AUDIT_PHRASES = {
+    "notebook.created": "{actor} created the notebook {target}",
+    "notebook.updated": "{actor} changed the notebook {target}",
+    "notebook.started": "{actor} started the notebook {target}",
+    "notebook.stopped": "{actor} stopped the notebook {target}",
+    "notebook.restarted": "{actor} restarted the notebook {target}",
+    "notebook.duplicated": "{actor} copied the notebook {source} as {target}",
+    "notebook.deleted": "{actor} deleted the notebook {target}",
+    "notebook.settings_changed": "{actor} changed the team's notebook settings",
+    "notebook.dataset_mounted": "{actor} attached {dataset} v{version} to {target} at {path}",
+    "notebook.dataset_unmounted": "{actor} detached {dataset} v{version} from {target}",
+}
+
 
 class NotebooksConfig(AppConfig):
     name = "apps.notebooks"
@@ -9,6 +23,8 @@ class NotebooksConfig(AppConfig):
     verbose_name = "Notebooks"
 
     def ready(self) -> None:
+        from apps.core.audit import audit_phrases
+
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
         from apps.machines.hooks import WorkloadKind, workload_kinds
@@ -26,3 +42,6 @@ class NotebooksConfig(AppConfig):
         datasets.dataset_made_private.register(mounts.others_mounts_remove)
         # The team's overview page lists its notebooks.
         overview_notebooks.register(selectors.overview_notebooks)
+        # The audit log says what this app records in words.
+        for action, phrase in AUDIT_PHRASES.items():
+            audit_phrases.register(action, phrase)

@@ -12,6 +12,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from apps.accounts.reauthentication import SENSITIVE_ROLES, reauthentication_required
+from apps.core.audit import audit_describe
 from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
 from apps.core.pages import page_action, refusal_on_form
@@ -23,7 +24,7 @@ from apps.teams.forms import (
     RoleForm,
     TeamNameForm,
 )
-from apps.teams.hooks import overview_notebooks
+from apps.teams.hooks import overview_notebooks, period_spend
 from apps.teams.models import Invitation, Membership, Role
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
@@ -117,6 +118,12 @@ class TeamHomeView(TeamPage):
             request,
             member_count=member_count(self.team),
             notebooks=overview_notebooks(self.team, limit=8),
+            # The bill is for those who may see it (billing.view), as on the billing page.
+            spend=(
+                period_spend(self.team)
+                if role_allows(self.membership.role, "billing.view")
+                else None
+            ),
             section="home",
         )
 
@@ -264,5 +271,7 @@ class AuditLogView(TeamPage):
     permission = "audit.view"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        entries = AuditEntry.objects.all()[:200]
+        entries = list(AuditEntry.objects.select_related("actor")[:200])
+        for entry in entries:
+            entry.description = audit_describe(entry)
         return self.page(request, entries=entries, section="audit")

@@ -24,7 +24,7 @@ from apps.notebooks.forms import (
 from apps.notebooks.lifecycle import idle_timeout, status_message
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.origin import launch_path
-from apps.notebooks.selectors import open_session
+from apps.notebooks.selectors import open_session, open_sessions, running_costs
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
 
@@ -134,13 +134,26 @@ class NotebookListView(NotebookPage):
 
     def render_list(self, request: HttpRequest, form: Form, status: int = 200) -> HttpResponse:
         notebooks = list(_live_notebooks().select_related("machine_type", "created_by"))
+        # Each row's open session (uptime) and what it has cost so far: one query for the
+        # sessions, one read of their prices, however many rows.
+        sessions = open_sessions(self.team, notebooks)
+        costs = running_costs(self.team, sessions.values())
         for notebook in notebooks:
             template = TEMPLATES.get(notebook.template)
             notebook.template_label = template.name if template else notebook.template
+            session = sessions.get(notebook.pk)
+            running = session is not None and session.status == Status.RUNNING
+            notebook.up_since = session.started_at if running and session else None
+            notebook.cost = costs.get(session.pk) if costs is not None and session else None
+            notebook.open_url = launch_path(notebook.pk) if running else ""
         return self.page_with_status(
             request,
             status,
             notebooks=notebooks,
+            running=any(notebook.up_since for notebook in notebooks),
+            costed=costs is not None,
+            show_start=SHOW_START,
+            show_stop=SHOW_STOP,
             form=with_plan_notes(form, machine_notes(self.team)),
             section="notebooks",
         )

@@ -27,12 +27,12 @@ class TeamNotebookSettingsView(NotebookPage):
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         row = team_notebook_settings(self.team)
         form = TeamNotebookSettingsForm(initial={"idle_timeout_minutes": row.idle_timeout_minutes})
-        return self.page_with_status(request, 200, form=form, section="notebooks")
+        return self.page_with_status(request, 200, form=form, section="settings")
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = TeamNotebookSettingsForm(request.POST)
         if not form.is_valid():
-            return self.page_with_status(request, 400, form=form, section="notebooks")
+            return self.page_with_status(request, 400, form=form, section="settings")
         try:
             services.team_notebook_settings_update(
                 team=self.team,
@@ -41,6 +41,6 @@ class TeamNotebookSettingsView(NotebookPage):
             )
         except NotebookError as exc:
             status = refusal_on_form(request, form, exc)
-            return self.page_with_status(request, status, form=form, section="notebooks")
+            return self.page_with_status(request, status, form=form, section="settings")
         messages.success(request, "Notebook settings saved.")
         return redirect("notebooks:settings", team_slug=self.team.slug)

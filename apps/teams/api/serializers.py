@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.accounts.api.serializers import ReauthenticationSerializer
+from apps.core.audit import audit_describe
 from apps.core.models import AuditEntry
 from apps.teams.models import Invitation, Membership, Role, Team
 
@@ -74,8 +75,14 @@ class InvitationCreateSerializer(ReauthenticationSerializer):
 
 class AuditEntrySerializer(serializers.ModelSerializer):
     actor = serializers.EmailField(source="actor_email", read_only=True)
+    description = serializers.SerializerMethodField(
+        help_text='What happened, in words ("Ana withdrew the invitation for bob@example.com").'
+    )
 
     class Meta:
         model = AuditEntry
-        fields = ["id", "created_at", "actor", "action", "target", "data"]
+        fields = ["id", "created_at", "actor", "action", "description", "target", "data"]
         read_only_fields = fields
+
+    def get_description(self, entry: AuditEntry) -> str:
+        return audit_describe(entry)

@@ -263,7 +263,7 @@ class AuditLogView(mixins.ListModelMixin, TeamAPIView):
     pagination_class = Cursor
 
     def get_team_queryset(self) -> QuerySet[AuditEntry]:
-        return AuditEntry.objects.all()
+        return AuditEntry.objects.select_related("actor")
 
     def get(self, request: Request, team_slug: str) -> Response:
         return self.list(request)
