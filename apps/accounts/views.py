@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, cast
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm, TokenForm
@@ -48,6 +49,24 @@ def _team_choices(teams: list[Team]) -> list[tuple[str, str]]:
     return [(t.slug, f"{t.name} ({t.slug})" if names[t.name] > 1 else t.name) for t in teams]
 
 
+def _example_url(request: HttpRequest, token: PersonalAccessToken, teams: list[Team]) -> str | None:
+    """A read the new token may make on this installation, for the page's ``curl`` example:
+    the first of its areas (in TOKEN_AREAS order) with a list to GET; None when it has none
+    (a team's list, for a person in no team)."""
+    areas = {scope.partition(":")[0] for scope in token.scopes}
+    team = token.team or (teams[0] if teams else None)
+    path = None
+    if "teams" in areas:
+        path = reverse("api:teams")
+    elif "notebooks" in areas and team is not None:
+        path = reverse("api:notebooks", kwargs={"team_slug": team.slug})
+    elif "datasets" in areas and team is not None:
+        path = reverse("api:datasets", kwargs={"team_slug": team.slug})
+    elif "billing" in areas:
+        path = reverse("api:plans")
+    return request.build_absolute_uri(path) if path else None
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 @reauthentication_required(allow_get=True)
@@ -77,7 +96,11 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, str(exc))
                 status = 400
             else:
-                created = {"token": token, "plaintext": plaintext}
+                created = {
+                    "token": token,
+                    "plaintext": plaintext,
+                    "example_url": _example_url(request, token, teams),
+                }
                 form = TokenForm(teams=choices)
         else:
             status = 400

@@ -66,12 +66,15 @@ def managed_report(host_name: str) -> list[dict[str, Any]]:
         {"name": name, "running": True, "starting": True, "labels": {}}
         for name in starting - {m.name for m in found}
     ]
-    # Output of running workloads goes on being shipped after an agent restart,
-    # from now on (what was printed while no agent ran is in the runtime's log).
+    # Output of running workloads goes on being shipped after an agent restart: its
+    # recent lines first (a restarted control plane may have lost its buffer; the
+    # viewers replace what they show with them), then what it prints from now on.
     for managed in found:
         stream = managed.labels.get(f"{LABEL_PREFIX}stream")
         if managed.running and stream:
-            ship_logs(runtime, managed.state, host_name, since=time.time())
+            ship_logs(
+                runtime, managed.state, host_name, backfill=settings.LATTICE_LOG_BACKFILL_LINES
+            )
     return report
 
 

@@ -149,7 +149,14 @@ def _on_logs(host: Host, body: dict[str, Any]) -> None:
         raise RefusedError("a frame without its number")
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise RefusedError("a frame without lines")
-    workload_logs(host, _str(body.get("workload")), _str(body.get("source")), frame, lines)
+    workload_logs(
+        host,
+        _str(body.get("workload")),
+        _str(body.get("source")),
+        frame,
+        lines,
+        backfill=body.get("backfill") is True,
+    )
 
 
 _HANDLERS = {"join": _on_join, "report": _on_report, "event": _on_event, "logs": _on_logs}

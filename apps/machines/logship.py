@@ -13,6 +13,14 @@ that workload, if the workload is placed on this host, in the order the
 shipper numbered them (apps.machines.reports.workload_logs); an agent writes to
 no stream itself. Shipping ends when the log ends (the workload stopped);
 ``ship_logs`` starts it at most once per workload.
+
+A shipper started for a workload that already runs (the agent restarted, or the
+control plane with it: under ``make dev`` they are one process, and the stream's
+buffer is in its memory) first sends a backfill: the last ``backfill`` lines of
+the runtime's log, as one frame marked ``"backfill": true``, then what the
+workload prints from then on. Whoever shows the stream replaces what it shows
+with a backfill's lines (they are the workload's recent output, so nothing is
+shown twice and a restarted control plane does not say "no log lines").
 """
 
 from __future__ import annotations
@@ -46,11 +54,13 @@ class LogShipper:
         host_name: str,
         *,
         since: float | None = None,
+        backfill: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.state = state
         self.host_name = host_name
         self.since = since
+        self.backfill = backfill
         # Frames are numbered per shipper: the control plane keeps each shipper's in order.
         self.source = secrets.token_hex(8)
         self.frames = 0
@@ -70,15 +80,40 @@ class LogShipper:
 
     def _read(self) -> None:
         try:
-            longest = settings.LATTICE_LOG_LINE_MAX_CHARS
-            for line in self.runtime.logs(self.state, since=self.since, follow=True):
-                if len(line) > longest:
-                    line = f"{line[:longest]} [line cut: {len(line):,} characters]"  # noqa: PLW2901
-                self.lines.put(line)
+            if self.backfill is not None:
+                # The recent lines first, then only what is printed next (tail 0): a line
+                # printed between the two reads is missed, none is shipped twice.
+                recent = list(self.runtime.logs(self.state, tail=self.backfill))
+                self._publish(self._fit([self._cut(line) for line in recent]), backfill=True)
+                follow = self.runtime.logs(self.state, tail=0, follow=True)
+            else:
+                follow = self.runtime.logs(self.state, since=self.since, follow=True)
+            for line in follow:
+                self.lines.put(self._cut(line))
         except Exception:
             logger.exception("following the log of %s failed", self.state["name"])
         finally:
             self.lines.put(_END)
+
+    @staticmethod
+    def _cut(line: str) -> str:
+        longest = settings.LATTICE_LOG_LINE_MAX_CHARS
+        return (
+            f"{line[:longest]} [line cut: {len(line):,} characters]"
+            if len(line) > longest
+            else line
+        )
+
+    @staticmethod
+    def _fit(lines: list[str]) -> list[str]:
+        """The last of ``lines`` that fit one frame (LATTICE_LOG_BATCH_BYTES)."""
+        size, kept = 0, 0
+        for line in reversed(lines):
+            size += len(line)
+            if size > settings.LATTICE_LOG_BATCH_BYTES and kept:
+                break
+            kept += 1
+        return lines[len(lines) - kept :]
 
     def _ship(self) -> None:
         limit = settings.LATTICE_LOG_BATCH_LINES
@@ -115,10 +150,17 @@ class LogShipper:
         finally:
             self.done.set()
 
-    def _publish(self, batch: list[str]) -> None:
+    def _publish(self, batch: list[str], *, backfill: bool = False) -> None:
         self.frames += 1
         name = self.state["name"]
-        body = {"workload": name, "source": self.source, "frame": self.frames, "lines": batch}
+        body: dict[str, Any] = {
+            "workload": name,
+            "source": self.source,
+            "frame": self.frames,
+            "lines": batch,
+        }
+        if backfill:
+            body["backfill"] = True
         try:
             send(self.host_name, "logs", body)
             self.shipped += len(batch)
@@ -132,12 +174,16 @@ def ship_logs(
     host_name: str,
     *,
     since: float | None = None,
+    backfill: int | None = None,
 ) -> LogShipper:
-    """Ship ``state``'s workload output, as host ``host_name``, unless a shipper already does."""
+    """Ship ``state``'s workload output, as host ``host_name``, unless a shipper already does;
+    with ``backfill``, its last that many lines first (see the module's docstring)."""
     with _lock:
         current = _shippers.get(state["name"])
         if current is not None and current.alive():
             return current
-        shipper = _shippers[state["name"]] = LogShipper(runtime, state, host_name, since=since)
+        shipper = _shippers[state["name"]] = LogShipper(
+            runtime, state, host_name, since=since, backfill=backfill
+        )
         shipper.start()
         return shipper

@@ -84,12 +84,19 @@ def workload_failed(host: Host, name: str, message: str) -> None:
     logger.warning("workload %s failed on %s: %s", name, host, message)
 
 
-def workload_logs(host: Host, name: str, source: str, frame: int, lines: list[str]) -> None:
+def workload_logs(
+    host: Host, name: str, source: str, frame: int, lines: list[str], *, backfill: bool = False
+) -> None:
     """A frame of a workload's output: published to that workload's stream, in the order its
-    shipper numbered them, if the workload is placed on ``host``; else dropped."""
+    shipper numbered them, if the workload is placed on ``host``; else dropped. A backfill
+    (the workload's recent lines, sent by an agent that found it running) is marked so:
+    viewers show its lines instead of what they showed (apps.machines.logship)."""
     kind = workload_kind(name)
     stream = kind.stream(host.name, name) if kind is not None else None
     if stream is None or not placed_on(host, name):
         logger.warning("log lines for %s from %s, not placed there: ignored", name, host)
         return
-    stream_publish_frame(stream, {"type": "logs", "lines": lines}, source=source, frame=frame)
+    message: dict[str, Any] = {"type": "logs", "lines": lines}
+    if backfill:
+        message["backfill"] = True
+    stream_publish_frame(stream, message, source=source, frame=frame)

@@ -5,7 +5,9 @@ every buffered message numbered after ``after`` (all of the backlog without
 it), then live messages. Each message carries ``seq``; a client that
 reconnects with the last ``seq`` it saw misses nothing and sees nothing twice
 (see apps.core.stream). If the backlog no longer holds what it missed, it gets
-``{"type": "gap", "from": a, "to": b}`` first. Outsiders and visitors are
+``{"type": "gap", "from": a, "to": b}`` first; if ``after`` is beyond the stream's
+last number (the stream started over: its buffer was lost in a restart), the
+hello says ``"restarted": true`` and the whole backlog follows. Outsiders and visitors are
 refused at the handshake. A member removed from the team, or lowered to a role
 without ``notebooks.view``, is cut off at once: the teams app signals the
 change and TeamConsumer closes the socket (ARCHITECTURE decision 12). The
@@ -54,9 +56,13 @@ class NotebookStreamConsumer(TeamConsumer):
         except ValueError:
             self.last = 0
         latest = await sync_to_async(stream_last, thread_sensitive=False)(self.stream)
+        hello = {"type": "hello", "status": status, "last": latest}
         if self.last > latest:
-            self.last = 0  # a number from before the buffer was reset: start over
-        await self.send_json({"type": "hello", "status": status, "last": latest})
+            # A number from before the buffer was lost (a restart on the in-memory default):
+            # the stream started over, and the client must forget its numbers too.
+            self.last = 0
+            hello["restarted"] = True
+        await self.send_json(hello)
         await self._catch_up(latest)
 
     def _snapshot(self, notebook_id: int) -> tuple[str, dict[str, Any]] | None:

@@ -178,7 +178,11 @@ class Runtime(abc.ABC):
         *,
         since: float | None = None,
         follow: bool = False,
-    ) -> Iterator[str]: ...
+        tail: int | None = None,
+    ) -> Iterator[str]:
+        """The workload's output, line by line: from ``since`` (a time), or only the last
+        ``tail`` lines printed so far (``tail=0``: none of them); then, with ``follow``,
+        what it prints next, until it stops."""
 
     @abc.abstractmethod
     def endpoint(self, state: dict[str, Any]) -> str | None: ...

@@ -250,11 +250,14 @@ class DockerRuntime(Runtime):
         *,
         since: float | None = None,
         follow: bool = False,
+        tail: int | None = None,
     ) -> Iterator[str]:
         container = self._container(state)
         if container is None:
             return
         kwargs: dict[str, Any] = {"stream": True, "follow": follow}
+        if tail is not None:
+            kwargs["tail"] = tail
         if since is not None:
             kwargs["since"] = datetime.fromtimestamp(since)  # noqa: DTZ006 - docker wants local time
         buffer = b""

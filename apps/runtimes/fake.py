@@ -155,9 +155,13 @@ class FakeRuntime(Runtime):
         *,
         since: float | None = None,
         follow: bool = False,
+        tail: int | None = None,
     ) -> Iterator[str]:
         entry = self._running.get(state["name"])
-        yield from (entry["log"] if entry else [])
+        printed = list(entry["log"]) if entry else []
+        if tail is not None:
+            printed = printed[len(printed) - tail :] if tail else []
+        yield from printed
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
         entry = self._running.get(state["name"])

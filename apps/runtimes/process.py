@@ -16,6 +16,7 @@ virtual environment's ``jupyter``), then on PATH.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -242,6 +243,7 @@ class LocalProcessRuntime(Runtime):
         *,
         since: float | None = None,
         follow: bool = False,
+        tail: int | None = None,
     ) -> Iterator[str]:
         """The output, line by line. Process output carries no times: any ``since``
         means "from now on" (what is already in the log is skipped)."""
@@ -252,8 +254,13 @@ class LocalProcessRuntime(Runtime):
         if not path.exists():
             return
         with path.open(errors="replace") as handle:
-            if since is not None:
+            if since is not None or tail == 0:
                 handle.seek(0, os.SEEK_END)
+            elif tail is not None:
+                # Only the last ``tail`` of the lines printed so far, then on as usual.
+                yield from (
+                    line.rstrip("\n") for line in collections.deque(iter(handle.readline, ""), tail)
+                )
             while True:
                 line = handle.readline()
                 if line:

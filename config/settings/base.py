@@ -503,6 +503,9 @@ LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=5000)
 LATTICE_LOG_BATCH_SECONDS = env.float("LATTICE_LOG_BATCH_SECONDS", default=0.05)
 LATTICE_LOG_BATCH_BYTES = env.int("LATTICE_LOG_BATCH_BYTES", default=1024 * 1024)
 LATTICE_LOG_LINE_MAX_CHARS = env.int("LATTICE_LOG_LINE_MAX_CHARS", default=64 * 1024)
+# An agent that finds a workload already running (it or the control plane restarted) ships
+# this many of its last lines first, so the log panel shows them again.
+LATTICE_LOG_BACKFILL_LINES = env.int("LATTICE_LOG_BACKFILL_LINES", default=200)
 
 # --- Requests and security ---------------------------------------------------
 

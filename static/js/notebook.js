@@ -4,7 +4,9 @@
  *
  * The stream numbers its messages ("seq"). We keep the last number seen and reconnect with
  * ?after=<seq>, so a dropped connection misses nothing and repeats nothing; a "gap" message
- * says the server no longer had some of it. */
+ * says the server no longer had some of it. A hello that says the stream "restarted" (its
+ * numbers started over) resets ours; a "backfill" of log lines (an agent that found the
+ * notebook running again) replaces the lines shown. */
 (function () {
   "use strict";
 
@@ -165,6 +167,12 @@
     panel.scrollTop = panel.scrollHeight;
   }
 
+  function clearLog() {
+    held = [];
+    if (buffered) { buffered.hidden = true; }
+    if (panel) { panel.replaceChildren(); }
+  }
+
   function note(text) {
     append(["[" + text + "]"]);
   }
@@ -212,10 +220,14 @@
     if (data.type === "hello") {
       retryDelay = 1000;
       say("");
+      if (data.restarted || (typeof data.last === "number" && data.last < lastSeq)) {
+        lastSeq = 0;  // the stream started over (the server restarted): take its numbers
+      }
       drawStatus(data.status);
     } else if (data.type === "status") {
       drawStatus(data);
     } else if (data.type === "logs") {
+      if (data.backfill) { clearLog(); }  // the workload's recent lines, instead of ours
       append(data.lines);
     } else if (data.type === "gap") {
       note("some log lines were missed while disconnected");

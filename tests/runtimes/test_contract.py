@@ -195,6 +195,22 @@ class TestLocalProcess:
         assert runtime.poll(state) is not None
         assert time.monotonic() - started < 5
 
+    def test_tail_gives_the_last_lines_then_what_follows(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        printer = (
+            "import time\n"
+            "print('\\n'.join(f'old {n}' for n in range(5)), flush=True)\n"
+            "time.sleep(1.5)\n"
+            "print('new', flush=True)\n"
+        )
+        state = runtime.start(Spec(name="tail", image="", command=[sys.executable, "-c", printer]))
+        assert wait_for(lambda: len(list(runtime.logs(state))) == 5)
+
+        assert list(runtime.logs(state, tail=2)) == ["old 3", "old 4"]
+        assert list(runtime.logs(state, tail=0)) == []
+        # Following from the end: only what is printed from now on.
+        assert list(runtime.logs(state, tail=0, follow=True)) == ["new"]
+
     def test_a_command_that_does_not_exist_says_so(self, tmp_path):
         from apps.runtimes.base import WorkloadError
 

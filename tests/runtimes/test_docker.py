@@ -139,6 +139,8 @@ def test_a_container_that_exits_reports_its_status(runtime, busybox_image):
     assert wait_for(lambda: runtime.poll(state) is not None, timeout=20)
     assert runtime.poll(state) == 3
     assert list(runtime.logs(state)) == ["bye"]
+    assert list(runtime.logs(state, tail=1)) == ["bye"]
+    assert list(runtime.logs(state, tail=0)) == []
     assert runtime.progress(state)[-1].phase == "failed"
 
 

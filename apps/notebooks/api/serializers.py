@@ -203,5 +203,6 @@ class LogsSerializer(serializers.Serializer):
     messages = serializers.ListField(
         child=serializers.DictField(),
         help_text='Oldest first, each with its "seq": {"type": "logs", "lines": [...]} '
-        'or {"type": "status", ...}.',
+        'or {"type": "status", ...}. A logs message with "backfill": true holds the '
+        "workload's recent lines, sent again after a restart: they replace those before.",
     )

@@ -1,0 +1,90 @@
+"""The token page (issue 14): only scopes the API checks are offered, and a new token comes
+with a ready ``curl`` command for this installation that works as shown."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from apps.accounts.models import TOKEN_AREAS, TOKEN_SCOPES
+from apps.accounts.tokens import TokenError, token_create
+from tests.helpers import reauthenticate
+
+pytestmark = pytest.mark.django_db
+
+
+def _api_token_areas() -> set[str]:
+    """Every ``token_area`` an API view checks (apps.accounts.api.permissions)."""
+    areas: set[str] = set()
+
+    def walk(patterns: list[URLPattern | URLResolver]) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns)
+                continue
+            view = getattr(pattern.callback, "cls", None)
+            area = getattr(view, "token_area", None) if view is not None else None
+            if isinstance(area, str):
+                areas.add(area)
+
+    api = next(
+        p
+        for p in get_resolver().url_patterns
+        if isinstance(p, URLResolver) and p.namespace == "api"
+    )
+    walk(api.url_patterns)
+    return areas
+
+
+def test_the_scopes_offered_are_the_areas_the_api_checks(client, alice):
+    assert set(TOKEN_AREAS) == _api_token_areas()
+    assert "deployments" not in TOKEN_AREAS  # no such feature yet: nothing to grant
+
+    client.force_login(alice)
+    page = client.get(reverse("accounts:tokens")).content.decode()
+    offered = set(re.findall(r'name="scope_(\w+)"', page))
+    assert offered == set(TOKEN_AREAS)
+    assert "Deployments" not in page
+    with pytest.raises(TokenError):
+        token_create(user=alice, name="x", scopes=["deployments:read"])
+    assert "deployments:read" not in TOKEN_SCOPES
+
+
+def _curl(page: str) -> tuple[str, str]:
+    """The header and the URL of the page's curl command."""
+    shown = re.search(r'data-testid="token-curl"[^>]*>([^<]+)</pre>', page)
+    assert shown, "no curl example on the page"
+    words = shlex.split(shown.group(1).replace("&quot;", '"'))
+    assert words[:2] == ["curl", "-H"]
+    return words[2], words[3]
+
+
+@pytest.mark.parametrize(
+    ("form", "path"),
+    [
+        ({"scope_teams": "read"}, "/api/v1/teams/"),
+        ({"scope_notebooks": "write"}, "/api/v1/teams/acme/notebooks/"),
+        ({"scope_datasets": "read", "team": "acme"}, "/api/v1/teams/acme/datasets/"),
+        ({"scope_billing": "read"}, "/api/v1/plans/"),
+    ],
+)
+def test_a_new_token_comes_with_a_curl_command_that_works(client, acme, alice, form, path):
+    client.force_login(alice)
+    reauthenticate(client)
+
+    page = client.post(reverse("accounts:tokens"), {"name": "laptop", **form})
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    secret = re.search(r'id="new-token"[^>]*value="(lat_[^"]+)"', text)
+    assert secret, "the new token is not shown"
+    assert 'data-testid="copy-token"' in text
+    header, url = _curl(text)
+    assert header == f"Authorization: Bearer {secret.group(1)}"
+    assert url == f"http://testserver{path}"  # this installation's address, a real endpoint
+    client.logout()
+    answered = client.get(path, headers={"Authorization": f"Bearer {secret.group(1)}"})
+    assert answered.status_code == 200, answered.content
