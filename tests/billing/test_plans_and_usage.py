@@ -26,6 +26,7 @@ from apps.teams.invitations import InvitationError, invitation_create
 from apps.teams.models import Role
 from tests.billing_fixtures import plan_slug, subscribe
 from tests.factories import NotebookSessionFactory, UserFactory, add_member
+from tests.notebook_fixtures import host_for_every_type
 
 pytestmark = pytest.mark.django_db
 
@@ -279,6 +280,11 @@ class TestUsageToStripe:
 
 
 class TestPlanLimits:
+    @pytest.fixture(autouse=True)
+    def _hosts(self, catalogue):
+        # A host here offers every type: these starts are judged by the plan alone.
+        host_for_every_type()
+
     def test_a_free_team_cannot_start_a_gpu_the_plan_lacks(
         self, stripe_double, acme, alice, catalogue
     ):
@@ -457,6 +463,11 @@ class TestPlanLimits:
 
 
 class TestSpendCap:
+    @pytest.fixture(autouse=True)
+    def _hosts(self, catalogue):
+        # A host here offers every type: these starts are judged by the plan alone.
+        host_for_every_type()
+
     def test_at_the_cap_nothing_new_starts(self, stripe_double, acme, alice, priced, catalogue):
         notebook = _notebook(acme, alice, priced)
         now = timezone.now()

@@ -22,8 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
+from apps.core.errors import ConflictError
 from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
+from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
 from apps.machines.queue import placement_request, queue_position
 from apps.machines.scheduler import placement_release
@@ -64,6 +66,13 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
         raise NotebookError(str(exc), field="custom_image") from exc
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
     check_start(team, notebook.machine_type)
+    # Queued only where a ready host could run it once room frees up: else nothing would.
+    if machine_type_availability(notebook.machine_type).state == "unavailable":
+        raise ConflictError(
+            no_host_message(notebook.machine_type.name),
+            field="machine_type",
+            code="no_host_offers_type",
+        )
     session = NotebookSession.objects.for_team(team).create(
         team=team,
         notebook=notebook,
@@ -77,6 +86,24 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     audit_record(team=team, actor=actor, action="notebook.started", target=notebook.name)
     on_commit_place(session)
     return session
+
+
+def no_host_message(name: str) -> str:
+    """Why a machine type cannot start here, and which types can now."""
+    available = [
+        offer.machine_type.name
+        for offer in machine_type_offers()
+        if offer.availability.state == "available"
+    ]
+    suggestion = (
+        f" Available now: {', '.join(available)}."
+        if available
+        else " No machine type has room right now."
+    )
+    return (
+        f"No host here offers {name}: a notebook on it would never start. "
+        "Change the notebook's machine type." + suggestion
+    )
 
 
 @shared_task(name="notebooks.session_place", soft_time_limit=60, time_limit=90)

@@ -1,0 +1,79 @@
+"""Capacity must be honest (issue 14): a start of a machine type no ready host offers is
+refused, not queued for ever; a queued session whose type stops being offered ends, saying
+why; the line moves the moment capacity is released, whichever way it was released."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.core.errors import ConflictError
+from apps.machines.models import Host, PlacementRequest
+from apps.notebooks import services, upkeep
+from apps.notebooks.models import Notebook, NotebookSession, Status
+from tests.helpers import bearer, make_token
+from tests.notebook_fixtures import make_host, make_notebook
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(team, actor, nb) -> NotebookSession:
+    session = services.notebook_start(team=team, actor=actor, notebook=nb)
+    return NotebookSession.objects.for_team(team).get(pk=session.pk)
+
+
+class TestNoHostOffersTheType:
+    def test_a_gpu_start_on_a_cpu_only_host_is_refused_naming_what_is_available(
+        self, acme, alice, host
+    ):
+        notebook = make_notebook(acme, alice, "Big", machine="h100-80gb")
+
+        with pytest.raises(ConflictError) as refused:
+            services.notebook_start(team=acme, actor=alice, notebook=notebook)
+
+        assert refused.value.code == "no_host_offers_type"
+        assert refused.value.status_code == 409
+        assert "No host here offers H100 80 GB" in str(refused.value)
+        assert "CPU small" in str(refused.value)
+        assert not NotebookSession.objects.for_team(acme).exists()
+        assert not PlacementRequest.objects.exists()
+        notebook.refresh_from_db()
+        assert notebook.desired_state == Notebook.Desired.STOPPED
+
+    def test_the_api_answers_409_with_the_code(self, acme, alice, host):
+        notebook = make_notebook(acme, alice, "Big", machine="h100-80gb")
+        api = bearer(make_token(alice)[1])
+
+        response = api.post(f"/api/v1/teams/acme/notebooks/{notebook.pk}/start/")
+
+        assert response.status_code == 409, response.content
+        assert response.json()["error"]["code"] == "no_host_offers_type"
+
+    def test_a_busy_type_is_still_queued(self, acme, alice, fake_runtime, catalogue):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
+
+        assert waiting.status == Status.QUEUED
+
+    def test_a_queued_session_whose_hosts_went_away_ends_saying_why(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        host = make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        Host.objects.filter(pk=host.pk).update(status=Host.Status.OFFLINE)
+
+        upkeep.reconcile_sessions()
+
+        waiting.refresh_from_db()
+        second.refresh_from_db()
+        assert waiting.ended_at is not None
+        assert waiting.exit_reason == NotebookSession.ExitReason.CANCELLED
+        assert "No host here offers CPU small" in second.status_message
+        assert second.desired_state == Notebook.Desired.STOPPED
+        assert not PlacementRequest.objects.filter(
+            workload=waiting.workload, status=PlacementRequest.Status.WAITING
+        ).exists()
