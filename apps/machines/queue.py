@@ -3,19 +3,27 @@
 ``placement_request`` places at once when it can; otherwise the request waits
 behind earlier ones of the same machine type. ``queue_advance`` (called when
 capacity frees up, and by the reconciler) places waiting requests oldest
-first and stops at the first that still does not fit, so nobody overtakes.
+first and stops at the first that still does not fit, so nobody overtakes;
+the kind of workload it placed is told (apps.machines.hooks ``placed``) once
+that commits, whoever moved the line. ``placement_free`` is how capacity is
+given back (stopped, lost, failed): it releases the placement and moves every
+line at once, not on the reconciler's next pass.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from apps.machines.models import MachineType, PlacementRequest
-from apps.machines.scheduler import NoCapacityError, placement_create
+from apps.machines.hooks import workload_kind
+from apps.machines.models import MachineType, Placement, PlacementRequest
+from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apps.teams.models import Team
 
 
@@ -55,13 +63,17 @@ def placement_request(
             team=team,
         )
     if request.status == PlacementRequest.Status.WAITING:
-        queue_advance(machine_type=machine_type)
+        # The asker goes on by itself: it is not told of its own placement.
+        queue_advance(machine_type=machine_type, quiet=workload)
         request.refresh_from_db()
     return request
 
 
-def queue_advance(*, machine_type: MachineType) -> int:
-    """Place waiting requests of ``machine_type`` in order while they fit; how many were placed."""
+def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
+    """Place waiting requests of ``machine_type`` in order while they fit; how many were placed.
+
+    Each placed workload's kind is told once that commits (but not ``quiet``'s: the asker).
+    """
     placed = 0
     while True:
         with transaction.atomic():
@@ -94,7 +106,15 @@ def queue_advance(*, machine_type: MachineType) -> int:
             head.status = PlacementRequest.Status.PLACED
             head.placement = placement
             head.save(update_fields=["status", "placement"])
+            if head.workload != quiet:
+                transaction.on_commit(partial(_tell_placed, head.workload))
             placed += 1
+
+
+def _tell_placed(workload: str) -> None:
+    kind = workload_kind(workload)
+    if kind is not None and kind.placed is not None:
+        kind.placed(workload)
 
 
 def queue_advance_all() -> int:
@@ -108,3 +128,15 @@ def queue_advance_all() -> int:
         queue_advance(machine_type=machine_type)
         for machine_type in MachineType.objects.filter(pk__in=list(waiting))
     )
+
+
+def placement_free(
+    *,
+    placement: Placement,
+    reason: str = "released",
+    at: datetime | None = None,
+) -> None:
+    """Give a placement's capacity back (``placement_release``: stopped, lost, failed) and,
+    once that commits, move every line: the freed CPU and memory may fit another type."""
+    placement_release(placement=placement, reason=reason, at=at)
+    transaction.on_commit(queue_advance_all)

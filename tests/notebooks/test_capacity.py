@@ -4,12 +4,18 @@ why; the line moves the moment capacity is released, whichever way it was releas
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.core.errors import ConflictError
-from apps.machines.models import Host, PlacementRequest
+from apps.machines.agent import agent_report
+from apps.machines.models import Host, Placement, PlacementRequest
+from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.runtimes.fake import FakeRuntime
 from tests.helpers import bearer, make_token
 from tests.notebook_fixtures import make_host, make_notebook
 
@@ -77,3 +83,42 @@ class TestNoHostOffersTheType:
         assert not PlacementRequest.objects.filter(
             workload=waiting.workload, status=PlacementRequest.Status.WAITING
         ).exists()
+
+
+class TestTheLineMovesWhenCapacityIsReleased:
+    """Without the beat: no reconcile_sessions (apps.notebooks.upkeep) runs in these tests."""
+
+    def test_a_stop_places_the_next_in_line_of_another_type_on_the_freed_host(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        make_host(cpus=2, memory_gib=8)  # room for one 2 vCPU / 8 GiB machine
+        first = make_notebook(acme, alice, "One", machine="cpu-small")
+        start(acme, alice, first)
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two", machine="free-cpu"))
+        assert waiting.status == Status.QUEUED
+
+        services.notebook_stop(team=acme, actor=alice, notebook=first)
+
+        waiting.refresh_from_db()
+        assert waiting.status == Status.RUNNING
+
+    def test_a_lost_workload_places_the_next_in_line_at_once(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        host = make_host(cpus=2, memory_gib=8)
+        first = start(acme, alice, make_notebook(acme, alice, "One"))
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
+        assert waiting.status == Status.QUEUED
+        Placement.objects.filter(pk=first.placement_id).update(
+            created_at=timezone.now() - timedelta(minutes=5)
+        )
+
+        FakeRuntime._running.pop(first.workload)  # killed behind Lattice's back
+        for _ in range(2):
+            agent_report(host.name)
+            reconcile()  # the machines reconciler only: it finds the loss
+
+        waiting.refresh_from_db()
+        assert Placement.objects.get(pk=first.placement_id).end_reason == "lost"
+        assert waiting.status == Status.RUNNING
+        assert waiting.placement_id is not None

@@ -27,8 +27,7 @@ from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
-from apps.machines.queue import placement_request, queue_position
-from apps.machines.scheduler import placement_release
+from apps.machines.queue import placement_free, placement_request, queue_position
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.errors import NotebookError
 from apps.notebooks.lifecycle.spec import session_spec
@@ -119,6 +118,29 @@ def session_place_task(session_id: int, *, team: Team) -> None:
         session_place(session)
 
 
+def session_of_workload(name: str) -> int | None:
+    """The session of workload "nb-<notebook>-s<session>", or None for another name."""
+    try:
+        return int(name.rsplit("-s", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def on_workload_placed(name: str) -> None:
+    """A waiting session's request was placed by whoever moved the line: on with it now."""
+    session_id = session_of_workload(name)
+    found = (
+        NotebookSession.objects.unscoped()
+        .filter(pk=session_id, status=Status.QUEUED, ended_at__isnull=True)
+        .values_list("team_id", flat=True)
+        .first()
+        if session_id is not None
+        else None
+    )
+    if found is not None:
+        session_place_task.delay(session_id, team_id=found)
+
+
 def on_commit_place(session: NotebookSession) -> None:
     """Queue ``session_place`` for the session once the transaction commits."""
     session_id, team_id = session.pk, session.team_id
@@ -143,7 +165,7 @@ def session_place(session: NotebookSession) -> None:
         if session.ended_at is not None or session.status != Status.QUEUED:
             # Stopped while we looked for room: give the room back.
             if placed and request.placement and session.placement_id != request.placement.pk:
-                placement_release(placement=request.placement)
+                placement_free(placement=request.placement)
             return
         if not placed or request.placement is None:
             position = queue_position(request) or 1
