@@ -7,15 +7,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
+from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import ConflictError
 from apps.machines.agent import agent_report
-from apps.machines.models import Host, Placement, PlacementRequest
+from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
+from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
+from tests.factories import PlacementFactory
 from tests.helpers import bearer, make_token
 from tests.notebook_fixtures import make_host, make_notebook
 
@@ -122,3 +126,65 @@ class TestTheLineMovesWhenCapacityIsReleased:
         assert Placement.objects.get(pk=first.placement_id).end_reason == "lost"
         assert waiting.status == Status.RUNNING
         assert waiting.placement_id is not None
+
+
+class TestTheWaitShownIsReal:
+    @pytest.fixture(autouse=True)
+    def _fresh_estimates(self):
+        cache.clear()
+        yield
+        cache.clear()
+
+    def queued(self, acme, alice):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        # Starts of this template usually take 7 s: the start ETA has data.
+        NotebookSession.objects.for_team(acme).update(
+            ready_at=F("requested_at") + timedelta(seconds=7)
+        )
+        cache.clear()
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        return second, waiting
+
+    def test_a_queued_session_shows_no_start_eta_without_real_waits(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        second, waiting = self.queued(acme, alice)
+
+        message = status_message(second, waiting)
+
+        assert not message.get("eta_seconds")
+        assert not message.get("eta_text")
+
+    def test_a_queued_session_shows_the_lines_median_wait(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        second, waiting = self.queued(acme, alice)
+        small = MachineType.objects.get(slug="cpu-small")
+        for n, seconds in enumerate((30, 40, 50)):
+            placement = PlacementFactory.create(
+                host=Host.objects.get(), machine_type=small, active=False
+            )
+            request = PlacementRequest.objects.create(
+                machine_type=small, workload=f"old-{n}", status="placed", placement=placement
+            )
+            PlacementRequest.objects.filter(pk=request.pk).update(
+                created_at=placement.created_at - timedelta(seconds=seconds)
+            )
+        cache.clear()  # estimates are kept a minute
+
+        message = status_message(second, waiting)
+
+        assert message["eta_seconds"] == 40
+        assert "Usually placed within ~40 s" in message["eta_text"]
+
+    def test_once_placed_the_start_eta_is_shown(self, acme, alice, fake_runtime, catalogue):
+        second, waiting = self.queued(acme, alice)
+        NotebookSession.objects.for_team(acme).filter(pk=waiting.pk).update(status=Status.SCHEDULED)
+        waiting.refresh_from_db()
+
+        message = status_message(second, waiting)
+
+        assert message["eta_text"] == "Usually ready in ~7 s."
