@@ -16,6 +16,7 @@ from apps.machines.agent import agent_report
 from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
+from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
@@ -188,3 +189,40 @@ class TestTheWaitShownIsReal:
         message = status_message(second, waiting)
 
         assert message["eta_text"] == "Usually ready in ~7 s."
+
+
+class TestTheMachineTypesAPI:
+    URL = "/api/v1/teams/acme/machine-types/"
+
+    def test_it_lists_specs_price_plan_note_and_live_availability(self, acme, alice, host):
+        api = bearer(make_token(alice)[1])
+
+        with machine_notes.override(
+            lambda team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
+        ):
+            response = api.get(self.URL)
+
+        assert response.status_code == 200, response.content
+        rows = {row["slug"]: row for row in response.json()}
+        assert list(rows) == list(
+            MachineType.objects.filter(active=True).values_list("slug", flat=True)
+        )
+        small = rows["cpu-small"]
+        assert (small["vcpus"], small["memory_gib"], small["gpu_count"]) == (2, 8, 0)
+        assert small["hourly_price"] == "0.0400"
+        assert small["plan_note"] is None
+        # The fixture's host: 16 vCPU, 64 GiB, no GPU.
+        assert small["availability"] == {
+            "state": "available",
+            "free": 8,
+            "queued": 0,
+            "label": "Available now · 8 free",
+        }
+        h100 = rows["h100-80gb"]
+        assert h100["gpu_model"] == "NVIDIA H100 80GB HBM3"
+        assert h100["gpu_memory_gib"] is None  # no host here has one: unknown
+        assert h100["plan_note"] == "needs Pro"
+        assert h100["availability"]["state"] == "unavailable"
+
+    def test_a_token_of_another_team_or_an_outsider_gets_404(self, acme, charlie, host):
+        assert bearer(make_token(charlie)[1]).get(self.URL).status_code == 404
