@@ -34,7 +34,7 @@ class AvailabilitySerializer(serializers.Serializer):
     )
     free = serializers.IntegerField(help_text="How many more could be placed now.")
     queued = serializers.IntegerField(help_text="Starts waiting in this type's line.")
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # the field, not its title
 
 
 class MachineTypeSerializer(serializers.Serializer):
