@@ -198,7 +198,7 @@ class TestTheMachineTypesAPI:
         api = bearer(make_token(alice)[1])
 
         with machine_notes.override(
-            lambda team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
+            lambda _team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
         ):
             response = api.get(self.URL)
 
@@ -226,3 +226,44 @@ class TestTheMachineTypesAPI:
 
     def test_a_token_of_another_team_or_an_outsider_gets_404(self, acme, charlie, host):
         assert bearer(make_token(charlie)[1]).get(self.URL).status_code == 404
+
+
+class TestTheCreatePage:
+    URL = "/t/acme/notebooks/new/"
+
+    def test_the_picker_shows_specs_price_plan_and_live_availability(
+        self, client, acme, alice, host
+    ):
+        client.force_login(alice)
+
+        with machine_notes.override(
+            lambda _team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
+        ):
+            body = client.get(self.URL).content.decode()
+
+        assert 'data-testid="create-form"' in body
+        small = body[body.index('data-testid="machine-cpu-small"') :]
+        small = small[: small.index("</label>")]
+        assert "2 vCPU · 8 GiB RAM · 50 GiB disk" in small
+        assert "$0.04/h" in small
+        assert "Available now · 8 free" in small
+        h100 = body[body.index('data-testid="machine-h100-80gb"') :]
+        h100 = h100[: h100.index("</label>")]
+        assert "1\N{MULTIPLICATION SIGN} NVIDIA H100 80GB HBM3, GPU memory unknown" in h100
+        assert "needs Pro" in h100
+        assert "No host here offers this type" in h100
+        # The image field is marked for the custom template only (the script hides it).
+        assert "data-custom-image" in body
+
+    def test_a_refused_form_comes_back_on_its_own_page(self, client, acme, alice, host):
+        client.force_login(alice)
+        small = MachineType.objects.get(slug="cpu-small")
+
+        response = client.post(
+            self.URL, {"name": "Mine", "template": "custom", "machine_type": small.pk}
+        )
+
+        assert response.status_code == 400
+        body = response.content.decode()
+        assert 'data-testid="create-form"' in body
+        assert f'value="{small.pk}" checked' in body
