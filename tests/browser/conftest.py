@@ -214,13 +214,14 @@ def log_in(page: Any, email: str, password: str) -> None:
 
 
 def create_notebook(page: Any, team: Any, name: str, machine_type: Any) -> Any:
-    """Make a Scientific Python notebook on ``machine_type`` with the new-notebook page's
-    form (the picker's choice for it); the page ends on the notebook's own page. Returns the
-    Notebook row."""
+    """From the notebooks page, make a Scientific Python notebook on ``machine_type`` with
+    the new-notebook page's form (the picker's choice for it); the page ends on the
+    notebook's own page. Returns the Notebook row."""
     from apps.core.tenancy import team_scope
     from apps.notebooks.models import Notebook
 
-    page.goto(f"/t/{team.slug}/notebooks/new/")
+    page.get_by_role("link", name="New notebook").click()
+    page.wait_for_url(f"**/t/{team.slug}/notebooks/new/")
     form = page.get_by_test_id("create-form")
     form.get_by_label("Name", exact=True).fill(name)
     form.get_by_label("Template", exact=True).select_option(label="Scientific Python")

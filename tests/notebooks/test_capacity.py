@@ -5,6 +5,7 @@ why; the line moves the moment capacity is released, whichever way it was releas
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.cache import cache
@@ -24,7 +25,15 @@ from tests.factories import PlacementFactory
 from tests.helpers import bearer, make_token
 from tests.notebook_fixtures import make_host, make_notebook
 
+if TYPE_CHECKING:
+    from apps.teams.models import Team
+
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def h100_needs_pro(team: Team) -> dict[int, str]:
+    """A plan that lacks the H100 (as billing's hook says of it)."""
+    return {MachineType.objects.get(slug="h100-80gb").pk: f"needs Pro (not in {team.name}'s)"}
 
 
 def start(team, actor, nb) -> NotebookSession:
@@ -114,6 +123,7 @@ class TestTheLineMovesWhenCapacityIsReleased:
         first = start(acme, alice, make_notebook(acme, alice, "One"))
         waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
         assert waiting.status == Status.QUEUED
+        assert first.placement_id is not None
         Placement.objects.filter(pk=first.placement_id).update(
             created_at=timezone.now() - timedelta(minutes=5)
         )
@@ -197,9 +207,7 @@ class TestTheMachineTypesAPI:
     def test_it_lists_specs_price_plan_note_and_live_availability(self, acme, alice, host):
         api = bearer(make_token(alice)[1])
 
-        with machine_notes.override(
-            lambda _team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
-        ):
+        with machine_notes.override(h100_needs_pro):
             response = api.get(self.URL)
 
         assert response.status_code == 200, response.content
@@ -221,7 +229,7 @@ class TestTheMachineTypesAPI:
         h100 = rows["h100-80gb"]
         assert h100["gpu_model"] == "NVIDIA H100 80GB HBM3"
         assert h100["gpu_memory_gib"] is None  # no host here has one: unknown
-        assert h100["plan_note"] == "needs Pro"
+        assert h100["plan_note"] == "needs Pro (not in Acme's)"
         assert h100["availability"]["state"] == "unavailable"
 
     def test_a_token_of_another_team_or_an_outsider_gets_404(self, acme, charlie, host):
@@ -236,9 +244,7 @@ class TestTheCreatePage:
     ):
         client.force_login(alice)
 
-        with machine_notes.override(
-            lambda _team: {MachineType.objects.get(slug="h100-80gb").pk: "needs Pro"}
-        ):
+        with machine_notes.override(h100_needs_pro):
             body = client.get(self.URL).content.decode()
 
         assert 'data-testid="create-form"' in body
