@@ -19,7 +19,7 @@ from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.lifecycle import status_message
-from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
 from tests.factories import PlacementFactory
 from tests.helpers import bearer, make_token
@@ -115,6 +115,14 @@ class TestTheLineMovesWhenCapacityIsReleased:
 
         waiting.refresh_from_db()
         assert waiting.status == Status.RUNNING
+        ended = NotebookSession.objects.for_team(acme).get(notebook=first).ended_at
+        placed = (
+            NotebookEvent.objects.for_team(acme).get(session=waiting, phase="placed").created_at
+        )
+        assert ended is not None
+        wait = (placed - ended).total_seconds()
+        print(f"placed {wait:.3f} s after the machine freed")  # noqa: T201 - the measurement
+        assert 0 <= wait < 2
 
     def test_a_lost_workload_places_the_next_in_line_at_once(
         self, acme, alice, fake_runtime, catalogue
