@@ -14,6 +14,7 @@ from apps.machines.services import host_ensure_local
 from apps.notebooks import services
 from apps.runtimes import select
 from apps.runtimes.fake import FakeRuntime
+from tests.factories import GPUDeviceFactory, HostFactory
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -36,6 +37,18 @@ def fake_runtime(settings: Any) -> Iterator[None]:
 def make_host(*, cpus: int = 16, memory_gib: int = 64, name: str = "local") -> Host:
     inventory = {**collect(), "cpu_count": cpus, "memory_bytes": memory_gib * 1024**3, "gpus": []}
     return host_ensure_local(name=name, inventory=inventory, runtime="fake")
+
+
+def host_for_every_type(name: str = "everything") -> Host:
+    """A ready host big enough for every catalogue type, with a GPU of each model (so no start
+    is refused as "no host here offers this type"); nothing placed on it."""
+    host = HostFactory.create(name=name, cpu_count=256, memory_bytes=4096 * 1024**3)
+    models = MachineType.objects.exclude(gpu_model="").values_list("gpu_model", "gpu_count")
+    count = max((n for _, n in models), default=0)
+    for model in {m for m, _ in models}:
+        for _ in range(count):
+            GPUDeviceFactory.create(host=host, name=model)
+    return host
 
 
 @pytest.fixture

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 class WorkloadKind:
     """One kind of workload's handlers, both given the reporting host's name and the
     workload's: ``on_event(host, workload, event, data)`` for what its agent says of it
-    (progress, started, ready, failed, stopped), and ``stream(host, workload)`` for the
-    stream its output goes to, or None when that host does not run it."""
+    (progress, started, ready, failed, stopped), ``stream(host, workload)`` for the
+    stream its output goes to, or None when that host does not run it, and
+    ``placed(workload)``, told once a waiting request of that workload was placed by
+    whoever moved the line (apps.machines.queue), so it goes on at once."""
 
     on_event: Callable[[str, str, str, dict[str, Any]], None]
     stream: Callable[[str, str], str | None]
+    placed: Callable[[str], None] | None = None
 
 
 workload_kinds: HookTable[str, WorkloadKind] = HookTable("workload kinds")

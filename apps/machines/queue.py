@@ -3,19 +3,31 @@
 ``placement_request`` places at once when it can; otherwise the request waits
 behind earlier ones of the same machine type. ``queue_advance`` (called when
 capacity frees up, and by the reconciler) places waiting requests oldest
-first and stops at the first that still does not fit, so nobody overtakes.
+first and stops at the first that still does not fit, so nobody overtakes;
+the kind of workload it placed is told (apps.machines.hooks ``placed``) once
+that commits, whoever moved the line. ``placement_free`` is how capacity is
+given back (stopped, lost, failed): it releases the placement and moves every
+line at once, not on the reconciler's next pass.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import statistics
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 
-from apps.machines.models import MachineType, PlacementRequest
-from apps.machines.scheduler import NoCapacityError, placement_create
+from apps.machines.hooks import workload_kind
+from apps.machines.models import MachineType, Placement, PlacementRequest
+from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apps.teams.models import Team
 
 
@@ -29,6 +41,31 @@ def queue_position(request: PlacementRequest) -> int | None:
         created_at__lt=request.created_at,
     ).count()
     return ahead + 1
+
+
+# A request placed within this of asking never waited in line: its "wait" is no queue's.
+_WAITED = timedelta(seconds=1)
+
+
+def queue_wait(machine_type_id: int) -> int | None:
+    """Seconds the last 20 requests of the type that had to wait in line waited (median),
+    or None when none did: an estimate only from real waits, never a made-up one."""
+
+    def compute() -> int | None:
+        waits = [
+            (placed - asked).total_seconds()
+            for asked, placed in PlacementRequest.objects.filter(
+                machine_type_id=machine_type_id,
+                status=PlacementRequest.Status.PLACED,
+                placement__isnull=False,
+                placement__created_at__gt=F("created_at") + _WAITED,
+            )
+            .order_by("-placement__created_at")
+            .values_list("created_at", "placement__created_at")[:20]
+        ]
+        return round(statistics.median(waits)) if waits else None
+
+    return cast("int | None", cache.get_or_set(f"machines:wait:{machine_type_id}", compute, 60))
 
 
 def placement_request(
@@ -55,13 +92,17 @@ def placement_request(
             team=team,
         )
     if request.status == PlacementRequest.Status.WAITING:
-        queue_advance(machine_type=machine_type)
+        # The asker goes on by itself: it is not told of its own placement.
+        queue_advance(machine_type=machine_type, quiet=workload)
         request.refresh_from_db()
     return request
 
 
-def queue_advance(*, machine_type: MachineType) -> int:
-    """Place waiting requests of ``machine_type`` in order while they fit; how many were placed."""
+def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
+    """Place waiting requests of ``machine_type`` in order while they fit; how many were placed.
+
+    Each placed workload's kind is told once that commits (but not ``quiet``'s: the asker).
+    """
     placed = 0
     while True:
         with transaction.atomic():
@@ -94,7 +135,15 @@ def queue_advance(*, machine_type: MachineType) -> int:
             head.status = PlacementRequest.Status.PLACED
             head.placement = placement
             head.save(update_fields=["status", "placement"])
+            if head.workload != quiet:
+                transaction.on_commit(partial(_tell_placed, head.workload))
             placed += 1
+
+
+def _tell_placed(workload: str) -> None:
+    kind = workload_kind(workload)
+    if kind is not None and kind.placed is not None:
+        kind.placed(workload)
 
 
 def queue_advance_all() -> int:
@@ -108,3 +157,15 @@ def queue_advance_all() -> int:
         queue_advance(machine_type=machine_type)
         for machine_type in MachineType.objects.filter(pk__in=list(waiting))
     )
+
+
+def placement_free(
+    *,
+    placement: Placement,
+    reason: str = "released",
+    at: datetime | None = None,
+) -> None:
+    """Give a placement's capacity back (``placement_release``: stopped, lost, failed) and,
+    once that commits, move every line: the freed CPU and memory may fit another type."""
+    placement_release(placement=placement, reason=reason, at=at)
+    transaction.on_commit(queue_advance_all)

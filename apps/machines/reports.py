@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.core.stream import stream_publish_frame
 from apps.machines.hooks import workload_kind
 from apps.machines.models import Host, Placement
-from apps.machines.scheduler import placement_release
+from apps.machines.queue import placement_free
 from apps.machines.services import host_apply_inventory
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def workload_event(host: Host, name: str, event: str, data: dict[str, Any]) -> N
 def workload_failed(host: Host, name: str, message: str) -> None:
     placement = Placement.objects.filter(host=host, workload=name, active=True).first()
     if placement is not None:
-        placement_release(placement=placement, reason="failed")
+        placement_free(placement=placement, reason="failed")
     logger.warning("workload %s failed on %s: %s", name, host, message)
 
 

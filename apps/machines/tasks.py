@@ -25,8 +25,7 @@ from django.utils import timezone
 from apps.machines import inbox  # noqa: F401 - registers control.inbox (see above)
 from apps.machines.agent import agent_remove_orphan
 from apps.machines.models import Host, Placement
-from apps.machines.queue import queue_advance_all
-from apps.machines.scheduler import placement_release
+from apps.machines.queue import placement_free, queue_advance_all
 from apps.runtimes.base import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
         counts["offline"] += 1
         for placement in Placement.objects.filter(host=host, active=True):
             seen = max(host.last_heartbeat_at or now, placement.created_at)
-            placement_release(placement=placement, reason="lost", at=seen)
+            placement_free(placement=placement, reason="lost", at=seen)
             counts["lost"] += 1
 
 
@@ -101,7 +100,7 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
         if misses >= _MISSES_BEFORE_LOST:
             # Billed up to the last report that saw it, or its start if none did.
             seen = placement.last_seen_at or placement.created_at
-            placement_release(placement=placement, reason="lost", at=seen)
+            placement_free(placement=placement, reason="lost", at=seen)
             counts["lost"] += 1
 
 

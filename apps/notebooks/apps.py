@@ -34,7 +34,11 @@ class NotebooksConfig(AppConfig):
         # A session's workload is "nb-<notebook>-s<session>": its events and its output.
         workload_kinds.register(
             "nb",
-            WorkloadKind(on_event=lifecycle.on_workload_event, stream=lifecycle.workload_stream),
+            WorkloadKind(
+                on_event=lifecycle.on_workload_event,
+                stream=lifecycle.workload_stream,
+                placed=lifecycle.on_workload_placed,
+            ),
         )
         # Notebooks mount dataset versions: the catalogue offers them, and a dataset made
         # private leaves other teams' notebooks.

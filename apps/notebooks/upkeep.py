@@ -26,10 +26,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
+from apps.machines.availability import machine_type_availability
+from apps.machines.models import PlacementRequest
 from apps.notebooks import lifecycle
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.locks import lock_session
-from apps.notebooks.models import STARTING_STATUSES, NotebookSession, Status
+from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance, mounted_bytes
 from apps.notebooks.services import notebook_stop
 
@@ -81,6 +83,10 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
         counts["ended"] += 1
         return
     if session.status == Status.QUEUED:
+        if machine_type_availability(session.machine_type).state == "unavailable":
+            _end_unoffered(session)
+            counts["ended"] += 1
+            return
         lifecycle.on_commit_place(session)
         counts["placed"] += 1
         return
@@ -90,6 +96,22 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
         _reconcile_start(session, counts)
     elif session.status == Status.STOPPING:
         _reconcile_stop(session, counts)
+
+
+def _end_unoffered(session: NotebookSession) -> None:
+    """Queued for a machine type no ready host offers any more (its hosts went away): it
+    would wait for ever, so it ends now, saying why, and its notebook stays stopped."""
+    PlacementRequest.objects.filter(
+        workload=session.workload, status=PlacementRequest.Status.WAITING
+    ).update(status=PlacementRequest.Status.CANCELLED)
+    notebook = session.notebook
+    notebook.desired_state = Notebook.Desired.STOPPED
+    notebook.save(update_fields=["desired_state", "updated_at"])
+    lifecycle.session_end(
+        session,
+        reason=NotebookSession.ExitReason.CANCELLED,
+        message=lifecycle.no_host_message(session.machine_type.name),
+    )
 
 
 def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:

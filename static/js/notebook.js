@@ -101,9 +101,9 @@
     }
     if (message) { message.textContent = status.message || LABELS[status.status] || ""; }
     if (eta) {
-      var seconds = status.eta_seconds;
-      eta.hidden = !seconds;
-      eta.textContent = seconds ? "Usually ready in ~" + seconds + " s." : "";
+      // Only an estimate from real data: the server leaves it empty otherwise.
+      eta.hidden = !status.eta_text;
+      eta.textContent = status.eta_text || "";
     }
     if (idle) {
       idle.hidden = !status.idle_stop_at;

@@ -26,6 +26,7 @@ from apps.teams.invitations import InvitationError, invitation_create
 from apps.teams.models import Role
 from tests.billing_fixtures import plan_slug, subscribe
 from tests.factories import NotebookSessionFactory, UserFactory, add_member
+from tests.notebook_fixtures import host_for_every_type
 
 pytestmark = pytest.mark.django_db
 
@@ -279,6 +280,11 @@ class TestUsageToStripe:
 
 
 class TestPlanLimits:
+    @pytest.fixture(autouse=True)
+    def _hosts(self, catalogue):
+        # A host here offers every type: these starts are judged by the plan alone.
+        host_for_every_type()
+
     def test_a_free_team_cannot_start_a_gpu_the_plan_lacks(
         self, stripe_double, acme, alice, catalogue
     ):
@@ -390,11 +396,20 @@ class TestPlanLimits:
     ):
         client.force_login(alice)
 
-        page = client.get(f"/t/{acme.slug}/notebooks/").content.decode()
+        page = client.get(f"/t/{acme.slug}/notebooks/new/").content.decode()
 
-        assert "Free GPU (M4000) (8 vCPU, 30 GiB, 1x GPU, free)<" in page
-        assert "Quadro P5000 (8 vCPU, 30 GiB, 1x GPU, $0.78/h) · needs Pro<" in page
-        assert "H100 80 GB (20 vCPU, 240 GiB, 1x GPU, $5.95/h) · needs Growth<" in page
+        def row(slug: str) -> str:  # the picker's choice for one machine type
+            found = page[page.index(f'data-testid="machine-{slug}"') :]
+            return found[: found.index("</label>")]
+
+        assert "<strong>Free GPU (M4000)</strong>" in row("free-gpu")
+        assert "· free" in row("free-gpu")
+        assert "plan-note" not in row("free-gpu")
+        assert "8 vCPU · 30 GiB RAM" in row("p5000")
+        assert "$0.78/h" in row("p5000")
+        assert 'data-testid="plan-note">needs Pro<' in row("p5000")
+        assert "$5.95/h" in row("h100-80gb")
+        assert 'data-testid="plan-note">needs Growth<' in row("h100-80gb")
 
     def test_storage_is_refused_up_front_with_the_room_left(self, stripe_double, acme):
         gib = 1024**3
@@ -457,6 +472,11 @@ class TestPlanLimits:
 
 
 class TestSpendCap:
+    @pytest.fixture(autouse=True)
+    def _hosts(self, catalogue):
+        # A host here offers every type: these starts are judged by the plan alone.
+        host_for_every_type()
+
     def test_at_the_cap_nothing_new_starts(self, stripe_double, acme, alice, priced, catalogue):
         notebook = _notebook(acme, alice, priced)
         now = timezone.now()

@@ -214,15 +214,18 @@ def log_in(page: Any, email: str, password: str) -> None:
 
 
 def create_notebook(page: Any, team: Any, name: str, machine_type: Any) -> Any:
-    """Make a Scientific Python notebook on ``machine_type`` with the notebooks page's form;
-    the page ends on the notebook's own page. Returns the Notebook row."""
+    """From the notebooks page, make a Scientific Python notebook on ``machine_type`` with
+    the new-notebook page's form (the picker's choice for it); the page ends on the
+    notebook's own page. Returns the Notebook row."""
     from apps.core.tenancy import team_scope
     from apps.notebooks.models import Notebook
 
+    page.get_by_role("link", name="New notebook").click()
+    page.wait_for_url(f"**/t/{team.slug}/notebooks/new/")
     form = page.get_by_test_id("create-form")
     form.get_by_label("Name", exact=True).fill(name)
     form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
-    form.get_by_label("Machine type", exact=True).select_option(value=str(machine_type.pk))
+    form.get_by_test_id(f"machine-{machine_type.slug}").get_by_role("radio").check()
     form.get_by_role("button", name="Create notebook").click()
     page.wait_for_url(f"**/t/{team.slug}/notebooks/*/")
     with team_scope(team):

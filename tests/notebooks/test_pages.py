@@ -42,7 +42,12 @@ def test_the_list_shows_the_teams_notebooks_and_the_create_form(client, alice, n
     body = text(response)
     assert "Churn model" in body
     assert "Scientific Python" in body
-    assert 'data-testid="create-form"' in body
+    # The form is a step of its own (issue 14), linked from the list.
+    assert 'data-testid="new-notebook"' in body
+    assert f'href="{url("create", notebook.team)}"' in body
+    page = client.get(url("create", notebook.team))
+    assert page.status_code == 200
+    assert 'data-testid="create-form"' in text(page)
     assert 'aria-current="page">Notebooks' in body
 
 

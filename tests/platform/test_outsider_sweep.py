@@ -127,6 +127,7 @@ API_TEAM = {
     "api:notebook_extend",
     "api:notebook_events",
     "api:notebook_logs",
+    "api:machine_types",
     "api:billing",
     "api:billing_usage",
     "api:billing_invoices",

@@ -1,14 +1,15 @@
 """The notebooks API's routes, relative to the team prefix (/api/v1/teams/<team_slug>/).
 
 config.api_urls includes ``team_urlpatterns`` once under that prefix, a notebook's dataset
-mounts (notebooks/<id>/datasets/, apps.notebooks.api.mounts) among them.
+mounts (notebooks/<id>/datasets/, apps.notebooks.api.mounts) and the machine types they
+may run on (machine-types/, apps.notebooks.api.machines) among them.
 """
 
 from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.api import logs, mounts, views
+from apps.notebooks.api import logs, machines, mounts, views
 
 _ONE = "notebooks/<int:notebook_id>/"
 
@@ -28,4 +29,5 @@ team_urlpatterns = [
     ),
     path(f"{_ONE}events/", views.NotebookEventListView.as_view(), name="notebook_events"),
     path(f"{_ONE}logs/", logs.NotebookLogsView.as_view(), name="notebook_logs"),
+    path("machine-types/", machines.MachineTypeListView.as_view(), name="machine_types"),
 ]

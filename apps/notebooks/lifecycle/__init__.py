@@ -33,8 +33,10 @@ from apps.notebooks.lifecycle.ending import session_end, session_stop, stop_on_h
 from apps.notebooks.lifecycle.events import on_workload_event, workload_stream
 from apps.notebooks.lifecycle.spec import session_spec
 from apps.notebooks.lifecycle.start import (
+    no_host_message,
     notebook_start,
     on_commit_place,
+    on_workload_placed,
     session_dispatch,
     session_place,
     session_place_task,
@@ -50,11 +52,13 @@ from apps.notebooks.lifecycle.storage import on_commit_copy_storage, on_commit_r
 __all__ = [
     "idle_capped",
     "idle_timeout",
+    "no_host_message",
     "notebook_start",
     "on_commit_copy_storage",
     "on_commit_place",
     "on_commit_remove_storage",
     "on_workload_event",
+    "on_workload_placed",
     "publish_status",
     "session_dispatch",
     "session_end",

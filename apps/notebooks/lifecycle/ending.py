@@ -20,9 +20,8 @@ from django.utils import timezone
 from apps.core.errors import ServiceError
 from apps.core.tenancy import team_scope
 from apps.machines.agent import agent_stop
-from apps.machines.models import MachineType, PlacementRequest
-from apps.machines.queue import queue_advance
-from apps.machines.scheduler import placement_release
+from apps.machines.models import PlacementRequest
+from apps.machines.queue import placement_free
 from apps.notebooks.lifecycle.start import notebook_start, session_place_task
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.lifecycle.storage import on_commit_remove_storage
@@ -98,7 +97,7 @@ def session_end(
     session.exit_reason = reason
     session.save(update_fields=["ended_at", "exit_reason"])
     if session.placement is not None and session.placement.active:
-        placement_release(placement=session.placement, reason="released", at=session.ended_at)
+        placement_free(placement=session.placement, reason="released", at=session.ended_at)
     status = _END_STATUS.get(NotebookSession.ExitReason(reason), Status.STOPPED)
     if not message:
         message = _END_MESSAGES.get(reason) or _END_MESSAGES.get(status, "")
@@ -113,8 +112,8 @@ def session_end(
 
 
 def _after_end(notebook_id: int, team_id: int, machine_type_id: int) -> None:
-    """Room freed: let the line move. Then what the notebook wants next."""
-    queue_advance(machine_type=MachineType.objects.get(pk=machine_type_id))
+    """The line moved (placement_free; those it placed are told): the sessions still
+    waiting of this type learn their new place. Then what the notebook wants next."""
     for session_id, session_team in (
         NotebookSession.objects.unscoped()
         .filter(status=Status.QUEUED, ended_at__isnull=True, machine_type_id=machine_type_id)

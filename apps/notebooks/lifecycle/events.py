@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.lifecycle.ending import session_end, stop_on_host
+from apps.notebooks.lifecycle.start import session_of_workload
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
@@ -38,17 +39,9 @@ _RANK = {
 }
 
 
-def _session_id(name: str) -> int | None:
-    """The session of workload "nb-<notebook>-s<session>", or None for another name."""
-    try:
-        return int(name.rsplit("-s", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def workload_stream(host_name: str, name: str) -> str | None:
     """The stream workload ``name``'s output goes to, if host ``host_name`` runs it."""
-    session_id = _session_id(name)
+    session_id = session_of_workload(name)
     found = (
         NotebookSession.objects.unscoped()
         .filter(pk=session_id, host__name=host_name)
@@ -62,7 +55,7 @@ def workload_stream(host_name: str, name: str) -> str | None:
 
 def on_workload_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> None:
     """An agent's event for workload "nb-<notebook>-s<session>"."""
-    session_id = _session_id(name)
+    session_id = session_of_workload(name)
     if session_id is None:
         logger.warning("event %s for unknown workload %s on %s", event, name, host_name)
         return

@@ -22,11 +22,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
+from apps.core.errors import ConflictError
 from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
+from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
-from apps.machines.queue import placement_request, queue_position
-from apps.machines.scheduler import placement_release
+from apps.machines.queue import placement_free, placement_request, queue_position
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.errors import NotebookError
 from apps.notebooks.lifecycle.spec import session_spec
@@ -64,6 +65,13 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
         raise NotebookError(str(exc), field="custom_image") from exc
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
     check_start(team, notebook.machine_type)
+    # Queued only where a ready host could run it once room frees up: else nothing would.
+    if machine_type_availability(notebook.machine_type).state == "unavailable":
+        raise ConflictError(
+            no_host_message(notebook.machine_type.name),
+            field="machine_type",
+            code="no_host_offers_type",
+        )
     session = NotebookSession.objects.for_team(team).create(
         team=team,
         notebook=notebook,
@@ -79,6 +87,24 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     return session
 
 
+def no_host_message(name: str) -> str:
+    """Why a machine type cannot start here, and which types can now."""
+    available = [
+        offer.machine_type.name
+        for offer in machine_type_offers()
+        if offer.availability.state == "available"
+    ]
+    suggestion = (
+        f" Available now: {', '.join(available)}."
+        if available
+        else " No machine type has room right now."
+    )
+    return (
+        f"No host here offers {name}: a notebook on it would never start. "
+        "Change the notebook's machine type." + suggestion
+    )
+
+
 @shared_task(name="notebooks.session_place", soft_time_limit=60, time_limit=90)
 @team_task
 def session_place_task(session_id: int, *, team: Team) -> None:
@@ -90,6 +116,29 @@ def session_place_task(session_id: int, *, team: Team) -> None:
     )
     if session is not None:
         session_place(session)
+
+
+def session_of_workload(name: str) -> int | None:
+    """The session of workload "nb-<notebook>-s<session>", or None for another name."""
+    try:
+        return int(name.rsplit("-s", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def on_workload_placed(name: str) -> None:
+    """A waiting session's request was placed by whoever moved the line: on with it now."""
+    session_id = session_of_workload(name)
+    found = (
+        NotebookSession.objects.unscoped()
+        .filter(pk=session_id, status=Status.QUEUED, ended_at__isnull=True)
+        .values_list("team_id", flat=True)
+        .first()
+        if session_id is not None
+        else None
+    )
+    if found is not None:
+        session_place_task.delay(session_id, team_id=found)
 
 
 def on_commit_place(session: NotebookSession) -> None:
@@ -116,7 +165,7 @@ def session_place(session: NotebookSession) -> None:
         if session.ended_at is not None or session.status != Status.QUEUED:
             # Stopped while we looked for room: give the room back.
             if placed and request.placement and session.placement_id != request.placement.pk:
-                placement_release(placement=request.placement)
+                placement_free(placement=request.placement)
             return
         if not placed or request.placement is None:
             position = queue_position(request) or 1

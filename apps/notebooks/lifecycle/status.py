@@ -3,8 +3,9 @@
 ``session_set_status`` records a status on the session and its notebook, keeps it as a
 NotebookEvent and publishes it to the notebook's live stream once the transaction commits.
 Each message (``status_message``) carries what a viewer needs to draw the badge, the phase
-bar and the idle warning: while starting, the template's usual time to ready
-(``start_eta``); once warned, when idleness stops it (``idle_timeout``, capped by the plan).
+bar and the idle warning: while queued, the line's real median wait if it has one, once
+placed, the template's usual time to ready (``start_eta``); once warned, when idleness
+stops it (``idle_timeout``, capped by the plan).
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.stream import stream_publish
+from apps.machines.queue import queue_wait
 from apps.notebooks.entitlements import idle_limit
-from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookEvent, NotebookSession
+from apps.notebooks.models import (
+    STARTING_STATUSES,
+    Notebook,
+    NotebookEvent,
+    NotebookSession,
+    Status,
+)
 from apps.notebooks.selectors import team_notebook_settings
 
 
@@ -42,6 +50,18 @@ def start_eta(template: str) -> int | None:
         return round(statistics.median(seconds)) if seconds else None
 
     return cast("int | None", cache.get_or_set(f"notebooks:eta:{template}", compute, 60))
+
+
+def _eta(session: NotebookSession) -> dict[str, Any]:
+    """While queued, the line's real median wait (or nothing); once placed, the usual time
+    from start to ready. No estimate is shown that no real data gave."""
+    if session.status == Status.QUEUED:
+        seconds = queue_wait(session.machine_type_id)
+        text = f"Usually placed within ~{seconds} s (the recent waits in this line)."
+    else:
+        seconds = start_eta(session.template)
+        text = f"Usually ready in ~{seconds} s."
+    return {"eta_seconds": seconds, "eta_text": text if seconds else ""}
 
 
 def idle_timeout(notebook: Notebook, *, limit: int | Literal["plan"] | None = "plan") -> int:
@@ -99,8 +119,8 @@ def status_message(
         message["exit_reason"] = session.get_exit_reason_display()
     if session is not None and session.ended_at is None:
         if session.status in STARTING_STATUSES:
-            message["eta_seconds"] = start_eta(session.template)
             message["started_waiting_at"] = session.requested_at.isoformat()
+            message.update(_eta(session))
         if session.idle_warned_at is not None and session.activity_at is not None:
             stop_at = session.activity_at + timedelta(minutes=idle_timeout(notebook))
             message["idle_stop_at"] = stop_at.isoformat()

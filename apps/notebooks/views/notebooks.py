@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
+from apps.machines.availability import machine_type_offers
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.errors import NotebookError
@@ -159,13 +160,45 @@ class NotebookListView(NotebookPage):
         )
 
 
-class NotebookCreateView(NotebookListView):
+class NotebookCreateView(NotebookPage):
+    """Making a notebook, as its own step: the form, with each machine type's specs, price,
+    what the plan says of it and whether a host here can run it now."""
+
     permission = "notebooks.manage"
+    template_name = "notebooks/create.html"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        return self.render_form(request, NotebookCreateForm())
+
+    def render_form(self, request: HttpRequest, form: Form, status: int = 200) -> HttpResponse:
+        notes = machine_notes(self.team)
+        chosen = form["machine_type"].value()
+        machines: list[dict[str, Any]] = [
+            {
+                "offer": offer,
+                "note": notes.get(offer.machine_type.pk, ""),
+                "checked": str(offer.machine_type.pk) == str(chosen),
+            }
+            for offer in machine_type_offers()
+        ]
+        if machines and not any(m["checked"] for m in machines):
+            # The first that can start now (else the first) is chosen until the person picks.
+            first = next(
+                (m for m in machines if m["offer"].availability.state != "unavailable"), machines[0]
+            )
+            first["checked"] = True
+        return self.page_with_status(
+            request,
+            status,
+            form=with_plan_notes(form, notes),
+            machines=machines,
+            section="notebooks",
+        )
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
         form = NotebookCreateForm(request.POST)
         if not form.is_valid():
-            return self.render_list(request, form, status=400)
+            return self.render_form(request, form, status=400)
         data = form.cleaned_data
         try:
             notebook = services.notebook_create(
@@ -178,7 +211,7 @@ class NotebookCreateView(NotebookListView):
                 idle_timeout_minutes=data["idle_timeout_minutes"],
             )
         except NotebookError as exc:
-            return self.render_list(request, form, status=refusal_on_form(request, form, exc))
+            return self.render_form(request, form, status=refusal_on_form(request, form, exc))
         messages.success(request, f"{notebook.name} is ready to start.")
         return redirect("notebooks:detail", team_slug=self.team.slug, notebook_id=notebook.pk)
 

@@ -1,0 +1,170 @@
+"""What each offered machine type is, and whether it can run here now, read from the ledger.
+
+``machine_type_offers`` answers for every active machine type at once, in five queries
+whatever the number of types and hosts: the ready hosts, what their active placements hold,
+their GPUs by model (present, not split into MIG instances; how many and how many free), and
+the length of each type's line. Per type:
+
+- ``available``: N more could be placed now (summed over ready hosts: how many whole
+  machines of the type fit in each host's free CPU, memory and GPUs) and nobody waits;
+- ``busy``: some ready host could run the type, but none has room now (or people wait in
+  its line, K of them);
+- ``unavailable``: no ready host here could ever run it (too little CPU or memory in total,
+  or fewer GPUs of the model than the type needs). Starting one is refused, not queued.
+
+A GPU's memory is shown only as the inventory reported it for a ready host's GPU of the
+model; otherwise it is unknown (None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+
+from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
+from apps.machines.models import PlacementRequest as Request
+from apps.machines.selectors import machine_types_offered
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+_GIB = 1024**3
+
+State = Literal["available", "busy", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Availability:
+    state: State
+    free: int  # how many more of the type could be placed now
+    queued: int  # requests waiting in the type's line
+
+    @property
+    def label(self) -> str:
+        if self.state == "available":
+            return f"Available now · {self.free} free"
+        if self.state == "busy":
+            return f"Busy · queue of {self.queued}"
+        return "No host here offers this type"
+
+
+@dataclass(frozen=True)
+class MachineTypeOffer:
+    machine_type: MachineType
+    gpu_memory_bytes: int | None  # as a ready host's inventory reported it; None: unknown
+    availability: Availability
+
+    @property
+    def gpu_memory_gib(self) -> int | None:
+        if self.gpu_memory_bytes is None:
+            return None
+        return round(self.gpu_memory_bytes / _GIB)
+
+
+@dataclass
+class _Host:
+    cpus: int
+    memory: int  # bytes
+    used_cpus: int = 0
+    used_memory: int = 0  # bytes
+    gpus: dict[str, tuple[int, int]] | None = None  # model -> (usable, free)
+
+
+def _ready_hosts() -> dict[int, _Host]:
+    hosts = {
+        pk: _Host(cpus=cpus, memory=memory, gpus={})
+        for pk, cpus, memory in Host.objects.filter(status=Host.Status.READY).values_list(
+            "pk", "cpu_count", "memory_bytes"
+        )
+    }
+    for row in (
+        Placement.objects.filter(active=True, host_id__in=list(hosts))
+        .values("host_id")
+        .annotate(cpus=Sum("vcpus"), memory=Sum("memory_gib"))
+    ):
+        host = hosts[row["host_id"]]
+        host.used_cpus = row["cpus"] or 0
+        host.used_memory = (row["memory"] or 0) * _GIB
+    return hosts
+
+
+def _gpus(hosts: dict[int, _Host]) -> dict[str, int]:
+    """Fill each host's usable and free GPUs by model; the largest memory seen per model."""
+    held = GPUAllocation.objects.filter(gpu=OuterRef("pk"), active=True)
+    memory: dict[str, int] = {}
+    rows = (
+        GPUDevice.objects.filter(present=True, mig_enabled=False, host_id__in=list(hosts))
+        .annotate(held=Exists(held))
+        .values("host_id", "name")
+        .annotate(
+            usable=Count("pk"), free=Count("pk", filter=Q(held=False)), memory=Max("memory_bytes")
+        )
+    )
+    for row in rows:
+        gpus = hosts[row["host_id"]].gpus
+        assert gpus is not None  # noqa: S101 - set by _ready_hosts
+        gpus[row["name"]] = (row["usable"], row["free"])
+        memory[row["name"]] = max(memory.get(row["name"], 0), row["memory"] or 0)
+    return memory
+
+
+def _fits_ever(host: _Host, machine_type: MachineType) -> bool:
+    if host.cpus < machine_type.vcpus or host.memory < machine_type.memory_gib * _GIB:
+        return False
+    if not machine_type.is_gpu:
+        return True
+    usable, _ = (host.gpus or {}).get(machine_type.gpu_model, (0, 0))
+    return usable >= machine_type.gpu_count
+
+
+def _fits_now(host: _Host, machine_type: MachineType) -> int:
+    """How many more of the type fit in the host's free CPU, memory and GPUs."""
+    limits = []
+    if machine_type.vcpus:
+        limits.append((host.cpus - host.used_cpus) // machine_type.vcpus)
+    if machine_type.memory_gib:
+        limits.append((host.memory - host.used_memory) // (machine_type.memory_gib * _GIB))
+    if machine_type.is_gpu:
+        _, free = (host.gpus or {}).get(machine_type.gpu_model, (0, 0))
+        limits.append(free // machine_type.gpu_count)
+    return max(0, min(limits)) if limits else 0
+
+
+def machine_type_offers(types: Iterable[MachineType] | None = None) -> list[MachineTypeOffer]:
+    """Each of ``types`` (default: every offered type, in the catalogue's order) with its
+    GPU memory and live availability."""
+    machine_types = list(machine_types_offered() if types is None else types)
+    hosts = _ready_hosts()
+    gpu_memory = _gpus(hosts)
+    waiting = dict(
+        Request.objects.filter(
+            status=Request.Status.WAITING,
+            machine_type_id__in=[t.pk for t in machine_types],
+        )
+        .values("machine_type_id")
+        .annotate(n=Count("pk"))
+        .values_list("machine_type_id", "n")
+    )
+    offers = []
+    for machine_type in machine_types:
+        able = [host for host in hosts.values() if _fits_ever(host, machine_type)]
+        free = sum(_fits_now(host, machine_type) for host in able)
+        queued = waiting.get(machine_type.pk, 0)
+        state: State = "unavailable" if not able else "available" if free and not queued else "busy"
+        offers.append(
+            MachineTypeOffer(
+                machine_type=machine_type,
+                gpu_memory_bytes=gpu_memory.get(machine_type.gpu_model) or None
+                if machine_type.is_gpu
+                else None,
+                availability=Availability(state=state, free=free, queued=queued),
+            )
+        )
+    return offers
+
+
+def machine_type_availability(machine_type: MachineType) -> Availability:
+    """One type's live availability (see ``machine_type_offers``)."""
+    return machine_type_offers([machine_type])[0].availability
