@@ -126,14 +126,11 @@ class NotebookAction(NotebookPage):
 
 
 class NotebookListView(NotebookPage):
-    """Every notebook of the team, and the form that makes a new one."""
+    """Every notebook of the team, with its status, uptime, cost so far and actions."""
 
     template_name = "notebooks/list.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        return self.render_list(request, NotebookCreateForm())
-
-    def render_list(self, request: HttpRequest, form: Form, status: int = 200) -> HttpResponse:
         notebooks = list(_live_notebooks().select_related("machine_type", "created_by"))
         # Each row's open session (uptime) and what it has cost so far: one query for the
         # sessions, one read of their prices, however many rows.
@@ -147,15 +144,13 @@ class NotebookListView(NotebookPage):
             notebook.up_since = session.started_at if running and session else None
             notebook.cost = costs.get(session.pk) if costs is not None and session else None
             notebook.open_url = launch_path(notebook.pk) if running else ""
-        return self.page_with_status(
+        return self.page(
             request,
-            status,
             notebooks=notebooks,
             running=any(notebook.up_since for notebook in notebooks),
             costed=costs is not None,
             show_start=SHOW_START,
             show_stop=SHOW_STOP,
-            form=with_plan_notes(form, machine_notes(self.team)),
             section="notebooks",
         )
 
