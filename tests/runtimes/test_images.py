@@ -8,6 +8,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -258,3 +259,42 @@ def test_jupyterlab_shows_datasets_and_storage_in_its_root(docker_client, scipy_
         for volume in volumes:
             with contextlib.suppress(NotFound):
                 docker_client.volumes.get(volume).remove(force=True)
+
+
+def test_the_docker_runtime_builds_a_missing_template_image_and_says_its_steps(
+    notebook_image, docker_client, tmp_path, settings, monkeypatch
+):
+    copy = _locktest_images(tmp_path)
+    monkeypatch.setattr(images, "IMAGES_DIR", copy)
+    monkeypatch.setattr(images, "TEMPLATE_SCRIPT", copy / "build-template.sh")
+    monkeypatch.setitem(images.IMAGE_TITLES, "locktest", "Lock test")
+    settings.LATTICE_LOCAL_TEMPLATES = ["locktest"]
+    image = local_template_image("locktest")
+    runtime = DockerRuntime(docker_client)
+    name = f"nb-{uuid.uuid4().hex[:8]}"
+    spec = Spec(name=name, image=image, command=["sleep", "60"])
+    said: list[str] = []
+    started: dict[str, Any] = {}
+
+    def start() -> None:
+        started.update(runtime.start(spec))
+
+    thread = threading.Thread(target=start)
+    try:
+        thread.start()
+        while thread.is_alive():
+            progress = runtime.pulling(name)
+            if progress is not None and (not said or said[-1] != progress.message):
+                assert progress.phase == "building"
+                said.append(progress.message)
+            time.sleep(0.05)
+        thread.join()
+        assert started.get("container_id"), "the workload did not start"
+        assert docker_client.images.get(image)
+        assert "Building the Lock test image: step 2 of 3 (installing packages)..." in said, said
+        assert runtime.pulling(name) is None
+    finally:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+        with contextlib.suppress(ImageNotFound):
+            docker_client.images.remove(image)
