@@ -570,11 +570,14 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     from apps.machines.models import host_queue
     from apps.machines.services import host_ensure_local
     from apps.notebooks.lifecycle.spec import jupyter_command
-    from apps.runtimes.images import docker_image_exists, notebook_image
+    from apps.notebooks.templates import image_for
+    from apps.runtimes.images import docker_image_exists
 
-    image = notebook_image()
+    # What Lattice's scipy notebooks run (registry-free: the Scientific Python template's
+    # image), so both sides run the same image and no start times its build.
+    image = image_for("scipy")
     if not docker_image_exists(image):
-        sys.exit(f"the notebook image {image} is missing: bash images/notebook/build-local.sh")
+        sys.exit(f"the image {image} is missing: bash images/build-template.sh scipy")
     client = docker.from_env(max_pool_size=64)
     database = bench_database("lattice_bench_start")
     runtime = _make_timed_runtime()

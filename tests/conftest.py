@@ -275,3 +275,29 @@ def notebook_image(docker_client: Any) -> str:
     if result.returncode != 0:
         service_missing(f"could not build the notebook image: {result.stderr[-2000:]}")
     return result.stdout.strip().splitlines()[-1]
+
+
+def _template_image(notebook_image: str, template: str) -> str:
+    """``template``'s image, built here by images/build-template.sh on the notebook image (a
+    few minutes the first time; then found by the hash of its inputs)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "images" / "build-template.sh"
+    result = subprocess.run(
+        ["bash", str(script), template], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        service_missing(f"could not build the {template} image: {result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def scipy_image(notebook_image: str) -> str:
+    """The Scientific Python template's image: what the docker tests' notebooks run."""
+    return _template_image(notebook_image, "scipy")
+
+
+@pytest.fixture(scope="session")
+def pytorch_image(notebook_image: str) -> str:
+    """The PyTorch template's image (CPU torch from a local wheel, else PyTorch's CPU index)."""
+    return _template_image(notebook_image, "pytorch")

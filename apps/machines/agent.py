@@ -105,20 +105,35 @@ def _starting_workload(name: str) -> Iterator[None]:
             _starting.discard(name)
 
 
+# A local image build's step can run for minutes (pip installing torch): said again this often.
+BUILD_REPORT_EVERY = 20.0
+
+
 @contextlib.contextmanager
 def _watch_pull(runtime: Runtime, name: str, send: Callable[..., None]) -> Iterator[None]:
-    """While ``start`` runs, pass image download progress on (at most every half second)."""
+    """While ``start`` runs, pass image download (or local build) progress on: at most every
+    half second, when it moved; a long build step is said again every BUILD_REPORT_EVERY
+    seconds, so the control plane sees the start is alive."""
     stop = threading.Event()
 
     def watch() -> None:
-        last = None
+        last: tuple[str, int | None] | None = None
+        said_at = 0.0
         while not stop.wait(0.5):
             progress = runtime.pulling(name)
-            if progress is not None and progress.percent != last:
-                last = progress.percent
+            if progress is None:
+                continue
+            now = time.monotonic()
+            moved = (
+                (progress.message, progress.percent) != last
+                if progress.phase == "building"
+                else last is None or progress.percent != last[1]
+            )
+            if moved or (progress.phase == "building" and now - said_at >= BUILD_REPORT_EVERY):
+                last, said_at = (progress.message, progress.percent), now
                 send(
                     "progress",
-                    phase="pulling",
+                    phase=progress.phase,
                     message=progress.message,
                     percent=progress.percent,
                 )

@@ -10,7 +10,7 @@ from django import forms
 
 from apps.machines.selectors import machine_types_offered
 from apps.notebooks.services import MAX_IDLE_MINUTES
-from apps.notebooks.templates import template_choices
+from apps.notebooks.templates import DEFAULT_TEMPLATE, template_labels
 
 
 class _MachineTypeField(forms.ModelChoiceField):
@@ -47,7 +47,9 @@ def _idle_field(help_text: str) -> forms.IntegerField:
 class NotebookCreateForm(forms.Form):
     # Not required here: the service says what is wrong with a name, in its own words.
     name = forms.CharField(label="Name", required=False, strip=False)
-    template = forms.ChoiceField(label="Template", choices=template_choices, initial="scipy")
+    template = forms.ChoiceField(
+        label="Template", choices=template_labels, initial=DEFAULT_TEMPLATE
+    )
     custom_image = forms.CharField(
         label="Image (custom template only)",
         required=False,

@@ -2,8 +2,11 @@
 
 Production image names come from settings (LATTICE_TEMPLATE_IMAGES, one
 environment variable per template). Where LATTICE_LOCAL_IMAGES is on (the
-embedded default, tests, CI: no registry is reachable) every template runs
-the locally built notebook image instead (apps.runtimes.images).
+embedded default, tests, CI: no registry is reachable) each template runs its
+image built on the host from images/<template>/Dockerfile.local the first time
+a notebook of it starts there (apps.runtimes.images); a template this
+installation does not build (LATTICE_LOCAL_TEMPLATES) is marked so in the
+picker and refused at start, never swapped for another image.
 
 The "custom" template runs an image reference the person gives; it is
 checked against Docker's reference grammar and, if
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from apps.runtimes.images import notebook_image
+from apps.runtimes.images import local_template_image, template_builds_here
 
 CUSTOM = "custom"
+# What the create form offers first (and the image `make dev` builds ahead of a first start).
+DEFAULT_TEMPLATE = "scipy"
 _MAX_REFERENCE = 255
 
 
@@ -58,8 +63,29 @@ class TemplateError(ValueError):
     """A template or image the person must change; the message says how."""
 
 
+class TemplateNotBuiltError(TemplateError):
+    """A template this installation has no image for (not a mistake of the person's)."""
+
+
+NOT_BUILT = "not built on this installation"
+
+
 def template_choices() -> list[tuple[str, str]]:
     return [(t.slug, t.name) for t in TEMPLATES.values()]
+
+
+def runs_here(template: str) -> bool:
+    """False for a template whose image this installation has no way to get."""
+    return template == CUSTOM or not settings.LATTICE_LOCAL_IMAGES or template_builds_here(template)
+
+
+def template_labels() -> list[tuple[str, str]]:
+    """The picker's choices: each template's name, "(not built on this installation)" after
+    the ones that would be refused at start."""
+    return [
+        (t.slug, t.name if runs_here(t.slug) else f"{t.name} ({NOT_BUILT})")
+        for t in TEMPLATES.values()
+    ]
 
 
 def validate_custom_image(reference: str) -> str:
@@ -92,5 +118,10 @@ def image_for(template: str, custom_image: str = "") -> str:
     if template not in TEMPLATES:
         raise TemplateError(f"There is no template {template!r}.")
     if settings.LATTICE_LOCAL_IMAGES:
-        return notebook_image()
+        if not template_builds_here(template):
+            raise TemplateNotBuiltError(
+                f"The {TEMPLATES[template].name} template's image is {NOT_BUILT}: "
+                "pick another template, or a custom image.",
+            )
+        return local_template_image(template)
     return str(settings.LATTICE_TEMPLATE_IMAGES[template])

@@ -10,8 +10,8 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``poll(state) -> None | int``: None while running, else the exit status
   (0 if unknown), as JupyterHub's ``Spawner.poll``;
 - ``progress(state) -> list[Progress]``: phases for the start page;
-- ``pulling(name) -> Progress | None``: the image download in flight for workload
-  ``name`` while its ``start`` runs, if any (cheap: the agent asks twice a second);
+- ``pulling(name) -> Progress | None``: the image download (or local build) in flight for
+  workload ``name`` while its ``start`` runs, if any (cheap: the agent asks twice a second);
 - ``logs(state, since, follow) -> Iterator[str]``: output lines;
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
@@ -108,7 +108,7 @@ class Spec:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # pulling, starting, ready, failed
+    phase: str  # pulling, building (a local template image), starting, ready, failed
     message: str
     percent: int | None = None
 

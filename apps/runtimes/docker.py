@@ -38,6 +38,12 @@ from apps.runtimes.base import (
     expand_command,
     port_answers,
 )
+from apps.runtimes.images import (
+    BuildStep,
+    ImageBuildError,
+    build_template_image,
+    local_template_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,7 +61,8 @@ HOST_RULE_COMMENT = "lattice: workloads may not reach the host"
 
 class DockerRuntime(Runtime):
     kind = "docker"
-    # Image pulls in flight, by workload name: what progress() reports meanwhile.
+    # Image pulls (or local template builds) in flight, by workload name: what progress()
+    # reports meanwhile.
     _pulls: ClassVar[dict[str, Progress]] = {}
 
     def __init__(self, client: Any = None, *, address: str | None = None) -> None:
@@ -79,6 +86,10 @@ class DockerRuntime(Runtime):
         with contextlib.suppress(ImageNotFound):
             self.client.images.get(spec.image)
             return
+        template = local_template_of(spec.image)
+        if template is not None:
+            self._build(spec, template)
+            return
         layers: dict[str, tuple[int, int]] = {}
         try:
             for event in self.client.api.pull(spec.image, stream=True, decode=True):
@@ -99,6 +110,25 @@ class DockerRuntime(Runtime):
             ) from exc
         finally:
             self._pulls.pop(spec.name, None)
+
+    def _build(self, spec: Spec, template: str) -> None:
+        """Build a template's image here (images/build-template.sh), its steps reported as
+        the pull's progress; a start of the same image meanwhile waits for this build."""
+
+        def report(step: BuildStep) -> None:
+            self._pulls[spec.name] = Progress("building", step.message, step.percent)
+
+        try:
+            built = build_template_image(template, report)
+        except ImageBuildError as exc:
+            raise WorkloadError(str(exc)) from exc
+        finally:
+            self._pulls.pop(spec.name, None)
+        if built != spec.image:
+            raise WorkloadError(
+                f"This host built {built}, not {spec.image}: its Lattice is another version "
+                "than the control plane's.",
+            )
 
     def _volumes(self, spec: Spec) -> dict[str, dict[str, str]]:
         # A volume carries its workload's installation, as the container does: whoever

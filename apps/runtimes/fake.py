@@ -3,7 +3,9 @@
 Modes: ``ok`` (ready at once), ``slow`` (ready after ``ready_after`` polls),
 ``never-ready`` (runs, never answers), ``crashes`` (exits with status 1 at once),
 ``pulls`` (downloads its image first: start takes about 1.5 s, during which
-progress reports "pulling" with a rising percent, as Docker's pull does).
+progress reports "pulling" with a rising percent, as Docker's pull does),
+``builds`` (builds its image first, as the Docker runtime builds a template's
+image on a registry-free installation: "building", with its steps).
 It keeps its workloads in memory, shared by every instance in the process.
 
 A workload that is ready answers HTTP on its port like a Jupyter Server would
@@ -27,7 +29,14 @@ from apps.runtimes.base import Managed, Progress, Runtime, Spec, dataset_mounts
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-MODES = ("ok", "slow", "never-ready", "crashes", "pulls")
+MODES = ("ok", "slow", "never-ready", "crashes", "pulls", "builds")
+# What ``builds`` reports, as apps.runtimes.images.build_template_image words it.
+BUILD_STEPS = (
+    ("Building the Fake image: step 1 of 3 (preparing the base image)...", 0),
+    ("Building the Fake image: step 2 of 3 (installing packages)...", 10),
+    ("Building the Fake image: step 2 of 3 (installing packages)...", 50),
+    ("Building the Fake image: step 3 of 3 (checking that it imports)...", 90),
+)
 
 
 class _FakeJupyter(BaseHTTPRequestHandler):
@@ -82,6 +91,7 @@ class FakeRuntime(Runtime):
         cls.copied_volumes.clear()
 
     _pulls: ClassVar[dict[str, int]] = {}
+    _builds: ClassVar[dict[str, Progress]] = {}
 
     def start(self, spec: Spec) -> dict[str, Any]:
         dataset_mounts(spec)  # as the real runtimes: each dataset's folder is on this host
@@ -93,6 +103,11 @@ class FakeRuntime(Runtime):
                 self._pulls[spec.name] = percent
                 time.sleep(0.3)
             self._pulls.pop(spec.name, None)
+        if self.mode == "builds":
+            for message, percent in BUILD_STEPS:
+                self._builds[spec.name] = Progress("building", message, percent)
+                time.sleep(0.6)
+            self._builds.pop(spec.name, None)
         server, port = _serve()
         state = {"name": spec.name, "port": port, "mode": self.mode}
         self._running[spec.name] = {
@@ -132,9 +147,11 @@ class FakeRuntime(Runtime):
     def _ready(self, entry: dict[str, Any]) -> bool:
         if entry["exit"] is not None or self.mode == "never-ready":
             return False
-        return self.mode in ("ok", "pulls") or entry["polls"] >= self.ready_after
+        return self.mode in ("ok", "pulls", "builds") or entry["polls"] >= self.ready_after
 
     def pulling(self, name: str) -> Progress | None:
+        if name in self._builds:
+            return self._builds[name]
         if name in self._pulls:
             return Progress("pulling", "Downloading the image", self._pulls[name])
         return None

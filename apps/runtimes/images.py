@@ -1,31 +1,62 @@
-"""Which notebook image a host runs, and building it where no registry is reachable.
+"""Which notebook images a host runs, and building them where no registry is reachable.
 
-Production names its image in LATTICE_NOTEBOOK_IMAGE (built from
-images/notebook/Dockerfile and pushed to a registry). Without one, the local
-image is built by images/notebook/build-local.sh and tagged with the hash of
-that script and requirements.txt, computed here the same way.
+Production names its images in settings (LATTICE_NOTEBOOK_IMAGE, and one per
+template: built from images/<template>/Dockerfile and pushed to a registry).
+Without a registry (LATTICE_LOCAL_IMAGES), the hosts build them:
+
+- the notebook image (JupyterLab only) by images/notebook/build-local.sh, tagged
+  with the hash of its inputs, computed here the same way; ``make dev`` builds it
+  in the background;
+- each template's image (``lattice/notebook-<template>-local:<hash>``) by
+  images/build-template.sh from images/<template>/Dockerfile.local on top of the
+  notebook image, tagged with the hash of the notebook image's name and the
+  template's local inputs. The Docker runtime builds one the first time a
+  notebook needs it (``build_template_image``), reporting its steps as it goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import re
 import subprocess
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 logger = logging.getLogger(__name__)
 
-IMAGE_DIR = Path(settings.BASE_DIR) / "images" / "notebook"
+IMAGES_DIR = Path(settings.BASE_DIR) / "images"
+IMAGE_DIR = IMAGES_DIR / "notebook"
 BUILD_SCRIPT = IMAGE_DIR / "build-local.sh"
+TEMPLATE_SCRIPT = IMAGES_DIR / "build-template.sh"
+# The local notebook image's inputs, in the order build-local.sh hashes them.
+_NOTEBOOK_INPUTS = (
+    "build-local.sh",
+    "requirements.txt",
+    "jupyter_server_config.py",
+    "README-lattice.md",
+)
+# What a build is called on a notebook's page ("Building the PyTorch image").
+IMAGE_TITLES = {
+    "scipy": "Scientific Python",
+    "pytorch": "PyTorch",
+    "tensorflow": "TensorFlow",
+    "r": "R",
+}
+_LOCAL_TEMPLATE_IMAGE = re.compile(r"^lattice/notebook-(?P<template>[a-z0-9]+)-local:[0-9a-f]{16}$")
 
 
 def local_notebook_image() -> str:
-    digest = hashlib.sha256(
-        BUILD_SCRIPT.read_bytes() + (IMAGE_DIR / "requirements.txt").read_bytes()
-    )
+    digest = hashlib.sha256(b"".join((IMAGE_DIR / name).read_bytes() for name in _NOTEBOOK_INPUTS))
     return f"lattice/notebook-local:{digest.hexdigest()[:16]}"
 
 
@@ -36,6 +67,127 @@ def notebook_image() -> str:
 def can_build_locally() -> bool:
     """The local build needs root (debootstrap, chroot)."""
     return os.geteuid() == 0
+
+
+def template_builds_here(template: str) -> bool:
+    """True when this installation builds ``template``'s image locally (it has a local
+    recipe and LATTICE_LOCAL_TEMPLATES names it)."""
+    return (
+        template in settings.LATTICE_LOCAL_TEMPLATES
+        and (IMAGES_DIR / template / "Dockerfile.local").is_file()
+    )
+
+
+def _template_inputs(template: str) -> list[Path]:
+    """Every file of images/<template>/ but the production Dockerfile, by name (bytewise,
+    as build-template.sh lists them)."""
+    folder = IMAGES_DIR / template
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.name != "Dockerfile"),
+        key=lambda p: p.name.encode(),
+    )
+
+
+def local_template_image(template: str) -> str:
+    """The name build-template.sh gives ``template``'s image."""
+    digest = hashlib.sha256(local_notebook_image().encode() + b"\n")
+    for path in _template_inputs(template):
+        digest.update(path.read_bytes())
+    return f"lattice/notebook-{template}-local:{digest.hexdigest()[:16]}"
+
+
+def local_template_of(image: str) -> str | None:
+    """The template whose locally built image ``image`` is, if it is one this host can build."""
+    match = _LOCAL_TEMPLATE_IMAGE.match(image)
+    if match is None or not template_builds_here(match["template"]):
+        return None
+    return match["template"]
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """Where a template build is: ``message`` for the notebook's page, ``percent`` done."""
+
+    message: str
+    percent: int
+
+
+class ImageBuildError(Exception):
+    """A template image did not build; the message ends with the build's last lines."""
+
+
+_STEP = re.compile(r"^\[lattice\] step (?P<n>\d+) of (?P<of>\d+): (?P<what>.+)$")
+_DOCKER_STEP = re.compile(r"^Step (?P<n>\d+)/(?P<of>\d+) :")
+_STEP_WORDS = {
+    "the base image": "preparing the base image",
+    "installing packages": "installing packages",
+    "checking the image": "checking that it imports",
+}
+# How far each of build-template.sh's steps takes the percent (the packages take longest).
+_STEP_SPAN = {1: (0, 10), 2: (10, 90), 3: (90, 99)}
+
+
+def _read_step(line: str, title: str, current: BuildStep) -> BuildStep:
+    """``current`` moved on by one line of build-template.sh's output."""
+    if line.startswith("[lattice] waiting"):
+        return BuildStep(
+            f"Waiting for the {title} image, which is being built for another notebook...",
+            current.percent,
+        )
+    match = _STEP.match(line)
+    if match:
+        n, of = int(match["n"]), int(match["of"])
+        words = _STEP_WORDS.get(match["what"], match["what"])
+        return BuildStep(
+            f"Building the {title} image: step {n} of {of} ({words})...",
+            _STEP_SPAN.get(n, (current.percent, 0))[0],
+        )
+    docker = _DOCKER_STEP.match(line)
+    if docker:
+        low, high = _STEP_SPAN[2]
+        done = (int(docker["n"]) - 1) / max(1, int(docker["of"]))
+        return BuildStep(current.message, max(current.percent, low + int(done * (high - low))))
+    return current
+
+
+def build_template_image(
+    template: str,
+    report: Callable[[BuildStep], None],
+    *,
+    log: Path | None = None,
+) -> str:
+    """Build ``template``'s image with build-template.sh (or find it built, or wait for the
+    build another start runs); ``report`` hears each step, ``log`` (appended) every line.
+    The image's name."""
+    title = IMAGE_TITLES.get(template, template)
+    step = BuildStep(f"Building the {title} image...", 0)
+    report(step)
+    tail: deque[str] = deque(maxlen=15)
+    process = subprocess.Popen(  # noqa: S603 - our own script, a known template name
+        ["/bin/bash", str(TEMPLATE_SCRIPT), template],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None  # noqa: S101 - asked for above
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(log.open("a")) if log is not None else None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            tail.append(line)
+            if out is not None:
+                out.write(raw)
+            moved = _read_step(line, title, step)
+            if moved != step:
+                step = moved
+                report(step)
+    if process.wait() != 0:
+        logger.warning("the %s image did not build:\n%s", template, "\n".join(tail))
+        raise ImageBuildError(
+            f"The {title} image did not build on this host: " + " | ".join(list(tail)[-3:]),
+        )
+    return tail[-1]
 
 
 def build_local_notebook_image(log_path: Path) -> str | None:

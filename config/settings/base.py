@@ -475,9 +475,15 @@ LATTICE_INSTALLATION = (
 # the same machine; this host's private address when web and agents are apart.
 LATTICE_WORKLOAD_ADDRESS = env.str("LATTICE_WORKLOAD_ADDRESS", default="127.0.0.1")
 
-# Notebooks. Production image per template; with LATTICE_LOCAL_IMAGES every
-# template runs the locally built notebook image (no registry needed).
+# Notebooks. Production image per template; with LATTICE_LOCAL_IMAGES each
+# template runs its image built on the host the first time it is needed
+# (images/build-template.sh; no registry needed), for the templates
+# LATTICE_LOCAL_TEMPLATES names: the others are "not built on this installation".
 LATTICE_LOCAL_IMAGES = env.bool("LATTICE_LOCAL_IMAGES", default=True)
+LATTICE_LOCAL_TEMPLATES: list[str] = env.list(
+    "LATTICE_LOCAL_TEMPLATES",
+    default=["scipy", "pytorch", "tensorflow", "r"],
+)
 LATTICE_TEMPLATE_IMAGES = {
     "pytorch": env.str("LATTICE_IMAGE_PYTORCH", default="ghcr.io/lattice-ml/notebook-pytorch:2.5"),
     "tensorflow": env.str(

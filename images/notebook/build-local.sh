@@ -3,18 +3,31 @@
 # debootstrap a Debian 12 root, pip-install requirements.txt into a venv,
 # `docker import` it. Prints the image's name on its last line.
 #
-# The tag is the hash of this script and requirements.txt, so the image is
+# The tag is the hash of this script, requirements.txt, jupyter_server_config.py
+# and README-lattice.md (inputs, in that order), so the image is
 # built once per change of its inputs; with LATTICE_IMAGE_CACHE set, the built
 # image is also saved there and loaded from there on a machine that lacks it.
+# Two builds of the same image on one host (make dev's and a test run's) take
+# turns: the second waits on a lock, then finds the image built.
 # Needs root (debootstrap, chroot), Docker, and Debian's mirror and PyPI.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-hash="$(cat "$here/build-local.sh" "$here/requirements.txt" | sha256sum | cut -c1-16)"
+inputs=(build-local.sh requirements.txt jupyter_server_config.py README-lattice.md)
+hash="$(cd "$here" && cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 image="lattice/notebook-local:$hash"
 mirror="${LATTICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${LATTICE_IMAGE_CACHE:-}"
 
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
+exec 9>"/tmp/lattice-image-notebook-$hash.lock"
+if ! flock -n 9; then
+  echo "waiting for another build of $image..." >&2
+  flock 9
+fi
 if docker image inspect "$image" >/dev/null 2>&1; then
   echo "$image"
   exit 0
@@ -42,7 +55,9 @@ in_root /usr/bin/python3 -m venv /opt/venv
 in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
   -r /tmp/requirements.txt >&2
 in_root /usr/sbin/useradd --uid 1000 --create-home --shell /bin/bash jovyan
-mkdir -p "$root/notebooks" "$root/storage" "$root/datasets"
+mkdir -p "$root/notebooks" "$root/storage" "$root/datasets" "$root/etc/jupyter" "$root/opt/lattice"
+cp "$here/jupyter_server_config.py" "$root/etc/jupyter/jupyter_server_config.py"
+cp "$here/README-lattice.md" "$root/opt/lattice/README.md"
 chown 1000:1000 "$root/notebooks" "$root/storage"
 umount -l "$root/proc"
 rm -rf "$root/tmp/requirements.txt" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*

@@ -28,7 +28,10 @@ JUPYTER_MS = 120_000
 
 
 @pytest.fixture
-def docker_runtime(settings: Any, docker_client: Any, notebook_image: str) -> Iterator[str]:
+def docker_runtime(
+    settings: Any, docker_client: Any, notebook_image: str, scipy_image: str
+) -> Iterator[str]:
+    # The stories' notebooks are of the Scientific Python template: its image built ahead.
     settings.LATTICE_RUNTIME = "docker"
     select._runtime.cache_clear()
     yield notebook_image

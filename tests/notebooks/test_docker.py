@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
 
 @pytest.fixture
-def docker_host(settings, docker_client, notebook_image, catalogue):
+def docker_host(settings, docker_client, notebook_image, scipy_image, catalogue):
     settings.LATTICE_RUNTIME = "docker"
     select._runtime.cache_clear()
     stream.reset_for_tests()

@@ -2,12 +2,12 @@
 
 The agent reports events for workload "nb-<notebook>-s<session>"
 (apps.machines.reports.workload_event routes those of kind "nb" here: the hook
-registered in apps.notebooks.apps): progress (pulling the image, with its percent;
-copying the datasets; waiting for Jupyter), started (the container is up: billing
-starts), ready (Jupyter answered /api/status with the session's token), failed,
-stopped. Only the host the session was placed on speaks for it, a late event never
-moves a session back, and a "ready" counts only with an endpoint on that host's own
-workload address.
+registered in apps.notebooks.apps): progress (pulling the image, with its percent, or
+building a template's image on a registry-free installation, with its step; copying the
+datasets; waiting for Jupyter), started (the container is up: billing starts), ready
+(Jupyter answered /api/status with the session's token), failed, stopped. Only the host
+the session was placed on speaks for it, a late event never moves a session back, and a
+"ready" counts only with an endpoint on that host's own workload address.
 """
 
 from __future__ import annotations
@@ -95,6 +95,23 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
             session,
             Status.PULLING,
             f"Downloading the image: {percent or 0}%.",
+            phase="pulling",
+            percent=percent,
+        )
+    elif phase == "building" and (
+        _advance(session, Status.PULLING)
+        or (session.ended_at is None and session.status == Status.PULLING)
+    ):
+        # The host builds the template's image (a local installation's first start of it): its
+        # step, in the host's words ("Building the PyTorch image: step 2 of 3 ...").
+        try:
+            percent = max(0, min(100, int(data.get("percent") or 0)))
+        except (TypeError, ValueError):
+            percent = 0
+        session_set_status(
+            session,
+            Status.PULLING,
+            str(data.get("message") or "Building the image.")[:200],
             phase="pulling",
             percent=percent,
         )

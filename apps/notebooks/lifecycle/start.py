@@ -29,14 +29,14 @@ from apps.machines.availability import machine_type_availability, machine_type_o
 from apps.machines.models import PlacementRequest
 from apps.machines.queue import placement_free, placement_request, queue_position
 from apps.notebooks.entitlements import check_start
-from apps.notebooks.errors import NotebookError
+from apps.notebooks.errors import NotebookConflictError, NotebookError
 from apps.notebooks.lifecycle.spec import session_spec
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance
 from apps.notebooks.selectors import open_session
-from apps.notebooks.templates import TemplateError, image_for
+from apps.notebooks.templates import CUSTOM, TemplateError, TemplateNotBuiltError, image_for
 from apps.teams.scope import team_task
 
 if TYPE_CHECKING:
@@ -61,8 +61,11 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
         )
     try:
         image = image_for(notebook.template, notebook.custom_image)
+    except TemplateNotBuiltError as exc:
+        raise NotebookConflictError(str(exc), field="template", code="template_not_built") from exc
     except TemplateError as exc:
-        raise NotebookError(str(exc), field="custom_image") from exc
+        field = "custom_image" if notebook.template == CUSTOM else "template"
+        raise NotebookError(str(exc), field=field) from exc
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
     check_start(team, notebook.machine_type)
     # Queued only where a ready host could run it once room frees up: else nothing would.

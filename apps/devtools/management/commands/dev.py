@@ -26,11 +26,16 @@ from apps.machines.inventory import collect
 from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
 from apps.machines.services import host_ensure_local
+from apps.notebooks.templates import DEFAULT_TEMPLATE
 from apps.runtimes.images import (
+    ImageBuildError,
     build_local_notebook_image,
+    build_template_image,
     can_build_locally,
     docker_image_exists,
+    local_template_image,
     notebook_image,
+    template_builds_here,
 )
 
 
@@ -115,25 +120,40 @@ class Command(BaseCommand):
         return f"the local Stripe test double at {double.url} (nothing leaves this machine)"
 
     def _notebook_image_in_background(self) -> None:
-        """With Docker, make sure the notebook image exists; build it beside the server if not."""
+        """With Docker, make sure the notebook image exists; build it beside the server if not,
+        then (registry-free) the default template's image: other templates' images are built
+        by the host the first time a notebook of theirs starts."""
         image = notebook_image()
+        template = DEFAULT_TEMPLATE if settings.LATTICE_LOCAL_IMAGES else None
+        if template and not template_builds_here(template):
+            template = None
+        if template and docker_image_exists(local_template_image(template)):
+            template = None
         if docker_image_exists(image):
             self.stdout.write(f"  Notebook image: {image}")
-            return
-        if settings.LATTICE_NOTEBOOK_IMAGE or not can_build_locally():
+            if template is None:
+                return
+        elif settings.LATTICE_NOTEBOOK_IMAGE or not can_build_locally():
             self.stdout.write(
                 f"  Notebook image {image} is missing: build it with "
                 "sudo images/notebook/build-local.sh, or set LATTICE_NOTEBOOK_IMAGE.",
             )
             return
         log = Path(settings.VAR_DIR) / "log" / "notebook-image.log"
-        self.stdout.write(f"  Building the notebook image in the background (log: {log})")
+        self.stdout.write(f"  Building the notebook images in the background (log: {log})")
 
         def build() -> None:
             built = build_local_notebook_image(log)
             self.stdout.write(
                 f"  Notebook image {'ready: ' + built if built else 'failed: see ' + str(log)}"
             )
+            if built and template:
+                try:
+                    ready = build_template_image(template, lambda _step: None, log=log)
+                except ImageBuildError as exc:
+                    self.stdout.write(f"  {exc} (log: {log})")
+                else:
+                    self.stdout.write(f"  Template image ready: {ready}")
 
         threading.Thread(target=build, name="notebook-image", daemon=True).start()
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Build a template's notebook image where no container registry is reachable:
+# images/<template>/Dockerfile.local on top of the local notebook image
+# (notebook/build-local.sh, built first if missing), then a check that the
+# template's frameworks import (images/<template>/check.py, run without network).
+# Prints the image's name on its last line.
+#
+#   images/build-template.sh scipy|pytorch|tensorflow|r
+#
+# The tag is the hash of the notebook image's name and the template's local
+# inputs (every file in images/<template>/ but the production Dockerfile, by
+# name), as apps.runtimes.images computes it: built once per change of either.
+# Two builds of one image on this host take turns (a lock): the second waits,
+# then finds it built. With LATTICE_IMAGE_CACHE set, the image is also saved
+# there and loaded from there where missing. For PyTorch, a CPU wheel in
+# LATTICE_WHEELS (default /opt/wheels: torch-*+cpu-*.whl) is used when there is
+# one, else PyTorch's CPU index. Progress goes to stderr as
+# "[lattice] step N of 3: ..." lines, which the Docker runtime shows on the
+# notebook's page. Needs Docker (and root the first time, for the base image).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+template="${1:?usage: build-template.sh TEMPLATE}"
+dir="$here/$template"
+[ -f "$dir/Dockerfile.local" ] || { echo "no local build for template $template" >&2; exit 2; }
+cache="${LATTICE_IMAGE_CACHE:-}"
+wheels="${LATTICE_WHEELS:-/opt/wheels}"
+step() { echo "[lattice] step $1 of 3: $2" >&2; }
+
+step 1 "the base image"
+base="$(bash "$here/notebook/build-local.sh" | tail -n1)"
+mapfile -t inputs < <(cd "$dir" && LC_ALL=C ls -1 | grep -vx Dockerfile)
+hash="$( { printf '%s\n' "$base"; (cd "$dir" && cat "${inputs[@]}"); } | sha256sum | cut -c1-16)"
+image="lattice/notebook-$template-local:$hash"
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
+exec 9>"/tmp/lattice-image-$template-$hash.lock"
+if ! flock -n 9; then
+  echo "[lattice] waiting: this image is being built for another notebook" >&2
+  flock 9
+fi
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
+if [ -n "$cache" ] && [ -f "$cache/notebook-$template-$hash.tar" ]; then
+  docker load -q -i "$cache/notebook-$template-$hash.tar" >&2
+  echo "$image"
+  exit 0
+fi
+
+context="$(mktemp -d /tmp/lattice-template-context.XXXXXX)"
+trap 'rm -rf "$context"' EXIT
+(cd "$dir" && cp "${inputs[@]}" "$context/")
+mv "$context/Dockerfile.local" "$context/Dockerfile"
+mkdir "$context/wheels"
+if [ "$template" = pytorch ]; then
+  for wheel in "$wheels"/torch-*+cpu-cp311-*.whl; do
+    [ -f "$wheel" ] || continue
+    cp -l "$wheel" "$context/wheels/" 2>/dev/null || cp "$wheel" "$context/wheels/"
+  done
+fi
+
+step 2 "installing packages"
+docker build --pull=false --build-arg "BASE=$base" \
+  --label lattice.image=template --label "lattice.template=$template" \
+  -t "$image-unchecked" "$context" >&2
+
+step 3 "checking the image"
+docker run --rm -i --network none --entrypoint python "$image-unchecked" - <"$dir/check.py" >&2
+docker tag "$image-unchecked" "$image"
+docker rmi "$image-unchecked" >/dev/null
+
+if [ -n "$cache" ]; then
+  mkdir -p "$cache"
+  docker save -o "$cache/notebook-$template-$hash.tar" "$image"
+fi
+echo "$image"

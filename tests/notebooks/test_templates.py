@@ -1,0 +1,102 @@
+"""Each template runs its own image: built locally (registry-free) from images/<template>/,
+or marked "not built on this installation" and refused at start, never swapped for another."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.machines.models import MachineType
+from apps.notebooks import services
+from apps.notebooks.errors import NotebookError
+from apps.notebooks.forms import NotebookCreateForm
+from apps.notebooks.models import NotebookEvent, NotebookSession, Status
+from apps.notebooks.templates import TemplateNotBuiltError, image_for, template_labels
+from apps.runtimes.images import local_notebook_image, local_template_image
+from tests.helpers import bearer, make_token
+from tests.notebook_fixtures import make_host
+from tests.notebooks.test_api import assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FRAMEWORKS = ("scipy", "pytorch", "tensorflow", "r")
+
+
+def make_notebook(team, actor, name, template):
+    return services.notebook_create(
+        team=team,
+        actor=actor,
+        name=name,
+        template=template,
+        machine_type=MachineType.objects.get(slug="cpu-small"),
+    )
+
+
+def test_each_template_runs_its_own_image_built_on_the_notebook_image(settings):
+    settings.LATTICE_LOCAL_IMAGES = True
+    images = {template: image_for(template) for template in FRAMEWORKS}
+
+    assert len(set(images.values())) == len(FRAMEWORKS), images
+    assert local_notebook_image() not in images.values()
+    assert images["pytorch"].startswith("lattice/notebook-pytorch-local:")
+    assert images["scipy"] == local_template_image("scipy")
+
+
+def test_a_template_this_installation_does_not_build_is_marked_and_refused(
+    settings, acme, alice, catalogue
+):
+    settings.LATTICE_LOCAL_IMAGES = True
+    settings.LATTICE_LOCAL_TEMPLATES = ["scipy", "pytorch"]
+
+    labels = dict(template_labels())
+    assert labels["pytorch"] == "PyTorch"
+    assert labels["r"] == "R (not built on this installation)"
+    assert labels["tensorflow"] == "TensorFlow (not built on this installation)"
+    assert labels["custom"] == "Custom image"
+    field = NotebookCreateForm().fields["template"]
+    assert ("r", "R (not built on this installation)") in list(field.choices)  # type: ignore[attr-defined]
+    with pytest.raises(TemplateNotBuiltError, match="not built on this installation"):
+        image_for("r")
+
+    notebook = make_notebook(acme, alice, "Stats", "r")
+    with pytest.raises(NotebookError, match="R template's image is not built") as refused:
+        services.notebook_start(team=acme, actor=alice, notebook=notebook)
+    assert (refused.value.status_code, refused.value.code) == (409, "template_not_built")
+    assert not NotebookSession.objects.for_team(acme).filter(notebook=notebook).exists()
+
+    api = bearer(make_token(alice)[1])
+    body = assert_error(
+        api.post(f"/api/v1/teams/acme/notebooks/{notebook.pk}/start/"), 409, "template_not_built"
+    )
+    assert "not built on this installation" in str(body)
+
+
+def test_production_names_each_templates_image_in_settings(settings):
+    settings.LATTICE_LOCAL_IMAGES = False
+    settings.LATTICE_LOCAL_TEMPLATES = []
+
+    assert image_for("pytorch") == settings.LATTICE_TEMPLATE_IMAGES["pytorch"]
+    assert all("not built" not in label for _, label in template_labels())
+
+
+def test_a_build_on_first_start_shows_its_steps_on_the_notebook(
+    settings, acme, alice, fake_runtime, catalogue
+):
+    settings.LATTICE_RUNTIME = "fake:builds"
+    make_host()
+    notebook = make_notebook(acme, alice, "Torch", "pytorch")
+
+    session = services.notebook_start(team=acme, actor=alice, notebook=notebook)
+
+    session = NotebookSession.objects.for_team(acme).get(pk=session.pk)
+    assert session.status == Status.RUNNING
+    said = list(
+        NotebookEvent.objects.for_team(acme)
+        .filter(session=session, phase="pulling")
+        .order_by("pk")
+        .values_list("message", "percent")
+    )
+    messages = [message for message, _ in said]
+    assert "Building the Fake image: step 2 of 3 (installing packages)..." in messages, said
+    assert "Building the Fake image: step 3 of 3 (checking that it imports)..." in messages
+    percents = [percent for _, percent in said]
+    assert percents == sorted(percents)

@@ -1,0 +1,300 @@
+"""Template images built here (images/build-template.sh): their names, their steps, one build
+at a time per image, what they hold, and what JupyterLab's file browser shows in them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker.errors import ImageNotFound, NotFound
+
+from apps.runtimes import images
+from apps.runtimes.base import Spec
+from apps.runtimes.docker import DockerRuntime
+from apps.runtimes.images import (
+    BuildStep,
+    ImageBuildError,
+    _read_step,
+    build_template_image,
+    local_notebook_image,
+    local_template_image,
+    local_template_of,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_template_image_is_named_by_its_inputs_and_the_notebook_image(settings, tmp_path):
+    settings.LATTICE_LOCAL_TEMPLATES = ["scipy", "pytorch"]
+    scipy = local_template_image("scipy")
+    assert scipy.startswith("lattice/notebook-scipy-local:")
+    assert scipy != local_template_image("pytorch")
+    assert local_template_of(scipy) == "scipy"
+    assert local_template_of(local_notebook_image()) is None
+    assert local_template_of("ghcr.io/lattice-ml/notebook-scipy:2026.1") is None
+
+    # A copy of images/ names the same images; a changed requirement, or a changed notebook
+    # image under it, names another.
+    copy = tmp_path / "images"
+    shutil.copytree(REPO / "images", copy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "IMAGES_DIR", copy)
+        patch.setattr(images, "IMAGE_DIR", copy / "notebook")
+        assert local_template_image("scipy") == scipy
+        with (copy / "scipy" / "requirements.txt").open("a") as requirements:
+            requirements.write("seaborn\n")
+        changed = local_template_image("scipy")
+        assert changed != scipy
+        with (copy / "notebook" / "requirements.txt").open("a") as requirements:
+            requirements.write("ipywidgets\n")
+        assert local_template_image("scipy") not in (scipy, changed)
+        # The production Dockerfile is not an input of the local build.
+        pytorch = local_template_image("pytorch")
+        (copy / "pytorch" / "Dockerfile").write_text("FROM elsewhere\n")
+        assert local_template_image("pytorch") == pytorch
+
+
+def test_the_build_scripts_steps_are_said_in_words_with_a_rising_percent():
+    step = BuildStep("Building the PyTorch image...", 0)
+    lines = [
+        "[lattice] step 1 of 3: the base image",
+        "[lattice] step 2 of 3: installing packages",
+        "Step 1/8 : ARG BASE",
+        "Collecting numpy",
+        "Step 6/8 : RUN set -e; pip install torch",
+        "[lattice] step 3 of 3: checking the image",
+    ]
+    seen = []
+    for line in lines:
+        step = _read_step(line, "PyTorch", step)
+        seen.append(step)
+
+    assert (
+        seen[0].message == "Building the PyTorch image: step 1 of 3 (preparing the base image)..."
+    )
+    assert seen[1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
+    assert seen[3] == seen[2]  # pip's own lines move nothing
+    assert seen[4].message == seen[1].message
+    assert 10 <= seen[2].percent < seen[4].percent < 90
+    assert seen[5].message.endswith("step 3 of 3 (checking that it imports)...")
+    percents = [s.percent for s in seen]
+    assert percents == sorted(percents)
+    waiting = _read_step("[lattice] waiting: this image is being built", "R", seen[1])
+    assert (
+        waiting.message == "Waiting for the R image, which is being built for another notebook..."
+    )
+
+
+def test_a_failed_build_says_why(settings, tmp_path, monkeypatch):
+    script = tmp_path / "build-template.sh"
+    script.write_text(
+        'echo "[lattice] step 2 of 3: installing packages" >&2\n'
+        'echo "ERROR: No matching distribution found for torch" >&2\nexit 1\n'
+    )
+    monkeypatch.setattr(images, "TEMPLATE_SCRIPT", script)
+    heard: list[BuildStep] = []
+
+    with pytest.raises(ImageBuildError, match="No matching distribution found for torch"):
+        build_template_image("pytorch", heard.append)
+    assert heard[-1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
+
+
+def _locktest_images(tmp_path: Path) -> Path:
+    """A copy of images/ with a template "locktest" whose build takes a few seconds (its
+    notebook image is the real one: same inputs, same name)."""
+    copy = tmp_path / "images"
+    shutil.copytree(
+        REPO / "images", copy, ignore=shutil.ignore_patterns("scipy", "pytorch", "r", "tensorflow")
+    )
+    template = copy / "locktest"
+    template.mkdir()
+    (template / "Dockerfile.local").write_text(
+        f"# {secrets.token_hex(8)}: a new image each run\nARG BASE\nFROM ${{BASE}}\nRUN sleep 4\n"
+    )
+    (template / "check.py").write_text('import sys\nsys.stdout.write("ok\\n")\n')
+    return copy
+
+
+def test_two_starts_of_a_missing_image_build_it_once(notebook_image, docker_client, tmp_path):
+    copy = _locktest_images(tmp_path)
+    script = copy / "build-template.sh"
+    builds = [
+        subprocess.Popen(
+            ["bash", str(script), "locktest"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [build.communicate(timeout=300) for build in builds]
+    finally:
+        for build in builds:
+            if build.poll() is None:
+                build.kill()
+    names = {out.strip().splitlines()[-1] for out, _ in outputs}
+    try:
+        assert [build.returncode for build in builds] == [0, 0], [err for _, err in outputs]
+        assert len(names) == 1
+        (name,) = names
+        assert name.startswith("lattice/notebook-locktest-local:")
+        errors = [err for _, err in outputs]
+        assert sum(err.count("step 2 of 3: installing packages") for err in errors) == 1, errors
+        assert sum("[lattice] waiting" in err for err in errors) == 1, errors
+    finally:
+        for name in names:
+            with contextlib.suppress(ImageNotFound):
+                docker_client.images.remove(name)
+
+
+def test_the_scipy_image_holds_the_scientific_stack(scipy_image, docker_client):
+    assert scipy_image == local_template_image("scipy")
+    out = docker_client.containers.run(
+        scipy_image,
+        [
+            "python",
+            "-c",
+            (
+                "import numpy, pandas, scipy, sklearn, matplotlib; "
+                "print(sklearn.__version__, scipy.__version__)"
+            ),
+        ],
+        entrypoint=[],
+        network_disabled=True,
+        remove=True,
+    )
+    versions = out.decode().split()
+    assert len(versions) == 2, versions
+    assert all(v[0].isdigit() for v in versions), versions
+
+
+def test_the_pytorch_image_runs_cpu_torch(pytorch_image, docker_client):
+    assert pytorch_image == local_template_image("pytorch")
+    out = docker_client.containers.run(
+        pytorch_image,
+        ["python", "-c", "import torch; print(torch.__version__, torch.version.cuda)"],
+        entrypoint=[],
+        network_disabled=True,
+        remove=True,
+    ).decode()
+    version, cuda = out.split()
+    assert version.startswith("2."), out
+    assert cuda == "None", out  # the CPU build, never PyPI's CUDA one
+
+
+def _get(endpoint: str, path: str, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - a loopback http URL we made
+        f"{endpoint}{path}", headers={"Authorization": f"token {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        result: dict[str, Any] = json.load(response)
+    return result
+
+
+def test_jupyterlab_shows_datasets_and_storage_in_its_root(docker_client, scipy_image, tmp_path):
+    runtime = DockerRuntime(docker_client)
+    token = secrets.token_hex(16)
+    name = f"nb-{uuid.uuid4().hex[:8]}"
+    dataset = tmp_path / "flowers"
+    dataset.mkdir()
+    (dataset / "labels.csv").write_text("rose,1\n")
+    dataset.chmod(0o755)
+    tmp_path.chmod(0o755)
+    (dataset / "labels.csv").chmod(0o644)
+    volumes = {f"lattice-test-{name}": "/notebooks", f"lattice-test-{name}-storage": "/storage"}
+    spec = Spec(
+        name=name,
+        image=scipy_image,
+        command=[
+            "jupyter",
+            "server",
+            "--ip=0.0.0.0",
+            "--port={port}",
+            "--no-browser",
+            "--ServerApp.root_dir=/notebooks",
+        ],
+        env={"JUPYTER_TOKEN": token},
+        volumes=volumes,
+        datasets=[{"name": "flowers", "source": str(dataset)}],
+    )
+    try:
+        state = runtime.start(spec)
+        deadline = time.monotonic() + 90
+        root: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                root = _get(f"http://127.0.0.1:{state['port']}", "/api/contents/", token)
+                break
+            except OSError:
+                time.sleep(0.3)
+        endpoint = f"http://127.0.0.1:{state['port']}"
+        listed = {item["name"]: item["type"] for item in root.get("content", [])}
+        assert listed == {
+            "datasets": "directory",
+            "storage": "directory",
+            "README-lattice.md": "file",
+        }, (listed, list(runtime.logs(state))[-20:])
+        # Jupyter Server follows the links: the dataset's files, /storage, the note.
+        flowers = _get(endpoint, "/api/contents/datasets/flowers", token)
+        assert [item["name"] for item in flowers["content"]] == ["labels.csv"]
+        labels = _get(endpoint, "/api/contents/datasets/flowers/labels.csv?content=1", token)
+        assert labels["content"] == "rose,1\n"
+        assert _get(endpoint, "/api/contents/storage", token)["type"] == "directory"
+        note = _get(endpoint, "/api/contents/README-lattice.md?content=1", token)
+        assert "team's shared volume" in note["content"]
+    finally:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+        for volume in volumes:
+            with contextlib.suppress(NotFound):
+                docker_client.volumes.get(volume).remove(force=True)
+
+
+def test_the_docker_runtime_builds_a_missing_template_image_and_says_its_steps(
+    notebook_image, docker_client, tmp_path, settings, monkeypatch
+):
+    copy = _locktest_images(tmp_path)
+    monkeypatch.setattr(images, "IMAGES_DIR", copy)
+    monkeypatch.setattr(images, "TEMPLATE_SCRIPT", copy / "build-template.sh")
+    monkeypatch.setitem(images.IMAGE_TITLES, "locktest", "Lock test")
+    settings.LATTICE_LOCAL_TEMPLATES = ["locktest"]
+    image = local_template_image("locktest")
+    runtime = DockerRuntime(docker_client)
+    name = f"nb-{uuid.uuid4().hex[:8]}"
+    spec = Spec(name=name, image=image, command=["sleep", "60"])
+    said: list[str] = []
+    started: dict[str, Any] = {}
+
+    def start() -> None:
+        started.update(runtime.start(spec))
+
+    thread = threading.Thread(target=start)
+    try:
+        thread.start()
+        while thread.is_alive():
+            progress = runtime.pulling(name)
+            if progress is not None and (not said or said[-1] != progress.message):
+                assert progress.phase == "building"
+                said.append(progress.message)
+            time.sleep(0.05)
+        thread.join()
+        assert started.get("container_id"), "the workload did not start"
+        assert docker_client.images.get(image)
+        assert "Building the Lock test image: step 2 of 3 (installing packages)..." in said, said
+        assert runtime.pulling(name) is None
+    finally:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+        with contextlib.suppress(ImageNotFound):
+            docker_client.images.remove(image)
