@@ -216,8 +216,10 @@ def log_in(page: Any, email: str, password: str) -> None:
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
-def create_notebook(page: Any, team: Any, name: str, machine_type: Any) -> Any:
-    """From the notebooks page, make a Scientific Python notebook on ``machine_type`` with
+def create_notebook(
+    page: Any, team: Any, name: str, machine_type: Any, template: str = "Scientific Python"
+) -> Any:
+    """From the notebooks page, make a notebook of ``template`` on ``machine_type`` with
     the new-notebook page's form (the picker's choice for it); the page ends on the
     notebook's own page. Returns the Notebook row."""
     from apps.core.tenancy import team_scope
@@ -227,7 +229,7 @@ def create_notebook(page: Any, team: Any, name: str, machine_type: Any) -> Any:
     page.wait_for_url(f"**/t/{team.slug}/notebooks/new/")
     form = page.get_by_test_id("create-form")
     form.get_by_label("Name", exact=True).fill(name)
-    form.get_by_label("Template", exact=True).select_option(label="Scientific Python")
+    form.get_by_label("Template", exact=True).select_option(label=template)
     form.get_by_test_id(f"machine-{machine_type.slug}").get_by_role("radio").check()
     form.get_by_role("button", name="Create notebook").click()
     page.wait_for_url(f"**/t/{team.slug}/notebooks/*/")

@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     _remove_notebook_containers,
     _remove_volumes,
     _wait_for_status,
+    create_notebook,
     log_in,
     run_in_new_notebook,
 )
@@ -36,23 +37,14 @@ def test_a_pytorch_notebook_imports_torch_in_jupyterlab(
     password: str,
     catalogue: dict[str, Any],
 ) -> None:
-    from apps.notebooks.models import Notebook, NotebookSession, TeamNotebookSettings
+    from apps.notebooks.models import NotebookSession, TeamNotebookSettings
 
     page = asgi_page
     made: list[Any] = []
     try:
         log_in(page, alice.email, password)
         page.goto("/t/acme/notebooks/")
-        form = page.get_by_test_id("create-form")
-        form.get_by_label("Name", exact=True).fill("Torch")
-        form.get_by_label("Template", exact=True).select_option(label="PyTorch")
-        form.get_by_label("Machine type", exact=True).select_option(
-            value=str(catalogue["cpu-small"].pk)
-        )
-        form.get_by_role("button", name="Create notebook").click()
-        page.wait_for_url("**/t/acme/notebooks/*/")
-        with team_scope(acme):
-            notebook = Notebook.objects.get(name="Torch")
+        notebook = create_notebook(page, acme, "Torch", catalogue["cpu-small"], "PyTorch")
         made.append(notebook)
 
         page.get_by_test_id("start").click()
