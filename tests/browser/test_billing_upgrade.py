@@ -18,6 +18,8 @@ from apps.devtools.offline_billing import settings_for, start_double
 from apps.notebooks.services import notebook_create
 from tests.billing_fixtures import WEBHOOK_PATH, plan_slug
 from tests.browser.conftest import log_in
+from tests.factories import GPUDeviceFactory
+from tests.notebook_fixtures import make_host
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,7 +39,7 @@ def live_double(live_server: Any, settings: Any, billing_plans: None) -> Iterato
 
 
 def test_free_owner_upgrades_to_start_a_gpu(
-    page, live_server, live_double, acme, alice, password, catalogue
+    page, live_server, live_double, acme, alice, password, catalogue, fake_runtime
 ):
     notebook = notebook_create(
         team=acme, actor=alice, name="GPU work", template="pytorch", machine_type=catalogue["p5000"]
@@ -76,7 +78,9 @@ def test_free_owner_upgrades_to_start_a_gpu(
     assert set(StripeEvent.objects.values_list("outcome", flat=True)) == {"processed"}
     assert plan_slug(acme) == "pro"
 
-    # Now the GPU machine type is allowed: the start is accepted and queued.
+    # Now the GPU machine type is allowed and a host here offers it: the start is accepted.
+    host = make_host(cpus=64, memory_gib=256)
+    GPUDeviceFactory.create(host=host, name=catalogue["p5000"].gpu_model)
     page.goto(f"/t/{acme.slug}/notebooks/{notebook.pk}/")
     page.get_by_role("button", name="Start", exact=True).click()
     expect(page.get_by_text("Starting GPU work.")).to_be_visible()
