@@ -10,6 +10,13 @@ another publisher) from the buffer. So a client that connects late or
 reconnects gets the backlog, then live messages, with no gap and no duplicate
 while the buffer still holds what it missed; past that it is told of the gap.
 
+Each buffer has an epoch: a random id made with it (kept beside it in Redis, or in
+this process's memory) and never changed while it lives. Numbers mean something
+only within one epoch: a buffer lost in a restart comes back with a new epoch and
+numbers that start over, so a client resumes with the epoch it saw as well as its
+last number, and ``stream_resume`` tells it the stream restarted when the epoch is
+not the same, however far the new stream's numbers have already gone.
+
 The channel layer is never the only copy: the buffer is (Redis, or this
 process's memory on the embedded default), and so are the durable rows
 (notebook events) and the workload's own log.
@@ -30,9 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -42,8 +51,10 @@ _PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('SET', KEYS[3], ARGV[4], 'NX')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
 return seq
 """
 _AFTER = """
@@ -64,10 +75,17 @@ redis.call('HSET', KEYS[3], ARGV[4], frame)
 local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('SET', KEYS[4], ARGV[7], 'NX')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 return seq
+"""
+# The buffer's epoch and last number, the epoch made first if the stream has none yet.
+_POSITION = """
+redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
+return {redis.call('GET', KEYS[2]), redis.call('GET', KEYS[1]) or '0'}
 """
 # Streams nobody writes to for this long are forgotten (seconds).
 _KEEP_FOR = 7 * 24 * 3600
@@ -80,6 +98,10 @@ def group_name(stream: str) -> str:
     return f"stream.{stream}"
 
 
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
 class _RedisBuffer:
     def __init__(self, url: str) -> None:
         import redis
@@ -88,10 +110,15 @@ class _RedisBuffer:
         self._publish = self.client.register_script(_PUBLISH)
         self._publish_frame = self.client.register_script(_PUBLISH_FRAME)
         self._after = self.client.register_script(_AFTER)
+        self._position = self.client.register_script(_POSITION)
 
     def append(self, stream: str, body: str, keep: int) -> int:
-        keys = [f"lattice:stream:{stream}:seq", f"lattice:stream:{stream}:buf"]
-        return int(self._publish(keys=keys, args=[body, keep, _KEEP_FOR]))
+        keys = [
+            f"lattice:stream:{stream}:seq",
+            f"lattice:stream:{stream}:buf",
+            f"lattice:stream:{stream}:epoch",
+        ]
+        return int(self._publish(keys=keys, args=[body, keep, _KEEP_FOR, _new_epoch()]))
 
     def append_frame(
         self, stream: str, body: str, keep: int, source: str, frame: int, *, force: bool
@@ -100,8 +127,17 @@ class _RedisBuffer:
             f"lattice:stream:{stream}:seq",
             f"lattice:stream:{stream}:buf",
             f"lattice:stream:{stream}:frames",
+            f"lattice:stream:{stream}:epoch",
         ]
-        args: list[str | int] = [body, keep, _KEEP_FOR, source, frame, "1" if force else "0"]
+        args: list[str | int] = [
+            body,
+            keep,
+            _KEEP_FOR,
+            source,
+            frame,
+            "1" if force else "0",
+            _new_epoch(),
+        ]
         return int(self._publish_frame(keys=keys, args=args))
 
     def frame_cursor(self, stream: str, source: str) -> int:
@@ -120,6 +156,11 @@ class _RedisBuffer:
         value = self.client.get(f"lattice:stream:{stream}:seq")
         return int(value) if value else 0
 
+    def position(self, stream: str) -> tuple[str, int]:
+        keys = [f"lattice:stream:{stream}:seq", f"lattice:stream:{stream}:epoch"]
+        epoch, last = self._position(keys=keys, args=[_new_epoch(), _KEEP_FOR])
+        return epoch.decode(), int(last)
+
 
 class _MemoryBuffer:
     def __init__(self) -> None:
@@ -127,6 +168,7 @@ class _MemoryBuffer:
         self.seq: dict[str, int] = {}
         self.buffers: dict[str, deque[tuple[int, str]]] = {}
         self.frames: dict[tuple[str, str], int] = {}
+        self.epochs: dict[str, str] = {}
 
     def append_frame(
         self, stream: str, body: str, keep: int, source: str, frame: int, *, force: bool
@@ -148,6 +190,7 @@ class _MemoryBuffer:
         with self.lock:
             seq = self.seq.get(stream, 0) + 1
             self.seq[stream] = seq
+            self.epochs.setdefault(stream, _new_epoch())
             buffer = self.buffers.get(stream)
             if buffer is None or buffer.maxlen != keep:
                 buffer = self.buffers[stream] = deque(buffer or (), maxlen=keep)
@@ -161,6 +204,10 @@ class _MemoryBuffer:
     def last(self, stream: str) -> int:
         with self.lock:
             return self.seq.get(stream, 0)
+
+    def position(self, stream: str) -> tuple[str, int]:
+        with self.lock:
+            return self.epochs.setdefault(stream, _new_epoch()), self.seq.get(stream, 0)
 
 
 _buffer: _RedisBuffer | _MemoryBuffer | None = None
@@ -237,6 +284,28 @@ def stream_after(stream: str, seq: int, limit: int = 1000) -> list[dict[str, Any
 def stream_last(stream: str) -> int:
     """The number of the stream's latest message (0 before the first)."""
     return _the_buffer().last(stream)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a client resumes a stream: after ``after``; the buffer's ``epoch`` and ``last``
+    number to tell it; ``restarted`` when its numbers belong to a lost buffer."""
+
+    after: int
+    last: int
+    epoch: str
+    restarted: bool
+
+
+def stream_resume(stream: str, after: int, epoch: str | None = None) -> Resume:
+    """Where a client that last saw message ``after`` of the buffer with ``epoch`` resumes.
+
+    The stream restarted (its buffer was lost and made again) when ``epoch`` is not the
+    buffer's, or, for a client that gave no epoch, when ``after`` is beyond the last number:
+    then it resumes from the start, and must forget its numbers."""
+    current, last = _the_buffer().position(stream)
+    restarted = after > 0 and (after > last if not epoch else epoch != current)
+    return Resume(after=0 if restarted else after, last=last, epoch=current, restarted=restarted)
 
 
 def group_send(group: str, payload: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ A shipper started for a workload that already runs (the agent restarted, or the
 control plane with it: under ``make dev`` they are one process, and the stream's
 buffer is in its memory) first sends a backfill: the last ``backfill`` lines of
 the runtime's log, as one frame marked ``"backfill": true``, then what the
-workload prints from then on. Whoever shows the stream replaces what it shows
+workload printed after them (``Runtime.logs_backfill``: nothing between the two
+is lost or sent twice). Whoever shows the stream replaces what it shows
 with a backfill's lines (they are the workload's recent output, so nothing is
 shown twice and a restarted control plane does not say "no log lines").
 """
@@ -81,11 +82,11 @@ class LogShipper:
     def _read(self) -> None:
         try:
             if self.backfill is not None:
-                # The recent lines first, then only what is printed next (tail 0): a line
-                # printed between the two reads is missed, none is shipped twice.
-                recent = list(self.runtime.logs(self.state, tail=self.backfill))
+                # The recent lines first, then what is printed after them: the runtime
+                # follows on from where the recent lines ended, so a line printed while they
+                # were read is shipped once, neither lost nor twice.
+                recent, follow = self.runtime.logs_backfill(self.state, tail=self.backfill)
                 self._publish(self._fit([self._cut(line) for line in recent]), backfill=True)
-                follow = self.runtime.logs(self.state, tail=0, follow=True)
             else:
                 follow = self.runtime.logs(self.state, since=self.since, follow=True)
             for line in follow:

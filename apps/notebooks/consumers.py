@@ -1,13 +1,15 @@
 """Live status and logs of one notebook: ``/ws/teams/<slug>/notebooks/<id>/?after=<seq>``.
 
-On connect a member gets ``{"type": "hello", "status": {...}, "last": N}``, then
-every buffered message numbered after ``after`` (all of the backlog without
-it), then live messages. Each message carries ``seq``; a client that
-reconnects with the last ``seq`` it saw misses nothing and sees nothing twice
-(see apps.core.stream). If the backlog no longer holds what it missed, it gets
-``{"type": "gap", "from": a, "to": b}`` first; if ``after`` is beyond the stream's
-last number (the stream started over: its buffer was lost in a restart), the
-hello says ``"restarted": true`` and the whole backlog follows. Outsiders and visitors are
+On connect a member gets ``{"type": "hello", "status": {...}, "last": N,
+"epoch": E}``, then every buffered message numbered after ``after`` (all of the
+backlog without it), then live messages. Each message carries ``seq``; a
+client that reconnects with the last ``seq`` it saw misses nothing and sees
+nothing twice (see apps.core.stream). If the backlog no longer holds what it
+missed, it gets ``{"type": "gap", "from": a, "to": b}`` first. A client
+resumes with the hello's epoch too (``&epoch=E``): if E is not the buffer's
+epoch (the stream started over: its buffer was lost in a restart), or, without
+it, if ``after`` is beyond the stream's last number, the hello says
+``"restarted": true`` and the whole backlog follows. Outsiders and visitors are
 refused at the handshake. A member removed from the team, or lowered to a role
 without ``notebooks.view``, is cut off at once: the teams app signals the
 change and TeamConsumer closes the socket (ARCHITECTURE decision 12). The
@@ -25,7 +27,7 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from apps.core.stream import group_name, stream_after, stream_last
+from apps.core.stream import group_name, stream_after, stream_resume
 from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook
 from apps.notebooks.selectors import open_session
@@ -52,15 +54,19 @@ class NotebookStreamConsumer(TeamConsumer):
         self.checked_at = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
-            self.last = max(0, int(query.get("after", ["0"])[0]))
+            after = max(0, int(query.get("after", ["0"])[0]))
         except ValueError:
-            self.last = 0
-        latest = await sync_to_async(stream_last, thread_sensitive=False)(self.stream)
-        hello = {"type": "hello", "status": status, "last": latest}
-        if self.last > latest:
-            # A number from before the buffer was lost (a restart on the in-memory default):
-            # the stream started over, and the client must forget its numbers too.
-            self.last = 0
+            after = 0
+        epoch = query.get("epoch", [""])[0]
+        resume = await sync_to_async(stream_resume, thread_sensitive=False)(
+            self.stream, after, epoch
+        )
+        latest = resume.last
+        self.last = resume.after
+        hello = {"type": "hello", "status": status, "last": latest, "epoch": resume.epoch}
+        if resume.restarted:
+            # Numbers from a buffer lost in a restart (another epoch): the stream started
+            # over, and the client must forget its numbers too.
             hello["restarted"] = True
         await self.send_json(hello)
         await self._catch_up(latest)

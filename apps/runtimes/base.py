@@ -13,6 +13,9 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``pulling(name) -> Progress | None``: the image download (or local build) in flight for
   workload ``name`` while its ``start`` runs, if any (cheap: the agent asks twice a second);
 - ``logs(state, since, follow) -> Iterator[str]``: output lines;
+- ``logs_backfill(state, tail) -> (recent, rest)``: the last ``tail`` lines printed so
+  far, and what is printed after them (followed), with no line between the two lost
+  or given twice;
 - ``endpoint(state) -> str | None``: where the workload's HTTP server listens;
 - ``list_managed() -> list[Managed]``: everything this runtime runs for
   Lattice on this host, found by its labels, for the reconciler (and, with the
@@ -183,6 +186,13 @@ class Runtime(abc.ABC):
         """The workload's output, line by line: from ``since`` (a time), or only the last
         ``tail`` lines printed so far (``tail=0``: none of them); then, with ``follow``,
         what it prints next, until it stops."""
+
+    @abc.abstractmethod
+    def logs_backfill(self, state: dict[str, Any], *, tail: int) -> tuple[list[str], Iterator[str]]:
+        """The last ``tail`` lines printed so far, and an iterator over every line printed
+        after them, followed until the workload stops: a line printed while the first are
+        read is in exactly one of the two (not lost, as between ``logs(tail=n)`` and a
+        later ``logs(tail=0, follow=True)``, nor given twice)."""
 
     @abc.abstractmethod
     def endpoint(self, state: dict[str, Any]) -> str | None: ...

@@ -15,9 +15,12 @@ metadata) and from the host itself (its Redis, PostgreSQL, Docker API, SSH).
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import itertools
 import shutil
 import subprocess
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,7 +49,7 @@ from apps.runtimes.images import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from docker.models.containers import Container
 
@@ -290,14 +293,30 @@ class DockerRuntime(Runtime):
             kwargs["tail"] = tail
         if since is not None:
             kwargs["since"] = datetime.fromtimestamp(since)  # noqa: DTZ006 - docker wants local time
-        buffer = b""
-        for chunk in container.logs(**kwargs):
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                yield line.decode(errors="replace")
-        if buffer:
-            yield buffer.decode(errors="replace")
+        yield from _lines(container.logs(**kwargs))
+
+    def logs_backfill(self, state: dict[str, Any], *, tail: int) -> tuple[list[str], Iterator[str]]:
+        # Docker stamps each line (to the nanosecond): the rest is followed from the last
+        # recent line's second on, and what is not newer than that line is skipped.
+        container = self._container(state)
+        if container is None:
+            return [], iter(())
+        stamped = [
+            _stamped(line) for line in _lines([container.logs(tail=max(tail, 1), timestamps=True)])
+        ]
+        recent = [line for _, line in stamped[len(stamped) - tail :]] if tail else []
+        last = stamped[-1][0] if stamped else None
+
+        def rest() -> Iterator[str]:
+            kwargs: dict[str, Any] = {"stream": True, "follow": True, "timestamps": True}
+            if last is not None:
+                kwargs["since"] = max(last // 10**9, 1)
+            for line in _lines(container.logs(**kwargs)):
+                at, text = _stamped(line)
+                if last is None or at > last:
+                    yield text
+
+        return recent, rest()
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
         port = state.get("port")
@@ -458,3 +477,28 @@ def isolate_workloads(runtime: DockerRuntime) -> bool:
             if added.returncode != 0:
                 return False
     return bool(rules)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Docker's log output, in chunks that may end mid-line, as lines."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode(errors="replace")
+    if buffer:
+        yield buffer.decode(errors="replace")
+
+
+def _stamped(line: str) -> tuple[int, str]:
+    """A line docker stamped (``2026-12-06T07:44:06.123456789Z text``): its time in
+    nanoseconds since the epoch (UTC), and its text."""
+    stamp, _, text = line.partition(" ")
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0, line
+    digits = "".join(itertools.takewhile(str.isdigit, fraction))
+    return seconds * 10**9 + int((digits + "0" * 9)[:9]), text

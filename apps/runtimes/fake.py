@@ -180,6 +180,18 @@ class FakeRuntime(Runtime):
             printed = printed[len(printed) - tail :] if tail else []
         yield from printed
 
+    def logs_backfill(self, state: dict[str, Any], *, tail: int) -> tuple[list[str], Iterator[str]]:
+        entry = self._running.get(state["name"])
+        printed = list(entry["log"]) if entry else []
+        seen = len(printed)
+
+        def rest() -> Iterator[str]:
+            # The fake does not follow (as its logs()): what was printed after, then the end.
+            if entry is not None:
+                yield from list(entry["log"])[seen:]
+
+        return (printed[seen - tail :] if tail else []), rest()
+
     def endpoint(self, state: dict[str, Any]) -> str | None:
         entry = self._running.get(state["name"])
         if entry is None or not self._ready(entry):

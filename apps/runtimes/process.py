@@ -47,6 +47,7 @@ from apps.runtimes.base import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import TextIO
 
 
 # A dataset's folder on the host is named by its content key (apps.machines.materialise).
@@ -261,14 +262,32 @@ class LocalProcessRuntime(Runtime):
                 yield from (
                     line.rstrip("\n") for line in collections.deque(iter(handle.readline, ""), tail)
                 )
-            while True:
-                line = handle.readline()
-                if line:
-                    yield line.rstrip("\n")
-                    continue
-                if not follow or self.poll(state) is not None:
-                    return
-                time.sleep(0.2)
+            yield from self._read_on(handle, state, follow=follow)
+
+    def _read_on(self, handle: TextIO, state: dict[str, Any], *, follow: bool) -> Iterator[str]:
+        while True:
+            line = handle.readline()
+            if line:
+                yield line.rstrip("\n")
+                continue
+            if not follow or self.poll(state) is not None:
+                return
+            time.sleep(0.2)
+
+    def logs_backfill(self, state: dict[str, Any], *, tail: int) -> tuple[list[str], Iterator[str]]:
+        # One open file: the rest is read on from exactly where the recent lines ended.
+        state = self._load(state)
+        path = Path(state["log"]) if "log" in state else None
+        if path is None or not path.exists():
+            return [], iter(())
+        handle = path.open(errors="replace")
+        printed = collections.deque(iter(handle.readline, ""), tail)
+
+        def rest() -> Iterator[str]:
+            with handle:
+                yield from self._read_on(handle, state, follow=True)
+
+        return [line.rstrip("\n") for line in printed], rest()
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
         if self.poll(state) is None and port_answers(state["port"]):

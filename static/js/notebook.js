@@ -3,9 +3,9 @@
  * on #notebook; no inline script (the site's CSP forbids it).
  *
  * The stream numbers its messages ("seq"). We keep the last number seen and reconnect with
- * ?after=<seq>, so a dropped connection misses nothing and repeats nothing; a "gap" message
+ * ?after=<seq>&epoch=<the hello's epoch>, so a dropped connection misses nothing and repeats nothing; a "gap" message
  * says the server no longer had some of it. A hello that says the stream "restarted" (its
- * numbers started over) resets ours; a "backfill" of log lines (an agent that found the
+ * buffer was made again, with another epoch, and its numbers started over) resets ours; a "backfill" of log lines (an agent that found the
  * notebook running again) replaces the lines shown. */
 (function () {
   "use strict";
@@ -39,6 +39,7 @@
   var maxLines = parseInt(panel && panel.getAttribute("data-max-lines"), 10) || 5000;
 
   var lastSeq = 0;
+  var epoch = "";  // the stream buffer's epoch our numbers belong to (from the hello)
   var socket = null;
   var retryDelay = 1000;
   var retryTimer = null;
@@ -207,7 +208,8 @@
   function url() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var path = root.getAttribute("data-ws-path");
-    return scheme + window.location.host + path + (lastSeq ? "?after=" + lastSeq : "");
+    var query = lastSeq ? "?after=" + lastSeq + (epoch ? "&epoch=" + encodeURIComponent(epoch) : "") : "";
+    return scheme + window.location.host + path + query;
   }
 
   function onMessage(event) {
@@ -223,6 +225,7 @@
       if (data.restarted || (typeof data.last === "number" && data.last < lastSeq)) {
         lastSeq = 0;  // the stream started over (the server restarted): take its numbers
       }
+      if (typeof data.epoch === "string") { epoch = data.epoch; }
       drawStatus(data.status);
     } else if (data.type === "status") {
       drawStatus(data);

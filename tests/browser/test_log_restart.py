@@ -5,7 +5,8 @@ A restart of ``make dev`` loses the stream's in-memory buffer and the agent's sh
 drops the page's websocket. Here the buffer and the shippers are dropped as the restart
 drops them, and the page's socket is closed; the agent's next report must ship the
 container's recent lines again, the open page must take the restarted stream's numbers and
-show them, and so must a page loaded afterwards (not "No log lines yet").
+show them, and so must a page loaded afterwards (not "No log lines yet"). Also when the page
+comes back only after the new stream's numbers passed its old one (a chatty notebook).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from apps.core import stream
 from apps.machines.agent import managed_report
 from apps.runtimes.select import host_runtime
 from tests.browser.conftest import (
@@ -26,6 +28,7 @@ from tests.browser.conftest import (
     create_notebook,
     log_in,
 )
+from tests.helpers import wait_for
 from tests.notebooks.test_log_restart import restart_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -46,7 +49,9 @@ _KEEP_SOCKETS = """
 """
 
 
+@pytest.mark.parametrize("chatty", [False, True], ids=["quiet", "chatty"])
 def test_the_log_panel_shows_the_containers_lines_after_a_server_restart(
+    chatty: bool,
     asgi_page: Any,
     asgi_live_server: str,
     local_host: Any,
@@ -71,6 +76,7 @@ def test_the_log_panel_shows_the_containers_lines_after_a_server_restart(
         panel = page.get_by_test_id("log-panel")
         expect(panel).to_contain_text("Jupyter", timeout=JUPYTER_MS)
 
+        before = stream.stream_last(notebook.stream)
         # The server restarts: its buffer and the agent's shippers are gone...
         restart_server()
         # ...while the container went on printing.
@@ -83,6 +89,14 @@ def test_the_log_panel_shows_the_containers_lines_after_a_server_restart(
         )
         assert printed.exit_code == 0, printed.output
         managed_report(local_host.name)  # the restarted agent's first report
+        if chatty:
+            # The page comes back late: a chatty notebook's new stream is already past the
+            # page's old number. Only the stream's epoch tells the page it started over.
+            assert wait_for(
+                lambda: any(m.get("backfill") for m in stream.stream_after(notebook.stream, 0))
+            )
+            while stream.stream_last(notebook.stream) <= before + 3:
+                stream.stream_publish(notebook.stream, {"type": "logs", "lines": ["chatter"]})
         # The page's connection drops with the server; it reconnects with its old number.
         page.evaluate("window.__sockets.forEach((socket) => socket.close())")
 

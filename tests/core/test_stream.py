@@ -168,7 +168,9 @@ def test_an_outsider_or_a_visitor_is_refused(charlie, globex, notebook):
 
 
 def _buffer_keys(notebook: Any) -> list[str]:
-    return [f"lattice:stream:{notebook.stream}:seq", f"lattice:stream:{notebook.stream}:buf"]
+    return [
+        f"lattice:stream:{notebook.stream}:{part}" for part in ("seq", "buf", "frames", "epoch")
+    ]
 
 
 def _on_redis(settings: Any, redis_url: str, notebook: Any) -> Any:
@@ -445,7 +447,70 @@ def test_the_redis_buffer_orders_frames_atomically(redis_url, settings):
         late = buffer.append_frame(name, '{"n":4}', 10, "s", 4, force=False)
     finally:
         keys = client.keys(f"lattice:stream:{name}:*")
-        assert len(keys) == 3
+        assert len(keys) == 4  # seq, buf, frames, epoch
         client.delete(*keys)
 
     assert (early, first, second, replay, skipped, late) == (-1, 1, 2, 0, 3, 0)
+
+
+def _lose_the_buffer(channel_layer: str, notebook: Any) -> None:
+    """What a restart does to a buffer: gone (memory), or emptied (Redis lost its data)."""
+    if channel_layer == "redis":
+        import redis
+        from django.conf import settings
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        client.delete(*_buffer_keys(notebook))
+        client.close()
+    stream.reset_for_tests()
+
+
+def test_a_client_of_a_lost_buffer_is_told_it_restarted_even_below_the_new_last(
+    alice, notebook, channel_layer
+):
+    # A chatty notebook: by the time the page comes back, the new stream's numbers have
+    # passed the page's old one. Only the epoch says these are other numbers.
+    publish_lines(notebook, 0, 50)
+
+    async def connect(query: str) -> list[dict]:
+        communicator = WebsocketCommunicator(application, path(notebook) + query)
+        communicator.scope["user"] = alice
+        assert (await communicator.connect())[0]
+        got = await receive_all(communicator)
+        await communicator.disconnect()
+        return got
+
+    before = async_to_sync(connect)("")
+    old_epoch, old_last = before[0].get("epoch", ""), before[-1]["seq"]
+    assert old_last == 5
+
+    _lose_the_buffer(channel_layer, notebook)
+    publish_lines(notebook, 1000, 80)  # eight frames: seq 1..8, beyond the old 5
+    assert stream_last(notebook.stream) == 8
+
+    again = async_to_sync(connect)(f"?after={old_last}&epoch={old_epoch}")
+    assert again[0]["type"] == "hello"
+    assert again[0]["restarted"] is True
+    assert [m["seq"] for m in again[1:]] == list(range(1, 9))
+    assert old_epoch
+    assert again[0]["epoch"]
+    assert again[0]["epoch"] != old_epoch
+    assert log_numbers(again) == list(range(1000, 1080))
+
+    # With the buffer's own epoch, the same number resumes where it was: nothing again.
+    same = async_to_sync(connect)(f"?after=5&epoch={again[0]['epoch']}")
+    assert "restarted" not in same[0]
+    assert [m["seq"] for m in same[1:]] == [6, 7, 8]
+
+
+def test_the_epoch_is_made_with_the_buffer_and_kept_while_it_lives(notebook, channel_layer):
+    first = stream.stream_resume(notebook.stream, 0)
+    stream_publish(notebook.stream, {"type": "status", "status": "queued"})
+    assert stream.stream_resume(notebook.stream, 0).epoch == first.epoch
+    assert stream.stream_resume(notebook.stream, 1, first.epoch).restarted is False
+    _lose_the_buffer(channel_layer, notebook)
+    stream_publish(notebook.stream, {"type": "status", "status": "queued"})
+    stream_publish(notebook.stream, {"type": "status", "status": "running"})
+    resume = stream.stream_resume(notebook.stream, 1, first.epoch)
+    assert resume.epoch != first.epoch
+    assert (resume.after, resume.last, resume.restarted) == (0, 2, True)

@@ -95,6 +95,7 @@ def test_after_a_restart_the_running_notebooks_log_is_shipped_again(
     printed = _wait(lambda: _log_lines(notebook.stream))
     assert printed, "the running notebook shipped no log lines"
     before = stream.stream_last(notebook.stream)
+    old_epoch = api_for(alice).get(url(notebook, "logs")).json().get("epoch", "")
 
     restart_server()
     assert _log_lines(notebook.stream) == []  # what the panel had to show: nothing
@@ -124,3 +125,29 @@ def test_after_a_restart_the_running_notebooks_log_is_shipped_again(
     managed_report(process_host.name)
     time.sleep(0.5)
     assert sum(1 for m in stream.stream_after(notebook.stream, 0) if m.get("backfill")) == 1
+
+    # A page that comes back late, after a chatty notebook's new stream has passed its old
+    # number: only the epoch tells the numbers apart. Restarted, and everything again.
+    while stream.stream_last(notebook.stream) <= before:
+        stream.stream_publish(notebook.stream, {"type": "logs", "lines": ["chatter"]})
+    latest = stream.stream_last(notebook.stream)
+    got = _websocket(
+        alice,
+        f"/ws/teams/{acme.slug}/notebooks/{notebook.pk}/?after={before}&epoch={old_epoch}",
+        latest + 1,
+    )
+    assert got[0]["type"] == "hello"
+    assert got[0]["restarted"] is True
+    assert [m["seq"] for m in got[1:]] == list(range(1, latest + 1))
+    assert any(m.get("backfill") for m in got[1:])
+    assert old_epoch
+    assert got[0]["epoch"] != old_epoch
+    # The logs API resumes the same way.
+    api = api_for(alice)
+    page = api.get(url(notebook, "logs"), {"after": before, "epoch": old_epoch}).json()
+    assert page["restarted"] is True
+    assert page["messages"][0]["seq"] == 1
+    assert any(m.get("backfill") for m in page["messages"])
+    same = api_for(alice).get(url(notebook, "logs"), {"after": 1, "epoch": page["epoch"]}).json()
+    assert "restarted" not in same
+    assert same["messages"][0]["seq"] == 2

@@ -55,6 +55,42 @@ class TestFake:
 
         assert runtime.endpoint(state) is None
 
+    def test_a_line_printed_between_the_backfill_and_the_follow_is_shipped_once(self, monkeypatch):
+        # The agent's shipper on the fake: the workload prints a line right after the
+        # backfill's recent lines are read, before the shipper follows on.
+        from apps.machines import logship
+
+        class PrintsWhileRead(FakeRuntime):
+            def _print(self, state):
+                self._running[state["name"]]["log"].append("printed in between")
+
+            def logs(self, state, *, since=None, follow=False, tail=None):
+                printed = list(super().logs(state, since=since, follow=follow, tail=tail))
+                if tail:  # the backfill's read (a follow reads with tail 0 or none)
+                    self._print(state)
+                return iter(printed)
+
+            def logs_backfill(self, state, *, tail):
+                recent, rest = super().logs_backfill(state, tail=tail)
+                self._print(state)
+                return recent, rest
+
+        frames: list[dict] = []
+        monkeypatch.setattr(logship, "send", lambda _host, _kind, body: frames.append(body))
+        runtime = PrintsWhileRead("ok")
+        state = runtime.start(self.spec())
+        runtime._running[state["name"]]["log"].extend(f"old {n}" for n in range(5))
+
+        shipper = logship.LogShipper(runtime, state, "local", backfill=3)
+        shipper.start()
+        assert shipper.done.wait(10)
+
+        shipped = [line for frame in frames for line in frame["lines"]]
+        assert frames[0]["backfill"] is True
+        assert frames[0]["lines"] == ["old 2", "old 3", "old 4"]
+        assert shipped.count("printed in between") == 1
+        assert shipped == ["old 2", "old 3", "old 4", "printed in between"]
+
     def test_crashes_exits_with_status_1(self):
         runtime = FakeRuntime("crashes")
         state = runtime.start(self.spec())
@@ -210,6 +246,30 @@ class TestLocalProcess:
         assert list(runtime.logs(state, tail=0)) == []
         # Following from the end: only what is printed from now on.
         assert list(runtime.logs(state, tail=0, follow=True)) == ["new"]
+
+    def test_the_backfill_follows_on_from_its_last_line_missing_none(self, tmp_path):
+        runtime = LocalProcessRuntime(tmp_path)
+        printer = (
+            "import sys, time\n"
+            "print('\\n'.join(f'old {n}' for n in range(5)), flush=True)\n"
+            "while not __import__('os').path.exists(sys.argv[1]): time.sleep(0.05)\n"
+            "print('printed in between', flush=True)\n"
+            "time.sleep(0.5)\n"
+            "print('after', flush=True)\n"
+        )
+        go = tmp_path / "go"
+        state = runtime.start(
+            Spec(name="between", image="", command=[sys.executable, "-c", printer, str(go)])
+        )
+        assert wait_for(lambda: len(list(runtime.logs(state))) == 5)
+
+        recent, rest = runtime.logs_backfill(state, tail=2)
+        # Printed after the recent lines were read, before anyone follows on.
+        go.touch()
+        assert wait_for(lambda: "printed in between" in list(runtime.logs(state)))
+
+        assert recent == ["old 3", "old 4"]
+        assert list(rest) == ["printed in between", "after"]  # followed to the end, once each
 
     def test_a_command_that_does_not_exist_says_so(self, tmp_path):
         from apps.runtimes.base import WorkloadError

@@ -144,6 +144,30 @@ def test_a_container_that_exits_reports_its_status(runtime, busybox_image):
     assert runtime.progress(state)[-1].phase == "failed"
 
 
+def test_the_backfill_follows_on_from_its_last_line_missing_none(runtime, busybox_image):
+    # Docker follows by time: from the last recent line's second, skipping what is not
+    # newer than that line (the old lines share its second).
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    script = (
+        "for n in 0 1 2 3 4; do echo old $n; done; "
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo printed in between; sleep 1; echo after"
+    )
+    state = runtime.start(
+        Spec(name=name, image=busybox_image, command=["/bin/busybox", "sh", "-c", script])
+    )
+    assert wait_for(lambda: len(list(runtime.logs(state))) == 5, timeout=20)
+
+    recent, rest = runtime.logs_backfill(state, tail=2)
+    go = ["/bin/busybox", "touch", "/tmp/go"]  # noqa: S108 - inside the container
+    runtime._container(state).exec_run(go)
+    assert wait_for(lambda: "printed in between" in list(runtime.logs(state)), timeout=10)
+
+    assert recent == ["old 3", "old 4"]
+    assert list(rest) == ["printed in between", "after"]
+
+
 def test_workloads_cannot_reach_each_other_or_private_addresses(
     runtime, busybox_image, docker_client
 ):

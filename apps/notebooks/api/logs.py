@@ -16,7 +16,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import renderers
 from rest_framework.response import Response
 
-from apps.core.stream import stream_after, stream_last
+from apps.core.stream import stream_after, stream_last, stream_resume
 from apps.notebooks.api import serializers as s
 from apps.notebooks.api.views import NotebookAPIView
 from apps.notebooks.models import ACTIVE_STATUSES, Notebook, Status
@@ -49,11 +49,13 @@ class _NDJSONRenderer(renderers.JSONRenderer):
 class NotebookLogsView(NotebookAPIView):
     """The notebook's live stream (its log lines and status changes), from its buffer.
 
-    ``?after=<seq>`` returns only newer messages; ``?follow=1`` keeps the response
-    open and sends each new message as one line of NDJSON until the notebook
-    stops, ``?timeout`` seconds pass, or the reader loses access (removed from the
-    team, a role without ``notebooks.view``, the token revoked or expired, the
-    browser session signed out or the password changed).
+    ``?after=<seq>`` returns only newer messages; with ``&epoch=<epoch>`` (the one the page
+    that gave that seq said), a stream that started over since (its buffer was lost in a
+    restart: another epoch) returns all it holds and says ``"restarted": true``.
+    ``?follow=1`` keeps the response open and sends each new message as one line of
+    NDJSON until the notebook stops, ``?timeout`` seconds pass, or the reader loses
+    access (removed from the team, a role without ``notebooks.view``, the token
+    revoked or expired, the browser session signed out or the password changed).
     """
 
     team_permissions = {"GET": "notebooks.view"}
@@ -74,11 +76,19 @@ class NotebookLogsView(NotebookAPIView):
         query = s.LogsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
+        resume = stream_resume(notebook.stream, wanted["after"], wanted["epoch"])
         if wanted["follow"]:
-            return self._follow(request, notebook, wanted["after"], wanted["timeout"])
-        messages = stream_after(notebook.stream, wanted["after"], wanted["limit"])
+            return self._follow(request, notebook, resume.after, wanted["timeout"])
+        messages = stream_after(notebook.stream, resume.after, wanted["limit"])
         # Read after the messages, so "last" is never behind them.
-        return Response({"last": stream_last(notebook.stream), "messages": messages})
+        page: dict[str, Any] = {
+            "last": stream_last(notebook.stream),
+            "epoch": resume.epoch,
+            "messages": messages,
+        }
+        if resume.restarted:
+            page["restarted"] = True
+        return Response(page)
 
     def _follow(
         self,

@@ -185,6 +185,15 @@ class LogsQuerySerializer(serializers.Serializer):
         default=0,
         help_text="Only messages numbered after this (the last seq you saw).",
     )
+    epoch = serializers.CharField(
+        max_length=64,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="The epoch the page that gave `after` said: when the stream's buffer has "
+        "another (it was lost in a restart and its numbers started over), all of it is "
+        "returned, from the start.",
+    )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LOG_PAGE, default=200)
     follow = serializers.BooleanField(
         default=False,
@@ -200,6 +209,15 @@ class LogsQuerySerializer(serializers.Serializer):
 
 class LogsSerializer(serializers.Serializer):
     last = serializers.IntegerField(help_text="The number of the stream's latest message.")
+    epoch = serializers.CharField(
+        help_text="The stream buffer's epoch: its numbers mean something only within it. "
+        "Pass it back with `after`."
+    )
+    restarted = serializers.BooleanField(
+        required=False,
+        help_text="Present (true) when the `epoch` passed is not the buffer's: the stream "
+        "started over, these messages are numbered from the start; forget your numbers.",
+    )
     messages = serializers.ListField(
         child=serializers.DictField(),
         help_text='Oldest first, each with its "seq": {"type": "logs", "lines": [...]} '
