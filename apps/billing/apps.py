@@ -30,7 +30,7 @@ class BillingConfig(AppConfig):
         from apps.datasets import entitlements as datasets
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
-        from apps.teams.hooks import period_spend
+        from apps.teams.hooks import period_spend, period_spends
         from apps.teams.seats import seats_free, seats_upgrade_url
 
         notebooks.check_start.register(entitlements.check_start)
@@ -39,6 +39,7 @@ class BillingConfig(AppConfig):
         # What running notebooks cost so far, and the team's spend (dashboard, overview).
         notebooks.session_costs.register(selectors.running_costs)
         period_spend.register(selectors.period_spend)
+        period_spends.register(selectors.period_spends)
         datasets.check_storage.register(entitlements.check_storage)
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
 
