@@ -24,6 +24,9 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # The plan's checks, plugged into the apps below billing that call them
         # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.billing import entitlements, selectors, services
         from apps.billing.entitlements import billing_url
         from apps.core.audit import audit_phrases
@@ -54,6 +57,8 @@ class BillingConfig(AppConfig):
                 machine_type=machine_type, hourly_price=machine_type.hourly_price
             )
 
+        # A new token of the billing area is shown a curl of the plans on offer.
+        example_urls.register("billing", lambda _team: reverse("api:plans"))
         # The audit log says what this app records in words.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

@@ -23,6 +23,9 @@ class NotebooksConfig(AppConfig):
     verbose_name = "Notebooks"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
 
         # What notebooks plug into the apps below them (apps.core.hooks).
@@ -48,6 +51,11 @@ class NotebooksConfig(AppConfig):
         overview_notebooks.register(selectors.overview_notebooks)
         # The dashboard lists what runs across a person's teams.
         running_notebooks.register(selectors.running_notebooks)
+        # A new token of the notebooks area is shown a curl of its team's notebooks.
+        example_urls.register(
+            "notebooks",
+            lambda team: reverse("api:notebooks", args=[team.slug]) if team else None,
+        )
         # The audit log says what this app records in words.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)
