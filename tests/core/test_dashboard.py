@@ -4,6 +4,8 @@ expects"). Costs are billing's: with billing off nothing is charged, and no figu
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,6 +15,13 @@ from apps.teams.models import Role
 from tests.factories import NotebookFactory, TeamFactory, add_member, running_notebook
 
 pytestmark = pytest.mark.django_db
+
+
+def section(page: str, testid: str) -> str:
+    """The dashboard's card marked ``data-testid=testid``."""
+    found = re.search(rf'<section [^>]*data-testid="{testid}".*?</section>', page, re.S)
+    assert found, f"no {testid} section"
+    return found.group(0)
 
 
 def dashboard(client) -> str:
@@ -37,10 +46,12 @@ def test_the_dashboard_shows_running_notebooks_with_uptime_cost_and_spend(
     assert "2\xa0hours" in page
     # Two hours at $1.50 an hour, as the usage page bills it.
     assert "$3.00" in page
-    # Alice owns Acme: she sees its spend this period (the same two hours).
-    assert "Spend this period" in page
-    assert 'data-testid="dashboard-spend"' in page
-    assert reverse("billing:overview", args=[acme.slug]) in page
+    # Alice owns Acme: she sees its spend this period (the same two hours), in its section.
+    spend = section(page, "dashboard-spend")
+    assert "Spend this period" in spend
+    assert re.search(r">Acme</a>\s*<span><strong>\$3\.00</strong>", spend), spend
+    assert reverse("billing:overview", args=[acme.slug]) in spend
+    assert "Training run" in section(page, "dashboard-running")
 
 
 def test_with_billing_off_no_cost_or_spend_is_made_up(acme, alice, client, settings):
