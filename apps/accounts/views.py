@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, cast
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import ProfileForm, TokenForm
-from apps.accounts.hooks import user_teams
-from apps.accounts.models import PersonalAccessToken
+from apps.accounts.hooks import example_urls, user_teams
+from apps.accounts.models import TOKEN_AREAS, PersonalAccessToken
 from apps.accounts.reauthentication import reauthentication_required
 from apps.accounts.services import user_update_profile
 from apps.accounts.tokens import TokenError, token_create, token_revoke, token_revoke_all
@@ -55,16 +54,13 @@ def _example_url(request: HttpRequest, token: PersonalAccessToken, teams: list[T
     (a team's list, for a person in no team)."""
     areas = {scope.partition(":")[0] for scope in token.scopes}
     team = token.team or (teams[0] if teams else None)
-    path = None
-    if "teams" in areas:
-        path = reverse("api:teams")
-    elif "notebooks" in areas and team is not None:
-        path = reverse("api:notebooks", kwargs={"team_slug": team.slug})
-    elif "datasets" in areas and team is not None:
-        path = reverse("api:datasets", kwargs={"team_slug": team.slug})
-    elif "billing" in areas:
-        path = reverse("api:plans")
-    return request.build_absolute_uri(path) if path else None
+    for area in TOKEN_AREAS:
+        # Each area's app registers its example (apps.accounts.hooks.example_urls).
+        build = example_urls.get(area) if area in areas else None
+        path = build(team) if build is not None else None
+        if path:
+            return request.build_absolute_uri(path)
+    return None
 
 
 @login_required

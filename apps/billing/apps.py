@@ -24,13 +24,16 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # The plan's checks, plugged into the apps below billing that call them
         # (apps.core.hooks): their defaults are "no limit", as with LATTICE_BILLING off.
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.billing import entitlements, selectors, services
         from apps.billing.entitlements import billing_url
         from apps.core.audit import audit_phrases
         from apps.datasets import entitlements as datasets
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
-        from apps.teams.hooks import period_spend
+        from apps.teams.hooks import period_spend, period_spends
         from apps.teams.seats import seats_free, seats_upgrade_url
 
         notebooks.check_start.register(entitlements.check_start)
@@ -39,6 +42,7 @@ class BillingConfig(AppConfig):
         # What running notebooks cost so far, and the team's spend (dashboard, overview).
         notebooks.session_costs.register(selectors.running_costs)
         period_spend.register(selectors.period_spend)
+        period_spends.register(selectors.period_spends)
         datasets.check_storage.register(entitlements.check_storage)
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
 
@@ -53,6 +57,8 @@ class BillingConfig(AppConfig):
                 machine_type=machine_type, hourly_price=machine_type.hourly_price
             )
 
+        # A new token of the billing area is shown a curl of the plans on offer.
+        example_urls.register("billing", lambda _team: reverse("api:plans"))
         # The audit log says what this app records in words.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

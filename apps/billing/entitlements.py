@@ -26,6 +26,8 @@ from apps.notebooks.selectors import open_session_count
 from apps.teams.selectors import member_count
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from django.http import HttpRequest
 
     from apps.machines.models import MachineType
@@ -128,11 +130,32 @@ def current_plan(team: Team | int, *, now: datetime | None = None) -> Plan | Non
     return plan_of(current_subscription(team), now=now)
 
 
+def current_subscriptions(team_ids: Iterable[int]) -> dict[int, Subscription]:
+    """Each team's newest subscription that has not ended, by team id: one query for all of
+    ``team_ids`` (teams the caller has already checked the person may see)."""
+    subscriptions: dict[int, Subscription] = {}
+    rows = (
+        Subscription.objects.unscoped()
+        .filter(team_id__in=list(team_ids))
+        .exclude(status__in=ENDED_STATUSES)
+        .select_related("plan")
+    )
+    for row in rows:  # newest first (Meta.ordering): the first of each team is its own
+        subscriptions.setdefault(row.team_id, row)
+    return subscriptions
+
+
 def current_period(team: Team, *, now: datetime | None = None) -> tuple[datetime, datetime]:
     """The team's billing period: its subscription's (past due included), else the
     calendar month (UTC)."""
+    return period_of(current_subscription(team), now=now)
+
+
+def period_of(
+    subscription: Subscription | None, *, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """The billing period ``subscription`` gives (see current_period)."""
     now = now or timezone.now()
-    subscription = current_subscription(team)
     if (
         subscription is not None
         and subscription.status in LIVE_STATUSES | GRACE_STATUSES

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.utils import timezone
+
 from apps.billing import services
 from apps.billing.entitlements import (
     billing_enabled,
@@ -13,10 +15,19 @@ from apps.billing.entitlements import (
     current_period,
     current_plan,
     current_subscription,
+    current_subscriptions,
     grace_ends,
+    period_of,
 )
 from apps.billing.models import Plan
-from apps.billing.usage import daily_costs, session_costs, totals_by, usage_cost, usage_pieces
+from apps.billing.usage import (
+    daily_costs,
+    session_costs,
+    teams_usage_costs,
+    totals_by,
+    usage_cost,
+    usage_pieces,
+)
 from apps.teams.hooks import Spend
 
 if TYPE_CHECKING:
@@ -112,7 +123,7 @@ def plan_offered(slug: str) -> Plan | None:
     return Plan.objects.filter(slug=slug, active=True).first()
 
 
-def running_costs(team: Team, sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | None:
+def running_costs(sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | None:
     """What ``sessions`` have cost so far (apps.notebooks.entitlements.session_costs), at
     the prices the usage page bills; None with billing off, where nothing is charged."""
     if not billing_enabled():
@@ -123,12 +134,25 @@ def running_costs(team: Team, sessions: Sequence[NotebookSession]) -> dict[int, 
 def period_spend(team: Team) -> Spend | None:
     """The team's spend this period (apps.teams.hooks.period_spend): the billing page's
     figure; None with billing off, where nothing is charged."""
-    if not billing_enabled():
-        return None
-    start, end = current_period(team)
-    return Spend(
-        amount=usage_cost(team, start, end),
-        period_start=start,
-        period_end=end,
-        url=billing_url(team.slug),
-    )
+    return period_spends([team]).get(team.pk)
+
+
+def period_spends(teams: Sequence[Team]) -> dict[int, Spend]:
+    """Each team's spend this period, by team id (apps.teams.hooks.period_spends): the
+    billing page's figure, read for all ``teams`` in three queries (subscriptions, sessions,
+    prices); none with billing off, where nothing is charged."""
+    if not billing_enabled() or not teams:
+        return {}
+    now = timezone.now()
+    subscriptions = current_subscriptions(team.pk for team in teams)
+    periods = {team.pk: period_of(subscriptions.get(team.pk), now=now) for team in teams}
+    amounts = teams_usage_costs(periods, now=now)
+    return {
+        team.pk: Spend(
+            amount=amounts[team.pk],
+            period_start=periods[team.pk][0],
+            period_end=periods[team.pk][1],
+            url=billing_url(team.slug),
+        )
+        for team in teams
+    }

@@ -112,13 +112,50 @@ def usage_pieces(
     return _pieces(sessions, start, end, now=now)
 
 
+def teams_usage_costs(
+    periods: dict[int, tuple[datetime, datetime]], *, now: datetime | None = None
+) -> dict[int, Decimal]:
+    """What each team has spent in its period (``periods``: team id -> start, end), by team
+    id: one read of all their sessions and one of prices, however many teams. The teams are
+    the caller's to check (the dashboard passes those whose bill the person may see)."""
+    now = now or timezone.now()
+    costs = {team_id: Decimal(0) for team_id in periods}
+    if not periods:
+        return costs
+    overlapping = Q()
+    for team_id, (start, end) in periods.items():
+        overlapping |= Q(team_id=team_id, started_at__lt=end) & (
+            Q(ended_at__isnull=True) | Q(ended_at__gt=start)
+        )
+    sessions = list(
+        NotebookSession.objects.unscoped()
+        .filter(overlapping, started_at__isnull=False)
+        .select_related("machine_type", "started_by", "notebook")
+    )
+    prices = _price_table(s.machine_type_id for s in sessions)
+    by_team: dict[int, list[NotebookSession]] = defaultdict(list)
+    for session in sessions:
+        by_team[session.team_id].append(session)
+    for team_id, team_sessions in by_team.items():
+        start, end = periods[team_id]
+        pieces = _pieces(team_sessions, start, end, now=now, prices=prices)
+        costs[team_id] = sum((p.cost for p in pieces), Decimal(0))
+    return costs
+
+
 def _pieces(
-    sessions: Iterable[NotebookSession], start: datetime, end: datetime, *, now: datetime
+    sessions: Iterable[NotebookSession],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    prices: dict[int, tuple[list[datetime], list[Decimal]]] | None = None,
 ) -> list[UsagePiece]:
     """The billed pieces of ``sessions`` (with their notebook, machine type and starter
-    read) between ``start`` and ``end``."""
+    read) between ``start`` and ``end`` (at ``prices``, read here when not given)."""
     sessions = list(sessions)
-    prices = _price_table(s.machine_type_id for s in sessions)
+    if prices is None:
+        prices = _price_table(s.machine_type_id for s in sessions)
     pieces: list[UsagePiece] = []
     for session in sessions:
         if session.started_at is None:

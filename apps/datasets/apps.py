@@ -18,7 +18,15 @@ class DatasetsConfig(AppConfig):
     verbose_name = "Datasets"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
 
+        # A new token of the datasets area is shown a curl of its team's datasets.
+        example_urls.register(
+            "datasets",
+            lambda team: reverse("api:datasets", args=[team.slug]) if team else None,
+        )
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

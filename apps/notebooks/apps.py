@@ -23,13 +23,16 @@ class NotebooksConfig(AppConfig):
     verbose_name = "Notebooks"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
 
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
         from apps.machines.hooks import WorkloadKind, workload_kinds
         from apps.notebooks import lifecycle, mounts, selectors
-        from apps.teams.hooks import overview_notebooks
+        from apps.teams.hooks import overview_notebooks, running_notebooks
 
         # A session's workload is "nb-<notebook>-s<session>": its events and its output.
         workload_kinds.register(
@@ -46,6 +49,13 @@ class NotebooksConfig(AppConfig):
         datasets.dataset_made_private.register(mounts.others_mounts_remove)
         # The team's overview page lists its notebooks.
         overview_notebooks.register(selectors.overview_notebooks)
+        # The dashboard lists what runs across a person's teams.
+        running_notebooks.register(selectors.running_notebooks)
+        # A new token of the notebooks area is shown a curl of its team's notebooks.
+        example_urls.register(
+            "notebooks",
+            lambda team: reverse("api:notebooks", args=[team.slug]) if team else None,
+        )
         # The audit log says what this app records in words.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

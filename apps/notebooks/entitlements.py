@@ -33,7 +33,7 @@ def _no_notes(team: Team) -> dict[int, str]:
     return {}
 
 
-def _not_charged(team: Team, sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | None:
+def _not_charged(sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | None:
     return None
 
 
@@ -47,6 +47,7 @@ idle_limit = Hook("notebook idle limit", default=_no_idle_limit)
 # For the machine picker: a note ("needs Pro") by machine type id, for those the plan lacks.
 machine_notes = Hook("machine type notes", default=_no_notes)
 
-# What each of the team's ``sessions`` has cost so far, by session id, at the prices billed;
-# None where nothing is charged (no plans), so pages show no cost rather than a made-up one.
+# What each of ``sessions`` (of one team or several) has cost so far, by session id, at the
+# prices billed; None where nothing is charged (no plans), so pages show no cost rather than
+# a made-up one.
 session_costs = Hook("notebook session costs", default=_not_charged)

@@ -24,7 +24,9 @@ class TeamsConfig(AppConfig):
     verbose_name = "Teams"
 
     def ready(self) -> None:
-        from apps.accounts.hooks import user_teams
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls, user_teams
         from apps.core.audit import audit_phrases
         from apps.core.dashboard import dashboard_activity
         from apps.teams import (
@@ -34,6 +36,8 @@ class TeamsConfig(AppConfig):
         from apps.teams.selectors import teams_of
 
         user_teams.register(teams_of)
+        # A new token of the teams area is shown a curl of the teams it may list.
+        example_urls.register("teams", lambda _team: reverse("api:teams"))
         # The dashboard shows what runs in the person's teams, and their spend.
         dashboard_activity.register(dashboard.activity)
         # The audit log says what this app records in words.

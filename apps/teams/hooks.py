@@ -4,8 +4,11 @@
   the counts). Notebooks
   sit above teams in the layer order, so the notebooks app registers the answer; with none
   registered the overview says the team has no notebooks.
-- ``period_spend``: what the team has spent this billing period. Billing sits above teams
-  and registers it; with none registered (or billing off) there is no spend to show.
+- ``running_notebooks``: the notebooks running in several teams at once (the dashboard's
+  list across a person's teams), read in one go however many teams. Notebooks registers it.
+- ``period_spend`` / ``period_spends``: what a team (or each of several teams, in a few
+  queries whatever their number) has spent this billing period. Billing sits above teams
+  and registers them; with none registered (or billing off) there is no spend to show.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 from apps.core.hooks import Hook
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
     from decimal import Decimal
 
@@ -62,6 +66,25 @@ overview_notebooks: Hook[..., Overview] = Hook(
 
 
 @dataclass(frozen=True)
+class Running:
+    """The notebooks running in several teams: the first few of each team (by team id), how
+    many run in each, and whether they carry a cost (False where nothing is charged)."""
+
+    items: dict[int, list[OverviewItem]]
+    counts: dict[int, int]
+    costed: bool = False
+
+
+def _none_running(teams: Sequence[Team], *, limit: int) -> Running:
+    return Running(items={}, counts={})
+
+
+running_notebooks: Hook[..., Running] = Hook(
+    "the notebooks running in several teams", default=_none_running
+)
+
+
+@dataclass(frozen=True)
 class Spend:
     """What the team has spent in its billing period so far, and where to read more."""
 
@@ -77,4 +100,14 @@ def _no_spend(team: Team) -> Spend | None:
 
 period_spend: Hook[..., Spend | None] = Hook(
     "the team's spend this billing period", default=_no_spend
+)
+
+
+def _no_spends(teams: Sequence[Team]) -> dict[int, Spend]:
+    return {}
+
+
+# Each team's spend this period, by team id (teams without one are left out).
+period_spends: Hook[..., dict[int, Spend]] = Hook(
+    "several teams' spend this billing period", default=_no_spends
 )

@@ -104,6 +104,10 @@
 
   const CANCELLED = new Error("Cancelled.");
   let worker = null;
+  let hashingFile = false;    // a file is with the worker now: Pause holds it between pieces
+  // While paused during hashing: {promise, resolve, reject}. Resume resolves it, Cancel
+  // rejects it; the upload waits for it even when the hashing ended as Pause was pressed.
+  let hashPause = null;
   let jobs = new Map();       // id -> {resolve, reject, progress}
   let lastJob = 0;
 
@@ -326,6 +330,7 @@
         hashed += file.size;
       } else {
         const before = hashed;
+        hashingFile = true;
         try {
           ({ sha256: sha } = await ask({ kind: "file", file, piece: HASH_PIECE }, {
             progress: (bytes) => { hashed += bytes; draw(path); },
@@ -334,6 +339,8 @@
         } catch (error) {
           hashed = before;
           throw error;
+        } finally {
+          hashingFile = false;
         }
         hashCache.set(key, sha);
       }
@@ -396,6 +403,9 @@
     setState("hashing");
     try {
       manifest = await hashAll();
+      // Pause pressed as the last piece was hashed: the page says Paused, so nothing is
+      // sent until Resume (or Cancel).
+      if (hashPause) { await hashPause.promise; }
     } catch (error) {
       if (error === CANCELLED) {
         setState("cancelled");
@@ -403,6 +413,8 @@
         stopped(error);
       }
       return;
+    } finally {
+      endHashPause();
     }
     fileOf = new Map();
     pathOf = new Map();
@@ -449,7 +461,15 @@
   // While hashing, the worker stops before its next piece; while sending, no new chunk goes.
   const pause = () => {
     if (state === "hashing") {
-      if (worker) { worker.postMessage({ kind: "pause" }); }
+      // Only a file in hand can be held; with every file hashed the upload goes on at once.
+      if (!hashingFile || !worker) { return; }
+      worker.postMessage({ kind: "pause" });
+      hashPause = {};
+      hashPause.promise = new Promise((resolve, reject) => {
+        hashPause.resolve = resolve;
+        hashPause.reject = reject;
+      });
+      hashPause.promise.catch(() => {});  // a Cancel before the hashing ends awaits nothing
       setState("hash-paused");
       return;
     }
@@ -462,6 +482,14 @@
   const cancel = () => {
     if (!["hashing", "hash-paused"].includes(state)) { return; }
     stopWorker(CANCELLED);
+    if (hashPause) { hashPause.reject(CANCELLED); }
+  };
+
+  // The hashing ended (or was cancelled): no pause of it is left, on the page or in the worker.
+  const endHashPause = () => {
+    if (hashPause) { hashPause.resolve(); }
+    hashPause = null;
+    if (worker) { worker.postMessage({ kind: "resume" }); }
   };
 
   // After a pause or a failure: ask Lattice what is still missing, and send that.
@@ -469,6 +497,8 @@
     if (state === "hash-paused") {
       if (worker) { worker.postMessage({ kind: "resume" }); }
       setState("hashing");
+      if (hashPause) { hashPause.resolve(); }
+      hashPause = null;
       return;
     }
     if (!upload || !["paused", "failed"].includes(state)) { return; }
@@ -568,6 +598,7 @@
   };
 
   const setState = (next) => {
+    const focused = document.activeElement;
     state = next;
     const working = WORKING.includes(next);
     ui.start.hidden = UNDER_WAY.includes(next);
@@ -579,6 +610,13 @@
     ui.folder.disabled = working;
     ui.files.disabled = working;
     ui.message.disabled = working || UNDER_WAY.includes(next);
+    // The button just pressed (Pause, Cancel, Resume) may have gone: focus stays on the
+    // controls, on the one that now answers it, not on the page's start.
+    const controls = [ui.resume, ui.start, ui.pause];
+    if ([...controls, ui.cancel].includes(focused) && (focused.hidden || focused.disabled)) {
+      const next = controls.find((button) => !button.hidden && !button.disabled);
+      if (next) { next.focus(); }
+    }
     drawStatus();
   };
 

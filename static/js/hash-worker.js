@@ -9,17 +9,36 @@
  *
  * Messages in: {kind: "init", sha256Url}; {kind: "file", id, file, piece}; {kind: "chunk", id,
  * buffer} (the buffer is transferred, and transferred back); {kind: "pause"} and
- * {kind: "resume"} between a file's pieces. Cancelling is the page terminating the worker.
+ * {kind: "resume"} between a file's pieces (a pause that comes when no file is being hashed,
+ * e.g. just after its last piece, is ignored: nothing would ever resume it). Cancelling is the
+ * page terminating the worker.
  * Messages out: {id, kind: "progress", bytes}; {id, kind: "done", sha256, buffer?};
  * {id, kind: "unreadable"}; {id, kind: "error", message}. */
 "use strict";
 
 let resumed = null;      // a promise while paused: the next piece waits for it
 let resume = () => {};
+let files = 0;           // files being hashed now
+
+const unpause = () => {
+  resumed = null;
+  resume();
+};
 
 const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
 
-const hashFile = async ({ id, file, piece }) => {
+const hashFile = async (message) => {
+  files += 1;
+  try {
+    await hashPieces(message);
+  } finally {
+    files -= 1;
+    // A pause left over (it came as the last piece ended) must not hold the next file.
+    if (!files) { unpause(); }
+  }
+};
+
+const hashPieces = async ({ id, file, piece }) => {
   const hash = self.sha256.create();
   for (let offset = 0; offset < file.size; offset += piece) {
     if (resumed) { await resumed; }
@@ -48,10 +67,9 @@ self.onmessage = (event) => {
   if (message.kind === "init") {
     self.importScripts(message.sha256Url);
   } else if (message.kind === "pause") {
-    if (!resumed) { resumed = new Promise((resolve) => { resume = resolve; }); }
+    if (files && !resumed) { resumed = new Promise((resolve) => { resume = resolve; }); }
   } else if (message.kind === "resume") {
-    resumed = null;
-    resume();
+    unpause();
   } else {
     const work = message.kind === "file" ? hashFile(message) : hashChunk(message);
     work.catch((error) => self.postMessage({ id: message.id, kind: "error", message: String(error) }));

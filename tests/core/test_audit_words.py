@@ -6,6 +6,7 @@ an unknown code still reads as words. The API keeps the codes and adds the words
 from __future__ import annotations
 
 import ast
+import string
 from pathlib import Path
 
 import pytest
@@ -28,21 +29,27 @@ def _codes(node: ast.expr, where: str) -> list[str]:
     pytest.fail(f"{where}: audit_record's action is not a literal code; give it one")
 
 
-def recorded_codes() -> dict[str, str]:
-    """Every action code passed to ``audit_record`` under apps/, with where it is."""
-    codes: dict[str, str] = {}
+def audit_calls() -> list[tuple[str, ast.Call]]:
+    """Every ``audit_record`` call under apps/, with where it is."""
+    calls = []
     for path in sorted(APPS.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-            if name != "audit_record":
-                continue
-            where = f"{path.relative_to(APPS.parent)}:{node.lineno}"
-            for keyword in node.keywords:
-                if keyword.arg == "action":
-                    for code in _codes(keyword.value, where):
-                        codes[code] = where
+            if name == "audit_record":
+                calls.append((f"{path.relative_to(APPS.parent)}:{node.lineno}", node))
+    return calls
+
+
+def recorded_codes() -> dict[str, str]:
+    """Every action code passed to ``audit_record`` under apps/, with where it is."""
+    codes: dict[str, str] = {}
+    for where, node in audit_calls():
+        for keyword in node.keywords:
+            if keyword.arg == "action":
+                for code in _codes(keyword.value, where):
+                    codes[code] = where
     return codes
 
 
@@ -55,6 +62,27 @@ def test_every_recorded_action_code_has_a_phrase():
         f"{code} ({where})" for code, where in codes.items() if not audit_phrases.get(code)
     )
     assert missing == []
+
+
+def test_every_call_passes_the_details_its_phrase_names():
+    """A phrase that names a detail the call does not record falls back to the plain code
+    words on every entry: each call passes what its phrase uses (besides who and what)."""
+    checked = 0
+    wrong = []
+    for where, node in audit_calls():
+        keywords = {k.arg for k in node.keywords}
+        if None in keywords:
+            continue  # **details: what they hold is not known here
+        action = next(k.value for k in node.keywords if k.arg == "action")
+        for code in _codes(action, where):
+            phrase = audit_phrases.get(code) or ""
+            fields = {field for _, field, _, _ in string.Formatter().parse(phrase) if field}
+            missing = fields - keywords - {"actor", "target"}
+            checked += 1
+            if missing:
+                wrong.append(f"{code} ({where}) lacks {sorted(missing)}")
+    assert checked >= 30
+    assert wrong == []
 
 
 @pytest.mark.django_db

@@ -4,12 +4,24 @@ expects"). Costs are billing's: with billing off nothing is charged, and no figu
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.factories import NotebookFactory, running_notebook
+from apps.teams.models import Role
+from tests.factories import NotebookFactory, TeamFactory, add_member, running_notebook
 
 pytestmark = pytest.mark.django_db
+
+
+def section(page: str, testid: str) -> str:
+    """The dashboard's card marked ``data-testid=testid``."""
+    found = re.search(rf'<section [^>]*data-testid="{testid}".*?</section>', page, re.S)
+    assert found, f"no {testid} section"
+    return found.group(0)
 
 
 def dashboard(client) -> str:
@@ -34,10 +46,12 @@ def test_the_dashboard_shows_running_notebooks_with_uptime_cost_and_spend(
     assert "2\xa0hours" in page
     # Two hours at $1.50 an hour, as the usage page bills it.
     assert "$3.00" in page
-    # Alice owns Acme: she sees its spend this period (the same two hours).
-    assert "Spend this period" in page
-    assert 'data-testid="dashboard-spend"' in page
-    assert reverse("billing:overview", args=[acme.slug]) in page
+    # Alice owns Acme: she sees its spend this period (the same two hours), in its section.
+    spend = section(page, "dashboard-spend")
+    assert "Spend this period" in spend
+    assert re.search(r">Acme</a>\s*<span><strong>\$3\.00</strong>", spend), spend
+    assert reverse("billing:overview", args=[acme.slug]) in spend
+    assert "Training run" in section(page, "dashboard-running")
 
 
 def test_with_billing_off_no_cost_or_spend_is_made_up(acme, alice, client, settings):
@@ -90,3 +104,34 @@ def test_the_team_overview_shows_uptime_cost_and_spend(acme, alice, bob, client,
     page = client.get(reverse("teams:home", args=[acme.slug])).content.decode()
     assert "$6.00 so far" in page
     assert 'data-testid="team-spend"' not in page
+
+
+def dashboard_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        dashboard(client)
+    return len(queries)
+
+
+def test_the_dashboard_costs_the_same_queries_for_one_team_as_for_five(alice, client, settings):
+    """Each team's running notebooks, their costs and its spend are read for all the
+    person's teams at once: a person in more teams does not cost more queries."""
+    settings.LATTICE_BILLING = True
+    client.force_login(alice)
+
+    def team_with_a_run(n: int) -> None:
+        team = TeamFactory.create(name=f"Team {n}", slug=f"team-{n}")
+        add_member(team, alice, Role.OWNER)
+        running_notebook(team, f"Run {n}", minutes=60, hourly_price="1.50")
+
+    team_with_a_run(0)
+    dashboard(client)  # the session and the first read's caches are warm
+    one_team = dashboard_queries(client)
+    assert "Run 0" in dashboard(client)
+
+    for n in range(1, 5):
+        team_with_a_run(n)
+    five_teams = dashboard_queries(client)
+
+    page = dashboard(client)
+    assert all(f"Run {n}" in page for n in range(5))
+    assert five_teams == one_team

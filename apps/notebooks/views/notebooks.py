@@ -135,7 +135,7 @@ class NotebookListView(NotebookPage):
         # Each row's open session (uptime) and what it has cost so far: one query for the
         # sessions, one read of their prices, however many rows.
         sessions = open_sessions(self.team, notebooks)
-        costs = running_costs(self.team, sessions.values())
+        costs = running_costs(sessions.values())
         for notebook in notebooks:
             template = TEMPLATES.get(notebook.template)
             notebook.template_label = template.name if template else notebook.template
