@@ -79,6 +79,12 @@ def runs_here(template: str) -> bool:
     return template == CUSTOM or not settings.LATTICE_LOCAL_IMAGES or template_builds_here(template)
 
 
+def built_on_hosts(template: str) -> bool:
+    """True when this installation's hosts build ``template``'s image themselves (so a host
+    may say it is building it)."""
+    return bool(settings.LATTICE_LOCAL_IMAGES) and template_builds_here(template)
+
+
 def template_labels() -> list[tuple[str, str]]:
     """The picker's choices: each template's name, "(not built on this installation)" after
     the ones that would be refused at start."""

@@ -39,8 +39,10 @@ from apps.runtimes.base import (
     port_answers,
 )
 from apps.runtimes.images import (
+    IMAGE_TITLES,
     BuildStep,
     ImageBuildError,
+    build_step_message,
     build_template_image,
     local_template_of,
 )
@@ -115,8 +117,17 @@ class DockerRuntime(Runtime):
         """Build a template's image here (images/build-template.sh), its steps reported as
         the pull's progress; a start of the same image meanwhile waits for this build."""
 
+        title = IMAGE_TITLES.get(template, template)
+
         def report(step: BuildStep) -> None:
-            self._pulls[spec.name] = Progress("building", step.message, step.percent)
+            self._pulls[spec.name] = Progress(
+                "building",
+                build_step_message(title, step),
+                step.percent,
+                kind=step.kind,
+                step=step.step,
+                of=step.of,
+            )
 
         try:
             built = build_template_image(template, report)

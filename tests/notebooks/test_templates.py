@@ -96,7 +96,9 @@ def test_a_build_on_first_start_shows_its_steps_on_the_notebook(
         .values_list("message", "percent")
     )
     messages = [message for message, _ in said]
-    assert "Building the Fake image: step 2 of 3 (installing packages)..." in messages, said
-    assert "Building the Fake image: step 3 of 3 (checking that it imports)..." in messages
-    percents = [percent for _, percent in said]
-    assert percents == sorted(percents)
+    # The host reports numbers; the words are the control plane's, from the template's name.
+    assert "Building the PyTorch image: step 2 of 3 (installing packages)..." in messages, said
+    assert "Building the PyTorch image: step 3 of 3 (checking that it imports)..." in messages
+    # A step said again (its percent moved, or the host's "still building" every 20 s)
+    # updates its event in place: one row a step.
+    assert len(messages) == len(set(messages)), said

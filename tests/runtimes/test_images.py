@@ -25,6 +25,7 @@ from apps.runtimes.images import (
     BuildStep,
     ImageBuildError,
     _read_step,
+    build_step_message,
     build_template_image,
     local_notebook_image,
     local_template_image,
@@ -64,9 +65,18 @@ def test_a_template_image_is_named_by_its_inputs_and_the_notebook_image(settings
         assert local_template_image("pytorch") == pytorch
 
 
-def test_the_build_scripts_steps_are_said_in_words_with_a_rising_percent():
-    step = BuildStep("Building the PyTorch image...", 0)
-    lines = [
+def _steps(lines: list[str]) -> list[BuildStep]:
+    step, seen = BuildStep(), []
+    for line in lines:
+        step = _read_step(line, step)
+        seen.append(step)
+    return seen
+
+
+def test_the_build_scripts_steps_are_numbers_with_dockers_own_percent_only():
+    # The legacy builder's "Step N/M" and BuildKit's "#N [i/M]" (as `docker build` prints
+    # them, captured): the percent is Docker's count of finished instructions, nothing made up.
+    legacy = [
         "[lattice] step 1 of 3: the base image",
         "[lattice] step 2 of 3: installing packages",
         "Step 1/8 : ARG BASE",
@@ -74,24 +84,32 @@ def test_the_build_scripts_steps_are_said_in_words_with_a_rising_percent():
         "Step 6/8 : RUN set -e; pip install torch",
         "[lattice] step 3 of 3: checking the image",
     ]
-    seen = []
-    for line in lines:
-        step = _read_step(line, "PyTorch", step)
-        seen.append(step)
+    buildkit = [
+        "[lattice] step 2 of 3: installing packages",
+        '#0 building with "default" instance using docker driver',
+        "#5 [1/4] FROM docker.io/lattice/notebook-local:0123456789abcdef",
+        "#5 DONE 0.0s",
+        "#7 [3/4] RUN pip install --no-cache-dir -r /tmp/requirements.txt",
+        "#7 2.315 Collecting numpy",
+        "#9 [build 2/2] COPY check.py /opt/lattice/",
+    ]
+    seen = _steps(legacy)
 
-    assert (
-        seen[0].message == "Building the PyTorch image: step 1 of 3 (preparing the base image)..."
+    assert seen[0] == BuildStep("base", 1, 3, None)
+    assert seen[1] == BuildStep("packages", 2, 3, None)
+    assert seen[3] == seen[2] == BuildStep("packages", 2, 3, 0)  # pip's own lines move nothing
+    assert seen[4] == BuildStep("packages", 2, 3, 62)
+    assert seen[5] == BuildStep("check", 3, 3, None)
+    assert [s.percent for s in _steps(buildkit)] == [None, None, 0, 0, 50, 50, 50]
+    assert build_step_message("PyTorch", seen[1]) == (
+        "Building the PyTorch image: step 2 of 3 (installing packages)..."
     )
-    assert seen[1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
-    assert seen[3] == seen[2]  # pip's own lines move nothing
-    assert seen[4].message == seen[1].message
-    assert 10 <= seen[2].percent < seen[4].percent < 90
-    assert seen[5].message.endswith("step 3 of 3 (checking that it imports)...")
-    percents = [s.percent for s in seen]
-    assert percents == sorted(percents)
-    waiting = _read_step("[lattice] waiting: this image is being built", "R", seen[1])
-    assert (
-        waiting.message == "Waiting for the R image, which is being built for another notebook..."
+    assert build_step_message("PyTorch", seen[5]).endswith(
+        "step 3 of 3 (checking that it imports)..."
+    )
+    waiting = _read_step("[lattice] waiting: this image is being built", seen[1])
+    assert build_step_message("R", waiting) == (
+        "Waiting for the R image, which is being built for another notebook..."
     )
 
 
@@ -106,7 +124,7 @@ def test_a_failed_build_says_why(settings, tmp_path, monkeypatch):
 
     with pytest.raises(ImageBuildError, match="No matching distribution found for torch"):
         build_template_image("pytorch", heard.append)
-    assert heard[-1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
+    assert heard[-1] == BuildStep("packages", 2, 3)
 
 
 def _locktest_images(tmp_path: Path) -> Path:
