@@ -79,11 +79,19 @@ def template_builds_here(template: str) -> bool:
 
 
 def _template_inputs(template: str) -> list[Path]:
-    """Every file of images/<template>/ but the production Dockerfile, by name (bytewise,
-    as build-template.sh lists them)."""
+    """The plain files of images/<template>/ (not its folders, links or dotfiles, such as
+    an editor's .swp) but the production Dockerfile, by name bytewise: the rule
+    build-template.sh lists them by (``find -type f``, ``LC_ALL=C sort``)."""
     folder = IMAGES_DIR / template
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.name != "Dockerfile"),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file()
+            and not p.is_symlink()
+            and not p.name.startswith(".")
+            and p.name != "Dockerfile"
+        ),
         key=lambda p: p.name.encode(),
     )
 

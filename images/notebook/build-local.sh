@@ -10,12 +10,17 @@
 # Two builds of the same image on one host (make dev's and a test run's) take
 # turns: the second waits on a lock, then finds the image built.
 # Needs root (debootstrap, chroot), Docker, and Debian's mirror and PyPI.
+# --print-name prints the name and builds nothing.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 inputs=(build-local.sh requirements.txt jupyter_server_config.py README-lattice.md)
 hash="$(cd "$here" && cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 image="lattice/notebook-local:$hash"
+if [ "${1:-}" = --print-name ]; then
+  echo "$image"
+  exit 0
+fi
 mirror="${LATTICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${LATTICE_IMAGE_CACHE:-}"
 

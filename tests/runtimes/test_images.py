@@ -65,6 +65,37 @@ def test_a_template_image_is_named_by_its_inputs_and_the_notebook_image(settings
         assert local_template_image("pytorch") == pytorch
 
 
+def test_python_and_the_build_script_name_a_template_image_by_the_same_files(
+    settings, tmp_path, monkeypatch
+):
+    # An editor's swap file and a stray folder in a template's folder: neither is an input,
+    # on either side (before, Python hashed the dotfile and the script tried to cat the folder).
+    copy = tmp_path / "images"
+    shutil.copytree(REPO / "images", copy)
+    monkeypatch.setattr(images, "IMAGES_DIR", copy)
+    monkeypatch.setattr(images, "IMAGE_DIR", copy / "notebook")
+    settings.LATTICE_LOCAL_TEMPLATES = ["scipy"]
+    clean = local_template_image("scipy")
+    (copy / "scipy" / ".check.py.swp").write_bytes(b"b0VIM 9.0\x00 half a file")
+    (copy / "scipy" / "notes").mkdir()
+    (copy / "scipy" / "notes" / "todo.txt").write_text("try polars\n")
+
+    def scripts_name() -> str:
+        result = subprocess.run(
+            ["/bin/bash", str(copy / "build-template.sh"), "--print-name", "scipy"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    assert local_template_image("scipy") == clean
+    assert scripts_name() == clean
+    # A new plain file is an input on both sides.
+    (copy / "scipy" / "extra.txt").write_text("seaborn\n")
+    assert local_template_image("scipy") == scripts_name() != clean
+
+
 def _steps(lines: list[str]) -> list[BuildStep]:
     step, seen = BuildStep(), []
     for line in lines:
