@@ -44,6 +44,7 @@ from apps.runtimes.images import (
     ImageBuildError,
     build_step_message,
     build_template_image,
+    is_local_image,
     local_template_of,
 )
 
@@ -92,6 +93,12 @@ class DockerRuntime(Runtime):
         if template is not None:
             self._build(spec, template)
             return
+        if is_local_image(spec.image):
+            # Its name on Docker Hub is anyone's: a missing local image is never pulled.
+            raise WorkloadError(
+                f"The image {spec.image} is not built on this host, and a locally built image "
+                "is never downloaded.",
+            )
         layers: dict[str, tuple[int, int]] = {}
         try:
             for event in self.client.api.pull(spec.image, stream=True, decode=True):

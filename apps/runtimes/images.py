@@ -53,6 +53,12 @@ IMAGE_TITLES = {
     "r": "R",
 }
 _LOCAL_TEMPLATE_IMAGE = re.compile(r"^lattice/notebook-(?P<template>[a-z0-9]+)-local:[0-9a-f]{16}$")
+# Any name a host builds itself (the notebook image, a template's), however it is written: on
+# Docker Hub such a name is anyone's, so it is never downloaded.
+_LOCAL_IMAGE = re.compile(
+    r"^(?:(?:index\.|registry-1\.)?docker\.io/)?lattice/notebook(?:-[a-z0-9]+)?-local(?:[:@].*)?$",
+    re.IGNORECASE,
+)
 
 
 def local_notebook_image() -> str:
@@ -102,6 +108,12 @@ def local_template_image(template: str) -> str:
     for path in _template_inputs(template):
         digest.update(path.read_bytes())
     return f"lattice/notebook-{template}-local:{digest.hexdigest()[:16]}"
+
+
+def is_local_image(image: str) -> bool:
+    """True for a name of the images Lattice's hosts build (``lattice/notebook-local:...``,
+    ``lattice/notebook-<template>-local:...``): never pulled from a registry."""
+    return _LOCAL_IMAGE.match(image.strip()) is not None
 
 
 def local_template_of(image: str) -> str | None:

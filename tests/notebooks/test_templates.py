@@ -10,7 +10,13 @@ from apps.notebooks import services
 from apps.notebooks.errors import NotebookError
 from apps.notebooks.forms import NotebookCreateForm
 from apps.notebooks.models import NotebookEvent, NotebookSession, Status
-from apps.notebooks.templates import TemplateNotBuiltError, image_for, template_labels
+from apps.notebooks.templates import (
+    TemplateError,
+    TemplateNotBuiltError,
+    image_for,
+    template_labels,
+    validate_custom_image,
+)
 from apps.runtimes.images import local_notebook_image, local_template_image
 from tests.helpers import bearer, make_token
 from tests.notebook_fixtures import make_host
@@ -102,3 +108,21 @@ def test_a_build_on_first_start_shows_its_steps_on_the_notebook(
     # A step said again (its percent moved, or the host's "still building" every 20 s)
     # updates its event in place: one row a step.
     assert len(messages) == len(set(messages)), said
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "lattice/notebook-local:0123456789abcdef",
+        "lattice/notebook-scipy-local:0123456789abcdef",
+        "docker.io/lattice/notebook-pytorch-local:latest",
+        "index.docker.io/lattice/notebook-r-local",
+    ],
+)
+def test_a_custom_image_may_not_name_an_image_lattice_builds_itself(reference):
+    # On Docker Hub lattice/notebook-*-local is anyone's name: never a custom image.
+    with pytest.raises(TemplateError, match="an image Lattice builds itself"):
+        validate_custom_image(reference)
+    assert validate_custom_image("ghcr.io/lattice/notebook-scipy-local:1") == (
+        "ghcr.io/lattice/notebook-scipy-local:1"
+    )

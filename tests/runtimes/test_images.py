@@ -19,7 +19,7 @@ import pytest
 from docker.errors import ImageNotFound, NotFound
 
 from apps.runtimes import images
-from apps.runtimes.base import Spec
+from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.docker import DockerRuntime
 from apps.runtimes.images import (
     BuildStep,
@@ -347,3 +347,33 @@ def test_the_docker_runtime_builds_a_missing_template_image_and_says_its_steps(
             docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
         with contextlib.suppress(ImageNotFound):
             docker_client.images.remove(image)
+
+
+@pytest.mark.parametrize("which", ["template", "notebook"])
+def test_a_locally_built_image_missing_here_is_never_pulled(
+    which, settings, docker_client, monkeypatch
+):
+    # A template this installation does not build here (or the notebook image): its name on
+    # Docker Hub is anyone's, so the runtime refuses rather than pulls it.
+    settings.LATTICE_LOCAL_TEMPLATES = []
+    image = (
+        local_template_image("scipy")
+        if which == "template"
+        else "lattice/notebook-local:00000000000000ff"
+    )
+    with contextlib.suppress(ImageNotFound):
+        docker_client.images.get(image)
+        pytest.skip(f"{image} is on this host")
+    pulled: list[str] = []
+
+    def pull(name: str, **_: Any) -> list[Any]:
+        pulled.append(name)
+        return []
+
+    monkeypatch.setattr(docker_client.api, "pull", pull)
+    runtime = DockerRuntime(docker_client)
+    spec = Spec(name=f"nb-{uuid.uuid4().hex[:8]}", image=image, command=["sleep", "1"])
+
+    with pytest.raises(WorkloadError, match="not built on this host"):
+        runtime.start(spec)
+    assert pulled == []
