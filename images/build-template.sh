@@ -12,9 +12,11 @@
 # dotfiles (an editor's .swp), nor the production Dockerfile; sorted bytewise),
 # as apps.runtimes.images computes it: built once per change of either.
 # --print-name prints the name and builds nothing.
-# Two builds of one image on this host take turns (a lock): the second waits,
-# then finds it built. With LATTICE_IMAGE_CACHE set, the image is also saved
-# there and loaded from there where missing. For PyTorch, a CPU wheel in
+# Two builds of one image on this host take turns (a lock, in a private
+# directory: lib.sh): the second waits, then finds it built; after
+# LATTICE_BUILD_LOCK_WAIT seconds (default 1800) it gives up, saying so. With
+# LATTICE_IMAGE_CACHE set, the image is also saved there and loaded from there
+# where missing. For PyTorch, a CPU wheel in
 # LATTICE_WHEELS (default /opt/wheels: torch-*+cpu-*.whl) is used when there is
 # one, else PyTorch's CPU index. Progress goes to stderr as
 # "[lattice] step N of 3: ..." lines, which the Docker runtime shows on the
@@ -47,21 +49,10 @@ if [ -n "$print_name" ]; then
   exit 0
 fi
 
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-exec 9>"/tmp/lattice-image-$template-$hash.lock"
-if ! flock -n 9; then
-  echo "[lattice] waiting: this image is being built for another notebook" >&2
-  flock 9
-fi
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-if [ -n "$cache" ] && [ -f "$cache/notebook-$template-$hash.tar" ]; then
-  docker load -q -i "$cache/notebook-$template-$hash.tar" >&2
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+if lattice_image_ready "$image" "image-$template-$hash" "${cache:+$cache/notebook-$template-$hash.tar}" \
+  "[lattice] waiting: this image is being built for another notebook"; then
   echo "$image"
   exit 0
 fi

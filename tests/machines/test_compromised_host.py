@@ -536,42 +536,15 @@ def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
     before = stream_last(stream_key)
     phishing = "Your session expired: log in again at https://evil.example/login"
 
-    # Its words, in every field a build report has; numbers it has no business sending.
-    attacker.event(
-        session.workload,
-        "progress",
-        phase="building",
-        message=phishing,
-        kind="packages",
-        step=2,
-        of=3,
-        percent=40,
-    )
-    attacker.event(
-        session.workload,
-        "progress",
-        phase="building",
-        message=phishing,
-        kind=phishing,
-        step=2,
-        of=3,
-        percent=41,
-    )
-    attacker.event(
-        session.workload, "progress", phase="building", kind="packages", step=phishing, of=3
-    )
-    # Said again, as a long step is every 20 s: the same event, in place.
-    for _ in range(3):
-        attacker.event(
-            session.workload,
-            "progress",
-            phase="building",
-            message=phishing,
-            kind="packages",
-            step=2,
-            of=3,
-            percent=40,
-        )
+    def build(**data: Any) -> None:
+        attacker.event(session.workload, "progress", phase="building", **data)
+
+    # Its words in every field a build report has, and numbers it has no business sending.
+    build(message=phishing, kind=phishing, step=2, of=3, percent=41)
+    build(kind="packages", step=phishing, of=3)
+    # Its words beside good numbers, said again as a long step is every 20 s: one event.
+    for _ in range(4):
+        build(message=phishing, kind="packages", step=2, of=3, percent=40)
     attacker.settle()
 
     notebook = Notebook.objects.for_team(acme).get(pk=session.notebook_id)
@@ -590,7 +563,7 @@ def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
 
     # Where this installation does not build the template's image, no host builds it.
     settings.LATTICE_LOCAL_TEMPLATES = []
-    attacker.event(session.workload, "progress", phase="building", kind="check", step=3, of=3)
+    build(kind="check", step=3, of=3)
     attacker.settle()
     notebook.refresh_from_db()
     assert notebook.status_message == said

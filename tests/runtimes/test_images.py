@@ -4,9 +4,12 @@ at a time per image, what they hold, and what JupyterLab's file browser shows in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import secrets
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -172,6 +175,64 @@ def _locktest_images(tmp_path: Path) -> Path:
     )
     (template / "check.py").write_text('import sys\nsys.stdout.write("ok\\n")\n')
     return copy
+
+
+def test_a_held_build_lock_fails_the_build_saying_so_and_lives_in_a_private_directory(
+    tmp_path,
+):
+    # A notebook image no host has (its inputs changed here): the build reaches its lock.
+    copy = tmp_path / "images"
+    shutil.copytree(
+        REPO / "images", copy, ignore=shutil.ignore_patterns("scipy", "pytorch", "r", "tensorflow")
+    )
+    with (copy / "notebook" / "requirements.txt").open("a") as requirements:
+        requirements.write(f"# {secrets.token_hex(8)}\n")
+    script = copy / "notebook" / "build-local.sh"
+
+    def build(lock_dir: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LATTICE_LOCK_DIR": str(lock_dir), "LATTICE_BUILD_LOCK_WAIT": "1"}
+        return subprocess.run(
+            ["/bin/bash", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    image = subprocess.run(
+        ["/bin/bash", str(script), "--print-name"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    # Another build holds it (for longer than this one waits): this one fails, saying so.
+    with (locks / f"image-notebook-{image.split(':')[1]}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = build(locks)
+    assert result.returncode == 75, result.stderr
+    assert f"gave up after 1s waiting for another build of {image}" in result.stderr
+
+    # Made private where missing; a directory others may write to, or a link, is refused.
+    made = tmp_path / "made" / "locks"
+    said = subprocess.run(
+        ["/bin/bash", "-c", f". {copy / 'lib.sh'} && lattice_lock_dir"],
+        env={**os.environ, "LATTICE_LOCK_DIR": str(made)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert said.stdout.strip() == str(made)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = tmp_path / "link"
+    link.symlink_to(locks)
+    for refused in (shared, link):
+        result = build(refused)
+        assert result.returncode == 77, result.stderr
+        assert f"the lock directory {refused} is not private" in result.stderr
+    assert list(shared.iterdir()) == []
 
 
 def test_two_starts_of_a_missing_image_build_it_once(notebook_image, docker_client, tmp_path):
