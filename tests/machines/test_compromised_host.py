@@ -539,8 +539,11 @@ def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
     def build(**data: Any) -> None:
         attacker.event(session.workload, "progress", phase="building", **data)
 
-    # Its words in every field a build report has, and numbers it has no business sending.
+    # Its words where a download's percent goes, then in every field a build report has, and
+    # numbers it has no business sending.
+    attacker.event(session.workload, "progress", phase="pulling", percent=phishing)
     build(message=phishing, kind=phishing, step=2, of=3, percent=41)
+    build(kind=[phishing], step=2, of=3)
     build(kind="packages", step=phishing, of=3)
     # Its words beside good numbers, said again as a long step is every 20 s: one event.
     for _ in range(4):
@@ -553,9 +556,10 @@ def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
     events = list(
         NotebookEvent.objects.for_team(acme)
         .filter(session=session.pk, status=Status.PULLING)
+        .order_by("pk")
         .values_list("message", "percent")
     )
-    assert events == [(said, 40)]
+    assert events == [("Downloading the image: 0%.", None), (said, 40)]
     published = json.dumps(list(stream_after(stream_key, before)))
     assert said in published
     assert "evil.example" not in published

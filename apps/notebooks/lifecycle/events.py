@@ -92,7 +92,8 @@ def _apply_event(session: NotebookSession, event: str, data: dict[str, Any]) -> 
 def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
     phase = data.get("phase", "")
     if phase == "pulling" and _advance(session, Status.PULLING):
-        percent = data.get("percent")
+        # A number, whatever the host sent: its text never reaches the page.
+        percent = _percent(data)
         session_set_status(
             session,
             Status.PULLING,
@@ -155,12 +156,15 @@ def _on_building(session: NotebookSession, data: dict[str, Any]) -> None:
             session.host,
         )
         return
-    kind, step, of = data.get("kind"), _count(data.get("step")), _count(data.get("of"))
+    kind, step, of = data.get("kind") or "", _count(data.get("step")), _count(data.get("of"))
+    if not isinstance(kind, str):
+        logger.warning("a build step %r from %s: ignored", data, session.host)
+        return
     if kind == WAITING:
         said = BuildStep(WAITING)
     elif kind in BUILD_STEP_KINDS and step is not None and of is not None and step <= of:
         said = BuildStep(str(kind), step, of, _percent(data))
-    elif kind in ("", None):
+    elif not kind:
         said = BuildStep()
     else:
         logger.warning("a build step %r from %s: ignored", data, session.host)
