@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 MODES = ("ok", "slow", "never-ready", "crashes", "pulls", "builds")
-# What ``builds`` reports, as apps.runtimes.images.build_template_image words it.
+# The steps ``builds`` goes through, as apps.runtimes.images.build_template_image reads them.
 BUILD_STEPS = (
     BuildStep("base", 1, 3),
     BuildStep("packages", 2, 3),
