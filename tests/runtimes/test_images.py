@@ -410,25 +410,18 @@ def test_the_docker_runtime_builds_a_missing_template_image_and_says_its_steps(
             docker_client.images.remove(image)
 
 
-@pytest.mark.parametrize("which", ["template", "notebook"])
+@pytest.mark.parametrize("name", ["notebook-scipy-local", "notebook-local"])
 def test_a_locally_built_image_missing_here_is_never_pulled(
-    which, settings, docker_client, monkeypatch
+    name, settings, docker_client, monkeypatch
 ):
-    # A template this installation does not build here (or the notebook image): its name on
-    # Docker Hub is anyone's, so the runtime refuses rather than pulls it.
+    # A template's image this installation does not build here (or the notebook image), at a
+    # tag no host has: its name on Docker Hub is anyone's, so the runtime refuses to pull it.
     settings.LATTICE_LOCAL_TEMPLATES = []
-    image = (
-        local_template_image("scipy")
-        if which == "template"
-        else "lattice/notebook-local:00000000000000ff"
-    )
-    with contextlib.suppress(ImageNotFound):
-        docker_client.images.get(image)
-        pytest.skip(f"{image} is on this host")
+    image = f"lattice/{name}:{secrets.token_hex(8)}"
     pulled: list[str] = []
 
-    def pull(name: str, **_: Any) -> list[Any]:
-        pulled.append(name)
+    def pull(reference: str, **_: Any) -> list[Any]:
+        pulled.append(reference)
         return []
 
     monkeypatch.setattr(docker_client.api, "pull", pull)
