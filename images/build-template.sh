@@ -5,14 +5,18 @@
 # template's frameworks import (images/<template>/check.py, run without network).
 # Prints the image's name on its last line.
 #
-#   images/build-template.sh scipy|pytorch|tensorflow|r
+#   images/build-template.sh [--print-name] scipy|pytorch|tensorflow|r
 #
 # The tag is the hash of the notebook image's name and the template's local
-# inputs (every file in images/<template>/ but the production Dockerfile, by
-# name), as apps.runtimes.images computes it: built once per change of either.
-# Two builds of one image on this host take turns (a lock): the second waits,
-# then finds it built. With LATTICE_IMAGE_CACHE set, the image is also saved
-# there and loaded from there where missing. For PyTorch, a CPU wheel in
+# inputs (the plain files of images/<template>/, not its folders, links or
+# dotfiles (an editor's .swp), nor the production Dockerfile; sorted bytewise),
+# as apps.runtimes.images computes it: built once per change of either.
+# --print-name prints the name and builds nothing.
+# Two builds of one image on this host take turns (a lock, in a private
+# directory: lib.sh): the second waits, then finds it built; after
+# LATTICE_BUILD_LOCK_WAIT seconds (default 1800) it gives up, saying so. With
+# LATTICE_IMAGE_CACHE set, the image is also saved there and loaded from there
+# where missing. For PyTorch, a CPU wheel in
 # LATTICE_WHEELS (default /opt/wheels: torch-*+cpu-*.whl) is used when there is
 # one, else PyTorch's CPU index. Progress goes to stderr as
 # "[lattice] step N of 3: ..." lines, which the Docker runtime shows on the
@@ -20,34 +24,35 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-template="${1:?usage: build-template.sh TEMPLATE}"
+print_name=
+if [ "${1:-}" = --print-name ]; then print_name=1; shift; fi
+template="${1:?usage: build-template.sh [--print-name] TEMPLATE}"
 dir="$here/$template"
 [ -f "$dir/Dockerfile.local" ] || { echo "no local build for template $template" >&2; exit 2; }
 cache="${LATTICE_IMAGE_CACHE:-}"
 wheels="${LATTICE_WHEELS:-/opt/wheels}"
 step() { echo "[lattice] step $1 of 3: $2" >&2; }
 
-step 1 "the base image"
-base="$(bash "$here/notebook/build-local.sh" | tail -n1)"
-mapfile -t inputs < <(cd "$dir" && LC_ALL=C ls -1 | grep -vx Dockerfile)
+# The same rule as apps.runtimes.images._template_inputs.
+mapfile -t inputs < <(cd "$dir" && find . -maxdepth 1 -type f ! -name '.*' ! -name Dockerfile \
+  -printf '%f\n' | LC_ALL=C sort)
+if [ -n "$print_name" ]; then
+  base="$(bash "$here/notebook/build-local.sh" --print-name)"
+else
+  step 1 "the base image"
+  base="$(bash "$here/notebook/build-local.sh" | tail -n1)"
+fi
 hash="$( { printf '%s\n' "$base"; (cd "$dir" && cat "${inputs[@]}"); } | sha256sum | cut -c1-16)"
 image="lattice/notebook-$template-local:$hash"
+if [ -n "$print_name" ]; then
+  echo "$image"
+  exit 0
+fi
 
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-exec 9>"/tmp/lattice-image-$template-$hash.lock"
-if ! flock -n 9; then
-  echo "[lattice] waiting: this image is being built for another notebook" >&2
-  flock 9
-fi
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-if [ -n "$cache" ] && [ -f "$cache/notebook-$template-$hash.tar" ]; then
-  docker load -q -i "$cache/notebook-$template-$hash.tar" >&2
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+if lattice_image_ready "$image" "image-$template-$hash" "${cache:+$cache/notebook-$template-$hash.tar}" \
+  "[lattice] waiting: this image is being built for another notebook"; then
   echo "$image"
   exit 0
 fi

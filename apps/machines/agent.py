@@ -38,7 +38,7 @@ from apps.runtimes.select import host_runtime
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from apps.runtimes.base import Runtime
+    from apps.runtimes.base import Progress, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -117,26 +117,37 @@ def _watch_pull(runtime: Runtime, name: str, send: Callable[..., None]) -> Itera
     stop = threading.Event()
 
     def watch() -> None:
-        last: tuple[str, int | None] | None = None
+        last: Progress | None = None
         said_at = 0.0
         while not stop.wait(0.5):
             progress = runtime.pulling(name)
             if progress is None:
                 continue
             now = time.monotonic()
+            building = progress.phase == "building"
             moved = (
-                (progress.message, progress.percent) != last
-                if progress.phase == "building"
-                else last is None or progress.percent != last[1]
+                progress != last if building else last is None or progress.percent != last.percent
             )
-            if moved or (progress.phase == "building" and now - said_at >= BUILD_REPORT_EVERY):
-                last, said_at = (progress.message, progress.percent), now
-                send(
-                    "progress",
-                    phase=progress.phase,
-                    message=progress.message,
-                    percent=progress.percent,
-                )
+            if moved or (building and now - said_at >= BUILD_REPORT_EVERY):
+                last, said_at = progress, now
+                if building:
+                    # Numbers only: the control plane words a build's step itself (a host's
+                    # text never reaches a notebook's page).
+                    send(
+                        "progress",
+                        phase="building",
+                        kind=progress.kind,
+                        step=progress.step,
+                        of=progress.of,
+                        percent=progress.percent,
+                    )
+                else:
+                    send(
+                        "progress",
+                        phase=progress.phase,
+                        message=progress.message,
+                        percent=progress.percent,
+                    )
 
     watcher = threading.Thread(target=watch, name=f"pull-{name}", daemon=True)
     watcher.start()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from apps.runtimes.images import local_template_image, template_builds_here
+from apps.runtimes.images import is_local_image, local_template_image, template_builds_here
 
 CUSTOM = "custom"
 # What the create form offers first (and the image `make dev` builds ahead of a first start).
@@ -79,6 +79,12 @@ def runs_here(template: str) -> bool:
     return template == CUSTOM or not settings.LATTICE_LOCAL_IMAGES or template_builds_here(template)
 
 
+def built_on_hosts(template: str) -> bool:
+    """True when this installation's hosts build ``template``'s image themselves (so a host
+    may say it is building it)."""
+    return bool(settings.LATTICE_LOCAL_IMAGES) and template_builds_here(template)
+
+
 def template_labels() -> list[tuple[str, str]]:
     """The picker's choices: each template's name, "(not built on this installation)" after
     the ones that would be refused at start."""
@@ -100,6 +106,12 @@ def validate_custom_image(reference: str) -> str:
         raise TemplateError(
             f"{reference!r} is not an image reference: use lowercase names like "
             "registry.example.com/team/image:tag.",
+        )
+    if is_local_image(reference):
+        # Lattice's hosts build these names themselves; on Docker Hub they are anyone's.
+        raise TemplateError(
+            f"{reference} is the name of an image Lattice builds itself: pick its template "
+            "instead, or give an image from a registry.",
         )
     allowed = settings.LATTICE_CUSTOM_IMAGE_REGISTRIES
     if allowed:

@@ -114,6 +114,10 @@ class Progress:
     phase: str  # pulling, building (a local template image), starting, ready, failed
     message: str
     percent: int | None = None
+    # A build's step in numbers (apps.runtimes.images.BuildStep): all a host reports of it.
+    kind: str = ""
+    step: int | None = None
+    of: int | None = None
 
 
 @dataclass(frozen=True)

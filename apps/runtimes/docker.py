@@ -42,9 +42,12 @@ from apps.runtimes.base import (
     port_answers,
 )
 from apps.runtimes.images import (
+    IMAGE_TITLES,
     BuildStep,
     ImageBuildError,
+    build_step_message,
     build_template_image,
+    is_local_image,
     local_template_of,
 )
 
@@ -93,6 +96,12 @@ class DockerRuntime(Runtime):
         if template is not None:
             self._build(spec, template)
             return
+        if is_local_image(spec.image):
+            # Its name on Docker Hub is anyone's: a missing local image is never pulled.
+            raise WorkloadError(
+                f"The image {spec.image} is not built on this host, and a locally built image "
+                "is never downloaded.",
+            )
         layers: dict[str, tuple[int, int]] = {}
         try:
             for event in self.client.api.pull(spec.image, stream=True, decode=True):
@@ -118,8 +127,17 @@ class DockerRuntime(Runtime):
         """Build a template's image here (images/build-template.sh), its steps reported as
         the pull's progress; a start of the same image meanwhile waits for this build."""
 
+        title = IMAGE_TITLES.get(template, template)
+
         def report(step: BuildStep) -> None:
-            self._pulls[spec.name] = Progress("building", step.message, step.percent)
+            self._pulls[spec.name] = Progress(
+                "building",
+                build_step_message(title, step),
+                step.percent,
+                kind=step.kind,
+                step=step.step,
+                of=step.of,
+            )
 
         try:
             built = build_template_image(template, report)

@@ -25,17 +25,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from apps.runtimes.base import Managed, Progress, Runtime, Spec, dataset_mounts
+from apps.runtimes.images import BuildStep, build_step_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 MODES = ("ok", "slow", "never-ready", "crashes", "pulls", "builds")
-# What ``builds`` reports, as apps.runtimes.images.build_template_image words it.
+# The steps ``builds`` goes through, as apps.runtimes.images.build_template_image reads them.
 BUILD_STEPS = (
-    ("Building the Fake image: step 1 of 3 (preparing the base image)...", 0),
-    ("Building the Fake image: step 2 of 3 (installing packages)...", 10),
-    ("Building the Fake image: step 2 of 3 (installing packages)...", 50),
-    ("Building the Fake image: step 3 of 3 (checking that it imports)...", 90),
+    BuildStep("base", 1, 3),
+    BuildStep("packages", 2, 3),
+    BuildStep("packages", 2, 3, 50),
+    BuildStep("check", 3, 3),
 )
 
 
@@ -104,8 +105,15 @@ class FakeRuntime(Runtime):
                 time.sleep(0.3)
             self._pulls.pop(spec.name, None)
         if self.mode == "builds":
-            for message, percent in BUILD_STEPS:
-                self._builds[spec.name] = Progress("building", message, percent)
+            for step in BUILD_STEPS:
+                self._builds[spec.name] = Progress(
+                    "building",
+                    build_step_message("Fake", step),
+                    step.percent,
+                    kind=step.kind,
+                    step=step.step,
+                    of=step.of,
+                )
                 time.sleep(0.6)
             self._builds.pop(spec.name, None)
         server, port = _serve()

@@ -53,6 +53,12 @@ IMAGE_TITLES = {
     "r": "R",
 }
 _LOCAL_TEMPLATE_IMAGE = re.compile(r"^lattice/notebook-(?P<template>[a-z0-9]+)-local:[0-9a-f]{16}$")
+# Any name a host builds itself (the notebook image, a template's), however it is written: on
+# Docker Hub such a name is anyone's, so it is never downloaded.
+_LOCAL_IMAGE = re.compile(
+    r"^(?:(?:index\.|registry-1\.)?docker\.io/)?lattice/notebook(?:-[a-z0-9]+)?-local(?:[:@].*)?$",
+    re.IGNORECASE,
+)
 
 
 def local_notebook_image() -> str:
@@ -79,11 +85,19 @@ def template_builds_here(template: str) -> bool:
 
 
 def _template_inputs(template: str) -> list[Path]:
-    """Every file of images/<template>/ but the production Dockerfile, by name (bytewise,
-    as build-template.sh lists them)."""
+    """The plain files of images/<template>/ (not its folders, links or dotfiles, such as
+    an editor's .swp) but the production Dockerfile, by name bytewise: the rule
+    build-template.sh lists them by (``find -type f``, ``LC_ALL=C sort``)."""
     folder = IMAGES_DIR / template
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.name != "Dockerfile"),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file()
+            and not p.is_symlink()
+            and not p.name.startswith(".")
+            and p.name != "Dockerfile"
+        ),
         key=lambda p: p.name.encode(),
     )
 
@@ -96,6 +110,12 @@ def local_template_image(template: str) -> str:
     return f"lattice/notebook-{template}-local:{digest.hexdigest()[:16]}"
 
 
+def is_local_image(image: str) -> bool:
+    """True for a name of the images Lattice's hosts build (``lattice/notebook-local:...``,
+    ``lattice/notebook-<template>-local:...``): never pulled from a registry."""
+    return _LOCAL_IMAGE.match(image.strip()) is not None
+
+
 def local_template_of(image: str) -> str | None:
     """The template whose locally built image ``image`` is, if it is one this host can build."""
     match = _LOCAL_TEMPLATE_IMAGE.match(image)
@@ -104,12 +124,42 @@ def local_template_of(image: str) -> str | None:
     return match["template"]
 
 
+# What each of build-template.sh's steps is called ("[lattice] step N of 3: <what>"), by the
+# kind a host reports: a host sends only the kind and numbers, the words are Lattice's own.
+BUILD_STEP_KINDS = {
+    "base": "preparing the base image",
+    "packages": "installing packages",
+    "check": "checking that it imports",
+}
+_SCRIPT_STEPS = {
+    "the base image": "base",
+    "installing packages": "packages",
+    "checking the image": "check",
+}
+# A build waiting for the same image's build by another start (build-template.sh's lock).
+WAITING = "waiting"
+
+
 @dataclass(frozen=True)
 class BuildStep:
-    """Where a template build is: ``message`` for the notebook's page, ``percent`` done."""
+    """Where a template build is, in numbers: step ``step`` of ``of`` (its ``kind``, one of
+    BUILD_STEP_KINDS, or WAITING; "" before the first step), ``percent`` done of the
+    step where the build says so (Docker's own instruction count), else None."""
 
-    message: str
-    percent: int
+    kind: str = ""
+    step: int | None = None
+    of: int | None = None
+    percent: int | None = None
+
+
+def build_step_message(title: str, step: BuildStep) -> str:
+    """What a build at ``step`` of the ``title`` image is called on a notebook's page."""
+    if step.kind == WAITING:
+        return f"Waiting for the {title} image, which is being built for another notebook..."
+    words = BUILD_STEP_KINDS.get(step.kind)
+    if words is None or step.step is None or step.of is None:
+        return f"Building the {title} image..."
+    return f"Building the {title} image: step {step.step} of {step.of} ({words})..."
 
 
 class ImageBuildError(Exception):
@@ -117,36 +167,28 @@ class ImageBuildError(Exception):
 
 
 _STEP = re.compile(r"^\[lattice\] step (?P<n>\d+) of (?P<of>\d+): (?P<what>.+)$")
-_DOCKER_STEP = re.compile(r"^Step (?P<n>\d+)/(?P<of>\d+) :")
-_STEP_WORDS = {
-    "the base image": "preparing the base image",
-    "installing packages": "installing packages",
-    "checking the image": "checking that it imports",
-}
-# How far each of build-template.sh's steps takes the percent (the packages take longest).
-_STEP_SPAN = {1: (0, 10), 2: (10, 90), 3: (90, 99)}
+# Docker's count of the Dockerfile's instructions: the legacy builder's "Step 3/8 : RUN ..."
+# and BuildKit's "#7 [3/8] RUN ..." (or "#7 [stage 3/8] RUN ..." in a multi-stage build).
+_DOCKER_STEP = re.compile(
+    r"^(?:Step (?P<n>\d+)/(?P<of>\d+) :|#\d+ \[(?:[\w.-]+ )?(?P<bn>\d+)/(?P<bof>\d+)\] )"
+)
 
 
-def _read_step(line: str, title: str, current: BuildStep) -> BuildStep:
-    """``current`` moved on by one line of build-template.sh's output."""
+def _read_step(line: str, current: BuildStep) -> BuildStep:
+    """``current`` moved on by one line of build-template.sh's output. The percent is only
+    ever Docker's own count of the instructions it has finished; no guess in between."""
     if line.startswith("[lattice] waiting"):
-        return BuildStep(
-            f"Waiting for the {title} image, which is being built for another notebook...",
-            current.percent,
-        )
+        return BuildStep(WAITING, current.step, current.of, None)
     match = _STEP.match(line)
     if match:
-        n, of = int(match["n"]), int(match["of"])
-        words = _STEP_WORDS.get(match["what"], match["what"])
-        return BuildStep(
-            f"Building the {title} image: step {n} of {of} ({words})...",
-            _STEP_SPAN.get(n, (current.percent, 0))[0],
-        )
+        kind = _SCRIPT_STEPS.get(match["what"], "")
+        return BuildStep(kind, int(match["n"]), int(match["of"]), None)
     docker = _DOCKER_STEP.match(line)
-    if docker:
-        low, high = _STEP_SPAN[2]
-        done = (int(docker["n"]) - 1) / max(1, int(docker["of"]))
-        return BuildStep(current.message, max(current.percent, low + int(done * (high - low))))
+    if docker and current.kind == "packages":
+        n = int(docker["n"] or docker["bn"])
+        of = max(1, int(docker["of"] or docker["bof"]))
+        done = min(100, (n - 1) * 100 // of)
+        return BuildStep(current.kind, current.step, current.of, max(current.percent or 0, done))
     return current
 
 
@@ -160,7 +202,7 @@ def build_template_image(
     build another start runs); ``report`` hears each step, ``log`` (appended) every line.
     The image's name."""
     title = IMAGE_TITLES.get(template, template)
-    step = BuildStep(f"Building the {title} image...", 0)
+    step = BuildStep()
     report(step)
     tail: deque[str] = deque(maxlen=15)
     process = subprocess.Popen(  # noqa: S603 - our own script, a known template name
@@ -178,7 +220,7 @@ def build_template_image(
             tail.append(line)
             if out is not None:
                 out.write(raw)
-            moved = _read_step(line, title, step)
+            moved = _read_step(line, step)
             if moved != step:
                 step = moved
                 report(step)

@@ -8,32 +8,27 @@
 # built once per change of its inputs; with LATTICE_IMAGE_CACHE set, the built
 # image is also saved there and loaded from there on a machine that lacks it.
 # Two builds of the same image on one host (make dev's and a test run's) take
-# turns: the second waits on a lock, then finds the image built.
+# turns: the second waits on a lock (in a private directory: ../lib.sh), then
+# finds the image built.
 # Needs root (debootstrap, chroot), Docker, and Debian's mirror and PyPI.
+# --print-name prints the name and builds nothing.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 inputs=(build-local.sh requirements.txt jupyter_server_config.py README-lattice.md)
 hash="$(cd "$here" && cat "${inputs[@]}" | sha256sum | cut -c1-16)"
 image="lattice/notebook-local:$hash"
+if [ "${1:-}" = --print-name ]; then
+  echo "$image"
+  exit 0
+fi
 mirror="${LATTICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${LATTICE_IMAGE_CACHE:-}"
 
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-exec 9>"/tmp/lattice-image-notebook-$hash.lock"
-if ! flock -n 9; then
-  echo "waiting for another build of $image..." >&2
-  flock 9
-fi
-if docker image inspect "$image" >/dev/null 2>&1; then
-  echo "$image"
-  exit 0
-fi
-if [ -n "$cache" ] && [ -f "$cache/notebook-$hash.tar" ]; then
-  docker load -q -i "$cache/notebook-$hash.tar" >&2
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+if lattice_image_ready "$image" "image-notebook-$hash" "${cache:+$cache/notebook-$hash.tar}" \
+  "waiting for another build of $image..."; then
   echo "$image"
   exit 0
 fi

@@ -56,8 +56,10 @@
     return step;
   }
 
+  // The percent a host measured, or null: with none, the bar moves without a number (a
+  // build step Docker does not count), never a made-up one.
   function percentOf(status) {
-    return typeof status.percent === "number" ? status.percent : 0;
+    return typeof status.percent === "number" ? status.percent : null;
   }
 
   function drawPhases(status) {
@@ -80,8 +82,14 @@
     }
     if (pull) {
       pull.hidden = step !== "pulling";
-      pull.value = percentOf(status);
-      pull.textContent = pull.value + "%";
+      var percent = percentOf(status);
+      if (percent === null) {
+        pull.removeAttribute("value");
+        pull.textContent = "";
+      } else {
+        pull.value = percent;
+        pull.textContent = percent + "%";
+      }
     }
   }
 

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
 
-from apps.machines.agent import agent_report
+from apps.machines.agent import _watch_pull, agent_report
 from apps.machines.identity import (
     IdentityError,
     identity_forget,
@@ -20,6 +21,8 @@ from apps.machines.identity import (
     new_key,
     signature,
 )
+from apps.runtimes.base import Spec
+from apps.runtimes.fake import FakeRuntime
 from config.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +187,22 @@ def test_the_agent_keeps_its_log_frames_within_the_inbox_limit(settings, monkeyp
     assert shipped[1:] == printed[1:]  # every other line, in order, whole
     assert len(frames) > 1
     assert all(sum(map(len, frame)) <= 10_000 + 1000 for frame in frames)
+
+
+def test_the_agent_reports_a_build_in_numbers_only():
+    # Whatever the runtime's words, a build goes out as its step's kind and numbers: the
+    # control plane words it (a host's text never reaches a notebook's page).
+    runtime = FakeRuntime("builds")
+    spec = Spec(name=f"nb-agent-{os.getpid()}", image="lattice/fake", command=["jupyter"])
+    sent: list[tuple[str, dict[str, Any]]] = []
+    try:
+        with _watch_pull(runtime, spec.name, lambda event, **data: sent.append((event, data))):
+            runtime.start(spec)
+    finally:
+        runtime.stop({"name": spec.name})
+    builds = [data for event, data in sent if data.get("phase") == "building"]
+    assert builds, sent
+    assert all(set(data) == {"phase", "kind", "step", "of", "percent"} for data in builds)
+    assert {"kind": "packages", "step": 2, "of": 3} in [
+        {k: data[k] for k in ("kind", "step", "of")} for data in builds
+    ]

@@ -45,7 +45,7 @@ from apps.machines.services import (
     join_token_create,
 )
 from apps.notebooks import services
-from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from config.celery import app as celery_app
 from tests.factories import GPUDeviceFactory
 from tests.helpers import wait_for
@@ -500,11 +500,10 @@ def test_a_report_judges_and_claims_nothing_of_another_host(trusted, victim, att
 # --- its own workloads: only its own address, only its own stream ----------------------------
 
 
-@pytest.fixture
-def own_session(victim, attacker, live, acme, alice, catalogue) -> NotebookSession:
+def _placed_on_attacker(attacker: Any, acme: Any, alice: Any, name: str) -> NotebookSession:
     """A notebook of acme's placed on the attacker's host, its start sent to that host."""
     host_set_draining(host=Host.objects.get(name="local"), draining=True)
-    notebook = make_notebook(acme, alice, "On the GPU host")
+    notebook = make_notebook(acme, alice, name)
     services.notebook_start(team=acme, actor=alice, notebook=notebook)
 
     def scheduled() -> NotebookSession | None:
@@ -517,9 +516,61 @@ def own_session(victim, attacker, live, acme, alice, catalogue) -> NotebookSessi
     assert wait_for(lambda: scheduled() is not None)
     session = scheduled()
     assert session is not None
+    return session
+
+
+@pytest.fixture
+def own_session(victim, attacker, live, acme, alice, catalogue) -> NotebookSession:
+    """A notebook of acme's placed on the attacker's host, started there."""
+    session = _placed_on_attacker(attacker, acme, alice, "On the GPU host")
     attacker.event(session.workload, "started", state={"port": 40000})
     attacker.settle()
     return NotebookSession.objects.for_team(acme).get(pk=session.pk)
+
+
+def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
+    settings, victim, attacker, live, acme, alice, catalogue
+):
+    session = _placed_on_attacker(attacker, acme, alice, "Built on the GPU host")
+    stream_key = Notebook.objects.for_team(acme).get(pk=session.notebook_id).stream
+    before = stream_last(stream_key)
+    phishing = "Your session expired: log in again at https://evil.example/login"
+
+    def build(**data: Any) -> None:
+        attacker.event(session.workload, "progress", phase="building", **data)
+
+    # Its words where a download's percent goes, then in every field a build report has, and
+    # numbers it has no business sending.
+    attacker.event(session.workload, "progress", phase="pulling", percent=phishing)
+    build(message=phishing, kind=phishing, step=2, of=3, percent=41)
+    build(kind=[phishing], step=2, of=3)
+    build(kind="packages", step=phishing, of=3)
+    # Its words beside good numbers, said again as a long step is every 20 s: one event.
+    for _ in range(4):
+        build(message=phishing, kind="packages", step=2, of=3, percent=40)
+    attacker.settle()
+
+    notebook = Notebook.objects.for_team(acme).get(pk=session.notebook_id)
+    said = "Building the Scientific Python image: step 2 of 3 (installing packages)..."
+    assert (notebook.status, notebook.status_message) == (Status.PULLING, said)
+    events = list(
+        NotebookEvent.objects.for_team(acme)
+        .filter(session=session.pk, status=Status.PULLING)
+        .order_by("pk")
+        .values_list("message", "percent")
+    )
+    assert events == [("Downloading the image: 0%.", None), (said, 40)]
+    published = json.dumps(list(stream_after(stream_key, before)))
+    assert said in published
+    assert "evil.example" not in published
+    assert not NotebookEvent.objects.for_team(acme).filter(message__contains="evil").exists()
+
+    # Where this installation does not build the template's image, no host builds it.
+    settings.LATTICE_LOCAL_TEMPLATES = []
+    build(kind="check", step=3, of=3)
+    attacker.settle()
+    notebook.refresh_from_db()
+    assert notebook.status_message == said
 
 
 def test_a_ready_endpoint_off_the_hosts_own_address_is_refused(attacker, own_session):

@@ -3,14 +3,24 @@ or marked "not built on this installation" and refused at start, never swapped f
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from django.urls import reverse
+
+from apps.core.tenancy import team_scope
 from apps.machines.models import MachineType
-from apps.notebooks import services
+from apps.notebooks import lifecycle, services
 from apps.notebooks.errors import NotebookError
 from apps.notebooks.forms import NotebookCreateForm
-from apps.notebooks.models import NotebookEvent, NotebookSession, Status
-from apps.notebooks.templates import TemplateNotBuiltError, image_for, template_labels
+from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
+from apps.notebooks.templates import (
+    TemplateError,
+    TemplateNotBuiltError,
+    image_for,
+    template_labels,
+    validate_custom_image,
+)
 from apps.runtimes.images import local_notebook_image, local_template_image
 from tests.helpers import bearer, make_token
 from tests.notebook_fixtures import make_host
@@ -96,7 +106,63 @@ def test_a_build_on_first_start_shows_its_steps_on_the_notebook(
         .values_list("message", "percent")
     )
     messages = [message for message, _ in said]
-    assert "Building the Fake image: step 2 of 3 (installing packages)..." in messages, said
-    assert "Building the Fake image: step 3 of 3 (checking that it imports)..." in messages
-    percents = [percent for _, percent in said]
-    assert percents == sorted(percents)
+    # The host reports numbers; the words are the control plane's, from the template's name.
+    assert "Building the PyTorch image: step 2 of 3 (installing packages)..." in messages, said
+    assert "Building the PyTorch image: step 3 of 3 (checking that it imports)..." in messages
+    # A step said again (its percent moved, or the host's "still building" every 20 s)
+    # updates its event in place: one row a step.
+    assert len(messages) == len(set(messages)), said
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "lattice/notebook-local:0123456789abcdef",
+        "lattice/notebook-scipy-local:0123456789abcdef",
+        "docker.io/lattice/notebook-pytorch-local:latest",
+        "index.docker.io/lattice/notebook-r-local",
+    ],
+)
+def test_a_custom_image_may_not_name_an_image_lattice_builds_itself(reference):
+    # On Docker Hub lattice/notebook-*-local is anyone's name: never a custom image.
+    with pytest.raises(TemplateError, match="an image Lattice builds itself"):
+        validate_custom_image(reference)
+    assert validate_custom_image("ghcr.io/lattice/notebook-scipy-local:1") == (
+        "ghcr.io/lattice/notebook-scipy-local:1"
+    )
+
+
+def test_a_build_step_docker_does_not_count_shows_no_percent_on_the_page(
+    client, acme, alice, host, notebook
+):
+    # A session back before its image (as it is while its host builds it).
+    session = services.notebook_start(team=acme, actor=alice, notebook=notebook)
+    with team_scope(acme):
+        NotebookSession.objects.filter(pk=session.pk).update(status=Status.SCHEDULED)
+        Notebook.objects.filter(pk=notebook.pk).update(status=Status.SCHEDULED)
+    page = reverse("notebooks:detail", kwargs={"team_slug": acme.slug, "notebook_id": notebook.pk})
+    client.force_login(alice)
+
+    def bar() -> str:
+        body = client.get(page).content.decode()
+        found = re.search(r"<progress [^>]*id=\"nb-pull\"[^>]*>[^<]*</progress>", body)
+        assert found is not None
+        return found[0]
+
+    lifecycle.on_workload_event(
+        host.name,
+        session.workload,
+        "progress",
+        {"phase": "building", "kind": "base", "step": 1, "of": 3},
+    )
+    # Preparing the base image: no count of its own, so a bar without a number (not "0%").
+    assert "value=" not in bar()
+    assert "%" not in bar()
+    lifecycle.on_workload_event(
+        host.name,
+        session.workload,
+        "progress",
+        {"phase": "building", "kind": "packages", "step": 2, "of": 3, "percent": 37},
+    )
+    assert 'value="37"' in bar()
+    assert ">37%<" in bar()

@@ -4,9 +4,12 @@ at a time per image, what they hold, and what JupyterLab's file browser shows in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import secrets
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -19,12 +22,13 @@ import pytest
 from docker.errors import ImageNotFound, NotFound
 
 from apps.runtimes import images
-from apps.runtimes.base import Spec
+from apps.runtimes.base import Spec, WorkloadError
 from apps.runtimes.docker import DockerRuntime
 from apps.runtimes.images import (
     BuildStep,
     ImageBuildError,
     _read_step,
+    build_step_message,
     build_template_image,
     local_notebook_image,
     local_template_image,
@@ -64,9 +68,49 @@ def test_a_template_image_is_named_by_its_inputs_and_the_notebook_image(settings
         assert local_template_image("pytorch") == pytorch
 
 
-def test_the_build_scripts_steps_are_said_in_words_with_a_rising_percent():
-    step = BuildStep("Building the PyTorch image...", 0)
-    lines = [
+def test_python_and_the_build_script_name_a_template_image_by_the_same_files(
+    settings, tmp_path, monkeypatch
+):
+    # An editor's swap file and a stray folder in a template's folder: neither is an input,
+    # on either side (before, Python hashed the dotfile and the script tried to cat the folder).
+    copy = tmp_path / "images"
+    shutil.copytree(REPO / "images", copy)
+    monkeypatch.setattr(images, "IMAGES_DIR", copy)
+    monkeypatch.setattr(images, "IMAGE_DIR", copy / "notebook")
+    settings.LATTICE_LOCAL_TEMPLATES = ["scipy"]
+    clean = local_template_image("scipy")
+    (copy / "scipy" / ".check.py.swp").write_bytes(b"b0VIM 9.0\x00 half a file")
+    (copy / "scipy" / "notes").mkdir()
+    (copy / "scipy" / "notes" / "todo.txt").write_text("try polars\n")
+
+    def scripts_name() -> str:
+        result = subprocess.run(
+            ["/bin/bash", str(copy / "build-template.sh"), "--print-name", "scipy"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    assert local_template_image("scipy") == clean
+    assert scripts_name() == clean
+    # A new plain file is an input on both sides.
+    (copy / "scipy" / "extra.txt").write_text("seaborn\n")
+    assert local_template_image("scipy") == scripts_name() != clean
+
+
+def _steps(lines: list[str]) -> list[BuildStep]:
+    step, seen = BuildStep(), []
+    for line in lines:
+        step = _read_step(line, step)
+        seen.append(step)
+    return seen
+
+
+def test_the_build_scripts_steps_are_numbers_with_dockers_own_percent_only():
+    # The legacy builder's "Step N/M" and BuildKit's "#N [i/M]" (as `docker build` prints
+    # them, captured): the percent is Docker's count of finished instructions, nothing made up.
+    legacy = [
         "[lattice] step 1 of 3: the base image",
         "[lattice] step 2 of 3: installing packages",
         "Step 1/8 : ARG BASE",
@@ -74,24 +118,32 @@ def test_the_build_scripts_steps_are_said_in_words_with_a_rising_percent():
         "Step 6/8 : RUN set -e; pip install torch",
         "[lattice] step 3 of 3: checking the image",
     ]
-    seen = []
-    for line in lines:
-        step = _read_step(line, "PyTorch", step)
-        seen.append(step)
+    buildkit = [
+        "[lattice] step 2 of 3: installing packages",
+        '#0 building with "default" instance using docker driver',
+        "#5 [1/4] FROM docker.io/lattice/notebook-local:0123456789abcdef",
+        "#5 DONE 0.0s",
+        "#7 [3/4] RUN pip install --no-cache-dir -r /tmp/requirements.txt",
+        "#7 2.315 Collecting numpy",
+        "#9 [build 2/2] COPY check.py /opt/lattice/",
+    ]
+    seen = _steps(legacy)
 
-    assert (
-        seen[0].message == "Building the PyTorch image: step 1 of 3 (preparing the base image)..."
+    assert seen[0] == BuildStep("base", 1, 3, None)
+    assert seen[1] == BuildStep("packages", 2, 3, None)
+    assert seen[3] == seen[2] == BuildStep("packages", 2, 3, 0)  # pip's own lines move nothing
+    assert seen[4] == BuildStep("packages", 2, 3, 62)
+    assert seen[5] == BuildStep("check", 3, 3, None)
+    assert [s.percent for s in _steps(buildkit)] == [None, None, 0, 0, 50, 50, 50]
+    assert build_step_message("PyTorch", seen[1]) == (
+        "Building the PyTorch image: step 2 of 3 (installing packages)..."
     )
-    assert seen[1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
-    assert seen[3] == seen[2]  # pip's own lines move nothing
-    assert seen[4].message == seen[1].message
-    assert 10 <= seen[2].percent < seen[4].percent < 90
-    assert seen[5].message.endswith("step 3 of 3 (checking that it imports)...")
-    percents = [s.percent for s in seen]
-    assert percents == sorted(percents)
-    waiting = _read_step("[lattice] waiting: this image is being built", "R", seen[1])
-    assert (
-        waiting.message == "Waiting for the R image, which is being built for another notebook..."
+    assert build_step_message("PyTorch", seen[5]).endswith(
+        "step 3 of 3 (checking that it imports)..."
+    )
+    waiting = _read_step("[lattice] waiting: this image is being built", seen[1])
+    assert build_step_message("R", waiting) == (
+        "Waiting for the R image, which is being built for another notebook..."
     )
 
 
@@ -106,7 +158,7 @@ def test_a_failed_build_says_why(settings, tmp_path, monkeypatch):
 
     with pytest.raises(ImageBuildError, match="No matching distribution found for torch"):
         build_template_image("pytorch", heard.append)
-    assert heard[-1].message == "Building the PyTorch image: step 2 of 3 (installing packages)..."
+    assert heard[-1] == BuildStep("packages", 2, 3)
 
 
 def _locktest_images(tmp_path: Path) -> Path:
@@ -123,6 +175,64 @@ def _locktest_images(tmp_path: Path) -> Path:
     )
     (template / "check.py").write_text('import sys\nsys.stdout.write("ok\\n")\n')
     return copy
+
+
+def test_a_held_build_lock_fails_the_build_saying_so_and_lives_in_a_private_directory(
+    tmp_path,
+):
+    # A notebook image no host has (its inputs changed here): the build reaches its lock.
+    copy = tmp_path / "images"
+    shutil.copytree(
+        REPO / "images", copy, ignore=shutil.ignore_patterns("scipy", "pytorch", "r", "tensorflow")
+    )
+    with (copy / "notebook" / "requirements.txt").open("a") as requirements:
+        requirements.write(f"# {secrets.token_hex(8)}\n")
+    script = copy / "notebook" / "build-local.sh"
+
+    def build(lock_dir: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LATTICE_LOCK_DIR": str(lock_dir), "LATTICE_BUILD_LOCK_WAIT": "1"}
+        return subprocess.run(
+            ["/bin/bash", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    image = subprocess.run(
+        ["/bin/bash", str(script), "--print-name"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    # Another build holds it (for longer than this one waits): this one fails, saying so.
+    with (locks / f"image-notebook-{image.split(':')[1]}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = build(locks)
+    assert result.returncode == 75, result.stderr
+    assert f"gave up after 1s waiting for another build of {image}" in result.stderr
+
+    # Made private where missing; a directory others may write to, or a link, is refused.
+    made = tmp_path / "made" / "locks"
+    said = subprocess.run(
+        ["/bin/bash", "-c", f". {copy / 'lib.sh'} && lattice_lock_dir"],
+        env={**os.environ, "LATTICE_LOCK_DIR": str(made)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert said.stdout.strip() == str(made)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = tmp_path / "link"
+    link.symlink_to(locks)
+    for refused in (shared, link):
+        result = build(refused)
+        assert result.returncode == 77, result.stderr
+        assert f"the lock directory {refused} is not private" in result.stderr
+    assert list(shared.iterdir()) == []
 
 
 def test_two_starts_of_a_missing_image_build_it_once(notebook_image, docker_client, tmp_path):
@@ -298,3 +408,26 @@ def test_the_docker_runtime_builds_a_missing_template_image_and_says_its_steps(
             docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
         with contextlib.suppress(ImageNotFound):
             docker_client.images.remove(image)
+
+
+@pytest.mark.parametrize("name", ["notebook-scipy-local", "notebook-local"])
+def test_a_locally_built_image_missing_here_is_never_pulled(
+    name, settings, docker_client, monkeypatch
+):
+    # A template's image this installation does not build here (or the notebook image), at a
+    # tag no host has: its name on Docker Hub is anyone's, so the runtime refuses to pull it.
+    settings.LATTICE_LOCAL_TEMPLATES = []
+    image = f"lattice/{name}:{secrets.token_hex(8)}"
+    pulled: list[str] = []
+
+    def pull(reference: str, **_: Any) -> list[Any]:
+        pulled.append(reference)
+        return []
+
+    monkeypatch.setattr(docker_client.api, "pull", pull)
+    runtime = DockerRuntime(docker_client)
+    spec = Spec(name=f"nb-{uuid.uuid4().hex[:8]}", image=image, command=["sleep", "1"])
+
+    with pytest.raises(WorkloadError, match="not built on this host"):
+        runtime.start(spec)
+    assert pulled == []

@@ -25,6 +25,8 @@ from apps.notebooks.lifecycle.start import session_of_workload
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
+from apps.notebooks.templates import TEMPLATES, built_on_hosts
+from apps.runtimes.images import BUILD_STEP_KINDS, WAITING, BuildStep, build_step_message
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,8 @@ def _apply_event(session: NotebookSession, event: str, data: dict[str, Any]) -> 
 def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
     phase = data.get("phase", "")
     if phase == "pulling" and _advance(session, Status.PULLING):
-        percent = data.get("percent")
+        # A number, whatever the host sent: its text never reaches the page.
+        percent = _percent(data)
         session_set_status(
             session,
             Status.PULLING,
@@ -102,25 +105,10 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
         _advance(session, Status.PULLING)
         or (session.ended_at is None and session.status == Status.PULLING)
     ):
-        # The host builds the template's image (a local installation's first start of it): its
-        # step, in the host's words ("Building the PyTorch image: step 2 of 3 ...").
-        try:
-            percent = max(0, min(100, int(data.get("percent") or 0)))
-        except (TypeError, ValueError):
-            percent = 0
-        session_set_status(
-            session,
-            Status.PULLING,
-            str(data.get("message") or "Building the image.")[:200],
-            phase="pulling",
-            percent=percent,
-        )
+        _on_building(session, data)
     elif phase == "copying" and session.ended_at is None and session.status == Status.SCHEDULED:
         # The host copies the notebook's datasets before it starts it (a while, for big ones).
-        try:
-            percent = max(0, min(100, int(data.get("percent") or 0)))
-        except (TypeError, ValueError):
-            percent = 0
+        percent = _percent(data) or 0
         session_set_status(
             session,
             Status.SCHEDULED,
@@ -135,6 +123,60 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
             "Waiting for JupyterLab to answer.",
             phase="waiting",
         )
+
+
+def _percent(data: dict[str, Any]) -> int | None:
+    """The event's percent as a whole number from 0 to 100, or None (absent or not a number)."""
+    value = data.get("percent")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(0, min(100, int(value)))
+
+
+# build-template.sh has 3 steps; a host saying more is not believed.
+_MAX_STEPS = 9
+
+
+def _count(value: Any) -> int | None:
+    """A step number a host may report: a small positive whole number, else None."""
+    return value if type(value) is int and 1 <= value <= _MAX_STEPS else None
+
+
+def _on_building(session: NotebookSession, data: dict[str, Any]) -> None:
+    """The host builds the template's image (a local installation's first start of it).
+    It reports only numbers and a step kind; the words are ours, from the template's name
+    (a host's credentials are assumed stolen: its text never reaches the page). Believed only
+    where this installation builds that template's image on its hosts. The step said again
+    (every BUILD_REPORT_EVERY seconds while pip runs) updates its event in place."""
+    template = TEMPLATES.get(session.template)
+    if template is None or not built_on_hosts(session.template):
+        logger.warning(
+            "a build of %s's image reported by %s: not built there, ignored",
+            session.template,
+            session.host,
+        )
+        return
+    kind, step, of = data.get("kind") or "", _count(data.get("step")), _count(data.get("of"))
+    if not isinstance(kind, str):
+        logger.warning("a build step %r from %s: ignored", data, session.host)
+        return
+    if kind == WAITING:
+        said = BuildStep(WAITING)
+    elif kind in BUILD_STEP_KINDS and step is not None and of is not None and step <= of:
+        said = BuildStep(str(kind), step, of, _percent(data))
+    elif not kind:
+        said = BuildStep()
+    else:
+        logger.warning("a build step %r from %s: ignored", data, session.host)
+        return
+    session_set_status(
+        session,
+        Status.PULLING,
+        build_step_message(template.name, said),
+        phase="pulling",
+        percent=said.percent,
+        same_step=True,
+    )
 
 
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:

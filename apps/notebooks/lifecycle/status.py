@@ -146,8 +146,13 @@ def session_set_status(
     *,
     phase: str = "",
     percent: int | None = None,
+    same_step: bool = False,
 ) -> None:
-    """Record a status (on the session and its notebook), keep the event, tell viewers."""
+    """Record a status (on the session and its notebook), keep the event, tell viewers.
+
+    With ``same_step``, a status said again in the same words (a long build step reported
+    every few seconds) updates the session's latest event in place rather than adding one.
+    """
     session.status = status
     session.progressed_at = timezone.now()
     session.save(update_fields=["status", "progressed_at"])
@@ -155,13 +160,23 @@ def session_set_status(
     notebook.status = status
     notebook.status_message = message
     notebook.save(update_fields=["status", "status_message", "updated_at"])
-    NotebookEvent.objects.for_team(session.team_id).create(
-        team_id=session.team_id,
-        notebook=notebook,
-        session=session,
-        status=status,
-        phase=phase or status,
-        message=message,
-        percent=percent,
-    )
+    events = NotebookEvent.objects.for_team(session.team_id)
+    latest = events.filter(session=session).order_by("-pk").first() if same_step else None
+    if latest is not None and (latest.status, latest.phase, latest.message) == (
+        status,
+        phase or status,
+        message,
+    ):
+        latest.percent = percent
+        latest.save(update_fields=["percent"])
+    else:
+        events.create(
+            team_id=session.team_id,
+            notebook=notebook,
+            session=session,
+            status=status,
+            phase=phase or status,
+            message=message,
+            percent=percent,
+        )
     publish_status(notebook, session, phase=phase or status, percent=percent)
