@@ -8,12 +8,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.errors import ConflictError
 from apps.machines.agent import agent_report
+from apps.machines.availability import machine_type_offers
 from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
@@ -84,7 +88,11 @@ class TestNoHostOffersTheType:
         second = make_notebook(acme, alice, "Two")
         waiting = start(acme, alice, second)
         assert waiting.status == Status.QUEUED
-        Host.objects.filter(pk=host.pk).update(status=Host.Status.OFFLINE)
+        # Offline, and silent for longer than the grace a host away for a while is given.
+        Host.objects.filter(pk=host.pk).update(
+            status=Host.Status.OFFLINE,
+            last_heartbeat_at=timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE + 1),
+        )
 
         upkeep.reconcile_sessions()
 
@@ -97,6 +105,67 @@ class TestNoHostOffersTheType:
         assert not PlacementRequest.objects.filter(
             workload=waiting.workload, status=PlacementRequest.Status.WAITING
         ).exists()
+
+
+class TestAHostAwayForAWhile:
+    """Its only host draining, or offline after a heartbeat gap: the type's line waits for
+    it (starts are queued, not refused) until no such host is left for LATTICE_HOST_GRACE."""
+
+    @pytest.mark.parametrize("away", [Host.Status.DRAINING, Host.Status.OFFLINE])
+    def test_the_line_waits_for_it_then_ends_after_the_grace(
+        self, acme, alice, fake_runtime, catalogue, away
+    ):
+        host = make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        Host.objects.filter(pk=host.pk).update(status=away, last_heartbeat_at=timezone.now())
+
+        upkeep.reconcile_sessions()
+        third = start(acme, alice, make_notebook(acme, alice, "Three"))  # not refused: queued
+
+        waiting.refresh_from_db()
+        assert waiting.ended_at is None
+        assert waiting.status == Status.QUEUED
+        assert third.status == Status.QUEUED
+        assert PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).count() == 2
+        offer = machine_type_offers([MachineType.objects.get(slug="cpu-small")])[0]
+        assert offer.availability.state == "busy"
+        assert offer.availability.waiting_for_host
+        assert "waiting for one" in offer.availability.label
+
+        if away == Host.Status.DRAINING:
+            return  # an admin may take a draining host back: its line keeps waiting
+        Host.objects.filter(pk=host.pk).update(
+            last_heartbeat_at=timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE + 1)
+        )
+        upkeep.reconcile_sessions()
+
+        for session in (waiting, third):
+            session.refresh_from_db()
+            assert session.exit_reason == NotebookSession.ExitReason.CANCELLED
+            assert "No host here offers CPU small" in session.notebook.status_message
+        assert not PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).exists()
+
+    def test_a_pass_reads_the_offers_once_for_every_queued_type(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        for n, machine in enumerate(("cpu-small", "free-cpu", "cpu-small", "free-cpu")):
+            assert start(
+                acme, alice, make_notebook(acme, alice, f"Q{n}", machine=machine)
+            ).status == (Status.QUEUED)
+
+        with CaptureQueriesContext(connection) as queries:
+            upkeep.reconcile_sessions()
+
+        # machine_type_offers' read of the hosts' GPUs by model: once, not per queued session.
+        gpu_reads = [
+            q for q in queries if 'FROM "machines_gpudevice"' in q["sql"] and "GROUP BY" in q["sql"]
+        ]
+        assert len(gpu_reads) == 1, [q["sql"] for q in gpu_reads]
 
 
 class TestTheLineMovesWhenCapacityIsReleased:
