@@ -111,16 +111,26 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
             # that point at the machine type (requests, sessions) check that
             # foreign key at commit with FOR KEY SHARE, which must not wait here.
             MachineType.objects.select_for_update(no_key=True).filter(pk=machine_type.pk).first()
-            head = (
+            first = (
                 PlacementRequest.objects.filter(
                     machine_type=machine_type,
                     status=PlacementRequest.Status.WAITING,
                 )
                 .order_by("created_at", "pk")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if first is None:
+                return placed
+            # Locked, and still waiting once locked: a stop (apps.notebooks) cancels a
+            # waiting request by updating this row, and must not be overwritten by PLACED.
+            head = (
+                PlacementRequest.objects.select_for_update()
+                .filter(pk=first, status=PlacementRequest.Status.WAITING)
                 .first()
             )
             if head is None:
-                return placed
+                continue  # cancelled meanwhile: the next one is the head now
             try:
                 placement = placement_create(
                     machine_type=machine_type,

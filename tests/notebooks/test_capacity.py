@@ -4,6 +4,7 @@ why; the line moves the moment capacity is released, whichever way it was releas
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.errors import ConflictError
+from apps.machines import queue
 from apps.machines.agent import agent_report
 from apps.machines.availability import machine_type_offers
 from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.entitlements import machine_notes
+from apps.notebooks.lifecycle import start as start_module
 from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
@@ -214,6 +217,67 @@ class TestTheLineMovesWhenCapacityIsReleased:
         assert Placement.objects.get(pk=first.placement_id).end_reason == "lost"
         assert waiting.status == Status.RUNNING
         assert waiting.placement_id is not None
+
+
+class TestAStopRacingTheLine:
+    def test_a_session_stopped_while_its_request_is_placed_leaves_no_placement(
+        self, acme, alice, fake_runtime, catalogue, monkeypatch
+    ):
+        make_host(cpus=2, memory_gib=8)
+        first = make_notebook(acme, alice, "One")
+        start(acme, alice, first)
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        create = queue.placement_create
+        stopper: list[threading.Thread] = []
+
+        def stop_second() -> None:
+            try:
+                services.notebook_stop(team=acme, actor=alice, notebook=second)
+            finally:
+                connection.close()
+
+        def placement_create_as_it_is_stopped(**kwargs):
+            # The line has chosen its head; the person stops it now, from another worker.
+            if kwargs["workload"] == waiting.workload and not stopper:
+                stopper.append(threading.Thread(target=stop_second))
+                stopper[0].start()
+                stopper[0].join(timeout=3)  # blocks on the head's lock once it is taken
+            return create(**kwargs)
+
+        monkeypatch.setattr(queue, "placement_create", placement_create_as_it_is_stopped)
+
+        services.notebook_stop(team=acme, actor=alice, notebook=first)  # the line moves
+        stopper[0].join(timeout=30)
+
+        assert not stopper[0].is_alive()
+        waiting.refresh_from_db()
+        assert waiting.ended_at is not None
+        assert not Placement.objects.filter(workload=waiting.workload, active=True).exists()
+        assert not Placement.objects.filter(active=True).exists()
+
+    def test_a_placement_told_after_its_session_ended_is_given_back(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
+        NotebookSession.objects.for_team(acme).filter(pk=waiting.pk).update(
+            ended_at=timezone.now(), exit_reason=NotebookSession.ExitReason.CANCELLED
+        )
+        Placement.objects.filter(active=True).update(active=False)  # room for Two
+        placement = queue.placement_create(
+            machine_type=MachineType.objects.get(slug="cpu-small"), workload=waiting.workload
+        )
+        PlacementRequest.objects.filter(workload=waiting.workload).update(
+            status=PlacementRequest.Status.PLACED, placement=placement
+        )
+
+        start_module.on_workload_placed(waiting.workload)
+
+        placement.refresh_from_db()
+        assert not placement.active
 
 
 class TestTheWaitShownIsReal:
