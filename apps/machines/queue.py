@@ -174,8 +174,14 @@ def placement_free(
     placement: Placement,
     reason: str = "released",
     at: datetime | None = None,
+    advance: bool = True,
 ) -> None:
     """Give a placement's capacity back (``placement_release``: stopped, lost, failed) and,
-    once that commits, move every line: the freed CPU and memory may fit another type."""
+    once that commits, move every line: the freed CPU and memory may fit another type.
+
+    A caller freeing many at once passes ``advance=False`` and calls ``queue_advance_all``
+    once after them: each advance reads and locks every line.
+    """
     placement_release(placement=placement, reason=reason, at=at)
-    transaction.on_commit(queue_advance_all)
+    if advance:
+        transaction.on_commit(queue_advance_all)
