@@ -341,6 +341,27 @@ class TestTheWaitShownIsReal:
 
         assert message["eta_text"] == "Usually ready in ~7 s."
 
+    def test_the_start_eta_leaves_out_the_time_spent_in_line(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        second, waiting = self.queued(acme, alice)
+        # One start of the template: 10 minutes in line, then 5 s from placed to ready.
+        now = timezone.now()
+        ran = NotebookSession.objects.for_team(acme).exclude(pk=waiting.pk).get()
+        assert ran.placement_id is not None
+        Placement.objects.filter(pk=ran.placement_id).update(created_at=now - timedelta(seconds=5))
+        NotebookSession.objects.for_team(acme).filter(pk=ran.pk).update(
+            requested_at=now - timedelta(seconds=605), ready_at=now
+        )
+        NotebookSession.objects.for_team(acme).filter(pk=waiting.pk).update(status=Status.SCHEDULED)
+        waiting.refresh_from_db()
+        cache.clear()
+
+        message = status_message(second, waiting)
+
+        assert message["eta_seconds"] == 5
+        assert message["eta_text"] == "Usually ready in ~5 s."
+
 
 class TestTheMachineTypesAPI:
     URL = "/api/v1/teams/acme/machine-types/"
