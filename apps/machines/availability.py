@@ -8,9 +8,12 @@ the length of each type's line. Per type:
 - ``available``: N more could be placed now (summed over ready hosts: how many whole
   machines of the type fit in each host's free CPU, memory and GPUs) and nobody waits;
 - ``busy``: some ready host could run the type, but none has room now (or people wait in
-  its line, K of them);
-- ``unavailable``: no ready host here could ever run it (too little CPU or memory in total,
-  or fewer GPUs of the model than the type needs). Starting one is refused, not queued.
+  its line, K of them); or none that could is ready now, but one is only away for a while
+  (draining, or offline for less than LATTICE_HOST_GRACE since its last heartbeat): a start
+  waits in line for it to come back (``waiting_for_host``);
+- ``unavailable``: no host here, ready or only away for a while, could ever run it (too
+  little CPU or memory in total, or fewer GPUs of the model than the type needs). Starting
+  one is refused, not queued.
 
 A GPU's memory is shown only as the inventory reported it for a ready host's GPU of the
 model; otherwise it is unknown (None).
@@ -19,9 +22,12 @@ model; otherwise it is unknown (None).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
+from django.conf import settings
 from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.utils import timezone
 
 from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
 from apps.machines.models import PlacementRequest as Request
@@ -40,11 +46,16 @@ class Availability:
     state: State
     free: int  # how many more of the type could be placed now
     queued: int  # requests waiting in the type's line
+    # Busy because every host that could run it is away (draining, or offline within
+    # LATTICE_HOST_GRACE): a start waits for one to come back.
+    waiting_for_host: bool = False
 
     @property
     def label(self) -> str:
         if self.state == "available":
             return f"Available now · {self.free} free"
+        if self.waiting_for_host:
+            return f"Busy · its hosts are away, waiting for one · queue of {self.queued}"
         if self.state == "busy":
             return f"Busy · queue of {self.queued}"
         return "No host here offers this type"
@@ -67,16 +78,23 @@ class MachineTypeOffer:
 class _Host:
     cpus: int
     memory: int  # bytes
+    ready: bool = True  # False: away for a while (draining, or offline within the grace)
     used_cpus: int = 0
     used_memory: int = 0  # bytes
     gpus: dict[str, tuple[int, int]] | None = None  # model -> (usable, free)
 
 
-def _ready_hosts() -> dict[int, _Host]:
+def _hosts() -> dict[int, _Host]:
+    """The ready hosts, and those only away for a while: draining (an admin may take it
+    back), or offline but heard from within LATTICE_HOST_GRACE (a heartbeat gap, a restart)."""
+    seen_since = timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE)
+    counted = Q(status__in=[Host.Status.READY, Host.Status.DRAINING]) | Q(
+        status=Host.Status.OFFLINE, last_heartbeat_at__gte=seen_since
+    )
     hosts = {
-        pk: _Host(cpus=cpus, memory=memory, gpus={})
-        for pk, cpus, memory in Host.objects.filter(status=Host.Status.READY).values_list(
-            "pk", "cpu_count", "memory_bytes"
+        pk: _Host(cpus=cpus, memory=memory, ready=status == Host.Status.READY, gpus={})
+        for pk, cpus, memory, status in Host.objects.filter(counted).values_list(
+            "pk", "cpu_count", "memory_bytes", "status"
         )
     }
     for row in (
@@ -103,10 +121,11 @@ def _gpus(hosts: dict[int, _Host]) -> dict[str, int]:
         )
     )
     for row in rows:
-        gpus = hosts[row["host_id"]].gpus
-        assert gpus is not None  # noqa: S101 - set by _ready_hosts
-        gpus[row["name"]] = (row["usable"], row["free"])
-        memory[row["name"]] = max(memory.get(row["name"], 0), row["memory"] or 0)
+        host = hosts[row["host_id"]]
+        assert host.gpus is not None  # noqa: S101 - set by _hosts
+        host.gpus[row["name"]] = (row["usable"], row["free"])
+        if host.ready:
+            memory[row["name"]] = max(memory.get(row["name"], 0), row["memory"] or 0)
     return memory
 
 
@@ -136,7 +155,7 @@ def machine_type_offers(types: Iterable[MachineType] | None = None) -> list[Mach
     """Each of ``types`` (default: every offered type, in the catalogue's order) with its
     GPU memory and live availability."""
     machine_types = list(machine_types_offered() if types is None else types)
-    hosts = _ready_hosts()
+    hosts = _hosts()
     gpu_memory = _gpus(hosts)
     waiting = dict(
         Request.objects.filter(
@@ -150,7 +169,8 @@ def machine_type_offers(types: Iterable[MachineType] | None = None) -> list[Mach
     offers = []
     for machine_type in machine_types:
         able = [host for host in hosts.values() if _fits_ever(host, machine_type)]
-        free = sum(_fits_now(host, machine_type) for host in able)
+        ready = [host for host in able if host.ready]
+        free = sum(_fits_now(host, machine_type) for host in ready)
         queued = waiting.get(machine_type.pk, 0)
         state: State = "unavailable" if not able else "available" if free and not queued else "busy"
         offers.append(
@@ -159,7 +179,9 @@ def machine_type_offers(types: Iterable[MachineType] | None = None) -> list[Mach
                 gpu_memory_bytes=gpu_memory.get(machine_type.gpu_model) or None
                 if machine_type.is_gpu
                 else None,
-                availability=Availability(state=state, free=free, queued=queued),
+                availability=Availability(
+                    state=state, free=free, queued=queued, waiting_for_host=bool(able and not ready)
+                ),
             )
         )
     return offers

@@ -111,16 +111,26 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
             # that point at the machine type (requests, sessions) check that
             # foreign key at commit with FOR KEY SHARE, which must not wait here.
             MachineType.objects.select_for_update(no_key=True).filter(pk=machine_type.pk).first()
-            head = (
+            first = (
                 PlacementRequest.objects.filter(
                     machine_type=machine_type,
                     status=PlacementRequest.Status.WAITING,
                 )
                 .order_by("created_at", "pk")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if first is None:
+                return placed
+            # Locked, and still waiting once locked: a stop (apps.notebooks) cancels a
+            # waiting request by updating this row, and must not be overwritten by PLACED.
+            head = (
+                PlacementRequest.objects.select_for_update()
+                .filter(pk=first, status=PlacementRequest.Status.WAITING)
                 .first()
             )
             if head is None:
-                return placed
+                continue  # cancelled meanwhile: the next one is the head now
             try:
                 placement = placement_create(
                     machine_type=machine_type,
@@ -164,8 +174,14 @@ def placement_free(
     placement: Placement,
     reason: str = "released",
     at: datetime | None = None,
+    advance: bool = True,
 ) -> None:
     """Give a placement's capacity back (``placement_release``: stopped, lost, failed) and,
-    once that commits, move every line: the freed CPU and memory may fit another type."""
+    once that commits, move every line: the freed CPU and memory may fit another type.
+
+    A caller freeing many at once passes ``advance=False`` and calls ``queue_advance_all``
+    once after them: each advance reads and locks every line.
+    """
     placement_release(placement=placement, reason=reason, at=at)
-    transaction.on_commit(queue_advance_all)
+    if advance:
+        transaction.on_commit(queue_advance_all)

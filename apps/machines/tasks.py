@@ -42,7 +42,8 @@ def reconcile() -> dict[str, int]:
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(reported_at__isnull=False):
         _judge_placements(host, counts)
         _remove_orphans(host, counts)
-    # Freed capacity goes to whoever waits longest.
+    # Freed capacity goes to whoever waits longest: the lines move once a pass, here, not
+    # once per placement freed above (those pass advance=False).
     counts["placed"] = queue_advance_all()
     if any(counts.values()):
         logger.info("reconciler: %s", counts)
@@ -66,7 +67,7 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
         counts["offline"] += 1
         for placement in Placement.objects.filter(host=host, active=True):
             seen = max(host.last_heartbeat_at or now, placement.created_at)
-            placement_free(placement=placement, reason="lost", at=seen)
+            placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
 
 
@@ -100,7 +101,7 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
         if misses >= _MISSES_BEFORE_LOST:
             # Billed up to the last report that saw it, or its start if none did.
             seen = placement.last_seen_at or placement.created_at
-            placement_free(placement=placement, reason="lost", at=seen)
+            placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
 
 

@@ -26,8 +26,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
-from apps.machines.availability import machine_type_availability
-from apps.machines.models import PlacementRequest
+from apps.machines.availability import Availability, machine_type_offers
+from apps.machines.models import MachineType, PlacementRequest
 from apps.notebooks import lifecycle
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.locks import lock_session
@@ -58,17 +58,34 @@ def _reported(session: NotebookSession) -> dict[str, Any] | None:
     return None
 
 
+def _queued_availability() -> dict[int, Availability]:
+    """The availability of every machine type a session waits for, by its pk: read once a
+    pass (machine_type_offers answers for all of them in a few queries), not per session."""
+    waited_for = (
+        NotebookSession.objects.unscoped()
+        .filter(ended_at__isnull=True, status=Status.QUEUED)
+        .values_list("machine_type_id", flat=True)
+    )
+    types = MachineType.objects.filter(pk__in=waited_for)
+    return {offer.machine_type.pk: offer.availability for offer in machine_type_offers(types)}
+
+
 def reconcile_sessions() -> dict[str, int]:
     counts = {"ended": 0, "placed": 0, "redispatched": 0, "failed": 0, "stops": 0}
+    availability = _queued_availability()
     for session_id, team_id in _open_sessions():
         with team_scope(team_id), transaction.atomic():
             session = lock_session(session_id, "placement", "host", "machine_type")
             if session is not None and session.ended_at is None:
-                _reconcile(session, counts)
+                _reconcile(session, counts, availability)
     return counts
 
 
-def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
+def _reconcile(
+    session: NotebookSession,
+    counts: dict[str, int],
+    availability: dict[int, Availability] | None = None,
+) -> None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER)
     placement = session.placement
@@ -83,7 +100,11 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
         counts["ended"] += 1
         return
     if session.status == Status.QUEUED:
-        if machine_type_availability(session.machine_type).state == "unavailable":
+        if availability is None or session.machine_type_id not in availability:
+            # Queued since this pass read them (or called alone): read its type now.
+            availability = _queued_availability()
+        offer = availability.get(session.machine_type_id)
+        if offer is not None and offer.state == "unavailable":
             _end_unoffered(session)
             counts["ended"] += 1
             return
@@ -99,8 +120,9 @@ def _reconcile(session: NotebookSession, counts: dict[str, int]) -> None:
 
 
 def _end_unoffered(session: NotebookSession) -> None:
-    """Queued for a machine type no ready host offers any more (its hosts went away): it
-    would wait for ever, so it ends now, saying why, and its notebook stays stopped."""
+    """Queued for a machine type no host offers any more (its hosts went away, and none is
+    only away for a while: draining, or offline within LATTICE_HOST_GRACE): it would wait
+    for ever, so it ends now, saying why, and its notebook stays stopped."""
     PlacementRequest.objects.filter(
         workload=session.workload, status=PlacementRequest.Status.WAITING
     ).update(status=PlacementRequest.Status.CANCELLED)

@@ -419,6 +419,10 @@ LATTICE_RUNTIME = env.str("LATTICE_RUNTIME", default="auto")
 # younger than the grace period is not judged by a report taken before it.
 LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
+# A host that could run a machine type but is away (draining, or offline for less than this
+# many seconds since its last heartbeat) keeps the type's line waiting for it: its starts are
+# queued, not refused, and a queued session ends only once no such host is left.
+LATTICE_HOST_GRACE = env.int("LATTICE_HOST_GRACE", default=900)
 # How often (seconds) an agent reports inventory and workloads.
 LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
 # A signed message from an agent older than this (seconds, or as far in the future) is

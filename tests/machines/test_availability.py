@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import Host, MachineType
@@ -59,11 +62,25 @@ class TestAvailability:
         # Too big for the host in total: no host here offers it either.
         assert found["a100-80gb-x8"].availability.state == "unavailable"
 
-    def test_a_host_not_ready_offers_nothing(self):
-        make_host("down", status=Host.Status.OFFLINE)
-        make_host("draining", status=Host.Status.DRAINING)
+    def test_a_host_offline_past_the_grace_offers_nothing(self, settings):
+        down = make_host("down", status=Host.Status.OFFLINE)
+        long_ago = timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE + 1)
+        Host.objects.filter(pk=down.pk).update(last_heartbeat_at=long_ago)
 
         assert {o.availability.state for o in offers().values()} == {"unavailable"}
+
+    @pytest.mark.parametrize("away", [Host.Status.DRAINING, Host.Status.OFFLINE])
+    def test_a_host_away_for_a_while_makes_its_types_wait_not_refused(self, away):
+        away_host = make_host("away", status=away)
+        Host.objects.filter(pk=away_host.pk).update(last_heartbeat_at=timezone.now())
+
+        found = offers()
+
+        small = found["cpu-small"].availability
+        assert (small.state, small.free, small.waiting_for_host) == ("busy", 0, True)
+        assert small.label.startswith("Busy · its hosts are away")
+        # Too big for it in total: still no host here offers it.
+        assert found["a100-80gb-x8"].availability.state == "unavailable"
 
     def test_a_full_host_makes_the_type_busy_with_its_queue(self):
         make_host("cpu", cpus=4, memory_gib=16)

@@ -7,6 +7,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from docker.errors import NotFound
 
@@ -171,3 +173,32 @@ def test_a_report_that_waited_in_the_queue_does_not_judge_newer_placements(host,
     assert placement.active
     host.refresh_from_db()
     assert host.reported_at == taken
+
+
+def test_a_host_lost_with_many_placements_moves_the_lines_once(
+    catalogue, django_capture_on_commit_callbacks
+):
+    host = HostFactory.create(
+        name="many", cpu_count=16, memory_bytes=64 * 1024**3, last_heartbeat_at=timezone.now()
+    )
+    for n in range(3):
+        placement_create(machine_type=catalogue["cpu-small"], workload=f"w{n}")
+    Host.objects.filter(pk=host.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=10))
+
+    # Outermost, so it also sees what the callbacks run on commit.
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        counts = reconcile()
+
+    assert counts["lost"] == 3
+    assert not Placement.objects.filter(active=True).exists()
+    # queue_advance_all's first read (which lines have someone waiting): once a pass, not
+    # once more per placement lost.
+    advances = [
+        q
+        for q in queries
+        if q["sql"].startswith('SELECT DISTINCT "machines_placementrequest"."machine_type_id"')
+    ]
+    assert len(advances) == 1, len(advances)

@@ -4,20 +4,27 @@ why; the line moves the moment capacity is released, whichever way it was releas
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.errors import ConflictError
+from apps.machines import queue
 from apps.machines.agent import agent_report
+from apps.machines.availability import machine_type_offers
 from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
 from apps.notebooks.entitlements import machine_notes
+from apps.notebooks.lifecycle import start as start_module
 from apps.notebooks.lifecycle import status_message
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
@@ -84,7 +91,11 @@ class TestNoHostOffersTheType:
         second = make_notebook(acme, alice, "Two")
         waiting = start(acme, alice, second)
         assert waiting.status == Status.QUEUED
-        Host.objects.filter(pk=host.pk).update(status=Host.Status.OFFLINE)
+        # Offline, and silent for longer than the grace a host away for a while is given.
+        Host.objects.filter(pk=host.pk).update(
+            status=Host.Status.OFFLINE,
+            last_heartbeat_at=timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE + 1),
+        )
 
         upkeep.reconcile_sessions()
 
@@ -97,6 +108,67 @@ class TestNoHostOffersTheType:
         assert not PlacementRequest.objects.filter(
             workload=waiting.workload, status=PlacementRequest.Status.WAITING
         ).exists()
+
+
+class TestAHostAwayForAWhile:
+    """Its only host draining, or offline after a heartbeat gap: the type's line waits for
+    it (starts are queued, not refused) until no such host is left for LATTICE_HOST_GRACE."""
+
+    @pytest.mark.parametrize("away", [Host.Status.DRAINING, Host.Status.OFFLINE])
+    def test_the_line_waits_for_it_then_ends_after_the_grace(
+        self, acme, alice, fake_runtime, catalogue, away
+    ):
+        host = make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        Host.objects.filter(pk=host.pk).update(status=away, last_heartbeat_at=timezone.now())
+
+        upkeep.reconcile_sessions()
+        third = start(acme, alice, make_notebook(acme, alice, "Three"))  # not refused: queued
+
+        waiting.refresh_from_db()
+        assert waiting.ended_at is None
+        assert waiting.status == Status.QUEUED
+        assert third.status == Status.QUEUED
+        assert PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).count() == 2
+        offer = machine_type_offers([MachineType.objects.get(slug="cpu-small")])[0]
+        assert offer.availability.state == "busy"
+        assert offer.availability.waiting_for_host
+        assert "waiting for one" in offer.availability.label
+
+        if away == Host.Status.DRAINING:
+            return  # an admin may take a draining host back: its line keeps waiting
+        Host.objects.filter(pk=host.pk).update(
+            last_heartbeat_at=timezone.now() - timedelta(seconds=settings.LATTICE_HOST_GRACE + 1)
+        )
+        upkeep.reconcile_sessions()
+
+        for session in (waiting, third):
+            session.refresh_from_db()
+            assert session.exit_reason == NotebookSession.ExitReason.CANCELLED
+            assert "No host here offers CPU small" in session.notebook.status_message
+        assert not PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).exists()
+
+    def test_a_pass_reads_the_offers_once_for_every_queued_type(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        for n, machine in enumerate(("cpu-small", "free-cpu", "cpu-small", "free-cpu")):
+            assert start(
+                acme, alice, make_notebook(acme, alice, f"Q{n}", machine=machine)
+            ).status == (Status.QUEUED)
+
+        with CaptureQueriesContext(connection) as queries:
+            upkeep.reconcile_sessions()
+
+        # machine_type_offers' read of the hosts' GPUs by model: once, not per queued session.
+        gpu_reads = [
+            q for q in queries if 'FROM "machines_gpudevice"' in q["sql"] and "GROUP BY" in q["sql"]
+        ]
+        assert len(gpu_reads) == 1, [q["sql"] for q in gpu_reads]
 
 
 class TestTheLineMovesWhenCapacityIsReleased:
@@ -145,6 +217,67 @@ class TestTheLineMovesWhenCapacityIsReleased:
         assert Placement.objects.get(pk=first.placement_id).end_reason == "lost"
         assert waiting.status == Status.RUNNING
         assert waiting.placement_id is not None
+
+
+class TestAStopRacingTheLine:
+    def test_a_session_stopped_while_its_request_is_placed_leaves_no_placement(
+        self, acme, alice, fake_runtime, catalogue, monkeypatch
+    ):
+        make_host(cpus=2, memory_gib=8)
+        first = make_notebook(acme, alice, "One")
+        start(acme, alice, first)
+        second = make_notebook(acme, alice, "Two")
+        waiting = start(acme, alice, second)
+        assert waiting.status == Status.QUEUED
+        create = queue.placement_create
+        stopper: list[threading.Thread] = []
+
+        def stop_second() -> None:
+            try:
+                services.notebook_stop(team=acme, actor=alice, notebook=second)
+            finally:
+                connection.close()
+
+        def placement_create_as_it_is_stopped(**kwargs):
+            # The line has chosen its head; the person stops it now, from another worker.
+            if kwargs["workload"] == waiting.workload and not stopper:
+                stopper.append(threading.Thread(target=stop_second))
+                stopper[0].start()
+                stopper[0].join(timeout=3)  # blocks on the head's lock once it is taken
+            return create(**kwargs)
+
+        monkeypatch.setattr(queue, "placement_create", placement_create_as_it_is_stopped)
+
+        services.notebook_stop(team=acme, actor=alice, notebook=first)  # the line moves
+        stopper[0].join(timeout=30)
+
+        assert not stopper[0].is_alive()
+        waiting.refresh_from_db()
+        assert waiting.ended_at is not None
+        assert not Placement.objects.filter(workload=waiting.workload, active=True).exists()
+        assert not Placement.objects.filter(active=True).exists()
+
+    def test_a_placement_told_after_its_session_ended_is_given_back(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
+        NotebookSession.objects.for_team(acme).filter(pk=waiting.pk).update(
+            ended_at=timezone.now(), exit_reason=NotebookSession.ExitReason.CANCELLED
+        )
+        Placement.objects.filter(active=True).update(active=False)  # room for Two
+        placement = queue.placement_create(
+            machine_type=MachineType.objects.get(slug="cpu-small"), workload=waiting.workload
+        )
+        PlacementRequest.objects.filter(workload=waiting.workload).update(
+            status=PlacementRequest.Status.PLACED, placement=placement
+        )
+
+        start_module.on_workload_placed(waiting.workload)
+
+        placement.refresh_from_db()
+        assert not placement.active
 
 
 class TestTheWaitShownIsReal:
@@ -207,6 +340,27 @@ class TestTheWaitShownIsReal:
         message = status_message(second, waiting)
 
         assert message["eta_text"] == "Usually ready in ~7 s."
+
+    def test_the_start_eta_leaves_out_the_time_spent_in_line(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        second, waiting = self.queued(acme, alice)
+        # One start of the template: 10 minutes in line, then 5 s from placed to ready.
+        now = timezone.now()
+        ran = NotebookSession.objects.for_team(acme).exclude(pk=waiting.pk).get()
+        assert ran.placement_id is not None
+        Placement.objects.filter(pk=ran.placement_id).update(created_at=now - timedelta(seconds=5))
+        NotebookSession.objects.for_team(acme).filter(pk=ran.pk).update(
+            requested_at=now - timedelta(seconds=605), ready_at=now
+        )
+        NotebookSession.objects.for_team(acme).filter(pk=waiting.pk).update(status=Status.SCHEDULED)
+        waiting.refresh_from_db()
+        cache.clear()
+
+        message = status_message(second, waiting)
+
+        assert message["eta_seconds"] == 5
+        assert message["eta_text"] == "Usually ready in ~5 s."
 
 
 class TestTheMachineTypesAPI:

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 class AvailabilitySerializer(serializers.Serializer):
     state = serializers.ChoiceField(
         choices=["available", "busy", "unavailable"],
-        help_text="available: room now; busy: a host here runs it but none has room "
-        "(a start waits in line); unavailable: no host here offers it (a start is refused, "
-        "409 no_host_offers_type).",
+        help_text="available: room now; busy: a host here runs it but none has room, or "
+        "its hosts are away for a while (a start waits in line); unavailable: no host here "
+        "offers it (a start is refused, 409 no_host_offers_type).",
     )
     free = serializers.IntegerField(help_text="How many more could be placed now.")
     queued = serializers.IntegerField(help_text="Starts waiting in this type's line.")

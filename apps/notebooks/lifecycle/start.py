@@ -130,18 +130,42 @@ def session_of_workload(name: str) -> int | None:
 
 
 def on_workload_placed(name: str) -> None:
-    """A waiting session's request was placed by whoever moved the line: on with it now."""
+    """A waiting session's request was placed by whoever moved the line: on with it now.
+    If the session ended meanwhile (a stop raced the line), the room goes back."""
     session_id = session_of_workload(name)
-    found = (
+    session = (
         NotebookSession.objects.unscoped()
-        .filter(pk=session_id, status=Status.QUEUED, ended_at__isnull=True)
-        .values_list("team_id", flat=True)
+        .filter(pk=session_id)
+        .values("team_id", "status", "ended_at")
         .first()
         if session_id is not None
         else None
     )
-    if found is not None:
-        session_place_task.delay(session_id, team_id=found)
+    if session is None:
+        return
+    if session["ended_at"] is not None:
+        _free_unclaimed(name)
+    elif session["status"] == Status.QUEUED:
+        session_place_task.delay(session_id, team_id=session["team_id"])
+
+
+def _free_unclaimed(workload: str) -> None:
+    """Give back the placement made for an ended session's workload that the session never
+    took (it was placed after the session ended): otherwise it holds its room for nothing."""
+    with transaction.atomic():
+        request = (
+            PlacementRequest.objects.select_for_update(of=("self",))
+            .select_related("placement")
+            .filter(workload=workload, status=PlacementRequest.Status.PLACED)
+            .first()
+        )
+        if request is None or request.placement is None or not request.placement.active:
+            return
+        claimed = NotebookSession.objects.unscoped().filter(
+            placement=request.placement, ended_at__isnull=True
+        )
+        if not claimed.exists():
+            placement_free(placement=request.placement)
 
 
 def on_commit_place(session: NotebookSession) -> None:
@@ -152,7 +176,10 @@ def on_commit_place(session: NotebookSession) -> None:
 
 def session_place(session: NotebookSession) -> None:
     """Find room for a queued session; start it there, or leave it queued with its position."""
-    if session.ended_at is not None or session.status != Status.QUEUED:
+    if session.ended_at is not None:
+        _free_unclaimed(session.workload)  # placed by the line after it ended
+        return
+    if session.status != Status.QUEUED:
         return
     request = placement_request(
         machine_type=session.machine_type,

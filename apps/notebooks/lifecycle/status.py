@@ -4,8 +4,8 @@
 NotebookEvent and publishes it to the notebook's live stream once the transaction commits.
 Each message (``status_message``) carries what a viewer needs to draw the badge, the phase
 bar and the idle warning: while queued, the line's real median wait if it has one, once
-placed, the template's usual time to ready (``start_eta``); once warned, when idleness
-stops it (``idle_timeout``, capped by the plan).
+placed, the template's usual time from placed to ready (``start_eta``); once warned, when
+idleness stops it (``idle_timeout``, capped by the plan).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from apps.notebooks.selectors import team_notebook_settings
 
 
 def start_eta(template: str) -> int | None:
-    """Seconds from start to ready, the median of this template's last 20 starts.
+    """Seconds from placed to ready, the median of this template's last 20 starts: shown
+    once a session is placed, so a start's wait in line (requested to placed) is no part
+    of it.
 
     Every status message of a starting notebook carries it (download percent
     included, twice a second): computed at most once a minute per template.
@@ -42,11 +44,11 @@ def start_eta(template: str) -> int | None:
         # Timings only, across teams: no team's data is shown to another.
         recent = (
             NotebookSession.objects.unscoped()
-            .filter(template=template, ready_at__isnull=False)
+            .filter(template=template, ready_at__isnull=False, placement__isnull=False)
             .order_by("-ready_at")
-            .values_list("requested_at", "ready_at")[:20]
+            .values_list("placement__created_at", "ready_at")[:20]
         )
-        seconds = [(ready - requested).total_seconds() for requested, ready in recent]
+        seconds = [(ready - placed).total_seconds() for placed, ready in recent]
         return round(statistics.median(seconds)) if seconds else None
 
     return cast("int | None", cache.get_or_set(f"notebooks:eta:{template}", compute, 60))
@@ -54,7 +56,7 @@ def start_eta(template: str) -> int | None:
 
 def _eta(session: NotebookSession) -> dict[str, Any]:
     """While queued, the line's real median wait (or nothing); once placed, the usual time
-    from start to ready. No estimate is shown that no real data gave."""
+    from placed to ready. No estimate is shown that no real data gave."""
     if session.status == Status.QUEUED:
         seconds = queue_wait(session.machine_type_id)
         text = f"Usually placed within ~{seconds} s (the recent waits in this line)."
