@@ -188,6 +188,7 @@ class UsageView(BillingPage):
             by_machine=usage.by_machine_type,
             by_member=usage.by_member,
             account=services.account_for(self.team) if billing_enabled() else None,
+            billing_on=billing_enabled(),
             chart_width=len(days) * 10,
             chart_top=top,
             days=[_bar(i, d.name, d.cost, top) for i, d in enumerate(days)],

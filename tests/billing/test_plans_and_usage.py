@@ -769,6 +769,25 @@ class TestWhoSeesBilling:
         assert body["by_machine_type"][0]["name"] == "CPU large"
         assert body["by_member"][0]["name"] == "alice@example.com"
 
+    def test_with_billing_off_the_usage_page_says_nothing_is_charged(
+        self, stripe_double, acme, alice, priced, client, settings
+    ):
+        notebook = _notebook(acme, alice, priced)
+        now = timezone.now()
+        _session(acme, notebook, alice, now - timedelta(minutes=30), now - timedelta(minutes=20))
+        client.force_login(alice)
+        billed = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
+        settings.LATTICE_BILLING = False
+
+        page = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
+
+        # The same figures, said for what they are: list prices, not a charge.
+        assert 'data-testid="usage-unbilled"' not in billed
+        assert "billed by the second" in billed
+        assert "Billing is off on this Lattice: nothing is charged." in page
+        assert "billed by the second" not in page
+        assert "$6.00" in page
+
     def test_a_period_without_usage_says_so_instead_of_a_blank_chart(
         self, stripe_double, acme, alice, client
     ):
