@@ -301,10 +301,12 @@ def stream_resume(stream: str, after: int, epoch: str | None = None) -> Resume:
     """Where a client that last saw message ``after`` of the buffer with ``epoch`` resumes.
 
     The stream restarted (its buffer was lost and made again) when ``epoch`` is not the
-    buffer's, or, for a client that gave no epoch, when ``after`` is beyond the last number:
+    buffer's, or when ``after`` is beyond the last number:
     then it resumes from the start, and must forget its numbers."""
     current, last = _the_buffer().position(stream)
-    restarted = after > 0 and (after > last if not epoch else epoch != current)
+    # A number beyond the last says so whatever the epoch: Redis may evict the numbering
+    # alone, and the buffer starts again under the same epoch.
+    restarted = after > 0 and (after > last or (bool(epoch) and epoch != current))
     return Resume(after=0 if restarted else after, last=last, epoch=current, restarted=restarted)
 
 

@@ -322,7 +322,7 @@ class DockerRuntime(Runtime):
         stamped = [
             _stamped(line) for line in _lines([container.logs(tail=max(tail, 1), timestamps=True)])
         ]
-        recent = [line for _, line in stamped[len(stamped) - tail :]] if tail else []
+        recent = [line for _, line in stamped[-tail:]] if tail else []
         last = stamped[-1][0] if stamped else None
 
         def rest() -> Iterator[str]:

@@ -185,7 +185,7 @@ class FakeRuntime(Runtime):
         entry = self._running.get(state["name"])
         printed = list(entry["log"]) if entry else []
         if tail is not None:
-            printed = printed[len(printed) - tail :] if tail else []
+            printed = printed[-tail:] if tail else []
         yield from printed
 
     def logs_backfill(self, state: dict[str, Any], *, tail: int) -> tuple[list[str], Iterator[str]]:
@@ -198,7 +198,7 @@ class FakeRuntime(Runtime):
             if entry is not None:
                 yield from list(entry["log"])[seen:]
 
-        return (printed[seen - tail :] if tail else []), rest()
+        return (printed[-tail:] if tail else []), rest()
 
     def endpoint(self, state: dict[str, Any]) -> str | None:
         entry = self._running.get(state["name"])

@@ -514,3 +514,14 @@ def test_the_epoch_is_made_with_the_buffer_and_kept_while_it_lives(notebook, cha
     resume = stream.stream_resume(notebook.stream, 1, first.epoch)
     assert resume.epoch != first.epoch
     assert (resume.after, resume.last, resume.restarted) == (0, 2, True)
+
+
+def test_a_number_beyond_the_last_says_restarted_even_under_the_same_epoch(notebook, channel_layer):
+    # Redis may evict the numbering alone and keep the epoch: the numbers start again
+    # under it, and a client that had seen more must still start over.
+    stream_publish(notebook.stream, {"type": "status", "status": "queued"})
+    current = stream.stream_resume(notebook.stream, 0)
+
+    resume = stream.stream_resume(notebook.stream, current.last + 5, current.epoch)
+
+    assert (resume.after, resume.restarted) == (0, True)

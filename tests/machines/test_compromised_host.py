@@ -528,6 +528,25 @@ def own_session(victim, attacker, live, acme, alice, catalogue) -> NotebookSessi
     return NotebookSession.objects.for_team(acme).get(pk=session.pk)
 
 
+def test_a_percent_that_is_no_number_is_shown_as_none(
+    victim, attacker, live, acme, alice, catalogue
+):
+    # JSON from a host may carry NaN and Infinity: floats Python cannot make a whole number of.
+    session = _placed_on_attacker(attacker, acme, alice, "Odd numbers")
+
+    for odd in (float("nan"), float("inf"), float("-inf")):
+        attacker.event(session.workload, "progress", phase="pulling", percent=odd)
+    attacker.settle()
+
+    percents = list(
+        NotebookEvent.objects.for_team(acme)
+        .filter(session=session.pk, status=Status.PULLING)
+        .values_list("percent", flat=True)
+    )
+    assert percents
+    assert set(percents) == {None}
+
+
 def test_a_build_report_puts_none_of_the_hosts_words_on_the_page(
     settings, victim, attacker, live, acme, alice, catalogue
 ):

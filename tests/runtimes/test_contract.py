@@ -91,6 +91,17 @@ class TestFake:
         assert shipped.count("printed in between") == 1
         assert shipped == ["old 2", "old 3", "old 4", "printed in between"]
 
+    def test_a_tail_longer_than_half_the_log_gives_all_of_it(self):
+        runtime = FakeRuntime("ok")
+        state = runtime.start(self.spec())
+        runtime._running[state["name"]]["log"][:] = [f"line {n}" for n in range(5)]
+
+        recent, _ = runtime.logs_backfill(state, tail=8)
+
+        assert recent == [f"line {n}" for n in range(5)]
+        assert list(runtime.logs(state, tail=8)) == recent
+        assert list(runtime.logs(state, tail=2)) == ["line 3", "line 4"]
+
     def test_crashes_exits_with_status_1(self):
         runtime = FakeRuntime("crashes")
         state = runtime.start(self.spec())

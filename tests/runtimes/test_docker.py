@@ -159,6 +159,8 @@ def test_the_backfill_follows_on_from_its_last_line_missing_none(runtime, busybo
     )
     assert wait_for(lambda: len(list(runtime.logs(state))) == 5, timeout=20)
 
+    # A tail longer than the log (but not twice as long) gives all of it.
+    assert runtime.logs_backfill(state, tail=8)[0] == [f"old {n}" for n in range(5)]
     recent, rest = runtime.logs_backfill(state, tail=2)
     go = ["/bin/busybox", "touch", "/tmp/go"]  # noqa: S108 - inside the container
     runtime._container(state).exec_run(go)

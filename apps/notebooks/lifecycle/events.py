@@ -13,6 +13,7 @@ the session was placed on speaks for it, a late event never moves a session back
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.db import transaction
@@ -128,7 +129,8 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
 def _percent(data: dict[str, Any]) -> int | None:
     """The event's percent as a whole number from 0 to 100, or None (absent or not a number)."""
     value = data.get("percent")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # JSON from a host may carry NaN or Infinity: not a number either.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return max(0, min(100, int(value)))
 
