@@ -329,6 +329,9 @@
       if (sha) {
         hashed += file.size;
       } else {
+        // A Pause that came as the last file finished reached a worker hashing nothing:
+        // wait here for Resume (a Cancel rejects this) before handing it the next file.
+        if (hashPause) { await hashPause.promise; }
         const before = hashed;
         hashingFile = true;
         try {

@@ -27,7 +27,12 @@ HOLD_DONE = """
     const Real = window.Worker;
     window.holdDone = false;
     window.held = false;
+    window.filesAsked = 0;
     window.Worker = class extends Real {
+        postMessage(message, ...rest) {
+            if (message && message.kind === "file") { window.filesAsked += 1; }
+            return super.postMessage(message, ...rest);
+        }
         addEventListener(type, listener, options) {
             if (type !== "message") { return super.addEventListener(type, listener, options); }
             return super.addEventListener(type, (event) => {
@@ -98,6 +103,34 @@ def test_pause_as_the_last_piece_is_hashed_holds_the_upload_until_resume(
     page.get_by_label("Or files").set_input_files(path)
     page.get_by_role("button", name="Start upload").click()
     expect(page.get_by_test_id("done")).to_contain_text("Version 2 is ready", timeout=30_000)
+    assert page.errors == []
+
+
+def test_pause_as_one_file_finishes_holds_the_next_file_until_resume(
+    page, live_server, acme, alice, password, media, tmp_path
+):
+    upload_page(page, live_server, acme, alice, password)
+    paths = []
+    for name, body in (("a.txt", b"first file\n"), ("b.txt", b"second file\n")):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(body)
+    page.get_by_label("Or files").set_input_files(paths)
+    page.evaluate("window.holdDone = true")
+    page.get_by_role("button", name="Start upload").click()
+    page.wait_for_function("() => window.held === true")
+
+    # The first file is done as Pause is pressed: the pause reaches a worker hashing
+    # nothing, and the page must not hand it the second file until Resume.
+    page.get_by_role("button", name="Pause").click()
+    page.evaluate("window.release()")
+    page.wait_for_timeout(1_000)
+    assert page.evaluate("window.filesAsked") == 1
+    expect(page.get_by_test_id("status")).to_contain_text("Paused while checking the files")
+
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_test_id("done")).to_contain_text("Version 1 is ready", timeout=30_000)
+    assert page.evaluate("window.filesAsked") == 2
+    assert DatasetVersion.objects.for_team(acme).get().file_count == 2
     assert page.errors == []
 
 
