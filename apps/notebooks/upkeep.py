@@ -100,11 +100,14 @@ def _reconcile(
         counts["ended"] += 1
         return
     if session.status == Status.QUEUED:
-        if availability is None or session.machine_type_id not in availability:
-            # Queued since this pass read them (or called alone): read its type now.
-            availability = _queued_availability()
-        offer = availability.get(session.machine_type_id)
-        if offer is not None and offer.state == "unavailable":
+        offer = (availability or {}).get(session.machine_type_id)
+        if offer is None or offer.state == "unavailable":
+            # Queued since this pass read them (or called alone), or about to be ended on
+            # what the pass read a while ago: this type alone, read now.
+            offer = machine_type_offers([session.machine_type])[0].availability
+            if availability is not None:
+                availability[session.machine_type_id] = offer
+        if offer.state == "unavailable":
             _end_unoffered(session)
             counts["ended"] += 1
             return

@@ -17,9 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.errors import ConflictError
+from apps.core.tenancy import team_scope
 from apps.machines import queue
 from apps.machines.agent import agent_report
-from apps.machines.availability import machine_type_offers
+from apps.machines.availability import Availability, machine_type_offers
 from apps.machines.models import Host, MachineType, Placement, PlacementRequest
 from apps.machines.tasks import reconcile
 from apps.notebooks import services, upkeep
@@ -113,6 +114,25 @@ class TestNoHostOffersTheType:
 class TestAHostAwayForAWhile:
     """Its only host draining, or offline after a heartbeat gap: the type's line waits for
     it (starts are queued, not refused) until no such host is left for LATTICE_HOST_GRACE."""
+
+    def test_a_session_is_not_ended_on_what_the_pass_read_before_its_host_came_back(
+        self, acme, alice, fake_runtime, catalogue
+    ):
+        # The pass read the type as offered by no host; by the time it reaches this
+        # session a host has come: it looks again before ending anything.
+        host = make_host(cpus=2, memory_gib=8)
+        start(acme, alice, make_notebook(acme, alice, "One"))
+        waiting = start(acme, alice, make_notebook(acme, alice, "Two"))
+        stale = {waiting.machine_type_id: Availability(state="unavailable", free=0, queued=1)}
+        assert Host.objects.get(pk=host.pk).status == Host.Status.READY
+
+        with team_scope(acme):
+            session = NotebookSession.objects.get(pk=waiting.pk)
+            upkeep._reconcile(session, {"ended": 0, "placed": 0}, stale)
+
+        waiting.refresh_from_db()
+        assert waiting.ended_at is None
+        assert stale[waiting.machine_type_id].state == "busy"
 
     @pytest.mark.parametrize("away", [Host.Status.DRAINING, Host.Status.OFFLINE])
     def test_the_line_waits_for_it_then_ends_after_the_grace(
