@@ -16,37 +16,45 @@ from apps.notebooks.forms import NotebookDeleteForm, NotebookDuplicateForm, Note
 from apps.notebooks.views.notebooks import NotebookAction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.http import HttpRequest, HttpResponse
 
     from apps.notebooks.models import Notebook
 
 
-class NotebookStartView(NotebookAction):
+class _OneCall(NotebookAction):
+    """An action that is one service call on the notebook and a sentence: ``done`` when it
+    acted, ``idle`` when the service returned None (nothing was running)."""
+
+    service: Callable[..., object]
+    done = ""
+    idle = "{name} is not running."
+
     def act(self, request: HttpRequest, notebook: Notebook) -> str:
-        services.notebook_start(team=self.team, actor=self.actor, notebook=notebook)
-        return f"Starting {notebook.name}."
+        result = type(self).service(team=self.team, actor=self.actor, notebook=notebook)
+        return (self.idle if result is None else self.done).format(name=notebook.name)
 
 
-class NotebookStopView(NotebookAction):
-    def act(self, request: HttpRequest, notebook: Notebook) -> str:
-        session = services.notebook_stop(team=self.team, actor=self.actor, notebook=notebook)
-        if session is None:
-            return f"{notebook.name} is not running."
-        return f"Stopping {notebook.name}; its files are kept."
+class NotebookStartView(_OneCall):
+    service = staticmethod(services.notebook_start)
+    done = "Starting {name}."
 
 
-class NotebookRestartView(NotebookAction):
-    def act(self, request: HttpRequest, notebook: Notebook) -> str:
-        services.notebook_restart(team=self.team, actor=self.actor, notebook=notebook)
-        return f"Restarting {notebook.name}; its files are kept."
+class NotebookStopView(_OneCall):
+    service = staticmethod(services.notebook_stop)
+    done = "Stopping {name}; its files are kept."
 
 
-class NotebookExtendView(NotebookAction):
-    def act(self, request: HttpRequest, notebook: Notebook) -> str:
-        session = services.notebook_extend(team=self.team, actor=self.actor, notebook=notebook)
-        if session is None:
-            return f"{notebook.name} is not running."
-        return f"{notebook.name} keeps running; the idle countdown starts again."
+class NotebookRestartView(_OneCall):
+    service = staticmethod(services.notebook_restart)
+    # The service returns nothing: a restart always says it restarts.
+    done = idle = "Restarting {name}; its files are kept."
+
+
+class NotebookExtendView(_OneCall):
+    service = staticmethod(services.notebook_extend)
+    done = "{name} keeps running; the idle countdown starts again."
 
 
 class NotebookUpdateView(NotebookAction):
