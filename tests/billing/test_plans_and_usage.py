@@ -45,6 +45,13 @@ def _session(team, notebook, user, start, end=None, *, status="stopped") -> Note
     )
 
 
+def _ten_minutes_used(team, person, machine_type) -> None:
+    """Ten minutes of ``machine_type`` used by ``person`` this period, ended 20 minutes ago."""
+    now = timezone.now()
+    notebook = _notebook(team, person, machine_type)
+    _session(team, notebook, person, now - timedelta(minutes=30), now - timedelta(minutes=20))
+
+
 @pytest.fixture
 def priced(catalogue):
     """cpu-large at $36 an hour (a cent a second) since before T0."""
@@ -753,9 +760,7 @@ class TestWhoSeesBilling:
     def test_the_usage_page_shows_machines_members_and_days(
         self, stripe_double, acme, alice, priced, client
     ):
-        notebook = _notebook(acme, alice, priced)
-        now = timezone.now()
-        _session(acme, notebook, alice, now - timedelta(minutes=30), now - timedelta(minutes=20))
+        _ten_minutes_used(acme, alice, priced)
         client.force_login(alice)
 
         page = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
@@ -772,9 +777,7 @@ class TestWhoSeesBilling:
     def test_with_billing_off_the_usage_page_says_nothing_is_charged(
         self, stripe_double, acme, alice, priced, client, settings
     ):
-        notebook = _notebook(acme, alice, priced)
-        now = timezone.now()
-        _session(acme, notebook, alice, now - timedelta(minutes=30), now - timedelta(minutes=20))
+        _ten_minutes_used(acme, alice, priced)
         client.force_login(alice)
         billed = client.get(f"/t/{acme.slug}/billing/usage/").content.decode()
         settings.LATTICE_BILLING = False
