@@ -14,7 +14,8 @@ from django.views import View
 from apps.accounts.adapter import SIGNUP_JOINING_KEY
 from apps.teams import invitations
 from apps.teams.forms import InviteForm
-from apps.teams.models import Invitation, Membership
+from apps.teams.models import Invitation
+from apps.teams.permissions import membership_of
 from apps.teams.views import TeamAction, asks_again_for_sensitive_roles
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class InvitationLinkView(View):
         joined = exc.joined
         if joined is not None and not (
             request.user.is_authenticated
-            and Membership.objects.for_team(joined).filter(user=request.user).exists()
+            and membership_of(joined, cast("User", request.user)) is not None
         ):
             joined = None
         return render(

@@ -73,13 +73,14 @@ def role_narrows(old: str, new: str) -> bool:
     return any(Role(old) in roles and Role(new) not in roles for roles in PERMISSIONS.values())
 
 
-def _membership(team: Team, user: User) -> Membership | None:
+def membership_of(team: Team, user: User) -> Membership | None:
+    """``user``'s membership of ``team``, or None."""
     return Membership.objects.for_team(team).filter(user=user).first()
 
 
 def member_may(team: Team, user: User, permission: str) -> bool:
     """True when ``user`` is in ``team`` with a role that grants ``permission``."""
-    membership = _membership(team, user)
+    membership = membership_of(team, user)
     return membership is not None and role_allows(membership.role, permission)
 
 
@@ -94,7 +95,7 @@ def require_permission(
     """Refuse (403, ``error``) an actor whose role in ``team`` lacks ``permission``: the one
     role guard every service calls before it writes. Returns the actor's membership, for the
     rules that depend on their role (read once)."""
-    membership = _membership(team, actor)
+    membership = membership_of(team, actor)
     if membership is None or not role_allows(membership.role, permission):
         raise error(message)
     return membership

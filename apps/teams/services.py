@@ -23,7 +23,7 @@ from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, PermissionDeniedError
 from apps.core.revocation import access_changed
 from apps.teams.models import Membership, Role, Team
-from apps.teams.permissions import require_permission, role_allows, role_narrows
+from apps.teams.permissions import membership_of, require_permission, role_allows, role_narrows
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -35,10 +35,6 @@ class TeamError(ConflictError):
 
 class TeamPermissionError(PermissionDeniedError, TeamError):
     """The actor's role does not allow this (403)."""
-
-
-def _membership(team: Team, user: User) -> Membership | None:
-    return Membership.objects.for_team(team).filter(user=user).first()
 
 
 def acting_membership(team: Team, actor: User, permission: str) -> Membership:
@@ -154,7 +150,7 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
     """Take ``member`` out of the team (or leave, when it is the actor); audit it; their
     open connections to the team close."""
     leaving = member.user_id == actor.pk
-    actor_membership = _membership(team, actor)
+    actor_membership = membership_of(team, actor)
     if actor_membership is None:
         raise TeamPermissionError("You are not in this team.")
     if not leaving:
