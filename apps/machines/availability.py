@@ -26,11 +26,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from apps.machines.models import GPUAllocation, GPUDevice, Host, MachineType, Placement
+from apps.machines.models import Host, MachineType
 from apps.machines.models import PlacementRequest as Request
+from apps.machines.scheduler import placement_use, usable_gpus
 from apps.machines.selectors import machine_types_offered
 
 if TYPE_CHECKING:
@@ -97,24 +98,17 @@ def _hosts() -> dict[int, _Host]:
             "pk", "cpu_count", "memory_bytes", "status"
         )
     }
-    for row in (
-        Placement.objects.filter(active=True, host_id__in=list(hosts))
-        .values("host_id")
-        .annotate(cpus=Sum("vcpus"), memory=Sum("memory_gib"))
-    ):
-        host = hosts[row["host_id"]]
-        host.used_cpus = row["cpus"] or 0
-        host.used_memory = (row["memory"] or 0) * _GIB
+    for pk, (cpus, memory) in placement_use(list(hosts)).items():
+        hosts[pk].used_cpus, hosts[pk].used_memory = cpus, memory
     return hosts
 
 
 def _gpus(hosts: dict[int, _Host]) -> dict[str, int]:
     """Fill each host's usable and free GPUs by model; the largest memory seen per model."""
-    held = GPUAllocation.objects.filter(gpu=OuterRef("pk"), active=True)
     memory: dict[str, int] = {}
     rows = (
-        GPUDevice.objects.filter(present=True, mig_enabled=False, host_id__in=list(hosts))
-        .annotate(held=Exists(held))
+        usable_gpus()
+        .filter(host_id__in=list(hosts))
         .values("host_id", "name")
         .annotate(
             usable=Count("pk"), free=Count("pk", filter=Q(held=False)), memory=Max("memory_bytes")

@@ -40,12 +40,27 @@ class NoCapacityError(Exception):
     """No ready host can take this machine type now."""
 
 
-def _free_gpus(model: str) -> QuerySet[GPUDevice]:
+def usable_gpus() -> QuerySet[GPUDevice]:
+    """GPUs a placement may take whole, each annotated ``held`` (an active allocation has it).
+    The one rule the scheduler places by and availability (apps.machines.availability) counts by."""
     held = GPUAllocation.objects.filter(gpu=OuterRef("pk"), active=True)
     # A MIG-enabled GPU is allocatable only as its instances, never whole as well.
-    return GPUDevice.objects.filter(name=model, present=True, mig_enabled=False).exclude(
-        Exists(held),
-    )
+    return GPUDevice.objects.filter(present=True, mig_enabled=False).annotate(held=Exists(held))
+
+
+def placement_use(host_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per host of ``host_ids``: the vCPUs and memory (bytes) its active placements hold."""
+    return {
+        row["host_id"]: (row["cpu"] or 0, (row["memory"] or 0) * _GIB)
+        for row in Placement.objects.filter(host_id__in=host_ids, active=True)
+        .values("host_id")
+        .annotate(cpu=Sum("vcpus"), memory=Sum("memory_gib"))
+    }
+
+
+def _free_gpus(model: str) -> QuerySet[GPUDevice]:
+    # ``held`` is usable_gpus' annotation, which the stubs cannot see through its return type.
+    return usable_gpus().filter(name=model, held=False)  # type: ignore[misc]
 
 
 def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> list[int]:
@@ -75,12 +90,7 @@ def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> lis
 
 def _room_among(ids: list[int], machine_type: MachineType) -> list[int]:
     """Those of ``ids`` (in order) whose free CPU and memory fit: two indexed reads."""
-    used = {
-        row["host_id"]: row
-        for row in Placement.objects.filter(host_id__in=ids, active=True)
-        .values("host_id")
-        .annotate(cpu=Sum("vcpus"), memory=Sum("memory_gib"))
-    }
+    used = placement_use(ids)
     capacity = {
         pk: (cpus, memory)
         for pk, cpus, memory in Host.objects.filter(pk__in=ids).values_list(
@@ -92,10 +102,10 @@ def _room_among(ids: list[int], machine_type: MachineType) -> list[int]:
     fits = []
     for host_id in ids:
         cpus, memory = capacity.get(host_id, (0, 0))
-        row = used.get(host_id, {"cpu": 0, "memory": 0})
+        used_cpus, used_memory = used.get(host_id, (0, 0))
         if (
-            cpus >= row["cpu"] + machine_type.vcpus
-            and memory >= (row["memory"] + machine_type.memory_gib) * _GIB
+            cpus >= used_cpus + machine_type.vcpus
+            and memory >= used_memory + machine_type.memory_gib * _GIB
         ):
             fits.append(host_id)
     return fits
