@@ -12,15 +12,14 @@ line at once, not on the reconciler's next pass.
 
 from __future__ import annotations
 
-import statistics
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 
+from apps.core.timings import median_seconds
 from apps.machines.hooks import workload_kind
 from apps.machines.models import MachineType, Placement, PlacementRequest
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
@@ -51,10 +50,10 @@ def queue_wait(machine_type_id: int) -> int | None:
     """Seconds the last 20 requests of the type that had to wait in line waited (median),
     or None when none did: an estimate only from real waits, never a made-up one."""
 
-    def compute() -> int | None:
-        waits = [
-            (placed - asked).total_seconds()
-            for asked, placed in PlacementRequest.objects.filter(
+    return median_seconds(
+        f"machines:wait:{machine_type_id}",
+        lambda: (
+            PlacementRequest.objects.filter(
                 machine_type_id=machine_type_id,
                 status=PlacementRequest.Status.PLACED,
                 placement__isnull=False,
@@ -62,10 +61,8 @@ def queue_wait(machine_type_id: int) -> int | None:
             )
             .order_by("-placement__created_at")
             .values_list("created_at", "placement__created_at")[:20]
-        ]
-        return round(statistics.median(waits)) if waits else None
-
-    return cast("int | None", cache.get_or_set(f"machines:wait:{machine_type_id}", compute, 60))
+        ),
+    )
 
 
 def placement_request(

@@ -10,15 +10,14 @@ idleness stops it (``idle_timeout``, capped by the plan).
 
 from __future__ import annotations
 
-import statistics
 from datetime import timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.stream import stream_publish
+from apps.core.timings import median_seconds
 from apps.machines.queue import queue_wait
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import (
@@ -40,18 +39,16 @@ def start_eta(template: str) -> int | None:
     included, twice a second): computed at most once a minute per template.
     """
 
-    def compute() -> int | None:
-        # Timings only, across teams: no team's data is shown to another.
-        recent = (
+    # Timings only, across teams: no team's data is shown to another.
+    return median_seconds(
+        f"notebooks:eta:{template}",
+        lambda: (
             NotebookSession.objects.unscoped()
             .filter(template=template, ready_at__isnull=False, placement__isnull=False)
             .order_by("-ready_at")
             .values_list("placement__created_at", "ready_at")[:20]
-        )
-        seconds = [(ready - placed).total_seconds() for placed, ready in recent]
-        return round(statistics.median(seconds)) if seconds else None
-
-    return cast("int | None", cache.get_or_set(f"notebooks:eta:{template}", compute, 60))
+        ),
+    )
 
 
 def _eta(session: NotebookSession) -> dict[str, Any]:
