@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.models import Notebook, Status
 from apps.notebooks.origin import cookie_user
+from apps.notebooks.selectors import open_session
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import role_in
 
@@ -52,13 +53,8 @@ def resolve(user: Any, notebook_id: int) -> Target | Refusal:
         return Refusal(404, "No such notebook.")
     if not role_allows(role, "notebooks.open"):
         return Refusal(403, "Viewers see a notebook's status and logs but cannot open it.")
-    session = (
-        NotebookSession.objects.for_team(notebook.team_id)
-        .filter(notebook=notebook, ended_at__isnull=True, status=Status.RUNNING)
-        .exclude(endpoint="")
-        .first()
-    )
-    if session is None:
+    session = open_session(notebook)  # one at most (notebooks_one_open_session)
+    if session is None or session.status != Status.RUNNING or not session.endpoint:
         return Refusal(503, "This notebook is not running. Start it from its page in Lattice.")
     return Target(session.endpoint, session.jupyter_token, session.pk, notebook.team_id)
 
