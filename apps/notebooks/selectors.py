@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import Case, Count, Q, When
@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from apps.teams.models import Team
+
+
+def open_session_ids(**filters: Any) -> list[tuple[int, int]]:
+    """(pk, team id) of every team's sessions not ended that match ``filters``, oldest
+    first: for background work that spans tenants and handles each in its own scope."""
+    return list(
+        NotebookSession.objects.unscoped()
+        .filter(ended_at__isnull=True, **filters)
+        .order_by("pk")
+        .values_list("pk", "team_id"),
+    )
 
 
 def open_session(notebook: Notebook) -> NotebookSession | None:

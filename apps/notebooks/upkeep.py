@@ -33,19 +33,10 @@ from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance, mounted_bytes
+from apps.notebooks.selectors import open_session_ids
 from apps.notebooks.services import notebook_stop
 
 logger = logging.getLogger(__name__)
-
-
-def _open_sessions(**filters: Any) -> list[tuple[int, int]]:
-    # Every team's sessions: the reconciler's work spans tenants, each handled in its scope.
-    return list(
-        NotebookSession.objects.unscoped()
-        .filter(ended_at__isnull=True, **filters)
-        .order_by("pk")
-        .values_list("pk", "team_id"),
-    )
 
 
 def _reported(session: NotebookSession) -> dict[str, Any] | None:
@@ -73,7 +64,7 @@ def _queued_availability() -> dict[int, Availability]:
 def reconcile_sessions() -> dict[str, int]:
     counts = {"ended": 0, "placed": 0, "redispatched": 0, "failed": 0, "stops": 0}
     availability = _queued_availability()
-    for session_id, team_id in _open_sessions():
+    for session_id, team_id in open_session_ids():
         with team_scope(team_id), transaction.atomic():
             session = lock_session(session_id, "placement", "host", "machine_type")
             if session is not None and session.ended_at is None:
@@ -237,7 +228,7 @@ def jupyter_activity(session: NotebookSession) -> datetime | None:
 def idle_sweep() -> dict[str, int]:
     counts = {"warned": 0, "stopped": 0}
     limits: dict[int, int | None] = {}  # each team's plan, read once a sweep
-    for session_id, team_id in _open_sessions(status=Status.RUNNING):
+    for session_id, team_id in open_session_ids(status=Status.RUNNING):
         with team_scope(team_id):
             session = (
                 NotebookSession.objects.select_related("notebook")

@@ -26,7 +26,7 @@ from apps.notebooks.lifecycle.start import notebook_start, session_place_task
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.lifecycle.storage import on_commit_remove_storage
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
-from apps.notebooks.selectors import open_session
+from apps.notebooks.selectors import open_session, open_session_ids
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -114,10 +114,8 @@ def session_end(
 def _after_end(notebook_id: int, team_id: int, machine_type_id: int) -> None:
     """The line moved (placement_free; those it placed are told): the sessions still
     waiting of this type learn their new place. Then what the notebook wants next."""
-    for session_id, session_team in (
-        NotebookSession.objects.unscoped()
-        .filter(status=Status.QUEUED, ended_at__isnull=True, machine_type_id=machine_type_id)
-        .values_list("pk", "team_id")
+    for session_id, session_team in open_session_ids(
+        status=Status.QUEUED, machine_type_id=machine_type_id
     ):
         session_place_task.delay(session_id, team_id=session_team)
     with team_scope(team_id):
