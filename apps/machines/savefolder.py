@@ -231,6 +231,13 @@ def _listing(
     skipped: list[str] = []
     progress = _Progress(client, "reading", 0)
     for entry in runtime.read_folder(state, folder):
+        if entry.same_as:
+            earlier = next((f for f in reversed(files) if f.path == entry.same_as), None)
+            if earlier is None:
+                skipped.append(entry.path)
+            else:
+                files.append(Listed(entry.path, earlier.size, earlier.sha256))
+            continue
         if entry.file is None:
             skipped.append(entry.path)
             continue
@@ -313,8 +320,16 @@ def _send_missing(
     try:
         for entry in runtime.read_folder(state, folder):
             was = listed.get(entry.path)
-            if entry.file is None or was is None:
-                continue  # skipped, or new since pass 1: not in this version
+            if was is None:
+                continue  # new since pass 1: not in this version
+            if entry.same_as:
+                # The same bytes as a file read (and checked) before it in this pass.
+                if entry.same_as not in seen or listed[entry.same_as].sha256 != was.sha256:
+                    raise _ChangedError(entry.path)
+                seen.add(entry.path)
+                continue
+            if entry.file is None:
+                raise _ChangedError(entry.path)  # a file then, a link or a fifo now
             seen.add(entry.path)
             size, sha256 = _send_file(
                 entry.file,

@@ -158,15 +158,18 @@ class FolderEntry:
     """One thing found in a folder ``read_folder`` reads.
 
     A regular file has ``file``: its bytes, ``size`` of them at most, readable only until
-    the next entry is taken (the folder is one stream: nothing is held in memory). Anything
-    else (a symbolic or hard link, a device, a fifo, a socket) is not read: ``file`` is None
-    and ``skipped`` says what it is. Folders are not entries (an empty one is not saved).
+    the next entry is taken (the folder is one stream: nothing is held in memory). A file
+    a stream gives only as a hard link to one given before (Docker's archive) has
+    ``same_as``, that file's path, instead. Anything else (a symbolic link, a device, a
+    fifo, a socket) is not read: ``file`` is None and ``skipped`` says what it is. Folders
+    are not entries (an empty one is not saved).
     """
 
     path: str  # relative to the folder read, "/"-separated
     size: int
     file: Readable | None = None
     skipped: str = ""
+    same_as: str = ""
 
 
 def folder_path(folder: str) -> str:

@@ -445,6 +445,9 @@ class DockerRuntime(Runtime):
                     continue
                 if member.isreg():
                     yield FolderEntry(name, member.size, tar.extractfile(member))
+                elif member.islnk():
+                    # A file met before in this archive, under another name: the same bytes.
+                    yield FolderEntry(name, 0, same_as=member.linkname.partition("/")[2])
                 else:
                     yield FolderEntry(name, 0, skipped=_TAR_KINDS.get(member.type, "other"))
 
@@ -484,7 +487,6 @@ class DockerRuntime(Runtime):
 # What a tar entry that is not a regular file is, in a skipped entry's words.
 _TAR_KINDS = {
     tarfile.SYMTYPE: "link",
-    tarfile.LNKTYPE: "hard link",
     tarfile.CHRTYPE: "device",
     tarfile.BLKTYPE: "device",
     tarfile.FIFOTYPE: "fifo",

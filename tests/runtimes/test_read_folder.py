@@ -1,9 +1,9 @@
 """read_folder: a running notebook's folder, streamed, on real Docker and local processes.
 
-Both runtimes read the same tree: two files (one larger than every buffer on the way),
-a link out of the folder, a fifo and a folder reached through a link. The files come back
-with their bytes; the rest is listed as skipped, never followed; paths that leave the
-notebook folder are refused.
+Both runtimes read the same tree: two files (one larger than every buffer on the way), a
+hard link to one of them, a link out of the folder, a fifo and a folder reached through a
+link. The files come back with their bytes; the rest is listed as skipped, never followed;
+paths that leave the notebook folder are refused.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def read_all(runtime, state, folder):
     """path -> (size, sha256) of each file, path -> kind of each skipped entry."""
     files, skipped = {}, {}
     for entry in runtime.read_folder(state, folder):
+        if entry.same_as:  # a hard link to a file given before: the same bytes
+            files[entry.path] = files[entry.same_as]
+            continue
         if entry.file is None:
             skipped[entry.path] = entry.skipped
             continue
@@ -46,6 +49,7 @@ def read_all(runtime, state, folder):
 def expected():
     return {
         "model.bin": (len(BIG), hashlib.sha256(BIG).hexdigest()),
+        "hard.bin": (len(BIG), hashlib.sha256(BIG).hexdigest()),
         "sub/config.yaml": (len(SMALL), hashlib.sha256(SMALL).hexdigest()),
     }
 
@@ -103,6 +107,9 @@ def _tree_tar() -> bytes:
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
+        info = tarfile.TarInfo("models/run1/hard.bin")
+        info.type, info.linkname = tarfile.LNKTYPE, "models/run1/model.bin"
+        tar.addfile(info)
         info = tarfile.TarInfo("models/run1/pipe")
         info.type = tarfile.FIFOTYPE
         tar.addfile(info)
@@ -137,6 +144,10 @@ def docker_notebook(busybox_image, docker_client):
 
 def test_docker_reads_the_folder_of_a_running_container(docker_notebook):
     assert_reads_the_tree(*docker_notebook)
+    # Docker's archive gives the second name of a file as a hard link to the first.
+    runtime, state = docker_notebook
+    links = {e.path: e.same_as for e in runtime.read_folder(state, "models/run1") if e.same_as}
+    assert links == {"model.bin": "hard.bin"}
 
 
 def test_docker_reads_a_large_file_without_holding_it(docker_notebook):
@@ -164,6 +175,7 @@ def process_notebook(tmp_path):
     (root / "models" / "run1" / "sub").mkdir(parents=True)
     (root / "models" / "run1" / "model.bin").write_bytes(BIG)
     (root / "models" / "run1" / "sub" / "config.yaml").write_bytes(SMALL)
+    (root / "models" / "run1" / "hard.bin").hardlink_to(root / "models" / "run1" / "model.bin")
     (root / "models" / "run1" / "escape").symlink_to("/etc")
     (root / "models" / "link").symlink_to("run1")
     os.mkfifo(root / "models" / "run1" / "pipe")
