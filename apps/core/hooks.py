@@ -80,5 +80,8 @@ class HookTable(Generic[K, V]):
     def get(self, key: K) -> V | None:
         return self._values.get(key)
 
+    def values(self) -> list[V]:
+        return list(self._values.values())
+
     def __repr__(self) -> str:
         return f"<HookTable {self.name}: {sorted(map(str, self._values))}>"

@@ -136,16 +136,28 @@ class VersionFile(models.Model):
 
 
 class Upload(models.Model):  # type: ignore[django-manager-missing]
-    """The making of one version: what is still to be sent, and when it was completed."""
+    """The making of one version: what is still to be sent, and when it was completed.
+
+    ``purpose`` says what kind of version: a dataset's (``dataset`` and ``version`` are
+    set), or another app's whose files live in the same blob store (a model version), which
+    registers what completing one does (apps.datasets.hooks.upload_purposes).
+    """
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         COMPLETE = "complete", "Complete"
         ABANDONED = "abandoned", "Abandoned"
 
+    DATASET = "dataset"
+
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="uploads")
-    version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="upload")
+    purpose = models.CharField(max_length=20, default=DATASET)
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="uploads"
+    )
+    version = models.OneToOneField(
+        DatasetVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="upload"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -160,9 +172,16 @@ class Upload(models.Model):  # type: ignore[django-manager-missing]
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(purpose="dataset")
+                | models.Q(dataset__isnull=False, version__isnull=False),
+                name="datasets_upload_of_a_dataset_names_it",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"upload {self.pk} of {self.dataset}"
+        return f"upload {self.pk} ({self.purpose})"
 
 
 class UploadBlob(models.Model):  # type: ignore[django-manager-missing]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, Q
 
+from apps.datasets.hooks import upload_purposes
 from apps.datasets.models import Blob, Dataset, DatasetVersion, VersionFile
 
 if TYPE_CHECKING:
@@ -64,11 +65,37 @@ def version_manifest(*, team: Team | int, version_id: int) -> list[tuple[str, st
 def blobs_held(*, team: Team, shas: Iterable[str]) -> dict[str, int]:
     """Of ``shas``, the blobs ``team`` holds (sha256 -> size): those a ready version of its
     own lists. It sent their bytes (or held them already when it listed them), so it may
-    list them again without sending them. One query, whatever other teams store.
+    list them again without sending them (or one of its other versions in the store
+    does: a model's). One query, whatever other teams store.
 
     Only these: a blob another team stored, even in a public dataset, is sent again and
     checked, or naming a hash would be enough to read a file and would say it is stored.
     """
-    mine = VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))
-    held = Blob.objects.filter(sha256__in=list(shas)).filter(Exists(mine)).order_by()
+    mine = Q(Exists(VersionFile.objects.for_team(team).filter(blob=OuterRef("pk"))))
+    # And what the team's other versions in the store hold (a model's, say).
+    for purpose in upload_purposes.values():
+        mine |= Q(pk__in=purpose.holdings(team))
+    held = Blob.objects.filter(sha256__in=list(shas)).filter(mine).order_by()
     return dict(held.values_list("sha256", "size"))
+
+
+def blobs_in_use() -> Q:
+    """Blobs some version of some team holds (a dataset's or another purpose's): never
+    collected. Across teams on purpose: housekeeping of the shared store."""
+    used = Q(pk__in=VersionFile.objects.unscoped().values("blob_id"))
+    for purpose in upload_purposes.values():
+        used |= Q(pk__in=purpose.holdings(None))
+    return used
+
+
+def team_blob_sizes(team: Team) -> dict[str, int]:
+    """Every blob the team's ready versions hold, of every purpose: sha256 -> size (what
+    counts against its storage, each blob once)."""
+    held = dict(
+        VersionFile.objects.for_team(team).values_list("blob__sha256", "blob__size").distinct()
+    )
+    for purpose in upload_purposes.values():
+        held.update(
+            Blob.objects.filter(pk__in=purpose.holdings(team)).values_list("sha256", "size")
+        )
+    return held

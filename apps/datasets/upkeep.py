@@ -12,7 +12,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apps.datasets import s3, storage
-from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob, VersionFile
+from apps.datasets.hooks import upload_purposes
+from apps.datasets.models import Blob, DatasetVersion, Upload, UploadBlob
+from apps.datasets.selectors import blobs_in_use
 from apps.datasets.services.manifest import upload_manifest
 from apps.datasets.services.received import manifest_key, received_delete, staging_key
 
@@ -48,9 +50,13 @@ def uploads_abandon(*, now: datetime | None = None) -> int:
             storage.delete(manifest_key(locked.pk))
             locked.status = Upload.Status.ABANDONED
             locked.save(update_fields=["status"])
-            DatasetVersion.objects.unscoped().filter(
-                pk=locked.version_id, status=DatasetVersion.Status.UPLOADING
-            ).update(message="(abandoned upload)")
+            purpose = upload_purposes.get(locked.purpose)
+            if purpose is not None:
+                purpose.abandon(locked)
+            else:
+                DatasetVersion.objects.unscoped().filter(
+                    pk=locked.version_id, status=DatasetVersion.Status.UPLOADING
+                ).update(message="(abandoned upload)")
         count += 1
     return count
 
@@ -67,7 +73,7 @@ def blobs_collect(*, now: datetime | None = None) -> int:
     for upload in Upload.objects.unscoped().filter(status=Upload.Status.OPEN):
         wanted |= {entry["sha256"] for entry in upload_manifest(upload)}
     orphans = (
-        Blob.objects.exclude(pk__in=VersionFile.objects.unscoped().values("blob_id"))
+        Blob.objects.exclude(blobs_in_use())
         .exclude(sha256__in=wanted)
         # A blob made by an upload completing right now gets its versions a moment later.
         .filter(created_at__lt=now - timedelta(hours=1))
@@ -76,7 +82,7 @@ def blobs_collect(*, now: datetime | None = None) -> int:
     for blob in orphans:
         with transaction.atomic():
             locked = Blob.objects.select_for_update().filter(pk=blob.pk).first()
-            if locked is None or VersionFile.objects.unscoped().filter(blob=locked).exists():
+            if locked is None or Blob.objects.filter(blobs_in_use(), pk=locked.pk).exists():
                 continue
             storage.delete(locked.storage_key)
             locked.delete()

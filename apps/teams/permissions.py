@@ -10,6 +10,8 @@
 | notebooks.settings    |   x   |   x   |        |        |
 | datasets.view         |   x   |   x   |   x    |   x    |
 | datasets.manage       |   x   |   x   |   x    |        |
+| models.view           |   x   |   x   |   x    |   x    |
+| models.manage         |   x   |   x   |   x    |        |
 | members.invite        |   x   |   x   |        |        |
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
@@ -51,6 +53,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "notebooks.settings": _ADMINS,
     "datasets.view": _EVERYONE,
     "datasets.manage": _MEMBERS,
+    "models.view": _EVERYONE,
+    "models.manage": _MEMBERS,
     "members.invite": _ADMINS,
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.notebooks",
     "apps.billing",
     "apps.datasets",
+    "apps.models",
 ]
 
 MIDDLEWARE = [

@@ -26,6 +26,8 @@ MATRIX = {
     "notebooks.settings": {OWN, ADM},
     "datasets.view": {OWN, ADM, MEM, VIE},
     "datasets.manage": {OWN, ADM, MEM},
+    "models.view": {OWN, ADM, MEM, VIE},
+    "models.manage": {OWN, ADM, MEM},
     "members.invite": {OWN, ADM},
     "members.change_role": {OWN, ADM},
     "members.remove": {OWN, ADM},

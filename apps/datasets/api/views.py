@@ -89,7 +89,12 @@ class _DatasetView(TeamAPIView):
         return version
 
     def upload(self, upload_id: int) -> Upload:
-        upload = Upload.objects.filter(pk=upload_id).select_related("dataset", "version").first()
+        # A dataset's uploads only: another purpose's (a model's) has its own routes.
+        upload = (
+            Upload.objects.filter(pk=upload_id, purpose=Upload.DATASET)
+            .select_related("dataset", "version")
+            .first()
+        )
         if upload is None:
             raise exceptions.NotFound("No such upload in this team.")
         return upload
@@ -106,11 +111,11 @@ class _DatasetView(TeamAPIView):
         blobs = upload.blobs.all()
         return {
             "id": upload.pk,
-            "dataset": upload.dataset.slug,
+            "dataset": upload.dataset.slug if upload.dataset else None,
             "status": upload.status,
             "chunk_size": upload.chunk_size,
             "new_bytes": upload.new_bytes,
-            "version": upload.version.number,
+            "version": upload.version.number if upload.version else None,
             # True: ask each chunk's target and PUT it straight to storage (S3).
             "direct": any(b.multipart_id for b in blobs),
             "blobs": [

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.datasets import s3, storage
+from apps.datasets.hooks import upload_purposes
 from apps.datasets.models import (
     Blob,
     Dataset,
@@ -40,7 +41,7 @@ from apps.datasets.services.received import (
     received_delete,
     staging_key,
 )
-from apps.datasets.services.uploads import upload_missing
+from apps.datasets.services.uploads import upload_missing, upload_permission
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
@@ -52,12 +53,14 @@ if TYPE_CHECKING:
 
 def upload_complete(
     *, team: Team, actor: User, upload: Upload, allow_identical: bool = False
-) -> DatasetVersion:
+) -> Any:
     """Check every new blob whole against its SHA-256, store it, and make the version
-    ready with the next number. Nothing is made if anything is missing or wrong, nor when
-    the files are exactly those of the dataset's latest version, unless ``allow_identical``
-    (a 409 "identical_version" that names it; the upload stays open to be completed so)."""
-    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
+    ready: a dataset's with the next number, or what the upload's purpose makes
+    (apps.datasets.hooks.upload_purposes), returned. Nothing is made if anything is missing
+    or wrong, nor when the files are exactly those of the dataset's latest version, unless
+    ``allow_identical`` (a 409 "identical_version" that names it; the upload stays open to
+    be completed so)."""
+    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
     try:
         return _complete(team, actor, upload, allow_identical=allow_identical)
     except _DamagedBlobError as damaged:
@@ -69,7 +72,7 @@ def upload_complete(
         ) from damaged
 
 
-def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool) -> DatasetVersion:
+def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool) -> Any:
     with transaction.atomic():
         locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
         if locked.status != Upload.Status.OPEN:
@@ -93,7 +96,8 @@ def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool)
             )
         new_blobs = [blob for blob in new_blobs if blob.sha256 not in forgiven]
         manifest = upload_manifest(locked)
-        if not allow_identical:
+        purpose = upload_purposes.get(locked.purpose)
+        if purpose is None and not allow_identical:
             _refuse_identical(team, locked, manifest)
         # Every local part is checked before any is moved: a refusal leaves them all.
         for blob, part, digest in _hash_parts(locked, new_blobs):
@@ -101,38 +105,49 @@ def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool)
         for blob in new_blobs:
             _blob_assemble(locked, blob)
         blobs = _stored_as_listed(manifest)
-        version = (
-            DatasetVersion.objects.for_team(team).select_for_update().get(pk=locked.version_id)
+        made = (
+            purpose.finish(team, actor, locked, manifest, blobs)
+            if purpose is not None
+            else _version_ready(team, actor, locked, manifest, blobs)
         )
-        VersionFile.objects.for_team(team).bulk_create(
-            VersionFile(
-                team=team, version=version, path=f["path"], blob=blobs[f["sha256"]], size=f["size"]
-            )
-            for f in manifest
-        )
-        # Numbers in completion order, under the dataset's lock.
-        dataset = Dataset.objects.for_team(team).select_for_update().get(pk=locked.dataset_id)
-        last = (
-            DatasetVersion.objects.for_team(team)
-            .filter(dataset_id=locked.dataset_id)
-            .aggregate(n=Max("number"))["n"]
-        )
-        version.number = (last or 0) + 1
-        version.status = DatasetVersion.Status.READY
-        version.file_count = len(manifest)
-        version.total_size = sum(f["size"] for f in manifest)
-        version.ready_at = timezone.now()
-        version.save()
         locked.status = Upload.Status.COMPLETE
         locked.completed_at = timezone.now()
         locked.save(update_fields=["status", "completed_at"])
-        audit_record(
-            team=team,
-            actor=actor,
-            action="dataset.version_created",
-            target=f"{dataset.name} v{version.number}",
-        )
         transaction.on_commit(lambda: _discard_chunks(locked, unused=forgiven))
+    return made
+
+
+def _version_ready(
+    team: Team, actor: User, upload: Upload, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+) -> DatasetVersion:
+    """The dataset's version gets its files and the next number, in the completion's
+    transaction."""
+    version = DatasetVersion.objects.for_team(team).select_for_update().get(pk=upload.version_id)
+    VersionFile.objects.for_team(team).bulk_create(
+        VersionFile(
+            team=team, version=version, path=f["path"], blob=blobs[f["sha256"]], size=f["size"]
+        )
+        for f in manifest
+    )
+    # Numbers in completion order, under the dataset's lock.
+    dataset = Dataset.objects.for_team(team).select_for_update().get(pk=upload.dataset_id)
+    last = (
+        DatasetVersion.objects.for_team(team)
+        .filter(dataset_id=upload.dataset_id)
+        .aggregate(n=Max("number"))["n"]
+    )
+    version.number = (last or 0) + 1
+    version.status = DatasetVersion.Status.READY
+    version.file_count = len(manifest)
+    version.total_size = sum(f["size"] for f in manifest)
+    version.ready_at = timezone.now()
+    version.save()
+    audit_record(
+        team=team,
+        actor=actor,
+        action="dataset.version_created",
+        target=f"{dataset.name} v{version.number}",
+    )
     return version
 
 

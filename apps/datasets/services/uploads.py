@@ -20,14 +20,14 @@ from django.urls import reverse
 from apps.core.audit import audit_record
 from apps.datasets import s3, storage
 from apps.datasets.entitlements import check_storage
+from apps.datasets.hooks import upload_purposes
 from apps.datasets.models import (
     DatasetVersion,
     Upload,
     UploadBlob,
     UploadChunk,
-    VersionFile,
 )
-from apps.datasets.selectors import blobs_held
+from apps.datasets.selectors import blobs_held, team_blob_sizes
 from apps.datasets.services.errors import (
     DatasetConflictError,
     DatasetError,
@@ -60,12 +60,17 @@ def chunk_size(largest_file: int = 0) -> int:
 
 def _team_blobs(team: Team) -> dict[str, int]:
     """The blobs the team holds, across its versions and open uploads: sha256 -> size."""
-    held = dict(
-        VersionFile.objects.for_team(team).values_list("blob__sha256", "blob__size").distinct()
-    )
+    held = team_blob_sizes(team)
     pending = UploadBlob.objects.for_team(team).filter(upload__status=Upload.Status.OPEN)
     held.update(pending.values_list("sha256", "size"))
     return held
+
+
+def upload_permission(upload: Upload | str) -> str:
+    """The team permission every step of an upload of this purpose needs."""
+    purpose = upload if isinstance(upload, str) else upload.purpose
+    registered = upload_purposes.get(purpose)
+    return registered.permission if registered is not None else "datasets.manage"
 
 
 @transaction.atomic
@@ -77,11 +82,44 @@ def upload_start(
     files: object,
     message: str = "",
 ) -> Upload:
-    """Open an upload of a new version with this manifest. Blobs the team holds are taken
-    as they are, every other one is sent (blobs_held); the quota is checked up front for the
-    bytes new to the team."""
+    """Open an upload of a new version of ``dataset`` with this manifest (upload_open)."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     manifest = manifest_clean(files)
+    version = DatasetVersion.objects.for_team(team).create(
+        team=team, dataset=dataset, message=message[:500], author=actor
+    )
+    upload = upload_open(
+        team=team,
+        actor=actor,
+        manifest=manifest,
+        purpose=Upload.DATASET,
+        dataset=dataset,
+        version=version,
+    )
+    audit_record(
+        team=team,
+        actor=actor,
+        action="dataset.upload_started",
+        target=dataset.name,
+        files=len(manifest),
+        new_bytes=upload.new_bytes,
+    )
+    return upload
+
+
+def upload_open(
+    *,
+    team: Team,
+    actor: User,
+    manifest: list[dict[str, Any]],
+    purpose: str,
+    **made: Any,
+) -> Upload:
+    """Open an upload of a new version of any purpose (a dataset's, a model's), inside the
+    caller's transaction, with ``manifest`` (manifest_clean's). Blobs the team holds are
+    taken as they are, every other one is sent (blobs_held); the quota is checked up front
+    for the bytes new to the team. ``made``: the Upload's fields naming what it makes."""
+    require_permission(team, actor, upload_permission(purpose), error=DatasetPermissionError)
     sizes = {f["sha256"]: f["size"] for f in manifest}
     held = blobs_held(team=team, shas=sizes)
     for entry in manifest:
@@ -97,17 +135,14 @@ def upload_start(
         used_bytes=sum(using.values()),
         adding_bytes=sum(size for sha, size in sizes.items() if sha not in using),
     )
-    version = DatasetVersion.objects.for_team(team).create(
-        team=team, dataset=dataset, message=message[:500], author=actor
-    )
     size = chunk_size(max(sizes.values(), default=0))
     upload = Upload.objects.for_team(team).create(
         team=team,
-        dataset=dataset,
-        version=version,
+        purpose=purpose,
         created_by=actor,
         chunk_size=size,
         new_bytes=sum(s for sha, s in sizes.items() if sha not in held),
+        **made,
     )
     # On S3 the client sends each new blob's parts straight to its multipart upload, to
     # URLs Lattice presigns; an empty file has no parts.
@@ -128,14 +163,6 @@ def upload_start(
     )
     # The manifest waits in storage until complete: it may be 100,000 lines.
     manifest_store(upload, manifest)
-    audit_record(
-        team=team,
-        actor=actor,
-        action="dataset.upload_started",
-        target=dataset.name,
-        files=len(manifest),
-        new_bytes=upload.new_bytes,
-    )
     return upload
 
 
@@ -186,7 +213,7 @@ def chunk_target(
 ) -> dict[str, Any]:
     """Where the client sends chunk ``index`` (whose SHA-256 is ``checksum``): a presigned
     S3 URL when storage is S3, else Lattice's own chunk address."""
-    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
+    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Give the chunk's SHA-256 (64 lowercase hex digits).", field="sha256")
@@ -219,7 +246,7 @@ def chunk_receive(
 ) -> UploadChunk:
     """Store chunk ``index`` of blob ``sha256`` after checking its SHA-256 (``checksum``).
     Sending a chunk again replaces it; a wrong one stores nothing."""
-    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
+    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from apps.datasets.models import DatasetVersion
+    from apps.teams.models import Team
+
+# The audit log's words for what models record (apps.core.audit.audit_describe).
+AUDIT_PHRASES = {
+    "model.created": "{actor} created the model {target}",
+    "model.updated": "{actor} changed the model {target}",
+    "model.deleted": "{actor} deleted the model {target}",
+    "model.upload_started": "{actor} began uploading {files} files to the model {target}",
+    "model.version_created": "{actor} made the model version {target}",
+    "model.alias_moved": "{actor} pointed {target} at {to}",
+    "model.alias_removed": "{actor} removed the alias {target}",
+}
+
+
+class ModelsConfig(AppConfig):
+    name = "apps.models"
+    label = "models"
+    verbose_name = "Models"
+
+    def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.core.audit import audit_phrases
+        from apps.datasets.hooks import upload_purposes, version_users
+        from apps.models.selectors import models_from_dataset_version
+        from apps.models.services.versions import PURPOSE, upload_purpose
+
+        upload_purposes.register(PURPOSE, upload_purpose)
+
+        def trained_on(team: Team, version: DatasetVersion) -> list[tuple[str, str]]:
+            return [
+                (
+                    f"{made.model.name} v{made.number}",
+                    reverse("models:version", args=[team.slug, made.model.slug, made.number]),
+                )
+                for made in models_from_dataset_version(team, version)
+            ]
+
+        version_users.register(trained_on)
+        for action, phrase in AUDIT_PHRASES.items():
+            audit_phrases.register(action, phrase)

@@ -1,0 +1,32 @@
+"""What the apps above models plug into it (apps.core.hooks), from their ``AppConfig.ready()``.
+
+Models know nothing of what made a version or what serves it; those apps tell it here:
+
+- ``source_link(team, version)``: the place a version came from (the notebook, for a
+  version saved from one of its sessions), as (text, URL); None when there is none to
+  link (then its ``source_label`` is shown as it is). By default None.
+- ``version_servers(team, version)``: the deployments serving a version, each as
+  (text, URL), for its page and API. By default none.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apps.core.hooks import Hook
+
+if TYPE_CHECKING:
+    from apps.models.models import ModelVersion
+    from apps.teams.models import Team
+
+
+def _no_link(team: Team, version: ModelVersion) -> tuple[str, str] | None:
+    return None
+
+
+def _no_servers(team: Team, version: ModelVersion) -> list[tuple[str, str]]:
+    return []
+
+
+source_link = Hook("model version source link", default=_no_link)
+version_servers = Hook("model version servers", default=_no_servers)

@@ -1,0 +1,187 @@
+"""Models: a registry of immutable model versions, with aliases and lineage.
+
+A **model** is a team's named line of versions. A **version** is a manifest (path ->
+blob) over the same content-addressed blob store datasets use, made by the same
+resumable upload protocol (apps.datasets: an Upload of purpose "model", whose
+completion makes the version ready here, apps.models.services.versions). It never
+changes once ready; uploading the very same files again gives the existing version
+back (``digest``), and a changed file stores only that file's new blob. An **alias**
+(``production``, ``staging``, anything) names one version of its model; moving it is
+one audited step. A version remembers where it came from: the notebook session (or
+job run) that saved it, the dataset versions mounted then, the version it was
+fine-tuned from.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+
+from apps.core.tenancy import TeamManager, TeamScopedManager
+
+
+class Model(models.Model):  # type: ignore[django-manager-missing]
+    class Visibility(models.TextChoices):
+        PRIVATE = "private", "Private (the team only)"
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(max_length=80)
+    description = models.TextField(blank=True, max_length=5000)
+    licence = models.CharField(max_length=80, blank=True)
+    visibility = models.CharField(
+        max_length=8, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "slug"], name="models_slug_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):  # type: ignore[django-manager-missing]
+    class Status(models.TextChoices):
+        UPLOADING = "uploading", "Uploading"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        PYTHON = "python", "Python predictor (predict.py)"
+        ONNX = "onnx", "ONNX"
+        PYTORCH = "pytorch", "PyTorch / safetensors"
+        SKLEARN = "sklearn", "scikit-learn / joblib"
+        TRANSFORMERS = "transformers", "Hugging Face transformers"
+        GGUF = "gguf", "GGUF"
+        IMAGE = "image", "Container image"
+        OTHER = "other", "Other"
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded"
+        NOTEBOOK = "notebook", "Saved from a notebook"
+        JOB = "job", "Made by a job run"
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="versions")
+    # Given when it becomes ready: versions are numbered 1, 2, 3... with no gaps.
+    number = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.UPLOADING)
+    # SHA-256 over the sorted manifest (path, size, sha256 of each file): the same files,
+    # the same digest, whoever uploads them (apps.models.services.versions.manifest_digest).
+    digest = models.CharField(max_length=64)
+    format = models.CharField(max_length=16, choices=Format.choices, default=Format.OTHER)
+    message = models.CharField(max_length=500, blank=True)
+    # Free-form: metrics, parameters, base model, notes on the training data.
+    metadata = models.JSONField(default=dict, blank=True)
+    # An optional description of the inputs and outputs (JSON Schema or a free shape).
+    io_schema = models.JSONField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    total_size = models.PositiveBigIntegerField(default=0)
+    file_count = models.PositiveIntegerField(default=0)
+    # The upload that brings its files (None once it is gone, or for none needed).
+    upload = models.OneToOneField(
+        "datasets.Upload",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="model_version",
+    )
+    # While a host saves it from a notebook: {"phase", "done", "total"} as it reported.
+    progress = models.JSONField(null=True, blank=True)
+    # Why it failed, in words a person can act on.
+    failure = models.CharField(max_length=1000, blank=True)
+    # Lineage: where it came from. ``source_id`` is the notebook session's (or job run's)
+    # pk, which the app above that made it reads back; ``source_label`` says it in words
+    # even after that is gone.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
+    source_id = models.PositiveBigIntegerField(null=True, blank=True)
+    source_label = models.CharField(max_length=200, blank=True)
+    dataset_versions = models.ManyToManyField(
+        "datasets.DatasetVersion", blank=True, related_name="+"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["-number", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"],
+                condition=models.Q(number__isnull=False),
+                name="models_version_number_once",
+            ),
+            # The same files never make two versions of one model.
+            models.UniqueConstraint(
+                fields=["model", "digest"],
+                condition=models.Q(status="ready"),
+                name="models_version_content_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} v{self.number or '?'}"
+
+
+class ModelFile(models.Model):
+    """One path of a version's manifest, and the blob (apps.datasets) that holds its bytes."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024)
+    blob = models.ForeignKey("datasets.Blob", on_delete=models.PROTECT, related_name="+")
+    size = models.PositiveBigIntegerField()
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="models_path_once"),
+        ]
+        indexes = [models.Index(fields=["team", "blob"], name="models_file_team_blob")]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class ModelAlias(models.Model):
+    """A name for one ready version of its model; what a deployment follows."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="aliases")
+    name = models.SlugField(max_length=40)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "name"], name="models_alias_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.name}"

@@ -1,0 +1,127 @@
+"""Making a model, changing its name, description and licence, and deleting it. Its
+versions are made by uploads (apps.models.services.versions)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from apps.core.audit import audit_record
+from apps.datasets.paths import hidden_character, shown
+from apps.models.models import Model
+from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
+from apps.teams.permissions import require_permission
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.teams.models import Team
+
+
+def clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
+    """``name`` as kept (NFC, spaces folded) and its slug; a ModelError on "name" if it
+    is empty, too long, hides characters, or is taken in the team."""
+    name = unicodedata.normalize("NFC", " ".join(str(name).split()))
+    if not name:
+        raise ModelError("Give the model a name.", field="name")
+    hidden = hidden_character(name)
+    if hidden:
+        raise ModelError(
+            f"{shown(name)}: a name cannot contain invisible or text-direction characters "
+            f"({hidden}).",
+            field="name",
+        )
+    if len(name) > Model._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise ModelError("A name is at most 80 characters.", field="name")
+    slug = slugify(name)[:80]
+    if not slug:
+        raise ModelError("A name needs a letter or a digit.", field="name")
+    taken = Model.objects.for_team(team).filter(slug=slug)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
+    if taken.exists():
+        raise ModelConflictError(f"This team already has a model called {name}.", field="name")
+    return name, slug
+
+
+@transaction.atomic
+def model_create(
+    *, team: Team, actor: User, name: str, description: str = "", licence: str = ""
+) -> Model:
+    """Make an empty model (its first upload or save makes version 1); audit it."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    name, slug = clean_name(team, name)
+    try:
+        with transaction.atomic():
+            model = Model.objects.for_team(team).create(
+                team=team,
+                name=name,
+                slug=slug,
+                description=description[:5000],
+                licence=licence[:80],
+                created_by=actor,
+            )
+    except IntegrityError:  # made by another request since clean_name looked
+        raise ModelConflictError(
+            f"This team already has a model called {name}.", field="name"
+        ) from None
+    audit_record(team=team, actor=actor, action="model.created", target=name)
+    return model
+
+
+@transaction.atomic
+def model_update(
+    *,
+    team: Team,
+    actor: User,
+    model: Model,
+    name: str | None = None,
+    description: str | None = None,
+    licence: str | None = None,
+) -> Model:
+    """Change what is given of the name (the slug follows), description and licence."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    locked = Model.objects.for_team(team).select_for_update().get(pk=model.pk)
+    previous = locked.name
+    changed: list[str] = []
+    if name is not None:
+        name, slug = clean_name(team, name, exclude=locked.pk)
+        if name != locked.name:
+            locked.name, locked.slug = name, slug
+            changed += ["name", "slug"]
+    if description is not None and description[:5000] != locked.description:
+        locked.description = description[:5000]
+        changed.append("description")
+    if licence is not None and licence[:80] != locked.licence:
+        locked.licence = licence[:80]
+        changed.append("licence")
+    if not changed:
+        return locked
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=[*changed, "updated_at"])
+    except IntegrityError:
+        raise ModelConflictError(
+            f"This team already has a model called {locked.name}.", field="name"
+        ) from None
+    details: dict[str, Any] = {"fields": [f for f in changed if f != "slug"]}
+    if "name" in changed:
+        details["previous_name"] = previous
+    audit_record(team=team, actor=actor, action="model.updated", target=locked.name, **details)
+    return locked
+
+
+@transaction.atomic
+def model_delete(*, team: Team, actor: User, model: Model, confirmation: str) -> None:
+    """Delete a model, its versions and aliases after its name is typed; blobs nothing else
+    holds are removed by the datasets' housekeeping (apps.datasets.upkeep)."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    if confirmation.strip() != model.name:
+        raise ModelError(
+            f"Type the model's name, {model.name}, to delete it.", field="confirmation"
+        )
+    locked = Model.objects.for_team(team).select_for_update().get(pk=model.pk)
+    locked.delete()
+    audit_record(team=team, actor=actor, action="model.deleted", target=model.name)

@@ -1,0 +1,244 @@
+"""A model's versions: the upload of a new one (over datasets' resumable upload protocol
+and blob store), its completion, and its failure.
+
+A new version is started with the manifest of its files. When a ready version of the
+model has exactly those files (the same ``digest``), that version is the answer and
+nothing is uploaded; otherwise an Upload of purpose "model" opens (apps.datasets), which
+asks only for the blobs the team does not hold, and its completion calls ``_finish`` here
+(registered in apps.models.apps) to make the version ready with the next number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.datasets.hooks import UploadPurpose
+from apps.datasets.selectors import version_usable_by
+from apps.datasets.services.manifest import manifest_clean
+from apps.datasets.services.uploads import upload_open
+from apps.models.models import Model, ModelFile, ModelVersion
+from apps.models.services.errors import ModelError, ModelPermissionError
+from apps.teams.permissions import require_permission
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from apps.accounts.models import User
+    from apps.datasets.models import Blob, Upload
+    from apps.teams.models import Team
+
+PURPOSE = "model"
+# A version's metadata and schema are for people and tools to read, not a store.
+MAX_METADATA_BYTES = 64 * 1024
+
+
+def manifest_digest(manifest: list[dict[str, Any]]) -> str:
+    """SHA-256 over the files' (path, size, sha256), by path: the version's content."""
+    lines = sorted(f"{f['path']}\0{f['size']}\0{f['sha256']}" for f in manifest)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _clean_json(value: object, field: str, *, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelError("Give an object of names and values.", field=field)
+    if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise ModelError("At most 64 KiB of it, as JSON.", field=field)
+    return value
+
+
+def _clean_lineage(
+    team: Team, model: Model, dataset_versions: list[int], parent: int | None
+) -> tuple[list[int], ModelVersion | None]:
+    readable = []
+    for pk in dict.fromkeys(dataset_versions):
+        version = version_usable_by(team=team, pk=pk)
+        if version is None or version.status != version.Status.READY:
+            raise ModelError(
+                f"Dataset version {pk} is not one this team can read.", field="dataset_versions"
+            )
+        readable.append(version.pk)
+    parent_version = None
+    if parent is not None:
+        parent_version = (
+            ModelVersion.objects.for_team(team)
+            .filter(pk=parent, status=ModelVersion.Status.READY)
+            .first()
+        )
+        if parent_version is None:
+            raise ModelError(
+                "The parent is a ready version of one of this team's models.", field="parent"
+            )
+    return readable, parent_version
+
+
+@transaction.atomic
+def version_start(
+    *,
+    team: Team,
+    actor: User,
+    model: Model,
+    files: object,
+    message: str = "",
+    format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
+    metadata: object = None,
+    io_schema: object = None,
+    source: str = ModelVersion.Source.UPLOAD,
+    source_id: int | None = None,
+    source_label: str = "",
+    dataset_versions: list[int] | None = None,
+    parent: int | None = None,
+) -> tuple[ModelVersion, Upload | None]:
+    """Start a new version of ``model`` with this manifest. The same files as a ready
+    version of it: (that version, None), nothing made. Else (the new version, uploading,
+    and the Upload that brings its files; complete it as any upload)."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    if format not in ModelVersion.Format.values:
+        raise ModelError(
+            f"Format is one of {', '.join(ModelVersion.Format.values)}.", field="format"
+        )
+    metadata = _clean_json(metadata, "metadata")
+    io_schema = _clean_json(io_schema, "io_schema", allow_none=True)
+    datasets, parent_version = _clean_lineage(team, model, dataset_versions or [], parent)
+    manifest = manifest_clean(files)
+    digest = manifest_digest(manifest)
+    same = (
+        ModelVersion.objects.for_team(team)
+        .filter(model=model, digest=digest, status=ModelVersion.Status.READY)
+        .first()
+    )
+    if same is not None:
+        return same, None
+    version = ModelVersion.objects.for_team(team).create(
+        team=team,
+        model=model,
+        digest=digest,
+        format=format,
+        message=message[:500],
+        metadata=metadata,
+        io_schema=io_schema,
+        created_by=actor,
+        source=source,
+        source_id=source_id,
+        source_label=source_label[:200],
+        parent=parent_version,
+        file_count=len(manifest),
+        total_size=sum(f["size"] for f in manifest),
+    )
+    links = ModelVersion.dataset_versions.through
+    links.objects.bulk_create(
+        links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
+    )
+    upload = upload_open(team=team, actor=actor, manifest=manifest, purpose=PURPOSE)
+    version.upload = upload
+    version.save(update_fields=["upload"])
+    audit_record(
+        team=team,
+        actor=actor,
+        action="model.upload_started",
+        target=model.name,
+        files=len(manifest),
+        new_bytes=upload.new_bytes,
+    )
+    return version, upload
+
+
+def _finish(
+    team: Team,
+    actor: User,
+    upload: Upload,
+    manifest: list[dict[str, Any]],
+    blobs: dict[str, Blob],
+) -> ModelVersion:
+    """The upload's version gets its files and the next number, inside the completion's
+    transaction; or, when a version with the same files became ready meanwhile, this one
+    goes and that one is the answer."""
+    version = ModelVersion.objects.for_team(team).select_for_update().get(upload=upload)
+    # Numbers in completion order, and one version a content, under the model's lock.
+    model = Model.objects.for_team(team).select_for_update().get(pk=version.model_id)
+    same = (
+        ModelVersion.objects.for_team(team)
+        .filter(model=model, digest=version.digest, status=ModelVersion.Status.READY)
+        .first()
+    )
+    if same is not None:
+        version.delete()
+        return same
+    ModelFile.objects.for_team(team).bulk_create(
+        ModelFile(
+            team=team, version=version, path=f["path"], blob=blobs[f["sha256"]], size=f["size"]
+        )
+        for f in manifest
+    )
+    last = ModelVersion.objects.for_team(team).filter(model=model).aggregate(n=Max("number"))["n"]
+    version.number = (last or 0) + 1
+    version.status = ModelVersion.Status.READY
+    version.file_count = len(manifest)
+    version.total_size = sum(f["size"] for f in manifest)
+    version.ready_at = timezone.now()
+    version.progress = None
+    version.save()
+    audit_record(
+        team=team,
+        actor=actor,
+        action="model.version_created",
+        target=f"{model.name} v{version.number}",
+    )
+    return version
+
+
+def version_fail(*, version: ModelVersion, reason: str) -> ModelVersion:
+    """Mark an uploading version failed with ``reason`` (shown as it is); its upload is
+    left for the housekeeping to abandon. A version that is ready already stays so."""
+    with transaction.atomic():
+        locked = (
+            ModelVersion.objects.for_team(version.team_id).select_for_update().get(pk=version.pk)
+        )
+        if locked.status != ModelVersion.Status.UPLOADING:
+            return locked
+        locked.status = ModelVersion.Status.FAILED
+        locked.failure = reason[:1000]
+        locked.save(update_fields=["status", "failure"])
+    return locked
+
+
+def _abandon(upload: Upload) -> None:
+    version = ModelVersion.objects.unscoped().filter(upload=upload).first()
+    if version is not None:
+        version_fail(version=version, reason="Its upload was given up: no file came for a week.")
+
+
+def _holdings(team: Team | None) -> QuerySet[Any]:
+    files = ModelFile.objects.for_team(team) if team is not None else ModelFile.objects.unscoped()
+    return files.values("blob_id")
+
+
+def _describe(upload: Upload) -> dict[str, Any]:
+    version = (
+        ModelVersion.objects.for_team(upload.team_id)
+        .select_related("model")
+        .filter(upload=upload)
+        .first()
+    )
+    if version is None:
+        return {"model": None, "version": None}
+    return {"model": version.model.slug, "version": version.number, "version_id": version.pk}
+
+
+upload_purpose = UploadPurpose(
+    permission="models.manage",
+    finish=_finish,
+    abandon=_abandon,
+    holdings=_holdings,
+    describe=_describe,
+)
