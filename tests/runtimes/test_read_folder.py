@@ -31,7 +31,8 @@ SMALL = b"weights: 0.5\n"
 
 def read_all(runtime, state, folder):
     """path -> (size, sha256) of each file, path -> kind of each skipped entry."""
-    files, skipped = {}, {}
+    files: dict[str, tuple[int, str]] = {}
+    skipped: dict[str, str] = {}
     for entry in runtime.read_folder(state, folder):
         if entry.same_as:  # a hard link to a file given before: the same bytes
             files[entry.path] = files[entry.same_as]
