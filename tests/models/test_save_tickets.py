@@ -36,7 +36,7 @@ MANIFEST = {
 def queued(monkeypatch):
     sent: list[tuple] = []
     monkeypatch.setattr(
-        saves.agent_save_folder, "apply_async", lambda args, queue: sent.append(tuple(args))
+        saves.agent_save_folder, "apply_async", lambda args, queue: sent.append((*args, queue))
     )
     return sent
 
@@ -55,7 +55,8 @@ class Host:
     """What the host's agent holds: the save's address and its ticket."""
 
     def __init__(self, client, args):
-        _, _, _, url, self.ticket = args
+        host_name, _, _, url, self.ticket, queue = args
+        assert queue == f"host.{host_name}"  # the agent of the notebook's host
         self.base = "/" + url.split("/", 3)[3]  # the path under LATTICE_INTERNAL_URL
         self.client = client
 
