@@ -10,9 +10,11 @@ apps.machines.savefolder). ``notebook_saves`` is what the page shows of it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.urls import NoReverseMatch, reverse
 
 from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
@@ -105,7 +107,7 @@ def notebook_saves(notebook: Notebook, *, limit: int = 5) -> list[dict[str, Any]
     tickets = (
         SaveTicket.objects.for_team(notebook.team_id)
         .filter(source=ModelVersion.Source.NOTEBOOK, source_id__in=sessions.values("pk"))
-        .select_related("model", "version")[:limit]
+        .select_related("team", "model", "version")[:limit]
     )
     return [save_described(ticket) for ticket in tickets]
 
@@ -118,6 +120,13 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
     if version is not None and version.status == ModelVersion.Status.FAILED:
         state = "failed"
     made = version if ticket.result in ("ready", "existing") else None
+    link = ""
+    if made is not None:
+        # The model pages may not be installed (the API alone): then no link.
+        with contextlib.suppress(NoReverseMatch):
+            link = reverse(
+                "models:version", args=[ticket.team.slug, ticket.model.slug, made.number]
+            )
     return {
         "id": ticket.pk,
         "ticket": ticket,
@@ -129,5 +138,15 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
         "total": int(progress.get("total") or 0),
         "made": made,
         "version": made.number if made is not None else None,
+        "link": link,
         "failure": ticket.failure or (version.failure if version is not None else ""),
+    }
+
+
+def saves_context(notebook: Notebook) -> dict[str, Any]:
+    """What templates/notebooks/_saves.html shows: the saves, and whether to ask again."""
+    saves = notebook_saves(notebook)
+    return {
+        "saves": saves,
+        "saves_running": any(save["running"] for save in saves),
     }
