@@ -18,12 +18,14 @@ import tarfile
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 from docker.errors import NotFound
 
 from apps.datasets.models import blob_key
+from apps.machines import savefolder
 from apps.machines.savefolder import CHANGED, run_save
 from apps.models.models import ModelFile, ModelVersion, SaveTicket
 from apps.models.selectors import lineage_datasets
@@ -32,6 +34,7 @@ from apps.notebooks.models import Status
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime
 from apps.runtimes.process import LocalProcessRuntime
+from apps.teams.models import Membership
 from tests.dataset_fixtures import make_version
 from tests.factories import HostFactory, NotebookMountFactory, NotebookSessionFactory
 from tests.notebook_fixtures import make_notebook
@@ -110,16 +113,15 @@ FILES = {
 
 
 class Changing(LocalProcessRuntime):
-    """Changes a file right before the second read of the folder (the agent's pass 2)."""
+    """Runs ``between`` right before the second read of the folder (the agent's pass 2)."""
 
     reads = 0
-    change: tuple[str, bytes] | None = None
+    between: Any = None
 
     def read_folder(self, state, folder):
         self.reads += 1
-        if self.reads == 2 and self.change:
-            path, data = self.change
-            (self.root / "volumes" / "vol-save" / "out" / path).write_bytes(data)
+        if self.reads == 2 and self.between:
+            self.between(self.root / "volumes" / "vol-save" / "out")
         return super().read_folder(state, folder)
 
 
@@ -192,7 +194,7 @@ def test_a_file_changed_mid_save_fails_it_naming_the_file(
     server, queued, process_notebook, acme, alice
 ):
     runtime, notebook, _ = process_notebook
-    runtime.change = ("model.bin", os.urandom(3 * CHUNK + 5))
+    runtime.between = lambda out: (out / "model.bin").write_bytes(os.urandom(3 * CHUNK + 5))
 
     ticket = save(acme, alice, notebook, queued, runtime)
 
@@ -204,6 +206,69 @@ def test_a_file_changed_mid_save_fails_it_naming_the_file(
     assert CHANGED in version.failure
     assert not ModelVersion.objects.for_team(acme).filter(status="ready").exists()
     assert saves.notebook_saves(notebook)[0]["state"] == "failed"
+
+
+def test_a_file_removed_mid_save_fails_it_naming_the_file(
+    server, queued, process_notebook, acme, alice
+):
+    runtime, notebook, _ = process_notebook
+    runtime.between = lambda out: (out / "sub" / "config.json").unlink()
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert ticket.result == SaveTicket.Result.FAILED
+    assert ticket.failure == f"sub/config.json: {CHANGED}"
+
+
+def test_a_member_removed_mid_save_stops_the_host(server, queued, process_notebook, acme, alice):
+    runtime, notebook, _ = process_notebook
+    runtime.between = lambda _: Membership.objects.for_team(acme).filter(user=alice).delete()
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert ticket.result == SaveTicket.Result.FAILED
+    assert "no longer" in ticket.failure
+    version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
+    assert version.status == ModelVersion.Status.FAILED
+    assert not ModelFile.objects.for_team(acme).exists()
+
+
+def test_network_errors_are_tried_again(server, queued, process_notebook, acme, alice, monkeypatch):
+    monkeypatch.setattr(savefolder, "BACKOFF", 0.01)
+    real = httpx.HTTPTransport.handle_request
+    failed: list[str] = []
+
+    def flaky(transport, request):
+        # The first two chunk PUTs are lost on the way, as on a bad network.
+        if request.method == "PUT" and len(failed) < 2:
+            failed.append(str(request.url))
+            raise httpx.ConnectError("connection reset", request=request)
+        return real(transport, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", flaky)
+    runtime, notebook, _ = process_notebook
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert len(failed) == 2
+    assert ticket.result == SaveTicket.Result.READY
+    assert stored(ModelVersion.objects.for_team(acme).get()) == expected(FILES)
+
+
+def test_a_folder_the_host_cannot_read_fails_the_save_saying_why(
+    server, queued, process_notebook, acme, alice
+):
+    runtime, notebook, _ = process_notebook
+    saves.notebook_save_model(
+        team=acme, actor=alice, notebook=notebook, folder="not-there", model_name="Churn"
+    )
+    (_, state, relative, url, token), _ = queued[-1]
+
+    run_save(runtime, state, relative, url, token)
+
+    ticket = SaveTicket.objects.for_team(acme).get()
+    assert ticket.result == SaveTicket.Result.FAILED
+    assert ticket.failure == "/notebooks/not-there does not exist."
 
 
 def test_a_folder_outside_the_notebook_folder_is_refused(process_notebook, acme, alice, queued):
