@@ -150,3 +150,22 @@ def saves_context(notebook: Notebook) -> dict[str, Any]:
         "saves": saves,
         "saves_running": any(save["running"] for save in saves),
     }
+
+
+def version_source(team: Team, version: ModelVersion) -> tuple[str, str] | None:
+    """The notebook a version was saved from, as (text, its page's URL), while it exists
+    (apps.models.hooks.source_link)."""
+    if version.source != ModelVersion.Source.NOTEBOOK or version.source_id is None:
+        return None
+    session = (
+        NotebookSession.objects.for_team(team)
+        .filter(pk=version.source_id, notebook__deleted_at__isnull=True)
+        .select_related("notebook")
+        .first()
+    )
+    if session is None:
+        return None
+    return (
+        f"{session.notebook.name}, session {session.pk}",
+        reverse("notebooks:detail", args=[team.slug, session.notebook_id]),
+    )

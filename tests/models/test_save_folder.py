@@ -27,6 +27,7 @@ from docker.errors import NotFound
 from apps.datasets.models import blob_key
 from apps.machines import savefolder
 from apps.machines.savefolder import CHANGED, run_save
+from apps.models.hooks import source_link
 from apps.models.models import ModelFile, ModelVersion, SaveTicket
 from apps.models.selectors import lineage_datasets
 from apps.notebooks import saves
@@ -174,9 +175,13 @@ def test_the_files_in_the_version_are_the_folders_with_its_lineage(
     assert runtime.poll(session.runtime_state) is None
     session.refresh_from_db()
     assert session.status == Status.RUNNING
-    # The page's view of it.
+    # The page's view of it, and the version's link back to the notebook.
     shown = saves.notebook_saves(notebook)[0]
     assert (shown["state"], shown["version"]) == ("ready", 1)
+    assert source_link(acme, version) == (
+        f"{notebook.name}, session {session.pk}",
+        f"/t/acme/notebooks/{notebook.pk}/",
+    )
 
 
 def test_the_same_folder_again_is_the_same_version(server, queued, process_notebook, acme, alice):
