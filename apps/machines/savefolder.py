@@ -270,18 +270,22 @@ class _Sender:
 
     def send(self, sha256: str, index: int, pieces: list[bytes]) -> None:
         self.check()
-        chunk_sha = hashlib.sha256()
-        for piece in pieces:
-            chunk_sha.update(piece)
-        future = self.pool.submit(self._send, sha256, index, chunk_sha.hexdigest(), pieces)
+        future = self.pool.submit(self._send, sha256, index, pieces)
         future.add_done_callback(lambda _: self.slots.release())
         self.futures.append(future)
 
     def wait_for_slot(self) -> None:
         self.slots.acquire()
 
-    def _send(self, sha256: str, index: int, chunk_sha: str, pieces: list[bytes]) -> None:
-        target = self.client.post(f"blobs/{sha256}/chunks/{index}/target", {"sha256": chunk_sha})
+    def _send(self, sha256: str, index: int, pieces: list[bytes]) -> None:
+        # Hashed here, on the sender's thread (hashlib lets go of the GIL): the reader goes
+        # on hashing the whole file meanwhile, on another core.
+        chunk_sha = hashlib.sha256()
+        for piece in pieces:
+            chunk_sha.update(piece)
+        target = self.client.post(
+            f"blobs/{sha256}/chunks/{index}/target", {"sha256": chunk_sha.hexdigest()}
+        )
         self.client.put_chunk(target, pieces)
 
     def check(self) -> None:
