@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
@@ -117,8 +118,12 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
     version = ticket.version
     progress = (version.progress if version is not None else None) or {}
     state = ticket.result or progress.get("phase") or "waiting"
+    failure = ticket.failure or (version.failure if version is not None else "")
     if version is not None and version.status == ModelVersion.Status.FAILED:
         state = "failed"
+    elif ticket.finished_at is None and ticket.expires_at <= timezone.now():
+        # Its host went quiet (stopped, lost): the ticket is dead, whoever notices first.
+        state, failure = "failed", "The host stopped reporting: the save expired."
     made = version if ticket.result in ("ready", "existing") else None
     link = ""
     if made is not None:
@@ -139,7 +144,7 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
         "made": made,
         "version": made.number if made is not None else None,
         "link": link,
-        "failure": ticket.failure or (version.failure if version is not None else ""),
+        "failure": failure,
     }
 
 

@@ -139,6 +139,25 @@ def test_an_expired_ticket_is_refused_and_its_save_fails(
     assert not Upload.objects.for_team(acme).exists()
 
 
+def test_a_save_whose_host_went_quiet_shows_as_failed(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+    host.post("progress", {"phase": "sending", "done": 5, "total": 9})
+    SaveTicket.objects.for_team(acme).filter(pk=ticket.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    shown = saves.notebook_saves(ticket_notebook(ticket))[0]
+
+    assert (shown["state"], shown["running"]) == ("failed", False)
+    assert "stopped reporting" in shown["failure"]
+
+
+def ticket_notebook(ticket):
+    from apps.notebooks.models import NotebookSession
+
+    return NotebookSession.objects.for_team(ticket.team_id).get(pk=ticket.source_id).notebook
+
+
 def test_each_use_moves_the_expiry_on(acme, alice, catalogue, queued, client):
     ticket, host = start(acme, alice, queued, client)
     soon = timezone.now() + timedelta(seconds=5)
