@@ -32,12 +32,14 @@ from apps.models.models import ModelFile, ModelVersion, SaveTicket
 from apps.models.selectors import lineage_datasets
 from apps.notebooks import saves
 from apps.notebooks.models import Status
+from apps.runtimes import select
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime
 from apps.runtimes.process import LocalProcessRuntime
 from apps.teams.models import Membership
 from tests.dataset_fixtures import make_version
 from tests.factories import HostFactory, NotebookMountFactory, NotebookSessionFactory
+from tests.helpers import wait_for
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -274,6 +276,47 @@ def test_a_folder_the_host_cannot_read_fails_the_save_saying_why(
     ticket = SaveTicket.objects.for_team(acme).get()
     assert ticket.result == SaveTicket.Result.FAILED
     assert ticket.failure == "/notebooks/not-there does not exist."
+
+
+def test_through_celery_the_hosts_agent_saves_the_folder(
+    server, embedded_celery, settings, tmp_path, acme, alice
+):
+    # No stand-in for the hop: the task goes through the broker to the worker consuming
+    # host.local, whose agent finds the workload through its own runtime.
+    settings.LATTICE_RUNTIME = "process"
+    settings.LATTICE_RUNTIME_DIR = tmp_path / "agent"
+    select._runtime.cache_clear()
+    runtime = select.host_runtime()
+    state = runtime.start(
+        Spec(
+            name="nb-celery",
+            image="",
+            command=[sys.executable, "-c", "import time; time.sleep(600)"],
+            volumes={"vol-celery": "/notebooks"},
+        )
+    )
+    out = tmp_path / "agent" / "volumes" / "vol-celery" / "out"
+    out.mkdir(parents=True)
+    (out / "model.bin").write_bytes(FILES["model.bin"])
+    notebook = make_notebook(acme, alice, "Celery trainer")
+    NotebookSessionFactory.create(
+        notebook=notebook,
+        status=Status.RUNNING,
+        host=HostFactory.create(name="local"),
+        runtime_state=state,
+    )
+    try:
+        ticket = saves.notebook_save_model(
+            team=acme, actor=alice, notebook=notebook, folder="out", model_name="Churn"
+        )
+        assert wait_for(lambda: SaveTicket.objects.for_team(acme).get().finished_at, timeout=30)
+        ticket.refresh_from_db()
+        assert ticket.result == SaveTicket.Result.READY
+        version = ModelVersion.objects.for_team(acme).get()
+        assert stored(version) == expected({"model.bin": FILES["model.bin"]})
+    finally:
+        runtime.stop(state, timeout=3)
+        select._runtime.cache_clear()
 
 
 def test_a_folder_outside_the_notebook_folder_is_refused(process_notebook, acme, alice, queued):
