@@ -279,7 +279,7 @@ def test_a_folder_the_host_cannot_read_fails_the_save_saying_why(
 
 
 def test_through_celery_the_hosts_agent_saves_the_folder(
-    server, embedded_celery, settings, tmp_path, acme, alice
+    server, embedded_celery, settings, tmp_path, acme, alice, catalogue
 ):
     # No stand-in for the hop: the task goes through the broker to the worker consuming
     # host.local, whose agent finds the workload through its own runtime.

@@ -119,27 +119,39 @@ def version_start(
     )
     if same is not None:
         return same, None
-    version = ModelVersion.objects.for_team(team).create(
-        team=team,
-        model=model,
-        digest=digest,
-        format=format,
+    version = _version_create(
+        team,
+        actor,
+        model,
+        datasets,
         message=message[:500],
-        metadata=metadata,
-        io_schema=io_schema,
-        created_by=actor,
         source=source,
         source_id=source_id,
         source_label=source_label[:200],
         parent=parent_version,
+        digest=digest,
+        format=format,
+        metadata=metadata,
+        io_schema=io_schema,
         file_count=len(manifest),
         total_size=sum(f["size"] for f in manifest),
+    )
+    return version, _upload_open(team, actor, version, manifest)
+
+
+def _version_create(
+    team: Team, actor: User, model: Model, datasets: list[int], **fields: Any
+) -> ModelVersion:
+    """An uploading version with ``fields``, linked to the dataset versions (pks) it was
+    made from."""
+    version = ModelVersion.objects.for_team(team).create(
+        team=team, model=model, created_by=actor, **fields
     )
     links = ModelVersion.dataset_versions.through
     links.objects.bulk_create(
         links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
     )
-    return version, _upload_open(team, actor, version, manifest)
+    return version
 
 
 def _upload_open(
@@ -177,21 +189,17 @@ def version_begin(
     its files."""
     require_permission(team, actor, "models.manage", error=ModelPermissionError)
     datasets, parent_version = _clean_lineage(team, model, dataset_versions or [], parent)
-    version = ModelVersion.objects.for_team(team).create(
-        team=team,
-        model=model,
+    return _version_create(
+        team,
+        actor,
+        model,
+        datasets,
         message=message[:500],
-        created_by=actor,
         source=source,
         source_id=source_id,
         source_label=source_label[:200],
         parent=parent_version,
     )
-    links = ModelVersion.dataset_versions.through
-    links.objects.bulk_create(
-        links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
-    )
-    return version
 
 
 @transaction.atomic
