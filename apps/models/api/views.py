@@ -321,6 +321,8 @@ class AliasView(_ModelView):
     (made if new; one audited step); DELETE it."""
 
     serializer_class = s.ModelAliasSerializer  # type: ignore[assignment]
+    # DRF's OPTIONS describes a PUT by looking the object up: there is none to look up.
+    metadata_class = None
 
     def alias(self, model: Model, name: str) -> ModelAlias:
         alias = (
