@@ -652,3 +652,38 @@ class TestAccess:
         made = writer.post(f"{base(acme)}/models/", {"name": "Second"}, format="json")
         assert made.status_code == 201
         assert Model.objects.for_team(acme).count() == 2
+
+
+# --- the plan's storage ------------------------------------------------------------------------
+
+
+class TestQuota:
+    def test_a_version_past_the_quota_is_refused_up_front(self, api, acme, iris, stripe_double):
+        files = {"huge.bin": b"huge"}
+        listed = [{"path": "huge.bin", "size": 6 * 1024**3, "sha256": sha(files["huge.bin"])}]
+
+        response = api.post(f"{base(acme)}/models/iris/versions/", {"files": listed}, format="json")
+
+        assert response.status_code == 402
+        assert response.json()["error"]["code"] == "plan_storage"
+        assert ModelVersion.objects.for_team(acme).count() == 0
+        assert Upload.objects.for_team(acme).count() == 0
+
+    def test_models_and_datasets_share_the_quota(self, api, acme, iris, stripe_double):
+        """Free has 5 GiB: 3 GiB waiting in a dataset's upload leave no room for a model
+        version of another 3 GiB."""
+        made = api.post(
+            f"{base(acme)}/datasets/", {"name": "Cats", "visibility": "public"}, format="json"
+        )
+        assert made.status_code == 201, made.content  # Free keeps datasets public
+        big = [{"path": "big.bin", "size": 3 * 1024**3, "sha256": sha(b"dataset")}]
+        assert (
+            api.post(f"{base(acme)}/datasets/cats/uploads/", {"files": big}, format="json")
+        ).status_code == 201
+
+        other = [{"path": "weights.bin", "size": 3 * 1024**3, "sha256": sha(b"model")}]
+        response = api.post(f"{base(acme)}/models/iris/versions/", {"files": other}, format="json")
+
+        assert response.status_code == 402
+        assert "this needs 3.00 GiB" in response.json()["error"]["message"]
+        assert ModelVersion.objects.for_team(acme).count() == 0
