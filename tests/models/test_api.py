@@ -625,6 +625,32 @@ class TestAccess:
             assert response.status_code == expected, (method, path, response.status_code)
         assert ModelAlias.objects.for_team(acme).get().version.number == 1
 
+    def test_an_upload_is_reached_only_through_its_own_purposes_routes(self, api, acme, held):
+        """A model's upload is not a dataset's (datasets' routes answer 404), nor the other
+        way round, so neither permission nor scope of one reaches the other's."""
+        made = api.post(
+            f"{base(acme)}/datasets/", {"name": "Cats", "visibility": "private"}, format="json"
+        )
+        assert made.status_code == 201
+        data = b"dataset!"
+        theirs = api.post(
+            f"{base(acme)}/datasets/cats/uploads/", {"files": manifest({"d": data})}, format="json"
+        ).json()["id"]
+        assert api.get(f"{base(acme)}/model-uploads/{theirs}/").status_code == 404
+        assert api.post(f"{base(acme)}/model-uploads/{theirs}/complete/").status_code == 404
+        chunk = f"{base(acme)}/model-uploads/{theirs}/blobs/{sha(data)}/chunks/0/"
+        put = api.put(
+            chunk,
+            data=data[:4],
+            content_type="application/octet-stream",
+            HTTP_X_CHUNK_SHA256=sha(data[:4]),
+        )
+        assert put.status_code == 404
+        assert api.get(f"{base(acme)}/uploads/{held}/").status_code == 404
+        assert api.post(f"{base(acme)}/uploads/{held}/complete/").status_code == 404
+        assert not UploadChunk.objects.for_team(acme).filter(blob__upload_id=theirs).exists()
+        assert Upload.objects.for_team(acme).get(pk=held).status == "open"
+
     def test_token_scopes(self, acme, alice, held):
         def caller(*scopes: str) -> APIClient:
             _, plaintext = token_create(user=alice, name="t", scopes=list(scopes))
