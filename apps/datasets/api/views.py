@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from rest_framework.serializers import Serializer
 
     from apps.accounts.models import User
+    from apps.datasets.models import Blob
 
 
 logger = logging.getLogger(__name__)
@@ -327,7 +328,18 @@ class ArchiveView(_DatasetView):
         )
 
 
-def file_response(row: VersionFile) -> FileResponse:
+class StoredFile(Protocol):
+    """A path of a version and the blob that holds its bytes: a dataset's VersionFile, or
+    the file of another app's version kept in this blob store (a model's)."""
+
+    path: str
+    version_id: int
+
+    @property
+    def blob(self) -> Blob: ...
+
+
+def file_response(row: StoredFile) -> FileResponse:
     """One file of a version, streamed from storage as a download."""
     return FileResponse(
         storage.default_storage.open(row.blob.storage_key, "rb"),
@@ -340,13 +352,17 @@ def archive_response(
     version: DatasetVersion, files: Iterable[VersionFile]
 ) -> StreamingHttpResponse:
     """A whole version as a tar, made as it is sent: memory stays flat."""
-    name = f"{version.dataset.slug}-v{version.number}"
+    return tar_response(f"{version.dataset.slug}-v{version.number}", files)
+
+
+def tar_response(name: str, files: Iterable[StoredFile]) -> StreamingHttpResponse:
+    """``files`` as ``name``.tar, each under the folder ``name``, made as it is sent."""
     response = StreamingHttpResponse(_tar(name, list(files)), content_type="application/x-tar")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
     return response
 
 
-def _tar(folder: str, files: list[VersionFile]) -> Iterator[bytes]:
+def _tar(folder: str, files: list[StoredFile]) -> Iterator[bytes]:
     """Each file as a regular file under ``folder``. Its header takes the stored blob's size,
     never the manifest's: one that said less would make the rest of the file's bytes read as
     entries of the archive (anyone's, named anything, links included)."""
