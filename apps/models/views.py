@@ -22,7 +22,7 @@ from django.urls import reverse
 
 from apps.core.errors import ServiceError
 from apps.core.pages import page_action, refusal_on_form
-from apps.datasets.api.views import file_response, tar_response
+from apps.datasets.api.views import archive_response, file_response
 from apps.models import hooks, selectors
 from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion
 from apps.models.services.aliases import alias_delete, alias_set
@@ -295,14 +295,16 @@ class ModelUploadView(ModelPage):
 
     def get(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
         model = self.model(model_slug)
-        api = f"/api/v1/teams/{self.team.slug}/models/{model.slug}/"
+        # The models API's routes (apps.models.api): a version starts at the model's
+        # versions/, and its upload is the datasets' protocol under model-uploads/<id>/.
+        team_api = reverse("api:team", kwargs={"team_slug": self.team.slug})
         return self.page(
             request,
             model=model,
             latest=self.ready(model).first(),
             formats=ModelVersion.Format.choices,
-            start_url=f"{api}versions/",
-            upload_base=f"{api}uploads/",
+            start_url=f"{team_api}models/{model.slug}/versions/",
+            upload_base=f"{team_api}model-uploads/",
             # The page a finished upload links to; the uploader puts the number in.
             version_url=reverse("models:version", args=[self.team.slug, model.slug, 0]).replace(
                 "/0/", "/{number}/"
@@ -390,7 +392,7 @@ class ArchiveView(ModelPage):
         model = self.model(model_slug)
         version = self.version(model, number)
         files = ModelFile.objects.for_team(self.team).filter(version=version)
-        return tar_response(f"{model.slug}-v{number}", files.select_related("blob"))
+        return archive_response(f"{model.slug}-v{number}", files.select_related("blob"))
 
 
 class DiffView(ModelPage):

@@ -7,6 +7,7 @@ tests/browser/test_model_pages.py."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,27 @@ def test_the_model_page_shows_versions_aliases_and_the_owners_forms(client, alic
     for form in ("alias-form", "edit-form", "delete-form", "diff-form", "upload-link"):
         assert f'data-testid="{form}"' in body, form
     assert 'data-testid="remove-production"' in body
+
+
+def test_the_upload_page_is_the_datasets_uploader_on_the_models_api(client, alice, iris):
+    client.force_login(alice)
+
+    response = client.get(page("upload", "iris"))
+
+    assert response.status_code == 200
+    body = text(response)
+    assert 'id="dataset-upload"' in body
+    assert 'data-uploads-url="/api/v1/teams/acme/models/iris/versions/"' in body
+    assert 'data-upload-base="/api/v1/teams/acme/model-uploads/"' in body
+    assert 'data-version-url="/t/acme/models/iris/v/{number}/"' in body
+    assert 'data-storage-key="lattice:model-upload:acme/iris"' in body
+    assert 'data-start-field="format"' in body
+    assert 'data-start-field="metadata" data-json' in body
+    assert "webkitdirectory" in body
+    assert "/static/js/dataset-upload.js" in body
+    assert "allow-identical" not in body  # the same files are the same version
+    assert not re.search(r"<script(?![^>]*\bsrc=)", body)  # the CSP forbids inline script
+    assert "the latest is version 2" in body
 
 
 def test_the_version_page_shows_files_metadata_lineage_and_servers(client, alice, acme, iris):

@@ -324,13 +324,14 @@ class ArchiveView(_DatasetView):
     ) -> StreamingHttpResponse:
         version = self.version(slug, number)
         return archive_response(
-            version, VersionFile.objects.filter(version=version).select_related("blob")
+            f"{version.dataset.slug}-v{version.number}",
+            VersionFile.objects.filter(version=version).select_related("blob"),
         )
 
 
 class StoredFile(Protocol):
-    """A path of a version and the blob that holds its bytes: a dataset's VersionFile, or
-    the file of another app's version kept in this blob store (a model's)."""
+    """A path of a version's manifest and the blob holding its bytes: a dataset version's
+    row (VersionFile) or another version's in the same blob store (a model's)."""
 
     path: str
     version_id: int
@@ -348,15 +349,9 @@ def file_response(row: StoredFile) -> FileResponse:
     )
 
 
-def archive_response(
-    version: DatasetVersion, files: Iterable[VersionFile]
-) -> StreamingHttpResponse:
-    """A whole version as a tar, made as it is sent: memory stays flat."""
-    return tar_response(f"{version.dataset.slug}-v{version.number}", files)
-
-
-def tar_response(name: str, files: Iterable[StoredFile]) -> StreamingHttpResponse:
-    """``files`` as ``name``.tar, each under the folder ``name``, made as it is sent."""
+def archive_response(name: str, files: Iterable[StoredFile]) -> StreamingHttpResponse:
+    """A whole version as a tar, made as it is sent: memory stays flat. ``name`` is the
+    archive's file name and its one folder ("<slug>-v<number>")."""
     response = StreamingHttpResponse(_tar(name, list(files)), content_type="application/x-tar")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
     return response
