@@ -241,17 +241,19 @@ class AliasSetView(ModelDetailView):
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
         model = self.model(model_slug)
         form = AliasForm(request.POST, auto_id="alias_%s")
-        if not form.is_valid():
+
+        def refused(status: int) -> HttpResponse:
             return self.render_detail(
-                request, model=model, form=ModelForm.of(model), status=400, alias_form=form
+                request, model=model, form=ModelForm.of(model), status=status, alias_form=form
             )
+
+        if not form.is_valid():
+            return refused(400)
         number = form.cleaned_data["version"]
         target = self.ready(model).filter(number=number).first()
         if target is None:
             form.add_error("version", f"{model.name} has no version {number}.")
-            return self.render_detail(
-                request, model=model, form=ModelForm.of(model), status=400, alias_form=form
-            )
+            return refused(400)
         try:
             alias = alias_set(
                 team=self.team,
@@ -261,10 +263,7 @@ class AliasSetView(ModelDetailView):
                 version=target,
             )
         except ServiceError as exc:
-            status = refusal_on_form(request, form, exc)
-            return self.render_detail(
-                request, model=model, form=ModelForm.of(model), status=status, alias_form=form
-            )
+            return refused(refusal_on_form(request, form, exc))
         messages.success(request, f"{alias.name} now names version {number}.")
         return redirect("models:detail", team_slug=self.team.slug, model_slug=model.slug)
 
