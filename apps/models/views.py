@@ -305,9 +305,8 @@ class ModelUploadView(ModelPage):
             start_url=f"{team_api}models/{model.slug}/versions/",
             upload_base=f"{team_api}model-uploads/",
             # The page a finished upload links to; the uploader puts the number in.
-            version_url=reverse("models:version", args=[self.team.slug, model.slug, 0]).replace(
-                "/0/", "/{number}/"
-            ),
+            # (models:version is the model's address followed by v/<number>/.)
+            version_url=reverse("models:detail", args=[self.team.slug, model.slug]) + "v/{number}/",
             section="models",
         )
 
