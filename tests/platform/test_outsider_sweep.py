@@ -59,8 +59,8 @@ TEAM = {
     "billing:cap",
     "billing:usage",
 }
-# Namespaces whose every route is a team route (the notebook and dataset pages).
-TEAM_NAMESPACES = {"notebooks", "datasets"}
+# Namespaces whose every route is a team route (the notebook, dataset and model pages).
+TEAM_NAMESPACES = {"notebooks", "datasets", "models"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -214,9 +214,10 @@ def concrete(path: str, samples: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def samples(acme, alice, bob, catalogue):
+def samples(acme, alice, bob, catalogue, media):
     from apps.datasets.services import dataset_create
     from apps.models.services.registry import model_create
+    from tests.model_fixtures import make_model_version
 
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
     notebook = make_notebook(acme, alice, "Sweep")
@@ -224,7 +225,11 @@ def samples(acme, alice, bob, catalogue):
     # A model of the same slug, so the models' routes answer alice (tests/models/test_api.py
     # walks them with a version, an alias and an upload behind them).
     model_create(team=acme, actor=alice, name="Sweep")
+    # Version 1 of a model, so that alice's GET of its pages (number 1, a file) is a 200.
+    model_version = make_model_version(acme, alice, "Sweep model", {"model.pkl": b"sweep"})
     return {
+        "model_slug": model_version.model.slug,
+        "path": "model.pkl",
         "notebook_id": str(notebook.pk),
         "slug": dataset.slug,
         "team_slug": acme.slug,
