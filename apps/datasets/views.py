@@ -24,6 +24,7 @@ from django.urls import reverse
 
 from apps.core.errors import ServiceError
 from apps.core.pages import refusal_on_form
+from apps.datasets.hooks import version_users
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
 from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
 from apps.teams.permissions import role_allows
@@ -156,7 +157,10 @@ class DatasetDetailView(DatasetPage):
             if shown is None:
                 raise Http404("No such version of this dataset.")
         files = None
+        made_from: list[tuple[str, str]] = []
         if shown is not None:
+            # What was made from it: the models trained on it (apps.models registers this).
+            made_from = version_users(self.team, shown)
             files = Paginator(
                 VersionFile.objects.filter(version=shown).select_related("blob").order_by("path"),
                 FILES_PER_PAGE,
@@ -167,6 +171,7 @@ class DatasetDetailView(DatasetPage):
             versions=versions,
             shown=shown,
             files=files,
+            made_from=made_from,
             edit_form=form,
             delete_error=delete_error,
             section="datasets",

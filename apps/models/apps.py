@@ -30,12 +30,17 @@ class ModelsConfig(AppConfig):
     def ready(self) -> None:
         from django.urls import reverse
 
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
         from apps.datasets.hooks import upload_purposes, version_users
         from apps.models.selectors import models_from_dataset_version
         from apps.models.services.versions import PURPOSE, upload_purpose
 
         upload_purposes.register(PURPOSE, upload_purpose)
+        # A new token of the models area is shown a curl of its team's models.
+        example_urls.register(
+            "models", lambda team: reverse("api:models", args=[team.slug]) if team else None
+        )
 
         def trained_on(team: Team, version: DatasetVersion) -> list[tuple[str, str]]:
             return [

@@ -348,7 +348,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Invitations and notebooks both have a "status": name the notebooks' one.
-    "ENUM_NAME_OVERRIDES": {"NotebookStatusEnum": "apps.notebooks.models.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "NotebookStatusEnum": "apps.notebooks.models.Status",
+        "ModelVersionStatusEnum": "apps.models.models.ModelVersion.Status",
+    },
     # Served from drf-spectacular-sidecar, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

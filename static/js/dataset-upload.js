@@ -1,7 +1,18 @@
-/* Upload a new version of a dataset from the browser: chosen files or a whole folder, hashed
- * here, sent in checked chunks, and resumable after a pause, a dropped connection or a reload.
- * Configured by data- attributes on #dataset-upload (templates/datasets/upload.html); no
- * inline script (the site's CSP forbids it).
+/* Upload a new version of a dataset, or of a model, from the browser: chosen files or a whole
+ * folder, hashed here, sent in checked chunks, and resumable after a pause, a dropped
+ * connection or a reload. Configured by data- attributes on #dataset-upload
+ * (templates/datasets/upload.html, templates/models/upload.html; the form itself is
+ * templates/partials/upload_panel.html); no inline script (the site's CSP forbids it):
+ *
+ * - data-uploads-url: where the manifest is POSTed to start a version;
+ * - data-upload-base: the upload routes' base (an upload is <base><id>/);
+ * - data-version-url: the finished version's page, "{number}" standing for its number;
+ * - data-storage-key (optional): where an unfinished upload is remembered.
+ *
+ * Fields of the form marked data-start-field="<name>" go with the manifest under that name
+ * (data-json: parsed as JSON first; empty is left out). A model's start may answer that a
+ * version with exactly these files exists ({"existing": true, "version": {...}}): that
+ * version is the result, and nothing is sent.
  *
  * The protocol is the datasets API's (apps/datasets/api/views.py), with the session and the
  * CSRF header: POST the manifest (path, size and SHA-256 of every file) and get back the
@@ -39,7 +50,8 @@
     folder: byId("ds-folder"),
     files: byId("ds-files"),
     message: byId("ds-message"),
-    allowIdentical: byId("ds-allow-identical"),
+    allowIdentical: byId("ds-allow-identical"),  // only where identical files may make one
+    extra: Array.from(document.querySelectorAll("#ds-form [data-start-field]")),
     selection: byId("ds-selection"),
     start: byId("ds-start"),
     pause: byId("ds-pause"),
@@ -60,11 +72,11 @@
   const config = {
     csrf: root.dataset.csrf,
     uploadsUrl: root.dataset.uploadsUrl,
-    apiTeamUrl: root.dataset.apiTeamUrl,
-    datasetUrl: root.dataset.datasetUrl,
+    uploadBase: root.dataset.uploadBase,
+    versionUrl: root.dataset.versionUrl,
     hashWorkerUrl: root.dataset.hashWorkerUrl,
     sha256Url: root.dataset.sha256Url,
-    storageKey: `lattice:dataset-upload:${root.dataset.team}/${root.dataset.dataset}`,
+    storageKey: root.dataset.storageKey || `lattice:dataset-upload:${root.dataset.team}/${root.dataset.dataset}`,
   };
 
   let chosen = [];            // [{file, path}], sorted by path
@@ -210,7 +222,27 @@
     return data;
   };
 
-  const uploadUrl = (id) => `${config.apiTeamUrl}uploads/${id}/`;
+  const uploadUrl = (id) => `${config.uploadBase}${id}/`;
+
+  // What the form's other fields add to the start (a model's format and metadata, say).
+  const startFields = () => {
+    const fields = {};
+    for (const input of ui.extra) {
+      const value = input.value.trim();
+      if (!value) { continue; }
+      if (input.hasAttribute("data-json")) {
+        try {
+          fields[input.dataset.startField] = JSON.parse(value);
+        } catch (e) {
+          const label = input.labels && input.labels[0] ? input.labels[0].textContent.trim() : input.dataset.startField;
+          throw new Error(`${label} is not valid JSON: ${e.message}`);
+        }
+      } else {
+        fields[input.dataset.startField] = value;
+      }
+    }
+    return fields;
+  };
   const chunkUrl = (sha, index) => `${uploadUrl(upload.id)}blobs/${sha}/chunks/${index}/`;
 
   const putToStorage = async (target, buffer) => {
@@ -401,6 +433,14 @@
       return;
     }
     clearMessages();
+    let fields;
+    try {
+      fields = startFields();
+    } catch (error) {
+      showError(error);
+      ui.progress.hidden = false;
+      return;
+    }
     ui.progress.hidden = false;
     firstError = null;
     setState("hashing");
@@ -441,7 +481,12 @@
         }
       }
       if (!body) {
-        body = await api("POST", config.uploadsUrl, { json: { message: ui.message.value, files: manifest } });
+        body = await api("POST", config.uploadsUrl, { json: { ...fields, message: ui.message.value, files: manifest } });
+        if (body.existing) {
+          // These very files are a version already: it is the answer, nothing is sent.
+          finished(body.version.number, true);
+          return;
+        }
         remember({
           upload: body.id,
           dataset: body.dataset,
@@ -536,7 +581,7 @@
     try {
       // Files identical to the latest version make none unless asked (a 409 that says so).
       const version = await api("POST", `${uploadUrl(upload.id)}complete/`, {
-        json: { allow_identical: ui.allowIdentical.checked },
+        json: { allow_identical: Boolean(ui.allowIdentical && ui.allowIdentical.checked) },
       });
       forget();
       finished(version.number);
@@ -546,7 +591,7 @@
     }
   };
 
-  const finished = (number) => {
+  const finished = (number, existing = false) => {
     upload = null;
     totalBytes = manifest.reduce((sum, f) => sum + f.size, 0);
     doneBytes = totalBytes;
@@ -554,9 +599,12 @@
     drawTotal();
     setState("done");
     const link = document.createElement("a");
-    link.href = `${config.datasetUrl}?version=${number}`;
+    link.href = config.versionUrl.replace("{number}", number);
     link.textContent = "See its files";
-    ui.done.replaceChildren(document.createTextNode(`Version ${number} is ready. `), link);
+    const said = existing
+      ? `These files are version ${number} already: no new version was made. `
+      : `Version ${number} is ready. `;
+    ui.done.replaceChildren(document.createTextNode(said), link);
     ui.done.hidden = false;
   };
 
@@ -613,6 +661,7 @@
     ui.folder.disabled = working;
     ui.files.disabled = working;
     ui.message.disabled = working || UNDER_WAY.includes(next);
+    for (const input of ui.extra) { input.disabled = ui.message.disabled; }
     // The button just pressed (Pause, Cancel, Resume) may have gone: focus stays on the
     // controls, on the one that now answers it, not on the page's start.
     const controls = [ui.resume, ui.start, ui.pause];

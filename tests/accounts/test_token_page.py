@@ -71,6 +71,7 @@ def _curl(page: str) -> tuple[str, str]:
         ({"scope_teams": "read"}, "/api/v1/teams/"),
         ({"scope_notebooks": "write"}, "/api/v1/teams/acme/notebooks/"),
         ({"scope_datasets": "read", "team": "acme"}, "/api/v1/teams/acme/datasets/"),
+        ({"scope_models": "read", "team": "acme"}, "/api/v1/teams/acme/models/"),
         ({"scope_billing": "read"}, "/api/v1/plans/"),
     ],
 )

@@ -32,10 +32,12 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.datasets.models import Dataset
+from apps.models.services.aliases import alias_set
 from apps.notebooks.models import Status
 from tests.browser.conftest import log_in
 from tests.dataset_fixtures import make_version
 from tests.factories import NotebookFactory, NotebookSessionFactory, PersonalAccessTokenFactory
+from tests.model_fixtures import make_model_version
 
 pytestmark = [pytest.mark.browser]
 
@@ -58,6 +60,14 @@ def dataset(scene: Scene) -> dict[str, Any]:
     return {**team(scene), "slug": scene["dataset"].slug}
 
 
+def model(scene: Scene) -> dict[str, Any]:
+    return {**team(scene), "model_slug": scene["model"].slug}
+
+
+def model_version(scene: Scene) -> dict[str, Any]:
+    return {**model(scene), "number": 2}
+
+
 # Pages a signed-in owner sees, and their arguments.
 SIGNED_IN: dict[str, Args] = {
     "core:dashboard": None,
@@ -73,6 +83,11 @@ SIGNED_IN: dict[str, Args] = {
     "datasets:list": team,
     "datasets:detail": dataset,
     "datasets:upload": dataset,
+    "models:list": team,
+    "models:detail": model,
+    "models:upload": model,
+    "models:version": model_version,
+    "models:diff": model,
     "catalogue:index": None,
     "catalogue:detail": dataset,
     "billing:overview": team,
@@ -122,6 +137,8 @@ NOT_WALKED = {
     "mfa_view_recovery_codes": "only with two factors on",
     "mfa_generate_recovery_codes": "only with two factors on",
     "mfa_download_recovery_codes": "a file, not a page",
+    "models:file": "a file, not a page",
+    "models:archive": "a file, not a page",
 }
 
 # Whatever is visible and sticks out of the viewport, unless it is in a wide table that scrolls
@@ -236,7 +253,20 @@ def scene(acme, alice, bob, settings, catalogue, billing_plans, media) -> Scene:
         description="Every cat photographed from the window, with the time and the weather.",
     )
     PersonalAccessTokenFactory.create(user=alice, name="Laptop script for the nightly training job")
-    return {"team": acme, "notebook": notebook, "dataset": version.dataset}
+    long_path = "checkpoints/very/deeply/nested/folder/with-a-long-file-name-0001.safetensors"
+    model_name = "A classifier of cat photographs from the whole neighbourhood"
+    make_model_version(acme, alice, model_name, {long_path: b"x" * 2000, "predict.py": b"1"})
+    second = make_model_version(
+        acme,
+        alice,
+        model_name,
+        {long_path: b"y" * 3000, "predict.py": b"1"},
+        message="Retrained on the photographs of 2026 with a longer schedule",
+        metadata={"metrics": {"accuracy": 0.9731}, "parameters": {"learning_rate": 0.0003}},
+        dataset_versions=[version.pk],
+    )
+    alias_set(team=acme, actor=alice, model=second.model, name="production", version=second)
+    return {"team": acme, "notebook": notebook, "dataset": version.dataset, "model": second.model}
 
 
 def url_of(name: str, args: Args, scene: Scene) -> str:

@@ -237,7 +237,8 @@ def test_the_upload_page_is_configured_for_the_script(client, alice, cats):
     body = text(response)
     assert 'id="dataset-upload"' in body
     assert f'data-uploads-url="/api/v1/teams/acme/datasets/{cats.slug}/uploads/"' in body
-    assert 'data-api-team-url="/api/v1/teams/acme/"' in body
+    assert 'data-upload-base="/api/v1/teams/acme/uploads/"' in body
+    assert f'data-version-url="/t/acme/datasets/{cats.slug}/?version={{number}}"' in body
     assert 'data-csrf="' in body
     assert "webkitdirectory" in body
     assert "/static/js/dataset-upload.js" in body

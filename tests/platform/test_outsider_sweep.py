@@ -59,8 +59,8 @@ TEAM = {
     "billing:cap",
     "billing:usage",
 }
-# Namespaces whose every route is a team route (the notebook and dataset pages).
-TEAM_NAMESPACES = {"notebooks", "datasets"}
+# Namespaces whose every route is a team route (the notebook, dataset and model pages).
+TEAM_NAMESPACES = {"notebooks", "datasets", "models"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -154,6 +154,18 @@ API_TEAM = {
     "api:notebook_datasets",
     "api:notebook_dataset",
     "api:upload_complete",
+    "api:models",
+    "api:model",
+    "api:model_versions",
+    "api:model_version",
+    "api:model_file",
+    "api:model_archive",
+    "api:model_diff",
+    "api:model_alias",
+    "api:model_upload",
+    "api:model_upload_chunk",
+    "api:model_upload_chunk_target",
+    "api:model_upload_complete",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {
@@ -211,13 +223,22 @@ def concrete(path: str, samples: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def samples(acme, alice, bob, catalogue):
+def samples(acme, alice, bob, catalogue, media):
     from apps.datasets.services import dataset_create
+    from apps.models.services.registry import model_create
+    from tests.model_fixtures import make_model_version
 
     bob_membership = Membership.objects.for_team(acme).get(user=bob)
     notebook = make_notebook(acme, alice, "Sweep")
     dataset = dataset_create(team=acme, actor=alice, name="Sweep")
+    # A model of the same slug, so the models' routes answer alice (tests/models/test_api.py
+    # walks them with a version, an alias and an upload behind them).
+    model_create(team=acme, actor=alice, name="Sweep")
+    # Version 1 of a model, so that alice's GET of its pages (number 1, a file) is a 200.
+    model_version = make_model_version(acme, alice, "Sweep model", {"model.pkl": b"sweep"})
     return {
+        "model_slug": model_version.model.slug,
+        "path": "model.pkl",
         "notebook_id": str(notebook.pk),
         "slug": dataset.slug,
         "team_slug": acme.slug,
@@ -352,7 +373,7 @@ def test_charlie_gets_404_on_every_team_api_route_by_session_and_by_token(
     by_session.force_login(charlie)
     for api in (by_token, by_session):
         for name, path in routes:
-            for method in ("get", "post", "patch", "delete"):
+            for method in ("get", "post", "put", "patch", "delete"):
                 response = getattr(api, method)(path, {"role": "owner"}, format="json")
                 assert response.status_code == 404, f"charlie: {method.upper()} {path} ({name})"
 

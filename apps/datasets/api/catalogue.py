@@ -171,4 +171,6 @@ class CatalogueArchiveView(_CatalogueView):
         self, request: Request, team_slug: str, slug: str, number: int
     ) -> StreamingHttpResponse:
         version = self.version()
-        return archive_response(version, catalogue.version_files(version))
+        return archive_response(
+            f"{version.dataset.slug}-v{version.number}", catalogue.version_files(version)
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -26,6 +26,7 @@ from apps.core.api.pagination import Cursor
 from apps.core.streamed_body import SCOPE_KEY
 from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
+from apps.datasets.hooks import upload_purposes
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
 from apps.datasets.services.completion import upload_complete
 from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from rest_framework.serializers import Serializer
 
     from apps.accounts.models import User
+    from apps.datasets.models import Blob
 
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def _user(request: Request) -> User:
 
 @extend_schema(tags=["datasets"])
 class _DatasetView(TeamAPIView):
-    token_area = "datasets"
+    token_area: str | None = "datasets"
     team_permissions = {
         "GET": "datasets.view",
         "POST": "datasets.manage",
@@ -107,27 +109,7 @@ class _DatasetView(TeamAPIView):
         return data.validated_data
 
     def upload_body(self, upload: Upload) -> dict[str, Any]:
-        missing = upload_missing(upload)
-        blobs = upload.blobs.all()
-        return {
-            "id": upload.pk,
-            "dataset": upload.dataset.slug if upload.dataset else None,
-            "status": upload.status,
-            "chunk_size": upload.chunk_size,
-            "new_bytes": upload.new_bytes,
-            "version": upload.version.number if upload.version else None,
-            # True: ask each chunk's target and PUT it straight to storage (S3).
-            "direct": any(b.multipart_id for b in blobs),
-            "blobs": [
-                {
-                    "sha256": b.sha256,
-                    "size": b.size,
-                    "chunk_count": b.chunk_count,
-                    "missing": missing.get(b.sha256, []),
-                }
-                for b in blobs
-            ],
-        }
+        return upload_body(upload)
 
 
 class DatasetListView(mixins.ListModelMixin, _DatasetView):
@@ -297,7 +279,11 @@ class UploadCompleteView(_DatasetView):
             upload=self.upload(upload_id),
             allow_identical=data["allow_identical"],
         )
-        return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return Response(self.made_body(version), status=status.HTTP_201_CREATED)
+
+    def made_body(self, version: Any) -> dict[str, Any]:
+        """The answer for what completing the upload made (a dataset version here)."""
+        return s.VersionSerializer(version).data
 
 
 class FileDownloadView(_DatasetView):
@@ -323,11 +309,57 @@ class ArchiveView(_DatasetView):
     ) -> StreamingHttpResponse:
         version = self.version(slug, number)
         return archive_response(
-            version, VersionFile.objects.filter(version=version).select_related("blob")
+            f"{version.dataset.slug}-v{version.number}",
+            VersionFile.objects.filter(version=version).select_related("blob"),
         )
 
 
-def file_response(row: VersionFile) -> FileResponse:
+def upload_body(upload: Upload) -> dict[str, Any]:
+    """An upload as its answers show it: what it makes, and the chunks still missing."""
+    missing = upload_missing(upload)
+    blobs = upload.blobs.all()
+    # What it makes: a dataset's version, or what its purpose says (a model's).
+    purpose = upload_purposes.get(upload.purpose)
+    made = (
+        purpose.describe(upload)
+        if purpose is not None
+        else {
+            "dataset": upload.dataset.slug if upload.dataset else None,
+            "version": upload.version.number if upload.version else None,
+        }
+    )
+    return {
+        "id": upload.pk,
+        **made,
+        "status": upload.status,
+        "chunk_size": upload.chunk_size,
+        "new_bytes": upload.new_bytes,
+        # True: ask each chunk's target and PUT it straight to storage (S3).
+        "direct": any(b.multipart_id for b in blobs),
+        "blobs": [
+            {
+                "sha256": b.sha256,
+                "size": b.size,
+                "chunk_count": b.chunk_count,
+                "missing": missing.get(b.sha256, []),
+            }
+            for b in blobs
+        ],
+    }
+
+
+class StoredFile(Protocol):
+    """A path of a version's manifest and the blob holding its bytes: a dataset version's
+    row (VersionFile) or another version's in the same blob store (a model's)."""
+
+    path: str
+    version_id: int
+
+    @property
+    def blob(self) -> Blob: ...
+
+
+def file_response(row: StoredFile) -> FileResponse:
     """One file of a version, streamed from storage as a download."""
     return FileResponse(
         storage.default_storage.open(row.blob.storage_key, "rb"),
@@ -336,17 +368,15 @@ def file_response(row: VersionFile) -> FileResponse:
     )
 
 
-def archive_response(
-    version: DatasetVersion, files: Iterable[VersionFile]
-) -> StreamingHttpResponse:
-    """A whole version as a tar, made as it is sent: memory stays flat."""
-    name = f"{version.dataset.slug}-v{version.number}"
+def archive_response(name: str, files: Iterable[StoredFile]) -> StreamingHttpResponse:
+    """A whole version as a tar, made as it is sent: memory stays flat. ``name`` is the
+    archive's file name and its one folder ("<slug>-v<number>")."""
     response = StreamingHttpResponse(_tar(name, list(files)), content_type="application/x-tar")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
     return response
 
 
-def _tar(folder: str, files: list[VersionFile]) -> Iterator[bytes]:
+def _tar(folder: str, files: list[StoredFile]) -> Iterator[bytes]:
     """Each file as a regular file under ``folder``. Its header takes the stored blob's size,
     never the manifest's: one that said less would make the rest of the file's bytes read as
     entries of the archive (anyone's, named anything, links included)."""

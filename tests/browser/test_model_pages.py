@@ -1,0 +1,173 @@
+"""The model pages in real Chromium against the live server.
+
+Alice makes a model, chooses a folder, a format and metadata, and uploads it with the
+datasets uploader on the models API's routes until "Version 1 is ready"; the version's
+page lists what was inside the folder and shows the metadata as a table. The same folder
+again is version 1 (nothing sent). On a model's page she points an alias at a version,
+moves it, and removes it. At 390 px a version's page and a diff fit the screen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from playwright.sync_api import expect
+
+from apps.models.models import ModelAlias, ModelVersion
+from tests.browser.conftest import log_in
+from tests.browser.test_narrow_pages import HEIGHT, WIDTH, fits
+from tests.model_fixtures import make_model_version
+
+if TYPE_CHECKING:
+    from apps.models.models import Model
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHUNK = 64 * 1024
+FOLDER = {
+    "model.joblib": bytes(range(256)) * 600,  # 150 KiB: 3 chunks
+    "predict.py": b"def setup():\n    pass\n\n\ndef predict(**inputs):\n    return inputs\n",
+    "config/labels.json": b'["setosa", "versicolor", "virginica"]\n',
+}
+
+
+def write_folder(root: Path, files: dict[str, bytes]) -> Path:
+    for path, data in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def test_alice_uploads_a_folder_as_a_model_version_and_sees_it(
+    page, live_server, acme, alice, password, media, tmp_path
+):
+    folder = write_folder(tmp_path / "iris-model", FOLDER)
+    puts: list[str] = []
+    page.on("request", lambda r: puts.append(r.url) if r.method == "PUT" else None)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    log_in(page, alice.email, password)
+
+    page.goto("/t/acme/models/")
+    page.get_by_label("Name").fill("Iris")
+    page.get_by_label("Licence").fill("Apache-2.0")
+    page.get_by_role("button", name="Create model").click()
+    expect(page.get_by_text("Iris is ready: upload its first version.")).to_be_visible()
+
+    page.get_by_label("Folder").set_input_files(folder)
+    expect(page.get_by_test_id("selection")).to_contain_text("3 files")
+    page.get_by_label("Message").fill("First fit")
+    page.get_by_label("Format").select_option("python")
+    metadata = {"metrics": {"accuracy": 0.97}, "parameters": {"C": 1.0}}
+    page.get_by_label("Metadata (JSON, optional)").fill(json.dumps(metadata))
+    page.get_by_role("button", name="Start upload").click()
+
+    expect(page.get_by_test_id("done")).to_contain_text("Version 1 is ready", timeout=30_000)
+    assert len(puts) == 3 + 1 + 1  # each chunk once, to the model's upload
+    assert all("/api/v1/teams/acme/model-uploads/" in url for url in puts), puts
+    version = ModelVersion.objects.for_team(acme).get()
+    assert (version.number, version.status, version.format) == (1, "ready", "python")
+    assert (version.message, version.metadata) == ("First fit", metadata)
+
+    page.get_by_role("link", name="See its files").click()
+    expect(page.get_by_role("heading", name="Iris v1")).to_be_visible()
+    listed = page.get_by_test_id("file-list").locator("tbody tr td:first-child").all_inner_texts()
+    assert listed == sorted(FOLDER)
+    metrics = page.get_by_test_id("metadata-metrics")
+    expect(metrics.get_by_role("row", name="accuracy 0.97")).to_be_visible()
+    expect(page.get_by_test_id("servers")).to_have_text("No deployment serves this version.")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="config/labels.json").click()
+    assert Path(download.value.path()).read_bytes() == FOLDER["config/labels.json"]
+
+    # The same folder again: that version is the answer, and nothing is sent.
+    puts.clear()
+    page.goto("/t/acme/models/iris/upload/")
+    page.get_by_label("Folder").set_input_files(folder)
+    page.get_by_role("button", name="Start upload").click()
+    expect(page.get_by_test_id("done")).to_contain_text(
+        "These files are version 1 already", timeout=30_000
+    )
+    assert puts == []
+    assert ModelVersion.objects.for_team(acme).count() == 1
+    assert errors == []
+
+
+@pytest.fixture
+def iris(acme, alice, media) -> Model:
+    make_model_version(acme, alice, "Iris", {"model.joblib": b"one"}, message="first")
+    second = make_model_version(acme, alice, "Iris", {"model.joblib": b"two"}, message="second")
+    return second.model
+
+
+def test_alice_points_an_alias_moves_it_and_removes_it(
+    page, live_server, acme, alice, password, iris
+):
+    log_in(page, alice.email, password)
+    page.goto(f"/t/acme/models/{iris.slug}/")
+    form = page.get_by_test_id("alias-form")
+
+    form.get_by_label("Alias").fill("production")
+    form.get_by_label("Version").select_option("1")
+    form.get_by_role("button", name="Point the alias at this version").click()
+    expect(page.get_by_text("production now names version 1.")).to_be_visible()
+    aliases = page.get_by_test_id("alias-list")
+    expect(aliases.get_by_role("row", name="production v1")).to_be_visible()
+
+    form.get_by_label("Alias").fill("production")
+    form.get_by_label("Version").select_option("2")
+    form.get_by_role("button", name="Point the alias at this version").click()
+    expect(page.get_by_text("production now names version 2.")).to_be_visible()
+    expect(aliases.get_by_role("row", name="production v2")).to_be_visible()
+    assert ModelAlias.objects.for_team(acme).get().version.number == 2
+    # The version's page says so too.
+    page.get_by_test_id("version-list").get_by_role("link", name="v2").click()
+    expect(page.get_by_test_id("alias-badge")).to_have_text("production")
+
+    page.go_back()
+    page.get_by_role("button", name="Remove the alias production").click()
+    expect(page.get_by_text("The alias production is removed.")).to_be_visible()
+    expect(page.get_by_text("No aliases.")).to_be_visible()
+    assert not ModelAlias.objects.for_team(acme).exists()
+
+
+def test_a_version_and_a_diff_fit_390_px(browser, live_server, acme, alice, password, media):
+    long_path = "checkpoints/very/deeply/nested/folder/with-a-long-file-name-0001.safetensors"
+    name = "A classifier of cat photographs from the whole neighbourhood, 2019 to 2026"
+    make_model_version(acme, alice, name, {long_path: b"x" * 2000, "predict.py": b"1"})
+    second = make_model_version(
+        acme,
+        alice,
+        name,
+        {long_path: b"y" * 3000, "README.md": b"Cats.\n"},
+        metadata={
+            "metrics": {"accuracy_on_the_held_out_quarter_of_the_photographs": 0.9731},
+            "notes": {"training": ["a long list", {"of": "nested things" * 8}]},
+        },
+        io_schema={"inputs": {"image": "a JPEG of a cat, base64, at most 4 MiB" * 3}},
+    )
+    slug = second.model.slug
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": WIDTH, "height": HEIGHT}
+    )
+    page = context.new_page()
+    log_in(page, alice.email, password)
+    faults: list[str] = []
+
+    for path in (
+        f"/t/acme/models/{slug}/v/2/",
+        f"/t/acme/models/{slug}/diff/?from=1&to=2",
+        f"/t/acme/models/{slug}/",
+    ):
+        response = page.goto(path)
+        assert response is not None
+        assert response.status == 200, path
+        faults += fits(page, path)
+
+    assert not faults, "\n".join(faults)
+    context.close()
