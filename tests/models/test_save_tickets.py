@@ -281,6 +281,21 @@ def test_the_api_starts_a_save_of_a_running_notebook(acme, alice, catalogue, que
     assert queued[-1][2] == "out/run1"
 
 
+def test_a_token_needs_the_models_write_scope_too(acme, alice, catalogue, queued):
+    notebook = running(acme, alice)
+    api = bearer(make_token(alice, ["notebooks:read", "notebooks:write"])[1])
+
+    response = api.post(
+        f"/api/v1/teams/acme/notebooks/{notebook.pk}/save-model/",
+        {"folder": "out", "model_name": "Churn"},
+        format="json",
+    )
+
+    assert response.status_code == 403
+    assert "models:write" in response.content.decode()
+    assert queued == []
+
+
 def test_an_outsiders_notebook_cannot_be_the_source(
     acme, alice, charlie, globex, catalogue, queued
 ):

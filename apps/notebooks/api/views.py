@@ -16,6 +16,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
+from apps.accounts.models import PersonalAccessToken
 from apps.core.api.pagination import Cursor
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
@@ -247,6 +248,10 @@ class NotebookSaveModelView(NotebookAPIView):
 
     @extend_schema(request=s.NotebookSaveModelSerializer, responses={202: s.NotebookSaveSerializer})
     def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
+        # It writes a model as well as reading the notebook: a token needs both areas.
+        token = request.auth
+        if isinstance(token, PersonalAccessToken) and not token.allows("models", write=True):
+            raise exceptions.PermissionDenied("This token lacks the models:write scope.")
         notebook = self._notebook(notebook_id)
         data = s.NotebookSaveModelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
