@@ -10,8 +10,9 @@
   reaches either, whatever ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS say: a notebook's
   page must not act on Lattice as the person who opened it.
 
-Upload chunks (``PUT .../chunks/<n>/``) reach their Django view with the body streamed
-to it rather than spooled first (apps/core/streamed_body.py).
+Upload chunks (``PUT .../chunks/<n>/``, and a host's ``/hosts/saves/.../chunks/<n>``) reach
+their Django view with the body streamed to it rather than spooled first
+(apps/core/streamed_body.py).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ notebook_websockets = URLRouter(notebook_websocket_urlpatterns)
 refused_websocket = WebsocketDenier.as_asgi()
 NOTEBOOK_WEBSOCKET = re.compile(r"^/nb/[0-9]+/")
 # Routes (view names) whose PUT bodies are streamed to the view: request.scope["lattice.body"].
-STREAMED_PUTS = {"api:upload_chunk"}
+STREAMED_PUTS = {"api:upload_chunk", "hostsave_chunk"}
 
 
 def _streams_body(scope: dict[str, Any]) -> bool:

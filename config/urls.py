@@ -24,6 +24,8 @@ urlpatterns = [
     path("invitations/<str:token>/", InvitationLinkView.as_view(), name="invitation"),
     # Hosts read the blobs a start mounts here, with a signed link (local-folder storage).
     path("hosts/blobs/<str:sha256>", blob_read, name="blob_read"),
+    # Hosts save a notebook folder as a model version here, with a single-use ticket.
+    path("", include("apps.models.host_urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", include("config.api_urls")),

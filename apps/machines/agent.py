@@ -32,6 +32,7 @@ from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
+from apps.machines.savefolder import run_save
 from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
@@ -386,6 +387,21 @@ def agent_remove_orphan(host_name: str, name: str) -> None:
         if managed.name == name:
             runtime.stop(managed.state, timeout=10)
             runtime.remove_orphan(managed)
+
+
+# A save reads a folder twice and sends what the server lacks: a large one takes a while.
+SAVE_TIME_LIMIT = 6 * 3600
+
+
+@shared_task(
+    name="agent.save_folder", soft_time_limit=SAVE_TIME_LIMIT - 30, time_limit=SAVE_TIME_LIMIT
+)
+def agent_save_folder(
+    host_name: str, state: dict[str, Any], folder: str, ticket_url: str, ticket: str
+) -> None:
+    """Save ``folder`` under a running workload's /notebooks as a model version, through
+    its single-use ticket at ``ticket_url`` (apps.machines.savefolder)."""
+    run_save(host_runtime(), state, folder, ticket_url, ticket)
 
 
 def spec_to_task(spec: Spec) -> dict[str, Any]:

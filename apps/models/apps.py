@@ -17,6 +17,8 @@ AUDIT_PHRASES = {
     "model.version_created": "{actor} made the model version {target}",
     "model.alias_moved": "{actor} pointed {target} at {to}",
     "model.alias_removed": "{actor} removed the alias {target}",
+    "model.save_started": "{actor} began saving {folder} from {source} to the model {target}",
+    "model.save_failed": "Saving to the model {target} failed: {reason}",
 }
 
 

@@ -185,3 +185,48 @@ class ModelAlias(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}@{self.name}"
+
+
+class SaveTicket(models.Model):
+    """A host's single-use, short-lived right to save one folder as one version.
+
+    The host agent (which holds no database credentials) gets the ticket itself once; only
+    its SHA-256 is stored. It speaks for ``created_by`` in ``team`` (whose permission is
+    checked again at each use), for ``version`` only, until ``expires_at`` (moved on at each
+    use: a long save lives, an abandoned ticket dies) or until the save ends.
+    """
+
+    class Result(models.TextChoices):
+        RUNNING = "", "Saving"
+        READY = "ready", "Saved as a new version"
+        EXISTING = "existing", "The same files as a version already there"
+        FAILED = "failed", "Failed"
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    # The version it saves; the one it found instead when the files were a version already.
+    version = models.ForeignKey(
+        ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    folder = models.CharField(max_length=1024)
+    # What it saves from, as on the version: the notebook page lists its session's saves.
+    source = models.CharField(max_length=10, choices=ModelVersion.Source.choices)
+    source_id = models.PositiveBigIntegerField(null=True, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    result = models.CharField(max_length=10, choices=Result.choices, default=Result.RUNNING)
+    failure = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["source", "source_id"], name="models_save_source")]
+
+    def __str__(self) -> str:
+        return f"save of {self.folder} into {self.model}"

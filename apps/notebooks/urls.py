@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.views import actions, mounts, notebooks, team_settings
+from apps.notebooks.views import actions, mounts, notebooks, saves, team_settings
 
 app_name = "notebooks"
 
@@ -29,6 +29,8 @@ urlpatterns = [
     path(f"{_ONE}duplicate/", actions.NotebookDuplicateView.as_view(), name="duplicate"),
     path(f"{_ONE}delete/", actions.NotebookDeleteView.as_view(), name="delete"),
     path(f"{_ONE}datasets/", mounts.NotebookDatasetAttachView.as_view(), name="dataset_attach"),
+    path(f"{_ONE}save-model/", saves.NotebookSaveModelView.as_view(), name="save_model"),
+    path(f"{_ONE}saves/", saves.NotebookSavesView.as_view(), name="saves"),
     path(
         f"{_ONE}datasets/<int:mount_id>/remove/",
         mounts.NotebookDatasetDetachView.as_view(),

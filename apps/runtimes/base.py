@@ -25,7 +25,9 @@ A runtime runs one workload (a notebook server, a model server) from a
   no longer lists it; its persistent volumes stay;
 - ``remove_volume(name)``: delete a persistent volume (idempotent);
 - ``copy_volume(source, target, image)``: copy one volume's files into
-  another (made if missing), with ``image`` where a helper container is needed.
+  another (made if missing), with ``image`` where a helper container is needed;
+- ``read_folder(state, folder) -> Iterator[FolderEntry]``: the files of a folder under the
+  running workload's /notebooks, streamed (see ``FolderEntry``).
 
 A spec's ``datasets`` are folders the agent has built on the host
 (apps.machines.materialise): each is seen read-only at ``/datasets/<name>``.
@@ -45,7 +47,7 @@ import re
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -139,6 +141,50 @@ class WorkloadError(Exception):
 
 
 DATASETS_PATH = "/datasets"
+# Where a notebook's persistent volume is mounted: the only place read_folder reads from.
+NOTEBOOKS_PATH = "/notebooks"
+
+
+class FolderError(WorkloadError):
+    """A folder that cannot be read: missing, not a folder, or outside /notebooks."""
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    """One thing found in a folder ``read_folder`` reads.
+
+    A regular file has ``file``: its bytes, ``size`` of them at most, readable only until
+    the next entry is taken (the folder is one stream: nothing is held in memory). A file
+    a stream gives only as a hard link to one given before (Docker's archive) has
+    ``same_as``, that file's path, instead. Anything else (a symbolic link, a device, a
+    fifo, a socket) is not read: ``file`` is None and ``skipped`` says what it is. Folders
+    are not entries (an empty one is not saved).
+    """
+
+    path: str  # relative to the folder read, "/"-separated
+    size: int
+    file: Readable | None = None
+    skipped: str = ""
+    same_as: str = ""
+
+
+def folder_path(folder: str) -> str:
+    """``folder`` (relative to /notebooks) as plain "/"-separated names, "" for /notebooks
+    itself. Raises FolderError for an absolute path, "..", or a name no file system has."""
+    if "\x00" in folder or "\\" in folder:
+        raise FolderError("A folder's name cannot hold a NUL or a backslash.")
+    if folder.startswith("/"):
+        raise FolderError(f"Give the folder relative to {NOTEBOOKS_PATH}, not {folder[:200]!r}.")
+    names = [name for name in folder.split("/") if name not in ("", ".")]
+    if ".." in names:
+        raise FolderError(f"The folder must be inside {NOTEBOOKS_PATH}: no '..' in it.")
+    return "/".join(names)
+
+
 _DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
@@ -215,3 +261,11 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def remove_orphan(self, managed: Managed) -> None: ...
+
+    @abc.abstractmethod
+    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+        """Every file under /notebooks/``folder`` of the running workload, in a stable order,
+        each read as a stream (memory stays flat whatever the folder's size). Reading the
+        folder twice gives the files in the same order. Raises FolderError for a folder
+        ``folder_path`` refuses, one that is missing or not a folder, one reached through a
+        link, or a workload that does not run."""

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import io
 import itertools
+import posixpath
 import shutil
 import subprocess
+import tarfile
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,10 +31,14 @@ import docker
 from django.conf import settings
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
+from docker.utils import decode_json_header
 
 from apps.runtimes.base import (
     DATASETS_PATH,
     LABEL_PREFIX,
+    NOTEBOOKS_PATH,
+    FolderEntry,
+    FolderError,
     Managed,
     Progress,
     Runtime,
@@ -39,6 +46,7 @@ from apps.runtimes.base import (
     WorkloadError,
     dataset_mounts,
     expand_command,
+    folder_path,
     port_answers,
 )
 from apps.runtimes.images import (
@@ -414,6 +422,97 @@ class DockerRuntime(Runtime):
         container = self._container(managed.state)
         if container is not None:
             container.remove(force=True)
+
+    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+        """The folder as Docker's archive of it streams it (a tar read as it arrives, a
+        file at a time). Each step of the path is checked not to be a link first: Docker
+        would follow one (within the container, yet outside /notebooks)."""
+        relative = folder_path(folder)
+        container = self._container(state)
+        if container is None or container.status != "running":
+            raise FolderError("The notebook is not running.")
+        path = self._folder_checked(container.id, relative)
+        try:
+            chunks, _ = self.client.api.get_archive(container.id, path)
+        except NotFound as exc:
+            raise FolderError(f"{path} does not exist.") from exc
+        reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1024 * 1024)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for member in tar:
+                # Names start with the folder's own name ("run1/model.pt"): cut it off.
+                _, _, name = member.name.partition("/")
+                if not name or member.isdir():
+                    continue
+                if member.isreg():
+                    yield FolderEntry(name, member.size, tar.extractfile(member))
+                elif member.islnk():
+                    # A file met before in this archive, under another name: the same bytes.
+                    yield FolderEntry(name, 0, same_as=member.linkname.partition("/")[2])
+                else:
+                    yield FolderEntry(name, 0, skipped=_TAR_KINDS.get(member.type, "other"))
+
+    def _folder_checked(self, container_id: str, relative: str) -> str:
+        """/notebooks/``relative`` in the container, once each step of it is found not to be
+        a link, and the last a folder; else FolderError."""
+        steps = [NOTEBOOKS_PATH]
+        for name in relative.split("/") if relative else []:
+            steps.append(posixpath.join(steps[-1], name))
+        stat: dict[str, Any] = {}
+        for path in steps:
+            stat = self._path_stat(container_id, path) or {}
+            if not stat:
+                raise FolderError(f"{path} does not exist.")
+            if stat.get("linkTarget"):
+                raise FolderError(f"{path} is a link: give the folder it points to.")
+        path = steps[-1]
+        # Go's os.ModeDir: the top bit of the 32-bit file mode.
+        if not int(stat.get("mode", 0)) & (1 << 31):
+            raise FolderError(f"{path} is not a folder.")
+        return path
+
+    def _path_stat(self, container_id: str, path: str) -> dict[str, Any] | None:
+        """What Docker says of ``path`` in the container (not following a last link), or
+        None when it is missing: the archive endpoint's HEAD, which sends no files."""
+        api = self.client.api
+        response = api.head(
+            api._url("/containers/{0}/archive", container_id),
+            params={"path": path},
+        )
+        if response.status_code == 404:  # noqa: PLR2004
+            return None
+        api._raise_for_status(response)
+        return dict(decode_json_header(response.headers["X-Docker-Container-Path-Stat"]))
+
+
+# What a tar entry that is not a regular file is, in a skipped entry's words.
+_TAR_KINDS = {
+    tarfile.SYMTYPE: "link",
+    tarfile.CHRTYPE: "device",
+    tarfile.BLKTYPE: "device",
+    tarfile.FIFOTYPE: "fifo",
+}
+
+
+class _ChunkReader(io.RawIOBase):
+    """A stream of byte chunks (Docker's archive) as a file tarfile can read."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                return 0
+            self._left = memoryview(chunk)
+        count = min(len(buffer), len(self._left))
+        buffer[:count] = self._left[:count]
+        self._left = self._left[count:]
+        return count
 
 
 def _dataset_sources(container: Container) -> tuple[str, ...]:

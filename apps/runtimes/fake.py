@@ -17,6 +17,7 @@ proxy and idle shutdown can be tested without Docker.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import threading
 import time
@@ -24,7 +25,17 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from apps.runtimes.base import Managed, Progress, Runtime, Spec, dataset_mounts
+from apps.runtimes.base import (
+    NOTEBOOKS_PATH,
+    FolderEntry,
+    FolderError,
+    Managed,
+    Progress,
+    Runtime,
+    Spec,
+    dataset_mounts,
+    folder_path,
+)
 from apps.runtimes.images import BuildStep, build_step_message
 
 if TYPE_CHECKING:
@@ -76,6 +87,8 @@ class FakeRuntime(Runtime):
     _running: ClassVar[dict[str, dict[str, Any]]] = {}
     removed_volumes: ClassVar[list[str]] = []
     copied_volumes: ClassVar[list[tuple[str, str]]] = []
+    # What a workload's /notebooks holds, by workload name: path -> bytes (None: a link).
+    files: ClassVar[dict[str, dict[str, bytes | None]]] = {}
 
     def __init__(self, mode: str = "ok", *, ready_after: int = 3) -> None:
         if mode not in MODES:
@@ -90,6 +103,7 @@ class FakeRuntime(Runtime):
         cls._running.clear()
         cls.removed_volumes.clear()
         cls.copied_volumes.clear()
+        cls.files.clear()
 
     _pulls: ClassVar[dict[str, int]] = {}
     _builds: ClassVar[dict[str, Progress]] = {}
@@ -216,6 +230,24 @@ class FakeRuntime(Runtime):
         entry = self._running.pop(managed.name, None)
         if entry is not None:
             self._shutdown(entry)
+
+    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+        relative = folder_path(folder)
+        if self.poll(state) is not None:
+            raise FolderError("The notebook is not running.")
+        prefix = f"{relative}/" if relative else ""
+        found = sorted(
+            (path[len(prefix) :], data)
+            for path, data in self.files.get(state["name"], {}).items()
+            if path.startswith(prefix)
+        )
+        if not found:
+            raise FolderError(f"{NOTEBOOKS_PATH}/{relative} does not exist.")
+        for path, data in found:
+            if data is None:
+                yield FolderEntry(path, 0, skipped="link")
+            else:
+                yield FolderEntry(path, len(data), io.BytesIO(data))
 
     def list_managed(self) -> list[Managed]:
         return [

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -35,6 +37,9 @@ from django.conf import settings
 
 from apps.runtimes.base import (
     LABEL_PREFIX,
+    NOTEBOOKS_PATH,
+    FolderEntry,
+    FolderError,
     Managed,
     Progress,
     Runtime,
@@ -42,6 +47,7 @@ from apps.runtimes.base import (
     WorkloadError,
     dataset_mounts,
     expand_command,
+    folder_path,
     port_answers,
 )
 
@@ -144,6 +150,8 @@ class LocalProcessRuntime(Runtime):
             "labels": spec.all_labels(),
             "started_at": time.time(),
             "datasets": [source for source, _ in datasets],
+            # The folder the workload sees as /notebooks (read_folder reads only in it).
+            "notebooks": mounts.get(NOTEBOOKS_PATH, ""),
         }
         state_file.write_text(json.dumps(state))
         return state
@@ -317,6 +325,32 @@ class LocalProcessRuntime(Runtime):
     def remove_volume(self, name: str) -> None:
         shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
 
+    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+        """The folder on disk, walked by open folder handles and opened without following
+        links: a link swapped in for a folder while it is read is skipped, not followed."""
+        relative = folder_path(folder)
+        state = self._load(state)
+        if "pid" not in state or self._process(state) is None:
+            raise FolderError("The notebook is not running.")
+        if not state.get("notebooks"):
+            raise FolderError(f"This workload has no {NOTEBOOKS_PATH} folder.")
+        root = Path(state["notebooks"])
+        target = root.joinpath(relative) if relative else root
+        shown = f"{NOTEBOOKS_PATH}/{relative}".rstrip("/")
+        if not target.exists():
+            raise FolderError(f"{shown} does not exist.")
+        # No step of the way may be a link (to elsewhere on the host, or elsewhere inside).
+        if target.resolve() != root.resolve() / relative:
+            raise FolderError(f"{shown} is reached through a link: give the folder it points to.")
+        try:
+            top = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise FolderError(f"{shown} is not a folder.") from exc
+        try:
+            yield from _walk(top, "")
+        finally:
+            os.close(top)
+
     def remove_orphan(self, managed: Managed) -> None:
         """Stop a workload the control plane does not know and forget it (its volumes stay)."""
         self.stop(managed.state, timeout=5)
@@ -325,3 +359,74 @@ class LocalProcessRuntime(Runtime):
             child.unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+def _walk(folder: int, prefix: str) -> Iterator[FolderEntry]:
+    """The entries under the open folder ``folder``, by name; links are not followed."""
+    with os.scandir(folder) as found:
+        entries = sorted(found, key=lambda entry: entry.name)
+    for entry in entries:
+        path = prefix + entry.name
+        mode = entry.stat(follow_symlinks=False).st_mode
+        if stat.S_ISDIR(mode):
+            try:
+                inner = os.open(
+                    entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder
+                )
+            except OSError:
+                yield FolderEntry(path, 0, skipped="link")  # swapped for a link meanwhile
+                continue
+            try:
+                yield from _walk(inner, path + "/")
+            finally:
+                os.close(inner)
+        elif stat.S_ISREG(mode):
+            yield from _regular(folder, entry.name, path)
+        else:
+            yield FolderEntry(path, 0, skipped=_kind(mode))
+
+
+def _regular(folder: int, name: str, path: str) -> Iterator[FolderEntry]:
+    """One regular file, opened without following a link or waiting on a fifo: at most the
+    size it had when opened is read (what it grows by after is another version's)."""
+    try:
+        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        yield FolderEntry(path, 0, skipped="link")
+        return
+    with os.fdopen(handle, "rb", buffering=0) as raw:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            yield FolderEntry(path, 0, skipped=_kind(info.st_mode))
+            return
+        yield FolderEntry(path, info.st_size, _Bounded(raw, info.st_size))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "other"
+
+
+class _Bounded(io.RawIOBase):
+    """The first ``size`` bytes of a file."""
+
+    def __init__(self, raw: io.FileIO, size: int) -> None:
+        self._raw, self._left = raw, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        count = self._raw.readinto(view) or 0
+        self._left -= count
+        return count

@@ -283,6 +283,12 @@ LATTICE_UPLOAD_CHUNK_BYTES = env.int("LATTICE_UPLOAD_CHUNK_BYTES", default=32 * 
 # An upload with no chunk for this long is abandoned (its chunks are deleted).
 LATTICE_UPLOAD_ABANDON_DAYS = env.int("LATTICE_UPLOAD_ABANDON_DAYS", default=7)
 
+# --- Models (apps.models) ---------------------------------------------------------------
+
+# A host's ticket to save a notebook folder as a model version dies this long after its
+# last use (or at once when the save ends): docs/hosts.md, "Saving a folder as a model".
+LATTICE_SAVE_TICKET_SECONDS = env.int("LATTICE_SAVE_TICKET_SECONDS", default=900)
+
 # --- Billing (apps.billing, docs/billing.md) ----------------------------------------
 
 # Off: a self-hosted Lattice where plans, limits and Stripe do not apply. On: teams

@@ -109,6 +109,14 @@ PUBLIC = {
     # Hosts reading a mounted blob: the signed link is the key, 403 without it
     # (tests/datasets/test_blob_urls.py).
     "blob_read",
+    # Hosts saving a notebook folder as a model version: the single-use ticket is the key,
+    # 403 without it (tests/models/test_save_tickets.py).
+    "hostsave_progress",
+    "hostsave_manifest",
+    "hostsave_complete",
+    "hostsave_fail",
+    "hostsave_chunk_target",
+    "hostsave_chunk",
 }
 API_TEAM = {
     "api:team",
@@ -125,6 +133,7 @@ API_TEAM = {
     "api:notebook_restart",
     "api:notebook_duplicate",
     "api:notebook_extend",
+    "api:notebook_save_model",
     "api:notebook_events",
     "api:notebook_logs",
     "api:machine_types",

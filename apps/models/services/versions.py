@@ -24,7 +24,7 @@ from apps.datasets.selectors import version_usable_by
 from apps.datasets.services.manifest import manifest_clean
 from apps.datasets.services.uploads import upload_open
 from apps.models.models import Model, ModelFile, ModelVersion
-from apps.models.services.errors import ModelError, ModelPermissionError
+from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
@@ -119,26 +119,44 @@ def version_start(
     )
     if same is not None:
         return same, None
-    version = ModelVersion.objects.for_team(team).create(
-        team=team,
-        model=model,
-        digest=digest,
-        format=format,
+    version = _version_create(
+        team,
+        actor,
+        model,
+        datasets,
         message=message[:500],
-        metadata=metadata,
-        io_schema=io_schema,
-        created_by=actor,
         source=source,
         source_id=source_id,
         source_label=source_label[:200],
         parent=parent_version,
+        digest=digest,
+        format=format,
+        metadata=metadata,
+        io_schema=io_schema,
         file_count=len(manifest),
         total_size=sum(f["size"] for f in manifest),
+    )
+    return version, _upload_open(team, actor, version, manifest)
+
+
+def _version_create(
+    team: Team, actor: User, model: Model, datasets: list[int], **fields: Any
+) -> ModelVersion:
+    """An uploading version with ``fields``, linked to the dataset versions (pks) it was
+    made from."""
+    version = ModelVersion.objects.for_team(team).create(
+        team=team, model=model, created_by=actor, **fields
     )
     links = ModelVersion.dataset_versions.through
     links.objects.bulk_create(
         links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
     )
+    return version
+
+
+def _upload_open(
+    team: Team, actor: User, version: ModelVersion, manifest: list[dict[str, Any]]
+) -> Upload:
     upload = upload_open(team=team, actor=actor, manifest=manifest, purpose=PURPOSE)
     version.upload = upload
     version.save(update_fields=["upload"])
@@ -146,11 +164,70 @@ def version_start(
         team=team,
         actor=actor,
         action="model.upload_started",
-        target=model.name,
+        target=version.model.name,
         files=len(manifest),
         new_bytes=upload.new_bytes,
     )
-    return version, upload
+    return upload
+
+
+@transaction.atomic
+def version_begin(
+    *,
+    team: Team,
+    actor: User,
+    model: Model,
+    message: str = "",
+    source: str = ModelVersion.Source.UPLOAD,
+    source_id: int | None = None,
+    source_label: str = "",
+    dataset_versions: list[int] | None = None,
+    parent: int | None = None,
+) -> ModelVersion:
+    """A new version of ``model``, uploading, whose files are not known yet (a folder a
+    host is about to read): it shows its progress meanwhile; ``version_manifest`` gives it
+    its files."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    datasets, parent_version = _clean_lineage(team, model, dataset_versions or [], parent)
+    return _version_create(
+        team,
+        actor,
+        model,
+        datasets,
+        message=message[:500],
+        source=source,
+        source_id=source_id,
+        source_label=source_label[:200],
+        parent=parent_version,
+    )
+
+
+@transaction.atomic
+def version_manifest(
+    *, team: Team, actor: User, version: ModelVersion, files: object
+) -> tuple[ModelVersion, Upload | None]:
+    """Give a version ``version_begin`` made its manifest. The same files as a ready version
+    of the model: (that version, None), and this one goes. Else (this version, the Upload
+    that brings its files)."""
+    require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    locked = ModelVersion.objects.for_team(team).select_for_update().get(pk=version.pk)
+    if locked.status != ModelVersion.Status.UPLOADING or locked.upload_id or locked.digest:
+        raise ModelConflictError("This version has its files already.")
+    manifest = manifest_clean(files)
+    digest = manifest_digest(manifest)
+    same = (
+        ModelVersion.objects.for_team(team)
+        .filter(model_id=locked.model_id, digest=digest, status=ModelVersion.Status.READY)
+        .first()
+    )
+    if same is not None:
+        locked.delete()
+        return same, None
+    locked.digest = digest
+    locked.file_count = len(manifest)
+    locked.total_size = sum(f["size"] for f in manifest)
+    locked.save(update_fields=["digest", "file_count", "total_size"])
+    return locked, _upload_open(team, actor, locked, manifest)
 
 
 def _finish(

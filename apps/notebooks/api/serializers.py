@@ -168,6 +168,45 @@ class NotebookDuplicateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80, help_text="The copy's name.")
 
 
+class NotebookSaveModelSerializer(serializers.Serializer):
+    folder = serializers.CharField(
+        max_length=1024,
+        allow_blank=True,
+        help_text="The folder to save, relative to /notebooks (empty: all of /notebooks).",
+    )
+    model = serializers.SlugField(
+        required=False, allow_blank=True, help_text="The slug of the team's model to add to."
+    )
+    model_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=80,
+        help_text="Or: the name of a new model to make.",
+    )
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    parent_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="The id of the version it was tuned from."
+    )
+
+
+class NotebookSaveSerializer(serializers.Serializer):
+    """A save of a notebook folder: where it is, how far, and what it made."""
+
+    id = serializers.IntegerField()
+    model = serializers.CharField(help_text="The model's slug.")
+    folder = serializers.CharField()
+    state = serializers.CharField(
+        help_text="waiting, reading, sending, ready, existing (the same files as "
+        "a version already there) or failed."
+    )
+    done = serializers.IntegerField(help_text="Bytes read or sent so far.")
+    total = serializers.IntegerField(help_text="Bytes in all (0 while unknown).")
+    version = serializers.IntegerField(
+        allow_null=True, help_text="The version's number, once there is one."
+    )
+    failure = serializers.CharField(help_text="Why it failed (empty unless it did).")
+
+
 class NotebookEventSerializer(serializers.ModelSerializer):
     session: serializers.PrimaryKeyRelatedField[NotebookSession] = (
         serializers.PrimaryKeyRelatedField(read_only=True)

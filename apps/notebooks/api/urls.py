@@ -21,6 +21,7 @@ team_urlpatterns = [
     path(f"{_ONE}restart/", views.NotebookRestartView.as_view(), name="notebook_restart"),
     path(f"{_ONE}duplicate/", views.NotebookDuplicateView.as_view(), name="notebook_duplicate"),
     path(f"{_ONE}extend/", views.NotebookExtendView.as_view(), name="notebook_extend"),
+    path(f"{_ONE}save-model/", views.NotebookSaveModelView.as_view(), name="notebook_save_model"),
     path(f"{_ONE}datasets/", mounts.MountListView.as_view(), name="notebook_datasets"),
     path(
         f"{_ONE}datasets/<int:mount_id>/",

@@ -16,11 +16,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
+from apps.accounts.models import PersonalAccessToken
 from apps.core.api.pagination import Cursor
 from apps.notebooks import services
 from apps.notebooks.api import serializers as s
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession
+from apps.notebooks.saves import notebook_save_model, save_described
 from apps.notebooks.selectors import team_notebook_settings
 from apps.teams.api.base import TeamAPIView
 
@@ -235,6 +237,36 @@ class NotebookDuplicateView(NotebookAPIView):
             name=data.validated_data["name"],
         )
         return Response(self._body(copy.pk), status=status.HTTP_201_CREATED)
+
+
+class NotebookSaveModelView(NotebookAPIView):
+    """Save a folder of the running notebook as a new model version: its host reads and
+    sends the files while the notebook keeps running. Answers at once (202); the save's
+    state is then on the notebook's page and the model's versions."""
+
+    team_permissions = {"POST": "notebooks.manage"}
+
+    @extend_schema(request=s.NotebookSaveModelSerializer, responses={202: s.NotebookSaveSerializer})
+    def post(self, request: Request, team_slug: str, notebook_id: int) -> Response:
+        # It writes a model as well as reading the notebook: a token needs both areas.
+        token = request.auth
+        if isinstance(token, PersonalAccessToken) and not token.allows("models", write=True):
+            raise exceptions.PermissionDenied("This token lacks the models:write scope.")
+        notebook = self._notebook(notebook_id)
+        data = s.NotebookSaveModelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ticket = notebook_save_model(
+            team=self.team,
+            actor=self.actor,
+            notebook=notebook,
+            folder=data.validated_data["folder"],
+            model=data.validated_data.get("model", ""),
+            model_name=data.validated_data.get("model_name", ""),
+            message=data.validated_data.get("message", ""),
+            parent=data.validated_data.get("parent_version"),
+        )
+        body = s.NotebookSaveSerializer(save_described(ticket)).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(request=None, responses={200: s.NotebookSerializer})

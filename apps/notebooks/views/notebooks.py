@@ -12,6 +12,7 @@ from django.urls import reverse
 from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
 from apps.machines.availability import machine_type_offers
+from apps.models.models import Model
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.errors import NotebookError
@@ -25,6 +26,7 @@ from apps.notebooks.forms import (
 from apps.notebooks.lifecycle import idle_timeout, status_message
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.origin import launch_path
+from apps.notebooks.saves import saves_context
 from apps.notebooks.selectors import open_session, open_sessions, running_costs
 from apps.notebooks.templates import TEMPLATES
 from apps.teams.views import TeamPage
@@ -57,6 +59,8 @@ SHOW_STOP = "queued scheduled pulling starting running"
 SHOW_RUNNING = "running"
 # How many of the team's dataset versions the attach form offers.
 MOUNT_CHOICES = 200
+# How many of the team's models the save form offers.
+MODEL_CHOICES = 200
 
 
 def _live_notebooks() -> Any:
@@ -259,6 +263,8 @@ class NotebookDetailView(NotebookPage):
             idle_minutes=idle_timeout(notebook),
             idle_statuses=SHOW_STOP.split(),
             history=history,
+            **saves_context(notebook),
+            save_models=Model.objects.order_by("name")[:MODEL_CHOICES],
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
             jupyter_url=launch_path(notebook.pk),
             show_start=SHOW_START,

@@ -1,0 +1,421 @@
+"""Saving a folder of a running notebook as a model version: the host's side.
+
+The control plane sends ``agent.save_folder`` with a single-use, short-lived ticket and the
+address to use it at (``ticket_url``). The agent holds no database or storage credentials:
+it reads the folder through its runtime (``Runtime.read_folder``) and speaks HTTP to the
+web tier with ``Authorization: Ticket <ticket>``::
+
+    POST <ticket_url>/progress  {"phase": "reading"|"sending", "done": n, "total": n}
+    POST <ticket_url>/manifest  {"files": [{"path", "size", "sha256"}], "skipped": [path]}
+         -> {"state": "existing", "version": n}  (the same content is a version already)
+         -> {"state": "upload", "chunk_size": n, "missing": {sha256: [chunk index]}}
+    POST <ticket_url>/blobs/<sha256>/chunks/<i>/target  {"sha256": chunk_sha}
+         -> {"method", "url", "headers"}: where the chunk's bytes go
+    POST <ticket_url>/complete  -> {"version": n}
+    POST <ticket_url>/fail  {"reason": "...", "path": "..."}
+
+Pass 1 reads and hashes every file and sends the manifest. Pass 2, when the server wants
+bytes, reads the folder again: the chunks it lacks go out a few at a time from worker
+threads (memory holds at most IN_FLIGHT chunks and the one being read), and every file is
+hashed again as a whole: one that differs from pass 1 was changed while it was being
+saved, and the save fails, naming it. A network error or a 5xx is tried again with a
+backoff; a 4xx stops the save (the server has already recorded why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from apps.runtimes.base import FolderError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from apps.runtimes.base import Readable, Runtime
+
+logger = logging.getLogger(__name__)
+
+# Chunks sent at once (each a thread, each holding one chunk's bytes until it is sent).
+IN_FLIGHT = 4
+# Reads from the folder, in bytes.
+READ_BYTES = 1024 * 1024
+# Progress is told at most this often (seconds).
+PROGRESS_EVERY = 0.5
+# A request that fails on the network or with a 5xx is tried this many times in all.
+ATTEMPTS = 4
+BACKOFF = 0.5
+
+CHANGED = "changed while it was being saved"
+
+
+class SaveRefusedError(Exception):
+    """The server answered 4xx: the save is over, and it knows why."""
+
+    def __init__(self, status: int, detail: str, code: str = "") -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail, self.code = status, detail, code
+
+
+class _ChangedError(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Listed:
+    path: str
+    size: int
+    sha256: str
+
+
+class SaveClient:
+    """The protocol's HTTP side: ``ticket_url``'s steps, each tried again on a network
+    error or a 5xx, and the chunk uploads to wherever the server says."""
+
+    def __init__(
+        self,
+        ticket_url: str,
+        ticket: str,
+        *,
+        http: httpx.Client | None = None,
+        backoff: float | None = None,
+    ) -> None:
+        self.base = ticket_url.rstrip("/") + "/"
+        self.auth = {"Authorization": f"Ticket {ticket}"}
+        self.backoff = BACKOFF if backoff is None else backoff
+        self.http = http or httpx.Client(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            limits=httpx.Limits(max_connections=IN_FLIGHT + 2),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(self, step: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self._send("POST", self.base + step, headers=self.auth, json=body or {})
+        return dict(response.json()) if response.content else {}
+
+    def put_chunk(self, target: dict[str, Any], pieces: list[bytes]) -> None:
+        """Send a chunk's bytes where ``target`` says: our own ticket goes only to Lattice."""
+        url = urljoin(self.base, str(target["url"]))
+        headers = {str(k): str(v) for k, v in (target.get("headers") or {}).items()}
+        if urlsplit(url).netloc == urlsplit(self.base).netloc:
+            headers.update(self.auth)
+        headers["Content-Length"] = str(sum(len(piece) for piece in pieces))
+        self._send(str(target.get("method", "PUT")), url, headers=headers, pieces=pieces)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        json: dict[str, Any] | None = None,
+        pieces: list[bytes] | None = None,
+    ) -> httpx.Response:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = self.http.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    # Handed over piece by piece: the chunk is never copied into one buffer.
+                    content=iter(pieces) if pieces is not None else None,
+                )
+            except httpx.TransportError as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                logger.warning("save: %s %s failed (%s); trying again", method, url, exc)
+            else:
+                if response.status_code < 400:  # noqa: PLR2004
+                    return response
+                if response.status_code < 500:  # noqa: PLR2004
+                    raise _refusal(response)
+                if attempt == ATTEMPTS:
+                    response.raise_for_status()
+                logger.warning("save: %s %s answered %s", method, url, response.status_code)
+            time.sleep(self.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+
+def _refusal(response: httpx.Response) -> SaveRefusedError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return SaveRefusedError(
+        response.status_code,
+        str(body.get("detail") or response.text[:200]),
+        str(body.get("code") or ""),
+    )
+
+
+class _Progress:
+    """Tells the server how far a phase has come: at most every PROGRESS_EVERY seconds,
+    and once at its end."""
+
+    def __init__(self, client: SaveClient, phase: str, total: int) -> None:
+        self.client, self.phase, self.total = client, phase, total
+        self.done = 0
+        self.told_at = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if time.monotonic() - self.told_at >= PROGRESS_EVERY:
+            self.tell()
+
+    def tell(self) -> None:
+        self.told_at = time.monotonic()
+        self.client.post("progress", {"phase": self.phase, "done": self.done, "total": self.total})
+
+
+def save_folder(
+    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient
+) -> dict[str, Any]:
+    """Save ``folder`` (under the workload's /notebooks) through ``client``; the server's
+    last answer (its version), or {"failed": reason} when this side gave up and said so.
+    Raises SaveRefusedError when the server stopped it."""
+    try:
+        files, skipped = _listing(runtime, state, folder, client)
+    except FolderError as exc:
+        return _fail(client, str(exc))
+    answer = client.post(
+        "manifest",
+        {"files": [vars(f) for f in files], "skipped": skipped},
+    )
+    if answer.get("state") != "upload":
+        return answer
+    missing = {sha: set(indexes) for sha, indexes in (answer.get("missing") or {}).items()}
+    try:
+        _send_missing(
+            runtime,
+            state,
+            folder,
+            client,
+            files=files,
+            missing=missing,
+            chunk_size=int(answer["chunk_size"]),
+        )
+    except _ChangedError as exc:
+        return _fail(client, CHANGED, exc.path)
+    except FolderError as exc:
+        return _fail(client, str(exc))
+    return client.post("complete")
+
+
+def _fail(client: SaveClient, reason: str, path: str = "") -> dict[str, Any]:
+    client.post("fail", {"reason": reason, "path": path})
+    return {"failed": reason, "path": path}
+
+
+def _listing(
+    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient
+) -> tuple[list[Listed], list[str]]:
+    """Pass 1: every regular file's size and SHA-256; the paths skipped."""
+    files: list[Listed] = []
+    skipped: list[str] = []
+    progress = _Progress(client, "reading", 0)
+    for entry in runtime.read_folder(state, folder):
+        if entry.same_as:
+            earlier = next((f for f in reversed(files) if f.path == entry.same_as), None)
+            if earlier is None:
+                skipped.append(entry.path)
+            else:
+                files.append(Listed(entry.path, earlier.size, earlier.sha256))
+            continue
+        if entry.file is None:
+            skipped.append(entry.path)
+            continue
+        digest = hashlib.sha256()
+        size = 0
+        for block in _blocks(entry.file):
+            digest.update(block)
+            size += len(block)
+            progress.add(len(block))
+        files.append(Listed(entry.path, size, digest.hexdigest()))
+    progress.total = progress.done
+    progress.tell()
+    return files, skipped
+
+
+def _blocks(file: Readable) -> Iterator[bytes]:
+    while block := file.read(READ_BYTES):
+        yield block
+
+
+class _Sender:
+    """Chunks out on IN_FLIGHT threads; the reader waits for a free slot before it reads the
+    next chunk that must go, so memory holds at most IN_FLIGHT chunks plus one."""
+
+    def __init__(self, client: SaveClient) -> None:
+        self.client = client
+        self.pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="save-chunk")
+        self.slots = threading.Semaphore(IN_FLIGHT)
+        self.futures: list[Future[None]] = []
+
+    def send(self, sha256: str, index: int, pieces: list[bytes]) -> None:
+        self.check()
+        future = self.pool.submit(self._send, sha256, index, pieces)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.futures.append(future)
+
+    def wait_for_slot(self) -> None:
+        self.slots.acquire()
+
+    def _send(self, sha256: str, index: int, pieces: list[bytes]) -> None:
+        # Hashed here, on the sender's thread (hashlib lets go of the GIL): the reader goes
+        # on hashing the whole file meanwhile, on another core.
+        chunk_sha = hashlib.sha256()
+        for piece in pieces:
+            chunk_sha.update(piece)
+        target = self.client.post(
+            f"blobs/{sha256}/chunks/{index}/target", {"sha256": chunk_sha.hexdigest()}
+        )
+        self.client.put_chunk(target, pieces)
+
+    def check(self) -> None:
+        """Raise what a finished send raised (a refusal stops the save at once)."""
+        for future in [f for f in self.futures if f.done()]:
+            self.futures.remove(future)
+            future.result()
+
+    def finish(self) -> None:
+        for future in self.futures:
+            future.result()
+        self.futures.clear()
+
+    def close(self) -> None:
+        for future in self.futures:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _send_missing(
+    runtime: Runtime,
+    state: dict[str, Any],
+    folder: str,
+    client: SaveClient,
+    *,
+    files: list[Listed],
+    missing: dict[str, set[int]],
+    chunk_size: int,
+) -> None:
+    """Pass 2: read the folder again, send the chunks the server lacks, and check every
+    file is what pass 1 read. Raises _ChangedError with the first path that is not."""
+    listed = {f.path: f for f in files}
+    progress = _Progress(client, "sending", sum(f.size for f in files))
+    sender = _Sender(client)
+    seen: set[str] = set()
+    try:
+        for entry in runtime.read_folder(state, folder):
+            was = listed.get(entry.path)
+            if was is None:
+                continue  # new since pass 1: not in this version
+            if entry.same_as:
+                # The same bytes as a file read (and checked) before it in this pass.
+                if entry.same_as not in seen or listed[entry.same_as].sha256 != was.sha256:
+                    raise _ChangedError(entry.path)
+                seen.add(entry.path)
+                continue
+            if entry.file is None:
+                raise _ChangedError(entry.path)  # a file then, a link or a fifo now
+            seen.add(entry.path)
+            size, sha256 = _send_file(
+                entry.file,
+                was.sha256,
+                missing.get(was.sha256, set()),
+                chunk_size=chunk_size,
+                sender=sender,
+                progress=progress,
+            )
+            if size != was.size or sha256 != was.sha256:
+                raise _ChangedError(entry.path)
+        gone = sorted(set(listed) - seen)
+        if gone:
+            raise _ChangedError(gone[0])
+        sender.finish()
+    finally:
+        sender.close()
+    progress.tell()
+
+
+def _send_file(
+    file: Readable,
+    blob: str,
+    wanted: set[int],
+    *,
+    chunk_size: int,
+    sender: _Sender,
+    progress: _Progress,
+) -> tuple[int, str]:
+    """Read one file chunk by chunk, sending the ``wanted`` chunks of ``blob`` (taken out of
+    ``wanted``: a content at two paths is sent once); its size and SHA-256 as read."""
+    digest = hashlib.sha256()
+    size = 0
+    for index in itertools.count():
+        sending = index in wanted
+        if sending:
+            sender.wait_for_slot()
+        pieces = _read_chunk(file, chunk_size)
+        count = sum(len(piece) for piece in pieces)
+        for piece in pieces:
+            digest.update(piece)
+        size += count
+        progress.add(count)
+        if sending and count:
+            wanted.discard(index)
+            sender.send(blob, index, pieces)
+        elif sending:
+            sender.slots.release()  # the file ended early: pass 2 will say it changed
+        if count < chunk_size:
+            break
+    return size, digest.hexdigest()
+
+
+def _read_chunk(file: Readable, chunk_size: int) -> list[bytes]:
+    """Up to ``chunk_size`` bytes of ``file``, in the pieces they were read in."""
+    pieces: list[bytes] = []
+    left = chunk_size
+    while left > 0:
+        piece = file.read(min(READ_BYTES, left))
+        if not piece:
+            break
+        pieces.append(piece)
+        left -= len(piece)
+    return pieces
+
+
+def run_save(
+    runtime: Runtime, state: dict[str, Any], folder: str, ticket_url: str, ticket: str
+) -> dict[str, Any]:
+    """The agent's task: ``save_folder`` with a client of its own. A refusal ends it quietly
+    (the server knows why); anything else is logged here and told to the server as a
+    failure, in words that say nothing of the host's insides."""
+    client = SaveClient(ticket_url, ticket)
+    try:
+        return save_folder(runtime, state, folder, client)
+    except SaveRefusedError as exc:
+        logger.info("save of %s stopped by the server: %s", folder, exc.detail)
+        return {"refused": exc.detail}
+    except Exception:
+        logger.exception("save of %s", folder)
+        with contextlib.suppress(Exception):
+            return _fail(client, "The host could not finish the save (its log says why).")
+        return {"failed": "unreachable"}
+    finally:
+        client.close()

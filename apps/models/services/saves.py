@@ -1,0 +1,278 @@
+"""Saving a folder a host reads (a running notebook's) as a model version, through a ticket.
+
+``save_begin`` makes the version (uploading, its files not known yet) and a single-use,
+short-lived ticket bound to one team, one actor and that version; the app that asked
+(notebooks) sends the ticket to the host's agent. The agent, which holds no database
+credentials, then speaks the protocol of apps.machines.savefolder to apps.models.hostsaves,
+whose every request comes here through ``save_by_ticket``: the ticket checked (only its
+SHA-256 is stored), its life moved on, and the actor's permission checked again, so a
+member removed mid-save stops it. Each step maps onto the one upload protocol of
+apps.datasets (upload_open through version_manifest, chunk_target, chunk_receive,
+upload_complete): no second copy of upload code. A step refused ends the save as failed,
+with the refusal as its reason; the ticket is dead once the save ends either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.core.errors import PermissionDeniedError, ServiceError
+from apps.datasets.services.completion import upload_complete
+from apps.datasets.services.uploads import chunk_receive, chunk_target, upload_missing
+from apps.models.models import ModelVersion, SaveTicket
+from apps.models.services.errors import ModelError, ModelPermissionError
+from apps.models.services.versions import version_begin, version_fail, version_manifest
+from apps.teams.permissions import require_permission
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from apps.accounts.models import User
+    from apps.models.models import Model
+    from apps.teams.models import Team
+
+PHASES = ("reading", "sending")
+# What the version page lists of the paths a save skipped (links, devices, fifos).
+SKIPPED_LISTED = 100
+
+
+class TicketError(PermissionDeniedError):
+    """A save ticket that is unknown, expired or used up (403)."""
+
+    code = "ticket_invalid"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _lifetime() -> timedelta:
+    return timedelta(seconds=int(settings.LATTICE_SAVE_TICKET_SECONDS))
+
+
+@transaction.atomic
+def save_begin(
+    *,
+    team: Team,
+    actor: User,
+    model: Model,
+    folder: str,
+    message: str = "",
+    source: str = ModelVersion.Source.NOTEBOOK,
+    source_id: int | None = None,
+    source_label: str = "",
+    dataset_versions: list[int] | None = None,
+    parent: int | None = None,
+) -> tuple[SaveTicket, str]:
+    """A new version of ``model`` to be filled from ``folder`` by a host, and the ticket
+    for it: (its row, the ticket itself, which is stored nowhere)."""
+    version = version_begin(
+        team=team,
+        actor=actor,
+        model=model,
+        message=message,
+        source=source,
+        source_id=source_id,
+        source_label=source_label,
+        dataset_versions=dataset_versions,
+        parent=parent,
+    )
+    version.progress = {"phase": "waiting", "done": 0, "total": 0}
+    version.save(update_fields=["progress"])
+    token = secrets.token_urlsafe(32)
+    ticket = SaveTicket.objects.for_team(team).create(
+        team=team,
+        model=model,
+        version=version,
+        created_by=actor,
+        folder=folder[:1024],
+        source=source,
+        source_id=source_id,
+        token_hash=_hash(token),
+        expires_at=timezone.now() + _lifetime(),
+    )
+    audit_record(
+        team=team,
+        actor=actor,
+        action="model.save_started",
+        target=model.name,
+        folder=folder[:200],
+        source=source_label[:200],
+    )
+    return ticket, token
+
+
+def ticket_url(ticket: SaveTicket) -> str:
+    """Where the host uses its ticket: absolute, on the address hosts reach the web tier at."""
+    path = reverse("hostsave_progress", args=[ticket.pk]).removesuffix("/progress")
+    return f"{settings.LATTICE_INTERNAL_URL.rstrip('/')}{path}"
+
+
+def save_by_ticket(save_id: int, token: str) -> SaveTicket:
+    """The save a host's request speaks for: its ticket checked, its life moved on, its
+    actor's permission checked again (a member removed or demoted mid-save fails it).
+    Raises TicketError (403) for a ticket that is unknown, used up or expired."""
+    found = (
+        SaveTicket.objects.unscoped()
+        .filter(pk=save_id)
+        .select_related("team", "created_by", "model", "version")
+        .first()
+    )
+    if found is None or not hmac.compare_digest(found.token_hash, _hash(token)):
+        raise TicketError("This save ticket is not valid.")
+    if found.finished_at is not None:
+        raise TicketError("This save ticket is used up: its save has ended.")
+    now = timezone.now()
+    if found.expires_at <= now:
+        _finish(found, SaveTicket.Result.FAILED, "The host stopped reporting: the save expired.")
+        raise TicketError("This save ticket has expired.")
+    SaveTicket.objects.for_team(found.team).filter(pk=found.pk).update(expires_at=now + _lifetime())
+    try:
+        require_permission(
+            found.team,
+            found.created_by,
+            "models.manage",
+            error=ModelPermissionError,
+            message=f"{found.created_by} may no longer save models in this team.",
+        )
+    except ModelPermissionError as refused:
+        _finish(found, SaveTicket.Result.FAILED, str(refused))
+        raise
+    return found
+
+
+@contextlib.contextmanager
+def ends_on_refusal(ticket: SaveTicket) -> Iterator[None]:
+    """A step refused ends the save: the host stops at a 4xx, so nothing else would."""
+    try:
+        yield
+    except ServiceError as refused:
+        _finish(ticket, SaveTicket.Result.FAILED, str(refused))
+        raise
+
+
+def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
+    with transaction.atomic():
+        updated = (
+            SaveTicket.objects.for_team(ticket.team_id)
+            .filter(pk=ticket.pk, finished_at__isnull=True)
+            .update(result=result, failure=failure[:1000], finished_at=timezone.now())
+        )
+        if updated and result == SaveTicket.Result.FAILED and ticket.version_id:
+            version = ModelVersion.objects.for_team(ticket.team_id).get(pk=ticket.version_id)
+            if version.status == ModelVersion.Status.UPLOADING:
+                version_fail(version=version, reason=failure)
+            audit_record(
+                team=ticket.team,
+                actor=ticket.created_by,
+                action="model.save_failed",
+                target=ticket.model.name,
+                reason=failure[:200],
+            )
+    ticket.refresh_from_db()
+
+
+def _version(ticket: SaveTicket) -> ModelVersion:
+    if ticket.version is None:
+        raise ModelError("This save's version is gone.")
+    return ticket.version
+
+
+def save_progress(*, ticket: SaveTicket, phase: object, done: object, total: object) -> None:
+    """What the host says it has read or sent so far, kept on the version for its pages."""
+    if phase not in PHASES:
+        raise ModelError(f"phase is one of {', '.join(PHASES)}.", field="phase")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (done, total)):
+        raise ModelError("done and total are whole numbers of bytes.", field="done")
+    ModelVersion.objects.for_team(ticket.team_id).filter(
+        pk=ticket.version_id, status=ModelVersion.Status.UPLOADING
+    ).update(progress={"phase": phase, "done": done, "total": total})
+
+
+def save_manifest(*, ticket: SaveTicket, files: object, skipped: object) -> dict[str, Any]:
+    """The folder's files: the version's manifest (a hostile one is refused and ends the
+    save). The same files as a version already there: that one, and nothing to send."""
+    with ends_on_refusal(ticket):
+        version, upload = version_manifest(
+            team=ticket.team, actor=ticket.created_by, version=_version(ticket), files=files
+        )
+    if upload is None:
+        SaveTicket.objects.for_team(ticket.team_id).filter(pk=ticket.pk).update(version=version)
+        _finish(ticket, SaveTicket.Result.EXISTING)
+        return {"state": "existing", "version": version.number}
+    if isinstance(skipped, list) and skipped:
+        listed = [str(path)[:1024] for path in skipped[:SKIPPED_LISTED]]
+        version.metadata = {**version.metadata, "skipped": listed, "skipped_count": len(skipped)}
+        version.save(update_fields=["metadata"])
+    return {"state": "upload", "chunk_size": upload.chunk_size, "missing": upload_missing(upload)}
+
+
+def save_chunk_target(
+    *, ticket: SaveTicket, sha256: str, index: int, checksum: str
+) -> dict[str, Any]:
+    """Where the host sends a chunk: S3's presigned part, or Lattice's address for it
+    under the ticket (the team API's would want a person's session or token)."""
+    with ends_on_refusal(ticket):
+        target = chunk_target(
+            team=ticket.team,
+            actor=ticket.created_by,
+            upload=_upload(ticket),
+            sha256=sha256,
+            index=index,
+            checksum=checksum,
+        )
+    if str(target.get("url", "")).startswith("/"):
+        target["url"] = reverse("hostsave_chunk", args=[ticket.pk, sha256, index])
+    return target
+
+
+def save_chunk_receive(
+    *, ticket: SaveTicket, sha256: str, index: int, pieces: Iterable[bytes], checksum: str
+) -> None:
+    with ends_on_refusal(ticket):
+        chunk_receive(
+            team=ticket.team,
+            actor=ticket.created_by,
+            upload=_upload(ticket),
+            sha256=sha256,
+            index=index,
+            pieces=pieces,
+            checksum=checksum,
+        )
+
+
+def save_complete(*, ticket: SaveTicket) -> ModelVersion:
+    """Every file checked and stored; the version ready with its number (or the version
+    with the same files that became ready meanwhile). The ticket is used up."""
+    with ends_on_refusal(ticket):
+        made = upload_complete(team=ticket.team, actor=ticket.created_by, upload=_upload(ticket))
+    same = made.pk != ticket.version_id
+    SaveTicket.objects.for_team(ticket.team_id).filter(pk=ticket.pk).update(version=made)
+    _finish(ticket, SaveTicket.Result.EXISTING if same else SaveTicket.Result.READY)
+    return made
+
+
+def save_fail(*, ticket: SaveTicket, reason: object, path: object = "") -> None:
+    """The host gave up (a file changed while it was read, the folder is gone): the
+    version fails with the reason, naming the path; the ticket is used up."""
+    words = str(reason or "The host could not save the folder.")[:500]
+    where = str(path or "")[:400]
+    _finish(ticket, SaveTicket.Result.FAILED, f"{where}: {words}" if where else words)
+
+
+def _upload(ticket: SaveTicket) -> Any:
+    version = _version(ticket)
+    if version.upload is None:
+        raise ModelError("Send the folder's manifest first.")
+    return version.upload

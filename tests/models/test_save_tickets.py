@@ -1,0 +1,331 @@
+"""The save ticket a host uses at /hosts/saves/<id>/: single-use, short-lived, bound to one
+team, one actor and one version; the actor's permission is checked again at each call.
+
+Each test plays the host with exactly what a host holds (the save's address and its
+ticket) and asserts on the server's state afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.datasets.models import Upload
+from apps.models.models import ModelVersion, SaveTicket
+from apps.notebooks import saves
+from apps.notebooks.models import Status
+from apps.teams.models import Membership
+from tests.factories import HostFactory, NotebookSessionFactory, add_member
+from tests.helpers import bearer, make_token
+from tests.notebook_fixtures import make_notebook
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHUNK = 64 * 1024
+DATA = b"weights"
+MANIFEST = {
+    "files": [{"path": "model.bin", "size": len(DATA), "sha256": hashlib.sha256(DATA).hexdigest()}],
+    "skipped": [],
+}
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        saves.agent_save_folder, "apply_async", lambda args, queue: sent.append((*args, queue))
+    )
+    return sent
+
+
+def running(team, actor, name="Trainer"):
+    notebook = make_notebook(team, actor, name)
+    notebook.status = Status.RUNNING
+    notebook.save(update_fields=["status"])
+    NotebookSessionFactory.create(
+        notebook=notebook, status=Status.RUNNING, host=HostFactory.create(), runtime_state={}
+    )
+    return notebook
+
+
+class Host:
+    """What the host's agent holds: the save's address and its ticket."""
+
+    def __init__(self, client, args):
+        host_name, _, _, url, self.ticket, queue = args
+        assert queue == f"host.{host_name}"  # the agent of the notebook's host
+        self.base = "/" + url.split("/", 3)[3]  # the path under LATTICE_INTERNAL_URL
+        self.client = client
+
+    def post(self, step, body=None, ticket=None):
+        return self.client.post(
+            f"{self.base}/{step}",
+            body or {},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Ticket {ticket or self.ticket}",
+        )
+
+    def put(self, url, data, checksum):
+        return self.client.put(
+            url,
+            data,
+            content_type="application/octet-stream",
+            HTTP_AUTHORIZATION=f"Ticket {self.ticket}",
+            HTTP_X_CHUNK_SHA256=checksum,
+        )
+
+
+def start(team, actor, queued, client, notebook=None):
+    notebook = notebook or running(team, actor)
+    ticket = saves.notebook_save_model(
+        team=team, actor=actor, notebook=notebook, folder="out", model_name="Churn"
+    )
+    return ticket, Host(client, queued[-1])
+
+
+def version_of(ticket: SaveTicket) -> ModelVersion:
+    return ModelVersion.objects.for_team(ticket.team_id).get(pk=ticket.version_id)
+
+
+def test_a_whole_save_then_the_ticket_is_used_up(acme, alice, catalogue, media, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+
+    assert host.post("progress", {"phase": "reading", "done": 7, "total": 0}).status_code == 200
+    assert version_of(ticket).progress == {"phase": "reading", "done": 7, "total": 0}
+    answer = host.post("manifest", MANIFEST).json()
+    assert answer["state"] == "upload"
+    sha = MANIFEST["files"][0]["sha256"]
+    assert answer["missing"] == {sha: [0]}
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+    assert target["url"].startswith(host.base)  # under the ticket, not the team API
+    assert host.put(target["url"], DATA, sha).status_code == 200
+    assert host.post("complete").json() == {"version": 1}
+
+    ticket.refresh_from_db()
+    assert ticket.result == SaveTicket.Result.READY
+    assert ticket.finished_at is not None
+    refused = host.post("progress", {"phase": "sending", "done": 1, "total": 1})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "ticket_invalid"
+    assert "used up" in refused.json()["detail"]
+    assert version_of(ticket).status == ModelVersion.Status.READY
+
+
+def test_only_the_tickets_hash_is_stored(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+
+    assert ticket.token_hash == hashlib.sha256(host.ticket.encode()).hexdigest()
+    assert host.ticket not in str(SaveTicket.objects.for_team(acme).values().get())
+
+
+def test_an_expired_ticket_is_refused_and_its_save_fails(
+    acme, alice, catalogue, queued, client, settings
+):
+    settings.LATTICE_SAVE_TICKET_SECONDS = 60
+    ticket, host = start(acme, alice, queued, client)
+    assert ticket.expires_at <= timezone.now() + timedelta(seconds=61)
+    SaveTicket.objects.for_team(acme).filter(pk=ticket.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    refused = host.post("manifest", MANIFEST)
+
+    assert refused.status_code == 403
+    assert "expired" in refused.json()["detail"]
+    assert version_of(ticket).status == ModelVersion.Status.FAILED
+    assert not Upload.objects.for_team(acme).exists()
+
+
+def test_a_save_whose_host_went_quiet_shows_as_failed(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+    host.post("progress", {"phase": "sending", "done": 5, "total": 9})
+    SaveTicket.objects.for_team(acme).filter(pk=ticket.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    shown = saves.notebook_saves(ticket_notebook(ticket))[0]
+
+    assert (shown["state"], shown["running"]) == ("failed", False)
+    assert "stopped reporting" in shown["failure"]
+
+
+def ticket_notebook(ticket):
+    from apps.notebooks.models import NotebookSession
+
+    return NotebookSession.objects.for_team(ticket.team_id).get(pk=ticket.source_id).notebook
+
+
+def test_each_use_moves_the_expiry_on(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+    soon = timezone.now() + timedelta(seconds=5)
+    SaveTicket.objects.for_team(acme).filter(pk=ticket.pk).update(expires_at=soon)
+
+    assert host.post("progress", {"phase": "reading", "done": 1, "total": 0}).status_code == 200
+
+    ticket.refresh_from_db()
+    assert ticket.expires_at > soon + timedelta(seconds=60)
+
+
+def test_no_ticket_or_a_wrong_one_is_refused_and_changes_nothing(
+    acme, alice, catalogue, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+
+    for wrong in ("", "not-the-ticket", host.ticket[:-1]):
+        response = client.post(
+            f"{host.base}/manifest",
+            MANIFEST,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Ticket {wrong}",
+        )
+        assert response.status_code == 403
+    assert (
+        client.post(f"{host.base}/manifest", MANIFEST, content_type="application/json").status_code
+        == 403
+    )
+    version = version_of(ticket)
+    assert version.status == ModelVersion.Status.UPLOADING
+    assert version.upload_id is None
+
+
+def test_an_outsiders_ticket_is_refused_on_anothers_save(
+    acme, alice, globex, charlie, catalogue, queued, client
+):
+    ours, host = start(acme, alice, queued, client)
+    _, theirs = start(globex, charlie, queued, client)
+
+    response = host.post("manifest", MANIFEST, ticket=theirs.ticket)
+
+    assert response.status_code == 403
+    assert version_of(ours).upload_id is None
+    assert SaveTicket.objects.for_team(acme).get().finished_at is None
+    # Their ticket works on their own save only.
+    assert theirs.post("progress", {"phase": "reading", "done": 0, "total": 0}).status_code == 200
+
+
+def test_a_member_removed_mid_save_stops_it(acme, alice, catalogue, queued, client):
+    bob = add_member(acme, make_user("bob-saver@example.com"), "member").user
+    ticket, host = start(acme, bob, queued, client)
+    assert host.post("progress", {"phase": "reading", "done": 1, "total": 0}).status_code == 200
+
+    Membership.objects.for_team(acme).filter(user=bob).delete()
+    refused = host.post("manifest", MANIFEST)
+
+    assert refused.status_code == 403
+    assert "no longer" in refused.json()["detail"]
+    version = version_of(ticket)
+    assert version.status == ModelVersion.Status.FAILED
+    assert "no longer" in version.failure
+    assert host.post("progress", {"phase": "reading", "done": 2, "total": 0}).status_code == 403
+
+
+def test_a_hostile_manifest_is_refused_ends_the_save_and_stores_nothing(
+    acme, alice, catalogue, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    hostile = {
+        "files": [{"path": "../../etc/passwd", "size": 1, "sha256": "a" * 64}],
+        "skipped": [],
+    }
+
+    refused = host.post("manifest", hostile)
+
+    assert refused.status_code == 400
+    assert refused.json()["detail"]
+    assert version_of(ticket).status == ModelVersion.Status.FAILED
+    assert not Upload.objects.for_team(acme).exists()
+    assert host.post("manifest", MANIFEST).status_code == 403
+
+
+def test_the_host_saying_a_file_changed_fails_the_version_naming_it(
+    acme, alice, catalogue, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+
+    host.post("fail", {"reason": "changed while it was being saved", "path": "model.bin"})
+
+    version = version_of(ticket)
+    assert version.status == ModelVersion.Status.FAILED
+    assert version.failure == "model.bin: changed while it was being saved"
+    assert version.number is None
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def make_user(email):
+    from tests.factories import UserFactory
+
+    return UserFactory.create(email=email)
+
+
+def test_the_api_starts_a_save_of_a_running_notebook(acme, alice, catalogue, queued):
+    notebook = running(acme, alice)
+
+    response = make_api(alice).post(
+        f"/api/v1/teams/acme/notebooks/{notebook.pk}/save-model/",
+        {"folder": "out/run1", "model_name": "Churn", "message": "fit 1"},
+        format="json",
+    )
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["model"], body["folder"], body["state"]) == (
+        "churn",
+        "/notebooks/out/run1",
+        "waiting",
+    )
+    assert queued[-1][2] == "out/run1"
+
+
+def test_a_token_needs_the_models_write_scope_too(acme, alice, catalogue, queued):
+    notebook = running(acme, alice)
+    api = bearer(make_token(alice, ["notebooks:read", "notebooks:write"])[1])
+
+    response = api.post(
+        f"/api/v1/teams/acme/notebooks/{notebook.pk}/save-model/",
+        {"folder": "out", "model_name": "Churn"},
+        format="json",
+    )
+
+    assert response.status_code == 403
+    assert "models:write" in response.content.decode()
+    assert queued == []
+
+
+def test_an_outsiders_notebook_cannot_be_the_source(
+    acme, alice, charlie, globex, catalogue, queued
+):
+    notebook = running(acme, alice)
+    api = make_api(charlie)
+
+    for team in ("acme", "globex"):
+        response = api.post(
+            f"/api/v1/teams/{team}/notebooks/{notebook.pk}/save-model/",
+            {"folder": "out", "model_name": "Stolen"},
+            format="json",
+        )
+        assert response.status_code == 404
+    assert queued == []
+    assert not SaveTicket.objects.for_team(acme).exists()
+    assert not SaveTicket.objects.for_team(globex).exists()
+
+
+def test_the_api_refuses_a_stopped_notebook(acme, alice, catalogue, queued):
+    notebook = make_notebook(acme, alice, "Stopped")
+
+    response = make_api(alice).post(
+        f"/api/v1/teams/acme/notebooks/{notebook.pk}/save-model/",
+        {"folder": "out", "model_name": "Churn"},
+        format="json",
+    )
+
+    assert response.status_code == 409
+    assert queued == []
+
+
+def make_api(user):
+    return bearer(make_token(user)[1])
