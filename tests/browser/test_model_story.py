@@ -238,7 +238,7 @@ def test_a_model_trained_in_jupyterlab_is_saved_with_its_lineage(
         expect(used).to_have_text("Iris v1")
         dataset_page = reverse("datasets:detail", args=["acme", "iris"])
         expect(used).to_have_attribute("href", f"{dataset_page}?version=1")
-        # The save records no metadata: metrics.json is one of its files, not read.
+        # No metrics: a save does not read metrics.json (one of its files) into metadata.
     finally:
         _remove_notebook_containers(docker_client, [n.pk for n in made])
         volumes = [n.volume for n in made]
