@@ -295,20 +295,34 @@ class ModelUploadView(ModelPage):
     def get(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
         model = self.model(model_slug)
         # The models API's routes (apps.models.api): a version starts at the model's
-        # versions/, and its upload is the datasets' protocol under model-uploads/<id>/.
-        team_api = reverse("api:team", kwargs={"team_slug": self.team.slug})
+        # versions, and its upload is the datasets' protocol at model_upload (<base><id>/).
+        team = {"team_slug": self.team.slug}
         return self.page(
             request,
             model=model,
             latest=self.ready(model).first(),
             formats=ModelVersion.Format.choices,
-            start_url=f"{team_api}models/{model.slug}/versions/",
-            upload_base=f"{team_api}model-uploads/",
+            start_url=reverse("api:model_versions", kwargs={**team, "slug": model.slug}),
+            upload_base=_left_open("api:model_upload", "upload_id", "", **team),
             # The page a finished upload links to; the uploader puts the number in.
-            # (models:version is the model's address followed by v/<number>/.)
-            version_url=reverse("models:detail", args=[self.team.slug, model.slug]) + "v/{number}/",
+            version_url=_left_open(
+                "models:version",
+                "number",
+                "{number}/",
+                **team,
+                model_slug=model.slug,
+            ),
             section="models",
         )
+
+
+def _left_open(name: str, last: str, slot: str, **kwargs: object) -> str:
+    """The URL of route ``name`` up to its last argument ``last`` (an int, its final step),
+    followed by ``slot``: where the uploader puts the number it learns."""
+    url = reverse(name, kwargs={**kwargs, last: 0})
+    if not url.endswith("/0/"):
+        raise ValueError(f"{name}'s URL does not end with its {last}: {url}")
+    return url[: -len("0/")] + slot
 
 
 def _table(value: object) -> list[tuple[str, str]] | None:

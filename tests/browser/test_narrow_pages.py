@@ -139,6 +139,13 @@ NOT_WALKED = {
     "mfa_download_recovery_codes": "a file, not a page",
     "models:file": "a file, not a page",
     "models:archive": "a file, not a page",
+    "notebooks:saves": "a fragment of notebooks:detail (its list of saves, which it polls)",
+    "hostsave_progress": "POST only, for hosts with a save's ticket (a function view)",
+    "hostsave_manifest": "POST only, for hosts with a save's ticket (a function view)",
+    "hostsave_complete": "POST only, for hosts with a save's ticket (a function view)",
+    "hostsave_fail": "POST only, for hosts with a save's ticket (a function view)",
+    "hostsave_chunk_target": "POST only, for hosts with a save's ticket (a function view)",
+    "hostsave_chunk": "PUT only, a chunk's bytes from a host with a save's ticket",
 }
 
 # Whatever is visible and sticks out of the viewport, unless it is in a wide table that scrolls

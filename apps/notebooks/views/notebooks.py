@@ -57,6 +57,7 @@ _STEP_OF_STATUS = {
 SHOW_START = "stopped failed lost"
 SHOW_STOP = "queued scheduled pulling starting running"
 SHOW_RUNNING = "running"
+SHOW_NOT_RUNNING = " ".join(status for status in Status.values if status != Status.RUNNING)
 # How many of the team's dataset versions the attach form offers.
 MOUNT_CHOICES = 200
 # How many of the team's models the save form offers.
@@ -270,6 +271,7 @@ class NotebookDetailView(NotebookPage):
             show_start=SHOW_START,
             show_stop=SHOW_STOP,
             show_running=SHOW_RUNNING,
+            show_not_running=SHOW_NOT_RUNNING,
             update_form=with_plan_notes(
                 NotebookUpdateForm(
                     initial={
