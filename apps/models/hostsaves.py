@@ -17,13 +17,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import ServiceError
-from apps.core.streamed_body import SCOPE_KEY
 from apps.datasets import storage
 from apps.models.services import saves
 from apps.models.services.saves import TicketError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from django.http import HttpRequest, HttpResponse
 
@@ -134,16 +133,9 @@ def hostsave_chunk(request: HttpRequest, save_id: int, sha256: str, index: int) 
             ticket=ticket,
             sha256=sha256,
             index=index,
-            pieces=_body(request, int(length)),
+            pieces=storage.request_pieces(request, int(length)),
             checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
         )
         return {}
 
     return _answered(request, save_id, work)
-
-
-def _body(request: HttpRequest, length: int) -> Iterable[bytes]:
-    streamed = getattr(request, "scope", {}).get(SCOPE_KEY)
-    if streamed is not None:
-        return streamed
-    return storage.read_pieces(request, length)

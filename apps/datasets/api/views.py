@@ -23,7 +23,6 @@ from rest_framework.response import Response
 
 from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
-from apps.core.streamed_body import SCOPE_KEY
 from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.hooks import upload_purposes
@@ -225,19 +224,10 @@ class ChunkView(_DatasetView):
             sha256=sha256,
             index=index,
             # The raw body, a piece at a time: never parsed, never whole in memory.
-            pieces=self.body(request, int(length)),
+            pieces=storage.request_pieces(request._request, int(length)),
             checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @staticmethod
-    def body(request: Request, length: int) -> Iterable[bytes]:
-        """The body as the ASGI app streams it to this view (config/asgi.py), or read from
-        Django's request where it was not streamed (WSGI, the test client)."""
-        streamed = getattr(request._request, "scope", {}).get(SCOPE_KEY)
-        if streamed is not None:
-            return cast("Iterable[bytes]", streamed)
-        return storage.read_pieces(request._request, length)
 
 
 class ChunkTargetView(_DatasetView):
