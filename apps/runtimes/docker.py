@@ -485,9 +485,10 @@ class DockerRuntime(Runtime):
         the tar of the whole path (/notebooks and all in it, for the first step), and the
         stream it returns cannot be closed through docker-py's public API; left open, the
         daemon blocks on it and the next call on that container times out (seen in
-        tests/runtimes/test_read_folder.py when a refused path's stream was dropped). docker-py has no call for the HEAD, so this
-        one is made on docker-py's public client (a requests Session: ``head``,
-        ``base_url``, ``api_version``) with its public error mapping and header decoder."""
+        tests/runtimes/test_read_folder.py when a refused path's stream was dropped).
+        docker-py has no call for the HEAD, so this one is made on docker-py's public
+        client (a requests Session: ``head``, ``base_url``, ``api_version``), with
+        docker-py's public error mapping and header decoder."""
         api = self.client.api
         response = api.head(
             f"{api.base_url}/v{api.api_version}/containers/{container_id}/archive",
