@@ -96,7 +96,7 @@ def hostsave_step(request: HttpRequest, save_id: int, step: str) -> HttpResponse
             )
         if step == "complete":
             return {"version": saves.save_complete(ticket=ticket).number}
-        saves.save_fail(ticket=ticket, reason=body.get("reason"), path=body.get("path"))
+        saves.save_fail(ticket=ticket, code=body.get("code"), path=body.get("path"))
         return {}
 
     return _answered(request, save_id, work)

@@ -286,6 +286,8 @@ class TestBadInput:
 
         assert response.status_code == 400
         assert "arrived damaged" in response.json()["error"]["message"]
+        # Its own code, so a client knows to send it again (any other 400 is "invalid").
+        assert response.json()["error"]["code"] == "chunk_damaged"
         assert api.get(f"{base(acme)}/uploads/{upload['id']}/").json()["blobs"][0]["missing"] == [
             0,
             1,

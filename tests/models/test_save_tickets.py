@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.datasets.models import Upload
 from apps.models.models import ModelVersion, SaveTicket
+from apps.models.services.saves import FAILED_ELSE, FAILURES
 from apps.notebooks import saves
 from apps.notebooks.models import Status
 from apps.teams.models import Membership
@@ -241,16 +242,90 @@ def test_a_hostile_manifest_is_refused_ends_the_save_and_stores_nothing(
 
 
 def test_the_host_saying_a_file_changed_fails_the_version_naming_it(
-    acme, alice, catalogue, queued, client
+    acme, alice, catalogue, media, queued, client
 ):
     ticket, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
 
-    host.post("fail", {"reason": "changed while it was being saved", "path": "model.bin"})
+    assert host.post("fail", {"code": "changed", "path": "model.bin"}).status_code == 200
 
     version = version_of(ticket)
     assert version.status == ModelVersion.Status.FAILED
-    assert version.failure == "model.bin: changed while it was being saved"
+    assert version.failure == f"model.bin: {FAILURES['changed']}"
     assert version.number is None
+
+
+@pytest.mark.parametrize(
+    ("body", "failure"),
+    [
+        # A host's own words are never shown: only the server's, for the code it sends.
+        (
+            {"code": "changed", "reason": "<b>Call 555-0100 now</b>", "path": "model.bin"},
+            f"model.bin: {FAILURES['changed']}",
+        ),
+        # A path that is not one of the files this host listed for this save is not shown.
+        ({"code": "changed", "path": "Send your password to evil.example"}, FAILURES["changed"]),
+        ({"code": "vanished", "path": "../../etc/passwd"}, FAILURES["vanished"]),
+        # A folder-level code is worded with the save's own folder, not the host's.
+        ({"code": "missing", "path": "/elsewhere"}, "/notebooks/out does not exist."),
+        # An unknown code, or none, gets the generic sentence.
+        ({"code": "you-have-been-hacked", "path": "model.bin"}, "model.bin: " + FAILED_ELSE),
+        ({"reason": "free text"}, FAILED_ELSE),
+    ],
+    ids=["own-words", "foreign-path", "hostile-path", "folder-code", "unknown-code", "no-code"],
+)
+def test_a_failure_is_told_by_code_and_worded_by_the_server(
+    acme, alice, catalogue, media, queued, client, body, failure
+):
+    ticket, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
+
+    assert host.post("fail", body).status_code == 200
+
+    expected = failure.format(folder="/notebooks/out")
+    assert version_of(ticket).failure == expected
+    ticket.refresh_from_db()
+    assert ticket.failure == expected
+    assert "555" not in expected and "evil" not in expected
+
+
+def test_a_failure_before_the_manifest_names_no_path(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+
+    host.post("fail", {"code": "changed", "path": "model.bin"})
+
+    assert version_of(ticket).failure == FAILURES["changed"]
+
+
+def test_a_chunk_that_arrived_damaged_does_not_end_the_save(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    sha = MANIFEST["files"][0]["sha256"]
+    host.post("manifest", MANIFEST)
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+
+    damaged = host.put(target["url"], b"weightz", sha)
+
+    assert damaged.status_code == 400
+    assert damaged.json()["code"] == "chunk_damaged"
+    assert version_of(ticket).status == ModelVersion.Status.UPLOADING
+    # Sent again, whole: the save goes on to its end.
+    assert host.put(target["url"], DATA, sha).status_code == 200
+    assert host.post("complete").json() == {"version": 1}
+
+
+def test_any_other_refused_chunk_ends_the_save(acme, alice, catalogue, media, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+    sha = MANIFEST["files"][0]["sha256"]
+    host.post("manifest", MANIFEST)
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+
+    refused = host.put(target["url"], DATA + b"!", sha)  # a byte more than the chunk holds
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] != "chunk_damaged"
+    assert version_of(ticket).status == ModelVersion.Status.FAILED
 
 
 # --- the API ------------------------------------------------------------------------------------

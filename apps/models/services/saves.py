@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,13 @@ from django.utils import timezone
 from apps.core.audit import audit_record
 from apps.core.errors import PermissionDeniedError, ServiceError
 from apps.datasets.services.completion import upload_complete
-from apps.datasets.services.uploads import chunk_receive, chunk_target, upload_missing
+from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.services.uploads import (
+    CHUNK_DAMAGED,
+    chunk_receive,
+    chunk_target,
+    upload_missing,
+)
 from apps.models.models import ModelVersion, SaveTicket
 from apps.models.services.errors import ModelError, ModelPermissionError
 from apps.models.services.versions import version_begin, version_fail, version_manifest
@@ -43,6 +50,23 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 PHASES = ("reading", "sending")
+# What a host's failure code means, in the server's words (apps.machines.savefolder and
+# apps.runtimes.base.FolderError send the codes); {folder} is the save's own folder.
+FAILURES = {
+    "changed": "A file changed while the host saved it: save the folder again once "
+    "nothing writes to it.",
+    "vanished": "A file was removed while the host saved it: save the folder again.",
+    "damaged": "A part of a file arrived damaged each time the host sent it: save the "
+    "folder again.",
+    "unreadable": "The host could not read {folder}.",
+    "missing": "{folder} does not exist.",
+    "not_folder": "{folder} is not a folder.",
+    "link": "{folder} is reached through a link: give the folder it points to.",
+    "outside": "The folder must be inside /notebooks.",
+    "not_running": "The notebook stopped before its folder was saved.",
+    "host_error": "The host could not finish the save (its log says why).",
+}
+FAILED_ELSE = "The host could not save {folder}."
 # What the version page lists of the paths a save skipped (links, devices, fifos).
 SKIPPED_LISTED = 100
 
@@ -154,11 +178,13 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
 
 @contextlib.contextmanager
 def ends_on_refusal(ticket: SaveTicket) -> Iterator[None]:
-    """A step refused ends the save: the host stops at a 4xx, so nothing else would."""
+    """A step refused ends the save: the host stops at a 4xx, so nothing else would. Save
+    a chunk that arrived damaged: the host sends that one again."""
     try:
         yield
     except ServiceError as refused:
-        _finish(ticket, SaveTicket.Result.FAILED, str(refused))
+        if refused.code != CHUNK_DAMAGED:
+            _finish(ticket, SaveTicket.Result.FAILED, str(refused))
         raise
 
 
@@ -263,12 +289,28 @@ def save_complete(*, ticket: SaveTicket) -> ModelVersion:
     return made
 
 
-def save_fail(*, ticket: SaveTicket, reason: object, path: object = "") -> None:
+def save_fail(*, ticket: SaveTicket, code: object, path: object = "") -> None:
     """The host gave up (a file changed while it was read, the folder is gone): the
-    version fails with the reason, naming the path; the ticket is used up."""
-    words = str(reason or "The host could not save the folder.")[:500]
-    where = str(path or "")[:400]
+    version fails, in the server's words for the host's ``code`` (an unknown one gets
+    FAILED_ELSE), naming ``path`` only when it is a file of the manifest the host sent for
+    this save (the host is not trusted: its words and other paths are never shown). The
+    ticket is used up."""
+    template = FAILURES.get(code, FAILED_ELSE) if isinstance(code, str) else FAILED_ELSE
+    words = template.format(folder=ticket.folder)
+    where = _manifest_path(ticket, path)
     _finish(ticket, SaveTicket.Result.FAILED, f"{where}: {words}" if where else words)
+
+
+def _manifest_path(ticket: SaveTicket, path: object) -> str:
+    """``path`` when it is one of the files the host listed for this save, else ""."""
+    if not isinstance(path, str) or not path or ticket.version is None:
+        return ""
+    upload = ticket.version.upload
+    if upload is None:
+        return ""
+    wanted = unicodedata.normalize("NFC", path)
+    listed = {entry["path"] for entry in upload_manifest(upload)}
+    return wanted if wanted in listed else ""
 
 
 def _upload(ticket: SaveTicket) -> Any:
