@@ -21,9 +21,10 @@ Pass 1 reads and hashes every file and sends the manifest. Pass 2, when the serv
 bytes, reads the folder again: the chunks it lacks go out a few at a time from worker
 threads (memory holds at most IN_FLIGHT chunks and the one being read), and every file is
 hashed again as a whole: one that differs from pass 1 was changed while it was being
-saved (or removed: vanished), and the save fails, naming it. A network error or a 5xx is tried again with a
-backoff; a chunk the server says arrived damaged (code "chunk_damaged") is sent again, a
-few times; any other 4xx stops the save (the server has already recorded why).
+saved (or removed: vanished), and the save fails, naming it. A network error or a 5xx is
+tried again with a backoff; a chunk the server says arrived damaged (code
+"chunk_damaged") is sent again, a few times; any other 4xx stops the save (the server has
+already recorded why).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from apps.machines import savefolder
 from apps.machines.savefolder import run_save
 from apps.models.hooks import source_link
 from apps.models.models import ModelFile, ModelVersion, SaveTicket
-from apps.models.services.saves import FAILURES
 from apps.models.selectors import lineage_datasets
+from apps.models.services.saves import FAILURES
 from apps.notebooks import saves
 from apps.notebooks.models import Status
 from apps.runtimes import select
