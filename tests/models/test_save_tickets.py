@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from apps.datasets.models import Upload
 from apps.models.models import ModelVersion, SaveTicket
-from apps.models.services.saves import FAILED_ELSE, FAILURES
+from apps.models.services.saves import FAILED_ELSE, FAILURES, STOPPED_ANSWERING
+from apps.models.tasks import upkeep_task
 from apps.notebooks import saves
 from apps.notebooks.models import Status
 from apps.teams.models import Membership
@@ -150,7 +151,63 @@ def test_a_save_whose_host_went_quiet_shows_as_failed(acme, alice, catalogue, qu
     shown = saves.notebook_saves(ticket_notebook(ticket))[0]
 
     assert (shown["state"], shown["running"]) == ("failed", False)
-    assert "stopped reporting" in shown["failure"]
+    assert shown["failure"] == STOPPED_ANSWERING
+
+
+def test_the_housekeeping_fails_a_save_whose_host_stopped_answering(
+    acme, alice, catalogue, media, queued, client, settings
+):
+    # The host died after its manifest: nothing will call again, and no page was opened.
+    dead, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
+    live = saves.notebook_save_model(
+        team=acme,
+        actor=alice,
+        notebook=running(acme, alice, "Other"),
+        folder="out",
+        model=dead.model.slug,
+        model_name="",
+    )
+    SaveTicket.objects.for_team(acme).filter(pk=dead.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert version_of(dead).status == ModelVersion.Status.UPLOADING
+
+    assert upkeep_task.apply().get() == {"saves_failed": 1}
+
+    version = version_of(dead)
+    assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
+    dead.refresh_from_db()
+    assert (dead.result, dead.failure) == (SaveTicket.Result.FAILED, STOPPED_ANSWERING)
+    assert dead.finished_at is not None
+    assert version_of(live).status == ModelVersion.Status.UPLOADING  # its host still answers
+    assert upkeep_task.apply().get() == {"saves_failed": 0}
+    # And beat runs it.
+    assert settings.CELERY_BEAT_SCHEDULE["models-upkeep"]["task"] == upkeep_task.name
+
+
+def test_the_housekeeping_fails_a_save_whose_ticket_is_gone_and_leaves_api_uploads(
+    acme, alice, catalogue, media, queued, client
+):
+    from apps.models.services.versions import version_start
+
+    gone, _ = start(acme, alice, queued, client)
+    version = version_of(gone)
+    SaveTicket.objects.for_team(acme).filter(pk=gone.pk).delete()
+    uploaded, upload = version_start(
+        team=acme, actor=alice, model=version.model, files=MANIFEST["files"]
+    )
+    assert upload is not None
+    long_ago = timezone.now() - timedelta(days=1)
+    ModelVersion.objects.for_team(acme).update(created_at=long_ago)
+
+    assert upkeep_task.apply().get() == {"saves_failed": 1}
+
+    version.refresh_from_db()
+    assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
+    # An upload the API started is its upload's business (abandoned after a week).
+    uploaded.refresh_from_db()
+    assert uploaded.status == ModelVersion.Status.UPLOADING
 
 
 def ticket_notebook(ticket):

@@ -19,11 +19,12 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -67,6 +68,8 @@ FAILURES = {
     "host_error": "The host could not finish the save (its log says why).",
 }
 FAILED_ELSE = "The host could not save {folder}."
+# A save whose ticket died (expired, or gone) before the host ended it.
+STOPPED_ANSWERING = "The host stopped answering while it saved this folder: save it again."
 # What the version page lists of the paths a save skipped (links, devices, fifos).
 SKIPPED_LISTED = 100
 
@@ -159,7 +162,7 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
         raise TicketError("This save ticket is used up: its save has ended.")
     now = timezone.now()
     if found.expires_at <= now:
-        _finish(found, SaveTicket.Result.FAILED, "The host stopped reporting: the save expired.")
+        _finish(found, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
         raise TicketError("This save ticket has expired.")
     SaveTicket.objects.for_team(found.team).filter(pk=found.pk).update(expires_at=now + _lifetime())
     try:
@@ -207,6 +210,43 @@ def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
                 reason=failure[:200],
             )
     ticket.refresh_from_db()
+
+
+def saves_expire(*, now: datetime | None = None) -> int:
+    """Housekeeping (beat, models.upkeep): fail every save whose host went silent, so its
+    version does not stay "uploading" for ever. A save whose ticket expired unused (the
+    host died, its agent's task was lost) fails with STOPPED_ANSWERING, as does a version
+    a host was to fill (``version_begin``'s: no upload yet) whose ticket is gone. A
+    version the upload API started is not a save: its upload's abandon hook fails it
+    (apps.models.services.versions). Returns how many saves it failed."""
+    now = now or timezone.now()
+    count = 0
+    expired = (
+        SaveTicket.objects.unscoped()  # housekeeping across every team
+        .filter(finished_at__isnull=True, expires_at__lte=now)
+        .select_related("team", "created_by", "model")
+    )
+    for ticket in expired:
+        _finish(ticket, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
+        count += ticket.result == SaveTicket.Result.FAILED
+    live = SaveTicket.objects.unscoped().filter(  # housekeeping across every team
+        finished_at__isnull=True, version_id=OuterRef("pk")
+    )
+    orphans = (
+        ModelVersion.objects.unscoped()  # housekeeping across every team
+        .filter(
+            status=ModelVersion.Status.UPLOADING,
+            upload__isnull=True,
+            created_at__lt=now - _lifetime(),
+        )
+        .exclude(Exists(live))
+    )
+    for version in orphans:
+        if version_fail(version=version, reason=STOPPED_ANSWERING).status == (
+            ModelVersion.Status.FAILED
+        ):
+            count += 1
+    return count
 
 
 def _version(ticket: SaveTicket) -> ModelVersion:
