@@ -16,6 +16,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.core.api.parsers import MANIFEST_MAX_BYTES
 from apps.core.errors import ServiceError
 from apps.datasets import storage
 from apps.models.services import saves
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
     from apps.models.models import SaveTicket
-
-# A manifest of 100,000 files (the most a version holds) is about 20 MB of JSON.
-MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _refusal(exc: ServiceError) -> JsonResponse:
@@ -47,7 +45,7 @@ def _ticket(request: HttpRequest, save_id: int) -> SaveTicket:
 
 def _json(request: HttpRequest) -> dict[str, Any]:
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+    if not length.isdigit() or int(length) > MANIFEST_MAX_BYTES:
         raise ServiceError("Send a JSON body of at most 32 MiB, with its Content-Length.")
     raw = request.read(int(length)) if int(length) else b""
     try:

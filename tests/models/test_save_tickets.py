@@ -8,9 +8,11 @@ ticket) and asserts on the server's state afterwards.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from apps.datasets.models import Upload
@@ -80,10 +82,10 @@ class Host:
         )
 
 
-def start(team, actor, queued, client, notebook=None):
+def start(team, actor, queued, client, notebook=None, model_name="Churn"):
     notebook = notebook or running(team, actor)
     ticket = saves.notebook_save_model(
-        team=team, actor=actor, notebook=notebook, folder="out", model_name="Churn"
+        team=team, actor=actor, notebook=notebook, folder="out", model_name=model_name
     )
     return ticket, Host(client, queued[-1])
 
@@ -462,3 +464,36 @@ def test_the_api_refuses_a_stopped_notebook(acme, alice, catalogue, queued):
 
 def make_api(user):
     return bearer(make_token(user)[1])
+
+
+# --- a manifest as large as a version may be ----------------------------------------------------
+
+
+def _many(count: int) -> dict:
+    """``count`` files of the same bytes: a 10 MB manifest with one blob to send."""
+    entry = MANIFEST["files"][0]
+    return {
+        "files": [{**entry, "path": f"shard/{i:06d}.bin"} for i in range(count)],
+        "skipped": [],
+    }
+
+
+def test_a_manifest_of_100000_files_is_accepted_and_one_more_is_refused_by_the_count(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    big = _many(100_000)
+    assert len(json.dumps(big)) > 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # past Django's limit
+
+    answer = host.post("manifest", big)
+
+    assert answer.status_code == 200, answer.content[:300]
+    assert answer.json()["state"] == "upload"
+    assert version_of(ticket).file_count == 100_000
+
+    other, host = start(acme, alice, queued, client, running(acme, alice, "Other"), "Big")
+    refused = host.post("manifest", _many(100_001))
+
+    assert refused.status_code == 400
+    assert "at most 100,000 files" in refused.json()["detail"]
+    assert version_of(other).status == ModelVersion.Status.FAILED

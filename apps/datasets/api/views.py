@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
+from apps.core.api.parsers import ManifestJSONParser
 from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.hooks import upload_purposes
@@ -179,6 +180,8 @@ class VersionFilesView(mixins.ListModelMixin, _DatasetView):
 class UploadStartView(_DatasetView):
     """Start an upload of a new version: the answer lists only the blobs to send."""
 
+    # A manifest of up to 100,000 files is ~10 MB: past Django's 2.5 MiB body limit.
+    parser_classes = [ManifestJSONParser]
     serializer_class = s.UploadStartSerializer  # type: ignore[assignment]
 
     @extend_schema(request=s.UploadStartSerializer, responses={201: s.UploadSerializer})
