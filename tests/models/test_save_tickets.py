@@ -175,7 +175,7 @@ def test_the_housekeeping_fails_a_save_whose_host_stopped_answering(
     )
     assert version_of(dead).status == ModelVersion.Status.UPLOADING
 
-    assert upkeep_task.apply().get() == {"saves_failed": 1}
+    assert upkeep_task.apply().result == {"saves_failed": 1}
 
     version = version_of(dead)
     assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
@@ -183,7 +183,7 @@ def test_the_housekeeping_fails_a_save_whose_host_stopped_answering(
     assert (dead.result, dead.failure) == (SaveTicket.Result.FAILED, STOPPED_ANSWERING)
     assert dead.finished_at is not None
     assert version_of(live).status == ModelVersion.Status.UPLOADING  # its host still answers
-    assert upkeep_task.apply().get() == {"saves_failed": 0}
+    assert upkeep_task.apply().result == {"saves_failed": 0}
     # And beat runs it.
     assert settings.CELERY_BEAT_SCHEDULE["models-upkeep"]["task"] == upkeep_task.name
 
@@ -203,7 +203,7 @@ def test_the_housekeeping_fails_a_save_whose_ticket_is_gone_and_leaves_api_uploa
     long_ago = timezone.now() - timedelta(days=1)
     ModelVersion.objects.for_team(acme).update(created_at=long_ago)
 
-    assert upkeep_task.apply().get() == {"saves_failed": 1}
+    assert upkeep_task.apply().result == {"saves_failed": 1}
 
     version.refresh_from_db()
     assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
