@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,24 @@ if TYPE_CHECKING:
     from apps.accounts.models import User
 
 REQUIRE_SERVICES = os.environ.get("LATTICE_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run on the project's .venv when pyproject.toml changed since it was
+    installed (a merge added a dependency): each test module that imports the new package
+    would be a collection error, and the run would pass only once something (make) had
+    installed it. That happened to tests/models/test_example.py (scikit-learn)."""
+    venv = ROOT / ".venv"
+    stamp = venv / ".dev-installed"
+    if Path(sys.prefix).resolve() != venv.resolve() or not stamp.exists():
+        return  # another environment (CI's, a container's): its own business
+    if (ROOT / "pyproject.toml").stat().st_mtime > stamp.stat().st_mtime:
+        pytest.exit(
+            "pyproject.toml changed since .venv was installed: run `make .venv/.dev-installed` "
+            "(it installs the new dependencies), then the tests.",
+            returncode=4,
+        )
 
 
 def service_missing(reason: str) -> None:

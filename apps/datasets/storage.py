@@ -8,14 +8,18 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from apps.core.streamed_body import SCOPE_KEY
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from django.http import HttpRequest
 
 PIECE = 1024 * 1024
 
@@ -115,6 +119,16 @@ def read_pieces(stream: Readable, length: int) -> Iterator[bytes]:
     extra = stream.read(1)
     if extra:
         yield extra
+
+
+def request_pieces(request: HttpRequest, length: int) -> Iterable[bytes]:
+    """A PUT's body, ``length`` bytes, a piece at a time: as the ASGI app streams it to the
+    view (config/asgi.py STREAMED_PUTS), or read from Django's request where it was not
+    streamed (WSGI, the test client). Never parsed, never whole in memory."""
+    streamed = getattr(request, "scope", {}).get(SCOPE_KEY)
+    if streamed is not None:
+        return cast("Iterable[bytes]", streamed)
+    return read_pieces(request, length)
 
 
 def open_pieces(key: str) -> Iterator[bytes]:

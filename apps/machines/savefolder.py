@@ -12,14 +12,19 @@ web tier with ``Authorization: Ticket <ticket>``::
     POST <ticket_url>/blobs/<sha256>/chunks/<i>/target  {"sha256": chunk_sha}
          -> {"method", "url", "headers"}: where the chunk's bytes go
     POST <ticket_url>/complete  -> {"version": n}
-    POST <ticket_url>/fail  {"reason": "...", "path": "..."}
+    POST <ticket_url>/fail  {"code": "changed", "path": "..."}
+
+A failure is told as a code (FAILURE_CODES), never in the host's words: hosts are not
+trusted, and the server says what a code means in its own.
 
 Pass 1 reads and hashes every file and sends the manifest. Pass 2, when the server wants
 bytes, reads the folder again: the chunks it lacks go out a few at a time from worker
 threads (memory holds at most IN_FLIGHT chunks and the one being read), and every file is
 hashed again as a whole: one that differs from pass 1 was changed while it was being
-saved, and the save fails, naming it. A network error or a 5xx is tried again with a
-backoff; a 4xx stops the save (the server has already recorded why).
+saved (or removed: vanished), and the save fails, naming it. A network error or a 5xx is
+tried again with a backoff; a chunk the server says arrived damaged (code
+"chunk_damaged") is sent again, a few times; any other 4xx stops the save (the server has
+already recorded why).
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ PROGRESS_EVERY = 0.5
 ATTEMPTS = 4
 BACKOFF = 0.5
 
-CHANGED = "changed while it was being saved"
+# A chunk the server refused with this code arrived damaged (its SHA-256 did not match):
+# it is sent again, at most CHUNK_SENDS times in all. Any other 4xx ends the save.
+CHUNK_DAMAGED = "chunk_damaged"
+CHUNK_SENDS = 3
 
 
 class SaveRefusedError(Exception):
@@ -67,10 +75,18 @@ class SaveRefusedError(Exception):
         self.status, self.detail, self.code = status, detail, code
 
 
+# What the host may tell the server when it gives up (the server words each).
+CHANGED = "changed"  # a file differs from what pass 1 read (path: the file)
+VANISHED = "vanished"  # a file pass 1 read is gone (path: the file)
+DAMAGED = "damaged"  # a chunk arrived damaged every time it was sent
+HOST_ERROR = "host_error"  # anything else: the agent's log says what
+# And FolderError's codes: not_running, missing, link, not_folder, outside, unreadable.
+
+
 class _ChangedError(Exception):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, code: str = CHANGED) -> None:
         super().__init__(path)
-        self.path = path
+        self.path, self.code = path, code
 
 
 @dataclass(frozen=True)
@@ -193,7 +209,7 @@ def save_folder(
     try:
         files, skipped = _listing(runtime, state, folder, client)
     except FolderError as exc:
-        return _fail(client, str(exc))
+        return _fail(client, exc.code)
     answer = client.post(
         "manifest",
         {"files": [vars(f) for f in files], "skipped": skipped},
@@ -212,15 +228,20 @@ def save_folder(
             chunk_size=int(answer["chunk_size"]),
         )
     except _ChangedError as exc:
-        return _fail(client, CHANGED, exc.path)
+        return _fail(client, exc.code, exc.path)
+    except SaveRefusedError as exc:
+        if exc.code != CHUNK_DAMAGED:
+            raise
+        # Damaged CHUNK_SENDS times over: the server kept the save open for a resend.
+        return _fail(client, DAMAGED)
     except FolderError as exc:
-        return _fail(client, str(exc))
+        return _fail(client, exc.code)
     return client.post("complete")
 
 
-def _fail(client: SaveClient, reason: str, path: str = "") -> dict[str, Any]:
-    client.post("fail", {"reason": reason, "path": path})
-    return {"failed": reason, "path": path}
+def _fail(client: SaveClient, code: str, path: str = "") -> dict[str, Any]:
+    client.post("fail", {"code": code, "path": path})
+    return {"failed": code, "path": path}
 
 
 def _listing(
@@ -283,10 +304,20 @@ class _Sender:
         chunk_sha = hashlib.sha256()
         for piece in pieces:
             chunk_sha.update(piece)
-        target = self.client.post(
-            f"blobs/{sha256}/chunks/{index}/target", {"sha256": chunk_sha.hexdigest()}
-        )
-        self.client.put_chunk(target, pieces)
+        for send in range(1, CHUNK_SENDS + 1):
+            target = self.client.post(
+                f"blobs/{sha256}/chunks/{index}/target", {"sha256": chunk_sha.hexdigest()}
+            )
+            try:
+                self.client.put_chunk(target, pieces)
+            except SaveRefusedError as exc:
+                if exc.code != CHUNK_DAMAGED or send == CHUNK_SENDS:
+                    raise
+                logger.warning(
+                    "save: chunk %s of %s arrived damaged; sending it again", index, sha256
+                )
+            else:
+                return
 
     def check(self) -> None:
         """Raise what a finished send raised (a refusal stops the save at once)."""
@@ -347,7 +378,7 @@ def _send_missing(
                 raise _ChangedError(entry.path)
         gone = sorted(set(listed) - seen)
         if gone:
-            raise _ChangedError(gone[0])
+            raise _ChangedError(gone[0], VANISHED)
         sender.finish()
     finally:
         sender.close()
@@ -405,7 +436,7 @@ def run_save(
 ) -> dict[str, Any]:
     """The agent's task: ``save_folder`` with a client of its own. A refusal ends it quietly
     (the server knows why); anything else is logged here and told to the server as a
-    failure, in words that say nothing of the host's insides."""
+    failure (its code: the server has the words)."""
     client = SaveClient(ticket_url, ticket)
     try:
         return save_folder(runtime, state, folder, client)
@@ -415,7 +446,7 @@ def run_save(
     except Exception:
         logger.exception("save of %s", folder)
         with contextlib.suppress(Exception):
-            return _fail(client, "The host could not finish the save (its log says why).")
+            return _fail(client, HOST_ERROR)
         return {"failed": "unreachable"}
     finally:
         client.close()

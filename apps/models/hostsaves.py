@@ -16,21 +16,18 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.core.api.parsers import MANIFEST_MAX_BYTES
 from apps.core.errors import ServiceError
-from apps.core.streamed_body import SCOPE_KEY
 from apps.datasets import storage
 from apps.models.services import saves
 from apps.models.services.saves import TicketError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from django.http import HttpRequest, HttpResponse
 
     from apps.models.models import SaveTicket
-
-# A manifest of 100,000 files (the most a version holds) is about 20 MB of JSON.
-MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _refusal(exc: ServiceError) -> JsonResponse:
@@ -48,7 +45,7 @@ def _ticket(request: HttpRequest, save_id: int) -> SaveTicket:
 
 def _json(request: HttpRequest) -> dict[str, Any]:
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+    if not length.isdigit() or int(length) > MANIFEST_MAX_BYTES:
         raise ServiceError("Send a JSON body of at most 32 MiB, with its Content-Length.")
     raw = request.read(int(length)) if int(length) else b""
     try:
@@ -97,7 +94,7 @@ def hostsave_step(request: HttpRequest, save_id: int, step: str) -> HttpResponse
             )
         if step == "complete":
             return {"version": saves.save_complete(ticket=ticket).number}
-        saves.save_fail(ticket=ticket, reason=body.get("reason"), path=body.get("path"))
+        saves.save_fail(ticket=ticket, code=body.get("code"), path=body.get("path"))
         return {}
 
     return _answered(request, save_id, work)
@@ -134,16 +131,9 @@ def hostsave_chunk(request: HttpRequest, save_id: int, sha256: str, index: int) 
             ticket=ticket,
             sha256=sha256,
             index=index,
-            pieces=_body(request, int(length)),
+            pieces=storage.request_pieces(request, int(length)),
             checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
         )
         return {}
 
     return _answered(request, save_id, work)
-
-
-def _body(request: HttpRequest, length: int) -> Iterable[bytes]:
-    streamed = getattr(request, "scope", {}).get(SCOPE_KEY)
-    if streamed is not None:
-        return streamed
-    return storage.read_pieces(request, length)

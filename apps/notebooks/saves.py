@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
 from apps.models.services.registry import model_create
-from apps.models.services.saves import save_begin, ticket_url
+from apps.models.services.saves import STOPPED_ANSWERING, save_begin, ticket_url
 from apps.notebooks.errors import NotebookConflictError, NotebookError
 from apps.notebooks.models import NotebookMount, NotebookSession, Status
 from apps.notebooks.mounts import mount_available
@@ -123,7 +123,7 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
         state = "failed"
     elif ticket.finished_at is None and ticket.expires_at <= timezone.now():
         # Its host went quiet (stopped, lost): the ticket is dead, whoever notices first.
-        state, failure = "failed", "The host stopped reporting: the save expired."
+        state, failure = "failed", STOPPED_ANSWERING
     made = version if ticket.result in ("ready", "existing") else None
     link = ""
     if made is not None:

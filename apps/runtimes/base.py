@@ -146,7 +146,15 @@ NOTEBOOKS_PATH = "/notebooks"
 
 
 class FolderError(WorkloadError):
-    """A folder that cannot be read: missing, not a folder, or outside /notebooks."""
+    """A folder that cannot be read: missing, not a folder, or outside /notebooks.
+
+    ``code`` says which, for a server that trusts no host's words (the save protocol sends
+    the code, and the server says it in its own words): "not_running", "missing", "link",
+    "not_folder", "outside", or "unreadable"."""
+
+    def __init__(self, message: str, code: str = "unreadable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Readable(Protocol):
@@ -176,12 +184,14 @@ def folder_path(folder: str) -> str:
     """``folder`` (relative to /notebooks) as plain "/"-separated names, "" for /notebooks
     itself. Raises FolderError for an absolute path, "..", or a name no file system has."""
     if "\x00" in folder or "\\" in folder:
-        raise FolderError("A folder's name cannot hold a NUL or a backslash.")
+        raise FolderError("A folder's name cannot hold a NUL or a backslash.", "outside")
     if folder.startswith("/"):
-        raise FolderError(f"Give the folder relative to {NOTEBOOKS_PATH}, not {folder[:200]!r}.")
+        raise FolderError(
+            f"Give the folder relative to {NOTEBOOKS_PATH}, not {folder[:200]!r}.", "outside"
+        )
     names = [name for name in folder.split("/") if name not in ("", ".")]
     if ".." in names:
-        raise FolderError(f"The folder must be inside {NOTEBOOKS_PATH}: no '..' in it.")
+        raise FolderError(f"The folder must be inside {NOTEBOOKS_PATH}: no '..' in it.", "outside")
     return "/".join(names)
 
 

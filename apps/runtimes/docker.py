@@ -25,11 +25,17 @@ import subprocess
 import tarfile
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import docker
+import requests
 from django.conf import settings
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import (
+    APIError,
+    ImageNotFound,
+    NotFound,
+    create_api_error_from_http_exception,
+)
 from docker.types import DeviceRequest, Mount
 from docker.utils import decode_json_header
 
@@ -430,12 +436,8 @@ class DockerRuntime(Runtime):
         relative = folder_path(folder)
         container = self._container(state)
         if container is None or container.status != "running":
-            raise FolderError("The notebook is not running.")
-        path = self._folder_checked(container.id, relative)
-        try:
-            chunks, _ = self.client.api.get_archive(container.id, path)
-        except NotFound as exc:
-            raise FolderError(f"{path} does not exist.") from exc
+            raise FolderError("The notebook is not running.", "not_running")
+        chunks = self._folder_archive(container.id, relative)
         reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1024 * 1024)
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
@@ -451,9 +453,9 @@ class DockerRuntime(Runtime):
                 else:
                     yield FolderEntry(name, 0, skipped=_TAR_KINDS.get(member.type, "other"))
 
-    def _folder_checked(self, container_id: str, relative: str) -> str:
-        """/notebooks/``relative`` in the container, once each step of it is found not to be
-        a link, and the last a folder; else FolderError."""
+    def _folder_archive(self, container_id: str, relative: str) -> Iterator[bytes]:
+        """The tar stream of /notebooks/``relative`` in the container, once each step of
+        the path is found not to be a link, and the last a folder; else FolderError."""
         steps = [NOTEBOOKS_PATH]
         for name in relative.split("/") if relative else []:
             steps.append(posixpath.join(steps[-1], name))
@@ -461,26 +463,43 @@ class DockerRuntime(Runtime):
         for path in steps:
             stat = self._path_stat(container_id, path) or {}
             if not stat:
-                raise FolderError(f"{path} does not exist.")
+                raise FolderError(f"{path} does not exist.", "missing")
             if stat.get("linkTarget"):
-                raise FolderError(f"{path} is a link: give the folder it points to.")
+                raise FolderError(f"{path} is a link: give the folder it points to.", "link")
         path = steps[-1]
         # Go's os.ModeDir: the top bit of the 32-bit file mode.
         if not int(stat.get("mode", 0)) & (1 << 31):
-            raise FolderError(f"{path} is not a folder.")
-        return path
+            raise FolderError(f"{path} is not a folder.", "not_folder")
+        try:
+            chunks, _ = self.client.api.get_archive(container_id, path)
+        except NotFound as exc:
+            raise FolderError(f"{path} does not exist.", "missing") from exc
+        return cast("Iterator[bytes]", chunks)
 
     def _path_stat(self, container_id: str, path: str) -> dict[str, Any] | None:
         """What Docker says of ``path`` in the container (not following a last link), or
-        None when it is missing: the archive endpoint's HEAD, which sends no files."""
+        None when it is missing: the Engine API's HEAD /containers/{id}/archive, which
+        sends no files.
+
+        Not docker-py's ``get_archive``, on purpose: it is a GET, so Docker starts making
+        the tar of the whole path (/notebooks and all in it, for the first step), and the
+        stream it returns cannot be closed through docker-py's public API; left open, the
+        daemon blocks on it and the next call on that container times out (seen in
+        tests/runtimes/test_read_folder.py when a refused path's stream was dropped).
+        docker-py has no call for the HEAD, so this one is made on docker-py's public
+        client (a requests Session: ``head``, ``base_url``, ``api_version``), with
+        docker-py's public error mapping and header decoder."""
         api = self.client.api
         response = api.head(
-            api._url("/containers/{0}/archive", container_id),
+            f"{api.base_url}/v{api.api_version}/containers/{container_id}/archive",
             params={"path": path},
         )
         if response.status_code == 404:  # noqa: PLR2004
             return None
-        api._raise_for_status(response)
+        try:
+            response.raise_for_status()
+        except requests.HTTPError as exc:
+            raise create_api_error_from_http_exception(exc) from exc
         return dict(decode_json_header(response.headers["X-Docker-Container-Path-Stat"]))
 
 

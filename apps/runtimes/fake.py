@@ -234,7 +234,7 @@ class FakeRuntime(Runtime):
     def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
         relative = folder_path(folder)
         if self.poll(state) is not None:
-            raise FolderError("The notebook is not running.")
+            raise FolderError("The notebook is not running.", "not_running")
         prefix = f"{relative}/" if relative else ""
         found = sorted(
             (path[len(prefix) :], data)
@@ -242,7 +242,7 @@ class FakeRuntime(Runtime):
             if path.startswith(prefix)
         )
         if not found:
-            raise FolderError(f"{NOTEBOOKS_PATH}/{relative} does not exist.")
+            raise FolderError(f"{NOTEBOOKS_PATH}/{relative} does not exist.", "missing")
         for path, data in found:
             if data is None:
                 yield FolderEntry(path, 0, skipped="link")

@@ -331,21 +331,23 @@ class LocalProcessRuntime(Runtime):
         relative = folder_path(folder)
         state = self._load(state)
         if "pid" not in state or self._process(state) is None:
-            raise FolderError("The notebook is not running.")
+            raise FolderError("The notebook is not running.", "not_running")
         if not state.get("notebooks"):
-            raise FolderError(f"This workload has no {NOTEBOOKS_PATH} folder.")
+            raise FolderError(f"This workload has no {NOTEBOOKS_PATH} folder.", "missing")
         root = Path(state["notebooks"])
         target = root.joinpath(relative) if relative else root
         shown = f"{NOTEBOOKS_PATH}/{relative}".rstrip("/")
         if not target.exists():
-            raise FolderError(f"{shown} does not exist.")
+            raise FolderError(f"{shown} does not exist.", "missing")
         # No step of the way may be a link (to elsewhere on the host, or elsewhere inside).
         if target.resolve() != root.resolve() / relative:
-            raise FolderError(f"{shown} is reached through a link: give the folder it points to.")
+            raise FolderError(
+                f"{shown} is reached through a link: give the folder it points to.", "link"
+            )
         try:
             top = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise FolderError(f"{shown} is not a folder.") from exc
+            raise FolderError(f"{shown} is not a folder.", "not_folder") from exc
         try:
             yield from _walk(top, "")
         finally:

@@ -413,6 +413,8 @@ CELERY_BEAT_SCHEDULE = {
     "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
     # Abandoned uploads and blobs nothing refers to.
     "datasets-upkeep": {"task": "datasets.upkeep", "schedule": 3600.0},
+    # Saves of a notebook's folder whose host stopped answering: failed, not left uploading.
+    "models-upkeep": {"task": "models.upkeep", "schedule": 300.0},
     # Usage to Stripe, spend caps, grace periods: every team with billing to look after.
     "billing-sweep": {
         "task": "billing.sweep",

@@ -286,6 +286,8 @@ class TestBadInput:
 
         assert response.status_code == 400
         assert "arrived damaged" in response.json()["error"]["message"]
+        # Its own code, so a client knows to send it again (any other 400 is "invalid").
+        assert response.json()["error"]["code"] == "chunk_damaged"
         assert api.get(f"{base(acme)}/uploads/{upload['id']}/").json()["blobs"][0]["missing"] == [
             0,
             1,
@@ -565,3 +567,25 @@ def test_a_damaged_file_among_good_ones_moves_none_and_the_resend_completes(api,
     assert put_chunk(api, acme, upload["id"], files["b"], 1).status_code == 204
     assert complete(api, acme, upload["id"]).status_code == 201
     assert sorted(p.read_bytes() for p in blob_files(media)) == sorted(files.values())
+
+
+def test_an_upload_of_100000_files_starts_and_one_more_is_refused_by_the_count(api, acme, cats):
+    # 10 MB of JSON, past Django's 2.5 MiB body limit: the upload start reads it itself.
+    entry = {"size": 1, "sha256": sha(b"x")}
+    files = [{**entry, "path": f"shard/{i:06d}"} for i in range(100_001)]
+
+    response = api.post(
+        f"{base(acme)}/datasets/cats/uploads/",
+        json.dumps({"files": files[:100_000]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content[:300]
+    assert response.json()["blobs"][0]["sha256"] == sha(b"x")
+
+    response = api.post(
+        f"{base(acme)}/datasets/cats/uploads/",
+        json.dumps({"files": files}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "at most 100,000 files" in json.dumps(response.json()["error"]["fields"]["files"])

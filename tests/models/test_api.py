@@ -15,17 +15,17 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.tokens import token_create
+from apps.core.api.parsers import ManifestJSONParser
 from apps.core.models import AuditEntry
 from apps.datasets.models import Blob, Upload, UploadBlob, UploadChunk
-from apps.datasets.services.errors import DatasetError
 from apps.models.hooks import source_link, version_servers
 from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion
-from apps.models.services.versions import version_start
 from apps.teams.models import Role
 from tests.dataset_fixtures import make_version, sha
 from tests.factories import TeamFactory, add_member
@@ -330,12 +330,35 @@ class TestHostileManifests:
         assert reason in json.dumps(error["fields"]["files"], ensure_ascii=False)
         assert_nothing_stored(acme, media)
 
-    def test_more_than_100000_files_are_refused_and_nothing_stored(
+    def test_100000_files_are_accepted_and_one_more_is_refused_by_the_count(
         self, api, acme, alice, iris, media
     ):
-        files = [{"path": f"f{i}", "size": 1, "sha256": _X} for i in range(100_001)]
+        # 10 MB of JSON, past Django's 2.5 MiB body limit: this view reads it itself.
+        files = [{"path": f"f{i:06d}", "size": 1, "sha256": _X} for i in range(100_001)]
+        body = json.dumps({"files": files[:100_000]})
+        assert len(body) > 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
-        # Through the API such a manifest (10 MB of JSON) is past the body limit already.
+        response = api.post(
+            f"{base(acme)}/models/iris/versions/", data=body, content_type="application/json"
+        )
+        assert response.status_code == 201, response.content[:300]
+        version = ModelVersion.objects.for_team(acme).get(pk=response.json()["version_id"])
+        assert version.file_count == 100_000
+
+        response = api.post(
+            f"{base(acme)}/models/iris/versions/",
+            data=json.dumps({"files": files}),
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert "at most 100,000 files" in json.dumps(response.json()["error"]["fields"]["files"])
+
+    def test_a_body_past_the_manifest_limit_is_refused_and_the_global_limit_stays(
+        self, api, acme, iris, media, monkeypatch
+    ):
+        monkeypatch.setattr(ManifestJSONParser, "max_bytes", 1024 * 1024)
+        files = [{"path": "p" * 900 + str(i), "size": 1, "sha256": _X} for i in range(2_000)]
+
         response = api.post(
             f"{base(acme)}/models/iris/versions/",
             data=json.dumps({"files": files}),
@@ -343,12 +366,13 @@ class TestHostileManifests:
         )
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "request_too_large"
-        assert_nothing_stored(acme, media)
-
-        # And the service refuses the count itself (a caller inside, a host's save).
-        model = Model.objects.for_team(acme).get(slug="iris")
-        with pytest.raises(DatasetError, match="at most 100,000 files"):
-            version_start(team=acme, actor=alice, model=model, files=files)
+        # Any other view keeps Django's 2.5 MiB.
+        response = api.patch(
+            f"{base(acme)}/models/iris/",
+            data=json.dumps({"description": "x" * 3 * 1024 * 1024}),
+            content_type="application/json",
+        )
+        assert response.status_code == 413
         assert_nothing_stored(acme, media)
 
     @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sklearn.datasets import load_iris
 
 from apps.models.selectors import version_manifest
 from tests.model_fixtures import make_model_version
@@ -72,6 +71,10 @@ def test_train_writes_a_folder_whose_predictor_answers(tmp_path):
 
 def test_train_reads_a_dataset_csv_when_given_one(tmp_path):
     """In a notebook the data is a dataset's CSV under /datasets/; here --data names one."""
+    # Imported here, not at collection: a module that cannot import fails the whole
+    # collection (this one once did, run on a .venv not yet given scikit-learn).
+    from sklearn.datasets import load_iris
+
     bundled = load_iris()
     data = tmp_path / "iris.csv"
     with data.open("w", newline="") as handle:

@@ -26,10 +26,11 @@ from docker.errors import NotFound
 
 from apps.datasets.models import blob_key
 from apps.machines import savefolder
-from apps.machines.savefolder import CHANGED, run_save
+from apps.machines.savefolder import run_save
 from apps.models.hooks import source_link
 from apps.models.models import ModelFile, ModelVersion, SaveTicket
 from apps.models.selectors import lineage_datasets
+from apps.models.services.saves import FAILURES
 from apps.notebooks import saves
 from apps.notebooks.models import Status
 from apps.runtimes import select
@@ -209,8 +210,7 @@ def test_a_file_changed_mid_save_fails_it_naming_the_file(
     version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
     assert version.status == ModelVersion.Status.FAILED
     assert version.number is None
-    assert "model.bin" in version.failure
-    assert CHANGED in version.failure
+    assert version.failure == f"model.bin: {FAILURES['changed']}"
     assert not ModelVersion.objects.for_team(acme).filter(status="ready").exists()
     assert saves.notebook_saves(notebook)[0]["state"] == "failed"
 
@@ -224,7 +224,7 @@ def test_a_file_removed_mid_save_fails_it_naming_the_file(
     ticket = save(acme, alice, notebook, queued, runtime)
 
     assert ticket.result == SaveTicket.Result.FAILED
-    assert ticket.failure == f"sub/config.json: {CHANGED}"
+    assert ticket.failure == f"sub/config.json: {FAILURES['vanished']}"
 
 
 def test_a_member_removed_mid_save_stops_the_host(server, queued, process_notebook, acme, alice):
@@ -260,6 +260,51 @@ def test_network_errors_are_tried_again(server, queued, process_notebook, acme, 
     assert len(failed) == 2
     assert ticket.result == SaveTicket.Result.READY
     assert stored(ModelVersion.objects.for_team(acme).get()) == expected(FILES)
+
+
+def _damaging(monkeypatch, times: int) -> list[int]:
+    """The first ``times`` chunks sent arrive with a byte changed on the way."""
+    real = savefolder.SaveClient.put_chunk
+    damaged: list[int] = []
+
+    def put_chunk(client, target, pieces):
+        if len(damaged) < times:
+            damaged.append(len(pieces))
+            whole = b"".join(pieces)
+            pieces = [bytes([whole[0] ^ 1]) + whole[1:]]
+        real(client, target, pieces)
+
+    monkeypatch.setattr(savefolder.SaveClient, "put_chunk", put_chunk)
+    return damaged
+
+
+def test_a_chunk_that_arrived_damaged_is_sent_again(
+    server, queued, process_notebook, acme, alice, monkeypatch
+):
+    damaged = _damaging(monkeypatch, 2)
+    runtime, notebook, _ = process_notebook
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert len(damaged) == 2
+    assert ticket.result == SaveTicket.Result.READY
+    assert stored(ModelVersion.objects.for_team(acme).get()) == expected(FILES)
+
+
+def test_a_chunk_damaged_every_time_ends_the_save_after_a_few_sends(
+    server, queued, process_notebook, acme, alice, monkeypatch
+):
+    monkeypatch.setattr(savefolder, "IN_FLIGHT", 1)  # one chunk at a time: counted exactly
+    damaged = _damaging(monkeypatch, 10_000)
+    runtime, notebook, _ = process_notebook
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert len(damaged) == savefolder.CHUNK_SENDS
+    assert ticket.result == SaveTicket.Result.FAILED
+    assert ticket.failure == FAILURES["damaged"]
+    version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
+    assert version.status == ModelVersion.Status.FAILED
 
 
 def test_a_folder_the_host_cannot_read_fails_the_save_saying_why(

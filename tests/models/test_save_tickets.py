@@ -8,13 +8,17 @@ ticket) and asserts on the server's state afterwards.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from apps.datasets.models import Upload
 from apps.models.models import ModelVersion, SaveTicket
+from apps.models.services.saves import FAILED_ELSE, FAILURES, STOPPED_ANSWERING
+from apps.models.tasks import upkeep_task
 from apps.notebooks import saves
 from apps.notebooks.models import Status
 from apps.teams.models import Membership
@@ -78,10 +82,10 @@ class Host:
         )
 
 
-def start(team, actor, queued, client, notebook=None):
+def start(team, actor, queued, client, notebook=None, model_name="Churn"):
     notebook = notebook or running(team, actor)
     ticket = saves.notebook_save_model(
-        team=team, actor=actor, notebook=notebook, folder="out", model_name="Churn"
+        team=team, actor=actor, notebook=notebook, folder="out", model_name=model_name
     )
     return ticket, Host(client, queued[-1])
 
@@ -149,7 +153,63 @@ def test_a_save_whose_host_went_quiet_shows_as_failed(acme, alice, catalogue, qu
     shown = saves.notebook_saves(ticket_notebook(ticket))[0]
 
     assert (shown["state"], shown["running"]) == ("failed", False)
-    assert "stopped reporting" in shown["failure"]
+    assert shown["failure"] == STOPPED_ANSWERING
+
+
+def test_the_housekeeping_fails_a_save_whose_host_stopped_answering(
+    acme, alice, catalogue, media, queued, client, settings
+):
+    # The host died after its manifest: nothing will call again, and no page was opened.
+    dead, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
+    live = saves.notebook_save_model(
+        team=acme,
+        actor=alice,
+        notebook=running(acme, alice, "Other"),
+        folder="out",
+        model=dead.model.slug,
+        model_name="",
+    )
+    SaveTicket.objects.for_team(acme).filter(pk=dead.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert version_of(dead).status == ModelVersion.Status.UPLOADING
+
+    assert upkeep_task.apply().result == {"saves_failed": 1}
+
+    version = version_of(dead)
+    assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
+    dead.refresh_from_db()
+    assert (dead.result, dead.failure) == (SaveTicket.Result.FAILED, STOPPED_ANSWERING)
+    assert dead.finished_at is not None
+    assert version_of(live).status == ModelVersion.Status.UPLOADING  # its host still answers
+    assert upkeep_task.apply().result == {"saves_failed": 0}
+    # And beat runs it.
+    assert settings.CELERY_BEAT_SCHEDULE["models-upkeep"]["task"] == upkeep_task.name
+
+
+def test_the_housekeeping_fails_a_save_whose_ticket_is_gone_and_leaves_api_uploads(
+    acme, alice, catalogue, media, queued, client
+):
+    from apps.models.services.versions import version_start
+
+    gone, _ = start(acme, alice, queued, client)
+    version = version_of(gone)
+    SaveTicket.objects.for_team(acme).filter(pk=gone.pk).delete()
+    uploaded, upload = version_start(
+        team=acme, actor=alice, model=version.model, files=MANIFEST["files"]
+    )
+    assert upload is not None
+    long_ago = timezone.now() - timedelta(days=1)
+    ModelVersion.objects.for_team(acme).update(created_at=long_ago)
+
+    assert upkeep_task.apply().result == {"saves_failed": 1}
+
+    version.refresh_from_db()
+    assert (version.status, version.failure) == (ModelVersion.Status.FAILED, STOPPED_ANSWERING)
+    # An upload the API started is its upload's business (abandoned after a week).
+    uploaded.refresh_from_db()
+    assert uploaded.status == ModelVersion.Status.UPLOADING
 
 
 def ticket_notebook(ticket):
@@ -241,16 +301,91 @@ def test_a_hostile_manifest_is_refused_ends_the_save_and_stores_nothing(
 
 
 def test_the_host_saying_a_file_changed_fails_the_version_naming_it(
-    acme, alice, catalogue, queued, client
+    acme, alice, catalogue, media, queued, client
 ):
     ticket, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
 
-    host.post("fail", {"reason": "changed while it was being saved", "path": "model.bin"})
+    assert host.post("fail", {"code": "changed", "path": "model.bin"}).status_code == 200
 
     version = version_of(ticket)
     assert version.status == ModelVersion.Status.FAILED
-    assert version.failure == "model.bin: changed while it was being saved"
+    assert version.failure == f"model.bin: {FAILURES['changed']}"
     assert version.number is None
+
+
+@pytest.mark.parametrize(
+    ("body", "failure"),
+    [
+        # A host's own words are never shown: only the server's, for the code it sends.
+        (
+            {"code": "changed", "reason": "<b>Call 555-0100 now</b>", "path": "model.bin"},
+            f"model.bin: {FAILURES['changed']}",
+        ),
+        # A path that is not one of the files this host listed for this save is not shown.
+        ({"code": "changed", "path": "Send your password to evil.example"}, FAILURES["changed"]),
+        ({"code": "vanished", "path": "../../etc/passwd"}, FAILURES["vanished"]),
+        # A folder-level code is worded with the save's own folder, not the host's.
+        ({"code": "missing", "path": "/elsewhere"}, "/notebooks/out does not exist."),
+        # An unknown code, or none, gets the generic sentence.
+        ({"code": "you-have-been-hacked", "path": "model.bin"}, "model.bin: " + FAILED_ELSE),
+        ({"reason": "free text"}, FAILED_ELSE),
+    ],
+    ids=["own-words", "foreign-path", "hostile-path", "folder-code", "unknown-code", "no-code"],
+)
+def test_a_failure_is_told_by_code_and_worded_by_the_server(
+    acme, alice, catalogue, media, queued, client, body, failure
+):
+    ticket, host = start(acme, alice, queued, client)
+    host.post("manifest", MANIFEST)
+
+    assert host.post("fail", body).status_code == 200
+
+    expected = failure.format(folder="/notebooks/out")
+    assert version_of(ticket).failure == expected
+    ticket.refresh_from_db()
+    assert ticket.failure == expected
+    assert "555" not in expected
+    assert "evil" not in expected
+
+
+def test_a_failure_before_the_manifest_names_no_path(acme, alice, catalogue, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+
+    host.post("fail", {"code": "changed", "path": "model.bin"})
+
+    assert version_of(ticket).failure == FAILURES["changed"]
+
+
+def test_a_chunk_that_arrived_damaged_does_not_end_the_save(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    sha = MANIFEST["files"][0]["sha256"]
+    host.post("manifest", MANIFEST)
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+
+    damaged = host.put(target["url"], b"weightz", sha)
+
+    assert damaged.status_code == 400
+    assert damaged.json()["code"] == "chunk_damaged"
+    assert version_of(ticket).status == ModelVersion.Status.UPLOADING
+    # Sent again, whole: the save goes on to its end.
+    assert host.put(target["url"], DATA, sha).status_code == 200
+    assert host.post("complete").json() == {"version": 1}
+
+
+def test_any_other_refused_chunk_ends_the_save(acme, alice, catalogue, media, queued, client):
+    ticket, host = start(acme, alice, queued, client)
+    sha = MANIFEST["files"][0]["sha256"]
+    host.post("manifest", MANIFEST)
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+
+    refused = host.put(target["url"], DATA + b"!", sha)  # a byte more than the chunk holds
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] != "chunk_damaged"
+    assert version_of(ticket).status == ModelVersion.Status.FAILED
 
 
 # --- the API ------------------------------------------------------------------------------------
@@ -329,3 +464,36 @@ def test_the_api_refuses_a_stopped_notebook(acme, alice, catalogue, queued):
 
 def make_api(user):
     return bearer(make_token(user)[1])
+
+
+# --- a manifest as large as a version may be ----------------------------------------------------
+
+
+def _many(count: int) -> dict:
+    """``count`` files of the same bytes: a 10 MB manifest with one blob to send."""
+    entry = MANIFEST["files"][0]
+    return {
+        "files": [{**entry, "path": f"shard/{i:06d}.bin"} for i in range(count)],
+        "skipped": [],
+    }
+
+
+def test_a_manifest_of_100000_files_is_accepted_and_one_more_is_refused_by_the_count(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    big = _many(100_000)
+    assert len(json.dumps(big)) > 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # past Django's limit
+
+    answer = host.post("manifest", big)
+
+    assert answer.status_code == 200, answer.content[:300]
+    assert answer.json()["state"] == "upload"
+    assert version_of(ticket).file_count == 100_000
+
+    other, host = start(acme, alice, queued, client, running(acme, alice, "Other"), "Big")
+    refused = host.post("manifest", _many(100_001))
+
+    assert refused.status_code == 400
+    assert "at most 100,000 files" in refused.json()["detail"]
+    assert version_of(other).status == ModelVersion.Status.FAILED

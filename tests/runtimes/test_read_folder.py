@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tracemalloc
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from docker.errors import NotFound
@@ -65,12 +66,19 @@ def assert_reads_the_tree(runtime, state):
     assert whole["models/run1/model.bin"] == expected()["model.bin"]
     assert read_all(runtime, state, "./models//run1/")[0] == files
 
-    for hostile in ("../../etc", "/etc", "models/../../etc", "models/link", "models/link/sub"):
-        with pytest.raises(FolderError):
+    # Each refusal has its code: what the save protocol sends the server instead of words.
+    for hostile, code in (
+        ("../../etc", "outside"),
+        ("/etc", "outside"),
+        ("models/../../etc", "outside"),
+        ("models/link", "link"),
+        ("models/link/sub", "link"),
+        ("nothing-here", "missing"),
+        ("models/run1/model.bin", "not_folder"),
+    ):
+        with pytest.raises(FolderError) as refused:
             list(runtime.read_folder(state, hostile))
-    for missing in ("nothing-here", "models/run1/model.bin"):
-        with pytest.raises(FolderError):
-            list(runtime.read_folder(state, missing))
+        assert refused.value.code == code, hostile
 
 
 def assert_memory_stays_flat(runtime, state):
@@ -149,6 +157,30 @@ def test_docker_reads_the_folder_of_a_running_container(docker_notebook):
     runtime, state = docker_notebook
     links = {e.path: e.same_as for e in runtime.read_folder(state, "models/run1") if e.same_as}
     assert links == {"model.bin": "hard.bin"}
+
+
+class _PublicOnly:
+    """docker-py's APIClient with its private names (``_url``, ``_raise_for_status``...)
+    out of reach: what the runtime may rely on across docker-py releases."""
+
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def __getattr__(self, name):
+        assert not name.startswith("_"), f"the runtime used docker-py's private {name}"
+        return getattr(self.wrapped, name)
+
+
+def test_docker_reads_a_folder_through_docker_pys_public_calls_only(docker_notebook):
+    runtime, state = docker_notebook
+    real = runtime.client
+    runtime.client = SimpleNamespace(containers=real.containers, api=_PublicOnly(real.api))
+
+    files, _ = read_all(runtime, state, "models/run1")
+    assert files == expected()
+    with pytest.raises(FolderError) as refused:
+        list(runtime.read_folder(state, "models/link/sub"))
+    assert refused.value.code == "link"
 
 
 def test_docker_reads_a_large_file_without_holding_it(docker_notebook):

@@ -2,6 +2,8 @@
 
     {"error": {"code": "permission_denied", "message": "...", "fields": {...}}}
 
+A validation error's code is "invalid", or the code a service's 400 refusal names.
+
 ``fields`` appears for validation errors only, mapping each field to its messages; a
 refusal that says where it can be lifted (a plan limit) adds ``upgrade_url``, absolute.
 
@@ -37,8 +39,12 @@ def _api_error(exc: ServiceError) -> exceptions.APIException:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     upgrade_url = None
+    # A 400 with a code of its own (a damaged chunk's "chunk_damaged") keeps it: a client
+    # acts on the code, not the words.
+    invalid_code = "invalid"
     if isinstance(exc, ServiceError):
         upgrade_url = exc.upgrade_url
+        invalid_code = exc.code or invalid_code
         exc = _api_error(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
@@ -53,7 +59,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = "Some fields are not valid."
         if set(fields) == {"non_field_errors"}:
             message = " ".join(str(m) for m in fields["non_field_errors"])
-        body: dict[str, Any] = {"code": "invalid", "message": message, "fields": fields}
+        body: dict[str, Any] = {"code": invalid_code, "message": message, "fields": fields}
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"

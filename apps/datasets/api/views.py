@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from apps.accounts.api.throttling import UploadChunkThrottle
 from apps.core.api.pagination import Cursor
-from apps.core.streamed_body import SCOPE_KEY
+from apps.core.api.parsers import ManifestJSONParser
 from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.hooks import upload_purposes
@@ -180,6 +180,8 @@ class VersionFilesView(mixins.ListModelMixin, _DatasetView):
 class UploadStartView(_DatasetView):
     """Start an upload of a new version: the answer lists only the blobs to send."""
 
+    # A manifest of up to 100,000 files is ~10 MB: past Django's 2.5 MiB body limit.
+    parser_classes = [ManifestJSONParser]
     serializer_class = s.UploadStartSerializer  # type: ignore[assignment]
 
     @extend_schema(request=s.UploadStartSerializer, responses={201: s.UploadSerializer})
@@ -225,19 +227,10 @@ class ChunkView(_DatasetView):
             sha256=sha256,
             index=index,
             # The raw body, a piece at a time: never parsed, never whole in memory.
-            pieces=self.body(request, int(length)),
+            pieces=storage.request_pieces(request._request, int(length)),
             checksum=request.headers.get("X-Chunk-SHA256", "").lower(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @staticmethod
-    def body(request: Request, length: int) -> Iterable[bytes]:
-        """The body as the ASGI app streams it to this view (config/asgi.py), or read from
-        Django's request where it was not streamed (WSGI, the test client)."""
-        streamed = getattr(request._request, "scope", {}).get(SCOPE_KEY)
-        if streamed is not None:
-            return cast("Iterable[bytes]", streamed)
-        return storage.read_pieces(request._request, length)
 
 
 class ChunkTargetView(_DatasetView):

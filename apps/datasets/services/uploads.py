@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 # S3 takes at most this many parts in one multipart upload: a file never needs more chunks.
 MAX_CHUNKS = 10_000
+# The refusal code of a chunk whose bytes do not match the SHA-256 it was sent with: bytes
+# damaged on the way, which the client may send again (every other refusal is final).
+CHUNK_DAMAGED = "chunk_damaged"
 
 
 def chunk_size(largest_file: int = 0) -> int:
@@ -253,12 +256,12 @@ def chunk_receive(
     offset, length = blob.chunk_range(index, upload.chunk_size)
     part = storage.local_path(part_key(upload.pk, sha256))
 
-    def refused(message: str) -> DatasetError:
+    def refused(message: str, code: str | None = None) -> DatasetError:
         if part is not None and not blob.multipart_id:
             # Written in place: what was received for this chunk before is overwritten. (On
             # S3 a wrong chunk is not sent on, and the part received before stays.)
             UploadChunk.objects.for_team(team).filter(blob=blob, index=index).delete()
-        return DatasetError(message)
+        return DatasetError(message, code=code)
 
     try:
         if part is not None and not blob.multipart_id:
@@ -271,7 +274,10 @@ def chunk_receive(
             f"Chunk {index} is {length} bytes; this one had {exc}. Send it again."
         ) from exc
     if digest != checksum:
-        raise refused(f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again.")
+        raise refused(
+            f"Chunk {index} arrived damaged (its SHA-256 does not match). Send it again.",
+            CHUNK_DAMAGED,
+        )
     chunk, _ = UploadChunk.objects.for_team(team).update_or_create(
         blob=blob, index=index, defaults={"team": team, "sha256": digest}
     )

@@ -19,6 +19,7 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
+from apps.core.api.parsers import ManifestJSONParser
 from apps.datasets import catalogue
 from apps.datasets.api.views import (
     ChunkTargetView,
@@ -151,6 +152,8 @@ class VersionListView(mixins.ListModelMixin, _ModelView):
     """The model's versions, newest first (one still uploading has no number yet); POST a
     manifest to make a new one."""
 
+    # A manifest of up to 100,000 files is ~10 MB: past Django's 2.5 MiB body limit.
+    parser_classes = [ManifestJSONParser]
     serializer_class = s.ModelVersionSerializer  # type: ignore[assignment]
     pagination_class = Cursor
 

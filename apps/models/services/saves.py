@@ -18,18 +18,26 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+import unicodedata
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.errors import PermissionDeniedError, ServiceError
 from apps.datasets.services.completion import upload_complete
-from apps.datasets.services.uploads import chunk_receive, chunk_target, upload_missing
+from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.services.uploads import (
+    CHUNK_DAMAGED,
+    chunk_receive,
+    chunk_target,
+    upload_missing,
+)
 from apps.models.models import ModelVersion, SaveTicket
 from apps.models.services.errors import ModelError, ModelPermissionError
 from apps.models.services.versions import version_begin, version_fail, version_manifest
@@ -43,6 +51,25 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 PHASES = ("reading", "sending")
+# What a host's failure code means, in the server's words (apps.machines.savefolder and
+# apps.runtimes.base.FolderError send the codes); {folder} is the save's own folder.
+FAILURES = {
+    "changed": "A file changed while the host saved it: save the folder again once "
+    "nothing writes to it.",
+    "vanished": "A file was removed while the host saved it: save the folder again.",
+    "damaged": "A part of a file arrived damaged each time the host sent it: save the "
+    "folder again.",
+    "unreadable": "The host could not read {folder}.",
+    "missing": "{folder} does not exist.",
+    "not_folder": "{folder} is not a folder.",
+    "link": "{folder} is reached through a link: give the folder it points to.",
+    "outside": "The folder must be inside /notebooks.",
+    "not_running": "The notebook stopped before its folder was saved.",
+    "host_error": "The host could not finish the save (its log says why).",
+}
+FAILED_ELSE = "The host could not save {folder}."
+# A save whose ticket died (expired, or gone) before the host ended it.
+STOPPED_ANSWERING = "The host stopped answering while it saved this folder: save it again."
 # What the version page lists of the paths a save skipped (links, devices, fifos).
 SKIPPED_LISTED = 100
 
@@ -135,7 +162,7 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
         raise TicketError("This save ticket is used up: its save has ended.")
     now = timezone.now()
     if found.expires_at <= now:
-        _finish(found, SaveTicket.Result.FAILED, "The host stopped reporting: the save expired.")
+        _finish(found, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
         raise TicketError("This save ticket has expired.")
     SaveTicket.objects.for_team(found.team).filter(pk=found.pk).update(expires_at=now + _lifetime())
     try:
@@ -154,11 +181,13 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
 
 @contextlib.contextmanager
 def ends_on_refusal(ticket: SaveTicket) -> Iterator[None]:
-    """A step refused ends the save: the host stops at a 4xx, so nothing else would."""
+    """A step refused ends the save: the host stops at a 4xx, so nothing else would. Save
+    a chunk that arrived damaged: the host sends that one again."""
     try:
         yield
     except ServiceError as refused:
-        _finish(ticket, SaveTicket.Result.FAILED, str(refused))
+        if refused.code != CHUNK_DAMAGED:
+            _finish(ticket, SaveTicket.Result.FAILED, str(refused))
         raise
 
 
@@ -181,6 +210,43 @@ def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
                 reason=failure[:200],
             )
     ticket.refresh_from_db()
+
+
+def saves_expire(*, now: datetime | None = None) -> int:
+    """Housekeeping (beat, models.upkeep): fail every save whose host went silent, so its
+    version does not stay "uploading" for ever. A save whose ticket expired unused (the
+    host died, its agent's task was lost) fails with STOPPED_ANSWERING, as does a version
+    a host was to fill (``version_begin``'s: no upload yet) whose ticket is gone. A
+    version the upload API started is not a save: its upload's abandon hook fails it
+    (apps.models.services.versions). Returns how many saves it failed."""
+    now = now or timezone.now()
+    count = 0
+    expired = (
+        SaveTicket.objects.unscoped()  # housekeeping across every team
+        .filter(finished_at__isnull=True, expires_at__lte=now)
+        .select_related("team", "created_by", "model")
+    )
+    for ticket in expired:
+        _finish(ticket, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
+        count += ticket.result == SaveTicket.Result.FAILED
+    live = SaveTicket.objects.unscoped().filter(  # housekeeping across every team
+        finished_at__isnull=True, version_id=OuterRef("pk")
+    )
+    orphans = (
+        ModelVersion.objects.unscoped()  # housekeeping across every team
+        .filter(
+            status=ModelVersion.Status.UPLOADING,
+            upload__isnull=True,
+            created_at__lt=now - _lifetime(),
+        )
+        .exclude(Exists(live))
+    )
+    for version in orphans:
+        if version_fail(version=version, reason=STOPPED_ANSWERING).status == (
+            ModelVersion.Status.FAILED
+        ):
+            count += 1
+    return count
 
 
 def _version(ticket: SaveTicket) -> ModelVersion:
@@ -263,12 +329,28 @@ def save_complete(*, ticket: SaveTicket) -> ModelVersion:
     return made
 
 
-def save_fail(*, ticket: SaveTicket, reason: object, path: object = "") -> None:
+def save_fail(*, ticket: SaveTicket, code: object, path: object = "") -> None:
     """The host gave up (a file changed while it was read, the folder is gone): the
-    version fails with the reason, naming the path; the ticket is used up."""
-    words = str(reason or "The host could not save the folder.")[:500]
-    where = str(path or "")[:400]
+    version fails, in the server's words for the host's ``code`` (an unknown one gets
+    FAILED_ELSE), naming ``path`` only when it is a file of the manifest the host sent for
+    this save (the host is not trusted: its words and other paths are never shown). The
+    ticket is used up."""
+    template = FAILURES.get(code, FAILED_ELSE) if isinstance(code, str) else FAILED_ELSE
+    words = template.format(folder=ticket.folder)
+    where = _manifest_path(ticket, path)
     _finish(ticket, SaveTicket.Result.FAILED, f"{where}: {words}" if where else words)
+
+
+def _manifest_path(ticket: SaveTicket, path: object) -> str:
+    """``path`` when it is one of the files the host listed for this save, else ""."""
+    if not isinstance(path, str) or not path or ticket.version is None:
+        return ""
+    upload = ticket.version.upload
+    if upload is None:
+        return ""
+    wanted = unicodedata.normalize("NFC", path)
+    listed = {entry["path"] for entry in upload_manifest(upload)}
+    return wanted if wanted in listed else ""
 
 
 def _upload(ticket: SaveTicket) -> Any:
