@@ -349,7 +349,16 @@ def _send_missing(
     """Pass 2: read the folder again, send the chunks the server lacks, and check every
     file is what pass 1 read. Raises _ChangedError with the first path that is not."""
     listed = {f.path: f for f in files}
-    progress = _Progress(client, "sending", sum(f.size for f in files))
+    # What is sent, of what the server lacks: pass 2 reads (and checks) every file, but a
+    # file the team holds already costs no sending, and the page says so.
+    sizes = {f.sha256: f.size for f in files}
+    to_send = sum(
+        min(chunk_size, sizes[sha256] - index * chunk_size)
+        for sha256, indexes in missing.items()
+        if sha256 in sizes
+        for index in indexes
+    )
+    progress = _Progress(client, "sending", to_send)
     sender = _Sender(client)
     seen: set[str] = set()
     try:
@@ -407,10 +416,10 @@ def _send_file(
         for piece in pieces:
             digest.update(piece)
         size += count
-        progress.add(count)
         if sending and count:
             wanted.discard(index)
             sender.send(blob, index, pieces)
+            progress.add(count)
         elif sending:
             sender.slots.release()  # the file ended early: pass 2 will say it changed
         if count < chunk_size:

@@ -465,3 +465,30 @@ def test_on_docker_a_file_changed_mid_save_is_detected(
     assert version.status == ModelVersion.Status.FAILED
     assert "sub/config.json" in version.failure
     assert not ModelVersion.objects.for_team(acme).filter(status="ready").exists()
+
+
+def test_sending_counts_the_bytes_sent_not_the_bytes_read_again(
+    server, queued, process_notebook, acme, alice, monkeypatch
+):
+    """A second save where one file changed reads every file again but sends only that
+    file's bytes: "sending" says so (it once counted the whole folder as sent)."""
+    runtime, notebook, _ = process_notebook
+    first = save(acme, alice, notebook, queued, runtime)
+    changed = os.urandom(2 * CHUNK + 7)
+    (runtime.root / "volumes" / "vol-save" / "out" / "model.bin").write_bytes(changed)
+    told: list[dict[str, Any]] = []
+    real = savefolder.SaveClient.post
+
+    def post(client, step, body=None):
+        if step == "progress":
+            told.append(dict(body or {}))
+        return real(client, step, body)
+
+    monkeypatch.setattr(savefolder.SaveClient, "post", post)
+
+    again = save(acme, alice, notebook, queued, runtime, model=first.model.slug, model_name="")
+
+    assert again.result == SaveTicket.Result.READY
+    sending = [t for t in told if t["phase"] == "sending"]
+    assert sending[-1] == {"phase": "sending", "done": len(changed), "total": len(changed)}
+    assert sum(len(d) for d in FILES.values()) > len(changed)  # the folder is bigger
