@@ -9,14 +9,13 @@ expired or used-up ticket is 403.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.core.api.parsers import MANIFEST_MAX_BYTES
+from apps.core.api.parsers import MANIFEST_MAX_BYTES, ManifestTooLargeError, manifest_loads
 from apps.core.errors import ServiceError
 from apps.datasets import storage
 from apps.models.services import saves
@@ -43,13 +42,26 @@ def _ticket(request: HttpRequest, save_id: int) -> SaveTicket:
     return saves.save_by_ticket(save_id, token.strip())
 
 
-def _json(request: HttpRequest) -> dict[str, Any]:
+# Every step's body but the manifest's is a few small fields.
+STEP_MAX_BYTES = 16 * 1024
+
+
+def _kib(size: int) -> str:
+    return f"{size // 1024**2} MiB" if size >= 1024**2 else f"{size // 1024} KiB"
+
+
+def _json(request: HttpRequest, *, manifest: bool = False) -> dict[str, Any]:
+    """The body as a JSON object: at most 32 MiB and 100,001 objects for a manifest
+    (parsing stops at the first object past that), 16 KiB for any other step."""
+    limit = MANIFEST_MAX_BYTES if manifest else STEP_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > MANIFEST_MAX_BYTES:
-        raise ServiceError("Send a JSON body of at most 32 MiB, with its Content-Length.")
+    if not length.isdigit() or int(length) > limit:
+        raise ServiceError(f"Send a JSON body of at most {_kib(limit)}, with its Content-Length.")
     raw = request.read(int(length)) if int(length) else b""
     try:
-        body = json.loads(raw or b"{}")
+        body = manifest_loads(raw or b"{}")
+    except ManifestTooLargeError as exc:
+        raise ServiceError(str(exc)) from exc
     except ValueError as exc:
         raise ServiceError("The body is not JSON.") from exc
     if not isinstance(body, dict):
@@ -79,7 +91,7 @@ def hostsave_step(request: HttpRequest, save_id: int, step: str) -> HttpResponse
     """progress, manifest, complete or fail (apps.machines.savefolder)."""
 
     def work(ticket: SaveTicket) -> dict[str, Any]:
-        body = _json(request)
+        body = _json(request, manifest=step == "manifest")
         if step == "progress":
             saves.save_progress(
                 ticket=ticket,

@@ -497,3 +497,61 @@ def test_a_manifest_of_100000_files_is_accepted_and_one_more_is_refused_by_the_c
     assert refused.status_code == 400
     assert "at most 100,000 files" in refused.json()["detail"]
     assert version_of(other).status == ModelVersion.Status.FAILED
+
+
+def test_a_hosts_bodies_are_bounded_before_they_are_parsed(acme, alice, catalogue, queued, client):
+    """A stolen ticket cannot make the web process build a huge body: a step other than the
+    manifest takes 16 KiB; a manifest's parse stops at the first object past 200,000 (32
+    MiB of "{}" was millions of dicts); JSON nested too deep is a 400, not a 500."""
+    ticket, host = start(acme, alice, queued, client)
+    big_progress = host.client.post(
+        f"{host.base}/progress",
+        json.dumps({"phase": "reading", "done": 1, "total": 2, "pad": "x" * 20_000}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Ticket {host.ticket}",
+    )
+    assert big_progress.status_code == 400
+    assert "at most 16 KiB" in big_progress.json()["detail"]
+
+    ticket, host = start(acme, alice, queued, client, running(acme, alice, "Second"), "Two")
+    empties = host.client.post(
+        f"{host.base}/manifest",
+        '{"files": [' + ",".join(["{}"] * 300_000) + "]}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Ticket {host.ticket}",
+    )
+    assert empties.status_code == 400
+    assert "at most 100,000 files" in empties.json()["detail"]
+    assert version_of(ticket).status == ModelVersion.Status.FAILED
+
+    ticket, host = start(acme, alice, queued, client, running(acme, alice, "Third"), "Three")
+    nested = host.client.post(
+        f"{host.base}/manifest",
+        "[" * 100_000 + "]" * 100_000,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Ticket {host.ticket}",
+    )
+    assert nested.status_code == 400
+    assert nested.json()["detail"] == "The body is not JSON."
+
+
+def test_the_apis_manifest_parser_counts_objects_too(acme, alice, media, client):
+    from apps.models.services.registry import model_create
+
+    model = model_create(team=acme, actor=alice, name="Counted")
+    client.force_login(alice)
+    answer = client.post(
+        f"/api/v1/teams/acme/models/{model.slug}/versions/",
+        '{"files": [' + ",".join(["{}"] * 300_000) + "]}",
+        content_type="application/json",
+    )
+    assert answer.status_code == 400
+    assert "at most 100,000 files" in json.dumps(answer.json())
+    assert not ModelVersion.objects.for_team(acme).exists()
+
+
+def test_the_parsers_file_count_is_the_services():
+    from apps.core.api.parsers import MANIFEST_FILES
+    from apps.datasets.services.manifest import MAX_FILES
+
+    assert MANIFEST_FILES == MAX_FILES

@@ -20,6 +20,35 @@ if TYPE_CHECKING:
 
 # 100,000 entries of {path (up to 1,024 characters), size, sha256} are ~20 MB at most.
 MANIFEST_MAX_BYTES = 32 * 1024 * 1024
+# A manifest lists at most datasets' MAX_FILES (100,000) files, one JSON object each, beside
+# a few more (the body, metadata, lineage). Parsing stops at twice that many objects, which
+# no manifest the services would take can reach: 32 MiB of "{}" would otherwise make
+# millions of dicts (hundreds of MiB) before any check could count them. Up to there, the
+# services' own checks say what is wrong, naming the field.
+MANIFEST_FILES = 100_000
+MANIFEST_MAX_OBJECTS = 2 * MANIFEST_FILES
+
+
+class ManifestTooLargeError(ValueError):
+    """More JSON objects than a manifest can hold."""
+
+
+def manifest_loads(raw: bytes) -> Any:
+    """``raw`` parsed as JSON, stopping (ManifestTooLargeError) at the first object past
+    MANIFEST_MAX_OBJECTS; a ValueError for JSON that is not (nested too deep included)."""
+    count = 0
+
+    def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal count
+        count += 1
+        if count > MANIFEST_MAX_OBJECTS:
+            raise ManifestTooLargeError(f"A manifest lists at most {MANIFEST_FILES:,} files.")
+        return dict(pairs)
+
+    try:
+        return json.loads(raw, object_pairs_hook=counted)
+    except RecursionError as exc:
+        raise ValueError("The JSON is nested too deep.") from exc
 
 
 class BodyTooLargeError(exceptions.APIException):
@@ -47,6 +76,8 @@ class ManifestJSONParser(BaseParser):
                 f"Send at most {self.max_bytes // (1024 * 1024)} MiB of JSON here."
             )
         try:
-            return json.loads(raw)
+            return manifest_loads(raw)
+        except ManifestTooLargeError as exc:
+            raise exceptions.ParseError(str(exc)) from exc
         except ValueError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
