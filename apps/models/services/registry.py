@@ -10,7 +10,9 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from apps.core.audit import audit_record
+from apps.datasets.models import Upload
 from apps.datasets.paths import hidden_character, shown
+from apps.datasets.services.completion import upload_abandon
 from apps.models.models import Model
 from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
@@ -122,6 +124,20 @@ def model_delete(*, team: Team, actor: User, model: Model, confirmation: str) ->
         raise ModelError(
             f"Type the model's name, {model.name}, to delete it.", field="confirmation"
         )
+    # Locks in the order a completion takes them: its open uploads, then the model. They
+    # are given up, so that completing one answers 409, not a version gone (a 500); the
+    # model's save tickets go with it, so a host still saving into it is refused.
+    uploads = list(
+        Upload.objects.for_team(team)
+        .select_for_update(of=("self",))
+        .filter(
+            status=Upload.Status.OPEN,
+            model_version__model=model,
+        )
+        .order_by("pk")
+    )
     locked = Model.objects.for_team(team).select_for_update().get(pk=model.pk)
+    for upload in uploads:
+        upload_abandon(upload)
     locked.delete()
     audit_record(team=team, actor=actor, action="model.deleted", target=model.name)

@@ -20,7 +20,9 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.datasets.hooks import UploadPurpose
+from apps.datasets.models import Upload
 from apps.datasets.selectors import version_usable_by
+from apps.datasets.services.completion import upload_abandon
 from apps.datasets.services.manifest import manifest_clean
 from apps.datasets.services.uploads import upload_open
 from apps.models.models import Model, ModelFile, ModelVersion
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
-    from apps.datasets.models import Blob, Upload
+    from apps.datasets.models import Blob
     from apps.teams.models import Team
 
 PURPOSE = "model"
@@ -240,9 +242,25 @@ def _finish(
     """The upload's version gets its files and the next number, inside the completion's
     transaction; or, when a version with the same files became ready meanwhile, this one
     goes and that one is the answer."""
-    version = ModelVersion.objects.for_team(team).select_for_update().get(upload=upload)
+    # Locks in one order everywhere: the upload (the caller's), the model, the version.
     # Numbers in completion order, and one version a content, under the model's lock.
-    model = Model.objects.for_team(team).select_for_update().get(pk=version.model_id)
+    model_id = (
+        ModelVersion.objects.for_team(team).filter(upload=upload).values_list("model_id").first()
+    )
+    model = (
+        Model.objects.for_team(team).select_for_update().filter(pk=model_id[0]).first()
+        if model_id
+        else None
+    )
+    version = ModelVersion.objects.for_team(team).select_for_update().filter(upload=upload).first()
+    if model is None or version is None:
+        raise ModelConflictError("This model was deleted: its upload cannot be completed.")
+    if version.status != ModelVersion.Status.UPLOADING:
+        raise ModelConflictError(
+            f"This version failed ({version.failure}): it cannot be completed; start a new one."
+            if version.status == ModelVersion.Status.FAILED
+            else "This version is ready already."
+        )
     same = (
         ModelVersion.objects.for_team(team)
         .filter(model=model, digest=version.digest, status=ModelVersion.Status.READY)
@@ -275,9 +293,25 @@ def _finish(
 
 
 def version_fail(*, version: ModelVersion, reason: str) -> ModelVersion:
-    """Mark an uploading version failed with ``reason`` (shown as it is); its upload is
-    left for the housekeeping to abandon. A version that is ready already stays so."""
+    """Mark an uploading version failed with ``reason`` (shown as it is), and give up its
+    upload in the same transaction (what it received is discarded), so that a failed
+    version can never be completed. A version that is ready already stays so."""
     with transaction.atomic():
+        # The upload's lock before the version's, as its completion takes them.
+        upload_id = (
+            ModelVersion.objects.for_team(version.team_id)
+            .filter(pk=version.pk)
+            .values_list("upload_id", flat=True)
+            .first()
+        )
+        upload = (
+            Upload.objects.for_team(version.team_id)
+            .select_for_update()
+            .filter(pk=upload_id)
+            .first()
+            if upload_id
+            else None
+        )
         locked = (
             ModelVersion.objects.for_team(version.team_id).select_for_update().get(pk=version.pk)
         )
@@ -286,6 +320,8 @@ def version_fail(*, version: ModelVersion, reason: str) -> ModelVersion:
         locked.status = ModelVersion.Status.FAILED
         locked.failure = reason[:1000]
         locked.save(update_fields=["status", "failure"])
+        if upload is not None:
+            upload_abandon(upload)
     return locked
 
 

@@ -1,0 +1,190 @@
+"""Fixes from the review of the models registry (REVIEW15): a failed version is never
+completed, a deleted model's uploads are given up (409, not 500) and locked in one order,
+version references are ASCII digits, chunk PUTs are streamed, and the rest below."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from apps.datasets.models import Upload, UploadChunk
+from apps.datasets.services.uploads import _team_blobs
+from apps.models.models import Model, ModelVersion, SaveTicket
+from apps.models.services.registry import model_delete
+from apps.notebooks import saves
+from tests.models.test_api import base
+from tests.models.test_api import start as api_start
+from tests.models.test_save_tickets import DATA, MANIFEST, start, version_of
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        saves.agent_save_folder, "apply_async", lambda args, queue: sent.append((*args, queue))
+    )
+    return sent
+
+
+def _api(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def _host_sends_its_chunk(host):
+    assert host.post("manifest", MANIFEST).status_code == 200
+    sha = MANIFEST["files"][0]["sha256"]
+    target = host.post(f"blobs/{sha}/chunks/0/target", {"sha256": sha}).json()
+    assert host.put(target["url"], DATA, sha).status_code == 200
+    return sha
+
+
+# --- #1 a failed version is never completed -------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_save_gives_up_its_upload_and_cannot_be_completed(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    sha = _host_sends_its_chunk(host)
+    failed = host.post("fail", {"reason": "a file changed while it was read", "path": "model.bin"})
+    assert failed.status_code == 200
+
+    upload = Upload.objects.for_team(acme).get()
+    assert upload.status == Upload.Status.ABANDONED
+    assert not UploadChunk.objects.for_team(acme).exists() or sha not in _team_blobs(acme)
+    assert sha not in _team_blobs(acme)  # no longer counted against the quota
+
+    refused = _api(alice).post(f"{base(acme)}/model-uploads/{upload.pk}/complete/", format="json")
+
+    assert refused.status_code == 409
+    version = version_of(ticket)
+    assert version.status == ModelVersion.Status.FAILED
+    assert version.number is None
+    ticket.refresh_from_db()
+    assert ticket.result == SaveTicket.Result.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_finishing_a_failed_version_whose_upload_is_open_is_refused(acme, alice, media):
+    # Even an upload left open (by a path that forgot to give it up) makes nothing.
+    api = _api(alice)
+    assert api.post(f"{base(acme)}/models/", {"name": "Iris"}, format="json").status_code == 201
+    files = {"w.bin": b"abcd"}
+    up = api_start(api, acme, "iris", files).json()
+    sha = hashlib.sha256(files["w.bin"]).hexdigest()
+    assert (
+        api.put(
+            f"{base(acme)}/model-uploads/{up['id']}/blobs/{sha}/chunks/0/",
+            data=files["w.bin"],
+            content_type="application/octet-stream",
+            HTTP_X_CHUNK_SHA256=sha,
+        ).status_code
+        == 204
+    )
+    ModelVersion.objects.for_team(acme).filter(upload_id=up["id"]).update(
+        status=ModelVersion.Status.FAILED, failure="broken"
+    )
+
+    refused = api.post(f"{base(acme)}/model-uploads/{up['id']}/complete/", format="json")
+
+    assert refused.status_code == 409
+    assert "failed" in str(refused.json())
+    assert not ModelVersion.objects.for_team(acme).filter(status="ready").exists()
+    assert Upload.objects.for_team(acme).get().status == Upload.Status.OPEN
+
+
+# --- #2 deleting a model with an open upload ------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_model_mid_upload_gives_the_upload_up_and_completing_it_is_409(
+    acme, alice, media
+):
+    api = _api(alice)
+    assert api.post(f"{base(acme)}/models/", {"name": "Iris"}, format="json").status_code == 201
+    files = {"w.bin": b"abcd"}
+    up = api_start(api, acme, "iris", files).json()
+    sha = hashlib.sha256(files["w.bin"]).hexdigest()
+    put = api.put(
+        f"{base(acme)}/model-uploads/{up['id']}/blobs/{sha}/chunks/0/",
+        data=files["w.bin"],
+        content_type="application/octet-stream",
+        HTTP_X_CHUNK_SHA256=sha,
+    )
+    assert put.status_code == 204
+    assert api.delete(f"{base(acme)}/models/iris/?confirm=Iris").status_code == 204
+
+    assert Upload.objects.for_team(acme).get().status == Upload.Status.ABANDONED
+    assert sha not in _team_blobs(acme)
+    answer = api.post(f"{base(acme)}/model-uploads/{up['id']}/complete/", format="json")
+    assert answer.status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_model_mid_save_ends_the_hosts_ticket(
+    acme, alice, catalogue, media, queued, client
+):
+    _ticket, host = start(acme, alice, queued, client)
+    _host_sends_its_chunk(host)
+    model = Model.objects.for_team(acme).get()
+
+    model_delete(team=acme, actor=alice, model=model, confirmation=model.name)
+
+    assert Upload.objects.for_team(acme).get().status == Upload.Status.ABANDONED
+    refused = host.post("complete")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "ticket_invalid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_model_while_its_upload_completes_takes_the_locks_in_one_order(
+    acme, alice, media
+):
+    """A completion holds the upload, then the model, then the version (versions._finish);
+    model_delete takes the upload, then the model: no deadlock either way round."""
+    api = _api(alice)
+    assert api.post(f"{base(acme)}/models/", {"name": "Iris"}, format="json").status_code == 201
+    up = api_start(api, acme, "iris", {"w.bin": b"abcd"}).json()
+    model = Model.objects.for_team(acme).get()
+    version = ModelVersion.objects.for_team(acme).get()
+    errors: list[tuple[str, str]] = []
+    held = threading.Event()
+
+    def finish_like() -> None:
+        try:
+            with transaction.atomic():
+                Upload.objects.for_team(acme).select_for_update().get(pk=up["id"])
+                held.set()
+                time.sleep(0.5)
+                Model.objects.for_team(acme).select_for_update().get(pk=model.pk)
+                ModelVersion.objects.for_team(acme).select_for_update().get(pk=version.pk)
+        except Exception as error:
+            errors.append(("finish", repr(error)))
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        held.wait()
+        try:
+            model_delete(team=acme, actor=alice, model=model, confirmation="Iris")
+        except Exception as error:
+            errors.append(("delete", repr(error)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=finish_like), threading.Thread(target=delete)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert not Model.objects.for_team(acme).exists()
