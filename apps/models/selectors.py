@@ -39,7 +39,7 @@ def version_named(team: Team, model: Model, ref: str | int) -> ModelVersion | No
         model=model, status=ModelVersion.Status.READY
     )
     text = str(ref)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit, not to int()
         return ready.filter(number=int(text)).first()
     if text == "latest":
         return ready.order_by("-number").first()

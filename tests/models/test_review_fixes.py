@@ -17,9 +17,10 @@ from apps.datasets.services.uploads import _team_blobs
 from apps.models.models import Model, ModelVersion, SaveTicket
 from apps.models.services.registry import model_delete
 from apps.notebooks import saves
+from tests.model_fixtures import make_model_version
 from tests.models.test_api import base
 from tests.models.test_api import start as api_start
-from tests.models.test_save_tickets import DATA, MANIFEST, start, version_of
+from tests.models.test_save_tickets import DATA, MANIFEST, running, start, version_of
 
 
 @pytest.fixture
@@ -188,3 +189,39 @@ def test_deleting_a_model_while_its_upload_completes_takes_the_locks_in_one_orde
 
     assert errors == []
     assert not Model.objects.for_team(acme).exists()
+
+
+# --- #5 a version reference is ASCII digits ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_version_reference_with_a_digit_that_is_not_ascii_is_404_not_500(acme, alice, media):
+    make_model_version(acme, alice, "Iris", {"a": b"1"})
+    api = _api(alice)
+    api.raise_request_exception = False
+
+    for url in (
+        f"{base(acme)}/models/iris/versions/\u00b2/",
+        f"{base(acme)}/models/iris/versions/\u00b2/archive/",
+        f"{base(acme)}/models/iris/diff/\u00b2/1/",
+        f"{base(acme)}/models/iris/versions/\u0661/",  # an Arabic-Indic one
+    ):
+        assert api.get(url).status_code == 404, url
+    assert api.get(f"{base(acme)}/models/iris/versions/1/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_notebook_pages_save_form_ignores_a_parent_it_does_not_have(
+    acme, alice, catalogue, queued, client
+):
+    notebook = running(acme, alice)
+    client.force_login(alice)
+    client.raise_request_exception = False
+
+    response = client.post(
+        f"/t/{acme.slug}/notebooks/{notebook.pk}/save-model/",
+        {"folder": "out", "model_name": "X", "parent": "\u00b2"},
+    )
+
+    assert response.status_code == 302
+    assert ModelVersion.objects.for_team(acme).get().parent is None
