@@ -85,6 +85,17 @@ def manifest_diff(
     return diff
 
 
+def version_children(team: Team, version: ModelVersion) -> QuerySet[ModelVersion]:
+    """The team's ready versions made from ``version`` (its parent), in any of its models:
+    what the version page and the API both list."""
+    return (
+        ModelVersion.objects.for_team(team)
+        .filter(parent=version, status=ModelVersion.Status.READY)
+        .select_related("model")
+        .order_by("model__name", "number")
+    )
+
+
 def models_from_dataset_version(team: Team, version: DatasetVersion) -> QuerySet[ModelVersion]:
     """The team's ready model versions trained with ``version`` mounted."""
     return (

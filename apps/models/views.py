@@ -353,7 +353,7 @@ class VersionView(ModelPage):
             other=other,
             source=source,
             datasets=selectors.lineage_datasets(self.team, version),
-            children=self.ready(model).filter(parent=version).order_by("number"),
+            children=selectors.version_children(self.team, version),
             parent=version.parent
             if version.parent and version.parent.status == ModelVersion.Status.READY
             else None,

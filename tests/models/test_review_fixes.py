@@ -225,3 +225,28 @@ def test_the_notebook_pages_save_form_ignores_a_parent_it_does_not_have(
 
     assert response.status_code == 302
     assert ModelVersion.objects.for_team(acme).get().parent is None
+
+
+# --- #13 the version page lists the same children as the API ---------------------------------
+
+
+@pytest.mark.django_db
+def test_the_version_page_lists_children_in_every_model_of_the_team_as_the_api_does(
+    acme, alice, media, client
+):
+    base_version = make_model_version(acme, alice, "Iris", {"a": b"1"})
+    same = make_model_version(acme, alice, "Iris", {"a": b"2"}, parent=base_version.pk)
+    tuned = make_model_version(acme, alice, "Iris tuned", {"a": b"3"}, parent=base_version.pk)
+    client.force_login(alice)
+
+    page = client.get(f"/t/{acme.slug}/models/iris/v/1/").content.decode()
+    children = page.split('data-testid="children">', 1)[1].split("</dd>", 1)[0]
+    api = _api(alice).get(f"{base(acme)}/models/iris/versions/1/").json()
+
+    assert api["lineage"]["children"] == [
+        {"model": "iris", "number": same.number},
+        {"model": "iris-tuned", "number": tuned.number},
+    ]
+    assert f"/t/{acme.slug}/models/iris/v/{same.number}/" in children
+    assert f"/t/{acme.slug}/models/iris-tuned/v/{tuned.number}/" in children
+    assert "Iris tuned v1" in children

@@ -37,6 +37,7 @@ from apps.models.selectors import (
     lineage_datasets,
     manifest_diff,
     models_listed,
+    version_children,
     version_manifest,
     version_named,
 )
@@ -250,11 +251,7 @@ class VersionDetailView(_ModelView):
 
     def lineage(self, version: ModelVersion) -> dict[str, Any]:
         link = source_link(self.team, version)
-        children = (
-            ModelVersion.objects.filter(parent=version, status=ModelVersion.Status.READY)
-            .select_related("model")
-            .order_by("model__name", "number")
-        )
+        children = version_children(self.team, version)
         return {
             "source": version.source,
             "source_label": version.source_label,
