@@ -352,7 +352,7 @@ class VersionView(ModelPage):
             tables=tables,
             other=other,
             source=source,
-            datasets=selectors.lineage_datasets(self.team, version),
+            datasets=selectors.lineage_links(self.team, version),
             children=selectors.version_children(self.team, version),
             parent=version.parent
             if version.parent and version.parent.status == ModelVersion.Status.READY

@@ -12,11 +12,13 @@ import pytest
 from django.db import connection, transaction
 from rest_framework.test import APIClient
 
-from apps.datasets.models import Upload, UploadChunk
+from apps.datasets.models import Dataset, Upload, UploadChunk
+from apps.datasets.services.datasets import dataset_delete
 from apps.datasets.services.uploads import _team_blobs
-from apps.models.models import Model, ModelVersion, SaveTicket
+from apps.models.models import Model, ModelVersion, ModelVersionDataset, SaveTicket
 from apps.models.services.registry import model_delete
 from apps.notebooks import saves
+from tests.dataset_fixtures import make_version
 from tests.model_fixtures import make_model_version
 from tests.models.test_api import base
 from tests.models.test_api import start as api_start
@@ -250,3 +252,130 @@ def test_the_version_page_lists_children_in_every_model_of_the_team_as_the_api_d
     assert f"/t/{acme.slug}/models/iris/v/{same.number}/" in children
     assert f"/t/{acme.slug}/models/iris-tuned/v/{tuned.number}/" in children
     assert "Iris tuned v1" in children
+
+
+# --- #8 lineage outlives a deleted dataset; #12 the schema says what the API returns ---------
+
+
+@pytest.mark.django_db
+def test_deleting_a_dataset_keeps_the_lineage_as_a_label_on_the_page_and_in_the_api(
+    acme, alice, media, client
+):
+    flowers = make_version(acme, "Flowers", {"a.csv": b"1,2"})
+    version = make_model_version(acme, alice, "Iris", {"m": b"w"}, dataset_versions=[flowers.pk])
+    api = _api(alice)
+    before = api.get(f"{base(acme)}/models/iris/versions/1/").json()["lineage"]
+    assert before["dataset_versions"] == [
+        {
+            "id": flowers.pk,
+            "team": acme.slug,
+            "dataset": "flowers",
+            "name": "Flowers",
+            "number": flowers.number,
+            "label": f"Flowers v{flowers.number}",
+            "deleted": False,
+        }
+    ]
+
+    dataset_delete(team=acme, actor=alice, dataset=flowers.dataset, confirmation="Flowers")
+
+    link = ModelVersionDataset.objects.for_team(acme).get(version=version)
+    assert link.dataset_version is None
+    assert link.label == f"Flowers v{flowers.number}"
+    after = api.get(f"{base(acme)}/models/iris/versions/1/").json()["lineage"]
+    assert after["dataset_versions"] == [
+        {
+            "id": None,
+            "team": None,
+            "dataset": None,
+            "name": None,
+            "number": None,
+            "label": f"Flowers v{flowers.number}",
+            "deleted": True,
+        }
+    ]
+    client.force_login(alice)
+    page = client.get(f"/t/{acme.slug}/models/iris/v/1/").content.decode()
+    shown = page.split('data-testid="lineage-datasets">', 1)[1].split("</dd>", 1)[0]
+    assert f"Flowers v{flowers.number} (deleted)" in shown
+
+
+@pytest.mark.django_db
+def test_another_teams_dataset_made_private_then_deleted_is_never_named(
+    acme, alice, globex, charlie, media, client
+):
+    secret = make_version(globex, "Secret plans", {"a.csv": b"1"})
+    secret.dataset.visibility = Dataset.Visibility.PUBLIC
+    secret.dataset.save(update_fields=["visibility"])
+    version = make_model_version(acme, alice, "Iris", {"m": b"w"}, dataset_versions=[secret.pk])
+    # Readable when linked: its label is kept. Made private: the lineage leaves it out.
+    secret.dataset.visibility = Dataset.Visibility.PRIVATE
+    secret.dataset.save(update_fields=["visibility"])
+    api = _api(alice)
+    assert (
+        api.get(f"{base(acme)}/models/iris/versions/1/").json()["lineage"]["dataset_versions"] == []
+    )
+    client.force_login(alice)
+    assert "Secret" not in client.get(f"/t/{acme.slug}/models/iris/v/1/").content.decode()
+    assert ModelVersionDataset.objects.for_team(acme).get(version=version).label
+
+
+@pytest.mark.django_db
+def test_the_schema_declares_the_lineage_the_api_returns(client):
+    schema = client.get("/api/v1/schema/?format=json").json()
+    ref = schema["components"]["schemas"]["DatasetVersionRef"]
+    assert set(ref["properties"]) == {
+        "id",
+        "team",
+        "dataset",
+        "name",
+        "number",
+        "label",
+        "deleted",
+    }
+    lineage = schema["components"]["schemas"]["ModelLineage"]["properties"]
+    assert lineage["parent"]["allOf"][0]["$ref"].endswith("/VersionRef") or lineage["parent"].get(
+        "$ref", ""
+    ).endswith("/VersionRef")
+    assert lineage["children"]["items"]["$ref"].endswith("/VersionRef")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_existing_links_and_labels_only_what_the_team_could_read(
+    acme, alice, globex, media
+):
+    from django.db.migrations.executor import MigrationExecutor
+
+    mine = make_version(acme, "Flowers", {"a.csv": b"1"})
+    public = make_version(globex, "Open data", {"b.csv": b"2"})
+    public.dataset.visibility = Dataset.Visibility.PUBLIC
+    public.dataset.save(update_fields=["visibility"])
+    private = make_version(globex, "Secret plans", {"c.csv": b"3"})
+    before = [("models", "0002_save_ticket")]
+    after = [("models", "0003_modelversiondataset")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    version = old.get_model("models", "ModelVersion").objects.create(
+        team_id=acme.pk,
+        model=old.get_model("models", "Model").objects.create(
+            team_id=acme.pk, name="Iris", slug="iris", created_by_id=alice.pk
+        ),
+        created_by_id=alice.pk,
+    )
+    # A link to another team's private version cannot be made now; an old row may hold one.
+    version.dataset_versions.set([mine.pk, public.pk, private.pk])
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+
+    labels = dict(
+        ModelVersionDataset.objects.for_team(acme)
+        .filter(version_id=version.pk)
+        .values_list("dataset_version_id", "label")
+    )
+    assert labels == {
+        mine.pk: f"Flowers v{mine.number}",
+        public.pk: f"Open data v{public.number}",
+        private.pk: "",
+    }

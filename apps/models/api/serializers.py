@@ -96,10 +96,22 @@ class ModelFileSerializer(serializers.Serializer[dict[str, object]]):
 
 
 class DatasetVersionRefSerializer(serializers.Serializer[dict[str, object]]):
-    id = serializers.IntegerField(help_text="What a new version's dataset_versions names.")
-    team = serializers.CharField()
-    dataset = serializers.CharField(help_text="The dataset's slug.")
-    name = serializers.CharField()
+    """A dataset version a model version was made with (api.views._dataset_ref). Once that
+    dataset version is deleted, only ``label`` and ``deleted`` remain; the rest is null."""
+
+    id = serializers.IntegerField(
+        allow_null=True, help_text="What a new version's dataset_versions names."
+    )
+    team = serializers.CharField(allow_null=True, help_text="The dataset's team's slug.")
+    dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug.")
+    name = serializers.CharField(allow_null=True)
+    number = serializers.IntegerField(allow_null=True)
+    label = serializers.CharField(help_text='What it was when linked: "Flowers v1".')
+    deleted = serializers.BooleanField(help_text="The dataset version is deleted.")
+
+
+class VersionRefSerializer(serializers.Serializer[dict[str, object]]):
+    model = serializers.CharField(help_text="The model's slug.")
     number = serializers.IntegerField()
 
 
@@ -108,10 +120,8 @@ class ModelLineageSerializer(serializers.Serializer[dict[str, object]]):
     source_label = serializers.CharField()
     link = LinkSerializer(allow_null=True, help_text="Where it came from, while that exists.")
     dataset_versions = DatasetVersionRefSerializer(many=True)
-    parent = serializers.DictField(  # type: ignore[assignment]
-        allow_null=True, help_text="{model, number}"
-    )
-    children = serializers.ListField(child=serializers.DictField(), help_text="[{model, number}]")
+    parent = VersionRefSerializer(allow_null=True)  # type: ignore[assignment]
+    children = VersionRefSerializer(many=True)
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):

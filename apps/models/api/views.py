@@ -32,9 +32,9 @@ from apps.datasets.api.views import (
 from apps.datasets.models import DatasetVersion, Upload
 from apps.models.api import serializers as s
 from apps.models.hooks import source_link, version_servers
-from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion
+from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion, ModelVersionDataset
 from apps.models.selectors import (
-    lineage_datasets,
+    lineage_links,
     manifest_diff,
     models_listed,
     version_children,
@@ -256,16 +256,7 @@ class VersionDetailView(_ModelView):
             "source": version.source,
             "source_label": version.source_label,
             "link": {"text": link[0], "url": link[1]} if link else None,
-            "dataset_versions": [
-                {
-                    "id": used.pk,
-                    "team": used.dataset.team.slug,
-                    "dataset": used.dataset.slug,
-                    "name": used.dataset.name,
-                    "number": used.number,
-                }
-                for used in lineage_datasets(self.team, version).select_related("dataset__team")
-            ],
+            "dataset_versions": [_dataset_ref(link) for link in lineage_links(self.team, version)],
             "parent": (
                 {"model": version.parent.model.slug, "number": version.parent.number}
                 if version.parent
@@ -273,6 +264,31 @@ class VersionDetailView(_ModelView):
             ),
             "children": [{"model": c.model.slug, "number": c.number} for c in children],
         }
+
+
+def _dataset_ref(link: ModelVersionDataset) -> dict[str, Any]:
+    """A lineage dataset as s.DatasetVersionRefSerializer declares it: the dataset version
+    while it exists; once it is deleted, only its label (and ``deleted``)."""
+    used = link.dataset_version
+    if used is None:
+        return {
+            "id": None,
+            "team": None,
+            "dataset": None,
+            "name": None,
+            "number": None,
+            "label": link.label,
+            "deleted": True,
+        }
+    return {
+        "id": used.pk,
+        "team": used.dataset.team.slug,
+        "dataset": used.dataset.slug,
+        "name": used.dataset.name,
+        "number": used.number,
+        "label": link.label or f"{used.dataset.name} v{used.number}",
+        "deleted": False,
+    }
 
 
 class FileDownloadView(_ModelView):

@@ -25,7 +25,7 @@ from apps.datasets.selectors import version_usable_by
 from apps.datasets.services.completion import upload_abandon
 from apps.datasets.services.manifest import manifest_clean
 from apps.datasets.services.uploads import upload_open
-from apps.models.models import Model, ModelFile, ModelVersion
+from apps.models.models import Model, ModelFile, ModelVersion, ModelVersionDataset
 from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
-    from apps.datasets.models import Blob
+    from apps.datasets.models import Blob, DatasetVersion
     from apps.teams.models import Team
 
 PURPOSE = "model"
@@ -61,15 +61,15 @@ def _clean_json(value: object, field: str, *, allow_none: bool = False) -> Any:
 
 def _clean_lineage(
     team: Team, model: Model, dataset_versions: list[int], parent: int | None
-) -> tuple[list[int], ModelVersion | None]:
-    readable = []
+) -> tuple[list[DatasetVersion], ModelVersion | None]:
+    readable: list[DatasetVersion] = []
     for pk in dict.fromkeys(dataset_versions):
         version = version_usable_by(team=team, pk=pk)
         if version is None or version.status != version.Status.READY:
             raise ModelError(
                 f"Dataset version {pk} is not one this team can read.", field="dataset_versions"
             )
-        readable.append(version.pk)
+        readable.append(version)
     parent_version = None
     if parent is not None:
         parent_version = (
@@ -142,16 +142,22 @@ def version_start(
 
 
 def _version_create(
-    team: Team, actor: User, model: Model, datasets: list[int], **fields: Any
+    team: Team, actor: User, model: Model, datasets: list[DatasetVersion], **fields: Any
 ) -> ModelVersion:
-    """An uploading version with ``fields``, linked to the dataset versions (pks) it was
-    made from."""
+    """An uploading version with ``fields``, linked to the dataset versions it was made
+    from (each one the team can read, as _clean_lineage checked), each link labelled with
+    the dataset's name and number so that it outlives the dataset."""
     version = ModelVersion.objects.for_team(team).create(
         team=team, model=model, created_by=actor, **fields
     )
-    links = ModelVersion.dataset_versions.through
-    links.objects.bulk_create(
-        links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
+    ModelVersionDataset.objects.for_team(team).bulk_create(
+        ModelVersionDataset(
+            team=team,
+            version=version,
+            dataset_version=used,
+            label=f"{used.dataset.name} v{used.number}"[:200],
+        )
+        for used in datasets
     )
     return version
 
