@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from apps.datasets.models import Dataset, Upload, UploadChunk
 from apps.datasets.services.datasets import dataset_delete
 from apps.datasets.services.uploads import _team_blobs
-from apps.models.models import Model, ModelVersion, ModelVersionDataset, SaveTicket
+from apps.models.models import Model, ModelFile, ModelVersion, ModelVersionDataset, SaveTicket
 from apps.models.services.registry import model_delete
 from apps.notebooks import saves
 from tests.dataset_fixtures import make_version
@@ -379,3 +379,67 @@ def test_the_migration_keeps_existing_links_and_labels_only_what_the_team_could_
         public.pk: f"Open data v{public.number}",
         private.pk: "",
     }
+
+
+# --- #7 a version's files a page at a time -----------------------------------------------------
+
+
+def _many_files(team, actor, count):
+    version = make_model_version(team, actor, "Big", {"a": b"1"})
+    blob = ModelFile.objects.for_team(team).get(version=version).blob
+    ModelFile.objects.for_team(team).bulk_create(
+        ModelFile(team=team, version=version, path=f"d/f{i:05d}", blob=blob, size=1)
+        for i in range(count - 1)
+    )
+    return version
+
+
+@pytest.mark.django_db
+def test_the_version_page_shows_200_files_a_page(acme, alice, media, client):
+    _many_files(acme, alice, 450)
+    client.force_login(alice)
+
+    first = client.get(f"/t/{acme.slug}/models/big/v/1/").content.decode()
+    last = client.get(f"/t/{acme.slug}/models/big/v/1/?page=3").content.decode()
+
+    def rows(page: str) -> int:
+        table = page.split('data-testid="file-list">', 1)[1].split("</table>", 1)[0]
+        return table.count("<tr>") - 1  # the head's row
+
+    assert rows(first) == 200
+    assert "Files 1\u2013200 of 450" in first
+    assert 'href="/t/acme/models/big/v/1/?page=2">Next' in first
+    assert rows(last) == 50
+    assert "Files 401\u2013450 of 450" in last
+
+
+@pytest.mark.django_db
+def test_the_api_version_detail_lists_a_bounded_first_page_and_the_files_route_pages(
+    acme, alice, media, monkeypatch
+):
+    from apps.models.api import views
+
+    monkeypatch.setattr(views, "FILES_IN_DETAIL", 10)
+    _many_files(acme, alice, 25)
+    api = _api(alice)
+
+    detail = api.get(f"{base(acme)}/models/big/versions/1/").json()
+    assert [f["path"] for f in detail["files"]] == ["a"] + [f"d/f{i:05d}" for i in range(9)]
+    assert detail["file_count"] == 1  # as the version was made; its files are the route's
+    assert detail["files_next"].endswith(f"{base(acme)}/models/big/versions/1/files/")
+
+    paths: list[str] = []
+    url = f"{detail['files_next']}?page_size=10"
+    while url:
+        page = api.get(url).json()
+        assert len(page["results"]) <= 10
+        paths += [f["path"] for f in page["results"]]
+        url = page["next"]
+    assert paths == ["a"] + [f"d/f{i:05d}" for i in range(24)]
+    assert set(page["results"][0]) == {"path", "size", "sha256"}
+
+    small = make_model_version(acme, alice, "Small", {"a": b"2"})
+    assert (
+        api.get(f"{base(acme)}/models/small/versions/{small.number}/").json()["files_next"] is None
+    )
+    assert api.get(f"{base(acme)}/models/small/versions/9/files/").status_code == 404

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status
@@ -38,7 +39,6 @@ from apps.models.selectors import (
     manifest_diff,
     models_listed,
     version_children,
-    version_manifest,
     version_named,
 )
 from apps.models.services.aliases import alias_delete, alias_set
@@ -228,6 +228,10 @@ class VersionListView(mixins.ListModelMixin, _ModelView):
         return found.pk
 
 
+# How many files the version detail lists (by path); the files route has them all.
+FILES_IN_DETAIL = 1000
+
+
 class VersionDetailView(_ModelView):
     """One version, by number, alias or "latest": its files, metadata, input/output schema,
     lineage (where it came from, the dataset versions it was made with, its parent and
@@ -237,11 +241,24 @@ class VersionDetailView(_ModelView):
 
     def get(self, request: Request, team_slug: str, slug: str, ref: str) -> Response:
         version = self.version(self.model(slug), ref)
+        # The first files by path only (a version may hold 100,000): the rest are on the
+        # files route, which pages (``files_next`` says where, when there are more).
+        first = list(
+            ModelFile.objects.filter(version=version)
+            .order_by("path")
+            .values_list("path", "size", "blob__sha256")[: FILES_IN_DETAIL + 1]
+        )
+        files_next = None
+        if len(first) > FILES_IN_DETAIL:
+            first = first[:FILES_IN_DETAIL]
+            files_next = request.build_absolute_uri(
+                reverse("api:model_files", args=[self.team.slug, slug, ref])
+            )
         context = {
             "files": [
-                {"path": path, "size": size, "sha256": sha256}
-                for path, sha256, size in version_manifest(self.team, version)
+                {"path": path, "size": size, "sha256": sha256} for path, size, sha256 in first
             ],
+            "files_next": files_next,
             "lineage": self.lineage(version),
             "servers": [
                 {"text": text, "url": url} for text, url in version_servers(self.team, version)
@@ -289,6 +306,25 @@ def _dataset_ref(link: ModelVersionDataset) -> dict[str, Any]:
         "label": link.label or f"{used.dataset.name} v{used.number}",
         "deleted": False,
     }
+
+
+class _ByPath(Cursor):
+    ordering = "path"
+    max_page_size = 1000
+
+
+class VersionFilesView(mixins.ListModelMixin, _ModelView):
+    """The files of one version, by path, a page at a time (cursor)."""
+
+    serializer_class = s.ModelFileRowSerializer  # type: ignore[assignment]
+    pagination_class = _ByPath
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        version = self.version(self.model(self.kwargs["slug"]), self.kwargs["ref"])
+        return ModelFile.objects.filter(version=version).select_related("blob")
+
+    def get(self, request: Request, team_slug: str, slug: str, ref: str) -> Response:
+        return self.list(request)
 
 
 class FileDownloadView(_ModelView):
