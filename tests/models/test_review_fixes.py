@@ -14,24 +14,20 @@ from rest_framework.test import APIClient
 
 from apps.datasets.models import Dataset, Upload, UploadChunk
 from apps.datasets.services.datasets import dataset_delete
+from apps.datasets.services.errors import DatasetConflictError, DatasetError
+from apps.datasets.services.naming import clean_team_name, named_changes_apply
 from apps.datasets.services.uploads import _team_blobs
 from apps.models.models import Model, ModelFile, ModelVersion, ModelVersionDataset, SaveTicket
+from apps.models.services.errors import ModelConflictError, ModelError
 from apps.models.services.registry import model_delete
-from apps.notebooks import saves
 from tests.dataset_fixtures import make_version
 from tests.model_fixtures import make_model_version
+from tests.models import test_save_tickets
 from tests.models.test_api import base
 from tests.models.test_api import start as api_start
 from tests.models.test_save_tickets import DATA, MANIFEST, running, start, version_of
 
-
-@pytest.fixture
-def queued(monkeypatch):
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        saves.agent_save_folder, "apply_async", lambda args, queue: sent.append((*args, queue))
-    )
-    return sent
+queued = test_save_tickets.queued  # the agent's tasks, as the save tests catch them
 
 
 def _api(user) -> APIClient:
@@ -443,3 +439,62 @@ def test_the_api_version_detail_lists_a_bounded_first_page_and_the_files_route_p
         api.get(f"{base(acme)}/models/small/versions/{small.number}/").json()["files_next"] is None
     )
     assert api.get(f"{base(acme)}/models/small/versions/9/files/").status_code == 404
+
+
+# --- #10 one name check for datasets and models ----------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("noun", "model_cls", "error", "conflict", "make"),
+    [
+        ("dataset", Dataset, DatasetError, DatasetConflictError, "dataset_create"),
+        ("model", Model, ModelError, ModelConflictError, "model_create"),
+    ],
+)
+def test_one_shared_name_check_serves_datasets_and_models(
+    acme, alice, noun, model_cls, error, conflict, make
+):
+    from apps.datasets.services import datasets as dataset_services
+    from apps.models.services import registry
+
+    create = getattr(dataset_services if noun == "dataset" else registry, make)
+    made = create(team=acme, actor=alice, name="  Iris   flowers ")
+    assert (made.name, made.slug) == ("Iris flowers", "iris-flowers")
+
+    def refused(name, **kwargs):
+        with pytest.raises(error) as caught:
+            clean_team_name(
+                model_cls, acme, name, noun=noun, error=error, conflict=conflict, **kwargs
+            )
+        return caught.value
+
+    assert str(refused("  ")) == f"Give the {noun} a name."
+    assert str(refused("x" * 81)) == "A name is at most 80 characters."
+    assert str(refused("!!!")) == "A name needs a letter or a digit."
+    assert "text-direction" in str(refused("ab\u202ecd"))
+    taken = refused("Iris Flowers")
+    assert isinstance(taken, conflict)
+    assert str(taken) == f"This team already has a {noun} called Iris Flowers."
+    assert clean_team_name(
+        model_cls,
+        acme,
+        "Iris Flowers",
+        noun=noun,
+        error=error,
+        conflict=conflict,
+        exclude=made.pk,
+    ) == ("Iris Flowers", "iris-flowers")
+
+    changed = named_changes_apply(
+        acme,
+        made,
+        name="Iris 2",
+        description="d",
+        licence=None,
+        noun=noun,
+        error=error,
+        conflict=conflict,
+    )
+    assert changed == ["name", "description"]
+    assert (made.name, made.slug, made.description) == ("Iris 2", "iris-2", "d")
