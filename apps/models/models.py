@@ -14,12 +14,15 @@ fine-tuned from.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 from django.db import models
 
 from apps.core.tenancy import TeamManager, TeamScopedManager
+
+if TYPE_CHECKING:
+    from apps.datasets.models import DatasetVersion
 
 
 class Model(models.Model):  # type: ignore[django-manager-missing]
@@ -113,12 +116,14 @@ class ModelVersion(models.Model):  # type: ignore[django-manager-missing]
     source_id = models.PositiveBigIntegerField(null=True, blank=True)
     source_label = models.CharField(max_length=200, blank=True)
     # Through ModelVersionDataset: a link outlives its dataset version, as a label.
-    dataset_versions = models.ManyToManyField(
-        "datasets.DatasetVersion",
-        through="ModelVersionDataset",
-        through_fields=("version", "dataset_version"),
-        blank=True,
-        related_name="+",
+    dataset_versions: models.ManyToManyField[DatasetVersion, ModelVersionDataset] = (
+        models.ManyToManyField(
+            "datasets.DatasetVersion",
+            through="ModelVersionDataset",
+            through_fields=("version", "dataset_version"),
+            blank=True,
+            related_name="+",
+        )
     )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"

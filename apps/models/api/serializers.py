@@ -117,7 +117,9 @@ class DatasetVersionRefSerializer(serializers.Serializer[dict[str, object]]):
     dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug.")
     name = serializers.CharField(allow_null=True)
     number = serializers.IntegerField(allow_null=True)
-    label = serializers.CharField(help_text='What it was when linked: "Flowers v1".')
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text='What it was when linked: "Flowers v1".'
+    )
     deleted = serializers.BooleanField(help_text="The dataset version is deleted.")
 
 
@@ -131,7 +133,7 @@ class ModelLineageSerializer(serializers.Serializer[dict[str, object]]):
     source_label = serializers.CharField()
     link = LinkSerializer(allow_null=True, help_text="Where it came from, while that exists.")
     dataset_versions = DatasetVersionRefSerializer(many=True)
-    parent = VersionRefSerializer(allow_null=True)  # type: ignore[assignment]
+    parent = VersionRefSerializer(allow_null=True)
     children = VersionRefSerializer(many=True)
 
 

@@ -26,6 +26,7 @@ from apps.datasets.api.views import (
     ChunkView,
     UploadCompleteView,
     UploadDetailView,
+    _ByPath,
     archive_response,
     file_response,
     upload_body,
@@ -306,11 +307,6 @@ def _dataset_ref(link: ModelVersionDataset) -> dict[str, Any]:
         "label": link.label or f"{used.dataset.name} v{used.number}",
         "deleted": False,
     }
-
-
-class _ByPath(Cursor):
-    ordering = "path"
-    max_page_size = 1000
 
 
 class VersionFilesView(mixins.ListModelMixin, _ModelView):
