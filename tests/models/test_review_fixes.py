@@ -498,3 +498,36 @@ def test_one_shared_name_check_serves_datasets_and_models(
     )
     assert changed == ["name", "description"]
     assert (made.name, made.slug, made.description) == ("Iris 2", "iris-2", "d")
+
+
+# --- #11 a save in progress on the model page says only what is known ------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_model_page_shows_a_save_in_progress_in_sizes_and_never_of_0(
+    acme, alice, catalogue, media, queued, client
+):
+    ticket, host = start(acme, alice, queued, client)
+    client.force_login(alice)
+
+    def line() -> str:
+        page = client.get(f"/t/{acme.slug}/models/churn/").content.decode()
+        return page.split(f'data-testid="unready-{ticket.version_id}">', 1)[1].split("</li>")[0]
+
+    waiting = line()
+    assert "waiting for the notebook&#x27;s host" in waiting
+    assert "0 files" not in waiting
+    assert "0\xa0bytes" not in waiting
+
+    host.post("progress", {"phase": "reading", "done": 734003200, "total": 0})
+    reading = line()
+    assert "reading 700.0\xa0MB" in reading
+    assert " of " not in reading
+    assert "0 files" not in reading
+    assert "734003200" not in reading
+
+    assert host.post("manifest", MANIFEST).status_code == 200
+    host.post("progress", {"phase": "sending", "done": 3, "total": len(DATA)})
+    sending = line()
+    assert f"1 file, {len(DATA)}\xa0bytes" in sending
+    assert f"sending 3\xa0bytes of {len(DATA)}\xa0bytes" in sending
