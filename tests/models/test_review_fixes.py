@@ -515,7 +515,7 @@ def test_the_model_page_shows_a_save_in_progress_in_sizes_and_never_of_0(
         return page.split(f'data-testid="unready-{ticket.version_id}">', 1)[1].split("</li>")[0]
 
     waiting = line()
-    assert "waiting for the notebook&#x27;s host" in waiting
+    assert "waiting for the notebook's host" in waiting
     assert "0 files" not in waiting
     assert "0\xa0bytes" not in waiting
 
