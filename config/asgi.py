@@ -53,7 +53,7 @@ notebook_websockets = URLRouter(notebook_websocket_urlpatterns)
 refused_websocket = WebsocketDenier.as_asgi()
 NOTEBOOK_WEBSOCKET = re.compile(r"^/nb/[0-9]+/")
 # Routes (view names) whose PUT bodies are streamed to the view: request.scope["lattice.body"].
-STREAMED_PUTS = {"api:upload_chunk", "hostsave_chunk"}
+STREAMED_PUTS = {"api:upload_chunk", "api:model_upload_chunk", "hostsave_chunk"}
 
 
 def _streams_body(scope: dict[str, Any]) -> bool:

@@ -14,12 +14,15 @@ fine-tuned from.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 from django.db import models
 
 from apps.core.tenancy import TeamManager, TeamScopedManager
+
+if TYPE_CHECKING:
+    from apps.datasets.models import DatasetVersion
 
 
 class Model(models.Model):  # type: ignore[django-manager-missing]
@@ -112,8 +115,15 @@ class ModelVersion(models.Model):  # type: ignore[django-manager-missing]
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
     source_id = models.PositiveBigIntegerField(null=True, blank=True)
     source_label = models.CharField(max_length=200, blank=True)
-    dataset_versions = models.ManyToManyField(
-        "datasets.DatasetVersion", blank=True, related_name="+"
+    # Through ModelVersionDataset: a link outlives its dataset version, as a label.
+    dataset_versions: models.ManyToManyField[DatasetVersion, ModelVersionDataset] = (
+        models.ManyToManyField(
+            "datasets.DatasetVersion",
+            through="ModelVersionDataset",
+            through_fields=("version", "dataset_version"),
+            blank=True,
+            related_name="+",
+        )
     )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
@@ -139,6 +149,35 @@ class ModelVersion(models.Model):  # type: ignore[django-manager-missing]
 
     def __str__(self) -> str:
         return f"{self.model} v{self.number or '?'}"
+
+
+class ModelVersionDataset(models.Model):
+    """A dataset version a model version was made with. Deleting that dataset keeps the
+    link, its ``dataset_version`` emptied, and its ``label`` ("Flowers v1") says what it
+    was. A link is made only to a dataset version the team could read then (its own or a
+    public one), so the label tells the team nothing it could not read."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="dataset_links"
+    )
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    label = models.CharField(max_length=200, blank=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["label", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "dataset_version"], name="models_version_dataset_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
 
 
 class ModelFile(models.Model):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import OuterRef, Q, Subquery
 
 from apps.datasets.models import Dataset, DatasetVersion
-from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion
+from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion, ModelVersionDataset
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -39,7 +39,7 @@ def version_named(team: Team, model: Model, ref: str | int) -> ModelVersion | No
         model=model, status=ModelVersion.Status.READY
     )
     text = str(ref)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit, not to int()
         return ready.filter(number=int(text)).first()
     if text == "latest":
         return ready.order_by("-number").first()
@@ -85,6 +85,17 @@ def manifest_diff(
     return diff
 
 
+def version_children(team: Team, version: ModelVersion) -> QuerySet[ModelVersion]:
+    """The team's ready versions made from ``version`` (its parent), in any of its models:
+    what the version page and the API both list."""
+    return (
+        ModelVersion.objects.for_team(team)
+        .filter(parent=version, status=ModelVersion.Status.READY)
+        .select_related("model")
+        .order_by("model__name", "number")
+    )
+
+
 def models_from_dataset_version(team: Team, version: DatasetVersion) -> QuerySet[ModelVersion]:
     """The team's ready model versions trained with ``version`` mounted."""
     return (
@@ -98,13 +109,35 @@ def models_from_dataset_version(team: Team, version: DatasetVersion) -> QuerySet
 def lineage_datasets(team: Team, version: ModelVersion) -> QuerySet[DatasetVersion]:
     """The dataset versions ``version`` was made with that ``team`` may still read: its own,
     or a public dataset's (another team's dataset made private since is left out)."""
-    links = ModelVersion.dataset_versions.through.objects.filter(modelversion_id=version.pk)
+    links = ModelVersionDataset.objects.for_team(team).filter(version=version)
     # Across teams on purpose: a public dataset's version may be another team's. The filter
     # admits only the team's own and public ones, in the same expression.
     return (
         DatasetVersion.objects.unscoped()
-        .filter(pk__in=links.values("datasetversion_id"))
+        .filter(pk__in=links.values("dataset_version_id"))
         .filter(Q(team=team) | Q(dataset__visibility=Dataset.Visibility.PUBLIC))
         .select_related("dataset")
         .order_by("dataset__name", "number")
     )
+
+
+def lineage_links(team: Team, version: ModelVersion) -> list[ModelVersionDataset]:
+    """The dataset versions ``version`` was made with, as its links, by label: each with
+    its ``dataset_version`` while ``team`` may still read it (its own, or a public
+    dataset's), or with only its ``label`` once that dataset version is deleted. Another
+    team's dataset made private since is left out."""
+    links = (
+        ModelVersionDataset.objects.for_team(team)
+        .filter(version=version)
+        .select_related("dataset_version__dataset__team")
+        .order_by("label", "pk")
+    )
+    shown = []
+    for link in links:
+        used = link.dataset_version
+        if used is None:
+            if link.label:
+                shown.append(link)
+        elif used.team_id == team.pk or used.dataset.visibility == Dataset.Visibility.PUBLIC:
+            shown.append(link)
+    return shown

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -335,6 +336,10 @@ def _table(value: object) -> list[tuple[str, str]] | None:
     return [(str(k), "—" if v is None else str(v)) for k, v in value.items()]
 
 
+# Files a page on the version page, as on a dataset's (a version may hold 100,000).
+FILES_PER_PAGE = 200
+
+
 class VersionView(ModelPage):
     """One version: files, format, metadata, schema, digest, lineage, aliases, servers."""
 
@@ -358,16 +363,19 @@ class VersionView(ModelPage):
             request,
             model=model,
             version=version,
-            files=ModelFile.objects.for_team(self.team)
-            .filter(version=version)
-            .select_related("blob")
-            .order_by("path"),
+            files=Paginator(
+                ModelFile.objects.for_team(self.team)
+                .filter(version=version)
+                .select_related("blob")
+                .order_by("path"),
+                FILES_PER_PAGE,
+            ).get_page(request.GET.get("page")),
             plain=plain,
             tables=tables,
             other=other,
             source=source,
-            datasets=selectors.lineage_datasets(self.team, version),
-            children=self.ready(model).filter(parent=version).order_by("number"),
+            datasets=selectors.lineage_links(self.team, version),
+            children=selectors.version_children(self.team, version),
             parent=version.parent
             if version.parent and version.parent.status == ModelVersion.Status.READY
             else None,

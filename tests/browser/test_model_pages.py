@@ -171,3 +171,36 @@ def test_a_version_and_a_diff_fit_390_px(browser, live_server, acme, alice, pass
 
     assert not faults, "\n".join(faults)
     context.close()
+
+
+def test_a_big_versions_files_page_by_200_and_its_lineage_outlives_a_deleted_dataset(
+    page, live_server, acme, alice, password, media
+):
+    """A version of 450 files shows them 200 a page; the dataset it was made with is
+    deleted and its lineage still says "Flowers v1 (deleted)"; a model tuned from it is
+    listed among its children."""
+    from apps.datasets.services.datasets import dataset_delete
+    from apps.models.models import ModelFile
+    from tests.dataset_fixtures import make_version
+
+    flowers = make_version(acme, "Flowers", {"a.csv": b"1,2"})
+    big = make_model_version(acme, alice, "Big", {"a": b"1"}, dataset_versions=[flowers.pk])
+    blob = ModelFile.objects.for_team(acme).get(version=big).blob
+    ModelFile.objects.for_team(acme).bulk_create(
+        ModelFile(team=acme, version=big, path=f"d/f{i:05d}", blob=blob, size=1) for i in range(449)
+    )
+    make_model_version(acme, alice, "Big tuned", {"b": b"2"}, parent=big.pk)
+    dataset_delete(team=acme, actor=alice, dataset=flowers.dataset, confirmation="Flowers")
+    log_in(page, alice.email, password)
+
+    page.goto("/t/acme/models/big/v/1/")
+    pages = page.get_by_test_id("file-pages")
+    expect(pages).to_contain_text("Files 1\u2013200 of 450")
+    expect(page.get_by_test_id("file-list").locator("tbody tr")).to_have_count(200)
+    pages.get_by_role("link", name="Next").click()
+    expect(pages).to_contain_text("Files 201\u2013400 of 450")
+    expect(page.get_by_test_id("file-list").get_by_role("link", name="d/f00199")).to_be_visible()
+
+    expect(page.get_by_test_id("lineage-deleted")).to_have_text("Flowers v1 (deleted)")
+    page.get_by_test_id("children").get_by_role("link", name="Big tuned v1").click()
+    expect(page).to_have_url(f"{live_server.url}/t/acme/models/big-tuned/v/1/")

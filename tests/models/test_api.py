@@ -231,7 +231,15 @@ class TestVersions:
         assert lineage["link"] == {"text": "Notebook Train", "url": "/t/acme/nb/1/"}
         assert lineage["parent"] == {"model": "iris", "number": 1}
         assert lineage["dataset_versions"] == [
-            {"id": cats.pk, "team": "acme", "dataset": "cats", "name": "Cats", "number": 1}
+            {
+                "id": cats.pk,
+                "team": "acme",
+                "dataset": "cats",
+                "name": "Cats",
+                "number": 1,
+                "label": "Cats v1",
+                "deleted": False,
+            }
         ]
         first = api.get(f"{base(acme)}/models/iris/versions/1/").json()
         assert first["lineage"]["children"] == [{"model": "iris", "number": 2}]

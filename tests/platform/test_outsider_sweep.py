@@ -158,6 +158,7 @@ API_TEAM = {
     "api:model",
     "api:model_versions",
     "api:model_version",
+    "api:model_files",
     "api:model_file",
     "api:model_archive",
     "api:model_diff",

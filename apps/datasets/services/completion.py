@@ -352,3 +352,16 @@ def _discard_chunks(upload: Upload, *, unused: set[str]) -> None:
         # A part file renamed into place is gone already; chunks were copied into the blob.
         received_delete(upload.pk, blob)
     storage.delete(manifest_key(upload.pk))
+
+
+def upload_abandon(upload: Upload) -> None:
+    """Close an open upload that is given up (its version failed or went), inside the
+    caller's transaction and under the caller's lock of the Upload row: what it received
+    is discarded once that commits, and it no longer counts against the team's storage.
+    An upload that is not open is left as it is."""
+    if upload.status != Upload.Status.OPEN:
+        return
+    upload.status = Upload.Status.ABANDONED
+    upload.save(update_fields=["status"])
+    shas = set(UploadBlob.objects.for_team(upload.team_id).values_list("sha256", flat=True))
+    transaction.on_commit(lambda: _discard_chunks(upload, unused=shas))

@@ -3,23 +3,21 @@ it. Its versions are made by uploads (apps.datasets.services.uploads)."""
 
 from __future__ import annotations
 
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
-from django.utils.text import slugify
 
 from apps.core.audit import audit_record
 from apps.core.tenancy import unscoped
 from apps.datasets.entitlements import check_private_dataset
 from apps.datasets.hooks import dataset_made_private
 from apps.datasets.models import Dataset
-from apps.datasets.paths import hidden_character, shown
 from apps.datasets.services.errors import (
     DatasetConflictError,
     DatasetError,
     DatasetPermissionError,
 )
+from apps.datasets.services.naming import TeamNames
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
@@ -27,29 +25,7 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
-def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
-    name = unicodedata.normalize("NFC", " ".join(str(name).split()))
-    if not name:
-        raise DatasetError("Give the dataset a name.", field="name")
-    hidden = hidden_character(name)
-    if hidden:
-        # Shown in the catalogue to every team: a bidi control would make it read as another.
-        raise DatasetError(
-            f"{shown(name)}: a name cannot contain invisible or text-direction characters "
-            f"({hidden}).",
-            field="name",
-        )
-    if len(name) > Dataset._meta.get_field("name").max_length:  # type: ignore[operator]
-        raise DatasetError("A name is at most 80 characters.", field="name")
-    slug = slugify(name)[:80]
-    if not slug:
-        raise DatasetError("A name needs a letter or a digit.", field="name")
-    taken = Dataset.objects.for_team(team).filter(slug=slug)
-    if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise DatasetConflictError(f"This team already has a dataset called {name}.", field="name")
-    return name, slug
+NAMES = TeamNames(Dataset, "dataset", DatasetError, DatasetConflictError)
 
 
 def _clean_visibility(visibility: str) -> str:
@@ -70,7 +46,7 @@ def dataset_create(
 ) -> Dataset:
     """Make an empty dataset (its first upload makes version 1); audit it."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
-    name, slug = _clean_name(team, name)
+    name, slug = NAMES.clean(team, name)
     if _clean_visibility(visibility) == Dataset.Visibility.PRIVATE:
         check_private_dataset(team)  # a 402 on a plan whose datasets are public
     dataset = Dataset.objects.for_team(team).create(
@@ -111,7 +87,7 @@ def dataset_update(
     try:
         locked.save(update_fields=[*changed, *slug, "updated_at"])
     except IntegrityError:
-        # _clean_name found the slug free, then another rename took it first.
+        # NAMES.clean found the slug free, then another rename took it first.
         raise DatasetConflictError(
             f"This team already has a dataset called {locked.name}.", field="name"
         ) from None
@@ -138,18 +114,9 @@ def _changes_apply(
 ) -> list[str]:
     """Check what is given as dataset_create does and set what differs on ``dataset``
     (unsaved); the fields that changed."""
-    changed: list[str] = []
-    if name is not None:
-        name, slug = _clean_name(team, name, exclude=dataset.pk)
-        if name != dataset.name:
-            dataset.name, dataset.slug = name, slug
-            changed.append("name")
-    if description is not None and description[:5000] != dataset.description:
-        dataset.description = description[:5000]
-        changed.append("description")
-    if licence is not None and licence[:80] != dataset.licence:
-        dataset.licence = licence[:80]
-        changed.append("licence")
+    changed = NAMES.changes_apply(
+        team, dataset, name=name, description=description, licence=licence
+    )
     if visibility is not None and _clean_visibility(visibility) != dataset.visibility:
         if visibility == Dataset.Visibility.PRIVATE:
             check_private_dataset(team)  # a 402 on a plan whose datasets are public

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.datasets.api.serializers import UploadBlobSerializer
-from apps.models.models import Model, ModelVersion
+from apps.models.models import Model, ModelFile, ModelVersion
 
 
 class ModelSerializer(serializers.ModelSerializer[Model]):
@@ -95,11 +95,36 @@ class ModelFileSerializer(serializers.Serializer[dict[str, object]]):
     sha256 = serializers.CharField()
 
 
+class ModelFileRowSerializer(serializers.ModelSerializer[ModelFile]):
+    """One file of a version, as the files route pages them."""
+
+    sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+
+    class Meta:
+        model = ModelFile
+        fields = ["path", "size", "sha256"]
+        read_only_fields = fields
+
+
 class DatasetVersionRefSerializer(serializers.Serializer[dict[str, object]]):
-    id = serializers.IntegerField(help_text="What a new version's dataset_versions names.")
-    team = serializers.CharField()
-    dataset = serializers.CharField(help_text="The dataset's slug.")
-    name = serializers.CharField()
+    """A dataset version a model version was made with (api.views._dataset_ref). Once that
+    dataset version is deleted, only ``label`` and ``deleted`` remain; the rest is null."""
+
+    id = serializers.IntegerField(
+        allow_null=True, help_text="What a new version's dataset_versions names."
+    )
+    team = serializers.CharField(allow_null=True, help_text="The dataset's team's slug.")
+    dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug.")
+    name = serializers.CharField(allow_null=True)
+    number = serializers.IntegerField(allow_null=True)
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text='What it was when linked: "Flowers v1".'
+    )
+    deleted = serializers.BooleanField(help_text="The dataset version is deleted.")
+
+
+class VersionRefSerializer(serializers.Serializer[dict[str, object]]):
+    model = serializers.CharField(help_text="The model's slug.")
     number = serializers.IntegerField()
 
 
@@ -108,17 +133,20 @@ class ModelLineageSerializer(serializers.Serializer[dict[str, object]]):
     source_label = serializers.CharField()
     link = LinkSerializer(allow_null=True, help_text="Where it came from, while that exists.")
     dataset_versions = DatasetVersionRefSerializer(many=True)
-    parent = serializers.DictField(  # type: ignore[assignment]
-        allow_null=True, help_text="{model, number}"
-    )
-    children = serializers.ListField(child=serializers.DictField(), help_text="[{model, number}]")
+    parent = VersionRefSerializer(allow_null=True)
+    children = VersionRefSerializer(many=True)
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
     """One version: its files, metadata, input/output schema, lineage and who serves it.
     The view passes ``files``, ``lineage`` and ``servers`` in the context."""
 
-    files = serializers.SerializerMethodField()
+    files = serializers.SerializerMethodField(
+        help_text="The first 1,000 files by path; files_next pages through them all."
+    )
+    files_next = serializers.SerializerMethodField(
+        help_text="The files route (versions/<ref>/files/), when there are more files."
+    )
     lineage = serializers.SerializerMethodField()
     servers = serializers.SerializerMethodField()
 
@@ -128,6 +156,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
             "metadata",
             "io_schema",
             "files",
+            "files_next",
             "lineage",
             "servers",
         ]
@@ -136,6 +165,10 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
     @extend_schema_field(ModelFileSerializer(many=True))
     def get_files(self, version: ModelVersion) -> Any:
         return self.context["files"]
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_files_next(self, version: ModelVersion) -> Any:
+        return self.context.get("files_next")
 
     @extend_schema_field(ModelLineageSerializer)
     def get_lineage(self, version: ModelVersion) -> Any:

@@ -18,6 +18,7 @@ team_urlpatterns = [
     path(_ONE, views.ModelDetailView.as_view(), name="model"),
     path(f"{_ONE}versions/", views.VersionListView.as_view(), name="model_versions"),
     path(_VERSION, views.VersionDetailView.as_view(), name="model_version"),
+    path(f"{_VERSION}files/", views.VersionFilesView.as_view(), name="model_files"),
     path(f"{_VERSION}files/<path:path>", views.FileDownloadView.as_view(), name="model_file"),
     path(f"{_VERSION}archive/", views.ArchiveView.as_view(), name="model_archive"),
     path(f"{_ONE}diff/<str:old>/<str:new>/", views.DiffView.as_view(), name="model_diff"),

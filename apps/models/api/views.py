@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status
@@ -26,6 +27,7 @@ from apps.datasets.api.views import (
     ChunkView,
     UploadCompleteView,
     UploadDetailView,
+    _ByPath,
     archive_response,
     file_response,
     upload_body,
@@ -33,12 +35,12 @@ from apps.datasets.api.views import (
 from apps.datasets.models import DatasetVersion, Upload
 from apps.models.api import serializers as s
 from apps.models.hooks import source_link, version_servers
-from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion
+from apps.models.models import Model, ModelAlias, ModelFile, ModelVersion, ModelVersionDataset
 from apps.models.selectors import (
-    lineage_datasets,
+    lineage_links,
     manifest_diff,
     models_listed,
-    version_manifest,
+    version_children,
     version_named,
 )
 from apps.models.services.aliases import alias_delete, alias_set
@@ -230,6 +232,10 @@ class VersionListView(mixins.ListModelMixin, _ModelView):
         return found.pk
 
 
+# How many files the version detail lists (by path); the files route has them all.
+FILES_IN_DETAIL = 1000
+
+
 class VersionDetailView(_ModelView):
     """One version, by number, alias or "latest": its files, metadata, input/output schema,
     lineage (where it came from, the dataset versions it was made with, its parent and
@@ -239,11 +245,24 @@ class VersionDetailView(_ModelView):
 
     def get(self, request: Request, team_slug: str, slug: str, ref: str) -> Response:
         version = self.version(self.model(slug), ref)
+        # The first files by path only (a version may hold 100,000): the rest are on the
+        # files route, which pages (``files_next`` says where, when there are more).
+        first = list(
+            ModelFile.objects.filter(version=version)
+            .order_by("path")
+            .values_list("path", "size", "blob__sha256")[: FILES_IN_DETAIL + 1]
+        )
+        files_next = None
+        if len(first) > FILES_IN_DETAIL:
+            first = first[:FILES_IN_DETAIL]
+            files_next = request.build_absolute_uri(
+                reverse("api:model_files", args=[self.team.slug, slug, ref])
+            )
         context = {
             "files": [
-                {"path": path, "size": size, "sha256": sha256}
-                for path, sha256, size in version_manifest(self.team, version)
+                {"path": path, "size": size, "sha256": sha256} for path, size, sha256 in first
             ],
+            "files_next": files_next,
             "lineage": self.lineage(version),
             "servers": [
                 {"text": text, "url": url} for text, url in version_servers(self.team, version)
@@ -253,25 +272,12 @@ class VersionDetailView(_ModelView):
 
     def lineage(self, version: ModelVersion) -> dict[str, Any]:
         link = source_link(self.team, version)
-        children = (
-            ModelVersion.objects.filter(parent=version, status=ModelVersion.Status.READY)
-            .select_related("model")
-            .order_by("model__name", "number")
-        )
+        children = version_children(self.team, version)
         return {
             "source": version.source,
             "source_label": version.source_label,
             "link": {"text": link[0], "url": link[1]} if link else None,
-            "dataset_versions": [
-                {
-                    "id": used.pk,
-                    "team": used.dataset.team.slug,
-                    "dataset": used.dataset.slug,
-                    "name": used.dataset.name,
-                    "number": used.number,
-                }
-                for used in lineage_datasets(self.team, version).select_related("dataset__team")
-            ],
+            "dataset_versions": [_dataset_ref(link) for link in lineage_links(self.team, version)],
             "parent": (
                 {"model": version.parent.model.slug, "number": version.parent.number}
                 if version.parent
@@ -279,6 +285,45 @@ class VersionDetailView(_ModelView):
             ),
             "children": [{"model": c.model.slug, "number": c.number} for c in children],
         }
+
+
+def _dataset_ref(link: ModelVersionDataset) -> dict[str, Any]:
+    """A lineage dataset as s.DatasetVersionRefSerializer declares it: the dataset version
+    while it exists; once it is deleted, only its label (and ``deleted``)."""
+    used = link.dataset_version
+    if used is None:
+        return {
+            "id": None,
+            "team": None,
+            "dataset": None,
+            "name": None,
+            "number": None,
+            "label": link.label,
+            "deleted": True,
+        }
+    return {
+        "id": used.pk,
+        "team": used.dataset.team.slug,
+        "dataset": used.dataset.slug,
+        "name": used.dataset.name,
+        "number": used.number,
+        "label": link.label or f"{used.dataset.name} v{used.number}",
+        "deleted": False,
+    }
+
+
+class VersionFilesView(mixins.ListModelMixin, _ModelView):
+    """The files of one version, by path, a page at a time (cursor)."""
+
+    serializer_class = s.ModelFileRowSerializer  # type: ignore[assignment]
+    pagination_class = _ByPath
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        version = self.version(self.model(self.kwargs["slug"]), self.kwargs["ref"])
+        return ModelFile.objects.filter(version=version).select_related("blob")
+
+    def get(self, request: Request, team_slug: str, slug: str, ref: str) -> Response:
+        return self.list(request)
 
 
 class FileDownloadView(_ModelView):

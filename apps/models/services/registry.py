@@ -3,14 +3,14 @@ versions are made by uploads (apps.models.services.versions)."""
 
 from __future__ import annotations
 
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
-from django.utils.text import slugify
 
 from apps.core.audit import audit_record
-from apps.datasets.paths import hidden_character, shown
+from apps.datasets.models import Upload
+from apps.datasets.services.completion import upload_abandon
+from apps.datasets.services.naming import TeamNames
 from apps.models.models import Model
 from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
@@ -20,30 +20,13 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
+NAMES = TeamNames(Model, "model", ModelError, ModelConflictError)
+
+
 def clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
     """``name`` as kept (NFC, spaces folded) and its slug; a ModelError on "name" if it
     is empty, too long, hides characters, or is taken in the team."""
-    name = unicodedata.normalize("NFC", " ".join(str(name).split()))
-    if not name:
-        raise ModelError("Give the model a name.", field="name")
-    hidden = hidden_character(name)
-    if hidden:
-        raise ModelError(
-            f"{shown(name)}: a name cannot contain invisible or text-direction characters "
-            f"({hidden}).",
-            field="name",
-        )
-    if len(name) > Model._meta.get_field("name").max_length:  # type: ignore[operator]
-        raise ModelError("A name is at most 80 characters.", field="name")
-    slug = slugify(name)[:80]
-    if not slug:
-        raise ModelError("A name needs a letter or a digit.", field="name")
-    taken = Model.objects.for_team(team).filter(slug=slug)
-    if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise ModelConflictError(f"This team already has a model called {name}.", field="name")
-    return name, slug
+    return NAMES.clean(team, name, exclude=exclude)
 
 
 @transaction.atomic
@@ -85,28 +68,18 @@ def model_update(
     require_permission(team, actor, "models.manage", error=ModelPermissionError)
     locked = Model.objects.for_team(team).select_for_update().get(pk=model.pk)
     previous = locked.name
-    changed: list[str] = []
-    if name is not None:
-        name, slug = clean_name(team, name, exclude=locked.pk)
-        if name != locked.name:
-            locked.name, locked.slug = name, slug
-            changed += ["name", "slug"]
-    if description is not None and description[:5000] != locked.description:
-        locked.description = description[:5000]
-        changed.append("description")
-    if licence is not None and licence[:80] != locked.licence:
-        locked.licence = licence[:80]
-        changed.append("licence")
+    changed = NAMES.changes_apply(team, locked, name=name, description=description, licence=licence)
     if not changed:
         return locked
     try:
         with transaction.atomic():
-            locked.save(update_fields=[*changed, "updated_at"])
+            slug = ["slug"] if "name" in changed else []
+            locked.save(update_fields=[*changed, *slug, "updated_at"])
     except IntegrityError:
         raise ModelConflictError(
             f"This team already has a model called {locked.name}.", field="name"
         ) from None
-    details: dict[str, Any] = {"fields": [f for f in changed if f != "slug"]}
+    details: dict[str, Any] = {"fields": changed}
     if "name" in changed:
         details["previous_name"] = previous
     audit_record(team=team, actor=actor, action="model.updated", target=locked.name, **details)
@@ -122,6 +95,20 @@ def model_delete(*, team: Team, actor: User, model: Model, confirmation: str) ->
         raise ModelError(
             f"Type the model's name, {model.name}, to delete it.", field="confirmation"
         )
+    # Locks in the order a completion takes them: its open uploads, then the model. They
+    # are given up, so that completing one answers 409, not a version gone (a 500); the
+    # model's save tickets go with it, so a host still saving into it is refused.
+    uploads = list(
+        Upload.objects.for_team(team)
+        .select_for_update(of=("self",))
+        .filter(
+            status=Upload.Status.OPEN,
+            model_version__model=model,
+        )
+        .order_by("pk")
+    )
     locked = Model.objects.for_team(team).select_for_update().get(pk=model.pk)
+    for upload in uploads:
+        upload_abandon(upload)
     locked.delete()
     audit_record(team=team, actor=actor, action="model.deleted", target=model.name)

@@ -20,10 +20,12 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.datasets.hooks import UploadPurpose
+from apps.datasets.models import Upload
 from apps.datasets.selectors import version_usable_by
+from apps.datasets.services.completion import upload_abandon
 from apps.datasets.services.manifest import manifest_clean
 from apps.datasets.services.uploads import upload_open
-from apps.models.models import Model, ModelFile, ModelVersion
+from apps.models.models import Model, ModelFile, ModelVersion, ModelVersionDataset
 from apps.models.services.errors import ModelConflictError, ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
-    from apps.datasets.models import Blob, Upload
+    from apps.datasets.models import Blob, DatasetVersion
     from apps.teams.models import Team
 
 PURPOSE = "model"
@@ -59,15 +61,15 @@ def _clean_json(value: object, field: str, *, allow_none: bool = False) -> Any:
 
 def _clean_lineage(
     team: Team, model: Model, dataset_versions: list[int], parent: int | None
-) -> tuple[list[int], ModelVersion | None]:
-    readable = []
+) -> tuple[list[DatasetVersion], ModelVersion | None]:
+    readable: list[DatasetVersion] = []
     for pk in dict.fromkeys(dataset_versions):
         version = version_usable_by(team=team, pk=pk)
         if version is None or version.status != version.Status.READY:
             raise ModelError(
                 f"Dataset version {pk} is not one this team can read.", field="dataset_versions"
             )
-        readable.append(version.pk)
+        readable.append(version)
     parent_version = None
     if parent is not None:
         parent_version = (
@@ -140,16 +142,22 @@ def version_start(
 
 
 def _version_create(
-    team: Team, actor: User, model: Model, datasets: list[int], **fields: Any
+    team: Team, actor: User, model: Model, datasets: list[DatasetVersion], **fields: Any
 ) -> ModelVersion:
-    """An uploading version with ``fields``, linked to the dataset versions (pks) it was
-    made from."""
+    """An uploading version with ``fields``, linked to the dataset versions it was made
+    from (each one the team can read, as _clean_lineage checked), each link labelled with
+    the dataset's name and number so that it outlives the dataset."""
     version = ModelVersion.objects.for_team(team).create(
         team=team, model=model, created_by=actor, **fields
     )
-    links = ModelVersion.dataset_versions.through
-    links.objects.bulk_create(
-        links(modelversion_id=version.pk, datasetversion_id=pk) for pk in datasets
+    ModelVersionDataset.objects.for_team(team).bulk_create(
+        ModelVersionDataset(
+            team=team,
+            version=version,
+            dataset_version=used,
+            label=f"{used.dataset.name} v{used.number}"[:200],
+        )
+        for used in datasets
     )
     return version
 
@@ -240,9 +248,25 @@ def _finish(
     """The upload's version gets its files and the next number, inside the completion's
     transaction; or, when a version with the same files became ready meanwhile, this one
     goes and that one is the answer."""
-    version = ModelVersion.objects.for_team(team).select_for_update().get(upload=upload)
+    # Locks in one order everywhere: the upload (the caller's), the model, the version.
     # Numbers in completion order, and one version a content, under the model's lock.
-    model = Model.objects.for_team(team).select_for_update().get(pk=version.model_id)
+    model_id = (
+        ModelVersion.objects.for_team(team).filter(upload=upload).values_list("model_id").first()
+    )
+    model = (
+        Model.objects.for_team(team).select_for_update().filter(pk=model_id[0]).first()
+        if model_id
+        else None
+    )
+    version = ModelVersion.objects.for_team(team).select_for_update().filter(upload=upload).first()
+    if model is None or version is None:
+        raise ModelConflictError("This model was deleted: its upload cannot be completed.")
+    if version.status != ModelVersion.Status.UPLOADING:
+        raise ModelConflictError(
+            f"This version failed ({version.failure}): it cannot be completed; start a new one."
+            if version.status == ModelVersion.Status.FAILED
+            else "This version is ready already."
+        )
     same = (
         ModelVersion.objects.for_team(team)
         .filter(model=model, digest=version.digest, status=ModelVersion.Status.READY)
@@ -275,9 +299,25 @@ def _finish(
 
 
 def version_fail(*, version: ModelVersion, reason: str) -> ModelVersion:
-    """Mark an uploading version failed with ``reason`` (shown as it is); its upload is
-    left for the housekeeping to abandon. A version that is ready already stays so."""
+    """Mark an uploading version failed with ``reason`` (shown as it is), and give up its
+    upload in the same transaction (what it received is discarded), so that a failed
+    version can never be completed. A version that is ready already stays so."""
     with transaction.atomic():
+        # The upload's lock before the version's, as its completion takes them.
+        upload_id = (
+            ModelVersion.objects.for_team(version.team_id)
+            .filter(pk=version.pk)
+            .values_list("upload_id", flat=True)
+            .first()
+        )
+        upload = (
+            Upload.objects.for_team(version.team_id)
+            .select_for_update()
+            .filter(pk=upload_id)
+            .first()
+            if upload_id
+            else None
+        )
         locked = (
             ModelVersion.objects.for_team(version.team_id).select_for_update().get(pk=version.pk)
         )
@@ -286,6 +326,8 @@ def version_fail(*, version: ModelVersion, reason: str) -> ModelVersion:
         locked.status = ModelVersion.Status.FAILED
         locked.failure = reason[:1000]
         locked.save(update_fields=["status", "failure"])
+        if upload is not None:
+            upload_abandon(upload)
     return locked
 
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 class NotebookSaveModelView(NotebookAction):
     def act(self, request: HttpRequest, notebook: Notebook) -> str:
-        parent = request.POST.get("parent", "")
         ticket = notebook_save_model(
             team=self.team,
             actor=self.actor,
@@ -28,7 +27,6 @@ class NotebookSaveModelView(NotebookAction):
             model=request.POST.get("model", ""),
             model_name=request.POST.get("model_name", ""),
             message=request.POST.get("message", ""),
-            parent=int(parent) if parent.isdigit() else None,
         )
         return (
             f"Saving {ticket.folder} as a new version of {ticket.model.name}; "
