@@ -55,7 +55,7 @@ def _json(request: HttpRequest, *, manifest: bool = False) -> dict[str, Any]:
     (parsing stops at the first object past that), 16 KiB for any other step."""
     limit = MANIFEST_MAX_BYTES if manifest else STEP_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > limit:
+    if not (length.isascii() and length.isdigit()) or int(length) > limit:
         raise ServiceError(f"Send a JSON body of at most {_kib(limit)}, with its Content-Length.")
     raw = request.read(int(length)) if int(length) else b""
     try:
@@ -137,7 +137,7 @@ def hostsave_chunk(request: HttpRequest, save_id: int, sha256: str, index: int) 
     length = request.META.get("CONTENT_LENGTH") or ""
 
     def work(ticket: SaveTicket) -> dict[str, Any]:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise ServiceError("Send the chunk with a Content-Length.")
         saves.save_chunk_receive(
             ticket=ticket,

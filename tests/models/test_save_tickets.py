@@ -555,3 +555,30 @@ def test_the_parsers_file_count_is_the_services():
     from apps.datasets.services.manifest import MAX_FILES
 
     assert MANIFEST_FILES == MAX_FILES
+
+
+def test_a_content_length_in_other_digits_is_a_400(acme, alice, catalogue, media, queued, client):
+    """A Content-Length of "²" (its isdigit() is True, int() raises) from a host or a client gets
+    a 400, never a 500."""
+    _, host = start(acme, alice, queued, client)
+    for path, method in (
+        (f"{host.base}/progress", "post"),
+        (f"{host.base}/blobs/{'a' * 64}/chunks/0", "put"),
+    ):
+        answer = getattr(host.client, method)(
+            path,
+            b"{}",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Ticket {host.ticket}",
+            CONTENT_LENGTH="²",
+        )
+        # The first refusal ends the save, so the second meets a used-up ticket (403).
+        assert answer.status_code in (400, 403), (path, answer.status_code)
+    client.force_login(alice)
+    chunk = client.put(
+        f"/api/v1/teams/acme/uploads/1/blobs/{'a' * 64}/chunks/0/",
+        b"x",
+        content_type="application/octet-stream",
+        CONTENT_LENGTH="²",
+    )
+    assert chunk.status_code in (400, 404)

@@ -218,7 +218,7 @@ class ChunkView(_DatasetView):
         self, request: Request, team_slug: str, upload_id: int, sha256: str, index: int
     ) -> Response:
         length = request.META.get("CONTENT_LENGTH") or ""
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise exceptions.ValidationError(["Send the chunk with a Content-Length."])
         chunk_receive(
             team=self.team,
