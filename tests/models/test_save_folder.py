@@ -492,3 +492,31 @@ def test_sending_counts_the_bytes_sent_not_the_bytes_read_again(
     sending = [t for t in told if t["phase"] == "sending"]
     assert sending[-1] == {"phase": "sending", "done": len(changed), "total": len(changed)}
     assert sum(len(d) for d in FILES.values()) > len(changed)  # the folder is bigger
+
+
+def test_a_manifest_whose_answer_was_lost_is_sent_again_and_the_save_goes_on(
+    server, queued, process_notebook, acme, alice, monkeypatch
+):
+    """The server took the manifest, but its answer never reached the host (a proxy's
+    timeout on a large one): the host's retry gets the same answer, not a 409 that ended
+    the save."""
+    monkeypatch.setattr(savefolder, "BACKOFF", 0.01)
+    real = httpx.HTTPTransport.handle_request
+    lost: list[str] = []
+
+    def answer_lost(transport, request):
+        response = real(transport, request)
+        if request.url.path.endswith("/manifest") and not lost:
+            lost.append(str(request.url))
+            response.read()
+            raise httpx.ReadTimeout("the answer never came", request=request)
+        return response
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", answer_lost)
+    runtime, notebook, _ = process_notebook
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    assert len(lost) == 1
+    assert ticket.result == SaveTicket.Result.READY
+    assert stored(ModelVersion.objects.for_team(acme).get()) == expected(FILES)

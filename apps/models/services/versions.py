@@ -216,13 +216,23 @@ def version_manifest(
 ) -> tuple[ModelVersion, Upload | None]:
     """Give a version ``version_begin`` made its manifest. The same files as a ready version
     of the model: (that version, None), and this one goes. Else (this version, the Upload
-    that brings its files)."""
+    that brings its files), also when the same manifest is given again."""
     require_permission(team, actor, "models.manage", error=ModelPermissionError)
     locked = ModelVersion.objects.for_team(team).select_for_update().get(pk=version.pk)
-    if locked.status != ModelVersion.Status.UPLOADING or locked.upload_id or locked.digest:
-        raise ModelConflictError("This version has its files already.")
     manifest = manifest_clean(files)
     digest = manifest_digest(manifest)
+    if locked.status != ModelVersion.Status.UPLOADING or locked.upload_id or locked.digest:
+        upload = locked.upload
+        if (
+            locked.status == ModelVersion.Status.UPLOADING
+            and locked.digest == digest
+            and upload is not None
+            and upload.status == upload.Status.OPEN
+        ):
+            # The same manifest again (a host that lost the answer and tried again): the
+            # same answer, not a refusal that would end its save.
+            return locked, upload
+        raise ModelConflictError("This version has its files already.")
     same = (
         ModelVersion.objects.for_team(team)
         .filter(model_id=locked.model_id, digest=digest, status=ModelVersion.Status.READY)
