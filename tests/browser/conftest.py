@@ -123,12 +123,15 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
     ``shows``. ``base`` is Jupyter's base path, /nb/<id>, on the page's origin.
 
     Clicking the launcher's card made JupyterLab open two sessions at once and wait on the
-    kernel of the one it shut down; a Shift+Enter pressed while JupyterLab was still
-    connecting the kernel did nothing (the cell stayed "[ ]"); and it may ask which kernel
-    to use (its "Select Kernel" dialog) before it has attached the session's. So the kernel
-    status is waited for, the run is the toolbar's button, and the dialog is answered as a
-    person would: the preselected kernel, or a fresh session and a reload
-    (docs/notebooks.md, known issues).
+    kernel of the one it shut down; and it may ask which kernel to use (its "Select Kernel"
+    dialog) before it has attached the session's. The toolbar's execution indicator is no
+    sign of a kernel: it says "idle" from the moment the notebook opens, before JupyterLab
+    has connected the session's kernel, and a Run clicked then does nothing (no kernel:
+    the cell stays "[ ]" and a new cell is added below). So the readiness waited for is the
+    status bar's kernel item, which says "<kernel> | Idle" only once the kernel is
+    connected; a Run that still sends no execute_request is clicked again, on the same
+    cell; the dialog is answered as a person would: the preselected kernel, or a fresh
+    session and a reload (docs/notebooks.md, known issues).
     """
     cell = {"cell_type": "code", "source": code, "metadata": {}, "outputs": []}
     notebook = {
@@ -148,29 +151,39 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
     seen = _watch_kernel_traffic(lab)
     lab.goto(f"{lab_origin(lab)}{base}/lab/tree/{name}")
     answer = lab.locator(".jp-OutputArea-output", has_text=shows).first
-    idle = lab.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first
+    # "Python 3 (ipykernel) | Idle": the session context's kernel, connected and idle.
+    ready = lab.locator(".jp-StatusBar-TextItem", has_text=re.compile(r" \| Idle$")).first
     select_kernel = lab.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    first_cell = lab.locator(".jp-Notebook .jp-Cell").first
     run = lab.locator(
         '.jp-NotebookPanel-toolbar [data-command="notebook:run-cell-and-select-next"]'
     ).first
-    for attempt in range(3):
+    tries: list[str] = []
+    for attempt in range(1, 4):
         try:
-            idle.or_(select_kernel).first.wait_for(timeout=90_000)
+            ready.or_(select_kernel).first.wait_for(timeout=90_000)
             if select_kernel.is_visible():
                 select_kernel.click()
-                idle.wait_for(timeout=90_000)
-            lab.locator(".jp-Notebook .jp-Cell").first.click(timeout=10_000)
-            run.click(timeout=10_000)
+                ready.wait_for(timeout=90_000)
+            for click in range(1, 4):
+                before = len(seen)
+                first_cell.click(timeout=10_000)
+                run.click(timeout=10_000)
+                if _execute_sent(lab, seen, before, seconds=10):
+                    break
+                tries.append(
+                    f"attempt {attempt}, click {click}: no execute_request within 10 s; "
+                    + _kernel_state(lab)
+                )
             answer.wait_for(timeout=45_000)
         except PlaywrightTimeoutError as exc:
-            if attempt == 2:
+            tries.append(f"attempt {attempt}: {str(exc).splitlines()[0]}; {_kernel_state(lab)}")
+            if attempt == 3:
                 said = lab.locator(".jp-Notebook").first.inner_text(timeout=5_000)
-                status = lab.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute(
-                    "data-status", timeout=5_000
-                )
                 raise AssertionError(
-                    f"no output showing {shows!r}; kernel status {status!r}; last wait: "
-                    f"{str(exc).splitlines()[0]}; the notebook:\n{said}\n"
+                    f"no output showing {shows!r}; the tries:\n"
+                    + "\n".join(tries)
+                    + f"\nthe notebook:\n{said}\n"
                     "what the page said and its websockets carried, last first:\n"
                     + "\n".join(reversed(seen[-60:]))
                 ) from exc
@@ -180,6 +193,33 @@ def run_in_new_notebook(lab: Any, base: str, name: str, code: str, *, shows: str
             jupyter_api(lab, "DELETE", f"{base}/api/sessions/{old['id']}")
         jupyter_api(lab, "POST", f"{base}/api/sessions", new_session)
         lab.reload()
+
+
+def _execute_sent(lab: Any, seen: list[str], since: int, *, seconds: float) -> bool:
+    """Whether ``lab`` sent an execute_request on a kernel's websocket after the record's
+    ``since``-th entry, waiting up to ``seconds`` for it (the waits let the frames in)."""
+    for _ in range(int(seconds * 4)):
+        if any(entry.startswith("sent execute_request") for entry in seen[since:]):
+            return True
+        lab.wait_for_timeout(250)
+    return any(entry.startswith("sent execute_request") for entry in seen[since:])
+
+
+def _kernel_state(lab: Any) -> str:
+    """What JupyterLab's page shows of the notebook's kernel: the toolbar's kernel name and
+    execution indicator, and the status bar's items (for the failure message)."""
+    state: str = lab.evaluate(
+        """() => {
+            const all = (selector, read) =>
+                Array.from(document.querySelectorAll(selector), read).join(" / ");
+            const text = (e) => e.textContent.trim();
+            const kernel = ".jp-NotebookPanel-toolbar .jp-Toolbar-kernelName";
+            return "toolbar kernel: " + all(kernel, text)
+                + "; indicator: " + all(".jp-Notebook-ExecutionIndicator", (e) => e.dataset.status)
+                + "; status bar: " + all(".jp-StatusBar-TextItem", text);
+        }"""
+    )
+    return state
 
 
 def _watch_kernel_traffic(lab: Any) -> list[str]:
