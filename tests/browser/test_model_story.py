@@ -31,8 +31,8 @@ from tests.browser.conftest import (
     _wait_for_status,
     create_notebook,
     jupyter_api,
-    lab_origin,
     log_in,
+    run_in_new_notebook,
 )
 from tests.dataset_fixtures import make_version
 
@@ -78,47 +78,11 @@ print("{MARKER}", hashlib.sha256((folder / "model.joblib").read_bytes()).hexdige
 """
 
 
-# Runs code on a kernel over its channels websocket, as JupyterLab does (Jupyter's JSON
-# protocol), and resolves with what it printed once the kernel is idle again.
-EXECUTE = """([url, session, code]) => new Promise((resolve, reject) => {
-    const id = "story-" + Math.random().toString(16).slice(2);
-    const ws = new WebSocket(url);
-    let out = "";
-    const timer = setTimeout(() => { ws.close(); reject(new Error("no end: " + out)); }, 180000);
-    ws.onerror = () => { clearTimeout(timer); reject(new Error("the websocket failed: " + out)); };
-    ws.onopen = () => ws.send(JSON.stringify({
-        header: {msg_id: id, session, username: "", msg_type: "execute_request",
-                 version: "5.3", date: new Date().toISOString()},
-        parent_header: {}, metadata: {}, channel: "shell", buffers: [],
-        content: {code, silent: false, store_history: true, user_expressions: {},
-                  allow_stdin: false, stop_on_error: true},
-    }));
-    ws.onmessage = (event) => {
-        if (typeof event.data !== "string") { return; }
-        const message = JSON.parse(event.data);
-        if ((message.parent_header || {}).msg_id !== id) { return; }
-        const content = message.content || {};
-        if (message.msg_type === "stream") { out += content.text; }
-        if (message.msg_type === "error") { out += content.ename + ": " + content.evalue; }
-        if (message.msg_type === "status" && content.execution_state === "idle") {
-            clearTimeout(timer);
-            ws.close();
-            resolve(out);
-        }
-    };
-})"""
-
-
 def train_in_jupyterlab(page: Any, notebook: Any) -> str:
     """From the notebook's page, open JupyterLab; put the example's files into
     /notebooks/iris through Jupyter's contents API (as its file browser's upload does), make
-    a notebook whose cell runs train.py, and run that cell on the notebook's kernel. Returns
-    model.joblib's sha256 as the cell printed it.
-
-    The cell runs over the kernel's websocket, the protocol JupyterLab's Run speaks, rather
-    than by JupyterLab's Run button: that button at times left the cell at [ ] with the
-    kernel idle, three reloads over (docs/notebooks.md, known issues); this story is about
-    the model, and the button has its own story (test_template_images)."""
+    a notebook whose cell runs train.py, and run that cell with JupyterLab's Run button
+    (run_in_new_notebook). Returns model.joblib's sha256 as the cell printed it."""
     with page.context.expect_page() as opened:
         page.get_by_test_id("open-jupyter").click()
     lab = opened.value
@@ -131,28 +95,8 @@ def train_in_jupyterlab(page: Any, notebook: Any) -> str:
         body = {"type": "file", "format": "text", "content": (EXAMPLE / name).read_text()}
         put = jupyter_api(lab, "PUT", f"{base}/api/contents/iris/{name}", body)
         assert put["status"] in (200, 201), put["text"]
-    cell = {"cell_type": "code", "source": TRAIN_CELL, "metadata": {}, "outputs": []}
-    ipynb = {
-        "type": "notebook",
-        "content": {
-            "cells": [{**cell, "execution_count": None}],
-            "metadata": {},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        },
-    }
-    made = jupyter_api(lab, "PUT", f"{base}/api/contents/Train%20iris.ipynb", ipynb)
-    assert made["status"] in (200, 201), made["text"]
-    new_session = {"path": "Train iris.ipynb", "type": "notebook", "name": ""}
-    session = jupyter_api(
-        lab, "POST", f"{base}/api/sessions", {**new_session, "kernel": {"name": "python3"}}
-    )
-    assert session["status"] == 201, session["text"]
-    kernel = session["json"]["kernel"]["id"]
-    channels = lab_origin(lab).replace("http", "ws", 1) + (
-        f"{base}/api/kernels/{kernel}/channels?session_id={session['json']['id']}"
-    )
-    printed = lab.evaluate(EXECUTE, [channels, session["json"]["id"], TRAIN_CELL])
+    run_in_new_notebook(lab, base, "Train iris.ipynb", TRAIN_CELL, shows=MARKER)
+    printed = "\n".join(lab.locator(".jp-OutputArea-output").all_inner_texts())
     lab.close()
     assert "['metrics.json', 'model.joblib', 'predict.py']" in printed, printed
     assert "training_data /datasets/iris/iris.csv" in printed, printed
