@@ -55,11 +55,14 @@ def notebook_save_model(
     model_name: str = "",
     message: str = "",
     parent: int | None = None,
+    format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
 ) -> SaveTicket:
     """Save ``folder`` of the notebook's running session as a new version of the team's
     model whose slug is ``model`` (or of a new model called ``model_name``); the host's
     agent is asked on commit. Audited (model.save_started)."""
     require_permission(team, actor, "notebooks.manage")
+    if format not in ModelVersion.Format.values:
+        raise NotebookError("Choose one of the formats listed.", field="format")
     try:
         relative = folder_path(folder.strip())
     except FolderError as exc:
@@ -83,6 +86,7 @@ def notebook_save_model(
             source_label=f"{notebook.name}, session {session.pk}: {shown}",
             dataset_versions=_mounted_versions(session),
             parent=parent,
+            format=format,
         )
         host = session.host
         args = (host.name, session.runtime_state, relative, ticket_url(ticket), token)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
 from apps.machines.availability import machine_type_offers
-from apps.models.models import Model
+from apps.models.models import Model, ModelVersion
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.errors import NotebookError
@@ -266,6 +266,7 @@ class NotebookDetailView(NotebookPage):
             history=history,
             **saves_context(notebook),
             save_models=Model.objects.order_by("name")[:MODEL_CHOICES],
+            save_formats=ModelVersion.Format.choices,
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
             jupyter_url=launch_path(notebook.pk),
             show_start=SHOW_START,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from django.template.response import TemplateResponse
 
+from apps.models.models import ModelVersion
 from apps.notebooks.saves import notebook_save_model, saves_context
 from apps.notebooks.views.notebooks import NotebookAction, NotebookPage
 
@@ -27,6 +28,7 @@ class NotebookSaveModelView(NotebookAction):
             model=request.POST.get("model", ""),
             model_name=request.POST.get("model_name", ""),
             message=request.POST.get("message", ""),
+            format=request.POST.get("format") or ModelVersion.Format.OTHER,
         )
         return (
             f"Saving {ticket.folder} as a new version of {ticket.model.name}; "
