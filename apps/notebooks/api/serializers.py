@@ -172,8 +172,7 @@ class NotebookDuplicateSerializer(serializers.Serializer):
 class NotebookSaveModelSerializer(serializers.Serializer):
     folder = serializers.CharField(
         max_length=1024,
-        allow_blank=True,
-        help_text="The folder to save, relative to /notebooks (empty: all of /notebooks).",
+        help_text='The folder to save, relative to /notebooks ("." for all of /notebooks).',
     )
     model = serializers.SlugField(
         required=False, allow_blank=True, help_text="The slug of the team's model to add to."
@@ -182,7 +181,7 @@ class NotebookSaveModelSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=80,
-        help_text="Or: the name of a new model to make.",
+        help_text="Or (not both): the name of a new model to make.",
     )
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
     format = serializers.ChoiceField(

@@ -222,7 +222,13 @@ class NotebookDetailView(NotebookPage):
     template_name = "notebooks/detail.html"
 
     def get(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
+        return self.detail(request, self.notebook(notebook_id))
+
+    def detail(
+        self, request: HttpRequest, notebook: Notebook, *, http_status: int = 200, **extra: Any
+    ) -> HttpResponse:
+        """The page, with ``extra`` context (a form sent back with its errors) and
+        ``status``."""
         session = open_session(notebook)
         status = status_message(notebook, session)
         # status_message already read the latest event: its phase and percent.
@@ -252,7 +258,7 @@ class NotebookDetailView(NotebookPage):
             .select_related("dataset")
             .order_by("-ready_at", "-pk")[:MOUNT_CHOICES]
         )
-        return self.page(
+        response = self.page(
             request,
             notebook=notebook,
             session=session,
@@ -295,4 +301,7 @@ class NotebookDetailView(NotebookPage):
             ],
             mount_versions=versions,
             section="notebooks",
+            **extra,
         )
+        response.status_code = http_status
+        return response
