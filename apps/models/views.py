@@ -183,11 +183,18 @@ class ModelDetailView(ModelPage):
         return response
 
 
-class ModelUpdateView(ModelDetailView):
+class _PostOnly:
+    """A route a form POSTs to: a GET (a reload of the page a refusal showed there) goes
+    to the model's page."""
+
+    def get(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
+        return redirect("models:detail", team_slug=team_slug, model_slug=model_slug)
+
+
+class ModelUpdateView(_PostOnly, ModelDetailView):
     """POST the edit form: the service changes what differs; then the page at its (maybe
     new) slug. A refusal shows the page again with the form and the service's words."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -206,10 +213,9 @@ class ModelUpdateView(ModelDetailView):
         return redirect("models:detail", team_slug=self.team.slug, model_slug=updated.slug)
 
 
-class ModelDeleteView(ModelDetailView):
+class ModelDeleteView(_PostOnly, ModelDetailView):
     """POST the delete form: the model goes once its name is typed; then the team's list."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -233,10 +239,9 @@ class ModelDeleteView(ModelDetailView):
         return redirect("models:list", team_slug=self.team.slug)
 
 
-class AliasSetView(ModelDetailView):
+class AliasSetView(_PostOnly, ModelDetailView):
     """POST an alias's name and a version number: the alias (made if new) names it."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -269,10 +274,9 @@ class AliasSetView(ModelDetailView):
         return redirect("models:detail", team_slug=self.team.slug, model_slug=model.slug)
 
 
-class AliasRemoveView(ModelPage):
+class AliasRemoveView(_PostOnly, ModelPage):
     """POST an alias's name: it goes (a refusal is shown on the model's page)."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:

@@ -320,3 +320,59 @@ def test_a_dataset_versions_page_lists_the_models_trained_on_it(client, alice, i
     empty = make_version(iris[0].team, "Dogs", {"b.csv": b"3\n"})
     other = text(client.get(f"/t/acme/datasets/{empty.dataset.slug}/?version=1"))
     assert "No model version records this dataset version in its lineage." in other
+
+
+# --- UI review 15 ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_alias_refused_keeps_the_version_posted_selected(client, alice, iris):
+    client.force_login(alice)
+
+    response = client.post(page("alias_set", "iris"), {"name": "Bad Alias!", "version": "1"})
+
+    assert response.status_code == 400
+    body = text(response)
+    select = re.search(r'<select id="alias_version".*?</select>', body, re.S)
+    assert select is not None
+    assert '<option value="1" selected>' in select.group(0)
+    assert '<option value="2" selected>' not in select.group(0)
+    assert 'value="Bad Alias!"' in body
+    # The top of the page points to the form that was not saved.
+    assert 'data-testid="form-problem"' in body
+    assert '<a href="#aliases">' in body
+
+
+@pytest.mark.django_db
+def test_an_edit_refused_is_pointed_to_from_the_top(client, alice, iris):
+    client.force_login(alice)
+
+    response = client.post(page("edit", "iris"), {"name": ""})
+
+    assert response.status_code == 400
+    assert '<a href="#edit">see Edit</a>' in text(response)
+
+
+@pytest.mark.django_db
+def test_a_get_on_a_post_only_route_goes_to_the_models_page(client, alice, iris):
+    client.force_login(alice)
+
+    for name in ("alias_set", "alias_remove", "edit", "delete"):
+        response = client.get(page(name, "iris"))
+        assert response.status_code == 302, name
+        assert response["Location"] == page("detail", "iris"), name
+    assert ModelAlias.objects.for_team(iris[0].team).filter(name="production").exists()
+    assert Model.objects.for_team(iris[0].team).filter(slug="iris").exists()
+
+
+@pytest.mark.django_db
+def test_removing_an_alias_asks_first_saying_what_follows_it(client, alice, iris):
+    client.force_login(alice)
+
+    body = text(client.get(page("detail", "iris")))
+
+    step = re.search(r'<details class="confirm-remove"[^>]*>(.*?)</details>', body, re.S)
+    assert step is not None
+    assert 'data-testid="remove-production"' in step.group(1)  # the summary that opens it
+    assert "production names v1; deployments following it stop resolving." in step.group(1)
+    assert 'aria-label="Yes, remove the alias production"' in step.group(1)
