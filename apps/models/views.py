@@ -363,10 +363,12 @@ class VersionView(ModelPage):
             k: v for k, v in metadata.items() if isinstance(v, dict | list) and _table(v) is None
         }
         source = hooks.source_link(self.team, version)
+        newest = self.ready(model).first()
         return self.page(
             request,
             model=model,
             version=version,
+            newest=newest,
             files=Paginator(
                 ModelFile.objects.for_team(self.team)
                 .filter(version=version)
@@ -386,6 +388,20 @@ class VersionView(ModelPage):
             aliases=ModelAlias.objects.for_team(self.team).filter(version=version),
             servers=hooks.version_servers(self.team, version),
             section="models",
+        )
+
+
+class VersionRefView(ModelPage):
+    """/v/<alias or latest>/: the version it names now, at its number's address (the API's
+    refs, apps.models.selectors.version_named)."""
+
+    def get(self, request: HttpRequest, team_slug: str, model_slug: str, ref: str) -> HttpResponse:
+        model = self.model(model_slug)
+        found = selectors.version_named(self.team, model, ref)
+        if found is None:
+            raise Http404("No such version, alias or 'latest' of this model.")
+        return redirect(
+            "models:version", team_slug=self.team.slug, model_slug=model.slug, number=found.number
         )
 
 

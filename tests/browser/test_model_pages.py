@@ -176,6 +176,29 @@ def test_a_refused_alias_keeps_its_version_and_the_fields_line_up(
     assert page.url.endswith(f"/t/acme/models/{iris.slug}/")
 
 
+def test_the_latest_version_is_marked_and_reached_by_latest_or_an_alias(
+    page, live_server, acme, alice, password, iris
+):
+    from apps.models.services.aliases import alias_set
+
+    first = ModelVersion.objects.for_team(acme).get(number=1)
+    alias_set(team=acme, actor=alice, model=iris, name="production", version=first)
+    log_in(page, alice.email, password)
+    page.goto(f"/t/acme/models/{iris.slug}/")
+    versions = page.get_by_test_id("version-list")
+    expect(versions.get_by_role("row", name="v2 latest")).to_be_visible()
+
+    page.goto(f"/t/acme/models/{iris.slug}/v/production/")
+    assert page.url.endswith(f"/t/acme/models/{iris.slug}/v/1/")
+    note = page.get_by_test_id("newer-version")
+    expect(note).to_contain_text("A newer version exists: v2")
+    note.get_by_role("link", name="v2").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("v2")
+    expect(page.get_by_test_id("latest-badge")).to_be_visible()
+    page.goto(f"/t/acme/models/{iris.slug}/v/latest/")
+    assert page.url.endswith(f"/t/acme/models/{iris.slug}/v/2/")
+
+
 def test_a_version_and_a_diff_fit_390_px(browser, live_server, acme, alice, password, media):
     long_path = "checkpoints/very/deeply/nested/folder/with-a-long-file-name-0001.safetensors"
     name = "A classifier of cat photographs from the whole neighbourhood, 2019 to 2026"

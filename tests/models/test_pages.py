@@ -376,3 +376,36 @@ def test_removing_an_alias_asks_first_saying_what_follows_it(client, alice, iris
     assert 'data-testid="remove-production"' in step.group(1)  # the summary that opens it
     assert "production names v1; deployments following it stop resolving." in step.group(1)
     assert 'aria-label="Yes, remove the alias production"' in step.group(1)
+
+
+@pytest.mark.django_db
+def test_the_newest_version_is_marked_latest_and_an_older_one_points_to_it(client, alice, iris):
+    client.force_login(alice)
+
+    detail = text(client.get(page("detail", "iris")))
+    older = text(client.get(page("version", "iris", 1)))
+    newest = text(client.get(page("version", "iris", 2)))
+
+    assert detail.count('data-testid="latest-badge"') == 1
+    row = re.search(r'v2</a>[^<]*<span class="badge" data-testid="latest-badge"', detail)
+    assert row is not None
+    assert 'data-testid="newer-version"' in older
+    assert "A newer version exists:" in older
+    assert f'href="{page("version", "iris", 2)}">v2</a>' in older
+    assert 'data-testid="newer-version"' not in newest
+    assert 'data-testid="latest-badge"' in newest
+
+
+@pytest.mark.django_db
+def test_a_version_page_address_takes_an_alias_or_latest(client, alice, iris):
+    client.force_login(alice)
+
+    by_alias = client.get("/t/acme/models/iris/v/production/")
+    latest = client.get("/t/acme/models/iris/v/latest/")
+
+    assert by_alias.status_code == 302
+    assert by_alias["Location"] == page("version", "iris", 1)
+    assert latest.status_code == 302
+    assert latest["Location"] == page("version", "iris", 2)
+    assert client.get("/t/acme/models/iris/v/nothing/").status_code == 404
+    assert client.get("/t/acme/models/iris/v/%C2%B2/").status_code == 404
