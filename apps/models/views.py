@@ -344,6 +344,44 @@ def _table(value: object) -> list[tuple[str, str]] | None:
 FILES_PER_PAGE = 200
 
 
+def _use_it(
+    request: HttpRequest,
+    *,
+    team_slug: str,
+    model: Model,
+    version: ModelVersion,
+    aliases: list[ModelAlias],
+    newest: ModelVersion | None,
+) -> dict[str, Any]:
+    """What the version page's "Use it" card shows: a curl line that downloads this
+    version's archive through the API by its number, by each alias naming it and by
+    "latest" when it is the newest; and, for a Python predictor, the lines that load it."""
+    refs = [str(version.number), *(alias.name for alias in aliases)]
+    if newest is not None and newest.pk == version.pk:
+        refs.append("latest")
+    folder = f"{model.slug}-v{version.number}"
+    lines = []
+    for ref in refs:
+        url = request.build_absolute_uri(
+            reverse("api:model_archive", args=[team_slug, model.slug, ref])
+        )
+        lines.append(
+            {
+                "ref": ref,
+                "command": f'curl -fL -H "Authorization: Bearer $LATTICE_TOKEN" '
+                f"-o {folder}.tar {url}",
+            }
+        )
+    load = ""
+    if version.format == ModelVersion.Format.PYTHON:
+        load = (
+            f'import sys; sys.path.insert(0, "{folder}")  # after: tar xf {folder}.tar\n'
+            "import predict; predict.setup(); print(predict.predict(**inputs))"
+            "  # inputs: a dict of its inputs"
+        )
+    return {"lines": lines, "folder": folder, "load": load}
+
+
 class VersionView(ModelPage):
     """One version: files, format, metadata, schema, digest, lineage, aliases, servers."""
 
@@ -364,11 +402,20 @@ class VersionView(ModelPage):
         }
         source = hooks.source_link(self.team, version)
         newest = self.ready(model).first()
+        aliases = list(ModelAlias.objects.for_team(self.team).filter(version=version))
         return self.page(
             request,
             model=model,
             version=version,
             newest=newest,
+            use_it=_use_it(
+                request,
+                team_slug=self.team.slug,
+                model=model,
+                version=version,
+                aliases=aliases,
+                newest=newest,
+            ),
             files=Paginator(
                 ModelFile.objects.for_team(self.team)
                 .filter(version=version)
@@ -385,7 +432,7 @@ class VersionView(ModelPage):
             parent=version.parent
             if version.parent and version.parent.status == ModelVersion.Status.READY
             else None,
-            aliases=ModelAlias.objects.for_team(self.team).filter(version=version),
+            aliases=aliases,
             servers=hooks.version_servers(self.team, version),
             section="models",
         )

@@ -409,3 +409,48 @@ def test_a_version_page_address_takes_an_alias_or_latest(client, alice, iris):
     assert latest["Location"] == page("version", "iris", 2)
     assert client.get("/t/acme/models/iris/v/nothing/").status_code == 404
     assert client.get("/t/acme/models/iris/v/%C2%B2/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_use_it_card_gives_curl_lines_that_work_with_a_models_read_token(client, alice, iris):
+    import html as html_module
+
+    from tests.helpers import bearer, make_token
+
+    first, second = iris
+    alias_set(team=first.team, actor=alice, model=first.model, name="staging", version=second)
+    client.force_login(alice)
+
+    newest = text(client.get(page("version", "iris", 2)))
+    older = text(client.get(page("version", "iris", 1)))
+
+    assert "models:read" in newest
+    commands = {
+        ref: html_module.unescape(found)
+        for ref, found in re.findall(
+            r'data-testid="use-([^"]+)" tabindex="0"><code>([^<]*)</code>', newest
+        )
+    }
+    assert set(commands) == {"2", "staging", "latest", "python"}
+    api = bearer(make_token(alice, ["models:read"])[1])
+    for ref in ("2", "staging", "latest"):
+        command = commands[ref]
+        assert command.startswith(
+            'curl -fL -H "Authorization: Bearer $LATTICE_TOKEN" -o iris-v2.tar http://'
+        )
+        path = "/" + command.split("://", 1)[1].split("/", 1)[1]
+        assert path == f"/api/v1/teams/acme/models/iris/versions/{ref}/archive/"
+        answer = api.get(path)
+        assert answer.status_code == 200, ref
+        body = b"".join(answer.streaming_content)  # type: ignore[attr-defined]
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            assert "iris-v2/notes.txt" in tar.getnames()
+    # v2 is a Python predictor: the lines that load it.
+    assert 'sys.path.insert(0, "iris-v2")' in commands["python"]
+    assert "predict.setup()" in commands["python"]
+    assert "predict.predict(**inputs)" in commands["python"]
+    # v1: by number and production, not latest; sklearn, so no Python lines.
+    assert 'data-testid="use-1"' in older
+    assert 'data-testid="use-production"' in older
+    assert 'data-testid="use-latest"' not in older
+    assert 'data-testid="use-python"' not in older
