@@ -454,3 +454,15 @@ def test_the_use_it_card_gives_curl_lines_that_work_with_a_models_read_token(cli
     assert 'data-testid="use-production"' in older
     assert 'data-testid="use-latest"' not in older
     assert 'data-testid="use-python"' not in older
+
+
+@pytest.mark.django_db
+def test_the_pages_use_the_dataset_pages_words(client, alice, iris):
+    client.force_login(alice)
+
+    detail = text(client.get(page("detail", "iris")))
+    version = text(client.get(page("version", "iris", 2)))
+
+    assert '<th scope="col">Author</th>' in detail
+    assert '<th scope="col">By</th>' not in detail
+    assert '<h2 id="summary-title" class="section-title">Summary</h2>' in version
