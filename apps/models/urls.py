@@ -21,6 +21,8 @@ urlpatterns = [
     path(f"{_ONE}upload/", views.ModelUploadView.as_view(), name="upload"),
     path(f"{_ONE}diff/", views.DiffView.as_view(), name="diff"),
     path(_VERSION, views.VersionView.as_view(), name="version"),
+    # An alias or "latest" in a page's address: redirected to the version's number.
+    path(f"{_ONE}v/<str:ref>/", views.VersionRefView.as_view(), name="version_ref"),
     path(f"{_VERSION}files/<path:path>", views.FileView.as_view(), name="file"),
     path(f"{_VERSION}archive/", views.ArchiveView.as_view(), name="archive"),
 ]

@@ -183,11 +183,18 @@ class ModelDetailView(ModelPage):
         return response
 
 
-class ModelUpdateView(ModelDetailView):
+class _PostOnly:
+    """A route a form POSTs to: a GET (a reload of the page a refusal showed there) goes
+    to the model's page."""
+
+    def get(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
+        return redirect("models:detail", team_slug=team_slug, model_slug=model_slug)
+
+
+class ModelUpdateView(_PostOnly, ModelDetailView):
     """POST the edit form: the service changes what differs; then the page at its (maybe
     new) slug. A refusal shows the page again with the form and the service's words."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -206,10 +213,9 @@ class ModelUpdateView(ModelDetailView):
         return redirect("models:detail", team_slug=self.team.slug, model_slug=updated.slug)
 
 
-class ModelDeleteView(ModelDetailView):
+class ModelDeleteView(_PostOnly, ModelDetailView):
     """POST the delete form: the model goes once its name is typed; then the team's list."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -233,10 +239,9 @@ class ModelDeleteView(ModelDetailView):
         return redirect("models:list", team_slug=self.team.slug)
 
 
-class AliasSetView(ModelDetailView):
+class AliasSetView(_PostOnly, ModelDetailView):
     """POST an alias's name and a version number: the alias (made if new) names it."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -269,10 +274,9 @@ class AliasSetView(ModelDetailView):
         return redirect("models:detail", team_slug=self.team.slug, model_slug=model.slug)
 
 
-class AliasRemoveView(ModelPage):
+class AliasRemoveView(_PostOnly, ModelPage):
     """POST an alias's name: it goes (a refusal is shown on the model's page)."""
 
-    http_method_names = ["post"]
     permission = "models.manage"
 
     def post(self, request: HttpRequest, team_slug: str, model_slug: str) -> HttpResponse:
@@ -340,6 +344,44 @@ def _table(value: object) -> list[tuple[str, str]] | None:
 FILES_PER_PAGE = 200
 
 
+def _use_it(
+    request: HttpRequest,
+    *,
+    team_slug: str,
+    model: Model,
+    version: ModelVersion,
+    aliases: list[ModelAlias],
+    newest: ModelVersion | None,
+) -> dict[str, Any]:
+    """What the version page's "Use it" card shows: a curl line that downloads this
+    version's archive through the API by its number, by each alias naming it and by
+    "latest" when it is the newest; and, for a Python predictor, the lines that load it."""
+    refs = [str(version.number), *(alias.name for alias in aliases)]
+    if newest is not None and newest.pk == version.pk:
+        refs.append("latest")
+    folder = f"{model.slug}-v{version.number}"
+    lines = []
+    for ref in refs:
+        url = request.build_absolute_uri(
+            reverse("api:model_archive", args=[team_slug, model.slug, ref])
+        )
+        lines.append(
+            {
+                "ref": ref,
+                "command": f'curl -fL -H "Authorization: Bearer $LATTICE_TOKEN" '
+                f"-o {folder}.tar {url}",
+            }
+        )
+    load = ""
+    if version.format == ModelVersion.Format.PYTHON:
+        load = (
+            f'import sys; sys.path.insert(0, "{folder}")  # after: tar xf {folder}.tar\n'
+            "import predict; predict.setup(); print(predict.predict(**inputs))"
+            "  # inputs: a dict of its inputs"
+        )
+    return {"lines": lines, "folder": folder, "load": load}
+
+
 class VersionView(ModelPage):
     """One version: files, format, metadata, schema, digest, lineage, aliases, servers."""
 
@@ -359,10 +401,21 @@ class VersionView(ModelPage):
             k: v for k, v in metadata.items() if isinstance(v, dict | list) and _table(v) is None
         }
         source = hooks.source_link(self.team, version)
+        newest = self.ready(model).first()
+        aliases = list(ModelAlias.objects.for_team(self.team).filter(version=version))
         return self.page(
             request,
             model=model,
             version=version,
+            newest=newest,
+            use_it=_use_it(
+                request,
+                team_slug=self.team.slug,
+                model=model,
+                version=version,
+                aliases=aliases,
+                newest=newest,
+            ),
             files=Paginator(
                 ModelFile.objects.for_team(self.team)
                 .filter(version=version)
@@ -379,9 +432,23 @@ class VersionView(ModelPage):
             parent=version.parent
             if version.parent and version.parent.status == ModelVersion.Status.READY
             else None,
-            aliases=ModelAlias.objects.for_team(self.team).filter(version=version),
+            aliases=aliases,
             servers=hooks.version_servers(self.team, version),
             section="models",
+        )
+
+
+class VersionRefView(ModelPage):
+    """/v/<alias or latest>/: the version it names now, at its number's address (the API's
+    refs, apps.models.selectors.version_named)."""
+
+    def get(self, request: HttpRequest, team_slug: str, model_slug: str, ref: str) -> HttpResponse:
+        model = self.model(model_slug)
+        found = selectors.version_named(self.team, model, ref)
+        if found is None:
+            raise Http404("No such version, alias or 'latest' of this model.")
+        return redirect(
+            "models:version", team_slug=self.team.slug, model_slug=model.slug, number=found.number
         )
 
 

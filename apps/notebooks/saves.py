@@ -55,11 +55,19 @@ def notebook_save_model(
     model_name: str = "",
     message: str = "",
     parent: int | None = None,
+    format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
 ) -> SaveTicket:
     """Save ``folder`` of the notebook's running session as a new version of the team's
-    model whose slug is ``model`` (or of a new model called ``model_name``); the host's
-    agent is asked on commit. Audited (model.save_started)."""
+    model whose slug is ``model`` (or of a new model called ``model_name``; not both); the
+    host's agent is asked on commit. ``folder`` is required ("." for all of /notebooks).
+    Audited (model.save_started)."""
     require_permission(team, actor, "notebooks.manage")
+    if format not in ModelVersion.Format.values:
+        raise NotebookError("Choose one of the formats listed.", field="format")
+    if not folder.strip():
+        raise NotebookError(
+            f"Give the folder to save: '.' saves all of {NOTEBOOKS_PATH}.", field="folder"
+        )
     try:
         relative = folder_path(folder.strip())
     except FolderError as exc:
@@ -83,6 +91,7 @@ def notebook_save_model(
             source_label=f"{notebook.name}, session {session.pk}: {shown}",
             dataset_versions=_mounted_versions(session),
             parent=parent,
+            format=format,
         )
         host = session.host
         args = (host.name, session.runtime_state, relative, ticket_url(ticket), token)
@@ -91,6 +100,12 @@ def notebook_save_model(
 
 
 def _model(team: Team, actor: User, slug: str, name: str) -> Model:
+    if slug and name.strip():
+        raise NotebookError(
+            "Choose an existing model or name a new one, not both: a new model's name is "
+            'only for "A new model".',
+            field="model_name",
+        )
     if slug:
         found = Model.objects.for_team(team).filter(slug=slug).first()
         if found is None:

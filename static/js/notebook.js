@@ -293,3 +293,22 @@
 
   connect();
 }());
+
+/* The save form: "New model's name" is for "A new model" only. With an existing model
+ * chosen it is hidden and disabled (not sent); the server refuses both anyway. */
+(function () {
+  "use strict";
+
+  var choice = document.querySelector("[data-new-model-choice]");
+  var field = document.querySelector("[data-new-model-name]");
+  if (!choice || !field) { return; }
+  var input = field.querySelector("input");
+
+  function update() {
+    var isNew = choice.value === "";
+    field.hidden = !isNew;
+    input.disabled = !isNew;
+  }
+  choice.addEventListener("change", update);
+  update();
+}());

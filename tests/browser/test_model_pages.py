@@ -130,10 +130,73 @@ def test_alice_points_an_alias_moves_it_and_removes_it(
     expect(page.get_by_test_id("alias-badge")).to_have_text("production")
 
     page.go_back()
-    page.get_by_role("button", name="Remove the alias production").click()
+    # Removing asks first (a <details>, reachable by keyboard): one Remove does nothing yet.
+    page.get_by_test_id("remove-production").focus()
+    page.keyboard.press("Enter")
+    confirm = page.get_by_role("button", name="Yes, remove the alias production")
+    expect(
+        page.get_by_text("production names v2; deployments following it stop resolving.")
+    ).to_be_visible()
+    assert ModelAlias.objects.for_team(acme).exists()
+    confirm.focus()
+    page.keyboard.press("Enter")
     expect(page.get_by_text("The alias production is removed.")).to_be_visible()
     expect(page.get_by_text("No aliases.")).to_be_visible()
     assert not ModelAlias.objects.for_team(acme).exists()
+
+
+def test_a_refused_alias_keeps_its_version_and_the_fields_line_up(
+    page, live_server, acme, alice, password, iris
+):
+    log_in(page, alice.email, password)
+    page.goto(f"/t/acme/models/{iris.slug}/")
+    form = page.get_by_test_id("alias-form")
+    form.get_by_label("Alias").fill("Bad Alias!")
+    form.get_by_label("Version").select_option("1")
+    form.get_by_role("button", name="Point the alias at this version").click()
+
+    form = page.get_by_test_id("alias-form")
+    expect(form.locator("#alias_name_error")).to_be_visible()
+    expect(form.get_by_label("Version")).to_have_value("1")
+    expect(form.get_by_label("Alias")).to_have_value("Bad Alias!")
+    # The select keeps its own height beside the field with an error under it.
+    alias_box = form.get_by_label("Alias").bounding_box()
+    select_box = form.get_by_label("Version").bounding_box()
+    assert alias_box
+    assert select_box
+    assert abs(select_box["y"] - alias_box["y"]) < 2
+    assert select_box["height"] < alias_box["height"] * 1.5
+    # The top says where the problem is; reloading the address goes back to the model.
+    expect(
+        page.get_by_test_id("form-problem").get_by_role("link", name="see Aliases")
+    ).to_be_visible()
+    response = page.goto(page.url)
+    assert response is not None
+    assert response.ok
+    assert page.url.endswith(f"/t/acme/models/{iris.slug}/")
+
+
+def test_the_latest_version_is_marked_and_reached_by_latest_or_an_alias(
+    page, live_server, acme, alice, password, iris
+):
+    from apps.models.services.aliases import alias_set
+
+    first = ModelVersion.objects.for_team(acme).get(number=1)
+    alias_set(team=acme, actor=alice, model=iris, name="production", version=first)
+    log_in(page, alice.email, password)
+    page.goto(f"/t/acme/models/{iris.slug}/")
+    versions = page.get_by_test_id("version-list")
+    expect(versions.get_by_role("row", name="v2 latest")).to_be_visible()
+
+    page.goto(f"/t/acme/models/{iris.slug}/v/production/")
+    assert page.url.endswith(f"/t/acme/models/{iris.slug}/v/1/")
+    note = page.get_by_test_id("newer-version")
+    expect(note).to_contain_text("A newer version exists: v2")
+    note.get_by_role("link", name="v2").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("v2")
+    expect(page.get_by_test_id("latest-badge")).to_be_visible()
+    page.goto(f"/t/acme/models/{iris.slug}/v/latest/")
+    assert page.url.endswith(f"/t/acme/models/{iris.slug}/v/2/")
 
 
 def test_a_version_and_a_diff_fit_390_px(browser, live_server, acme, alice, password, media):

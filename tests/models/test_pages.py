@@ -320,3 +320,149 @@ def test_a_dataset_versions_page_lists_the_models_trained_on_it(client, alice, i
     empty = make_version(iris[0].team, "Dogs", {"b.csv": b"3\n"})
     other = text(client.get(f"/t/acme/datasets/{empty.dataset.slug}/?version=1"))
     assert "No model version records this dataset version in its lineage." in other
+
+
+# --- UI review 15 ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_alias_refused_keeps_the_version_posted_selected(client, alice, iris):
+    client.force_login(alice)
+
+    response = client.post(page("alias_set", "iris"), {"name": "Bad Alias!", "version": "1"})
+
+    assert response.status_code == 400
+    body = text(response)
+    select = re.search(r'<select id="alias_version".*?</select>', body, re.S)
+    assert select is not None
+    assert '<option value="1" selected>' in select.group(0)
+    assert '<option value="2" selected>' not in select.group(0)
+    assert 'value="Bad Alias!"' in body
+    # The top of the page points to the form that was not saved.
+    assert 'data-testid="form-problem"' in body
+    assert '<a href="#aliases">' in body
+
+
+@pytest.mark.django_db
+def test_an_edit_refused_is_pointed_to_from_the_top(client, alice, iris):
+    client.force_login(alice)
+
+    response = client.post(page("edit", "iris"), {"name": ""})
+
+    assert response.status_code == 400
+    assert '<a href="#edit">see Edit</a>' in text(response)
+
+
+@pytest.mark.django_db
+def test_a_get_on_a_post_only_route_goes_to_the_models_page(client, alice, iris):
+    client.force_login(alice)
+
+    for name in ("alias_set", "alias_remove", "edit", "delete"):
+        response = client.get(page(name, "iris"))
+        assert response.status_code == 302, name
+        assert response["Location"] == page("detail", "iris"), name
+    assert ModelAlias.objects.for_team(iris[0].team).filter(name="production").exists()
+    assert Model.objects.for_team(iris[0].team).filter(slug="iris").exists()
+
+
+@pytest.mark.django_db
+def test_removing_an_alias_asks_first_saying_what_follows_it(client, alice, iris):
+    client.force_login(alice)
+
+    body = text(client.get(page("detail", "iris")))
+
+    step = re.search(r'<details class="confirm-remove"[^>]*>(.*?)</details>', body, re.S)
+    assert step is not None
+    assert 'data-testid="remove-production"' in step.group(1)  # the summary that opens it
+    assert "production names v1; deployments following it stop resolving." in step.group(1)
+    assert 'aria-label="Yes, remove the alias production"' in step.group(1)
+
+
+@pytest.mark.django_db
+def test_the_newest_version_is_marked_latest_and_an_older_one_points_to_it(client, alice, iris):
+    client.force_login(alice)
+
+    detail = text(client.get(page("detail", "iris")))
+    older = text(client.get(page("version", "iris", 1)))
+    newest = text(client.get(page("version", "iris", 2)))
+
+    assert detail.count('data-testid="latest-badge"') == 1
+    row = re.search(r'v2</a>[^<]*<span class="badge" data-testid="latest-badge"', detail)
+    assert row is not None
+    assert 'data-testid="newer-version"' in older
+    assert "A newer version exists:" in older
+    assert f'href="{page("version", "iris", 2)}">v2</a>' in older
+    assert 'data-testid="newer-version"' not in newest
+    assert 'data-testid="latest-badge"' in newest
+
+
+@pytest.mark.django_db
+def test_a_version_page_address_takes_an_alias_or_latest(client, alice, iris):
+    client.force_login(alice)
+
+    by_alias = client.get("/t/acme/models/iris/v/production/")
+    latest = client.get("/t/acme/models/iris/v/latest/")
+
+    assert by_alias.status_code == 302
+    assert by_alias["Location"] == page("version", "iris", 1)
+    assert latest.status_code == 302
+    assert latest["Location"] == page("version", "iris", 2)
+    assert client.get("/t/acme/models/iris/v/nothing/").status_code == 404
+    assert client.get("/t/acme/models/iris/v/%C2%B2/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_use_it_card_gives_curl_lines_that_work_with_a_models_read_token(client, alice, iris):
+    import html as html_module
+
+    from tests.helpers import bearer, make_token
+
+    first, second = iris
+    alias_set(team=first.team, actor=alice, model=first.model, name="staging", version=second)
+    client.force_login(alice)
+
+    newest = text(client.get(page("version", "iris", 2)))
+    older = text(client.get(page("version", "iris", 1)))
+
+    assert "models:read" in newest
+    commands = {
+        ref: html_module.unescape(found)
+        for ref, found in re.findall(
+            r'data-testid="use-([^"]+)" tabindex="0"><code>([^<]*)</code>', newest
+        )
+    }
+    assert set(commands) == {"2", "staging", "latest", "python"}
+    api = bearer(make_token(alice, ["models:read"])[1])
+    for ref in ("2", "staging", "latest"):
+        command = commands[ref]
+        assert command.startswith(
+            'curl -fL -H "Authorization: Bearer $LATTICE_TOKEN" -o iris-v2.tar http://'
+        )
+        path = "/" + command.split("://", 1)[1].split("/", 1)[1]
+        assert path == f"/api/v1/teams/acme/models/iris/versions/{ref}/archive/"
+        answer = api.get(path)
+        assert answer.status_code == 200, ref
+        body = b"".join(answer.streaming_content)  # type: ignore[attr-defined]
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            assert "iris-v2/notes.txt" in tar.getnames()
+    # v2 is a Python predictor: the lines that load it.
+    assert 'sys.path.insert(0, "iris-v2")' in commands["python"]
+    assert "predict.setup()" in commands["python"]
+    assert "predict.predict(**inputs)" in commands["python"]
+    # v1: by number and production, not latest; sklearn, so no Python lines.
+    assert 'data-testid="use-1"' in older
+    assert 'data-testid="use-production"' in older
+    assert 'data-testid="use-latest"' not in older
+    assert 'data-testid="use-python"' not in older
+
+
+@pytest.mark.django_db
+def test_the_pages_use_the_dataset_pages_words(client, alice, iris):
+    client.force_login(alice)
+
+    detail = text(client.get(page("detail", "iris")))
+    version = text(client.get(page("version", "iris", 2)))
+
+    assert '<th scope="col">Author</th>' in detail
+    assert '<th scope="col">By</th>' not in detail
+    assert '<h2 id="summary-title" class="section-title">Summary</h2>' in version

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import sys
 import tarfile
@@ -196,6 +197,74 @@ def test_the_same_folder_again_is_the_same_version(server, queued, process_noteb
     assert again.result == SaveTicket.Result.EXISTING
     assert again.version_id == first.version_id
     assert ModelVersion.objects.for_team(acme).count() == 1
+
+
+def _folder(runtime) -> Any:
+    return runtime.root / "volumes" / "vol-save" / "out"
+
+
+def test_the_format_chosen_and_the_folders_metrics_json_are_the_versions(
+    server, queued, process_notebook, acme, alice
+):
+    runtime, notebook, _ = process_notebook
+    written = {"metrics": {"accuracy": 0.97}, "parameters": {"max_depth": 3}}
+    (_folder(runtime) / "metrics.json").write_text(json.dumps(written))
+
+    ticket = save(acme, alice, notebook, queued, runtime, format="python")
+
+    version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
+    assert version.status == ModelVersion.Status.READY
+    assert version.format == "python"
+    # Already metadata (what the iris example writes): its keys, beside the save's own.
+    assert version.metadata["metrics"] == {"accuracy": 0.97}
+    assert version.metadata["parameters"] == {"max_depth": 3}
+    assert version.metadata["skipped"] == ["link"]
+
+
+def test_a_flat_metrics_json_is_recorded_as_the_metrics(
+    server, queued, process_notebook, acme, alice
+):
+    runtime, notebook, _ = process_notebook
+    (_folder(runtime) / "metrics.json").write_text('{"accuracy": 0.9, "loss": 0.2}')
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
+    assert version.format == "other"
+    assert version.metadata["metrics"] == {"accuracy": 0.9, "loss": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("metrics.json", b"[1, 2]"),  # not an object
+        ("metrics.json", b"{not json"),
+        ("metrics.json", b'{"a": "' + b"x" * (64 * 1024) + b'"}'),  # over 64 KiB
+        ("sub/metrics.json", b'{"accuracy": 0.5}'),  # not at the top
+    ],
+)
+def test_a_metrics_json_that_is_not_a_small_top_level_object_is_left_out(
+    server, queued, process_notebook, acme, alice, path, content
+):
+    runtime, notebook, _ = process_notebook
+    (_folder(runtime) / path).write_bytes(content)
+
+    ticket = save(acme, alice, notebook, queued, runtime)
+
+    version = ModelVersion.objects.for_team(acme).get(pk=ticket.version_id)
+    assert version.status == ModelVersion.Status.READY
+    assert "metrics" not in version.metadata
+    assert version.metadata["skipped"] == ["link"]
+
+
+def test_an_unknown_format_is_refused_on_its_field(process_notebook, acme, alice, queued):
+    _, notebook, _ = process_notebook
+    with pytest.raises(saves.NotebookError) as refused:
+        saves.notebook_save_model(
+            team=acme, actor=alice, notebook=notebook, folder="out", model_name="X", format="exe"
+        )
+    assert refused.value.field == "format"
+    assert queued == []
 
 
 def test_a_file_changed_mid_save_fails_it_naming_the_file(

@@ -416,6 +416,27 @@ def test_the_api_starts_a_save_of_a_running_notebook(acme, alice, catalogue, que
     assert queued[-1][2] == "out/run1"
 
 
+def test_the_api_passes_the_format_to_the_version_and_refuses_an_unknown_one(
+    acme, alice, catalogue, queued
+):
+    notebook = running(acme, alice)
+    url = f"/api/v1/teams/acme/notebooks/{notebook.pk}/save-model/"
+
+    response = make_api(alice).post(
+        url, {"folder": "out", "model_name": "Churn", "format": "onnx"}, format="json"
+    )
+
+    assert response.status_code == 202, response.content
+    ticket = SaveTicket.objects.for_team(acme).get()
+    assert ticket.version.format == "onnx"
+    refused = make_api(alice).post(
+        url, {"folder": "out", "model": "churn", "format": "exe"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "format" in refused.json()["error"]["fields"]
+    assert len(queued) == 1
+
+
 def test_a_token_needs_the_models_write_scope_too(acme, alice, catalogue, queued):
     notebook = running(acme, alice)
     api = bearer(make_token(alice, ["notebooks:read", "notebooks:write"])[1])

@@ -101,6 +101,7 @@ def save_begin(
     source_label: str = "",
     dataset_versions: list[int] | None = None,
     parent: int | None = None,
+    format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
 ) -> tuple[SaveTicket, str]:
     """A new version of ``model`` to be filled from ``folder`` by a host, and the ticket
     for it: (its row, the ticket itself, which is stored nowhere)."""
@@ -114,6 +115,7 @@ def save_begin(
         source_label=source_label,
         dataset_versions=dataset_versions,
         parent=parent,
+        format=format,
     )
     version.progress = {"phase": "waiting", "done": 0, "total": 0}
     version.save(update_fields=["progress"])

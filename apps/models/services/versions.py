@@ -14,13 +14,14 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.datasets.hooks import UploadPurpose
-from apps.datasets.models import Upload
+from apps.datasets.models import Upload, blob_key
 from apps.datasets.selectors import version_usable_by
 from apps.datasets.services.completion import upload_abandon
 from apps.datasets.services.manifest import manifest_clean
@@ -39,12 +40,48 @@ if TYPE_CHECKING:
 PURPOSE = "model"
 # A version's metadata and schema are for people and tools to read, not a store.
 MAX_METADATA_BYTES = 64 * 1024
+# A saved folder's file whose object becomes the version's metrics (_metrics_from_file).
+METRICS_FILE = "metrics.json"
 
 
 def manifest_digest(manifest: list[dict[str, Any]]) -> str:
     """SHA-256 over the files' (path, size, sha256), by path: the version's content."""
     lines = sorted(f"{f['path']}\0{f['size']}\0{f['sha256']}" for f in manifest)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _clean_format(format: str) -> None:  # noqa: A002 - the field's name
+    if format not in ModelVersion.Format.values:
+        raise ModelError(
+            f"Format is one of {', '.join(ModelVersion.Format.values)}.", field="format"
+        )
+
+
+def _metrics_from_file(
+    version: ModelVersion, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+) -> None:
+    """A saved folder's top-level metrics.json (at most 64 KiB, a JSON object) becomes the
+    version's metrics, read from the stored blob once its bytes are all in: the server's
+    reading, never a host's word. An object with a "metrics" key is metadata already (what
+    examples/models/iris/train.py writes): its keys are added; any other object is
+    recorded as {"metrics": ...}. Keys the version has already (e.g. "skipped") stay."""
+    if version.source != ModelVersion.Source.NOTEBOOK or "metrics" in (version.metadata or {}):
+        return
+    entry = next((f for f in manifest if f["path"] == METRICS_FILE), None)
+    if entry is None or entry["size"] > MAX_METADATA_BYTES:
+        return
+    with default_storage.open(blob_key(blobs[entry["sha256"]].sha256), "rb") as stored:
+        raw = stored.read(MAX_METADATA_BYTES + 1)
+    try:
+        found = json.loads(raw)
+    except (ValueError, RecursionError):
+        return
+    if not isinstance(found, dict):
+        return
+    added = found if isinstance(found.get("metrics"), dict) else {"metrics": found}
+    merged = {**added, **(version.metadata or {})}
+    if len(json.dumps(merged)) <= MAX_METADATA_BYTES:
+        version.metadata = merged
 
 
 def _clean_json(value: object, field: str, *, allow_none: bool = False) -> Any:
@@ -105,10 +142,7 @@ def version_start(
     version of it: (that version, None), nothing made. Else (the new version, uploading,
     and the Upload that brings its files; complete it as any upload)."""
     require_permission(team, actor, "models.manage", error=ModelPermissionError)
-    if format not in ModelVersion.Format.values:
-        raise ModelError(
-            f"Format is one of {', '.join(ModelVersion.Format.values)}.", field="format"
-        )
+    _clean_format(format)
     metadata = _clean_json(metadata, "metadata")
     io_schema = _clean_json(io_schema, "io_schema", allow_none=True)
     datasets, parent_version = _clean_lineage(team, model, dataset_versions or [], parent)
@@ -191,11 +225,13 @@ def version_begin(
     source_label: str = "",
     dataset_versions: list[int] | None = None,
     parent: int | None = None,
+    format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
 ) -> ModelVersion:
     """A new version of ``model``, uploading, whose files are not known yet (a folder a
     host is about to read): it shows its progress meanwhile; ``version_manifest`` gives it
     its files."""
     require_permission(team, actor, "models.manage", error=ModelPermissionError)
+    _clean_format(format)
     datasets, parent_version = _clean_lineage(team, model, dataset_versions or [], parent)
     return _version_create(
         team,
@@ -207,6 +243,7 @@ def version_begin(
         source_id=source_id,
         source_label=source_label[:200],
         parent=parent_version,
+        format=format,
     )
 
 
@@ -298,6 +335,7 @@ def _finish(
     version.total_size = sum(f["size"] for f in manifest)
     version.ready_at = timezone.now()
     version.progress = None
+    _metrics_from_file(version, manifest, blobs)
     version.save()
     audit_record(
         team=team,

@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.machines.selectors import machine_type_offered
+from apps.models.models import ModelVersion
 from apps.notebooks import lifecycle
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.notebooks.origin import launch_path
@@ -171,8 +172,7 @@ class NotebookDuplicateSerializer(serializers.Serializer):
 class NotebookSaveModelSerializer(serializers.Serializer):
     folder = serializers.CharField(
         max_length=1024,
-        allow_blank=True,
-        help_text="The folder to save, relative to /notebooks (empty: all of /notebooks).",
+        help_text='The folder to save, relative to /notebooks ("." for all of /notebooks).',
     )
     model = serializers.SlugField(
         required=False, allow_blank=True, help_text="The slug of the team's model to add to."
@@ -181,9 +181,15 @@ class NotebookSaveModelSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=80,
-        help_text="Or: the name of a new model to make.",
+        help_text="Or (not both): the name of a new model to make.",
     )
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    format = serializers.ChoiceField(
+        choices=ModelVersion.Format.choices,
+        default=ModelVersion.Format.OTHER,
+        help_text="The version's format. A top-level metrics.json in the folder becomes "
+        "its metrics once the version is ready.",
+    )
     parent_version = serializers.IntegerField(
         required=False, allow_null=True, help_text="The id of the version it was tuned from."
     )

@@ -264,6 +264,7 @@ class NotebookSaveModelView(NotebookAPIView):
             model_name=data.validated_data.get("model_name", ""),
             message=data.validated_data.get("message", ""),
             parent=data.validated_data.get("parent_version"),
+            format=data.validated_data["format"],
         )
         body = s.NotebookSaveSerializer(save_described(ticket)).data
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
 from apps.machines.availability import machine_type_offers
-from apps.models.models import Model
+from apps.models.models import Model, ModelVersion
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
 from apps.notebooks.errors import NotebookError
@@ -222,7 +222,13 @@ class NotebookDetailView(NotebookPage):
     template_name = "notebooks/detail.html"
 
     def get(self, request: HttpRequest, team_slug: str, notebook_id: int) -> HttpResponse:
-        notebook = self.notebook(notebook_id)
+        return self.detail(request, self.notebook(notebook_id))
+
+    def detail(
+        self, request: HttpRequest, notebook: Notebook, *, http_status: int = 200, **extra: Any
+    ) -> HttpResponse:
+        """The page, with ``extra`` context (a form sent back with its errors) and
+        ``status``."""
         session = open_session(notebook)
         status = status_message(notebook, session)
         # status_message already read the latest event: its phase and percent.
@@ -252,7 +258,7 @@ class NotebookDetailView(NotebookPage):
             .select_related("dataset")
             .order_by("-ready_at", "-pk")[:MOUNT_CHOICES]
         )
-        return self.page(
+        response = self.page(
             request,
             notebook=notebook,
             session=session,
@@ -266,6 +272,7 @@ class NotebookDetailView(NotebookPage):
             history=history,
             **saves_context(notebook),
             save_models=Model.objects.order_by("name")[:MODEL_CHOICES],
+            save_formats=ModelVersion.Format.choices,
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
             jupyter_url=launch_path(notebook.pk),
             show_start=SHOW_START,
@@ -294,4 +301,7 @@ class NotebookDetailView(NotebookPage):
             ],
             mount_versions=versions,
             section="notebooks",
+            **extra,
         )
+        response.status_code = http_status
+        return response

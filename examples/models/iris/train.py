@@ -14,7 +14,7 @@ The folder (``--out``, by default ./iris-model) holds what a deployment loads:
   came from (paste it as the version's metadata when you upload the folder).
 
 Upload the folder as a model version from the model's page (Upload a version, format
-"Python predictor"), or save it from the notebook's page (Save folder as model).
+"Python predictor"), or save it from the notebook's page ("Save a folder as a model").
 """
 
 from __future__ import annotations
