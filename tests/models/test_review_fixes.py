@@ -145,7 +145,7 @@ def test_deleting_a_model_mid_save_ends_the_hosts_ticket(
 
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_model_while_its_upload_completes_takes_the_locks_in_one_order(
-    acme, alice, media
+    postgres, acme, alice, media
 ):
     """A completion holds the upload, then the model, then the version (versions._finish);
     model_delete takes the upload, then the model: no deadlock either way round."""
