@@ -27,6 +27,32 @@ STOPPED_MS = 90_000
 JUPYTER_MS = 120_000
 
 
+@pytest.fixture(autouse=True)
+def _navigation_survives_network_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chromium aborts a navigation in flight with net::ERR_NETWORK_CHANGED when the
+    machine's network interfaces change, which they do whenever Docker starts or removes a
+    container on this host (a veth pair comes or goes): a person would press reload. So a
+    page's goto and reload that meet exactly that error are made again, twice at most;
+    every other error stands."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import Page
+
+    def again(real: Any) -> Any:
+        def navigate(self: Any, *args: Any, **kwargs: Any) -> Any:
+            for attempt in range(3):
+                try:
+                    return real(self, *args, **kwargs)
+                except PlaywrightError as exc:
+                    if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                        raise
+            return None
+
+        return navigate
+
+    monkeypatch.setattr(Page, "goto", again(Page.goto))
+    monkeypatch.setattr(Page, "reload", again(Page.reload))
+
+
 @pytest.fixture
 def docker_runtime(
     settings: Any, docker_client: Any, notebook_image: str, scipy_image: str
