@@ -338,5 +338,8 @@ def test_a_member_removed_from_the_team_loses_an_open_kernel_websocket_at_once(
     took = async_to_sync(talk)()
 
     assert took is not None, "the websocket stayed open"
-    assert took < 1.0
+    # Closed by the removal's signal: the other way a socket learns of it, the check every
+    # 30 s, needs a message from the client, and bob sends none. (Not a speed figure: 1 s
+    # was once missed by 0.27 s on a loaded CI machine.)
+    assert took < 5.0
     assert proxy(bob, "GET", f"{base}/kernels").status_code == 404
