@@ -7,6 +7,9 @@ Models know nothing of what made a version or what serves it; those apps tell it
   link (then its ``source_label`` is shown as it is). By default None.
 - ``version_servers(team, version)``: the deployments serving a version, each as
   (text, URL), for its page and API. By default none.
+- ``alias_moved(team, actor, alias)``: an alias now names another version (or a new alias
+  was made), told once the change commits: deployments following it roll out. By default
+  nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING
 from apps.core.hooks import Hook
 
 if TYPE_CHECKING:
-    from apps.models.models import ModelVersion
+    from apps.accounts.models import User
+    from apps.models.models import ModelAlias, ModelVersion
     from apps.teams.models import Team
 
 
@@ -30,3 +34,10 @@ def _no_servers(team: Team, version: ModelVersion) -> list[tuple[str, str]]:
 
 source_link = Hook("model version source link", default=_no_link)
 version_servers = Hook("model version servers", default=_no_servers)
+
+
+def _nothing_follows(team: Team, actor: User | None, alias: ModelAlias) -> None:
+    return None
+
+
+alias_moved = Hook("model alias moved", default=_nothing_follows)

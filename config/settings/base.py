@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.datasets",
     "apps.models",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [
@@ -516,6 +517,27 @@ LATTICE_NOTEBOOK_START_ATTEMPTS = 3
 LATTICE_NOTEBOOK_REDISPATCH_AFTER = env.int("LATTICE_NOTEBOOK_REDISPATCH_AFTER", default=60)
 LATTICE_DEFAULT_IDLE_MINUTES = 60
 LATTICE_IDLE_WARN_MINUTES = 10
+# Secrets at rest (apps.core.crypto): Fernet keys, newest first; empty: one derived from
+# SECRET_KEY.
+LATTICE_SECRETS_KEYS: list[str] = env.list("LATTICE_SECRETS_KEYS", default=[])
+
+# Deployments (apps.deployments). Endpoints are served at
+# <deployment>--<team>.<LATTICE_USER_CONTENT_DOMAIN>, beside notebooks, never on Lattice's
+# origin. The built-in model server's image: empty = built locally
+# (images/model-server/build-local.sh), like the notebook image.
+LATTICE_MODEL_SERVER_IMAGE = env.str("LATTICE_MODEL_SERVER_IMAGE", default="")
+# How long the gateway holds a request that found no ready replica (scaled to zero, or a
+# rollout) while one starts, before it answers 503 with Retry-After (seconds).
+LATTICE_DEPLOYMENT_COLD_WAIT = env.float("LATTICE_DEPLOYMENT_COLD_WAIT", default=120.0)
+# Autoscaling: how often the controller looks (seconds), and how long a lower replica count
+# must be enough before it scales down (the stabilisation window, seconds).
+LATTICE_DEPLOYMENT_SCALE_EVERY = env.float("LATTICE_DEPLOYMENT_SCALE_EVERY", default=2.0)
+LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER = env.float("LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER", default=60.0)
+# How long a draining replica may finish its in-flight requests before it is stopped.
+LATTICE_DEPLOYMENT_DRAIN_SECONDS = env.float("LATTICE_DEPLOYMENT_DRAIN_SECONDS", default=30.0)
+# Requests one replica of the built-in server runs at once; beyond it, 429.
+LATTICE_MODEL_SERVER_CONCURRENCY = env.int("LATTICE_MODEL_SERVER_CONCURRENCY", default=8)
+
 # Live streams: messages kept for late viewers, and how agents batch log lines.
 LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
 # A frame is what arrived within LATTICE_LOG_BATCH_SECONDS; only lines that backed up while the

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from apps.core.audit import audit_record
+from apps.models.hooks import alias_moved
 from apps.models.models import Model, ModelAlias, ModelVersion
 from apps.models.services.errors import ModelError, ModelPermissionError
 from apps.teams.permissions import require_permission
@@ -71,6 +72,8 @@ def alias_set(
         to=f"v{target.number}",
         **({"previous": f"v{previous}"} if previous is not None else {}),
     )
+    if previous != target.number:
+        transaction.on_commit(lambda: alias_moved(team, actor, alias))
     return alias
 
 
