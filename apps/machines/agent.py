@@ -170,6 +170,26 @@ def _answers(url: str, headers: dict[str, str]) -> bool:
         return False
 
 
+# Where the built-in model server (images/model-server/serve.py) says how its setup() goes.
+MODEL_SERVER_HEALTH_PATH = "/health-check"
+# The longest setup error a "failed" event carries (the server keeps up to 2000 characters).
+SETUP_ERROR_CHARS = 1000
+
+
+def _model_server_status(url: str) -> tuple[str, str]:
+    """(status, setup error) from the model server's health route: its JSON ``status``
+    (STARTING, READY, BUSY, SETUP_FAILED), "" while it does not answer in JSON."""
+    try:
+        body = _http.get(url).json()
+    except (httpx.HTTPError, ValueError):
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    setup = body.get("setup")
+    error = setup.get("error") if isinstance(setup, dict) else None
+    return str(body.get("status") or ""), str(error or "")
+
+
 @shared_task(name="agent.start", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT)
 def agent_start(
     host_name: str, spec: dict[str, Any], options: dict[str, Any] | None = None
@@ -179,7 +199,8 @@ def agent_start(
     ``options``: ``stream`` (its output is shipped when set), ``ready_path`` (an HTTP path that
     answers 200 once it is ready; without it, an open port is enough),
     ``ready_token_env`` (the spec's env variable holding a token for that request),
-    ``ready_timeout`` (seconds).
+    ``ready_timeout`` (seconds), ``health`` ("model-server": the ready path, /health-check
+    by default, is the built-in model server's, read as JSON; see _wait_ready).
     """
     options = options or {}
     workload = Spec(**spec)
@@ -301,6 +322,33 @@ def _evict_datasets(root: Path, keys: set[str], runtime: Runtime) -> None:
         logger.info("evicted %d dataset folders from %s: %s", len(evicted), root, evicted)
 
 
+_MODEL_SERVER_DONE = ("READY", "BUSY", "SETUP_FAILED")
+
+
+def _model_server_step(
+    endpoint: str,
+    path: str,
+    state: dict[str, Any],
+    send: Callable[..., None],
+    *,
+    loading_said: bool,
+) -> str:
+    """One look at the model server's health route, said as _wait_ready says (READY or BUSY:
+    "ready"; SETUP_FAILED: "failed" with the error; STARTING: "progress" loading, unless
+    ``loading_said``). Its status ("" while it does not answer in JSON)."""
+    status, error = _model_server_status(endpoint + path)
+    if status in ("READY", "BUSY"):
+        send("ready", state=state, endpoint=endpoint)
+    elif status == "SETUP_FAILED":
+        error = error[:SETUP_ERROR_CHARS]
+        send(
+            "failed", message=f"The model's setup() failed: {error}", setup_failed=True, error=error
+        )
+    elif status == "STARTING" and not loading_said:
+        send("progress", phase="loading", message="Loading the model (setup()).")
+    return status
+
+
 def _wait_ready(
     runtime: Runtime,
     workload: Spec,
@@ -308,7 +356,17 @@ def _wait_ready(
     options: dict[str, Any],
     send: Callable[..., None],
 ) -> None:
-    path = options.get("ready_path", "")
+    """Wait until the workload answers on ``ready_path`` (or opens its port), then send
+    "ready"; "failed" when it exits or the ready timeout passes first.
+
+    With ``health`` "model-server" the answer is the model server's own word (Cog's
+    states), not any 200: READY (or BUSY) is ready; STARTING says "progress" (phase
+    "loading") once, as its setup() loads the model; SETUP_FAILED fails the start at
+    once with setup()'s error (it will not get better by waiting for the timeout).
+    """
+    model_server = options.get("health") == "model-server"
+    path = options.get("ready_path", "") or (MODEL_SERVER_HEALTH_PATH if model_server else "")
+    loading_said = False
     token = workload.env.get(options.get("ready_token_env", ""), "")
     headers = {"Authorization": f"token {token}"} if token else {}
     began = time.monotonic()
@@ -334,7 +392,12 @@ def _wait_ready(
         told = endpoint is not None
         if endpoint is None:
             endpoint = runtime.endpoint(state)
-        if endpoint is not None:
+        if endpoint is not None and model_server:
+            status = _model_server_step(endpoint, path, state, send, loading_said=loading_said)
+            if status in _MODEL_SERVER_DONE:
+                return
+            loading_said |= status == "STARTING"
+        elif endpoint is not None:
             if not path or _answers(endpoint + path, headers):
                 send("ready", state=state, endpoint=endpoint)
                 return

@@ -141,6 +141,9 @@ class WorkloadError(Exception):
 
 
 DATASETS_PATH = "/datasets"
+# Where a model version is mounted (read-only, like a dataset: a spec's datasets entry with
+# "path": MODEL_PATH), for the built-in model server (apps.runtimes.images).
+MODEL_PATH = "/model"
 # Where a notebook's persistent volume is mounted: the only place read_folder reads from.
 NOTEBOOKS_PATH = "/notebooks"
 
