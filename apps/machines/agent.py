@@ -33,7 +33,7 @@ from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
 from apps.machines.savefolder import run_save
-from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
+from apps.runtimes.base import LABEL_PREFIX, MODEL_PATH, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
 if TYPE_CHECKING:
@@ -258,9 +258,10 @@ def with_datasets(
             # than the task dying without a word. Details go to the host's log.
             logger.exception("dataset %s for %s", dataset.get("name"), spec.name)
             why = str(exc) if isinstance(exc, MaterialiseError) else "its files could not be read."
+            what = "model version" if dataset.get("path") == MODEL_PATH else "dataset"
+            where = dataset.get("path") or f"/datasets/{dataset.get('name')}"
             raise WorkloadError(
-                f"The dataset for /datasets/{dataset.get('name')} could not be copied to this "
-                f"host: {why}"
+                f"The {what} for {where} could not be copied to this host: {why}"
             ) from exc
         built.append(
             {
@@ -269,6 +270,8 @@ def with_datasets(
                 "key": dataset.get("key"),
                 "source": str(folder),
             }
+            # Where it is mounted, when not /datasets/<name> (a model version's /model).
+            | ({"path": dataset["path"]} if "path" in dataset else {})
         )
     if grew:
         _evict_datasets(root, {str(d["key"]) for d in built}, runtime or host_runtime())
