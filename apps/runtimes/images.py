@@ -65,7 +65,11 @@ IMAGE_TITLES = {
     "pytorch": "PyTorch",
     "tensorflow": "TensorFlow",
     "r": "R",
+    "model-server": "model server",
 }
+# The model server's image goes through build_template_image like a template's (its own
+# script, the same three steps), under this name.
+MODEL_SERVER = "model-server"
 _LOCAL_TEMPLATE_IMAGE = re.compile(r"^lattice/notebook-(?P<template>[a-z0-9]+)-local:[0-9a-f]{16}$")
 # Any name a host builds itself (the notebook image, a template's), however it is written: on
 # Docker Hub such a name is anyone's, so it is never downloaded.
@@ -171,7 +175,10 @@ def is_local_image(image: str) -> bool:
 
 
 def local_template_of(image: str) -> str | None:
-    """The template whose locally built image ``image`` is, if it is one this host can build."""
+    """The template whose locally built image ``image`` is, if it is one this host can build
+    (MODEL_SERVER for the model server's local image, where its scipy base builds here)."""
+    if image == local_model_server_image():
+        return MODEL_SERVER if template_builds_here(MODEL_SERVER_BASE_TEMPLATE) else None
     match = _LOCAL_TEMPLATE_IMAGE.match(image)
     if match is None or not template_builds_here(match["template"]):
         return None
@@ -252,15 +259,18 @@ def build_template_image(
     *,
     log: Path | None = None,
 ) -> str:
-    """Build ``template``'s image with build-template.sh (or find it built, or wait for the
-    build another start runs); ``report`` hears each step, ``log`` (appended) every line.
+    """Build ``template``'s image with build-template.sh (MODEL_SERVER: with
+    model-server/build-local.sh), or find it built, or wait for the build another start
+    runs; ``report`` hears each step, ``log`` (appended) every line.
     The image's name."""
     title = IMAGE_TITLES.get(template, template)
     step = BuildStep()
     report(step)
     tail: deque[str] = deque(maxlen=15)
     process = subprocess.Popen(  # noqa: S603 - our own script, a known template name
-        ["/bin/bash", str(TEMPLATE_SCRIPT), template],
+        ["/bin/bash", str(MODEL_SERVER_SCRIPT)]
+        if template == MODEL_SERVER
+        else ["/bin/bash", str(TEMPLATE_SCRIPT), template],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
