@@ -224,7 +224,7 @@ def dataset_mounts(spec: Spec) -> list[tuple[str, str]]:
     Raises WorkloadError for a dataset the agent has not built here (no ``source``), a
     name that is not one folder name, a path mount_path refuses, or two at one path.
     """
-    mounts = []
+    mounts: list[tuple[str, str]] = []
     for dataset in spec.datasets:
         target = mount_path(dataset)
         source = dataset.get("source")
