@@ -146,6 +146,9 @@ class Model:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "lattice-model-server"
+    # An idle kept-alive connection is closed after this many seconds (each holds a thread);
+    # a client's pool (the gateway's) lets its own go sooner.
+    timeout = 120
     model: Model
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
