@@ -4,11 +4,14 @@ a workload of the process runtime, on a model folder of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
+from docker.errors import NotFound
 
 from apps.machines.agent import SETUP_ERROR_CHARS, _wait_ready
 from apps.runtimes.base import Spec
@@ -135,3 +138,51 @@ def test_a_model_that_never_loads_fails_at_the_timeout(run):
     assert events[-1][1]["timeout"] is True
     assert "setup_failed" not in events[-1][1]
     assert 2 <= seconds < 10
+
+
+@pytest.mark.docker
+def test_a_replica_container_is_ready_only_once_loaded_and_fails_at_once_on_setup_failed(
+    model_server_image, docker_client, tmp_path
+):
+    from apps.runtimes.docker import DockerRuntime
+    from apps.runtimes.images import model_server_command
+
+    runtime = DockerRuntime(docker_client)
+    names: list[str] = []
+
+    def start(source: str) -> tuple[list[tuple[str, dict[str, Any]]], float]:
+        folder = model_folder(tmp_path / f"model-{len(names)}", source)
+        folder.chmod(0o755)
+        (folder / "predict.py").chmod(0o644)
+        spec = Spec(
+            name=f"dp-{uuid.uuid4().hex[:8]}",
+            image=model_server_image,
+            command=model_server_command(runtime.kind),
+            port=8080,
+            memory_bytes=512 * 1024**2,
+            datasets=[{"name": "model", "key": "k", "source": str(folder), "path": "/model"}],
+        )
+        names.append(spec.name)
+        state = runtime.start(spec)
+        events: list[tuple[str, dict[str, Any]]] = []
+        began = time.monotonic()
+        _wait_ready(
+            runtime, spec, state, HEALTH, lambda event, **data: events.append((event, data))
+        )
+        return events, time.monotonic() - began
+
+    try:
+        loaded, seconds = start(SLOW)
+        failed, _ = start(
+            "def setup():\n    raise OSError('disk gone')\n\ndef predict():\n    pass\n"
+        )
+    finally:
+        for name in names:
+            with contextlib.suppress(NotFound):
+                docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+
+    assert [event for event, _ in loaded] == ["progress", "ready"]
+    assert loaded[0][1]["phase"] == "loading"
+    assert seconds >= 1.5
+    assert failed[-1][0] == "failed"
+    assert failed[-1][1]["error"] == "OSError: disk gone"
