@@ -185,7 +185,7 @@ class Revision(models.Model):  # type: ignore[django-manager-missing]
         return f"{self.deployment} r{self.number}"
 
 
-class Replica(models.Model):  # type: ignore[django-manager-missing]
+class Replica(models.Model):
     """One workload of one revision on a host, start to end."""
 
     class Status(models.TextChoices):
@@ -260,7 +260,7 @@ ACTIVE_REPLICA_STATUSES = frozenset(
 )
 
 
-class DeploymentKey(models.Model):  # type: ignore[django-manager-missing]
+class DeploymentKey(models.Model):
     """A key for one protected deployment (only its hash is kept)."""
 
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
@@ -283,7 +283,7 @@ class DeploymentKey(models.Model):  # type: ignore[django-manager-missing]
         return f"{self.name} ({self.display_prefix}…)"
 
 
-class DeploymentEvent(models.Model):  # type: ignore[django-manager-missing]
+class DeploymentEvent(models.Model):
     """What happened to a deployment, in words: a revision made, ready, rolled back; a
     replica started, lost, replaced; scaled up, down, to zero."""
 
@@ -308,7 +308,7 @@ class DeploymentEvent(models.Model):  # type: ignore[django-manager-missing]
         return f"{self.deployment}: {self.kind}"
 
 
-class MetricWindow(models.Model):  # type: ignore[django-manager-missing]
+class MetricWindow(models.Model):
     """What one web process's gateway counted for one revision in one second."""
 
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
