@@ -397,6 +397,13 @@ def _sealed(spec: RevisionSpec, env: dict[str, str], previous: Revision | None) 
     if spec.secrets is None:
         if previous is None:
             return {"secret_env": b"", "secret_names": []}
+        both = sorted(set(previous.secret_names) & set(env))
+        if both:
+            raise DeploymentError(
+                f"{', '.join(both)}: already a secret variable; a name is a plain variable "
+                "or a secret, not both.",
+                field="env",
+            )
         return {
             "secret_env": bytes(previous.secret_env),
             "secret_names": list(previous.secret_names),

@@ -371,6 +371,20 @@ def test_every_change_is_a_new_revision_and_secrets_none_keeps_the_sealed_ones(
     assert AuditEntry.objects.for_team(acme).filter(action="deployment.changed").count() == 3
 
 
+def test_a_plain_variable_cannot_take_a_kept_secrets_name(acme, alice, iris, deployment, calls):
+    sv.deployment_change(
+        team=acme, actor=alice, deployment=deployment, spec=spec(iris, secrets={"TOKEN": "s"})
+    )
+    error = refused(
+        sv.deployment_change,
+        team=acme,
+        actor=alice,
+        deployment=deployment,
+        spec=spec(iris, env={"TOKEN": "plain"}),
+    )
+    assert (error.status_code, error.field) == (400, "env")
+
+
 def test_a_change_is_queued_for_the_controller_on_commit(
     acme, alice, iris, deployment, calls, django_capture_on_commit_callbacks
 ):
