@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 import apps.accounts
 from apps.accounts.models import TOKEN_AREAS, TOKEN_SCOPES
-from apps.accounts.tokens import TokenError, token_create
+from apps.accounts.tokens import token_create
 from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
@@ -44,16 +44,15 @@ def _api_token_areas() -> set[str]:
 
 def test_the_scopes_offered_are_the_areas_the_api_checks(client, alice):
     assert set(TOKEN_AREAS) == _api_token_areas()
-    assert "deployments" not in TOKEN_AREAS  # no such feature yet: nothing to grant
+    # The deployments API (apps.deployments.api) checks its area: it is granted like any.
+    assert "deployments" in _api_token_areas()
 
     client.force_login(alice)
     page = client.get(reverse("accounts:tokens")).content.decode()
     offered = set(re.findall(r'name="scope_(\w+)"', page))
     assert offered == set(TOKEN_AREAS)
-    assert "Deployments" not in page
-    with pytest.raises(TokenError):
-        token_create(user=alice, name="x", scopes=["deployments:read"])
-    assert "deployments:read" not in TOKEN_SCOPES
+    token_create(user=alice, name="x", scopes=["deployments:read", "deployments:write"])
+    assert {"deployments:read", "deployments:write"} <= set(TOKEN_SCOPES)
 
 
 def _curl(page: str) -> tuple[str, str]:
