@@ -78,6 +78,10 @@ class UsageSerializer(serializers.Serializer[dict[str, object]]):
     cost = serializers.DecimalField(max_digits=12, decimal_places=4)
     by_machine_type = UsageTotalSerializer(many=True)
     by_member = UsageTotalSerializer(many=True)
+    by_kind = UsageTotalSerializer(many=True, help_text="Notebooks and Deployments.")
+    by_deployment = UsageTotalSerializer(
+        many=True, help_text="Replica-seconds and cost per deployment, by its name."
+    )
     by_day = UsageTotalSerializer(many=True)
 
 
