@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.billing.models import BillingAccount, Plan, Subscription
 from apps.billing.usage import usage_cost
 from apps.core.errors import PaymentRequiredError
+from apps.deployments.models import Deployment
 from apps.notebooks.selectors import open_session_count
 from apps.teams.selectors import member_count
 
@@ -45,6 +46,8 @@ LIMIT_CODES = {
     "plan_storage": "The upload would pass the plan's storage quota.",
     "spend_cap": "The team's spend cap for this billing period is reached.",
     "plan_private_datasets": "The plan keeps datasets public.",
+    "plan_deployments": "The plan's number of deployments is reached.",
+    "plan_replicas": "The plan runs fewer replicas of one deployment than asked for.",
 }
 
 
@@ -209,14 +212,7 @@ def check_start(team: Team, machine_type: MachineType) -> None:
     plan = current_plan(team)
     if plan is None:
         return
-    if not allows_machine(plan, machine_type):
-        upgrades = [p.name for p in plans_with(machine_type)]
-        hint = f" Upgrade to {' or '.join(upgrades)} to use it." if upgrades else ""
-        raise PlanLimitError(
-            f"{machine_type.name} is not included in the {plan.name} plan.{hint}",
-            code="plan_machine_type",
-            team=team,
-        )
+    _check_machine(team, plan, machine_type)
     limit = plan.max_running_notebooks
     if limit is not None and open_session_count(team) >= limit:
         raise PlanLimitError(
@@ -225,6 +221,69 @@ def check_start(team: Team, machine_type: MachineType) -> None:
             code="plan_concurrency",
             team=team,
         )
+    _check_spend_cap(team, account, machine_type)
+
+
+def check_replicas(team: Team, machine_type: MachineType, replicas: int) -> None:
+    """Refuse a deployment revision (or a scale-up) of ``replicas`` replicas of
+    ``machine_type`` that the plan or the spend cap does not allow (registered as
+    apps.deployments.entitlements.check_replicas)."""
+    if not billing_enabled():
+        return
+    account = account_locked(team)
+    plan = current_plan(team)
+    if plan is None:
+        return
+    _check_machine(team, plan, machine_type)
+    limit = plan.max_replicas
+    if limit is not None and replicas > limit:
+        upgrades = [
+            p.name
+            for p in Plan.objects.filter(active=True).exclude(pk=plan.pk)
+            if p.max_replicas is None or p.max_replicas >= replicas
+        ]
+        hint = f" Upgrade to {' or '.join(upgrades)} for more." if upgrades else ""
+        raise PlanLimitError(
+            f"The {plan.name} plan runs at most {limit} replica{'s' if limit != 1 else ''} "
+            f"of a deployment; this asks for {replicas}. Lower the maximum replicas.{hint}",
+            code="plan_replicas",
+            team=team,
+        )
+    _check_spend_cap(team, account, machine_type)
+
+
+def check_deployment(team: Team) -> None:
+    """Refuse one more deployment beyond the plan's number (registered as
+    apps.deployments.entitlements.check_deployment). Counted under the team's billing
+    lock, so two creates cannot both take the last one."""
+    if not billing_enabled():
+        return
+    account_locked(team)
+    plan = current_plan(team)
+    if plan is None or plan.max_deployments is None:
+        return
+    limit = plan.max_deployments
+    if Deployment.objects.for_team(team).filter(deleted_at__isnull=True).count() >= limit:
+        raise PlanLimitError(
+            f"The {plan.name} plan has {limit} deployment{'s' if limit != 1 else ''}, and "
+            "this team has that many. Delete one, or upgrade for more.",
+            code="plan_deployments",
+            team=team,
+        )
+
+
+def _check_machine(team: Team, plan: Plan, machine_type: MachineType) -> None:
+    if not allows_machine(plan, machine_type):
+        upgrades = [p.name for p in plans_with(machine_type)]
+        hint = f" Upgrade to {' or '.join(upgrades)} to use it." if upgrades else ""
+        raise PlanLimitError(
+            f"{machine_type.name} is not included in the {plan.name} plan.{hint}",
+            code="plan_machine_type",
+            team=team,
+        )
+
+
+def _check_spend_cap(team: Team, account: BillingAccount, machine_type: MachineType) -> None:
     # A free machine costs nothing, so no cap stops it.
     if account.spend_cap is not None and machine_type.hourly_price > 0:
         start, end = current_period(team)
