@@ -1,5 +1,10 @@
 """The billing sweep's work for one team: usage to Stripe, the spend cap, the plan's limits.
 
+At the spend cap, the team's deployments are paused (held at zero replicas by their
+controller) whatever "stop running machines" says: a deployment starts replicas on its
+own (autoscaling, a request waking it from zero), which a reached cap forbids. They
+resume at the first sweep that finds the cap raised, removed, or a new period begun.
+
 Usage goes to Stripe as Billing Meter events whose value is cents. Each report
 is a ``UsageReport`` row committed *before* it is sent, with an identifier that
 is also the request's idempotency key: a send interrupted after Stripe took it
@@ -33,11 +38,14 @@ from apps.billing.entitlements import (
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, usage_cost
+from apps.deployments import controller
+from apps.deployments.models import Deployment, Revision
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.services import notebook_stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from decimal import Decimal
 
     from apps.teams.models import Team
 
@@ -45,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 CAP_ALERTS = (50, 80, 100)
 FULL = 100
+# How the reason billing gives a paused deployment begins: the deployments paused with
+# it are the ones billing resumes (controller.deployment_pause keeps it in paused_reason).
+CAP_PAUSE = "Paused by the spend cap:"
 
 
 def _reported(team: Team) -> tuple[int, datetime | None]:
@@ -197,48 +208,113 @@ def usage_reconcile(team: Team, *, now: datetime | None = None) -> tuple[int, in
 
 
 def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
-    """Alert at 50, 80 and 100 % of the cap (once each a period); at 100 %, if the team
-    chose so, stop its running notebooks. Returns the percentage reached."""
+    """Alert at 50, 80 and 100 % of the cap (once each a period); at 100 %, pause the
+    team's deployments and, if the team chose so, stop its running notebooks; below it,
+    resume the deployments the cap paused. Returns the percentage reached."""
     if not billing_enabled():
         return 0
     now = now or timezone.now()
     if not BillingAccount.objects.for_team(team).filter(spend_cap__isnull=False).exists():
+        _cap_resume(team)
         return 0
     start, end = current_period(team, now=now)
     # Priced before the lock: starts of this team take it too, and wait for nothing.
     spent = usage_cost(team, start, end, now=now)
     with transaction.atomic():
         account = account_locked(team)
-        if account.spend_cap is None:
-            return 0
         cap = account.spend_cap
-        if cap > 0:
-            reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
-        else:  # a cap of $0: only free machines, and any spend is all of it
-            reached = FULL if spent > 0 else 0
-        stop = reached >= FULL and account.stop_at_cap
-        if account.cap_alert_period != start:
-            account.cap_alert_period, account.cap_alert_percent = start, 0
-        if reached > account.cap_alert_percent:
-            account.cap_alert_percent = reached
-            body = (
-                f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
-                f"period ({start:%d %b} to {end:%d %b})."
-            )
-            if reached >= FULL:
-                body += "\n\nNothing new can start until the cap is raised or the period ends."
-            if stop:
-                body += " Running notebooks are being stopped."
-            billing_mail(
-                team, subject=f"{team.name} has used {reached}% of its spend cap", body=body
-            )
-        account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
+        if cap is None:
+            reached, stop, pausing = 0, False, []
+        else:
+            reached = _cap_reached(spent, cap)
+            stop = reached >= FULL and account.stop_at_cap
+            pausing = _paid_live_deployments(team) if reached >= FULL else []
+            if account.cap_alert_period != start:
+                account.cap_alert_period, account.cap_alert_percent = start, 0
+            if reached > account.cap_alert_percent:
+                account.cap_alert_percent = reached
+                _cap_mail(team, spent, cap, (start, end), reached, stop=stop, pausing=pausing)
+            account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
     if stop:
         # Free machines cost nothing: the cap leaves them running.
         _stop_running(
             team, reason="spend_cap", keep=lambda session: session.machine_type.hourly_price == 0
         )
+    if cap is None or reached < FULL:
+        _cap_resume(team)
+    else:
+        reason = (
+            f"{CAP_PAUSE} ${spent:.2f} of the team's ${cap:.2f} cap is used this billing "
+            f"period. It resumes when an owner or admin raises or removes the cap, or when "
+            f"the next period starts ({end:%d %b})."
+        )
+        for deployment in pausing:
+            controller.deployment_pause(deployment, reason)
     return reached
+
+
+def _cap_reached(spent: Decimal, cap: Decimal) -> int:
+    """The highest alert percentage ``spent`` has reached of ``cap``."""
+    if cap > 0:
+        return max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
+    # A cap of $0: only free machines, and any spend is all of it.
+    return FULL if spent > 0 else 0
+
+
+def _cap_mail(
+    team: Team,
+    spent: Decimal,
+    cap: Decimal,
+    period: tuple[datetime, datetime],
+    reached: int,
+    *,
+    stop: bool,
+    pausing: list[Deployment],
+) -> None:
+    body = (
+        f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
+        f"period ({period[0]:%d %b} to {period[1]:%d %b})."
+    )
+    if reached >= FULL:
+        body += "\n\nNothing new can start until the cap is raised or the period ends."
+    if stop:
+        body += " Running notebooks are being stopped."
+    if pausing:
+        names = ", ".join(d.name for d in pausing)
+        body += (
+            " Deployments are paused until then (scaled to zero; their endpoints answer "
+            f"503): {names}."
+        )
+    billing_mail(team, subject=f"{team.name} has used {reached}% of its spend cap", body=body)
+
+
+def _paid_live_deployments(team: Team) -> list[Deployment]:
+    """The team's deployments that are not deleted or paused and run (or would run) a
+    machine type with a price. Free machines cost nothing: the cap leaves them serving."""
+    current = [Revision.Status.PENDING, Revision.Status.STARTING, Revision.Status.SERVING]
+    return list(
+        Deployment.objects.for_team(team)
+        .filter(deleted_at__isnull=True)
+        .exclude(status=Deployment.Status.PAUSED)
+        .filter(revisions__status__in=current, revisions__machine_type__hourly_price__gt=0)
+        .distinct()
+        .order_by("name", "pk")
+    )
+
+
+def _cap_resume(team: Team) -> int:
+    """Resume the team's deployments the spend cap paused; return how many."""
+    paused = (
+        Deployment.objects.for_team(team)
+        .filter(deleted_at__isnull=True, status=Deployment.Status.PAUSED)
+        .filter(paused_reason__startswith=CAP_PAUSE)
+        .order_by("name", "pk")
+    )
+    resumed = 0
+    for deployment in list(paused):
+        controller.deployment_resume(deployment)
+        resumed += 1
+    return resumed
 
 
 def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
