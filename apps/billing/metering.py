@@ -55,7 +55,7 @@ CAP_ALERTS = (50, 80, 100)
 FULL = 100
 # How the reason billing gives a paused deployment begins: the deployments paused with
 # it are the ones billing resumes (controller.deployment_pause keeps it in paused_reason).
-CAP_PAUSE = "Paused by the spend cap:"
+CAP_PAUSE = "The team's spend cap is reached"
 
 
 def _reported(team: Team) -> tuple[int, datetime | None]:
@@ -244,9 +244,9 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
         _cap_resume(team)
     else:
         reason = (
-            f"{CAP_PAUSE} ${spent:.2f} of the team's ${cap:.2f} cap is used this billing "
-            f"period. It resumes when an owner or admin raises or removes the cap, or when "
-            f"the next period starts ({end:%d %b})."
+            f"{CAP_PAUSE} (${spent:.2f} of ${cap:.2f} this billing period). It resumes when "
+            f"an owner or admin raises or removes the cap, or when the next period starts "
+            f"({end:%d %b})."
         )
         for deployment in pausing:
             controller.deployment_pause(deployment, reason)

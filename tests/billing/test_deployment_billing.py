@@ -341,9 +341,9 @@ class TestSpendCapPausesDeployments:
         reason = control[0][2]
         ends = Subscription.objects.for_team(acme).get().current_period_end
         assert reason == (
-            "Paused by the spend cap: $10.10 of the team's $10.00 cap is used this billing "
-            "period. It resumes when an owner or admin raises or removes the cap, or when the "
-            f"next period starts ({ends:%d %b})."
+            "The team's spend cap is reached ($10.10 of $10.00 this billing period). It "
+            "resumes when an owner or admin raises or removes the cap, or when the next period "
+            f"starts ({ends:%d %b})."
         )
         assert [m.subject for m in mail.outbox] == ["[Lattice] Acme has used 100% of its spend cap"]
         assert (
