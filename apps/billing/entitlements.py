@@ -27,7 +27,7 @@ from apps.notebooks.selectors import open_session_count
 from apps.teams.selectors import member_count
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from django.http import HttpRequest
 
@@ -206,37 +206,29 @@ def check_start(team: Team, machine_type: MachineType) -> None:
     """Refuse a start the plan or the spend cap does not allow. Call it inside the start's
     transaction, before its session is made: it counts the team's open sessions under a
     lock, so two starts cannot both take the last slot."""
-    if not billing_enabled():
-        return
-    account = account_locked(team)
-    plan = current_plan(team)
-    if plan is None:
-        return
-    _check_machine(team, plan, machine_type)
-    limit = plan.max_running_notebooks
-    if limit is not None and open_session_count(team) >= limit:
-        raise PlanLimitError(
-            f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at once, "
-            "and that many are running. Stop one, or upgrade for more.",
-            code="plan_concurrency",
-            team=team,
-        )
-    _check_spend_cap(team, account, machine_type)
+
+    def within(plan: Plan) -> None:
+        limit = plan.max_running_notebooks
+        if limit is not None and open_session_count(team) >= limit:
+            raise PlanLimitError(
+                f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at "
+                "once, and that many are running. Stop one, or upgrade for more.",
+                code="plan_concurrency",
+                team=team,
+            )
+
+    _check_run(team, machine_type, within)
 
 
 def check_replicas(team: Team, machine_type: MachineType, replicas: int) -> None:
     """Refuse a deployment revision (or a scale-up) of ``replicas`` replicas of
     ``machine_type`` that the plan or the spend cap does not allow (registered as
     apps.deployments.entitlements.check_replicas)."""
-    if not billing_enabled():
-        return
-    account = account_locked(team)
-    plan = current_plan(team)
-    if plan is None:
-        return
-    _check_machine(team, plan, machine_type)
-    limit = plan.max_replicas
-    if limit is not None and replicas > limit:
+
+    def within(plan: Plan) -> None:
+        limit = plan.max_replicas
+        if limit is None or replicas <= limit:
+            return
         upgrades = [
             p.name
             for p in Plan.objects.filter(active=True).exclude(pk=plan.pk)
@@ -249,6 +241,19 @@ def check_replicas(team: Team, machine_type: MachineType, replicas: int) -> None
             code="plan_replicas",
             team=team,
         )
+
+    _check_run(team, machine_type, within)
+
+
+def _check_run(team: Team, machine_type: MachineType, within: Callable[[Plan], None]) -> None:
+    """Refuse running ``machine_type`` (a notebook or a deployment's replicas): the plan's
+    machine types, then ``within`` (the plan's count for that kind), then the spend cap."""
+    found = _plan_locked(team)
+    if found is None:
+        return
+    account, plan = found
+    _check_machine(team, plan, machine_type)
+    within(plan)
     _check_spend_cap(team, account, machine_type)
 
 
@@ -256,12 +261,10 @@ def check_deployment(team: Team) -> None:
     """Refuse one more deployment beyond the plan's number (registered as
     apps.deployments.entitlements.check_deployment). Counted under the team's billing
     lock, so two creates cannot both take the last one."""
-    if not billing_enabled():
+    found = _plan_locked(team)
+    if found is None or found[1].max_deployments is None:
         return
-    account_locked(team)
-    plan = current_plan(team)
-    if plan is None or plan.max_deployments is None:
-        return
+    plan = found[1]
     limit = plan.max_deployments
     if Deployment.objects.for_team(team).filter(deleted_at__isnull=True).count() >= limit:
         raise PlanLimitError(
@@ -270,6 +273,16 @@ def check_deployment(team: Team) -> None:
             code="plan_deployments",
             team=team,
         )
+
+
+def _plan_locked(team: Team) -> tuple[BillingAccount, Plan] | None:
+    """The team's billing row, locked until the transaction ends (so two starts cannot
+    both take the last slot), and its plan; None when no plan limits it."""
+    if not billing_enabled():
+        return None
+    account = account_locked(team)
+    plan = current_plan(team)
+    return None if plan is None else (account, plan)
 
 
 def _check_machine(team: Team, plan: Plan, machine_type: MachineType) -> None:
