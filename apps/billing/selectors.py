@@ -156,8 +156,8 @@ def period_spend(team: Team) -> Spend | None:
 
 def period_spends(teams: Sequence[Team]) -> dict[int, Spend]:
     """Each team's spend this period, by team id (apps.teams.hooks.period_spends): the
-    billing page's figure, read for all ``teams`` in three queries (subscriptions, sessions,
-    prices); none with billing off, where nothing is charged."""
+    billing page's figure, read for all ``teams`` in four queries (subscriptions, sessions,
+    replicas, prices); none with billing off, where nothing is charged."""
     if not billing_enabled() or not teams:
         return {}
     now = timezone.now()

@@ -249,6 +249,20 @@ class TestDeploymentLimits:
         assert more.value.code == "plan_replicas"
         assert "Upgrade to Growth for more." in str(more.value)
 
+    def test_the_plans_show_their_deployment_limits(self, stripe_double, acme, alice, client):
+        client.force_login(alice)
+
+        plans = client.get("/api/v1/plans/").json()
+        page = client.get(f"/t/{acme.slug}/billing/").content.decode()
+
+        assert [(p["slug"], p["max_deployments"], p["max_replicas"]) for p in plans] == [
+            ("free", 1, 1),
+            ("pro", 3, 3),
+            ("growth", 20, 10),
+        ]
+        assert '<td data-testid="plan-deployments">1, up to 1 replica each</td>' in page
+        assert '<td data-testid="plan-deployments">20, up to 10 replicas each</td>' in page
+
     def test_blank_limits_mean_none(self, stripe_double, acme, catalogue):
         # What a plan made before these limits existed (or by an admin) has.
         Plan.objects.update(max_deployments=None, max_replicas=None)

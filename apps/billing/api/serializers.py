@@ -27,6 +27,8 @@ class PlanSerializer(serializers.ModelSerializer[Plan]):
             "max_idle_minutes",
             "max_session_hours",
             "private_datasets",
+            "max_deployments",
+            "max_replicas",
             "is_default",
         ]
         read_only_fields = fields
