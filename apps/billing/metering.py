@@ -1,9 +1,6 @@
 """The billing sweep's work for one team: usage to Stripe, the spend cap, the plan's limits.
 
-At the spend cap, the team's deployments are paused (held at zero replicas by their
-controller) whatever "stop running machines" says: a deployment starts replicas on its
-own (autoscaling, a request waking it from zero), which a reached cap forbids. They
-resume at the first sweep that finds the cap raised, removed, or a new period begun.
+At the spend cap, the team's deployments are paused too (apps.billing.caps).
 
 Usage goes to Stripe as Billing Meter events whose value is cents. Each report
 is a ``UsageReport`` row committed *before* it is sent, with an identifier that
@@ -26,6 +23,13 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from apps.billing import services
+from apps.billing.caps import (
+    FULL,
+    cap_pause,
+    cap_reached,
+    cap_resume,
+    paid_live_deployments,
+)
 from apps.billing.entitlements import (
     ENDED_STATUSES,
     account_locked,
@@ -38,8 +42,6 @@ from apps.billing.entitlements import (
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, usage_cost
-from apps.deployments import controller
-from apps.deployments.models import Deployment, Revision
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.services import notebook_stop
 
@@ -47,15 +49,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from decimal import Decimal
 
+    from apps.deployments.models import Deployment
     from apps.teams.models import Team
 
 logger = logging.getLogger(__name__)
-
-CAP_ALERTS = (50, 80, 100)
-FULL = 100
-# How the reason billing gives a paused deployment begins: the deployments paused with
-# it are the ones billing resumes (controller.deployment_pause keeps it in paused_reason).
-CAP_PAUSE = "The team's spend cap is reached"
 
 
 def _reported(team: Team) -> tuple[int, datetime | None]:
@@ -215,7 +212,7 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
         return 0
     now = now or timezone.now()
     if not BillingAccount.objects.for_team(team).filter(spend_cap__isnull=False).exists():
-        _cap_resume(team)
+        cap_resume(team)
         return 0
     start, end = current_period(team, now=now)
     # Priced before the lock: starts of this team take it too, and wait for nothing.
@@ -226,9 +223,9 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
         if cap is None:
             reached, stop, pausing = 0, False, []
         else:
-            reached = _cap_reached(spent, cap)
+            reached = cap_reached(spent, cap)
             stop = reached >= FULL and account.stop_at_cap
-            pausing = _paid_live_deployments(team) if reached >= FULL else []
+            pausing = paid_live_deployments(team) if reached >= FULL else []
             if account.cap_alert_period != start:
                 account.cap_alert_period, account.cap_alert_percent = start, 0
             if reached > account.cap_alert_percent:
@@ -241,24 +238,10 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
             team, reason="spend_cap", keep=lambda session: session.machine_type.hourly_price == 0
         )
     if cap is None or reached < FULL:
-        _cap_resume(team)
+        cap_resume(team)
     else:
-        reason = (
-            f"{CAP_PAUSE} (${spent:.2f} of ${cap:.2f} this billing period). It resumes when "
-            f"an owner or admin raises or removes the cap, or when the next period starts "
-            f"({end:%d %b})."
-        )
-        for deployment in pausing:
-            controller.deployment_pause(deployment, reason)
+        cap_pause(pausing, spent=spent, cap=cap, ends=f"{end:%d %b}")
     return reached
-
-
-def _cap_reached(spent: Decimal, cap: Decimal) -> int:
-    """The highest alert percentage ``spent`` has reached of ``cap``."""
-    if cap > 0:
-        return max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
-    # A cap of $0: only free machines, and any spend is all of it.
-    return FULL if spent > 0 else 0
 
 
 def _cap_mail(
@@ -286,35 +269,6 @@ def _cap_mail(
             f"503): {names}."
         )
     billing_mail(team, subject=f"{team.name} has used {reached}% of its spend cap", body=body)
-
-
-def _paid_live_deployments(team: Team) -> list[Deployment]:
-    """The team's deployments that are not deleted or paused and run (or would run) a
-    machine type with a price. Free machines cost nothing: the cap leaves them serving."""
-    current = [Revision.Status.PENDING, Revision.Status.STARTING, Revision.Status.SERVING]
-    return list(
-        Deployment.objects.for_team(team)
-        .filter(deleted_at__isnull=True)
-        .exclude(status=Deployment.Status.PAUSED)
-        .filter(revisions__status__in=current, revisions__machine_type__hourly_price__gt=0)
-        .distinct()
-        .order_by("name", "pk")
-    )
-
-
-def _cap_resume(team: Team) -> int:
-    """Resume the team's deployments the spend cap paused; return how many."""
-    paused = (
-        Deployment.objects.for_team(team)
-        .filter(deleted_at__isnull=True, status=Deployment.Status.PAUSED)
-        .filter(paused_reason__startswith=CAP_PAUSE)
-        .order_by("name", "pk")
-    )
-    resumed = 0
-    for deployment in list(paused):
-        controller.deployment_resume(deployment)
-        resumed += 1
-    return resumed
 
 
 def plan_enforce(team: Team, *, now: datetime | None = None) -> int:

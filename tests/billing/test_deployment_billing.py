@@ -394,14 +394,20 @@ class TestSpendCapPausesDeployments:
         self._sweep(acme, django_capture_on_commit_callbacks, at=now)
         assert [(kind, pk) for kind, pk, _ in control] == [("pause", paid.pk)]
 
-        with team_scope(acme):
-            spend_cap_set(team=acme, actor=alice, spend_cap="50", stop_at_cap=False)
-        assert self._sweep(acme, django_capture_on_commit_callbacks, at=now) == 0
+        # A cap the spend still reaches resumes nothing.
+        with team_scope(acme), django_capture_on_commit_callbacks(execute=True):
+            spend_cap_set(team=acme, actor=alice, spend_cap="5", stop_at_cap=False)
+        assert len(control) == 1
 
+        # Raised above it: resumed at once, not at the next sweep.
+        with team_scope(acme), django_capture_on_commit_callbacks(execute=True):
+            spend_cap_set(team=acme, actor=alice, spend_cap="50", stop_at_cap=False)
         assert [(kind, pk) for kind, pk, _ in control] == [("pause", paid.pk), ("resume", paid.pk)]
+        assert self._sweep(acme, django_capture_on_commit_callbacks, at=now) == 0
+        assert len(control) == 2
         assert Deployment.objects.for_team(acme).get(pk=other.pk).status == "paused"
 
-    def test_a_removed_cap_resumes_them_too(
+    def test_a_removed_cap_resumes_them_at_the_sweep_too(
         self, capped, control, acme, alice, priced, django_capture_on_commit_callbacks
     ):
         now = timezone.now()
