@@ -1,10 +1,18 @@
-"""The spend cap's hold on deployments: which ones it pauses, and resuming them.
+"""What billing pauses deployments for, the spend cap and the plan, and resuming them.
+
+The controller holds a paused deployment at zero replicas (controller.deployment_pause)
+and keeps the reason given in ``Deployment.paused_reason``; billing finds its own pauses
+by how that reason begins (``CAP_PAUSE``, ``PLAN_PAUSE``) and resumes only those.
 
 At the cap, the team's deployments on paid machine types are paused (held at zero
 replicas by their controller) whatever "stop running machines" says: a deployment
 starts replicas on its own (autoscaling, a request waking it from zero), which a
 reached cap forbids. They resume once the cap allows them again: at once when an
 owner or admin raises or removes it, else at the first billing sweep of a new period.
+
+The plan: after a downgrade, the sweep pauses a deployment whose newest revision runs a
+machine type the plan lacks or more replicas than it allows, and resumes it once the
+plan allows it (an upgrade) or a change made a revision that it allows.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from apps.deployments.models import Deployment, Revision
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from apps.billing.models import Plan
     from apps.teams.models import Team
 
 CAP_ALERTS = (50, 80, 100)
 FULL = 100
-# How the reason billing gives a paused deployment begins: the deployments paused with
-# it are the ones billing resumes (controller.deployment_pause keeps it in paused_reason).
+# How the reasons billing gives a paused deployment begin.
 CAP_PAUSE = "The team's spend cap is reached"
+PLAN_PAUSE = "The team's plan does not allow this deployment"
 
 
 def cap_reached(spent: Decimal, cap: Decimal) -> int:
@@ -75,6 +84,48 @@ def cap_resume(team: Team) -> int:
         controller.deployment_resume(deployment)
         resumed += 1
     return resumed
+
+
+def plan_hold(team: Team, plan: Plan) -> int:
+    """Pause the team's deployments the plan does not allow; resume those it paused that
+    it allows now. Returns how many it paused."""
+    allowed = {m.pk for m in plan.machine_types.all()}
+    ended = [Revision.Status.FAILED, Revision.Status.RETIRED]
+    paused = 0
+    live = Deployment.objects.for_team(team).filter(deleted_at__isnull=True)
+    for deployment in list(live.order_by("name", "pk")):
+        newest = (
+            Revision.objects.for_team(team)
+            .filter(deployment=deployment)
+            .exclude(status__in=ended)
+            .select_related("machine_type")
+            .order_by("-number")
+            .first()
+        )
+        why = None if newest is None else _plan_refuses(plan, allowed, newest)
+        if why and deployment.status != Deployment.Status.PAUSED:
+            controller.deployment_pause(deployment, f"{PLAN_PAUSE}: {why}")
+            paused += 1
+        elif not why and deployment.paused_reason.startswith(PLAN_PAUSE):
+            controller.deployment_resume(deployment)
+    return paused
+
+
+def _plan_refuses(plan: Plan, allowed: set[int], revision: Revision) -> str | None:
+    machine = revision.machine_type
+    if machine.pk not in allowed:
+        return (
+            f"the {plan.name} plan does not include {machine.name}. It resumes once the plan "
+            "includes it (an upgrade), or after a change to a machine type the plan includes."
+        )
+    limit = plan.max_replicas
+    if limit is not None and revision.max_replicas > limit:
+        return (
+            f"the {plan.name} plan runs at most {limit} replica{'s' if limit != 1 else ''} of "
+            f"a deployment and this one may run {revision.max_replicas}. It resumes once the "
+            "plan allows that many (an upgrade), or after a change that lowers its maximum."
+        )
+    return None
 
 
 def cap_changed(team: Team) -> int:

@@ -1,6 +1,6 @@
 """The billing sweep's work for one team: usage to Stripe, the spend cap, the plan's limits.
 
-At the spend cap, the team's deployments are paused too (apps.billing.caps).
+At the spend cap, and past the plan, the team's deployments are paused (apps.billing.holds).
 
 Usage goes to Stripe as Billing Meter events whose value is cents. Each report
 is a ``UsageReport`` row committed *before* it is sent, with an identifier that
@@ -23,13 +23,6 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from apps.billing import services
-from apps.billing.caps import (
-    FULL,
-    cap_pause,
-    cap_reached,
-    cap_resume,
-    paid_live_deployments,
-)
 from apps.billing.entitlements import (
     ENDED_STATUSES,
     account_locked,
@@ -38,6 +31,14 @@ from apps.billing.entitlements import (
     current_plan,
     current_subscription,
     session_limit,
+)
+from apps.billing.holds import (
+    FULL,
+    cap_pause,
+    cap_reached,
+    cap_resume,
+    paid_live_deployments,
+    plan_hold,
 )
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
@@ -273,7 +274,8 @@ def _cap_mail(
 
 def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
     """Stop running notebooks the plan no longer allows (a machine type after a downgrade,
-    or a session past the plan's session cap). Returns how many were stopped."""
+    or a session past the plan's session cap), pause the deployments it does not allow and
+    resume those it allows again. Returns how many were stopped or paused."""
     plan = current_plan(team, now=now)
     if plan is None:
         return 0
@@ -287,7 +289,7 @@ def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
         started = session.started_at
         return cap is None or started is None or now - started < cap
 
-    return _stop_running(team, reason="plan_limit", keep=keep)
+    return _stop_running(team, reason="plan_limit", keep=keep) + plan_hold(team, plan)
 
 
 def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], bool]) -> int:

@@ -300,30 +300,84 @@ class TestDeploymentLimits:
             hooks.check_replicas(acme, catalogue["h100-80gb"], 20)
 
 
+@pytest.fixture
+def control(monkeypatch):
+    """The control helper's deployment_pause/resume, doubled here until it lands: each
+    call is recorded and does what the controller's does to the row (the lead rewires
+    this at merge; the controller's own tests cover what else it does)."""
+    calls: list[tuple[str, int, str]] = []
+
+    def pause(deployment, reason):
+        calls.append(("pause", deployment.pk, reason))
+        Deployment.objects.for_team(deployment.team_id).filter(pk=deployment.pk).update(
+            status=Deployment.Status.PAUSED, paused_reason=reason
+        )
+
+    def resume(deployment):
+        calls.append(("resume", deployment.pk, ""))
+        Deployment.objects.for_team(deployment.team_id).filter(pk=deployment.pk).update(
+            status=Deployment.Status.DEPLOYING, paused_reason=""
+        )
+
+    monkeypatch.setattr(controller, "deployment_pause", pause)
+    monkeypatch.setattr(controller, "deployment_resume", resume)
+    return calls
+
+
+class TestPlanPausesDeployments:
+    def test_after_a_downgrade_a_paid_gpu_deployment_pauses_until_changed(
+        self, stripe_double, control, acme, alice, catalogue
+    ):
+        subscription_id = subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+        gpu = _deployment(acme, catalogue["p5000"], "Vision")
+        with team_scope(acme):
+            assert metering.plan_enforce(acme) == 0
+        assert control == []
+
+        stripe_double.cancel_subscription(subscription_id)
+        with team_scope(acme):
+            assert metering.plan_enforce(acme) == 1
+            assert metering.plan_enforce(acme) == 0  # paused already
+
+        reason = (
+            "The team's plan does not allow this deployment: the Free plan does not include "
+            "Quadro P5000. It resumes once the plan includes it (an upgrade), or after a "
+            "change to a machine type the plan includes."
+        )
+        assert control == [("pause", gpu.pk, reason)]
+        # A change to a free machine type (its newest revision) lets it run again.
+        Revision.objects.for_team(acme).create(
+            team=acme, deployment=gpu, number=2, machine_type=catalogue["free-cpu"]
+        )
+        with team_scope(acme):
+            metering.plan_enforce(acme)
+        assert [(kind, pk) for kind, pk, _ in control] == [("pause", gpu.pk), ("resume", gpu.pk)]
+
+    def test_more_replicas_than_the_plan_runs_pause_it_and_an_upgrade_resumes_it(
+        self, stripe_double, control, acme, alice, catalogue
+    ):
+        wide = _deployment(acme, catalogue["free-cpu"], "Wide")  # max_replicas 2; Free runs 1
+        capped = _deployment(acme, catalogue["free-cpu"], "Capped", status="paused")
+        Deployment.objects.for_team(acme).filter(pk=capped.pk).update(
+            paused_reason="The team's spend cap is reached ($1.00 of $1.00 this billing period)."
+        )
+
+        with team_scope(acme):
+            metering.plan_enforce(acme)
+        assert [(kind, pk) for kind, pk, _ in control] == [("pause", wide.pk)]
+        assert (
+            "the Free plan runs at most 1 replica of a deployment and this one may run 2"
+            in (control[0][2])
+        )
+
+        subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+        with team_scope(acme):
+            metering.plan_enforce(acme)
+        # The one the cap paused stays for the cap to resume.
+        assert [(kind, pk) for kind, pk, _ in control] == [("pause", wide.pk), ("resume", wide.pk)]
+
+
 class TestSpendCapPausesDeployments:
-    @pytest.fixture
-    def control(self, monkeypatch):
-        """The control helper's deployment_pause/resume, doubled here until it lands: each
-        call is recorded and does what the controller's does to the row (the lead rewires
-        this at merge; the controller's own tests cover what else it does)."""
-        calls: list[tuple[str, int, str]] = []
-
-        def pause(deployment, reason):
-            calls.append(("pause", deployment.pk, reason))
-            Deployment.objects.for_team(deployment.team_id).filter(pk=deployment.pk).update(
-                status=Deployment.Status.PAUSED, paused_reason=reason
-            )
-
-        def resume(deployment):
-            calls.append(("resume", deployment.pk, ""))
-            Deployment.objects.for_team(deployment.team_id).filter(pk=deployment.pk).update(
-                status=Deployment.Status.READY, paused_reason=""
-            )
-
-        monkeypatch.setattr(controller, "deployment_pause", pause)
-        monkeypatch.setattr(controller, "deployment_resume", resume)
-        return calls
-
     @pytest.fixture
     def capped(self, stripe_double, acme, alice):
         """Pro, a period that began two hours ago, a $10 cap that does not stop notebooks."""
