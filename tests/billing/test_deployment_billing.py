@@ -31,16 +31,6 @@ pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 10, 9, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def priced(catalogue):
-    """cpu-large at $36 an hour (a cent a second) since long before now."""
-    machine = catalogue["cpu-large"]
-    machine_price_set(
-        machine_type=machine, hourly_price=Decimal("36.00"), effective_from=T0 - timedelta(days=400)
-    )
-    return machine
-
-
 def _deployment(team, machine, name="Sentiment", *, status="ready") -> Deployment:
     deployment = Deployment.objects.for_team(team).create(
         team=team, name=name, slug=name.lower().replace(" ", "-"), status=status
