@@ -3,6 +3,8 @@ that subscribes a team the way a person does (Checkout, then Stripe's webhooks).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -40,6 +42,21 @@ def billing_plans(catalogue: dict[str, Any]) -> None:
     from apps.machines.models import MachineType
 
     load_plans(Plan, MachineType, MachinePrice)
+
+
+@pytest.fixture
+def priced(catalogue: dict[str, Any]) -> Any:
+    """cpu-large at $36 an hour (a cent a second) since 8 February 2026, a month before
+    the tests' fixed instants (T0, 10 March 2026)."""
+    from apps.billing.services import machine_price_set
+
+    machine = catalogue["cpu-large"]
+    machine_price_set(
+        machine_type=machine,
+        hourly_price=Decimal("36.00"),
+        effective_from=datetime(2026, 2, 8, 9, 0, 0, tzinfo=UTC),
+    )
+    return machine
 
 
 @pytest.fixture

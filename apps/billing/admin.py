@@ -25,6 +25,8 @@ class PlanAdmin(admin.ModelAdmin):
         "max_running_notebooks",
         "storage_gib",
         "seats",
+        "max_deployments",
+        "max_replicas",
         "is_default",
         "active",
     )

@@ -31,6 +31,7 @@ class BillingConfig(AppConfig):
         from apps.billing.entitlements import billing_url
         from apps.core.audit import audit_phrases
         from apps.datasets import entitlements as datasets
+        from apps.deployments import entitlements as deployments
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
         from apps.teams.hooks import period_spend, period_spends
@@ -45,6 +46,8 @@ class BillingConfig(AppConfig):
         period_spends.register(selectors.period_spends)
         datasets.check_storage.register(entitlements.check_storage)
         datasets.check_private_dataset.register(entitlements.check_private_dataset)
+        deployments.check_replicas.register(entitlements.check_replicas)
+        deployments.check_deployment.register(entitlements.check_deployment)
 
         # Seats are the plan's: a team out of them is sent to its billing page.
         seats_free.register(entitlements.seats_free)

@@ -22,11 +22,12 @@ from django.utils import timezone
 from apps.billing.models import BillingAccount, Plan, Subscription
 from apps.billing.usage import usage_cost
 from apps.core.errors import PaymentRequiredError
+from apps.deployments.models import Deployment
 from apps.notebooks.selectors import open_session_count
 from apps.teams.selectors import member_count
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from django.http import HttpRequest
 
@@ -45,6 +46,8 @@ LIMIT_CODES = {
     "plan_storage": "The upload would pass the plan's storage quota.",
     "spend_cap": "The team's spend cap for this billing period is reached.",
     "plan_private_datasets": "The plan keeps datasets public.",
+    "plan_deployments": "The plan's number of deployments is reached.",
+    "plan_replicas": "The plan runs fewer replicas of one deployment than asked for.",
 }
 
 
@@ -203,12 +206,86 @@ def check_start(team: Team, machine_type: MachineType) -> None:
     """Refuse a start the plan or the spend cap does not allow. Call it inside the start's
     transaction, before its session is made: it counts the team's open sessions under a
     lock, so two starts cannot both take the last slot."""
-    if not billing_enabled():
+
+    def within(plan: Plan) -> None:
+        limit = plan.max_running_notebooks
+        if limit is not None and open_session_count(team) >= limit:
+            raise PlanLimitError(
+                f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at "
+                "once, and that many are running. Stop one, or upgrade for more.",
+                code="plan_concurrency",
+                team=team,
+            )
+
+    _check_run(team, machine_type, within)
+
+
+def check_replicas(team: Team, machine_type: MachineType, replicas: int) -> None:
+    """Refuse a deployment revision (or a scale-up) of ``replicas`` replicas of
+    ``machine_type`` that the plan or the spend cap does not allow (registered as
+    apps.deployments.entitlements.check_replicas)."""
+
+    def within(plan: Plan) -> None:
+        limit = plan.max_replicas
+        if limit is None or replicas <= limit:
+            return
+        upgrades = [
+            p.name
+            for p in Plan.objects.filter(active=True).exclude(pk=plan.pk)
+            if p.max_replicas is None or p.max_replicas >= replicas
+        ]
+        hint = f" Upgrade to {' or '.join(upgrades)} for more." if upgrades else ""
+        raise PlanLimitError(
+            f"The {plan.name} plan runs at most {limit} replica{'s' if limit != 1 else ''} "
+            f"of a deployment; this asks for {replicas}. Lower the maximum replicas.{hint}",
+            code="plan_replicas",
+            team=team,
+        )
+
+    _check_run(team, machine_type, within)
+
+
+def _check_run(team: Team, machine_type: MachineType, within: Callable[[Plan], None]) -> None:
+    """Refuse running ``machine_type`` (a notebook or a deployment's replicas): the plan's
+    machine types, then ``within`` (the plan's count for that kind), then the spend cap."""
+    found = _plan_locked(team)
+    if found is None:
         return
+    account, plan = found
+    _check_machine(team, plan, machine_type)
+    within(plan)
+    _check_spend_cap(team, account, machine_type)
+
+
+def check_deployment(team: Team) -> None:
+    """Refuse one more deployment beyond the plan's number (registered as
+    apps.deployments.entitlements.check_deployment). Counted under the team's billing
+    lock, so two creates cannot both take the last one."""
+    found = _plan_locked(team)
+    if found is None or found[1].max_deployments is None:
+        return
+    plan = found[1]
+    limit = plan.max_deployments
+    if Deployment.objects.for_team(team).filter(deleted_at__isnull=True).count() >= limit:
+        raise PlanLimitError(
+            f"The {plan.name} plan has {limit} deployment{'s' if limit != 1 else ''}, and "
+            "this team has that many. Delete one, or upgrade for more.",
+            code="plan_deployments",
+            team=team,
+        )
+
+
+def _plan_locked(team: Team) -> tuple[BillingAccount, Plan] | None:
+    """The team's billing row, locked until the transaction ends (so two starts cannot
+    both take the last slot), and its plan; None when no plan limits it."""
+    if not billing_enabled():
+        return None
     account = account_locked(team)
     plan = current_plan(team)
-    if plan is None:
-        return
+    return None if plan is None else (account, plan)
+
+
+def _check_machine(team: Team, plan: Plan, machine_type: MachineType) -> None:
     if not allows_machine(plan, machine_type):
         upgrades = [p.name for p in plans_with(machine_type)]
         hint = f" Upgrade to {' or '.join(upgrades)} to use it." if upgrades else ""
@@ -217,14 +294,9 @@ def check_start(team: Team, machine_type: MachineType) -> None:
             code="plan_machine_type",
             team=team,
         )
-    limit = plan.max_running_notebooks
-    if limit is not None and open_session_count(team) >= limit:
-        raise PlanLimitError(
-            f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at once, "
-            "and that many are running. Stop one, or upgrade for more.",
-            code="plan_concurrency",
-            team=team,
-        )
+
+
+def _check_spend_cap(team: Team, account: BillingAccount, machine_type: MachineType) -> None:
     # A free machine costs nothing, so no cap stops it.
     if account.spend_cap is not None and machine_type.hourly_price > 0:
         start, end = current_period(team)

@@ -1,5 +1,7 @@
 """The billing sweep's work for one team: usage to Stripe, the spend cap, the plan's limits.
 
+At the spend cap, and past the plan, the team's deployments are paused (apps.billing.holds).
+
 Usage goes to Stripe as Billing Meter events whose value is cents. Each report
 is a ``UsageReport`` row committed *before* it is sent, with an identifier that
 is also the request's idempotency key: a send interrupted after Stripe took it
@@ -30,6 +32,14 @@ from apps.billing.entitlements import (
     current_subscription,
     session_limit,
 )
+from apps.billing.holds import (
+    FULL,
+    cap_pause,
+    cap_reached,
+    cap_resume,
+    paid_live_deployments,
+    plan_hold,
+)
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, usage_cost
@@ -38,13 +48,12 @@ from apps.notebooks.services import notebook_stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from decimal import Decimal
 
+    from apps.deployments.models import Deployment
     from apps.teams.models import Team
 
 logger = logging.getLogger(__name__)
-
-CAP_ALERTS = (50, 80, 100)
-FULL = 100
 
 
 def _reported(team: Team) -> tuple[int, datetime | None]:
@@ -197,53 +206,76 @@ def usage_reconcile(team: Team, *, now: datetime | None = None) -> tuple[int, in
 
 
 def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
-    """Alert at 50, 80 and 100 % of the cap (once each a period); at 100 %, if the team
-    chose so, stop its running notebooks. Returns the percentage reached."""
+    """Alert at 50, 80 and 100 % of the cap (once each a period); at 100 %, pause the
+    team's deployments and, if the team chose so, stop its running notebooks; below it,
+    resume the deployments the cap paused. Returns the percentage reached."""
     if not billing_enabled():
         return 0
     now = now or timezone.now()
     if not BillingAccount.objects.for_team(team).filter(spend_cap__isnull=False).exists():
+        cap_resume(team)
         return 0
     start, end = current_period(team, now=now)
     # Priced before the lock: starts of this team take it too, and wait for nothing.
     spent = usage_cost(team, start, end, now=now)
     with transaction.atomic():
         account = account_locked(team)
-        if account.spend_cap is None:
-            return 0
         cap = account.spend_cap
-        if cap > 0:
-            reached = max((p for p in CAP_ALERTS if spent >= cap * p / 100), default=0)
-        else:  # a cap of $0: only free machines, and any spend is all of it
-            reached = FULL if spent > 0 else 0
-        stop = reached >= FULL and account.stop_at_cap
-        if account.cap_alert_period != start:
-            account.cap_alert_period, account.cap_alert_percent = start, 0
-        if reached > account.cap_alert_percent:
-            account.cap_alert_percent = reached
-            body = (
-                f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
-                f"period ({start:%d %b} to {end:%d %b})."
-            )
-            if reached >= FULL:
-                body += "\n\nNothing new can start until the cap is raised or the period ends."
-            if stop:
-                body += " Running notebooks are being stopped."
-            billing_mail(
-                team, subject=f"{team.name} has used {reached}% of its spend cap", body=body
-            )
-        account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
+        if cap is None:
+            reached, stop, pausing = 0, False, []
+        else:
+            reached = cap_reached(spent, cap)
+            stop = reached >= FULL and account.stop_at_cap
+            pausing = paid_live_deployments(team) if reached >= FULL else []
+            if account.cap_alert_period != start:
+                account.cap_alert_period, account.cap_alert_percent = start, 0
+            if reached > account.cap_alert_percent:
+                account.cap_alert_percent = reached
+                _cap_mail(team, spent, cap, (start, end), reached, stop=stop, pausing=pausing)
+            account.save(update_fields=["cap_alert_period", "cap_alert_percent"])
     if stop:
         # Free machines cost nothing: the cap leaves them running.
         _stop_running(
             team, reason="spend_cap", keep=lambda session: session.machine_type.hourly_price == 0
         )
+    if cap is None or reached < FULL:
+        cap_resume(team)
+    else:
+        cap_pause(pausing, spent=spent, cap=cap, ends=f"{end:%d %b}")
     return reached
+
+
+def _cap_mail(
+    team: Team,
+    spent: Decimal,
+    cap: Decimal,
+    period: tuple[datetime, datetime],
+    reached: int,
+    *,
+    stop: bool,
+    pausing: list[Deployment],
+) -> None:
+    body = (
+        f"{team.name} has used ${spent:.2f} of its ${cap:.2f} spend cap this billing "
+        f"period ({period[0]:%d %b} to {period[1]:%d %b})."
+    )
+    if reached >= FULL:
+        body += "\n\nNothing new can start until the cap is raised or the period ends."
+    if stop:
+        body += " Running notebooks are being stopped."
+    if pausing:
+        names = ", ".join(d.name for d in pausing)
+        body += (
+            " Deployments are paused until then (scaled to zero; their endpoints answer "
+            f"503): {names}."
+        )
+    billing_mail(team, subject=f"{team.name} has used {reached}% of its spend cap", body=body)
 
 
 def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
     """Stop running notebooks the plan no longer allows (a machine type after a downgrade,
-    or a session past the plan's session cap). Returns how many were stopped."""
+    or a session past the plan's session cap), pause the deployments it does not allow and
+    resume those it allows again. Returns how many were stopped or paused."""
     plan = current_plan(team, now=now)
     if plan is None:
         return 0
@@ -257,7 +289,7 @@ def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
         started = session.started_at
         return cap is None or started is None or now - started < cap
 
-    return _stop_running(team, reason="plan_limit", keep=keep)
+    return _stop_running(team, reason="plan_limit", keep=keep) + plan_hold(team, plan)
 
 
 def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], bool]) -> int:

@@ -2,7 +2,7 @@
 Stripe events received, machine prices over time, and the usage sent to Stripe.
 
 Money is derived, not accumulated: what a team owes is computed from notebook
-sessions and the machine prices in force while they ran (apps.billing.usage).
+sessions, deployment replicas and the machine prices in force while they ran (apps.billing.usage).
 The rows here only record what Stripe told us and what we told Stripe.
 """
 
@@ -50,6 +50,14 @@ class Plan(models.Model):
         null=True, blank=True, help_text="A session is stopped after this long. Blank: no cap."
     )
     private_datasets = models.BooleanField(default=False)
+    max_deployments = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Deployments the team may have. Blank: no limit."
+    )
+    max_replicas = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Replicas one deployment may run at once (its maximum). Blank: no limit.",
+    )
     is_default = models.BooleanField(
         default=False, help_text="The plan of every team without a paid subscription."
     )

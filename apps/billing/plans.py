@@ -34,6 +34,8 @@ PLANS: list[dict[str, Any]] = [
         "max_idle_minutes": 60,
         "max_session_hours": 6,
         "private_datasets": False,
+        "max_deployments": 1,
+        "max_replicas": 1,
         "is_default": True,
         "sort_order": 0,
     },
@@ -50,6 +52,8 @@ PLANS: list[dict[str, Any]] = [
         "max_idle_minutes": 24 * 60,
         "max_session_hours": None,
         "private_datasets": True,
+        "max_deployments": 3,
+        "max_replicas": 3,
         "is_default": False,
         "sort_order": 1,
     },
@@ -66,6 +70,8 @@ PLANS: list[dict[str, Any]] = [
         "max_idle_minutes": None,
         "max_session_hours": None,
         "private_datasets": True,
+        "max_deployments": 20,
+        "max_replicas": 10,
         "is_default": False,
         "sort_order": 2,
     },
@@ -79,10 +85,12 @@ USAGE_METER_ID = "mtr_lattice_usage"
 def load_plans(plan_model: Any, machine_type_model: Any, machine_price_model: Any) -> None:
     """Create the plans above that are missing, and a first price for every machine type.
 
-    Takes the models as arguments so the data migration can pass its historical ones.
+    Takes the models as arguments so the data migration can pass its historical ones
+    (which lack the fields added after it: those are left to their own migrations).
     """
+    known = {field.name for field in plan_model._meta.get_fields()}
     for row in PLANS:
-        fields = {k: v for k, v in row.items() if k not in {"slug", "machines"}}
+        fields = {k: v for k, v in row.items() if k in known and k != "slug"}
         plan, created = plan_model.objects.get_or_create(slug=row["slug"], defaults=fields)
         if created:
             plan.machine_types.set(machine_type_model.objects.filter(slug__in=row["machines"]))

@@ -21,6 +21,9 @@ from apps.billing.entitlements import (
 )
 from apps.billing.models import Plan
 from apps.billing.usage import (
+    DEPLOYMENT,
+    KIND_NAMES,
+    UsageTotal,
     daily_costs,
     session_costs,
     teams_usage_costs,
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from apps.billing.models import BillingAccount, Subscription
-    from apps.billing.usage import UsageTotal
+    from apps.billing.usage import UsagePiece
     from apps.notebooks.models import NotebookSession
     from apps.teams.models import Team
 
@@ -90,8 +93,9 @@ def billing_overview(team: Team) -> BillingOverview:
 
 @dataclass(frozen=True)
 class BillingUsage:
-    """This period's usage, by machine type, by member and by day: what the usage page and
-    ``GET /api/v1/teams/<slug>/billing/usage/`` show."""
+    """This period's usage, by kind (notebooks, deployments), by machine type, by member,
+    by deployment and by day: what the usage page and ``GET /api/v1/teams/<slug>/billing/
+    usage/`` show."""
 
     period_start: datetime
     period_end: datetime
@@ -99,6 +103,10 @@ class BillingUsage:
     cost: Decimal
     by_machine_type: list[UsageTotal]
     by_member: list[UsageTotal]
+    # Notebooks and Deployments, each when it has usage.
+    by_kind: list[UsageTotal]
+    # Each deployment's replica-seconds, by deployment name.
+    by_deployment: list[UsageTotal]
     # Every day of the period, in order, days without usage included.
     by_day: list[UsageTotal]
 
@@ -114,8 +122,17 @@ def billing_usage(team: Team) -> BillingUsage:
         cost=sum((p.cost for p in pieces), start=Decimal(0)),
         by_machine_type=totals_by(pieces, "machine_type"),
         by_member=totals_by(pieces, "member"),
+        by_kind=_by_kind(pieces),
+        by_deployment=totals_by((p for p in pieces if p.kind == DEPLOYMENT), "label"),
         by_day=daily_costs(pieces, start, end),
     )
+
+
+def _by_kind(pieces: Sequence[UsagePiece]) -> list[UsageTotal]:
+    return [
+        UsageTotal(KIND_NAMES[t.name], seconds=t.seconds, cost=t.cost)
+        for t in totals_by(pieces, "kind")
+    ]
 
 
 def plan_offered(slug: str) -> Plan | None:
@@ -139,8 +156,8 @@ def period_spend(team: Team) -> Spend | None:
 
 def period_spends(teams: Sequence[Team]) -> dict[int, Spend]:
     """Each team's spend this period, by team id (apps.teams.hooks.period_spends): the
-    billing page's figure, read for all ``teams`` in three queries (subscriptions, sessions,
-    prices); none with billing off, where nothing is charged."""
+    billing page's figure, read for all ``teams`` in four queries (subscriptions, sessions,
+    replicas, prices); none with billing off, where nothing is charged."""
     if not billing_enabled() or not teams:
         return {}
     now = timezone.now()

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.billing import stripe_api
+from apps.billing import holds, stripe_api
 from apps.billing.entitlements import (
     GRACE_STATUSES,
     account_locked,
@@ -199,6 +199,9 @@ def spend_cap_set(
     account.save(
         update_fields=["spend_cap", "stop_at_cap", "cap_alert_percent", "cap_alert_period"]
     )
+    # A raised or removed cap lets the deployments it paused run again now, not at the
+    # next sweep.
+    transaction.on_commit(lambda: holds.cap_changed(team))
     audit_record(
         team=team,
         actor=actor,

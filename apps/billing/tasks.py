@@ -11,6 +11,7 @@ from apps.billing import events, metering
 from apps.billing.entitlements import billing_enabled
 from apps.billing.models import BillingAccount
 from apps.core.tenancy import team_scope
+from apps.deployments.models import Deployment, Replica
 from apps.notebooks.models import NotebookSession
 from apps.teams.models import Team
 
@@ -34,6 +35,13 @@ def sweep() -> dict[str, int]:
         Q(pk__in=BillingAccount.objects.unscoped().values("team_id"))
         # Free teams too, while something runs: the plan's session cap and machines apply.
         | Q(pk__in=NotebookSession.objects.unscoped().filter(ended_at=None).values("team_id"))
+        # And while a deployment's replica runs, or a deployment is paused (to resume it).
+        | Q(pk__in=Replica.objects.unscoped().filter(ended_at=None).values("team_id"))
+        | Q(
+            pk__in=Deployment.objects.unscoped()
+            .filter(status=Deployment.Status.PAUSED, deleted_at=None)
+            .values("team_id")
+        )
     )
     for team in teams:
         counts["teams"] += 1

@@ -1,10 +1,12 @@
-"""Usage, derived from notebook sessions and machine prices: never accumulated.
+"""Usage, derived from what ran and machine prices: never accumulated.
 
-A session is billed from ``started_at`` (its container was up) to ``ended_at``
-(or now, while it runs; a lost session ends when it was last seen), whole
-seconds, at the machine type's price in force at each second: a price change
-splits the time at the change. Pieces are also split at midnight UTC so the
-usage page can chart days.
+Two kinds of things run on a machine type and are billed the same way: notebook
+sessions and deployment replicas. Each is billed from ``started_at`` (its
+container was up) to ``ended_at`` (or now, while it runs; a lost one ends when
+it was last seen), whole seconds, at the machine type's price in force at each
+second: a price change splits the time at the change. Pieces are also split at
+midnight UTC so the usage page can chart days. Every piece carries its kind
+("notebook" or "deployment") and a label (the notebook's or deployment's name).
 """
 
 from __future__ import annotations
@@ -15,29 +17,58 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.billing.models import MachinePrice
+from apps.deployments.models import Replica
 from apps.notebooks.models import NotebookSession
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
+    from django.db.models import QuerySet
+
+    from apps.machines.models import MachineType
     from apps.teams.models import Team
 
 _HOUR = Decimal(3600)
 _MINUTE = 60
 
 
+NOTEBOOK = "notebook"
+DEPLOYMENT = "deployment"
+KIND_NAMES = {NOTEBOOK: "Notebooks", DEPLOYMENT: "Deployments"}
+# The "member" of a replica's time: replicas are started by the deployment's controller,
+# not by a person, so their time is the team's deployments', not whoever created them.
+DEPLOYMENTS_MEMBER = "(deployments)"
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One thing that ran on a machine type and is billed by the second: a notebook
+    session or a deployment replica, read the same way."""
+
+    kind: str
+    pk: int
+    team_id: int
+    label: str
+    member: str
+    machine_type: MachineType
+    started_at: datetime
+    ended_at: datetime | None
+
+
 @dataclass(frozen=True)
 class UsagePiece:
-    """Part of one session, within one day and at one price."""
+    """Part of one session or replica, within one day and at one price."""
 
-    session_id: int
-    notebook_name: str
+    kind: str
+    # The session's or replica's id; ``label`` is its notebook's or deployment's name.
+    source_id: int
+    label: str
     machine_type: str
     member: str
     day: date
@@ -93,6 +124,73 @@ def _second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
+def _sessions(rows: QuerySet[NotebookSession]) -> list[Metered]:
+    rows = rows.filter(started_at__isnull=False).select_related(
+        "machine_type", "started_by", "notebook"
+    )
+    return [session_metered(session) for session in rows]
+
+
+def session_metered(session: NotebookSession) -> Metered:
+    """A started session (with its notebook, machine type and starter read) as metered."""
+    assert session.started_at is not None  # noqa: S101 - only started ones are metered
+    return Metered(
+        kind=NOTEBOOK,
+        pk=session.pk,
+        team_id=session.team_id,
+        label=session.notebook.name,
+        member=session.started_by.email if session.started_by else "(removed)",
+        machine_type=session.machine_type,
+        started_at=session.started_at,
+        ended_at=session.ended_at,
+    )
+
+
+def _replicas(rows: QuerySet[Replica]) -> list[Metered]:
+    rows = rows.filter(started_at__isnull=False).select_related("machine_type", "deployment")
+    return [
+        Metered(
+            kind=DEPLOYMENT,
+            pk=replica.pk,
+            team_id=replica.team_id,
+            label=replica.deployment.name,
+            member=DEPLOYMENTS_MEMBER,
+            machine_type=replica.machine_type,
+            started_at=replica.started_at,
+            ended_at=replica.ended_at,
+        )
+        for replica in rows
+        if replica.started_at is not None
+    ]
+
+
+# Every kind of metered thing: its model (with team, machine_type, started_at, ended_at)
+# and how its rows are read as Metered.
+_KINDS: tuple[tuple[type[NotebookSession] | type[Replica], Callable[[Any], list[Metered]]], ...] = (
+    (NotebookSession, _sessions),
+    (Replica, _replicas),
+)
+
+
+def _overlapping(start: datetime, end: datetime) -> Q:
+    return Q(started_at__lt=end) & (Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+
+
+def _metered(where: Q, *, team: Team | None) -> list[Metered]:
+    """Everything of every kind matching ``where``: of ``team``, or of the teams ``where``
+    names (each of its terms limits ``team_id``) when ``team`` is None."""
+    found: list[Metered] = []
+    for model, read in _KINDS:
+        manager = model.objects
+        rows = (
+            manager.for_team(team).filter(where)
+            if team is not None
+            else manager.unscoped().filter(where)
+        )
+        found += read(rows)
+    return sorted(found, key=lambda m: (m.started_at, m.kind, m.pk))
+
+
 def usage_pieces(
     team: Team,
     start: datetime,
@@ -100,71 +198,56 @@ def usage_pieces(
     *,
     now: datetime | None = None,
 ) -> list[UsagePiece]:
-    """Every billed piece of the team's sessions between ``start`` and ``end``."""
+    """Every billed piece of the team's sessions and replicas between ``start`` and ``end``."""
     now = now or timezone.now()
-    sessions = list(
-        NotebookSession.objects.for_team(team)
-        .filter(started_at__isnull=False, started_at__lt=end)
-        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
-        .select_related("machine_type", "started_by", "notebook")
-        .order_by("started_at", "pk")
-    )
-    return _pieces(sessions, start, end, now=now)
+    return _pieces(_metered(_overlapping(start, end), team=team), start, end, now=now)
 
 
 def teams_usage_costs(
     periods: dict[int, tuple[datetime, datetime]], *, now: datetime | None = None
 ) -> dict[int, Decimal]:
     """What each team has spent in its period (``periods``: team id -> start, end), by team
-    id: one read of all their sessions and one of prices, however many teams. The teams are
-    the caller's to check (the dashboard passes those whose bill the person may see)."""
+    id: one read of each kind of usage and one of prices, however many teams. The teams
+    are the caller's to check (the dashboard passes those whose bill the person may see)."""
     now = now or timezone.now()
     costs = {team_id: Decimal(0) for team_id in periods}
     if not periods:
         return costs
     overlapping = Q()
     for team_id, (start, end) in periods.items():
-        overlapping |= Q(team_id=team_id, started_at__lt=end) & (
-            Q(ended_at__isnull=True) | Q(ended_at__gt=start)
-        )
-    sessions = list(
-        NotebookSession.objects.unscoped()
-        .filter(overlapping, started_at__isnull=False)
-        .select_related("machine_type", "started_by", "notebook")
-    )
-    prices = _price_table(s.machine_type_id for s in sessions)
-    by_team: dict[int, list[NotebookSession]] = defaultdict(list)
-    for session in sessions:
-        by_team[session.team_id].append(session)
-    for team_id, team_sessions in by_team.items():
+        overlapping |= Q(team_id=team_id) & _overlapping(start, end)
+    metered = _metered(overlapping, team=None)
+    prices = _price_table(m.machine_type.pk for m in metered)
+    by_team: dict[int, list[Metered]] = defaultdict(list)
+    for item in metered:
+        by_team[item.team_id].append(item)
+    for team_id, team_metered in by_team.items():
         start, end = periods[team_id]
-        pieces = _pieces(team_sessions, start, end, now=now, prices=prices)
+        pieces = _pieces(team_metered, start, end, now=now, prices=prices)
         costs[team_id] = sum((p.cost for p in pieces), Decimal(0))
     return costs
 
 
 def _pieces(
-    sessions: Iterable[NotebookSession],
+    metered: Iterable[Metered],
     start: datetime,
     end: datetime,
     *,
     now: datetime,
     prices: dict[int, tuple[list[datetime], list[Decimal]]] | None = None,
 ) -> list[UsagePiece]:
-    """The billed pieces of ``sessions`` (with their notebook, machine type and starter
-    read) between ``start`` and ``end`` (at ``prices``, read here when not given)."""
-    sessions = list(sessions)
+    """The billed pieces of ``metered`` between ``start`` and ``end`` (at ``prices``, read
+    here when not given)."""
+    metered = list(metered)
     if prices is None:
-        prices = _price_table(s.machine_type_id for s in sessions)
+        prices = _price_table(m.machine_type.pk for m in metered)
     pieces: list[UsagePiece] = []
-    for session in sessions:
-        if session.started_at is None:
-            continue
-        begin = _second(max(session.started_at, start))
-        finish = _second(min(session.ended_at or now, end, now))
+    for item in metered:
+        begin = _second(max(item.started_at, start))
+        finish = _second(min(item.ended_at or now, end, now))
         if finish <= begin:
             continue
-        instants, values = prices.get(session.machine_type_id, ([], []))
+        instants, values = prices.get(item.machine_type.pk, ([], []))
         cuts = {i for i in instants if begin < i < finish}
         day = begin.astimezone(UTC).replace(hour=0, minute=0, second=0) + timedelta(days=1)
         while day < finish:
@@ -174,13 +257,14 @@ def _pieces(
         for a, b in itertools.pairwise(edges):
             at = bisect.bisect_right(instants, a) - 1
             # Before the first recorded price, the first price applies.
-            price = values[max(at, 0)] if values else session.machine_type.hourly_price
+            price = values[max(at, 0)] if values else item.machine_type.hourly_price
             pieces.append(
                 UsagePiece(
-                    session_id=session.pk,
-                    notebook_name=session.notebook.name,
-                    machine_type=session.machine_type.name,
-                    member=session.started_by.email if session.started_by else "(removed)",
+                    kind=item.kind,
+                    source_id=item.pk,
+                    label=item.label,
+                    machine_type=item.machine_type.name,
+                    member=item.member,
                     day=a.astimezone(UTC).date(),
                     seconds=int((b - a).total_seconds()),
                     hourly_price=price,
@@ -192,6 +276,7 @@ def _pieces(
 def usage_cost(
     team: Team, start: datetime, end: datetime, *, now: datetime | None = None
 ) -> Decimal:
+    """What the team's sessions and replicas cost between ``start`` and ``end``."""
     return sum((p.cost for p in usage_pieces(team, start, end, now=now)), Decimal(0))
 
 
@@ -201,12 +286,12 @@ def session_costs(
     """What each session has cost from its start until now (or its end), by session id:
     the usage page's pieces, summed per session. Sessions not started yet cost nothing."""
     now = now or timezone.now()
-    sessions = [s for s in sessions if s.started_at is not None]
-    costs = {s.pk: Decimal(0) for s in sessions}
-    if sessions:
-        start = min(s.started_at for s in sessions if s.started_at is not None)
-        for piece in _pieces(sessions, start, now, now=now):
-            costs[piece.session_id] += piece.cost
+    metered = [session_metered(s) for s in sessions if s.started_at is not None]
+    costs = {m.pk: Decimal(0) for m in metered}
+    if metered:
+        start = min(m.started_at for m in metered)
+        for piece in _pieces(metered, start, now, now=now):
+            costs[piece.source_id] += piece.cost
     return costs
 
 
@@ -216,7 +301,8 @@ def cents(amount: Decimal) -> int:
 
 
 def totals_by(pieces: Iterable[UsagePiece], key: str) -> list[UsageTotal]:
-    """Seconds and cost per ``key`` (machine_type, member or day), largest cost first."""
+    """Seconds and cost per ``key`` (machine_type, member, day, kind or label), largest
+    cost first."""
     totals: dict[str, UsageTotal] = {}
     for piece in pieces:
         name = str(getattr(piece, key))

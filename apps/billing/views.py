@@ -187,6 +187,8 @@ class UsageView(BillingPage):
             total_duration=duration_text(usage.seconds),
             by_machine=usage.by_machine_type,
             by_member=usage.by_member,
+            by_kind=usage.by_kind,
+            by_deployment=usage.by_deployment,
             account=services.account_for(self.team) if billing_enabled() else None,
             billing_on=billing_enabled(),
             chart_width=len(days) * 10,

@@ -52,16 +52,6 @@ def _ten_minutes_used(team, person, machine_type) -> None:
     _session(team, notebook, person, now - timedelta(minutes=30), now - timedelta(minutes=20))
 
 
-@pytest.fixture
-def priced(catalogue):
-    """cpu-large at $36 an hour (a cent a second) since before T0."""
-    machine = catalogue["cpu-large"]
-    machine_price_set(
-        machine_type=machine, hourly_price=Decimal("36.00"), effective_from=T0 - timedelta(days=30)
-    )
-    return machine
-
-
 class TestUsage:
     def test_a_session_of_1h_2m_3s_bills_exactly_that_many_seconds(self, acme, alice, priced):
         notebook = _notebook(acme, alice, priced)

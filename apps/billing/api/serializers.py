@@ -27,6 +27,8 @@ class PlanSerializer(serializers.ModelSerializer[Plan]):
             "max_idle_minutes",
             "max_session_hours",
             "private_datasets",
+            "max_deployments",
+            "max_replicas",
             "is_default",
         ]
         read_only_fields = fields
@@ -78,6 +80,10 @@ class UsageSerializer(serializers.Serializer[dict[str, object]]):
     cost = serializers.DecimalField(max_digits=12, decimal_places=4)
     by_machine_type = UsageTotalSerializer(many=True)
     by_member = UsageTotalSerializer(many=True)
+    by_kind = UsageTotalSerializer(many=True, help_text="Notebooks and Deployments.")
+    by_deployment = UsageTotalSerializer(
+        many=True, help_text="Replica-seconds and cost per deployment, by its name."
+    )
     by_day = UsageTotalSerializer(many=True)
 
 

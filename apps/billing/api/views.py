@@ -91,7 +91,8 @@ class BillingView(_BillingView):
 
 
 class UsageView(_BillingView):
-    """This period's usage: seconds and cost by machine type, by member and by day."""
+    """This period's usage: seconds and cost by kind (notebooks, deployments), by machine
+    type, by member, by deployment and by day."""
 
     team_permissions = {"GET": "billing.view"}
     serializer_class = s.UsageSerializer
