@@ -639,9 +639,8 @@ class _Pass:
             return 0
         if revision.scale_to_zero_after is None:
             return 1
-        seen = [
-            t for t in (self.d.last_request_at, wake, revision.ready_at, revision.scaled_at) if t
-        ]
+        # Idle since the last request, the last wake, or since it became ready.
+        seen = [t for t in (self.d.last_request_at, wake, revision.ready_at) if t]
         last = max(seen) if seen else revision.created_at
         idle = self.now - last >= timedelta(seconds=revision.scale_to_zero_after)
         return 0 if idle else 1
