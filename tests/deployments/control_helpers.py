@@ -19,8 +19,6 @@ from apps.deployments.models import Deployment, DeploymentEvent, Replica, Revisi
 from apps.machines.models import MachineType
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from apps.machines.models import Host
 
 
@@ -62,16 +60,16 @@ class HeldAgent:
 
 
 @pytest.fixture
-def held_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldAgent]:
+def held_agent(monkeypatch: pytest.MonkeyPatch) -> HeldAgent:
     held = HeldAgent()
 
     class _Start:
         @staticmethod
-        def apply_async(args: tuple[Any, ...], **kwargs: Any) -> None:
+        def apply_async(args: tuple[Any, ...], **_: Any) -> None:
             held.starts.append(args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replicas, "agent_start", _Start)
-    yield held
+    return held
 
 
 def make_deployment(team: Any, actor: Any, name: str = "Churn", **spec: Any) -> Deployment:
@@ -110,7 +108,9 @@ def reconcile(deployment: Deployment) -> Deployment:
     return deployment
 
 
-def replicas_of(deployment: Deployment, *statuses: str, revision: Revision | None = None) -> list[Replica]:
+def replicas_of(
+    deployment: Deployment, *statuses: str, revision: Revision | None = None
+) -> list[Replica]:
     found = Replica.objects.for_team(deployment.team_id).filter(deployment=deployment)
     if statuses:
         found = found.filter(status__in=statuses)

@@ -18,8 +18,6 @@ from apps.machines.tasks import reconcile as machines_reconcile
 from apps.runtimes.fake import FakeRuntime
 from tests.deployments.control_helpers import (
     add_revision,
-    gateway,  # noqa: F401 - a fixture
-    held_agent,  # noqa: F401 - a fixture
     kinds,
     make_deployment,
     reconcile,
@@ -39,10 +37,12 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     [replica] = replicas_of(deployment)
     assert replica.status == S.READY
     assert replica.host == host
-    assert replica.started_at is not None and replica.ready_at >= replica.started_at
+    assert replica.started_at is not None
+    assert replica.ready_at >= replica.started_at
     assert replica.endpoint.startswith("http://127.0.0.1:")
     placement = Placement.objects.get(pk=replica.placement_id)
-    assert placement.workload == f"dp-{replica.pk}" and placement.active
+    assert placement.workload == f"dp-{replica.pk}"
+    assert placement.active
     # The workload runs with the revision's image, env, PORT and its labels.
     entry = FakeRuntime._running[replica.workload]
     assert entry["labels"]["lattice.kind"] == "deployment"
@@ -104,7 +104,9 @@ def test_only_its_host_speaks_for_a_replica(acme, alice, host, gateway, held_age
     assert traffic(deployment) == {}
 
 
-def test_a_replica_waits_in_line_when_no_host_has_room(acme, alice, catalogue, fake_runtime, gateway):
+def test_a_replica_waits_in_line_when_no_host_has_room(
+    acme, alice, catalogue, fake_runtime, gateway
+):
     make_host(cpus=1, memory_gib=1)  # too small for cpu-small
     deployment = make_deployment(acme, alice)
 
@@ -116,7 +118,9 @@ def test_a_replica_waits_in_line_when_no_host_has_room(acme, alice, catalogue, f
     assert deployment.status == Deployment.Status.DEPLOYING
 
 
-def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(acme, alice, host, gateway, settings):
+def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(
+    acme, alice, host, gateway, settings
+):
     settings.LATTICE_RECONCILE_GRACE = 0
     deployment = make_deployment(acme, alice)
     [first] = replicas_of(deployment)
@@ -133,7 +137,8 @@ def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(acme, alice, hos
     assert (first.status, first.exit_reason) == (S.LOST, "lost")
     assert first.ended_at is not None
     ready = replicas_of(deployment, S.READY)
-    assert len(ready) == 1 and ready[0].pk != first.pk
+    assert len(ready) == 1
+    assert ready[0].pk != first.pk
     assert ready[0].revision_id == first.revision_id
     assert {"replica_lost"} <= set(kinds(deployment))
     assert traffic(deployment) == {first.revision_id: 100}
@@ -156,7 +161,9 @@ def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gatewa
     assert traffic(deployment) == {good.revision_id: 100}
 
 
-def test_a_placement_made_after_the_replica_ended_is_given_back(acme, alice, host, gateway, held_agent):
+def test_a_placement_made_after_the_replica_ended_is_given_back(
+    acme, alice, host, gateway, held_agent
+):
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
     from apps.deployments.replicas import replica_end

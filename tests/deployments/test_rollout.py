@@ -17,8 +17,6 @@ from apps.models.hooks import alias_moved
 from apps.models.models import ModelAlias
 from tests.deployments.control_helpers import (
     add_revision,
-    gateway,  # noqa: F401 - a fixture
-    held_agent,  # noqa: F401 - a fixture
     kinds,
     make_deployment,
     reconcile,
@@ -43,13 +41,16 @@ def serving(acme, alice, held_agent, name="Churn", **spec):
     return deployment, r1, replica
 
 
-def test_traffic_shifts_only_once_the_new_replicas_say_ready(acme, alice, host, gateway, held_agent):
+def test_traffic_shifts_only_once_the_new_replicas_say_ready(
+    acme, alice, host, gateway, held_agent
+):
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", reason="changed")
 
     deployment = reconcile(deployment)
     [new] = replicas_of(deployment, revision=r2)
-    assert deployment.rollout_id == r2.pk and deployment.status == Deployment.Status.DEPLOYING
+    assert deployment.rollout_id == r2.pk
+    assert deployment.status == Deployment.Status.DEPLOYING
     # Started, loading the model: still no request for it.
     held_agent.say(new, "started", state={"name": new.workload})
     held_agent.say(new, "progress", phase="loading")
@@ -68,7 +69,8 @@ def test_traffic_shifts_only_once_the_new_replicas_say_ready(acme, alice, host, 
     r1.refresh_from_db()
     r2.refresh_from_db()
     assert (r1.status, r2.status) == (Revision.Status.RETIRED, Revision.Status.SERVING)
-    assert deployment.rollout_id is None and deployment.status == Deployment.Status.READY
+    assert deployment.rollout_id is None
+    assert deployment.status == Deployment.Status.READY
     # The old replica drains (in flight finishes), then is stopped.
     old.refresh_from_db()
     assert old.status in (S.DRAINING, S.STOPPING)
@@ -81,7 +83,9 @@ def test_traffic_shifts_only_once_the_new_replicas_say_ready(acme, alice, host, 
     ]
 
 
-def test_a_draining_replica_waits_for_its_in_flight_requests(acme, alice, host, gateway, held_agent, settings):
+def test_a_draining_replica_waits_for_its_in_flight_requests(
+    acme, alice, host, gateway, held_agent, settings
+):
     settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 30
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2")
@@ -142,7 +146,8 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     r2.refresh_from_db()
     new.refresh_from_db()
     assert r2.status == Revision.Status.FAILED
-    assert "SETUP_FAILED" in r2.status_message and "ValueError: no weights" in r2.status_message
+    assert "SETUP_FAILED" in r2.status_message
+    assert "ValueError: no weights" in r2.status_message
     assert new.status == S.FAILED
     assert traffic(deployment) == {r1.pk: 100}
     old.refresh_from_db()
@@ -152,14 +157,15 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     assert "r2 failed and was rolled back" in deployment.status_message
     assert "ValueError: no weights" in deployment.status_message
     event = DeploymentEvent.objects.for_team(acme).get(deployment=deployment, kind="rollout_failed")
-    assert "r1 keeps serving" in event.message and "ValueError: no weights" in event.message
+    assert "r1 keeps serving" in event.message
+    assert "ValueError: no weights" in event.message
     # Later passes leave it so: no new replica of the failed revision.
     reconcile(deployment)
     assert len(replicas_of(deployment, revision=r2)) == 1
 
 
 def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway, held_agent):
-    deployment, r1, old = serving(acme, alice, held_agent)
+    deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", startup_timeout=20)
     reconcile(deployment)
     [new] = replicas_of(deployment, revision=r2)
@@ -177,7 +183,9 @@ def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway,
     assert new.status == S.STOPPED  # its host was asked to stop it
 
 
-def test_the_agents_timeout_on_the_real_agent_fails_the_revision(acme, alice, host, gateway, settings):
+def test_the_agents_timeout_on_the_real_agent_fails_the_revision(
+    acme, alice, host, gateway, settings
+):
     from apps.runtimes import select
 
     deployment = make_deployment(acme, alice)
@@ -194,7 +202,9 @@ def test_the_agents_timeout_on_the_real_agent_fails_the_revision(acme, alice, ho
     assert traffic(deployment) == {r1.pk: 100}
 
 
-def test_a_first_revision_that_fails_leaves_the_deployment_failed(acme, alice, host, gateway, held_agent):
+def test_a_first_revision_that_fails_leaves_the_deployment_failed(
+    acme, alice, host, gateway, held_agent
+):
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
     held_agent.say(replica, "failed", setup_failed=True, error="boom")
@@ -204,9 +214,11 @@ def test_a_first_revision_that_fails_leaves_the_deployment_failed(acme, alice, h
     assert traffic(deployment) == {}
 
 
-def test_a_canary_takes_its_share_first_then_everything(acme, alice, host, gateway, held_agent, settings):
+def test_a_canary_takes_its_share_first_then_everything(
+    acme, alice, host, gateway, held_agent, settings
+):
     settings.LATTICE_DEPLOYMENT_CANARY_SECONDS = 60
-    deployment, r1, old = serving(acme, alice, held_agent)
+    deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", canary_percent=10)
     reconcile(deployment)
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
@@ -225,7 +237,7 @@ def test_a_canary_takes_its_share_first_then_everything(acme, alice, host, gatew
 
 
 def test_a_canary_that_answers_server_errors_is_rolled_back(acme, alice, host, gateway, held_agent):
-    deployment, r1, old = serving(acme, alice, held_agent)
+    deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", canary_percent=25)
     reconcile(deployment)
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
@@ -249,14 +261,15 @@ def test_a_canary_that_answers_server_errors_is_rolled_back(acme, alice, host, g
 
 
 def test_a_newer_revision_supersedes_one_still_rolling_out(acme, alice, host, gateway, held_agent):
-    deployment, r1, old = serving(acme, alice, held_agent)
+    deployment, _r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2")
     reconcile(deployment)
     r3 = add_revision(deployment, image="fake/server:3")
     deployment = reconcile(deployment)
 
     r2.refresh_from_db()
-    assert r2.status == Revision.Status.RETIRED and "Superseded by r3" in r2.status_message
+    assert r2.status == Revision.Status.RETIRED
+    assert "Superseded by r3" in r2.status_message
     assert deployment.rollout_id == r3.pk
     assert all(r.status == S.STOPPED for r in replicas_of(deployment, revision=r2))
     held_agent.ready(replicas_of(deployment, revision=r3)[0])
@@ -269,16 +282,15 @@ def test_moving_a_followed_alias_rolls_out_its_version(acme, alice, host, gatewa
     alias = ModelAlias.objects.for_team(acme).create(
         team=acme, model=v1.model, name="prod", version=v1
     )
-    deployment, r1, old = serving(
-        acme, alice, held_agent, model_version=v1, follows_alias="prod"
-    )
+    deployment, r1, _old = serving(acme, alice, held_agent, model_version=v1, follows_alias="prod")
 
     alias.version = v2
     alias.save()
     alias_moved(acme, alice, alias)  # what apps.models calls once the move commits
 
     r2 = Revision.objects.for_team(acme).get(deployment=deployment, number=2)
-    assert r2.model_version_id == v2.pk and r2.follows_alias == "prod"
+    assert r2.model_version_id == v2.pk
+    assert r2.follows_alias == "prod"
     assert r2.reason == f"alias moved to v{v2.number}"
     assert (r2.image, r2.machine_type_id) == (r1.image, r1.machine_type_id)
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
@@ -290,7 +302,7 @@ def test_moving_a_followed_alias_rolls_out_its_version(acme, alice, host, gatewa
 
 
 def test_reconcile_is_idempotent(acme, alice, host, gateway, held_agent):
-    deployment, r1, old = serving(acme, alice, held_agent)
+    deployment, _r1, _old = serving(acme, alice, held_agent)
     events = len(kinds(deployment))
     for _ in range(3):
         controller.deployment_reconcile(deployment)

@@ -16,7 +16,6 @@ from apps.deployments import controller
 from apps.deployments.models import Deployment, Replica, Revision
 from apps.deployments.tasks import deployment_scale
 from tests.deployments.control_helpers import (
-    gateway,  # noqa: F401 - a fixture
     kinds,
     make_deployment,
     reconcile,
@@ -159,7 +158,7 @@ def test_pause_stops_every_replica_and_resume_starts_them(acme, alice, host, gat
     deployment.refresh_from_db()
     assert len(replicas_of(deployment, S.READY)) == 2
     assert deployment.status == Deployment.Status.READY
-    assert ["paused", "resumed"] == [k for k in kinds(deployment) if k in ("paused", "resumed")]
+    assert [k for k in kinds(deployment) if k in ("paused", "resumed")] == ["paused", "resumed"]
 
 
 def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, gateway):
