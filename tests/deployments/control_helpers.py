@@ -66,7 +66,7 @@ def held_agent(monkeypatch: pytest.MonkeyPatch) -> HeldAgent:
     class _Start:
         @staticmethod
         def apply_async(args: tuple[Any, ...], **_: Any) -> None:
-            held.starts.append(args)  # type: ignore[arg-type]
+            held.starts.append(args)
 
     monkeypatch.setattr(replicas, "agent_start", _Start)
     return held

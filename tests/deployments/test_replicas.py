@@ -38,9 +38,10 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     assert replica.status == S.READY
     assert replica.host == host
     assert replica.started_at is not None
+    assert replica.ready_at is not None
     assert replica.ready_at >= replica.started_at
     assert replica.endpoint.startswith("http://127.0.0.1:")
-    placement = Placement.objects.get(pk=replica.placement_id)
+    placement = Placement.objects.get(pk=replica.placement.pk)
     assert placement.workload == f"dp-{replica.pk}"
     assert placement.active
     # The workload runs with the revision's image, env, PORT and its labels.
@@ -129,7 +130,7 @@ def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(
     for _ in range(2):
         agent_report(host.name)
         machines_reconcile()
-    assert not Placement.objects.get(pk=first.placement_id).active
+    assert not Placement.objects.get(pk=first.placement.pk).active
 
     reconcile(deployment)
 
@@ -157,7 +158,7 @@ def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gatewa
 
     [bad] = replicas_of(deployment, S.FAILED)
     assert "exited during start" in bad.status_message
-    assert not Placement.objects.get(pk=bad.placement_id).active
+    assert not Placement.objects.get(pk=bad.placement.pk).active
     assert traffic(deployment) == {good.revision_id: 100}
 
 

@@ -75,6 +75,7 @@ def test_scales_down_only_after_the_window(acme, alice, host, gateway, settings)
     gateway.flights[deployment.pk] = {revision.pk: 8}
     reconcile(deployment)
     revision.refresh_from_db()
+    assert revision.scaled_at is not None
     assert timezone.now() - revision.scaled_at < timedelta(seconds=5)
     # ... and only a whole window without need scales down, to what is needed.
     gateway.flights[deployment.pk] = {revision.pk: 3}
