@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.billing_fixtures",
     "tests.blob_fixtures",
     "tests.dataset_fixtures",
+    "tests.deployment_fixtures",
     "tests.deployments.control_helpers",
 ]
 

@@ -33,7 +33,7 @@ from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
 from apps.machines.savefolder import run_save
-from apps.runtimes.base import LABEL_PREFIX, Spec, WorkloadError
+from apps.runtimes.base import LABEL_PREFIX, MODEL_PATH, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
 if TYPE_CHECKING:
@@ -170,6 +170,26 @@ def _answers(url: str, headers: dict[str, str]) -> bool:
         return False
 
 
+# Where the built-in model server (images/model-server/serve.py) says how its setup() goes.
+MODEL_SERVER_HEALTH_PATH = "/health-check"
+# The longest setup error a "failed" event carries (the server keeps up to 2000 characters).
+SETUP_ERROR_CHARS = 1000
+
+
+def _model_server_status(url: str) -> tuple[str, str]:
+    """(status, setup error) from the model server's health route: its JSON ``status``
+    (STARTING, READY, BUSY, SETUP_FAILED), "" while it does not answer in JSON."""
+    try:
+        body = _http.get(url).json()
+    except (httpx.HTTPError, ValueError):
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    setup = body.get("setup")
+    error = setup.get("error") if isinstance(setup, dict) else None
+    return str(body.get("status") or ""), str(error or "")
+
+
 @shared_task(name="agent.start", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT)
 def agent_start(
     host_name: str, spec: dict[str, Any], options: dict[str, Any] | None = None
@@ -179,7 +199,8 @@ def agent_start(
     ``options``: ``stream`` (its output is shipped when set), ``ready_path`` (an HTTP path that
     answers 200 once it is ready; without it, an open port is enough),
     ``ready_token_env`` (the spec's env variable holding a token for that request),
-    ``ready_timeout`` (seconds).
+    ``ready_timeout`` (seconds), ``health`` ("model-server": the ready path, /health-check
+    by default, is the built-in model server's, read as JSON; see _wait_ready).
     """
     options = options or {}
     workload = Spec(**spec)
@@ -237,9 +258,10 @@ def with_datasets(
             # than the task dying without a word. Details go to the host's log.
             logger.exception("dataset %s for %s", dataset.get("name"), spec.name)
             why = str(exc) if isinstance(exc, MaterialiseError) else "its files could not be read."
+            what = "model version" if dataset.get("path") == MODEL_PATH else "dataset"
+            where = dataset.get("path") or f"/datasets/{dataset.get('name')}"
             raise WorkloadError(
-                f"The dataset for /datasets/{dataset.get('name')} could not be copied to this "
-                f"host: {why}"
+                f"The {what} for {where} could not be copied to this host: {why}"
             ) from exc
         built.append(
             {
@@ -248,6 +270,8 @@ def with_datasets(
                 "key": dataset.get("key"),
                 "source": str(folder),
             }
+            # Where it is mounted, when not /datasets/<name> (a model version's /model).
+            | ({"path": dataset["path"]} if "path" in dataset else {})
         )
     if grew:
         _evict_datasets(root, {str(d["key"]) for d in built}, runtime or host_runtime())
@@ -301,6 +325,33 @@ def _evict_datasets(root: Path, keys: set[str], runtime: Runtime) -> None:
         logger.info("evicted %d dataset folders from %s: %s", len(evicted), root, evicted)
 
 
+_MODEL_SERVER_DONE = ("READY", "BUSY", "SETUP_FAILED")
+
+
+def _model_server_step(
+    endpoint: str,
+    path: str,
+    state: dict[str, Any],
+    send: Callable[..., None],
+    *,
+    loading_said: bool,
+) -> str:
+    """One look at the model server's health route, said as _wait_ready says (READY or BUSY:
+    "ready"; SETUP_FAILED: "failed" with the error; STARTING: "progress" loading, unless
+    ``loading_said``). Its status ("" while it does not answer in JSON)."""
+    status, error = _model_server_status(endpoint + path)
+    if status in ("READY", "BUSY"):
+        send("ready", state=state, endpoint=endpoint)
+    elif status == "SETUP_FAILED":
+        error = error[:SETUP_ERROR_CHARS]
+        send(
+            "failed", message=f"The model's setup() failed: {error}", setup_failed=True, error=error
+        )
+    elif status == "STARTING" and not loading_said:
+        send("progress", phase="loading", message="Loading the model (setup()).")
+    return status
+
+
 def _wait_ready(
     runtime: Runtime,
     workload: Spec,
@@ -308,7 +359,17 @@ def _wait_ready(
     options: dict[str, Any],
     send: Callable[..., None],
 ) -> None:
-    path = options.get("ready_path", "")
+    """Wait until the workload answers on ``ready_path`` (or opens its port), then send
+    "ready"; "failed" when it exits or the ready timeout passes first.
+
+    With ``health`` "model-server" the answer is the model server's own word (Cog's
+    states), not any 200: READY (or BUSY) is ready; STARTING says "progress" (phase
+    "loading") once, as its setup() loads the model; SETUP_FAILED fails the start at
+    once with setup()'s error (it will not get better by waiting for the timeout).
+    """
+    model_server = options.get("health") == "model-server"
+    path = options.get("ready_path", "") or (MODEL_SERVER_HEALTH_PATH if model_server else "")
+    loading_said = False
     token = workload.env.get(options.get("ready_token_env", ""), "")
     headers = {"Authorization": f"token {token}"} if token else {}
     began = time.monotonic()
@@ -334,7 +395,12 @@ def _wait_ready(
         told = endpoint is not None
         if endpoint is None:
             endpoint = runtime.endpoint(state)
-        if endpoint is not None:
+        if endpoint is not None and model_server:
+            status = _model_server_step(endpoint, path, state, send, loading_said=loading_said)
+            if status in _MODEL_SERVER_DONE:
+                return
+            loading_said |= status == "STARTING"
+        elif endpoint is not None:
             if not path or _answers(endpoint + path, headers):
                 send("ready", state=state, endpoint=endpoint)
                 return

@@ -30,7 +30,8 @@ A runtime runs one workload (a notebook server, a model server) from a
   running workload's /notebooks, streamed (see ``FolderEntry``).
 
 A spec's ``datasets`` are folders the agent has built on the host
-(apps.machines.materialise): each is seen read-only at ``/datasets/<name>``.
+(apps.machines.materialise): each is seen read-only at ``/datasets/<name>``, or at
+``/model`` for the one that says ``"path": "/model"`` (a model version, for a model server).
 
 In ``command``, ``{port}`` becomes the port the workload listens on,
 ``{ip}`` the address it should bind (all interfaces inside a container,
@@ -95,7 +96,8 @@ class Spec:
     # Dataset versions mounted read-only at /datasets/<name>: as sent, {"name", "version_id",
     # "key", "files", "urls"} (apps.notebooks.mounts, apps.datasets.blob_urls); once the agent
     # has built their folders on this host, {"name", "version_id", "key", "source"} (see
-    # dataset_mounts).
+    # dataset_mounts). One may say "path": "/model" (MODEL_PATH) to be mounted there instead:
+    # a model version's files, built and cached the same way.
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
     def all_labels(self) -> dict[str, str]:
@@ -141,6 +143,9 @@ class WorkloadError(Exception):
 
 
 DATASETS_PATH = "/datasets"
+# Where a model version is mounted (read-only, like a dataset: a spec's datasets entry with
+# "path": MODEL_PATH), for the built-in model server (apps.runtimes.images).
+MODEL_PATH = "/model"
 # Where a notebook's persistent volume is mounted: the only place read_folder reads from.
 NOTEBOOKS_PATH = "/notebooks"
 
@@ -198,21 +203,37 @@ def folder_path(folder: str) -> str:
 _DATASET_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
+def mount_path(dataset: dict[str, Any]) -> str:
+    """Where one of a spec's datasets is seen in the workload: ``/datasets/<name>``, or
+    MODEL_PATH when it says so. Raises WorkloadError for a name that is not one folder name
+    or any other path (a mount may not shadow the image's own folders)."""
+    name = str(dataset.get("name", ""))
+    if not _DATASET_NAME.fullmatch(name):
+        raise WorkloadError(f"{name[:80]!r} is not a valid dataset folder name.")
+    path = dataset.get("path")
+    if path is None:
+        return f"{DATASETS_PATH}/{name}"
+    if path != MODEL_PATH:
+        raise WorkloadError(f"A dataset is mounted at {DATASETS_PATH}/<name> or {MODEL_PATH} only.")
+    return MODEL_PATH
+
+
 def dataset_mounts(spec: Spec) -> list[tuple[str, str]]:
     """(folder on this host, path in the workload) for each of ``spec``'s datasets.
 
-    Raises WorkloadError for a dataset the agent has not built here (no ``source``)
-    or a name that is not one folder name.
+    Raises WorkloadError for a dataset the agent has not built here (no ``source``), a
+    name that is not one folder name, a path mount_path refuses, or two at one path.
     """
-    mounts = []
+    mounts: list[tuple[str, str]] = []
     for dataset in spec.datasets:
-        name = str(dataset.get("name", ""))
-        if not _DATASET_NAME.fullmatch(name):
-            raise WorkloadError(f"{name[:80]!r} is not a valid dataset folder name.")
+        target = mount_path(dataset)
         source = dataset.get("source")
         if not source or not Path(source).is_absolute() or not Path(source).is_dir():
-            raise WorkloadError(f"The dataset for {DATASETS_PATH}/{name} is not on this host.")
-        mounts.append((str(source), f"{DATASETS_PATH}/{name}"))
+            what = "model version" if target == MODEL_PATH else "dataset"
+            raise WorkloadError(f"The {what} for {target} is not on this host.")
+        if target in (t for _, t in mounts):
+            raise WorkloadError(f"Two datasets are mounted at {target}.")
+        mounts.append((str(source), target))
     return mounts
 
 

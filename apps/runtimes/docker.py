@@ -6,11 +6,12 @@ machine type's CPU, memory and pids limits, run as a non-root user with
 loopback only, and see exactly the GPUs allocated to them: a device request
 for those UUIDs, and NVIDIA_VISIBLE_DEVICES set by us ("void" for none) over
 whatever the image says. Persistent storage is named volumes, which outlive
-containers; dataset versions are folders the agent built on the host,
-bind-mounted read-only. Workloads share a bridge network on which they cannot
-reach each other, and ``isolate_workloads`` keeps them from private and
-link-local addresses (the control plane, the broker, other hosts, cloud
-metadata) and from the host itself (its Redis, PostgreSQL, Docker API, SSH).
+containers; dataset versions (and a model server's model version, at /model)
+are folders the agent built on the host, bind-mounted read-only. Workloads
+share a bridge network on which they cannot reach each other, and
+``isolate_workloads`` keeps them from private and link-local addresses (the
+control plane, the broker, other hosts, cloud metadata) and from the host
+itself (its Redis, PostgreSQL, Docker API, SSH).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from docker.utils import decode_json_header
 from apps.runtimes.base import (
     DATASETS_PATH,
     LABEL_PREFIX,
+    MODEL_PATH,
     NOTEBOOKS_PATH,
     FolderEntry,
     FolderError,
@@ -535,12 +537,16 @@ class _ChunkReader(io.RawIOBase):
 
 
 def _dataset_sources(container: Container) -> tuple[str, ...]:
-    """The host folders bound at /datasets/<name>: what Docker says it mounted, not labels."""
+    """The host folders bound at /datasets/<name> and /model: what Docker says it mounted,
+    not labels (the agent's cache keeps them while the container runs)."""
     return tuple(
         str(mount["Source"])
         for mount in container.attrs.get("Mounts") or []
         if mount.get("Type") == "bind"
-        and str(mount.get("Destination", "")).startswith(f"{DATASETS_PATH}/")
+        and (
+            str(mount.get("Destination", "")).startswith(f"{DATASETS_PATH}/")
+            or mount.get("Destination") == MODEL_PATH
+        )
         and mount.get("Source")
     )
 

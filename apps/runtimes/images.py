@@ -11,7 +11,11 @@ Without a registry (LATTICE_LOCAL_IMAGES), the hosts build them:
   images/build-template.sh from images/<template>/Dockerfile.local on top of the
   notebook image, tagged with the hash of the notebook image's name and the
   template's local inputs. The Docker runtime builds one the first time a
-  notebook needs it (``build_template_image``), reporting its steps as it goes.
+  notebook needs it (``build_template_image``), reporting its steps as it goes;
+- the built-in model server's image (``lattice/model-server-local:<hash>``) by
+  images/model-server/build-local.sh from its Dockerfile.local on top of the scipy
+  template's image, tagged with the hash of that image's name and its local inputs.
+  Production names it in LATTICE_MODEL_SERVER_IMAGE (images/model-server/Dockerfile).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ import logging
 import os
 import re
 import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+
+from apps.runtimes.base import MODEL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +45,13 @@ IMAGES_DIR = Path(settings.BASE_DIR) / "images"
 IMAGE_DIR = IMAGES_DIR / "notebook"
 BUILD_SCRIPT = IMAGE_DIR / "build-local.sh"
 TEMPLATE_SCRIPT = IMAGES_DIR / "build-template.sh"
+MODEL_SERVER_DIR = IMAGES_DIR / "model-server"
+MODEL_SERVER_SCRIPT = MODEL_SERVER_DIR / "build-local.sh"
+# The template whose local image the model server's local build starts from (numpy,
+# scikit-learn, joblib: what most predict.py files need).
+MODEL_SERVER_BASE_TEMPLATE = "scipy"
+# Where serve.py lives in the model server's image, and where a model version is mounted.
+MODEL_SERVER_SCRIPT_IN_IMAGE = "/opt/lattice/serve.py"
 # The local notebook image's inputs, in the order build-local.sh hashes them.
 _NOTEBOOK_INPUTS = (
     "build-local.sh",
@@ -51,12 +65,17 @@ IMAGE_TITLES = {
     "pytorch": "PyTorch",
     "tensorflow": "TensorFlow",
     "r": "R",
+    "model-server": "model server",
 }
+# The model server's image goes through build_template_image like a template's (its own
+# script, the same three steps), under this name.
+MODEL_SERVER = "model-server"
 _LOCAL_TEMPLATE_IMAGE = re.compile(r"^lattice/notebook-(?P<template>[a-z0-9]+)-local:[0-9a-f]{16}$")
 # Any name a host builds itself (the notebook image, a template's), however it is written: on
 # Docker Hub such a name is anyone's, so it is never downloaded.
 _LOCAL_IMAGE = re.compile(
-    r"^(?:(?:index\.|registry-1\.)?docker\.io/)?lattice/notebook(?:-[a-z0-9]+)?-local(?:[:@].*)?$",
+    r"^(?:(?:index\.|registry-1\.)?docker\.io/)?lattice/"
+    r"(?:notebook(?:-[a-z0-9]+)?|model-server)-local(?:[:@].*)?$",
     re.IGNORECASE,
 )
 
@@ -87,7 +106,8 @@ def template_builds_here(template: str) -> bool:
 def _template_inputs(template: str) -> list[Path]:
     """The plain files of images/<template>/ (not its folders, links or dotfiles, such as
     an editor's .swp) but the production Dockerfile, by name bytewise: the rule
-    build-template.sh lists them by (``find -type f``, ``LC_ALL=C sort``)."""
+    build-template.sh (and model-server/build-local.sh) lists them by (``find -type f``,
+    ``LC_ALL=C sort``)."""
     folder = IMAGES_DIR / template
     return sorted(
         (
@@ -110,14 +130,55 @@ def local_template_image(template: str) -> str:
     return f"lattice/notebook-{template}-local:{digest.hexdigest()[:16]}"
 
 
+def local_model_server_image() -> str:
+    """The name images/model-server/build-local.sh gives the model server's image: the hash
+    of its base's name (the scipy template's local image) and its own local inputs."""
+    digest = hashlib.sha256(local_template_image(MODEL_SERVER_BASE_TEMPLATE).encode() + b"\n")
+    for path in _template_inputs(MODEL_SERVER_DIR.name):
+        digest.update(path.read_bytes())
+    return f"lattice/model-server-local:{digest.hexdigest()[:16]}"
+
+
+def model_server_image() -> str:
+    """The built-in model server's image: LATTICE_MODEL_SERVER_IMAGE, else the local build's."""
+    return settings.LATTICE_MODEL_SERVER_IMAGE or local_model_server_image()
+
+
+def model_server_command(runtime_kind: str) -> list[str]:
+    """The command that runs the built-in model server on a runtime of ``runtime_kind``
+    (apps.runtimes.base.expand_command fills in {ip}, {port} and {mount:/model}): in a
+    container, the image's serve.py under its Python; as a local process (the process
+    runtime, and the fake one, which runs nothing), this Python and the repository's
+    serve.py, which needs nothing beyond the standard library."""
+    if runtime_kind in ("process", "fake"):
+        program = [sys.executable, str(MODEL_SERVER_DIR / "serve.py")]
+    else:
+        program = ["python3", MODEL_SERVER_SCRIPT_IN_IMAGE]
+    return [
+        *program,
+        "--host",
+        "{ip}",
+        "--port",
+        "{port}",
+        "--model",
+        f"{{mount:{MODEL_PATH}}}",
+        "--concurrency",
+        str(settings.LATTICE_MODEL_SERVER_CONCURRENCY),
+    ]
+
+
 def is_local_image(image: str) -> bool:
     """True for a name of the images Lattice's hosts build (``lattice/notebook-local:...``,
-    ``lattice/notebook-<template>-local:...``): never pulled from a registry."""
+    ``lattice/notebook-<template>-local:...``, ``lattice/model-server-local:...``): never
+    pulled from a registry."""
     return _LOCAL_IMAGE.match(image.strip()) is not None
 
 
 def local_template_of(image: str) -> str | None:
-    """The template whose locally built image ``image`` is, if it is one this host can build."""
+    """The template whose locally built image ``image`` is, if it is one this host can build
+    (MODEL_SERVER for the model server's local image, where its scipy base builds here)."""
+    if image == local_model_server_image():
+        return MODEL_SERVER if template_builds_here(MODEL_SERVER_BASE_TEMPLATE) else None
     match = _LOCAL_TEMPLATE_IMAGE.match(image)
     if match is None or not template_builds_here(match["template"]):
         return None
@@ -198,15 +259,18 @@ def build_template_image(
     *,
     log: Path | None = None,
 ) -> str:
-    """Build ``template``'s image with build-template.sh (or find it built, or wait for the
-    build another start runs); ``report`` hears each step, ``log`` (appended) every line.
+    """Build ``template``'s image with build-template.sh (MODEL_SERVER: with
+    model-server/build-local.sh), or find it built, or wait for the build another start
+    runs; ``report`` hears each step, ``log`` (appended) every line.
     The image's name."""
     title = IMAGE_TITLES.get(template, template)
     step = BuildStep()
     report(step)
     tail: deque[str] = deque(maxlen=15)
     process = subprocess.Popen(  # noqa: S603 - our own script, a known template name
-        ["/bin/bash", str(TEMPLATE_SCRIPT), template],
+        ["/bin/bash", str(MODEL_SERVER_SCRIPT)]
+        if template == MODEL_SERVER
+        else ["/bin/bash", str(TEMPLATE_SCRIPT), template],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

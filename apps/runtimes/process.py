@@ -7,7 +7,9 @@ machine you trust everyone on, or for development; use Docker otherwise.
 Each workload gets a folder under LATTICE_RUNTIME_DIR holding its state and
 its log; "volumes" are folders under ``volumes/``; a mounted dataset is a link
 ``datasets/<name>`` in the working folder to the folder the agent built (the
-process cannot see a path /datasets/<name>). The process runs in its own
+process cannot see a path /datasets/<name>), and a model version mounted at
+/model the link ``model`` there (``{mount:/model}`` in the command is that
+link). The process runs in its own
 process group; stopping sends SIGINT, then SIGTERM, then SIGKILL to the group.
 ``{port}`` in the command is replaced by a free loopback port and ``{ip}`` by
 127.0.0.1. A bare program name is looked for beside this Python first (the
@@ -37,6 +39,7 @@ from django.conf import settings
 
 from apps.runtimes.base import (
     LABEL_PREFIX,
+    MODEL_PATH,
     NOTEBOOKS_PATH,
     FolderEntry,
     FolderError,
@@ -111,7 +114,8 @@ class LocalProcessRuntime(Runtime):
             mounts[mount] = str(path)
         work = Path(mounts.get("/notebooks", str(folder)))
         datasets = dataset_mounts(spec)
-        mounts.update(self._link_datasets(work, datasets))
+        mounts.update(self._link_datasets(work, [d for d in datasets if d[1] != MODEL_PATH]))
+        mounts.update(self._link_model(work, [d for d in datasets if d[1] == MODEL_PATH]))
         port = _free_port()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -194,6 +198,24 @@ class LocalProcessRuntime(Runtime):
             link.symlink_to(source, target_is_directory=True)
             found[f"/datasets/{name}"] = str(link)
         return found
+
+    @staticmethod
+    def _link_model(work: Path, models: list[tuple[str, str]]) -> dict[str, str]:
+        """Make ``model`` in the working folder a link to the model version's folder (or
+        remove the link an earlier start left, when there is none now). Returns
+        {"/model": link} for ``{mount:/model}`` in the command."""
+        link = work / "model"
+        if link.is_symlink() and _CONTENT_KEY.fullmatch(link.readlink().name):
+            link.unlink()  # ours: a link to a folder of the agent's cache
+        if not models:
+            return {}
+        if link.is_symlink() or link.exists():
+            raise WorkloadError(
+                "The workload's folder has a file called model that is not a model version: "
+                "rename it so the model can be mounted there."
+            )
+        link.symlink_to(models[0][0], target_is_directory=True)
+        return {MODEL_PATH: str(link)}
 
     def _load(self, state: dict[str, Any]) -> dict[str, Any]:
         """The full state: callers that know only the name get it from the workload's folder."""
