@@ -31,6 +31,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 S = Replica.Status
 
 
+def placement_of(replica: Replica) -> Placement:
+    assert replica.placement_id is not None
+    return Placement.objects.get(pk=replica.placement_id)
+
+
 def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, host, gateway):
     deployment = make_deployment(acme, alice, env={"GREETING": "hi"})
 
@@ -41,7 +46,7 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     assert replica.ready_at is not None
     assert replica.ready_at >= replica.started_at
     assert replica.endpoint.startswith("http://127.0.0.1:")
-    placement = Placement.objects.get(pk=replica.placement.pk)
+    placement = placement_of(replica)
     assert placement.workload == f"dp-{replica.pk}"
     assert placement.active
     # The workload runs with the revision's image, env, PORT and its labels.
@@ -130,7 +135,7 @@ def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(
     for _ in range(2):
         agent_report(host.name)
         machines_reconcile()
-    assert not Placement.objects.get(pk=first.placement.pk).active
+    assert not placement_of(first).active
 
     reconcile(deployment)
 
@@ -158,7 +163,7 @@ def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gatewa
 
     [bad] = replicas_of(deployment, S.FAILED)
     assert "exited during start" in bad.status_message
-    assert not Placement.objects.get(pk=bad.placement.pk).active
+    assert not placement_of(bad).active
     assert traffic(deployment) == {good.revision_id: 100}
 
 
