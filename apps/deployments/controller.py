@@ -6,8 +6,10 @@ new revision, a replica's event, a wake, a pause: ``deployment_reconcile_soon``)
 beat every LATTICE_DEPLOYMENT_SCALE_EVERY seconds (apps.deployments.tasks). Each pass:
 
 1. **Repairs**: a replica whose placement the machines reconciler released (its container
-   vanished, its host went silent) ends as lost; a stop nobody confirmed is sent again or
-   taken as done; a start that outlived its startup timeout fails.
+   vanished, its host went silent) ends as lost; a start its host never got (silent for
+   LATTICE_NOTEBOOK_REDISPATCH_AFTER, not in the host's report) is sent again; a stop
+   nobody confirmed is sent again or taken as done; a start that outlived its startup
+   timeout fails.
 2. **Rollout** of the newest pending revision (older pending ones are superseded): it
    starts as many replicas as serve now (within its min..max, at least one) and waits
    until every one says READY (the model server's own word: never a mere open port).
@@ -40,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
@@ -56,6 +59,7 @@ from apps.deployments.replicas import (
     SERVING_STATUSES,
     on_commit_place,
     replica_create,
+    replica_dispatch,
     replica_drain,
     replica_end,
     replica_event,
@@ -366,6 +370,20 @@ class _Pass:
                     progressed_at=self.now
                 )
                 on_commit_place(replica)
+            elif replica.status == RS.STARTING and self.start_lost(replica):
+                # Its start made no progress and its host does not run it (an agent killed
+                # with the message): sent again; the agent's start is idempotent.
+                Replica.objects.for_team(self.d.team_id).filter(pk=replica.pk).update(
+                    progressed_at=self.now
+                )
+                transaction.on_commit(partial(replica_dispatch, replica))
+                self.event(
+                    "replica_redispatched",
+                    f"Replica {replica.pk}'s start made no progress: sent to "
+                    f"{replica.host.name if replica.host else 'its host'} again.",
+                    revision=replica.revision,
+                    replica=replica,
+                )
             elif replica.status in (RS.STARTING, RS.LOADING) and self.timed_out(replica):
                 timeout = replica.revision.startup_timeout
                 replica_end(
@@ -376,6 +394,19 @@ class _Pass:
                 )
                 stop_on_host(replica)
         self.replicas = [r for r in self.replicas if r.ended_at is None]
+
+    def start_lost(self, replica: Replica) -> bool:
+        """Placed and sent, yet silent for a while, and not running or starting on its
+        host by the host's last report (taken after the start was sent)."""
+        host = replica.host
+        redispatch = timedelta(seconds=settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER)
+        if host is None or replica.started_at is not None:
+            return False
+        if self.now - replica.progressed_at < redispatch:
+            return False
+        if host.reported_at is None or host.reported_at < replica.progressed_at:
+            return False
+        return not any(w.get("name") == replica.workload for w in host.reported_workloads)
 
     def timed_out(self, replica: Replica) -> bool:
         # The agent says so itself at the timeout; this is for a start whose agent died.
@@ -617,10 +648,15 @@ class _Pass:
                     f"r{n}: {current} -> {wanted} replicas ({flight} requests in flight).",
                     revision=revision,
                 )
-        elif wanted and (
-            revision.scaled_at is None or self.now - revision.scaled_at >= timedelta(seconds=1)
+        elif (
+            wanted
+            and math.ceil(flight / max(1, revision.target_in_flight)) >= current
+            and (
+                revision.scaled_at is None or self.now - revision.scaled_at >= timedelta(seconds=1)
+            )
         ):
-            # The current count is still needed: the stabilisation window counts from now.
+            # The load still needs the current count: the stabilisation window counts from
+            # now. (At min with no load nothing is written: it cannot go lower anyway.)
             self.save_revision(revision, scaled_at=self.now)
         self.fit(revision)
 
@@ -702,7 +738,10 @@ class _Pass:
         elif wanted == 0:
             status, message = DS.SCALED_TO_ZERO, "Scaled to zero: the next request wakes it."
         elif ready >= wanted:
-            status, message = DS.READY, self.d.status_message
+            # A rolled-back revision's reason stays shown until the next rollout.
+            kept = "rolled back" in self.d.status_message
+            names = ", ".join(f"r{r.number}" for r in sorted(serving, key=lambda r: r.number))
+            status, message = DS.READY, self.d.status_message if kept else f"Serving {names}."
         elif ready == 0 and any(r.replicas_wanted and not self.of(r, [RS.READY]) for r in serving):
             status, message = DS.DEPLOYING, f"Starting: 0 of {wanted} replicas ready."
         else:

@@ -5,7 +5,10 @@ found lost by the machines reconciler and replaced; its events through the inbox
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.core.stream import stream_after
 from apps.deployments.models import Deployment, Replica
@@ -179,3 +182,37 @@ def test_a_placement_made_after_the_replica_ended_is_given_back(
     replica_end(replica, status=S.STOPPED, reason="stopped")
     replica_place(replica)
     assert not Placement.objects.filter(workload=replica.workload, active=True).exists()
+
+
+def test_a_start_its_host_never_got_is_sent_again(acme, alice, host, gateway, held_agent, settings):
+    settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER = 60
+    deployment = make_deployment(acme, alice)
+    [replica] = replicas_of(deployment)
+    assert len(held_agent.starts) == 1
+    reconcile(deployment)
+    assert len(held_agent.starts) == 1  # not silent long enough
+    Replica.objects.for_team(acme).filter(pk=replica.pk).update(
+        progressed_at=timezone.now() - timedelta(seconds=61)
+    )
+    agent_report(host.name)  # the host does not run it
+
+    reconcile(deployment)
+
+    assert len(held_agent.starts) == 2
+    assert held_agent.starts[1][1]["name"] == replica.workload
+    replica.refresh_from_db()
+    assert replica.start_attempts == 2
+    assert "replica_redispatched" in kinds(deployment)
+
+
+def test_the_message_says_what_serves_once_every_replica_is_back(acme, alice, host, gateway):
+    deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
+    assert deployment.status_message == "Serving r1."
+    [first, _] = replicas_of(deployment)
+    Placement.objects.filter(pk=first.placement_id).update(active=False, end_reason="lost")
+
+    deployment = reconcile(deployment)  # lost, replaced at once (eager)
+
+    assert deployment.status == Deployment.Status.READY
+    assert deployment.status_message == "Serving r1."
+    assert len(replicas_of(deployment, S.READY)) == 2
