@@ -12,6 +12,7 @@ monkeypatched (tests.deployments.control_helpers: the gateway's module is anothe
 from __future__ import annotations
 
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -109,6 +110,19 @@ def test_a_replica_of_the_model_server_is_ready_only_after_setup(acme, alice, pr
     assert published.index("loading") < published.index("ready")
     assert traffic(deployment) == {replica.revision_id: 100}
     assert deployment.status == Deployment.Status.READY
+    # Its output goes to the deployment's stream, as a notebook's does (shipped by a thread).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = [
+            line
+            for m in stream.stream_after(deployment.stream, 0)
+            if m.get("type") == "logs"
+            for line in m["lines"]
+        ]
+        if any("setup" in line for line in logs):
+            break
+        time.sleep(0.1)
+    assert any("setup" in line for line in logs), logs
 
 
 def test_a_setup_that_raises_fails_its_revision_and_the_old_one_serves_on(
