@@ -209,7 +209,7 @@ def test_the_message_says_what_serves_once_every_replica_is_back(acme, alice, ho
     deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
     assert deployment.status_message == "Serving r1."
     [first, _] = replicas_of(deployment)
-    Placement.objects.filter(pk=first.placement_id).update(active=False, end_reason="lost")
+    Placement.objects.filter(pk=placement_of(first).pk).update(active=False, end_reason="lost")
 
     deployment = reconcile(deployment)  # lost, replaced at once (eager)
 
