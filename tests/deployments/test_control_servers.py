@@ -220,3 +220,48 @@ def test_the_iris_model_deploys_on_docker_and_a_failing_setup_is_rolled_back(
     [new] = replicas_of(deployment, revision=r2)
     assert new.ended_at is not None
     assert "weights.bin is missing" in new.status_message
+
+
+@pytest.mark.docker
+def test_a_killed_replica_container_is_found_lost_and_replaced_on_docker(
+    acme,
+    alice,
+    docker_host,
+    docker_client,
+    model_server_image,
+    tmp_path,
+    gateway,
+    settings,
+    monkeypatch,
+):
+    from apps.machines import agent
+    from apps.machines.agent import agent_report
+    from apps.machines.tasks import reconcile as machines_reconcile
+
+    settings.LATTICE_RECONCILE_GRACE = 0
+    iris = make_model_version(
+        acme, alice, "Iris", iris_files(model_server_image, docker_client, tmp_path)
+    )
+    deployment = make_deployment(
+        acme, alice, "Iris", **builtin(iris, min_replicas=2, max_replicas=2, startup_timeout=120)
+    )
+    killed, kept = replicas_of(deployment, S.READY)
+    monkeypatch.setattr(agent, "collect", room)  # its reports keep the room for a surge
+    told = len(gateway.routes_changed)
+
+    docker_client.containers.get(killed.runtime_state["container_id"]).kill()
+    for _ in range(2):  # two reports without it, and the machines reconciler gives up on it
+        agent_report(docker_host.name)
+        machines_reconcile()
+    deployment = reconcile(deployment)
+
+    killed.refresh_from_db()
+    assert killed.status == S.LOST
+    kept.refresh_from_db()
+    assert kept.status == S.READY  # the other one served on
+    ready = replicas_of(deployment, S.READY)
+    assert len(ready) == 2
+    assert killed.pk not in {r.pk for r in ready}
+    assert health(ready[-1].endpoint)["status"] == "READY"
+    assert len(gateway.routes_changed) > told
+    assert deployment.status == Deployment.Status.READY
