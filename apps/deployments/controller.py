@@ -345,7 +345,10 @@ class _Pass:
     def repair(self) -> None:
         for replica in list(self.replicas):
             placement = replica.placement
-            if placement is not None and not placement.active:
+            if placement is not None and not placement.active and replica.status == RS.STOPPING:
+                # Asked to stop, and gone: stopped, whoever noticed first.
+                replica_end(replica, status=RS.STOPPED, reason=replica.exit_reason or "stopped")
+            elif placement is not None and not placement.active:
                 lost = placement.end_reason == "lost"
                 replica_end(
                     replica,
@@ -485,7 +488,10 @@ class _Pass:
             )
         size = max(1, revision.min_replicas, sum(r.replicas_wanted for r in serving))
         size = min(size, max(1, revision.max_replicas))
-        self.save_revision(revision, replicas_wanted=size)
+        if revision.replicas_wanted != size:
+            # The stabilisation window of its size counts from here (scaled down, once it
+            # serves, only after a window that did not need it).
+            self.save_revision(revision, replicas_wanted=size, scaled_at=self.now)
         failure = self.rollout_failure(revision)
         if failure:
             self.fail_rollout(revision, failure, serving)

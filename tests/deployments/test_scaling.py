@@ -216,3 +216,22 @@ def test_the_beat_reconciles_every_deployment(acme, alice, host, gateway):
     schedule = django_settings.CELERY_BEAT_SCHEDULE["deployments-scale"]
     assert schedule["task"] == "deployments.scale"
     assert schedule["schedule"] == django_settings.LATTICE_DEPLOYMENT_SCALE_EVERY
+
+
+def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(acme, alice, host, gateway):
+    from tests.deployments.control_helpers import add_revision
+
+    deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=1)
+    r1 = revision_of(deployment)
+    gateway.flights[deployment.pk] = {r1.pk: 3}
+    reconcile(deployment)
+    r2 = add_revision(deployment, image="fake/server:2", min_replicas=1, max_replicas=4)
+
+    deployment = reconcile(deployment)
+
+    assert traffic(deployment) == {r2.pk: 100}
+    assert len(replicas_of(deployment, S.READY, revision=r2)) == 3
+    # The load left with r1: r2 keeps its three for the window, not one pass.
+    gateway.flights[deployment.pk] = {r2.pk: 0}
+    reconcile(deployment)
+    assert len(replicas_of(deployment, *LIVE, revision=r2)) == 3
