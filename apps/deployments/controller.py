@@ -259,10 +259,11 @@ def _open_replicas(d: Deployment) -> list[Replica]:
 
 
 def _stop_everything(d: Deployment, reason: str) -> None:
-    for replica in _open_replicas(d):
+    stopping = [r for r in _open_replicas(d) if r.status != RS.STOPPING]
+    for replica in stopping:
         replica_stop(replica, reason="stopped", message=f"Stopping: {reason}")
     revisions = Revision.objects.for_team(d.team_id).filter(deployment=d)
-    revisions.exclude(status__in=(VS.FAILED, VS.RETIRED)).update(
+    retired = revisions.exclude(status__in=(VS.FAILED, VS.RETIRED)).update(
         status=VS.RETIRED, retired_at=timezone.now(), replicas_wanted=0
     )
     revisions.filter(status=VS.FAILED).update(replicas_wanted=0)
@@ -270,6 +271,7 @@ def _stop_everything(d: Deployment, reason: str) -> None:
         d.traffic, d.rollout = {}, None
         d.save(update_fields=["traffic", "rollout", "updated_at"])
         routes_changed_on_commit(d.pk)
+    if stopping or retired:
         deployment_event(d, "stopped", f"Every replica stops: {reason}")
 
 

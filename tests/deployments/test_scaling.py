@@ -164,7 +164,10 @@ def test_pause_stops_every_replica_and_resume_starts_them(acme, alice, host, gat
 
 def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, gateway):
     deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
-    Deployment.objects.for_team(acme).filter(pk=deployment.pk).update(deleted_at=timezone.now())
+    # What deployment_delete does first (apps.deployments.services), then it calls stop_all.
+    Deployment.objects.for_team(acme).filter(pk=deployment.pk).update(
+        deleted_at=timezone.now(), traffic={}, rollout=None
+    )
     deployment.refresh_from_db()
     told = len(gateway.routes_changed)
 
@@ -172,15 +175,17 @@ def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, g
 
     assert replicas_of(deployment, *LIVE) == []
     assert traffic(deployment) == {}
-    assert len(gateway.routes_changed) > told
+    assert len(gateway.routes_changed) > told  # the ready replicas left the routes
+    assert kinds(deployment).count("stopped") == 1
     assert set(
         Revision.objects.for_team(acme)
         .filter(deployment=deployment)
         .values_list("status", flat=True)
     ) == {Revision.Status.RETIRED}
-    # A later pass starts nothing.
+    # A later pass starts nothing, and says nothing again.
     reconcile(deployment)
     assert replicas_of(deployment, *LIVE) == []
+    assert kinds(deployment).count("stopped") == 1
 
 
 def test_a_crash_loop_stops_replacing(acme, alice, host, gateway, settings):
