@@ -65,6 +65,9 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     assert "rolled_out" in kinds(deployment)
     published = [m for m in stream_after(deployment.stream, 0) if m.get("type") == "replica"]
     assert [m["status"] for m in published][-1] == "ready"
+    told = [m for m in stream_after(deployment.stream, 0) if m.get("type") == "event"]
+    assert [m["kind"] for m in told][-1] == "rolled_out"
+    assert told[-1]["message"] == "r1 takes all requests."
 
 
 def test_the_spec_carries_env_secrets_port_and_the_agent_options(acme, alice, host, gateway):
