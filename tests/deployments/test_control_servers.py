@@ -265,3 +265,63 @@ def test_a_killed_replica_container_is_found_lost_and_replaced_on_docker(
     assert health(ready[-1].endpoint)["status"] == "READY"
     assert len(gateway.routes_changed) > told
     assert deployment.status == Deployment.Status.READY
+
+
+LOADING_SETUP = b"""
+import time
+
+def setup():
+    time.sleep(4)
+
+def predict(x=1):
+    return {"doubled": 2 * x}
+"""
+
+
+def test_no_traffic_while_the_model_loads_only_once_it_says_ready(
+    acme, alice, process_host, monkeypatch
+):
+    """The agent's start runs in a thread here (as on a host), so the test watches the
+    replica while setup() runs: loading, its health route STARTING, no traffic; then READY
+    and traffic at once."""
+    import threading
+
+    from apps.deployments import replicas
+    from apps.machines.agent import agent_start
+
+    threads: list[threading.Thread] = []
+
+    class _OnTheHost:
+        @staticmethod
+        def apply_async(args: tuple[Any, ...], **_: Any) -> None:
+            thread = threading.Thread(target=agent_start, args=args, daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    monkeypatch.setattr(replicas, "agent_start", _OnTheHost)
+    version = make_model_version(acme, alice, "Slow", {"predict.py": LOADING_SETUP})
+
+    deployment = make_deployment(acme, alice, "Slow", **builtin(version))
+
+    seen_loading = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [replica] = replicas_of(deployment)
+        if replica.status == S.READY:
+            break
+        if replica.status == S.LOADING:
+            seen_loading = True
+            assert traffic(deployment) == {}
+            deployment.refresh_from_db()
+            assert deployment.status == Deployment.Status.DEPLOYING
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join(10)
+    assert seen_loading
+    replica.refresh_from_db()
+    assert replica.status == S.READY
+    assert replica.ready_at is not None
+    assert replica.started_at is not None
+    assert (replica.ready_at - replica.started_at).total_seconds() >= 3.5  # setup() ran first
+    assert health(replica.endpoint)["status"] == "READY"
+    assert traffic(deployment) == {replica.revision_id: 100}
