@@ -34,7 +34,7 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(monkeypatch: pytest.MonkeyPatch) -> Gateway:
+def gateway_calls(monkeypatch: pytest.MonkeyPatch) -> Gateway:
     seen = Gateway()
     monkeypatch.setattr(routing, "routes_changed", seen.routes_changed.append)
     monkeypatch.setattr(metrics, "in_flight", seen.in_flight)

@@ -80,7 +80,7 @@ def room() -> dict[str, Any]:
 
 
 @pytest.fixture
-def process_host(settings, tmp_path, catalogue, served_media, cache, gateway):
+def process_host(settings, tmp_path, catalogue, served_media, cache, gateway_calls):
     settings.LATTICE_RUNTIME = "process"
     settings.LATTICE_RUNTIME_DIR = tmp_path / "runtime"
     select._runtime.cache_clear()
@@ -160,7 +160,7 @@ def test_a_setup_that_raises_fails_its_revision_and_the_old_one_serves_on(
 
 @pytest.fixture
 def docker_host(
-    settings, docker_client, model_server_image, catalogue, served_media, cache, gateway
+    settings, docker_client, model_server_image, catalogue, served_media, cache, gateway_calls
 ):
     from tests.notebook_fixtures import remove_installation_workloads
 
@@ -230,7 +230,7 @@ def test_a_killed_replica_container_is_found_lost_and_replaced_on_docker(
     docker_client,
     model_server_image,
     tmp_path,
-    gateway,
+    gateway_calls,
     settings,
     monkeypatch,
 ):
@@ -247,7 +247,7 @@ def test_a_killed_replica_container_is_found_lost_and_replaced_on_docker(
     )
     killed, kept = replicas_of(deployment, S.READY)
     monkeypatch.setattr(agent, "collect", room)  # its reports keep the room for a surge
-    told = len(gateway.routes_changed)
+    told = len(gateway_calls.routes_changed)
 
     docker_client.containers.get(killed.runtime_state["container_id"]).kill()
     for _ in range(2):  # two reports without it, and the machines reconciler gives up on it
@@ -263,7 +263,7 @@ def test_a_killed_replica_container_is_found_lost_and_replaced_on_docker(
     assert len(ready) == 2
     assert killed.pk not in {r.pk for r in ready}
     assert health(ready[-1].endpoint)["status"] == "READY"
-    assert len(gateway.routes_changed) > told
+    assert len(gateway_calls.routes_changed) > told
     assert deployment.status == Deployment.Status.READY
 
 

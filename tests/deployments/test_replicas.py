@@ -39,7 +39,7 @@ def placement_of(replica: Replica) -> Placement:
     return Placement.objects.get(pk=replica.placement_id)
 
 
-def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, host, gateway):
+def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, env={"GREETING": "hi"})
 
     [replica] = replicas_of(deployment)
@@ -60,7 +60,7 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     assert entry["log"][0].startswith("starting fake/server:1")
     # It takes traffic only now, and the gateway was told.
     assert traffic(deployment) == {replica.revision_id: 100}
-    assert deployment.pk in gateway.routes_changed
+    assert deployment.pk in gateway_calls.routes_changed
     assert deployment.status == Deployment.Status.READY
     assert "rolled_out" in kinds(deployment)
     published = [m for m in stream_after(deployment.stream, 0) if m.get("type") == "replica"]
@@ -70,7 +70,7 @@ def test_a_replica_is_placed_started_and_ready_through_the_agent(acme, alice, ho
     assert told[-1]["message"] == "r1 takes all requests."
 
 
-def test_the_spec_carries_env_secrets_port_and_the_agent_options(acme, alice, host, gateway):
+def test_the_spec_carries_env_secrets_port_and_the_agent_options(acme, alice, host, gateway_calls):
     from apps.core.crypto import seal_json
 
     deployment = make_deployment(
@@ -99,7 +99,7 @@ def test_a_builtin_revision_asks_the_agent_for_the_model_servers_own_ready(acme,
     assert options["ready_path"] == "/health-check"
 
 
-def test_only_its_host_speaks_for_a_replica(acme, alice, host, gateway, held_agent):
+def test_only_its_host_speaks_for_a_replica(acme, alice, host, gateway_calls, held_agent):
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
     assert replica.status == S.STARTING
@@ -117,7 +117,7 @@ def test_only_its_host_speaks_for_a_replica(acme, alice, host, gateway, held_age
 
 
 def test_a_replica_waits_in_line_when_no_host_has_room(
-    acme, alice, catalogue, fake_runtime, gateway
+    acme, alice, catalogue, fake_runtime, gateway_calls
 ):
     make_host(cpus=1, memory_gib=1)  # too small for cpu-small
     deployment = make_deployment(acme, alice)
@@ -131,7 +131,7 @@ def test_a_replica_waits_in_line_when_no_host_has_room(
 
 
 def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(
-    acme, alice, host, gateway, settings
+    acme, alice, host, gateway_calls, settings
 ):
     settings.LATTICE_RECONCILE_GRACE = 0
     deployment = make_deployment(acme, alice)
@@ -156,7 +156,7 @@ def test_a_lost_replica_is_found_by_the_reconciler_and_replaced(
     assert traffic(deployment) == {first.revision_id: 100}
 
 
-def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gateway, settings):
+def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gateway_calls, settings):
     from apps.runtimes import select
 
     deployment = make_deployment(acme, alice)
@@ -174,7 +174,7 @@ def test_a_failed_start_says_why_and_frees_its_machine(acme, alice, host, gatewa
 
 
 def test_a_placement_made_after_the_replica_ended_is_given_back(
-    acme, alice, host, gateway, held_agent
+    acme, alice, host, gateway_calls, held_agent
 ):
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
@@ -187,7 +187,9 @@ def test_a_placement_made_after_the_replica_ended_is_given_back(
     assert not Placement.objects.filter(workload=replica.workload, active=True).exists()
 
 
-def test_a_start_its_host_never_got_is_sent_again(acme, alice, host, gateway, held_agent, settings):
+def test_a_start_its_host_never_got_is_sent_again(
+    acme, alice, host, gateway_calls, held_agent, settings
+):
     settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER = 60
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
@@ -208,7 +210,7 @@ def test_a_start_its_host_never_got_is_sent_again(acme, alice, host, gateway, he
     assert "replica_redispatched" in kinds(deployment)
 
 
-def test_the_message_says_what_serves_once_every_replica_is_back(acme, alice, host, gateway):
+def test_the_message_says_what_serves_once_every_replica_is_back(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
     assert deployment.status_message == "Serving r1."
     [first, _] = replicas_of(deployment)

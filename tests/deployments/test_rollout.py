@@ -42,7 +42,7 @@ def serving(acme, alice, held_agent, name="Churn", **spec):
 
 
 def test_traffic_shifts_only_once_the_new_replicas_say_ready(
-    acme, alice, host, gateway, held_agent
+    acme, alice, host, gateway_calls, held_agent
 ):
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", reason="changed")
@@ -60,12 +60,12 @@ def test_traffic_shifts_only_once_the_new_replicas_say_ready(
     old.refresh_from_db()
     assert old.status == S.READY
 
-    routes_before = len(gateway.routes_changed)
+    routes_before = len(gateway_calls.routes_changed)
     held_agent.ready(new)  # its health route said READY
 
     deployment.refresh_from_db()
     assert traffic(deployment) == {r2.pk: 100}
-    assert len(gateway.routes_changed) > routes_before
+    assert len(gateway_calls.routes_changed) > routes_before
     r1.refresh_from_db()
     r2.refresh_from_db()
     assert (r1.status, r2.status) == (Revision.Status.RETIRED, Revision.Status.SERVING)
@@ -84,13 +84,13 @@ def test_traffic_shifts_only_once_the_new_replicas_say_ready(
 
 
 def test_a_draining_replica_waits_for_its_in_flight_requests(
-    acme, alice, host, gateway, held_agent, settings
+    acme, alice, host, gateway_calls, held_agent, settings
 ):
     settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 30
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2")
     reconcile(deployment)
-    gateway.flights[deployment.pk] = {r1.pk: 3}
+    gateway_calls.flights[deployment.pk] = {r1.pk: 3}
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
     Replica.objects.for_team(acme).filter(pk=old.pk).update(
         progressed_at=timezone.now() - timedelta(seconds=5)
@@ -100,7 +100,7 @@ def test_a_draining_replica_waits_for_its_in_flight_requests(
     old.refresh_from_db()
     assert old.status == S.DRAINING  # 3 requests still in flight on r1
 
-    gateway.flights[deployment.pk] = {r1.pk: 0, r2.pk: 1}
+    gateway_calls.flights[deployment.pk] = {r1.pk: 0, r2.pk: 1}
     reconcile(deployment)
     old.refresh_from_db()
     # Stopped through its host (the agent's stop runs; its "stopped" ends the replica).
@@ -109,13 +109,13 @@ def test_a_draining_replica_waits_for_its_in_flight_requests(
 
 
 def test_a_drain_ends_after_the_drain_seconds_whatever_is_in_flight(
-    acme, alice, host, gateway, held_agent, settings
+    acme, alice, host, gateway_calls, held_agent, settings
 ):
     settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 10
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2")
     reconcile(deployment)
-    gateway.flights[deployment.pk] = {r1.pk: 2}
+    gateway_calls.flights[deployment.pk] = {r1.pk: 2}
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
     Replica.objects.for_team(acme).filter(pk=old.pk).update(
         progressed_at=timezone.now() - timedelta(seconds=11)
@@ -126,7 +126,7 @@ def test_a_drain_ends_after_the_drain_seconds_whatever_is_in_flight(
 
 
 def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
-    acme, alice, host, gateway, held_agent
+    acme, alice, host, gateway_calls, held_agent
 ):
     deployment, r1, old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", reason="changed")
@@ -164,7 +164,7 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     assert len(replicas_of(deployment, revision=r2)) == 1
 
 
-def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway, held_agent):
+def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway_calls, held_agent):
     deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", startup_timeout=20)
     reconcile(deployment)
@@ -184,7 +184,7 @@ def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway,
 
 
 def test_the_agents_timeout_on_the_real_agent_fails_the_revision(
-    acme, alice, host, gateway, settings
+    acme, alice, host, gateway_calls, settings
 ):
     from apps.runtimes import select
 
@@ -203,7 +203,7 @@ def test_the_agents_timeout_on_the_real_agent_fails_the_revision(
 
 
 def test_a_first_revision_that_fails_leaves_the_deployment_failed(
-    acme, alice, host, gateway, held_agent
+    acme, alice, host, gateway_calls, held_agent
 ):
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
@@ -215,7 +215,7 @@ def test_a_first_revision_that_fails_leaves_the_deployment_failed(
 
 
 def test_a_canary_takes_its_share_first_then_everything(
-    acme, alice, host, gateway, held_agent, settings
+    acme, alice, host, gateway_calls, held_agent, settings
 ):
     settings.LATTICE_DEPLOYMENT_CANARY_SECONDS = 60
     deployment, r1, _old = serving(acme, alice, held_agent)
@@ -236,7 +236,9 @@ def test_a_canary_takes_its_share_first_then_everything(
     assert "canary" in kinds(deployment)
 
 
-def test_a_canary_that_answers_server_errors_is_rolled_back(acme, alice, host, gateway, held_agent):
+def test_a_canary_that_answers_server_errors_is_rolled_back(
+    acme, alice, host, gateway_calls, held_agent
+):
     deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", canary_percent=25)
     reconcile(deployment)
@@ -260,7 +262,9 @@ def test_a_canary_that_answers_server_errors_is_rolled_back(acme, alice, host, g
     assert "2 server error(s)" in r2.status_message
 
 
-def test_a_newer_revision_supersedes_one_still_rolling_out(acme, alice, host, gateway, held_agent):
+def test_a_newer_revision_supersedes_one_still_rolling_out(
+    acme, alice, host, gateway_calls, held_agent
+):
     deployment, _r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2")
     reconcile(deployment)
@@ -276,7 +280,9 @@ def test_a_newer_revision_supersedes_one_still_rolling_out(acme, alice, host, ga
     assert traffic(deployment) == {r3.pk: 100}
 
 
-def test_moving_a_followed_alias_rolls_out_its_version(acme, alice, host, gateway, held_agent):
+def test_moving_a_followed_alias_rolls_out_its_version(
+    acme, alice, host, gateway_calls, held_agent
+):
     v1 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 1\n"})
     v2 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 2\n"})
     alias = ModelAlias.objects.for_team(acme).create(
@@ -301,7 +307,7 @@ def test_moving_a_followed_alias_rolls_out_its_version(acme, alice, host, gatewa
     assert Revision.objects.for_team(acme).filter(deployment=pinned).count() == 1
 
 
-def test_reconcile_is_idempotent(acme, alice, host, gateway, held_agent):
+def test_reconcile_is_idempotent(acme, alice, host, gateway_calls, held_agent):
     deployment, _r1, _old = serving(acme, alice, held_agent)
     events = len(kinds(deployment))
     for _ in range(3):

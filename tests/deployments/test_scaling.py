@@ -40,10 +40,10 @@ def age(revision: Revision, seconds: float) -> None:
     )
 
 
-def test_scales_up_at_once_on_in_flight_per_replica(acme, alice, host, gateway):
+def test_scales_up_at_once_on_in_flight_per_replica(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=4)
     revision = revision_of(deployment)
-    gateway.flights[deployment.pk] = {revision.pk: 9}  # ceil(9 / 4) = 3
+    gateway_calls.flights[deployment.pk] = {revision.pk: 9}  # ceil(9 / 4) = 3
 
     deployment = reconcile(deployment)
 
@@ -52,33 +52,33 @@ def test_scales_up_at_once_on_in_flight_per_replica(acme, alice, host, gateway):
     assert len(replicas_of(deployment, S.READY)) == 3
     assert "scaled_up" in kinds(deployment)
     # Never past max.
-    gateway.flights[deployment.pk] = {revision.pk: 100}
+    gateway_calls.flights[deployment.pk] = {revision.pk: 100}
     reconcile(deployment)
     assert len(replicas_of(deployment, S.READY)) == 4
 
 
-def test_scales_down_only_after_the_window(acme, alice, host, gateway, settings):
+def test_scales_down_only_after_the_window(acme, alice, host, gateway_calls, settings):
     settings.LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER = 60
     deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=2)
     revision = revision_of(deployment)
-    gateway.flights[deployment.pk] = {revision.pk: 8}
+    gateway_calls.flights[deployment.pk] = {revision.pk: 8}
     reconcile(deployment)
     assert len(replicas_of(deployment, *LIVE)) == 4
 
     # The load falls: not at once (no flapping) ...
-    gateway.flights[deployment.pk] = {revision.pk: 1}
+    gateway_calls.flights[deployment.pk] = {revision.pk: 1}
     reconcile(deployment)
     age(revision, 30)
     reconcile(deployment)
     assert len(replicas_of(deployment, *LIVE)) == 4
     # ... a burst within the window keeps the count needed ...
-    gateway.flights[deployment.pk] = {revision.pk: 8}
+    gateway_calls.flights[deployment.pk] = {revision.pk: 8}
     reconcile(deployment)
     revision.refresh_from_db()
     assert revision.scaled_at is not None
     assert timezone.now() - revision.scaled_at < timedelta(seconds=5)
     # ... and only a whole window without need scales down, to what is needed.
-    gateway.flights[deployment.pk] = {revision.pk: 3}
+    gateway_calls.flights[deployment.pk] = {revision.pk: 3}
     age(revision, 61)
     reconcile(deployment)
     revision.refresh_from_db()
@@ -89,7 +89,9 @@ def test_scales_down_only_after_the_window(acme, alice, host, gateway, settings)
     assert "scaled_down" in kinds(deployment)
 
 
-def test_scales_to_zero_after_the_idle_time_and_a_request_wakes_it(acme, alice, host, gateway):
+def test_scales_to_zero_after_the_idle_time_and_a_request_wakes_it(
+    acme, alice, host, gateway_calls
+):
     deployment = make_deployment(
         acme, alice, min_replicas=0, max_replicas=2, scale_to_zero_after=300
     )
@@ -128,7 +130,7 @@ def test_scales_to_zero_after_the_idle_time_and_a_request_wakes_it(acme, alice, 
     assert len(replicas_of(deployment, *LIVE)) == 1
 
 
-def test_never_to_zero_without_an_idle_time(acme, alice, host, gateway):
+def test_never_to_zero_without_an_idle_time(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, min_replicas=0, scale_to_zero_after=None)
     revision = revision_of(deployment)
     Revision.objects.for_team(acme).filter(pk=revision.pk).update(
@@ -138,7 +140,7 @@ def test_never_to_zero_without_an_idle_time(acme, alice, host, gateway):
     assert len(replicas_of(deployment, S.READY)) == 1
 
 
-def test_pause_stops_every_replica_and_resume_starts_them(acme, alice, host, gateway):
+def test_pause_stops_every_replica_and_resume_starts_them(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
     assert len(replicas_of(deployment, S.READY)) == 2
 
@@ -162,20 +164,20 @@ def test_pause_stops_every_replica_and_resume_starts_them(acme, alice, host, gat
     assert [k for k in kinds(deployment) if k in ("paused", "resumed")] == ["paused", "resumed"]
 
 
-def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, gateway):
+def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, gateway_calls):
     deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
     # What deployment_delete does first (apps.deployments.services), then it calls stop_all.
     Deployment.objects.for_team(acme).filter(pk=deployment.pk).update(
         deleted_at=timezone.now(), traffic={}, rollout=None
     )
     deployment.refresh_from_db()
-    told = len(gateway.routes_changed)
+    told = len(gateway_calls.routes_changed)
 
     controller.deployment_stop_all(deployment, "the deployment was deleted")
 
     assert replicas_of(deployment, *LIVE) == []
     assert traffic(deployment) == {}
-    assert len(gateway.routes_changed) > told  # the ready replicas left the routes
+    assert len(gateway_calls.routes_changed) > told  # the ready replicas left the routes
     assert kinds(deployment).count("stopped") == 1
     assert set(
         Revision.objects.for_team(acme)
@@ -188,7 +190,7 @@ def test_stop_all_stops_every_replica_and_clears_the_routes(acme, alice, host, g
     assert kinds(deployment).count("stopped") == 1
 
 
-def test_a_crash_loop_stops_replacing(acme, alice, host, gateway, settings):
+def test_a_crash_loop_stops_replacing(acme, alice, host, gateway_calls, settings):
     from apps.runtimes import select
 
     deployment = make_deployment(acme, alice)
@@ -209,10 +211,10 @@ def test_a_crash_loop_stops_replacing(acme, alice, host, gateway, settings):
     assert "crash_loop" in kinds(deployment)
 
 
-def test_the_beat_reconciles_every_deployment(acme, alice, host, gateway):
+def test_the_beat_reconciles_every_deployment(acme, alice, host, gateway_calls):
     first = make_deployment(acme, alice, "One", min_replicas=1, max_replicas=3, target_in_flight=1)
     second = make_deployment(acme, alice, "Two")
-    gateway.flights[first.pk] = {revision_of(first).pk: 3}
+    gateway_calls.flights[first.pk] = {revision_of(first).pk: 3}
 
     assert deployment_scale() >= 2
 
@@ -223,12 +225,14 @@ def test_the_beat_reconciles_every_deployment(acme, alice, host, gateway):
     assert schedule["schedule"] == django_settings.LATTICE_DEPLOYMENT_SCALE_EVERY
 
 
-def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(acme, alice, host, gateway):
+def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(
+    acme, alice, host, gateway_calls
+):
     from tests.deployments.control_helpers import add_revision
 
     deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=1)
     r1 = revision_of(deployment)
-    gateway.flights[deployment.pk] = {r1.pk: 3}
+    gateway_calls.flights[deployment.pk] = {r1.pk: 3}
     reconcile(deployment)
     r2 = add_revision(deployment, image="fake/server:2", min_replicas=1, max_replicas=4)
 
@@ -237,6 +241,6 @@ def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(acme, alice, 
     assert traffic(deployment) == {r2.pk: 100}
     assert len(replicas_of(deployment, S.READY, revision=r2)) == 3
     # The load left with r1: r2 keeps its three for the window, not one pass.
-    gateway.flights[deployment.pk] = {r2.pk: 0}
+    gateway_calls.flights[deployment.pk] = {r2.pk: 0}
     reconcile(deployment)
     assert len(replicas_of(deployment, *LIVE, revision=r2)) == 3
