@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.blob_fixtures",
     "tests.dataset_fixtures",
     "tests.deployment_fixtures",
+    "tests.deployments.control_helpers",
 ]
 
 if TYPE_CHECKING:

@@ -22,8 +22,23 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.audit import audit_phrases
+        from apps.deployments import controller, replicas
+        from apps.machines.hooks import WorkloadKind, workload_kinds
+        from apps.models.hooks import alias_moved
 
-        # The replicas' workloads ("dp-<replica>"), the alias hook, the model page's
-        # servers and the token page's example are registered here as they are built.
+        # A replica's workload is "dp-<replica>": its events (then a reconcile of its
+        # deployment), its output (the deployment's stream), its placement by the line.
+        workload_kinds.register(
+            "dp",
+            WorkloadKind(
+                on_event=controller.on_replica_event,
+                stream=replicas.workload_stream,
+                placed=replicas.on_workload_placed,
+            ),
+        )
+        # A followed alias moved: the deployments following it roll out its new version.
+        alias_moved.register(controller.on_alias_moved)
+        # The model page's servers and the token page's example are registered here as
+        # they are built.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

@@ -415,6 +415,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
     "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
+    # The deployment controller: autoscaling, scale to zero, rollouts, lost replicas.
+    "deployments-scale": {
+        "task": "deployments.scale",
+        "schedule": env.float("LATTICE_DEPLOYMENT_SCALE_EVERY", default=2.0),
+    },
     # Abandoned uploads and blobs nothing refers to.
     "datasets-upkeep": {"task": "datasets.upkeep", "schedule": 3600.0},
     # Saves of a notebook's folder whose host stopped answering: failed, not left uploading.
@@ -538,6 +543,9 @@ LATTICE_DEPLOYMENT_SCALE_EVERY = env.float("LATTICE_DEPLOYMENT_SCALE_EVERY", def
 LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER = env.float("LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER", default=60.0)
 # How long a draining replica may finish its in-flight requests before it is stopped.
 LATTICE_DEPLOYMENT_DRAIN_SECONDS = env.float("LATTICE_DEPLOYMENT_DRAIN_SECONDS", default=30.0)
+# A rollout with a canary percent: how long the canary takes its share, with no server
+# error, before it takes every request (seconds).
+LATTICE_DEPLOYMENT_CANARY_SECONDS = env.float("LATTICE_DEPLOYMENT_CANARY_SECONDS", default=60.0)
 # Requests one replica of the built-in server runs at once; beyond it, 429.
 LATTICE_MODEL_SERVER_CONCURRENCY = env.int("LATTICE_MODEL_SERVER_CONCURRENCY", default=8)
 
