@@ -12,6 +12,8 @@
 | datasets.manage       |   x   |   x   |   x    |        |
 | models.view           |   x   |   x   |   x    |   x    |
 | models.manage         |   x   |   x   |   x    |        |
+| deployments.view      |   x   |   x   |   x    |   x    |
+| deployments.manage    |   x   |   x   |   x    |        |
 | members.invite        |   x   |   x   |        |        |
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
@@ -55,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "datasets.manage": _MEMBERS,
     "models.view": _EVERYONE,
     "models.manage": _MEMBERS,
+    "deployments.view": _EVERYONE,
+    "deployments.manage": _MEMBERS,
     "members.invite": _ADMINS,
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,

@@ -28,6 +28,8 @@ MATRIX = {
     "datasets.manage": {OWN, ADM, MEM},
     "models.view": {OWN, ADM, MEM, VIE},
     "models.manage": {OWN, ADM, MEM},
+    "deployments.view": {OWN, ADM, MEM, VIE},
+    "deployments.manage": {OWN, ADM, MEM},
     "members.invite": {OWN, ADM},
     "members.change_role": {OWN, ADM},
     "members.remove": {OWN, ADM},
