@@ -14,6 +14,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from apps.accounts.api import urls as accounts
 from apps.billing.api import urls as billing
 from apps.datasets.api import urls as datasets
+from apps.deployments.api import urls as deployments
 from apps.models.api import urls as models
 from apps.notebooks.api import urls as notebooks
 from apps.teams.api import urls as teams
@@ -31,6 +32,7 @@ urlpatterns = [
                 *notebooks.team_urlpatterns,
                 *datasets.team_urlpatterns,
                 *models.team_urlpatterns,
+                *deployments.team_urlpatterns,
                 *billing.team_urlpatterns,
             ],
         ),

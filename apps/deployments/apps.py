@@ -6,6 +6,7 @@ from django.apps import AppConfig
 AUDIT_PHRASES = {
     "deployment.created": "{actor} created the deployment {target}",
     "deployment.changed": "{actor} changed the deployment {target} (revision {revision})",
+    "deployment.updated": "{actor} changed {target}'s settings ({fields})",
     "deployment.rolled_back": "{actor} rolled {target} back to revision {to}",
     "deployment.traffic_set": "{actor} split {target}'s traffic: {split}",
     "deployment.deleted": "{actor} deleted the deployment {target}",

@@ -14,6 +14,7 @@
 | models.manage         |   x   |   x   |   x    |        |
 | deployments.view      |   x   |   x   |   x    |   x    |
 | deployments.manage    |   x   |   x   |   x    |        |
+| deployments.invoke    |   x   |   x   |   x    |   x    |
 | members.invite        |   x   |   x   |        |        |
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
@@ -59,6 +60,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "models.manage": _MEMBERS,
     "deployments.view": _EVERYONE,
     "deployments.manage": _MEMBERS,
+    # Calling a private deployment's endpoint: it runs what members deployed, nothing more.
+    "deployments.invoke": _EVERYONE,
     "members.invite": _ADMINS,
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,

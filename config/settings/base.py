@@ -352,6 +352,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "NotebookStatusEnum": "apps.notebooks.models.Status",
         "ModelVersionStatusEnum": "apps.models.models.ModelVersion.Status",
+        "DeploymentStatusEnum": "apps.deployments.models.Deployment.Status",
+        "RevisionStatusEnum": "apps.deployments.models.Revision.Status",
+        "ReplicaStatusEnum": "apps.deployments.models.Replica.Status",
     },
     # Served from drf-spectacular-sidecar, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

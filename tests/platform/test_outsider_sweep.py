@@ -167,6 +167,18 @@ API_TEAM = {
     "api:model_upload_chunk",
     "api:model_upload_chunk_target",
     "api:model_upload_complete",
+    "api:deployments",
+    "api:deployment",
+    "api:deployment_revisions",
+    "api:deployment_revision",
+    "api:deployment_rollback",
+    "api:deployment_traffic",
+    "api:deployment_keys",
+    "api:deployment_key",
+    "api:deployment_events",
+    "api:deployment_metrics",
+    "api:deployment_requests",
+    "api:deployment_logs",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {
@@ -223,8 +235,33 @@ def concrete(path: str, samples: dict[str, str]) -> str:
     return path.replace("^", "").replace("$", "").replace("\\", "")
 
 
+def sweep_deployment(team, actor, version, monkeypatch):
+    from apps.deployments import controller, metrics, routing
+    from apps.deployments.services import RevisionSpec, deployment_create, key_create
+    from apps.machines.models import MachineType
+    from tests.notebook_fixtures import host_for_every_type
+
+    # The controller, routing and metrics modules are other helpers' work, stubs on this
+    # branch: answered here with nothing (the lead wires them at merge).
+    monkeypatch.setattr(controller, "deployment_reconcile_soon", lambda *_: None)
+    monkeypatch.setattr(routing, "routes_changed", lambda *_: None)
+    monkeypatch.setattr(metrics, "series", lambda *_, **__: {})
+    monkeypatch.setattr(metrics, "recent_requests", lambda *_: [])
+    host_for_every_type()
+    deployment = deployment_create(
+        team=team,
+        actor=actor,
+        name="Sweep",
+        auth_mode="protected",
+        spec=RevisionSpec(
+            machine_type=MachineType.objects.get(slug="cpu-small"), model_version=version
+        ),
+    )
+    key_create(team=team, actor=actor, deployment=deployment, name="sweep")
+
+
 @pytest.fixture
-def samples(acme, alice, bob, catalogue, media):
+def samples(acme, alice, bob, catalogue, media, monkeypatch):
     from apps.datasets.services import dataset_create
     from apps.models.services.registry import model_create
     from tests.model_fixtures import make_model_version
@@ -237,6 +274,9 @@ def samples(acme, alice, bob, catalogue, media):
     model_create(team=acme, actor=alice, name="Sweep")
     # Version 1 of a model, so that alice's GET of its pages (number 1, a file) is a 200.
     model_version = make_model_version(acme, alice, "Sweep model", {"model.pkl": b"sweep"})
+    # A deployment at the same slug, serving it, so its API routes answer alice (revision 1,
+    # key 1); its metrics are the gateway's (stubbed until merged: see deployment_metrics).
+    sweep_deployment(acme, alice, model_version, monkeypatch)
     return {
         "model_slug": model_version.model.slug,
         "path": "model.pkl",

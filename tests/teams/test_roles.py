@@ -30,6 +30,7 @@ MATRIX = {
     "models.manage": {OWN, ADM, MEM},
     "deployments.view": {OWN, ADM, MEM, VIE},
     "deployments.manage": {OWN, ADM, MEM},
+    "deployments.invoke": {OWN, ADM, MEM, VIE},
     "members.invite": {OWN, ADM},
     "members.change_role": {OWN, ADM},
     "members.remove": {OWN, ADM},

@@ -90,8 +90,9 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     return session
 
 
-def no_host_message(name: str) -> str:
-    """Why a machine type cannot start here, and which types can now."""
+def no_host_message(name: str, *, what: str = "notebook") -> str:
+    """Why a machine type cannot start here, and which types can now; ``what`` would run on
+    it (a notebook, a deployment's replica)."""
     available = [
         offer.machine_type.name
         for offer in machine_type_offers()
@@ -103,8 +104,8 @@ def no_host_message(name: str) -> str:
         else " No machine type has room right now."
     )
     return (
-        f"No host here offers {name}: a notebook on it would never start. "
-        "Change the notebook's machine type." + suggestion
+        f"No host here offers {name}: a {what} on it would never start. "
+        f"Change the {what}'s machine type." + suggestion
     )
 
 

@@ -1,0 +1,64 @@
+"""Fixtures of the deployments' tests: a team's ready model version, a host that offers
+every machine type, and the controller's and gateway's entry points recorded."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from apps.deployments import controller, routing
+from apps.deployments.services import RevisionSpec, deployment_create
+from tests.model_fixtures import make_model_version
+from tests.notebook_fixtures import host_for_every_type
+
+if TYPE_CHECKING:
+    from apps.deployments.models import Deployment
+    from apps.models.models import ModelVersion
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """What the services asked of the controller and the gateway. (Their modules are other
+    helpers' work, stubs until merged: recorded here instead of run.)"""
+    seen: dict[str, list[Any]] = {"reconcile": [], "stop_all": [], "routes": []}
+    monkeypatch.setattr(controller, "deployment_reconcile_soon", seen["reconcile"].append)
+    monkeypatch.setattr(
+        controller,
+        "deployment_stop_all",
+        lambda deployment, reason: seen["stop_all"].append((deployment.pk, reason)),
+    )
+    monkeypatch.setattr(routing, "routes_changed", seen["routes"].append)
+    return seen
+
+
+@pytest.fixture
+def everywhere(catalogue: dict[str, Any]) -> Any:
+    """A ready host that could run every machine type of the catalogue."""
+    return host_for_every_type()
+
+
+@pytest.fixture
+def iris(acme: Any, alice: Any, media: Any) -> ModelVersion:
+    """Version 1 of acme's model "Iris"."""
+    return make_model_version(acme, alice, "Iris", {"predict.py": b"def predict(x): return x\n"})
+
+
+@pytest.fixture
+def deployment(
+    acme: Any, alice: Any, iris: ModelVersion, everywhere: Any, calls: Any
+) -> Deployment:
+    """acme's "Iris API", serving iris v1 on cpu-small, protected."""
+    return deployment_create(
+        team=acme,
+        actor=alice,
+        name="Iris API",
+        auth_mode="protected",
+        spec=RevisionSpec(machine_type=everywhere_type("cpu-small"), model_version=iris),
+    )
+
+
+def everywhere_type(slug: str) -> Any:
+    from apps.machines.models import MachineType
+
+    return MachineType.objects.get(slug=slug)
