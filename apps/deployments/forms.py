@@ -17,9 +17,6 @@ from apps.models.models import ModelVersion
 if TYPE_CHECKING:
     from apps.teams.models import Team
 
-# How many of the team's ready model versions the form offers, newest first.
-VERSION_CHOICES = 200
-
 
 class _VersionField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
@@ -42,7 +39,13 @@ def _pairs(text: str, what: str) -> dict[str, str]:
 class SpecForm(forms.Form):
     """A revision's spec: what is served, on what, how many, with which environment."""
 
-    model_version = _VersionField(label="Model version", queryset=ModelVersion.objects.none())
+    # Not required here: a custom image may serve none; the service says when one is needed.
+    model_version = _VersionField(
+        label="Model version",
+        queryset=ModelVersion.objects.none(),
+        required=False,
+        help_text="With an alias below: the model whose alias to follow.",
+    )
     follows_alias = forms.CharField(
         label="Follow an alias instead (optional)",
         required=False,
@@ -102,7 +105,7 @@ class SpecForm(forms.Form):
             ModelVersion.objects.for_team(team)
             .filter(status=ModelVersion.Status.READY)
             .select_related("model")
-            .order_by("-pk")[:VERSION_CHOICES]
+            .order_by("-pk")
         )
 
     def clean_env(self) -> dict[str, str]:
@@ -124,8 +127,9 @@ class SpecForm(forms.Form):
         alias = data["follows_alias"].strip()
         return RevisionSpec(
             machine_type=data["machine_type"],
-            model_version=version,
-            model=version.model if alias else None,
+            # Following an alias, the version only names its model: the alias says which.
+            model_version=None if alias else version,
+            model=version.model if alias and version is not None else None,
             follows_alias=alias,
             serving=data["serving"],
             image=data["image"].strip(),

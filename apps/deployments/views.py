@@ -18,7 +18,7 @@ from django.urls import reverse
 from apps.core.errors import ServiceError
 from apps.core.pages import page_action, refusal_on_form
 from apps.deployments import metrics, services
-from apps.deployments.endpoints import curl_example, endpoint_urls
+from apps.deployments.endpoints import Endpoints, curl_example, endpoints
 from apps.deployments.forms import (
     DeleteForm,
     DeploymentChangeForm,
@@ -198,7 +198,8 @@ class DeploymentDetailView(DeploymentPage):
         )
         newest = revisions[0] if revisions else None
         serving = [r for r in revisions if r.status == Revision.Status.SERVING]
-        urls = endpoint_urls(request, deployment)
+        urls = endpoints(deployment, lattice_host=request.get_host(), secure=request.is_secure())
+        api_only = Endpoints(origin=urls.api, api=urls.api)
         return self.page(
             request,
             deployment=deployment,
@@ -209,8 +210,8 @@ class DeploymentDetailView(DeploymentPage):
             replicas=live,
             ended_replicas=ended,
             urls=urls,
-            curl=curl_example(urls["origin"], deployment, newest),
-            curl_api=curl_example(urls["api"], deployment, newest),
+            curl=curl_example(deployment, newest, urls),
+            curl_api=curl_example(deployment, newest, api_only),
             events=DeploymentEvent.objects.filter(deployment=deployment)[:EVENTS],
             requests=metrics.recent_requests(deployment),
             ws_path=f"/ws/teams/{self.team.slug}/deployments/{deployment.pk}/",

@@ -23,6 +23,7 @@ from apps.core.tenancy import team_scope
 from apps.deployments import live, metrics
 from apps.deployments.models import Deployment, DeploymentKey, Revision
 from config.routing import websocket_urlpatterns
+from tests.deployments.conftest import everywhere_type
 from tests.deployments.pages_fixtures import make_deployment, series_of
 from tests.helpers import reauthenticate
 
@@ -398,3 +399,140 @@ def test_only_active_deployments_get_snapshots(deployment, acme, alice, catalogu
     found = {d.pk for d in live.active_deployments()}
     assert deployment.pk in found
     assert idle.pk not in found
+
+
+# --- through the services (apps.deployments.services), with what they refuse ----------------
+
+
+def spec_post(version: Any, machine_type: Any, **changes: Any) -> dict[str, Any]:
+    return {
+        "model_version": version.pk,
+        "serving": "builtin",
+        "port": 8080,
+        "machine_type": machine_type.pk,
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_in_flight": 4,
+        "scale_to_zero_after": "",
+        "startup_timeout": 600,
+        "canary_percent": 0,
+        **changes,
+    }
+
+
+@pytest.fixture
+def made(client, acme, bob, iris, everywhere, calls) -> Deployment:
+    """Bob deploys iris v1 through the create form."""
+    client.force_login(bob)
+    response = client.post(
+        url("create", team=acme),
+        {
+            "name": "Iris API",
+            "auth_mode": "protected",
+            **spec_post(iris, everywhere_type("cpu-small")),
+        },
+    )
+    with team_scope(acme):
+        deployment = Deployment.objects.get(name="Iris API")
+    assert response.status_code == 302
+    assert response.url == url("detail", deployment)
+    assert calls["reconcile"] == [deployment.pk]
+    return deployment
+
+
+def test_the_create_form_deploys_and_shows_a_refusal_next_to_its_field(client, made, acme, iris):
+    response = client.post(
+        url("create", team=acme),
+        {
+            "name": "Other",
+            "auth_mode": "public",
+            **spec_post(iris, everywhere_type("cpu-small"), min_replicas=3, max_replicas=1),
+        },
+    )
+    assert response.status_code == 400
+    assert "max_replicas must be at least min_replicas." in text(response)
+    again = client.post(
+        url("create", team=acme),
+        {
+            "name": "Iris API",
+            "auth_mode": "public",
+            **spec_post(iris, everywhere_type("cpu-small")),
+        },
+    )
+    assert again.status_code == 409
+    assert "This team already has a deployment at iris-api" in text(again)
+    with team_scope(acme):
+        assert list(Deployment.objects.values_list("name", flat=True)) == ["Iris API"]
+
+
+def test_a_change_is_a_new_revision_and_a_rollback_another(client, made, iris):
+    response = client.post(
+        url("change", made),
+        {**spec_post(iris, everywhere_type("cpu-small"), max_replicas=3), "reason": "more"},
+    )
+    assert response.status_code == 302
+    with team_scope(made.team):
+        assert Revision.objects.get(deployment=made, number=2).reason == "more"
+        first = Revision.objects.get(deployment=made, number=1)
+    response = client.post(url("rollback", made, revision_id=first.pk), follow=True)
+    assert "Rolling back to r1 as r3." in text(response)
+    with team_scope(made.team):
+        assert Revision.objects.get(deployment=made, number=3).reason == "rolled back to r1"
+
+
+def test_a_traffic_split_the_service_refuses_says_why(client, made):
+    with team_scope(made.team):
+        Revision.objects.filter(deployment=made).update(status=Revision.Status.SERVING)
+        first = Revision.objects.get(deployment=made, number=1)
+    page = text(client.get(url("detail", made)))
+    assert f'name="r{first.pk}"' in page
+    response = client.post(url("traffic", made), {f"r{first.pk}": 60}, follow=True)
+    assert response.status_code == 200
+    assert "The shares add up to 60, not 100." in text(response)
+    with team_scope(made.team):
+        assert Deployment.objects.get(pk=made.pk).traffic == {}
+
+
+def test_settings_refusals_show_and_a_good_change_is_saved(client, made):
+    bad = client.post(
+        url("settings", made),
+        {"name": "", "description": "", "auth_mode": "public", "rate_limit_per_minute": 5},
+    )
+    assert bad.status_code == 400
+    assert "Give the deployment a name." in text(bad)
+    good = client.post(
+        url("settings", made),
+        {
+            "name": "Iris API",
+            "description": "v1",
+            "auth_mode": "public",
+            "rate_limit_per_minute": 5,
+        },
+    )
+    assert good.status_code == 302
+    with team_scope(made.team):
+        fresh = Deployment.objects.get(pk=made.pk)
+    assert (fresh.auth_mode, fresh.rate_limit_per_minute) == ("public", 5)
+
+
+def test_a_key_is_shown_once(client, made):
+    response = client.post(url("key_create", made), {"name": "ci"})
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    body = text(response)
+    shown = body.split('data-testid="key-plaintext">')[1].split("<")[0]
+    assert shown.startswith("ldk_")
+    assert shown not in text(client.get(url("keys", made)))
+    with team_scope(made.team):
+        key = DeploymentKey.objects.get(deployment=made)
+    client.post(url("key_revoke", made, key_id=key.pk))
+    with team_scope(made.team):
+        assert DeploymentKey.objects.get(pk=key.pk).revoked_at is not None
+
+
+def test_delete_with_the_name_deletes(client, made, calls):
+    response = client.post(url("delete", made), {"confirm": "Iris API"}, follow=True)
+    assert "Iris API is deleted." in text(response)
+    with team_scope(made.team):
+        assert Deployment.objects.get(pk=made.pk).deleted_at is not None
+    assert calls["stop_all"]
