@@ -8,7 +8,7 @@ shape as the gateway computes it); the lead rewires this at merge.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -26,6 +26,9 @@ from config.routing import websocket_urlpatterns
 from tests.deployments.conftest import everywhere_type
 from tests.deployments.pages_fixtures import make_deployment, series_of
 from tests.helpers import reauthenticate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +55,7 @@ REQUEST_LINES = [
 
 
 @pytest.fixture(autouse=True)
-def gateway_figures(monkeypatch: Any) -> dict[str, Any]:
+def gateway_figures(monkeypatch: Any) -> Iterator[dict[str, Any]]:
     """The gateway's answers (another helper's module; see the docstring)."""
     answers: dict[str, Any] = {"requests": [], "since_steps_ago": 6}
 
@@ -276,6 +279,7 @@ def test_the_change_form_starts_from_the_newest_revision_without_its_secrets(
 
 def test_deploy_on_the_version_page_opens_the_form_with_the_version(client, deployment, bob, erin):
     version = revision(deployment, 2).model_version
+    assert version is not None
     page = reverse(
         "models:version",
         kwargs={"team_slug": "acme", "model_slug": version.model.slug, "number": version.number},
