@@ -325,6 +325,8 @@ class TrafficView(DeploymentAPIView):
     summing to 100)."""
 
     serializer_class = s.TrafficSerializer  # type: ignore[assignment]
+    # DRF's OPTIONS describes a PUT by looking the object up: there is none to look up.
+    metadata_class = None
 
     @extend_schema(request=s.TrafficSerializer, responses={200: s.DeploymentDetailSerializer})
     def put(self, request: Request, team_slug: str, slug: str) -> Response:
