@@ -16,19 +16,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from apps.deployments import live
+from apps.deployments.live import deployment_status
 from apps.deployments.models import Deployment
 from apps.teams.consumers import TeamStreamConsumer
-
-
-def deployment_status(deployment: Deployment) -> dict[str, Any]:
-    """The hello's status: the deployment's own, in words."""
-    return {
-        "status": deployment.status,
-        "label": deployment.get_status_display(),
-        "message": deployment.status_message,
-        "paused_reason": deployment.paused_reason,
-        "traffic": deployment.traffic or {},
-    }
 
 
 class DeploymentStreamConsumer(TeamStreamConsumer):

@@ -2,10 +2,11 @@
 stream every ``PUSH_EVERY`` seconds (beat runs ``deployments.publish_metrics``), and sent
 to a viewer as it connects (apps.deployments.consumers).
 
-A snapshot is ``{"type": "metrics", ...}``: the gateway's per-step series
-(apps.deployments.metrics.series) with what was never measured as null (steps before the
-gateway first counted anything), the ready replicas at each step (from the replicas' own
-ready and end times), and when the last request came (null: none yet). It goes out with
+A snapshot is ``{"type": "metrics", ...}``: the deployment's status now; the gateway's
+per-step series (apps.deployments.metrics.series) with what was never measured as null
+(steps before the gateway first counted anything); the ready replicas at each step (from
+the replicas' own ready and end times); when the last request came (null: none yet). It
+goes out with
 ``stream_broadcast``: unnumbered and not kept, since the next one replaces it, so the
 stream's backlog keeps its status and log lines.
 """
@@ -41,6 +42,18 @@ _UNKNOWN: dict[str, Any] = {
     "p99": None,
     "in_flight": None,
 }
+
+
+def deployment_status(deployment: Deployment) -> dict[str, Any]:
+    """The deployment's own status, in words (the hello's, and each snapshot's: the
+    controller's events say what happened, this what holds now)."""
+    return {
+        "status": deployment.status,
+        "label": deployment.get_status_display(),
+        "message": deployment.status_message,
+        "paused_reason": deployment.paused_reason,
+        "traffic": deployment.traffic or {},
+    }
 
 
 def _ready_counts(deployment: Deployment, times: list[int], step: int) -> list[int]:
@@ -80,6 +93,7 @@ def snapshot(deployment: Deployment) -> dict[str, Any]:
     last = deployment.last_request_at
     return {
         "type": "metrics",
+        "status": deployment_status(deployment),
         "step": step,
         "revisions": series.get("revisions", []),
         "since": since,

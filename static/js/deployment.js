@@ -1,7 +1,8 @@
 /* A deployment's page, live, from its websocket stream (apps/deployments/consumers.py)
  * through static/js/live-stream.js: the status badge and message, replicas' states, the
  * replicas' log lines, and four charts drawn with uPlot (static/vendor/uplot) from the
- * metrics snapshots (apps/deployments/live.py) that arrive every few seconds.
+ * metrics snapshots (apps/deployments/live.py) that arrive every few seconds (each with
+ * the deployment's status now: the controller's events say what happened, not what holds).
  *
  * Honest numbers: a step the gateway had not counted yet arrives as null and is drawn as a
  * gap, never as a zero; with no request ever, the note says so. No inline script (CSP). */
@@ -183,6 +184,7 @@
     } else if (data.type === "event") {
       drawEvent(data);
     } else if (data.type === "metrics") {
+      drawStatus(data.status);
       drawCharts(data);
     } else if (data.type === "logs") {
       if (data.backfill) { log.clear(); }
