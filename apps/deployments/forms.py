@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
+class _MachineTypeField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        gpu = f", {obj.gpu_count}x {obj.gpu_model}" if obj.gpu_count else ""
+        price = f"${obj.hourly_price:.2f}/h a replica" if obj.hourly_price else "free"
+        return f"{obj.name} ({obj.vcpus} vCPU, {obj.memory_gib} GiB{gpu}, {price})"
+
+
 class _VersionField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         return f"{obj.model.name} v{obj.number}"
@@ -64,7 +71,7 @@ class SpecForm(forms.Form):
         help_text="As you would type it; empty: the image's own.",
     )
     health_path = forms.CharField(label="Health path (custom only)", required=False, max_length=200)
-    machine_type = forms.ModelChoiceField(label="Machine type", queryset=machine_types_offered())
+    machine_type = _MachineTypeField(label="Machine type", queryset=machine_types_offered())
     min_replicas = forms.IntegerField(label="Min replicas", initial=1, min_value=0)
     max_replicas = forms.IntegerField(label="Max replicas", initial=1, min_value=1)
     target_in_flight = forms.IntegerField(
@@ -88,12 +95,14 @@ class SpecForm(forms.Form):
         help_text="A new revision takes this share first, then all (0: all at once).",
     )
     env = forms.CharField(
-        label="Environment (NAME=value per line)", required=False, widget=forms.Textarea
+        label="Environment (NAME=value per line)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
     secrets = forms.CharField(
         label="Secrets (NAME=value per line)",
         required=False,
-        widget=forms.Textarea,
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Stored encrypted and never shown again.",
     )
 
@@ -172,7 +181,10 @@ class DeploymentCreateForm(SpecForm):
     # Not required here: the service says what is wrong with a name, in its own words.
     name = forms.CharField(label="Name", required=False, max_length=80)
     description = forms.CharField(
-        label="Description (optional)", required=False, widget=forms.Textarea, max_length=2000
+        label="Description (optional)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
     )
     auth_mode = forms.ChoiceField(
         label="Who may call it", choices=Deployment.Auth.choices, initial=Deployment.Auth.PROTECTED
@@ -190,7 +202,10 @@ class DeploymentChangeForm(SpecForm):
 class DeploymentSettingsForm(forms.Form):
     name = forms.CharField(label="Name", required=False, max_length=80)
     description = forms.CharField(
-        label="Description", required=False, widget=forms.Textarea, max_length=2000
+        label="Description",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
     )
     auth_mode = forms.ChoiceField(label="Who may call it", choices=Deployment.Auth.choices)
     rate_limit_per_minute = forms.IntegerField(

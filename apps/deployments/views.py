@@ -206,6 +206,8 @@ class DeploymentDetailView(DeploymentPage):
             revisions=revisions,
             newest=newest,
             traffic=_traffic_rows(deployment, revisions),
+            # Rolling back to what serves now would change nothing: no button there.
+            serving_ids={int(pk) for pk in (deployment.traffic or {})},
             traffic_form=TrafficForm(revisions=serving, current=deployment.traffic or {}),
             replicas=live,
             ended_replicas=ended,

@@ -190,6 +190,7 @@ def test_the_page_shows_endpoints_a_curl_with_a_placeholder_and_revisions(client
     assert "SETUP_FAILED: ModuleNotFoundError: No module named &#x27;torch&#x27;" in body
     assert 'data-testid="rollback-1"' in body
     assert 'data-testid="rollback-3"' not in body  # the newest: nothing to roll back to
+    assert 'data-testid="rollback-2"' not in body  # serving now: nothing would change
     assert "r2 100%" in body
     assert 'data-testid="traffic-form"' in body
     # Replicas with their state.
