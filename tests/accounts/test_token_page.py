@@ -44,16 +44,18 @@ def _api_token_areas() -> set[str]:
 
 def test_the_scopes_offered_are_the_areas_the_api_checks(client, alice):
     assert set(TOKEN_AREAS) == _api_token_areas()
-    assert "deployments" not in TOKEN_AREAS  # no such feature yet: nothing to grant
+    assert "deployments" in TOKEN_AREAS  # issue 16: the deployments API checks it
 
     client.force_login(alice)
     page = client.get(reverse("accounts:tokens")).content.decode()
     offered = set(re.findall(r'name="scope_(\w+)"', page))
     assert offered == set(TOKEN_AREAS)
-    assert "Deployments" not in page
+    # Calling a deployment is a scope of its own, a checkbox beside the areas.
+    assert 'name="invoke"' in page
+    assert "deployments:invoke" in TOKEN_SCOPES
+    token_create(user=alice, name="x", scopes=["deployments:read"])
     with pytest.raises(TokenError):
-        token_create(user=alice, name="x", scopes=["deployments:read"])
-    assert "deployments:read" not in TOKEN_SCOPES
+        token_create(user=alice, name="y", scopes=["deployments:admin"])
 
 
 def _curl(page: str) -> tuple[str, str]:
