@@ -13,6 +13,7 @@ stream's backlog keeps its status and log lines.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ from apps.deployments.models import ACTIVE_REPLICA_STATUSES, Deployment, Replica
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+logger = logging.getLogger(__name__)
 
 # The charts' span and resolution (seconds), and how often a snapshot goes out.
 SECONDS = 900
@@ -124,8 +127,13 @@ def publish_metrics() -> int:
     """Push a snapshot to each active deployment's viewers; how many went out."""
     sent = 0
     for deployment in active_deployments():
-        with team_scope(deployment.team):
-            stream_broadcast(deployment.stream, snapshot(deployment))
+        try:
+            with team_scope(deployment.team):
+                stream_broadcast(deployment.stream, snapshot(deployment))
+        except Exception:
+            # One deployment's failing read must not leave every other page's charts still.
+            logger.exception("No metrics snapshot for deployment %s", deployment.pk)
+            continue
         sent += 1
     return sent
 

@@ -541,3 +541,28 @@ def test_delete_with_the_name_deletes(client, made, calls):
     with team_scope(made.team):
         assert Deployment.objects.get(pk=made.pk).deleted_at is not None
     assert calls["stop_all"]
+
+
+def test_beat_pushes_the_snapshots_every_two_seconds(settings):
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["deployments-metrics"]
+    assert entry["task"] in app.tasks
+    assert entry["schedule"] == live.PUSH_EVERY == 2.0
+
+
+def test_one_failing_snapshot_does_not_stop_the_others(deployment, acme, alice, monkeypatch):
+    with team_scope(acme):
+        other = Deployment.objects.create(
+            team=acme, name="Other", slug="other", last_request_at=deployment.created_at
+        )
+        Deployment.objects.filter(pk=deployment.pk).update(last_request_at=deployment.created_at)
+    real = live.snapshot
+
+    def snapshot(found: Deployment) -> dict[str, Any]:
+        if found.pk == other.pk:
+            raise RuntimeError("the gateway's windows are unreadable")
+        return real(found)
+
+    monkeypatch.setattr(live, "snapshot", snapshot)
+    assert live.publish_metrics() == 1
