@@ -566,3 +566,39 @@ def test_one_failing_snapshot_does_not_stop_the_others(deployment, acme, alice, 
 
     monkeypatch.setattr(live, "snapshot", snapshot)
     assert live.publish_metrics() == 1
+
+
+def test_a_removed_member_is_cut_off_and_gets_no_more_snapshots(deployment, acme, alice, bob):
+    from asgiref.sync import sync_to_async
+
+    from apps.teams.models import Membership
+    from apps.teams.services import member_remove
+
+    def remove_bob() -> None:
+        member = Membership.objects.for_team(acme).get(user=bob)
+        member_remove(team=acme, actor=alice, member=member)
+
+    async def watch(user: Any) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(application, path(deployment))
+        communicator.scope["user"] = user
+        assert (await communicator.connect())[0]
+        assert (await communicator.receive_json_from())["type"] == "hello"
+        assert (await communicator.receive_json_from())["type"] == "metrics"
+        return communicator
+
+    async def run() -> tuple[Any, dict, bool]:
+        watching = await watch(bob)
+        staying = await watch(alice)
+        await sync_to_async(remove_bob)()
+        closed = await watching.receive_output(timeout=1)
+        await sync_to_async(live.publish_metrics)()
+        to_alice = await staying.receive_json_from(timeout=2)
+        bob_got_more = not await watching.receive_nothing(timeout=0.3)
+        await watching.disconnect()
+        await staying.disconnect()
+        return closed, to_alice, bob_got_more
+
+    closed, to_alice, bob_got_more = async_to_sync(run)()
+    assert closed == {"type": "websocket.close", "code": 4404}
+    assert to_alice["type"] == "metrics"
+    assert not bob_got_more
