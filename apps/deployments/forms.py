@@ -177,7 +177,9 @@ def spec_initial(revision: Revision) -> dict[str, Any]:
     }
 
 
-class DeploymentCreateForm(SpecForm):
+class _AboutForm(forms.Form):
+    """What a person calls a deployment and who may call it."""
+
     # Not required here: the service says what is wrong with a name, in its own words.
     name = forms.CharField(label="Name", required=False, max_length=80)
     description = forms.CharField(
@@ -190,6 +192,8 @@ class DeploymentCreateForm(SpecForm):
         label="Who may call it", choices=Deployment.Auth.choices, initial=Deployment.Auth.PROTECTED
     )
 
+
+class DeploymentCreateForm(_AboutForm, SpecForm):
     field_order = ["name", "description", "auth_mode"]
 
 
@@ -199,15 +203,7 @@ class DeploymentChangeForm(SpecForm):
     )
 
 
-class DeploymentSettingsForm(forms.Form):
-    name = forms.CharField(label="Name", required=False, max_length=80)
-    description = forms.CharField(
-        label="Description",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=2000,
-    )
-    auth_mode = forms.ChoiceField(label="Who may call it", choices=Deployment.Auth.choices)
+class DeploymentSettingsForm(_AboutForm):
     rate_limit_per_minute = forms.IntegerField(
         label="Requests a minute per caller",
         min_value=0,
