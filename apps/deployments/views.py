@@ -9,6 +9,7 @@ next to the field it names, or as a message on the page it returns to
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import messages
@@ -110,11 +111,11 @@ class DeploymentListView(DeploymentPage):
             .select_related("model_version__model", "machine_type")
             .order_by("deployment_id", "number")
         }  # the newest of each, since later numbers overwrite
-        counts: dict[int, int] = {}
-        for replica in Replica.objects.filter(
-            deployment__in=deployments, status=Replica.Status.READY
-        ).values_list("deployment_id", flat=True):
-            counts[replica] = counts.get(replica, 0) + 1
+        counts = Counter(
+            Replica.objects.filter(
+                deployment__in=deployments, status=Replica.Status.READY
+            ).values_list("deployment_id", flat=True)
+        )
         rows = [
             {"deployment": d, "revision": revisions.get(d.pk), "ready": counts.get(d.pk, 0)}
             for d in deployments

@@ -134,6 +134,19 @@ def test_every_page_renders_for_a_member(client, deployment, who, request):
         assert 'aria-current="page">Deployments' in text(response), name
 
 
+def test_the_list_shows_what_each_serves_its_ready_replicas_and_no_requests_yet(
+    client, deployment, erin
+):
+    client.force_login(erin)
+    body = text(client.get(url("list", team=deployment.team)))
+    row = body.split(f'data-testid="deployment-row-{deployment.pk}"')[1].split("</tr>")[0]
+    assert "Churn API" in row
+    assert "Churn v1 · r3" in row
+    assert "<td>1</td>" in row  # one replica ready, one still loading its model
+    assert "no requests yet" in row
+    assert 'data-testid="new-deployment"' not in body  # a viewer deploys nothing
+
+
 def test_a_viewer_sees_but_cannot_change(client, deployment, erin):
     client.force_login(erin)
     shown = pages(deployment)
