@@ -4,7 +4,8 @@ Bob opens a deployment's page: the four charts draw (uPlot, vendored) from the s
 the websocket sends at once; while nobody has called it the page says "No requests yet".
 Then requests are counted and the beat's push (apps.deployments.live.publish_metrics)
 reaches the open page over the websocket: the note goes and a line per revision appears,
-with no script refused by the CSP. From a model version's page, Deploy opens the create
+with no script refused by the CSP. The replicas' states, events and log lines on the same
+stream reach the page too. From a model version's page, Deploy opens the create
 form with that version chosen and its model's name filled in.
 
 The gateway's apps.deployments.metrics (series, recent_requests) is another helper's
@@ -20,9 +21,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
 from apps.deployments import live, metrics
-from apps.deployments.models import Deployment, Revision
+from apps.deployments.models import Deployment, Replica, Revision
 from tests.browser.conftest import log_in
 from tests.deployments.pages_fixtures import make_deployment, series_of
 
@@ -79,6 +81,25 @@ def test_the_charts_draw_from_the_stream_and_follow_its_pushes(
     expect(page.get_by_test_id("charts-note")).to_be_hidden()
     expect(page.get_by_test_id("chart-rps").locator(".u-legend")).to_contain_text(f"r{serving.pk}")
     expect(page.get_by_test_id("connection")).to_have_text("")
+
+    # The controller's messages on the same stream: a replica's state, a new replica, an
+    # event, and the replicas' log lines.
+    with team_scope(acme):
+        loading = Replica.objects.get(deployment=deployment, status=Replica.Status.LOADING)
+    replica = {"type": "replica", "deployment": deployment.pk, "revision": serving.pk}
+    stream_publish(deployment.stream, {**replica, "replica": loading.pk, "status": "ready"})
+    stream_publish(deployment.stream, {**replica, "replica": 999, "status": "placing"})
+    stream_publish(
+        deployment.stream,
+        {"type": "event", "kind": "scaled", "message": "Scaled r2 up to 3 replicas.", "at": ""},
+    )
+    stream_publish(deployment.stream, {"type": "logs", "lines": ["model loaded in 1.8 s"]})
+    row = page.get_by_test_id(f"replica-{loading.pk}")
+    expect(row.get_by_test_id("replica-state")).to_have_text("Ready")
+    expect(page.get_by_test_id("replica-999")).to_contain_text("Placing")
+    expect(page.get_by_test_id("replica-999")).to_contain_text("r2")
+    expect(page.get_by_test_id("event-list")).to_contain_text("Scaled r2 up to 3 replicas.")
+    expect(page.get_by_test_id("log-panel")).to_contain_text("model loaded in 1.8 s")
     assert not [e for e in errors if "Content Security Policy" in e or "uPlot" in e], errors
     assert not [e for e in errors if "Uncaught" in e], errors
 
