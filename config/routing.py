@@ -7,6 +7,7 @@ from typing import Any
 
 from django.urls import re_path
 
+from apps.deployments.consumers import DeploymentStreamConsumer
 from apps.notebooks.consumers import NotebookStreamConsumer
 from apps.notebooks.proxy import NotebookWebsocketProxy
 
@@ -15,6 +16,10 @@ websocket_urlpatterns: list[Any] = [
     re_path(
         r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$",
         NotebookStreamConsumer.as_asgi(),
+    ),
+    re_path(
+        r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/deployments/(?P<deployment_id>[0-9]+)/$",
+        DeploymentStreamConsumer.as_asgi(),
     ),
 ]
 # On a notebook's origin, nb-<id>.<user-content domain>, and only there.

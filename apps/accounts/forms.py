@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 
-from apps.accounts.models import TOKEN_AREAS, User
+from apps.accounts.models import INVOKE_SCOPE, TOKEN_AREAS, User
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -55,6 +55,12 @@ class TokenForm(forms.Form):
         help_text="What uses it, e.g. “laptop CLI” or “CI pipeline”.",
     )
     team = forms.ChoiceField(label="Limit to one team", required=False)
+    invoke = forms.BooleanField(
+        label="Call deployments",
+        required=False,
+        help_text=f"{INVOKE_SCOPE}: call the team's protected and private deployments' "
+        "endpoints, nothing else.",
+    )
     expires_in_days = forms.ChoiceField(
         label="Expires", choices=EXPIRY, initial="30", required=False
     )
@@ -81,6 +87,8 @@ class TokenForm(forms.Form):
             for area in TOKEN_AREAS
             if cleaned.get(f"scope_{area}")
         ]
+        if cleaned.get("invoke"):
+            scopes.append(INVOKE_SCOPE)
         if not scopes:
             raise forms.ValidationError("Give the token access to at least one area.")
         cleaned["scopes"] = scopes

@@ -250,6 +250,13 @@ def stream_publish(stream: str, message: dict[str, Any]) -> int:
     return seq
 
 
+def stream_broadcast(stream: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to the stream's viewers now, unnumbered and not kept: a snapshot
+    the next one replaces (a deployment's metrics), which a late viewer never needs."""
+    body = json.dumps(message, separators=(",", ":"))
+    _fan_out(group_name(stream), {"type": "stream.broadcast", "body": body})
+
+
 def stream_publish_frame(
     stream: str, message: dict[str, Any], *, source: str, frame: int
 ) -> int | None:

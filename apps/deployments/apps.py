@@ -42,3 +42,12 @@ class DeploymentsConfig(AppConfig):
         # they are built.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)
+        self._register_pages()
+
+    def _register_pages(self) -> None:
+        """The model version page's "Deploy" button and "Served by" list; the charts' task."""
+        from apps.deployments import live, pages_hooks  # noqa: F401 - live: the worker's task
+        from apps.models import hooks as model_hooks
+
+        model_hooks.version_servers.register(pages_hooks.version_servers)
+        model_hooks.version_actions.register(pages_hooks.version_actions)

@@ -7,6 +7,8 @@ Models know nothing of what made a version or what serves it; those apps tell it
   link (then its ``source_label`` is shown as it is). By default None.
 - ``version_servers(team, version)``: the deployments serving a version, each as
   (text, URL), for its page and API. By default none.
+- ``version_actions(team, role, version)``: what a member with ``role`` may do with a
+  version elsewhere ("Deploy"), each as (text, URL), buttons on its page. By default none.
 - ``alias_moved(team, actor, alias)``: an alias now names another version (or a new alias
   was made), told once the change commits: deployments following it roll out. By default
   nothing.
@@ -32,8 +34,13 @@ def _no_servers(team: Team, version: ModelVersion) -> list[tuple[str, str]]:
     return []
 
 
+def _no_actions(team: Team, role: str, version: ModelVersion) -> list[tuple[str, str]]:
+    return []
+
+
 source_link = Hook("model version source link", default=_no_link)
 version_servers = Hook("model version servers", default=_no_servers)
+version_actions = Hook("model version actions", default=_no_actions)
 
 
 def _nothing_follows(team: Team, actor: User | None, alias: ModelAlias) -> None:

@@ -434,6 +434,7 @@ class VersionView(ModelPage):
             else None,
             aliases=aliases,
             servers=hooks.version_servers(self.team, version),
+            actions=hooks.version_actions(self.team, self.membership.role, version),
             section="models",
         )
 

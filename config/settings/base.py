@@ -425,6 +425,12 @@ CELERY_BEAT_SCHEDULE = {
     # Saves of a notebook's folder whose host stopped answering: failed, not left uploading.
     "models-upkeep": {"task": "models.upkeep", "schedule": 300.0},
     # Usage to Stripe, spend caps, grace periods: every team with billing to look after.
+    # The deployment pages' live charts (apps.deployments.live): a late one is replaced.
+    "deployments-metrics": {
+        "task": "deployments.publish_metrics",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
     "billing-sweep": {
         "task": "billing.sweep",
         "schedule": env.float("LATTICE_BILLING_SWEEP_EVERY", default=300.0),

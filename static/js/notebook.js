@@ -1,17 +1,15 @@
 /* A notebook's page, live: status badge, start phases, buttons and log lines from the
- * notebook's websocket stream (apps/notebooks/consumers.py). Configured by data- attributes
+ * notebook's websocket stream (apps/notebooks/consumers.py), through static/js/live-stream.js
+ * (the connection, resumed by number, and the log panel). Configured by data- attributes
  * on #notebook; no inline script (the site's CSP forbids it).
  *
- * The stream numbers its messages ("seq"). We keep the last number seen and reconnect with
- * ?after=<seq>&epoch=<the hello's epoch>, so a dropped connection misses nothing and repeats nothing; a "gap" message
- * says the server no longer had some of it. A hello that says the stream "restarted" (its
- * buffer was made again, with another epoch, and its numbers started over) resets ours; a "backfill" of log lines (an agent that found the
- * notebook running again) replaces the lines shown. */
+ * A "gap" message says the server no longer had some of the stream; a "backfill" of log
+ * lines (an agent that found the notebook running again) replaces the lines shown. */
 (function () {
   "use strict";
 
   var root = document.getElementById("notebook");
-  if (!root || !window.WebSocket) { return; }
+  if (!root || !window.WebSocket || !window.LatticeLive) { return; }
 
   var LABELS = {
     queued: "Queued", scheduled: "Scheduled", pulling: "Pulling image", starting: "Starting",
@@ -32,21 +30,12 @@
   var idleAt = document.getElementById("nb-idle-at");
   var idleRule = document.getElementById("nb-idle-rule");
   var connection = document.getElementById("nb-connection");
-  var panel = document.getElementById("log-panel");
-  var pauseButton = document.getElementById("nb-log-pause");
-  var followButton = document.getElementById("nb-log-follow");
-  var buffered = document.getElementById("nb-log-buffered");
-  var maxLines = parseInt(panel && panel.getAttribute("data-max-lines"), 10) || 5000;
-
-  var lastSeq = 0;
-  var epoch = "";  // the stream buffer's epoch our numbers belong to (from the hello)
-  var socket = null;
-  var retryDelay = 1000;
-  var retryTimer = null;
-  var pingTimer = null;
-  var stopped = false;
-  var following = true;
-  var held = [];  // lines that arrived while paused
+  var log = window.LatticeLive.logPanel(
+    document.getElementById("log-panel"),
+    document.getElementById("nb-log-pause"),
+    document.getElementById("nb-log-follow"),
+    document.getElementById("nb-log-buffered")
+  );
 
   // --- status ---------------------------------------------------------------------------
 
@@ -148,150 +137,30 @@
     if (reason) { reason.textContent = status.exit_reason || "—"; }
   }
 
-  // --- logs -----------------------------------------------------------------------------
-
-  function trim() {
-    var extra = panel.childNodes.length - maxLines;
-    while (extra-- > 0) { panel.removeChild(panel.firstChild); }
-  }
-
-  function append(lines) {
-    if (!panel || !lines || !lines.length) { return; }
-    if (!following) {
-      Array.prototype.push.apply(held, lines);
-      if (held.length > maxLines) { held.splice(0, held.length - maxLines); }
-      buffered.hidden = false;
-      buffered.textContent = held.length + " new line" + (held.length === 1 ? "" : "s");
-      return;
-    }
-    var fragment = document.createDocumentFragment();
-    for (var i = 0; i < lines.length; i++) {
-      var line = document.createElement("span");
-      line.className = "nb-log-line";
-      line.textContent = String(lines[i]).replace(/\n$/, "") + "\n";
-      fragment.appendChild(line);
-    }
-    panel.appendChild(fragment);
-    trim();
-    panel.scrollTop = panel.scrollHeight;
-  }
-
-  function clearLog() {
-    held = [];
-    if (buffered) { buffered.hidden = true; }
-    if (panel) { panel.replaceChildren(); }
-  }
-
-  function note(text) {
-    append(["[" + text + "]"]);
-  }
-
-  function pause() {
-    following = false;
-    pauseButton.hidden = true;
-    followButton.hidden = false;
-  }
-
-  function follow() {
-    following = true;
-    pauseButton.hidden = false;
-    followButton.hidden = true;
-    buffered.hidden = true;
-    var lines = held;
-    held = [];
-    append(lines);
-  }
-
-  if (pauseButton && followButton) {
-    pauseButton.addEventListener("click", pause);
-    followButton.addEventListener("click", follow);
-  }
-
   // --- the connection -------------------------------------------------------------------
 
   function say(text) {
     if (connection) { connection.textContent = text; }
   }
 
-  function url() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var path = root.getAttribute("data-ws-path");
-    var query = lastSeq ? "?after=" + lastSeq + (epoch ? "&epoch=" + encodeURIComponent(epoch) : "") : "";
-    return scheme + window.location.host + path + query;
-  }
-
-  function onMessage(event) {
-    var data;
-    try { data = JSON.parse(event.data); } catch (e) { return; }
-    if (typeof data.seq === "number") {
-      if (data.seq <= lastSeq) { return; }  // already seen
-      lastSeq = data.seq;
-    }
+  function onMessage(data) {
     if (data.type === "hello") {
-      retryDelay = 1000;
-      say("");
-      if (data.restarted || (typeof data.last === "number" && data.last < lastSeq)) {
-        lastSeq = 0;  // the stream started over (the server restarted): take its numbers
-      }
-      if (typeof data.epoch === "string") { epoch = data.epoch; }
       drawStatus(data.status);
     } else if (data.type === "status") {
       drawStatus(data);
     } else if (data.type === "logs") {
-      if (data.backfill) { clearLog(); }  // the workload's recent lines, instead of ours
-      append(data.lines);
+      if (data.backfill) { log.clear(); }  // the workload's recent lines, instead of ours
+      log.append(data.lines);
     } else if (data.type === "gap") {
-      note("some log lines were missed while disconnected");
+      log.note("some log lines were missed while disconnected");
     }
   }
 
-  function connect() {
-    retryTimer = null;
-    try {
-      socket = new WebSocket(url());
-    } catch (e) {
-      retry();
-      return;
-    }
-    socket.addEventListener("message", onMessage);
-    socket.addEventListener("open", function () {
-      pingTimer = window.setInterval(function () {
-        if (socket && socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ type: "ping" }));
-        }
-      }, 25000);
-    });
-    socket.addEventListener("close", function (event) {
-      window.clearInterval(pingTimer);
-      socket = null;
-      if (stopped) { return; }
-      if (event.code === 4404 || event.code === 4403 || event.code === 4401) {
-        say("You no longer have access to this notebook's live status.");
-        return;
-      }
-      retry();
-    });
-  }
-
-  function retry() {
-    if (retryTimer || stopped) { return; }
-    say("Reconnecting…");
-    retryTimer = window.setTimeout(connect, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 30000);
-  }
-
-  window.addEventListener("pagehide", function () {
-    stopped = true;
-    if (socket) { socket.close(); }
+  window.LatticeLive.connect(root.getAttribute("data-ws-path"), {
+    message: onMessage,
+    say: say,
+    lostAccess: "You no longer have access to this notebook's live status."
   });
-  window.addEventListener("pageshow", function (event) {
-    if (event.persisted && stopped) {  // back from the back/forward cache
-      stopped = false;
-      connect();
-    }
-  });
-
-  connect();
 }());
 
 /* The save form: "New model's name" is for "A new model" only. With an existing model

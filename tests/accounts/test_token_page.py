@@ -53,6 +53,11 @@ def test_the_scopes_offered_are_the_areas_the_api_checks(client, alice):
     assert offered == set(TOKEN_AREAS)
     token_create(user=alice, name="x", scopes=["deployments:read", "deployments:write"])
     assert {"deployments:read", "deployments:write"} <= set(TOKEN_SCOPES)
+    # Calling a deployment is a scope of its own, a checkbox beside the areas.
+    assert 'name="invoke"' in page
+    assert "deployments:invoke" in TOKEN_SCOPES
+    with pytest.raises(TokenError):
+        token_create(user=alice, name="y", scopes=["deployments:admin"])
 
 
 def _curl(page: str) -> tuple[str, str]:

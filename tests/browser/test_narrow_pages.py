@@ -32,10 +32,12 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from apps.datasets.models import Dataset
+from apps.deployments import metrics
 from apps.models.services.aliases import alias_set
 from apps.notebooks.models import Status
 from tests.browser.conftest import log_in
 from tests.dataset_fixtures import make_version
+from tests.deployments.pages_fixtures import make_deployment, series_of
 from tests.factories import NotebookFactory, NotebookSessionFactory, PersonalAccessTokenFactory
 from tests.model_fixtures import make_model_version
 
@@ -68,6 +70,10 @@ def model_version(scene: Scene) -> dict[str, Any]:
     return {**model(scene), "number": 2}
 
 
+def deployment(scene: Scene) -> dict[str, Any]:
+    return {**team(scene), "deployment_id": scene["deployment"].pk}
+
+
 # Pages a signed-in owner sees, and their arguments.
 SIGNED_IN: dict[str, Args] = {
     "core:dashboard": None,
@@ -88,6 +94,12 @@ SIGNED_IN: dict[str, Args] = {
     "models:upload": model,
     "models:version": model_version,
     "models:diff": model,
+    "deployments:list": team,
+    "deployments:create": team,
+    "deployments:detail": deployment,
+    "deployments:change": deployment,
+    "deployments:keys": deployment,
+    "deployments:settings": deployment,
     "catalogue:index": None,
     "catalogue:detail": dataset,
     "billing:overview": team,
@@ -234,7 +246,7 @@ def test_every_page_is_walked() -> None:
 
 
 @pytest.fixture
-def scene(acme, alice, bob, settings, catalogue, billing_plans, media) -> Scene:
+def scene(acme, alice, bob, settings, catalogue, billing_plans, media, monkeypatch) -> Scene:
     settings.LATTICE_BILLING = True
     now = timezone.now()
     long_name = "Training a very long named model on the full dataset of cat photographs"
@@ -278,7 +290,17 @@ def scene(acme, alice, bob, settings, catalogue, billing_plans, media) -> Scene:
         dataset_versions=[version.pk],
     )
     alias_set(team=acme, actor=alice, model=second.model, name="production", version=second)
-    return {"team": acme, "notebook": notebook, "dataset": version.dataset, "model": second.model}
+    # The gateway's figures (apps.deployments.metrics, another helper's module until merged).
+    monkeypatch.setattr(metrics, "series", lambda d, **_: series_of(d))
+    monkeypatch.setattr(metrics, "recent_requests", lambda _d: [])
+    deployed = make_deployment(acme, alice, catalogue["cpu-small"], name="Cat classifier API")
+    return {
+        "team": acme,
+        "notebook": notebook,
+        "dataset": version.dataset,
+        "model": second.model,
+        "deployment": deployed,
+    }
 
 
 def url_of(name: str, args: Args, scene: Scene) -> str:

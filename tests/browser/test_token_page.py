@@ -30,7 +30,8 @@ def test_a_new_token_is_copied_and_its_curl_command_answers(
     assert sorted(offered.evaluate_all("(all) => all.map((s) => s.name)")) == sorted(
         f"scope_{area}" for area in TOKEN_AREAS
     )
-    expect(page.locator("fieldset.scopes")).not_to_contain_text("Deployments")
+    expect(page.locator("fieldset.scopes")).to_contain_text("Deployments")
+    expect(page.get_by_label("Call deployments")).not_to_be_checked()
     page.get_by_label("Name", exact=True).fill("laptop")
     page.get_by_label("Teams", exact=True).select_option("read")
     page.get_by_role("button", name="Create token").click()

@@ -60,7 +60,7 @@ TEAM = {
     "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook, dataset and model pages).
-TEAM_NAMESPACES = {"notebooks", "datasets", "models"}
+TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -202,6 +202,7 @@ PUBLIC |= {"api:schema", "api:docs"}  # the API's description; no data
 ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
+    r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/deployments/(?P<deployment_id>[0-9]+)/$": "team",
     # On the notebook's own origin (nb-<id>.localhost), where only its cookie lets one in.
     r"^nb/(?P<notebook_id>[0-9]+)/": "team",
 }
@@ -258,6 +259,7 @@ def sweep_deployment(team, actor, version, monkeypatch):
         ),
     )
     key_create(team=team, actor=actor, deployment=deployment, name="sweep")
+    return deployment
 
 
 @pytest.fixture
@@ -276,8 +278,9 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     model_version = make_model_version(acme, alice, "Sweep model", {"model.pkl": b"sweep"})
     # A deployment at the same slug, serving it, so its API routes answer alice (revision 1,
     # key 1); its metrics are the gateway's (stubbed until merged: see deployment_metrics).
-    sweep_deployment(acme, alice, model_version, monkeypatch)
+    deployment = sweep_deployment(acme, alice, model_version, monkeypatch)
     return {
+        "deployment_id": str(deployment.pk),
         "model_slug": model_version.model.slug,
         "path": "model.pkl",
         "notebook_id": str(notebook.pk),
@@ -486,6 +489,7 @@ def ws_paths(samples) -> list[str]:
     paths = [
         f"/ws/teams/{samples['team_slug']}/notebooks/{notebook_id}/",
         f"/nb/{notebook_id}/api/kernels/x/channels",
+        f"/ws/teams/{samples['team_slug']}/deployments/{samples['deployment_id']}/",
     ]
     # One sample path per route, so a new route cannot slip past the sweep.
     assert len(paths) == len(WEBSOCKET)
