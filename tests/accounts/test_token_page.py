@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 import apps.accounts
 from apps.accounts.models import TOKEN_AREAS, TOKEN_SCOPES
-from apps.accounts.tokens import token_create
+from apps.accounts.tokens import TokenError, token_create
 from tests.helpers import reauthenticate
 
 pytestmark = pytest.mark.django_db
