@@ -21,6 +21,9 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.audit import audit_phrases
+        from apps.deployments.gateway import signals as gateway_signals
+
+        gateway_signals.connect()
 
         # The replicas' workloads ("dp-<replica>"), the alias hook, the model page's
         # servers and the token page's example are registered here as they are built.
