@@ -9,6 +9,7 @@ replaced here by a recorder (monkeypatched), and the lead rewires it at the merg
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, DeploymentKey, MetricWindow, Replica, Revision
 from apps.teams.models import Membership, Role
 from apps.teams.services import member_remove
-from tests.asgi_server import session_cookie
+from tests.asgi_server import serving, session_cookie
 from tests.factories import MachineTypeFactory, PersonalAccessTokenFactory, add_member
 
 if TYPE_CHECKING:
@@ -439,3 +440,55 @@ def _sha(value: str) -> str:
     import hashlib
 
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def _echo_headers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A replica that answers with the headers it got, in two chunks (chunked framing)."""
+    seen = {name.decode(): value.decode() for name, value in scope["headers"]}
+    body = json.dumps(seen).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body[:5], "more_body": True})
+    await send({"type": "http.response.body", "body": body[5:]})
+
+
+def test_a_replica_never_sees_the_callers_credentials_and_chunked_answers_pass(
+    acme: Team, bob: User, asgi_live_server: str
+) -> None:
+    with serving(_echo_headers, name="echo-replica") as replica:
+        _deploy(acme, endpoints=[replica])
+        answer = _host_call(
+            asgi_live_server,
+            token=_token(bob),
+            headers={"cookie": "sessionid=abc", "x-model-option": "7"},
+        )
+    assert answer.status_code == 200
+    seen = answer.json()
+    assert "authorization" not in seen
+    assert "cookie" not in seen
+    assert seen["x-model-option"] == "7"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_with_the_redis_cache_a_revoked_token_is_refused_at_once_and_limits_hold(
+    acme: Team,
+    bob: User,
+    model_servers: list[str],
+    asgi_live_server: str,
+    settings: Any,
+    redis_url: str,
+) -> None:
+    """Production's path: generations and rate counts in Redis, read with one pipeline."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    _deploy(acme, endpoints=model_servers[:1], rate_limit_per_minute=4)
+    plaintext = _token(bob)
+    assert _host_call(asgi_live_server, token=plaintext).status_code == 200
+    assert _host_call(asgi_live_server, token=plaintext).status_code == 200
+
+    token_revoke(user=bob, token=bob.api_tokens.get())
+
+    assert _host_call(asgi_live_server, token=plaintext).status_code == 401
+    other = _token(bob)
+    answers = [_host_call(asgi_live_server, token=other).status_code for _ in range(5)]
+    assert answers == [200, 200, 200, 200, 429]

@@ -6,8 +6,9 @@ round trip (apps.deployments.gateway.shared); re-read the route or the credentia
 decision from the database only when missing or stale (``database_sync_to_async``); count
 the request against the caller's limit (429 + Retry-After past it); choose a revision by
 ``Deployment.traffic`` weight and, within it, the ready replica with the fewest requests
-in flight from this process; send the request through one pooled ``httpx.AsyncClient``
-per event loop, and stream the answer back as it comes (server-sent events included).
+in flight from this process; send the request on a pooled keep-alive connection
+(apps.deployments.gateway.upstream), and stream the answer back as it comes (server-sent
+events included).
 A replica that refuses the connection is set aside for a few seconds and another tried.
 With no ready replica the request is held: ``controller.deployment_wake`` once, then the
 route is looked at again every ``HOLD_POLL`` seconds, up to LATTICE_DEPLOYMENT_COLD_WAIT,
@@ -28,7 +29,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
@@ -37,6 +37,7 @@ from apps.deployments import controller, metrics
 from apps.deployments.gateway.access import Decision, decide
 from apps.deployments.gateway.addresses import Address, address_of
 from apps.deployments.gateway.shared import shared_state
+from apps.deployments.gateway.upstream import Pool, Refused, Response, UpstreamError
 from apps.deployments.routing import (
     CREDENTIALS_GENERATION,
     RevisionRoute,
@@ -74,6 +75,7 @@ _HOP_BY_HOP = {
     b"host",
     b"authorization",
     b"cookie",
+    b"expect",
 }
 _SANDBOX = [
     (b"content-security-policy", b"sandbox"),
@@ -147,7 +149,7 @@ class DeploymentGateway:
         self.decisions: dict[tuple[int, str], _Cached] = {}
         self.in_flight: dict[int, int] = {}  # replica id -> requests from this process
         self.set_aside: dict[int, float] = {}  # replica id -> until (monotonic)
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, Pool] = {}
 
     # --- the request ---------------------------------------------------------------------
 
@@ -254,15 +256,20 @@ class DeploymentGateway:
 
     # --- to a replica ----------------------------------------------------------------------
 
-    def _choose(self, route: Route) -> tuple[RevisionRoute, int, str] | None:
+    def _choose(self, route: Route, tried: set[int]) -> tuple[RevisionRoute, int, str] | None:
         """A revision by weight, then its ready replica with the fewest requests in flight
-        here (replicas set aside are passed over); None when none is left."""
+        here. Replicas this request tried are left out; those set aside (one refused a
+        connection lately) only when no other is left. None when none is left."""
         now = time.monotonic()
-        revisions = []
+        revisions, aside = [], []
         for revision in route.serving:
-            usable = [r for r in revision.replicas if self.set_aside.get(r[0], 0) <= now]
+            untried = [r for r in revision.replicas if r[0] not in tried]
+            usable = [r for r in untried if self.set_aside.get(r[0], 0) <= now]
             if usable:
                 revisions.append((revision, usable))
+            elif untried:
+                aside.append((revision, untried))
+        revisions = revisions or aside
         if not revisions:
             return None
         weights = [revision.weight for revision, _ in revisions]
@@ -287,9 +294,11 @@ class DeploymentGateway:
         started = time.monotonic()
         deadline = started + float(settings.LATTICE_DEPLOYMENT_COLD_WAIT)
         woken = False
+        tried: set[int] = set()
         while True:
-            chosen = self._choose(route)
+            chosen = self._choose(route, tried)
             if chosen is None:
+                tried.clear()  # after a pause, every replica may be tried again
                 if not woken:
                     woken = True
                     await _wake(route.deployment_id)
@@ -308,6 +317,7 @@ class DeploymentGateway:
                 return
             # The replica refused the connection: set it aside and try another.
             self.set_aside[chosen[1]] = time.monotonic() + SET_ASIDE_SECONDS
+            tried.add(chosen[1])
             if not replayable:
                 message = "The deployment's replica did not answer."
                 await _answer(send, 502, message, sandbox=sandbox)
@@ -340,10 +350,8 @@ class DeploymentGateway:
         revision, replica_id, endpoint = chosen
         sandbox = call.address.on_lattice_origin
         method = call.scope["method"]
-        url = endpoint + call.address.upstream_path
+        path = call.address.upstream_path
         headers = _request_headers(call.scope, client=call.client)
-        client = self._client()
-        request = client.build_request(method, url, headers=headers, content=body)
         self.in_flight[replica_id] = self.in_flight.get(replica_id, 0) + 1
         metrics.counts.started(
             revision_id=revision.revision_id,
@@ -353,21 +361,21 @@ class DeploymentGateway:
         status = 502
         try:
             try:
-                response = await client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                response = await self._pool().request(endpoint, method, path, headers, body)
+            except Refused as exc:
                 logger.info("replica %s refused a connection: %s", replica_id, exc)
                 status = 0
                 return False
             except _ClientGone:
                 status = 499
                 return True
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 logger.info("replica %s failed: %s", replica_id, exc)
                 await _answer(
                     send, 502, "The deployment's replica did not answer.", sandbox=sandbox
                 )
                 return True
-            status = response.status_code
+            status = response.status
             try:
                 await send(
                     {
@@ -376,13 +384,13 @@ class DeploymentGateway:
                         "headers": _response_headers(response, sandbox=sandbox),
                     }
                 )
-                async for chunk in response.aiter_raw():
+                async for chunk in response.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
-            except (httpx.HTTPError, OSError) as exc:
+            except (UpstreamError, OSError, asyncio.IncompleteReadError) as exc:
                 logger.info("replica %s broke off its answer: %s", replica_id, exc)
             finally:
-                await response.aclose()
+                response.close()
             return True
         finally:
             self.in_flight[replica_id] -= 1
@@ -400,16 +408,13 @@ class DeploymentGateway:
                 # Not a request the replica saw: in flight again as it was.
                 metrics.counts.cancel(revision_id=revision.revision_id)
 
-    def _client(self) -> httpx.AsyncClient:
+    def _pool(self) -> Pool:
+        """This event loop's connections to replicas."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=3.0, read=None, write=60.0, pool=30.0),
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256),
-            )
-        return client
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = Pool()
+        return pool
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -472,16 +477,16 @@ def _request_headers(scope: dict[str, Any], *, client: str) -> list[tuple[bytes,
     return out
 
 
-def _response_headers(response: httpx.Response, *, sandbox: bool) -> list[tuple[bytes, bytes]]:
+def _response_headers(response: Response, *, sandbox: bool) -> list[tuple[bytes, bytes]]:
     out = []
-    for name, value in response.headers.raw:
+    for name, value in response.headers:
         lower = name.lower()
         if lower in (b"connection", b"keep-alive", b"transfer-encoding"):
             continue
         if sandbox and lower in _NOT_ON_LATTICE:
             continue
         out.append((name, value))
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
+    if response.content_type.startswith("text/event-stream"):
         out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
     return [*out, *_SANDBOX] if sandbox else out
 
