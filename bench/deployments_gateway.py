@@ -231,6 +231,85 @@ def _cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def _replica_command(kind: str, port: int, work: Path, clients: int) -> list[str]:
+    if kind == "asyncio":
+        return [sys.executable, "-c", ASYNCIO_REPLICA, str(port)]
+    return [
+        sys.executable,
+        str(ROOT / "images" / "model-server" / "serve.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        str(work),
+        "--concurrency",
+        str(clients * 2),
+    ]
+
+
+def _web_command(port: int) -> list[str]:
+    """uvicorn as production runs it (one worker, no access log); BENCH_PROFILE=<file> runs
+    it under cProfile."""
+    profile = os.environ.get("BENCH_PROFILE")
+    return [
+        *([sys.executable, "-m", "cProfile", "-o", profile] if profile else []),
+        str(ROOT / ".venv" / "bin" / "uvicorn"),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "config.asgi:application",
+    ]
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """The table and the JSON line."""
+    figures: dict[str, Any] = {
+        "replica": args.replica,
+        "clients": args.clients,
+        "cores": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
+    }
+    print(
+        f"{'':8} {'requests':>9} {'wall':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} "
+        f"{'client CPU':>10} {'web CPU':>8} {'replica CPU':>11}"
+    )
+    for name, total in results.items():
+        count = len(total["latencies"])
+        row = {
+            "requests": count,
+            "rps": count / total["wall"],
+            "p50_ms": percentile(total["latencies"], 0.5) * 1000,
+            "p99_ms": percentile(total["latencies"], 0.99) * 1000,
+            "errors": len(total["errors"]),
+            "error_statuses": dict(Counter(total["errors"])),
+            "client_cpu_pct": 100 * total["client_cpu"] / total["wall"],
+            "web_cpu_pct": 100 * total["web_cpu"] / total["wall"],
+            "replica_cpu_pct": 100 * total["replica_cpu"] / total["wall"],
+        }
+        figures[name] = row
+        print(
+            f"{name:8} {count:9d} {total['wall']:6.1f}s {row['rps']:8.0f} "
+            f"{row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
+            f"{row['errors']:6d} {row['client_cpu_pct']:9.0f}% {row['web_cpu_pct']:7.0f}% "
+            f"{row['replica_cpu_pct']:10.0f}%"
+        )
+    figures["p50_added_ms"] = figures["gateway"]["p50_ms"] - figures["direct"]["p50_ms"]
+    figures["p99_added_ms"] = figures["gateway"]["p99_ms"] - figures["direct"]["p99_ms"]
+    figures["throughput_ratio"] = figures["gateway"]["rps"] / figures["direct"]["rps"]
+    print(
+        f"added: p50 {figures['p50_added_ms']:.2f} ms (goal <= 2), p99 "
+        f"{figures['p99_added_ms']:.2f} ms (goal <= 10); throughput "
+        f"{figures['throughput_ratio']:.2f}x direct (goal >= 0.8)"
+    )
+    print(json.dumps(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=64)
@@ -243,22 +322,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lattice-bench-gateway-"))
     (work / "predict.py").write_text(PREDICT)
     replica_port, web_port = free_port(), free_port()
-    if args.replica == "asyncio":
-        command = [sys.executable, "-c", ASYNCIO_REPLICA, str(replica_port)]
-    else:
-        command = [
-            sys.executable,
-            str(ROOT / "images" / "model-server" / "serve.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(replica_port),
-            "--model",
-            str(work),
-            "--concurrency",
-            str(args.clients * 2),
-        ]
-    replica = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    replica = subprocess.Popen(
+        _replica_command(args.replica, replica_port, work, args.clients),
+        stdout=subprocess.DEVNULL,
+    )
     web = None
     try:
         wait_listening(replica_port, replica, "the model server")
@@ -273,26 +340,7 @@ def main() -> None:
             ),
         }
         web = subprocess.Popen(
-            [
-                *(
-                    [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
-                    if os.environ.get("BENCH_PROFILE")
-                    else []
-                ),
-                str(ROOT / ".venv" / "bin" / "uvicorn"),
-                "--lifespan",
-                "off",
-                "--no-access-log",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(web_port),
-                "config.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            _web_command(web_port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         wait_listening(web_port, web, "the web server")
         direct = _request(f"127.0.0.1:{replica_port}", None)
@@ -334,44 +382,7 @@ def main() -> None:
         replica.wait(10)
         drop_database()
 
-    figures: dict[str, Any] = {
-        "replica": args.replica,
-        "clients": args.clients,
-        "cores": os.cpu_count(),
-        "load_average_1m": os.getloadavg()[0],
-    }
-    print(
-        f"{'':8} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-        f"{'client CPU':>10} {'web CPU':>8} {'replica CPU':>11}"
-    )
-    for name, total in results.items():
-        count = len(total["latencies"])
-        row = {
-            "requests": count,
-            "rps": count / total["wall"],
-            "p50_ms": percentile(total["latencies"], 0.5) * 1000,
-            "p99_ms": percentile(total["latencies"], 0.99) * 1000,
-            "errors": len(total["errors"]),
-            "error_statuses": dict(Counter(total["errors"])),
-            "client_cpu_pct": 100 * total["client_cpu"] / total["wall"],
-            "web_cpu_pct": 100 * total["web_cpu"] / total["wall"],
-            "replica_cpu_pct": 100 * total["replica_cpu"] / total["wall"],
-        }
-        figures[name] = row
-        print(
-            f"{name:8} {count:9d} {total['wall']:6.1f}s {row['rps']:8.0f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-            f"{row['errors']:6d} {row['client_cpu_pct']:9.0f}% {row['web_cpu_pct']:7.0f}% "
-            f"{row['replica_cpu_pct']:10.0f}%"
-        )
-    figures["p50_added_ms"] = figures["gateway"]["p50_ms"] - figures["direct"]["p50_ms"]
-    figures["p99_added_ms"] = figures["gateway"]["p99_ms"] - figures["direct"]["p99_ms"]
-    figures["throughput_ratio"] = figures["gateway"]["rps"] / figures["direct"]["rps"]
-    print(
-        f"added: p50 {figures['p50_added_ms']:.2f} ms (goal <= 2), p99 "
-        f"{figures['p99_added_ms']:.2f} ms (goal <= 10); throughput "
-        f"{figures['throughput_ratio']:.2f}x direct (goal >= 0.8)"
-    )
-    print(json.dumps(figures))
+    report(results, args)
 
 
 if __name__ == "__main__":
