@@ -181,6 +181,9 @@ def test_public_deployment_answers_on_its_host_and_the_api_path_sandboxed_there(
     )
     assert missing.status_code == 404
     assert missing.headers["content-security-policy"] == "sandbox"
+    # A notebook's page may not call it as the person who opened it (Lattice's origin).
+    from_notebook = _api_call(asgi_live_server, headers={"origin": "http://nb-7.localhost"})
+    assert from_notebook.status_code == 403
 
 
 def test_protected_deployment_takes_an_invoke_token_of_a_member_or_a_key_and_nothing_else(
