@@ -495,3 +495,39 @@ def test_with_the_redis_cache_a_revoked_token_is_refused_at_once_and_limits_hold
     other = _token(bob)
     answers = [_host_call(asgi_live_server, token=other).status_code for _ in range(5)]
     assert answers == [200, 200, 200, 200, 429]
+
+
+def test_concurrent_requests_share_one_pipelined_redis_connection_in_order(
+    settings: Any, redis_url: str
+) -> None:
+    """Replies go back to the request that asked, however many are in flight at once."""
+    import asyncio
+    import secrets
+
+    from apps.deployments.gateway.shared import shared_state
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    prefix = secrets.token_hex(4)
+
+    async def run() -> list[tuple[dict[str, int], int]]:
+        calls = [
+            shared_state([f"{prefix}:gen:{i % 3}"], f"{prefix}:rate:{i % 2}", window=60)
+            for i in range(60)
+        ]
+        return await asyncio.gather(*calls)
+
+    answers = asyncio.run(run())
+
+    by_key: dict[int, list[int]] = {0: [], 1: []}
+    for index, (_, count) in enumerate(answers):
+        by_key[index % 2].append(count)
+    assert sorted(by_key[0]) == list(range(1, 31))
+    assert sorted(by_key[1]) == list(range(1, 31))
+    generations = {}
+    for index, (found, _) in enumerate(answers):
+        key = f"{prefix}:gen:{index % 3}"
+        assert set(found) == {key}
+        generations.setdefault(key, set()).add(found[key])
+    assert all(len(values) == 1 for values in generations.values())
