@@ -525,7 +525,7 @@ def test_concurrent_requests_share_one_pipelined_redis_connection_in_order(
         by_key[index % 2].append(count)
     assert sorted(by_key[0]) == list(range(1, 31))
     assert sorted(by_key[1]) == list(range(1, 31))
-    generations = {}
+    generations: dict[str, set[int]] = {}
     for index, (found, _) in enumerate(answers):
         key = f"{prefix}:gen:{index % 3}"
         assert set(found) == {key}
