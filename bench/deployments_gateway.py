@@ -170,9 +170,13 @@ def drop_database() -> None:
 
 
 async def _one_client(
-    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    request: bytes,
+    stop_at: float,
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = connection
     try:
         while time.perf_counter() < stop_at:
             began = time.perf_counter()
@@ -193,13 +197,18 @@ async def _one_client(
 
 
 async def _load(port: int, request: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` connections, opened before the clock starts, each sending ``request`` again
+    and again for ``seconds``."""
     latencies: list[float] = []
     errors: list[str] = []
+    connections = await asyncio.gather(
+        *(asyncio.open_connection("127.0.0.1", port) for _ in range(clients))
+    )
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     stop_at = began + seconds
     await asyncio.gather(
-        *(_one_client(port, request, stop_at, latencies, errors) for _ in range(clients))
+        *(_one_client(c, request, stop_at, latencies, errors) for c in connections)
     )
     wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -345,9 +354,10 @@ def main() -> None:
         wait_listening(web_port, web, "the web server")
         direct = _request(f"127.0.0.1:{replica_port}", None)
         through = _request("bench--benchteam.localhost", token)
-        # Warm both paths (the gateway's first request reads the route and the token).
-        asyncio.run(_load(replica_port, direct, 4, 0.5))
-        asyncio.run(_load(web_port, through, 4, 0.5))
+        # Warm both paths with every client (the gateway's first request reads the route and
+        # the token; its pool opens its connections to the replica).
+        asyncio.run(_load(replica_port, direct, args.clients, 2.0))
+        asyncio.run(_load(web_port, through, args.clients, 2.0))
 
         results: dict[str, dict[str, Any]] = {
             name: {
