@@ -531,3 +531,32 @@ def test_concurrent_requests_share_one_pipelined_redis_connection_in_order(
         assert set(found) == {key}
         generations.setdefault(key, set()).add(found[key])
     assert all(len(values) == 1 for values in generations.values())
+
+
+def _named(name: str) -> Any:
+    async def replica(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = name.encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return replica
+
+
+def test_traffic_is_split_between_revisions_by_weight(acme: Team, asgi_live_server: str) -> None:
+    with serving(_named("old"), name="old") as old, serving(_named("new"), name="new") as new:
+        deployment = _deploy(acme, auth_mode="public", endpoints=[old])
+        first = Revision.objects.for_team(acme).get(deployment=deployment)
+        second = Revision.objects.create(
+            team=acme, deployment=deployment, number=2, machine_type=first.machine_type
+        )
+        _replica(second, new)
+        # Ready but given no share yet: it takes nothing.
+        assert {_host_call(asgi_live_server).text for _ in range(20)} == {"old"}
+
+        deployment.traffic = {str(first.pk): 75, str(second.pk): 25}
+        deployment.save(update_fields=["traffic"])
+        answers = [_host_call(asgi_live_server).text for _ in range(200)]
+
+    assert 20 <= answers.count("new") <= 80
+    assert answers.count("old") + answers.count("new") == 200

@@ -28,6 +28,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -103,7 +104,8 @@ class _Call:
     bearer: str
     session_key: str
     client: str
-    # The credential as sent ("" without one), and who the rate limit counts.
+    # What the decision is cached under (the origin, the credential's digest), and who the
+    # rate limit counts (that digest, else the client's address).
     credential: str
     caller: str
 
@@ -117,8 +119,9 @@ class _Call:
             session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
         client = (scope.get("client") or ("", 0))[0] or ""
         credential = bearer or (f"s:{session_key}" if session_key else "")
+        # Kept and counted by digest: no plaintext token stays in this process's tables.
         if credential:
-            caller = hashlib.sha256(credential.encode()).hexdigest()[:24]
+            caller = hashlib.sha256(credential.encode()).hexdigest()[:32]
         else:
             caller = f"ip:{client}"
         return cls(
@@ -129,7 +132,7 @@ class _Call:
             bearer=bearer,
             session_key=session_key,
             client=client,
-            credential=f"{int(address.on_lattice_origin)}:{credential}",
+            credential=f"{int(address.on_lattice_origin)}:{caller}",
             caller=caller,
         )
 
@@ -436,8 +439,6 @@ def _bearer(value: bytes) -> str:
 
 def _from_lattice(headers: dict[bytes, bytes]) -> bool:
     """A write signed in by a session must come from Lattice's own pages (its Origin)."""
-    from urllib.parse import urlsplit
-
     origin = headers.get(b"origin", b"").decode("latin-1")
     host = headers.get(b"host", b"").decode("latin-1")
     return bool(origin) and urlsplit(origin).netloc.lower() == host.lower()
