@@ -560,3 +560,38 @@ def test_traffic_is_split_between_revisions_by_weight(acme: Team, asgi_live_serv
 
     assert 20 <= answers.count("new") <= 80
     assert answers.count("old") + answers.count("new") == 200
+
+
+def _named_slow(name: str) -> Any:
+    """A replica that says its name, after a second and a half on /slow."""
+
+    async def replica(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        import asyncio
+
+        if scope["path"] == "/slow":
+            await asyncio.sleep(1.5)
+        body = name.encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return replica
+
+
+def test_a_revisions_replica_with_fewer_requests_in_flight_is_chosen(
+    acme: Team, asgi_live_server: str
+) -> None:
+    with serving(_named_slow("a"), name="a") as a, serving(_named_slow("b"), name="b") as b:
+        _deploy(acme, auth_mode="public", endpoints=[a, b])
+        slow: list[str] = []
+        thread = threading.Thread(
+            target=lambda: slow.append(_host_call(asgi_live_server, path="/slow").text)
+        )
+        thread.start()
+        time.sleep(0.5)  # the slow request is in flight on one replica
+        fast = {_host_call(asgi_live_server).text for _ in range(10)}
+        thread.join()
+
+    assert slow
+    assert slow[0] in ("a", "b")
+    assert fast == {"a", "b"} - {slow[0]}
