@@ -595,3 +595,16 @@ def test_a_revisions_replica_with_fewer_requests_in_flight_is_chosen(
     assert slow
     assert slow[0] in ("a", "b")
     assert fast == {"a", "b"} - {slow[0]}
+
+
+def test_a_renamed_team_moves_its_deployments_address_at_once(
+    acme: Team, model_servers: list[str], asgi_live_server: str
+) -> None:
+    _deploy(acme, auth_mode="public", endpoints=model_servers[:1])
+    assert _host_call(asgi_live_server).status_code == 200
+
+    acme.slug = "acme-2"
+    acme.save(update_fields=["slug"])
+
+    assert _host_call(asgi_live_server).status_code == 404
+    assert _host_call(asgi_live_server, host="chat--acme-2.localhost").status_code == 200

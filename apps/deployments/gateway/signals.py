@@ -4,8 +4,9 @@ generation on commit (apps.deployments.routing), which every process checks per 
 
 Routes: a deployment changed or deleted (auth mode, rate limit, traffic, pause), a
 revision changed, a replica's row changed (ready, gone, a new endpoint), a key made or
-revoked. Credentials: a token saved or deleted (revoked), a membership saved or deleted
-(removed, role changed), a user saved (deactivated, password), a session ended.
+revoked, the team renamed. Credentials: a token saved or deleted (revoked), a membership
+saved or deleted (removed, role changed), a user saved (deactivated, password), a session
+ended.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.db.models.signals import post_delete, post_save
 from apps.accounts.models import PersonalAccessToken
 from apps.deployments.models import Deployment, DeploymentKey, Replica, Revision
 from apps.deployments.routing import credentials_changed, routes_changed
-from apps.teams.models import Membership
+from apps.teams.models import Membership, Team
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 def _deployment_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
     deployment_id = instance.pk if sender is Deployment else instance.deployment_id
     if deployment_id is not None:
+        routes_changed(deployment_id)
+
+
+def _team_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A team's slug is in its deployments' addresses: a renamed team's routes are stale."""
+    for deployment_id in Deployment.objects.for_team(instance).values_list("pk", flat=True):
         routes_changed(deployment_id)
 
 
@@ -55,4 +62,5 @@ def connect() -> None:
         uid = f"deployments.gateway.credentials.{model.__name__}"
         post_save.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.save")
         post_delete.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.delete")
+    post_save.connect(_team_changed, sender=Team, dispatch_uid="deployments.gateway.team")
     user_logged_out.connect(_credentials_changed, dispatch_uid="deployments.gateway.signed_out")
