@@ -58,6 +58,7 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     30000,
     60000,
 )
+STATUS_FIELDS = ("status_2xx", "status_3xx", "status_4xx", "status_5xx")
 LOG_LINES = 200
 IN_FLIGHT_SECONDS = 3
 # Who counted a window: this process (host, pid, and a nonce for a reused pid).
@@ -257,10 +258,7 @@ def _upsert(windows: list[Any]) -> None:
             unique_fields=["revision", "second", "process"],
             update_fields=[
                 "requests",
-                "status_2xx",
-                "status_3xx",
-                "status_4xx",
-                "status_5xx",
+                *STATUS_FIELDS,
                 "latency",
                 "latency_sum_ms",
                 "in_flight",
@@ -352,17 +350,7 @@ def series(deployment: Deployment, *, seconds: int = 900, step: int = 5) -> dict
     rows = (
         _windows(deployment.pk)
         .filter(second__gte=datetime.fromtimestamp(start, tz=UTC))
-        .values_list(
-            "revision_id",
-            "second",
-            "requests",
-            "status_2xx",
-            "status_3xx",
-            "status_4xx",
-            "status_5xx",
-            "latency",
-            "in_flight",
-        )
+        .values_list("revision_id", "second", "requests", *STATUS_FIELDS, "latency", "in_flight")
     )
     size = len(LATENCY_BUCKETS_MS) + 1
     points: dict[int, dict[str, Any]] = {}
