@@ -23,8 +23,12 @@ class DeploymentsConfig(AppConfig):
     def ready(self) -> None:
         from apps.core.audit import audit_phrases
         from apps.deployments import controller, replicas
+        from apps.deployments.gateway import signals as gateway_signals
         from apps.machines.hooks import WorkloadKind, workload_kinds
         from apps.models.hooks import alias_moved
+
+        # The gateway forgets cached routes and credentials the moment they change.
+        gateway_signals.connect()
 
         # A replica's workload is "dp-<replica>": its events (then a reconcile of its
         # deployment), its output (the deployment's stream), its placement by the line.
@@ -38,8 +42,6 @@ class DeploymentsConfig(AppConfig):
         )
         # A followed alias moved: the deployments following it roll out its new version.
         alias_moved.register(controller.on_alias_moved)
-        # The model page's servers and the token page's example are registered here as
-        # they are built.
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)
         self._register_pages()
