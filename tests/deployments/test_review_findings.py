@@ -3,6 +3,8 @@ of /work/wt/REVIEW16.md and is marked xfail(strict=True) with the finding's id. 
 removes the mark once the finding is fixed (strict: a fixed finding whose mark stays fails).
 """
 
+# ruff: noqa: F811 (model_servers: test_gateway's fixture, imported to be used here)
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ def test_r1_tokens_revoked_all_at_once_are_refused_at_once(
     acme: Team,
     bob: User,
     model_servers: list[str],
-    asgi_live_server: str,  # noqa: F811
+    asgi_live_server: str,
 ) -> None:
     _deploy(acme, endpoints=model_servers[:1])
     plaintext = _token(bob)
@@ -43,7 +45,7 @@ def test_r1_tokens_revoked_all_at_once_are_refused_at_once(
 def test_r2_a_public_deployments_rate_limit_is_not_escaped_by_sending_junk_bearers(
     acme: Team,
     model_servers: list[str],
-    asgi_live_server: str,  # noqa: F811
+    asgi_live_server: str,
 ) -> None:
     _deploy(acme, auth_mode="public", endpoints=model_servers[:1], rate_limit_per_minute=3)
     # One client (one address), a fresh made-up "credential" on each request: a public
@@ -115,3 +117,18 @@ def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
     assert "ecmascript" not in content_type
     assert "service-worker-allowed" not in answer.headers
     assert "access-control-allow-credentials" not in answer.headers
+
+
+@pytest.mark.xfail(strict=True, reason="R5: <slug>--<team> can exceed a DNS label's 63 bytes")
+def test_r5_a_deployments_host_name_label_fits_in_dns(alice: User) -> None:
+    from apps.deployments.endpoints import endpoint_host
+    from apps.deployments.services import clean_name
+    from apps.teams.services import team_create
+
+    # Both slugs as the services make them: a team's up to 50 characters, a deployment's
+    # up to 40, and "--" between: up to 92 characters in one label.
+    team = team_create(actor=alice, name="Research and Development Laboratory of North Europe")
+    _, slug = clean_name(team, "Customer support ticket classifier (production)")
+    label = endpoint_host(team.slug, slug).split(".")[0]
+
+    assert len(label) <= 63, f"{label!r} is {len(label)} characters: no resolver takes it"
