@@ -132,3 +132,22 @@ def test_r5_a_deployments_host_name_label_fits_in_dns(alice: User) -> None:
     label = endpoint_host(team.slug, slug).split(".")[0]
 
     assert len(label) <= 63, f"{label!r} is {len(label)} characters: no resolver takes it"
+
+
+@pytest.mark.xfail(strict=True, reason="R6: every signed-in page view bumps the credentials")
+def test_r6_a_signed_in_page_view_does_not_make_every_gateway_decision_stale(
+    client: Any, bob: User, acme: Team
+) -> None:
+    from apps.deployments.routing import CREDENTIALS_GENERATION, generations
+
+    client.force_login(bob)
+    client.get(f"/t/{acme.slug}/deployments/")  # the first: the session's row is made
+    before = generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION]
+
+    # allauth's UserSessionsMiddleware (USERSESSIONS_TRACK_ACTIVITY) saves the UserSession
+    # row on each request; the gateway's receiver takes that for a credential change, so
+    # every process drops every cached decision of every deployment on every page view.
+    assert client.get(f"/t/{acme.slug}/deployments/").status_code == 200
+    after = generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION]
+
+    assert after == before
