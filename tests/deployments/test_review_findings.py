@@ -151,3 +151,45 @@ def test_r6_a_signed_in_page_view_does_not_make_every_gateway_decision_stale(
     after = generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION]
 
     assert after == before
+
+
+@pytest.mark.xfail(strict=True, reason="R7: a held request is never decided again")
+def test_r7_a_held_request_whose_key_is_revoked_meanwhile_is_not_served(
+    acme: Team,
+    model_servers: list[str],
+    asgi_live_server: str,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from django.utils import timezone
+
+    from apps.deployments import controller
+    from apps.deployments.models import DeploymentKey, Revision
+    from tests.deployments.test_gateway import _replica, _sha
+
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 15.0
+    deployment = _deploy(acme, auth_mode="protected")
+    revision = Revision.objects.for_team(acme).get(deployment=deployment)
+    key = "ldk_" + "h" * 40
+    row = DeploymentKey.objects.create(
+        team=acme, deployment=deployment, name="ci", key_hash=_sha(key), display_prefix=key[:8]
+    )
+
+    def revoke_then_ready() -> None:
+        # While the request is held: the key is revoked, then a replica becomes ready.
+        row.revoked_at = timezone.now()
+        row.save(update_fields=["revoked_at"])
+        _replica(revision, model_servers[0])
+
+    def wake(deployment_id: int) -> None:
+        threading.Timer(0.6, revoke_then_ready).start()
+
+    monkeypatch.setattr(controller, "deployment_wake", wake)
+    answer = _host_call(asgi_live_server, token=key, timeout=15)
+
+    # Decision 12: a revoked key opens nothing from then on; this one still reaches the
+    # replica (the hold loop re-reads the route only, never the decision, the deletion
+    # or the pause).
+    assert answer.status_code in (401, 403, 503)
