@@ -538,11 +538,11 @@ def figure_cold(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, list[float]] = {"lattice": [], "docker_run": []}
     loads = []
     for round_ in range(args.cold_runs):
-        steps = [
+        arms = [
             ("lattice", lattice_once),
             ("docker_run", lambda: raw_docker_run(stack.image, model)),
         ]
-        for name, step in steps if round_ % 2 == 0 else steps[::-1]:
+        for name, step in arms if round_ % 2 == 0 else arms[::-1]:
             loads.append(load_average())
             runs[name].append(step())
     lattice, raw = statistics.median(runs["lattice"]), statistics.median(runs["docker_run"])
