@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -195,6 +196,7 @@ class Stack:
     def __init__(self, work: Path, image: str) -> None:
         import start_latency as base
         from django.conf import settings
+        from django.db import connection
 
         from apps.accounts.models import INVOKE_SCOPE
         from apps.accounts.tokens import token_create
@@ -209,6 +211,15 @@ class Stack:
         settings.LATTICE_MODEL_SERVER_IMAGE = image
         os.environ["LATTICE_MODEL_SERVER_IMAGE"] = image
         base.bench_database(DATABASE)
+        from apps.deployments.models import Replica
+
+        # Replicas' workloads are dp-<replica>: start far from ids a test run on the same
+        # Docker engine may use (a container of that name there is another Lattice's).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+                [Replica._meta.db_table, random.randint(1, 900) * 1_000_000],  # noqa: S311
+            )
         self.web = base.WebServer(DATABASE)
         settings.LATTICE_INTERNAL_URL = self.web.url  # hosts read the model's blobs there
         inventory = {**collect(), "cpu_count": 16, "memory_bytes": 64 * 1024**3, "gpus": []}
