@@ -69,6 +69,9 @@ SETTINGS_FROM_ENV = {
 }
 PREDICT = """import time
 
+def setup():
+    time.sleep({setup})
+
 def predict(text='', sleep=0.0):
     if sleep:
         time.sleep(float(sleep))
@@ -176,7 +179,7 @@ async def client(port: int, request: bytes, load: Load, budget: list[int] | None
         else:
             load.errors.append((time.time(), f"{status}: {body[:200]!r}"))
         if closes:
-            connection[1].close()  # type: ignore[index]
+            connection[1].close()
             connection = None
     if connection is not None:
         connection[1].close()
@@ -250,10 +253,10 @@ class Stack:
             finally:
                 connections.close_all()
 
-    def version(self, number: int) -> Any:
+    def version(self, number: int, setup: float = 0.0) -> Any:
         from tests.model_fixtures import make_model_version
 
-        files = {"predict.py": PREDICT.format(version=number).encode()}
+        files = {"predict.py": PREDICT.format(version=number, setup=setup).encode()}
         return make_model_version(self.team, self.user, "Bench echo", files)
 
     def spec(self, version: Any, **fields: Any) -> Any:
@@ -501,19 +504,60 @@ def raw_docker_run(image: str, model: Path) -> float:
         container.remove(force=True)
 
 
+class Trace:
+    """When this process's tasks were queued, began and ended, and the agent's two slow
+    steps (the model's folder, the container's start): the cold start's profile."""
+
+    def __init__(self) -> None:
+        from celery.signals import before_task_publish, task_postrun, task_prerun
+
+        from apps.machines import agent
+        from apps.runtimes.docker import DockerRuntime
+
+        self.marks: list[tuple[float, str]] = []
+        self.on = False
+
+        def mark(what: str) -> None:
+            if self.on:
+                self.marks.append((time.time(), what))
+
+        before_task_publish.connect(lambda sender=None, **_: mark(f"queued {sender}"), weak=False)
+        task_prerun.connect(lambda task=None, **_: mark(f"began {task.name}"), weak=False)
+        task_postrun.connect(lambda task=None, **_: mark(f"ended {task.name}"), weak=False)
+
+        def timed(owner: Any, name: str) -> None:
+            original = getattr(owner, name)
+
+            def wrapper(*a: Any, **kw: Any) -> Any:
+                mark(f"began {name}")
+                try:
+                    return original(*a, **kw)
+                finally:
+                    mark(f"ended {name}")
+
+            setattr(owner, name, wrapper)
+
+        timed(agent, "with_datasets")
+        timed(DockerRuntime, "start")
+
+    def since(self, sent: float) -> list[str]:
+        return [f"{at - sent:6.3f} {what}" for at, what in self.marks if at >= sent]
+
+
 def figure_cold(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     from apps.deployments.models import Replica
 
-    v1 = stack.version(1)
+    v1 = stack.version(1, setup=args.cold_setup)
     deployment = stack.deploy(
         "Cold", stack.spec(v1, min_replicas=0, max_replicas=1, scale_to_zero_after=60)
     )
     stack.wait("cold r1 ready", lambda: stack.traffic(deployment) and stack.ready(deployment))
     model = stack.work / "model"
     model.mkdir(exist_ok=True)
-    (model / "predict.py").write_text(PREDICT.format(version=1))
+    (model / "predict.py").write_text(PREDICT.format(version=1, setup=args.cold_setup))
     request = stack.request(deployment, {"text": "wake"})
     steps: list[dict[str, float]] = []
+    trace, traces = Trace(), []
 
     def lattice_once() -> float:
         scale_to_zero(stack, deployment)
@@ -528,7 +572,11 @@ def figure_cold(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             return seconds, status
 
         sent = time.time()
+        trace.marks.clear()
+        trace.on = True
         seconds, status = asyncio.run(one())
+        trace.on = False
+        traces.append(trace.since(sent))
         if status != 200:
             raise RuntimeError(f"the cold request answered {status}")
         # Where the time went, from the newest replica's own times (this machine's clock).
@@ -563,6 +611,7 @@ def figure_cold(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "lattice_median_s": lattice,
         "docker_run_median_s": raw,
         "ratio": lattice / raw,
+        "setup_s": args.cold_setup,
         # Median seconds after the request was sent: the replica made (the wake and the
         # controller's pass), its container started (placement, the agent's start), ready
         # (the model server said READY and the agent's event was taken), the answer.
@@ -571,14 +620,18 @@ def figure_cold(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             for key in (steps[0] if steps else {})
         },
         "load_average_1m": [min(loads), max(loads)],
+        "lattice_last_trace": traces[-1] if traces else [],
     }
     print(
-        f"cold start from zero: request -> answer {lattice:.2f} s (median of "
+        f"cold start from zero (setup() {args.cold_setup:g} s): request -> answer "
+        f"{lattice:.2f} s (median of "
         f"{', '.join(f'{s:.2f}' for s in runs['lattice'])}) vs docker run -> READY {raw:.2f} s "
         f"({', '.join(f'{s:.2f}' for s in runs['docker_run'])}): {lattice / raw:.2f}x "
         f"(goal <= 1.2); load average {figures['load_average_1m']}; Lattice's steps "
         f"{figures['lattice_steps_median_s']}"
     )
+    print("the last cold start, seconds after the request was sent:")
+    print("\n".join(f"  {line}" for line in figures["lattice_last_trace"]))
     return figures
 
 
@@ -691,6 +744,8 @@ def main() -> None:
         default=["gateway", "rollout", "cold", "autoscale"],
     )
     parser.add_argument("--cold-runs", type=int, default=3)
+    # The model's setup() (loading its weights) in seconds, in both arms of the cold start.
+    parser.add_argument("--cold-setup", type=float, default=0.0)
     parser.add_argument("--rollout-requests", type=int, default=10_000)
     parser.add_argument("--step-before", type=float, default=5.0)
     parser.add_argument("--step-hold", type=float, default=10.0)
