@@ -27,7 +27,17 @@ if TYPE_CHECKING:
     from django.db.models import Model
 
 
+# A revision's scaling bookkeeping, which the controller writes about once a second per
+# revision under load: no route holds it (routes are the traffic split and the ready
+# replicas), and a new generation at each write made every process read its routes from
+# the database again each second.
+_NOT_ROUTED_REVISION_FIELDS = frozenset({"scaled_at", "replicas_wanted"})
+
+
 def _deployment_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    fields = kwargs.get("update_fields")
+    if sender is Revision and fields is not None and set(fields) <= _NOT_ROUTED_REVISION_FIELDS:
+        return
     deployment_id = instance.pk if sender is Deployment else instance.deployment_id
     if deployment_id is not None:
         routes_changed(deployment_id)
