@@ -183,7 +183,13 @@ def on_alias_moved(team: Team, actor: User | None, alias: ModelAlias) -> None:
     """A model alias names another version: each deployment of the team whose newest
     revision follows it gets a new revision serving that version ("alias moved to vN")."""
     with team_scope(team.pk), transaction.atomic():
-        for d in Deployment.objects.for_team(team).filter(deleted_at__isnull=True):
+        live = Deployment.objects.for_team(team).filter(deleted_at__isnull=True).order_by("pk")
+        for found in live:
+            # Locked as the services lock it, before the newest revision is read: a change or
+            # rollback committing meanwhile cannot take the same revision number.
+            d = _lock(found.pk, found.team_id)
+            if d is None or d.deleted_at is not None:
+                continue
             latest = (
                 Revision.objects.for_team(team)
                 .filter(deployment=d)

@@ -6,11 +6,15 @@ on. On the fake runtime; a held agent lets the test speak for the host, step by 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.core.tenancy import team_scope
 from apps.deployments import controller
 from apps.deployments.models import Deployment, DeploymentEvent, MetricWindow, Replica, Revision
 from apps.models.hooks import alias_moved
@@ -305,6 +309,50 @@ def test_moving_a_followed_alias_rolls_out_its_version(
     pinned, *_ = serving(acme, alice, held_agent, name="Pinned", model_version=v1)
     alias_moved(acme, alice, alias)
     assert Revision.objects.for_team(acme).filter(deployment=pinned).count() == 1
+
+
+def test_an_alias_move_during_a_change_takes_the_next_revision_number(
+    acme, alice, host, gateway_calls, held_agent
+):
+    """R10: the alias follow locks the deployment as the services do, so a change holding
+    that lock (its new revision not yet committed) is waited for, not raced: no unique
+    violation in the alias move's on-commit hook, and both revisions kept."""
+    v1 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 1\n"})
+    v2 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 2\n"})
+    alias = ModelAlias.objects.for_team(acme).create(
+        team=acme, model=v1.model, name="prod", version=v1
+    )
+    deployment, r1, _old = serving(acme, alice, held_agent, model_version=v1, follows_alias="prod")
+    locked, failures = threading.Event(), []
+
+    def change() -> None:  # what deployment_change does, in another connection
+        try:
+            with team_scope(acme.pk), transaction.atomic():
+                Deployment.objects.for_team(acme).select_for_update().get(pk=deployment.pk)
+                controller.revision_copy(r1, reason="changed")
+                locked.set()
+                time.sleep(0.5)
+        except Exception as exc:  # reported to the test
+            failures.append(exc)
+        finally:
+            locked.set()
+            connection.close()
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    assert locked.wait(10)
+    alias.version = v2
+    alias.save()
+    alias_moved(acme, alice, alias)
+    changer.join(10)
+
+    assert failures == []
+    numbers = dict(
+        Revision.objects.for_team(acme)
+        .filter(deployment=deployment)
+        .values_list("number", "reason")
+    )
+    assert numbers == {1: r1.reason, 2: "changed", 3: f"alias moved to v{v2.number}"}
 
 
 def test_reconcile_is_idempotent(acme, alice, host, gateway_calls, held_agent):
