@@ -10,10 +10,12 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from apps.deployments import controller
 from apps.deployments.models import Deployment, Replica, Revision
+from apps.deployments.routing import deployment_generation
 from apps.deployments.tasks import deployment_scale
 from tests.deployments.control_helpers import (
     kinds,
@@ -244,3 +246,36 @@ def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(
     gateway_calls.flights[deployment.pk] = {r2.pk: 0}
     reconcile(deployment)
     assert len(replicas_of(deployment, *LIVE, revision=r2)) == 3
+
+
+def test_saves_of_fields_the_gateway_does_not_read_keep_its_routes(
+    acme, alice, host, gateway_calls
+):
+    """R13: the controller's frequent saves (scaled_at each second under load, status
+    messages, progress) do not make every web process reload the route and drop its
+    decisions; a change the route reads (a replica leaving ready, traffic) still does."""
+    deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=2)
+    revision = revision_of(deployment)
+    gateway_calls.flights[deployment.pk] = {revision.pk: 2}  # the current count still needed
+    key = deployment_generation(deployment.pk)
+    age(revision, 5)
+    before = cache.get(key)
+    assert before is not None
+
+    reconcile(deployment)  # writes only the revision's scaled_at
+    revision.refresh_from_db()
+    assert timezone.now() - revision.scaled_at < timedelta(seconds=5)
+    deployment.status_message = "Serving r1 (checked)."
+    deployment.save(update_fields=["status_message", "status", "updated_at"])
+    [replica] = replicas_of(deployment, S.READY)
+    replica.progressed_at = timezone.now()
+    replica.save(update_fields=["progressed_at"])
+    assert cache.get(key) == before
+
+    replica.status = S.DRAINING
+    replica.save(update_fields=["status", "status_message", "progressed_at"])
+    drained = cache.get(key)
+    assert drained != before
+    deployment.traffic = {}
+    deployment.save(update_fields=["traffic", "updated_at"])
+    assert cache.get(key) not in (before, drained)
