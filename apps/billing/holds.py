@@ -12,14 +12,16 @@ owner or admin raises or removes it, else at the first billing sweep of a new pe
 
 The plan: after a downgrade, the sweep pauses a deployment whose newest revision runs a
 machine type the plan lacks or more replicas than it allows, and resumes it once the
-plan allows it (an upgrade) or a change made a revision that it allows.
+plan allows it (an upgrade) or a change made a revision that it allows. A deployment the
+cap paused is asked of the plan when the cap lets it go: one the plan refuses is paused
+again, for the plan, instead of resumed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apps.billing.entitlements import current_period
+from apps.billing.entitlements import current_period, current_plan
 from apps.billing.models import BillingAccount
 from apps.billing.usage import usage_cost
 from apps.core.tenancy import team_scope
@@ -72,15 +74,23 @@ def cap_pause(deployments: list[Deployment], *, spent: Decimal, cap: Decimal, en
 
 
 def cap_resume(team: Team) -> int:
-    """Resume the team's deployments the spend cap paused; return how many."""
+    """Resume the team's deployments the spend cap paused; return how many. One the plan
+    does not allow now (a downgrade while the cap held it) is not resumed: it stays
+    paused, for the plan, until the plan allows it (``plan_hold``)."""
     paused = (
         Deployment.objects.for_team(team)
         .filter(deleted_at__isnull=True, status=Deployment.Status.PAUSED)
         .filter(paused_reason__startswith=CAP_PAUSE)
         .order_by("name", "pk")
     )
+    plan = current_plan(team)
+    allowed = {m.pk for m in plan.machine_types.all()} if plan is not None else set()
     resumed = 0
     for deployment in list(paused):
+        why = None if plan is None else _plan_refusal(team, plan, allowed, deployment)
+        if why:
+            controller.deployment_pause(deployment, f"{PLAN_PAUSE}: {why}")
+            continue
         controller.deployment_resume(deployment)
         resumed += 1
     return resumed
@@ -90,25 +100,30 @@ def plan_hold(team: Team, plan: Plan) -> int:
     """Pause the team's deployments the plan does not allow; resume those it paused that
     it allows now. Returns how many it paused."""
     allowed = {m.pk for m in plan.machine_types.all()}
-    ended = [Revision.Status.FAILED, Revision.Status.RETIRED]
     paused = 0
     live = Deployment.objects.for_team(team).filter(deleted_at__isnull=True)
     for deployment in list(live.order_by("name", "pk")):
-        newest = (
-            Revision.objects.for_team(team)
-            .filter(deployment=deployment)
-            .exclude(status__in=ended)
-            .select_related("machine_type")
-            .order_by("-number")
-            .first()
-        )
-        why = None if newest is None else _plan_refuses(plan, allowed, newest)
+        why = _plan_refusal(team, plan, allowed, deployment)
+        # One the cap paused stays the cap's: cap_resume asks the plan before resuming it.
         if why and deployment.status != Deployment.Status.PAUSED:
             controller.deployment_pause(deployment, f"{PLAN_PAUSE}: {why}")
             paused += 1
         elif not why and deployment.paused_reason.startswith(PLAN_PAUSE):
             controller.deployment_resume(deployment)
     return paused
+
+
+def _plan_refusal(team: Team, plan: Plan, allowed: set[int], deployment: Deployment) -> str | None:
+    """Why ``plan`` does not allow the deployment's newest live revision; None if it does."""
+    newest = (
+        Revision.objects.for_team(team)
+        .filter(deployment=deployment)
+        .exclude(status__in=[Revision.Status.FAILED, Revision.Status.RETIRED])
+        .select_related("machine_type")
+        .order_by("-number")
+        .first()
+    )
+    return None if newest is None else _plan_refuses(plan, allowed, newest)
 
 
 def _plan_refuses(plan: Plan, allowed: set[int], revision: Revision) -> str | None:

@@ -19,8 +19,10 @@ beat every LATTICE_DEPLOYMENT_SCALE_EVERY seconds (apps.deployments.tasks). Each
    timeout fails the revision, with the reason kept on it and shown in the events and
    the deployment's message, and the revision that served keeps serving.
 3. **Retiring**: revisions no longer in ``traffic`` drain (their ready replicas leave the
-   routes, in-flight requests finish: the gateway's in-flight count of that revision
-   reaches 0, or LATTICE_DEPLOYMENT_DRAIN_SECONDS pass) and are stopped.
+   routes, in-flight requests finish: the gateway's in-flight count of that replica
+   (apps.deployments.metrics.in_flight_replicas) reaches 0, after at least
+   _DRAIN_AT_LEAST, or LATTICE_DEPLOYMENT_DRAIN_SECONDS pass) and are stopped. A replica
+   scaled down drains the same way.
 4. **Autoscaling** of each revision in traffic on requests in flight per replica
    (apps.deployments.metrics.in_flight): ceil(in flight / target), within min..max; up at
    once, down only once the current count has not been needed for
@@ -89,8 +91,10 @@ _CRASH_WINDOW = timedelta(minutes=5)
 _STOP_PATIENCE = timedelta(seconds=60)
 # A replica still waiting for room is offered to the line again this often.
 _PLACE_AGAIN = timedelta(seconds=30)
-# Draining lasts at least this long: the gateway's cached routes learn of it first.
-_DRAIN_AT_LEAST = timedelta(seconds=1)
+# Draining lasts at least this long before an idle replica stops: the gateway's routes learn
+# of it at once (a generation bumped on commit), and a request it sent the replica just
+# before reaches the database with the next flush (within a second): two flushes and some.
+_DRAIN_AT_LEAST = timedelta(seconds=metrics.IN_FLIGHT_SECONDS)
 
 
 # --- what others call ---------------------------------------------------------------------
@@ -183,7 +187,13 @@ def on_alias_moved(team: Team, actor: User | None, alias: ModelAlias) -> None:
     """A model alias names another version: each deployment of the team whose newest
     revision follows it gets a new revision serving that version ("alias moved to vN")."""
     with team_scope(team.pk), transaction.atomic():
-        for d in Deployment.objects.for_team(team).filter(deleted_at__isnull=True):
+        live = Deployment.objects.for_team(team).filter(deleted_at__isnull=True).order_by("pk")
+        for found in live:
+            # Locked as the services lock it, before the newest revision is read: a change or
+            # rollback committing meanwhile cannot take the same revision number.
+            d = _lock(found.pk, found.team_id)
+            if d is None or d.deleted_at is not None:
+                continue
             latest = (
                 Revision.objects.for_team(team)
                 .filter(deployment=d)
@@ -286,6 +296,7 @@ class _Pass:
             r.pk: r for r in Revision.objects.for_team(d.team_id).filter(deployment=d)
         }
         self._in_flight: dict[int, int] | None = None
+        self._in_flight_replicas: dict[int, int] | None = None
         self.replaced: set[int] = set()  # revisions that lost a replica this pass
 
     # -- helpers
@@ -295,6 +306,13 @@ class _Pass:
         if self._in_flight is None:
             self._in_flight = {int(k): int(v) for k, v in metrics.in_flight(self.d.pk).items()}
         return self._in_flight
+
+    @property
+    def in_flight_replicas(self) -> dict[int, int]:
+        if self._in_flight_replicas is None:
+            found = metrics.in_flight_replicas(self.d.pk)
+            self._in_flight_replicas = {int(k): int(v) for k, v in found.items()}
+        return self._in_flight_replicas
 
     def traffic(self) -> dict[int, int]:
         return {int(k): int(v) for k, v in (self.d.traffic or {}).items()}
@@ -611,7 +629,9 @@ class _Pass:
             if replica.status != RS.DRAINING or replica.ended_at is not None:
                 continue
             draining_for = self.now - replica.progressed_at
-            idle = self.in_flight.get(replica.revision_id, 0) == 0
+            # Its own requests, not its revision's: one replica scaled down out of several
+            # stops once it is idle, while the others serve on.
+            idle = self.in_flight_replicas.get(replica.pk, 0) == 0
             if (idle and draining_for >= _DRAIN_AT_LEAST) or draining_for >= drain_for:
                 replica_stop(replica, reason="stopped", message="Drained; stopping.")
 

@@ -4,7 +4,8 @@ Each web process counts in memory, per revision and per second: requests, status
 (2xx..5xx; a request the gateway answered itself because no replica could is a 5xx of the
 revision it was meant for only when one was chosen), a latency histogram over
 ``LATENCY_BUCKETS_MS`` (the last count is "slower than the last bucket"), the latency sum,
-and requests in flight (now, and the most during the second). A background task per
+and requests in flight (now, and the most during the second; now also per replica, for
+the controller's drain). A background task per
 process (``flusher_start``) writes each finished second once a second into ``MetricWindow``
 rows (an upsert on revision, second, process) and ``Deployment.last_request_at``; a second
 with requests still in flight gets a row too, so ``in_flight`` sees long requests.
@@ -87,21 +88,36 @@ class _Counts:
         self.seconds: dict[tuple[int, int], _Second] = {}  # (revision, epoch second)
         self.in_flight: dict[int, int] = {}
         self.in_flight_max: dict[int, int] = {}
+        # replica id -> (its revision id, requests in flight to it now)
+        self.replicas: dict[int, tuple[int, int]] = {}
         self.lines: dict[int, deque[dict[str, Any]]] = {}  # deployment -> recent lines
         self.dirty_lines: set[int] = set()
 
-    def started(self, *, revision_id: int, deployment_id: int, team_id: int) -> None:
+    def started(
+        self, *, revision_id: int, deployment_id: int, team_id: int, replica_id: int | None = None
+    ) -> None:
         with self.lock:
             self.owners[revision_id] = (deployment_id, team_id)
+            self._replica(revision_id, replica_id, +1)
             now = self.in_flight.get(revision_id, 0) + 1
             self.in_flight[revision_id] = now
             if now > self.in_flight_max.get(revision_id, 0):
                 self.in_flight_max[revision_id] = now
 
-    def finished(self, *, revision_id: int, status: int, ms: float, method: str, path: str) -> None:
+    def finished(
+        self,
+        *,
+        revision_id: int,
+        status: int,
+        ms: float,
+        method: str,
+        path: str,
+        replica_id: int | None = None,
+    ) -> None:
         now = time.time()
         bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
         with self.lock:
+            self._replica(revision_id, replica_id, -1)
             self.in_flight[revision_id] = max(0, self.in_flight.get(revision_id, 1) - 1)
             key = (revision_id, int(now))
             second = self.seconds.get(key)
@@ -128,10 +144,21 @@ class _Counts:
             )
             self.dirty_lines.add(deployment_id)
 
-    def cancel(self, *, revision_id: int) -> None:
+    def cancel(self, *, revision_id: int, replica_id: int | None = None) -> None:
         """A request that never reached the replica (it refused the connection)."""
         with self.lock:
+            self._replica(revision_id, replica_id, -1)
             self.in_flight[revision_id] = max(0, self.in_flight.get(revision_id, 1) - 1)
+
+    def _replica(self, revision_id: int, replica_id: int | None, change: int) -> None:
+        """Count a request to or from the replica's own gauge (under the lock)."""
+        if replica_id is None:
+            return
+        now = max(0, self.replicas.get(replica_id, (revision_id, 0))[1] + change)
+        if now:
+            self.replicas[replica_id] = (revision_id, now)
+        else:
+            self.replicas.pop(replica_id, None)
 
     def take(self, before: int) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
         """The windows of every second before ``before`` (and of revisions with requests in
@@ -151,6 +178,7 @@ class _Counts:
                     "latency_sum_ms": counts.latency_sum,
                     "in_flight": 0,
                     "in_flight_max": 0,
+                    "in_flight_replicas": {},
                 }
             latest: dict[int, int] = {}
             for revision_id, second in rows:
@@ -171,6 +199,11 @@ class _Counts:
                         "latency_sum_ms": 0.0,
                     }
                 row["in_flight"], row["in_flight_max"] = now, max(peak, now)
+                row["in_flight_replicas"] = {
+                    str(replica_id): n
+                    for replica_id, (revision, n) in self.replicas.items()
+                    if revision == revision_id and n
+                }
                 self.in_flight_max[revision_id] = now
                 if not now:
                     del self.in_flight_max[revision_id]
@@ -219,6 +252,7 @@ def flush(before: int | None = None) -> int:
                 latency_sum_ms=row["latency_sum_ms"],
                 in_flight=row["in_flight"],
                 in_flight_max=row["in_flight_max"],
+                in_flight_replicas=row.get("in_flight_replicas", {}),
             )
             for row in rows
         ]
@@ -263,6 +297,7 @@ def _upsert(windows: list[Any]) -> None:
                 "latency_sum_ms",
                 "in_flight",
                 "in_flight_max",
+                "in_flight_replicas",
             ],
         )
 
@@ -298,9 +333,9 @@ def _windows(deployment_id: int) -> Any:
     return MetricWindow.objects.unscoped().filter(deployment_id=deployment_id)
 
 
-def in_flight(deployment_id: int) -> dict[int, int]:
-    """Revision id -> requests in flight now, over every web process (each process's latest
-    window of the last ``IN_FLIGHT_SECONDS`` seconds)."""
+def _latest_windows(deployment_id: int) -> list[tuple[int, int, dict[str, int]]]:
+    """(revision id, in flight, in flight per replica) of each process's latest window of
+    each revision in the last ``IN_FLIGHT_SECONDS`` seconds."""
     since = timezone.now() - timedelta(seconds=IN_FLIGHT_SECONDS)
     latest = (
         _windows(deployment_id)
@@ -309,17 +344,38 @@ def in_flight(deployment_id: int) -> dict[int, int]:
         .annotate(last=Max("second"))
     )
     wanted = {(row["revision_id"], row["process"], row["last"]) for row in latest}
-    totals: dict[int, int] = {}
     if not wanted:
-        return totals
+        return []
     rows = (
         _windows(deployment_id)
         .filter(second__gte=since)
-        .values_list("revision_id", "process", "second", "in_flight")
+        .values_list("revision_id", "process", "second", "in_flight", "in_flight_replicas")
     )
-    for revision_id, process, second, now in rows:
-        if (revision_id, process, second) in wanted:
-            totals[revision_id] = totals.get(revision_id, 0) + now
+    return [
+        (revision_id, now, replicas or {})
+        for revision_id, process, second, now, replicas in rows
+        if (revision_id, process, second) in wanted
+    ]
+
+
+def in_flight(deployment_id: int) -> dict[int, int]:
+    """Revision id -> requests in flight now, over every web process (each process's latest
+    window of the last ``IN_FLIGHT_SECONDS`` seconds)."""
+    totals: dict[int, int] = {}
+    for revision_id, now, _replicas in _latest_windows(deployment_id):
+        totals[revision_id] = totals.get(revision_id, 0) + now
+    return totals
+
+
+def in_flight_replicas(deployment_id: int) -> dict[int, int]:
+    """Replica id -> requests in flight to it now, over every web process (read as
+    ``in_flight``). A request is counted from the moment the gateway chose its replica, and
+    reaches the database with the next flush (within a second); a process that has sent
+    nothing for ``IN_FLIGHT_SECONDS`` counts none."""
+    totals: dict[int, int] = {}
+    for _revision_id, _now, replicas in _latest_windows(deployment_id):
+        for replica_id, n in replicas.items():
+            totals[int(replica_id)] = totals.get(int(replica_id), 0) + int(n)
     return totals
 
 

@@ -328,6 +328,9 @@ class MetricWindow(models.Model):
     # Requests in flight when the second ended, and the most during it.
     in_flight = models.PositiveIntegerField(default=0)
     in_flight_max = models.PositiveIntegerField(default=0)
+    # Of ``in_flight``, per replica: {"<replica id>": requests in flight when the second
+    # ended} (replicas with none left out); the drain reads it (metrics.in_flight_replicas).
+    in_flight_replicas = models.JSONField(default=dict)
 
     objects: ClassVar[TeamManager] = TeamScopedManager()
 

@@ -465,6 +465,39 @@ class TestSpendCapPausesDeployments:
 
         assert [(kind, pk) for kind, pk, _ in control] == [("pause", paid.pk), ("resume", paid.pk)]
 
+    def test_a_lifted_cap_does_not_resume_what_the_plan_no_longer_allows(
+        self, stripe_double, control, acme, alice, priced, django_capture_on_commit_callbacks
+    ):
+        """R11: paused by the cap, then a downgrade the deployment does not fit (the Free
+        plan lacks its machine type): lifting the cap pauses it for the plan instead of
+        resuming it, and an upgrade resumes it."""
+        subscription_id = subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+        with team_scope(acme):
+            Subscription.objects.update(current_period_start=timezone.now() - timedelta(hours=2))
+            spend_cap_set(team=acme, actor=alice, spend_cap="10", stop_at_cap=False)
+        now = timezone.now()
+        paid = _deployment(acme, priced, "Sentiment")
+        _replica(paid, now - timedelta(seconds=1010), now - timedelta(seconds=10))
+        self._sweep(acme, django_capture_on_commit_callbacks, at=now)
+        assert [(kind, pk) for kind, pk, _ in control] == [("pause", paid.pk)]
+
+        stripe_double.cancel_subscription(subscription_id)
+        with team_scope(acme), django_capture_on_commit_callbacks(execute=True):
+            spend_cap_set(team=acme, actor=alice, spend_cap=None, stop_at_cap=False)
+
+        assert [(kind, pk) for kind, pk, _ in control] == [("pause", paid.pk), ("pause", paid.pk)]
+        assert control[1][2].startswith(
+            "The team's plan does not allow this deployment: the Free plan does not include "
+            "CPU large."
+        )
+        paused = Deployment.objects.for_team(acme).get(pk=paid.pk)
+        assert (paused.status, paused.paused_reason) == (Deployment.Status.PAUSED, control[1][2])
+        # The plan holds it now: an upgrade lets it run again.
+        subscribe(stripe_double, team=acme, actor=alice, plan="pro")
+        with team_scope(acme):
+            metering.plan_enforce(acme)
+        assert [kind for kind, _, _ in control] == ["pause", "pause", "resume"]
+
     def test_the_sweep_visits_a_team_whose_only_usage_is_a_replica(
         self, stripe_double, acme, priced, monkeypatch
     ):

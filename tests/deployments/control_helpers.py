@@ -1,7 +1,8 @@
 """Fixtures and helpers for the deployment controller's tests (test_replicas, test_rollout,
 test_scaling): deployments made as rows (the services are another module's), the gateway's
-two functions the controller calls replaced by recorders, and an agent whose starts are
-held so a test can say what the host reports, and when.
+two functions the controller calls replaced by recorders, the per-replica in-flight gauge
+written as the gateway's flush writes it (``in_flight_window``), and an agent whose starts
+are held so a test can say what the host reports, and when.
 
 ``routing.routes_changed`` and ``metrics.in_flight`` are the gateway's (stubs until it is
 merged): monkeypatched here, and the lead rewires nothing for that.
@@ -10,12 +11,20 @@ merged): monkeypatched here, and the lead rewires nothing for that.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.utils import timezone
 
 from apps.deployments import controller, metrics, replicas, routing
-from apps.deployments.models import Deployment, DeploymentEvent, Replica, Revision
+from apps.deployments.models import (
+    Deployment,
+    DeploymentEvent,
+    MetricWindow,
+    Replica,
+    Revision,
+)
 from apps.machines.models import MachineType
 
 if TYPE_CHECKING:
@@ -99,6 +108,24 @@ def add_revision(deployment: Deployment, **spec: Any) -> Revision:
     last = Revision.objects.for_team(deployment.team_id).filter(deployment=deployment).count()
     return Revision.objects.for_team(deployment.team_id).create(
         team_id=deployment.team_id, deployment=deployment, number=last + 1, **fields
+    )
+
+
+def in_flight_window(revision: Revision, replicas: dict[int, int], process: str = "web-1") -> None:
+    """What a web process's gateway flushed a second ago for ``revision``: ``replicas``
+    (replica id -> requests in flight to it). The controller's drain reads these through
+    the real apps.deployments.metrics.in_flight_replicas."""
+    second = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
+    MetricWindow.objects.for_team(revision.team_id).update_or_create(
+        revision=revision,
+        second=second,
+        process=process,
+        defaults={
+            "team_id": revision.team_id,
+            "deployment_id": revision.deployment_id,
+            "in_flight": sum(replicas.values()),
+            "in_flight_replicas": {str(k): n for k, n in replicas.items() if n},
+        },
     )
 
 

@@ -409,11 +409,16 @@ def test_requests_are_counted_per_revision_into_metric_windows(
     slow.start()
     deadline = time.monotonic() + 5
     seen: dict[int, int] = {}
+    replicas_seen: dict[int, int] = {}
     while time.monotonic() < deadline and not seen.get(revision.pk):
         time.sleep(0.2)
         seen = metrics.in_flight(deployment.pk)
+        # Per replica too, in the same window (the controller's drain reads it).
+        replicas_seen = metrics.in_flight_replicas(deployment.pk)
     slow.join()
     assert seen == {revision.pk: 1}
+    [replica] = Replica.objects.for_team(acme).filter(revision=revision)
+    assert replicas_seen == {replica.pk: 1}
 
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

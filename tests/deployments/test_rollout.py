@@ -6,17 +6,22 @@ on. On the fake runtime; a held agent lets the test speak for the host, step by 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.deployments import controller
+from apps.core.tenancy import team_scope
+from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, DeploymentEvent, MetricWindow, Replica, Revision
 from apps.models.hooks import alias_moved
 from apps.models.models import ModelAlias
 from tests.deployments.control_helpers import (
     add_revision,
+    in_flight_window,
     kinds,
     make_deployment,
     reconcile,
@@ -91,6 +96,7 @@ def test_a_draining_replica_waits_for_its_in_flight_requests(
     r2 = add_revision(deployment, image="fake/server:2")
     reconcile(deployment)
     gateway_calls.flights[deployment.pk] = {r1.pk: 3}
+    in_flight_window(r1, {old.pk: 3})
     held_agent.ready(replicas_of(deployment, revision=r2)[0])
     Replica.objects.for_team(acme).filter(pk=old.pk).update(
         progressed_at=timezone.now() - timedelta(seconds=5)
@@ -98,14 +104,68 @@ def test_a_draining_replica_waits_for_its_in_flight_requests(
 
     reconcile(deployment)
     old.refresh_from_db()
-    assert old.status == S.DRAINING  # 3 requests still in flight on r1
+    assert old.status == S.DRAINING  # 3 requests still in flight on it
 
     gateway_calls.flights[deployment.pk] = {r1.pk: 0, r2.pk: 1}
+    in_flight_window(r1, {})
     reconcile(deployment)
     old.refresh_from_db()
     # Stopped through its host (the agent's stop runs; its "stopped" ends the replica).
     assert (old.status, old.exit_reason) == (S.STOPPED, "stopped")
     assert old.ended_at is not None
+
+
+def test_a_replica_drained_a_moment_ago_waits_for_the_gateways_next_flush(
+    acme, alice, host, gateway_calls, held_agent, settings
+):
+    """R8: a request the gateway sent just before the replica left its routes reaches the
+    database with the next flush; until then "nothing in flight" is not yet known."""
+    settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 30
+    deployment, _r1, old = serving(acme, alice, held_agent)
+    r2 = add_revision(deployment, image="fake/server:2")
+    reconcile(deployment)
+    held_agent.ready(replicas_of(deployment, revision=r2)[0])
+    drain_started = timezone.now() - timedelta(seconds=1.5)
+    Replica.objects.for_team(acme).filter(pk=old.pk).update(progressed_at=drain_started)
+
+    reconcile(deployment)
+    old.refresh_from_db()
+    assert old.status == S.DRAINING
+
+    Replica.objects.for_team(acme).filter(pk=old.pk).update(
+        progressed_at=timezone.now() - timedelta(seconds=metrics.IN_FLIGHT_SECONDS + 0.5)
+    )
+    reconcile(deployment)
+    old.refresh_from_db()
+    assert old.status == S.STOPPED
+
+
+def test_the_gateway_flushes_in_flight_per_replica(acme, alice, host, gateway_calls):
+    """R8: what the drain reads: the gateway's count of requests in flight to each replica,
+    flushed with its windows, summed over processes, gone once they finish."""
+    deployment = make_deployment(acme, alice, min_replicas=2, max_replicas=2)
+    first, second = replicas_of(deployment)
+    revision = first.revision
+    ids = {"revision_id": revision.pk, "deployment_id": deployment.pk, "team_id": acme.pk}
+    for replica in (first, first, second):
+        metrics.counts.started(**ids, replica_id=replica.pk)
+    before = int(time.time()) + 1
+    metrics.flush(before)
+    in_flight_window(revision, {second.pk: 4}, process="another-web-process")
+
+    assert metrics.in_flight_replicas(deployment.pk) == {first.pk: 2, second.pk: 5}
+
+    for replica in (first, first, second):
+        metrics.counts.finished(
+            revision_id=revision.pk,
+            status=200,
+            ms=5.0,
+            method="POST",
+            path="/predict",
+            replica_id=replica.pk,
+        )
+    metrics.flush(before + 1)
+    assert metrics.in_flight_replicas(deployment.pk) == {second.pk: 4}
 
 
 def test_a_drain_ends_after_the_drain_seconds_whatever_is_in_flight(
@@ -305,6 +365,50 @@ def test_moving_a_followed_alias_rolls_out_its_version(
     pinned, *_ = serving(acme, alice, held_agent, name="Pinned", model_version=v1)
     alias_moved(acme, alice, alias)
     assert Revision.objects.for_team(acme).filter(deployment=pinned).count() == 1
+
+
+def test_an_alias_move_during_a_change_takes_the_next_revision_number(
+    acme, alice, host, gateway_calls, held_agent
+):
+    """R10: the alias follow locks the deployment as the services do, so a change holding
+    that lock (its new revision not yet committed) is waited for, not raced: no unique
+    violation in the alias move's on-commit hook, and both revisions kept."""
+    v1 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 1\n"})
+    v2 = make_model_version(acme, alice, "Churn", {"predict.py": b"def predict(): return 2\n"})
+    alias = ModelAlias.objects.for_team(acme).create(
+        team=acme, model=v1.model, name="prod", version=v1
+    )
+    deployment, r1, _old = serving(acme, alice, held_agent, model_version=v1, follows_alias="prod")
+    locked, failures = threading.Event(), []
+
+    def change() -> None:  # what deployment_change does, in another connection
+        try:
+            with team_scope(acme.pk), transaction.atomic():
+                Deployment.objects.for_team(acme).select_for_update().get(pk=deployment.pk)
+                controller.revision_copy(r1, reason="changed")
+                locked.set()
+                time.sleep(0.5)
+        except Exception as exc:  # reported to the test
+            failures.append(exc)
+        finally:
+            locked.set()
+            connection.close()
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    assert locked.wait(10)
+    alias.version = v2
+    alias.save()
+    alias_moved(acme, alice, alias)
+    changer.join(10)
+
+    assert failures == []
+    numbers = dict(
+        Revision.objects.for_team(acme)
+        .filter(deployment=deployment)
+        .values_list("number", "reason")
+    )
+    assert numbers == {1: r1.reason, 2: "changed", 3: f"alias moved to v{v2.number}"}
 
 
 def test_reconcile_is_idempotent(acme, alice, host, gateway_calls, held_agent):

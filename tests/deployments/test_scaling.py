@@ -10,12 +10,15 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.utils import timezone
 
-from apps.deployments import controller
+from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, Replica, Revision
+from apps.deployments.routing import deployment_generation
 from apps.deployments.tasks import deployment_scale
 from tests.deployments.control_helpers import (
+    in_flight_window,
     kinds,
     make_deployment,
     reconcile,
@@ -87,6 +90,43 @@ def test_scales_down_only_after_the_window(acme, alice, host, gateway_calls, set
     assert len(live) == 2
     assert len(replicas_of(deployment, S.DRAINING, S.STOPPING, S.STOPPED)) == 2
     assert "scaled_down" in kinds(deployment)
+
+
+def test_a_scaled_down_replica_stops_once_its_own_requests_finished(
+    acme, alice, host, gateway_calls, settings
+):
+    """R8: in flight is counted per replica: the one scaled down stops once it is idle
+    (after the gateway's flush could tell), while the others still serve requests, not
+    after the whole drain time; one with a request of its own waits for it."""
+    settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 30
+    settings.LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER = 60
+    deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=3, target_in_flight=2)
+    revision = revision_of(deployment)
+    gateway_calls.flights[deployment.pk] = {revision.pk: 6}
+    reconcile(deployment)
+    assert len(replicas_of(deployment, S.READY)) == 3
+
+    gateway_calls.flights[deployment.pk] = {revision.pk: 2}  # one replica's worth
+    age(revision, 61)
+    reconcile(deployment)
+    draining = replicas_of(deployment, S.DRAINING)
+    assert len(draining) == 2
+    [serving] = replicas_of(deployment, S.READY)
+    idle, busy = draining
+    in_flight_window(revision, {serving.pk: 1, busy.pk: 1})
+    Replica.objects.for_team(acme).filter(pk__in=[idle.pk, busy.pk]).update(
+        progressed_at=timezone.now() - timedelta(seconds=metrics.IN_FLIGHT_SECONDS + 1)
+    )
+
+    reconcile(deployment)
+
+    idle.refresh_from_db()
+    busy.refresh_from_db()
+    assert (idle.status, busy.status) == (S.STOPPED, S.DRAINING)
+    in_flight_window(revision, {serving.pk: 1})
+    reconcile(deployment)
+    busy.refresh_from_db()
+    assert busy.status == S.STOPPED
 
 
 def test_scales_to_zero_after_the_idle_time_and_a_request_wakes_it(
@@ -244,3 +284,37 @@ def test_a_rollout_starts_as_many_as_serve_and_keeps_them_a_window(
     gateway_calls.flights[deployment.pk] = {r2.pk: 0}
     reconcile(deployment)
     assert len(replicas_of(deployment, *LIVE, revision=r2)) == 3
+
+
+def test_saves_of_fields_the_gateway_does_not_read_keep_its_routes(
+    acme, alice, host, gateway_calls
+):
+    """R13: the controller's frequent saves (scaled_at each second under load, status
+    messages, progress) do not make every web process reload the route and drop its
+    decisions; a change the route reads (a replica leaving ready, traffic) still does."""
+    deployment = make_deployment(acme, alice, min_replicas=1, max_replicas=4, target_in_flight=2)
+    revision = revision_of(deployment)
+    gateway_calls.flights[deployment.pk] = {revision.pk: 2}  # the current count still needed
+    key = deployment_generation(deployment.pk)
+    age(revision, 5)
+    before = cache.get(key)
+    assert before is not None
+
+    reconcile(deployment)  # writes only the revision's scaled_at
+    revision.refresh_from_db()
+    assert revision.scaled_at is not None
+    assert timezone.now() - revision.scaled_at < timedelta(seconds=5)
+    deployment.status_message = "Serving r1 (checked)."
+    deployment.save(update_fields=["status_message", "status", "updated_at"])
+    [replica] = replicas_of(deployment, S.READY)
+    replica.progressed_at = timezone.now()
+    replica.save(update_fields=["progressed_at"])
+    assert cache.get(key) == before
+
+    replica.status = S.DRAINING
+    replica.save(update_fields=["status", "status_message", "progressed_at"])
+    drained = cache.get(key)
+    assert drained != before
+    deployment.traffic = {}
+    deployment.save(update_fields=["traffic", "updated_at"])
+    assert cache.get(key) not in (before, drained)

@@ -360,6 +360,7 @@ class DeploymentGateway:
             revision_id=revision.revision_id,
             deployment_id=route.deployment_id,
             team_id=route.team_id,
+            replica_id=replica_id,
         )
         status = 502
         try:
@@ -406,10 +407,11 @@ class DeploymentGateway:
                     ms=(time.monotonic() - started) * 1000,
                     method=method,
                     path=call.address.log_path,
+                    replica_id=replica_id,
                 )
             else:
                 # Not a request the replica saw: in flight again as it was.
-                metrics.counts.cancel(revision_id=revision.revision_id)
+                metrics.counts.cancel(revision_id=revision.revision_id, replica_id=replica_id)
 
     def _pool(self) -> Pool:
         """This event loop's connections to replicas."""

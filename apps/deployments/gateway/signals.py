@@ -3,7 +3,7 @@ signal receivers (connected by ``connect`` from DeploymentsConfig.ready()). Each
 generation on commit (apps.deployments.routing), which every process checks per request.
 
 Routes: a deployment changed or deleted (auth mode, rate limit, traffic, pause), a
-revision changed, a replica's row changed (ready, gone, a new endpoint), a key made or
+revision made or deleted, a replica's row changed (ready, gone, a new endpoint), a key made or
 revoked, the team renamed. Credentials: a token saved or deleted (revoked), a membership
 saved or deleted (removed, role changed), a user saved (deactivated, password), a session
 ended.
@@ -27,16 +27,36 @@ if TYPE_CHECKING:
     from django.db.models import Model
 
 
-# A revision's scaling bookkeeping, which the controller writes about once a second per
-# revision under load: no route holds it (routes are the traffic split and the ready
-# replicas), and a new generation at each write made every process read its routes from
-# the database again each second.
-_NOT_ROUTED_REVISION_FIELDS = frozenset({"scaled_at", "replicas_wanted"})
+# What the route and the decisions read of each row (routing.route_load, gateway.access):
+# a save whose update_fields name none of these (the controller's scaled_at, status,
+# status_message, progressed_at, replicas_wanted ...) leaves every process's cache alone.
+# A save without update_fields, and a delete, always counts. The route reads no revision
+# field (the traffic is the deployment's; the replicas say their revision).
+_READ_BY_THE_ROUTE: dict[type[Model], frozenset[str]] = {
+    Deployment: frozenset(
+        {
+            "team",
+            "team_id",
+            "name",
+            "slug",
+            "auth_mode",
+            "rate_limit_per_minute",
+            "paused_reason",
+            "traffic",
+            "deleted_at",
+        }
+    ),
+    Revision: frozenset(),
+    Replica: frozenset(
+        {"status", "endpoint", "revision", "revision_id", "deployment", "deployment_id"}
+    ),
+}
 
 
 def _deployment_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
     fields = kwargs.get("update_fields")
-    if sender is Revision and fields is not None and set(fields) <= _NOT_ROUTED_REVISION_FIELDS:
+    read = _READ_BY_THE_ROUTE.get(sender)
+    if fields is not None and read is not None and not read.intersection(fields):
         return
     deployment_id = instance.pk if sender is Deployment else instance.deployment_id
     if deployment_id is not None:
