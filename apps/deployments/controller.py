@@ -252,7 +252,7 @@ def revision_copy(revision: Revision, **changes: Any) -> Revision:
 def _lock(deployment_id: int, team_id: int) -> Deployment | None:
     return (
         Deployment.objects.for_team(team_id)
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .filter(pk=deployment_id)
         .first()
     )
@@ -261,7 +261,7 @@ def _lock(deployment_id: int, team_id: int) -> Deployment | None:
 def _open_replicas(d: Deployment) -> list[Replica]:
     return list(
         Replica.objects.for_team(d.team_id)
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .select_related("placement", "host", "revision", "machine_type")
         .filter(deployment=d, ended_at__isnull=True)
         .order_by("pk")

@@ -66,7 +66,7 @@ def replica_of_workload(name: str) -> int | None:
 def lock_replica(replica_id: int, team: Team | int) -> Replica | None:
     return (
         Replica.objects.for_team(team)
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .select_related("revision", "machine_type", "host", "placement", "deployment")
         .filter(pk=replica_id)
         .first()

@@ -140,7 +140,7 @@ def _locked(team: Team, deployment: Deployment) -> Deployment:
     a deleted one."""
     found = (
         Deployment.objects.for_team(team)
-        .select_for_update()
+        .select_for_update(no_key=True)
         .filter(pk=deployment.pk, deleted_at__isnull=True)
         .first()
     )
@@ -735,7 +735,7 @@ def key_revoke(*, team: Team, actor: User, deployment: Deployment, key: Deployme
     deployment = _locked(team, deployment)
     found = (
         DeploymentKey.objects.for_team(team)
-        .select_for_update()
+        .select_for_update(no_key=True)
         .filter(pk=key.pk, deployment=deployment)
         .first()
     )
