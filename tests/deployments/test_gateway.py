@@ -23,7 +23,7 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import INVOKE_SCOPE
-from apps.accounts.tokens import token_revoke
+from apps.accounts.tokens import token_revoke, token_revoke_all
 from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, DeploymentKey, MetricWindow, Replica, Revision
 from apps.teams.models import Membership, Role
@@ -238,6 +238,22 @@ def test_a_revoked_token_or_key_is_refused_at_once(
 
     assert _host_call(asgi_live_server, token=plaintext).status_code == 401
     assert _host_call(asgi_live_server, token=key).status_code == 401
+
+
+def test_revoking_all_of_a_persons_tokens_is_refused_at_once(
+    acme: Team, bob: User, model_servers: list[str], asgi_live_server: str
+) -> None:
+    """token_revoke_all writes with one UPDATE (no per-row signal): the gateway must still
+    forget its cached decisions for those tokens at once, not when its cache ages out."""
+    _deploy(acme, endpoints=model_servers[:1])
+    first, second = _token(bob), _token(bob)
+    assert _host_call(asgi_live_server, token=first).status_code == 200
+    assert _host_call(asgi_live_server, token=second).status_code == 200
+
+    assert token_revoke_all(user=bob) == 2
+
+    assert _host_call(asgi_live_server, token=first).status_code == 401
+    assert _host_call(asgi_live_server, token=second).status_code == 401
 
 
 def test_a_removed_member_is_refused_at_once(
