@@ -401,25 +401,43 @@ def series(deployment: Deployment, *, seconds: int = 900, step: int = 5) -> dict
             }
         )
     first = _windows(deployment.pk).order_by("second").values_list("second", flat=True).first()
+    numbers = _revision_numbers(deployment) if revisions else {}
     return {
         "step": step,
         "seconds": seconds,
         "revisions": sorted(revisions),
+        # The charts' legend says "r<number>", as the page does everywhere.
+        "revision_numbers": {str(r): numbers.get(r) for r in sorted(revisions)},
         "buckets_ms": list(LATENCY_BUCKETS_MS),
         "since": first.isoformat() if first else None,
         "points": out,
     }
 
 
+def _revision_numbers(deployment: Deployment) -> dict[int, int]:
+    """Revision primary key -> its number ("r3" on the page) for ``deployment``."""
+    from apps.deployments.models import Revision
+
+    rows = Revision.objects.for_team(deployment.team_id).filter(deployment=deployment)
+    return dict(rows.values_list("pk", "number"))
+
+
 def recent_requests(deployment: Deployment) -> list[dict[str, Any]]:
-    """The last requests' lines (method, path, status, ms, revision, time as ISO 8601), newest
-    first, over every process that flushed them in the last day."""
+    """The last requests' lines (method, path, status, ms, revision (its primary key),
+    revision_number (what the page shows as "r<number>"), time as ISO 8601), newest first,
+    over every process that flushed them in the last day."""
     processes = cache.get(_log_processes_key(deployment.pk)) or []
     found = cache.get_many([_log_key(deployment.pk, p) for p in processes])
     merged = sorted(
         (line for kept in found.values() for line in kept), key=lambda line: -line["time"]
     )[:LOG_LINES]
+    # The gateway counts by primary key (its routes know no numbers); people read numbers.
+    numbers = _revision_numbers(deployment) if merged else {}
     return [
-        {**line, "time": datetime.fromtimestamp(line["time"], tz=UTC).isoformat()}
+        {
+            **line,
+            "revision_number": numbers.get(line["revision"]),
+            "time": datetime.fromtimestamp(line["time"], tz=UTC).isoformat(),
+        }
         for line in merged
     ]

@@ -10,6 +10,7 @@ replaced here by a recorder (monkeypatched), and the lead rewires it at the merg
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -453,6 +454,35 @@ def test_requests_are_counted_per_revision_into_metric_windows(
     assert lines[0]["path"] == "/predict"
     assert {line["status"] for line in lines} == {200, 422}
     assert all("secret" not in str(line) for line in lines)
+
+
+def test_request_lines_and_charts_name_the_revision_by_its_number(
+    acme: Team, bob: User, model_servers: list[str], asgi_live_server: str, client: Any
+) -> None:
+    """The gateway counts by the revision's primary key; people read "r<number>"."""
+    deployment = _deploy(acme, auth_mode="public")
+    # A second revision numbered far from any primary key this test makes.
+    revision = Revision.objects.create(
+        team=acme, deployment=deployment, number=907, machine_type=MachineTypeFactory.create()
+    )
+    _replica(revision, model_servers[0])
+    deployment.traffic = {str(revision.pk): 100}
+    deployment.save(update_fields=["traffic"])
+    assert _host_call(asgi_live_server).status_code == 200
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not metrics.recent_requests(deployment):
+        time.sleep(0.2)
+    [line] = metrics.recent_requests(deployment)
+    assert (line["revision"], line["revision_number"]) == (revision.pk, 907)
+    while time.monotonic() < deadline and not metrics.series(deployment)["revisions"]:
+        time.sleep(0.2)
+    assert metrics.series(deployment)["revision_numbers"] == {str(revision.pk): 907}
+
+    client.force_login(bob)
+    page = client.get(f"/t/acme/deployments/{deployment.pk}/").content.decode()
+    [shown] = re.findall(r'data-testid="request-line">([^<]*)<', page)
+    assert shown.endswith("ms r907")
 
 
 def _sha(value: str) -> str:

@@ -41,6 +41,7 @@ REQUEST_LINES = [
         "status": 200,
         "ms": 12.5,
         "revision": 2,
+        "revision_number": 2,
         "time": "2026-12-06T12:00:01+00:00",
     },
     {
@@ -49,6 +50,7 @@ REQUEST_LINES = [
         "status": 422,
         "ms": 3.1,
         "revision": 2,
+        "revision_number": 2,
         "time": "2026-12-06T12:00:00+00:00",
     },
 ]
