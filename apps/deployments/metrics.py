@@ -2,7 +2,8 @@
 
 Each web process counts in memory, per revision and per second: requests, status classes
 (2xx..5xx; a request the gateway answered itself because no replica could is a 5xx of the
-revision it was meant for only when one was chosen), a latency histogram over
+revision it was meant for: the one chosen, or, held for a cold start and answered 503, the
+one its weight would have chosen, else the deployment's newest), a latency histogram over
 ``LATENCY_BUCKETS_MS`` (the last count is "slower than the last bucket"), the latency sum,
 and requests in flight (now, and the most during the second). A background task per
 process (``flusher_start``) writes each finished second once a second into ``MetricWindow``
@@ -99,34 +100,55 @@ class _Counts:
                 self.in_flight_max[revision_id] = now
 
     def finished(self, *, revision_id: int, status: int, ms: float, method: str, path: str) -> None:
-        now = time.time()
-        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
         with self.lock:
             self.in_flight[revision_id] = max(0, self.in_flight.get(revision_id, 1) - 1)
-            key = (revision_id, int(now))
-            second = self.seconds.get(key)
-            if second is None:
-                second = self.seconds[key] = _Second()
-            second.requests += 1
-            if 200 <= status < 600:  # noqa: PLR2004
-                second.statuses[max(0, min(3, status // 100 - 2))] += 1
-            second.latency[bucket] += 1
-            second.latency_sum += ms
-            deployment_id = self.owners[revision_id][0]
-            lines = self.lines.get(deployment_id)
-            if lines is None:
-                lines = self.lines[deployment_id] = deque(maxlen=LOG_LINES)
-            lines.append(
-                {
-                    "time": now,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "ms": round(ms, 2),
-                    "revision": revision_id,
-                }
-            )
-            self.dirty_lines.add(deployment_id)
+            self._count(revision_id, status, ms, method, path)
+
+    def answered(
+        self,
+        *,
+        revision_id: int,
+        deployment_id: int,
+        team_id: int,
+        status: int,
+        ms: float,
+        method: str,
+        path: str,
+    ) -> None:
+        """A request the gateway answered itself, no replica having taken it (held for a
+        cold start, then 503): counted and logged like any other, never in flight."""
+        with self.lock:
+            self.owners[revision_id] = (deployment_id, team_id)
+            self._count(revision_id, status, ms, method, path)
+
+    def _count(self, revision_id: int, status: int, ms: float, method: str, path: str) -> None:
+        """One answered request into this second's counts and the lines (lock held)."""
+        now = time.time()
+        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
+        key = (revision_id, int(now))
+        second = self.seconds.get(key)
+        if second is None:
+            second = self.seconds[key] = _Second()
+        second.requests += 1
+        if 200 <= status < 600:  # noqa: PLR2004
+            second.statuses[max(0, min(3, status // 100 - 2))] += 1
+        second.latency[bucket] += 1
+        second.latency_sum += ms
+        deployment_id = self.owners[revision_id][0]
+        lines = self.lines.get(deployment_id)
+        if lines is None:
+            lines = self.lines[deployment_id] = deque(maxlen=LOG_LINES)
+        lines.append(
+            {
+                "time": now,
+                "method": method,
+                "path": path,
+                "status": status,
+                "ms": round(ms, 2),
+                "revision": revision_id,
+            }
+        )
+        self.dirty_lines.add(deployment_id)
 
     def cancel(self, *, revision_id: int) -> None:
         """A request that never reached the replica (it refused the connection)."""

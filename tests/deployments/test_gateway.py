@@ -331,6 +331,39 @@ def test_a_request_without_a_ready_replica_wakes_the_deployment_is_held_then_503
     assert woken == [deployment.pk]
 
 
+def test_a_held_request_answered_503_is_counted_as_a_5xx(
+    acme: Team, asgi_live_server: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No replica took it, but its caller saw a 503: the charts' 5xx and the request lines
+    say so, under the revision it was meant for (by traffic, else the newest)."""
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 0.5
+    monkeypatch.setattr(controller, "deployment_wake", lambda _id: None)  # no replica comes
+    deployment = _deploy(acme, auth_mode="public")
+    serving = Revision.objects.for_team(acme).get(deployment=deployment)
+    assert _host_call(asgi_live_server, timeout=10).status_code == 503
+    # A first revision still starting has no share of the traffic: its newest counts it.
+    starting = Revision.objects.create(
+        team=acme, deployment=deployment, number=2, machine_type=serving.machine_type
+    )
+    deployment.traffic = {}
+    deployment.save(update_fields=["traffic"])
+    assert _host_call(asgi_live_server, timeout=10).status_code == 503
+
+    deadline = time.monotonic() + 5
+    counted: dict[int, tuple[int, int]] = {}
+    while time.monotonic() < deadline and len(counted) < 2:
+        time.sleep(0.2)
+        counted = {
+            w.revision_id: (w.requests, w.status_5xx)
+            for w in MetricWindow.objects.for_team(acme).filter(deployment=deployment)
+        }
+    assert counted == {serving.pk: (1, 1), starting.pk: (1, 1)}
+    assert sum(p["status"]["5xx"] for p in metrics.series(deployment)["points"]) == 2
+    lines = metrics.recent_requests(deployment)
+    assert [(line["status"], line["revision_number"]) for line in lines] == [(503, 2), (503, 1)]
+    assert metrics.in_flight(deployment.pk) in ({}, {serving.pk: 0, starting.pk: 0})
+
+
 def test_a_held_request_is_served_once_a_replica_is_ready(
     acme: Team,
     model_servers: list[str],
