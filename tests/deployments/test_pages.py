@@ -555,7 +555,9 @@ def test_delete_with_the_name_deletes(client, made, calls):
     assert "Iris API is deleted." in text(response)
     with team_scope(made.team):
         assert Deployment.objects.get(pk=made.pk).deleted_at is not None
-    assert calls["stop_all"]
+        # controller.deployment_stop_all ran (the real one): nothing of it is wanted.
+        revisions = Revision.objects.filter(deployment=made)
+        assert {(r.status, r.replicas_wanted) for r in revisions} == {("retired", 0)}
 
 
 def test_beat_pushes_the_snapshots_every_two_seconds(settings):
