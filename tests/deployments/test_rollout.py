@@ -167,15 +167,22 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     assert len(replicas_of(deployment, revision=r2)) == 1
 
 
+def placed_ago(replica: Replica, *, seconds: int) -> None:
+    """Make ``replica``'s placement (when it got room) ``seconds`` old."""
+    replica.refresh_from_db()
+    assert replica.placement_id is not None
+    Placement.objects.filter(pk=replica.placement_id).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
 def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway_calls, held_agent):
     deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", startup_timeout=20)
     reconcile(deployment)
     [new] = replicas_of(deployment, revision=r2)
     # The timeout counts from when it was placed (room found), not from its wait in line.
-    Placement.objects.filter(pk=new.placement_id).update(
-        created_at=timezone.now() - timedelta(seconds=21)
-    )
+    placed_ago(new, seconds=21)
 
     deployment = reconcile(deployment)
 
@@ -232,9 +239,7 @@ def test_a_rollout_waiting_in_line_for_room_says_so_and_times_out_only_once_plac
     assert "Waiting" not in deployment.status_message
     assert kinds(deployment).count("waiting_for_room") == 1
 
-    Placement.objects.filter(pk=new.placement_id).update(
-        created_at=timezone.now() - timedelta(seconds=21)
-    )
+    placed_ago(new, seconds=21)
     deployment = reconcile(deployment)
     r2.refresh_from_db()
     assert r2.status == Revision.Status.FAILED
