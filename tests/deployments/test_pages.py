@@ -342,6 +342,8 @@ def test_a_snapshot_says_unknown_before_the_gateway_counted_and_counts_ready_rep
     # One replica ready now; the r1 one ended four minutes ago, before this window.
     assert shot["replicas"][-1] == 1
     assert shot["last_request_at"] is None
+    # The legend names revisions by number ("r2"), not by their ids.
+    assert shot["revision_numbers"] == {str(revision(deployment, 2).pk): 2}
 
 
 def test_with_no_counting_ever_every_step_is_unknown(deployment, gateway_figures):
