@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.accounts.hooks import user_teams
 from apps.accounts.models import TOKEN_PREFIX, TOKEN_SCOPES, PersonalAccessToken
+from apps.accounts.signals import tokens_revoked
 from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
 
@@ -80,6 +81,7 @@ def token_revoke(*, user: User, token: PersonalAccessToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        tokens_revoked.send(sender=PersonalAccessToken, user=user, token_ids=[token.pk])
         if token.team is not None:
             audit_record(team=token.team, actor=user, action="token.revoked", target=token.name)
 
@@ -95,6 +97,9 @@ def token_revoke_all(*, user: User) -> int:
     PersonalAccessToken.objects.filter(pk__in=[t.pk for t in tokens]).update(
         revoked_at=timezone.now()
     )
+    if tokens:
+        # One UPDATE sends no post_save: say so to whatever caches decisions about tokens.
+        tokens_revoked.send(sender=PersonalAccessToken, user=user, token_ids=[t.pk for t in tokens])
     for team in user_teams(user):
         names = sorted(t.name for t in tokens if t.team_id in (None, team.pk))
         if names:

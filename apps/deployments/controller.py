@@ -17,7 +17,12 @@ beat every LATTICE_DEPLOYMENT_SCALE_EVERY seconds (apps.deployments.tasks). Each
    LATTICE_DEPLOYMENT_CANARY_SECONDS, and fails if it answers a server error meanwhile;
    then 100%. A replica that fails (SETUP_FAILED, an exit) or outlives the startup
    timeout fails the revision, with the reason kept on it and shown in the events and
-   the deployment's message, and the revision that served keeps serving.
+   the deployment's message, and the revision that served keeps serving. The startup
+   timeout counts from when a replica was placed: one still waiting in line for room (no
+   host has space beside the serving replicas) is not starting yet. While it waits, the
+   revision and the deployment say so, with its place in line; after
+   LATTICE_DEPLOYMENT_ROOM_WAIT the rollout fails with that reason (its place in line is
+   given up: the line is first come, first served) and the old revision serves on.
 3. **Retiring**: revisions no longer in ``traffic`` drain (their ready replicas leave the
    routes, in-flight requests finish: the gateway's in-flight count of that replica
    (apps.deployments.metrics.in_flight_replicas) reaches 0, after at least
@@ -69,9 +74,12 @@ from apps.deployments.replicas import (
     routes_changed_on_commit,
     stop_on_host,
 )
+from apps.machines.models import PlacementRequest
+from apps.machines.queue import queue_position
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     from apps.accounts.models import User
     from apps.models.models import ModelAlias
@@ -95,6 +103,8 @@ _PLACE_AGAIN = timedelta(seconds=30)
 # of it at once (a generation bumped on commit), and a request it sent the replica just
 # before reaches the database with the next flush (within a second): two flushes and some.
 _DRAIN_AT_LEAST = timedelta(seconds=metrics.IN_FLIGHT_SECONDS)
+# How a rollout's revision says its new replicas wait in line for room.
+_WAITING_FOR_ROOM = "Waiting for room"
 
 
 # --- what others call ---------------------------------------------------------------------
@@ -434,7 +444,7 @@ class _Pass:
     def timed_out(self, replica: Replica) -> bool:
         # The agent says so itself at the timeout; this is for a start whose agent died.
         limit = timedelta(seconds=replica.revision.startup_timeout + 60)
-        return self.now - replica.requested_at > limit
+        return self.now - _placed_at(replica) > limit
 
     def confirm_stop(self, replica: Replica) -> None:
         host = replica.host
@@ -519,6 +529,7 @@ class _Pass:
         mine = self.of(revision)
         for _ in range(size - len(mine)):
             self.replicas.append(replica_create(revision, why=f"rolling out r{revision.number}"))
+        self.say_waiting(revision)
         ready = self.of(revision, [RS.READY])
         if len(ready) < size:
             return
@@ -549,10 +560,56 @@ class _Pass:
         )
         if failed is not None:
             return failed.status_message or "A replica failed to start."
-        for replica in self.of(revision, [RS.PLACING, RS.STARTING, RS.LOADING]):
-            if self.now - replica.requested_at > timedelta(seconds=revision.startup_timeout):
+        for replica in self.of(revision, [RS.STARTING, RS.LOADING]):
+            # From when it was placed: its wait in line for room was no start.
+            if self.now - _placed_at(replica) > timedelta(seconds=revision.startup_timeout):
                 return f"Not ready within its startup timeout ({revision.startup_timeout} s)."
+        room_wait = settings.LATTICE_DEPLOYMENT_ROOM_WAIT
+        for replica in self.of(revision, [RS.PLACING]):
+            if (self.now - replica.requested_at).total_seconds() > room_wait:
+                return (
+                    f"No room for its replicas within {_span(room_wait)}: no host had a free "
+                    f"{replica.machine_type.name} beside the serving replicas. Free some room "
+                    "(or add a host), then roll out again."
+                )
         return ""
+
+    def waiting_in_line(self, revision: Revision) -> list[tuple[Replica, int | None]]:
+        """The revision's replicas waiting in line for room, each with its place (1: next)."""
+        placing = {r.workload: r for r in self.of(revision, [RS.PLACING])}
+        if not placing:
+            return []
+        requests = PlacementRequest.objects.filter(
+            workload__in=placing, status=PlacementRequest.Status.WAITING
+        ).select_related("machine_type")
+        return [(placing[request.workload], queue_position(request)) for request in requests]
+
+    def say_waiting(self, revision: Revision) -> None:
+        """While a rollout's replica waits in line for room, its revision says so (with its
+        place and how long it may wait); once none waits, it says it is starting again."""
+        waiting = self.waiting_in_line(revision)
+        if not waiting:
+            if revision.status_message.startswith(_WAITING_FOR_ROOM):
+                self.save_revision(revision, status_message="Starting its replicas.")
+            return
+        replica, place = min(waiting, key=lambda w: w[1] or 1)
+        where = "next in line" if (place or 1) <= 1 else f"{(place or 1) - 1} ahead in line"
+        waited = (self.now - min(r.requested_at for r, _ in waiting)).total_seconds()
+        message = (
+            f"{_WAITING_FOR_ROOM}: no host has a free {replica.machine_type.name} beside the "
+            f"serving replicas ({where}; waited {_span(waited)} of at most "
+            f"{_span(settings.LATTICE_DEPLOYMENT_ROOM_WAIT)}, then the rollout fails and what "
+            "serves keeps serving)."
+        )
+        if not revision.status_message.startswith(_WAITING_FOR_ROOM):
+            self.event(
+                "waiting_for_room",
+                f"r{revision.number} waits for room: no host has a free "
+                f"{replica.machine_type.name} beside the serving replicas ({where}).",
+                revision=revision,
+                replica=replica,
+            )
+        self.save_revision(revision, status_message=message[:1000])
 
     def fail_rollout(self, revision: Revision, why: str, serving: list[Revision]) -> None:
         self.save_revision(revision, status=VS.FAILED, status_message=why[:1000], replicas_wanted=0)
@@ -757,6 +814,8 @@ class _Pass:
             have = len(self.of(rollout, [RS.READY]))
             status = DS.DEPLOYING
             message = f"Rolling out r{rollout.number}: {have} of {rollout.replicas_wanted} ready."
+            if rollout.status_message.startswith(_WAITING_FOR_ROOM):
+                message = f"{message} {rollout.status_message}"
         elif not serving:
             latest = max(self.revisions.values(), key=lambda r: r.number, default=None)
             if latest is not None and latest.status == VS.FAILED:
@@ -777,6 +836,24 @@ class _Pass:
         if (status, message[:500]) != (self.d.status, self.d.status_message):
             self.d.status, self.d.status_message = status, message[:500]
             self.d.save(update_fields=["status", "status_message", "updated_at"])
+
+
+def _placed_at(replica: Replica) -> datetime:
+    """When the replica got its room (its startup timeout counts from here, not from its
+    wait in line); when it was asked for if it has no placement."""
+    placement = replica.placement
+    return placement.created_at if placement is not None else replica.requested_at
+
+
+def _span(seconds: float) -> str:
+    """A wait in words: "45 s", "3 min", "2 h 5 min"."""
+    whole = int(seconds)
+    if whole < 60:  # noqa: PLR2004
+        return f"{whole} s"
+    hours, minutes = divmod(whole // 60, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _scaled_to_100(split: dict[int, int], *, total: int = 100) -> dict[int, int]:

@@ -99,6 +99,8 @@ def snapshot(deployment: Deployment) -> dict[str, Any]:
         "status": deployment_status(deployment),
         "step": step,
         "revisions": series.get("revisions", []),
+        # Revision id -> its number, for the legend's "r<number>".
+        "revision_numbers": series.get("revision_numbers", {}),
         "since": since,
         "points": points,
         "replicas": _ready_counts(deployment, times, step),

@@ -2,7 +2,8 @@
 
 Each web process counts in memory, per revision and per second: requests, status classes
 (2xx..5xx; a request the gateway answered itself because no replica could is a 5xx of the
-revision it was meant for only when one was chosen), a latency histogram over
+revision it was meant for: the one chosen, or, held for a cold start and answered 503, the
+one its weight would have chosen, else the deployment's newest), a latency histogram over
 ``LATENCY_BUCKETS_MS`` (the last count is "slower than the last bucket"), the latency sum,
 and requests in flight (now, and the most during the second; now also per replica, for
 the controller's drain). A background task per
@@ -114,35 +115,56 @@ class _Counts:
         path: str,
         replica_id: int | None = None,
     ) -> None:
-        now = time.time()
-        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
         with self.lock:
             self._replica(revision_id, replica_id, -1)
             self.in_flight[revision_id] = max(0, self.in_flight.get(revision_id, 1) - 1)
-            key = (revision_id, int(now))
-            second = self.seconds.get(key)
-            if second is None:
-                second = self.seconds[key] = _Second()
-            second.requests += 1
-            if 200 <= status < 600:  # noqa: PLR2004
-                second.statuses[max(0, min(3, status // 100 - 2))] += 1
-            second.latency[bucket] += 1
-            second.latency_sum += ms
-            deployment_id = self.owners[revision_id][0]
-            lines = self.lines.get(deployment_id)
-            if lines is None:
-                lines = self.lines[deployment_id] = deque(maxlen=LOG_LINES)
-            lines.append(
-                {
-                    "time": now,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "ms": round(ms, 2),
-                    "revision": revision_id,
-                }
-            )
-            self.dirty_lines.add(deployment_id)
+            self._count(revision_id, status, ms, method, path)
+
+    def answered(
+        self,
+        *,
+        revision_id: int,
+        deployment_id: int,
+        team_id: int,
+        status: int,
+        ms: float,
+        method: str,
+        path: str,
+    ) -> None:
+        """A request the gateway answered itself, no replica having taken it (held for a
+        cold start, then 503): counted and logged like any other, never in flight."""
+        with self.lock:
+            self.owners[revision_id] = (deployment_id, team_id)
+            self._count(revision_id, status, ms, method, path)
+
+    def _count(self, revision_id: int, status: int, ms: float, method: str, path: str) -> None:
+        """One answered request into this second's counts and the lines (lock held)."""
+        now = time.time()
+        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
+        key = (revision_id, int(now))
+        second = self.seconds.get(key)
+        if second is None:
+            second = self.seconds[key] = _Second()
+        second.requests += 1
+        if 200 <= status < 600:  # noqa: PLR2004
+            second.statuses[max(0, min(3, status // 100 - 2))] += 1
+        second.latency[bucket] += 1
+        second.latency_sum += ms
+        deployment_id = self.owners[revision_id][0]
+        lines = self.lines.get(deployment_id)
+        if lines is None:
+            lines = self.lines[deployment_id] = deque(maxlen=LOG_LINES)
+        lines.append(
+            {
+                "time": now,
+                "method": method,
+                "path": path,
+                "status": status,
+                "ms": round(ms, 2),
+                "revision": revision_id,
+            }
+        )
+        self.dirty_lines.add(deployment_id)
 
     def cancel(self, *, revision_id: int, replica_id: int | None = None) -> None:
         """A request that never reached the replica (it refused the connection)."""
@@ -457,25 +479,43 @@ def series(deployment: Deployment, *, seconds: int = 900, step: int = 5) -> dict
             }
         )
     first = _windows(deployment.pk).order_by("second").values_list("second", flat=True).first()
+    numbers = _revision_numbers(deployment) if revisions else {}
     return {
         "step": step,
         "seconds": seconds,
         "revisions": sorted(revisions),
+        # The charts' legend says "r<number>", as the page does everywhere.
+        "revision_numbers": {str(r): numbers.get(r) for r in sorted(revisions)},
         "buckets_ms": list(LATENCY_BUCKETS_MS),
         "since": first.isoformat() if first else None,
         "points": out,
     }
 
 
+def _revision_numbers(deployment: Deployment) -> dict[int, int]:
+    """Revision primary key -> its number ("r3" on the page) for ``deployment``."""
+    from apps.deployments.models import Revision
+
+    rows = Revision.objects.for_team(deployment.team_id).filter(deployment=deployment)
+    return dict(rows.values_list("pk", "number"))
+
+
 def recent_requests(deployment: Deployment) -> list[dict[str, Any]]:
-    """The last requests' lines (method, path, status, ms, revision, time as ISO 8601), newest
-    first, over every process that flushed them in the last day."""
+    """The last requests' lines (method, path, status, ms, revision (its primary key),
+    revision_number (what the page shows as "r<number>"), time as ISO 8601), newest first,
+    over every process that flushed them in the last day."""
     processes = cache.get(_log_processes_key(deployment.pk)) or []
     found = cache.get_many([_log_key(deployment.pk, p) for p in processes])
     merged = sorted(
         (line for kept in found.values() for line in kept), key=lambda line: -line["time"]
     )[:LOG_LINES]
+    # The gateway counts by primary key (its routes know no numbers); people read numbers.
+    numbers = _revision_numbers(deployment) if merged else {}
     return [
-        {**line, "time": datetime.fromtimestamp(line["time"], tz=UTC).isoformat()}
+        {
+            **line,
+            "revision_number": numbers.get(line["revision"]),
+            "time": datetime.fromtimestamp(line["time"], tz=UTC).isoformat(),
+        }
         for line in merged
     ]

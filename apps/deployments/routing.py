@@ -81,6 +81,9 @@ class Route:
     paused_reason: str
     revisions: tuple[RevisionRoute, ...]
     generation: int = 0
+    # The deployment's newest revision: what a request no revision has a share of (a first
+    # revision still starting) is counted under when the gateway answers it itself.
+    newest_revision_id: int | None = None
 
     @property
     def serving(self) -> tuple[RevisionRoute, ...]:
@@ -91,7 +94,7 @@ class Route:
 def route_load(team_slug: str, slug: str) -> Route | None:
     """Read the route of deployment ``slug`` of team ``team_slug`` (None: no such deployment).
     The generation is read first: a change committed while this reads makes it stale."""
-    from apps.deployments.models import Deployment, Replica
+    from apps.deployments.models import Deployment, Replica, Revision
 
     # The team comes from the address, not a signed-in scope; limited to one slug pair here.
     deployment = (
@@ -114,6 +117,13 @@ def route_load(team_slug: str, slug: str) -> Route | None:
     for replica_id, revision_id, endpoint in ready:
         by_revision.setdefault(revision_id, []).append((replica_id, endpoint.rstrip("/")))
     traffic = {int(k): int(v) for k, v in (deployment["traffic"] or {}).items()}
+    newest = (
+        Revision.objects.for_team(deployment["team_id"])
+        .filter(deployment_id=deployment["pk"])
+        .order_by("-number")
+        .values_list("pk", flat=True)
+        .first()
+    )
     revisions = tuple(
         RevisionRoute(
             revision_id, traffic.get(revision_id, 0), tuple(by_revision.get(revision_id, ()))
@@ -130,4 +140,5 @@ def route_load(team_slug: str, slug: str) -> Route | None:
         paused_reason=deployment["paused_reason"],
         revisions=revisions,
         generation=generation[deployment_generation(deployment["pk"])],
+        newest_revision_id=newest,
     )

@@ -552,6 +552,11 @@ LATTICE_DEPLOYMENT_DRAIN_SECONDS = env.float("LATTICE_DEPLOYMENT_DRAIN_SECONDS",
 # A rollout with a canary percent: how long the canary takes its share, with no server
 # error, before it takes every request (seconds).
 LATTICE_DEPLOYMENT_CANARY_SECONDS = env.float("LATTICE_DEPLOYMENT_CANARY_SECONDS", default=60.0)
+# A rollout needs room for its new replicas beside the serving ones. A new replica that waits
+# in line for it longer than this (seconds) fails the rollout, the old revision serving on:
+# the line is first come, first served, so a place held forever would hold everyone behind.
+# Its startup timeout counts only from when it was placed.
+LATTICE_DEPLOYMENT_ROOM_WAIT = env.float("LATTICE_DEPLOYMENT_ROOM_WAIT", default=1800.0)
 # Requests one replica of the built-in server runs at once; beyond it, 429.
 LATTICE_MODEL_SERVER_CONCURRENCY = env.int("LATTICE_MODEL_SERVER_CONCURRENCY", default=8)
 

@@ -141,13 +141,14 @@
     var points = snapshot.points || [];
     var times = points.map(function (p) { return p.t; });
     var revisions = (snapshot.revisions || []).map(String);
+    var numbers = snapshot.revision_numbers || {};
     var ever = !!snapshot.last_request_at;
     if (note) {
       note.hidden = ever;
       note.textContent = ever ? "" : "No requests yet: the charts fill in as requests come.";
     }
     // Requests per second, one line per revision (a step not counted yet: null, a gap).
-    plot("rps", revisions.map(function (r, i) { return line("r" + r, COLOURS[i % COLOURS.length]); }),
+    plot("rps", revisions.map(function (r, i) { return line("r" + (numbers[r] || "?"), COLOURS[i % COLOURS.length]); }),
       [times].concat(revisions.map(function (r) {
         return column(points, function (p) {
           return p.requests === null ? null : (p.rps && p.rps[r]) || 0;

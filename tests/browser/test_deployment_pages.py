@@ -79,7 +79,9 @@ def test_the_charts_draw_from_the_stream_and_follow_its_pushes(
         Deployment.objects.filter(pk=deployment.pk).update(last_request_at=timezone.now())
     assert live.publish_metrics() == 1
     expect(page.get_by_test_id("charts-note")).to_be_hidden()
-    expect(page.get_by_test_id("chart-rps").locator(".u-legend")).to_contain_text(f"r{serving.pk}")
+    expect(page.get_by_test_id("chart-rps").locator(".u-legend")).to_contain_text(
+        f"r{serving.number}"
+    )
     expect(page.get_by_test_id("connection")).to_have_text("")
 
     # The controller's messages on the same stream: a replica's state, a new replica, an

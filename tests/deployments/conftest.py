@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.core.cache import cache
 
 from apps.deployments import controller, routing
 from apps.deployments.services import RevisionSpec, deployment_create
@@ -19,17 +20,20 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """What the services asked of the controller and the gateway. (Their modules are other
-    helpers' work, stubs until merged: recorded here instead of run.)"""
-    seen: dict[str, list[Any]] = {"reconcile": [], "stop_all": [], "routes": []}
+    """The reconciles the services queued, recorded instead of run: a real pass would place
+    replicas and send their starts to the host's agent (Celery runs tasks eagerly in tests),
+    and these tests' host is a row with no agent behind it. Everything else the services
+    call is the real thing (``controller.deployment_stop_all``, ``routing.routes_changed``:
+    see ``route_generation``); the controller's own tests run the reconcile."""
+    seen: dict[str, list[Any]] = {"reconcile": []}
     monkeypatch.setattr(controller, "deployment_reconcile_soon", seen["reconcile"].append)
-    monkeypatch.setattr(
-        controller,
-        "deployment_stop_all",
-        lambda deployment, reason: seen["stop_all"].append((deployment.pk, reason)),
-    )
-    monkeypatch.setattr(routing, "routes_changed", seen["routes"].append)
     return seen
+
+
+def route_generation(deployment_id: int) -> Any:
+    """The deployment's route generation in the cache: a new one says the gateway's cached
+    routes of it are stale (``routing.routes_changed`` sets it on commit)."""
+    return cache.get(routing.deployment_generation(deployment_id))
 
 
 @pytest.fixture

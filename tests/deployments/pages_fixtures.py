@@ -127,6 +127,7 @@ def series_of(deployment: Deployment, *, since_steps_ago: int | None = 6) -> dic
         "step": step,
         "seconds": 60,
         "revisions": [revision.pk],
+        "revision_numbers": {str(revision.pk): revision.number},
         "buckets_ms": [5, 10, 25, 50, 100, 250, 500, 1000],
         "since": None if since is None else datetime.fromtimestamp(since, tz=UTC).isoformat(),
         "points": points,

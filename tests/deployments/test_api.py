@@ -6,6 +6,7 @@ echoed; the schema."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -437,7 +438,11 @@ def test_patch_changes_settings_and_keeps_the_slug(api, acme, made, calls):
 
 def test_delete_stops_and_hides_it(api, acme, made, calls):
     assert api.delete(f"{base(acme)}iris-api/").status_code == 204
-    assert calls["stop_all"] == [(made["id"], "deleted")]
+    # controller.deployment_stop_all ran (the real one): its revision retired, said so.
+    revision = Revision.objects.for_team(acme).get(deployment_id=made["id"])
+    assert (revision.status, revision.replicas_wanted) == (Revision.Status.RETIRED, 0)
+    events = DeploymentEvent.objects.for_team(acme).filter(deployment_id=made["id"])
+    assert "Every replica stops: deleted" in events.values_list("message", flat=True)
     assert api.get(f"{base(acme)}iris-api/").status_code == 404
     assert api.get(base(acme)).json()["results"] == []
 
@@ -473,35 +478,25 @@ def test_events_newest_first(api, acme, made, calls):
     assert [(e["kind"], e["revision"]) for e in events] == [("ready", 1), ("revision_made", 1)]
 
 
-def test_metrics_and_request_log_come_from_the_gateways_counts(api, acme, made, monkeypatch):
-    # apps.deployments.metrics is the gateway helper's: stubbed here, the lead wires it.
-    asked = []
+def test_metrics_and_request_log_come_from_the_gateways_counts(api, acme, made):
+    # The gateway's real counts: one request counted and flushed as its process does.
+    revision = Revision.objects.for_team(acme).get(deployment_id=made["id"])
+    counts = metrics.counts
+    counts.started(revision_id=revision.pk, deployment_id=made["id"], team_id=acme.pk)
+    counts.finished(revision_id=revision.pk, status=200, ms=3.5, method="POST", path="/predict")
+    metrics.flush(before=int(time.time()) + 1)
 
-    def series(deployment, *, seconds, step):
-        asked.append((deployment.slug, seconds, step))
-        return {"step": step, "points": []}
-
-    monkeypatch.setattr(metrics, "series", series)
-    monkeypatch.setattr(
-        metrics,
-        "recent_requests",
-        lambda _deployment: [
-            {
-                "method": "POST",
-                "path": "/predict",
-                "status": 200,
-                "ms": 3.5,
-                "revision": 1,
-                "time": "2026-12-06T12:00:00Z",
-            }
-        ],
-    )
     response = api.get(f"{base(acme)}iris-api/metrics/?seconds=60&step=2")
-    assert response.json() == {"step": 2, "points": []}
-    assert asked == [("iris-api", 60, 2)]
+    figures = response.json()
+    assert (figures["step"], figures["seconds"]) == (2, 60)
+    assert figures["revisions"] == [revision.pk]
+    assert sum(p["requests"] for p in figures["points"]) == 1
+    assert sum(p["status"]["2xx"] for p in figures["points"]) == 1
     assert api.get(f"{base(acme)}iris-api/metrics/?step=0").status_code == 400
     lines = api.get(f"{base(acme)}iris-api/requests/").json()
-    assert lines[0]["path"] == "/predict"
+    assert [(line["path"], line["status"], line["revision_number"]) for line in lines] == [
+        ("/predict", 200, 1)
+    ]
 
 
 def test_replica_logs_are_the_streams_log_frames(api, acme, made, fake_runtime):

@@ -10,6 +10,7 @@ replaced here by a recorder (monkeypatched), and the lead rewires it at the merg
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import INVOKE_SCOPE
-from apps.accounts.tokens import token_revoke
+from apps.accounts.tokens import token_revoke, token_revoke_all
 from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, DeploymentKey, MetricWindow, Replica, Revision
 from apps.teams.models import Membership, Role
@@ -240,6 +241,22 @@ def test_a_revoked_token_or_key_is_refused_at_once(
     assert _host_call(asgi_live_server, token=key).status_code == 401
 
 
+def test_revoking_all_of_a_persons_tokens_is_refused_at_once(
+    acme: Team, bob: User, model_servers: list[str], asgi_live_server: str
+) -> None:
+    """token_revoke_all writes with one UPDATE (no per-row signal): the gateway must still
+    forget its cached decisions for those tokens at once, not when its cache ages out."""
+    _deploy(acme, endpoints=model_servers[:1])
+    first, second = _token(bob), _token(bob)
+    assert _host_call(asgi_live_server, token=first).status_code == 200
+    assert _host_call(asgi_live_server, token=second).status_code == 200
+
+    assert token_revoke_all(user=bob) == 2
+
+    assert _host_call(asgi_live_server, token=first).status_code == 401
+    assert _host_call(asgi_live_server, token=second).status_code == 401
+
+
 def test_a_removed_member_is_refused_at_once(
     acme: Team, alice: User, bob: User, model_servers: list[str], asgi_live_server: str
 ) -> None:
@@ -312,6 +329,39 @@ def test_a_request_without_a_ready_replica_wakes_the_deployment_is_held_then_503
     assert int(answer.headers["retry-after"]) > 0
     assert time.monotonic() - began >= 1.0
     assert woken == [deployment.pk]
+
+
+def test_a_held_request_answered_503_is_counted_as_a_5xx(
+    acme: Team, asgi_live_server: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No replica took it, but its caller saw a 503: the charts' 5xx and the request lines
+    say so, under the revision it was meant for (by traffic, else the newest)."""
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 0.5
+    monkeypatch.setattr(controller, "deployment_wake", lambda _id: None)  # no replica comes
+    deployment = _deploy(acme, auth_mode="public")
+    serving = Revision.objects.for_team(acme).get(deployment=deployment)
+    assert _host_call(asgi_live_server, timeout=10).status_code == 503
+    # A first revision still starting has no share of the traffic: its newest counts it.
+    starting = Revision.objects.create(
+        team=acme, deployment=deployment, number=2, machine_type=serving.machine_type
+    )
+    deployment.traffic = {}
+    deployment.save(update_fields=["traffic"])
+    assert _host_call(asgi_live_server, timeout=10).status_code == 503
+
+    deadline = time.monotonic() + 5
+    counted: dict[int, tuple[int, int]] = {}
+    while time.monotonic() < deadline and len(counted) < 2:
+        time.sleep(0.2)
+        counted = {
+            w.revision_id: (w.requests, w.status_5xx)
+            for w in MetricWindow.objects.for_team(acme).filter(deployment=deployment)
+        }
+    assert counted == {serving.pk: (1, 1), starting.pk: (1, 1)}
+    assert sum(p["status"]["5xx"] for p in metrics.series(deployment)["points"]) == 2
+    lines = metrics.recent_requests(deployment)
+    assert [(line["status"], line["revision_number"]) for line in lines] == [(503, 2), (503, 1)]
+    assert metrics.in_flight(deployment.pk) in ({}, {serving.pk: 0, starting.pk: 0})
 
 
 def test_a_held_request_is_served_once_a_replica_is_ready(
@@ -442,6 +492,35 @@ def test_requests_are_counted_per_revision_into_metric_windows(
     assert lines[0]["path"] == "/predict"
     assert {line["status"] for line in lines} == {200, 422}
     assert all("secret" not in str(line) for line in lines)
+
+
+def test_request_lines_and_charts_name_the_revision_by_its_number(
+    acme: Team, bob: User, model_servers: list[str], asgi_live_server: str, client: Any
+) -> None:
+    """The gateway counts by the revision's primary key; people read "r<number>"."""
+    deployment = _deploy(acme, auth_mode="public")
+    # A second revision numbered far from any primary key this test makes.
+    revision = Revision.objects.create(
+        team=acme, deployment=deployment, number=907, machine_type=MachineTypeFactory.create()
+    )
+    _replica(revision, model_servers[0])
+    deployment.traffic = {str(revision.pk): 100}
+    deployment.save(update_fields=["traffic"])
+    assert _host_call(asgi_live_server).status_code == 200
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not metrics.recent_requests(deployment):
+        time.sleep(0.2)
+    [line] = metrics.recent_requests(deployment)
+    assert (line["revision"], line["revision_number"]) == (revision.pk, 907)
+    while time.monotonic() < deadline and not metrics.series(deployment)["revisions"]:
+        time.sleep(0.2)
+    assert metrics.series(deployment)["revision_numbers"] == {str(revision.pk): 907}
+
+    client.force_login(bob)
+    page = client.get(f"/t/acme/deployments/{deployment.pk}/").content.decode()
+    [shown] = re.findall(r'data-testid="request-line">([^<]*)<', page)
+    assert shown.endswith("ms r907")
 
 
 def _sha(value: str) -> str:

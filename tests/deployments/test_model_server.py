@@ -274,6 +274,34 @@ def test_a_connection_is_kept_alive_across_answers_and_refusals(tmp_path):
     assert answers[-1][1] == {"output": 3}
 
 
+def test_a_get_with_a_body_leaves_the_kept_alive_connection_usable(tmp_path):
+    """A GET may carry a body (some clients and proxies send one): it is read, so its bytes
+    are not taken for the next request's line on the same connection."""
+    folder = model_folder(tmp_path / "m", ECHO)
+    with serve(folder) as served:
+        wait_status(served.url, "READY")
+        conn = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=5)
+        answers = []
+        sock = None
+        for method, path, body in [
+            ("GET", "/health-check", {"probe": "x" * 100}),
+            ("POST", "/predict", {"a": 1}),
+            ("GET", "/nowhere", {"b": 2}),
+            ("GET", "/health-check", None),
+        ]:
+            data = None if body is None else json.dumps(body)
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answers.append((response.status, json.loads(response.read())))
+            sock = sock or conn.sock
+            assert conn.sock is sock  # the same connection throughout
+        conn.close()
+
+    assert [status for status, _ in answers] == [200, 200, 404, 200]
+    assert answers[0][1]["status"] == "READY"
+    assert answers[1][1] == {"output": {"got": {"a": 1}}}
+
+
 def test_a_body_without_a_length_or_too_long_is_refused(tmp_path):
     folder = model_folder(tmp_path / "m", ECHO)
     with serve(folder) as served:

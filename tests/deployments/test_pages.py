@@ -41,6 +41,7 @@ REQUEST_LINES = [
         "status": 200,
         "ms": 12.5,
         "revision": 2,
+        "revision_number": 2,
         "time": "2026-12-06T12:00:01+00:00",
     },
     {
@@ -49,6 +50,7 @@ REQUEST_LINES = [
         "status": 422,
         "ms": 3.1,
         "revision": 2,
+        "revision_number": 2,
         "time": "2026-12-06T12:00:00+00:00",
     },
 ]
@@ -340,6 +342,8 @@ def test_a_snapshot_says_unknown_before_the_gateway_counted_and_counts_ready_rep
     # One replica ready now; the r1 one ended four minutes ago, before this window.
     assert shot["replicas"][-1] == 1
     assert shot["last_request_at"] is None
+    # The legend names revisions by number ("r2"), not by their ids.
+    assert shot["revision_numbers"] == {str(revision(deployment, 2).pk): 2}
 
 
 def test_with_no_counting_ever_every_step_is_unknown(deployment, gateway_figures):
@@ -553,7 +557,9 @@ def test_delete_with_the_name_deletes(client, made, calls):
     assert "Iris API is deleted." in text(response)
     with team_scope(made.team):
         assert Deployment.objects.get(pk=made.pk).deleted_at is not None
-    assert calls["stop_all"]
+        # controller.deployment_stop_all ran (the real one): nothing of it is wanted.
+        revisions = Revision.objects.filter(deployment=made)
+        assert {(r.status, r.replicas_wanted) for r in revisions} == {("retired", 0)}
 
 
 def test_beat_pushes_the_snapshots_every_two_seconds(settings):

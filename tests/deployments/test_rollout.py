@@ -17,6 +17,8 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.deployments import controller, metrics
 from apps.deployments.models import Deployment, DeploymentEvent, MetricWindow, Replica, Revision
+from apps.machines.models import Placement, PlacementRequest
+from apps.machines.queue import queue_advance_all
 from apps.models.hooks import alias_moved
 from apps.models.models import ModelAlias
 from tests.deployments.control_helpers import (
@@ -29,6 +31,7 @@ from tests.deployments.control_helpers import (
     traffic,
 )
 from tests.model_fixtures import make_model_version
+from tests.notebook_fixtures import make_host
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -224,14 +227,22 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     assert len(replicas_of(deployment, revision=r2)) == 1
 
 
+def placed_ago(replica: Replica, *, seconds: int) -> None:
+    """Make ``replica``'s placement (when it got room) ``seconds`` old."""
+    replica.refresh_from_db()
+    assert replica.placement_id is not None
+    Placement.objects.filter(pk=replica.placement_id).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
 def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway_calls, held_agent):
     deployment, r1, _old = serving(acme, alice, held_agent)
     r2 = add_revision(deployment, image="fake/server:2", startup_timeout=20)
     reconcile(deployment)
     [new] = replicas_of(deployment, revision=r2)
-    Replica.objects.for_team(acme).filter(pk=new.pk).update(
-        requested_at=timezone.now() - timedelta(seconds=21)
-    )
+    # The timeout counts from when it was placed (room found), not from its wait in line.
+    placed_ago(new, seconds=21)
 
     deployment = reconcile(deployment)
 
@@ -241,6 +252,96 @@ def test_a_start_past_its_timeout_fails_the_revision(acme, alice, host, gateway_
     assert traffic(deployment) == {r1.pk: 100}
     new.refresh_from_db()
     assert new.status == S.STOPPED  # its host was asked to stop it
+
+
+def one_replica_host(name: str = "small") -> None:
+    """A host with room for one cpu-small (2 vCPU, 8 GiB) replica, not two."""
+    make_host(cpus=3, memory_gib=12, name=name)
+
+
+def test_a_rollout_waiting_in_line_for_room_says_so_and_times_out_only_once_placed(
+    acme, alice, fake_runtime, catalogue, gateway_calls, held_agent, client
+):
+    one_replica_host()
+    deployment, r1, _old = serving(acme, alice, held_agent)
+    r2 = add_revision(deployment, image="fake/server:2", startup_timeout=20)
+    reconcile(deployment)
+    [new] = replicas_of(deployment, revision=r2)
+    assert new.status == S.PLACING  # no host has room beside r1's replica
+    assert new.placement_id is None
+
+    # Longer in line than its startup timeout: not failed, and it says it waits, and where.
+    Replica.objects.for_team(acme).filter(pk=new.pk).update(
+        requested_at=timezone.now() - timedelta(seconds=90)
+    )
+    deployment = reconcile(deployment)
+    r2.refresh_from_db()
+    assert r2.status == Revision.Status.STARTING
+    assert r2.status_message.startswith("Waiting for room: no host has a free CPU small")
+    assert "next in line; waited 1 min of at most 30 min" in r2.status_message
+    assert deployment.status == Deployment.Status.DEPLOYING
+    assert "Waiting for room" in deployment.status_message
+    assert kinds(deployment).count("waiting_for_room") == 1
+    assert traffic(deployment) == {r1.pk: 100}
+    client.force_login(alice)
+    page = client.get(f"/t/acme/deployments/{deployment.pk}/").content.decode()
+    assert 'data-testid="revision-message">Waiting for room: no host has a free CPU small' in page
+    assert "Rolling out r2: 0 of 1 ready. Waiting for room" in page
+
+    # Room: a second host joins and the line moves; the timeout counts from here.
+    one_replica_host("second")
+    queue_advance_all()
+    new.refresh_from_db()
+    assert new.status == S.STARTING
+    deployment = reconcile(deployment)
+    r2.refresh_from_db()
+    assert (r2.status, r2.status_message) == (Revision.Status.STARTING, "Starting its replicas.")
+    assert "Waiting" not in deployment.status_message
+    assert kinds(deployment).count("waiting_for_room") == 1
+
+    placed_ago(new, seconds=21)
+    deployment = reconcile(deployment)
+    r2.refresh_from_db()
+    assert r2.status == Revision.Status.FAILED
+    assert "startup timeout (20 s)" in r2.status_message
+    assert traffic(deployment) == {r1.pk: 100}
+
+
+def test_a_rollout_that_waits_for_room_too_long_fails_and_gives_up_its_place(
+    acme, alice, fake_runtime, catalogue, gateway_calls, held_agent, settings
+):
+    settings.LATTICE_DEPLOYMENT_ROOM_WAIT = 600
+    one_replica_host()
+    deployment, r1, old = serving(acme, alice, held_agent)
+    r2 = add_revision(deployment, image="fake/server:2")
+    reconcile(deployment)
+    [new] = replicas_of(deployment, revision=r2)
+    Replica.objects.for_team(acme).filter(pk=new.pk).update(
+        requested_at=timezone.now() - timedelta(seconds=599)
+    )
+    deployment = reconcile(deployment)
+    r2.refresh_from_db()
+    assert r2.status == Revision.Status.STARTING
+    assert "at most 10 min" in r2.status_message
+
+    Replica.objects.for_team(acme).filter(pk=new.pk).update(
+        requested_at=timezone.now() - timedelta(seconds=601)
+    )
+    deployment = reconcile(deployment)
+
+    r2.refresh_from_db()
+    assert r2.status == Revision.Status.FAILED
+    assert r2.status_message.startswith("No room for its replicas within 10 min")
+    assert "r2 failed and was rolled back: No room" in deployment.status_message
+    event = DeploymentEvent.objects.for_team(acme).get(deployment=deployment, kind="rollout_failed")
+    assert "r1 keeps serving" in event.message
+    assert traffic(deployment) == {r1.pk: 100}
+    new.refresh_from_db()
+    assert new.status == S.STOPPED
+    request = PlacementRequest.objects.get(workload=new.workload)
+    assert request.status == PlacementRequest.Status.CANCELLED  # nobody waits behind it
+    old.refresh_from_db()
+    assert old.status == S.READY
 
 
 def test_the_agents_timeout_on_the_real_agent_fails_the_revision(

@@ -15,10 +15,10 @@ from apps.core.errors import PaymentRequiredError, ServiceError
 from apps.core.models import AuditEntry
 from apps.deployments import entitlements
 from apps.deployments import services as sv
-from apps.deployments.models import Deployment, DeploymentKey, Revision
+from apps.deployments.models import Deployment, DeploymentEvent, DeploymentKey, Revision
 from apps.machines.models import MachineType
 from apps.models.services.aliases import alias_set
-from tests.deployments.conftest import everywhere_type
+from tests.deployments.conftest import everywhere_type, route_generation
 from tests.model_fixtures import make_model_version
 from tests.notebook_fixtures import make_host
 
@@ -475,16 +475,17 @@ def test_traffic_splits_between_serving_revisions_summing_to_100(
 ):
     sv.deployment_change(team=acme, actor=alice, deployment=deployment, spec=spec(iris))
     r1, r2 = serving(deployment, 1), serving(deployment, 2)
-    calls["routes"].clear()
+    before = route_generation(deployment.pk)
 
     with django_capture_on_commit_callbacks(execute=True):
         sv.deployment_set_traffic(
             team=acme, actor=alice, deployment=deployment, split={r1.pk: 90, r2.pk: 10}
         )
+        assert route_generation(deployment.pk) == before  # not before the commit
 
     deployment.refresh_from_db()
     assert deployment.traffic == {str(r1.pk): 90, str(r2.pk): 10}
-    assert calls["routes"] == [deployment.pk]
+    assert route_generation(deployment.pk) not in (None, before)  # the gateway's routes
     entry = AuditEntry.objects.for_team(acme).get(action="deployment.traffic_set")
     assert "r1 90%, r2 10%" in audit_describe(entry)
 
@@ -567,13 +568,18 @@ def test_delete_stops_everything_soft_deletes_and_revokes_keys(
     acme, alice, deployment, calls, django_capture_on_commit_callbacks
 ):
     key, _ = sv.key_create(team=acme, actor=alice, deployment=deployment, name="ci")
+    before = route_generation(deployment.pk)
     with django_capture_on_commit_callbacks(execute=True):
         sv.deployment_delete(team=acme, actor=alice, deployment=deployment)
 
     deployment.refresh_from_db()
     assert deployment.deleted_at is not None
-    assert calls["stop_all"] == [(deployment.pk, "deleted")]
-    assert deployment.pk in calls["routes"]
+    # controller.deployment_stop_all ran: every revision retired, nothing wanted, said so.
+    revisions = Revision.objects.for_team(acme).filter(deployment=deployment)
+    assert {(r.status, r.replicas_wanted) for r in revisions} == {(Revision.Status.RETIRED, 0)}
+    stopped = DeploymentEvent.objects.for_team(acme).get(deployment=deployment, kind="stopped")
+    assert stopped.message == "Every replica stops: deleted"
+    assert route_generation(deployment.pk) not in (None, before)
     key.refresh_from_db()
     assert key.revoked_at is not None
     # Deleted is gone for every service.

@@ -326,7 +326,10 @@ class RequestLineSerializer(serializers.Serializer[dict[str, object]]):
     path = serializers.CharField()
     status = serializers.IntegerField()
     ms = serializers.FloatField()
-    revision = serializers.IntegerField(allow_null=True)
+    revision = serializers.IntegerField(allow_null=True, help_text="The revision's id.")
+    revision_number = serializers.IntegerField(
+        allow_null=True, help_text="The revision's number (the pages' \"r<number>\")."
+    )
     time = serializers.CharField()
 
 

@@ -309,6 +309,7 @@ class DeploymentGateway:
                     message = "No replica of this deployment is ready yet. Try again shortly."
                     retry = [(b"retry-after", str(HELD_RETRY_AFTER).encode())]
                     await _answer(send, 503, message, sandbox=sandbox, headers=retry)
+                    self._count_unserved(call, route, _meant_for(route), 503, started)
                     return
                 await asyncio.sleep(HOLD_POLL)
                 route = await self._fresh(route)
@@ -324,7 +325,24 @@ class DeploymentGateway:
             if not replayable:
                 message = "The deployment's replica did not answer."
                 await _answer(send, 502, message, sandbox=sandbox)
+                self._count_unserved(call, route, chosen[0].revision_id, 502, started)
                 return
+
+    def _count_unserved(
+        self, call: _Call, route: Route, revision_id: int | None, status: int, started: float
+    ) -> None:
+        """Count a request the gateway answered itself, so the charts' 5xx are honest."""
+        if revision_id is None:
+            return  # a deployment without a revision: nothing to count it under
+        metrics.counts.answered(
+            revision_id=revision_id,
+            deployment_id=route.deployment_id,
+            team_id=route.team_id,
+            status=status,
+            ms=(time.monotonic() - started) * 1000,
+            method=call.scope["method"],
+            path=call.address.log_path,
+        )
 
     async def _fresh(self, route: Route) -> Route:
         """The route again if it changed (its generation), else as it is."""
@@ -423,6 +441,16 @@ class DeploymentGateway:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _meant_for(route: Route) -> int | None:
+    """The revision a request with no ready replica was meant for: one by traffic weight
+    (as ``_choose`` would pick), else the deployment's newest."""
+    shares = [r for r in route.revisions if r.weight > 0]
+    if shares:
+        weights = [r.weight for r in shares]
+        return random.choices(shares, weights=weights)[0].revision_id  # noqa: S311
+    return route.newest_revision_id
 
 
 async def _wake(deployment_id: int) -> None:

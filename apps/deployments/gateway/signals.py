@@ -3,8 +3,9 @@ signal receivers (connected by ``connect`` from DeploymentsConfig.ready()). Each
 generation on commit (apps.deployments.routing), which every process checks per request.
 
 Routes: a deployment changed or deleted (auth mode, rate limit, traffic, pause), a
-revision made or deleted, a replica's row changed (ready, gone, a new endpoint), a key made or
-revoked, the team renamed. Credentials: a token saved or deleted (revoked), a membership
+revision changed, a replica's row changed (ready, gone, a new endpoint), a key made or
+revoked, the team renamed. Credentials: a token saved or deleted (revoked), tokens revoked
+in bulk (apps.accounts.signals.tokens_revoked: one UPDATE, no post_save), a membership
 saved or deleted (removed, role changed), a user saved (deactivated, password), a session
 ended.
 """
@@ -19,6 +20,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 
 from apps.accounts.models import PersonalAccessToken
+from apps.accounts.signals import tokens_revoked
 from apps.deployments.models import Deployment, DeploymentKey, Replica, Revision
 from apps.deployments.routing import credentials_changed, routes_changed
 from apps.teams.models import Membership, Team
@@ -92,5 +94,6 @@ def connect() -> None:
         uid = f"deployments.gateway.credentials.{model.__name__}"
         post_save.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.save")
         post_delete.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.delete")
+    tokens_revoked.connect(_credentials_changed, dispatch_uid="deployments.gateway.tokens_revoked")
     post_save.connect(_team_changed, sender=Team, dispatch_uid="deployments.gateway.team")
     user_logged_out.connect(_credentials_changed, dispatch_uid="deployments.gateway.signed_out")
