@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.mark.xfail(strict=True, reason="R1: token_revoke_all updates rows without a signal")
 def test_r1_tokens_revoked_all_at_once_are_refused_at_once(
     acme: Team,
     bob: User,
