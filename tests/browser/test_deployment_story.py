@@ -21,6 +21,7 @@ as a thread calling the same functions every second.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,18 @@ def docker_host(
     finally:
         remove_installation_workloads(docker_client)
         select._runtime.cache_clear()
+
+
+@pytest.fixture
+def unique_replica_ids(transactional_db: None) -> None:
+    """Number this test's replicas far from other test runs': their containers are named
+    after them (lattice-dp-<replica>) on a Docker engine others share, and a neighbour's
+    stop or clean-up of its own dp-2 must not meet this run's."""
+    base = 800_000_000 + secrets.randbelow(100_000) * 1_000
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('deployments_replica', 'id'), %s)", [base]
+        )
 
 
 @pytest.fixture
@@ -368,6 +381,7 @@ def test_deploy_call_roll_out_roll_back_and_wake_from_zero(
     asgi_page: Any,
     asgi_live_server: str,
     docker_host: Any,
+    unique_replica_ids: None,
     controller_beat: None,
     docker_client: Any,
     model_server_image: str,
