@@ -260,6 +260,10 @@ def revision_copy(revision: Revision, **changes: Any) -> Revision:
 
 
 def _lock(deployment_id: int, team_id: int) -> Deployment | None:
+    # NO KEY UPDATE: an agent's event holds its replica's row and, at commit, the foreign
+    # key check of the rows it wrote takes KEY SHARE on this one; FOR UPDATE would block
+    # that check while the pass waits for the replica: a deadlock (tests/deployments/
+    # test_locks.py). The pass never changes the deployment's key.
     return (
         Deployment.objects.for_team(team_id)
         .select_for_update(of=("self",), no_key=True)

@@ -139,6 +139,9 @@ def _locked(team: Team, deployment: Deployment) -> Deployment:
     """The team's live deployment, locked for this transaction: 404 for another team's or
     a deleted one."""
     found = (
+        # NO KEY UPDATE, as the controller's pass: an agent's event commits rows naming the
+        # deployment while holding its replica (a delete's stop_all then waits for that
+        # replica; FOR UPDATE here would deadlock them: tests/deployments/test_locks.py).
         Deployment.objects.for_team(team)
         .select_for_update(no_key=True)
         .filter(pk=deployment.pk, deleted_at__isnull=True)
