@@ -450,7 +450,10 @@ def agent_remove_orphan(host_name: str, name: str) -> None:
     """Remove a workload the control plane does not know, found by its labels."""
     runtime = host_runtime()
     for managed in runtime.list_managed():
-        if managed.name == name:
+        # Only this Lattice's: a workload of the same name may be another installation's
+        # on the same engine (a developer's `make dev` beside a test run).
+        installation = managed.labels.get(f"{LABEL_PREFIX}installation")
+        if managed.name == name and installation in (None, settings.LATTICE_INSTALLATION):
             runtime.stop(managed.state, timeout=10)
             runtime.remove_orphan(managed)
 

@@ -97,12 +97,19 @@ class DockerRuntime(Runtime):
         return f"lattice-{name}"
 
     def _container(self, state: dict[str, Any]) -> Container | None:
+        """The workload's container: by its id, else by its name when it is this Lattice's
+        (another installation on the same engine may run a workload of the same name:
+        never stop, read or remove theirs)."""
         try:
-            return self.client.containers.get(
-                state.get("container_id") or self.container_name(state["name"])
-            )
+            if state.get("container_id"):
+                return self.client.containers.get(state["container_id"])
+            container = self.client.containers.get(self.container_name(state["name"]))
         except NotFound:
             return None
+        theirs = container.labels.get(f"{LABEL_PREFIX}installation")
+        if theirs and theirs != settings.LATTICE_INSTALLATION:
+            return None
+        return container
 
     def _ensure_image(self, spec: Spec) -> None:
         with contextlib.suppress(ImageNotFound):

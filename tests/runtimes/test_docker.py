@@ -11,10 +11,12 @@ import contextlib
 import subprocess
 import urllib.request
 import uuid
+from dataclasses import replace
 
 import pytest
 from docker.errors import NotFound
 
+from apps.machines.agent import agent_remove_orphan
 from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime, isolate_workloads, isolation_rules
 from tests.helpers import wait_for
@@ -408,3 +410,25 @@ def test_test_clean_up_leaves_another_installations_workloads(busybox_image, doc
             their_volume.remove(force=True)
         with contextlib.suppress(NotFound):
             our_volume.remove(force=True)
+
+
+def test_a_same_named_container_of_another_installation_is_never_touched(
+    runtime, busybox_image, docker_client, settings
+):
+    """Two Lattices on one engine (a developer's `make dev` beside a test run) may both run a
+    workload "dp-1": this one's stop, poll and orphan removal by name leave the other's be."""
+    runtime, made = runtime
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    made.append(name)
+    spec = replace(web_spec(busybox_image, name), labels={"installation": "someone-else"})
+    theirs = runtime.start(spec)
+
+    runtime.stop({"name": name})  # by name: no container id
+    assert runtime.poll({"name": name}) == 0  # not found, as far as this Lattice goes
+    settings.LATTICE_RUNTIME = "docker"  # the agent's task on this engine
+    agent_remove_orphan("local", name)
+
+    container = docker_client.containers.get(theirs["container_id"])
+    assert container.status == "running"
+    assert container.labels["lattice.installation"] == "someone-else"
+    assert settings.LATTICE_INSTALLATION != "someone-else"
