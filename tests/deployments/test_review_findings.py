@@ -41,7 +41,6 @@ def test_r1_tokens_revoked_all_at_once_are_refused_at_once(
     assert _host_call(asgi_live_server, token=plaintext).status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="R2: the rate limit counts by any bearer sent")
 def test_r2_a_public_deployments_rate_limit_is_not_escaped_by_sending_junk_bearers(
     acme: Team,
     model_servers: list[str],

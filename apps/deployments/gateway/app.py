@@ -4,7 +4,11 @@ Per request, with nothing of Django's request stack: find the route in this proc
 table; read the generations and the caller's rate count from the shared cache in one
 round trip (apps.deployments.gateway.shared); re-read the route or the credential's
 decision from the database only when missing or stale (``database_sync_to_async``); count
-the request against the caller's limit (429 + Retry-After past it); choose a revision by
+the request against the caller's limit (429 + Retry-After past it). The caller is the
+credential the decision accepted (a token, a key, a member), else the client's address:
+what a public deployment is sent as a bearer is no caller. It is guessed from this
+process's cache for the one round trip, and counted again when the guess was wrong (a
+first request). Then choose a revision by
 ``Deployment.traffic`` weight and, within it, the ready replica with the fewest requests
 in flight from this process; send the request on a pooled keep-alive connection
 (apps.deployments.gateway.upstream), and stream the answer back as it comes (server-sent
@@ -104,10 +108,11 @@ class _Call:
     bearer: str
     session_key: str
     client: str
-    # What the decision is cached under (the origin, the credential's digest), and who the
-    # rate limit counts (that digest, else the client's address).
+    # What the decision is cached under: the origin and the credential's digest (no
+    # plaintext token stays in this process's tables). The rate limit counts the accepted
+    # credential instead (Decision.caller), else the client's address: a made-up bearer
+    # sent to a public deployment is no caller of its own.
     credential: str
-    caller: str
 
     @classmethod
     def of(cls, scope: dict[str, Any], address: Address) -> _Call:
@@ -119,11 +124,7 @@ class _Call:
             session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
         client = (scope.get("client") or ("", 0))[0] or ""
         credential = bearer or (f"s:{session_key}" if session_key else "")
-        # Kept and counted by digest: no plaintext token stays in this process's tables.
-        if credential:
-            caller = hashlib.sha256(credential.encode()).hexdigest()[:32]
-        else:
-            caller = f"ip:{client}"
+        digest = hashlib.sha256(credential.encode()).hexdigest()[:32] if credential else ""
         return cls(
             scope=scope,
             address=address,
@@ -132,9 +133,12 @@ class _Call:
             bearer=bearer,
             session_key=session_key,
             client=client,
-            credential=f"{int(address.on_lattice_origin)}:{caller}",
-            caller=caller,
+            credential=f"{int(address.on_lattice_origin)}:{digest}",
         )
+
+    def caller(self, decision: Decision) -> str:
+        """Who the rate limit counts: the accepted credential, else the client's address."""
+        return decision.caller or f"ip:{self.client}"
 
 
 @dataclass
@@ -180,7 +184,7 @@ class DeploymentGateway:
         found = await self._route(call)
         if isinstance(found, _Refusal):
             return found
-        route, gens, count = found
+        route, gens, counted, count = found
         decision = await self._decision(route, gens, call)
         if not decision.allowed:
             challenge = [(b"www-authenticate", b'Bearer realm="deployment"')]
@@ -188,6 +192,11 @@ class DeploymentGateway:
             return _Refusal(decision.status, decision.message, challenge if unauthorised else [])
         if call.session_key and call.method not in _READS and not _from_lattice(call.headers):
             return _Refusal(403, "Refused: this request came from another page.")
+        caller = call.caller(decision)
+        if caller != counted:
+            # Not the caller guessed from this process's cache (a new credential, a route
+            # that changed): counted now, in a second round trip.
+            _, count = await self._shared(route, caller)
         limit = route.rate_limit_per_minute
         if limit and count > limit:
             retry = str(60 - int(time.time()) % 60).encode()
@@ -198,8 +207,21 @@ class DeploymentGateway:
             return _Refusal(503, message, [(b"retry-after", b"60")])
         return route
 
-    async def _route(self, call: _Call) -> tuple[Route, tuple[int, int], int] | _Refusal:
-        """The route (read again when stale), the generations and the caller's count."""
+    def _guess_caller(self, route: Route, call: _Call) -> str | None:
+        """Who the rate limit will count, from this process's cache (checked after the
+        decision); None when unknown: then nothing is counted before the decision."""
+        if route.auth_mode == "public":
+            return call.caller(Decision(0))
+        cached = self.decisions.get((route.deployment_id, call.credential))
+        if cached is None or not cached.decision.allowed:
+            return None
+        return call.caller(cached.decision)
+
+    async def _route(
+        self, call: _Call
+    ) -> tuple[Route, tuple[int, int], str | None, int] | _Refusal:
+        """The route (read again when stale), the generations, and the caller counted in the
+        same round trip with its count (None and 0 when it could not be guessed)."""
         name = (call.address.team, call.address.slug)
         route = self.routes.get(name)
         if route is None:
@@ -207,7 +229,8 @@ class DeploymentGateway:
             if route is None:
                 return _Refusal(404, "No such deployment.")
             self._remember_route(route)
-        gens, count = await self._shared(route, call.caller)
+        counted = self._guess_caller(route, call)
+        gens, count = await self._shared(route, counted)
         if gens[0] != route.generation:
             self.routes.pop(name, None)
             fresh = await database_sync_to_async(route_load)(*name)
@@ -215,11 +238,12 @@ class DeploymentGateway:
                 return _Refusal(404, "No such deployment.")
             if fresh.deployment_id != route.deployment_id:
                 # Another deployment by that name now: its own generation and count.
-                gens, count = await self._shared(fresh, call.caller)
+                counted = self._guess_caller(fresh, call)
+                gens, count = await self._shared(fresh, counted)
             route = fresh
             gens = (route.generation, gens[1])
             self._remember_route(route)
-        return route, gens, count
+        return route, gens, counted, count
 
     async def _decision(self, route: Route, gens: tuple[int, int], call: _Call) -> Decision:
         if route.auth_mode == "public":
@@ -243,11 +267,14 @@ class DeploymentGateway:
         self.decisions[key] = _Cached(decision, gens, now + DECISION_SECONDS)
         return decision
 
-    async def _shared(self, route: Route, caller: str) -> tuple[tuple[int, int], int]:
-        """The route's and the credentials' generations, and the caller's count this minute
-        (every request counts, so a limit set later sees the minute's requests)."""
+    async def _shared(self, route: Route, caller: str | None) -> tuple[tuple[int, int], int]:
+        """The route's and the credentials' generations, and ``caller``'s count this minute
+        after this request (every request counts, so a limit set later sees the minute's
+        requests); 0 when no caller is given."""
         minute = int(time.time() // 60)
-        rate_key = f"lattice:gateway:rate:{route.deployment_id}:{caller}:{minute}"
+        rate_key = None
+        if caller is not None:
+            rate_key = f"lattice:gateway:rate:{route.deployment_id}:{caller}:{minute}"
         keys = [deployment_generation(route.deployment_id), CREDENTIALS_GENERATION]
         gens, count = await shared_state(keys, rate_key, window=60)
         return (gens[keys[0]], gens[keys[1]]), count
