@@ -64,7 +64,6 @@ def _replica_app(headers: list[tuple[bytes, bytes]], body: bytes = b"x") -> Any:
     return app
 
 
-@pytest.mark.xfail(strict=True, reason="R3: the gateway passes a replica's Set-Cookie through")
 def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
     acme: Team, asgi_live_server: str
 ) -> None:
@@ -77,7 +76,11 @@ def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
         (b"set-cookie", f"{name}=attacker; Domain={domain}; Path=/".encode())
         for name in sorted(lattice_cookies())
     ]
-    app = _replica_app([(b"content-type", b"text/plain"), *tossed])
+    own = [
+        (b"set-cookie", b"mine=1; Path=/; HttpOnly"),
+        (b"set-cookie", f"wide=1; Path=/; domain=.{domain}".encode()),
+    ]
+    app = _replica_app([(b"content-type", b"text/plain"), *tossed, *own])
     with serving(app, name="cookie-tossing-replica") as replica:
         _deploy(acme, auth_mode="public", endpoints=[replica])
         answer = _host_call(asgi_live_server)
@@ -87,6 +90,8 @@ def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
     # public deployment (anyone's) may overwrite Lattice's csrftoken/sessionid on the parent
     # domain (the embedded default serves Lattice at `localhost`) and every notebook's pass.
     assert [c for c in set_cookies if c.split("=", 1)[0] in lattice_cookies()] == []
+    # A deployment's own cookies stay host-only: one with a Domain attribute is dropped.
+    assert set_cookies == ["mine=1; Path=/; HttpOnly"]
 
 
 @pytest.mark.xfail(strict=True, reason="R4: a replica's script and SW scope served as Lattice")

@@ -50,6 +50,7 @@ from apps.deployments.routing import (
     deployment_generation,
     route_load,
 )
+from apps.notebooks.proxy.asgi import lattice_cookies
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -513,10 +514,24 @@ def _response_headers(response: Response, *, sandbox: bool) -> list[tuple[bytes,
             continue
         if sandbox and lower in _NOT_ON_LATTICE:
             continue
+        if lower == b"set-cookie" and _tossed(value):
+            continue
         out.append((name, value))
     if response.content_type.startswith("text/event-stream"):
         out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
     return [*out, *_SANDBOX] if sandbox else out
+
+
+def _tossed(set_cookie: bytes) -> bool:
+    """A cookie a deployment's origin may not set: one of Lattice's or the notebook
+    origin's names (apps.notebooks.proxy.asgi.lattice_cookies, the notebook proxy's own
+    list), or any with a Domain attribute: a deployment's cookies stay on its own host,
+    never on the user-content domain (every notebook's and deployment's parent) or on
+    Lattice's."""
+    pair, *attributes = set_cookie.decode("latin-1").split(";")
+    if pair.split("=", 1)[0].strip() in lattice_cookies():
+        return True
+    return any(a.split("=", 1)[0].strip().lower() == "domain" for a in attributes)
 
 
 async def _answer(
