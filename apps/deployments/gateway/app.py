@@ -19,8 +19,11 @@ route is looked at again every ``HOLD_POLL`` seconds, up to LATTICE_DEPLOYMENT_C
 then 503 with Retry-After.
 
 On Lattice's own origin (the API path) every answer carries ``Content-Security-Policy:
-sandbox`` and ``X-Content-Type-Options: nosniff`` and no Set-Cookie from the replica: what
-a replica returns must not run, or set cookies, as Lattice.
+sandbox``, ``X-Content-Type-Options: nosniff`` and ``Cross-Origin-Resource-Policy:
+same-origin``, and only a short list of the replica's headers, its content type made safe
+(``_on_lattice_headers``): what a replica returns must not run, style, redirect or set
+cookies as Lattice. On the deployment's own host, a replica's cookie never lands on
+Lattice or a notebook (``_tossed``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,8 +90,8 @@ _HOP_BY_HOP = {
 _SANDBOX = [
     (b"content-security-policy", b"sandbox"),
     (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 ]
-_NOT_ON_LATTICE = {b"content-security-policy", b"x-content-type-options", b"set-cookie"}
 _READS = (b"GET", b"HEAD", b"OPTIONS")
 
 
@@ -507,19 +511,23 @@ def _request_headers(scope: dict[str, Any], *, client: str) -> list[tuple[bytes,
 
 
 def _response_headers(response: Response, *, sandbox: bool) -> list[tuple[bytes, bytes]]:
+    """The replica's headers less hop-by-hop ones. On Lattice's origin (``sandbox``) only
+    those on ``_ON_LATTICE`` and harmless ``x-`` ones pass, with the content type made safe
+    (``_on_lattice_headers``). On the deployment's own host every header passes but a
+    cookie that would land on Lattice or a notebook (``_tossed``)."""
+    if sandbox:
+        return _on_lattice_headers(response)
     out = []
     for name, value in response.headers:
         lower = name.lower()
         if lower in (b"connection", b"keep-alive", b"transfer-encoding"):
-            continue
-        if sandbox and lower in _NOT_ON_LATTICE:
             continue
         if lower == b"set-cookie" and _tossed(value):
             continue
         out.append((name, value))
     if response.content_type.startswith("text/event-stream"):
         out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
-    return [*out, *_SANDBOX] if sandbox else out
+    return out
 
 
 def _tossed(set_cookie: bytes) -> bool:
@@ -532,6 +540,98 @@ def _tossed(set_cookie: bytes) -> bool:
     if pair.split("=", 1)[0].strip() in lattice_cookies():
         return True
     return any(a.split("=", 1)[0].strip().lower() == "domain" for a in attributes)
+
+
+# The replica's headers that pass on Lattice's origin (the API path), besides ``x-`` ones.
+# Nothing that acts on the origin: no Set-Cookie, Location, Refresh, Link, CORS,
+# Service-Worker-Allowed, Clear-Site-Data, CSP or Content-Type options of the replica's.
+_ON_LATTICE = {
+    b"content-type",
+    b"content-length",
+    b"content-encoding",
+    b"content-language",
+    b"content-disposition",
+    b"content-range",
+    b"accept-ranges",
+    b"cache-control",
+    b"expires",
+    b"etag",
+    b"last-modified",
+    b"date",
+    b"vary",
+    b"retry-after",
+}
+# ``x-`` headers that are not a replica's own: read by a proxy in front or by a browser.
+_X_NOT_ON_LATTICE = (
+    b"x-content-type-options",
+    b"x-frame-options",
+    b"x-accel-",
+    b"x-sendfile",
+    b"x-lighttpd-send-file",
+    b"x-dns-prefetch-control",
+    b"x-permitted-cross-domain-policies",
+)
+# Types a browser does not run as script or style (nosniff is sent): kept on Lattice's
+# origin. Any other (HTML, script, CSS, SVG, XML, none) is sent as an attachment of
+# application/octet-stream.
+_SAFE_TYPES = {
+    "application/json",
+    "application/x-ndjson",
+    "application/octet-stream",
+    "text/plain",
+    "text/event-stream",
+    "text/csv",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "audio/mpeg",
+    "audio/wav",
+    "audio/ogg",
+    "video/mp4",
+    "video/webm",
+}
+_CHARSET = re.compile(r";\s*charset=\"?([A-Za-z0-9_.:-]{1,40})\"?", re.IGNORECASE)
+
+
+def _safe_type(value: str) -> str | None:
+    """The content type rebuilt from its essence and charset when the essence is a safe
+    one, else None. Rebuilt, not passed: a list ("text/plain, text/javascript") is read by
+    browsers as its last type."""
+    if "," in value:
+        return None
+    essence = value.split(";", 1)[0].strip().lower()
+    if essence not in _SAFE_TYPES and not (
+        essence.startswith("application/") and essence.endswith("+json")
+    ):
+        return None
+    charset = _CHARSET.search(value)
+    return f"{essence}; charset={charset.group(1)}" if charset else essence
+
+
+def _on_lattice_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, value in response.headers:
+        lower = name.lower()
+        if lower == b"content-type":
+            continue  # set below, made safe
+        if lower in _ON_LATTICE or (
+            lower.startswith(b"x-") and not lower.startswith(_X_NOT_ON_LATTICE)
+        ):
+            out.append((name, value))
+    content_type = _safe_type(response.content_type)
+    if content_type is None:
+        out = [(n, v) for n, v in out if n.lower() != b"content-disposition"]
+        out += [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-disposition", b"attachment"),
+        ]
+    else:
+        out.append((b"content-type", content_type.encode("latin-1")))
+        if content_type.startswith("text/event-stream"):
+            out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
+    return [*out, *_SANDBOX]
 
 
 async def _answer(
