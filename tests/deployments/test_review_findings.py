@@ -194,7 +194,6 @@ def test_r6_a_signed_in_page_view_does_not_make_every_gateway_decision_stale(
     assert generations([CREDENTIALS_GENERATION])[CREDENTIALS_GENERATION] != after
 
 
-@pytest.mark.xfail(strict=True, reason="R7: a held request is never decided again")
 def test_r7_a_held_request_whose_key_is_revoked_meanwhile_is_not_served(
     acme: Team,
     model_servers: list[str],
@@ -234,3 +233,51 @@ def test_r7_a_held_request_whose_key_is_revoked_meanwhile_is_not_served(
     # replica (the hold loop re-reads the route only, never the decision, the deletion
     # or the pause).
     assert answer.status_code in (401, 403, 503)
+
+
+@pytest.mark.parametrize("change", ["paused", "deleted", "member removed"])
+def test_r7_a_held_request_is_refused_when_its_deployment_or_caller_changed_meanwhile(
+    change: str,
+    acme: Team,
+    alice: User,
+    bob: User,
+    model_servers: list[str],
+    asgi_live_server: str,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from django.utils import timezone
+
+    from apps.deployments import controller
+    from apps.deployments.models import Revision
+    from apps.teams.models import Membership
+    from apps.teams.services import member_remove
+    from tests.deployments.test_gateway import _replica
+
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 15.0
+    deployment = _deploy(acme, auth_mode="protected")
+    revision = Revision.objects.for_team(acme).get(deployment=deployment)
+    plaintext = _token(bob)
+
+    def change_then_ready() -> None:
+        if change == "paused":
+            deployment.paused_reason = "the team's spend cap is reached"
+            deployment.save(update_fields=["paused_reason"])
+        elif change == "deleted":
+            deployment.deleted_at = timezone.now()
+            deployment.save(update_fields=["deleted_at"])
+        else:
+            member = Membership.objects.for_team(acme).get(user=bob)
+            member_remove(team=acme, actor=alice, member=member)
+        _replica(revision, model_servers[0])
+
+    def wake(deployment_id: int) -> None:
+        threading.Timer(0.6, change_then_ready).start()
+
+    monkeypatch.setattr(controller, "deployment_wake", wake)
+    answer = _host_call(asgi_live_server, token=plaintext, timeout=15)
+
+    expected = {"paused": 503, "deleted": 404, "member removed": 403}[change]
+    assert answer.status_code == expected, answer.text

@@ -16,7 +16,9 @@ events included).
 A replica that refuses the connection is set aside for a few seconds and another tried.
 With no ready replica the request is held: ``controller.deployment_wake`` once, then the
 route is looked at again every ``HOLD_POLL`` seconds, up to LATTICE_DEPLOYMENT_COLD_WAIT,
-then 503 with Retry-After.
+then 503 with Retry-After. Each look decides the caller again when the route or the
+credentials changed: a request held while its key was revoked, its member removed, or
+its deployment paused or deleted is refused, never served.
 
 On Lattice's own origin (the API path) every answer carries ``Content-Security-Policy:
 sandbox``, ``X-Content-Type-Options: nosniff`` and ``Cross-Origin-Resource-Policy:
@@ -337,13 +339,10 @@ class DeploymentGateway:
                 if not woken:
                     woken = True
                     await _wake(route.deployment_id)
-                if time.monotonic() >= deadline:
-                    message = "No replica of this deployment is ready yet. Try again shortly."
-                    retry = [(b"retry-after", str(HELD_RETRY_AFTER).encode())]
-                    await _answer(send, 503, message, sandbox=sandbox, headers=retry)
+                held = await self._hold(call, send, route, deadline)
+                if held is None:
                     return
-                await asyncio.sleep(HOLD_POLL)
-                route = await self._fresh(route)
+                route = held
                 continue
             sent = await self._forward(
                 call, send, route=route, chosen=chosen, body=body, started=started
@@ -358,17 +357,45 @@ class DeploymentGateway:
                 await _answer(send, 502, message, sandbox=sandbox)
                 return
 
-    async def _fresh(self, route: Route) -> Route:
-        """The route again if it changed (its generation), else as it is."""
-        key = deployment_generation(route.deployment_id)
-        gens, _ = await shared_state([key], None, window=60)
-        if gens[key] == route.generation:
-            return route
-        fresh = await database_sync_to_async(route_load)(route.team_slug, route.slug)
-        if fresh is None:
-            return route
-        self._remember_route(fresh)
-        return fresh
+    async def _hold(self, call: _Call, send: Any, route: Route, deadline: float) -> Route | None:
+        """Wait a poll for a ready replica: the route to try again, or None once answered
+        (503 past the deadline, or the refusal of a caller decided again)."""
+        sandbox = call.address.on_lattice_origin
+        if time.monotonic() >= deadline:
+            message = "No replica of this deployment is ready yet. Try again shortly."
+            retry = [(b"retry-after", str(HELD_RETRY_AFTER).encode())]
+            await _answer(send, 503, message, sandbox=sandbox, headers=retry)
+            return None
+        await asyncio.sleep(HOLD_POLL)
+        again = await self._again(call, route)
+        if isinstance(again, _Refusal):
+            await _answer(send, again.status, again.message, sandbox=sandbox, headers=again.headers)
+            return None
+        return again
+
+    async def _again(self, call: _Call, route: Route) -> Route | _Refusal:
+        """For a held request: the route again if it changed (its generation), and the
+        caller decided again if the route or the credentials changed meanwhile, so a key
+        or token revoked, a member removed, a deployment paused or deleted while the request
+        waited opens nothing. Not counted against the rate limit a second time."""
+        keys = [deployment_generation(route.deployment_id), CREDENTIALS_GENERATION]
+        found, _ = await shared_state(keys, None, window=60)
+        gens = (found[keys[0]], found[keys[1]])
+        if gens[0] != route.generation:
+            fresh = await database_sync_to_async(route_load)(route.team_slug, route.slug)
+            if fresh is None or fresh.deployment_id != route.deployment_id:
+                self.routes.pop((route.team_slug, route.slug), None)
+                return _Refusal(404, "This deployment was deleted while the request waited.")
+            self._remember_route(fresh)
+            route = fresh
+            gens = (route.generation, gens[1])
+        decision = await self._decision(route, gens, call)
+        if not decision.allowed:
+            return _Refusal(decision.status, decision.message)
+        if route.paused_reason:
+            message = f"This deployment is paused: {route.paused_reason}"
+            return _Refusal(503, message, [(b"retry-after", b"60")])
+        return route
 
     async def _forward(
         self,
