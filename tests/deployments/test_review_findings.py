@@ -281,3 +281,46 @@ def test_r7_a_held_request_is_refused_when_its_deployment_or_caller_changed_mean
 
     expected = {"paused": 503, "deleted": 404, "member removed": 403}[change]
     assert answer.status_code == expected, answer.text
+
+
+def test_r9_a_replica_that_never_answers_gets_a_504_and_frees_its_in_flight_count(
+    acme: Team, asgi_live_server: str, settings: Any
+) -> None:
+    """Review R9: no read timeout to replicas. Now LATTICE_DEPLOYMENT_REPLICA_TIMEOUT bounds
+    the wait for an answer's head (504), and the request leaves the in-flight count."""
+    import socket
+    import threading
+    import time
+
+    from apps.deployments import metrics
+    from apps.deployments.models import Revision
+
+    settings.LATTICE_DEPLOYMENT_REPLICA_TIMEOUT = 1.0
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:  # takes connections and reads, never answers
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        deployment = _deploy(acme, auth_mode="public", endpoints=[f"http://127.0.0.1:{port}"])
+        revision = Revision.objects.for_team(acme).get(deployment=deployment)
+        began = time.monotonic()
+        answer = _host_call(asgi_live_server, timeout=10)
+        took = time.monotonic() - began
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+    assert answer.status_code == 504
+    assert 1.0 <= took < 5
+    assert accepted  # the replica was reached: a read timeout, not a refused connection
+    assert metrics.counts.in_flight_now().get(revision.pk, 0) == 0

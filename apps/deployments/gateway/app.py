@@ -48,7 +48,7 @@ from apps.deployments import controller, metrics
 from apps.deployments.gateway.access import Decision, decide
 from apps.deployments.gateway.addresses import Address, address_of
 from apps.deployments.gateway.shared import shared_state
-from apps.deployments.gateway.upstream import Pool, Refused, Response, UpstreamError
+from apps.deployments.gateway.upstream import Pool, Refused, Response, TimedOut, UpstreamError
 from apps.deployments.routing import (
     CREDENTIALS_GENERATION,
     RevisionRoute,
@@ -423,13 +423,26 @@ class DeploymentGateway:
         status = 502
         try:
             try:
-                response = await self._pool().request(endpoint, method, path, headers, body)
+                response = await self._pool().request(
+                    endpoint,
+                    method,
+                    path,
+                    headers,
+                    body,
+                    read_timeout=float(settings.LATTICE_DEPLOYMENT_REPLICA_TIMEOUT),
+                )
             except Refused as exc:
                 logger.info("replica %s refused a connection: %s", replica_id, exc)
                 status = 0
                 return False
             except _ClientGone:
                 status = 499
+                return True
+            except TimedOut as exc:
+                logger.info("replica %s timed out: %s", replica_id, exc)
+                status = 504
+                message = "The deployment's replica did not answer in time."
+                await _answer(send, 504, message, sandbox=sandbox)
                 return True
             except UpstreamError as exc:
                 logger.info("replica %s failed: %s", replica_id, exc)
