@@ -156,7 +156,6 @@ def test_r4_json_answers_keep_their_type_on_the_invoke_path(
     assert answer.headers["cross-origin-resource-policy"] == "same-origin"
 
 
-@pytest.mark.xfail(strict=True, reason="R5: <slug>--<team> can exceed a DNS label's 63 bytes")
 def test_r5_a_deployments_host_name_label_fits_in_dns(alice: User) -> None:
     from apps.deployments.endpoints import endpoint_host
     from apps.deployments.services import clean_name
@@ -324,3 +323,25 @@ def test_r9_a_replica_that_never_answers_gets_a_504_and_frees_its_in_flight_coun
     assert 1.0 <= took < 5
     assert accepted  # the replica was reached: a read timeout, not a refused connection
     assert metrics.counts.in_flight_now().get(revision.pk, 0) == 0
+
+
+def test_r5_a_deployment_made_with_a_long_team_slug_gets_a_slug_that_fits(alice: User) -> None:
+    """Through the service: the slug is cut to what the team's slug leaves, and the API
+    shows an origin; a deployment whose label does not fit (made before) shows none, says
+    why, and its curl example uses the API path."""
+    from apps.deployments.endpoints import MAX_LABEL, curl_example, endpoints
+    from apps.deployments.services import clean_name
+    from apps.teams.models import Team as TeamModel
+
+    team = TeamModel.objects.create(name="Long", slug="t" * 60)
+    _, slug = clean_name(team, "abc def")
+    assert slug == "a"
+    assert len(f"{slug}--{team.slug}") == MAX_LABEL
+
+    from apps.deployments.models import Deployment
+
+    old = Deployment.objects.create(team=team, name="Old", slug="old-one", auth_mode="public")
+    urls = endpoints(old, lattice_host="lattice.example.com", secure=True)
+    assert urls.origin == ""
+    assert "63" in urls.origin_note
+    assert "https://lattice.example.com/api/v1/teams/" in curl_example(old, None, urls)
