@@ -230,6 +230,7 @@ def test_ready_counts_only_on_the_port_reported_for_that_workload(
     agent reported for this workload when it started (not another workload's on the host)."""
     deployment = make_deployment(acme, alice)
     [replica] = replicas_of(deployment)
+    assert replica.host is not None
     address = replica.host.workload_address
     held_agent.say(replica, "started", state={"name": replica.workload, "port": 40001})
 
