@@ -322,6 +322,10 @@ def test_r9_a_replica_that_never_answers_gets_a_504_and_frees_its_in_flight_coun
     assert answer.status_code == 504
     assert 1.0 <= took < 5
     assert accepted  # the replica was reached: a read timeout, not a refused connection
+    # The gateway frees the count just after it sent the 504: a moment, not for ever.
+    deadline = time.monotonic() + 2
+    while metrics.counts.in_flight_now().get(revision.pk, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert metrics.counts.in_flight_now().get(revision.pk, 0) == 0
 
 
@@ -345,3 +349,44 @@ def test_r5_a_deployment_made_with_a_long_team_slug_gets_a_slug_that_fits(alice:
     assert urls.origin == ""
     assert "63" in urls.origin_note
     assert "https://lattice.example.com/api/v1/teams/" in curl_example(old, None, urls)
+
+
+def test_r9_an_answer_whose_body_stalls_is_cut_off_after_the_timeout(
+    acme: Team, asgi_live_server: str, settings: Any
+) -> None:
+    """Review R9, the body: a replica that sends its head and then nothing more is cut off
+    after LATTICE_DEPLOYMENT_REPLICA_TIMEOUT, not waited on for ever."""
+    import socket
+    import threading
+    import time
+
+    settings.LATTICE_DEPLOYMENT_REPLICA_TIMEOUT = 1.0
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def answer_a_little() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\nx"
+            )
+
+    threading.Thread(target=answer_a_little, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        _deploy(acme, auth_mode="public", endpoints=[f"http://127.0.0.1:{port}"])
+        began = time.monotonic()
+        with pytest.raises(httpx.HTTPError):
+            _host_call(asgi_live_server, timeout=10).read()
+        took = time.monotonic() - began
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+    assert 1.0 <= took < 5
