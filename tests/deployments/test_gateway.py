@@ -292,7 +292,7 @@ def test_a_caller_over_the_rate_limit_gets_429_with_retry_after(
         acme, auth_mode="public", endpoints=model_servers[:1], rate_limit_per_minute=3
     )
     # Counts are per minute: start well inside one, so the test cannot straddle two.
-    if time.time() % 60 > 50:  # noqa: PLR2004
+    if time.time() % 60 > 50:
         time.sleep(60.2 - time.time() % 60)
     # A public deployment checks no credential: a bearer sent there is no caller of its
     # own, the client's address is (review R2).
