@@ -6,6 +6,11 @@ Two forms of the same endpoint (the gateway, apps.deployments.gateway, serves bo
   reached on (``iris--acme.localhost:8000`` in the embedded default);
 - a path on Lattice's origin, ``/api/v1/teams/<team>/deployments/<slug>/invoke/``, for
   clients that cannot resolve wildcard names.
+
+"<slug>--<team>" is one DNS label: at most ``MAX_LABEL`` (63) characters, or no resolver
+takes it and no wildcard certificate covers it. The services make a slug that fits
+(``slug_room``); a deployment made before, whose label does not fit, has no own origin
+(``Endpoints.origin`` is "" and ``origin_note`` says why) and is called at its API path.
 """
 
 from __future__ import annotations
@@ -27,10 +32,25 @@ BUILTIN_PREDICT = "predict"
 TOKEN_PLACEHOLDER = "$LATTICE_TOKEN"  # noqa: S105 - a placeholder, not a token
 
 
+# The longest DNS label (RFC 1035), and so the longest "<slug>--<team>".
+MAX_LABEL = 63
+
+
 @dataclass(frozen=True)
 class Endpoints:
-    origin: str  # https://iris--acme.example-content.com/
+    origin: str  # https://iris--acme.example-content.com/ ("" when its label is too long)
     api: str  # https://lattice.example.com/api/v1/teams/acme/deployments/iris/invoke/
+    origin_note: str = ""  # why there is no origin, else ""
+
+
+def slug_room(team_slug: str) -> int:
+    """How long a deployment's slug may be in this team: its host label,
+    "<slug>--<team>", must fit in one DNS label."""
+    return MAX_LABEL - len("--") - len(team_slug)
+
+
+def label_fits(team_slug: str, slug: str) -> bool:
+    return len(slug) <= slug_room(team_slug)
 
 
 def invoke_path(team_slug: str, slug: str) -> str:
@@ -50,9 +70,16 @@ def endpoints(deployment: Deployment, *, lattice_host: str, secure: bool) -> End
     _, port = split_domain_port(lattice_host)
     suffix = f":{port}" if port else ""
     team_slug = deployment.team.slug
+    api = f"{scheme}://{lattice_host}{invoke_path(team_slug, deployment.slug)}"
+    if not label_fits(team_slug, deployment.slug):
+        note = (
+            f'"{deployment.slug}--{team_slug}" is longer than a host name\'s part may be '
+            f"({MAX_LABEL} characters): this deployment has no address of its own. Call it "
+            "under the API, or make it again with a shorter name."
+        )
+        return Endpoints(origin="", api=api, origin_note=note)
     return Endpoints(
-        origin=f"{scheme}://{endpoint_host(team_slug, deployment.slug)}{suffix}/",
-        api=f"{scheme}://{lattice_host}{invoke_path(team_slug, deployment.slug)}",
+        origin=f"{scheme}://{endpoint_host(team_slug, deployment.slug)}{suffix}/", api=api
     )
 
 
@@ -62,7 +89,7 @@ def curl_example(deployment: Deployment, revision: Revision | None, urls: Endpoi
     ``$LATTICE_TOKEN``. A private deployment is called at its API path form, where a
     member's token is read."""
     builtin = revision is None or revision.serving == "builtin"
-    base = urls.api if deployment.auth_mode == "private" else urls.origin
+    base = urls.api if deployment.auth_mode == "private" or not urls.origin else urls.origin
     url = base + (BUILTIN_PREDICT if builtin else "")
     parts = ["curl", "-X", "POST", shlex.quote(url)]
     if deployment.auth_mode != "public":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.db import transaction
@@ -322,23 +323,36 @@ def _on_ready(replica: Replica, data: dict[str, Any]) -> None:
         return
     endpoint = data.get("endpoint")
     assert replica.host is not None  # noqa: S101 - replica_event checked the host
-    if not isinstance(endpoint, str) or not endpoint_on_host(replica.host, endpoint):
-        # The gateway would send the callers' requests wherever this points.
+    state = data.get("state")
+    if (
+        not isinstance(endpoint, str)
+        or not endpoint_on_host(replica.host, endpoint)
+        or urlsplit(endpoint).port != _reported_port(replica, state)
+    ):
+        # The gateway would send the callers' requests wherever this points: the host's
+        # workload address, on the port the agent reported for this workload, or nothing.
         logger.warning(
-            "ready for %s from %s with endpoint %r: not its workload address, ignored",
+            "ready for %s from %s with endpoint %r: not its workload's address and port, ignored",
             replica.workload,
             replica.host,
             endpoint,
         )
         return
     now = timezone.now()
-    state = data.get("state")
     replica.runtime_state = state if isinstance(state, dict) else replica.runtime_state
     replica.endpoint = endpoint
     replica.started_at = replica.started_at or now
     replica.ready_at = now
     replica.save(update_fields=["runtime_state", "endpoint", "started_at", "ready_at"])
     replica_set_status(replica, S.READY, "Ready.")
+
+
+def _reported_port(replica: Replica, state: Any) -> int | None:
+    """The port the agent reported for this workload: in its "started" state (kept in
+    ``runtime_state``), else in the "ready" report's state; None when none was."""
+    recorded = replica.runtime_state if replica.started_at is not None else state
+    port = recorded.get("port") if isinstance(recorded, dict) else None
+    return port if isinstance(port, int) and not isinstance(port, bool) else None
 
 
 def failure_message(data: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from apps.core.audit import audit_record
 from apps.core.crypto import seal_json
 from apps.datasets.paths import hidden_character
 from apps.deployments import controller, entitlements, routing
+from apps.deployments.endpoints import MAX_LABEL, slug_room
 from apps.deployments.errors import (
     DeploymentConflictError,
     DeploymentError,
@@ -157,9 +158,11 @@ def _locked(team: Team, deployment: Deployment) -> Deployment:
 
 def clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[str, str]:
     """``name`` as kept (NFC, spaces folded) and its slug (the first part of its endpoint's
-    host name: at most 40 characters, no "--", which separates it from the team's); a 400
-    on "name" when it is empty, too long, hides characters or has no letter or digit, a 409
-    when a live deployment of the team has the slug."""
+    host name: at most 40 characters, no "--", which separates it from the team's, and
+    short enough that "<slug>--<team>" fits in one DNS label: cut to
+    ``endpoints.slug_room``); a 400 on "name" when it is empty, too long, hides characters
+    or has no letter or digit (in what fits), a 409 when a live deployment of the team has
+    the slug."""
     name = unicodedata.normalize("NFC", " ".join(str(name).split()))
     if not name:
         raise DeploymentError("Give the deployment a name.", field="name")
@@ -171,8 +174,15 @@ def clean_name(team: Team, name: str, *, exclude: int | None = None) -> tuple[st
         )
     if len(name) > MAX_NAME:
         raise DeploymentError(f"A name is at most {MAX_NAME} characters.", field="name")
-    slug = re.sub(r"-{2,}", "-", slugify(name).replace("_", "-"))[:40].strip("-")
+    room = min(40, slug_room(team.slug))
+    slug = re.sub(r"-{2,}", "-", slugify(name).replace("_", "-"))[:room].strip("-")
     if not slug:
+        if room < 1:  # a team slug of 61+ characters (the model allows 60): no room at all
+            raise DeploymentError(
+                f"The team's short name, {team.slug}, leaves no room for a deployment's "
+                f"address ({MAX_LABEL} characters in all).",
+                field="name",
+            )
         raise DeploymentError("A name needs a letter or a digit.", field="name")
     taken = Deployment.objects.for_team(team).filter(slug=slug, deleted_at__isnull=True)
     if exclude is not None:

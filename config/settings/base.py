@@ -547,6 +547,11 @@ LATTICE_DEPLOYMENT_COLD_WAIT = env.float("LATTICE_DEPLOYMENT_COLD_WAIT", default
 # must be enough before it scales down (the stabilisation window, seconds).
 LATTICE_DEPLOYMENT_SCALE_EVERY = env.float("LATTICE_DEPLOYMENT_SCALE_EVERY", default=2.0)
 LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER = env.float("LATTICE_DEPLOYMENT_SCALE_DOWN_AFTER", default=60.0)
+# How long the gateway waits for a replica: for its answer's head (then 504), and for each
+# next piece of its body, a server-sent event included (then the answer is cut off), in
+# seconds. A replica that never answers must not hold a request, and its revision's
+# in-flight count (which keeps replicas up and drains waiting), forever.
+LATTICE_DEPLOYMENT_REPLICA_TIMEOUT = env.float("LATTICE_DEPLOYMENT_REPLICA_TIMEOUT", default=300.0)
 # How long a draining replica may finish its in-flight requests before it is stopped.
 LATTICE_DEPLOYMENT_DRAIN_SECONDS = env.float("LATTICE_DEPLOYMENT_DRAIN_SECONDS", default=30.0)
 # A rollout with a canary percent: how long the canary takes its share, with no server

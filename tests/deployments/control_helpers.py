@@ -62,7 +62,7 @@ class HeldAgent:
 
     def ready(self, replica: Replica, port: int = 40001) -> None:
         assert replica.host is not None
-        self.say(replica, "started", state={"name": replica.workload})
+        self.say(replica, "started", state={"name": replica.workload, "port": port})
         self.say(
             replica, "ready", endpoint=f"http://{replica.host.workload_address}:{port}", state={}
         )

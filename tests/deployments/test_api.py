@@ -91,6 +91,7 @@ def test_deploy_answers_the_detail_with_endpoints_and_a_curl(made, acme):
     assert made["endpoints"] == {
         "origin": "http://iris-api--acme.localhost/",
         "api": "http://testserver/api/v1/teams/acme/deployments/iris-api/invoke/",
+        "origin_note": "",
     }
     assert made["curl"] == (
         "curl -X POST http://iris-api--acme.localhost/predict "

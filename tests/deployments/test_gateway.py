@@ -305,13 +305,26 @@ def test_private_deployment_takes_a_members_session_on_the_api_path(
 def test_a_caller_over_the_rate_limit_gets_429_with_retry_after(
     acme: Team, bob: User, charlie: User, model_servers: list[str], asgi_live_server: str
 ) -> None:
-    _deploy(acme, auth_mode="public", endpoints=model_servers[:1], rate_limit_per_minute=3)
-    answers = [_host_call(asgi_live_server, token="caller-one") for _ in range(4)]
+    deployment = _deploy(
+        acme, auth_mode="public", endpoints=model_servers[:1], rate_limit_per_minute=3
+    )
+    # Counts are per minute: start well inside one, so the test cannot straddle two.
+    if time.time() % 60 > 50:
+        time.sleep(60.2 - time.time() % 60)
+    # A public deployment checks no credential: a bearer sent there is no caller of its
+    # own, the client's address is (review R2).
+    answers = [_host_call(asgi_live_server, token=f"caller-{n}") for n in range(4)]
 
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert 1 <= int(answers[-1].headers["retry-after"]) <= 60
-    # Per caller: another caller still gets through.
-    assert _host_call(asgi_live_server, token="caller-two").status_code == 200
+    # Per caller: an accepted credential is counted as itself, not by the address.
+    deployment.auth_mode = "protected"
+    deployment.save(update_fields=["auth_mode"])
+    plaintext = _token(bob)
+    answers = [_host_call(asgi_live_server, token=plaintext) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    # A refused credential opens nothing and uses nobody's count.
+    assert _host_call(asgi_live_server, token="lat_" + "x" * 40).status_code == 401
 
 
 def test_a_request_without_a_ready_replica_wakes_the_deployment_is_held_then_503(

@@ -221,3 +221,25 @@ def test_the_message_says_what_serves_once_every_replica_is_back(acme, alice, ho
     assert deployment.status == Deployment.Status.READY
     assert deployment.status_message == "Serving r1."
     assert len(replicas_of(deployment, S.READY)) == 2
+
+
+def test_ready_counts_only_on_the_port_reported_for_that_workload(
+    acme, alice, host, gateway_calls, held_agent
+):
+    """Review R12: the host's workload address is not enough; the port must be the one the
+    agent reported for this workload when it started (not another workload's on the host)."""
+    deployment = make_deployment(acme, alice)
+    [replica] = replicas_of(deployment)
+    assert replica.host is not None
+    address = replica.host.workload_address
+    held_agent.say(replica, "started", state={"name": replica.workload, "port": 40001})
+
+    held_agent.say(replica, "ready", endpoint=f"http://{address}:40002", state={"port": 40002})
+    replica.refresh_from_db()
+    assert replica.status == S.STARTING
+    assert replica.endpoint == ""
+
+    held_agent.say(replica, "ready", endpoint=f"http://{address}:40001", state={"port": 40001})
+    replica.refresh_from_db()
+    assert replica.status == S.READY
+    assert replica.endpoint == f"http://{address}:40001"

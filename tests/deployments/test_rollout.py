@@ -60,7 +60,7 @@ def test_traffic_shifts_only_once_the_new_replicas_say_ready(
     assert deployment.rollout_id == r2.pk
     assert deployment.status == Deployment.Status.DEPLOYING
     # Started, loading the model: still no request for it.
-    held_agent.say(new, "started", state={"name": new.workload})
+    held_agent.say(new, "started", state={"name": new.workload, "port": 40001})
     held_agent.say(new, "progress", phase="loading")
     new.refresh_from_db()
     assert new.status == S.LOADING
@@ -196,7 +196,7 @@ def test_setup_failed_fails_the_revision_and_the_old_one_keeps_serving(
     reconcile(deployment)
     [new] = replicas_of(deployment, revision=r2)
 
-    held_agent.say(new, "started", state={"name": new.workload})
+    held_agent.say(new, "started", state={"name": new.workload, "port": 40001})
     held_agent.say(
         new,
         "failed",

@@ -87,8 +87,14 @@ class TrafficShareSerializer(serializers.Serializer[dict[str, object]]):
 
 
 class EndpointsSerializer(serializers.Serializer[dict[str, object]]):
-    origin = serializers.CharField(help_text="Its own origin: <slug>--<team>.<content domain>.")
+    origin = serializers.CharField(
+        help_text="Its own origin: <slug>--<team>.<content domain>; empty when that name is "
+        "longer than a DNS label allows (63 characters; see origin_note)."
+    )
     api = serializers.CharField(help_text="The same endpoint as a path on Lattice's origin.")
+    origin_note = serializers.CharField(
+        help_text="Why there is no origin of its own (a too-long host name), else empty."
+    )
 
 
 class DeploymentSerializer(serializers.ModelSerializer[Deployment]):

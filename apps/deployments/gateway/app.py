@@ -4,7 +4,11 @@ Per request, with nothing of Django's request stack: find the route in this proc
 table; read the generations and the caller's rate count from the shared cache in one
 round trip (apps.deployments.gateway.shared); re-read the route or the credential's
 decision from the database only when missing or stale (``database_sync_to_async``); count
-the request against the caller's limit (429 + Retry-After past it); choose a revision by
+the request against the caller's limit (429 + Retry-After past it). The caller is the
+credential the decision accepted (a token, a key, a member), else the client's address:
+what a public deployment is sent as a bearer is no caller. It is guessed from this
+process's cache for the one round trip, and counted again when the guess was wrong (a
+first request). Then choose a revision by
 ``Deployment.traffic`` weight and, within it, the ready replica with the fewest requests
 in flight from this process; send the request on a pooled keep-alive connection
 (apps.deployments.gateway.upstream), and stream the answer back as it comes (server-sent
@@ -12,11 +16,16 @@ events included).
 A replica that refuses the connection is set aside for a few seconds and another tried.
 With no ready replica the request is held: ``controller.deployment_wake`` once, then the
 route is looked at again every ``HOLD_POLL`` seconds, up to LATTICE_DEPLOYMENT_COLD_WAIT,
-then 503 with Retry-After.
+then 503 with Retry-After. Each look decides the caller again when the route or the
+credentials changed: a request held while its key was revoked, its member removed, or
+its deployment paused or deleted is refused, never served.
 
 On Lattice's own origin (the API path) every answer carries ``Content-Security-Policy:
-sandbox`` and ``X-Content-Type-Options: nosniff`` and no Set-Cookie from the replica: what
-a replica returns must not run, or set cookies, as Lattice.
+sandbox``, ``X-Content-Type-Options: nosniff`` and ``Cross-Origin-Resource-Policy:
+same-origin``, and only a short list of the replica's headers, its content type made safe
+(``_on_lattice_headers``): what a replica returns must not run, style, redirect or set
+cookies as Lattice. On the deployment's own host, a replica's cookie never lands on
+Lattice or a notebook (``_tossed``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,7 +48,7 @@ from apps.deployments import controller, metrics
 from apps.deployments.gateway.access import Decision, decide
 from apps.deployments.gateway.addresses import Address, address_of
 from apps.deployments.gateway.shared import shared_state
-from apps.deployments.gateway.upstream import Pool, Refused, Response, UpstreamError
+from apps.deployments.gateway.upstream import Pool, Refused, Response, TimedOut, UpstreamError
 from apps.deployments.routing import (
     CREDENTIALS_GENERATION,
     RevisionRoute,
@@ -46,6 +56,7 @@ from apps.deployments.routing import (
     deployment_generation,
     route_load,
 )
+from apps.notebooks.proxy.asgi import lattice_cookies
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -81,8 +92,8 @@ _HOP_BY_HOP = {
 _SANDBOX = [
     (b"content-security-policy", b"sandbox"),
     (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 ]
-_NOT_ON_LATTICE = {b"content-security-policy", b"x-content-type-options", b"set-cookie"}
 _READS = (b"GET", b"HEAD", b"OPTIONS")
 
 
@@ -104,10 +115,11 @@ class _Call:
     bearer: str
     session_key: str
     client: str
-    # What the decision is cached under (the origin, the credential's digest), and who the
-    # rate limit counts (that digest, else the client's address).
+    # What the decision is cached under: the origin and the credential's digest (no
+    # plaintext token stays in this process's tables). The rate limit counts the accepted
+    # credential instead (Decision.caller), else the client's address: a made-up bearer
+    # sent to a public deployment is no caller of its own.
     credential: str
-    caller: str
 
     @classmethod
     def of(cls, scope: dict[str, Any], address: Address) -> _Call:
@@ -119,11 +131,7 @@ class _Call:
             session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
         client = (scope.get("client") or ("", 0))[0] or ""
         credential = bearer or (f"s:{session_key}" if session_key else "")
-        # Kept and counted by digest: no plaintext token stays in this process's tables.
-        if credential:
-            caller = hashlib.sha256(credential.encode()).hexdigest()[:32]
-        else:
-            caller = f"ip:{client}"
+        digest = hashlib.sha256(credential.encode()).hexdigest()[:32] if credential else ""
         return cls(
             scope=scope,
             address=address,
@@ -132,9 +140,12 @@ class _Call:
             bearer=bearer,
             session_key=session_key,
             client=client,
-            credential=f"{int(address.on_lattice_origin)}:{caller}",
-            caller=caller,
+            credential=f"{int(address.on_lattice_origin)}:{digest}",
         )
+
+    def caller(self, decision: Decision) -> str:
+        """Who the rate limit counts: the accepted credential, else the client's address."""
+        return decision.caller or f"ip:{self.client}"
 
 
 @dataclass
@@ -180,7 +191,7 @@ class DeploymentGateway:
         found = await self._route(call)
         if isinstance(found, _Refusal):
             return found
-        route, gens, count = found
+        route, gens, counted, count = found
         decision = await self._decision(route, gens, call)
         if not decision.allowed:
             challenge = [(b"www-authenticate", b'Bearer realm="deployment"')]
@@ -188,6 +199,11 @@ class DeploymentGateway:
             return _Refusal(decision.status, decision.message, challenge if unauthorised else [])
         if call.session_key and call.method not in _READS and not _from_lattice(call.headers):
             return _Refusal(403, "Refused: this request came from another page.")
+        caller = call.caller(decision)
+        if caller != counted:
+            # Not the caller guessed from this process's cache (a new credential, a route
+            # that changed): counted now, in a second round trip.
+            _, count = await self._shared(route, caller)
         limit = route.rate_limit_per_minute
         if limit and count > limit:
             retry = str(60 - int(time.time()) % 60).encode()
@@ -198,8 +214,21 @@ class DeploymentGateway:
             return _Refusal(503, message, [(b"retry-after", b"60")])
         return route
 
-    async def _route(self, call: _Call) -> tuple[Route, tuple[int, int], int] | _Refusal:
-        """The route (read again when stale), the generations and the caller's count."""
+    def _guess_caller(self, route: Route, call: _Call) -> str | None:
+        """Who the rate limit will count, from this process's cache (checked after the
+        decision); None when unknown: then nothing is counted before the decision."""
+        if route.auth_mode == "public":
+            return call.caller(Decision(0))
+        cached = self.decisions.get((route.deployment_id, call.credential))
+        if cached is None or not cached.decision.allowed:
+            return None
+        return call.caller(cached.decision)
+
+    async def _route(
+        self, call: _Call
+    ) -> tuple[Route, tuple[int, int], str | None, int] | _Refusal:
+        """The route (read again when stale), the generations, and the caller counted in the
+        same round trip with its count (None and 0 when it could not be guessed)."""
         name = (call.address.team, call.address.slug)
         route = self.routes.get(name)
         if route is None:
@@ -207,7 +236,8 @@ class DeploymentGateway:
             if route is None:
                 return _Refusal(404, "No such deployment.")
             self._remember_route(route)
-        gens, count = await self._shared(route, call.caller)
+        counted = self._guess_caller(route, call)
+        gens, count = await self._shared(route, counted)
         if gens[0] != route.generation:
             self.routes.pop(name, None)
             fresh = await database_sync_to_async(route_load)(*name)
@@ -215,11 +245,12 @@ class DeploymentGateway:
                 return _Refusal(404, "No such deployment.")
             if fresh.deployment_id != route.deployment_id:
                 # Another deployment by that name now: its own generation and count.
-                gens, count = await self._shared(fresh, call.caller)
+                counted = self._guess_caller(fresh, call)
+                gens, count = await self._shared(fresh, counted)
             route = fresh
             gens = (route.generation, gens[1])
             self._remember_route(route)
-        return route, gens, count
+        return route, gens, counted, count
 
     async def _decision(self, route: Route, gens: tuple[int, int], call: _Call) -> Decision:
         if route.auth_mode == "public":
@@ -243,11 +274,14 @@ class DeploymentGateway:
         self.decisions[key] = _Cached(decision, gens, now + DECISION_SECONDS)
         return decision
 
-    async def _shared(self, route: Route, caller: str) -> tuple[tuple[int, int], int]:
-        """The route's and the credentials' generations, and the caller's count this minute
-        (every request counts, so a limit set later sees the minute's requests)."""
+    async def _shared(self, route: Route, caller: str | None) -> tuple[tuple[int, int], int]:
+        """The route's and the credentials' generations, and ``caller``'s count this minute
+        after this request (every request counts, so a limit set later sees the minute's
+        requests); 0 when no caller is given."""
         minute = int(time.time() // 60)
-        rate_key = f"lattice:gateway:rate:{route.deployment_id}:{caller}:{minute}"
+        rate_key = None
+        if caller is not None:
+            rate_key = f"lattice:gateway:rate:{route.deployment_id}:{caller}:{minute}"
         keys = [deployment_generation(route.deployment_id), CREDENTIALS_GENERATION]
         gens, count = await shared_state(keys, rate_key, window=60)
         return (gens[keys[0]], gens[keys[1]]), count
@@ -305,14 +339,10 @@ class DeploymentGateway:
                 if not woken:
                     woken = True
                     await _wake(route.deployment_id)
-                if time.monotonic() >= deadline:
-                    message = "No replica of this deployment is ready yet. Try again shortly."
-                    retry = [(b"retry-after", str(HELD_RETRY_AFTER).encode())]
-                    await _answer(send, 503, message, sandbox=sandbox, headers=retry)
-                    self._count_unserved(call, route, _meant_for(route), 503, started)
+                held = await self._hold(call, send, route, deadline, started)
+                if held is None:
                     return
-                await asyncio.sleep(HOLD_POLL)
-                route = await self._fresh(route)
+                route = held
                 continue
             sent = await self._forward(
                 call, send, route=route, chosen=chosen, body=body, started=started
@@ -344,17 +374,48 @@ class DeploymentGateway:
             path=call.address.log_path,
         )
 
-    async def _fresh(self, route: Route) -> Route:
-        """The route again if it changed (its generation), else as it is."""
-        key = deployment_generation(route.deployment_id)
-        gens, _ = await shared_state([key], None, window=60)
-        if gens[key] == route.generation:
-            return route
-        fresh = await database_sync_to_async(route_load)(route.team_slug, route.slug)
-        if fresh is None:
-            return route
-        self._remember_route(fresh)
-        return fresh
+    async def _hold(
+        self, call: _Call, send: Any, route: Route, deadline: float, started: float
+    ) -> Route | None:
+        """Wait a poll for a ready replica: the route to try again, or None once answered
+        (503 past the deadline, or the refusal of a caller decided again)."""
+        sandbox = call.address.on_lattice_origin
+        if time.monotonic() >= deadline:
+            message = "No replica of this deployment is ready yet. Try again shortly."
+            retry = [(b"retry-after", str(HELD_RETRY_AFTER).encode())]
+            await _answer(send, 503, message, sandbox=sandbox, headers=retry)
+            self._count_unserved(call, route, _meant_for(route), 503, started)
+            return None
+        await asyncio.sleep(HOLD_POLL)
+        again = await self._again(call, route)
+        if isinstance(again, _Refusal):
+            await _answer(send, again.status, again.message, sandbox=sandbox, headers=again.headers)
+            return None
+        return again
+
+    async def _again(self, call: _Call, route: Route) -> Route | _Refusal:
+        """For a held request: the route again if it changed (its generation), and the
+        caller decided again if the route or the credentials changed meanwhile, so a key
+        or token revoked, a member removed, a deployment paused or deleted while the request
+        waited opens nothing. Not counted against the rate limit a second time."""
+        keys = [deployment_generation(route.deployment_id), CREDENTIALS_GENERATION]
+        found, _ = await shared_state(keys, None, window=60)
+        gens = (found[keys[0]], found[keys[1]])
+        if gens[0] != route.generation:
+            fresh = await database_sync_to_async(route_load)(route.team_slug, route.slug)
+            if fresh is None or fresh.deployment_id != route.deployment_id:
+                self.routes.pop((route.team_slug, route.slug), None)
+                return _Refusal(404, "This deployment was deleted while the request waited.")
+            self._remember_route(fresh)
+            route = fresh
+            gens = (route.generation, gens[1])
+        decision = await self._decision(route, gens, call)
+        if not decision.allowed:
+            return _Refusal(decision.status, decision.message)
+        if route.paused_reason:
+            message = f"This deployment is paused: {route.paused_reason}"
+            return _Refusal(503, message, [(b"retry-after", b"60")])
+        return route
 
     async def _forward(
         self,
@@ -383,13 +444,26 @@ class DeploymentGateway:
         status = 502
         try:
             try:
-                response = await self._pool().request(endpoint, method, path, headers, body)
+                response = await self._pool().request(
+                    endpoint,
+                    method,
+                    path,
+                    headers,
+                    body,
+                    read_timeout=float(settings.LATTICE_DEPLOYMENT_REPLICA_TIMEOUT),
+                )
             except Refused as exc:
                 logger.info("replica %s refused a connection: %s", replica_id, exc)
                 status = 0
                 return False
             except _ClientGone:
                 status = 499
+                return True
+            except TimedOut as exc:
+                logger.info("replica %s timed out: %s", replica_id, exc)
+                status = 504
+                message = "The deployment's replica did not answer in time."
+                await _answer(send, 504, message, sandbox=sandbox)
                 return True
             except UpstreamError as exc:
                 logger.info("replica %s failed: %s", replica_id, exc)
@@ -509,17 +583,127 @@ def _request_headers(scope: dict[str, Any], *, client: str) -> list[tuple[bytes,
 
 
 def _response_headers(response: Response, *, sandbox: bool) -> list[tuple[bytes, bytes]]:
+    """The replica's headers less hop-by-hop ones. On Lattice's origin (``sandbox``) only
+    those on ``_ON_LATTICE`` and harmless ``x-`` ones pass, with the content type made safe
+    (``_on_lattice_headers``). On the deployment's own host every header passes but a
+    cookie that would land on Lattice or a notebook (``_tossed``)."""
+    if sandbox:
+        return _on_lattice_headers(response)
     out = []
     for name, value in response.headers:
         lower = name.lower()
         if lower in (b"connection", b"keep-alive", b"transfer-encoding"):
             continue
-        if sandbox and lower in _NOT_ON_LATTICE:
+        if lower == b"set-cookie" and _tossed(value):
             continue
         out.append((name, value))
     if response.content_type.startswith("text/event-stream"):
         out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
-    return [*out, *_SANDBOX] if sandbox else out
+    return out
+
+
+def _tossed(set_cookie: bytes) -> bool:
+    """A cookie a deployment's origin may not set: one of Lattice's or the notebook
+    origin's names (apps.notebooks.proxy.asgi.lattice_cookies, the notebook proxy's own
+    list), or any with a Domain attribute: a deployment's cookies stay on its own host,
+    never on the user-content domain (every notebook's and deployment's parent) or on
+    Lattice's."""
+    pair, *attributes = set_cookie.decode("latin-1").split(";")
+    if pair.split("=", 1)[0].strip() in lattice_cookies():
+        return True
+    return any(a.split("=", 1)[0].strip().lower() == "domain" for a in attributes)
+
+
+# The replica's headers that pass on Lattice's origin (the API path), besides ``x-`` ones.
+# Nothing that acts on the origin: no Set-Cookie, Location, Refresh, Link, CORS,
+# Service-Worker-Allowed, Clear-Site-Data, CSP or Content-Type options of the replica's.
+_ON_LATTICE = {
+    b"content-type",
+    b"content-length",
+    b"content-encoding",
+    b"content-language",
+    b"content-disposition",
+    b"content-range",
+    b"accept-ranges",
+    b"cache-control",
+    b"expires",
+    b"etag",
+    b"last-modified",
+    b"date",
+    b"vary",
+    b"retry-after",
+}
+# ``x-`` headers that are not a replica's own: read by a proxy in front or by a browser.
+_X_NOT_ON_LATTICE = (
+    b"x-content-type-options",
+    b"x-frame-options",
+    b"x-accel-",
+    b"x-sendfile",
+    b"x-lighttpd-send-file",
+    b"x-dns-prefetch-control",
+    b"x-permitted-cross-domain-policies",
+)
+# Types a browser does not run as script or style (nosniff is sent): kept on Lattice's
+# origin. Any other (HTML, script, CSS, SVG, XML, none) is sent as an attachment of
+# application/octet-stream.
+_SAFE_TYPES = {
+    "application/json",
+    "application/x-ndjson",
+    "application/octet-stream",
+    "text/plain",
+    "text/event-stream",
+    "text/csv",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "audio/mpeg",
+    "audio/wav",
+    "audio/ogg",
+    "video/mp4",
+    "video/webm",
+}
+_CHARSET = re.compile(r";\s*charset=\"?([A-Za-z0-9_.:-]{1,40})\"?", re.IGNORECASE)
+
+
+def _safe_type(value: str) -> str | None:
+    """The content type rebuilt from its essence and charset when the essence is a safe
+    one, else None. Rebuilt, not passed: a list ("text/plain, text/javascript") is read by
+    browsers as its last type."""
+    if "," in value:
+        return None
+    essence = value.split(";", 1)[0].strip().lower()
+    if essence not in _SAFE_TYPES and not (
+        essence.startswith("application/") and essence.endswith("+json")
+    ):
+        return None
+    charset = _CHARSET.search(value)
+    return f"{essence}; charset={charset.group(1)}" if charset else essence
+
+
+def _on_lattice_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, value in response.headers:
+        lower = name.lower()
+        if lower == b"content-type":
+            continue  # set below, made safe
+        if lower in _ON_LATTICE or (
+            lower.startswith(b"x-") and not lower.startswith(_X_NOT_ON_LATTICE)
+        ):
+            out.append((name, value))
+    content_type = _safe_type(response.content_type)
+    if content_type is None:
+        out = [(n, v) for n, v in out if n.lower() != b"content-disposition"]
+        out += [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-disposition", b"attachment"),
+        ]
+    else:
+        out.append((b"content-type", content_type.encode("latin-1")))
+        if content_type.startswith("text/event-stream"):
+            out.append((b"x-accel-buffering", b"no"))  # a proxy in front must not hold events
+    return [*out, *_SANDBOX]
 
 
 async def _answer(

@@ -7,7 +7,7 @@ revision changed, a replica's row changed (ready, gone, a new endpoint), a key m
 revoked, the team renamed. Credentials: a token saved or deleted (revoked), tokens revoked
 in bulk (apps.accounts.signals.tokens_revoked: one UPDATE, no post_save), a membership
 saved or deleted (removed, role changed), a user saved (deactivated, password), a session
-ended.
+begun or ended (not its tracking row's save on every signed-in request).
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ def _credentials_changed(sender: Any, **kwargs: Any) -> None:
     credentials_changed()
 
 
+def _session_saved(sender: Any, created: bool = False, **kwargs: Any) -> None:
+    """A session's tracking row is saved on every signed-in request (allauth's
+    USERSESSIONS_TRACK_ACTIVITY: last seen, address), which changes nobody's access. Only a
+    new row is a change (a sign-in); an ended session is its row's delete, or a sign-out."""
+    if created:
+        credentials_changed()
+
+
 def connect() -> None:
     routed: tuple[type[Model], ...] = (Deployment, Revision, Replica, DeploymentKey)
     for model in routed:
@@ -92,7 +100,8 @@ def connect() -> None:
     )
     for model in credentials:
         uid = f"deployments.gateway.credentials.{model.__name__}"
-        post_save.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.save")
+        saved = _session_saved if model is UserSession else _credentials_changed
+        post_save.connect(saved, sender=model, dispatch_uid=f"{uid}.save")
         post_delete.connect(_credentials_changed, sender=model, dispatch_uid=f"{uid}.delete")
     tokens_revoked.connect(_credentials_changed, dispatch_uid="deployments.gateway.tokens_revoked")
     post_save.connect(_team_changed, sender=Team, dispatch_uid="deployments.gateway.team")

@@ -10,16 +10,20 @@ the connection back to the pool when the answer ended cleanly.
 
 ``Refused``: the replica could not be reached (nothing was sent; safe to try another).
 A pooled connection the replica had closed meanwhile is retried once on a new one.
+``TimedOut``: the replica sent no answer's head within ``read_timeout`` (the gateway
+answers 504); a body that stops for as long is cut off (``UpstreamError``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 3.0
 MAX_HEAD = 64 * 1024
@@ -34,6 +38,10 @@ class Refused(Exception):  # noqa: N818 - an event, not an error
 
 class UpstreamError(Exception):
     """The replica broke off (closed the connection, sent what is not HTTP/1.1)."""
+
+
+class TimedOut(UpstreamError):  # noqa: N818 - an event, not an error
+    """The replica sent no answer within the read timeout."""
 
 
 class _Connection:
@@ -62,8 +70,10 @@ class Response:
         headers: list[tuple[bytes, bytes]],
         *,
         head_only: bool,
+        read_timeout: float | None = None,
     ) -> None:
         self.status = status
+        self._timeout = read_timeout
         self.headers = headers
         self._pool, self._endpoint, self._connection = pool, endpoint, connection
         names = {n.lower(): v for n, v in headers}
@@ -82,22 +92,23 @@ class Response:
         self._done = self._closed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (chunked framing taken off)."""
+        """The body as it arrives (chunked framing taken off); UpstreamError when the
+        replica sends nothing for the read timeout."""
         reader = self._connection.reader
         try:
             if self._chunked:
-                async for chunk in _dechunk(reader):
+                async for chunk in _dechunk(reader, self._timeout):
                     yield chunk
             elif self._length is not None:
                 left = self._length
                 while left:
-                    chunk = await reader.read(min(left, READ_SIZE))
+                    chunk = await _within(reader.read(min(left, READ_SIZE)), self._timeout)
                     if not chunk:
                         raise UpstreamError("the replica closed before the end of its answer")
                     left -= len(chunk)
                     yield chunk
             else:
-                while chunk := await reader.read(READ_SIZE):
+                while chunk := await _within(reader.read(READ_SIZE), self._timeout):
                     yield chunk
             self._done = True
         finally:
@@ -114,17 +125,25 @@ class Response:
             self._connection.close()
 
 
-async def _dechunk(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+async def _within(read: Awaitable[T], timeout: float | None) -> T:
+    """``read`` unless the replica is silent for ``timeout`` seconds (then UpstreamError)."""
+    try:
+        return await asyncio.wait_for(read, timeout)
+    except TimeoutError as exc:
+        raise UpstreamError(f"the replica sent nothing for {timeout:g} s") from exc
+
+
+async def _dechunk(reader: asyncio.StreamReader, timeout: float | None) -> AsyncIterator[bytes]:
     while True:
-        line = await reader.readuntil(b"\r\n")
+        line = await _within(reader.readuntil(b"\r\n"), timeout)
         size = int(line.split(b";", 1)[0].strip() or b"0", 16)
         if size == 0:
             # Trailers, if any, up to the empty line.
-            while await reader.readuntil(b"\r\n") != b"\r\n":
+            while await _within(reader.readuntil(b"\r\n"), timeout) != b"\r\n":
                 pass
             return
-        yield await reader.readexactly(size)
-        await reader.readexactly(2)
+        yield await _within(reader.readexactly(size), timeout)
+        await _within(reader.readexactly(2), timeout)
 
 
 class Pool:
@@ -158,9 +177,12 @@ class Pool:
         path: str,
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterator[bytes] | None,
+        *,
+        read_timeout: float | None = None,
     ) -> Response:
-        """Send the request; the answer's head once it came. Raises Refused (nothing sent)
-        or UpstreamError."""
+        """Send the request; the answer's head once it came. Raises Refused (nothing sent),
+        TimedOut (no head within ``read_timeout`` seconds; None: no bound) or
+        UpstreamError."""
         head = _head(endpoint, method, path, headers, body)
         idle = self.idle.get(endpoint)
         while idle:
@@ -169,12 +191,16 @@ class Pool:
                 connection.close()
                 continue
             try:
-                return await self._exchange(endpoint, connection, method, head, body)
+                return await self._exchange(
+                    endpoint, connection, method, head, body, read_timeout=read_timeout
+                )
             except _Stale:
                 continue  # the replica closed it while idle: another, or a new one
         connection = await self._connect(endpoint)
         try:
-            return await self._exchange(endpoint, connection, method, head, body)
+            return await self._exchange(
+                endpoint, connection, method, head, body, read_timeout=read_timeout
+            )
         except _Stale as exc:
             raise UpstreamError("the replica closed the connection without answering") from exc
 
@@ -185,6 +211,8 @@ class Pool:
         method: str,
         head: bytes,
         body: bytes | AsyncIterator[bytes] | None,
+        *,
+        read_timeout: float | None,
     ) -> Response:
         writer, reader = connection.writer, connection.reader
         try:
@@ -198,11 +226,7 @@ class Pool:
                         await writer.drain()
                 writer.write(b"0\r\n\r\n")
             await writer.drain()
-            while True:
-                raw = await reader.readuntil(b"\r\n\r\n")
-                status, headers = _parse_head(raw)
-                if status != 100:  # noqa: PLR2004 - an interim answer: the real one follows
-                    break
+            status, headers = await _read_head(reader, read_timeout)
         except asyncio.IncompleteReadError as exc:
             connection.close()
             if not exc.partial and (isinstance(body, bytes) or body is None):
@@ -214,7 +238,29 @@ class Pool:
         except BaseException:
             connection.close()
             raise
-        return Response(self, endpoint, connection, status, headers, head_only=method == "HEAD")
+        return Response(
+            self,
+            endpoint,
+            connection,
+            status,
+            headers,
+            head_only=method == "HEAD",
+            read_timeout=read_timeout,
+        )
+
+
+async def _read_head(
+    reader: asyncio.StreamReader, timeout: float | None
+) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The answer's status and headers (past any 100 Continue); TimedOut after ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+                if status != 100:  # noqa: PLR2004 - an interim answer: the real one follows
+                    return status, headers
+    except TimeoutError as exc:
+        raise TimedOut(f"no answer within {timeout:g} s") from exc
 
 
 class _Stale(Exception):  # noqa: N818 - an event, not an error
