@@ -300,3 +300,77 @@ def test_a_setup_that_raises_leaves_the_old_revision_serving_and_says_why(
         .filter(deployment=deployment, kind="rollout_failed")
         .exists()
     )
+
+
+# --- a replica's container killed behind Lattice's back ----------------------------------
+
+
+@pytest.fixture
+def docker_host(settings, docker_client, model_server_image, catalogue, served_media, cache):
+    from tests.notebook_fixtures import remove_installation_workloads
+
+    settings.LATTICE_RUNTIME = "docker"
+    settings.LATTICE_MODEL_SERVER_IMAGE = model_server_image
+    settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 3
+    select._runtime.cache_clear()
+    stream.reset_for_tests()
+    yield host_ensure_local(name="local", inventory=room(), runtime="docker")
+    remove_installation_workloads(docker_client)
+    select._runtime.cache_clear()
+
+
+WORKING = "time.sleep(0.02)"
+
+
+@pytest.mark.docker
+def test_a_killed_replica_container_under_load_moves_traffic_and_is_replaced(
+    acme, alice, docker_host, docker_client, on_the_host, asgi_live_server, settings, monkeypatch
+):
+    from apps.machines import agent
+    from apps.machines.agent import agent_report
+    from apps.machines.tasks import reconcile as machines_reconcile
+
+    settings.LATTICE_RECONCILE_GRACE = 0
+    monkeypatch.setattr(agent, "collect", room)  # its reports keep the room for a surge
+    version = make_model_version(acme, alice, "Twins", model("v1", setup=WORKING))
+    deployment = deploy(acme, alice, "Twins", **builtin(version, min_replicas=2, max_replicas=2))
+    beat_until(deployment, lambda: len(replicas_of(deployment, S.READY)) == 2, timeout=120)
+    beat_until(deployment, lambda: traffic(deployment) != {}, timeout=30)
+    killed, kept = replicas_of(deployment, S.READY)
+
+    with Clients(asgi_live_server, deployment, count=6) as clients:
+        time.sleep(2)
+        before = len(clients.answers)
+        docker_client.containers.get(killed.runtime_state["container_id"]).kill()
+        time.sleep(2)  # the gateway alone, before Lattice knows
+        after_kill = len(clients.answers)
+        for _ in range(2):  # two reports without it: the machines reconciler gives up on it
+            agent_report(docker_host.name)
+            machines_reconcile()
+        beat_until(
+            deployment,
+            lambda: (
+                len(replicas_of(deployment, S.READY)) == 2
+                and killed.pk not in {r.pk for r in replicas_of(deployment, S.READY)}
+            ),
+            timeout=120,
+        )
+        time.sleep(2)  # the replacement takes its share
+
+    failures = clients.failures()
+    assert before > 20
+    assert after_kill - before > 20  # traffic went on to the other replica at once
+    # None failed: requests in flight on the killed replica, and those sent to its port
+    # before Lattice knew it was gone, were answered nothing and went to the other one.
+    assert failures == [], Counter(failures)
+    killed.refresh_from_db()
+    assert killed.status == S.LOST
+    kept.refresh_from_db()
+    assert kept.status == S.READY
+    [replacement] = [r for r in replicas_of(deployment, S.READY) if r.pk != kept.pk]
+    assert replacement.pk > killed.pk
+    assert (
+        DeploymentEvent.objects.for_team(acme)
+        .filter(deployment=deployment, kind="replica_lost")
+        .exists()
+    )

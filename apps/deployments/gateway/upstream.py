@@ -29,7 +29,10 @@ _NO_BODY_STATUSES = (204, 304)
 
 
 class Refused(Exception):  # noqa: N818 - an event, not an error
-    """The replica could not be reached (refused, unreachable, timed out connecting)."""
+    """The replica could not be reached (refused, unreachable, timed out connecting), or
+    it closed a new connection without a byte of answer: what a dead container looks like
+    behind Docker's port proxy, which still accepts. Either way another replica may take
+    the request."""
 
 
 class UpstreamError(Exception):
@@ -159,7 +162,7 @@ class Pool:
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterator[bytes] | None,
     ) -> Response:
-        """Send the request; the answer's head once it came. Raises Refused (nothing sent)
+        """Send the request; the answer's head once it came. Raises Refused (nothing answered)
         or UpstreamError."""
         head = _head(endpoint, method, path, headers, body)
         idle = self.idle.get(endpoint)
@@ -176,7 +179,10 @@ class Pool:
         try:
             return await self._exchange(endpoint, connection, method, head, body)
         except _Stale as exc:
-            raise UpstreamError("the replica closed the connection without answering") from exc
+            # Not even a fresh connection got an answer: the replica is gone (a killed
+            # container's port proxy accepts, then closes). It answered nothing, so the
+            # request may go to another replica (_Stale only comes with a whole body).
+            raise Refused("the replica closed the connection without answering") from exc
 
     async def _exchange(
         self,
