@@ -374,3 +374,93 @@ def test_a_killed_replica_container_under_load_moves_traffic_and_is_replaced(
         .filter(deployment=deployment, kind="replica_lost")
         .exists()
     )
+
+
+# --- the agent killed ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(settings: Any) -> Any:
+    """Tasks queued, not run inline, as in production; a control worker (the control queue
+    and the inbox) runs throughout. The agent is a worker of its own on ``host.local`` (as
+    ``manage.py agent`` is: a worker for its host's queue), started and stopped by the test."""
+    from apps.core.broker import INBOX_QUEUE
+    from apps.core.worker import embedded_worker
+    from config.celery import app as celery_app
+
+    was_eager = celery_app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    celery_app.conf.task_always_eager = False
+    try:
+        with embedded_worker(queues=["control", INBOX_QUEUE], concurrency=4):
+            yield lambda: embedded_worker(queues=["host.local"], concurrency=4)
+    finally:
+        celery_app.conf.task_always_eager = was_eager
+
+
+def test_with_the_agent_dead_replicas_serve_on_and_on_its_return_nothing_starts_twice(
+    acme, alice, settings, tmp_path, catalogue, served_media, cache, queued, asgi_live_server
+):
+    from apps.machines.agent import agent_report
+    from apps.machines.tasks import reconcile as machines_reconcile
+
+    settings.LATTICE_RUNTIME = "process"
+    settings.LATTICE_RUNTIME_DIR = tmp_path / "runtime"
+    settings.LATTICE_DEPLOYMENT_DRAIN_SECONDS = 3
+    settings.LATTICE_NOTEBOOK_REDISPATCH_AFTER = 1  # a start is sent again soon, if lost
+    select._runtime.cache_clear()
+    host = host_ensure_local(name="local", inventory=room(), runtime="process")
+    runtime = select.host_runtime()
+    try:
+        v1 = make_model_version(acme, alice, "Steady", model("v1"))
+        v2 = make_model_version(acme, alice, "Steady", model("v2", setup="time.sleep(2)"))
+        with queued():  # the agent, alive
+            deployment = deploy(acme, alice, "Steady", **builtin(v1))
+            beat_until(deployment, lambda: traffic(deployment) != {}, timeout=60)
+        # The agent is dead now: its worker is gone, nothing reports for the host.
+        [old] = replicas_of(deployment, S.READY)
+        with Clients(asgi_live_server, deployment) as clients:
+            r2 = add_revision(deployment, reason="changed", **builtin(v2))
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:  # beat and the machines reconciler go on
+                controller.deployment_reconcile(deployment)
+                machines_reconcile()
+                time.sleep(0.5)
+            while_dead = list(clients.answers)
+            [waiting] = replicas_of(deployment, revision=r2)
+            assert waiting.status in (S.PLACING, S.STARTING)  # sent, never taken
+            assert waiting.started_at is None
+
+            with queued():  # the agent is back: its worker, and its reports
+                beat_until(
+                    deployment,
+                    lambda: (
+                        (agent_report(host.name) or True)
+                        and traffic(deployment) == {r2.pk: 100}
+                        and not replicas_of(
+                            deployment, S.READY, S.DRAINING, S.STOPPING, revision=old.revision
+                        )
+                    ),
+                    timeout=60,
+                )
+                agent_report(host.name)
+                time.sleep(1)
+                running = [m.name for m in runtime.list_managed() if m.running]
+
+        assert len(while_dead) > 20
+        assert {said for _, said in while_dead} == {"v1"}  # r1 served on, on its own
+        assert clients.failures() == []
+        all_replicas = replicas_of(deployment)
+        assert len(all_replicas) == 2  # r1's and r2's: none made twice
+        [new] = replicas_of(deployment, S.READY)
+        assert new.revision_id == r2.pk
+        assert new.pk == waiting.pk
+        # On the host, one process for r2's replica, none left of r1's.
+        assert running == [new.workload], running
+        old.refresh_from_db()
+        assert old.status == S.STOPPED
+    finally:
+        for managed in runtime.list_managed():
+            runtime.stop(managed.state, timeout=3)
+        select._runtime.cache_clear()
+        shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
