@@ -209,11 +209,14 @@ class Pool:
                 status, headers = _parse_head(raw)
                 if status != 100:  # noqa: PLR2004 - an interim answer: the real one follows
                     break
-        except asyncio.IncompleteReadError as exc:
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            # Closed or reset (a killed replica's kernel or its port proxy resets) before a
+            # byte of its answer: a whole body may be sent again.
             connection.close()
-            if not exc.partial and (isinstance(body, bytes) or body is None):
+            partial = isinstance(exc, asyncio.IncompleteReadError) and exc.partial
+            if not partial and (isinstance(body, bytes) or body is None):
                 raise _Stale from exc
-            raise UpstreamError("the replica closed the connection") from exc
+            raise UpstreamError(f"the replica closed the connection ({exc!r})") from exc
         except (OSError, asyncio.LimitOverrunError, ValueError) as exc:
             connection.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from exc
