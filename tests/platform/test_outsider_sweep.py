@@ -516,3 +516,109 @@ def test_alice_is_let_in_to_her_notebooks_stream(alice, samples):
     assert isinstance(hello, dict)
     assert hello["type"] == "hello"
     assert hello["status"]["notebook"] == int(samples["notebook_id"])
+
+
+# --- the endpoint itself: the gateway (config.asgi), not Django's routes ------------------
+
+INVOKE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("auth_mode", ["protected", "private"])
+def test_charlie_and_a_visitor_are_refused_at_every_endpoint_address(
+    auth_mode, acme, alice, charlie, globex, samples, settings, monkeypatch
+):
+    """The invoke path on Lattice's origin and the endpoint's own host are the gateway's,
+    outside Django's URL patterns (so the sweep above never sees them): every way charlie
+    could present himself, and a visitor, is refused before the request is routed (no
+    wake, no hold). alice's token gets through, so the refusals are about who calls."""
+    from apps.accounts.models import INVOKE_SCOPE
+    from apps.accounts.tokens import token_create
+    from apps.deployments import controller
+    from apps.deployments.models import Deployment
+    from tests.asgi_server import asgi_request
+    from tests.factories import add_member
+
+    woken: list[int] = []
+    monkeypatch.setattr(controller, "deployment_wake", woken.append)
+    settings.LATTICE_DEPLOYMENT_COLD_WAIT = 0  # a request let in is answered 503 at once
+    deployment = Deployment.objects.for_team(acme).get(pk=samples["deployment_id"])
+    deployment.auth_mode = auth_mode
+    deployment.save(update_fields=["auth_mode"])
+    _, charlies = token_create(user=charlie, name="invoke", scopes=[INVOKE_SCOPE])
+    _, globex_only = token_create(user=charlie, name="globex", scopes=[INVOKE_SCOPE], team=globex)
+    add_member(globex, alice, Role.MEMBER)  # so that she may limit a token to globex
+    _, alices_for_globex = token_create(
+        user=alice, name="elsewhere", scopes=[INVOKE_SCOPE], team=globex
+    )
+    _, alices = token_create(user=alice, name="invoke", scopes=[INVOKE_SCOPE])
+    who = {
+        "visitor": {},
+        "charlie's session": {"cookie": f"sessionid={session_cookie(charlie)}"},
+        "charlie's token": {"authorization": f"Bearer {charlies}"},
+        "charlie's token for globex": {"authorization": f"Bearer {globex_only}"},
+        "alice's token for globex": {"authorization": f"Bearer {alices_for_globex}"},
+        "a made-up key": {"authorization": "Bearer ldk_" + "x" * 40},
+    }
+    addresses = [
+        f"http://testserver/api/v1/teams/{acme.slug}/deployments/{deployment.slug}/invoke/predict",
+        f"http://{deployment.slug}--{acme.slug}.localhost/predict",
+    ]
+
+    for url in addresses:
+        for name, headers in who.items():
+            for method in INVOKE_METHODS:
+                answer = asgi_request(method, url, headers=dict(headers), body={"x": 1})
+                assert answer.status_code in {401, 403}, f"{name}: {method} {url}"
+    assert woken == []
+
+    for url in addresses:  # alice's own token is let in (and held: no replica is ready)
+        answer = asgi_request("POST", url, headers={"authorization": f"Bearer {alices}"})
+        assert answer.status_code == 503
+    assert woken == [deployment.pk, deployment.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_endpoint_host_serves_no_lattice_page_api_or_websocket(alice, samples):
+    """On a deployment's host every path is the replica's: Lattice's pages, API and
+    websockets are not reachable there, even with alice's session."""
+    from config.asgi import application
+    from tests.asgi_server import asgi_request
+
+    host = f"sweep--{samples['team_slug']}.localhost"
+    cookie = {"cookie": f"sessionid={session_cookie(alice)}"}
+    for path in (
+        f"/t/{samples['team_slug']}/deployments/{samples['deployment_id']}/",
+        f"/api/v1/teams/{samples['team_slug']}/deployments/sweep/",
+        "/accounts/login/",
+    ):
+        answer = asgi_request("GET", f"http://{host}{path}", headers=cookie)
+        assert answer.status_code in {401, 403}, path  # protected: the gateway's refusal
+        assert "csrfmiddlewaretoken" not in answer.text
+
+    ws = f"/ws/teams/{samples['team_slug']}/deployments/{samples['deployment_id']}/"
+    headers = [
+        (b"host", host.encode()),
+        (b"origin", f"http://{host}".encode()),
+        (b"cookie", cookie["cookie"].encode()),
+    ]
+
+    async def run() -> bool:
+        communicator = WebsocketCommunicator(application, ws, headers=headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return bool(connected)
+
+    assert not async_to_sync(run)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alice_is_let_in_to_her_deployments_stream(alice, samples):
+    path = ws_paths(samples)[2]
+
+    connected, hello = ws_connect(path, session_cookie(alice))
+
+    assert connected
+    assert isinstance(hello, dict)
+    assert hello["type"] == "hello"

@@ -349,7 +349,7 @@ class DeploymentGateway:
             )
             if sent:
                 return
-            # The replica refused the connection: set it aside and try another.
+            # The replica refused the connection, or answered nothing: set it aside and try another.
             self.set_aside[chosen[1]] = time.monotonic() + SET_ASIDE_SECONDS
             tried.add(chosen[1])
             if not replayable:
@@ -428,7 +428,7 @@ class DeploymentGateway:
         started: float,
     ) -> bool:
         """Send the request to the chosen replica and its answer back; False when the
-        replica refused the connection (nothing was sent either way)."""
+        replica refused the connection or answered nothing (nothing went to the client)."""
         revision, replica_id, endpoint = chosen
         sandbox = call.address.on_lattice_origin
         method = call.scope["method"]

@@ -33,7 +33,10 @@ _NO_BODY_STATUSES = (204, 304)
 
 
 class Refused(Exception):  # noqa: N818 - an event, not an error
-    """The replica could not be reached (refused, unreachable, timed out connecting)."""
+    """The replica could not be reached (refused, unreachable, timed out connecting), or
+    it closed a new connection without a byte of answer: what a dead container looks like
+    behind Docker's port proxy, which still accepts. Either way another replica may take
+    the request."""
 
 
 class UpstreamError(Exception):
@@ -180,8 +183,8 @@ class Pool:
         *,
         read_timeout: float | None = None,
     ) -> Response:
-        """Send the request; the answer's head once it came. Raises Refused (nothing sent),
-        TimedOut (no head within ``read_timeout`` seconds; None: no bound) or
+        """Send the request; the answer's head once it came. Raises Refused (nothing
+        answered), TimedOut (no head within ``read_timeout`` seconds; None: no bound) or
         UpstreamError."""
         head = _head(endpoint, method, path, headers, body)
         idle = self.idle.get(endpoint)
@@ -202,7 +205,10 @@ class Pool:
                 endpoint, connection, method, head, body, read_timeout=read_timeout
             )
         except _Stale as exc:
-            raise UpstreamError("the replica closed the connection without answering") from exc
+            # Not even a fresh connection got an answer: the replica is gone (a killed
+            # container's port proxy accepts, then closes). It answered nothing, so the
+            # request may go to another replica (_Stale only comes with a whole body).
+            raise Refused("the replica closed the connection without answering") from exc
 
     async def _exchange(
         self,
@@ -227,11 +233,14 @@ class Pool:
                 writer.write(b"0\r\n\r\n")
             await writer.drain()
             status, headers = await _read_head(reader, read_timeout)
-        except asyncio.IncompleteReadError as exc:
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            # Closed or reset (a killed replica's kernel or its port proxy resets) before a
+            # byte of its answer: a whole body may be sent again.
             connection.close()
-            if not exc.partial and (isinstance(body, bytes) or body is None):
+            partial = isinstance(exc, asyncio.IncompleteReadError) and exc.partial
+            if not partial and (isinstance(body, bytes) or body is None):
                 raise _Stale from exc
-            raise UpstreamError("the replica closed the connection") from exc
+            raise UpstreamError(f"the replica closed the connection ({exc!r})") from exc
         except (OSError, asyncio.LimitOverrunError, ValueError) as exc:
             connection.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from exc
