@@ -360,12 +360,14 @@ def test_volumes_carry_the_installation_of_their_workload(runtime, busybox_image
     volume = f"lattice-test-{name}"
     spec = web_spec(busybox_image, name, volumes={volume: "/data"})
     spec.labels["installation"] = "test-labelled"
+    state: dict = {"name": name}
     try:
-        runtime.start(spec)
+        state = runtime.start(spec)
         labels = docker_client.volumes.get(volume).attrs["Labels"]
         assert labels["lattice.installation"] == "test-labelled"
     finally:
-        runtime.stop({"name": name})
+        # By its id: by name, a container labelled for another installation is not ours.
+        runtime.stop(state)
         runtime.remove_volume(volume)
 
 
