@@ -38,7 +38,12 @@ from apps.deployments.models import Replica, Revision
 from apps.deployments.spec import health_path, replica_spec
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
 from apps.machines.models import PlacementRequest
-from apps.machines.queue import placement_free, placement_request, queue_position
+from apps.machines.queue import (
+    placement_free,
+    placement_free_unclaimed,
+    placement_request,
+    queue_position,
+)
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.mounts import copy_allowance
 from apps.teams.scope import team_task
@@ -187,20 +192,12 @@ def on_workload_placed(name: str) -> None:
 
 def _free_unclaimed(workload: str) -> None:
     """Give back a placement made for an ended replica that never took it."""
-    with transaction.atomic():
-        request = (
-            PlacementRequest.objects.select_for_update(of=("self",))
-            .select_related("placement")
-            .filter(workload=workload, status=PlacementRequest.Status.PLACED)
-            .first()
-        )
-        if request is None or request.placement is None or not request.placement.active:
-            return
-        claimed = Replica.objects.unscoped().filter(
-            placement=request.placement, ended_at__isnull=True
-        )
-        if not claimed.exists():
-            placement_free(placement=request.placement)
+    placement_free_unclaimed(
+        workload,
+        claimed=lambda placement: (
+            Replica.objects.unscoped().filter(placement=placement, ended_at__isnull=True).exists()
+        ),
+    )
 
 
 def start_options(replica: Replica) -> dict[str, Any]:

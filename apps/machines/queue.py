@@ -25,6 +25,7 @@ from apps.machines.models import MachineType, Placement, PlacementRequest
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from apps.teams.models import Team
@@ -182,3 +183,20 @@ def placement_free(
     placement_release(placement=placement, reason=reason, at=at)
     if advance:
         transaction.on_commit(queue_advance_all)
+
+
+def placement_free_unclaimed(workload: str, *, claimed: Callable[[Placement], bool]) -> None:
+    """Give back the placement the line made for ``workload`` if nothing ``claimed`` it (its
+    owner ended before it was placed: otherwise it would hold its room for nothing).
+    ``claimed(placement)`` says whether an open owner (a session, a replica) holds it."""
+    with transaction.atomic():
+        request = (
+            PlacementRequest.objects.select_for_update(of=("self",))
+            .select_related("placement")
+            .filter(workload=workload, status=PlacementRequest.Status.PLACED)
+            .first()
+        )
+        if request is None or request.placement is None or not request.placement.active:
+            return
+        if not claimed(request.placement):
+            placement_free(placement=request.placement)

@@ -56,7 +56,7 @@ from apps.deployments.routing import (
     deployment_generation,
     route_load,
 )
-from apps.notebooks.proxy.asgi import lattice_cookies
+from apps.notebooks.proxy.asgi import lattice_cookies, plain_response
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -714,19 +714,6 @@ async def _answer(
     sandbox: bool,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """The gateway's own short answer (text/plain, never cached)."""
-    body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                *(headers or []),
-                *(_SANDBOX if sandbox else []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    """The gateway's own short answer (the notebook proxy's: text/plain, never cached;
+    sandboxed on Lattice's origin)."""
+    await plain_response(send, status, text, [*(headers or []), *(_SANDBOX if sandbox else [])])

@@ -27,7 +27,12 @@ from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
-from apps.machines.queue import placement_free, placement_request, queue_position
+from apps.machines.queue import (
+    placement_free,
+    placement_free_unclaimed,
+    placement_request,
+    queue_position,
+)
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.errors import NotebookConflictError, NotebookError
 from apps.notebooks.lifecycle.spec import session_spec
@@ -153,20 +158,14 @@ def on_workload_placed(name: str) -> None:
 def _free_unclaimed(workload: str) -> None:
     """Give back the placement made for an ended session's workload that the session never
     took (it was placed after the session ended): otherwise it holds its room for nothing."""
-    with transaction.atomic():
-        request = (
-            PlacementRequest.objects.select_for_update(of=("self",))
-            .select_related("placement")
-            .filter(workload=workload, status=PlacementRequest.Status.PLACED)
-            .first()
-        )
-        if request is None or request.placement is None or not request.placement.active:
-            return
-        claimed = NotebookSession.objects.unscoped().filter(
-            placement=request.placement, ended_at__isnull=True
-        )
-        if not claimed.exists():
-            placement_free(placement=request.placement)
+    placement_free_unclaimed(
+        workload,
+        claimed=lambda placement: (
+            NotebookSession.objects.unscoped()
+            .filter(placement=placement, ended_at__isnull=True)
+            .exists()
+        ),
+    )
 
 
 def on_commit_place(session: NotebookSession) -> None:
