@@ -69,13 +69,16 @@ class Command(BaseCommand):
         )
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "redis" if settings.REDIS_URL else "in-process memory"
-        runtime = (
-            f"Docker {engine.version}"
-            if engine
-            else f"{runtime_kind} (LATTICE_RUNTIME={settings.LATTICE_RUNTIME})"
-            if settings.LATTICE_RUNTIME != "auto"
-            else "local processes (no Docker daemon answered)"
-        )
+        if engine:
+            runtime = f"Docker {engine.version}"
+        else:
+            chosen = settings.LATTICE_RUNTIME
+            runtime = "local processes" if runtime_kind == "process" else runtime_kind
+            runtime += (
+                " (no Docker daemon answered)"
+                if chosen == "auto"
+                else f" (LATTICE_RUNTIME={chosen})"
+            )
         host, _, port = addrport.rpartition(":")
         url = f"http://{'localhost' if host in ('127.0.0.1', '', '0.0.0.0') else host}:{port}/"  # noqa: S104
         if not os.environ.get("LATTICE_INTERNAL_URL"):
