@@ -85,12 +85,19 @@ def embedded_worker(
 
 @contextmanager
 def embedded_beat(app: Celery = celery_app) -> Iterator[None]:
-    """Run Celery beat (the periodic tasks: reconciler, heartbeat) as a thread for the block."""
+    """Run Celery beat (the periodic tasks: reconciler, heartbeat) as a thread for the block.
+
+    Its schedule is CELERY_BEAT_SCHEDULE, held in memory: celery's default scheduler would
+    write a ``celerybeat-schedule`` shelve into the working directory, and the database
+    scheduler a row per tick into SQLite, for a clock that restarts with the process anyway.
+    """
     from celery.beat import EmbeddedService
 
-    service: Any = EmbeddedService(app, thread=True)  # a thread, given thread=True
+    service: Any = EmbeddedService(  # a thread, given thread=True
+        app, thread=True, scheduler_cls="celery.beat:Scheduler"
+    )
     service.start()
-    logger.info("embedded beat started (%s)", app.conf.beat_scheduler)
+    logger.info("embedded beat started (in memory): %s", ", ".join(sorted(app.conf.beat_schedule)))
     try:
         yield
     finally:

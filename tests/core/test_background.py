@@ -85,3 +85,25 @@ def test_the_embedded_beat_sends_periodic_tasks_to_the_worker(real_queue, monkey
 
     with embedded_worker(concurrency=1), embedded_beat():
         assert wait_for(lambda: cache.get(BEAT_HEARTBEAT_KEY) is not None, timeout=20)
+
+
+def test_the_embedded_beat_keeps_its_schedule_in_memory(real_queue, monkeypatch, tmp_path):
+    """`make dev` runs from the repository: celery's default scheduler would leave a
+    celerybeat-schedule shelve there, and claim the configured database scheduler in the log."""
+    from django.core.cache import cache
+
+    from apps.core.tasks import BEAT_HEARTBEAT_KEY
+    from apps.core.worker import embedded_beat
+
+    monkeypatch.setitem(
+        celery_app.conf,
+        "beat_schedule",
+        {"beat-heartbeat": {"task": "apps.core.tasks.beat_heartbeat", "schedule": 1.0}},
+    )
+    monkeypatch.chdir(tmp_path)
+    cache.delete(BEAT_HEARTBEAT_KEY)
+
+    with embedded_worker(concurrency=1), embedded_beat():
+        assert wait_for(lambda: cache.get(BEAT_HEARTBEAT_KEY) is not None, timeout=20)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from apps.core.broker import INBOX_QUEUE
-from apps.core.engine import docker_engine
+from apps.core.engine import EngineInfo, docker_engine
 from apps.core.worker import embedded_beat, embedded_worker
 from apps.devtools.demo import demo_data_ensure
 from apps.devtools.offline_billing import settings_for, start_double
@@ -37,6 +37,15 @@ from apps.runtimes.images import (
     notebook_image,
     template_builds_here,
 )
+from apps.runtimes.select import host_runtime
+
+
+def local_runtime() -> tuple[str, EngineInfo | None]:
+    """The runtime this machine's agent will use (LATTICE_RUNTIME; auto: Docker when a daemon
+    answers), and the Docker engine when that is Docker. The host row must say the same:
+    a replica's command is built for the host's runtime (apps.deployments.spec)."""
+    kind = host_runtime().kind
+    return kind, docker_engine() if kind == "docker" else None
 
 
 class Command(BaseCommand):
@@ -53,18 +62,23 @@ class Command(BaseCommand):
     def handle(self, *args: Any, addrport: str, no_worker: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         login = demo_data_ensure()
-        engine = docker_engine()
+        runtime_kind, engine = local_runtime()
         inventory = collect()
         local = host_ensure_local(
-            name=settings.LATTICE_LOCAL_HOST_NAME,
-            inventory=inventory,
-            runtime="docker" if engine else "process",
+            name=settings.LATTICE_LOCAL_HOST_NAME, inventory=inventory, runtime=runtime_kind
         )
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "redis" if settings.REDIS_URL else "in-process memory"
-        runtime = (
-            f"Docker {engine.version}" if engine else "local processes (no Docker daemon answered)"
-        )
+        if engine:
+            runtime = f"Docker {engine.version}"
+        else:
+            chosen = settings.LATTICE_RUNTIME
+            runtime = "local processes" if runtime_kind == "process" else runtime_kind
+            runtime += (
+                " (no Docker daemon answered)"
+                if chosen == "auto"
+                else f" (LATTICE_RUNTIME={chosen})"
+            )
         host, _, port = addrport.rpartition(":")
         url = f"http://{'localhost' if host in ('127.0.0.1', '', '0.0.0.0') else host}:{port}/"  # noqa: S104
         if not os.environ.get("LATTICE_INTERNAL_URL"):
