@@ -177,8 +177,11 @@ def is_local_image(image: str) -> bool:
 def local_template_of(image: str) -> str | None:
     """The template whose locally built image ``image`` is, if it is one this host can build
     (MODEL_SERVER for the model server's local image, where its scipy base builds here)."""
-    if image == local_model_server_image():
-        return MODEL_SERVER if template_builds_here(MODEL_SERVER_BASE_TEMPLATE) else None
+    if image.startswith("lattice/model-server-local:"):
+        # Its name is a hash of the scipy template's inputs: read only where those exist.
+        if not template_builds_here(MODEL_SERVER_BASE_TEMPLATE):
+            return None
+        return MODEL_SERVER if image == local_model_server_image() else None
     match = _LOCAL_TEMPLATE_IMAGE.match(image)
     if match is None or not template_builds_here(match["template"]):
         return None

@@ -463,7 +463,10 @@ def test_with_the_agent_dead_replicas_serve_on_and_on_its_return_nothing_starts_
                 )
                 agent_report(host.name)
                 time.sleep(1)
-                running = [m.name for m in runtime.list_managed() if m.running]
+                # This deployment's replicas only: the host's runtime folder may hold other
+                # tests' workloads (notebooks) of the same run.
+                ours = {r.workload for r in replicas_of(deployment)}
+                running = [m.name for m in runtime.list_managed() if m.running and m.name in ours]
 
         assert len(while_dead) > 20
         assert {said for _, said in while_dead} == {"v1"}  # r1 served on, on its own
