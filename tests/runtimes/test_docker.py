@@ -57,8 +57,20 @@ def test_start_ready_logs_stop_with_every_limit(runtime, busybox_image, docker_c
     assert runtime.start(spec) == state  # idempotent: one container
 
     assert wait_for(lambda: runtime.endpoint(state) is not None, timeout=20)
-    with urllib.request.urlopen(str(runtime.endpoint(state)), timeout=5) as response:  # noqa: S310
-        assert response.read() == b"lattice test server\n"
+    answers: list[bytes] = []
+
+    def answered() -> bool:
+        # Docker's port proxy accepts (so the endpoint is there) a moment before httpd in the
+        # container does, and resets that connection: ask again until httpd answers.
+        try:
+            with urllib.request.urlopen(str(runtime.endpoint(state)), timeout=5) as response:  # noqa: S310
+                answers.append(response.read())
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(answered, timeout=20)
+    assert answers[-1] == b"lattice test server\n"
     assert wait_for(lambda: any("response:200" in line for line in runtime.logs(state)), timeout=20)
     assert runtime.progress(state)[-1].phase == "ready"
 
