@@ -239,11 +239,8 @@ def on_alias_moved(team: Team, actor: User | None, alias: ModelAlias) -> None:
 
 def revision_copy(revision: Revision, **changes: Any) -> Revision:
     """A new revision of the same deployment with ``revision``'s spec and ``changes``."""
-    spec = {
-        f.name: getattr(revision, f.name)
-        for f in Revision._meta.concrete_fields
-        if f.name not in Revision.MUTABLE and f.name not in ("id", "number", "created_at")
-    }
+    copied = ("team", "deployment", "reason", "created_by", *Revision.SPEC_FIELDS)
+    spec = {name: getattr(revision, name) for name in copied}
     last = (
         Revision.objects.for_team(revision.team_id)
         .filter(deployment_id=revision.deployment_id)

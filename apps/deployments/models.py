@@ -168,6 +168,26 @@ class Revision(models.Model):  # type: ignore[django-manager-missing]
     MUTABLE = frozenset(
         {"status", "status_message", "replicas_wanted", "scaled_at", "ready_at", "retired_at"}
     )
+    # Its spec: what a rollback or an alias follow copies into a new revision.
+    SPEC_FIELDS = (
+        "model_version",
+        "follows_alias",
+        "serving",
+        "image",
+        "port",
+        "command",
+        "health_path",
+        "machine_type",
+        "min_replicas",
+        "max_replicas",
+        "target_in_flight",
+        "scale_to_zero_after",
+        "startup_timeout",
+        "canary_percent",
+        "env",
+        "secret_env",
+        "secret_names",
+    )
 
     class Meta:
         ordering = ["-number"]

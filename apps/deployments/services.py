@@ -519,28 +519,6 @@ def deployment_change(
     return revision
 
 
-# The spec of a revision: what a rollback copies.
-_SPEC = (
-    "model_version",
-    "follows_alias",
-    "serving",
-    "image",
-    "port",
-    "command",
-    "health_path",
-    "machine_type",
-    "min_replicas",
-    "max_replicas",
-    "target_in_flight",
-    "scale_to_zero_after",
-    "startup_timeout",
-    "canary_percent",
-    "env",
-    "secret_env",
-    "secret_names",
-)
-
-
 @transaction.atomic
 def deployment_rollback(
     *, team: Team, actor: User, deployment: Deployment, revision: Revision
@@ -558,7 +536,7 @@ def deployment_rollback(
             f"r{earlier.number} is the newest revision already: nothing to roll back to.",
             field="revision",
         )
-    fields = {name: getattr(earlier, name) for name in _SPEC}
+    fields = {name: getattr(earlier, name) for name in Revision.SPEC_FIELDS}
     fields["secret_env"] = bytes(fields["secret_env"])
     # What it ran on may be retired, or beyond the plan, since.
     _machine_type(team, earlier.machine_type, earlier.max_replicas)
