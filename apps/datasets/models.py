@@ -94,6 +94,11 @@ class DatasetVersion(models.Model):  # type: ignore[django-manager-missing]
     file_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # Lineage: where it came from ("upload", or "job": ``source_id`` is the job run's pk,
+    # which the app above reads back; ``source_label`` says it in words after that is gone).
+    source = models.CharField(max_length=10, default="upload")
+    source_id = models.PositiveBigIntegerField(null=True, blank=True)
+    source_label = models.CharField(max_length=200, blank=True)
 
     objects: ClassVar[TeamManager] = TeamScopedManager()
 

@@ -148,6 +148,9 @@ class Revision(models.Model):  # type: ignore[django-manager-missing]
     # Secret variables, encrypted (apps.core.crypto): never shown again, only their names.
     secret_env = models.BinaryField(blank=True, default=b"", editable=False)
     secret_names = models.JSONField(default=list, blank=True)
+    # Team secrets it gets as environment variables, by name (apps.teams.secrets), read when
+    # each replica starts.
+    team_secrets = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_message = models.CharField(max_length=1000, blank=True)
     # How many replicas it should run now (the autoscaler's answer, within min..max; 0 when
@@ -187,6 +190,7 @@ class Revision(models.Model):  # type: ignore[django-manager-missing]
         "env",
         "secret_env",
         "secret_names",
+        "team_secrets",
     )
 
     class Meta:

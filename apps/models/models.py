@@ -241,8 +241,25 @@ class SaveTicket(models.Model):
         EXISTING = "existing", "The same files as a version already there"
         FAILED = "failed", "Failed"
 
+    class Target(models.TextChoices):
+        MODEL = "model", "A model version"
+        DATASET = "dataset", "A dataset version"
+        FILES = "files", "A job run's files"
+
     team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
-    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    # What the saved folder becomes: a version of ``model`` (with ``version``), a version of
+    # ``dataset`` (with ``dataset_version``), or (target "files") a job run's kept files,
+    # handed to the app that asked (apps.models.hooks.files_saved).
+    target = models.CharField(max_length=8, choices=Target.choices, default=Target.MODEL)
+    model = models.ForeignKey(Model, null=True, on_delete=models.CASCADE, related_name="+")
+    dataset = models.ForeignKey(
+        "datasets.Dataset", null=True, on_delete=models.CASCADE, related_name="+"
+    )
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Where the folder is read from in the workload: /notebooks, or a job's /outputs.
+    root = models.CharField(max_length=64, default="/notebooks")
     # The version it saves; the one it found instead when the files were a version already.
     version = models.ForeignKey(
         ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -268,4 +285,20 @@ class SaveTicket(models.Model):
         indexes = [models.Index(fields=["source", "source_id"], name="models_save_source")]
 
     def __str__(self) -> str:
-        return f"save of {self.folder} into {self.model}"
+        return f"save of {self.folder} into {self.target_name}"
+
+    @property
+    def target_name(self) -> str:
+        """What it saves into, in words: the model's or dataset's name."""
+        if self.model is not None:
+            return self.model.name
+        if self.dataset is not None:
+            return self.dataset.name
+        return "the run's files"
+
+    @property
+    def saved_model(self) -> Model:
+        """The model a model save (every save of a notebook's folder) makes a version of."""
+        if self.model is None:
+            raise ValueError(f"save ticket {self.pk} is not a model's")
+        return self.model

@@ -96,6 +96,14 @@ class Notebook(models.Model):  # type: ignore[django-manager-missing]
     volume_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Minutes; None = the team's default, 0 = never stop for idleness.
     idle_timeout_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # A Git repository cloned into /notebooks/<repo> on a start that does not find it there:
+    # an https:// or ssh URL, a branch, tag or commit, and the team secret with its token or
+    # deploy key (apps.jobs.sources: the same clone as a job's).
+    git_url = models.CharField(max_length=500, blank=True)
+    git_ref = models.CharField(max_length=200, blank=True)
+    git_secret = models.CharField(max_length=64, blank=True)
+    # Team secrets it gets as environment variables, by name (apps.teams.secrets).
+    secrets = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

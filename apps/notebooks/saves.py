@@ -145,12 +145,12 @@ def save_described(ticket: SaveTicket) -> dict[str, Any]:
         # The model pages may not be installed (the API alone): then no link.
         with contextlib.suppress(NoReverseMatch):
             link = reverse(
-                "models:version", args=[ticket.team.slug, ticket.model.slug, made.number]
+                "models:version", args=[ticket.team.slug, ticket.saved_model.slug, made.number]
             )
     return {
         "id": ticket.pk,
         "ticket": ticket,
-        "model": ticket.model.slug,
+        "model": ticket.saved_model.slug,
         "folder": ticket.folder,
         "state": state,
         "running": ticket.finished_at is None and state != "failed",

@@ -113,3 +113,35 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.team} ({self.status})"
+
+
+class TeamSecret(models.Model):
+    """A team's secret: a name (an environment variable's) and a value sealed at rest
+    (apps.core.crypto). Write-only: no page or API shows the value again. Notebooks, jobs
+    and deployments name the secrets they get as environment variables
+    (apps.teams.secrets); values found in their logs are masked."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+    sealed = models.BinaryField(editable=False)
+    description = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="teams_secret_name_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.team}"

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.datasets",
     "apps.models",
+    "apps.jobs",
     "apps.deployments",
 ]
 
@@ -420,6 +421,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.scale",
         "schedule": env.float("LATTICE_DEPLOYMENT_SCALE_EVERY", default=2.0),
     },
+    # Jobs: maximum run times, cancels nobody confirmed, lost attempts tried again, queued
+    # runs started as their job's concurrency allows (apps.jobs.runs.runs_tick).
+    "jobs-tick": {
+        "task": "jobs.tick",
+        "schedule": env.float("LATTICE_JOBS_TICK_EVERY", default=5.0),
+    },
+    # Jobs' cron schedules, due ones started (or skipped while a run still runs).
+    "jobs-schedules": {"task": "jobs.schedules", "schedule": 30.0},
+    # Jobs' kept files past their time, and their blobs.
+    "jobs-upkeep": {"task": "jobs.upkeep", "schedule": 3600.0},
     # Abandoned uploads and blobs nothing refers to.
     "datasets-upkeep": {"task": "datasets.upkeep", "schedule": 3600.0},
     # Saves of a notebook's folder whose host stopped answering: failed, not left uploading.

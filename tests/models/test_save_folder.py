@@ -192,7 +192,9 @@ def test_the_same_folder_again_is_the_same_version(server, queued, process_noteb
     runtime, notebook, _ = process_notebook
     first = save(acme, alice, notebook, queued, runtime)
 
-    again = save(acme, alice, notebook, queued, runtime, model=first.model.slug, model_name="")
+    again = save(
+        acme, alice, notebook, queued, runtime, model=first.saved_model.slug, model_name=""
+    )
 
     assert again.result == SaveTicket.Result.EXISTING
     assert again.version_id == first.version_id
@@ -555,7 +557,9 @@ def test_sending_counts_the_bytes_sent_not_the_bytes_read_again(
 
     monkeypatch.setattr(savefolder.SaveClient, "post", post)
 
-    again = save(acme, alice, notebook, queued, runtime, model=first.model.slug, model_name="")
+    again = save(
+        acme, alice, notebook, queued, runtime, model=first.saved_model.slug, model_name=""
+    )
 
     assert again.result == SaveTicket.Result.READY
     sending = [t for t in told if t["phase"] == "sending"]

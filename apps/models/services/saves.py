@@ -208,7 +208,7 @@ def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
                 team=ticket.team,
                 actor=ticket.created_by,
                 action="model.save_failed",
-                target=ticket.model.name,
+                target=ticket.target_name,
                 reason=failure[:200],
             )
     ticket.refresh_from_db()

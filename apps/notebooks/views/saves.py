@@ -62,7 +62,7 @@ class NotebookSaveModelView(NotebookDetailView):
             )
         messages.success(
             request,
-            f"Saving {ticket.folder} as a new version of {ticket.model.name}; "
+            f"Saving {ticket.folder} as a new version of {ticket.saved_model.name}; "
             f"{notebook.name} keeps running.",
         )
         return redirect(self.back_url(notebook))

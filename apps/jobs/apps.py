@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+# The audit log's words for what jobs record (apps.core.audit.audit_describe).
+AUDIT_PHRASES = {
+    "job.created": "{actor} created the job {target}",
+    "job.updated": "{actor} changed the job {target} ({fields})",
+    "job.deleted": "{actor} deleted the job {target}",
+    "job.run_started": "{actor} started run {run} of {target}",
+    "job.run_cancelled": "{actor} cancelled run {run} of {target}",
+    "job.schedule_skipped": "The schedule of {target} skipped a run: run {run} was still running",
+}
+
+
+class JobsConfig(AppConfig):
+    name = "apps.jobs"
+    label = "jobs"
+    verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        from apps.core.audit import audit_phrases
+        from apps.jobs import outputs, runs
+        from apps.machines.hooks import WorkloadKind, workload_kinds
+
+        # An attempt's workload is "jb-<attempt>": its events, its output (the run's
+        # stream), its placement by the line.
+        workload_kinds.register(
+            "jb",
+            WorkloadKind(
+                on_event=runs.on_attempt_event,
+                stream=runs.workload_stream,
+                placed=runs.on_workload_placed,
+            ),
+        )
+        # Outputs saved (or not): the run ends.
+        outputs.outputs_finished.register(runs.run_outputs_done)
+        for action, phrase in AUDIT_PHRASES.items():
+            audit_phrases.register(action, phrase)
