@@ -5,8 +5,10 @@ saying so."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import httpx
 import pytest
 
 from apps.core.errors import ServiceError
@@ -20,6 +22,8 @@ from apps.runtimes.fake import FakeRuntime
 from apps.teams.models import TeamSecret
 from apps.teams.secrets import MASK, secret_set
 from tests.deployments.control_helpers import make_deployment, replicas_of
+from tests.deployments.test_control_servers import builtin, process_host  # noqa: F401
+from tests.model_fixtures import make_model_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,3 +86,48 @@ def test_a_replica_whose_secret_is_gone_fails_saying_which(
     assert replica.status == Replica.Status.FAILED
     assert "OPENAI_API_KEY" in replica.status_message
     assert replica.workload not in FakeRuntime._running
+
+
+LEAKY_SETUP = b"""
+import os
+
+def setup():
+    print("the key is " + os.environ["OPENAI_API_KEY"] + " (setup)", flush=True)
+
+def predict(**inputs):
+    return {"key": os.environ["OPENAI_API_KEY"]}
+"""
+
+
+def test_a_real_replica_gets_the_value_and_its_printed_value_is_masked_on_the_stream(
+    acme,
+    alice,
+    api_key,
+    process_host,  # noqa: F811 - the fixture imported below
+):
+    """End to end on the process runtime: the model server (a real process) reads the value
+    from its environment; the line it prints is shipped by the agent and published masked."""
+    version = make_model_version(acme, alice, "Leaky", {"predict.py": LEAKY_SETUP})
+
+    deployment = make_deployment(
+        acme, alice, "Leaky", **builtin(version), team_secrets=["OPENAI_API_KEY"]
+    )
+
+    [replica] = replicas_of(deployment)
+    assert replica.status == Replica.Status.READY, replica.status_message
+    answer = httpx.post(f"{replica.endpoint}/predict", json={}, timeout=5)
+    assert answer.json() == {"output": {"key": VALUE}}
+    lines: list[str] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [
+            line
+            for m in stream_after(deployment.stream, 0)
+            if m.get("type") == "logs"
+            for line in m["lines"]
+        ]
+        if any("(setup)" in line for line in lines):
+            break
+        time.sleep(0.1)
+    assert any(f"the key is {MASK} (setup)" in line for line in lines), lines
+    assert not any(VALUE in line for line in lines)
