@@ -55,6 +55,7 @@ def test_its_log_lines_are_masked_before_they_are_published(
     [replica] = replicas_of(deployment)
     before = stream_last(deployment.stream)
 
+    assert replica.host is not None
     workload_logs(replica.host, replica.workload, uuid.uuid4().hex, 1, [f"key={VALUE}"])
 
     published = [m["lines"] for m in stream_after(deployment.stream, before) if m["type"] == "logs"]

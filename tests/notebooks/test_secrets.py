@@ -66,6 +66,7 @@ def test_its_log_lines_are_masked_before_they_are_published(acme, alice, host, h
     session = start(acme, alice, notebook)
     before = stream_last(notebook.stream)
 
+    assert session.host is not None
     workload_logs(
         session.host,
         session.workload,
