@@ -11,6 +11,7 @@ from django import forms
 from apps.machines.selectors import machine_types_offered
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import DEFAULT_TEMPLATE, template_labels
+from apps.teams.forms import SecretNamesField
 
 
 class _MachineTypeField(forms.ModelChoiceField):
@@ -61,6 +62,7 @@ class NotebookCreateForm(forms.Form):
         empty_label=None,
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    secrets = SecretNamesField()
 
 
 class NotebookUpdateForm(forms.Form):
@@ -73,6 +75,7 @@ class NotebookUpdateForm(forms.Form):
         help_text="Only while stopped; the notebook's files stay.",
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    secrets = SecretNamesField(help_text="From its next start.")
 
 
 class NotebookDuplicateForm(forms.Form):

@@ -27,6 +27,7 @@ from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNoteboo
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
+from apps.teams.secrets import check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -77,8 +78,10 @@ def notebook_create(
     machine_type: MachineType | None,
     custom_image: str = "",
     idle_timeout_minutes: int | None = None,
+    secrets: list[str] | None = None,
 ) -> Notebook:
-    """Make a stopped notebook (its storage is made on first start); audit it."""
+    """Make a stopped notebook (its storage is made on first start); audit it. ``secrets``:
+    names of the team's secrets it gets as environment variables at each start."""
     require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     name = _clean_name(team, name)
     if template not in TEMPLATES:
@@ -94,6 +97,7 @@ def notebook_create(
         custom_image=custom_image,
         machine_type=_machine(machine_type),
         idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
+        secrets=check_names(team, secrets or []),
         created_by=actor,
     )
     team_notebook_settings_made(team.pk)
@@ -111,8 +115,10 @@ def notebook_update(
     machine_type: MachineType | None = None,
     idle_timeout_minutes: int | None = None,
     clear_idle_timeout: bool = False,
+    secrets: list[str] | None = None,
 ) -> Notebook:
-    """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
+    """Rename, change the machine type (only while stopped; storage kept), the idle policy,
+    or the team secrets it gets (from its next start)."""
     notebook = notebook_to_change(team, actor, notebook)
     changed = []
     if name is not None and name != notebook.name:
@@ -131,6 +137,11 @@ def notebook_update(
             None if clear_idle_timeout else _clean_idle(idle_timeout_minutes)
         )
         changed.append("idle_timeout_minutes")
+    if secrets is not None:
+        names = check_names(team, secrets)
+        if names != notebook.secrets:
+            notebook.secrets = names
+            changed.append("secrets")
     if changed:
         notebook.save(update_fields=[*changed, "updated_at"])
         audit_record(
@@ -199,6 +210,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
         custom_image=source.custom_image,
         machine_type=source.machine_type,
         idle_timeout_minutes=source.idle_timeout_minutes,
+        secrets=source.secrets,
         created_by=actor,
     )
     lifecycle.on_commit_copy_storage(source, copy)

@@ -109,8 +109,8 @@ class NotebookListView(mixins.ListModelMixin, NotebookAPIView):
 
 
 class NotebookDetailView(NotebookAPIView):
-    """One notebook; change its name, machine (while stopped) or idle shutdown; delete it
-    (with its name typed, in the body or as ?confirmation=)."""
+    """One notebook; change its name, machine (while stopped), idle shutdown or secrets;
+    delete it (with its name typed, in the body or as ?confirmation=)."""
 
     team_permissions = {
         "GET": "notebooks.view",
@@ -136,6 +136,7 @@ class NotebookDetailView(NotebookAPIView):
             idle_timeout_minutes=wanted.get("idle_timeout_minutes"),
             clear_idle_timeout="idle_timeout_minutes" in wanted
             and wanted["idle_timeout_minutes"] is None,
+            secrets=wanted.get("secrets"),
         )
         return Response(self._body(notebook.pk))
 

@@ -2,8 +2,8 @@
 
 JupyterLab in the session's image, on the machine type's CPUs, memory and the GPUs its
 placement holds (by UUID), with the notebook's volume at /notebooks, the team's at /storage
-and its dataset mounts (apps.notebooks.mounts) at /datasets; labelled so the reconciler can
-tell whose it is.
+and its dataset mounts (apps.notebooks.mounts) at /datasets; the team secrets it names as
+environment variables (apps.teams.secrets); labelled so the reconciler can tell whose it is.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from apps.machines.scheduler import placement_gpu_uuids
 from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
 from apps.runtimes.base import Spec
+from apps.teams.secrets import secrets_resolve
 
 if TYPE_CHECKING:
     from apps.notebooks.models import NotebookSession
@@ -55,7 +56,15 @@ def jupyter_command(session: NotebookSession) -> list[str]:
 
 
 def session_spec(session: NotebookSession) -> Spec:
+    """The session's workload. The team secrets the notebook names are resolved now, at each
+    start (audited as a use): a secret deleted since is a SecretError, and the start fails."""
     notebook = session.notebook
+    secret_env = secrets_resolve(
+        notebook.team,
+        notebook.secrets or [],
+        used_by=f"notebook {notebook.name}",
+        actor=session.started_by,
+    )
     team_settings = team_notebook_settings_made(session.team_id)
     machine = session.machine_type
     assert session.placement is not None  # noqa: S101 - dispatched only once placed
@@ -63,7 +72,11 @@ def session_spec(session: NotebookSession) -> Spec:
         name=session.workload,
         image=session.image,
         command=jupyter_command(session),
-        env={"JUPYTER_TOKEN": session.jupyter_token, "LATTICE_NOTEBOOK": str(notebook.pk)},
+        env={
+            **secret_env,
+            "JUPYTER_TOKEN": session.jupyter_token,
+            "LATTICE_NOTEBOOK": str(notebook.pk),
+        },
         vcpus=float(machine.vcpus),
         memory_bytes=machine.memory_gib * _GIB,
         gpu_uuids=placement_gpu_uuids(session.placement),
