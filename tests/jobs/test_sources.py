@@ -28,8 +28,16 @@ from apps.notebooks.gitsource import (
     repo_folder,
 )
 from apps.notebooks.models import Notebook
-from apps.runtimes.base import Spec, expand_command
-from apps.runtimes.docker import DockerRuntime, allow_rules, isolate_workloads
+from apps.runtimes.base import Spec, WorkloadError, expand_command
+from apps.runtimes.docker import (
+    ALLOW_RULE_COMMENT,
+    HOST_RULE_COMMENT,
+    DockerRuntime,
+    allow_rules,
+    allowed_destinations,
+    isolate_workloads,
+    isolation_rules,
+)
 from apps.teams.secrets import secret_set
 from tests.factories import TeamFactory
 from tests.helpers import wait_for
@@ -408,3 +416,54 @@ def test_repository_folders_and_shown_urls():
     assert git_shown("https://me:hunter22@example.com/r.git", "v1") == (
         "https://me:****@example.com/r.git at v1"
     )
+
+
+def test_workloads_reach_a_private_server_only_once_the_administrator_allows_it(
+    settings, runtime, notebook_image, repo, credential
+):
+    rt, _ = runtime
+    network = rt.network()
+    gateway = next(c["Gateway"] for c in network.attrs["IPAM"]["Config"] if "Gateway" in c)
+    host_rule = next(rule for rule in isolation_rules(rt) if rule[0] == "INPUT")
+    with git_server(repo[0], address=gateway, token="allow-test-token") as served:
+        definition = job(served.url("project.git"), "main")
+        env = run_env(definition, credential, served.token)
+        command = runner_command(definition, run_id=13)
+        settings.LATTICE_WORKLOAD_ALLOW = []
+        assert isolate_workloads(rt)
+        refused_status, refused_lines, _ = start(runtime, notebook_image, command, env=env)
+        reached_before = served.refused + len(served.users)
+
+        settings.LATTICE_WORKLOAD_ALLOW = [f"{gateway}:{served.port}"]
+        rules = allow_rules(rt)
+        try:
+            assert isolate_workloads(rt)
+            # A refusal inserted later (as a re-run of an older agent would) goes on top...
+            subprocess.run(["iptables", "-D", *host_rule], check=True)
+            subprocess.run(["iptables", "-I", *host_rule], check=True)
+            assert isolate_workloads(rt)  # ...and the next pass puts the allowance above it.
+            listed = subprocess.run(
+                ["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True
+            ).stdout
+            allowed_status, allowed_lines, _ = start(runtime, notebook_image, command, env=env)
+        finally:
+            for rule in rules:
+                subprocess.run(["iptables", "-D", *rule], capture_output=True, check=False)
+
+    assert refused_status == 2
+    assert reached_before == 0  # not one request got through
+    assert "ran commit" not in " ".join(refused_lines)
+    assert allowed_status == 0, allowed_lines
+    assert "this is v2" in allowed_lines
+    # One allowance per address and port: in DOCKER-USER per subnet, in INPUT on the bridge.
+    assert [rule[0] for rule in rules].count("INPUT") == 1
+    assert ALLOW_RULE_COMMENT in listed
+    assert listed.index(ALLOW_RULE_COMMENT) < listed.index(HOST_RULE_COMMENT)
+
+
+def test_a_bad_allowance_is_refused_by_name(settings):
+    settings.LATTICE_WORKLOAD_ALLOW = ["git.internal"]
+    with pytest.raises(WorkloadError, match=r"'git\.internal' is not host:port"):
+        allowed_destinations()
+    settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 "]
+    assert allowed_destinations() == [("127.0.0.1", 3000), ("127.0.0.1", 22)]
