@@ -44,6 +44,36 @@ def _idle_field(help_text: str) -> forms.IntegerField:
     )
 
 
+# The repository cloned into /notebooks/<repo> on a start that does not find it.
+def _git_url_field() -> forms.CharField:
+    return forms.CharField(
+        label="Git repository (optional)",
+        required=False,
+        max_length=500,
+        help_text="https://… or git@host:team/repo.git: cloned into /notebooks/<repo> when "
+        "a start does not find that folder.",
+    )
+
+
+def _git_ref_field() -> forms.CharField:
+    return forms.CharField(
+        label="Branch, tag or commit",
+        required=False,
+        max_length=200,
+        help_text="Blank: the repository's default branch.",
+    )
+
+
+def _git_secret_field() -> forms.CharField:
+    return forms.CharField(
+        label="Team secret with its token or deploy key",
+        required=False,
+        max_length=64,
+        help_text="The name of a team secret: an access token (https) or an SSH deploy key "
+        "(git@…). Blank for a public repository.",
+    )
+
+
 class NotebookCreateForm(forms.Form):
     # Not required here: the service says what is wrong with a name, in its own words.
     name = forms.CharField(label="Name", required=False, strip=False)
@@ -61,6 +91,9 @@ class NotebookCreateForm(forms.Form):
         empty_label=None,
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    git_url = _git_url_field()
+    git_ref = _git_ref_field()
+    git_secret = _git_secret_field()
 
 
 class NotebookUpdateForm(forms.Form):
@@ -73,6 +106,9 @@ class NotebookUpdateForm(forms.Form):
         help_text="Only while stopped; the notebook's files stay.",
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    git_url = _git_url_field()
+    git_ref = _git_ref_field()
+    git_secret = _git_secret_field()
 
 
 class NotebookDuplicateForm(forms.Form):
