@@ -352,6 +352,21 @@ def test_a_notebooks_repository_is_cloned_on_its_first_start_only(
     status, lines, _ = start(runtime, notebook_image, broken, env=env, mount="/notebooks")
     assert status == 0
     assert any(line.startswith("lattice: could not clone") for line in lines)
+
+    # Its secret could not be given (deleted since): said, no clone tried, the start goes on.
+    status, lines, _ = start(
+        runtime,
+        notebook_image,
+        command,
+        env={"LATTICE_GIT_ERROR": "This team has no secret named REPO_TOKEN."},
+        mount="/notebooks",
+    )
+    assert status == 0
+    assert (
+        f"lattice: could not clone {server.url('project.git')} at feature: "
+        "This team has no secret named REPO_TOKEN." in lines
+    )
+    assert "this is feature" not in lines
     assert "project" not in lines
     assert "project.lattice-clone" not in lines
 
