@@ -480,5 +480,5 @@ def test_a_bad_allowance_is_refused_by_name(settings):
     settings.LATTICE_WORKLOAD_ALLOW = ["git.internal"]
     with pytest.raises(WorkloadError, match=r"'git\.internal' is not host:port"):
         allowed_destinations()
-    settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 "]
+    settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 ", ""]
     assert allowed_destinations() == [("127.0.0.1", 3000), ("127.0.0.1", 22)]
