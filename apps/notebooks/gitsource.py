@@ -55,6 +55,8 @@ def git_source_problem(url: str, ref: str) -> str | None:
             "Give the repository as an https:// or ssh:// URL, or as user@host:path "
             "(git@github.com:team/repo.git)."
         )
+    if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", url):
+        return "Keep the password or token out of the URL: put it in a team secret and name that."
     if ref and not _REF.match(ref):
         return "Give a branch, a tag or a commit (letters, digits, . _ / + -; not starting with -)."
     return None

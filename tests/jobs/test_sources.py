@@ -417,6 +417,8 @@ def test_the_runner_survives_the_runtimes_command_expansion():
         ("-uhttps://x/y", "main", False),
         ("https://github.com/team/repo.git", "--upload-pack=touch /tmp/x", False),
         ("https://github.com/team/repo.git", "a..b", False),
+        ("https://me:hunter22@github.com/team/repo.git", "main", False),
+        ("https://me@github.com/team/repo.git", "main", True),
         ("https://github.com/team/repo.git", "main branch", False),
     ],
 )
