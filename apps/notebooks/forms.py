@@ -44,34 +44,32 @@ def _idle_field(help_text: str) -> forms.IntegerField:
     )
 
 
-# The repository cloned into /notebooks/<repo> on a start that does not find it.
-def _git_url_field() -> forms.CharField:
-    return forms.CharField(
-        label="Git repository (optional)",
-        required=False,
-        max_length=500,
-        help_text="https://… or git@host:team/repo.git: cloned into /notebooks/<repo> when "
-        "a start does not find that folder.",
-    )
+# The repository cloned into /notebooks/<repo> on a start that does not find it: each
+# field's label, longest value and help.
+_GIT_FIELDS = {
+    "git_url": (
+        "Git repository (optional)",
+        500,
+        (
+            "https://… or git@host:team/repo.git: cloned into /notebooks/<repo> when a start "
+            "does not find that folder."
+        ),
+    ),
+    "git_ref": ("Branch, tag or commit", 200, "Blank: the repository's default branch."),
+    "git_secret": (
+        "Team secret with its token or deploy key",
+        64,
+        (
+            "The name of a team secret: an access token (https) or an SSH deploy key (git@…). "
+            "Blank for a public repository."
+        ),
+    ),
+}
 
 
-def _git_ref_field() -> forms.CharField:
-    return forms.CharField(
-        label="Branch, tag or commit",
-        required=False,
-        max_length=200,
-        help_text="Blank: the repository's default branch.",
-    )
-
-
-def _git_secret_field() -> forms.CharField:
-    return forms.CharField(
-        label="Team secret with its token or deploy key",
-        required=False,
-        max_length=64,
-        help_text="The name of a team secret: an access token (https) or an SSH deploy key "
-        "(git@…). Blank for a public repository.",
-    )
+def _git_field(name: str) -> forms.CharField:
+    label, max_length, help_text = _GIT_FIELDS[name]
+    return forms.CharField(label=label, required=False, max_length=max_length, help_text=help_text)
 
 
 class NotebookCreateForm(forms.Form):
@@ -91,9 +89,9 @@ class NotebookCreateForm(forms.Form):
         empty_label=None,
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
-    git_url = _git_url_field()
-    git_ref = _git_ref_field()
-    git_secret = _git_secret_field()
+    git_url = _git_field("git_url")
+    git_ref = _git_field("git_ref")
+    git_secret = _git_field("git_secret")
 
 
 class NotebookUpdateForm(forms.Form):
@@ -106,9 +104,9 @@ class NotebookUpdateForm(forms.Form):
         help_text="Only while stopped; the notebook's files stay.",
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
-    git_url = _git_url_field()
-    git_ref = _git_ref_field()
-    git_secret = _git_secret_field()
+    git_url = _git_field("git_url")
+    git_ref = _git_field("git_ref")
+    git_secret = _git_field("git_secret")
 
 
 class NotebookDuplicateForm(forms.Form):
