@@ -143,9 +143,9 @@ def job(url: str, ref: str, **changes: Any) -> dict[str, Any]:
     }
 
 
-def start(runtime, image, command, *, env, volume=None, mount="/workspace"):
-    """Start ``command`` in the notebook image with ``volume`` at ``mount``; wait for its
-    end: (exit status, log lines, the volume)."""
+def start(runtime, image, command, *, env, volume=None, mount="/workspace", more=None):
+    """Start ``command`` in the notebook image with ``volume`` at ``mount`` (and the
+    volumes ``more`` names); wait for its end: (exit status, log lines, the volume)."""
     runtime, made = runtime
     name = f"t-src-{uuid.uuid4().hex[:8]}"
     volume = volume or f"lattice-test-{name}"
@@ -156,7 +156,7 @@ def start(runtime, image, command, *, env, volume=None, mount="/workspace"):
         image=image,
         command=command,
         env=env,
-        volumes={volume: mount},
+        volumes={volume: mount, **(more or {})},
         labels={"test": "jobs-sources"},
     )
     state = runtime.start(spec)
@@ -254,6 +254,68 @@ def test_a_bad_ref_fails_saying_so_and_a_wrong_token_fails(
     assert f"lattice: could not fetch {url} at main (Git's message above)" in lines
     assert any("Authentication failed" in line for line in lines)
     assert not any("not-the-token" in line for line in lines)
+
+
+FAKE_SSH = """#!/bin/sh
+# Stands in for ssh: says what Git and the runner gave it, then fails as a refused login.
+key=""; previous=""
+for arg in "$@"; do [ "$previous" = "-i" ] && key="$arg"; previous="$arg"; done
+echo "fake-ssh: $*" >&2
+echo "fake-ssh: key mode $(stat -c %a "$key")" >&2
+echo "fake-ssh: key public $(ssh-keygen -y -f "$key" | cut -d' ' -f1,2)" >&2
+exit 255
+"""
+
+
+def test_an_ssh_url_is_fetched_with_the_deploy_key_in_a_private_file(
+    runtime, notebook_image, docker_client, credential, tmp_path
+):
+    # No SSH server here: a stand-in ssh (first on PATH) reports what it was handed.
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True
+    )
+    private = (tmp_path / "key").read_text()
+    public = " ".join((tmp_path / "key.pub").read_text().split()[:2])
+    tools = f"lattice-test-fakessh-{uuid.uuid4().hex[:8]}"
+    runtime[1]["volumes"].append(tools)
+    docker_client.containers.run(
+        notebook_image,
+        ["sh", "-c", 'printf "%s" "$SCRIPT" > /x/ssh && chmod 755 /x/ssh'],
+        environment={"SCRIPT": FAKE_SSH},
+        volumes={tools: {"bind": "/x", "mode": "rw"}},
+        user="0",
+        labels={"lattice.test": "jobs-sources"},
+        remove=True,
+    )
+    definition = job("ssh://git@git.example.invalid/team/project.git", "main")
+    team, set_to = credential
+    set_to(private.replace("\n", "\r\n"))  # pasted from Windows: the runner strips the CRs
+    env = source_env(team, definition, used_by="job run 14")
+    assert set(env) == {"LATTICE_GIT_SSH_KEY"}
+    env["PATH"] = "/fakessh:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+
+    status, lines, _ = start(
+        runtime,
+        notebook_image,
+        runner_command(definition, run_id=14),
+        env=env,
+        more={tools: "/fakessh"},
+    )
+
+    assert status == 2
+    handed = [line for line in lines if line.startswith("fake-ssh: ")]
+    assert "fake-ssh: key mode 600" in handed
+    assert f"fake-ssh: key public {public}" in handed
+    args = handed[0]
+    for option in ("IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=accept-new"):
+        assert option in args
+    assert "git@git.example.invalid" in args
+    assert any(
+        "lattice: could not fetch ssh://git@git.example.invalid/team/project.git at main" in line
+        for line in lines
+    )
+    body = private.splitlines()[1]
+    assert not any(body in line for line in lines)
 
 
 def test_a_later_attempt_keeps_the_commit_an_earlier_one_fetched(
