@@ -38,6 +38,7 @@ from apps.runtimes.docker import (
     isolate_workloads,
     isolation_rules,
 )
+from apps.runtimes.process import LocalProcessRuntime
 from apps.teams.secrets import secret_set
 from tests.factories import TeamFactory
 from tests.helpers import wait_for
@@ -546,3 +547,40 @@ def test_a_bad_allowance_is_refused_by_name(settings):
         allowed_destinations()
     settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 ", ""]
     assert allowed_destinations() == [("127.0.0.1", 3000), ("127.0.0.1", 22)]
+
+
+def test_the_runner_runs_on_the_process_runtime_too(tmp_path, repo, credential):
+    # Local processes: the workspace is a folder ({mount:/workspace}), the host's git fetches.
+    served, shas = repo
+    with git_server(served, address="127.0.0.1", token="process-token") as server:
+        definition = job(server.url("project.git"), "feature")
+        runtime = LocalProcessRuntime(root=tmp_path / "runtime")
+        spec = Spec(
+            name=f"t-src-{uuid.uuid4().hex[:8]}",
+            image="",
+            command=runner_command(definition, run_id=15),
+            env=run_env(definition, credential, server.token),
+            volumes={"ws": "/workspace"},
+        )
+        state = runtime.start(spec)
+        assert wait_for(lambda: runtime.poll(state) is not None, timeout=60)
+        lines = list(runtime.logs(state))
+    assert runtime.poll(state) == 0, lines
+    assert "this is feature" in lines
+    assert f"ran commit {shas['feature']}" in lines
+    workspace = tmp_path / "runtime" / "volumes" / "ws"
+    assert (workspace / ".lattice-run" / "commit").read_text().strip() == shas["feature"]
+
+    notebook = job("", "", source="none", entrypoint="notebook", notebook_path="nb/x.ipynb")
+    state = runtime.start(
+        Spec(
+            name=f"t-src-{uuid.uuid4().hex[:8]}",
+            image="",
+            command=runner_command(notebook, run_id=16),
+            env={"PATH": "/usr/bin:/bin"},  # no papermill here
+            volumes={"ws2": "/workspace"},
+        )
+    )
+    assert wait_for(lambda: runtime.poll(state) is not None, timeout=30)
+    # (This runtime's poll cannot tell the status here: 0 "unknown"; the log says it all.)
+    assert any("papermill is not installed" in line for line in runtime.logs(state))
