@@ -18,8 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
+from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import notebook_locked, notebook_to_change
@@ -62,6 +64,28 @@ def _clean_idle(minutes: int | None) -> int | None:
     return minutes
 
 
+def _clean_git(team: Team, url: str, ref: str, secret: str) -> tuple[str, str, str]:
+    """The repository cloned into /notebooks/<repo> on a start that does not find it: its
+    URL, branch/tag/commit and the team secret with its token or deploy key, checked."""
+    url, ref, secret = url.strip(), ref.strip(), secret.strip()
+    if not url:
+        if ref or secret:
+            raise NotebookError("Give the repository's URL too.", field="git_url")
+        return "", "", ""
+    problem = git_source_problem(url, "")
+    if problem:
+        raise NotebookError(problem, field="git_url")
+    problem = git_source_problem(url, ref)
+    if problem:
+        raise NotebookError(problem, field="git_ref")
+    if secret:
+        try:
+            check_names(team, [secret])
+        except ServiceError as exc:
+            raise NotebookError(str(exc), field="git_secret") from exc
+    return url, ref, secret
+
+
 def _machine(machine_type: MachineType | None) -> MachineType:
     if machine_type is None or not machine_type.active:
         raise NotebookError("Choose a machine type that is offered.", field="machine_type")
@@ -79,9 +103,13 @@ def notebook_create(
     custom_image: str = "",
     idle_timeout_minutes: int | None = None,
     secrets: list[str] | None = None,
+    git_url: str = "",
+    git_ref: str = "",
+    git_secret: str = "",
 ) -> Notebook:
     """Make a stopped notebook (its storage is made on first start); audit it. ``secrets``:
-    names of the team's secrets it gets as environment variables at each start."""
+    names of the team's secrets it gets as environment variables at each start. With a Git
+    repository, its first start clones it into /notebooks/<repo>."""
     require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     name = _clean_name(team, name)
     if template not in TEMPLATES:
@@ -90,6 +118,7 @@ def notebook_create(
         custom_image = image_for(template, custom_image) if template == CUSTOM else ""
     except TemplateError as exc:
         raise NotebookError(str(exc), field="custom_image") from exc
+    git_url, git_ref, git_secret = _clean_git(team, git_url, git_ref, git_secret)
     notebook = Notebook.objects.for_team(team).create(
         team=team,
         name=name,
@@ -98,6 +127,9 @@ def notebook_create(
         machine_type=_machine(machine_type),
         idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
         secrets=check_names(team, secrets or []),
+        git_url=git_url,
+        git_ref=git_ref,
+        git_secret=git_secret,
         created_by=actor,
     )
     team_notebook_settings_made(team.pk)
@@ -116,9 +148,13 @@ def notebook_update(
     idle_timeout_minutes: int | None = None,
     clear_idle_timeout: bool = False,
     secrets: list[str] | None = None,
+    git_url: str | None = None,
+    git_ref: str | None = None,
+    git_secret: str | None = None,
 ) -> Notebook:
     """Rename, change the machine type (only while stopped; storage kept), the idle policy,
-    or the team secrets it gets (from its next start)."""
+    the team secrets it gets (from its next start), or the Git repository (None: unchanged;
+    cloned on the next start that does not find its folder, an earlier clone left as it is)."""
     notebook = notebook_to_change(team, actor, notebook)
     changed = []
     if name is not None and name != notebook.name:
@@ -142,6 +178,7 @@ def notebook_update(
         if names != notebook.secrets:
             notebook.secrets = names
             changed.append("secrets")
+    changed += _change_git(team, notebook, git_url, git_ref, git_secret)
     if changed:
         notebook.save(update_fields=[*changed, "updated_at"])
         audit_record(
@@ -152,6 +189,27 @@ def notebook_update(
             fields=changed,
         )
     return notebook
+
+
+def _change_git(
+    team: Team, notebook: Notebook, url: str | None, ref: str | None, secret: str | None
+) -> list[str]:
+    """Set the Git repository's fields given (None: unchanged), checked together; the
+    fields that changed."""
+    if url is None and ref is None and secret is None:
+        return []
+    git = _clean_git(
+        team,
+        notebook.git_url if url is None else url,
+        notebook.git_ref if ref is None else ref,
+        notebook.git_secret if secret is None else secret,
+    )
+    changed = []
+    for field, value in zip(("git_url", "git_ref", "git_secret"), git, strict=True):
+        if getattr(notebook, field) != value:
+            setattr(notebook, field, value)
+            changed.append(field)
+    return changed
 
 
 @transaction.atomic

@@ -109,8 +109,9 @@ class NotebookListView(mixins.ListModelMixin, NotebookAPIView):
 
 
 class NotebookDetailView(NotebookAPIView):
-    """One notebook; change its name, machine (while stopped), idle shutdown or secrets;
-    delete it (with its name typed, in the body or as ?confirmation=)."""
+    """One notebook; change its name, machine (while stopped), idle shutdown, secrets or Git
+    repository (cloned into /notebooks/<repo> on a start that does not find it); delete it
+    (with its name typed, in the body or as ?confirmation=)."""
 
     team_permissions = {
         "GET": "notebooks.view",
@@ -137,6 +138,9 @@ class NotebookDetailView(NotebookAPIView):
             clear_idle_timeout="idle_timeout_minutes" in wanted
             and wanted["idle_timeout_minutes"] is None,
             secrets=wanted.get("secrets"),
+            git_url=wanted.get("git_url"),
+            git_ref=wanted.get("git_ref"),
+            git_secret=wanted.get("git_secret"),
         )
         return Response(self._body(notebook.pk))
 

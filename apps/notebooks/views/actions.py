@@ -76,6 +76,7 @@ class NotebookUpdateView(NotebookAction):
             clear_idle_timeout="idle_timeout_minutes" in request.POST and idle is None,
             # Unchecking every box sends nothing: the form says it showed them.
             secrets=(data.get("secrets") or []) if "secrets_shown" in request.POST else None,
+            **{f: data[f] for f in ("git_url", "git_ref", "git_secret") if f in request.POST},
         )
         return "Saved."
 

@@ -211,6 +211,9 @@ class NotebookCreateView(NotebookPage):
                 custom_image=data["custom_image"],
                 idle_timeout_minutes=data["idle_timeout_minutes"],
                 secrets=data.get("secrets") or [],
+                git_url=data["git_url"],
+                git_ref=data["git_ref"],
+                git_secret=data["git_secret"],
             )
         except ServiceError as exc:
             return self.render_form(request, form, status=refusal_on_form(request, form, exc))
@@ -289,6 +292,9 @@ class NotebookDetailView(NotebookPage):
                             "machine_type": notebook.machine_type_id,
                             "idle_timeout_minutes": notebook.idle_timeout_minutes,
                             "secrets": notebook.secrets,
+                            "git_url": notebook.git_url,
+                            "git_ref": notebook.git_ref,
+                            "git_secret": notebook.git_secret,
                         },
                         auto_id="update_%s",
                     ),
