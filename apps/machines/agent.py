@@ -471,6 +471,7 @@ def agent_save_folder(
     folder: str,
     ticket_url: str,
     ticket: str,
+    *,
     root: str = NOTEBOOKS_PATH,
 ) -> None:
     """Save ``folder`` under the workload's ``root`` (a running notebook's /notebooks, an

@@ -306,7 +306,10 @@ def test_docker_reads_an_exited_containers_outputs(busybox_image, docker_client)
 
 def test_the_process_runtime_reads_an_exited_processs_outputs(tmp_path):
     runtime = LocalProcessRuntime(tmp_path)
-    script = "import os; os.makedirs('{mount:/outputs}/sub'); open('{mount:/outputs}/sub/r', 'w').write('x')"
+    script = (
+        "import os; os.makedirs('{mount:/outputs}/sub'); "
+        "open('{mount:/outputs}/sub/r', 'w').write('x')"
+    )
     state = runtime.start(
         Spec(
             name="jb-1",
