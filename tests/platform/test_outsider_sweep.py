@@ -262,33 +262,11 @@ def sweep_deployment(team, actor, version, monkeypatch):
 
 def sweep_run_file(team, actor):
     """A job's run with its executed notebook kept, so its routes answer alice."""
-    from datetime import timedelta
+    from apps.jobs.models import RunFile
+    from tests.job_fixtures import executed_notebook, keep_file, make_job, make_run
 
-    from django.utils import timezone
-
-    from apps.jobs.models import Job, Run, RunFile
-    from apps.machines.models import MachineType
-    from tests.dataset_fixtures import store_blob
-
-    job = Job.objects.for_team(team).create(
-        team=team,
-        name="Sweep",
-        slug="sweep",
-        machine_type=MachineType.objects.get(slug="cpu-small"),
-        template="python",
-    )
-    run = Run.objects.for_team(team).create(team=team, job=job, number=1, triggered_by=actor)
-    blob = store_blob(b"{}")
-    return RunFile.objects.for_team(team).create(
-        team=team,
-        run=run,
-        kind=RunFile.Kind.RESULT,
-        path="executed.ipynb",
-        size=2,
-        sha256=blob.sha256,
-        blob=blob,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
+    run = make_run(make_job(team, actor), actor)
+    return keep_file(run, "executed.ipynb", executed_notebook(""), kind=RunFile.Kind.RESULT)
 
 
 @pytest.fixture
