@@ -29,6 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.core.hooks import Hook
@@ -246,3 +247,71 @@ def files_expire(*, now: Any = None) -> int:
     expired = RunFile.objects.unscoped().filter(expires_at__lte=now)  # across every team
     count, _ = expired.delete()
     return count
+
+
+def _link(name: str, *args: Any, query: str = "") -> str:
+    """A page's address, or "" where its app's pages are not installed (the API alone)."""
+    try:
+        return reverse(name, args=args) + query
+    except NoReverseMatch:
+        return ""
+
+
+def outputs_described(run: Run) -> dict[str, Any]:
+    """What a run left, as its page and the API show it: the outputs' state and message, the
+    dataset or model version made (with a link), and the files still kept (each with its
+    download link; the executed notebook's viewing link apart)."""
+    slug = run.team.slug
+    dataset_version = (
+        DatasetVersion.objects.for_team(run.team_id)
+        .filter(pk=run.dataset_version_id, status=DatasetVersion.Status.READY)
+        .select_related("dataset")
+        .first()
+        if run.dataset_version_id
+        else None
+    )
+    model_version = (
+        ModelVersion.objects.for_team(run.team_id)
+        .filter(pk=run.model_version_id, status=ModelVersion.Status.READY)
+        .select_related("model")
+        .first()
+        if run.model_version_id
+        else None
+    )
+    files = RunFile.objects.for_team(run.team_id).filter(run=run, expires_at__gt=timezone.now())
+    return {
+        "state": run.outputs_state or "none",
+        "message": run.outputs_message,
+        "dataset_version": dataset_version
+        and {
+            "dataset": dataset_version.dataset.name,
+            "number": dataset_version.number,
+            "url": _link(
+                "datasets:detail",
+                slug,
+                dataset_version.dataset.slug,
+                query=f"?version={dataset_version.number}",
+            ),
+        },
+        "model_version": model_version
+        and {
+            "model": model_version.model.name,
+            "number": model_version.number,
+            "url": _link("models:version", slug, model_version.model.slug, model_version.number),
+        },
+        "files": [
+            {
+                "id": row.pk,
+                "kind": row.kind,
+                "path": row.path,
+                "size": row.size,
+                "sha256": row.sha256,
+                "expires_at": row.expires_at,
+                "url": _link("job_files:download", slug, run.pk, row.pk),
+            }
+            for row in files
+        ],
+        "notebook_url": _link("job_files:notebook", slug, run.pk)
+        if any(row.kind == RunFile.Kind.RESULT for row in files)
+        else "",
+    }
