@@ -36,6 +36,7 @@ from apps.core.hooks import Hook
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import version_usable_by
 from apps.datasets.services.datasets import dataset_create
+from apps.jobs.errors import JobError
 from apps.jobs.models import Job, Run, RunFile
 from apps.jobs.spec import OUTPUTS_PATH, RESULT_DIR, WORKSPACE_PATH
 from apps.machines.agent import agent_save_folder
@@ -129,16 +130,23 @@ def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
 
 
 def outputs_collect(run: Run, attempt: Attempt) -> bool:
-    """Ask the attempt's host to save what the run left (see the module docstring). False:
-    nothing to save (or no one to save it as); True: ``outputs_finished`` comes later.
-    Called again for a run whose saves are under way: True, nothing new asked."""
+    """Ask the attempt's host to save what the run left (see the module docstring) and mark
+    the run's outputs "saving". False: nothing to save; True: ``outputs_finished`` comes
+    later. Called again for a run whose saves are under way: True, nothing new asked.
+    Raises a ServiceError (JobError; a refusal of the dataset, model or permission) when
+    the saves cannot be asked for: the run's outputs fail with it."""
     if run.outputs_state == Run.Outputs.SAVING:
         return True
     if run.outputs_state:
         return False
     host, actor = attempt.host, _actor(run)
-    if host is None or actor is None:
-        return False
+    if host is None:
+        raise JobError("The run's host is gone: its outputs cannot be read.")
+    if actor is None:
+        raise JobError(
+            "No one is left to save the outputs as: the member who started the run and "
+            "the job's author are gone."
+        )
     with transaction.atomic():
         made = _tickets(run, actor)
         if not made:

@@ -336,3 +336,25 @@ def test_kept_files_hold_their_blobs_until_they_expire(
     assert outputs.files_expire(now=later) == 1
     blobs_collect(now=later)
     assert not Blob.objects.filter(pk=kept.blob_id).exists()
+
+
+def test_outputs_no_one_may_save_are_refused_not_skipped(acme, alice, bob, catalogue, queued):
+    from apps.core.errors import ServiceError
+    from apps.teams.models import Membership
+
+    job = make_job(acme, alice, output=Job.Output.DATASET, output_name="Features")
+    state = {"name": "jb-none", "container_id": "gone"}
+    run, attempt = exited_run(job, None, state)
+    job.created_by = None
+    job.save(update_fields=["created_by"])
+    run.refresh_from_db()
+    with pytest.raises(ServiceError, match="No one is left"):
+        outputs.outputs_collect(run, attempt)
+
+    # The member who started it has left the team since: their permission is checked.
+    second, attempt = exited_run(job, bob, state)
+    Membership.objects.for_team(acme).filter(user=bob).delete()
+    with pytest.raises(ServiceError):
+        outputs.outputs_collect(second, attempt)
+    assert queued == []
+    assert Run.objects.for_team(acme).filter(outputs_state=Run.Outputs.SAVING).count() == 0
