@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from celery import shared_task
 from django.conf import settings
+from django.db import connections
 
 from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
@@ -313,6 +314,9 @@ def watch_exit(runtime: Runtime, host_name: str, name: str, state: dict[str, Any
             with _watchers_lock:
                 if _watchers.get(name) is done:
                     del _watchers[name]
+            # A thread's own database connection (the inbox runs in-process in a
+            # single-machine install and in tests): not left open behind it.
+            connections.close_all()
 
     threading.Thread(target=watch, name=f"exit-{name}", daemon=True).start()
 
