@@ -299,16 +299,20 @@ def watch_exit(runtime: Runtime, host_name: str, name: str, state: dict[str, Any
                     continue
                 if status.running or done.is_set():
                     continue
-                if status.vanished:
-                    _send(host_name, name, "vanished")
-                else:
-                    _send(
-                        host_name,
-                        name,
-                        "exited",
-                        exit_code=status.code,
-                        finished_at=status.finished_at,
-                    )
+                try:
+                    if status.vanished:
+                        _send(host_name, name, "vanished")
+                    else:
+                        _send(
+                            host_name,
+                            name,
+                            "exited",
+                            exit_code=status.code,
+                            finished_at=status.finished_at,
+                        )
+                except Exception:
+                    # Not lost for good: the next report tells an exited one again.
+                    logger.exception("telling the end of %s", name)
                 return
         finally:
             with _watchers_lock:
