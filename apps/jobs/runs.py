@@ -56,8 +56,9 @@ from apps.jobs.models import OPEN_RUN_STATUSES, Attempt, Job, Run
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
 from apps.machines.models import MachineType, PlacementRequest
 from apps.machines.queue import (
+    owner_free_unclaimed,
+    owner_placed,
     placement_free,
-    placement_free_unclaimed,
     placement_request,
     queue_position,
 )
@@ -322,32 +323,18 @@ def attempt_place(attempt: Attempt) -> None:
 
 def on_workload_placed(workload: str) -> None:
     """A waiting attempt's request was placed by whoever moved the line: on with it now."""
-    attempt_id = attempt_of_workload(workload)
-    found = (
-        # Across teams by the workload's own id: the line is every team's.
-        Attempt.objects.unscoped()
-        .filter(pk=attempt_id)
-        .values("team_id", "status", "ended_at")
-        .first()
-        if attempt_id is not None
-        else None
+    owner_placed(
+        workload,
+        Attempt,
+        attempt_of_workload(workload),
+        waiting=AS.PLACING,
+        place=attempt_place_task,
     )
-    if found is None:
-        return
-    if found["ended_at"] is not None:
-        _free_unclaimed(workload)
-    elif found["status"] == AS.PLACING:
-        attempt_place_task.delay(attempt_id, team_id=found["team_id"])
 
 
 def _free_unclaimed(workload: str) -> None:
     """Give back a placement made for an ended attempt that never took it."""
-    placement_free_unclaimed(
-        workload,
-        claimed=lambda placement: (
-            Attempt.objects.unscoped().filter(placement=placement, ended_at__isnull=True).exists()
-        ),
-    )
+    owner_free_unclaimed(workload, Attempt)
 
 
 def attempt_dispatch(attempt_id: int, team_id: int) -> None:
