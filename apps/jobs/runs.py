@@ -82,6 +82,10 @@ _STOPPED_RUN: dict[str, str] = {END.CANCELLED: RS.CANCELLED, END.TIMED_OUT: RS.T
 STOP_PATIENCE = timedelta(seconds=120)
 # How long an attempt waits in line before the tick asks the line again (one missed word).
 PLACE_AGAIN_AFTER = timedelta(seconds=30)
+# A start its host said nothing of for this long was lost with the agent (a restart): sent
+# again (the agent's start is idempotent), at most START_TRIES times in all.
+START_AGAIN_AFTER = timedelta(seconds=AGENT_TIME_LIMIT + 60)
+START_TRIES = 3
 # The most rows one tick handles of each kind (the next tick takes the rest).
 TICK_BATCH = 200
 
@@ -731,7 +735,14 @@ def run_outputs_done(run_id: int, *, ok: bool, message: str = "") -> None:
 def runs_tick() -> dict[str, int]:
     """One pass (jobs.tick): maximum run times, stops nobody confirmed, lost attempts (tried
     again while max_attempts allows), attempts still in line, queued runs started."""
-    counts = {"timed_out": 0, "stop_given_up": 0, "lost": 0, "placed_again": 0, "started": 0}
+    counts = {
+        "timed_out": 0,
+        "stop_given_up": 0,
+        "lost": 0,
+        "placed_again": 0,
+        "sent_again": 0,
+        "started": 0,
+    }
     now = timezone.now()
     # Across teams in this sweep, each limited by its own condition; every row is then
     # handled in its own team's scope.
@@ -761,6 +772,17 @@ def runs_tick() -> dict[str, int]:
         with team_scope(attempt.team_id):
             attempt_place(attempt)
         counts["placed_again"] += 1
+    for attempt_id, team_id in (
+        Attempt.objects.unscoped()
+        .filter(
+            ended_at__isnull=True,
+            status=AS.STARTING,
+            started_at__isnull=True,
+            progressed_at__lt=now - START_AGAIN_AFTER,
+        )
+        .values_list("pk", "team_id")[:TICK_BATCH]
+    ):
+        counts["sent_again"] += _start_again(attempt_id, team_id)
     for job_id, team_id in (
         Run.objects.unscoped()
         .filter(status=RS.QUEUED)
@@ -772,6 +794,20 @@ def runs_tick() -> dict[str, int]:
     if any(counts.values()):
         logger.info("jobs tick: %s", counts)
     return counts
+
+
+def _start_again(attempt_id: int, team_id: int) -> int:
+    """A start nobody heard of since it was sent: sent again, or given up on after
+    START_TRIES (the run fails, saying so)."""
+    with team_scope(team_id):
+        attempt = Attempt.objects.for_team(team_id).filter(pk=attempt_id).first()
+        if attempt is None:
+            return 0
+        if attempt.start_attempts < START_TRIES:
+            attempt_dispatch(attempt_id, team_id)
+            return 1
+        _fail_start(attempt, f"Its machine did not start it ({START_TRIES} tries).")
+        return 1
 
 
 def _time_out(run_id: int, team_id: int) -> int:

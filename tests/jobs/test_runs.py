@@ -321,3 +321,43 @@ def test_a_start_the_plan_refuses_fails_the_run_with_its_reason(
     assert run.status == RS.FAILED
     assert run.status_message == "It could not start: Your plan's spend cap is reached."
     assert attempts_of(run) == []
+
+
+def test_a_start_lost_with_the_agent_is_sent_again_then_given_up(
+    acme, alice, process_host, no_outputs, monkeypatch
+):
+    sent = []
+
+    class LostOnTheWay:
+        @staticmethod
+        def apply_async(**kwargs):
+            sent.append(kwargs)
+
+    job = make_job(acme, alice, "echo at last")
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "agent_start", LostOnTheWay)
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    assert len(sent) == 1
+    [attempt] = attempts_of(run)
+    assert attempt.status == Attempt.Status.STARTING
+    # Not yet: the agent may still be pulling the image.
+    assert runs.runs_tick()["sent_again"] == 0
+    long_ago = timezone.now() - runs.START_AGAIN_AFTER - timedelta(seconds=1)
+    Attempt.objects.for_team(acme).filter(pk=attempt.pk).update(progressed_at=long_ago)
+    assert runs.runs_tick()["sent_again"] == 1
+    run = wait_for(run, RS.SUCCEEDED, RS.FAILED)
+    assert run.status == RS.SUCCEEDED
+    assert attempts_of(run)[0].start_attempts == 2
+
+    # A start never heard of after every try: the run fails, saying so.
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "agent_start", LostOnTheWay)
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+        [attempt] = attempts_of(run)
+        for _ in range(runs.START_TRIES):
+            Attempt.objects.for_team(acme).filter(pk=attempt.pk).update(progressed_at=long_ago)
+            runs.runs_tick()
+    run.refresh_from_db()
+    assert run.status == RS.FAILED
+    assert run.status_message == "It could not start: Its machine did not start it (3 tries)."
+    assert not placement_of(attempts_of(run)[0]).active
