@@ -508,19 +508,17 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         attempt_end(attempt, END.EXITED)
         run_end(run, RS.FAILED, f"The command exited with status {code}.", attempt)
         return
-    run.outputs_state = Run.Outputs.SAVING
-    run.save(update_fields=["outputs_state"])
-    run_set_status(run, RS.RUNNING, "Saving outputs.", attempt)
     try:
+        # It marks the run's outputs "saving" itself when it asked the host for them.
         saving = outputs.outputs_collect(run, attempt)
     except ServiceError as exc:
         _outputs_end(run, attempt, ok=False, message=str(exc))
         return
-    if not saving:
-        run.outputs_state = Run.Outputs.NONE
-        run.save(update_fields=["outputs_state"])
-        attempt_end(attempt, END.EXITED)
-        run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
+    if saving:
+        run_set_status(run, RS.RUNNING, "Saving outputs.", attempt)
+        return
+    attempt_end(attempt, END.EXITED)
+    run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
 
 
 def _on_vanished(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
