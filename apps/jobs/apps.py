@@ -10,6 +10,7 @@ AUDIT_PHRASES = {
     "job.run_started": "{actor} started run {run} of {target}",
     "job.run_cancelled": "{actor} cancelled run {run} of {target}",
     "job.schedule_skipped": "The schedule of {target} skipped a run: run {run} was still running",
+    "job.schedule_refused": "The schedule of {target} could not start a run: {reason}",
 }
 
 
@@ -35,5 +36,8 @@ class JobsConfig(AppConfig):
         )
         # Outputs saved (or not): the run ends.
         outputs.outputs_finished.register(runs.run_outputs_done)
+        # The beat's "jobs.schedules" task is defined with the schedules it runs.
+        from apps.jobs import schedules  # noqa: F401
+
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)
