@@ -20,6 +20,9 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
         from apps.jobs import outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
@@ -36,6 +39,10 @@ class JobsConfig(AppConfig):
         )
         # Outputs saved (or not): the run ends.
         outputs.outputs_finished.register(runs.run_outputs_done)
+        # A new token of the jobs area is shown a curl of its team's jobs.
+        example_urls.register(
+            "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None
+        )
         # The beat's "jobs.schedules" task is defined with the schedules it runs.
         from apps.jobs import schedules  # noqa: F401
 
