@@ -60,7 +60,7 @@ TEAM = {
     "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook, dataset and model pages).
-TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments"}
+TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "jobs"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -179,6 +179,14 @@ API_TEAM = {
     "api:deployment_metrics",
     "api:deployment_requests",
     "api:deployment_logs",
+    "api:jobs",
+    "api:job",
+    "api:job_start",
+    "api:job_runs",
+    "api:job_run",
+    "api:job_run_cancel",
+    "api:job_run_rerun",
+    "api:job_run_logs",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {
@@ -203,6 +211,7 @@ ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/deployments/(?P<deployment_id>[0-9]+)/$": "team",
+    r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/jobs/runs/(?P<run_id>[0-9]+)/$": "team",
     # On the notebook's own origin (nb-<id>.localhost), where only its cookie lets one in.
     r"^nb/(?P<notebook_id>[0-9]+)/": "team",
 }
@@ -260,6 +269,24 @@ def sweep_deployment(team, actor, version, monkeypatch):
     return deployment
 
 
+def sweep_job(team, actor):
+    from apps.jobs.models import Run
+    from apps.jobs.services import job_create, job_definition
+
+    job = job_create(
+        team=team,
+        actor=actor,
+        name="Sweep",
+        command="echo sweep",
+        machine_type="cpu-small",
+        template="scipy",
+    )
+    run = Run.objects.for_team(team).create(
+        team=team, job=job, number=1, definition=job_definition(job), triggered_by=actor
+    )
+    return job, run
+
+
 @pytest.fixture
 def samples(acme, alice, bob, catalogue, media, monkeypatch):
     from apps.datasets.services import dataset_create
@@ -277,7 +304,12 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     # A deployment at the same slug, serving it, so its API routes answer alice (revision 1,
     # key 1); its metrics and request lines are the gateway's real reads (nothing counted).
     deployment = sweep_deployment(acme, alice, model_version, monkeypatch)
+    # A job with run 1, so its pages and API routes answer alice. The run row is written as
+    # the engine would leave it queued: nothing is started (no agent behind this host).
+    job, run = sweep_job(acme, alice)
     return {
+        "job_id": str(job.pk),
+        "run_id": str(run.pk),
         "deployment_id": str(deployment.pk),
         "model_slug": model_version.model.slug,
         "path": "model.pkl",
@@ -488,6 +520,7 @@ def ws_paths(samples) -> list[str]:
         f"/ws/teams/{samples['team_slug']}/notebooks/{notebook_id}/",
         f"/nb/{notebook_id}/api/kernels/x/channels",
         f"/ws/teams/{samples['team_slug']}/deployments/{samples['deployment_id']}/",
+        f"/ws/teams/{samples['team_slug']}/jobs/runs/{samples['run_id']}/",
     ]
     # One sample path per route, so a new route cannot slip past the sweep.
     assert len(paths) == len(WEBSOCKET)
