@@ -15,6 +15,10 @@ AUDIT_PHRASES = {
     "invitation.revoked": "{actor} withdrew the invitation for {target}",
     "invitation.accepted": "{actor} accepted the invitation for {target} and joined as {role}",
     "invitation.declined": "{actor} declined the invitation for {target}",
+    "secret.created": "{actor} added the secret {target}",
+    "secret.updated": "{actor} changed the secret {target}",
+    "secret.deleted": "{actor} deleted the secret {target}",
+    "secret.used": "{target} used the secrets {names}",
 }
 
 

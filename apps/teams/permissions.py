@@ -19,6 +19,8 @@
 | members.change_role   |   x   |   x   |        |        |
 | members.remove        |   x   |   x   |        |        |
 | team.rename           |   x   |   x   |        |        |
+| secrets.view          |   x   |   x   |   x    |        |
+| secrets.manage        |   x   |   x   |        |        |
 | audit.view            |   x   |   x   |        |        |
 | billing.view          |   x   |   x   |        |        |
 | billing.manage        |   x   |   x   |        |        |
@@ -66,6 +68,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "members.change_role": _ADMINS,
     "members.remove": _ADMINS,
     "team.rename": _ADMINS,
+    # Names only (no value is ever shown); members name secrets in what they run.
+    "secrets.view": _MEMBERS,
+    "secrets.manage": _ADMINS,
     "audit.view": _ADMINS,
     "billing.view": _ADMINS,
     "billing.manage": _ADMINS,

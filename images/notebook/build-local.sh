@@ -38,7 +38,7 @@ root="$(mktemp -d /tmp/lattice-notebook-root.XXXXXX)"
 trap 'umount -l "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
 
 echo "building $image (debootstrap, then pip)..." >&2
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini,git,openssh-client \
   bookworm "$root" "$mirror" >&2
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
@@ -50,10 +50,12 @@ in_root /usr/bin/python3 -m venv /opt/venv
 in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
   -r /tmp/requirements.txt >&2
 in_root /usr/sbin/useradd --uid 1000 --create-home --shell /bin/bash jovyan
-mkdir -p "$root/notebooks" "$root/storage" "$root/datasets" "$root/etc/jupyter" "$root/opt/lattice"
+mkdir -p "$root/notebooks" "$root/storage" "$root/datasets" "$root/workspace" "$root/outputs" \
+  "$root/etc/jupyter" "$root/opt/lattice"
 cp "$here/jupyter_server_config.py" "$root/etc/jupyter/jupyter_server_config.py"
 cp "$here/README-lattice.md" "$root/opt/lattice/README.md"
-chown 1000:1000 "$root/notebooks" "$root/storage"
+# A job's volumes (/workspace, /outputs) take these folders' owner when Docker makes them.
+chown 1000:1000 "$root/notebooks" "$root/storage" "$root/workspace" "$root/outputs"
 umount -l "$root/proc"
 rm -rf "$root/tmp/requirements.txt" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
 : > "$root/etc/resolv.conf"

@@ -35,6 +35,8 @@ MATRIX = {
     "members.change_role": {OWN, ADM},
     "members.remove": {OWN, ADM},
     "team.rename": {OWN, ADM},
+    "secrets.view": {OWN, ADM, MEM},
+    "secrets.manage": {OWN, ADM},
     "audit.view": {OWN, ADM},
     "billing.view": {OWN, ADM},
     "billing.manage": {OWN, ADM},

@@ -1,0 +1,172 @@
+"""Team secrets (apps.teams.secrets): sealed at rest, write-only, named only within the
+team, audited on change and on use, masked in workloads' logs."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.models import AuditEntry
+from apps.teams.models import TeamSecret
+from apps.teams.secrets import (
+    MASK,
+    SecretError,
+    check_names,
+    mask,
+    mask_values,
+    secret_delete,
+    secret_names,
+    secret_set,
+    secrets_resolve,
+)
+
+pytestmark = pytest.mark.django_db
+
+VALUE = "hunter2-s3cr3t-value"
+
+
+def actions(team):
+    return list(
+        AuditEntry.objects.for_team(team).order_by("pk").values_list("action", "target", "data")
+    )
+
+
+class TestServices:
+    def test_the_value_is_sealed_at_rest(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT sealed FROM teams_teamsecret WHERE name = 'API_TOKEN'")
+            (stored,) = cursor.fetchone()
+        assert VALUE.encode() not in bytes(stored)
+        assert secrets_resolve(acme, ["API_TOKEN"], used_by="test") == {"API_TOKEN": VALUE}
+
+    def test_set_replaces_and_audits_without_the_value(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE, description="CI")
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value="another-value")
+
+        assert secret_names(acme) == ["API_TOKEN"]
+        assert secrets_resolve(acme, ["API_TOKEN"], used_by="test") == {
+            "API_TOKEN": "another-value"
+        }
+        log = actions(acme)
+        assert [(a, t) for a, t, _ in log if a.startswith("secret.")][:2] == [
+            ("secret.created", "API_TOKEN"),
+            ("secret.updated", "API_TOKEN"),
+        ]
+        assert not any(VALUE in str(entry) or "another-value" in str(entry) for entry in log)
+
+    def test_members_and_viewers_cannot_set_or_delete(self, acme, alice, bob, erin):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        for who in (bob, erin):
+            with pytest.raises(PermissionDeniedError):
+                secret_set(team=acme, actor=who, name="API_TOKEN", value="mine")
+            with pytest.raises(PermissionDeniedError):
+                secret_delete(team=acme, actor=who, name="API_TOKEN")
+        assert secrets_resolve(acme, ["API_TOKEN"], used_by="test") == {"API_TOKEN": VALUE}
+
+    def test_an_outsider_cannot_set_a_secret(self, acme, charlie):
+        with pytest.raises(PermissionDeniedError):
+            secret_set(team=acme, actor=charlie, name="API_TOKEN", value=VALUE)
+        assert not TeamSecret.objects.for_team(acme).exists()
+
+    @pytest.mark.parametrize(
+        "name",
+        ["", "1ABC", "HAS SPACE", "A-B", "LATTICE_RUN_ID", "PATH", "nvidia_visible", "X" * 65],
+    )
+    def test_names_must_be_usable_environment_variables(self, acme, alice, name):
+        with pytest.raises(SecretError) as refused:
+            secret_set(team=acme, actor=alice, name=name, value=VALUE)
+        assert refused.value.field == "name"
+
+    def test_an_empty_value_is_refused(self, acme, alice):
+        with pytest.raises(SecretError):
+            secret_set(team=acme, actor=alice, name="EMPTY", value="")
+
+    def test_delete_audits_and_then_a_use_is_refused(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        secret_delete(team=acme, actor=alice, name="API_TOKEN")
+
+        assert ("secret.deleted", "API_TOKEN") in [(a, t) for a, t, _ in actions(acme)]
+        with pytest.raises(SecretError, match="API_TOKEN"):
+            secrets_resolve(acme, ["API_TOKEN"], used_by="test")
+        with pytest.raises(NotFoundError):
+            secret_delete(team=acme, actor=alice, name="API_TOKEN")
+
+    def test_a_use_is_audited_with_what_used_it_and_stamped(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        secret_set(team=acme, actor=alice, name="DB_URL", value="postgres://x")
+
+        got = secrets_resolve(acme, ["DB_URL", "API_TOKEN"], used_by="job run 12")
+
+        assert got == {"DB_URL": "postgres://x", "API_TOKEN": VALUE}
+        used = [(t, d) for a, t, d in actions(acme) if a == "secret.used"]
+        assert used == [("job run 12", {"names": "DB_URL, API_TOKEN"})]
+        assert all(s.last_used_at is not None for s in TeamSecret.objects.for_team(acme).all())
+
+    def test_no_names_is_no_use(self, acme):
+        assert secrets_resolve(acme, [], used_by="notebook x") == {}
+        assert not [a for a, _, _ in actions(acme) if a == "secret.used"]
+
+    def test_a_team_cannot_name_another_teams_secret(self, acme, globex, alice, charlie):
+        secret_set(team=globex, actor=charlie, name="GLOBEX_KEY", value=VALUE)
+
+        with pytest.raises(SecretError, match="GLOBEX_KEY") as refused:
+            check_names(acme, ["GLOBEX_KEY"])
+        assert refused.value.field == "secrets"
+        with pytest.raises(SecretError):
+            secrets_resolve(acme, ["GLOBEX_KEY"], used_by="job run 1")
+        assert not [a for a, _, _ in actions(globex) if a == "secret.used"]
+
+    def test_check_names_cleans_the_list(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="A_KEY", value=VALUE)
+        assert check_names(acme, [" A_KEY", "A_KEY", ""]) == ["A_KEY"]
+        with pytest.raises(SecretError):
+            check_names(acme, "A_KEY")
+
+
+class TestMasking:
+    def test_values_replace_with_the_mask_and_short_ones_stay(self, acme, alice):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        secret_set(team=acme, actor=alice, name="SHORT", value="abc")
+
+        values = mask_values(acme.pk)
+
+        assert values == [VALUE]
+        assert mask([f"token={VALUE}!", "abc is fine"], values) == [f"token={MASK}!", "abc is fine"]
+
+    def test_each_line_of_a_multi_line_value_is_masked(self, acme, alice):
+        key = "-----BEGIN KEY-----\nAAAAB3NzaC1yc2EAAAADAQAB\n-----END KEY-----\n"
+        secret_set(team=acme, actor=alice, name="DEPLOY_KEY", value=key)
+
+        assert mask(["AAAAB3NzaC1yc2EAAAADAQAB"], mask_values(acme.pk)) == [MASK]
+
+    def test_the_longest_value_is_masked_first(self):
+        assert mask(["abcdefgh"], ["abcdefgh", "abcd"]) == [MASK]
+
+    def test_a_change_is_seen_at_once_and_a_deleted_value_no_longer_masks(
+        self, acme, alice, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        assert mask_values(acme.pk) == [VALUE]
+        with django_capture_on_commit_callbacks(execute=True):
+            secret_set(team=acme, actor=alice, name="API_TOKEN", value="rotated-value")
+        assert mask_values(acme.pk) == ["rotated-value"]
+        with django_capture_on_commit_callbacks(execute=True):
+            secret_delete(team=acme, actor=alice, name="API_TOKEN")
+        assert mask_values(acme.pk) == []
+
+    def test_values_are_cached_until_the_generation_moves(
+        self, acme, alice, django_assert_num_queries
+    ):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        mask_values(acme.pk)
+        with django_assert_num_queries(0):
+            assert mask_values(acme.pk) == [VALUE]
+
+    def test_another_teams_values_are_not_used(self, acme, globex, alice, charlie):
+        secret_set(team=globex, actor=charlie, name="GLOBEX_KEY", value="globex-only-value")
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
+        assert mask_values(acme.pk) == [VALUE]
