@@ -134,8 +134,8 @@ def run_outputs(team: Team, run: Run) -> dict[str, Any]:
 
 
 def run_status(run: Run) -> dict[str, Any]:
-    """A run's status as its page shows it live (the websocket's hello; the engine's status
-    messages on the run's stream carry the same keys)."""
+    """A run's status as its page shows it live: the websocket's hello. The engine's status
+    messages on the run's stream (apps.jobs.runs.run_published) carry the same keys."""
     attempt = Attempt.objects.for_team(run.team_id).filter(run=run).order_by("-number").first()
     return {
         "type": "status",

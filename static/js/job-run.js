@@ -1,7 +1,8 @@
 /* A run's page, live: status badge, phases, message, exit code and log lines from the
  * run's websocket stream (apps/jobs/consumers.py), through static/js/live-stream.js (the
  * connection, resumed by number, and the log panel). Configured by data- attributes on
- * #job-run; no inline script (the site's CSP forbids it). */
+ * #job-run; no inline script (the site's CSP forbids it). The engine's status messages are
+ * {"type": "run", "status", "message", "exit_code", ...} (apps.jobs.runs.run_published). */
 (function () {
   "use strict";
 
@@ -66,7 +67,7 @@
       if (data.type === "hello") {
         drawStatus(data.status);
         if (data.restarted) { log.clear(); }
-      } else if (data.type === "status") {
+      } else if (data.type === "run" || data.type === "status") {
         drawStatus(data);
       } else if (data.type === "logs") {
         if (data.backfill) { log.clear(); }

@@ -2,8 +2,7 @@
 their field), Run, a run's page (exit code, duration, an honest cost, outputs), cancel,
 re-run as it was and edited, delete; viewers see and change nothing; the run's websocket.
 
-The engine's run_create / run_cancel are replaced by their contract's bookkeeping (the
-``engine_stub`` fixture) until the engine's work is merged: these tests are about pages."""
+``engine_stub`` records the calls to the engine's (real) run_create / run_cancel."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from apps.jobs.models import Job, Run
 from apps.machines.models import MachineType
 from apps.teams.models import TeamSecret
 from tests.asgi_server import session_cookie
-from tests.jobs.api_helpers import make_job, stub_engine
+from tests.jobs.api_helpers import make_job, spy_engine
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
@@ -24,9 +23,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def engine_stub(monkeypatch):
-    # The engine's run_create / run_cancel (apps.jobs.runs, the engine helper's) as their
-    # contract's bookkeeping.
-    return stub_engine(monkeypatch)
+    # The engine's real run_create / run_cancel, their calls recorded.
+    return spy_engine(monkeypatch)
 
 
 def form(**fields):

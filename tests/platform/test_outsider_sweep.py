@@ -271,7 +271,8 @@ def sweep_deployment(team, actor, version, monkeypatch):
 
 def sweep_job(team, actor):
     from apps.jobs.models import Run
-    from apps.jobs.services import job_create, job_definition
+    from apps.jobs.runs import job_definition
+    from apps.jobs.services import job_create
 
     job = job_create(
         team=team,

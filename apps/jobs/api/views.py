@@ -237,12 +237,13 @@ class JobRunRerunView(JobAPIView):
 
 
 class RunFollower(Follower):
-    """A run's stream followed until a status message says the run ended."""
+    """A run's stream followed until a status message (the engine's "run" messages,
+    apps.jobs.runs.run_published) says the run ended."""
 
     def _ends(self, row: dict[str, Any]) -> bool:
         return (
             row["seq"] > self.started_at_seq
-            and row.get("type") == "status"
+            and row.get("type") in ("run", "status")
             and row.get("status") in _RUN_ENDED
         )
 
