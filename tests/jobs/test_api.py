@@ -267,3 +267,26 @@ def test_the_schema_lists_the_jobs_routes(client):
     assert {"attempts", "cost", "duration_seconds", "outputs"} <= set(
         components["RunDetail"]["properties"]
     )
+
+
+def test_with_billing_on_a_run_costs_its_attempts_seconds(
+    acme, alice, catalogue, priced, billing_plans, settings
+):
+    settings.LATTICE_BILLING = True
+    job = make_job(acme, alice, machine_type="cpu-large")  # a cent a second (``priced``)
+    run = Run.objects.for_team(acme).create(team=acme, job=job, number=1, definition={})
+    now = timezone.now()
+    # Two attempts (the first lost): each billed for its own seconds, 30 + 45.
+    for number, (began, ended) in enumerate([(200, 170), (100, 55)], start=1):
+        Attempt.objects.for_team(acme).create(
+            team=acme,
+            run=run,
+            number=number,
+            machine_type=job.machine_type,
+            started_at=now - timedelta(seconds=began),
+            finished_at=now - timedelta(seconds=ended),
+        )
+
+    body = client_of(alice).get(f"{base(acme)}{job.pk}/runs/1/").json()
+
+    assert Decimal(body["cost"]) == Decimal("0.75")
