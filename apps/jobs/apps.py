@@ -26,6 +26,7 @@ class JobsConfig(AppConfig):
         from apps.core.audit import audit_phrases
         from apps.jobs import outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
+        from apps.models import hooks as model_hooks
 
         # An attempt's workload is "jb-<attempt>": its events, its output (the run's
         # stream), its placement by the line.
@@ -39,6 +40,10 @@ class JobsConfig(AppConfig):
         )
         # Outputs saved (or not): the run ends.
         outputs.outputs_finished.register(runs.run_outputs_done)
+        # A run's saves (apps.models.services.saves): each one's end, its kept files.
+        model_hooks.save_ended.register(outputs.ticket_ended)
+        model_hooks.files_saved.register(outputs.files_keep)
+        model_hooks.files_held.register(outputs.files_held)
         # A new token of the jobs area is shown a curl of its team's jobs.
         example_urls.register(
             "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None

@@ -60,7 +60,7 @@ TEAM = {
     "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook, dataset and model pages).
-TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "jobs"}
+TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "jobs", "job_files"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -288,6 +288,28 @@ def sweep_job(team, actor):
     return job, run
 
 
+def sweep_run_file(team, run):
+    """The run's executed notebook kept, so its routes answer alice."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.jobs.models import RunFile
+    from tests.dataset_fixtures import store_blob
+
+    blob = store_blob(b"{}")
+    return RunFile.objects.for_team(team).create(
+        team=team,
+        run=run,
+        kind=RunFile.Kind.RESULT,
+        path="executed.ipynb",
+        size=2,
+        sha256=blob.sha256,
+        blob=blob,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
 @pytest.fixture
 def samples(acme, alice, bob, catalogue, media, monkeypatch):
     from apps.datasets.services import dataset_create
@@ -308,6 +330,7 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     # A job with run 1, so its pages and API routes answer alice. The run row is written as
     # the engine would leave it queued: nothing is started (no agent behind this host).
     job, run = sweep_job(acme, alice)
+    run_file = sweep_run_file(acme, run)
     return {
         "job_id": str(job.pk),
         "run_id": str(run.pk),
@@ -328,6 +351,8 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
         "invitation_id": "1",
         "token_id": "1",
         "sha256": "0" * 64,
+        # A job run's executed notebook, kept (apps.jobs.files_urls).
+        "file_id": str(run_file.pk),
     }
 
 
@@ -345,7 +370,13 @@ def test_every_route_is_classified():
 
 
 # POST-only form routes whose GET (a reload after a refusal) redirects to the page.
-GET_REDIRECTS = {"models:edit", "models:delete", "models:alias_set", "models:alias_remove"}
+GET_REDIRECTS = {
+    "models:edit",
+    "models:delete",
+    "models:alias_set",
+    "models:alias_remove",
+    "job_files:notebook",  # on to the results origin, with a ticket
+}
 
 
 def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, samples):
