@@ -237,6 +237,9 @@ def start_queued(job_id: int, team: Team | int) -> int:
         )
         active = [r for r in runs if r.status != RS.QUEUED]
         for run in (r for r in runs if r.status == RS.QUEUED):
+            if job.deleted_at is not None:
+                run_end(run, RS.CANCELLED, "Cancelled: the job was deleted.")
+                continue
             if len(active) >= max(job.concurrency, 1):
                 run_set_status(run, RS.QUEUED, _waiting_words(active))
                 continue
@@ -818,6 +821,8 @@ def _time_out(run_id: int, team_id: int) -> int:
         attempt = _open_attempt(run)
         if attempt is None:
             run_end(run, RS.TIMED_OUT, message)
+        elif attempt.status == AS.EXITED:
+            return 0  # its process ended in time; its outputs are being saved
         elif attempt.status != AS.STOPPING:
             attempt_stop(run, attempt, END.TIMED_OUT, message)
         else:
