@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.dataset_fixtures",
     "tests.deployment_fixtures",
     "tests.deployments.control_helpers",
+    "tests.jobs.engine_fixtures",
 ]
 
 if TYPE_CHECKING:

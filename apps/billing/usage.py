@@ -1,12 +1,14 @@
 """Usage, derived from what ran and machine prices: never accumulated.
 
-Two kinds of things run on a machine type and are billed the same way: notebook
-sessions and deployment replicas. Each is billed from ``started_at`` (its
+Three kinds of things run on a machine type and are billed the same way: notebook
+sessions, deployment replicas and job attempts. Each is billed from ``started_at`` (its
 container was up) to ``ended_at`` (or now, while it runs; a lost one ends when
-it was last seen), whole seconds, at the machine type's price in force at each
-second: a price change splits the time at the change. Pieces are also split at
-midnight UTC so the usage page can chart days. Every piece carries its kind
-("notebook" or "deployment") and a label (the notebook's or deployment's name).
+it was last seen; a job attempt ends at ``finished_at``, when its process exited or was
+last seen, each attempt of a run billed for its own seconds), whole seconds, at the
+machine type's price in force at each second: a price change splits the time at the
+change. Pieces are also split at midnight UTC so the usage page can chart days. Every
+piece carries its kind ("notebook", "deployment" or "job") and a label (the notebook's,
+deployment's or job's name).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from django.utils import timezone
 
 from apps.billing.models import MachinePrice
 from apps.deployments.models import Replica
+from apps.jobs.models import Attempt, Run
 from apps.notebooks.models import NotebookSession
 
 if TYPE_CHECKING:
@@ -40,7 +43,8 @@ _MINUTE = 60
 
 NOTEBOOK = "notebook"
 DEPLOYMENT = "deployment"
-KIND_NAMES = {NOTEBOOK: "Notebooks", DEPLOYMENT: "Deployments"}
+JOB = "job"
+KIND_NAMES = {NOTEBOOK: "Notebooks", DEPLOYMENT: "Deployments", JOB: "Jobs"}
 # The "member" of a replica's time: replicas are started by the deployment's controller,
 # not by a person, so their time is the team's deployments', not whoever created them.
 DEPLOYMENTS_MEMBER = "(deployments)"
@@ -164,28 +168,60 @@ def _replicas(rows: QuerySet[Replica]) -> list[Metered]:
     ]
 
 
-# Every kind of metered thing: its model (with team, machine_type, started_at, ended_at)
-# and how its rows are read as Metered.
-_KINDS: tuple[tuple[type[NotebookSession] | type[Replica], Callable[[Any], list[Metered]]], ...] = (
-    (NotebookSession, _sessions),
-    (Replica, _replicas),
+def _attempts(rows: QuerySet[Attempt]) -> list[Metered]:
+    rows = rows.filter(started_at__isnull=False).select_related(
+        "machine_type", "run__job", "run__triggered_by"
+    )
+    return [
+        Metered(
+            kind=JOB,
+            pk=attempt.pk,
+            team_id=attempt.team_id,
+            label=attempt.run.job.name,
+            member=_run_member(attempt),
+            machine_type=attempt.machine_type,
+            started_at=attempt.started_at,
+            # Billed to the process's end (or the last time it was seen), not to when its
+            # container was removed after its outputs were read.
+            ended_at=attempt.finished_at,
+        )
+        for attempt in rows
+        if attempt.started_at is not None
+    ]
+
+
+def _run_member(attempt: Attempt) -> str:
+    """Who a job attempt's time is billed to: the member who started its run, else how it
+    was started (its schedule)."""
+    run = attempt.run
+    if run.triggered_by is not None:
+        return run.triggered_by.email
+    return "(schedule)" if run.trigger == run.Trigger.SCHEDULE else "(removed)"
+
+
+# Every kind of metered thing: its model (with team, machine_type, started_at and the field
+# its billing ends at), and how its rows are read as Metered.
+_KINDS: tuple[tuple[type[Any], str, Callable[[Any], list[Metered]]], ...] = (
+    (NotebookSession, "ended_at", _sessions),
+    (Replica, "ended_at", _replicas),
+    (Attempt, "finished_at", _attempts),
 )
 
 
-def _overlapping(start: datetime, end: datetime) -> Q:
-    return Q(started_at__lt=end) & (Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+def _overlapping(start: datetime, end: datetime, *, until: str = "ended_at") -> Q:
+    return Q(started_at__lt=end) & (Q(**{f"{until}__isnull": True}) | Q(**{f"{until}__gt": start}))
 
 
-def _metered(where: Q, *, team: Team | None) -> list[Metered]:
-    """Everything of every kind matching ``where``: of ``team``, or of the teams ``where``
-    names (each of its terms limits ``team_id``) when ``team`` is None."""
+def _metered(where: Callable[[str], Q], *, team: Team | None) -> list[Metered]:
+    """Everything of every kind matching ``where(its end field)``: of ``team``, or of the
+    teams ``where`` names (each of its terms limits ``team_id``) when ``team`` is None."""
     found: list[Metered] = []
-    for model, read in _KINDS:
+    for model, until, read in _KINDS:
         manager = model.objects
         rows = (
-            manager.for_team(team).filter(where)
+            manager.for_team(team).filter(where(until))
             if team is not None
-            else manager.unscoped().filter(where)
+            else manager.unscoped().filter(where(until))
         )
         found += read(rows)
     return sorted(found, key=lambda m: (m.started_at, m.kind, m.pk))
@@ -200,7 +236,8 @@ def usage_pieces(
 ) -> list[UsagePiece]:
     """Every billed piece of the team's sessions and replicas between ``start`` and ``end``."""
     now = now or timezone.now()
-    return _pieces(_metered(_overlapping(start, end), team=team), start, end, now=now)
+    metered = _metered(lambda until: _overlapping(start, end, until=until), team=team)
+    return _pieces(metered, start, end, now=now)
 
 
 def teams_usage_costs(
@@ -213,9 +250,13 @@ def teams_usage_costs(
     costs = {team_id: Decimal(0) for team_id in periods}
     if not periods:
         return costs
-    overlapping = Q()
-    for team_id, (start, end) in periods.items():
-        overlapping |= Q(team_id=team_id) & _overlapping(start, end)
+
+    def overlapping(until: str) -> Q:
+        where = Q()
+        for team_id, (start, end) in periods.items():
+            where |= Q(team_id=team_id) & _overlapping(start, end, until=until)
+        return where
+
     metered = _metered(overlapping, team=None)
     prices = _price_table(m.machine_type.pk for m in metered)
     by_team: dict[int, list[Metered]] = defaultdict(list)
@@ -292,6 +333,25 @@ def session_costs(
         start = min(m.started_at for m in metered)
         for piece in _pieces(metered, start, now, now=now):
             costs[piece.source_id] += piece.cost
+    return costs
+
+
+def run_costs(runs: Iterable[Run], *, now: datetime | None = None) -> dict[int, Decimal]:
+    """What each job run has cost so far, by run id: its attempts' billed pieces (the usage
+    page's), summed per run. A run with no started attempt cost nothing."""
+    now = now or timezone.now()
+    runs = list(runs)
+    costs = {run.pk: Decimal(0) for run in runs}
+    run_of: dict[int, int] = {}
+    metered: list[Metered] = []
+    for team_id in {run.team_id for run in runs}:
+        rows = Attempt.objects.for_team(team_id).filter(run_id__in=list(costs))
+        run_of.update(rows.values_list("pk", "run_id"))
+        metered += _attempts(rows)
+    if metered:
+        start = min(m.started_at for m in metered)
+        for piece in _pieces(metered, start, now, now=now):
+            costs[run_of[piece.source_id]] += piece.cost
     return costs
 
 

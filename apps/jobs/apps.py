@@ -10,6 +10,7 @@ AUDIT_PHRASES = {
     "job.run_started": "{actor} started run {run} of {target}",
     "job.run_cancelled": "{actor} cancelled run {run} of {target}",
     "job.schedule_skipped": "The schedule of {target} skipped a run: run {run} was still running",
+    "job.schedule_refused": "The schedule of {target} could not start a run: {reason}",
 }
 
 
@@ -19,6 +20,9 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
         from apps.jobs import outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
@@ -40,5 +44,12 @@ class JobsConfig(AppConfig):
         model_hooks.save_ended.register(outputs.ticket_ended)
         model_hooks.files_saved.register(outputs.files_keep)
         model_hooks.files_held.register(outputs.files_held)
+        # A new token of the jobs area is shown a curl of its team's jobs.
+        example_urls.register(
+            "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None
+        )
+        # The beat's "jobs.schedules" task is defined with the schedules it runs.
+        from apps.jobs import schedules  # noqa: F401
+
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

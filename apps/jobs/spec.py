@@ -1,6 +1,6 @@
-"""What an attempt runs on its host: the runtime Spec and the agent's options (owner: sources).
+"""What an attempt runs on its host: the runtime Spec and the agent's options (owner: engine).
 
-CONTRACT (foundation; the sources helper fills it in):
+CONTRACT (foundation; the engine helper fills it in):
 
 - ``attempt_spec(attempt) -> tuple[Spec, dict]``: the workload ``jb-<attempt>``: the job's
   template image, the machine type's limits and GPUs, the run's definition (never the job's
@@ -20,14 +20,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
+from apps.datasets.models import DatasetVersion
+from apps.jobs import sources
+from apps.jobs.errors import JobError
+from apps.machines.models import MachineType
+from apps.machines.scheduler import placement_gpu_uuids
+from apps.notebooks import templates
+from apps.notebooks.models import Notebook
+from apps.notebooks.mounts import versions_for_spec
+from apps.runtimes.base import Spec
+from apps.teams import secrets
+
 if TYPE_CHECKING:
     from apps.jobs.models import Attempt, Run
-    from apps.runtimes.base import Spec
 
 WORKSPACE_PATH = "/workspace"
 OUTPUTS_PATH = "/outputs"
 # Where the runner writes what it reports (the executed notebook, the commit it ran).
 RESULT_DIR = ".lattice-run"
+
+_GIB = 1024**3
 
 
 def workspace_volume(run: Run) -> str:
@@ -38,5 +52,77 @@ def outputs_volume(run: Run) -> str:
     return f"lattice-jb-run-{run.pk}-out"
 
 
+def run_env(run: Run) -> dict[str, str]:
+    """The run's environment: the job's plain variables, the team secrets it names (read now,
+    audited as this run's use), the Git credential its source needs, and LATTICE_*."""
+    definition = run.definition
+    used_by = f"job {run.job.name} run {run.number}"
+    names = [str(n) for n in definition.get("secrets") or []]
+    env = {str(k): str(v) for k, v in (definition.get("env") or {}).items()}
+    if names:
+        env |= secrets.secrets_resolve(run.team, names, used_by=used_by, actor=run.triggered_by)
+    env |= sources.source_env(run.team, definition, used_by=used_by)
+    env |= {"LATTICE_RUN_ID": str(run.pk), "LATTICE_JOB": run.job.slug}
+    return env
+
+
+def run_inputs(run: Run) -> list[dict[str, Any]]:
+    """The run's dataset inputs as a spec's datasets (apps.notebooks.mounts' shape); a
+    version this team may no longer read is a JobError naming it."""
+    wanted = [(str(i["name"]), i["version"]) for i in run.definition.get("inputs") or []]
+    found = {
+        v.pk: v
+        for v in DatasetVersion.objects.select_related("dataset").filter(
+            pk__in=[version for _, version in wanted]
+        )
+    }
+    pairs = []
+    for name, version_id in wanted:
+        version = found.get(version_id)
+        if version is None:
+            raise JobError(f"The dataset version for /datasets/{name} is gone.", field="inputs")
+        pairs.append((name, version))
+    return versions_for_spec(run.team_id, pairs)
+
+
 def attempt_spec(attempt: Attempt) -> tuple[Spec, dict[str, Any]]:
-    raise NotImplementedError
+    """What attempt ``attempt`` runs on its host (see the module's docstring). Raises a
+    ServiceError (a JobError, a secret's or template's refusal) when it cannot start."""
+    run = attempt.run
+    definition = run.definition
+    machine = MachineType.objects.get(pk=definition["machine_type_id"])
+    assert attempt.placement is not None  # noqa: S101 - dispatched only once placed
+    try:
+        image = templates.image_for(str(definition.get("template") or ""))
+    except templates.TemplateError as exc:
+        raise JobError(str(exc), field="template") from exc
+    options: dict[str, Any] = {"stream": run.stream, "until": "exit"}
+    if definition.get("source") == "notebook":
+        notebook = (
+            Notebook.objects.for_team(run.team_id).filter(pk=definition.get("notebook_id")).first()
+        )
+        if notebook is None:
+            raise JobError("The job's notebook is gone.", field="notebook")
+        options["copy_volume"] = notebook.volume
+    spec = Spec(
+        name=attempt.workload,
+        image=image,
+        command=sources.runner_command(definition, run_id=run.pk),
+        env=run_env(run),
+        vcpus=float(machine.vcpus),
+        memory_bytes=machine.memory_gib * _GIB,
+        gpu_uuids=placement_gpu_uuids(attempt.placement),
+        volumes={workspace_volume(run): WORKSPACE_PATH, outputs_volume(run): OUTPUTS_PATH},
+        datasets=run_inputs(run),
+        labels={
+            "installation": settings.LATTICE_INSTALLATION,
+            "kind": "job",
+            "team": str(run.team_id),
+            "job": str(run.job_id),
+            "run": str(run.pk),
+            "attempt": str(attempt.pk),
+            "stream": run.stream,
+            "until": "exit",
+        },
+    )
+    return spec, options

@@ -5,7 +5,9 @@ It touches only the local runtime (Docker or processes) and the broker, as its
 host's own broker user (apps.machines.broker); what it learns goes back as
 messages signed with its host's key (apps.machines.identity) on the inbox:
 reports, and workload events with event "progress", "started", "ready",
-"failed" or "stopped". Its workloads' output goes the same way, in frames
+"failed" or "stopped"; a workload run to its end (``"until": "exit"``, a job's attempt)
+also "exited" (with its status) or "vanished" (its container gone without a word).
+Its workloads' output goes the same way, in frames
 (apps.machines.logship); the control plane checks each against what it placed
 on this host (apps.machines.inbox) before it believes or publishes anything.
 Dataset versions a workload mounts it downloads, before the workload starts,
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from celery import shared_task
 from django.conf import settings
+from django.db import connections
 
 from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
@@ -39,7 +42,7 @@ from apps.runtimes.select import host_runtime
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from apps.runtimes.base import Progress, Runtime
+    from apps.runtimes.base import Managed, Progress, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ _QUICK_POLL_SECONDS = 3.0
 # reconciler does not judge a long image pull as a vanished workload.
 _starting: set[str] = set()
 _starting_lock = threading.Lock()
+
+
+UNTIL_LABEL = f"{LABEL_PREFIX}until"
 
 
 def managed_report(host_name: str) -> list[dict[str, Any]]:
@@ -61,6 +67,7 @@ def managed_report(host_name: str) -> list[dict[str, Any]]:
     report = [
         {"name": m.name, "running": m.running, "labels": m.labels}
         | ({"starting": True} if m.name in starting else {})
+        | _until_exit(runtime, host_name, m)
         for m in found
     ]
     report += [
@@ -79,16 +86,48 @@ def managed_report(host_name: str) -> list[dict[str, Any]]:
     return report
 
 
+def _until_exit(runtime: Runtime, host_name: str, managed: Managed) -> dict[str, Any]:
+    """For one of this Lattice's workloads run to its end: an exited one is reported with
+    its status (its container is kept until the control plane has its outputs: neither
+    lost nor an orphan while its placement is active; agent_report then tells it as
+    "exited", which the control plane takes once); a running one is watched again (an
+    agent that restarted lost its watcher)."""
+    installation = managed.labels.get(f"{LABEL_PREFIX}installation")
+    if managed.labels.get(UNTIL_LABEL) != "exit" or installation not in (
+        None,
+        settings.LATTICE_INSTALLATION,
+    ):
+        return {}
+    if managed.running:
+        watch_exit(runtime, host_name, managed.name, managed.state)
+        return {}
+    status = runtime.exit_status(managed.state)
+    if status.code is None:
+        return {}
+    return {"exited": True, "exit_code": status.code, "finished_at": status.finished_at}
+
+
+def tell_exits(host_name: str, workloads: list[dict[str, Any]]) -> None:
+    """Say "exited" again for each exited workload a report lists (see _until_exit)."""
+    for workload in workloads:
+        if workload.get("exited"):
+            _send(
+                host_name,
+                workload["name"],
+                "exited",
+                exit_code=workload["exit_code"],
+                finished_at=workload.get("finished_at"),
+            )
+
+
 @shared_task(name="agent.report", soft_time_limit=60, time_limit=90)
 def agent_report(host_name: str) -> None:
     """Send inventory and the workloads running here to the control plane."""
     collected_at = time.time()
-    body = {
-        "inventory": collect(),
-        "workloads": managed_report(host_name),
-        "collected_at": collected_at,
-    }
+    workloads = managed_report(host_name)
+    body = {"inventory": collect(), "workloads": workloads, "collected_at": collected_at}
     send_signed(host_name, "report", body)
+    tell_exits(host_name, workloads)
 
 
 def _send(host_name: str, name: str, event: str, **data: Any) -> None:
@@ -196,7 +235,11 @@ def agent_start(
 ) -> None:
     """Start a workload (idempotent), ship its output, wait until it answers; say how it went.
 
-    ``options``: ``stream`` (its output is shipped when set), ``ready_path`` (an HTTP path that
+    ``options``: ``stream`` (its output is shipped when set), ``until`` ("exit": a process
+    run to its end, a job's: "ready" as soon as it runs, then a watcher says "exited" with
+    its status, or "vanished"; see watch_exit), ``copy_volume`` (a volume whose files are
+    copied into the one the spec mounts at /workspace before the start, when that one
+    does not exist yet: a snapshot, once), ``ready_path`` (an HTTP path that
     answers 200 once it is ready; without it, an open port is enough),
     ``ready_token_env`` (the spec's env variable holding a token for that request),
     ``ready_timeout`` (seconds), ``health`` ("model-server": the ready path, /health-check
@@ -213,6 +256,8 @@ def agent_start(
         try:
             workload = with_datasets(workload, runtime=runtime, send=send)
             with _watch_pull(runtime, workload.name, send):
+                if options.get("copy_volume"):
+                    _copy_workspace(runtime, workload, str(options["copy_volume"]), send)
                 state = runtime.start(workload)
         except WorkloadError as exc:
             send("failed", message=str(exc))
@@ -220,7 +265,93 @@ def agent_start(
         send("started", state=state)
         if options.get("stream"):
             ship_logs(runtime, state, host_name)
+        if options.get("until") == "exit":
+            send("ready", state=state, phase="running")
+            watch_exit(runtime, host_name, workload.name, state)
+            return
         _wait_ready(runtime, workload, state, options, send)
+
+
+# Where a copied volume goes: the volume the spec mounts here (a job's working folder).
+WORKSPACE_PATH = "/workspace"
+
+
+def _copy_workspace(runtime: Runtime, spec: Spec, source: str, send: Callable[..., None]) -> None:
+    """Copy ``source`` into the spec's /workspace volume unless that one exists already (a
+    retry on this host keeps the snapshot its first attempt took)."""
+    target = next((v for v, path in spec.volumes.items() if path == WORKSPACE_PATH), None)
+    if target is None or runtime.volume_exists(target):
+        return
+    send("progress", phase="copying", message="Copying the notebook's files.")
+    try:
+        runtime.copy_volume(source, target, image=spec.image)
+    except WorkloadError:
+        raise
+    except Exception as exc:
+        # Whatever the engine said, the start fails with a reason rather than the task
+        # dying without a word (details in the host's log).
+        logger.exception("copying %s into %s", source, target)
+        raise WorkloadError(f"The notebook's files could not be copied: {exc}") from exc
+
+
+# How often a watcher asks the runtime whether its workload still runs (seconds).
+EXIT_POLL_SECONDS = 1.0
+# The workloads watched to their end in this process, and what tells each watcher to stop.
+_watchers: dict[str, threading.Event] = {}
+_watchers_lock = threading.Lock()
+
+
+def watch_exit(runtime: Runtime, host_name: str, name: str, state: dict[str, Any]) -> None:
+    """Watch workload ``name`` (unless a watcher in this process does) until it exits, then
+    say "exited" with its status and when it finished, or "vanished" when its container
+    is gone without a status (removed behind our back: not a success). A stop asked of
+    this agent (agent_stop) ends the watch without a word: "stopped" says it."""
+    with _watchers_lock:
+        if name in _watchers:
+            return
+        done = _watchers[name] = threading.Event()
+
+    def watch() -> None:
+        try:
+            while not done.wait(EXIT_POLL_SECONDS):
+                try:
+                    status = runtime.exit_status(state)
+                except Exception:
+                    logger.exception("watching %s", name)
+                    continue
+                if status.running or done.is_set():
+                    continue
+                try:
+                    if status.vanished:
+                        _send(host_name, name, "vanished")
+                    else:
+                        _send(
+                            host_name,
+                            name,
+                            "exited",
+                            exit_code=status.code,
+                            finished_at=status.finished_at,
+                        )
+                except Exception:
+                    # Not lost for good: the next report tells an exited one again.
+                    logger.exception("telling the end of %s", name)
+                return
+        finally:
+            with _watchers_lock:
+                if _watchers.get(name) is done:
+                    del _watchers[name]
+            # A thread's own database connection (the inbox runs in-process in a
+            # single-machine install and in tests): not left open behind it.
+            connections.close_all()
+
+    threading.Thread(target=watch, name=f"exit-{name}", daemon=True).start()
+
+
+def _unwatch(name: str) -> None:
+    with _watchers_lock:
+        done = _watchers.pop(name, None)
+    if done is not None:
+        done.set()
 
 
 def with_datasets(
@@ -420,10 +551,17 @@ def agent_stop(
     name: str,
     state: dict[str, Any] | None = None,
     remove_volumes: list[str] | None = None,
+    grace: float | None = None,
 ) -> None:
-    """Stop a workload (idempotent), say so; its volumes stay unless named to go."""
+    """Stop a workload (idempotent), say so; its volumes stay unless named to go. With
+    ``grace``: SIGTERM, that many seconds to finish, then SIGKILL (a job's cancel or
+    maximum run time; the caller gives this task time for it)."""
     runtime = host_runtime()
-    runtime.stop(state or {"name": name})
+    _unwatch(name)
+    if grace is None:
+        runtime.stop(state or {"name": name})
+    else:
+        runtime.stop(state or {"name": name}, timeout=grace)
     for volume in remove_volumes or []:
         runtime.remove_volume(volume)
     _send(host_name, name, "stopped")

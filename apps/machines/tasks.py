@@ -3,9 +3,10 @@
 The reconciler compares what the database believes with what agents last reported
 (apps.machines.reports), both ways: a labelled workload with no active
 placement is an orphan and is removed; an active placement whose workload vanished
-is lost, and its resources are freed; a host silent for longer than
-LATTICE_HOST_OFFLINE_AFTER goes offline and its placements are lost as of its last
-heartbeat.
+is lost, and its resources are freed (a workload run to its end that exited, reported
+with its status, is not lost: its container waits for its outputs to be read); a host
+silent for longer than LATTICE_HOST_OFFLINE_AFTER goes offline and its placements are lost
+as of its last heartbeat.
 
 What agents send arrives by the inbox's own task, ``control.inbox``, which lives with
 the inbox (apps.machines.inbox) because the agent sends through it; it is imported
@@ -77,7 +78,13 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
     Two reports in a row that miss a workload, and it is lost.
     """
     assert host.reported_at is not None  # noqa: S101 - the caller filtered
-    running = {w["name"] for w in host.reported_workloads if w.get("running") and _ours(w)}
+    # A job's container that exited is kept (with its status) until its outputs are read:
+    # there, not lost, while its placement is active.
+    running = {
+        w["name"]
+        for w in host.reported_workloads
+        if (w.get("running") or w.get("exited")) and _ours(w)
+    }
     grace = timedelta(seconds=settings.LATTICE_RECONCILE_GRACE)
     judged = Placement.objects.filter(
         host=host,

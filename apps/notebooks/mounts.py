@@ -214,7 +214,7 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
     version, the content key of its folder, and [path, sha256, size] per file. The links
     it reads the blobs through are added when the start is sent
     (apps.datasets.blob_urls.with_read_urls)."""
-    out = []
+    usable = []
     for mount in notebook_mounts(session.notebook):
         if not mount_available(mount):
             logger.warning(
@@ -224,14 +224,25 @@ def mounts_for_spec(session: NotebookSession) -> list[dict[str, Any]]:
                 mount.name,
             )
             continue
-        # The mount row, read in this team's scope and just checked, names the version; the
-        # manifest is read only if this team may read it (its own, or a public one).
-        files = version_manifest(team=session.team_id, version_id=mount.version_id)
+        usable.append((mount.name, mount.version))
+    return versions_for_spec(session.team_id, usable)
+
+
+def versions_for_spec(
+    team: Team | int, mounts: list[tuple[str, DatasetVersion]]
+) -> list[dict[str, Any]]:
+    """``mounts`` ((name, dataset version) pairs) as a spec's datasets (see mounts_for_spec),
+    for a workload of ``team``: a notebook session's, a job run's."""
+    out = []
+    for name, version in mounts:
+        # The caller checked the version is this team's to mount; the manifest is read only
+        # if this team may read it (its own, or a public one).
+        files = version_manifest(team=team, version_id=version.pk)
         out.append(
             {
-                "name": mount.name,
-                "version_id": mount.version_id,
-                "key": content_key(files, owner=mount.version.team_id),
+                "name": name,
+                "version_id": version.pk,
+                "key": content_key(files, owner=version.team_id),
                 "files": [[path, sha256, size] for path, sha256, size in files],
             }
         )

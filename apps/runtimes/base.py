@@ -9,6 +9,10 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``stop(state)``: idempotent; the workload's persistent volumes stay;
 - ``poll(state) -> None | int``: None while running, else the exit status
   (0 if unknown), as JupyterHub's ``Spawner.poll``;
+- ``exit_status(state) -> ExitStatus``: running, exited with its real status, or vanished
+  (gone without a word of how it ended): what a workload run to its end ("until exit",
+  a job) is judged by, where ``poll``'s "0 if unknown" would read a lost one as a success;
+- ``volume_exists(name) -> bool``: whether a persistent volume is there already;
 - ``progress(state) -> list[Progress]``: phases for the start page;
 - ``pulling(name) -> Progress | None``: the image download (or local build) in flight for
   workload ``name`` while its ``start`` runs, if any (cheap: the agent asks twice a second);
@@ -139,6 +143,21 @@ class Managed:
     datasets: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a workload stands: running (``code`` None, not ``vanished``), exited with
+    ``code`` (at ``finished_at``, a Unix time, when the runtime knows it), or ``vanished``:
+    its container or process is gone and nothing says how it ended."""
+
+    code: int | None = None
+    vanished: bool = False
+    finished_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.code is None and not self.vanished
+
+
 class WorkloadError(Exception):
     """A workload could not be started or reached; the message says why, in plain words."""
 
@@ -256,6 +275,14 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def poll(self, state: dict[str, Any]) -> int | None: ...
+
+    @abc.abstractmethod
+    def exit_status(self, state: dict[str, Any]) -> ExitStatus:
+        """Running, exited (with its status) or vanished: never "exit 0" for a workload
+        nobody knows the end of (as ``poll`` says)."""
+
+    @abc.abstractmethod
+    def volume_exists(self, name: str) -> bool: ...
 
     @abc.abstractmethod
     def progress(self, state: dict[str, Any]) -> list[Progress]: ...

@@ -47,6 +47,7 @@ from apps.runtimes.base import (
     LABEL_PREFIX,
     MODEL_PATH,
     NOTEBOOKS_PATH,
+    ExitStatus,
     FolderEntry,
     FolderError,
     Managed,
@@ -308,6 +309,26 @@ class DockerRuntime(Runtime):
             return None
         return int(container.attrs["State"].get("ExitCode", 0))
 
+    def exit_status(self, state: dict[str, Any]) -> ExitStatus:
+        container = self._container(state)
+        if container is None:
+            # Removed behind our back (``docker rm -f``): how it ended is not known.
+            return ExitStatus(vanished=True)
+        if container.status in ("created", "running", "restarting"):
+            return ExitStatus()
+        finished = container.attrs["State"].get("FinishedAt") or ""
+        return ExitStatus(
+            code=int(container.attrs["State"].get("ExitCode", 0)),
+            finished_at=_unix_time(finished),
+        )
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            return False
+        return True
+
     def pulling(self, name: str) -> Progress | None:
         return self._pulls.get(name)
 
@@ -396,6 +417,9 @@ class DockerRuntime(Runtime):
             return  # never started: nothing to copy
         # The copy belongs to the same installation as its source.
         installation = source_labels.get(f"{LABEL_PREFIX}installation", "")
+        # A job's first start on a host copies before its image is there: fetched (or
+        # built) here, as its start would.
+        self._ensure_image(Spec(name=f"copy-{target}", image=image, command=[]))
         self._volumes(
             Spec(
                 name="copy",
@@ -550,6 +574,16 @@ class _ChunkReader(io.RawIOBase):
         buffer[:count] = self._left[:count]
         self._left = self._left[count:]
         return count
+
+
+def _unix_time(moment: str) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, "Z") as a Unix time; None for its zero time."""
+    if not moment or moment.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(moment[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None
 
 
 def _dataset_sources(container: Container) -> tuple[str, ...]:

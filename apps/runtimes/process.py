@@ -41,6 +41,7 @@ from apps.runtimes.base import (
     LABEL_PREFIX,
     MODEL_PATH,
     NOTEBOOKS_PATH,
+    ExitStatus,
     FolderEntry,
     FolderError,
     Managed,
@@ -61,6 +62,11 @@ if TYPE_CHECKING:
 
 # A dataset's folder on the host is named by its content key (apps.machines.materialise).
 _CONTENT_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+# Where a workload's exit status is kept, in its folder.
+_EXIT_FILE = "exit-status"
+WORKSPACE_PATH = "/workspace"
 
 
 def _free_port() -> int:
@@ -112,7 +118,8 @@ class LocalProcessRuntime(Runtime):
             path = self.root / "volumes" / self._safe(volume)
             path.mkdir(parents=True, exist_ok=True)
             mounts[mount] = str(path)
-        work = Path(mounts.get("/notebooks", str(folder)))
+        # Where it runs: its notebook folder, a job's workspace, else its own folder.
+        work = Path(mounts.get(NOTEBOOKS_PATH) or mounts.get(WORKSPACE_PATH) or str(folder))
         datasets = dataset_mounts(spec)
         mounts.update(self._link_datasets(work, [d for d in datasets if d[1] != MODEL_PATH]))
         mounts.update(self._link_model(work, [d for d in datasets if d[1] == MODEL_PATH]))
@@ -132,6 +139,18 @@ class LocalProcessRuntime(Runtime):
         if "/" not in command[0] and beside.exists():
             command[0] = str(beside)
         log_path = folder / "output.log"
+        (folder / _EXIT_FILE).unlink(missing_ok=True)
+        if spec.labels.get("until") == "exit":
+            # Run to its end: a small shell waits and writes its status, so it is known
+            # even to an agent that restarted meanwhile (it is not that one's child).
+            exit_file = str(folder / _EXIT_FILE)
+            command = [
+                "/bin/sh",
+                "-c",
+                '"$@"; code=$?; echo $code > "$0.tmp" && mv "$0.tmp" "$0"; exit $code',
+                exit_file,
+                *command,
+            ]
         with log_path.open("ab") as log:
             try:
                 process = subprocess.Popen(  # noqa: S603 - the command comes from the template, not a person
@@ -248,15 +267,29 @@ class LocalProcessRuntime(Runtime):
             process.wait(timeout=2)
 
     def poll(self, state: dict[str, Any]) -> int | None:
-        process = self._process(state)
-        if process is not None:
-            return None
+        status = self.exit_status(state)
+        return None if status.running else (status.code or 0)
+
+    def exit_status(self, state: dict[str, Any]) -> ExitStatus:
+        if self._process(state) is not None:
+            return ExitStatus()
+        exit_file = self._dir(state["name"]) / _EXIT_FILE
         try:
-            # Our own child: its real exit status. After a restart it is not, and 0 means unknown.
-            _, status = os.waitpid(state["pid"], os.WNOHANG)
-            return os.waitstatus_to_exitcode(status) if status else 0
-        except ChildProcessError:
-            return 0
+            reaped, status = os.waitpid(state["pid"], os.WNOHANG)
+        except (ChildProcessError, KeyError):
+            reaped, status = 0, 0
+        if reaped and exit_file.parent.is_dir():
+            # Our own child: its real status, kept for whoever asks next (it is reaped once).
+            exit_file.write_text(f"{os.waitstatus_to_exitcode(status)}\n")
+        try:
+            code = int(exit_file.read_text().strip())
+        except (OSError, ValueError):
+            # Not our child, and it left no status: gone, nobody knows how.
+            return ExitStatus(vanished=True)
+        return ExitStatus(code=code, finished_at=exit_file.stat().st_mtime)
+
+    def volume_exists(self, name: str) -> bool:
+        return (self.root / "volumes" / self._safe(name)).is_dir()
 
     def pulling(self, name: str) -> Progress | None:
         # A local process has no image to download.
