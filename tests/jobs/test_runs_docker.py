@@ -138,3 +138,32 @@ def test_the_maximum_run_time_sends_sigterm_and_the_run_ends_timed_out(
     [attempt] = attempts_of(run)
     assert attempt.end_reason == Attempt.EndReason.TIMED_OUT
     assert attempt.ended_at is not None
+
+
+def test_a_run_ends_once_its_outputs_are_saved_as_a_dataset_version(
+    acme, alice, docker_host, docker_client, live_server, settings, media
+):
+    # The whole way, apps.jobs.outputs included: the exited container is kept until its
+    # host has sent /outputs through the save ticket, then the run ends with the version.
+    from apps.datasets.models import DatasetVersion
+
+    settings.LATTICE_INTERNAL_URL = live_server.url
+    command = "echo 0.93 > /outputs/score.txt; echo wrote the score"
+    job = make_job(acme, alice, command, output="dataset", output_name="scores")
+    run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    run = wait_for(run, RS.SUCCEEDED, RS.FAILED, seconds=120)
+    assert run.status == RS.SUCCEEDED, (run.status_message, run.outputs_message)
+    assert run.outputs_state == Run.Outputs.SAVED
+    assert run.dataset_version_id is not None
+    version = DatasetVersion.objects.for_team(acme).get(pk=run.dataset_version_id)
+    assert version.source == "job"
+    assert version.source_id == run.pk
+    statuses = [
+        (m["status"], m["message"])
+        for m in stream.stream_after(run.stream, 0)
+        if m.get("type") == "run"
+    ]
+    assert (RS.RUNNING, "Saving outputs.") in statuses
+    [attempt] = attempts_of(run)
+    assert attempt.end_reason == Attempt.EndReason.EXITED
+    assert attempt.ended_at is not None

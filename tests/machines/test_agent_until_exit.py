@@ -95,11 +95,14 @@ def test_managed_report_lists_an_exited_workload_with_its_status_and_tells_it(
 ):
     state = process_runtime.start(job_spec("jb-903", "exit 0"))
     assert wait_for(lambda: not process_runtime.exit_status(state).running, timeout=10)
-    [report] = [w for w in agent.managed_report("local") if w["name"] == "jb-903"]
+    workloads = agent.managed_report("local")
+    [report] = [w for w in workloads if w["name"] == "jb-903"]
     assert report["running"] is False
     assert report["exited"] is True
     assert report["exit_code"] == 0
-    # Told as an event too: an agent that restarted lost the watcher that would have.
+    # Told as an event too, after the report: an agent that restarted lost the watcher
+    # that would have.
+    agent.tell_exits("local", workloads)
     assert ("jb-903", "exited") in [(w, e) for w, e, _ in said]
 
 
