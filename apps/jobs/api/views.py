@@ -23,6 +23,7 @@ from apps.jobs import selectors, services
 from apps.jobs.api import serializers as s
 from apps.jobs.errors import JobError
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
+from apps.jobs.outputs import outputs_described
 from apps.notebooks.api import serializers as logs_s
 from apps.notebooks.api.logs import (
     NDJSON,
@@ -90,13 +91,10 @@ class JobAPIView(TeamAPIView):
 
     def _run_body(self, run: Run) -> Any:
         run = selectors.run_of(self.team, run.job, run.number) or run
-        files = selectors.run_files(self.team, run)
         context = {
             "costs": selectors.costs_of([run]),
             "attempts": selectors.run_attempts(self.team, run),
-            "files": files,
-            "notebook_url": selectors.notebook_url(self.team, files),
-            "outputs": selectors.run_outputs(self.team, run),
+            "outputs": outputs_described(run),
         }
         return s.RunDetailSerializer(run, context=context).data
 
