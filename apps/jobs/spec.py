@@ -54,7 +54,8 @@ def outputs_volume(run: Run) -> str:
 
 def run_env(run: Run) -> dict[str, str]:
     """The run's environment: the job's plain variables, the team secrets it names (read now,
-    audited as this run's use), the Git credential its source needs, and LATTICE_*."""
+    audited as this run's use), the Git credential its source needs, the runner's variables
+    (the command, notebook and parameters: sources.runner_env), and LATTICE_*."""
     definition = run.definition
     used_by = f"job {run.job.name} run {run.number}"
     names = [str(n) for n in definition.get("secrets") or []]
@@ -62,6 +63,7 @@ def run_env(run: Run) -> dict[str, str]:
     if names:
         env |= secrets.secrets_resolve(run.team, names, used_by=used_by, actor=run.triggered_by)
     env |= sources.source_env(run.team, definition, used_by=used_by)
+    env |= sources.runner_env(definition)
     env |= {"LATTICE_RUN_ID": str(run.pk), "LATTICE_JOB": run.job.slug}
     return env
 
