@@ -37,6 +37,7 @@ CONTRACT (foundation; the engine helper fills it in):
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -404,6 +405,34 @@ def workload_stream(host: str, workload: str) -> str | None:
         else None
     )
     return f"job-run-{found}" if found is not None else None
+
+
+# What the runner says of the commit it fetched (apps.jobs.sources), this attempt's or an
+# earlier one's: a full commit id, 40 hex characters, nothing else on the line.
+_COMMIT_LINE = re.compile(r"lattice: commit ([0-9a-f]{40})(?: \(fetched by an earlier attempt\))?")
+
+
+def workload_lines(host: str, workload: str, lines: list[str]) -> None:
+    """A frame of workload ``workload``'s output, from the host it is placed on: the Git
+    commit the runner fetched becomes its run's ``git_commit`` (the first one said; a run
+    of a Git source only, the line coming from the attempt's own host)."""
+    commits = [m.group(1) for line in lines if (m := _COMMIT_LINE.fullmatch(line.strip()))]
+    attempt_id = attempt_of_workload(workload)
+    if not commits or attempt_id is None:
+        return
+    found = (
+        # By the workload's own id and its host: the reporting host's own attempt only.
+        Attempt.objects.unscoped()
+        .filter(pk=attempt_id, host__name=host)
+        .values("team_id", "run_id")
+        .first()
+    )
+    if found is None:
+        return
+    with team_scope(found["team_id"]):
+        Run.objects.for_team(found["team_id"]).filter(
+            pk=found["run_id"], git_commit="", definition__source="git"
+        ).update(git_commit=commits[0])
 
 
 def on_attempt_event(host: str, workload: str, event: str, data: dict[str, Any]) -> None:
