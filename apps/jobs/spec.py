@@ -26,7 +26,7 @@ from apps.datasets.models import DatasetVersion
 from apps.jobs import sources
 from apps.jobs.errors import JobError
 from apps.machines.models import MachineType
-from apps.machines.scheduler import placement_gpu_uuids
+from apps.machines.scheduler import spec_limits
 from apps.notebooks import templates
 from apps.notebooks.models import Notebook
 from apps.notebooks.mounts import versions_for_spec
@@ -40,8 +40,6 @@ WORKSPACE_PATH = "/workspace"
 OUTPUTS_PATH = "/outputs"
 # Where the runner writes what it reports (the executed notebook, the commit it ran).
 RESULT_DIR = ".lattice-run"
-
-_GIB = 1024**3
 
 
 def workspace_volume(run: Run) -> str:
@@ -111,9 +109,7 @@ def attempt_spec(attempt: Attempt) -> tuple[Spec, dict[str, Any]]:
         image=image,
         command=sources.runner_command(definition, run_id=run.pk),
         env=run_env(run),
-        vcpus=float(machine.vcpus),
-        memory_bytes=machine.memory_gib * _GIB,
-        gpu_uuids=placement_gpu_uuids(attempt.placement),
+        **spec_limits(machine, attempt.placement),
         volumes={workspace_volume(run): WORKSPACE_PATH, outputs_volume(run): OUTPUTS_PATH},
         datasets=run_inputs(run),
         labels={
