@@ -48,6 +48,10 @@ __all__ = ["notebook_clone_command", "runner_command", "runner_env", "source_env
 # The run's working folder and where the runner leaves what it reports (spec.py's
 # WORKSPACE_PATH and RESULT_DIR: the engine's module sits above this one).
 WORKSPACE = "{mount:/workspace}"
+# Where the run's outputs go: /outputs in a container; on the local-process runtime, which
+# has no /outputs, the run's outputs folder. The runner exports both as LATTICE_WORKSPACE
+# and LATTICE_OUTPUTS so one command works on either runtime.
+OUTPUTS = "{mount:/outputs}"
 RESULT_DIR = ".lattice-run"
 # A fetch that failed: the runner's own exit status (the log says why).
 FETCH_FAILED = 2
@@ -98,6 +102,7 @@ def runner_command(definition: dict[str, Any], *, run_id: int) -> list[str]:
     lines = [
         "set -eu",
         f'cd "{WORKSPACE}"',
+        f'export LATTICE_WORKSPACE="{WORKSPACE}" LATTICE_OUTPUTS="{OUTPUTS}"',
         f"mkdir -p {RESULT_DIR}",
         f"echo 'lattice: run {int(run_id)} starting'",
     ]

@@ -125,7 +125,11 @@ class LocalProcessRuntime(Runtime):
         mounts.update(self._link_model(work, [d for d in datasets if d[1] == MODEL_PATH]))
         port = _free_port()
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # Lattice's own environment's tools first (JupyterLab, papermill for jobs):
+            # `make dev` runs .venv/bin/python without activating the environment.
+            "PATH": os.pathsep.join(
+                [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
+            ),
             "HOME": str(folder),
             "LANG": "C.UTF-8",
             **spec.env,

@@ -7,7 +7,10 @@ and the agent's log frames): the run itself is tests/jobs/test_runs.py's."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from apps.core.stream import stream_publish
@@ -45,4 +48,56 @@ def test_a_run_page_follows_its_phases_and_log_live(asgi_page, acme, alice, pass
     expect(page.get_by_test_id("exit-code")).to_have_text("3")
     expect(page.get_by_test_id("run-message")).to_have_text("Exited with 3.")
     expect(page.locator('[data-phase="ended"]')).to_have_class("nb-phase nb-phase-done")
+    assert errors == []
+
+
+def test_a_run_that_ends_while_its_page_is_open_shows_its_outputs_and_no_cancel(
+    asgi_page, acme, alice, password, catalogue
+):
+    # Found running `make dev`: the page kept "Cancel", "Nothing saved yet." and no duration
+    # after the run succeeded, until reloaded.
+    job = make_job(acme, alice, "Nightly")
+    run = Run.objects.for_team(acme).create(
+        team=acme,
+        job=job,
+        number=1,
+        definition={},
+        status=Run.Status.RUNNING,
+        started_at=timezone.now() - timedelta(seconds=7),
+    )
+    page = asgi_page
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    log_in(page, alice.email, password)
+    page.goto(f"/t/acme/jobs/{job.pk}/runs/1/")
+    expect(page.get_by_test_id("run-cancel")).to_have_count(1)
+    expect(page.get_by_test_id("outputs-state")).to_have_text("Nothing saved yet.")
+    stream_publish(run.stream, {"type": "logs", "lines": ["wrote 3 files"]})
+    expect(page.get_by_test_id("log-panel")).to_contain_text("wrote 3 files")
+
+    Run.objects.for_team(acme).filter(pk=run.pk).update(
+        status=Run.Status.SUCCEEDED,
+        status_message="Succeeded.",
+        exit_code=0,
+        ended_at=run.started_at + timedelta(seconds=7),
+        outputs_state="saved",
+    )
+    stream_publish(
+        run.stream,
+        {
+            "type": "run",
+            "run": run.pk,
+            "number": 1,
+            "status": "succeeded",
+            "message": "Succeeded.",
+            "exit_code": 0,
+        },
+    )
+    expect(page.get_by_test_id("status-badge")).to_have_text("Succeeded")
+    expect(page.get_by_test_id("run-cancel")).to_have_count(0)
+    expect(page.get_by_test_id("outputs-state")).to_have_text("Saved")
+    expect(page.get_by_test_id("duration")).to_have_text("7 s")
+    expect(page.get_by_test_id("run-rerun")).to_have_count(1)
+    expect(page.get_by_test_id("log-panel")).to_contain_text("wrote 3 files")
     assert errors == []

@@ -467,8 +467,12 @@ def test_the_runner_survives_the_runtimes_command_expansion():
     )
     assert expanded[:2] == ["sh", "-c"]
     assert 'cd "/workspace"' in expanded[2]
-    assert expanded[2].replace('cd "/workspace"', "") == command[2].replace(
+    exported = 'export LATTICE_WORKSPACE="/workspace" LATTICE_OUTPUTS="/outputs"'
+    assert exported in expanded[2]
+    assert expanded[2].replace('cd "/workspace"', "").replace(exported, "") == command[2].replace(
         'cd "{mount:/workspace}"', ""
+    ).replace(
+        'export LATTICE_WORKSPACE="{mount:/workspace}" LATTICE_OUTPUTS="{mount:/outputs}"', ""
     )
     assert "awk" not in command[2]
     assert "git.example.com" not in command[2]
