@@ -1,35 +1,142 @@
 """Where a run's files come from, said as the shell runner its workload starts with
 (owner: sources).
 
-CONTRACT (foundation; the sources helper fills it in, the engine's spec.py calls it):
+CONTRACT (the engine's spec.py calls these):
 
 - ``runner_command(definition, *, run_id) -> list[str]``: the workload's command: ``sh -c``
-  with a small script that, in /workspace, clones the Git source at its ref (HTTPS with the
+  with a small POSIX script (``set -eu``) that, in /workspace, fetches the Git source at its
+  ref (a branch, tag or commit: ``git init`` + ``git fetch --depth 1 origin <ref>``, or a
+  whole fetch where the server refuses that, e.g. an abbreviated commit; HTTPS with the
   token in LATTICE_GIT_TOKEN, or SSH with the deploy key in LATTICE_GIT_SSH_KEY: both set
-  from the job's ``git_secret`` by ``source_env``, never written to the log), records the
-  commit it ran in /workspace/.lattice-run/commit, then ``exec``s the command (``sh -c``) or
-  papermill (entrypoint "notebook": the notebook with its parameters, executed into
-  /workspace/.lattice-run/executed.ipynb). A notebook source needs nothing here: the agent
+  from the job's ``git_secret`` by ``source_env``, never written to the log, unset before the
+  command starts), records the commit it ran in /workspace/.lattice-run/commit (and says
+  "lattice: commit <sha>" in the log), then ``exec``s the command (``sh -c``) or papermill
+  (entrypoint "notebook": the notebook with its parameters, given as YAML so they keep their
+  types, executed into /workspace/.lattice-run/executed.ipynb, its cells' output in the log;
+  run in the notebook's folder). ``exec``: the job's process is the one SIGTERM reaches. An
+  attempt after a lost one finds the commit file in the run's workspace and fetches nothing
+  again (the run's files stay as they were). A fetch that fails exits 2 with "lattice: ..."
+  saying why (after Git's own message). A notebook source needs nothing here: the agent
   copied the notebook's files into /workspace before the start (spec options
   ``copy_volume``).
 - ``source_env(team, definition, *, used_by) -> dict[str, str]``: the variables the
   runner needs (the Git credential from the team secret named).
-- ``notebook_clone_command(notebook, command) -> list[str]``: a notebook's start command
-  wrapped so that a Git repository it names is cloned into /notebooks/<repo> when missing.
+- ``notebook_clone_command``: a notebook's start command wrapped so that a Git repository
+  it names is cloned into /notebooks/<repo> when missing. It lives in
+  apps.notebooks.gitsource (notebooks are below jobs), with the credential script both use;
+  named here for the contract.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
+import shlex
 from typing import TYPE_CHECKING, Any
+
+from apps.notebooks.gitsource import (
+    git_auth_script,
+    git_credential_env,
+    git_forget_script,
+    git_shown,
+    notebook_clone_command,
+)
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
 
+__all__ = ["notebook_clone_command", "runner_command", "source_env"]
+
+# The run's working folder and where the runner leaves what it reports (spec.py's
+# WORKSPACE_PATH and RESULT_DIR: the engine's module sits above this one).
+WORKSPACE = "{mount:/workspace}"
+RESULT_DIR = ".lattice-run"
+# A fetch that failed: the runner's own exit status (the log says why).
+FETCH_FAILED = 2
+
+# Fetch $1 at $2 (empty: the default branch) into the current folder, detached at it.
+_FETCH = r"""
+lattice_fetch() {
+  git init -q . && git remote remove origin 2>/dev/null; git remote add origin "$1" || return 1
+  printf '%s\n' '/.lattice-run/' >> .git/info/exclude
+  want="${2:-HEAD}"
+  if git fetch -q --depth 1 origin "$want" 2>"$lattice_git_tmp/shallow"; then
+    git -c advice.detachedHead=false checkout -q --detach FETCH_HEAD
+    return
+  fi
+  echo "lattice: the server would not send $want alone; fetching the whole repository"
+  if ! git fetch -q origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*'; then
+    cat "$lattice_git_tmp/shallow" >&2
+    echo "lattice: could not fetch $3 (Git's message above)" >&2
+    return 1
+  fi
+  commit="$(git rev-parse -q --verify "refs/remotes/origin/$want^{commit}" \
+    || git rev-parse -q --verify "refs/tags/$want^{commit}" \
+    || git rev-parse -q --verify "$want^{commit}")" || {
+    echo "lattice: \"$want\" is not a branch, tag or commit of $3" >&2
+    return 1
+  }
+  git -c advice.detachedHead=false checkout -q --detach "$commit"
+}
+"""
+
 
 def runner_command(definition: dict[str, Any], *, run_id: int) -> list[str]:
-    # Placeholder until the sources helper lands: the command alone.
-    return ["sh", "-c", str(definition.get("command") or "true")]
+    lines = [
+        "set -eu",
+        f'cd "{WORKSPACE}"',
+        f"mkdir -p {RESULT_DIR}",
+        f"echo 'lattice: run {int(run_id)} starting'",
+    ]
+    if definition.get("source") == "git":
+        lines.append(_git_lines(str(definition["git_url"]), str(definition.get("git_ref") or "")))
+    lines.append("unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY")
+    lines.append(_exec_line(definition))
+    return ["sh", "-c", "\n".join(lines) + "\n"]
+
+
+def _git_lines(url: str, ref: str) -> str:
+    shown = git_shown(url, ref)
+    return f"""if [ -s {RESULT_DIR}/commit ]; then
+  echo "lattice: commit $(cat {RESULT_DIR}/commit) (fetched by an earlier attempt)"
+else
+  echo {shlex.quote(f"lattice: fetching {shown}")}
+  {_FETCH.strip()}
+  {git_auth_script().strip()}
+  if ! lattice_fetch {shlex.quote(url)} {shlex.quote(ref)} {shlex.quote(shown)}; then
+    {git_forget_script().strip()}
+    exit {FETCH_FAILED}
+  fi
+  {git_forget_script().strip()}
+  git rev-parse HEAD > {RESULT_DIR}/commit
+  echo "lattice: commit $(cat {RESULT_DIR}/commit)"
+fi"""
+
+
+def _exec_line(definition: dict[str, Any]) -> str:
+    if definition.get("entrypoint") == "notebook":
+        path = str(definition.get("notebook_path") or "")
+        folder = posixpath.dirname(path) or "."
+        # JSON is YAML: papermill reads the parameters with their types (numbers, lists...).
+        parameters = json.dumps(definition.get("parameters") or {})
+        return " ".join(
+            [
+                "exec papermill --log-output --no-progress-bar",
+                f"--cwd {shlex.quote(folder)}",
+                f"-y {shlex.quote(parameters)}",
+                f"-- {shlex.quote(path)}",
+                f'"$PWD/{RESULT_DIR}/executed.ipynb"',
+            ]
+        )
+    return f"exec sh -c {shlex.quote(str(definition.get('command') or 'true'))}"
 
 
 def source_env(team: Team, definition: dict[str, Any], *, used_by: str) -> dict[str, str]:
-    return {}
+    if definition.get("source") != "git":
+        return {}
+    return git_credential_env(
+        team,
+        str(definition.get("git_url") or ""),
+        str(definition.get("git_secret") or ""),
+        used_by=used_by,
+    )

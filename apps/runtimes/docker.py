@@ -11,7 +11,8 @@ are folders the agent built on the host, bind-mounted read-only. Workloads
 share a bridge network on which they cannot reach each other, and
 ``isolate_workloads`` keeps them from private and link-local addresses (the
 control plane, the broker, other hosts, cloud metadata) and from the host
-itself (its Redis, PostgreSQL, Docker API, SSH).
+itself (its Redis, PostgreSQL, Docker API, SSH), except for the addresses and ports
+an administrator allows (``LATTICE_WORKLOAD_ALLOW``: an internal Git server, say).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import io
 import itertools
 import posixpath
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -80,6 +82,8 @@ NETWORK = "lattice-workloads"
 BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
 # Marks the INPUT rule in `iptables -S`, so a person can tell what it is for.
 HOST_RULE_COMMENT = "lattice: workloads may not reach the host"
+# Marks the rules that let workloads reach an address the administrator allows.
+ALLOW_RULE_COMMENT = "lattice: workloads may reach this (LATTICE_WORKLOAD_ALLOW)"
 
 
 class DockerRuntime(Runtime):
@@ -636,9 +640,48 @@ def isolation_rules(runtime: DockerRuntime) -> list[list[str]]:
     return rules
 
 
+def allowed_destinations() -> list[tuple[str, int]]:
+    """``settings.LATTICE_WORKLOAD_ALLOW`` ("host:port" each) as (IPv4 address, TCP port)
+    pairs: a name is resolved now, to each of its IPv4 addresses."""
+    pairs: list[tuple[str, int]] = []
+    for entry in settings.LATTICE_WORKLOAD_ALLOW:
+        host, separator, port = entry.strip().rpartition(":")
+        if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
+            raise WorkloadError(f"LATTICE_WORKLOAD_ALLOW: {entry!r} is not host:port.")
+        try:
+            found = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise WorkloadError(f"LATTICE_WORKLOAD_ALLOW: {host} does not resolve.") from exc
+        for address in dict.fromkeys(str(info[4][0]) for info in found):
+            pairs.append((address, int(port)))
+    return pairs
+
+
+def allow_rules(runtime: DockerRuntime) -> list[list[str]]:
+    """The rules that let workloads open TCP connections to the allowed destinations
+    (``allowed_destinations``), placed before ``isolation_rules``' refusals: in DOCKER-USER
+    a RETURN (Docker's own rules decide, as for the internet), in INPUT (the host itself:
+    a server on the bridge's gateway) an ACCEPT on that network's bridge only."""
+    allowed = allowed_destinations()
+    if not allowed:
+        return []
+    network = runtime.network()
+    network.reload()
+    subnets = [c["Subnet"] for c in network.attrs["IPAM"]["Config"] if "Subnet" in c]
+    comment = ["-m", "comment", "--comment", ALLOW_RULE_COMMENT]
+    rules = []
+    for address, port in allowed:
+        match = ["-d", address, "-p", "tcp", "--dport", str(port), *comment]
+        rules += [["DOCKER-USER", "-s", subnet, *match, "-j", "RETURN"] for subnet in subnets]
+        if subnets:
+            rules.append(["INPUT", "-i", _bridge_interface(network), *match, "-j", "ACCEPT"])
+    return rules
+
+
 def isolate_workloads(runtime: DockerRuntime) -> bool:
     """Refuse traffic from the workloads' network to private and link-local addresses,
-    and new connections from it to the host itself (``isolation_rules``).
+    and new connections from it to the host itself (``isolation_rules``), but for the
+    destinations the administrator allows (``allow_rules``, kept above the refusals).
 
     A notebook can reach the internet (pip, datasets), but not the control plane,
     the broker, other hosts, the cloud metadata service or the host's own
@@ -656,7 +699,17 @@ def isolate_workloads(runtime: DockerRuntime) -> bool:
             added = subprocess.run([iptables, "-I", *rule], capture_output=True, check=False)  # noqa: S603
             if added.returncode != 0:
                 return False
+    # Allowed destinations go first, above a refusal inserted since: moved to the top.
+    for rule in allow_rules(runtime):
+        while _iptables(iptables, "-D", *rule):
+            pass
+        if not _iptables(iptables, "-I", *rule):
+            return False
     return bool(rules)
+
+
+def _iptables(iptables: str, *args: str) -> bool:
+    return subprocess.run([iptables, *args], capture_output=True, check=False).returncode == 0  # noqa: S603
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[str]:

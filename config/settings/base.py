@@ -516,6 +516,10 @@ LATTICE_INSTALLATION = (
 # Where an agent publishes workloads' ports: loopback when the web tier runs on
 # the same machine; this host's private address when web and agents are apart.
 LATTICE_WORKLOAD_ADDRESS = env.str("LATTICE_WORKLOAD_ADDRESS", default="127.0.0.1")
+# What workloads may reach although it is a private address or this host ("host:port",
+# comma-separated; TCP): an internal Git server or package index, say. Everything else
+# private stays refused (apps.runtimes.docker.isolate_workloads; docs/hosts.md).
+LATTICE_WORKLOAD_ALLOW: list[str] = env.list("LATTICE_WORKLOAD_ALLOW", default=[])
 
 # Notebooks. Production image per template; with LATTICE_LOCAL_IMAGES each
 # template runs its image built on the host the first time it is needed
