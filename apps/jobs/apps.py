@@ -22,6 +22,7 @@ class JobsConfig(AppConfig):
         from apps.core.audit import audit_phrases
         from apps.jobs import outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
+        from apps.models import hooks as model_hooks
 
         # An attempt's workload is "jb-<attempt>": its events, its output (the run's
         # stream), its placement by the line.
@@ -35,5 +36,9 @@ class JobsConfig(AppConfig):
         )
         # Outputs saved (or not): the run ends.
         outputs.outputs_finished.register(runs.run_outputs_done)
+        # A run's saves (apps.models.services.saves): each one's end, its kept files.
+        model_hooks.save_ended.register(outputs.ticket_ended)
+        model_hooks.files_saved.register(outputs.files_keep)
+        model_hooks.files_held.register(outputs.files_held)
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)

@@ -1,6 +1,6 @@
 """What a run leaves: /outputs as a dataset or model version, or kept files (owner: outputs).
 
-CONTRACT (foundation; the outputs helper fills it in):
+CONTRACT:
 
 - ``outputs_collect(run, attempt) -> bool``: after a succeeded attempt (exit 0), save what it
   left: the executed notebook (entrypoint "notebook", as a RunFile of kind "result") and
@@ -11,16 +11,53 @@ CONTRACT (foundation; the outputs helper fills it in):
   (apps.models.services.saves, apps.machines.savefolder). Returns False when there is
   nothing to save (the run ends at once); else ``outputs_finished`` is called once, later.
 - ``outputs_finished``: a Hook the app registers (apps.jobs.apps) to runs.run_outputs_done.
+
+How: one save ticket per folder (target dataset, model or files; root /outputs, or the
+workspace's .lattice-run for the executed notebook), each sent to the attempt's host as
+``agent.save_folder`` once the transaction commits. Each ticket's end is told here
+(``ticket_ended``, registered on apps.models.hooks.save_ended); the last one records on
+the run what was made (its dataset or model version, or why not) and calls
+``outputs_finished``. Kept files (``files_keep``, on apps.models.hooks.files_saved) are
+RunFile rows over the blob store, held (``files_held``) until ``files_expire`` (the
+"jobs.upkeep" beat) deletes them; their blobs are then left to the datasets' upkeep.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
 
 from apps.core.hooks import Hook
+from apps.datasets.models import Dataset, DatasetVersion
+from apps.datasets.selectors import version_usable_by
+from apps.datasets.services.datasets import dataset_create
+from apps.jobs.models import Job, Run, RunFile
+from apps.jobs.spec import OUTPUTS_PATH, RESULT_DIR, WORKSPACE_PATH
+from apps.machines.agent import agent_save_folder
+from apps.models.models import Model, ModelVersion, SaveTicket
+from apps.models.services.registry import model_create
+from apps.models.services.saves import (
+    save_begin,
+    save_begin_dataset,
+    save_begin_files,
+    ticket_url,
+)
 
 if TYPE_CHECKING:
-    from apps.jobs.models import Attempt, Run
+    from django.db.models import QuerySet
+
+    from apps.accounts.models import User
+    from apps.datasets.models import Blob
+    from apps.jobs.models import Attempt
+    from apps.teams.models import Team
+
+# The executed notebook papermill writes (apps.jobs.sources), in RESULT_DIR.
+EXECUTED_NOTEBOOK = "executed.ipynb"
+JOB = ModelVersion.Source.JOB
 
 
 def _nothing(run_id: int, *, ok: bool, message: str = "") -> None:
@@ -30,5 +67,198 @@ def _nothing(run_id: int, *, ok: bool, message: str = "") -> None:
 outputs_finished: Hook[..., None] = Hook("job outputs finished", default=_nothing)
 
 
+def run_label(run: Run) -> str:
+    """A run in words, for the lineage of what it made (outlives the run)."""
+    return f"job {run.job.name} run {run.number}"[:200]
+
+
+def _actor(run: Run) -> User | None:
+    """Who the saves speak for: who started the run, else who made the job (a schedule's)."""
+    return run.triggered_by or run.job.created_by
+
+
+def _input_versions(team: Team, definition: dict[str, Any]) -> list[int]:
+    """The dataset versions the run read (its inputs) that the team may still read."""
+    found = []
+    for entry in definition.get("inputs") or []:
+        pk = entry.get("version") if isinstance(entry, dict) else None
+        version = version_usable_by(team=team, pk=pk) if isinstance(pk, int) else None
+        if version is not None and version.status == DatasetVersion.Status.READY:
+            found.append(version.pk)
+    return found
+
+
+def _dataset(team: Team, actor: User, name: str) -> Dataset:
+    found = Dataset.objects.for_team(team).filter(name__iexact=name).first()
+    return found or dataset_create(team=team, actor=actor, name=name)
+
+
+def _model(team: Team, actor: User, name: str) -> Model:
+    found = Model.objects.for_team(team).filter(name__iexact=name).first()
+    return found or model_create(team=team, actor=actor, name=name)
+
+
+def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
+    """The saves the run's definition asks for: (ticket, token, folder under its root)."""
+    team, definition = run.team, run.definition
+    lineage: dict[str, Any] = {"source": JOB, "source_id": run.pk, "source_label": run_label(run)}
+    made: list[tuple[SaveTicket, str, str]] = []
+    if definition.get("entrypoint") == Job.Entrypoint.NOTEBOOK:
+        ticket, token = save_begin_files(
+            team=team,
+            actor=actor,
+            folder=f"{WORKSPACE_PATH}/{RESULT_DIR}",
+            root=WORKSPACE_PATH,
+            **lineage,
+        )
+        made.append((ticket, token, RESULT_DIR))
+    output, name = definition.get("output"), str(definition.get("output_name") or "")
+    if output == Job.Output.DATASET:
+        ticket, token = save_begin_dataset(
+            team=team,
+            actor=actor,
+            dataset=_dataset(team, actor, name),
+            folder=OUTPUTS_PATH,
+            root=OUTPUTS_PATH,
+            **lineage,
+        )
+        made.append((ticket, token, ""))
+    elif output == Job.Output.MODEL:
+        ticket, token = save_begin(
+            team=team,
+            actor=actor,
+            model=_model(team, actor, name),
+            folder=OUTPUTS_PATH,
+            message=run_label(run),
+            dataset_versions=_input_versions(team, definition),
+            root=OUTPUTS_PATH,
+            **lineage,
+        )
+        made.append((ticket, token, ""))
+    elif output == Job.Output.ARTIFACTS:
+        ticket, token = save_begin_files(
+            team=team, actor=actor, folder=OUTPUTS_PATH, root=OUTPUTS_PATH, **lineage
+        )
+        made.append((ticket, token, ""))
+    return made
+
+
 def outputs_collect(run: Run, attempt: Attempt) -> bool:
-    raise NotImplementedError
+    """Ask the attempt's host to save what the run left (see the module docstring). False:
+    nothing to save (or no one to save it as); True: ``outputs_finished`` comes later.
+    Called again for a run whose saves are under way: True, nothing new asked."""
+    if run.outputs_state == Run.Outputs.SAVING:
+        return True
+    if run.outputs_state:
+        return False
+    host, actor = attempt.host, _actor(run)
+    if host is None or actor is None:
+        return False
+    with transaction.atomic():
+        made = _tickets(run, actor)
+        if not made:
+            return False
+        Run.objects.for_team(run.team_id).filter(pk=run.pk).update(
+            outputs_state=Run.Outputs.SAVING, outputs_message=""
+        )
+        run.outputs_state = Run.Outputs.SAVING
+        state = dict(attempt.runtime_state)
+        for ticket, token, folder in made:
+            args = (host.name, state, folder, ticket_url(ticket), token)
+            transaction.on_commit(
+                partial(
+                    agent_save_folder.apply_async,
+                    args=args,
+                    kwargs={"root": ticket.root},
+                    queue=host.queue,
+                )
+            )
+    return True
+
+
+def ticket_ended(ticket_id: int) -> None:
+    """A save ended (apps.models.hooks.save_ended): when it was a run's last, the run
+    records what was made, or why not, and ``outputs_finished`` is told once."""
+    ticket = SaveTicket.objects.unscoped().filter(pk=ticket_id).first()  # by its own id
+    if ticket is None or ticket.source != JOB or ticket.source_id is None:
+        return
+    with transaction.atomic():
+        run = (
+            Run.objects.for_team(ticket.team_id)
+            .select_for_update()
+            .filter(pk=ticket.source_id)
+            .first()
+        )
+        if run is None or run.outputs_state != Run.Outputs.SAVING:
+            return
+        tickets = list(
+            SaveTicket.objects.for_team(ticket.team_id)
+            .filter(source=JOB, source_id=run.pk)
+            .order_by("pk")
+        )
+        if any(t.finished_at is None for t in tickets):
+            return
+        failures = [f"{t.folder}: {t.failure}" for t in tickets if t.result == "failed"]
+        for made in tickets:
+            if made.result == SaveTicket.Result.FAILED:
+                continue
+            if made.target == SaveTicket.Target.DATASET and made.dataset_version_id:
+                run.dataset_version_id = made.dataset_version_id
+            if made.target == SaveTicket.Target.MODEL and made.version_id:
+                run.model_version_id = made.version_id
+        run.outputs_state = Run.Outputs.FAILED if failures else Run.Outputs.SAVED
+        run.outputs_message = "; ".join(failures)[:1000]
+        run.save(
+            update_fields=["outputs_state", "outputs_message", "dataset_version", "model_version"]
+        )
+        ok, message, run_id = not failures, run.outputs_message, run.pk
+        transaction.on_commit(lambda: outputs_finished(run_id, ok=ok, message=message))
+
+
+def files_keep(ticket: SaveTicket, manifest: list[dict[str, Any]], blobs: dict[str, Blob]) -> None:
+    """A run's files are stored (apps.models.hooks.files_saved, in the completion's
+    transaction): its executed notebook (kind "result") or /outputs (kind "artifact"), as
+    RunFile rows kept the run's ``keep_files_days``."""
+    if ticket.source != JOB or ticket.source_id is None:
+        return
+    run = Run.objects.for_team(ticket.team_id).filter(pk=ticket.source_id).first()
+    if run is None:
+        return
+    result = ticket.root == WORKSPACE_PATH
+    kind = RunFile.Kind.RESULT if result else RunFile.Kind.ARTIFACT
+    days = int(run.definition.get("keep_files_days") or 0)
+    expires_at = timezone.now() + timedelta(days=days)
+    RunFile.objects.for_team(ticket.team_id).bulk_create(
+        [
+            RunFile(
+                team_id=ticket.team_id,
+                run=run,
+                kind=kind,
+                path=entry["path"],
+                size=entry["size"],
+                sha256=entry["sha256"],
+                blob=blobs[entry["sha256"]],
+                expires_at=expires_at,
+            )
+            for entry in manifest
+            # Of the runner's folder, only the executed notebook is the run's result.
+            if not result or entry["path"] == EXECUTED_NOTEBOOK
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def files_held(team: Team | None) -> QuerySet[Any]:
+    """The blobs the runs' kept files hold (apps.models.hooks.files_held)."""
+    files = RunFile.objects.for_team(team) if team is not None else RunFile.objects.unscoped()
+    return files.values("blob_id")
+
+
+def files_expire(*, now: Any = None) -> int:
+    """Housekeeping (beat, jobs.upkeep): delete every kept file past its ``expires_at``
+    (its blob is left to the datasets' upkeep, which collects what nothing holds).
+    Returns how many went."""
+    now = now or timezone.now()
+    expired = RunFile.objects.unscoped().filter(expires_at__lte=now)  # across every team
+    count, _ = expired.delete()
+    return count

@@ -10,3 +10,11 @@ def jobs_tick() -> dict[str, int]:
     from apps.jobs.runs import runs_tick
 
     return runs_tick()
+
+
+@shared_task(name="jobs.upkeep", soft_time_limit=300, time_limit=360)
+def jobs_upkeep() -> dict[str, int]:
+    """Hourly: the runs' kept files past their time go (apps.jobs.outputs.files_expire)."""
+    from apps.jobs.outputs import files_expire
+
+    return {"files_expired": files_expire()}

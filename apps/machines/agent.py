@@ -35,7 +35,7 @@ from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
 from apps.machines.savefolder import run_save
-from apps.runtimes.base import LABEL_PREFIX, MODEL_PATH, Spec, WorkloadError
+from apps.runtimes.base import LABEL_PREFIX, MODEL_PATH, NOTEBOOKS_PATH, Spec, WorkloadError
 from apps.runtimes.select import host_runtime
 
 if TYPE_CHECKING:
@@ -574,11 +574,18 @@ SAVE_TIME_LIMIT = 6 * 3600
     name="agent.save_folder", soft_time_limit=SAVE_TIME_LIMIT - 30, time_limit=SAVE_TIME_LIMIT
 )
 def agent_save_folder(
-    host_name: str, state: dict[str, Any], folder: str, ticket_url: str, ticket: str
+    host_name: str,
+    state: dict[str, Any],
+    folder: str,
+    ticket_url: str,
+    ticket: str,
+    *,
+    root: str = NOTEBOOKS_PATH,
 ) -> None:
-    """Save ``folder`` under a running workload's /notebooks as a model version, through
-    its single-use ticket at ``ticket_url`` (apps.machines.savefolder)."""
-    run_save(host_runtime(), state, folder, ticket_url, ticket)
+    """Save ``folder`` under the workload's ``root`` (a running notebook's /notebooks, an
+    exited job's /outputs or /workspace) as a version, through its single-use ticket at
+    ``ticket_url`` (apps.machines.savefolder)."""
+    run_save(host_runtime(), state, folder, ticket_url, ticket, root=root)
 
 
 def spec_to_task(spec: Spec) -> dict[str, Any]:

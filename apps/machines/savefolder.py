@@ -1,4 +1,5 @@
-"""Saving a folder of a running notebook as a model version: the host's side.
+"""Saving a folder of a workload (a running notebook's, an exited job's) as a version: the
+host's side.
 
 The control plane sends ``agent.save_folder`` with a single-use, short-lived ticket and the
 address to use it at (``ticket_url``). The agent holds no database or storage credentials:
@@ -42,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from apps.runtimes.base import FolderError
+from apps.runtimes.base import NOTEBOOKS_PATH, FolderError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -201,13 +202,18 @@ class _Progress:
 
 
 def save_folder(
-    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient
+    runtime: Runtime,
+    state: dict[str, Any],
+    folder: str,
+    client: SaveClient,
+    *,
+    root: str = NOTEBOOKS_PATH,
 ) -> dict[str, Any]:
-    """Save ``folder`` (under the workload's /notebooks) through ``client``; the server's
-    last answer (its version), or {"failed": reason} when this side gave up and said so.
-    Raises SaveRefusedError when the server stopped it."""
+    """Save ``folder`` (under the workload's ``root``: /notebooks, a job's /outputs) through
+    ``client``; the server's last answer (its version), or {"failed": reason} when this side
+    gave up and said so. Raises SaveRefusedError when the server stopped it."""
     try:
-        files, skipped = _listing(runtime, state, folder, client)
+        files, skipped = _listing(runtime, state, folder, client, root)
     except FolderError as exc:
         return _fail(client, exc.code)
     answer = client.post(
@@ -226,6 +232,7 @@ def save_folder(
             files=files,
             missing=missing,
             chunk_size=int(answer["chunk_size"]),
+            root=root,
         )
     except _ChangedError as exc:
         return _fail(client, exc.code, exc.path)
@@ -245,13 +252,13 @@ def _fail(client: SaveClient, code: str, path: str = "") -> dict[str, Any]:
 
 
 def _listing(
-    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient
+    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient, root: str
 ) -> tuple[list[Listed], list[str]]:
     """Pass 1: every regular file's size and SHA-256; the paths skipped."""
     files: list[Listed] = []
     skipped: list[str] = []
     progress = _Progress(client, "reading", 0)
-    for entry in runtime.read_folder(state, folder):
+    for entry in runtime.read_folder(state, folder, root=root):
         if entry.same_as:
             earlier = next((f for f in reversed(files) if f.path == entry.same_as), None)
             if earlier is None:
@@ -345,6 +352,7 @@ def _send_missing(
     files: list[Listed],
     missing: dict[str, set[int]],
     chunk_size: int,
+    root: str,
 ) -> None:
     """Pass 2: read the folder again, send the chunks the server lacks, and check every
     file is what pass 1 read. Raises _ChangedError with the first path that is not."""
@@ -362,7 +370,7 @@ def _send_missing(
     sender = _Sender(client)
     seen: set[str] = set()
     try:
-        for entry in runtime.read_folder(state, folder):
+        for entry in runtime.read_folder(state, folder, root=root):
             was = listed.get(entry.path)
             if was is None:
                 continue  # new since pass 1: not in this version
@@ -441,14 +449,20 @@ def _read_chunk(file: Readable, chunk_size: int) -> list[bytes]:
 
 
 def run_save(
-    runtime: Runtime, state: dict[str, Any], folder: str, ticket_url: str, ticket: str
+    runtime: Runtime,
+    state: dict[str, Any],
+    folder: str,
+    ticket_url: str,
+    ticket: str,
+    *,
+    root: str = NOTEBOOKS_PATH,
 ) -> dict[str, Any]:
     """The agent's task: ``save_folder`` with a client of its own. A refusal ends it quietly
     (the server knows why); anything else is logged here and told to the server as a
     failure (its code: the server has the words)."""
     client = SaveClient(ticket_url, ticket)
     try:
-        return save_folder(runtime, state, folder, client)
+        return save_folder(runtime, state, folder, client, root=root)
     except SaveRefusedError as exc:
         logger.info("save of %s stopped by the server: %s", folder, exc.detail)
         return {"refused": exc.detail}

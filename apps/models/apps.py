@@ -18,7 +18,10 @@ AUDIT_PHRASES = {
     "model.alias_moved": "{actor} pointed {target} at {to}",
     "model.alias_removed": "{actor} removed the alias {target}",
     "model.save_started": "{actor} began saving {folder} from {source} to the model {target}",
-    "model.save_failed": "Saving to the model {target} failed: {reason}",
+    "model.save_to_dataset_started": (
+        "{actor} began saving {folder} from {source} to the dataset {target}"
+    ),
+    "model.save_failed": "Saving to {target} failed: {reason}",
 }
 
 
@@ -34,9 +37,11 @@ class ModelsConfig(AppConfig):
         from apps.core.audit import audit_phrases
         from apps.datasets.hooks import upload_purposes, version_users
         from apps.models.selectors import models_from_dataset_version
+        from apps.models.services.saves import FILES_PURPOSE, files_purpose
         from apps.models.services.versions import PURPOSE, upload_purpose
 
         upload_purposes.register(PURPOSE, upload_purpose)
+        upload_purposes.register(FILES_PURPOSE, files_purpose)
         # A new token of the models area is shown a curl of its team's models.
         example_urls.register(
             "models", lambda team: reverse("api:models", args=[team.slug]) if team else None

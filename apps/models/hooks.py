@@ -12,17 +12,30 @@ Models know nothing of what made a version or what serves it; those apps tell it
 - ``alias_moved(team, actor, alias)``: an alias now names another version (or a new alias
   was made), told once the change commits: deployments following it roll out. By default
   nothing.
+- ``files_saved(ticket, manifest, blobs)``: a save of target "files" (apps.models.services.
+  saves) has every file stored: the app that asked keeps them (a job run's files), inside
+  the completion's transaction. ``manifest``: its {path, size, sha256}; ``blobs``: sha256
+  -> Blob. By default nothing is kept.
+- ``files_held(team)``: the pks of the blobs the files kept so hold, of ``team`` (of every
+  team when None), as a query: held, counted and never collected (as a version's).
+  By default none.
+- ``save_ended(ticket_id)``: a save ended (ready, existing or failed), told once that
+  commits: the app that asked goes on (a job run ends). By default nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apps.core.hooks import Hook
+from apps.models.models import ModelFile
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from apps.accounts.models import User
-    from apps.models.models import ModelAlias, ModelVersion
+    from apps.datasets.models import Blob
+    from apps.models.models import ModelAlias, ModelVersion, SaveTicket
     from apps.teams.models import Team
 
 
@@ -48,3 +61,22 @@ def _nothing_follows(team: Team, actor: User | None, alias: ModelAlias) -> None:
 
 
 alias_moved = Hook("model alias moved", default=_nothing_follows)
+
+
+def _nothing_kept(
+    ticket: SaveTicket, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+) -> None:
+    return None
+
+
+def _none_held(team: Team | None) -> QuerySet[Any]:
+    return ModelFile.objects.unscoped().none().values("blob_id")
+
+
+def _nothing_follows_a_save(ticket_id: int) -> None:
+    return None
+
+
+files_saved = Hook("saved files kept", default=_nothing_kept)
+files_held = Hook("saved files held", default=_none_held)
+save_ended = Hook("save ended", default=_nothing_follows_a_save)

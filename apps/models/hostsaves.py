@@ -105,7 +105,8 @@ def hostsave_step(request: HttpRequest, save_id: int, step: str) -> HttpResponse
                 ticket=ticket, files=body.get("files"), skipped=body.get("skipped")
             )
         if step == "complete":
-            return {"version": saves.save_complete(ticket=ticket).number}
+            made = saves.save_complete(ticket=ticket)
+            return {"version": getattr(made, "number", None)}
         saves.save_fail(ticket=ticket, code=body.get("code"), path=body.get("path"))
         return {}
 

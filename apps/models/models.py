@@ -260,6 +260,12 @@ class SaveTicket(models.Model):
     )
     # Where the folder is read from in the workload: /notebooks, or a job's /outputs.
     root = models.CharField(max_length=64, default="/notebooks")
+    # The upload that brings its files, once the host sent the manifest (every target).
+    upload = models.ForeignKey(
+        "datasets.Upload", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Its lineage in words, for a dataset version made only when the manifest comes.
+    source_label = models.CharField(max_length=200, blank=True)
     # The version it saves; the one it found instead when the files were a version already.
     version = models.ForeignKey(
         ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+"

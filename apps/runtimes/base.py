@@ -30,8 +30,9 @@ A runtime runs one workload (a notebook server, a model server) from a
 - ``remove_volume(name)``: delete a persistent volume (idempotent);
 - ``copy_volume(source, target, image)``: copy one volume's files into
   another (made if missing), with ``image`` where a helper container is needed;
-- ``read_folder(state, folder) -> Iterator[FolderEntry]``: the files of a folder under the
-  running workload's /notebooks, streamed (see ``FolderEntry``).
+- ``read_folder(state, folder, root=) -> Iterator[FolderEntry]``: the files of a folder
+  under one of the workload's volumes (``FOLDER_ROOTS``), streamed (see ``FolderEntry``):
+  a running notebook's /notebooks, or an exited job's /outputs or /workspace.
 
 A spec's ``datasets`` are folders the agent has built on the host
 (apps.machines.materialise): each is seen read-only at ``/datasets/<name>``, or at
@@ -165,12 +166,15 @@ DATASETS_PATH = "/datasets"
 # Where a model version is mounted (read-only, like a dataset: a spec's datasets entry with
 # "path": MODEL_PATH), for the built-in model server (apps.runtimes.images).
 MODEL_PATH = "/model"
-# Where a notebook's persistent volume is mounted: the only place read_folder reads from.
+# Where a notebook's persistent volume is mounted.
 NOTEBOOKS_PATH = "/notebooks"
+# The volumes read_folder reads in: a notebook's (only while it runs), a job's outputs and
+# workspace (also once its container has exited: what the run left).
+FOLDER_ROOTS = (NOTEBOOKS_PATH, "/outputs", "/workspace")
 
 
 class FolderError(WorkloadError):
-    """A folder that cannot be read: missing, not a folder, or outside /notebooks.
+    """A folder that cannot be read: missing, not a folder, or outside its root.
 
     ``code`` says which, for a server that trusts no host's words (the save protocol sends
     the code, and the server says it in its own words): "not_running", "missing", "link",
@@ -204,18 +208,19 @@ class FolderEntry:
     same_as: str = ""
 
 
-def folder_path(folder: str) -> str:
-    """``folder`` (relative to /notebooks) as plain "/"-separated names, "" for /notebooks
-    itself. Raises FolderError for an absolute path, "..", or a name no file system has."""
+def folder_path(folder: str, *, root: str = NOTEBOOKS_PATH) -> str:
+    """``folder`` (relative to ``root``, one of FOLDER_ROOTS) as plain "/"-separated names,
+    "" for ``root`` itself. Raises FolderError for another root, an absolute path, "..", or
+    a name no file system has."""
+    if root not in FOLDER_ROOTS:
+        raise FolderError(f"{root[:100]!r} is not a folder Lattice reads.", "outside")
     if "\x00" in folder or "\\" in folder:
         raise FolderError("A folder's name cannot hold a NUL or a backslash.", "outside")
     if folder.startswith("/"):
-        raise FolderError(
-            f"Give the folder relative to {NOTEBOOKS_PATH}, not {folder[:200]!r}.", "outside"
-        )
+        raise FolderError(f"Give the folder relative to {root}, not {folder[:200]!r}.", "outside")
     names = [name for name in folder.split("/") if name not in ("", ".")]
     if ".." in names:
-        raise FolderError(f"The folder must be inside {NOTEBOOKS_PATH}: no '..' in it.", "outside")
+        raise FolderError(f"The folder must be inside {root}: no '..' in it.", "outside")
     return "/".join(names)
 
 
@@ -323,9 +328,12 @@ class Runtime(abc.ABC):
     def remove_orphan(self, managed: Managed) -> None: ...
 
     @abc.abstractmethod
-    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
-        """Every file under /notebooks/``folder`` of the running workload, in a stable order,
-        each read as a stream (memory stays flat whatever the folder's size). Reading the
-        folder twice gives the files in the same order. Raises FolderError for a folder
+    def read_folder(
+        self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
+    ) -> Iterator[FolderEntry]:
+        """Every file under ``root``/``folder`` of the workload, in a stable order, each read
+        as a stream (memory stays flat whatever the folder's size). Reading the folder
+        twice gives the files in the same order. Raises FolderError for a folder
         ``folder_path`` refuses, one that is missing or not a folder, one reached through a
-        link, or a workload that does not run."""
+        link, or a workload that is gone (for /notebooks: one that does not run; a job's
+        exited container is read as it was left)."""

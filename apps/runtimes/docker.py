@@ -463,15 +463,20 @@ class DockerRuntime(Runtime):
         if container is not None:
             container.remove(force=True)
 
-    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+    def read_folder(
+        self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
+    ) -> Iterator[FolderEntry]:
         """The folder as Docker's archive of it streams it (a tar read as it arrives, a
         file at a time). Each step of the path is checked not to be a link first: Docker
-        would follow one (within the container, yet outside /notebooks)."""
-        relative = folder_path(folder)
+        would follow one (within the container, yet outside ``root``). Docker archives an
+        exited container's files as well: a job's /outputs is read after its process ends."""
+        relative = folder_path(folder, root=root)
         container = self._container(state)
-        if container is None or container.status != "running":
+        if root == NOTEBOOKS_PATH and (container is None or container.status != "running"):
             raise FolderError("The notebook is not running.", "not_running")
-        chunks = self._folder_archive(container.id, relative)
+        if container is None:
+            raise FolderError("The workload's container is gone.", "not_running")
+        chunks = self._folder_archive(container.id, relative, root)
         reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1024 * 1024)
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
@@ -487,10 +492,10 @@ class DockerRuntime(Runtime):
                 else:
                     yield FolderEntry(name, 0, skipped=_TAR_KINDS.get(member.type, "other"))
 
-    def _folder_archive(self, container_id: str, relative: str) -> Iterator[bytes]:
-        """The tar stream of /notebooks/``relative`` in the container, once each step of
-        the path is found not to be a link, and the last a folder; else FolderError."""
-        steps = [NOTEBOOKS_PATH]
+    def _folder_archive(self, container_id: str, relative: str, root: str) -> Iterator[bytes]:
+        """The tar stream of ``root``/``relative`` in the container, once each step of the
+        path is found not to be a link, and the last a folder; else FolderError."""
+        steps = [root]
         for name in relative.split("/") if relative else []:
             steps.append(posixpath.join(steps[-1], name))
         stat: dict[str, Any] = {}

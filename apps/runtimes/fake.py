@@ -89,6 +89,8 @@ class FakeRuntime(Runtime):
     copied_volumes: ClassVar[list[tuple[str, str]]] = []
     # What a workload's /notebooks holds, by workload name: path -> bytes (None: a link).
     files: ClassVar[dict[str, dict[str, bytes | None]]] = {}
+    # What another of its volumes holds (a job's /outputs), by (workload name, root).
+    folders: ClassVar[dict[tuple[str, str], dict[str, bytes | None]]] = {}
 
     def __init__(self, mode: str = "ok", *, ready_after: int = 3) -> None:
         if mode not in MODES:
@@ -104,6 +106,7 @@ class FakeRuntime(Runtime):
         cls.removed_volumes.clear()
         cls.copied_volumes.clear()
         cls.files.clear()
+        cls.folders.clear()
 
     _pulls: ClassVar[dict[str, int]] = {}
     _builds: ClassVar[dict[str, Progress]] = {}
@@ -231,18 +234,24 @@ class FakeRuntime(Runtime):
         if entry is not None:
             self._shutdown(entry)
 
-    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
-        relative = folder_path(folder)
-        if self.poll(state) is not None:
-            raise FolderError("The notebook is not running.", "not_running")
+    def read_folder(
+        self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
+    ) -> Iterator[FolderEntry]:
+        relative = folder_path(folder, root=root)
+        if root == NOTEBOOKS_PATH:
+            if self.poll(state) is not None:
+                raise FolderError("The notebook is not running.", "not_running")
+            held = self.files.get(state["name"], {})
+        else:
+            if state["name"] not in self._running:
+                raise FolderError("The workload's container is gone.", "not_running")
+            held = self.folders.get((state["name"], root), {})
         prefix = f"{relative}/" if relative else ""
         found = sorted(
-            (path[len(prefix) :], data)
-            for path, data in self.files.get(state["name"], {}).items()
-            if path.startswith(prefix)
+            (path[len(prefix) :], data) for path, data in held.items() if path.startswith(prefix)
         )
         if not found:
-            raise FolderError(f"{NOTEBOOKS_PATH}/{relative} does not exist.", "missing")
+            raise FolderError(f"{root}/{relative} does not exist.", "missing")
         for path, data in found:
             if data is None:
                 yield FolderEntry(path, 0, skipped="link")

@@ -173,8 +173,9 @@ class LocalProcessRuntime(Runtime):
             "labels": spec.all_labels(),
             "started_at": time.time(),
             "datasets": [source for source, _ in datasets],
-            # The folder the workload sees as /notebooks (read_folder reads only in it).
+            # The folder the workload sees as /notebooks, and every volume's (read_folder).
             "notebooks": mounts.get(NOTEBOOKS_PATH, ""),
+            "volumes": {mount: mounts[mount] for mount in spec.volumes.values()},
         }
         state_file.write_text(json.dumps(state))
         return state
@@ -380,22 +381,26 @@ class LocalProcessRuntime(Runtime):
     def remove_volume(self, name: str) -> None:
         shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
 
-    def read_folder(self, state: dict[str, Any], folder: str) -> Iterator[FolderEntry]:
+    def read_folder(
+        self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
+    ) -> Iterator[FolderEntry]:
         """The folder on disk, walked by open folder handles and opened without following
-        links: a link swapped in for a folder while it is read is skipped, not followed."""
-        relative = folder_path(folder)
+        links: a link swapped in for a folder while it is read is skipped, not followed. A
+        volume stays on disk when its process ends: a job's /outputs is read after that."""
+        relative = folder_path(folder, root=root)
         state = self._load(state)
-        if "pid" not in state or self._process(state) is None:
+        if root == NOTEBOOKS_PATH and ("pid" not in state or self._process(state) is None):
             raise FolderError("The notebook is not running.", "not_running")
-        if not state.get("notebooks"):
-            raise FolderError(f"This workload has no {NOTEBOOKS_PATH} folder.", "missing")
-        root = Path(state["notebooks"])
-        target = root.joinpath(relative) if relative else root
-        shown = f"{NOTEBOOKS_PATH}/{relative}".rstrip("/")
+        volumes = state.get("volumes") or {NOTEBOOKS_PATH: state.get("notebooks", "")}
+        if not volumes.get(root):
+            raise FolderError(f"This workload has no {root} folder.", "missing")
+        top_folder = Path(volumes[root])
+        target = top_folder.joinpath(relative) if relative else top_folder
+        shown = f"{root}/{relative}".rstrip("/")
         if not target.exists():
             raise FolderError(f"{shown} does not exist.", "missing")
         # No step of the way may be a link (to elsewhere on the host, or elsewhere inside).
-        if target.resolve() != root.resolve() / relative:
+        if target.resolve() != top_folder.resolve() / relative:
             raise FolderError(
                 f"{shown} is reached through a link: give the folder it points to.", "link"
             )

@@ -123,11 +123,11 @@ class Changing(LocalProcessRuntime):
     reads = 0
     between: Any = None
 
-    def read_folder(self, state, folder):
+    def read_folder(self, state, folder, *, root="/notebooks"):
         self.reads += 1
         if self.reads == 2 and self.between:
             self.between(self.root / "volumes" / "vol-save" / "out")
-        return super().read_folder(state, folder)
+        return super().read_folder(state, folder, root=root)
 
 
 @pytest.fixture
@@ -476,11 +476,11 @@ class ChangingDocker(DockerRuntime):
     reads = 0
     change: dict[str, bytes] | None = None
 
-    def read_folder(self, state, folder):
+    def read_folder(self, state, folder, *, root="/notebooks"):
         self.reads += 1
         if self.reads == 2 and self.change:
             self.client.api.put_archive(state["container_id"], "/notebooks", _tar(self.change))
-        return super().read_folder(state, folder)
+        return super().read_folder(state, folder, root=root)
 
 
 @pytest.fixture

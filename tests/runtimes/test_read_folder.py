@@ -14,6 +14,7 @@ import io
 import os
 import sys
 import tarfile
+import time
 import tracemalloc
 import uuid
 from types import SimpleNamespace
@@ -246,5 +247,94 @@ def test_the_fake_reads_what_it_was_given():
         files, skipped = read_all(runtime, state, "out")
         assert files == {"a.txt": (1, hashlib.sha256(b"a").hexdigest())}
         assert skipped == {"l": "link"}
+    finally:
+        FakeRuntime.reset()
+
+
+# --- an exited job's /outputs (read_folder's root) ----------------------------------------------
+
+
+def read_outputs(runtime, state, folder=""):
+    files = {}
+    for entry in runtime.read_folder(state, folder, root="/outputs"):
+        files[entry.path] = entry.file.read() if entry.file is not None else entry.skipped
+    return files
+
+
+def test_docker_reads_an_exited_containers_outputs(busybox_image, docker_client):
+    runtime = DockerRuntime(docker_client)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    volume = f"lattice-test-{name}-out"
+    spec = Spec(
+        name=name,
+        image=busybox_image,
+        command=[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "mkdir -p /outputs/sub && echo hello > /outputs/a.txt && echo deep > /outputs/sub/b",
+        ],
+        memory_bytes=64 * 1024**2,
+        user="0:0",
+        volumes={volume: "/outputs"},
+        labels={"team": "acme"},
+    )
+    state = runtime.start(spec)
+    try:
+        for _ in range(100):
+            if runtime.poll(state) is not None:
+                break
+            time.sleep(0.1)
+        assert runtime.poll(state) == 0
+        assert read_outputs(runtime, state) == {"a.txt": b"hello\n", "sub/b": b"deep\n"}
+        assert read_outputs(runtime, state, "sub") == {"b": b"deep\n"}
+        # /notebooks stays a running notebook's only; other roots are refused.
+        with pytest.raises(FolderError, match="not running"):
+            list(runtime.read_folder(state, ""))
+        with pytest.raises(FolderError) as refused:
+            list(runtime.read_folder(state, "", root="/etc"))
+        assert refused.value.code == "outside"
+    finally:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(state["container_id"]).remove(force=True)
+        with contextlib.suppress(NotFound):
+            docker_client.volumes.get(volume).remove(force=True)
+    with pytest.raises(FolderError) as gone:
+        list(runtime.read_folder(state, "", root="/outputs"))
+    assert gone.value.code == "not_running"
+
+
+def test_the_process_runtime_reads_an_exited_processs_outputs(tmp_path):
+    runtime = LocalProcessRuntime(tmp_path)
+    script = (
+        "import os; os.makedirs('{mount:/outputs}/sub'); "
+        "open('{mount:/outputs}/sub/r', 'w').write('x')"
+    )
+    state = runtime.start(
+        Spec(
+            name="jb-1",
+            image="",
+            command=[sys.executable, "-c", script],
+            volumes={"vol-out": "/outputs", "vol-ws": "/workspace"},
+        )
+    )
+    for _ in range(100):
+        if runtime.poll(state) is not None:
+            break
+        time.sleep(0.1)
+    assert read_outputs(runtime, state) == {"sub/r": b"x"}
+    with pytest.raises(FolderError) as missing:
+        list(runtime.read_folder(state, "nothing", root="/outputs"))
+    assert missing.value.code == "missing"
+
+
+def test_the_fake_reads_an_exited_workloads_outputs():
+    FakeRuntime.reset()
+    runtime = FakeRuntime()
+    state = runtime.start(Spec(name="jb-9", image="x", command=[]))
+    FakeRuntime.folders[("jb-9", "/outputs")] = {"m.bin": b"m"}
+    try:
+        runtime.stop(state)
+        assert read_outputs(runtime, state) == {"m.bin": b"m"}
     finally:
         FakeRuntime.reset()

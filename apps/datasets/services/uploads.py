@@ -84,12 +84,22 @@ def upload_start(
     dataset: Dataset,
     files: object,
     message: str = "",
+    source: str = "upload",
+    source_id: int | None = None,
+    source_label: str = "",
 ) -> Upload:
-    """Open an upload of a new version of ``dataset`` with this manifest (upload_open)."""
+    """Open an upload of a new version of ``dataset`` with this manifest (upload_open);
+    ``source``, ``source_id`` and ``source_label`` are its lineage (what made it)."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     manifest = manifest_clean(files)
     version = DatasetVersion.objects.for_team(team).create(
-        team=team, dataset=dataset, message=message[:500], author=actor
+        team=team,
+        dataset=dataset,
+        message=message[:500],
+        author=actor,
+        source=source,
+        source_id=source_id,
+        source_label=source_label[:200],
     )
     upload = upload_open(
         team=team,

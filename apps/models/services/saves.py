@@ -1,8 +1,13 @@
-"""Saving a folder a host reads (a running notebook's) as a model version, through a ticket.
+"""Saving a folder a host reads (a running notebook's, an exited job's) through a ticket, as
+a model version, a dataset version, or files handed to the app that asked.
 
-``save_begin`` makes the version (uploading, its files not known yet) and a single-use,
-short-lived ticket bound to one team, one actor and that version; the app that asked
-(notebooks) sends the ticket to the host's agent. The agent, which holds no database
+``save_begin`` makes the model version (uploading, its files not known yet) and a
+single-use, short-lived ticket bound to one team, one actor and that version;
+``save_begin_dataset`` a ticket for a new version of a dataset (made, with its lineage,
+when the host sends the manifest); ``save_begin_files`` a ticket whose files, once stored,
+go to ``apps.models.hooks.files_saved`` (a job run's kept files). The app that asked
+(notebooks, jobs) sends the ticket to the host's agent, with the ``root`` the folder is
+under (/notebooks, a job's /outputs or /workspace). The agent, which holds no database
 credentials, then speaks the protocol of apps.machines.savefolder to apps.models.hostsaves,
 whose every request comes here through ``save_by_ticket``: the ticket checked (only its
 SHA-256 is stored), its life moved on, and the actor's permission checked again, so a
@@ -30,23 +35,31 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.errors import PermissionDeniedError, ServiceError
-from apps.datasets.services.completion import upload_complete
-from apps.datasets.services.manifest import upload_manifest
+from apps.datasets.hooks import UploadPurpose
+from apps.datasets.models import DatasetVersion, Upload
+from apps.datasets.services.completion import upload_abandon, upload_complete
+from apps.datasets.services.errors import DatasetPermissionError
+from apps.datasets.services.manifest import manifest_clean, upload_manifest
 from apps.datasets.services.uploads import (
     CHUNK_DAMAGED,
     chunk_receive,
     chunk_target,
     upload_missing,
+    upload_open,
+    upload_start,
 )
+from apps.models.hooks import files_held, files_saved, save_ended
 from apps.models.models import ModelVersion, SaveTicket
 from apps.models.services.errors import ModelError, ModelPermissionError
 from apps.models.services.versions import version_begin, version_fail, version_manifest
+from apps.runtimes.base import NOTEBOOKS_PATH
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from apps.accounts.models import User
+    from apps.datasets.models import Blob, Dataset
     from apps.models.models import Model
     from apps.teams.models import Team
 
@@ -63,11 +76,19 @@ FAILURES = {
     "missing": "{folder} does not exist.",
     "not_folder": "{folder} is not a folder.",
     "link": "{folder} is reached through a link: give the folder it points to.",
-    "outside": "The folder must be inside /notebooks.",
+    "outside": "The folder must be inside {root}.",
     "not_running": "The notebook stopped before its folder was saved.",
     "host_error": "The host could not finish the save (its log says why).",
 }
 FAILED_ELSE = "The host could not save {folder}."
+# A job's folder is read after its process ended: "not running" means its container went.
+FAILURES_AFTER_EXIT = {
+    "not_running": "The run's container was gone before {folder} was saved.",
+}
+# An empty folder: no version without files; a run's files are simply none.
+EMPTY = "{folder} holds no files: nothing to save."
+# The upload purpose of a ticket whose files go to the app that asked (target "files").
+FILES_PURPOSE = "files"
 # A save whose ticket died (expired, or gone) before the host ended it.
 STOPPED_ANSWERING = "The host stopped answering while it saved this folder: save it again."
 # What the version page lists of the paths a save skipped (links, devices, fifos).
@@ -102,9 +123,10 @@ def save_begin(
     dataset_versions: list[int] | None = None,
     parent: int | None = None,
     format: str = ModelVersion.Format.OTHER,  # noqa: A002 - the field's name
+    root: str = NOTEBOOKS_PATH,
 ) -> tuple[SaveTicket, str]:
-    """A new version of ``model`` to be filled from ``folder`` by a host, and the ticket
-    for it: (its row, the ticket itself, which is stored nowhere)."""
+    """A new version of ``model`` to be filled from ``folder`` (under ``root``) by a host,
+    and the ticket for it: (its row, the ticket itself, which is stored nowhere)."""
     version = version_begin(
         team=team,
         actor=actor,
@@ -119,17 +141,17 @@ def save_begin(
     )
     version.progress = {"phase": "waiting", "done": 0, "total": 0}
     version.save(update_fields=["progress"])
-    token = secrets.token_urlsafe(32)
-    ticket = SaveTicket.objects.for_team(team).create(
-        team=team,
-        model=model,
-        version=version,
-        created_by=actor,
-        folder=folder[:1024],
+    ticket, token = _ticket_create(
+        team,
+        actor,
+        folder=folder,
+        root=root,
         source=source,
         source_id=source_id,
-        token_hash=_hash(token),
-        expires_at=timezone.now() + _lifetime(),
+        source_label=source_label,
+        target=SaveTicket.Target.MODEL,
+        model=model,
+        version=version,
     )
     audit_record(
         team=team,
@@ -140,6 +162,87 @@ def save_begin(
         source=source_label[:200],
     )
     return ticket, token
+
+
+def _ticket_create(
+    team: Team, actor: User, *, folder: str, source_label: str, **fields: Any
+) -> tuple[SaveTicket, str]:
+    token = secrets.token_urlsafe(32)
+    ticket = SaveTicket.objects.for_team(team).create(
+        team=team,
+        created_by=actor,
+        folder=folder[:1024],
+        source_label=source_label[:200],
+        token_hash=_hash(token),
+        expires_at=timezone.now() + _lifetime(),
+        **fields,
+    )
+    return ticket, token
+
+
+@transaction.atomic
+def save_begin_dataset(
+    *,
+    team: Team,
+    actor: User,
+    dataset: Dataset,
+    folder: str,
+    root: str,
+    source: str,
+    source_id: int | None,
+    source_label: str,
+) -> tuple[SaveTicket, str]:
+    """A ticket to save ``folder`` (under ``root``) as a new version of ``dataset``, with
+    its lineage (``source``, ``source_id``, ``source_label``); the version is made when
+    the host sends the manifest. (its row, the ticket itself)."""
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
+    ticket, token = _ticket_create(
+        team,
+        actor,
+        folder=folder,
+        root=root,
+        source=source,
+        source_id=source_id,
+        source_label=source_label,
+        target=SaveTicket.Target.DATASET,
+        dataset=dataset,
+    )
+    audit_record(
+        team=team,
+        actor=actor,
+        action="model.save_to_dataset_started",
+        target=dataset.name,
+        folder=folder[:200],
+        source=source_label[:200],
+    )
+    return ticket, token
+
+
+@transaction.atomic
+def save_begin_files(
+    *,
+    team: Team,
+    actor: User,
+    folder: str,
+    root: str,
+    source: str,
+    source_id: int | None,
+    source_label: str,
+) -> tuple[SaveTicket, str]:
+    """A ticket to save ``folder`` (under ``root``) as files stored in the blob store and
+    handed, once all are in, to ``apps.models.hooks.files_saved`` (a job run's kept files).
+    (its row, the ticket itself)."""
+    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
+    return _ticket_create(
+        team,
+        actor,
+        folder=folder,
+        root=root,
+        source=source,
+        source_id=source_id,
+        source_label=source_label,
+        target=SaveTicket.Target.FILES,
+    )
 
 
 def ticket_url(ticket: SaveTicket) -> str:
@@ -155,7 +258,7 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
     found = (
         SaveTicket.objects.unscoped()
         .filter(pk=save_id)
-        .select_related("team", "created_by", "model", "version")
+        .select_related("team", "created_by", "model", "dataset", "version", "upload")
         .first()
     )
     if found is None or not hmac.compare_digest(found.token_hash, _hash(token)):
@@ -167,13 +270,18 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
         _finish(found, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
         raise TicketError("This save ticket has expired.")
     SaveTicket.objects.for_team(found.team).filter(pk=found.pk).update(expires_at=now + _lifetime())
+    permission, what = (
+        ("models.manage", "models")
+        if found.target == SaveTicket.Target.MODEL
+        else ("datasets.manage", "files")
+    )
     try:
         require_permission(
             found.team,
             found.created_by,
-            "models.manage",
+            permission,
             error=ModelPermissionError,
-            message=f"{found.created_by} may no longer save models in this team.",
+            message=f"{found.created_by} may no longer save {what} in this team.",
         )
     except ModelPermissionError as refused:
         _finish(found, SaveTicket.Result.FAILED, str(refused))
@@ -194,16 +302,24 @@ def ends_on_refusal(ticket: SaveTicket) -> Iterator[None]:
 
 
 def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
+    """End the save once (the ticket used up); a failed one takes its half-made version
+    and upload with it. Told to ``save_ended`` once that commits."""
     with transaction.atomic():
         updated = (
             SaveTicket.objects.for_team(ticket.team_id)
             .filter(pk=ticket.pk, finished_at__isnull=True)
             .update(result=result, failure=failure[:1000], finished_at=timezone.now())
         )
-        if updated and result == SaveTicket.Result.FAILED and ticket.version_id:
-            version = ModelVersion.objects.for_team(ticket.team_id).get(pk=ticket.version_id)
-            if version.status == ModelVersion.Status.UPLOADING:
-                version_fail(version=version, reason=failure)
+        if updated:
+            ticket_id = ticket.pk
+            transaction.on_commit(lambda: save_ended(ticket_id))
+        if updated and result == SaveTicket.Result.FAILED:
+            if ticket.version_id:
+                version = ModelVersion.objects.for_team(ticket.team_id).get(pk=ticket.version_id)
+                if version.status == ModelVersion.Status.UPLOADING:
+                    version_fail(version=version, reason=failure)
+            elif ticket.upload_id:
+                _upload_give_up(ticket)
             audit_record(
                 team=ticket.team,
                 actor=ticket.created_by,
@@ -212,6 +328,18 @@ def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
                 reason=failure[:200],
             )
     ticket.refresh_from_db()
+
+
+def _upload_give_up(ticket: SaveTicket) -> None:
+    """A failed dataset or files save: its upload closes (what it received is discarded),
+    its dataset version stays unnumbered, marked as the datasets' upkeep marks an
+    abandoned upload's."""
+    upload = Upload.objects.for_team(ticket.team_id).select_for_update().get(pk=ticket.upload_id)
+    upload_abandon(upload)
+    if upload.version_id:
+        DatasetVersion.objects.for_team(ticket.team_id).filter(
+            pk=upload.version_id, status=DatasetVersion.Status.UPLOADING
+        ).update(message="(failed save)")
 
 
 def saves_expire(*, now: datetime | None = None) -> int:
@@ -226,7 +354,7 @@ def saves_expire(*, now: datetime | None = None) -> int:
     expired = (
         SaveTicket.objects.unscoped()  # housekeeping across every team
         .filter(finished_at__isnull=True, expires_at__lte=now)
-        .select_related("team", "created_by", "model")
+        .select_related("team", "created_by", "model", "dataset")
     )
     for ticket in expired:
         _finish(ticket, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
@@ -263,14 +391,19 @@ def save_progress(*, ticket: SaveTicket, phase: object, done: object, total: obj
         raise ModelError(f"phase is one of {', '.join(PHASES)}.", field="phase")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (done, total)):
         raise ModelError("done and total are whole numbers of bytes.", field="done")
-    ModelVersion.objects.for_team(ticket.team_id).filter(
-        pk=ticket.version_id, status=ModelVersion.Status.UPLOADING
-    ).update(progress={"phase": phase, "done": done, "total": total})
+    if ticket.version_id:
+        ModelVersion.objects.for_team(ticket.team_id).filter(
+            pk=ticket.version_id, status=ModelVersion.Status.UPLOADING
+        ).update(progress={"phase": phase, "done": done, "total": total})
 
 
 def save_manifest(*, ticket: SaveTicket, files: object, skipped: object) -> dict[str, Any]:
     """The folder's files: the version's manifest (a hostile one is refused and ends the
     save). The same files as a version already there: that one, and nothing to send."""
+    if ticket.target != SaveTicket.Target.MODEL:
+        return _manifest_opened(ticket, files)
+    if files == []:
+        raise ModelError(EMPTY.format(folder=ticket.folder), field="files")
     with ends_on_refusal(ticket):
         version, upload = version_manifest(
             team=ticket.team, actor=ticket.created_by, version=_version(ticket), files=files
@@ -284,6 +417,48 @@ def save_manifest(*, ticket: SaveTicket, files: object, skipped: object) -> dict
         version.metadata = {**version.metadata, "skipped": listed, "skipped_count": len(skipped)}
         version.save(update_fields=["metadata"])
     return {"state": "upload", "chunk_size": upload.chunk_size, "missing": upload_missing(upload)}
+
+
+def _manifest_opened(ticket: SaveTicket, files: object) -> dict[str, Any]:
+    """A dataset or files save's manifest: its upload opened (a dataset's with the new
+    version and its lineage); the same answer again for a host that asks again. No files:
+    a dataset save fails; a files save ends with none."""
+    if ticket.upload_id is None:
+        if files == [] and ticket.target == SaveTicket.Target.FILES:
+            _finish(ticket, SaveTicket.Result.READY)
+            return {"state": "existing", "version": None}
+        if files == []:
+            raise ModelError(EMPTY.format(folder=ticket.folder), field="files")
+        with ends_on_refusal(ticket), transaction.atomic():
+            upload = _upload_open(ticket, files)
+            SaveTicket.objects.for_team(ticket.team_id).filter(pk=ticket.pk).update(
+                upload=upload, dataset_version=upload.version
+            )
+        ticket.refresh_from_db()
+    upload = _upload(ticket)
+    return {"state": "upload", "chunk_size": upload.chunk_size, "missing": upload_missing(upload)}
+
+
+def _upload_open(ticket: SaveTicket, files: object) -> Upload:
+    if ticket.target == SaveTicket.Target.DATASET:
+        if ticket.dataset is None:
+            raise ModelError("This save's dataset is gone.")
+        return upload_start(
+            team=ticket.team,
+            actor=ticket.created_by,
+            dataset=ticket.dataset,
+            files=files,
+            message=ticket.source_label,
+            source=ticket.source,
+            source_id=ticket.source_id,
+            source_label=ticket.source_label,
+        )
+    return upload_open(
+        team=ticket.team,
+        actor=ticket.created_by,
+        manifest=manifest_clean(files),
+        purpose=FILES_PURPOSE,
+    )
 
 
 def save_chunk_target(
@@ -320,9 +495,21 @@ def save_chunk_receive(
         )
 
 
-def save_complete(*, ticket: SaveTicket) -> ModelVersion:
+def save_complete(*, ticket: SaveTicket) -> Any:
     """Every file checked and stored; the version ready with its number (or the version
-    with the same files that became ready meanwhile). The ticket is used up."""
+    with the same files that became ready meanwhile): a model's, a dataset's (a new one
+    every time: a job's run is its lineage), or the ticket itself for files (handed to
+    files_saved in the completion's transaction). The ticket is used up."""
+    if ticket.target != SaveTicket.Target.MODEL:
+        with ends_on_refusal(ticket):
+            made = upload_complete(
+                team=ticket.team,
+                actor=ticket.created_by,
+                upload=_upload(ticket),
+                allow_identical=True,
+            )
+        _finish(ticket, SaveTicket.Result.READY)
+        return made
     with ends_on_refusal(ticket):
         made = upload_complete(team=ticket.team, actor=ticket.created_by, upload=_upload(ticket))
     same = made.pk != ticket.version_id
@@ -337,17 +524,18 @@ def save_fail(*, ticket: SaveTicket, code: object, path: object = "") -> None:
     FAILED_ELSE), naming ``path`` only when it is a file of the manifest the host sent for
     this save (the host is not trusted: its words and other paths are never shown). The
     ticket is used up."""
-    template = FAILURES.get(code, FAILED_ELSE) if isinstance(code, str) else FAILED_ELSE
-    words = template.format(folder=ticket.folder)
+    words_for = FAILURES if ticket.root == NOTEBOOKS_PATH else {**FAILURES, **FAILURES_AFTER_EXIT}
+    template = words_for.get(code, FAILED_ELSE) if isinstance(code, str) else FAILED_ELSE
+    words = template.format(folder=ticket.folder, root=ticket.root)
     where = _manifest_path(ticket, path)
     _finish(ticket, SaveTicket.Result.FAILED, f"{where}: {words}" if where else words)
 
 
 def _manifest_path(ticket: SaveTicket, path: object) -> str:
     """``path`` when it is one of the files the host listed for this save, else ""."""
-    if not isinstance(path, str) or not path or ticket.version is None:
+    if not isinstance(path, str) or not path:
         return ""
-    upload = ticket.version.upload
+    upload = ticket.upload or (ticket.version.upload if ticket.version is not None else None)
     if upload is None:
         return ""
     wanted = unicodedata.normalize("NFC", path)
@@ -356,7 +544,34 @@ def _manifest_path(ticket: SaveTicket, path: object) -> str:
 
 
 def _upload(ticket: SaveTicket) -> Any:
-    version = _version(ticket)
-    if version.upload is None:
+    upload = ticket.upload if ticket.target != SaveTicket.Target.MODEL else _version(ticket).upload
+    if upload is None:
         raise ModelError("Send the folder's manifest first.")
-    return version.upload
+    return upload
+
+
+def _files_finish(
+    team: Team, actor: User, upload: Upload, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+) -> SaveTicket:
+    """A files save's upload is complete: its files go to the app that asked, in the
+    completion's transaction (so the blobs are held the moment they are stored)."""
+    ticket = SaveTicket.objects.for_team(team).select_related("team").get(upload=upload)
+    files_saved(ticket, manifest, blobs)
+    return ticket
+
+
+def _files_describe(upload: Upload) -> dict[str, Any]:
+    return {"files": True}
+
+
+def _files_abandon(upload: Upload) -> None:
+    return None
+
+
+files_purpose = UploadPurpose(
+    permission="datasets.manage",
+    finish=_files_finish,
+    abandon=_files_abandon,
+    holdings=files_held,
+    describe=_files_describe,
+)
