@@ -25,6 +25,12 @@ urlpatterns = [
     path("t/<slug:team_slug>/transfer/", views.TeamTransferView.as_view(), name="transfer"),
     path("t/<slug:team_slug>/delete/", views.TeamDeleteView.as_view(), name="delete"),
     path("t/<slug:team_slug>/audit/", views.AuditLogView.as_view(), name="audit"),
+    path("t/<slug:team_slug>/secrets/", views.SecretsView.as_view(), name="secrets"),
+    path(
+        "t/<slug:team_slug>/secrets/<str:name>/delete/",
+        views.SecretDeleteView.as_view(),
+        name="secret_delete",
+    ),
     path(
         "t/<slug:team_slug>/invitations/",
         invitation_views.InvitationCreateView.as_view(),

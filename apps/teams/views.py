@@ -16,16 +16,17 @@ from apps.core.audit import audit_describe
 from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
 from apps.core.pages import page_action, refusal_on_form
-from apps.teams import services
+from apps.teams import secrets, services
 from apps.teams.forms import (
     DeleteTeamForm,
     InviteForm,
     MemberChoiceForm,
     RoleForm,
+    SecretForm,
     TeamNameForm,
 )
 from apps.teams.hooks import overview_notebooks, period_spend
-from apps.teams.models import Invitation, Membership, Role
+from apps.teams.models import Invitation, Membership, Role, TeamSecret
 from apps.teams.permissions import PERMISSIONS, role_allows
 from apps.teams.scope import TeamViewMixin
 from apps.teams.selectors import member_count
@@ -275,3 +276,55 @@ class AuditLogView(TeamPage):
         for entry in entries:
             entry.description = audit_describe(entry)
         return self.page(request, entries=entries, section="audit")
+
+
+class SecretsView(TeamPage):
+    """The team's secrets: their names (members), and a write-only form to set one (admins,
+    owners). No value is ever on this page."""
+
+    template_name = "teams/secrets.html"
+    permission = "secrets.view"
+
+    def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        return self._render(request, SecretForm())
+
+    def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
+        form = SecretForm(request.POST)
+        status = 400
+        if form.is_valid():
+            try:
+                secrets.secret_set(
+                    team=self.team,
+                    actor=_user(request),
+                    name=form.cleaned_data["name"],
+                    value=form.cleaned_data["value"],
+                    description=form.cleaned_data["description"],
+                )
+            except ServiceError as refusal:
+                status = refusal_on_form(request, form, refusal)
+            else:
+                messages.success(request, f"The secret {form.cleaned_data['name']} is saved.")
+                return redirect("teams:secrets", team_slug=self.team.slug)
+        # Shown again for the name or description to be fixed: never with the value.
+        shown = request.POST.copy()
+        shown["value"] = ""
+        form.data = shown
+        return self._render(request, form, status=status)
+
+    def _render(self, request: HttpRequest, form: SecretForm, status: int = 200) -> HttpResponse:
+        rows = TeamSecret.objects.select_related("created_by", "updated_by").order_by("name")
+        response = self.page(request, form=form, secrets=rows, section="settings")
+        response.status_code = status
+        return response
+
+
+class SecretDeleteView(TeamAction):
+    permission = "secrets.manage"
+    back_to = "teams:secrets"
+
+    def post(self, request: HttpRequest, team_slug: str, name: str) -> HttpResponse:
+        def delete() -> str:
+            secrets.secret_delete(team=self.team, actor=_user(request), name=name)
+            return f"The secret {name} was deleted."
+
+        return self.attempt(request, delete)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.models import AuditEntry
@@ -170,3 +171,154 @@ class TestMasking:
         secret_set(team=globex, actor=charlie, name="GLOBEX_KEY", value="globex-only-value")
         secret_set(team=acme, actor=alice, name="API_TOKEN", value=VALUE)
         assert mask_values(acme.pk) == [VALUE]
+
+
+class TestAPI:
+    @pytest.fixture
+    def alice_api(self, acme, alice):
+        from tests.helpers import bearer, make_token
+
+        return bearer(make_token(alice)[1])
+
+    def test_set_list_replace_delete_and_no_value_ever_returned(self, acme, alice_api):
+        url = "/api/v1/teams/acme/secrets/"
+
+        made = alice_api.post(url, {"name": "HF_TOKEN", "value": VALUE}, format="json")
+        listed = alice_api.get(url)
+        replaced = alice_api.put(
+            f"{url}HF_TOKEN/", {"value": "second-value", "description": "HF"}, format="json"
+        )
+        one = alice_api.get(f"{url}HF_TOKEN/")
+
+        assert made.status_code == 200
+        assert [s["name"] for s in listed.json()] == ["HF_TOKEN"]
+        assert replaced.json()["description"] == "HF"
+        assert one.json()["updated_by"] == "alice@example.com"
+        for response in (made, listed, replaced, one):
+            assert VALUE not in response.content.decode()
+            assert "second-value" not in response.content.decode()
+            assert "value" not in response.content.decode()
+        assert secrets_resolve(acme, ["HF_TOKEN"], used_by="test") == {"HF_TOKEN": "second-value"}
+        assert alice_api.delete(f"{url}HF_TOKEN/").status_code == 204
+        assert alice_api.get(f"{url}HF_TOKEN/").status_code == 404
+        assert secret_names(acme) == []
+
+    def test_a_bad_name_is_a_400_naming_the_field(self, alice_api):
+        response = alice_api.post(
+            "/api/v1/teams/acme/secrets/", {"name": "LATTICE_X", "value": VALUE}, format="json"
+        )
+        assert response.status_code == 400
+        assert "name" in response.json()["error"]["fields"]
+
+    def test_a_member_lists_names_but_cannot_set_or_delete(self, acme, alice, bob):
+        from tests.helpers import bearer, make_token
+
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        api = bearer(make_token(bob)[1])
+        url = "/api/v1/teams/acme/secrets/"
+
+        assert [s["name"] for s in api.get(url).json()] == ["HF_TOKEN"]
+        assert api.post(url, {"name": "X_KEY", "value": "x" * 8}, format="json").status_code == 403
+        assert api.put(f"{url}HF_TOKEN/", {"value": "mine-now"}, format="json").status_code == 403
+        assert api.delete(f"{url}HF_TOKEN/").status_code == 403
+        assert secrets_resolve(acme, ["HF_TOKEN"], used_by="test") == {"HF_TOKEN": VALUE}
+
+    def test_a_viewer_cannot_list_names(self, acme, erin):
+        from tests.helpers import bearer, make_token
+
+        assert bearer(make_token(erin)[1]).get("/api/v1/teams/acme/secrets/").status_code == 403
+
+    def test_charlie_gets_404_and_changes_nothing(self, acme, alice, charlie, globex):
+        from tests.helpers import bearer, make_token
+
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        api = bearer(make_token(charlie)[1])
+        url = "/api/v1/teams/acme/secrets/"
+
+        assert api.get(url).status_code == 404
+        assert (
+            api.post(url, {"name": "HF_TOKEN", "value": "evil-value"}, format="json").status_code
+            == 404
+        )
+        assert api.delete(f"{url}HF_TOKEN/").status_code == 404
+        assert secrets_resolve(acme, ["HF_TOKEN"], used_by="test") == {"HF_TOKEN": VALUE}
+
+    def test_a_read_only_token_cannot_set(self, acme, alice):
+        from tests.helpers import bearer, make_token
+
+        api = bearer(make_token(alice, scopes=["teams:read"])[1])
+        response = api.post(
+            "/api/v1/teams/acme/secrets/", {"name": "HF_TOKEN", "value": VALUE}, format="json"
+        )
+        assert response.status_code == 403
+        assert secret_names(acme) == []
+
+    def test_the_schema_describes_the_routes_and_no_readable_value(self, client):
+        schema = client.get("/api/v1/schema/?format=json").json()
+
+        paths = schema["paths"]
+        assert {"post", "get"} <= set(paths["/api/v1/teams/{team_slug}/secrets/"])
+        assert {"get", "put", "delete"} <= set(paths["/api/v1/teams/{team_slug}/secrets/{name}/"])
+        assert "value" not in schema["components"]["schemas"]["Secret"]["properties"]
+
+
+class TestPage:
+    def test_an_admin_sets_a_secret_and_the_page_never_shows_the_value(self, acme, alice, client):
+        client.force_login(alice)
+        url = reverse("teams:secrets", args=[acme.slug])
+
+        saved = client.post(url, {"name": "HF_TOKEN", "value": VALUE, "description": "HF"})
+        page = client.get(url).content.decode()
+
+        assert saved.status_code == 302
+        assert "HF_TOKEN" in page
+        assert VALUE not in page
+        assert secrets_resolve(acme, ["HF_TOKEN"], used_by="test") == {"HF_TOKEN": VALUE}
+
+    def test_a_refused_name_keeps_the_form_but_not_the_value(self, acme, alice, client):
+        client.force_login(alice)
+
+        response = client.post(
+            reverse("teams:secrets", args=[acme.slug]), {"name": "PATH", "value": VALUE}
+        )
+
+        assert response.status_code == 400
+        page = response.content.decode()
+        assert "set by Lattice" in page
+        assert VALUE not in page
+        assert secret_names(acme) == []
+
+    def test_delete_from_the_page(self, acme, alice, client):
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        client.force_login(alice)
+
+        client.post(reverse("teams:secret_delete", args=[acme.slug, "HF_TOKEN"]))
+
+        assert secret_names(acme) == []
+
+    def test_a_member_sees_names_and_no_form(self, acme, alice, bob, client):
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        client.force_login(bob)
+        url = reverse("teams:secrets", args=[acme.slug])
+
+        page = client.get(url).content.decode()
+
+        assert "HF_TOKEN" in page
+        assert "Save secret" not in page
+        assert client.post(url, {"name": "MINE", "value": VALUE}).status_code == 403
+        assert (
+            client.post(reverse("teams:secret_delete", args=[acme.slug, "HF_TOKEN"])).status_code
+            == 403
+        )
+        assert secret_names(acme) == ["HF_TOKEN"]
+
+    def test_the_audit_log_says_it_in_words_without_the_value(self, acme, alice, client):
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        secrets_resolve(acme, ["HF_TOKEN"], used_by="job run 3")
+        client.force_login(alice)
+
+        page = client.get(reverse("teams:audit", args=[acme.slug])).content.decode()
+
+        assert "Alice Smith added the secret HF_TOKEN" in page
+        assert "job run 3 used the secrets HF_TOKEN" in page
+        assert VALUE not in page

@@ -57,7 +57,8 @@ def test_a_member_sees_no_billing_or_audit_log_in_the_sidebar(acme, bob, client)
 
 
 @pytest.mark.parametrize(
-    "name", ["teams:settings", "notebooks:settings", "billing:overview", "teams:audit"]
+    "name",
+    ["teams:settings", "notebooks:settings", "teams:secrets", "billing:overview", "teams:audit"],
 )
 def test_every_team_settings_page_shows_the_same_sections(acme, alice, client, name):
     client.force_login(alice)
@@ -68,7 +69,14 @@ def test_every_team_settings_page_shows_the_same_sections(acme, alice, client, n
     page = response.content.decode()
     nav = part(r'<nav [^>]*data-testid="team-settings-nav".*?</nav>', page)
     sections = links(nav)
-    assert list(sections) == ["Team", "Members", "Notebook defaults", "Billing", "Audit log"]
+    assert list(sections) == [
+        "Team",
+        "Members",
+        "Notebook defaults",
+        "Secrets",
+        "Billing",
+        "Audit log",
+    ]
     assert sections["Notebook defaults"] == reverse("notebooks:settings", args=[acme.slug])
     assert 'aria-current="page"' in nav
 
@@ -79,7 +87,7 @@ def test_a_member_sees_only_the_sections_their_role_opens(acme, bob, client):
     page = client.get(reverse("teams:settings", args=[acme.slug])).content.decode()
 
     nav = part(r'<nav [^>]*data-testid="team-settings-nav".*?</nav>', page)
-    assert list(links(nav)) == ["Team", "Members"]
+    assert list(links(nav)) == ["Team", "Members", "Secrets"]
 
 
 def test_your_account_is_named_apart_from_the_teams_settings(alice, client):

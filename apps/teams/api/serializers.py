@@ -5,7 +5,7 @@ from rest_framework import serializers
 from apps.accounts.api.serializers import ReauthenticationSerializer
 from apps.core.audit import audit_describe
 from apps.core.models import AuditEntry
-from apps.teams.models import Invitation, Membership, Role, Team
+from apps.teams.models import Invitation, Membership, Role, Team, TeamSecret
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -86,3 +86,41 @@ class AuditEntrySerializer(serializers.ModelSerializer):
 
     def get_description(self, entry: AuditEntry) -> str:
         return audit_describe(entry)
+
+
+class SecretSerializer(serializers.ModelSerializer):
+    """A team secret as anyone sees it: its name and who changed it, never its value."""
+
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    updated_by = serializers.EmailField(source="updated_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = TeamSecret
+        fields = [
+            "name",
+            "description",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+            "last_used_at",
+        ]
+        read_only_fields = fields
+
+
+class SecretValueSerializer(serializers.Serializer):
+    value = serializers.CharField(
+        trim_whitespace=False,
+        write_only=True,
+        help_text="The secret's value: stored encrypted, never returned by any call.",
+    )
+    description = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True
+    )
+
+
+class SecretSetSerializer(SecretValueSerializer):
+    name = serializers.CharField(
+        max_length=64,
+        help_text="The environment variable's name: letters, digits and underscores.",
+    )

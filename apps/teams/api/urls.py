@@ -31,4 +31,6 @@ team_urlpatterns = [
         name="invitation_resend",
     ),
     path("audit/", views.AuditLogView.as_view(), name="audit"),
+    path("secrets/", views.SecretListView.as_view(), name="secrets"),
+    path("secrets/<str:name>/", views.SecretDetailView.as_view(), name="secret"),
 ]

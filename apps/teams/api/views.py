@@ -1,4 +1,4 @@
-"""API v1: teams, members, invitations and the audit log."""
+"""API v1: teams, members, invitations, the audit log and the team's secrets."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from apps.accounts.models import PersonalAccessToken
 from apps.accounts.reauthentication import SENSITIVE_ROLES
 from apps.core.api.pagination import Cursor
 from apps.core.models import AuditEntry
-from apps.teams import invitations, services
+from apps.teams import invitations, secrets, services
 from apps.teams.api import serializers as s
 from apps.teams.api.base import TeamAPIView
-from apps.teams.models import Invitation, Membership, Team
+from apps.teams.models import Invitation, Membership, Team, TeamSecret
 from apps.teams.selectors import memberships_of
 
 if TYPE_CHECKING:
@@ -267,3 +267,55 @@ class AuditLogView(mixins.ListModelMixin, TeamAPIView):
 
     def get(self, request: Request, team_slug: str) -> Response:
         return self.list(request)
+
+
+class SecretListView(TeamAPIView):
+    """The team's secrets, by name (members; no value is ever returned); set one (owner,
+    admin): a name that exists gets the new value."""
+
+    team_permissions = {"GET": "secrets.view", "POST": "secrets.manage"}
+    serializer_class = s.SecretSerializer
+
+    def get_team_queryset(self) -> QuerySet[TeamSecret]:
+        return TeamSecret.objects.select_related("created_by", "updated_by").order_by("name")
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        return Response(self.get_serializer(self.get_queryset(), many=True).data)
+
+    @extend_schema(request=s.SecretSetSerializer, responses={200: s.SecretSerializer})
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.SecretSetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        secret = secrets.secret_set(team=self.team, actor=_user(request), **data.validated_data)
+        return Response(self.get_serializer(secret).data)
+
+
+class SecretDetailView(TeamAPIView):
+    """One secret's name and history (members); set its value (owner, admin; PUT); delete
+    it (owner, admin). No call returns a value."""
+
+    team_permissions = {"GET": "secrets.view", "PUT": "secrets.manage", "DELETE": "secrets.manage"}
+    serializer_class = s.SecretSerializer
+
+    def get_team_queryset(self) -> QuerySet[TeamSecret]:
+        return TeamSecret.objects.select_related("created_by", "updated_by")
+
+    def get(self, request: Request, team_slug: str, name: str) -> Response:
+        secret = self.get_queryset().filter(name=name).first()
+        if secret is None:
+            raise exceptions.NotFound("No such secret in this team.")
+        return Response(self.get_serializer(secret).data)
+
+    @extend_schema(request=s.SecretValueSerializer, responses={200: s.SecretSerializer})
+    def put(self, request: Request, team_slug: str, name: str) -> Response:
+        data = s.SecretValueSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        secret = secrets.secret_set(
+            team=self.team, actor=_user(request), name=name, **data.validated_data
+        )
+        return Response(self.get_serializer(secret).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, team_slug: str, name: str) -> Response:
+        secrets.secret_delete(team=self.team, actor=_user(request), name=name)
+        return Response(status=status.HTTP_204_NO_CONTENT)
