@@ -10,6 +10,7 @@ AUDIT_PHRASES = {
     "job.run_started": "{actor} started run {run} of {target}",
     "job.run_cancelled": "{actor} cancelled run {run} of {target}",
     "job.schedule_skipped": "The schedule of {target} skipped a run: run {run} was still running",
+    "job.schedule_refused": "The schedule of {target} could not start a run: {reason}",
 }
 
 
@@ -40,5 +41,8 @@ class JobsConfig(AppConfig):
         model_hooks.save_ended.register(outputs.ticket_ended)
         model_hooks.files_saved.register(outputs.files_keep)
         model_hooks.files_held.register(outputs.files_held)
+        # The beat's "jobs.schedules" task is defined with the schedules it runs.
+        from apps.jobs import schedules  # noqa: F401
+
         for action, phrase in AUDIT_PHRASES.items():
             audit_phrases.register(action, phrase)
