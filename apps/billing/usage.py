@@ -7,8 +7,8 @@ it was last seen; a job attempt ends at ``finished_at``, when its process exited
 last seen, each attempt of a run billed for its own seconds), whole seconds, at the
 machine type's price in force at each second: a price change splits the time at the
 change. Pieces are also split at midnight UTC so the usage page can chart days. Every
-piece carries its kind ("notebook", "deployment" or "job") and a label (the notebook's, deployment's or job's
-name).
+piece carries its kind ("notebook", "deployment" or "job") and a label (the notebook's,
+deployment's or job's name).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from celery import shared_task
 from django.conf import settings
+from django.db import connections
 
 from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
@@ -86,12 +87,16 @@ def managed_report(host_name: str) -> list[dict[str, Any]]:
 
 
 def _until_exit(runtime: Runtime, host_name: str, managed: Managed) -> dict[str, Any]:
-    """For a workload run to its end: an exited one is reported with its status (its
-    container is kept until the control plane has its outputs: neither lost nor an
-    orphan while its placement is active), and told again as "exited", which the control
-    plane takes once; a running one is watched again (an agent that restarted lost its
-    watcher)."""
-    if managed.labels.get(UNTIL_LABEL) != "exit":
+    """For one of this Lattice's workloads run to its end: an exited one is reported with
+    its status (its container is kept until the control plane has its outputs: neither
+    lost nor an orphan while its placement is active; agent_report then tells it as
+    "exited", which the control plane takes once); a running one is watched again (an
+    agent that restarted lost its watcher)."""
+    installation = managed.labels.get(f"{LABEL_PREFIX}installation")
+    if managed.labels.get(UNTIL_LABEL) != "exit" or installation not in (
+        None,
+        settings.LATTICE_INSTALLATION,
+    ):
         return {}
     if managed.running:
         watch_exit(runtime, host_name, managed.name, managed.state)
@@ -99,20 +104,30 @@ def _until_exit(runtime: Runtime, host_name: str, managed: Managed) -> dict[str,
     status = runtime.exit_status(managed.state)
     if status.code is None:
         return {}
-    _send(host_name, managed.name, "exited", exit_code=status.code, finished_at=status.finished_at)
-    return {"exited": True, "exit_code": status.code}
+    return {"exited": True, "exit_code": status.code, "finished_at": status.finished_at}
+
+
+def tell_exits(host_name: str, workloads: list[dict[str, Any]]) -> None:
+    """Say "exited" again for each exited workload a report lists (see _until_exit)."""
+    for workload in workloads:
+        if workload.get("exited"):
+            _send(
+                host_name,
+                workload["name"],
+                "exited",
+                exit_code=workload["exit_code"],
+                finished_at=workload.get("finished_at"),
+            )
 
 
 @shared_task(name="agent.report", soft_time_limit=60, time_limit=90)
 def agent_report(host_name: str) -> None:
     """Send inventory and the workloads running here to the control plane."""
     collected_at = time.time()
-    body = {
-        "inventory": collect(),
-        "workloads": managed_report(host_name),
-        "collected_at": collected_at,
-    }
+    workloads = managed_report(host_name)
+    body = {"inventory": collect(), "workloads": workloads, "collected_at": collected_at}
     send_signed(host_name, "report", body)
+    tell_exits(host_name, workloads)
 
 
 def _send(host_name: str, name: str, event: str, **data: Any) -> None:
@@ -298,21 +313,28 @@ def watch_exit(runtime: Runtime, host_name: str, name: str, state: dict[str, Any
                     continue
                 if status.running or done.is_set():
                     continue
-                if status.vanished:
-                    _send(host_name, name, "vanished")
-                else:
-                    _send(
-                        host_name,
-                        name,
-                        "exited",
-                        exit_code=status.code,
-                        finished_at=status.finished_at,
-                    )
+                try:
+                    if status.vanished:
+                        _send(host_name, name, "vanished")
+                    else:
+                        _send(
+                            host_name,
+                            name,
+                            "exited",
+                            exit_code=status.code,
+                            finished_at=status.finished_at,
+                        )
+                except Exception:
+                    # Not lost for good: the next report tells an exited one again.
+                    logger.exception("telling the end of %s", name)
                 return
         finally:
             with _watchers_lock:
                 if _watchers.get(name) is done:
                     del _watchers[name]
+            # A thread's own database connection (the inbox runs in-process in a
+            # single-machine install and in tests): not left open behind it.
+            connections.close_all()
 
     threading.Thread(target=watch, name=f"exit-{name}", daemon=True).start()
 

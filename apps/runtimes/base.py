@@ -276,15 +276,13 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def poll(self, state: dict[str, Any]) -> int | None: ...
 
+    @abc.abstractmethod
     def exit_status(self, state: dict[str, Any]) -> ExitStatus:
-        """Running, exited (with its status) or vanished. This default reads ``poll``, which
-        cannot tell a vanished workload from one that exited 0: runtimes that can, say so."""
-        code = self.poll(state)
-        return ExitStatus(code=code)
+        """Running, exited (with its status) or vanished: never "exit 0" for a workload
+        nobody knows the end of (as ``poll`` says)."""
 
-    def volume_exists(self, name: str) -> bool:
-        """Whether the persistent volume ``name`` is there (this default: never)."""
-        return False
+    @abc.abstractmethod
+    def volume_exists(self, name: str) -> bool: ...
 
     @abc.abstractmethod
     def progress(self, state: dict[str, Any]) -> list[Progress]: ...

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from apps.runtimes.base import (
     NOTEBOOKS_PATH,
+    ExitStatus,
     FolderEntry,
     FolderError,
     Managed,
@@ -168,6 +169,15 @@ class FakeRuntime(Runtime):
             return 0
         entry["polls"] += 1
         return entry["exit"]
+
+    def exit_status(self, state: dict[str, Any]) -> ExitStatus:
+        entry = self._running.get(state["name"])
+        if entry is None:
+            return ExitStatus(vanished=True)
+        return ExitStatus(code=entry["exit"])
+
+    def volume_exists(self, name: str) -> bool:
+        return any(target == name for _, target in self.copied_volumes)
 
     def _ready(self, entry: dict[str, Any]) -> bool:
         if entry["exit"] is not None or self.mode == "never-ready":
