@@ -517,8 +517,8 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         attempt_end(attempt, END.EXITED)
         run_end(run, RS.FAILED, f"The command exited with status {code}.", attempt)
         return
-    run.outputs_state = Run.Outputs.SAVING
-    run.save(update_fields=["outputs_state"])
+    # outputs_collect marks the run SAVING itself when it asks for a save (marked before,
+    # it took the run for one whose saves were under way and asked for none).
     run_set_status(run, RS.RUNNING, "Saving outputs.", attempt)
     try:
         saving = outputs.outputs_collect(run, attempt)
