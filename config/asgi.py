@@ -4,6 +4,8 @@
   apps.deployments.gateway): every HTTP request goes to the deployments' gateway, a lean
   ASGI app (no Django middleware or view per request); websockets are refused. Lattice's
   pages are never served there.
+- **The results origin** (``results.<LATTICE_USER_CONTENT_DOMAIN>``, apps.jobs.results): a
+  job run's executed notebook, rendered read-only for the holder of a single-use ticket.
 - **A notebook's origin** (``nb-<id>.<LATTICE_USER_CONTENT_DOMAIN>``, apps.notebooks.origin):
   every HTTP request and websocket goes to the notebook proxy and nowhere else. Lattice's
   pages, API and ``/ws/`` are never served under such a host, whatever ALLOWED_HOSTS says.
@@ -48,6 +50,7 @@ from apps.deployments.gateway import (  # noqa: E402
     deployment_host,
     is_invoke_path,
 )
+from apps.jobs.results import is_results_host, results_app  # noqa: E402
 from apps.notebooks.launch import NotebookLaunch  # noqa: E402
 from apps.notebooks.origin import is_user_content_host  # noqa: E402
 from apps.notebooks.proxy import NotebookHTTPProxy, header, plain_response  # noqa: E402
@@ -92,6 +95,8 @@ def _on_deployment_origin(scope: dict[str, Any]) -> bool:
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if _on_deployment_origin(scope):
         await deployment_gateway(scope, receive, send)
+    elif is_results_host(header(scope, b"host")):
+        await results_app(scope, receive, send)
     elif _on_notebook_origin(scope):
         await notebook_proxy(scope, receive, send)
     elif _sent_from_user_content(scope):

@@ -335,3 +335,24 @@ def test_nothing_to_save_is_said_at_once(acme, alice, catalogue, queued):
     run, attempt = exited_run(job, alice, {"name": "jb-none", "container_id": "gone"})
     assert outputs.outputs_collect(run, attempt) is False
     assert queued == []
+
+
+def test_kept_files_hold_their_blobs_until_they_expire(
+    server, queued, finished, docker, acme, alice, catalogue
+):
+    from apps.datasets.models import Blob
+    from apps.datasets.upkeep import blobs_collect
+
+    runtime, run_script = docker
+    job = make_job(acme, alice, output=Job.Output.ARTIFACTS, keep_files_days=1)
+    run, attempt = exited_run(job, alice, run_script("echo only-here > /outputs/kept.txt"))
+    run = collect(runtime, run, attempt, queued)
+    kept = RunFile.objects.for_team(acme).get(run=run)
+    later = timezone.now() + timedelta(days=2)
+
+    blobs_collect(now=later)  # the datasets' upkeep: nothing else holds this blob
+    assert Blob.objects.filter(pk=kept.blob_id).exists()
+
+    assert outputs.files_expire(now=later) == 1
+    blobs_collect(now=later)
+    assert not Blob.objects.filter(pk=kept.blob_id).exists()

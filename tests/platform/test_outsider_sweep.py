@@ -62,7 +62,7 @@ TEAM = {
     "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook, dataset and model pages).
-TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments"}
+TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "job_files"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -264,6 +264,37 @@ def sweep_deployment(team, actor, version, monkeypatch):
     return deployment
 
 
+def sweep_run_file(team, actor):
+    """A job's run with its executed notebook kept, so its routes answer alice."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.jobs.models import Job, Run, RunFile
+    from apps.machines.models import MachineType
+    from tests.dataset_fixtures import store_blob
+
+    job = Job.objects.for_team(team).create(
+        team=team,
+        name="Sweep",
+        slug="sweep",
+        machine_type=MachineType.objects.get(slug="cpu-small"),
+        template="python",
+    )
+    run = Run.objects.for_team(team).create(team=team, job=job, number=1, triggered_by=actor)
+    blob = store_blob(b"{}")
+    return RunFile.objects.for_team(team).create(
+        team=team,
+        run=run,
+        kind=RunFile.Kind.RESULT,
+        path="executed.ipynb",
+        size=2,
+        sha256=blob.sha256,
+        blob=blob,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
 @pytest.fixture
 def samples(acme, alice, bob, catalogue, media, monkeypatch):
     from apps.datasets.services import dataset_create
@@ -281,6 +312,7 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     # A deployment at the same slug, serving it, so its API routes answer alice (revision 1,
     # key 1); its metrics and request lines are the gateway's real reads (nothing counted).
     deployment = sweep_deployment(acme, alice, model_version, monkeypatch)
+    run_file = sweep_run_file(acme, alice)
     return {
         "deployment_id": str(deployment.pk),
         "model_slug": model_version.model.slug,
@@ -299,6 +331,9 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
         "invitation_id": "1",
         "token_id": "1",
         "sha256": "0" * 64,
+        # A job run's executed notebook, kept (apps.jobs.files_urls).
+        "run_id": str(run_file.run_id),
+        "file_id": str(run_file.pk),
     }
 
 
@@ -316,7 +351,13 @@ def test_every_route_is_classified():
 
 
 # POST-only form routes whose GET (a reload after a refusal) redirects to the page.
-GET_REDIRECTS = {"models:edit", "models:delete", "models:alias_set", "models:alias_remove"}
+GET_REDIRECTS = {
+    "models:edit",
+    "models:delete",
+    "models:alias_set",
+    "models:alias_remove",
+    "job_files:notebook",  # on to the results origin, with a ticket
+}
 
 
 def test_charlie_gets_404_on_every_team_route(client, alice, charlie, globex, samples):
