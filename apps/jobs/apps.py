@@ -21,7 +21,8 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core.audit import audit_phrases
-        from apps.jobs import outputs, runs
+        from apps.datasets import hooks as dataset_hooks
+        from apps.jobs import lineage, outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
         from apps.models import hooks as model_hooks
 
@@ -41,6 +42,8 @@ class JobsConfig(AppConfig):
         model_hooks.save_ended.register(outputs.ticket_ended)
         model_hooks.files_saved.register(outputs.files_keep)
         model_hooks.files_held.register(outputs.files_held)
+        # A dataset version's page names the run that made it, with a link.
+        dataset_hooks.version_source.register(lineage.dataset_version_source)
         # The beat's "jobs.schedules" task is defined with the schedules it runs.
         from apps.jobs import schedules  # noqa: F401
 
