@@ -15,6 +15,7 @@ from apps.accounts.api import urls as accounts
 from apps.billing.api import urls as billing
 from apps.datasets.api import urls as datasets
 from apps.deployments.api import urls as deployments
+from apps.jobs.api import urls as jobs
 from apps.models.api import urls as models
 from apps.notebooks.api import urls as notebooks
 from apps.teams.api import urls as teams
@@ -33,6 +34,7 @@ urlpatterns = [
                 *datasets.team_urlpatterns,
                 *models.team_urlpatterns,
                 *deployments.team_urlpatterns,
+                *jobs.team_urlpatterns,
                 *billing.team_urlpatterns,
             ],
         ),

@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("apps.datasets.urls")),
     path("", include("apps.models.urls")),
     path("", include("apps.deployments.urls")),
+    path("", include("apps.jobs.urls")),
     path("", include("apps.jobs.files_urls")),
     path("", include("apps.billing.urls")),
     path("", include("apps.datasets.catalogue_urls")),

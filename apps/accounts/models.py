@@ -92,7 +92,7 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
 TOKEN_PREFIX = "lat_"
 # The areas the API checks (each API view names its ``token_area``): no scope for a feature
 # that has no API yet, so a token never promises what nothing serves.
-TOKEN_AREAS = ("teams", "notebooks", "datasets", "models", "deployments", "billing")
+TOKEN_AREAS = ("teams", "notebooks", "datasets", "models", "deployments", "jobs", "billing")
 # Beyond read and write: calling a protected deployment's endpoint (apps.deployments.gateway),
 # which neither reading nor changing deployments implies.
 INVOKE_SCOPE = "deployments:invoke"

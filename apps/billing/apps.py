@@ -32,6 +32,7 @@ class BillingConfig(AppConfig):
         from apps.core.audit import audit_phrases
         from apps.datasets import entitlements as datasets
         from apps.deployments import entitlements as deployments
+        from apps.jobs.costs import run_costs as job_costs
         from apps.machines.hooks import machine_type_added
         from apps.notebooks import entitlements as notebooks
         from apps.teams.hooks import period_spend, period_spends
@@ -42,6 +43,7 @@ class BillingConfig(AppConfig):
         notebooks.machine_notes.register(entitlements.machine_notes)
         # What running notebooks cost so far, and the team's spend (dashboard, overview).
         notebooks.session_costs.register(selectors.running_costs)
+        job_costs.register(selectors.job_run_costs)
         period_spend.register(selectors.period_spend)
         period_spends.register(selectors.period_spends)
         datasets.check_storage.register(entitlements.check_storage)

@@ -25,6 +25,7 @@ from apps.billing.usage import (
     KIND_NAMES,
     UsageTotal,
     daily_costs,
+    run_costs,
     session_costs,
     teams_usage_costs,
     totals_by,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from apps.billing.models import BillingAccount, Subscription
     from apps.billing.usage import UsagePiece
+    from apps.jobs.models import Run
     from apps.notebooks.models import NotebookSession
     from apps.teams.models import Team
 
@@ -146,6 +148,14 @@ def running_costs(sessions: Sequence[NotebookSession]) -> dict[int, Decimal] | N
     if not billing_enabled():
         return None
     return session_costs(sessions)
+
+
+def job_run_costs(runs: Sequence[Run]) -> dict[int, Decimal] | None:
+    """What job ``runs`` have cost so far (apps.jobs.costs.run_costs), at the prices the
+    usage page bills; None with billing off, where nothing is charged."""
+    if not billing_enabled():
+        return None
+    return run_costs(runs)
 
 
 def period_spend(team: Team) -> Spend | None:

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from apps.billing.models import MachinePrice
 from apps.deployments.models import Replica
-from apps.jobs.models import Attempt
+from apps.jobs.models import Attempt, Run
 from apps.notebooks.models import NotebookSession
 
 if TYPE_CHECKING:
@@ -333,6 +333,25 @@ def session_costs(
         start = min(m.started_at for m in metered)
         for piece in _pieces(metered, start, now, now=now):
             costs[piece.source_id] += piece.cost
+    return costs
+
+
+def run_costs(runs: Iterable[Run], *, now: datetime | None = None) -> dict[int, Decimal]:
+    """What each job run has cost so far, by run id: its attempts' billed pieces (the usage
+    page's), summed per run. A run with no started attempt cost nothing."""
+    now = now or timezone.now()
+    runs = list(runs)
+    costs = {run.pk: Decimal(0) for run in runs}
+    run_of: dict[int, int] = {}
+    metered: list[Metered] = []
+    for team_id in {run.team_id for run in runs}:
+        rows = Attempt.objects.for_team(team_id).filter(run_id__in=list(costs))
+        run_of.update(rows.values_list("pk", "run_id"))
+        metered += _attempts(rows)
+    if metered:
+        start = min(m.started_at for m in metered)
+        for piece in _pieces(metered, start, now, now=now):
+            costs[run_of[piece.source_id]] += piece.cost
     return costs
 
 

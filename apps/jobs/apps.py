@@ -20,6 +20,9 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
+        from django.urls import reverse
+
+        from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
         from apps.datasets import hooks as dataset_hooks
         from apps.jobs import lineage, outputs, runs
@@ -44,6 +47,10 @@ class JobsConfig(AppConfig):
         model_hooks.files_held.register(outputs.files_held)
         # A dataset version's page names the run that made it, with a link.
         dataset_hooks.version_source.register(lineage.dataset_version_source)
+        # A new token of the jobs area is shown a curl of its team's jobs.
+        example_urls.register(
+            "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None
+        )
         # The beat's "jobs.schedules" task is defined with the schedules it runs.
         from apps.jobs import schedules  # noqa: F401
 

@@ -42,8 +42,8 @@ from apps.machines.models import MachineType
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.models import Notebook
 from apps.notebooks.templates import CUSTOM, TEMPLATES
-from apps.teams.models import TeamSecret
 from apps.teams.permissions import require_permission
+from apps.teams.secrets import SecretError, check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -105,11 +105,6 @@ _JOB_FIELDS = (
     "schedule_timezone",
     "schedule_paused",
 )
-
-
-def job_definition(job: Job) -> dict[str, Any]:
-    """The job's definition now, as a run copies it (Job.DEFINITION_FIELDS)."""
-    return {field: getattr(job, field) for field in Job.DEFINITION_FIELDS}
 
 
 # --- checks ---------------------------------------------------------------------------
@@ -204,7 +199,10 @@ def _clean_source(team: Team, d: dict[str, Any]) -> dict[str, Any]:
             raise JobError("Give a branch, tag or commit (no spaces).", field="git_ref")
         secret = _text(d["git_secret"], "git_secret", 64)
         if secret:
-            _secrets_exist(team, [secret], "git_secret")
+            try:
+                check_names(team, [secret])
+            except SecretError as refusal:
+                raise JobError(str(refusal), field="git_secret") from None
         out.update(git_url=url, git_ref=ref, git_secret=secret)
     return out
 
@@ -296,23 +294,16 @@ def _env(value: Any) -> dict[str, str]:
     return out
 
 
-def _secrets_exist(team: Team, names: list[str], field: str) -> None:
-    # Looked up in this team only: a job of team A cannot name a secret only team B has.
-    have = set(
-        TeamSecret.objects.for_team(team).filter(name__in=names).values_list("name", flat=True)
-    )
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise JobError(f"The team has no secret called {missing[0]}.", field=field)
-
-
 def _secret_names(team: Team, value: Any, env: dict[str, str]) -> list[str]:
     if value in (None, ""):
         return []
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+    if not isinstance(value, list):
         raise JobError("Secrets are a list of the team's secret names.", field="secrets")
-    names = list(dict.fromkeys(value))
-    _secrets_exist(team, names, "secrets")
+    # Looked up in this team only: a job of team A cannot name a secret only team B has.
+    try:
+        names = check_names(team, value)
+    except SecretError as refusal:
+        raise JobError(str(refusal), field="secrets") from None
     both = [n for n in names if n in env]
     if both:
         raise JobError(f"{both[0]} is both a secret and an environment variable.", field="secrets")
@@ -458,7 +449,7 @@ def job_update(*, team: Team, actor: User, job: Job, **fields: Any) -> Job:
     require_permission(team, actor, MANAGE)
     job = _live(team, job, lock=True)
     given = _given_to_definition(fields)
-    current = job_definition(job)
+    current = runs.job_definition(job)
     definition = _clean_definition(team, {**current, **given})
     changed = [f for f in Job.DEFINITION_FIELDS if definition[f] != current[f]]
     for field in changed:
@@ -539,7 +530,7 @@ def job_run(
         raise JobError("Unknown trigger.", field="trigger")
     # Locked: runs of one job are numbered and counted against its concurrency one at a time.
     job = _live(team, job, lock=True)
-    current = job_definition(job)
+    current = runs.job_definition(job)
     definition = _clean_definition(team, {**current, **_given_to_definition(changes or {})})
     return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
 

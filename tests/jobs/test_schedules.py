@@ -1,8 +1,8 @@
 """Cron schedules: a due job gets a run, once per due time whoever ticks; a job whose run
 is still open is skipped (audited); time zones and pauses are honoured.
 
-The engine's run_create is replaced by its contract's bookkeeping (a queued run): these
-tests are about when a run is asked for, not how it runs (tests/jobs/test_runs.py)."""
+``engine_stub`` records the calls to the engine's (real) run_create; how a run runs is
+tests/jobs/test_runs.py's."""
 
 from __future__ import annotations
 
@@ -18,16 +18,15 @@ from apps.core.tenancy import team_scope
 from apps.jobs import schedules, services
 from apps.jobs.models import Job, Run
 from apps.notebooks.entitlements import check_start
-from tests.jobs.api_helpers import make_job, stub_engine
+from tests.jobs.api_helpers import make_job, spy_engine
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def engine_stub(monkeypatch):
-    # The engine's run_create / run_cancel (apps.jobs.runs, the engine helper's) as their
-    # contract's bookkeeping.
-    return stub_engine(monkeypatch)
+    # The engine's real run_create / run_cancel, their calls recorded.
+    return spy_engine(monkeypatch)
 
 
 def at(text):

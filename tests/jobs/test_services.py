@@ -1,8 +1,7 @@
 """Job services: what they accept, what they refuse (naming the field), and that a run,
 a re-run and a cancel go through the engine's entry points with the right definition.
 
-The engine (apps.jobs.runs) is replaced by its contract's bookkeeping here (the
-``engine_stub`` fixture): these tests are about validation, permissions and audit."""
+``engine_stub`` records the calls to the engine's (real) run_create / run_cancel."""
 
 from __future__ import annotations
 
@@ -11,14 +10,14 @@ import pytest
 from apps.core.errors import PaymentRequiredError, PermissionDeniedError
 from apps.core.models import AuditEntry
 from apps.core.tenancy import team_scope
-from apps.jobs import services
+from apps.jobs import runs, services
 from apps.jobs.errors import JobConflictError, JobError, JobNotFoundError
 from apps.jobs.models import Job, Run
 from apps.machines.models import MachineType
 from apps.notebooks.entitlements import check_start
 from apps.teams.models import TeamSecret
 from tests.dataset_fixtures import make_version
-from tests.jobs.api_helpers import make_job, stub_engine
+from tests.jobs.api_helpers import make_job, spy_engine
 from tests.notebook_fixtures import make_notebook
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +25,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def engine_stub(monkeypatch):
-    # The engine's run_create / run_cancel (apps.jobs.runs, the engine helper's) as their
-    # contract's bookkeeping: these tests are about the services around them.
-    return stub_engine(monkeypatch)
+    # The engine's real run_create / run_cancel, their calls recorded.
+    return spy_engine(monkeypatch)
 
 
 def _secret(team, name):
@@ -53,7 +51,7 @@ def test_a_job_is_saved_with_its_definition_and_audited(acme, alice, catalogue):
     assert job.env == {"EPOCHS": "3"}
     assert job.schedule == "0 3 * * *"
     assert job.schedule_last_at is not None  # due times before it was saved are not owed
-    assert services.job_definition(job)["command"] == "echo hello"
+    assert runs.job_definition(job)["command"] == "echo hello"
     with team_scope(acme):
         assert AuditEntry.objects.filter(action="job.created", target="Train model").exists()
 

@@ -62,7 +62,7 @@ TEAM = {
     "billing:usage",
 }
 # Namespaces whose every route is a team route (the notebook, dataset and model pages).
-TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "job_files"}
+TEAM_NAMESPACES = {"notebooks", "datasets", "models", "deployments", "jobs", "job_files"}
 ACCOUNT = {
     "core:dashboard",
     "teams:create",
@@ -183,6 +183,14 @@ API_TEAM = {
     "api:deployment_metrics",
     "api:deployment_requests",
     "api:deployment_logs",
+    "api:jobs",
+    "api:job",
+    "api:job_start",
+    "api:job_runs",
+    "api:job_run",
+    "api:job_run_cancel",
+    "api:job_run_rerun",
+    "api:job_run_logs",
 }
 # api:plans is the same for everyone signed in: no team's data.
 API_ACCOUNT = {
@@ -207,6 +215,7 @@ ADMIN_NAMESPACE = "admin"
 WEBSOCKET: dict[str, str] = {  # route pattern -> kind
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/notebooks/(?P<notebook_id>[0-9]+)/$": "team",
     r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/deployments/(?P<deployment_id>[0-9]+)/$": "team",
+    r"^ws/teams/(?P<team_slug>[-a-zA-Z0-9_]+)/jobs/runs/(?P<run_id>[0-9]+)/$": "team",
     # On the notebook's own origin (nb-<id>.localhost), where only its cookie lets one in.
     r"^nb/(?P<notebook_id>[0-9]+)/": "team",
 }
@@ -264,24 +273,34 @@ def sweep_deployment(team, actor, version, monkeypatch):
     return deployment
 
 
-def sweep_run_file(team, actor):
-    """A job's run with its executed notebook kept, so its routes answer alice."""
+def sweep_job(team, actor):
+    from apps.jobs.models import Run
+    from apps.jobs.runs import job_definition
+    from apps.jobs.services import job_create
+
+    job = job_create(
+        team=team,
+        actor=actor,
+        name="Sweep",
+        command="echo sweep",
+        machine_type="cpu-small",
+        template="scipy",
+    )
+    run = Run.objects.for_team(team).create(
+        team=team, job=job, number=1, definition=job_definition(job), triggered_by=actor
+    )
+    return job, run
+
+
+def sweep_run_file(team, run):
+    """The run's executed notebook kept, so its routes answer alice."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from apps.jobs.models import Job, Run, RunFile
-    from apps.machines.models import MachineType
+    from apps.jobs.models import RunFile
     from tests.dataset_fixtures import store_blob
 
-    job = Job.objects.for_team(team).create(
-        team=team,
-        name="Sweep",
-        slug="sweep",
-        machine_type=MachineType.objects.get(slug="cpu-small"),
-        template="python",
-    )
-    run = Run.objects.for_team(team).create(team=team, job=job, number=1, triggered_by=actor)
     blob = store_blob(b"{}")
     return RunFile.objects.for_team(team).create(
         team=team,
@@ -312,8 +331,13 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     # A deployment at the same slug, serving it, so its API routes answer alice (revision 1,
     # key 1); its metrics and request lines are the gateway's real reads (nothing counted).
     deployment = sweep_deployment(acme, alice, model_version, monkeypatch)
-    run_file = sweep_run_file(acme, alice)
+    # A job with run 1, so its pages and API routes answer alice. The run row is written as
+    # the engine would leave it queued: nothing is started (no agent behind this host).
+    job, run = sweep_job(acme, alice)
+    run_file = sweep_run_file(acme, run)
     return {
+        "job_id": str(job.pk),
+        "run_id": str(run.pk),
         "deployment_id": str(deployment.pk),
         "model_slug": model_version.model.slug,
         "path": "model.pkl",
@@ -332,7 +356,6 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
         "token_id": "1",
         "sha256": "0" * 64,
         # A job run's executed notebook, kept (apps.jobs.files_urls).
-        "run_id": str(run_file.run_id),
         "file_id": str(run_file.pk),
     }
 
@@ -533,6 +556,7 @@ def ws_paths(samples) -> list[str]:
         f"/ws/teams/{samples['team_slug']}/notebooks/{notebook_id}/",
         f"/nb/{notebook_id}/api/kernels/x/channels",
         f"/ws/teams/{samples['team_slug']}/deployments/{samples['deployment_id']}/",
+        f"/ws/teams/{samples['team_slug']}/jobs/runs/{samples['run_id']}/",
     ]
     # One sample path per route, so a new route cannot slip past the sweep.
     assert len(paths) == len(WEBSOCKET)

@@ -1,0 +1,301 @@
+"""API v1: a team's jobs, their runs, and what people do to them.
+
+Every view resolves the team from the URL (TeamAPIView) and needs a token with the jobs
+scope; reading needs ``notebooks.view``, changing or running ``notebooks.manage`` (jobs run
+the same code on the same machines as notebooks). Views validate and call one service; a
+service's refusal (JobError) becomes the API's error format. A run's log is its live
+stream's buffer, read like a notebook's (apps.notebooks.api.logs).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from apps.core.api.pagination import Cursor
+from apps.core.stream import stream_after, stream_last, stream_resume
+from apps.jobs import selectors, services
+from apps.jobs.api import serializers as s
+from apps.jobs.errors import JobError
+from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
+from apps.notebooks.api import serializers as logs_s
+from apps.notebooks.api.logs import NDJSON, Follower
+from apps.notebooks.api.logs import _NDJSONRenderer as NDJSONRenderer
+from apps.teams.api.base import TeamAPIView
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+    from rest_framework.serializers import BaseSerializer
+
+    from apps.accounts.models import User
+
+VIEW = services.VIEW
+MANAGE = services.MANAGE
+_RUN_ENDED = {str(status) for status in Run.Status} - {str(s) for s in OPEN_RUN_STATUSES}
+
+
+@contextmanager
+def _api_names() -> Iterator[None]:
+    """A refusal names the field as the API does (secrets are ``secret_names`` here)."""
+    try:
+        yield
+    except JobError as refusal:
+        if refusal.field == "secrets":
+            refusal.field = "secret_names"
+        raise
+
+
+@extend_schema(tags=["jobs"])
+class JobAPIView(TeamAPIView):
+    """Base of the jobs API's views: the team's live jobs, a token with the jobs scope,
+    ``_job(id)`` and ``_run(job, number)`` (404 for what the team does not have)."""
+
+    token_area = "jobs"
+    serializer_class: type[BaseSerializer[Any]] = s.JobSerializer
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        return selectors.live_jobs(self.team)
+
+    @property
+    def actor(self) -> User:
+        return cast("User", self.request.user)
+
+    def _job(self, job_id: int) -> Job:
+        job = selectors.job_of(self.team, job_id)
+        if job is None:
+            raise exceptions.NotFound("No such job in this team.")
+        return job
+
+    def _run(self, job: Job, number: int) -> Run:
+        run = selectors.run_of(self.team, job, number)
+        if run is None:
+            raise exceptions.NotFound(f"{job.name} has no run {number}.")
+        return run
+
+    def _job_body(self, job_id: int) -> Any:
+        return s.JobSerializer(self._job(job_id)).data
+
+    def _run_body(self, run: Run) -> Any:
+        run = selectors.run_of(self.team, run.job, run.number) or run
+        context = {
+            "costs": selectors.costs_of([run]),
+            "attempts": selectors.run_attempts(self.team, run),
+            "files": selectors.run_files(self.team, run),
+            "outputs": selectors.run_outputs(self.team, run),
+        }
+        return s.RunDetailSerializer(run, context=context).data
+
+
+class JobListView(JobAPIView):
+    """The team's jobs, each with its latest run (everyone); make one (members and up)."""
+
+    team_permissions = {"GET": VIEW, "POST": MANAGE}
+    pagination_class = Cursor
+
+    def get(self, request: Request, team_slug: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset()) or []
+        context = {"last_runs": selectors.last_runs(self.team, page)}
+        return self.get_paginated_response(s.JobSerializer(page, many=True, context=context).data)
+
+    @extend_schema(request=s.JobWriteSerializer, responses={201: s.JobSerializer})
+    def post(self, request: Request, team_slug: str) -> Response:
+        data = s.JobWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with _api_names():
+            job = services.job_create(team=self.team, actor=self.actor, **data.validated_data)
+        return Response(self._job_body(job.pk), status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(JobAPIView):
+    """One job; change it (runs made before keep their definition); delete it (its open
+    runs are cancelled)."""
+
+    team_permissions = {"GET": VIEW, "PATCH": MANAGE, "DELETE": MANAGE}
+
+    def get(self, request: Request, team_slug: str, job_id: int) -> Response:
+        return Response(self._job_body(job_id))
+
+    @extend_schema(request=s.JobWriteSerializer, responses={200: s.JobSerializer})
+    def patch(self, request: Request, team_slug: str, job_id: int) -> Response:
+        job = self._job(job_id)
+        data = s.JobWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        with _api_names():
+            services.job_update(team=self.team, actor=self.actor, job=job, **data.validated_data)
+        return Response(self._job_body(job.pk))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, team_slug: str, job_id: int) -> Response:
+        services.job_delete(team=self.team, actor=self.actor, job=self._job(job_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+_PLAN_REFUSAL = OpenApiResponse(
+    description="The team's plan or spend cap refuses: error.code is plan_machine_type, "
+    "plan_concurrency or spend_cap, and error.upgrade_url is where to upgrade."
+)
+
+
+class JobStartView(JobAPIView):
+    """Start a run of the job (queued, then placed as its concurrency allows); ``changes``
+    edit the definition for this run only."""
+
+    team_permissions = {"POST": MANAGE}
+
+    @extend_schema(
+        request=s.RunChangesSerializer,
+        responses={202: s.RunDetailSerializer, 402: _PLAN_REFUSAL},
+    )
+    def post(self, request: Request, team_slug: str, job_id: int) -> Response:
+        job = self._job(job_id)
+        data = s.RunChangesSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with _api_names():
+            run = services.job_run(
+                team=self.team,
+                actor=self.actor,
+                job=job,
+                trigger=Run.Trigger.API,
+                changes=data.validated_data.get("changes"),
+            )
+        return Response(self._run_body(run), status=status.HTTP_202_ACCEPTED)
+
+
+class JobRunListView(JobAPIView):
+    """A job's runs, newest first."""
+
+    team_permissions = {"GET": VIEW}
+    serializer_class = s.RunSerializer
+    pagination_class = Cursor
+
+    def get_team_queryset(self) -> QuerySet[Any]:
+        return selectors.job_runs(self.team, self._job(self.kwargs["job_id"]))
+
+    def get(self, request: Request, team_slug: str, job_id: int) -> Response:
+        page = self.paginate_queryset(self.get_queryset()) or []
+        context = {"costs": selectors.costs_of(page)}
+        return self.get_paginated_response(s.RunSerializer(page, many=True, context=context).data)
+
+
+class JobRunDetailView(JobAPIView):
+    """One run: its definition as it was, attempts, exit code, duration, cost, the files
+    it kept and the versions it made."""
+
+    team_permissions = {"GET": VIEW}
+    serializer_class = s.RunDetailSerializer
+
+    def get(self, request: Request, team_slug: str, job_id: int, number: int) -> Response:
+        return Response(self._run_body(self._run(self._job(job_id), number)))
+
+
+class JobRunCancelView(JobAPIView):
+    """Cancel an open run: SIGTERM, the job's grace period, then SIGKILL (a queued run ends
+    at once). 409 once it has ended."""
+
+    team_permissions = {"POST": MANAGE}
+    serializer_class = s.RunDetailSerializer
+
+    @extend_schema(request=None, responses={202: s.RunDetailSerializer})
+    def post(self, request: Request, team_slug: str, job_id: int, number: int) -> Response:
+        run = self._run(self._job(job_id), number)
+        services.run_cancel(team=self.team, actor=self.actor, run=run)
+        return Response(self._run_body(run), status=status.HTTP_202_ACCEPTED)
+
+
+class JobRunRerunView(JobAPIView):
+    """A new run with this run's definition (as it was), edited by ``changes``."""
+
+    team_permissions = {"POST": MANAGE}
+    serializer_class = s.RunDetailSerializer
+
+    @extend_schema(
+        request=s.RunChangesSerializer,
+        responses={202: s.RunDetailSerializer, 402: _PLAN_REFUSAL},
+    )
+    def post(self, request: Request, team_slug: str, job_id: int, number: int) -> Response:
+        run = self._run(self._job(job_id), number)
+        data = s.RunChangesSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with _api_names():
+            again = services.run_rerun(
+                team=self.team,
+                actor=self.actor,
+                run=run,
+                changes=data.validated_data.get("changes"),
+            )
+        return Response(self._run_body(again), status=status.HTTP_202_ACCEPTED)
+
+
+class RunFollower(Follower):
+    """A run's stream followed until a status message (the engine's "run" messages,
+    apps.jobs.runs.run_published) says the run ended."""
+
+    def _ends(self, row: dict[str, Any]) -> bool:
+        return (
+            row["seq"] > self.started_at_seq
+            and row.get("type") in ("run", "status")
+            and row.get("status") in _RUN_ENDED
+        )
+
+
+class JobRunLogsView(JobAPIView):
+    """The run's live stream (its log lines and status changes), from its recent buffer.
+
+    ``?after=<seq>`` (with ``&epoch=``) returns only newer messages; ``?follow=1`` keeps
+    the response open as NDJSON until the run ends, ``?timeout`` seconds pass, or the
+    reader loses access."""
+
+    team_permissions = {"GET": VIEW}
+    serializer_class = logs_s.LogsSerializer
+    renderer_classes = [*TeamAPIView.renderer_classes, NDJSONRenderer]
+
+    @extend_schema(
+        parameters=[logs_s.LogsQuerySerializer],
+        responses={
+            (200, "application/json"): logs_s.LogsSerializer,
+            (200, NDJSON): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="With follow=1: one message (JSON, with its seq) per line.",
+            ),
+        },
+    )
+    def get(self, request: Request, team_slug: str, job_id: int, number: int) -> Any:
+        run = self._run(self._job(job_id), number)
+        query = logs_s.LogsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        resume = stream_resume(run.stream, wanted["after"], wanted["epoch"])
+        if wanted["follow"]:
+            follower = RunFollower(
+                run.stream,
+                after=resume.after,
+                seconds=wanted["timeout"],
+                stopped=run.status not in OPEN_RUN_STATUSES,
+                allowed=self.access_check(),
+            )
+            content: Iterator[bytes] | AsyncIterator[bytes] = (
+                follower.aiter() if isinstance(request._request, ASGIRequest) else iter(follower)
+            )
+            response = StreamingHttpResponse(content, content_type=NDJSON)
+            response["Cache-Control"] = "no-store"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        messages = stream_after(run.stream, resume.after, wanted["limit"])
+        page: dict[str, Any] = {
+            "last": stream_last(run.stream),
+            "epoch": resume.epoch,
+            "messages": messages,
+        }
+        if resume.restarted:
+            page["restarted"] = True
+        return Response(page)
