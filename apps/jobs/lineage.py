@@ -18,13 +18,7 @@ def dataset_version_source(team: Team, version: DatasetVersion) -> tuple[str, st
     words and its page; None when it was not a run's, or the run is gone."""
     if version.source != "job" or version.source_id is None:
         return None
-    run = (
-        Run.objects.for_team(team)
-        .select_related("job")
-        .filter(pk=version.source_id)
-        .only("number", "job__name", "job__pk")
-        .first()
-    )
+    run = Run.objects.for_team(team).select_related("job").filter(pk=version.source_id).first()
     if run is None:
         return None
     page = reverse("jobs:run", args=[team.slug, run.job_id, run.number])
