@@ -91,7 +91,25 @@ def run_attempts(team: Team, run: Run) -> list[Attempt]:
 
 
 def run_files(team: Team, run: Run) -> list[RunFile]:
-    return list(RunFile.objects.for_team(team).filter(run=run).order_by("kind", "path"))
+    """The files the run still keeps (none past its expiry), each with ``url`` (its
+    download, apps.jobs.files_views)."""
+    files = list(
+        RunFile.objects.for_team(team)
+        .filter(run=run, expires_at__gt=timezone.now())
+        .order_by("kind", "path")
+    )
+    for f in files:
+        f.url = reverse("job_files:download", args=[team.slug, run.pk, f.pk])
+    return files
+
+
+def notebook_url(team: Team, files: Sequence[RunFile]) -> str | None:
+    """Where the run's executed notebook opens (rendered on the results origin through a
+    single-use ticket), if it kept one."""
+    for f in files:
+        if f.kind == RunFile.Kind.RESULT:
+            return reverse("job_files:notebook", args=[team.slug, f.run_id])
+    return None
 
 
 def run_duration(run: Run) -> int | None:

@@ -200,13 +200,15 @@ class RunDetailView(JobPage):
         job = self.job(job_id)
         run = self.run(job, number)
         costs = selectors.costs_of([run])
+        files = selectors.run_files(self.team, run)
         return self.page(
             request,
             job=job,
             run=run,
             open=run.status in OPEN_RUN_STATUSES,
             attempts=selectors.run_attempts(self.team, run),
-            files=selectors.run_files(self.team, run),
+            files=files,
+            notebook_url=selectors.notebook_url(self.team, files),
             outputs=selectors.run_outputs(self.team, run),
             duration=selectors.run_duration(run),
             cost=None if costs is None else costs.get(run.pk),

@@ -215,3 +215,50 @@ def test_the_run_websocket_says_hello_then_sends_log_lines(acme, alice, charlie,
     assert hello["status"]["number"] == 1
     assert logs["lines"] == ["step 1"]
     assert connect(charlie) == (False, [])
+
+
+def test_a_run_page_links_its_kept_files_and_the_executed_notebook(
+    client, acme, alice, catalogue, media
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.jobs.models import RunFile
+    from tests.dataset_fixtures import store_blob
+
+    job = make_job(acme, alice)
+    run = Run.objects.for_team(acme).create(
+        team=acme, job=job, number=1, status=Run.Status.SUCCEEDED, definition={}
+    )
+    blob = store_blob(b"{}")
+    later = timezone.now() + timedelta(days=1)
+    kept = {}
+    for kind, path, expires in (
+        (RunFile.Kind.RESULT, "executed.ipynb", later),
+        (RunFile.Kind.ARTIFACT, "model.pt", later),
+        (RunFile.Kind.ARTIFACT, "old.txt", timezone.now() - timedelta(days=1)),
+    ):
+        kept[path] = RunFile.objects.for_team(acme).create(
+            team=acme,
+            run=run,
+            kind=kind,
+            path=path,
+            size=2,
+            sha256=blob.sha256,
+            blob=blob,
+            expires_at=expires,
+        )
+    client.force_login(alice)
+
+    page = client.get(f"/t/acme/jobs/{job.pk}/runs/1/").content.decode()
+    body = client.get(f"/api/v1/teams/acme/jobs/{job.pk}/runs/1/").json()
+
+    notebook = f"/t/acme/jobs/runs/{run.pk}/notebook/"
+    download = f"/t/acme/jobs/runs/{run.pk}/files/{kept['model.pt'].pk}/"
+    assert f'href="{notebook}"' in page
+    assert f'href="{download}"' in page
+    assert "old.txt" not in page  # expired: no longer kept
+    assert body["notebook_url"] == notebook
+    assert sorted(f["path"] for f in body["files"]) == ["executed.ipynb", "model.pt"]
+    assert client.get(download).status_code == 200

@@ -216,9 +216,11 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 
 class RunFileSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(read_only=True, help_text="Its download (a signed-in member's).")
+
     class Meta:
         model = RunFile
-        fields = ["kind", "path", "size", "sha256", "expires_at"]
+        fields = ["id", "kind", "path", "size", "sha256", "expires_at", "url"]
         read_only_fields = fields
 
 
@@ -277,9 +279,20 @@ class RunDetailSerializer(RunSerializer):
     attempts = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField(help_text="The files it kept, until they expire.")
     outputs = serializers.SerializerMethodField(help_text="The versions it made.")
+    notebook_url = serializers.SerializerMethodField(
+        help_text="Where its executed notebook opens, rendered read-only on the results "
+        "origin (null: it kept none)."
+    )
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "definition", "attempts", "files", "outputs"]
+        fields = [
+            *RunSerializer.Meta.fields,
+            "definition",
+            "attempts",
+            "files",
+            "outputs",
+            "notebook_url",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(AttemptSerializer(many=True))
@@ -299,5 +312,9 @@ class RunDetailSerializer(RunSerializer):
             },
         }
     )
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_notebook_url(self, run: Run) -> str | None:
+        return self.context.get("notebook_url")
+
     def get_outputs(self, run: Run) -> dict[str, Any]:
         return self.context.get("outputs", {"dataset_version": None, "model_version": None})

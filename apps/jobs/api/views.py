@@ -87,10 +87,12 @@ class JobAPIView(TeamAPIView):
 
     def _run_body(self, run: Run) -> Any:
         run = selectors.run_of(self.team, run.job, run.number) or run
+        files = selectors.run_files(self.team, run)
         context = {
             "costs": selectors.costs_of([run]),
             "attempts": selectors.run_attempts(self.team, run),
-            "files": selectors.run_files(self.team, run),
+            "files": files,
+            "notebook_url": selectors.notebook_url(self.team, files),
             "outputs": selectors.run_outputs(self.team, run),
         }
         return s.RunDetailSerializer(run, context=context).data
