@@ -39,8 +39,9 @@ from apps.deployments.spec import health_path, replica_spec
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
 from apps.machines.models import PlacementRequest
 from apps.machines.queue import (
+    owner_free_unclaimed,
+    owner_placed,
     placement_free,
-    placement_free_unclaimed,
     placement_request,
     queue_position,
 )
@@ -172,32 +173,14 @@ def replica_place(replica: Replica) -> None:
 
 def on_workload_placed(name: str) -> None:
     """A waiting replica's request was placed by whoever moved the line: on with it now."""
-    replica_id = replica_of_workload(name)
-    found = (
-        # Across teams by the workload's own id: the line is every team's.
-        Replica.objects.unscoped()
-        .filter(pk=replica_id)
-        .values("team_id", "status", "ended_at")
-        .first()
-        if replica_id is not None
-        else None
+    owner_placed(
+        name, Replica, replica_of_workload(name), waiting=S.PLACING, place=replica_place_task
     )
-    if found is None:
-        return
-    if found["ended_at"] is not None:
-        _free_unclaimed(name)
-    elif found["status"] == S.PLACING:
-        replica_place_task.delay(replica_id, team_id=found["team_id"])
 
 
 def _free_unclaimed(workload: str) -> None:
     """Give back a placement made for an ended replica that never took it."""
-    placement_free_unclaimed(
-        workload,
-        claimed=lambda placement: (
-            Replica.objects.unscoped().filter(placement=placement, ended_at__isnull=True).exists()
-        ),
-    )
+    owner_free_unclaimed(workload, Replica)
 
 
 def start_options(replica: Replica) -> dict[str, Any]:

@@ -56,8 +56,9 @@ from apps.jobs.models import OPEN_RUN_STATUSES, Attempt, Job, Run
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
 from apps.machines.models import MachineType, PlacementRequest
 from apps.machines.queue import (
+    owner_free_unclaimed,
+    owner_placed,
     placement_free,
-    placement_free_unclaimed,
     placement_request,
     queue_position,
 )
@@ -81,6 +82,10 @@ _STOPPED_RUN: dict[str, str] = {END.CANCELLED: RS.CANCELLED, END.TIMED_OUT: RS.T
 STOP_PATIENCE = timedelta(seconds=120)
 # How long an attempt waits in line before the tick asks the line again (one missed word).
 PLACE_AGAIN_AFTER = timedelta(seconds=30)
+# A start its host said nothing of for this long was lost with the agent (a restart): sent
+# again (the agent's start is idempotent), at most START_TRIES times in all.
+START_AGAIN_AFTER = timedelta(seconds=AGENT_TIME_LIMIT + 60)
+START_TRIES = 3
 # The most rows one tick handles of each kind (the next tick takes the rest).
 TICK_BATCH = 200
 
@@ -322,32 +327,18 @@ def attempt_place(attempt: Attempt) -> None:
 
 def on_workload_placed(workload: str) -> None:
     """A waiting attempt's request was placed by whoever moved the line: on with it now."""
-    attempt_id = attempt_of_workload(workload)
-    found = (
-        # Across teams by the workload's own id: the line is every team's.
-        Attempt.objects.unscoped()
-        .filter(pk=attempt_id)
-        .values("team_id", "status", "ended_at")
-        .first()
-        if attempt_id is not None
-        else None
+    owner_placed(
+        workload,
+        Attempt,
+        attempt_of_workload(workload),
+        waiting=AS.PLACING,
+        place=attempt_place_task,
     )
-    if found is None:
-        return
-    if found["ended_at"] is not None:
-        _free_unclaimed(workload)
-    elif found["status"] == AS.PLACING:
-        attempt_place_task.delay(attempt_id, team_id=found["team_id"])
 
 
 def _free_unclaimed(workload: str) -> None:
     """Give back a placement made for an ended attempt that never took it."""
-    placement_free_unclaimed(
-        workload,
-        claimed=lambda placement: (
-            Attempt.objects.unscoped().filter(placement=placement, ended_at__isnull=True).exists()
-        ),
-    )
+    owner_free_unclaimed(workload, Attempt)
 
 
 def attempt_dispatch(attempt_id: int, team_id: int) -> None:
@@ -744,7 +735,14 @@ def run_outputs_done(run_id: int, *, ok: bool, message: str = "") -> None:
 def runs_tick() -> dict[str, int]:
     """One pass (jobs.tick): maximum run times, stops nobody confirmed, lost attempts (tried
     again while max_attempts allows), attempts still in line, queued runs started."""
-    counts = {"timed_out": 0, "stop_given_up": 0, "lost": 0, "placed_again": 0, "started": 0}
+    counts = {
+        "timed_out": 0,
+        "stop_given_up": 0,
+        "lost": 0,
+        "placed_again": 0,
+        "sent_again": 0,
+        "started": 0,
+    }
     now = timezone.now()
     # Across teams in this sweep, each limited by its own condition; every row is then
     # handled in its own team's scope.
@@ -774,6 +772,17 @@ def runs_tick() -> dict[str, int]:
         with team_scope(attempt.team_id):
             attempt_place(attempt)
         counts["placed_again"] += 1
+    for attempt_id, team_id in (
+        Attempt.objects.unscoped()
+        .filter(
+            ended_at__isnull=True,
+            status=AS.STARTING,
+            started_at__isnull=True,
+            progressed_at__lt=now - START_AGAIN_AFTER,
+        )
+        .values_list("pk", "team_id")[:TICK_BATCH]
+    ):
+        counts["sent_again"] += _start_again(attempt_id, team_id)
     for job_id, team_id in (
         Run.objects.unscoped()
         .filter(status=RS.QUEUED)
@@ -785,6 +794,20 @@ def runs_tick() -> dict[str, int]:
     if any(counts.values()):
         logger.info("jobs tick: %s", counts)
     return counts
+
+
+def _start_again(attempt_id: int, team_id: int) -> int:
+    """A start nobody heard of since it was sent: sent again, or given up on after
+    START_TRIES (the run fails, saying so)."""
+    with team_scope(team_id):
+        attempt = Attempt.objects.for_team(team_id).filter(pk=attempt_id).first()
+        if attempt is None:
+            return 0
+        if attempt.start_attempts < START_TRIES:
+            attempt_dispatch(attempt_id, team_id)
+            return 1
+        _fail_start(attempt, f"Its machine did not start it ({START_TRIES} tries).")
+        return 1
 
 
 def _time_out(run_id: int, team_id: int) -> int:

@@ -60,7 +60,7 @@ def run_env(run: Run) -> dict[str, str]:
     names = [str(n) for n in definition.get("secrets") or []]
     env = {str(k): str(v) for k, v in (definition.get("env") or {}).items()}
     if names:
-        env |= secrets.secrets_resolve(run.team, names, used_by=used_by)
+        env |= secrets.secrets_resolve(run.team, names, used_by=used_by, actor=run.triggered_by)
     env |= sources.source_env(run.team, definition, used_by=used_by)
     env |= {"LATTICE_RUN_ID": str(run.pk), "LATTICE_JOB": run.job.slug}
     return env

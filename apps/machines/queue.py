@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
@@ -200,3 +200,41 @@ def placement_free_unclaimed(workload: str, *, claimed: Callable[[Placement], bo
             return
         if not claimed(request.placement):
             placement_free(placement=request.placement)
+
+
+def owner_free_unclaimed(workload: str, owners: Any) -> None:
+    """``placement_free_unclaimed`` for a workload whose owner is a row of the model
+    ``owners`` (a notebook session, a replica, a job attempt: each with ``placement`` and
+    ``ended_at``): claimed while an open one holds the placement."""
+    placement_free_unclaimed(
+        workload,
+        claimed=lambda placement: (
+            # Across teams by the placement itself: the line is every team's.
+            owners.objects.unscoped().filter(placement=placement, ended_at__isnull=True).exists()
+        ),
+    )
+
+
+def owner_placed(
+    workload: str, owners: Any, owner_id: int | None, *, waiting: str, place: Any
+) -> None:
+    """A kind's ``placed`` (apps.machines.hooks): a waiting request of ``workload`` was placed
+    by whoever moved the line. Its owner, row ``owner_id`` of ``owners`` (with ``team``,
+    ``status``, ``ended_at``), goes on at once through its ``place`` task (``place.delay(
+    owner_id, team_id=...)``) while it still has status ``waiting``; one that ended
+    meanwhile (a stop raced the line) gives the room back."""
+    found = (
+        # Across teams by the workload's own id: the line is every team's.
+        owners.objects.unscoped()
+        .filter(pk=owner_id)
+        .values("team_id", "status", "ended_at")
+        .first()
+        if owner_id is not None
+        else None
+    )
+    if found is None:
+        return
+    if found["ended_at"] is not None:
+        owner_free_unclaimed(workload, owners)
+    elif found["status"] == waiting:
+        place.delay(owner_id, team_id=found["team_id"])

@@ -252,3 +252,112 @@ def test_each_attempt_is_billed_for_its_own_seconds(acme, alice, process_host, n
         )
         assert piece.seconds == int(billed.total_seconds())
         assert piece.seconds >= 1
+
+
+def test_the_team_secrets_a_job_names_reach_its_environment(
+    acme, alice, globex, charlie, process_host, no_outputs
+):
+    from apps.core.audit import AuditEntry
+    from apps.teams.secrets import secret_set
+
+    secret_set(team=acme, actor=alice, name="API_TOKEN", value="s3cret-value-for-acme")
+    secret_set(team=globex, actor=charlie, name="GLOBEX_ONLY", value="not-for-acme")
+    command = 'test "$API_TOKEN" = "s3cret-value-for-acme" && echo the token is there'
+    job = make_job(acme, alice, command, secrets=["API_TOKEN"], env={"PLAIN": "1"})
+    run = wait_for(
+        runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.SUCCEEDED, RS.FAILED
+    )
+    assert run.status == RS.SUCCEEDED, run.status_message
+    used = AuditEntry.objects.for_team(acme).filter(action="secret.used").get()
+    assert used.target == f"job Train run {run.number}"
+
+    # A name only another team has is not this team's: the run fails, saying which.
+    other = make_job(acme, alice, "true", name="Other", slug="other", secrets=["GLOBEX_ONLY"])
+    run = wait_for(
+        runs.run_create(other, trigger=Run.Trigger.MANUAL, actor=alice), RS.FAILED, RS.SUCCEEDED
+    )
+    assert run.status == RS.FAILED
+    assert run.status_message.startswith("It could not start:")
+    assert "GLOBEX_ONLY" in run.status_message
+    [attempt] = attempts_of(run)
+    assert attempt.end_reason == END.FAILED
+    assert not placement_of(attempt).active
+
+
+def test_a_notebook_source_runs_on_a_snapshot_of_the_notebooks_files(
+    acme, alice, process_host, no_outputs, settings
+):
+    from tests.notebook_fixtures import make_notebook
+
+    notebook = make_notebook(acme, alice, "Churn")
+    # The notebook's volume on this host (the process runtime's folder of it).
+    files = settings.LATTICE_RUNTIME_DIR / "volumes"
+    (files / notebook.volume).mkdir(parents=True)
+    (files / notebook.volume / "train.sh").write_text("echo training from the notebook\n")
+    job = make_job(acme, alice, "sh train.sh", source="notebook", notebook=notebook)
+    run = wait_for(
+        runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.SUCCEEDED, RS.FAILED
+    )
+    assert run.status == RS.SUCCEEDED, run.status_message
+    deadline = time.monotonic() + 10
+    while "training from the notebook" not in log_lines(run) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "training from the notebook" in log_lines(run)
+
+
+def test_a_start_the_plan_refuses_fails_the_run_with_its_reason(
+    acme, alice, process_host, no_outputs
+):
+    from apps.core.errors import PaymentRequiredError
+    from apps.notebooks.entitlements import check_start
+
+    def refuse(_team, _machine_type):
+        raise PaymentRequiredError("Your plan's spend cap is reached.")
+
+    job = make_job(acme, alice, "true")
+    with check_start.override(refuse):
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    run.refresh_from_db()
+    assert run.status == RS.FAILED
+    assert run.status_message == "It could not start: Your plan's spend cap is reached."
+    assert attempts_of(run) == []
+
+
+def test_a_start_lost_with_the_agent_is_sent_again_then_given_up(
+    acme, alice, process_host, no_outputs, monkeypatch
+):
+    sent = []
+
+    class LostOnTheWay:
+        @staticmethod
+        def apply_async(**kwargs):
+            sent.append(kwargs)
+
+    job = make_job(acme, alice, "echo at last")
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "agent_start", LostOnTheWay)
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    assert len(sent) == 1
+    [attempt] = attempts_of(run)
+    assert attempt.status == Attempt.Status.STARTING
+    # Not yet: the agent may still be pulling the image.
+    assert runs.runs_tick()["sent_again"] == 0
+    long_ago = timezone.now() - runs.START_AGAIN_AFTER - timedelta(seconds=1)
+    Attempt.objects.for_team(acme).filter(pk=attempt.pk).update(progressed_at=long_ago)
+    assert runs.runs_tick()["sent_again"] == 1
+    run = wait_for(run, RS.SUCCEEDED, RS.FAILED)
+    assert run.status == RS.SUCCEEDED
+    assert attempts_of(run)[0].start_attempts == 2
+
+    # A start never heard of after every try: the run fails, saying so.
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "agent_start", LostOnTheWay)
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+        [attempt] = attempts_of(run)
+        for _ in range(runs.START_TRIES):
+            Attempt.objects.for_team(acme).filter(pk=attempt.pk).update(progressed_at=long_ago)
+            runs.runs_tick()
+    run.refresh_from_db()
+    assert run.status == RS.FAILED
+    assert run.status_message == "It could not start: Its machine did not start it (3 tries)."
+    assert not placement_of(attempts_of(run)[0]).active

@@ -28,8 +28,9 @@ from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
 from apps.machines.queue import (
+    owner_free_unclaimed,
+    owner_placed,
     placement_free,
-    placement_free_unclaimed,
     placement_request,
     queue_position,
 )
@@ -138,34 +139,19 @@ def session_of_workload(name: str) -> int | None:
 def on_workload_placed(name: str) -> None:
     """A waiting session's request was placed by whoever moved the line: on with it now.
     If the session ended meanwhile (a stop raced the line), the room goes back."""
-    session_id = session_of_workload(name)
-    session = (
-        NotebookSession.objects.unscoped()
-        .filter(pk=session_id)
-        .values("team_id", "status", "ended_at")
-        .first()
-        if session_id is not None
-        else None
+    owner_placed(
+        name,
+        NotebookSession,
+        session_of_workload(name),
+        waiting=Status.QUEUED,
+        place=session_place_task,
     )
-    if session is None:
-        return
-    if session["ended_at"] is not None:
-        _free_unclaimed(name)
-    elif session["status"] == Status.QUEUED:
-        session_place_task.delay(session_id, team_id=session["team_id"])
 
 
 def _free_unclaimed(workload: str) -> None:
     """Give back the placement made for an ended session's workload that the session never
     took (it was placed after the session ended): otherwise it holds its room for nothing."""
-    placement_free_unclaimed(
-        workload,
-        claimed=lambda placement: (
-            NotebookSession.objects.unscoped()
-            .filter(placement=placement, ended_at__isnull=True)
-            .exists()
-        ),
-    )
+    owner_free_unclaimed(workload, NotebookSession)
 
 
 def on_commit_place(session: NotebookSession) -> None:
