@@ -119,7 +119,13 @@ def _exec_line(definition: dict[str, Any]) -> str:
         folder = posixpath.dirname(path) or "."
         # JSON is YAML: papermill reads the parameters with their types (numbers, lists...).
         parameters = json.dumps(definition.get("parameters") or {})
-        return " ".join(
+        # A custom template's image (or a host running local processes) may lack it.
+        missing = (
+            "command -v papermill >/dev/null || { echo 'lattice: papermill is not installed "
+            "where this job runs (the notebook image has it): a notebook cannot run' >&2; "
+            "exit 127; }\n"
+        )
+        return missing + " ".join(
             [
                 "exec papermill --log-output --no-progress-bar",
                 f"--cwd {shlex.quote(folder)}",

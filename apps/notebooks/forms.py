@@ -44,6 +44,34 @@ def _idle_field(help_text: str) -> forms.IntegerField:
     )
 
 
+# The repository cloned into /notebooks/<repo> on a start that does not find it: each
+# field's label, longest value and help.
+_GIT_FIELDS = {
+    "git_url": (
+        "Git repository (optional)",
+        500,
+        (
+            "https://… or git@host:team/repo.git: cloned into /notebooks/<repo> when a start "
+            "does not find that folder."
+        ),
+    ),
+    "git_ref": ("Branch, tag or commit", 200, "Blank: the repository's default branch."),
+    "git_secret": (
+        "Team secret with its token or deploy key",
+        64,
+        (
+            "The name of a team secret: an access token (https) or an SSH deploy key (git@…). "
+            "Blank for a public repository."
+        ),
+    ),
+}
+
+
+def _git_field(name: str) -> forms.CharField:
+    label, max_length, help_text = _GIT_FIELDS[name]
+    return forms.CharField(label=label, required=False, max_length=max_length, help_text=help_text)
+
+
 class NotebookCreateForm(forms.Form):
     # Not required here: the service says what is wrong with a name, in its own words.
     name = forms.CharField(label="Name", required=False, strip=False)
@@ -61,6 +89,9 @@ class NotebookCreateForm(forms.Form):
         empty_label=None,
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    git_url = _git_field("git_url")
+    git_ref = _git_field("git_ref")
+    git_secret = _git_field("git_secret")
 
 
 class NotebookUpdateForm(forms.Form):
@@ -73,6 +104,9 @@ class NotebookUpdateForm(forms.Form):
         help_text="Only while stopped; the notebook's files stay.",
     )
     idle_timeout_minutes = _idle_field("Blank: the team's default. 0: never stop when idle.")
+    git_url = _git_field("git_url")
+    git_ref = _git_field("git_ref")
+    git_secret = _git_field("git_secret")
 
 
 class NotebookDuplicateForm(forms.Form):

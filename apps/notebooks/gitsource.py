@@ -24,6 +24,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
+from apps.core.errors import ServiceError
 from apps.teams import secrets as team_secrets
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "LATTICE_GIT_TOKEN"  # noqa: S105 - a variable's name
 SSH_KEY_ENV = "LATTICE_GIT_SSH_KEY"
+# Why a notebook's credential could not be given (its secret deleted since): the start
+# says so instead of cloning, and JupyterLab starts all the same.
+ERROR_ENV = "LATTICE_GIT_ERROR"
 
 # https://host/path, http:// (an internal server), ssh://[user@]host[:port]/path, git://,
 # and the scp-like form user@host:path. Never a local path, file:// or a transport helper
@@ -51,6 +55,8 @@ def git_source_problem(url: str, ref: str) -> str | None:
             "Give the repository as an https:// or ssh:// URL, or as user@host:path "
             "(git@github.com:team/repo.git)."
         )
+    if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", url):
+        return "Keep the password or token out of the URL: put it in a team secret and name that."
     if ref and not _REF.match(ref):
         return "Give a branch, a tag or a commit (letters, digits, . _ / + -; not starting with -)."
     return None
@@ -68,6 +74,21 @@ def git_credential_env(team: Team, url: str, secret: str, *, used_by: str) -> di
         return {}
     value = team_secrets.secrets_resolve(team, [secret], used_by=used_by)[secret]
     return {SSH_KEY_ENV if git_uses_ssh(url) else TOKEN_ENV: value}
+
+
+def notebook_git_env(notebook: Notebook) -> dict[str, str]:
+    """The variables a notebook's clone script reads: its credential, or why there is none."""
+    if not notebook.git_url:
+        return {}
+    try:
+        return git_credential_env(
+            notebook.team,
+            notebook.git_url,
+            notebook.git_secret,
+            used_by=f"notebook {notebook.name}",
+        )
+    except ServiceError as exc:
+        return {ERROR_ENV: str(exc)}
 
 
 def git_shown(url: str, ref: str) -> str:
@@ -138,7 +159,9 @@ def notebook_clone_command(notebook: Notebook, command: list[str]) -> list[str]:
     checkout = f' && git -C "$partial" checkout -q {shlex.quote(ref)} --' if ref else ""
     script = f"""set -u
 dest="{{mount:/notebooks}}"/{shlex.quote(folder)}
-if [ ! -e "$dest" ]; then
+if [ -n "${{LATTICE_GIT_ERROR:-}}" ]; then
+  echo {shlex.quote(f"lattice: could not clone {shown}:")} "$LATTICE_GIT_ERROR"
+elif [ ! -e "$dest" ]; then
   echo {shlex.quote(f"lattice: cloning {shown} into /notebooks/{folder}")}
   {_AUTH.strip()}
   partial="$dest.lattice-clone"
@@ -152,7 +175,7 @@ if [ ! -e "$dest" ]; then
   fi
   {_FORGET.strip()}
 fi
-unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY
+unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY LATTICE_GIT_ERROR
 exec "$@"
 """
     return ["sh", "-c", script, "lattice-notebook", *command]

@@ -18,8 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
+from apps.core.errors import ServiceError
 from apps.notebooks import lifecycle
 from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
+from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import notebook_locked, notebook_to_change
@@ -27,6 +29,7 @@ from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNoteboo
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
+from apps.teams.secrets import check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -61,6 +64,28 @@ def _clean_idle(minutes: int | None) -> int | None:
     return minutes
 
 
+def _clean_git(team: Team, url: str, ref: str, secret: str) -> tuple[str, str, str]:
+    """The repository cloned into /notebooks/<repo> on a start that does not find it: its
+    URL, branch/tag/commit and the team secret with its token or deploy key, checked."""
+    url, ref, secret = url.strip(), ref.strip(), secret.strip()
+    if not url:
+        if ref or secret:
+            raise NotebookError("Give the repository's URL too.", field="git_url")
+        return "", "", ""
+    problem = git_source_problem(url, "")
+    if problem:
+        raise NotebookError(problem, field="git_url")
+    problem = git_source_problem(url, ref)
+    if problem:
+        raise NotebookError(problem, field="git_ref")
+    if secret:
+        try:
+            check_names(team, [secret])
+        except ServiceError as exc:
+            raise NotebookError(str(exc), field="git_secret") from exc
+    return url, ref, secret
+
+
 def _machine(machine_type: MachineType | None) -> MachineType:
     if machine_type is None or not machine_type.active:
         raise NotebookError("Choose a machine type that is offered.", field="machine_type")
@@ -77,8 +102,12 @@ def notebook_create(
     machine_type: MachineType | None,
     custom_image: str = "",
     idle_timeout_minutes: int | None = None,
+    git_url: str = "",
+    git_ref: str = "",
+    git_secret: str = "",
 ) -> Notebook:
-    """Make a stopped notebook (its storage is made on first start); audit it."""
+    """Make a stopped notebook (its storage is made on first start); audit it. With a Git
+    repository, its first start clones it into /notebooks/<repo>."""
     require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     name = _clean_name(team, name)
     if template not in TEMPLATES:
@@ -87,6 +116,7 @@ def notebook_create(
         custom_image = image_for(template, custom_image) if template == CUSTOM else ""
     except TemplateError as exc:
         raise NotebookError(str(exc), field="custom_image") from exc
+    git_url, git_ref, git_secret = _clean_git(team, git_url, git_ref, git_secret)
     notebook = Notebook.objects.for_team(team).create(
         team=team,
         name=name,
@@ -94,6 +124,9 @@ def notebook_create(
         custom_image=custom_image,
         machine_type=_machine(machine_type),
         idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
+        git_url=git_url,
+        git_ref=git_ref,
+        git_secret=git_secret,
         created_by=actor,
     )
     team_notebook_settings_made(team.pk)
@@ -111,8 +144,13 @@ def notebook_update(
     machine_type: MachineType | None = None,
     idle_timeout_minutes: int | None = None,
     clear_idle_timeout: bool = False,
+    git_url: str | None = None,
+    git_ref: str | None = None,
+    git_secret: str | None = None,
 ) -> Notebook:
-    """Rename, change the machine type (only while stopped; storage kept), or the idle policy."""
+    """Rename, change the machine type (only while stopped; storage kept), the idle policy,
+    or the Git repository (None: unchanged; cloned on the next start that does not find
+    its folder, an earlier clone left as it is)."""
     notebook = notebook_to_change(team, actor, notebook)
     changed = []
     if name is not None and name != notebook.name:
@@ -131,6 +169,17 @@ def notebook_update(
             None if clear_idle_timeout else _clean_idle(idle_timeout_minutes)
         )
         changed.append("idle_timeout_minutes")
+    if not (git_url is None and git_ref is None and git_secret is None):
+        git = _clean_git(
+            team,
+            notebook.git_url if git_url is None else git_url,
+            notebook.git_ref if git_ref is None else git_ref,
+            notebook.git_secret if git_secret is None else git_secret,
+        )
+        for field, value in zip(("git_url", "git_ref", "git_secret"), git, strict=True):
+            if getattr(notebook, field) != value:
+                setattr(notebook, field, value)
+                changed.append(field)
     if changed:
         notebook.save(update_fields=[*changed, "updated_at"])
         audit_record(

@@ -649,8 +649,8 @@ def allowed_destinations() -> list[tuple[str, int]]:
     """``settings.LATTICE_WORKLOAD_ALLOW`` ("host:port" each) as (IPv4 address, TCP port)
     pairs: a name is resolved now, to each of its IPv4 addresses."""
     pairs: list[tuple[str, int]] = []
-    for entry in settings.LATTICE_WORKLOAD_ALLOW:
-        host, separator, port = entry.strip().rpartition(":")
+    for entry in filter(None, (e.strip() for e in settings.LATTICE_WORKLOAD_ALLOW)):
+        host, separator, port = entry.rpartition(":")
         if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
             raise WorkloadError(f"LATTICE_WORKLOAD_ALLOW: {entry!r} is not host:port.")
         try:

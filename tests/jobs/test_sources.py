@@ -38,6 +38,7 @@ from apps.runtimes.docker import (
     isolate_workloads,
     isolation_rules,
 )
+from apps.runtimes.process import LocalProcessRuntime
 from apps.teams.secrets import secret_set
 from tests.factories import TeamFactory
 from tests.helpers import wait_for
@@ -143,9 +144,9 @@ def job(url: str, ref: str, **changes: Any) -> dict[str, Any]:
     }
 
 
-def start(runtime, image, command, *, env, volume=None, mount="/workspace"):
-    """Start ``command`` in the notebook image with ``volume`` at ``mount``; wait for its
-    end: (exit status, log lines, the volume)."""
+def start(runtime, image, command, *, env, volume=None, mount="/workspace", more=None):
+    """Start ``command`` in the notebook image with ``volume`` at ``mount`` (and the
+    volumes ``more`` names); wait for its end: (exit status, log lines, the volume)."""
     runtime, made = runtime
     name = f"t-src-{uuid.uuid4().hex[:8]}"
     volume = volume or f"lattice-test-{name}"
@@ -156,7 +157,7 @@ def start(runtime, image, command, *, env, volume=None, mount="/workspace"):
         image=image,
         command=command,
         env=env,
-        volumes={volume: mount},
+        volumes={volume: mount, **(more or {})},
         labels={"test": "jobs-sources"},
     )
     state = runtime.start(spec)
@@ -256,6 +257,68 @@ def test_a_bad_ref_fails_saying_so_and_a_wrong_token_fails(
     assert not any("not-the-token" in line for line in lines)
 
 
+FAKE_SSH = """#!/bin/sh
+# Stands in for ssh: says what Git and the runner gave it, then fails as a refused login.
+key=""; previous=""
+for arg in "$@"; do [ "$previous" = "-i" ] && key="$arg"; previous="$arg"; done
+echo "fake-ssh: $*" >&2
+echo "fake-ssh: key mode $(stat -c %a "$key")" >&2
+echo "fake-ssh: key public $(ssh-keygen -y -f "$key" | cut -d' ' -f1,2)" >&2
+exit 255
+"""
+
+
+def test_an_ssh_url_is_fetched_with_the_deploy_key_in_a_private_file(
+    runtime, notebook_image, docker_client, credential, tmp_path
+):
+    # No SSH server here: a stand-in ssh (first on PATH) reports what it was handed.
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True
+    )
+    private = (tmp_path / "key").read_text()
+    public = " ".join((tmp_path / "key.pub").read_text().split()[:2])
+    tools = f"lattice-test-fakessh-{uuid.uuid4().hex[:8]}"
+    runtime[1]["volumes"].append(tools)
+    docker_client.containers.run(
+        notebook_image,
+        ["sh", "-c", 'printf "%s" "$SCRIPT" > /x/ssh && chmod 755 /x/ssh'],
+        environment={"SCRIPT": FAKE_SSH},
+        volumes={tools: {"bind": "/x", "mode": "rw"}},
+        user="0",
+        labels={"lattice.test": "jobs-sources"},
+        remove=True,
+    )
+    definition = job("ssh://git@git.example.invalid/team/project.git", "main")
+    team, set_to = credential
+    set_to(private.replace("\n", "\r\n"))  # pasted from Windows: the runner strips the CRs
+    env = source_env(team, definition, used_by="job run 14")
+    assert set(env) == {"LATTICE_GIT_SSH_KEY"}
+    env["PATH"] = "/fakessh:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+
+    status, lines, _ = start(
+        runtime,
+        notebook_image,
+        runner_command(definition, run_id=14),
+        env=env,
+        more={tools: "/fakessh"},
+    )
+
+    assert status == 2
+    handed = [line for line in lines if line.startswith("fake-ssh: ")]
+    assert "fake-ssh: key mode 600" in handed
+    assert f"fake-ssh: key public {public}" in handed
+    args = handed[0]
+    for option in ("IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=accept-new"):
+        assert option in args
+    assert "git@git.example.invalid" in args
+    assert any(
+        "lattice: could not fetch ssh://git@git.example.invalid/team/project.git at main" in line
+        for line in lines
+    )
+    body = private.splitlines()[1]
+    assert not any(body in line for line in lines)
+
+
 def test_a_later_attempt_keeps_the_commit_an_earlier_one_fetched(
     runtime, notebook_image, server, credential
 ):
@@ -352,6 +415,21 @@ def test_a_notebooks_repository_is_cloned_on_its_first_start_only(
     status, lines, _ = start(runtime, notebook_image, broken, env=env, mount="/notebooks")
     assert status == 0
     assert any(line.startswith("lattice: could not clone") for line in lines)
+
+    # Its secret could not be given (deleted since): said, no clone tried, the start goes on.
+    status, lines, _ = start(
+        runtime,
+        notebook_image,
+        command,
+        env={"LATTICE_GIT_ERROR": "This team has no secret named REPO_TOKEN."},
+        mount="/notebooks",
+    )
+    assert status == 0
+    assert (
+        f"lattice: could not clone {server.url('project.git')} at feature: "
+        "This team has no secret named REPO_TOKEN." in lines
+    )
+    assert "this is feature" not in lines
     assert "project" not in lines
     assert "project.lattice-clone" not in lines
 
@@ -402,6 +480,8 @@ def test_the_runner_survives_the_runtimes_command_expansion():
         ("-uhttps://x/y", "main", False),
         ("https://github.com/team/repo.git", "--upload-pack=touch /tmp/x", False),
         ("https://github.com/team/repo.git", "a..b", False),
+        ("https://me:hunter22@github.com/team/repo.git", "main", False),
+        ("https://me@github.com/team/repo.git", "main", True),
         ("https://github.com/team/repo.git", "main branch", False),
     ],
 )
@@ -465,5 +545,42 @@ def test_a_bad_allowance_is_refused_by_name(settings):
     settings.LATTICE_WORKLOAD_ALLOW = ["git.internal"]
     with pytest.raises(WorkloadError, match=r"'git\.internal' is not host:port"):
         allowed_destinations()
-    settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 "]
+    settings.LATTICE_WORKLOAD_ALLOW = ["127.0.0.1:3000", " localhost:22 ", ""]
     assert allowed_destinations() == [("127.0.0.1", 3000), ("127.0.0.1", 22)]
+
+
+def test_the_runner_runs_on_the_process_runtime_too(tmp_path, repo, credential):
+    # Local processes: the workspace is a folder ({mount:/workspace}), the host's git fetches.
+    served, shas = repo
+    with git_server(served, address="127.0.0.1", token="process-token") as server:
+        definition = job(server.url("project.git"), "feature")
+        runtime = LocalProcessRuntime(root=tmp_path / "runtime")
+        spec = Spec(
+            name=f"t-src-{uuid.uuid4().hex[:8]}",
+            image="",
+            command=runner_command(definition, run_id=15),
+            env=run_env(definition, credential, server.token),
+            volumes={"ws": "/workspace"},
+        )
+        state = runtime.start(spec)
+        assert wait_for(lambda: runtime.poll(state) is not None, timeout=60)
+        lines = list(runtime.logs(state))
+    assert runtime.poll(state) == 0, lines
+    assert "this is feature" in lines
+    assert f"ran commit {shas['feature']}" in lines
+    workspace = tmp_path / "runtime" / "volumes" / "ws"
+    assert (workspace / ".lattice-run" / "commit").read_text().strip() == shas["feature"]
+
+    notebook = job("", "", source="none", entrypoint="notebook", notebook_path="nb/x.ipynb")
+    state = runtime.start(
+        Spec(
+            name=f"t-src-{uuid.uuid4().hex[:8]}",
+            image="",
+            command=runner_command(notebook, run_id=16),
+            env={"PATH": "/usr/bin:/bin"},  # no papermill here
+            volumes={"ws2": "/workspace"},
+        )
+    )
+    assert wait_for(lambda: runtime.poll(state) is not None, timeout=30)
+    # (This runtime's poll cannot tell the status here: 0 "unknown"; the log says it all.)
+    assert any("papermill is not installed" in line for line in runtime.logs(state))

@@ -80,6 +80,9 @@ class NotebookSerializer(serializers.ModelSerializer):
             "desired_state",
             "idle_timeout_minutes",
             "effective_idle_timeout_minutes",
+            "git_url",
+            "git_ref",
+            "git_secret",
             "open_url",
             "session",
             "created_at",
@@ -127,6 +130,27 @@ def _idle_minutes(**options: Any) -> serializers.IntegerField:
     )
 
 
+# The repository cloned into /notebooks/<repo> on a start that does not find it.
+_GIT_FIELDS = {
+    "git_url": (500, "An https:// or ssh:// URL, or user@host:path; blank for none."),
+    "git_ref": (200, "A branch, tag or commit; blank: the default branch."),
+    "git_secret": (
+        64,
+        (
+            "The name of the team secret holding an access token (https) or an SSH deploy "
+            "key; blank for a public repository."
+        ),
+    ),
+}
+
+
+def _git_field(name: str, **options: Any) -> serializers.CharField:
+    max_length, help_text = _GIT_FIELDS[name]
+    return serializers.CharField(
+        max_length=max_length, required=False, allow_blank=True, help_text=help_text, **options
+    )
+
+
 # For a call that names ``machine_type`` by slug: the machine type, if it is offered. (A
 # comment, not a docstring: drf-spectacular would show a docstring in the schema.)
 class _MachineTypeBySlug:
@@ -149,6 +173,9 @@ class NotebookCreateSerializer(_MachineTypeBySlug, serializers.Serializer):
         help_text='For the "custom" template: the image to run.',
     )
     idle_timeout_minutes = _idle_minutes(default=None)
+    git_url = _git_field("git_url", default="")
+    git_ref = _git_field("git_ref", default="")
+    git_secret = _git_field("git_secret", default="")
 
 
 class NotebookUpdateSerializer(_MachineTypeBySlug, serializers.Serializer):
@@ -159,6 +186,9 @@ class NotebookUpdateSerializer(_MachineTypeBySlug, serializers.Serializer):
         help_text="A machine type's slug (only while the notebook is stopped).",
     )
     idle_timeout_minutes = _idle_minutes()
+    git_url = _git_field("git_url")
+    git_ref = _git_field("git_ref")
+    git_secret = _git_field("git_secret")
 
 
 class NotebookDeleteSerializer(serializers.Serializer):

@@ -3,7 +3,9 @@
 JupyterLab in the session's image, on the machine type's CPUs, memory and the GPUs its
 placement holds (by UUID), with the notebook's volume at /notebooks, the team's at /storage
 and its dataset mounts (apps.notebooks.mounts) at /datasets; labelled so the reconciler can
-tell whose it is.
+tell whose it is. A notebook with a Git repository starts through a script that clones it
+into /notebooks/<repo> when that folder is missing (apps.notebooks.gitsource), the token or
+deploy key from the team secret it names.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from apps.machines.scheduler import placement_gpu_uuids
+from apps.notebooks.gitsource import notebook_clone_command, notebook_git_env
 from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
 from apps.runtimes.base import Spec
@@ -62,8 +65,12 @@ def session_spec(session: NotebookSession) -> Spec:
     return Spec(
         name=session.workload,
         image=session.image,
-        command=jupyter_command(session),
-        env={"JUPYTER_TOKEN": session.jupyter_token, "LATTICE_NOTEBOOK": str(notebook.pk)},
+        command=notebook_clone_command(notebook, jupyter_command(session)),
+        env={
+            "JUPYTER_TOKEN": session.jupyter_token,
+            "LATTICE_NOTEBOOK": str(notebook.pk),
+            **notebook_git_env(notebook),
+        },
         vcpus=float(machine.vcpus),
         memory_bytes=machine.memory_gib * _GIB,
         gpu_uuids=placement_gpu_uuids(session.placement),

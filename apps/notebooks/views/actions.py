@@ -73,6 +73,7 @@ class NotebookUpdateView(NotebookAction):
             machine_type=data["machine_type"],
             idle_timeout_minutes=idle,
             clear_idle_timeout="idle_timeout_minutes" in request.POST and idle is None,
+            **{f: data[f] for f in ("git_url", "git_ref", "git_secret") if f in request.POST},
         )
         return "Saved."
 

@@ -209,6 +209,9 @@ class NotebookCreateView(NotebookPage):
                 machine_type=data["machine_type"],
                 custom_image=data["custom_image"],
                 idle_timeout_minutes=data["idle_timeout_minutes"],
+                git_url=data["git_url"],
+                git_ref=data["git_ref"],
+                git_secret=data["git_secret"],
             )
         except NotebookError as exc:
             return self.render_form(request, form, status=refusal_on_form(request, form, exc))
@@ -285,6 +288,9 @@ class NotebookDetailView(NotebookPage):
                         "name": notebook.name,
                         "machine_type": notebook.machine_type_id,
                         "idle_timeout_minutes": notebook.idle_timeout_minutes,
+                        "git_url": notebook.git_url,
+                        "git_ref": notebook.git_ref,
+                        "git_secret": notebook.git_secret,
                     },
                     auto_id="update_%s",
                 ),
