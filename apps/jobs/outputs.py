@@ -40,12 +40,7 @@ from apps.jobs.spec import OUTPUTS_PATH, RESULT_DIR, WORKSPACE_PATH
 from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
 from apps.models.services.registry import model_create
-from apps.models.services.saves import (
-    save_begin,
-    save_begin_dataset,
-    save_begin_files,
-    ticket_url,
-)
+from apps.models.services.saves import save_begin, save_begin_to, ticket_url
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -101,45 +96,34 @@ def _model(team: Team, actor: User, name: str) -> Model:
 def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
     """The saves the run's definition asks for: (ticket, token, folder under its root)."""
     team, definition = run.team, run.definition
-    lineage: dict[str, Any] = {"source": JOB, "source_id": run.pk, "source_label": run_label(run)}
+    common: dict[str, Any] = {
+        "team": team,
+        "actor": actor,
+        "source": JOB,
+        "source_id": run.pk,
+        "source_label": run_label(run),
+    }
+    outputs: dict[str, Any] = {"folder": OUTPUTS_PATH, "root": OUTPUTS_PATH, **common}
     made: list[tuple[SaveTicket, str, str]] = []
     if definition.get("entrypoint") == Job.Entrypoint.NOTEBOOK:
-        ticket, token = save_begin_files(
-            team=team,
-            actor=actor,
-            folder=f"{WORKSPACE_PATH}/{RESULT_DIR}",
-            root=WORKSPACE_PATH,
-            **lineage,
-        )
-        made.append((ticket, token, RESULT_DIR))
+        workspace: dict[str, Any] = {
+            "folder": f"{WORKSPACE_PATH}/{RESULT_DIR}",
+            "root": WORKSPACE_PATH,
+        }
+        made.append((*save_begin_to(**workspace, **common), RESULT_DIR))
     output, name = definition.get("output"), str(definition.get("output_name") or "")
     if output == Job.Output.DATASET:
-        ticket, token = save_begin_dataset(
-            team=team,
-            actor=actor,
-            dataset=_dataset(team, actor, name),
-            folder=OUTPUTS_PATH,
-            root=OUTPUTS_PATH,
-            **lineage,
-        )
-        made.append((ticket, token, ""))
+        made.append((*save_begin_to(dataset=_dataset(team, actor, name), **outputs), ""))
     elif output == Job.Output.MODEL:
         ticket, token = save_begin(
-            team=team,
-            actor=actor,
             model=_model(team, actor, name),
-            folder=OUTPUTS_PATH,
             message=run_label(run),
             dataset_versions=_input_versions(team, definition),
-            root=OUTPUTS_PATH,
-            **lineage,
+            **outputs,
         )
         made.append((ticket, token, ""))
     elif output == Job.Output.ARTIFACTS:
-        ticket, token = save_begin_files(
-            team=team, actor=actor, folder=OUTPUTS_PATH, root=OUTPUTS_PATH, **lineage
-        )
-        made.append((ticket, token, ""))
+        made.append((*save_begin_to(**outputs), ""))
     return made
 
 

@@ -9,19 +9,14 @@ console. The assertions are on the page and on the server's state afterwards.
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from django.utils import timezone
 
 from apps.accounts.models import PersonalAccessToken
-from apps.jobs.models import Job, Run, RunFile
-from apps.machines.models import MachineType
+from apps.jobs.models import Job, RunFile
 from tests.browser.conftest import log_in
-from tests.dataset_fixtures import store_blob
+from tests.job_fixtures import executed_notebook, keep_file, make_job, make_run
 
 pytestmark = [pytest.mark.browser]
 
@@ -36,64 +31,13 @@ PLANTED = (
 )
 
 
-def executed(lattice: str) -> bytes:
-    return json.dumps(
-        {
-            "nbformat": 4,
-            "nbformat_minor": 5,
-            "metadata": {},
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "id": "c1",
-                    "metadata": {},
-                    "execution_count": 1,
-                    "source": "print(41 + 1)",
-                    "outputs": [
-                        {"output_type": "stream", "name": "stdout", "text": "answer 42\n"},
-                        {
-                            "output_type": "display_data",
-                            "metadata": {},
-                            "data": {
-                                "text/html": PLANTED.replace("LATTICE", lattice),
-                                "text/plain": "html",
-                            },
-                        },
-                    ],
-                }
-            ],
-        }
-    ).encode()
-
-
 def test_a_script_in_an_executed_notebook_runs_nowhere(
     browser, asgi_live_server, acme, alice, password, catalogue, media
 ):
     lattice = asgi_live_server.replace("127.0.0.1", "localhost")
-    job = Job.objects.for_team(acme).create(
-        team=acme,
-        name="Report",
-        slug=f"report-{uuid.uuid4().hex[:6]}",
-        machine_type=MachineType.objects.order_by("pk").first(),
-        template="python",
-        entrypoint=Job.Entrypoint.NOTEBOOK,
-        created_by=alice,
-    )
-    run = Run.objects.for_team(acme).create(
-        team=acme, job=job, number=1, status=Run.Status.SUCCEEDED, triggered_by=alice
-    )
-    data = executed(lattice)
-    blob = store_blob(data)
-    RunFile.objects.for_team(acme).create(
-        team=acme,
-        run=run,
-        kind=RunFile.Kind.RESULT,
-        path="executed.ipynb",
-        size=len(data),
-        sha256=blob.sha256,
-        blob=blob,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
+    run = make_run(make_job(acme, alice, entrypoint=Job.Entrypoint.NOTEBOOK), alice)
+    planted = executed_notebook(PLANTED.replace("LATTICE", lattice))
+    keep_file(run, "executed.ipynb", planted, kind=RunFile.Kind.RESULT)
     context = browser.new_context(base_url=lattice)
     context.set_default_timeout(30_000)
     page = context.new_page()

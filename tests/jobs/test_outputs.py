@@ -29,7 +29,6 @@ from docker.errors import NotFound
 from apps.datasets.models import DatasetVersion, VersionFile, blob_key
 from apps.jobs import outputs
 from apps.jobs.models import Attempt, Job, Run, RunFile
-from apps.machines.models import MachineType
 from apps.machines.savefolder import run_save
 from apps.models.models import ModelFile, ModelVersion
 from apps.models.selectors import lineage_datasets
@@ -37,6 +36,7 @@ from apps.runtimes.base import Spec
 from apps.runtimes.docker import DockerRuntime
 from tests.dataset_fixtures import make_version
 from tests.factories import HostFactory
+from tests.job_fixtures import executed_notebook, make_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,19 +113,6 @@ def docker(notebook_image, docker_client):
         for volume in volumes:
             with contextlib.suppress(NotFound):
                 docker_client.volumes.get(volume).remove(force=True)
-
-
-def make_job(team, actor, **fields) -> Job:
-    values = {
-        "name": "Nightly features",
-        "slug": f"nightly-{uuid.uuid4().hex[:6]}",
-        "machine_type": MachineType.objects.order_by("pk").first(),
-        "template": "python",
-        "command": "python make.py",
-        "created_by": actor,
-        **fields,
-    }
-    return Job.objects.for_team(team).create(team=team, **values)
 
 
 def exited_run(job: Job, actor, state: dict[str, Any]) -> tuple[Run, Attempt]:
@@ -261,32 +248,6 @@ def test_outputs_kept_as_artifacts_expire(server, queued, finished, docker, acme
     assert not RunFile.objects.for_team(acme).filter(run=run).exists()
 
 
-def executed_notebook(output_html: str) -> str:
-    notebook = {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {},
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": "c1",
-                "metadata": {},
-                "execution_count": 1,
-                "source": "print(41 + 1)",
-                "outputs": [
-                    {"output_type": "stream", "name": "stdout", "text": "42\n"},
-                    {
-                        "output_type": "display_data",
-                        "metadata": {},
-                        "data": {"text/html": output_html, "text/plain": "<html>"},
-                    },
-                ],
-            }
-        ],
-    }
-    return json.dumps(notebook)
-
-
 def test_the_executed_notebook_is_the_runs_result(
     server, queued, finished, docker, acme, alice, catalogue, tmp_path
 ):
@@ -299,7 +260,7 @@ def test_the_executed_notebook_is_the_runs_result(
         output=Job.Output.NONE,
         keep_files_days=7,
     )
-    body = executed_notebook("<b>bold</b>")
+    body = executed_notebook("<b>bold</b>").decode()
     script = (
         f"mkdir -p /workspace/.lattice-run && printf '%s' '{body}' > "
         "/workspace/.lattice-run/executed.ipynb && echo abc > /workspace/.lattice-run/commit"

@@ -7,8 +7,6 @@ the Host header picks the origin.
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,9 +16,8 @@ from django.utils import timezone
 
 from apps.jobs.models import Job, Run, RunFile
 from apps.jobs.results import RESULT_PATH, results_host
-from apps.machines.models import MachineType
 from tests.asgi_server import asgi_request, session_cookie
-from tests.dataset_fixtures import store_blob
+from tests.job_fixtures import executed_notebook, keep_file, make_job, make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,63 +25,11 @@ LATTICE = "testserver"
 SCRIPT = "<script>document.title = 'ran: ' + document.cookie</script><b>bold output</b>"
 
 
-def notebook_bytes() -> bytes:
-    return json.dumps(
-        {
-            "nbformat": 4,
-            "nbformat_minor": 5,
-            "metadata": {},
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "id": "c1",
-                    "metadata": {},
-                    "execution_count": 1,
-                    "source": "print(41 + 1)",
-                    "outputs": [
-                        {"output_type": "stream", "name": "stdout", "text": "answer 42\n"},
-                        {
-                            "output_type": "display_data",
-                            "metadata": {},
-                            "data": {"text/html": SCRIPT, "text/plain": "html"},
-                        },
-                    ],
-                }
-            ],
-        }
-    ).encode()
-
-
 @pytest.fixture
 def run(acme, alice, catalogue, media):
-    job = Job.objects.for_team(acme).create(
-        team=acme,
-        name="Report",
-        slug=f"report-{uuid.uuid4().hex[:6]}",
-        machine_type=MachineType.objects.order_by("pk").first(),
-        template="python",
-        entrypoint=Job.Entrypoint.NOTEBOOK,
-        created_by=alice,
-    )
-    made = Run.objects.for_team(acme).create(
-        team=acme, job=job, number=1, status=Run.Status.SUCCEEDED, triggered_by=alice
-    )
-    later = timezone.now() + timedelta(days=3)
-    for kind, path, data in (
-        (RunFile.Kind.RESULT, "executed.ipynb", notebook_bytes()),
-        (RunFile.Kind.ARTIFACT, "report.html", SCRIPT.encode()),
-    ):
-        blob = store_blob(data)
-        RunFile.objects.for_team(acme).create(
-            team=acme,
-            run=made,
-            kind=kind,
-            path=path,
-            size=len(data),
-            sha256=blob.sha256,
-            blob=blob,
-            expires_at=later,
-        )
+    made = make_run(make_job(acme, alice, entrypoint=Job.Entrypoint.NOTEBOOK), alice)
+    keep_file(made, "executed.ipynb", executed_notebook(SCRIPT), kind=RunFile.Kind.RESULT)
+    keep_file(made, "report.html", SCRIPT.encode(), kind=RunFile.Kind.ARTIFACT)
     return made
 
 

@@ -47,7 +47,7 @@ def dataset_ticket(team, actor, name="Features"):
         from apps.datasets.services import dataset_create
 
         dataset = dataset_create(team=team, actor=actor, name=name)
-    return saves.save_begin_dataset(
+    return saves.save_begin_to(
         team=team,
         actor=actor,
         dataset=dataset,
@@ -112,7 +112,7 @@ def test_a_files_save_hands_the_stored_files_to_the_app_that_asked(server, runti
         assert set(blobs) == {entry["sha256"] for entry in manifest}
         kept.append((ticket.pk, sorted(entry["path"] for entry in manifest)))
 
-    ticket, token = saves.save_begin_files(
+    ticket, token = saves.save_begin_to(
         team=acme,
         actor=alice,
         folder="/outputs",

@@ -3,9 +3,9 @@ a model version, a dataset version, or files handed to the app that asked.
 
 ``save_begin`` makes the model version (uploading, its files not known yet) and a
 single-use, short-lived ticket bound to one team, one actor and that version;
-``save_begin_dataset`` a ticket for a new version of a dataset (made, with its lineage,
-when the host sends the manifest); ``save_begin_files`` a ticket whose files, once stored,
-go to ``apps.models.hooks.files_saved`` (a job run's kept files). The app that asked
+``save_begin_to`` a ticket for a new version of a dataset (made, with its lineage, when
+the host sends the manifest), or for files that, once stored, go to
+``apps.models.hooks.files_saved`` (a job run's kept files). The app that asked
 (notebooks, jobs) sends the ticket to the host's agent, with the ``root`` the folder is
 under (/notebooks, a job's /outputs or /workspace). The agent, which holds no database
 credentials, then speaks the protocol of apps.machines.savefolder to apps.models.hostsaves,
@@ -181,20 +181,22 @@ def _ticket_create(
 
 
 @transaction.atomic
-def save_begin_dataset(
+def save_begin_to(
     *,
     team: Team,
     actor: User,
-    dataset: Dataset,
     folder: str,
     root: str,
     source: str,
     source_id: int | None,
     source_label: str,
+    dataset: Dataset | None = None,
 ) -> tuple[SaveTicket, str]:
-    """A ticket to save ``folder`` (under ``root``) as a new version of ``dataset``, with
-    its lineage (``source``, ``source_id``, ``source_label``); the version is made when
-    the host sends the manifest. (its row, the ticket itself)."""
+    """A ticket to save ``folder`` (under ``root``) as a new version of ``dataset`` (made,
+    with its lineage ``source``, ``source_id``, ``source_label``, when the host sends the
+    manifest); without a dataset, as files stored in the blob store and handed, once all
+    are in, to ``apps.models.hooks.files_saved`` (a job run's kept files). (its row, the
+    ticket itself.) Audited for a dataset (model.save_to_dataset_started)."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
     ticket, token = _ticket_create(
         team,
@@ -204,45 +206,19 @@ def save_begin_dataset(
         source=source,
         source_id=source_id,
         source_label=source_label,
-        target=SaveTicket.Target.DATASET,
+        target=SaveTicket.Target.FILES if dataset is None else SaveTicket.Target.DATASET,
         dataset=dataset,
     )
-    audit_record(
-        team=team,
-        actor=actor,
-        action="model.save_to_dataset_started",
-        target=dataset.name,
-        folder=folder[:200],
-        source=source_label[:200],
-    )
+    if dataset is not None:
+        audit_record(
+            team=team,
+            actor=actor,
+            action="model.save_to_dataset_started",
+            target=dataset.name,
+            folder=folder[:200],
+            source=source_label[:200],
+        )
     return ticket, token
-
-
-@transaction.atomic
-def save_begin_files(
-    *,
-    team: Team,
-    actor: User,
-    folder: str,
-    root: str,
-    source: str,
-    source_id: int | None,
-    source_label: str,
-) -> tuple[SaveTicket, str]:
-    """A ticket to save ``folder`` (under ``root``) as files stored in the blob store and
-    handed, once all are in, to ``apps.models.hooks.files_saved`` (a job run's kept files).
-    (its row, the ticket itself)."""
-    require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
-    return _ticket_create(
-        team,
-        actor,
-        folder=folder,
-        root=root,
-        source=source,
-        source_id=source_id,
-        source_label=source_label,
-        target=SaveTicket.Target.FILES,
-    )
 
 
 def ticket_url(ticket: SaveTicket) -> str:
