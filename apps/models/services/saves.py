@@ -152,21 +152,21 @@ def save_begin(
         target=SaveTicket.Target.MODEL,
         model=model,
         version=version,
-    )
-    audit_record(
-        team=team,
-        actor=actor,
-        action="model.save_started",
-        target=model.name,
-        folder=folder[:200],
-        source=source_label[:200],
+        audited=("model.save_started", model.name),
     )
     return ticket, token
 
 
 def _ticket_create(
-    team: Team, actor: User, *, folder: str, source_label: str, **fields: Any
+    team: Team,
+    actor: User,
+    *,
+    folder: str,
+    source_label: str,
+    audited: tuple[str, str] | None,
+    **fields: Any,
 ) -> tuple[SaveTicket, str]:
+    """The ticket's row and the ticket; ``audited``: (the action, what it saves into)."""
     token = secrets.token_urlsafe(32)
     ticket = SaveTicket.objects.for_team(team).create(
         team=team,
@@ -177,6 +177,16 @@ def _ticket_create(
         expires_at=timezone.now() + _lifetime(),
         **fields,
     )
+    if audited is not None:
+        action, target = audited
+        audit_record(
+            team=team,
+            actor=actor,
+            action=action,
+            target=target,
+            folder=folder[:200],
+            source=source_label[:200],
+        )
     return ticket, token
 
 
@@ -198,7 +208,7 @@ def save_begin_to(
     are in, to ``apps.models.hooks.files_saved`` (a job run's kept files). (its row, the
     ticket itself.) Audited for a dataset (model.save_to_dataset_started)."""
     require_permission(team, actor, "datasets.manage", error=DatasetPermissionError)
-    ticket, token = _ticket_create(
+    return _ticket_create(
         team,
         actor,
         folder=folder,
@@ -208,17 +218,8 @@ def save_begin_to(
         source_label=source_label,
         target=SaveTicket.Target.FILES if dataset is None else SaveTicket.Target.DATASET,
         dataset=dataset,
+        audited=None if dataset is None else ("model.save_to_dataset_started", dataset.name),
     )
-    if dataset is not None:
-        audit_record(
-            team=team,
-            actor=actor,
-            action="model.save_to_dataset_started",
-            target=dataset.name,
-            folder=folder[:200],
-            source=source_label[:200],
-        )
-    return ticket, token
 
 
 def ticket_url(ticket: SaveTicket) -> str:
