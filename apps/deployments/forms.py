@@ -13,6 +13,7 @@ from apps.deployments.models import Deployment, Revision
 from apps.deployments.services import RevisionSpec
 from apps.machines.selectors import machine_types_offered
 from apps.models.models import ModelVersion
+from apps.teams.forms import SecretNamesField, offer_secret_names
 
 if TYPE_CHECKING:
     from apps.teams.models import Team
@@ -105,9 +106,11 @@ class SpecForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Stored encrypted and never shown again.",
     )
+    team_secrets = SecretNamesField(label="Team secrets")
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        offer_secret_names(self, team, "team_secrets")
         field = self.fields["model_version"]
         assert isinstance(field, forms.ModelChoiceField)  # noqa: S101 - declared above
         field.queryset = (
@@ -153,6 +156,7 @@ class SpecForm(forms.Form):
             canary_percent=data["canary_percent"],
             env=data["env"],
             secrets=None if keep_secrets and not data["secrets"] else data["secrets"],
+            team_secrets=data.get("team_secrets") or [],
         )
 
 
@@ -174,6 +178,7 @@ def spec_initial(revision: Revision) -> dict[str, Any]:
         "startup_timeout": revision.startup_timeout,
         "canary_percent": revision.canary_percent,
         "env": "\n".join(f"{k}={v}" for k, v in (revision.env or {}).items()),
+        "team_secrets": list(revision.team_secrets or []),
     }
 
 

@@ -30,6 +30,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import ServiceError
 from apps.core.tenancy import team_scope
 from apps.datasets.blob_urls import with_read_urls
 from apps.deployments import routing
@@ -45,6 +46,7 @@ from apps.machines.queue import (
     placement_request,
     queue_position,
 )
+from apps.machines.reports import workload_event
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.mounts import copy_allowance
 from apps.teams.scope import team_task
@@ -210,7 +212,13 @@ def replica_dispatch(replica: Replica) -> None:
     Replica.objects.for_team(replica.team_id).filter(pk=replica.pk).update(
         start_attempts=replica.start_attempts + 1, progressed_at=timezone.now()
     )
-    spec = replica_spec(replica)
+    try:
+        spec = replica_spec(replica)
+    except ServiceError as refusal:
+        # A team secret it names was deleted since the revision was made: it does not start
+        # without it. It fails as a start its host refused would, with the reason.
+        workload_event(replica.host, replica.workload, "failed", {"message": str(refusal)})
+        return
     extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))
     time_limit = max(AGENT_TIME_LIMIT, replica.revision.startup_timeout + 60) + extra
     spec = replace(spec, datasets=with_read_urls(spec.datasets, seconds=time_limit))

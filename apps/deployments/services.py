@@ -43,6 +43,7 @@ from apps.models.models import ModelAlias, ModelVersion
 from apps.notebooks.lifecycle.start import no_host_message
 from apps.notebooks.templates import TemplateError, validate_custom_image
 from apps.teams.permissions import require_permission
+from apps.teams.secrets import SecretError, check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -109,6 +110,8 @@ class RevisionSpec:
     env: dict[str, str] = field(default_factory=dict)
     # None: keep the previous revision's secrets.
     secrets: dict[str, str] | None = None
+    # Names of the team's secrets (apps.teams.secrets), read when each replica starts.
+    team_secrets: list[str] = field(default_factory=list)
 
 
 def key_hash(plaintext: str) -> str:
@@ -399,6 +402,16 @@ def spec_fields(team: Team, spec: RevisionSpec) -> dict[str, Any]:
         ),
         "env": _variables(spec.env, "env"),
     }
+    try:
+        fields["team_secrets"] = check_names(team, spec.team_secrets or [])
+    except SecretError as refusal:
+        raise DeploymentError(str(refusal), field="team_secrets") from refusal
+    both = sorted(set(fields["team_secrets"]) & set(fields["env"]))
+    if both:
+        raise DeploymentError(
+            f"{', '.join(both)}: a name is a plain variable or a team secret, not both.",
+            field="team_secrets",
+        )
     # Last: the plan and the hosts are asked only about a spec that is otherwise right.
     fields["machine_type"] = _machine_type(team, spec.machine_type, max_replicas)
     return fields

@@ -5,9 +5,10 @@ runtime, apps.runtimes.images) or the custom image with its own command and port
 model version's files are mounted read-only at ``/model``: sent as a dataset entry with
 ``"path": "/model"``, which the host's agent builds once per content from the blob store,
 like a notebook's dataset mounts (no weights baked into an image). The environment is the
-revision's variables, its secrets (opened here, sent only to the host that runs it) and
-``PORT``; the resources are the machine type's, with the GPUs its placement holds; the
-labels tell the reconciler whose it is.
+revision's variables, its secrets (opened here, sent only to the host that runs it), the
+team secrets it names (apps.teams.secrets, resolved at each replica's start) and ``PORT``;
+the resources are the machine type's, with the GPUs its placement holds; the labels tell
+the reconciler whose it is.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from apps.models.selectors import version_manifest
 from apps.notebooks.mounts import content_key
 from apps.runtimes import images
 from apps.runtimes.base import Spec
+from apps.teams.secrets import secrets_resolve
 
 if TYPE_CHECKING:
     from apps.deployments.models import Replica
@@ -53,14 +55,22 @@ def model_mount(revision: Revision) -> list[dict[str, Any]]:
     ]
 
 
-def replica_env(revision: Revision, port: int) -> dict[str, str]:
-    """The revision's variables, its secrets opened, and PORT (ours wins: the server must
-    listen where the gateway looks)."""
+def replica_env(revision: Revision, port: int, *, used_by: str = "") -> dict[str, str]:
+    """The revision's variables, its secrets opened, the team secrets it names (resolved now,
+    audited as a use by ``used_by``; one the team no longer has is a SecretError), and PORT
+    (ours wins: the server must listen where the gateway looks)."""
     env = {str(k): str(v) for k, v in (revision.env or {}).items()}
     if revision.secret_env:
         secrets = open_json(bytes(revision.secret_env))
         if isinstance(secrets, dict):
             env.update({str(k): str(v) for k, v in secrets.items()})
+    env.update(
+        secrets_resolve(
+            revision.team,
+            revision.team_secrets or [],
+            used_by=used_by or f"deployment revision {revision.pk}",
+        )
+    )
     env["PORT"] = str(port)
     return env
 
@@ -93,7 +103,9 @@ def replica_spec(replica: Replica) -> Spec:
         image=image,
         command=command,
         port=port,
-        env=replica_env(revision, port),
+        env=replica_env(
+            revision, port, used_by=f"deployment replica {replica.pk} (r{revision.number})"
+        ),
         vcpus=float(machine.vcpus),
         memory_bytes=machine.memory_gib * _GIB,
         gpu_uuids=placement_gpu_uuids(replica.placement),

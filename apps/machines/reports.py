@@ -20,6 +20,7 @@ from apps.machines.hooks import workload_kind
 from apps.machines.models import Host, Placement
 from apps.machines.queue import placement_free
 from apps.machines.services import host_apply_inventory
+from apps.teams.secrets import mask, mask_values
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,20 @@ def workload_logs(
     """A frame of a workload's output: published to that workload's stream, in the order its
     shipper numbered them, if the workload is placed on ``host``; else dropped. A backfill
     (the workload's recent lines, sent by an agent that found it running) is marked so:
-    viewers show its lines instead of what they showed (apps.machines.logship)."""
+    viewers show its lines instead of what they showed (apps.machines.logship). The values
+    of the team's secrets are masked in every line first (apps.teams.secrets)."""
     kind = workload_kind(name)
     stream = kind.stream(host.name, name) if kind is not None else None
-    if stream is None or not placed_on(host, name):
+    placement = (
+        Placement.objects.filter(host=host, workload=name, active=True).only("team_id").first()
+    )
+    if stream is None or placement is None:
         logger.warning("log lines for %s from %s, not placed there: ignored", name, host)
         return
+    if placement.team_id is not None:
+        # A workload prints what it was given: its team's secret values never reach a viewer
+        # (apps.teams.secrets; values shorter than MASK_MIN_LENGTH stay).
+        lines = mask(lines, mask_values(placement.team_id))
     message: dict[str, Any] = {"type": "logs", "lines": lines}
     if backfill:
         message["backfill"] = True

@@ -11,6 +11,7 @@ from django import forms
 from apps.machines.selectors import machine_types_offered
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import DEFAULT_TEMPLATE, template_labels
+from apps.teams.forms import SecretNamesField
 
 
 class _MachineTypeField(forms.ModelChoiceField):
@@ -92,6 +93,7 @@ class NotebookCreateForm(forms.Form):
     git_url = _git_field("git_url")
     git_ref = _git_field("git_ref")
     git_secret = _git_field("git_secret")
+    secrets = SecretNamesField()
 
 
 class NotebookUpdateForm(forms.Form):
@@ -107,6 +109,7 @@ class NotebookUpdateForm(forms.Form):
     git_url = _git_field("git_url")
     git_ref = _git_field("git_ref")
     git_secret = _git_field("git_secret")
+    secrets = SecretNamesField(help_text="From its next start.")
 
 
 class NotebookDuplicateForm(forms.Form):

@@ -102,11 +102,13 @@ def notebook_create(
     machine_type: MachineType | None,
     custom_image: str = "",
     idle_timeout_minutes: int | None = None,
+    secrets: list[str] | None = None,
     git_url: str = "",
     git_ref: str = "",
     git_secret: str = "",
 ) -> Notebook:
-    """Make a stopped notebook (its storage is made on first start); audit it. With a Git
+    """Make a stopped notebook (its storage is made on first start); audit it. ``secrets``:
+    names of the team's secrets it gets as environment variables at each start. With a Git
     repository, its first start clones it into /notebooks/<repo>."""
     require_permission(team, actor, "notebooks.manage", error=NotebookPermissionError)
     name = _clean_name(team, name)
@@ -124,6 +126,7 @@ def notebook_create(
         custom_image=custom_image,
         machine_type=_machine(machine_type),
         idle_timeout_minutes=_clean_idle(idle_timeout_minutes),
+        secrets=check_names(team, secrets or []),
         git_url=git_url,
         git_ref=git_ref,
         git_secret=git_secret,
@@ -144,13 +147,14 @@ def notebook_update(
     machine_type: MachineType | None = None,
     idle_timeout_minutes: int | None = None,
     clear_idle_timeout: bool = False,
+    secrets: list[str] | None = None,
     git_url: str | None = None,
     git_ref: str | None = None,
     git_secret: str | None = None,
 ) -> Notebook:
     """Rename, change the machine type (only while stopped; storage kept), the idle policy,
-    or the Git repository (None: unchanged; cloned on the next start that does not find
-    its folder, an earlier clone left as it is)."""
+    the team secrets it gets (from its next start), or the Git repository (None: unchanged;
+    cloned on the next start that does not find its folder, an earlier clone left as it is)."""
     notebook = notebook_to_change(team, actor, notebook)
     changed = []
     if name is not None and name != notebook.name:
@@ -169,6 +173,11 @@ def notebook_update(
             None if clear_idle_timeout else _clean_idle(idle_timeout_minutes)
         )
         changed.append("idle_timeout_minutes")
+    if secrets is not None:
+        names = check_names(team, secrets)
+        if names != notebook.secrets:
+            notebook.secrets = names
+            changed.append("secrets")
     if not (git_url is None and git_ref is None and git_secret is None):
         git = _clean_git(
             team,
@@ -248,6 +257,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
         custom_image=source.custom_image,
         machine_type=source.machine_type,
         idle_timeout_minutes=source.idle_timeout_minutes,
+        secrets=source.secrets,
         created_by=actor,
     )
     lifecycle.on_commit_copy_storage(source, copy)

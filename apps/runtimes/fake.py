@@ -140,6 +140,8 @@ class FakeRuntime(Runtime):
             "server": server,
             "state": state,
             "labels": spec.all_labels(),
+            # Its environment, for tests to check what a workload was given.
+            "env": dict(spec.env),
             # What it was given to mount at /datasets/<name>, for tests to check.
             "datasets": [dict(d) for d in spec.datasets],
             "polls": 0,

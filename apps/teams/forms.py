@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 
 from apps.teams.models import Role
+from apps.teams.secrets import secret_names
+
+if TYPE_CHECKING:
+    from apps.teams.models import Team
 
 
 class TeamNameForm(forms.Form):
@@ -53,3 +59,34 @@ class SecretForm(forms.Form):
         "(an SSH key) are fine.",
     )
     description = forms.CharField(label="Description", max_length=200, required=False)
+
+
+class SecretNamesField(forms.MultipleChoiceField):
+    """The team secrets a notebook, job or deployment gets as environment variables:
+    checkboxes of the team's secret names (set per request by ``offer_secret_names``)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("label", "Secrets")
+        kwargs.setdefault(
+            "help_text",
+            "Each one checked is an environment variable of the same name when it starts "
+            "(the team's Settings, Secrets).",
+        )
+        super().__init__(
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def offer_secret_names(form: forms.Form, team: Team, field: str = "secrets") -> forms.Form:
+    """Offer ``team``'s secret names in ``form``'s ``field``; a form for a team without
+    secrets loses the field (nothing to choose)."""
+    names = secret_names(team)
+    if not names:
+        form.fields.pop(field, None)
+        return form
+    choice = form.fields[field]
+    assert isinstance(choice, forms.MultipleChoiceField)  # noqa: S101
+    choice.choices = [(n, n) for n in names]
+    return form

@@ -253,6 +253,13 @@ class TestAPI:
         assert response.status_code == 403
         assert secret_names(acme) == []
 
+    def test_options_answers_without_reading_a_value(self, acme, alice, alice_api):
+        secret_set(team=acme, actor=alice, name="HF_TOKEN", value=VALUE)
+        for name in ("HF_TOKEN", "MISSING"):
+            response = alice_api.options(f"/api/v1/teams/acme/secrets/{name}/")
+            assert response.status_code in (200, 404)
+            assert VALUE not in response.content.decode()
+
     def test_the_schema_describes_the_routes_and_no_readable_value(self, client):
         schema = client.get("/api/v1/schema/?format=json").json()
 

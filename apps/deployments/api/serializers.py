@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.deployments.models import Deployment, DeploymentEvent, DeploymentKey, Replica, Revision
+from apps.teams.api.serializers import secret_names_field
 
 
 class RevisionSerializer(serializers.ModelSerializer[Revision]):
@@ -50,6 +51,7 @@ class RevisionSerializer(serializers.ModelSerializer[Revision]):
             "canary_percent",
             "env",
             "secret_names",
+            "team_secrets",
             "replicas_wanted",
             "created_by",
             "created_at",
@@ -240,6 +242,7 @@ class SpecSerializer(serializers.Serializer[dict[str, object]]):
         help_text="Secret variables: stored encrypted, never shown again (only their names). "
         "Left out on a change: the newest revision's are kept; {}: none.",
     )
+    team_secrets = secret_names_field(required=False)
 
 
 class DeploymentCreateSerializer(SpecSerializer):

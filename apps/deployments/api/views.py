@@ -150,6 +150,7 @@ class DeploymentAPIView(TeamAPIView):
             "startup_timeout",
             "canary_percent",
             "env",
+            "team_secrets",
         ):
             if name in data:
                 given[name] = data[name]

@@ -19,6 +19,7 @@ from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Stat
 from apps.notebooks.origin import launch_path
 from apps.notebooks.services import MAX_IDLE_MINUTES
 from apps.notebooks.templates import template_choices
+from apps.teams.api.serializers import secret_names_field
 
 if TYPE_CHECKING:
     from apps.machines.models import MachineType
@@ -66,6 +67,13 @@ class NotebookSerializer(serializers.ModelSerializer):
     )
     session = serializers.SerializerMethodField(help_text="The latest session, if it ever ran.")
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    secret_names = serializers.ListField(
+        source="secrets",
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The team secrets it gets as environment variables (names only; set them "
+        "with `secrets`).",
+    )
 
     class Meta:
         model = Notebook
@@ -80,6 +88,7 @@ class NotebookSerializer(serializers.ModelSerializer):
             "desired_state",
             "idle_timeout_minutes",
             "effective_idle_timeout_minutes",
+            "secret_names",
             "git_url",
             "git_ref",
             "git_secret",
@@ -173,6 +182,7 @@ class NotebookCreateSerializer(_MachineTypeBySlug, serializers.Serializer):
         help_text='For the "custom" template: the image to run.',
     )
     idle_timeout_minutes = _idle_minutes(default=None)
+    secrets = secret_names_field(required=False, default=list)
     git_url = _git_field("git_url", default="")
     git_ref = _git_field("git_ref", default="")
     git_secret = _git_field("git_secret", default="")
@@ -186,6 +196,7 @@ class NotebookUpdateSerializer(_MachineTypeBySlug, serializers.Serializer):
         help_text="A machine type's slug (only while the notebook is stopped).",
     )
     idle_timeout_minutes = _idle_minutes()
+    secrets = secret_names_field(required=False)
     git_url = _git_field("git_url")
     git_ref = _git_field("git_ref")
     git_secret = _git_field("git_secret")

@@ -109,7 +109,7 @@ class NotebookListView(mixins.ListModelMixin, NotebookAPIView):
 
 
 class NotebookDetailView(NotebookAPIView):
-    """One notebook; change its name, machine (while stopped), idle shutdown or Git
+    """One notebook; change its name, machine (while stopped), idle shutdown, secrets or Git
     repository (cloned into /notebooks/<repo> on a start that does not find it); delete it
     (with its name typed, in the body or as ?confirmation=)."""
 
@@ -137,6 +137,7 @@ class NotebookDetailView(NotebookAPIView):
             idle_timeout_minutes=wanted.get("idle_timeout_minutes"),
             clear_idle_timeout="idle_timeout_minutes" in wanted
             and wanted["idle_timeout_minutes"] is None,
+            secrets=wanted.get("secrets"),
             git_url=wanted.get("git_url"),
             git_ref=wanted.get("git_ref"),
             git_secret=wanted.get("git_secret"),

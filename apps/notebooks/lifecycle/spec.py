@@ -2,9 +2,10 @@
 
 JupyterLab in the session's image, on the machine type's CPUs, memory and the GPUs its
 placement holds (by UUID), with the notebook's volume at /notebooks, the team's at /storage
-and its dataset mounts (apps.notebooks.mounts) at /datasets; labelled so the reconciler can
-tell whose it is. A notebook with a Git repository starts through a script that clones it
-into /notebooks/<repo> when that folder is missing (apps.notebooks.gitsource), the token or
+and its dataset mounts (apps.notebooks.mounts) at /datasets; the team secrets it names as
+environment variables (apps.teams.secrets); labelled so the reconciler can tell whose it is.
+A notebook with a Git repository starts through a script that clones it into
+/notebooks/<repo> when that folder is missing (apps.notebooks.gitsource), the token or
 deploy key from the team secret it names.
 """
 
@@ -19,6 +20,7 @@ from apps.notebooks.gitsource import notebook_clone_command, notebook_git_env
 from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
 from apps.runtimes.base import Spec
+from apps.teams.secrets import secrets_resolve
 
 if TYPE_CHECKING:
     from apps.notebooks.models import NotebookSession
@@ -58,7 +60,15 @@ def jupyter_command(session: NotebookSession) -> list[str]:
 
 
 def session_spec(session: NotebookSession) -> Spec:
+    """The session's workload. The team secrets the notebook names are resolved now, at each
+    start (audited as a use): a secret deleted since is a SecretError, and the start fails."""
     notebook = session.notebook
+    secret_env = secrets_resolve(
+        notebook.team,
+        notebook.secrets or [],
+        used_by=f"notebook {notebook.name}",
+        actor=session.started_by,
+    )
     team_settings = team_notebook_settings_made(session.team_id)
     machine = session.machine_type
     assert session.placement is not None  # noqa: S101 - dispatched only once placed
@@ -67,6 +77,7 @@ def session_spec(session: NotebookSession) -> Spec:
         image=session.image,
         command=notebook_clone_command(notebook, jupyter_command(session)),
         env={
+            **secret_env,
             "JUPYTER_TOKEN": session.jupyter_token,
             "LATTICE_NOTEBOOK": str(notebook.pk),
             **notebook_git_env(notebook),

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.audit import audit_record
-from apps.core.errors import ConflictError
+from apps.core.errors import ConflictError, ServiceError
 from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
@@ -34,6 +34,7 @@ from apps.machines.queue import (
     placement_request,
     queue_position,
 )
+from apps.machines.reports import workload_event
 from apps.notebooks.entitlements import check_start
 from apps.notebooks.errors import NotebookConflictError, NotebookError
 from apps.notebooks.lifecycle.spec import session_spec
@@ -44,6 +45,7 @@ from apps.notebooks.mounts import copy_allowance
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TemplateError, TemplateNotBuiltError, image_for
 from apps.teams.scope import team_task
+from apps.teams.secrets import check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -72,6 +74,8 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     except TemplateError as exc:
         field = "custom_image" if notebook.template == CUSTOM else "template"
         raise NotebookError(str(exc), field=field) from exc
+    # A secret it names that the team no longer has: refused now, not at the host.
+    check_names(team, notebook.secrets or [])
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
     check_start(team, notebook.machine_type)
     # Queued only where a ready host could run it once room frees up: else nothing would.
@@ -222,7 +226,14 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
     }
-    spec = session_spec(session)
+    try:
+        spec = session_spec(session)
+    except ServiceError as refusal:
+        # A secret it names was deleted (or cannot be opened) since the start was accepted:
+        # it does not start without it. It fails as a start its host refused would, with
+        # the reason (the one path that ends a session on "failed").
+        workload_event(session.host, session.workload, "failed", {"message": str(refusal)})
+        return
     # Copying its datasets to the host first may take a while: the task's limits grow by it,
     # and the host reads their blobs through links that work as long as the task may run.
     extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))

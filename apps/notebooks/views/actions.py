@@ -14,6 +14,7 @@ from apps.core.pages import first_error
 from apps.notebooks import services
 from apps.notebooks.forms import NotebookDeleteForm, NotebookDuplicateForm, NotebookUpdateForm
 from apps.notebooks.views.notebooks import NotebookAction
+from apps.teams.forms import offer_secret_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,7 +60,7 @@ class NotebookExtendView(_OneCall):
 
 class NotebookUpdateView(NotebookAction):
     def act(self, request: HttpRequest, notebook: Notebook) -> str | HttpResponse:
-        form = NotebookUpdateForm(request.POST)
+        form = offer_secret_names(NotebookUpdateForm(request.POST), self.team)
         if not form.is_valid():
             messages.error(request, first_error(form.errors, "Check what you entered."))
             return self.back(notebook)
@@ -73,6 +74,8 @@ class NotebookUpdateView(NotebookAction):
             machine_type=data["machine_type"],
             idle_timeout_minutes=idle,
             clear_idle_timeout="idle_timeout_minutes" in request.POST and idle is None,
+            # Unchecking every box sends nothing: the form says it showed them.
+            secrets=(data.get("secrets") or []) if "secrets_shown" in request.POST else None,
             **{f: data[f] for f in ("git_url", "git_ref", "git_secret") if f in request.POST},
         )
         return "Saved."

@@ -9,13 +9,13 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
+from apps.core.errors import ServiceError
 from apps.core.pages import page_action, refusal_on_form
 from apps.datasets.models import DatasetVersion
 from apps.machines.availability import machine_type_offers
 from apps.models.models import Model, ModelVersion
 from apps.notebooks import mounts, services
 from apps.notebooks.entitlements import machine_notes
-from apps.notebooks.errors import NotebookError
 from apps.notebooks.forms import (
     NotebookCreateForm,
     NotebookDeleteForm,
@@ -29,6 +29,7 @@ from apps.notebooks.origin import launch_path
 from apps.notebooks.saves import saves_context
 from apps.notebooks.selectors import open_session, open_sessions, running_costs
 from apps.notebooks.templates import TEMPLATES
+from apps.teams.forms import offer_secret_names
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ class NotebookCreateView(NotebookPage):
     template_name = "notebooks/create.html"
 
     def get(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        return self.render_form(request, NotebookCreateForm())
+        return self.render_form(request, offer_secret_names(NotebookCreateForm(), self.team))
 
     def render_form(self, request: HttpRequest, form: Form, status: int = 200) -> HttpResponse:
         notes = machine_notes(self.team)
@@ -196,7 +197,7 @@ class NotebookCreateView(NotebookPage):
         )
 
     def post(self, request: HttpRequest, team_slug: str) -> HttpResponse:
-        form = NotebookCreateForm(request.POST)
+        form = offer_secret_names(NotebookCreateForm(request.POST), self.team)
         if not form.is_valid():
             return self.render_form(request, form, status=400)
         data = form.cleaned_data
@@ -209,11 +210,12 @@ class NotebookCreateView(NotebookPage):
                 machine_type=data["machine_type"],
                 custom_image=data["custom_image"],
                 idle_timeout_minutes=data["idle_timeout_minutes"],
+                secrets=data.get("secrets") or [],
                 git_url=data["git_url"],
                 git_ref=data["git_ref"],
                 git_secret=data["git_secret"],
             )
-        except NotebookError as exc:
+        except ServiceError as exc:
             return self.render_form(request, form, status=refusal_on_form(request, form, exc))
         messages.success(request, f"{notebook.name} is ready to start.")
         return redirect("notebooks:detail", team_slug=self.team.slug, notebook_id=notebook.pk)
@@ -283,16 +285,20 @@ class NotebookDetailView(NotebookPage):
             show_running=SHOW_RUNNING,
             show_not_running=SHOW_NOT_RUNNING,
             update_form=with_plan_notes(
-                NotebookUpdateForm(
-                    initial={
-                        "name": notebook.name,
-                        "machine_type": notebook.machine_type_id,
-                        "idle_timeout_minutes": notebook.idle_timeout_minutes,
-                        "git_url": notebook.git_url,
-                        "git_ref": notebook.git_ref,
-                        "git_secret": notebook.git_secret,
-                    },
-                    auto_id="update_%s",
+                offer_secret_names(
+                    NotebookUpdateForm(
+                        initial={
+                            "name": notebook.name,
+                            "machine_type": notebook.machine_type_id,
+                            "idle_timeout_minutes": notebook.idle_timeout_minutes,
+                            "secrets": notebook.secrets,
+                            "git_url": notebook.git_url,
+                            "git_ref": notebook.git_ref,
+                            "git_secret": notebook.git_secret,
+                        },
+                        auto_id="update_%s",
+                    ),
+                    self.team,
                 ),
                 machine_notes(self.team),
             ),

@@ -124,3 +124,18 @@ class SecretSetSerializer(SecretValueSerializer):
         max_length=64,
         help_text="The environment variable's name: letters, digits and underscores.",
     )
+
+
+def secret_names_field(**options: object) -> serializers.ListField:
+    """A list of the team's secret names, for what gets them as environment variables
+    (notebooks, jobs, deployments); the service refuses a name the team does not have."""
+    options.setdefault(
+        "help_text",
+        "Names of the team's secrets, each set as an environment variable of that name "
+        "when it starts. Values are never returned.",
+    )
+    return serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=100,
+        **options,  # type: ignore[arg-type]
+    )

@@ -279,6 +279,7 @@ class SecretListView(TeamAPIView):
     def get_team_queryset(self) -> QuerySet[TeamSecret]:
         return TeamSecret.objects.select_related("created_by", "updated_by").order_by("name")
 
+    @extend_schema(operation_id="teams_secrets_list", responses=s.SecretSerializer(many=True))
     def get(self, request: Request, team_slug: str) -> Response:
         return Response(self.get_serializer(self.get_queryset(), many=True).data)
 
@@ -296,6 +297,8 @@ class SecretDetailView(TeamAPIView):
 
     team_permissions = {"GET": "secrets.view", "PUT": "secrets.manage", "DELETE": "secrets.manage"}
     serializer_class = s.SecretSerializer
+    # DRF's OPTIONS answer looks the object up for PUT (get_object): by its name.
+    lookup_field = "name"
 
     def get_team_queryset(self) -> QuerySet[TeamSecret]:
         return TeamSecret.objects.select_related("created_by", "updated_by")
