@@ -10,7 +10,7 @@ the API, an embedded Celery worker thread consuming "control", the inbox and
 runtime. Settings: config.settings.local, a fresh LATTICE_INSTALLATION (everything made
 here carries it, and only that is removed at the end).
 
-Measured, alternating (the order swapped each round), n = ``--runs`` each:
+Measured, alternating (the order rotated each round), n = ``--runs`` each:
 
 - Lattice: t0 just before the API's run POST (/api/v1/teams/<team>/jobs/<id>/run/ with a
   ``lat_`` token; apps.jobs.services.job_run, which that view calls, while the route is
@@ -21,6 +21,10 @@ Measured, alternating (the order swapped each round), n = ``--runs`` each:
   start meets an idle host.
 - Raw: ``docker run --rm <image> sh -c <command>`` (the Docker CLI) of the same image and
   command until its first line on stdout; then until it exits.
+- Docker runtime direct: apps.runtimes.docker.DockerRuntime.start (what the host's agent
+  calls) of the same image and command with cpu-small's limits and two fresh volumes, until
+  the first line of its followed logs; then until it exits. Lattice minus this is the
+  control plane's share (placing, dispatch, the agent, the log shipper, the stream).
 
 The job: no source (no copy of a notebook, no Git fetch), the Scientific Python template
 (the image Lattice's jobs run here), cpu-small, no outputs (nothing saved after), the
@@ -51,6 +55,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 REDIS_DB = 12
 DATABASE = "lattice_bench_jobs"
+# The run's status messages (its stream's "run" frames) named as the report's phases.
+PHASES = {
+    "Queued.": "queued",
+    "Waiting for a machine.": "placing",
+    "Placed on local.": "placed",
+    "The container is up.": "container_up",
+    "Running.": "running",
+}
 COMMAND = "python -c \"print('hello from the job', flush=True)\""
 GIB = 1024**3
 
@@ -167,6 +180,54 @@ class Raw:
                 client.containers.get(name).remove(force=True)
 
 
+class Direct:
+    """The Docker runtime called directly (what the agent calls): the same image, command,
+    cpu-small's limits and two fresh volumes (the run's /workspace and /outputs), until
+    the first line its logs follow, then until it exits; container and volumes removed."""
+
+    def __init__(self, image: str, command: str, installation: str) -> None:
+        from apps.runtimes.docker import DockerRuntime
+
+        self.runtime = DockerRuntime()
+        self.image, self.command, self.installation = image, command, installation
+
+    def once(self) -> dict[str, float]:
+        from apps.runtimes.base import Spec
+
+        name = f"bench-jobs-direct-{uuid.uuid4().hex[:8]}"
+        volumes = {f"lattice-{name}-ws": "/workspace", f"lattice-{name}-out": "/outputs"}
+        spec = Spec(
+            name=name,
+            image=self.image,
+            command=["sh", "-c", self.command],
+            vcpus=2,
+            memory_bytes=8 * GIB,
+            volumes=volumes,
+            labels={"installation": self.installation, "until": "exit"},
+        )
+        cpu = time.thread_time()
+        started = time.perf_counter()
+        state = self.runtime.start(spec)
+        up = time.perf_counter()
+        first = next(iter(self.runtime.logs(state, follow=True)), None)
+        line_at = time.perf_counter()
+        while self.runtime.poll(state) is None:
+            time.sleep(0.01)
+        ended = time.perf_counter()
+        client_cpu = time.thread_time() - cpu
+        self.runtime.stop(state, timeout=1)
+        for volume in volumes:
+            self.runtime.remove_volume(volume)
+        if first is None:
+            raise RuntimeError("the runtime's logs ended without a line")
+        return {
+            "first_line": line_at - started,
+            "started": up - started,
+            "ended": ended - started,
+            "client_cpu": client_cpu,
+        }
+
+
 class Lattice:
     """A job's runs through Lattice: the API (or the service), the worker, the agent,
     Docker, the log shipper and the stream, all real."""
@@ -205,9 +266,12 @@ class Lattice:
         from apps.jobs.models import Run
 
         cpu = time.thread_time()
+        wall = time.time()
         started = time.perf_counter()
         run = self.click()
+        posted = time.perf_counter()
         first_line = command_line = None
+        phases: dict[str, float] = {}
         seen = 0
         deadline = time.monotonic() + 120
         while command_line is None:
@@ -216,6 +280,10 @@ class Lattice:
                 raise TimeoutError(f"no log line in 120 s: {run.status} {run.status_message}")
             for message in stream_after(run.stream, seen):
                 seen = message["seq"]
+                if message.get("type") == "run":
+                    # The server's own time of each change (same machine, same clock).
+                    at = datetime.fromisoformat(message["at"]).timestamp() - wall
+                    phases.setdefault(PHASES.get(message["message"], message["status"]), at)
                 if message.get("type") != "logs":
                     continue
                 now = time.perf_counter()
@@ -244,6 +312,8 @@ class Lattice:
             "command_line": command_line - started,
             "ended": time.perf_counter() - started,
             "client_cpu": client_cpu,
+            "posted": posted - started,
+            **{f"at_{name}": at for name, at in phases.items()},
         }
 
 
@@ -337,6 +407,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     via = "api" if args.via == "api" or (args.via == "auto" and api_available()) else "service"
     web = base.WebServer(DATABASE) if via == "api" else None
     raw = Raw(image, args.command, installation)
+    direct = Direct(image, args.command, installation)
     results: dict[str, Any] = {
         "image": image,
         "command": args.command,
@@ -356,19 +427,20 @@ def main() -> None:  # noqa: PLR0915 - one straight story
             # One of each first, unmeasured: page cache, bytecode, connections warm up.
             lattice.once(args.marker)
             raw.once()
-            arms: dict[str, list[dict[str, float]]] = {"lattice": [], "raw": []}
+            direct.once()
+            arms: dict[str, list[dict[str, float]]] = {"lattice": [], "raw": [], "direct": []}
+            steps = {"raw": raw.once, "direct": direct.once}
+            names = ["lattice", "raw", "direct"]
             process_cpu = 0.0
             for round_ in range(args.runs):
-                order = ["lattice", "raw"] if round_ % 2 == 0 else ["raw", "lattice"]
-                for arm in order:
-                    if arm == "raw":
-                        arms["raw"].append(raw.once())
+                for arm in names[round_ % 3 :] + names[: round_ % 3]:
+                    if arm != "lattice":
+                        arms[arm].append(steps[arm]())
                         continue
                     before = cpu_seconds()
                     arms["lattice"].append(lattice.once(args.marker))
                     process_cpu += cpu_seconds() - before
-            results["lattice"] = arms["lattice"]
-            results["raw"] = arms["raw"]
+            results.update(arms)
             results["process_cpu_per_lattice_run_s"] = process_cpu / args.runs
             results["load_after"] = os.getloadavg()[0]
     finally:
@@ -380,7 +452,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
 
 
 def report(results: dict[str, Any]) -> None:
-    lattice, raw = results["lattice"], results["raw"]
+    lattice, raw, direct = results["lattice"], results["raw"], results["direct"]
 
     def column(rows: list[dict[str, float]], key: str) -> list[float]:
         return [row[key] for row in rows]
@@ -391,10 +463,18 @@ def report(results: dict[str, Any]) -> None:
         f"load {results['load_before']:.1f} -> {results['load_after']:.1f}"
     )
     print(f"raw docker run -> first line:       {summary(column(raw, 'first_line'))}")
+    print(f"Docker runtime direct -> 1st line:  {summary(column(direct, 'first_line'))}")
+    print(f"  of which runtime.start:           {summary(column(direct, 'started'))}")
     print(f"Lattice Run -> first log line:      {summary(column(lattice, 'first_line'))}")
     print(f"Lattice Run -> command's first line: {summary(column(lattice, 'command_line'))}")
     print(f"raw docker run -> exited:           {summary(column(raw, 'ended'))}")
     print(f"Lattice Run -> run ended:           {summary(column(lattice, 'ended'))}")
+    print("Lattice, where the time goes (the run's status changes, the server's clock):")
+    print(f"  Run POST answered:                {summary(column(lattice, 'posted'))}")
+    for name in ("queued", "placing", "placed", "container_up", "running"):
+        values = [row[f"at_{name}"] for row in lattice if f"at_{name}" in row]
+        if values:
+            print(f"  {name + ':':32s}  {summary(values)}")
     ratio = statistics.median(column(lattice, "first_line")) / statistics.median(
         column(raw, "first_line")
     )
@@ -403,6 +483,7 @@ def report(results: dict[str, Any]) -> None:
         f"client CPU per start: Lattice (POST + polling) {summary(column(lattice, 'client_cpu'))}"
     )
     print(f"client CPU per start: raw (thread + docker CLI) {summary(column(raw, 'client_cpu'))}")
+    print(f"client CPU per start: runtime direct {summary(column(direct, 'client_cpu'))}")
     print(
         "bench process CPU per Lattice run (worker, agent, shipper, client): "
         f"{results['process_cpu_per_lattice_run_s'] * 1000:.0f} ms"
