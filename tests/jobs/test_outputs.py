@@ -93,8 +93,8 @@ def docker(notebook_image, docker_client):
                 image=notebook_image,
                 command=["sh", "-c", script],
                 memory_bytes=256 * 1024**2,
-                # Docker makes a new volume's mount point root's: the script writes as root.
-                user="0:0",
+                # As the image's user (the default 1000:1000): the image's /outputs and
+                # /workspace are that user's, and a new volume takes their owner.
                 volumes=volumes,
                 labels={"team": "acme", "until": "exit"},
             )
