@@ -237,6 +237,9 @@ def start_queued(job_id: int, team: Team | int) -> int:
         )
         active = [r for r in runs if r.status != RS.QUEUED]
         for run in (r for r in runs if r.status == RS.QUEUED):
+            if job.deleted_at is not None:
+                run_end(run, RS.CANCELLED, "Cancelled: the job was deleted.")
+                continue
             if len(active) >= max(job.concurrency, 1):
                 run_set_status(run, RS.QUEUED, _waiting_words(active))
                 continue
@@ -508,19 +511,17 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         attempt_end(attempt, END.EXITED)
         run_end(run, RS.FAILED, f"The command exited with status {code}.", attempt)
         return
-    # outputs_collect marks the run SAVING itself when it asks for a save (marked before,
-    # it took the run for one whose saves were under way and asked for none).
-    run_set_status(run, RS.RUNNING, "Saving outputs.", attempt)
     try:
+        # It marks the run's outputs "saving" itself when it asked the host for them.
         saving = outputs.outputs_collect(run, attempt)
     except ServiceError as exc:
         _outputs_end(run, attempt, ok=False, message=str(exc))
         return
-    if not saving:
-        run.outputs_state = Run.Outputs.NONE
-        run.save(update_fields=["outputs_state"])
-        attempt_end(attempt, END.EXITED)
-        run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
+    if saving:
+        run_set_status(run, RS.RUNNING, "Saving outputs.", attempt)
+        return
+    attempt_end(attempt, END.EXITED)
+    run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
 
 
 def _on_vanished(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
@@ -820,6 +821,8 @@ def _time_out(run_id: int, team_id: int) -> int:
         attempt = _open_attempt(run)
         if attempt is None:
             run_end(run, RS.TIMED_OUT, message)
+        elif attempt.status == AS.EXITED:
+            return 0  # its process ended in time; its outputs are being saved
         elif attempt.status != AS.STOPPING:
             attempt_stop(run, attempt, END.TIMED_OUT, message)
         else:

@@ -34,6 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import connections
 
 from apps.machines.inbox import send
 
@@ -150,6 +151,9 @@ class LogShipper:
                     return
         finally:
             self.done.set()
+            # This thread's database connection, where the inbox runs in-process (a
+            # single-machine install, tests): not left open behind it.
+            connections.close_all()
 
     def _publish(self, batch: list[str], *, backfill: bool = False) -> None:
         self.frames += 1

@@ -361,3 +361,39 @@ def test_a_start_lost_with_the_agent_is_sent_again_then_given_up(
     assert run.status == RS.FAILED
     assert run.status_message == "It could not start: Its machine did not start it (3 tries)."
     assert not placement_of(attempts_of(run)[0]).active
+
+
+def test_the_deadline_spares_a_run_whose_outputs_are_being_saved(
+    acme, alice, process_host, monkeypatch
+):
+    # apps.jobs.outputs (another helper's) stubbed: its saves are under way.
+    from apps.jobs import outputs
+
+    monkeypatch.setattr(outputs, "outputs_collect", lambda _run, _attempt: True)
+    job = make_job(acme, alice, "exit 0")
+    run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    deadline = time.monotonic() + 30
+    while attempts_of(run)[0].status != Attempt.Status.EXITED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    Run.objects.for_team(acme).filter(pk=run.pk).update(
+        deadline_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert runs.runs_tick()["timed_out"] == 0
+    runs.run_outputs_done(run.pk, ok=False, message="the folder could not be read")
+    run.refresh_from_db()
+    assert run.status == RS.FAILED
+    assert run.outputs_state == Run.Outputs.FAILED
+    assert run.status_message == "The outputs could not be saved: the folder could not be read"
+
+
+def test_the_queued_runs_of_a_deleted_job_are_cancelled(acme, alice, process_host, no_outputs):
+    job = make_job(acme, alice, "sleep 60", concurrency=1)
+    first = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    second = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    job.deleted_at = timezone.now()
+    job.save(update_fields=["deleted_at"])
+    runs.run_cancel(first, actor=alice)
+    wait_for(first, RS.CANCELLED)
+    second = wait_for(second, RS.CANCELLED)
+    assert second.status_message == "Cancelled: the job was deleted."
+    assert attempts_of(second) == []

@@ -15,6 +15,8 @@ from apps.billing.usage import JOB, usage_pieces
 from apps.core import stream
 from apps.jobs import runs, spec
 from apps.jobs.models import Attempt, Run
+from apps.jobs.tasks import jobs_tick
+from apps.machines import agent
 from apps.machines.inventory import collect
 from apps.machines.services import host_ensure_local
 from apps.runtimes import select
@@ -131,10 +133,69 @@ def test_the_maximum_run_time_sends_sigterm_and_the_run_ends_timed_out(
     run = wait_for(run, RS.RUNNING, seconds=120)
     assert "waiting" in wait_for_line(run, "waiting")
     time.sleep(3.2)
-    assert runs.runs_tick()["timed_out"] == 1
+    assert jobs_tick()["timed_out"] == 1  # the beat's task
     run = wait_for(run, RS.TIMED_OUT, seconds=60)
     assert run.status_message == "Timed out: it ran longer than 3 s."
     assert "got TERM" in wait_for_line(run, "got TERM", seconds=10)
     [attempt] = attempts_of(run)
     assert attempt.end_reason == Attempt.EndReason.TIMED_OUT
     assert attempt.ended_at is not None
+
+
+def test_a_run_ends_once_its_outputs_are_saved_as_a_dataset_version(
+    acme, alice, docker_host, docker_client, live_server, settings, media
+):
+    # The whole way, apps.jobs.outputs included: the exited container is kept until its
+    # host has sent /outputs through the save ticket, then the run ends with the version.
+    from apps.datasets.models import DatasetVersion
+
+    settings.LATTICE_INTERNAL_URL = live_server.url
+    command = "echo 0.93 > /outputs/score.txt; echo wrote the score"
+    job = make_job(acme, alice, command, output="dataset", output_name="scores")
+    run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    run = wait_for(run, RS.SUCCEEDED, RS.FAILED, seconds=120)
+    assert run.status == RS.SUCCEEDED, (run.status_message, run.outputs_message)
+    assert run.outputs_state == Run.Outputs.SAVED
+    assert run.dataset_version_id is not None
+    version = DatasetVersion.objects.for_team(acme).get(pk=run.dataset_version_id)
+    assert version.source == "job"
+    assert version.source_id == run.pk
+    statuses = [
+        (m["status"], m["message"])
+        for m in stream.stream_after(run.stream, 0)
+        if m.get("type") == "run"
+    ]
+    assert (RS.RUNNING, "Saving outputs.") in statuses
+    [attempt] = attempts_of(run)
+    assert attempt.end_reason == Attempt.EndReason.EXITED
+    assert attempt.ended_at is not None
+
+
+def test_cancel_gives_sigterm_and_an_exit_after_an_agent_restart_is_still_recorded(
+    acme, alice, docker_host, docker_client, no_outputs
+):
+    command = "trap 'echo got TERM; exit 143' TERM; echo waiting; while true; do sleep 0.2; done"
+    job = make_job(acme, alice, command, grace_seconds=5)
+    run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+    run = wait_for(run, RS.RUNNING, seconds=120)
+    assert "waiting" in wait_for_line(run, "waiting")
+    runs.run_cancel(run, actor=alice)
+    run = wait_for(run, RS.CANCELLED, seconds=30)
+    assert "got TERM" in wait_for_line(run, "got TERM", seconds=10)
+    assert attempts_of(run)[0].end_reason == Attempt.EndReason.CANCELLED
+
+    # The agent restarts while a run's process runs: nobody watches it when it exits 5.
+    other = make_job(acme, alice, "sleep 2; exit 5", name="Other", slug="other")
+    run = wait_for(
+        runs.run_create(other, trigger=Run.Trigger.MANUAL, actor=alice), RS.RUNNING, seconds=120
+    )
+    [attempt] = attempts_of(run)
+    agent._unwatch(attempt.workload)
+    time.sleep(3)
+    run.refresh_from_db()
+    assert run.status == RS.RUNNING
+    # Its next report finds the exited container, with its status.
+    agent.agent_report(docker_host.name)
+    run = wait_for(run, RS.FAILED, seconds=10)
+    assert run.exit_code == 5
+    assert run.status_message == "The command exited with status 5."
