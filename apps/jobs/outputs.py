@@ -29,12 +29,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.core.hooks import Hook
 from apps.datasets.models import Dataset, DatasetVersion
 from apps.datasets.selectors import version_usable_by
 from apps.datasets.services.datasets import dataset_create
+from apps.jobs.errors import JobError
 from apps.jobs.models import Job, Run, RunFile
 from apps.jobs.spec import OUTPUTS_PATH, RESULT_DIR, WORKSPACE_PATH
 from apps.machines.agent import agent_save_folder
@@ -128,16 +130,23 @@ def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
 
 
 def outputs_collect(run: Run, attempt: Attempt) -> bool:
-    """Ask the attempt's host to save what the run left (see the module docstring). False:
-    nothing to save (or no one to save it as); True: ``outputs_finished`` comes later.
-    Called again for a run whose saves are under way: True, nothing new asked."""
+    """Ask the attempt's host to save what the run left (see the module docstring) and mark
+    the run's outputs "saving". False: nothing to save; True: ``outputs_finished`` comes
+    later. Called again for a run whose saves are under way: True, nothing new asked.
+    Raises a ServiceError (JobError; a refusal of the dataset, model or permission) when
+    the saves cannot be asked for: the run's outputs fail with it."""
     if run.outputs_state == Run.Outputs.SAVING:
         return True
     if run.outputs_state:
         return False
     host, actor = attempt.host, _actor(run)
-    if host is None or actor is None:
-        return False
+    if host is None:
+        raise JobError("The run's host is gone: its outputs cannot be read.")
+    if actor is None:
+        raise JobError(
+            "No one is left to save the outputs as: the member who started the run and "
+            "the job's author are gone."
+        )
     with transaction.atomic():
         made = _tickets(run, actor)
         if not made:
@@ -246,3 +255,71 @@ def files_expire(*, now: Any = None) -> int:
     expired = RunFile.objects.unscoped().filter(expires_at__lte=now)  # across every team
     count, _ = expired.delete()
     return count
+
+
+def _link(name: str, *args: Any, query: str = "") -> str:
+    """A page's address, or "" where its app's pages are not installed (the API alone)."""
+    try:
+        return reverse(name, args=args) + query
+    except NoReverseMatch:
+        return ""
+
+
+def outputs_described(run: Run) -> dict[str, Any]:
+    """What a run left, as its page and the API show it: the outputs' state and message, the
+    dataset or model version made (with a link), and the files still kept (each with its
+    download link; the executed notebook's viewing link apart)."""
+    slug = run.team.slug
+    dataset_version = (
+        DatasetVersion.objects.for_team(run.team_id)
+        .filter(pk=run.dataset_version_id, status=DatasetVersion.Status.READY)
+        .select_related("dataset")
+        .first()
+        if run.dataset_version_id
+        else None
+    )
+    model_version = (
+        ModelVersion.objects.for_team(run.team_id)
+        .filter(pk=run.model_version_id, status=ModelVersion.Status.READY)
+        .select_related("model")
+        .first()
+        if run.model_version_id
+        else None
+    )
+    files = RunFile.objects.for_team(run.team_id).filter(run=run, expires_at__gt=timezone.now())
+    return {
+        "state": run.outputs_state or "none",
+        "message": run.outputs_message,
+        "dataset_version": dataset_version
+        and {
+            "dataset": dataset_version.dataset.name,
+            "number": dataset_version.number,
+            "url": _link(
+                "datasets:detail",
+                slug,
+                dataset_version.dataset.slug,
+                query=f"?version={dataset_version.number}",
+            ),
+        },
+        "model_version": model_version
+        and {
+            "model": model_version.model.name,
+            "number": model_version.number,
+            "url": _link("models:version", slug, model_version.model.slug, model_version.number),
+        },
+        "files": [
+            {
+                "id": row.pk,
+                "kind": row.kind,
+                "path": row.path,
+                "size": row.size,
+                "sha256": row.sha256,
+                "expires_at": row.expires_at,
+                "url": _link("job_files:download", slug, run.pk, row.pk),
+            }
+            for row in files
+        ],
+        "notebook_url": _link("job_files:notebook", slug, run.pk)
+        if any(row.kind == RunFile.Kind.RESULT for row in files)
+        else "",
+    }

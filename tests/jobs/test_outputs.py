@@ -187,6 +187,14 @@ def test_outputs_become_dataset_version_1_with_lineage_then_version_2(
     files = VersionFile.objects.for_team(acme).filter(version=version)
     assert stored(files) == {"features.csv": b"a,b\n1,2\n", "parts/note.txt": b"first"}
 
+    shown = outputs.outputs_described(run)
+    assert shown["dataset_version"] == {
+        "dataset": "Features",
+        "number": 1,
+        "url": f"/t/acme/datasets/{version.dataset.slug}/?version=1",
+    }
+    assert (shown["state"], shown["model_version"], shown["files"]) == ("saved", None, [])
+
     # The next run of the job: the same dataset gets version 2 (even with the same files).
     second, attempt = exited_run(job, alice, run_script(WRITE.replace('"$1"', "first")))
     second = collect(runtime, second, attempt, queued)
@@ -219,6 +227,11 @@ def test_outputs_become_a_model_version_trained_on_the_runs_inputs(
     assert version.status == ModelVersion.Status.READY
     assert (version.source, version.source_id) == (ModelVersion.Source.JOB, run.pk)
     assert list(lineage_datasets(acme, version)) == [data]
+    assert outputs.outputs_described(run)["model_version"] == {
+        "model": "Churn model",
+        "number": 1,
+        "url": f"/t/acme/models/{version.model.slug}/v/1/",
+    }
     files = ModelFile.objects.for_team(acme).filter(version=version)
     assert stored(files) == {"model.bin": b"weights", "m": b"{}\n"}
     assert finished == [(run.pk, True, "")]
@@ -240,6 +253,11 @@ def test_outputs_kept_as_artifacts_expire(server, queued, finished, docker, acme
         expected = timezone.now() + timedelta(days=3)
         assert abs((row.expires_at - expected).total_seconds()) < 120
     # Held by the run: the datasets' blob collection keeps them.
+    shown = outputs.outputs_described(run)
+    assert sorted((f["path"], f["url"]) for f in shown["files"]) == [
+        (f.path, f"/t/acme/jobs/runs/{run.pk}/files/{f.pk}/") for f in kept.order_by("path")
+    ]
+    assert shown["notebook_url"] == ""
     held = {row["blob_id"] for row in outputs.files_held(acme)}
     assert {f.blob_id for f in kept} <= held
 
@@ -273,6 +291,7 @@ def test_the_executed_notebook_is_the_runs_result(
     kept = list(RunFile.objects.for_team(acme).filter(run=run))
     assert [(f.kind, f.path) for f in kept] == [(RunFile.Kind.RESULT, "executed.ipynb")]
     assert json.loads(stored(kept)["executed.ipynb"]) == json.loads(body)
+    assert outputs.outputs_described(run)["notebook_url"] == f"/t/acme/jobs/runs/{run.pk}/notebook/"
     assert finished == [(run.pk, True, "")]
 
 
@@ -317,3 +336,25 @@ def test_kept_files_hold_their_blobs_until_they_expire(
     assert outputs.files_expire(now=later) == 1
     blobs_collect(now=later)
     assert not Blob.objects.filter(pk=kept.blob_id).exists()
+
+
+def test_outputs_no_one_may_save_are_refused_not_skipped(acme, alice, bob, catalogue, queued):
+    from apps.core.errors import ServiceError
+    from apps.teams.models import Membership
+
+    job = make_job(acme, alice, output=Job.Output.DATASET, output_name="Features")
+    state = {"name": "jb-none", "container_id": "gone"}
+    run, attempt = exited_run(job, None, state)
+    job.created_by = None
+    job.save(update_fields=["created_by"])
+    run.refresh_from_db()
+    with pytest.raises(ServiceError, match="No one is left"):
+        outputs.outputs_collect(run, attempt)
+
+    # The member who started it has left the team since: their permission is checked.
+    second, attempt = exited_run(job, bob, state)
+    Membership.objects.for_team(acme).filter(user=bob).delete()
+    with pytest.raises(ServiceError):
+        outputs.outputs_collect(second, attempt)
+    assert queued == []
+    assert Run.objects.for_team(acme).filter(outputs_state=Run.Outputs.SAVING).count() == 0
