@@ -159,9 +159,10 @@ def check_names(team: Team, names: Iterable[Any]) -> list[str]:
     """``names`` as a clean list (in order, once each), every one a secret of ``team``;
     else a SecretError (field "secrets") naming those it does not have. Names are looked
     up in ``team`` only: another team's secret of the same name is not found."""
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+    given = [] if isinstance(names, str) else list(names)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in given):
         raise SecretError("Secrets are a list of secret names.", field="secrets")
-    wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    wanted = list(dict.fromkeys(n.strip() for n in given if n.strip()))
     if not wanted:
         return []
     have = set(
@@ -189,6 +190,8 @@ def secrets_resolve(
     if not wanted:
         return {}
     rows = list(TeamSecret.objects.for_team(team).filter(name__in=wanted))
+    if len(rows) != len(wanted):  # deleted since check_names looked
+        check_names(team, wanted)
     values: dict[str, str] = {}
     for row in sorted(rows, key=lambda r: wanted.index(r.name)):
         try:

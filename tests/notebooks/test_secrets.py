@@ -17,9 +17,9 @@ from apps.notebooks import services
 from apps.notebooks.models import NotebookSession, Status
 from apps.runtimes.fake import FakeRuntime
 from apps.teams.models import TeamSecret
-from apps.teams.secrets import MASK, secret_set
+from apps.teams.secrets import MASK, secret_delete, secret_set
 from tests.helpers import bearer, make_token
-from tests.notebook_fixtures import make_notebook
+from tests.notebook_fixtures import make_host, make_notebook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,3 +140,25 @@ def test_a_start_is_refused_once_a_named_secret_is_gone(acme, alice, host, hf_to
     with pytest.raises(ServiceError, match="HF_TOKEN"):
         services.notebook_start(team=acme, actor=alice, notebook=notebook)
     assert not NotebookSession.objects.for_team(acme).filter(notebook=notebook).exists()
+
+
+def test_a_queued_session_whose_secret_is_deleted_fails_saying_which_when_it_is_placed(
+    acme, alice, fake_runtime, catalogue, hf_token
+):
+    make_host(cpus=2, memory_gib=8)
+    first = make_notebook(acme, alice, "One")
+    start(acme, alice, first)
+    second = make_notebook(acme, alice, "Two", secrets=["HF_TOKEN"])
+    waiting = start(acme, alice, second)
+    assert waiting.status == Status.QUEUED
+    secret_delete(team=acme, actor=alice, name="HF_TOKEN")
+
+    # Room frees up: the waiting session is placed, and its start needs the secret.
+    services.notebook_stop(team=acme, actor=alice, notebook=first)
+
+    waiting.refresh_from_db()
+    second.refresh_from_db()
+    assert waiting.ended_at is not None
+    assert second.status == Status.FAILED
+    assert "HF_TOKEN" in second.status_message
+    assert waiting.workload not in FakeRuntime._running

@@ -329,3 +329,9 @@ class TestPage:
         assert "Alice Smith added the secret HF_TOKEN" in page
         assert "job run 3 used the secrets HF_TOKEN" in page
         assert VALUE not in page
+
+
+def test_check_names_takes_any_iterable_of_names(acme, alice):
+    secret_set(team=acme, actor=alice, name="A_KEY", value=VALUE)
+    assert check_names(acme, (n for n in ["A_KEY"])) == ["A_KEY"]
+    assert secrets_resolve(acme, iter(["A_KEY"]), used_by="test") == {"A_KEY": VALUE}
