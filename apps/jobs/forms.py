@@ -11,6 +11,7 @@ from django import forms
 
 from apps.datasets.models import DatasetVersion
 from apps.jobs.models import Job
+from apps.jobs.services import JOB_FIELDS
 from apps.machines.selectors import machine_types_offered
 from apps.notebooks.models import Notebook
 from apps.notebooks.templates import CUSTOM, template_choices
@@ -215,12 +216,5 @@ class RerunForm(JobForm):
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, team=team, **kwargs)
-        for name in (
-            "name",
-            "description",
-            "concurrency",
-            "schedule",
-            "schedule_timezone",
-            "schedule_paused",
-        ):
+        for name in JOB_FIELDS:
             del self.fields[name]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import OuterRef, Subquery
-from django.urls import reverse
 from django.utils import timezone
 
 from apps.jobs.costs import run_costs
-from apps.jobs.models import Attempt, Job, Run, RunFile
+from apps.jobs.models import Attempt, Job, Run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,28 +89,6 @@ def run_attempts(team: Team, run: Run) -> list[Attempt]:
     )
 
 
-def run_files(team: Team, run: Run) -> list[RunFile]:
-    """The files the run still keeps (none past its expiry), each with ``url`` (its
-    download, apps.jobs.files_views)."""
-    files = list(
-        RunFile.objects.for_team(team)
-        .filter(run=run, expires_at__gt=timezone.now())
-        .order_by("kind", "path")
-    )
-    for f in files:
-        f.url = reverse("job_files:download", args=[team.slug, run.pk, f.pk])
-    return files
-
-
-def notebook_url(team: Team, files: Sequence[RunFile]) -> str | None:
-    """Where the run's executed notebook opens (rendered on the results origin through a
-    single-use ticket), if it kept one."""
-    for f in files:
-        if f.kind == RunFile.Kind.RESULT:
-            return reverse("job_files:notebook", args=[team.slug, f.run_id])
-    return None
-
-
 def run_duration(run: Run) -> int | None:
     """Seconds from its first start to its end (or now while open); None before a start."""
     if run.started_at is None:
@@ -123,32 +100,6 @@ def run_duration(run: Run) -> int | None:
 def costs_of(runs: Sequence[Run]) -> dict[int, Decimal] | None:
     """What each run has cost so far, by run id; None where nothing is charged."""
     return run_costs(runs)
-
-
-def run_outputs(team: Team, run: Run) -> dict[str, Any]:
-    """The versions a run made, with links to their pages (None where it made none)."""
-    dataset = model = None
-    if run.dataset_version_id is not None and run.dataset_version is not None:
-        version = run.dataset_version
-        dataset = {
-            "id": version.pk,
-            "dataset": version.dataset.slug,
-            "number": version.number,
-            "url": reverse("datasets:detail", args=[team.slug, version.dataset.slug]),
-        }
-    if run.model_version_id is not None and run.model_version is not None:
-        mversion = run.model_version
-        model = {
-            "id": mversion.pk,
-            "model": mversion.model.slug,
-            "number": mversion.number,
-            "url": reverse(
-                "models:version", args=[team.slug, mversion.model.slug, mversion.number or 0]
-            )
-            if mversion.number
-            else None,
-        }
-    return {"dataset_version": dataset, "model_version": model}
 
 
 def run_status(run: Run) -> dict[str, Any]:

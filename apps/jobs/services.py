@@ -97,7 +97,7 @@ _DEFAULTS: dict[str, Any] = {
     "grace_seconds": 30,
 }
 # Fields of the job that are not its definition (a run never copies them).
-_JOB_FIELDS = (
+JOB_FIELDS = (
     "name",
     "description",
     "concurrency",
@@ -142,7 +142,7 @@ def _given_to_definition(fields: dict[str, Any]) -> dict[str, Any]:
             out["machine_type_id"] = _machine_type_id(value)
         elif name in _DEFAULTS and name not in ("notebook_id", "machine_type_id"):
             out[name] = value
-        elif name not in _JOB_FIELDS:
+        elif name not in JOB_FIELDS:
             raise JobError(f"A job has no field {name!r}.", field=name)
     return out
 

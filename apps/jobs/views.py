@@ -22,6 +22,7 @@ from apps.core.pages import page_action, refusal_on_form
 from apps.jobs import selectors, services
 from apps.jobs.forms import JobForm, RerunForm
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
+from apps.jobs.outputs import outputs_described
 from apps.teams.views import TeamPage
 
 if TYPE_CHECKING:
@@ -200,16 +201,13 @@ class RunDetailView(JobPage):
         job = self.job(job_id)
         run = self.run(job, number)
         costs = selectors.costs_of([run])
-        files = selectors.run_files(self.team, run)
         return self.page(
             request,
             job=job,
             run=run,
             open=run.status in OPEN_RUN_STATUSES,
             attempts=selectors.run_attempts(self.team, run),
-            files=files,
-            notebook_url=selectors.notebook_url(self.team, files),
-            outputs=selectors.run_outputs(self.team, run),
+            outputs=outputs_described(run),
             duration=selectors.run_duration(run),
             cost=None if costs is None else costs.get(run.pk),
             ws_path=f"/ws/teams/{self.team.slug}/jobs/runs/{run.pk}/",

@@ -161,7 +161,14 @@ def test_a_run_shows_attempts_exit_code_duration_and_an_honest_cost(
     assert [a["exit_code"] for a in body["attempts"]] == [3]
     # Nothing is billed here: the cost is unknown, not zero.
     assert body["cost"] is None
-    assert body["outputs"] == {"dataset_version": None, "model_version": None}
+    assert body["outputs"] == {
+        "state": "none",
+        "message": "",
+        "dataset_version": None,
+        "model_version": None,
+    }
+    assert body["files"] == []
+    assert body["notebook_url"] is None
     with run_costs.override(lambda runs: {r.pk: Decimal("0.0125") for r in runs}):
         assert api.get(f"{base(acme)}{job.pk}/runs/1/").json()["cost"] == "0.0125"
 

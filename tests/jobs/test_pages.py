@@ -154,7 +154,7 @@ def test_a_run_page_shows_exit_code_and_the_versions_made(client, acme, alice, c
 
     page = client.get(f"/t/acme/jobs/{job.pk}/runs/1/").content.decode()
 
-    assert f'href="/t/acme/datasets/{version.dataset.slug}/"' in page
+    assert f'href="/t/acme/datasets/{version.dataset.slug}/?version=1"' in page
     assert 'data-testid="exit-code">0<' in page
     assert 'data-testid="run-cancel"' not in page
 

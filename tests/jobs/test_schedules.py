@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from apps.core.audit import audit_describe
 from apps.core.errors import PaymentRequiredError
 from apps.core.models import AuditEntry
 from apps.core.tenancy import team_scope
@@ -91,6 +92,9 @@ def test_a_schedule_that_would_overlap_is_skipped(acme, alice, catalogue, engine
     with team_scope(acme):
         skip = AuditEntry.objects.get(action="job.schedule_skipped")
     assert skip.data["run"] == 1
+    assert audit_describe(skip) == (
+        "The schedule of Nightly skipped a run: run 1 was still running"
+    )
     # Once the run has ended, the next due time starts one again.
     first.status = Run.Status.SUCCEEDED
     first.save()

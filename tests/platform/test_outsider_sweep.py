@@ -294,24 +294,10 @@ def sweep_job(team, actor):
 
 def sweep_run_file(team, run):
     """The run's executed notebook kept, so its routes answer alice."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from apps.jobs.models import RunFile
-    from tests.dataset_fixtures import store_blob
+    from tests.job_fixtures import executed_notebook, keep_file
 
-    blob = store_blob(b"{}")
-    return RunFile.objects.for_team(team).create(
-        team=team,
-        run=run,
-        kind=RunFile.Kind.RESULT,
-        path="executed.ipynb",
-        size=2,
-        sha256=blob.sha256,
-        blob=blob,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
+    return keep_file(run, "executed.ipynb", executed_notebook(""), kind=RunFile.Kind.RESULT)
 
 
 @pytest.fixture

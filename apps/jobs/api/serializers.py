@@ -7,7 +7,7 @@ message and field.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -215,13 +215,28 @@ class AttemptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RunFileSerializer(serializers.ModelSerializer):
-    url = serializers.CharField(read_only=True, help_text="Its download (a signed-in member's).")
+class RunFileSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=RunFile.Kind.choices)
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    url = serializers.CharField(help_text="Its download (a signed-in member's).")
 
-    class Meta:
-        model = RunFile
-        fields = ["id", "kind", "path", "size", "sha256", "expires_at", "url"]
-        read_only_fields = fields
+
+class VersionMadeSerializer(serializers.Serializer):
+    dataset = serializers.CharField(required=False, help_text="A dataset version's dataset.")
+    model = serializers.CharField(required=False, help_text="A model version's model.")
+    number = serializers.IntegerField()
+    url = serializers.CharField(help_text="Its page on Lattice.")
+
+
+class OutputsSerializer(serializers.Serializer):
+    state = serializers.CharField(help_text="none, saving, saved or failed.")
+    message = serializers.CharField()
+    dataset_version = VersionMadeSerializer(allow_null=True)
+    model_version = VersionMadeSerializer(allow_null=True)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -301,20 +316,18 @@ class RunDetailSerializer(RunSerializer):
 
     @extend_schema_field(RunFileSerializer(many=True))
     def get_files(self, run: Run) -> Any:
-        return RunFileSerializer(self.context.get("files", []), many=True).data
+        return RunFileSerializer(self._outputs(run)["files"], many=True).data
 
-    @extend_schema_field(
-        {
-            "type": "object",
-            "properties": {
-                "dataset_version": {"type": "object", "nullable": True},
-                "model_version": {"type": "object", "nullable": True},
-            },
-        }
-    )
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_notebook_url(self, run: Run) -> str | None:
-        return self.context.get("notebook_url")
+        return self._outputs(run)["notebook_url"] or None
 
+    @extend_schema_field(OutputsSerializer)
     def get_outputs(self, run: Run) -> dict[str, Any]:
-        return self.context.get("outputs", {"dataset_version": None, "model_version": None})
+        described = self._outputs(run)
+        keys = ("state", "message", "dataset_version", "model_version")
+        return {k: described[k] for k in keys}
+
+    def _outputs(self, run: Run) -> dict[str, Any]:
+        """apps.jobs.outputs.outputs_described(run), given by the view as context."""
+        return cast("dict[str, Any]", self.context["outputs"])

@@ -12,26 +12,30 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
-from apps.core.stream import stream_after, stream_last, stream_resume
+from apps.core.stream import stream_resume
 from apps.jobs import selectors, services
 from apps.jobs.api import serializers as s
 from apps.jobs.errors import JobError
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
+from apps.jobs.outputs import outputs_described
 from apps.notebooks.api import serializers as logs_s
-from apps.notebooks.api.logs import NDJSON, Follower
-from apps.notebooks.api.logs import _NDJSONRenderer as NDJSONRenderer
+from apps.notebooks.api.logs import (
+    NDJSON,
+    Follower,
+    NDJSONRenderer,
+    follow_response,
+    stream_page,
+)
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
 
     from django.db.models import QuerySet
     from rest_framework.request import Request
@@ -87,13 +91,10 @@ class JobAPIView(TeamAPIView):
 
     def _run_body(self, run: Run) -> Any:
         run = selectors.run_of(self.team, run.job, run.number) or run
-        files = selectors.run_files(self.team, run)
         context = {
             "costs": selectors.costs_of([run]),
             "attempts": selectors.run_attempts(self.team, run),
-            "files": files,
-            "notebook_url": selectors.notebook_url(self.team, files),
-            "outputs": selectors.run_outputs(self.team, run),
+            "outputs": outputs_described(run),
         }
         return s.RunDetailSerializer(run, context=context).data
 
@@ -285,19 +286,5 @@ class JobRunLogsView(JobAPIView):
                 stopped=run.status not in OPEN_RUN_STATUSES,
                 allowed=self.access_check(),
             )
-            content: Iterator[bytes] | AsyncIterator[bytes] = (
-                follower.aiter() if isinstance(request._request, ASGIRequest) else iter(follower)
-            )
-            response = StreamingHttpResponse(content, content_type=NDJSON)
-            response["Cache-Control"] = "no-store"
-            response["X-Accel-Buffering"] = "no"
-            return response
-        messages = stream_after(run.stream, resume.after, wanted["limit"])
-        page: dict[str, Any] = {
-            "last": stream_last(run.stream),
-            "epoch": resume.epoch,
-            "messages": messages,
-        }
-        if resume.restarted:
-            page["restarted"] = True
-        return Response(page)
+            return follow_response(request, follower)
+        return Response(stream_page(run.stream, resume, wanted["limit"]))

@@ -1,5 +1,7 @@
 """API v1: a notebook's live stream (its log lines and status changes), from its buffer,
-as one page of JSON or followed as NDJSON while the reader may read it."""
+as one page of JSON or followed as NDJSON while the reader may read it. ``stream_page``,
+``follow_response``, ``Follower`` and ``NDJSONRenderer`` serve other streams' logs routes
+the same way (a job run's, apps.jobs.api.views)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import renderers
 from rest_framework.response import Response
 
-from apps.core.stream import stream_after, stream_last, stream_resume
+from apps.core.stream import Resume, stream_after, stream_last, stream_resume
 from apps.notebooks.api import serializers as s
 from apps.notebooks.api.views import NotebookAPIView
 from apps.notebooks.models import ACTIVE_STATUSES, Notebook, Status
@@ -36,7 +38,7 @@ _FOLLOW_PAGE = 500
 _ENDED = frozenset({Status.STOPPED, Status.FAILED, Status.LOST})
 
 
-class _NDJSONRenderer(renderers.JSONRenderer):
+class NDJSONRenderer(renderers.JSONRenderer):
     """Lets clients ask for NDJSON; errors then come as one JSON line."""
 
     media_type = NDJSON
@@ -59,7 +61,7 @@ class NotebookLogsView(NotebookAPIView):
     """
 
     team_permissions = {"GET": "notebooks.view"}
-    renderer_classes = [renderers.JSONRenderer, _NDJSONRenderer]
+    renderer_classes = [renderers.JSONRenderer, NDJSONRenderer]
 
     @extend_schema(
         parameters=[s.LogsQuerySerializer],
@@ -78,42 +80,44 @@ class NotebookLogsView(NotebookAPIView):
         wanted = query.validated_data
         resume = stream_resume(notebook.stream, wanted["after"], wanted["epoch"])
         if wanted["follow"]:
-            return self._follow(request, notebook, resume.after, wanted["timeout"])
-        messages = stream_after(notebook.stream, resume.after, wanted["limit"])
-        # Read after the messages, so "last" is never behind them.
-        page: dict[str, Any] = {
-            "last": stream_last(notebook.stream),
-            "epoch": resume.epoch,
-            "messages": messages,
-        }
-        if resume.restarted:
-            page["restarted"] = True
-        return Response(page)
+            follower = Follower(
+                notebook.stream,
+                after=resume.after,
+                seconds=wanted["timeout"],
+                stopped=notebook.status not in ACTIVE_STATUSES
+                and notebook.desired_state == Notebook.Desired.STOPPED,
+                allowed=self.access_check(),
+            )
+            return follow_response(request, follower)
+        return Response(stream_page(notebook.stream, resume, wanted["limit"]))
 
-    def _follow(
-        self,
-        request: Request,
-        notebook: Notebook,
-        after: int,
-        seconds: int,
-    ) -> StreamingHttpResponse:
-        follower = Follower(
-            notebook.stream,
-            after=after,
-            seconds=seconds,
-            stopped=notebook.status not in ACTIVE_STATUSES
-            and notebook.desired_state == Notebook.Desired.STOPPED,
-            allowed=self.access_check(),
-        )
-        # Under ASGI a synchronous iterator would be read to its end before
-        # anything is sent; give each server the kind it streams.
-        content: Iterator[bytes] | AsyncIterator[bytes] = (
-            follower.aiter() if isinstance(request._request, ASGIRequest) else iter(follower)
-        )
-        response = StreamingHttpResponse(content, content_type=NDJSON)
-        response["Cache-Control"] = "no-store"
-        response["X-Accel-Buffering"] = "no"  # nginx: pass lines on as they come
-        return response
+
+def stream_page(stream: str, resume: Resume, limit: int) -> dict[str, Any]:
+    """One page of a stream's buffer after ``resume`` (stream_resume's answer to the
+    reader's ``after`` and ``epoch``): the LogsSerializer shape."""
+    messages = stream_after(stream, resume.after, limit)
+    # Read after the messages, so "last" is never behind them.
+    page: dict[str, Any] = {
+        "last": stream_last(stream),
+        "epoch": resume.epoch,
+        "messages": messages,
+    }
+    if resume.restarted:
+        page["restarted"] = True
+    return page
+
+
+def follow_response(request: Request, follower: Follower) -> StreamingHttpResponse:
+    """``follower``'s lines as a streamed NDJSON response, the kind each server streams."""
+    # Under ASGI a synchronous iterator would be read to its end before
+    # anything is sent; give each server the kind it streams.
+    content: Iterator[bytes] | AsyncIterator[bytes] = (
+        follower.aiter() if isinstance(request._request, ASGIRequest) else iter(follower)
+    )
+    response = StreamingHttpResponse(content, content_type=NDJSON)
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass lines on as they come
+    return response
 
 
 class Follower:
