@@ -137,6 +137,31 @@ def notebook_create(
     return notebook
 
 
+def _git_changes(
+    team: Team,
+    notebook: Notebook,
+    git_url: str | None,
+    git_ref: str | None,
+    git_secret: str | None,
+) -> list[str]:
+    """Set the notebook's Git fields given (None: unchanged), checked together; the names
+    of those that changed."""
+    if git_url is None and git_ref is None and git_secret is None:
+        return []
+    git = _clean_git(
+        team,
+        notebook.git_url if git_url is None else git_url,
+        notebook.git_ref if git_ref is None else git_ref,
+        notebook.git_secret if git_secret is None else git_secret,
+    )
+    changed = []
+    for field, value in zip(("git_url", "git_ref", "git_secret"), git, strict=True):
+        if getattr(notebook, field) != value:
+            setattr(notebook, field, value)
+            changed.append(field)
+    return changed
+
+
 @transaction.atomic
 def notebook_update(
     *,
@@ -178,17 +203,7 @@ def notebook_update(
         if names != notebook.secrets:
             notebook.secrets = names
             changed.append("secrets")
-    if not (git_url is None and git_ref is None and git_secret is None):
-        git = _clean_git(
-            team,
-            notebook.git_url if git_url is None else git_url,
-            notebook.git_ref if git_ref is None else git_ref,
-            notebook.git_secret if git_secret is None else git_secret,
-        )
-        for field, value in zip(("git_url", "git_ref", "git_secret"), git, strict=True):
-            if getattr(notebook, field) != value:
-                setattr(notebook, field, value)
-                changed.append(field)
+    changed += _git_changes(team, notebook, git_url, git_ref, git_secret)
     if changed:
         notebook.save(update_fields=[*changed, "updated_at"])
         audit_record(

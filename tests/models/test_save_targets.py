@@ -68,7 +68,11 @@ def send(runtime, state, ticket, token, folder=""):
 def test_a_dataset_save_reads_an_exited_workloads_outputs(server, runtime, acme, bob):
     state = exited(runtime, {"a.csv": b"1,2\n", "sub/b.txt": b"b"})
     ended: list[int] = []
-    with hooks.save_ended.override(ended.append):
+
+    def end(ticket_id: int) -> None:
+        ended.append(ticket_id)
+
+    with hooks.save_ended.override(end):
         ticket = send(runtime, state, *dataset_ticket(acme, bob))
 
     assert ticket.result == SaveTicket.Result.READY
