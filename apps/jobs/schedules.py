@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from celery import shared_task
-from celery.schedules import crontab
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,7 +26,7 @@ from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
 from apps.core.tenancy import team_scope
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
-from apps.jobs.services import job_run
+from apps.jobs.services import job_run, schedule_crontab
 
 if TYPE_CHECKING:
     from datetime import datetime, tzinfo
@@ -37,18 +36,6 @@ logger = logging.getLogger(__name__)
 # A job's due times looked at in one pass at most (a schedule of every minute missed for
 # a long outage is caught up by jumping, not by walking each minute).
 _MAX_STEPS = 2000
-
-
-def schedule_crontab(schedule: str) -> crontab:
-    """Celery's crontab of a five-field cron expression ("m h dom mon dow")."""
-    minute, hour, day_of_month, month_of_year, day_of_week = schedule.split()
-    return crontab(
-        minute=minute,
-        hour=hour,
-        day_of_week=day_of_week,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-    )
 
 
 def next_due(schedule: str, zone: str, after: datetime) -> datetime:

@@ -25,6 +25,7 @@ import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
+from celery.schedules import crontab
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
@@ -363,6 +364,18 @@ def _clean_name(team: Team, name: Any, *, exclude: int | None = None) -> tuple[s
     return name, slug
 
 
+def schedule_crontab(schedule: str) -> crontab:
+    """Celery's crontab of a five-field cron expression ("m h dom mon dow")."""
+    minute, hour, day_of_month, month_of_year, day_of_week = schedule.split()
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_week=day_of_week,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+    )
+
+
 def clean_schedule(schedule: Any, zone: Any) -> tuple[str, str]:
     """A cron expression ("m h dom mon dow") django-celery-beat accepts and a time zone."""
     schedule = " ".join(str(schedule or "").split())
@@ -370,6 +383,9 @@ def clean_schedule(schedule: Any, zone: Any) -> tuple[str, str]:
         try:
             crontab_validator(schedule)
             fields_ok = len(schedule.split()) == CRON_FIELDS
+            if fields_ok:
+                # Celery's own reading too: it refuses days that never come (31 February).
+                schedule_crontab(schedule)
         except (ValidationError, ValueError, IndexError):
             fields_ok = False
         if not fields_ok:

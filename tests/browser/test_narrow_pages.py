@@ -33,12 +33,15 @@ from playwright.sync_api import expect
 
 from apps.datasets.models import Dataset
 from apps.deployments import metrics
+from apps.jobs.models import Run
+from apps.jobs.runs import job_definition
 from apps.models.services.aliases import alias_set
 from apps.notebooks.models import Status
 from tests.browser.conftest import log_in
 from tests.dataset_fixtures import make_version
 from tests.deployments.pages_fixtures import make_deployment, series_of
 from tests.factories import NotebookFactory, NotebookSessionFactory, PersonalAccessTokenFactory
+from tests.jobs.api_helpers import make_job
 from tests.model_fixtures import make_model_version
 
 pytestmark = [pytest.mark.browser]
@@ -74,6 +77,14 @@ def deployment(scene: Scene) -> dict[str, Any]:
     return {**team(scene), "deployment_id": scene["deployment"].pk}
 
 
+def job(scene: Scene) -> dict[str, Any]:
+    return {**team(scene), "job_id": scene["job"].pk}
+
+
+def job_run(scene: Scene) -> dict[str, Any]:
+    return {**job(scene), "number": 1}
+
+
 # Pages a signed-in owner sees, and their arguments.
 SIGNED_IN: dict[str, Args] = {
     "core:dashboard": None,
@@ -100,6 +111,12 @@ SIGNED_IN: dict[str, Args] = {
     "deployments:change": deployment,
     "deployments:keys": deployment,
     "deployments:settings": deployment,
+    "jobs:list": team,
+    "jobs:create": team,
+    "jobs:detail": job,
+    "jobs:edit": job,
+    "jobs:run": job_run,
+    "jobs:run_rerun": job_run,
     "catalogue:index": None,
     "catalogue:detail": dataset,
     "billing:overview": team,
@@ -150,6 +167,8 @@ NOT_WALKED = {
     "mfa_generate_recovery_codes": "only with two factors on",
     "mfa_download_recovery_codes": "a file, not a page",
     "models:file": "a file, not a page",
+    "job_files:download": "a file, not a page",
+    "job_files:notebook": "redirects to the executed notebook on the results origin",
     "models:archive": "a file, not a page",
     "models:version_ref": "redirects to models:version (an alias or latest)",
     "models:edit": "POST only; a GET redirects to models:detail",
@@ -294,7 +313,24 @@ def scene(acme, alice, bob, settings, catalogue, billing_plans, media, monkeypat
     monkeypatch.setattr(metrics, "series", lambda d, **_: series_of(d))
     monkeypatch.setattr(metrics, "recent_requests", lambda _d: [])
     deployed = make_deployment(acme, alice, catalogue["cpu-small"], name="Cat classifier API")
+    nightly = make_job(
+        acme,
+        alice,
+        "Nightly retraining of the cat classifier on every new photograph",
+        command="python train.py --epochs 30 --data /datasets/cat-photographs --out /outputs",
+        schedule="0 3 * * *",
+    )
+    Run.objects.for_team(acme).create(
+        team=acme,
+        job=nightly,
+        number=1,
+        definition=job_definition(nightly),
+        status=Run.Status.FAILED,
+        status_message="The process exited with 3: see its last log lines.",
+        exit_code=3,
+    )
     return {
+        "job": nightly,
         "team": acme,
         "notebook": notebook,
         "dataset": version.dataset,

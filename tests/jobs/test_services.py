@@ -91,6 +91,7 @@ def test_a_job_is_saved_with_its_definition_and_audited(acme, alice, catalogue):
         ("concurrency", {"concurrency": 0}),
         ("schedule", {"schedule": "every day"}),
         ("schedule", {"schedule": "61 * * * *"}),
+        ("schedule", {"schedule": "0 0 31 2 *"}),
         ("schedule_timezone", {"schedule": "0 3 * * *", "schedule_timezone": "Mars/Base"}),
     ],
 )
