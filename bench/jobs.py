@@ -280,10 +280,6 @@ class Lattice:
                 raise TimeoutError(f"no log line in 120 s: {run.status} {run.status_message}")
             for message in stream_after(run.stream, seen):
                 seen = message["seq"]
-                if message.get("type") == "run":
-                    # The server's own time of each change (same machine, same clock).
-                    at = datetime.fromisoformat(message["at"]).timestamp() - wall
-                    phases.setdefault(PHASES.get(message["message"], message["status"]), at)
                 if message.get("type") != "logs":
                     continue
                 now = time.perf_counter()
@@ -306,6 +302,11 @@ class Lattice:
             time.sleep(0.02)
         if run.status != Run.Status.SUCCEEDED:
             raise RuntimeError(f"run {run.number} {run.status}: {run.status_message}")
+        for message in stream_after(run.stream, 0):
+            if message.get("type") == "run":
+                # The server's own time of each change (same machine, same clock).
+                at = datetime.fromisoformat(message["at"]).timestamp() - wall
+                phases.setdefault(PHASES.get(message["message"], message["status"]), at)
         assert first_line is not None  # noqa: S101 - set before command_line
         return {
             "first_line": first_line - started,
@@ -471,7 +472,7 @@ def report(results: dict[str, Any]) -> None:
     print(f"Lattice Run -> run ended:           {summary(column(lattice, 'ended'))}")
     print("Lattice, where the time goes (the run's status changes, the server's clock):")
     print(f"  Run POST answered:                {summary(column(lattice, 'posted'))}")
-    for name in ("queued", "placing", "placed", "container_up", "running"):
+    for name in ("queued", "placing", "placed", "container_up", "running", "succeeded"):
         values = [row[f"at_{name}"] for row in lattice if f"at_{name}" in row]
         if values:
             print(f"  {name + ':':32s}  {summary(values)}")
