@@ -283,7 +283,15 @@ def _copy_workspace(runtime: Runtime, spec: Spec, source: str, send: Callable[..
     if target is None or runtime.volume_exists(target):
         return
     send("progress", phase="copying", message="Copying the notebook's files.")
-    runtime.copy_volume(source, target, image=spec.image)
+    try:
+        runtime.copy_volume(source, target, image=spec.image)
+    except WorkloadError:
+        raise
+    except Exception as exc:
+        # Whatever the engine said, the start fails with a reason rather than the task
+        # dying without a word (details in the host's log).
+        logger.exception("copying %s into %s", source, target)
+        raise WorkloadError(f"The notebook's files could not be copied: {exc}") from exc
 
 
 # How often a watcher asks the runtime whether its workload still runs (seconds).

@@ -424,6 +424,9 @@ class DockerRuntime(Runtime):
             return  # never started: nothing to copy
         # The copy belongs to the same installation as its source.
         installation = source_labels.get(f"{LABEL_PREFIX}installation", "")
+        # A job's first start on a host copies before its image is there: fetched (or
+        # built) here, as its start would.
+        self._ensure_image(Spec(name=f"copy-{target}", image=image, command=[]))
         self._volumes(
             Spec(
                 name="copy",

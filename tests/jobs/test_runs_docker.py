@@ -199,3 +199,31 @@ def test_cancel_gives_sigterm_and_an_exit_after_an_agent_restart_is_still_record
     run = wait_for(run, RS.FAILED, seconds=10)
     assert run.exit_code == 5
     assert run.status_message == "The command exited with status 5."
+
+
+def test_a_notebook_source_runs_on_a_copy_of_the_notebooks_volume(
+    acme, alice, docker_host, docker_client, scipy_image, no_outputs, settings
+):
+    from tests.notebook_fixtures import make_notebook, remove_installation_volumes
+
+    notebook = make_notebook(acme, alice, "Churn")
+    docker_client.volumes.create(
+        notebook.volume, labels={"lattice.installation": settings.LATTICE_INSTALLATION}
+    )
+    docker_client.containers.run(
+        scipy_image,
+        ["sh", "-c", "echo 'from the notebook' > /notebooks/train.txt"],
+        entrypoint=[],
+        volumes={notebook.volume: {"bind": "/notebooks", "mode": "rw"}},
+        remove=True,
+    )
+    try:
+        job = make_job(
+            acme, alice, "cat /workspace/train.txt", source="notebook", notebook=notebook
+        )
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+        run = wait_for(run, RS.SUCCEEDED, RS.FAILED, seconds=120)
+        assert run.status == RS.SUCCEEDED, run.status_message
+        assert "from the notebook" in wait_for_line(run, "from the notebook")
+    finally:
+        remove_installation_volumes(docker_client, [notebook.volume])
