@@ -330,19 +330,6 @@ def said(run: Any) -> str:
     return f"{run.status_message!r}; attempts {attempts}; stream {stream_after(run.stream, 0)}"
 
 
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def summary(values: list[float]) -> str:
-    import start_latency as base
-
-    return (
-        f"p50 {ms(statistics.median(values)):7.0f} ms  p95 {ms(base.percentile(values, 0.95)):7.0f}"
-        f" ms  min {ms(min(values)):6.0f}  max {ms(max(values)):6.0f}"
-    )
-
-
 def make_job(user: Any, team: Any, command: str) -> Any:
     from apps.jobs.services import job_create
 
@@ -453,6 +440,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
 
 
 def report(results: dict[str, Any]) -> None:
+    from start_latency import summary
+
     lattice, raw, direct = results["lattice"], results["raw"], results["direct"]
 
     def column(rows: list[dict[str, float]], key: str) -> list[float]:
