@@ -356,6 +356,10 @@ SPECTACULAR_SETTINGS = {
         "DeploymentStatusEnum": "apps.deployments.models.Deployment.Status",
         "RevisionStatusEnum": "apps.deployments.models.Revision.Status",
         "ReplicaStatusEnum": "apps.deployments.models.Replica.Status",
+        "JobSourceEnum": "apps.jobs.models.Job.Source",
+        "RunStatusEnum": "apps.jobs.models.Run.Status",
+        "AttemptStatusEnum": "apps.jobs.models.Attempt.Status",
+        "ModelVersionSourceEnum": "apps.models.models.ModelVersion.Source",
     },
     # Served from drf-spectacular-sidecar, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

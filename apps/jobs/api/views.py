@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
 from apps.core.api.pagination import Cursor
@@ -99,7 +99,7 @@ class JobAPIView(TeamAPIView):
         return s.RunDetailSerializer(run, context=context).data
 
 
-class JobListView(JobAPIView):
+class JobListView(mixins.ListModelMixin, JobAPIView):
     """The team's jobs, each with its latest run (everyone); make one (members and up)."""
 
     team_permissions = {"GET": VIEW, "POST": MANAGE}
@@ -174,7 +174,7 @@ class JobStartView(JobAPIView):
         return Response(self._run_body(run), status=status.HTTP_202_ACCEPTED)
 
 
-class JobRunListView(JobAPIView):
+class JobRunListView(mixins.ListModelMixin, JobAPIView):
     """A job's runs, newest first."""
 
     team_permissions = {"GET": VIEW}
