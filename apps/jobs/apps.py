@@ -24,7 +24,8 @@ class JobsConfig(AppConfig):
 
         from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
-        from apps.jobs import outputs, runs
+        from apps.datasets import hooks as dataset_hooks
+        from apps.jobs import lineage, outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
         from apps.models import hooks as model_hooks
 
@@ -45,6 +46,8 @@ class JobsConfig(AppConfig):
         model_hooks.save_ended.register(outputs.ticket_ended)
         model_hooks.files_saved.register(outputs.files_keep)
         model_hooks.files_held.register(outputs.files_held)
+        # A dataset version's page names the run that made it, with a link.
+        dataset_hooks.version_source.register(lineage.dataset_version_source)
         # A new token of the jobs area is shown a curl of its team's jobs.
         example_urls.register(
             "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None

@@ -77,6 +77,8 @@ if TYPE_CHECKING:
 
 # Workloads join this bridge, where containers cannot reach each other (no ICC).
 NETWORK = "lattice-workloads"
+# How long a stop that finds another stop removing the container waits for it to go.
+REMOVAL_WAIT = 30.0
 # Where workloads may not go: other hosts on private networks (the broker, the
 # control plane, other GPU hosts), link-local (cloud metadata).
 BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
@@ -300,6 +302,11 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             if exc.status_code != 409:  # noqa: PLR2004 - "removal already in progress" is fine
                 raise
+            # Another stop is removing it: return once it is gone, as that stop will, so
+            # what the caller does next (remove its volumes) finds them free.
+            deadline = time.monotonic() + REMOVAL_WAIT
+            while self._container(state) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def poll(self, state: dict[str, Any]) -> int | None:
         container = self._container(state)

@@ -446,3 +446,51 @@ def test_a_same_named_container_of_another_installation_is_never_touched(
     assert container.status == "running"
     assert container.labels["lattice.installation"] == "someone-else"
     assert settings.LATTICE_INSTALLATION != "someone-else"
+
+
+def test_a_stop_racing_another_waits_for_the_container_to_go(runtime, busybox_image):
+    """Two stops of one workload at once (a job's attempt ending, then its run ending, each
+    an agent.stop on the host's queue): the one that finds the removal already in progress
+    returns only once the container is gone, so the volumes it then removes are free
+    (Docker refused them, 409 "volume is in use", when it returned at once)."""
+    import threading
+    from functools import partial
+
+    runtime, made = runtime
+    for _ in range(10):
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        volume = f"lattice-test-{name}"
+        state = runtime.start(
+            Spec(
+                name=name,
+                image=busybox_image,
+                command=["/bin/busybox", "sh", "-c", "echo done"],
+                volumes={volume: "/data"},
+            )
+        )
+        exited = partial(runtime.poll, state)
+        assert wait_for(lambda: exited() is not None, timeout=20)  # noqa: B023 - waited here
+        both = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def stop(volumes: list[str], state=state, both=both, errors=errors) -> None:
+            both.wait()
+            try:
+                runtime.stop(state, timeout=1)
+                for each in volumes:
+                    runtime.remove_volume(each)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=stop, args=([],)),
+            threading.Thread(target=stop, args=([volume],)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert runtime.poll(state) == 0  # gone (poll's answer for a missing container)
+        assert not runtime.volume_exists(volume)
