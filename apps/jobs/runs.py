@@ -469,8 +469,26 @@ def _on_progress(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
     run_set_status(run, RS.STARTING, message, attempt)
 
 
-def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
+# How far before its "started" message a host may say its workload's process started: the
+# message is sent right after the start (an event queue's delay at most); a time further
+# back, or ahead of now, is a wrong clock or a lie, and the message's arrival counts.
+STARTED_EARLIEST = timedelta(minutes=2)
+
+
+def _started_moment(value: Any, attempt: Attempt) -> datetime:
+    """When the attempt's process started: the runtime's own time where the host says one
+    within reason (see STARTED_EARLIEST; never before the attempt was asked for), else now."""
     now = timezone.now()
+    try:
+        moment = datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return now
+    earliest = max(now - STARTED_EARLIEST, attempt.requested_at or now - STARTED_EARLIEST)
+    return moment if earliest <= moment <= now else now
+
+
+def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
+    now = _started_moment(data.get("started_at"), attempt)
     if attempt.started_at is None:
         attempt.started_at = now
         state = data.get("state")

@@ -69,6 +69,12 @@ def test_a_command_runs_in_a_container_and_its_lines_reach_the_stream(
     assert "1000" in lines
     assert "wrote both" in wait_for_line(run, "wrote both")
     [attempt] = attempts_of(run)
+    # It is billed from the container's own start (Docker's State.StartedAt), not from
+    # when the host's message about it arrived.
+    began = attempt.runtime_state["started_at"]
+    assert attempt.requested_at.timestamp() <= began <= time.time()
+    assert attempt.started_at is not None
+    assert attempt.started_at.timestamp() == pytest.approx(began, abs=1e-5)
     container = DockerRuntime.container_name(attempt.workload)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (
