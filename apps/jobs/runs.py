@@ -540,8 +540,11 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
     run.exit_code = code
     run.save(update_fields=["exit_code"])
     if code != 0:
+        if _failed_notebook_kept(run, attempt):
+            run_set_status(run, RS.RUNNING, "Saving the executed notebook.", attempt)
+            return
         attempt_end(attempt, END.EXITED)
-        run_end(run, RS.FAILED, f"The command exited with status {code}.", attempt)
+        run_end(run, RS.FAILED, _exited_message(code), attempt)
         return
     try:
         # It marks the run's outputs "saving" itself when it asked the host for them.
@@ -554,6 +557,24 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         return
     attempt_end(attempt, END.EXITED)
     run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
+
+
+def _exited_message(code: int) -> str:
+    return f"The command exited with status {code}."
+
+
+def _failed_notebook_kept(run: Run, attempt: Attempt) -> bool:
+    """A notebook that failed (a cell raised) still leaves its executed notebook, the error
+    in it, as the run's result (never /outputs): True while that is being saved; the run
+    then fails with its exit status (``_outputs_end``)."""
+    if run.definition.get("entrypoint") != Job.Entrypoint.NOTEBOOK:
+        return False
+    try:
+        return outputs.outputs_collect(run, attempt, result_only=True)
+    except ServiceError as exc:
+        run.outputs_state, run.outputs_message = Run.Outputs.FAILED, str(exc)[:1000]
+        run.save(update_fields=["outputs_state", "outputs_message"])
+        return False
 
 
 def _on_vanished(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
@@ -744,7 +765,10 @@ def _outputs_end(run: Run, attempt: Attempt | None, *, ok: bool, message: str) -
     run.save(update_fields=["outputs_state", "outputs_message"])
     if attempt is not None:
         attempt_end(attempt, END.EXITED)
-    if ok:
+    if run.exit_code:
+        # A failed notebook's executed notebook was being saved: failed all the same.
+        run_end(run, RS.FAILED, _exited_message(run.exit_code), attempt)
+    elif ok:
         run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
     else:
         run_end(run, RS.FAILED, f"The outputs could not be saved: {message}", attempt)
