@@ -15,6 +15,9 @@ here:
   arrive by this app's resumable uploads: one store, one protocol, one quota.
 - ``version_users(team, version)``: for a dataset version's page, what was made from it
   (a model trained on it, say), each as (text, URL). By default nothing.
+- ``source_link(team, version)``: what made a version other than an upload (a job's run,
+  ``source`` "job"), as (text, URL) while it exists and ``team`` may see it; None when
+  there is none to link (its ``source_label`` is then shown as it is). By default None.
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ def _nothing_made(team: Team, version: DatasetVersion) -> list[tuple[str, str]]:
 
 
 version_users = Hook("dataset version users", default=_nothing_made)
+
+
+def _no_link(team: Team, version: DatasetVersion) -> tuple[str, str] | None:
+    return None
+
+
+source_link = Hook("dataset version source link", default=_no_link)
 
 
 @dataclass(frozen=True)

@@ -330,3 +330,21 @@ def outputs_described(run: Run) -> dict[str, Any]:
         if any(row.kind == RunFile.Kind.RESULT for row in files)
         else "",
     }
+
+
+def version_made_by(team: Team, version: DatasetVersion | ModelVersion) -> tuple[str, str] | None:
+    """The run that made a dataset or model version (source "job"), as (text, its page's URL),
+    while the run exists and is ``team``'s (apps.datasets.hooks.source_link,
+    apps.models.hooks.source_links)."""
+    if version.source != JOB or version.source_id is None:
+        return None
+    run = (
+        Run.objects.for_team(team)
+        .filter(pk=version.source_id, job__deleted_at__isnull=True)
+        .select_related("job")
+        .first()
+    )
+    if run is None:
+        return None
+    url = _link("jobs:run", team.slug, run.job_id, run.number)
+    return (f"{run.job.name}, run {run.number}", url) if url else None
