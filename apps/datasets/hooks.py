@@ -15,9 +15,9 @@ here:
   arrive by this app's resumable uploads: one store, one protocol, one quota.
 - ``version_users(team, version)``: for a dataset version's page, what was made from it
   (a model trained on it, say), each as (text, URL). By default nothing.
-- ``version_source(team, version)``: for a dataset version's page, what made it when it was
-  not an upload (``DatasetVersion.source``: a job's run, say), as (text, URL), or None when
-  that is gone (the page then says the version's ``source_label``). By default None.
+- ``source_link(team, version)``: what made a version other than an upload (a job's run,
+  ``source`` "job"), as (text, URL) while it exists and ``team`` may see it; None when
+  there is none to link (its ``source_label`` is then shown as it is). By default None.
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ def _nothing_made(team: Team, version: DatasetVersion) -> list[tuple[str, str]]:
 version_users = Hook("dataset version users", default=_nothing_made)
 
 
-def _no_source(team: Team, version: DatasetVersion) -> tuple[str, str] | None:
+def _no_link(team: Team, version: DatasetVersion) -> tuple[str, str] | None:
     return None
 
 
-version_source = Hook("dataset version source", default=_no_source)
+source_link = Hook("dataset version source link", default=_no_link)
 
 
 @dataclass(frozen=True)

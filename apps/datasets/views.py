@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from apps.core.errors import ServiceError
 from apps.core.pages import refusal_on_form
-from apps.datasets.hooks import version_source, version_users
+from apps.datasets.hooks import source_link, version_users
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
 from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
 from apps.teams.permissions import role_allows
@@ -162,9 +162,8 @@ class DatasetDetailView(DatasetPage):
         if shown is not None:
             # What was made from it: the models trained on it (apps.models registers this).
             made_from = version_users(self.team, shown)
-            # What made it, when not an upload: a job's run (apps.jobs registers this).
-            if shown.source != "upload":
-                made_by = version_source(self.team, shown)
+            # What made it, other than an upload: a job's run (apps.jobs registers this).
+            made_by = source_link(self.team, shown)
             files = Paginator(
                 VersionFile.objects.filter(version=shown).select_related("blob").order_by("path"),
                 FILES_PER_PAGE,

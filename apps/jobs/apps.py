@@ -25,7 +25,7 @@ class JobsConfig(AppConfig):
         from apps.accounts.hooks import example_urls
         from apps.core.audit import audit_phrases
         from apps.datasets import hooks as dataset_hooks
-        from apps.jobs import lineage, outputs, runs
+        from apps.jobs import outputs, runs
         from apps.machines.hooks import WorkloadKind, workload_kinds
         from apps.models import hooks as model_hooks
 
@@ -46,8 +46,9 @@ class JobsConfig(AppConfig):
         model_hooks.save_ended.register(outputs.ticket_ended)
         model_hooks.files_saved.register(outputs.files_keep)
         model_hooks.files_held.register(outputs.files_held)
-        # A dataset version's page names the run that made it, with a link.
-        dataset_hooks.version_source.register(lineage.dataset_version_source)
+        # A dataset or model version a run made links back to that run.
+        dataset_hooks.source_link.register(outputs.version_made_by)
+        model_hooks.source_links.register(outputs.JOB, outputs.version_made_by)
         # A new token of the jobs area is shown a curl of its team's jobs.
         example_urls.register(
             "jobs", lambda team: reverse("api:jobs", args=[team.slug]) if team else None

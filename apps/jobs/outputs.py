@@ -3,7 +3,8 @@
 CONTRACT:
 
 - ``outputs_collect(run, attempt) -> bool``: after a succeeded attempt (exit 0), save what it
-  left: the executed notebook (entrypoint "notebook", as a RunFile of kind "result") and
+  left (after a notebook's failed one, ``result_only``: its executed notebook alone): the
+  executed notebook (entrypoint "notebook", as a RunFile of kind "result") and
   /outputs as the job's ``output`` says (a new version of the dataset or model named
   ``output_name``, made when missing, with lineage: source "job", the run's pk, its input
   dataset versions; or RunFiles of kind "artifact" kept ``keep_files_days``). The host's
@@ -95,8 +96,11 @@ def _model(team: Team, actor: User, name: str) -> Model:
     return found or model_create(team=team, actor=actor, name=name)
 
 
-def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
-    """The saves the run's definition asks for: (ticket, token, folder under its root)."""
+def _tickets(
+    run: Run, actor: User, *, result_only: bool = False
+) -> list[tuple[SaveTicket, str, str]]:
+    """The saves the run's definition asks for: (ticket, token, folder under its root);
+    ``result_only``: the executed notebook's only."""
     team, definition = run.team, run.definition
     common: dict[str, Any] = {
         "team": team,
@@ -113,6 +117,8 @@ def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
             "root": WORKSPACE_PATH,
         }
         made.append((*save_begin_to(**workspace, **common), RESULT_DIR))
+    if result_only:
+        return made
     output, name = definition.get("output"), str(definition.get("output_name") or "")
     if output == Job.Output.DATASET:
         made.append((*save_begin_to(dataset=_dataset(team, actor, name), **outputs), ""))
@@ -129,12 +135,13 @@ def _tickets(run: Run, actor: User) -> list[tuple[SaveTicket, str, str]]:
     return made
 
 
-def outputs_collect(run: Run, attempt: Attempt) -> bool:
+def outputs_collect(run: Run, attempt: Attempt, *, result_only: bool = False) -> bool:
     """Ask the attempt's host to save what the run left (see the module docstring) and mark
     the run's outputs "saving". False: nothing to save; True: ``outputs_finished`` comes
     later. Called again for a run whose saves are under way: True, nothing new asked.
     Raises a ServiceError (JobError; a refusal of the dataset, model or permission) when
-    the saves cannot be asked for: the run's outputs fail with it."""
+    the saves cannot be asked for: the run's outputs fail with it. ``result_only``: the
+    executed notebook alone, not /outputs (a notebook that failed: its error is in it)."""
     if run.outputs_state == Run.Outputs.SAVING:
         return True
     if run.outputs_state:
@@ -148,7 +155,7 @@ def outputs_collect(run: Run, attempt: Attempt) -> bool:
             "the job's author are gone."
         )
     with transaction.atomic():
-        made = _tickets(run, actor)
+        made = _tickets(run, actor, result_only=result_only)
         if not made:
             return False
         Run.objects.for_team(run.team_id).filter(pk=run.pk).update(
@@ -323,3 +330,21 @@ def outputs_described(run: Run) -> dict[str, Any]:
         if any(row.kind == RunFile.Kind.RESULT for row in files)
         else "",
     }
+
+
+def version_made_by(team: Team, version: DatasetVersion | ModelVersion) -> tuple[str, str] | None:
+    """The run that made a dataset or model version (source "job"), as (text, its page's URL),
+    while the run exists and is ``team``'s (apps.datasets.hooks.source_link,
+    apps.models.hooks.source_links)."""
+    if version.source != JOB or version.source_id is None:
+        return None
+    run = (
+        Run.objects.for_team(team)
+        .filter(pk=version.source_id, job__deleted_at__isnull=True)
+        .select_related("job")
+        .first()
+    )
+    if run is None:
+        return None
+    url = _link("jobs:run", team.slug, run.job_id, run.number)
+    return (f"{run.job.name}, run {run.number}", url) if url else None

@@ -114,14 +114,33 @@ def ticket_redeem(ticket: str) -> RunFile | None:
     return found if cache.delete(_nonce_key(str(payload.get("x")))) else None
 
 
+# nbconvert's lab template without its scripts: require.js, MathJax and Mermaid come from
+# a CDN, which the page's CSP refuses (and no script runs in its sandbox anyway), so each
+# would only be a console error. The CSS stays, inline.
+_TEMPLATE_NAME = "lattice_result.html.j2"
+_TEMPLATE = """{%- extends "lab/index.html.j2" -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def render(run_file: RunFile) -> str:
-    """The executed notebook as one HTML page (nbconvert's lab template), read-only."""
+    """The executed notebook as one HTML page (nbconvert's lab template, its inline CSS and
+    no script or other reference to another site), read-only."""
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     with default_storage.open(run_file.blob.storage_key, "rb") as stored:
         notebook = nbformat.reads(stored.read().decode("utf-8"), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+        template_file=_TEMPLATE_NAME,
+    )
+    body, _ = exporter.from_notebook_node(notebook)
     return str(body)
 
 

@@ -469,8 +469,26 @@ def _on_progress(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
     run_set_status(run, RS.STARTING, message, attempt)
 
 
-def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
+# How far before its "started" message a host may say its workload's process started: the
+# message is sent right after the start (an event queue's delay at most); a time further
+# back, or ahead of now, is a wrong clock or a lie, and the message's arrival counts.
+STARTED_EARLIEST = timedelta(minutes=2)
+
+
+def _started_moment(value: Any, attempt: Attempt) -> datetime:
+    """When the attempt's process started: the runtime's own time where the host says one
+    within reason (see STARTED_EARLIEST; never before the attempt was asked for), else now."""
     now = timezone.now()
+    try:
+        moment = datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return now
+    earliest = max(now - STARTED_EARLIEST, attempt.requested_at or now - STARTED_EARLIEST)
+    return moment if earliest <= moment <= now else now
+
+
+def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
+    now = _started_moment(data.get("started_at"), attempt)
     if attempt.started_at is None:
         attempt.started_at = now
         state = data.get("state")
@@ -522,8 +540,11 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
     run.exit_code = code
     run.save(update_fields=["exit_code"])
     if code != 0:
+        if _failed_notebook_kept(run, attempt):
+            run_set_status(run, RS.RUNNING, "Saving the executed notebook.", attempt)
+            return
         attempt_end(attempt, END.EXITED)
-        run_end(run, RS.FAILED, f"The command exited with status {code}.", attempt)
+        run_end(run, RS.FAILED, _exited_message(code), attempt)
         return
     try:
         # It marks the run's outputs "saving" itself when it asked the host for them.
@@ -536,6 +557,24 @@ def _on_exited(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         return
     attempt_end(attempt, END.EXITED)
     run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
+
+
+def _exited_message(code: int) -> str:
+    return f"The command exited with status {code}."
+
+
+def _failed_notebook_kept(run: Run, attempt: Attempt) -> bool:
+    """A notebook that failed (a cell raised) still leaves its executed notebook, the error
+    in it, as the run's result (never /outputs): True while that is being saved; the run
+    then fails with its exit status (``_outputs_end``)."""
+    if run.definition.get("entrypoint") != Job.Entrypoint.NOTEBOOK:
+        return False
+    try:
+        return outputs.outputs_collect(run, attempt, result_only=True)
+    except ServiceError as exc:
+        run.outputs_state, run.outputs_message = Run.Outputs.FAILED, str(exc)[:1000]
+        run.save(update_fields=["outputs_state", "outputs_message"])
+        return False
 
 
 def _on_vanished(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
@@ -726,7 +765,10 @@ def _outputs_end(run: Run, attempt: Attempt | None, *, ok: bool, message: str) -
     run.save(update_fields=["outputs_state", "outputs_message"])
     if attempt is not None:
         attempt_end(attempt, END.EXITED)
-    if ok:
+    if run.exit_code:
+        # A failed notebook's executed notebook was being saved: failed all the same.
+        run_end(run, RS.FAILED, _exited_message(run.exit_code), attempt)
+    elif ok:
         run_end(run, RS.SUCCEEDED, "Succeeded.", attempt)
     else:
         run_end(run, RS.FAILED, f"The outputs could not be saved: {message}", attempt)

@@ -262,7 +262,9 @@ def agent_start(
         except WorkloadError as exc:
             send("failed", message=str(exc))
             return
-        send("started", state=state)
+        # When the process really started (Unix time, the runtime's own: Docker's
+        # State.StartedAt), not when this message arrives: it may have printed already.
+        send("started", state=state, started_at=state.get("started_at"))
         if options.get("stream"):
             ship_logs(runtime, state, host_name)
         if options.get("until") == "exit":

@@ -3,8 +3,12 @@
 Models know nothing of what made a version or what serves it; those apps tell it here:
 
 - ``source_link(team, version)``: the place a version came from (the notebook, for a
-  version saved from one of its sessions), as (text, URL); None when there is none to
-  link (then its ``source_label`` is shown as it is). By default None.
+  version saved from one of its sessions; the job's run for one a run made), as (text,
+  URL); None when there is none to link (then its ``source_label`` is shown as it is).
+  By default it asks ``source_links``' entry for the version's ``source``.
+- ``source_links``: per ``ModelVersion.Source`` value ("notebook", "job"), the app that
+  made such versions says where one came from, as ``source_link`` does. None registered:
+  no link.
 - ``version_servers(team, version)``: the deployments serving a version, each as
   (text, URL), for its page and API. By default none.
 - ``version_actions(team, role, version)``: what a member with ``role`` may do with a
@@ -27,10 +31,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from apps.core.hooks import Hook
+from apps.core.hooks import Hook, HookTable
 from apps.models.models import ModelFile
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
@@ -39,8 +45,14 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
-def _no_link(team: Team, version: ModelVersion) -> tuple[str, str] | None:
-    return None
+source_links: HookTable[str, Callable[[Team, ModelVersion], tuple[str, str] | None]] = HookTable(
+    "model version source links"
+)
+
+
+def _link_by_source(team: Team, version: ModelVersion) -> tuple[str, str] | None:
+    found = source_links.get(version.source)
+    return found(team, version) if found is not None else None
 
 
 def _no_servers(team: Team, version: ModelVersion) -> list[tuple[str, str]]:
@@ -51,7 +63,7 @@ def _no_actions(team: Team, role: str, version: ModelVersion) -> list[tuple[str,
     return []
 
 
-source_link = Hook("model version source link", default=_no_link)
+source_link = Hook("model version source link", default=_link_by_source)
 version_servers = Hook("model version servers", default=_no_servers)
 version_actions = Hook("model version actions", default=_no_actions)
 

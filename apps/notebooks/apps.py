@@ -31,7 +31,7 @@ class NotebooksConfig(AppConfig):
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
         from apps.machines.hooks import WorkloadKind, workload_kinds
-        from apps.models.hooks import source_link
+        from apps.models.hooks import source_links
         from apps.notebooks import lifecycle, mounts, saves, selectors
         from apps.teams.hooks import overview_notebooks, running_notebooks
 
@@ -49,7 +49,7 @@ class NotebooksConfig(AppConfig):
         datasets.attach_targets.register(mounts.attach_targets)
         datasets.dataset_made_private.register(mounts.others_mounts_remove)
         # A model version saved from a notebook links back to it.
-        source_link.register(saves.version_source)
+        source_links.register("notebook", saves.version_source)
         # The team's overview page lists its notebooks.
         overview_notebooks.register(selectors.overview_notebooks)
         # The dashboard lists what runs across a person's teams.

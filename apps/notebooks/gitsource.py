@@ -21,7 +21,6 @@ runtime's folder), and nothing else in them may look like ``{port}``, ``{ip}`` o
 from __future__ import annotations
 
 import re
-import shlex
 from typing import TYPE_CHECKING
 
 from apps.core.errors import ServiceError
@@ -77,18 +76,35 @@ def git_credential_env(team: Team, url: str, secret: str, *, used_by: str) -> di
 
 
 def notebook_git_env(notebook: Notebook) -> dict[str, str]:
-    """The variables a notebook's clone script reads: its credential, or why there is none."""
+    """The variables a notebook's clone script reads: where to clone from
+    (``notebook_clone_env``) and its credential, or why there is none."""
     if not notebook.git_url:
         return {}
     try:
-        return git_credential_env(
+        credential = git_credential_env(
             notebook.team,
             notebook.git_url,
             notebook.git_secret,
             used_by=f"notebook {notebook.name}",
         )
     except ServiceError as exc:
-        return {ERROR_ENV: str(exc)}
+        credential = {ERROR_ENV: str(exc)}
+    return notebook_clone_env(notebook) | credential
+
+
+def notebook_clone_env(notebook: Notebook) -> dict[str, str]:
+    """What ``notebook_clone_command``'s script clones: the member's URL and ref reach it only
+    through these variables, never as its text, so the runtime's expansion of {port}, {ip}
+    and {mount:/path} (apps.runtimes.base.expand_command) cannot alter them."""
+    if not notebook.git_url:
+        return {}
+    url, ref = notebook.git_url, notebook.git_ref
+    return {
+        "LATTICE_CLONE_URL": url,
+        "LATTICE_CLONE_REF": ref,
+        "LATTICE_CLONE_FOLDER": repo_folder(url),
+        "LATTICE_CLONE_SOURCE": git_shown(url, ref),
+    }
 
 
 def git_shown(url: str, ref: str) -> str:
@@ -151,31 +167,31 @@ def notebook_clone_command(notebook: Notebook, command: list[str]) -> list[str]:
     repository into /notebooks/<repo> when that folder is not there (a whole clone, at its
     ref: a branch checked out as that branch, a tag or commit detached). A clone that fails
     says so in the log and JupyterLab starts without it; a half clone is not left behind
-    (the next start tries again)."""
+    (the next start tries again). The script is the same for every notebook: what to clone
+    comes from ``notebook_clone_env``'s variables (``notebook_git_env`` includes them)."""
     if not notebook.git_url:
         return command
-    url, ref, folder = notebook.git_url, notebook.git_ref, repo_folder(notebook.git_url)
-    shown = git_shown(url, ref)
-    checkout = f' && git -C "$partial" checkout -q {shlex.quote(ref)} --' if ref else ""
     script = f"""set -u
-dest="{{mount:/notebooks}}"/{shlex.quote(folder)}
+dest="{{mount:/notebooks}}/$LATTICE_CLONE_FOLDER"
 if [ -n "${{LATTICE_GIT_ERROR:-}}" ]; then
-  echo {shlex.quote(f"lattice: could not clone {shown}:")} "$LATTICE_GIT_ERROR"
+  echo "lattice: could not clone $LATTICE_CLONE_SOURCE: $LATTICE_GIT_ERROR"
 elif [ ! -e "$dest" ]; then
-  echo {shlex.quote(f"lattice: cloning {shown} into /notebooks/{folder}")}
+  echo "lattice: cloning $LATTICE_CLONE_SOURCE into /notebooks/$LATTICE_CLONE_FOLDER"
   {_AUTH.strip()}
   partial="$dest.lattice-clone"
   rm -rf "$partial"
-  if git clone -q -- {shlex.quote(url)} "$partial"{checkout}; then
+  if git clone -q -- "$LATTICE_CLONE_URL" "$partial" && {{ [ -z "$LATTICE_CLONE_REF" ] \
+      || git -C "$partial" checkout -q "$LATTICE_CLONE_REF" --; }}; then
     mv "$partial" "$dest"
     echo "lattice: cloned at commit $(git -C "$dest" rev-parse HEAD)"
   else
     rm -rf "$partial"
-    echo {shlex.quote(f"lattice: could not clone {shown}: JupyterLab starts without it")}
+    echo "lattice: could not clone $LATTICE_CLONE_SOURCE: JupyterLab starts without it"
   fi
   {_FORGET.strip()}
 fi
-unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY LATTICE_GIT_ERROR
+unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY LATTICE_GIT_ERROR LATTICE_CLONE_URL \
+  LATTICE_CLONE_REF LATTICE_CLONE_FOLDER LATTICE_CLONE_SOURCE
 exec "$@"
 """
     return ["sh", "-c", script, "lattice-notebook", *command]

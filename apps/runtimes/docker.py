@@ -288,6 +288,8 @@ class DockerRuntime(Runtime):
             "name": name,
             "container_id": container.id,
             "port": int(binding["HostPort"]) if binding.get("HostPort") else None,
+            # When its process started (Unix time), as Docker says: billing counts from it.
+            "started_at": _unix_time(container.attrs.get("State", {}).get("StartedAt") or ""),
         }
 
     def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None:

@@ -7,6 +7,7 @@ the Host header picks the origin.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -117,3 +118,18 @@ def test_members_download_a_runs_files_never_rendered_here(run, bob, charlie):
         expires_at=timezone.now() - timedelta(minutes=1)
     )
     assert get(link, bob).status_code == 404
+
+
+def test_the_executed_notebook_page_names_no_other_site(run, bob):
+    """The sandbox's CSP refuses anything from elsewhere (nbconvert's require.js, MathJax and
+    Mermaid come from a CDN): the page is made without them, its CSS inline."""
+    shown = get(get(notebook_link(run), bob).headers["location"])
+
+    assert shown.status_code == 200
+    assert "answer 42" in shown.text
+    assert "<style" in shown.text
+    assert re.findall(r"<script[^>]*\bsrc\s*=", shown.text, re.IGNORECASE) == []
+    assert re.findall(r"<link\b[^>]*>", shown.text, re.IGNORECASE) == []
+    assert re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", shown.text, re.I) == []
+    assert "cdnjs" not in shown.text
+    assert "mathjax" not in shown.text.lower()

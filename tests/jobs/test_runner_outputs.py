@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from apps.jobs.sources import runner_command
+from apps.jobs.sources import runner_command, runner_env
 from apps.runtimes.base import Spec, expand_command
 from apps.runtimes.process import LocalProcessRuntime
 from tests.helpers import wait_for
@@ -28,6 +28,7 @@ def test_a_command_writing_lattice_outputs_fills_the_outputs_folder_on_local_pro
             name=f"t-out-{uuid.uuid4().hex[:8]}",
             image="",
             command=runner_command(definition, run_id=21),
+            env=runner_env(definition),
             volumes={"ws": "/workspace", "out": "/outputs"},
             labels={"until": "exit"},
         )
@@ -81,6 +82,7 @@ def test_a_notebook_job_runs_with_its_parameter_on_local_processes(tmp_path):
             name=f"t-nb-{uuid.uuid4().hex[:8]}",
             image="",
             command=runner_command(definition, run_id=22),
+            env=runner_env(definition),
             volumes={"ws": "/workspace", "out": "/outputs"},
             labels={"until": "exit"},
         )

@@ -5,7 +5,7 @@ behaviour that depends on containers on real Docker (tests/jobs/test_runs_docker
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -473,3 +473,46 @@ def said_in_log(run: Run, line: str) -> None:
     while line not in log_lines(run) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert line in log_lines(run)
+
+
+def test_an_attempt_starts_when_its_process_did_not_when_the_host_said_so(
+    acme, alice, process_host, no_outputs, monkeypatch
+):
+    # The host's "started" message arrives late (a busy agent, a queue): the attempt, its
+    # billing and the run's duration still count from the process's own start time, which
+    # the runtime reports (Docker's State.StartedAt; the local-process runtime's clock).
+    sent = agent._send
+
+    def late(host_name, name, event, **data):
+        if event == "started":
+            time.sleep(1.5)
+        sent(host_name, name, event, **data)
+
+    monkeypatch.setattr(agent, "_send", late)
+    job = make_job(acme, alice, "echo hello")
+    run = wait_for(runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.SUCCEEDED)
+
+    [attempt] = attempts_of(run)
+    began = datetime.fromtimestamp(attempt.runtime_state["started_at"], tz=UTC)
+    assert attempt.started_at == began
+    assert run.started_at == began
+    assert run.deadline_at == began + timedelta(seconds=600)
+
+
+def test_a_start_time_out_of_reason_is_not_believed(acme, alice, process_host, no_outputs):
+    # The host is not trusted: a start time long before the message, or ahead of now, is
+    # replaced by the message's arrival.
+    job = make_job(acme, alice, "sleep 60", max_attempts=1)
+    run = wait_for(runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.RUNNING)
+    [attempt] = attempts_of(run)
+    for told in (time.time() - 3600, time.time() + 3600, "soon", float("nan")):
+        Attempt.objects.for_team(acme).filter(pk=attempt.pk).update(started_at=None)
+        before = timezone.now()
+        runs.on_attempt_event(
+            "local", attempt.workload, "started", {"state": {}, "started_at": told}
+        )
+        attempt.refresh_from_db()
+        assert attempt.started_at is not None
+        assert before <= attempt.started_at <= timezone.now(), told
+    runs.run_cancel(run, actor=alice)
+    wait_for(run, RS.CANCELLED)

@@ -69,6 +69,12 @@ def test_a_command_runs_in_a_container_and_its_lines_reach_the_stream(
     assert "1000" in lines
     assert "wrote both" in wait_for_line(run, "wrote both")
     [attempt] = attempts_of(run)
+    # It is billed from the container's own start (Docker's State.StartedAt), not from
+    # when the host's message about it arrived.
+    began = attempt.runtime_state["started_at"]
+    assert attempt.requested_at.timestamp() <= began <= time.time()
+    assert attempt.started_at is not None
+    assert attempt.started_at.timestamp() == pytest.approx(began, abs=1e-5)
     container = DockerRuntime.container_name(attempt.workload)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (
@@ -236,3 +242,90 @@ def test_a_notebook_source_runs_on_a_copy_of_the_notebooks_volume(
         assert "from the notebook" in wait_for_line(run, "from the notebook")
     finally:
         remove_installation_volumes(docker_client, [notebook.volume])
+
+
+RAISING_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": ["print('before the error')\n", "raise ValueError('the data is bad')\n"],
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 4,
+}
+
+
+def test_a_failed_notebook_keeps_its_executed_notebook_with_the_error(
+    acme, alice, docker_host, docker_client, scipy_image, live_server, settings, media
+):
+    # A cell raised: the run fails with papermill's exit status, but the executed notebook
+    # (the traceback in it) is kept as the run's result and shown on the results origin;
+    # /outputs is not saved.
+    import json
+    from urllib.parse import urlsplit
+
+    from django.conf import settings as django_settings
+
+    from apps.jobs.models import RunFile
+    from apps.jobs.outputs import outputs_described
+    from tests.asgi_server import asgi_request, session_cookie
+    from tests.notebook_fixtures import make_notebook, remove_installation_volumes
+
+    settings.LATTICE_INTERNAL_URL = live_server.url
+    notebook = make_notebook(acme, alice, "Broken")
+    docker_client.volumes.create(
+        notebook.volume, labels={"lattice.installation": settings.LATTICE_INSTALLATION}
+    )
+    docker_client.containers.run(
+        scipy_image,
+        ["sh", "-c", 'printf "%s" "$0" > /notebooks/broken.ipynb', json.dumps(RAISING_NOTEBOOK)],
+        entrypoint=[],
+        volumes={notebook.volume: {"bind": "/notebooks", "mode": "rw"}},
+        remove=True,
+    )
+    try:
+        job = make_job(
+            acme,
+            alice,
+            "",
+            source="notebook",
+            notebook=notebook,
+            entrypoint="notebook",
+            notebook_path="broken.ipynb",
+            output="dataset",
+            output_name="never",
+            keep_files_days=7,
+        )
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+        run = wait_for(run, RS.SUCCEEDED, RS.FAILED, seconds=180)
+    finally:
+        remove_installation_volumes(docker_client, [notebook.volume])
+
+    assert run.status == RS.FAILED
+    assert run.exit_code not in (None, 0)
+    assert run.status_message == f"The command exited with status {run.exit_code}."
+    assert run.outputs_state == Run.Outputs.SAVED, run.outputs_message
+    assert run.dataset_version_id is None  # /outputs is a success's only
+    [kept] = RunFile.objects.for_team(acme).filter(run=run)
+    assert (kept.kind, kept.path) == (RunFile.Kind.RESULT, "executed.ipynb")
+    [attempt] = attempts_of(run)
+    assert attempt.end_reason == Attempt.EndReason.EXITED
+    link = outputs_described(run)["notebook_url"]
+    assert link == f"/t/acme/jobs/runs/{run.pk}/notebook/"
+
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={session_cookie(alice)}"
+    redirect = asgi_request("GET", f"http://testserver{link}", {"cookie": cookie}, None)
+    assert redirect.status_code == 302
+    assert urlsplit(redirect.headers["location"]).hostname != "testserver"
+    shown = asgi_request("GET", redirect.headers["location"], {}, None)
+    assert shown.status_code == 200
+    assert "before the error" in shown.text
+    assert "ValueError" in shown.text
+    assert "the data is bad" in shown.text

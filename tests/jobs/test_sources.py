@@ -25,6 +25,7 @@ from apps.notebooks.gitsource import (
     git_shown,
     git_source_problem,
     notebook_clone_command,
+    notebook_clone_env,
     repo_folder,
 )
 from apps.notebooks.models import Notebook
@@ -387,7 +388,7 @@ def test_a_notebooks_repository_is_cloned_on_its_first_start_only(
     runtime, notebook_image, server, credential
 ):
     notebook = Notebook(git_url=server.url("project.git"), git_ref="feature")
-    env = {"LATTICE_GIT_TOKEN": server.token}
+    env = notebook_clone_env(notebook) | {"LATTICE_GIT_TOKEN": server.token}
     shows = (
         "sh {mount:/notebooks}/project/run.sh; git -C /notebooks/project branch --show-current;"
         ' echo "token:${LATTICE_GIT_TOKEN:-unset}"; ls -a /notebooks'
@@ -413,11 +414,10 @@ def test_a_notebooks_repository_is_cloned_on_its_first_start_only(
     assert len(server.users) == asked
 
     # A clone that fails: said, nothing half made left, and the start goes on.
-    broken = notebook_clone_command(
-        Notebook(git_url=server.url("project.git"), git_ref="no-such-ref"),
-        ["ls", "-a", "/notebooks"],
-    )
-    status, lines, _ = start(runtime, notebook_image, broken, env=env, mount="/notebooks")
+    broken_notebook = Notebook(git_url=server.url("project.git"), git_ref="no-such-ref")
+    broken = notebook_clone_command(broken_notebook, ["ls", "-a", "/notebooks"])
+    broken_env = notebook_clone_env(broken_notebook) | {"LATTICE_GIT_TOKEN": server.token}
+    status, lines, _ = start(runtime, notebook_image, broken, env=broken_env, mount="/notebooks")
     assert status == 0
     assert any(line.startswith("lattice: could not clone") for line in lines)
 
@@ -426,7 +426,8 @@ def test_a_notebooks_repository_is_cloned_on_its_first_start_only(
         runtime,
         notebook_image,
         command,
-        env={"LATTICE_GIT_ERROR": "This team has no secret named REPO_TOKEN."},
+        env=notebook_clone_env(notebook)
+        | {"LATTICE_GIT_ERROR": "This team has no secret named REPO_TOKEN."},
         mount="/notebooks",
     )
     assert status == 0
@@ -624,3 +625,36 @@ def test_the_runner_runs_on_the_process_runtime_too(tmp_path, repo, credential):
     assert wait_for(lambda: runtime.poll(state) is not None, timeout=30)
     # (This runtime's poll cannot tell the status here: 0 "unknown"; the log says it all.)
     assert any("papermill is not installed" in line for line in runtime.logs(state))
+
+
+def test_a_notebooks_git_url_and_ref_with_braces_are_cloned_as_written(tmp_path):
+    # The clone script goes through the runtime's {port}/{ip}/{mount:} filling; the member's
+    # URL and ref do not: they come as the script's variables. Run here by the host's sh on
+    # a folder, as the local-process runtime would (nothing answers on port 9: the clone
+    # fails, and the log says which URL and ref it tried).
+    notebook = Notebook(git_url="http://127.0.0.1:9/{port}/{ip}.git", git_ref="v{port}")
+    command = notebook_clone_command(notebook, ["echo", "jupyter on {port}"])
+    assert "127.0.0.1:9" not in command[2]
+    expanded = expand_command(
+        command, port=8888, ip="10.1.2.3", mounts={"/notebooks": str(tmp_path)}
+    )
+    done = subprocess.run(
+        expanded,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)} | notebook_clone_env(notebook),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert (
+        "lattice: cloning http://127.0.0.1:9/{port}/{ip}.git at v{port} "
+        f"into /notebooks/{repo_folder(notebook.git_url)}" in lines
+    )
+    assert (
+        "lattice: could not clone http://127.0.0.1:9/{port}/{ip}.git at v{port}: "
+        "JupyterLab starts without it" in lines
+    )
+    assert lines[-1] == "jupyter on 8888"  # the start command itself is still filled in
+    assert list(tmp_path.iterdir()) == []

@@ -132,8 +132,12 @@ def test_a_sessions_spec_clones_with_the_teams_token(acme, alice, host, catalogu
     spec = lifecycle.session_spec(session)
 
     assert spec.command[:2] == ["sh", "-c"]
-    assert URL in spec.command[2]
-    assert 'dest="{mount:/notebooks}"/churn-model' in spec.command[2]
+    # The URL, ref and folder come as variables, never in the script's text (which the
+    # runtime fills {port}, {ip} and {mount:} in).
+    assert URL not in spec.command[2]
+    assert spec.env["LATTICE_CLONE_URL"] == URL
+    assert spec.env["LATTICE_CLONE_FOLDER"] == "churn-model"
+    assert 'dest="{mount:/notebooks}/$LATTICE_CLONE_FOLDER"' in spec.command[2]
     # JupyterLab's own command follows, exec'd by the script.
     assert spec.command[3:] == ["lattice-notebook", *jupyter_command(session)]
     assert spec.env["LATTICE_GIT_TOKEN"] == token
@@ -149,6 +153,7 @@ def test_a_sessions_spec_clones_with_the_teams_token(acme, alice, host, catalogu
     spec = lifecycle.session_spec(session)
     assert "LATTICE_GIT_TOKEN" not in spec.env
     assert "GIT_TOKEN" in spec.env["LATTICE_GIT_ERROR"]
+    assert spec.env["LATTICE_CLONE_URL"] == URL
 
 
 @pytest.mark.django_db(transaction=True)  # the start's work runs on commit

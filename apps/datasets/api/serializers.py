@@ -5,11 +5,26 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.datasets.hooks import source_link
 from apps.datasets.models import Dataset, DatasetVersion, VersionFile
+
+
+class SourceLinkSerializer(serializers.Serializer[dict[str, object]]):
+    text = serializers.CharField(help_text='What made it: "Train, run 3".')
+    url = serializers.CharField(help_text="Its page.")
 
 
 class VersionSerializer(serializers.ModelSerializer[DatasetVersion]):
     author = serializers.CharField(source="author.email", default=None, read_only=True)
+    source = serializers.CharField(  # type: ignore[assignment]
+        read_only=True, help_text='What made it: "upload", or "job" (a job\'s run).'
+    )
+    source_label = serializers.CharField(
+        read_only=True, help_text='It in words, kept after it is gone: "job Train run 3".'
+    )
+    source_link = serializers.SerializerMethodField(
+        help_text="What made it (a job's run), while that exists; null for an upload."
+    )
 
     class Meta:
         model = DatasetVersion
@@ -22,8 +37,17 @@ class VersionSerializer(serializers.ModelSerializer[DatasetVersion]):
             "total_size",
             "created_at",
             "ready_at",
+            "source",
+            "source_label",
+            "source_link",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(SourceLinkSerializer(allow_null=True))
+    def get_source_link(self, version: DatasetVersion) -> dict[str, str] | None:
+        # Answered only to the version's own team (the team endpoints' datasets are its own).
+        link = source_link(version.team, version) if version.source != "upload" else None
+        return {"text": link[0], "url": link[1]} if link else None
 
 
 class DatasetSerializer(serializers.ModelSerializer[Dataset]):
