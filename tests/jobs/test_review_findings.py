@@ -1,0 +1,128 @@
+"""Adversarial review of issue 17 (jobs): each test asserts the CORRECT behaviour and is a
+strict xfail while the defect it names is on main (the reason starts with the finding id).
+Fixing the defect turns the test into an XPASS (a failure): drop the mark then."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.core.tenancy import team_scope
+from apps.jobs import services, spec
+from apps.jobs.errors import JobError
+from apps.jobs.sources import runner_command
+from apps.machines.logship import LogShipper
+from apps.teams.secrets import mask, mask_values, secret_set
+from tests.dataset_fixtures import make_version
+from tests.jobs.api_helpers import make_job, spy_engine
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R1: a public dataset of another team is accepted as an input, then the run's "
+    "spec (in the team's scope) calls it gone and the run fails",
+)
+def test_r1_public_input_of_another_team_reaches_the_spec(
+    acme, alice, globex, catalogue, media, monkeypatch
+):
+    spy_engine(monkeypatch)  # the real run_create; nothing is placed in a test transaction
+    public = make_version(globex, "Open", {"d.csv": b"4"}, visibility="public")
+    job = make_job(acme, alice, inputs=[{"name": "open", "version": public.pk}])
+    run = services.job_run(team=acme, actor=alice, job=job)
+
+    # attempt_dispatch builds the spec inside team_scope(run.team_id): the same here.
+    with team_scope(acme):
+        datasets = spec.run_inputs(run)
+
+    assert [d["version_id"] for d in datasets] == [public.pk]
+    assert datasets[0]["files"], "the public version's files are mounted"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R2: a token given as the Git URL's user name (https://<token>@host/...) is "
+    "printed in the run's log by the runner's 'lattice: fetching' line",
+)
+def test_r2_token_in_git_url_user_name_is_not_printed():
+    token = "ghp_R2reviewTokenValue0123456789"
+    definition = {
+        "source": "git",
+        "git_url": f"https://{token}@github.com/acme/private.git",
+        "git_ref": "main",
+        "entrypoint": "command",
+        "command": "true",
+    }
+    script = runner_command(definition, run_id=1)[2]
+    echoed = [line for line in script.splitlines() if line.strip().startswith("echo")]
+
+    assert echoed, "the runner says what it fetches"
+    assert not [line for line in echoed if token in line], echoed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R3: a log line longer than LATTICE_LOG_LINE_MAX_CHARS is cut by the agent before "
+    "the control plane masks it: the cut secret's prefix is published unmasked",
+)
+def test_r3_a_secret_cut_with_a_long_line_is_still_masked(
+    acme, alice, settings, django_capture_on_commit_callbacks
+):
+    value = "s3cr3t-R3-" + "k" * 40  # 50 characters
+    with django_capture_on_commit_callbacks(execute=True):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=value)
+    longest = settings.LATTICE_LOG_LINE_MAX_CHARS
+    # A workload prints a long line (a JSON config, say) that ends with the token.
+    line = "x" * (longest - 30) + value
+    # The agent's shipper cuts it (apps.machines.logship), then workload_logs masks it.
+    shipped = LogShipper._cut(line)
+    published = mask([shipped], mask_values(acme.pk))[0]
+
+    assert value[:30] not in published
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R4: an environment value has no size limit (the command has 10,000): a value "
+    "over the kernel's 128 KiB per-string limit is saved and fails every run on the host",
+)
+def test_r4_a_huge_env_value_is_refused_when_saved(acme, alice, catalogue):
+    with pytest.raises(JobError) as refused:
+        make_job(acme, alice, env={"BIG": "x" * (200 * 1024)})
+
+    assert refused.value.field == "env"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R5: papermill parameters have no size limit and go into the runner's one sh -c "
+    "argument: over 128 KiB the container cannot even exec",
+)
+def test_r5_huge_parameters_are_refused_when_saved(acme, alice, catalogue):
+    with pytest.raises(JobError) as refused:
+        make_job(
+            acme,
+            alice,
+            source="git",
+            git_url="https://git.example.com/acme/r.git",
+            entrypoint="notebook",
+            notebook_path="train.ipynb",
+            parameters={"blob": "x" * (200 * 1024)},
+        )
+
+    assert refused.value.field == "parameters"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R6: a run's changes naming a job-only field (concurrency, schedule, name) are "
+    "silently dropped instead of refused",
+)
+def test_r6_run_changes_naming_a_job_field_are_refused(acme, alice, catalogue, monkeypatch):
+    spy_engine(monkeypatch)
+    job = make_job(acme, alice)
+
+    with pytest.raises(JobError) as refused:
+        services.job_run(team=acme, actor=alice, job=job, changes={"concurrency": 5})
+
+    assert refused.value.field == "concurrency"
