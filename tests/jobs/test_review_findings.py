@@ -4,6 +4,8 @@ Fixing the defect turns the test into an XPASS (a failure): drop the mark then."
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from apps.core.tenancy import team_scope
@@ -126,3 +128,56 @@ def test_r6_run_changes_naming_a_job_field_are_refused(acme, alice, catalogue, m
         services.job_run(team=acme, actor=alice, job=job, changes={"concurrency": 5})
 
     assert refused.value.field == "concurrency"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R7: cancelling a run while its outputs are being saved ends it 'cancelled' at "
+    "once (container and volumes removed) with its saves still open and outputs 'saving'",
+)
+def test_r7_cancel_while_saving_outputs_leaves_no_open_save(acme, alice, catalogue, monkeypatch):
+    from django.utils import timezone
+
+    from apps.jobs import outputs
+    from apps.jobs.errors import JobConflictError
+    from apps.jobs.models import Attempt, Job, Run
+    from apps.models.models import SaveTicket
+    from tests.factories import HostFactory
+
+    # The host tasks outputs_collect queues on commit are recorded, never run.
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(outputs.agent_save_folder, "apply_async", lambda **kw: sent.append(kw))
+    job = make_job(acme, alice)  # output "artifacts" (the default): one files save
+    run = Run.objects.for_team(acme).create(
+        team=acme,
+        job=job,
+        number=1,
+        status=Run.Status.RUNNING,
+        triggered_by=alice,
+        definition={field: getattr(job, field) for field in Job.DEFINITION_FIELDS},
+        started_at=timezone.now(),
+    )
+    attempt = Attempt.objects.for_team(acme).create(
+        team=acme,
+        run=run,
+        number=1,
+        machine_type=job.machine_type,
+        status=Attempt.Status.EXITED,
+        host=HostFactory.create(),
+        runtime_state={"name": "jb-r7"},
+        exit_code=0,
+    )
+    # The engine's way on exit 0: the saves are asked for; the run says "Saving outputs".
+    assert outputs.outputs_collect(run, attempt) is True
+
+    # Refusing it (the process already finished) is a correct answer too.
+    with contextlib.suppress(JobConflictError):
+        services.run_cancel(team=acme, actor=alice, run=run)
+    run.refresh_from_db()
+
+    open_saves = SaveTicket.objects.for_team(acme).filter(
+        source_id=run.pk, finished_at__isnull=True
+    )
+    if run.ended_at is not None:
+        assert run.outputs_state != Run.Outputs.SAVING
+        assert not open_saves.exists()
