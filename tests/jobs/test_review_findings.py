@@ -181,3 +181,50 @@ def test_r7_cancel_while_saving_outputs_leaves_no_open_save(acme, alice, catalog
     if run.ended_at is not None:
         assert run.outputs_state != Run.Outputs.SAVING
         assert not open_saves.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R8: resuming a paused schedule starts a run at once for a due time that passed "
+    "while it was paused (schedule_last_at is not moved on resume)",
+)
+def test_r8_due_times_while_paused_are_not_owed_on_resume(acme, alice, catalogue, monkeypatch):
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    from apps.jobs import schedules
+    from apps.jobs.models import Run
+
+    spy_engine(monkeypatch)
+    clock = {"now": datetime(2026, 12, 10, 0, 0, tzinfo=UTC)}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    job = make_job(acme, alice, schedule="0 3 * * *")  # 03:00 UTC every day
+    services.job_update(team=acme, actor=alice, job=job, schedule_paused=True)
+
+    # Paused over two 03:00s; resumed at noon on the 12th.
+    clock["now"] = datetime(2026, 12, 12, 12, 0, tzinfo=UTC)
+    assert schedules.schedules_tick(now=clock["now"])["started"] == 0
+    services.job_update(team=acme, actor=alice, job=job, schedule_paused=False)
+    clock["now"] = datetime(2026, 12, 12, 12, 1, tzinfo=UTC)
+    schedules.schedules_tick(now=clock["now"])
+
+    # The next due time is 03:00 on the 13th: nothing runs at 12:01 on the 12th.
+    assert not Run.objects.for_team(acme).filter(job=job).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R9: a job's Git URL may carry user:password (notebooks refuse it): the token is "
+    "then in the job and every run's definition, shown to every member, viewers too",
+)
+def test_r9_a_password_in_the_git_url_is_refused(acme, alice, catalogue):
+    with pytest.raises(JobError) as refused:
+        make_job(
+            acme,
+            alice,
+            source="git",
+            git_url="https://ci:glpat-R9secretTokenValue@gitlab.example.com/acme/r.git",
+        )
+
+    assert refused.value.field == "git_url"
