@@ -228,3 +228,52 @@ def test_r9_a_password_in_the_git_url_is_refused(acme, alice, catalogue):
         )
 
     assert refused.value.field == "git_url"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R10: a notebook-source job's attempt is placed on any host; on one that does not "
+    "hold the notebook's volume copy_volume finds nothing and the run gets an empty "
+    "/workspace (decision 11: placement prefers the host holding the volume)",
+)
+def test_r10_a_notebook_job_runs_where_the_notebooks_files_are(acme, alice, catalogue):
+    from django.utils import timezone
+
+    from apps.jobs import runs
+    from apps.jobs.models import Job, Run
+    from apps.notebooks.models import NotebookSession
+    from tests.factories import HostFactory
+    from tests.notebook_fixtures import make_notebook
+
+    # The scheduler's first pick (by id, then by name) is the host without the files.
+    HostFactory.create(name="r10-a-other")
+    holder = HostFactory.create(name="r10-z-holder")
+    notebook = make_notebook(acme, alice, "Prep")
+    # The notebook last ran on ``holder``: its volume (its files) is there only.
+    NotebookSession.objects.for_team(acme).create(
+        team=acme,
+        notebook=notebook,
+        machine_type=catalogue["cpu-small"],
+        template="scipy",
+        image="lattice/notebook:test",
+        status="stopped",
+        host=holder,
+        ended_at=timezone.now(),
+    )
+    job = make_job(acme, alice, source="notebook", notebook=notebook.pk, command="ls")
+    hosts = set()
+    for number in range(1, 9):
+        run = Run.objects.for_team(acme).create(
+            team=acme,
+            job=job,
+            number=number,
+            status=Run.Status.QUEUED,
+            triggered_by=alice,
+            definition={field: getattr(job, field) for field in Job.DEFINITION_FIELDS},
+        )
+        attempt = runs.attempt_new(run)
+        runs.attempt_place(attempt)
+        attempt.refresh_from_db()
+        hosts.add(attempt.host.name if attempt.host else None)
+
+    assert hosts == {"r10-z-holder"}
