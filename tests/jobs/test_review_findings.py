@@ -277,3 +277,24 @@ def test_r10_a_notebook_job_runs_where_the_notebooks_files_are(acme, alice, cata
         hosts.add(attempt.host.name if attempt.host else None)
 
     assert hosts == {"r10-z-holder"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R11: masking uses the secrets' current values only: once a secret is replaced "
+    "(rotated) or deleted, a workload still running with the old value prints it unmasked",
+)
+def test_r11_a_replaced_secrets_old_value_stays_masked(
+    acme, alice, django_capture_on_commit_callbacks
+):
+    old, new = "old-R11-token-value-0123456789", "new-R11-token-value-9876543210"
+    with django_capture_on_commit_callbacks(execute=True):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=old)
+    # A run starts now with API_TOKEN=old in its environment (secrets_resolve) and keeps
+    # running; meanwhile an admin rotates the token.
+    assert mask([f"token={old}"], mask_values(acme.pk)) == ["token=****"]
+    with django_capture_on_commit_callbacks(execute=True):
+        secret_set(team=acme, actor=alice, name="API_TOKEN", value=new)
+
+    # The running workload prints the value it was given.
+    assert mask([f"token={old}"], mask_values(acme.pk)) == ["token=****"]
