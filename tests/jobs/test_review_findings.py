@@ -298,3 +298,62 @@ def test_r11_a_replaced_secrets_old_value_stays_masked(
 
     # The running workload prints the value it was given.
     assert mask([f"token={old}"], mask_values(acme.pk)) == ["token=****"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R12: job runs escape the plan's running limit: check_start counts notebook "
+    "sessions only, so a Free team ('one at a time') runs many free-gpu jobs at once",
+)
+def test_r12_the_free_plans_one_machine_at_a_time_holds_for_job_runs(
+    acme, alice, catalogue, billing_plans, settings, monkeypatch
+):
+    from apps.core.errors import PaymentRequiredError
+    from apps.jobs import runs
+    from apps.jobs.models import Attempt
+
+    settings.LATTICE_BILLING = True  # acme is on the default plan: Free, one machine at once
+    spy_engine(monkeypatch)
+    jobs = [
+        make_job(acme, alice, f"GPU job {n}", machine_type="free-gpu", timeout_seconds=0)
+        for n in range(3)
+    ]
+    for job in jobs:
+        # Refusing the run (402) is a correct answer; so is leaving it queued.
+        with contextlib.suppress(PaymentRequiredError):
+            services.job_run(team=acme, actor=alice, job=job)
+        runs.start_queued(job.pk, acme)  # what the run's commit queues
+
+    holding = Attempt.objects.for_team(acme).filter(ended_at__isnull=True).count()
+    assert holding <= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R13: the plan's session cap (Free: 6 hours) does not bound a job run: a job "
+    "with no maximum run time (or 7 days) runs on a free machine with no deadline",
+)
+def test_r13_the_free_plans_six_hour_cap_bounds_a_job_run(
+    acme, alice, catalogue, billing_plans, settings, monkeypatch
+):
+    from datetime import timedelta
+
+    from apps.core.errors import PaymentRequiredError
+    from apps.jobs import runs
+    from apps.jobs.models import Attempt, Run
+
+    settings.LATTICE_BILLING = True  # Free: max_session_hours 6
+    spy_engine(monkeypatch)
+    job = make_job(acme, alice, machine_type="free-cpu", timeout_seconds=0)
+    try:
+        run = services.job_run(team=acme, actor=alice, job=job)
+    except (JobError, PaymentRequiredError):
+        return  # refusing a run with no limit on this plan is correct too
+    runs.start_queued(job.pk, acme)
+    run = Run.objects.for_team(acme).get(pk=run.pk)
+    attempt = Attempt.objects.for_team(acme).get(run=run)
+    runs._on_started(run, attempt, {})  # its host says the container started
+
+    run.refresh_from_db()
+    assert run.deadline_at is not None
+    assert run.deadline_at - run.started_at <= timedelta(hours=6)
