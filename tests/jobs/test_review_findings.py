@@ -357,3 +357,54 @@ def test_r13_the_free_plans_six_hour_cap_bounds_a_job_run(
     run.refresh_from_db()
     assert run.deadline_at is not None
     assert run.deadline_at - run.started_at <= timedelta(hours=6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R14: at 100 % of a spend cap with 'stop at cap', the billing sweep stops the "
+    "team's notebooks but leaves its paid job runs running (and billing)",
+)
+def test_r14_a_reached_spend_cap_stops_paid_job_runs_too(
+    acme, alice, priced, billing_plans, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from apps.billing import metering
+    from apps.billing.models import BillingAccount
+    from apps.jobs.models import Attempt, Job, Run
+
+    settings.LATTICE_BILLING = True
+    job = make_job(acme, alice, machine_type=priced.slug)  # cpu-large, a cent a second
+    now = timezone.now()
+    run = Run.objects.for_team(acme).create(
+        team=acme,
+        job=job,
+        number=1,
+        status=Run.Status.RUNNING,
+        triggered_by=alice,
+        definition={field: getattr(job, field) for field in Job.DEFINITION_FIELDS},
+        started_at=now - timedelta(minutes=10),
+    )
+    attempt = Attempt.objects.for_team(acme).create(
+        team=acme,
+        run=run,
+        number=1,
+        machine_type=priced,
+        status=Attempt.Status.RUNNING,
+        started_at=now - timedelta(minutes=10),  # $6 so far
+    )
+    BillingAccount.objects.for_team(acme).update_or_create(
+        team=acme, defaults={"spend_cap": Decimal("5"), "stop_at_cap": True}
+    )
+
+    with team_scope(acme), django_capture_on_commit_callbacks(execute=True):
+        reached = metering.spend_cap_enforce(acme, now=now)
+
+    assert reached == 100, "the job's $6 count against the $5 cap"
+    run.refresh_from_db()
+    attempt.refresh_from_db()
+    assert run.cancel_requested_at is not None or run.ended_at is not None
+    assert attempt.status in (Attempt.Status.STOPPING, Attempt.Status.ENDED)
