@@ -408,3 +408,45 @@ def test_r14_a_reached_spend_cap_stops_paid_job_runs_too(
     attempt.refresh_from_db()
     assert run.cancel_requested_at is not None or run.ended_at is not None
     assert attempt.status in (Attempt.Status.STOPPING, Attempt.Status.ENDED)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R15: a scheduled run saves its outputs as the job's author; once the author has "
+    "left the team, every scheduled run computes, then fails 'outputs could not be saved'",
+)
+def test_r15_a_scheduled_run_saves_outputs_after_its_author_left(
+    acme, alice, bob, catalogue, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.jobs import outputs, schedules
+    from apps.jobs.models import Attempt, Run
+    from apps.teams.models import Membership
+    from tests.factories import HostFactory
+
+    spy_engine(monkeypatch)
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(outputs.agent_save_folder, "apply_async", lambda **kw: sent.append(kw))
+    job = make_job(acme, bob, "Nightly export", schedule="* * * * *")  # bob is a member
+    Membership.objects.for_team(acme).filter(user=bob).delete()  # bob leaves the team
+
+    schedules.schedules_tick(now=timezone.now() + timedelta(minutes=2))
+    run = Run.objects.for_team(acme).filter(job=job).first()
+    if run is None:
+        return  # refusing the schedule while nobody can save its outputs is correct too
+    attempt = Attempt.objects.for_team(acme).create(
+        team=acme,
+        run=run,
+        number=1,
+        machine_type=job.machine_type,
+        status=Attempt.Status.EXITED,
+        host=HostFactory.create(),
+        runtime_state={"name": "jb-r15"},
+        exit_code=0,
+    )
+
+    # The command exited 0: its /outputs are asked of the host, not refused.
+    assert outputs.outputs_collect(run, attempt) is True
