@@ -450,3 +450,46 @@ def test_r15_a_scheduled_run_saves_outputs_after_its_author_left(
 
     # The command exited 0: its /outputs are asked of the host, not refused.
     assert outputs.outputs_collect(run, attempt) is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R16: Run.git_commit is never set (the API's git_commit is always empty): the "
+    "runner logs and writes the commit it ran, and nothing records it on the run",
+)
+@pytest.mark.django_db(transaction=True)
+def test_r16_a_git_run_records_the_commit_it_ran(acme, alice, process_host, no_outputs, tmp_path):
+    from apps.jobs import runs
+    from apps.jobs.models import Job, Run
+    from tests.jobs.engine_fixtures import make_job as engine_job
+    from tests.jobs.engine_fixtures import wait_for
+    from tests.jobs.gitserver import git, git_server
+
+    served = tmp_path / "srv"
+    served.mkdir()
+    git(served, "init", "-q", "--bare", "-b", "main", "project.git")
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    (work / "run.sh").write_text("echo r16\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "r16")
+    sha = git(work, "rev-parse", "HEAD")
+    git(work, "push", "-q", str(served / "project.git"), "main")
+    secret_set(team=acme, actor=alice, name="REPO_TOKEN", value="r16-token")
+
+    with git_server(served, address="127.0.0.1", token="r16-token") as server:
+        job = engine_job(
+            acme,
+            alice,
+            "sh run.sh",
+            source=Job.Source.GIT,
+            git_url=server.url("project.git"),
+            git_ref="main",
+            git_secret="REPO_TOKEN",
+        )
+        run = runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice)
+        run = wait_for(run, Run.Status.SUCCEEDED, Run.Status.FAILED)
+
+    assert run.status == Run.Status.SUCCEEDED, run.status_message
+    assert run.git_commit == sha
