@@ -42,9 +42,9 @@ from apps.machines.models import PlacementRequest
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
+    owner_placement_request,
+    owner_take_placement,
     placement_free,
-    placement_request,
-    queue_position,
 )
 from apps.machines.reports import workload_event
 from apps.machines.services import endpoint_on_host
@@ -139,37 +139,22 @@ def replica_place_task(replica_id: int, *, team: Team) -> None:
 
 def replica_place(replica: Replica) -> None:
     """Find room for a placing replica; start it there, or leave it waiting with its place."""
-    if replica.ended_at is not None:
-        _free_unclaimed(replica.workload)
+    request = owner_placement_request(replica, waiting=S.PLACING)
+    if request is None:
         return
-    if replica.status != S.PLACING:
-        return
-    request = placement_request(
-        machine_type=replica.machine_type, workload=replica.workload, team=replica.team
-    )
     with transaction.atomic():
         locked = lock_replica(replica.pk, replica.team_id)
         if locked is None:
             return
         replica = locked
-        placed = request.status == PlacementRequest.Status.PLACED and request.placement
-        if replica.ended_at is not None or replica.status != S.PLACING:
-            if placed and request.placement and replica.placement_id != request.placement.pk:
-                placement_free(placement=request.placement)
+        taken = owner_take_placement(replica, request, waiting=S.PLACING)
+        if isinstance(taken, str):
+            if taken != replica.status_message:
+                replica_set_status(replica, S.PLACING, taken)
             return
-        if not placed or request.placement is None:
-            ahead = (queue_position(request) or 1) - 1
-            message = f"Waiting for a free {replica.machine_type.name}: " + (
-                f"{ahead} ahead." if ahead else "next in line."
-            )
-            if message != replica.status_message:
-                replica_set_status(replica, S.PLACING, message)
+        if taken is None:
             return
-        placement = request.placement
-        replica.placement = placement
-        replica.host = placement.host
-        replica.save(update_fields=["placement", "host"])
-        replica_set_status(replica, S.STARTING, f"Placed on {placement.host.name}.")
+        replica_set_status(replica, S.STARTING, f"Placed on {taken.host.name}.")
         transaction.on_commit(lambda: replica_dispatch(replica))
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from apps.core.crypto import open_json
 from apps.deployments.models import Revision
-from apps.machines.scheduler import placement_gpu_uuids
+from apps.machines.scheduler import spec_limits
 from apps.models.selectors import version_manifest
 from apps.notebooks.mounts import content_key
 from apps.runtimes import images
@@ -29,7 +29,6 @@ from apps.teams.secrets import secrets_resolve
 if TYPE_CHECKING:
     from apps.deployments.models import Replica
 
-_GIB = 1024**3
 # Where the built-in model server listens inside its container (a custom image says its own).
 BUILTIN_PORT = 8080
 # The built-in server's health route (images/model-server/serve.py).
@@ -106,9 +105,7 @@ def replica_spec(replica: Replica) -> Spec:
         env=replica_env(
             revision, port, used_by=f"deployment replica {replica.pk} (r{revision.number})"
         ),
-        vcpus=float(machine.vcpus),
-        memory_bytes=machine.memory_gib * _GIB,
-        gpu_uuids=placement_gpu_uuids(replica.placement),
+        **spec_limits(machine, replica.placement),
         datasets=model_mount(revision),
         labels={
             "installation": settings.LATTICE_INSTALLATION,

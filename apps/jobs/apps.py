@@ -29,13 +29,14 @@ class JobsConfig(AppConfig):
         from apps.models import hooks as model_hooks
 
         # An attempt's workload is "jb-<attempt>": its events, its output (the run's
-        # stream), its placement by the line.
+        # stream; the Git commit the runner says in it), its placement by the line.
         workload_kinds.register(
             "jb",
             WorkloadKind(
                 on_event=runs.on_attempt_event,
                 stream=runs.workload_stream,
                 placed=runs.on_workload_placed,
+                lines=runs.workload_lines,
             ),
         )
         # Outputs saved (or not): the run ends.

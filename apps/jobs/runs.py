@@ -37,6 +37,7 @@ CONTRACT (foundation; the engine helper fills it in):
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -58,9 +59,9 @@ from apps.machines.models import MachineType, PlacementRequest
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
+    owner_placement_request,
+    owner_take_placement,
     placement_free,
-    placement_request,
-    queue_position,
 )
 from apps.notebooks import entitlements
 from apps.notebooks.mounts import copy_allowance
@@ -289,39 +290,24 @@ def attempt_place_task(attempt_id: int, *, team: Team) -> None:
 
 def attempt_place(attempt: Attempt) -> None:
     """Find room for a placing attempt; start it there, or leave it waiting with its place."""
-    if attempt.ended_at is not None:
-        _free_unclaimed(attempt.workload)
+    request = owner_placement_request(attempt, waiting=AS.PLACING)
+    if request is None:
         return
-    if attempt.status != AS.PLACING:
-        return
-    request = placement_request(
-        machine_type=attempt.machine_type, workload=attempt.workload, team=attempt.team
-    )
     with transaction.atomic():
         run = _lock_run(attempt.run_id, attempt.team_id)
         locked = _lock_attempt(attempt.pk, attempt.team_id)
         if run is None or locked is None:
             return
         attempt = locked
-        placed = request.status == PlacementRequest.Status.PLACED and request.placement
-        if attempt.ended_at is not None or attempt.status != AS.PLACING:
-            if placed and request.placement and attempt.placement_id != request.placement.pk:
-                placement_free(placement=request.placement)
+        taken = owner_take_placement(attempt, request, waiting=AS.PLACING)
+        if isinstance(taken, str):
+            if taken != run.status_message:
+                _attempt_status(attempt, AS.PLACING, taken)
+                run_set_status(run, RS.PLACING, taken, attempt)
             return
-        if not placed or request.placement is None:
-            ahead = (queue_position(request) or 1) - 1
-            message = f"Waiting for a free {attempt.machine_type.name}: " + (
-                f"{ahead} ahead." if ahead else "next in line."
-            )
-            if message != run.status_message:
-                _attempt_status(attempt, AS.PLACING, message)
-                run_set_status(run, RS.PLACING, message, attempt)
+        if taken is None:
             return
-        placement = request.placement
-        attempt.placement = placement
-        attempt.host = placement.host
-        attempt.save(update_fields=["placement", "host"])
-        message = f"Placed on {placement.host.name}."
+        message = f"Placed on {taken.host.name}."
         _attempt_status(attempt, AS.STARTING, message)
         run_set_status(run, RS.STARTING, message, attempt)
         attempt_id, team_id = attempt.pk, attempt.team_id
@@ -404,6 +390,34 @@ def workload_stream(host: str, workload: str) -> str | None:
         else None
     )
     return f"job-run-{found}" if found is not None else None
+
+
+# What the runner says of the commit it fetched (apps.jobs.sources), this attempt's or an
+# earlier one's: a full commit id, 40 hex characters, nothing else on the line.
+_COMMIT_LINE = re.compile(r"lattice: commit ([0-9a-f]{40})(?: \(fetched by an earlier attempt\))?")
+
+
+def workload_lines(host: str, workload: str, lines: list[str]) -> None:
+    """A frame of workload ``workload``'s output, from the host it is placed on: the Git
+    commit the runner fetched becomes its run's ``git_commit`` (the first one said; a run
+    of a Git source only, the line coming from the attempt's own host)."""
+    commits = [m.group(1) for line in lines if (m := _COMMIT_LINE.fullmatch(line.strip()))]
+    attempt_id = attempt_of_workload(workload)
+    if not commits or attempt_id is None:
+        return
+    found = (
+        # By the workload's own id and its host: the reporting host's own attempt only.
+        Attempt.objects.unscoped()
+        .filter(pk=attempt_id, host__name=host)
+        .values("team_id", "run_id")
+        .first()
+    )
+    if found is None:
+        return
+    with team_scope(found["team_id"]):
+        Run.objects.for_team(found["team_id"]).filter(
+            pk=found["run_id"], git_commit="", definition__source="git"
+        ).update(git_commit=commits[0])
 
 
 def on_attempt_event(host: str, workload: str, event: str, data: dict[str, Any]) -> None:

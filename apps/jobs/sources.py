@@ -30,8 +30,6 @@ CONTRACT (the engine's spec.py calls these):
 from __future__ import annotations
 
 import json
-import posixpath
-import shlex
 from typing import TYPE_CHECKING, Any
 
 from apps.notebooks.gitsource import (
@@ -45,7 +43,7 @@ from apps.notebooks.gitsource import (
 if TYPE_CHECKING:
     from apps.teams.models import Team
 
-__all__ = ["notebook_clone_command", "runner_command", "source_env"]
+__all__ = ["notebook_clone_command", "runner_command", "runner_env", "source_env"]
 
 # The run's working folder and where the runner leaves what it reports (spec.py's
 # WORKSPACE_PATH and RESULT_DIR: the engine's module sits above this one).
@@ -81,7 +79,22 @@ lattice_fetch() {
 """
 
 
+# The runner's variables (runner_env): what the person wrote reaches the script only
+# through these, never as its text, so the runtime's expansion of {port}, {ip} and
+# {mount:/path} in a command (apps.runtimes.base.expand_command) cannot alter it.
+RUNNER_VARIABLES = (
+    "LATTICE_RUN_COMMAND",
+    "LATTICE_RUN_NOTEBOOK",
+    "LATTICE_RUN_PARAMETERS",
+    "LATTICE_RUN_GIT_URL",
+    "LATTICE_RUN_GIT_REF",
+    "LATTICE_RUN_SOURCE",
+)
+
+
 def runner_command(definition: dict[str, Any], *, run_id: int) -> list[str]:
+    """The runner script: the same for every job of its kind (source Git or not, command or
+    notebook), its person-written parts read from ``runner_env``'s variables."""
     lines = [
         "set -eu",
         f'cd "{WORKSPACE}"',
@@ -89,21 +102,39 @@ def runner_command(definition: dict[str, Any], *, run_id: int) -> list[str]:
         f"echo 'lattice: run {int(run_id)} starting'",
     ]
     if definition.get("source") == "git":
-        lines.append(_git_lines(str(definition["git_url"]), str(definition.get("git_ref") or "")))
-    lines.append("unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY")
+        lines.append(_GIT_LINES)
     lines.append(_exec_line(definition))
     return ["sh", "-c", "\n".join(lines) + "\n"]
 
 
-def _git_lines(url: str, ref: str) -> str:
-    shown = git_shown(url, ref)
-    return f"""if [ -s {RESULT_DIR}/commit ]; then
+def runner_env(definition: dict[str, Any]) -> dict[str, str]:
+    """The variables ``runner_command``'s script reads (see RUNNER_VARIABLES)."""
+    env: dict[str, str] = {}
+    if definition.get("source") == "git":
+        url, ref = str(definition.get("git_url") or ""), str(definition.get("git_ref") or "")
+        env |= {
+            "LATTICE_RUN_GIT_URL": url,
+            "LATTICE_RUN_GIT_REF": ref,
+            "LATTICE_RUN_SOURCE": git_shown(url, ref),
+        }
+    if definition.get("entrypoint") == "notebook":
+        # JSON is YAML: papermill reads the parameters with their types (numbers, lists...).
+        env |= {
+            "LATTICE_RUN_NOTEBOOK": str(definition.get("notebook_path") or ""),
+            "LATTICE_RUN_PARAMETERS": json.dumps(definition.get("parameters") or {}),
+        }
+    else:
+        env["LATTICE_RUN_COMMAND"] = str(definition.get("command") or "true")
+    return env
+
+
+_GIT_LINES = f"""if [ -s {RESULT_DIR}/commit ]; then
   echo "lattice: commit $(cat {RESULT_DIR}/commit) (fetched by an earlier attempt)"
 else
-  echo {shlex.quote(f"lattice: fetching {shown}")}
+  echo "lattice: fetching $LATTICE_RUN_SOURCE"
   {_FETCH.strip()}
   {git_auth_script().strip()}
-  if ! lattice_fetch {shlex.quote(url)} {shlex.quote(ref)} {shlex.quote(shown)}; then
+  if ! lattice_fetch "$LATTICE_RUN_GIT_URL" "$LATTICE_RUN_GIT_REF" "$LATTICE_RUN_SOURCE"; then
     {git_forget_script().strip()}
     exit {FETCH_FAILED}
   fi
@@ -112,29 +143,25 @@ else
   echo "lattice: commit $(cat {RESULT_DIR}/commit)"
 fi"""
 
+# What the command sees of the runner: none of its variables, no Git credential.
+_FORGET_RUNNER = "unset LATTICE_GIT_TOKEN LATTICE_GIT_SSH_KEY " + " ".join(RUNNER_VARIABLES)
+
 
 def _exec_line(definition: dict[str, Any]) -> str:
     if definition.get("entrypoint") == "notebook":
-        path = str(definition.get("notebook_path") or "")
-        folder = posixpath.dirname(path) or "."
-        # JSON is YAML: papermill reads the parameters with their types (numbers, lists...).
-        parameters = json.dumps(definition.get("parameters") or {})
         # A custom template's image (or a host running local processes) may lack it.
-        missing = (
-            "command -v papermill >/dev/null || { echo 'lattice: papermill is not installed "
-            "where this job runs (the notebook image has it): a notebook cannot run' >&2; "
-            "exit 127; }\n"
-        )
-        return missing + " ".join(
-            [
-                "exec papermill --log-output --no-progress-bar",
-                f"--cwd {shlex.quote(folder)}",
-                f"-y {shlex.quote(parameters)}",
-                f"-- {shlex.quote(path)}",
-                f'"$PWD/{RESULT_DIR}/executed.ipynb"',
-            ]
-        )
-    return f"exec sh -c {shlex.quote(str(definition.get('command') or 'true'))}"
+        return f"""command -v papermill >/dev/null || {{ echo 'lattice: papermill is not installed \
+where this job runs (the notebook image has it): a notebook cannot run' >&2; exit 127; }}
+lattice_notebook="$LATTICE_RUN_NOTEBOOK"
+lattice_parameters="$LATTICE_RUN_PARAMETERS"
+{_FORGET_RUNNER}
+exec papermill --log-output --no-progress-bar --cwd "$(dirname -- "$lattice_notebook")" \
+  -y "$lattice_parameters" -- "$lattice_notebook" "$PWD/{RESULT_DIR}/executed.ipynb"
+"""
+    return f"""lattice_command="$LATTICE_RUN_COMMAND"
+{_FORGET_RUNNER}
+exec sh -c "$lattice_command"
+"""
 
 
 def source_env(team: Team, definition: dict[str, Any], *, used_by: str) -> dict[str, str]:

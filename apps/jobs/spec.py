@@ -26,7 +26,7 @@ from apps.datasets.models import DatasetVersion
 from apps.jobs import sources
 from apps.jobs.errors import JobError
 from apps.machines.models import MachineType
-from apps.machines.scheduler import placement_gpu_uuids
+from apps.machines.scheduler import spec_limits
 from apps.notebooks import templates
 from apps.notebooks.models import Notebook
 from apps.notebooks.mounts import versions_for_spec
@@ -41,8 +41,6 @@ OUTPUTS_PATH = "/outputs"
 # Where the runner writes what it reports (the executed notebook, the commit it ran).
 RESULT_DIR = ".lattice-run"
 
-_GIB = 1024**3
-
 
 def workspace_volume(run: Run) -> str:
     return f"lattice-jb-run-{run.pk}-ws"
@@ -54,7 +52,8 @@ def outputs_volume(run: Run) -> str:
 
 def run_env(run: Run) -> dict[str, str]:
     """The run's environment: the job's plain variables, the team secrets it names (read now,
-    audited as this run's use), the Git credential its source needs, and LATTICE_*."""
+    audited as this run's use), the Git credential its source needs, the runner's variables
+    (the command, notebook and parameters: sources.runner_env), and LATTICE_*."""
     definition = run.definition
     used_by = f"job {run.job.name} run {run.number}"
     names = [str(n) for n in definition.get("secrets") or []]
@@ -62,6 +61,7 @@ def run_env(run: Run) -> dict[str, str]:
     if names:
         env |= secrets.secrets_resolve(run.team, names, used_by=used_by, actor=run.triggered_by)
     env |= sources.source_env(run.team, definition, used_by=used_by)
+    env |= sources.runner_env(definition)
     env |= {"LATTICE_RUN_ID": str(run.pk), "LATTICE_JOB": run.job.slug}
     return env
 
@@ -109,9 +109,7 @@ def attempt_spec(attempt: Attempt) -> tuple[Spec, dict[str, Any]]:
         image=image,
         command=sources.runner_command(definition, run_id=run.pk),
         env=run_env(run),
-        vcpus=float(machine.vcpus),
-        memory_bytes=machine.memory_gib * _GIB,
-        gpu_uuids=placement_gpu_uuids(attempt.placement),
+        **spec_limits(machine, attempt.placement),
         volumes={workspace_volume(run): WORKSPACE_PATH, outputs_volume(run): OUTPUTS_PATH},
         datasets=run_inputs(run),
         labels={

@@ -28,11 +28,14 @@ class WorkloadKind:
     (progress, started, ready, failed, stopped), ``stream(host, workload)`` for the
     stream its output goes to, or None when that host does not run it, and
     ``placed(workload)``, told once a waiting request of that workload was placed by
-    whoever moved the line (apps.machines.queue), so it goes on at once."""
+    whoever moved the line (apps.machines.queue), so it goes on at once, and
+    ``lines(host, workload, lines)``, shown each frame of its output (masked, as published)
+    from the host it is placed on, for a kind that reads something out of it."""
 
     on_event: Callable[[str, str, str, dict[str, Any]], None]
     stream: Callable[[str, str], str | None]
     placed: Callable[[str], None] | None = None
+    lines: Callable[[str, str, list[str]], None] | None = None
 
 
 workload_kinds: HookTable[str, WorkloadKind] = HookTable("workload kinds")

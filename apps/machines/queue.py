@@ -215,6 +215,45 @@ def owner_free_unclaimed(workload: str, owners: Any) -> None:
     )
 
 
+def owner_placement_request(owner: Any, *, waiting: str) -> PlacementRequest | None:
+    """The placement request of an owner waiting to be placed (a replica, a job attempt: a
+    row with ``workload``, ``machine_type``, ``team``, ``status``, ``ended_at``) while it
+    still has status ``waiting``; None once it does not (one that ended gives back a
+    placement made for it that it never took)."""
+    if owner.ended_at is not None:
+        owner_free_unclaimed(owner.workload, type(owner))
+        return None
+    if owner.status != waiting:
+        return None
+    return placement_request(
+        machine_type=owner.machine_type, workload=owner.workload, team=owner.team
+    )
+
+
+def owner_take_placement(
+    owner: Any, request: PlacementRequest, *, waiting: str
+) -> Placement | str | None:
+    """For ``owner`` read again under its row lock, and its ``request``: the placement the
+    request got, now the owner's (its ``placement`` and ``host`` saved); or, while it
+    waits, the message that says where it is in line; or None when it ended or moved on
+    meanwhile (a placement made for it given back)."""
+    placed = request.status == PlacementRequest.Status.PLACED and request.placement
+    if owner.ended_at is not None or owner.status != waiting:
+        if placed and request.placement and owner.placement_id != request.placement.pk:
+            placement_free(placement=request.placement)
+        return None
+    if not placed or request.placement is None:
+        ahead = (queue_position(request) or 1) - 1
+        return f"Waiting for a free {owner.machine_type.name}: " + (
+            f"{ahead} ahead." if ahead else "next in line."
+        )
+    placement = request.placement
+    owner.placement = placement
+    owner.host = placement.host
+    owner.save(update_fields=["placement", "host"])
+    return placement
+
+
 def owner_placed(
     workload: str, owners: Any, owner_id: int | None, *, waiting: str, place: Any
 ) -> None:

@@ -109,3 +109,5 @@ def workload_logs(
     if backfill:
         message["backfill"] = True
     stream_publish_frame(stream, message, source=source, frame=frame)
+    if kind is not None and kind.lines is not None:
+        kind.lines(host.name, name, lines)

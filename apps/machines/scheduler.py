@@ -13,7 +13,7 @@ the backstop: a GPU cannot be held twice.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
@@ -258,6 +258,28 @@ def placement_gpu_uuids(placement: Placement) -> list[str]:
         .order_by("gpu__index", "gpu__uuid")
         .values_list("gpu__uuid", flat=True),
     )
+
+
+_GIB = 1024**3
+
+
+class SpecLimits(TypedDict):
+    """A runtime Spec's limits (apps.runtimes.base.Spec's fields of the same names)."""
+
+    vcpus: float
+    memory_bytes: int
+    gpu_uuids: list[str]
+
+
+def spec_limits(machine: MachineType, placement: Placement) -> SpecLimits:
+    """What a workload of machine type ``machine`` placed by ``placement`` may use, as a
+    Spec's fields (``Spec(..., **spec_limits(machine, placement))``): the machine type's
+    CPUs and memory, the placement's GPUs and no others."""
+    return {
+        "vcpus": float(machine.vcpus),
+        "memory_bytes": machine.memory_gib * _GIB,
+        "gpu_uuids": placement_gpu_uuids(placement),
+    }
 
 
 def double_allocations() -> int:

@@ -93,8 +93,9 @@ def docker(notebook_image, docker_client):
                 image=notebook_image,
                 command=["sh", "-c", script],
                 memory_bytes=256 * 1024**2,
-                # Docker makes a new volume's mount point root's: the script writes as root.
-                user="0:0",
+                # As a job attempt runs (apps.jobs.spec leaves Spec's default user): the
+                # image's user, who owns /outputs and /workspace, with no capability.
+                user="1000:1000",
                 volumes=volumes,
                 labels={"team": "acme", "until": "exit"},
             )

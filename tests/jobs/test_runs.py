@@ -397,3 +397,79 @@ def test_the_queued_runs_of_a_deleted_job_are_cancelled(acme, alice, process_hos
     second = wait_for(second, RS.CANCELLED)
     assert second.status_message == "Cancelled: the job was deleted."
     assert attempts_of(second) == []
+
+
+def test_the_commit_a_git_run_fetched_is_recorded_and_shown(
+    acme, alice, process_host, no_outputs, tmp_path
+):
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    from apps.teams.secrets import secret_set
+    from tests.jobs.gitserver import git, git_server
+
+    served = tmp_path / "srv"
+    served.mkdir()
+    git(served, "init", "-q", "--bare", "-b", "main", "project.git")
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    (work / "run.sh").write_text("echo from the repository\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "one")
+    sha = git(work, "rev-parse", "HEAD")
+    git(work, "push", "-q", str(served / "project.git"), "main")
+    secret_set(team=acme, actor=alice, name="REPO_TOKEN", value="commit-test-token")
+    with git_server(served, address="127.0.0.1", token="commit-test-token") as server:
+        job = make_job(
+            acme,
+            alice,
+            "sh run.sh",
+            source="git",
+            git_url=server.url("project.git"),
+            git_ref="main",
+            git_secret="REPO_TOKEN",
+        )
+        run = wait_for(
+            runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.SUCCEEDED, RS.FAILED
+        )
+    assert run.status == RS.SUCCEEDED, (run.status_message, log_lines(run))
+    said_in_log(run, f"lattice: commit {sha}")
+    run.refresh_from_db()
+    assert run.git_commit == sha
+
+    api = APIClient()
+    api.force_login(alice)
+    body = api.get(f"/api/v1/teams/acme/jobs/{job.pk}/runs/{run.number}/").json()
+    assert body["git_commit"] == sha
+    page = Client()
+    page.force_login(alice)
+    assert sha in page.get(f"/t/acme/jobs/{job.pk}/runs/{run.number}/").content.decode()
+
+    # Only a full commit id, only from the host the attempt is on, the first one said.
+    [attempt] = attempts_of(run)
+    Run.objects.for_team(acme).filter(pk=run.pk).update(git_commit="")
+    other = "b" * 40
+    runs.workload_lines("elsewhere", attempt.workload, [f"lattice: commit {other}"])
+    runs.workload_lines("local", attempt.workload, ["lattice: commit abc123", "commit " + other])
+    run.refresh_from_db()
+    assert run.git_commit == ""
+    runs.workload_lines("local", attempt.workload, [f"lattice: commit {other}"])
+    runs.workload_lines("local", attempt.workload, [f"lattice: commit {'c' * 40}"])
+    run.refresh_from_db()
+    assert run.git_commit == other
+    # A run of no Git source has no commit, whatever its command prints.
+    plain = make_job(acme, alice, f"echo lattice: commit {other}", name="Plain", slug="plain")
+    plain_run = wait_for(
+        runs.run_create(plain, trigger=Run.Trigger.MANUAL, actor=alice), RS.SUCCEEDED, RS.FAILED
+    )
+    said_in_log(plain_run, f"lattice: commit {other}")
+    plain_run.refresh_from_db()
+    assert plain_run.git_commit == ""
+
+
+def said_in_log(run: Run, line: str) -> None:
+    deadline = time.monotonic() + 10
+    while line not in log_lines(run) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert line in log_lines(run)

@@ -20,7 +20,7 @@ from docker.errors import NotFound
 
 from apps.core.errors import ServiceError
 from apps.core.models import AuditEntry
-from apps.jobs.sources import runner_command, source_env
+from apps.jobs.sources import runner_command, runner_env, source_env
 from apps.notebooks.gitsource import (
     git_shown,
     git_source_problem,
@@ -193,7 +193,8 @@ def run_env(definition, credential, token) -> dict[str, str]:
     set_to(token)
     env = source_env(team, definition, used_by="job run 7")
     assert AuditEntry.objects.for_team(team).filter(action="secret.used").exists()
-    return env
+    # With the runner's own variables (the command, the Git URL...), as spec.run_env adds.
+    return env | runner_env(definition)
 
 
 def test_a_commit_a_tag_and_a_branch_are_each_cloned_and_run(
@@ -294,6 +295,7 @@ def test_an_ssh_url_is_fetched_with_the_deploy_key_in_a_private_file(
     env = source_env(team, definition, used_by="job run 14")
     assert set(env) == {"LATTICE_GIT_SSH_KEY"}
     env["PATH"] = "/fakessh:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+    env |= runner_env(definition)
 
     status, lines, _ = start(
         runtime,
@@ -344,7 +346,8 @@ def test_a_notebook_runs_with_its_parameters_into_executed_ipynb(
         "main",
         entrypoint="notebook",
         notebook_path="nb/params.ipynb",
-        parameters={"alpha": 0.25, "names": ["a", "b"]},
+        # A string the runtime's expansion would fill in, were it in the runner's script.
+        parameters={"alpha": 0.25, "names": ["a", "{mount:/outputs} {port}"]},
     )
     status, lines, volume = start(
         runtime,
@@ -363,14 +366,16 @@ def test_a_notebook_runs_with_its_parameters_into_executed_ipynb(
         for text in ["".join(output.get("text", ""))]
     ]
     # The parameters kept their types (a float, a list), and it ran in the notebook's folder.
-    assert "alpha=0.25 names=['a', 'b'] in /workspace/nb\n" in printed
+    assert "alpha=0.25 names=['a', '{mount:/outputs} {port}'] in /workspace/nb\n" in printed
     # papermill's --log-output: the cell's output is in the run's log too.
-    assert any("alpha=0.25 names=['a', 'b']" in line for line in lines)
+    assert any("alpha=0.25 names=['a', '{mount:/outputs} {port}']" in line for line in lines)
 
 
 def test_the_runner_execs_the_command_so_sigterm_reaches_it(runtime, notebook_image):
     definition = {"source": "none", "entrypoint": "command", "command": "cat /proc/$PPID/comm"}
-    status, lines, _ = start(runtime, notebook_image, runner_command(definition, run_id=12), env={})
+    status, lines, _ = start(
+        runtime, notebook_image, runner_command(definition, run_id=12), env=runner_env(definition)
+    )
     assert status == 0
     assert "lattice: run 12 starting" in lines
     # The command's parent is the image's init (tini), not a runner's shell waiting on it:
@@ -450,8 +455,9 @@ def test_source_env_gives_the_credential_its_url_needs(credential, bob):
 
 
 def test_the_runner_survives_the_runtimes_command_expansion():
-    # Docker fills {mount:/workspace} with /workspace; nothing else in the script changes.
-    definition = job("https://git.example.com/p.git", "v1", command="awk '{print $1}' f")
+    # Docker fills {mount:/workspace} with /workspace; nothing else in the script changes,
+    # and what the person wrote is not in it: it comes as the runner's variables.
+    definition = job("https://git.example.com/{port}.git", "v1", command="awk '{print $1}' f")
     command = runner_command(definition, run_id=1)
     expanded = expand_command(
         command,
@@ -464,7 +470,37 @@ def test_the_runner_survives_the_runtimes_command_expansion():
     assert expanded[2].replace('cd "/workspace"', "") == command[2].replace(
         'cd "{mount:/workspace}"', ""
     )
-    assert "exec sh -c 'awk '\"'\"'{print $1}'\"'\"' f'" in expanded[2]
+    assert "awk" not in command[2]
+    assert "git.example.com" not in command[2]
+    assert 'exec sh -c "$lattice_command"' in expanded[2]
+    assert runner_env(definition)["LATTICE_RUN_COMMAND"] == "awk '{print $1}' f"
+    assert runner_env(definition)["LATTICE_RUN_GIT_URL"] == "https://git.example.com/{port}.git"
+
+
+def test_a_command_with_braces_runs_as_written(runtime, notebook_image):
+    # A Python f-string, a JSON literal: the runtime's {port}/{ip}/{mount:} filling is for
+    # the runner's script, never for the person's command.
+    command = (
+        "echo '{port} {ip} {mount:/outputs}'; "
+        'python3 -c \'import json; x = 2; print(f"{x} {{port}}", json.dumps({"a": 1}))\''
+    )
+    definition = {"source": "none", "entrypoint": "command", "command": command}
+    status, lines, _ = start(
+        runtime,
+        notebook_image,
+        runner_command(definition, run_id=17),
+        env=runner_env(definition),
+    )
+    assert status == 0, lines
+    assert "{port} {ip} {mount:/outputs}" in lines
+    assert '2 {port} {"a": 1}' in lines
+    # The command does not see the runner's variables.
+    definition["command"] = "env | grep -c '^LATTICE_RUN_' || true"
+    status, lines, _ = start(
+        runtime, notebook_image, runner_command(definition, run_id=18), env=runner_env(definition)
+    )
+    assert status == 0, lines
+    assert lines[-1] == "0"
 
 
 @pytest.mark.parametrize(
@@ -577,7 +613,7 @@ def test_the_runner_runs_on_the_process_runtime_too(tmp_path, repo, credential):
             name=f"t-src-{uuid.uuid4().hex[:8]}",
             image="",
             command=runner_command(notebook, run_id=16),
-            env={"PATH": "/usr/bin:/bin"},  # no papermill here
+            env={"PATH": "/usr/bin:/bin", **runner_env(notebook)},  # no papermill here
             volumes={"ws2": "/workspace"},
         )
     )

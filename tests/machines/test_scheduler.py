@@ -18,6 +18,7 @@ from apps.machines.scheduler import (
     placement_create,
     placement_gpu_uuids,
     placement_release,
+    spec_limits,
 )
 from apps.machines.services import HostError, host_register, join_token_create
 from tests.factories import GPUDeviceFactory, HostFactory
@@ -449,3 +450,23 @@ def test_a_host_row_held_by_a_report_delays_the_line_but_does_not_stop_it(postgr
     assert request.status == PlacementRequest.Status.PLACED
     assert request.placement is not None
     assert request.placement.host == host
+
+
+@pytest.mark.django_db
+def test_a_workloads_spec_limits_are_its_machine_types_and_its_placements_gpus():
+    # One place says it for notebooks, deployments' replicas and jobs' attempts.
+    make_host("h100s", gpus=[(H100, 2)])
+    h100 = machine("h100-80gb")
+    placement = placement_create(machine_type=h100, workload="nb:limits")
+    assert spec_limits(h100, placement) == {
+        "vcpus": float(h100.vcpus),
+        "memory_bytes": h100.memory_gib * GIB,
+        "gpu_uuids": ["GPU-h100s-0"],
+    }
+    small = machine("cpu-small")
+    cpu = placement_create(machine_type=small, workload="nb:limits-cpu")
+    assert spec_limits(small, cpu) == {
+        "vcpus": float(small.vcpus),
+        "memory_bytes": small.memory_gib * GIB,
+        "gpu_uuids": [],
+    }

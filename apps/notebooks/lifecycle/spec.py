@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from apps.machines.scheduler import placement_gpu_uuids
+from apps.machines.scheduler import spec_limits
 from apps.notebooks.gitsource import notebook_clone_command, notebook_git_env
 from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
@@ -24,8 +24,6 @@ from apps.teams.secrets import secrets_resolve
 
 if TYPE_CHECKING:
     from apps.notebooks.models import NotebookSession
-
-_GIB = 1024**3
 
 
 def team_notebook_settings_made(team_id: int) -> TeamNotebookSettings:
@@ -82,9 +80,7 @@ def session_spec(session: NotebookSession) -> Spec:
             "LATTICE_NOTEBOOK": str(notebook.pk),
             **notebook_git_env(notebook),
         },
-        vcpus=float(machine.vcpus),
-        memory_bytes=machine.memory_gib * _GIB,
-        gpu_uuids=placement_gpu_uuids(session.placement),
+        **spec_limits(machine, session.placement),
         volumes={notebook.volume: "/notebooks", team_settings.storage_volume: "/storage"},
         datasets=mounts_for_spec(session),
         labels={
