@@ -20,11 +20,6 @@ from tests.jobs.api_helpers import make_job, spy_engine
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R1: a public dataset of another team is accepted as an input, then the run's "
-    "spec (in the team's scope) calls it gone and the run fails",
-)
 def test_r1_public_input_of_another_team_reaches_the_spec(
     acme, alice, globex, catalogue, media, monkeypatch
 ):
