@@ -65,6 +65,8 @@ MAX_VALUE_BYTES = 64 * 1024
 _NAME_LENGTH = 64  # TeamSecret.name
 _DESCRIPTION_LENGTH = 200  # TeamSecret.description
 
+# How the agent ends a log line it cut short (apps.machines.logship.LogShipper._cut).
+_LINE_CUT = re.compile(r"^(?P<kept>.*)(?P<marker> \[line cut: [\d,]+ characters\])$", re.S)
 # An environment variable's name, as POSIX shells accept it.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names Lattice sets itself in a workload's environment: a secret may not shadow them.
@@ -279,5 +281,20 @@ def mask(lines: list[str], values: list[str]) -> list[str]:
         for value in values:
             if value in shown:
                 shown = shown.replace(value, MASK)
-        masked.append(shown)
+        masked.append(_mask_cut(shown, values))
     return masked
+
+
+def _mask_cut(line: str, values: list[str]) -> str:
+    """``line`` with the start of a value masked where the agent cut the line short
+    (apps.machines.logship: "<kept> [line cut: N characters]"): the kept part may end with
+    a value's first characters, which no whole-value match finds."""
+    cut = _LINE_CUT.match(line)
+    if cut is None:
+        return line
+    kept = cut.group("kept")
+    for value in values:
+        for length in range(len(value) - 1, MASK_MIN_LENGTH - 1, -1):
+            if kept.endswith(value[:length]):
+                return kept[:-length] + MASK + cut.group("marker")
+    return line

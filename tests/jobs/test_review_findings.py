@@ -57,11 +57,6 @@ def test_r2_token_in_git_url_user_name_is_not_printed():
     assert not [line for line in echoed if token in line], echoed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R3: a log line longer than LATTICE_LOG_LINE_MAX_CHARS is cut by the agent before "
-    "the control plane masks it: the cut secret's prefix is published unmasked",
-)
 def test_r3_a_secret_cut_with_a_long_line_is_still_masked(
     acme, alice, settings, django_capture_on_commit_callbacks
 ):
