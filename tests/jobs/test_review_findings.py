@@ -269,11 +269,6 @@ def test_r10_a_notebook_job_runs_where_the_notebooks_files_are(acme, alice, cata
     assert hosts == {"r10-z-holder"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R11: masking uses the secrets' current values only: once a secret is replaced "
-    "(rotated) or deleted, a workload still running with the old value prints it unmasked",
-)
 def test_r11_a_replaced_secrets_old_value_stays_masked(
     acme, alice, django_capture_on_commit_callbacks
 ):
