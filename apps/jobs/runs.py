@@ -481,6 +481,10 @@ def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         run.started_at = now
         timeout = int(run.definition.get("timeout_seconds") or 0)
         run.deadline_at = now + timedelta(seconds=timeout) if timeout else None
+        # The plan's session cap bounds a run as it bounds a notebook session.
+        cap = entitlements.run_limit(run.team_id)
+        if cap is not None and (run.deadline_at is None or now + cap < run.deadline_at):
+            run.deadline_at = now + cap
         run.save(update_fields=["started_at", "deadline_at"])
     if attempt.status == AS.STARTING:
         _attempt_status(attempt, AS.STARTING, "The container is up.")
@@ -831,7 +835,13 @@ def _time_out(run_id: int, team_id: int) -> int:
         if run is None or run.ended_at is not None:
             return 0
         timeout = int(run.definition.get("timeout_seconds") or 0)
-        message = f"Timed out: it ran longer than {timeout} s."
+        allowed = run.deadline_at - run.started_at if run.deadline_at and run.started_at else None
+        if allowed is not None and (not timeout or allowed.total_seconds() < timeout):
+            # The plan's session cap came first (see _on_started).
+            hours = allowed.total_seconds() / 3600
+            message = f"Timed out: the team's plan runs a job for at most {hours:g} hours."
+        else:
+            message = f"Timed out: it ran longer than {timeout} s."
         attempt = _open_attempt(run)
         if attempt is None:
             run_end(run, RS.TIMED_OUT, message)

@@ -285,11 +285,6 @@ def test_r11_a_replaced_secrets_old_value_stays_masked(
     assert mask([f"token={old}"], mask_values(acme.pk)) == ["token=****"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R12: job runs escape the plan's running limit: check_start counts notebook "
-    "sessions only, so a Free team ('one at a time') runs many free-gpu jobs at once",
-)
 def test_r12_the_free_plans_one_machine_at_a_time_holds_for_job_runs(
     acme, alice, catalogue, billing_plans, settings, monkeypatch
 ):
@@ -313,11 +308,6 @@ def test_r12_the_free_plans_one_machine_at_a_time_holds_for_job_runs(
     assert holding <= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R13: the plan's session cap (Free: 6 hours) does not bound a job run: a job "
-    "with no maximum run time (or 7 days) runs on a free machine with no deadline",
-)
 def test_r13_the_free_plans_six_hour_cap_bounds_a_job_run(
     acme, alice, catalogue, billing_plans, settings, monkeypatch
 ):
