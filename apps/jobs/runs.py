@@ -593,10 +593,10 @@ def retry_or_lose(run: Run, attempt: Attempt, why: str) -> None:
 # --- stopping and ending --------------------------------------------------------------------
 
 
-def run_cancel(run: Run, *, actor: User | None) -> Run:
+def run_cancel(run: Run, *, actor: User | None, why: str = "") -> Run:
     """Cancel an open run: a queued one (or one still waiting for a machine) ends at once;
     a started one gets SIGTERM, its grace period, then SIGKILL, and ends "cancelled" when
-    its host says it stopped."""
+    its host says it stopped. ``why`` says so where nobody asked (billing's sweep)."""
     with transaction.atomic():
         locked = _lock_run(run.pk, run.team_id)
         if locked is None or locked.ended_at is not None:
@@ -609,9 +609,9 @@ def run_cancel(run: Run, *, actor: User | None) -> Run:
         who = f" by {actor.email}" if actor is not None else ""
         attempt = _open_attempt(run)
         if attempt is None:
-            run_end(run, RS.CANCELLED, f"Cancelled{who} before it started.")
+            run_end(run, RS.CANCELLED, why or f"Cancelled{who} before it started.")
         else:
-            attempt_stop(run, attempt, END.CANCELLED, f"Cancelled{who}.")
+            attempt_stop(run, attempt, END.CANCELLED, why or f"Cancelled{who}.")
     return run
 
 

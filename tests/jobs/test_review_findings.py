@@ -334,11 +334,6 @@ def test_r13_the_free_plans_six_hour_cap_bounds_a_job_run(
     assert run.deadline_at - run.started_at <= timedelta(hours=6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R14: at 100 % of a spend cap with 'stop at cap', the billing sweep stops the "
-    "team's notebooks but leaves its paid job runs running (and billing)",
-)
 def test_r14_a_reached_spend_cap_stops_paid_job_runs_too(
     acme, alice, priced, billing_plans, settings, django_capture_on_commit_callbacks
 ):
