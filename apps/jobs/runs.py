@@ -602,6 +602,12 @@ def run_cancel(run: Run, *, actor: User | None, why: str = "") -> Run:
         if locked is None or locked.ended_at is not None:
             raise JobConflictError(f"Run {run.number} has ended already.")
         run = locked
+        if run.outputs_state == Run.Outputs.SAVING:
+            # Its command has finished: ending it now would drop the saves under way (their
+            # tickets open, the container and volumes they read removed).
+            raise JobConflictError(
+                f"Run {run.number} has finished its work; its outputs are being saved."
+            )
         if run.cancel_requested_at is None:
             run.cancel_requested_at = timezone.now()
             run.cancelled_by = actor

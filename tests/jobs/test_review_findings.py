@@ -120,11 +120,6 @@ def test_r6_run_changes_naming_a_job_field_are_refused(acme, alice, catalogue, m
     assert refused.value.field == "concurrency"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R7: cancelling a run while its outputs are being saved ends it 'cancelled' at "
-    "once (container and volumes removed) with its saves still open and outputs 'saving'",
-)
 def test_r7_cancel_while_saving_outputs_leaves_no_open_save(acme, alice, catalogue, monkeypatch):
     from django.utils import timezone
 
