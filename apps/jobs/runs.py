@@ -841,10 +841,10 @@ def _time_out(run_id: int, team_id: int) -> int:
         if run is None or run.ended_at is not None:
             return 0
         timeout = int(run.definition.get("timeout_seconds") or 0)
-        allowed = run.deadline_at - run.started_at if run.deadline_at and run.started_at else None
-        if allowed is not None and (not timeout or allowed.total_seconds() < timeout):
+        cap = entitlements.run_limit(run.team_id)
+        if cap is not None and (not timeout or cap.total_seconds() < timeout):
             # The plan's session cap came first (see _on_started).
-            hours = allowed.total_seconds() / 3600
+            hours = cap.total_seconds() / 3600
             message = f"Timed out: the team's plan runs a job for at most {hours:g} hours."
         else:
             message = f"Timed out: it ran longer than {timeout} s."
