@@ -430,6 +430,10 @@ def _apply_job_fields(team: Team, job: Job, fields: dict[str, Any]) -> list[str]
     if "schedule_paused" in fields and bool(fields["schedule_paused"]) != job.schedule_paused:
         job.schedule_paused = bool(fields["schedule_paused"])
         changed.append("schedule_paused")
+        if not job.schedule_paused:
+            # Due times that passed while paused are not owed: the next one is after now.
+            job.schedule_last_at = timezone.now()
+            changed.append("schedule_last_at")
     return changed
 
 

@@ -168,11 +168,6 @@ def test_r7_cancel_while_saving_outputs_leaves_no_open_save(acme, alice, catalog
         assert not open_saves.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R8: resuming a paused schedule starts a run at once for a due time that passed "
-    "while it was paused (schedule_last_at is not moved on resume)",
-)
 def test_r8_due_times_while_paused_are_not_owed_on_resume(acme, alice, catalogue, monkeypatch):
     from datetime import UTC, datetime
 
