@@ -43,6 +43,8 @@ from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
 from apps.models.services.registry import model_create
 from apps.models.services.saves import save_begin, save_begin_to, ticket_url
+from apps.teams.permissions import member_may
+from apps.teams.selectors import first_owner
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -70,8 +72,16 @@ def run_label(run: Run) -> str:
 
 
 def _actor(run: Run) -> User | None:
-    """Who the saves speak for: who started the run, else who made the job (a schedule's)."""
-    return run.triggered_by or run.job.created_by
+    """Who the saves speak for: who started the run, else who made the job (a schedule's),
+    while still a member who may save; else the team's longest-standing owner (the job is
+    the team's: its schedule goes on after its author leaves the team)."""
+    for user in (run.triggered_by, run.job.created_by):
+        if user is not None and all(member_may(run.team, user, p) for p in _SAVE_PERMISSIONS):
+            return user
+    return first_owner(run.team_id)
+
+
+_SAVE_PERMISSIONS = ("datasets.manage", "models.manage")
 
 
 def _input_versions(team: Team, definition: dict[str, Any]) -> list[int]:
@@ -144,8 +154,8 @@ def outputs_collect(run: Run, attempt: Attempt) -> bool:
         raise JobError("The run's host is gone: its outputs cannot be read.")
     if actor is None:
         raise JobError(
-            "No one is left to save the outputs as: the member who started the run and "
-            "the job's author are gone."
+            "No one is left to save the outputs as: the member who started the run, the "
+            "job's author and the team's owners are gone."
         )
     with transaction.atomic():
         made = _tickets(run, actor)

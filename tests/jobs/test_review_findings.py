@@ -370,11 +370,6 @@ def test_r14_a_reached_spend_cap_stops_paid_job_runs_too(
     assert attempt.status in (Attempt.Status.STOPPING, Attempt.Status.ENDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R15: a scheduled run saves its outputs as the job's author; once the author has "
-    "left the team, every scheduled run computes, then fails 'outputs could not be saved'",
-)
 def test_r15_a_scheduled_run_saves_outputs_after_its_author_left(
     acme, alice, bob, catalogue, monkeypatch
 ):
