@@ -36,11 +36,6 @@ def test_r1_public_input_of_another_team_reaches_the_spec(
     assert datasets[0]["files"], "the public version's files are mounted"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: a token given as the Git URL's user name (https://<token>@host/...) is "
-    "printed in the run's log by the runner's 'lattice: fetching' line",
-)
 def test_r2_token_in_git_url_user_name_is_not_printed():
     token = "ghp_R2reviewTokenValue0123456789"
     definition = {
@@ -407,11 +402,6 @@ def test_r15_a_scheduled_run_saves_outputs_after_its_author_left(
     assert outputs.outputs_collect(run, attempt) is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R16: Run.git_commit is never set (the API's git_commit is always empty): the "
-    "runner logs and writes the commit it ran, and nothing records it on the run",
-)
 @pytest.mark.django_db(transaction=True)
 def test_r16_a_git_run_records_the_commit_it_ran(acme, alice, process_host, no_outputs, tmp_path):
     from apps.jobs import runs
