@@ -132,9 +132,10 @@ def _text(value: Any, field: str, limit: int) -> str:
     return value
 
 
-def _given_to_definition(fields: dict[str, Any]) -> dict[str, Any]:
+def _given_to_definition(fields: dict[str, Any], *, run: bool = False) -> dict[str, Any]:
     """Fields as a person gives them (``notebook``, ``machine_type``) in the definition's
-    terms (``notebook_id``, ``machine_type_id``); unknown names are refused."""
+    terms (``notebook_id``, ``machine_type_id``); unknown names are refused, and so are the
+    job's own (name, schedule, concurrency) in a ``run``'s changes."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if name == "notebook":
@@ -145,6 +146,10 @@ def _given_to_definition(fields: dict[str, Any]) -> dict[str, Any]:
             out[name] = value
         elif name not in JOB_FIELDS:
             raise JobError(f"A job has no field {name!r}.", field=name)
+        elif run:
+            raise JobError(
+                f"A run cannot change the job's {name!r}: edit the job instead.", field=name
+            )
     return out
 
 
@@ -551,7 +556,7 @@ def job_run(
     # Locked: runs of one job are numbered and counted against its concurrency one at a time.
     job = _live(team, job, lock=True)
     current = runs.job_definition(job)
-    definition = _clean_definition(team, {**current, **_given_to_definition(changes or {})})
+    definition = _clean_definition(team, {**current, **_given_to_definition(changes or {}, run=True)})
     return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
 
 
@@ -561,7 +566,7 @@ def run_rerun(*, team: Team, actor: User, run: Run, changes: dict[str, Any] | No
     require_permission(team, actor, MANAGE)
     run = Run.objects.for_team(team).select_related("job").get(pk=run.pk)
     job = _live(team, run.job, lock=True)
-    wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {})}
+    wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {}, run=True)}
     definition = _clean_definition(team, wanted)
     return _start(
         team, actor, job, definition, trigger=Run.Trigger.RERUN, edited=True, rerun_of=run

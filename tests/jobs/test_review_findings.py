@@ -100,11 +100,6 @@ def test_r5_huge_parameters_are_refused_when_saved(acme, alice, catalogue):
     assert refused.value.field == "parameters"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R6: a run's changes naming a job-only field (concurrency, schedule, name) are "
-    "silently dropped instead of refused",
-)
 def test_r6_run_changes_naming_a_job_field_are_refused(acme, alice, catalogue, monkeypatch):
     spy_engine(monkeypatch)
     job = make_job(acme, alice)
