@@ -41,6 +41,7 @@ from apps.jobs.errors import JobConflictError, JobError, JobNotFoundError
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
 from apps.machines.models import MachineType
 from apps.notebooks.entitlements import check_start
+from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.models import Notebook
 from apps.notebooks.templates import CUSTOM, TEMPLATES
 from apps.teams.permissions import require_permission
@@ -200,6 +201,11 @@ def _clean_source(team: Team, d: dict[str, Any]) -> dict[str, Any]:
                 "Give a Git URL that starts with https://, ssh:// or git://, or git@host:path.",
                 field="git_url",
             )
+        # As notebooks' Git source: no password or token in the URL (every member, viewers
+        # too, reads the job and its runs' definitions).
+        problem = git_source_problem(url, "")
+        if problem:
+            raise JobError(problem, field="git_url")
         ref = _text(d["git_ref"], "git_ref", 200)
         if ref and not _GIT_REF.match(ref):
             raise JobError("Give a branch, tag or commit (no spaces).", field="git_ref")

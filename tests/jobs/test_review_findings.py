@@ -183,11 +183,6 @@ def test_r8_due_times_while_paused_are_not_owed_on_resume(acme, alice, catalogue
     assert not Run.objects.for_team(acme).filter(job=job).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R9: a job's Git URL may carry user:password (notebooks refuse it): the token is "
-    "then in the job and every run's definition, shown to every member, viewers too",
-)
 def test_r9_a_password_in_the_git_url_is_refused(acme, alice, catalogue):
     with pytest.raises(JobError) as refused:
         make_job(
