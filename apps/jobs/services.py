@@ -21,6 +21,7 @@ same code on the same machines).
 
 from __future__ import annotations
 
+import json
 import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,12 @@ MAX_GRACE_SECONDS = 3600
 MAX_CONCURRENCY = 20
 MAX_KEEP_DAYS = 365
 MAX_ENV = 100
+# A variable reaches the process through exec, where Linux takes at most 128 KiB per
+# string and about 2 MiB for them all: well inside both, so a saved job always starts.
+MAX_ENV_VALUE_CHARS = 32 * 1024
+MAX_ENV_CHARS = 256 * 1024
+# The parameters travel as one variable (JSON: apps.jobs.sources.runner_env).
+MAX_PARAMETERS_CHARS = 64 * 1024
 MAX_INPUTS = 20
 # minute hour day-of-month month day-of-week
 CRON_FIELDS = 5
@@ -286,6 +293,15 @@ def _parameters(value: Any) -> dict[str, Any]:
     for name in value:
         if not isinstance(name, str) or not _PARAMETER.match(name):
             raise JobError(f"{name!r} is not a parameter name.", field="parameters")
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError):
+        raise JobError("Parameters are JSON values.", field="parameters") from None
+    if size > MAX_PARAMETERS_CHARS:
+        raise JobError(
+            f"Parameters: at most {MAX_PARAMETERS_CHARS // 1024} KiB in all (as JSON).",
+            field="parameters",
+        )
     return value
 
 
@@ -302,7 +318,13 @@ def _env(value: Any) -> dict[str, str]:
             raise JobError(f"Names starting {_RESERVED_ENV} are Lattice's own.", field="env")
         if not isinstance(text, str | int | float) or isinstance(text, bool):
             raise JobError(f"The value of {name} is text.", field="env")
+        if len(str(text)) > MAX_ENV_VALUE_CHARS:
+            raise JobError(
+                f"The value of {name}: at most {MAX_ENV_VALUE_CHARS // 1024} KiB.", field="env"
+            )
         out[name] = str(text)
+    if sum(len(k) + len(v) for k, v in out.items()) > MAX_ENV_CHARS:
+        raise JobError(f"Environment: at most {MAX_ENV_CHARS // 1024} KiB in all.", field="env")
     return out
 
 

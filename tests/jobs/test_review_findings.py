@@ -68,11 +68,6 @@ def test_r3_a_secret_cut_with_a_long_line_is_still_masked(
     assert value[:30] not in published
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R4: an environment value has no size limit (the command has 10,000): a value "
-    "over the kernel's 128 KiB per-string limit is saved and fails every run on the host",
-)
 def test_r4_a_huge_env_value_is_refused_when_saved(acme, alice, catalogue):
     with pytest.raises(JobError) as refused:
         make_job(acme, alice, env={"BIG": "x" * (200 * 1024)})
@@ -80,11 +75,6 @@ def test_r4_a_huge_env_value_is_refused_when_saved(acme, alice, catalogue):
     assert refused.value.field == "env"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R5: papermill parameters have no size limit and go into the runner's one sh -c "
-    "argument: over 128 KiB the container cannot even exec",
-)
 def test_r5_huge_parameters_are_refused_when_saved(acme, alice, catalogue):
     with pytest.raises(JobError) as refused:
         make_job(
