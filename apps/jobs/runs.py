@@ -55,7 +55,7 @@ from apps.jobs import outputs, spec
 from apps.jobs.errors import JobConflictError
 from apps.jobs.models import OPEN_RUN_STATUSES, Attempt, Job, Run
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
-from apps.machines.models import MachineType, PlacementRequest
+from apps.machines.models import Host, MachineType, PlacementRequest
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
@@ -63,8 +63,10 @@ from apps.machines.queue import (
     owner_take_placement,
     placement_free,
 )
+from apps.machines.scheduler import host_can_run
 from apps.notebooks import entitlements
 from apps.notebooks.mounts import copy_allowance
+from apps.notebooks.selectors import volume_host_id
 from apps.teams.scope import team_task
 
 if TYPE_CHECKING:
@@ -289,8 +291,15 @@ def attempt_place_task(attempt_id: int, *, team: Team) -> None:
 
 
 def attempt_place(attempt: Attempt) -> None:
-    """Find room for a placing attempt; start it there, or leave it waiting with its place."""
-    request = owner_placement_request(attempt, waiting=AS.PLACING)
+    """Find room for a placing attempt; start it there, or leave it waiting with its place.
+    A run from a notebook's files goes to the host holding them (the volume it copies)."""
+    host_id = None
+    if attempt.status == AS.PLACING and attempt.ended_at is None:
+        host_id, refusal = _files_host(attempt)
+        if refusal:
+            _fail_start(attempt, refusal)
+            return
+    request = owner_placement_request(attempt, waiting=AS.PLACING, host_id=host_id)
     if request is None:
         return
     with transaction.atomic():
@@ -312,6 +321,24 @@ def attempt_place(attempt: Attempt) -> None:
         run_set_status(run, RS.STARTING, message, attempt)
         attempt_id, team_id = attempt.pk, attempt.team_id
         transaction.on_commit(lambda: attempt_dispatch(attempt_id, team_id))
+
+
+def _files_host(attempt: Attempt) -> tuple[int | None, str]:
+    """The host a notebook-source run must be placed on (its notebook's volume is there
+    only), and why it cannot be, if it cannot run the attempt's machine type now."""
+    definition = attempt.run.definition
+    if definition.get("source") != Job.Source.NOTEBOOK or not definition.get("notebook_id"):
+        return None, ""
+    host_id = volume_host_id(attempt.team_id, int(definition["notebook_id"]))
+    if host_id is None:
+        return None, ""  # it never ran: there are no files to follow
+    host = Host.objects.get(pk=host_id)
+    if not host_can_run(host, attempt.machine_type):
+        return None, (
+            f"The notebook's files are on host {host.name}, which cannot run "
+            f"{attempt.machine_type.name} now."
+        )
+    return host_id, ""
 
 
 def on_workload_placed(workload: str) -> None:

@@ -460,14 +460,21 @@ def _apply_job_fields(team: Team, job: Job, fields: dict[str, Any]) -> list[str]
             # Due times before now are not owed: a new schedule starts from here.
             job.schedule_last_at = timezone.now()
             changed += ["schedule", "schedule_timezone", "schedule_last_at"]
-    if "schedule_paused" in fields and bool(fields["schedule_paused"]) != job.schedule_paused:
-        job.schedule_paused = bool(fields["schedule_paused"])
-        changed.append("schedule_paused")
-        if not job.schedule_paused:
-            # Due times that passed while paused are not owed: the next one is after now.
-            job.schedule_last_at = timezone.now()
-            changed.append("schedule_last_at")
+    if "schedule_paused" in fields:
+        changed += _apply_pause(job, bool(fields["schedule_paused"]))
     return changed
+
+
+def _apply_pause(job: Job, paused: bool) -> list[str]:
+    """Pause or resume the job's schedule; the names of the fields changed."""
+    if paused == job.schedule_paused:
+        return []
+    job.schedule_paused = paused
+    if paused:
+        return ["schedule_paused"]
+    # Due times that passed while paused are not owed: the next one is after now.
+    job.schedule_last_at = timezone.now()
+    return ["schedule_paused", "schedule_last_at"]
 
 
 def _live(team: Team, job: Job, *, lock: bool = False) -> Job:
@@ -584,7 +591,9 @@ def job_run(
     # Locked: runs of one job are numbered and counted against its concurrency one at a time.
     job = _live(team, job, lock=True)
     current = runs.job_definition(job)
-    definition = _clean_definition(team, {**current, **_given_to_definition(changes or {}, run=True)})
+    definition = _clean_definition(
+        team, {**current, **_given_to_definition(changes or {}, run=True)}
+    )
     return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
 
 

@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from apps.core.tenancy import TeamManager, TeamScopedManager
 

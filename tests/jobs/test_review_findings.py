@@ -185,12 +185,6 @@ def test_r9_a_password_in_the_git_url_is_refused(acme, alice, catalogue):
     assert refused.value.field == "git_url"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R10: a notebook-source job's attempt is placed on any host; on one that does not "
-    "hold the notebook's volume copy_volume finds nothing and the run gets an empty "
-    "/workspace (decision 11: placement prefers the host holding the volume)",
-)
 def test_r10_a_notebook_job_runs_where_the_notebooks_files_are(acme, alice, catalogue):
     from django.utils import timezone
 

@@ -17,6 +17,7 @@ from apps.teams.secrets import (
     MASK,
     RETIRED_MASK_DAYS,
     SecretError,
+    _bump_generation,
     check_names,
     mask,
     mask_values,
@@ -25,7 +26,6 @@ from apps.teams.secrets import (
     secret_set,
     secrets_resolve,
 )
-from apps.teams.secrets import _bump_generation as _bump_generation
 
 pytestmark = pytest.mark.django_db
 
