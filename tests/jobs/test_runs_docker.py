@@ -160,12 +160,21 @@ def test_a_run_ends_once_its_outputs_are_saved_as_a_dataset_version(
     version = DatasetVersion.objects.for_team(acme).get(pk=run.dataset_version_id)
     assert version.source == "job"
     assert version.source_id == run.pk
-    statuses = [
-        (m["status"], m["message"])
-        for m in stream.stream_after(run.stream, 0)
-        if m.get("type") == "run"
-    ]
-    assert (RS.RUNNING, "Saving outputs.") in statuses
+
+    def statuses() -> list[tuple[str, str]]:
+        return [
+            (m["status"], m["message"])
+            for m in stream.stream_after(run.stream, 0)
+            if m.get("type") == "run"
+        ]
+
+    # Celery runs eagerly here: the host's save runs inside the commit callback queued
+    # just before the one that publishes "Saving outputs.", so that message can come
+    # after the run's end is read (on a real queue the save starts later).
+    deadline = time.monotonic() + 10
+    while (RS.RUNNING, "Saving outputs.") not in statuses() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (RS.RUNNING, "Saving outputs.") in statuses()
     [attempt] = attempts_of(run)
     assert attempt.end_reason == Attempt.EndReason.EXITED
     assert attempt.ended_at is not None
