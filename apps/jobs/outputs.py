@@ -72,12 +72,15 @@ def run_label(run: Run) -> str:
 
 
 def _actor(run: Run) -> User | None:
-    """Who the saves speak for: who started the run, else who made the job (a schedule's),
-    while still a member who may save; else the team's longest-standing owner (the job is
-    the team's: its schedule goes on after its author leaves the team)."""
-    for user in (run.triggered_by, run.job.created_by):
-        if user is not None and all(member_may(run.team, user, p) for p in _SAVE_PERMISSIONS):
-            return user
+    """Who the saves speak for: who started the run, else who made the job. A scheduled
+    run (nobody started it) speaks for the job's author while they may still save, else
+    for the team's longest-standing owner: the job is the team's, and its schedule goes on
+    after its author leaves the team."""
+    if run.trigger != Run.Trigger.SCHEDULE or run.triggered_by is not None:
+        return run.triggered_by or run.job.created_by
+    author = run.job.created_by
+    if author is not None and all(member_may(run.team, author, p) for p in _SAVE_PERMISSIONS):
+        return author
     return first_owner(run.team_id)
 
 
@@ -154,8 +157,8 @@ def outputs_collect(run: Run, attempt: Attempt) -> bool:
         raise JobError("The run's host is gone: its outputs cannot be read.")
     if actor is None:
         raise JobError(
-            "No one is left to save the outputs as: the member who started the run, the "
-            "job's author and the team's owners are gone."
+            "No one is left to save the outputs as: the member who started the run and "
+            "the job's author are gone."
         )
     with transaction.atomic():
         made = _tickets(run, actor)
