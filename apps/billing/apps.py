@@ -40,6 +40,7 @@ class BillingConfig(AppConfig):
 
         notebooks.check_start.register(entitlements.check_start)
         notebooks.idle_limit.register(entitlements.idle_limit)
+        notebooks.run_limit.register(entitlements.session_limit)
         notebooks.machine_notes.register(entitlements.machine_notes)
         # What running notebooks cost so far, and the team's spend (dashboard, overview).
         notebooks.session_costs.register(selectors.running_costs)

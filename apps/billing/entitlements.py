@@ -23,6 +23,7 @@ from apps.billing.models import BillingAccount, Plan, Subscription
 from apps.billing.usage import usage_cost
 from apps.core.errors import PaymentRequiredError
 from apps.deployments.models import Deployment
+from apps.jobs.selectors import open_attempts
 from apps.notebooks.selectors import open_session_count
 from apps.teams.selectors import member_count
 
@@ -209,10 +210,14 @@ def check_start(team: Team, machine_type: MachineType) -> None:
 
     def within(plan: Plan) -> None:
         limit = plan.max_running_notebooks
-        if limit is not None and open_session_count(team) >= limit:
+        # A job run's attempt holds a machine as a session does: the plan's limit is one
+        # count of both.
+        running = open_session_count(team) + open_attempts(team).count()
+        if limit is not None and running >= limit:
             raise PlanLimitError(
                 f"The {plan.name} plan runs {limit} notebook{'s' if limit != 1 else ''} at "
-                "once, and that many are running. Stop one, or upgrade for more.",
+                "once (job runs included), and that many are running. Stop one, or upgrade "
+                "for more.",
                 code="plan_concurrency",
                 team=team,
             )
@@ -363,7 +368,8 @@ def idle_limit(team: Team | int) -> int | None:
     return None if plan is None else plan.max_idle_minutes
 
 
-def session_limit(team: Team) -> timedelta | None:
+def session_limit(team: Team | int) -> timedelta | None:
+    """The plan's session cap: the longest a notebook session or a job run may run."""
     plan = current_plan(team)
     if plan is None or plan.max_session_hours is None:
         return None

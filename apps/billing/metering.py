@@ -12,6 +12,7 @@ cents, so nothing is counted twice and fractions carry over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -43,6 +44,10 @@ from apps.billing.holds import (
 from apps.billing.models import BillingAccount, Subscription, UsageReport
 from apps.billing.notify import billing_mail
 from apps.billing.usage import cents, usage_cost
+from apps.jobs.errors import JobConflictError
+from apps.jobs.models import Attempt
+from apps.jobs.runs import run_cancel
+from apps.jobs.selectors import open_attempts
 from apps.notebooks.models import NotebookSession
 from apps.notebooks.services import notebook_stop
 
@@ -236,7 +241,7 @@ def spend_cap_enforce(team: Team, *, now: datetime | None = None) -> int:
     if stop:
         # Free machines cost nothing: the cap leaves them running.
         _stop_running(
-            team, reason="spend_cap", keep=lambda session: session.machine_type.hourly_price == 0
+            team, reason="spend_cap", keep=lambda running: running.machine_type.hourly_price == 0
         )
     if cap is None or reached < FULL:
         cap_resume(team)
@@ -283,16 +288,19 @@ def plan_enforce(team: Team, *, now: datetime | None = None) -> int:
     cap = session_limit(team)
     allowed = {m.pk for m in plan.machine_types.all()}
 
-    def keep(session: NotebookSession) -> bool:
-        if session.machine_type_id not in allowed:
+    def keep(running: NotebookSession | Attempt) -> bool:
+        if running.machine_type_id not in allowed:
             return False
-        started = session.started_at
+        started = running.started_at
         return cap is None or started is None or now - started < cap
 
     return _stop_running(team, reason="plan_limit", keep=keep) + plan_hold(team, plan)
 
 
-def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], bool]) -> int:
+def _stop_running(
+    team: Team, *, reason: str, keep: Callable[[NotebookSession | Attempt], bool]
+) -> int:
+    """Stop the team's running notebooks and job runs that ``keep`` does not keep."""
     stopped = 0
     sessions = (
         NotebookSession.objects.for_team(team)
@@ -304,4 +312,24 @@ def _stop_running(team: Team, *, reason: str, keep: Callable[[NotebookSession], 
             continue
         notebook_stop(team=team, actor=None, notebook=session.notebook, reason=reason)
         stopped += 1
+    # A job run's attempt holds a machine as a session does. One whose process exited is
+    # saving its outputs: it holds nothing billed any more, so it is left to finish.
+    attempts = (
+        open_attempts(team)
+        .exclude(status__in=[Attempt.Status.EXITED, Attempt.Status.STOPPING])
+        .filter(run__cancel_requested_at__isnull=True)
+        .select_related("run", "machine_type")
+    )
+    for attempt in list(attempts):
+        if keep(attempt):
+            continue
+        with contextlib.suppress(JobConflictError):  # it ended meanwhile
+            run_cancel(attempt.run, actor=None, why=_RUN_STOPPED[reason])
+        stopped += 1
     return stopped
+
+
+_RUN_STOPPED = {
+    "spend_cap": "Stopped: the team's spend cap is reached (stop at the cap).",
+    "plan_limit": "Stopped: the team's plan does not allow it (its machine type or session cap).",
+}

@@ -44,6 +44,8 @@ from apps.machines.agent import agent_save_folder
 from apps.models.models import Model, ModelVersion, SaveTicket
 from apps.models.services.registry import model_create
 from apps.models.services.saves import save_begin, save_begin_to, ticket_url
+from apps.teams.permissions import member_may
+from apps.teams.selectors import first_owner
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -71,8 +73,19 @@ def run_label(run: Run) -> str:
 
 
 def _actor(run: Run) -> User | None:
-    """Who the saves speak for: who started the run, else who made the job (a schedule's)."""
-    return run.triggered_by or run.job.created_by
+    """Who the saves speak for: who started the run, else who made the job. A scheduled
+    run (nobody started it) speaks for the job's author while they may still save, else
+    for the team's longest-standing owner: the job is the team's, and its schedule goes on
+    after its author leaves the team."""
+    if run.trigger != Run.Trigger.SCHEDULE or run.triggered_by is not None:
+        return run.triggered_by or run.job.created_by
+    author = run.job.created_by
+    if author is not None and all(member_may(run.team, author, p) for p in _SAVE_PERMISSIONS):
+        return author
+    return first_owner(run.team_id)
+
+
+_SAVE_PERMISSIONS = ("datasets.manage", "models.manage")
 
 
 def _input_versions(team: Team, definition: dict[str, Any]) -> list[int]:

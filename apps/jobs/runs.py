@@ -55,7 +55,7 @@ from apps.jobs import outputs, spec
 from apps.jobs.errors import JobConflictError
 from apps.jobs.models import OPEN_RUN_STATUSES, Attempt, Job, Run
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
-from apps.machines.models import MachineType, PlacementRequest
+from apps.machines.models import Host, MachineType, PlacementRequest
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
@@ -63,8 +63,10 @@ from apps.machines.queue import (
     owner_take_placement,
     placement_free,
 )
+from apps.machines.scheduler import host_can_run
 from apps.notebooks import entitlements
 from apps.notebooks.mounts import copy_allowance
+from apps.notebooks.selectors import volume_host_id
 from apps.teams.scope import team_task
 
 if TYPE_CHECKING:
@@ -289,8 +291,15 @@ def attempt_place_task(attempt_id: int, *, team: Team) -> None:
 
 
 def attempt_place(attempt: Attempt) -> None:
-    """Find room for a placing attempt; start it there, or leave it waiting with its place."""
-    request = owner_placement_request(attempt, waiting=AS.PLACING)
+    """Find room for a placing attempt; start it there, or leave it waiting with its place.
+    A run from a notebook's files goes to the host holding them (the volume it copies)."""
+    host_id = None
+    if attempt.status == AS.PLACING and attempt.ended_at is None:
+        host_id, refusal = _files_host(attempt)
+        if refusal:
+            _fail_start(attempt, refusal)
+            return
+    request = owner_placement_request(attempt, waiting=AS.PLACING, host_id=host_id)
     if request is None:
         return
     with transaction.atomic():
@@ -312,6 +321,24 @@ def attempt_place(attempt: Attempt) -> None:
         run_set_status(run, RS.STARTING, message, attempt)
         attempt_id, team_id = attempt.pk, attempt.team_id
         transaction.on_commit(lambda: attempt_dispatch(attempt_id, team_id))
+
+
+def _files_host(attempt: Attempt) -> tuple[int | None, str]:
+    """The host a notebook-source run must be placed on (its notebook's volume is there
+    only), and why it cannot be, if it cannot run the attempt's machine type now."""
+    definition = attempt.run.definition
+    if definition.get("source") != Job.Source.NOTEBOOK or not definition.get("notebook_id"):
+        return None, ""
+    host_id = volume_host_id(attempt.team_id, int(definition["notebook_id"]))
+    if host_id is None:
+        return None, ""  # it never ran: there are no files to follow
+    host = Host.objects.get(pk=host_id)
+    if not host_can_run(host, attempt.machine_type):
+        return None, (
+            f"The notebook's files are on host {host.name}, which cannot run "
+            f"{attempt.machine_type.name} now."
+        )
+    return host_id, ""
 
 
 def on_workload_placed(workload: str) -> None:
@@ -499,6 +526,10 @@ def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         run.started_at = now
         timeout = int(run.definition.get("timeout_seconds") or 0)
         run.deadline_at = now + timedelta(seconds=timeout) if timeout else None
+        # The plan's session cap bounds a run as it bounds a notebook session.
+        cap = entitlements.run_limit(run.team_id)
+        if cap is not None and (run.deadline_at is None or now + cap < run.deadline_at):
+            run.deadline_at = now + cap
         run.save(update_fields=["started_at", "deadline_at"])
     if attempt.status == AS.STARTING:
         _attempt_status(attempt, AS.STARTING, "The container is up.")
@@ -628,15 +659,21 @@ def retry_or_lose(run: Run, attempt: Attempt, why: str) -> None:
 # --- stopping and ending --------------------------------------------------------------------
 
 
-def run_cancel(run: Run, *, actor: User | None) -> Run:
+def run_cancel(run: Run, *, actor: User | None, why: str = "") -> Run:
     """Cancel an open run: a queued one (or one still waiting for a machine) ends at once;
     a started one gets SIGTERM, its grace period, then SIGKILL, and ends "cancelled" when
-    its host says it stopped."""
+    its host says it stopped. ``why`` says so where nobody asked (billing's sweep)."""
     with transaction.atomic():
         locked = _lock_run(run.pk, run.team_id)
         if locked is None or locked.ended_at is not None:
             raise JobConflictError(f"Run {run.number} has ended already.")
         run = locked
+        if run.outputs_state == Run.Outputs.SAVING:
+            # Its command has finished: ending it now would drop the saves under way (their
+            # tickets open, the container and volumes they read removed).
+            raise JobConflictError(
+                f"Run {run.number} has finished its work; its outputs are being saved."
+            )
         if run.cancel_requested_at is None:
             run.cancel_requested_at = timezone.now()
             run.cancelled_by = actor
@@ -644,9 +681,9 @@ def run_cancel(run: Run, *, actor: User | None) -> Run:
         who = f" by {actor.email}" if actor is not None else ""
         attempt = _open_attempt(run)
         if attempt is None:
-            run_end(run, RS.CANCELLED, f"Cancelled{who} before it started.")
+            run_end(run, RS.CANCELLED, why or f"Cancelled{who} before it started.")
         else:
-            attempt_stop(run, attempt, END.CANCELLED, f"Cancelled{who}.")
+            attempt_stop(run, attempt, END.CANCELLED, why or f"Cancelled{who}.")
     return run
 
 
@@ -873,7 +910,13 @@ def _time_out(run_id: int, team_id: int) -> int:
         if run is None or run.ended_at is not None:
             return 0
         timeout = int(run.definition.get("timeout_seconds") or 0)
-        message = f"Timed out: it ran longer than {timeout} s."
+        cap = entitlements.run_limit(run.team_id)
+        if cap is not None and (not timeout or cap.total_seconds() < timeout):
+            # The plan's session cap came first (see _on_started).
+            hours = cap.total_seconds() / 3600
+            message = f"Timed out: the team's plan runs a job for at most {hours:g} hours."
+        else:
+            message = f"Timed out: it ran longer than {timeout} s."
         attempt = _open_attempt(run)
         if attempt is None:
             run_end(run, RS.TIMED_OUT, message)

@@ -6,7 +6,8 @@ crontab in the job's time zone) gets a run (trigger "schedule"), or, when a run 
 still open, a skip (audited "job.schedule_skipped", shown on its page); each due time is
 acted on once, whoever else runs the tick: the job's row is locked while it is decided and
 ``schedule_last_at`` moves past the due time in the same transaction. Due times missed while
-the beat was down are not made up one by one: the latest is acted on once.
+the beat was down are not made up one by one: the latest is acted on once; those that
+passed while the schedule was paused are not owed (resuming moves ``schedule_last_at``).
 
 A run the services refuse (the plan, a secret deleted since) is audited
 ("job.schedule_refused", with the reason) and the due time is spent all the same.

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
+def open_attempts(team: Team | int) -> QuerySet[Attempt]:
+    """The team's attempts that have not ended: each holds (or waits for) a machine, as a
+    notebook session does (billing counts them against the plan's running limit)."""
+    return Attempt.objects.for_team(team).filter(ended_at__isnull=True)
+
+
 def live_jobs(team: Team) -> QuerySet[Job]:
     """The team's jobs (not deleted), each with ``last_run_id`` (None if it never ran)."""
     last = Run.objects.for_team(team).filter(job=OuterRef("pk")).order_by("-number")

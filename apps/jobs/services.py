@@ -21,6 +21,7 @@ same code on the same machines).
 
 from __future__ import annotations
 
+import json
 import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from apps.jobs.errors import JobConflictError, JobError, JobNotFoundError
 from apps.jobs.models import OPEN_RUN_STATUSES, Job, Run
 from apps.machines.models import MachineType
 from apps.notebooks.entitlements import check_start
+from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.models import Notebook
 from apps.notebooks.templates import CUSTOM, TEMPLATES
 from apps.teams.permissions import require_permission
@@ -60,6 +62,12 @@ MAX_GRACE_SECONDS = 3600
 MAX_CONCURRENCY = 20
 MAX_KEEP_DAYS = 365
 MAX_ENV = 100
+# A variable reaches the process through exec, where Linux takes at most 128 KiB per
+# string and about 2 MiB for them all: well inside both, so a saved job always starts.
+MAX_ENV_VALUE_CHARS = 32 * 1024
+MAX_ENV_CHARS = 256 * 1024
+# The parameters travel as one variable (JSON: apps.jobs.sources.runner_env).
+MAX_PARAMETERS_CHARS = 64 * 1024
 MAX_INPUTS = 20
 # minute hour day-of-month month day-of-week
 CRON_FIELDS = 5
@@ -132,9 +140,10 @@ def _text(value: Any, field: str, limit: int) -> str:
     return value
 
 
-def _given_to_definition(fields: dict[str, Any]) -> dict[str, Any]:
+def _given_to_definition(fields: dict[str, Any], *, run: bool = False) -> dict[str, Any]:
     """Fields as a person gives them (``notebook``, ``machine_type``) in the definition's
-    terms (``notebook_id``, ``machine_type_id``); unknown names are refused."""
+    terms (``notebook_id``, ``machine_type_id``); unknown names are refused, and so are the
+    job's own (name, schedule, concurrency) in a ``run``'s changes."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if name == "notebook":
@@ -145,6 +154,10 @@ def _given_to_definition(fields: dict[str, Any]) -> dict[str, Any]:
             out[name] = value
         elif name not in JOB_FIELDS:
             raise JobError(f"A job has no field {name!r}.", field=name)
+        elif run:
+            raise JobError(
+                f"A run cannot change the job's {name!r}: edit the job instead.", field=name
+            )
     return out
 
 
@@ -195,6 +208,11 @@ def _clean_source(team: Team, d: dict[str, Any]) -> dict[str, Any]:
                 "Give a Git URL that starts with https://, ssh:// or git://, or git@host:path.",
                 field="git_url",
             )
+        # As notebooks' Git source: no password or token in the URL (every member, viewers
+        # too, reads the job and its runs' definitions).
+        problem = git_source_problem(url, "")
+        if problem:
+            raise JobError(problem, field="git_url")
         ref = _text(d["git_ref"], "git_ref", 200)
         if ref and not _GIT_REF.match(ref):
             raise JobError("Give a branch, tag or commit (no spaces).", field="git_ref")
@@ -275,6 +293,15 @@ def _parameters(value: Any) -> dict[str, Any]:
     for name in value:
         if not isinstance(name, str) or not _PARAMETER.match(name):
             raise JobError(f"{name!r} is not a parameter name.", field="parameters")
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError):
+        raise JobError("Parameters are JSON values.", field="parameters") from None
+    if size > MAX_PARAMETERS_CHARS:
+        raise JobError(
+            f"Parameters: at most {MAX_PARAMETERS_CHARS // 1024} KiB in all (as JSON).",
+            field="parameters",
+        )
     return value
 
 
@@ -291,7 +318,13 @@ def _env(value: Any) -> dict[str, str]:
             raise JobError(f"Names starting {_RESERVED_ENV} are Lattice's own.", field="env")
         if not isinstance(text, str | int | float) or isinstance(text, bool):
             raise JobError(f"The value of {name} is text.", field="env")
+        if len(str(text)) > MAX_ENV_VALUE_CHARS:
+            raise JobError(
+                f"The value of {name}: at most {MAX_ENV_VALUE_CHARS // 1024} KiB.", field="env"
+            )
         out[name] = str(text)
+    if sum(len(k) + len(v) for k, v in out.items()) > MAX_ENV_CHARS:
+        raise JobError(f"Environment: at most {MAX_ENV_CHARS // 1024} KiB in all.", field="env")
     return out
 
 
@@ -427,10 +460,21 @@ def _apply_job_fields(team: Team, job: Job, fields: dict[str, Any]) -> list[str]
             # Due times before now are not owed: a new schedule starts from here.
             job.schedule_last_at = timezone.now()
             changed += ["schedule", "schedule_timezone", "schedule_last_at"]
-    if "schedule_paused" in fields and bool(fields["schedule_paused"]) != job.schedule_paused:
-        job.schedule_paused = bool(fields["schedule_paused"])
-        changed.append("schedule_paused")
+    if "schedule_paused" in fields:
+        changed += _apply_pause(job, bool(fields["schedule_paused"]))
     return changed
+
+
+def _apply_pause(job: Job, paused: bool) -> list[str]:
+    """Pause or resume the job's schedule; the names of the fields changed."""
+    if paused == job.schedule_paused:
+        return []
+    job.schedule_paused = paused
+    if paused:
+        return ["schedule_paused"]
+    # Due times that passed while paused are not owed: the next one is after now.
+    job.schedule_last_at = timezone.now()
+    return ["schedule_paused", "schedule_last_at"]
 
 
 def _live(team: Team, job: Job, *, lock: bool = False) -> Job:
@@ -547,7 +591,9 @@ def job_run(
     # Locked: runs of one job are numbered and counted against its concurrency one at a time.
     job = _live(team, job, lock=True)
     current = runs.job_definition(job)
-    definition = _clean_definition(team, {**current, **_given_to_definition(changes or {})})
+    definition = _clean_definition(
+        team, {**current, **_given_to_definition(changes or {}, run=True)}
+    )
     return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
 
 
@@ -557,7 +603,7 @@ def run_rerun(*, team: Team, actor: User, run: Run, changes: dict[str, Any] | No
     require_permission(team, actor, MANAGE)
     run = Run.objects.for_team(team).select_related("job").get(pk=run.pk)
     job = _live(team, run.job, lock=True)
-    wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {})}
+    wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {}, run=True)}
     definition = _clean_definition(team, wanted)
     return _start(
         team, actor, job, definition, trigger=Run.Trigger.RERUN, edited=True, rerun_of=run

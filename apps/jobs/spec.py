@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from apps.datasets.models import DatasetVersion
+from apps.datasets.selectors import version_usable_by
 from apps.jobs import sources
 from apps.jobs.errors import JobError
 from apps.machines.models import MachineType
@@ -70,15 +70,10 @@ def run_inputs(run: Run) -> list[dict[str, Any]]:
     """The run's dataset inputs as a spec's datasets (apps.notebooks.mounts' shape); a
     version this team may no longer read is a JobError naming it."""
     wanted = [(str(i["name"]), i["version"]) for i in run.definition.get("inputs") or []]
-    found = {
-        v.pk: v
-        for v in DatasetVersion.objects.select_related("dataset").filter(
-            pk__in=[version for _, version in wanted]
-        )
-    }
     pairs = []
     for name, version_id in wanted:
-        version = found.get(version_id)
+        # The team's own, or another team's public ready one (as the job's validation took).
+        version = version_usable_by(team=run.team, pk=int(version_id))
         if version is None:
             raise JobError(f"The dataset version for /datasets/{name} is gone.", field="inputs")
         pairs.append((name, version))

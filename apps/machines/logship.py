@@ -99,6 +99,7 @@ class LogShipper:
 
     @staticmethod
     def _cut(line: str) -> str:
+        # apps.teams.secrets.mask reads this marker to mask a secret's start left at the end.
         longest = settings.LATTICE_LOG_LINE_MAX_CHARS
         return (
             f"{line[:longest]} [line cut: {len(line):,} characters]"

@@ -222,6 +222,10 @@ class PlacementRequest(models.Model):
         related_name="+",
     )
     workload = models.CharField(max_length=100, unique=True)
+    # Only this host will do (a job run from a notebook's files, which are on that host).
+    host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
     placement = models.OneToOneField(
         Placement,

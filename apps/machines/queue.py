@@ -71,11 +71,13 @@ def placement_request(
     machine_type: MachineType,
     workload: str,
     team: Team | None = None,
+    host_id: int | None = None,
 ) -> PlacementRequest:
-    """Place now if nobody of this machine type waits and there is room; else wait in line."""
+    """Place now if nobody of this machine type waits and there is room; else wait in line.
+    ``host_id``: only that host will do (the line is not held up while it has no room)."""
     request, created = PlacementRequest.objects.get_or_create(
         workload=workload,
-        defaults={"machine_type": machine_type, "team": team},
+        defaults={"machine_type": machine_type, "team": team, "host_id": host_id},
     )
     finished = request.status == PlacementRequest.Status.CANCELLED or (
         request.status == PlacementRequest.Status.PLACED
@@ -88,6 +90,7 @@ def placement_request(
             workload=workload,
             machine_type=machine_type,
             team=team,
+            host_id=host_id,
         )
     if request.status == PlacementRequest.Status.WAITING:
         # The asker goes on by itself: it is not told of its own placement.
@@ -102,6 +105,7 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
     Each placed workload's kind is told once that commits (but not ``quiet``'s: the asker).
     """
     placed = 0
+    passed: list[int] = []  # requests for one host that has no room: the others go on
     while True:
         with transaction.atomic():
             # One caller at a time advances a machine type's line, so the head
@@ -114,6 +118,7 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
                     machine_type=machine_type,
                     status=PlacementRequest.Status.WAITING,
                 )
+                .exclude(pk__in=passed)
                 .order_by("created_at", "pk")
                 .values_list("pk", flat=True)
                 .first()
@@ -137,8 +142,12 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
                     # This transaction holds only the machine type's lock (taken
                     # before any host's, everywhere): waiting for a host is safe.
                     may_wait=True,
+                    host_id=head.host_id,
                 )
             except NoCapacityError:
+                if head.host_id is not None:
+                    passed.append(head.pk)
+                    continue
                 return placed
             head.status = PlacementRequest.Status.PLACED
             head.placement = placement
@@ -215,7 +224,9 @@ def owner_free_unclaimed(workload: str, owners: Any) -> None:
     )
 
 
-def owner_placement_request(owner: Any, *, waiting: str) -> PlacementRequest | None:
+def owner_placement_request(
+    owner: Any, *, waiting: str, host_id: int | None = None
+) -> PlacementRequest | None:
     """The placement request of an owner waiting to be placed (a replica, a job attempt: a
     row with ``workload``, ``machine_type``, ``team``, ``status``, ``ended_at``) while it
     still has status ``waiting``; None once it does not (one that ended gives back a
@@ -226,7 +237,7 @@ def owner_placement_request(owner: Any, *, waiting: str) -> PlacementRequest | N
     if owner.status != waiting:
         return None
     return placement_request(
-        machine_type=owner.machine_type, workload=owner.workload, team=owner.team
+        machine_type=owner.machine_type, workload=owner.workload, team=owner.team, host_id=host_id
     )
 
 

@@ -48,6 +48,18 @@ def usable_gpus() -> QuerySet[GPUDevice]:
     return GPUDevice.objects.filter(present=True, mig_enabled=False).annotate(held=Exists(held))
 
 
+def host_can_run(host: Host, machine_type: MachineType) -> bool:
+    """Whether ``host`` is up and big enough for ``machine_type`` (room or not just now)."""
+    if host.status != Host.Status.READY:
+        return False
+    if host.cpu_count < machine_type.vcpus or host.memory_bytes < machine_type.memory_gib * _GIB:
+        return False
+    if not machine_type.is_gpu:
+        return True
+    gpus = usable_gpus().filter(host=host, name=machine_type.gpu_model).count()
+    return gpus >= machine_type.gpu_count
+
+
 def placement_use(host_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Per host of ``host_ids``: the vCPUs and memory (bytes) its active placements hold."""
     return {
@@ -185,8 +197,10 @@ def placement_create(
     workload: str,
     team: Team | None = None,
     may_wait: bool = False,
+    host_id: int | None = None,
 ) -> Placement:
-    """Place ``workload`` on a host with room; raise NoCapacityError when none has it.
+    """Place ``workload`` on a host with room (on host ``host_id`` only, when given); raise
+    NoCapacityError when none has it.
 
     ``may_wait``: the caller's transaction holds no host lock, so waiting for
     one is safe even inside it (the machine queue's advance, which holds only
@@ -200,10 +214,11 @@ def placement_create(
     inside_outer_transaction = transaction.get_connection().in_atomic_block and not may_wait
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
-            host = _lock_one(
-                _candidates(machine_type, skip=tried, limit=_BATCH),
-                wait=not tried and not inside_outer_transaction,
-            )
+            if host_id is None:
+                ids = _candidates(machine_type, skip=tried, limit=_BATCH)
+            else:
+                ids = [] if host_id in tried else [host_id]  # _fits says if it has room
+            host = _lock_one(ids, wait=not tried and not inside_outer_transaction)
             if host is None:
                 break
             tried.add(host.pk)

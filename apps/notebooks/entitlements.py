@@ -14,6 +14,7 @@ from apps.core.hooks import Hook
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import timedelta
     from decimal import Decimal
 
     from apps.machines.models import MachineType
@@ -26,6 +27,10 @@ def _start_allowed(team: Team, machine_type: MachineType) -> None:
 
 
 def _no_idle_limit(team: Team | int) -> int | None:
+    return None
+
+
+def _no_run_limit(team: Team | int) -> timedelta | None:
     return None
 
 
@@ -43,6 +48,10 @@ check_start = Hook("notebook start check", default=_start_allowed)
 
 # The longest idle shutdown the plan allows, in minutes (None: any, including never).
 idle_limit = Hook("notebook idle limit", default=_no_idle_limit)
+
+# The longest the plan lets one workload run (its session cap), None for no limit: a job
+# run's deadline is never later (apps.jobs.runs).
+run_limit = Hook("workload run limit", default=_no_run_limit)
 
 # For the machine picker: a note ("needs Pro") by machine type id, for those the plan lacks.
 machine_notes = Hook("machine type notes", default=_no_notes)

@@ -50,6 +50,18 @@ def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
     )
 
 
+def volume_host_id(team: Team | int, notebook_id: int) -> int | None:
+    """The host holding notebook ``notebook_id``'s volume (its files): where its latest
+    session ran; None if it never ran anywhere."""
+    return (
+        NotebookSession.objects.for_team(team)
+        .filter(notebook_id=notebook_id, host__isnull=False)
+        .order_by("-pk")
+        .values_list("host_id", flat=True)
+        .first()
+    )
+
+
 def open_session_count(team: Team) -> int:
     """How many of the team's sessions have not ended: each holds (or waits for) a machine."""
     return NotebookSession.objects.for_team(team).filter(ended_at__isnull=True).count()

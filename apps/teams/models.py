@@ -7,6 +7,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from apps.core.tenancy import TeamManager, TeamScopedManager
 
@@ -145,3 +146,22 @@ class TeamSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of {self.team}"
+
+
+class RetiredSecret(models.Model):
+    """A value a team's secret held before it was replaced or deleted, sealed like it: a
+    workload started with it may still print it, so logs stay masked with it for
+    ``apps.teams.secrets.RETIRED_MASK_DAYS``. Never shown, never resolved."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+    sealed = models.BinaryField(editable=False)
+    retired_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["-retired_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name}'s old value of {self.team}"

@@ -18,7 +18,9 @@ apps.machines.reports.workload_logs).
 - ``mask_values(team_id) -> list[str]`` and ``mask(lines, values) -> list[str]``: what log
   lines of the team's workloads are masked with. Values (and lines of a multi-line value)
   shorter than ``MASK_MIN_LENGTH`` characters are not masked: masking "1" or "yes" would
-  garble every line and tell a reader the value anyway.
+  garble every line and tell a reader the value anyway. A replaced or deleted value
+  still masks for ``RETIRED_MASK_DAYS`` (models.RetiredSecret): a workload started with
+  it may still print it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
@@ -35,7 +38,7 @@ from django.utils import timezone
 from apps.core.audit import audit_record
 from apps.core.crypto import SealError, open_json, seal_json
 from apps.core.errors import NotFoundError, ServiceError
-from apps.teams.models import TeamSecret
+from apps.teams.models import RetiredSecret, TeamSecret
 from apps.teams.permissions import require_permission
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MASK",
     "MASK_MIN_LENGTH",
+    "RETIRED_MASK_DAYS",
     "SecretError",
     "check_names",
     "mask",
@@ -61,10 +65,15 @@ logger = logging.getLogger(__name__)
 
 MASK = "****"
 MASK_MIN_LENGTH = 4
+# How long a replaced or deleted value still masks logs: a workload started with it (a
+# notebook session, a run with no time limit) may print it as long as it runs.
+RETIRED_MASK_DAYS = 30
 MAX_VALUE_BYTES = 64 * 1024
 _NAME_LENGTH = 64  # TeamSecret.name
 _DESCRIPTION_LENGTH = 200  # TeamSecret.description
 
+# How the agent ends a log line it cut short (apps.machines.logship.LogShipper._cut).
+_LINE_CUT = re.compile(r"^(?P<kept>.*)(?P<marker> \[line cut: [\d,]+ characters\])$", re.S)
 # An environment variable's name, as POSIX shells accept it.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names Lattice sets itself in a workload's environment: a secret may not shadow them.
@@ -122,6 +131,8 @@ def secret_set(
     created = secret is None
     if secret is None:
         secret = TeamSecret(team=team, name=name, created_by=actor)
+    else:
+        _retire(team, [secret])
     secret.sealed = seal_json(value)
     secret.description = description
     secret.updated_by = actor
@@ -143,6 +154,7 @@ def secret_delete(*, team: Team, actor: User, name: str) -> None:
     require_permission(
         team, actor, "secrets.manage", message="Only the team's admins and owners delete secrets."
     )
+    _retire(team, list(TeamSecret.objects.for_team(team).select_for_update().filter(name=name)))
     deleted, _ = TeamSecret.objects.for_team(team).filter(name=name).delete()
     if not deleted:
         raise NotFoundError(f"This team has no secret named {name}.")
@@ -241,6 +253,18 @@ def _generation(team_id: int) -> str:
     return str(current)
 
 
+def _retire(team: Team, secrets: list[TeamSecret]) -> None:
+    """Keep the values ``secrets`` hold now for masking (they are being replaced or deleted:
+    a running workload may still print them); forget those retired long enough ago."""
+    now = timezone.now()
+    RetiredSecret.objects.for_team(team).filter(
+        retired_at__lt=now - timedelta(days=RETIRED_MASK_DAYS)
+    ).delete()
+    RetiredSecret.objects.for_team(team).bulk_create(
+        [RetiredSecret(team=team, name=s.name, sealed=s.sealed, retired_at=now) for s in secrets]
+    )
+
+
 def _mask_pieces(value: str) -> list[str]:
     """What a value is masked as: the value, and each line of a multi-line one (a log line
     holds one line of a key file at most)."""
@@ -258,7 +282,12 @@ def mask_values(team_id: int) -> list[str]:
     if cached is not None and cached[0] == generation:
         return cached[1]
     pieces: set[str] = set()
-    for name, sealed in TeamSecret.objects.for_team(team_id).values_list("name", "sealed"):
+    since = timezone.now() - timedelta(days=RETIRED_MASK_DAYS)
+    retired = RetiredSecret.objects.for_team(team_id).filter(retired_at__gte=since)
+    for name, sealed in [
+        *TeamSecret.objects.for_team(team_id).values_list("name", "sealed"),
+        *retired.values_list("name", "sealed"),
+    ]:
         try:
             pieces.update(_mask_pieces(str(open_json(sealed))))
         except SealError:
@@ -279,5 +308,20 @@ def mask(lines: list[str], values: list[str]) -> list[str]:
         for value in values:
             if value in shown:
                 shown = shown.replace(value, MASK)
-        masked.append(shown)
+        masked.append(_mask_cut(shown, values))
     return masked
+
+
+def _mask_cut(line: str, values: list[str]) -> str:
+    """``line`` with the start of a value masked where the agent cut the line short
+    (apps.machines.logship: "<kept> [line cut: N characters]"): the kept part may end with
+    a value's first characters, which no whole-value match finds."""
+    cut = _LINE_CUT.match(line)
+    if cut is None:
+        return line
+    kept = cut.group("kept")
+    for value in values:
+        for length in range(len(value) - 1, MASK_MIN_LENGTH - 1, -1):
+            if kept.endswith(value[:length]):
+                return kept[:-length] + MASK + cut.group("marker")
+    return line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apps.teams.models import Membership
+from apps.teams.models import Membership, Role
 from apps.teams.permissions import PERMISSIONS
 
 if TYPE_CHECKING:
@@ -44,6 +44,19 @@ def role_in(*, user_id: int, team_id: int) -> str | None:
 def member_count(team: Team) -> int:
     """How many members the team has (what its seats hold)."""
     return Membership.objects.for_team(team).count()
+
+
+def first_owner(team: Team | int) -> User | None:
+    """The team's longest-standing owner: who speaks for the team where the member who
+    asked for something has left it (a job's schedule outliving its author)."""
+    membership = (
+        Membership.objects.for_team(team)
+        .filter(role=Role.OWNER)
+        .select_related("user")
+        .order_by("pk")
+        .first()
+    )
+    return None if membership is None else membership.user
 
 
 def member_emails_with(team: Team, permission: str) -> list[str]:
