@@ -59,7 +59,10 @@ def test_its_log_lines_are_masked_before_they_are_published(
     workload_logs(replica.host, replica.workload, uuid.uuid4().hex, 1, [f"key={VALUE}"])
 
     published = [m["lines"] for m in stream_after(deployment.stream, before) if m["type"] == "logs"]
-    assert published == [[f"key={MASK}"]]
+    # The replica's own output may be shipped meanwhile (the log shipper is a thread of its
+    # own): the frame sent here is among those published, masked, and no line holds the value.
+    assert [f"key={MASK}"] in published
+    assert not any(VALUE in line for lines in published for line in lines)
 
 
 def test_a_revision_cannot_name_another_teams_secret(acme, globex, charlie, catalogue, host):
