@@ -302,7 +302,7 @@ def test_a_job_runs_a_notebooks_files_live_and_leaves_a_notebook_and_a_dataset_v
         version = DatasetVersion.objects.get(pk=run.dataset_version_id)
     assert (version.number, version.source, version.source_id) == (1, "job", run.pk)
     made_by = page.get_by_test_id("version-source").get_by_role("link")
-    expect(made_by).to_have_text("job Story job run 1")
+    expect(made_by).to_have_text("Story job, run 1")
     run_page = reverse("jobs:run", args=["acme", job.pk, 1])
     expect(made_by).to_have_attribute("href", run_page)
     made_by.click()
