@@ -86,3 +86,15 @@ def bearer(plaintext: str) -> APIClient:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     return api
+
+
+def logs_shipped(timeout: float = 5.0) -> None:
+    """Wait until this process's log shippers have sent what their workloads printed: a
+    start ships the workload's output from a thread of its own (apps.machines.logship), so
+    a test that reads a stream right after a start would otherwise race that frame (the
+    fake runtime's output ends at once, so its shippers finish)."""
+    from apps.machines import logship
+
+    deadline = time.monotonic() + timeout
+    for shipper in list(logship._shippers.values()):
+        shipper.done.wait(max(0.0, deadline - time.monotonic()))

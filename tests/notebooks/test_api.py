@@ -20,7 +20,7 @@ from apps.notebooks import services
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
 from apps.teams.models import Membership, Role
 from tests.factories import NotebookFactory, UserFactory, add_member
-from tests.helpers import bearer, make_token
+from tests.helpers import bearer, logs_shipped, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -285,6 +285,7 @@ class TestEventsAndLogs:
     def test_logs_after_returns_only_newer_messages_in_order(self, acme, alice, host, notebook):
         api = api_for(alice)
         api.post(url(notebook, "start"))
+        logs_shipped()
         stream_publish(notebook.stream, {"type": "logs", "lines": ["hello"]})
         stream_publish(notebook.stream, {"type": "logs", "lines": ["world"]})
 
@@ -337,6 +338,7 @@ class TestEventsAndLogs:
     def test_follow_ends_after_its_timeout(self, acme, alice, host, notebook):
         api = api_for(alice)
         api.post(url(notebook, "start"))
+        logs_shipped()
         last = stream_last(notebook.stream)
 
         response = api.get(f"{url(notebook, 'logs')}?follow=1&timeout=1")
