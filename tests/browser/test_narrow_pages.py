@@ -93,6 +93,7 @@ SIGNED_IN: dict[str, Args] = {
     "teams:members": team,
     "teams:settings": team,
     "teams:audit": team,
+    "teams:secrets": team,
     "notebooks:list": team,
     "notebooks:create": team,
     "notebooks:settings": team,
