@@ -49,9 +49,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     stamp = venv / ".dev-installed"
     if Path(sys.prefix).resolve() != venv.resolve() or not stamp.exists():
         return  # another environment (CI's, a container's): its own business
-    if (ROOT / "pyproject.toml").stat().st_mtime > stamp.stat().st_mtime:
+    changed = [
+        name
+        for name in ("pyproject.toml", "clients/python/pyproject.toml")
+        if (ROOT / name).stat().st_mtime > stamp.stat().st_mtime
+    ]
+    if changed:
         pytest.exit(
-            "pyproject.toml changed since .venv was installed: run `make .venv/.dev-installed` "
+            f"{changed[0]} changed since .venv was installed: run `make .venv/.dev-installed` "
             "(it installs the new dependencies), then the tests.",
             returncode=4,
         )

@@ -1,0 +1,1 @@
+"""The ``lattice`` command (click + rich) over the SDK: every command calls lattice.Client."""

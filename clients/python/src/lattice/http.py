@@ -1,0 +1,90 @@
+"""The one place the SDK speaks HTTP: base URL, the token, JSON, and errors as LatticeError.
+
+Every resource calls ``Transport.request`` (or ``stream`` for NDJSON follows and downloads);
+nothing else builds requests, so authentication, the User-Agent and error mapping are the
+same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from lattice import __version__
+from lattice.errors import ConnectionFailed, LatticeError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class Transport:
+    """An ``httpx.Client`` bound to one server and token. ``path``s are relative to
+    ``/api/v1`` unless they start with ``http``."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: httpx.Timeout | None = None):
+        self.base_url = url.rstrip("/")
+        self.token = token
+        headers = {"User-Agent": f"lattice-client/{__version__}", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(
+            base_url=self.base_url + API_PREFIX,
+            headers=headers,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; the response when 2xx, else the LatticeError it stands for.
+        ``kwargs`` go to httpx (json=, params=, content=, headers=, timeout=)."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        if response.is_error:
+            raise LatticeError.from_response(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``request`` and its JSON body (None for an empty body)."""
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def paginated(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a list route, following ``next`` when the route paginates."""
+        body = self.json("GET", path, params=params or None)
+        while True:
+            if isinstance(body, list):
+                yield from body
+                return
+            yield from body.get("results", [])
+            following = body.get("next")
+            if not following:
+                return
+            body = self.json("GET", following)
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed response (NDJSON follows, downloads), raising as ``request`` does."""
+        try:
+            with self.http.stream(method, path, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise LatticeError.from_response(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
+
+def _unreachable(url: str, exc: Exception) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"Could not reach {url}: {exc or type(exc).__name__}.", code="connection"
+    )
