@@ -14,6 +14,7 @@ caller's to decide, so its 429 is raised at once.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +57,31 @@ class Transport:
             timeout=timeout or DEFAULT_TIMEOUT,
             follow_redirects=False,
         )
+        self._external: httpx.Client | None = None
+        self._external_lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
+        if self._external is not None:
+            self._external.close()
+
+    def external(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A request to a URL the server handed out (a presigned S3 part URL): without the
+        token, which must never leave for another host; errors as ``request``'s."""
+        with self._external_lock:
+            if self._external is None:
+                self._external = httpx.Client(
+                    timeout=self.http.timeout,
+                    follow_redirects=False,
+                    headers={"User-Agent": self.http.headers["User-Agent"]},
+                )
+        try:
+            response = self._external.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(url.split("?", 1)[0], exc) from exc
+        if response.is_error:
+            raise LatticeError.from_response(response)
+        return response
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request; the response when 2xx, else the LatticeError it stands for.

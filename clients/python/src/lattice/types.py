@@ -295,3 +295,7 @@ class TransferProgress:
     chunks_skipped: int = 0
     files_total: int = 0
     files_done: int = 0
+    # The server's id of the upload (None while hashing, and for downloads).
+    upload_id: int | None = None
+    # The version made (once "done"), its number.
+    version: int | None = None
