@@ -77,7 +77,7 @@ def lattice_process(
     """``lattice ARGS`` as the installed script in a process of its own."""
     env = {k: v for k, v in os.environ.items() if k not in _ENV_NAMES}
     env.update({k: v for k, v in environment(url, token, config, team).items() if v is not None})
-    done = subprocess.run(  # noqa: S603  # our own script, arguments from the test
+    done = subprocess.run(
         [str(SCRIPT), *args],
         input=stdin,
         capture_output=True,

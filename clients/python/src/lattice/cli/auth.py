@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 import click
 
 import lattice
