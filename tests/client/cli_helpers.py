@@ -19,7 +19,14 @@ from click.testing import CliRunner
 from lattice.cli.main import cli
 
 SCRIPT = Path(sys.executable).with_name("lattice")
-_ENV_NAMES = ("LATTICE_URL", "LATTICE_TOKEN", "LATTICE_TEAM", "LATTICE_CONFIG", "LATTICE_DEBUG")
+_ENV_NAMES = (
+    "LATTICE_URL",
+    "LATTICE_TOKEN",
+    "LATTICE_TEAM",
+    "LATTICE_CONFIG",
+    "LATTICE_DEBUG",
+    "XDG_STATE_HOME",
+)
 
 
 @dataclass
@@ -42,6 +49,8 @@ def environment(
         "LATTICE_TEAM": team,
         "LATTICE_CONFIG": str(config),
         "LATTICE_DEBUG": None,
+        # The SDK's resumable uploads and hash cache: the test's own, beside its config.
+        "XDG_STATE_HOME": str(config.parent / "state"),
         "COLUMNS": "200",  # tables as wide as a terminal, whatever the CI's width
     }
 
