@@ -18,7 +18,7 @@ from tests.helpers import make_token
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHUNK = 64 * 1024  # small chunks: many requests, so the upload is still going when stopped
-SIZE = 24 * 1024 * 1024
+SIZE = 8 * 1024 * 1024
 
 
 def chunks_received(team) -> int:
