@@ -358,6 +358,7 @@ class Uploader:
         sent = self._send_missing(body)
         made = self._complete(upload_id)
         self._forget()
+        self._forget_older()
         return UploadOutcome(
             body=made,
             upload_id=upload_id,
@@ -413,6 +414,17 @@ class Uploader:
     def _forget(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
+
+    def _forget_older(self) -> None:
+        """Once a version is made, the state of uploads of other manifests to the same
+        dataset or model (a folder that changed after an interruption) is of no more use."""
+        mine = [self.target.server, self.target.team, self.target.purpose, self.target.slug]
+        for path in self.state_path.parent.glob("*.json"):
+            saved = _read_json(path) or {}
+            ours = [saved.get(k) for k in ("server", "team", "purpose", "slug")] == mine
+            if ours and saved.get("digest") != self.digest:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # The chunks ------------------------------------------------------------------------------
 
@@ -709,7 +721,7 @@ def safe_member_path(name: str, strip_top: bool = True) -> PurePosixPath:
     archive's one top folder; a TransferError for a name that would leave the destination."""
     if "\\" in name or "\0" in name or name.startswith("/"):
         raise TransferError(f"The archive holds an unsafe path: {name!r}.", code="unsafe_archive")
-    parts = PurePosixPath(name).parts
+    parts = tuple(name.split("/"))  # as written: PurePosixPath would drop "." parts
     if any(part in ("..", ".", "") for part in parts):
         raise TransferError(f"The archive holds an unsafe path: {name!r}.", code="unsafe_archive")
     if strip_top:
