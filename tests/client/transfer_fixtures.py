@@ -63,6 +63,18 @@ class Server:
     state: Path
 
 
+def lattice_server(
+    url: str, team: Team, user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Server:
+    """``user``'s real token on the server at ``url``; the SDK's state in the test's folder."""
+    _, token = make_token(user)
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    for name in ("LATTICE_URL", "LATTICE_TOKEN", "LATTICE_TEAM"):
+        monkeypatch.delenv(name, raising=False)
+    return Server(url=url, token=token, team=team, user=user, state=state)
+
+
 @pytest.fixture
 def server(
     asgi_live_server: str,
@@ -72,12 +84,8 @@ def server(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Server:
-    _, token = make_token(alice)
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    for name in ("LATTICE_URL", "LATTICE_TOKEN", "LATTICE_TEAM"):
-        monkeypatch.delenv(name, raising=False)
-    return Server(url=asgi_live_server, token=token, team=acme, user=alice, state=state)
+    """Lattice with blobs in a local folder (chunks of the module's CHUNK bytes)."""
+    return lattice_server(asgi_live_server, acme, alice, tmp_path, monkeypatch)
 
 
 @pytest.fixture
