@@ -39,7 +39,6 @@ import httpx
 
 from lattice.errors import (
     BadRequest,
-    Conflict,
     ConnectionFailed,
     LatticeError,
     NotFound,
@@ -204,14 +203,16 @@ class HashCache:
         self.fresh: dict[str, list[Any]] = {}
 
     def get(self, local: Path, info: os.stat_result) -> str | None:
-        row = self.entries.get(str(local))
+        key = str(local.absolute())
+        row = self.entries.get(key)
         if row and row[:3] == [info.st_size, info.st_mtime_ns, info.st_ino]:
-            self.fresh[str(local)] = row
+            self.fresh[key] = row
             return str(row[3])
         return None
 
     def put(self, local: Path, info: os.stat_result, sha256: str) -> None:
-        self.fresh[str(local)] = [info.st_size, info.st_mtime_ns, info.st_ino, sha256]
+        key = str(local.absolute())
+        self.fresh[key] = [info.st_size, info.st_mtime_ns, info.st_ino, sha256]
 
     def save(self) -> None:
         """Keep what this run hashed or found (files gone since are dropped)."""
@@ -648,17 +649,14 @@ class Uploader:
                     upload_id=upload_id,
                 )
             )
-        try:
-            made: dict[str, Any] = self.transport.json(
-                "POST",
-                f"{self.target.uploads}/{upload_id}/complete/",
-                json={"allow_identical": self.allow_identical},
-                timeout=COMPLETE_TIMEOUT,
-            )
-        except Conflict as exc:
-            if exc.code == "identical_version":
-                raise  # the upload stays open: again with allow_identical makes it
-            raise
+        # A 409 "identical_version" (a Conflict with the server's message) is raised as it
+        # is: the upload stays open, and the same call with allow_identical makes it.
+        made: dict[str, Any] = self.transport.json(
+            "POST",
+            f"{self.target.uploads}/{upload_id}/complete/",
+            json={"allow_identical": self.allow_identical},
+            timeout=COMPLETE_TIMEOUT,
+        )
         if self.progress is not None:
             self.progress(
                 TransferProgress(
@@ -668,6 +666,7 @@ class Uploader:
                     files_total=len(self.files),
                     files_done=len(self.files),
                     upload_id=upload_id,
+                    version=made.get("number"),
                 )
             )
         return made
