@@ -154,7 +154,7 @@ def table(
         grid.add_column(title, overflow="fold")
     for row in rows:
         grid.add_row(*(_cell(cell(row)) for _, cell in columns))
-    stdout().print(grid)
+    _print(grid)
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
@@ -164,7 +164,18 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
     grid.add_column(overflow="fold")
     for name, value in pairs:
         grid.add_row(name, _cell(value))
-    stdout().print(grid)
+    _print(grid)
+
+
+def _print(renderable: Any) -> None:
+    """Print to stdout; into a pipe or file without the padding after each line's last cell."""
+    console = stdout()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def _cell(value: Any) -> str:
