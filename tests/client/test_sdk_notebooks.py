@@ -11,7 +11,7 @@ import pytest
 import lattice
 from apps.runtimes import select
 from lattice.errors import LatticeError, NotFound, PermissionDenied
-from tests.client.sdk_fixtures import alice_token, sdk, token_of  # noqa: F401 - fixtures
+from tests.client.sdk_fixtures import token_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,7 +80,8 @@ def test_a_start_that_fails_raises_notebook_failed_with_the_servers_message(
 
     assert failed.value.code == "notebook_failed"
     after = sdk.notebooks.get(made.id)
-    assert after.status_message and after.status_message in str(failed.value)
+    assert after.status_message
+    assert after.status_message in str(failed.value)
 
 
 def test_a_viewer_may_read_but_not_start(
