@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lattice.errors import (
     AuthenticationFailed,
@@ -153,7 +154,7 @@ def table(
     for title, _ in columns:
         grid.add_column(title, overflow="fold")
     for row in rows:
-        grid.add_row(*(_cell(cell(row)) for _, cell in columns))
+        grid.add_row(*(Text(_cell(cell(row))) for _, cell in columns))
     _print(grid)
 
 
@@ -163,7 +164,7 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for name, value in pairs:
-        grid.add_row(name, _cell(value))
+        grid.add_row(name, Text(_cell(value)))
     _print(grid)
 
 
