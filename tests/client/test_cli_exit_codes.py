@@ -105,3 +105,20 @@ def test_lattice_debug_shows_the_traceback(tmp_path):
         CliRunner().invoke(
             cli, ["whoami"], env={**env, "LATTICE_DEBUG": "1"}, catch_exceptions=False
         )
+
+
+def test_a_missing_payload_file_is_a_usage_error(tmp_path):
+    ran = lattice(
+        "deployments",
+        "invoke",
+        "iris",
+        "--data",
+        f"@{tmp_path / 'nope.json'}",
+        url="http://127.0.0.1:9",
+        token="lat_x",
+        config=tmp_path / "c",
+    )
+
+    assert ran.exit_code == 2
+    assert "Invalid value for --data: cannot read" in ran.stderr
+    assert "Traceback" not in ran.stderr
