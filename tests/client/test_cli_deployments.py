@@ -68,9 +68,7 @@ def test_create_status_list_delete(
     assert json.loads(lattice("deployments", "list", "--json", **env).stdout) == []
 
 
-def test_invoke_reads_stdin_and_refuses_an_unknown_deployment(
-    asgi_live_server, alice, acme, tmp_path
-):
+def test_invoke_refuses_an_unknown_deployment(asgi_live_server, alice, acme, tmp_path):
     _, token = make_token(alice)
 
     ran = lattice(

@@ -122,3 +122,18 @@ def test_a_missing_payload_file_is_a_usage_error(tmp_path):
     assert ran.exit_code == 2
     assert "Invalid value for --data: cannot read" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+def test_the_payload_is_read_from_stdin(tmp_path):
+    ran = lattice(
+        "deployments",
+        "invoke",
+        "iris",
+        url="http://127.0.0.1:9",
+        token="lat_x",
+        config=tmp_path / "c",
+        stdin="{oops",
+    )
+
+    assert ran.exit_code == 2
+    assert "Invalid value for --data: not JSON" in ran.stderr
