@@ -144,3 +144,28 @@ def test_a_chunk_refused_every_time_stops_the_upload_resumably(
     monkeypatch.setattr(views, "chunk_receive", counted)
     assert client.datasets.upload("data", folder).number == 1
     assert _state_files(server) == []
+
+
+def test_a_model_push_interrupted_resumes_at_its_own_upload(
+    client: lattice.Client, server: Server, chunk_puts: ChunkPuts, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path / "model")
+
+    def interrupt(report: TransferProgress) -> None:
+        if report.phase == "sending" and report.chunks_sent >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client.models.push("ranker", folder, workers=1, progress=interrupt)
+    held = _settled(server)
+    chunk_puts.reset()
+    seen: list[TransferProgress] = []
+
+    version = client.models.push("ranker", folder, alias="staging", progress=seen.append)
+
+    assert (version.number, version.status) == (1, "ready")
+    assert "staging" in version.raw["aliases"]
+    assert set(chunk_puts.calls).isdisjoint(held)
+    assert len(chunk_puts.calls) == CHUNKS - len(held)
+    assert [p for p in seen if p.phase == "sending"][-1].chunks_skipped == len(held)
+    assert _state_files(server) == []
