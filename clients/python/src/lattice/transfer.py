@@ -524,13 +524,17 @@ class Uploader:
         """One sending thread: chunks from ``todo`` until None (or ``stop``), each
         acknowledged in ``done``; what stopped it handed to ``done`` too."""
         files: dict[Path, int] = {}
+        transport = self.transport.clone()
         try:
             while not stop.is_set() and (chunk := todo.get()) is not None:
-                self._send(chunk, upload_id, direct, files, stop)
+                self._send(
+                    transport, chunk, upload_id=upload_id, direct=direct, files=files, stop=stop
+                )
                 done.put(chunk)
         except BaseException as exc:  # handed to the main thread, which raises it
             done.put(exc)
         finally:
+            transport.close()
             for fd in files.values():
                 os.close(fd)
 
@@ -561,7 +565,9 @@ class Uploader:
 
     def _send(
         self,
+        transport: Transport,
         chunk: Chunk,
+        *,
         upload_id: int,
         direct: bool,
         files: dict[Path, int],
@@ -577,7 +583,7 @@ class Uploader:
                 raise TransferError(f"{chunk.local} is shorter than when it was hashed.")
             checksum = hashlib.sha256(data).hexdigest()
             try:
-                self._put_once(route, data, checksum, direct=direct)
+                self._put_once(transport, route, data, checksum, direct=direct)
             except (ConnectionFailed, ServerError, RateLimited, BadRequest) as exc:
                 if isinstance(exc, BadRequest) and exc.code != "chunk_damaged":
                     raise
@@ -596,30 +602,23 @@ class Uploader:
             else:
                 return
 
-    def _put_once(self, route: str, data: bytes, checksum: str, *, direct: bool) -> None:
+    def _put_once(
+        self, transport: Transport, route: str, data: bytes, checksum: str, *, direct: bool
+    ) -> None:
         """One try at one chunk: to Lattice, or (``direct``) to the URL its target names."""
         if not direct:
-            self._put_lattice(route, data, checksum)
+            _put_lattice(transport, route, data, checksum)
             return
-        where = self.transport.json("POST", f"{route}target/", json={"sha256": checksum})
-        if str(where.get("url", "")).startswith(self.transport.base_url):
-            self._put_lattice(str(where["url"]), data, checksum)
+        where = transport.json("POST", f"{route}target/", json={"sha256": checksum})
+        if str(where.get("url", "")).startswith(transport.base_url):
+            _put_lattice(transport, str(where["url"]), data, checksum)
             return
         # A presigned URL of another host: sent without the token, with its headers.
-        self.transport.external(
+        transport.external(
             where.get("method", "PUT"),
             where["url"],
             content=data,
             headers=where.get("headers") or {},
-            timeout=CHUNK_TIMEOUT,
-        )
-
-    def _put_lattice(self, route: str, data: bytes, checksum: str) -> None:
-        self.transport.request(
-            "PUT",
-            route,
-            content=data,
-            headers={"Content-Type": "application/octet-stream", "X-Chunk-SHA256": checksum},
             timeout=CHUNK_TIMEOUT,
         )
 
@@ -670,6 +669,16 @@ class Uploader:
                 )
             )
         return made
+
+
+def _put_lattice(transport: Transport, route: str, data: bytes, checksum: str) -> None:
+    transport.request(
+        "PUT",
+        route,
+        content=data,
+        headers={"Content-Type": "application/octet-stream", "X-Chunk-SHA256": checksum},
+        timeout=CHUNK_TIMEOUT,
+    )
 
 
 def _acknowledged(item: Chunk | BaseException) -> Chunk:
