@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 # How often a chunk is tried before the upload stops (resumable) with the last error.
 CHUNK_ATTEMPTS = 6
+# Sending threads at most: each holds one chunk (32 MiB by default) in memory.
+MAX_WORKERS = 64
 BACKOFF_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 15.0
 CHUNK_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -310,6 +312,15 @@ class UploadOutcome:
     resumed: bool = False
 
 
+def check_workers(workers: int) -> None:
+    """Refuse a number of sending threads that cannot work, before anything is hashed."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise TransferError(
+            f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}.",
+            code="invalid",
+        )
+
+
 class Uploader:
     """One upload of ``files`` to ``target`` through ``transport``; ``run`` does it all."""
 
@@ -324,8 +335,7 @@ class Uploader:
         progress: Callable[[TransferProgress], None] | None = None,
         state_folder: Path | None = None,
     ) -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
+        check_workers(workers)
         self.transport = transport
         self.target = target
         self.files = files
