@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from apps.runtimes.fake import FakeRuntime
 from apps.teams.secrets import MASK
 from tests.helpers import bearer
 from tests.notebook_fixtures import make_host, make_notebook
+
+if TYPE_CHECKING:
+    from apps.teams.models import Team
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,7 +103,10 @@ def test_a_failed_start_revokes_its_token(acme, alice, settings, fake_runtime, c
 
 
 def test_it_expires_at_the_plans_session_cap_from_the_start(acme, alice, host):
-    with entitlements.run_limit.override(lambda _team: timedelta(hours=6)):
+    def six_hours(team: Team | int) -> timedelta | None:
+        return timedelta(hours=6)
+
+    with entitlements.run_limit.override(six_hours):
         session = start(acme, alice, make_notebook(acme, alice, "Train"))
 
     token = PersonalAccessToken.objects.get(workload=session.workload)
