@@ -10,6 +10,7 @@ import hmac
 import re
 import struct
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.core import mail
@@ -98,3 +99,17 @@ def logs_shipped(timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     for shipper in list(logship._shippers.values()):
         shipper.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def copy_client_beside(images_copy: Path) -> None:
+    """Copy clients/python beside ``images_copy`` (a copy of images/): the notebook image
+    installs the client, so its source is an input of the image's name (build-local.sh,
+    apps.runtimes.images), and a copy without it names another image."""
+    import shutil
+
+    client = Path(__file__).resolve().parents[1] / "clients" / "python"
+    shutil.copytree(
+        client,
+        images_copy.parent / "clients" / "python",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )

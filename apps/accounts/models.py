@@ -90,6 +90,8 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
 
 
 TOKEN_PREFIX = "lat_"
+# A whole token as it may appear in a log line (the prefix and 40 base62 characters).
+TOKEN_PATTERN = r"lat_[A-Za-z0-9]{40}"
 # The areas the API checks (each API view names its ``token_area``): no scope for a feature
 # that has no API yet, so a token never promises what nothing serves.
 TOKEN_AREAS = ("teams", "notebooks", "datasets", "models", "deployments", "jobs", "billing")
@@ -108,6 +110,10 @@ class PersonalAccessToken(models.Model):
     It acts as its user, narrowed by ``scopes`` (read or write per area) and,
     when ``team`` is set, to that one team. It never does more than the user's
     role in a team allows at the moment of each request.
+
+    A *workload token* (``workload`` set) is one the platform made for a notebook session or
+    a job attempt, injected into its container (apps.accounts.workload): limited to the
+    team, revoked when the workload ends. Its person sees it apart from the tokens they made.
     """
 
     user = models.ForeignKey(
@@ -134,12 +140,19 @@ class PersonalAccessToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The workload it was made for ("nb-<notebook>-s<session>", "jb-<attempt>"); empty for a
+    # token the person made.
+    workload = models.CharField(max_length=40, blank=True, default="", db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.display_prefix}…)"
+
+    @property
+    def is_workload(self) -> bool:
+        return bool(self.workload)
 
     @property
     def is_expired(self) -> bool:

@@ -36,6 +36,16 @@ def _hash(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+def new_plaintext() -> str:
+    """A new token's plaintext: the prefix and 40 random base62 characters."""
+    return TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LENGTH))
+
+
+def token_fields(plaintext: str) -> dict[str, str]:
+    """What a token row keeps of ``plaintext``: its hash and the prefix a person sees."""
+    return {"token_hash": _hash(plaintext), "display_prefix": plaintext[: len(TOKEN_PREFIX) + 4]}
+
+
 @transaction.atomic
 def token_create(
     *,
@@ -58,12 +68,11 @@ def token_create(
         raise TokenError("You can only restrict a token to a team you are in.")
     if expires_in_days is not None and expires_in_days not in EXPIRY_CHOICES_DAYS:
         raise TokenError(f"Expiry must be one of {EXPIRY_CHOICES_DAYS} days, or never.")
-    plaintext = TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LENGTH))
+    plaintext = new_plaintext()
     token = PersonalAccessToken.objects.create(
         user=user,
         name=name,
-        token_hash=_hash(plaintext),
-        display_prefix=plaintext[: len(TOKEN_PREFIX) + 4],
+        **token_fields(plaintext),
         scopes=sorted(set(scopes)),
         team=team,
         expires_at=(timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None),

@@ -100,15 +100,19 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 form = TokenForm(teams=choices)
         else:
             status = 400
-    listed = list(PersonalAccessToken.objects.filter(user=user).select_related("team"))
+    mine = PersonalAccessToken.objects.filter(user=user).select_related("team")
+    listed = list(mine.filter(workload=""))
+    # The platform's tokens for your running notebooks and jobs: shown apart, while they work.
+    workload = [t for t in mine.exclude(workload="").filter(revoked_at=None) if t.is_active]
     response = render(
         request,
         "accounts/tokens.html",
         {
             "form": form,
             "tokens": listed,
+            "workload_tokens": workload,
             "created": created,
-            "any_unrevoked": any(t.revoked_at is None for t in listed),
+            "any_unrevoked": any(t.revoked_at is None for t in [*listed, *workload]),
         },
         status=status,
     )

@@ -47,6 +47,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from apps.accounts.workload import workload_tokens_expire, workload_tokens_revoke
 from apps.core.errors import ServiceError
 from apps.core.stream import stream_publish
 from apps.core.tenancy import team_scope
@@ -531,6 +532,9 @@ def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:
         if cap is not None and (run.deadline_at is None or now + cap < run.deadline_at):
             run.deadline_at = now + cap
         run.save(update_fields=["started_at", "deadline_at"])
+    if run.deadline_at is not None:
+        # Its deadline is known: its workload token ends there (apps.accounts.workload).
+        workload_tokens_expire(workloads=[attempt.workload], at=run.deadline_at)
     if attempt.status == AS.STARTING:
         _attempt_status(attempt, AS.STARTING, "The container is up.")
         run_set_status(run, RS.STARTING, "The container is up.", attempt)
@@ -725,10 +729,11 @@ def attempt_end(
     stopped: bool = False,
 ) -> None:
     """Close the attempt (once): its end, its billing's end (``finished_at``: the exit, the
-    last time it was seen, or now), its placement freed, its container removed (unless
-    ``stopped``: its host already did)."""
+    last time it was seen, or now), its workload token revoked, its placement freed, its
+    container removed (unless ``stopped``: its host already did)."""
     if attempt.ended_at is not None:
         return
+    workload_tokens_revoke(workloads=[attempt.workload])
     now = timezone.now()
     finished = attempt.finished_at or at or now
     attempt.finished_at = max(finished, attempt.started_at) if attempt.started_at else finished
@@ -770,8 +775,8 @@ def _stop_on_host(
 
 
 def run_end(run: Run, status: str, message: str, attempt: Attempt | None = None) -> None:
-    """Close the run (once): its status and end; its volumes removed from every host its
-    attempts ran on; the job's next queued run started."""
+    """Close the run (once): its status and end; its attempts' workload tokens revoked; its
+    volumes removed from every host its attempts ran on; the job's next queued run started."""
     if run.ended_at is not None:
         return
     run.ended_at = timezone.now()
@@ -779,6 +784,10 @@ def run_end(run: Run, status: str, message: str, attempt: Attempt | None = None)
     run.status_message = message[:1000]
     run.save(update_fields=["ended_at", "status", "status_message"])
     run_published(run, attempt)
+    # Each attempt's token went with its end; one whose end is still to come goes now.
+    workload_tokens_revoke(
+        workloads=[a.workload for a in Attempt.objects.for_team(run.team_id).filter(run=run)]
+    )
     volumes = [spec.workspace_volume(run), spec.outputs_volume(run)]
     last_on_host: dict[int, Attempt] = {}
     for each in (

@@ -4,7 +4,8 @@ CONTRACT (foundation; the engine helper fills it in):
 
 - ``attempt_spec(attempt) -> tuple[Spec, dict]``: the workload ``jb-<attempt>``: the job's
   template image, the machine type's limits and GPUs, the run's definition (never the job's
-  current one), env (plain, the team secrets it names, LATTICE_* of the run), dataset inputs
+  current one), env (plain, the team secrets it names, LATTICE_* of the run and the SDK's
+  LATTICE_URL/LATTICE_TOKEN/LATTICE_TEAM with a workload token: ``attempt_api_env``), dataset inputs
   read-only at /datasets/<name> (apps.notebooks.mounts' shape, with read links), the
   workspace volume at /workspace (its files: the notebook's, copied at start, or the Git
   repository's, cloned at start), the outputs volume at /outputs, labels (installation,
@@ -18,22 +19,28 @@ CONTRACT (foundation; the engine helper fills it in):
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.utils import timezone
 
+from apps.accounts.workload import START_ALLOWANCE, workload_env, workload_lifetime
 from apps.datasets.selectors import version_usable_by
 from apps.jobs import sources
 from apps.jobs.errors import JobError
 from apps.machines.models import MachineType
 from apps.machines.scheduler import spec_limits
-from apps.notebooks import templates
+from apps.notebooks import entitlements, templates
 from apps.notebooks.models import Notebook
 from apps.notebooks.mounts import versions_for_spec
 from apps.runtimes.base import Spec
 from apps.teams import secrets
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from apps.accounts.models import User
     from apps.jobs.models import Attempt, Run
 
 WORKSPACE_PATH = "/workspace"
@@ -64,6 +71,46 @@ def run_env(run: Run) -> dict[str, str]:
     env |= sources.runner_env(definition)
     env |= {"LATTICE_RUN_ID": str(run.pk), "LATTICE_JOB": run.job.slug}
     return env
+
+
+def run_actor(run: Run) -> User | None:
+    """Whom the run acts as from inside (its workload token): whoever started it, or, for a
+    scheduled run, the job's creator."""
+    return run.triggered_by or run.job.created_by
+
+
+def run_limit(run: Run) -> timedelta | None:
+    """The run's maximum run time: the job's timeout, bounded by the plan's session cap."""
+    timeout = int(run.definition.get("timeout_seconds") or 0)
+    limit = timedelta(seconds=timeout) if timeout else None
+    cap = entitlements.run_limit(run.team_id)
+    if cap is not None and (limit is None or cap < limit):
+        limit = cap
+    return limit
+
+
+def attempt_token_deadline(attempt: Attempt) -> datetime:
+    """When the attempt's workload token expires: the run's deadline once it has one (set at
+    its first start), else the latest it could be (its maximum run time from a start that
+    may still take START_ALLOWANCE)."""
+    run = attempt.run
+    if run.deadline_at is not None:
+        return run.deadline_at
+    return timezone.now() + START_ALLOWANCE + workload_lifetime(run_limit(run))
+
+
+def attempt_api_env(attempt: Attempt) -> dict[str, str]:
+    """``LATTICE_URL``, ``LATTICE_TOKEN`` and ``LATTICE_TEAM`` for the attempt, with a new
+    workload token (apps.accounts.workload) acting as ``run_actor``: none where nobody can
+    act for it. Revoked when the attempt ends (apps.jobs.runs.attempt_end)."""
+    run = attempt.run
+    return workload_env(
+        user=run_actor(run),
+        team=run.team,
+        workload=attempt.workload,
+        name=f"Job {run.job.name}, run {run.number}, attempt {attempt.number}",
+        expires_at=attempt_token_deadline(attempt),
+    )
 
 
 def run_inputs(run: Run) -> list[dict[str, Any]]:
@@ -103,7 +150,7 @@ def attempt_spec(attempt: Attempt) -> tuple[Spec, dict[str, Any]]:
         name=attempt.workload,
         image=image,
         command=sources.runner_command(definition, run_id=run.pk),
-        env=run_env(run),
+        env=run_env(run) | attempt_api_env(attempt),
         **spec_limits(machine, attempt.placement),
         volumes={workspace_volume(run): WORKSPACE_PATH, outputs_volume(run): OUTPUTS_PATH},
         datasets=run_inputs(run),

@@ -9,20 +9,24 @@ A workload's events and output go to the app that runs that kind of workload
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import TOKEN_PATTERN
 from apps.core.stream import stream_publish_frame
 from apps.machines.hooks import workload_kind
 from apps.machines.models import Host, Placement
 from apps.machines.queue import placement_free
 from apps.machines.services import host_apply_inventory
-from apps.teams.secrets import mask, mask_values
+from apps.teams.secrets import MASK, mask, mask_values
 
 logger = logging.getLogger(__name__)
+# Any API token a workload prints: its own LATTICE_TOKEN (apps.accounts.workload) or another.
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 
 def host_reported(
@@ -92,7 +96,8 @@ def workload_logs(
     shipper numbered them, if the workload is placed on ``host``; else dropped. A backfill
     (the workload's recent lines, sent by an agent that found it running) is marked so:
     viewers show its lines instead of what they showed (apps.machines.logship). The values
-    of the team's secrets are masked in every line first (apps.teams.secrets)."""
+    of the team's secrets, and any API token (the workload's own LATTICE_TOKEN), are masked
+    in every line first (apps.teams.secrets)."""
     kind = workload_kind(name)
     stream = kind.stream(host.name, name) if kind is not None else None
     placement = (
@@ -105,6 +110,8 @@ def workload_logs(
         # A workload prints what it was given: its team's secret values never reach a viewer
         # (apps.teams.secrets; values shorter than MASK_MIN_LENGTH stay).
         lines = mask(lines, mask_values(placement.team_id))
+    # Only hashes of API tokens are kept, so they are masked by their shape.
+    lines = [_TOKEN_RE.sub(MASK, line) for line in lines]
     message: dict[str, Any] = {"type": "logs", "lines": lines}
     if backfill:
         message["backfill"] = True

@@ -80,8 +80,29 @@ _LOCAL_IMAGE = re.compile(
 )
 
 
+def _client_inputs() -> list[Path]:
+    """The ``lattice`` client's files the notebook image installs, in the order build-local.sh
+    hashes them after its own: pyproject.toml, README.md, then the plain files under src/
+    (no caches or build metadata) by path, bytewise. None where the client's folder is
+    missing beside images/ (a copy of images/ alone, in tests)."""
+    client = IMAGES_DIR.parent / "clients" / "python"
+    if not (client / "pyproject.toml").is_file():
+        return []
+    found = [
+        path
+        for path in (client / "src").rglob("*")
+        if path.is_file()
+        and not path.is_symlink()
+        and path.suffix != ".pyc"
+        and not any(p == "__pycache__" or p.endswith(".egg-info") for p in path.parts)
+    ]
+    found.sort(key=lambda path: path.relative_to(client).as_posix().encode())
+    return [client / "pyproject.toml", client / "README.md", *found]
+
+
 def local_notebook_image() -> str:
-    digest = hashlib.sha256(b"".join((IMAGE_DIR / name).read_bytes() for name in _NOTEBOOK_INPUTS))
+    files = [IMAGE_DIR / name for name in _NOTEBOOK_INPUTS] + _client_inputs()
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in files))
     return f"lattice/notebook-local:{digest.hexdigest()[:16]}"
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
+from apps.accounts.workload import workload_tokens_revoke
 from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, PermissionDeniedError
 from apps.core.revocation import access_changed
@@ -148,7 +149,7 @@ def member_change_role(*, team: Team, actor: User, member: Membership, role: str
 @transaction.atomic
 def member_remove(*, team: Team, actor: User, member: Membership) -> None:
     """Take ``member`` out of the team (or leave, when it is the actor); audit it; their
-    open connections to the team close."""
+    open connections to the team close and their workload tokens in it are revoked."""
     leaving = member.user_id == actor.pk
     actor_membership = membership_of(team, actor)
     if actor_membership is None:
@@ -165,6 +166,8 @@ def member_remove(*, team: Team, actor: User, member: Membership) -> None:
         raise TeamError("A team needs an owner. Make someone else an owner first.")
     email = member.user.email
     member.delete()
+    # What their notebooks and jobs run here acts as them: from now, no more.
+    workload_tokens_revoke(user=member.user_id, team=team)
     access_changed(user_id=member.user_id, team_id=team.pk)
     audit_record(
         team=team,

@@ -505,6 +505,14 @@ LATTICE_DATASET_CACHE_MAX_GIB = env.float("LATTICE_DATASET_CACHE_MAX_GIB", defau
 # through when storage is a local folder (apps.datasets.blob_urls; with S3 they read the
 # store itself through presigned URLs). `manage.py dev` uses its own address.
 LATTICE_INTERNAL_URL = env.str("LATTICE_INTERNAL_URL", default="") or "http://127.0.0.1:8000"
+# The API's address as notebooks and jobs reach it from their containers: their LATTICE_URL,
+# beside the LATTICE_TOKEN and LATTICE_TEAM they get (apps.accounts.workload). Empty: the
+# address hosts reach (LATTICE_INTERNAL_URL). A private or loopback address is one the
+# workload network refuses (apps.runtimes.docker) unless LATTICE_WORKLOAD_ALLOW names it.
+LATTICE_WORKLOAD_API_URL = env.str("LATTICE_WORKLOAD_API_URL", default="")
+# The longest a workload token lives when its workload has no deadline (a notebook session
+# on a plan with no session cap): it is revoked when the session ends in any case.
+LATTICE_WORKLOAD_TOKEN_MAX_HOURS = env.float("LATTICE_WORKLOAD_TOKEN_MAX_HOURS", default=24.0)
 # The name the embedded default registers this machine under.
 LATTICE_LOCAL_HOST_NAME = env.str("LATTICE_LOCAL_HOST_NAME", default="local")
 # Which Lattice the workloads belong to: every workload carries it as a label, and the

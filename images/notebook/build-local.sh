@@ -3,8 +3,12 @@
 # debootstrap a Debian 12 root, pip-install requirements.txt into a venv,
 # `docker import` it. Prints the image's name on its last line.
 #
+# The image has the `lattice` client (clients/python, installed from its source) so
+# `import lattice` works in JupyterLab and jobs (docs/notebooks.md).
+#
 # The tag is the hash of this script, requirements.txt, jupyter_server_config.py
-# and README-lattice.md (inputs, in that order), so the image is
+# and README-lattice.md (inputs, in that order), then the client's pyproject.toml,
+# README.md and source files (in path order), so the image is
 # built once per change of its inputs; with LATTICE_IMAGE_CACHE set, the built
 # image is also saved there and loaded from there on a machine that lacks it.
 # Two builds of the same image on one host (make dev's and a test run's) take
@@ -15,8 +19,17 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# The client's source beside images/ (apps.runtimes.images._client_inputs: the same files).
+client="$here/../../clients/python"
 inputs=(build-local.sh requirements.txt jupyter_server_config.py README-lattice.md)
-hash="$(cd "$here" && cat "${inputs[@]}" | sha256sum | cut -c1-16)"
+client_files() {
+  (cd "$client" && { echo pyproject.toml; echo README.md;
+    find src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' \
+      | LC_ALL=C sort; })
+}
+hash="$( { (cd "$here" && cat "${inputs[@]}");
+  if [ -f "$client/pyproject.toml" ]; then client_files | (cd "$client" && xargs cat); fi; } \
+  | sha256sum | cut -c1-16)"
 image="lattice/notebook-local:$hash"
 if [ "${1:-}" = --print-name ]; then
   echo "$image"
@@ -43,12 +56,17 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tin
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 cp "$here/requirements.txt" "$root/tmp/requirements.txt"
+[ -f "$client/pyproject.toml" ] || { echo "the client's source ($client) is missing" >&2; exit 1; }
+mkdir -p "$root/tmp/lattice-client"
+client_files | (cd "$client" && xargs cp --parents -t "$root/tmp/lattice-client")
 mount -t proc proc "$root/proc"
 # A clean environment: the host's pip settings (indexes, constraints) stay outside.
 in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$root" "$@"; }
 in_root /usr/bin/python3 -m venv /opt/venv
 in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
   -r /tmp/requirements.txt >&2
+in_root /opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+  /tmp/lattice-client >&2
 in_root /usr/sbin/useradd --uid 1000 --create-home --shell /bin/bash jovyan
 mkdir -p "$root/notebooks" "$root/storage" "$root/datasets" "$root/workspace" "$root/outputs" \
   "$root/etc/jupyter" "$root/opt/lattice"
@@ -57,7 +75,7 @@ cp "$here/README-lattice.md" "$root/opt/lattice/README.md"
 # A job's volumes (/workspace, /outputs) take these folders' owner when Docker makes them.
 chown 1000:1000 "$root/notebooks" "$root/storage" "$root/workspace" "$root/outputs"
 umount -l "$root/proc"
-rm -rf "$root/tmp/requirements.txt" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+rm -rf "$root/tmp/requirements.txt" "$root/tmp/lattice-client" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
 : > "$root/etc/resolv.conf"
 
 tar -C "$root" -c . | docker import \

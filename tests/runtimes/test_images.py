@@ -34,6 +34,7 @@ from apps.runtimes.images import (
     local_template_image,
     local_template_of,
 )
+from tests.helpers import copy_client_beside
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +52,7 @@ def test_a_template_image_is_named_by_its_inputs_and_the_notebook_image(settings
     # image under it, names another.
     copy = tmp_path / "images"
     shutil.copytree(REPO / "images", copy)
+    copy_client_beside(copy)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(images, "IMAGES_DIR", copy)
         patch.setattr(images, "IMAGE_DIR", copy / "notebook")
@@ -75,6 +77,7 @@ def test_python_and_the_build_script_name_a_template_image_by_the_same_files(
     # on either side (before, Python hashed the dotfile and the script tried to cat the folder).
     copy = tmp_path / "images"
     shutil.copytree(REPO / "images", copy)
+    copy_client_beside(copy)
     monkeypatch.setattr(images, "IMAGES_DIR", copy)
     monkeypatch.setattr(images, "IMAGE_DIR", copy / "notebook")
     settings.LATTICE_LOCAL_TEMPLATES = ["scipy"]
@@ -168,6 +171,7 @@ def _locktest_images(tmp_path: Path) -> Path:
     shutil.copytree(
         REPO / "images", copy, ignore=shutil.ignore_patterns("scipy", "pytorch", "r", "tensorflow")
     )
+    copy_client_beside(copy)
     template = copy / "locktest"
     template.mkdir()
     (template / "Dockerfile.local").write_text(
@@ -185,6 +189,7 @@ def test_a_held_build_lock_fails_the_build_saying_so_and_lives_in_a_private_dire
     shutil.copytree(
         REPO / "images", copy, ignore=shutil.ignore_patterns("scipy", "pytorch", "r", "tensorflow")
     )
+    copy_client_beside(copy)
     with (copy / "notebook" / "requirements.txt").open("a") as requirements:
         requirements.write(f"# {secrets.token_hex(8)}\n")
     script = copy / "notebook" / "build-local.sh"

@@ -26,6 +26,7 @@ from apps.runtimes.images import (
     model_server_image,
 )
 from tests.deployment_fixtures import SERVE
+from tests.helpers import copy_client_beside
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -245,6 +246,7 @@ def test_the_docker_runtime_builds_a_missing_model_server_image_saying_its_steps
     # A copy of images/ whose model server differs by one line: an image no host has yet.
     copy = tmp_path / "images"
     shutil.copytree(REPO / "images", copy, symlinks=True)
+    copy_client_beside(copy)
     with (copy / "model-server" / "README.md").open("a") as readme:
         readme.write(f"\n{uuid.uuid4().hex}\n")
     monkeypatch.setattr(images, "IMAGES_DIR", copy)

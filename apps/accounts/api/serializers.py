@@ -21,6 +21,12 @@ class TokenSerializer(serializers.ModelSerializer):
         read_only=True,
     )
     active = serializers.BooleanField(source="is_active", read_only=True)
+    workload = serializers.CharField(
+        read_only=True,
+        help_text="Empty for a token you made; for one the platform made for a notebook "
+        'session or a job attempt, that workload ("nb-<notebook>-s<session>", '
+        '"jb-<attempt>"). It is revoked when its workload ends, and listed only until then.',
+    )
 
     class Meta:
         model = PersonalAccessToken
@@ -36,6 +42,7 @@ class TokenSerializer(serializers.ModelSerializer):
             "last_used_ip",
             "revoked_at",
             "active",
+            "workload",
         ]
         read_only_fields = fields
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from django.db.models import Q
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, status
 from rest_framework.response import Response
@@ -29,8 +31,13 @@ def _user(request: Request) -> User:
 
 def _own_tokens(request: Request) -> QuerySet[PersonalAccessToken]:
     """The tokens this request may see and revoke: all the user's, or, for a token
-    limited to one team, only itself (docs/permissions.md)."""
-    tokens = PersonalAccessToken.objects.filter(user=_user(request)).select_related("team")
+    limited to one team, only itself (docs/permissions.md). A workload token is listed
+    while it works: ended sessions' tokens are not kept in view (apps.accounts.workload)."""
+    tokens = (
+        PersonalAccessToken.objects.filter(user=_user(request))
+        .exclude(~Q(workload=""), ~Q(revoked_at=None) | Q(expires_at__lte=timezone.now()))
+        .select_related("team")
+    )
     token = request.auth
     if isinstance(token, PersonalAccessToken) and token.team_id:
         tokens = tokens.filter(pk=token.pk)

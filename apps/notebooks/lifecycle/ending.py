@@ -1,9 +1,10 @@
 """Stopping and ending a session, and what its notebook wants next.
 
-``session_stop`` ends a session still waiting for room at once, and otherwise asks its host to
-stop it (``stop_on_host``); the host's "stopped" (apps.notebooks.lifecycle.events) or the
-reconciler then ends it. ``session_end`` closes it once, with a reason and a time, frees its
-placement and sets the notebook's status. Once that commits, the line for its machine type
+``session_stop`` ends a session still waiting for room at once, and otherwise revokes its
+workload token (apps.accounts.workload) and asks its host to stop it (``stop_on_host``);
+the host's "stopped" (apps.notebooks.lifecycle.events) or the reconciler then ends it.
+``session_end`` closes it once, with a reason and a time, revokes its workload token, frees
+its placement and sets the notebook's status. Once that commits, the line for its machine type
 moves on, and the notebook gets what it wants next: a deleted one loses its storage, and one
 still wanted running (a Restart, or a Start while a stop was in flight) starts again
 (apps.notebooks.lifecycle.start.notebook_start, as the person who last started it).
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.workload import workload_tokens_revoke
 from apps.core.errors import ServiceError
 from apps.core.tenancy import team_scope
 from apps.machines.agent import agent_stop
@@ -74,6 +76,8 @@ def session_stop(session: NotebookSession, *, reason: str) -> None:
         return
     session.exit_reason = reason
     session.save(update_fields=["exit_reason"])
+    # Asked to stop: what runs in it acts no more from now, not from when its host confirms.
+    workload_tokens_revoke(workloads=[session.workload])
     session_set_status(session, Status.STOPPING, "Stopping; your files are kept.", phase="stopping")
     notebook = session.notebook
     remove = [notebook.volume] if reason == NotebookSession.ExitReason.DELETED else None
@@ -87,8 +91,8 @@ def session_end(
     at: datetime | None = None,
     message: str = "",
 ) -> None:
-    """Close the session (once): free its placement, set the notebook's status, act on what
-    the notebook wants next."""
+    """Close the session (once): revoke its workload token, free its placement, set the
+    notebook's status, act on what the notebook wants next."""
     if session.ended_at is not None:
         return
     ended = at or timezone.now()
@@ -96,6 +100,7 @@ def session_end(
     session.ended_at = max(ended, session.started_at) if session.started_at else ended
     session.exit_reason = reason
     session.save(update_fields=["ended_at", "exit_reason"])
+    workload_tokens_revoke(workloads=[session.workload])
     if session.placement is not None and session.placement.active:
         placement_free(placement=session.placement, reason="released", at=session.ended_at)
     status = _END_STATUS.get(NotebookSession.ExitReason(reason), Status.STOPPED)

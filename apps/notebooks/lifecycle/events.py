@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.lifecycle.ending import session_end, stop_on_host
+from apps.notebooks.lifecycle.spec import session_token_started
 from apps.notebooks.lifecycle.start import session_of_workload
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session
@@ -187,6 +188,7 @@ def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
         state = data.get("state")
         session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
+        session_token_started(session)
     if _advance(session, Status.STARTING):
         session_set_status(session, Status.STARTING, "Starting JupyterLab.", phase="starting")
 

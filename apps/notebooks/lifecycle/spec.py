@@ -6,7 +6,9 @@ and its dataset mounts (apps.notebooks.mounts) at /datasets; the team secrets it
 environment variables (apps.teams.secrets); labelled so the reconciler can tell whose it is.
 A notebook with a Git repository starts through a script that clones it into
 /notebooks/<repo> when that folder is missing (apps.notebooks.gitsource), the token or
-deploy key from the team secret it names.
+deploy key from the team secret it names. It gets ``LATTICE_URL``, ``LATTICE_TOKEN`` and
+``LATTICE_TEAM`` for the SDK: a workload token (apps.accounts.workload) that acts as the
+person who started it, in its team only, until the session ends.
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
+from apps.accounts.workload import (
+    START_ALLOWANCE,
+    workload_env,
+    workload_lifetime,
+    workload_tokens_expire,
+)
 from apps.machines.scheduler import spec_limits
+from apps.notebooks.entitlements import run_limit
 from apps.notebooks.gitsource import notebook_clone_command, notebook_git_env
 from apps.notebooks.models import TeamNotebookSettings
 from apps.notebooks.mounts import mounts_for_spec
@@ -23,6 +33,8 @@ from apps.runtimes.base import Spec
 from apps.teams.secrets import secrets_resolve
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apps.notebooks.models import NotebookSession
 
 
@@ -57,9 +69,39 @@ def jupyter_command(session: NotebookSession) -> list[str]:
     ]
 
 
+def session_token_deadline(session: NotebookSession, started: datetime) -> datetime:
+    """When the workload token of ``session`` started at ``started`` expires: the plan's
+    session cap (apps.notebooks.entitlements.run_limit) from then, or the longest a
+    workload token lives (it is revoked when the session ends in any case)."""
+    return started + workload_lifetime(run_limit(session.team_id))
+
+
+def session_token_started(session: NotebookSession) -> None:
+    """The session has started: its token expires at its deadline, counted from now."""
+    if session.started_at is not None:
+        at = session_token_deadline(session, session.started_at)
+        workload_tokens_expire(workloads=[session.workload], at=at)
+
+
+def session_api_env(session: NotebookSession) -> dict[str, str]:
+    """``LATTICE_URL``, ``LATTICE_TOKEN`` and ``LATTICE_TEAM`` for the session, with a new
+    workload token that acts as the person who started it (apps.accounts.workload). Each
+    dispatch makes one (a host asked again keeps the container it started, with the
+    first's): all of them are revoked when the session ends."""
+    notebook = session.notebook
+    return workload_env(
+        user=session.started_by,
+        team=notebook.team,
+        workload=session.workload,
+        name=f"Notebook {notebook.name}, session {session.pk}",
+        expires_at=session_token_deadline(session, timezone.now() + START_ALLOWANCE),
+    )
+
+
 def session_spec(session: NotebookSession) -> Spec:
     """The session's workload. The team secrets the notebook names are resolved now, at each
-    start (audited as a use): a secret deleted since is a SecretError, and the start fails."""
+    start (audited as a use): a secret deleted since is a SecretError, and the start fails.
+    Its workload token is made now too (``session_api_env``)."""
     notebook = session.notebook
     secret_env = secrets_resolve(
         notebook.team,
@@ -76,6 +118,7 @@ def session_spec(session: NotebookSession) -> Spec:
         command=notebook_clone_command(notebook, jupyter_command(session)),
         env={
             **secret_env,
+            **session_api_env(session),
             "JUPYTER_TOKEN": session.jupyter_token,
             "LATTICE_NOTEBOOK": str(notebook.pk),
             **notebook_git_env(notebook),
