@@ -251,25 +251,36 @@ class Bench:
     def cli(self, label: str) -> dict[str, Any]:
         dataset = self.fresh(label)
         setup = self.setup
-        config = setup.work / "lattice-config.toml"
-        config.unlink(missing_ok=True)
+        # A fresh config and state folder each run: no saved settings, and no hash cache
+        # (the CLI keeps one per file, so a rerun on unchanged files would not hash them).
+        home = setup.work / "cli-home"
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LATTICE_")}
         env.update(
-            LATTICE_URL=setup.server.url, LATTICE_TOKEN=setup.token, LATTICE_CONFIG=str(config)
+            LATTICE_URL=setup.server.url,
+            LATTICE_TOKEN=setup.token,
+            LATTICE_CONFIG=str(home / "config.json"),
+            XDG_CONFIG_HOME=str(home / "config"),
+            XDG_STATE_HOME=str(home / "state"),
+            XDG_CACHE_HOME=str(home / "cache"),
         )
         command = cli_command(self.folder, dataset, setup.team.slug, self.args.workers)
-        log = setup.work / "cli.log"
+        log, said = home / "stderr.log", home / "stdout.json"
 
         def run() -> dict[str, Any]:
-            with log.open("wb") as out:
+            with log.open("wb") as err, said.open("wb") as out:
                 start = time.perf_counter()
-                process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
                 _, status, usage = os.wait4(process.pid, 0)
                 wall = time.perf_counter() - start
             process.returncode = os.waitstatus_to_exitcode(status)
             if process.returncode:
                 tail = log.read_text(errors="replace")[-2000:]
                 raise base.BenchError(f"{' '.join(command)} exited {process.returncode}: {tail}")
+            version = json.loads(said.read_text())
+            if version.get("total_size") != self.size:
+                raise base.BenchError(f"the CLI said {version}; expected {self.size} bytes")
             return {
                 "wall_s": wall,
                 "client_cpu_s": usage.ru_utime + usage.ru_stime,
@@ -359,11 +370,12 @@ def cli_command(folder: Path, dataset: str, team: str, workers: int) -> list[str
         str(ROOT / ".venv" / "bin" / "lattice"),
         "datasets",
         "upload",
-        str(folder),
-        "--dataset",
         dataset,
+        str(folder),
         "--team",
         team,
+        "--workers",
+        str(workers),
         "--json",
     ]
 
