@@ -3,7 +3,7 @@ API bench, in one run, against one server, with the same bytes.
 
 The server is bench/upload.py's: uvicorn as in production (bench/start_latency.py
 WEB_COMMAND) serving config.asgi:application with config.settings.local, PostgreSQL in a
-throw-away database (``lattice_bench_client_upload``, made and dropped), no Redis, local
+throw-away database (``lattice_bench_client_upload_<pid>``, made and dropped), no Redis, local
 storage in a fresh MEDIA_ROOT under the work folder (``--dir``, /var/tmp), on the same disk
 as the data. One server for the whole run, warmed up by one API request. The data: ``--files``
 (4) files of random bytes, ``--size-mib`` (1024) in all, in one folder; the page cache is
@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 # bench/upload.py's client, server and database helpers (this folder is on sys.path when
 # run as a script).
 import start_latency as common
@@ -65,7 +67,7 @@ import upload as base
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024**2
-DATABASE = "lattice_bench_client_upload"
+DATABASE = f"lattice_bench_client_upload_{os.getpid()}"  # two runs at once do not meet
 ARMS = ("raw", "cli", "browser")
 TREE_SAMPLE_SECONDS = 0.1
 BROWSER_ARGS = [  # as tests/conftest.py's browser fixture
@@ -207,6 +209,87 @@ def measured(setup: base.Setup, run: Any) -> dict[str, Any]:
     return figures
 
 
+class Cdp:
+    """Chromium driven over the DevTools protocol directly, one page, with only the calls this
+    needs (Runtime, DOM.setFileInputFiles, Page.navigate, Network.setCookie). The Network
+    domain is never enabled: Playwright enables it, and Chromium then copies every request's
+    body (each 32 MiB chunk, base64 in JSON) out to the driver: the browser arm's figures
+    with Playwright include that (``--browser-driver playwright``)."""
+
+    def __init__(self, chromium: str, work: Path) -> None:
+        from websockets.sync.client import connect
+
+        self.profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=work))
+        port = common.free_port()
+        self.log = (self.profile / "chromium.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                *BROWSER_ARGS,
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={self.profile / 'profile'}",
+                "about:blank",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                page = next(t for t in targets if t["type"] == "page")
+                break
+            except (httpx.HTTPError, StopIteration):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise base.BenchError("Chromium did not open its DevTools port") from None
+                time.sleep(0.2)
+        self.socket = connect(page["webSocketDebuggerUrl"], max_size=None)
+        self.last = 0
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self.last += 1
+        self.socket.send(json.dumps({"id": self.last, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=120))
+            if message.get("id") == self.last:
+                if "error" in message:
+                    raise base.BenchError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
+        if "exceptionDetails" in result:
+            raise base.BenchError(f"{expression[:80]}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait(self, expression: str, timeout: float, every: float = 0.1) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise base.BenchError(f"timed out waiting for {expression[:80]}")
+            time.sleep(every)
+
+    def set_files(self, element_id: str, paths: list[str]) -> None:
+        found = self.send("Runtime.evaluate", expression=f"document.getElementById({element_id!r})")
+        self.send("DOM.setFileInputFiles", files=paths, objectId=found["result"]["objectId"])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.socket.close()
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
 # --- the arms ---------------------------------------------------------------------------------
 
 
@@ -312,13 +395,78 @@ class Bench:
             self.playwright.stop()
 
     def browser_arm(self, label: str) -> dict[str, Any]:
+        if self.args.browser_driver == "playwright":
+            return self.browser_playwright(label)
+        return self.browser_cdp(label)
+
+    def page_url(self, dataset: str) -> str:
+        return f"{self.setup.server.url}/t/{self.setup.team.slug}/datasets/{dataset}/upload/"
+
+    def timeout(self) -> float:
+        return max(600.0, self.size / MIB * 2)  # 0.5 MiB/s at the least
+
+    def page_figures(self, evaluate: Any, chromium: TreeSampler, outside: float) -> dict[str, Any]:
+        """What the page measured, once it says it is done (or why it stopped)."""
+        said = evaluate("document.getElementById('ds-done').textContent") or ""
+        if "is ready" not in said:
+            problem = evaluate("document.getElementById('ds-error').textContent")
+            raise base.BenchError(f"the page did not finish: {problem!r}")
+        times = evaluate("window.benchTimes")
+        return {
+            "wall_s": (times["done"] - times["click"]) / 1000,
+            "hash_s": (times["syncing"] - times["click"]) / 1000,
+            "send_s": (times["done"] - times["syncing"]) / 1000,
+            "outside_s": outside,
+            "client_cpu_s": chromium.cpu,
+            "client_rss_peak_mib": chromium.peak_rss / MIB,
+            "client_processes": chromium.count,
+        }
+
+    def browser_cdp(self, label: str) -> dict[str, Any]:
+        from django.conf import settings
+
+        dataset = self.fresh(label)
+        setup = self.setup
+        chromium = Cdp(self.args.chromium, setup.work)
+        try:
+            chromium.send(
+                "Network.setCookie",
+                name=settings.SESSION_COOKIE_NAME,
+                value=common.session_cookie(setup.user),
+                url=setup.server.url,
+            )
+            chromium.send("Page.navigate", url=self.page_url(dataset))
+            chromium.wait(
+                "document.readyState === 'complete' && !!document.getElementById('ds-start')", 60
+            )
+            chromium.set_files("ds-folder", [str(self.folder)])
+            chromium.wait(
+                "document.getElementById('ds-selection').textContent"
+                f".startsWith('{self.files} files')",
+                60,
+            )
+            chromium.evaluate(f"({TIMING_JS})()")
+
+            def run() -> dict[str, Any]:
+                with TreeSampler(is_chromium) as tree:
+                    start = time.perf_counter()
+                    chromium.evaluate("document.getElementById('ds-start').click()")
+                    chromium.wait(f"({FINISHED_JS})()", self.timeout())
+                    outside = time.perf_counter() - start
+                return self.page_figures(chromium.evaluate, tree, outside)
+
+            return measured(setup, run)
+        finally:
+            chromium.close()
+
+    def browser_playwright(self, label: str) -> dict[str, Any]:
         from django.conf import settings
 
         if not self.browser:
             self.start_browser()
         dataset = self.fresh(label)
         setup = self.setup
-        context = self.browser.new_context(base_url=setup.server.url)
+        context = self.browser.new_context()
         context.add_cookies(
             [
                 {
@@ -328,37 +476,22 @@ class Bench:
                 }
             ]
         )
-        errors: list[str] = []
         try:
             page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"/t/{setup.team.slug}/datasets/{dataset}/upload/")
+            page.goto(self.page_url(dataset))
             page.get_by_label("Folder").set_input_files(self.folder)
             page.get_by_test_id("selection").filter(has_text=f"{self.files} files").wait_for()
             page.evaluate(TIMING_JS)
-            timeout = max(600_000, self.size / MIB * 2000)  # 0.5 MiB/s at the least
 
             def run() -> dict[str, Any]:
-                with TreeSampler(is_chromium) as chromium, TreeSampler(is_driver) as driver:
+                with TreeSampler(is_chromium) as tree, TreeSampler(is_driver) as driver:
                     start = time.perf_counter()
                     page.get_by_role("button", name="Start upload").click()
-                    page.wait_for_function(FINISHED_JS, polling=100, timeout=timeout)
+                    page.wait_for_function(FINISHED_JS, polling=100, timeout=self.timeout() * 1000)
                     outside = time.perf_counter() - start
-                said = page.get_by_test_id("done").text_content() or ""
-                if "is ready" not in said:
-                    problem = page.get_by_test_id("error").text_content()
-                    raise base.BenchError(f"the page did not finish: {problem!r} {errors}")
-                times = page.evaluate("window.benchTimes")
-                return {
-                    "wall_s": (times["done"] - times["click"]) / 1000,
-                    "hash_s": (times["syncing"] - times["click"]) / 1000,
-                    "send_s": (times["done"] - times["syncing"]) / 1000,
-                    "outside_s": outside,
-                    "client_cpu_s": chromium.cpu,
-                    "client_rss_peak_mib": chromium.peak_rss / MIB,
-                    "client_processes": chromium.count,
-                    "bench_cpu_s": driver.cpu,
-                }
+                figures = self.page_figures(page.evaluate, tree, outside)
+                figures["bench_cpu_s"] = driver.cpu  # Playwright's node driver
+                return figures
 
             return measured(setup, run)
         finally:
@@ -527,6 +660,12 @@ def arguments() -> argparse.Namespace:
         default=os.environ.get("LATTICE_CHROMIUM")
         or shutil.which("chromium")
         or "/usr/bin/chromium",
+    )
+    parser.add_argument(
+        "--browser-driver",
+        choices=["cdp", "playwright"],
+        default="cdp",
+        help="cdp: DevTools calls, no network instrumentation; playwright: as the tests drive it",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and data")
     return parser.parse_args()
