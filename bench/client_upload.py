@@ -14,16 +14,22 @@ blobs are deleted before each, as they are content-addressed; os.sync() runs, un
 
 - ``raw``: bench/upload.py's client in this process (``--workers`` threads, one httpx.Client
   each): the files hashed (timed apart), then start, PUT every chunk, complete.
-- ``cli``: ``lattice datasets upload DIR --dataset D --team T --json`` as a subprocess
-  (LATTICE_URL, LATTICE_TOKEN and a fresh LATTICE_CONFIG in its environment; stdout is not a
-  terminal, so no live progress bar is drawn); wall time from spawn to exit (hashing and
-  the interpreter's start included); its CPU time and peak RSS from wait4().
-- ``browser``: Debian's Chromium through Playwright (as tests/browser launch it), signed in
-  by a session cookie, on the dataset's upload page: the folder set on its input, then wall
-  time from the click on Start to the page's "Version N is ready" (hashing included, as a
-  person sees it), timed inside the page (performance.now() at the click and at each state
-  the uploader enters); Chromium's CPU and summed RSS over its process tree (psutil, every
-  100 ms; shared pages count in each process).
+- ``cli``: ``lattice datasets upload DATASET DIR --team T --workers W`` as a subprocess in a
+  pseudo-terminal (its progress bar drawn, as a person sees it), with LATTICE_URL,
+  LATTICE_TOKEN, and a fresh LATTICE_CONFIG and XDG state folder (no hash cache) in its
+  environment; wall time from spawn to exit (the interpreter's start and hashing included);
+  its CPU time and peak RSS from wait4().
+- ``browser``: Debian's Chromium (headless, the tests' flags), signed in by a session
+  cookie, on the dataset's upload page: the folder set on its input, then wall time from
+  the click on Start to the page's "Version N is ready" (hashing included, as a person sees
+  it), timed inside the page (performance.now() at the click and at each state the uploader
+  enters); Chromium's CPU and summed RSS over its process tree (psutil, every 100 ms; shared
+  pages count in each process). Chromium is driven over the DevTools protocol directly,
+  without enabling its Network domain. ``playwright`` (not run by default): the same page
+  driven by Playwright, as tests/browser drive it; Playwright enables the Network domain,
+  and Chromium then copies every request's body (each chunk) out to Playwright's driver:
+  that costs the browser far more CPU than the upload itself, so it is not the browser's
+  figure, only the bench's.
 
 Every arm's time is "end to end" (hashing included); "send" is the time from the upload's
 start (the server's Upload.created_at) to its version being ready (ready_at): the same
@@ -45,14 +51,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
+import pty
 import resource
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -68,7 +78,7 @@ import upload as base
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024**2
 DATABASE = f"lattice_bench_client_upload_{os.getpid()}"  # two runs at once do not meet
-ARMS = ("raw", "cli", "browser")
+ARMS = ("raw", "cli", "browser", "playwright")  # the last not by default
 TREE_SAMPLE_SECONDS = 0.1
 BROWSER_ARGS = [  # as tests/conftest.py's browser fixture
     "--no-sandbox",
@@ -166,7 +176,8 @@ def is_driver(name: str) -> bool:
 
 def version_of(setup: base.Setup, size: int, files: int) -> dict[str, Any]:
     """The team's only dataset's version (each arm starts with none): checked to be ready with
-    every byte, and the server's send time (its upload's start to the version ready)."""
+    every byte, all of them new to the server (none held already, so every byte was sent),
+    and the server's send time (its upload's start to the version ready)."""
     from apps.core.tenancy import unscoped
     from apps.datasets.models import DatasetVersion, Upload
 
@@ -186,6 +197,8 @@ def version_of(setup: base.Setup, size: int, files: int) -> dict[str, Any]:
             f"version {version.pk}: {version.status}, {version.total_size} bytes in "
             f"{version.file_count} files; expected ready, {size} in {files}"
         )
+    if upload.new_bytes != size:  # what it had to send: the blobs the server lacked
+        raise base.BenchError(f"upload {upload.pk} had {upload.new_bytes} new bytes, not {size}")
     return {
         "version_bytes": version.total_size,
         "server_send_s": (ready_at - upload.created_at).total_seconds(),
@@ -213,8 +226,8 @@ class Cdp:
     """Chromium driven over the DevTools protocol directly, one page, with only the calls this
     needs (Runtime, DOM.setFileInputFiles, Page.navigate, Network.setCookie). The Network
     domain is never enabled: Playwright enables it, and Chromium then copies every request's
-    body (each 32 MiB chunk, base64 in JSON) out to the driver: the browser arm's figures
-    with Playwright include that (``--browser-driver playwright``)."""
+    body (each 32 MiB chunk, base64 in JSON) out to the driver: the playwright arm's figures
+    include that."""
 
     def __init__(self, chromium: str, work: Path) -> None:
         from websockets.sync.client import connect
@@ -349,21 +362,31 @@ class Bench:
             XDG_CACHE_HOME=str(home / "cache"),
         )
         command = cli_command(self.folder, dataset, setup.team.slug, self.args.workers)
-        log, said = home / "stderr.log", home / "stdout.json"
+        log = home / "terminal.log"
 
         def run() -> dict[str, Any]:
-            with log.open("wb") as err, said.open("wb") as out:
+            # In a terminal (a pseudo-terminal, 120 x 40), as a person runs it: its progress
+            # bar is drawn (with --json, or output to a file, there is none).
+            main, side = pty.openpty()
+            fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            with log.open("wb") as out:
+                reader = threading.Thread(target=drain, args=(main, out), daemon=True)
+                reader.start()
                 start = time.perf_counter()
-                process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+                process = subprocess.Popen(
+                    command, env=env, stdin=side, stdout=side, stderr=side, start_new_session=True
+                )
+                os.close(side)
                 _, status, usage = os.wait4(process.pid, 0)
                 wall = time.perf_counter() - start
+                reader.join(10)
+            os.close(main)
             process.returncode = os.waitstatus_to_exitcode(status)
-            if process.returncode:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise base.BenchError(f"{' '.join(command)} exited {process.returncode}: {tail}")
-            version = json.loads(said.read_text())
-            if version.get("total_size") != self.size:
-                raise base.BenchError(f"the CLI said {version}; expected {self.size} bytes")
+            said = log.read_text(errors="replace")
+            if process.returncode or "version 1" not in said:
+                raise base.BenchError(
+                    f"{' '.join(command)} exited {process.returncode}: {said[-2000:]}"
+                )
             return {
                 "wall_s": wall,
                 "client_cpu_s": usage.ru_utime + usage.ru_stime,
@@ -393,11 +416,6 @@ class Bench:
             self.browser.close()
         if self.playwright:
             self.playwright.stop()
-
-    def browser_arm(self, label: str) -> dict[str, Any]:
-        if self.args.browser_driver == "playwright":
-            return self.browser_playwright(label)
-        return self.browser_cdp(label)
 
     def page_url(self, dataset: str) -> str:
         return f"{self.setup.server.url}/t/{self.setup.team.slug}/datasets/{dataset}/upload/"
@@ -509,8 +527,19 @@ def cli_command(folder: Path, dataset: str, team: str, workers: int) -> list[str
         team,
         "--workers",
         str(workers),
-        "--json",
     ]
+
+
+def drain(fd: int, out: Any) -> None:
+    """Copy what the terminal shows into ``out`` until the program's side closes."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: every holder of the other side has closed it
+            return
+        if not data:
+            return
+        out.write(data)
 
 
 def cli_missing() -> str | None:
@@ -544,8 +573,10 @@ def rounds(bench: Bench, arms: list[str], count: int) -> list[dict[str, Any]]:
                 figures = bench.raw(label)
             elif arm == "cli":
                 figures = bench.cli(label)
+            elif arm == "browser":
+                figures = bench.browser_cdp(label)
             else:
-                figures = bench.browser_arm(label)
+                figures = bench.browser_playwright(label)
             figures.update(version_of(bench.setup, bench.size, bench.files))
             figures.update(arm=arm, round=round_ + 1)
             print(
@@ -612,7 +643,7 @@ def report(results: dict[str, Any]) -> None:
     if results.get("skipped"):
         print(f"left out: {results['skipped']}")
     print(
-        f"{'arm':<8} {'MiB/s':>6} {'wall s':>7} {'hash s':>7} {'send s':>7} {'send MiB/s':>10} "
+        f"{'arm':<10} {'MiB/s':>6} {'wall s':>7} {'hash s':>7} {'send s':>7} {'send MiB/s':>10} "
         f"{'client CPU s':>12} {'of wall':>7} {'client RSS':>10} {'bench CPU s':>11} "
         f"{'web CPU s':>9} {'web RSS':>7} {'busy':>5}"
     )
@@ -622,7 +653,7 @@ def report(results: dict[str, Any]) -> None:
 
     for s in results["arms"]:
         print(
-            f"{s['arm']:<8} {num(s['mib_s_p50'], '.0f'):>6} {num(s['wall_s_p50'], '.2f'):>7} "
+            f"{s['arm']:<10} {num(s['mib_s_p50'], '.0f'):>6} {num(s['wall_s_p50'], '.2f'):>7} "
             f"{num(s['hash_s_p50'], '.2f'):>7} {num(s['server_send_s_p50'], '.2f'):>7} "
             f"{num(s['send_mib_s_p50'], '.0f'):>10} {num(s['client_cpu_s_p50'], '.1f'):>12} "
             f"{s['client_cpu_share_p50']:>7.0%} {s['client_rss_peak_mib']:>7.0f} MiB "
@@ -634,7 +665,7 @@ def report(results: dict[str, Any]) -> None:
         "spawn to exit; browser: the click on Start to 'Version N is ready'). send: the "
         "upload's start to its version ready, on the server's clock. Client CPU: raw = this "
         "process; cli = the lattice process (wait4); browser = Chromium's processes. Bench "
-        "CPU: this process (with Playwright's driver for the browser). Web: the uvicorn "
+        "CPU: this process (with Playwright's driver in the playwright arm). Web: the uvicorn "
         "process's CPU and peak RSS; busy: all CPUs, whoever used them."
     )
     raw = next((s for s in results["arms"] if s["arm"] == "raw"), None)
@@ -651,7 +682,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--size-mib", type=int, default=1024, help="all files together")
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=ARMS,
+        default=list(ARMS[:3]),
+        help="playwright: the browser arm driven as tests/browser drive it (not by default)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="the raw client's PUTs at once")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="the work folder's")  # noqa: S108
     parser.add_argument("--chunk-mib", type=int, help="the server's chunk size (its default)")
@@ -660,12 +697,6 @@ def arguments() -> argparse.Namespace:
         default=os.environ.get("LATTICE_CHROMIUM")
         or shutil.which("chromium")
         or "/usr/bin/chromium",
-    )
-    parser.add_argument(
-        "--browser-driver",
-        choices=["cdp", "playwright"],
-        default="cdp",
-        help="cdp: DevTools calls, no network instrumentation; playwright: as the tests drive it",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and data")
     return parser.parse_args()
@@ -690,9 +721,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="lattice-bench-client-upload-", dir=args.dir))
     server_env = base.configure(work, args.chunk_mib)
-    base.bench_database(DATABASE)
     bench = None
     try:
+        base.bench_database(DATABASE)
         setup = base.make_setup(work, args.workers, server_env)
         folder = work / "data"
         print(f"writing {args.files} files of random bytes in {folder}", file=sys.stderr)
