@@ -18,7 +18,7 @@ blobs are deleted before each, as they are content-addressed; os.sync() runs, un
   pseudo-terminal (its progress bar drawn, as a person sees it), with LATTICE_URL,
   LATTICE_TOKEN, and a fresh LATTICE_CONFIG and XDG state folder (no hash cache) in its
   environment; wall time from spawn to exit (the interpreter's start and hashing included);
-  its CPU time and peak RSS from wait4().
+  its CPU time from wait4(), its RSS sampled every 100 ms.
 - ``browser``: Debian's Chromium (headless, the tests' flags), signed in by a session
   cookie, on the dataset's upload page: the folder set on its input, then wall time from
   the click on Start to the page's "Version N is ready" (hashing included, as a person sees
@@ -55,7 +55,6 @@ import fcntl
 import json
 import os
 import pty
-import resource
 import shutil
 import statistics
 import struct
@@ -110,17 +109,18 @@ FINISHED_JS = """() => document.getElementById("dataset-upload").dataset.state =
 
 
 class TreeSampler:
-    """The CPU time and summed RSS of this process's descendants whose name ``match`` accepts,
-    every 100 ms while a block runs. A process that was there at the start counts from its
-    CPU time then; one that starts later, from zero; one that ends counts to its last
-    sample."""
+    """The CPU time and summed RSS of this process's descendants whose name ``match`` accepts
+    (and of this process, if ``own``), every 100 ms while a block runs. A process that was
+    there at the start counts from its CPU time then; one that starts later, from zero; one
+    that ends counts to its last sample."""
 
-    def __init__(self, match: Any) -> None:
+    def __init__(self, match: Any, *, own: bool = False) -> None:
         import psutil
 
         self.psutil = psutil
         self.me = psutil.Process()
         self.match = match
+        self.own = own  # this process too
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.peak_rss = 0
@@ -128,7 +128,7 @@ class TreeSampler:
         self.thread = threading.Thread(target=self.sample, daemon=True)
 
     def processes(self) -> list[Any]:
-        found = []
+        found = [self.me] if self.own else []
         for process in self.me.children(recursive=True):
             with contextlib.suppress(self.psutil.Error):
                 if self.match(process.name()):
@@ -168,6 +168,10 @@ class TreeSampler:
 
 def is_chromium(name: str) -> bool:
     return name.startswith("chrom")
+
+
+def is_none(name: str) -> bool:
+    return False
 
 
 def is_driver(name: str) -> bool:
@@ -327,18 +331,20 @@ class Bench:
 
     def raw(self, label: str) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            cpu, start = time.process_time(), time.perf_counter()
-            manifest = base.hash_files(self.paths)
-            hashing, hash_cpu = time.perf_counter() - start, time.process_time() - cpu
-            # It makes its own fresh dataset (forget_blobs, then a new one) and samples the
-            # server itself too; the figures kept are this arm's own.
-            sent = base.lattice(self.setup, self.folder, manifest, label)
+            # The bench process's RSS while it is the client (ru_maxrss is its whole life's).
+            with TreeSampler(is_none, own=True) as rss:
+                cpu, start = time.process_time(), time.perf_counter()
+                manifest = base.hash_files(self.paths)
+                hashing, hash_cpu = time.perf_counter() - start, time.process_time() - cpu
+                # It makes its own fresh dataset (forget_blobs, then a new one) and samples the
+                # server itself too; the figures kept are this arm's own.
+                sent = base.lattice(self.setup, self.folder, manifest, label)
             return {
                 "wall_s": hashing + sent["seconds"],
                 "hash_s": hashing,
                 "send_s": sent["seconds"],
                 "client_cpu_s": hash_cpu + sent["client_cpu_s"],
-                "client_rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "client_rss_peak_mib": rss.peak_rss / MIB,
             }
 
         os.sync()
@@ -372,13 +378,21 @@ class Bench:
             with log.open("wb") as out:
                 reader = threading.Thread(target=drain, args=(main, out), daemon=True)
                 reader.start()
-                start = time.perf_counter()
-                process = subprocess.Popen(
-                    command, env=env, stdin=side, stdout=side, stderr=side, start_new_session=True
-                )
-                os.close(side)
-                _, status, usage = os.wait4(process.pid, 0)
-                wall = time.perf_counter() - start
+                # Its RSS sampled: wait4's ru_maxrss of a child counts the bench process's
+                # memory it was forked from.
+                with TreeSampler(lambda name: name == "lattice") as rss:
+                    start = time.perf_counter()
+                    process = subprocess.Popen(
+                        command,
+                        env=env,
+                        stdin=side,
+                        stdout=side,
+                        stderr=side,
+                        start_new_session=True,
+                    )
+                    os.close(side)
+                    _, status, usage = os.wait4(process.pid, 0)
+                    wall = time.perf_counter() - start
                 reader.join(10)
             os.close(main)
             process.returncode = os.waitstatus_to_exitcode(status)
@@ -390,7 +404,7 @@ class Bench:
             return {
                 "wall_s": wall,
                 "client_cpu_s": usage.ru_utime + usage.ru_stime,
-                "client_rss_peak_mib": usage.ru_maxrss / 1024,  # KiB on Linux
+                "client_rss_peak_mib": rss.peak_rss / MIB,
             }
 
         return measured(setup, run)
