@@ -3,14 +3,15 @@ Celery eager): run, follow the log to the run's end, the exit code, cancel, name
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import lattice
 from lattice.errors import Conflict, NotFound
-from tests.client.sdk_fixtures import alice_token, sdk  # noqa: F401 - fixtures
-from tests.jobs.engine_fixtures import make_job, no_outputs, process_host  # noqa: F401
+from tests.jobs.engine_fixtures import make_job
+
+if TYPE_CHECKING:
+    import lattice
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,7 +67,8 @@ def test_a_name_two_jobs_answer_to_must_be_given_as_an_id(
         sdk.jobs.get("Nightly")
 
     assert ambiguous.value.code == "ambiguous_name"
-    assert f"{first.id}" in str(ambiguous.value) and f"{second.pk}" in str(ambiguous.value)
+    assert f"{first.id}" in str(ambiguous.value)
+    assert f"{second.pk}" in str(ambiguous.value)
     assert sdk.jobs.get(second.pk).slug == "nightly-again"
     assert sdk.jobs.get("nightly-again").id == second.pk
     with pytest.raises(NotFound):

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import lattice
 from lattice.errors import NotFound
-from tests.client.sdk_fixtures import alice_token, sdk  # noqa: F401 - fixtures
+
+if TYPE_CHECKING:
+    import lattice
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_each_type_says_whether_a_host_here_can_run_it_now(
-    sdk: lattice.Client, host: Any
-) -> None:
+def test_each_type_says_whether_a_host_here_can_run_it_now(sdk: lattice.Client, host: Any) -> None:
     types = {t.slug: t for t in sdk.machine_types.list()}
 
     small = types["cpu-small"]
     assert small.availability == "available"
-    assert small.free is not None and small.free > 0
+    assert small.free is not None
+    assert small.free > 0
     assert small.vcpus > 0
     assert small.hourly_price
     assert small.raw["availability"]["state"] == "available"

@@ -10,8 +10,9 @@ import pytest
 
 import lattice
 from apps.runtimes import select
-from lattice.errors import LatticeError, NotFound, PermissionDenied
-from tests.client.sdk_fixtures import alice_token, sdk, token_of  # noqa: F401 - fixtures
+from lattice.errors import LatticeError, NotFound, PaymentRequired, PermissionDenied
+from tests.client.sdk_fixtures import token_of
+from tests.notebook_fixtures import host_for_every_type
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,7 +81,8 @@ def test_a_start_that_fails_raises_notebook_failed_with_the_servers_message(
 
     assert failed.value.code == "notebook_failed"
     after = sdk.notebooks.get(made.id)
-    assert after.status_message and after.status_message in str(failed.value)
+    assert after.status_message
+    assert after.status_message in str(failed.value)
 
 
 def test_a_viewer_may_read_but_not_start(
@@ -93,3 +95,37 @@ def test_a_viewer_may_read_but_not_start(
     with pytest.raises(PermissionDenied) as refused:
         viewer.notebooks.start("Shared")
     assert refused.value.status == 403
+
+
+def test_a_start_the_plan_refuses_is_payment_required_with_its_words(
+    sdk: lattice.Client, stripe_double: Any, catalogue: Any
+) -> None:
+    host_for_every_type()
+    made = sdk.notebooks.create("Big", machine_type="p5000")
+
+    with pytest.raises(PaymentRequired) as refused:
+        sdk.notebooks.start("Big")
+
+    assert refused.value.status == 402
+    assert refused.value.code == "plan_machine_type"
+    assert "not included in the Free plan" in str(refused.value)
+    assert sdk.notebooks.get(made.id).desired_state == "stopped"
+    p5000 = next(t for t in sdk.machine_types.list() if t.slug == "p5000")
+    assert p5000.plan_note
+
+
+def test_following_the_log_ends_when_the_notebook_stops(sdk: lattice.Client, host: Any) -> None:
+    made = sdk.notebooks.create("Followed", machine_type="cpu-small")
+    sdk.notebooks.start(made.id)
+    followed = sdk.notebooks.logs(made.id, follow=True)
+    seen = []
+    for line in followed:
+        seen.append(line)
+        if line.status == "running":
+            break
+
+    sdk.notebooks.stop(made.id)
+    rest = list(followed)
+
+    assert rest
+    assert rest[-1].status == "stopped"

@@ -7,7 +7,6 @@ import pytest
 
 import lattice
 from lattice.errors import AuthenticationFailed, NotFound
-from tests.client.sdk_fixtures import alice_token, sdk  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
