@@ -36,11 +36,12 @@ start (the server's Upload.created_at) to its version being ready (ready_at): th
 server-side clock for all three. The raw arm also gives its own client-side send time.
 The arms' order rotates each round; medians of ``--rounds`` (3) rounds. The web server's
 CPU time and RSS (sampled every 50 ms) are measured per arm, and the bench process's own
-CPU time (for the browser: with Playwright's node driver), so a saturated bench client shows.
+CPU time (in the playwright arm, with Playwright's node driver), so a saturated bench
+client shows.
 
     eval "$(bash scripts/services.sh 2>/dev/null)"
     .venv/bin/python bench/client_upload.py [--size-mib 1024] [--files 4] [--rounds 3]
-        [--arms raw cli browser] [--workers 4] [--keep]
+        [--arms raw cli browser playwright] [--workers 4] [--keep]
 
 Prints a table, then one line of JSON (the figures) at the end of stdout. The CLI arm is
 left out, with a line saying why, while ``lattice datasets upload`` does not exist yet.
