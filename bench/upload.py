@@ -311,12 +311,12 @@ def configure(work: Path, chunk_mib: int | None) -> dict[str, str]:
     return {"TMPDIR": str(work / "tmp")}
 
 
-def bench_database() -> None:
+def bench_database(name: str = DATABASE) -> None:
     """A fresh, migrated database on DATABASE_URL's server; this process now uses it."""
     from django.conf import settings
     from django.db import connection
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = DATABASE
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = name
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
 
 
@@ -415,10 +415,10 @@ def make_setup(work: Path, workers: int, server_env: dict[str, str]) -> Setup:
     return Setup(team, user, token, work, workers, server_env)
 
 
-def start_server(setup: Setup) -> None:
+def start_server(setup: Setup, database: str = DATABASE) -> None:
     """A fresh web server, warmed up by one API request (its lazy imports are not the
     upload's memory)."""
-    setup.server = common.WebServer(DATABASE, setup.server_env)
+    setup.server = common.WebServer(database, setup.server_env)
     with api_client(setup.server.url, setup.token) as client:
         check(client.get(f"/api/v1/teams/{setup.team.slug}/datasets/"), 200)
 
