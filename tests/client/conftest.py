@@ -1,0 +1,139 @@
+"""What the client's tests share: a live server (uvicorn serving config.asgi, with the
+embedded worker), a token of alice's, and the ``lattice`` command run as a real subprocess
+against it, the way a person runs it from a terminal.
+
+The command runs as ``python -m lattice`` from this environment (the package is installed
+editable), with its own config file and home in the test's tmp_path and none of the
+caller's LATTICE_* settings: what it knows is what the test gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.helpers import make_token
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from apps.accounts.models import User
+    from apps.teams.models import Team
+
+# The command as this environment runs it; a test of another environment passes its own.
+PYTHON_M_LATTICE = (sys.executable, "-m", "lattice")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One finished run of the command."""
+
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"lattice {' '.join(self.args)} -> exit {self.code}\n{self.out}\n{self.err}"
+
+
+@dataclass
+class Lattice:
+    """Runs the ``lattice`` command in a subprocess with ``env`` (the whole environment)."""
+
+    env: dict[str, str]
+    cwd: Path
+    command: Sequence[str] = field(default=PYTHON_M_LATTICE)
+
+    def environment(self, **changes: str | None) -> dict[str, str]:
+        env = dict(self.env)
+        for name, value in changes.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, timeout: float = 120, **env: str | None
+    ) -> Ran:
+        """Run ``lattice *args`` to its end (``stdin`` as its input); what it said."""
+        result = subprocess.run(
+            [*self.command, *args],
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.environment(**env),
+            cwd=self.cwd,
+            check=False,
+        )
+        return Ran(tuple(args), result.returncode, result.stdout, result.stderr)
+
+    def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
+        """Start ``lattice *args`` and return at once (its output to pipes, stdin closed)."""
+        return subprocess.Popen(
+            [*self.command, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environment(**env),
+            cwd=self.cwd,
+        )
+
+
+def clean_environment(home: Path) -> dict[str, str]:
+    """This process's environment without LATTICE_* and Django's settings; ``home`` as the
+    home (the config file would go under it) and a wide, colourless terminal."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LATTICE_") and k != "DJANGO_SETTINGS_MODULE"
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        LATTICE_CONFIG=str(home / "lattice.json"),
+        NO_COLOR="1",
+        TERM="dumb",
+        COLUMNS="200",
+        PYTHONUNBUFFERED="1",
+        PYTHONIOENCODING="utf-8",
+    )
+    return env
+
+
+@pytest.fixture
+def lattice_server(asgi_live_server: str, embedded_celery: Any) -> str:
+    """The base URL of uvicorn serving Lattice, with the embedded worker running tasks."""
+    return asgi_live_server
+
+
+@pytest.fixture
+def alice_token(alice: User, acme: Team) -> str:
+    """The plaintext of a ``lat_`` token of alice's (every scope), owner of Acme."""
+    _, plaintext = make_token(alice)
+    return plaintext
+
+
+@pytest.fixture
+def lattice_cli(tmp_path: Path) -> Lattice:
+    """The command with no server, token or team: what a fresh machine has."""
+    return Lattice(env=clean_environment(tmp_path / "home"), cwd=tmp_path)
+
+
+@pytest.fixture
+def lattice(lattice_cli: Lattice, lattice_server: str, alice_token: str) -> Lattice:
+    """The command as alice on the live server, team Acme, through the environment."""
+    env = lattice_cli.environment(
+        LATTICE_URL=lattice_server, LATTICE_TOKEN=alice_token, LATTICE_TEAM="acme"
+    )
+    return Lattice(env=env, cwd=lattice_cli.cwd)
