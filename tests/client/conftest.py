@@ -10,6 +10,7 @@ caller's LATTICE_* settings: what it knows is what the test gives it.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pytest
 from tests.helpers import make_token
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     from apps.accounts.models import User
@@ -137,3 +138,49 @@ def lattice(lattice_cli: Lattice, lattice_server: str, alice_token: str) -> Latt
         LATTICE_URL=lattice_server, LATTICE_TOKEN=alice_token, LATTICE_TEAM="acme"
     )
     return Lattice(env=env, cwd=lattice_cli.cwd)
+
+
+def _number_far_from_others(tables: tuple[str, ...], base: int) -> None:
+    """Start ``tables``' ids at ``base`` plus a random offset: containers and volumes are
+    named after notebooks, sessions, runs, attempts and replicas, on a Docker engine that
+    other test runs share."""
+    from django.db import connection
+
+    start = base + secrets.randbelow(100_000) * 1_000
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, start])
+
+
+@pytest.fixture
+def docker_host(
+    settings: Any,
+    tmp_path: Path,
+    lattice_server: str,
+    docker_client: Any,
+    scipy_image: str,
+    catalogue: dict[str, Any],
+) -> Iterator[Any]:
+    """The local host on the real Docker runtime, its agent on the embedded worker's queue;
+    blobs in a local folder that hosts read through this server's signed links. Only the
+    containers and volumes this test run made are removed after."""
+    from apps.machines.inventory import collect
+    from apps.machines.services import host_ensure_local
+    from apps.runtimes import select
+    from tests.notebook_fixtures import remove_installation_workloads
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
+    settings.LATTICE_INTERNAL_URL = lattice_server
+    settings.LATTICE_RUNTIME = "docker"
+    select._runtime.cache_clear()
+    _number_far_from_others(("notebooks_notebook", "notebooks_notebooksession"), 710_000_000)
+    _number_far_from_others(("jobs_run", "jobs_attempt"), 610_000_000)
+    _number_far_from_others(("deployments_replica",), 810_000_000)
+    # Room for a few small containers at once, whatever this machine's own size.
+    inventory = {**collect(), "cpu_count": 16, "memory_bytes": 64 * 1024**3}
+    try:
+        yield host_ensure_local(name="local", inventory=inventory, runtime="docker")
+    finally:
+        remove_installation_workloads(docker_client)
+        select._runtime.cache_clear()
