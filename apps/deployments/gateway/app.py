@@ -715,5 +715,20 @@ async def _answer(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """The gateway's own short answer (the notebook proxy's: text/plain, never cached;
-    sandboxed on Lattice's origin)."""
-    await plain_response(send, status, text, [*(headers or []), *(_SANDBOX if sandbox else [])])
+    sandboxed on Lattice's origin), marked ``X-Lattice-Error: <code>`` so a client tells it
+    from a replica's answer of the same status."""
+    code = _ERROR_CODES.get(status, "error").encode()
+    marked = [(b"x-lattice-error", code), *(headers or [])]
+    await plain_response(send, status, text, [*marked, *(_SANDBOX if sandbox else [])])
+
+
+# The gateway's own answers' codes, as the API's error format names the same refusals.
+_ERROR_CODES = {
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    429: "throttled",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "replica_timeout",
+}

@@ -63,6 +63,10 @@ class LatticeError(Exception):
             fields = error.get("fields") if isinstance(error.get("fields"), dict) else None
         elif isinstance(body, dict) and "detail" in body:
             message = str(body["detail"])
+        elif response.headers.get("X-Lattice-Error"):
+            # A deployment gateway's own answer: its code in the header, its words as text.
+            code = response.headers["X-Lattice-Error"]
+            message = response.text.strip()[:500]
         if not message:
             message = f"The server answered {response.status_code} {response.reason_phrase}."
         kind = _BY_STATUS.get(response.status_code, cls)
