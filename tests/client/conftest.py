@@ -13,6 +13,8 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +90,36 @@ class Lattice:
             env=self.environment(**env),
             cwd=self.cwd,
         )
+
+
+@dataclass(frozen=True)
+class Followed:
+    """A run of the command read line by line as it printed: (when, line) per stdout line."""
+
+    lines: list[tuple[float, str]]
+    ended_at: float
+    code: int
+    err: str
+
+    @property
+    def out(self) -> list[str]:
+        return [line for _, line in self.lines]
+
+
+def follow(process: subprocess.Popen[str], timeout: float = 300) -> Followed:
+    """Read ``process``'s stdout as it comes, noting when each line came, until it exits
+    (killed after ``timeout`` seconds, so a hung command fails the test, not the suite)."""
+    assert process.stdout is not None
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    try:
+        lines = [(time.monotonic(), ln.rstrip("\n")) for ln in iter(process.stdout.readline, "")]
+        ended_at = time.monotonic()
+        code = process.wait()
+        err = process.stderr.read() if process.stderr else ""
+    finally:
+        watchdog.cancel()
+    return Followed(lines, ended_at, code, err)
 
 
 def clean_environment(home: Path) -> dict[str, str]:
