@@ -23,6 +23,7 @@ from tests.factories import PASSWORD, TeamFactory, UserFactory, add_member
 pytest_plugins = [
     "tests.notebook_fixtures",
     "tests.asgi_server",
+    "tests.client.sdk_fixtures",
     "tests.billing_fixtures",
     "tests.blob_fixtures",
     "tests.dataset_fixtures",

@@ -39,7 +39,6 @@ import httpx
 
 from lattice.errors import (
     BadRequest,
-    Conflict,
     ConnectionFailed,
     LatticeError,
     NotFound,
@@ -204,14 +203,16 @@ class HashCache:
         self.fresh: dict[str, list[Any]] = {}
 
     def get(self, local: Path, info: os.stat_result) -> str | None:
-        row = self.entries.get(str(local))
+        key = str(local.absolute())
+        row = self.entries.get(key)
         if row and row[:3] == [info.st_size, info.st_mtime_ns, info.st_ino]:
-            self.fresh[str(local)] = row
+            self.fresh[key] = row
             return str(row[3])
         return None
 
     def put(self, local: Path, info: os.stat_result, sha256: str) -> None:
-        self.fresh[str(local)] = [info.st_size, info.st_mtime_ns, info.st_ino, sha256]
+        key = str(local.absolute())
+        self.fresh[key] = [info.st_size, info.st_mtime_ns, info.st_ino, sha256]
 
     def save(self) -> None:
         """Keep what this run hashed or found (files gone since are dropped)."""
@@ -358,6 +359,7 @@ class Uploader:
         sent = self._send_missing(body)
         made = self._complete(upload_id)
         self._forget()
+        self._forget_older()
         return UploadOutcome(
             body=made,
             upload_id=upload_id,
@@ -413,6 +415,17 @@ class Uploader:
     def _forget(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
+
+    def _forget_older(self) -> None:
+        """Once a version is made, the state of uploads of other manifests to the same
+        dataset or model (a folder that changed after an interruption) is of no more use."""
+        mine = [self.target.server, self.target.team, self.target.purpose, self.target.slug]
+        for path in self.state_path.parent.glob("*.json"):
+            saved = _read_json(path) or {}
+            ours = [saved.get(k) for k in ("server", "team", "purpose", "slug")] == mine
+            if ours and saved.get("digest") != self.digest:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # The chunks ------------------------------------------------------------------------------
 
@@ -636,17 +649,14 @@ class Uploader:
                     upload_id=upload_id,
                 )
             )
-        try:
-            made: dict[str, Any] = self.transport.json(
-                "POST",
-                f"{self.target.uploads}/{upload_id}/complete/",
-                json={"allow_identical": self.allow_identical},
-                timeout=COMPLETE_TIMEOUT,
-            )
-        except Conflict as exc:
-            if exc.code == "identical_version":
-                raise  # the upload stays open: again with allow_identical makes it
-            raise
+        # A 409 "identical_version" (a Conflict with the server's message) is raised as it
+        # is: the upload stays open, and the same call with allow_identical makes it.
+        made: dict[str, Any] = self.transport.json(
+            "POST",
+            f"{self.target.uploads}/{upload_id}/complete/",
+            json={"allow_identical": self.allow_identical},
+            timeout=COMPLETE_TIMEOUT,
+        )
         if self.progress is not None:
             self.progress(
                 TransferProgress(
@@ -656,6 +666,7 @@ class Uploader:
                     files_total=len(self.files),
                     files_done=len(self.files),
                     upload_id=upload_id,
+                    version=made.get("number"),
                 )
             )
         return made
@@ -709,7 +720,7 @@ def safe_member_path(name: str, strip_top: bool = True) -> PurePosixPath:
     archive's one top folder; a TransferError for a name that would leave the destination."""
     if "\\" in name or "\0" in name or name.startswith("/"):
         raise TransferError(f"The archive holds an unsafe path: {name!r}.", code="unsafe_archive")
-    parts = PurePosixPath(name).parts
+    parts = tuple(name.split("/"))  # as written: PurePosixPath would drop "." parts
     if any(part in ("..", ".", "") for part in parts):
         raise TransferError(f"The archive holds an unsafe path: {name!r}.", code="unsafe_archive")
     if strip_top:

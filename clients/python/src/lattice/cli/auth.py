@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
@@ -13,9 +12,6 @@ import lattice
 from lattice import config
 from lattice.cli import output
 from lattice.cli.context import common, json_option, state
-
-if TYPE_CHECKING:
-    from lattice.types import Member, Team
 
 
 @click.command()
@@ -101,17 +97,13 @@ def teams_list() -> None:
         output.print_json(found)
         return
     chosen = client.team
-
-    def mark(team: Team) -> str:
-        return "*" if team.slug == chosen else ""
-
     output.table(
         found,
         [
-            ("", mark),
             ("SLUG", lambda t: t.slug),
             ("NAME", lambda t: t.name),
             ("ROLE", lambda t: t.role),
+            ("DEFAULT", lambda t: t.slug == chosen),
         ],
         empty="No teams.",
     )
@@ -126,12 +118,9 @@ def teams_members() -> None:
         output.print_json(found)
         return
 
-    def name(member: Member) -> str:
-        return str(member.raw.get("name") or "")
-
     output.table(
         found,
-        [("EMAIL", lambda m: m.email), ("NAME", name), ("ROLE", lambda m: m.role)],
+        [("EMAIL", lambda m: m.email), ("NAME", lambda m: m.name), ("ROLE", lambda m: m.role)],
         empty="No members.",
     )
 

@@ -58,7 +58,7 @@ def datasets_create(name: str, description: str) -> None:
 @click.argument("dataset")
 @common
 def datasets_versions(dataset: str) -> None:
-    """DATASET's versions, newest first."""
+    """DATASET's versions."""
     found = state().client().datasets.versions(dataset, team=state().team)
     if state().json:
         output.print_json(found)

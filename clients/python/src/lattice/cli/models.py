@@ -71,7 +71,7 @@ def models_create(name: str, description: str) -> None:
 @click.argument("model")
 @common
 def models_versions(model: str) -> None:
-    """MODEL's versions, newest first."""
+    """MODEL's versions."""
     found = state().client().models.versions(model, team=state().team)
     if state().json:
         output.print_json(found)

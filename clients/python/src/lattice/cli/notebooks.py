@@ -4,7 +4,7 @@ delete. A NOTEBOOK argument is its id or its name."""
 from __future__ import annotations
 
 import webbrowser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -82,7 +82,7 @@ def notebooks_create(
     git_ref: str | None,
 ) -> None:
     """Make a notebook NAME (stopped; `lattice notebooks start` runs it)."""
-    extra = {
+    extra: dict[str, Any] = {
         "template": template,
         "custom_image": image,
         "idle_timeout_minutes": idle_timeout,

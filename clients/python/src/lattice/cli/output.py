@@ -60,6 +60,8 @@ def exit_code_for(error: LatticeError) -> int:
     """The exit code for ``error``, by its kind (see ``EXIT_CODES``)."""
     if error.code in _USAGE_CODES:
         return EXIT_USAGE
+    if error.code == "not_configured":  # no server or no token: not signed in
+        return EXIT_AUTH
     for kind, code in (
         (AuthenticationFailed, EXIT_AUTH),
         (NotFound, EXIT_NOT_FOUND),

@@ -89,6 +89,7 @@ class TransferBar:
         self.meter = SpeedMeter()
         self.phase = ""
         self.last: TransferProgress | None = None
+        self.downloading = False
         self.lock = threading.Lock()
 
     def __enter__(self) -> TransferBar:
@@ -105,7 +106,10 @@ class TransferBar:
 
     def __call__(self, update: TransferProgress) -> None:
         with self.lock:
-            self.last = update
+            if update.phase == "receiving":
+                self.downloading = True
+            if update.phase in ("sending", "receiving") or self.last is None:
+                self.last = update  # "completing" and "done" carry no counters
             if update.phase != self.phase:
                 self.phase = update.phase
                 self.meter = SpeedMeter()  # hashing speed says nothing about the network
@@ -117,7 +121,7 @@ class TransferBar:
             remaining = max(update.total_bytes - update.done_bytes, 0)
             description = f"{_PHASES.get(update.phase, update.phase.title())} {self.label}"
             rate = speed_text(speed)
-            eta = "" if update.phase == "done" else eta_text(remaining, speed)
+            eta = "" if update.phase in ("completing", "done") else eta_text(remaining, speed)
             if self.task is None:
                 self.task = self.progress.add_task(
                     description,
@@ -141,7 +145,7 @@ class TransferBar:
         last = self.last
         if last is None:
             return ""
-        if last.phase == "receiving":
+        if self.downloading:
             return f"received {output.size(last.done_bytes)}"
         parts = [f"sent {output.size(last.sent_bytes)} in {last.chunks_sent} chunks"]
         if last.skipped_bytes:

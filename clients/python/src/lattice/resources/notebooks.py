@@ -173,10 +173,12 @@ class Notebooks(Resource):
             for message in self.stream_follow(path, after=after, epoch=epoch):
                 after = int(message.get("seq") or after)
                 yield from log_lines(message)
-                if message.get("type") == "status" and _gave_up(
-                    str(message.get("status") or ""), str(message.get("desired") or "")
-                ):
-                    ended = True
+                if message.get("type") == "status":
+                    # The latest status says whether it ended (an older stop in the backlog
+                    # does not).
+                    ended = _gave_up(
+                        str(message.get("status") or ""), str(message.get("desired") or "")
+                    )
             if ended:
                 return
             current = Notebook.from_api(self.transport.json("GET", where))
