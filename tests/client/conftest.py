@@ -1,9 +1,9 @@
-"""What the client's tests share: a live server (uvicorn serving config.asgi, with the
-embedded worker), a token of alice's, and the ``lattice`` command run as a real subprocess
-against it, the way a person runs it from a terminal.
+"""What the client's live stories share: a live server (uvicorn serving config.asgi, with
+the embedded worker), the local host on real Docker, and the ``lattice`` command run as a
+real subprocess against it, the way a person runs it from a terminal.
 
 The command runs as ``python -m lattice`` from this environment (the package is installed
-editable), with its own config file and home in the test's tmp_path and none of the
+editable), with its own config file, state and home in the test's tmp_path and none of the
 caller's LATTICE_* settings: what it knows is what the test gives it.
 """
 
@@ -20,13 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.helpers import make_token
-
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
-    from apps.accounts.models import User
     from apps.teams.models import Team
 
 # The command as this environment runs it; a test of another environment passes its own.
@@ -134,6 +131,9 @@ def clean_environment(home: Path) -> dict[str, str]:
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
+        # The SDK's open uploads and hash cache: this test's own.
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        XDG_CACHE_HOME=str(home / ".cache"),
         LATTICE_CONFIG=str(home / "lattice.json"),
         NO_COLOR="1",
         TERM="dumb",
@@ -145,16 +145,9 @@ def clean_environment(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def lattice_server(asgi_live_server: str, embedded_celery: Any) -> str:
+def lattice_url(asgi_live_server: str, embedded_celery: Any) -> str:
     """The base URL of uvicorn serving Lattice, with the embedded worker running tasks."""
     return asgi_live_server
-
-
-@pytest.fixture
-def alice_token(alice: User, acme: Team) -> str:
-    """The plaintext of a ``lat_`` token of alice's (every scope), owner of Acme."""
-    _, plaintext = make_token(alice)
-    return plaintext
 
 
 @pytest.fixture
@@ -164,10 +157,11 @@ def lattice_cli(tmp_path: Path) -> Lattice:
 
 
 @pytest.fixture
-def lattice(lattice_cli: Lattice, lattice_server: str, alice_token: str) -> Lattice:
-    """The command as alice on the live server, team Acme, through the environment."""
+def lattice(lattice_cli: Lattice, lattice_url: str, acme: Team, alice_token: str) -> Lattice:
+    """The command as alice (owner of Acme) on the live server, team Acme, through the
+    environment. (``alice_token``, a ``lat_`` token of hers, is tests.client.sdk_fixtures'.)"""
     env = lattice_cli.environment(
-        LATTICE_URL=lattice_server, LATTICE_TOKEN=alice_token, LATTICE_TEAM="acme"
+        LATTICE_URL=lattice_url, LATTICE_TOKEN=alice_token, LATTICE_TEAM="acme"
     )
     return Lattice(env=env, cwd=lattice_cli.cwd)
 
@@ -188,7 +182,7 @@ def _number_far_from_others(tables: tuple[str, ...], base: int) -> None:
 def docker_host(
     settings: Any,
     tmp_path: Path,
-    lattice_server: str,
+    lattice_url: str,
     docker_client: Any,
     scipy_image: str,
     catalogue: dict[str, Any],
@@ -203,7 +197,7 @@ def docker_host(
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.LATTICE_DATASET_CACHE = tmp_path / "cache"
-    settings.LATTICE_INTERNAL_URL = lattice_server
+    settings.LATTICE_INTERNAL_URL = lattice_url
     settings.LATTICE_RUNTIME = "docker"
     select._runtime.cache_clear()
     _number_far_from_others(("notebooks_notebook", "notebooks_notebooksession"), 710_000_000)

@@ -14,19 +14,19 @@ if TYPE_CHECKING:
 
 
 def test_login_saves_the_token_for_its_owner_only_and_whoami_names_alice(
-    lattice_cli: Lattice, lattice_server: str, alice_token: str
+    lattice_cli: Lattice, lattice_url: str, alice_token: str
 ) -> None:
     config = Path(lattice_cli.env["LATTICE_CONFIG"])
     assert not config.exists()
 
-    ran = lattice_cli("login", "--url", lattice_server, "--token-stdin", stdin=alice_token + "\n")
+    ran = lattice_cli("login", "--url", lattice_url, "--token-stdin", stdin=alice_token + "\n")
 
     assert ran.code == 0, ran
     assert alice_token not in ran.out + ran.err  # never echoed back
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     saved = json.loads(config.read_text())
     assert saved["token"] == alice_token
-    assert saved["url"].rstrip("/") == lattice_server
+    assert saved["url"].rstrip("/") == lattice_url
 
     # Nothing in the environment now: what whoami knows, it read from the file.
     assert not {"LATTICE_URL", "LATTICE_TOKEN"} & set(lattice_cli.env)
@@ -37,12 +37,12 @@ def test_login_saves_the_token_for_its_owner_only_and_whoami_names_alice(
 
 
 def test_login_with_a_wrong_token_saves_nothing(
-    lattice_cli: Lattice, lattice_server: str, alice_token: str
+    lattice_cli: Lattice, lattice_url: str, alice_token: str
 ) -> None:
     config = Path(lattice_cli.env["LATTICE_CONFIG"])
     wrong = alice_token[:-4] + ("aaaa" if not alice_token.endswith("aaaa") else "bbbb")
 
-    ran = lattice_cli("login", "--url", lattice_server, "--token-stdin", stdin=wrong + "\n")
+    ran = lattice_cli("login", "--url", lattice_url, "--token-stdin", stdin=wrong + "\n")
 
     assert ran.code != 0, ran
     assert "Traceback" not in ran.err, ran

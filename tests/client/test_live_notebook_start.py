@@ -31,7 +31,7 @@ def notebook_named(team: Team, name: str) -> Any:
 
 @pytest.mark.usefixtures("docker_host")
 def test_start_follows_the_phases_to_ready_and_prints_the_url_then_stop_stops(
-    lattice: Lattice, acme: Team, lattice_server: str
+    lattice: Lattice, acme: Team, lattice_url: str
 ) -> None:
     from apps.notebooks.models import Status
 
