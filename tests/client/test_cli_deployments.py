@@ -40,8 +40,6 @@ def test_create_status_list_delete(
         "Iris API",
         "--model",
         "iris",
-        "--version",
-        "1",
         "--machine-type",
         "cpu-small",
         "--json",
@@ -58,6 +56,8 @@ def test_create_status_list_delete(
     assert status.exit_code == 0, status.stderr
     assert status.stdout.splitlines()[0].split() == ["Name", "Iris", "API", "(iris-api)"]
     assert "REVISION" in status.stdout
+    detail = json.loads(lattice("deployments", "status", slug, "--json", **env).stdout)
+    assert [(r["model"], r["version"]) for r in detail["revisions"]] == [("iris", 1)]
     assert [
         row["slug"] for row in json.loads(lattice("deployments", "list", "--json", **env).stdout)
     ] == [slug]
@@ -75,8 +75,7 @@ def test_invoke_refuses_an_unknown_deployment(asgi_live_server, alice, acme, tmp
         "deployments",
         "invoke",
         "nope",
-        "--data",
-        '{"x": 1}',
+        stdin='{"x": 1}',
         url=asgi_live_server,
         token=token,
         config=tmp_path / "c",

@@ -5,8 +5,10 @@ endings. The refusals' codes against a live server are in test_cli_refusals.py."
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from lattice.cli.jobs import run_exit_code
+from lattice.cli.main import cli
 from lattice.cli.output import exit_code_for
 from lattice.errors import (
     AuthenticationFailed,
@@ -21,7 +23,7 @@ from lattice.errors import (
     ServerError,
 )
 from lattice.types import Run
-from tests.client.cli_helpers import lattice
+from tests.client.cli_helpers import environment, lattice
 
 
 @pytest.mark.parametrize(
@@ -90,6 +92,47 @@ def test_a_bad_payload_is_a_usage_error(tmp_path):
         url="http://127.0.0.1:9",
         token="lat_x",
         config=tmp_path / "c",
+    )
+
+    assert ran.exit_code == 2
+    assert "Invalid value for --data: not JSON" in ran.stderr
+
+
+def test_lattice_debug_shows_the_traceback(tmp_path):
+    env = environment("http://127.0.0.1:9", "lat_x", tmp_path / "c")
+
+    with pytest.raises(ConnectionFailed):
+        CliRunner().invoke(
+            cli, ["whoami"], env={**env, "LATTICE_DEBUG": "1"}, catch_exceptions=False
+        )
+
+
+def test_a_missing_payload_file_is_a_usage_error(tmp_path):
+    ran = lattice(
+        "deployments",
+        "invoke",
+        "iris",
+        "--data",
+        f"@{tmp_path / 'nope.json'}",
+        url="http://127.0.0.1:9",
+        token="lat_x",
+        config=tmp_path / "c",
+    )
+
+    assert ran.exit_code == 2
+    assert "Invalid value for --data: cannot read" in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_the_payload_is_read_from_stdin(tmp_path):
+    ran = lattice(
+        "deployments",
+        "invoke",
+        "iris",
+        url="http://127.0.0.1:9",
+        token="lat_x",
+        config=tmp_path / "c",
+        stdin="{oops",
     )
 
     assert ran.exit_code == 2

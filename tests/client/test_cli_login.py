@@ -50,7 +50,9 @@ def test_login_prompts_for_url_and_hidden_token(asgi_live_server, alice, tmp_pat
     )
 
     assert ran.exit_code == 0, ran.stderr
-    assert plaintext not in ran.stdout + ran.stderr  # the paste is not echoed
+    assert ran.stdout == ""  # prompts and notes on stderr
+    assert "Server URL: " in ran.stderr
+    assert plaintext not in ran.stderr  # the paste is not echoed
     assert json.loads(config.read_text())["token"] == plaintext
 
 

@@ -64,3 +64,16 @@ def test_an_empty_list_says_so_on_stderr(asgi_live_server, alice, acme, tmp_path
     assert ran.exit_code == 0, ran.stderr
     assert ran.stdout == ""
     assert ran.stderr.startswith("No datasets yet")
+
+
+def test_names_print_as_they_are_not_as_markup(asgi_live_server, alice, acme, catalogue, tmp_path):
+    _, token = make_token(alice)
+    env = {"url": asgi_live_server, "token": token, "config": tmp_path / "c", "team": "acme"}
+    made = lattice(
+        "notebooks", "create", "exp [bold]v2[/bold]", "--machine-type", "cpu-small", **env
+    )
+    assert made.exit_code == 0, made.stderr
+
+    ran = lattice("notebooks", "list", **env)
+
+    assert "exp [bold]v2[/bold]" in ran.stdout

@@ -178,7 +178,7 @@ def test_the_replicas_log_lines_are_read_and_followed(
     stream_publish(stream, {"type": "logs", "lines": ["loading model", "serving"]})
 
     assert [line.text for line in sdk.deployments.logs("iris-api")] == ["loading model", "serving"]
-    followed = sdk.deployments.logs("iris-api", follow=True, poll=0.1)
+    followed = sdk.deployments.logs("iris-api", follow=True)
     assert [line.text for line in itertools.islice(followed, 2)] == ["loading model", "serving"]
     stream_publish(stream, {"type": "logs", "lines": ["request 1"]})
     assert next(followed).text == "request 1"

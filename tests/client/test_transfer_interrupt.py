@@ -144,3 +144,55 @@ def test_a_chunk_refused_every_time_stops_the_upload_resumably(
     monkeypatch.setattr(views, "chunk_receive", counted)
     assert client.datasets.upload("data", folder).number == 1
     assert _state_files(server) == []
+
+
+def test_a_model_push_interrupted_resumes_at_its_own_upload(
+    client: lattice.Client, server: Server, chunk_puts: ChunkPuts, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path / "model")
+
+    def interrupt(report: TransferProgress) -> None:
+        if report.phase == "sending" and report.chunks_sent >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client.models.push("ranker", folder, workers=1, progress=interrupt)
+    held = _settled(server)
+    chunk_puts.reset()
+    seen: list[TransferProgress] = []
+
+    version = client.models.push("ranker", folder, alias="staging", progress=seen.append)
+
+    assert (version.number, version.status) == (1, "ready")
+    assert "staging" in version.raw["aliases"]
+    assert set(chunk_puts.calls).isdisjoint(held)
+    assert len(chunk_puts.calls) == CHUNKS - len(held)
+    assert [p for p in seen if p.phase == "sending"][-1].chunks_skipped == len(held)
+    assert _state_files(server) == []
+
+
+def test_a_chunk_the_server_fails_on_is_sent_again(
+    client: lattice.Client,
+    server: Server,
+    chunk_puts: ChunkPuts,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from apps.datasets.api import views
+
+    counted = views.chunk_receive
+    failed: list[tuple[str, int]] = []
+
+    def fails_once(**kwargs: Any) -> Any:
+        if not failed:
+            failed.append((kwargs["sha256"], kwargs["index"]))
+            raise RuntimeError("storage hiccup")  # a 500
+        return counted(**kwargs)
+
+    monkeypatch.setattr(views, "chunk_receive", fails_once)
+
+    version = client.datasets.upload("data", _folder(tmp_path / "data"), workers=2)
+
+    assert version.number == 1
+    assert failed[0] in chunk_puts.calls  # sent again, and kept this time
+    assert len(set(chunk_puts.calls)) == CHUNKS

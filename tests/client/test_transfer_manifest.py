@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from lattice.transfer import TransferError, build_manifest, manifest_digest
+from lattice.transfer import TransferError, build_manifest, check_workers, manifest_digest
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -113,3 +113,9 @@ def test_a_file_already_hashed_is_not_read_again(tmp_path: Path) -> None:
     assert again[0].sha256 == first[0].sha256 == _sha(b"A" * 1000)
     assert fresh[0].sha256 == _sha(b"B" * 1000)
     assert manifest_digest(fresh) != manifest_digest(first)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 65, True, 2.5])
+def test_a_number_of_workers_that_cannot_work_is_refused_in_words(workers: object) -> None:
+    with pytest.raises(TransferError, match="workers must be a whole number from 1 to 64"):
+        check_workers(workers)  # type: ignore[arg-type]

@@ -354,6 +354,17 @@ class ReplicaLogsQuerySerializer(serializers.Serializer[dict[str, object]]):
         help_text="The epoch the page that gave `after` said (see the notebooks' logs).",
     )
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)
+    follow = serializers.BooleanField(
+        default=False,
+        help_text="Stream new log frames as NDJSON until the timeout (a deployment does not "
+        "end by itself) or the reader loses access.",
+    )
+    timeout = serializers.IntegerField(
+        min_value=1,
+        max_value=600,
+        default=60,
+        help_text="With follow: end the stream after this many seconds.",
+    )
 
 
 class ReplicaLogsSerializer(serializers.Serializer[dict[str, object]]):

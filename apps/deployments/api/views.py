@@ -11,6 +11,7 @@ itself is the gateway's (apps.deployments.gateway), not a view here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,6 +35,7 @@ from apps.deployments.models import (
 )
 from apps.machines.selectors import machine_type_offered
 from apps.models.models import Model, ModelVersion
+from apps.notebooks.api.logs import NDJSON, Follower, NDJSONRenderer, follow_response
 from apps.teams.api.base import TeamAPIView
 
 if TYPE_CHECKING:
@@ -433,17 +435,49 @@ class RequestLogView(DeploymentAPIView):
         return Response(metrics.recent_requests(self.deployment(slug)))
 
 
+class ReplicaLogFollower(Follower):
+    """The deployment's stream followed for its replicas' log frames only (its status
+    messages are the pages' business), until the timeout or the reader loses access: a
+    deployment does not end by itself."""
+
+    def _ends(self, row: dict[str, Any]) -> bool:
+        return False
+
+    def step(self) -> list[bytes]:
+        return [line for line in super().step() if json.loads(line).get("type") == "logs"]
+
+
 class ReplicaLogsView(DeploymentAPIView):
     """Recent log lines of the deployment's replicas, from its live stream's buffer (the
-    notebooks' logs route explains ``after`` and ``epoch``)."""
+    notebooks' logs route explains ``after`` and ``epoch``); ``?follow=1`` keeps the
+    response open and sends each new log frame as one line of NDJSON until ``?timeout``
+    seconds pass or the reader loses access."""
+
+    renderer_classes = [*DeploymentAPIView.renderer_classes, NDJSONRenderer]
 
     @extend_schema(
-        parameters=[s.ReplicaLogsQuerySerializer], responses={200: s.ReplicaLogsSerializer}
+        parameters=[s.ReplicaLogsQuerySerializer],
+        responses={
+            (200, "application/json"): s.ReplicaLogsSerializer,
+            (200, NDJSON): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="With follow=1: one log frame (JSON, with its seq) per line.",
+            ),
+        },
     )
-    def get(self, request: Request, team_slug: str, slug: str) -> Response:
+    def get(self, request: Request, team_slug: str, slug: str) -> Any:
         deployment = self.deployment(slug)
         query = _validated(request.query_params, s.ReplicaLogsQuerySerializer)
         resume = stream_resume(deployment.stream, query["after"], query["epoch"])
+        if query["follow"]:
+            follower = ReplicaLogFollower(
+                deployment.stream,
+                after=resume.after,
+                seconds=query["timeout"],
+                stopped=False,
+                allowed=self.access_check(),
+            )
+            return follow_response(request, follower)
         messages = [
             m
             for m in stream_after(deployment.stream, resume.after, query["limit"])

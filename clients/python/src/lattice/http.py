@@ -60,6 +60,11 @@ class Transport:
         self._external: httpx.Client | None = None
         self._external_lock = threading.Lock()
 
+    def clone(self) -> Transport:
+        """Another Transport to the same server with the same token and its own connections:
+        one per upload thread, so each keeps its own connection warm."""
+        return Transport(self.base_url, self.token, timeout=self.http.timeout)
+
     def close(self) -> None:
         self.http.close()
         if self._external is not None:

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 # How often a chunk is tried before the upload stops (resumable) with the last error.
 CHUNK_ATTEMPTS = 6
+# Sending threads at most: each holds one chunk (32 MiB by default) in memory.
+MAX_WORKERS = 64
 BACKOFF_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 15.0
 CHUNK_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -310,6 +312,15 @@ class UploadOutcome:
     resumed: bool = False
 
 
+def check_workers(workers: int) -> None:
+    """Refuse a number of sending threads that cannot work, before anything is hashed."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise TransferError(
+            f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}.",
+            code="invalid",
+        )
+
+
 class Uploader:
     """One upload of ``files`` to ``target`` through ``transport``; ``run`` does it all."""
 
@@ -324,8 +335,7 @@ class Uploader:
         progress: Callable[[TransferProgress], None] | None = None,
         state_folder: Path | None = None,
     ) -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
+        check_workers(workers)
         self.transport = transport
         self.target = target
         self.files = files
@@ -524,13 +534,17 @@ class Uploader:
         """One sending thread: chunks from ``todo`` until None (or ``stop``), each
         acknowledged in ``done``; what stopped it handed to ``done`` too."""
         files: dict[Path, int] = {}
+        transport = self.transport.clone()
         try:
             while not stop.is_set() and (chunk := todo.get()) is not None:
-                self._send(chunk, upload_id, direct, files, stop)
+                self._send(
+                    transport, chunk, upload_id=upload_id, direct=direct, files=files, stop=stop
+                )
                 done.put(chunk)
         except BaseException as exc:  # handed to the main thread, which raises it
             done.put(exc)
         finally:
+            transport.close()
             for fd in files.values():
                 os.close(fd)
 
@@ -561,7 +575,9 @@ class Uploader:
 
     def _send(
         self,
+        transport: Transport,
         chunk: Chunk,
+        *,
         upload_id: int,
         direct: bool,
         files: dict[Path, int],
@@ -577,7 +593,7 @@ class Uploader:
                 raise TransferError(f"{chunk.local} is shorter than when it was hashed.")
             checksum = hashlib.sha256(data).hexdigest()
             try:
-                self._put_once(route, data, checksum, direct=direct)
+                self._put_once(transport, route, data, checksum, direct=direct)
             except (ConnectionFailed, ServerError, RateLimited, BadRequest) as exc:
                 if isinstance(exc, BadRequest) and exc.code != "chunk_damaged":
                     raise
@@ -596,30 +612,23 @@ class Uploader:
             else:
                 return
 
-    def _put_once(self, route: str, data: bytes, checksum: str, *, direct: bool) -> None:
+    def _put_once(
+        self, transport: Transport, route: str, data: bytes, checksum: str, *, direct: bool
+    ) -> None:
         """One try at one chunk: to Lattice, or (``direct``) to the URL its target names."""
         if not direct:
-            self._put_lattice(route, data, checksum)
+            _put_lattice(transport, route, data, checksum)
             return
-        where = self.transport.json("POST", f"{route}target/", json={"sha256": checksum})
-        if str(where.get("url", "")).startswith(self.transport.base_url):
-            self._put_lattice(str(where["url"]), data, checksum)
+        where = transport.json("POST", f"{route}target/", json={"sha256": checksum})
+        if str(where.get("url", "")).startswith(transport.base_url):
+            _put_lattice(transport, str(where["url"]), data, checksum)
             return
         # A presigned URL of another host: sent without the token, with its headers.
-        self.transport.external(
+        transport.external(
             where.get("method", "PUT"),
             where["url"],
             content=data,
             headers=where.get("headers") or {},
-            timeout=CHUNK_TIMEOUT,
-        )
-
-    def _put_lattice(self, route: str, data: bytes, checksum: str) -> None:
-        self.transport.request(
-            "PUT",
-            route,
-            content=data,
-            headers={"Content-Type": "application/octet-stream", "X-Chunk-SHA256": checksum},
             timeout=CHUNK_TIMEOUT,
         )
 
@@ -670,6 +679,16 @@ class Uploader:
                 )
             )
         return made
+
+
+def _put_lattice(transport: Transport, route: str, data: bytes, checksum: str) -> None:
+    transport.request(
+        "PUT",
+        route,
+        content=data,
+        headers={"Content-Type": "application/octet-stream", "X-Chunk-SHA256": checksum},
+        timeout=CHUNK_TIMEOUT,
+    )
 
 
 def _acknowledged(item: Chunk | BaseException) -> Chunk:

@@ -28,14 +28,16 @@ def login(url: str | None, token_stdin: bool) -> None:
     saved = config.load_file()
     url = url or state().url
     if not url:
-        url = click.prompt("Server URL", default=saved.url or os.environ.get("LATTICE_URL"))
+        url = click.prompt(
+            "Server URL", default=saved.url or os.environ.get("LATTICE_URL"), err=True
+        )
     url = str(url).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise output.Failure("The server URL starts with http:// or https://.", output.EXIT_USAGE)
     if token_stdin:
         token = sys.stdin.read().strip()
     else:
-        token = click.prompt("API token (input hidden)", hide_input=True).strip()
+        token = click.prompt("API token (input hidden)", hide_input=True, err=True).strip()
     if not token:
         raise output.Failure("No token given.", output.EXIT_USAGE)
     with lattice.Client(url=url, token=token) as client:

@@ -56,7 +56,13 @@ def _env(values: tuple[str, ...]) -> dict[str, str]:
 @group.command("create")
 @click.argument("name")
 @click.option("--model", required=True, help="The model to serve (its slug).")
-@click.option("--version", "version", type=int, default=None, help="Its version (default: latest).")
+@click.option(
+    "--version",
+    "version",
+    type=int,
+    default=None,
+    help="Its version (default: the latest, pinned).",
+)
 @click.option("--alias", default=None, help="Follow this alias of the model (e.g. production).")
 @click.option("--machine-type", default=None, metavar="SLUG")
 @click.option("--min-replicas", type=int, default=None)
@@ -81,6 +87,12 @@ def deployments_create(
     """Serve a version (or alias) of MODEL as deployment NAME."""
     if version is not None and alias:
         raise click.UsageError("Give --version or --alias, not both.")
+    client = state().client()
+    if version is None and not alias:  # the model's latest version, pinned
+        latest = client.models.get(model, team=state().team).raw.get("latest_version")
+        if not isinstance(latest, int):
+            raise output.Failure(f"Model {model} has no version yet: push one first.")
+        version = latest
     extra: dict[str, Any] = {
         "machine_type": machine_type,
         "min_replicas": min_replicas,

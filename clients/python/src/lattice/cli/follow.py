@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import click
+from rich.markup import escape
+
 from lattice.cli import output
 from lattice.cli.context import state
 
@@ -32,7 +35,7 @@ def print_lines(lines: Iterable[LogLine], *, logs_to_stderr: bool = False) -> Lo
         elif logs_to_stderr:
             output.note(line.text)
         else:
-            output.stdout().out(line.text, highlight=False)
+            click.echo(line.text)
     return last
 
 
@@ -42,8 +45,8 @@ def live_status(first: str) -> Iterator[Callable[[str], None]]:
     one line per change otherwise, so logs of headless runs show every phase)."""
     console = output.stderr()
     if console.is_terminal:
-        with console.status(first) as status:
-            yield status.update
+        with console.status(escape(first)) as status:
+            yield lambda words: status.update(escape(words))
         return
     seen: list[str] = []
 

@@ -54,7 +54,8 @@ def notebooks_list() -> None:
 )
 @click.option(
     "--template",
-    required=True,
+    default="scipy",
+    show_default=True,
     metavar="SLUG",
     help="pytorch, tensorflow, scipy, r, or custom (with --image).",
 )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lattice.errors import (
     AuthenticationFailed,
@@ -153,8 +154,8 @@ def table(
     for title, _ in columns:
         grid.add_column(title, overflow="fold")
     for row in rows:
-        grid.add_row(*(_cell(cell(row)) for _, cell in columns))
-    stdout().print(grid)
+        grid.add_row(*(Text(_cell(cell(row))) for _, cell in columns))
+    _print(grid)
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
@@ -163,8 +164,19 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for name, value in pairs:
-        grid.add_row(name, _cell(value))
-    stdout().print(grid)
+        grid.add_row(name, Text(_cell(value)))
+    _print(grid)
+
+
+def _print(renderable: Any) -> None:
+    """Print to stdout; into a pipe or file without the padding after each line's last cell."""
+    console = stdout()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def _cell(value: Any) -> str:

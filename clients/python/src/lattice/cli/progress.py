@@ -12,6 +12,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
 from lattice.cli import output
@@ -119,7 +120,8 @@ class TransferBar:
             self.meter.add(moved)
             speed = self.meter.speed()
             remaining = max(update.total_bytes - update.done_bytes, 0)
-            description = f"{_PHASES.get(update.phase, update.phase.title())} {self.label}"
+            phase = _PHASES.get(update.phase, update.phase.title())
+            description = f"{phase} {escape(self.label)}"
             rate = speed_text(speed)
             eta = "" if update.phase in ("completing", "done") else eta_text(remaining, speed)
             if self.task is None:

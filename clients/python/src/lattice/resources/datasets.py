@@ -58,6 +58,7 @@ class Datasets(Resource):
         "identical_version", the server's message) unless ``allow_identical``.
         ``state_dir``: where resumable uploads and the hash cache are kept (default
         ``$XDG_STATE_HOME/lattice``)."""
+        transfer.check_workers(workers)
         slug = self.client.team_slug(team)
         try:
             found = self.get(dataset, team=slug)

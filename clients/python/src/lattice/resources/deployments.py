@@ -9,15 +9,14 @@ are raised as LatticeError: the gateway marks each of its own answers with an
 deployment, 429 over the deployment's rate limit, 503 no ready replica in time or paused,
 502/504 the replica did not answer). A throttled invoke is not sent again.
 
-``logs(follow=True)`` reads the replicas' log route again every ``poll`` seconds from the
-last message seen (``?after=`` with its ``epoch``, as the route is meant to be read): it
-runs until the caller stops reading, since a deployment does not end by itself.
+``logs(follow=True)`` is the replicas' log route's ``?follow=1`` (NDJSON), asked again
+from the last line seen each time the server ends a response: it runs until the caller
+stops reading, since a deployment does not end by itself.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from lattice.errors import Conflict, LatticeError, NotFound
@@ -131,32 +130,28 @@ class Deployments(Resource):
         )
 
     def logs(
-        self,
-        deployment: str,
-        *,
-        team: str | None = None,
-        follow: bool = False,
-        poll: float = 1.0,
+        self, deployment: str, *, team: str | None = None, follow: bool = False
     ) -> Iterator[LogLine]:
         """Its replicas' recent log lines; with ``follow``, then new ones as they come
-        (read every ``poll`` seconds) until the caller stops."""
+        (``?follow=1``, asked again from the last line seen whenever the server ends a
+        response) until the caller stops reading."""
         path = f"{self._where(deployment, team)}logs/"
         after, epoch = 0, ""
         while True:
             page = self.transport.json(
                 "GET", path, params={"after": after, "epoch": epoch, "limit": _LOG_PAGE}
             )
-            if page.get("restarted"):
-                after = 0
-            for message in page.get("messages") or []:
+            messages = page.get("messages") or []
+            for message in messages:
                 after = max(after, int(message.get("seq") or 0))
                 yield from log_lines(message)
             epoch = str(page.get("epoch") or "")
-            if len(page.get("messages") or []) >= _LOG_PAGE:
-                continue
-            if not follow:
-                return
-            time.sleep(poll)
+            if len(messages) < _LOG_PAGE:
+                break
+        while follow:
+            for message in self.stream_follow(path, after=after, epoch=epoch):
+                after = max(after, int(message.get("seq") or 0))
+                yield from log_lines(message)
 
     def delete(self, deployment: str, *, team: str | None = None) -> None:
         """Delete it: every replica stopped, its keys revoked."""

@@ -65,6 +65,7 @@ class Models(Resource):
         A ready version that holds exactly these files is the answer instead (nothing is
         sent). ``alias`` is then pointed at the version. ``format``: "sklearn", "pytorch",
         ... (the server's list; "other" when None); ``metadata``: metrics, parameters."""
+        transfer.check_workers(workers)
         slug = self.client.team_slug(team)
         try:
             found = self.get(model, team=slug)
