@@ -326,3 +326,33 @@ def test_open_json_keeps_stdout_json_whatever_the_browser_prints(
 
     assert ran.exit_code == 0, ran.stderr
     assert json.loads(ran.stdout)["url"].endswith(f"/nb/{notebook.pk}/")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="R10: `datasets download` into a folder silently replaces the files there that "
+    "differ (a person's local edits are lost)",
+)
+def test_download_never_replaces_a_different_local_file_unasked(
+    asgi_live_server: str, alice: Any, acme: Any, media: Any, tmp_path: Path
+) -> None:
+    env: dict[str, Any] = {
+        "url": asgi_live_server,
+        "token": token_of(alice),
+        "team": "acme",
+        "config": tmp_path / "cfg" / "c",
+    }
+    folder = tmp_path / "cats"
+    folder.mkdir()
+    (folder / "labels.csv").write_bytes(b"tom,cat\n")
+    assert run_cli("datasets", "upload", "cats", str(folder), **env).exit_code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "labels.csv").write_bytes(b"tom,cat\nfelix,cat\n")  # edited here, not uploaded
+
+    ran = run_cli("datasets", "download", "cats", str(work), **env)
+
+    # Refused (one line, non-zero), or asked: never the edits gone without a word.
+    assert (work / "labels.csv").read_bytes() == b"tom,cat\nfelix,cat\n", ran.stderr
+    assert ran.exit_code != 0
