@@ -19,6 +19,7 @@ from lattice.cli.jobs import run_exit_code
 from lattice.http import Transport
 from lattice.types import Run
 from tests.client.cli_helpers import lattice as run_cli
+from tests.client.cli_helpers import lattice_process as run_process
 from tests.client.sdk_fixtures import token_of
 
 if TYPE_CHECKING:
@@ -292,3 +293,66 @@ def test_a_name_that_is_not_utf8_is_named_in_one_clear_line(
     assert ran.exit_code != 0
     assert "Error;" not in ran.stderr, ran.stderr  # not a bug's line
     assert "caf" in ran.stderr, ran.stderr  # the file it cannot send
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="R9: `notebooks open --json` lets the browser it launches write to stdout, so "
+    "stdout is not JSON",
+)
+def test_open_json_keeps_stdout_json_whatever_the_browser_prints(
+    asgi_live_server: str, alice: Any, acme: Any, tmp_path: Path
+) -> None:
+    from tests.factories import NotebookFactory
+
+    notebook = NotebookFactory.create(team=acme, name="exp1", status="running")
+    # What xdg-open and browsers do ("Opening in existing browser session."), as BROWSER.
+    env_browser = {"BROWSER": "echo Opening in existing browser session. %s"}
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env_browser.items():
+            patch.setenv(name, value)
+        ran = run_process(
+            "notebooks",
+            "open",
+            str(notebook.pk),
+            "--json",
+            url=asgi_live_server,
+            token=token_of(alice),
+            team="acme",
+            config=tmp_path / "c",
+        )
+
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["url"].endswith(f"/nb/{notebook.pk}/")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="R10: `datasets download` into a folder silently replaces the files there that "
+    "differ (a person's local edits are lost)",
+)
+def test_download_never_replaces_a_different_local_file_unasked(
+    asgi_live_server: str, alice: Any, acme: Any, media: Any, tmp_path: Path
+) -> None:
+    env: dict[str, Any] = {
+        "url": asgi_live_server,
+        "token": token_of(alice),
+        "team": "acme",
+        "config": tmp_path / "cfg" / "c",
+    }
+    folder = tmp_path / "cats"
+    folder.mkdir()
+    (folder / "labels.csv").write_bytes(b"tom,cat\n")
+    assert run_cli("datasets", "upload", "cats", str(folder), **env).exit_code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "labels.csv").write_bytes(b"tom,cat\nfelix,cat\n")  # edited here, not uploaded
+
+    ran = run_cli("datasets", "download", "cats", str(work), **env)
+
+    # Refused (one line, non-zero), or asked: never the edits gone without a word.
+    assert (work / "labels.csv").read_bytes() == b"tom,cat\nfelix,cat\n", ran.stderr
+    assert ran.exit_code != 0
