@@ -75,25 +75,32 @@ class Forwarder:
             return
         # A client's half close is not passed on: HTTP servers (Daphne, uvicorn) take the end
         # of a request's stream for the end of the connection and drop the answer.
-        await asyncio.gather(
-            _pipe(reader, upstream_writer, pass_end=False),
-            _pipe(upstream_reader, writer, pass_end=True),
-        )
-        for each in (writer, upstream_writer):
-            each.close()
+        try:
+            await asyncio.gather(
+                _pipe(reader, upstream_writer, pass_end=False),
+                _pipe(upstream_reader, writer, pass_end=True),
+                return_exceptions=True,
+            )
+        finally:
+            for each in (writer, upstream_writer):
+                each.close()
 
     def close(self) -> None:
         async def stop() -> None:
             self._server.close()
             current = asyncio.current_task()
-            for task in asyncio.all_tasks():  # connections still open: cut
-                if task is not current:
-                    task.cancel()
+            # Connections still open: cut, and wait until they are.
+            tasks = [task for task in asyncio.all_tasks() if task is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 async def _pipe(

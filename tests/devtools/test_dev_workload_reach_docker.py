@@ -91,3 +91,36 @@ def test_a_workload_reaches_the_dev_server_on_the_gateway_and_no_other_host_port
     # Closed: the allowance is gone and nothing answers on the gateway's port.
     assert not any(iptables_has(rule) for rule in reach.rules)
     assert "HTTP/" not in http_get(workload, gateway, server_port, "/healthz")
+
+
+def test_the_sdk_in_the_notebook_image_answers_whoami_through_the_relay(
+    settings, docker_client, notebook_image, asgi_live_server, alice, acme
+):
+    settings.LATTICE_WORKLOAD_ALLOW = []
+    server_port = urlsplit(asgi_live_server).port
+    assert server_port
+    runtime = DockerRuntime(docker_client)
+    token = token_of(alice)
+    assert httpx.get(f"{asgi_live_server}/api/v1/me", headers=bearer(token)).status_code == 200
+
+    reach = workload_reach(runtime, "127.0.0.1", server_port)
+    container = None
+    try:
+        container = docker_client.containers.run(
+            notebook_image,
+            ["python", "-c", "import lattice; c = lattice.Client(); print(c.whoami().email)"],
+            detach=True,
+            network=NETWORK,
+            environment={"LATTICE_URL": reach.url, "LATTICE_TOKEN": token, "LATTICE_TEAM": "acme"},
+            labels={"lattice.test": "dev-workload-reach"},
+            name=f"lattice-test-reach-{uuid.uuid4().hex[:8]}",
+        )
+        status = container.wait(timeout=60)
+        output = container.logs().decode(errors="replace")
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        reach.close()
+
+    assert status["StatusCode"] == 0, output
+    assert output.split() == [alice.email]
