@@ -674,12 +674,15 @@ def allowed_destinations() -> list[tuple[str, int]]:
     return pairs
 
 
-def allow_rules(runtime: DockerRuntime) -> list[list[str]]:
+def allow_rules(
+    runtime: DockerRuntime, *, allowed: list[tuple[str, int]] | None = None
+) -> list[list[str]]:
     """The rules that let workloads open TCP connections to the allowed destinations
-    (``allowed_destinations``), placed before ``isolation_rules``' refusals: in DOCKER-USER
-    a RETURN (Docker's own rules decide, as for the internet), in INPUT (the host itself:
-    a server on the bridge's gateway) an ACCEPT on that network's bridge only."""
-    allowed = allowed_destinations()
+    (``allowed_destinations``, or the (address, port) pairs ``allowed`` names), placed
+    before ``isolation_rules``' refusals: in DOCKER-USER a RETURN (Docker's own rules
+    decide, as for the internet), in INPUT (the host itself: a server on the bridge's
+    gateway) an ACCEPT on that network's bridge only."""
+    allowed = allowed_destinations() if allowed is None else allowed
     if not allowed:
         return []
     network = runtime.network()

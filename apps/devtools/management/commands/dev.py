@@ -22,6 +22,7 @@ from apps.core.engine import EngineInfo, docker_engine
 from apps.core.worker import embedded_beat, embedded_worker
 from apps.devtools.demo import demo_data_ensure
 from apps.devtools.offline_billing import settings_for, start_double
+from apps.devtools.workload_reach import WorkloadReach, workload_reach
 from apps.machines.inventory import collect
 from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
@@ -86,6 +87,7 @@ class Command(BaseCommand):
             address = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host  # noqa: S104
             settings.LATTICE_INTERNAL_URL = f"http://{address}:{port}"
         billing = self._billing(f"http://127.0.0.1:{port}")
+        reach = self._workload_reach(host or "127.0.0.1", int(port)) if engine else None
 
         banner = [
             "",
@@ -99,6 +101,7 @@ class Command(BaseCommand):
                 f"{inventory['memory_bytes'] // 1024**3} GiB, {len(inventory['gpus'])} GPUs"
             ),
             f"  Billing:   {billing}",
+            *([self._reach_line(reach)] if reach else []),
             "  Emails are printed here. Press Ctrl-C to stop.",
             "",
         ]
@@ -106,20 +109,45 @@ class Command(BaseCommand):
         if engine:
             self._notebook_image_in_background()
 
+        try:
+            self._run(addrport, no_worker=no_worker, host=local.name)
+        finally:
+            if reach:
+                reach.close()
+
+    def _run(self, addrport: str, *, no_worker: bool, host: str) -> None:
         if no_worker or not settings.LATTICE_EMBEDDED_WORKER:
             self._serve(addrport)
             return
         # One worker for the control queue, the inbox (what agents say) and this
         # host's agent queue; the reporter keeps the local host's heartbeat and
         # workloads current.
-        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue(local.name)]
-        reporter = Reporter(local.name)
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue(host)]
+        reporter = Reporter(host)
         with embedded_worker(queues=queues), embedded_beat():
             reporter.start()
             try:
                 self._serve(addrport)
             finally:
                 reporter.stop()
+
+    @staticmethod
+    def _workload_reach(server: str, port: int) -> WorkloadReach | None:
+        """With Docker, containers reach this server on the workload bridge's gateway
+        (apps.devtools.workload_reach), unless LATTICE_WORKLOAD_API_URL says where."""
+        if os.environ.get("LATTICE_WORKLOAD_API_URL"):
+            return None
+        from apps.runtimes.docker import DockerRuntime
+
+        runtime = host_runtime()
+        return workload_reach(runtime, server, port) if isinstance(runtime, DockerRuntime) else None
+
+    @staticmethod
+    def _reach_line(reach: WorkloadReach) -> str:
+        line = f"  Workloads: reach this server at {reach.url}"
+        if reach.isolated:
+            return line + " (only that port: the rest of this machine stays refused)"
+        return line + " (iptables not permitted: workloads are not isolated from this machine)"
 
     def _billing(self, server: str) -> str:
         """With LATTICE_BILLING on and no Stripe key, serve the Stripe test double beside
