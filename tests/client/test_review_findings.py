@@ -296,11 +296,6 @@ def test_a_name_that_is_not_utf8_is_named_in_one_clear_line(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="R9: `notebooks open --json` lets the browser it launches write to stdout, so "
-    "stdout is not JSON",
-)
 def test_open_json_keeps_stdout_json_whatever_the_browser_prints(
     asgi_live_server: str, alice: Any, acme: Any, tmp_path: Path
 ) -> None:

@@ -3,6 +3,9 @@ delete. A NOTEBOOK argument is its id or its name."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import webbrowser
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,8 @@ from lattice.cli.context import common, state
 from lattice.cli.follow import live_status, print_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from lattice.types import NotebookEvent
 
 
@@ -177,9 +182,31 @@ def notebooks_open(notebook: str, no_browser: bool) -> None:
         click.echo(url)
     if not no_browser:
         try:
-            webbrowser.open(url)
+            with _stdout_to_stderr():
+                webbrowser.open(url)
         except webbrowser.Error:
             output.note("No browser here: open the URL above.")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr for the block: a browser (or xdg-open) started
+    there inherits it and says "Opening in existing browser session." on stderr, so stdout
+    keeps only the command's own output (JSON with --json). A stdout without a descriptor
+    (a test's capture) is left alone."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @group.command("logs")
