@@ -51,10 +51,9 @@ def dataset_upload(api: APIClient, team: Any) -> dict[str, Any]:
 
 def put(api: APIClient, route: str, index: int) -> int:
     piece = DATA[index * 4 : (index + 1) * 4]
-    response = api.generic(
-        "PUT",
+    response = api.put(
         f"{route}/blobs/{sha(DATA)}/chunks/{index}/",
-        piece,
+        data=piece,
         content_type="application/octet-stream",
         HTTP_X_CHUNK_SHA256=sha(piece),
     )
