@@ -12,7 +12,9 @@ Uploads follow the server's resumable blob protocol (docs/datasets.md, "Uploadin
    again as it is sent (memory: one piece, 1 MiB, per worker; see ``ChunkBody``), and
    completes it. The state file (``$XDG_STATE_HOME/lattice/uploads/``, 0600) is written right
    after the start and removed once the upload is complete, so a crash, Ctrl-C or a dropped
-   connection leaves a rerun able to go on without resending what the server holds.
+   connection leaves a rerun able to go on without resending what the server holds. A rerun
+   on changed files (another manifest) starts anew and abandons the old upload on the server
+   (``DELETE``), removing its state file.
 
 Downloads stream a version's tar and extract it file by file through ``SafeExtractor``:
 regular files only, no path leaving the destination, each written to a temporary name and

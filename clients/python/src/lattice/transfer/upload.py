@@ -17,7 +17,9 @@ import httpx
 
 from lattice.errors import (
     BadRequest,
+    Conflict,
     ConnectionFailed,
+    LatticeError,
     NotFound,
     RateLimited,
     ServerError,
@@ -124,6 +126,7 @@ class Uploader:
     def run(self) -> UploadOutcome:
         body, resumed = self._resume()
         if body is None:
+            self._abandon_older()
             body = self._start()
             if body.get("existing"):  # a model version that holds exactly these files
                 self._report("done", body, [], sent=0)
@@ -137,7 +140,7 @@ class Uploader:
         sent = self._send_missing(body)
         made = self._complete(upload_id)
         self._forget()
-        self._forget_older()
+        self._abandon_older()
         return UploadOutcome(
             body=made,
             upload_id=upload_id,
@@ -194,16 +197,29 @@ class Uploader:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
 
-    def _forget_older(self) -> None:
-        """Once a version is made, the state of uploads of other manifests to the same
-        dataset or model (a folder that changed after an interruption) is of no more use."""
+    def _abandon_older(self) -> None:
+        """The state files of uploads of other manifests to the same dataset or model (the
+        folder changed after an interruption) are of no more use once this upload starts
+        anew or is complete: each such upload is abandoned on the server (DELETE), so that
+        its chunks do not wait a week for the housekeeping, and its state file removed. One
+        the server could not be asked about (unreachable) keeps its file for the next run."""
         mine = [self.target.server, self.target.team, self.target.purpose, self.target.slug]
         for path in self.state_path.parent.glob("*.json"):
             saved = read_json(path) or {}
             ours = [saved.get(k) for k in ("server", "team", "purpose", "slug")] == mine
-            if ours and saved.get("digest") != self.digest:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            if not ours or saved.get("digest") == self.digest:
+                continue
+            if saved.get("upload_id"):
+                try:
+                    self.transport.request(
+                        "DELETE", f"{self.target.uploads}/{int(saved['upload_id'])}/"
+                    )
+                except (NotFound, Conflict):
+                    pass  # gone already, or completed after all: nothing to abandon
+                except LatticeError:
+                    continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     # The chunks ------------------------------------------------------------------------------
 
