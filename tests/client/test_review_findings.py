@@ -324,11 +324,6 @@ def test_open_json_keeps_stdout_json_whatever_the_browser_prints(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="R10: `datasets download` into a folder silently replaces the files there that "
-    "differ (a person's local edits are lost)",
-)
 def test_download_never_replaces_a_different_local_file_unasked(
     asgi_live_server: str, alice: Any, acme: Any, media: Any, tmp_path: Path
 ) -> None:
@@ -351,3 +346,11 @@ def test_download_never_replaces_a_different_local_file_unasked(
     # Refused (one line, non-zero), or asked: never the edits gone without a word.
     assert (work / "labels.csv").read_bytes() == b"tom,cat\nfelix,cat\n", ran.stderr
     assert ran.exit_code != 0
+    assert "--overwrite" in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
+
+    # Asked for, the version's bytes replace them; the same bytes again are no conflict.
+    assert run_cli("datasets", "download", "cats", str(work), "--overwrite", **env).exit_code == 0
+    assert (work / "labels.csv").read_bytes() == b"tom,cat\n"
+    again = run_cli("datasets", "download", "cats", str(work), **env)
+    assert again.exit_code == 0, again.stderr

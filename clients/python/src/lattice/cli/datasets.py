@@ -125,14 +125,17 @@ def datasets_upload(
 @click.option(
     "--version", "version", type=int, default=None, help="A version number (default: the latest)."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace local files whose bytes differ from the version's."
+)
 @common
-def datasets_download(dataset: str, dest: Path, version: int | None) -> None:
+def datasets_download(dataset: str, dest: Path, version: int | None, overwrite: bool) -> None:
     """Write DATASET's files (a version, else the latest) under DEST."""
     client, team = state().client(), state().team
     written, summary = run_transfer(
         dataset,
         lambda progress: client.datasets.download(
-            dataset, dest, version=version, team=team, progress=progress
+            dataset, dest, version=version, team=team, progress=progress, overwrite=overwrite
         ),
     )
     if state().json:

@@ -165,15 +165,18 @@ def alias_rm(model: str, name: str) -> None:
 @click.option(
     "--version", "version", default=None, help="A version number or an alias (default: the latest)."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace local files whose bytes differ from the version's."
+)
 @common
-def models_download(model: str, dest: Path, version: str | None) -> None:
+def models_download(model: str, dest: Path, version: str | None, overwrite: bool) -> None:
     """Write MODEL's files (a version or alias, else the latest) under DEST."""
     client, team = state().client(), state().team
     chosen: int | str | None = int(version) if version and version.isdigit() else version
     written, summary = run_transfer(
         model,
         lambda progress: client.models.download(
-            model, dest, version=chosen, team=team, progress=progress
+            model, dest, version=chosen, team=team, progress=progress, overwrite=overwrite
         ),
     )
     if state().json:

@@ -103,10 +103,13 @@ class Datasets(Resource):
         version: int | None = None,
         team: str | None = None,
         progress: Callable[[TransferProgress], None] | None = None,
+        overwrite: bool = False,
     ) -> Path:
         """Write the version's files (the latest when ``version`` is None) under ``dest``.
         Each file is written under a temporary name and renamed once whole and checked
-        against its SHA-256: an interrupted download leaves no half file under a real name."""
+        against its SHA-256: an interrupted download leaves no half file under a real name.
+        A local file with other bytes is replaced only with ``overwrite`` (else a
+        TransferError naming it, before anything is written)."""
         slug = self.client.team_slug(team)
         found = self.get(dataset, team=slug)
         numbers = [v.number for v in _versions(found)]
@@ -126,6 +129,7 @@ class Datasets(Resource):
             f"{route}files/",
             Path(dest),
             progress=report if progress is not None else None,
+            overwrite=overwrite,
         )
 
     def _path(self, dataset: str, team: str | None) -> str:

@@ -125,15 +125,22 @@ class Models(Resource):
         version: int | str | None = None,
         team: str | None = None,
         progress: Callable[[TransferProgress], None] | None = None,
+        overwrite: bool = False,
     ) -> Path:
         """Write the version's files (by number or alias; the latest when None) under
-        ``dest``, each renamed into place once whole and checked against its SHA-256."""
+        ``dest``, each renamed into place once whole and checked against its SHA-256. A local
+        file with other bytes is replaced only with ``overwrite``."""
         slug = self.client.team_slug(team)
         # The alias is read once: the files and the archive are of that one number.
         number = self.version(model, "latest" if version is None else version, team=slug).number
         route = f"{self._path(model, slug)}versions/{number}/"
         return transfer.download_archive(
-            self.transport, f"{route}archive/", f"{route}files/", Path(dest), progress=progress
+            self.transport,
+            f"{route}archive/",
+            f"{route}files/",
+            Path(dest),
+            progress=progress,
+            overwrite=overwrite,
         )
 
     def _path(self, model: str, team: str | None) -> str:

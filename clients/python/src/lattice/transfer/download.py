@@ -168,6 +168,34 @@ class SafeExtractor:
         self.written.append(name)
 
 
+def refuse_different_files(dest: Path, listed: dict[str, tuple[int, str]]) -> None:
+    """A TransferError naming the files under ``dest`` that a download of ``listed`` would
+    replace with other bytes (the same bytes are no loss); nothing when there are none."""
+    differ = []
+    for name, (size, digest) in sorted(listed.items()):
+        local = dest.joinpath(*safe_member_path(name, strip_top=False).parts)
+        if not local.exists() and not local.is_symlink():
+            continue
+        if not local.is_file() or local.stat().st_size != size or _sha256(local) != digest:
+            differ.append(name)
+    if differ:
+        more = f" and {len(differ) - 1} more" if len(differ) > 1 else ""
+        raise TransferError(
+            f"{dest / differ[0]}{more} would be replaced by the version's different bytes: "
+            "download into an empty folder, or pass --overwrite (overwrite=True) to replace "
+            "them.",
+            code="would_overwrite",
+        )
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(DOWNLOAD_PIECE):
+            hasher.update(piece)
+    return hasher.hexdigest()
+
+
 def download_archive(
     transport: Transport,
     archive_route: str,
@@ -175,13 +203,18 @@ def download_archive(
     dest: str | Path,
     *,
     progress: Callable[[TransferProgress], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Stream ``archive_route`` (a version's tar) and extract it under ``dest``, each file
-    checked against the size and SHA-256 ``files_route`` lists."""
+    checked against the size and SHA-256 ``files_route`` lists. A file already under ``dest``
+    with other bytes than the version's is replaced only with ``overwrite``: otherwise the
+    download is refused before anything is written, naming it (local edits are not lost)."""
     listed = {
         row["path"]: (int(row["size"]), str(row["sha256"]))
         for row in transport.paginated(files_route)
     }
+    if not overwrite:
+        refuse_different_files(Path(dest), listed)
     total = sum(size for size, _ in listed.values())
     report = TransferProgress(phase="receiving", total_bytes=total, files_total=len(listed))
     state = {"done": 0, "last": 0.0}
