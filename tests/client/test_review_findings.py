@@ -80,11 +80,6 @@ def recorders() -> Iterator[Callable[[Callable[[Recorder], dict[str, Any]]], Rec
 ME = {"id": 1, "email": "x@example.com", "name": "", "teams": []}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R1: the token saved for one server is sent to whatever server --url or "
-    "LATTICE_URL names",
-)
 def test_the_saved_token_is_never_sent_to_another_server(tmp_path: Path, recorders: Any) -> None:
     other = recorders(lambda _r: ME)
     path = tmp_path / "config.json"
@@ -105,10 +100,6 @@ def test_the_saved_token_is_never_sent_to_another_server(tmp_path: Path, recorde
     assert all(SAVED_TOKEN not in (auth or "") for auth in sent), sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R5: a list's absolute `next` URL is fetched with the token, whatever its host",
-)
 def test_a_page_link_to_another_host_gets_no_token(recorders: Any) -> None:
     elsewhere = recorders(lambda _r: {"results": [], "next": None})
     server = recorders(lambda _r: {"results": [{"slug": "acme"}], "next": f"{elsewhere.url}/x"})
@@ -124,11 +115,6 @@ def test_a_page_link_to_another_host_gets_no_token(recorders: Any) -> None:
     assert all(SAVED_TOKEN not in (auth or "") for _path, auth in elsewhere.seen), elsewhere.seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R4: a run that failed with exit code 0 (its outputs could not be saved) "
-    "makes `jobs run --follow` exit 0",
-)
 def test_follow_exits_non_zero_for_a_failed_run_whose_command_exited_0() -> None:
     # apps/jobs/runs._outputs_end: the command exited 0, its outputs failed to save, the run
     # ends "failed" with exit_code 0.
@@ -144,11 +130,6 @@ def test_follow_exits_non_zero_for_a_failed_run_whose_command_exited_0() -> None
     assert run_exit_code(run) != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R4: an unknown exit status (-1, apps/jobs/runs._on_exited) becomes exit 255, "
-    "and 256 becomes exit 0",
-)
 def test_follow_exit_codes_stay_in_a_shells_range() -> None:
     unknown = Run.from_api({"number": 1, "status": "failed", "exit_code": -1})
     wrapped = Run.from_api({"number": 2, "status": "failed", "exit_code": 256})
@@ -247,11 +228,6 @@ def redirecting() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R7: a server's redirect (http:// to https://) ends in \"'NoneType' object has no "
-    "attribute 'items' (AttributeError ...)\" instead of saying where the server moved",
-)
 def test_a_redirect_is_one_clear_line_naming_where_to(tmp_path: Path, redirecting: str) -> None:
     ran = run_cli(
         "datasets", "list", url=redirecting, token=SAVED_TOKEN, team="acme", config=tmp_path / "c"
