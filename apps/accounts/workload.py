@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 # What the SDK does from inside a workload: read the team, use and add datasets and models,
-# run jobs, read notebooks, read and call deployments. Never billing, never members or
+# run jobs (read them and start runs of existing ones: the jobs API refuses a workload token
+# making, changing or deleting a job, apps.jobs.api.views.WORKLOAD_REFUSAL), read notebooks,
+# read and call deployments. Never billing, never members or
 # invitations (teams:write), never tokens (no token makes tokens; a team-limited one sees
 # and revokes only itself).
 WORKLOAD_SCOPES = (

@@ -202,6 +202,9 @@ class Run(models.Model):  # type: ignore[django-manager-missing]
     ended_at = models.DateTimeField(null=True, blank=True)
     # The maximum run time's end (every attempt together), from the first start.
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # A run started with a workload token: that token's expiry, the latest its own workload
+    # token may expire (a run never outlives, by its token, the workload that started it).
+    token_not_after = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(

@@ -49,6 +49,8 @@ from apps.teams.permissions import require_permission
 from apps.teams.secrets import SecretError, check_names
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apps.accounts.models import User
     from apps.teams.models import Team
 
@@ -550,6 +552,7 @@ def _start(
     trigger: str,
     edited: bool,
     rerun_of: Run | None = None,
+    token_not_after: datetime | None = None,
 ) -> Run:
     machine_type = MachineType.objects.get(pk=definition["machine_type_id"])
     # The plan and the spend cap (402), as a notebook's start is checked.
@@ -560,6 +563,7 @@ def _start(
         actor=actor,
         definition=definition if edited else None,
         rerun_of=rerun_of,
+        token_not_after=token_not_after,
     )
     audit_record(
         team=team,
@@ -581,9 +585,12 @@ def job_run(
     job: Job,
     trigger: str = Run.Trigger.MANUAL,
     changes: dict[str, Any] | None = None,
+    token_not_after: datetime | None = None,
 ) -> Run:
     """Start a run of the job (queued, then placed as its concurrency allows); audit it.
-    ``changes`` edit the definition for this run only. ``actor`` None: its schedule."""
+    ``changes`` edit the definition for this run only. ``actor`` None: its schedule.
+    ``token_not_after``: the latest the run's workload token may expire (a run started with
+    a workload token: that token's expiry)."""
     if actor is not None:
         require_permission(team, actor, MANAGE)
     if trigger not in Run.Trigger.values:
@@ -594,19 +601,42 @@ def job_run(
     definition = _clean_definition(
         team, {**current, **_given_to_definition(changes or {}, run=True)}
     )
-    return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
+    return _start(
+        team,
+        actor,
+        job,
+        definition,
+        trigger=trigger,
+        edited=definition != current,
+        token_not_after=token_not_after,
+    )
 
 
 @transaction.atomic
-def run_rerun(*, team: Team, actor: User, run: Run, changes: dict[str, Any] | None = None) -> Run:
-    """A new run with ``run``'s definition (as it was), edited by ``changes``; audit it."""
+def run_rerun(
+    *,
+    team: Team,
+    actor: User,
+    run: Run,
+    changes: dict[str, Any] | None = None,
+    token_not_after: datetime | None = None,
+) -> Run:
+    """A new run with ``run``'s definition (as it was), edited by ``changes``; audit it.
+    ``token_not_after`` as ``job_run``'s."""
     require_permission(team, actor, MANAGE)
     run = Run.objects.for_team(team).select_related("job").get(pk=run.pk)
     job = _live(team, run.job, lock=True)
     wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {}, run=True)}
     definition = _clean_definition(team, wanted)
     return _start(
-        team, actor, job, definition, trigger=Run.Trigger.RERUN, edited=True, rerun_of=run
+        team,
+        actor,
+        job,
+        definition,
+        trigger=Run.Trigger.RERUN,
+        edited=True,
+        rerun_of=run,
+        token_not_after=token_not_after,
     )
 
 

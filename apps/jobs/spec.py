@@ -92,11 +92,16 @@ def run_limit(run: Run) -> timedelta | None:
 def attempt_token_deadline(attempt: Attempt) -> datetime:
     """When the attempt's workload token expires: the run's deadline once it has one (set at
     its first start), else the latest it could be (its maximum run time from a start that
-    may still take START_ALLOWANCE)."""
+    may still take START_ALLOWANCE); never later than ``run.token_not_after`` (a run started
+    with a workload token expires with it)."""
     run = attempt.run
     if run.deadline_at is not None:
-        return run.deadline_at
-    return timezone.now() + START_ALLOWANCE + workload_lifetime(run_limit(run))
+        deadline = run.deadline_at
+    else:
+        deadline = timezone.now() + START_ALLOWANCE + workload_lifetime(run_limit(run))
+    if run.token_not_after is not None and run.token_not_after < deadline:
+        return run.token_not_after
+    return deadline
 
 
 def attempt_api_env(attempt: Attempt) -> dict[str, str]:

@@ -20,6 +20,8 @@ EXIT_RUN_FAILED = 1
 EXIT_RUN_TIMED_OUT = 124  # as timeout(1)
 EXIT_RUN_CANCELLED = 125
 EXIT_RUN_LOST = 126
+# The highest exit status a shell sees as itself (larger ones are taken modulo 256).
+MAX_EXIT_STATUS = 255
 
 ENDED = {"succeeded", "failed", "cancelled", "timed_out", "lost"}
 
@@ -36,7 +38,7 @@ def run_exit_code(run: Run) -> int:
         return EXIT_RUN_LOST
     if run.status == "succeeded":
         return 0
-    if run.exit_code is not None and 1 <= run.exit_code <= 255:
+    if run.exit_code is not None and 1 <= run.exit_code <= MAX_EXIT_STATUS:
         return run.exit_code
     return EXIT_RUN_FAILED
 
