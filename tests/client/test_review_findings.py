@@ -166,11 +166,6 @@ def spoofing_replica() -> Iterator[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="R6: the gateway passes a replica's own X-Lattice-Error header, so a model's "
-    "answer reads as Lattice refusing the token",
-)
 def test_a_replica_cannot_pass_for_the_gateway(
     acme: Any, alice: Any, asgi_live_server: str, spoofing_replica: str
 ) -> None:
