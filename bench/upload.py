@@ -71,7 +71,7 @@ import httpx
 import start_latency as common
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +79,7 @@ sys.path.insert(0, str(ROOT))
 MIB = 1024**2
 GIB = 1024**3
 PIECE = 8 * MIB
+SEND_PIECE = MIB
 DATABASE = "lattice_bench_upload"
 SAMPLE_SECONDS = 0.05
 RETRIES = 5
@@ -157,6 +158,13 @@ def missing_chunks(body: dict[str, Any], plan: dict[tuple[str, int], Chunk]) -> 
     return sorted(wanted, key=lambda c: c.number)
 
 
+def pieces(data: bytes) -> Iterator[memoryview]:
+    """``data`` as 1 MiB memoryviews (no copies), a request body httpx sends as it is."""
+    view = memoryview(data)
+    for start in range(0, len(data), SEND_PIECE):
+        yield view[start : start + SEND_PIECE]
+
+
 def put_chunks(
     url: str,
     token: str,
@@ -184,6 +192,7 @@ def put_chunks(
         headers = {
             "X-Chunk-SHA256": hashlib.sha256(data).hexdigest(),
             "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(data)),
         }
         path = (
             f"/api/v1/teams/{team}/uploads/{upload_id}/blobs/{chunk.sha256}/chunks/{chunk.index}/"
@@ -192,7 +201,9 @@ def put_chunks(
             on_start(chunk)
         for attempt in range(RETRIES + 1):
             try:
-                response = client.put(path, content=data, headers=headers)
+                # 1 MiB views of the chunk, not the bytes object itself: httpcore copies a
+                # bytes body at every partial send (bench/httpx_body.py).
+                response = client.put(path, content=pieces(data), headers=headers)
             except httpx.TransportError:
                 if attempt == RETRIES:
                     raise

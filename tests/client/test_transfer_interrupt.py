@@ -133,7 +133,7 @@ def test_a_chunk_refused_every_time_stops_the_upload_resumably(
         raise exceptions.Throttled(wait=0)
 
     monkeypatch.setattr(views, "chunk_receive", unavailable)
-    monkeypatch.setattr(transfer, "BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(transfer.upload, "BACKOFF_SECONDS", 0.01)
 
     with pytest.raises(transfer.TransferError, match="failed 6 times") as stopped:
         client.datasets.upload("data", folder, workers=1)

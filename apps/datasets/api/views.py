@@ -28,7 +28,7 @@ from apps.datasets import paths, storage
 from apps.datasets.api import serializers as s
 from apps.datasets.hooks import upload_purposes
 from apps.datasets.models import Dataset, DatasetVersion, Upload, VersionFile
-from apps.datasets.services.completion import upload_complete
+from apps.datasets.services.completion import upload_cancel, upload_complete
 from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
 from apps.datasets.services.uploads import (
     chunk_receive,
@@ -204,6 +204,12 @@ class UploadDetailView(_DatasetView):
 
     def get(self, request: Request, team_slug: str, upload_id: int) -> Response:
         return Response(self.upload_body(self.upload(upload_id)))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, team_slug: str, upload_id: int) -> Response:
+        """Abandon an open upload: what it received is discarded (409 once complete)."""
+        upload_cancel(team=self.team, actor=_user(request), upload=self.upload(upload_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ChunkView(_DatasetView):

@@ -11,7 +11,7 @@ app; inside it, import from the module itself.
 
 from __future__ import annotations
 
-from apps.datasets.services.completion import upload_complete
+from apps.datasets.services.completion import upload_cancel, upload_complete
 from apps.datasets.services.datasets import dataset_create, dataset_delete, dataset_update
 from apps.datasets.services.errors import (
     DatasetConflictError,
@@ -55,6 +55,7 @@ __all__ = [
     "dataset_update",
     "part_key",
     "staging_key",
+    "upload_cancel",
     "upload_complete",
     "upload_manifest",
     "upload_missing",

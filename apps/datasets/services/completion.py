@@ -365,3 +365,37 @@ def upload_abandon(upload: Upload) -> None:
     upload.save(update_fields=["status"])
     shas = set(UploadBlob.objects.for_team(upload.team_id).values_list("sha256", flat=True))
     transaction.on_commit(lambda: _discard_chunks(upload, unused=shas))
+
+
+def upload_cancel(*, team: Team, actor: User, upload: Upload) -> Upload:
+    """Give up an open upload at its client's request (a rerun of changed files starts a new
+    one): it is marked abandoned, what it received (staged chunks, an S3 multipart) is
+    discarded once this commits, and the version it was making is forgotten, as the
+    housekeeping does after a week. Abandoning one already abandoned changes nothing; a
+    complete one is refused (409)."""
+    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+    with transaction.atomic():
+        locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
+        if locked.status == Upload.Status.COMPLETE:
+            raise DatasetConflictError(
+                "This upload is complete: its version is made, there is nothing to abandon.",
+                code="upload_complete",
+            )
+        if locked.status != Upload.Status.OPEN:
+            return locked
+        upload_abandon(locked)
+        purpose = upload_purposes.get(locked.purpose)
+        if purpose is not None:
+            purpose.abandon(locked)
+        else:
+            DatasetVersion.objects.for_team(team).filter(
+                pk=locked.version_id, status=DatasetVersion.Status.UPLOADING
+            ).update(message="(abandoned upload)")
+        audit_record(
+            team=team,
+            actor=actor,
+            action="upload.abandoned",
+            target=str(locked.pk),
+            purpose=locked.purpose,
+        )
+    return locked
