@@ -491,6 +491,10 @@ def _live(team: Team, job: Job, *, lock: bool = False) -> Job:
 # --- services -------------------------------------------------------------------------
 
 
+# A change to these makes its author the one the job's scheduled runs act as.
+_WHAT_RUNS_DO = {*Job.DEFINITION_FIELDS, "schedule", "schedule_timezone", "schedule_paused"}
+
+
 @transaction.atomic
 def job_create(*, team: Team, actor: User, **fields: Any) -> Job:
     """Save a new job definition (nothing runs yet); audit it."""
@@ -498,7 +502,7 @@ def job_create(*, team: Team, actor: User, **fields: Any) -> Job:
     fields = dict(fields)
     name, slug = _clean_name(team, fields.get("name"))
     definition = _clean_definition(team, _given_to_definition(fields))
-    job = Job(team=team, name=name, slug=slug, created_by=actor, **definition)
+    job = Job(team=team, name=name, slug=slug, created_by=actor, changed_by=actor, **definition)
     _apply_job_fields(team, job, {k: v for k, v in fields.items() if k != "name"})
     job.save()
     audit_record(team=team, actor=actor, action="job.created", target=job.name)
@@ -517,6 +521,10 @@ def job_update(*, team: Team, actor: User, job: Job, **fields: Any) -> Job:
     for field in changed:
         setattr(job, field, definition[field])
     changed += _apply_job_fields(team, job, fields)
+    if set(changed) & _WHAT_RUNS_DO and job.changed_by_id != actor.pk:
+        # Scheduled runs act as whoever last changed what they do (spec.run_actor).
+        job.changed_by = actor
+        changed.append("changed_by")
     if changed:
         job.save(update_fields=[*changed, "updated_at"])
         audit_record(
@@ -524,7 +532,7 @@ def job_update(*, team: Team, actor: User, job: Job, **fields: Any) -> Job:
             actor=actor,
             action="job.updated",
             target=job.name,
-            fields=", ".join(f.removesuffix("_id") for f in changed),
+            fields=", ".join(f.removesuffix("_id") for f in changed if f != "changed_by"),
         )
     return job
 

@@ -75,8 +75,13 @@ def run_env(run: Run) -> dict[str, str]:
 
 def run_actor(run: Run) -> User | None:
     """Whom the run acts as from inside (its workload token): whoever started it, or, for a
-    scheduled run, the job's creator."""
-    return run.triggered_by or run.job.created_by
+    scheduled run, whoever last changed what the job does (``Job.changed_by``; the creator
+    on a job made before it was kept). Never someone else when that person cannot act: the
+    run then gets no token (``workload_env``)."""
+    if run.triggered_by is not None:
+        return run.triggered_by
+    job = run.job
+    return job.changed_by if job.changed_by_id is not None else job.created_by
 
 
 def run_limit(run: Run) -> timedelta | None:
