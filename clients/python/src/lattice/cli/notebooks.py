@@ -3,6 +3,8 @@ delete. A NOTEBOOK argument is its id or its name."""
 
 from __future__ import annotations
 
+import os
+import sys
 import webbrowser
 from typing import TYPE_CHECKING, Any
 
@@ -177,9 +179,28 @@ def notebooks_open(notebook: str, no_browser: bool) -> None:
         click.echo(url)
     if not no_browser:
         try:
-            webbrowser.open(url)
+            _open_quietly(url)
         except webbrowser.Error:
             output.note("No browser here: open the URL above.")
+
+
+def _open_quietly(url: str) -> None:
+    """``webbrowser.open(url)`` with file descriptor 1 pointing at /dev/null meanwhile: the
+    browser (or xdg-open, $BROWSER) inherits it, so what it prints ("Opening in existing
+    browser session.") never mixes with this command's stdout (``--json`` stays JSON)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: nothing to protect
+        webbrowser.open(url)
+        return
+    try:
+        with open(os.devnull, "wb") as null:  # noqa: PTH123
+            os.dup2(null.fileno(), 1)
+        webbrowser.open(url)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @group.command("logs")

@@ -63,6 +63,14 @@ def list_files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     as are a name that is not UTF-8 or holds a control or invisible character, and a folder
     with no file: all before any byte is read or sent."""
     root = Path(root)
+    found = _listed(root)
+    if not found:
+        raise TransferError(f"{root}: the folder has no files: nothing to upload.", code="empty")
+    return found
+
+
+def _listed(root: Path) -> list[tuple[str, Path, os.stat_result]]:
+    """``list_files`` but for an empty folder (an empty list)."""
     try:
         top = root.stat()
     except FileNotFoundError:
@@ -100,8 +108,6 @@ def list_files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
                 )
 
     walk(root, PurePosixPath(), frozenset({real_root}))
-    if not found:
-        raise TransferError(f"{root}: the folder has no files: nothing to upload.", code="empty")
     return found
 
 
