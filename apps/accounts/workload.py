@@ -7,7 +7,8 @@ API, as the workload reaches it: ``LATTICE_WORKLOAD_API_URL``, else
 ``lattice.Client()`` works there with no setup.
 
 The token is a PersonalAccessToken with ``workload`` naming its workload: it acts as the
-person who started the workload (a scheduled job run: the job's creator), limited to the
+person who started the workload (a scheduled job run: whoever last changed what the job
+does, apps.jobs.spec.run_actor), limited to the
 workload's team and to ``WORKLOAD_SCOPES``, and it expires at the workload's deadline. The
 host that runs the container sees its environment (decision 9: hosts are untrusted), so the
 token is worth no more than that team, for that workload's life: it is revoked the moment the
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 # What the SDK does from inside a workload: read the team, use and add datasets and models,
-# run jobs, read notebooks, read and call deployments. Never billing, never members or
+# run jobs (read them and start runs of existing ones: the jobs API refuses a workload token
+# making, changing or deleting a job, apps.jobs.api.views.WORKLOAD_REFUSAL), read notebooks,
+# read and call deployments. Never billing, never members or
 # invitations (teams:write), never tokens (no token makes tokens; a team-limited one sees
 # and revokes only itself).
 WORKLOAD_SCOPES = (
@@ -94,7 +97,7 @@ def workload_env(
 ) -> dict[str, str]:
     """``LATTICE_URL``, ``LATTICE_TOKEN`` and ``LATTICE_TEAM`` for ``workload``, with a new
     token. Nothing when no one can act for it: ``user`` gone, inactive or not in the team
-    (a scheduled run whose job's creator left): its token would not work anyway."""
+    (a scheduled run whose job's author left): its token would not work anyway."""
     if user is None or not user.is_active or team not in user_teams(user):
         return {}
     token = workload_token_create(

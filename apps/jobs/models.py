@@ -110,6 +110,12 @@ class Job(models.Model):  # type: ignore[django-manager-missing]
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who last changed what its runs do (its definition, its schedule, resuming it): whom a
+    # scheduled run acts as (apps.jobs.spec.run_actor), so a member who plants a command in
+    # another's job is the one its runs act as. Null on jobs made before it: the creator.
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -202,6 +208,9 @@ class Run(models.Model):  # type: ignore[django-manager-missing]
     ended_at = models.DateTimeField(null=True, blank=True)
     # The maximum run time's end (every attempt together), from the first start.
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # A run started with a workload token: that token's expiry, the latest its own workload
+    # token may expire (a run never outlives, by its token, the workload that started it).
+    token_not_after = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(

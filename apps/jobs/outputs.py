@@ -73,13 +73,15 @@ def run_label(run: Run) -> str:
 
 
 def _actor(run: Run) -> User | None:
-    """Who the saves speak for: who started the run, else who made the job. A scheduled
-    run (nobody started it) speaks for the job's author while they may still save, else
-    for the team's longest-standing owner: the job is the team's, and its schedule goes on
-    after its author leaves the team."""
+    """Who the saves speak for: who started the run, else the job's author (whoever last
+    changed what it does, ``Job.changed_by``, else who made it). A scheduled run (nobody
+    started it) speaks for that author while they may still save, else for the team's
+    longest-standing owner: the job is the team's, and its schedule goes on after its author
+    leaves the team."""
+    job = run.job
+    author = job.changed_by if job.changed_by_id is not None else job.created_by
     if run.trigger != Run.Trigger.SCHEDULE or run.triggered_by is not None:
-        return run.triggered_by or run.job.created_by
-    author = run.job.created_by
+        return run.triggered_by or author
     if author is not None and all(member_may(run.team, author, p) for p in _SAVE_PERMISSIONS):
         return author
     return first_owner(run.team_id)

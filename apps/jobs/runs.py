@@ -187,6 +187,7 @@ def run_create(
     actor: User | None,
     definition: dict[str, Any] | None = None,
     rerun_of: Run | None = None,
+    token_not_after: datetime | None = None,
 ) -> Run:
     """A new queued run of ``job``; once the transaction commits it starts if the job's
     concurrency allows, else it waits (saying for which run)."""
@@ -203,6 +204,7 @@ def run_create(
             trigger=trigger,
             triggered_by=actor,
             rerun_of=rerun_of,
+            token_not_after=token_not_after,
             definition=dict(definition if definition is not None else job_definition(job)),
         )
         run_published(run)

@@ -49,6 +49,8 @@ from apps.teams.permissions import require_permission
 from apps.teams.secrets import SecretError, check_names
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apps.accounts.models import User
     from apps.teams.models import Team
 
@@ -489,6 +491,10 @@ def _live(team: Team, job: Job, *, lock: bool = False) -> Job:
 # --- services -------------------------------------------------------------------------
 
 
+# A change to these makes its author the one the job's scheduled runs act as.
+_WHAT_RUNS_DO = {*Job.DEFINITION_FIELDS, "schedule", "schedule_timezone", "schedule_paused"}
+
+
 @transaction.atomic
 def job_create(*, team: Team, actor: User, **fields: Any) -> Job:
     """Save a new job definition (nothing runs yet); audit it."""
@@ -496,7 +502,7 @@ def job_create(*, team: Team, actor: User, **fields: Any) -> Job:
     fields = dict(fields)
     name, slug = _clean_name(team, fields.get("name"))
     definition = _clean_definition(team, _given_to_definition(fields))
-    job = Job(team=team, name=name, slug=slug, created_by=actor, **definition)
+    job = Job(team=team, name=name, slug=slug, created_by=actor, changed_by=actor, **definition)
     _apply_job_fields(team, job, {k: v for k, v in fields.items() if k != "name"})
     job.save()
     audit_record(team=team, actor=actor, action="job.created", target=job.name)
@@ -515,6 +521,10 @@ def job_update(*, team: Team, actor: User, job: Job, **fields: Any) -> Job:
     for field in changed:
         setattr(job, field, definition[field])
     changed += _apply_job_fields(team, job, fields)
+    if set(changed) & _WHAT_RUNS_DO and job.changed_by_id != actor.pk:
+        # Scheduled runs act as whoever last changed what they do (spec.run_actor).
+        job.changed_by = actor
+        changed.append("changed_by")
     if changed:
         job.save(update_fields=[*changed, "updated_at"])
         audit_record(
@@ -522,7 +532,7 @@ def job_update(*, team: Team, actor: User, job: Job, **fields: Any) -> Job:
             actor=actor,
             action="job.updated",
             target=job.name,
-            fields=", ".join(f.removesuffix("_id") for f in changed),
+            fields=", ".join(f.removesuffix("_id") for f in changed if f != "changed_by"),
         )
     return job
 
@@ -550,6 +560,7 @@ def _start(
     trigger: str,
     edited: bool,
     rerun_of: Run | None = None,
+    token_not_after: datetime | None = None,
 ) -> Run:
     machine_type = MachineType.objects.get(pk=definition["machine_type_id"])
     # The plan and the spend cap (402), as a notebook's start is checked.
@@ -560,6 +571,7 @@ def _start(
         actor=actor,
         definition=definition if edited else None,
         rerun_of=rerun_of,
+        token_not_after=token_not_after,
     )
     audit_record(
         team=team,
@@ -581,9 +593,12 @@ def job_run(
     job: Job,
     trigger: str = Run.Trigger.MANUAL,
     changes: dict[str, Any] | None = None,
+    token_not_after: datetime | None = None,
 ) -> Run:
     """Start a run of the job (queued, then placed as its concurrency allows); audit it.
-    ``changes`` edit the definition for this run only. ``actor`` None: its schedule."""
+    ``changes`` edit the definition for this run only. ``actor`` None: its schedule.
+    ``token_not_after``: the latest the run's workload token may expire (a run started with
+    a workload token: that token's expiry)."""
     if actor is not None:
         require_permission(team, actor, MANAGE)
     if trigger not in Run.Trigger.values:
@@ -594,19 +609,42 @@ def job_run(
     definition = _clean_definition(
         team, {**current, **_given_to_definition(changes or {}, run=True)}
     )
-    return _start(team, actor, job, definition, trigger=trigger, edited=definition != current)
+    return _start(
+        team,
+        actor,
+        job,
+        definition,
+        trigger=trigger,
+        edited=definition != current,
+        token_not_after=token_not_after,
+    )
 
 
 @transaction.atomic
-def run_rerun(*, team: Team, actor: User, run: Run, changes: dict[str, Any] | None = None) -> Run:
-    """A new run with ``run``'s definition (as it was), edited by ``changes``; audit it."""
+def run_rerun(
+    *,
+    team: Team,
+    actor: User,
+    run: Run,
+    changes: dict[str, Any] | None = None,
+    token_not_after: datetime | None = None,
+) -> Run:
+    """A new run with ``run``'s definition (as it was), edited by ``changes``; audit it.
+    ``token_not_after`` as ``job_run``'s."""
     require_permission(team, actor, MANAGE)
     run = Run.objects.for_team(team).select_related("job").get(pk=run.pk)
     job = _live(team, run.job, lock=True)
     wanted = {**_DEFAULTS, **run.definition, **_given_to_definition(changes or {}, run=True)}
     definition = _clean_definition(team, wanted)
     return _start(
-        team, actor, job, definition, trigger=Run.Trigger.RERUN, edited=True, rerun_of=run
+        team,
+        actor,
+        job,
+        definition,
+        trigger=Run.Trigger.RERUN,
+        edited=True,
+        rerun_of=run,
+        token_not_after=token_not_after,
     )
 
 

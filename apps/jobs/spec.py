@@ -75,8 +75,13 @@ def run_env(run: Run) -> dict[str, str]:
 
 def run_actor(run: Run) -> User | None:
     """Whom the run acts as from inside (its workload token): whoever started it, or, for a
-    scheduled run, the job's creator."""
-    return run.triggered_by or run.job.created_by
+    scheduled run, whoever last changed what the job does (``Job.changed_by``; the creator
+    on a job made before it was kept). Never someone else when that person cannot act: the
+    run then gets no token (``workload_env``)."""
+    if run.triggered_by is not None:
+        return run.triggered_by
+    job = run.job
+    return job.changed_by if job.changed_by_id is not None else job.created_by
 
 
 def run_limit(run: Run) -> timedelta | None:
@@ -92,11 +97,16 @@ def run_limit(run: Run) -> timedelta | None:
 def attempt_token_deadline(attempt: Attempt) -> datetime:
     """When the attempt's workload token expires: the run's deadline once it has one (set at
     its first start), else the latest it could be (its maximum run time from a start that
-    may still take START_ALLOWANCE)."""
+    may still take START_ALLOWANCE); never later than ``run.token_not_after`` (a run started
+    with a workload token expires with it)."""
     run = attempt.run
     if run.deadline_at is not None:
-        return run.deadline_at
-    return timezone.now() + START_ALLOWANCE + workload_lifetime(run_limit(run))
+        deadline = run.deadline_at
+    else:
+        deadline = timezone.now() + START_ALLOWANCE + workload_lifetime(run_limit(run))
+    if run.token_not_after is not None and run.token_not_after < deadline:
+        return run.token_not_after
+    return deadline
 
 
 def attempt_api_env(attempt: Attempt) -> dict[str, str]:

@@ -93,6 +93,19 @@ def test_r3_a_replica_cannot_set_lattices_or_notebooks_cookies_from_its_origin(
     assert set_cookies == ["mine=1; Path=/; HttpOnly"]
 
 
+def test_a_replicas_own_x_lattice_error_is_dropped_on_its_host(
+    acme: Team, asgi_live_server: str
+) -> None:
+    # Issue 18's review, R6: only the gateway marks its answers; a replica's mark would make
+    # its answer read as Lattice's (tests/client/test_review_findings.py: the invoke path).
+    app = _replica_app([(b"content-type", b"text/plain"), (b"x-lattice-error", b"not_found")])
+    with serving(app, name="spoofing-replica") as replica:
+        _deploy(acme, auth_mode="public", endpoints=[replica])
+        answer = _host_call(asgi_live_server)
+    assert answer.status_code == 200
+    assert "x-lattice-error" not in answer.headers
+
+
 def test_r4_the_invoke_path_never_serves_a_replicas_script_on_lattices_origin(
     acme: Team, asgi_live_server: str
 ) -> None:

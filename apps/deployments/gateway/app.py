@@ -89,6 +89,9 @@ _HOP_BY_HOP = {
     b"cookie",
     b"expect",
 }
+# Set only by the gateway (its own answers, ``_answer``): a replica's is dropped, so
+# its answer never passes for Lattice's (a model's 401 read as "your token is wrong").
+_GATEWAY_ONLY = b"x-lattice-error"
 _SANDBOX = [
     (b"content-security-policy", b"sandbox"),
     (b"x-content-type-options", b"nosniff"),
@@ -592,7 +595,7 @@ def _response_headers(response: Response, *, sandbox: bool) -> list[tuple[bytes,
     out = []
     for name, value in response.headers:
         lower = name.lower()
-        if lower in (b"connection", b"keep-alive", b"transfer-encoding"):
+        if lower in (b"connection", b"keep-alive", b"transfer-encoding", _GATEWAY_ONLY):
             continue
         if lower == b"set-cookie" and _tossed(value):
             continue
@@ -688,6 +691,8 @@ def _on_lattice_headers(response: Response) -> list[tuple[bytes, bytes]]:
         lower = name.lower()
         if lower == b"content-type":
             continue  # set below, made safe
+        if lower == _GATEWAY_ONLY:
+            continue
         if lower in _ON_LATTICE or (
             lower.startswith(b"x-") and not lower.startswith(_X_NOT_ON_LATTICE)
         ):

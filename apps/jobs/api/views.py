@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.response import Response
 
+from apps.accounts.models import PersonalAccessToken
 from apps.core.api.pagination import Cursor
 from apps.core.stream import stream_resume
 from apps.jobs import selectors, services
@@ -45,6 +46,14 @@ if TYPE_CHECKING:
 
 VIEW = services.VIEW
 MANAGE = services.MANAGE
+# A workload token (a notebook's or a job's own) reads jobs and starts runs of them, and
+# nothing more: making, changing or deleting a job, or a run's ``changes`` beyond these,
+# would let a token read off an untrusted host leave behind code that runs as its person
+# (a schedule), or hand the team's secrets to a command of its choosing.
+WORKLOAD_REFUSAL = (
+    "A notebook's or job's own token cannot create or change jobs; use a personal token."
+)
+WORKLOAD_RUN_CHANGES = frozenset({"parameters", "machine_type"})
 _RUN_ENDED = {str(status) for status in Run.Status} - {str(s) for s in OPEN_RUN_STATUSES}
 
 
@@ -86,6 +95,30 @@ class JobAPIView(TeamAPIView):
             raise exceptions.NotFound(f"{job.name} has no run {number}.")
         return run
 
+    def _workload_token(self) -> PersonalAccessToken | None:
+        """The request's token when it is a workload token (apps.accounts.workload)."""
+        auth = self.request.auth
+        return auth if isinstance(auth, PersonalAccessToken) and auth.is_workload else None
+
+    def _refuse_workload(self) -> None:
+        if self._workload_token() is not None:
+            raise exceptions.PermissionDenied(WORKLOAD_REFUSAL)
+
+    def _run_limits(self, changes: dict[str, Any] | None) -> dict[str, Any]:
+        """For a run started with a workload token: refuse ``changes`` to anything but
+        WORKLOAD_RUN_CHANGES, and cap the run's own token at the starting token's expiry."""
+        token = self._workload_token()
+        if token is None:
+            return {}
+        refused = sorted(set(changes or {}) - WORKLOAD_RUN_CHANGES)
+        if refused:
+            names = ", ".join("secret_names" if name == "secrets" else name for name in refused)
+            raise exceptions.PermissionDenied(
+                f"{WORKLOAD_REFUSAL} (A run it starts may change only "
+                f"{' and '.join(sorted(WORKLOAD_RUN_CHANGES))}, not {names}.)"
+            )
+        return {"token_not_after": token.expires_at}
+
     def _job_body(self, job_id: int) -> Any:
         return s.JobSerializer(self._job(job_id)).data
 
@@ -112,6 +145,7 @@ class JobListView(mixins.ListModelMixin, JobAPIView):
 
     @extend_schema(request=s.JobWriteSerializer, responses={201: s.JobSerializer})
     def post(self, request: Request, team_slug: str) -> Response:
+        self._refuse_workload()
         data = s.JobWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with _api_names():
@@ -130,6 +164,7 @@ class JobDetailView(JobAPIView):
 
     @extend_schema(request=s.JobWriteSerializer, responses={200: s.JobSerializer})
     def patch(self, request: Request, team_slug: str, job_id: int) -> Response:
+        self._refuse_workload()
         job = self._job(job_id)
         data = s.JobWriteSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -139,6 +174,7 @@ class JobDetailView(JobAPIView):
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, team_slug: str, job_id: int) -> Response:
+        self._refuse_workload()
         services.job_delete(team=self.team, actor=self.actor, job=self._job(job_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -163,13 +199,16 @@ class JobStartView(JobAPIView):
         job = self._job(job_id)
         data = s.RunChangesSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        changes = data.validated_data.get("changes")
+        limits = self._run_limits(changes)
         with _api_names():
             run = services.job_run(
                 team=self.team,
                 actor=self.actor,
                 job=job,
                 trigger=Run.Trigger.API,
-                changes=data.validated_data.get("changes"),
+                changes=changes,
+                **limits,
             )
         return Response(self._run_body(run), status=status.HTTP_202_ACCEPTED)
 
@@ -229,12 +268,15 @@ class JobRunRerunView(JobAPIView):
         run = self._run(self._job(job_id), number)
         data = s.RunChangesSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        changes = data.validated_data.get("changes")
+        limits = self._run_limits(changes)
         with _api_names():
             again = services.run_rerun(
                 team=self.team,
                 actor=self.actor,
                 run=run,
-                changes=data.validated_data.get("changes"),
+                changes=changes,
+                **limits,
             )
         return Response(self._run_body(again), status=status.HTTP_202_ACCEPTED)
 

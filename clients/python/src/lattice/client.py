@@ -48,9 +48,15 @@ class Client:
                 code="not_configured",
             )
         if not settings.token:
-            raise AuthenticationFailed(
-                "No token: run `lattice login`, or set LATTICE_TOKEN.", code="not_configured"
-            )
+            saved = config.load_file()
+            if saved.token and saved.url and not config.same_server(settings.url, saved.url):
+                message = (
+                    f"No token for {settings.url} (the saved one is for {saved.url}): run "
+                    f"`lattice login --url {settings.url}` or set LATTICE_TOKEN."
+                )
+            else:
+                message = "No token: run `lattice login`, or set LATTICE_TOKEN."
+            raise AuthenticationFailed(message, code="not_configured")
         self.url = settings.url.rstrip("/")
         self.team = settings.team
         self.transport = Transport(self.url, settings.token, timeout=timeout)

@@ -7,6 +7,10 @@ In order, the first that gives a value wins, per setting:
    working when the session or run ends;
 3. the config file ``lattice login`` writes: ``$LATTICE_CONFIG``, else
    ``$XDG_CONFIG_HOME/lattice/config.json`` (``~/.config/lattice/config.json``), mode 0600.
+
+The file's token and team belong to the file's server: when the URL comes from an argument or
+the environment and names another server, they are not used (the token is never sent to a
+server it was not made for); the client then asks for a token for that server.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -66,11 +71,34 @@ def save_file(settings: Settings) -> Path:
     return path
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``url``'s scheme, host and port (the default port made explicit), to tell whether two
+    URLs name the same server."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def same_server(one: str, other: str) -> bool:
+    """Whether ``one`` and ``other`` name the same server (scheme, host and port)."""
+    return origin(one) == origin(other)
+
+
 def resolve(url: str | None = None, token: str | None = None, team: str | None = None) -> Settings:
-    """Arguments, then the environment, then the config file (see the module's docstring)."""
+    """Arguments, then the environment, then the config file (see the module's docstring);
+    the file's token and team only with the file's server."""
     saved = load_file()
+    chosen_url = url or os.environ.get("LATTICE_URL") or saved.url
+    if chosen_url and saved.url and not same_server(chosen_url, saved.url):
+        saved = Settings(url=saved.url)
     return Settings(
-        url=url or os.environ.get("LATTICE_URL") or saved.url,
+        url=chosen_url,
         token=token or os.environ.get("LATTICE_TOKEN") or saved.token,
         team=team or os.environ.get("LATTICE_TEAM") or saved.team,
     )

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
+from urllib.parse import urlsplit
 
 import click
 
@@ -12,6 +14,16 @@ import lattice
 from lattice import config
 from lattice.cli import output
 from lattice.cli.context import common, json_option, state
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command()
@@ -34,6 +46,11 @@ def login(url: str | None, token_stdin: bool) -> None:
     url = str(url).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise output.Failure("The server URL starts with http:// or https://.", output.EXIT_USAGE)
+    if url.startswith("http://") and not _loopback(url):
+        output.note(
+            f"Warning: {url} is plain http: the token crosses the network unencrypted. "
+            "Use https:// unless this network is yours."
+        )
     if token_stdin:
         token = sys.stdin.read().strip()
     else:
@@ -42,7 +59,7 @@ def login(url: str | None, token_stdin: bool) -> None:
         raise output.Failure("No token given.", output.EXIT_USAGE)
     with lattice.Client(url=url, token=token) as client:
         user = client.whoami()
-    team = saved.team if saved.url == url else None
+    team = saved.team if saved.url and config.same_server(saved.url, url) else None
     path = config.save_file(config.Settings(url=url, token=token, team=team))
     if state().json:
         output.print_json(user)

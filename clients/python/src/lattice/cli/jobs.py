@@ -20,21 +20,27 @@ EXIT_RUN_FAILED = 1
 EXIT_RUN_TIMED_OUT = 124  # as timeout(1)
 EXIT_RUN_CANCELLED = 125
 EXIT_RUN_LOST = 126
+# The highest exit status a shell sees as itself (larger ones are taken modulo 256).
+MAX_EXIT_STATUS = 255
 
 ENDED = {"succeeded", "failed", "cancelled", "timed_out", "lost"}
 
 
 def run_exit_code(run: Run) -> int:
-    """The exit code `run --follow` ends with: the process's own where it has one."""
+    """The exit code `run --follow` ends with: 0 for a run that succeeded; for a failed run the
+    process's own where it is a shell's failure (1..255), else 1 (a failed run whose command
+    exited 0, e.g. its outputs could not be saved; an exit the server could not read, -1)."""
     if run.status == "cancelled":
         return EXIT_RUN_CANCELLED
     if run.status == "timed_out":
         return EXIT_RUN_TIMED_OUT
     if run.status == "lost":
         return EXIT_RUN_LOST
-    if run.exit_code is not None:
+    if run.status == "succeeded":
+        return 0
+    if run.exit_code is not None and 1 <= run.exit_code <= MAX_EXIT_STATUS:
         return run.exit_code
-    return 0 if run.status == "succeeded" else EXIT_RUN_FAILED
+    return EXIT_RUN_FAILED
 
 
 def _ref(value: str) -> int | str:

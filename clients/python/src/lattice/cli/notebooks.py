@@ -3,7 +3,6 @@ delete. A NOTEBOOK argument is its id or its name."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import webbrowser
@@ -16,8 +15,6 @@ from lattice.cli.context import common, state
 from lattice.cli.follow import live_status, print_lines
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from lattice.types import NotebookEvent
 
 
@@ -182,29 +179,26 @@ def notebooks_open(notebook: str, no_browser: bool) -> None:
         click.echo(url)
     if not no_browser:
         try:
-            with _stdout_to_stderr():
-                webbrowser.open(url)
+            _open_quietly(url)
         except webbrowser.Error:
             output.note("No browser here: open the URL above.")
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr for the block: a browser (or xdg-open) started
-    there inherits it and says "Opening in existing browser session." on stderr, so stdout
-    keeps only the command's own output (JSON with --json). A stdout without a descriptor
-    (a test's capture) is left alone."""
+def _open_quietly(url: str) -> None:
+    """``webbrowser.open(url)`` with file descriptor 1 pointing at /dev/null meanwhile: the
+    browser (or xdg-open, $BROWSER) inherits it, so what it prints ("Opening in existing
+    browser session.") never mixes with this command's stdout (``--json`` stays JSON)."""
     sys.stdout.flush()
     try:
         saved = os.dup(1)
-    except OSError:
-        yield
+    except OSError:  # no fd 1 at all: nothing to protect
+        webbrowser.open(url)
         return
     try:
-        os.dup2(2, 1)
-        yield
+        with open(os.devnull, "wb") as null:  # noqa: PTH123
+            os.dup2(null.fileno(), 1)
+        webbrowser.open(url)
     finally:
-        sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
 

@@ -59,6 +59,8 @@ class Datasets(Resource):
         ``state_dir``: where resumable uploads and the hash cache are kept (default
         ``$XDG_STATE_HOME/lattice``)."""
         transfer.check_workers(workers)
+        # Names and an empty folder are refused before the dataset is made or a byte hashed.
+        transfer.list_files(Path(path))
         slug = self.client.team_slug(team)
         try:
             found = self.get(dataset, team=slug)

@@ -66,6 +66,8 @@ class Models(Resource):
         sent). ``alias`` is then pointed at the version. ``format``: "sklearn", "pytorch",
         ... (the server's list; "other" when None); ``metadata``: metrics, parameters."""
         transfer.check_workers(workers)
+        # Names and an empty folder are refused before the model is made or a byte hashed.
+        transfer.list_files(Path(path))
         slug = self.client.team_slug(team)
         try:
             found = self.get(model, team=slug)

@@ -40,7 +40,7 @@ def put_chunk(
         put_lattice(transport, route, data, checksum)
         return
     where = transport.json("POST", f"{route}target/", json={"sha256": checksum})
-    if str(where.get("url", "")).startswith(transport.base_url):
+    if transport.owns(str(where.get("url", ""))):
         put_lattice(transport, str(where["url"]), data, checksum)
         return
     # A presigned URL of another host: sent without the token, with its headers.

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 HASH_PIECE = 8 * 1024 * 1024
+# Characters the server refuses in a path (apps/datasets/paths.py): control, format (bidi,
+# zero-width), line and paragraph separators, surrogates (a name that is not UTF-8, as
+# os.fsdecode gives it) and private use.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
 
 SAVE_CACHE_EVERY = 10.0
 
@@ -54,13 +59,24 @@ def list_files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     """Every regular file under the folder ``root`` (or ``root`` itself, a file): its path in
     the version, where it is, and its stat. Links to files or folders inside ``root`` are
     followed (the file appears under the link's path); a link leaving ``root``, a broken link,
-    a link loop and a special file (FIFO, socket, device) are refused with a TransferError."""
+    a link loop and a special file (FIFO, socket, device) are refused with a TransferError,
+    as are a name that is not UTF-8 or holds a control or invisible character, and a folder
+    with no file: all before any byte is read or sent."""
     root = Path(root)
+    found = _listed(root)
+    if not found:
+        raise TransferError(f"{root}: the folder has no files: nothing to upload.", code="empty")
+    return found
+
+
+def _listed(root: Path) -> list[tuple[str, Path, os.stat_result]]:
+    """``list_files`` but for an empty folder (an empty list)."""
     try:
         top = root.stat()
     except FileNotFoundError:
         raise TransferError(f"{root}: no such file or folder.", code="not_found") from None
     if stat.S_ISREG(top.st_mode):
+        _check_name(root.name, root)
         return [(root.name, root, top)]
     if not stat.S_ISDIR(top.st_mode):
         raise TransferError(f"{root}: not a regular file or a folder.", code="special_file")
@@ -74,6 +90,7 @@ def list_files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
             raise TransferError(f"{folder}: cannot be read ({exc.strerror}).") from exc
         for entry in entries:
             local = Path(entry.path)
+            _check_name(entry.name, local)
             name = relative / entry.name
             info = _stat_inside(local, root, real_root, link=entry.is_symlink())
             if stat.S_ISDIR(info.st_mode):
@@ -92,6 +109,25 @@ def list_files(root: Path) -> list[tuple[str, Path, os.stat_result]]:
 
     walk(root, PurePosixPath(), frozenset({real_root}))
     return found
+
+
+def _check_name(name: str, local: Path) -> None:
+    """Refuse a name the server would refuse, naming the file: one that is not UTF-8 (its
+    undecodable bytes shown as ``\\xNN``) or holds a control or invisible character."""
+    shown = str(os.fsencode(local))[2:-1]
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TransferError(
+            f"{shown}: the file name is not UTF-8; rename it.", code="bad_name"
+        ) from None
+    for char in name:
+        if unicodedata.category(char) in _HIDDEN:
+            raise TransferError(
+                f"{ascii(str(local))[1:-1]}: the file name holds a control or invisible "
+                f"character (U+{ord(char):04X}); rename it.",
+                code="bad_name",
+            )
 
 
 def _stat_inside(local: Path, root: Path, real_root: Path, *, link: bool) -> os.stat_result:
