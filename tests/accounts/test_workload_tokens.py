@@ -161,3 +161,18 @@ def test_the_person_sees_it_apart_while_it_works_and_may_revoke_it(acme, alice, 
     page = client.get(reverse("accounts:tokens")).content.decode()
     assert 'data-testid="workload-tokens"' in page
     assert "Notebook Train, session 1" in page
+
+
+def test_it_acts_no_further_than_a_members_role(acme, alice, bob):
+    # Any member who may open alice's notebook can read its token: as alice (the owner) it
+    # still may not read the audit log, which bob's role does not allow.
+    assert Membership.objects.for_team(acme).get(user=alice).role == "owner"
+    audit = f"/api/v1/teams/{acme.slug}/audit/"
+    _, own = make_token(alice, scopes=["teams:read"], team=acme)
+
+    refused = bearer(env_for(alice, acme)[TOKEN_ENV]).get(audit)
+
+    assert refused.status_code == 403
+    assert "member" in refused.json()["error"]["message"]
+    assert bearer(own).get(audit).status_code == 200  # her personal token may
+    assert bearer(env_for(alice, acme, "nb-2-s1")[TOKEN_ENV]).get("/api/v1/me").status_code == 200

@@ -61,4 +61,4 @@ def test_a_script_in_an_executed_notebook_runs_nowhere(
         assert again.status == 403
     finally:
         context.close()
-    assert not PersonalAccessToken.objects.filter(user=alice).exists()
+    assert not PersonalAccessToken.objects.filter(user=alice, workload="").exists()

@@ -508,7 +508,7 @@ def test_lattice_is_never_served_under_a_notebook_host(notebook, running, bob):
 
     assert (me.status_code, team.status_code, made.status_code) == (404, 404, 404)
     assert bob.email not in me.text + team.text
-    assert not PersonalAccessToken.objects.filter(user=bob).exists()
+    assert not PersonalAccessToken.objects.filter(user=bob, workload="").exists()
 
 
 def test_lattice_refuses_requests_sent_from_a_notebooks_page(notebook, running, bob):
@@ -530,7 +530,7 @@ def test_lattice_refuses_requests_sent_from_a_notebooks_page(notebook, running, 
 
     assert (me.status_code, made.status_code, launched.status_code) == (403, 403, 403)
     assert bob.email not in me.text
-    assert not PersonalAccessToken.objects.filter(user=bob).exists()
+    assert not PersonalAccessToken.objects.filter(user=bob, workload="").exists()
     # The same requests from Lattice's own pages work.
     assert request("/api/v1/me", cookies=cookies).status_code == 200
 

@@ -19,6 +19,7 @@ from rest_framework import exceptions, generics
 from apps.accounts.models import PersonalAccessToken
 from apps.core.sessions import session_signs_in
 from apps.core.tenancy import Sealed, team_scope
+from apps.teams.models import Role
 from apps.teams.permissions import role_allows
 from apps.teams.selectors import membership_in, role_in
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
     from apps.teams.models import Membership, Team
+
+# A workload token (the one a notebook or job finds in its environment) acts no further than
+# this role, whatever its person's: the lowest role that may open a notebook and read it.
+WORKLOAD_ROLE_CAP = Role.MEMBER
 
 
 class TeamAPIView(Sealed, generics.GenericAPIView):
@@ -54,6 +59,13 @@ class TeamAPIView(Sealed, generics.GenericAPIView):
         if not role_allows(membership.role, permission):
             raise exceptions.PermissionDenied(
                 f"Your role in this team ({membership.role}) does not allow this.",
+            )
+        if token and token.workload and not role_allows(WORKLOAD_ROLE_CAP, permission):
+            # Any member who may open the notebook can read its token from the environment:
+            # it may not do what that member's own role could not (the audit log, settings).
+            raise exceptions.PermissionDenied(
+                "A notebook's or job's own token acts no further than a member's role; "
+                "use a personal token for this.",
             )
         self.team = membership.team
         self.membership = membership
