@@ -16,7 +16,7 @@ from lattice.errors import Conflict, NotFound
 from lattice.types import LogLine
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from lattice.client import Client
     from lattice.http import Transport
@@ -108,6 +108,32 @@ class Resource:
             for line in response.iter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+    def follow_lines(
+        self,
+        path: str,
+        *,
+        ended_by: Callable[[dict[str, Any]], bool | None],
+        finished: Callable[[], bool],
+    ) -> Iterator[LogLine]:
+        """The stream at ``path`` from its oldest buffered message, as LogLines, followed
+        until it ends: ``ended_by(message)`` says whether a message ends it (None: it says
+        nothing; the latest verdict counts, as an older stop in the backlog may be followed
+        by a start), and ``finished()`` is asked when the server closes a follow (its cap on
+        one response) before a new one starts where this left off."""
+        after = 0
+        _, epoch = self.stream_position(path)
+        while True:
+            ended = False
+            for message in self.stream_follow(path, after=after, epoch=epoch):
+                after = int(message.get("seq") or after)
+                yield from log_lines(message)
+                verdict = ended_by(message)
+                if verdict is not None:
+                    ended = verdict
+            if ended or finished():
+                return
+            _, epoch = self.stream_position(path)
 
 
 def log_lines(message: dict[str, Any]) -> Iterator[LogLine]:

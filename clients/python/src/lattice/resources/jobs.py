@@ -83,18 +83,15 @@ class Jobs(Resource):
             for message in self.stream_page(path):
                 yield from log_lines(message)
             return
-        after = 0
-        _, epoch = self.stream_position(path)
-        while True:
-            ended = False
-            for message in self.stream_follow(path, after=after, epoch=epoch):
-                after = int(message.get("seq") or after)
-                yield from log_lines(message)
-                if message.get("type") in ("run", "status") and _ended(message.get("status")):
-                    ended = True
-            if ended or Run.from_api(self.transport.json("GET", run_path)).ended:
-                return
-            _, epoch = self.stream_position(path)
+        yield from self.follow_lines(
+            path,
+            ended_by=lambda message: (
+                True
+                if message.get("type") in ("run", "status") and _ended(message.get("status"))
+                else None
+            ),
+            finished=lambda: Run.from_api(self.transport.json("GET", run_path)).ended,
+        )
 
     def wait(
         self,

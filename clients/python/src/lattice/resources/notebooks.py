@@ -166,25 +166,17 @@ class Notebooks(Resource):
             for message in self.stream_page(path):
                 yield from log_lines(message)
             return
-        after = 0
-        _, epoch = self.stream_position(path)
-        while True:
-            ended = False
-            for message in self.stream_follow(path, after=after, epoch=epoch):
-                after = int(message.get("seq") or after)
-                yield from log_lines(message)
-                if message.get("type") == "status":
-                    # The latest status says whether it ended (an older stop in the backlog
-                    # does not).
-                    ended = _gave_up(
-                        str(message.get("status") or ""), str(message.get("desired") or "")
-                    )
-            if ended:
-                return
+
+        def ended_by(message: dict[str, Any]) -> bool | None:
+            if message.get("type") != "status":
+                return None
+            return _gave_up(str(message.get("status") or ""), str(message.get("desired") or ""))
+
+        def finished() -> bool:
             current = Notebook.from_api(self.transport.json("GET", where))
-            if _gave_up(current.status, current.desired_state):
-                return
-            _, epoch = self.stream_position(path)
+            return _gave_up(current.status, current.desired_state)
+
+        yield from self.follow_lines(path, ended_by=ended_by, finished=finished)
 
 
 def _event(message: dict[str, Any]) -> NotebookEvent | None:
