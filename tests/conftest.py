@@ -53,7 +53,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     changed = [
         name
         for name in ("pyproject.toml", "clients/python/pyproject.toml")
-        if (ROOT / name).stat().st_mtime > stamp.stat().st_mtime
+        if (ROOT / name).exists() and (ROOT / name).stat().st_mtime > stamp.stat().st_mtime
     ]
     if changed:
         pytest.exit(

@@ -9,6 +9,7 @@ AUDIT_PHRASES = {
     "dataset.deleted": "{actor} deleted the dataset {target}",
     "dataset.upload_started": "{actor} began uploading {files} files to {target}",
     "dataset.version_created": "{actor} uploaded {target}",
+    "upload.abandoned": "{actor} gave up an unfinished upload ({purpose} upload {target})",
 }
 
 

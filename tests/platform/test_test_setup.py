@@ -1,5 +1,5 @@
-"""The test run's own setup: a .venv behind pyproject.toml stops the run before collection,
-and the example's test imports no dev-only package at collection."""
+"""The test run's own setup: a .venv behind pyproject.toml (or the client's) stops the run
+before collection, and the example's test imports no dev-only package at collection."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def test_a_venv_older_than_pyproject_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "prefix", str(venv))
 
     with pytest.raises(pytest.exit.Exception, match=r"make \.venv/\.dev-installed"):
+        conftest.pytest_sessionstart(None)  # type: ignore[arg-type]
+
+
+def test_a_venv_older_than_the_clients_pyproject_stops_the_run(tmp_path, monkeypatch):
+    venv = _project(tmp_path, stamp_age=60, pyproject_age=120)
+    client = tmp_path / "clients" / "python" / "pyproject.toml"
+    client.parent.mkdir(parents=True)
+    client.touch()  # newer than the stamp: the client's dependencies changed
+    monkeypatch.setattr(conftest, "ROOT", tmp_path)
+    monkeypatch.setattr(sys, "prefix", str(venv))
+
+    with pytest.raises(pytest.exit.Exception, match=r"clients/python/pyproject\.toml changed"):
         conftest.pytest_sessionstart(None)  # type: ignore[arg-type]
 
 
