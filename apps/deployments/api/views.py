@@ -11,7 +11,6 @@ itself is the gateway's (apps.deployments.gateway), not a view here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, cast
 
@@ -443,8 +442,8 @@ class ReplicaLogFollower(Follower):
     def _ends(self, row: dict[str, Any]) -> bool:
         return False
 
-    def step(self) -> list[bytes]:
-        return [line for line in super().step() if json.loads(line).get("type") == "logs"]
+    def _sends(self, row: dict[str, Any]) -> bool:
+        return row.get("type") == "logs"
 
 
 class ReplicaLogsView(DeploymentAPIView):

@@ -163,12 +163,17 @@ class Follower:
             and row.get("desired") != Notebook.Desired.RUNNING
         )
 
+    def _sends(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` goes to the reader (a subclass may follow one kind only)."""
+        return True
+
     def step(self) -> list[bytes]:
         """Read the buffer once: the lines to send now (``done`` says when to stop)."""
         rows = stream_after(self.stream, self.last, _FOLLOW_PAGE)
         lines = []
         for row in rows:
-            lines.append(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+            if self._sends(row):
+                lines.append(json.dumps(row, separators=(",", ":")).encode() + b"\n")
             self.last = row["seq"]
             if self._ends(row):
                 self.done = True
