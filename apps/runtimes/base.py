@@ -261,6 +261,33 @@ def dataset_mounts(spec: Spec) -> list[tuple[str, str]]:
     return mounts
 
 
+@dataclass(frozen=True)
+class PoolSpec:
+    """One warm container to keep ready (issue 19's warm pool): what every claim of it shares.
+
+    ``name`` is stable and unique per host (e.g. "pool-3-s12"); ``command`` is Jupyter's
+    command with the pool's own token (``token``), replaced by the claiming session's at
+    claim. Limits and GPUs are fixed when it is made: a pool is kept per (image, machine
+    type), and holds GPUs only where the admin says so."""
+
+    name: str
+    image: str
+    command: list[str]
+    token: str
+    port: int = 8888
+    vcpus: float = 1.0
+    memory_bytes: int = 1024**3
+    pids_limit: int = 1024
+    gpu_uuids: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    user: str = "1000:1000"
+
+
+class PoolMiss(WorkloadError):
+    """This warm container cannot be claimed (gone, not ready, or the host cannot mount into
+    it): the caller starts the workload the ordinary way instead."""
+
+
 class Runtime(abc.ABC):
     """The contract above: every method the host agent calls is abstract here, so a runtime
     that lacks one cannot be made."""
@@ -335,3 +362,39 @@ class Runtime(abc.ABC):
         ``folder_path`` refuses, one that is missing or not a folder, one reached through a
         link, or a workload that is gone (for /notebooks: one that does not run; a job's
         exited container is read as it was left)."""
+
+    # --- The warm pool (issue 19). Runtimes without one keep these defaults. ---------------
+
+    def pool_supported(self) -> bool:
+        """Whether this runtime on this host can keep warm containers and claim them."""
+        return False
+
+    def pool_fill(self, spec: PoolSpec) -> dict[str, Any]:
+        """Start one warm container for ``spec`` (idempotent by ``spec.name``) and return its
+        pool state (JSON). It is ready when ``pool_ready(state)`` says so."""
+        raise PoolMiss("This runtime keeps no warm containers.")
+
+    def pool_ready(self, state: dict[str, Any]) -> bool:
+        """Whether the warm container of ``state`` runs and its Jupyter answers."""
+        return False
+
+    def pool_claim(self, state: dict[str, Any], spec: Spec) -> dict[str, Any]:
+        """Make the warm container of ``state`` the workload ``spec`` describes: its volumes and
+        dataset folders mounted where ``start`` would mount them, its environment (the
+        session's token, team secrets, the workload token) given to everything that runs in
+        it from now on, its Jupyter answering only the session's token, on the isolated
+        workload network as ``start`` puts it. Returns a state that ``stop``, ``poll``,
+        ``exit_status``, ``progress``, ``logs``, ``endpoint`` and ``read_folder`` take as they
+        take ``start``'s; from then on ``list_managed`` reports it as ``spec.name`` with
+        ``spec``'s labels. Raises PoolMiss when it cannot (the caller then calls ``start``);
+        a PoolMiss leaves nothing of ``spec`` behind in the container."""
+        raise PoolMiss("This runtime keeps no warm containers.")
+
+    def pool_list(self) -> list[Managed]:
+        """Warm containers not (yet) claimed, each ``Managed.name`` its PoolSpec's name and
+        ``labels`` including ``lattice.pool``."""
+        return []
+
+    def pool_remove(self, state: dict[str, Any]) -> None:
+        """Remove the warm container of ``state`` (never one that was claimed)."""
+
