@@ -461,6 +461,9 @@ LATTICE_RUNTIME = env.str("LATTICE_RUNTIME", default="auto")
 # younger than the grace period is not judged by a report taken before it.
 LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
+# Warm pools (apps.machines.pool): a warm container not ready this many seconds after it was
+# asked for is removed and asked for again; a claimed slot's record is kept this long.
+LATTICE_POOL_FILL_TIMEOUT = env.int("LATTICE_POOL_FILL_TIMEOUT", default=300)
 # A host that could run a machine type but is away (draining, or offline for less than this
 # many seconds since its last heartbeat) keeps the type's line waiting for it: its starts are
 # queued, not refused, and a queued session ends only once no such host is left.
