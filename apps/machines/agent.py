@@ -300,6 +300,9 @@ def _claim_or_start(runtime: Runtime, spec: Spec, pool: dict[str, Any] | None) -
                 return runtime.pool_claim(pool, spec)
         except PoolMiss as exc:
             logger.info("warm container %s for %s missed (%s): starting", name, spec.name, exc)
+            # Its room is the session's now: the container is not kept for another claim.
+            with contextlib.suppress(WorkloadError):
+                runtime.pool_remove(pool)
     return runtime.start(spec)
 
 

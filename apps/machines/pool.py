@@ -186,7 +186,7 @@ def pool_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> N
     for, still filling, becomes ready; "failed" gives its room back."""
     with transaction.atomic():
         slot = (
-            PoolSlot.objects.select_for_update()
+            PoolSlot.objects.select_for_update(of=("self",))
             .select_related("placement", "host")
             .filter(name=name, host__name=host_name)
             .first()
