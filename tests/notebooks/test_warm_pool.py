@@ -45,6 +45,11 @@ def start(team: Any, actor: Any, nb: Any) -> NotebookSession:
     return NotebookSession.objects.for_team(team).get(pk=session.pk)
 
 
+def placement_of(session: NotebookSession) -> Placement:
+    assert session.placement_id is not None
+    return Placement.objects.get(pk=session.placement_id)
+
+
 def pool_placements() -> list[Placement]:
     return list(Placement.objects.filter(active=True, workload__startswith="pool-"))
 
@@ -74,7 +79,7 @@ def test_admin_pool_is_filled_a_start_claims_it_and_a_stop_removes_it(acme, alic
     # The slot's reservation became the session's: the same room, counted once.
     assert not Placement.objects.get(workload=taken).active
     assert Placement.objects.get(workload=taken).end_reason == "claimed"
-    placement = Placement.objects.get(pk=session.placement_id)
+    placement = placement_of(session)
     assert (placement.active, placement.team_id, placement.host_id) == (True, acme.pk, host.pk)
     assert Placement.objects.filter(active=True).count() == 2  # the session + one slot left
     # The claimed container runs as the session: its labels, its token, its team's env.
@@ -96,7 +101,7 @@ def test_admin_pool_is_filled_a_start_claims_it_and_a_stop_removes_it(acme, alic
     services.notebook_stop(team=acme, actor=alice, notebook=notebook)
 
     assert FakeRuntime._running[session.workload]["exit"] == 0
-    assert not Placement.objects.get(pk=session.placement_id).active
+    assert not placement_of(session).active
     # Never reused: the pool still keeps two others, not the stopped one.
     assert taken not in FakeRuntime._pool
     assert len(FakeRuntime._pool) == 2
@@ -147,7 +152,7 @@ def test_a_claim_that_misses_starts_as_ever_and_drops_the_container(acme, alice,
     assert FakeRuntime._running[session.workload]["log"][0].startswith("starting ")
     # Its room went to the session; the container it did not get is not kept.
     assert slot.name not in FakeRuntime._pool
-    assert Placement.objects.get(pk=session.placement_id).active
+    assert placement_of(session).active
     assert Placement.objects.filter(active=True).count() == 1
 
 
@@ -199,7 +204,7 @@ def test_the_pool_is_never_billed_and_belongs_to_no_team(acme, alice, globex, ho
     # The pool's placements serve no team; the only team placement is the session's, made
     # at the claim, and its billing runs from when it ran (as any session).
     assert {p.team_id for p in pool_placements()} == {None}
-    placement = Placement.objects.get(pk=session.placement_id)
+    placement = placement_of(session)
     assert session.started_at is not None
     assert session.started_at >= placement.created_at
     assert Placement.objects.filter(active=True, team__isnull=False).count() == 1
