@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -181,6 +182,9 @@ def test_fill_claim_serves_the_session_and_stop_removes_everything(  # noqa: PLR
     docker_client.volumes.create(notebook)
     mountpoint = Path(docker_client.volumes.get(notebook).attrs["Mountpoint"])
     (mountpoint / "before.txt").write_text("from an earlier session")
+    # As an earlier session's start left it: the notebook user's (Docker's first mount).
+    for path in (mountpoint, mountpoint / "before.txt"):
+        os.chown(path, 1000, 1000)
     dataset = tmp_path / "dataset"
     dataset.mkdir()
     (dataset / "data.csv").write_text("a,b\n1,2\n")
