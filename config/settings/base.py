@@ -489,6 +489,12 @@ LATTICE_AGENT_KEY_FILE = Path(
 LATTICE_AGENT_ALIVE_FILE = Path(
     env.str("LATTICE_AGENT_ALIVE_FILE", default="") or VAR_DIR / "agent" / "alive"
 )
+# On a host: where the Docker runtime keeps its warm pool's slots (issue 19): one folder per
+# warm container, its empty mount points (made a shared mount, so the session's volumes
+# mounted there at a claim reach the running container) and its claim record.
+LATTICE_POOL_DIR = Path(env.str("LATTICE_POOL_DIR", default="") or VAR_DIR / "agent" / "pool")
+# How long a claim waits for the warm container's Jupyter to say it has taken the session.
+LATTICE_POOL_CLAIM_WAIT = env.float("LATTICE_POOL_CLAIM_WAIT", default=3.0)
 # The notebook image hosts run. Empty: the image built locally by
 # images/notebook/build-local.sh (no registry needed).
 LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
