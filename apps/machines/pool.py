@@ -8,7 +8,8 @@ billed) and asks the host's agent (its own queue) to ``pool_fill`` it; the slot 
 ready only when that host says so of a slot it was asked for (workload kind "pool",
 ``pool_event``, through the inbox's signed events). Surplus slots, slots that did not get
 ready within LATTICE_POOL_FILL_TIMEOUT, and slots whose host is no longer ready or whose
-placement ended are removed.
+placement ended are removed. While anyone waits in a machine type's line, pools keep
+nothing: their room goes to the line (people first), and they fill again once it is empty.
 
 A start takes a ready slot with ``pool_take``: the slot row is locked with SKIP LOCKED (two
 starts never take the same one) and its placement becomes the workload's, in one transaction
@@ -35,6 +36,7 @@ from apps.machines.models import (
     Host,
     MachineType,
     Placement,
+    PlacementRequest,
     PoolSlot,
     WarmPool,
 )
@@ -118,17 +120,20 @@ def pool_replenish() -> dict[str, int]:
             with transaction.atomic():
                 _remove_slot(slot, reason="lost" if dead else "released")
             counts["removed"] += 1
+    # People first: while anyone waits in a machine type's line, pools keep nothing (their
+    # room goes to the line at the next pass) and fill again once the lines are empty.
+    waiting = PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).exists()
     for pool in WarmPool.objects.select_related("host", "machine_type"):
-        counts_pool = _replenish_one(pool)
+        counts_pool = _replenish_one(pool, waiting=waiting)
         counts["filled"] += counts_pool["filled"]
         counts["removed"] += counts_pool["removed"]
     return counts
 
 
-def _replenish_one(pool: WarmPool) -> dict[str, int]:
+def _replenish_one(pool: WarmPool, *, waiting: bool) -> dict[str, int]:
     counts = {"filled": 0, "removed": 0}
     ready_host = pool.host.status == Host.Status.READY and not pool.host.drain_requested
-    target = pool.target if ready_host else 0
+    target = pool.target if ready_host and not waiting else 0
     kept = list(
         PoolSlot.objects.filter(pool=pool)
         .exclude(status=PoolSlot.Status.CLAIMED)

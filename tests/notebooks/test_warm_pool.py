@@ -13,7 +13,15 @@ from django.db import connections
 from apps.machines.admin import WarmPoolForm
 from apps.machines.agent import agent_report
 from apps.machines.availability import machine_type_availability
-from apps.machines.models import GPUAllocation, Host, MachineType, Placement, PoolSlot, WarmPool
+from apps.machines.models import (
+    GPUAllocation,
+    Host,
+    MachineType,
+    Placement,
+    PlacementRequest,
+    PoolSlot,
+    WarmPool,
+)
 from apps.machines.pool import pool_take
 from apps.machines.reports import workload_event
 from apps.machines.scheduler import double_allocations, overcommitted_hosts
@@ -295,3 +303,21 @@ def test_a_warm_container_nobody_asked_for_is_removed_as_an_orphan(host, catalog
 
     assert reconcile()["orphans"] == 1
     assert FakeRuntime._pool == {}
+
+
+def test_while_people_wait_in_line_the_pool_gives_its_room_back(host):
+    scipy_pool(host, 2)
+    reconcile()
+    assert len(FakeRuntime._pool) == 2
+    gpu_type = MachineType.objects.filter(gpu_count__gt=0).first()
+    assert gpu_type is not None
+    waiting = PlacementRequest.objects.create(machine_type=gpu_type, workload="jb-waits")
+
+    reconcile()
+
+    assert FakeRuntime._pool == {}
+    assert pool_placements() == []
+
+    waiting.delete()
+    reconcile()
+    assert len(FakeRuntime._pool) == 2
