@@ -243,7 +243,8 @@ class WarmPoolAdmin(admin.ModelAdmin):
     to its size within a pass (apps.machines.pool); a smaller size removes the surplus."""
 
     form = WarmPoolForm
-    list_display = ("host", "machine_type", "image", "size", "hold_gpus", "ready")
+    list_display = ("host", "machine_type", "image", "size", "hold_gpus", "ready", "last_error")
+    readonly_fields = ("failed_at", "last_error")
     list_filter = ("host", "machine_type")
     inlines = (PoolSlotInline,)
 

@@ -266,6 +266,12 @@ class WarmPool(models.Model):
         ),
     )
 
+    # The host's last word when a container of this pool could not be made: no new one is
+    # asked for within LATTICE_POOL_FILL_TIMEOUT of it (a host that cannot keep warm
+    # containers is not asked again every pass).
+    failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=300, blank=True, editable=False)
+
     class Meta:
         constraints = [
             models.UniqueConstraint(

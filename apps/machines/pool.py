@@ -134,6 +134,9 @@ def _replenish_one(pool: WarmPool, *, waiting: bool) -> dict[str, int]:
     counts = {"filled": 0, "removed": 0}
     ready_host = pool.host.status == Host.Status.READY and not pool.host.drain_requested
     target = pool.target if ready_host and not waiting else 0
+    resting = pool.failed_at is not None and pool.failed_at > timezone.now() - timedelta(
+        seconds=settings.LATTICE_POOL_FILL_TIMEOUT
+    )
     kept = list(
         PoolSlot.objects.filter(pool=pool)
         .exclude(status=PoolSlot.Status.CLAIMED)
@@ -152,7 +155,7 @@ def _replenish_one(pool: WarmPool, *, waiting: bool) -> dict[str, int]:
             if locked is not None:
                 _remove_slot(slot)
                 counts["removed"] += 1
-    for _ in range(max(0, target - len(kept))):
+    for _ in range(0 if resting else max(0, target - len(kept))):
         if not _fill_one(pool):
             break
         counts["filled"] += 1
@@ -206,7 +209,12 @@ def pool_event(host_name: str, name: str, event: str, data: dict[str, Any]) -> N
             slot.status = PoolSlot.Status.READY
             slot.save(update_fields=["state", "status", "changed_at"])
         elif event in ("failed", "stopped") and slot.status != PoolSlot.Status.CLAIMED:
-            logger.warning("pool slot %s on %s: %s %s", name, host_name, event, data.get("message"))
+            message = str(data.get("message") or event)
+            logger.warning("pool slot %s on %s: %s %s", name, host_name, event, message)
+            if slot.pool_id is not None:
+                WarmPool.objects.filter(pk=slot.pool_id).update(
+                    failed_at=timezone.now(), last_error=message[:300]
+                )
             _remove_slot(slot, reason="failed")
 
 

@@ -37,6 +37,7 @@ from apps.runtimes.base import (
     Progress,
     Runtime,
     Spec,
+    WorkloadError,
     dataset_mounts,
     folder_path,
 )
@@ -116,6 +117,7 @@ class FakeRuntime(Runtime):
         cls._pool.clear()
         cls.claims.clear()
         cls.pool_misses = False
+        cls.pool_fails = False
 
     _pulls: ClassVar[dict[str, int]] = {}
     _builds: ClassVar[dict[str, Progress]] = {}
@@ -284,11 +286,15 @@ class FakeRuntime(Runtime):
     claims: ClassVar[list[tuple[str, str]]] = []
     # Set by a test: every claim misses (as a host whose mounts fail), so starts fall back.
     pool_misses: ClassVar[bool] = False
+    # Set by a test: no warm container can be made (as a host without the mounts it needs).
+    pool_fails: ClassVar[bool] = False
 
     def pool_supported(self) -> bool:
         return True
 
     def pool_fill(self, spec: PoolSpec) -> dict[str, Any]:
+        if self.pool_fails:
+            raise WorkloadError("This host cannot keep warm containers.")
         existing = self._pool.get(spec.name)
         if existing is not None:
             return dict(existing["state"])

@@ -321,3 +321,19 @@ def test_while_people_wait_in_line_the_pool_gives_its_room_back(host):
     waiting.delete()
     reconcile()
     assert len(FakeRuntime._pool) == 2
+
+
+def test_a_host_that_cannot_fill_is_not_asked_again_every_pass(host):
+    pool = scipy_pool(host, 1)
+    FakeRuntime.pool_fails = True
+
+    first = reconcile()
+
+    pool.refresh_from_db()
+    assert first.get("pool_filled") == 1
+    assert PoolSlot.objects.count() == 0
+    assert pool_placements() == []
+    assert pool.failed_at is not None
+    assert "cannot keep warm containers" in pool.last_error
+    # Within LATTICE_POOL_FILL_TIMEOUT of that, it is not asked again.
+    assert "pool_filled" not in reconcile()
