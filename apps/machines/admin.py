@@ -7,7 +7,15 @@ from django.contrib import admin, messages
 
 from apps.machines.hooks import machine_type_added
 from apps.machines.management.commands.create_join_token import credentials_text
-from apps.machines.models import GPUDevice, Host, HostJoinToken, MachineType, Placement
+from apps.machines.models import (
+    GPUDevice,
+    Host,
+    HostJoinToken,
+    MachineType,
+    Placement,
+    PoolSlot,
+    WarmPool,
+)
 from apps.machines.services import (
     HostCredentials,
     HostError,
@@ -200,3 +208,46 @@ class PlacementAdmin(admin.ModelAdmin):
         "released_at",
     )
     list_filter = ("active", "host")
+
+
+class PoolSlotInline(admin.TabularInline):
+    model = PoolSlot
+    fields = ("name", "status", "placement", "claimed_by", "created_at", "changed_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+class WarmPoolForm(forms.ModelForm):
+    class Meta:
+        model = WarmPool
+        fields = ("host", "machine_type", "image", "size", "hold_gpus")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        machine_type = data.get("machine_type")
+        if machine_type and machine_type.is_gpu and data.get("size") and not data.get("hold_gpus"):
+            raise forms.ValidationError(
+                "A GPU machine type's warm containers need their GPUs: tick Hold GPUs "
+                "(they are then reserved while they wait) or set the size to 0."
+            )
+        return data
+
+
+@admin.register(WarmPool)
+class WarmPoolAdmin(admin.ModelAdmin):
+    """Warm containers per host and (image, machine type): the reconciler fills each pool up
+    to its size within a pass (apps.machines.pool); a smaller size removes the surplus."""
+
+    form = WarmPoolForm
+    list_display = ("host", "machine_type", "image", "size", "hold_gpus", "ready", "last_error")
+    readonly_fields = ("failed_at", "last_error")
+    list_filter = ("host", "machine_type")
+    inlines = (PoolSlotInline,)
+
+    @admin.display(description="Ready now")
+    def ready(self, obj: WarmPool) -> int:
+        return obj.slots.filter(status=PoolSlot.Status.READY).count()

@@ -36,7 +36,15 @@ from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
 from apps.machines.savefolder import run_save
-from apps.runtimes.base import LABEL_PREFIX, MODEL_PATH, NOTEBOOKS_PATH, Spec, WorkloadError
+from apps.runtimes.base import (
+    LABEL_PREFIX,
+    MODEL_PATH,
+    NOTEBOOKS_PATH,
+    PoolMiss,
+    PoolSpec,
+    Spec,
+    WorkloadError,
+)
 from apps.runtimes.select import host_runtime
 
 if TYPE_CHECKING:
@@ -70,9 +78,17 @@ def managed_report(host_name: str) -> list[dict[str, Any]]:
         | _until_exit(runtime, host_name, m)
         for m in found
     ]
+    # Warm containers not claimed yet (apps.machines.pool): their placements are judged
+    # like any workload's.
+    pooled = runtime.pool_list() if runtime.pool_supported() else []
+    report += [
+        {"name": m.name, "running": m.running, "labels": m.labels, "pool": True}
+        | ({"starting": True} if m.name in starting else {})
+        for m in pooled
+    ]
     report += [
         {"name": name, "running": True, "starting": True, "labels": {}}
-        for name in starting - {m.name for m in found}
+        for name in starting - {m.name for m in [*found, *pooled]}
     ]
     # Output of running workloads goes on being shipped after an agent restart: its
     # recent lines first (a restarted control plane may have lost its buffer; the
@@ -258,7 +274,7 @@ def agent_start(
             with _watch_pull(runtime, workload.name, send):
                 if options.get("copy_volume"):
                     _copy_workspace(runtime, workload, str(options["copy_volume"]), send)
-                state = runtime.start(workload)
+                state = _claim_or_start(runtime, workload, options.get("pool"))
         except WorkloadError as exc:
             send("failed", message=str(exc))
             return
@@ -272,6 +288,65 @@ def agent_start(
             watch_exit(runtime, host_name, workload.name, state)
             return
         _wait_ready(runtime, workload, state, options, send)
+
+
+def _claim_or_start(runtime: Runtime, spec: Spec, pool: dict[str, Any] | None) -> dict[str, Any]:
+    """Claim the warm container the control plane took for ``spec`` (``pool``: its pool
+    state, apps.machines.pool.pool_take); on PoolMiss, or without one, start as ever."""
+    if pool and runtime.pool_supported():
+        name = str(pool.get("pool") or pool.get("name") or "")
+        try:
+            with _starting_workload(name):
+                return runtime.pool_claim(pool, spec)
+        except PoolMiss as exc:
+            logger.info("warm container %s for %s missed (%s): starting", name, spec.name, exc)
+            # Its room is the session's now: the container is not kept for another claim.
+            with contextlib.suppress(WorkloadError):
+                runtime.pool_remove(pool)
+    return runtime.start(spec)
+
+
+# How long a warm container may take to answer after it was made (seconds).
+POOL_READY_TIMEOUT = 300.0
+
+
+@shared_task(
+    name="agent.pool_fill", soft_time_limit=AGENT_TIME_LIMIT - 30, time_limit=AGENT_TIME_LIMIT
+)
+def agent_pool_fill(host_name: str, spec: dict[str, Any]) -> None:
+    """Make one warm container (apps.machines.pool), wait until it answers, say "ready" with
+    its pool state (or "failed"): the control plane believes it only of a slot it asked for."""
+    pool_spec = PoolSpec(**spec)
+    runtime = host_runtime()
+
+    def send(event: str, **data: Any) -> None:
+        _send(host_name, pool_spec.name, event, **data)
+
+    if not runtime.pool_supported():
+        send("failed", message="This host keeps no warm containers.")
+        return
+    with _starting_workload(pool_spec.name):
+        try:
+            state = runtime.pool_fill(pool_spec)
+            deadline = time.monotonic() + POOL_READY_TIMEOUT
+            while not runtime.pool_ready(state):
+                if time.monotonic() > deadline:
+                    runtime.pool_remove(state)
+                    send("failed", message="The warm container did not answer in time.")
+                    return
+                time.sleep(0.1)
+        except WorkloadError as exc:
+            send("failed", message=str(exc))
+            return
+    send("ready", state=state)
+
+
+@shared_task(name="agent.pool_remove", soft_time_limit=60, time_limit=90)
+def agent_pool_remove(host_name: str, state: dict[str, Any]) -> None:
+    """Remove a warm container that was not claimed (missing ones are fine)."""
+    runtime = host_runtime()
+    if runtime.pool_supported():
+        runtime.pool_remove(state)
 
 
 # Where a copied volume goes: the volume the spec mounts here (a job's working folder).
@@ -596,6 +671,11 @@ def agent_remove_orphan(host_name: str, name: str) -> None:
         if managed.name == name and installation in (None, settings.LATTICE_INSTALLATION):
             runtime.stop(managed.state, timeout=10)
             runtime.remove_orphan(managed)
+    if runtime.pool_supported():
+        for managed in runtime.pool_list():
+            installation = managed.labels.get(f"{LABEL_PREFIX}installation")
+            if managed.name == name and installation in (None, settings.LATTICE_INSTALLATION):
+                runtime.pool_remove(managed.state)
 
 
 # A save reads a folder twice and sends what the server lacks: a large one takes a while.

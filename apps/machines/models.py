@@ -241,3 +241,85 @@ class PlacementRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workload} waiting for {self.machine_type}"
+
+
+class WarmPool(models.Model):
+    """Warm containers kept ready on one host for one (image, machine type): a notebook start
+    of that image and type takes one (apps.machines.pool) instead of starting a container.
+
+    Its containers belong to no team and are never billed; each holds a placement (CPU,
+    memory and, only with ``hold_gpus``, the type's GPUs) from the ledger like a workload."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="warm_pools")
+    machine_type = models.ForeignKey(MachineType, on_delete=models.CASCADE, related_name="+")
+    image = models.CharField(
+        max_length=300, help_text="The image a session of this pool runs, exactly as it names it."
+    )
+    size = models.PositiveSmallIntegerField(
+        default=0, help_text="How many ready containers to keep. 0 empties the pool."
+    )
+    hold_gpus = models.BooleanField(
+        default=False,
+        help_text=(
+            "A GPU machine type's pool holds its GPUs while it waits (they show as reserved, "
+            "not free). Without it a GPU type's pool keeps no containers."
+        ),
+    )
+
+    # The host's last word when a container of this pool could not be made: no new one is
+    # asked for within LATTICE_POOL_FILL_TIMEOUT of it (a host that cannot keep warm
+    # containers is not asked again every pass).
+    failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=300, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "machine_type", "image"], name="machines_one_pool_per_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.size} x {self.machine_type} {self.image} on {self.host}"
+
+    @property
+    def target(self) -> int:
+        """How many containers it keeps: none for a GPU type unless it may hold GPUs."""
+        if self.machine_type.is_gpu and not self.hold_gpus:
+            return 0
+        return self.size
+
+
+class PoolSlot(models.Model):
+    """One warm container the control plane asked a host for, with its placement (its
+    reservation: workload = ``name``). Only a slot recorded here is believed ready when the
+    host says so (apps.machines.pool)."""
+
+    class Status(models.TextChoices):
+        FILLING = "filling", "Filling"
+        READY = "ready", "Ready"
+        CLAIMED = "claimed", "Claimed"
+
+    pool = models.ForeignKey(
+        WarmPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="slots"
+    )
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=63, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.FILLING)
+    placement = models.OneToOneField(
+        Placement, null=True, blank=True, on_delete=models.SET_NULL, related_name="pool_slot"
+    )
+    # The pool's Jupyter token (replaced by the session's at claim), and the runtime's state.
+    token = models.CharField(max_length=64, editable=False)
+    state = models.JSONField(default=dict, blank=True)
+    # Claimed: by which workload, when (kept a while, so a report taken before the claim does
+    # not take the container for an orphan).
+    claimed_by = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "host"])]
+
+    def __str__(self) -> str:
+        return self.name

@@ -6,7 +6,8 @@ placement is an orphan and is removed; an active placement whose workload vanish
 is lost, and its resources are freed (a workload run to its end that exited, reported
 with its status, is not lost: its container waits for its outputs to be read); a host
 silent for longer than LATTICE_HOST_OFFLINE_AFTER goes offline and its placements are lost
-as of its last heartbeat.
+as of its last heartbeat. Each pass then keeps the warm pools at their sizes
+(apps.machines.pool).
 
 What agents send arrives by the inbox's own task, ``control.inbox``, which lives with
 the inbox (apps.machines.inbox) because the agent sends through it; it is imported
@@ -26,6 +27,7 @@ from django.utils import timezone
 from apps.machines import inbox  # noqa: F401 - registers control.inbox (see above)
 from apps.machines.agent import agent_remove_orphan
 from apps.machines.models import Host, Placement
+from apps.machines.pool import pool_names_claimed, pool_replenish
 from apps.machines.queue import placement_free, queue_advance_all
 from apps.runtimes.base import LABEL_PREFIX
 
@@ -46,6 +48,8 @@ def reconcile() -> dict[str, int]:
     # Freed capacity goes to whoever waits longest: the lines move once a pass, here, not
     # once per placement freed above (those pass advance=False).
     counts["placed"] = queue_advance_all()
+    # Warm pools are filled with what room is left once the lines moved: people first.
+    counts.update({f"pool_{k}": v for k, v in pool_replenish().items() if v})
     if any(counts.values()):
         logger.info("reconciler: %s", counts)
     return counts
@@ -125,7 +129,7 @@ def _remove_orphans(host: Host, counts: dict[str, int]) -> None:
     reported = {w["name"] for w in host.reported_workloads if _ours(w) and not w.get("starting")}
     known = set(
         Placement.objects.filter(host=host, active=True).values_list("workload", flat=True),
-    )
+    ) | pool_names_claimed(host)
     for name in sorted(reported - known):
         agent_remove_orphan.apply_async(args=(host.name, name), queue=host.queue)
         counts["orphans"] += 1

@@ -21,6 +21,7 @@ import calendar
 import contextlib
 import io
 import itertools
+import os
 import posixpath
 import shutil
 import socket
@@ -28,6 +29,7 @@ import subprocess
 import tarfile
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import docker
@@ -51,6 +53,8 @@ from apps.runtimes.base import (
     FolderEntry,
     FolderError,
     Managed,
+    PoolMiss,
+    PoolSpec,
     Progress,
     Runtime,
     Spec,
@@ -69,12 +73,21 @@ from apps.runtimes.images import (
     is_local_image,
     local_template_of,
 )
+from apps.runtimes.pool import (
+    CLAIM_DIR,
+    SLOT_TARGETS,
+    SlotError,
+    Slots,
+    numeric_user,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from docker.models.containers import Container
 
+# A warm container's label: its PoolSpec's name (and its slot's, apps.runtimes.pool).
+POOL_LABEL = f"{LABEL_PREFIX}pool"
 # Workloads join this bridge, where containers cannot reach each other (no ICC).
 NETWORK = "lattice-workloads"
 # How long a stop that finds another stop removing the container waits for it to go.
@@ -210,12 +223,17 @@ class DockerRuntime(Runtime):
 
     def create(self, spec: Spec) -> Container:
         """Create (not start) the container for ``spec``, with every limit and label."""
+        return self.client.containers.create(**self._create_kwargs(spec))
+
+    def _create_kwargs(self, spec: Spec) -> dict[str, Any]:
+        """What ``create`` hands Docker for ``spec``: a warm container (``pool_fill``) is made
+        from the same, so its limits and isolation are start's."""
         visible = ",".join(spec.gpu_uuids) or "void"
         datasets = dataset_mounts(spec)
         paths = [*spec.volumes.values(), *(target for _, target in datasets)]
-        return self.client.containers.create(
-            spec.image,
-            expand_command(
+        return dict(  # noqa: C408 - Docker's keyword arguments
+            image=spec.image,
+            command=expand_command(
                 spec.command,
                 port=spec.port,
                 ip="0.0.0.0",  # noqa: S104 - inside the container
@@ -260,6 +278,15 @@ class DockerRuntime(Runtime):
             and fingerprint == spec.fingerprint()
         ):
             return self._state(existing, spec.name)
+        # A warm container claimed for this very spec (pool_claim) is this workload.
+        record = self._claim_record(existing) if existing is not None else None
+        if (
+            existing is not None
+            and record is not None
+            and existing.status == "running"
+            and record.get("fingerprint") == spec.fingerprint()
+        ):
+            return dict(record["state"])
         if existing is not None:
             theirs = existing.labels.get(f"{LABEL_PREFIX}installation")
             ours = spec.labels.get("installation")
@@ -270,7 +297,7 @@ class DockerRuntime(Runtime):
                 )
         # Stopped, or made from another spec (other GPUs, other limits): replace it.
         if existing is not None:
-            existing.remove(force=True)
+            self._remove(existing)
         self._ensure_image(spec)
         container = self.create(spec)
         try:
@@ -295,11 +322,15 @@ class DockerRuntime(Runtime):
     def stop(self, state: dict[str, Any], *, timeout: float = 10.0) -> None:
         container = self._container(state)
         if container is None:
+            # A claimed warm container removed behind our back: its slot's mounts go.
+            self._remove_slot(state.get("pool"))
             return
+        pool = container.labels.get(POOL_LABEL)
         try:
             container.stop(timeout=int(timeout))
             container.remove()
         except NotFound:
+            self._remove_slot(pool)
             return
         except APIError as exc:
             if exc.status_code != 409:  # noqa: PLR2004 - "removal already in progress" is fine
@@ -309,6 +340,8 @@ class DockerRuntime(Runtime):
             deadline = time.monotonic() + REMOVAL_WAIT
             while self._container(state) is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
+        # A claimed warm container is never returned to the pool: its slot goes with it.
+        self._remove_slot(pool)
 
     def poll(self, state: dict[str, Any]) -> int | None:
         container = self._container(state)
@@ -405,6 +438,13 @@ class DockerRuntime(Runtime):
             all=True,
             filters={"label": f"{LABEL_PREFIX}managed=true"},
         ):
+            if container.labels.get(POOL_LABEL):
+                # A warm container is the workload it was claimed for (its host-side
+                # record), or, unclaimed, no workload at all (pool_list's).
+                claimed = self._claimed_managed(container)
+                if claimed is not None:
+                    found.append(claimed)
+                continue
             name = container.labels.get(f"{LABEL_PREFIX}name", container.name)
             found.append(
                 Managed(
@@ -473,7 +513,282 @@ class DockerRuntime(Runtime):
         """Remove a container the control plane does not know (the reconciler's cleanup)."""
         container = self._container(managed.state)
         if container is not None:
+            self._remove(container)
+        else:
+            self._remove_slot(managed.state.get("pool"))
+
+    def _remove(self, container: Container) -> None:
+        """Remove ``container`` at once; a warm one's slot (mounts, folder) goes with it."""
+        pool = container.labels.get(POOL_LABEL)
+        with contextlib.suppress(NotFound):
             container.remove(force=True)
+        self._remove_slot(pool)
+
+    # --- The warm pool (issue 19; apps.runtimes.pool) ------------------------------------
+
+    @property
+    def _slots(self) -> Slots:
+        return Slots(settings.LATTICE_POOL_DIR)
+
+    def _remove_slot(self, pool: str | None) -> None:
+        if not pool or not self.pool_supported():
+            return
+        try:
+            self._slots.remove(pool)
+        except SlotError as exc:
+            raise WorkloadError(f"The warm container's mounts could not be undone: {exc}") from exc
+
+    def _claim_record(self, container: Container) -> dict[str, Any] | None:
+        pool = container.labels.get(POOL_LABEL)
+        if not pool or not self.pool_supported():
+            return None
+        return self._slots.record(pool)
+
+    def _claimed_managed(self, container: Container) -> Managed | None:
+        record = self._claim_record(container)
+        if record is None:
+            return None
+        state = {**record["state"], "container_id": container.id}
+        return Managed(
+            name=str(record["name"]),
+            running=container.status == "running",
+            labels=dict(record["labels"]),
+            state=state,
+            datasets=tuple(record.get("datasets") or ()),
+        )
+
+    _pool_support: ClassVar[dict[str, bool]] = {}
+
+    def pool_supported(self) -> bool:
+        """Root on Linux, Docker's volumes on this file system (the agent runs beside the
+        engine, not in a container of its own), and a pool folder that can be made a
+        shared mount. Asked once per pool folder per process."""
+        key = str(settings.LATTICE_POOL_DIR)
+        if key not in self._pool_support:
+            self._pool_support[key] = self._pool_check()
+        return self._pool_support[key]
+
+    def _pool_check(self) -> bool:
+        if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
+            return False
+        try:
+            root = self.client.info().get("DockerRootDir") or ""
+        except APIError:
+            return False
+        if not root or not (Path(root) / "volumes").is_dir():
+            return False
+        try:
+            self._slots.prepare()
+        except (SlotError, OSError):
+            return False
+        return True
+
+    def pool_fill(self, spec: PoolSpec) -> dict[str, Any]:
+        if not self.pool_supported():
+            raise PoolMiss("This host cannot keep warm containers (see pool_supported).")
+        existing = self._container({"name": spec.name})
+        if existing is not None and existing.labels.get(POOL_LABEL) == spec.name:
+            if existing.status == "running" and self._claim_record(existing) is None:
+                return self._pool_state(existing, spec.name)
+            self._remove(existing)
+        elif existing is not None:
+            raise WorkloadError(f"A container named {existing.name} is not a warm one.")
+        try:
+            uid, gid = numeric_user(spec.user)
+        except SlotError as exc:
+            raise WorkloadError(str(exc)) from exc
+        base = Spec(
+            name=spec.name,
+            image=spec.image,
+            command=spec.command,
+            port=spec.port,
+            # The pool's token until a claim gives the session's (the image's extension).
+            env={"LATTICE_POOL": "1", "JUPYTER_TOKEN": spec.token},
+            vcpus=spec.vcpus,
+            memory_bytes=spec.memory_bytes,
+            pids_limit=spec.pids_limit,
+            gpu_uuids=list(spec.gpu_uuids),
+            labels={**spec.labels, "pool": spec.name},
+            user=spec.user,
+        )
+        self._ensure_image(base)
+        try:
+            slot = self._slots.make(spec.name, uid, gid)
+        except (SlotError, OSError) as exc:
+            raise WorkloadError(f"The warm container's folder could not be made: {exc}") from exc
+        kwargs = self._create_kwargs(base)
+        kwargs["mounts"] = [
+            *(
+                Mount(target, str(slot / "mnt" / folder), type="bind", propagation="rslave")
+                for target, folder in SLOT_TARGETS.items()
+            ),
+            Mount(CLAIM_DIR, str(slot / "run"), type="bind"),
+        ]
+        try:
+            container = self.client.containers.create(**kwargs)
+        except APIError as exc:
+            self._remove_slot(spec.name)
+            raise WorkloadError(f"The warm container could not be made: {exc}") from exc
+        try:
+            container.start()
+        except APIError as exc:
+            self._remove(container)
+            raise WorkloadError(f"The warm container could not start: {exc.explanation}") from exc
+        container.reload()
+        return self._pool_state(container, spec.name)
+
+    def _pool_state(self, container: Container, name: str) -> dict[str, Any]:
+        command = container.attrs.get("Config", {}).get("Cmd") or []
+        return {
+            **self._state(container, name),
+            "pool": name,
+            "base_url": _base_url(command) or "/",
+        }
+
+    def pool_ready(self, state: dict[str, Any]) -> bool:
+        container = self._container(state)
+        if container is None or container.status != "running" or not state.get("port"):
+            return False
+        url = f"http://{self.address}:{state['port']}{state.get('base_url') or '/'}api"
+        try:
+            return requests.get(url, timeout=1.0).status_code == 200  # noqa: PLR2004
+        except requests.RequestException:
+            return False
+
+    def pool_list(self) -> list[Managed]:
+        found = []
+        for container in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_PREFIX}pool"}
+        ):
+            theirs = container.labels.get(f"{LABEL_PREFIX}installation")
+            if theirs and theirs != settings.LATTICE_INSTALLATION:
+                continue
+            name = container.labels[POOL_LABEL]
+            if self._claim_record(container) is not None:
+                continue
+            found.append(
+                Managed(
+                    name=name,
+                    running=container.status == "running",
+                    labels=dict(container.labels),
+                    state=self._pool_state(container, name),
+                )
+            )
+        return found
+
+    def pool_remove(self, state: dict[str, Any]) -> None:
+        container = self._container(state)
+        if container is None:
+            if state.get("pool") and self._slots.record(state["pool"]) is None:
+                self._remove_slot(state["pool"])
+            return
+        if not container.labels.get(POOL_LABEL) or self._claim_record(container) is not None:
+            return  # not a warm container, or claimed: the session's stop removes it
+        self._remove(container)
+
+    def pool_claim(self, state: dict[str, Any], spec: Spec) -> dict[str, Any]:
+        started = time.time()
+        container = self._container(state)
+        pool = container.labels.get(POOL_LABEL) if container is not None else None
+        if container is None or not pool or not self.pool_supported():
+            raise PoolMiss("The warm container is gone.")
+        if container.status != "running" or self._claim_record(container) is not None:
+            raise PoolMiss("The warm container is not running, or already claimed.")
+        self._pool_fits(container, spec)
+        token = spec.env.get("JUPYTER_TOKEN", "")
+        uid, gid = numeric_user(spec.user)
+        slots = self._slots
+        claim_written = False
+        try:
+            sources: list[str] = []
+            for volume, path in self._volumes(spec).items():
+                mountpoint = self.client.volumes.get(volume).attrs.get("Mountpoint") or ""
+                if not mountpoint or not Path(mountpoint).is_dir():
+                    raise SlotError(f"The volume {volume} is not on this file system.")  # noqa: TRY301
+                _own_new_volume(mountpoint, uid, gid)
+                slots.bind(mountpoint, slots.target(pool, path["bind"]), read_only=False)
+            for source, target in dataset_mounts(spec):
+                slots.bind(source, slots.target(pool, target), read_only=True)
+                sources.append(source)
+            nonce = os.urandom(12).hex()
+            slots.write_claim(
+                pool,
+                {
+                    "id": nonce,
+                    "token": token,
+                    "base_url": _base_url(spec.command) or "/",
+                    "env": dict(spec.env),
+                },
+                uid,
+                gid,
+            )
+            claim_written = True
+            ack = self._wait_ack(pool, nonce)
+            if not ack.get("ok"):
+                raise SlotError(f"Its Jupyter refused the claim: {str(ack.get('error'))[:300]}")  # noqa: TRY301
+            container.rename(self.container_name(spec.name))
+            claimed = {
+                "name": spec.name,
+                "container_id": container.id,
+                "port": state.get("port") or self._state(container, spec.name)["port"],
+                # Billing counts from the claim, not from when the warm container started.
+                "started_at": started,
+                "pool": pool,
+            }
+            slots.write_record(
+                pool,
+                {
+                    "name": spec.name,
+                    "labels": spec.all_labels(),
+                    "fingerprint": spec.fingerprint(),
+                    "datasets": sources,
+                    "state": claimed,
+                },
+            )
+        except (SlotError, OSError, APIError, NotFound, WorkloadError) as exc:
+            if claim_written:
+                # Its Jupyter may have taken part of the claim: it never serves anyone now.
+                self._remove(container)
+            else:
+                with contextlib.suppress(SlotError):
+                    slots.unmount(pool)
+            raise PoolMiss(f"The warm container could not be claimed: {exc}") from exc
+        return claimed
+
+    def _pool_fits(self, container: Container, spec: Spec) -> None:
+        """PoolMiss unless the warm container runs ``spec``'s image with its limits, GPUs,
+        user and port, and ``spec`` is a plain Jupyter start (a Git clone first is not)."""
+        config = container.attrs.get("Config") or {}
+        host = container.attrs.get("HostConfig") or {}
+        requests_ = host.get("DeviceRequests") or []
+        gpus = sorted(d for r in requests_ for d in (r.get("DeviceIDs") or []))
+        ports = (config.get("ExposedPorts") or {}).keys()
+        checks = {
+            "image": config.get("Image") == spec.image,
+            "vCPUs": host.get("NanoCpus") == int(spec.vcpus * 1_000_000_000),
+            "memory": host.get("Memory") == spec.memory_bytes,
+            "pids": host.get("PidsLimit") == spec.pids_limit,
+            "GPUs": gpus == sorted(spec.gpu_uuids),
+            "user": config.get("User") == spec.user,
+            "port": f"{spec.port}/tcp" in ports,
+            "command": bool(spec.command) and spec.command[0] == "jupyter",
+            "token": bool(spec.env.get("JUPYTER_TOKEN")),
+            "mounts": all(p in SLOT_TARGETS for p in spec.volumes.values()),
+        }
+        wrong = [what for what, ok in checks.items() if not ok]
+        if wrong:
+            raise PoolMiss(f"The warm container does not fit this workload: {', '.join(wrong)}.")
+
+    def _wait_ack(self, pool: str, nonce: str) -> dict[str, Any]:
+        deadline = time.monotonic() + settings.LATTICE_POOL_CLAIM_WAIT
+        while time.monotonic() < deadline:
+            ack = self._slots.read_ack(pool)
+            if ack is not None:
+                if ack.get("id") != nonce:
+                    return {"ok": False, "error": "The ack is not for this claim."}
+                return ack
+            time.sleep(0.005)
+        return {"ok": False, "error": "No answer in time."}
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
@@ -583,6 +898,24 @@ class _ChunkReader(io.RawIOBase):
         buffer[:count] = self._left[:count]
         self._left = self._left[count:]
         return count
+
+
+def _base_url(command: list[str]) -> str | None:
+    """The ``--ServerApp.base_url=`` a Jupyter command line gives, if any."""
+    for part in command:
+        for flag in ("--ServerApp.base_url=", "--base-url=", "--NotebookApp.base_url="):
+            if part.startswith(flag):
+                return "/" + part[len(flag) :].strip("/") + "/" if part[len(flag) :] else "/"
+    return None
+
+
+def _own_new_volume(mountpoint: str, uid: int, gid: int) -> None:
+    """A volume made empty just now takes the workload user as owner, as Docker's first mount
+    of it would (the image's folder is that user's): bound directly, it would stay root's."""
+    path = Path(mountpoint).resolve()
+    if path.lstat().st_uid == 0 and not any(path.iterdir()):
+        os.chown(path, uid, gid)
+        path.chmod(0o755)
 
 
 def _unix_time(moment: str) -> float | None:

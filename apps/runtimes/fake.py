@@ -26,14 +26,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from apps.runtimes.base import (
+    LABEL_PREFIX,
     NOTEBOOKS_PATH,
     ExitStatus,
     FolderEntry,
     FolderError,
     Managed,
+    PoolMiss,
+    PoolSpec,
     Progress,
     Runtime,
     Spec,
+    WorkloadError,
     dataset_mounts,
     folder_path,
 )
@@ -108,6 +112,12 @@ class FakeRuntime(Runtime):
         cls.copied_volumes.clear()
         cls.files.clear()
         cls.folders.clear()
+        for entry in cls._pool.values():
+            cls._shutdown(entry)
+        cls._pool.clear()
+        cls.claims.clear()
+        cls.pool_misses = False
+        cls.pool_fails = False
 
     _pulls: ClassVar[dict[str, int]] = {}
     _builds: ClassVar[dict[str, Progress]] = {}
@@ -269,6 +279,72 @@ class FakeRuntime(Runtime):
                 yield FolderEntry(path, 0, skipped="link")
             else:
                 yield FolderEntry(path, len(data), io.BytesIO(data))
+
+    # --- The warm pool: containers kept ready, by PoolSpec name. ----------------------------
+    _pool: ClassVar[dict[str, dict[str, Any]]] = {}
+    # (pool container, workload) for each claim, for tests to check.
+    claims: ClassVar[list[tuple[str, str]]] = []
+    # Set by a test: every claim misses (as a host whose mounts fail), so starts fall back.
+    pool_misses: ClassVar[bool] = False
+    # Set by a test: no warm container can be made (as a host without the mounts it needs).
+    pool_fails: ClassVar[bool] = False
+
+    def pool_supported(self) -> bool:
+        return True
+
+    def pool_fill(self, spec: PoolSpec) -> dict[str, Any]:
+        if self.pool_fails:
+            raise WorkloadError("This host cannot keep warm containers.")
+        existing = self._pool.get(spec.name)
+        if existing is not None:
+            return dict(existing["state"])
+        server, port = _serve()
+        state = {"name": spec.name, "port": port, "mode": self.mode}
+        labels = {f"{LABEL_PREFIX}{k}": v for k, v in spec.labels.items()}
+        labels |= {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}name": spec.name}
+        self._pool[spec.name] = {
+            "server": server,
+            "state": state,
+            "labels": labels,
+            "token": spec.token,
+            "gpu_uuids": list(spec.gpu_uuids),
+        }
+        return dict(state)
+
+    def pool_ready(self, state: dict[str, Any]) -> bool:
+        return state.get("name") in self._pool and self.mode != "never-ready"
+
+    def pool_claim(self, state: dict[str, Any], spec: Spec) -> dict[str, Any]:
+        dataset_mounts(spec)
+        entry = self._pool.get(str(state.get("name")))
+        if entry is None or self.pool_misses:
+            raise PoolMiss("The warm container is gone.")
+        del self._pool[state["name"]]
+        self.claims.append((state["name"], spec.name))
+        claimed = {"name": spec.name, "port": entry["state"]["port"], "mode": self.mode}
+        self._running[spec.name] = {
+            "server": entry["server"],
+            "state": claimed,
+            "labels": spec.all_labels(),
+            "env": dict(spec.env),
+            "datasets": [dict(d) for d in spec.datasets],
+            "gpu_uuids": entry["gpu_uuids"],
+            "polls": 0,
+            "exit": None,
+            "log": [f"claimed {state['name']} for {spec.name}"],
+        }
+        return dict(claimed)
+
+    def pool_list(self) -> list[Managed]:
+        return [
+            Managed(name=name, running=True, labels=entry["labels"], state=dict(entry["state"]))
+            for name, entry in self._pool.items()
+        ]
+
+    def pool_remove(self, state: dict[str, Any]) -> None:
+        entry = self._pool.pop(str(state.get("name")), None)
+        if entry is not None:
+            self._shutdown(entry)
 
     def list_managed(self) -> list[Managed]:
         return [

@@ -461,6 +461,9 @@ LATTICE_RUNTIME = env.str("LATTICE_RUNTIME", default="auto")
 # younger than the grace period is not judged by a report taken before it.
 LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
+# Warm pools (apps.machines.pool): a warm container not ready this many seconds after it was
+# asked for is removed and asked for again; a claimed slot's record is kept this long.
+LATTICE_POOL_FILL_TIMEOUT = env.int("LATTICE_POOL_FILL_TIMEOUT", default=300)
 # A host that could run a machine type but is away (draining, or offline for less than this
 # many seconds since its last heartbeat) keeps the type's line waiting for it: its starts are
 # queued, not refused, and a queued session ends only once no such host is left.
@@ -486,6 +489,12 @@ LATTICE_AGENT_KEY_FILE = Path(
 LATTICE_AGENT_ALIVE_FILE = Path(
     env.str("LATTICE_AGENT_ALIVE_FILE", default="") or VAR_DIR / "agent" / "alive"
 )
+# On a host: where the Docker runtime keeps its warm pool's slots (issue 19): one folder per
+# warm container, its empty mount points (made a shared mount, so the session's volumes
+# mounted there at a claim reach the running container) and its claim record.
+LATTICE_POOL_DIR = Path(env.str("LATTICE_POOL_DIR", default="") or VAR_DIR / "agent" / "pool")
+# How long a claim waits for the warm container's Jupyter to say it has taken the session.
+LATTICE_POOL_CLAIM_WAIT = env.float("LATTICE_POOL_CLAIM_WAIT", default=3.0)
 # The notebook image hosts run. Empty: the image built locally by
 # images/notebook/build-local.sh (no registry needed).
 LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from django.conf import settings
@@ -27,6 +27,7 @@ from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import PlacementRequest
+from apps.machines.pool import pool_take
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
@@ -171,6 +172,8 @@ def session_place(session: NotebookSession) -> None:
         return
     if session.status != Status.QUEUED:
         return
+    if _take_warm(session):
+        return
     request = placement_request(
         machine_type=session.machine_type,
         workload=session.workload,
@@ -211,8 +214,46 @@ def session_place(session: NotebookSession) -> None:
         transaction.on_commit(lambda: session_dispatch(session))
 
 
-def session_dispatch(session: NotebookSession) -> None:
-    """Ask the session's host to start it (idempotent on the host: one container)."""
+def _take_warm(session: NotebookSession) -> bool:
+    """Place the session on a warm container of its image and machine type, if one is ready
+    (apps.machines.pool): the slot's reservation becomes its placement and its host claims
+    the container. Not for a session already in its type's line (it keeps its turn), nor a
+    notebook with a Git source (its clone runs before Jupyter)."""
+    if session.notebook.git_url:
+        return False
+    if PlacementRequest.objects.filter(workload=session.workload).exists():
+        return False
+    with transaction.atomic():
+        locked = lock_session(session.pk, "machine_type")
+        if locked is None or locked.ended_at is not None or locked.status != Status.QUEUED:
+            return False
+        if locked.placement_id is not None:
+            return False
+        taken = pool_take(
+            machine_type=locked.machine_type,
+            image=locked.image,
+            workload=locked.workload,
+            team_id=locked.team_id,
+        )
+        if taken is None:
+            return False
+        placement, pool_state = taken
+        locked.placement = placement
+        locked.host = placement.host
+        locked.save(update_fields=["placement", "host"])
+        session_set_status(
+            locked,
+            Status.SCHEDULED,
+            f"Placed on {placement.host.name}, in a warm container.",
+            phase="placed",
+        )
+        transaction.on_commit(lambda: session_dispatch(locked, pool=pool_state))
+    return True
+
+
+def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = None) -> None:
+    """Ask the session's host to start it (idempotent on the host: one container); with
+    ``pool``, by claiming that warm container (the host starts one if the claim misses)."""
     session = NotebookSession.objects.for_team(session.team_id).get(pk=session.pk)
     if session.ended_at is not None or session.host is None or session.status == Status.STOPPING:
         return  # stopped meanwhile: starting it now would outlive the stop
@@ -225,7 +266,7 @@ def session_dispatch(session: NotebookSession) -> None:
         "ready_path": f"{session.base_path}api/status",
         "ready_token_env": "JUPYTER_TOKEN",
         "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
-    }
+    } | ({"pool": pool} if pool else {})
     try:
         spec = session_spec(session)
     except ServiceError as refusal:
