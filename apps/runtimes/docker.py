@@ -593,6 +593,7 @@ class DockerRuntime(Runtime):
             self._remove(existing)
         elif existing is not None:
             raise WorkloadError(f"A container named {existing.name} is not a warm one.")
+        self._free_claimed_slot(spec.name)
         try:
             uid, gid = numeric_user(spec.user)
         except SlotError as exc:
@@ -636,6 +637,16 @@ class DockerRuntime(Runtime):
             raise WorkloadError(f"The warm container could not start: {exc.explanation}") from exc
         container.reload()
         return self._pool_state(container, spec.name)
+
+    def _free_claimed_slot(self, name: str) -> None:
+        """A slot whose last container was claimed is filled again only once that session
+        has gone (while it runs, its mounts stay): WorkloadError until then."""
+        record = self._slots.record(name)
+        if record is None:
+            return
+        if self._container(record.get("state") or {}) is not None:
+            raise WorkloadError(f"The slot {name} still serves a claimed session.")
+        self._remove_slot(name)
 
     def _pool_state(self, container: Container, name: str) -> dict[str, Any]:
         command = container.attrs.get("Config", {}).get("Cmd") or []

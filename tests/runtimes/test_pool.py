@@ -18,7 +18,7 @@ import requests
 import websocket
 from docker.errors import NotFound
 
-from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec
+from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec, WorkloadError
 from apps.runtimes.docker import NETWORK, DockerRuntime
 from apps.runtimes.pool import mounts_under
 
@@ -231,6 +231,12 @@ def test_fill_claim_serves_the_session_and_stop_removes_everything(  # noqa: PLR
     )
     assert put.status_code == 201
     assert (mountpoint / "after.txt").read_text() == "written in the session"
+
+    # The volume as read_folder reads it (saving the folder as a model version).
+    assert "after.txt" in {entry.path for entry in runtime.read_folder(claimed, "")}
+    # The slot's name cannot be filled again while its claimed session runs.
+    with pytest.raises(WorkloadError):
+        runtime.pool_fill(pool_spec(notebook_image, pool_name, pool_token))
 
     # The dataset is there, read-only even for root in the container.
     container = docker_client.containers.get(claimed["container_id"])
