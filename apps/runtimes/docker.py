@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import fcntl
 import io
 import itertools
 import os
@@ -706,6 +707,24 @@ class DockerRuntime(Runtime):
         if container.status != "running" or self._claim_record(container) is not None:
             raise PoolMiss("The warm container is not running, or already claimed.")
         self._pool_fits(container, spec)
+        slots = self._slots
+        # One claim of a slot at a time on this host (the control plane hands a slot to one
+        # start; this holds even if it were asked twice).
+        lock = os.open(slots.path(pool) / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise PoolMiss("The warm container is being claimed by another start.") from exc
+            if slots.record(pool) is not None:
+                raise PoolMiss("The warm container is already claimed.")
+            return self._claim(container, pool, state, spec, started)
+        finally:
+            os.close(lock)
+
+    def _claim(
+        self, container: Container, pool: str, state: dict[str, Any], spec: Spec, started: float
+    ) -> dict[str, Any]:
         token = spec.env.get("JUPYTER_TOKEN", "")
         uid, gid = numeric_user(spec.user)
         slots = self._slots

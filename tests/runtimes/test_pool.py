@@ -85,7 +85,7 @@ def session_spec(image: str, name: str, *, notebook: str, storage: str, **kwargs
     )
 
 
-def wait_ready(runtime: DockerRuntime, state: dict, timeout: float = 240) -> None:
+def wait_ready(runtime: DockerRuntime, state: dict, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not runtime.pool_ready(state):
         assert time.monotonic() < deadline, list(runtime.logs(state))[-20:]
@@ -308,3 +308,21 @@ def test_pool_remove_removes_an_unclaimed_container_and_its_slot(
         docker_client.containers.get(state["container_id"])
     assert not (tmp_path / "pool" / name).exists()
     assert runtime.pool_list() == [] or all(m.name != name for m in runtime.pool_list())
+
+
+def test_a_host_that_cannot_mount_keeps_no_warm_containers(
+    docker_client, settings, tmp_path, monkeypatch
+):
+    """Not root (or the engine's volumes out of sight): unsupported, and every pool call
+    misses, so starts go the ordinary way."""
+    settings.LATTICE_POOL_DIR = tmp_path / "pool"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    runtime = DockerRuntime(docker_client)
+    assert runtime.pool_supported() is False
+    with pytest.raises(PoolMiss):
+        runtime.pool_fill(pool_spec("unused:image", "pool-never", "t"))
+    with pytest.raises(PoolMiss):
+        runtime.pool_claim(
+            {"name": "pool-never"}, session_spec("unused", "nb", notebook="a", storage="b")
+        )
+    assert not (tmp_path / "pool").exists()
