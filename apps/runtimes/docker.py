@@ -761,8 +761,10 @@ class DockerRuntime(Runtime):
                 "name": spec.name,
                 "container_id": container.id,
                 "port": state.get("port") or self._state(container, spec.name)["port"],
-                # Billing counts from the claim, not from when the warm container started.
-                "started_at": started,
+                # Billing counts from the claim taken, not from when the warm container
+                # started (the time ``started`` is kept for the record).
+                "started_at": time.time(),
+                "claim_started": started,
                 "pool": pool,
             }
             slots.write_record(
@@ -778,7 +780,8 @@ class DockerRuntime(Runtime):
         except (SlotError, OSError, APIError, NotFound, WorkloadError) as exc:
             if claim_written:
                 # Its Jupyter may have taken part of the claim: it never serves anyone now.
-                self._remove(container)
+                with contextlib.suppress(WorkloadError):
+                    self._remove(container)
             else:
                 with contextlib.suppress(SlotError):
                     slots.unmount(pool)
