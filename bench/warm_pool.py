@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -193,6 +194,8 @@ def main() -> None:  # noqa: PLR0915 - one bench, step by step
                 client.volumes.get(volume).remove(force=True)
         for point in mounts_under(pool_dir.parent):
             subprocess.run(["umount", "-l", point], check=False)
+        if not args.pool_dir and not mounts_under(pool_dir.parent):
+            shutil.rmtree(pool_dir.parent, ignore_errors=True)
     pool_p50 = statistics.median(rows["pool"])
     plain_p50 = statistics.median(rows["plain"])
     load = os.getloadavg()

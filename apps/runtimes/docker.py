@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import fcntl
 import io
 import itertools
 import os
@@ -593,6 +594,7 @@ class DockerRuntime(Runtime):
             self._remove(existing)
         elif existing is not None:
             raise WorkloadError(f"A container named {existing.name} is not a warm one.")
+        self._free_claimed_slot(spec.name)
         try:
             uid, gid = numeric_user(spec.user)
         except SlotError as exc:
@@ -636,6 +638,16 @@ class DockerRuntime(Runtime):
             raise WorkloadError(f"The warm container could not start: {exc.explanation}") from exc
         container.reload()
         return self._pool_state(container, spec.name)
+
+    def _free_claimed_slot(self, name: str) -> None:
+        """A slot whose last container was claimed is filled again only once that session
+        has gone (while it runs, its mounts stay): WorkloadError until then."""
+        record = self._slots.record(name)
+        if record is None:
+            return
+        if self._container(record.get("state") or {}) is not None:
+            raise WorkloadError(f"The slot {name} still serves a claimed session.")
+        self._remove_slot(name)
 
     def _pool_state(self, container: Container, name: str) -> dict[str, Any]:
         command = container.attrs.get("Config", {}).get("Cmd") or []
@@ -695,6 +707,24 @@ class DockerRuntime(Runtime):
         if container.status != "running" or self._claim_record(container) is not None:
             raise PoolMiss("The warm container is not running, or already claimed.")
         self._pool_fits(container, spec)
+        slots = self._slots
+        # One claim of a slot at a time on this host (the control plane hands a slot to one
+        # start; this holds even if it were asked twice).
+        lock = os.open(slots.path(pool) / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise PoolMiss("The warm container is being claimed by another start.") from exc
+            if slots.record(pool) is not None:
+                raise PoolMiss("The warm container is already claimed.")
+            return self._claim(container, pool, state, spec, started)
+        finally:
+            os.close(lock)
+
+    def _claim(
+        self, container: Container, pool: str, state: dict[str, Any], spec: Spec, started: float
+    ) -> dict[str, Any]:
         token = spec.env.get("JUPYTER_TOKEN", "")
         uid, gid = numeric_user(spec.user)
         slots = self._slots
@@ -731,8 +761,10 @@ class DockerRuntime(Runtime):
                 "name": spec.name,
                 "container_id": container.id,
                 "port": state.get("port") or self._state(container, spec.name)["port"],
-                # Billing counts from the claim, not from when the warm container started.
-                "started_at": started,
+                # Billing counts from the claim taken, not from when the warm container
+                # started (the time ``started`` is kept for the record).
+                "started_at": time.time(),
+                "claim_started": started,
                 "pool": pool,
             }
             slots.write_record(
@@ -748,7 +780,8 @@ class DockerRuntime(Runtime):
         except (SlotError, OSError, APIError, NotFound, WorkloadError) as exc:
             if claim_written:
                 # Its Jupyter may have taken part of the claim: it never serves anyone now.
-                self._remove(container)
+                with contextlib.suppress(WorkloadError):
+                    self._remove(container)
             else:
                 with contextlib.suppress(SlotError):
                     slots.unmount(pool)

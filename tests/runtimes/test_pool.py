@@ -18,7 +18,7 @@ import requests
 import websocket
 from docker.errors import NotFound
 
-from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec
+from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec, WorkloadError
 from apps.runtimes.docker import NETWORK, DockerRuntime
 from apps.runtimes.pool import mounts_under
 
@@ -85,7 +85,7 @@ def session_spec(image: str, name: str, *, notebook: str, storage: str, **kwargs
     )
 
 
-def wait_ready(runtime: DockerRuntime, state: dict, timeout: float = 240) -> None:
+def wait_ready(runtime: DockerRuntime, state: dict, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not runtime.pool_ready(state):
         assert time.monotonic() < deadline, list(runtime.logs(state))[-20:]
@@ -232,6 +232,12 @@ def test_fill_claim_serves_the_session_and_stop_removes_everything(  # noqa: PLR
     assert put.status_code == 201
     assert (mountpoint / "after.txt").read_text() == "written in the session"
 
+    # The volume as read_folder reads it (saving the folder as a model version).
+    assert "after.txt" in {entry.path for entry in runtime.read_folder(claimed, "")}
+    # The slot's name cannot be filled again while its claimed session runs.
+    with pytest.raises(WorkloadError):
+        runtime.pool_fill(pool_spec(notebook_image, pool_name, pool_token))
+
     # The dataset is there, read-only even for root in the container.
     container = docker_client.containers.get(claimed["container_id"])
     read = container.exec_run(["cat", "/datasets/iris/data.csv"])
@@ -302,3 +308,21 @@ def test_pool_remove_removes_an_unclaimed_container_and_its_slot(
         docker_client.containers.get(state["container_id"])
     assert not (tmp_path / "pool" / name).exists()
     assert runtime.pool_list() == [] or all(m.name != name for m in runtime.pool_list())
+
+
+def test_a_host_that_cannot_mount_keeps_no_warm_containers(
+    docker_client, settings, tmp_path, monkeypatch
+):
+    """Not root (or the engine's volumes out of sight): unsupported, and every pool call
+    misses, so starts go the ordinary way."""
+    settings.LATTICE_POOL_DIR = tmp_path / "pool"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    runtime = DockerRuntime(docker_client)
+    assert runtime.pool_supported() is False
+    with pytest.raises(PoolMiss):
+        runtime.pool_fill(pool_spec("unused:image", "pool-never", "t"))
+    with pytest.raises(PoolMiss):
+        runtime.pool_claim(
+            {"name": "pool-never"}, session_spec("unused", "nb", notebook="a", storage="b")
+        )
+    assert not (tmp_path / "pool").exists()
