@@ -168,10 +168,10 @@ def _fits(host: Host, machine_type: MachineType) -> list[int] | None:
     used = f"SELECT {sums} FROM {_PLACEMENT} WHERE host_id = %s AND active = %s"  # noqa: S608
     params: list[object] = [host.pk, True]
     if machine_type.is_gpu:
-        free = _FREE_GPUS.format(columns="g.id, g.index, g.uuid", where="g.host_id = %s")
+        free = _FREE_GPUS.format(columns='g.id, g."index", g.uuid', where="g.host_id = %s")
         sql = (
             f"SELECT u.cpu, u.memory, f.id FROM ({used}) u LEFT JOIN"  # noqa: S608
-            f" ({free} ORDER BY g.index, g.uuid LIMIT %s) f ON 1 = 1 ORDER BY f.index, f.uuid"
+            f' ({free} ORDER BY g."index", g.uuid LIMIT %s) f ON 1 = 1 ORDER BY f."index", f.uuid'
         )
         params += [host.pk, *_free_gpu_params(machine_type), machine_type.gpu_count]
     else:
