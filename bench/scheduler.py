@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+# Room in the connection pool (config/settings/base.py) for every thread at once: the
+# threads measure the database's concurrency, not a wait for a free connection.
+os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "128")
 
 import django
 
@@ -122,6 +125,11 @@ def measure(args: argparse.Namespace) -> None:
     built = time.perf_counter() - started
     print(f"fleet: {args.hosts} hosts x {args.gpus} GPUs, built in {built:.1f} s")
     spare = GPUDevice.objects.order_by("-pk")[0]
+    pooled = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+    print(f"connections: {'pooled (warmed: one per thread)' if pooled else 'one new per thread'}")
+    # With a pool, open its connections before either run, so the first run does not pay
+    # the connects the second then reuses.
+    run_concurrently(lambda _n: connection.ensure_connection(), args.concurrency)
 
     def plain_insert(n: int) -> None:
         with transaction.atomic():
