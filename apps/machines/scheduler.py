@@ -141,22 +141,51 @@ def _lock_one(
     if host_id is not None:
         where += " AND h.id = %s"
         params.append(host_id)
-    sql = f"SELECT h.* FROM {Host._meta.db_table} h WHERE {where} ORDER BY h.id LIMIT 1"  # noqa: S608
+    columns = ", ".join(f"h.{field.column}" for field in _HOST_FIELDS)
+    sql = f"SELECT {columns} FROM {Host._meta.db_table} h WHERE {where} ORDER BY h.id LIMIT 1"  # noqa: S608
     connection = transaction.get_connection()
     features = connection.features
     lock = ""
     if features.has_select_for_update_skip_locked:
         lock = " FOR NO KEY UPDATE OF h" if features.has_select_for_no_key_update else " FOR UPDATE"
-        # (SQLite has no row locks: its transactions take the whole database.)
-    host = next(iter(Host.objects.raw(sql + lock + (" SKIP LOCKED" if lock else ""), params)), None)
+        lock += " SKIP LOCKED"
+    # (SQLite has no row locks: its transactions take the whole database.)
+    host = _fetch_host(sql + lock, params)
     if host is not None or not wait:
         return host
     # Every host with room is locked by placements in flight. Only while holding
     # no other host's lock, or two placements could wait on each other for ever.
-    first = next(iter(Host.objects.raw(sql, params)), None)
+    first = _fetch_host(sql, params)
     if first is None:
         return None
     return Host.objects.filter(pk=first.pk).select_for_update(no_key=True).first()
+
+
+_HOST_FIELDS = Host._meta.concrete_fields
+
+
+def _fetch_host(sql: str, params: list[object]) -> Host | None:
+    """The Host of the first row ``sql`` selects (``_HOST_FIELDS``' columns), or None.
+
+    What Host.objects.raw does, less its per-query setup, which cost a placement more CPU
+    than the query: each value through its field's converters, then Host.from_db."""
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for field, value in zip(_HOST_FIELDS, row, strict=True):
+        column = field.cached_col
+        converted = value
+        for convert in [
+            *connection.ops.get_db_converters(column),
+            *field.get_db_converters(connection),  # type: ignore[attr-defined]
+        ]:
+            converted = convert(converted, column, connection)
+        values.append(converted)
+    return Host.from_db(connection.alias, [field.attname for field in _HOST_FIELDS], values)
 
 
 def _fits(host: Host, machine_type: MachineType) -> list[int] | None:
