@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 _CODE = Path(__file__).resolve().parents[1]
 if "--code" in sys.argv:
     _CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve()
+    # Run from there too: started inside this checkout, its apps/ were imported instead.
+    os.chdir(_CODE)
 sys.path.insert(0, str(_CODE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 # Room in the connection pool (config/settings/base.py) for every thread at once: the
@@ -191,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/scheduler needs PostgreSQL: set DATABASE_URL=postgres://...")
-    print(f"code: {_CODE}")
+    print(f"code: {Path(sys.modules[placement_create.__module__].__file__ or '').parents[2]}")
     # A throw-away database of its own: a test run on the same DATABASE_URL is not disturbed.
     connection.settings_dict["TEST"]["NAME"] = f"test_{connection.settings_dict['NAME']}_sched"
     config = setup_databases(verbosity=0, interactive=False)
