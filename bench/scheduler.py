@@ -7,6 +7,12 @@ GPUs allocated twice (must be 0) and hosts over their CPU or memory (must be
 with the same 100 threads, one INSERT pair alone, and one placement alone.
 
     DATABASE_URL=postgres://... python bench/scheduler.py [--hosts N] [--gpus N] [--concurrency N]
+        [--code OTHER_CHECKOUT]
+
+"One placement alone" times placement_create only (each is released after, untimed).
+On PostgreSQL the settings lend connections from a pool (config/settings/base.py): the
+threads then reuse the pool's connections, warmed before both runs; DATABASE_POOL=0 gives
+each thread a new connection, as before the pool.
 """
 
 from __future__ import annotations
@@ -20,10 +26,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --code DIR: measure another checkout's code (e.g. the base commit) with this bench.
+_CODE = Path(__file__).resolve().parents[1]
+if "--code" in sys.argv:
+    _CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve()
+    # Run from there too: started inside this checkout, its apps/ were imported instead.
+    os.chdir(_CODE)
+sys.path.insert(0, str(_CODE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+# Room in the connection pool (config/settings/base.py) for every thread at once: the
+# threads measure the database's concurrency, not a wait for a free connection.
+os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "128")
 
-import django
+import django  # noqa: E402
 
 django.setup()
 
@@ -122,6 +137,11 @@ def measure(args: argparse.Namespace) -> None:
     built = time.perf_counter() - started
     print(f"fleet: {args.hosts} hosts x {args.gpus} GPUs, built in {built:.1f} s")
     spare = GPUDevice.objects.order_by("-pk")[0]
+    pooled = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+    print(f"connections: {'pooled (warmed: one per thread)' if pooled else 'one new per thread'}")
+    # With a pool, open its connections before either run, so the first run does not pay
+    # the connects the second then reuses.
+    run_concurrently(lambda _n: connection.ensure_connection(), args.concurrency)
 
     def plain_insert(n: int) -> None:
         with transaction.atomic():
@@ -145,8 +165,9 @@ def measure(args: argparse.Namespace) -> None:
     alone = []
     for n in range(20):
         t0 = time.perf_counter()
-        placement_release(placement=placement_create(machine_type=h100, workload=f"one:{n}"))
+        placement = placement_create(machine_type=h100, workload=f"one:{n}")
         alone.append(time.perf_counter() - t0)
+        placement_release(placement=placement)  # not timed: the fleet stays empty
 
     timings, errors = run_concurrently(
         lambda n: placement_create(machine_type=h100, workload=f"bench:{n}"),
@@ -168,9 +189,13 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--code", help="the checkout whose apps/ to measure (default: this one)")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/scheduler needs PostgreSQL: set DATABASE_URL=postgres://...")
+    print(f"code: {Path(sys.modules[placement_create.__module__].__file__ or '').parents[2]}")
+    # A throw-away database of its own: a test run on the same DATABASE_URL is not disturbed.
+    connection.settings_dict["TEST"]["NAME"] = f"test_{connection.settings_dict['NAME']}_sched"
     config = setup_databases(verbosity=0, interactive=False)
     try:
         measure(args)

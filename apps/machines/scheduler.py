@@ -12,11 +12,10 @@ the backstop: a GPU cannot be held twice.
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, TypedDict
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,10 +29,8 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 _GIB = 1024**3
-# How many hosts one placement locks and checks before it gives up, and how
-# many candidates each attempt considers for a lock nobody else holds.
+# How many hosts one placement locks and checks before it gives up.
 _ATTEMPTS = 8
-_BATCH = 16
 
 
 class NoCapacityError(Exception):
@@ -75,120 +72,150 @@ def _free_gpus(model: str) -> QuerySet[GPUDevice]:
     return usable_gpus().filter(name=model, held=False)  # type: ignore[misc]
 
 
-def _candidates(machine_type: MachineType, *, skip: set[int], limit: int) -> list[int]:
-    """Ids of ready hosts that looked as if they had room when the query ran.
+def _room_sql(machine_type: MachineType) -> tuple[str, list[object]]:
+    """WHERE conditions (on ``machines_host h``) for a host with room for ``machine_type``.
 
-    First fit in host order: the query can stop at the first ``limit`` hosts
-    with room instead of weighing the whole fleet, and low-numbered hosts fill
-    up first, which keeps whole machines free for big jobs.
+    Each host's use is read by correlated subqueries on the (host, active) and
+    (model, host) indexes, so the database weighs a host only when its scan in
+    host order reaches it, and the caller's LIMIT stops it at the first that
+    fits. Written by hand, not by the ORM: compiling the same query with its
+    subqueries cost more CPU than the database took to run it, and under 100
+    concurrent placements that CPU was most of the time (bench/scheduler.py).
     """
-    hosts = Host.objects.filter(status=Host.Status.READY).exclude(pk__in=skip)
+    sql = f"""
+        h.status = %s
+        AND h.cpu_count >= %s + COALESCE(
+            (SELECT SUM(p.vcpus) FROM {_PLACEMENT} p WHERE p.host_id = h.id AND p.active = %s), 0)
+        AND h.memory_bytes >= (%s + COALESCE(
+            (SELECT SUM(p.memory_gib) FROM {_PLACEMENT} p WHERE p.host_id = h.id AND p.active = %s),
+            0)) * {_GIB}
+    """  # noqa: S608 (table names from the models; every value is a parameter)
+    params: list[object] = [
+        Host.Status.READY.value,
+        machine_type.vcpus,
+        True,
+        machine_type.memory_gib,
+        True,
+    ]
     if machine_type.is_gpu:
-        with_gpus = (
-            _free_gpus(machine_type.gpu_model)
-            .filter(host__status=Host.Status.READY)
-            .exclude(host_id__in=skip)
-            .values("host_id")
-            .annotate(free=Count("pk"))
-            .filter(free__gte=machine_type.gpu_count)
-            .order_by("host_id")
-            .values_list("host_id", flat=True)
-        )
-        # Of the first hosts with the GPUs, those with the CPU and memory too:
-        # a GPU host filled up by CPU work must not hide the hosts after it.
-        return _room_among(list(with_gpus[: limit * 2]), machine_type)[:limit]
-    return list(_with_room(hosts, machine_type).values_list("pk", flat=True)[:limit])
+        sql += f"AND ({_FREE_GPUS.format(columns='COUNT(*)', where='g.host_id = h.id')}) >= %s"
+        params += [*_free_gpu_params(machine_type), machine_type.gpu_count]
+    return sql, params
 
 
-def _room_among(ids: list[int], machine_type: MachineType) -> list[int]:
-    """Those of ``ids`` (in order) whose free CPU and memory fit: two indexed reads."""
-    used = placement_use(ids)
-    capacity = {
-        pk: (cpus, memory)
-        for pk, cpus, memory in Host.objects.filter(pk__in=ids).values_list(
-            "pk",
-            "cpu_count",
-            "memory_bytes",
-        )
-    }
-    fits = []
-    for host_id in ids:
-        cpus, memory = capacity.get(host_id, (0, 0))
-        used_cpus, used_memory = used.get(host_id, (0, 0))
-        if (
-            cpus >= used_cpus + machine_type.vcpus
-            and memory >= used_memory + machine_type.memory_gib * _GIB
-        ):
-            fits.append(host_id)
-    return fits
-
-
-def _with_room(hosts: QuerySet[Host], machine_type: MachineType) -> QuerySet[Host]:
-    """``hosts`` whose CPU and memory, less what active placements hold, fit the type."""
-    active = Placement.objects.filter(host=OuterRef("pk"), active=True).values("host")
-    used_cpu = Coalesce(
-        Subquery(active.annotate(total=Sum("vcpus")).values("total"), output_field=IntegerField()),
-        Value(0),
+# usable_gpus' rule, as SQL: present, not split into MIG instances, of the model, not held.
+_FREE_GPUS = f"""
+    SELECT {{columns}} FROM {GPUDevice._meta.db_table} g
+    WHERE {{where}} AND g.name = %s AND g.present = %s AND g.mig_enabled = %s
+    AND NOT EXISTS (
+        SELECT 1 FROM {GPUAllocation._meta.db_table} a WHERE a.gpu_id = g.id AND a.active = %s
     )
-    used_memory = Coalesce(
-        Subquery(
-            active.annotate(total=Sum("memory_gib")).values("total"),
-            output_field=IntegerField(),
-        ),
-        Value(0),
-    )
-    return (
-        hosts.annotate(used_cpu=used_cpu, used_memory=used_memory)
-        .filter(
-            cpu_count__gte=machine_type.vcpus + F("used_cpu"),
-            memory_bytes__gte=(machine_type.memory_gib + F("used_memory")) * _GIB,
-        )
-        .order_by("pk")
-    )
+"""  # noqa: S608
+_PLACEMENT = Placement._meta.db_table
 
 
-def _lock_one(ids: list[int], *, wait: bool) -> Host | None:
-    """Lock one of ``ids`` nobody else holds; if all are held and ``wait``, wait for one.
+def _free_gpu_params(machine_type: MachineType) -> list[object]:
+    return [machine_type.gpu_model, True, False, True]
 
-    The candidates are taken in random order, so placements that arrive
-    together spread over them instead of forming a queue behind the first.
+
+def _lock_one(
+    machine_type: MachineType,
+    *,
+    skip: set[int],
+    host_id: int | None,
+    wait: bool,
+) -> Host | None:
+    """Find and lock, in one query, the first host with room that nobody else holds.
+
+    SKIP LOCKED makes placements that arrive together take different hosts
+    instead of queueing behind the first. When every host with room is locked
+    and ``wait``, wait for the first of them rather than refuse while capacity
+    may remain. The room this query saw may be stale by the time the lock is
+    taken (a placement that held the host may have committed in between): the
+    caller re-checks under the lock (_fits).
     """
-    random.shuffle(ids)
-    hosts = Host.objects.filter(status=Host.Status.READY)
-    for start in range(0, len(ids), 4):
-        host = (
-            hosts.filter(pk__in=ids[start : start + 4])
-            .select_for_update(skip_locked=True, no_key=True)
-            .first()
+    where, params = _room_sql(machine_type)
+    if skip:
+        where += f" AND h.id NOT IN ({', '.join(['%s'] * len(skip))})"
+        params += sorted(skip)
+    if host_id is not None:
+        where += " AND h.id = %s"
+        params.append(host_id)
+    columns = ", ".join(f"h.{field.column}" for field in _HOST_FIELDS)
+    sql = f"SELECT {columns} FROM {Host._meta.db_table} h WHERE {where} ORDER BY h.id LIMIT 1"  # noqa: S608
+    connection = transaction.get_connection()
+    features = connection.features
+    lock = ""
+    if features.has_select_for_update_skip_locked:
+        lock = " FOR NO KEY UPDATE OF h" if features.has_select_for_no_key_update else " FOR UPDATE"
+        lock += " SKIP LOCKED"
+    # (SQLite has no row locks: its transactions take the whole database.)
+    host = _fetch_host(sql + lock, params)
+    if host is not None or not wait:
+        return host
+    # Every host with room is locked by placements in flight. Only while holding
+    # no other host's lock, or two placements could wait on each other for ever.
+    first = _fetch_host(sql, params)
+    if first is None:
+        return None
+    return Host.objects.filter(pk=first.pk).select_for_update(no_key=True).first()
+
+
+_HOST_FIELDS = Host._meta.concrete_fields
+
+
+def _fetch_host(sql: str, params: list[object]) -> Host | None:
+    """The Host of the first row ``sql`` selects (``_HOST_FIELDS``' columns), or None.
+
+    What Host.objects.raw does, less its per-query setup, which cost a placement more CPU
+    than the query: each value through its field's converters, then Host.from_db."""
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for field, value in zip(_HOST_FIELDS, row, strict=True):
+        column = field.cached_col
+        converted = value
+        for convert in [
+            *connection.ops.get_db_converters(column),
+            *field.get_db_converters(connection),  # type: ignore[attr-defined]
+        ]:
+            converted = convert(converted, column, connection)
+        values.append(converted)
+    return Host.from_db(connection.alias, [field.attname for field in _HOST_FIELDS], values)
+
+
+def _fits(host: Host, machine_type: MachineType) -> list[int] | None:
+    """Under the host's lock: the ids of the GPUs to take, or None if it no longer fits.
+
+    Every placement on the host holds this lock, so what this reads (a new
+    statement, after the lock) is all of them: its use and free GPUs, one query."""
+    sums = "COALESCE(SUM(vcpus), 0) AS cpu, COALESCE(SUM(memory_gib), 0) AS memory"
+    used = f"SELECT {sums} FROM {_PLACEMENT} WHERE host_id = %s AND active = %s"  # noqa: S608
+    params: list[object] = [host.pk, True]
+    if machine_type.is_gpu:
+        free = _FREE_GPUS.format(columns='g.id, g."index", g.uuid', where="g.host_id = %s")
+        sql = (
+            f"SELECT u.cpu, u.memory, f.id FROM ({used}) u LEFT JOIN"  # noqa: S608
+            f' ({free} ORDER BY g."index", g.uuid LIMIT %s) f ON 1 = 1 ORDER BY f."index", f.uuid'
         )
-        if host is not None:
-            return host
-    if ids and wait:
-        # Every candidate is locked by placements in flight: wait rather than
-        # refuse while capacity may remain. Only while holding no other host's
-        # lock, or two placements could wait on each other for ever.
-        return hosts.filter(pk=ids[0]).select_for_update(no_key=True).first()
-    return None
-
-
-def _fits(host: Host, machine_type: MachineType) -> list[GPUDevice] | None:
-    """Under the host's lock: the GPUs to take, or None if it no longer fits."""
-    used = Placement.objects.filter(host=host, active=True).aggregate(
-        cpu=Coalesce(Sum("vcpus"), 0),
-        memory=Coalesce(Sum("memory_gib"), 0),
-    )
-    if host.cpu_count < used["cpu"] + machine_type.vcpus:
+        params += [host.pk, *_free_gpu_params(machine_type), machine_type.gpu_count]
+    else:
+        sql = f"SELECT u.cpu, u.memory, NULL FROM ({used}) u"  # noqa: S608
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    used_cpu, used_memory = rows[0][0], rows[0][1]
+    if host.cpu_count < used_cpu + machine_type.vcpus:
         return None
-    if host.memory_bytes < (used["memory"] + machine_type.memory_gib) * _GIB:
+    if host.memory_bytes < (used_memory + machine_type.memory_gib) * _GIB:
         return None
-    if not machine_type.is_gpu:
-        return []
-    gpus = list(
-        _free_gpus(machine_type.gpu_model)
-        .filter(host=host)
-        .order_by("index", "uuid")[: machine_type.gpu_count],
-    )
-    return gpus if len(gpus) == machine_type.gpu_count else None
+    gpus = [row[2] for row in rows if row[2] is not None]
+    wanted = machine_type.gpu_count if machine_type.is_gpu else 0
+    return gpus if len(gpus) == wanted else None
 
 
 def placement_create(
@@ -214,11 +241,12 @@ def placement_create(
     inside_outer_transaction = transaction.get_connection().in_atomic_block and not may_wait
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
-            if host_id is None:
-                ids = _candidates(machine_type, skip=tried, limit=_BATCH)
-            else:
-                ids = [] if host_id in tried else [host_id]  # _fits says if it has room
-            host = _lock_one(ids, wait=not tried and not inside_outer_transaction)
+            host = _lock_one(
+                machine_type,
+                skip=tried,
+                host_id=host_id,
+                wait=not tried and not inside_outer_transaction,
+            )
             if host is None:
                 break
             tried.add(host.pk)
@@ -233,9 +261,10 @@ def placement_create(
                 vcpus=machine_type.vcpus,
                 memory_gib=machine_type.memory_gib,
             )
-            GPUAllocation.objects.bulk_create(
-                [GPUAllocation(placement=placement, gpu=gpu) for gpu in gpus],
-            )
+            if gpus:
+                GPUAllocation.objects.bulk_create(
+                    [GPUAllocation(placement=placement, gpu_id=gpu) for gpu in gpus],
+                )
             return placement
     raise NoCapacityError(f"No ready host has room for {machine_type.name} right now.")
 

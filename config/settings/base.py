@@ -125,6 +125,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         },
     )
+elif env.bool("DATABASE_POOL", default=True):
+    # PostgreSQL: a connection pool per process (psycopg_pool, Django's "pool" option), not
+    # persistent connections. Under ASGI a request's sync code runs on whichever executor
+    # thread asgiref picks, and the Celery workers run tasks on threads: CONN_MAX_AGE keeps
+    # one connection per thread (idle ones pile up with the threads, each checked again by
+    # CONN_HEALTH_CHECKS), while a pool shares a few open connections among all of them.
+    # Django hands the connection back at the end of every request and task (where it
+    # closed it before), so each one costs a checkout instead of a TCP + auth handshake
+    # (~2-5 ms here; bench/scheduler.py).
+    # Size: max_size per process; web processes + workers x max_size must stay below the
+    # server's max_connections. A checkout waits up to `timeout` s when all are lent.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent ones
+    # The pool checks a connection before it lends it (an empty query): one left broken
+    # by a server restart or a network cut is replaced instead of failing a request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
