@@ -185,6 +185,9 @@ class _Watch:
 
     def discard(self, consumer: TeamStreamConsumer) -> None:
         self.consumers.discard(consumer)
+        if not self.consumers and self.task is not None:
+            self.task.cancel()
+            self.task = None
 
     async def _run(self) -> None:
         while self.consumers:
@@ -204,9 +207,7 @@ class _Watch:
                 await consumer.access_still_held()
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = (
-    weakref.WeakKeyDictionary()
-)
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
 
 
 def stream_watch() -> _Watch:
