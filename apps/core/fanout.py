@@ -96,9 +96,7 @@ class Viewer:
                 return  # the client has it, or has it queued
             self._queued_upto = seq
         self.queue.append((seq, text))
-        stalled = (
-            self._sending_since is not None and time.monotonic() - self._sending_since > STALL
-        )
+        stalled = self._sending_since is not None and time.monotonic() - self._sending_since > STALL
         if len(self.queue) > self.bound or (stalled and len(self.queue) > 1):
             self._to_tail()
         self._wake.set()
@@ -122,8 +120,11 @@ class Viewer:
 
     def start(self) -> None:
         self._queued_upto = max(self._queued_upto, self.last)
-        # Drop what the catch-up already sent.
+        # Drop what the catch-up already sent, and say nothing of it as skipped.
         self.queue = deque(item for item in self.queue if item[0] is None or item[0] > self.last)
+        if self.skipped is not None:
+            first, last = max(self.skipped[0], self.last + 1), self.skipped[1]
+            self.skipped = (first, last) if first <= last else None
         self._task = asyncio.get_running_loop().create_task(self._write())
         self._wake.set()
 
@@ -228,8 +229,9 @@ class Feed:
         if kind != "stream.message":
             return
         seq = int(message["seq"])
-        if seq <= self.last:
-            return  # went out already (filled from the buffer before it arrived)
+        # One numbered at or below the last is handed on all the same: the viewers drop
+        # it when they have it (one filled from the buffer before it arrived), and take
+        # it when the stream started over (a restart: its numbers begin again at 1).
         if self.last and seq > self.last + 1:
             rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
                 self.stream, self.last, min(seq - self.last - 1, _FILL_PAGE)
@@ -241,7 +243,7 @@ class Feed:
         text = numbered(seq, message["body"])
         for viewer in self.viewers:
             viewer.push(seq, text)
-        self.last = seq
+        self.last = max(self.last, seq)
 
     async def close(self) -> None:
         self._task.cancel()
