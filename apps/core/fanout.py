@@ -41,7 +41,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from apps.core.stream import group_name, numbered, stream_after_text
+from apps.core.stream import group_name, numbered, stream_after_text, stream_last
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,10 @@ class Viewer:
                 continue
             if seq <= self.last:
                 continue
-            if self.last and seq > self.last + 1:
-                # A hole (this viewer registered while messages were in flight): the
-                # buffer has them, in order.
+            if seq > self.last + 1:
+                # A hole (a message the layer dropped, or this viewer registered while
+                # messages were in flight): the buffer has them, in order. ``last`` is
+                # exact here (0: the client has none), so a lost first message counts.
                 rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
                     self.stream, self.last, min(seq - self.last - 1, _FILL_PAGE)
                 )
@@ -194,7 +195,7 @@ class Feed:
         self.hub = hub
         self.stream = stream
         self.viewers: set[Viewer] = set()
-        self.last = 0  # the last number handed to the viewers
+        self.last = 0  # the last number handed to the viewers (or the stream's when it began)
         self.received = 0
         self.layer = get_channel_layer()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -206,6 +207,9 @@ class Feed:
         try:
             self.channel = await layer.new_channel(prefix="fanout")
             await layer.group_add(group_name(self.stream), self.channel)
+            # Where the stream stands once subscribed: a hole after it is filled (the
+            # first message lost included); one before it is no feed's business.
+            self.last = await sync_to_async(stream_last, thread_sensitive=False)(self.stream)
         except BaseException as error:
             if not self.ready.done():
                 self.ready.set_exception(error)
@@ -232,7 +236,7 @@ class Feed:
         # One numbered at or below the last is handed on all the same: the viewers drop
         # it when they have it (one filled from the buffer before it arrived), and take
         # it when the stream started over (a restart: its numbers begin again at 1).
-        if self.last and seq > self.last + 1:
+        if seq > self.last + 1:
             rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
                 self.stream, self.last, min(seq - self.last - 1, _FILL_PAGE)
             )

@@ -340,3 +340,29 @@ def test_the_last_viewer_leaving_ends_the_feed(alice, notebook):
         return during, len(fanout.hub().feeds)
 
     assert async_to_sync(run)() == (1, 0)
+
+
+def test_a_message_the_layer_dropped_is_filled_from_the_buffer_even_the_first(
+    alice, notebook, channel_layer
+):
+    from django.conf import settings
+
+    def drop_then_publish() -> None:
+        # Numbered and kept, but never sent to the group: as if the layer had dropped it.
+        stream._the_buffer().append(
+            notebook.stream, '{"type":"logs","lines":["1"]}', settings.LATTICE_STREAM_BACKLOG
+        )
+        stream_publish(notebook.stream, {"type": "logs", "lines": ["2"]})
+
+    async def run() -> list[dict[str, Any]]:
+        communicator = await viewer(alice, notebook)
+        await sync_to_async(drop_then_publish)()
+        got: list[dict[str, Any]] = []
+        while not await communicator.receive_nothing(timeout=0.4):
+            got.extend(flat(await communicator.receive_json_from()))
+        await communicator.disconnect()
+        return got
+
+    got = async_to_sync(run)()
+
+    assert [(m["seq"], m["lines"]) for m in got] == [(1, ["1"]), (2, ["2"])]
