@@ -12,11 +12,12 @@ Each viewer has its own writer task, so a socket that does not drain delays nobo
 itself. The writer sends at most once per ``COALESCE`` seconds: when more than one
 message is due, they go as one text message holding a JSON array of them (the very
 objects a single message would carry, ``seq`` included). A viewer whose queue passes
-its bound, or whose send has not returned for ``STALL`` seconds while more is due, is
-switched to *tail*: its queued messages are dropped, it is sent
-``{"type": "skipped", "from": a, "to": b}`` (the numbers it missed) and then the newest
-messages. The skipped ones stay in the stream's buffer (apps.core.stream) for a client
-that asks for them (``{"type": "backlog", ...}``, answered by the consumer).
+its bounds (``QUEUE_BOUND`` messages or ``QUEUE_BYTES`` bytes), or whose send has not
+returned for ``STALL`` seconds while more is due, is switched to *tail*: its queued
+messages are dropped, it is sent ``{"type": "skipped", "from": a, "to": b}`` (the
+numbers it missed) and then the newest messages. The skipped ones stay in the stream's
+buffer (apps.core.stream) for a client that asks for them (``{"type": "backlog", ...}``,
+answered by the consumer).
 
 Holes (a message the channel layer dropped, or one overtaken by a later publisher's) are
 filled once per feed from the stream's buffer, in order, before the later message goes
@@ -49,8 +50,9 @@ log = logging.getLogger(__name__)
 COALESCE = 0.05
 # A viewer whose send has not returned for this long while more is due goes to tail.
 STALL = 1.0
-# A viewer's queue bound (messages); past it, the viewer goes to tail.
+# A viewer's queue bounds (messages, and bytes of text); past either, it goes to tail.
 QUEUE_BOUND = 2000
+QUEUE_BYTES = 8 * 1024 * 1024
 # The most messages fetched from the buffer to fill one hole.
 _FILL_PAGE = 1000
 
@@ -78,6 +80,7 @@ class Viewer:
         self.bound = bound or QUEUE_BOUND
         self.last = 0
         self.queue: deque[tuple[int | None, str]] = deque()
+        self.queued_bytes = 0
         self.skipped: tuple[int, int] | None = None  # a range not yet told to the client
         self.tail = False  # went to tail at least once
         self.skipped_total = 0
@@ -96,8 +99,13 @@ class Viewer:
                 return  # the client has it, or has it queued
             self._queued_upto = seq
         self.queue.append((seq, text))
+        self.queued_bytes += len(text)
         stalled = self._sending_since is not None and time.monotonic() - self._sending_since > STALL
-        if len(self.queue) > self.bound or (stalled and len(self.queue) > 1):
+        if (
+            len(self.queue) > self.bound
+            or (self.queued_bytes > QUEUE_BYTES and len(self.queue) > 1)
+            or (stalled and len(self.queue) > 1)
+        ):
             self._to_tail()
         self._wake.set()
 
@@ -107,6 +115,7 @@ class Viewer:
         dropped = [seq for seq, _ in self.queue if seq is not None]
         self.queue.clear()
         self.queue.append(newest)
+        self.queued_bytes = len(newest[1])
         if not dropped:
             return
         self.tail = True
@@ -122,6 +131,7 @@ class Viewer:
         self._queued_upto = max(self._queued_upto, self.last)
         # Drop what the catch-up already sent, and say nothing of it as skipped.
         self.queue = deque(item for item in self.queue if item[0] is None or item[0] > self.last)
+        self.queued_bytes = sum(len(text) for _, text in self.queue)
         if self.skipped is not None:
             first, last = max(self.skipped[0], self.last + 1), self.skipped[1]
             self.skipped = (first, last) if first <= last else None
@@ -169,6 +179,7 @@ class Viewer:
             self.last = max(self.last, last)
         items = list(self.queue)
         self.queue.clear()
+        self.queued_bytes = 0
         for seq, text in items:
             if seq is None:
                 parts.append(text)
