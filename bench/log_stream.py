@@ -17,12 +17,20 @@ process's CPU % and peak RSS come from psutil on the web server pid.
 
 Goals: p95 latency <= 100 ms, 0 lines lost, 0 duplicates.
 
-Needs PostgreSQL (DATABASE_URL; a throw-away database lattice_bench_logs),
-Redis (REDIS_URL; its database 14 is used and flushed), Docker and the
-notebook image (bash images/notebook/build-local.sh).
+Viewers understand the server's batches (a JSON array of messages) and its "skipped"
+notice (a viewer switched to tail): the lines such a viewer missed are counted as skipped,
+apart from lost ones (missed with no word). Besides latency and loss, each run reports the
+web process's CPU (average %, and ms of CPU per MB delivered to the viewers) and the bench
+client's own CPU (its viewer processes together; near 100 % per process means the client,
+not the server, is what limits the figures).
+
+Needs PostgreSQL (DATABASE_URL; a throw-away database, --database, default
+lattice_bench_logs), Redis (REDIS_URL; its database --redis-db, default 14, is used and
+flushed), Docker and the notebook image (bash images/notebook/build-local.sh).
 
     eval "$(bash scripts/services.sh 2>/dev/null)"
-    .venv/bin/python bench/log_stream.py [--rate 20000] [--seconds 10] [--viewers 100 500]
+    .venv/bin/python bench/log_stream.py [--runs 2000:500 20000:50 20000:500] [--seconds 10]
+        [--redis-db 14] [--database lattice_bench_logs]
 
 Prints a table, then one line of JSON (the figures) at the end of stdout.
 """
@@ -76,6 +84,9 @@ class Viewer:
         self.out_of_range = 0
         self.frames = 0
         self.gaps = 0
+        self.skipped_notices = 0
+        self.skipped_messages = 0
+        self.bytes = 0
         self.other = 0
         self.histogram = [0] * (HISTOGRAM_MS + 1)
         self.error = ""
@@ -148,13 +159,19 @@ async def _view(
                 except TimeoutError:
                     break
                 received = time.time()
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind == "logs":
-                    viewer.frame(message["lines"], received)
-                    idle = 10.0  # once lines flow, 10 s of silence means the end
-                elif kind == "gap":
-                    viewer.gaps += 1
+                viewer.bytes += len(raw)
+                data = json.loads(raw)
+                # Live messages come several at once as a JSON array of them.
+                for message in data if isinstance(data, list) else [data]:
+                    kind = message.get("type")
+                    if kind == "logs":
+                        viewer.frame(message["lines"], received)
+                        idle = 10.0  # once lines flow, 10 s of silence means the end
+                    elif kind == "gap":
+                        viewer.gaps += 1
+                    elif kind == "skipped":  # this viewer fell behind: told, not lost
+                        viewer.skipped_notices += 1
+                        viewer.skipped_messages += message["to"] - message["from"] + 1
     except Exception as exc:
         viewer.error = repr(exc)[:300]
         connected.set()
@@ -174,6 +191,7 @@ def viewers_process(
     """``count`` viewers; says when all are connected, waits for the go, then reports totals."""
 
     async def run() -> dict[str, Any]:
+        cpu_started = time.process_time()
         viewers = [Viewer(total) for _ in range(count)]
         events = [asyncio.Event() for _ in viewers]
         gate = asyncio.Semaphore(20)
@@ -188,7 +206,9 @@ def viewers_process(
         for event in events:
             await event.wait()
         ready.put(sum(1 for v in viewers if not v.error))
+        cpu_connected = time.process_time()
         await asyncio.gather(*tasks)
+        cpu_done = time.process_time()
         histogram = [0] * (HISTOGRAM_MS + 1)
         for v in viewers:
             for i, c in enumerate(v.histogram):
@@ -199,6 +219,15 @@ def viewers_process(
             "complete": sum(1 for v in viewers if v.count == total),
             "received": sum(v.count for v in viewers),
             "missing": sum(total - v.count for v in viewers),
+            # Lines a viewer missed after being told it was switched to tail ("skipped"),
+            # versus lines missed with no word: lost.
+            "lost": sum(total - v.count for v in viewers if not v.skipped_notices),
+            "skipped_lines": sum(total - v.count for v in viewers if v.skipped_notices),
+            "tail_viewers": sum(1 for v in viewers if v.skipped_notices),
+            "skipped_messages": sum(v.skipped_messages for v in viewers),
+            "delivered_bytes": sum(v.bytes for v in viewers),
+            "client_cpu_s": cpu_done - cpu_connected,
+            "client_connect_cpu_s": cpu_connected - cpu_started,
             "duplicates": sum(v.duplicates for v in viewers),
             "out_of_range": sum(v.out_of_range for v in viewers),
             "frames": sum(v.frames for v in viewers),
@@ -399,8 +428,16 @@ def one_run(
             "frames",
             "gap_messages",
             "error_count",
+            "lost",
+            "skipped_lines",
+            "tail_viewers",
+            "skipped_messages",
+            "delivered_bytes",
+            "client_cpu_s",
         )
     }
+    window = wall_after - wall_before
+    delivered_mb = summed["delivered_bytes"] / 1e6
     return {
         "viewers": viewers,
         "connected": connected,
@@ -415,20 +452,45 @@ def one_run(
             "max": float(max(histogram)) if histogram else math.nan,
             "samples": sum(histogram.values()),
         },
-        "web_cpu_percent_avg": round(100 * busy / (wall_after - wall_before), 1),
+        "rate": rate,
+        "web_cpu_percent_avg": round(100 * busy / window, 1),
+        "web_cpu_s": round(busy, 2),
+        "delivered_mb": round(delivered_mb, 1),
+        "web_cpu_ms_per_delivered_mb": round(1000 * busy / delivered_mb, 1)
+        if delivered_mb
+        else math.nan,
+        # The viewers' processes together (100 = one core busy): a saturated client shows.
+        "client_cpu_percent_avg": round(100 * summed["client_cpu_s"] / window, 1),
+        "client_processes": processes,
         "web_cpu_percent_peak": max(samples, default=0.0),
         "web_peak_rss_mib": round(peak_rss / 1024**2, 1),
         "window_s": round(wall_after - wall_before, 1),
     }
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=int, default=20_000, help="lines a second")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["2000:500", "20000:50", "20000:500"],
+        metavar="RATE:VIEWERS",
+        help="the runs: lines a second and viewers of each (default: the issue's three)",
+    )
+    parser.add_argument("--rate", type=int, help="with --viewers: runs at this rate")
+    parser.add_argument("--viewers", type=int, nargs="+", help="with --rate")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--viewers", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--redis-db", type=int, default=14, help="Redis database (flushed)")
+    parser.add_argument("--database", default="lattice_bench_logs", help="throw-away database")
     args = parser.parse_args()
+    if args.viewers:
+        rate = args.rate or 20_000
+        args.runs = [f"{rate}:{v}" for v in args.viewers]
+    args.pairs = [tuple(int(x) for x in run.split(":")) for run in args.runs]
+    return args
 
+
+def main(args: argparse.Namespace) -> None:
     import start_latency as common
 
     from apps.machines.inventory import collect
@@ -438,7 +500,7 @@ def main() -> None:
     image = notebook_image()
     if not docker_image_exists(image):
         sys.exit(f"the notebook image {image} is missing: bash images/notebook/build-local.sh")
-    database = common.bench_database("lattice_bench_logs")
+    database = common.bench_database(args.database)
     web = None
     runs = []
     try:
@@ -448,41 +510,46 @@ def main() -> None:
         web = common.WebServer(database)
         with control_worker(database):
             runs = [
-                one_run(web, people, cookie, viewers, args.rate, args.seconds, image)
-                for viewers in args.viewers
+                one_run(web, people, cookie, viewers, rate, args.seconds, image)
+                for rate, viewers in args.pairs
             ]
     finally:
         if web is not None:
             web.close()
         common.drop_database(database)
     print(
-        f"{args.rate} lines/s for {args.seconds:g} s from one container -> LogShipper -> the "
-        f"inbox -> the control worker -> Redis -> the web server -> websocket viewers "
-        f"(latency: every {SAMPLE_EVERY}th line)"
+        f"numbered lines for {args.seconds:g} s from one container -> LogShipper -> the inbox "
+        f"-> the control worker -> Redis -> the web server -> websocket viewers (latency: "
+        f"every {SAMPLE_EVERY}th line; lost: lines missed with no word; skipped: lines of "
+        f"viewers told they were switched to tail)"
     )
     print(
-        f"{'viewers':>7} {'connected':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'lost':>9} {'dups':>5} {'gaps':>5} {'web CPU%':>8} {'peak':>6} {'RSS MiB':>7}"
+        f"{'lines/s':>7} {'viewers':>7} {'conn':>5} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'lost':>7} {'skipped':>8} {'tail':>5} {'dups':>5} {'web CPU%':>8} {'ms/MB':>6} "
+        f"{'MB out':>7} {'client CPU%':>11} {'RSS MiB':>7}"
     )
     for r in runs:
         lat = r["latency_ms"]
         print(
-            f"{r['viewers']:>7} {r['connected']:>9} {lat['p50']:>7.0f} {lat['p95']:>7.0f} "
-            f"{lat['p99']:>7.0f} {lat['max']:>7.0f} {r['missing']:>9} {r['duplicates']:>5} "
-            f"{r['gap_messages']:>5} {r['web_cpu_percent_avg']:>8} {r['web_cpu_percent_peak']:>6} "
-            f"{r['web_peak_rss_mib']:>7}"
+            f"{r['rate']:>7} {r['viewers']:>7} {r['connected']:>5} {lat['p50']:>7.0f} "
+            f"{lat['p95']:>7.0f} {lat['p99']:>7.0f} {r['lost']:>7} {r['skipped_lines']:>8} "
+            f"{r['tail_viewers']:>5} {r['duplicates']:>5} {r['web_cpu_percent_avg']:>8} "
+            f"{r['web_cpu_ms_per_delivered_mb']:>6} {r['delivered_mb']:>7} "
+            f"{r['client_cpu_percent_avg']:>11} {r['web_peak_rss_mib']:>7}"
         )
         if r["errors"]:
             print(f"        errors ({r['error_count']}): {r['errors'][:2]}")
         print(
             f"        published {r['published_lines']} of {r['lines_per_viewer']} lines; "
-            f"{r['complete']}/{r['viewers']} viewers got every line; window {r['window_s']} s"
+            f"{r['complete']}/{r['viewers']} viewers got every line; window {r['window_s']} s; "
+            f"{r['gap_messages']} gap notices; {r['client_processes']} client processes"
         )
-    print(json.dumps({"rate": args.rate, "seconds": args.seconds, "runs": runs}))
+    print(json.dumps({"seconds": args.seconds, "runs": runs}))
 
 
 if __name__ == "__main__":
     import start_latency
 
-    start_latency.configure(14)
-    main()
+    arguments_given = arguments()
+    start_latency.configure(arguments_given.redis_db)
+    main(arguments_given)

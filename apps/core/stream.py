@@ -288,6 +288,17 @@ def stream_after(stream: str, seq: int, limit: int = 1000) -> list[dict[str, Any
     return [{"seq": n, **json.loads(body)} for n, body in _the_buffer().after(stream, seq, limit)]
 
 
+def numbered(seq: int, body: str) -> str:
+    """The text a viewer gets for message ``seq`` whose serialised object is ``body``: the
+    same object with ``"seq"`` first, made without parsing ``body`` again."""
+    return f'{{"seq":{seq},{body[1:]}' if body != "{}" else f'{{"seq":{seq}}}'
+
+
+def stream_after_text(stream: str, seq: int, limit: int = 1000) -> list[tuple[int, str]]:
+    """Like ``stream_after``, each message as (its number, its text as viewers get it)."""
+    return [(n, numbered(n, body)) for n, body in _the_buffer().after(stream, seq, limit)]
+
+
 def stream_last(stream: str) -> int:
     """The number of the stream's latest message (0 before the first)."""
     return _the_buffer().last(stream)

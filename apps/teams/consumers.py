@@ -22,8 +22,8 @@ is handled but the disconnect: no stream message reaches the client after it.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
+import contextvars
+import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,17 +32,19 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
+from apps.core.fanout import Viewer, hub
 from apps.core.revocation import user_group
 from apps.core.sessions import session_signs_in
-from apps.core.stream import group_name, register_server_loop, stream_after, stream_resume
+from apps.core.stream import register_server_loop, stream_after_text, stream_resume
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
-from apps.teams.selectors import membership_in
+from apps.teams.selectors import membership_in, roles_of
 
 # Close codes in the 4000 range are the application's own (RFC 6455).
 CLOSE_NOT_A_MEMBER = 4404
-# A stream consumer checks the membership again this often (seconds of traffic), in case
-# the access signal was lost (a channel layer may drop messages).
+# Stream viewers' memberships are asked again this often (seconds; one query per process
+# for all of them: _Watch), in case the access signal was lost (a channel layer may drop
+# messages).
 _RECHECK_EVERY = 30.0
 _BACKLOG_PAGE = 500
 
@@ -162,6 +164,61 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         """Called for each message from a (still) member."""
 
 
+class _Watch:
+    """The membership of every stream viewer of one web process (one event loop), asked
+    again every ``_RECHECK_EVERY`` seconds in one query for all of them, in case an access
+    signal was lost (a channel layer may drop messages). A viewer whose membership or
+    permission no longer shows gets TeamConsumer's full check, which closes it."""
+
+    def __init__(self) -> None:
+        self.consumers: set[TeamStreamConsumer] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.sweeps = 0
+
+    def add(self, consumer: TeamStreamConsumer) -> None:
+        self.consumers.add(consumer)
+        if self.task is None or self.task.done():
+            # A fresh context: not the team scope of the consumer that happens to start it.
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), context=contextvars.Context()
+            )
+
+    def discard(self, consumer: TeamStreamConsumer) -> None:
+        self.consumers.discard(consumer)
+        if not self.consumers and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        while self.consumers:
+            await asyncio.sleep(_RECHECK_EVERY)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        consumers = [c for c in self.consumers if not c._access_lost]
+        if not consumers:
+            return
+        self.sweeps += 1
+        pairs = {(c.scope["user"].pk, c.team.pk) for c in consumers}
+        roles = await database_sync_to_async(roles_of)(pairs)
+        for consumer in consumers:
+            role = roles.get((consumer.scope["user"].pk, consumer.team.pk))
+            if role is None or not role_allows(role, consumer.permission):
+                await consumer.access_still_held()
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
+
+
+def stream_watch() -> _Watch:
+    """This event loop's membership watch over its stream viewers."""
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = _Watch()
+    return watch
+
+
 class TeamStreamConsumer(TeamConsumer):
     """Live status and messages of one object's stream (apps.core.stream):
     ``/ws/teams/<slug>/<things>/<id>/?after=<seq>&epoch=<E>``.
@@ -175,8 +232,18 @@ class TeamStreamConsumer(TeamConsumer):
     restart), or, without one, if ``after`` is beyond the stream's last number, the hello
     says ``"restarted": true`` and the whole backlog follows. Messages sent with
     ``stream_broadcast`` (a snapshot the next one replaces) reach the viewers as they are,
-    unnumbered and never replayed. The membership is checked again every
-    ``_RECHECK_EVERY`` seconds of traffic, besides TeamConsumer's signal.
+    unnumbered and never replayed.
+
+    Live messages come through this process's fan-out hub (apps.core.fanout), not the
+    consumer's own channel: at most one websocket message per viewer per 50 ms, a JSON
+    array of messages when more than one is due; a viewer that does not keep up is sent
+    ``{"type": "skipped", "from": a, "to": b}`` and then the newest messages. The client
+    may ask ``{"type": "backlog", "from": a, "to": b}``: it gets
+    ``{"type": "backlog", "from": a, "to": b, "messages": [...]}`` (at most
+    ``_BACKLOG_PAGE`` of them, from ``a`` on; ask again after the last for more), with
+    ``"gap": {"from": a, "to": c}`` when the buffer no longer holds the first ones. The
+    membership is asked again every ``_RECHECK_EVERY`` seconds for all of the process's
+    viewers at once (``_Watch``), besides TeamConsumer's signal.
 
     Subclasses name the URL's id (``object_kwarg``) and implement ``stream_snapshot``
     (runs in a thread, in the team's scope); ``after_hello`` may send more before the
@@ -184,6 +251,7 @@ class TeamStreamConsumer(TeamConsumer):
     """
 
     object_kwarg = ""
+    viewer: Viewer | None = None
 
     def stream_snapshot(self, object_id: int) -> tuple[str, dict[str, Any]] | None:
         """The object's stream name and its status now; None when the team has no such one."""
@@ -191,6 +259,9 @@ class TeamStreamConsumer(TeamConsumer):
 
     async def after_hello(self) -> None:
         """Called after the hello, before the backlog."""
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
     async def team_connected(self) -> None:
         object_id = int(self.scope["url_route"]["kwargs"][self.object_kwarg])
@@ -200,11 +271,10 @@ class TeamStreamConsumer(TeamConsumer):
             await self.close(code=CLOSE_NOT_A_MEMBER)
             return
         self.stream, status = snapshot
-        # Join first, read the backlog second: a message published in between
+        # Subscribe first, read the backlog second: a message published in between
         # arrives both ways and is dropped the second time by its number.
-        self.group = group_name(self.stream)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self.checked_at = time.monotonic()
+        self.viewer = Viewer(self.stream, self._send_text, allowed=lambda: not self._access_lost)
+        await hub().register(self.viewer)
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
             after = max(0, int(query.get("after", ["0"])[0]))
@@ -224,62 +294,63 @@ class TeamStreamConsumer(TeamConsumer):
         await self.send_json(hello)
         await self.after_hello()
         await self._catch_up(latest)
+        if self._access_lost or self.viewer is None:
+            return
+        self.viewer.last = self.last
+        self.viewer.start()
+        stream_watch().add(self)
 
     async def _catch_up(self, upto: int | None = None) -> None:
         """Send buffered messages after ``self.last`` (up to ``upto``); say so if some are gone."""
         while upto is None or self.last < upto:
-            rows = await sync_to_async(stream_after, thread_sensitive=False)(
+            rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
                 self.stream,
                 self.last,
                 _BACKLOG_PAGE,
             )
             if not rows:
                 return
-            if rows[0]["seq"] > self.last + 1 and self.last:
-                await self.send_json(
-                    {"type": "gap", "from": self.last + 1, "to": rows[0]["seq"] - 1}
-                )
-            for row in rows:
-                if upto is not None and row["seq"] > upto:
+            if rows[0][0] > self.last + 1 and self.last:
+                await self.send_json({"type": "gap", "from": self.last + 1, "to": rows[0][0] - 1})
+            for seq, text in rows:
+                if upto is not None and seq > upto:
                     return
-                await self.send(text_data=json.dumps(row, separators=(",", ":")))
-                self.last = row["seq"]
+                await self.send(text_data=text)
+                self.last = seq
             if len(rows) < _BACKLOG_PAGE:
                 return
 
-    async def _still_held(self) -> bool:
-        if time.monotonic() - self.checked_at > _RECHECK_EVERY:
-            self.checked_at = time.monotonic()
-            return await self.access_still_held()
-        return True
-
-    async def stream_message(self, event: dict[str, Any]) -> None:
-        if not await self._still_held():
+    async def _backlog(self, content: dict[str, Any]) -> None:
+        try:
+            first = max(1, int(content.get("from", 1)))
+            last = int(content.get("to", first))
+        except (TypeError, ValueError):
             return
-        seq = event["seq"]
-        if seq <= self.last:
-            return  # already sent from the backlog
-        if seq > self.last + 1:
-            await self._catch_up(seq)  # a hole: fill it from the buffer, in order
-            if seq <= self.last:
-                return
-        body = event["body"]
-        await self.send(
-            text_data=f'{{"seq":{seq},{body[1:]}' if body != "{}" else f'{{"seq":{seq}}}'
+        if last < first:
+            return
+        rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
+            self.stream, first - 1, min(last - first + 1, _BACKLOG_PAGE)
         )
-        self.last = seq
-
-    async def stream_broadcast(self, event: dict[str, Any]) -> None:
-        if await self._still_held():
-            await self.send(text_data=event["body"])
+        texts = [text for seq, text in rows if seq <= last]
+        reply = f'{{"type":"backlog","from":{first},"to":{last},"messages":[{",".join(texts)}]'
+        available = rows[0][0] if rows else None
+        if available is None or available > first:
+            gap_to = last if available is None else min(last, available - 1)
+            reply += f',"gap":{{"from":{first},"to":{gap_to}}}'
+        await self.send(text_data=reply + "}")
 
     async def team_receive_json(self, content: Any) -> None:
-        # Nothing to say to the server; "ping" keeps proxies from closing an idle socket.
-        if isinstance(content, dict) and content.get("type") == "ping":
+        # "ping" keeps proxies from closing an idle socket; "backlog" asks for skipped ones.
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+        elif content.get("type") == "backlog" and self.viewer is not None:
+            await self._backlog(content)
 
     async def disconnect(self, code: int) -> None:
-        group = getattr(self, "group", None)
-        if group is not None:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        viewer, self.viewer = self.viewer, None
+        if viewer is not None:
+            stream_watch().discard(self)
+            await hub().unregister(viewer)
         await super().disconnect(code)

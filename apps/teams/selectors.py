@@ -41,6 +41,22 @@ def role_in(*, user_id: int, team_id: int) -> str | None:
     )
 
 
+def roles_of(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """The roles of active users in teams, by (user id, team id), for many pairs in one
+    query (long-lived sockets of a whole process asking again); a pair missing is no
+    member. May return more pairs than asked (the query crosses the ids)."""
+    if not pairs:
+        return {}
+    users = {user_id for user_id, _ in pairs}
+    teams = {team_id for _, team_id in pairs}
+    rows = (
+        Membership.objects.unscoped()
+        .filter(user_id__in=users, team_id__in=teams, user__is_active=True)
+        .values_list("user_id", "team_id", "role")
+    )
+    return {(user_id, team_id): role for user_id, team_id, role in rows}
+
+
 def member_count(team: Team) -> int:
     """How many members the team has (what its seats hold)."""
     return Membership.objects.for_team(team).count()

@@ -98,6 +98,8 @@
         log.append(data.lines);
       } else if (data.type === "gap") {
         log.note("some lines are no longer kept");
+      } else if (data.type === "skipped") {
+        log.note("some lines were skipped: the page could not keep up");
       }
     }
   });

@@ -8,6 +8,10 @@
  * "restarted" (its buffer was made again, with another epoch) resets our numbers.
  * handlers.message(data) gets every message not seen before (a hello too); handlers.say(text)
  * what the connection is doing ("" when fine). Unnumbered messages (snapshots) pass as they are.
+ * The server batches live messages (a JSON array of them, at most one websocket message per
+ * 50 ms): each reaches handlers.message on its own. A page that cannot keep up is sent
+ * {"type": "skipped", "from": a, "to": b} (those numbers were dropped for it; the newest
+ * follow), passed to handlers.message too.
  *
  * LatticeLive.logPanel(panel, pause, follow, buffered) appends lines to a <pre>, keeping
  * data-max-lines of them; while paused, new lines wait and are counted. */
@@ -97,9 +101,23 @@
     function onMessage(event) {
       var data;
       try { data = JSON.parse(event.data); } catch (e) { return; }
+      // Live messages come several at once as a JSON array of them, in order.
+      if (Array.isArray(data)) {
+        for (var i = 0; i < data.length; i++) { take(data[i]); }
+      } else {
+        take(data);
+      }
+    }
+
+    function take(data) {
+      if (!data || typeof data !== "object") { return; }
       if (typeof data.seq === "number") {
         if (data.seq <= lastSeq) { return; }  // already seen
         lastSeq = data.seq;
+      }
+      if (data.type === "skipped" && typeof data.to === "number") {
+        // We fell behind: the server dropped these for us and goes on with the newest.
+        lastSeq = Math.max(lastSeq, data.to);
       }
       if (data.type === "hello") {
         retryDelay = 1000;

@@ -153,6 +153,8 @@
       log.append(data.lines);
     } else if (data.type === "gap") {
       log.note("some log lines were missed while disconnected");
+    } else if (data.type === "skipped") {
+      log.note("some log lines were skipped: the page could not keep up");
     }
   }
 

@@ -360,7 +360,9 @@ def path(deployment: Deployment) -> str:
 async def receive_all(communicator: WebsocketCommunicator, timeout: float = 0.5) -> list[dict]:
     out = []
     while not await communicator.receive_nothing(timeout=timeout):
-        out.append(await communicator.receive_json_from())
+        received = await communicator.receive_json_from()
+        # Live messages may come several in one websocket message (a JSON array).
+        out.extend(received if isinstance(received, list) else [received])
     return out
 
 
