@@ -12,11 +12,15 @@ complete call returning: POST .../datasets/<slug>/uploads/ with the manifest,
 PUT every missing chunk from WORKERS threads (one httpx.Client each; each chunk
 read from disk and hashed for X-Chunk-SHA256), POST .../complete/.
 
-The baseline is shutil.copyfile of each file into MEDIA_ROOT/baseline/: the
+Two baselines. The minimal server (bench/upload_minimal.py under uvicorn, the same
+command line, its own process): the same client PUTs every chunk to it, at the same paths
+and chunk size; it writes each body at its offset and hashes it, nothing else (no
+database, authentication, framework or complete step): the goal's comparison (Lattice /
+minimal >= 0.7). And shutil.copyfile of each file into MEDIA_ROOT/baseline/: the
 same bytes into the same folder. Neither is fsynced; os.sync() runs, untimed,
 before each. The page cache cannot be dropped here, so the data is read warm by
-both; baseline and Lattice alternate (the order swapped each round) and the
-medians are compared. Ratio = baseline time / Lattice time (throughput ratio).
+both; the copy, Lattice and the minimal server alternate (the order reversed each round)
+and the medians are compared. Ratio = baseline time / Lattice time (throughput ratio).
 
 Each size gets a fresh web server, warmed up by one API request. Its RSS is
 sampled (psutil) every 50 ms during each upload: the value before the first
@@ -33,13 +37,14 @@ did not keep, which the resumer sent again. Between runs the
 stored blobs are deleted (they are content-addressed: the same bytes again
 would not be sent).
 
-Goals: ratio >= 0.7; peak RSS <= 150 MiB, flat as the size grows; re-sent <= 1.
+Goals: Lattice / minimal server >= 0.7; peak RSS <= 150 MiB, flat as the size grows; re-sent <= 1.
 The token's API rate limit is raised for the server (LATTICE_API_TOKEN_RATE):
 at the default 1,200/hour a 5 GiB upload (640 chunks) twice plus a resume would
 be refused part way.
 
     eval "$(bash scripts/services.sh 2>/dev/null)"
     .venv/bin/python bench/upload.py [--size-gib 5] [--files 5] [--workers 4] [--runs 2] [--keep]
+        [--database lattice_bench_upload]
 
 Prints a table, then one line of JSON (the figures) at the end of stdout. Needs
 about 3.2 x the largest size free on --dir's disk. Exits non-zero only on errors.
