@@ -12,11 +12,15 @@ complete call returning: POST .../datasets/<slug>/uploads/ with the manifest,
 PUT every missing chunk from WORKERS threads (one httpx.Client each; each chunk
 read from disk and hashed for X-Chunk-SHA256), POST .../complete/.
 
-The baseline is shutil.copyfile of each file into MEDIA_ROOT/baseline/: the
+Two baselines. The minimal server (bench/upload_minimal.py under uvicorn, the same
+command line, its own process): the same client PUTs every chunk to it, at the same paths
+and chunk size; it writes each body at its offset and hashes it, nothing else (no
+database, authentication, framework or complete step): the goal's comparison (Lattice /
+minimal >= 0.7). And shutil.copyfile of each file into MEDIA_ROOT/baseline/: the
 same bytes into the same folder. Neither is fsynced; os.sync() runs, untimed,
 before each. The page cache cannot be dropped here, so the data is read warm by
-both; baseline and Lattice alternate (the order swapped each round) and the
-medians are compared. Ratio = baseline time / Lattice time (throughput ratio).
+both; the copy, Lattice and the minimal server alternate (the order reversed each round)
+and the medians are compared. Ratio = baseline time / Lattice time (throughput ratio).
 
 Each size gets a fresh web server, warmed up by one API request. Its RSS is
 sampled (psutil) every 50 ms during each upload: the value before the first
@@ -33,13 +37,14 @@ did not keep, which the resumer sent again. Between runs the
 stored blobs are deleted (they are content-addressed: the same bytes again
 would not be sent).
 
-Goals: ratio >= 0.7; peak RSS <= 150 MiB, flat as the size grows; re-sent <= 1.
+Goals: Lattice / minimal server >= 0.7; peak RSS <= 150 MiB, flat as the size grows; re-sent <= 1.
 The token's API rate limit is raised for the server (LATTICE_API_TOKEN_RATE):
 at the default 1,200/hour a 5 GiB upload (640 chunks) twice plus a resume would
 be refused part way.
 
     eval "$(bash scripts/services.sh 2>/dev/null)"
     .venv/bin/python bench/upload.py [--size-gib 5] [--files 5] [--workers 4] [--runs 2] [--keep]
+        [--database lattice_bench_upload]
 
 Prints a table, then one line of JSON (the figures) at the end of stdout. Needs
 about 3.2 x the largest size free on --dir's disk. Exits non-zero only on errors.
@@ -482,6 +487,90 @@ def baseline(setup: Setup, paths: list[Path]) -> float:
     return elapsed
 
 
+class MinimalServer:
+    """bench/upload_minimal.py's app under uvicorn (the production command line, as the
+    Lattice server's), in a subprocess, writing into ``folder``."""
+
+    def __init__(self, folder: Path, chunk: int, extra_env: dict[str, str]) -> None:
+        import subprocess
+
+        self.port = common.free_port()
+        self.folder = folder
+        env = {
+            **os.environ,
+            **extra_env,
+            "UPLOAD_MINIMAL_DIR": str(folder),
+            "UPLOAD_MINIMAL_CHUNK_BYTES": str(chunk),
+        }
+        self.process = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / common.WEB_COMMAND[0]),
+                *common.WEB_COMMAND[1:],
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--app-dir",
+                str(ROOT / "bench"),
+                "upload_minimal:app",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError("the minimal server exited")
+            with contextlib.suppress(httpx.TransportError), httpx.Client() as client:
+                client.get(self.url)
+                return
+            time.sleep(0.1)
+        raise BenchError("the minimal server did not listen within 60 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+
+
+def minimal(
+    setup: Setup, server: MinimalServer, folder: Path, manifest: list[dict[str, Any]], chunk: int
+) -> dict[str, Any]:
+    """The same chunks, by the same client (put_chunks: threads, chunk reads, hashes, 1 MiB
+    views), to the minimal server: seconds, its RSS and CPU, client CPU."""
+    shutil.rmtree(server.folder, ignore_errors=True)
+    plan = chunk_plan(manifest, folder, chunk)
+    os.sync()
+    client_cpu = time.process_time()
+    with Sampler(server.process.pid) as sampler:
+        start = time.perf_counter()
+        sent = put_chunks(server.url, "-", "minimal", 0, list(plan.values()), setup.workers)
+        elapsed = time.perf_counter() - start
+    if len(sent.chunks) != len(plan):
+        raise BenchError(f"the minimal server took {len(sent.chunks)} of {len(plan)} chunks")
+    for entry in manifest:  # every byte where it belongs (untimed)
+        part = server.folder / f"{entry['sha256']}.part"
+        if part.stat().st_size != entry["size"]:
+            raise BenchError(f"the minimal server's {part.name} has the wrong size")
+    shutil.rmtree(server.folder, ignore_errors=True)
+    return {
+        "seconds": elapsed,
+        "retries": sent.retries,
+        "rss_before": sampler.before,
+        "rss_peak": sampler.peak,
+        "server_cpu_s": sampler.cpu,
+        "machine_busy": sampler.machine_busy,
+        "client_cpu_s": time.process_time() - client_cpu,
+    }
+
+
 def lattice(
     setup: Setup, folder: Path, manifest: list[dict[str, Any]], label: str
 ) -> dict[str, Any]:
@@ -598,7 +687,9 @@ def chunk_bytes() -> int:
     return int(settings.LATTICE_UPLOAD_CHUNK_BYTES)
 
 
-def one_size(setup: Setup, gib: float, files: int, runs: int, keep: bool) -> dict[str, Any]:
+def one_size(
+    setup: Setup, gib: float, files: int, runs: int, keep: bool, database: str = DATABASE
+) -> dict[str, Any]:
     total = round(gib * GIB)
     folder = setup.work / "data" / f"{gib:g}gib"
     print(f"{gib:g} GiB: writing {files} files of random bytes in {folder}", file=sys.stderr)
@@ -607,16 +698,25 @@ def one_size(setup: Setup, gib: float, files: int, runs: int, keep: bool) -> dic
     start = time.perf_counter()
     manifest = hash_files(paths)
     hashing = time.perf_counter() - start
-    start_server(setup)
+    from apps.datasets.services.uploads import chunk_size
+
+    chunk = chunk_size(max(f["size"] for f in manifest))
+    start_server(setup, database)
+    mini = MinimalServer(setup.work / "minimal", chunk, setup.server_env)
     try:
-        ours, base, resumed = alternate(setup, gib, folder, manifest, paths, runs)
+        ours, base, least, resumed = alternate(
+            setup, mini, gib, folder, manifest, paths, runs, chunk
+        )
     finally:
         setup.server.close()
+        mini.close()
     forget_blobs(setup, manifest)
     if not keep:
         shutil.rmtree(folder)
     base_s = statistics.median(base)
     ours_s = statistics.median(r["seconds"] for r in ours)
+    least_s = statistics.median(r["seconds"] for r in least)
+    ours_chunks_s = statistics.median(r["chunks_s"] for r in ours)
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in ours), 3)
@@ -639,6 +739,18 @@ def one_size(setup: Setup, gib: float, files: int, runs: int, keep: bool) -> dic
         "baseline_mib_s": round(size / MIB / base_s, 1),
         "lattice_mib_s": round(size / MIB / ours_s, 1),
         "ratio": round(base_s / ours_s, 3),
+        "minimal_s": [round(r["seconds"], 3) for r in least],
+        "minimal_median_s": round(least_s, 3),
+        "minimal_mib_s": round(size / MIB / least_s, 1),
+        # The goal's figure: Lattice's throughput (start to complete) / the minimal server's.
+        "ratio_minimal": round(least_s / ours_s, 3),
+        # The chunk PUTs alone (what both servers do): Lattice's chunks phase.
+        "ratio_minimal_chunks": round(least_s / ours_chunks_s, 3),
+        "minimal_rss_before_mib": round(least[0]["rss_before"] / MIB, 1),
+        "minimal_rss_peak_mib": round(max(r["rss_peak"] for r in least) / MIB, 1),
+        "minimal_server_cpu_s": round(statistics.median(r["server_cpu_s"] for r in least), 3),
+        "minimal_client_cpu_s": round(statistics.median(r["client_cpu_s"] for r in least), 3),
+        "minimal_machine_cpu_busy": round(statistics.median(r["machine_busy"] for r in least), 2),
         "lattice_phases_median_s": {
             "start": median("start_s"),
             "chunks": median("chunks_s"),
@@ -657,31 +769,39 @@ def one_size(setup: Setup, gib: float, files: int, runs: int, keep: bool) -> dic
         "machine_cpu_busy": round(median("machine_busy"), 2),
         "client_cpu_s": median("client_cpu_s"),
         "retries": sum(r["retries"] for r in ours),
+        "minimal_retries": sum(r["retries"] for r in least),
         "resume": resumed,
     }
 
 
 def alternate(
     setup: Setup,
+    mini: MinimalServer,
     gib: float,
     folder: Path,
     manifest: list[dict[str, Any]],
     paths: list[Path],
     runs: int,
-) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
-    """Baseline and Lattice in turn, the order swapped each round; then the resume check."""
+    chunk: int,
+) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], dict[str, Any]]:
+    """The copy, Lattice and the minimal server in turn, the order reversed each round; then
+    the resume check."""
     base: list[float] = []
     ours: list[dict[str, Any]] = []
+    least: list[dict[str, Any]] = []
+    kinds = ("baseline", "lattice", "minimal")
     for round_ in range(runs):
-        order = ("baseline", "lattice") if round_ % 2 == 0 else ("lattice", "baseline")
+        order = kinds if round_ % 2 == 0 else kinds[::-1]
         for kind in order:
             print(f"{gib:g} GiB: round {round_ + 1}, {kind}", file=sys.stderr)
             if kind == "baseline":
                 base.append(baseline(setup, paths))
+            elif kind == "minimal":
+                least.append(minimal(setup, mini, folder, manifest, chunk))
             else:
                 ours.append(lattice(setup, folder, manifest, f"bench {gib:g} {round_}"))
     print(f"{gib:g} GiB: resume after SIGKILL", file=sys.stderr)
-    return ours, base, resume(setup, folder, manifest)
+    return ours, base, least, resume(setup, folder, manifest)
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -703,6 +823,14 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['server_rss_before_mib']:>10.0f} {r['server_rss_peak_mib']:>8.0f} "
             f"{r['resume']['re_sent']:>7}"
         )
+        print(
+            f"       minimal server: {r['minimal_median_s']:.2f} s {r['minimal_mib_s']:.0f} MiB/s;"
+            f" Lattice / minimal {r['ratio_minimal']:.2f} (chunk PUTs alone "
+            f"{r['ratio_minimal_chunks']:.2f}); its RSS {r['minimal_rss_before_mib']:.0f} -> "
+            f"{r['minimal_rss_peak_mib']:.0f} MiB, CPU {r['minimal_server_cpu_s']:.1f} s; "
+            f"client CPU {r['minimal_client_cpu_s']:.1f} s; all CPUs "
+            f"{r['minimal_machine_cpu_busy']:.0%} busy; retries {r['minimal_retries']}"
+        )
         res = r["resume"]
         phases, cpu, rss = (
             r["lattice_phases_median_s"],
@@ -723,8 +851,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{res['sent_twice']} begun by the killed client; completed: {res['completed']}"
         )
     print(
-        "goals: ratio >= 0.7; peak web RSS <= 150 MiB, flat as the size grows; "
-        "chunks re-sent after the kill <= 1"
+        "goals: Lattice / minimal server >= 0.7; peak web RSS <= 150 MiB, flat as the size "
+        "grows; chunks re-sent after the kill <= 1"
     )
     print(json.dumps({"workers": args.workers, "runs": args.runs, "sizes": results}))
 
@@ -738,6 +866,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="the work folder's")  # noqa: S108
     parser.add_argument("--chunk-mib", type=int, help="the server's chunk size (its default)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and data")
+    parser.add_argument(
+        "--database", default=DATABASE, help="the throw-away database's name (one per bencher)"
+    )
     args = parser.parse_args()
 
     need = 3.2 * max(args.size_gib) * GIB + GIB
@@ -746,13 +877,16 @@ def main() -> None:
         sys.exit(f"{args.dir} has {free / GIB:.1f} GiB free; this needs {need / GIB:.1f} GiB")
     work = Path(tempfile.mkdtemp(prefix="lattice-bench-upload-", dir=args.dir))
     server_env = configure(work, args.chunk_mib)
-    bench_database()
+    bench_database(args.database)
     results = []
     try:
         setup = make_setup(work, args.workers, server_env)
-        results = [one_size(setup, gib, args.files, args.runs, args.keep) for gib in args.size_gib]
+        results = [
+            one_size(setup, gib, args.files, args.runs, args.keep, args.database)
+            for gib in args.size_gib
+        ]
     finally:
-        common.drop_database(DATABASE)
+        common.drop_database(args.database)
         if args.keep:
             print(f"kept: {work}", file=sys.stderr)
         else:
