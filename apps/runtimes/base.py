@@ -283,7 +283,7 @@ class PoolSpec:
     user: str = "1000:1000"
 
 
-class PoolMiss(WorkloadError):
+class PoolMiss(WorkloadError):  # noqa: N818 - the contract's name
     """This warm container cannot be claimed (gone, not ready, or the host cannot mount into
     it): the caller starts the workload the ordinary way instead."""
 
@@ -395,6 +395,5 @@ class Runtime(abc.ABC):
         ``labels`` including ``lattice.pool``."""
         return []
 
-    def pool_remove(self, state: dict[str, Any]) -> None:
+    def pool_remove(self, state: dict[str, Any]) -> None:  # noqa: B027 - a no-op default
         """Remove the warm container of ``state`` (never one that was claimed)."""
-
