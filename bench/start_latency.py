@@ -728,7 +728,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
             plain = Plain(client, image, command)
             direct = Direct(image, command)
 
-            def lattice_once() -> dict[str, float]:
+            def lattice_once() -> dict[str, Any]:
                 after = last_session_id()
                 clicked = time.perf_counter()
                 lattice.click(notebook)
@@ -807,8 +807,11 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 thread.join()
             c_total = [ready_at[nb][0] - clicked[nb] for nb in ready_at]
             c_over = []
+            c_split = []
             for nb, (ready, row) in ready_at.items():
                 timing = own_timing(runtime, f"nb-{nb}-s{row['id']}")
+                marks = STEPS.at.get(f"nb-{nb}-s{row['id']}", {}) if STEPS is not None else {}
+                c_split.append(split(clicked[nb], ready, timing, marks))
                 if "own_ready" in timing:
                     c_over.append(
                         (ready - clicked[nb]) - (timing["own_ready"] - timing["runtime_start"])
@@ -843,6 +846,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 "lattice_running": len(ready_at),
                 "lattice_s": c_total,
                 "lattice_overhead_s": c_over,
+                "lattice_split": c_split,
                 "plain_ready": len(p_results),
                 "plain_s": p_results,
                 "errors": errors + FAILURES,
@@ -880,6 +884,15 @@ def cleanup(client: Any, runtime: Any, notebooks: list[Any], plain: Any, direct:
         direct.cleanup()
 
 
+def print_split(splits: list[dict[str, float]]) -> None:
+    for step in splits[0] if splits else {}:
+        values = [one[step] for one in splits if step in one]
+        print(
+            f"    {step:30s} {ms(statistics.median(values)):7.1f} "
+            f"{ms(percentile(values, 0.95)):7.1f}"
+        )
+
+
 def report(results: dict[str, Any]) -> None:
     seq = results["sequential"]
     lattice = seq["lattice"]
@@ -898,12 +911,7 @@ def report(results: dict[str, Any]) -> None:
     print(f"    click -> runtime.start:   {summary([r['to_runtime'] for r in lattice])}")
     print(f"    Jupyter up -> running:    {summary([r['after_ready'] for r in lattice])}")
     print("  the split, step by step (p50 / p95 ms):")
-    for step in lattice[0].get("split", {}):
-        values = [r["split"][step] for r in lattice if step in r.get("split", {})]
-        print(
-            f"    {step:30s} {ms(statistics.median(values)):7.1f} "
-            f"{ms(percentile(values, 0.95)):7.1f}"
-        )
+    print_split([r.get("split", {}) for r in lattice])
     print(f"ratio of medians Lattice / plain: {seq['ratio_lattice_plain']:.3f}  (goal <= 1.15)")
     print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}")
     con = results["concurrent"]
@@ -915,6 +923,9 @@ def report(results: dict[str, Any]) -> None:
         print(f"  Lattice click-to-ready:     {summary(con['lattice_s'])}")
     if con["lattice_overhead_s"]:
         print(f"  Lattice overhead:           {summary(con['lattice_overhead_s'])}")
+    if con.get("lattice_split"):
+        print("  the split, step by step (p50 / p95 ms):")
+        print_split(con["lattice_split"])
     if con["plain_s"]:
         print(f"  plain docker run + ready:   {summary(con['plain_s'])}")
     if con["errors"]:

@@ -49,9 +49,9 @@ logger = logging.getLogger(__name__)
 
 AGENT_TIME_LIMIT = 600
 # Agent threads per core, and the bounds (agent_concurrency).
-AGENT_THREADS_PER_CORE = 4
-AGENT_MIN_CONCURRENCY = 4
-AGENT_MAX_CONCURRENCY = 64
+AGENT_THREADS_PER_CORE = 16
+AGENT_MIN_CONCURRENCY = 8
+AGENT_MAX_CONCURRENCY = 128
 
 
 def _cores() -> int:
@@ -67,11 +67,14 @@ def agent_concurrency(cores: int | None = None) -> int:
     AGENT_THREADS_PER_CORE per core of this host (``cores``, default os.cpu_count()), within
     AGENT_MIN_CONCURRENCY..AGENT_MAX_CONCURRENCY.
 
-    A start holds its thread until its server answers, which is mostly waiting (Docker, the
-    readiness checks), while the containers themselves use the cores: a fixed 4 made the
-    fifth of twenty starts at once wait for a whole start before it began. Several threads
-    per core let the host start as many at once as its cores can run, and no more than a
-    pile of threads a small host could not feed."""
+    A start holds its thread until its server answers: seconds, minutes on a busy host, and
+    nearly all of it waiting (Docker, readiness looks woken by the server's output), while
+    the containers themselves use the cores. A start that finds no free thread waits for a
+    whole other start before it begins: a fixed 4 made the fifth of twenty starts at once
+    wait, and 4 per core made the ninth of ten on a 2-core host wait 90 s. 16 per core is
+    more starts at once than a host has room for (a notebook takes at least a core), so
+    placement, not the threads, decides; the bounds keep a tiny host from 2 threads and a
+    huge one from a thousand."""
     chosen = int(getattr(settings, "LATTICE_AGENT_CONCURRENCY", 0) or 0)
     if chosen > 0:
         return chosen
