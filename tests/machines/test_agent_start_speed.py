@@ -21,7 +21,7 @@ from apps.runtimes.process import LocalProcessRuntime
 def test_agent_concurrency_follows_the_cores_within_bounds(settings):
     settings.LATTICE_AGENT_CONCURRENCY = 0
 
-    assert agent_concurrency(1) == agent.AGENT_MIN_CONCURRENCY
+    assert agent_concurrency(0) == agent.AGENT_MIN_CONCURRENCY
     assert agent_concurrency(2) == 2 * agent.AGENT_THREADS_PER_CORE
     assert agent_concurrency(8) == 8 * agent.AGENT_THREADS_PER_CORE
     assert agent_concurrency(1000) == agent.AGENT_MAX_CONCURRENCY
