@@ -779,6 +779,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 "overhead_p95_ms": ms(percentile(overhead, 0.95)),
             }
 
+            # Said now: a later failure (a broker that drops the worker) leaves these.
+            report_sequential(results)
             # N at once, all on the one host.
             many = [lattice.notebook(f"Bench concurrent {i}") for i in range(args.concurrent)]
             made.extend(many)
@@ -893,7 +895,7 @@ def print_split(splits: list[dict[str, float]]) -> None:
         )
 
 
-def report(results: dict[str, Any]) -> None:
+def report_sequential(results: dict[str, Any]) -> None:
     seq = results["sequential"]
     lattice = seq["lattice"]
     print(
@@ -913,7 +915,10 @@ def report(results: dict[str, Any]) -> None:
     print("  the split, step by step (p50 / p95 ms):")
     print_split([r.get("split", {}) for r in lattice])
     print(f"ratio of medians Lattice / plain: {seq['ratio_lattice_plain']:.3f}  (goal <= 1.15)")
-    print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}")
+    print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}", flush=True)
+
+
+def report(results: dict[str, Any]) -> None:
     con = results["concurrent"]
     print(
         f"{con['n']} at once on one host: Lattice {con['lattice_running']}/{con['n']} running, "
