@@ -57,8 +57,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+# LATTICE_BENCH_ROOT runs this bench against another checkout's code (a "before" run:
+# LATTICE_BENCH_ROOT=/work/wt/base /work/wt/base/.venv/bin/python bench/start_latency.py).
+ROOT = Path(os.environ.get("LATTICE_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(ROOT))
+
+
+def _option(name: str, default: str) -> str:
+    """``--name VALUE`` from the command line, read before Django is set up."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 def _require_services() -> None:
@@ -89,7 +102,7 @@ def configure(redis_db: int) -> None:
 
 
 if __name__ == "__main__":
-    configure(13)
+    configure(int(_option("--redis-db", "13")))
 
 import docker  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -318,6 +331,83 @@ def _make_timed_runtime() -> Any:
             return state
 
     return TimedDockerRuntime()
+
+
+class Steps:
+    """When each step of a start happened in this process (the worker and the agent run here,
+    the web server does not), per workload name: the placement task began ("place"), the
+    agent's start task began ("agent"), the agent said "ready" ("ready_sent"), the inbox
+    task carrying it began and ended ("inbox", "inbox_done"). Celery's task signals and a
+    wrap of the agent's event sender: the code measured is the code that runs."""
+
+    def __init__(self) -> None:
+        from celery.signals import task_postrun, task_prerun
+
+        from apps.machines import agent
+
+        self.at: dict[str, dict[str, float]] = {}
+        self.lock = threading.Lock()
+        task_prerun.connect(self._pre, weak=False)
+        task_postrun.connect(self._post, weak=False)
+        original = agent._send
+
+        def send(host_name: str, name: str, event: str, **data: Any) -> None:
+            if event == "ready":
+                self.note(name, "ready_sent")
+            original(host_name, name, event, **data)
+
+        agent._send = send
+
+    def note(self, workload: str, step: str) -> None:
+        with self.lock:
+            self.at.setdefault(workload, {}).setdefault(step, time.perf_counter())
+
+    def _workload(self, task: Any, args: Any) -> tuple[str, str]:
+        """(workload, step) of a task the split follows, else ("", "")."""
+        name = getattr(task, "name", "")
+        args = list(args or ())
+        if name == "notebooks.session_place" and args:
+            from apps.notebooks.models import NotebookSession
+
+            row = NotebookSession.objects.unscoped().filter(pk=args[0]).first()
+            return (row.workload, "place") if row else ("", "")
+        if name == "agent.start" and len(args) > 1 and isinstance(args[1], dict):
+            return str(args[1].get("name", "")), "agent"
+        if name == "control.inbox" and args and isinstance(args[0], dict):
+            body = args[0].get("body") or {}
+            if body.get("event") == "ready":
+                return str(body.get("workload", "")), "inbox"
+        return "", ""
+
+    def _pre(self, task: Any = None, args: Any = None, **_: Any) -> None:
+        workload, step = self._workload(task, args)
+        if workload:
+            self.note(workload, step)
+
+    def _post(self, task: Any = None, args: Any = None, **_: Any) -> None:
+        workload, step = self._workload(task, args)
+        if workload and step == "inbox":
+            self.note(workload, "inbox_done")
+
+
+STEPS: Steps | None = None
+
+
+def split(
+    clicked: float, ready: float, timing: dict[str, float], steps: dict[str, float]
+) -> dict[str, float]:
+    """Where one start's time went, in seconds, from click to the bench seeing it ready."""
+    marks = [
+        ("click_to_place_task", clicked, steps.get("place")),
+        ("place_task_to_agent_task", steps.get("place"), steps.get("agent")),
+        ("agent_task_to_runtime_start", steps.get("agent"), timing.get("runtime_start")),
+        ("container_start_to_ready", timing.get("runtime_start"), timing.get("own_ready")),
+        ("ready_to_agent_says_ready", timing.get("own_ready"), steps.get("ready_sent")),
+        ("ready_sent_to_inbox_task", steps.get("ready_sent"), steps.get("inbox")),
+        ("inbox_task", steps.get("inbox"), steps.get("inbox_done")),
+        ("inbox_done_to_seen_running", steps.get("inbox_done"), ready),
+    ]
+    return {name: b - a for name, a, b in marks if a is not None and b is not None}
 
 
 def own_timing(runtime: Any, workload: str) -> dict[str, float]:
@@ -549,11 +639,31 @@ def summary(values: list[float]) -> str:
     )
 
 
+def default_agent_concurrency() -> int:
+    """What `manage.py agent` runs with here: chosen from the cores where the code under test
+    does so (apps.machines.agent.agent_concurrency), else its fixed default, 4."""
+    from apps.machines import agent
+
+    choose = getattr(agent, "agent_concurrency", None)
+    return int(choose()) if choose is not None else 4
+
+
 def main() -> None:  # noqa: PLR0915 - one straight story
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--concurrent", type=int, default=20)
-    parser.add_argument("--worker-concurrency", type=int, default=24)
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=24, help="the control worker's threads"
+    )
+    parser.add_argument(
+        "--agent-concurrency",
+        type=int,
+        default=default_agent_concurrency(),
+        help="the agent's threads (default: what the agent chooses on this host)",
+    )
+    # Two benches on one server (helpers, CI jobs) each need their own database and Redis db.
+    parser.add_argument("--database", default="lattice_bench_start")
+    parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument(
         "--via",
         choices=("auto", "api", "service"),
@@ -579,8 +689,10 @@ def main() -> None:  # noqa: PLR0915 - one straight story
     if not docker_image_exists(image):
         sys.exit(f"the image {image} is missing: bash images/build-template.sh scipy")
     client = docker.from_env(max_pool_size=64)
-    database = bench_database("lattice_bench_start")
+    database = bench_database(args.database)
     runtime = _make_timed_runtime()
+    global STEPS  # noqa: PLW0603 - one bench run, one set of marks
+    STEPS = Steps()
     agent.host_runtime = lambda: runtime  # the agent's tasks run this process's wrapped runtime
     via = "api" if args.via == "api" or (args.via == "auto" and api_available()) else "service"
     web = WebServer(database) if via == "api" else None
@@ -597,8 +709,14 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         host_ensure_local(name="local", inventory=inventory, runtime="docker")
         user, team, machine = make_people()
         lattice = Lattice(user, team, machine, web)
-        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue("local")]
-        with embedded_worker(queues=queues, concurrency=args.worker_concurrency):
+        # Two workers, as in production: the control worker (control, inbox) and the host's
+        # agent (its queue), each with its own threads.
+        queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE]
+        results["agent_concurrency"] = args.agent_concurrency
+        with (
+            embedded_worker(queues=queues, concurrency=args.worker_concurrency),
+            embedded_worker(queues=[host_queue("local")], concurrency=args.agent_concurrency),
+        ):
             notebook = lattice.notebook("Bench sequential")
             made.append(notebook)
 
@@ -610,7 +728,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
             plain = Plain(client, image, command)
             direct = Direct(image, command)
 
-            def lattice_once() -> dict[str, float]:
+            def lattice_once() -> dict[str, Any]:
                 after = last_session_id()
                 clicked = time.perf_counter()
                 lattice.click(notebook)
@@ -619,7 +737,10 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 lattice.stop(notebook)
                 wait_ended([notebook])
                 own = timing["own_ready"] - timing["runtime_start"]
+                workload = f"nb-{notebook.pk}-s{row['id']}"
+                steps = STEPS.at.get(workload, {}) if STEPS is not None else {}
                 return {
+                    "split": split(clicked, ready, timing, steps),
                     "total": ready - clicked,
                     "own": own,
                     "overhead": (ready - clicked) - own,
@@ -658,6 +779,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 "overhead_p95_ms": ms(percentile(overhead, 0.95)),
             }
 
+            # Said now: a later failure (a broker that drops the worker) leaves these.
+            report_sequential(results)
             # N at once, all on the one host.
             many = [lattice.notebook(f"Bench concurrent {i}") for i in range(args.concurrent)]
             made.extend(many)
@@ -686,8 +809,11 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 thread.join()
             c_total = [ready_at[nb][0] - clicked[nb] for nb in ready_at]
             c_over = []
+            c_split = []
             for nb, (ready, row) in ready_at.items():
                 timing = own_timing(runtime, f"nb-{nb}-s{row['id']}")
+                marks = STEPS.at.get(f"nb-{nb}-s{row['id']}", {}) if STEPS is not None else {}
+                c_split.append(split(clicked[nb], ready, timing, marks))
                 if "own_ready" in timing:
                     c_over.append(
                         (ready - clicked[nb]) - (timing["own_ready"] - timing["runtime_start"])
@@ -722,6 +848,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 "lattice_running": len(ready_at),
                 "lattice_s": c_total,
                 "lattice_overhead_s": c_over,
+                "lattice_split": c_split,
                 "plain_ready": len(p_results),
                 "plain_s": p_results,
                 "errors": errors + FAILURES,
@@ -759,12 +886,21 @@ def cleanup(client: Any, runtime: Any, notebooks: list[Any], plain: Any, direct:
         direct.cleanup()
 
 
-def report(results: dict[str, Any]) -> None:
+def print_split(splits: list[dict[str, float]]) -> None:
+    for step in splits[0] if splits else {}:
+        values = [one[step] for one in splits if step in one]
+        print(
+            f"    {step:30s} {ms(statistics.median(values)):7.1f} "
+            f"{ms(percentile(values, 0.95)):7.1f}"
+        )
+
+
+def report_sequential(results: dict[str, Any]) -> None:
     seq = results["sequential"]
     lattice = seq["lattice"]
     print(
         f"image {results['image']}, start via {results['via']}, {results['runs']} runs each, "
-        "alternating, one host, Docker"
+        f"alternating, one host, Docker, agent concurrency {results['agent_concurrency']}"
     )
     print(f"plain docker run + ready:     {summary(seq['plain_s'])}")
     print(f"Docker runtime direct:        {summary(seq['direct_s'])}")
@@ -776,8 +912,13 @@ def report(results: dict[str, Any]) -> None:
     )
     print(f"    click -> runtime.start:   {summary([r['to_runtime'] for r in lattice])}")
     print(f"    Jupyter up -> running:    {summary([r['after_ready'] for r in lattice])}")
+    print("  the split, step by step (p50 / p95 ms):")
+    print_split([r.get("split", {}) for r in lattice])
     print(f"ratio of medians Lattice / plain: {seq['ratio_lattice_plain']:.3f}  (goal <= 1.15)")
-    print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}")
+    print(f"ratio of medians direct / plain:  {seq['ratio_direct_plain']:.3f}", flush=True)
+
+
+def report(results: dict[str, Any]) -> None:
     con = results["concurrent"]
     print(
         f"{con['n']} at once on one host: Lattice {con['lattice_running']}/{con['n']} running, "
@@ -787,6 +928,9 @@ def report(results: dict[str, Any]) -> None:
         print(f"  Lattice click-to-ready:     {summary(con['lattice_s'])}")
     if con["lattice_overhead_s"]:
         print(f"  Lattice overhead:           {summary(con['lattice_overhead_s'])}")
+    if con.get("lattice_split"):
+        print("  the split, step by step (p50 / p95 ms):")
+        print_split(con["lattice_split"])
     if con["plain_s"]:
         print(f"  plain docker run + ready:   {summary(con['plain_s'])}")
     if con["errors"]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, replace
@@ -55,7 +56,46 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AGENT_TIME_LIMIT = 600
+# Agent threads per core, and the bounds (agent_concurrency).
+AGENT_THREADS_PER_CORE = 16
+AGENT_MIN_CONCURRENCY = 8
+AGENT_MAX_CONCURRENCY = 128
+
+
+def _cores() -> int:
+    """The cores this process may run on (a cpuset, as a container's, counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def agent_concurrency(cores: int | None = None) -> int:
+    """How many tasks the agent runs at once: LATTICE_AGENT_CONCURRENCY when set (> 0), else
+    AGENT_THREADS_PER_CORE per core of this host (``cores``, default os.cpu_count()), within
+    AGENT_MIN_CONCURRENCY..AGENT_MAX_CONCURRENCY.
+
+    A start holds its thread until its server answers: seconds, minutes on a busy host, and
+    nearly all of it waiting (Docker, readiness looks woken by the server's output), while
+    the containers themselves use the cores. A start that finds no free thread waits for a
+    whole other start before it begins: a fixed 4 made the fifth of twenty starts at once
+    wait, and 4 per core made the ninth of ten on a 2-core host wait 90 s. 16 per core is
+    more starts at once than a host has room for (a notebook takes at least a core), so
+    placement, not the threads, decides; the bounds keep a tiny host from 2 threads and a
+    huge one from a thousand."""
+    chosen = int(getattr(settings, "LATTICE_AGENT_CONCURRENCY", 0) or 0)
+    if chosen > 0:
+        return chosen
+    count = cores if cores is not None else _cores()
+    return max(AGENT_MIN_CONCURRENCY, min(AGENT_MAX_CONCURRENCY, AGENT_THREADS_PER_CORE * count))
+
+
+# Readiness polls (_wait_ready): every _QUICK_POLL seconds for the first _QUICK_POLL_SECONDS,
+# then every _SLOW_POLL; a start whose output is shipped also looks at each line it prints.
 _QUICK_POLL_SECONDS = 3.0
+_QUICK_POLL = 0.05
+_SLOW_POLL = 0.2
+_PRINTED_GAP = 0.02
 # Workloads this agent is starting right now: reported as running, so the
 # reconciler does not judge a long image pull as a vanished workload.
 _starting: set[str] = set()
@@ -281,13 +321,14 @@ def agent_start(
         # When the process really started (Unix time, the runtime's own: Docker's
         # State.StartedAt), not when this message arrives: it may have printed already.
         send("started", state=state, started_at=state.get("started_at"))
+        printed = None
         if options.get("stream"):
-            ship_logs(runtime, state, host_name)
+            printed = ship_logs(runtime, state, host_name).printed
         if options.get("until") == "exit":
             send("ready", state=state, phase="running")
             watch_exit(runtime, host_name, workload.name, state)
             return
-        _wait_ready(runtime, workload, state, options, send)
+        _wait_ready(runtime, workload, state, options, send, printed=printed)
 
 
 def _claim_or_start(runtime: Runtime, spec: Spec, pool: dict[str, Any] | None) -> dict[str, Any]:
@@ -560,15 +601,32 @@ def _model_server_step(
     return status
 
 
+def _pause(interval: float, printed: threading.Event | None, looked: float) -> None:
+    """Wait ``interval`` seconds, or until ``printed`` is set (the last look was at
+    ``looked``): a chatty server gets no more than 1 / _PRINTED_GAP looks a second."""
+    if printed is None:
+        time.sleep(interval)
+    elif printed.wait(interval):
+        time.sleep(max(0.0, looked + _PRINTED_GAP - time.monotonic()))
+        printed.clear()
+
+
 def _wait_ready(
     runtime: Runtime,
     workload: Spec,
     state: dict[str, Any],
     options: dict[str, Any],
     send: Callable[..., None],
+    *,
+    printed: threading.Event | None = None,
 ) -> None:
     """Wait until the workload answers on ``ready_path`` (or opens its port), then send
     "ready"; "failed" when it exits or the ready timeout passes first.
+
+    Between looks it waits on ``printed`` (set by its log shipper at each line it reads)
+    as well as the clock: a server says it listens as it starts to, so the look after that
+    line finds it ready with no poll interval's delay, and the polls themselves can be
+    gentle (_QUICK_POLL, _SLOW_POLL) on a host starting twenty at once.
 
     With ``health`` "model-server" the answer is the model server's own word (Cog's
     states), not any 200: READY (or BUSY) is ready; STARTING says "progress" (phase
@@ -600,6 +658,7 @@ def _wait_ready(
                     exit_code=exit_code,
                 )
                 return
+        looked = time.monotonic()
         told = endpoint is not None
         if endpoint is None:
             endpoint = runtime.endpoint(state)
@@ -614,7 +673,7 @@ def _wait_ready(
                 return
             if not told:  # the port is open, the server not ready yet: say so once
                 send("progress", phase="waiting", message="Waiting for Jupyter to answer.")
-        time.sleep(0.2 if slow else 0.05)
+        _pause(_SLOW_POLL if slow else _QUICK_POLL, printed, looked)
     send(
         "failed",
         message=f"The server did not answer within {int(options.get('ready_timeout', 300))} s.",

@@ -68,6 +68,9 @@ class LogShipper:
         self.frames = 0
         self.lines: queue.Queue[Any] = queue.Queue(maxsize=200_000)
         self.done = threading.Event()
+        # Set at each line read: a start waiting for its server to answer looks again at
+        # once (the server says it listens), rather than at its next poll.
+        self.printed = threading.Event()
         self.shipped = 0
         name = state["name"]
         self.reader = threading.Thread(target=self._read, name=f"logs-{name}", daemon=True)
@@ -92,6 +95,7 @@ class LogShipper:
                 follow = self.runtime.logs(self.state, since=self.since, follow=True)
             for line in follow:
                 self.lines.put(self._cut(line))
+                self.printed.set()
         except Exception:
             logger.exception("following the log of %s failed", self.state["name"])
         finally:

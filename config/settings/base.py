@@ -488,6 +488,9 @@ LATTICE_POOL_FILL_TIMEOUT = env.int("LATTICE_POOL_FILL_TIMEOUT", default=300)
 # many seconds since its last heartbeat) keeps the type's line waiting for it: its starts are
 # queued, not refused, and a queued session ends only once no such host is left.
 LATTICE_HOST_GRACE = env.int("LATTICE_HOST_GRACE", default=900)
+# How many tasks an agent runs at once (threads: a start holds one until its server answers,
+# mostly waiting). 0: chosen from the host's cores (apps.machines.agent.agent_concurrency).
+LATTICE_AGENT_CONCURRENCY = env.int("LATTICE_AGENT_CONCURRENCY", default=0)
 # How often (seconds) an agent reports inventory and workloads.
 LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
 # A signed message from an agent older than this (seconds, or as far in the future) is

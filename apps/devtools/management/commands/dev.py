@@ -23,6 +23,7 @@ from apps.core.worker import embedded_beat, embedded_worker
 from apps.devtools.demo import demo_data_ensure
 from apps.devtools.offline_billing import settings_for, start_double
 from apps.devtools.workload_reach import WorkloadReach, workload_reach
+from apps.machines.agent import agent_concurrency
 from apps.machines.inventory import collect
 from apps.machines.models import host_queue
 from apps.machines.reporter import Reporter
@@ -124,7 +125,8 @@ class Command(BaseCommand):
         # workloads current.
         queues = [settings.CELERY_TASK_DEFAULT_QUEUE, INBOX_QUEUE, host_queue(host)]
         reporter = Reporter(host)
-        with embedded_worker(queues=queues), embedded_beat():
+        # The agent's share sets the size: a start holds a thread until Jupyter answers.
+        with embedded_worker(queues=queues, concurrency=agent_concurrency()), embedded_beat():
             reporter.start()
             try:
                 self._serve(addrport)

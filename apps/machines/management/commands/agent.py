@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kombu import Queue
 
 from apps.core.broker import INBOX_QUEUE
+from apps.machines.agent import agent_concurrency
 from apps.machines.broker import AGENT_TRANSPORT_OPTIONS
 from apps.machines.identity import identity_load
 from apps.machines.inbox import send
@@ -45,7 +46,13 @@ class Command(BaseCommand):
             default="",
             help="Where this host's signing key is kept (default LATTICE_AGENT_KEY_FILE).",
         )
-        parser.add_argument("--concurrency", type=int, default=4)
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=0,
+            help="Tasks run at once (default LATTICE_AGENT_CONCURRENCY, else chosen from "
+            "this host's cores: see apps.machines.agent.agent_concurrency).",
+        )
 
     def handle(
         self,
@@ -83,6 +90,8 @@ class Command(BaseCommand):
             body = {"token": join_token, "key": key, "inventory": collect()}
             send(host, "join", body)
             self.stdout.write(f"  joining with a new key kept in {path}")
+        concurrency = concurrency if concurrency > 0 else agent_concurrency()
+        self.stdout.write(f"  {concurrency} tasks at once")
         reporter = Reporter(host, alive_file=settings.LATTICE_AGENT_ALIVE_FILE)
         reporter.start()
         try:
