@@ -91,9 +91,7 @@ def test_r1_a_slot_whose_placement_was_freed_meanwhile_is_not_taken(fake_runtime
     def take() -> None:
         try:
             got.append(
-                pool_take(
-                    machine_type=machine, image=pool.image, workload="nb-9-s9", team_id=None
-                )
+                pool_take(machine_type=machine, image=pool.image, workload="nb-9-s9", team_id=None)
             )
         finally:
             connections.close_all()
@@ -155,9 +153,16 @@ def test_r2_replenish_never_removes_a_slot_a_start_is_taking(fake_runtime, catal
         _wait_until_a_backend_waits_on_a_lock()
         Host.objects.filter(pk=host.pk).update(drain_requested=True)
     assert took.wait(10)
+
     # The reconciler's pass reads the slot as ready (the take has not committed yet) on a
     # draining host, and goes to remove it: it waits on the slot's placement...
-    replenisher = threading.Thread(target=lambda: (pool_replenish(), connections.close_all()))
+    def replenish() -> None:
+        try:
+            pool_replenish()
+        finally:
+            connections.close_all()
+
+    replenisher = threading.Thread(target=replenish)
     replenisher.start()
     _wait_until_a_backend_waits_on_a_lock()
     # ...while the start commits.
@@ -165,7 +170,8 @@ def test_r2_replenish_never_removes_a_slot_a_start_is_taking(fake_runtime, catal
     taker.join()
     replenisher.join()
 
-    assert got and got[0] is not None
+    assert got
+    assert got[0] is not None
     # The start got the slot: its record (which keeps the container from being taken for an
     # orphan) stays, and the container the host is about to claim is not removed.
     assert PoolSlot.objects.filter(name=slot.name, status=PoolSlot.Status.CLAIMED).exists()
