@@ -138,9 +138,7 @@ def test_a_long_hole_is_filled_or_announced(alice, notebook, settings):
     def drop_then_publish() -> None:
         for n in range(dropped):
             # Numbered and kept, never sent to the group: as if the layer had dropped them.
-            stream._the_buffer().append(
-                notebook.stream, f'{{"type":"logs","lines":["{n}"]}}', 5000
-            )
+            stream._the_buffer().append(notebook.stream, f'{{"type":"logs","lines":["{n}"]}}', 5000)
         stream_publish(notebook.stream, {"type": "logs", "lines": ["last"]})
 
     async def run() -> tuple[int, list[dict]]:
