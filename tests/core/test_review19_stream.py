@@ -1,0 +1,185 @@
+"""Review 19 (stream): defects found in the per-process fan-out hub (apps.core.fanout,
+apps.teams.consumers). Each test is xfail(strict): it passes only while the bug exists."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from apps.core import fanout, stream
+from apps.core.stream import stream_publish
+from apps.teams.consumers import CLOSE_NOT_A_MEMBER, stream_watch
+from tests.core.test_stream import application, flat, path, viewer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stream():
+    stream.reset_for_tests()
+    yield
+    stream.reset_for_tests()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R1: a message that crashes the consumer (bad JSON, Infinity) leaks its hub viewer "
+    "and feed: disconnect() never runs, so the feed stays subscribed for ever",
+)
+@pytest.mark.parametrize("text", ["{not json", '{"type": "backlog", "from": Infinity}'])
+def test_a_crafted_client_message_leaves_nothing_in_the_hub(alice, notebook, text):
+    async def run() -> tuple[dict[str, int], int]:
+        communicator = await viewer(alice, notebook)
+        await communicator.send_to(text_data=text)
+        with contextlib.suppress(BaseException):
+            await communicator.receive_output(timeout=1)  # the app raised: socket gone
+        await asyncio.sleep(0.1)
+        feeds = {name: len(feed.viewers) for name, feed in fanout.hub().feeds.items()}
+        watched = len(stream_watch().consumers)
+        # Clean up what the bug left, so the loop can end.
+        for feed in list(fanout.hub().feeds.values()):
+            for leaked in list(feed.viewers):
+                await fanout.hub().unregister(leaked)
+        for consumer in list(stream_watch().consumers):
+            stream_watch().discard(consumer)
+        return feeds, watched
+
+    feeds, watched = async_to_sync(run)()
+
+    assert feeds == {}  # the socket is gone: its stream has no viewer left
+    assert watched == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R2: the process-wide sweep (_Watch.sweep) checks roles only: a socket whose "
+    "browser session ended (signal lost) keeps receiving the stream",
+)
+def test_the_sweep_closes_a_viewer_whose_session_ended(alice, notebook):
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    engine = import_module(settings.SESSION_ENGINE)
+
+    async def run() -> tuple[Any, list[dict]]:
+        communicator = WebsocketCommunicator(application, path(notebook))
+        communicator.scope["user"] = alice
+        communicator.scope["session"] = engine.SessionStore(session_key=key)
+        assert (await communicator.connect())[0]
+        assert (await communicator.receive_json_from())["type"] == "hello"
+        while not await communicator.receive_nothing(timeout=0.2):
+            await communicator.receive_from()
+        # Signed out behind the receivers' back (the access signal lost): the session is gone.
+        await sync_to_async(lambda: engine.SessionStore(session_key=key).delete())()
+        await stream_watch().sweep()
+        await sync_to_async(stream_publish)(notebook.stream, {"type": "logs", "lines": ["s"]})
+        first = await communicator.receive_output(timeout=1)
+        got: list[dict] = []
+        if first.get("type") == "websocket.send":
+            import json
+
+            got = flat(json.loads(first["text"]))
+        await communicator.disconnect()
+        return first, got
+
+    first, got = async_to_sync(run)()
+
+    assert first == {"type": "websocket.close", "code": CLOSE_NOT_A_MEMBER}, got
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R3: a feed joins the group once; the channel layer's group_expiry (default a day) "
+    "drops it, and a viewer registering later with the feed still alive gets no live message",
+)
+def test_a_new_viewer_of_an_old_feed_gets_live_messages(alice, notebook, monkeypatch):
+    layer = get_channel_layer()
+    monkeypatch.setattr(layer, "group_expiry", 1)  # a day, shortened
+
+    async def run() -> list[dict]:
+        old = await viewer(alice, notebook)
+        await asyncio.sleep(1.5)
+        new = await viewer(alice, notebook)
+        while not await new.receive_nothing(timeout=0.2):
+            await new.receive_from()
+        await sync_to_async(stream_publish)(notebook.stream, {"type": "logs", "lines": ["n"]})
+        got: list[dict] = []
+        while not await new.receive_nothing(timeout=0.5):
+            got.extend(flat(await new.receive_json_from()))
+        await new.disconnect()
+        await old.disconnect()
+        return got
+
+    got = async_to_sync(run)()
+
+    assert [m.get("lines") for m in got] == [["n"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R4: a hole longer than the feed's and the viewer's fill pages (1000 each) is lost "
+    "silently: no skipped/gap notice, the numbers just jump",
+)
+def test_a_long_hole_is_filled_or_announced(alice, notebook, settings):
+    settings.LATTICE_STREAM_BACKLOG = 5000
+    dropped = 2500
+
+    def drop_then_publish() -> None:
+        for n in range(dropped):
+            # Numbered and kept, never sent to the group: as if the layer had dropped them.
+            stream._the_buffer().append(notebook.stream, f'{{"type":"logs","lines":["{n}"]}}', 5000)
+        stream_publish(notebook.stream, {"type": "logs", "lines": ["last"]})
+
+    async def run() -> tuple[int, list[dict]]:
+        communicator = await viewer(alice, notebook)
+        start = stream.stream_last(notebook.stream)
+        await sync_to_async(drop_then_publish)()
+        got: list[dict] = []
+        while not await communicator.receive_nothing(timeout=1):
+            got.extend(flat(await communicator.receive_json_from()))
+        await communicator.disconnect()
+        return start, got
+
+    start, got = async_to_sync(run)()
+
+    seqs = [m["seq"] for m in got if "seq" in m]
+    told = [m for m in got if m.get("type") in ("skipped", "gap")]
+    assert seqs == list(range(start + 1, start + dropped + 2)) or told, (len(seqs), seqs[-3:])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R5: after the stream starts over (buffer lost, numbers from 1 again) a connected "
+    "viewer drops every new message numbered at or below its old last (Viewer.push)",
+)
+def test_a_connected_viewer_gets_messages_after_the_stream_started_over(alice, notebook):
+    for n in range(5):
+        stream_publish(notebook.stream, {"type": "logs", "lines": [f"old{n}"]})
+
+    async def run() -> list[dict]:
+        communicator = await viewer(alice, notebook)
+        while not await communicator.receive_nothing(timeout=0.3):
+            await communicator.receive_from()
+        # What a restart of the buffer's store does (apps.core.stream's own reset).
+        await sync_to_async(stream.reset_for_tests)()
+        await sync_to_async(stream_publish)(notebook.stream, {"type": "logs", "lines": ["new"]})
+        got: list[dict] = []
+        while not await communicator.receive_nothing(timeout=0.5):
+            got.extend(flat(await communicator.receive_json_from()))
+        await communicator.disconnect()
+        return got
+
+    got = async_to_sync(run)()
+
+    assert ["new"] in [m.get("lines") for m in got], got
