@@ -12,9 +12,10 @@ Each viewer has its own writer task, so a socket that does not drain delays nobo
 itself. The writer sends at most once per ``COALESCE`` seconds: when more than one
 message is due, they go as one text message holding a JSON array of them (the very
 objects a single message would carry, ``seq`` included), up to ``SEND_BYTES`` of text;
-what a full batch left goes on in the next one at once, at the socket's pace. A viewer whose queue passes
-its bounds (``QUEUE_BOUND`` messages or ``QUEUE_BYTES`` bytes), or whose send has not
-returned for ``STALL`` seconds while more is due, is switched to *tail*: its queued
+what a full batch left goes on in the next one at once, at the socket's pace. A viewer
+whose queue passes its bounds (``QUEUE_BOUND`` messages or ``QUEUE_BYTES`` bytes), or
+whose send has not returned for ``STALL`` seconds while more is due, is switched to
+*tail*: its queued
 messages are dropped, it is sent ``{"type": "skipped", "from": a, "to": b}`` (the
 numbers it missed) and then the newest messages. The skipped ones stay in the stream's
 buffer (apps.core.stream) for a client that asks for them (``{"type": "backlog", ...}``,
