@@ -24,10 +24,12 @@ import logging
 import secrets
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.machines.agent import agent_pool_fill, agent_pool_remove
@@ -40,7 +42,7 @@ from apps.machines.models import (
     PoolSlot,
     WarmPool,
 )
-from apps.machines.queue import placement_free
+from apps.machines.queue import placement_free, placement_freed
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_gpu_uuids
 from apps.runtimes.base import PoolSpec
 
@@ -321,3 +323,19 @@ def pool_names_claimed(host: Host) -> set[str]:
             host=host, status=PoolSlot.Status.CLAIMED, claimed_by__in=holding
         ).values_list("name", flat=True)
     )
+
+
+@receiver(placement_freed, dispatch_uid="apps.machines.pool.remove_taken")
+def _remove_taken_warm_container(sender: Any, placement: Placement, **kwargs: Any) -> None:
+    """A warm container taken for ``placement``'s workload (``pool_take``) that its host may
+    not have claimed yet: its room has just gone back, so the host is asked to remove it at
+    once (a host that did claim it keeps it: the session's stop removes it)."""
+    for slot in PoolSlot.objects.filter(
+        host_id=placement.host_id, status=PoolSlot.Status.CLAIMED, claimed_by=placement.workload
+    ).select_related("host"):
+        state = dict(slot.state) | {"pool": slot.name}
+        transaction.on_commit(
+            partial(
+                agent_pool_remove.apply_async, args=(slot.host.name, state), queue=slot.host.queue
+            )
+        )

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 
 from apps.core.timings import median_seconds
 from apps.machines.hooks import workload_kind
-from apps.machines.models import MachineType, Placement, PlacementRequest, PoolSlot
+from apps.machines.models import MachineType, Placement, PlacementRequest
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
 
 if TYPE_CHECKING:
@@ -190,26 +191,14 @@ def placement_free(
     once after them: each advance reads and locks every line.
     """
     placement_release(placement=placement, reason=reason, at=at)
-    _remove_taken_warm_container(placement)
+    placement_freed.send(sender=Placement, placement=placement)
     if advance:
         transaction.on_commit(queue_advance_all)
 
 
-def _remove_taken_warm_container(placement: Placement) -> None:
-    """A warm container taken for ``placement``'s workload (apps.machines.pool.pool_take)
-    that its host may not have claimed yet: its room has just gone back, so the host is asked
-    to remove it at once (a host that did claim it keeps it: the session's stop removes it)."""
-    from apps.machines.agent import agent_pool_remove  # the agent's module imports this one
-
-    for slot in PoolSlot.objects.filter(
-        host_id=placement.host_id, status=PoolSlot.Status.CLAIMED, claimed_by=placement.workload
-    ).select_related("host"):
-        state = dict(slot.state) | {"pool": slot.name}
-        transaction.on_commit(
-            partial(
-                agent_pool_remove.apply_async, args=(slot.host.name, state), queue=slot.host.queue
-            )
-        )
+# Sent once a placement's room went back (in its transaction): ``placement``. The warm pool
+# (apps.machines.pool) removes a container taken for it that its host may not have claimed.
+placement_freed = Signal()
 
 
 def placement_free_unclaimed(workload: str, *, claimed: Callable[[Placement], bool]) -> None:
