@@ -312,6 +312,13 @@ class PoolSlot(models.Model):
     # The pool's Jupyter token (replaced by the session's at claim), and the runtime's state.
     token = models.CharField(max_length=64, editable=False)
     state = models.JSONField(default=dict, blank=True)
+    # What the slot was filled with (a pool whose type, image or hold_gpus changed drains
+    # its old slots; a start takes only a slot filled for its own type and image).
+    machine_type = models.ForeignKey(
+        MachineType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    image = models.CharField(max_length=300, blank=True)
+    hold_gpus = models.BooleanField(default=False)
     # Claimed: by which workload, when (kept a while, so a report taken before the claim does
     # not take the container for an orphan).
     claimed_by = models.CharField(max_length=100, blank=True)

@@ -24,10 +24,12 @@ import logging
 import secrets
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.machines.agent import agent_pool_fill, agent_pool_remove
@@ -40,7 +42,7 @@ from apps.machines.models import (
     PoolSlot,
     WarmPool,
 )
-from apps.machines.queue import placement_free
+from apps.machines.queue import placement_free, placement_freed
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_gpu_uuids
 from apps.runtimes.base import PoolSpec
 
@@ -107,19 +109,27 @@ def pool_replenish() -> dict[str, int]:
     stale = now - timedelta(seconds=settings.LATTICE_POOL_FILL_TIMEOUT)
     # Claimed slots are only a record (the container is the session's now): kept a while.
     PoolSlot.objects.filter(status=PoolSlot.Status.CLAIMED, changed_at__lt=stale).delete()
-    for slot in PoolSlot.objects.exclude(status=PoolSlot.Status.CLAIMED).select_related(
-        "placement", "host", "pool__host", "pool__machine_type"
-    ):
-        pool = slot.pool
-        dead = slot.placement is None or not slot.placement.active
-        unwanted = (
-            pool is None or pool.host.status != Host.Status.READY or pool.host.drain_requested
-        )
-        late = slot.status == PoolSlot.Status.FILLING and slot.created_at < stale
-        if dead or unwanted or late:
-            with transaction.atomic():
+    for pk in PoolSlot.objects.exclude(status=PoolSlot.Status.CLAIMED).values_list("pk", flat=True):
+        with transaction.atomic():
+            # Locked, and judged on the locked row: not one a start is taking right now.
+            slot = (
+                PoolSlot.objects.select_for_update(skip_locked=True, of=("self",))
+                .exclude(status=PoolSlot.Status.CLAIMED)
+                .select_related("placement", "host", "pool__host", "pool__machine_type")
+                .filter(pk=pk)
+                .first()
+            )
+            if slot is None:
+                continue
+            pool = slot.pool
+            dead = slot.placement is None or not slot.placement.active
+            unwanted = (
+                pool is None or pool.host.status != Host.Status.READY or pool.host.drain_requested
+            )
+            late = slot.status == PoolSlot.Status.FILLING and slot.created_at < stale
+            if dead or unwanted or late:
                 _remove_slot(slot, reason="lost" if dead else "released")
-            counts["removed"] += 1
+                counts["removed"] += 1
     # People first: while anyone waits in a machine type's line, pools keep nothing (their
     # room goes to the line at the next pass) and fill again once the lines are empty.
     waiting = PlacementRequest.objects.filter(status=PlacementRequest.Status.WAITING).exists()
@@ -143,7 +153,10 @@ def _replenish_one(pool: WarmPool, *, waiting: bool) -> dict[str, int]:
         .select_related("placement", "host")
         .order_by("-status", "created_at")  # "ready" before "filling": surplus filling goes first
     )
-    for slot in kept[target:]:
+    # Slots filled for what the pool was before an admin changed it go first (never taken).
+    stale_key = [s for s in kept if not _slot_matches(s, pool)]
+    kept = [s for s in kept if _slot_matches(s, pool)]
+    for slot in stale_key + kept[target:]:
         with transaction.atomic():
             # Not one a start is taking right now.
             locked = (
@@ -153,13 +166,22 @@ def _replenish_one(pool: WarmPool, *, waiting: bool) -> dict[str, int]:
                 .first()
             )
             if locked is not None:
-                _remove_slot(slot)
+                _remove_slot(locked)
                 counts["removed"] += 1
     for _ in range(0 if resting else max(0, target - len(kept))):
         if not _fill_one(pool):
             break
         counts["filled"] += 1
     return counts
+
+
+def _slot_matches(slot: PoolSlot, pool: WarmPool) -> bool:
+    """Whether ``slot`` was filled for what ``pool`` is now (type, image, hold_gpus)."""
+    return (
+        slot.machine_type_id == pool.machine_type_id
+        and slot.image == pool.image
+        and slot.hold_gpus == pool.hold_gpus
+    )
 
 
 def _fill_one(pool: WarmPool) -> bool:
@@ -179,6 +201,9 @@ def _fill_one(pool: WarmPool) -> bool:
             name=name,
             placement=placement,
             token=secrets.token_hex(24),
+            machine_type=pool.machine_type,
+            image=pool.image,
+            hold_gpus=pool.hold_gpus,
         )
         spec = asdict(pool_spec(slot, pool))
         host_name, queue = pool.host.name, pool.host.queue
@@ -229,14 +254,19 @@ def pool_take(
     """Take one ready slot of (``image``, ``machine_type``) on a ready host for ``workload``:
     its placement (CPU, memory, GPUs) becomes the workload's, in the caller's transaction.
     Returns the new placement and the pool state for ``pool_claim``, or None when no slot is
-    ready. Two takers never get the same slot (SKIP LOCKED)."""
+    ready, or while others wait in the type's line (they go first: a warm start queues behind
+    them like any start). Two takers never get the same slot (SKIP LOCKED)."""
+    if PlacementRequest.objects.filter(
+        machine_type=machine_type, status=PlacementRequest.Status.WAITING
+    ).exists():
+        return None
     with transaction.atomic():
         slot = (
             PoolSlot.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 status=PoolSlot.Status.READY,
-                pool__machine_type=machine_type,
-                pool__image=image,
+                machine_type=machine_type,
+                image=image,
                 host__status=Host.Status.READY,
                 host__drain_requested=False,
                 placement__active=True,
@@ -250,6 +280,10 @@ def pool_take(
         host = Host.objects.select_for_update(no_key=True).get(pk=slot.host_id)
         assert slot.placement_id is not None  # noqa: S101 - filtered on its placement
         old = Placement.objects.select_for_update().get(pk=slot.placement_id)
+        # Judged again under the locks: the host may have been drained or lost, and the
+        # slot's placement freed (lost, host offline), since the slot was chosen.
+        if host.status != Host.Status.READY or host.drain_requested or not old.active:
+            return None
         gpus = list(
             GPUAllocation.objects.filter(placement=old, active=True).values_list(
                 "gpu_id", flat=True
@@ -281,8 +315,27 @@ def pool_take(
 def pool_names_claimed(host: Host) -> set[str]:
     """Names of this host's slots claimed lately: a report taken before the claim still lists
     the container under that name, and it is no orphan."""
+    # Only while the workload it was taken for still holds its room on this host: a start
+    # that ended before its claim leaves a container outside the ledger (an orphan now).
+    holding = Placement.objects.filter(host=host, active=True).values("workload")
     return set(
-        PoolSlot.objects.filter(host=host, status=PoolSlot.Status.CLAIMED).values_list(
-            "name", flat=True
-        )
+        PoolSlot.objects.filter(
+            host=host, status=PoolSlot.Status.CLAIMED, claimed_by__in=holding
+        ).values_list("name", flat=True)
     )
+
+
+@receiver(placement_freed, dispatch_uid="apps.machines.pool.remove_taken")
+def _remove_taken_warm_container(sender: Any, placement: Placement, **kwargs: Any) -> None:
+    """A warm container taken for ``placement``'s workload (``pool_take``) that its host may
+    not have claimed yet: its room has just gone back, so the host is asked to remove it at
+    once (a host that did claim it keeps it: the session's stop removes it)."""
+    for slot in PoolSlot.objects.filter(
+        host_id=placement.host_id, status=PoolSlot.Status.CLAIMED, claimed_by=placement.workload
+    ).select_related("host"):
+        state = dict(slot.state) | {"pool": slot.name}
+        transaction.on_commit(
+            partial(
+                agent_pool_remove.apply_async, args=(slot.host.name, state), queue=slot.host.queue
+            )
+        )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 
 from apps.core.timings import median_seconds
 from apps.machines.hooks import workload_kind
@@ -190,8 +191,14 @@ def placement_free(
     once after them: each advance reads and locks every line.
     """
     placement_release(placement=placement, reason=reason, at=at)
+    placement_freed.send(sender=Placement, placement=placement)
     if advance:
         transaction.on_commit(queue_advance_all)
+
+
+# Sent once a placement's room went back (in its transaction): ``placement``. The warm pool
+# (apps.machines.pool) removes a container taken for it that its host may not have claimed.
+placement_freed = Signal()
 
 
 def placement_free_unclaimed(workload: str, *, claimed: Callable[[Placement], bool]) -> None:

@@ -93,6 +93,9 @@ POOL_LABEL = f"{LABEL_PREFIX}pool"
 NETWORK = "lattice-workloads"
 # How long a stop that finds another stop removing the container waits for it to go.
 REMOVAL_WAIT = 30.0
+# How long a removal waits for a claim of the same warm container to finish (a claim waits
+# at most a few seconds for its ack).
+SLOT_LOCK_WAIT = 15.0
 # Where workloads may not go: other hosts on private networks (the broker, the
 # control plane, other GPU hosts), link-local (cloud metadata).
 BLOCKED_DESTINATIONS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
@@ -327,11 +330,20 @@ class DockerRuntime(Runtime):
             self._remove_slot(state.get("pool"))
             return
         pool = container.labels.get(POOL_LABEL)
+        # A warm container's claim (which binds volumes into its slot) is over before it goes.
+        with self._slot_lock(pool, wait=SLOT_LOCK_WAIT) as held:
+            if not held:
+                raise WorkloadError(f"The warm container {pool} is being claimed; try again.")
+            self._stop_locked(container, state, pool, timeout)
+
+    def _stop_locked(
+        self, container: Container, state: dict[str, Any], pool: str | None, timeout: float
+    ) -> None:
         try:
             container.stop(timeout=int(timeout))
             container.remove()
         except NotFound:
-            self._remove_slot(pool)
+            self._remove_slot(pool, locked=True)
             return
         except APIError as exc:
             if exc.status_code != 409:  # noqa: PLR2004 - "removal already in progress" is fine
@@ -342,7 +354,7 @@ class DockerRuntime(Runtime):
             while self._container(state) is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
         # A claimed warm container is never returned to the pool: its slot goes with it.
-        self._remove_slot(pool)
+        self._remove_slot(pool, locked=True)
 
     def poll(self, state: dict[str, Any]) -> int | None:
         container = self._container(state)
@@ -518,12 +530,16 @@ class DockerRuntime(Runtime):
         else:
             self._remove_slot(managed.state.get("pool"))
 
-    def _remove(self, container: Container) -> None:
-        """Remove ``container`` at once; a warm one's slot (mounts, folder) goes with it."""
+    def _remove(self, container: Container, *, locked: bool = False) -> None:
+        """Remove ``container`` at once; a warm one's slot (mounts, folder) goes with it, once
+        no claim of it is in progress (``locked``: the caller holds the slot's lock)."""
         pool = container.labels.get(POOL_LABEL)
-        with contextlib.suppress(NotFound):
-            container.remove(force=True)
-        self._remove_slot(pool)
+        with self._slot_lock(None if locked else pool, wait=SLOT_LOCK_WAIT) as held:
+            if not held:
+                raise WorkloadError(f"The warm container {pool} is being claimed; try again.")
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+            self._remove_slot(pool, locked=True)
 
     # --- The warm pool (issue 19; apps.runtimes.pool) ------------------------------------
 
@@ -531,13 +547,48 @@ class DockerRuntime(Runtime):
     def _slots(self) -> Slots:
         return Slots(settings.LATTICE_POOL_DIR)
 
-    def _remove_slot(self, pool: str | None) -> None:
+    @contextlib.contextmanager
+    def _slot_lock(self, pool: str | None, *, wait: float) -> Iterator[bool]:
+        """The slot's claim lock (``.lock`` in its folder, held by ``pool_claim`` while it
+        binds a session's volumes), waiting up to ``wait`` seconds: yields whether it is
+        held (True also where there is nothing to lock: no slot, no pool support)."""
         if not pool or not self.pool_supported():
+            yield True
             return
         try:
-            self._slots.remove(pool)
-        except SlotError as exc:
-            raise WorkloadError(f"The warm container's mounts could not be undone: {exc}") from exc
+            lock = os.open(
+                self._slots.path(pool) / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+            )
+        except (OSError, SlotError):
+            yield True  # no slot folder (any more): nothing is being claimed in it
+            return
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+            yield True
+        finally:
+            os.close(lock)
+
+    def _remove_slot(self, pool: str | None, *, locked: bool = False) -> None:
+        if not pool or not self.pool_supported():
+            return
+        with self._slot_lock(None if locked else pool, wait=SLOT_LOCK_WAIT) as held:
+            if not held:
+                raise WorkloadError(f"The warm container {pool} is being claimed; try again.")
+            try:
+                self._slots.remove(pool)
+            except SlotError as exc:
+                raise WorkloadError(
+                    f"The warm container's mounts could not be undone: {exc}"
+                ) from exc
 
     def _claim_record(self, container: Container) -> dict[str, Any] | None:
         pool = container.labels.get(POOL_LABEL)
@@ -690,13 +741,21 @@ class DockerRuntime(Runtime):
 
     def pool_remove(self, state: dict[str, Any]) -> None:
         container = self._container(state)
-        if container is None:
-            if state.get("pool") and self._slots.record(state["pool"]) is None:
-                self._remove_slot(state["pool"])
-            return
-        if not container.labels.get(POOL_LABEL) or self._claim_record(container) is not None:
-            return  # not a warm container, or claimed: the session's stop removes it
-        self._remove(container)
+        pool = container.labels.get(POOL_LABEL) if container is not None else state.get("pool")
+        if container is not None and not pool:
+            return  # not a warm container
+        # Never under a claim in progress (it binds a session's volumes into the slot): a
+        # slot being claimed is skipped (claimed, the session's stop removes it; missed,
+        # the next pass asks again).
+        with self._slot_lock(pool, wait=0) as held:
+            if not held:
+                return
+            if pool and self._slots.record(pool) is not None:
+                return  # claimed: the session's stop removes it
+            if container is not None:
+                self._remove(container, locked=True)
+            else:
+                self._remove_slot(pool, locked=True)
 
     def pool_claim(self, state: dict[str, Any], spec: Spec) -> dict[str, Any]:
         started = time.time()
@@ -709,8 +768,13 @@ class DockerRuntime(Runtime):
         self._pool_fits(container, spec)
         slots = self._slots
         # One claim of a slot at a time on this host (the control plane hands a slot to one
-        # start; this holds even if it were asked twice).
-        lock = os.open(slots.path(pool) / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        # start; this holds even if it were asked twice); removals take it too.
+        try:
+            lock = os.open(
+                slots.path(pool) / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+            )
+        except OSError as exc:
+            raise PoolMiss("The warm container's slot is gone.") from exc
         try:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -781,7 +845,7 @@ class DockerRuntime(Runtime):
             if claim_written:
                 # Its Jupyter may have taken part of the claim: it never serves anyone now.
                 with contextlib.suppress(WorkloadError):
-                    self._remove(container)
+                    self._remove(container, locked=True)
             else:
                 with contextlib.suppress(SlotError):
                     slots.unmount(pool)

@@ -89,6 +89,30 @@ def mounts_under(path: Path) -> list[str]:
     return sorted(points, key=lambda p: p.count("/"), reverse=True)
 
 
+def _rmdir_tree(path: Path, *, files: bool) -> None:
+    """Remove ``path`` bottom-up without following links or crossing a mount point: with
+    ``files`` False only empty folders (os.rmdir), else files too, but never below another
+    file system or a mount point. Raises SlotError where something stays."""
+    top = os.lstat(path)
+    points = {point for point, _ in mountinfo()}
+    if str(path) in points:
+        raise SlotError(f"{path} is a mount point; it is left as it is.")
+    for entry in os.scandir(path):
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            if info.st_dev != top.st_dev or entry.path in points:
+                raise SlotError(f"{entry.path} is a mount point; it is left as it is.")
+            _rmdir_tree(Path(entry.path), files=files)
+        elif files:
+            Path(entry.path).unlink()
+        else:
+            raise SlotError(f"{entry.path} is not an empty mount point; it is left as it is.")
+    try:
+        path.rmdir()
+    except OSError as exc:
+        raise SlotError(f"{path} could not be removed: {exc}") from exc
+
+
 class Slots:
     """The pool folder of one host and its slots."""
 
@@ -214,7 +238,21 @@ class Slots:
         self.unmount(name)
         if mounts_under(slot):
             raise SlotError(f"{slot} still has mounts; it is left as it is.")
-        shutil.rmtree(slot)
+        # Never a recursive delete across the mount points: under ``mnt`` only empty folders
+        # go (rmdir: a folder something is bound on, or with a file in it, stays and this
+        # raises), so a volume bound there meanwhile is never walked into. Files are
+        # deleted only in the slot's own folders (``run``, the record, the lock).
+        for entry in os.scandir(slot):
+            if entry.name == "mnt" and entry.is_dir(follow_symlinks=False):
+                _rmdir_tree(Path(entry.path), files=False)
+            elif entry.is_dir(follow_symlinks=False):
+                _rmdir_tree(Path(entry.path), files=True)
+            else:
+                Path(entry.path).unlink()
+        try:
+            slot.rmdir()
+        except OSError as exc:
+            raise SlotError(f"{slot} could not be removed: {exc}") from exc
 
     # --- the claim files --------------------------------------------------------------------
 

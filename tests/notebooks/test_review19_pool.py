@@ -1,6 +1,6 @@
 """Review of the warm pool (issue 19, control plane): defects shown on the fake runtime with
-real PostgreSQL and Celery eager. Each test is xfail(strict): it passes only while the defect
-is there (see /work/wt/REVIEW19-pool.md for each R<n>)."""
+real PostgreSQL and Celery eager. Each test was xfail(strict) while its defect was there;
+fixed, they are regular tests (see /work/wt/REVIEW19-pool.md for each R<n>)."""
 
 from __future__ import annotations
 
@@ -73,11 +73,6 @@ def _wait_until_a_backend_waits_on_a_lock(timeout: float = 10.0) -> None:
     raise AssertionError("no backend came to wait on the lock")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R1: pool_take does not re-check, once locked, that the slot's placement is still "
-    "active: a slot freed meanwhile (lost, host offline) gives a GPU session no GPUs",
-)
 def test_r1_a_slot_whose_placement_was_freed_meanwhile_is_not_taken(fake_runtime, catalogue):
     host = gpu_host()
     machine = gpu_type()
@@ -115,11 +110,6 @@ def test_r1_a_slot_whose_placement_was_freed_meanwhile_is_not_taken(fake_runtime
         assert GPUAllocation.objects.filter(placement=placement, active=True).count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: pool_replenish removes dead/unwanted slots without locking them: a slot a start "
-    "has just taken is deleted and its container removed under the claim",
-)
 def test_r2_replenish_never_removes_a_slot_a_start_is_taking(fake_runtime, catalogue):
     host = make_host()
     machine = MachineType.objects.get(slug="cpu-small")
@@ -164,25 +154,61 @@ def test_r2_replenish_never_removes_a_slot_a_start_is_taking(fake_runtime, catal
 
     replenisher = threading.Thread(target=replenish)
     replenisher.start()
-    _wait_until_a_backend_waits_on_a_lock()
+    # It skips the slot the start holds (SKIP LOCKED) rather than waiting for it...
+    replenisher.join(5)
     # ...while the start commits.
     go_on.set()
     taker.join()
     replenisher.join()
 
     assert got
-    assert got[0] is not None
-    # The start got the slot: its record (which keeps the container from being taken for an
-    # orphan) stays, and the container the host is about to claim is not removed.
+    (taken,) = got
+    if taken is None:
+        # The start judged the host again under its lock, saw the drain and took nothing.
+        assert not PoolSlot.objects.filter(name=slot.name, status=PoolSlot.Status.CLAIMED).exists()
+    else:
+        # The start got the slot: its record (which keeps the container from being taken for
+        # an orphan) stays, and the container the host is about to claim is not removed.
+        assert PoolSlot.objects.filter(name=slot.name, status=PoolSlot.Status.CLAIMED).exists()
+        assert slot.name in FakeRuntime._pool
+
+
+def test_r2_replenish_skips_a_slot_a_start_holds(fake_runtime, catalogue):
+    """The removal pass never waits on nor removes a slot row a start has locked (as
+    pool_take does), even when it would remove it (its host is draining)."""
+    host = make_host()
+    machine = MachineType.objects.get(slug="cpu-small")
+    scipy_pool(host, 1, machine=machine)
+    reconcile()
+    (slot,) = PoolSlot.objects.filter(status=PoolSlot.Status.READY)
+    held = threading.Event()
+    go_on = threading.Event()
+
+    def start() -> None:
+        try:
+            with transaction.atomic():
+                PoolSlot.objects.select_for_update().get(pk=slot.pk)
+                held.set()
+                go_on.wait(10)
+                PoolSlot.objects.filter(pk=slot.pk).update(
+                    status=PoolSlot.Status.CLAIMED, claimed_by="nb-9-s9"
+                )
+        finally:
+            connections.close_all()
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert held.wait(10)
+    Host.objects.filter(pk=host.pk).update(drain_requested=True)
+    began = time.monotonic()
+    pool_replenish()
+    assert time.monotonic() - began < 5
+    go_on.set()
+    starter.join()
     assert PoolSlot.objects.filter(name=slot.name, status=PoolSlot.Status.CLAIMED).exists()
     assert slot.name in FakeRuntime._pool
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R3: a start takes a warm container while others wait in its machine type's line "
-    "(ordinary starts queue behind them; people-first is broken)",
-)
 def test_r3_a_warm_take_does_not_jump_the_line(acme, alice, fake_runtime, catalogue, notebook):
     # Room for two cpu-small: one held by the pool, one by a running workload.
     host = make_host(cpus=4, memory_gib=16)
@@ -202,11 +228,6 @@ def test_r3_a_warm_take_does_not_jump_the_line(acme, alice, fake_runtime, catalo
     assert session.status == Status.QUEUED or waiting.status == PlacementRequest.Status.PLACED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R4: a pool's slots are kept after an admin changes its machine type or image: a "
-    "session of the new type takes the old type's room and GPUs",
-)
 def test_r4_slots_of_an_edited_pool_are_not_handed_to_the_new_type(
     acme, alice, fake_runtime, catalogue, notebook
 ):
@@ -231,11 +252,6 @@ def test_r4_slots_of_an_edited_pool_are_not_handed_to_the_new_type(
     assert FakeRuntime._running[session.workload]["gpu_uuids"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R5: a warm container taken by a start that ended before its host claimed it keeps "
-    "running outside the ledger for LATTICE_POOL_FILL_TIMEOUT (orphan removal is shielded)",
-)
 def test_r5_a_taken_container_whose_session_ended_is_not_kept_outside_the_ledger(
     fake_runtime, catalogue
 ):

@@ -1,6 +1,6 @@
 """Review of the warm pool (issue 19, Docker side), against the real engine and notebook
-image. Each test is xfail(strict): it passes only while the defect is there (see
-/work/wt/REVIEW19-pool.md)."""
+image. The test was xfail(strict) while the defect was there; fixed, it is a regular test
+(see /work/wt/REVIEW19-pool.md)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ import os
 import secrets
 import uuid
 
-import pytest
-
 from tests.runtimes.test_pool import pool, pool_spec  # noqa: F401 - the fixture, reused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R6: pool_remove ignores the slot's claim lock: a removal sent while a claim is "
-    "binding a session's volumes removes the container and rmtree()s the slot under it",
-)
 def test_r6_pool_remove_waits_for_or_refuses_a_claim_in_progress(
     pool,  # noqa: F811
     notebook_image,
