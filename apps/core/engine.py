@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import docker
-from docker.errors import DockerException
-
 logger = logging.getLogger(__name__)
 
 
@@ -24,6 +21,11 @@ class EngineInfo:
 
 def docker_engine(timeout: float = 2.0) -> EngineInfo | None:
     """The local Docker engine's version, or None when no daemon answers."""
+    # Imported here, not at the top: the web process imports this module (the runtime
+    # registry) but never probes, and the Docker SDK (requests, paramiko) is ~7 MiB of RSS.
+    import docker
+    from docker.errors import DockerException
+
     try:
         client = docker.from_env(timeout=timeout)
         try:

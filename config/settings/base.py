@@ -9,6 +9,7 @@ two in step.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,17 @@ LATTICE_USER_CONTENT_DOMAIN = (
 
 LATTICE_SITE_NAME = "Lattice"
 
+# True in a process whose server (uvicorn, as in production; daphne's CLI) imported
+# config.asgi before the settings: that module loads them. Such a process leaves out daphne's
+# app, which only adds its runserver (manage.py runserver / dev) and imports Twisted, autobahn
+# and pyOpenSSL at start-up: about 28 MiB of the web process's RSS.
+SERVED_BY_ASGI_SERVER = "config.asgi" in sys.modules
+
 # --- Applications ---------------------------------------------------------------
 
 INSTALLED_APPS = [
     # daphne's runserver serves ASGI (HTTP and websockets) in development.
-    "daphne",
+    *([] if SERVED_BY_ASGI_SERVER else ["daphne"]),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

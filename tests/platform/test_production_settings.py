@@ -236,3 +236,20 @@ def test_production_imports_none_of_the_dev_tools():
     assert [m for m in loaded["modules"] if m.split(".")[:2] == ["apps", "devtools"]] == []
     assert DEV_COMMANDS & set(loaded["commands"]) == set()
     assert "apps.devtools" not in loaded["commands"].values()
+
+
+def test_the_web_process_leaves_out_what_only_development_and_agents_need():
+    """Under uvicorn (config.asgi imported first) daphne's app and with it Twisted are not
+    loaded, nor the Docker SDK; manage.py (runserver) still lists daphne."""
+    probe = (
+        "import sys, config.asgi; from django.conf import settings; "
+        "print(sorted(m for m in ('daphne', 'twisted', 'docker') if m in sys.modules), "
+        "'daphne' in settings.INSTALLED_APPS)"
+    )
+    served = run(["-c", probe], **COMPLETE)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split() == ["[]", "False"]
+    listed = "import django; django.setup(); from django.conf import settings; "
+    managed = run(["-c", listed + "print('daphne' in settings.INSTALLED_APPS)"], **COMPLETE)
+    assert managed.returncode == 0, managed.stderr
+    assert managed.stdout.strip() == "True"
