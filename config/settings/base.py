@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its response work runs last: a streamed response holds no pooled connection.
+    "apps.core.middleware.StreamingReleasesConnectionMiddleware",
     "apps.core.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
