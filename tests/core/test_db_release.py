@@ -1,5 +1,6 @@
 """Streamed responses and long-lived work hold no database connection while they wait
-(apps.core.db, apps.core.middleware; REVIEW19 R7 has the end-to-end case: 20 log followers
+(apps.core.db, apps.core.middleware; PostgreSQL: an in-memory SQLite connection never
+closes. REVIEW19 R7 has the end-to-end case: 20 log followers
 under uvicorn leave the pool to everyone else)."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _querying(response: HttpResponse | StreamingHttpResponse):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_streaming_response_starts_with_its_connection_given_back():
+def test_a_streaming_response_starts_with_its_connection_given_back(postgres):
     middleware = StreamingReleasesConnectionMiddleware(_querying(StreamingHttpResponse([b"x"])))
     response = middleware(RequestFactory().get("/"))
     assert response.streaming
@@ -31,7 +32,7 @@ def test_a_streaming_response_starts_with_its_connection_given_back():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_ordinary_response_keeps_it_until_the_request_ends():
+def test_an_ordinary_response_keeps_it_until_the_request_ends(postgres):
     middleware = StreamingReleasesConnectionMiddleware(_querying(HttpResponse(b"x")))
     middleware(RequestFactory().get("/"))
     assert connection.connection is not None  # request_finished gives it back, as always
@@ -39,7 +40,7 @@ def test_an_ordinary_response_keeps_it_until_the_request_ends():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_inside_a_transaction_is_left_to_its_owner():
+def test_a_connection_inside_a_transaction_is_left_to_its_owner(postgres):
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
