@@ -158,7 +158,16 @@ def _lock_one(
     first = _fetch_host(sql, params)
     if first is None:
         return None
-    return Host.objects.filter(pk=first.pk).select_for_update(no_key=True).first()
+    # The condition again in the locking query: PostgreSQL re-reads it on the row as the
+    # holder left it, so a host the holder drained or marked offline is not taken (_fits
+    # checks the status too). If so, another host may have come free meanwhile: one more
+    # look, without waiting again.
+    waited = (
+        Host.objects.filter(pk=first.pk, status=Host.Status.READY)
+        .select_for_update(no_key=True)
+        .first()
+    )
+    return waited if waited is not None else _fetch_host(sql + lock, params)
 
 
 _HOST_FIELDS = Host._meta.concrete_fields
@@ -192,7 +201,10 @@ def _fits(host: Host, machine_type: MachineType) -> list[int] | None:
     """Under the host's lock: the ids of the GPUs to take, or None if it no longer fits.
 
     Every placement on the host holds this lock, so what this reads (a new
-    statement, after the lock) is all of them: its use and free GPUs, one query."""
+    statement, after the lock) is all of them: its use and free GPUs, one query. The
+    host's status is as its row was locked: one drained or gone offline takes nothing."""
+    if host.status != Host.Status.READY:
+        return None
     sums = "COALESCE(SUM(vcpus), 0) AS cpu, COALESCE(SUM(memory_gib), 0) AS memory"
     used = f"SELECT {sums} FROM {_PLACEMENT} WHERE host_id = %s AND active = %s"  # noqa: S608
     params: list[object] = [host.pk, True]

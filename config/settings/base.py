@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its response work runs last: a streamed response holds no pooled connection.
+    "apps.core.middleware.StreamingReleasesConnectionMiddleware",
     "apps.core.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -141,8 +143,22 @@ elif env.bool("DATABASE_POOL", default=True):
     # Django hands the connection back at the end of every request and task (where it
     # closed it before), so each one costs a checkout instead of a TCP + auth handshake
     # (~2-5 ms here; bench/scheduler.py).
-    # Size: max_size per process; web processes + workers x max_size must stay below the
-    # server's max_connections. A checkout waits up to `timeout` s when all are lent.
+    # Nothing keeps a connection while it waits: a streamed response (log followers,
+    # downloads) starts with its connection given back and takes one per check
+    # (apps.core.middleware, apps.core.db); websocket consumers borrow one per
+    # database_sync_to_async call; worker threads give theirs back after each task
+    # (celery's Django fixup, apps.core.worker). So a connection is held only while
+    # queries run, and 20 serve a web process's hundreds of requests per second.
+    # Size: each process opens up to max_size, on demand (min_size kept open). The budget
+    # is the server's max_connections (PostgreSQL's default 100, a few reserved):
+    # web processes x max_size + each Celery process (prefork: one per child, using one
+    # connection at a time, so about min_size each) + beat must stay below it; with
+    # docker-compose's one web, 4-child worker and beat that is 20 + 5 x 2 + 2 = 32.
+    # More web processes: raise max_connections or lower DATABASE_POOL_MAX_SIZE.
+    # Exhaustion: a checkout waits up to `timeout` s, then the request fails with
+    # OperationalError "couldn't get a connection after N sec" (logged with its 500). A
+    # burst of short requests waits milliseconds; seconds mean something holds the pool,
+    # so the wait is short: fail and say so rather than stall every client 10 s.
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent ones
     # The pool checks a connection before it lends it (an empty query): one left broken
     # by a server restart or a network cut is replaced instead of failing a request.
@@ -150,7 +166,7 @@ elif env.bool("DATABASE_POOL", default=True):
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
-        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)

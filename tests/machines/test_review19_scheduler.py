@@ -1,5 +1,5 @@
-"""Review 19 (placement): defects found in the rewritten scheduler (apps.machines.scheduler).
-Each test is xfail(strict): it passes only while the bug exists."""
+"""Review 19 (placement): defects found in the rewritten scheduler (apps.machines.scheduler)
+and the PostgreSQL pool (R7), kept as regression tests now that they are fixed."""
 
 from __future__ import annotations
 
@@ -18,12 +18,6 @@ def _catalogue(catalogue):
     return catalogue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R6: _lock_one's wait path re-locks the host by pk without its room/status "
-    "conditions and _fits does not check status: a host drained while its row was locked "
-    "gets the placement",
-)
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("status", [Host.Status.DRAINING, Host.Status.OFFLINE])
 def test_a_host_drained_while_its_row_was_locked_takes_nothing_new(postgres, status):
@@ -55,12 +49,6 @@ def test_a_host_drained_while_its_row_was_locked_takes_nothing_new(postgres, sta
     assert placement is None, f"placed on a {placement.host.status} host"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R7: the per-process pool (max_size 20) is held by each streaming response for its "
-    "whole life (the connection goes back only at request_finished): 20 log followers of one "
-    "member stall every other database access of the web process for the pool's 10 s timeout",
-)
 def test_log_followers_do_not_starve_the_web_process_pool(
     postgres, asgi_live_server, alice, notebook
 ):

@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import renderers
 from rest_framework.response import Response
 
+from apps.core.db import release_connections
 from apps.core.stream import Resume, stream_after, stream_last, stream_resume
 from apps.notebooks.api import serializers as s
 from apps.notebooks.api.views import NotebookAPIView
@@ -124,7 +125,8 @@ class Follower:
     """A stream's messages after ``after``, as NDJSON lines, until the notebook stops
     (a status message saying so, newer than the start) or ``seconds`` pass. If it was
     already stopped, it ends once the backlog is sent. Every ``FOLLOW_RECHECK`` seconds
-    it asks ``allowed()`` (a database read) and ends, sending nothing more, when not.
+    it asks ``allowed()`` (a database read, its connection given back after) and ends,
+    sending nothing more, when not.
 
     A poll, not a channel-layer subscription: one indexed read (about a millisecond)
     twice a second per follow, the same under WSGI and ASGI, and it sees what no
@@ -147,6 +149,15 @@ class Follower:
         self.allowed = allowed
         self.check_at = time.monotonic() + FOLLOW_RECHECK
         self.done = False
+
+    def _still_allowed(self) -> bool:
+        """``allowed()``, then its database connection given back: a follow holds none
+        between its checks (the pool is the whole process's; its response started with
+        none, apps.core.middleware.StreamingReleasesConnectionMiddleware)."""
+        try:
+            return self.allowed()
+        finally:
+            release_connections()
 
     def _check_due(self) -> bool:
         now = time.monotonic()
@@ -185,7 +196,7 @@ class Follower:
 
     def __iter__(self) -> Iterator[bytes]:
         while not self.done:
-            if self._check_due() and not self.allowed():
+            if self._check_due() and not self._still_allowed():
                 return
             lines = self.step()
             yield from lines
@@ -195,9 +206,9 @@ class Follower:
     async def aiter(self) -> AsyncIterator[bytes]:
         # The buffer is Redis or memory, never the database: any thread may read it.
         step = sync_to_async(self.step, thread_sensitive=False)
-        # The check reads the database: on the request's own thread, whose connection
-        # Django closes when the response ends.
-        allowed = sync_to_async(self.allowed)
+        # The check reads the database: on the request's own thread, which gives the
+        # connection back after each check.
+        allowed = sync_to_async(self._still_allowed)
         while not self.done:
             if self._check_due() and not await allowed():
                 return
