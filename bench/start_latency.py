@@ -770,6 +770,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 results["pool"] = pool_rounds(
                     args, lattice, notebook, machine, image, plain_once, runtime
                 )
+                report_pool(results)  # said now, before the cleanup
                 raise _Finished  # noqa: TRY301 - leaves the with and try, then reports
             # One of each first, unmeasured: page cache and bytecode warm up, volumes exist.
             lattice_once()
@@ -880,9 +881,7 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         if web is not None:
             web.close()
         drop_database(database)
-    if "pool" in results:
-        report_pool(results)
-    elif "concurrent" in results:
+    if "concurrent" in results:
         report(results)
 
 
