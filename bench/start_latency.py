@@ -400,6 +400,8 @@ def split(
     marks = [
         ("click_to_place_task", clicked, steps.get("place")),
         ("place_task_to_agent_task", steps.get("place"), steps.get("agent")),
+        # Placed in the click's own transaction: no placement task ran.
+        ("click_to_agent_task", clicked if "place" not in steps else None, steps.get("agent")),
         ("agent_task_to_runtime_start", steps.get("agent"), timing.get("runtime_start")),
         ("container_start_to_ready", timing.get("runtime_start"), timing.get("own_ready")),
         ("ready_to_agent_says_ready", timing.get("own_ready"), steps.get("ready_sent")),
@@ -648,6 +650,10 @@ def default_agent_concurrency() -> int:
     return int(choose()) if choose is not None else 4
 
 
+class _Finished(Exception):  # noqa: N818 - not an error: the run asked for ends here
+    """The run asked for (--pool, or --concurrent 0) is done: report what it has."""
+
+
 def main() -> None:  # noqa: PLR0915 - one straight story
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
@@ -670,6 +676,13 @@ def main() -> None:  # noqa: PLR0915 - one straight story
         default="auto",
         help="how to click Start: the HTTP API through the web server, or the service "
         "(auto: the API)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="instead: keep a warm pool of N on the host for the image and machine type, and "
+        "time click -> ready from it against plain docker run + ready (--runs rounds)",
     )
     args = parser.parse_args()
 
@@ -753,6 +766,12 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 container.remove(force=True)
                 return seconds
 
+            if args.pool:
+                results["pool"] = pool_rounds(
+                    args, lattice, notebook, machine, image, plain_once, runtime
+                )
+                report_pool(results)  # said now, before the cleanup
+                raise _Finished  # noqa: TRY301 - leaves the with and try, then reports
             # One of each first, unmeasured: page cache and bytecode warm up, volumes exist.
             lattice_once()
             direct.run()
@@ -781,6 +800,8 @@ def main() -> None:  # noqa: PLR0915 - one straight story
 
             # Said now: a later failure (a broker that drops the worker) leaves these.
             report_sequential(results)
+            if args.concurrent <= 0:
+                raise _Finished  # noqa: TRY301 - leaves the with and try, then reports
             # N at once, all on the one host.
             many = [lattice.notebook(f"Bench concurrent {i}") for i in range(args.concurrent)]
             made.extend(many)
@@ -853,12 +874,117 @@ def main() -> None:  # noqa: PLR0915 - one straight story
                 "plain_s": p_results,
                 "errors": errors + FAILURES,
             }
+    except _Finished:
+        pass
     finally:
         cleanup(client, runtime, made, plain, direct)
         if web is not None:
             web.close()
         drop_database(database)
-    report(results)
+    if "concurrent" in results:
+        report(results)
+
+
+def pool_fill_wait(pool: Any, timeout: float = 300.0) -> float:
+    """Replenish the pool (what the reconciler's pass does) until all of it is ready; seconds."""
+    from apps.machines.models import PoolSlot
+    from apps.machines.pool import pool_replenish
+
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        pool_replenish()
+        ready = PoolSlot.objects.filter(pool=pool, status=PoolSlot.Status.READY).count()
+        if ready >= pool.size:
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise TimeoutError(f"the pool did not fill within {timeout:.0f} s")
+
+
+def pool_rounds(
+    args: Any, lattice: Any, notebook: Any, machine: Any, image: str, plain_once: Any, runtime: Any
+) -> dict[str, Any]:
+    """A warm pool of ``args.pool`` on the local host for (image, machine type); each round,
+    once it is full again (outside the clock), a click -> ready from it, and a plain
+    ``docker run`` + ready of the same image, the order flipped each round."""
+    from apps.machines.models import Host, PoolSlot, WarmPool
+
+    if not runtime.pool_supported():
+        sys.exit("this host cannot keep a warm pool (needs root, Docker volumes on this fs)")
+    host = Host.objects.get(name="local")
+    pool = WarmPool.objects.create(host=host, machine_type=machine, image=image, size=args.pool)
+    first_fill = pool_fill_wait(pool)
+    print(f"warm pool of {args.pool} filled in {first_fill:.1f} s", flush=True)
+
+    def pool_once() -> dict[str, Any]:
+        pool_fill_wait(pool)
+        after = last_session_id()
+        clicked = time.perf_counter()
+        lattice.click(notebook)
+        ready, row = wait_running([notebook], {notebook.pk: clicked}, after)[notebook.pk]
+        workload = f"nb-{notebook.pk}-s{row['id']}"
+        claimed = PoolSlot.objects.filter(claimed_by=workload).exists()
+        from_pool = bool((row["runtime_state"] or {}).get("pool"))
+        lattice.stop(notebook)
+        wait_ended([notebook])
+        steps = STEPS.at.get(workload, {}) if STEPS is not None else {}
+        agent_at = steps.get("agent")
+        return {
+            "total": ready - clicked,
+            "claimed": claimed,
+            "from_pool": from_pool,
+            "click_to_agent_task": (agent_at - clicked) if agent_at else None,
+        }
+
+    pool_once()  # unmeasured: warms the path
+    plain_once()
+    arms: dict[str, list[Any]] = {"pool": [], "plain": []}
+    steps = [("pool", pool_once), ("plain", plain_once)]
+    for round_ in range(args.runs):
+        for name, step in steps if round_ % 2 == 0 else steps[::-1]:
+            arms[name].append(step())
+    pool.size = 0
+    pool.save(update_fields=["size"])
+    with contextlib.suppress(TimeoutError):
+        pool_replenish_until_empty(pool)
+    return {"size": args.pool, "first_fill_s": first_fill, **arms}
+
+
+def pool_replenish_until_empty(pool: Any, timeout: float = 60.0) -> None:
+    """Size 0: the pass removes its containers (the bench leaves nothing behind)."""
+    from apps.machines.models import PoolSlot
+    from apps.machines.pool import pool_replenish
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pool_replenish()
+        if not PoolSlot.objects.filter(pool=pool).exclude(status=PoolSlot.Status.CLAIMED).exists():
+            time.sleep(1)  # the agent's removal task
+            return
+        time.sleep(0.2)
+    raise TimeoutError("pool slots left")
+
+
+def report_pool(results: dict[str, Any]) -> None:
+    pool = results["pool"]
+    total = [r["total"] for r in pool["pool"]]
+    print(
+        f"image {results['image']}, warm pool of {pool['size']} on one host (first fill "
+        f"{pool['first_fill_s']:.1f} s), {len(total)} rounds, alternating"
+    )
+    print(f"Lattice click-to-ready from the pool: {summary(total)}")
+    print(f"  rounds (ms): {', '.join(str(round(ms(t))) for t in total)}")
+    print(
+        f"  claimed a slot {sum(r['claimed'] for r in pool['pool'])}/{len(total)}, "
+        f"ran in the claimed container {sum(r['from_pool'] for r in pool['pool'])}/{len(total)}"
+    )
+    to_agent = [r["click_to_agent_task"] for r in pool["pool"] if r["click_to_agent_task"]]
+    if to_agent:
+        print(f"  click -> agent task:       {summary(to_agent)}")
+    print(f"plain docker run + ready:     {summary(pool['plain'])}")
+    print(f"  rounds (ms): {', '.join(str(round(ms(t))) for t in pool['plain'])}")
+    ratio = statistics.median(total) / statistics.median(pool["plain"])
+    print(f"ratio of medians pool / plain: {ratio:.3f}  (goal <= 0.3)")
+    print(json.dumps(results, default=str))
 
 
 def cleanup(client: Any, runtime: Any, notebooks: list[Any], plain: Any, direct: Any) -> None:

@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.dispatch import Signal
 
 from apps.core.timings import median_seconds
@@ -98,6 +98,42 @@ def placement_request(
         queue_advance(machine_type=machine_type, quiet=workload)
         request.refresh_from_db()
     return request
+
+
+def placement_at_once(
+    *, machine_type: MachineType, workload: str, team: Team | None = None
+) -> Placement | None:
+    """Place ``workload`` now, in the caller's transaction, when ``placement_request`` would
+    place it at once: nobody of its machine type waits in line and a host has room. Its
+    request is recorded as placed (the ledger and the line's history as the line would
+    leave them). None otherwise, with nothing recorded: the caller goes the ordinary way.
+
+    The caller's transaction must hold no host's lock (the line's order: the machine
+    type's lock, then a host's). The machine type's lock is held until it commits, so
+    nobody joins or moves the line in between.
+    """
+    with transaction.atomic():
+        MachineType.objects.select_for_update(no_key=True).filter(pk=machine_type.pk).first()
+        busy = PlacementRequest.objects.filter(
+            Q(machine_type=machine_type, status=PlacementRequest.Status.WAITING)
+            | Q(workload=workload)
+        ).exists()
+        if busy:
+            return None
+        try:
+            placement = placement_create(
+                machine_type=machine_type, workload=workload, team=team, may_wait=True
+            )
+        except NoCapacityError:
+            return None
+        PlacementRequest.objects.create(
+            workload=workload,
+            machine_type=machine_type,
+            team=team,
+            status=PlacementRequest.Status.PLACED,
+            placement=placement,
+        )
+        return placement
 
 
 def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.db.models import Subquery
+
 from apps.notebooks.errors import NotebookError, NotebookPermissionError
 from apps.notebooks.models import Notebook, NotebookSession
 from apps.teams.permissions import require_permission
@@ -44,12 +46,16 @@ def notebook_to_change(team: Team, actor: User, notebook: Notebook) -> Notebook:
 def lock_session(session_id: int, *related: str) -> NotebookSession | None:
     """The session, locked after its notebook's row (inside a transaction and a team
     scope), with its notebook and ``related`` read along; None once it is gone."""
+    # The notebook's row found from the session and locked in one statement.
+    of_session = NotebookSession.objects.filter(pk=session_id).values("notebook_id")[:1]
     notebook_id = (
-        NotebookSession.objects.filter(pk=session_id).values_list("notebook_id", flat=True).first()
+        Notebook.objects.select_for_update(no_key=True)
+        .filter(pk=Subquery(of_session))
+        .values_list("pk", flat=True)
+        .first()
     )
     if notebook_id is None:
         return None
-    Notebook.objects.select_for_update(no_key=True).filter(pk=notebook_id).first()
     return (
         NotebookSession.objects.select_for_update(no_key=True, of=("self",))
         .select_related("notebook", *related)

@@ -216,10 +216,14 @@ def _on_ready(session: NotebookSession, data: dict[str, Any]) -> None:
     session.started_at = session.started_at or now
     session.ready_at = now
     session.activity_at = now
-    session.save(
-        update_fields=["runtime_state", "endpoint", "started_at", "ready_at", "activity_at"],
+    session_set_status(
+        session,
+        Status.RUNNING,
+        "Ready.",
+        phase="ready",
+        percent=100,
+        also=("runtime_state", "endpoint", "started_at", "ready_at", "activity_at"),
     )
-    session_set_status(session, Status.RUNNING, "Ready.", phase="ready", percent=100)
 
 
 def _on_failed(session: NotebookSession, data: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """Starting a notebook: the start (``notebook_start``), then finding room for its session
 (``session_place``, queued as ``session_place_task``) and asking the host with room to run it
-(``session_dispatch``).
+(``session_dispatch``). A click that can be placed at once (a warm container, or room while
+nobody waits in its type's line) is placed in its own transaction (``_place_at_once``) and
+its host's task queued when that commits: the placement task's queue hop is skipped.
 
 ``notebook_start`` is a service like those in apps.notebooks.services (which offers it with
 the others). It is defined here, below the stop and end of a session, because the lifecycle
@@ -26,11 +28,12 @@ from apps.core.errors import ConflictError, ServiceError
 from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
-from apps.machines.models import PlacementRequest
+from apps.machines.models import Placement, PlacementRequest
 from apps.machines.pool import pool_take
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
+    placement_at_once,
     placement_free,
     placement_request,
     queue_position,
@@ -53,9 +56,22 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 
-@transaction.atomic
 def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSession:
-    """Want it running: open a session and queue its placement, unless one is open already."""
+    """Want it running: open a session and place it, unless one is open already.
+
+    Called in no transaction (a member's click), a session that can be placed at once (a
+    warm container is ready, or nobody waits in its type's line and a host has room) is
+    placed in this transaction and its host's task queued when it commits: no hop through
+    the control worker's placement task. Otherwise (or inside a caller's transaction,
+    which may hold a host's lock) that task places it, as the line does."""
+    at_once = not transaction.get_connection().in_atomic_block
+    with transaction.atomic():
+        return _notebook_start(team=team, actor=actor, notebook=notebook, at_once=at_once)
+
+
+def _notebook_start(
+    *, team: Team, actor: User, notebook: Notebook, at_once: bool
+) -> NotebookSession:
     notebook = notebook_to_change(team, actor, notebook)
     notebook.desired_state = Notebook.Desired.RUNNING
     notebook.save(update_fields=["desired_state", "updated_at"])
@@ -97,8 +113,53 @@ def notebook_start(*, team: Team, actor: User, notebook: Notebook) -> NotebookSe
     )
     session_set_status(session, Status.QUEUED, "Waiting for a machine.", phase="queued")
     audit_record(team=team, actor=actor, action="notebook.started", target=notebook.name)
-    on_commit_place(session)
+    if not (at_once and _place_at_once(session)):
+        on_commit_place(session)
     return session
+
+
+def _place_at_once(session: NotebookSession) -> bool:
+    """``session_place``'s rules for a session just opened in this transaction (which
+    holds its notebook's lock and no host's): a warm container of its image and type, else
+    room on a host when nobody waits in its type's line. True when placed: its host is
+    asked to start it once this commits."""
+    if not session.notebook.git_url:
+        taken = pool_take(
+            machine_type=session.machine_type,
+            image=session.image,
+            workload=session.workload,
+            team_id=session.team_id,
+        )
+        if taken is not None:
+            _placed(session, taken[0], ", in a warm container", pool=taken[1])
+            return True
+    placed = placement_at_once(
+        machine_type=session.machine_type, workload=session.workload, team=session.team
+    )
+    if placed is None:
+        return False
+    _placed(session, placed, "")
+    return True
+
+
+def _placed(
+    session: NotebookSession,
+    placement: Placement,
+    how: str,
+    *,
+    pool: dict[str, Any] | None = None,
+) -> None:
+    """The session (locked) takes ``placement``; its host is asked to start it on commit."""
+    session.placement = placement
+    session.host = placement.host
+    session_set_status(
+        session,
+        Status.SCHEDULED,
+        f"Placed on {placement.host.name}{how}.",
+        phase="placed",
+        also=("placement", "host"),
+    )
+    transaction.on_commit(lambda: session_dispatch(session, pool=pool))
 
 
 def no_host_message(name: str, *, what: str = "notebook") -> str:
@@ -201,17 +262,7 @@ def session_place(session: NotebookSession) -> None:
                 phase="queued",
             )
             return
-        placement = request.placement
-        session.placement = placement
-        session.host = placement.host
-        session.save(update_fields=["placement", "host"])
-        session_set_status(
-            session,
-            Status.SCHEDULED,
-            f"Placed on {placement.host.name}.",
-            phase="placed",
-        )
-        transaction.on_commit(lambda: session_dispatch(session))
+        _placed(session, request.placement, "")
 
 
 def _take_warm(session: NotebookSession) -> bool:
@@ -238,16 +289,7 @@ def _take_warm(session: NotebookSession) -> bool:
         if taken is None:
             return False
         placement, pool_state = taken
-        locked.placement = placement
-        locked.host = placement.host
-        locked.save(update_fields=["placement", "host"])
-        session_set_status(
-            locked,
-            Status.SCHEDULED,
-            f"Placed on {placement.host.name}, in a warm container.",
-            phase="placed",
-        )
-        transaction.on_commit(lambda: session_dispatch(locked, pool=pool_state))
+        _placed(locked, placement, ", in a warm container", pool=pool_state)
     return True
 
 

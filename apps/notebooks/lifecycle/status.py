@@ -146,15 +146,17 @@ def session_set_status(
     phase: str = "",
     percent: int | None = None,
     same_step: bool = False,
+    also: tuple[str, ...] = (),
 ) -> None:
     """Record a status (on the session and its notebook), keep the event, tell viewers.
 
     With ``same_step``, a status said again in the same words (a long build step reported
     every few seconds) updates the session's latest event in place rather than adding one.
+    ``also``: more of the session's fields the caller changed, saved in the same UPDATE.
     """
     session.status = status
     session.progressed_at = timezone.now()
-    session.save(update_fields=["status", "progressed_at"])
+    session.save(update_fields=["status", "progressed_at", *also])
     notebook = session.notebook
     notebook.status = status
     notebook.status_message = message
