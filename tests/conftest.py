@@ -71,13 +71,26 @@ def service_missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _database_is_postgres_when_required(django_db_setup: Any, django_db_blocker: Any) -> None:
+def _database_is_postgres_when_required(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[None]:
     if REQUIRE_SERVICES and connection.vendor != "postgresql":
         pytest.fail(
             "LATTICE_REQUIRE_SERVICES=1 but the tests run on "
             f"{connection.vendor}: set DATABASE_URL=postgres://...",
             pytrace=False,
         )
+    yield
+    if connection.vendor == "postgresql":
+        # A connection pool (config.settings.base) keeps connections that threads of the
+        # tests' servers and workers still hold; the test database cannot be dropped while
+        # any is open, so end them (this database's only, never another's) first.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
 
 
 @pytest.fixture(autouse=True)
