@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from .base import *
-from .base import INSTALLED_APPS
+from .base import DATABASES, INSTALLED_APPS, env
 
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment-0123456789abcdefghij"  # noqa: S105
 DEBUG = False
@@ -20,6 +20,15 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
 # The Stripe test double and the demo data the tests use (production does not list it).
 INSTALLED_APPS = [*INSTALLED_APPS, "apps.devtools"]
+
+# Plain connections, not base's pool, unless DATABASE_POOL is set: the test process hosts
+# many servers' threads at once (live servers, uvicorn threads, inline Celery's log
+# shippers, embedded workers) and some end a test still holding a connection; a pool would
+# count each against its size for the rest of the session and starve later tests. The
+# pool's own behaviour is checked where it matters (tests/core/test_db_release.py, the
+# benches, which run production-like processes with it).
+if not env.bool("DATABASE_POOL", default=False):
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
