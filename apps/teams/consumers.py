@@ -22,7 +22,9 @@ is handled but the disconnect: no stream message reaches the client after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import json
 import weakref
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,6 +49,24 @@ CLOSE_NOT_A_MEMBER = 4404
 # messages).
 _RECHECK_EVERY = 30.0
 _BACKLOG_PAGE = 500
+# The largest message number a client may name (a backlog request): JSON's exact integers.
+_MAX_SEQ = 2**53
+# What decode_json returns for a client message that is not JSON (ignored).
+_UNDECODABLE = object()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def _bounded_seq(value: Any) -> int | None:
+    """A message number a client sent: an int (or its decimal text) within 0.._MAX_SEQ;
+    None for anything else (a float, a bool, Infinity, a huge or negative number)."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 16:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= _MAX_SEQ else None
 
 
 class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
@@ -103,6 +123,40 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         self._team_scope.__enter__()
         await self.accept()
         await self.team_connected()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels runs ``disconnect`` only on a clean websocket.disconnect: a consumer that
+        # ends otherwise (an exception, its task cancelled) must still release what it holds
+        # (a stream viewer's hub registration, the membership watch, the user group).
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release())
+
+    async def _release(self) -> None:
+        """What ``disconnect`` releases; runs again (harmlessly) when the consumer ends."""
+        with contextlib.suppress(Exception):
+            await self._leave_user_group()
+        await self.disconnect(1011)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        # Binary frames and text that is not JSON are ignored (a client must not be able to
+        # crash the consumer with one).
+        if not text_data:
+            return
+        content = await self.decode_json(text_data)
+        if content is not _UNDECODABLE:
+            await self.receive_json(content, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return _UNDECODABLE
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if await self.access_still_held():
@@ -321,12 +375,12 @@ class TeamStreamConsumer(TeamConsumer):
                 return
 
     async def _backlog(self, content: dict[str, Any]) -> None:
-        try:
-            first = max(1, int(content.get("from", 1)))
-            last = int(content.get("to", first))
-        except (TypeError, ValueError):
+        asked_first = _bounded_seq(content.get("from", 1))
+        if asked_first is None:
             return
-        if last < first:
+        first = max(1, asked_first)
+        last = _bounded_seq(content.get("to", first))
+        if last is None or last < first:
             return
         rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
             self.stream, first - 1, min(last - first + 1, _BACKLOG_PAGE)
