@@ -36,7 +36,7 @@ from channels.layers import InMemoryChannelLayer
 
 from apps.core.fanout import Viewer, hub
 from apps.core.revocation import user_group
-from apps.core.sessions import session_signs_in
+from apps.core.sessions import session_signs_in, sessions_signing_in
 from apps.core.stream import register_server_loop, stream_after_text, stream_resume
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
@@ -220,9 +220,11 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
 
 class _Watch:
     """The membership of every stream viewer of one web process (one event loop), asked
-    again every ``_RECHECK_EVERY`` seconds in one query for all of them, in case an access
-    signal was lost (a channel layer may drop messages). A viewer whose membership or
-    permission no longer shows gets TeamConsumer's full check, which closes it."""
+    again every ``_RECHECK_EVERY`` seconds in one batch for all of them (the roles in one
+    query, the browser sessions that opened the sockets in one more, and their users), in
+    case an access signal was lost (a channel layer may drop messages). A viewer whose
+    membership, permission or session no longer shows gets TeamConsumer's full check,
+    which closes it."""
 
     def __init__(self) -> None:
         self.consumers: set[TeamStreamConsumer] = set()
@@ -254,11 +256,24 @@ class _Watch:
             return
         self.sweeps += 1
         pairs = {(c.scope["user"].pk, c.team.pk) for c in consumers}
-        roles = await database_sync_to_async(roles_of)(pairs)
+        sessions = {(c._session_key, c.scope["user"].pk) for c in consumers if c._session_key}
+        roles, signed_in = await database_sync_to_async(_memberships_and_sessions)(pairs, sessions)
         for consumer in consumers:
             role = roles.get((consumer.scope["user"].pk, consumer.team.pk))
-            if role is None or not role_allows(role, consumer.permission):
+            if (
+                role is None
+                or not role_allows(role, consumer.permission)
+                or (consumer._session_key is not None and consumer._session_key not in signed_in)
+            ):
                 await consumer.access_still_held()
+
+
+def _memberships_and_sessions(
+    pairs: set[tuple[int, int]], sessions: set[tuple[str, int]]
+) -> tuple[dict[tuple[int, int], str], set[str]]:
+    """The sweep's reads, on one thread: the roles of the (user, team) pairs and which of
+    the (session key, user) pairs still sign their user in, each in one batch."""
+    return roles_of(pairs), sessions_signing_in(sessions)
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()

@@ -76,11 +76,6 @@ def test_a_crafted_client_message_is_ignored_and_the_socket_lives_on(alice, note
     assert async_to_sync(run)() == {"type": "pong"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: the process-wide sweep (_Watch.sweep) checks roles only: a socket whose "
-    "browser session ended (signal lost) keeps receiving the stream",
-)
 def test_the_sweep_closes_a_viewer_whose_session_ended(alice, notebook):
     from importlib import import_module
 
@@ -116,6 +111,58 @@ def test_the_sweep_closes_a_viewer_whose_session_ended(alice, notebook):
     first, got = async_to_sync(run)()
 
     assert first == {"type": "websocket.close", "code": CLOSE_NOT_A_MEMBER}, got
+
+
+def test_the_sweep_checks_every_session_in_one_batch(alice, notebook, monkeypatch):
+    """Several live sessions: the sweep reads them all at once, no per-viewer check."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test import Client
+
+    from apps.teams import consumers
+
+    engine = import_module(settings.SESSION_ENGINE)
+    keys = []
+    for _ in range(3):
+        client = Client()
+        client.force_login(alice)
+        keys.append(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    batches: list[set] = []
+    single: list[str] = []
+    real_batch, real_single = consumers.sessions_signing_in, consumers.session_signs_in
+    monkeypatch.setattr(
+        consumers, "sessions_signing_in", lambda pairs: batches.append(pairs) or real_batch(pairs)
+    )
+    monkeypatch.setattr(
+        consumers,
+        "session_signs_in",
+        lambda key, uid, **kw: single.append(key) or real_single(key, uid, **kw),
+    )
+
+    async def run() -> list[bool]:
+        sockets = []
+        for key in keys:
+            communicator = WebsocketCommunicator(application, path(notebook))
+            communicator.scope["user"] = alice
+            communicator.scope["session"] = engine.SessionStore(session_key=key)
+            assert (await communicator.connect())[0]
+            sockets.append(communicator)
+        for communicator in sockets:
+            while not await communicator.receive_nothing(timeout=0.2):
+                await communicator.receive_from()
+        single.clear()
+        await stream_watch().sweep()
+        quiet = [await c.receive_nothing(timeout=0.3) for c in sockets]
+        for communicator in sockets:
+            await communicator.disconnect()
+        return quiet
+
+    quiet = async_to_sync(run)()
+
+    assert quiet == [True, True, True]  # all still signed in: none closed
+    assert batches == [{(key, alice.pk) for key in keys}]
+    assert single == []
 
 
 @pytest.mark.xfail(
