@@ -62,7 +62,7 @@ def _reject_constant(name: str) -> Any:
 def _bounded_seq(value: Any) -> int | None:
     """A message number a client sent: an int (or its decimal text) within 0.._MAX_SEQ;
     None for anything else (a float, a bool, Infinity, a huge or negative number)."""
-    if isinstance(value, str) and value.isdigit() and len(value) <= 16:
+    if isinstance(value, str) and value.isdigit() and len(value) <= len(str(_MAX_SEQ)):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return None
