@@ -20,9 +20,14 @@ buffer (apps.core.stream) for a client that asks for them (``{"type": "backlog",
 answered by the consumer).
 
 Holes (a message the channel layer dropped, or one overtaken by a later publisher's) are
-filled once per feed from the stream's buffer, in order, before the later message goes
-out; a viewer that registers while messages are in flight fills its own first hole the
-same way (its writer does, off the feed's path).
+filled once per feed from the stream's buffer, in order, in pages, before the later
+message goes out; a viewer that registers while messages are in flight fills its own
+first hole the same way (its writer does, off the feed's path). What a fill cannot send
+(past ``_FILL_MAX``, or no longer buffered) is announced in place, ``skipped`` or ``gap``:
+never dropped silently. A stream that starts over (its buffer lost: another epoch, or
+fewer numbers than handed on) is told to the viewers (``{"type": "restarted"}``), who
+forget their numbers. A feed joins its group again every ``REJOIN`` seconds and when a
+viewer registers with it (layers expire group memberships).
 
 Works on any channel layer (Redis pub/sub, the embedded in-memory one): a feed is a
 plain channel of the layer, subscribed to the group.

@@ -131,14 +131,17 @@ def test_the_sweep_checks_every_session_in_one_batch(alice, notebook, monkeypatc
     batches: list[set] = []
     single: list[str] = []
     real_batch, real_single = consumers.sessions_signing_in, consumers.session_signs_in
-    monkeypatch.setattr(
-        consumers, "sessions_signing_in", lambda pairs: batches.append(pairs) or real_batch(pairs)
-    )
-    monkeypatch.setattr(
-        consumers,
-        "session_signs_in",
-        lambda key, uid, **kw: single.append(key) or real_single(key, uid, **kw),
-    )
+
+    def batch(pairs: set) -> set[str]:
+        batches.append(pairs)
+        return real_batch(pairs)
+
+    def one(key: str | None, uid: int, **kw: Any) -> bool:
+        single.append(str(key))
+        return real_single(key, uid, **kw)
+
+    monkeypatch.setattr(consumers, "sessions_signing_in", batch)
+    monkeypatch.setattr(consumers, "session_signs_in", one)
 
     async def run() -> list[bool]:
         sockets = []
