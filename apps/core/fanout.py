@@ -11,23 +11,26 @@ no database, no JSON parsing per message per viewer.
 Each viewer has its own writer task, so a socket that does not drain delays nobody but
 itself. The writer sends at most once per ``COALESCE`` seconds: when more than one
 message is due, they go as one text message holding a JSON array of them (the very
-objects a single message would carry, ``seq`` included). A viewer whose queue passes
-its bounds (``QUEUE_BOUND`` messages or ``QUEUE_BYTES`` bytes), or whose send has not
-returned for ``STALL`` seconds while more is due, is switched to *tail*: its queued
+objects a single message would carry, ``seq`` included), up to ``SEND_BYTES`` of text;
+what a full batch left goes on in the next one at once, at the socket's pace. A viewer
+whose queue passes its bounds (``QUEUE_BOUND`` messages or ``QUEUE_BYTES`` bytes), or
+whose send has not returned for ``STALL`` seconds while more is due, is switched to
+*tail*: its queued
 messages are dropped, it is sent ``{"type": "skipped", "from": a, "to": b}`` (the
 numbers it missed) and then the newest messages. The skipped ones stay in the stream's
 buffer (apps.core.stream) for a client that asks for them (``{"type": "backlog", ...}``,
 answered by the consumer).
 
 Holes (a message the channel layer dropped, or one overtaken by a later publisher's) are
-filled once per feed from the stream's buffer, in order, in pages, before the later
-message goes out; a viewer that registers while messages are in flight fills its own
-first hole the same way (its writer does, off the feed's path). What a fill cannot send
-(past ``_FILL_MAX``, or no longer buffered) is announced in place, ``skipped`` or ``gap``:
-never dropped silently. A stream that starts over (its buffer lost: another epoch, or
-fewer numbers than handed on) is told to the viewers (``{"type": "restarted"}``), who
-forget their numbers. A feed joins its group again every ``REJOIN`` seconds and when a
-viewer registers with it (layers expire group memberships).
+filled once per feed from the stream's buffer, in order, in pages (at most ``_FILL_MAX``),
+before the later message goes out; a viewer that registers while messages are in flight
+fills its own first hole the same way (one page; its writer does, off the feed's path).
+What the buffer no longer holds (or cannot give) is told as ``skipped``: a viewer gets
+every message or a notice of those it missed, never a silent hole. A stream that starts
+over (its buffer lost: another epoch, or fewer numbers than handed on) is told to the
+viewers (``{"type": "restarted"}``), who forget their numbers. A feed joins its group
+again every ``REJOIN`` seconds and when a viewer registers with it (layers expire group
+memberships).
 
 Works on any channel layer (Redis pub/sub, the embedded in-memory one): a feed is a
 plain channel of the layer, subscribed to the group.
@@ -58,9 +61,14 @@ STALL = 1.0
 # A viewer's queue bounds (messages, and bytes of text); past either, it goes to tail.
 QUEUE_BOUND = 2000
 QUEUE_BYTES = 8 * 1024 * 1024
-# The most messages fetched from the buffer at once to fill a hole, and the most one hole's
-# fill takes in all (pages of _FILL_PAGE); what is left past it is announced ("skipped":
-# still in the buffer, the client may ask for it; "gap": the buffer no longer holds it).
+# The most text one websocket message carries (a batch stops before it; a single message
+# bigger than this still goes alone). What is left stays queued for the next send: a
+# viewer that fell behind is not sent its whole queue as one giant text (tens of MB held
+# per viewer while the socket takes it, and a client that waits for the whole of it).
+SEND_BYTES = 256 * 1024
+# The most messages fetched from the buffer at once to fill a hole (a viewer's fill takes
+# one page, what is left past it is told as skipped), and the most a feed's fill takes in
+# all (pages of _FILL_PAGE; the viewers fill or announce the rest).
 _FILL_PAGE = 1000
 _FILL_MAX = QUEUE_BOUND
 # A feed joins its group again this often (seconds; at most a third of the layer's
@@ -209,24 +217,28 @@ class Viewer:
             finally:
                 self._sending_since = None
             self.sends += 1
-            self._next_send = started + COALESCE
+            # What a capped batch left (SEND_BYTES) goes on at the socket's pace; a drained
+            # queue waits COALESCE for the next.
+            self._next_send = started + COALESCE if not self.queue else 0.0
             if self.queue or self.skipped:
                 self._wake.set()
 
     async def _due(self) -> list[str]:
-        """The texts to send now, in order: a skipped notice, a hole's fill, the queue."""
+        """The texts to send now, in order: a skipped notice, a hole's fill, the queue;
+        about SEND_BYTES of them at most (the rest stays queued, in order)."""
         parts: list[str] = []
+        size = 0
         if self.skipped is not None:
             first, last = self.skipped
             self.skipped = None
-            parts.append(f'{{"type":"skipped","from":{first},"to":{last}}}')
+            parts.append(_skipped(first, last))
             self.last = max(self.last, last)
-        items = list(self.queue)
-        self.queue.clear()
-        self.queued_bytes = 0
-        for seq, text in items:
+        while self.queue and (size < SEND_BYTES or not parts):
+            seq, text = self.queue.popleft()
+            self.queued_bytes -= len(text)
             if seq is None:
                 parts.append(text)
+                size += len(text)
                 continue
             if seq == _RESTART:
                 self.last = 0
@@ -238,38 +250,51 @@ class Viewer:
                 # A hole (a message the layer dropped, or this viewer registered while
                 # messages were in flight): the buffer has them, in order. ``last`` is
                 # exact here (0: the client has none), so a lost first message counts.
-                await self._fill(seq, parts)
+                size += await self._fill(parts, seq)
             parts.append(text)
+            size += len(text)
             self.last = seq
+        if not self.queue:
+            self.queued_bytes = 0
         return parts
 
-    async def _fill(self, seq: int, parts: list[str]) -> None:
-        """Append the buffered messages after ``last`` and before ``seq`` to ``parts`` (at
-        most _FILL_MAX, in pages); announce, in order, what is not sent: a "gap" for numbers
-        the buffer no longer holds, "skipped" for those past _FILL_MAX (still buffered)."""
-        after = self.last
-        filled = 0
-        while after < seq - 1 and filled < _FILL_MAX:
-            want = min(seq - 1 - after, _FILL_PAGE, _FILL_MAX - filled)
+    async def _fill(self, parts: list[str], seq: int) -> int:
+        """Append the buffered messages between ``last`` and ``seq`` to ``parts``; what the
+        buffer no longer holds (or cannot give now) becomes a skipped notice, never a
+        silent hole. The size of the text appended."""
+        try:
             rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
-                self.stream, after, want
+                self.stream, self.last, min(seq - self.last - 1, _FILL_PAGE)
             )
-            rows = [(number, body) for number, body in rows if number < seq]
-            if not rows:
+        except Exception:
+            log.exception("stream %s: a hole could not be filled", self.stream)
+            rows = []
+        size = 0
+        expected = self.last + 1
+        for number, body in rows:
+            if number >= seq:
                 break
-            if rows[0][0] > after + 1 and after:
-                parts.append(f'{{"type":"gap","from":{after + 1},"to":{rows[0][0] - 1}}}')
-            parts.extend(body for _, body in rows)
-            after = rows[-1][0]
-            filled += len(rows)
-            if len(rows) < want:
-                break
-        if after < seq - 1:
-            kind = "skipped" if filled >= _FILL_MAX else "gap"
-            parts.append(f'{{"type":"{kind}","from":{after + 1},"to":{seq - 1}}}')
-            if kind == "skipped":
-                self.tail = True
-                self.skipped_total += seq - 1 - after
+            if number < expected:
+                continue
+            if number > expected:
+                parts.append(_skipped(expected, number - 1))
+                self._count_skipped(expected, number - 1)
+            parts.append(body)
+            size += len(body)
+            expected = number + 1
+        if expected < seq:
+            # Trimmed from the buffer, beyond one page, or the buffer failed: told.
+            parts.append(_skipped(expected, seq - 1))
+            self._count_skipped(expected, seq - 1)
+        return size
+
+    def _count_skipped(self, first: int, last: int) -> None:
+        self.tail = True
+        self.skipped_total += last - first + 1
+
+
+def _skipped(first: int, last: int) -> str:
+    return f'{{"type":"skipped","from":{first},"to":{last}}}'
 
 
 class Feed:

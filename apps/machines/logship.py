@@ -2,8 +2,9 @@
 
 One reader thread follows the runtime's log and puts lines on a queue; one
 shipper thread takes them off and sends a frame when it holds
-LATTICE_LOG_BATCH_LINES lines or the oldest has waited LATTICE_LOG_BATCH_SECONDS,
-whichever comes first: what arrived within that time, or, when lines backed up
+LATTICE_LOG_BATCH_LINES lines or LATTICE_LOG_BATCH_SECONDS have passed since the last
+frame went (a line after a quiet spell goes at once), whichever comes first: what
+arrived within that time, or, when lines backed up
 while the last frame was being sent, all of them up to that many (a frame's
 cost to the control plane is mostly per frame, so a backlog is caught up in
 fewer, bigger ones). A frame is one signed "logs" message on the inbox
@@ -126,6 +127,7 @@ class LogShipper:
         limit = settings.LATTICE_LOG_BATCH_LINES
         size_limit = settings.LATTICE_LOG_BATCH_BYTES
         wait = settings.LATTICE_LOG_BATCH_SECONDS
+        last_sent = -wait
         try:
             while True:
                 first = self.lines.get()
@@ -133,7 +135,10 @@ class LogShipper:
                     return
                 batch = [first]
                 size = len(first)
-                deadline = time.monotonic() + wait
+                # At most one frame per ``wait``, but a line that comes after a quiet spell
+                # is not held back: the window runs from the last frame sent, not from this
+                # line (steady output still goes as one frame per ``wait``).
+                deadline = max(time.monotonic(), last_sent + wait)
                 ended = False
                 # Within the inbox's size limit (LATTICE_INBOX_MAX_BYTES) with room to spare.
                 while len(batch) < limit and size < size_limit:
@@ -151,6 +156,7 @@ class LogShipper:
                         break
                     batch.append(line)
                     size += len(line)
+                last_sent = time.monotonic()
                 self._publish(batch)
                 if ended:
                     return

@@ -626,9 +626,10 @@ LATTICE_MODEL_SERVER_CONCURRENCY = env.int("LATTICE_MODEL_SERVER_CONCURRENCY", d
 
 # Live streams: messages kept for late viewers, and how agents batch log lines.
 LATTICE_STREAM_BACKLOG = env.int("LATTICE_STREAM_BACKLOG", default=2000)
-# A frame is what arrived within LATTICE_LOG_BATCH_SECONDS; only lines that backed up while the
-# last frame was being sent make it bigger, up to LATTICE_LOG_BATCH_LINES (each frame costs the
-# control worker a signature check and the placement's; bench/log_stream.py).
+# A frame is what arrived within LATTICE_LOG_BATCH_SECONDS of the last one (a line after a
+# quiet spell goes at once); only lines that backed up while the last frame was being sent make
+# it bigger, up to LATTICE_LOG_BATCH_LINES (each frame costs the control worker a signature
+# check and the placement's; bench/log_stream.py).
 LATTICE_LOG_BATCH_LINES = env.int("LATTICE_LOG_BATCH_LINES", default=5000)
 LATTICE_LOG_BATCH_SECONDS = env.float("LATTICE_LOG_BATCH_SECONDS", default=0.05)
 LATTICE_LOG_BATCH_BYTES = env.int("LATTICE_LOG_BATCH_BYTES", default=1024 * 1024)

@@ -366,3 +366,69 @@ def test_a_message_the_layer_dropped_is_filled_from_the_buffer_even_the_first(
     got = async_to_sync(run)()
 
     assert [(m["seq"], m["lines"]) for m in got] == [(1, ["1"]), (2, ["2"])]
+
+
+def _viewer_run(stream_name: str, pushes: list[tuple[int, str]], last: int = 0) -> list[str]:
+    """A hub Viewer fed ``pushes`` before its writer starts: the texts it sends."""
+    sent: list[str] = []
+
+    async def run() -> list[str]:
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        v = fanout.Viewer(stream_name, send, bound=10_000)
+        v.last = last
+        for seq, text in pushes:
+            v.push(seq, text)
+        v.start()
+        deadline = time.monotonic() + 10
+        while (v.queue or v.skipped or not sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        await v.stop()
+        return sent
+
+    return async_to_sync(run)()
+
+
+def test_a_viewer_behind_gets_its_queue_in_bounded_batches_in_order(notebook, monkeypatch):
+    monkeypatch.setattr(fanout, "SEND_BYTES", 10_000)
+    line = "x" * 1000
+    pushes = [
+        (n, stream.numbered(n, json.dumps({"type": "logs", "lines": [f"{n} {line}"]})))
+        for n in range(1, 101)
+    ]
+
+    sent = _viewer_run(notebook.stream, pushes)
+
+    # About 100 kB queued: sent in several messages, none much past the bound, in order.
+    assert len(sent) >= 10
+    assert all(len(text) <= 10_000 + 1100 for text in sent)
+    got = [m["seq"] for text in sent for m in flat(json.loads(text))]
+    assert got == list(range(1, 101))
+
+
+def test_a_hole_the_buffer_no_longer_holds_is_told_as_skipped(notebook):
+    # Messages 1-10 numbered, the buffer keeps the last 3 (8, 9, 10); the viewer had none
+    # and gets only 10 live: 8 and 9 come from the buffer, 1-7 as a skipped notice.
+    for n in range(1, 11):
+        stream._the_buffer().append(notebook.stream, json.dumps({"type": "logs", "n": n}), 3)
+
+    sent = _viewer_run(notebook.stream, [(10, stream.numbered(10, '{"type":"logs","n":10}'))])
+
+    got = [m for text in sent for m in flat(json.loads(text))]
+    assert got[0] == {"type": "skipped", "from": 1, "to": 7}
+    assert [m["seq"] for m in got[1:]] == [8, 9, 10]
+
+
+def test_a_hole_longer_than_a_page_is_told_past_the_page(notebook, monkeypatch):
+    monkeypatch.setattr(fanout, "_FILL_PAGE", 4)
+    for n in range(1, 11):
+        stream._the_buffer().append(notebook.stream, json.dumps({"type": "logs", "n": n}), 100)
+
+    sent = _viewer_run(notebook.stream, [(10, stream.numbered(10, '{"type":"logs","n":10}'))])
+
+    got = [m for text in sent for m in flat(json.loads(text))]
+    assert [m.get("seq") for m in got[:4]] == [1, 2, 3, 4]
+    assert got[4] == {"type": "skipped", "from": 5, "to": 9}
+    assert got[5]["seq"] == 10

@@ -530,3 +530,30 @@ def test_a_number_beyond_the_last_says_restarted_even_under_the_same_epoch(noteb
     resume = stream.stream_resume(notebook.stream, current.last + 5, current.epoch)
 
     assert (resume.after, resume.restarted) == (0, True)
+
+
+def test_a_frame_waiting_for_one_published_by_this_process_goes_at_once(notebook, monkeypatch):
+    # The control worker publishes frames on threads: frame 2, come first, waits for frame 1
+    # and is woken when this process publishes it, not at its next poll (made long here).
+    import threading
+
+    from apps.core.stream import stream_publish_frame
+
+    monkeypatch.setattr(stream, "FRAME_WAIT", 10.0)
+    monkeypatch.setattr(stream, "FRAME_POLL_MAX", 3.0)
+    done: list[float] = []
+
+    def second() -> None:
+        stream_publish_frame(notebook.stream, {"type": "logs", "lines": ["2"]}, source="s", frame=2)
+        done.append(time.monotonic())
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    time.sleep(1.0)  # its pauses have grown past a second by now
+    published = time.monotonic()
+    stream_publish_frame(notebook.stream, {"type": "logs", "lines": ["1"]}, source="s", frame=1)
+    waiter.join(10)
+
+    assert done
+    assert done[0] - published < 0.5
+    assert log_numbers(stream_after(notebook.stream, 0)) == [1, 2]
