@@ -7,8 +7,11 @@ learning nothing about the team); a member whose role lacks ``permission`` is
 refused too. The consumer then runs in the team's scope, so database calls made
 through ``database_sync_to_async`` are scoped (asgiref carries the context over).
 Subclasses implement ``team_connected`` and ``team_receive_json``; they may
-not override ``connect``, ``receive_json``, ``access_changed``,
-``access_still_held``, ``dispatch`` or ``websocket_disconnect``.
+not override ``connect``, ``receive``, ``receive_json``, ``decode_json``,
+``access_changed``, ``access_still_held``, ``dispatch``, ``websocket_disconnect`` or
+``__call__`` (which releases what the consumer holds however it ends: ``disconnect``
+runs then too, so it must be safe to run twice). A client message that is not JSON (or
+a binary one) is ignored.
 
 Revocation is immediate (ARCHITECTURE decision 12, apps.core.revocation): the
 consumer joins the user's group before it checks the membership, so a change
@@ -75,8 +78,10 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     membership: Any
 
     _SEALED = (
+        "__call__",
         "connect",
         "receive",
+        "decode_json",
         "receive_json",
         "websocket_connect",
         "websocket_receive",
@@ -310,9 +315,12 @@ class TeamStreamConsumer(TeamConsumer):
     may ask ``{"type": "backlog", "from": a, "to": b}``: it gets
     ``{"type": "backlog", "from": a, "to": b, "messages": [...]}`` (at most
     ``_BACKLOG_PAGE`` of them, from ``a`` on; ask again after the last for more), with
-    ``"gap": {"from": a, "to": c}`` when the buffer no longer holds the first ones. The
-    membership is asked again every ``_RECHECK_EVERY`` seconds for all of the process's
-    viewers at once (``_Watch``), besides TeamConsumer's signal.
+    ``"gap": {"from": a, "to": c}`` when the buffer no longer holds the first ones
+    (``from``/``to``: integers up to 2**53; anything else is ignored). A viewer connected
+    while the stream starts over is sent ``{"type": "restarted", "epoch": E}`` and then
+    the new numbers. The membership and the browser session are asked again every
+    ``_RECHECK_EVERY`` seconds for all of the process's viewers at once (``_Watch``),
+    besides TeamConsumer's signal.
 
     Subclasses name the URL's id (``object_kwarg``) and implement ``stream_snapshot``
     (runs in a thread, in the team's scope); ``after_hello`` may send more before the
