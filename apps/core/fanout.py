@@ -22,11 +22,15 @@ buffer (apps.core.stream) for a client that asks for them (``{"type": "backlog",
 answered by the consumer).
 
 Holes (a message the channel layer dropped, or one overtaken by a later publisher's) are
-filled once per feed from the stream's buffer, in order, before the later message goes
-out; a viewer that registers while messages are in flight fills its own first hole the
-same way (its writer does, off the feed's path). What the buffer no longer holds (or
-cannot give) is told as ``skipped``: a viewer gets every message or a notice of those
-it missed, never a silent hole.
+filled once per feed from the stream's buffer, in order, in pages (at most ``_FILL_MAX``),
+before the later message goes out; a viewer that registers while messages are in flight
+fills its own first hole the same way (one page; its writer does, off the feed's path).
+What the buffer no longer holds (or cannot give) is told as ``skipped``: a viewer gets
+every message or a notice of those it missed, never a silent hole. A stream that starts
+over (its buffer lost: another epoch, or fewer numbers than handed on) is told to the
+viewers (``{"type": "restarted"}``), who forget their numbers. A feed joins its group
+again every ``REJOIN`` seconds and when a viewer registers with it (layers expire group
+memberships).
 
 Works on any channel layer (Redis pub/sub, the embedded in-memory one): a feed is a
 plain channel of the layer, subscribed to the group.
@@ -46,7 +50,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from apps.core.stream import group_name, numbered, stream_after_text, stream_last
+from apps.core.stream import group_name, numbered, stream_after_text, stream_resume
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,18 @@ QUEUE_BYTES = 8 * 1024 * 1024
 # viewer that fell behind is not sent its whole queue as one giant text (tens of MB held
 # per viewer while the socket takes it, and a client that waits for the whole of it).
 SEND_BYTES = 256 * 1024
-# The most messages fetched from the buffer to fill one hole.
+# The most messages fetched from the buffer at once to fill a hole (a viewer's fill takes
+# one page, what is left past it is told as skipped), and the most a feed's fill takes in
+# all (pages of _FILL_PAGE; the viewers fill or announce the rest).
 _FILL_PAGE = 1000
+_FILL_MAX = QUEUE_BOUND
+# A feed joins its group again this often (seconds; at most a third of the layer's
+# group_expiry): layers end group memberships older than that, and an in-memory layer
+# ends a channel's when one of its messages expired unread.
+REJOIN = 30.0
+# The queue entry that says the stream started over (its numbers begin again): the
+# viewer forgets its numbers there and the client is told ``{"type": "restarted"}``.
+_RESTART = -1
 
 Send = Callable[[str], Awaitable[None]]
 
@@ -118,13 +132,35 @@ class Viewer:
             self._to_tail()
         self._wake.set()
 
+    def _last_restart(self) -> int:
+        """The index in the queue of the last restart entry (-1: none)."""
+        for index in range(len(self.queue) - 1, -1, -1):
+            if self.queue[index][0] == _RESTART:
+                return index
+        return -1
+
+    def restart(self, notice: str) -> None:
+        """The stream started over: what follows is numbered from 1 again."""
+        self.queue.append((_RESTART, notice))
+        self.queued_bytes += len(notice)
+        self._queued_upto = 0
+        self.skipped = None
+        self._wake.set()
+
     def _to_tail(self) -> None:
-        """Drop what is queued but the newest message; remember the numbers dropped."""
+        """Drop what is queued but the newest message (and a restart entry, which stays);
+        remember the numbers dropped."""
         newest = self.queue.pop()
-        dropped = [seq for seq, _ in self.queue if seq is not None]
+        restart = self._last_restart()
+        kept = [self.queue[restart]] if restart >= 0 and newest[0] != _RESTART else []
+        dropped = [seq for seq, _ in list(self.queue)[restart + 1 :] if seq is not None]
+        if newest[0] == _RESTART:
+            dropped = []
         self.queue.clear()
-        self.queue.append(newest)
-        self.queued_bytes = len(newest[1])
+        self.queue.extend([*kept, newest])
+        self.queued_bytes = sum(len(text) for _, text in self.queue)
+        if restart >= 0:
+            self.skipped = None  # numbers of before the restart: nothing to tell
         if not dropped:
             return
         self.tail = True
@@ -137,9 +173,16 @@ class Viewer:
     # --- the writer --------------------------------------------------------------------
 
     def start(self) -> None:
-        self._queued_upto = max(self._queued_upto, self.last)
-        # Drop what the catch-up already sent, and say nothing of it as skipped.
-        self.queue = deque(item for item in self.queue if item[0] is None or item[0] > self.last)
+        restart = self._last_restart()
+        if restart < 0:
+            self._queued_upto = max(self._queued_upto, self.last)
+        # Drop what the catch-up already sent, and say nothing of it as skipped (entries
+        # after a restart are numbered anew: they stay).
+        self.queue = deque(
+            item
+            for index, item in enumerate(self.queue)
+            if index >= restart >= 0 or item[0] is None or item[0] > self.last
+        )
         self.queued_bytes = sum(len(text) for _, text in self.queue)
         if self.skipped is not None:
             first, last = max(self.skipped[0], self.last + 1), self.skipped[1]
@@ -196,6 +239,10 @@ class Viewer:
             if seq is None:
                 parts.append(text)
                 size += len(text)
+                continue
+            if seq == _RESTART:
+                self.last = 0
+                parts.append(text)
                 continue
             if seq <= self.last:
                 continue
@@ -258,6 +305,8 @@ class Feed:
         self.stream = stream
         self.viewers: set[Viewer] = set()
         self.last = 0  # the last number handed to the viewers (or the stream's when it began)
+        self.epoch = ""  # the buffer's epoch (a new one: the stream started over)
+        self._epoch_checked = 0.0
         self.received = 0
         self.layer = get_channel_layer()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -271,14 +320,36 @@ class Feed:
             await layer.group_add(group_name(self.stream), self.channel)
             # Where the stream stands once subscribed: a hole after it is filled (the
             # first message lost included); one before it is no feed's business.
-            self.last = await sync_to_async(stream_last, thread_sensitive=False)(self.stream)
+            position = await sync_to_async(stream_resume, thread_sensitive=False)(self.stream, 0)
+            self.last, self.epoch = position.last, position.epoch
         except BaseException as error:
             if not self.ready.done():
                 self.ready.set_exception(error)
             raise
         self.ready.set_result(None)
+        rejoin = asyncio.get_running_loop().create_task(self._rejoin())
+        try:
+            await self._receive()
+        finally:
+            rejoin.cancel()
+
+    async def rejoin(self) -> None:
+        """Join the group again (a membership the layer let expire comes back)."""
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_add(group_name(self.stream), self.channel)
+
+    async def _rejoin(self) -> None:
+        expiry = float(getattr(self.layer, "group_expiry", 86400) or 86400)
+        every = max(0.1, min(REJOIN, expiry / 3))
         while True:
-            message = await layer.receive(self.channel)
+            await asyncio.sleep(every)
+            await self.rejoin()
+
+    async def _receive(self) -> None:
+        layer, channel = self.layer, self.channel or ""
+        while True:
+            message = await layer.receive(channel)
             self.received += 1
             try:
                 await self._deliver(message)
@@ -296,20 +367,55 @@ class Feed:
             return
         seq = int(message["seq"])
         # One numbered at or below the last is handed on all the same: the viewers drop
-        # it when they have it (one filled from the buffer before it arrived), and take
-        # it when the stream started over (a restart: its numbers begin again at 1).
+        # it when they have it (one filled from the buffer before it arrived). When the
+        # stream started over (a restart: the buffer has another epoch, or fewer numbers
+        # than we handed on), the viewers are told and forget their numbers first.
+        if seq <= self.last and await self._restarted(seq):
+            notice = f'{{"type":"restarted","epoch":"{self.epoch}"}}'
+            self.last = 0
+            for viewer in self.viewers:
+                viewer.restart(notice)
         if seq > self.last + 1:
-            rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
-                self.stream, self.last, min(seq - self.last - 1, _FILL_PAGE)
-            )
-            for number, body in rows:
-                if number < seq:
-                    for viewer in self.viewers:
-                        viewer.push(number, body)
+            await self._fill(seq)
         text = numbered(seq, message["body"])
         for viewer in self.viewers:
             viewer.push(seq, text)
         self.last = max(self.last, seq)
+
+    async def _restarted(self, seq: int) -> bool:
+        """Whether the stream started over, asked of the buffer for a message numbered at
+        or below the last handed on: always for a 1 (a restart's first), else at most once
+        a second (the others are almost always a message a fill already handed on)."""
+        now = time.monotonic()
+        if seq != 1 and now - self._epoch_checked < 1.0:
+            return False
+        self._epoch_checked = now
+        position = await sync_to_async(stream_resume, thread_sensitive=False)(self.stream, 0)
+        if position.epoch == self.epoch and position.last >= self.last:
+            return False
+        self.epoch = position.epoch
+        return True
+
+    async def _fill(self, seq: int) -> None:
+        """Hand the viewers the buffered messages after ``last`` and before ``seq``, in
+        pages, at most _FILL_MAX (each viewer fills or announces what is left itself)."""
+        after = self.last
+        filled = 0
+        while after < seq - 1 and filled < _FILL_MAX:
+            want = min(seq - 1 - after, _FILL_PAGE, _FILL_MAX - filled)
+            rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
+                self.stream, after, want
+            )
+            rows = [(number, body) for number, body in rows if number < seq]
+            if not rows:
+                return
+            for number, body in rows:
+                for viewer in self.viewers:
+                    viewer.push(number, body)
+            after = rows[-1][0]
+            filled += len(rows)
+            if len(rows) < want:
+                return
 
     async def close(self) -> None:
         self._task.cancel()
@@ -330,11 +436,16 @@ class Hub:
         """Subscribe ``viewer`` to its stream: from now on it queues every message (its
         writer starts with ``viewer.start()``). Returns once the feed is in the group."""
         feed = self.feeds.get(viewer.stream)
+        old = feed is not None
         if feed is None:
             feed = self.feeds[viewer.stream] = Feed(self, viewer.stream)
         feed.viewers.add(viewer)
         try:
             await asyncio.shield(feed.ready)
+            if old:
+                # Join again, so a membership the layer let expire comes back now rather
+                # than at the feed's next periodic rejoin.
+                await feed.rejoin()
         except BaseException:
             await self.unregister(viewer)
             raise

@@ -32,3 +32,44 @@ def session_signs_in(session_key: str | None, user_id: int, *, user: Any = None)
     stored = str(data[HASH_SESSION_KEY])
     hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
     return any(constant_time_compare(stored, expected) for expected in hashes)
+
+
+def sessions_signing_in(pairs: set[tuple[str, int]]) -> set[str]:
+    """Of the (session key, user id) pairs, the session keys that still sign their user in
+    (``session_signs_in`` for each), read in a constant number of queries for all of them
+    with the database session engines (the rows of the sessions, then their users): what a
+    process-wide periodic check of its long-lived sockets asks. Other engines (signed
+    cookies, cache) are asked one by one (no database query per key)."""
+    pairs = {(key, user_id) for key, user_id in pairs if key}
+    if not pairs:
+        return set()
+    engine = import_module(settings.SESSION_ENGINE)
+    if settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
+        return {key for key, user_id in pairs if session_signs_in(key, user_id)}
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    store = engine.SessionStore()
+    rows = Session.objects.filter(
+        session_key__in={key for key, _ in pairs}, expire_date__gt=timezone.now()
+    ).values_list("session_key", "session_data")
+    data = {key: store.decode(encoded) for key, encoded in rows}
+    users = {
+        user.pk: user
+        for user in get_user_model()._default_manager.filter(
+            pk__in={user_id for key, user_id in pairs if key in data}, is_active=True
+        )
+    }
+    held: set[str] = set()
+    for key, user_id in pairs:
+        session = data.get(key)
+        user = users.get(user_id)
+        if session is None or user is None:
+            continue
+        if str(session.get(SESSION_KEY)) != str(user_id) or not session.get(HASH_SESSION_KEY):
+            continue
+        stored = str(session[HASH_SESSION_KEY])
+        hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+        if any(constant_time_compare(stored, expected) for expected in hashes):
+            held.add(key)
+    return held

@@ -7,8 +7,11 @@ learning nothing about the team); a member whose role lacks ``permission`` is
 refused too. The consumer then runs in the team's scope, so database calls made
 through ``database_sync_to_async`` are scoped (asgiref carries the context over).
 Subclasses implement ``team_connected`` and ``team_receive_json``; they may
-not override ``connect``, ``receive_json``, ``access_changed``,
-``access_still_held``, ``dispatch`` or ``websocket_disconnect``.
+not override ``connect``, ``receive``, ``receive_json``, ``decode_json``,
+``access_changed``, ``access_still_held``, ``dispatch``, ``websocket_disconnect`` or
+``__call__`` (which releases what the consumer holds however it ends: ``disconnect``
+runs then too, so it must be safe to run twice). A client message that is not JSON (or
+a binary one) is ignored.
 
 Revocation is immediate (ARCHITECTURE decision 12, apps.core.revocation): the
 consumer joins the user's group before it checks the membership, so a change
@@ -22,7 +25,9 @@ is handled but the disconnect: no stream message reaches the client after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import json
 import weakref
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,7 +39,7 @@ from channels.layers import InMemoryChannelLayer
 
 from apps.core.fanout import Viewer, hub
 from apps.core.revocation import user_group
-from apps.core.sessions import session_signs_in
+from apps.core.sessions import session_signs_in, sessions_signing_in
 from apps.core.stream import register_server_loop, stream_after_text, stream_resume
 from apps.core.tenancy import Sealed, team_scope
 from apps.teams.permissions import role_allows
@@ -47,6 +52,24 @@ CLOSE_NOT_A_MEMBER = 4404
 # messages).
 _RECHECK_EVERY = 30.0
 _BACKLOG_PAGE = 500
+# The largest message number a client may name (a backlog request): JSON's exact integers.
+_MAX_SEQ = 2**53
+# What decode_json returns for a client message that is not JSON (ignored).
+_UNDECODABLE = object()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def _bounded_seq(value: Any) -> int | None:
+    """A message number a client sent: an int (or its decimal text) within 0.._MAX_SEQ;
+    None for anything else (a float, a bool, Infinity, a huge or negative number)."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= len(str(_MAX_SEQ)):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= _MAX_SEQ else None
 
 
 class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
@@ -55,8 +78,10 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
     membership: Any
 
     _SEALED = (
+        "__call__",
         "connect",
         "receive",
+        "decode_json",
         "receive_json",
         "websocket_connect",
         "websocket_receive",
@@ -103,6 +128,40 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
         self._team_scope.__enter__()
         await self.accept()
         await self.team_connected()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels runs ``disconnect`` only on a clean websocket.disconnect: a consumer that
+        # ends otherwise (an exception, its task cancelled) must still release what it holds
+        # (a stream viewer's hub registration, the membership watch, the user group).
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release())
+
+    async def _release(self) -> None:
+        """What ``disconnect`` releases; runs again (harmlessly) when the consumer ends."""
+        with contextlib.suppress(Exception):
+            await self._leave_user_group()
+        await self.disconnect(1011)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        # Binary frames and text that is not JSON are ignored (a client must not be able to
+        # crash the consumer with one).
+        if not text_data:
+            return
+        content = await self.decode_json(text_data)
+        if content is not _UNDECODABLE:
+            await self.receive_json(content, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return _UNDECODABLE
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if await self.access_still_held():
@@ -166,9 +225,11 @@ class TeamConsumer(Sealed, AsyncJsonWebsocketConsumer):
 
 class _Watch:
     """The membership of every stream viewer of one web process (one event loop), asked
-    again every ``_RECHECK_EVERY`` seconds in one query for all of them, in case an access
-    signal was lost (a channel layer may drop messages). A viewer whose membership or
-    permission no longer shows gets TeamConsumer's full check, which closes it."""
+    again every ``_RECHECK_EVERY`` seconds in one batch for all of them (the roles in one
+    query, the browser sessions that opened the sockets in one more, and their users), in
+    case an access signal was lost (a channel layer may drop messages). A viewer whose
+    membership, permission or session no longer shows gets TeamConsumer's full check,
+    which closes it."""
 
     def __init__(self) -> None:
         self.consumers: set[TeamStreamConsumer] = set()
@@ -200,11 +261,24 @@ class _Watch:
             return
         self.sweeps += 1
         pairs = {(c.scope["user"].pk, c.team.pk) for c in consumers}
-        roles = await database_sync_to_async(roles_of)(pairs)
+        sessions = {(c._session_key, c.scope["user"].pk) for c in consumers if c._session_key}
+        roles, signed_in = await database_sync_to_async(_memberships_and_sessions)(pairs, sessions)
         for consumer in consumers:
             role = roles.get((consumer.scope["user"].pk, consumer.team.pk))
-            if role is None or not role_allows(role, consumer.permission):
+            if (
+                role is None
+                or not role_allows(role, consumer.permission)
+                or (consumer._session_key is not None and consumer._session_key not in signed_in)
+            ):
                 await consumer.access_still_held()
+
+
+def _memberships_and_sessions(
+    pairs: set[tuple[int, int]], sessions: set[tuple[str, int]]
+) -> tuple[dict[tuple[int, int], str], set[str]]:
+    """The sweep's reads, on one thread: the roles of the (user, team) pairs and which of
+    the (session key, user) pairs still sign their user in, each in one batch."""
+    return roles_of(pairs), sessions_signing_in(sessions)
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
@@ -241,9 +315,12 @@ class TeamStreamConsumer(TeamConsumer):
     may ask ``{"type": "backlog", "from": a, "to": b}``: it gets
     ``{"type": "backlog", "from": a, "to": b, "messages": [...]}`` (at most
     ``_BACKLOG_PAGE`` of them, from ``a`` on; ask again after the last for more), with
-    ``"gap": {"from": a, "to": c}`` when the buffer no longer holds the first ones. The
-    membership is asked again every ``_RECHECK_EVERY`` seconds for all of the process's
-    viewers at once (``_Watch``), besides TeamConsumer's signal.
+    ``"gap": {"from": a, "to": c}`` when the buffer no longer holds the first ones
+    (``from``/``to``: integers up to 2**53; anything else is ignored). A viewer connected
+    while the stream starts over is sent ``{"type": "restarted", "epoch": E}`` and then
+    the new numbers. The membership and the browser session are asked again every
+    ``_RECHECK_EVERY`` seconds for all of the process's viewers at once (``_Watch``),
+    besides TeamConsumer's signal.
 
     Subclasses name the URL's id (``object_kwarg``) and implement ``stream_snapshot``
     (runs in a thread, in the team's scope); ``after_hello`` may send more before the
@@ -321,12 +398,12 @@ class TeamStreamConsumer(TeamConsumer):
                 return
 
     async def _backlog(self, content: dict[str, Any]) -> None:
-        try:
-            first = max(1, int(content.get("from", 1)))
-            last = int(content.get("to", first))
-        except (TypeError, ValueError):
+        asked_first = _bounded_seq(content.get("from", 1))
+        if asked_first is None:
             return
-        if last < first:
+        first = max(1, asked_first)
+        last = _bounded_seq(content.get("to", first))
+        if last is None or last < first:
             return
         rows = await sync_to_async(stream_after_text, thread_sensitive=False)(
             self.stream, first - 1, min(last - first + 1, _BACKLOG_PAGE)

@@ -11,7 +11,9 @@
  * The server batches live messages (a JSON array of them, at most one websocket message per
  * 50 ms): each reaches handlers.message on its own. A page that cannot keep up is sent
  * {"type": "skipped", "from": a, "to": b} (those numbers were dropped for it; the newest
- * follow), passed to handlers.message too.
+ * follow), passed to handlers.message too; so is a "gap" (numbers the server no longer
+ * holds). {"type": "restarted", "epoch": E} says the stream started over while we were
+ * connected: we forget our numbers (what follows is numbered from 1 again).
  *
  * LatticeLive.logPanel(panel, pause, follow, buffered) appends lines to a <pre>, keeping
  * data-max-lines of them; while paused, new lines wait and are counted. */
@@ -118,6 +120,10 @@
       if (data.type === "skipped" && typeof data.to === "number") {
         // We fell behind: the server dropped these for us and goes on with the newest.
         lastSeq = Math.max(lastSeq, data.to);
+      }
+      if (data.type === "restarted") {
+        lastSeq = 0;  // the stream started over while connected: its numbers begin again
+        if (typeof data.epoch === "string") { epoch = data.epoch; }
       }
       if (data.type === "hello") {
         retryDelay = 1000;
