@@ -55,4 +55,7 @@ bench: $(DEV_STAMP)
 	fi
 
 clean:
+	@# A root `make dev` leaves the warm pool's folder a shared mount (apps/runtimes/pool.py).
+	@if [ -d var/agent ] && [ "$$(id -u)" = 0 ]; then \
+		grep -o " $(CURDIR)/var/agent/pool[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l; fi
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -93,6 +93,22 @@ def _database_is_postgres_when_required(
         connection.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_the_pool_folder() -> Iterator[None]:
+    """The run's warm-pool folder (config.settings.test) is a shared bind mount once a Docker
+    runtime has asked whether it can keep a pool: unmount it (and anything left below it)."""
+    yield
+    from django.conf import settings
+
+    from apps.runtimes.pool import Slots, mounts_under
+
+    slots = Slots(settings.LATTICE_POOL_DIR)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        slots.release()
+    if not mounts_under(slots.root.parent):  # never remove files through a mount left behind
+        shutil.rmtree(slots.root.parent, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate limits and used TOTP codes live in the cache: no test inherits another's."""

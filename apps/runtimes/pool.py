@@ -150,6 +150,14 @@ class Slots:
                 _mount("--bind", str(self.staging), str(self.staging))
             _mount("--make-private", str(self.staging))
 
+    def release(self) -> None:
+        """Undo ``prepare`` and every mount left below the pool and staging folders (a test
+        run's end, ``make clean``): what a killed agent or test left mounted is unmounted,
+        so the folders can be removed. Never touches a mount outside them."""
+        for folder in (self.root, self.staging):
+            for point in mounts_under(folder):
+                _umount(point)
+
     # --- one slot -------------------------------------------------------------------------
 
     def path(self, name: str) -> Path:

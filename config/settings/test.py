@@ -45,6 +45,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 LATTICE_EMAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="lattice-test-media-"))
+# The warm pool's shared mount folder (apps.runtimes.pool): the run's own, released at its
+# end (tests/conftest.py), never the checkout's var/ (a developer's `make dev` uses that).
+LATTICE_POOL_DIR = Path(tempfile.mkdtemp(prefix="lattice-test-pool-")) / "pool"
 
 # Each test run is its own Lattice: its reconciler never touches another run's containers.
 LATTICE_INSTALLATION = f"test-{uuid.uuid4().hex[:12]}"
