@@ -54,17 +54,6 @@ def configure(pool_dir: Path) -> None:
     django.setup()
 
 
-JUPYTER = [
-    "jupyter",
-    "lab",
-    "--ip={ip}",
-    "--port={port}",
-    "--no-browser",
-    "--ServerApp.root_dir={mount:/notebooks}",
-    "--ServerApp.allow_remote_access=True",
-    "--ServerApp.terminals_enabled=True",
-    "--ServerApp.allow_root=True",
-]
 BASE = "/nb/4242/"
 POLL = 0.005
 
@@ -89,6 +78,9 @@ def main() -> None:  # noqa: PLR0915 - one bench, step by step
     args = parser.parse_args()
     pool_dir = Path(args.pool_dir or tempfile.mkdtemp(prefix="lattice-bench-pool-")) / "pool"
     configure(pool_dir)
+    from apps.runtimes.pool import pool_command
+
+    jupyter = pool_command()  # what the control plane gives a warm container
 
     import docker
     from django.conf import settings
@@ -130,7 +122,7 @@ def main() -> None:  # noqa: PLR0915 - one bench, step by step
                         PoolSpec(
                             name=pool_name,
                             image=image,
-                            command=JUPYTER,
+                            command=jupyter,
                             token=secrets.token_hex(16),
                             labels={"installation": settings.LATTICE_INSTALLATION},
                             **limits,
@@ -144,7 +136,7 @@ def main() -> None:  # noqa: PLR0915 - one bench, step by step
                     spec = Spec(
                         name=name,
                         image=image,
-                        command=[*JUPYTER, f"--ServerApp.base_url={BASE}"],
+                        command=[*jupyter, f"--ServerApp.base_url={BASE}"],
                         env={"JUPYTER_TOKEN": token, "LATTICE_BENCH": "1"},
                         volumes={volume: "/notebooks", storage: "/storage"},
                         labels={"installation": settings.LATTICE_INSTALLATION},
@@ -160,7 +152,7 @@ def main() -> None:  # noqa: PLR0915 - one bench, step by step
                         part.replace("{ip}", "0.0.0.0")  # noqa: S104 - in the container
                         .replace("{port}", "8888")
                         .replace("{mount:/notebooks}", "/notebooks")
-                        for part in [*JUPYTER, f"--ServerApp.base_url={BASE}"]
+                        for part in [*jupyter, f"--ServerApp.base_url={BASE}"]
                     ]
                     t0 = time.perf_counter()
                     container = client.containers.run(

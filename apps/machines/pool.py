@@ -45,28 +45,13 @@ from apps.machines.models import (
 from apps.machines.queue import placement_free, placement_freed
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_gpu_uuids
 from apps.runtimes.base import PoolSpec
+from apps.runtimes.pool import pool_command
 
 logger = logging.getLogger(__name__)
 
 # The workload kind of pool slots (apps.machines.hooks): "pool-<pool>-<random>".
 POOL_KIND = "pool"
 _GIB = 1024**3
-
-
-def pool_command() -> list[str]:
-    """JupyterLab's command for a warm container: the session's, but for its base URL (the
-    runtime fills in {ip}, {port} and {mount:...}; the pool token is PoolSpec.token)."""
-    return [
-        "jupyter",
-        "lab",
-        "--ip={ip}",
-        "--port={port}",
-        "--no-browser",
-        "--ServerApp.root_dir={mount:/notebooks}",
-        "--ServerApp.allow_remote_access=True",
-        "--ServerApp.terminals_enabled=True",
-        "--ServerApp.allow_root=True",
-    ]
 
 
 def pool_spec(slot: PoolSlot, pool: WarmPool) -> PoolSpec:

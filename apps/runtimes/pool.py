@@ -314,6 +314,22 @@ class Slots:
             return None
 
 
+def pool_command() -> list[str]:
+    """JupyterLab's command for a warm container: the session's, but for its base URL (the
+    runtime fills in {ip}, {port} and {mount:...}; the pool token is PoolSpec.token)."""
+    return [
+        "jupyter",
+        "lab",
+        "--ip={ip}",
+        "--port={port}",
+        "--no-browser",
+        "--ServerApp.root_dir={mount:/notebooks}",
+        "--ServerApp.allow_remote_access=True",
+        "--ServerApp.terminals_enabled=True",
+        "--ServerApp.allow_root=True",
+    ]
+
+
 def numeric_user(user: str) -> tuple[int, int]:
     """``uid:gid`` (or ``uid``) as numbers; a warm container runs as a numeric user only (the
     claim folder is chowned to it on the host)."""

@@ -20,19 +20,9 @@ from docker.errors import NotFound
 
 from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec, WorkloadError
 from apps.runtimes.docker import NETWORK, DockerRuntime
-from apps.runtimes.pool import mounts_under
+from apps.runtimes.pool import mounts_under, pool_command
 
-JUPYTER = [
-    "jupyter",
-    "lab",
-    "--ip={ip}",
-    "--port={port}",
-    "--no-browser",
-    "--ServerApp.root_dir={mount:/notebooks}",
-    "--ServerApp.allow_remote_access=True",
-    "--ServerApp.terminals_enabled=True",
-    "--ServerApp.allow_root=True",
-]
+JUPYTER = pool_command()
 
 
 @pytest.fixture
