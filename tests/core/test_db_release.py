@@ -1,6 +1,6 @@
 """Streamed responses and long-lived work hold no database connection while they wait
 (apps.core.db, apps.core.middleware; PostgreSQL: an in-memory SQLite connection never
-closes. REVIEW19 R7 has the end-to-end case: 20 log followers
+closes. docs/reviews/issue19-streams-and-scheduler.md, R7, has the end-to-end case: 20 log followers
 under uvicorn leave the pool to everyone else)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Review of the warm pool (issue 19, control plane): defects shown on the fake runtime with
 real PostgreSQL and Celery eager. Each test was xfail(strict) while its defect was there;
-fixed, they are regular tests (see /work/wt/REVIEW19-pool.md for each R<n>)."""
+fixed, they are regular tests (docs/reviews/issue19-warm-pool.md has each R<n>)."""
 
 from __future__ import annotations
 

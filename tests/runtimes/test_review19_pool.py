@@ -1,6 +1,6 @@
 """Review of the warm pool (issue 19, Docker side), against the real engine and notebook
 image. The test was xfail(strict) while the defect was there; fixed, it is a regular test
-(see /work/wt/REVIEW19-pool.md)."""
+(docs/reviews/issue19-warm-pool.md)."""
 
 from __future__ import annotations
 
