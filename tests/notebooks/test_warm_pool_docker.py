@@ -23,6 +23,7 @@ from apps.notebooks.models import NotebookSession, Status
 from apps.notebooks.templates import image_for
 from apps.runtimes import select
 from apps.runtimes.docker import DockerRuntime
+from tests.conftest import service_missing
 from tests.notebook_fixtures import (
     make_notebook,
     remove_installation_volumes,
@@ -48,7 +49,7 @@ def pool_host(settings, docker_client, notebook_image, scipy_image, catalogue, t
     select._runtime.cache_clear()
     stream.reset_for_tests()
     if not DockerRuntime(docker_client).pool_supported():
-        pytest.skip("this host cannot keep warm containers (needs root beside the engine)")
+        service_missing("this host cannot keep warm containers (needs root beside the engine)")
     host = host_ensure_local(name="local", inventory=collect(), runtime="docker")
     yield host
     runtime = DockerRuntime(docker_client)

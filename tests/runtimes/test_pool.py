@@ -21,6 +21,7 @@ from docker.errors import NotFound
 from apps.runtimes.base import Managed, PoolMiss, PoolSpec, Spec, WorkloadError
 from apps.runtimes.docker import NETWORK, DockerRuntime
 from apps.runtimes.pool import mounts_under, pool_command
+from tests.conftest import service_missing
 
 JUPYTER = pool_command()
 
@@ -32,7 +33,7 @@ def pool(docker_client, settings, tmp_path):
     settings.LATTICE_POOL_DIR = tmp_path / "pool"
     runtime = DockerRuntime(docker_client)
     if not runtime.pool_supported():
-        pytest.skip("this host cannot keep warm containers (needs root beside the engine)")
+        service_missing("this host cannot keep warm containers (needs root beside the engine)")
     made: dict[str, list[str]] = {"containers": [], "volumes": []}
     yield runtime, made
     for name in made["containers"]:
