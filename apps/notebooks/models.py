@@ -114,6 +114,16 @@ class Notebook(models.Model):  # type: ignore[django-manager-missing]
     updated_at = models.DateTimeField(auto_now=True)
     # Set when deleted: the row stays for billing and history, hidden everywhere else.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Where its files are (issue 20, apps.notebooks.volumes): the host whose volume holds the
+    # newest copy of /notebooks; None before its first start, and for a copy made from a
+    # snapshot (whose first start restores that snapshot wherever it is placed).
+    volume_host = models.ForeignKey(
+        "machines.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # True while the volume on ``volume_host`` holds exactly the newest ready snapshot's
+    # files (a snapshot taken after it stopped, and it has not run there since): a start
+    # elsewhere can restore that snapshot and lose nothing.
+    volume_saved = models.BooleanField(default=False)
 
     objects: ClassVar[TeamManager] = TeamScopedManager()
 
@@ -287,3 +297,94 @@ class NotebookMount(models.Model):
 
     def __str__(self) -> str:
         return f"/datasets/{self.name}"
+
+
+class NotebookSnapshot(models.Model):
+    """A notebook's /notebooks files at one moment, kept in the team's blob store (issue 20).
+
+    Taken by the host that holds the volume (apps.machines.agent ``agent.snapshot``, through a
+    save ticket: apps.models.services.saves), incrementally: a file the blob store holds
+    already costs nothing to send. A start on another host restores the newest ready one.
+    """
+
+    class State(models.TextChoices):
+        SAVING = "saving", "Saving"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    class Reason(models.TextChoices):
+        STOP = "stop", "When it stopped"
+        SCHEDULE = "schedule", "While it ran, on schedule"
+        MOVE = "move", "Before it moved to another host"
+        MANUAL = "manual", "Taken by hand"
+        COPY = "copy", "Copied from another notebook's snapshot"
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    notebook = models.ForeignKey(Notebook, on_delete=models.CASCADE, related_name="snapshots")
+    # The session whose files it holds (the one running, or the one that just stopped).
+    session = models.ForeignKey(
+        NotebookSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The host that read the volume.
+    host = models.ForeignKey(
+        "machines.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.SAVING)
+    save_ticket = models.ForeignKey(
+        "models.SaveTicket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # For a copy's first snapshot: the snapshot (of another notebook) it was made from.
+    copied_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_count = models.PositiveIntegerField(default=0)
+    total_bytes = models.PositiveBigIntegerField(default=0)
+    # Of those, what the host had to send (the rest the blob store held already).
+    sent_bytes = models.PositiveBigIntegerField(default=0)
+    failure = models.CharField(max_length=1000, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["notebook", "state", "-created_at"])]
+        constraints = [
+            # One snapshot being taken of a notebook at a time.
+            models.UniqueConstraint(
+                fields=["notebook"],
+                condition=models.Q(state="saving"),
+                name="notebooks_one_snapshot_saving",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.notebook} snapshot {self.pk}"
+
+
+class SnapshotFile(models.Model):
+    """One file of a snapshot: its path under /notebooks, its bytes (a blob), its mode."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="+")
+    snapshot = models.ForeignKey(NotebookSnapshot, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    blob = models.ForeignKey("datasets.Blob", on_delete=models.PROTECT, related_name="+")
+    mode = models.PositiveIntegerField(default=0o644)
+
+    objects: ClassVar[TeamManager] = TeamScopedManager()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "path"], name="notebooks_snapshot_path"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import datetime
 
 LABEL_PREFIX = "lattice."
@@ -206,6 +206,25 @@ class FolderEntry:
     file: Readable | None = None
     skipped: str = ""
     same_as: str = ""
+    # Its permission bits (0o644, 0o755: a snapshot keeps the executable bit).
+    mode: int = 0o644
+    # What changes whenever the file may have (size, mtime in ns, inode, ctime in ns), when
+    # the reader can tell without reading it ("" when it cannot): a snapshot reuses the
+    # SHA-256 of a file whose stamp is the one it hashed last time (read_volume).
+    stamp: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreFile:
+    """One file ``restore_volume`` writes: ``path`` (relative, "/"-separated, checked by the
+    runtime as folder_path checks a folder), exactly ``size`` bytes read from ``open()``'s
+    stream (a download the caller checks against its SHA-256 as it goes: a read that raises
+    fails the restore), with ``mode``'s permission bits."""
+
+    path: str
+    size: int
+    mode: int
+    open: Callable[[], Readable]
 
 
 def folder_path(folder: str, *, root: str = NOTEBOOKS_PATH) -> str:
@@ -362,6 +381,37 @@ class Runtime(abc.ABC):
         ``folder_path`` refuses, one that is missing or not a folder, one reached through a
         link, or a workload that is gone (for /notebooks: one that does not run; a job's
         exited container is read as it was left)."""
+
+    # --- A notebook volume's files, for snapshots (issue 20) ----------------------------
+
+    @abc.abstractmethod
+    def read_volume(self, name: str) -> Iterator[FolderEntry]:
+        """Every regular file of the volume ``name`` (paths relative to its root), in a
+        stable order, streamed as ``read_folder`` streams them, with ``mode`` and, where
+        the runtime can tell without reading the file, ``stamp``. Nothing needs to run: a
+        stopped notebook's volume is read (read-only) as it was left; a running one's as
+        it is (a file written meanwhile is the caller's to notice). Links, devices and
+        fifos are ``skipped`` entries. Raises FolderError("missing") when the volume does
+        not exist on this host."""
+
+    @abc.abstractmethod
+    def restore_volume(
+        self,
+        name: str,
+        files: Iterable[RestoreFile],
+        *,
+        labels: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Make the volume ``name`` hold exactly ``files`` and nothing else: made (with
+        ``labels``, as ``start`` makes a spec's volumes) when missing, emptied first when not,
+        folders made as the paths need them, everything owned by the workload user (uid and
+        gid 1000 in a container) as a first start would leave it. ``progress(n)`` is told of
+        each ``n`` bytes written. Nothing may run on the volume meanwhile (the caller
+        restores before the workload starts). Raises WorkloadError when it cannot (a read
+        from a file's stream raised, a path folder_path refuses, the disk is full): the
+        volume is then in no particular state, and the caller restores again before using
+        it."""
 
     # --- The warm pool (issue 19). Runtimes without one keep these defaults. ---------------
 

@@ -57,6 +57,7 @@ from apps.runtimes.base import (
     PoolMiss,
     PoolSpec,
     Progress,
+    RestoreFile,
     Runtime,
     Spec,
     WorkloadError,
@@ -83,7 +84,7 @@ from apps.runtimes.pool import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from docker.models.containers import Container
 
@@ -886,6 +887,20 @@ class DockerRuntime(Runtime):
                 return ack
             time.sleep(0.005)
         return {"ok": False, "error": "No answer in time."}
+
+    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    def read_volume(self, name: str) -> Iterator[FolderEntry]:
+        raise NotImplementedError("read_volume: not built yet")
+
+    def restore_volume(
+        self,
+        name: str,
+        files: Iterable[RestoreFile],
+        *,
+        labels: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        raise NotImplementedError("restore_volume: not built yet")
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH

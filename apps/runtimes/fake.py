@@ -35,6 +35,7 @@ from apps.runtimes.base import (
     PoolMiss,
     PoolSpec,
     Progress,
+    RestoreFile,
     Runtime,
     Spec,
     WorkloadError,
@@ -44,7 +45,7 @@ from apps.runtimes.base import (
 from apps.runtimes.images import BuildStep, build_step_message
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 MODES = ("ok", "slow", "never-ready", "crashes", "pulls", "builds")
 # The steps ``builds`` goes through, as apps.runtimes.images.build_template_image reads them.
@@ -255,6 +256,20 @@ class FakeRuntime(Runtime):
         entry = self._running.pop(managed.name, None)
         if entry is not None:
             self._shutdown(entry)
+
+    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    def read_volume(self, name: str) -> Iterator[FolderEntry]:
+        raise NotImplementedError("read_volume: not built yet")
+
+    def restore_volume(
+        self,
+        name: str,
+        files: Iterable[RestoreFile],
+        *,
+        labels: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        raise NotImplementedError("restore_volume: not built yet")
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH

@@ -46,6 +46,7 @@ from apps.runtimes.base import (
     FolderError,
     Managed,
     Progress,
+    RestoreFile,
     Runtime,
     Spec,
     WorkloadError,
@@ -56,7 +57,7 @@ from apps.runtimes.base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import TextIO
 
 
@@ -384,6 +385,20 @@ class LocalProcessRuntime(Runtime):
 
     def remove_volume(self, name: str) -> None:
         shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
+
+    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    def read_volume(self, name: str) -> Iterator[FolderEntry]:
+        raise NotImplementedError("read_volume: not built yet")
+
+    def restore_volume(
+        self,
+        name: str,
+        files: Iterable[RestoreFile],
+        *,
+        labels: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        raise NotImplementedError("restore_volume: not built yet")
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
