@@ -299,7 +299,7 @@ class NotebookMount(models.Model):
         return f"/datasets/{self.name}"
 
 
-class NotebookSnapshot(models.Model):
+class NotebookSnapshot(models.Model):  # type: ignore[django-manager-missing]
     """A notebook's /notebooks files at one moment, kept in the team's blob store (issue 20).
 
     Taken by the host that holds the volume (apps.machines.agent ``agent.snapshot``, through a
