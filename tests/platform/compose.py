@@ -14,13 +14,13 @@ Compose's whole loader or shell expansion, which differs (``$(...)``, ``~``, quo
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
@@ -33,7 +33,7 @@ class InterpolationError(ValueError):
 def interpolate(text: str, env: Mapping[str, str]) -> str:
     """``text`` with Compose's ``$`` expressions replaced from ``env``."""
     value, end = _expand(text, 0, env, closing=False)
-    assert end == len(text)  # noqa: S101 - the outer call reads to the end
+    assert end == len(text)
     return value
 
 

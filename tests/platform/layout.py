@@ -184,7 +184,7 @@ class Layout:
         """Run one-shot service ``name`` (migrate) to its end; fails the test if it fails."""
         argv, env = self.spec(name)
         (self.folder / "services" / name / "tmp").mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(  # noqa: S603 - the compose file's own command
+        result = subprocess.run(
             argv,
             cwd=ROOT,
             env=self._process_env(env),
@@ -202,7 +202,7 @@ class Layout:
         """``python manage.py <args>`` as ``docker compose run --rm web`` runs it: the web
         service's environment; its output."""
         _, web_env = self.spec("web")
-        result = subprocess.run(  # noqa: S603 - manage.py, with the test's arguments
+        result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=self._process_env({**web_env, **(env or {})}),
@@ -220,10 +220,10 @@ class Layout:
         test = compose.load(self.compose_file, self.dotenv)["services"][name]["healthcheck"]["test"]
         if test[0] != "CMD":
             raise ValueError(f"{name}'s health check is {test[0]}, not CMD")
-        argv, env = self.spec(name)
+        _, env = self.spec(name)
         program = test[1]
         command = [sys.executable if program == "python" else str(BIN / program), *test[2:]]
-        return subprocess.run(  # noqa: S603 - the compose file's own health check
+        return subprocess.run(
             command,
             cwd=ROOT,
             env=self._process_env(env),
@@ -245,7 +245,7 @@ class Layout:
         log = self._log_path(name).open("ab")
         log.write(f"\n--- start {' '.join(argv)}\n".encode())
         log.flush()
-        process = subprocess.Popen(  # noqa: S603 - the compose file's own command
+        process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=self._process_env(env),
@@ -295,7 +295,12 @@ class Layout:
             os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        for name in reversed(list(self.processes)):
+        """Stop every service: all asked at once (SIGTERM), then each waited for."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for name in self.processes:
             self.stop(name)
 
     # --- being up ----------------------------------------------------------------------------
@@ -354,7 +359,7 @@ class Layout:
         import psycopg
 
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(query, params).fetchall())
 
 
 def _environment(value: Any) -> dict[str, str]:
@@ -407,32 +412,11 @@ def _drop_database(db: dict[str, str], name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-@pytest.fixture(scope="module")
-def production_layout(
-    tmp_path_factory: pytest.TempPathFactory,
-    redis_url: str,
-    docker_client: Any,
-    scipy_image: str,
-) -> Iterator[Layout]:
-    """docker-compose.yml's web, worker, beat and agent, running (see the module)."""
-    import boto3
-    import redis
-    from moto.server import ThreadedMotoServer
-
-    began = time.monotonic()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    s3_server = "http://{}:{}".format(*moto.get_host_and_port())
-    db = _suite_database()
-    database = f"{db['NAME'].removeprefix('test_')}_layout"[:63]
-    suite_redis = urlsplit(redis_url)
-    redis_db = (int((suite_redis.path or "/0").strip("/") or 0) + 8) % 16
-    folder = tmp_path_factory.mktemp("layout")
-    s3 = urlsplit(s3_server)
-    bucket = f"layout-{secrets.token_hex(4)}"
-    pg_address = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or '5432'}"
-    dotenv = {
-        # The .env an operator fills in (.env.example), for this machine.
+def _dotenv(
+    *, db: dict[str, str], database: str, bucket: str, folder: Path, scipy_image: str
+) -> dict[str, str]:
+    """The .env an operator fills in from .env.example, for this machine."""
+    return {
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_CSRF_TRUSTED_ORIGINS": "http://127.0.0.1",
@@ -460,6 +444,35 @@ def production_layout(
         "LATTICE_EMAIL_DELIVERY_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "EMAIL_URL": "consolemail://",
     }
+
+
+@pytest.fixture(scope="module")
+def production_layout(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    docker_client: Any,
+    scipy_image: str,
+) -> Iterator[Layout]:
+    """docker-compose.yml's web, worker, beat and agent, running (see the module)."""
+    import boto3
+    import redis
+    from moto.server import ThreadedMotoServer
+
+    began = time.monotonic()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    s3_server = "http://{}:{}".format(*moto.get_host_and_port())
+    db = _suite_database()
+    database = f"{db['NAME'].removeprefix('test_')}_layout"[:63]
+    suite_redis = urlsplit(redis_url)
+    redis_db = (int((suite_redis.path or "/0").strip("/") or 0) + 8) % 16
+    folder = tmp_path_factory.mktemp("layout")
+    s3 = urlsplit(s3_server)
+    bucket = f"layout-{secrets.token_hex(4)}"
+    pg_address = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or '5432'}"
+    dotenv = _dotenv(
+        db=db, database=database, bucket=bucket, folder=folder, scipy_image=scipy_image
+    )
     from django.conf import settings
 
     layout = Layout(
@@ -493,24 +506,7 @@ def production_layout(
     ).create_bucket(Bucket=bucket)
     layout.timings["prepare"] = time.monotonic() - began
     try:
-        mark = time.monotonic()
-        layout.run_once("migrate")
-        layout.timings["migrate"] = time.monotonic() - mark
-        mark = time.monotonic()
-        # The trusted tier does not wait for the agent's credentials: started meanwhile.
-        for name in SERVICES[:-1]:
-            layout.start(name, wait=False)
-        # The operator's step before the agent's first start (docker-compose.yml's header).
-        made = layout.manage("create_join_token", "--host", layout.host_name)
-        for line in made.splitlines():
-            if line.startswith("join token: "):
-                dotenv["LATTICE_AGENT_JOIN_TOKEN"] = line.removeprefix("join token: ")
-            elif line.startswith("LATTICE_AGENT_BROKER_URL="):
-                dotenv["LATTICE_AGENT_BROKER_URL"] = line.split("=", 1)[1]
-        layout.start("agent", wait=False)
-        for name in SERVICES:
-            layout.wait_up(name)
-            layout.timings[name] = time.monotonic() - mark
+        _bring_up(layout)
         layout.start_seconds = time.monotonic() - began
         yield layout
     finally:
@@ -523,6 +519,29 @@ def production_layout(
         _drop_database(db, database)
         shutil.rmtree(folder, ignore_errors=True)
         moto.stop()
+
+
+def _bring_up(layout: Layout) -> None:
+    """migrate, then the trusted tier and (once the operator made its credentials) the
+    agent; waits until each is up."""
+    mark = time.monotonic()
+    layout.run_once("migrate")
+    layout.timings["migrate"] = time.monotonic() - mark
+    mark = time.monotonic()
+    # The trusted tier does not wait for the agent's credentials: started meanwhile.
+    for name in SERVICES[:-1]:
+        layout.start(name, wait=False)
+    # The operator's step before the agent's first start (docker-compose.yml's header).
+    made = layout.manage("create_join_token", "--host", layout.host_name)
+    for line in made.splitlines():
+        if line.startswith("join token: "):
+            layout.dotenv["LATTICE_AGENT_JOIN_TOKEN"] = line.removeprefix("join token: ")
+        elif line.startswith("LATTICE_AGENT_BROKER_URL="):
+            layout.dotenv["LATTICE_AGENT_BROKER_URL"] = line.split("=", 1)[1]
+    layout.start("agent", wait=False)
+    for name in SERVICES:
+        layout.wait_up(name)
+        layout.timings[name] = time.monotonic() - mark
 
 
 def _remove_workloads(docker_client: Any, installation: str) -> None:

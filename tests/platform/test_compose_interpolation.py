@@ -63,7 +63,12 @@ def test_an_empty_but_set_variable_passes_the_unset_only_check() -> None:
 
 
 def test_the_compose_file_loads_with_its_anchors_merged_and_interpolated() -> None:
-    env = {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p", "POSTGRES_DB": "d", "MINIO_ROOT_USER": "m"}
+    env = {
+        "POSTGRES_USER": "u",
+        "POSTGRES_PASSWORD": "p",
+        "POSTGRES_DB": "d",
+        "MINIO_ROOT_USER": "m",
+    }
 
     services = load(COMPOSE_FILE, env)["services"]
 

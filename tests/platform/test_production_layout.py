@@ -16,7 +16,7 @@ import pytest
 from tests.platform.layout import BIN, COMPOSE_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Layout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 pytestmark = pytest.mark.docker
 
@@ -63,13 +63,13 @@ def operator(production_layout: Layout) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api(production_layout: Layout, operator: dict[str, str]) -> httpx.Client:
+def api(production_layout: Layout, operator: dict[str, str]) -> Iterator[httpx.Client]:
     client = httpx.Client(
         base_url=f"{production_layout.url}/api/v1/teams/{operator['team']}",
         headers={"Authorization": f"Bearer {operator['token']}"},
         timeout=30,
     )
-    yield client  # type: ignore[misc]
+    yield client
     client.close()
 
 
@@ -83,7 +83,10 @@ def test_the_web_answers_its_health_probe_through_uvicorn(production_layout: Lay
     cmdline = Path(f"/proc/{web.pid}/cmdline").read_bytes().split(b"\0")[:-1]
     # uvicorn is a script: the kernel runs its interpreter with the script's path first.
     assert [part.decode() for part in cmdline[1:]] == production_layout.spec("web")[0]
-    print(f"production layout started in {production_layout.start_seconds:.1f}s:", production_layout.timings)
+    print(  # noqa: T201 - the start's cost, shown with -s
+        f"production layout started in {production_layout.start_seconds:.1f}s:",
+        production_layout.timings,
+    )
 
 
 def test_an_api_token_made_by_the_operator_reads_the_api(
@@ -139,6 +142,7 @@ def test_a_dataset_upload_lands_in_the_s3_bucket_not_on_disk(
 ) -> None:
     import boto3
     from botocore.config import Config
+
     from lattice import Client
 
     data = secrets.token_bytes(300_000)
@@ -180,7 +184,7 @@ def test_beats_reconcile_takes_a_silent_host_offline_and_it_comes_back(
     assert beat.returncode == 0, beat.stderr
     assert host_status() == "ready"
 
-    production_layout.stop("agent")
+    production_layout.kill("agent")
     # Only the reconciler (control.reconcile, which beat sends) takes a host offline.
     wait_until(lambda: host_status() == "offline", 30, "beat's reconcile never ran")
 
