@@ -46,7 +46,9 @@ The API for tests, and for the fault suite that builds on it::
     layout.sql(query, params)   # rows from the layout's own database (observing only)
     layout.host_name            # the agent's host (LATTICE_LOCAL_HOST_NAME)
 
-Every log is printed under a test's failure report (``pytest_runtest_makereport`` below).
+Every log is printed under a test's failure report (``pytest_runtest_makereport`` below),
+and kept in ``<pytest's temporary folder>/layout*/logs/<service>.log`` (each start of a
+service appends to its file, after a ``--- start <argv>`` line).
 """
 
 from __future__ import annotations
@@ -517,7 +519,10 @@ def production_layout(
             trusted.flushdb()
         trusted.close()
         _drop_database(db, database)
-        shutil.rmtree(folder, ignore_errors=True)
+        # The logs stay (pytest keeps the last runs' temporary folders); the rest goes.
+        for path in folder.iterdir():
+            if path.name != "logs":
+                shutil.rmtree(path, ignore_errors=True)
         moto.stop()
 
 
