@@ -25,9 +25,12 @@ number); container paths to folders under a temporary folder (a named volume's t
 folder of that volume's name, ``/tmp`` to one of the service's own; a bind mount's target
 to its source); the published port (``ports``) for the container port in the command,
 ``--host 0.0.0.0`` to the published address; ``python``/``celery``/``uvicorn`` to this
-environment's. Added (``EXTRA``): ``LATTICE_INSTALLATION``, the test run's, to the agent too
-(its workloads carry the test run's label, so the suite's clean-ups and reconcilers touch
-only its own), and short report and reconcile intervals.
+environment's. Added: ``LATTICE_INSTALLATION`` to every service, the test run's with
+``-layout`` (compose's agent has no env_file and would derive one of its own; with it, the
+layout's workloads carry a label of their own, so neither the suite's clean-ups and
+reconcilers nor the layout's touch the other's), and the agent's short report interval
+(``EXTRA``). The .env it writes (``_dotenv``) sets short reconcile and offline intervals,
+the locally built scipy image as ``LATTICE_IMAGE_SCIPY`` and no HTTPS redirect (no proxy).
 
 The API for tests, and for the fault suite that builds on it::
 
@@ -45,6 +48,7 @@ The API for tests, and for the fault suite that builds on it::
     layout.manage(*args)        # `python manage.py ...` with the web service's environment
     layout.sql(query, params)   # rows from the layout's own database (observing only)
     layout.host_name            # the agent's host (LATTICE_LOCAL_HOST_NAME)
+    layout.start_seconds        # what the fixture's start cost, and layout.timings its steps
 
 Every log is printed under a test's failure report (``pytest_runtest_makereport`` below),
 and kept in ``<pytest's temporary folder>/layout*/logs/<service>.log`` (each start of a
@@ -89,7 +93,7 @@ EXTRA: dict[str, dict[str, str]] = {
 }
 # What this process's environment must not lend the services: they get compose's.
 _NOT_INHERITED = ("DJANGO_", "LATTICE_", "DATABASE_", "REDIS_", "AWS_", "CELERY_", "PYTEST_")
-_STOP_GRACE = 20.0
+_STOP_GRACE = 10.0
 # The S3 service's credentials (compose: MINIO_ROOT_USER and MINIO_ROOT_PASSWORD).
 S3_ACCESS_KEY = "AKIALATTICELAYOUT01"
 S3_SECRET_KEY = secrets.token_urlsafe(30)
