@@ -307,7 +307,9 @@ class Layout:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
         for name in self.processes:
+            mark = time.monotonic()
             self.stop(name)
+            self.timings[f"stop {name}"] = time.monotonic() - mark
 
     # --- being up ----------------------------------------------------------------------------
 
@@ -517,12 +519,16 @@ def production_layout(
         yield layout
     finally:
         layout.close()
+        mark = time.monotonic()
         _remove_workloads(docker_client, layout.installation)
+        layout.timings["remove workloads"] = time.monotonic() - mark
         with contextlib.suppress(redis.RedisError):
             trusted.execute_command("ACL", "DELUSER", f"lattice-host-{layout.host_name}")
             trusted.flushdb()
         trusted.close()
+        mark = time.monotonic()
         _drop_database(db, database)
+        layout.timings["drop database"] = time.monotonic() - mark
         # The logs stay (pytest keeps the last runs' temporary folders); the rest goes.
         for path in folder.iterdir():
             if path.name != "logs":
