@@ -95,7 +95,7 @@ def test_docker_round_trip(docker_volume, docker_client):
     told = restore(runtime, name, FILES)
     assert told == sum(len(data) for data, _ in FILES.values())
     volume = docker_client.volumes.get(name)
-    assert volume.attrs["Labels"][f"lattice.installation"] == settings.LATTICE_INSTALLATION
+    assert volume.attrs["Labels"]["lattice.installation"] == settings.LATTICE_INSTALLATION
     found, skipped, stamps = read_back(runtime, name)
     assert found == FILES
     assert skipped == {}
