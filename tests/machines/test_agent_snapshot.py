@@ -157,7 +157,7 @@ def make_files(count: int) -> dict[str, bytes]:
     return files
 
 
-# --- Local processes: a volume is a folder ------------------------------------------------------
+# --- Local processes: a volume is a folder -------------------------------------------------------
 
 
 @pytest.fixture
@@ -292,7 +292,7 @@ def test_a_damaged_cache_file_is_not_believed(tmp_path):
     assert StampCache.load(tmp_path / "x", "vol").known("a", "1-2-3-4") is None
 
 
-# --- Docker ----------------------------------------------------------------------------------------
+# --- Docker --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["direct", "helper"])
@@ -342,7 +342,7 @@ def test_a_docker_volume_snapshot(server, spoken, not_racy, docker_volume, acme,
     assert read_in_pass1 == (0 if way == "direct" else sum(len(d) for d, _ in files.values()))
 
 
-# --- After a stop ----------------------------------------------------------------------------------
+# --- After a stop --------------------------------------------------------------------------------
 
 
 def test_a_stop_with_a_snapshot_queues_it_on_the_hosts_own_queue_after_stopped(
@@ -350,7 +350,7 @@ def test_a_stop_with_a_snapshot_queues_it_on_the_hosts_own_queue_after_stopped(
 ):
     said: list[str] = []
     queued: list[tuple[tuple[Any, ...], str]] = []
-    monkeypatch.setattr(agent, "_send", lambda host, name, event, **data: said.append(event))
+    monkeypatch.setattr(agent, "_send", lambda _host, _name, event, **_data: said.append(event))
     monkeypatch.setattr(agent, "host_runtime", lambda: LocalProcessRuntime(tmp_path / "rt"))
     monkeypatch.setattr(
         agent.agent_snapshot,

@@ -68,7 +68,7 @@ def restore(runtime, name, files):
     return sum(told)
 
 
-# --- Docker ------------------------------------------------------------------------------------
+# --- Docker --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["direct", "helper"])
@@ -171,7 +171,7 @@ def test_docker_read_of_a_missing_volume(docker_volume):
     assert raised.value.code == "missing"
 
 
-# --- Local processes ------------------------------------------------------------------------------
+# --- Local processes -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_process_hash_of_what_is_read_matches(process_runtime):
     assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
 
 
-# --- The fake --------------------------------------------------------------------------------------
+# --- The fake ------------------------------------------------------------------------------------
 
 
 def test_fake_round_trip_and_failure():
