@@ -22,6 +22,7 @@ import json
 import os
 import stat
 import uuid
+from functools import partial
 from typing import Any
 
 import pytest
@@ -202,7 +203,7 @@ def test_a_second_snapshot_sends_and_hashes_only_what_changed(
     server, spoken, not_racy, process_volume, acme, alice, tmp_path
 ):
     runtime, root, files = process_volume
-    counting = Counting(runtime)
+    counting: Any = Counting(runtime)
     _, url, token = files_ticket(acme, alice)
     run_snapshot(counting, "vol-snap", url, token, cache_dir=tmp_path / "stamps")
     first_pass = counting.passes[0]
@@ -232,7 +233,7 @@ def test_a_file_written_just_before_is_hashed_again_next_time(
 ):
     """Racy files: a stamp taken in the same clock tick as a write may not show it."""
     runtime, _, files = process_volume
-    counting = Counting(runtime)
+    counting: Any = Counting(runtime)
     _, url, token = files_ticket(acme, alice)
     run_snapshot(counting, "vol-snap", url, token, cache_dir=tmp_path / "stamps")
     counting.passes.clear()
@@ -309,7 +310,7 @@ def docker_volume(request, docker_client, busybox_image):
     files["big.bin"] = (os.urandom(2 * CHUNK + 3), 0o600)
     runtime.restore_volume(
         name,
-        [RestoreFile(p, len(d), m, lambda d=d: io.BytesIO(d)) for p, (d, m) in files.items()],
+        [RestoreFile(p, len(d), m, partial(io.BytesIO, d)) for p, (d, m) in files.items()],
         labels={"installation": settings.LATTICE_INSTALLATION},
     )
     yield runtime, name, files, request.param
@@ -319,7 +320,7 @@ def docker_volume(request, docker_client, busybox_image):
 
 def test_a_docker_volume_snapshot(server, spoken, not_racy, docker_volume, acme, alice, tmp_path):
     runtime, name, files, way = docker_volume
-    counting = Counting(runtime)
+    counting: Any = Counting(runtime)
     ticket, url, token = files_ticket(acme, alice)
 
     run_snapshot(counting, name, url, token, cache_dir=tmp_path / "stamps")
@@ -352,11 +353,12 @@ def test_a_stop_with_a_snapshot_queues_it_on_the_hosts_own_queue_after_stopped(
     queued: list[tuple[tuple[Any, ...], str]] = []
     monkeypatch.setattr(agent, "_send", lambda _host, _name, event, **_data: said.append(event))
     monkeypatch.setattr(agent, "host_runtime", lambda: LocalProcessRuntime(tmp_path / "rt"))
-    monkeypatch.setattr(
-        agent.agent_snapshot,
-        "apply_async",
-        lambda args, queue: queued.append((tuple(args), queue)) or said.append("queued"),
-    )
+
+    def apply_async(args, queue):
+        queued.append((tuple(args), queue))
+        said.append("queued")
+
+    monkeypatch.setattr(agent.agent_snapshot, "apply_async", apply_async)
     snap = {"volume": "vol-x", "ticket_url": "http://lattice/t/1", "ticket": "secret"}
 
     agent.agent_stop("gpu-1", "nb-1", {"name": "nb-1"}, None, None, snap)
@@ -396,5 +398,5 @@ def test_the_hosts_own_broker_user_may_queue_a_snapshot_for_itself(host_user, re
     with contextlib.closing(redis.Redis.from_url(redis_url)) as client:
         raw = client.rpop(host_queue(name))
     assert raw is not None
-    message = json.loads(raw)
+    message = json.loads(bytes(raw))  # type: ignore[arg-type]
     assert message["headers"]["task"] == "agent.snapshot"

@@ -17,6 +17,7 @@ import io
 import os
 import stat
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ FILES = {
 
 def restore_files(files):
     return [
-        RestoreFile(path, len(data), mode, lambda data=data: io.BytesIO(data))
+        RestoreFile(path, len(data), mode, partial(io.BytesIO, data))
         for path, (data, mode) in files.items()
     ]
 
