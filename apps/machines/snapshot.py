@@ -69,8 +69,8 @@ class StampCache:
     (savefolder.Hashes). Only the files of the last snapshot are kept: a removed file's
     entry goes at the next save."""
 
-    def __init__(self, file: Path, held: dict[str, list[str]]) -> None:
-        self.file, self.held = file, held
+    def __init__(self, file: Path, volume: str, held: dict[str, list[str]]) -> None:
+        self.file, self.volume, self.held = file, volume, held
         self.kept: dict[str, list[str]] = {}
         self.began_ns = time.time_ns()
         self.reused = 0
@@ -89,7 +89,7 @@ class StampCache:
                     for path, entry in (found.get("files") or {}).items()
                     if isinstance(entry, list) and len(entry) == 2  # noqa: PLR2004
                 }
-        return cls(file, held)
+        return cls(file, volume, held)
 
     def known(self, path: str, stamp: str) -> str | None:
         entry = self.held.get(path)
@@ -109,7 +109,7 @@ class StampCache:
         """Replace the file whole (written aside, then renamed), readable by the agent only."""
         self.file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         aside = self.file.with_name(f".{self.file.name}.{secrets.token_hex(6)}")
-        body = json.dumps({"volume": self.volume_name, "files": self.kept}).encode()
+        body = json.dumps({"volume": self.volume, "files": self.kept}).encode()
         handle = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -120,8 +120,6 @@ class StampCache:
         except BaseException:
             aside.unlink(missing_ok=True)
             raise
-
-    volume_name = ""
 
 
 def run_snapshot(
@@ -136,13 +134,17 @@ def run_snapshot(
     answer, or what run_client says of a failure); the stamp cache kept whatever happens
     (what pass 1 hashed is true of those files either way)."""
     cache = StampCache.load(cache_dir or stamps_dir(), volume)
-    cache.volume_name = volume
 
     def save(client: SaveClient) -> dict[str, Any]:
         try:
-            return save_entries(
+            answer = save_entries(
                 lambda: runtime.read_volume(volume), client, modes=True, hashes=cache
             )
+            # A file that did not read as pass 1 said is not believed next time either (a
+            # hash remembered wrongly would otherwise fail every snapshot after).
+            if answer.get("failed") and answer.get("path"):
+                cache.kept.pop(str(answer["path"]), None)
+            return answer
         finally:
             try:
                 cache.save()

@@ -1142,11 +1142,12 @@ _TAR_BLOCK = 512
 
 
 def _volume_labels(labels: dict[str, str]) -> dict[str, str]:
-    """A volume's labels from a spec's (as _volumes makes them): managed, and the spec's
-    installation; labels already under ``lattice.`` kept as they are."""
+    """A volume's labels from a spec's, as _volumes makes them: managed, and the spec's
+    installation (``installation``, or ``lattice.installation`` as given)."""
     made = {f"{LABEL_PREFIX}managed": "true"}
-    for key, value in labels.items():
-        made[key if key.startswith(LABEL_PREFIX) else f"{LABEL_PREFIX}{key}"] = str(value)
+    installation = labels.get("installation") or labels.get(f"{LABEL_PREFIX}installation")
+    if installation:
+        made[f"{LABEL_PREFIX}installation"] = str(installation)
     return made
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -254,3 +256,64 @@ def test_the_files_are_there_before_the_container_starts(
     assert found["seen.txt"] == FILES["hello.txt"][0]
     assert found["deep/er/weights.bin"] == FILES["deep/er/weights.bin"][0]
     assert_progress(said, name, option["total"])
+
+
+def test_jupyter_serves_the_restored_files_from_its_first_answer(
+    docker_client, notebook_image, said, served_media, monkeypatch
+):
+    """A real notebook: Jupyter in the notebook image, the volume written through a helper
+    container of that same image (the default), restored before the container exists."""
+    runtime = DockerRuntime(docker_client)
+    runtime.direct_volumes = False
+    monkeypatch.setattr(agent, "host_runtime", lambda: runtime)
+    token = secrets.token_hex(16)
+    name = f"nb-{uuid.uuid4().hex[:8]}"
+    volume = f"lattice-test-{name}"
+    spec = Spec(
+        name=name,
+        image=notebook_image,
+        command=[
+            "jupyter",
+            "server",
+            "--ip=0.0.0.0",
+            "--port={port}",
+            "--no-browser",
+            "--ServerApp.root_dir=/notebooks",
+        ],
+        env={"JUPYTER_TOKEN": token},
+        memory_bytes=1024**3,
+        volumes={volume: "/notebooks"},
+        labels={"installation": settings.LATTICE_INSTALLATION},
+    )
+    option = restore_option(volume)
+    try:
+        agent.agent_start(
+            "local",
+            agent.spec_to_task(spec),
+            {
+                "ready_path": "/api/status",
+                "ready_token_env": "JUPYTER_TOKEN",
+                "ready_timeout": 120,
+                "restore": option,
+            },
+        )
+        assert events_of(said, name)[-1] == "ready", said
+        [ready] = [d for w, e, d in said if w == name and e == "ready"]
+        response = httpx.get(
+            f"{ready['endpoint']}/api/contents/deep/er",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        assert [f["name"] for f in response.json()["content"]] == ["weights.bin"]
+        response = httpx.get(
+            f"{ready['endpoint']}/api/contents/hello.txt",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        assert response.json()["content"] == FILES["hello.txt"][0].decode()
+        assert_progress(said, name, option["total"])
+    finally:
+        with contextlib.suppress(NotFound):
+            docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
+        with contextlib.suppress(NotFound):
+            docker_client.volumes.get(volume).remove(force=True)

@@ -285,7 +285,6 @@ def test_a_missing_volume_fails_with_its_code(server, acme, alice, tmp_path):
 def test_a_damaged_cache_file_is_not_believed(tmp_path):
     (tmp_path / "x").mkdir()
     cache = StampCache.load(tmp_path / "x", "vol")
-    cache.volume_name = "vol"
     cache.kept = {"a": ["1-2-3-4", "f" * 64]}
     cache.save()
     (cache_file,) = (tmp_path / "x").iterdir()
