@@ -13,7 +13,9 @@ on this host (apps.machines.inbox) before it believes or publishes anything.
 Dataset versions a workload mounts it downloads, before the workload starts,
 through the per-object read links its start brings (it holds no storage
 credentials), into a folder per content, and keeps that cache within its size
-budget (apps.machines.materialise; see with_datasets).
+budget (apps.machines.materialise; see with_datasets). A notebook volume's snapshot
+(agent.snapshot, or queued by a stop that asks for one) and its restore before a start
+(the option ``restore``) are apps.machines.snapshot's.
 """
 
 from __future__ import annotations
