@@ -317,3 +317,17 @@ def test_jupyter_serves_the_restored_files_from_its_first_answer(
             docker_client.containers.get(DockerRuntime.container_name(name)).remove(force=True)
         with contextlib.suppress(NotFound):
             docker_client.volumes.get(volume).remove(force=True)
+
+
+def test_restore_progress_is_told_at_most_every_half_second_and_at_the_end(monkeypatch):
+    from apps.machines import snapshot
+
+    now = [0.0]
+    monkeypatch.setattr(snapshot.time, "monotonic", lambda: now[0])
+    told: list[tuple[int, int]] = []
+    progress = snapshot._Progress(100, lambda _e, **d: told.append((d["done"], d["total"])))
+    for _ in range(10):
+        now[0] += 0.25
+        progress(10)
+    progress.end()
+    assert told == [(20, 100), (40, 100), (60, 100), (80, 100), (100, 100), (100, 100)]
