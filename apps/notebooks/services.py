@@ -26,6 +26,7 @@ from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
@@ -37,20 +38,6 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 MAX_IDLE_MINUTES = 7 * 24 * 60
-
-
-def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise NotebookError("Give the notebook a name.", field="name")
-    if len(name) > Notebook._meta.get_field("name").max_length:  # type: ignore[operator]
-        raise NotebookError("A name is at most 80 characters.", field="name")
-    taken = Notebook.objects.for_team(team).filter(name=name, deleted_at__isnull=True)
-    if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise NotebookError(f"This team already has a notebook called {name}.", field="name")
-    return name
 
 
 def _clean_idle(minutes: int | None) -> int | None:
