@@ -201,7 +201,7 @@ def snapshot_for_stop(
         return None
     locked = (
         Notebook.objects.for_team(notebook.team_id)
-        .select_for_update(no_key=True)
+        .select_for_update(no_key=True, of=("self",))
         .select_related("team", "volume_host")
         .filter(pk=notebook.pk, deleted_at__isnull=True)
         .first()
