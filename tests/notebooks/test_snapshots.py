@@ -213,9 +213,7 @@ def test_a_snapshot_ticket_speaks_for_its_own_snapshot_only(acme, alice, media, 
     ).status_code in {401, 403}
 
 
-def test_a_host_that_gives_up_fails_the_snapshot_in_the_servers_words(
-    acme, alice, media, queued
-):
+def test_a_host_that_gives_up_fails_the_snapshot_in_the_servers_words(acme, alice, media, queued):
     told = []
     snapshot, host = take(hosted(acme, alice), queued)
     host.manifest(FILES)
@@ -286,9 +284,7 @@ def test_a_copy_is_a_new_notebook_whose_first_snapshot_holds_the_same_files(
     assert stored(first) == expected(FILES, MODES)
     assert Blob.objects.count() == blobs_before  # no byte copied
     plan = snapshots.snapshot_restore_plan(first, volume=copy.volume, lifetime=timedelta(1))
-    original = snapshots.snapshot_restore_plan(
-        snapshot, volume=copy.volume, lifetime=timedelta(1)
-    )
+    original = snapshots.snapshot_restore_plan(snapshot, volume=copy.volume, lifetime=timedelta(1))
     strip = [{k: v for k, v in f.items() if k != "url"} for f in original["files"]]
     assert [{k: v for k, v in f.items() if k != "url"} for f in plan["files"]] == strip
     # The copy keeps its files when the original goes.

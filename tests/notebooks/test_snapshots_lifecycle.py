@@ -65,7 +65,7 @@ def test_a_stop_asks_the_host_to_snapshot_after_it_stopped(acme, alice, media, q
 
     stop(session)
 
-    (args, kwargs, queue), = stops.sent
+    ((args, kwargs, queue),) = stops.sent
     assert args == (notebook.volume_host.name, session.workload, None, None)
     assert queue == notebook.volume_host.queue
     sent = kwargs["snapshot"]
@@ -108,9 +108,7 @@ def test_no_stop_snapshot_when_the_volume_goes_or_is_elsewhere(acme, alice, medi
     notebook, session = running(acme, alice)
     stop(session, [notebook.volume])
     elsewhere, on_b = running(acme, alice, "Elsewhere")
-    NotebookSession.objects.for_team(acme).filter(pk=on_b.pk).update(
-        host=HostFactory.create()
-    )
+    NotebookSession.objects.for_team(acme).filter(pk=on_b.pk).update(host=HostFactory.create())
     on_b.refresh_from_db()
     stop(on_b)
 
@@ -191,9 +189,7 @@ def test_a_snapshot_whose_ticket_expired_is_failed_by_upkeep(acme, alice, media,
     assert snapshots.snapshots_dead_fail() == 0
 
 
-def test_the_models_upkeep_ending_an_expired_ticket_fails_its_snapshot(
-    acme, alice, media, queued
-):
+def test_the_models_upkeep_ending_an_expired_ticket_fails_its_snapshot(acme, alice, media, queued):
     snapshot = snapshots.snapshot_take(notebook=hosted(acme, alice), reason="manual")
     SaveTicket.objects.for_team(acme).filter(pk=snapshot.save_ticket_id).update(
         expires_at=timezone.now() - timedelta(seconds=1)
