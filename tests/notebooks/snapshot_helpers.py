@@ -4,15 +4,17 @@ of a snapshot's save (what its agent holds: the save's address and its ticket)."
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 from django.test import Client
 
 from apps.notebooks import snapshots
 from apps.notebooks.models import Notebook, Status
 from tests.factories import HostFactory, NotebookSessionFactory
 from tests.notebook_fixtures import make_notebook
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def sha(data: bytes) -> str:

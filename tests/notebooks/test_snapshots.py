@@ -277,7 +277,8 @@ def test_a_copy_is_a_new_notebook_whose_first_snapshot_holds_the_same_files(
         notebook.template,
         notebook.machine_type_id,
     )
-    assert copy.volume_host is None and copy.volume != notebook.volume
+    assert copy.volume_host is None
+    assert copy.volume != notebook.volume
     first = snapshots.snapshot_latest(copy)
     assert first is not None
     assert (first.reason, first.copied_from_id) == (NotebookSnapshot.Reason.COPY, snapshot.pk)

@@ -107,7 +107,7 @@ def test_a_notebook_started_again_before_its_stop_snapshot_ended_is_not_saved(
 def test_no_stop_snapshot_when_the_volume_goes_or_is_elsewhere(acme, alice, media, queued, stops):
     notebook, session = running(acme, alice)
     stop(session, [notebook.volume])
-    elsewhere, on_b = running(acme, alice, "Elsewhere")
+    _elsewhere, on_b = running(acme, alice, "Elsewhere")
     NotebookSession.objects.for_team(acme).filter(pk=on_b.pk).update(host=HostFactory.create())
     on_b.refresh_from_db()
     stop(on_b)
