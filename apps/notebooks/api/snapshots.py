@@ -77,6 +77,7 @@ class SnapshotListView(_SnapshotView):
     """The notebook's kept snapshots, newest first; take one now (202: its host reads the
     files; the snapshot's state says when it is ready)."""
 
+    @extend_schema(responses=SnapshotSerializer(many=True))
     def get(self, request: Request, team_slug: str, notebook_id: int) -> Response:
         rows = selectors.notebook_snapshots(self._notebook(notebook_id))
         return Response([_body(row) for row in rows])
