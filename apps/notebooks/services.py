@@ -28,6 +28,7 @@ from apps.notebooks.locks import notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
 from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
+from apps.notebooks.snapshots import snapshots_forget
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
 from apps.teams.secrets import check_names
@@ -271,7 +272,8 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
-    """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
+    """Delete after the name is typed: stop it, hide it, remove its storage once stopped,
+    and forget its snapshots (their blobs left to the datasets' upkeep)."""
     notebook = notebook_to_change(team, actor, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
@@ -281,6 +283,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
     notebook.deleted_at = timezone.now()
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["deleted_at", "desired_state", "updated_at"])
+    snapshots_forget(notebook)
     session = open_session(notebook)
     if session is not None:
         lifecycle.session_stop(session, reason=NotebookSession.ExitReason.DELETED)

@@ -222,6 +222,18 @@ def snapshot_for_stop(
     return {"volume": locked.volume, "ticket_url": ticket_url(ticket), "ticket": token}
 
 
+def snapshots_forget(notebook: Notebook) -> None:
+    """The notebook is deleted (inside that transaction): its snapshots go, one being
+    taken given up (its ticket dead); the blobs they held are left to the datasets'
+    upkeep, which collects what nothing holds."""
+    saving = _saving(notebook)
+    if saving is not None:
+        _end(saving, NotebookSnapshot.State.FAILED, failure="The notebook was deleted.")
+        if saving.save_ticket is not None:
+            save_abandon(ticket=saving.save_ticket, reason="The notebook was deleted.")
+    NotebookSnapshot.objects.for_team(notebook.team_id).filter(notebook=notebook).delete()
+
+
 def snapshot_latest(notebook: Notebook) -> NotebookSnapshot | None:
     return (
         NotebookSnapshot.objects.for_team(notebook.team_id)

@@ -319,3 +319,18 @@ def test_only_the_newest_ready_snapshots_are_kept(acme, alice, media, queued, se
     assert snapshots.snapshot_latest(notebook).pk == made[-1]
     # The oldest's files went with it (the newest's blobs stay held).
     assert not SnapshotFile.objects.for_team(acme).filter(snapshot_id=made[0]).exists()
+
+
+def test_a_deleted_notebooks_snapshots_go_and_their_blobs_with_them(acme, alice, media, queued):
+    from apps.notebooks import services
+
+    notebook = hosted(acme, alice)
+    snapshot, host = take(notebook, queued)
+    host.save(FILES)
+    saving, other_host = take(notebook, queued)
+
+    services.notebook_delete(team=acme, actor=alice, notebook=notebook, confirmation=notebook.name)
+
+    assert not NotebookSnapshot.objects.for_team(acme).exists()
+    assert other_host.post("manifest", {"files": []}).status_code == 403
+    assert blobs_collect(now=snapshot.created_at + timedelta(days=1)) == len(FILES)
