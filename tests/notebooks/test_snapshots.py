@@ -327,7 +327,7 @@ def test_a_deleted_notebooks_snapshots_go_and_their_blobs_with_them(acme, alice,
     notebook = hosted(acme, alice)
     snapshot, host = take(notebook, queued)
     host.save(FILES)
-    saving, other_host = take(notebook, queued)
+    _, other_host = take(notebook, queued)
 
     services.notebook_delete(team=acme, actor=alice, notebook=notebook, confirmation=notebook.name)
 
