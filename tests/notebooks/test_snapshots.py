@@ -71,8 +71,10 @@ def test_a_snapshot_saved_by_its_host_keeps_the_files_and_their_modes(acme, alic
     snapshot, host = take(notebook, queued)
 
     (host_name, volume, _, _), queue = queued[-1]
-    assert (host_name, volume) == (notebook.volume_host.name, notebook.volume)
-    assert queue == notebook.volume_host.queue
+    volume_host = notebook.volume_host
+    assert volume_host is not None
+    assert (host_name, volume) == (volume_host.name, notebook.volume)
+    assert queue == volume_host.queue
     ticket = SaveTicket.objects.for_team(acme).get(pk=snapshot.save_ticket_id)
     assert ticket.created_by is None  # no person behind it: the ticket is the right
     assert (ticket.source, ticket.source_id) == ("snapshot", snapshot.pk)
@@ -123,7 +125,9 @@ def test_take_returns_the_one_being_taken_and_none_without_a_host_that_answers(
     never_started.save(update_fields=["volume_host"])
     assert snapshots.snapshot_take(notebook=never_started, reason="manual") is None
     offline = hosted(acme, alice, "Far")
-    Host.objects.filter(pk=offline.volume_host_id).update(status=Host.Status.OFFLINE)
+    far = offline.volume_host
+    assert far is not None
+    Host.objects.filter(pk=far.pk).update(status=Host.Status.OFFLINE)
     offline.refresh_from_db()
     assert snapshots.snapshot_take(notebook=offline, reason="manual") is None
     assert len(queued) == 1
@@ -214,7 +218,7 @@ def test_a_snapshot_ticket_speaks_for_its_own_snapshot_only(acme, alice, media, 
 
 
 def test_a_host_that_gives_up_fails_the_snapshot_in_the_servers_words(acme, alice, media, queued):
-    told = []
+    told: list[NotebookSnapshot] = []
     snapshot, host = take(hosted(acme, alice), queued)
     host.manifest(FILES)
 
@@ -316,7 +320,9 @@ def test_only_the_newest_ready_snapshots_are_kept(acme, alice, media, queued, se
 
     kept = NotebookSnapshot.objects.for_team(acme).filter(notebook=notebook)
     assert sorted(kept.values_list("pk", flat=True)) == made[1:]
-    assert snapshots.snapshot_latest(notebook).pk == made[-1]
+    latest = snapshots.snapshot_latest(notebook)
+    assert latest is not None
+    assert latest.pk == made[-1]
     # The oldest's files went with it (the newest's blobs stay held).
     assert not SnapshotFile.objects.for_team(acme).filter(snapshot_id=made[0]).exists()
 

@@ -48,6 +48,14 @@ def stops(monkeypatch) -> _Stops:
     return held
 
 
+def taken(
+    notebook: Notebook, reason: str, session: NotebookSession | None = None
+) -> NotebookSnapshot:
+    made = snapshots.snapshot_take(notebook=notebook, reason=reason, session=session)
+    assert made is not None
+    return made
+
+
 def stop(session: NotebookSession, remove_volumes=None) -> None:
     with transaction.atomic():
         ending.stop_on_host(session, remove_volumes)
@@ -120,7 +128,7 @@ def test_a_scheduled_snapshot_in_flight_gives_way_to_the_stop_one(
     acme, alice, media, queued, stops
 ):
     notebook, session = running(acme, alice)
-    scheduled = snapshots.snapshot_take(notebook=notebook, reason="schedule", session=session)
+    scheduled = taken(notebook, "schedule", session)
     old_host = PlayedHost.of(queued[-1])
 
     stop(session)
@@ -174,7 +182,7 @@ def test_the_beat_task_runs_both_passes(acme, alice, media, queued, settings):
 
 def test_a_snapshot_whose_ticket_expired_is_failed_by_upkeep(acme, alice, media, queued):
     notebook = hosted(acme, alice)
-    snapshot = snapshots.snapshot_take(notebook=notebook, reason="manual")
+    snapshot = taken(notebook, "manual")
     host = PlayedHost.of(queued[-1])
     host.manifest(FILES)
     SaveTicket.objects.for_team(acme).filter(pk=snapshot.save_ticket_id).update(
@@ -190,7 +198,7 @@ def test_a_snapshot_whose_ticket_expired_is_failed_by_upkeep(acme, alice, media,
 
 
 def test_the_models_upkeep_ending_an_expired_ticket_fails_its_snapshot(acme, alice, media, queued):
-    snapshot = snapshots.snapshot_take(notebook=hosted(acme, alice), reason="manual")
+    snapshot = taken(hosted(acme, alice), "manual")
     SaveTicket.objects.for_team(acme).filter(pk=snapshot.save_ticket_id).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -202,7 +210,7 @@ def test_the_models_upkeep_ending_an_expired_ticket_fails_its_snapshot(acme, ali
 
 
 def test_a_snapshot_whose_ticket_is_gone_is_failed(acme, alice, media, queued):
-    snapshot = snapshots.snapshot_take(notebook=hosted(acme, alice), reason="manual")
+    snapshot = taken(hosted(acme, alice), "manual")
     SaveTicket.objects.for_team(acme).filter(pk=snapshot.save_ticket_id).delete()
 
     assert snapshots.snapshots_dead_fail() == 1
