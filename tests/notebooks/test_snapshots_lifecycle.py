@@ -174,7 +174,7 @@ def test_the_beat_task_runs_both_passes(acme, alice, media, queued, settings):
     settings.LATTICE_SNAPSHOT_EVERY = 60
     running(acme, alice, started_at=timezone.now() - timedelta(minutes=5))
 
-    assert snapshots_task.delay().get() == {"failed": 0, "begun": 1}
+    assert snapshots_task.apply().result == {"failed": 0, "begun": 1}
 
 
 # --- a snapshot whose host went silent -------------------------------------------------------
