@@ -14,6 +14,10 @@ AUDIT_PHRASES = {
     "notebook.settings_changed": "{actor} changed the team's notebook settings",
     "notebook.dataset_mounted": "{actor} attached {dataset} v{version} to {target} at {path}",
     "notebook.dataset_unmounted": "{actor} detached {dataset} v{version} from {target}",
+    "notebook.snapshot_taken": "{actor} took a snapshot of the notebook {target}",
+    "notebook.snapshot_copied": (
+        "{actor} restored a snapshot of {source} into the notebook {target}"
+    ),
 }
 
 
@@ -31,8 +35,8 @@ class NotebooksConfig(AppConfig):
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
         from apps.machines.hooks import WorkloadKind, workload_kinds
-        from apps.models.hooks import source_links
-        from apps.notebooks import lifecycle, mounts, saves, selectors
+        from apps.models.hooks import SaveSource, save_sources, source_links
+        from apps.notebooks import lifecycle, mounts, saves, selectors, snapshots
         from apps.teams.hooks import overview_notebooks, running_notebooks
 
         # A session's workload is "nb-<notebook>-s<session>": its events and its output.
@@ -50,6 +54,16 @@ class NotebooksConfig(AppConfig):
         datasets.dataset_made_private.register(mounts.others_mounts_remove)
         # A model version saved from a notebook links back to it.
         source_links.register("notebook", saves.version_source)
+        # A snapshot's save (apps.models.services.saves, source "snapshot"): its files kept
+        # and held, its end.
+        save_sources.register(
+            snapshots.SOURCE,
+            SaveSource(
+                saved=snapshots.files_kept,
+                held=snapshots.files_held,
+                ended=snapshots.ticket_ended,
+            ),
+        )
         # The team's overview page lists its notebooks.
         overview_notebooks.register(selectors.overview_notebooks)
         # The dashboard lists what runs across a person's teams.

@@ -26,7 +26,9 @@ from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
+from apps.notebooks.snapshots import snapshots_forget
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
 from apps.teams.secrets import check_names
@@ -37,20 +39,6 @@ if TYPE_CHECKING:
     from apps.teams.models import Team
 
 MAX_IDLE_MINUTES = 7 * 24 * 60
-
-
-def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise NotebookError("Give the notebook a name.", field="name")
-    if len(name) > Notebook._meta.get_field("name").max_length:  # type: ignore[operator]
-        raise NotebookError("A name is at most 80 characters.", field="name")
-    taken = Notebook.objects.for_team(team).filter(name=name, deleted_at__isnull=True)
-    if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise NotebookError(f"This team already has a notebook called {name}.", field="name")
-    return name
 
 
 def _clean_idle(minutes: int | None) -> int | None:
@@ -284,7 +272,8 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
-    """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
+    """Delete after the name is typed: stop it, hide it, remove its storage once stopped,
+    and forget its snapshots (their blobs left to the datasets' upkeep)."""
     notebook = notebook_to_change(team, actor, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
@@ -294,6 +283,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
     notebook.deleted_at = timezone.now()
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["deleted_at", "desired_state", "updated_at"])
+    snapshots_forget(notebook)
     session = open_session(notebook)
     if session is not None:
         lifecycle.session_stop(session, reason=NotebookSession.ExitReason.DELETED)
