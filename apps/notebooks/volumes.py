@@ -123,17 +123,32 @@ def files_step(session: NotebookSession) -> dict[str, Any] | str | None:
             return WAIT
     # Its holder is offline (or cannot be read): what the newest snapshot holds, or nothing.
     if latest is None:
-        raise NotebookError(
-            f"Its files are only on {holder.name}, which is offline, and no snapshot of them "
-            f"exists. Bring {holder.name} back online and start it again: its files are "
-            "there."
-        )
+        raise NotebookError(_offline_only(holder))
     plan = _restore(notebook, latest)
     plan["note"] = (
         f"Your files are restored from the snapshot of {_when(latest.created_at)}; changes "
         f"after it stayed on {holder.name}, which is offline."
     )
     return plan
+
+
+def start_refusal(notebook: Notebook) -> str | None:
+    """Why a start cannot have the notebook's files, said before it is even queued: they
+    are only on a host that is offline (not saved since, and no snapshot to restore). None
+    otherwise (``files_step`` decides again once it is placed)."""
+    holder = notebook.volume_host
+    if holder is None or holder.status != Host.Status.OFFLINE:
+        return None
+    if snapshot_latest(notebook) is not None:
+        return None
+    return _offline_only(holder)
+
+
+def _offline_only(holder: Host) -> str:
+    return (
+        f"Its files are only on {holder.name}, which is offline, and no snapshot of them "
+        f"exists. Bring {holder.name} back online and start it again: its files are there."
+    )
 
 
 def _restore(notebook: Notebook, snapshot: NotebookSnapshot) -> dict[str, Any]:

@@ -49,7 +49,13 @@ from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TemplateError, TemplateNotBuiltError, image_for
-from apps.notebooks.volumes import SAVING_PHASE, WAIT, files_step, preferred_host_id
+from apps.notebooks.volumes import (
+    SAVING_PHASE,
+    WAIT,
+    files_step,
+    preferred_host_id,
+    start_refusal,
+)
 from apps.teams.scope import team_task
 from apps.teams.secrets import check_names
 
@@ -93,6 +99,10 @@ def _notebook_start(
     except TemplateError as exc:
         field = "custom_image" if notebook.template == CUSTOM else "template"
         raise NotebookError(str(exc), field=field) from exc
+    # Its files only on a host that is offline, with no snapshot: it would start empty.
+    refusal = start_refusal(notebook)
+    if refusal is not None:
+        raise NotebookConflictError(refusal, code="files_offline")
     # A secret it names that the team no longer has: refused now, not at the host.
     check_names(team, notebook.secrets or [])
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
