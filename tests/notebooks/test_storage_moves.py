@@ -146,7 +146,7 @@ def messages_of(session: NotebookSession) -> list[str]:
 def test_a_start_lands_on_the_host_that_holds_its_files_and_takes_them_as_they_are(
     acme, alice, hosts, notebook, doubles
 ):
-    gpu1, gpu2 = hosts
+    _gpu1, gpu2 = hosts
     Notebook.objects.for_team(acme).filter(pk=notebook.pk).update(volume_host=gpu2)
 
     session = start(acme, alice, notebook)
@@ -213,7 +213,7 @@ def test_a_warm_container_on_the_preferred_host_is_taken_first(acme, alice, host
     from apps.machines.models import MachineType, PoolSlot, WarmPool
     from apps.notebooks.templates import image_for
 
-    gpu1, gpu2 = hosts
+    _gpu1, gpu2 = hosts
     for host in hosts:
         WarmPool.objects.create(
             host=host,
@@ -285,10 +285,27 @@ def test_a_start_elsewhere_waits_while_its_files_are_saved_then_restores_them(
     assert holder(notebook) == (gpu2.pk, False)
 
 
+def test_a_notebook_made_from_a_snapshot_restores_it_on_its_first_start(
+    acme, alice, hosts, doubles
+):
+    gpu1, _ = hosts
+    copy = make_notebook(acme, alice, "Copy")  # snapshot_copy's: no volume host, a snapshot
+    snapshot = ready_snapshot(copy, None, reason="copy")
+
+    session = start(acme, alice, copy)
+
+    assert (session.status, session.host) == (Status.RUNNING, gpu1)
+    assert doubles.starts[0][2]["restore"]["snapshot"] == snapshot.pk
+    assert holder(copy) == (gpu1.pk, False)
+    # From then on its files are on gpu-1: a restart there restores nothing.
+    services.notebook_restart(team=acme, actor=alice, notebook=copy)
+    assert [o.get("restore") is None for _, _, o in doubles.starts] == [False, True]
+
+
 def test_a_failed_move_snapshot_fails_the_start_saying_what_to_do(
     acme, alice, hosts, notebook, doubles
 ):
-    gpu1, gpu2 = hosts
+    gpu1, _gpu2 = hosts
     Notebook.objects.for_team(acme).filter(pk=notebook.pk).update(volume_host=gpu1)
     host_set_draining(host=gpu1, draining=True)
     session = start(acme, alice, notebook)
@@ -320,7 +337,8 @@ def test_restoring_progress_is_shown_in_decimal_gigabytes(acme, alice, hosts, no
     host_set_draining(host=gpu1, draining=True)
     session = start(acme, alice, notebook)  # waits on gpu-2 for gpu-1's snapshot
 
-    workload_event(gpu2, session.workload, "progress", {"phase": "restoring", "done": 1_234_000_000, "total": 3_400_000_000})  # fmt: skip
+    said = {"phase": "restoring", "done": 1_234_000_000, "total": 3_400_000_000}
+    workload_event(gpu2, session.workload, "progress", said)
 
     notebook.refresh_from_db()
     assert notebook.status_message == "Restoring files: 1.2 of 3.4 GB"
@@ -333,7 +351,9 @@ def test_restoring_progress_is_shown_in_decimal_gigabytes(acme, alice, hosts, no
         {"phase": "restoring", "done": True, "total": 3},
     ):
         workload_event(gpu2, session.workload, "progress", data)
-    workload_event(gpu1, session.workload, "progress", {"phase": "restoring", "done": 0, "total": 1})  # fmt: skip
+    workload_event(
+        gpu1, session.workload, "progress", {"phase": "restoring", "done": 0, "total": 1}
+    )
     notebook.refresh_from_db()
     assert notebook.status_message == "Restoring files: 1.2 of 3.4 GB"
 
@@ -357,7 +377,8 @@ def test_a_restart_after_its_host_went_offline_restores_the_newest_snapshot_and_
     older = ready_snapshot(notebook, gpu1, reason="schedule")
     newest = ready_snapshot(notebook, gpu1, reason="schedule")
     at = timezone.localtime(timezone.now() - timedelta(minutes=7)).replace(second=0)
-    NotebookSnapshot.objects.unscoped().filter(pk=older.pk).update(created_at=at - timedelta(hours=1))
+    earlier = at - timedelta(hours=1)
+    NotebookSnapshot.objects.unscoped().filter(pk=older.pk).update(created_at=earlier)
     NotebookSnapshot.objects.unscoped().filter(pk=newest.pk).update(created_at=at)
 
     go_offline(gpu1)
@@ -415,7 +436,12 @@ def test_a_host_that_went_offline_after_the_placement_fails_the_start_with_the_s
         status=Status.SCHEDULED,
         host=gpu2,
         placement=Placement.objects.create(
-            host=gpu2, machine_type=notebook.machine_type, team=acme, workload="x", vcpus=1, memory_gib=1
+            host=gpu2,
+            machine_type=notebook.machine_type,
+            team=acme,
+            workload="x",
+            vcpus=1,
+            memory_gib=1,
         ),
     )
     Placement.objects.filter(pk=session.placement_id).update(workload=session.workload)
@@ -451,7 +477,7 @@ def test_a_host_back_after_its_notebook_moved_has_the_stale_container_removed_an
     monkeypatch.setattr(
         agent.agent_remove_orphan,
         "apply_async",
-        lambda args, queue: removed.append(tuple(args)),
+        lambda args, **_: removed.append(tuple(args)),
     )
     ours = {f"{LABEL_PREFIX}installation": settings.LATTICE_INSTALLATION}
     stale = {"name": first.workload, "running": True, "labels": ours}
@@ -463,7 +489,7 @@ def test_a_host_back_after_its_notebook_moved_has_the_stale_container_removed_an
 
     assert removed == [("gpu-1", first.workload)]  # an orphan now: removed, nothing else
     second.refresh_from_db()
-    assert second.status == Status.RUNNING and second.ended_at is None
+    assert (second.status, second.ended_at) == (Status.RUNNING, None)
 
     # Its old volume (same name, stale files) is never started on as it is: the files are
     # gpu-2's now, so a start on gpu-1 restores them first.
@@ -524,7 +550,9 @@ def test_move_notebooks_now_stops_each_and_starts_it_elsewhere_with_its_files(
     # Placed on gpu-2, waiting for gpu-1 to save its files (no stop snapshot here: a move one).
     assert (second.host, second.status) == (gpu2, Status.SCHEDULED)
     [snapshot] = doubles.taken
-    NotebookSnapshot.objects.unscoped().filter(pk=snapshot.pk).update(state=NotebookSnapshot.State.READY)
+    NotebookSnapshot.objects.unscoped().filter(pk=snapshot.pk).update(
+        state=NotebookSnapshot.State.READY
+    )
     snapshot.refresh_from_db()
     snapshot_ended(snapshot)
 
