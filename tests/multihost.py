@@ -110,9 +110,7 @@ class SecondEngine:
         ip = ["ip"]
         subprocess.run([*ip, "link", "add", self.bridge, "type", "bridge"], check=True)
         for address in (self.address, self.main_address):
-            subprocess.run(
-                [*ip, "addr", "add", f"{address}/24", "dev", self.bridge], check=True
-            )
+            subprocess.run([*ip, "addr", "add", f"{address}/24", "dev", self.bridge], check=True)
         subprocess.run([*ip, "link", "set", self.bridge, "up"], check=True)
 
     def start(self) -> None:
@@ -124,7 +122,7 @@ class SecondEngine:
         env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
         started = time.monotonic()
         log = (self.root / "dockerd.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own arguments
+        self.process = subprocess.Popen(
             [
                 shutil.which("dockerd") or "dockerd",
                 "--data-root",
@@ -156,14 +154,14 @@ class SecondEngine:
         self.client = None
 
         def answers() -> bool:
-            assert self.process is not None  # noqa: S101
+            assert self.process is not None
             if self.process.poll() is not None:
                 return True
             try:
                 if self.client is None:  # the client asks the engine's version when made
                     self.client = docker.DockerClient(base_url=self.url, timeout=30)
                 return bool(self.client.ping())
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 return False
 
         wait_until(answers, ENGINE_START_TIMEOUT)
@@ -240,7 +238,7 @@ def _isolation_rules_of(engine: SecondEngine, address: str) -> list[list[str]]:
 
     try:
         engine.client.networks.get(NETWORK)
-    except Exception:  # noqa: BLE001 - no network: no rules were made for it
+    except Exception:
         return []
     runtime = DockerRuntime(engine.client, address=address)
     return [*isolation_rules(runtime), *allow_rules(runtime)]
@@ -267,42 +265,56 @@ def second_engine(docker_client: Any, notebook_image: str, scipy_image: str) -> 
     except subprocess.CalledProcessError as exc:
         engine.remove()
         service_missing(f"could not make a bridge for the second Docker engine: {exc}")
-    rules: list[list[str]] = []
     try:
         engine.start()
-        started = time.monotonic()
-        save = subprocess.Popen(  # noqa: S603
-            ["docker", "-H", MAIN_ENGINE, "save", notebook_image, scipy_image],  # noqa: S607
-            stdout=subprocess.PIPE,
-        )
-        loaded = subprocess.run(  # noqa: S603
-            ["docker", "-H", engine.url, "load", "-q"],  # noqa: S607
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if save.stdout is not None:
-            save.stdout.close()
-        if save.wait() != 0 or loaded.returncode != 0:
-            service_missing(f"could not load the notebook images into it: {loaded.stderr}")
-        engine.load_seconds = time.monotonic() - started
+        _load_images(engine, [notebook_image, scipy_image])
         print(  # noqa: T201 - the figures the closing note quotes
             f"\nsecond engine: started in {engine.start_seconds:.1f}s, "
             f"images loaded in {engine.load_seconds:.1f}s"
         )
         yield engine
     finally:
-        if engine.running():
-            rules = _isolation_rules_of(engine, engine.address)
-            with contextlib.suppress(Exception):
-                for container in engine.client.containers.list(all=True):
-                    container.remove(force=True)
-        engine.stop()
-        for rule in rules:
-            while subprocess.run(["iptables", "-D", *rule], capture_output=True, check=False).returncode == 0:  # noqa: S603, S607, E501
-                pass
-        engine.remove()
+        _tear_down(engine)
+
+
+def _load_images(engine: SecondEngine, images: list[str]) -> None:
+    """``images`` from the machine's engine into ``engine`` (docker save | docker load)."""
+    started = time.monotonic()
+    save = subprocess.Popen(
+        ["docker", "-H", MAIN_ENGINE, "save", *images],
+        stdout=subprocess.PIPE,
+    )
+    loaded = subprocess.run(
+        ["docker", "-H", engine.url, "load", "-q"],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if save.stdout is not None:
+        save.stdout.close()
+    if save.wait() != 0 or loaded.returncode != 0:
+        service_missing(f"could not load the notebook images into it: {loaded.stderr}")
+    engine.load_seconds = time.monotonic() - started
+
+
+def _tear_down(engine: SecondEngine) -> None:
+    """Its containers, the iptables rules its agent added, the engine and its folders."""
+    rules: list[list[str]] = []
+    if engine.running():
+        rules = _isolation_rules_of(engine, engine.address)
+        with contextlib.suppress(Exception):
+            for container in engine.client.containers.list(all=True):
+                container.remove(force=True)
+    engine.stop()
+    for rule in rules:
+        while _iptables("-D", *rule):
+            pass
+    engine.remove()
+
+
+def _iptables(*args: str) -> bool:
+    return subprocess.run(["iptables", *args], capture_output=True, check=False).returncode == 0
 
 
 @dataclass
@@ -383,9 +395,7 @@ class TwoHosts:
     """Hosts ``a`` (the machine's engine) and ``b`` (the second engine), each with its agent
     process; what a test does to them (kill, bring back) and how long they took."""
 
-    def __init__(
-        self, engine: SecondEngine, main_client: Any, folder: Path, shared: Path
-    ) -> None:
+    def __init__(self, engine: SecondEngine, main_client: Any, folder: Path, shared: Path) -> None:
         from django.conf import settings
 
         tag = uuid.uuid4().hex[:6]
@@ -411,7 +421,7 @@ class TwoHosts:
             credentials = join_token_create(
                 actor=None, host_name=agent.name, workload_address=agent.address
             )
-            assert credentials.broker_url, "the control plane made no broker user"  # noqa: S101
+            assert credentials.broker_url, "the control plane made no broker user"
             agent.broker_url, agent.join_token = credentials.broker_url, credentials.join_token
             agent.folder.mkdir(parents=True, exist_ok=True)
             self.start_agent(agent, join=True)
@@ -422,7 +432,7 @@ class TwoHosts:
         command = [sys.executable, "manage.py", "agent", "--host", agent.name]
         if join:
             command += ["--join-token", agent.join_token]
-        agent.process = subprocess.Popen(  # noqa: S603 - our own arguments
+        agent.process = subprocess.Popen(
             command,
             cwd=ROOT,
             env=agent.env(self.shared, self.installation),
@@ -487,9 +497,9 @@ def control_plane(transactional_db: None, settings: Any, redis_url: str) -> Iter
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.REDIS_URL = redis_url
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1", "localhost"]
-    conf.broker_url = redis_url
-    conf.broker_transport = "apps.core.broker:Transport"
-    conf.task_always_eager = False
+    conf["broker_url"] = redis_url
+    conf["broker_transport"] = "apps.core.broker:Transport"
+    conf["task_always_eager"] = False
     _reset_celery_connections(celery_app)
     stream.reset_for_tests()
     client = redis.Redis.from_url(redis_url)

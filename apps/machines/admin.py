@@ -139,7 +139,7 @@ def shared_storage_warning() -> str:
         "own copy of a team's /storage, so notebooks of one team on different hosts see "
         "different files. Mount one shared folder (NFS, say) at the same path on every host "
         "and the control plane, and set LATTICE_SHARED_STORAGE to it (docs/hosts.md, "
-        "\"Team storage\")."
+        '"Team storage").'
     )
 
 

@@ -58,7 +58,8 @@ def wait_status(notebook: Notebook, *statuses: str, timeout: float = START_TIMEO
     )
     if not session:
         last = session_of(notebook)
-        said = (last.status, last.status_message) if last else None
+        fresh = Notebook.objects.for_team(notebook.team_id).get(pk=notebook.pk)
+        said = (last.status if last else None, fresh.status_message)
         pytest.fail(f"{notebook.name} not {statuses} within {timeout:.0f}s: {said}", pytrace=False)
     return session
 
@@ -93,10 +94,13 @@ def test_both_hosts_join_and_report_their_inventory(two_hosts):
     for agent in two_hosts.agents:
         host = Host.objects.get(name=agent.name)
         assert host.status == Host.Status.READY
-        assert host.reported_at is not None and host.last_heartbeat_at is not None
+        assert host.reported_at is not None
+        assert host.last_heartbeat_at is not None
         assert host.workload_address == agent.address
-        assert host.cpu_count and host.cpu_count > 0
-        assert host.memory_bytes and host.memory_bytes > 0
+        assert host.cpu_count
+        assert host.cpu_count > 0
+        assert host.memory_bytes
+        assert host.memory_bytes > 0
         assert host.signing_key == (agent.folder / "host.key").read_text().strip()
     assert two_hosts.a.address != two_hosts.b.address
 
@@ -157,11 +161,38 @@ def test_the_hosts_page_warns_when_storage_is_not_shared(two_hosts, settings, ad
 # --- storage follows its notebook (issue 20) ----------------------------------------------------
 
 
-@SNAPSHOT_WORK
-def test_a_drained_hosts_notebook_moves_with_its_files(two_hosts, acme, alice):
-    from apps.machines.services import host_set_draining
-    from apps.notebooks.lifecycle.ending import notebooks_move_off  # type: ignore[attr-defined]
+def admin_action(admin_client: Any, action: str, host: Host) -> None:
+    """The hosts admin's action whose description starts with ``action``, on ``host``."""
+    from django.contrib import admin
 
+    model_admin = admin.site._registry[Host]
+    names = [
+        name
+        for name in model_admin.actions or ()
+        if str(getattr(getattr(model_admin, str(name)), "short_description", "")).startswith(action)
+    ]
+    assert names, f"the hosts admin has no action {action!r}"
+    page = admin_client.post(
+        "/admin/machines/host/", {"action": names[0], "_selected_action": [host.pk]}, follow=True
+    )
+    assert page.status_code == 200
+
+
+def moved_session(notebook: Notebook, old: NotebookSession) -> Any:
+    """The notebook's newest session once it is a new one, running."""
+    return wait_until(
+        lambda: (
+            (s := session_of(notebook)) is not None
+            and s.pk != old.pk
+            and s.status == Status.RUNNING
+            and s
+        ),
+        START_TIMEOUT,
+    )
+
+
+@SNAPSHOT_WORK
+def test_a_drained_hosts_notebook_moves_with_its_files(two_hosts, acme, alice, admin_client):
     notebook = make_notebook(acme, alice, "Mover")
     start(acme, alice, notebook)
     session = wait_status(notebook, Status.RUNNING)
@@ -170,15 +201,9 @@ def test_a_drained_hosts_notebook_moves_with_its_files(two_hosts, acme, alice):
     run_in(container_of(source, notebook), "echo 'written before the move' > /notebooks/kept.txt")
 
     began = time.monotonic()
-    host = host_set_draining(host=two_hosts.host(source), draining=True)
-    notebooks_move_off(host=host, actor=None)
-    moved = wait_until(
-        lambda: (s := session_of(notebook)) is not None
-        and s.pk != session.pk
-        and s.status == Status.RUNNING
-        and s,
-        START_TIMEOUT,
-    )
+    admin_action(admin_client, "Drain", two_hosts.host(source))
+    admin_action(admin_client, "Move notebooks now", two_hosts.host(source))
+    moved = moved_session(notebook, session)
     assert moved, f"not moved: {session_of(notebook)}"
     timed("drain -> the notebook running on the other host with its files", began)
     assert moved.host.name == target.name
@@ -188,29 +213,48 @@ def test_a_drained_hosts_notebook_moves_with_its_files(two_hosts, acme, alice):
     )
 
 
+def snapshotted_on_b(two_hosts: TwoHosts, acme: Any, alice: Any, notebook: Notebook) -> Any:
+    """``notebook`` running on host b (a drained meanwhile), with a file in a READY snapshot
+    and one written after it. Its session."""
+    from apps.machines.services import host_set_draining
+    from apps.notebooks.snapshots import snapshot_latest, snapshot_take
+
+    host_set_draining(host=two_hosts.host(two_hosts.a), draining=True)
+    start(acme, alice, notebook)
+    session = wait_status(notebook, Status.RUNNING)
+    host_set_draining(host=two_hosts.host(two_hosts.a), draining=False)
+    assert session.host.name == two_hosts.b.name
+    run_in(container_of(two_hosts.b, notebook), "echo 'in the snapshot' > /notebooks/saved.txt")
+    began = time.monotonic()
+    taken = snapshot_take(notebook=notebook, reason="manual", session=session, actor=alice)
+    assert taken is not None
+    assert wait_until(lambda: snapshot_latest(notebook) is not None, 120), "no snapshot"
+    timed("a snapshot of a running notebook on host b", began)
+    run_in(container_of(two_hosts.b, notebook), "echo 'after it' > /notebooks/late.txt")
+    return session
+
+
+def reconciled(check: Any) -> Any:
+    """``check`` after a pass of both reconcilers (what beat runs every few seconds)."""
+    from apps.machines.tasks import reconcile
+    from apps.notebooks.tasks import reconcile_task
+
+    def once() -> Any:
+        reconcile()
+        reconcile_task()
+        return check()
+
+    return once
+
+
 @SNAPSHOT_WORK
 def test_a_dead_host_goes_offline_and_its_notebook_restarts_elsewhere_with_its_files(
     two_hosts, acme, alice, settings
 ):
-    from apps.machines.tasks import reconcile
-    from apps.notebooks.snapshots import snapshot_latest, snapshot_take
-    from apps.notebooks.tasks import reconcile_task
-
     settings.LATTICE_HOST_OFFLINE_AFTER = 5
     settings.LATTICE_RECONCILE_GRACE = 2
-    # The notebook on host b (the second engine: the one the test may power off).
-    host_set = Host.objects.filter(name=two_hosts.a.name)
-    host_set.update(drain_requested=True, status=Host.Status.DRAINING)
     notebook = make_notebook(acme, alice, "Survivor")
-    start(acme, alice, notebook)
-    session = wait_status(notebook, Status.RUNNING)
-    assert session.host.name == two_hosts.b.name
-    host_set.update(drain_requested=False, status=Host.Status.READY)
-    run_in(container_of(two_hosts.b, notebook), "echo 'in the snapshot' > /notebooks/saved.txt")
-    snapshot = snapshot_take(notebook=notebook, reason="manual", session=session, actor=alice)
-    assert snapshot is not None
-    assert wait_until(lambda: snapshot_latest(notebook) is not None, 120), "no snapshot"
-    run_in(container_of(two_hosts.b, notebook), "echo 'after it' > /notebooks/late.txt")
+    session = snapshotted_on_b(two_hosts, acme, alice, notebook)
     stale = container_of(two_hosts.b, notebook)
 
     # Power off host b: its agent, its engine and the notebook's processes, all at once.
@@ -218,20 +262,17 @@ def test_a_dead_host_goes_offline_and_its_notebook_restarts_elsewhere_with_its_f
     last_heartbeat = Host.objects.get(name=two_hosts.b.name).last_heartbeat_at
     died = time.monotonic()
     two_hosts.engine.kill()
-
-    def offline() -> bool:
-        reconcile()
-        reconcile_task()
-        return Host.objects.get(name=two_hosts.b.name).status == Host.Status.OFFLINE
-
+    offline = reconciled(
+        lambda: Host.objects.get(name=two_hosts.b.name).status == Host.Status.OFFLINE
+    )
     assert wait_until(offline, settings.LATTICE_HOST_OFFLINE_AFTER + 30, step=1)
     took = timed("a dead host offline", died)
-    assert took <= settings.LATTICE_HOST_OFFLINE_AFTER + 2 * settings.LATTICE_RECONCILE_GRACE + 5
+    assert took <= settings.LATTICE_HOST_OFFLINE_AFTER + 10
     lost = NotebookSession.objects.for_team(acme).get(pk=session.pk)
     assert lost.status == Status.LOST
-    assert lost.ended_at is not None
     assert last_heartbeat is not None
-    assert abs((lost.ended_at - last_heartbeat).total_seconds()) <= 2 * 1 + 1
+    assert lost.ended_at is not None
+    assert abs((lost.ended_at - last_heartbeat).total_seconds()) <= 3
 
     began = time.monotonic()
     start(acme, alice, Notebook.objects.for_team(acme).get(pk=notebook.pk))
@@ -249,15 +290,14 @@ def test_a_dead_host_goes_offline_and_its_notebook_restarts_elsewhere_with_its_f
     two_hosts.start_agent(two_hosts.b)
     two_hosts.wait_ready(two_hosts.b)
     timed("the dead host back and ready", began)
-
-    def removed() -> bool:
-        reconcile()
-        return not two_hosts.b.client.containers.list(
-            all=True, filters={"label": f"lattice.notebook={notebook.pk}"}
-        )
-
     began = time.monotonic()
-    assert wait_until(removed, 60, step=1), "the stale container is still on host b"
+    gone = reconciled(
+        lambda: (
+            not two_hosts.b.client.containers.list(
+                all=True, filters={"label": f"lattice.notebook={notebook.pk}"}
+            )
+        )
+    )
+    assert wait_until(gone, 60, step=1), "the stale container is still on host b"
     timed("its stale container removed", began)
-    # The notebook on host a was never touched.
-    assert container_of(two_hosts.a, notebook) is not None
+    assert container_of(two_hosts.a, notebook) is not None  # the one on host a untouched
