@@ -15,11 +15,13 @@ each its LATTICE_WORKLOAD_ADDRESS as a real host's private address is. At the en
 session the second engine is stopped, the iptables rules its agent added for its network are
 removed, its bridge deleted and its folders removed (never through a mount left behind).
 
-The agents (``two_hosts``, per test: the database is emptied after each test, and with it the
-hosts' rows and join tokens) are real processes with ``DOCKER_HOST`` aimed at their engine,
-joined with real join tokens (``join_token_create``), each with its own Redis user (its broker
-URL) and nothing of the trusted tier; each consumes only its own queue. Team ``/storage`` is
-served from one folder both reach (LATTICE_SHARED_STORAGE), as on real hosts with NFS.
+The agents are real processes with ``DOCKER_HOST`` aimed at their engine, joined with real
+join tokens (``join_token_create``) by the session's first test that asks for ``two_hosts``,
+each with its own Redis user (its broker URL) and nothing of the trusted tier; each consumes
+only its own queue. They run for the whole session (an agent start is ~15 s on two cores):
+the database is emptied after each test, and with it the hosts' rows, which the next test
+puts back as the join left them (``TwoHosts.ready_for_test``). Team ``/storage`` is served
+from one folder both reach (LATTICE_SHARED_STORAGE), as on real hosts with NFS.
 
 Needs root, dockerd, iproute2 and iptables (scripts/services.sh installs them); without them
 the tests are skipped, or fail under LATTICE_REQUIRE_SERVICES=1.
@@ -367,7 +369,7 @@ class Agent:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=30)
+            out, _ = self.process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             out, _ = self.process.communicate(timeout=10)
@@ -407,10 +409,38 @@ class TwoHosts:
         )
         self.b = Agent(f"mh-b-{tag}", engine.url, engine.address, folder / "b", engine=engine)
         self.timings: dict[str, float] = {}
+        self.joined = False
 
     @property
     def agents(self) -> tuple[Agent, Agent]:
         return (self.a, self.b)
+
+    def ready_for_test(self) -> None:
+        """Both hosts ready for this test: joined (the session's first test), else known again
+        to this test's database, which was emptied after the last test (the hosts' rows and
+        used join tokens with it): their agents, keys and broker users are the session's, so
+        the control plane's record of each host is put back as its join left it, and its
+        agent's next report (within a second) fills in the rest. An agent a test killed is
+        started again (its key kept: no join)."""
+        from apps.machines.models import Host
+
+        if not self.joined:
+            self.join()
+            self.joined = True
+            return
+        began = time.monotonic()
+        for agent in self.agents:
+            if not Host.objects.filter(name=agent.name).exists():
+                Host.objects.create(
+                    name=agent.name,
+                    status=Host.Status.READY,
+                    signing_key=(agent.folder / "host.key").read_text().strip(),
+                    workload_address=agent.address,
+                )
+            if not agent.alive():
+                self.start_agent(agent)
+        self.wait_ready(*self.agents)
+        self.timings["ready"] = time.monotonic() - began
 
     def join(self) -> None:
         """Both agents started with fresh join tokens, and both hosts ready."""
@@ -466,10 +496,16 @@ class TwoHosts:
     def stop(self) -> None:
         from apps.machines.broker import host_broker_user_remove
 
+        began = time.monotonic()
+        for agent in self.agents:  # both told at once, then waited for
+            if agent.alive():
+                assert agent.process is not None  # noqa: S101
+                agent.process.terminate()
         for agent in self.agents:
             agent.stop()
             agent.release()
             host_broker_user_remove(agent.name)
+        print(f"\nagents stopped in {time.monotonic() - began:.1f}s")  # noqa: T201
 
 
 def _drain(agent: Agent) -> str:
@@ -523,7 +559,7 @@ def _reset_celery_connections(app: Any) -> None:
     app.amqp._producer_pool = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder both hosts serve teams' /storage from (as an NFS mount on real hosts)."""
     folder = tmp_path_factory.mktemp("shared-storage")
@@ -531,20 +567,36 @@ def shared_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def _agent_pair(
+    second_engine: SecondEngine,
+    docker_client: Any,
+    shared_storage: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TwoHosts]:
+    """The two agents of the session (started by the first test that asks: see
+    ``TwoHosts.ready_for_test``); stopped at its end, their broker users removed."""
+    hosts = TwoHosts(
+        second_engine, docker_client, tmp_path_factory.mktemp("agents"), shared_storage
+    )
+    yield hosts
+    hosts.stop()
+
+
 @pytest.fixture
 def two_hosts(
     control_plane: str,
+    _agent_pair: TwoHosts,
     second_engine: SecondEngine,
     docker_client: Any,
     catalogue: dict[str, Any],
     settings: Any,
     shared_storage: Path,
-    tmp_path: Path,
     redis_url: str,
 ) -> Iterator[TwoHosts]:
-    """Hosts a and b joined and ready (their agents running), notebook ids far from other
-    runs' (containers are named after them on the machine's engine), teams' /storage shared;
-    at the end the agents stopped, their broker users and queues gone, and this run's
+    """Hosts a and b ready (their agents running: the session's, joined once), notebook ids
+    far from other runs' (containers are named after them on the machine's engine), teams'
+    /storage shared; at the end what is queued for the hosts dropped, and this run's
     containers and volumes removed from both engines."""
     import redis
     from django.db import connection
@@ -556,16 +608,15 @@ def two_hosts(
     with connection.cursor() as cursor:
         for table in ("notebooks_notebook", "notebooks_notebooksession"):
             cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, base])
-    hosts = TwoHosts(second_engine, docker_client, tmp_path / "agents", shared_storage)
+    hosts = _agent_pair
     try:
-        hosts.join()
+        hosts.ready_for_test()
         yield hosts
     finally:
-        hosts.stop()
         if not second_engine.running():
             second_engine.start()
-        for client in (docker_client, second_engine.client):
-            remove_installation_workloads(client)
         queues = redis.Redis.from_url(redis_url)
         queues.delete(*(f"host.{agent.name}" for agent in hosts.agents))
         queues.close()
+        for client in (docker_client, second_engine.client):
+            remove_installation_workloads(client)

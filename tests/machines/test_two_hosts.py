@@ -90,6 +90,8 @@ def start(acme: Any, alice: Any, notebook: Notebook) -> None:
 
 
 def test_both_hosts_join_and_report_their_inventory(two_hosts):
+    # The session's first test joined them: real join tokens, used up, keys recorded.
+    assert two_hosts.joined
     print(f"\n[two hosts] both joined and ready: {two_hosts.timings['join']:.1f}s")  # noqa: T201
     for agent in two_hosts.agents:
         host = Host.objects.get(name=agent.name)
