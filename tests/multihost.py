@@ -499,7 +499,7 @@ class TwoHosts:
         began = time.monotonic()
         for agent in self.agents:  # both told at once, then waited for
             if agent.alive():
-                assert agent.process is not None  # noqa: S101
+                assert agent.process is not None
                 agent.process.terminate()
         for agent in self.agents:
             agent.stop()
