@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.deployments.control_helpers",
     "tests.jobs.engine_fixtures",
     "tests.multihost",
+    "tests.platform.layout",
 ]
 
 if TYPE_CHECKING:

@@ -13,7 +13,9 @@ on this host (apps.machines.inbox) before it believes or publishes anything.
 Dataset versions a workload mounts it downloads, before the workload starts,
 through the per-object read links its start brings (it holds no storage
 credentials), into a folder per content, and keeps that cache within its size
-budget (apps.machines.materialise; see with_datasets).
+budget (apps.machines.materialise; see with_datasets). A notebook volume's snapshot
+(agent.snapshot, or queued by a stop that asks for one) and its restore before a start
+(the option ``restore``) are apps.machines.snapshot's.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from apps.machines.inbox import send as send_signed
 from apps.machines.inventory import collect
 from apps.machines.logship import ship_logs
 from apps.machines.materialise import MaterialiseError, evict, materialise
+from apps.machines.models import host_queue
 from apps.machines.savefolder import run_save
+from apps.machines.snapshot import restore_snapshot, run_snapshot
 from apps.runtimes.base import (
     LABEL_PREFIX,
     MODEL_PATH,
@@ -299,7 +303,10 @@ def agent_start(
     answers 200 once it is ready; without it, an open port is enough),
     ``ready_token_env`` (the spec's env variable holding a token for that request),
     ``ready_timeout`` (seconds), ``health`` ("model-server": the ready path, /health-check
-    by default, is the built-in model server's, read as JSON; see _wait_ready).
+    by default, is the built-in model server's, read as JSON; see _wait_ready),
+    ``restore`` (a notebook snapshot's files, restored into the volume it names before
+    anything else, a warm container's claim included, every time it is given: see
+    _restore; apps.machines.snapshot).
     """
     options = options or {}
     workload = Spec(**spec)
@@ -310,6 +317,8 @@ def agent_start(
 
     with _starting_workload(workload.name):
         try:
+            if options.get("restore"):
+                _restore(runtime, workload, options["restore"], send)
             workload = with_datasets(workload, runtime=runtime, send=send)
             with _watch_pull(runtime, workload.name, send):
                 if options.get("copy_volume"):
@@ -329,6 +338,18 @@ def agent_start(
             watch_exit(runtime, host_name, workload.name, state)
             return
         _wait_ready(runtime, workload, state, options, send, printed=printed)
+
+
+def _restore(runtime: Runtime, spec: Spec, restore: Any, send: Callable[..., None]) -> None:
+    """Restore a snapshot into the spec's volume before the workload starts. Not under a
+    workload that runs already (a start repeated after it came up: what runs is this start,
+    done): emptying its volume then would take its files away. Raises WorkloadError."""
+    if not isinstance(restore, dict):
+        raise WorkloadError("The notebook's files could not be restored: no snapshot came.")
+    if any(m.name == spec.name and m.running for m in runtime.list_managed()):
+        logger.info("%s runs already: its volume is not restored again", spec.name)
+        return
+    restore_snapshot(runtime, restore, volumes=spec.volumes, labels=spec.labels, send=send)
 
 
 def _claim_or_start(runtime: Runtime, spec: Spec, pool: dict[str, Any] | None) -> dict[str, Any]:
@@ -682,16 +703,20 @@ def _wait_ready(
 
 
 @shared_task(name="agent.stop", soft_time_limit=90, time_limit=120)
-def agent_stop(
+def agent_stop(  # noqa: PLR0917 - the message's arguments, positional as sent
     host_name: str,
     name: str,
     state: dict[str, Any] | None = None,
     remove_volumes: list[str] | None = None,
     grace: float | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> None:
     """Stop a workload (idempotent), say so; its volumes stay unless named to go. With
     ``grace``: SIGTERM, that many seconds to finish, then SIGKILL (a job's cancel or
-    maximum run time; the caller gives this task time for it)."""
+    maximum run time; the caller gives this task time for it). With ``snapshot``
+    ({"volume", "ticket_url", "ticket"}): once "stopped" is sent, the volume's snapshot is
+    queued as an ``agent.snapshot`` task of its own on this host's queue (_queue_snapshot),
+    with that task's time limit, not this one's."""
     runtime = host_runtime()
     _unwatch(name)
     if grace is None:
@@ -701,6 +726,26 @@ def agent_stop(
     for volume in remove_volumes or []:
         runtime.remove_volume(volume)
     _send(host_name, name, "stopped")
+    if snapshot:
+        _queue_snapshot(host_name, snapshot)
+
+
+def _queue_snapshot(host_name: str, snapshot: dict[str, Any]) -> None:
+    """Publish ``agent.snapshot`` on this host's own queue: what its broker user may do
+    (apps.machines.broker: LPUSH on ``host.<name>``, the queue used undeclared as the agent
+    configures it), so the snapshot runs as a task of its own, under its own time limit,
+    on the next free thread. Should the broker refuse, it runs here instead."""
+    args = (
+        host_name,
+        str(snapshot.get("volume") or ""),
+        str(snapshot.get("ticket_url") or ""),
+        str(snapshot.get("ticket") or ""),
+    )
+    try:
+        agent_snapshot.apply_async(args=args, queue=host_queue(host_name))
+    except Exception:
+        logger.exception("queueing the snapshot of %s: taking it here", args[1])
+        agent_snapshot(*args)
 
 
 @shared_task(name="agent.remove_volumes", soft_time_limit=90, time_limit=120)
@@ -773,8 +818,8 @@ def agent_snapshot(host_name: str, volume: str, ticket_url: str, ticket: str) ->
     """Save the files of ``volume`` (a notebook's, running or not) through its single-use
     ticket at ``ticket_url``: the save protocol of apps.machines.savefolder over
     ``Runtime.read_volume``, a file unchanged since this host's last snapshot of the volume
-    not hashed again (issue 20; BRIEF20.md, "snapagent")."""
-    raise NotImplementedError("agent.snapshot: not built yet")
+    not hashed again (apps.machines.snapshot)."""
+    run_snapshot(host_runtime(), volume, ticket_url, ticket)
 
 
 def spec_to_task(spec: Spec) -> dict[str, Any]:

@@ -18,6 +18,11 @@ web tier with ``Authorization: Ticket <ticket>``::
 A failure is told as a code (FAILURE_CODES), never in the host's words: hosts are not
 trusted, and the server says what a code means in its own.
 
+What is read comes from a callable, once per pass (``save_entries``): a workload's folder
+(``Runtime.read_folder``) or a notebook volume's files (``Runtime.read_volume``: a
+snapshot, apps.machines.snapshot, whose manifest's files carry their "mode" too, and
+whose host remembers the SHA-256 of files unchanged since it last hashed them).
+
 Pass 1 reads and hashes every file and sends the manifest. Pass 2, when the server wants
 bytes, reads the folder again: the chunks it lacks go out a few at a time from worker
 threads (memory holds at most IN_FLIGHT chunks and the one being read), and every file is
@@ -38,7 +43,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -46,9 +51,12 @@ import httpx
 from apps.runtimes.base import NOTEBOOKS_PATH, FolderError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
-    from apps.runtimes.base import Readable, Runtime
+    from apps.runtimes.base import FolderEntry, Readable, Runtime
+
+    # What a save reads, once per pass: the folder's entries (read_folder, read_volume).
+    Entries = Callable[[], Iterable[FolderEntry]]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +103,26 @@ class Listed:
     path: str
     size: int
     sha256: str
+    # A snapshot's (``modes``): its permission bits, sent in the manifest; and the stamp
+    # pass 1 saw (FolderEntry.stamp: "" when the runtime cannot tell).
+    mode: int | None = None
+    stamp: str = ""
+
+    def manifest(self) -> dict[str, Any]:
+        listed: dict[str, Any] = {"path": self.path, "size": self.size, "sha256": self.sha256}
+        if self.mode is not None:
+            listed["mode"] = self.mode
+        return listed
+
+
+class Hashes(Protocol):
+    """What a host remembers of the files it hashed (apps.machines.snapshot.StampCache):
+    the SHA-256 of ``path`` when its stamp is the one it had then, else None; and each
+    file hashed now, to remember."""
+
+    def known(self, path: str, stamp: str) -> str | None: ...
+
+    def hashed(self, path: str, stamp: str, sha256: str) -> None: ...
 
 
 class SaveClient:
@@ -212,27 +240,42 @@ def save_folder(
     """Save ``folder`` (under the workload's ``root``: /notebooks, a job's /outputs) through
     ``client``; the server's last answer (its version), or {"failed": reason} when this side
     gave up and said so. Raises SaveRefusedError when the server stopped it."""
+    return save_entries(lambda: runtime.read_folder(state, folder, root=root), client)
+
+
+def save_entries(
+    read: Entries,
+    client: SaveClient,
+    *,
+    modes: bool = False,
+    hashes: Hashes | None = None,
+) -> dict[str, Any]:
+    """Save what ``read()`` gives (called once per pass) through ``client``, as save_folder
+    says. With ``modes`` the manifest's files carry their "mode". With ``hashes`` (a
+    snapshot's stamp cache): pass 1 does not read a file whose stamp is one it knows the
+    SHA-256 of, and tells it of each file it hashed; pass 2 reads only the files whose
+    chunks must go, and takes a file it does not read as unchanged when its stamp is still
+    the one pass 1 saw (a stamp changes with any write: size, mtime, inode, ctime), reading
+    and hashing it again only when it has no stamp."""
     try:
-        files, skipped = _listing(runtime, state, folder, client, root)
+        files, skipped = _listing(read, client, modes=modes, hashes=hashes)
     except FolderError as exc:
         return _fail(client, exc.code)
     answer = client.post(
         "manifest",
-        {"files": [vars(f) for f in files], "skipped": skipped},
+        {"files": [f.manifest() for f in files], "skipped": skipped},
     )
     if answer.get("state") != "upload":
         return answer
     missing = {sha: set(indexes) for sha, indexes in (answer.get("missing") or {}).items()}
     try:
         _send_missing(
-            runtime,
-            state,
-            folder,
+            read,
             client,
             files=files,
             missing=missing,
             chunk_size=int(answer["chunk_size"]),
-            root=root,
+            trust_stamps=hashes is not None,
         )
     except _ChangedError as exc:
         return _fail(client, exc.code, exc.path)
@@ -252,22 +295,28 @@ def _fail(client: SaveClient, code: str, path: str = "") -> dict[str, Any]:
 
 
 def _listing(
-    runtime: Runtime, state: dict[str, Any], folder: str, client: SaveClient, root: str
+    read: Entries, client: SaveClient, *, modes: bool, hashes: Hashes | None
 ) -> tuple[list[Listed], list[str]]:
-    """Pass 1: every regular file's size and SHA-256; the paths skipped."""
+    """Pass 1: every regular file's size and SHA-256 (known already, or read); the paths
+    skipped."""
     files: list[Listed] = []
     skipped: list[str] = []
     progress = _Progress(client, "reading", 0)
-    for entry in runtime.read_folder(state, folder, root=root):
+    for entry in read():
+        mode = entry.mode if modes else None
         if entry.same_as:
             earlier = next((f for f in reversed(files) if f.path == entry.same_as), None)
             if earlier is None:
                 skipped.append(entry.path)
             else:
-                files.append(Listed(entry.path, earlier.size, earlier.sha256))
+                files.append(Listed(entry.path, earlier.size, earlier.sha256, mode))
             continue
         if entry.file is None:
             skipped.append(entry.path)
+            continue
+        known = hashes.known(entry.path, entry.stamp) if hashes and entry.stamp else None
+        if known is not None:
+            files.append(Listed(entry.path, entry.size, known, mode, entry.stamp))
             continue
         digest = hashlib.sha256()
         size = 0
@@ -275,7 +324,9 @@ def _listing(
             digest.update(block)
             size += len(block)
             progress.add(len(block))
-        files.append(Listed(entry.path, size, digest.hexdigest()))
+        files.append(Listed(entry.path, size, digest.hexdigest(), mode, entry.stamp))
+        if hashes is not None and entry.stamp and size == entry.size:
+            hashes.hashed(entry.path, entry.stamp, digest.hexdigest())
     progress.total = progress.done
     progress.tell()
     return files, skipped
@@ -344,18 +395,18 @@ class _Sender:
 
 
 def _send_missing(
-    runtime: Runtime,
-    state: dict[str, Any],
-    folder: str,
+    read: Entries,
     client: SaveClient,
     *,
     files: list[Listed],
     missing: dict[str, set[int]],
     chunk_size: int,
-    root: str,
+    trust_stamps: bool = False,
 ) -> None:
     """Pass 2: read the folder again, send the chunks the server lacks, and check every
-    file is what pass 1 read. Raises _ChangedError with the first path that is not."""
+    file is what pass 1 read. Raises _ChangedError with the first path that is not. With
+    ``trust_stamps``, a file none of whose chunks must go is checked by its stamp alone
+    (the one pass 1 saw), not read (save_entries)."""
     listed = {f.path: f for f in files}
     # What is sent, of what the server lacks: pass 2 reads (and checks) every file, but a
     # file the team holds already costs no sending, and the page says so.
@@ -370,7 +421,7 @@ def _send_missing(
     sender = _Sender(client)
     seen: set[str] = set()
     try:
-        for entry in runtime.read_folder(state, folder, root=root):
+        for entry in read():
             was = listed.get(entry.path)
             if was is None:
                 continue  # new since pass 1: not in this version
@@ -383,10 +434,15 @@ def _send_missing(
             if entry.file is None:
                 raise _ChangedError(entry.path)  # a file then, a link or a fifo now
             seen.add(entry.path)
+            wanted = missing.get(was.sha256, set())
+            if trust_stamps and was.stamp and not wanted:
+                if entry.stamp != was.stamp:
+                    raise _ChangedError(entry.path)
+                continue
             size, sha256 = _send_file(
                 entry.file,
                 was.sha256,
-                missing.get(was.sha256, set()),
+                wanted,
                 chunk_size=chunk_size,
                 sender=sender,
                 progress=progress,
@@ -457,17 +513,29 @@ def run_save(
     *,
     root: str = NOTEBOOKS_PATH,
 ) -> dict[str, Any]:
-    """The agent's task: ``save_folder`` with a client of its own. A refusal ends it quietly
-    (the server knows why); anything else is logged here and told to the server as a
-    failure (its code: the server has the words)."""
+    """The agent's task: ``save_folder`` with a client of its own (see run_client)."""
+    return run_client(
+        ticket_url,
+        ticket,
+        folder,
+        lambda client: save_folder(runtime, state, folder, client, root=root),
+    )
+
+
+def run_client(
+    ticket_url: str, ticket: str, what: str, save: Callable[[SaveClient], dict[str, Any]]
+) -> dict[str, Any]:
+    """``save`` with a client of its own for the ticket. A refusal ends it quietly (the
+    server knows why); anything else is logged here and told to the server as a failure
+    (its code: the server has the words)."""
     client = SaveClient(ticket_url, ticket)
     try:
-        return save_folder(runtime, state, folder, client, root=root)
+        return save(client)
     except SaveRefusedError as exc:
-        logger.info("save of %s stopped by the server: %s", folder, exc.detail)
+        logger.info("save of %s stopped by the server: %s", what, exc.detail)
         return {"refused": exc.detail}
     except Exception:
-        logger.exception("save of %s", folder)
+        logger.exception("save of %s", what)
         with contextlib.suppress(Exception):
             return _fail(client, HOST_ERROR)
         return {"failed": "unreachable"}

@@ -26,6 +26,7 @@ import os
 import posixpath
 import shutil
 import socket
+import stat
 import subprocess
 import tarfile
 import time
@@ -75,6 +76,7 @@ from apps.runtimes.images import (
     build_template_image,
     is_local_image,
     local_template_of,
+    notebook_image,
 )
 from apps.runtimes.pool import (
     CLAIM_DIR,
@@ -82,6 +84,14 @@ from apps.runtimes.pool import (
     SlotError,
     Slots,
     numeric_user,
+)
+from apps.runtimes.volumefiles import (
+    FOLDER_MODE,
+    PERMISSION_BITS,
+    PIECE,
+    read_tree,
+    restore_path,
+    restore_tree,
 )
 
 if TYPE_CHECKING:
@@ -922,9 +932,107 @@ class DockerRuntime(Runtime):
             time.sleep(0.005)
         return {"ok": False, "error": "No answer in time."}
 
-    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    # --- A notebook volume's files, for snapshots (issue 20) -----------------------------
+    # Read and written at the volume's Mountpoint when the agent can reach it (root beside
+    # the engine: ``_mountpoint``), else through a helper container's archive. A test sets
+    # ``direct_volumes`` False to take the helper's way.
+    direct_volumes: bool = True
+    # What a helper container is made of (it is created, never started: any image will
+    # do); the notebook image by default, which every notebook host has.
+    helper_image: str | None = None
+
+    def _managed_volume(self, name: str) -> Any:
+        """This Lattice's volume ``name``, or FolderError("missing") (another installation's
+        on the same engine is not ours to read or write)."""
+        try:
+            volume = self.client.volumes.get(name)
+        except NotFound as exc:
+            raise FolderError(f"The volume {name} is not on this host.", "missing") from exc
+        theirs = (volume.attrs.get("Labels") or {}).get(f"{LABEL_PREFIX}installation")
+        if theirs and theirs != settings.LATTICE_INSTALLATION:
+            raise FolderError(f"The volume {name} belongs to another Lattice.", "missing")
+        return volume
+
+    def _mountpoint(self, volume: Any) -> Path | None:
+        """The volume's folder on this file system, when the agent may use it directly: root
+        (it writes as uid 1000 and reads every file), a plain local volume (one with driver
+        options, NFS say, is mounted only while a container uses it), and its Mountpoint a
+        real folder here (not when the agent runs in a container of its own). The test is
+        pool_supported's: root beside the engine."""
+        if not self.direct_volumes or not hasattr(os, "geteuid") or os.geteuid() != 0:
+            return None
+        attrs = volume.attrs
+        if attrs.get("Driver") != "local" or attrs.get("Options"):
+            return None
+        mountpoint = str(attrs.get("Mountpoint") or "")
+        if not mountpoint.startswith("/"):
+            return None
+        try:
+            info = Path(mountpoint).lstat()
+        except OSError:
+            return None
+        return Path(mountpoint) if stat.S_ISDIR(info.st_mode) else None
+
     def read_volume(self, name: str) -> Iterator[FolderEntry]:
-        raise NotImplementedError("read_volume: not built yet")
+        """At its Mountpoint, walked without following links (apps.runtimes.volumefiles: each
+        file's stamp from lstat's numbers); else as a helper container's archive streams it
+        (no stamps: every file is read)."""
+        volume = self._managed_volume(name)
+        folder = self._mountpoint(volume)
+        if folder is not None:
+            return read_tree(folder)
+        return self._read_volume_archive(name)
+
+    def _read_volume_archive(self, name: str) -> Iterator[FolderEntry]:
+        with self._volume_helper(name, read_only=True) as helper:
+            chunks, _ = self.client.api.get_archive(helper.id, VOLUME_HELPER_PATH)
+            reader = io.BufferedReader(_ChunkReader(chunks), buffer_size=1024 * 1024)
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                for member in tar:
+                    _, _, path = member.name.partition("/")
+                    if not path or member.isdir():
+                        continue
+                    if member.isreg():
+                        yield FolderEntry(
+                            path,
+                            member.size,
+                            tar.extractfile(member),
+                            mode=member.mode & PERMISSION_BITS,
+                        )
+                    elif member.islnk():
+                        yield FolderEntry(path, 0, same_as=member.linkname.partition("/")[2])
+                    else:
+                        yield FolderEntry(path, 0, skipped=_TAR_KINDS.get(member.type, "other"))
+
+    @contextlib.contextmanager
+    def _volume_helper(self, name: str, *, read_only: bool) -> Iterator[Container]:
+        """A container made (not started) of ``helper_image`` with the volume ``name`` at
+        VOLUME_HELPER_PATH: no network, no capabilities, uid 1000; removed after."""
+        image = self.helper_image or notebook_image()
+        try:
+            self.client.images.get(image)
+        except ImageNotFound as exc:
+            raise WorkloadError(
+                f"The image {image} is not on this host: the volume cannot be reached."
+            ) from exc
+        labels = {f"{LABEL_PREFIX}helper": "volume", f"{LABEL_PREFIX}managed": "true"}
+        labels[f"{LABEL_PREFIX}installation"] = settings.LATTICE_INSTALLATION
+        helper = self.client.containers.create(
+            image,
+            ["true"],
+            entrypoint=[],
+            user="1000:1000",
+            volumes={name: {"bind": VOLUME_HELPER_PATH, "mode": "ro" if read_only else "rw"}},
+            network_disabled=True,
+            security_opt=["no-new-privileges=true"],
+            cap_drop=["ALL"],
+            labels=labels,
+        )
+        try:
+            yield helper
+        finally:
+            with contextlib.suppress(NotFound):
+                helper.remove(force=True)
 
     def restore_volume(
         self,
@@ -934,7 +1042,45 @@ class DockerRuntime(Runtime):
         labels: dict[str, str],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        raise NotImplementedError("restore_volume: not built yet")
+        """``labels``: a spec's (``installation`` among them), given to a volume made here as
+        ``start`` gives them. Directly at its Mountpoint (emptied there, never through a
+        link or a mount point); else the volume is removed and made again (emptied: nothing
+        runs on it), and a tar made here as the files stream in goes in through a helper
+        container's archive (owner 1000:1000 in each header)."""
+        volume = self._restore_target(name, labels)
+        folder = self._mountpoint(volume)
+        if folder is not None:
+            restore_tree(folder, files, owner=(1000, 1000), progress=progress)
+            return
+        try:
+            volume.remove(force=True)
+        except APIError as exc:
+            raise WorkloadError(
+                f"The volume {name} is in use: it cannot be restored while it is."
+            ) from exc
+        self.client.volumes.create(name, labels=_volume_labels(labels))
+        failed: list[BaseException] = []
+        with self._volume_helper(name, read_only=False) as helper:
+            try:
+                # Extracted at / with every name under the volume's folder: its own entry
+                # first, so the volume's root takes uid 1000 as well.
+                self.client.api.put_archive(helper.id, "/", _restore_tar(files, progress, failed))
+            except Exception as exc:
+                if failed and isinstance(failed[0], WorkloadError):
+                    raise failed[0] from exc
+                raise WorkloadError(f"The files could not be written: {exc}") from exc
+        if failed:
+            raise WorkloadError(str(failed[0]))
+
+    def _restore_target(self, name: str, labels: dict[str, str]) -> Any:
+        try:
+            return self._managed_volume(name)
+        except FolderError:
+            try:
+                self.client.volumes.get(name)
+            except NotFound:
+                return self.client.volumes.create(name, labels=_volume_labels(labels))
+            raise WorkloadError(f"The volume {name} belongs to another Lattice.") from None
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
@@ -1022,6 +1168,68 @@ _TAR_KINDS = {
     tarfile.BLKTYPE: "device",
     tarfile.FIFOTYPE: "fifo",
 }
+
+
+# Where a helper container sees the volume it reads or writes.
+VOLUME_HELPER_PATH = "/volume"
+_TAR_BLOCK = 512
+
+
+def _volume_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A volume's labels from a spec's, as _volumes makes them: managed, and the spec's
+    installation (``installation``, or ``lattice.installation`` as given)."""
+    made = {f"{LABEL_PREFIX}managed": "true"}
+    installation = labels.get("installation") or labels.get(f"{LABEL_PREFIX}installation")
+    if installation:
+        made[f"{LABEL_PREFIX}installation"] = str(installation)
+    return made
+
+
+def _restore_tar(
+    files: Iterable[RestoreFile],
+    progress: Callable[[int], None] | None,
+    failed: list[BaseException],
+) -> Iterator[bytes]:
+    """A tar of ``files`` (and the folders their paths need), made as the bytes stream in:
+    memory holds one piece. Everything owned by 1000:1000. A stream that gives another size
+    than listed, or raises, ends the tar early and is kept in ``failed``."""
+
+    def header(path: str, kind: bytes, mode: int, size: int = 0) -> bytes:
+        info = tarfile.TarInfo(path)
+        info.type, info.mode, info.size = kind, mode, size
+        info.uid = info.gid = 1000
+        info.mtime = int(time.time())
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+
+    top = VOLUME_HELPER_PATH.strip("/")
+    try:
+        yield header(top, tarfile.DIRTYPE, FOLDER_MODE)
+        folders: set[str] = set()
+        for file in files:
+            names = restore_path(file.path)
+            for depth in range(1, len(names)):
+                folder = "/".join(names[:depth])
+                if folder not in folders:
+                    folders.add(folder)
+                    yield header(f"{top}/{folder}", tarfile.DIRTYPE, FOLDER_MODE)
+            path = "/".join([top, *names])
+            yield header(path, tarfile.REGTYPE, file.mode & PERMISSION_BITS, file.size)
+            source = file.open()
+            written = 0
+            while piece := source.read(min(PIECE, file.size - written + 1)):
+                written += len(piece)
+                if written > file.size:
+                    break
+                yield piece
+                if progress is not None:
+                    progress(len(piece))
+            if written != file.size:
+                raise WorkloadError(f"{file.path[:200]} did not have the size it was listed with.")  # noqa: TRY301
+            yield b"\0" * (-file.size % _TAR_BLOCK)
+        yield b"\0" * (2 * _TAR_BLOCK)
+    except Exception as exc:
+        failed.append(exc)
+        raise
 
 
 class _ChunkReader(io.RawIOBase):

@@ -17,6 +17,7 @@ proxy and idle shutdown can be tested without Docker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import threading
@@ -113,6 +114,9 @@ class FakeRuntime(Runtime):
         cls.copied_volumes.clear()
         cls.files.clear()
         cls.folders.clear()
+        cls.volumes.clear()
+        cls.volume_labels.clear()
+        cls.restore_fails = ""
         for entry in cls._pool.values():
             cls._shutdown(entry)
         cls._pool.clear()
@@ -190,7 +194,7 @@ class FakeRuntime(Runtime):
         return ExitStatus(code=entry["exit"])
 
     def volume_exists(self, name: str) -> bool:
-        return any(target == name for _, target in self.copied_volumes)
+        return name in self.volumes or any(target == name for _, target in self.copied_volumes)
 
     def _ready(self, entry: dict[str, Any]) -> bool:
         if entry["exit"] is not None or self.mode == "never-ready":
@@ -257,9 +261,28 @@ class FakeRuntime(Runtime):
         if entry is not None:
             self._shutdown(entry)
 
-    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    # Issue 20 (snapshots): a volume's files in memory, by volume name: path -> (bytes,
+    # mode), or None for a link. ``volume_labels``: the labels a restore made one with.
+    volumes: ClassVar[dict[str, dict[str, tuple[bytes, int] | None]]] = {}
+    volume_labels: ClassVar[dict[str, dict[str, str]]] = {}
+    # Set by a test: every restore fails with this message after the first file (as a
+    # full disk), leaving the volume half written.
+    restore_fails: ClassVar[str] = ""
+
     def read_volume(self, name: str) -> Iterator[FolderEntry]:
-        raise NotImplementedError("read_volume: not built yet")
+        if name not in self.volumes:
+            raise FolderError(f"The volume {name} is not on this host.", "missing")
+        return self._read_volume(dict(self.volumes[name]))
+
+    @staticmethod
+    def _read_volume(held: dict[str, tuple[bytes, int] | None]) -> Iterator[FolderEntry]:
+        for path, found in sorted(held.items()):
+            if found is None:
+                yield FolderEntry(path, 0, skipped="link")
+                continue
+            data, mode = found
+            stamp = f"{len(data)}-{hashlib.sha256(data).hexdigest()[:16]}-{mode}"
+            yield FolderEntry(path, len(data), io.BytesIO(data), mode=mode, stamp=stamp)
 
     def restore_volume(
         self,
@@ -269,7 +292,27 @@ class FakeRuntime(Runtime):
         labels: dict[str, str],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        raise NotImplementedError("restore_volume: not built yet")
+        if name not in self.volumes:
+            self.volume_labels[name] = dict(labels)
+        held: dict[str, tuple[bytes, int] | None] = {}
+        self.volumes[name] = held
+        for file in files:
+            path = folder_path(file.path)
+            if not path:
+                raise FolderError("A restored file needs a name.", "outside")
+            if self.restore_fails and held:
+                raise WorkloadError(self.restore_fails)
+            try:
+                data = file.open().read(file.size + 1)
+            except WorkloadError:
+                raise
+            except Exception as exc:
+                raise WorkloadError(f"{path} could not be read: {exc}") from exc
+            if len(data) != file.size:
+                raise WorkloadError(f"{path} did not have the size it was listed with.")
+            held[path] = (data, file.mode & 0o777)
+            if progress is not None:
+                progress(len(data))
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH

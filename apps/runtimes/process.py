@@ -56,6 +56,7 @@ from apps.runtimes.base import (
     port_answers,
     shared_folder,
 )
+from apps.runtimes.volumefiles import read_tree, restore_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -388,9 +389,13 @@ class LocalProcessRuntime(Runtime):
     def remove_volume(self, name: str) -> None:
         shutil.rmtree(self.root / "volumes" / self._safe(name), ignore_errors=True)
 
-    # Issue 20 (snapshots): built by the snapshot-agent work (BRIEF20.md, "snapagent").
+    # Issue 20 (snapshots): a volume is its folder (apps.runtimes.volumefiles).
     def read_volume(self, name: str) -> Iterator[FolderEntry]:
-        raise NotImplementedError("read_volume: not built yet")
+        """The volume's folder, walked without following links (stamps from the files)."""
+        folder = self.root / "volumes" / self._safe(name)
+        if not folder.is_dir() or folder.is_symlink():
+            raise FolderError(f"The volume {name} is not on this host.", "missing")
+        return read_tree(folder)
 
     def restore_volume(
         self,
@@ -400,7 +405,9 @@ class LocalProcessRuntime(Runtime):
         labels: dict[str, str],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        raise NotImplementedError("restore_volume: not built yet")
+        """The volume's folder emptied and written; owned by the agent's own user (the one
+        every process workload runs as): nothing to label on a folder."""
+        restore_tree(self.root / "volumes" / self._safe(name), files, owner=None, progress=progress)
 
     def read_folder(
         self, state: dict[str, Any], folder: str, *, root: str = NOTEBOOKS_PATH
