@@ -20,7 +20,7 @@ import pytest
 
 from apps.machines.models import Host
 from apps.notebooks import services
-from apps.notebooks.models import Notebook, NotebookSession, Status
+from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
 from tests.multihost import wait_until
 from tests.notebook_fixtures import make_notebook
 
@@ -145,7 +145,8 @@ def test_storage_written_on_one_host_is_read_on_the_other(two_hosts, acme, alice
     assert run_in(container_of(reader, second), "cat /storage/shared.txt") == "from host A\n"
     timed("a /storage file written on one host read on the other", began)
     # Served from one place: the folder both hosts mount, not a volume of either engine's.
-    volume = next(iter(two_hosts.shared.iterdir()))
+    storage = TeamNotebookSettings.objects.for_team(acme).get().storage_volume
+    volume = two_hosts.shared / storage
     assert (volume / "shared.txt").read_text() == "from host A\n"
     assert (volume / "shared.txt").stat().st_uid == 1000
 
