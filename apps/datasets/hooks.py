@@ -79,13 +79,19 @@ class UploadPurpose:
       team when None) hold, as a query: they count as held (no upload sends them again),
       against the team's storage, and are never collected.
     - ``describe(upload)``: what the upload's answer says it makes, e.g. {"model": slug}.
+    - ``system``: its uploads are the system's, with no person behind them (a notebook's
+      snapshot, through a save ticket that is the right itself): their steps take no
+      actor (``actor`` None, and only for such a purpose), and the storage quota never
+      refuses one (refusing would lose a person's files), though what they hold counts
+      in the team's usage as any other.
     """
 
     permission: str
-    finish: Callable[[Team, User, Upload, list[dict[str, Any]], dict[str, Blob]], Any]
+    finish: Callable[[Team, User | None, Upload, list[dict[str, Any]], dict[str, Blob]], Any]
     abandon: Callable[[Upload], None]
     holdings: Callable[[Team | None], QuerySet[Any]]
     describe: Callable[[Upload], dict[str, Any]]
+    system: bool = False
 
 
 upload_purposes = HookTable[str, UploadPurpose]("upload purposes")

@@ -43,9 +43,12 @@ class JobsConfig(AppConfig):
         # Outputs saved (or not): the run ends.
         outputs.outputs_finished.register(runs.run_outputs_done)
         # A run's saves (apps.models.services.saves): each one's end, its kept files.
-        model_hooks.save_ended.register(outputs.ticket_ended)
-        model_hooks.files_saved.register(outputs.files_keep)
-        model_hooks.files_held.register(outputs.files_held)
+        model_hooks.save_sources.register(
+            outputs.JOB,
+            model_hooks.SaveSource(
+                saved=outputs.files_keep, held=outputs.files_held, ended=outputs.ticket_ended
+            ),
+        )
         # A dataset or model version a run made links back to that run.
         dataset_hooks.source_link.register(outputs.version_made_by)
         model_hooks.source_links.register(outputs.JOB, outputs.version_made_by)

@@ -37,11 +37,17 @@ class ModelsConfig(AppConfig):
         from apps.core.audit import audit_phrases
         from apps.datasets.hooks import upload_purposes, version_users
         from apps.models.selectors import models_from_dataset_version
-        from apps.models.services.saves import FILES_PURPOSE, files_purpose
+        from apps.models.services.saves import (
+            FILES_PURPOSE,
+            SYSTEM_PURPOSE,
+            files_purpose,
+            system_purpose,
+        )
         from apps.models.services.versions import PURPOSE, upload_purpose
 
         upload_purposes.register(PURPOSE, upload_purpose)
         upload_purposes.register(FILES_PURPOSE, files_purpose)
+        upload_purposes.register(SYSTEM_PURPOSE, system_purpose)
         # A new token of the models area is shown a curl of its team's models.
         example_urls.register(
             "models", lambda team: reverse("api:models", args=[team.slug]) if team else None

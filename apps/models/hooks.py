@@ -25,14 +25,22 @@ Models know nothing of what made a version or what serves it; those apps tell it
   By default none.
 - ``save_ended(ticket_id)``: a save ended (ready, existing or failed), told once that
   commits: the app that asked goes on (a job run ends). By default nothing.
+- ``save_sources``: per ticket ``source`` ("job", "snapshot"), the ``SaveSource`` of the
+  app whose saves of target "files" those are. ``files_saved``, ``files_held`` and
+  ``save_ended`` dispatch to it by default (each app sees only its own tickets; the
+  held blobs are every source's together).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db.models import Q
+
 from apps.core.hooks import Hook, HookTable
-from apps.models.models import ModelFile
+from apps.datasets.models import Blob
+from apps.models.models import ModelFile, SaveTicket
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,8 +48,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from apps.accounts.models import User
-    from apps.datasets.models import Blob
-    from apps.models.models import ModelAlias, ModelVersion, SaveTicket
+    from apps.models.models import ModelAlias, ModelVersion
     from apps.teams.models import Team
 
 
@@ -75,20 +82,55 @@ def _nothing_follows(team: Team, actor: User | None, alias: ModelAlias) -> None:
 alias_moved = Hook("model alias moved", default=_nothing_follows)
 
 
-def _nothing_kept(
+@dataclass(frozen=True)
+class SaveSource:
+    """What the app whose tickets carry one ``source`` does with its saves of files.
+
+    - ``saved(ticket, manifest, blobs)``: as ``files_saved``, for its tickets only.
+    - ``held(team)``: as ``files_held``: the blobs its kept files hold.
+    - ``ended(ticket_id)``: as ``save_ended``, for its tickets only.
+    """
+
+    saved: Callable[[SaveTicket, list[dict[str, Any]], dict[str, Blob]], None]
+    held: Callable[[Team | None], QuerySet[Any]]
+    ended: Callable[[int], None]
+
+
+save_sources: HookTable[str, SaveSource] = HookTable("save sources")
+
+
+def _kept_by_source(
     ticket: SaveTicket, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
 ) -> None:
-    return None
+    found = save_sources.get(ticket.source)
+    if found is not None:
+        found.saved(ticket, manifest, blobs)
 
 
-def _none_held(team: Team | None) -> QuerySet[Any]:
-    return ModelFile.objects.unscoped().none().values("blob_id")
+def _held_by_every_source(team: Team | None) -> QuerySet[Any]:
+    sources = save_sources.values()
+    if not sources:
+        return ModelFile.objects.unscoped().none().values("blob_id")
+    if len(sources) == 1:
+        return sources[0].held(team)
+    held = Q()
+    for source in sources:
+        held |= Q(pk__in=source.held(team))
+    return Blob.objects.filter(held).values("pk")
 
 
-def _nothing_follows_a_save(ticket_id: int) -> None:
-    return None
+def _ended_by_source(ticket_id: int) -> None:
+    source = (
+        SaveTicket.objects.unscoped()  # by its own id, the team not known yet
+        .filter(pk=ticket_id)
+        .values_list("source", flat=True)
+        .first()
+    )
+    found = save_sources.get(source) if source is not None else None
+    if found is not None:
+        found.ended(ticket_id)
 
 
-files_saved = Hook("saved files kept", default=_nothing_kept)
-files_held = Hook("saved files held", default=_none_held)
-save_ended = Hook("save ended", default=_nothing_follows_a_save)
+files_saved = Hook("saved files kept", default=_kept_by_source)
+files_held = Hook("saved files held", default=_held_by_every_source)
+save_ended = Hook("save ended", default=_ended_by_source)

@@ -226,6 +226,9 @@ class ModelAlias(models.Model):
         return f"{self.model}@{self.name}"
 
 
+SAVE_SOURCES = [*ModelVersion.Source.choices, ("snapshot", "A notebook's snapshot")]
+
+
 class SaveTicket(models.Model):
     """A host's single-use, short-lived right to save one folder as one version.
 
@@ -270,12 +273,15 @@ class SaveTicket(models.Model):
     version = models.ForeignKey(
         ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # None: a system save (a notebook's snapshot) with no person behind it: the ticket alone
+    # is the right, bound to its upload, and no permission is checked again at each use.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     folder = models.CharField(max_length=1024)
     # What it saves from, as on the version: the notebook page lists its session's saves.
-    source = models.CharField(max_length=10, choices=ModelVersion.Source.choices)
+    # "snapshot": a notebook's snapshot (apps.notebooks.snapshots), source_id its pk.
+    source = models.CharField(max_length=10, choices=SAVE_SOURCES)
     source_id = models.PositiveBigIntegerField(null=True, blank=True)
     token_hash = models.CharField(max_length=64, unique=True)
     expires_at = models.DateTimeField()
@@ -300,6 +306,8 @@ class SaveTicket(models.Model):
             return self.model.name
         if self.dataset is not None:
             return self.dataset.name
+        if self.source == "snapshot":
+            return "a notebook's snapshot"
         return "the run's files"
 
     @property

@@ -9,12 +9,20 @@ from django.db.models import Case, Count, Q, When
 from django.urls import reverse
 
 from apps.notebooks.entitlements import session_costs
-from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.models import (
+    Notebook,
+    NotebookSession,
+    NotebookSnapshot,
+    Status,
+    TeamNotebookSettings,
+)
 from apps.teams.hooks import Overview, OverviewItem, Running
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from decimal import Decimal
+
+    from django.db.models import QuerySet
 
     from apps.teams.models import Team
 
@@ -51,8 +59,17 @@ def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
 
 
 def volume_host_id(team: Team | int, notebook_id: int) -> int | None:
-    """The host holding notebook ``notebook_id``'s volume (its files): where its latest
-    session ran; None if it never ran anywhere."""
+    """The host holding notebook ``notebook_id``'s volume (its files): its ``volume_host``
+    (apps.notebooks.volumes), or, for one that last ran before that was kept, where its
+    latest session ran; None if it never ran anywhere."""
+    held = (
+        Notebook.objects.for_team(team)
+        .filter(pk=notebook_id)
+        .values_list("volume_host_id", flat=True)
+        .first()
+    )
+    if held is not None:
+        return held
     return (
         NotebookSession.objects.for_team(team)
         .filter(notebook_id=notebook_id, host__isnull=False)
@@ -167,3 +184,24 @@ def running_notebooks(teams: Sequence[Team], *, limit: int) -> Running:
             )
         )
     return Running(items=items, counts=counts, costed=costs is not None)
+
+
+def notebook_snapshots(notebook: Notebook) -> QuerySet[NotebookSnapshot]:
+    """The notebook's kept snapshots, newest first (its snapshots page and API)."""
+    return (
+        NotebookSnapshot.objects.for_team(notebook.team_id)
+        .filter(notebook=notebook)
+        .order_by("-created_at", "-pk")
+    )
+
+
+def notebook_snapshot(notebook: Notebook, snapshot_id: object) -> NotebookSnapshot | None:
+    """One of the notebook's snapshots by its id (None for another notebook's, or none)."""
+    if not isinstance(snapshot_id, int):
+        return None
+    return notebook_snapshots(notebook).filter(pk=snapshot_id).first()
+
+
+def files_last_saved(notebook: Notebook) -> NotebookSnapshot | None:
+    """The newest READY snapshot: when the notebook's files were last saved."""
+    return notebook_snapshots(notebook).filter(state=NotebookSnapshot.State.READY).first()

@@ -19,38 +19,27 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
+from apps.core.tenancy import team_scope
 from apps.notebooks import lifecycle
 from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
 from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
-from apps.notebooks.locks import notebook_locked, notebook_to_change
+from apps.notebooks.locks import lock_session, notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
+from apps.notebooks.snapshots import snapshots_forget
 from apps.notebooks.templates import CUSTOM, TEMPLATES, TemplateError, image_for
 from apps.teams.permissions import require_permission
 from apps.teams.secrets import check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.machines.models import MachineType
+    from apps.machines.models import Host, MachineType
     from apps.teams.models import Team
 
 MAX_IDLE_MINUTES = 7 * 24 * 60
-
-
-def _clean_name(team: Team, name: str, *, exclude: int | None = None) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise NotebookError("Give the notebook a name.", field="name")
-    if len(name) > Notebook._meta.get_field("name").max_length:  # type: ignore[operator]
-        raise NotebookError("A name is at most 80 characters.", field="name")
-    taken = Notebook.objects.for_team(team).filter(name=name, deleted_at__isnull=True)
-    if exclude is not None:
-        taken = taken.exclude(pk=exclude)
-    if taken.exists():
-        raise NotebookError(f"This team already has a notebook called {name}.", field="name")
-    return name
 
 
 def _clean_idle(minutes: int | None) -> int | None:
@@ -255,6 +244,39 @@ def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
     audit_record(team=team, actor=actor, action="notebook.restarted", target=notebook.name)
 
 
+def notebooks_move_off(host: Host) -> int:
+    """An admin's "Move notebooks now" on a draining ``host``: each notebook running (or
+    starting) there stops with a restart wanted, as a Restart does; its stop takes a
+    snapshot, and its next session is placed on another host (this one takes nothing while
+    it drains) and restores it. How many were asked to move."""
+    moved = 0
+    for session_id, team_id in (
+        NotebookSession.objects.unscoped()
+        .filter(host=host, ended_at__isnull=True)
+        .exclude(status=Status.STOPPING)
+        .values_list("pk", "team_id")
+    ):
+        with team_scope(team_id), transaction.atomic():
+            session = lock_session(session_id, "placement", "host")
+            if session is None or session.ended_at is not None:
+                continue
+            if session.status == Status.STOPPING:
+                continue
+            notebook = session.notebook
+            notebook.desired_state = Notebook.Desired.RUNNING
+            notebook.save(update_fields=["desired_state", "updated_at"])
+            lifecycle.session_stop(session, reason=NotebookSession.ExitReason.RESTARTED)
+            audit_record(
+                team=notebook.team,
+                actor=None,
+                action="notebook.moved",
+                target=notebook.name,
+                host=host.name,
+            )
+            moved += 1
+    return moved
+
+
 @transaction.atomic
 def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str) -> Notebook:
     """A new stopped notebook with the same template, machine and idle policy, and a copy
@@ -284,7 +306,8 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
 
 @transaction.atomic
 def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation: str) -> None:
-    """Delete after the name is typed: stop it, hide it, and remove its storage once stopped."""
+    """Delete after the name is typed: stop it, hide it, remove its storage once stopped,
+    and forget its snapshots (their blobs left to the datasets' upkeep)."""
     notebook = notebook_to_change(team, actor, notebook)
     if confirmation.strip() != notebook.name:
         raise NotebookError(
@@ -294,6 +317,7 @@ def notebook_delete(*, team: Team, actor: User, notebook: Notebook, confirmation
     notebook.deleted_at = timezone.now()
     notebook.desired_state = Notebook.Desired.STOPPED
     notebook.save(update_fields=["deleted_at", "desired_state", "updated_at"])
+    snapshots_forget(notebook)
     session = open_session(notebook)
     if session is not None:
         lifecycle.session_stop(session, reason=NotebookSession.ExitReason.DELETED)

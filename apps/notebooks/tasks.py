@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.notebooks import upkeep
+from apps.notebooks import snapshots, upkeep
 from apps.notebooks.lifecycle import session_place_task
 
-__all__ = ["idle_sweep_task", "reconcile_task", "session_place_task"]
+__all__ = ["idle_sweep_task", "reconcile_task", "session_place_task", "snapshots_task"]
 
 
 @shared_task(name="notebooks.reconcile", soft_time_limit=120, time_limit=180)
@@ -26,3 +26,13 @@ def reconcile_task() -> dict[str, int]:
 def idle_sweep_task() -> dict[str, int]:
     """Warn about, then stop, notebooks idle past their timeout (beat, every minute)."""
     return upkeep.idle_sweep()
+
+
+@shared_task(name="notebooks.snapshots", soft_time_limit=120, time_limit=180)
+def snapshots_task() -> dict[str, int]:
+    """Snapshots whose ticket died marked FAILED, then the scheduled snapshots of running
+    notebooks begun (beat, every minute; LATTICE_SNAPSHOT_EVERY)."""
+    return {
+        "failed": snapshots.snapshots_dead_fail(),
+        "begun": snapshots.snapshots_due(),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.views import actions, mounts, notebooks, saves, team_settings
+from apps.notebooks.views import actions, mounts, notebooks, saves, snapshots, team_settings
 
 app_name = "notebooks"
 
@@ -31,6 +31,17 @@ urlpatterns = [
     path(f"{_ONE}datasets/", mounts.NotebookDatasetAttachView.as_view(), name="dataset_attach"),
     path(f"{_ONE}save-model/", saves.NotebookSaveModelView.as_view(), name="save_model"),
     path(f"{_ONE}saves/", saves.NotebookSavesView.as_view(), name="saves"),
+    path(f"{_ONE}snapshots/", snapshots.NotebookSnapshotsView.as_view(), name="snapshots"),
+    path(
+        f"{_ONE}snapshots/take/",
+        snapshots.NotebookSnapshotTakeView.as_view(),
+        name="snapshot_take",
+    ),
+    path(
+        f"{_ONE}snapshots/<int:snapshot_id>/copy/",
+        snapshots.NotebookSnapshotCopyView.as_view(),
+        name="snapshot_copy",
+    ),
     path(
         f"{_ONE}datasets/<int:mount_id>/remove/",
         mounts.NotebookDatasetDetachView.as_view(),

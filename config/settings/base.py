@@ -463,6 +463,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
     "notebooks-idle-sweep": {"task": "notebooks.idle_sweep", "schedule": 60.0},
+    # Scheduled snapshots of running notebooks; snapshots whose host went silent failed.
+    "notebooks-snapshots": {"task": "notebooks.snapshots", "schedule": 60.0},
     # The deployment controller: autoscaling, scale to zero, rollouts, lost replicas.
     "deployments-scale": {
         "task": "deployments.scale",
@@ -619,6 +621,11 @@ LATTICE_NOTEBOOK_START_ATTEMPTS = 3
 LATTICE_NOTEBOOK_REDISPATCH_AFTER = env.int("LATTICE_NOTEBOOK_REDISPATCH_AFTER", default=60)
 LATTICE_DEFAULT_IDLE_MINUTES = 60
 LATTICE_IDLE_WARN_MINUTES = 10
+# Snapshots of a notebook's /notebooks (apps.notebooks.snapshots, docs/notebooks.md
+# "Storage"): a running notebook's files are saved every this many seconds (and when it
+# stops); this many ready snapshots of each notebook are kept (never fewer than the newest).
+LATTICE_SNAPSHOT_EVERY = env.int("LATTICE_SNAPSHOT_EVERY", default=900)
+LATTICE_SNAPSHOT_KEEP = env.int("LATTICE_SNAPSHOT_KEEP", default=10)
 # Secrets at rest (apps.core.crypto): Fernet keys, newest first; empty: one derived from
 # SECRET_KEY.
 LATTICE_SECRETS_KEYS: list[str] = env.list("LATTICE_SECRETS_KEYS", default=[])

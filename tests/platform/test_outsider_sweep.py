@@ -32,6 +32,7 @@ from channels.testing import WebsocketCommunicator
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.core.models import AuditEntry
+from apps.notebooks.models import NotebookSnapshot
 from apps.teams.models import Membership, Role, Team
 from config.routing import notebook_websocket_urlpatterns, websocket_urlpatterns
 from tests.asgi_server import session_cookie
@@ -157,6 +158,9 @@ API_TEAM = {
     "api:upload_chunk_target",
     "api:notebook_datasets",
     "api:notebook_dataset",
+    "api:notebook_snapshots",
+    "api:notebook_snapshot",
+    "api:notebook_snapshot_copy",
     "api:upload_complete",
     "api:models",
     "api:model",
@@ -321,7 +325,12 @@ def samples(acme, alice, bob, catalogue, media, monkeypatch):
     # the engine would leave it queued: nothing is started (no agent behind this host).
     job, run = sweep_job(acme, alice)
     run_file = sweep_run_file(acme, run)
+    # A ready snapshot of the notebook (no files), so its snapshot routes answer alice.
+    snapshot = NotebookSnapshot.objects.for_team(acme).create(
+        team=acme, notebook=notebook, reason="manual", state="ready"
+    )
     return {
+        "snapshot_id": str(snapshot.pk),
         "job_id": str(job.pk),
         "run_id": str(run.pk),
         "deployment_id": str(deployment.pk),

@@ -31,7 +31,6 @@ from apps.datasets.selectors import blobs_held
 from apps.datasets.services.errors import (
     DatasetConflictError,
     DatasetError,
-    DatasetPermissionError,
 )
 from apps.datasets.services.manifest import upload_manifest
 from apps.datasets.services.received import (
@@ -41,8 +40,7 @@ from apps.datasets.services.received import (
     received_delete,
     staging_key,
 )
-from apps.datasets.services.uploads import upload_missing, upload_permission
-from apps.teams.permissions import require_permission
+from apps.datasets.services.uploads import upload_missing, upload_require
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,7 +50,7 @@ if TYPE_CHECKING:
 
 
 def upload_complete(
-    *, team: Team, actor: User, upload: Upload, allow_identical: bool = False
+    *, team: Team, actor: User | None, upload: Upload, allow_identical: bool = False
 ) -> Any:
     """Check every new blob whole against its SHA-256, store it, and make the version
     ready: a dataset's with the next number, or what the upload's purpose makes
@@ -60,7 +58,7 @@ def upload_complete(
     or wrong, nor when the files are exactly those of the dataset's latest version, unless
     ``allow_identical`` (a 409 "identical_version" that names it; the upload stays open to
     be completed so)."""
-    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+    upload_require(team, actor, upload)
     try:
         return _complete(team, actor, upload, allow_identical=allow_identical)
     except _DamagedBlobError as damaged:
@@ -72,7 +70,7 @@ def upload_complete(
         ) from damaged
 
 
-def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool) -> Any:
+def _complete(team: Team, actor: User | None, upload: Upload, *, allow_identical: bool) -> Any:
     with transaction.atomic():
         locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
         if locked.status != Upload.Status.OPEN:
@@ -118,7 +116,11 @@ def _complete(team: Team, actor: User, upload: Upload, *, allow_identical: bool)
 
 
 def _version_ready(
-    team: Team, actor: User, upload: Upload, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+    team: Team,
+    actor: User | None,
+    upload: Upload,
+    manifest: list[dict[str, Any]],
+    blobs: dict[str, Blob],
 ) -> DatasetVersion:
     """The dataset's version gets its files and the next number, in the completion's
     transaction."""
@@ -373,7 +375,7 @@ def upload_cancel(*, team: Team, actor: User, upload: Upload) -> Upload:
     discarded once this commits, and the version it was making is forgotten, as the
     housekeeping does after a week. Abandoning one already abandoned changes nothing; a
     complete one is refused (409)."""
-    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+    upload_require(team, actor, upload)
     with transaction.atomic():
         locked = Upload.objects.for_team(team).select_for_update().get(pk=upload.pk)
         if locked.status == Upload.Status.COMPLETE:

@@ -76,6 +76,24 @@ def upload_permission(upload: Upload | str) -> str:
     return registered.permission if registered is not None else "datasets.manage"
 
 
+def upload_is_system(upload: Upload | str) -> bool:
+    """An upload of a system purpose (UploadPurpose.system): no person behind it, never
+    refused by the storage quota."""
+    purpose = upload if isinstance(upload, str) else upload.purpose
+    registered = upload_purposes.get(purpose)
+    return registered is not None and registered.system
+
+
+def upload_require(team: Team, actor: User | None, upload: Upload | str) -> None:
+    """The guard of every step: the actor's permission for the upload's purpose; no actor
+    only for a system purpose's upload (its caller holds the right: a save ticket)."""
+    if actor is None:
+        if not upload_is_system(upload):
+            raise DatasetPermissionError("This upload needs a person who may make it.")
+        return
+    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+
+
 @transaction.atomic
 def upload_start(
     *,
@@ -123,7 +141,7 @@ def upload_start(
 def upload_open(
     *,
     team: Team,
-    actor: User,
+    actor: User | None,
     manifest: list[dict[str, Any]],
     purpose: str,
     **made: Any,
@@ -132,7 +150,7 @@ def upload_open(
     caller's transaction, with ``manifest`` (manifest_clean's). Blobs the team holds are
     taken as they are, every other one is sent (blobs_held); the quota is checked up front
     for the bytes new to the team. ``made``: the Upload's fields naming what it makes."""
-    require_permission(team, actor, upload_permission(purpose), error=DatasetPermissionError)
+    upload_require(team, actor, purpose)
     sizes = {f["sha256"]: f["size"] for f in manifest}
     held = blobs_held(team=team, shas=sizes)
     for entry in manifest:
@@ -142,12 +160,14 @@ def upload_open(
                 f"with that sha256 is {held[entry['sha256']]:,} bytes.",
                 field="files",
             )
-    using = _team_blobs(team)  # what it holds already counts once, in use or on its way
-    check_storage(
-        team,
-        used_bytes=sum(using.values()),
-        adding_bytes=sum(size for sha, size in sizes.items() if sha not in using),
-    )
+    if not upload_is_system(purpose):
+        # A system upload (a notebook's snapshot) is never refused: it would lose files.
+        using = _team_blobs(team)  # what it holds already counts once, in use or on its way
+        check_storage(
+            team,
+            used_bytes=sum(using.values()),
+            adding_bytes=sum(size for sha, size in sizes.items() if sha not in using),
+        )
     size = chunk_size(max(sizes.values(), default=0))
     upload = Upload.objects.for_team(team).create(
         team=team,
@@ -222,11 +242,11 @@ def _sendable(team: Team, upload: Upload, sha256: str, index: int) -> UploadBlob
 
 
 def chunk_target(
-    *, team: Team, actor: User, upload: Upload, sha256: str, index: int, checksum: str
+    *, team: Team, actor: User | None, upload: Upload, sha256: str, index: int, checksum: str
 ) -> dict[str, Any]:
     """Where the client sends chunk ``index`` (whose SHA-256 is ``checksum``): a presigned
     S3 URL when storage is S3, else Lattice's own chunk address."""
-    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+    upload_require(team, actor, upload)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Give the chunk's SHA-256 (64 lowercase hex digits).", field="sha256")
@@ -250,7 +270,7 @@ def chunk_target(
 def chunk_receive(
     *,
     team: Team,
-    actor: User,
+    actor: User | None,
     upload: Upload,
     sha256: str,
     index: int,
@@ -259,7 +279,7 @@ def chunk_receive(
 ) -> UploadChunk:
     """Store chunk ``index`` of blob ``sha256`` after checking its SHA-256 (``checksum``).
     Sending a chunk again replaces it; a wrong one stores nothing."""
-    require_permission(team, actor, upload_permission(upload), error=DatasetPermissionError)
+    upload_require(team, actor, upload)
     blob = _sendable(team, upload, sha256, index)
     if not SHA256.match(checksum or ""):
         raise DatasetError("Send the chunk's SHA-256 in the X-Chunk-SHA256 header.")

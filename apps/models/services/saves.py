@@ -58,6 +58,8 @@ from apps.teams.permissions import require_permission
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from django.db.models import QuerySet
+
     from apps.accounts.models import User
     from apps.datasets.models import Blob, Dataset
     from apps.models.models import Model
@@ -89,6 +91,12 @@ FAILURES_AFTER_EXIT = {
 EMPTY = "{folder} holds no files: nothing to save."
 # The upload purpose of a ticket whose files go to the app that asked (target "files").
 FILES_PURPOSE = "files"
+# The same, for a ticket with no person behind it (a notebook's snapshot): never refused
+# by the storage quota (apps.datasets.hooks.UploadPurpose.system).
+SYSTEM_PURPOSE = "system"
+# A system save's file modes (permission bits).
+DEFAULT_MODE = 0o644
+MAX_MODE = 0o7777
 # A save whose ticket died (expired, or gone) before the host ended it.
 STOPPED_ANSWERING = "The host stopped answering while it saved this folder: save it again."
 # What the version page lists of the paths a save skipped (links, devices, fifos).
@@ -166,7 +174,7 @@ def save_begin(
 
 def _ticket_create(
     team: Team,
-    actor: User,
+    actor: User | None,
     *,
     folder: str,
     source_label: str,
@@ -227,6 +235,33 @@ def save_begin_to(
     return made
 
 
+@transaction.atomic
+def save_begin_system(
+    *,
+    team: Team,
+    folder: str,
+    root: str,
+    source: str,
+    source_id: int,
+    source_label: str = "",
+) -> tuple[SaveTicket, str]:
+    """A ticket with no person behind it (a notebook's snapshot, ``source`` "snapshot"):
+    files stored in the blob store and handed, once all are in, to ``files_saved``. The
+    ticket alone is the right, bound to its own upload; the storage quota never refuses
+    it (an upload of SYSTEM_PURPOSE). (its row, the ticket itself.) Not audited: what
+    asked for it records what it is for."""
+    return _ticket_create(
+        team,
+        None,
+        folder=folder,
+        root=root,
+        source=source,
+        source_id=source_id,
+        source_label=source_label,
+        target=SaveTicket.Target.FILES,
+    )
+
+
 def ticket_url(ticket: SaveTicket) -> str:
     """Where the host uses its ticket: absolute, on the address hosts reach the web tier at."""
     path = reverse("hostsave_progress", args=[ticket.pk]).removesuffix("/progress")
@@ -252,6 +287,10 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
         _finish(found, SaveTicket.Result.FAILED, STOPPED_ANSWERING)
         raise TicketError("This save ticket has expired.")
     SaveTicket.objects.for_team(found.team).filter(pk=found.pk).update(expires_at=now + _lifetime())
+    if found.created_by_id is None:
+        if found.target != SaveTicket.Target.FILES:  # never made so: refuse, not trust
+            raise TicketError("This save ticket is not valid.")
+        return found  # a system save: the ticket is the right
     permission, what = (
         ("models.manage", "models")
         if found.target == SaveTicket.Target.MODEL
@@ -269,6 +308,12 @@ def save_by_ticket(save_id: int, token: str) -> SaveTicket:
         _finish(found, SaveTicket.Result.FAILED, str(refused))
         raise
     return found
+
+
+def save_abandon(*, ticket: SaveTicket, reason: str) -> None:
+    """End a save from the control plane's side (what asked for it gave it up, or its host
+    went silent): FAILED with ``reason``, its ticket dead, its upload closed."""
+    _finish(ticket, SaveTicket.Result.FAILED, reason)
 
 
 @contextlib.contextmanager
@@ -302,6 +347,8 @@ def _finish(ticket: SaveTicket, result: str, failure: str = "") -> None:
                     version_fail(version=version, reason=failure)
             elif ticket.upload_id:
                 _upload_give_up(ticket)
+        if updated and result == SaveTicket.Result.FAILED and ticket.created_by_id is not None:
+            # A system save's failure is its snapshot's to show (no person asked for it).
             audit_record(
                 team=ticket.team,
                 actor=ticket.created_by,
@@ -361,6 +408,13 @@ def saves_expire(*, now: datetime | None = None) -> int:
     return count
 
 
+def _person(ticket: SaveTicket) -> User:
+    """Who a model or dataset save speaks for (a system save has no one: never such)."""
+    if ticket.created_by is None:
+        raise TicketError("This save ticket is not valid.")
+    return ticket.created_by
+
+
 def _version(ticket: SaveTicket) -> ModelVersion:
     if ticket.version is None:
         raise ModelError("This save's version is gone.")
@@ -388,7 +442,7 @@ def save_manifest(*, ticket: SaveTicket, files: object, skipped: object) -> dict
         raise ModelError(EMPTY.format(folder=ticket.folder), field="files")
     with ends_on_refusal(ticket):
         version, upload = version_manifest(
-            team=ticket.team, actor=ticket.created_by, version=_version(ticket), files=files
+            team=ticket.team, actor=_person(ticket), version=_version(ticket), files=files
         )
     if upload is None:
         SaveTicket.objects.for_team(ticket.team_id).filter(pk=ticket.pk).update(version=version)
@@ -427,7 +481,7 @@ def _upload_open(ticket: SaveTicket, files: object) -> Upload:
             raise ModelError("This save's dataset is gone.")
         return upload_start(
             team=ticket.team,
-            actor=ticket.created_by,
+            actor=_person(ticket),
             dataset=ticket.dataset,
             files=files,
             message=ticket.source_label,
@@ -435,12 +489,33 @@ def _upload_open(ticket: SaveTicket, files: object) -> Upload:
             source_id=ticket.source_id,
             source_label=ticket.source_label,
         )
+    if ticket.created_by_id is None:
+        return upload_open(
+            team=ticket.team,
+            actor=None,
+            manifest=_with_modes(manifest_clean(files), files),
+            purpose=SYSTEM_PURPOSE,
+        )
     return upload_open(
         team=ticket.team,
         actor=ticket.created_by,
         manifest=manifest_clean(files),
         purpose=FILES_PURPOSE,
     )
+
+
+def _with_modes(cleaned: list[dict[str, Any]], files: object) -> list[dict[str, Any]]:
+    """A system save's manifest keeps each file's ``mode`` (its permission bits, 0 to
+    0o7777; 0o644 when not given), which a restore gives back. ``cleaned`` is
+    manifest_clean's of ``files``: one entry per file, in the same order."""
+    sent = files if isinstance(files, list) else []
+    kept = []
+    for entry, raw in zip(cleaned, sent, strict=True):
+        mode = raw.get("mode", DEFAULT_MODE) if isinstance(raw, dict) else DEFAULT_MODE
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= MAX_MODE:
+            raise ModelError(f"{entry['path']}: mode is a number from 0 to 0o7777.", field="files")
+        kept.append({**entry, "mode": mode})
+    return kept
 
 
 def save_chunk_target(
@@ -533,7 +608,11 @@ def _upload(ticket: SaveTicket) -> Any:
 
 
 def _files_finish(
-    team: Team, actor: User, upload: Upload, manifest: list[dict[str, Any]], blobs: dict[str, Blob]
+    team: Team,
+    actor: User | None,
+    upload: Upload,
+    manifest: list[dict[str, Any]],
+    blobs: dict[str, Blob],
 ) -> SaveTicket:
     """A files save's upload is complete: its files go to the app that asked, in the
     completion's transaction (so the blobs are held the moment they are stored)."""
@@ -550,10 +629,25 @@ def _files_abandon(upload: Upload) -> None:
     return None
 
 
+def _held_elsewhere(team: Team | None) -> QuerySet[Any]:
+    """What system saves keep is held through files_held already (files_purpose's)."""
+    return Upload.objects.unscoped().none().values("pk")
+
+
 files_purpose = UploadPurpose(
     permission="datasets.manage",
     finish=_files_finish,
     abandon=_files_abandon,
     holdings=files_held,
     describe=_files_describe,
+)
+
+
+system_purpose = UploadPurpose(
+    permission="datasets.manage",
+    finish=_files_finish,
+    abandon=_files_abandon,
+    holdings=_held_elsewhere,
+    describe=_files_describe,
+    system=True,
 )

@@ -287,7 +287,7 @@ def version_manifest(
 
 def _finish(
     team: Team,
-    actor: User,
+    actor: User | None,
     upload: Upload,
     manifest: list[dict[str, Any]],
     blobs: dict[str, Blob],

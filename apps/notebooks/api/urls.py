@@ -1,7 +1,8 @@
 """The notebooks API's routes, relative to the team prefix (/api/v1/teams/<team_slug>/).
 
 config.api_urls includes ``team_urlpatterns`` once under that prefix, a notebook's dataset
-mounts (notebooks/<id>/datasets/, apps.notebooks.api.mounts) and the machine types they
+mounts (notebooks/<id>/datasets/, apps.notebooks.api.mounts), its snapshots
+(notebooks/<id>/snapshots/, apps.notebooks.api.snapshots) and the machine types they
 may run on (machine-types/, apps.notebooks.api.machines) among them.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.notebooks.api import logs, machines, mounts, views
+from apps.notebooks.api import logs, machines, mounts, snapshots, views
 
 _ONE = "notebooks/<int:notebook_id>/"
 
@@ -27,6 +28,17 @@ team_urlpatterns = [
         f"{_ONE}datasets/<int:mount_id>/",
         mounts.MountDetailView.as_view(),
         name="notebook_dataset",
+    ),
+    path(f"{_ONE}snapshots/", snapshots.SnapshotListView.as_view(), name="notebook_snapshots"),
+    path(
+        f"{_ONE}snapshots/<int:snapshot_id>/",
+        snapshots.SnapshotDetailView.as_view(),
+        name="notebook_snapshot",
+    ),
+    path(
+        f"{_ONE}snapshots/<int:snapshot_id>/copy/",
+        snapshots.SnapshotCopyView.as_view(),
+        name="notebook_snapshot_copy",
     ),
     path(f"{_ONE}events/", views.NotebookEventListView.as_view(), name="notebook_events"),
     path(f"{_ONE}logs/", logs.NotebookLogsView.as_view(), name="notebook_logs"),

@@ -29,6 +29,7 @@ from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.lifecycle.storage import on_commit_remove_storage
 from apps.notebooks.models import Notebook, NotebookEvent, NotebookSession, Status
 from apps.notebooks.selectors import open_session, open_session_ids
+from apps.notebooks.snapshots import snapshot_for_stop
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,12 +51,20 @@ _END_MESSAGES: dict[str, str] = {
 
 def stop_on_host(session: NotebookSession, remove_volumes: list[str] | None = None) -> None:
     """Ask the session's host, once the transaction commits, to stop its workload (and
-    remove ``remove_volumes`` with it)."""
+    remove ``remove_volumes`` with it), then to snapshot its volume when it holds the
+    notebook's files (``snapshot=``: apps.notebooks.snapshots.snapshot_for_stop)."""
     if session.host is None:
         return
     host = session.host
     args = (host.name, session.workload, session.runtime_state or None, remove_volumes)
-    transaction.on_commit(lambda: agent_stop.apply_async(args=args, queue=host.queue))
+    snapshot = snapshot_for_stop(session, remove_volumes)
+    if snapshot is None:
+        transaction.on_commit(lambda: agent_stop.apply_async(args=args, queue=host.queue))
+        return
+    kwargs = {"snapshot": snapshot}
+    transaction.on_commit(
+        lambda: agent_stop.apply_async(args=args, kwargs=kwargs, queue=host.queue)
+    )
 
 
 def session_stop(session: NotebookSession, *, reason: str) -> None:

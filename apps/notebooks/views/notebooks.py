@@ -27,8 +27,14 @@ from apps.notebooks.lifecycle import idle_timeout, status_message
 from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.origin import launch_path
 from apps.notebooks.saves import saves_context
-from apps.notebooks.selectors import open_session, open_sessions, running_costs
+from apps.notebooks.selectors import (
+    files_last_saved,
+    open_session,
+    open_sessions,
+    running_costs,
+)
 from apps.notebooks.templates import TEMPLATES
+from apps.notebooks.volumes import drain_banner
 from apps.teams.forms import offer_secret_names
 from apps.teams.views import TeamPage
 
@@ -68,6 +74,36 @@ MODEL_CHOICES = 200
 def _live_notebooks() -> Any:
     """The team's notebooks that are not deleted (the scope limits them to the team)."""
     return Notebook.objects.filter(deleted_at__isnull=True)
+
+
+KILO = 1000
+
+
+def decimal_size(size: int) -> str:
+    """Bytes in decimal units with one decimal: "2.1 GB", "812.0 kB", "12 bytes"."""
+    if size < KILO:
+        return f"{size} byte{'s' if size != 1 else ''}"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= KILO
+        if value < KILO:
+            return f"{value:.1f} {unit}"
+    return f"{value / KILO:.1f} TB"
+
+
+def files_saved_context(notebook: Notebook) -> dict[str, Any]:
+    """What the notebook's page says of its files' last save: ``files_saved`` is None
+    ("not saved yet") or {"at", "count", "size"} of the newest ready snapshot."""
+    last = files_last_saved(notebook)
+    if last is None:
+        return {"files_saved": None}
+    return {
+        "files_saved": {
+            "at": last.finished_at or last.created_at,
+            "count": last.file_count,
+            "size": decimal_size(last.total_bytes),
+        }
+    }
 
 
 class NotebookPage(TeamPage):
@@ -273,9 +309,11 @@ class NotebookDetailView(NotebookPage):
             percent=status["percent"] if status["phase"] == "pulling" else None,
             template=TEMPLATES.get(notebook.template),
             idle_minutes=idle_timeout(notebook),
+            drain_banner=drain_banner(session),
             idle_statuses=SHOW_STOP.split(),
             history=history,
             **saves_context(notebook),
+            **files_saved_context(notebook),
             save_models=Model.objects.order_by("name")[:MODEL_CHOICES],
             save_formats=ModelVersion.Format.choices,
             ws_path=f"/ws/teams/{self.team.slug}/notebooks/{notebook.pk}/",
