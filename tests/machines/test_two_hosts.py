@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 START_TIMEOUT = 240.0
-SNAPSHOT_WORK = pytest.mark.xfail(
-    reason="needs issue-20 snapshot work on main", strict=False, raises=Exception
-)
 
 
 def timed(label: str, since: float) -> float:
@@ -194,7 +191,6 @@ def moved_session(notebook: Notebook, old: NotebookSession) -> Any:
     )
 
 
-@SNAPSHOT_WORK
 def test_a_drained_hosts_notebook_moves_with_its_files(two_hosts, acme, alice, admin_client):
     notebook = make_notebook(acme, alice, "Mover")
     start(acme, alice, notebook)
@@ -250,7 +246,6 @@ def reconciled(check: Any) -> Any:
     return once
 
 
-@SNAPSHOT_WORK
 def test_a_dead_host_goes_offline_and_its_notebook_restarts_elsewhere_with_its_files(
     two_hosts, acme, alice, settings
 ):
