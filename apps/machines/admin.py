@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -132,6 +133,11 @@ class HostAdmin(admin.ModelAdmin):
         for host in queryset:
             host_revoke(host=host)
 
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        if warning := shared_storage_warning():
+            messages.warning(request, warning)
+        return super().changelist_view(request, extra_context)
+
     def delete_view(
         self, request: Any, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> Any:
@@ -152,6 +158,24 @@ class HostAdmin(admin.ModelAdmin):
                 host_delete(host=host)
             except HostError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+
+
+def shared_storage_warning() -> str:
+    """What the hosts page warns of when teams' /storage is not served from one place
+    (LATTICE_SHARED_STORAGE) while there are several hosts: each host would keep a /storage
+    of its own, and a team's notebooks on different hosts would not see each other's files."""
+    if settings.LATTICE_SHARED_STORAGE:
+        return ""
+    hosts = Host.objects.count()
+    if hosts < 2:  # noqa: PLR2004 - one host: its own volume is the one place
+        return ""
+    return (
+        f"There are {hosts} hosts but LATTICE_SHARED_STORAGE is not set: each host keeps its "
+        "own copy of a team's /storage, so notebooks of one team on different hosts see "
+        "different files. Mount one shared folder (NFS, say) at the same path on every host "
+        "and the control plane, and set LATTICE_SHARED_STORAGE to it (docs/hosts.md, "
+        '"Team storage").'
+    )
 
 
 class JoinTokenForm(forms.ModelForm):
