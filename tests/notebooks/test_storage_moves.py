@@ -58,6 +58,7 @@ class Doubles:
         self.taken: list[NotebookSnapshot] = []
         self.plans: list[int] = []
         self.starts: list[tuple[str, str, dict[str, Any]]] = []
+        self.queued: list[Any] = []
 
     def take(self, *, notebook: Notebook, reason: str, session: Any = None, actor: Any = None):
         # As snapserver's contract says: a SAVING row read from notebook.volume_host.
@@ -92,6 +93,11 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> Doubles:
         return original(args=args, **kwargs)
 
     monkeypatch.setattr(agent.agent_start, "apply_async", spy)
+    # The stop snapshot the agent queues on its own queue is not run: the test says when a
+    # snapshot ends (the real one is tests/notebooks/test_snapshots*.py's).
+    monkeypatch.setattr(
+        agent.agent_snapshot, "apply_async", lambda args=None, **kwargs: d.queued.append(args)
+    )
     return d
 
 
@@ -547,12 +553,19 @@ def test_move_notebooks_now_stops_each_and_starts_it_elsewhere_with_its_files(
     first.refresh_from_db()
     assert first.exit_reason == "restarted"
     second = NotebookSession.objects.for_team(acme).exclude(pk=first.pk).get()
-    # Placed on gpu-2, waiting for gpu-1 to save its files (no stop snapshot here: a move one).
+    # Placed on gpu-2, waiting for the snapshot gpu-1 takes as it stops (no move one asked).
     assert (second.host, second.status) == (gpu2, Status.SCHEDULED)
-    [snapshot] = doubles.taken
+    snapshot = NotebookSnapshot.objects.for_team(acme).get(
+        notebook=notebook, state=NotebookSnapshot.State.SAVING
+    )
+    assert snapshot.reason == NotebookSnapshot.Reason.STOP
+    assert doubles.taken == []
+    assert len(doubles.queued) == 1  # gpu-1's agent queued it on its own queue
+    # It ends READY, as the save's completion makes it (the volume on gpu-1 is that snapshot).
     NotebookSnapshot.objects.unscoped().filter(pk=snapshot.pk).update(
         state=NotebookSnapshot.State.READY
     )
+    Notebook.objects.for_team(acme).filter(pk=notebook.pk).update(volume_saved=True)
     snapshot.refresh_from_db()
     snapshot_ended(snapshot)
 
