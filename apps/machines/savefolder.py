@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from django.conf import settings
 
 from apps.runtimes.base import NOTEBOOKS_PATH, FolderError
 
@@ -139,7 +140,9 @@ class SaveClient:
     ) -> None:
         self.base = ticket_url.rstrip("/") + "/"
         self.auth = {"Authorization": f"Ticket {ticket}"}
-        self.backoff = BACKOFF if backoff is None else backoff
+        if backoff is None:
+            backoff = float(getattr(settings, "LATTICE_SAVE_RETRY_BACKOFF", BACKOFF))
+        self.backoff = backoff
         self.http = http or httpx.Client(
             timeout=httpx.Timeout(60.0, connect=10.0),
             limits=httpx.Limits(max_connections=IN_FLIGHT + 2),

@@ -333,6 +333,9 @@ LATTICE_UPLOAD_ABANDON_DAYS = env.int("LATTICE_UPLOAD_ABANDON_DAYS", default=7)
 # A host's ticket to save a notebook folder as a model version dies this long after its
 # last use (or at once when the save ends): docs/hosts.md, "Saving a folder as a model".
 LATTICE_SAVE_TICKET_SECONDS = env.int("LATTICE_SAVE_TICKET_SECONDS", default=900)
+# A host's save or snapshot request that failed on the network or with a 5xx is tried again
+# after this many seconds, doubling each time (apps.machines.savefolder; 4 tries in all).
+LATTICE_SAVE_RETRY_BACKOFF = env.float("LATTICE_SAVE_RETRY_BACKOFF", default=0.5)
 
 # --- Billing (apps.billing, docs/billing.md) ----------------------------------------
 

@@ -41,6 +41,10 @@ CELERY_BROKER_TRANSPORT = None
 # and start a real worker thread (tests/core/test_background.py).
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Tasks run inline, so an agent's save or snapshot whose ticket URL no server answers (a
+# notebook stopped on a fake-runtime host, with no web tier up) gives up at once rather than
+# after its production backoff; tests of the retries set their own.
+LATTICE_SAVE_RETRY_BACKOFF = 0.0
 
 LATTICE_EMAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
