@@ -7,7 +7,8 @@
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(postgresql redis-server docker.io chromium fonts-dejavu-core busybox-static debootstrap make)
+packages=(postgresql redis-server docker.io iproute2 iptables chromium fonts-dejavu-core busybox-static
+  debootstrap make)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +53,15 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 fi
 docker info >/dev/null
+
+# What the two-host tests' second Docker engine needs (tests/multihost.py starts it beside
+# this one, and stops and removes it): dockerd and containerd (docker.io), `ip` for its bridge
+# (iproute2), the kernel's bridge and overlay file system (built in, or modules).
+for module in bridge overlay; do
+  if [ ! -d "/sys/module/$module" ] && ! grep -qw "$module" /proc/filesystems; then
+    modprobe "$module" 2>/dev/null || echo "services: no $module in this kernel" >&2
+  fi
+done
 
 cat <<'ENV'
 export DATABASE_URL=postgres://lattice:lattice@127.0.0.1:5432/lattice

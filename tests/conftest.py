@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.deployment_fixtures",
     "tests.deployments.control_helpers",
     "tests.jobs.engine_fixtures",
+    "tests.multihost",
     "tests.platform.layout",
 ]
 

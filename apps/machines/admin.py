@@ -3,9 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
-from apps.machines.hooks import machine_type_added
+from apps.machines.hooks import host_move_now, machine_type_added
 from apps.machines.management.commands.create_join_token import credentials_text
 from apps.machines.models import (
     GPUDevice,
@@ -21,6 +24,7 @@ from apps.machines.services import (
     HostError,
     host_delete,
     host_name_check,
+    host_removal_refusal,
     host_revoke,
     host_rotate_credentials,
     host_set_draining,
@@ -89,12 +93,30 @@ class HostAdmin(admin.ModelAdmin):
     )
     exclude = ("reported_workloads",)
     inlines = [GPUDeviceInline]
-    actions = ["drain", "undrain", "rotate", "revoke"]
+    actions = ["drain", "move_now", "undrain", "rotate", "revoke"]
 
     @admin.action(description="Drain: no new placements (running work stays)")
     def drain(self, request: Any, queryset: Any) -> None:
         for host in queryset:
             host_set_draining(host=host, draining=True)
+
+    @admin.action(description="Move notebooks now: stop each with a snapshot, start it elsewhere")
+    def move_now(self, request: Any, queryset: Any) -> None:
+        for host in queryset:
+            if not host.drain_requested:
+                self.message_user(
+                    request,
+                    f"{host.name} is not draining: drain it first (else they come back to it).",
+                    messages.ERROR,
+                )
+                continue
+            moved = host_move_now(host)
+            self.message_user(
+                request,
+                f"{host.name}: {moved} notebook(s) stopping to start again on another host, "
+                "with their files.",
+                messages.SUCCESS,
+            )
 
     @admin.action(description="Make ready: accept new placements again")
     def undrain(self, request: Any, queryset: Any) -> None:
@@ -111,12 +133,49 @@ class HostAdmin(admin.ModelAdmin):
         for host in queryset:
             host_revoke(host=host)
 
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        if warning := shared_storage_warning():
+            messages.warning(request, warning)
+        return super().changelist_view(request, extra_context)
+
+    def delete_view(
+        self, request: Any, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        # Refused before the confirmation page, saying what holds the host there.
+        host = self.get_object(request, object_id)
+        refusal = host_removal_refusal(host) if host is not None else None
+        if host is not None and refusal is not None:
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:machines_host_change", args=[host.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request: Any, obj: Host) -> None:
         host_delete(host=obj)
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         for host in queryset:
-            host_delete(host=host)
+            try:
+                host_delete(host=host)
+            except HostError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+
+def shared_storage_warning() -> str:
+    """What the hosts page warns of when teams' /storage is not served from one place
+    (LATTICE_SHARED_STORAGE) while there are several hosts: each host would keep a /storage
+    of its own, and a team's notebooks on different hosts would not see each other's files."""
+    if settings.LATTICE_SHARED_STORAGE:
+        return ""
+    hosts = Host.objects.count()
+    if hosts < 2:  # noqa: PLR2004 - one host: its own volume is the one place
+        return ""
+    return (
+        f"There are {hosts} hosts but LATTICE_SHARED_STORAGE is not set: each host keeps its "
+        "own copy of a team's /storage, so notebooks of one team on different hosts see "
+        "different files. Mount one shared folder (NFS, say) at the same path on every host "
+        "and the control plane, and set LATTICE_SHARED_STORAGE to it (docs/hosts.md, "
+        '"Team storage").'
+    )
 
 
 class JoinTokenForm(forms.ModelForm):

@@ -6,6 +6,12 @@
   frees its placement) and its output is dropped.
 - ``machine_type_added``: told of each machine type an admin adds (its first price is
   recorded, say); by default nothing.
+- ``host_draining``: told (once it commits) that an admin drains a host: what runs there
+  hears of it (a notebook's notice); by default nothing.
+- ``host_move_now``: an admin's "Move notebooks now" on a draining host: what runs there is
+  stopped to start again elsewhere; how many; by default none.
+- ``host_only_copies``: what exists only on a host (a notebook's files not yet saved
+  anywhere else), named, for the refusal to remove it; by default nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from apps.core.hooks import Hook, HookTable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from apps.machines.models import MachineType
+    from apps.machines.models import Host, MachineType
 
 
 @dataclass(frozen=True)
@@ -51,3 +57,24 @@ def _nothing(machine_type: MachineType) -> None:
 
 
 machine_type_added: Hook[[MachineType], None] = Hook("machine type added", default=_nothing)
+
+
+def _told_nothing(host: Host) -> None:
+    return None
+
+
+host_draining: Hook[[Host], None] = Hook("host draining", default=_told_nothing)
+
+
+def _moved_none(host: Host) -> int:
+    return 0
+
+
+host_move_now: Hook[[Host], int] = Hook("move off a host now", default=_moved_none)
+
+
+def _holds_nothing(host: Host) -> list[str]:
+    return []
+
+
+host_only_copies: Hook[[Host], list[str]] = Hook("only copies on a host", default=_holds_nothing)

@@ -226,6 +226,11 @@ class PlacementRequest(models.Model):
     host = models.ForeignKey(
         Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Tried first when it has room, else any other host (a notebook's volume host: its files
+    # are there; apps.notebooks.volumes). Unlike ``host``, never waits for that host.
+    prefer_host = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
     placement = models.OneToOneField(
         Placement,

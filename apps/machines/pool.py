@@ -29,6 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -234,13 +235,19 @@ def pool_stream(host_name: str, name: str) -> str | None:
 
 
 def pool_take(
-    *, machine_type: MachineType, image: str, workload: str, team_id: int | None
+    *,
+    machine_type: MachineType,
+    image: str,
+    workload: str,
+    team_id: int | None,
+    prefer_host_id: int | None = None,
 ) -> tuple[Placement, dict[str, Any]] | None:
     """Take one ready slot of (``image``, ``machine_type``) on a ready host for ``workload``:
     its placement (CPU, memory, GPUs) becomes the workload's, in the caller's transaction.
     Returns the new placement and the pool state for ``pool_claim``, or None when no slot is
     ready, or while others wait in the type's line (they go first: a warm start queues behind
-    them like any start). Two takers never get the same slot (SKIP LOCKED)."""
+    them like any start). Two takers never get the same slot (SKIP LOCKED). A slot on
+    ``prefer_host_id`` (a notebook's volume host: its files are there) goes before others."""
     if PlacementRequest.objects.filter(
         machine_type=machine_type, status=PlacementRequest.Status.WAITING
     ).exists():
@@ -256,7 +263,10 @@ def pool_take(
                 host__drain_requested=False,
                 placement__active=True,
             )
-            .order_by("changed_at")
+            .order_by(
+                Case(When(host_id=prefer_host_id, then=Value(0)), default=Value(1)),
+                "changed_at",
+            )
             .first()
         )
         if slot is None:

@@ -73,12 +73,19 @@ def placement_request(
     workload: str,
     team: Team | None = None,
     host_id: int | None = None,
+    prefer_host_id: int | None = None,
 ) -> PlacementRequest:
     """Place now if nobody of this machine type waits and there is room; else wait in line.
-    ``host_id``: only that host will do (the line is not held up while it has no room)."""
+    ``host_id``: only that host will do (the line is not held up while it has no room).
+    ``prefer_host_id``: that host first when it has room, else any (placement_create)."""
     request, created = PlacementRequest.objects.get_or_create(
         workload=workload,
-        defaults={"machine_type": machine_type, "team": team, "host_id": host_id},
+        defaults={
+            "machine_type": machine_type,
+            "team": team,
+            "host_id": host_id,
+            "prefer_host_id": prefer_host_id,
+        },
     )
     finished = request.status == PlacementRequest.Status.CANCELLED or (
         request.status == PlacementRequest.Status.PLACED
@@ -92,6 +99,7 @@ def placement_request(
             machine_type=machine_type,
             team=team,
             host_id=host_id,
+            prefer_host_id=prefer_host_id,
         )
     if request.status == PlacementRequest.Status.WAITING:
         # The asker goes on by itself: it is not told of its own placement.
@@ -101,7 +109,11 @@ def placement_request(
 
 
 def placement_at_once(
-    *, machine_type: MachineType, workload: str, team: Team | None = None
+    *,
+    machine_type: MachineType,
+    workload: str,
+    team: Team | None = None,
+    prefer_host_id: int | None = None,
 ) -> Placement | None:
     """Place ``workload`` now, in the caller's transaction, when ``placement_request`` would
     place it at once: nobody of its machine type waits in line and a host has room. Its
@@ -110,7 +122,8 @@ def placement_at_once(
 
     The caller's transaction must hold no host's lock (the line's order: the machine
     type's lock, then a host's). The machine type's lock is held until it commits, so
-    nobody joins or moves the line in between.
+    nobody joins or moves the line in between. ``prefer_host_id``: that host first when it
+    has room (placement_create).
     """
     with transaction.atomic():
         MachineType.objects.select_for_update(no_key=True).filter(pk=machine_type.pk).first()
@@ -122,7 +135,11 @@ def placement_at_once(
             return None
         try:
             placement = placement_create(
-                machine_type=machine_type, workload=workload, team=team, may_wait=True
+                machine_type=machine_type,
+                workload=workload,
+                team=team,
+                may_wait=True,
+                prefer_host_id=prefer_host_id,
             )
         except NoCapacityError:
             return None
@@ -132,6 +149,7 @@ def placement_at_once(
             team=team,
             status=PlacementRequest.Status.PLACED,
             placement=placement,
+            prefer_host_id=prefer_host_id,
         )
         return placement
 
@@ -180,6 +198,7 @@ def queue_advance(*, machine_type: MachineType, quiet: str = "") -> int:
                     # before any host's, everywhere): waiting for a host is safe.
                     may_wait=True,
                     host_id=head.host_id,
+                    prefer_host_id=head.prefer_host_id,
                 )
             except NoCapacityError:
                 if head.host_id is not None:

@@ -237,6 +237,7 @@ def placement_create(
     team: Team | None = None,
     may_wait: bool = False,
     host_id: int | None = None,
+    prefer_host_id: int | None = None,
 ) -> Placement:
     """Place ``workload`` on a host with room (on host ``host_id`` only, when given); raise
     NoCapacityError when none has it.
@@ -244,6 +245,8 @@ def placement_create(
     ``may_wait``: the caller's transaction holds no host lock, so waiting for
     one is safe even inside it (the machine queue's advance, which holds only
     its machine type's lock).
+    ``prefer_host_id``: tried first (a notebook's volume host: its files are there); when
+    it has no room (or is not ready), the others first-fit as without it.
     """
     tried: set[int] = set()
     # Inside a caller's transaction, host locks from earlier attempts are held
@@ -251,6 +254,19 @@ def placement_create(
     # it holds none. Refusing instead would leave a request waiting although a
     # host has room, only because an agent's report held that host's row.
     inside_outer_transaction = transaction.get_connection().in_atomic_block and not may_wait
+    if prefer_host_id is not None and host_id is None:
+        # The preferred host first, waiting for its lock as a first attempt may (a placement
+        # in flight there must not send this one elsewhere, and its files with it).
+        with transaction.atomic():
+            host = _lock_one(
+                machine_type, skip=tried, host_id=prefer_host_id, wait=not inside_outer_transaction
+            )
+            if host is not None:
+                # Its lock is held from here: no later attempt waits (see _lock_one).
+                tried.add(host.pk)
+                gpus = _fits(host, machine_type)
+                if gpus is not None:
+                    return _record(host, machine_type, team, workload, gpus)
     for _ in range(_ATTEMPTS):
         with transaction.atomic():
             host = _lock_one(
@@ -265,20 +281,27 @@ def placement_create(
             gpus = _fits(host, machine_type)
             if gpus is None:
                 continue
-            placement = Placement.objects.create(
-                host=host,
-                machine_type=machine_type,
-                team=team,
-                workload=workload,
-                vcpus=machine_type.vcpus,
-                memory_gib=machine_type.memory_gib,
-            )
-            if gpus:
-                GPUAllocation.objects.bulk_create(
-                    [GPUAllocation(placement=placement, gpu_id=gpu) for gpu in gpus],
-                )
-            return placement
+            return _record(host, machine_type, team, workload, gpus)
     raise NoCapacityError(f"No ready host has room for {machine_type.name} right now.")
+
+
+def _record(
+    host: Host, machine_type: MachineType, team: Team | None, workload: str, gpus: list[int]
+) -> Placement:
+    """Under ``host``'s lock: the placement and one allocation per GPU of ``gpus``."""
+    placement = Placement.objects.create(
+        host=host,
+        machine_type=machine_type,
+        team=team,
+        workload=workload,
+        vcpus=machine_type.vcpus,
+        memory_gib=machine_type.memory_gib,
+    )
+    if gpus:
+        GPUAllocation.objects.bulk_create(
+            [GPUAllocation(placement=placement, gpu_id=gpu) for gpu in gpus],
+        )
+    return placement
 
 
 @transaction.atomic

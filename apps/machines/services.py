@@ -16,6 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.machines.broker import host_broker_user_remove, host_broker_user_set
+from apps.machines.hooks import host_draining, host_only_copies
 from apps.machines.identity import identity_set, new_key
 from apps.machines.models import GPUDevice, Host, HostJoinToken, Placement
 
@@ -191,9 +193,38 @@ def host_revoke(*, host: Host) -> Host:
 
 
 @transaction.atomic
+def host_removal_refusal(host: Host) -> str | None:
+    """Why ``host`` cannot be removed now, naming what holds it, or None: what runs there
+    (active placements), and what exists only there (a notebook's files not saved anywhere
+    else: apps.machines.hooks ``host_only_copies``)."""
+    running = list(
+        Placement.objects.filter(host=host, active=True)
+        .order_by("workload")
+        .values_list("workload", flat=True)[:11]
+    )
+    if running:
+        named = ", ".join(running[:10]) + (" and more" if len(running) > 10 else "")  # noqa: PLR2004
+        return (
+            f"{host.name} still runs {named}: drain it, and stop or move what runs there "
+            "(Move notebooks now) first."
+        )
+    only = host_only_copies(host)
+    if only:
+        named = ", ".join(only[:10]) + (" and more" if len(only) > 10 else "")  # noqa: PLR2004
+        return (
+            f"{host.name} holds the only copy of the files of {named}: start each once on "
+            "another host (or bring this one back until they are saved) first."
+        )
+    return None
+
+
 def host_delete(*, host: Host) -> None:
     """Delete a host that never ran anything (one with history is revoked instead) and its
-    broker user, at once."""
+    broker user, at once: not while something runs there or exists only there
+    (``host_removal_refusal``)."""
+    refusal = host_removal_refusal(host)
+    if refusal is not None:
+        raise HostError(refusal)
     if Placement.objects.filter(host=host).exists():
         raise HostError(f"{host.name} has run workloads: revoke it instead of deleting it.")
     HostJoinToken.objects.filter(host_name=host.name, used_at__isnull=True).delete()
@@ -299,8 +330,12 @@ def host_apply_inventory(
 
 def host_set_draining(*, host: Host, draining: bool) -> Host:
     """Stop (or resume) new placements on ``host``; what runs there keeps running."""
+    told = draining and not host.drain_requested
     host.drain_requested = draining
     if host.status != Host.Status.OFFLINE:
         host.status = Host.Status.DRAINING if draining else Host.Status.READY
     host.save(update_fields=["drain_requested", "status"])
+    if told:
+        # What runs there hears of it (a notebook's notice: it moves at its next stop).
+        transaction.on_commit(partial(host_draining, host))
     return host

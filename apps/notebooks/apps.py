@@ -11,6 +11,7 @@ AUDIT_PHRASES = {
     "notebook.restarted": "{actor} restarted the notebook {target}",
     "notebook.duplicated": "{actor} copied the notebook {source} as {target}",
     "notebook.deleted": "{actor} deleted the notebook {target}",
+    "notebook.moved": "{actor} moved the notebook {target} off the draining host {host}",
     "notebook.settings_changed": "{actor} changed the team's notebook settings",
     "notebook.dataset_mounted": "{actor} attached {dataset} v{version} to {target} at {path}",
     "notebook.dataset_unmounted": "{actor} detached {dataset} v{version} from {target}",
@@ -34,9 +35,15 @@ class NotebooksConfig(AppConfig):
 
         # What notebooks plug into the apps below them (apps.core.hooks).
         from apps.datasets import hooks as datasets
-        from apps.machines.hooks import WorkloadKind, workload_kinds
+        from apps.machines.hooks import (
+            WorkloadKind,
+            host_draining,
+            host_move_now,
+            host_only_copies,
+            workload_kinds,
+        )
         from apps.models.hooks import SaveSource, save_sources, source_links
-        from apps.notebooks import lifecycle, mounts, saves, selectors, snapshots
+        from apps.notebooks import lifecycle, mounts, saves, selectors, services, snapshots, volumes
         from apps.teams.hooks import overview_notebooks, running_notebooks
 
         # A session's workload is "nb-<notebook>-s<session>": its events and its output.
@@ -48,6 +55,14 @@ class NotebooksConfig(AppConfig):
                 placed=lifecycle.on_workload_placed,
             ),
         )
+        # Storage follows its notebook: a start that waited for its files' snapshot goes on
+        # when it ends; a drained host's notebooks hear of it, and move at once when an admin
+        # asks; a host holding a notebook's only copy of its files is not removed.
+        snapshots.snapshot_ended.register(volumes.on_snapshot_ended)
+        volumes.files_ready.register(lifecycle.session_dispatch)
+        host_draining.register(volumes.drain_notice)
+        host_move_now.register(services.notebooks_move_off)
+        host_only_copies.register(volumes.only_copies)
         # Notebooks mount dataset versions: the catalogue offers them, and a dataset made
         # private leaves other teams' notebooks.
         datasets.attach_targets.register(mounts.attach_targets)

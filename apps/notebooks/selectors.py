@@ -59,8 +59,17 @@ def team_notebook_settings(team: Team | int) -> TeamNotebookSettings:
 
 
 def volume_host_id(team: Team | int, notebook_id: int) -> int | None:
-    """The host holding notebook ``notebook_id``'s volume (its files): where its latest
-    session ran; None if it never ran anywhere."""
+    """The host holding notebook ``notebook_id``'s volume (its files): its ``volume_host``
+    (apps.notebooks.volumes), or, for one that last ran before that was kept, where its
+    latest session ran; None if it never ran anywhere."""
+    held = (
+        Notebook.objects.for_team(team)
+        .filter(pk=notebook_id)
+        .values_list("volume_host_id", flat=True)
+        .first()
+    )
+    if held is not None:
+        return held
     return (
         NotebookSession.objects.for_team(team)
         .filter(notebook_id=notebook_id, host__isnull=False)

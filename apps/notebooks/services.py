@@ -19,12 +19,13 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.errors import ServiceError
+from apps.core.tenancy import team_scope
 from apps.notebooks import lifecycle
 from apps.notebooks.errors import NotebookConflictError, NotebookError, NotebookPermissionError
 from apps.notebooks.gitsource import git_source_problem
 from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
-from apps.notebooks.locks import notebook_locked, notebook_to_change
+from apps.notebooks.locks import lock_session, notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
 from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
@@ -35,7 +36,7 @@ from apps.teams.secrets import check_names
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
-    from apps.machines.models import MachineType
+    from apps.machines.models import Host, MachineType
     from apps.teams.models import Team
 
 MAX_IDLE_MINUTES = 7 * 24 * 60
@@ -241,6 +242,39 @@ def notebook_restart(*, team: Team, actor: User, notebook: Notebook) -> None:
     if session.status != Status.STOPPING:
         lifecycle.session_stop(session, reason=NotebookSession.ExitReason.RESTARTED)
     audit_record(team=team, actor=actor, action="notebook.restarted", target=notebook.name)
+
+
+def notebooks_move_off(host: Host) -> int:
+    """An admin's "Move notebooks now" on a draining ``host``: each notebook running (or
+    starting) there stops with a restart wanted, as a Restart does; its stop takes a
+    snapshot, and its next session is placed on another host (this one takes nothing while
+    it drains) and restores it. How many were asked to move."""
+    moved = 0
+    for session_id, team_id in (
+        NotebookSession.objects.unscoped()
+        .filter(host=host, ended_at__isnull=True)
+        .exclude(status=Status.STOPPING)
+        .values_list("pk", "team_id")
+    ):
+        with team_scope(team_id), transaction.atomic():
+            session = lock_session(session_id, "placement", "host")
+            if session is None or session.ended_at is not None:
+                continue
+            if session.status == Status.STOPPING:
+                continue
+            notebook = session.notebook
+            notebook.desired_state = Notebook.Desired.RUNNING
+            notebook.save(update_fields=["desired_state", "updated_at"])
+            lifecycle.session_stop(session, reason=NotebookSession.ExitReason.RESTARTED)
+            audit_record(
+                team=notebook.team,
+                actor=None,
+                action="notebook.moved",
+                target=notebook.name,
+                host=host.name,
+            )
+            moved += 1
+    return moved
 
 
 @transaction.atomic

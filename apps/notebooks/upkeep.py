@@ -28,7 +28,7 @@ from django.utils import timezone
 from apps.core.tenancy import team_scope
 from apps.machines.availability import Availability, machine_type_offers
 from apps.machines.models import MachineType, PlacementRequest
-from apps.notebooks import lifecycle
+from apps.notebooks import lifecycle, volumes
 from apps.notebooks.entitlements import idle_limit
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
@@ -133,10 +133,13 @@ def _end_unoffered(session: NotebookSession) -> None:
 def _reconcile_start(session: NotebookSession, counts: dict[str, int]) -> None:
     """A start that made no progress for a while: still pulling, sent again, or failed."""
     now = timezone.now()
-
+    if volumes.files_waiting(session):
+        # Waiting for its files to be saved on their host: the snapshot's end dispatches it
+        # again (and one whose ticket died is failed by the snapshots' own upkeep).
+        return
     reported = _reported(session)
     if reported and reported.get("starting"):
-        copying = copy_allowance(mounted_bytes(session.notebook))
+        copying = copy_allowance(mounted_bytes(session.notebook) + volumes.restore_bytes(session))
         limit = timedelta(seconds=settings.LATTICE_NOTEBOOK_START_TIMEOUT + 60 + copying)
         if now - session.requested_at < limit:
             return  # the agent is still at it (a long image download, a big dataset's copy)

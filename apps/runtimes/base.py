@@ -49,6 +49,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import os
 import re
 import socket
 from dataclasses import asdict, dataclass, field
@@ -96,6 +97,10 @@ class Spec:
     gpu_uuids: list[str] = field(default_factory=list)
     # Named persistent volumes: volume name -> mount path inside the workload.
     volumes: dict[str, str] = field(default_factory=dict)
+    # Which of ``volumes`` are shared by workloads on many hosts at once (a team's /storage):
+    # with LATTICE_SHARED_STORAGE set, each is the folder <LATTICE_SHARED_STORAGE>/<name>,
+    # a path every host mounts (NFS, say), never a volume of one host's own (shared_folder).
+    shared_volumes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     user: str = "1000:1000"
     # Dataset versions mounted read-only at /datasets/<name>: as sent, {"name", "version_id",
@@ -156,6 +161,33 @@ class ExitStatus:
     @property
     def running(self) -> bool:
         return self.code is None and not self.vanished
+
+
+def shared_folder(spec: Spec, volume: str) -> Path | None:
+    """Where ``spec``'s shared volume ``volume`` lives when this host serves shared volumes
+    from LATTICE_SHARED_STORAGE: <LATTICE_SHARED_STORAGE>/<volume>, made (owned by the
+    workload's user, ``uid:gid``) when missing. None for a volume of this host's own: not a
+    shared one, or no LATTICE_SHARED_STORAGE here."""
+    from django.conf import settings
+
+    root = str(getattr(settings, "LATTICE_SHARED_STORAGE", "") or "")
+    if not root or volume not in spec.shared_volumes:
+        return None
+    if not volume or "/" in volume or volume.startswith("."):
+        raise WorkloadError(f"{volume!r} is not a volume name.")
+    top = Path(root)
+    if not top.is_dir():
+        raise WorkloadError(
+            f"LATTICE_SHARED_STORAGE is {root}, which is not a folder on this host: mount the "
+            "shared storage there (the same on every host)."
+        )
+    folder = top / volume
+    if not folder.is_dir():
+        folder.mkdir(mode=0o755)
+        uid, _, gid = spec.user.partition(":")
+        if uid.isdigit() and (not gid or gid.isdigit()) and os.geteuid() == 0:
+            os.chown(folder, int(uid), int(gid or uid))
+    return folder
 
 
 class WorkloadError(Exception):

@@ -66,6 +66,7 @@ from apps.runtimes.base import (
     expand_command,
     folder_path,
     port_answers,
+    shared_folder,
 )
 from apps.runtimes.images import (
     IMAGE_TITLES,
@@ -217,12 +218,38 @@ class DockerRuntime(Runtime):
             labels[f"{LABEL_PREFIX}installation"] = spec.labels["installation"]
         mounts = {}
         for volume, path in spec.volumes.items():
+            folder = shared_folder(spec, volume)
+            if folder is not None:
+                self._shared_volume(volume, folder, labels)
+                mounts[volume] = {"bind": path, "mode": "rw"}
+                continue
             try:
                 self.client.volumes.get(volume)
             except NotFound:
                 self.client.volumes.create(volume, labels=labels)
             mounts[volume] = {"bind": path, "mode": "rw"}
         return mounts
+
+    def _shared_volume(self, volume: str, folder: Path, labels: dict[str, str]) -> None:
+        """``volume`` as Docker's local driver binding ``folder`` (in LATTICE_SHARED_STORAGE):
+        every host's container of it reads and writes the one folder. A volume of that name
+        this engine made before (its files on this host only) is refused, not hidden."""
+        try:
+            found = self.client.volumes.get(volume)
+        except NotFound:
+            self.client.volumes.create(
+                volume,
+                driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": str(folder)},
+                labels=labels,
+            )
+            return
+        options = found.attrs.get("Options") or {}
+        if options.get("device") != str(folder):
+            raise WorkloadError(
+                f"The volume {volume} on this host is not the shared folder {folder}: move its "
+                "files there, then remove the volume (docker volume rm), and start again."
+            )
 
     def network(self) -> Any:
         """The workloads' bridge network, made on first use."""
@@ -807,7 +834,14 @@ class DockerRuntime(Runtime):
         try:
             sources: list[str] = []
             for volume, path in self._volumes(spec).items():
-                mountpoint = self.client.volumes.get(volume).attrs.get("Mountpoint") or ""
+                # A shared volume is its folder (Docker mounts it at the volume's Mountpoint
+                # only while a container uses it).
+                shared = shared_folder(spec, volume)
+                mountpoint = (
+                    str(shared)
+                    if shared is not None
+                    else self.client.volumes.get(volume).attrs.get("Mountpoint") or ""
+                )
                 if not mountpoint or not Path(mountpoint).is_dir():
                     raise SlotError(f"The volume {volume} is not on this file system.")  # noqa: TRY301
                 _own_new_volume(mountpoint, uid, gid)

@@ -54,6 +54,7 @@ from apps.runtimes.base import (
     expand_command,
     folder_path,
     port_answers,
+    shared_folder,
 )
 from apps.runtimes.volumefiles import read_tree, restore_tree
 
@@ -117,7 +118,8 @@ class LocalProcessRuntime(Runtime):
         folder.mkdir(parents=True, exist_ok=True)
         mounts = {}
         for volume, mount in spec.volumes.items():
-            path = self.root / "volumes" / self._safe(volume)
+            # A shared volume (a team's /storage) is its folder in LATTICE_SHARED_STORAGE.
+            path = shared_folder(spec, volume) or self.root / "volumes" / self._safe(volume)
             path.mkdir(parents=True, exist_ok=True)
             mounts[mount] = str(path)
         # Where it runs: its notebook folder, a job's workspace, else its own folder.

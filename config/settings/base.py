@@ -546,6 +546,12 @@ LATTICE_POOL_CLAIM_WAIT = env.float("LATTICE_POOL_CLAIM_WAIT", default=3.0)
 # The notebook image hosts run. Empty: the image built locally by
 # images/notebook/build-local.sh (no registry needed).
 LATTICE_NOTEBOOK_IMAGE = env.str("LATTICE_NOTEBOOK_IMAGE", default="")
+# Where each team's /storage is served from, one place every host reaches: a path mounted
+# at the same place on every host (NFS, say) and on the control plane. Each team's /storage is
+# the folder <this>/<volume name> (Docker: a local volume binding it; the process runtime:
+# that folder). Empty: a volume on each host, which is right for one host only (the hosts
+# admin warns with several): notebooks on different hosts would each see another /storage.
+LATTICE_SHARED_STORAGE = env.str("LATTICE_SHARED_STORAGE", default="")
 # Where the local-process runtime keeps its workloads' state, logs and volumes.
 LATTICE_RUNTIME_DIR = Path(env.str("LATTICE_RUNTIME_DIR", default="") or VAR_DIR / "runtime")
 # Where an agent keeps the dataset versions notebooks mount (one read-only folder per content).

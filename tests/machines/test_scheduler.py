@@ -470,3 +470,43 @@ def test_a_workloads_spec_limits_are_its_machine_types_and_its_placements_gpus()
         "memory_bytes": small.memory_gib * GIB,
         "gpu_uuids": [],
     }
+
+
+@pytest.mark.django_db
+class TestPreferredHost:
+    """A notebook's volume host first (apps.notebooks.volumes), else first-fit as without."""
+
+    def test_the_preferred_host_is_taken_when_it_has_room(self):
+        make_host("first", gpus=[(H100, 2)])
+        second = make_host("second", gpus=[(H100, 2)])
+
+        placement = placement_create(
+            machine_type=machine("h100-80gb"), workload="nb:1", prefer_host_id=second.pk
+        )
+
+        assert placement.host == second
+        assert placement_gpu_uuids(placement) == ["GPU-second-0"]
+
+    @pytest.mark.parametrize("why", ["full", "draining", "offline", "too small"])
+    def test_otherwise_first_fit_among_the_others(self, why):
+        first = make_host("first", gpus=[(H100, 2)])
+        make_host("third", gpus=[(H100, 2)])
+        preferred = make_host(
+            "preferred",
+            gpus=[(H100, 1 if why == "full" else 2)],
+            cpus=64 if why != "too small" else 1,
+            status={"draining": Host.Status.DRAINING, "offline": Host.Status.OFFLINE}.get(
+                why, Host.Status.READY
+            ),
+        )
+        if why == "full":
+            placement_create(
+                machine_type=machine("h100-80gb"), workload="other", host_id=preferred.pk
+            )
+
+        placement = placement_create(
+            machine_type=machine("h100-80gb"), workload="nb:1", prefer_host_id=preferred.pk
+        )
+
+        assert placement.host == first
+        assert double_allocations() == 0

@@ -40,7 +40,10 @@ class _HeldStops:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...]] = []
 
-    def apply_async(self, args: tuple[Any, ...], queue: str) -> None:
+    def apply_async(
+        self, args: tuple[Any, ...], queue: str, kwargs: dict[str, Any] | None = None
+    ) -> None:
+        # kwargs: the stop snapshot's ticket, when the notebook's files are on that host.
         self.sent.append(args)
 
 

@@ -28,6 +28,7 @@ from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
 from apps.notebooks.templates import TEMPLATES, built_on_hosts
+from apps.notebooks.volumes import files_arrived
 from apps.runtimes.images import BUILD_STEP_KINDS, WAITING, BuildStep, build_step_message
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
             phase="copying",
             percent=percent,
         )
+    elif phase == "restoring" and session.ended_at is None and session.status in _BEFORE_START:
+        _on_restoring(session, data)
     elif phase == "waiting" and session.ended_at is None and session.status in STARTING_STATUSES:
         session_set_status(
             session,
@@ -125,6 +128,33 @@ def _on_progress(session: NotebookSession, data: dict[str, Any]) -> None:
             "Waiting for JupyterLab to answer.",
             phase="waiting",
         )
+
+
+# Where a restore runs: before the workload starts (after its image, or while it downloads).
+_BEFORE_START = (Status.SCHEDULED, Status.PULLING)
+# A restore's byte counts a host may report: whole numbers up to a petabyte.
+_MAX_BYTES = 10**15
+
+
+def _bytes(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value <= _MAX_BYTES else None
+
+
+def _on_restoring(session: NotebookSession, data: dict[str, Any]) -> None:
+    """The host restores the notebook's files from a snapshot before it starts it: numbers
+    only (a host's text never reaches the page), the words are ours, in decimal GB."""
+    done, total = _bytes(data.get("done")), _bytes(data.get("total"))
+    if done is None or total is None or done > total:
+        logger.warning("a restore's progress %r from %s: ignored", data, session.host)
+        return
+    percent = 100 if total == 0 else int(done * 100 / total)
+    session_set_status(
+        session,
+        session.status,
+        f"Restoring files: {done / 1e9:.1f} of {total / 1e9:.1f} GB",
+        phase="restoring",
+        percent=percent,
+    )
 
 
 def _percent(data: dict[str, Any]) -> int | None:
@@ -189,6 +219,8 @@ def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
         session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
         session_token_started(session)
+        # Its files are on this host now (and it changes them): not saved anywhere else.
+        files_arrived(session)
     if _advance(session, Status.STARTING):
         session_set_status(session, Status.STARTING, "Starting JupyterLab.", phase="starting")
 
@@ -232,10 +264,11 @@ def _on_failed(session: NotebookSession, data: dict[str, Any]) -> None:
     if session.status == Status.STOPPING:
         session_end(session, reason=session.exit_reason or NotebookSession.ExitReason.STOPPED)
         return
+    message = str(data.get("message", ""))
     session_end(
         session,
         reason=NotebookSession.ExitReason.FAILED,
-        message=_failure_advice(data.get("message", ""), data),
+        message=message if data.get("advised") else _failure_advice(message, data),
     )
     stop_on_host(session)
 

@@ -125,6 +125,9 @@ def session_spec(session: NotebookSession) -> Spec:
         },
         **spec_limits(machine, session.placement),
         volumes={notebook.volume: "/notebooks", team_settings.storage_volume: "/storage"},
+        # The team's /storage is written by its notebooks on every host at once: served
+        # from one place (LATTICE_SHARED_STORAGE), never moved with a notebook.
+        shared_volumes=[team_settings.storage_volume],
         datasets=mounts_for_spec(session),
         labels={
             "installation": settings.LATTICE_INSTALLATION,

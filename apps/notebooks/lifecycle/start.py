@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ServiceError
+from apps.core.tenancy import team_scope
 from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
@@ -48,6 +49,13 @@ from apps.notebooks.models import Notebook, NotebookSession, Status
 from apps.notebooks.mounts import copy_allowance
 from apps.notebooks.selectors import open_session
 from apps.notebooks.templates import CUSTOM, TemplateError, TemplateNotBuiltError, image_for
+from apps.notebooks.volumes import (
+    SAVING_PHASE,
+    WAIT,
+    files_step,
+    preferred_host_id,
+    start_refusal,
+)
 from apps.teams.scope import team_task
 from apps.teams.secrets import check_names
 
@@ -91,6 +99,10 @@ def _notebook_start(
     except TemplateError as exc:
         field = "custom_image" if notebook.template == CUSTOM else "template"
         raise NotebookError(str(exc), field=field) from exc
+    # Its files only on a host that is offline, with no snapshot: it would start empty.
+    refusal = start_refusal(notebook)
+    if refusal is not None:
+        raise NotebookConflictError(refusal, code="files_offline")
     # A secret it names that the team no longer has: refused now, not at the host.
     check_names(team, notebook.secrets or [])
     # The plan and spend cap (billing off: no limits): a refusal is a 402.
@@ -123,18 +135,23 @@ def _place_at_once(session: NotebookSession) -> bool:
     holds its notebook's lock and no host's): a warm container of its image and type, else
     room on a host when nobody waits in its type's line. True when placed: its host is
     asked to start it once this commits."""
+    prefer = preferred_host_id(session.notebook)
     if not session.notebook.git_url:
         taken = pool_take(
             machine_type=session.machine_type,
             image=session.image,
             workload=session.workload,
             team_id=session.team_id,
+            prefer_host_id=prefer,
         )
         if taken is not None:
             _placed(session, taken[0], ", in a warm container", pool=taken[1])
             return True
     placed = placement_at_once(
-        machine_type=session.machine_type, workload=session.workload, team=session.team
+        machine_type=session.machine_type,
+        workload=session.workload,
+        team=session.team,
+        prefer_host_id=prefer,
     )
     if placed is None:
         return False
@@ -239,6 +256,7 @@ def session_place(session: NotebookSession) -> None:
         machine_type=session.machine_type,
         workload=session.workload,
         team=session.team,
+        prefer_host_id=preferred_host_id(session.notebook),
     )
     with transaction.atomic():
         locked = lock_session(session.pk, "machine_type")
@@ -285,6 +303,7 @@ def _take_warm(session: NotebookSession) -> bool:
             image=locked.image,
             workload=locked.workload,
             team_id=locked.team_id,
+            prefer_host_id=preferred_host_id(locked.notebook),
         )
         if taken is None:
             return False
@@ -295,20 +314,44 @@ def _take_warm(session: NotebookSession) -> bool:
 
 def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = None) -> None:
     """Ask the session's host to start it (idempotent on the host: one container); with
-    ``pool``, by claiming that warm container (the host starts one if the claim misses)."""
+    ``pool``, by claiming that warm container (the host starts one if the claim misses).
+
+    Its files first (apps.notebooks.volumes ``files_step``): on its host already, or
+    restored there from a snapshot (the start's ``restore`` option), or, while their host
+    saves them, nothing yet: it waits (saying so), and the snapshot's end dispatches it
+    again. A refusal (its files only on a host that is offline, no snapshot) fails it."""
     session = NotebookSession.objects.for_team(session.team_id).get(pk=session.pk)
     if session.ended_at is not None or session.host is None or session.status == Status.STOPPING:
         return  # stopped meanwhile: starting it now would outlive the stop
+    try:
+        with team_scope(session.team_id):
+            files = files_step(session)
+    except ServiceError as refusal:
+        # Said as it is: the refusal says what to do.
+        workload_event(
+            session.host, session.workload, "failed", {"message": str(refusal), "advised": True}
+        )
+        return
+    if files == WAIT:
+        _wait_for_files(session)
+        return
+    restore = files.get("restore") if isinstance(files, dict) else None
+    if isinstance(files, dict) and files.get("note"):
+        _say_restoring(session, str(files["note"]))
     NotebookSession.objects.for_team(session.team_id).filter(pk=session.pk).update(
         start_attempts=session.start_attempts + 1,
         progressed_at=timezone.now(),
     )
-    options = {
-        "stream": session.notebook.stream,
-        "ready_path": f"{session.base_path}api/status",
-        "ready_token_env": "JUPYTER_TOKEN",
-        "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
-    } | ({"pool": pool} if pool else {})
+    options = (
+        {
+            "stream": session.notebook.stream,
+            "ready_path": f"{session.base_path}api/status",
+            "ready_token_env": "JUPYTER_TOKEN",
+            "ready_timeout": settings.LATTICE_NOTEBOOK_START_TIMEOUT,
+        }
+        | ({"pool": pool} if pool else {})
+        | ({"restore": restore} if restore else {})
+    )
     try:
         spec = session_spec(session)
     except ServiceError as refusal:
@@ -319,7 +362,11 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
         return
     # Copying its datasets to the host first may take a while: the task's limits grow by it,
     # and the host reads their blobs through links that work as long as the task may run.
-    extra = copy_allowance(sum(int(f[2]) for d in spec.datasets for f in d["files"]))
+    # Its files' restore too, when it has one.
+    extra = copy_allowance(
+        sum(int(f[2]) for d in spec.datasets for f in d["files"])
+        + (int(restore["total"]) if restore else 0)
+    )
     time_limit = AGENT_TIME_LIMIT + extra
     spec = replace(spec, datasets=with_read_urls(spec.datasets, seconds=time_limit))
     agent_start.apply_async(
@@ -328,3 +375,32 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
         soft_time_limit=time_limit - 30,
         time_limit=time_limit,
     )
+
+
+def _wait_for_files(session: NotebookSession) -> None:
+    """Its files are being saved on the host that holds them (a snapshot): the session
+    stays scheduled, saying so, until the snapshot ends (apps.notebooks.volumes
+    ``on_snapshot_ended`` dispatches it again); upkeep does not judge it stuck meanwhile."""
+    with team_scope(session.team_id), transaction.atomic():
+        locked = lock_session(session.pk, "notebook__volume_host")
+        if locked is None or locked.ended_at is not None or locked.status != Status.SCHEDULED:
+            return
+        holder = locked.notebook.volume_host
+        where = holder.name if holder is not None else "its host"
+        session_set_status(
+            locked,
+            Status.SCHEDULED,
+            f"Saving its files on {where} to bring them here.",
+            phase=SAVING_PHASE,
+            same_step=True,
+        )
+
+
+def _say_restoring(session: NotebookSession, note: str) -> None:
+    """Tell the person where the files it starts with come from (a restore after their
+    host went offline)."""
+    with team_scope(session.team_id), transaction.atomic():
+        locked = lock_session(session.pk)
+        if locked is None or locked.ended_at is not None or locked.status != Status.SCHEDULED:
+            return
+        session_set_status(locked, Status.SCHEDULED, note, phase="restoring", same_step=True)

@@ -7,20 +7,17 @@ commits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.db import transaction
 
 from apps.machines.agent import agent_copy_volume, agent_remove_volumes
 from apps.machines.models import Host
-from apps.notebooks.models import NotebookSession
-
-if TYPE_CHECKING:
-    from apps.notebooks.models import Notebook
+from apps.notebooks.models import Notebook, NotebookSession
 
 
 def on_commit_copy_storage(source: Notebook, target: Notebook) -> None:
-    """Copy ``source``'s files into ``target``'s volume, on the host where they last were."""
+    """Copy ``source``'s files into ``target``'s volume, on the host that holds them (its
+    ``volume_host``; before issue 20, the host where it last ran): the copy's files are on
+    that host too (its ``volume_host``, not saved)."""
     last = (
         NotebookSession.objects.for_team(source.team_id)
         .filter(notebook=source, host__isnull=False)
@@ -30,7 +27,11 @@ def on_commit_copy_storage(source: Notebook, target: Notebook) -> None:
     )
     if last is None or last.host is None:
         return  # never ran: there are no files yet
-    host = last.host
+    host = source.volume_host or last.host
+    Notebook.objects.for_team(target.team_id).filter(pk=target.pk).update(
+        volume_host=host, volume_saved=False
+    )
+    target.volume_host = host
     args = (host.name, source.volume, target.volume, last.image)
     transaction.on_commit(lambda: agent_copy_volume.apply_async(args=args, queue=host.queue))
 

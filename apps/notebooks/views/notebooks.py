@@ -34,6 +34,7 @@ from apps.notebooks.selectors import (
     running_costs,
 )
 from apps.notebooks.templates import TEMPLATES
+from apps.notebooks.volumes import drain_banner
 from apps.teams.forms import offer_secret_names
 from apps.teams.views import TeamPage
 
@@ -308,6 +309,7 @@ class NotebookDetailView(NotebookPage):
             percent=status["percent"] if status["phase"] == "pulling" else None,
             template=TEMPLATES.get(notebook.template),
             idle_minutes=idle_timeout(notebook),
+            drain_banner=drain_banner(session),
             idle_statuses=SHOW_STOP.split(),
             history=history,
             **saves_context(notebook),

@@ -1,0 +1,187 @@
+"""Review of issue 20's host side (docs/reviews/issue20-host-side.md): read_volume and
+restore_volume on real files (apps.runtimes.volumefiles, what the process runtime and
+Docker's direct way share). Each test is a finding: it fails today (xfail, strict).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import resource
+from functools import partial
+
+import pytest
+from django.conf import settings
+from docker.errors import NotFound
+
+from apps.runtimes.base import RestoreFile
+from apps.runtimes.docker import DockerRuntime
+from apps.runtimes.process import LocalProcessRuntime
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    return LocalProcessRuntime(tmp_path / "runtime")
+
+
+def volume_folder(tmp_path, name):
+    folder = tmp_path / "runtime" / "volumes" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def few_descriptors():
+    """The open-file limit a host's agent commonly runs under (systemd's and many
+    containers' soft default, 1024), lowered to 256 so the test stays small."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    yield 256
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review20 R1: restore_tree keeps one open descriptor per folder it made until "
+    "the end: a snapshot with more folders than the agent's open-file limit never restores",
+)
+def test_r1_a_restore_with_more_folders_than_open_files_allowed(runtime, tmp_path, few_descriptors):
+    # 400 folders of one small file each: a git checkout's .git/objects alone has 256.
+    files = [
+        RestoreFile(f"pkg/mod{i:03}/__init__.py", 2, 0o644, partial(io.BytesIO, b"#\n"))
+        for i in range(few_descriptors + 144)
+    ]
+    runtime.restore_volume("vol-many", files, labels={})
+    found = {e.path for e in runtime.read_volume("vol-many") if e.file is not None}
+    assert len(found) == len(files)
+
+
+def deep_tree(top, depth):
+    """``depth`` nested folders "d" under ``top`` (made by descriptor: a path that long is
+    past PATH_MAX), a file "deep.txt" at the bottom."""
+    handle = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=handle)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=handle)
+            os.close(handle)
+            handle = inner
+        made = os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=handle)
+        os.write(made, b"bottom\n")
+        os.close(made)
+    finally:
+        os.close(handle)
+
+
+def names_in(folder):
+    """The names in ``folder`` (a path or an open descriptor), sorted."""
+    with os.scandir(folder) as found:
+        return sorted(entry.name for entry in found)
+
+
+def remove_deep(top):
+    """Remove what deep_tree made (and anything a restore left beside it), without
+    recursion: shutil.rmtree recurses once per level too."""
+    chain = [os.open(top, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        while "d" in names_in(chain[-1]):
+            chain.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=chain[-1]))
+        while chain:
+            handle = chain.pop()
+            for name in names_in(handle):
+                if name != "d":
+                    os.unlink(name, dir_fd=handle)
+            if chain:
+                os.rmdir("d", dir_fd=chain[-1])
+            os.close(handle)
+    finally:
+        for handle in chain:
+            os.close(handle)
+
+
+@pytest.fixture
+def deep(tmp_path):
+    top = volume_folder(tmp_path, "vol-deep")
+    deep_tree(top, 1200)
+    yield top
+    remove_deep(top)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review20 R2: read_tree recurses once per folder level: a notebook user's folder "
+    "1,200 levels deep raises RecursionError, every snapshot of that volume fails",
+)
+def test_r2_a_deep_folder_is_read(runtime, deep):
+    (deep / "top.txt").write_bytes(b"top\n")
+    paths = [e.path for e in runtime.read_volume("vol-deep") if e.file is not None]
+    assert "top.txt" in paths
+    assert any(p.endswith("/deep.txt") for p in paths)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review20 R2: restore_tree's _empty recurses once per folder level: a deep "
+    "folder left in a volume makes every restore into it fail",
+)
+def test_r2_a_restore_over_a_deep_folder(runtime, deep):
+    runtime.restore_volume(
+        "vol-deep", [RestoreFile("a.txt", 1, 0o644, partial(io.BytesIO, b"a"))], labels={}
+    )
+    assert names_in(deep) == ["a.txt"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review20 R3: read_volume gives a file whose name holds a backslash (legal on "
+    "Linux) and restore_volume refuses that very path: the snapshot never restores",
+)
+def test_r3_what_read_volume_gives_restore_volume_takes(runtime, tmp_path):
+    top = volume_folder(tmp_path, "vol-a")
+    (top / "ok.txt").write_bytes(b"ok\n")
+    (top / "C:\\Users\\me\\notes.txt").write_bytes(b"from a Windows zip\n")
+    # Each file read as the walk gives it (its handle closes when the walk moves on).
+    files = [
+        RestoreFile(e.path, e.size, e.mode, partial(io.BytesIO, e.file.read()))
+        for e in runtime.read_volume("vol-a")
+        if e.file is not None
+    ]
+    assert len(files) == 2
+    runtime.restore_volume("vol-b", files, labels={})
+    restored = volume_folder(tmp_path, "vol-b")
+    assert names_in(restored) == names_in(top)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review20 R6: through a helper container (an agent that is not root) a restore "
+    "removes and makes the volume again, which Docker refuses while any container still "
+    "names it: a workload's stopped container (one that exited, or survived a reboot) "
+    "makes every restore on that host fail, where the direct way empties the volume",
+)
+def test_r6_a_helper_restore_beside_a_stopped_container(docker_client, busybox_image):
+    runtime = DockerRuntime(docker_client)
+    runtime.direct_volumes = False
+    runtime.helper_image = busybox_image
+    name = f"lattice-test-rev20-{os.urandom(4).hex()}"
+    labels = {"installation": settings.LATTICE_INSTALLATION}
+    old = [RestoreFile("old.txt", 3, 0o644, partial(io.BytesIO, b"old"))]
+    runtime.restore_volume(name, old, labels=labels)
+    # The workload's container from before, stopped (start replaces it only after the
+    # restore, apps.machines.agent.agent_start).
+    stopped = docker_client.containers.create(
+        busybox_image,
+        ["true"],
+        volumes={name: {"bind": "/workspace", "mode": "rw"}},
+        labels={"lattice.managed": "true", "lattice.installation": settings.LATTICE_INSTALLATION},
+    )
+    try:
+        new = [RestoreFile("new.txt", 3, 0o644, partial(io.BytesIO, b"new"))]
+        runtime.restore_volume(name, new, labels=labels)
+        found = {e.path for e in runtime.read_volume(name) if e.file is not None}
+        assert found == {"new.txt"}
+    finally:
+        stopped.remove(force=True)
+        with contextlib.suppress(NotFound):
+            docker_client.volumes.get(name).remove(force=True)
