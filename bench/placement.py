@@ -2,8 +2,9 @@
 
 The scheduler's placement only (bench/scheduler.py's way: placement_create from 20 threads
 at once, on PostgreSQL, a throw-away database ``lattice_bench_placement``), not a start on
-real engines: the two-host fixture (tests/multihost.py) was not on main when this was
-written. Two READY hosts, each with room for all 20 (64 vCPUs, 256 GiB), machine type
+real engines (tests/multihost.py's two engines and agents reached main as this was
+written; starts on them through bench/start_latency.py's path are not measured here).
+Two READY hosts, each with room for all 20 (64 vCPUs, 256 GiB), machine type
 cpu-small (2 vCPUs, 8 GiB); a "1 host" round has the second host DRAINING (not placed on);
 a "2 hosts, volumes" round gives each placement a preferred host (issue 20: a notebook's
 volume host, ``prefer_host_id``), one in three host-1, the others host-2. Rounds

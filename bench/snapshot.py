@@ -33,15 +33,18 @@ Between rounds the snapshots and every blob are deleted.
 Restore rounds (``--restore-runs``), alternating: ``cp -a`` of the source volume's
 Mountpoint into a fresh volume's Mountpoint (the baseline), and restore_snapshot of the
 last snapshot into a fresh volume (the plan made by snapshot_restore_plan, as dispatch
-makes it, timed with it). Both targets are new, empty volumes on the same engine (the
-two-host fixture was not on main: "the other host" is the same engine here). Each restored
-volume is checked (every file's size and path; the SHA-256 was checked as it streamed).
+makes it, timed with it). With ``--other-engine`` both targets are volumes of a second
+Docker engine (tests/multihost.py's SecondEngine: its own dockerd, data root, socket and
+bridge on this machine, the same disk; the agent process gets its DOCKER_HOST), else of
+the same engine. Each restored volume is checked (every file's path and size; the SHA-256
+was checked as it streamed). ``--restore-only``: one full snapshot, untimed, then the
+restore rounds.
 
 os.sync() runs, untimed, before each timed step; the page cache is warm for all of them.
 
     eval "$(bash scripts/services.sh 2>/dev/null)"
     .venv/bin/python bench/snapshot.py [--size-gib 2] [--files 2048] [--changed 0.01] \
-        [--runs 3] [--restore-runs 3] [--dir /var/tmp] [--keep]
+        [--runs 3] [--restore-runs 3] [--other-engine] [--restore-only] [--dir /var/tmp] [--keep]
 
 Root, Docker, PostgreSQL. Prints a table, then one line of JSON at the end of stdout.
 Removes the volumes, folders and database it made.
@@ -116,8 +119,10 @@ print(json.dumps({
 """
 
 
-def agent(job: dict[str, Any]) -> dict[str, Any]:
+def agent(job: dict[str, Any], docker_host: str | None = None) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "TMPDIR"}}
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings.agent",
@@ -148,14 +153,34 @@ def docker_client() -> Any:
     return docker.from_env()
 
 
-def new_volume(name: str) -> Path:
-    volume = docker_client().volumes.create(name, labels={LABEL: LABEL_VALUE})
+def new_volume(name: str, client: Any = None) -> Path:
+    volume = (client or docker_client()).volumes.create(name, labels={LABEL: LABEL_VALUE})
     return Path(volume.attrs["Mountpoint"])
 
 
-def remove_volumes() -> None:
-    for volume in docker_client().volumes.list(filters={"label": f"{LABEL}={LABEL_VALUE}"}):
+def remove_volumes(client: Any = None) -> None:
+    for volume in (client or docker_client()).volumes.list(
+        filters={"label": f"{LABEL}={LABEL_VALUE}"}
+    ):
         volume.remove(force=True)
+
+
+def other_engine() -> Any:
+    """A second Docker engine of this run's own: tests/multihost.py's SecondEngine (own data
+    root under /var/tmp, exec root, socket, bridge; no images needed: the agent writes the
+    volume at its Mountpoint). Stopped and its folders removed by ``_tear_down``."""
+    from tests.multihost import SecondEngine, _free_range
+
+    tag = uuid.uuid4().hex[:8]
+    engine = SecondEngine(
+        root=Path(tempfile.mkdtemp(prefix=f"lattice-engine-{tag}-", dir="/var/tmp")),
+        run=Path(f"/run/lat-{tag}"),
+        bridge=f"latb{tag[:8]}",
+        range_n=_free_range(),
+    )
+    engine.make_bridge()
+    engine.start()
+    return engine
 
 
 def file_paths(files: int) -> list[str]:
@@ -272,7 +297,9 @@ def snapshot(setup: dict[str, Any], volume: str, cache: Path) -> dict[str, Any]:
     }
 
 
-def restore(setup: dict[str, Any], snapshot_pk: int, target: str) -> dict[str, Any]:
+def restore(
+    setup: dict[str, Any], snapshot_pk: int, target: str, docker_host: str | None
+) -> dict[str, Any]:
     from apps.core.tenancy import team_scope
     from apps.notebooks.models import NotebookSnapshot
     from apps.notebooks.snapshots import snapshot_restore_plan
@@ -282,7 +309,7 @@ def restore(setup: dict[str, Any], snapshot_pk: int, target: str) -> dict[str, A
     with team_scope(setup["team"]):
         taken = NotebookSnapshot.objects.for_team(setup["team"]).get(pk=snapshot_pk)
         plan = snapshot_restore_plan(taken, volume=target, lifetime=timedelta(hours=1))
-    answer = agent({"kind": "restore", "restore": plan})
+    answer = agent({"kind": "restore", "restore": plan}, docker_host)
     wall = time.perf_counter() - start
     return {
         "seconds": answer["seconds"],
@@ -317,7 +344,7 @@ def copy(folder: Path, target: Path) -> float:
 # --- The run --------------------------------------------------------------------------------
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The notebook-volume snapshot benchmark.")
     parser.add_argument("--size-gib", type=float, default=2.0)
     parser.add_argument("--files", type=int, default=2048)
@@ -326,7 +353,21 @@ def main() -> None:
     parser.add_argument("--restore-runs", type=int, default=3, help="of each, alternating")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="the work folder's")  # noqa: S108
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--other-engine",
+        action="store_true",
+        help="restore into volumes of a second Docker engine (tests/multihost.py's)",
+    )
+    parser.add_argument(
+        "--restore-only",
+        action="store_true",
+        help="one full snapshot, untimed, then the restore rounds only",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
 
     if os.geteuid() != 0:
         sys.exit("bench/snapshot runs as root (the agent reads volumes at their Mountpoint)")
@@ -340,6 +381,7 @@ def main() -> None:
     from django.conf import settings
 
     server = None
+    engine = None
     load = [os.getloadavg()[0]]
     figures: dict[str, Any] = {}
     try:
@@ -356,13 +398,23 @@ def main() -> None:
         )
         server = common.WebServer(DATABASE, server_env)
         settings.LATTICE_INTERNAL_URL = server.url
-        rows, changed, last = snapshot_rounds(args, setup, volume, folder, paths, work, load)
-        restores = restore_rounds(args, setup, folder, last, load)
+        if args.restore_only:
+            rows: dict[str, list[dict[str, Any]]] = {}
+            changed, last = 0, snapshot(setup, volume, work / "stamps")["snapshot"]
+        else:
+            rows, changed, last = snapshot_rounds(args, setup, volume, folder, paths, work, load)
+        if args.other_engine:
+            engine = other_engine()
+        restores = restore_rounds(args, setup, folder, last, load, engine)
         figures = report(args, size, changed, rows, restores, load)
     finally:
         if server is not None:
             server.close()
         remove_volumes()
+        if engine is not None:
+            from tests.multihost import _tear_down
+
+            _tear_down(engine)
         common.drop_database(DATABASE)
         if args.keep:
             print(f"kept: {work}", file=sys.stderr)
@@ -410,6 +462,7 @@ def restore_rounds(
     folder: Path,
     last: int,
     load: list[float],
+    engine: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """The last snapshot (what the volume holds now) restored into fresh volumes,
     alternating with cp -a; each result checked against the source."""
@@ -420,14 +473,16 @@ def restore_rounds(
         for kind in order:
             print(f"restore round {round_ + 1}: {kind}", file=sys.stderr)
             name = f"lattice-bench-restore-{uuid.uuid4().hex[:8]}"
-            target = new_volume(name)
+            client = engine.client if engine is not None else docker_client()
+            target = new_volume(name, client)
             if kind == "cp":
                 restores["cp"].append({"seconds": copy(folder, target)})
             else:
-                restores["restore"].append(restore(setup, last, name))
+                url = engine.url if engine is not None else None
+                restores["restore"].append(restore(setup, last, name, url))
             if listing(target) != source:
                 raise RuntimeError(f"{kind}: the restored volume differs from the source")
-            docker_client().volumes.get(name).remove(force=True)
+            client.volumes.get(name).remove(force=True)
         load.append(os.getloadavg()[0])
     return restores
 
@@ -452,7 +507,21 @@ def report(
         "runs": args.runs,
         "restore_runs": args.restore_runs,
         "load": [round(x, 1) for x in load],
+        "restore_engine": "second" if args.other_engine else "same",
     }
+    if rows:
+        report_snapshots(args, size, changed, rows, figures)
+    report_restores(args, size, restores, figures)
+    return figures
+
+
+def report_snapshots(
+    args: argparse.Namespace,
+    size: int,
+    changed: int,
+    rows: dict[str, list[dict[str, Any]]],
+    figures: dict[str, Any],
+) -> None:
     print(
         f"snapshots of a {size / GIB:.2f} GiB Docker volume ({args.files} files), "
         f"{changed} files ({args.changed:.0%}) rewritten between snapshots; medians of "
@@ -483,11 +552,20 @@ def report(
         figures[f"{kind}_sent"] = [r["sent"] for r in rows[kind]]
         figures[f"{kind}_agent_cpu_s"] = [round(r["agent_cpu_s"], 1) for r in rows[kind]]
         figures[f"{kind}_vs_tar"] = round(agent_s / tar_s, 3)
+
+
+def report_restores(
+    args: argparse.Namespace,
+    size: int,
+    restores: dict[str, list[dict[str, Any]]],
+    figures: dict[str, Any],
+) -> None:
+    where = "a second Docker engine" if args.other_engine else "the same engine"
     cp_s = med(restores["cp"], "seconds")
     rs_s, rs_wall = med(restores["restore"], "seconds"), med(restores["restore"], "wall_s")
     print(
-        f"restore of that snapshot ({size / GIB:.2f} GiB) into a fresh volume on the same "
-        f"engine vs cp -a of the source Mountpoint into a fresh volume's; medians of "
+        f"restore of that snapshot ({size / GIB:.2f} GiB) into a fresh volume on {where} "
+        f"vs cp -a of the source Mountpoint into a fresh volume's; medians of "
         f"{args.restore_runs} alternating"
     )
     print(
@@ -503,7 +581,6 @@ def report(
             "restore_vs_cp": round(rs_s / cp_s, 3),
         }
     )
-    return figures
 
 
 if __name__ == "__main__":
