@@ -95,9 +95,10 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> Doubles:
     monkeypatch.setattr(agent.agent_start, "apply_async", spy)
     # The stop snapshot the agent queues on its own queue is not run: the test says when a
     # snapshot ends (the real one is tests/notebooks/test_snapshots*.py's).
-    monkeypatch.setattr(
-        agent.agent_snapshot, "apply_async", lambda args=None, **kwargs: d.queued.append(args)
-    )
+    def queued(args: Any = None, **_options: Any) -> None:
+        d.queued.append(args)
+
+    monkeypatch.setattr(agent.agent_snapshot, "apply_async", queued)
     return d
 
 
