@@ -93,6 +93,7 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> Doubles:
         return original(args=args, **kwargs)
 
     monkeypatch.setattr(agent.agent_start, "apply_async", spy)
+
     # The stop snapshot the agent queues on its own queue is not run: the test says when a
     # snapshot ends (the real one is tests/notebooks/test_snapshots*.py's).
     def queued(args: Any = None, **_options: Any) -> None:
