@@ -85,7 +85,9 @@ def read_tree(top: Path) -> Iterator[FolderEntry]:
             if name is None:
                 stack.pop()
                 if stack:
-                    handle = _up(handle, stack[-1][0])
+                    parent = _up(handle, stack[-1][0])
+                    os.close(handle)
+                    handle = parent
                 continue
             path = prefix + name
             try:
@@ -143,13 +145,14 @@ def _enter(name: str, folder: int, path: str) -> tuple[int, tuple[int, int], lis
 
 
 def _up(handle: int, expected: tuple[int, int]) -> int:
-    """The parent of the open folder ``handle`` (which is closed), checked to be the folder
-    ``expected`` (device, inode) the walk came down from."""
+    """The parent of the open folder ``handle`` (left open: the caller closes it), checked
+    to be the folder ``expected`` (device, inode) the walk came down from."""
+    parent = os.open("..", _DIRECTORY, dir_fd=handle)
     try:
-        parent = os.open("..", _DIRECTORY, dir_fd=handle)
-    finally:
-        os.close(handle)
-    info = os.fstat(parent)
+        info = os.fstat(parent)
+    except BaseException:
+        os.close(parent)
+        raise
     if (info.st_dev, info.st_ino) != expected:
         os.close(parent)
         raise FolderError("A folder was moved while the volume was read.", "changed")
@@ -323,9 +326,11 @@ def _empty(top: int, device: int) -> None:
                 stack.pop()
                 if stack:
                     try:
-                        handle = _up(handle, stack[-1][0])
+                        parent = _up(handle, stack[-1][0])
                     except FolderError as exc:
                         raise WorkloadError(str(exc)) from exc
+                    os.close(handle)
+                    handle = parent
                     os.rmdir(own, dir_fd=handle)
                 continue
             try:
