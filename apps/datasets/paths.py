@@ -93,6 +93,32 @@ def _check_part(name: str, part: str) -> None:
         )
 
 
+def posix_path(raw: object) -> str:
+    """``raw`` as a notebook snapshot's path (a system upload, restored only onto a Linux
+    host's volume): any names a POSIX file system takes, kept exactly as sent (no Unicode
+    normalisation, backslashes, control characters, Windows' reserved names, trailing dots
+    all kept): relative, no "", "." or ".." part, no NUL, valid UTF-8 (the host sends the
+    bytes that are not UTF-8 escaped: apps.runtimes.volumefiles.wire_path), at most
+    MAX_PATH_BYTES bytes (the column that keeps it; the host skips a longer one). Else
+    PathError."""
+    if not isinstance(raw, str) or not raw:
+        raise PathError("Every file needs a path, such as images/cat.jpg.")
+    name = shown(raw)
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise PathError(f"{name}: the name is not valid UTF-8.") from exc
+    if "\x00" in raw:
+        raise PathError(f"{name}: a path cannot contain a NUL character.")
+    if raw.startswith("/"):
+        raise PathError(f"{name}: paths are relative to the volume; remove the leading /.")
+    if size > MAX_PATH_BYTES:
+        raise PathError(f"{name}...: a path is at most {MAX_PATH_BYTES} bytes.")
+    if any(part in {"", ".", ".."} for part in raw.split("/")):
+        raise PathError(f"{name}: empty, '.' and '..' parts are not allowed.")
+    return raw
+
+
 def path_key(path: str) -> str:
     """What ``path`` is compared by: two paths with the same key are one file on a system
     that ignores case or Unicode form (canonical caseless matching, Unicode 3.13)."""

@@ -23,6 +23,7 @@ the end. Any failure fails the start with a message that says which file and why
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -41,11 +42,11 @@ from apps.machines.materialise import PIECE
 from apps.machines.materialise import _http as blob_http
 from apps.machines.materialise import _refused as refused_words
 from apps.machines.savefolder import SaveClient, run_client, save_entries
-from apps.runtimes.base import RestoreFile, WorkloadError
-from apps.runtimes.volumefiles import stamp_changed_at
+from apps.runtimes.base import FolderEntry, RestoreFile, WorkloadError
+from apps.runtimes.volumefiles import local_path, stamp_changed_at, wire_path
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from apps.runtimes.base import Runtime
 
@@ -138,7 +139,7 @@ def run_snapshot(
     def save(client: SaveClient) -> dict[str, Any]:
         try:
             answer = save_entries(
-                lambda: runtime.read_volume(volume), client, modes=True, hashes=cache
+                lambda: on_the_wire(runtime.read_volume(volume)), client, modes=True, hashes=cache
             )
             # A file that did not read as pass 1 said is not believed next time either (a
             # hash remembered wrongly would otherwise fail every snapshot after).
@@ -158,6 +159,32 @@ def run_snapshot(
             )
 
     return run_client(ticket_url, ticket, volume, save)
+
+
+# The longest path the server keeps for a snapshot's file (apps.datasets.paths
+# MAX_PATH_BYTES, SnapshotFile.path): a longer one is skipped ("long"), not sent.
+MAX_PATH_BYTES = 1024
+
+
+def on_the_wire(entries: Iterator[FolderEntry]) -> Iterator[FolderEntry]:
+    """A volume's entries with their paths as a snapshot's manifest carries them
+    (volumefiles.wire_path: the bytes that are not UTF-8 escaped, every other name as it
+    is); a path longer than the server keeps (MAX_PATH_BYTES) is a skipped entry ("long"),
+    so the snapshot holds every other file. The reader is closed with this generator."""
+    try:
+        for entry in entries:
+            path = wire_path(entry.path)
+            if len(path.encode()) > MAX_PATH_BYTES:
+                yield FolderEntry(path[:1000], 0, skipped="long")
+                continue
+            same_as = wire_path(entry.same_as) if entry.same_as else ""
+            if path != entry.path or same_as != entry.same_as:
+                entry = dataclasses.replace(entry, path=path, same_as=same_as)  # noqa: PLW2901
+            yield entry
+    finally:
+        close = getattr(entries, "close", None)
+        if close is not None:
+            close()
 
 
 # --- Restore ----------------------------------------------------------------------------------
@@ -181,6 +208,10 @@ def restore_files(restore: dict[str, Any]) -> list[dict[str, Any]]:
         mode, url = entry.get("mode", 0o644), entry.get("url")
         if not isinstance(path, str) or not path:
             raise RestoreError("A snapshot file has no path.")
+        try:
+            local_path(path)
+        except ValueError as exc:
+            raise RestoreError(f"{path[:200]!r} is not a snapshot's path.") from exc
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise RestoreError(f"{path[:200]!r} has no size.")
         if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
@@ -314,7 +345,7 @@ def restore_snapshot(
     try:
         runtime.restore_volume(
             volume,
-            [RestoreFile(f["path"], f["size"], f["mode"], opener(f)) for f in files],
+            [RestoreFile(local_path(f["path"]), f["size"], f["mode"], opener(f)) for f in files],
             labels=labels,
             progress=progress,
         )

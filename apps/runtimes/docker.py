@@ -489,6 +489,8 @@ class DockerRuntime(Runtime):
             all=True,
             filters={"label": f"{LABEL_PREFIX}managed=true"},
         ):
+            if container.labels.get(HELPER_LABEL):
+                continue  # a volume helper (one made before helpers lost lattice.managed)
             if container.labels.get(POOL_LABEL):
                 # A warm container is the workload it was claimed for (its host-side
                 # record), or, unclaimed, no workload at all (pool_list's).
@@ -937,8 +939,9 @@ class DockerRuntime(Runtime):
     # the engine: ``_mountpoint``), else through a helper container's archive. A test sets
     # ``direct_volumes`` False to take the helper's way.
     direct_volumes: bool = True
-    # What a helper container is made of (it is created, never started: any image will
-    # do); the notebook image by default, which every notebook host has.
+    # What a helper container is made of: the notebook image by default, which every
+    # notebook host has. A reading or writing helper is created, never started; the one
+    # that empties a volume for a restore runs ``sh`` (or a static ``/bin/busybox``).
     helper_image: str | None = None
 
     def _managed_volume(self, name: str) -> Any:
@@ -1005,9 +1008,15 @@ class DockerRuntime(Runtime):
                         yield FolderEntry(path, 0, skipped=_TAR_KINDS.get(member.type, "other"))
 
     @contextlib.contextmanager
-    def _volume_helper(self, name: str, *, read_only: bool) -> Iterator[Container]:
-        """A container made (not started) of ``helper_image`` with the volume ``name`` at
-        VOLUME_HELPER_PATH: no network, no capabilities, uid 1000; removed after."""
+    def _volume_helper(
+        self, name: str, *, read_only: bool, command: list[str] | None = None
+    ) -> Iterator[Container]:
+        """A container made (not started: ``command`` is what it would run) of
+        ``helper_image`` with the volume ``name`` at VOLUME_HELPER_PATH: no network, no
+        capabilities, uid 1000; removed after. Labelled ``lattice.helper`` and the
+        installation, never ``lattice.managed``: it is not a workload (list_managed does
+        not report it, the reconciler never takes it for an orphan); one a crashed agent
+        left is removed by ``remove_stale_helpers`` when an agent starts."""
         image = self.helper_image or notebook_image()
         try:
             self.client.images.get(image)
@@ -1015,11 +1024,11 @@ class DockerRuntime(Runtime):
             raise WorkloadError(
                 f"The image {image} is not on this host: the volume cannot be reached."
             ) from exc
-        labels = {f"{LABEL_PREFIX}helper": "volume", f"{LABEL_PREFIX}managed": "true"}
+        labels = {HELPER_LABEL: "volume"}
         labels[f"{LABEL_PREFIX}installation"] = settings.LATTICE_INSTALLATION
         helper = self.client.containers.create(
             image,
-            ["true"],
+            command or ["true"],
             entrypoint=[],
             user="1000:1000",
             volumes={name: {"bind": VOLUME_HELPER_PATH, "mode": "ro" if read_only else "rw"}},
@@ -1044,21 +1053,18 @@ class DockerRuntime(Runtime):
     ) -> None:
         """``labels``: a spec's (``installation`` among them), given to a volume made here as
         ``start`` gives them. Directly at its Mountpoint (emptied there, never through a
-        link or a mount point); else the volume is removed and made again (emptied: nothing
-        runs on it), and a tar made here as the files stream in goes in through a helper
+        link or a mount point); else the volume is emptied by a started helper container
+        (``_empty_volume``: not removed, which Docker refuses while a stopped container
+        names it), and a tar made here as the files stream in goes in through a helper
         container's archive (owner 1000:1000 in each header)."""
         volume = self._restore_target(name, labels)
         folder = self._mountpoint(volume)
         if folder is not None:
             restore_tree(folder, files, owner=(1000, 1000), progress=progress)
             return
-        try:
-            volume.remove(force=True)
-        except APIError as exc:
-            raise WorkloadError(
-                f"The volume {name} is in use: it cannot be restored while it is."
-            ) from exc
-        self.client.volumes.create(name, labels=_volume_labels(labels))
+        # Emptied through a started helper, not removed and made again: Docker refuses to
+        # remove a volume any container names, a workload's stopped one too.
+        self._empty_volume(name)
         failed: list[BaseException] = []
         with self._volume_helper(name, read_only=False) as helper:
             try:
@@ -1071,6 +1077,51 @@ class DockerRuntime(Runtime):
                 raise WorkloadError(f"The files could not be written: {exc}") from exc
         if failed:
             raise WorkloadError(str(failed[0]))
+
+    def _empty_volume(self, name: str) -> None:
+        """Remove everything in the volume ``name`` with a helper container started for it
+        (uid 1000, no network, no capabilities): its folders made writable by their owner,
+        then each thing in it removed (``rm -rf``; neither follows a link). The helper image's
+        ``sh`` (the notebook image's), else a static busybox's. WorkloadError when it
+        cannot (a file the helper's user may not remove)."""
+        script = (
+            f"chmod -R u+rwX {VOLUME_HELPER_PATH} 2>/dev/null; "
+            f"find {VOLUME_HELPER_PATH} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
+            f'[ -z "$(ls -A {VOLUME_HELPER_PATH})" ]'
+        )
+        for shell in (["sh", "-c"], ["/bin/busybox", "sh", "-c"]):
+            with self._volume_helper(name, read_only=False, command=[*shell, script]) as helper:
+                try:
+                    helper.start()
+                except APIError:
+                    continue  # no such shell in the image: the next
+                result = helper.wait(timeout=3600)
+                if result.get("StatusCode") != 0:
+                    output = helper.logs().decode(errors="replace")[-300:]
+                    raise WorkloadError(
+                        f"The volume {name} could not be emptied for the restore: {output}"
+                    )
+                return
+        raise WorkloadError(f"The volume {name} could not be emptied: the image has no shell.")
+
+    def remove_stale_helpers(self, *, older_than: float) -> int:
+        """Remove this installation's helper containers (``lattice.helper``) made more than
+        ``older_than`` seconds ago: left by an agent that died mid-snapshot or mid-restore
+        (a helper in use is never that old: a snapshot's task is bounded). How many went."""
+        removed = 0
+        now = time.time()
+        for container in self.client.containers.list(
+            all=True, filters={"label": [HELPER_LABEL, f"{LABEL_PREFIX}installation"]}
+        ):
+            if container.labels.get(f"{LABEL_PREFIX}installation") != settings.LATTICE_INSTALLATION:
+                continue
+            made = _unix_time(str(container.attrs.get("Created") or ""))
+            if made is None or now - made < older_than:
+                continue
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+                removed += 1
+        return removed
 
     def _restore_target(self, name: str, labels: dict[str, str]) -> Any:
         try:
@@ -1172,6 +1223,8 @@ _TAR_KINDS = {
 
 # Where a helper container sees the volume it reads or writes.
 VOLUME_HELPER_PATH = "/volume"
+# What marks a helper container (volume or copy-volume): never a workload.
+HELPER_LABEL = f"{LABEL_PREFIX}helper"
 _TAR_BLOCK = 512
 
 

@@ -44,6 +44,7 @@ from apps.runtimes.base import (
     folder_path,
 )
 from apps.runtimes.images import BuildStep, build_step_message
+from apps.runtimes.volumefiles import restore_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -297,9 +298,8 @@ class FakeRuntime(Runtime):
         held: dict[str, tuple[bytes, int] | None] = {}
         self.volumes[name] = held
         for file in files:
-            path = folder_path(file.path)
-            if not path:
-                raise FolderError("A restored file needs a name.", "outside")
+            # Any POSIX names, as the real runtimes take them (volumefiles.restore_path).
+            path = "/".join(restore_path(file.path))
             if self.restore_fails and held:
                 raise WorkloadError(self.restore_fails)
             try:

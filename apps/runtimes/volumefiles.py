@@ -12,18 +12,18 @@ the volume) is never entered.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from apps.runtimes.base import (
-    NOTEBOOKS_PATH,
     FolderEntry,
     FolderError,
     RestoreFile,
     WorkloadError,
-    folder_path,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +36,12 @@ FOLDER_MODE = 0o755
 # Bytes written at a time.
 PIECE = 1024 * 1024
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# What opening a folder by name without following a link gives when it is a link now (or
+# was removed meanwhile).
+_NOW_A_LINK = {errno.ELOOP, errno.ENOTDIR, errno.ENOENT}
+# Folder handles a restore keeps open at most (the ones used last); the others are opened
+# again from the nearest one kept, a name at a time without following a link.
+OPEN_FOLDERS = 64
 
 
 def stamp_of(info: os.stat_result) -> str:
@@ -54,43 +60,107 @@ def stamp_changed_at(stamp: str) -> int | None:
 def read_tree(top: Path) -> Iterator[FolderEntry]:
     """Every regular file under the folder ``top`` (which must not be a link), by path,
     with its permission bits and stamp; links, devices, fifos and sockets are skipped
-    entries, and a folder on another device is skipped as "mount"."""
+    entries, and a folder on another device is skipped as "mount".
+
+    An iterative walk (no recursion: a folder thousands of levels deep is read) holding at
+    most two folder handles: going back up is ``..`` from the folder left, checked to be
+    the very folder (device and inode) the walk came down from, else FolderError
+    ("changed": a folder was moved while it was read). A folder that cannot be opened for
+    another reason than being a link now (EMFILE, EACCES) fails the read (FolderError
+    "unreadable"), never leaves its subtree out without a word."""
     try:
         handle = os.open(top, _DIRECTORY)
     except OSError as exc:
         raise FolderError("The volume's folder cannot be opened.", "missing") from exc
     try:
-        yield from _walk(handle, "", os.fstat(handle).st_dev)
+        info = os.fstat(handle)
+        device = info.st_dev
+        # Each level: the folder's identity, its path prefix, the names left to take.
+        stack: list[tuple[tuple[int, int], str, Iterator[str]]] = [
+            ((info.st_dev, info.st_ino), "", iter(_names(handle)))
+        ]
+        while stack:
+            _, prefix, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if stack:
+                    parent = _up(handle, stack[-1][0])
+                    os.close(handle)
+                    handle = parent
+                continue
+            path = prefix + name
+            try:
+                info = os.lstat(name, dir_fd=handle)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if stat.S_ISDIR(info.st_mode):
+                if info.st_dev != device:
+                    yield FolderEntry(path, 0, skipped="mount")
+                    continue
+                entered = _enter(name, handle, path)
+                if entered is None:
+                    yield FolderEntry(path, 0, skipped="link")  # swapped for a link meanwhile
+                    continue
+                os.close(handle)
+                handle, ident, listed = entered
+                stack.append((ident, path + "/", iter(listed)))
+            elif stat.S_ISREG(info.st_mode):
+                yield from _regular(handle, name, path)
+            else:
+                yield FolderEntry(path, 0, skipped=kind_of(info.st_mode))
     finally:
         os.close(handle)
 
 
-def _walk(folder: int, prefix: str, device: int) -> Iterator[FolderEntry]:
+def _names(folder: int) -> list[str]:
     with os.scandir(folder) as found:
-        names = sorted(entry.name for entry in found)
-    for name in names:
-        path = prefix + name
-        try:
-            info = os.lstat(name, dir_fd=folder)
-        except FileNotFoundError:
-            continue  # removed meanwhile
-        if stat.S_ISDIR(info.st_mode):
-            if info.st_dev != device:
-                yield FolderEntry(path, 0, skipped="mount")
-                continue
-            try:
-                inner = os.open(name, _DIRECTORY, dir_fd=folder)
-            except OSError:
-                yield FolderEntry(path, 0, skipped="link")  # swapped for a link meanwhile
-                continue
-            try:
-                yield from _walk(inner, path + "/", device)
-            finally:
-                os.close(inner)
-        elif stat.S_ISREG(info.st_mode):
-            yield from _regular(folder, name, path)
-        else:
-            yield FolderEntry(path, 0, skipped=kind_of(info.st_mode))
+        return sorted(entry.name for entry in found)
+
+
+def _enter(name: str, folder: int, path: str) -> tuple[int, tuple[int, int], list[str]] | None:
+    """The folder ``name`` in ``folder`` opened (no link followed): its handle, identity
+    (device, inode) and names; None when it is a link (or gone) now; FolderError
+    "unreadable" for anything else (out of descriptors, no permission): a subtree is never
+    silently left out."""
+    try:
+        inner = os.open(name, _DIRECTORY, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in _NOW_A_LINK:
+            return None
+        raise FolderError(
+            f"{_shown(path)} could not be opened: {exc.strerror or exc}.", "unreadable"
+        ) from exc
+    try:
+        info = os.fstat(inner)
+        return inner, (info.st_dev, info.st_ino), _names(inner)
+    except OSError as exc:
+        os.close(inner)
+        raise FolderError(
+            f"{_shown(path)} could not be listed: {exc.strerror or exc}.", "unreadable"
+        ) from exc
+    except BaseException:
+        os.close(inner)
+        raise
+
+
+def _up(handle: int, expected: tuple[int, int]) -> int:
+    """The parent of the open folder ``handle`` (left open: the caller closes it), checked
+    to be the folder ``expected`` (device, inode) the walk came down from."""
+    parent = os.open("..", _DIRECTORY, dir_fd=handle)
+    try:
+        info = os.fstat(parent)
+    except BaseException:
+        os.close(parent)
+        raise
+    if (info.st_dev, info.st_ino) != expected:
+        os.close(parent)
+        raise FolderError("A folder was moved while the volume was read.", "changed")
+    return parent
+
+
+def _shown(path: str) -> str:
+    return ascii(path)[1:-1][:200]
 
 
 def _regular(folder: int, name: str, path: str) -> Iterator[FolderEntry]:
@@ -145,13 +215,60 @@ class Bounded(io.RawIOBase):
         return count
 
 
+# A snapshot's paths on the wire (docs/hosts.md, "Snapshots: file names"): a volume's names
+# are any bytes but NUL and "/"; the bytes that are not UTF-8 (os.fsdecode's surrogates
+# U+DC80..U+DCFF) travel as U+10FF80..U+10FFFF, and a name's own character in
+# U+10FF7F..U+10FFFF is sent after the escape U+10FF7F. Every other name is sent as it is.
+WIRE_ESCAPE = 0x10FF7F
+_WIRE_BYTES = 0x10FF00  # + the byte (0x80..0xFF)
+_SURROGATE_BYTES = 0xDC00  # + the byte: os.fsdecode's surrogateescape
+
+
+def wire_path(path: str) -> str:
+    """``path`` as os.fsdecode gives it, as a snapshot's manifest carries it (valid UTF-8)."""
+    if all(ord(c) < 0xDC80 or 0xE000 <= ord(c) < WIRE_ESCAPE for c in path):  # noqa: PLR2004
+        return path
+    out = []
+    for char in path:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # noqa: PLR2004
+            out.append(chr(_WIRE_BYTES + code - _SURROGATE_BYTES))
+        elif code >= WIRE_ESCAPE:
+            out.extend((chr(WIRE_ESCAPE), char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def local_path(wire: str) -> str:
+    """The reverse of ``wire_path``: the name os calls take (surrogates for the bytes that
+    are not UTF-8). ValueError for a lone surrogate (which no wire path holds)."""
+    out = []
+    chars = iter(wire)
+    for char in chars:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:  # noqa: PLR2004
+            raise ValueError("a snapshot path holds no surrogate")
+        if code == WIRE_ESCAPE:
+            char = next(chars, "")  # noqa: PLW2901
+            if not char:
+                raise ValueError("a snapshot path cannot end with its escape")
+            out.append(char)
+        elif code > WIRE_ESCAPE:
+            out.append(chr(_SURROGATE_BYTES + code - _WIRE_BYTES))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def restore_path(path: str) -> list[str]:
-    """A restored file's path as its names; WorkloadError (FolderError "outside") for one
-    folder_path refuses, or none at all."""
-    names = folder_path(str(path), root=NOTEBOOKS_PATH)
-    if not names:
-        raise FolderError("A restored file needs a name.", "outside")
-    return names.split("/")
+    """A restored file's path as its names: any POSIX names (not "", "." or "..", no NUL;
+    a backslash, a newline, "aux.py", "notes." are all names), as read_tree gives them;
+    FolderError ("outside") for any other path."""
+    names = str(path).split("/")
+    if not path or any(n in {"", ".", ".."} or "\x00" in n for n in names):
+        raise FolderError(f"{_shown(str(path))} is not a path inside the volume.", "outside")
+    return names
 
 
 def restore_tree(
@@ -164,7 +281,8 @@ def restore_tree(
     """Make the folder ``top`` (made if missing) hold exactly ``files``: emptied first
     (links removed, never followed; a mount point inside it refused), then each file
     written with its mode, its folders made (FOLDER_MODE), everything given to ``owner``
-    (uid, gid) when set. Raises WorkloadError when it cannot."""
+    (uid, gid) when set. At most OPEN_FOLDERS folder handles are kept open. Raises
+    WorkloadError when it cannot."""
     top.mkdir(parents=True, exist_ok=True)
     try:
         root = os.open(top, _DIRECTORY)
@@ -175,58 +293,117 @@ def restore_tree(
         if owner is not None:
             os.fchown(root, *owner)
         os.fchmod(root, FOLDER_MODE)
-        made: dict[tuple[str, ...], int] = {(): root}
+        made = _Folders(root, owner)
         try:
             for file in files:
                 names = restore_path(file.path)
-                parent = _folder(made, tuple(names[:-1]), owner)
+                parent = made.get(tuple(names[:-1]))
                 _write(parent, names[-1], file, owner, progress)
         finally:
-            for key, handle in made.items():
-                if key:
-                    os.close(handle)
+            made.close()
     except OSError as exc:
         raise WorkloadError(f"The files could not be written: {exc.strerror or exc}.") from exc
     finally:
         os.close(root)
 
 
-def _empty(folder: int, device: int) -> None:
-    """Remove everything in the open folder ``folder``: links unlinked, never followed; a
-    folder of another device (a mount point) is not entered: WorkloadError."""
-    with os.scandir(folder) as found:
-        names = [entry.name for entry in found]
-    for name in names:
-        info = os.lstat(name, dir_fd=folder)
-        if not stat.S_ISDIR(info.st_mode):
-            os.unlink(name, dir_fd=folder)
-            continue
-        if info.st_dev != device:
-            raise WorkloadError(f"{name} in the volume is a mount point: it cannot be emptied.")
-        inner = os.open(name, _DIRECTORY, dir_fd=folder)
-        try:
-            _empty(inner, device)
-        finally:
-            os.close(inner)
-        os.rmdir(name, dir_fd=folder)
-
-
-def _folder(made: dict[tuple[str, ...], int], names: tuple[str, ...], owner: Any) -> int:
-    """The open handle of the folder ``names`` under the root, made as needed."""
-    if names in made:
-        return made[names]
-    parent = _folder(made, names[:-1], owner)
-    name = names[-1]
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, FOLDER_MODE, dir_fd=parent)
-        if owner is not None:
-            os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
+def _empty(top: int, device: int) -> None:
+    """Remove everything in the open folder ``top``: links unlinked, never followed; a
+    folder of another device (a mount point) is not entered: WorkloadError. Iterative (no
+    recursion), two handles open at most: back up through ``..``, checked to be the folder
+    the walk came down from."""
+    handle = os.dup(top)
+    info = os.fstat(handle)
+    # Each level: its identity, its name in its parent, the names left to remove.
+    stack: list[tuple[tuple[int, int], str, Iterator[str]]] = [
+        ((info.st_dev, info.st_ino), "", iter(_names(handle)))
+    ]
     try:
-        handle = os.open(name, _DIRECTORY, dir_fd=parent)
-    except OSError as exc:
-        raise WorkloadError(f"{'/'.join(names)} is both a file and a folder.") from exc
-    made[names] = handle
-    return handle
+        while stack:
+            _, own, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if stack:
+                    try:
+                        parent = _up(handle, stack[-1][0])
+                    except FolderError as exc:
+                        raise WorkloadError(str(exc)) from exc
+                    os.close(handle)
+                    handle = parent
+                    os.rmdir(own, dir_fd=handle)
+                continue
+            try:
+                info = os.lstat(name, dir_fd=handle)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                os.unlink(name, dir_fd=handle)
+                continue
+            if info.st_dev != device:
+                raise WorkloadError(
+                    f"{_shown(name)} in the volume is a mount point: it cannot be emptied."
+                )
+            inner = os.open(name, _DIRECTORY, dir_fd=handle)
+            try:
+                inner_info = os.fstat(inner)
+                listed = _names(inner)
+            except BaseException:
+                os.close(inner)
+                raise
+            os.close(handle)
+            handle = inner
+            stack.append(((inner_info.st_dev, inner_info.st_ino), name, iter(listed)))
+    finally:
+        os.close(handle)
+
+
+class _Folders:
+    """The restore's folders by their names under the root: made as needed, their handles
+    kept for the OPEN_FOLDERS used last (the root's always); one closed is opened again
+    from the nearest kept, a name at a time (``O_NOFOLLOW``)."""
+
+    def __init__(self, root: int, owner: tuple[int, int] | None) -> None:
+        self.root, self.owner = root, owner
+        self.open: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    def get(self, names: tuple[str, ...]) -> int:
+        if not names:
+            return self.root
+        if names in self.open:
+            self.open.move_to_end(names)
+            return self.open[names]
+        depth = len(names) - 1
+        while depth > 0 and names[:depth] not in self.open:
+            depth -= 1
+        handle = self.open[names[:depth]] if depth else self.root
+        for at in range(depth, len(names)):
+            handle = self._step(handle, names[: at + 1])
+        return handle
+
+    def _step(self, parent: int, names: tuple[str, ...]) -> int:
+        name = names[-1]
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, FOLDER_MODE, dir_fd=parent)
+            if self.owner is not None:
+                os.chown(name, *self.owner, dir_fd=parent, follow_symlinks=False)
+        try:
+            handle = os.open(name, _DIRECTORY, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in _NOW_A_LINK:
+                raise
+            raise WorkloadError(f"{_shown('/'.join(names))} is both a file and a folder.") from exc
+        self.open[names] = handle
+        # The oldest goes (never the one just made, nor its parent: the two newest).
+        while len(self.open) > OPEN_FOLDERS:
+            _, oldest = self.open.popitem(last=False)
+            os.close(oldest)
+        return handle
+
+    def close(self) -> None:
+        while self.open:
+            _, handle = self.open.popitem()
+            os.close(handle)
 
 
 def _write(

@@ -340,3 +340,30 @@ def test_a_deleted_notebooks_snapshots_go_and_their_blobs_with_them(acme, alice,
     assert not NotebookSnapshot.objects.for_team(acme).exists()
     assert other_host.post("manifest", {"files": []}).status_code == 403
     assert blobs_collect(now=snapshot.created_at + timedelta(days=1)) == len(FILES)
+
+
+def test_a_snapshot_keeps_any_posix_name_exactly_and_refuses_a_path_out(acme, alice, media, queued):
+    """A snapshot's manifest takes the names a Linux volume may hold (review 20 R3: no
+    portable-name rule, no NFC), and still refuses a path that is not inside the volume."""
+    odd = {
+        "notes\\draft.txt": b"1",
+        "aux.py": b"2",
+        "draft.": b"3",
+        "line\nbreak.txt": b"4",
+        "README.md": b"5",
+        "readme.md": b"6",
+        "cafe\u0301.txt": b"7",
+        "caf\u00e9.txt": b"8",
+    }
+    snapshot, host = take(hosted(acme, alice), queued)
+    host.save(odd)
+    snapshot.refresh_from_db()
+    assert snapshot.state == NotebookSnapshot.State.READY, snapshot.failure
+    assert set(stored(snapshot)) == set(odd)
+
+    for path in ["../out.txt", "a/./b", "/etc/passwd", "a//b", "nul\x00.txt"]:
+        other, played = take(hosted(acme, alice, f"Other {len(path)}"), queued)
+        answer = played.manifest({path: b"x"})
+        assert answer.status_code == 400, path
+        other.refresh_from_db()
+        assert other.state == NotebookSnapshot.State.FAILED, path

@@ -41,11 +41,6 @@ def few_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 R1: restore_tree keeps one open descriptor per folder it made until "
-    "the end: a snapshot with more folders than the agent's open-file limit never restores",
-)
 def test_r1_a_restore_with_more_folders_than_open_files_allowed(runtime, tmp_path, few_descriptors):
     # 400 folders of one small file each: a git checkout's .git/objects alone has 256.
     files = [
@@ -108,11 +103,6 @@ def deep(tmp_path):
     remove_deep(top)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 R2: read_tree recurses once per folder level: a notebook user's folder "
-    "1,200 levels deep raises RecursionError, every snapshot of that volume fails",
-)
 def test_r2_a_deep_folder_is_read(runtime, deep):
     (deep / "top.txt").write_bytes(b"top\n")
     paths = [e.path for e in runtime.read_volume("vol-deep") if e.file is not None]
@@ -120,11 +110,6 @@ def test_r2_a_deep_folder_is_read(runtime, deep):
     assert any(p.endswith("/deep.txt") for p in paths)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 R2: restore_tree's _empty recurses once per folder level: a deep "
-    "folder left in a volume makes every restore into it fail",
-)
 def test_r2_a_restore_over_a_deep_folder(runtime, deep):
     runtime.restore_volume(
         "vol-deep", [RestoreFile("a.txt", 1, 0o644, partial(io.BytesIO, b"a"))], labels={}
@@ -132,11 +117,6 @@ def test_r2_a_restore_over_a_deep_folder(runtime, deep):
     assert names_in(deep) == ["a.txt"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 R3: read_volume gives a file whose name holds a backslash (legal on "
-    "Linux) and restore_volume refuses that very path: the snapshot never restores",
-)
 def test_r3_what_read_volume_gives_restore_volume_takes(runtime, tmp_path):
     top = volume_folder(tmp_path, "vol-a")
     (top / "ok.txt").write_bytes(b"ok\n")
@@ -153,13 +133,6 @@ def test_r3_what_read_volume_gives_restore_volume_takes(runtime, tmp_path):
     assert names_in(restored) == names_in(top)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 R6: through a helper container (an agent that is not root) a restore "
-    "removes and makes the volume again, which Docker refuses while any container still "
-    "names it: a workload's stopped container (one that exited, or survived a reboot) "
-    "makes every restore on that host fail, where the direct way empties the volume",
-)
 def test_r6_a_helper_restore_beside_a_stopped_container(docker_client, busybox_image):
     runtime = DockerRuntime(docker_client)
     runtime.direct_volumes = False
@@ -183,5 +156,45 @@ def test_r6_a_helper_restore_beside_a_stopped_container(docker_client, busybox_i
         assert found == {"new.txt"}
     finally:
         stopped.remove(force=True)
+        with contextlib.suppress(NotFound):
+            docker_client.volumes.get(name).remove(force=True)
+
+
+# Names a POSIX file system takes (os.fsdecode's: the bytes that are not UTF-8 as
+# surrogates), as read_volume gives them and restore_volume takes them on either way of
+# Docker's: at the Mountpoint and through the helper's tar (R3/R4).
+POSIX_NAMES = [
+    "notes\\draft.txt",
+    "aux.py",
+    "draft.",
+    "line\nbreak.txt",
+    "README.md",
+    "readme.md",
+    "cafe\u0301.txt",
+    os.fsdecode(b"caf\xe9.txt"),
+    os.fsdecode(b"\xff/inner\x80.bin"),
+]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "helper"])
+def test_docker_keeps_every_posix_name(docker_client, busybox_image, direct):
+    runtime = DockerRuntime(docker_client)
+    runtime.direct_volumes = direct
+    runtime.helper_image = busybox_image
+    name = f"lattice-test-rev20-{os.urandom(4).hex()}"
+    labels = {"installation": settings.LATTICE_INSTALLATION}
+    data = {path: f"{index}\n".encode() for index, path in enumerate(POSIX_NAMES)}
+    try:
+        runtime.restore_volume(
+            name,
+            [
+                RestoreFile(p, len(d), 0o644, partial(io.BytesIO, d))
+                for p, d in sorted(data.items())
+            ],
+            labels=labels,
+        )
+        found = {e.path: e.file.read() for e in runtime.read_volume(name) if e.file is not None}
+        assert found == data
+    finally:
         with contextlib.suppress(NotFound):
             docker_client.volumes.get(name).remove(force=True)

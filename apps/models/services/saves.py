@@ -493,7 +493,9 @@ def _upload_open(ticket: SaveTicket, files: object) -> Upload:
         return upload_open(
             team=ticket.team,
             actor=None,
-            manifest=_with_modes(manifest_clean(files), files),
+            # A snapshot keeps every name a POSIX file system takes, exactly (no Unicode
+            # normalisation): the portable-name rules are for datasets and models.
+            manifest=_with_modes(manifest_clean(files, posix=True), files),
             purpose=SYSTEM_PURPOSE,
         )
     return upload_open(
@@ -595,7 +597,7 @@ def _manifest_path(ticket: SaveTicket, path: object) -> str:
     upload = ticket.upload or (ticket.version.upload if ticket.version is not None else None)
     if upload is None:
         return ""
-    wanted = unicodedata.normalize("NFC", path)
+    wanted = path if ticket.created_by_id is None else unicodedata.normalize("NFC", path)
     listed = {entry["path"] for entry in upload_manifest(upload)}
     return wanted if wanted in listed else ""
 

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kombu import Queue
 
 from apps.core.broker import INBOX_QUEUE
-from apps.machines.agent import agent_concurrency
+from apps.machines.agent import SNAPSHOT_TIME_LIMIT, agent_concurrency
 from apps.machines.broker import AGENT_TRANSPORT_OPTIONS
 from apps.machines.identity import identity_load
 from apps.machines.inbox import send
@@ -29,6 +29,10 @@ from apps.machines.reporter import Reporter
 from apps.runtimes.docker import DockerRuntime, isolate_workloads
 from apps.runtimes.select import host_runtime
 from config.celery import app as celery_app
+
+# A volume helper older than this is left by an agent that died: no snapshot or restore
+# runs that long (agent.snapshot's time limit, and an hour more).
+HELPER_STALE_SECONDS = SNAPSHOT_TIME_LIMIT + 3600
 
 
 class Command(BaseCommand):
@@ -85,6 +89,11 @@ class Command(BaseCommand):
                 "  warning: could not add the iptables rules that keep containers away from "
                 "private networks, the cloud metadata address and this host's own services",
             )
+        if isinstance(runtime, DockerRuntime):
+            # Volume helpers a dead agent left (never the reconciler's: not workloads).
+            stale = runtime.remove_stale_helpers(older_than=HELPER_STALE_SECONDS)
+            if stale:
+                self.stdout.write(f"  removed {stale} stale volume helper container(s)")
         if new:
             # Signed with the new key, which identity_load made this process's for ``host``.
             body = {"token": join_token, "key": key, "inventory": collect()}
