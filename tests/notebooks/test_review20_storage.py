@@ -75,12 +75,6 @@ def _stop(session: NotebookSession) -> None:
         ending.stop_on_host(session)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 S1: a second snapshot_ended (a manual snapshot ending) while the "
-    "restoring start has not reported yet dispatches it again: a second agent.start with "
-    "a restore, which can run beside the first on the agent's threads",
-)
 def test_a_start_dispatched_after_its_snapshot_is_not_dispatched_again_by_another(
     acme, alice, hosts, notebook, doubles: Doubles, monkeypatch
 ):
@@ -120,11 +114,6 @@ def test_a_start_dispatched_after_its_snapshot_is_not_dispatched_again_by_anothe
     assert len(doubles.starts) == 1  # one start, one restore
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 S2: a stop while the previous stop snapshot is still being taken takes "
-    "none, and none follows: the second session's changes are only on the host",
-)
 def test_a_second_stop_before_the_first_stop_snapshot_ended_is_still_saved(
     acme, alice, media, catalogue, monkeypatch, stops
 ):
@@ -147,9 +136,18 @@ def test_a_second_stop_before_the_first_stop_snapshot_ended_is_still_saved(
     _stop(second)
     second_kwargs = stops.sent[-1][1]
 
-    PlayedHost(sent["ticket_url"], sent["ticket"]).save(FILES)
+    # The first (it cannot hold the second session's changes) gave way to the second's.
+    first_snapshot = NotebookSnapshot.objects.for_team(acme).get(session=first)
+    assert first_snapshot.state == NotebookSnapshot.State.FAILED
+    assert PlayedHost(sent["ticket_url"], sent["ticket"]).manifest(FILES).status_code != 200
+    again = second_kwargs["snapshot"]
+    PlayedHost(again["ticket_url"], again["ticket"]).save(FILES | {"day2.md": b"more\n"})
 
+    # The second session's files are in a READY snapshot, and the notebook says so.
+    saved = NotebookSnapshot.objects.for_team(acme).get(session=second)
+    assert (saved.state, saved.reason, saved.file_count) == ("ready", "stop", 3)
     notebook.refresh_from_db()
+    assert notebook.volume_saved
     covering = (
         NotebookSnapshot.objects.for_team(acme)
         .filter(notebook=notebook, created_at__gte=second.started_at)
@@ -160,12 +158,6 @@ def test_a_second_stop_before_the_first_stop_snapshot_ended_is_still_saved(
     assert "snapshot" in second_kwargs or covering.exists() or notebook.volume_saved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 S3: a restart after the volume host died mid-snapshot waits for that "
-    "snapshot (up to LATTICE_SAVE_TICKET_SECONDS, 15 min) saying 'Saving its files on "
-    "gpu-1', instead of restoring the newest ready snapshot at once",
-)
 def test_a_restart_after_its_host_died_mid_snapshot_restores_at_once(
     acme, alice, hosts, notebook, doubles: Doubles
 ):
@@ -188,12 +180,6 @@ def test_a_restart_after_its_host_died_mid_snapshot_restores_at_once(
     assert doubles.starts[-1][2]["restore"]["snapshot"] == ready.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 S4: a start that took a warm container and then waited for its files' "
-    "snapshot is dispatched again without its pool claim: the host starts a new container "
-    "and the claimed warm one runs on, owned by nobody",
-)
 def test_a_warm_start_that_waited_for_its_files_still_claims_its_warm_container(
     acme, alice, hosts, notebook, doubles: Doubles
 ):
@@ -230,12 +216,6 @@ def test_a_warm_start_that_waited_for_its_files_still_claims_its_warm_container(
     assert options.get("pool")  # the warm container it was placed on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review20 S5: Duplicate of a notebook whose files are only in a snapshot (a copy "
-    "restored from one, not started yet) makes a notebook with no files: nothing copies "
-    "or lists that snapshot",
-)
 def test_a_duplicate_of_a_copy_not_started_yet_has_its_files(acme, alice, hosts, doubles: Doubles):
     from apps.notebooks import services
 
