@@ -495,12 +495,11 @@ def snapshots_dead_fail(*, now: Any = None) -> int:
 HOST_WENT_OFFLINE = "Its host went offline while the snapshot was taken."
 
 
-def snapshots_host_offline(host: Host) -> int:
+def snapshots_host_offline(host: Host) -> None:
     """``host`` went offline (apps.machines.hooks.host_offline, the reconciler): every
     snapshot it was reading is FAILED at once (its ticket ended), not left SAVING until the
     ticket expires; ``snapshot_ended`` wakes a start waiting on one (it restores the newest
-    READY snapshot instead). Returns how many."""
-    count = 0
+    READY snapshot instead)."""
     saving = (
         NotebookSnapshot.objects.unscoped()  # a host's snapshots, across every team
         .filter(host=host, state=NotebookSnapshot.State.SAVING)
@@ -512,8 +511,6 @@ def snapshots_host_offline(host: Host) -> int:
             if ticket is not None and ticket.finished_at is None:
                 save_abandon(ticket=ticket, reason=HOST_WENT_OFFLINE)
             _end(snapshot, NotebookSnapshot.State.FAILED, failure=HOST_WENT_OFFLINE)
-            count += 1
-    return count
 
 
 def snapshots_due(*, now: Any = None) -> int:
