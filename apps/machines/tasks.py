@@ -76,7 +76,10 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
             placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
         host.status = Host.Status.OFFLINE
-        host_offline(host)
+        try:
+            host_offline(host)
+        except Exception:  # what the apps above do must not stop the reconciler's pass
+            logger.exception("reconciler: host_offline(%s) failed", host.name)
 
 
 def _judge_placements(host: Host, counts: dict[str, int]) -> None:

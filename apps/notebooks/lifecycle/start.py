@@ -338,13 +338,14 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
         _wait_for_files(session)
         return
     restore = files.get("restore") if isinstance(files, dict) else None
-    if not _claim_dispatch(
-        session, str(files.get("note") or "") if isinstance(files, dict) else ""
-    ):
+    note = str(files.get("note") or "") if isinstance(files, dict) else ""
+    waited = waiting_for_files(session)
+    if not _claim_dispatch(session, note, waited=waited):
         return  # another dispatch of this wait (a second snapshot's end) went first
-    # A start dispatched again after it waited for its files keeps the warm container it
-    # was placed on (its claim stays with the workload: apps.machines.pool).
-    pool = pool or pool_claimed(session.workload)
+    if waited and pool is None:
+        # Dispatched again after it waited for its files: it keeps the warm container it
+        # was placed on (the claim stays with the workload: apps.machines.pool).
+        pool = pool_claimed(session.workload)
     NotebookSession.objects.for_team(session.team_id).filter(pk=session.pk).update(
         start_attempts=session.start_attempts + 1,
         progressed_at=timezone.now(),
@@ -384,12 +385,11 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
     )
 
 
-def _claim_dispatch(session: NotebookSession, note: str) -> bool:
+def _claim_dispatch(session: NotebookSession, note: str, *, waited: bool) -> bool:
     """Under the session's lock: a start that waited for its files leaves the waiting phase
     (saying where its files come from) before it is sent, so a second dispatch of the same
     wait finds nothing waiting (False) and sends no second start (compare-and-set). A
     restore after the holder went offline says ``note``. True: this dispatch sends it."""
-    waited = waiting_for_files(session)
     if not waited and not note:
         return True
     with team_scope(session.team_id), transaction.atomic():
