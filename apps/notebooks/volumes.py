@@ -252,7 +252,7 @@ def _last_phase(session: NotebookSession) -> str | None:
 
 def waits_for(session: NotebookSession, snapshot: NotebookSnapshot) -> bool:
     """The session's start waits for ``snapshot``: its newest event is the wait, and the
-    snapshot was already being taken when the wait began (a notebook has one SAVING
+    snapshot was already being taken when the (latest) wait began (a notebook has one SAVING
     snapshot at a time: the one it waits for; one taken later, a member's "Take a
     snapshot" say, is not it)."""
     last = (
@@ -262,11 +262,12 @@ def waits_for(session: NotebookSession, snapshot: NotebookSnapshot) -> bool:
         .values("phase", "created_at")
         .first()
     )
-    return (
-        last is not None
-        and last["phase"] == SAVING_PHASE
-        and snapshot.created_at <= last["created_at"]
-    )
+    if last is None or last["phase"] != SAVING_PHASE:
+        return False
+    # The wait said again in place (a second wait, for a move snapshot taken once the first
+    # one ended) keeps its event's time: the session's progress time is the latest wait's.
+    began = max(last["created_at"], session.progressed_at or last["created_at"])
+    return snapshot.created_at <= began
 
 
 def files_arrived(session: NotebookSession) -> None:

@@ -346,3 +346,37 @@ def test_revoking_a_host_says_which_notebooks_only_copies_it_strands(
         )
     ]
     assert HostModel.objects.get(pk=gpu1.pk).drain_requested
+
+
+def test_a_start_that_waits_again_for_a_move_snapshot_is_dispatched_by_its_end(
+    acme, alice, hosts, notebook, doubles: Doubles
+):
+    """S1's "only the snapshot it waits for", when it waits twice: first for a member's
+    snapshot in flight, then (that one not being its files' move) for the move snapshot
+    it takes; the move snapshot's end dispatches it, with that restore."""
+    gpu1, _gpu2 = hosts
+    Notebook.objects.for_team(acme).filter(pk=notebook.pk).update(volume_host=gpu1)
+    host_set_draining(host=gpu1, draining=True)
+    manual = NotebookSnapshot.objects.for_team(acme).create(
+        team=acme, notebook=notebook, host=gpu1, reason=NotebookSnapshot.Reason.MANUAL
+    )
+    session = start(acme, alice, notebook)
+    assert (doubles.taken, doubles.starts) == ([], [])
+
+    NotebookSnapshot.objects.unscoped().filter(pk=manual.pk).update(
+        state=NotebookSnapshot.State.READY, finished_at=timezone.now()
+    )
+    manual.refresh_from_db()
+    snapshot_ended(manual)
+    [move] = doubles.taken
+    assert doubles.starts == []  # it waits again, for its move snapshot
+
+    NotebookSnapshot.objects.unscoped().filter(pk=move.pk).update(
+        state=NotebookSnapshot.State.READY, finished_at=timezone.now()
+    )
+    move.refresh_from_db()
+    snapshot_ended(move)
+    [(host_name, _, options)] = doubles.starts
+    assert (host_name, options["restore"]["snapshot"]) == ("gpu-2", move.pk)
+    session.refresh_from_db()
+    assert session.start_attempts == 1
