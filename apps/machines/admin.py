@@ -28,6 +28,7 @@ from apps.machines.services import (
     host_revoke,
     host_rotate_credentials,
     host_set_draining,
+    host_stranded,
     join_token_create,
 )
 
@@ -132,6 +133,8 @@ class HostAdmin(admin.ModelAdmin):
     def revoke(self, request: Any, queryset: Any) -> None:
         for host in queryset:
             host_revoke(host=host)
+            if stranded := host_stranded(host):
+                messages.warning(request, stranded)
 
     def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
         if warning := shared_storage_warning():

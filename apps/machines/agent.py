@@ -195,14 +195,21 @@ def _send(host_name: str, name: str, event: str, **data: Any) -> None:
 
 
 @contextlib.contextmanager
-def _starting_workload(name: str) -> Iterator[None]:
+def _starting_workload(name: str, *, alone: bool = False) -> Iterator[bool]:
+    """``name`` is being started (``_starting``) while in the block. With ``alone``, a start
+    of ``name`` already in flight makes this one yield False (and leaves the set as it is)."""
     with _starting_lock:
-        _starting.add(name)
+        if alone and name in _starting:
+            first = False
+        else:
+            _starting.add(name)
+            first = True
     try:
-        yield
+        yield first
     finally:
-        with _starting_lock:
-            _starting.discard(name)
+        if first:
+            with _starting_lock:
+                _starting.discard(name)
 
 
 # A local image build's step can run for minutes (pip installing torch): said again this often.
@@ -315,7 +322,13 @@ def agent_start(
     def send(event: str, **data: Any) -> None:
         _send(host_name, workload.name, event, **data)
 
-    with _starting_workload(workload.name):
+    with _starting_workload(workload.name, alone=bool(options.get("restore"))) as first:
+        if not first:
+            # A second start of a workload this agent is starting now (its threads run
+            # tasks side by side): restoring again would empty the volume under the first
+            # one. The first one says how it went.
+            logger.info("%s is being started already: not restored again", workload.name)
+            return
         try:
             if options.get("restore"):
                 _restore(runtime, workload, options["restore"], send)

@@ -12,6 +12,9 @@
   stopped to start again elsewhere; how many; by default none.
 - ``host_only_copies``: what exists only on a host (a notebook's files not yet saved
   anywhere else), named, for the refusal to remove it; by default nothing.
+- ``host_offline``: told (in the reconciler's pass) that a host went offline: what it was
+  doing for the apps above ends (a notebook snapshot it was reading fails at once); by
+  default nothing.
 """
 
 from __future__ import annotations
@@ -78,3 +81,6 @@ def _holds_nothing(host: Host) -> list[str]:
 
 
 host_only_copies: Hook[[Host], list[str]] = Hook("only copies on a host", default=_holds_nothing)
+
+
+host_offline: Hook[[Host], None] = Hook("host offline", default=_told_nothing)

@@ -307,6 +307,21 @@ def pool_take(
         return placement, state
 
 
+def pool_claimed(workload: str) -> dict[str, Any] | None:
+    """The pool state of the warm container ``pool_take`` took for ``workload`` while the
+    workload still holds its room there (a start dispatched again claims the same one), or
+    None."""
+    holding = Placement.objects.filter(workload=workload, active=True).values("host_id")
+    slot = (
+        PoolSlot.objects.filter(
+            status=PoolSlot.Status.CLAIMED, claimed_by=workload, host_id__in=holding
+        )
+        .order_by("-changed_at")
+        .first()
+    )
+    return dict(slot.state) | {"pool": slot.name} if slot is not None else None
+
+
 def pool_names_claimed(host: Host) -> set[str]:
     """Names of this host's slots claimed lately: a report taken before the claim still lists
     the container under that name, and it is no orphan."""

@@ -218,6 +218,21 @@ def host_removal_refusal(host: Host) -> str | None:
     return None
 
 
+def host_stranded(host: Host) -> str | None:
+    """What revoking ``host`` strands, said to the admin who revokes it (a revoke is never
+    refused: it cuts off stolen credentials): the notebooks whose only copy of their files
+    is there (apps.machines.hooks ``host_only_copies``), or None."""
+    only = host_only_copies(host)
+    if not only:
+        return None
+    named = ", ".join(only[:10]) + (" and more" if len(only) > 10 else "")  # noqa: PLR2004
+    return (
+        f"{host.name} held the only copy of the files of {named}: until it is back (its "
+        "credentials rotated), each starts elsewhere from its newest snapshot, if any, "
+        "without the changes made after it."
+    )
+
+
 def host_delete(*, host: Host) -> None:
     """Delete a host that never ran anything (one with history is revoked instead) and its
     broker user, at once: not while something runs there or exists only there

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.machines import inbox  # noqa: F401 - registers control.inbox (see above)
 from apps.machines.agent import agent_remove_orphan
+from apps.machines.hooks import host_offline
 from apps.machines.models import Host, Placement
 from apps.machines.pool import pool_names_claimed, pool_replenish
 from apps.machines.queue import placement_free, queue_advance_all
@@ -74,6 +75,11 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
             seen = max(host.last_heartbeat_at or now, placement.created_at)
             placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
+        host.status = Host.Status.OFFLINE
+        try:
+            host_offline(host)
+        except Exception:  # what the apps above do must not stop the reconciler's pass
+            logger.exception("reconciler: host_offline(%s) failed", host.name)
 
 
 def _judge_placements(host: Host, counts: dict[str, int]) -> None:

@@ -39,6 +39,7 @@ class NotebooksConfig(AppConfig):
             WorkloadKind,
             host_draining,
             host_move_now,
+            host_offline,
             host_only_copies,
             workload_kinds,
         )
@@ -63,6 +64,7 @@ class NotebooksConfig(AppConfig):
         host_draining.register(volumes.drain_notice)
         host_move_now.register(services.notebooks_move_off)
         host_only_copies.register(volumes.only_copies)
+        host_offline.register(snapshots.snapshots_host_offline)
         # Notebooks mount dataset versions: the catalogue offers them, and a dataset made
         # private leaves other teams' notebooks.
         datasets.attach_targets.register(mounts.attach_targets)

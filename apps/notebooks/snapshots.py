@@ -191,9 +191,10 @@ def snapshot_for_stop(
 ) -> dict[str, str] | None:
     """What ``agent.stop`` gets as ``snapshot=`` (inside the stop's transaction): a new STOP
     snapshot's {"volume", "ticket_url", "ticket"}, when the session ran where the notebook's
-    volume is, that host answers and the volume stays. A scheduled or manual snapshot in
-    flight gives way to it (FAILED, its ticket ended: the stop's is newer); a stop or move
-    one in flight is left (a stop sent again takes no second)."""
+    volume is, that host answers and the volume stays. A snapshot in flight that cannot
+    hold this session's changes gives way to it (``_gives_way``: FAILED, its ticket ended;
+    the stop's is newer and holds all it would); a stop or move one taken since the
+    session started is left (a stop sent again takes no second)."""
     notebook = session.notebook
     if remove_volumes and notebook.volume in remove_volumes:
         return None
@@ -211,7 +212,7 @@ def snapshot_for_stop(
         return None
     saving = _saving(locked)
     if saving is not None:
-        if saving.reason not in (NotebookSnapshot.Reason.SCHEDULE, NotebookSnapshot.Reason.MANUAL):
+        if not _gives_way(saving, session):
             return None
         _end(saving, NotebookSnapshot.State.FAILED, failure=SUPERSEDED)
         if saving.save_ticket is not None:
@@ -220,6 +221,17 @@ def snapshot_for_stop(
         locked, host, reason=NotebookSnapshot.Reason.STOP, session=session, actor=None
     )
     return {"volume": locked.volume, "ticket_url": ticket_url(ticket), "ticket": token}
+
+
+def _gives_way(saving: NotebookSnapshot, session: NotebookSession) -> bool:
+    """The snapshot in flight gives way to the stop's: a scheduled or manual one, or any
+    taken before ``session`` started (an earlier session's stop or move snapshot, still
+    read while this session ran and changed the files: it cannot hold those changes). A
+    stop or move snapshot taken since it started is left (a stop sent again takes no
+    second)."""
+    if saving.reason in (NotebookSnapshot.Reason.SCHEDULE, NotebookSnapshot.Reason.MANUAL):
+        return True
+    return session.started_at is not None and saving.created_at < session.started_at
 
 
 def snapshots_forget(notebook: Notebook) -> None:
@@ -298,29 +310,7 @@ def snapshot_copy(*, team: Team, actor: User, snapshot: NotebookSnapshot, name: 
         secrets=original.secrets,
         created_by=actor,
     )
-    first = NotebookSnapshot.objects.for_team(team).create(
-        team=team,
-        notebook=copy,
-        reason=NotebookSnapshot.Reason.COPY,
-        state=NotebookSnapshot.State.READY,
-        copied_from=source,
-        file_count=source.file_count,
-        total_bytes=source.total_bytes,
-        created_by=actor,
-        finished_at=timezone.now(),
-    )
-    SnapshotFile.objects.for_team(team).bulk_create(
-        SnapshotFile(
-            team=team,
-            snapshot=first,
-            path=file.path,
-            size=file.size,
-            sha256=file.sha256,
-            blob_id=file.blob_id,
-            mode=file.mode,
-        )
-        for file in SnapshotFile.objects.for_team(team).filter(snapshot=source).iterator()
-    )
+    snapshot_copy_into(source, copy, actor=actor)
     audit_record(
         team=team,
         actor=actor,
@@ -329,6 +319,38 @@ def snapshot_copy(*, team: Team, actor: User, snapshot: NotebookSnapshot, name: 
         source=original.name,
     )
     return copy
+
+
+def snapshot_copy_into(
+    source: NotebookSnapshot, target: Notebook, *, actor: User | None
+) -> NotebookSnapshot:
+    """A READY COPY snapshot of ``target`` (a notebook of the same team) holding
+    ``source``'s files over the same blobs (no byte copied): its first start restores it."""
+    team_id = target.team_id
+    first = NotebookSnapshot.objects.for_team(team_id).create(
+        team_id=team_id,
+        notebook=target,
+        reason=NotebookSnapshot.Reason.COPY,
+        state=NotebookSnapshot.State.READY,
+        copied_from=source,
+        file_count=source.file_count,
+        total_bytes=source.total_bytes,
+        created_by=actor,
+        finished_at=timezone.now(),
+    )
+    SnapshotFile.objects.for_team(team_id).bulk_create(
+        SnapshotFile(
+            team_id=team_id,
+            snapshot=first,
+            path=file.path,
+            size=file.size,
+            sha256=file.sha256,
+            blob_id=file.blob_id,
+            mode=file.mode,
+        )
+        for file in SnapshotFile.objects.for_team(team_id).filter(snapshot=source).iterator()
+    )
+    return first
 
 
 def _end(snapshot: NotebookSnapshot, state: str, *, failure: str = "") -> None:
@@ -468,6 +490,27 @@ def snapshots_dead_fail(*, now: Any = None) -> int:
                 _end(snapshot, NotebookSnapshot.State.FAILED, failure=failure)
             count += 1
     return count
+
+
+HOST_WENT_OFFLINE = "Its host went offline while the snapshot was taken."
+
+
+def snapshots_host_offline(host: Host) -> None:
+    """``host`` went offline (apps.machines.hooks.host_offline, the reconciler): every
+    snapshot it was reading is FAILED at once (its ticket ended), not left SAVING until the
+    ticket expires; ``snapshot_ended`` wakes a start waiting on one (it restores the newest
+    READY snapshot instead)."""
+    saving = (
+        NotebookSnapshot.objects.unscoped()  # a host's snapshots, across every team
+        .filter(host=host, state=NotebookSnapshot.State.SAVING)
+        .select_related("save_ticket")
+    )
+    for snapshot in saving:
+        with transaction.atomic():
+            ticket = snapshot.save_ticket
+            if ticket is not None and ticket.finished_at is None:
+                save_abandon(ticket=ticket, reason=HOST_WENT_OFFLINE)
+            _end(snapshot, NotebookSnapshot.State.FAILED, failure=HOST_WENT_OFFLINE)
 
 
 def snapshots_due(*, now: Any = None) -> int:

@@ -86,7 +86,7 @@ def restore_lifetime(total_bytes: int) -> timedelta:
     return timedelta(seconds=AGENT_TIME_LIMIT + copy_allowance(total_bytes))
 
 
-def files_step(session: NotebookSession) -> dict[str, Any] | str | None:
+def files_step(session: NotebookSession) -> dict[str, Any] | str | None:  # noqa: PLR0911 - one per case the docstring lists
     """What the start of ``session`` (placed on ``session.host``) must do to have its files.
     See the module's docstring."""
     notebook = (
@@ -105,6 +105,10 @@ def files_step(session: NotebookSession) -> dict[str, Any] | str | None:
     latest = snapshot_latest(notebook)
     if latest is not None and (notebook.volume_saved or _taken_for(latest, session)):
         return _restore(notebook, latest)  # the holder's copy is that snapshot: nothing lost
+    if holder.status == Host.Status.OFFLINE:
+        # Never wait on a snapshot its holder was taking: it will not end (the reconciler
+        # fails it as the host goes offline), and a failed one is no reason to refuse.
+        return _offline_restore(notebook, holder, latest)
     if _saving(notebook):
         return WAIT
     failed = _failed_for(notebook, session)
@@ -115,13 +119,17 @@ def files_step(session: NotebookSession) -> dict[str, Any] | str | None:
             + (f" ({failed.failure})" if failed.failure else "")
             + ". Start it again to try once more; if it keeps failing, tell your administrator."
         )
-    if holder.status != Host.Status.OFFLINE:
-        taken = snapshot_take(
-            notebook=notebook, reason=NotebookSnapshot.Reason.MOVE, session=session
-        )
-        if taken is not None:
-            return WAIT
-    # Its holder is offline (or cannot be read): what the newest snapshot holds, or nothing.
+    taken = snapshot_take(notebook=notebook, reason=NotebookSnapshot.Reason.MOVE, session=session)
+    if taken is not None:
+        return WAIT
+    return _offline_restore(notebook, holder, latest)
+
+
+def _offline_restore(
+    notebook: Notebook, holder: Host, latest: NotebookSnapshot | None
+) -> dict[str, Any]:
+    """Its holder is offline (or cannot be read): what the newest snapshot holds, with the
+    note saying from when; refused with no snapshot at all."""
     if latest is None:
         raise NotebookError(_offline_only(holder))
     plan = _restore(notebook, latest)
@@ -222,6 +230,16 @@ def files_waiting(session: NotebookSession) -> bool:
     )
 
 
+def files_saving(notebook: Notebook) -> bool:
+    """A snapshot of the notebook is being taken."""
+    return _saving(notebook) is not None
+
+
+def waiting_for_files(session: NotebookSession) -> bool:
+    """The session's newest event is the wait for its files (``SAVING_PHASE``)."""
+    return _last_phase(session) == SAVING_PHASE
+
+
 def _last_phase(session: NotebookSession) -> str | None:
     return (
         NotebookEvent.objects.for_team(session.team_id)
@@ -230,6 +248,26 @@ def _last_phase(session: NotebookSession) -> str | None:
         .values_list("phase", flat=True)
         .first()
     )
+
+
+def waits_for(session: NotebookSession, snapshot: NotebookSnapshot) -> bool:
+    """The session's start waits for ``snapshot``: its newest event is the wait, and the
+    snapshot was already being taken when the (latest) wait began (a notebook has one SAVING
+    snapshot at a time: the one it waits for; one taken later, a member's "Take a
+    snapshot" say, is not it)."""
+    last = (
+        NotebookEvent.objects.for_team(session.team_id)
+        .filter(session=session)
+        .order_by("-pk")
+        .values("phase", "created_at")
+        .first()
+    )
+    if last is None or last["phase"] != SAVING_PHASE:
+        return False
+    # The wait said again in place (a second wait, for a move snapshot taken once the first
+    # one ended) keeps its event's time: the session's progress time is the latest wait's.
+    began = max(last["created_at"], session.progressed_at or last["created_at"])
+    return snapshot.created_at <= began
 
 
 def files_arrived(session: NotebookSession) -> None:
@@ -246,9 +284,10 @@ def files_arrived(session: NotebookSession) -> None:
 
 
 def on_snapshot_ended(snapshot: NotebookSnapshot) -> None:
-    """A snapshot ended (READY or FAILED): a start of its notebook that waited for it is
-    dispatched again (``files_ready``), and decides again (``files_step``: restore it, or
-    fail with what to do)."""
+    """A snapshot ended (READY or FAILED): a start of its notebook that waited for it (and
+    only for it: ``waits_for``) is dispatched again, once (``session_dispatch`` moves it
+    off the waiting phase before it sends; ``files_ready``), and decides again
+    (``files_step``: restore it, or fail with what to do)."""
     with transaction.atomic():
         waiting = [
             session
@@ -260,7 +299,7 @@ def on_snapshot_ended(snapshot: NotebookSnapshot) -> None:
                 status=Status.SCHEDULED,
                 host__isnull=False,
             )
-            if _last_phase(session) == SAVING_PHASE
+            if waits_for(session, snapshot)
         ]
     for session in waiting:
         files_ready(session)

@@ -30,7 +30,7 @@ from apps.datasets.blob_urls import with_read_urls
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, spec_to_task
 from apps.machines.availability import machine_type_availability, machine_type_offers
 from apps.machines.models import Placement, PlacementRequest
-from apps.machines.pool import pool_take
+from apps.machines.pool import pool_claimed, pool_take
 from apps.machines.queue import (
     owner_free_unclaimed,
     owner_placed,
@@ -52,9 +52,11 @@ from apps.notebooks.templates import CUSTOM, TemplateError, TemplateNotBuiltErro
 from apps.notebooks.volumes import (
     SAVING_PHASE,
     WAIT,
+    files_saving,
     files_step,
     preferred_host_id,
     start_refusal,
+    waiting_for_files,
 )
 from apps.teams.scope import team_task
 from apps.teams.secrets import check_names
@@ -336,8 +338,14 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
         _wait_for_files(session)
         return
     restore = files.get("restore") if isinstance(files, dict) else None
-    if isinstance(files, dict) and files.get("note"):
-        _say_restoring(session, str(files["note"]))
+    note = str(files.get("note") or "") if isinstance(files, dict) else ""
+    waited = waiting_for_files(session)
+    if not _claim_dispatch(session, note, waited=waited):
+        return  # another dispatch of this wait (a second snapshot's end) went first
+    if waited and pool is None:
+        # Dispatched again after it waited for its files: it keeps the warm container it
+        # was placed on (the claim stays with the workload: apps.machines.pool).
+        pool = pool_claimed(session.workload)
     NotebookSession.objects.for_team(session.team_id).filter(pk=session.pk).update(
         start_attempts=session.start_attempts + 1,
         progressed_at=timezone.now(),
@@ -377,10 +385,35 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
     )
 
 
+def _claim_dispatch(session: NotebookSession, note: str, *, waited: bool) -> bool:
+    """Under the session's lock: a start that waited for its files leaves the waiting phase
+    (saying where its files come from) before it is sent, so a second dispatch of the same
+    wait finds nothing waiting (False) and sends no second start (compare-and-set). A
+    restore after the holder went offline says ``note``. True: this dispatch sends it."""
+    if not waited and not note:
+        return True
+    with team_scope(session.team_id), transaction.atomic():
+        locked = lock_session(session.pk)
+        if locked is None or locked.ended_at is not None or locked.status != Status.SCHEDULED:
+            return not waited
+        if waited and not waiting_for_files(locked):
+            return False
+        session_set_status(
+            locked,
+            Status.SCHEDULED,
+            note or "Restoring its files here.",
+            phase="restoring",
+            same_step=True,
+        )
+    return True
+
+
 def _wait_for_files(session: NotebookSession) -> None:
     """Its files are being saved on the host that holds them (a snapshot): the session
     stays scheduled, saying so, until the snapshot ends (apps.notebooks.volumes
-    ``on_snapshot_ended`` dispatches it again); upkeep does not judge it stuck meanwhile."""
+    ``on_snapshot_ended`` dispatches it again); upkeep does not judge it stuck meanwhile.
+    A snapshot that ended before the wait was recorded (a fast host, an empty volume)
+    found nothing waiting: checked once the wait is committed, and dispatched at once."""
     with team_scope(session.team_id), transaction.atomic():
         locked = lock_session(session.pk, "notebook__volume_host")
         if locked is None or locked.ended_at is not None or locked.status != Status.SCHEDULED:
@@ -394,13 +427,5 @@ def _wait_for_files(session: NotebookSession) -> None:
             phase=SAVING_PHASE,
             same_step=True,
         )
-
-
-def _say_restoring(session: NotebookSession, note: str) -> None:
-    """Tell the person where the files it starts with come from (a restore after their
-    host went offline)."""
-    with team_scope(session.team_id), transaction.atomic():
-        locked = lock_session(session.pk)
-        if locked is None or locked.ended_at is not None or locked.status != Status.SCHEDULED:
-            return
-        session_set_status(locked, Status.SCHEDULED, note, phase="restoring", same_step=True)
+    if not files_saving(session.notebook) and waiting_for_files(session):
+        session_dispatch(session)
