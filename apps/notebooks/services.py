@@ -27,6 +27,7 @@ from apps.notebooks.lifecycle import notebook_start
 from apps.notebooks.lifecycle.spec import team_notebook_settings_made
 from apps.notebooks.locks import lock_session, notebook_locked, notebook_to_change
 from apps.notebooks.models import Notebook, NotebookSession, Status, TeamNotebookSettings
+from apps.notebooks.names import notebook_like
 from apps.notebooks.names import notebook_name_clean as _clean_name
 from apps.notebooks.selectors import open_session
 from apps.notebooks.snapshots import snapshots_forget
@@ -283,16 +284,7 @@ def notebook_duplicate(*, team: Team, actor: User, notebook: Notebook, name: str
     of its files (made on the host where they are; a file being written meanwhile may be
     copied half-written, as with any copy of a live folder)."""
     source = notebook_to_change(team, actor, notebook)
-    copy = Notebook.objects.for_team(team).create(
-        team=team,
-        name=_clean_name(team, name),
-        template=source.template,
-        custom_image=source.custom_image,
-        machine_type=source.machine_type,
-        idle_timeout_minutes=source.idle_timeout_minutes,
-        secrets=source.secrets,
-        created_by=actor,
-    )
+    copy = notebook_like(source, team=team, actor=actor, name=name)
     lifecycle.on_commit_copy_storage(source, copy)
     audit_record(
         team=team,

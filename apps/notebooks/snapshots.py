@@ -62,7 +62,7 @@ from apps.notebooks.models import (
     SnapshotFile,
     Status,
 )
-from apps.notebooks.names import notebook_name_clean
+from apps.notebooks.names import notebook_like
 from apps.runtimes.base import NOTEBOOKS_PATH
 from apps.teams.permissions import require_permission
 
@@ -300,16 +300,7 @@ def snapshot_copy(*, team: Team, actor: User, snapshot: NotebookSnapshot, name: 
     if source.state != NotebookSnapshot.State.READY:
         raise NotebookConflictError("Only a ready snapshot can be restored into a copy.")
     original = source.notebook
-    copy = Notebook.objects.for_team(team).create(
-        team=team,
-        name=notebook_name_clean(team, name),
-        template=original.template,
-        custom_image=original.custom_image,
-        machine_type=original.machine_type,
-        idle_timeout_minutes=original.idle_timeout_minutes,
-        secrets=original.secrets,
-        created_by=actor,
-    )
+    copy = notebook_like(original, team=team, actor=actor, name=name)
     snapshot_copy_into(source, copy, actor=actor)
     audit_record(
         team=team,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import json
 import os
 import re
@@ -56,7 +55,7 @@ from apps.runtimes.base import (
     port_answers,
     shared_folder,
 )
-from apps.runtimes.volumefiles import read_tree, restore_tree
+from apps.runtimes.volumefiles import Bounded, kind_of, read_tree, restore_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -473,7 +472,7 @@ def _walk(folder: int, prefix: str) -> Iterator[FolderEntry]:
         elif stat.S_ISREG(mode):
             yield from _regular(folder, entry.name, path)
         else:
-            yield FolderEntry(path, 0, skipped=_kind(mode))
+            yield FolderEntry(path, 0, skipped=kind_of(mode))
 
 
 def _regular(folder: int, name: str, path: str) -> Iterator[FolderEntry]:
@@ -487,36 +486,6 @@ def _regular(folder: int, name: str, path: str) -> Iterator[FolderEntry]:
     with os.fdopen(handle, "rb", buffering=0) as raw:
         info = os.fstat(handle)
         if not stat.S_ISREG(info.st_mode):
-            yield FolderEntry(path, 0, skipped=_kind(info.st_mode))
+            yield FolderEntry(path, 0, skipped=kind_of(info.st_mode))
             return
-        yield FolderEntry(path, info.st_size, _Bounded(raw, info.st_size))
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "link"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "other"
-
-
-class _Bounded(io.RawIOBase):
-    """The first ``size`` bytes of a file."""
-
-    def __init__(self, raw: io.FileIO, size: int) -> None:
-        self._raw, self._left = raw, size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            return 0
-        view = memoryview(buffer)[: self._left]
-        count = self._raw.readinto(view) or 0
-        self._left -= count
-        return count
+        yield FolderEntry(path, info.st_size, Bounded(raw, info.st_size))
