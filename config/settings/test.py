@@ -52,6 +52,9 @@ MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="lattice-test-media-"))
 # The warm pool's shared mount folder (apps.runtimes.pool): the run's own, released at its
 # end (tests/conftest.py), never the checkout's var/ (a developer's `make dev` uses that).
 LATTICE_POOL_DIR = Path(tempfile.mkdtemp(prefix="lattice-test-pool-")) / "pool"
+# The agent's state folder (its key, and its snapshot stamp cache beside it): the test run's
+# own, never the checkout's var/agent, where a developer's `make dev` agent keeps its own.
+LATTICE_AGENT_KEY_FILE = Path(tempfile.mkdtemp(prefix="lattice-test-agent-")) / "host.key"
 
 # Each test run is its own Lattice: its reconciler never touches another run's containers.
 LATTICE_INSTALLATION = f"test-{uuid.uuid4().hex[:12]}"

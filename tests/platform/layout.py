@@ -28,8 +28,10 @@ to its source); the published port (``ports``) for the container port in the com
 environment's. Added: ``LATTICE_INSTALLATION`` to every service, the test run's with
 ``-layout`` (compose's agent has no env_file and would derive one of its own; with it, the
 layout's workloads carry a label of their own, so neither the suite's clean-ups and
-reconcilers nor the layout's touch the other's), and the agent's short report interval
-(``EXTRA``). The .env it writes (``_dotenv``) sets short reconcile and offline intervals,
+reconcilers nor the layout's touch the other's), the agent's short report interval
+(``EXTRA``), and the agent's ``LATTICE_POOL_DIR`` in the layout's folder (in its container
+its var folder is the image's; here the default would be this checkout's), released at the
+end. The .env it writes (``_dotenv``) sets short reconcile and offline intervals,
 the locally built scipy image as ``LATTICE_IMAGE_SCIPY`` and no HTTPS redirect (no proxy).
 
 The API for tests, and for the fault suite that builds on it::
@@ -156,6 +158,11 @@ class Layout:
         env = {key: self._translate(value, paths) for key, value in env.items()}
         env.update(EXTRA.get(name, {}))
         env["LATTICE_INSTALLATION"] = self.installation
+        if name == "agent":
+            # In its container the agent's var folder is the image's, not this checkout's:
+            # here a folder of its own, so the warm pool's shared mount it makes as root
+            # never lands in the checkout (where a developer's `make dev` keeps its pool).
+            env["LATTICE_POOL_DIR"] = str(self.pool_dir)
         # A container's own /tmp, where its command writes (beat's pidfile).
         in_command = {**paths, "/tmp": str(own / "tmp")}  # noqa: S108
         argv = [self._translate(arg, in_command) for arg in service["command"]]
@@ -300,8 +307,14 @@ class Layout:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 
+    @property
+    def pool_dir(self) -> Path:
+        """The agent's warm-pool folder (LATTICE_POOL_DIR): the layout's own."""
+        return self.folder / "agent-var" / "pool"
+
     def close(self) -> None:
-        """Stop every service: all asked at once (SIGTERM), then each waited for."""
+        """Stop every service: all asked at once (SIGTERM), then each waited for; then the
+        agent's warm-pool mount is released (it outlives the agent, as on a real host)."""
         for process in self.processes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -310,6 +323,10 @@ class Layout:
             mark = time.monotonic()
             self.stop(name)
             self.timings[f"stop {name}"] = time.monotonic() - mark
+        from apps.runtimes.pool import Slots
+
+        with contextlib.suppress(Exception):
+            Slots(self.pool_dir).release()
 
     # --- being up ----------------------------------------------------------------------------
 
@@ -424,6 +441,7 @@ def _dotenv(
     *, db: dict[str, str], database: str, bucket: str, folder: Path, scipy_image: str
 ) -> dict[str, str]:
     """The .env an operator fills in from .env.example, for this machine."""
+    port = str(free_port())
     return {
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -431,7 +449,10 @@ def _dotenv(
         # No TLS proxy in front of it here.
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "LATTICE_USER_CONTENT_DOMAIN": "layout-usercontent.test",
-        "LATTICE_HTTP_PORT": str(free_port()),
+        "LATTICE_HTTP_PORT": port,
+        # Where hosts reach the web tier (save and snapshot tickets, blob links): as an
+        # operator sets it (.env.example), the web's published address here.
+        "LATTICE_INTERNAL_URL": f"http://127.0.0.1:{port}",
         "LATTICE_LOCAL_HOST_NAME": f"layout-{uuid.uuid4().hex[:8]}",
         "POSTGRES_USER": db["USER"],
         "POSTGRES_PASSWORD": db["PASSWORD"],
