@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,8 @@ class SecondEngine:
     client: Any = None
     start_seconds: float = 0.0
     load_seconds: float = 0.0
+    # The machine's engine's docker0 as it was (MainBridge), put back should it vanish.
+    main_bridge: MainBridge | None = None
 
     @property
     def url(self) -> str:
@@ -246,6 +249,44 @@ def _isolation_rules_of(engine: SecondEngine, address: str) -> list[list[str]]:
     return [*isolation_rules(runtime), *allow_rules(runtime)]
 
 
+@dataclass
+class MainBridge:
+    """The machine's engine's default bridge (docker0) as it was before the second engine.
+
+    Seen twice this far (issue 20's session, not understood yet): during the two-host tests
+    docker0 vanished from the machine, so the machine's engine could start no container on
+    its default network afterwards ("could not find bridge docker0"). Neither this module
+    nor the agents delete it, and starting or killing a dockerd with its own bridge alone
+    did not. Until the cause is found, it is put back (same name, same addresses) after
+    each two-host test and at the end, and the warning says so: the machine's engine is
+    other runs' too."""
+
+    addresses: list[str]
+
+    @classmethod
+    def found(cls) -> MainBridge | None:
+        shown = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", "docker0"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode != 0:
+            return None
+        return cls([line.split()[3] for line in shown.stdout.splitlines() if "inet" in line])
+
+    def put_back(self) -> None:
+        if Path("/sys/class/net/docker0").exists():
+            return
+        warnings.warn(
+            "docker0 vanished during the two-host tests: put back", RuntimeWarning, stacklevel=1
+        )
+        subprocess.run(["ip", "link", "add", "docker0", "type", "bridge"], check=False)
+        for address in self.addresses:
+            subprocess.run(["ip", "addr", "add", address, "dev", "docker0"], check=False)
+        subprocess.run(["ip", "link", "set", "docker0", "up"], check=False)
+
+
 @pytest.fixture(scope="session")
 def second_engine(docker_client: Any, notebook_image: str, scipy_image: str) -> Iterator[Any]:
     """A second Docker engine, with the notebook and Scientific Python images loaded into it
@@ -267,6 +308,8 @@ def second_engine(docker_client: Any, notebook_image: str, scipy_image: str) -> 
     except subprocess.CalledProcessError as exc:
         engine.remove()
         service_missing(f"could not make a bridge for the second Docker engine: {exc}")
+    main_bridge = MainBridge.found()
+    engine.main_bridge = main_bridge
     try:
         engine.start()
         _load_images(engine, [notebook_image, scipy_image])
@@ -277,6 +320,8 @@ def second_engine(docker_client: Any, notebook_image: str, scipy_image: str) -> 
         yield engine
     finally:
         _tear_down(engine)
+        if main_bridge is not None:
+            main_bridge.put_back()
 
 
 def _load_images(engine: SecondEngine, images: list[str]) -> None:
@@ -620,3 +665,5 @@ def two_hosts(
         queues.close()
         for client in (docker_client, second_engine.client):
             remove_installation_workloads(client)
+        if second_engine.main_bridge is not None:
+            second_engine.main_bridge.put_back()
