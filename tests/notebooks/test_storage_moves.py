@@ -339,6 +339,23 @@ def test_a_failed_move_snapshot_fails_the_start_saying_what_to_do(
     assert holder(notebook) == (gpu1.pk, False)
 
 
+def test_a_host_cannot_have_its_failure_shown_without_our_advice(
+    acme, alice, hosts, notebook, doubles
+):
+    """Only the control plane's own refusal is shown as it is: a host that says "advised"
+    in its failure (review note N3) still gets the advice after its words."""
+    session = start(acme, alice, notebook)
+    host = session.host
+    assert host is not None
+
+    workload_event(host, session.workload, "failed", {"message": "Gone.", "advised": True})
+
+    notebook.refresh_from_db()
+    assert notebook.status_message == (
+        "Gone. Start it again; if it keeps failing, tell your administrator."
+    )
+
+
 def test_restoring_progress_is_shown_in_decimal_gigabytes(acme, alice, hosts, notebook, doubles):
     gpu1, gpu2 = hosts
     Notebook.objects.for_team(acme).filter(pk=notebook.pk).update(volume_host=gpu1)

@@ -23,7 +23,7 @@ from apps.core.tenancy import team_scope
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.lifecycle.ending import session_end, stop_on_host
 from apps.notebooks.lifecycle.spec import session_token_started
-from apps.notebooks.lifecycle.start import session_of_workload
+from apps.notebooks.lifecycle.start import OWN_WORDS, session_of_workload
 from apps.notebooks.lifecycle.status import session_set_status
 from apps.notebooks.locks import lock_session
 from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, Status
@@ -268,7 +268,7 @@ def _on_failed(session: NotebookSession, data: dict[str, Any]) -> None:
     session_end(
         session,
         reason=NotebookSession.ExitReason.FAILED,
-        message=message if data.get("advised") else _failure_advice(message, data),
+        message=message if data.get("advised") is OWN_WORDS else _failure_advice(message, data),
     )
     stop_on_host(session)
 

@@ -314,6 +314,11 @@ def _take_warm(session: NotebookSession) -> bool:
     return True
 
 
+# Marks a "failed" event the control plane itself sends (a refusal worded to be shown as it
+# is): an object, never a value a host's JSON can carry, so no host can drop our advice.
+OWN_WORDS = object()
+
+
 def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = None) -> None:
     """Ask the session's host to start it (idempotent on the host: one container); with
     ``pool``, by claiming that warm container (the host starts one if the claim misses).
@@ -331,7 +336,10 @@ def session_dispatch(session: NotebookSession, *, pool: dict[str, Any] | None = 
     except ServiceError as refusal:
         # Said as it is: the refusal says what to do.
         workload_event(
-            session.host, session.workload, "failed", {"message": str(refusal), "advised": True}
+            session.host,
+            session.workload,
+            "failed",
+            {"message": str(refusal), "advised": OWN_WORDS},
         )
         return
     if files == WAIT:
