@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from apps.core.audit import audit_record
@@ -93,7 +94,8 @@ def keep_count() -> int:
     return max(1, int(settings.LATTICE_SNAPSHOT_KEEP))
 
 
-def _saving(notebook: Notebook) -> NotebookSnapshot | None:
+def snapshot_saving(notebook: Notebook) -> NotebookSnapshot | None:
+    """The notebook's snapshot being taken (one at most), or None."""
     return (
         NotebookSnapshot.objects.for_team(notebook.team_id)
         .filter(notebook=notebook, state=NotebookSnapshot.State.SAVING)
@@ -150,7 +152,7 @@ def snapshot_take(
     that host once this commits; the one already SAVING if any; None with no volume host or
     an offline one."""
     locked = notebook_locked(notebook.team, notebook)
-    saving = _saving(locked)
+    saving = snapshot_saving(locked)
     if saving is not None:
         return saving
     host = _readable_host(locked)
@@ -210,7 +212,7 @@ def snapshot_for_stop(
     host = _readable_host(locked) if locked is not None else None
     if locked is None or host is None or host.pk != session.host_id:
         return None
-    saving = _saving(locked)
+    saving = snapshot_saving(locked)
     if saving is not None:
         if not _gives_way(saving, session):
             return None
@@ -238,7 +240,7 @@ def snapshots_forget(notebook: Notebook) -> None:
     """The notebook is deleted (inside that transaction): its snapshots go, one being
     taken given up (its ticket dead); the blobs they held are left to the datasets'
     upkeep, which collects what nothing holds."""
-    saving = _saving(notebook)
+    saving = snapshot_saving(notebook)
     if saving is not None:
         _end(saving, NotebookSnapshot.State.FAILED, failure="The notebook was deleted.")
         if saving.save_ticket is not None:
@@ -510,30 +512,24 @@ def snapshots_due(*, now: Any = None) -> int:
     ``LATTICE_SNAPSHOT_EVERY`` seconds, one of reason SCHEDULE. Returns how many began."""
     now = now or timezone.now()
     every = timedelta(seconds=int(settings.LATTICE_SNAPSHOT_EVERY))
-    running = (
+    # One query: the running sessions on their volume host whose notebook's newest snapshot
+    # (any state) is old enough, or that have none.
+    due = (
         NotebookSession.objects.unscoped()  # housekeeping across every team
         .filter(
             ended_at__isnull=True,
             status=Status.RUNNING,
             notebook__deleted_at__isnull=True,
             started_at__lte=now - every,
+            notebook__volume_host_id=F("host_id"),
         )
+        .annotate(newest=Max("notebook__snapshots__created_at"))
+        .filter(Q(newest__isnull=True) | Q(newest__lte=now - every))
         .select_related("notebook", "notebook__team")
     )
     count = 0
-    for session in running:
+    for session in due:
         notebook = session.notebook
-        if notebook.volume_host_id is None or notebook.volume_host_id != session.host_id:
-            continue
-        newest = (
-            NotebookSnapshot.objects.for_team(notebook.team_id)
-            .filter(notebook=notebook)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if newest is not None and newest > now - every:
-            continue
         try:
             made = snapshot_take(
                 notebook=notebook, reason=NotebookSnapshot.Reason.SCHEDULE, session=session

@@ -49,7 +49,12 @@ from apps.notebooks.models import (
     Status,
 )
 from apps.notebooks.mounts import copy_allowance
-from apps.notebooks.snapshots import snapshot_latest, snapshot_restore_plan, snapshot_take
+from apps.notebooks.snapshots import (
+    snapshot_latest,
+    snapshot_restore_plan,
+    snapshot_saving,
+    snapshot_take,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -109,7 +114,7 @@ def files_step(session: NotebookSession) -> dict[str, Any] | str | None:  # noqa
         # Never wait on a snapshot its holder was taking: it will not end (the reconciler
         # fails it as the host goes offline), and a failed one is no reason to refuse.
         return _offline_restore(notebook, holder, latest)
-    if _saving(notebook):
+    if snapshot_saving(notebook):
         return WAIT
     failed = _failed_for(notebook, session)
     if failed is not None:
@@ -176,14 +181,6 @@ def _taken_for(snapshot: NotebookSnapshot, session: NotebookSession) -> bool:
     )
 
 
-def _saving(notebook: Notebook) -> NotebookSnapshot | None:
-    return (
-        NotebookSnapshot.objects.for_team(notebook.team_id)
-        .filter(notebook=notebook, state=NotebookSnapshot.State.SAVING)
-        .first()
-    )
-
-
 def _failed_for(notebook: Notebook, session: NotebookSession) -> NotebookSnapshot | None:
     """The MOVE snapshot taken for this start that failed, when it is the newest snapshot."""
     newest = (
@@ -225,14 +222,14 @@ def files_waiting(session: NotebookSession) -> bool:
     return (
         session.ended_at is None
         and session.status == Status.SCHEDULED
-        and _saving(session.notebook) is not None
+        and snapshot_saving(session.notebook) is not None
         and _last_phase(session) == SAVING_PHASE
     )
 
 
 def files_saving(notebook: Notebook) -> bool:
     """A snapshot of the notebook is being taken."""
-    return _saving(notebook) is not None
+    return snapshot_saving(notebook) is not None
 
 
 def waiting_for_files(session: NotebookSession) -> bool:
