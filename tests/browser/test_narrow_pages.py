@@ -98,6 +98,7 @@ SIGNED_IN: dict[str, Args] = {
     "notebooks:create": team,
     "notebooks:settings": team,
     "notebooks:detail": notebook,
+    "notebooks:snapshots": notebook,
     "datasets:list": team,
     "datasets:detail": dataset,
     "datasets:upload": dataset,
