@@ -351,7 +351,7 @@ def _tear_down(engine: SecondEngine) -> None:
     if engine.running():
         rules = _isolation_rules_of(engine, engine.address)
         with contextlib.suppress(Exception):
-            for container in engine.client.containers.list(all=True):
+            for container in engine.client.containers.list(all=True, sparse=True):
                 container.remove(force=True)
     engine.stop()
     for rule in rules:

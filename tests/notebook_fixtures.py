@@ -95,7 +95,9 @@ def remove_installation_workloads(
 
     filters = [[_ours(), f"lattice.notebook={pk}"] for pk in notebook_ids or ()]
     for labels in filters or [[_ours()]]:
-        for container in docker_client.containers.list(all=True, filters={"label": labels}):
+        for container in docker_client.containers.list(
+            all=True, sparse=True, filters={"label": labels}
+        ):
             with contextlib.suppress(APIError):
                 container.remove(force=True)
     if notebook_ids is None:

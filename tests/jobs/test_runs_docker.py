@@ -78,12 +78,12 @@ def test_a_command_runs_in_a_container_and_its_lines_reach_the_stream(
     container = DockerRuntime.container_name(attempt.workload)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (
-        docker_client.containers.list(all=True, filters={"name": container})
+        docker_client.containers.list(all=True, sparse=True, filters={"name": container})
         or spec.workspace_volume(run) in volume_names(docker_client)
     ):
         time.sleep(0.3)
     # Its container and the run's volumes are gone once the run ended.
-    assert docker_client.containers.list(all=True, filters={"name": container}) == []
+    assert docker_client.containers.list(all=True, sparse=True, filters={"name": container}) == []
     assert spec.workspace_volume(run) not in volume_names(docker_client)
     assert spec.outputs_volume(run) not in volume_names(docker_client)
 

@@ -292,7 +292,7 @@ def test_a_dead_host_goes_offline_and_its_notebook_restarts_elsewhere_with_its_f
     gone = reconciled(
         lambda: (
             not two_hosts.b.client.containers.list(
-                all=True, filters={"label": f"lattice.notebook={notebook.pk}"}
+                all=True, sparse=True, filters={"label": f"lattice.notebook={notebook.pk}"}
             )
         )
     )

@@ -585,7 +585,7 @@ def _remove_workloads(docker_client: Any, installation: str) -> None:
     from docker.errors import APIError
 
     label = {"label": [f"lattice.installation={installation}"]}
-    for container in docker_client.containers.list(all=True, filters=label):
+    for container in docker_client.containers.list(all=True, sparse=True, filters=label):
         with contextlib.suppress(APIError):
             container.remove(force=True)
     for volume in docker_client.volumes.list(filters=label):
