@@ -21,6 +21,12 @@ at a warm shutdown); one lost with a killed agent is sent again by the control p
 reconcilers (a start or stop that made no progress), which is how lost work was repaired
 already.
 
+Redis forgets ACL users when it restarts without an ACL file (compose's Redis keeps its
+queues in an append-only file, not its users). The control plane keeps each user's password
+as its SHA-256 (``BrokerUser``; Redis takes ``#<sha256>`` for a password) and beat makes lost
+users again every few seconds (``broker_users_restore``), so a Redis restart locks agents
+out for seconds, not until an operator rotates every host.
+
 Host names are slugs (letters, digits, ``-`` and ``_``), so ``host.<name>`` holds no glob
 character and no host's patterns match another's keys. ACL users are per Redis server, not
 per database: one Redis server serves one Lattice. On the embedded default's in-memory
@@ -29,6 +35,7 @@ transport there are no users (its only host runs in the web process).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -38,7 +45,7 @@ from django.conf import settings
 from django.core.validators import validate_slug
 
 from apps.core.broker import INBOX_QUEUE
-from apps.machines.models import host_queue
+from apps.machines.models import BrokerUser, host_queue
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -56,14 +63,15 @@ def broker_user(host_name: str) -> str:
     return f"{settings.LATTICE_BROKER_USER_PREFIX}{host_name}"
 
 
-def broker_acl_rules(host_name: str, password: str) -> list[str]:
-    """``ACL SETUSER <user> ...`` rules for host ``host_name``: its queue and the inbox."""
+def broker_acl_rules(host_name: str, password: str = "", *, password_sha256: str = "") -> list[str]:
+    """``ACL SETUSER <user> ...`` rules for host ``host_name``: its queue and the inbox. The
+    password is given as itself or as its SHA-256 (hex), as Redis takes either."""
     validate_slug(host_name)
     queue = host_queue(host_name)
     return [
         "reset",
         "on",
-        f">{password}",
+        f"#{password_sha256}" if password_sha256 else f">{password}",
         "resetchannels",
         "-@all",
         *(f"+{command}" for command in _COMMANDS),
@@ -95,6 +103,10 @@ def host_broker_user_set(host_name: str) -> str | None:
         return None
     password = secrets.token_urlsafe(32)
     user = broker_user(host_name)
+    BrokerUser.objects.update_or_create(
+        host_name=host_name,
+        defaults={"password_sha256": hashlib.sha256(password.encode()).hexdigest()},
+    )
     client = _client(url)
     try:
         client.execute_command("ACL", "SETUSER", user, *broker_acl_rules(host_name, password))
@@ -106,6 +118,7 @@ def host_broker_user_set(host_name: str) -> str | None:
 
 def host_broker_user_remove(host_name: str) -> None:
     """Delete host ``host_name``'s Redis user; Redis closes its open connections with it."""
+    BrokerUser.objects.filter(host_name=host_name).delete()
     url = _trusted_url()
     if url is None:
         return
@@ -114,6 +127,31 @@ def host_broker_user_remove(host_name: str) -> None:
         client.execute_command("ACL", "DELUSER", broker_user(host_name))
     finally:
         client.close()
+
+
+def broker_users_restore() -> list[str]:
+    """Make again, with their own passwords (kept as SHA-256), the hosts' broker users that
+    Redis lost: a Redis restart without an ACL file forgets every ACL user, which locks
+    every agent out while queued messages (kept by its append-only file) wait. One ``ACL
+    USERS`` when nothing is missing; beat runs it every few seconds. The host names whose
+    users were made again."""
+    url = _trusted_url()
+    if url is None:
+        return []
+    client = _client(url)
+    try:
+        present = {name.decode() for name in client.execute_command("ACL", "USERS")}
+        restored = []
+        for row in BrokerUser.objects.order_by("host_name"):
+            user = broker_user(row.host_name)
+            if user in present:
+                continue
+            rules = broker_acl_rules(row.host_name, password_sha256=row.password_sha256)
+            client.execute_command("ACL", "SETUSER", user, *rules)
+            restored.append(row.host_name)
+    finally:
+        client.close()
+    return restored
 
 
 def agent_broker_url(trusted_url: str, user: str, password: str) -> str:

@@ -147,6 +147,21 @@ class HostJoinToken(models.Model):
         return self.note or f"join token {self.pk}"
 
 
+class BrokerUser(models.Model):
+    """A host agent's Redis user as the control plane made it (apps.machines.broker): the
+    host's name and the SHA-256 of its password, which is what Redis keeps of it too
+    (``ACL SETUSER <user> #<sha256>``). Redis does not keep ACL users across a restart
+    unless it has an ACL file, so the control plane makes missing ones again from here
+    (``broker_users_restore``); the password itself is never stored."""
+
+    host_name = models.CharField(max_length=63, unique=True)
+    password_sha256 = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"broker user of {self.host_name}"
+
+
 class Placement(models.Model):
     """A workload placed on a host: its CPU and memory, and (through GPUAllocation) its GPUs."""
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.machines import inbox  # noqa: F401 - registers control.inbox (see above)
 from apps.machines.agent import agent_remove_orphan
+from apps.machines.broker import broker_users_restore
 from apps.machines.hooks import host_offline
 from apps.machines.models import Host, Placement
 from apps.machines.pool import pool_names_claimed, pool_replenish
@@ -36,6 +37,16 @@ logger = logging.getLogger(__name__)
 
 
 _MISSES_BEFORE_LOST = 2
+
+
+@shared_task(name="control.broker_users", soft_time_limit=20, time_limit=30)
+def broker_users() -> list[str]:
+    """Hosts' broker users that Redis lost (a restart) made again: beat runs it every
+    LATTICE_BROKER_USERS_EVERY seconds, so agents are locked out for at most that long."""
+    restored = broker_users_restore()
+    if restored:
+        logger.warning("broker users made again after Redis lost them: %s", ", ".join(restored))
+    return restored
 
 
 @shared_task(name="control.reconcile", soft_time_limit=120, time_limit=180)

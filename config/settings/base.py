@@ -461,6 +461,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "control.reconcile",
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),
     },
+    # Hosts' broker users Redis lost (a restart without an ACL file) made again.
+    "broker-users": {
+        "task": "control.broker_users",
+        "schedule": env.float("LATTICE_BROKER_USERS_EVERY", default=5.0),
+    },
     "notebooks-reconcile": {
         "task": "notebooks.reconcile",
         "schedule": env.float("LATTICE_RECONCILE_EVERY", default=30.0),

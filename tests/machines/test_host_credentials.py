@@ -161,3 +161,37 @@ def test_deleting_a_host_in_the_admin_removes_its_broker_user(admin_client, on_r
     assert broker_user(name).encode() not in users
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis.from_url(url).ping()
+
+
+def test_broker_users_redis_lost_are_made_again_with_their_own_passwords(on_redis, redis_url):
+    """A Redis restart without an ACL file forgets every ACL user (played here by deleting
+    them, as the restart would): beat's pass makes them again from their kept SHA-256, so
+    the agents' own URLs work again with the same rules; a removed host's user stays gone."""
+    from apps.machines.broker import broker_users_restore
+    from apps.machines.models import BrokerUser
+    from apps.machines.tasks import broker_users
+
+    kept, removed = new_name(on_redis), new_name(on_redis)
+    url = broker_url_in(printed(kept))
+    printed(removed)
+    host_broker_user_remove(removed)
+    trusted = redis.Redis.from_url(redis_url)
+    trusted.execute_command("ACL", "DELUSER", broker_user(kept))
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(url).ping()
+    row = BrokerUser.objects.get(host_name=kept)
+    assert url.count(row.password_sha256) == 0  # the hash, never the password itself
+
+    assert broker_users() == [kept]
+
+    agent = redis.Redis.from_url(url)
+    assert agent.ping()
+    marker = f"probe-{uuid.uuid4().hex}"
+    agent.lpush("inbox", marker)
+    assert trusted.lrem("inbox", 1, marker) == 1
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        agent.get(":1:anything")
+    users = trusted.execute_command("ACL", "USERS")
+    assert broker_user(removed).encode() not in users
+    assert not BrokerUser.objects.filter(host_name=removed).exists()
+    assert broker_users_restore() == []  # nothing missing: nothing made
