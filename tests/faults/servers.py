@@ -17,7 +17,6 @@ backends too).
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -33,10 +32,10 @@ STOP_TIMEOUT = 30.0
 
 
 def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb")
-    return Path(found[-1]).parent
+    return found[-1].parent
 
 
 class _Server:
@@ -205,9 +204,9 @@ class PrivatePostgres(_Server):
         try:
             with psycopg.connect(self.url, connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
-            return True
         except psycopg.Error:
             return False
+        return True
 
     def admin(self) -> dict[str, str]:
         """The server as tests/platform/layout.py's run_layout takes it."""
