@@ -47,8 +47,8 @@ def test_both_hosts_are_ready_each_on_its_engine(fault_layout: FaultLayout) -> N
         )
     )
     engine = fault_layout.second_engine
-    assert rows[fault_layout.hosts["b"]] == engine.address
-    assert rows[fault_layout.hosts["a"]] == engine.main_address
+    assert str(rows[fault_layout.hosts["b"]]) == engine.address
+    assert str(rows[fault_layout.hosts["a"]]) == engine.main_address
     _, env = fault_layout.layout.spec("agent-b")
     assert env["DOCKER_HOST"] == engine.url
     assert env["LATTICE_INSTALLATION"] == fault_layout.installation
