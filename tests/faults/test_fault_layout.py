@@ -97,6 +97,8 @@ def test_the_private_redis_restarts(fault_layout: FaultLayout) -> None:
     client = redis.Redis.from_url(fault_layout.redis.url)
     users_before = sorted(u.decode() for u in client.execute_command("ACL", "USERS"))
     client.close()
+    rules = fault_layout.broker_users()
+    assert len(rules) == 2, rules
     since = {name: len(fault_layout.log(name)) for name in fault_layout.services}
 
     began = time.monotonic()
@@ -111,12 +113,21 @@ def test_the_private_redis_restarts(fault_layout: FaultLayout) -> None:
     print(  # noqa: T201 - what the processes did, for the report
         f"\nredis restarted in {restarted:.1f}s; ACL users before {users_before}, after "
         f"{users_after}; 20 s later: {seen}; log lines: "
-        f"{_log_lines(fault_layout, since, 'WRONGPASS', 'NOAUTH', 'rror', 'onnect')}"
+        f"{_log_lines(fault_layout, since, 'WRONGPASS', 'NOAUTH', 'invalid username', 'rror')}"
+    )
+    # The session goes on (the fault tests after this one need both hosts): the hosts'
+    # users the restart lost are put back as they were, then the layout is whole again.
+    began = time.monotonic()
+    put_back = fault_layout.put_back_broker_users(rules)
+    fault_layout.healthy()
+    print(  # noqa: T201
+        f"broker users put back by the test: {put_back}; whole again in "
+        f"{time.monotonic() - began:.1f}s"
     )
 
 
 def test_the_private_postgres_restarts(fault_layout: FaultLayout) -> None:
-    fault_layout.postgres.start()  # up, whatever the Redis test left behind
+    fault_layout.healthy()
     since = {name: len(fault_layout.log(name)) for name in fault_layout.services}
 
     began = time.monotonic()
@@ -129,3 +140,19 @@ def test_the_private_postgres_restarts(fault_layout: FaultLayout) -> None:
         f"\npostgres restarted in {restarted:.1f}s; 20 s later: {seen}; log lines: "
         f"{_log_lines(fault_layout, since, 'OperationalError', 'rror', 'terminat')}"
     )
+    fault_layout.healthy()
+
+
+def test_the_private_servers_come_back_after_a_kill(fault_layout: FaultLayout) -> None:
+    import redis
+
+    rules = fault_layout.broker_users()
+    for server in (fault_layout.postgres, fault_layout.redis):
+        server.kill()
+        assert not server.running()
+        server.start()
+        assert server.running()
+    assert fault_layout.sql("SELECT 1") == [(1,)]
+    assert redis.Redis.from_url(fault_layout.redis.url).ping()
+    fault_layout.put_back_broker_users(rules)  # see the Redis restart's test
+    fault_layout.healthy()
