@@ -50,11 +50,19 @@ The API for tests, and for the fault suite that builds on it::
     layout.manage(*args)        # `python manage.py ...` with the web service's environment
     layout.sql(query, params)   # rows from the layout's own database (observing only)
     layout.host_name            # the agent's host (LATTICE_LOCAL_HOST_NAME)
+    layout.services             # the long-running services' names, further hosts' included
     layout.start_seconds        # what the fixture's start cost, and layout.timings its steps
 
 Every log is printed under a test's failure report (``pytest_runtest_makereport`` below),
 and kept in ``<pytest's temporary folder>/layout*/logs/<service>.log`` (each start of a
 service appends to its file, after a ``--- start <argv>`` line).
+
+Further hosts (``Layout.extra_hosts``, the fault suite's): "a further GPU host runs only the
+agent" (the compose file's header), so a further host is compose's ``agent`` service run
+under a name of its own (``agent-b``) with a .env of its own (its host name, join token and
+broker URL, made by ``create_join_token --host --address`` as for the first), its own volume
+folders, and ``DOCKER_HOST``/``LATTICE_WORKLOAD_ADDRESS`` of its engine. ``run_layout`` is
+the bring-up both fixtures share; where PostgreSQL and Redis are is its caller's choice.
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ from tests.conftest import service_missing
 from tests.platform import compose
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -111,6 +119,17 @@ def free_port() -> int:
 
 
 @dataclass
+class ExtraHost:
+    """A further host: compose's ``agent`` service with a .env of its own (see the module)."""
+
+    host_name: str
+    address: str  # its LATTICE_WORKLOAD_ADDRESS (create_join_token --address)
+    docker_host: str  # its engine (DOCKER_HOST)
+    # Its .env's own lines (join token, broker URL), filled in by the bring-up.
+    dotenv: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Layout:
     """The running layout (see the module's docstring)."""
 
@@ -127,6 +146,10 @@ class Layout:
     timings: dict[str, float] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
+    # Host a's LATTICE_WORKLOAD_ADDRESS when not 127.0.0.1 (create_join_token's default).
+    agent_address: str = ""
+    # Further hosts, by service name ("agent-b"): compose's agent service each.
+    extra_hosts: dict[str, ExtraHost] = field(default_factory=dict)
 
     # --- what runs -----------------------------------------------------------------------
 
@@ -135,14 +158,31 @@ class Layout:
         return self.dotenv["LATTICE_LOCAL_HOST_NAME"]
 
     @property
+    def services(self) -> tuple[str, ...]:
+        return (*SERVICES, *self.extra_hosts)
+
+    def is_agent(self, name: str) -> bool:
+        return name == "agent" or name in self.extra_hosts
+
+    def host_name_of(self, name: str) -> str:
+        """The host agent service ``name`` runs as."""
+        extra = self.extra_hosts.get(name)
+        return extra.host_name if extra is not None else self.host_name
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.dotenv['LATTICE_HTTP_PORT']}"
 
     def spec(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The argv and environment service ``name`` runs with, from the compose file as it
         is now, translated to this machine."""
-        services = compose.load(self.compose_file, self.dotenv)["services"]
-        service = services[name]
+        extra = self.extra_hosts.get(name)
+        # A further host runs compose's agent with its own .env and its own volumes.
+        dotenv = {**self.dotenv, **self.dotenv_of(name)} if extra else self.dotenv
+        volumes = self.folder / "hosts" / name / "volumes" if extra else self.folder / "volumes"
+        kind = "agent" if extra else name
+        services = compose.load(self.compose_file, dotenv)["services"]
+        service = services[kind]
         own = self.folder / "services" / name
         paths: dict[str, str] = {}
         for volume in service.get("volumes", []):
@@ -150,19 +190,25 @@ class Layout:
             if source.startswith(("/", ".")):
                 paths[target] = source
             else:
-                paths[target] = str(self.folder / "volumes" / source)
+                paths[target] = str(volumes / source)
         env: dict[str, str] = {}
         if service.get("env_file"):
-            env.update(self.dotenv)
+            env.update(dotenv)
         env.update(_environment(service.get("environment")))
         env = {key: self._translate(value, paths) for key, value in env.items()}
-        env.update(EXTRA.get(name, {}))
+        env.update(EXTRA.get(kind, {}))
         env["LATTICE_INSTALLATION"] = self.installation
-        if name == "agent":
+        if kind == "agent":
             # In its container the agent's var folder is the image's, not this checkout's:
             # here a folder of its own, so the warm pool's shared mount it makes as root
             # never lands in the checkout (where a developer's `make dev` keeps its pool).
-            env["LATTICE_POOL_DIR"] = str(self.pool_dir)
+            env["LATTICE_POOL_DIR"] = str(self.pool_dir_of(name))
+            if extra is not None:
+                # Its engine: on its machine, the socket compose mounts.
+                env["DOCKER_HOST"] = extra.docker_host
+                env["LATTICE_WORKLOAD_ADDRESS"] = extra.address
+            elif self.agent_address:
+                env["LATTICE_WORKLOAD_ADDRESS"] = self.agent_address
         # A container's own /tmp, where its command writes (beat's pidfile).
         in_command = {**paths, "/tmp": str(own / "tmp")}  # noqa: S108
         argv = [self._translate(arg, in_command) for arg in service["command"]]
@@ -310,7 +356,21 @@ class Layout:
     @property
     def pool_dir(self) -> Path:
         """The agent's warm-pool folder (LATTICE_POOL_DIR): the layout's own."""
+        return self.pool_dir_of("agent")
+
+    def pool_dir_of(self, name: str) -> Path:
+        if name in self.extra_hosts:
+            return self.folder / "hosts" / name / "agent-var" / "pool"
         return self.folder / "agent-var" / "pool"
+
+    def dotenv_of(self, name: str) -> dict[str, str]:
+        """A further host's own .env lines: its host name, join token, broker URL, cache."""
+        extra = self.extra_hosts[name]
+        return {
+            "LATTICE_LOCAL_HOST_NAME": extra.host_name,
+            "LATTICE_DATASET_CACHE": str(self.folder / "hosts" / name / "dataset-cache"),
+            **extra.dotenv,
+        }
 
     def close(self) -> None:
         """Stop every service: all asked at once (SIGTERM), then each waited for; then the
@@ -325,18 +385,20 @@ class Layout:
             self.timings[f"stop {name}"] = time.monotonic() - mark
         from apps.runtimes.pool import Slots
 
-        with contextlib.suppress(Exception):
-            Slots(self.pool_dir).release()
+        for name in self.services:
+            if self.is_agent(name):
+                with contextlib.suppress(Exception):
+                    Slots(self.pool_dir_of(name)).release()
 
     # --- being up ----------------------------------------------------------------------------
 
     def wait_up(self, name: str, timeout: float = _UP_TIMEOUT) -> None:
-        check = {
+        checks: dict[str, Callable[[], bool]] = {
             "web": self._web_up,
             "worker": lambda: " ready." in self._log_since_start("worker"),
             "beat": lambda: "beat: Starting..." in self._log_since_start("beat"),
-            "agent": self._agent_up,
-        }[name]
+        }
+        check = (lambda: self._agent_up(name)) if self.is_agent(name) else checks[name]
         deadline = time.monotonic() + timeout
         while not check():
             if not self.running(name):
@@ -351,12 +413,17 @@ class Layout:
         except httpx.HTTPError:
             return False
 
-    def _agent_up(self) -> bool:
-        _, env = self.spec("agent")
+    def _agent_up(self, name: str = "agent") -> bool:
+        _, env = self.spec(name)
         alive = Path(env["LATTICE_AGENT_ALIVE_FILE"])
-        if not alive.exists() or alive.stat().st_mtime < self.started_at["agent"]:
+        if not alive.exists() or alive.stat().st_mtime < self.started_at[name]:
             return False
-        rows = self.sql("SELECT status FROM machines_host WHERE name = %s", [self.host_name])
+        try:
+            rows = self.sql(
+                "SELECT status FROM machines_host WHERE name = %s", [self.host_name_of(name)]
+            )
+        except Exception:  # the database is down (the fault suite restarts it)
+            return False
         return rows == [("ready",)]
 
     # --- looking at it -------------------------------------------------------------------------
@@ -376,7 +443,7 @@ class Layout:
     def logs(self) -> str:
         return "\n".join(
             f"===== {name} =====\n{self.log(name)[-8000:]}"
-            for name in ("migrate", *SERVICES)
+            for name in ("migrate", *self.services)
             if self.log(name)
         )
 
@@ -483,44 +550,74 @@ def production_layout(
     scipy_image: str,
 ) -> Iterator[Layout]:
     """docker-compose.yml's web, worker, beat and agent, running (see the module)."""
+    from django.conf import settings
+
+    db = _suite_database()
+    suite_redis = urlsplit(redis_url)
+    with run_layout(
+        folder=tmp_path_factory.mktemp("layout"),
+        db=db,
+        database=f"{db['NAME'].removeprefix('test_')}_layout"[:63],
+        redis_address=suite_redis.netloc.rpartition("@")[2] or "127.0.0.1:6379",
+        redis_netloc=suite_redis.netloc,
+        redis_db=(int((suite_redis.path or "/0").strip("/") or 0) + 8) % 16,
+        # The test run's installation, and the layout's own within it: the suite's
+        # reconcilers and clean-ups never take its workloads for theirs, nor it theirs.
+        installation=f"{settings.LATTICE_INSTALLATION}-layout",
+        scipy_image=scipy_image,
+        docker_clients=[docker_client],
+    ) as layout:
+        yield layout
+
+
+@contextlib.contextmanager
+def run_layout(
+    *,
+    folder: Path,
+    db: dict[str, str],
+    database: str,
+    redis_address: str,
+    redis_db: int,
+    installation: str,
+    scipy_image: str,
+    docker_clients: list[Any],
+    agent_address: str = "",
+    extra_hosts: dict[str, ExtraHost] | None = None,
+    began: float | None = None,
+    redis_netloc: str = "",
+) -> Iterator[Layout]:
+    """The layout, up (the bring-up both fixtures share): its S3 (moto) and bucket, its own
+    database ``database`` on the PostgreSQL server ``db`` (HOST, PORT, USER, PASSWORD: made
+    here, dropped at the end), database ``redis_db`` of the Redis at ``redis_address``
+    (flushed before and after), its agents' workloads removed from ``docker_clients`` at the
+    end (by the installation label), their broker users removed."""
     import boto3
     import redis
     from moto.server import ThreadedMotoServer
 
-    began = time.monotonic()
+    began = time.monotonic() if began is None else began
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     s3_server = "http://{}:{}".format(*moto.get_host_and_port())
-    db = _suite_database()
-    database = f"{db['NAME'].removeprefix('test_')}_layout"[:63]
-    suite_redis = urlsplit(redis_url)
-    redis_db = (int((suite_redis.path or "/0").strip("/") or 0) + 8) % 16
-    folder = tmp_path_factory.mktemp("layout")
     s3 = urlsplit(s3_server)
     bucket = f"layout-{secrets.token_hex(4)}"
     pg_address = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or '5432'}"
     dotenv = _dotenv(
         db=db, database=database, bucket=bucket, folder=folder, scipy_image=scipy_image
     )
-    from django.conf import settings
-
     layout = Layout(
         folder=folder,
         dotenv=dotenv,
-        addresses={
-            "postgres": pg_address,
-            "redis": suite_redis.netloc.rpartition("@")[2] or "127.0.0.1:6379",
-            "minio": s3.netloc,
-        },
+        addresses={"postgres": pg_address, "redis": redis_address, "minio": s3.netloc},
         redis_db=redis_db,
         database=database,
         database_url=f"postgres://{db['USER']}:{db['PASSWORD']}@{pg_address}/{database}",
-        # The test run's installation, and the layout's own within it: the suite's
-        # reconcilers and clean-ups never take its workloads for theirs, nor it theirs.
-        installation=f"{settings.LATTICE_INSTALLATION}-layout",
+        installation=installation,
+        agent_address=agent_address,
+        extra_hosts=dict(extra_hosts or {}),
     )
     trusted = redis.Redis.from_url(
-        urlunsplit(suite_redis._replace(path=f"/{redis_db}")), socket_connect_timeout=2
+        f"redis://{redis_netloc or redis_address}/{redis_db}", socket_connect_timeout=2
     )
     _drop_database(db, database)
     with _admin_connect(db) as conn:
@@ -541,14 +638,20 @@ def production_layout(
     finally:
         layout.close()
         mark = time.monotonic()
-        _remove_workloads(docker_client, layout.installation)
+        for client in docker_clients:
+            with contextlib.suppress(Exception):  # an engine a test left dead
+                _remove_workloads(client, layout.installation)
         layout.timings["remove workloads"] = time.monotonic() - mark
         with contextlib.suppress(redis.RedisError):
-            trusted.execute_command("ACL", "DELUSER", f"lattice-host-{layout.host_name}")
+            for name in layout.services:
+                if layout.is_agent(name):
+                    user = f"lattice-host-{layout.host_name_of(name)}"
+                    trusted.execute_command("ACL", "DELUSER", user)
             trusted.flushdb()
         trusted.close()
         mark = time.monotonic()
-        _drop_database(db, database)
+        with contextlib.suppress(Exception):  # a server a test left stopped
+            _drop_database(db, database)
         layout.timings["drop database"] = time.monotonic() - mark
         # The logs stay (pytest keeps the last runs' temporary folders); the rest goes.
         for path in folder.iterdir():
@@ -558,26 +661,41 @@ def production_layout(
 
 
 def _bring_up(layout: Layout) -> None:
-    """migrate, then the trusted tier and (once the operator made its credentials) the
-    agent; waits until each is up."""
+    """migrate, then the trusted tier and (once the operator made their credentials, for
+    every host at once) the agents; waits until each is up."""
+    from concurrent.futures import ThreadPoolExecutor
+
     mark = time.monotonic()
     layout.run_once("migrate")
     layout.timings["migrate"] = time.monotonic() - mark
     mark = time.monotonic()
-    # The trusted tier does not wait for the agent's credentials: started meanwhile.
+    # The trusted tier does not wait for the agents' credentials: started meanwhile.
     for name in SERVICES[:-1]:
         layout.start(name, wait=False)
-    # The operator's step before the agent's first start (docker-compose.yml's header).
-    made = layout.manage("create_join_token", "--host", layout.host_name)
-    for line in made.splitlines():
-        if line.startswith("join token: "):
-            layout.dotenv["LATTICE_AGENT_JOIN_TOKEN"] = line.removeprefix("join token: ")
-        elif line.startswith("LATTICE_AGENT_BROKER_URL="):
-            layout.dotenv["LATTICE_AGENT_BROKER_URL"] = line.split("=", 1)[1]
-    layout.start("agent", wait=False)
-    for name in SERVICES:
+    agents = [name for name in layout.services if layout.is_agent(name)]
+    # The operator's step before an agent's first start (docker-compose.yml's header).
+    with ThreadPoolExecutor(len(agents)) as pool:
+        made = list(pool.map(lambda name: layout.manage(*_join_args(layout, name)), agents))
+    layout.timings["join tokens"] = time.monotonic() - mark
+    for name, said in zip(agents, made, strict=True):
+        own = layout.dotenv if name == "agent" else layout.extra_hosts[name].dotenv
+        for line in said.splitlines():
+            if line.startswith("join token: "):
+                own["LATTICE_AGENT_JOIN_TOKEN"] = line.removeprefix("join token: ")
+            elif line.startswith("LATTICE_AGENT_BROKER_URL="):
+                own["LATTICE_AGENT_BROKER_URL"] = line.split("=", 1)[1]
+        layout.start(name, wait=False)
+    for name in layout.services:
         layout.wait_up(name)
         layout.timings[name] = time.monotonic() - mark
+
+
+def _join_args(layout: Layout, name: str) -> list[str]:
+    """``create_join_token`` for agent service ``name``'s host, as an operator runs it."""
+    address = layout.extra_hosts[name].address if name in layout.extra_hosts else ""
+    address = address or layout.agent_address
+    args = ["create_join_token", "--host", layout.host_name_of(name)]
+    return [*args, "--address", address] if address else args
 
 
 def _remove_workloads(docker_client: Any, installation: str) -> None:
