@@ -23,6 +23,12 @@ the database is emptied after each test, and with it the hosts' rows, which the 
 puts back as the join left them (``TwoHosts.ready_for_test``). Team ``/storage`` is served
 from one folder both reach (LATTICE_SHARED_STORAGE), as on real hosts with NFS.
 
+The second engine's dockerd has a fake of NVIDIA's container toolkit hook on its PATH
+(``SecondEngine.fake_hook``), so Docker serves device requests for GPUs by UUID there as on a
+GPU host, and host B's agent reports the two H100s of tests/fixtures/gpu/h100-80gb-x2-derived
+(LATTICE_AGENT_GPU_INVENTORY): GPU notebooks are placed, allocated and started on host B (no
+GPU is really there: what a process could do with one is not simulated).
+
 Needs root, dockerd, iproute2 and iptables (scripts/services.sh installs them); without them
 the tests are skipped, or fail under LATTICE_REQUIRE_SERVICES=1.
 """

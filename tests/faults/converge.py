@@ -304,6 +304,7 @@ class RunClock:
         self._threads: list[threading.Thread] = []
         self._streams: dict[str, Any] = {}
         self.errors: list[str] = []  # each broken event stream, as it broke
+        self._seen: set[tuple[str, str, str, float]] = set()
 
     def start(self) -> RunClock:
         for key in self.layout.hosts:
@@ -377,6 +378,9 @@ class RunClock:
     ) -> None:
         host = self.layout.hosts[key]
         with self._lock:
+            if (host, action, container, at) in self._seen:  # replayed after a reconnect
+                return
+            self._seen.add((host, action, container, at))
             self.events.append((host, action, container, at))
             life = self.lives.setdefault(container, _Life(host, dict(labels)))
             open_span = life.spans and life.spans[-1][1] is None

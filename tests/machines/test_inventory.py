@@ -186,7 +186,7 @@ def test_an_unchanged_report_writes_no_gpu_rows(django_assert_num_queries):
 
 
 def test_an_inventory_file_replaces_nvml(settings, monkeypatch):
-    import apps.machines.inventory as inventory
+    from apps.machines import inventory
 
     two = Path(__file__).parents[1] / "fixtures" / "gpu" / "h100-80gb-x2-derived" / "nvml.json"
     monkeypatch.setattr(inventory, "gpus_from_nvml", lambda: pytest.fail("NVML was read"))
