@@ -23,6 +23,12 @@ the database is emptied after each test, and with it the hosts' rows, which the 
 puts back as the join left them (``TwoHosts.ready_for_test``). Team ``/storage`` is served
 from one folder both reach (LATTICE_SHARED_STORAGE), as on real hosts with NFS.
 
+The second engine's dockerd has a fake of NVIDIA's container toolkit hook on its PATH
+(``SecondEngine.fake_hook``), so Docker serves device requests for GPUs by UUID there as on a
+GPU host, and host B's agent reports the two H100s of tests/fixtures/gpu/h100-80gb-x2-derived
+(LATTICE_AGENT_GPU_INVENTORY): GPU notebooks are placed, allocated and started on host B (no
+GPU is really there: what a process could do with one is not simulated).
+
 Needs root, dockerd, iproute2 and iptables (scripts/services.sh installs them); without them
 the tests are skipped, or fail under LATTICE_REQUIRE_SERVICES=1.
 """
@@ -58,6 +64,10 @@ ENGINE_START_TIMEOUT = 60.0
 AGENT_READY_TIMEOUT = 90.0
 # How often the agents report (seconds): a host's silence shows within a few of these.
 REPORT_EVERY = 1.0
+# The GPUs host B's agent reports (LATTICE_AGENT_GPU_INVENTORY): two H100s that are not there,
+# which its engine's fake NVIDIA hook lets containers ask for by UUID (SecondEngine).
+GPU_INVENTORY_B = ROOT / "tests" / "fixtures" / "gpu" / "h100-80gb-x2-derived" / "nvml.json"
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, step: float = 0.25) -> Any:
@@ -96,6 +106,30 @@ class SecondEngine:
     load_seconds: float = 0.0
     # The machine's engine's docker0 as it was (MainBridge), put back should it vanish.
     main_bridge: MainBridge | None = None
+    # Start dockerd with a fake of NVIDIA's container toolkit on its PATH (``fake_hook``).
+    fake_nvidia_hook: bool = False
+
+    def fake_hook(self) -> Path:
+        """A stand-in for ``nvidia-container-runtime-hook``, in this engine's own folder.
+
+        Docker (moby 20.10.24, the version here: daemon/nvidia_linux.go; later versions in
+        daemon/devices_nvidia_linux.go) registers its "nvidia"
+        device driver, the one that serves a device request with capabilities [["gpu"]], only
+        when that hook is on dockerd's PATH at its start; for such a request it then sets
+        NVIDIA_VISIBLE_DEVICES to the request's device ids and adds the hook as an OCI
+        prestart hook (``hook prestart``, the container's state on stdin). The real hook
+        mounts the GPUs' device nodes and driver libraries; this one reads its stdin and
+        says yes, so a machine without GPUs starts containers that ask for GPUs by UUID, as
+        a GPU host's engine does (what the container can do with them is not simulated)."""
+        folder = self.root / "nvidia-bin"
+        folder.mkdir(exist_ok=True)
+        hook = folder / NVIDIA_HOOK
+        hook.write_text(
+            "#!/bin/sh\n# a fake NVIDIA container toolkit hook (tests/multihost.py)\n"
+            "cat >/dev/null\nexit 0\n"
+        )
+        hook.chmod(0o755)
+        return folder
 
     @property
     def url(self) -> str:
@@ -125,6 +159,8 @@ class SecondEngine:
         config = self.root / "daemon.json"
         config.write_text("{}\n")  # never /etc/docker/daemon.json: that is the main engine's
         env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+        if self.fake_nvidia_hook:
+            env["PATH"] = f"{self.fake_hook()}{os.pathsep}{env.get('PATH', os.defpath)}"
         started = time.monotonic()
         log = (self.root / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
@@ -302,6 +338,7 @@ def second_engine(docker_client: Any, notebook_image: str, scipy_image: str) -> 
         run=Path(f"/run/lat-{tag}"),
         bridge=f"latb{tag[:8]}",
         range_n=_free_range(),
+        fake_nvidia_hook=True,
     )
     try:
         engine.make_bridge()
@@ -378,6 +415,7 @@ class Agent:
     join_token: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    gpu_inventory: Path | None = None  # LATTICE_AGENT_GPU_INVENTORY: the GPUs it reports
 
     def env(self, shared: Path, installation: str) -> dict[str, str]:
         trusted = {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DOCKER_HOST"}
@@ -398,6 +436,8 @@ class Agent:
             LATTICE_DATASET_CACHE=str(self.folder / "datasets"),
             LATTICE_RUNTIME_DIR=str(self.folder / "runtime"),
         )
+        if self.gpu_inventory is not None:
+            env["LATTICE_AGENT_GPU_INVENTORY"] = str(self.gpu_inventory)
         return env
 
     @property
@@ -452,7 +492,15 @@ class TwoHosts:
         self.a = Agent(
             f"mh-a-{tag}", MAIN_ENGINE, engine.main_address, folder / "a", main_client=main_client
         )
-        self.b = Agent(f"mh-b-{tag}", engine.url, engine.address, folder / "b", engine=engine)
+        self.b = Agent(
+            f"mh-b-{tag}",
+            engine.url,
+            engine.address,
+            folder / "b",
+            engine=engine,
+            # Host B claims two GPUs where its engine can start containers that ask for them.
+            gpu_inventory=GPU_INVENTORY_B if engine.fake_nvidia_hook else None,
+        )
         self.timings: dict[str, float] = {}
         self.joined = False
 

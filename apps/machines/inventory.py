@@ -7,9 +7,11 @@ host in ``shared/fixtures/gpu/h100-80gb/`` (tests/machines/test_inventory.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -117,9 +119,22 @@ def gpus_from_nvidia_smi_xml(text: str) -> tuple[str, list[dict[str, Any]]]:
     return driver, gpus
 
 
+def gpus_of_this_host() -> tuple[str, list[dict[str, Any]]]:
+    """The host's GPUs: from NVML, or, where LATTICE_AGENT_GPU_INVENTORY names a JSON capture
+    of an NVML read (the format of ``gpus_from_nvml_json``), from that file instead. The host
+    then claims exactly those GPUs, whatever NVML says: for test rigs, and hosts whose NVML
+    the agent cannot read (docs/hosts.md)."""
+    from django.conf import settings
+
+    override = getattr(settings, "LATTICE_AGENT_GPU_INVENTORY", "")
+    if override:
+        return gpus_from_nvml_json(json.loads(Path(override).read_text()))
+    return gpus_from_nvml()
+
+
 def collect() -> dict[str, Any]:
     """Everything the control plane needs to know about this host, as plain data."""
-    driver, gpus = gpus_from_nvml()
+    driver, gpus = gpus_of_this_host()
     return {
         "hostname": platform.node(),
         "cpu_count": psutil.cpu_count(logical=True) or 0,

@@ -526,6 +526,10 @@ LATTICE_HOST_GRACE = env.int("LATTICE_HOST_GRACE", default=900)
 LATTICE_AGENT_CONCURRENCY = env.int("LATTICE_AGENT_CONCURRENCY", default=0)
 # How often (seconds) an agent reports inventory and workloads.
 LATTICE_AGENT_REPORT_EVERY = env.float("LATTICE_AGENT_REPORT_EVERY", default=15.0)
+# On a host: a JSON capture of an NVML read (tests/fixtures/gpu/*/nvml.json's format) its
+# agent reports as the host's GPUs instead of reading NVML; empty: NVML. For test rigs and
+# hosts whose NVML the agent cannot read (docs/hosts.md): the host claims those GPUs.
+LATTICE_AGENT_GPU_INVENTORY = env.str("LATTICE_AGENT_GPU_INVENTORY", default="")
 # A signed message from an agent older than this (seconds, or as far in the future) is
 # refused: the inbox may wait out a control worker's restart, not replay hours later.
 LATTICE_INBOX_MAX_AGE = env.int("LATTICE_INBOX_MAX_AGE", default=900)

@@ -183,3 +183,20 @@ def test_an_unchanged_report_writes_no_gpu_rows(django_assert_num_queries):
     with django_assert_num_queries(6):
         host_apply_inventory(host=host, inventory=inventory)
     assert GPUDevice.objects.filter(host=host, present=True).count() == 8
+
+
+def test_an_inventory_file_replaces_nvml(settings, monkeypatch):
+    from apps.machines import inventory
+
+    two = Path(__file__).parents[1] / "fixtures" / "gpu" / "h100-80gb-x2-derived" / "nvml.json"
+    monkeypatch.setattr(inventory, "gpus_from_nvml", lambda: pytest.fail("NVML was read"))
+    settings.LATTICE_AGENT_GPU_INVENTORY = str(two)
+
+    found = collect()
+
+    assert found["driver_version"] == "580.159.04"
+    assert [g["uuid"] for g in found["gpus"]] == [
+        "GPU-5e1a7c3d-0b2f-4c61-9d8e-1f2a3b4c5d01",
+        "GPU-5e1a7c3d-0b2f-4c61-9d8e-1f2a3b4c5d02",
+    ]
+    assert {g["name"] for g in found["gpus"]} == {"NVIDIA H100 80GB HBM3"}
