@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -212,9 +213,22 @@ def _on_building(session: NotebookSession, data: dict[str, Any]) -> None:
     )
 
 
+def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
+    """When the workload's process really started, as its runtime says (the "started" event's
+    ``started_at``, Unix time: Docker's State.StartedAt), not when the event was read: an
+    event that waited in the inbox (the control worker was down, the broker restarting)
+    would otherwise leave the seconds it ran meanwhile unbilled. Believed within reason:
+    never after now, never before the session was asked for."""
+    now = timezone.now()
+    said = data.get("started_at")
+    if not isinstance(said, int | float) or isinstance(said, bool) or not math.isfinite(said):
+        return now
+    return min(now, max(session.requested_at, datetime.fromtimestamp(said, tz=UTC)))
+
+
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
     if session.ended_at is None and session.started_at is None:
-        session.started_at = timezone.now()
+        session.started_at = _started_at(session, data)
         state = data.get("state")
         session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
