@@ -67,3 +67,19 @@ def test_a_start_time_out_of_reason_is_kept_within_it(acme, alice, host, noteboo
     NotebookSession.objects.for_team(acme).filter(pk=session.pk).update(started_at=None)
     long_ago = (session.requested_at - timedelta(days=3)).timestamp()
     assert _started(acme, session, host, long_ago) == session.requested_at
+
+
+def test_a_ready_without_its_started_event_is_billed_from_the_runtimes_start(
+    acme, alice, host, notebook
+):
+    # The "started" event was lost with a broker restart; "ready" carries the runtime state.
+    session = _starting(acme, alice, notebook)
+    began = timezone.now() - timedelta(seconds=7)
+    data = {"state": {"started_at": began.timestamp()}, "endpoint": session.endpoint}
+
+    on_workload_event(host.name, session.workload, "ready", data)
+
+    session = NotebookSession.objects.for_team(acme).get(pk=session.pk)
+    assert session.status == Status.RUNNING
+    assert session.started_at is not None
+    assert abs((session.started_at - began).total_seconds()) < 0.01
