@@ -41,10 +41,25 @@ def inbox(envelope: Any) -> None:
     inbox_receive(envelope)
 
 
+# How long an agent keeps trying to put a message on the inbox while the broker refuses it:
+# Redis restarting (a second or two), then the agent's broker user lost until beat makes it
+# again (LATTICE_BROKER_USERS_EVERY, apps.machines.broker). Celery's default (3 tries within
+# a second) dropped a start's "started" event there, with the container running: the session
+# then waited for the redispatch (LATTICE_NOTEBOOK_REDISPATCH_AFTER) to hear of it.
+SEND_RETRY_POLICY = {
+    "max_retries": 40,
+    "interval_start": 0.25,
+    "interval_step": 0.25,
+    "interval_max": 1.0,
+}  # about 35 s in all
+
+
 def send(host_name: str, kind: str, body: dict[str, Any]) -> None:
     """Sign ``body`` as ``host_name`` (with the key this process holds for it) and put it on
-    the inbox queue: how an agent says anything."""
-    inbox.delay(seal(host_name, identity_key(host_name), kind, body))
+    the inbox queue: how an agent says anything. Sent again while the broker refuses it
+    (SEND_RETRY_POLICY), then the broker's error is raised."""
+    envelope = seal(host_name, identity_key(host_name), kind, body)
+    inbox.apply_async((envelope,), retry=True, retry_policy=SEND_RETRY_POLICY)
 
 
 class RefusedError(Exception):

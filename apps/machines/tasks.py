@@ -24,7 +24,10 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from apps.machines import inbox  # noqa: F401 - registers control.inbox (see above)
+from apps.machines import (
+    hearing,
+    inbox,  # noqa: F401 - registers control.inbox (see above)
+)
 from apps.machines.agent import agent_remove_orphan
 from apps.machines.broker import broker_users_restore
 from apps.machines.hooks import host_offline
@@ -45,6 +48,8 @@ def broker_users() -> list[str]:
     LATTICE_BROKER_USERS_EVERY seconds, so agents are locked out for at most that long."""
     restored = broker_users_restore()
     if restored:
+        # Those agents were locked out until now: their silence says nothing of them.
+        hearing.deaf_since()
         logger.warning("broker users made again after Redis lost them: %s", ", ".join(restored))
     return restored
 
@@ -53,7 +58,9 @@ def broker_users() -> list[str]:
 def reconcile() -> dict[str, int]:
     """One pass of the reconciler. Idempotent; beat runs it every LATTICE_RECONCILE_EVERY."""
     counts = {"offline": 0, "lost": 0, "orphans": 0, "placed": 0}
-    _take_silent_hosts_offline(counts)
+    hearing.pass_began()
+    if hearing.may_judge_silence():  # not just after the control plane itself was away
+        _take_silent_hosts_offline(counts)
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(reported_at__isnull=False):
         _judge_placements(host, counts)
         _remove_orphans(host, counts)
@@ -64,6 +71,7 @@ def reconcile() -> dict[str, int]:
     counts.update({f"pool_{k}": v for k, v in pool_replenish().items() if v})
     if any(counts.values()):
         logger.info("reconciler: %s", counts)
+    hearing.pass_ended()
     return counts
 
 

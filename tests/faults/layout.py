@@ -168,27 +168,6 @@ class FaultLayout:
             client.close()
         return [rule for rule in rules if rule.startswith("user lattice-host-")]
 
-    def put_back_broker_users(self, rules: list[str]) -> list[str]:
-        """Make again those of ``rules`` (``broker_users()``'s) the server lost; their names.
-
-        Not the product's remedy: a stand-in that lets the session go on after a Redis
-        restart while the product keeps them only in Redis's memory (ACL SETUSER,
-        apps/machines/broker.py), so every agent is locked out by a restart."""
-        import redis
-
-        have = {rule.split()[1] for rule in self.broker_users()}
-        client = redis.Redis.from_url(self.redis.url)
-        made = []
-        try:
-            for rule in rules:
-                _, name, *parts = rule.split()
-                if name not in have:
-                    client.execute_command("ACL", "SETUSER", name, "reset", *parts)
-                    made.append(name)
-        finally:
-            client.close()
-        return made
-
     # --- the API -------------------------------------------------------------------------------
 
     def api(self) -> httpx.Client:

@@ -1,39 +1,14 @@
 """The fault layout itself (tests/faults/layout.py): two hosts ready, a notebook runs on each
-through the API, and its private servers restart. What the layout's processes do after a
-server restart is shown (``-s``), not judged here: the fault tests judge it."""
+through the API. Its private servers' restarts and kills are the fault tests'
+(tests/faults/test_control_faults.py)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.faults.layout import FaultLayout
-
-
-def _observe(fault_layout: FaultLayout, seconds: float) -> dict[str, Any]:
-    """The hosts' statuses and the processes' liveness, ``seconds`` after a fault."""
-    deadline = time.monotonic() + seconds
-    statuses: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        statuses = fault_layout.host_statuses()
-        if statuses == {"a": "ready", "b": "ready"} and time.monotonic() > deadline - 2:
-            break
-        time.sleep(1)
-    return {
-        "hosts": statuses,
-        "running": {name: fault_layout.running(name) for name in fault_layout.services},
-    }
-
-
-def _log_lines(fault_layout: FaultLayout, since: dict[str, int], *words: str) -> dict[str, list]:
-    found = {}
-    for name in fault_layout.services:
-        new = fault_layout.log(name)[since[name] :]
-        lines = [line for line in new.splitlines() if any(w in line for w in words)]
-        if lines:
-            found[name] = lines[:3] + ([f"... {len(lines)} such lines"] if len(lines) > 3 else [])
-    return found
 
 
 def test_both_hosts_are_ready_each_on_its_engine(fault_layout: FaultLayout) -> None:
@@ -87,72 +62,4 @@ def test_a_notebook_started_through_the_api_runs_on_each_host(fault_layout: Faul
             fault_layout.wait_notebook(api, notebook, "stopped", 120)
     for key in ("a", "b"):
         assert fault_layout.engines[key].containers.list(filters=ours) == []
-    fault_layout.healthy()
-
-
-def test_the_private_redis_restarts(fault_layout: FaultLayout) -> None:
-    import redis
-
-    fault_layout.healthy()
-    client = redis.Redis.from_url(fault_layout.redis.url)
-    users_before = sorted(u.decode() for u in client.execute_command("ACL", "USERS"))
-    client.close()
-    rules = fault_layout.broker_users()
-    assert len(rules) == 2, rules
-    since = {name: len(fault_layout.log(name)) for name in fault_layout.services}
-
-    began = time.monotonic()
-    fault_layout.redis.restart()
-    restarted = time.monotonic() - began
-
-    client = redis.Redis.from_url(fault_layout.redis.url)
-    assert client.ping()
-    users_after = sorted(u.decode() for u in client.execute_command("ACL", "USERS"))
-    client.close()
-    seen = _observe(fault_layout, 20)
-    print(  # noqa: T201 - what the processes did, for the report
-        f"\nredis restarted in {restarted:.1f}s; ACL users before {users_before}, after "
-        f"{users_after}; 20 s later: {seen}; log lines: "
-        f"{_log_lines(fault_layout, since, 'WRONGPASS', 'NOAUTH', 'invalid username', 'rror')}"
-    )
-    # The session goes on (the fault tests after this one need both hosts): the hosts'
-    # users the restart lost are put back as they were, then the layout is whole again.
-    began = time.monotonic()
-    put_back = fault_layout.put_back_broker_users(rules)
-    fault_layout.healthy()
-    print(  # noqa: T201
-        f"broker users put back by the test: {put_back}; whole again in "
-        f"{time.monotonic() - began:.1f}s"
-    )
-
-
-def test_the_private_postgres_restarts(fault_layout: FaultLayout) -> None:
-    fault_layout.healthy()
-    since = {name: len(fault_layout.log(name)) for name in fault_layout.services}
-
-    began = time.monotonic()
-    fault_layout.postgres.restart()
-    restarted = time.monotonic() - began
-
-    assert fault_layout.sql("SELECT 1") == [(1,)]
-    seen = _observe(fault_layout, 20)
-    print(  # noqa: T201 - what the processes did, for the report
-        f"\npostgres restarted in {restarted:.1f}s; 20 s later: {seen}; log lines: "
-        f"{_log_lines(fault_layout, since, 'OperationalError', 'rror', 'terminat')}"
-    )
-    fault_layout.healthy()
-
-
-def test_the_private_servers_come_back_after_a_kill(fault_layout: FaultLayout) -> None:
-    import redis
-
-    rules = fault_layout.broker_users()
-    for server in (fault_layout.postgres, fault_layout.redis):
-        server.kill()
-        assert not server.running()
-        server.start()
-        assert server.running()
-    assert fault_layout.sql("SELECT 1") == [(1,)]
-    assert redis.Redis.from_url(fault_layout.redis.url).ping()
-    fault_layout.put_back_broker_users(rules)  # see the Redis restart's test
     fault_layout.healthy()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -212,9 +213,26 @@ def _on_building(session: NotebookSession, data: dict[str, Any]) -> None:
     )
 
 
+def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
+    """When the workload's process really started, as its runtime says (the "started" event's
+    ``started_at``, or the runtime state's in "ready": Unix time, Docker's State.StartedAt),
+    not when the event was read: an event that waited in the inbox (the control worker was
+    down), or a "started" lost with a broker restart, would otherwise leave the seconds it
+    ran meanwhile unbilled. Believed within reason: never after now, never before the
+    session was asked for."""
+    now = timezone.now()
+    state = data.get("state")
+    said = data.get("started_at")
+    if said is None and isinstance(state, dict):  # "ready" carries it in the runtime's state
+        said = state.get("started_at")
+    if not isinstance(said, int | float) or isinstance(said, bool) or not math.isfinite(said):
+        return now
+    return min(now, max(session.requested_at, datetime.fromtimestamp(said, tz=UTC)))
+
+
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
     if session.ended_at is None and session.started_at is None:
-        session.started_at = timezone.now()
+        session.started_at = _started_at(session, data)
         state = data.get("state")
         session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
@@ -245,7 +263,8 @@ def _on_ready(session: NotebookSession, data: dict[str, Any]) -> None:
     state = data.get("state")
     session.runtime_state = state if isinstance(state, dict) else session.runtime_state
     session.endpoint = endpoint
-    session.started_at = session.started_at or now
+    # A "started" event lost on the way (a broker restart): started as the runtime says.
+    session.started_at = session.started_at or _started_at(session, data)
     session.ready_at = now
     session.activity_at = now
     session_set_status(
