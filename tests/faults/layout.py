@@ -37,7 +37,8 @@ Host b is a GPU host: its agent reports the two H100s of tests/fixtures/gpu/
 h100-80gb-x2-derived (LATTICE_AGENT_GPU_INVENTORY) and its engine has the fake NVIDIA hook
 (tests/multihost.py), and the database has a machine type with one such GPU that fits this
 box's cores (``GPU_TYPE``, made as an operator adds one: ``manage.py shell``), which only
-host b offers.
+host b offers, and a CPU type of one core (``CPU_TYPE``) so that a CPU notebook and a GPU
+notebook fit host b together.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ HOST_KEYS = {"a": "agent", "b": "agent-b"}
 # GPU types ask for 20 and more), made in the layout's database at its start.
 GPU_TYPE = "faults-gpu-x1"
 GPU_MODEL = "NVIDIA H100 80GB HBM3"
+# A CPU machine type of one core (cpu-small asks for two: all of a host here), so a CPU
+# notebook and a GPU notebook fit host b together.
+CPU_TYPE = "faults-cpu-x1"
 READY_TIMEOUT = 90.0
 # The fault layout's own intervals, beyond the production layout's (reconcile every 1 s):
 # - a host is offline after 15 s of silence (production: 90): longer than an agent's
@@ -357,8 +361,8 @@ class FaultLayout:
         return f"{self.layout.logs()}\n{servers}"
 
 
-def _gpu_type(layout: Layout) -> None:
-    """``GPU_TYPE`` in the layout's database, as an operator adds a machine type."""
+def _machine_types(layout: Layout) -> None:
+    """``GPU_TYPE`` and ``CPU_TYPE`` in the layout's database, as an operator adds them."""
     layout.manage(
         "shell",
         "-c",
@@ -366,7 +370,10 @@ def _gpu_type(layout: Layout) -> None:
         "from apps.machines.models import MachineType\n"
         f"MachineType.objects.update_or_create(slug={GPU_TYPE!r}, defaults=dict("
         f"name='Faults GPU x1', vcpus=1, memory_gib=1, disk_gib=1, gpu_model={GPU_MODEL!r},"
-        " gpu_count=1, hourly_price=Decimal('1.00')))\n",
+        " gpu_count=1, hourly_price=Decimal('1.00')))\n"
+        f"MachineType.objects.update_or_create(slug={CPU_TYPE!r}, defaults=dict("
+        "name='Faults CPU x1', vcpus=1, memory_gib=1, disk_gib=1,"
+        " hourly_price=Decimal('0.10')))\n",
     )
 
 
@@ -440,7 +447,7 @@ def fault_layout(
             fault = FaultLayout(layout, second_engine, postgres, redis, docker_client)
             mark = time.monotonic()
             fault.user_email, fault.team_slug, fault.token = _member(layout)
-            _gpu_type(layout)
+            _machine_types(layout)
             layout.timings["member and token"] = time.monotonic() - mark
             layout.start_seconds = time.monotonic() - began
             fault.timings = layout.timings
