@@ -51,9 +51,13 @@ EVENTS = ("start", "die", "kill", "oom")
 class Layout(Protocol):
     """What the checker needs of a layout (tests/faults/layout.py's FaultLayout has more)."""
 
-    installation: str
-    hosts: dict[str, str]  # {"a": host name, "b": host name}
-    engines: dict[str, Any]  # {"a": docker client, "b": docker client}
+    # Read-only (properties of FaultLayout): {"a": host name, ...}, {"a": docker client, ...}
+    @property
+    def installation(self) -> str: ...
+    @property
+    def hosts(self) -> dict[str, str]: ...
+    @property
+    def engines(self) -> dict[str, Any]: ...
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]: ...
 
