@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -212,9 +213,23 @@ def _on_building(session: NotebookSession, data: dict[str, Any]) -> None:
     )
 
 
+def _started_moment(session: NotebookSession, value: Any) -> datetime:
+    """When the session's process started: the runtime's own time (Docker's StartedAt) that
+    the host says, when within reason (not before the session was asked for, not in the
+    future), else now. A "started" can come late: the first start's was lost with an agent
+    that died after starting the container, and the start sent again found it running;
+    billing counts from when it really ran (as apps.jobs.runs does for an attempt)."""
+    now = timezone.now()
+    try:
+        moment = datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return now
+    return moment if session.requested_at <= moment <= now else now
+
+
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
     if session.ended_at is None and session.started_at is None:
-        session.started_at = timezone.now()
+        session.started_at = _started_moment(session, data.get("started_at"))
         state = data.get("state")
         session.runtime_state = state if isinstance(state, dict) else {}
         session.save(update_fields=["started_at", "runtime_state"])
