@@ -685,14 +685,18 @@ def _agent_pair(
     docker_client: Any,
     shared_storage: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: None,
+    django_db_blocker: Any,
 ) -> Iterator[TwoHosts]:
     """The two agents of the session (started by the first test that asks: see
-    ``TwoHosts.ready_for_test``); stopped at its end, their broker users removed."""
+    ``TwoHosts.ready_for_test``); stopped at its end, their broker users removed (their
+    records are rows now: apps.machines.broker keeps them to make them again)."""
     hosts = TwoHosts(
         second_engine, docker_client, tmp_path_factory.mktemp("agents"), shared_storage
     )
     yield hosts
-    hosts.stop()
+    with django_db_blocker.unblock():
+        hosts.stop()
 
 
 @pytest.fixture
