@@ -95,10 +95,31 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
             placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
         host.status = Host.Status.OFFLINE
+        _purge_queue(host)
         try:
             host_offline(host)
         except Exception:  # what the apps above do must not stop the reconciler's pass
             logger.exception("reconciler: host_offline(%s) failed", host.name)
+
+
+def _purge_queue(host: Host) -> None:
+    """What waits in the queue of a host that went offline is void: every placement it had
+    was freed (lost) above. A start sent to it while it was silent (the sessions
+    reconciler's resend of one that made no progress) would otherwise be taken by its agent
+    when it comes back, and start a workload whose session ended, on GPUs that may be
+    someone else's by then (issue 20's host-power fault). What still runs there is removed
+    once it reports again (the orphans, below)."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            channel: Any = connection.default_channel  # kombu's virtual channel
+            dropped = channel.queue_purge(host.queue)
+    except Exception:  # the broker away: what is left is fenced at its return
+        logger.exception("reconciler: the queue of offline host %s not purged", host.name)
+        return
+    if dropped:
+        logger.warning("reconciler: %s message(s) to offline host %s dropped", dropped, host)
 
 
 def _judge_placements(host: Host, counts: dict[str, int]) -> None:

@@ -109,6 +109,10 @@ class Spec:
     # dataset_mounts). One may say "path": "/model" (MODEL_PATH) to be mounted there instead:
     # a model version's files, built and cached the same way.
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    # Names in ``env`` whose values may differ between two sends of the same workload (a
+    # credential made anew at each dispatch: a notebook's LATTICE_TOKEN): not part of its
+    # identity, so a start sent again keeps the container the first one started.
+    volatile_env: list[str] = field(default_factory=list)
 
     def all_labels(self) -> dict[str, str]:
         """Our labels, always under ``lattice.``: how list_managed finds what is ours."""
@@ -119,8 +123,12 @@ class Spec:
         return labels
 
     def fingerprint(self) -> str:
-        """A hash of the whole spec: a running workload from another spec is not this one."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of the whole spec but the values of ``volatile_env``: a running workload
+        from another spec is not this one."""
+        whole = asdict(self)
+        volatile = whole.pop("volatile_env")  # a spec without any hashes as it always did
+        whole["env"] = {k: v for k, v in self.env.items() if k not in volatile}
+        return hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

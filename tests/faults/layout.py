@@ -31,6 +31,14 @@ The API (tests/faults/__init__'s brief)::
     fault_layout.team_slug, .user_email
     fault_layout.healthy()      # start what is down; wait until all is up, both hosts ready
     fault_layout.start_notebook(on="b")                  # made and started; waits "running"
+    fault_layout.start_gpu_notebook()                    # a GPU notebook, on host b
+
+Host b is a GPU host: its agent reports the two H100s of tests/fixtures/gpu/
+h100-80gb-x2-derived (LATTICE_AGENT_GPU_INVENTORY) and its engine has the fake NVIDIA hook
+(tests/multihost.py), and the database has a machine type with one such GPU that fits this
+box's cores (``GPU_TYPE``, made as an operator adds one: ``manage.py shell``), which only
+host b offers, and a CPU type of one core (``CPU_TYPE``) so that a CPU notebook and a GPU
+notebook fit host b together.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import httpx
 import pytest
 
 from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.multihost import GPU_INVENTORY_B
 from tests.platform.layout import ExtraHost, Layout, run_layout
 
 if TYPE_CHECKING:
@@ -53,7 +62,21 @@ if TYPE_CHECKING:
     from tests.multihost import SecondEngine
 
 HOST_KEYS = {"a": "agent", "b": "agent-b"}
+# A machine type with one of host b's GPUs that fits this box's two cores (the catalogue's
+# GPU types ask for 20 and more), made in the layout's database at its start.
+GPU_TYPE = "faults-gpu-x1"
+GPU_MODEL = "NVIDIA H100 80GB HBM3"
+# A CPU machine type of one core (cpu-small asks for two: all of a host here), so a CPU
+# notebook and a GPU notebook fit host b together.
+CPU_TYPE = "faults-cpu-x1"
 READY_TIMEOUT = 90.0
+# The fault layout's own intervals, beyond the production layout's (reconcile every 1 s):
+# - a host is offline after 15 s of silence (production: 90): longer than an agent's
+#   restart here (6-7 s measured; compose restarts it at once), so an agent killed and
+#   started again is not a host lost, while a dead host is still found well within 30 s;
+# - a start that made no progress (its message lost with the agent that had taken it:
+#   kombu without acks) is sent again after 5 s (production: 60).
+INTERVALS = {"LATTICE_HOST_OFFLINE_AFTER": "15", "LATTICE_NOTEBOOK_REDISPATCH_AFTER": "5"}
 DATABASE = "lattice"
 
 
@@ -201,10 +224,12 @@ class FaultLayout:
             for other in others:
                 self.set_draining(other, False)
 
-    def create_notebook(self, api: httpx.Client, name: str = "Fault") -> int:
+    def create_notebook(
+        self, api: httpx.Client, name: str = "Fault", machine_type: str = "cpu-small"
+    ) -> int:
         made = api.post(
             f"/teams/{self.team_slug}/notebooks/",
-            json={"name": name, "template": "scipy", "machine_type": "cpu-small"},
+            json={"name": name, "template": "scipy", "machine_type": machine_type},
         )
         assert made.status_code == 201, made.text
         return int(made.json()["id"])
@@ -220,12 +245,13 @@ class FaultLayout:
         name: str = "Fault",
         wait: bool = True,
         timeout: float = 240.0,
+        machine_type: str = "cpu-small",
     ) -> int:
         """A notebook made and started through the API (on host ``on`` when given: the other
         drained until it is placed); with ``wait``, until it is "running". Its id."""
         client = api or self.api()
         try:
-            notebook = self.create_notebook(client, name)
+            notebook = self.create_notebook(client, name, machine_type)
             with self.pinned(on) if on else contextlib.nullcontext():
                 started = client.post(f"/teams/{self.team_slug}/notebooks/{notebook}/start/")
                 assert started.status_code in {200, 202}, started.text
@@ -237,6 +263,47 @@ class FaultLayout:
         finally:
             if api is None:
                 client.close()
+
+    def start_gpu_notebook(
+        self,
+        api: httpx.Client | None = None,
+        *,
+        name: str = "GPU",
+        wait: bool = True,
+        timeout: float = 240.0,
+    ) -> int:
+        """A notebook of ``GPU_TYPE`` made and started through the API: only host b has GPUs,
+        so it is placed there (no drain needed); with ``wait``, until it is "running"."""
+        self.wait_gpus("b")
+        client = api or self.api()
+        try:
+            notebook = self.create_notebook(client, name, GPU_TYPE)
+            started = client.post(f"/teams/{self.team_slug}/notebooks/{notebook}/start/")
+            assert started.status_code in {200, 202}, started.text
+            if wait:
+                self.wait_notebook(client, notebook, "running", timeout)
+            return notebook
+        finally:
+            if api is None:
+                client.close()
+
+    def gpus(self, key: str = "b") -> list[str]:
+        """The GPU UUIDs the ledger has for host ``key``."""
+        rows = self.sql(
+            "SELECT g.uuid FROM machines_gpudevice g JOIN machines_host h ON h.id = g.host_id"
+            " WHERE h.name = %s ORDER BY g.uuid",
+            [self.hosts[key]],
+        )
+        return [str(row[0]) for row in rows]
+
+    def wait_gpus(self, key: str = "b", timeout: float = 30.0) -> list[str]:
+        """Host ``key``'s GPUs once its agent reported them (host b: two)."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.gpus(key)) < 2:
+            if time.monotonic() > deadline:
+                pytest.fail(f"host {key} reported no GPUs within {timeout:.0f}s: {found}")
+            time.sleep(0.25)
+        return found
 
     def _wait_placed(self, notebook: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -271,6 +338,22 @@ class FaultLayout:
             f"===== {s.name} (server) =====\n{s.log()[-4000:]}" for s in (self.postgres, self.redis)
         )
         return f"{self.layout.logs()}\n{servers}"
+
+
+def _machine_types(layout: Layout) -> None:
+    """``GPU_TYPE`` and ``CPU_TYPE`` in the layout's database, as an operator adds them."""
+    layout.manage(
+        "shell",
+        "-c",
+        "from decimal import Decimal\n"
+        "from apps.machines.models import MachineType\n"
+        f"MachineType.objects.update_or_create(slug={GPU_TYPE!r}, defaults=dict("
+        f"name='Faults GPU x1', vcpus=1, memory_gib=1, disk_gib=1, gpu_model={GPU_MODEL!r},"
+        " gpu_count=1, hourly_price=Decimal('1.00')))\n"
+        f"MachineType.objects.update_or_create(slug={CPU_TYPE!r}, defaults=dict("
+        "name='Faults CPU x1', vcpus=1, memory_gib=1, disk_gib=1,"
+        " hourly_price=Decimal('0.10')))\n",
+    )
 
 
 def _member(layout: Layout) -> tuple[str, str, str]:
@@ -318,6 +401,11 @@ def fault_layout(
                 host_name=f"faults-b-{uuid.uuid4().hex[:6]}",
                 address=second_engine.address,
                 docker_host=second_engine.url,
+                environment=(
+                    {"LATTICE_AGENT_GPU_INVENTORY": str(GPU_INVENTORY_B)}
+                    if second_engine.fake_nvidia_hook
+                    else {}
+                ),
             )
         }
         with run_layout(
@@ -332,11 +420,13 @@ def fault_layout(
             agent_address=second_engine.main_address,
             extra_hosts=extra,
             began=began,
+            dotenv=INTERVALS,
         ) as layout:
             layout.timings["private servers"] = servers
             fault = FaultLayout(layout, second_engine, postgres, redis, docker_client)
             mark = time.monotonic()
             fault.user_email, fault.team_slug, fault.token = _member(layout)
+            _machine_types(layout)
             layout.timings["member and token"] = time.monotonic() - mark
             layout.start_seconds = time.monotonic() - began
             fault.timings = layout.timings

@@ -202,3 +202,23 @@ def test_a_host_lost_with_many_placements_moves_the_lines_once(
         if q["sql"].startswith('SELECT DISTINCT "machines_placementrequest"."machine_type_id"')
     ]
     assert len(advances) == 1, len(advances)
+
+
+def test_what_was_queued_for_a_host_that_went_offline_is_dropped(host, catalogue):
+    """A start resent to a silent host (issue 20's host-power fault) must not be taken by
+    its agent when it comes back: its session ended lost when the host went offline."""
+    from config.celery import app
+
+    other = HostFactory.create()
+    with app.connection_for_write() as conn:
+        for name in (host.queue, other.queue):
+            queue = conn.SimpleQueue(name)
+            queue.put({"task": "agent.start"})
+            queue.close()
+    Host.objects.filter(pk=host.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=10))
+
+    assert reconcile()["offline"] == 1
+
+    with app.connection_for_write() as conn:
+        left = {name: conn.SimpleQueue(name).qsize() for name in (host.queue, other.queue)}
+    assert left == {host.queue: 0, other.queue: 1}  # only the offline host's queue

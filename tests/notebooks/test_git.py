@@ -163,3 +163,20 @@ def test_a_notebook_without_a_repository_starts_jupyter_directly(acme, alice, ho
     spec = lifecycle.session_spec(session)
     assert spec.command == jupyter_command(session)
     assert not {k for k in spec.env if k.startswith("LATTICE_GIT")}
+
+
+@pytest.mark.django_db(transaction=True)  # the start's work runs on commit
+def test_a_start_sent_again_is_the_same_workload_despite_its_new_token(acme, alice, host, notebook):
+    """Each dispatch makes a new workload token (LATTICE_TOKEN); the spec's fingerprint, by
+    which a host's runtime keeps a running container for a start sent again, ignores it. It
+    did not (issue 20's agent-kill fault): a start the reconciler sent again after an agent
+    died replaced the container the first start had running, unbilled."""
+    session = services.notebook_start(team=acme, actor=alice, notebook=notebook)
+    session = NotebookSession.objects.for_team(acme).get(pk=session.pk)
+    first, again = lifecycle.session_spec(session), lifecycle.session_spec(session)
+    assert first.env["LATTICE_TOKEN"] != again.env["LATTICE_TOKEN"]
+    assert first.fingerprint() == again.fingerprint()
+    # Any other change is another workload.
+    other = lifecycle.session_spec(session)
+    changed = type(other)(**{**other.__dict__, "env": {**other.env, "JUPYTER_TOKEN": "x"}})
+    assert changed.fingerprint() != first.fingerprint()

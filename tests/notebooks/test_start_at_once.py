@@ -117,3 +117,36 @@ def test_ready_turns_running_in_few_queries(
     assert session.ready_at is not None
     notebook.refresh_from_db()
     assert notebook.status == Status.RUNNING
+
+
+def test_a_session_is_billed_from_when_its_process_started(acme, alice, fake_runtime, catalogue):
+    """started_at is the runtime's own start time the host says (a "started" that comes late:
+    issue 20's agent-kill fault, where the first start's message died with its agent and the
+    start sent again found the container running), within reason; else the event's time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_host(cpus=2, memory_gib=8)
+    session = start(acme, alice, make_notebook(acme, alice, "Billed"))
+
+    def started(value: object) -> NotebookSession:
+        NotebookSession.objects.for_team(acme).filter(pk=session.pk).update(
+            status=Status.PULLING, started_at=None, ready_at=None
+        )
+        assert session.host is not None
+        workload_event(session.host, session.workload, "started", {"started_at": value})
+        return NotebookSession.objects.for_team(acme).get(pk=session.pk)
+
+    ran_from = session.requested_at + (timezone.now() - session.requested_at) / 2
+    assert started(ran_from.timestamp()).started_at == ran_from
+    before = timezone.now()
+    for wrong in (
+        (session.requested_at - timedelta(seconds=5)).timestamp(),  # before it was asked for
+        (timezone.now() + timedelta(hours=1)).timestamp(),  # in the future
+        "soon",
+        None,
+    ):
+        moment = started(wrong).started_at
+        assert moment is not None
+        assert moment >= before

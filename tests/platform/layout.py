@@ -125,6 +125,9 @@ class ExtraHost:
     host_name: str
     address: str  # its LATTICE_WORKLOAD_ADDRESS (create_join_token --address)
     docker_host: str  # its engine (DOCKER_HOST)
+    # Its process's own environment beyond compose's (LATTICE_AGENT_GPU_INVENTORY: the GPUs
+    # a GPU host's agent reads through NVML, here from a file).
+    environment: dict[str, str] = field(default_factory=dict)
     # Its .env's own lines (join token, broker URL), filled in by the bring-up.
     dotenv: dict[str, str] = field(default_factory=dict)
 
@@ -207,6 +210,7 @@ class Layout:
                 # Its engine: on its machine, the socket compose mounts.
                 env["DOCKER_HOST"] = extra.docker_host
                 env["LATTICE_WORKLOAD_ADDRESS"] = extra.address
+                env.update(extra.environment)
             elif self.agent_address:
                 env["LATTICE_WORKLOAD_ADDRESS"] = self.agent_address
         # A container's own /tmp, where its command writes (beat's pidfile).
@@ -585,6 +589,7 @@ def run_layout(
     extra_hosts: dict[str, ExtraHost] | None = None,
     began: float | None = None,
     redis_netloc: str = "",
+    dotenv: dict[str, str] | None = None,
 ) -> Iterator[Layout]:
     """The layout, up (the bring-up both fixtures share): its S3 (moto) and bucket, its own
     database ``database`` on the PostgreSQL server ``db`` (HOST, PORT, USER, PASSWORD: made
@@ -602,9 +607,10 @@ def run_layout(
     s3 = urlsplit(s3_server)
     bucket = f"layout-{secrets.token_hex(4)}"
     pg_address = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or '5432'}"
-    dotenv = _dotenv(
-        db=db, database=database, bucket=bucket, folder=folder, scipy_image=scipy_image
-    )
+    dotenv = {
+        **_dotenv(db=db, database=database, bucket=bucket, folder=folder, scipy_image=scipy_image),
+        **(dotenv or {}),  # the caller's own settings (the fault layout's intervals)
+    }
     layout = Layout(
         folder=folder,
         dotenv=dotenv,

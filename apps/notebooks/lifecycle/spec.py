@@ -129,6 +129,9 @@ def session_spec(session: NotebookSession) -> Spec:
         # from one place (LATTICE_SHARED_STORAGE), never moved with a notebook.
         shared_volumes=[team_settings.storage_volume],
         datasets=mounts_for_spec(session),
+        # A new workload token at each dispatch: a start sent again (its first one's message
+        # lost with an agent that died) keeps the container the first one started.
+        volatile_env=["LATTICE_TOKEN"],
         labels={
             "installation": settings.LATTICE_INSTALLATION,
             "kind": "notebook",
