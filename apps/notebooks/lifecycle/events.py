@@ -218,8 +218,8 @@ def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
     ``started_at``, or the runtime state's in "ready": Unix time, Docker's State.StartedAt),
     not when the event was read: an event that waited in the inbox (the control worker was
     down), or a "started" lost with a broker restart, would otherwise leave the seconds it
-    ran meanwhile unbilled. Believed within reason: never after now, never before the
-    session was asked for."""
+    ran meanwhile unbilled. Believed only within reason (a host is not trusted): a time
+    before the session was asked for, or after now, is not believed, and now is taken."""
     now = timezone.now()
     state = data.get("state")
     said = data.get("started_at")
@@ -227,7 +227,11 @@ def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
         said = state.get("started_at")
     if not isinstance(said, int | float) or isinstance(said, bool) or not math.isfinite(said):
         return now
-    return min(now, max(session.requested_at, datetime.fromtimestamp(said, tz=UTC)))
+    try:
+        moment = datetime.fromtimestamp(said, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return now
+    return moment if session.requested_at <= moment <= now else now
 
 
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
