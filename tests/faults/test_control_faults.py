@@ -7,8 +7,9 @@ injection, the system converges (tests/faults/converge.py): S ends up running (o
 failed with no container and a message), R still runs with its file, no GPU twice, billed
 seconds equal the seconds run (± one report interval, and the whole second cut).
 
-The layout's short intervals (reconcile every 1 s, a host offline after 5 s, agents report
-every 1 s) are its configuration; production's defaults are longer.
+The layout's short intervals (reconcile every 1 s, a host offline after 15 s, agents report
+every 1 s, a start that made no progress sent again after 5 s: tests/faults/layout.py) are
+its configuration; production's defaults are longer (30 s, 90 s, 15 s, 60 s).
 
 Each test prints ``FAULT <fault> during start|run: converged in X.Ys`` (``-s``) and appends
 it to the file named by ``LATTICE_FAULT_REPORT`` if set.
