@@ -389,3 +389,118 @@ def host_b_back(layout: FaultLayout, clock: RunClock) -> None:
     starts = [e for e in clock.events if e[0] == b and e[1] == "start" and e[3] >= since]
     assert starts == [], f"host b started again what it ran: {starts}"
     wait_converged(layout, CONVERGE_WITHIN)
+
+
+# --- a Docker engine killed (its agent alive) ----------------------------------------------
+
+# How long host b's engine stays down before its supervisor (systemd's Restart=) starts it
+# again: a few seconds, well under the fault layout's 15 s of silence before a host is
+# offline, so the host is never judged gone: its live agent must tell what died.
+ENGINE_DOWN_FOR = 3.0
+
+
+def test_engine_killed_during_a_start_and_a_run(fault_layout: FaultLayout) -> None:
+    """Host b's dockerd and its containers killed, agent-b left running; the engine started
+    again after ENGINE_DOWN_FOR seconds. R (a GPU notebook, with a file in a snapshot and one
+    after it) ends lost at the last report that saw it running, its GPU let go; S (the
+    other GPU, mid-start) runs once the engine is back or fails cleanly; the dead containers
+    are removed and nothing is started again but S."""
+    layout = fault_layout
+    b = layout.hosts["b"]
+    with healthy_around(layout), layout.api() as api, RunClock(layout) as clock:
+        r = layout.start_gpu_notebook(api, name="R engine")
+        r_session = latest_session(layout, r)[0]
+        assert latest_session(layout, r)[2] == b
+        r_gpus = gpus_of(layout, r_session)
+        assert len(r_gpus) == 1
+        write_file(layout, r, "saved.txt", "in the snapshot")
+        snapshot(layout, api, r)
+        write_file(layout, r, "late.txt", "after the snapshot")
+        r_container_id = container_of(layout, r)[1].id  # type: ignore[index]
+
+        s = layout.start_gpu_notebook(api, name="S engine", wait=False)
+        status_at_kill = wait_mid_start(layout, s, b)
+        s_session = latest_session(layout, s)[0]
+        layout.second_engine.kill()
+        died_at = time.time()
+        died = time.monotonic()
+        clock.engine_killed("b", died_at)
+        assert layout.running("agent-b")
+        time.sleep(ENGINE_DOWN_FOR)
+        layout.second_engine.start()  # as its supervisor would; agent-b never stopped
+        back = time.monotonic() - died
+        statuses: set[str] = set()
+
+        # During the run: R lost (its container died), its GPU let go, its container gone.
+        def r_consistent() -> bool:
+            statuses.add(layout.host_statuses().get("b", "?"))
+            row = latest_session(layout, r)
+            return (
+                row[0] == r_session
+                and row[1] == "lost"
+                and gpus_of(layout, r_session) == []
+                and not any(c.id == r_container_id for c in stale_on_b(layout))
+            )
+
+        wait_for("R lost, its container removed", r_consistent, CONVERGE_WITHIN)
+        run_took = time.monotonic() - died
+        report(f"FAULT engine killed during run: converged in {run_took:.1f}s")
+        if not wait_settled(layout, s, CONVERGE_WITHIN):
+            pytest.fail(f"S not settled: {latest_session(layout, s)}; {events_of(api, layout, s)}")
+        wait_converged(layout, CONVERGE_WITHIN)
+        start_took = time.monotonic() - died
+        s_row = latest_session(layout, s)
+        report(
+            f"FAULT engine killed during start: converged in {start_took:.1f}s"
+            f" (S was {status_at_kill} when killed, {s_row[1]} after; engine back after"
+            f" {back:.1f}s; host b {'/'.join(sorted(statuses))} meanwhile)"
+        )
+        assert layout.running("agent-b"), "agent-b died with its engine"
+
+        # R: lost as of the last report that saw it run, billed until then only.
+        ended, reason = layout.sql(
+            "SELECT ended_at, exit_reason FROM notebooks_notebooksession WHERE id = %s",
+            [r_session],
+        )[0]
+        assert reason == "lost"
+        assert ended.timestamp() <= died_at + 1.5, (ended, died_at)
+        assert_billed_as_ran(layout, clock, r_session)
+        # S: running on the other GPU (started again on the engine back), or failed cleanly.
+        if s_row[1] == "running":
+            s_gpus = gpus_of(layout, s_row[0])
+            assert len(s_gpus) == 1
+            assert container_of(layout, s) is not None
+            assert_billed_as_ran(layout, clock, s_row[0])
+        else:
+            assert s_row[1] in {"failed", "cancelled", "lost"}, s_row
+            assert container_of(layout, s) is None
+            assert s_row[4] is not None
+            assert_billed_as_ran(layout, clock, s_session)
+        # Nothing of the installation on b but S's running container; nothing started again
+        # on b since the engine came back but S.
+        left = [
+            c.attrs.get("Names")
+            for c in stale_on_b(layout)
+            if c.attrs.get("Labels", {}).get("lattice.notebook") != str(s)
+        ]
+        assert left == [], f"left on host b: {left}"
+        restarted = [
+            e
+            for e in clock.events
+            if e[0] == b and e[1] == "start" and e[3] >= died_at and e[2] == r_container_id
+        ]
+        assert restarted == [], f"R's dead container started again: {restarted}"
+        assert problems(layout) == []
+        assert run_took <= CONVERGE_WITHIN
+        assert start_took <= CONVERGE_WITHIN
+
+        # R started again (host b: the GPUs' only host): its files at least as of its
+        # snapshot (its volume outlived the engine's death).
+        stop(layout, api, s)
+        layout.wait_gpus("b")
+        api.post(f"/teams/{layout.team_slug}/notebooks/{r}/start/")
+        layout.wait_notebook(api, r, "running", 120)
+        assert read_file(layout, r, "saved.txt") == "in the snapshot"
+        late = read_file(layout, r, "late.txt")
+        print(f"R restarted on {latest_session(layout, r)[2]}; late.txt: {late!r}")  # noqa: T201
+        stop(layout, api, r)
