@@ -425,11 +425,13 @@ def test_engine_killed_during_a_start_and_a_run(fault_layout: FaultLayout) -> No
         died_at = time.time()
         died = time.monotonic()
         clock.engine_killed("b", died_at)
+        statuses: set[str] = set()
+        while time.monotonic() - died < ENGINE_DOWN_FOR:
+            statuses.add(layout.host_statuses().get("b", "?"))
+            time.sleep(0.25)
         assert layout.running("agent-b")
-        time.sleep(ENGINE_DOWN_FOR)
         layout.second_engine.start()  # as its supervisor would; agent-b never stopped
         back = time.monotonic() - died
-        statuses: set[str] = set()
 
         # During the run: R lost (its container died), its GPU let go, its container gone.
         def r_consistent() -> bool:
@@ -456,51 +458,73 @@ def test_engine_killed_during_a_start_and_a_run(fault_layout: FaultLayout) -> No
             f" {back:.1f}s; host b {'/'.join(sorted(statuses))} meanwhile)"
         )
         assert layout.running("agent-b"), "agent-b died with its engine"
-
-        # R: lost as of the last report that saw it run, billed until then only.
-        ended, reason = layout.sql(
-            "SELECT ended_at, exit_reason FROM notebooks_notebooksession WHERE id = %s",
-            [r_session],
-        )[0]
-        assert reason == "lost"
-        assert ended.timestamp() <= died_at + 1.5, (ended, died_at)
-        assert_billed_as_ran(layout, clock, r_session)
-        # S: running on the other GPU (started again on the engine back), or failed cleanly.
-        if s_row[1] == "running":
-            s_gpus = gpus_of(layout, s_row[0])
-            assert len(s_gpus) == 1
-            assert container_of(layout, s) is not None
-            assert_billed_as_ran(layout, clock, s_row[0])
-        else:
-            assert s_row[1] in {"failed", "cancelled", "lost"}, s_row
-            assert container_of(layout, s) is None
-            assert s_row[4] is not None
-            assert_billed_as_ran(layout, clock, s_session)
-        # Nothing of the installation on b but S's running container; nothing started again
-        # on b since the engine came back but S.
-        left = [
-            c.attrs.get("Names")
-            for c in stale_on_b(layout)
-            if c.attrs.get("Labels", {}).get("lattice.notebook") != str(s)
-        ]
-        assert left == [], f"left on host b: {left}"
-        restarted = [
-            e
-            for e in clock.events
-            if e[0] == b and e[1] == "start" and e[3] >= died_at and e[2] == r_container_id
-        ]
-        assert restarted == [], f"R's dead container started again: {restarted}"
-        assert problems(layout) == []
+        assert_engine_fault_outcome(
+            layout, clock, (r_session, r_container_id), (s, s_session), died_at
+        )
         assert run_took <= CONVERGE_WITHIN
         assert start_took <= CONVERGE_WITHIN
 
-        # R started again (host b: the GPUs' only host): its files at least as of its
-        # snapshot (its volume outlived the engine's death).
         stop(layout, api, s)
-        layout.wait_gpus("b")
-        api.post(f"/teams/{layout.team_slug}/notebooks/{r}/start/")
-        layout.wait_notebook(api, r, "running", 120)
-        assert read_file(layout, r, "saved.txt") == "in the snapshot"
-        late = read_file(layout, r, "late.txt")
-        print(f"R restarted on {latest_session(layout, r)[2]}; late.txt: {late!r}")  # noqa: T201
+        restart_on_b(layout, api, r)
         stop(layout, api, r)
+
+
+def assert_engine_fault_outcome(
+    layout: FaultLayout,
+    clock: RunClock,
+    r_run: tuple[int, str],
+    s_start: tuple[int, int],
+    died_at: float,
+) -> None:
+    """After host b's engine was killed at ``died_at`` and started again: R lost as of the
+    last report that saw it run, billed until then only; S running (started again on the
+    engine back) or failed cleanly; on host b nothing of the installation but S's running
+    container; R's dead container never started again."""
+    r_session, r_container_id = r_run
+    s, s_session = s_start
+    ended, reason = layout.sql(
+        "SELECT ended_at, exit_reason FROM notebooks_notebooksession WHERE id = %s",
+        [r_session],
+    )[0]
+    assert reason == "lost"
+    assert ended.timestamp() <= died_at + 1.5, (ended, died_at)
+    assert_billed_as_ran(layout, clock, r_session)
+    s_row = latest_session(layout, s)
+    assert s_row[0] == s_session
+    if s_row[1] == "running":
+        assert len(gpus_of(layout, s_session)) == 1
+        assert container_of(layout, s) is not None
+    else:
+        assert s_row[1] in {"failed", "cancelled", "lost"}, s_row
+        assert container_of(layout, s) is None
+        assert s_row[4] is not None
+    assert_billed_as_ran(layout, clock, s_session)
+    left = [
+        (c.attrs.get("Names"), c.attrs.get("State"))
+        for c in stale_on_b(layout)
+        if not (
+            c.attrs.get("Labels", {}).get("lattice.notebook") == str(s)
+            and c.attrs.get("State") == "running"
+        )
+    ]
+    assert left == [], f"left on host b: {left}"
+    b = layout.hosts["b"]
+    restarted = [
+        e
+        for e in clock.events
+        if e[0] == b and e[1] == "start" and e[2] == r_container_id and e[3] >= died_at
+    ]
+    assert restarted == [], f"R's dead container started again: {restarted}"
+    assert problems(layout) == []
+
+
+def restart_on_b(layout: FaultLayout, api: httpx.Client, r: int) -> None:
+    """R started again (host b: the GPUs' only host): its files at least as of its snapshot
+    (its volume outlived the engine's death, so the later one may be there too)."""
+    layout.wait_gpus("b")
+    restarted = api.post(f"/teams/{layout.team_slug}/notebooks/{r}/start/")
+    assert restarted.status_code in {200, 202}, restarted.text
+    layout.wait_notebook(api, r, "running", 120)
+    assert read_file(layout, r, "saved.txt") == "in the snapshot"
+    late = read_file(layout, r, "late.txt")
+    print(f"R restarted on {latest_session(layout, r)[2]}; late.txt: {late!r}")  # noqa: T201
