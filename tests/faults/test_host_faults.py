@@ -1,6 +1,7 @@
 """Host faults on the fault layout (tests/faults/layout.py): an agent killed, a Docker engine
-killed (with its agent: a machine that lost its power), each injected while a notebook S is
-mid-start on host b and a notebook R has been running there since before.
+killed with its agent alive, and both killed at once (a machine that lost its power), each
+injected while a notebook S is mid-start on host b and a notebook R has been running there
+since before.
 
 After each, within 30 s (the layout's intervals: reconcile every 1 s, a host offline after
 15 s of silence, a start with no progress sent again after 5 s, agents report every 1 s:
@@ -17,7 +18,15 @@ tests/faults/layout.py INTERVALS; production's are longer) the system converges
   leave the ledger (no active allocation on an offline host), S is failed or ended cleanly
   (no container anywhere), a restart of R lands on host a with its files as of its last
   snapshot, and when host b comes back its stale containers are removed (fenced) and
-  nothing it ran is started again.
+  nothing it ran is started again;
+- host b's engine killed (dockerd, containerd, its containers) under a live agent-b and
+  started again a few seconds later, as a supervisor would: the agent's reports fail while
+  its engine answers nothing (no heartbeat: it never says "no workloads"), too short a
+  silence for the host to go offline; once the engine is back its reports show R's
+  container exited, so R (a GPU notebook) ends lost as of the last report that saw it
+  running, billed until then, its GPU let go, its dead container removed as an orphan; S
+  (the other GPU), whose start died with the engine, is sent again and runs (or fails
+  cleanly); R started again has its files (its volume outlived the engine).
 
 Each prints ``FAULT <fault> during <start|run>: converged in X.Ys`` (and appends it to the
 file LATTICE_FAULT_REPORT names, if set).
