@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.machines import (
@@ -123,9 +124,14 @@ def _purge_queue(host: Host) -> None:
 
 
 def _judge_placements(host: Host, counts: dict[str, int]) -> None:
-    """Placed well before the report was taken, yet not running in it: a miss.
+    """Placed well before the report was taken, or seen running by an earlier report, yet
+    not running in it: a miss.
 
-    Two reports in a row that miss a workload, and it is lost.
+    Two reports in a row that miss a workload, and it is lost. The grace covers a start in
+    flight (its message still queued: no report can show it yet); a workload a report saw
+    running has started, so it is judged at once however young: one whose container died
+    under a live agent (its Docker engine killed and started again) is lost within two
+    reports, not LATTICE_RECONCILE_GRACE after it was placed (issue 20's engine fault).
     """
     assert host.reported_at is not None  # noqa: S101 - the caller filtered
     # A job's container that exited is kept (with its status) until its outputs are read:
@@ -137,9 +143,9 @@ def _judge_placements(host: Host, counts: dict[str, int]) -> None:
     }
     grace = timedelta(seconds=settings.LATTICE_RECONCILE_GRACE)
     judged = Placement.objects.filter(
+        Q(created_at__lt=host.reported_at - grace) | Q(last_seen_at__lt=host.reported_at),
         host=host,
         active=True,
-        created_at__lt=host.reported_at - grace,
     )
     # Seen running in this report: alive as of when it was taken.
     Placement.objects.filter(host=host, active=True, workload__in=running).exclude(

@@ -511,7 +511,8 @@ LATTICE_EMBEDDED_WORKER = False
 # docker, process, or fake (tests only).
 LATTICE_RUNTIME = env.str("LATTICE_RUNTIME", default="auto")
 # The reconciler: a host silent this long (seconds) goes offline; a placement
-# younger than the grace period is not judged by a report taken before it.
+# younger than the grace period is not judged by a report taken before it, unless an
+# earlier report saw it running (then it has started: apps.machines.tasks).
 LATTICE_HOST_OFFLINE_AFTER = env.int("LATTICE_HOST_OFFLINE_AFTER", default=90)
 LATTICE_RECONCILE_GRACE = env.int("LATTICE_RECONCILE_GRACE", default=60)
 # Warm pools (apps.machines.pool): a warm container not ready this many seconds after it was

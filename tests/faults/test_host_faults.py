@@ -1,6 +1,7 @@
 """Host faults on the fault layout (tests/faults/layout.py): an agent killed, a Docker engine
-killed (with its agent: a machine that lost its power), each injected while a notebook S is
-mid-start on host b and a notebook R has been running there since before.
+killed with its agent alive, and both killed at once (a machine that lost its power), each
+injected while a notebook S is mid-start on host b and a notebook R has been running there
+since before.
 
 After each, within 30 s (the layout's intervals: reconcile every 1 s, a host offline after
 15 s of silence, a start with no progress sent again after 5 s, agents report every 1 s:
@@ -17,7 +18,15 @@ tests/faults/layout.py INTERVALS; production's are longer) the system converges
   leave the ledger (no active allocation on an offline host), S is failed or ended cleanly
   (no container anywhere), a restart of R lands on host a with its files as of its last
   snapshot, and when host b comes back its stale containers are removed (fenced) and
-  nothing it ran is started again.
+  nothing it ran is started again;
+- host b's engine killed (dockerd, containerd, its containers) under a live agent-b and
+  started again a few seconds later, as a supervisor would: the agent's reports fail while
+  its engine answers nothing (no heartbeat: it never says "no workloads"), too short a
+  silence for the host to go offline; once the engine is back its reports show R's
+  container exited, so R (a GPU notebook) ends lost as of the last report that saw it
+  running, billed until then, its GPU let go, its dead container removed as an orphan; S
+  (the other GPU), whose start died with the engine, is sent again and runs (or fails
+  cleanly); R started again has its files (its volume outlived the engine).
 
 Each prints ``FAULT <fault> during <start|run>: converged in X.Ys`` (and appends it to the
 file LATTICE_FAULT_REPORT names, if set).
@@ -389,3 +398,142 @@ def host_b_back(layout: FaultLayout, clock: RunClock) -> None:
     starts = [e for e in clock.events if e[0] == b and e[1] == "start" and e[3] >= since]
     assert starts == [], f"host b started again what it ran: {starts}"
     wait_converged(layout, CONVERGE_WITHIN)
+
+
+# --- a Docker engine killed (its agent alive) ----------------------------------------------
+
+# How long host b's engine stays down before its supervisor (systemd's Restart=) starts it
+# again: a few seconds, well under the fault layout's 15 s of silence before a host is
+# offline, so the host is never judged gone: its live agent must tell what died.
+ENGINE_DOWN_FOR = 3.0
+
+
+def test_engine_killed_during_a_start_and_a_run(fault_layout: FaultLayout) -> None:
+    """Host b's dockerd and its containers killed, agent-b left running; the engine started
+    again after ENGINE_DOWN_FOR seconds. R (a GPU notebook, with a file in a snapshot and one
+    after it) ends lost at the last report that saw it running, its GPU let go; S (the
+    other GPU, mid-start) runs once the engine is back or fails cleanly; the dead containers
+    are removed and nothing is started again but S."""
+    layout = fault_layout
+    b = layout.hosts["b"]
+    with healthy_around(layout), layout.api() as api, RunClock(layout) as clock:
+        r = layout.start_gpu_notebook(api, name="R engine")
+        r_session = latest_session(layout, r)[0]
+        assert latest_session(layout, r)[2] == b
+        r_gpus = gpus_of(layout, r_session)
+        assert len(r_gpus) == 1
+        write_file(layout, r, "saved.txt", "in the snapshot")
+        snapshot(layout, api, r)
+        write_file(layout, r, "late.txt", "after the snapshot")
+        r_container_id = container_of(layout, r)[1].id  # type: ignore[index]
+
+        s = layout.start_gpu_notebook(api, name="S engine", wait=False)
+        status_at_kill = wait_mid_start(layout, s, b)
+        s_session = latest_session(layout, s)[0]
+        layout.second_engine.kill()
+        died_at = time.time()
+        died = time.monotonic()
+        clock.engine_killed("b", died_at)
+        statuses: set[str] = set()
+        while time.monotonic() - died < ENGINE_DOWN_FOR:
+            statuses.add(layout.host_statuses().get("b", "?"))
+            time.sleep(0.25)
+        assert layout.running("agent-b")
+        layout.second_engine.start()  # as its supervisor would; agent-b never stopped
+        back = time.monotonic() - died
+
+        # During the run: R lost (its container died), its GPU let go, its container gone.
+        def r_consistent() -> bool:
+            statuses.add(layout.host_statuses().get("b", "?"))
+            row = latest_session(layout, r)
+            return (
+                row[0] == r_session
+                and row[1] == "lost"
+                and gpus_of(layout, r_session) == []
+                and not any(c.id == r_container_id for c in stale_on_b(layout))
+            )
+
+        wait_for("R lost, its container removed", r_consistent, CONVERGE_WITHIN)
+        run_took = time.monotonic() - died
+        report(f"FAULT engine killed during run: converged in {run_took:.1f}s")
+        if not wait_settled(layout, s, CONVERGE_WITHIN):
+            pytest.fail(f"S not settled: {latest_session(layout, s)}; {events_of(api, layout, s)}")
+        wait_converged(layout, CONVERGE_WITHIN)
+        start_took = time.monotonic() - died
+        s_row = latest_session(layout, s)
+        report(
+            f"FAULT engine killed during start: converged in {start_took:.1f}s"
+            f" (S was {status_at_kill} when killed, {s_row[1]} after; engine back after"
+            f" {back:.1f}s; host b {'/'.join(sorted(statuses))} meanwhile)"
+        )
+        assert layout.running("agent-b"), "agent-b died with its engine"
+        assert_engine_fault_outcome(
+            layout, clock, (r_session, r_container_id), (s, s_session), died_at
+        )
+        assert run_took <= CONVERGE_WITHIN
+        assert start_took <= CONVERGE_WITHIN
+
+        stop(layout, api, s)
+        restart_on_b(layout, api, r)
+        stop(layout, api, r)
+
+
+def assert_engine_fault_outcome(
+    layout: FaultLayout,
+    clock: RunClock,
+    r_run: tuple[int, str],
+    s_start: tuple[int, int],
+    died_at: float,
+) -> None:
+    """After host b's engine was killed at ``died_at`` and started again: R lost as of the
+    last report that saw it run, billed until then only; S running (started again on the
+    engine back) or failed cleanly; on host b nothing of the installation but S's running
+    container; R's dead container never started again."""
+    r_session, r_container_id = r_run
+    s, s_session = s_start
+    ended, reason = layout.sql(
+        "SELECT ended_at, exit_reason FROM notebooks_notebooksession WHERE id = %s",
+        [r_session],
+    )[0]
+    assert reason == "lost"
+    assert ended.timestamp() <= died_at + 1.5, (ended, died_at)
+    assert_billed_as_ran(layout, clock, r_session)
+    s_row = latest_session(layout, s)
+    assert s_row[0] == s_session
+    if s_row[1] == "running":
+        assert len(gpus_of(layout, s_session)) == 1
+        assert container_of(layout, s) is not None
+    else:
+        assert s_row[1] in {"failed", "cancelled", "lost"}, s_row
+        assert container_of(layout, s) is None
+        assert s_row[4] is not None
+    assert_billed_as_ran(layout, clock, s_session)
+    left = [
+        (c.attrs.get("Names"), c.attrs.get("State"))
+        for c in stale_on_b(layout)
+        if not (
+            c.attrs.get("Labels", {}).get("lattice.notebook") == str(s)
+            and c.attrs.get("State") == "running"
+        )
+    ]
+    assert left == [], f"left on host b: {left}"
+    b = layout.hosts["b"]
+    restarted = [
+        e
+        for e in clock.events
+        if e[0] == b and e[1] == "start" and e[2] == r_container_id and e[3] >= died_at
+    ]
+    assert restarted == [], f"R's dead container started again: {restarted}"
+    assert problems(layout) == []
+
+
+def restart_on_b(layout: FaultLayout, api: httpx.Client, r: int) -> None:
+    """R started again (host b: the GPUs' only host): its files at least as of its snapshot
+    (its volume outlived the engine's death, so the later one may be there too)."""
+    layout.wait_gpus("b")
+    restarted = api.post(f"/teams/{layout.team_slug}/notebooks/{r}/start/")
+    assert restarted.status_code in {200, 202}, restarted.text
+    layout.wait_notebook(api, r, "running", 120)
+    assert read_file(layout, r, "saved.txt") == "in the snapshot"
+    late = read_file(layout, r, "late.txt")
+    print(f"R restarted on {latest_session(layout, r)[2]}; late.txt: {late!r}")  # noqa: T201

@@ -222,3 +222,35 @@ def test_what_was_queued_for_a_host_that_went_offline_is_dropped(host, catalogue
     with app.connection_for_write() as conn:
         left = {name: conn.SimpleQueue(name).qsize() for name in (host.queue, other.queue)}
     assert left == {host.queue: 0, other.queue: 1}  # only the offline host's queue
+
+
+def test_a_young_workload_that_died_after_a_report_saw_it_run_is_lost_within_two_reports(
+    host, catalogue
+):
+    # Issue 20's engine fault: the host's Docker engine killed and started again under a live
+    # agent, seconds after the workload was placed. A report saw it running; the next two
+    # show its container stopped. Lost then, as of the report that saw it, not once the
+    # grace (a start in flight) has passed since its placement.
+    from django.conf import settings
+
+    from apps.machines.reports import host_reported
+
+    inventory = {"cpu_count": 64, "memory_bytes": 512 * 1024**3}
+    placement = placement_create(machine_type=catalogue["cpu-small"], workload="young")
+    labels = {"lattice.installation": settings.LATTICE_INSTALLATION}
+    now = timezone.now()
+    seen = now - timedelta(seconds=3)
+    host_reported(
+        host, inventory, [{"name": "young", "running": True, "labels": labels}], seen.timestamp()
+    )
+    reconcile()
+    dead = [{"name": "young", "running": False, "labels": labels}]
+    host_reported(host, inventory, dead, (seen + timedelta(seconds=1)).timestamp())
+    assert reconcile()["lost"] == 0  # one report missing it could be a fluke
+    host_reported(host, inventory, dead, (seen + timedelta(seconds=2)).timestamp())
+    counts = reconcile()
+
+    placement.refresh_from_db()
+    assert counts["lost"] == 1
+    assert (placement.active, placement.end_reason) == (False, "lost")
+    assert placement.released_at == seen
