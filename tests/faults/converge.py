@@ -30,10 +30,12 @@ test_converge.py) both serve.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 # Session states (apps.notebooks.models.Status), as the database holds them.
@@ -490,3 +492,14 @@ def read_file(layout: Layout, notebook: int, name: str) -> str | None:
     _, container = where
     code, out = container.exec_run(["cat", f"/notebooks/{name}"], user="1000:1000")
     return out.decode(errors="replace") if code == 0 else None
+
+
+def report(line: str) -> None:
+    """A fault test's figure (``FAULT <fault> during start|run: converged in X.Ys``): printed
+    (shown with -s) and appended to the file LATTICE_FAULT_REPORT names, if set (.ci/run
+    prints it at the end of the run)."""
+    print(f"\n{line}")  # noqa: T201 - the closing note's figures
+    path = os.environ.get("LATTICE_FAULT_REPORT")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as out:
+            out.write(line + "\n")

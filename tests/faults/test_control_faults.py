@@ -18,10 +18,8 @@ it to the file named by ``LATTICE_FAULT_REPORT`` if set.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -41,14 +39,6 @@ PASSING = ("scheduled", "pulling", "starting")
 # A start that outlives this has stalled (the checker's "passing for too long").
 TRANSIENT = 25.0
 STABLE = 3.0
-
-
-def report(line: str) -> None:
-    print(f"\n{line}")  # noqa: T201 - the closing note's figures, shown with -s
-    path = os.environ.get("LATTICE_FAULT_REPORT")
-    if path:
-        with Path(path).open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
 
 
 # --- R: a notebook running since before (one for the module, kept running) ----------------
@@ -237,8 +227,8 @@ def fault_both_phases(  # noqa: PLR0915 - the brief's steps, in order
             f"S not settled within {LIMIT:.0f}s: S {s_state}; problems {seen}\n{logs}"
         )
         converge.wait_converged(layout, 5, transient_timeout=TRANSIENT)  # and it stays so
-        report(f"FAULT {fault} during start: converged in {start_at:.1f}s")
-        report(f"FAULT {fault} during run: converged in {run_at:.1f}s")
+        converge.report(f"FAULT {fault} during start: converged in {start_at:.1f}s")
+        converge.report(f"FAULT {fault} during run: converged in {run_at:.1f}s")
         print(  # noqa: T201
             f"  ({fault}: brought back in {brought_back:.1f}s; S session {s_state};"
             f" restarted as compose's restart: unless-stopped would: {restarted or 'none'})"

@@ -35,7 +35,6 @@ file LATTICE_FAULT_REPORT names, if set).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from tests.faults.converge import (
     container_of,
     problems,
     read_file,
+    report,
     wait_converged,
     write_file,
 )
@@ -66,14 +66,6 @@ CONVERGE_WITHIN = 30.0
 # One report interval (1 s) plus the rounding of each end to its second.
 BILLING_TOLERANCE = 3.0
 MID_START = ("scheduled", "pulling", "starting")
-
-
-def report(line: str) -> None:
-    print(f"\n{line}")  # noqa: T201 - the measured figure, shown with -s
-    path = os.environ.get("LATTICE_FAULT_REPORT")
-    if path:
-        with Path(path).open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
 
 
 @contextlib.contextmanager
