@@ -36,6 +36,7 @@ transport there are no users (its only host runs in the web process).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -43,12 +44,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from celery import current_app
 from django.conf import settings
 from django.core.validators import validate_slug
+from django.db import transaction
 
 from apps.core.broker import INBOX_QUEUE
 from apps.machines.models import BrokerUser, host_queue
 
 if TYPE_CHECKING:
     from redis import Redis
+
+logger = logging.getLogger(__name__)
 
 # kombu's separator between a queue's name and its priority (kombu.transport.redis).
 _PRIORITY_SEP = "\x06\x16"
@@ -97,61 +101,88 @@ def _client(url: str) -> Redis:
 def host_broker_user_set(host_name: str) -> str | None:
     """Make (or remake, with a new password) host ``host_name``'s Redis user; connections
     still open with its old password are closed. The agent's broker URL, or None without
-    Redis (the embedded default)."""
+    Redis (the embedded default). Its ``BrokerUser`` row is locked until the caller's
+    transaction ends, so a restore (below) never writes a password older than this one."""
     url = _trusted_url()
     if url is None:
         return None
     password = secrets.token_urlsafe(32)
     user = broker_user(host_name)
-    BrokerUser.objects.update_or_create(
-        host_name=host_name,
-        defaults={"password_sha256": hashlib.sha256(password.encode()).hexdigest()},
-    )
-    client = _client(url)
-    try:
-        client.execute_command("ACL", "SETUSER", user, *broker_acl_rules(host_name, password))
-        client.execute_command("CLIENT", "KILL", "USER", user)
-    finally:
-        client.close()
+    with transaction.atomic():
+        BrokerUser.objects.update_or_create(
+            host_name=host_name,
+            defaults={"password_sha256": hashlib.sha256(password.encode()).hexdigest()},
+        )
+        client = _client(url)
+        try:
+            client.execute_command("ACL", "SETUSER", user, *broker_acl_rules(host_name, password))
+            client.execute_command("CLIENT", "KILL", "USER", user)
+        finally:
+            client.close()
     return agent_broker_url(url, user, password)
 
 
 def host_broker_user_remove(host_name: str) -> None:
-    """Delete host ``host_name``'s Redis user; Redis closes its open connections with it."""
-    BrokerUser.objects.filter(host_name=host_name).delete()
-    url = _trusted_url()
-    if url is None:
-        return
-    client = _client(url)
-    try:
-        client.execute_command("ACL", "DELUSER", broker_user(host_name))
-    finally:
-        client.close()
+    """Delete host ``host_name``'s Redis user; Redis closes its open connections with it. Its
+    row goes first, locked until the caller's transaction ends: a restore waits for the
+    end, then finds no row, and never makes a revoked user again."""
+    with transaction.atomic():
+        BrokerUser.objects.filter(host_name=host_name).delete()
+        url = _trusted_url()
+        if url is None:
+            return
+        client = _client(url)
+        try:
+            client.execute_command("ACL", "DELUSER", broker_user(host_name))
+        finally:
+            client.close()
 
 
 def broker_users_restore() -> list[str]:
     """Make again, with their own passwords (kept as SHA-256), the hosts' broker users that
     Redis lost: a Redis restart without an ACL file forgets every ACL user, which locks
     every agent out while queued messages (kept by its append-only file) wait. One ``ACL
-    USERS`` when nothing is missing; beat runs it every few seconds. The host names whose
-    users were made again."""
+    USERS`` when nothing is missing; beat runs it every few seconds. Each user is made
+    holding its row's lock, from the row as it is then (a rotation or a revoke in flight
+    is waited for), and only when Redis lacks it or has another password. The host names
+    whose users were made again."""
     url = _trusted_url()
     if url is None:
         return []
     client = _client(url)
+    restored = []
     try:
         present = {name.decode() for name in client.execute_command("ACL", "USERS")}
-        restored = []
-        for row in BrokerUser.objects.order_by("host_name"):
-            user = broker_user(row.host_name)
-            if user in present:
+        kept = dict(BrokerUser.objects.values_list("host_name", "password_sha256"))
+        for host_name, sha256 in sorted(kept.items()):
+            if broker_user(host_name) in present and _has_password(client, host_name, sha256):
                 continue
-            rules = broker_acl_rules(row.host_name, password_sha256=row.password_sha256)
-            client.execute_command("ACL", "SETUSER", user, *rules)
-            restored.append(row.host_name)
+            try:
+                if _restore_one(client, host_name):
+                    restored.append(host_name)
+            except Exception:  # one user that fails must not keep the others out
+                logger.exception("broker user of %s not made again", host_name)
     finally:
         client.close()
     return restored
+
+
+def _has_password(client: Redis, host_name: str, sha256: str) -> bool:
+    found = client.acl_getuser(broker_user(host_name))
+    if not found:
+        return False
+    passwords = found.get("passwords")
+    return isinstance(passwords, list) and sha256 in passwords
+
+
+def _restore_one(client: Redis, host_name: str) -> bool:
+    with transaction.atomic():
+        row = BrokerUser.objects.select_for_update().filter(host_name=host_name).first()
+        if row is None or _has_password(client, host_name, row.password_sha256):
+            return False  # revoked meanwhile, or made (rotated) meanwhile
+        rules = broker_acl_rules(host_name, password_sha256=row.password_sha256)
+        client.execute_command("ACL", "SETUSER", broker_user(host_name), *rules)
+        return True
 
 
 def agent_broker_url(trusted_url: str, user: str, password: str) -> str:

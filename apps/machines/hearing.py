@@ -9,8 +9,10 @@ makes them again, apps.machines.broker), every host is silent although every hos
 well. Judged on the first pass after such an outage, every host would go offline and every
 running notebook be ended as lost, its container then removed as a stale one.
 
-So the reconciler keeps, in the cache, when its last whole pass ended. A pass that finds
-the previous one older than ``GAP_PASSES`` intervals (the control plane did not run), or an
+So the reconciler keeps, in the cache, when its last pass began (a pass that fails still
+counts: the control plane was there, and a host that makes every pass fail must not open
+a deaf period at each). A pass that finds the previous one older than ``GAP_PASSES``
+intervals (the control plane did not run), or an
 agent's broker user made again, opens a *deaf* period: until LATTICE_HOST_OFFLINE_AFTER
 after it, no host is taken offline for silence (queued reports are read and fresh ones
 arrive meanwhile). A host still silent after that is offline as before, lost as of its
@@ -44,16 +46,13 @@ def deaf_since(moment: datetime | None = None) -> None:
 
 
 def pass_began(now: datetime | None = None) -> None:
-    """A reconciler pass begins: if the last whole one ended too long ago, the control plane
-    was away, and hears again only from now."""
+    """A reconciler pass begins: if the last one began too long ago, the control plane was
+    away, and hears again only from now."""
     now = now or timezone.now()
     last = cache.get(LAST_PASS_KEY)
     if last is not None and now.timestamp() - float(last) > GAP_PASSES * _every():
         deaf_since(now)
-
-
-def pass_ended(now: datetime | None = None) -> None:
-    cache.set(LAST_PASS_KEY, (now or timezone.now()).timestamp(), _FOREVER)
+    cache.set(LAST_PASS_KEY, now.timestamp(), _FOREVER)
 
 
 def may_judge_silence(now: datetime | None = None) -> bool:

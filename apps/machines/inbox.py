@@ -149,8 +149,19 @@ def _on_report(host: Host, body: dict[str, Any]) -> None:
         raise RefusedError("a report without workloads")
     if not isinstance(collected_at, int | float):
         raise RefusedError("a report without its time")
-    reported = [w for w in workloads if isinstance(w, dict) and isinstance(w.get("name"), str)]
+    reported = [w for w in workloads if _workload_shaped(w)]
     host_reported(host, _dict(body.get("inventory")), reported, collected_at)
+
+
+def _workload_shaped(workload: Any) -> bool:
+    """A reported workload the reconciler can read: a name, and labels (if any) a mapping of
+    strings. Anything else is dropped from the report, never believed half."""
+    if not isinstance(workload, dict) or not isinstance(workload.get("name"), str):
+        return False
+    labels = workload.get("labels", {})
+    return isinstance(labels, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    )
 
 
 def _on_event(host: Host, body: dict[str, Any]) -> None:

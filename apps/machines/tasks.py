@@ -63,8 +63,11 @@ def reconcile() -> dict[str, int]:
     if hearing.may_judge_silence():  # not just after the control plane itself was away
         _take_silent_hosts_offline(counts)
     for host in Host.objects.exclude(status=Host.Status.OFFLINE).filter(reported_at__isnull=False):
-        _judge_placements(host, counts)
-        _remove_orphans(host, counts)
+        try:
+            _judge_placements(host, counts)
+            _remove_orphans(host, counts)
+        except Exception:  # one host's report must not stop the pass for the others
+            logger.exception("reconciler: host %s not judged", host.name)
     # Freed capacity goes to whoever waits longest: the lines move once a pass, here, not
     # once per placement freed above (those pass advance=False).
     counts["placed"] = queue_advance_all()
@@ -72,7 +75,6 @@ def reconcile() -> dict[str, int]:
     counts.update({f"pool_{k}": v for k, v in pool_replenish().items() if v})
     if any(counts.values()):
         logger.info("reconciler: %s", counts)
-    hearing.pass_ended()
     return counts
 
 
@@ -91,12 +93,14 @@ def _take_silent_hosts_offline(counts: dict[str, int]) -> None:
         if not went_offline:
             continue
         counts["offline"] += 1
+        # At once: a report arriving while its placements are freed makes it ready again,
+        # and what is sent to it from then on is not void.
+        _purge_queue(host)
         for placement in Placement.objects.filter(host=host, active=True):
             seen = max(host.last_heartbeat_at or now, placement.created_at)
             placement_free(placement=placement, reason="lost", at=seen, advance=False)
             counts["lost"] += 1
         host.status = Host.Status.OFFLINE
-        _purge_queue(host)
         try:
             host_offline(host)
         except Exception:  # what the apps above do must not stop the reconciler's pass

@@ -18,14 +18,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _starting(acme, alice, notebook) -> NotebookSession:
-    """A session whose "started" event has not been read yet."""
+    """A session asked for and placed a minute ago, whose "started" event has not been read
+    yet."""
+    from apps.machines.models import Placement
+
     session = notebook_start(team=acme, actor=alice, notebook=notebook)
+    asked = timezone.now() - timedelta(minutes=1)
     NotebookSession.objects.for_team(acme).filter(pk=session.pk).update(
-        status=Status.SCHEDULED,
-        started_at=None,
-        ready_at=None,
-        requested_at=timezone.now() - timedelta(minutes=1),
+        status=Status.SCHEDULED, started_at=None, ready_at=None, requested_at=asked
     )
+    Placement.objects.filter(pk=session.placement_id).update(created_at=asked)
     return NotebookSession.objects.for_team(acme).get(pk=session.pk)
 
 

@@ -219,7 +219,8 @@ def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
     not when the event was read: an event that waited in the inbox (the control worker was
     down), or a "started" lost with a broker restart, would otherwise leave the seconds it
     ran meanwhile unbilled. Believed only within reason (a host is not trusted): a time
-    before the session was asked for, or after now, is not believed, and now is taken."""
+    before the session was placed on a host (the wait in the line is never billed), or
+    after now, is not believed, and now is taken."""
     now = timezone.now()
     state = data.get("state")
     said = data.get("started_at")
@@ -231,7 +232,12 @@ def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
         moment = datetime.fromtimestamp(said, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return now
-    return moment if session.requested_at <= moment <= now else now
+    placed = session.placement.created_at if session.placement is not None else None
+    return (
+        moment
+        if max(session.requested_at, placed or session.requested_at) <= moment <= now
+        else now
+    )
 
 
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
