@@ -32,3 +32,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     layout = getattr(item, "funcargs", {}).get("fault_layout")
     if report.failed and isinstance(layout, FaultLayout):
         report.sections.append(("fault layout logs", layout.logs()))
+
+
+@pytest.fixture(scope="module")
+def fresh_layout(fault_layout: FaultLayout) -> Iterator[FaultLayout]:
+    """The fault layout reset (nothing running, no host drained) at a module's start and
+    end: a module's notebooks never take the room the next module's need."""
+    fault_layout.reset()
+    yield fault_layout
+    fault_layout.reset()

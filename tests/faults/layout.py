@@ -165,6 +165,23 @@ class FaultLayout:
                 pytest.fail(f"hosts not ready within {timeout:.0f}s: {statuses}\n{logs}")
             time.sleep(0.25)
 
+    def reset(self, timeout: float = 90.0) -> None:
+        """Healthy, no host drained, and no notebook of the layout's team running or waiting
+        (each stopped through the API): what a fault module starts from and leaves behind,
+        so one module's notebooks never take the room another's need."""
+        self.healthy()
+        for key in HOST_KEYS:
+            self.set_draining(key, False)
+        live = "SELECT DISTINCT notebook_id FROM notebooks_notebooksession WHERE ended_at IS NULL"
+        with self.api() as api:
+            for (notebook,) in self.sql(live):
+                api.post(f"/teams/{self.team_slug}/notebooks/{notebook}/stop/")
+        deadline = time.monotonic() + timeout
+        while left := self.sql(live):
+            if time.monotonic() > deadline:
+                pytest.fail(f"notebooks {left} still live {timeout:.0f}s after their stop")
+            time.sleep(0.5)
+
     def host_statuses(self) -> dict[str, str]:
         names = self.hosts
         try:
@@ -225,7 +242,7 @@ class FaultLayout:
                 self.set_draining(other, False)
 
     def create_notebook(
-        self, api: httpx.Client, name: str = "Fault", machine_type: str = "cpu-small"
+        self, api: httpx.Client, name: str = "Fault", machine_type: str = CPU_TYPE
     ) -> int:
         made = api.post(
             f"/teams/{self.team_slug}/notebooks/",
@@ -245,7 +262,7 @@ class FaultLayout:
         name: str = "Fault",
         wait: bool = True,
         timeout: float = 240.0,
-        machine_type: str = "cpu-small",
+        machine_type: str = CPU_TYPE,
     ) -> int:
         """A notebook made and started through the API (on host ``on`` when given: the other
         drained until it is placed); with ``wait``, until it is "running". Its id."""

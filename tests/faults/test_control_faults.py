@@ -27,6 +27,8 @@ import pytest
 
 from tests.faults import converge
 
+pytestmark = pytest.mark.usefixtures("fresh_layout")  # conftest.py: a clean slate
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -53,6 +53,8 @@ from tests.faults.converge import (
 )
 from tests.faults.layout import CPU_TYPE
 
+pytestmark = pytest.mark.usefixtures("fresh_layout")  # conftest.py: a clean slate
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
