@@ -27,6 +27,7 @@ def _starting(acme, alice, notebook) -> NotebookSession:
     NotebookSession.objects.for_team(acme).filter(pk=session.pk).update(
         status=Status.SCHEDULED, started_at=None, ready_at=None, requested_at=asked
     )
+    assert session.placement_id is not None
     Placement.objects.filter(pk=session.placement_id).update(created_at=asked)
     return NotebookSession.objects.for_team(acme).get(pk=session.pk)
 
