@@ -3,7 +3,10 @@
 ``PrivatePostgres``: a cluster made with ``initdb`` (/usr/lib/postgresql/*/bin) as the
 ``postgres`` OS user in a temporary folder it owns, password authentication (scram) for the
 layout's user and password, listening on 127.0.0.1 at a free port, its unix socket in its own
-folder, fsync off (a test's data need not survive the machine). ``PrivateRedis``:
+folder, fsync off (a test's data need not survive the machine: a killed server's writes are
+in the page cache still) but commits synchronous as production's (an asynchronous commit is
+lost with a killed server: a session the API had made vanished in the PostgreSQL kill test).
+``PrivateRedis``:
 ``redis-server --appendonly yes`` (as docker-compose.yml's redis runs it) on 127.0.0.1 at a
 free port, its own ``--dir``.
 
@@ -179,8 +182,6 @@ class PrivatePostgres(_Server):
             f"unix_socket_directories={self.socket_dir}",
             "-c",
             "fsync=off",
-            "-c",
-            "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
             "-c",
