@@ -56,6 +56,7 @@ from apps.jobs import outputs, spec
 from apps.jobs.errors import JobConflictError
 from apps.jobs.models import OPEN_RUN_STATUSES, Attempt, Job, Run
 from apps.machines.agent import AGENT_TIME_LIMIT, agent_start, agent_stop, spec_to_task
+from apps.machines.inbox import said_moment
 from apps.machines.models import Host, MachineType, PlacementRequest
 from apps.machines.queue import (
     owner_free_unclaimed,
@@ -509,12 +510,8 @@ def _started_moment(value: Any, attempt: Attempt) -> datetime:
     """When the attempt's process started: the runtime's own time where the host says one
     within reason (see STARTED_EARLIEST; never before the attempt was asked for), else now."""
     now = timezone.now()
-    try:
-        moment = datetime.fromtimestamp(float(value), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return now
     earliest = max(now - STARTED_EARLIEST, attempt.requested_at or now - STARTED_EARLIEST)
-    return moment if earliest <= moment <= now else now
+    return said_moment(value, earliest=earliest) or now
 
 
 def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ def broker_users_restore() -> list[str]:
     """Make again, with their own passwords (kept as SHA-256), the hosts' broker users that
     Redis lost: a Redis restart without an ACL file forgets every ACL user, which locks
     every agent out while queued messages (kept by its append-only file) wait. One ``ACL
-    USERS`` when nothing is missing; beat runs it every few seconds. Each user is made
+    LIST`` when nothing is missing; beat runs it every few seconds. Each user is made
     holding its row's lock, from the row as it is then (a rotation or a revoke in flight
     is waited for), and only when Redis lacks it or has another password. The host names
     whose users were made again."""
@@ -152,10 +152,10 @@ def broker_users_restore() -> list[str]:
     client = _client(url)
     restored = []
     try:
-        present = {name.decode() for name in client.execute_command("ACL", "USERS")}
+        present = _passwords(client)
         kept = dict(BrokerUser.objects.values_list("host_name", "password_sha256"))
         for host_name, sha256 in sorted(kept.items()):
-            if broker_user(host_name) in present and _has_password(client, host_name, sha256):
+            if sha256 in present.get(broker_user(host_name), ()):
                 continue
             try:
                 if _restore_one(client, host_name):
@@ -165,6 +165,17 @@ def broker_users_restore() -> list[str]:
     finally:
         client.close()
     return restored
+
+
+def _passwords(client: Redis) -> dict[str, set[str]]:
+    """Every ACL user Redis has, with the SHA-256 of its passwords: one ``ACL LIST`` (lines
+    such as ``user <name> on #<sha256> ...``), however many hosts."""
+    users: dict[str, set[str]] = {}
+    for line in client.execute_command("ACL", "LIST"):
+        words = (line.decode() if isinstance(line, bytes) else str(line)).split()
+        if len(words) > 1 and words[0] == "user":
+            users[words[1]] = {w[1:] for w in words[2:] if w.startswith("#")}
+    return users
 
 
 def _has_password(client: Redis, host_name: str, sha256: str) -> bool:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from apps.machines.identity import ENVELOPE_VERSION, KINDS, identity_key, seal, signature
 from apps.machines.models import Host
@@ -151,6 +153,19 @@ def _on_report(host: Host, body: dict[str, Any]) -> None:
         raise RefusedError("a report without its time")
     reported = [w for w in workloads if _workload_shaped(w)]
     host_reported(host, _dict(body.get("inventory")), reported, collected_at)
+
+
+def said_moment(value: Any, *, earliest: datetime) -> datetime | None:
+    """A moment a host said (Unix time: its runtime's clock, Docker's State.StartedAt),
+    believed only within reason, since a host is not trusted: not before ``earliest`` (what
+    the control plane knows came first), not after now. None for anything else."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        moment = datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # nan, inf, out of range
+        return None
+    return moment if earliest <= moment <= timezone.now() else None
 
 
 def _workload_shaped(workload: Any) -> bool:

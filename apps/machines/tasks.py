@@ -20,7 +20,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -114,10 +114,8 @@ def _purge_queue(host: Host) -> None:
     when it comes back, and start a workload whose session ended, on GPUs that may be
     someone else's by then (issue 20's host-power fault). What still runs there is removed
     once it reports again (the orphans, below)."""
-    from config.celery import app
-
     try:
-        with app.connection_for_write() as connection:
+        with current_app.connection_for_write() as connection:
             channel: Any = connection.default_channel  # kombu's virtual channel
             dropped = channel.queue_purge(host.queue)
     except Exception:  # the broker away: what is left is fenced at its return

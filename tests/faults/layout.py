@@ -292,17 +292,9 @@ class FaultLayout:
         """A notebook of ``GPU_TYPE`` made and started through the API: only host b has GPUs,
         so it is placed there (no drain needed); with ``wait``, until it is "running"."""
         self.wait_gpus("b")
-        client = api or self.api()
-        try:
-            notebook = self.create_notebook(client, name, GPU_TYPE)
-            started = client.post(f"/teams/{self.team_slug}/notebooks/{notebook}/start/")
-            assert started.status_code in {200, 202}, started.text
-            if wait:
-                self.wait_notebook(client, notebook, "running", timeout)
-            return notebook
-        finally:
-            if api is None:
-                client.close()
+        return self.start_notebook(
+            api, name=name, wait=wait, timeout=timeout, machine_type=GPU_TYPE
+        )
 
     def gpus(self, key: str = "b") -> list[str]:
         """The GPU UUIDs the ledger has for host ``key``."""

@@ -86,8 +86,8 @@ class FakeRedis:
         if args[0] == "CLIENT":
             return 0
         op = args[1]
-        if op == "USERS":
-            return [u.encode() for u in sorted(self.users)]
+        if op == "LIST":
+            return [f"user {u} on #{h} ~host.x".encode() for u, h in sorted(self.users.items())]
         if op == "SETUSER":
             hook = self.hooks.pop(("SETUSER", threading.current_thread().name), None)
             if hook:

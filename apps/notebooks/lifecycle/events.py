@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.tenancy import team_scope
+from apps.machines.inbox import said_moment
 from apps.machines.services import endpoint_on_host
 from apps.notebooks.lifecycle.ending import session_end, stop_on_host
 from apps.notebooks.lifecycle.spec import session_token_started
@@ -31,6 +31,9 @@ from apps.notebooks.models import STARTING_STATUSES, Notebook, NotebookSession, 
 from apps.notebooks.templates import TEMPLATES, built_on_hosts
 from apps.notebooks.volumes import files_arrived
 from apps.runtimes.images import BUILD_STEP_KINDS, WAITING, BuildStep, build_step_message
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
@@ -221,23 +224,13 @@ def _started_at(session: NotebookSession, data: dict[str, Any]) -> datetime:
     ran meanwhile unbilled. Believed only within reason (a host is not trusted): a time
     before the session was placed on a host (the wait in the line is never billed), or
     after now, is not believed, and now is taken."""
-    now = timezone.now()
     state = data.get("state")
     said = data.get("started_at")
     if said is None and isinstance(state, dict):  # "ready" carries it in the runtime's state
         said = state.get("started_at")
-    if not isinstance(said, int | float) or isinstance(said, bool) or not math.isfinite(said):
-        return now
-    try:
-        moment = datetime.fromtimestamp(said, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return now
     placed = session.placement.created_at if session.placement is not None else None
-    return (
-        moment
-        if max(session.requested_at, placed or session.requested_at) <= moment <= now
-        else now
-    )
+    earliest = max(session.requested_at, placed or session.requested_at)
+    return said_moment(said, earliest=earliest) or timezone.now()
 
 
 def _on_started(session: NotebookSession, data: dict[str, Any]) -> None:
