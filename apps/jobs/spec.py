@@ -161,6 +161,9 @@ def attempt_spec(attempt: Attempt) -> tuple[Spec, dict[str, Any]]:
         image=image,
         command=sources.runner_command(definition, run_id=run.pk),
         env=run_env(run) | attempt_api_env(attempt),
+        # A new token at each dispatch: a start sent again is still this workload, and its
+        # host keeps the container the first start has running (Spec.fingerprint).
+        volatile_env=["LATTICE_TOKEN"],
         **spec_limits(machine, attempt.placement),
         volumes={workspace_volume(run): WORKSPACE_PATH, outputs_volume(run): OUTPUTS_PATH},
         datasets=run_inputs(run),

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.dispatch import Signal
 
 from apps.core.timings import median_seconds
+from apps.machines.availability import machine_type_availability
 from apps.machines.hooks import workload_kind
 from apps.machines.models import MachineType, Placement, PlacementRequest
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
@@ -303,6 +304,17 @@ def owner_placement_request(
     )
 
 
+def waiting_message(machine_type: MachineType, request: PlacementRequest) -> str:
+    """What a start waiting in ``machine_type``'s line is told: why it waits (no room, or
+    every host that could run it away: draining, or offline within LATTICE_HOST_GRACE) and
+    how many are ahead of it."""
+    ahead = (queue_position(request) or 1) - 1
+    where = f"{ahead} ahead of you." if ahead else "you are next."
+    if machine_type_availability(machine_type).waiting_for_host:
+        return f"Waiting for a host that can run {machine_type.name} to come back: {where}"
+    return f"Waiting for a free {machine_type.name}: {where}"
+
+
 def owner_take_placement(
     owner: Any, request: PlacementRequest, *, waiting: str
 ) -> Placement | str | None:
@@ -316,10 +328,7 @@ def owner_take_placement(
             placement_free(placement=request.placement)
         return None
     if not placed or request.placement is None:
-        ahead = (queue_position(request) or 1) - 1
-        return f"Waiting for a free {owner.machine_type.name}: " + (
-            f"{ahead} ahead." if ahead else "next in line."
-        )
+        return waiting_message(owner.machine_type, request)
     placement = request.placement
     owner.placement = placement
     owner.host = placement.host

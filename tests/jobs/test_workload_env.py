@@ -113,3 +113,29 @@ def test_a_run_nobody_can_act_for_gets_no_token(
     assert run.status == RS.SUCCEEDED, run.status_message
     assert written(got).split() == []
     assert not PersonalAccessToken.objects.exclude(workload="").exists()
+
+
+def test_a_start_sent_again_is_the_same_workload_despite_its_new_token(
+    acme, alice, process_host, no_outputs, tmp_path
+):
+    """Each dispatch makes a new workload token; the spec's fingerprint, by which the host
+    keeps a running container for a start sent again (a lost "started", sent again by the
+    jobs tick), ignores it. It did not: the attempt's container was replaced, the job run
+    from its start again."""
+    from apps.core.tenancy import team_scope
+    from apps.jobs import spec
+
+    got = tmp_path / "env.txt"
+    job = make_job(acme, alice, env_command(got, "sleep 60"))
+    run = wait_for(runs.run_create(job, trigger=Run.Trigger.MANUAL, actor=alice), RS.RUNNING)
+    [attempt] = attempts_of(run)
+
+    with team_scope(acme.pk):
+        first, _ = spec.attempt_spec(attempt)
+        again, _ = spec.attempt_spec(attempt)
+    assert first.env["LATTICE_TOKEN"] != again.env["LATTICE_TOKEN"]
+    assert first.fingerprint() == again.fingerprint()
+    changed = type(again)(**{**again.__dict__, "env": {**again.env, "LATTICE_TEAM": "x"}})
+    assert changed.fingerprint() != first.fingerprint()
+    runs.run_cancel(run, actor=alice)
+    wait_for(run, RS.CANCELLED)

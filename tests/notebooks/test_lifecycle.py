@@ -203,6 +203,35 @@ def test_the_second_notebook_waits_in_line_and_starts_when_room_frees(
     assert waiting.status == Status.RUNNING
 
 
+def test_a_queued_notebook_is_told_once_per_change_not_at_each_pass(
+    acme, alice, fake_runtime, catalogue
+):
+    """The reconciler asks the line again at each pass: the notebook's events and its live
+    stream say its place once, and again only when the words change (the only host that
+    could run it away: it waits for that host, not for a free machine)."""
+    host = make_host(cpus=2, memory_gib=8)
+    first = make_notebook(acme, alice, "One")
+    second = make_notebook(acme, alice, "Two")
+    start(acme, alice, first)
+    waiting = start(acme, alice, second)
+    events = NotebookEvent.objects.for_team(acme).filter(session=waiting).order_by("pk")
+    before = list(events.values_list("message", flat=True))
+    assert "Waiting for a free" in before[-1]
+
+    for _ in range(3):
+        upkeep.reconcile_sessions()
+    assert list(events.values_list("message", flat=True)) == before
+
+    host.status = host.Status.DRAINING
+    host.save(update_fields=["status"])
+    upkeep.reconcile_sessions()
+    second.refresh_from_db()
+    assert second.status_message.startswith("Waiting for a host that can run")
+    assert events.count() == len(before) + 1
+    upkeep.reconcile_sessions()
+    assert events.count() == len(before) + 1
+
+
 def test_stopping_a_queued_notebook_cancels_its_place_in_line(acme, alice, fake_runtime, catalogue):
     make_host(cpus=2, memory_gib=8)
     first = make_notebook(acme, alice, "One")

@@ -37,7 +37,7 @@ from apps.machines.queue import (
     placement_at_once,
     placement_free,
     placement_request,
-    queue_position,
+    waiting_message,
 )
 from apps.machines.reports import workload_event
 from apps.notebooks.entitlements import check_start
@@ -272,15 +272,10 @@ def session_place(session: NotebookSession) -> None:
                 placement_free(placement=request.placement)
             return
         if not placed or request.placement is None:
-            position = queue_position(request) or 1
-            ahead = position - 1
-            session_set_status(
-                session,
-                Status.QUEUED,
-                f"Waiting for a free {session.machine_type.name}: "
-                + (f"{ahead} ahead of you." if ahead else "you are next."),
-                phase="queued",
-            )
+            # Each pass of the reconciler asks again: nothing is written while the words stay.
+            message = waiting_message(session.machine_type, request)
+            if message != session.notebook.status_message:
+                session_set_status(session, Status.QUEUED, message, phase="queued")
             return
         _placed(session, request.placement, "")
 
