@@ -67,7 +67,9 @@ def s3_server() -> Iterator[str]:
     server = make_server(
         "127.0.0.1", 0, _presign_checked(moto), True, request_handler=MotoRequestHandler
     )
-    thread = threading.Thread(target=server.serve_forever, name="fake-s3", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-s3", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

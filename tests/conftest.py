@@ -21,6 +21,7 @@ from apps.teams.models import Role, Team
 from tests.factories import PASSWORD, TeamFactory, UserFactory, add_member
 
 pytest_plugins = [
+    "tests.fast_flush",
     "tests.notebook_fixtures",
     "tests.asgi_server",
     "tests.client.sdk_fixtures",

@@ -86,7 +86,9 @@ class _FakeJupyter(BaseHTTPRequestHandler):
 
 def _serve() -> tuple[ThreadingHTTPServer, int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeJupyter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server, int(server.server_address[1])
 
 

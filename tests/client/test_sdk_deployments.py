@@ -51,7 +51,9 @@ class _Replica(BaseHTTPRequestHandler):
 @pytest.fixture
 def replica_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Replica)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -279,7 +279,9 @@ def tampering(blob_server: str) -> Iterator[dict[str, Any]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     how["url"] = f"http://127.0.0.1:{server.server_address[1]}"
     try:

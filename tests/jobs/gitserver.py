@@ -127,7 +127,9 @@ def git_server(root: Path, *, address: str, token: str) -> Iterator[GitServer]:
     server = GitServer(root=root, token=token, address=address)
     httpd = http.server.ThreadingHTTPServer((address, 0), _handler(server))
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server
