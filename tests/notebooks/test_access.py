@@ -597,9 +597,7 @@ def echo_jupyter(acme, running):
             connection.send(message)
 
     server = serve(echo, "127.0.0.1", 0)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     port = server.socket.getsockname()[1]
     NotebookSession.objects.for_team(acme).filter(pk=running.pk).update(
