@@ -752,3 +752,42 @@ def test_a_browser_that_leaves_mid_upload_gets_nothing_sent_on(notebook, running
     async_to_sync(NotebookHTTPProxy())(scope, receive, send)
 
     assert sent == []
+
+
+def test_a_jupyter_that_never_answers_gets_a_504_not_a_wait_for_ever(
+    acme, notebook, running, bob, monkeypatch
+):
+    """A server that takes the connection and says nothing (a hung Jupyter) is given up on
+    after the proxy's read timeout, with a 504 that says what to do. It was waited on for
+    ever, holding the request and its connection."""
+    import socket
+    import threading
+
+    from apps.notebooks.proxy import http as proxy_http
+
+    browser = Browser(bob)
+    assert browser.get(f"/nb/{notebook.pk}/lab").status_code == 200
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts the connection; nobody ever reads or answers it
+    # Without a read timeout the test would wait for ever: closed after 15 s, the connection
+    # is reset, and the proxy answers 502 instead.
+    closer = threading.Timer(15, silent.close)
+    closer.start()
+    NotebookSession.objects.for_team(acme).filter(pk=running.pk).update(
+        endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}"
+    )
+    monkeypatch.setattr(proxy_http, "READ_TIMEOUT", 0.5)
+    proxy_http._clients.clear()
+    try:
+        began = time.monotonic()
+        response = browser.get(f"/nb/{notebook.pk}/lab")
+        took = time.monotonic() - began
+    finally:
+        closer.cancel()
+        silent.close()
+        proxy_http._clients.clear()
+
+    assert response.status_code == 504
+    assert "did not answer within 0.5 s" in response.text
+    assert took < 10

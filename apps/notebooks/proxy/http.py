@@ -62,6 +62,11 @@ _HOP_BY_HOP = {
     "origin",
 }
 
+# The longest silence (seconds) from Jupyter before or within an answer: a hung server must
+# not hold a proxied request and its connection for ever. A download sends far more often;
+# kernels and terminals speak over websockets (apps.notebooks.proxy.websocket), not here.
+READ_TIMEOUT = 300.0
+
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
 
@@ -70,7 +75,7 @@ def _client() -> httpx.AsyncClient:
     client = _clients.get(loop)
     if client is None:
         client = _clients[loop] = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=10.0),
+            timeout=httpx.Timeout(connect=5.0, read=READ_TIMEOUT, write=60.0, pool=10.0),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
@@ -150,6 +155,15 @@ class NotebookHTTPProxy:
             response = await _client().send(request, stream=True)
         except _ClientGone:
             return  # nobody to answer
+        except httpx.ReadTimeout:
+            logger.info("notebook proxy to %s: no answer in %s s", target.endpoint, READ_TIMEOUT)
+            await plain_response(
+                send,
+                504,
+                f"The notebook's server did not answer within {READ_TIMEOUT:g} s. "
+                "If it stays so, restart the notebook.",
+            )
+            return
         except httpx.HTTPError as exc:
             logger.info("notebook proxy to %s failed: %s", target.endpoint, exc)
             await plain_response(
@@ -167,6 +181,10 @@ class NotebookHTTPProxy:
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        except httpx.ReadTimeout:
+            # Silent mid-answer: the answer stays unfinished and the server closes the
+            # connection, so the browser sees it cut short.
+            logger.info("notebook proxy to %s: the answer stopped", target.endpoint)
         finally:
             await response.aclose()
 
