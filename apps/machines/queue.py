@@ -21,7 +21,6 @@ from django.db.models import F, Q
 from django.dispatch import Signal
 
 from apps.core.timings import median_seconds
-from apps.machines.availability import machine_type_availability
 from apps.machines.hooks import workload_kind
 from apps.machines.models import MachineType, Placement, PlacementRequest
 from apps.machines.scheduler import NoCapacityError, placement_create, placement_release
@@ -305,13 +304,9 @@ def owner_placement_request(
 
 
 def waiting_message(machine_type: MachineType, request: PlacementRequest) -> str:
-    """What a start waiting in ``machine_type``'s line is told: why it waits (no room, or
-    every host that could run it away: draining, or offline within LATTICE_HOST_GRACE) and
-    how many are ahead of it."""
+    """What a start waiting in ``machine_type``'s line is told: how many are ahead of it."""
     ahead = (queue_position(request) or 1) - 1
     where = f"{ahead} ahead of you." if ahead else "you are next."
-    if machine_type_availability(machine_type).waiting_for_host:
-        return f"Waiting for a host that can run {machine_type.name} to come back: {where}"
     return f"Waiting for a free {machine_type.name}: {where}"
 
 

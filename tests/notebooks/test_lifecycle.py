@@ -207,29 +207,35 @@ def test_a_queued_notebook_is_told_once_per_change_not_at_each_pass(
     acme, alice, fake_runtime, catalogue
 ):
     """The reconciler asks the line again at each pass: the notebook's events and its live
-    stream say its place once, and again only when the words change (the only host that
-    could run it away: it waits for that host, not for a free machine)."""
-    host = make_host(cpus=2, memory_gib=8)
+    stream say its place once, and again only when the words change."""
+    make_host(cpus=2, memory_gib=8)
     first = make_notebook(acme, alice, "One")
     second = make_notebook(acme, alice, "Two")
+    third = make_notebook(acme, alice, "Three")
     start(acme, alice, first)
     waiting = start(acme, alice, second)
     events = NotebookEvent.objects.for_team(acme).filter(session=waiting).order_by("pk")
     before = list(events.values_list("message", flat=True))
-    assert "Waiting for a free" in before[-1]
+    assert before[-1].endswith("you are next.")
 
     for _ in range(3):
         upkeep.reconcile_sessions()
     assert list(events.values_list("message", flat=True)) == before
 
-    host.status = host.Status.DRAINING
-    host.save(update_fields=["status"])
+    behind = start(acme, alice, third)
+    third.refresh_from_db()
+    assert third.status_message.endswith("1 ahead of you.")
+    services.notebook_stop(team=acme, actor=alice, notebook=first)
     upkeep.reconcile_sessions()
-    second.refresh_from_db()
-    assert second.status_message.startswith("Waiting for a host that can run")
-    assert events.count() == len(before) + 1
-    upkeep.reconcile_sessions()
-    assert events.count() == len(before) + 1
+    behind.refresh_from_db()
+    assert behind.status == Status.QUEUED
+    third.refresh_from_db()
+    assert third.status_message.endswith("you are next.")
+    said = NotebookEvent.objects.for_team(acme).filter(session=behind).order_by("pk")
+    places = [
+        m for m in said.values_list("message", flat=True) if m.startswith("Waiting for a free")
+    ]
+    assert [m.split(": ")[-1] for m in places] == ["1 ahead of you.", "you are next."]
 
 
 def test_stopping_a_queued_notebook_cancels_its_place_in_line(acme, alice, fake_runtime, catalogue):
