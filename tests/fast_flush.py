@@ -81,8 +81,12 @@ def _fast_flush(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        kept_counts = _counts(cursor)
+    try:
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            kept_counts = _counts(cursor)
+    except DatabaseError:  # no tables to count (a run of tests without a database): no need
+        yield
+        return
     handle = flush.Command.handle
 
     def fast_handle(self: flush.Command, **options: Any) -> None:

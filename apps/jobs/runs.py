@@ -508,10 +508,12 @@ STARTED_EARLIEST = timedelta(minutes=2)
 
 def _started_moment(value: Any, attempt: Attempt) -> datetime:
     """When the attempt's process started: the runtime's own time where the host says one
-    within reason (see STARTED_EARLIEST; never before the attempt was asked for), else now."""
+    within reason (see STARTED_EARLIEST; never before the attempt was asked for, nor before
+    it was placed: the wait in the line is not the host's to bill), else now."""
     now = timezone.now()
-    earliest = max(now - STARTED_EARLIEST, attempt.requested_at or now - STARTED_EARLIEST)
-    return said_moment(value, earliest=earliest) or now
+    placed = attempt.placement.created_at if attempt.placement is not None else None
+    bounds = (now - STARTED_EARLIEST, attempt.requested_at, placed)
+    return said_moment(value, earliest=max(b for b in bounds if b is not None)) or now
 
 
 def _on_started(run: Run, attempt: Attempt, data: dict[str, Any]) -> None:

@@ -217,3 +217,21 @@ def test_a_host_cannot_bill_the_wait_in_the_line(acme, alice, host, notebook):
     started = NotebookSession.objects.for_team(acme).get(pk=session.pk).started_at
     assert started is not None
     assert started >= placed
+
+
+def test_a_host_cannot_bill_a_job_attempts_wait_in_the_line() -> None:
+    """As a notebook's: a job attempt's start said to be before its placement is not believed."""
+    from types import SimpleNamespace
+
+    from apps.jobs.runs import _started_moment
+
+    now = timezone.now()
+    placed = now - timedelta(seconds=30)
+    attempt: Any = SimpleNamespace(
+        requested_at=now - timedelta(seconds=90),  # 60 s in the line
+        placement=SimpleNamespace(created_at=placed),
+    )
+    in_line = (now - timedelta(seconds=80)).timestamp()
+    assert _started_moment(in_line, attempt) >= now - timedelta(seconds=5)
+    after = (placed + timedelta(seconds=2)).timestamp()
+    assert _started_moment(after, attempt).timestamp() == pytest.approx(after)
